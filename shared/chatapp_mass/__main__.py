@@ -1,0 +1,3 @@
+from chatapp_mass.cli import main
+
+raise SystemExit(main())
