@@ -1,0 +1,105 @@
+"""The official CAMS SDK, wrapped once: ``CamsClient.send(options, recipients) -> SendOutcome``.
+
+- One attempt per call: the SDK's own retries are off (no ``retry_options``, ``autoretry=False``); every
+  retry is the engine's decision, made within the rate limit.
+- Credentials: an explicit ``alibabacloud_credentials`` client from the composition root (the demo and the
+  tests pass the local cloud's), else the SDK's default chain (STS environment variables in Function
+  Compute, ``~/.alibabacloud`` profiles on a laptop). Never keys in code.
+- ``CHATAPP_CAMS_ENDPOINT``: a URL (``http://127.0.0.1:8123``) gives protocol and host:port; a bare host
+  means HTTPS. Region from ``ALIBABA_CLOUD_REGION_ID`` (default ``ap-southeast-1``).
+- SDK clients are built lazily, one per thread (nothing is created at import or construction).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from typing import Any, Mapping, Optional
+from urllib.parse import urlsplit
+
+from chatapp_mass import env
+from chatapp_mass.options import JobOptions
+from chatapp_mass.outcomes import SendOutcome, classify_reply, classify_transport_error
+
+
+@dataclass(frozen=True)
+class CamsSettings:
+    region_id: str = env.DEFAULT_REGION
+    endpoint: Optional[str] = None  # host[:port]; None = the SDK's endpoint for the region
+    protocol: str = "HTTPS"
+    connect_timeout_ms: int = 5_000
+    read_timeout_ms: int = 30_000
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ, **overrides: Any) -> "CamsSettings":
+        region = environ.get(env.ALIBABA_CLOUD_REGION_ID) or env.DEFAULT_REGION
+        endpoint, protocol = parse_endpoint(environ.get(env.CHATAPP_CAMS_ENDPOINT))
+        return cls(region_id=region, endpoint=endpoint, protocol=protocol, **overrides)
+
+
+def parse_endpoint(value: Optional[str]) -> tuple[Optional[str], str]:
+    """``http://127.0.0.1:8123`` -> ("127.0.0.1:8123", "HTTP"); ``cams.example.com`` -> (that, "HTTPS")."""
+    if not value or not value.strip():
+        return None, "HTTPS"
+    value = value.strip()
+    if "://" in value:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"{env.CHATAPP_CAMS_ENDPOINT}={value!r}: use http(s)://host[:port] or a bare host")
+        return parts.netloc, parts.scheme.upper()
+    return value.rstrip("/"), "HTTPS"
+
+
+class CamsClient:
+    def __init__(self, settings: CamsSettings, credential: Any = None) -> None:
+        self.settings = settings
+        self._credential = credential
+        self._local = threading.local()
+
+    def _sdk(self) -> Any:
+        client = getattr(self._local, "client", None)
+        if client is None:
+            from alibabacloud_cams20200606.client import Client
+            from alibabacloud_tea_openapi.utils_models import Config
+
+            credential = self._credential
+            if credential is None:
+                from alibabacloud_credentials.client import Client as CredentialClient
+
+                credential = CredentialClient()  # the default chain
+            config = Config(
+                credential=credential,
+                region_id=self.settings.region_id,
+                protocol=self.settings.protocol,
+                connect_timeout=self.settings.connect_timeout_ms,
+                read_timeout=self.settings.read_timeout_ms,
+            )
+            if self.settings.endpoint:
+                config.endpoint = self.settings.endpoint
+            client = self._local.client = Client(config)
+        return client
+
+    def send(self, options: JobOptions, recipients: list[dict[str, Any]]) -> SendOutcome:
+        """One SendChatappMassMessage attempt, classified. Never raises for a service or transport failure."""
+        from alibabacloud_cams20200606 import models
+        from alibabacloud_tea_openapi.exceptions import AlibabaCloudException
+        from darabonba.runtime import RuntimeOptions
+
+        request = models.SendChatappMassMessageRequest().from_map({**options.to_api(), "SenderList": recipients})
+        runtime = RuntimeOptions(
+            autoretry=False,
+            max_attempts=0,
+            connect_timeout=self.settings.connect_timeout_ms,
+            read_timeout=self.settings.read_timeout_ms,
+        )
+        try:
+            response = self._sdk().send_chatapp_mass_message_with_options(request, runtime)
+        except AlibabaCloudException as error:  # an HTTP 4xx/5xx reply that parsed as JSON
+            body = error.data if isinstance(error.data, dict) else {}
+            body = {**body, "Code": body.get("Code") or error.code, "Message": body.get("Message") or error.message}
+            return classify_reply(error.status_code or 500, body)
+        except Exception as error:  # transport, non-JSON reply: the SDK wraps them all alike
+            return classify_transport_error(error)
+        body = response.body.to_map() if response.body is not None else {}
+        return classify_reply(response.status_code or 200, body)

@@ -1,0 +1,137 @@
+"""The one place where a CAMS reply, or a failure to get one, becomes a decision.
+
+Classification goes by the reply's ``Code`` whatever the HTTP status:
+
+==============  =====================================================  =======================================
+kind            when                                                   what the sender does
+==============  =====================================================  =======================================
+sent            ``Code == "OK"`` (CAMS accepted the batch)             batch ``sent``
+throttled       ``System.LimitControl``, ``Throttling*``               retry within the rate; never a failure
+fatal           account- or template-level refusal (see FATAL_CODES)   batch ``failed``; the job stops
+failed          any other refusal (``InvalidParameter.*``, other 4xx)  batch ``failed`` with code and message
+uncertain       HTTP 5xx, read timeout, reset after sending, non-JSON  batch ``uncertain``; never resent
+                                                                       automatically
+not_sent        connection refused / connect timeout (nothing left)    retry within the rate
+==============  =====================================================  =======================================
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, Optional
+
+import requests
+import urllib3.exceptions
+
+
+class OutcomeKind(str, Enum):
+    sent = "sent"
+    throttled = "throttled"
+    fatal = "fatal"
+    failed = "failed"
+    uncertain = "uncertain"
+    not_sent = "not_sent"
+
+
+THROTTLE_CODES = frozenset({"System.LimitControl", "Throttling", "Throttling.User", "Throttling.Api"})
+# Refusals that every other batch of the job would get too: stop the job instead of failing a million rows
+# one batch at a time.
+FATAL_CODES = frozenset(
+    {
+        "Ram.PermissionDeny",
+        "Product.Unsubscript",
+        "Unknown.ResourceOwnerId",
+        "Forbidden.RAM",
+        "NoPermission",
+        "InvalidAccessKeyId",
+        "InvalidAccessKeyId.NotFound",
+        "InvalidAccessKeyId.Inactive",
+        "SignatureDoesNotMatch",
+        "IncompleteSignature",
+        "InvalidSecurityToken.Expired",
+        "InvalidSecurityToken.Mismatch",
+        "InvalidSecurityToken.MalFormed",
+        "DetailError.TemplateNotExist",
+    }
+)
+FATAL_PREFIXES = ("Authentication.", "InvalidSecurityToken.", "InvalidAccessKeyId.", "Template.")
+
+
+@dataclass(frozen=True)
+class SendOutcome:
+    kind: OutcomeKind
+    code: str = ""
+    message: str = ""
+    request_id: str = ""
+    group_message_id: str = ""
+    http_status: Optional[int] = None
+
+    @property
+    def reached_service(self) -> bool:
+        return self.kind is not OutcomeKind.not_sent
+
+
+def is_throttle_code(code: str) -> bool:
+    return code in THROTTLE_CODES or code.startswith("Throttling")
+
+
+def is_fatal_code(code: str) -> bool:
+    return code in FATAL_CODES or code.startswith(FATAL_PREFIXES)
+
+
+def classify_reply(http_status: int, body: dict[str, Any]) -> SendOutcome:
+    """A reply that arrived and parsed as JSON."""
+    code = str(body.get("Code") or body.get("code") or "")
+    message = str(body.get("Message") or body.get("message") or "")
+    request_id = str(body.get("RequestId") or body.get("requestId") or "")
+    fields = dict(code=code, message=message, request_id=request_id, http_status=http_status)
+    if code == "OK" and http_status < 300:
+        return SendOutcome(OutcomeKind.sent, group_message_id=str(body.get("GroupMessageId") or ""), **fields)
+    if is_throttle_code(code):
+        return SendOutcome(OutcomeKind.throttled, **fields)
+    if is_fatal_code(code):
+        return SendOutcome(OutcomeKind.fatal, **fields)
+    if http_status >= 500:
+        return SendOutcome(OutcomeKind.uncertain, **fields)
+    return SendOutcome(OutcomeKind.failed, **fields)
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """The exception, its causes/contexts, and the reasons urllib3 and requests tuck into ``args``."""
+    seen: list[BaseException] = []
+    todo: list[BaseException] = [exc]
+    while todo:
+        current = todo.pop()
+        if any(current is known for known in seen):
+            continue
+        seen.append(current)
+        for linked in (current.__cause__, current.__context__, getattr(current, "reason", None),
+                       getattr(current, "inner_exception", None)):
+            if isinstance(linked, BaseException):
+                todo.append(linked)
+        todo.extend(arg for arg in getattr(current, "args", ()) if isinstance(arg, BaseException))
+    return seen
+
+
+def classify_transport_error(exc: BaseException) -> SendOutcome:
+    """A call that got no usable reply. The SDK wraps all of these alike (``UnretryableException``, the
+    transport error in ``__context__``), so the chain is searched for what really happened."""
+    chain = _chain(exc)
+    name = type(chain[-1]).__name__
+    text = f"{name}: {chain[-1]}"[:500]
+    if any(isinstance(e, json.JSONDecodeError) for e in chain):
+        return SendOutcome(OutcomeKind.uncertain, code="NonJsonReply", message="the reply was not JSON")
+    if any(isinstance(e, requests.exceptions.ReadTimeout | urllib3.exceptions.ReadTimeoutError) for e in chain):
+        return SendOutcome(OutcomeKind.uncertain, code="ReadTimeout", message=text)
+    nothing_sent = (
+        requests.exceptions.ConnectTimeout,
+        urllib3.exceptions.ConnectTimeoutError,
+        urllib3.exceptions.NewConnectionError,
+        urllib3.exceptions.NameResolutionError,
+        ConnectionRefusedError,
+    )
+    if any(isinstance(e, nothing_sent) for e in chain):
+        return SendOutcome(OutcomeKind.not_sent, code="ConnectFailed", message=text)
+    return SendOutcome(OutcomeKind.uncertain, code="TransportError", message=text)

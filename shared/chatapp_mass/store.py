@@ -1,0 +1,187 @@
+"""The state store: jobs, batches, input rows and the account-wide rate window, behind one interface.
+
+The rules (state machine, which transitions are allowed, what a resume does) live in ``engine`` above this
+interface; a backend only has to make each method atomic, and ``transition_batch`` conditional: it changes
+a batch only if it is still in one of the expected states, and says whether it did. That one primitive is
+what makes "one claimant ever wins" and "never sent twice" hold across threads, processes and, later,
+function instances.
+
+Backends: ``store_sqlite.SqliteStore`` (local runs, the default); Tablestore is a later issue
+(``tablestore://INSTANCE`` is reserved).
+"""
+
+from __future__ import annotations
+
+import abc
+import time
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Iterable, Iterator, Optional
+
+
+class JobStatus(str, Enum):
+    planning = "planning"  # the file is being read into the store
+    ready = "ready"  # planned, nothing dispatched yet (or a dry run)
+    running = "running"
+    completed = "completed"  # every batch resolved (sent, failed or uncertain)
+    stopped = "stopped"  # kill switch: an account- or template-level refusal
+    stalled = "stalled"  # throttled or unreachable without progress for --max-stall
+    interrupted = "interrupted"  # Ctrl-C; resumable
+
+    @property
+    def is_final(self) -> bool:
+        return self is JobStatus.completed
+
+
+class BatchStatus(str, Enum):
+    pending = "pending"  # not yet sent (or released for a retry)
+    claimed = "claimed"  # a sender owns it; its call has not started
+    sending = "sending"  # the call may be on the wire
+    sent = "sent"
+    failed = "failed"
+    uncertain = "uncertain"  # the call may or may not have reached CAMS
+
+    @property
+    def resolved(self) -> bool:
+        return self in (BatchStatus.sent, BatchStatus.failed, BatchStatus.uncertain)
+
+
+class RowStatus(str, Enum):
+    valid = "valid"
+    invalid = "invalid"
+    duplicate = "duplicate"
+
+
+@dataclass
+class JobRecord:
+    job_id: str
+    source: str
+    options: dict[str, Any]  # JobOptions.to_api()
+    intake: dict[str, Any]  # IntakeOptions.model_dump()
+    content_sha256: str
+    status: JobStatus = JobStatus.planning
+    reason: str = ""
+    total_rows: int = 0
+    valid: int = 0
+    invalid: int = 0
+    duplicate: int = 0
+    batches: int = 0
+    created_at: float = field(default_factory=time.time)
+    updated_at: float = field(default_factory=time.time)
+
+
+@dataclass
+class BatchRecord:
+    job_id: str
+    seq: int
+    size: int  # recipients
+    status: BatchStatus = BatchStatus.pending
+    attempts: int = 0
+    owner: str = ""
+    claim_expires: float = 0.0
+    code: str = ""
+    message: str = ""
+    request_id: str = ""
+    group_message_id: str = ""
+    updated_at: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True)
+class RowRecord:
+    """One input record. Valid rows carry their batch and the SenderList item to send."""
+
+    job_id: str
+    line: int
+    to: str
+    status: RowStatus
+    code: str = ""
+    message: str = ""
+    batch_seq: Optional[int] = None
+    recipient: Optional[dict[str, Any]] = None
+
+
+@dataclass(frozen=True)
+class ReportRow:
+    line: int
+    to: str
+    status: str  # sent | failed | uncertain | pending | invalid | duplicate
+    group_message_id: str
+    code: str
+    message: str
+
+
+REPORT_STATUS = {
+    BatchStatus.pending: "pending",
+    BatchStatus.claimed: "pending",
+    BatchStatus.sending: "pending",
+    BatchStatus.sent: "sent",
+    BatchStatus.failed: "failed",
+    BatchStatus.uncertain: "uncertain",
+}
+
+
+class Store(abc.ABC):
+    # jobs
+    @abc.abstractmethod
+    def create_job(self, job: JobRecord) -> bool:
+        """Insert the job if no job has its id; True if this call created it."""
+
+    @abc.abstractmethod
+    def get_job(self, job_id: str) -> Optional[JobRecord]: ...
+
+    @abc.abstractmethod
+    def list_jobs(self, limit: int = 50) -> list[JobRecord]:
+        """Newest first."""
+
+    @abc.abstractmethod
+    def update_job(self, job_id: str, *, expect: Optional[Iterable[JobStatus]] = None, **fields: Any) -> bool:
+        """Set fields; with ``expect``, only if the job's status is one of them. True if it changed."""
+
+    @abc.abstractmethod
+    def delete_job(self, job_id: str) -> None:
+        """Remove the job with its rows and batches (a plan that was refused)."""
+
+    # plan
+    @abc.abstractmethod
+    def clear_plan(self, job_id: str) -> None:
+        """Drop rows and batches of a plan that did not finish, so it can be planned again."""
+
+    @abc.abstractmethod
+    def put_plan(self, rows: list[RowRecord], batches: list[BatchRecord]) -> None:
+        """Write rows and (new) batches. Idempotent: writing the same plan twice leaves one copy."""
+
+    # batches
+    @abc.abstractmethod
+    def list_batches(self, job_id: str, statuses: Optional[Iterable[BatchStatus]] = None) -> list[BatchRecord]:
+        """Ordered by seq."""
+
+    @abc.abstractmethod
+    def batch_recipients(self, job_id: str, seq: int) -> list[dict[str, Any]]:
+        """The SenderList items of a batch, in input order."""
+
+    @abc.abstractmethod
+    def transition_batch(
+        self, job_id: str, seq: int, *, expect: Iterable[BatchStatus], to: BatchStatus, **fields: Any
+    ) -> bool:
+        """Conditional update: only if the batch is in one of ``expect``. True if this call changed it."""
+
+    @abc.abstractmethod
+    def batch_totals(self, job_id: str) -> dict[BatchStatus, tuple[int, int]]:
+        """Per batch status: (batches, recipients)."""
+
+    # report
+    @abc.abstractmethod
+    def report_rows(self, job_id: str) -> Iterator[ReportRow]:
+        """One row per input record, ordered by line."""
+
+    # account-wide rate window
+    @abc.abstractmethod
+    def rate_acquire(self, key: str, limit: int, window: float, now: float) -> float:
+        """Record an attempt at ``now`` if fewer than ``limit`` were recorded in ``(now - window, now]``.
+
+        Returns 0.0 when granted, else the seconds to wait before a slot frees up. Atomic across every
+        process sharing the store.
+        """
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""
