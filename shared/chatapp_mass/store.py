@@ -130,6 +130,10 @@ class Store(abc.ABC):
     def get_job(self, job_id: str) -> Optional[JobRecord]: ...
 
     @abc.abstractmethod
+    def find_jobs(self, prefix: str) -> list[str]:
+        """Ids of (at most a few) jobs whose id starts with ``prefix``."""
+
+    @abc.abstractmethod
     def list_jobs(self, limit: int = 50) -> list[JobRecord]:
         """Newest first."""
 

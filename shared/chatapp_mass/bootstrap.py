@@ -1,0 +1,49 @@
+"""The composition root: the one place real adapters are built. Tests and the demo pass their own."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Mapping, Optional
+
+from chatapp_mass import env
+from chatapp_mass.cams import CamsClient, CamsSettings
+from chatapp_mass.store import Store
+from chatapp_mass.store_sqlite import open_store
+
+
+@dataclass
+class Services:
+    store: Store
+    cams: CamsClient
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def static_credential(access_key_id: str, access_key_secret: str, security_token: str = "") -> Any:
+    """An explicit credential (the local cloud's), instead of the default chain."""
+    from alibabacloud_credentials.client import Client
+    from alibabacloud_credentials.models import Config
+
+    if security_token:
+        return Client(Config(type="sts", access_key_id=access_key_id, access_key_secret=access_key_secret,
+                             security_token=security_token))
+    return Client(Config(type="access_key", access_key_id=access_key_id, access_key_secret=access_key_secret))
+
+
+def build_services(
+    *,
+    store_url: Optional[str] = None,
+    store: Optional[Store] = None,
+    cams: Optional[CamsClient] = None,
+    credential: Any = None,
+    environ: Mapping[str, str] = os.environ,
+) -> Services:
+    """Builds what is not passed: the store from ``store_url`` (or ``CHATAPP_STORE``), the CAMS client from the
+    environment (endpoint, region) with ``credential`` or the default credential chain."""
+    if store is None:
+        store = open_store(store_url or environ.get(env.CHATAPP_STORE) or env.DEFAULT_STORE)
+    if cams is None:
+        cams = CamsClient(CamsSettings.from_env(environ), credential=credential)
+    return Services(store=store, cams=cams)

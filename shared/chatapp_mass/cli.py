@@ -1,0 +1,433 @@
+"""``chatapp-mass``: mass-send a ChatApp template to a recipient CSV through CAMS SendChatappMassMessage.
+
+Exit status: 0 every valid recipient sent (invalid and duplicate rows do not change it); 1 the job ran but
+some valid recipients are not sent (failed, uncertain, stopped, stalled); 2 bad usage or an unreadable file
+(nothing sent); 130 interrupted (Ctrl-C: calls in flight were recorded; rerun to resume).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+import time
+from typing import IO, Any, Callable, Iterator, Optional, Sequence
+
+from chatapp_mass import __version__, env, logs
+from chatapp_mass.bootstrap import Services, build_services
+from chatapp_mass.engine import (
+    DEFAULT_MAX_REQUEST_BYTES,
+    DispatchSettings,
+    JobRunner,
+    PlanSettings,
+    RunResult,
+    Snapshot,
+    plan_job,
+)
+from chatapp_mass.errors import ChatAppMassError, CsvFileError, JobNotFound, OptionsError
+from chatapp_mass.options import parse_intake_options, parse_job_options
+from chatapp_mass.planning import API_MAX_RECIPIENTS
+from chatapp_mass.report import write_report
+from chatapp_mass.store import BatchStatus, JobRecord, JobStatus, Store
+
+EXIT_OK, EXIT_NOT_ALL_SENT, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+# CLI flag -> API parameter; also used to name the flag in error messages.
+JOB_FLAGS = {
+    "channel_type": ("--channel-type", "ChannelType", "whatsapp | viber | messenger | instagram"),
+    "template_code": ("--template-code", "TemplateCode", "approved template code (Viber needs it)"),
+    "template_name": ("--template-name", "TemplateName", "template name (TemplateCode or TemplateName)"),
+    "language": ("--language", "Language", "template language code, e.g. en"),
+    "from_": ("--from", "From", "sender: WhatsApp/Viber business number, page or account id"),
+    "task_id": ("--task-id", "TaskId", "your own task id"),
+    "cust_space_id": ("--cust-space-id", "CustSpaceId", "the customer's space (instance) id"),
+    "fall_back_id": ("--fall-back-id", "FallBackId", "fallback policy id"),
+    "fall_back_content": ("--fall-back-content", "FallBackContent", "custom fallback content"),
+    "fall_back_duration": ("--fall-back-duration", "FallBackDuration", "seconds before fallback, 60-43200"),
+    "fall_back_rule": ("--fall-back-rule", "FallBackRule", "undelivered | sentFailed"),
+    "ttl": ("--ttl", "Ttl", "Viber only: seconds to deliver, 30-1209600"),
+    "label": ("--label", "Label", "Viber only: promotion | transaction"),
+    "tag": ("--tag", "Tag", "Viber only: your tag"),
+}
+_INT_FIELDS = {"fall_back_duration", "ttl"}
+_FLAG_NAMES = {api: flag for _, (flag, api, _h) in JOB_FLAGS.items()}
+_FLAG_NAMES.update({"default_country": "--default-country", "delimiter": "--delimiter"})
+_DELIMITERS = {",": ",", "comma": ",", ";": ";", "semicolon": ";", "tab": "\t", "\\t": "\t", "\t": "\t"}
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, not {value}")
+    return value
+
+
+def _store_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--store",
+        default=os.environ.get(env.CHATAPP_STORE, env.DEFAULT_STORE),
+        help="state store: sqlite:///relative.db or sqlite:////absolute.db (default: $CHATAPP_STORE or "
+        "%(default)s). Runs that share a store share the rate budget.",
+    )
+
+
+def add_send_arguments(parser: argparse.ArgumentParser) -> None:
+    job = parser.add_argument_group("job options (the API's parameters)")
+    for name, (flag, _api, help_text) in JOB_FLAGS.items():
+        job.add_argument(flag, dest=name, help=help_text, required=name in ("channel_type", "language", "from_"))
+    intake = parser.add_argument_group("reading the file")
+    intake.add_argument("--default-country", metavar="CC",
+                        help="read numbers without + or 00 as this country's (ISO 3166 alpha-2, e.g. CN); "
+                        "without it, digits alone are read as international (8613800000000)")
+    intake.add_argument("--allow-empty-params", action="store_true",
+                        help="accept rows with an empty template value (default: such rows are invalid)")
+    intake.add_argument("--delimiter", help="force the delimiter: comma, semicolon or tab (default: sniffed "
+                        "from the header)")
+    send = parser.add_argument_group("sending")
+    send.add_argument("--qps", type=_positive_int, default=10,
+                      help="attempts per sliding second, retries included, shared by all runs on the store "
+                      "(default %(default)s, the documented per-account limit)")
+    send.add_argument("--batch-size", type=_positive_int, default=API_MAX_RECIPIENTS,
+                      help=f"recipients per call, at most {API_MAX_RECIPIENTS} (default %(default)s)")
+    send.add_argument("--max-request-bytes", type=_positive_int, default=DEFAULT_MAX_REQUEST_BYTES,
+                      help="bound on the URL-encoded SenderList of one call, which the SDK puts in the URL "
+                      "(default %(default)s)")
+    send.add_argument("--max-stall", type=_positive_float, default=600.0, metavar="SECONDS",
+                      help="stop as 'stalled' (resumable) after this long without progress while throttled or "
+                      "unreachable (default %(default)g)")
+    send.add_argument("--concurrency", type=_positive_int, default=0,
+                      help="calls in flight at most (default: 3 x qps, which holds the rate at ~3 s latency)")
+    send.add_argument("--new-job", action="store_true",
+                      help="send the same list again on purpose (default: a rerun resumes the same job)")
+    send.add_argument("--resend-uncertain", action="store_true",
+                      help="also resend batches whose earlier call may or may not have reached CAMS (logged)")
+    send.add_argument("--dry-run", action="store_true",
+                      help="read, validate and plan; write the report (pending/invalid/duplicate); send nothing")
+    out = parser.add_argument_group("output")
+    _store_arg(out)
+    out.add_argument("--report", metavar="FILE.csv", help="write the per-recipient report here at the end")
+    out.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="chatapp-mass",
+        description="Mass-send a WhatsApp, Viber, Messenger or Instagram template to every recipient of a CSV "
+        "through Alibaba Cloud CAMS (SendChatappMassMessage), with a per-recipient report.",
+        epilog="Exit status: 0 all valid recipients sent; 1 some not sent (see the report); 2 bad usage or "
+        "unreadable file (nothing sent); 130 interrupted (rerun the same command to resume).",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--log-level", default=os.environ.get(env.CHATAPP_LOG_LEVEL, "WARNING"),
+                        help="JSON logs on stderr at this level (default %(default)s)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    send = commands.add_parser(
+        "send", help="send a template to every recipient of a CSV",
+        description=SEND_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    send.add_argument("file", metavar="FILE.csv", help="recipient CSV (header row; a 'to' column)")
+    add_send_arguments(send)
+
+    report = commands.add_parser("report", help="write a job's per-recipient report (any time)")
+    report.add_argument("job", help="job id (or a unique prefix)")
+    report.add_argument("--out", required=True, metavar="FILE.csv", help="where to write it ('-' = stdout)")
+    _store_arg(report)
+
+    jobs = commands.add_parser("jobs", help="list jobs, newest first")
+    jobs.add_argument("--limit", type=_positive_int, default=20)
+    _store_arg(jobs)
+
+    status = commands.add_parser("status", help="a job's state and counts")
+    status.add_argument("job", help="job id (or a unique prefix)")
+    status.add_argument("--json", action="store_true", help="print JSON")
+    _store_arg(status)
+
+    from chatapp_mass.localcloud.cams import cli as local_cams_cli
+
+    local = commands.add_parser("local-cams", help="run the loopback CAMS emulator (prints one JSON line)")
+    local_cams_cli.add_arguments(local)
+
+    from chatapp_mass import demo
+
+    demo_parser = commands.add_parser("demo", help="try it without an Alibaba account: a sample CSV sent to the "
+                                      "local CAMS, with progress, summary and report")
+    demo.add_arguments(demo_parser)
+    return parser
+
+
+SEND_HELP = """\
+Send a template to every recipient of a CSV.
+
+The file: UTF-8 (BOM or not), delimiter comma/semicolon/tab sniffed from the header, quoted fields allowed.
+The recipient column is 'to' (or phone, mobile, number, recipient); every other column becomes a
+TemplateParams key for that row. WhatsApp/Viber numbers are normalized to E.164 and sent without '+';
+Messenger/Instagram ids are kept as given. Duplicates are sent once. Invalid rows are reported, never sent.
+
+The whole file is read and planned into the store before the first send. Running the same command again
+resumes the job (same file content and template options): sent batches are never sent again, failed ones
+are retried, uncertain ones only with --resend-uncertain.
+
+Credentials: the Alibaba Cloud default credential chain (ALIBABA_CLOUD_ACCESS_KEY_ID/SECRET[/SECURITY_TOKEN],
+~/.alibabacloud profiles, RAM role). Endpoint: $CHATAPP_CAMS_ENDPOINT (http://host:port or a bare host for
+HTTPS), else the region's (ALIBABA_CLOUD_REGION_ID, default ap-southeast-1).
+
+Example:
+  chatapp-mass send customers.csv --channel-type whatsapp --template-code T1 --language en \\
+      --from 8613800000000 --default-country CN --report report.csv
+"""
+
+
+# --- the send flow (shared by `send` and `demo`) ---------------------------------------------------------
+def job_inputs_from_args(args: argparse.Namespace) -> tuple[Any, Any]:
+    job_fields: dict[str, Any] = {}
+    for name, (flag, api, _h) in JOB_FLAGS.items():
+        value = getattr(args, name, None)
+        if value is None:
+            continue
+        if name in _INT_FIELDS:
+            try:
+                value = int(value)
+            except ValueError:
+                raise OptionsError(f"{flag}: {value!r} is not a whole number") from None
+        job_fields[api] = value
+    options = parse_job_options(job_fields, _FLAG_NAMES)
+    delimiter = None
+    if args.delimiter is not None:
+        delimiter = _DELIMITERS.get(args.delimiter.lower() if len(args.delimiter) > 1 else args.delimiter)
+        if delimiter is None:
+            raise OptionsError(f"--delimiter {args.delimiter!r}: use comma, semicolon or tab")
+    intake = parse_intake_options(
+        {"default_country": args.default_country, "allow_empty_params": args.allow_empty_params,
+         "delimiter": delimiter},
+        _FLAG_NAMES,
+    )
+    return options, intake
+
+
+def run_send(args: argparse.Namespace, services: Services, *, out: IO[str], err: IO[str]) -> int:
+    options, intake = job_inputs_from_args(args)
+    if args.batch_size > API_MAX_RECIPIENTS:
+        raise OptionsError(f"--batch-size {args.batch_size}: the API takes at most {API_MAX_RECIPIENTS} per call")
+    path = args.file
+    if not os.path.isfile(path):
+        raise OptionsError(f"{path}: no such file")
+
+    @contextlib.contextmanager
+    def open_file() -> Iterator[IO[bytes]]:
+        with open(path, "rb") as stream:
+            yield stream
+
+    started = time.time()
+    plan = PlanSettings(batch_size=args.batch_size, max_request_bytes=args.max_request_bytes, new_job=args.new_job)
+    job, resumed = plan_job(services.store, source=path, open_stream=open_file, options=options, intake=intake,
+                            settings=plan)
+    print(f"{'resuming' if resumed else 'planned'} job {job.job_id}: {job.total_rows:,} rows, {job.valid:,} valid, "
+          f"{job.invalid:,} invalid, {job.duplicate:,} duplicate, {job.batches:,} batches", file=err)
+    if args.dry_run:
+        _write_report_file(services.store, job.job_id, args.report, err)
+        print(f"dry run: job {job.job_id} planned, nothing sent", file=out)
+        return EXIT_OK
+
+    dispatch = DispatchSettings(qps=args.qps, concurrency=args.concurrency, max_stall=args.max_stall,
+                                resend_uncertain=args.resend_uncertain)
+    runner = JobRunner(services.store, services.cams, dispatch)
+    bar = ProgressBar(err) if (err.isatty() and not args.no_progress) else None
+    result = runner.run(job, on_progress=bar.update if bar else None)
+    if bar:
+        bar.close()
+    _write_report_file(services.store, job.job_id, args.report, err)
+    print(summary_line(result, time.time() - started, args.report), file=out)
+    if result.job.status is JobStatus.interrupted and runner.halt_status is JobStatus.interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_OK if result.all_sent else EXIT_NOT_ALL_SENT
+
+
+def _write_report_file(store: Store, job_id: str, path: Optional[str], err: IO[str]) -> None:
+    if not path:
+        return
+    with _open_out(path) as handle:
+        write_report(store.report_rows(job_id), handle)
+
+
+@contextlib.contextmanager
+def _open_out(path: str) -> Iterator[IO[str]]:
+    if path == "-":
+        yield sys.stdout
+        return
+    tmp = f"{path}.part"
+    with open(tmp, "w", encoding="utf-8", newline="") as handle:
+        yield handle
+    os.replace(tmp, path)  # a report is never left half-written
+
+
+def summary_line(result: RunResult, seconds: float, report: Optional[str]) -> str:
+    job, totals = result.job, result.totals
+
+    def recipients(status: BatchStatus) -> int:
+        return totals.get(status, (0, 0))[1]
+
+    pending = sum(recipients(s) for s in (BatchStatus.pending, BatchStatus.claimed, BatchStatus.sending))
+    parts = [
+        f"job {job.job_id} {job.status.value}: {recipients(BatchStatus.sent):,} sent",
+        f"{recipients(BatchStatus.failed):,} failed",
+        f"{recipients(BatchStatus.uncertain):,} uncertain",
+        f"{pending:,} pending",
+        f"{job.invalid:,} invalid",
+        f"{job.duplicate:,} duplicate ({job.total_rows:,} rows) in {seconds:.1f} s",
+    ]
+    line = ", ".join(parts)
+    if job.reason:
+        line += f" — {job.reason}"
+    if report:
+        line += f" — report: {report}"
+    return line
+
+
+class ProgressBar:
+    """One redrawn line on a terminal: bar, sent / failed / remaining, rate."""
+
+    def __init__(self, stream: IO[str], width: int = 28) -> None:
+        self.stream = stream
+        self.width = width
+
+    def update(self, snap: Snapshot) -> None:
+        done = snap.sent + snap.failed + snap.uncertain
+        share = done / snap.valid if snap.valid else 1.0
+        filled = int(self.width * share)
+        bar = "#" * filled + "-" * (self.width - filled)
+        line = (f"\r[{bar}] {share:6.1%}  sent {snap.sent:,}  failed {snap.failed + snap.uncertain:,}  "
+                f"remaining {snap.remaining:,}  {snap.rate(time.time()):,.0f}/s  calls {snap.calls:,}")
+        self.stream.write(line)
+        self.stream.flush()
+
+    def close(self) -> None:
+        self.stream.write("\n")
+        self.stream.flush()
+
+
+# --- other commands -----------------------------------------------------------------------------------
+def resolve_job(store: Store, ref: str) -> JobRecord:
+    job = store.get_job(ref)
+    if job is None:
+        matches = store.find_jobs(ref)
+        if len(matches) > 1:
+            raise JobNotFound(f"job {ref!r} is ambiguous: {', '.join(matches)}")
+        if matches:
+            job = store.get_job(matches[0])
+    if job is None:
+        raise JobNotFound(f"no job {ref!r} in this store (see `chatapp-mass jobs`)")
+    return job
+
+
+def job_counts(store: Store, job: JobRecord) -> dict[str, Any]:
+    totals = store.batch_totals(job.job_id)
+
+    def recipients(*statuses: BatchStatus) -> int:
+        return sum(totals.get(s, (0, 0))[1] for s in statuses)
+
+    return {
+        "job_id": job.job_id, "status": job.status.value, "reason": job.reason, "source": job.source,
+        "channel": job.options.get("ChannelType"),
+        "template": job.options.get("TemplateCode") or job.options.get("TemplateName"),
+        "rows": job.total_rows, "valid": job.valid, "invalid": job.invalid, "duplicate": job.duplicate,
+        "batches": job.batches,
+        "sent": recipients(BatchStatus.sent), "failed": recipients(BatchStatus.failed),
+        "uncertain": recipients(BatchStatus.uncertain),
+        "pending": recipients(BatchStatus.pending, BatchStatus.claimed, BatchStatus.sending),
+        "created_at": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(job.created_at)),
+        "updated_at": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(job.updated_at)),
+    }
+
+
+def cmd_status(args: argparse.Namespace, out: IO[str]) -> int:
+    store = build_services(store_url=args.store).store
+    counts = job_counts(store, resolve_job(store, args.job))
+    if args.json:
+        print(json.dumps(counts, indent=2), file=out)
+    else:
+        for key, value in counts.items():
+            print(f"{key:>11}: {value:,}" if isinstance(value, int) else f"{key:>11}: {value}", file=out)
+    return EXIT_OK
+
+
+def cmd_jobs(args: argparse.Namespace, out: IO[str]) -> int:
+    store = build_services(store_url=args.store).store
+    jobs = store.list_jobs(args.limit)
+    if not jobs:
+        print("no jobs in this store", file=out)
+        return EXIT_OK
+    print(f"{'JOB':<24}  {'STATUS':<11}  {'CREATED':<19}  {'ROWS':>9}  {'SENT':>9}  {'NOT SENT':>9}  SOURCE", file=out)
+    for job in jobs:
+        c = job_counts(store, job)
+        print(f"{job.job_id:<24}  {job.status.value:<11}  {c['created_at']:<19}  {job.total_rows:>9,}  "
+              f"{c['sent']:>9,}  {c['failed'] + c['uncertain'] + c['pending']:>9,}  {job.source}", file=out)
+    return EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace, out: IO[str]) -> int:
+    store = build_services(store_url=args.store).store
+    job = resolve_job(store, args.job)
+    with _open_out(args.out) as handle:
+        counts = write_report(store.report_rows(job.job_id), handle)
+    if args.out != "-":
+        summary = ", ".join(f"{n:,} {status}" for status, n in sorted(counts.items()))
+        print(f"report of job {job.job_id} written to {args.out}: {summary}", file=out)
+    return EXIT_OK
+
+
+def main(argv: Optional[Sequence[str]] = None, *, out: IO[str] = sys.stdout, err: IO[str] = sys.stderr) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logs.configure(args.log_level)
+    commands: dict[str, Callable[[], int]] = {
+        "send": lambda: _send_command(args, out, err),
+        "report": lambda: cmd_report(args, out),
+        "jobs": lambda: cmd_jobs(args, out),
+        "status": lambda: cmd_status(args, out),
+        "local-cams": lambda: _local_cams(args),
+        "demo": lambda: _demo(args, out, err),
+    }
+    try:
+        return commands[args.command]()
+    except CsvFileError as error:
+        print(f"chatapp-mass: unreadable file, nothing sent: {error}", file=err)
+        return EXIT_USAGE
+    except (OptionsError, JobNotFound) as error:
+        print(f"chatapp-mass: {error}", file=err)
+        return EXIT_USAGE
+    except ChatAppMassError as error:
+        print(f"chatapp-mass: {error}", file=err)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("\nchatapp-mass: interrupted; rerun the same command to resume", file=err)
+        return EXIT_INTERRUPTED
+
+
+def _send_command(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    services = build_services(store_url=args.store)
+    try:
+        return run_send(args, services, out=out, err=err)
+    finally:
+        services.close()
+
+
+def _local_cams(args: argparse.Namespace) -> int:
+    from chatapp_mass.localcloud.cams import cli as local_cams_cli
+
+    return int(local_cams_cli.run(args))
+
+
+def _demo(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    from chatapp_mass import demo
+
+    return demo.run(args, out=out, err=err)

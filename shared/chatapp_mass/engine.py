@@ -1,0 +1,404 @@
+"""The job engine: plan a recipient file into the store, then dispatch its batches to CAMS.
+
+Batch state machine (every arrow is one conditional write in the store)::
+
+    pending --claim--> claimed --token taken--> sending --reply--> sent | failed | uncertain
+       ^                  |  ^                     |
+       |   stop / stall   |  +--throttled, or ------+
+       +------------------+     connection refused (nothing sent): retried within the rate
+
+A batch in ``sending`` whose owner died or whose claim expired may have reached CAMS: it becomes
+``uncertain`` and is never resent automatically. A ``claimed`` one whose owner is gone goes back to
+``pending``. On a rerun (resume): ``failed`` batches are retried (the cause may have been fixed);
+``uncertain`` ones only when the operator asks (``resend_uncertain``), which is logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import socket
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import IO, Any, Callable, ContextManager, Optional
+
+from chatapp_mass.cams import CamsClient
+from chatapp_mass.errors import CsvFileError
+from chatapp_mass.intake import RecipientReader, sha256_of
+from chatapp_mass.options import IntakeOptions, JobOptions, job_identity
+from chatapp_mass.outcomes import OutcomeKind, SendOutcome
+from chatapp_mass.planning import API_MAX_RECIPIENTS, BatchPlanner, encoded_size, fits_alone
+from chatapp_mass.ratelimit import SlidingWindowLimiter
+from chatapp_mass.store import BatchRecord, BatchStatus, JobRecord, JobStatus, RowRecord, RowStatus, Store
+
+log = logging.getLogger("chatapp_mass.engine")
+
+DEFAULT_MAX_REQUEST_BYTES = 120_000
+_ROW_CHUNK = 5_000
+
+OpenStream = Callable[[], ContextManager[IO[bytes]]]
+
+
+# --- planning -------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PlanSettings:
+    batch_size: int = API_MAX_RECIPIENTS
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+    new_job: bool = False
+
+
+def plan_job(
+    store: Store,
+    *,
+    source: str,
+    open_stream: OpenStream,
+    options: JobOptions,
+    intake: IntakeOptions,
+    settings: PlanSettings = PlanSettings(),
+) -> tuple[JobRecord, bool]:
+    """Read, validate and plan the whole file into the store before anything is sent.
+
+    Returns the job and whether it already existed (a rerun resumes it instead of planning again). A file
+    that cannot be read raises :class:`CsvFileError` and leaves no job behind.
+    """
+    with open_stream() as stream:
+        content_sha = sha256_of(stream)
+    job_id = job_identity(content_sha, options, intake)
+    if settings.new_job:
+        job_id = f"{job_id[:16]}-{secrets.token_hex(4)}"
+    existing = store.get_job(job_id)
+    if existing is not None and existing.status is not JobStatus.planning:
+        return existing, True
+    if existing is not None:
+        log.info("re-planning a job whose planning did not finish", extra={"job_id": job_id})
+        store.clear_plan(job_id)
+    else:
+        store.create_job(
+            JobRecord(
+                job_id=job_id,
+                source=source,
+                options=options.to_api(),
+                intake=intake.model_dump(mode="json"),
+                content_sha256=content_sha,
+            )
+        )
+    planner = BatchPlanner(settings.batch_size, settings.max_request_bytes)
+    counts = {status: 0 for status in RowStatus}
+    rows: list[RowRecord] = []
+    try:
+        with open_stream() as stream:
+            for row in RecipientReader(stream, source=source, channel=options.channel_type, intake=intake):
+                record = _plan_row(job_id, row, planner, settings.max_request_bytes)
+                counts[record.status] += 1
+                rows.append(record)
+                if len(rows) >= _ROW_CHUNK:
+                    store.put_plan(rows, [])
+                    rows = []
+    except CsvFileError:
+        store.delete_job(job_id)
+        raise
+    batches = [BatchRecord(job_id=job_id, seq=seq, size=size) for seq, size in enumerate(planner.sizes)]
+    store.put_plan(rows, batches)
+    store.update_job(
+        job_id,
+        expect=[JobStatus.planning],
+        status=JobStatus.ready,
+        total_rows=sum(counts.values()),
+        valid=counts[RowStatus.valid],
+        invalid=counts[RowStatus.invalid],
+        duplicate=counts[RowStatus.duplicate],
+        batches=len(batches),
+    )
+    job = store.get_job(job_id)
+    assert job is not None
+    return job, False
+
+
+def _plan_row(job_id: str, row: Any, planner: BatchPlanner, max_request_bytes: int) -> RowRecord:
+    status = RowStatus(row.status)
+    if status is not RowStatus.valid:
+        return RowRecord(job_id, row.line, row.to, status, row.code, row.message)
+    recipient: dict[str, Any] = {"To": row.to}
+    if row.template_params:
+        recipient["TemplateParams"] = row.template_params
+    size = encoded_size(recipient)
+    if not fits_alone(size, max_request_bytes):
+        return RowRecord(
+            job_id, row.line, row.to, RowStatus.invalid, "RequestTooLarge",
+            f"this recipient alone encodes to {size} bytes, over --max-request-bytes {max_request_bytes}",
+        )
+    return RowRecord(job_id, row.line, row.to, status, batch_seq=planner.assign(size), recipient=recipient)
+
+
+# --- dispatch -------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DispatchSettings:
+    qps: int = 10
+    concurrency: int = 0  # 0 = enough calls in flight to hold the rate at multi-second latency
+    max_stall: float = 600.0
+    resend_uncertain: bool = False
+    claim_ttl: float = 300.0  # longer than any one call (read timeout) plus its token wait
+    rate_margin: float = 0.03
+
+    @property
+    def workers(self) -> int:
+        return self.concurrency or min(64, max(4, 3 * self.qps))
+
+
+@dataclass
+class Snapshot:
+    """Live progress of a run, in recipients (sends), not rows read."""
+
+    valid: int
+    sent: int = 0
+    failed: int = 0
+    uncertain: int = 0
+    calls: int = 0
+    throttled: int = 0
+    started: float = field(default_factory=time.time)
+    sent_at_start: int = 0
+
+    @property
+    def remaining(self) -> int:
+        return max(self.valid - self.sent - self.failed - self.uncertain, 0)
+
+    def rate(self, now: float) -> float:
+        elapsed = max(now - self.started, 1e-6)
+        return (self.sent - self.sent_at_start) / elapsed
+
+
+@dataclass
+class RunResult:
+    job: JobRecord
+    snapshot: Snapshot
+    totals: dict[BatchStatus, tuple[int, int]]
+
+    @property
+    def all_sent(self) -> bool:
+        sent = self.totals.get(BatchStatus.sent, (0, 0))[1]
+        return self.job.status is JobStatus.completed and sent == self.job.valid
+
+
+def _owner_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+def _owner_is_dead(owner: str) -> bool:
+    """Only a claim of a process on this host that no longer exists is known dead before it expires."""
+    try:
+        host, pid, _ = owner.rsplit(":", 2)
+        if host != socket.gethostname():
+            return False
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError):
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+class JobRunner:
+    """Dispatches one job's pending batches with a pool of workers under the account-wide limiter."""
+
+    def __init__(
+        self,
+        store: Store,
+        cams: CamsClient,
+        settings: DispatchSettings = DispatchSettings(),
+        *,
+        limiter: Optional[SlidingWindowLimiter] = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.cams = cams
+        self.settings = settings
+        self.limiter = limiter or SlidingWindowLimiter(store, limit=settings.qps, margin=settings.rate_margin)
+        self.clock = clock
+        self.owner = _owner_id()
+        self.halt = threading.Event()
+        self.halt_status: Optional[JobStatus] = None
+        self.halt_reason = ""
+        self._lock = threading.Lock()
+        self._last_progress = clock()
+
+    # control
+    def stop(self, status: JobStatus = JobStatus.interrupted, reason: str = "interrupted by the user") -> None:
+        with self._lock:
+            if self.halt_status is None:
+                self.halt_status, self.halt_reason = status, reason
+        self.halt.set()
+
+    # resume rules
+    def release_stale(self, job_id: str) -> None:
+        now = self.clock()
+        for batch in self.store.list_batches(job_id, [BatchStatus.claimed, BatchStatus.sending]):
+            if batch.owner == self.owner or (batch.claim_expires > now and not _owner_is_dead(batch.owner)):
+                continue
+            if batch.status is BatchStatus.claimed:
+                self.store.transition_batch(job_id, batch.seq, expect=[BatchStatus.claimed], to=BatchStatus.pending,
+                                            owner="", claim_expires=0.0)
+            else:
+                self.store.transition_batch(
+                    job_id, batch.seq, expect=[BatchStatus.sending], to=BatchStatus.uncertain,
+                    code="Interrupted",
+                    message="the sender stopped while this call was in flight; it may have reached CAMS "
+                    "(resend only with --resend-uncertain)",
+                )
+                log.warning("batch may have been sent before a crash: marked uncertain",
+                            extra={"job_id": job_id, "batch": batch.seq})
+
+    def reopen_for_rerun(self, job_id: str) -> None:
+        """A rerun retries failed batches, and uncertain ones only when the operator said so."""
+        reopen = [BatchStatus.failed] + ([BatchStatus.uncertain] if self.settings.resend_uncertain else [])
+        for batch in self.store.list_batches(job_id, reopen):
+            if self.store.transition_batch(job_id, batch.seq, expect=[batch.status], to=BatchStatus.pending):
+                level = logging.WARNING if batch.status is BatchStatus.uncertain else logging.INFO
+                log.log(level, f"batch reopened for sending ({batch.status.value} before)",
+                        extra={"job_id": job_id, "batch": batch.seq, "recipients": batch.size,
+                               "operator_decision": batch.status is BatchStatus.uncertain})
+
+    # the run
+    def run(
+        self,
+        job: JobRecord,
+        *,
+        on_progress: Optional[Callable[[Snapshot], None]] = None,
+        progress_interval: float = 0.5,
+    ) -> RunResult:
+        job_id = job.job_id
+        options = JobOptions.model_validate(job.options)
+        self.release_stale(job_id)
+        self.reopen_for_rerun(job_id)
+        totals = self.store.batch_totals(job_id)
+        snapshot = Snapshot(valid=job.valid)
+        snapshot.sent = snapshot.sent_at_start = totals.get(BatchStatus.sent, (0, 0))[1]
+        snapshot.failed = totals.get(BatchStatus.failed, (0, 0))[1]
+        snapshot.uncertain = totals.get(BatchStatus.uncertain, (0, 0))[1]
+        self.store.update_job(job_id, status=JobStatus.running, reason="")
+        self._last_progress = self.clock()
+        wake = threading.Event()
+        inflight: dict[int, Future[None]] = {}
+        last_report = 0.0
+        with ThreadPoolExecutor(self.settings.workers, thread_name_prefix="sender") as pool:
+            try:
+                while not self.halt.is_set():
+                    for seq in [s for s, f in inflight.items() if f.done()]:
+                        inflight.pop(seq).result()
+                    self.release_stale(job_id)
+                    open_batches = self.store.list_batches(
+                        job_id, [BatchStatus.pending, BatchStatus.claimed, BatchStatus.sending]
+                    )
+                    if not open_batches and not inflight:
+                        break
+                    for batch in open_batches:
+                        if len(inflight) >= self.settings.workers:
+                            break
+                        if batch.status is BatchStatus.pending and batch.seq not in inflight:
+                            future = pool.submit(self._send_batch, job_id, batch.seq, options, snapshot)
+                            future.add_done_callback(lambda _: wake.set())
+                            inflight[batch.seq] = future
+                    if on_progress and self.clock() - last_report >= progress_interval:
+                        on_progress(snapshot)
+                        last_report = self.clock()
+                    wake.wait(0.2)
+                    wake.clear()
+            except KeyboardInterrupt:
+                self.stop()
+            finally:
+                self.halt.set()  # workers waiting for a token give their batch back; calls in flight finish
+                for future in list(inflight.values()):
+                    while True:
+                        try:
+                            future.result()
+                            break
+                        except KeyboardInterrupt:
+                            self.stop()  # a second Ctrl-C: still wait, a call in flight must be recorded
+        totals = self.store.batch_totals(job_id)
+        if self.halt_status is not None:
+            status, reason = self.halt_status, self.halt_reason
+        elif any(totals.get(s, (0, 0))[0] for s in (BatchStatus.pending, BatchStatus.claimed, BatchStatus.sending)):
+            status, reason = JobStatus.interrupted, "batches are still open"
+        else:
+            status, reason = JobStatus.completed, ""
+        self.store.update_job(job_id, status=status, reason=reason)
+        if on_progress:
+            on_progress(snapshot)
+        final = self.store.get_job(job_id)
+        assert final is not None
+        return RunResult(final, snapshot, totals)
+
+    def _send_batch(self, job_id: str, seq: int, options: JobOptions, snapshot: Snapshot) -> None:
+        store, ttl = self.store, self.settings.claim_ttl
+        if not store.transition_batch(job_id, seq, expect=[BatchStatus.pending], to=BatchStatus.claimed,
+                                      owner=self.owner, claim_expires=self.clock() + ttl):
+            return  # another sender won the claim
+        recipients = store.batch_recipients(job_id, seq)
+        retry = 0
+        while True:
+            if self.halt.is_set() or self._stalled(job_id) or not self.limiter.acquire(self.halt):
+                store.transition_batch(job_id, seq, expect=[BatchStatus.claimed], to=BatchStatus.pending,
+                                       owner="", claim_expires=0.0)
+                return
+            if not store.transition_batch(job_id, seq, expect=[BatchStatus.claimed], to=BatchStatus.sending,
+                                          owner=self.owner, claim_expires=self.clock() + ttl, attempts=1):
+                return  # the claim was taken from us (expired): never send without it
+            outcome = self.cams.send(options, recipients)
+            with self._lock:
+                snapshot.calls += 1
+            if outcome.kind in (OutcomeKind.throttled, OutcomeKind.not_sent):
+                store.transition_batch(job_id, seq, expect=[BatchStatus.sending], to=BatchStatus.claimed,
+                                       code=outcome.code, message=outcome.message)
+                with self._lock:
+                    snapshot.throttled += outcome.kind is OutcomeKind.throttled
+                retry += 1
+                log.info("call not taken; retrying within the rate",
+                         extra={"job_id": job_id, "batch": seq, "code": outcome.code, "retry": retry})
+                self.halt.wait(_backoff(retry, outcome))
+                continue
+            self._record(job_id, seq, len(recipients), outcome, snapshot)
+            return
+
+    def _record(self, job_id: str, seq: int, size: int, outcome: SendOutcome, snapshot: Snapshot) -> None:
+        status = {
+            OutcomeKind.sent: BatchStatus.sent,
+            OutcomeKind.failed: BatchStatus.failed,
+            OutcomeKind.fatal: BatchStatus.failed,
+            OutcomeKind.uncertain: BatchStatus.uncertain,
+        }[outcome.kind]
+        self.store.transition_batch(
+            job_id, seq, expect=[BatchStatus.sending], to=status, code=outcome.code, message=outcome.message,
+            request_id=outcome.request_id, group_message_id=outcome.group_message_id,
+        )
+        with self._lock:
+            self._last_progress = self.clock()
+            if status is BatchStatus.sent:
+                snapshot.sent += size
+            elif status is BatchStatus.failed:
+                snapshot.failed += size
+            else:
+                snapshot.uncertain += size
+        level = logging.INFO if status is BatchStatus.sent else logging.WARNING
+        log.log(level, f"batch {status.value}", extra={
+            "job_id": job_id, "batch": seq, "recipients": size, "code": outcome.code,
+            "request_id": outcome.request_id, "group_message_id": outcome.group_message_id})
+        if outcome.kind is OutcomeKind.fatal:
+            self.stop(JobStatus.stopped, f"CAMS refused the account or template: {outcome.code}: {outcome.message}")
+            log.error("job stopped by an account- or template-level refusal",
+                      extra={"job_id": job_id, "code": outcome.code})
+
+    def _stalled(self, job_id: str) -> bool:
+        if self.clock() - self._last_progress < self.settings.max_stall:
+            return False
+        self.stop(JobStatus.stalled,
+                  f"no batch resolved for {self.settings.max_stall:g} s (throttled or unreachable); rerun to resume")
+        return True
+
+
+def _backoff(retry: int, outcome: SendOutcome) -> float:
+    """Throttled: retry soon (the limiter already paces us). Nothing sent (unreachable): back off up to 5 s."""
+    if outcome.kind is OutcomeKind.throttled:
+        return min(0.1 * retry, 1.0)
+    return min(0.25 * 2 ** (retry - 1), 5.0)

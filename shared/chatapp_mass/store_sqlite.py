@@ -1,0 +1,328 @@
+"""SQLite implementation of :class:`~chatapp_mass.store.Store` (the default for local runs).
+
+One connection per thread (sqlite3 connections are not shared across threads), WAL journal so readers
+never block the writer, a long busy timeout so several processes on one file queue instead of failing.
+Conditional writes are single ``UPDATE ... WHERE status IN (...)`` statements, atomic in SQLite; the rate
+window is read and written in one ``BEGIN IMMEDIATE`` transaction, so concurrent ``send`` runs on one file
+share one budget.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from dataclasses import asdict, fields
+from typing import Any, Iterable, Iterator, Optional
+
+from chatapp_mass.errors import StoreError
+from chatapp_mass.store import (
+    REPORT_STATUS,
+    BatchRecord,
+    BatchStatus,
+    JobRecord,
+    JobStatus,
+    ReportRow,
+    RowRecord,
+    RowStatus,
+    Store,
+)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    job_id TEXT PRIMARY KEY,
+    source TEXT NOT NULL,
+    options TEXT NOT NULL,
+    intake TEXT NOT NULL,
+    content_sha256 TEXT NOT NULL,
+    status TEXT NOT NULL,
+    reason TEXT NOT NULL DEFAULT '',
+    total_rows INTEGER NOT NULL DEFAULT 0,
+    valid INTEGER NOT NULL DEFAULT 0,
+    invalid INTEGER NOT NULL DEFAULT 0,
+    duplicate INTEGER NOT NULL DEFAULT 0,
+    batches INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS batches (
+    job_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    owner TEXT NOT NULL DEFAULT '',
+    claim_expires REAL NOT NULL DEFAULT 0,
+    code TEXT NOT NULL DEFAULT '',
+    message TEXT NOT NULL DEFAULT '',
+    request_id TEXT NOT NULL DEFAULT '',
+    group_message_id TEXT NOT NULL DEFAULT '',
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (job_id, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS rows (
+    job_id TEXT NOT NULL,
+    line INTEGER NOT NULL,
+    recipient_to TEXT NOT NULL,
+    status TEXT NOT NULL,
+    code TEXT NOT NULL DEFAULT '',
+    message TEXT NOT NULL DEFAULT '',
+    batch_seq INTEGER,
+    recipient TEXT,
+    PRIMARY KEY (job_id, line)
+);
+CREATE INDEX IF NOT EXISTS rows_by_batch ON rows (job_id, batch_seq) WHERE batch_seq IS NOT NULL;
+CREATE TABLE IF NOT EXISTS rate_events (
+    key TEXT NOT NULL,
+    at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS rate_events_by_key ON rate_events (key, at);
+"""
+
+_JOB_FIELDS = [f.name for f in fields(JobRecord)]
+_BATCH_FIELDS = [f.name for f in fields(BatchRecord)]
+_BATCH_UPDATABLE = set(_BATCH_FIELDS) - {"job_id", "seq", "size", "status"}
+_JOB_UPDATABLE = {"status", "reason", "total_rows", "valid", "invalid", "duplicate", "batches"}
+
+
+class SqliteStore(Store):
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._all_lock = threading.Lock()
+        directory = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(directory):
+            raise StoreError(f"store {path!r}: directory {directory!r} does not exist")
+        try:
+            self._conn().executescript(_SCHEMA)
+        except sqlite3.DatabaseError as error:
+            raise StoreError(f"store {path!r} cannot be used as a SQLite database: {error}") from None
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA busy_timeout=60000")
+            self._local.conn = conn
+            with self._all_lock:
+                self._all.append(conn)
+        return conn
+
+    def close(self) -> None:
+        with self._all_lock:
+            for conn in self._all:
+                conn.close()
+            self._all.clear()
+        self._local = threading.local()
+
+    # --- jobs -------------------------------------------------------------------------------------------
+    @staticmethod
+    def _job_from_row(row: sqlite3.Row | tuple[Any, ...]) -> JobRecord:
+        data = dict(zip(_JOB_FIELDS, row))
+        data["options"] = json.loads(data["options"])
+        data["intake"] = json.loads(data["intake"])
+        data["status"] = JobStatus(data["status"])
+        return JobRecord(**data)
+
+    def create_job(self, job: JobRecord) -> bool:
+        data = asdict(job)
+        data["options"] = json.dumps(job.options, sort_keys=True)
+        data["intake"] = json.dumps(job.intake, sort_keys=True)
+        data["status"] = job.status.value
+        cols = ",".join(_JOB_FIELDS)
+        marks = ",".join("?" for _ in _JOB_FIELDS)
+        cursor = self._conn().execute(
+            f"INSERT OR IGNORE INTO jobs ({cols}) VALUES ({marks})", [data[name] for name in _JOB_FIELDS]
+        )
+        return cursor.rowcount == 1
+
+    def get_job(self, job_id: str) -> Optional[JobRecord]:
+        row = self._conn().execute(f"SELECT {','.join(_JOB_FIELDS)} FROM jobs WHERE job_id=?", (job_id,)).fetchone()
+        return self._job_from_row(row) if row else None
+
+    def find_jobs(self, prefix: str) -> list[str]:
+        rows = self._conn().execute(
+            "SELECT job_id FROM jobs WHERE substr(job_id, 1, ?) = ? LIMIT 5", (len(prefix), prefix)
+        ).fetchall()
+        return [row[0] for row in rows]
+
+    def list_jobs(self, limit: int = 50) -> list[JobRecord]:
+        rows = self._conn().execute(
+            f"SELECT {','.join(_JOB_FIELDS)} FROM jobs ORDER BY created_at DESC, job_id LIMIT ?", (limit,)
+        ).fetchall()
+        return [self._job_from_row(row) for row in rows]
+
+    def update_job(self, job_id: str, *, expect: Optional[Iterable[JobStatus]] = None, **changes: Any) -> bool:
+        unknown = set(changes) - _JOB_UPDATABLE
+        if unknown:
+            raise ValueError(f"cannot update job fields {sorted(unknown)}")
+        values = {k: (v.value if isinstance(v, JobStatus) else v) for k, v in changes.items()}
+        values["updated_at"] = time.time()
+        sql = f"UPDATE jobs SET {','.join(f'{k}=?' for k in values)} WHERE job_id=?"
+        params: list[Any] = [*values.values(), job_id]
+        if expect is not None:
+            states = [s.value for s in expect]
+            sql += f" AND status IN ({','.join('?' for _ in states)})"
+            params += states
+        return self._conn().execute(sql, params).rowcount == 1
+
+    def delete_job(self, job_id: str) -> None:
+        conn = self._conn()
+        with _transaction(conn):
+            for table in ("rows", "batches", "jobs"):
+                conn.execute(f"DELETE FROM {table} WHERE job_id=?", (job_id,))
+
+    # --- plan -------------------------------------------------------------------------------------------
+    def clear_plan(self, job_id: str) -> None:
+        conn = self._conn()
+        with _transaction(conn):
+            conn.execute("DELETE FROM rows WHERE job_id=?", (job_id,))
+            conn.execute("DELETE FROM batches WHERE job_id=?", (job_id,))
+
+    def put_plan(self, rows: list[RowRecord], batches: list[BatchRecord]) -> None:
+        conn = self._conn()
+        with _transaction(conn):
+            conn.executemany(
+                "INSERT OR REPLACE INTO rows (job_id,line,recipient_to,status,code,message,batch_seq,recipient)"
+                " VALUES (?,?,?,?,?,?,?,?)",
+                [
+                    (
+                        r.job_id,
+                        r.line,
+                        r.to,
+                        r.status.value,
+                        r.code,
+                        r.message,
+                        r.batch_seq,
+                        json.dumps(r.recipient, ensure_ascii=False, separators=(",", ":")) if r.recipient else None,
+                    )
+                    for r in rows
+                ],
+            )
+            # A batch is written once: a re-planned batch that already exists (same deterministic seq) keeps
+            # its state, so re-running a plan can never reset a sent batch.
+            conn.executemany(
+                "INSERT OR IGNORE INTO batches (job_id,seq,size,status,updated_at) VALUES (?,?,?,?,?)",
+                [(b.job_id, b.seq, b.size, b.status.value, b.updated_at) for b in batches],
+            )
+
+    # --- batches ----------------------------------------------------------------------------------------
+    @staticmethod
+    def _batch_from_row(row: tuple[Any, ...]) -> BatchRecord:
+        data = dict(zip(_BATCH_FIELDS, row))
+        data["status"] = BatchStatus(data["status"])
+        return BatchRecord(**data)
+
+    def list_batches(self, job_id: str, statuses: Optional[Iterable[BatchStatus]] = None) -> list[BatchRecord]:
+        sql = f"SELECT {','.join(_BATCH_FIELDS)} FROM batches WHERE job_id=?"
+        params: list[Any] = [job_id]
+        if statuses is not None:
+            states = [s.value for s in statuses]
+            sql += f" AND status IN ({','.join('?' for _ in states)})"
+            params += states
+        rows = self._conn().execute(sql + " ORDER BY seq", params).fetchall()
+        return [self._batch_from_row(row) for row in rows]
+
+    def batch_recipients(self, job_id: str, seq: int) -> list[dict[str, Any]]:
+        rows = self._conn().execute(
+            "SELECT recipient FROM rows WHERE job_id=? AND batch_seq=? ORDER BY line", (job_id, seq)
+        ).fetchall()
+        return [json.loads(row[0]) for row in rows]
+
+    def transition_batch(
+        self, job_id: str, seq: int, *, expect: Iterable[BatchStatus], to: BatchStatus, **changes: Any
+    ) -> bool:
+        unknown = set(changes) - _BATCH_UPDATABLE
+        if unknown:
+            raise ValueError(f"cannot update batch fields {sorted(unknown)}")
+        values: dict[str, Any] = {"status": to.value, **changes, "updated_at": time.time()}
+        states = [s.value for s in expect]
+        attempts_increment = values.pop("attempts", None)
+        assignments = [f"{k}=?" for k in values]
+        params: list[Any] = list(values.values())
+        if attempts_increment is not None:
+            assignments.append("attempts=attempts+?")
+            params.append(attempts_increment)
+        sql = (
+            f"UPDATE batches SET {','.join(assignments)} WHERE job_id=? AND seq=?"
+            f" AND status IN ({','.join('?' for _ in states)})"
+        )
+        return self._conn().execute(sql, [*params, job_id, seq, *states]).rowcount == 1
+
+    def batch_totals(self, job_id: str) -> dict[BatchStatus, tuple[int, int]]:
+        rows = self._conn().execute(
+            "SELECT status, COUNT(*), COALESCE(SUM(size),0) FROM batches WHERE job_id=? GROUP BY status", (job_id,)
+        ).fetchall()
+        return {BatchStatus(status): (count, size) for status, count, size in rows}
+
+    # --- report -----------------------------------------------------------------------------------------
+    def report_rows(self, job_id: str) -> Iterator[ReportRow]:
+        # A dedicated connection: the caller may interleave other store calls while streaming.
+        conn = sqlite3.connect(self.path, timeout=60.0)
+        try:
+            cursor = conn.execute(
+                "SELECT r.line, r.recipient_to, r.status, r.code, r.message,"
+                " b.status, b.group_message_id, b.code, b.message"
+                " FROM rows r LEFT JOIN batches b ON b.job_id=r.job_id AND b.seq=r.batch_seq"
+                " WHERE r.job_id=? ORDER BY r.line",
+                (job_id,),
+            )
+            for line, to, row_status, code, message, batch_status, gmid, b_code, b_message in cursor:
+                if row_status != RowStatus.valid.value:
+                    yield ReportRow(line, to, row_status, "", code, message)
+                else:
+                    status = REPORT_STATUS[BatchStatus(batch_status)]
+                    yield ReportRow(line, to, status, gmid or "", b_code or "", b_message or "")
+        finally:
+            conn.close()
+
+    # --- rate window ------------------------------------------------------------------------------------
+    def rate_acquire(self, key: str, limit: int, window: float, now: float) -> float:
+        conn = self._conn()
+        with _transaction(conn, immediate=True):
+            conn.execute("DELETE FROM rate_events WHERE key=? AND at<=?", (key, now - max(window, 1.0) * 10))
+            recent = [
+                row[0]
+                for row in conn.execute(
+                    "SELECT at FROM rate_events WHERE key=? AND at>? ORDER BY at", (key, now - window)
+                )
+            ]
+            if len(recent) < limit:
+                conn.execute("INSERT INTO rate_events (key, at) VALUES (?,?)", (key, now))
+                return 0.0
+            # The slot frees when the (len - limit + 1)-th newest leaves the window.
+            return max(recent[len(recent) - limit] + window - now, 0.001)
+
+
+class _transaction:
+    def __init__(self, conn: sqlite3.Connection, immediate: bool = False) -> None:
+        self.conn = conn
+        self.begin = "BEGIN IMMEDIATE" if immediate else "BEGIN"
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.conn.execute(self.begin)
+        return self.conn
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        self.conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
+
+
+def open_store(url: str) -> Store:
+    """``sqlite:///relative.db``, ``sqlite:////absolute.db``; ``tablestore://INSTANCE`` is reserved."""
+    from chatapp_mass.errors import OptionsError
+
+    if url.startswith("sqlite:///"):
+        path = url[len("sqlite:///"):]
+        if not path:
+            raise OptionsError(f"--store {url!r}: give a file, e.g. sqlite:///chatapp-mass.db")
+        return SqliteStore(path)
+    if url.startswith("tablestore://"):
+        raise OptionsError(f"--store {url!r}: the Tablestore store is not available yet; use sqlite:///FILE.db")
+    raise OptionsError(
+        f"--store {url!r}: use sqlite:///relative.db or sqlite:////absolute/path.db (three or four slashes)"
+    )

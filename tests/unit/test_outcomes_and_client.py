@@ -1,0 +1,140 @@
+"""The client's classification of every reply kind, with `responses` stubbing the HTTP layer under the real SDK."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import requests
+import responses
+
+os.environ["ALIBABA_CLOUD_ECS_METADATA_DISABLED"] = "true"
+
+from chatapp_mass.bootstrap import static_credential  # noqa: E402
+from chatapp_mass.cams import CamsClient, CamsSettings, parse_endpoint  # noqa: E402
+from chatapp_mass.options import parse_job_options  # noqa: E402
+from chatapp_mass.outcomes import OutcomeKind, classify_reply  # noqa: E402
+
+URL = "http://cams.test:8123/"
+OPTIONS = parse_job_options({"ChannelType": "whatsapp", "TemplateCode": "T1", "Language": "en", "From": "8613800000000"})
+RECIPIENTS = [{"To": "8613800000001", "TemplateParams": {"name": "Ana"}}]
+
+
+@pytest.fixture
+def client() -> CamsClient:
+    return CamsClient(
+        CamsSettings(endpoint="cams.test:8123", protocol="HTTP", connect_timeout_ms=500, read_timeout_ms=500),
+        credential=static_credential("AKID", "secret", "sts-token"),
+    )
+
+
+def reply(status: int, body: object) -> None:
+    responses.add(responses.POST, URL, body=json.dumps(body) if not isinstance(body, str) else body, status=status,
+                  content_type="application/json")
+
+
+@responses.activate
+def test_ok_is_sent_with_group_message_id(client: CamsClient) -> None:
+    reply(200, {"Code": "OK", "Message": "OK", "RequestId": "R1", "GroupMessageId": "8900001"})
+    outcome = client.send(OPTIONS, RECIPIENTS)
+    assert outcome.kind is OutcomeKind.sent
+    assert (outcome.group_message_id, outcome.request_id) == ("8900001", "R1")
+    sent = responses.calls[0].request
+    assert "SendChatappMassMessage" in sent.headers["x-acs-action"]
+    assert sent.headers["x-acs-security-token"] == "sts-token"
+    assert "SenderList=" in sent.url and "8613800000001" in requests.utils.unquote(sent.url)
+
+
+@responses.activate
+@pytest.mark.parametrize(
+    ("status", "code", "kind"),
+    [
+        (400, "System.LimitControl", OutcomeKind.throttled),
+        (200, "System.LimitControl", OutcomeKind.throttled),
+        (400, "Throttling.User", OutcomeKind.throttled),
+        (400, "Ram.PermissionDeny", OutcomeKind.fatal),
+        (400, "Product.Unsubscript", OutcomeKind.fatal),
+        (400, "Unknown.ResourceOwnerId", OutcomeKind.fatal),
+        (401, "Authentication.NoAuth", OutcomeKind.fatal),
+        (400, "SignatureDoesNotMatch", OutcomeKind.fatal),
+        (200, "DetailError.TemplateNotExist", OutcomeKind.fatal),
+        (400, "InvalidParameter.PhoneNumberError", OutcomeKind.failed),
+        (200, "InvalidParameter.PhoneNumberError", OutcomeKind.failed),
+        (404, "SomethingElse", OutcomeKind.failed),
+        (500, "InternalError", OutcomeKind.uncertain),
+        (503, "ServiceUnavailable", OutcomeKind.uncertain),
+    ],
+)
+def test_classified_by_code_whatever_the_status(client: CamsClient, status: int, code: str, kind: OutcomeKind) -> None:
+    reply(status, {"Code": code, "Message": "m", "RequestId": "R2"})
+    outcome = client.send(OPTIONS, RECIPIENTS)
+    assert outcome.kind is kind
+    assert outcome.code == code
+    assert len(responses.calls) == 1, "the SDK must never retry a send on its own"
+
+
+@responses.activate
+def test_non_json_reply_is_uncertain(client: CamsClient) -> None:
+    reply(200, "<html>gateway</html>")
+    assert client.send(OPTIONS, RECIPIENTS).kind is OutcomeKind.uncertain
+
+
+@responses.activate
+def test_non_json_5xx_is_uncertain(client: CamsClient) -> None:
+    reply(502, "Bad Gateway")
+    outcome = client.send(OPTIONS, RECIPIENTS)
+    assert outcome.kind is OutcomeKind.uncertain
+    assert len(responses.calls) == 1
+
+
+@responses.activate
+@pytest.mark.parametrize(
+    ("error", "kind"),
+    [
+        (requests.exceptions.ConnectTimeout("connect timed out"), OutcomeKind.not_sent),
+        (requests.exceptions.ConnectionError(ConnectionRefusedError(111, "refused")), OutcomeKind.not_sent),
+        (requests.exceptions.ReadTimeout("read timed out"), OutcomeKind.uncertain),
+        (requests.exceptions.ConnectionError(ConnectionResetError(104, "reset by peer")), OutcomeKind.uncertain),
+    ],
+)
+def test_transport_failures(client: CamsClient, error: Exception, kind: OutcomeKind) -> None:
+    responses.add(responses.POST, URL, body=error)
+    assert client.send(OPTIONS, RECIPIENTS).kind is kind
+    assert len(responses.calls) == 1
+
+
+def test_refused_connection_on_a_real_socket_is_not_sent() -> None:
+    import socket
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    client = CamsClient(CamsSettings(endpoint=f"127.0.0.1:{port}", protocol="HTTP"),
+                        credential=static_credential("AKID", "secret"))
+    assert client.send(OPTIONS, RECIPIENTS).kind is OutcomeKind.not_sent
+
+
+def test_classify_reply_ok_needs_success_status() -> None:
+    assert classify_reply(200, {"Code": "OK"}).kind is OutcomeKind.sent
+    assert classify_reply(500, {"Code": "OK"}).kind is OutcomeKind.uncertain
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("http://127.0.0.1:8123", ("127.0.0.1:8123", "HTTP")),
+        ("https://cams.example.com", ("cams.example.com", "HTTPS")),
+        ("cams.ap-southeast-1.aliyuncs.com", ("cams.ap-southeast-1.aliyuncs.com", "HTTPS")),
+        ("", (None, "HTTPS")),
+        (None, (None, "HTTPS")),
+    ],
+)
+def test_parse_endpoint(value: str | None, expected: tuple[str | None, str]) -> None:
+    assert parse_endpoint(value) == expected
+
+
+def test_settings_from_env() -> None:
+    settings = CamsSettings.from_env({"CHATAPP_CAMS_ENDPOINT": "http://127.0.0.1:9", "ALIBABA_CLOUD_REGION_ID": "cn-x"})
+    assert (settings.endpoint, settings.protocol, settings.region_id) == ("127.0.0.1:9", "HTTP", "cn-x")
+    assert CamsSettings.from_env({}).region_id == "ap-southeast-1"

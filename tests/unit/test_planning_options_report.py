@@ -1,0 +1,141 @@
+from __future__ import annotations
+
+import json
+from urllib.parse import quote_plus
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from chatapp_mass.errors import OptionsError
+from chatapp_mass.options import IntakeOptions, Recipient, job_identity, parse_intake_options, parse_job_options
+from chatapp_mass.planning import BatchPlanner, encoded_size, sender_json
+from chatapp_mass.report import neutralize
+
+BASE = {"ChannelType": "whatsapp", "TemplateCode": "T1", "Language": "en", "From": "8613800000000"}
+
+
+# --- options ---------------------------------------------------------------------------------------------
+def test_minimal_options_to_api() -> None:
+    assert parse_job_options(BASE).to_api() == BASE
+
+
+@pytest.mark.parametrize(
+    ("change", "names"),
+    [
+        ({"ChannelType": "sms"}, "ChannelType"),
+        ({"TemplateCode": None}, "TemplateName"),
+        ({"FallBackDuration": 59}, "FallBackDuration"),
+        ({"FallBackDuration": 43201}, "FallBackDuration"),
+        ({"FallBackRule": "never"}, "FallBackRule"),
+        ({"Ttl": 60}, "Ttl"),
+        ({"Label": "promotion"}, "Label"),
+        ({"Tag": "x"}, "Tag"),
+        ({"Language": ""}, "Language"),
+        ({"Bogus": 1}, "Bogus"),
+    ],
+)
+def test_wrong_option_is_named(change: dict[str, object], names: str) -> None:
+    data = {**BASE, **change}
+    data = {k: v for k, v in data.items() if v is not None}
+    with pytest.raises(OptionsError) as error:
+        parse_job_options(data)
+    assert names in str(error.value)
+
+
+def test_viber_rules() -> None:
+    viber = {**BASE, "ChannelType": "viber", "Ttl": 30, "Label": "transaction", "Tag": "t"}
+    assert parse_job_options(viber).to_api()["Ttl"] == 30
+    with pytest.raises(OptionsError, match="Viber needs TemplateCode"):
+        parse_job_options({**viber, "TemplateCode": None, "TemplateName": "n"} | {})  # type: ignore[operator]
+    with pytest.raises(OptionsError, match="Ttl"):
+        parse_job_options({**viber, "Ttl": 1209601})
+
+
+def test_error_names_the_cli_flag() -> None:
+    with pytest.raises(OptionsError, match="--fall-back-duration"):
+        parse_job_options({**BASE, "FallBackDuration": 1}, {"FallBackDuration": "--fall-back-duration"})
+
+
+def test_default_country_checked() -> None:
+    assert parse_intake_options({"default_country": "cn"}).default_country == "CN"
+    with pytest.raises(OptionsError, match="default_country|--default-country"):
+        parse_intake_options({"default_country": "XX"})
+
+
+def test_product_action_limits() -> None:
+    items = [{"ProductRetailerId": f"p{i}"} for i in range(31)]
+    with pytest.raises(ValueError, match="at most 30"):
+        Recipient.model_validate({"To": "1", "ProductAction": {"Sections": [{"Title": "a", "ProductItems": items}]}})
+    with pytest.raises(ValueError):
+        Recipient.model_validate({"To": "1", "ProductAction": {"Sections": [{"Title": "a"}] * 11}})
+    recipient = Recipient.model_validate({"To": "1", "ProductAction": {"Sections": [{"Title": "a"}]}})
+    from chatapp_mass.options import ChannelType
+
+    recipient.check_channel(ChannelType.whatsapp)
+    with pytest.raises(ValueError, match="whatsapp"):
+        recipient.check_channel(ChannelType.viber)
+
+
+def test_identity_ignores_sending_knobs_but_not_template() -> None:
+    options = parse_job_options(BASE)
+    same = job_identity("abc", options, IntakeOptions())
+    assert same == job_identity("abc", parse_job_options(dict(BASE)), IntakeOptions())
+    assert same != job_identity("abd", options, IntakeOptions())
+    assert same != job_identity("abc", parse_job_options({**BASE, "TemplateCode": "T2"}), IntakeOptions())
+    assert same != job_identity("abc", options, IntakeOptions(default_country="CN"))
+
+
+# --- planning --------------------------------------------------------------------------------------------
+def test_encoded_size_matches_the_sdk_wire_form() -> None:
+    items = [{"To": "8613800000001", "TemplateParams": {"name": "Zoë, \"quoted\""}}, {"To": "447400123456"}]
+    wire = quote_plus(json.dumps(items, ensure_ascii=False, separators=(",", ":")))
+    assert len(wire) == sum(encoded_size(i) for i in items) - len(quote_plus(",")) + len(quote_plus("[]"))
+    assert sender_json(items[1]) == '{"To":"447400123456"}'
+
+
+@given(
+    sizes=st.lists(st.integers(min_value=10, max_value=900), min_size=1, max_size=400),
+    max_recipients=st.integers(min_value=1, max_value=1000),
+    max_bytes=st.integers(min_value=1000, max_value=20000),
+)
+def test_batches_respect_both_bounds_and_keep_order(sizes: list[int], max_recipients: int, max_bytes: int) -> None:
+    planner = BatchPlanner(max_recipients, max_bytes)
+    assigned = [planner.assign(size) for size in sizes]
+    assert assigned == sorted(assigned) and assigned[0] == 0
+    assert sum(planner.sizes) == len(sizes)
+    for seq, count in enumerate(planner.sizes):
+        members = [s for s, a in zip(sizes, assigned) if a == seq]
+        assert len(members) == count <= max_recipients
+        assert sum(members) + len(quote_plus("[]")) <= max_bytes
+        # a batch is only closed when the next recipient would not fit
+        if seq + 1 < len(planner.sizes):
+            nxt = sizes[assigned.index(seq + 1)]
+            assert count == max_recipients or sum(members) + nxt + len(quote_plus("[]")) > max_bytes
+
+
+def test_planner_refuses_bad_bounds() -> None:
+    with pytest.raises(ValueError):
+        BatchPlanner(1001)
+    with pytest.raises(ValueError):
+        BatchPlanner(10, 10).assign(5000)
+
+
+# --- report ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("cell", "expected"),
+    [
+        ("=1+1", "'=1+1"),
+        ("@SUM(A1)", "'@SUM(A1)"),
+        ("\tx", "'\tx"),
+        ("\rx", "'\rx"),
+        ("+cmd|' /C calc'!A0", "'+cmd|' /C calc'!A0"),
+        ("-2+3", "'-2+3"),
+        ("+44 20 7946 0958", "+44 20 7946 0958"),
+        ("8613800000000", "8613800000000"),
+        ("", ""),
+        ("plain", "plain"),
+    ],
+)
+def test_neutralize(cell: str, expected: str) -> None:
+    assert neutralize(cell) == expected

@@ -1,0 +1,147 @@
+"""The SQLite store: create-once, claim-once, conditional transitions, counters, report order, rate window."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from chatapp_mass.errors import OptionsError, StoreError
+from chatapp_mass.ratelimit import SlidingWindowLimiter
+from chatapp_mass.store import BatchRecord, BatchStatus, JobRecord, JobStatus, RowRecord, RowStatus
+from chatapp_mass.store_sqlite import SqliteStore, open_store
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> SqliteStore:
+    s = SqliteStore(str(tmp_path / "state.db"))
+    yield s
+    s.close()
+
+
+def job(job_id: str = "job1") -> JobRecord:
+    return JobRecord(job_id=job_id, source="f.csv", options={"ChannelType": "whatsapp"}, intake={}, content_sha256="x")
+
+
+def test_create_once(store: SqliteStore) -> None:
+    assert store.create_job(job()) is True
+    assert store.create_job(job()) is False
+    loaded = store.get_job("job1")
+    assert loaded is not None and loaded.status is JobStatus.planning and loaded.options == {"ChannelType": "whatsapp"}
+    assert store.find_jobs("jo") == ["job1"]
+    assert store.get_job("nope") is None
+
+
+def test_update_job_conditional(store: SqliteStore) -> None:
+    store.create_job(job())
+    assert store.update_job("job1", expect=[JobStatus.ready], status=JobStatus.running) is False
+    assert store.update_job("job1", expect=[JobStatus.planning], status=JobStatus.ready, valid=3) is True
+    loaded = store.get_job("job1")
+    assert loaded is not None and (loaded.status, loaded.valid) == (JobStatus.ready, 3)
+
+
+def plan(store: SqliteStore) -> None:
+    store.create_job(job())
+    rows = [
+        RowRecord("job1", 2, "111", RowStatus.valid, batch_seq=0, recipient={"To": "111"}),
+        RowRecord("job1", 4, "bad", RowStatus.invalid, "InvalidNumber", "nope"),
+        RowRecord("job1", 3, "222", RowStatus.valid, batch_seq=1, recipient={"To": "222", "TemplateParams": {"a": "ü"}}),
+        RowRecord("job1", 5, "111", RowStatus.duplicate, "Duplicate", "same recipient as line 2"),
+    ]
+    batches = [BatchRecord("job1", 0, 1), BatchRecord("job1", 1, 1)]
+    store.put_plan(rows, batches)
+
+
+def test_plan_is_idempotent_and_never_resets_a_batch(store: SqliteStore) -> None:
+    plan(store)
+    assert store.transition_batch("job1", 0, expect=[BatchStatus.pending], to=BatchStatus.sent)
+    plan(store)  # the same plan written again
+    assert [b.status for b in store.list_batches("job1")] == [BatchStatus.sent, BatchStatus.pending]
+    assert store.batch_recipients("job1", 1) == [{"To": "222", "TemplateParams": {"a": "ü"}}]
+    assert len(list(store.report_rows("job1"))) == 4
+
+
+def test_claim_once_across_threads(store: SqliteStore) -> None:
+    plan(store)
+    wins: list[int] = []
+    barrier = threading.Barrier(8)
+
+    def claim(i: int) -> None:
+        barrier.wait()
+        if store.transition_batch("job1", 0, expect=[BatchStatus.pending], to=BatchStatus.claimed, owner=f"w{i}"):
+            wins.append(i)
+
+    threads = [threading.Thread(target=claim, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(wins) == 1
+    assert store.list_batches("job1", [BatchStatus.claimed])[0].owner == f"w{wins[0]}"
+
+
+def test_attempts_increment_and_totals(store: SqliteStore) -> None:
+    plan(store)
+    store.transition_batch("job1", 0, expect=[BatchStatus.pending], to=BatchStatus.sending, attempts=1)
+    store.transition_batch("job1", 0, expect=[BatchStatus.sending], to=BatchStatus.claimed)
+    store.transition_batch("job1", 0, expect=[BatchStatus.claimed], to=BatchStatus.sending, attempts=1)
+    assert store.list_batches("job1")[0].attempts == 2
+    store.transition_batch("job1", 0, expect=[BatchStatus.sending], to=BatchStatus.sent, group_message_id="g1")
+    assert store.batch_totals("job1") == {BatchStatus.sent: (1, 1), BatchStatus.pending: (1, 1)}
+
+
+def test_report_rows_in_line_order_with_batch_outcome(store: SqliteStore) -> None:
+    plan(store)
+    store.transition_batch("job1", 0, expect=[BatchStatus.pending], to=BatchStatus.sent, group_message_id="g1",
+                           code="OK")
+    rows = list(store.report_rows("job1"))
+    assert [r.line for r in rows] == [2, 3, 4, 5]
+    assert [r.status for r in rows] == ["sent", "pending", "invalid", "duplicate"]
+    assert rows[0].group_message_id == "g1"
+    assert rows[3].message == "same recipient as line 2"
+
+
+def test_delete_and_clear(store: SqliteStore) -> None:
+    plan(store)
+    store.clear_plan("job1")
+    assert store.list_batches("job1") == [] and list(store.report_rows("job1")) == []
+    store.delete_job("job1")
+    assert store.get_job("job1") is None
+
+
+def test_rate_window_grants_at_most_limit(store: SqliteStore) -> None:
+    granted = [store.rate_acquire("k", 3, 1.0, 100.0 + i * 0.01) for i in range(5)]
+    assert granted[:3] == [0.0, 0.0, 0.0]
+    assert granted[3] == pytest.approx(100.0 + 1.0 - 100.03, abs=1e-6)
+    assert store.rate_acquire("k", 3, 1.0, 101.001) == 0.0  # the first left the window
+    assert store.rate_acquire("other", 3, 1.0, 100.0) == 0.0  # keys are separate budgets
+
+
+def test_limiter_never_exceeds_limit_with_fake_clock(store: SqliteStore) -> None:
+    now = [1000.0]
+    limiter = SlidingWindowLimiter(store, limit=10, window=1.0, margin=0.0, clock=lambda: now[0],
+                                   sleep=lambda s: now.__setitem__(0, now[0] + s))
+    stamps = []
+    for _ in range(55):
+        assert limiter.acquire()
+        stamps.append(now[0])
+    for i in range(len(stamps) - 10):
+        assert stamps[i + 10] - stamps[i] >= 1.0
+    assert stamps[-1] - stamps[0] == pytest.approx(5.0)  # and it never idles: slot 51 opens at +5 s
+
+
+def test_two_store_handles_share_one_budget(tmp_path: Path) -> None:
+    a, b = SqliteStore(str(tmp_path / "s.db")), SqliteStore(str(tmp_path / "s.db"))
+    results = [a.rate_acquire("k", 2, 1.0, 5.0), b.rate_acquire("k", 2, 1.0, 5.0), a.rate_acquire("k", 2, 1.0, 5.0)]
+    assert results[:2] == [0.0, 0.0] and results[2] > 0
+
+
+def test_open_store_urls(tmp_path: Path) -> None:
+    assert isinstance(open_store(f"sqlite:///{tmp_path}/a.db"), SqliteStore)  # absolute via 4 slashes
+    with pytest.raises(OptionsError, match="not available yet"):
+        open_store("tablestore://inst")
+    with pytest.raises(OptionsError, match="sqlite:///"):
+        open_store("postgres://x")
+    with pytest.raises(StoreError, match="does not exist"):
+        open_store(f"sqlite:///{tmp_path}/missing/dir/a.db")
