@@ -1,0 +1,30 @@
+# The few commands a contributor needs. `make demo` and `make test` are the README's two commands.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup demo test bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt -e .
+	touch $(STAMP)
+
+demo: setup  ## the main job on loopback: local CAMS, sample CSV, progress, summary, report
+	env -u HTTP_PROXY -u HTTPS_PROXY -u http_proxy -u https_proxy \
+	    ALIBABA_CLOUD_ECS_METADATA_DISABLED=true $(BIN)/chatapp-mass demo
+
+test: setup  ## the whole suite (what CI runs)
+	env -u HTTP_PROXY -u HTTPS_PROXY -u http_proxy -u https_proxy \
+	    ALIBABA_CLOUD_ECS_METADATA_DISABLED=true $(BIN)/python -m pytest
+
+bench: setup  ## figures for the notes (never assertions)
+	env -u HTTP_PROXY -u HTTPS_PROXY -u http_proxy -u https_proxy \
+	    ALIBABA_CLOUD_ECS_METADATA_DISABLED=true sh -c 'for b in bench/bench_*.py; do $(BIN)/python $$b; done'
+
+clean:
+	rm -rf $(VENV) demo-out .pytest_cache .hypothesis
