@@ -1,0 +1,251 @@
+"""End to end: `chatapp-mass send` as a real process, with the real SDK and the default credential chain
+(STS variables in its environment), against the local CAMS on loopback. Assertions read the emulator's own
+record of every attempt, so a client that over-sends is caught, not hidden by the emulator's refusals."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from chatapp_mass.localcloud.cams import LocalCams
+from chatapp_mass.phones import normalize_number
+from chatapp_mass.sample import write_sample_csv
+
+JOB = ["--channel-type", "whatsapp", "--template-code", "T_WELCOME", "--language", "en", "--from", "8613800000000"]
+
+
+@pytest.fixture
+def cams() -> Iterator[LocalCams]:
+    with LocalCams(latency=0.02, latency_jitter=0.5) as server:
+        yield server
+
+
+def cli_env(cams: LocalCams) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+    creds = cams.credentials
+    env.update(
+        CHATAPP_CAMS_ENDPOINT=cams.endpoint,
+        ALIBABA_CLOUD_ACCESS_KEY_ID=creds.access_key_id,
+        ALIBABA_CLOUD_ACCESS_KEY_SECRET=creds.access_key_secret,
+        ALIBABA_CLOUD_SECURITY_TOKEN=creds.security_token or "",
+        ALIBABA_CLOUD_ECS_METADATA_DISABLED="true",
+    )
+    return env
+
+
+def command(csv_path: Path, store: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "chatapp_mass", "send", str(csv_path), *JOB, "--store", f"sqlite:///{store}",
+            "--report", str(store.with_suffix(".report.csv")), *extra]
+
+
+def send(cams: LocalCams, csv_path: Path, store: Path, *extra: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(command(csv_path, store, *extra), env=cli_env(cams), capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def read_report(store: Path) -> list[dict[str, str]]:
+    with open(store.with_suffix(".report.csv"), newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def sample(tmp_path: Path, rows: int, seed: int = 7) -> Path:
+    path = tmp_path / f"recipients-{seed}.csv"
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        write_sample_csv(handle, rows, seed=seed)
+    return path
+
+
+def expected_valid(path: Path) -> dict[str, dict[str, str]]:
+    """Independent oracle: first occurrence of each valid number, with its own template values."""
+    firsts: dict[str, dict[str, str]] = {}
+    with open(path, newline="", encoding="utf-8") as handle:
+        for row in csv.DictReader(handle):
+            number = normalize_number(row["to"].strip(), None)
+            if number and row["name"].strip() and row["code"].strip() and number not in firsts:
+                firsts[number] = {"name": row["name"], "code": row["code"]}
+    return firsts
+
+
+def assert_never_over_limit(cams: LocalCams, limit: int = 10) -> None:
+    assert cams.backend.max_calls_in_any_window(1.0) <= limit
+
+
+def test_every_valid_recipient_receives_once_with_its_own_params(cams: LocalCams, tmp_path: Path) -> None:
+    csv_path = sample(tmp_path, 3000)
+    store = tmp_path / "state.db"
+    result = send(cams, csv_path, store, "--batch-size", "100")
+    assert result.returncode == 0, result.stderr
+    expected = expected_valid(csv_path)
+    received = cams.backend.received
+    assert Counter(m.to for m in received) == Counter({n: 1 for n in expected})
+    for message in received:
+        assert message.template_params == expected[message.to]
+    assert_never_over_limit(cams)
+    report = read_report(store)
+    assert len(report) == 3000
+    assert Counter(r["status"] for r in report)["sent"] == len(expected)
+    assert {r["status"] for r in report} <= {"sent", "invalid", "duplicate"}
+    assert "completed" in result.stdout and f"{len(expected):,} sent" in result.stdout
+
+
+def test_rerun_resumes_and_sends_nothing_again(cams: LocalCams, tmp_path: Path) -> None:
+    csv_path = sample(tmp_path, 500)
+    store = tmp_path / "state.db"
+    assert send(cams, csv_path, store, "--batch-size", "100").returncode == 0
+    calls = len(cams.backend.attempts)
+    again = send(cams, csv_path, store, "--batch-size", "100")
+    assert again.returncode == 0
+    assert len(cams.backend.attempts) == calls, "a finished job must not call CAMS again"
+    assert "resuming" in again.stderr
+    new = send(cams, csv_path, store, "--batch-size", "100", "--new-job")
+    assert new.returncode == 0 and len(cams.backend.attempts) == 2 * calls
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
+def test_interrupted_run_resumed_sends_nothing_twice(cams: LocalCams, tmp_path: Path, sig: int) -> None:
+    cams.backend.configure(latency=0.3, latency_jitter=0.5)
+    csv_path = sample(tmp_path, 2000)
+    store = tmp_path / "state.db"
+    process = subprocess.Popen(command(csv_path, store, "--batch-size", "50"), env=cli_env(cams),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while len(cams.backend.attempts) < 8 and time.time() < deadline:
+        time.sleep(0.05)
+    process.send_signal(sig)
+    out, err = process.communicate(timeout=60)
+    if sig == signal.SIGINT:
+        assert process.returncode == 130, err
+    else:
+        assert process.returncode == -signal.SIGKILL
+    first_run = Counter(m.to for m in cams.backend.received)
+    assert first_run and max(first_run.values()) == 1
+
+    cams.backend.configure(latency=0.0, latency_jitter=0.0)
+    resumed = send(cams, csv_path, store, "--batch-size", "50")
+    received = Counter(m.to for m in cams.backend.received)
+    assert max(received.values()) == 1, "a number was sent twice"
+    report = read_report(store)
+    statuses = Counter(r["status"] for r in report)
+    expected = expected_valid(csv_path)
+    if sig == signal.SIGINT:
+        # Ctrl-C waited for calls in flight and recorded them: nothing is ambiguous.
+        assert resumed.returncode == 0, resumed.stderr
+        assert set(received) == set(expected) and statuses["sent"] == len(expected)
+    else:
+        # A crash may leave calls in flight: those batches are uncertain, reported, and not resent.
+        uncertain = [r for r in report if r["status"] == "uncertain"]
+        assert statuses["sent"] + len(uncertain) == len(expected)
+        assert resumed.returncode == (1 if uncertain else 0)
+        assert all(r["code"] == "Interrupted" for r in uncertain)
+    assert_never_over_limit(cams)
+
+
+def test_throttled_calls_are_retried_not_failed(cams: LocalCams, tmp_path: Path) -> None:
+    cams.backend.throttle_next(4)
+    csv_path = sample(tmp_path, 400)
+    store = tmp_path / "state.db"
+    result = send(cams, csv_path, store, "--batch-size", "50")
+    assert result.returncode == 0, result.stderr
+    codes = Counter(a.code for a in cams.backend.attempts)
+    assert codes["System.LimitControl"] == 4
+    assert set(m.to for m in cams.backend.received) == set(expected_valid(csv_path))
+    assert not [r for r in read_report(store) if r["status"] == "failed"]
+    assert_never_over_limit(cams)
+
+
+def test_account_level_refusal_stops_the_job(cams: LocalCams, tmp_path: Path) -> None:
+    cams.backend.refuse_all("Ram.PermissionDeny")
+    csv_path = sample(tmp_path, 3000)
+    store = tmp_path / "state.db"
+    result = send(cams, csv_path, store, "--batch-size", "20", "--concurrency", "4")
+    assert result.returncode == 1
+    assert "stopped" in result.stdout and "Ram.PermissionDeny" in result.stdout
+    batches = -(-len(expected_valid(csv_path)) // 20)
+    assert len(cams.backend.attempts) <= 4 < batches, "the kill switch must stop dispatch"
+    statuses = Counter(r["status"] for r in read_report(store))
+    assert statuses["failed"] <= 4 * 20 and statuses["pending"] > 0
+    # fixed on the account side: the rerun retries the failed batches and finishes the job
+    cams.backend.clear_refuse_all()
+    again = send(cams, csv_path, store, "--batch-size", "20")
+    assert again.returncode == 0, again.stderr
+    assert Counter(m.to for m in cams.backend.received) == Counter({n: 1 for n in expected_valid(csv_path)})
+
+
+def test_two_concurrent_sends_on_one_store_share_the_budget(cams: LocalCams, tmp_path: Path) -> None:
+    cams.backend.configure(latency=0.1, latency_jitter=0.5)
+    store = tmp_path / "state.db"
+    first, second = sample(tmp_path, 800, seed=1), sample(tmp_path, 800, seed=2)
+    runs = [subprocess.Popen(command(path, store, "--batch-size", "20"), env=cli_env(cams),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for path in (first, second)]
+    for run in runs:
+        run.communicate(timeout=120)
+        assert run.returncode == 0
+    assert len(cams.backend.attempts) >= 60
+    assert_never_over_limit(cams)
+
+
+def test_dry_run_plans_and_reports_without_sending(cams: LocalCams, tmp_path: Path) -> None:
+    csv_path = sample(tmp_path, 300)
+    store = tmp_path / "state.db"
+    result = send(cams, csv_path, store, "--dry-run")
+    assert result.returncode == 0
+    assert cams.backend.attempts == []
+    statuses = Counter(r["status"] for r in read_report(store))
+    assert set(statuses) <= {"pending", "invalid", "duplicate"} and statuses["pending"] == len(expected_valid(csv_path))
+
+
+def test_unreadable_file_sends_nothing(cams: LocalCams, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_bytes(b"to,name\n8613800000001,Ana\n8613800000002,\xff\xfe\n")
+    store = tmp_path / "state.db"
+    result = send(cams, bad, store)
+    assert result.returncode == 2
+    assert "line 3" in result.stderr
+    assert cams.backend.attempts == []
+    listing = subprocess.run([sys.executable, "-m", "chatapp_mass", "jobs", "--store", f"sqlite:///{store}"],
+                             capture_output=True, text=True)
+    assert "no jobs" in listing.stdout
+
+
+def test_bad_option_refused_before_reading(cams: LocalCams, tmp_path: Path) -> None:
+    store = tmp_path / "state.db"
+    result = send(cams, tmp_path / "missing.csv", store, "--ttl", "60")
+    assert result.returncode == 2
+    assert "Ttl" in result.stderr and "viber" in result.stderr
+    assert cams.backend.attempts == []
+
+
+def test_status_jobs_and_report_commands(cams: LocalCams, tmp_path: Path) -> None:
+    csv_path = sample(tmp_path, 200)
+    store = tmp_path / "state.db"
+    assert send(cams, csv_path, store).returncode == 0
+    url = f"sqlite:///{store}"
+
+    def run(*args: str) -> str:
+        done = subprocess.run([sys.executable, "-m", "chatapp_mass", *args, "--store", url], capture_output=True,
+                              text=True, check=True)
+        return done.stdout
+
+    listing = run("jobs")
+    job_id = listing.splitlines()[1].split()[0]
+    status = run("status", job_id[:8], "--json")
+    import json
+
+    counts: dict[str, Any] = json.loads(status)
+    assert counts["status"] == "completed" and counts["sent"] == len(expected_valid(csv_path))
+    assert counts["sent"] + counts["invalid"] + counts["duplicate"] == 200
+    out = tmp_path / "again.csv"
+    run("report", job_id, "--out", str(out))
+    assert out.read_text(encoding="utf-8") == store.with_suffix(".report.csv").read_text(encoding="utf-8")
+    rows = list(csv.DictReader(io.StringIO(out.read_text(encoding="utf-8"))))
+    assert [int(r["line"]) for r in rows] == list(range(2, 202))
