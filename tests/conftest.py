@@ -7,3 +7,16 @@ import os
 os.environ["ALIBABA_CLOUD_ECS_METADATA_DISABLED"] = "true"
 for _proxy in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"):
     os.environ.pop(_proxy, None)
+
+
+# --- local CAMS (chatapp_mass.localcloud.cams) -------------------------------------------------------------
+import pytest  # noqa: E402
+
+
+@pytest.fixture
+def local_cams():  # type: ignore[no-untyped-def]
+    """A started local CAMS on 127.0.0.1 (port 0, no latency, 10 calls/s); stopped after the test."""
+    from chatapp_mass.localcloud.cams import LocalCams
+
+    with LocalCams(latency=0.0) as cams:
+        yield cams

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 from urllib.parse import urlsplit
 
 from chatapp_mass import env
@@ -51,6 +51,17 @@ def parse_endpoint(value: Optional[str]) -> tuple[Optional[str], str]:
     return value.rstrip("/"), "HTTPS"
 
 
+@dataclass(frozen=True)
+class PreparedCall:
+    """One built SendChatappMassMessage request; calling it makes one attempt (it may be called again)."""
+
+    attempt: Callable[[], SendOutcome]
+    recipients: list[dict[str, Any]]
+
+    def __call__(self) -> SendOutcome:
+        return self.attempt()
+
+
 class CamsClient:
     def __init__(self, settings: CamsSettings, credential: Any = None) -> None:
         self.settings = settings
@@ -80,12 +91,18 @@ class CamsClient:
             client = self._local.client = Client(config)
         return client
 
-    def send(self, options: JobOptions, recipients: list[dict[str, Any]]) -> SendOutcome:
-        """One SendChatappMassMessage attempt, classified. Never raises for a service or transport failure."""
+    def prepare(self, options: JobOptions, recipients: list[dict[str, Any]]) -> "PreparedCall":
+        """Everything before the wire: imports, this thread's SDK client, the request. Returns the call.
+
+        The engine prepares *before* it takes a slot from the rate limiter and calls right after, so the
+        time between "slot taken" and "request arrives" is the network alone (the first call on a thread
+        otherwise spends ~0.5 s importing the SDK models, and a burst of such calls lands in one window).
+        """
         from alibabacloud_cams20200606 import models
         from alibabacloud_tea_openapi.exceptions import AlibabaCloudException
         from darabonba.runtime import RuntimeOptions
 
+        sdk = self._sdk()
         request = models.SendChatappMassMessageRequest().from_map({**options.to_api(), "SenderList": recipients})
         runtime = RuntimeOptions(
             autoretry=False,
@@ -93,13 +110,22 @@ class CamsClient:
             connect_timeout=self.settings.connect_timeout_ms,
             read_timeout=self.settings.read_timeout_ms,
         )
-        try:
-            response = self._sdk().send_chatapp_mass_message_with_options(request, runtime)
-        except AlibabaCloudException as error:  # an HTTP 4xx/5xx reply that parsed as JSON
-            body = error.data if isinstance(error.data, dict) else {}
-            body = {**body, "Code": body.get("Code") or error.code, "Message": body.get("Message") or error.message}
-            return classify_reply(error.status_code or 500, body)
-        except Exception as error:  # transport, non-JSON reply: the SDK wraps them all alike
-            return classify_transport_error(error)
-        body = response.body.to_map() if response.body is not None else {}
-        return classify_reply(response.status_code or 200, body)
+
+        def call() -> SendOutcome:
+            try:
+                response = sdk.send_chatapp_mass_message_with_options(request, runtime)
+            except AlibabaCloudException as error:  # an HTTP 4xx/5xx reply that parsed as JSON
+                body = error.data if isinstance(error.data, dict) else {}
+                body = {**body, "Code": body.get("Code") or error.code,
+                        "Message": body.get("Message") or error.message}
+                return classify_reply(error.status_code or 500, body)
+            except Exception as error:  # transport, non-JSON reply: the SDK wraps them all alike
+                return classify_transport_error(error)
+            body = response.body.to_map() if response.body is not None else {}
+            return classify_reply(response.status_code or 200, body)
+
+        return PreparedCall(call, recipients)
+
+    def send(self, options: JobOptions, recipients: list[dict[str, Any]]) -> SendOutcome:
+        """One SendChatappMassMessage attempt, classified. Never raises for a service or transport failure."""
+        return self.prepare(options, recipients)()

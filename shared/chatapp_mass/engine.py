@@ -25,7 +25,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import IO, Any, Callable, ContextManager, Optional
 
-from chatapp_mass.cams import CamsClient
+from chatapp_mass.cams import CamsClient, PreparedCall
 from chatapp_mass.errors import CsvFileError
 from chatapp_mass.intake import RecipientReader, sha256_of
 from chatapp_mass.options import IntakeOptions, JobOptions, job_identity
@@ -142,6 +142,9 @@ class DispatchSettings:
     resend_uncertain: bool = False
     claim_ttl: float = 300.0  # longer than any one call (read timeout) plus its token wait
     rate_margin: float = 0.03
+    # A slot is stamped for the request's arrival. If marking the batch ``sending`` took longer than this
+    # after the stamp (a busy store), the slot is given up unused rather than spent late (< rate_margin).
+    slot_max_age: float = 0.015
 
     @property
     def workers(self) -> int:
@@ -158,6 +161,7 @@ class Snapshot:
     uncertain: int = 0
     calls: int = 0
     throttled: int = 0
+    late_slots: int = 0  # rate slots given up because the store was slow to mark the batch sending
     started: float = field(default_factory=time.time)
     sent_at_start: int = 0
 
@@ -223,6 +227,8 @@ class JobRunner:
         self.halt_reason = ""
         self._lock = threading.Lock()
         self._last_progress = clock()
+        self._first_call_lock = threading.Lock()
+        self._first_call_done = threading.Event()
 
     # control
     def stop(self, status: JobStatus = JobStatus.interrupted, reason: str = "interrupted by the user") -> None:
@@ -331,21 +337,61 @@ class JobRunner:
         return RunResult(final, snapshot, totals)
 
     def _send_batch(self, job_id: str, seq: int, options: JobOptions, snapshot: Snapshot) -> None:
-        store, ttl = self.store, self.settings.claim_ttl
+        store = self.store
         if not store.transition_batch(job_id, seq, expect=[BatchStatus.pending], to=BatchStatus.claimed,
-                                      owner=self.owner, claim_expires=self.clock() + ttl):
+                                      owner=self.owner, claim_expires=self.clock() + self.settings.claim_ttl):
             return  # another sender won the claim
-        recipients = store.batch_recipients(job_id, seq)
+        call = self.cams.prepare(options, store.batch_recipients(job_id, seq))  # before the slot: see prepare
+        leader = self._first_call_turn()
+        try:
+            self._attempt_until_resolved(job_id, seq, len(call.recipients), call, snapshot, cold=leader)
+        finally:
+            if leader:
+                self._first_call_done.set()
+
+    def _first_call_turn(self) -> bool:
+        """The run's first call goes alone; the other workers wait for it before taking a rate slot.
+
+        A process's first SDK call builds the HTTP session (TLS context, connection pool: tens of ms of
+        CPU). Ten workers doing that at once hold each other up for ~0.3 s *after* taking their slots, so
+        their requests arrive bunched against the next second's and the service sees more than the limit
+        in one window. Returns True for the leader, who must set ``_first_call_done`` when finished. The
+        leader's own cold call may still arrive late against its slot, so it is counted twice: once at its
+        slot and once more when it returns (by then it has certainly arrived). That costs one slot per run.
+        """
+        if self._first_call_done.is_set():
+            return False
+        if self._first_call_lock.acquire(blocking=False):
+            return True
+        while not self._first_call_done.wait(0.1) and not self.halt.is_set():
+            pass
+        return False
+
+    def _attempt_until_resolved(self, job_id: str, seq: int, size: int, call: PreparedCall,
+                                snapshot: Snapshot, *, cold: bool = False) -> None:
+        store, ttl = self.store, self.settings.claim_ttl
         retry = 0
         while True:
-            if self.halt.is_set() or self._stalled(job_id) or not self.limiter.acquire(self.halt):
+            stamped = None
+            if not self.halt.is_set() and not self._stalled(job_id):
+                stamped = self.limiter.acquire(self.halt)
+            if stamped is None:
                 store.transition_batch(job_id, seq, expect=[BatchStatus.claimed], to=BatchStatus.pending,
                                        owner="", claim_expires=0.0)
                 return
             if not store.transition_batch(job_id, seq, expect=[BatchStatus.claimed], to=BatchStatus.sending,
                                           owner=self.owner, claim_expires=self.clock() + ttl, attempts=1):
                 return  # the claim was taken from us (expired): never send without it
-            outcome = self.cams.send(options, recipients)
+            if self.clock() - stamped > self.settings.slot_max_age:  # too late to spend it: see slot_max_age
+                store.transition_batch(job_id, seq, expect=[BatchStatus.sending], to=BatchStatus.claimed,
+                                       attempts=-1)
+                with self._lock:
+                    snapshot.late_slots += 1
+                continue
+            outcome = call()
+            if cold:  # see _first_call_turn
+                cold = False
+                self.limiter.acquire(self.halt)
             with self._lock:
                 snapshot.calls += 1
             if outcome.kind in (OutcomeKind.throttled, OutcomeKind.not_sent):
@@ -358,7 +404,7 @@ class JobRunner:
                          extra={"job_id": job_id, "batch": seq, "code": outcome.code, "retry": retry})
                 self.halt.wait(_backoff(retry, outcome))
                 continue
-            self._record(job_id, seq, len(recipients), outcome, snapshot)
+            self._record(job_id, seq, size, outcome, snapshot)
             return
 
     def _record(self, job_id: str, seq: int, size: int, outcome: SendOutcome, snapshot: Snapshot) -> None:

@@ -38,17 +38,25 @@ class SlidingWindowLimiter:
         self.sleep = sleep
         self._lock = threading.Lock()  # one poller per process; others queue here, not on the database
 
-    def acquire(self, stop: Optional[threading.Event] = None) -> bool:
-        """Block until an attempt may be made (True), or until ``stop`` is set (False)."""
+    def acquire(self, stop: Optional[threading.Event] = None) -> Optional[float]:
+        """Block until an attempt may be made; returns the time the slot was stamped, or None if ``stop``
+        was set first. A caller that cannot send promptly after the stamp should not send on it (see
+        ``DispatchSettings.slot_max_age``): the stamp stands in for the request's arrival."""
+        stamped: list[float] = []
+
+        def now() -> float:
+            stamped.append(self.clock())
+            return stamped[-1]
+
         with self._lock:
             while True:
                 if stop is not None and stop.is_set():
-                    return False
-                wait = self.store.rate_acquire(self.key, self.limit, self.window, self.clock())
+                    return None
+                wait = self.store.rate_acquire(self.key, self.limit, self.window, now)
                 if wait <= 0:
-                    return True
+                    return stamped[-1]
                 if stop is not None:
                     if stop.wait(min(wait, 0.5)):
-                        return False
+                        return None
                 else:
                     self.sleep(wait)

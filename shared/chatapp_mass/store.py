@@ -16,7 +16,7 @@ import abc
 import time
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Iterable, Iterator, Optional
+from typing import Any, Callable, Iterable, Iterator, Optional
 
 
 class JobStatus(str, Enum):
@@ -180,11 +180,13 @@ class Store(abc.ABC):
 
     # account-wide rate window
     @abc.abstractmethod
-    def rate_acquire(self, key: str, limit: int, window: float, now: float) -> float:
+    def rate_acquire(self, key: str, limit: int, window: float, clock: Callable[[], float]) -> float:
         """Record an attempt at ``now`` if fewer than ``limit`` were recorded in ``(now - window, now]``.
 
-        Returns 0.0 when granted, else the seconds to wait before a slot frees up. Atomic across every
-        process sharing the store.
+        ``now = clock()`` is read only once the store holds the window exclusively: a time read before
+        waiting for the lock would stamp the attempt too early and let a burst through. Returns 0.0 when
+        granted, else the seconds to wait before a slot frees up. Atomic across every process sharing
+        the store.
         """
 
     def close(self) -> None:  # noqa: B027 - optional hook

@@ -15,7 +15,7 @@ import sqlite3
 import threading
 import time
 from dataclasses import asdict, fields
-from typing import Any, Iterable, Iterator, Optional
+from typing import Any, Callable, Iterable, Iterator, Optional
 
 from chatapp_mass.errors import StoreError
 from chatapp_mass.store import (
@@ -282,9 +282,10 @@ class SqliteStore(Store):
             conn.close()
 
     # --- rate window ------------------------------------------------------------------------------------
-    def rate_acquire(self, key: str, limit: int, window: float, now: float) -> float:
+    def rate_acquire(self, key: str, limit: int, window: float, clock: Callable[[], float]) -> float:
         conn = self._conn()
         with _transaction(conn, immediate=True):
+            now = clock()  # under the write lock (see Store.rate_acquire)
             conn.execute("DELETE FROM rate_events WHERE key=? AND at<=?", (key, now - max(window, 1.0) * 10))
             recent = [
                 row[0]

@@ -111,11 +111,11 @@ def test_delete_and_clear(store: SqliteStore) -> None:
 
 
 def test_rate_window_grants_at_most_limit(store: SqliteStore) -> None:
-    granted = [store.rate_acquire("k", 3, 1.0, 100.0 + i * 0.01) for i in range(5)]
+    granted = [store.rate_acquire("k", 3, 1.0, lambda: 100.0 + i * 0.01) for i in range(5)]
     assert granted[:3] == [0.0, 0.0, 0.0]
     assert granted[3] == pytest.approx(100.0 + 1.0 - 100.03, abs=1e-6)
-    assert store.rate_acquire("k", 3, 1.0, 101.001) == 0.0  # the first left the window
-    assert store.rate_acquire("other", 3, 1.0, 100.0) == 0.0  # keys are separate budgets
+    assert store.rate_acquire("k", 3, 1.0, lambda: 101.001) == 0.0  # the first left the window
+    assert store.rate_acquire("other", 3, 1.0, lambda: 100.0) == 0.0  # keys are separate budgets
 
 
 def test_limiter_never_exceeds_limit_with_fake_clock(store: SqliteStore) -> None:
@@ -133,7 +133,9 @@ def test_limiter_never_exceeds_limit_with_fake_clock(store: SqliteStore) -> None
 
 def test_two_store_handles_share_one_budget(tmp_path: Path) -> None:
     a, b = SqliteStore(str(tmp_path / "s.db")), SqliteStore(str(tmp_path / "s.db"))
-    results = [a.rate_acquire("k", 2, 1.0, 5.0), b.rate_acquire("k", 2, 1.0, 5.0), a.rate_acquire("k", 2, 1.0, 5.0)]
+    at_five = lambda: 5.0  # noqa: E731
+    results = [a.rate_acquire("k", 2, 1.0, at_five), b.rate_acquire("k", 2, 1.0, at_five),
+               a.rate_acquire("k", 2, 1.0, at_five)]
     assert results[:2] == [0.0, 0.0] and results[2] > 0
 
 

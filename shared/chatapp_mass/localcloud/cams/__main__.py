@@ -1,0 +1,3 @@
+from chatapp_mass.localcloud.cams.cli import main
+
+raise SystemExit(main())

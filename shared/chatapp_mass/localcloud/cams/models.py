@@ -1,0 +1,538 @@
+"""State and rules of the local CAMS: accounts, rate limit, validation, fault injection, what it saw.
+
+No HTTP here: ``responses.py`` parses requests and checks signatures, then calls
+:meth:`CamsBackend.send_chatapp_mass_message` (or :meth:`CamsBackend.refuse` for a request it refused
+before the service logic). Every call of either is recorded as an :class:`Attempt`.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import threading
+import time
+import uuid
+from collections import Counter, deque
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Iterable
+
+from . import exceptions as exc
+
+SEND_ACTION = "SendChatappMassMessage"
+API_VERSION = "2020-06-06"
+CHANNEL_TYPES = frozenset({"whatsapp", "viber", "messenger", "instagram"})
+PHONE_CHANNELS = frozenset({"whatsapp", "viber"})
+LABELS = frozenset({"promotion", "transaction"})
+FALLBACK_RULES = frozenset({"undelivered", "sentFailed"})
+TTL_RANGE = (30, 1_209_600)
+FALLBACK_DURATION_RANGE = (60, 43_200)
+DEFAULT_QPS_LIMIT = 10
+DEFAULT_MAX_RECIPIENTS = 1_000
+DEFAULT_MAX_REQUEST_LINE = 131_072
+DEFAULT_MAX_CLOCK_SKEW = 15 * 60.0  # the gateway's documented x-acs-date tolerance
+NON_JSON_BODY = b"<html><body><h1>502 Bad Gateway</h1><p>local CAMS: injected non-JSON</p></body></html>"
+NON_JSON_CODE = "LocalCams.NonJsonReply"  # recorded for a non-JSON reply that refused the call
+
+_PHONE_RE = re.compile(r"[0-9]{6,15}")
+_DIGITS_RE = re.compile(r"[0-9]+")
+
+
+@dataclass(frozen=True)
+class Account:
+    access_key_id: str
+    access_key_secret: str
+    security_token: str | None = None
+
+
+@dataclass
+class Attempt:
+    """One request that reached the service, accepted or refused (admin calls are not attempts)."""
+
+    seq: int
+    arrived_at: float
+    access_key_id: str | None
+    action: str | None
+    params: dict[str, str]
+    recipients: list[dict[str, Any]]
+    http_status: int
+    code: str
+    message: str
+    request_id: str
+    group_message_id: str | None = None
+    non_json_reply: bool = False
+
+    @property
+    def accepted(self) -> bool:
+        return self.code == "OK"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class ReceivedMessage:
+    """One recipient of an accepted call."""
+
+    to: str
+    template_params: dict[str, Any]
+    recipient: dict[str, Any]
+    group_message_id: str
+    channel_type: str
+    template_code: str | None
+    template_name: str | None
+    language: str
+    from_: str
+    task_id: str | None
+    access_key_id: str | None
+    arrived_at: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Reply:
+    """What to answer; ``raw`` (bytes) replaces the JSON body for injected non-JSON replies."""
+
+    http_status: int
+    body: Any  # a JSON value; None with ``raw``
+    request_id: str
+    latency: float = 0.0
+    raw: bytes | None = None
+    content_type: str = "application/json;charset=utf-8"
+    close_connection: bool = False
+
+    def payload(self) -> bytes:
+        if self.raw is not None:
+            return self.raw
+        return json.dumps(self.body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+@dataclass
+class _InjectedFailure:
+    code: str
+    message: str | None
+    http_status: int
+
+
+@dataclass
+class _NonJson:
+    http_status: int
+    accept: bool
+
+
+@dataclass
+class _Faults:
+    throttle_next: int = 0
+    fail_next: deque[_InjectedFailure] = field(default_factory=deque)
+    non_json_next: deque[_NonJson] = field(default_factory=deque)
+    refuse_all: _InjectedFailure | None = None
+
+
+def decode_sender_list(raw: str | None) -> list[dict[str, Any]]:
+    """The recipients of a SenderList value, best effort (for the record; validation is stricter)."""
+    if not raw:
+        return []
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return []
+    if not isinstance(value, list):
+        return []
+    return [item for item in value if isinstance(item, dict)]
+
+
+def _int_in_range(params: dict[str, str], name: str, bounds: tuple[int, int]) -> None:
+    raw = params.get(name)
+    if raw is None or raw == "":
+        return
+    try:
+        number = int(raw)
+    except ValueError:
+        raise exc.InvalidParameterValue(name, f"{raw!r} is not an integer.") from None
+    low, high = bounds
+    if not low <= number <= high:
+        raise exc.InvalidParameterValue(name, f"Valid values: {low} to {high}.")
+
+
+def validate_send(params: dict[str, str], *, max_recipients: int,
+                  templates: frozenset[str] | None) -> list[dict[str, Any]]:
+    """Check one SendChatappMassMessage call as the API pages describe; return its recipients.
+
+    Pure: raises a :class:`~.exceptions.CamsError` for the first problem found. The order of the checks
+    is ours (the real order is not documented). One bad recipient refuses the whole call (ASSUMPTION).
+    """
+    channel = params.get("ChannelType") or ""
+    if channel not in CHANNEL_TYPES:
+        raise exc.ChannelTypeNotSupport()
+    template_code = params.get("TemplateCode") or ""
+    template_name = params.get("TemplateName") or ""
+    if not template_code and (channel == "viber" or not template_name):
+        raise exc.TemplateCodeNotEmpty()
+    if not params.get("Language"):
+        raise exc.LanguageNotEmpty()
+    sender = params.get("From") or ""
+    if not sender:
+        raise exc.MissingParameter("From")
+    if channel == "whatsapp" and not _DIGITS_RE.fullmatch(sender):
+        raise exc.FromOnlyNumeric()
+    _int_in_range(params, "Ttl", TTL_RANGE)
+    _int_in_range(params, "FallBackDuration", FALLBACK_DURATION_RANGE)
+    label = params.get("Label")
+    if label and label not in LABELS:
+        raise exc.InvalidParameterValue("Label", "Valid values: promotion, transaction.")
+    rule = params.get("FallBackRule")
+    if rule and rule not in FALLBACK_RULES:
+        raise exc.InvalidParameterValue("FallBackRule", "Valid values: undelivered, sentFailed.")
+
+    raw_list = params.get("SenderList")
+    if raw_list is None or raw_list == "":
+        raise exc.MissingParameter("SenderList")
+    try:
+        recipients = json.loads(raw_list)
+    except ValueError:
+        raise exc.InvalidParameterValue("SenderList", "It must be a JSON array of objects.") from None
+    if not isinstance(recipients, list) or not all(isinstance(item, dict) for item in recipients):
+        raise exc.InvalidParameterValue("SenderList", "It must be a JSON array of objects.")
+    if not recipients:
+        raise exc.MissingParameter("SenderList")
+    if len(recipients) > max_recipients:
+        raise exc.SenderListOverLimit(
+            f"A single request can include up to {max_recipients:,} phone numbers; got {len(recipients):,}.")
+    for item in recipients:
+        to = item.get("To")
+        if not isinstance(to, str) or not to:
+            raise exc.PhoneNumberError("The phone number is invalid: To is missing.")
+        if channel in PHONE_CHANNELS and not _PHONE_RE.fullmatch(to):
+            raise exc.PhoneNumberError(f"The phone number is invalid: {to!r} (6 to 15 digits, no '+').")
+        params_value = item.get("TemplateParams")
+        if params_value is not None and not isinstance(params_value, dict):
+            raise exc.InvalidParameterValue("SenderList", "TemplateParams must be an object.")
+        if "ProductAction" in item and channel != "whatsapp":
+            raise exc.InvalidParameter("ProductAction is only supported for the whatsapp channel type.")
+    if templates is not None:
+        known = template_code in templates if template_code else template_name in templates
+        if not known:
+            raise exc.TemplateNotExist()
+    return recipients
+
+
+class CamsBackend:
+    """The local CAMS account: credentials, rules, fault injection and the record of every attempt.
+
+    Thread-safe: every public method takes the same lock. Randomness (ids, jitter, probabilistic
+    throttling) comes from one ``random.Random(seed)``.
+    """
+
+    def __init__(
+        self,
+        *,
+        qps_limit: int | None = DEFAULT_QPS_LIMIT,
+        max_recipients: int = DEFAULT_MAX_RECIPIENTS,
+        latency: float = 0.0,
+        latency_jitter: float = 0.0,
+        max_request_line: int = DEFAULT_MAX_REQUEST_LINE,
+        templates: Iterable[str] | None = None,
+        throttle_probability: float = 0.0,
+        max_clock_skew: float | None = DEFAULT_MAX_CLOCK_SKEW,
+        clock: Callable[[], float] = time.time,
+        seed: int | None = None,
+    ) -> None:
+        self._lock = threading.RLock()
+        self.qps_limit = qps_limit
+        self.max_recipients = max_recipients
+        self.latency = latency
+        self.latency_jitter = latency_jitter
+        self.max_request_line = max_request_line
+        self.templates = templates  # type: ignore[assignment]  # property normalizes
+        self.throttle_probability = throttle_probability
+        self.max_clock_skew = max_clock_skew
+        self.clock = clock
+        self._random = random.Random(seed)
+        self._accounts: dict[str, Account] = {}
+        self.attempts: list[Attempt] = []
+        self.received: list[ReceivedMessage] = []
+        self._admitted: dict[str, deque[float]] = {}
+        self._nonces: dict[str, float] = {}
+        self._faults = _Faults()
+        self._group_seq = 0
+        self._group_base = 8_900_000_100_000_000 + self._random.randrange(10_000) * 100_000_000
+
+    # --- configuration ---------------------------------------------------------------------------------
+    @property
+    def templates(self) -> frozenset[str] | None:
+        """Known template codes and names; ``None`` accepts any."""
+        return self._templates
+
+    @templates.setter
+    def templates(self, value: Iterable[str] | None) -> None:
+        self._templates = None if value is None else frozenset(value)
+
+    def add_account(self, access_key_id: str, access_key_secret: str,
+                    security_token: str | None = None) -> Account:
+        """Register credentials; with ``security_token`` every call must carry that exact token."""
+        account = Account(access_key_id, access_key_secret, security_token or None)
+        with self._lock:
+            self._accounts[access_key_id] = account
+        return account
+
+    def account(self, access_key_id: str) -> Account | None:
+        with self._lock:
+            return self._accounts.get(access_key_id)
+
+    def token_belongs_to_another_account(self, security_token: str, access_key_id: str) -> bool:
+        with self._lock:
+            return any(a.security_token == security_token and a.access_key_id != access_key_id
+                       for a in self._accounts.values())
+
+    def configure(self, **options: Any) -> None:
+        """Apply the admin endpoint's options (the same names as the attributes and fault methods)."""
+        with self._lock:
+            for name, value in options.items():
+                if name in ("latency", "latency_jitter", "throttle_probability"):
+                    setattr(self, name, float(value))
+                elif name == "qps_limit":
+                    self.qps_limit = None if value is None else int(value)
+                elif name in ("max_request_line", "max_recipients"):
+                    setattr(self, name, int(value))
+                elif name == "templates":
+                    self.templates = value
+                elif name == "max_clock_skew":
+                    self.max_clock_skew = None if value is None else float(value)
+                elif name == "throttle_next":
+                    self.throttle_next(int(value))
+                elif name == "fail_next":
+                    self.fail_next(**_as_kwargs(value, "n"))
+                elif name == "refuse_all":
+                    if value is None:
+                        self.clear_refuse_all()
+                    else:
+                        self.refuse_all(**_as_kwargs(value, "code"))
+                elif name == "reply_non_json_next":
+                    self.reply_non_json_next(**_as_kwargs(value, "n"))
+                else:
+                    raise ValueError(f"unknown local CAMS option {name!r}")
+
+    # --- fault injection --------------------------------------------------------------------------------
+    def throttle_next(self, n: int = 1) -> None:
+        """The next ``n`` calls answer System.LimitControl whatever the rate."""
+        with self._lock:
+            self._faults.throttle_next += n
+
+    def fail_next(self, n: int = 1, code: str = "ServiceUnavailable", message: str | None = None,
+                  http_status: int = 200) -> None:
+        """The next ``n`` calls (past the rate limit) fail with ``code``; nothing is received."""
+        with self._lock:
+            for _ in range(n):
+                self._faults.fail_next.append(_InjectedFailure(code, message, http_status))
+
+    def refuse_all(self, code: str = "Ram.PermissionDeny", message: str | None = None,
+                   http_status: int = 400) -> None:
+        """Refuse every call with ``code`` (an account-level refusal) until :meth:`clear_refuse_all`."""
+        with self._lock:
+            self._faults.refuse_all = _InjectedFailure(code, message, http_status)
+
+    def clear_refuse_all(self) -> None:
+        with self._lock:
+            self._faults.refuse_all = None
+
+    def reply_non_json_next(self, n: int = 1, http_status: int = 200, accept: bool = True) -> None:
+        """The next ``n`` calls get a non-JSON body. ``accept=True``: the call is processed (recipients
+        received when valid) and only the reply is garbage — the ambiguous case; ``accept=False``: the
+        call is refused before the service sees it (a proxy's error page)."""
+        with self._lock:
+            for _ in range(n):
+                self._faults.non_json_next.append(_NonJson(http_status, accept))
+
+    # --- the service ------------------------------------------------------------------------------------
+    def send_chatapp_mass_message(self, access_key_id: str, params: dict[str, str]) -> Reply:
+        """One authenticated SendChatappMassMessage call; records it and says what to answer."""
+        with self._lock:
+            arrived_at = self.clock()
+            request_id = self._request_id()
+            recipients = decode_sender_list(params.get("SenderList"))
+            faults = self._faults
+            error: exc.CamsError | None = None
+            if faults.refuse_all is not None:
+                error = _injected(faults.refuse_all)
+            elif faults.throttle_next > 0:
+                faults.throttle_next -= 1
+                error = exc.SystemLimitControl()
+            elif self.throttle_probability > 0 and self._random.random() < self.throttle_probability:
+                error = exc.SystemLimitControl()
+            elif not self._admit(access_key_id, arrived_at):
+                error = exc.SystemLimitControl()
+            elif faults.fail_next:
+                error = _injected(faults.fail_next.popleft())
+            if error is not None:
+                return self._record_error(error, arrived_at, request_id, access_key_id, SEND_ACTION,
+                                          params, recipients)
+            non_json = faults.non_json_next.popleft() if faults.non_json_next else None
+            if non_json is not None and not non_json.accept:
+                self._append_attempt(arrived_at, access_key_id, SEND_ACTION, params, recipients,
+                                     non_json.http_status, NON_JSON_CODE, "injected non-JSON reply",
+                                     request_id, None, non_json_reply=True)
+                return Reply(non_json.http_status, None, request_id, self._latency(), raw=NON_JSON_BODY,
+                             content_type="text/html")
+            try:
+                valid = validate_send(params, max_recipients=self.max_recipients, templates=self._templates)
+            except exc.CamsError as error_:
+                reply = self._record_error(error_, arrived_at, request_id, access_key_id, SEND_ACTION,
+                                           params, recipients, non_json=non_json)
+                return _mangled(reply, non_json)
+            group_message_id = self._group_message_id()
+            self._append_attempt(arrived_at, access_key_id, SEND_ACTION, params, recipients,
+                                 non_json.http_status if non_json else 200, "OK", "OK", request_id,
+                                 group_message_id, non_json_reply=non_json is not None)
+            for item in valid:
+                self.received.append(ReceivedMessage(
+                    to=item["To"], template_params=dict(item.get("TemplateParams") or {}), recipient=item,
+                    group_message_id=group_message_id, channel_type=params["ChannelType"],
+                    template_code=params.get("TemplateCode"), template_name=params.get("TemplateName"),
+                    language=params["Language"], from_=params["From"], task_id=params.get("TaskId"),
+                    access_key_id=access_key_id, arrived_at=arrived_at))
+            body = {"Code": "OK", "Message": "OK", "RequestId": request_id,
+                    "GroupMessageId": group_message_id, "AccessDeniedDetail": None}
+            return _mangled(Reply(200, body, request_id, self._latency()), non_json)
+
+    def refuse(self, error: exc.CamsError, *, access_key_id: str | None = None, action: str | None = None,
+               params: dict[str, str] | None = None) -> Reply:
+        """Record a request refused before the service logic (signature, unknown action, too long)."""
+        with self._lock:
+            params = dict(params or {})
+            reply = self._record_error(error, self.clock(), self._request_id(), access_key_id, action, params,
+                                       decode_sender_list(params.get("SenderList")))
+            if isinstance(error, exc.RequestURITooLong):
+                reply.close_connection = True
+            return reply
+
+    def use_nonce(self, nonce: str) -> bool:
+        """False when ``nonce`` was seen within the clock-skew window (a replay)."""
+        with self._lock:
+            now = self.clock()
+            horizon = now - (self.max_clock_skew or DEFAULT_MAX_CLOCK_SKEW)
+            while self._nonces:
+                oldest_nonce, seen_at = next(iter(self._nonces.items()))
+                if seen_at >= horizon:
+                    break
+                del self._nonces[oldest_nonce]
+            if nonce in self._nonces:
+                return False
+            self._nonces[nonce] = now
+            return True
+
+    # --- helpers for tests ------------------------------------------------------------------------------
+    def reset(self) -> None:
+        """Forget attempts, received messages, rate windows, nonces and pending faults.
+
+        Accounts and configuration (qps_limit, latency, templates, limits) are kept.
+        """
+        with self._lock:
+            self.attempts = []
+            self.received = []
+            self._admitted.clear()
+            self._nonces.clear()
+            self._faults = _Faults()
+
+    def received_count_by_number(self) -> dict[str, int]:
+        with self._lock:
+            return dict(Counter(message.to for message in self.received))
+
+    def max_calls_in_any_window(self, window: float = 1.0, access_key_id: str | None = None) -> int:
+        """Most attempts (accepted or refused) whose arrivals fall in any half-open window of ``window`` s.
+
+        The oracle for "never more than N attempts in any sliding second". ``access_key_id`` restricts
+        it to one key; by default every attempt counts.
+        """
+        with self._lock:
+            times = sorted(a.arrived_at for a in self.attempts
+                           if access_key_id is None or a.access_key_id == access_key_id)
+        best = 0
+        start = 0
+        for end, arrived in enumerate(times):
+            while arrived - times[start] >= window:
+                start += 1
+            best = max(best, end - start + 1)
+        return best
+
+    def snapshot_attempts(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [a.to_dict() for a in self.attempts]
+
+    def snapshot_received(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [m.to_dict() for m in self.received]
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            codes = Counter(a.code for a in self.attempts)
+            return {
+                "attempts": len(self.attempts),
+                "accepted": codes.get("OK", 0),
+                "received": len(self.received),
+                "codes": dict(codes),
+                "max_calls_in_any_window": self.max_calls_in_any_window(),
+            }
+
+    # --- internals --------------------------------------------------------------------------------------
+    def _admit(self, access_key_id: str, now: float) -> bool:
+        """Sliding 1 s window per access key over admitted calls (those not refused by flow control)."""
+        if not self.qps_limit:
+            return True
+        window = self._admitted.setdefault(access_key_id, deque())
+        while window and window[0] <= now - 1.0:
+            window.popleft()
+        if len(window) >= self.qps_limit:
+            return False
+        window.append(now)
+        return True
+
+    def _record_error(self, error: exc.CamsError, arrived_at: float, request_id: str,
+                      access_key_id: str | None, action: str | None, params: dict[str, str],
+                      recipients: list[dict[str, Any]], *, non_json: _NonJson | None = None) -> Reply:
+        status = non_json.http_status if non_json else error.http_status
+        self._append_attempt(arrived_at, access_key_id, action, params, recipients, status, error.code,
+                             error.message, request_id, None, non_json_reply=non_json is not None)
+        return Reply(error.http_status, error.body(request_id), request_id, self._latency())
+
+    def _append_attempt(self, arrived_at: float, access_key_id: str | None, action: str | None,
+                        params: dict[str, str], recipients: list[dict[str, Any]], http_status: int, code: str,
+                        message: str, request_id: str, group_message_id: str | None, *,
+                        non_json_reply: bool = False) -> None:
+        self.attempts.append(Attempt(
+            seq=len(self.attempts) + 1, arrived_at=arrived_at, access_key_id=access_key_id, action=action,
+            params=dict(params), recipients=recipients, http_status=http_status, code=code, message=message,
+            request_id=request_id, group_message_id=group_message_id, non_json_reply=non_json_reply))
+
+    def _request_id(self) -> str:
+        return str(uuid.UUID(int=self._random.getrandbits(128), version=4)).upper()
+
+    def _group_message_id(self) -> str:
+        self._group_seq += 1
+        return str(self._group_base + self._group_seq)
+
+    def _latency(self) -> float:
+        if self.latency <= 0:
+            return 0.0
+        spread = self.latency * self.latency_jitter
+        return max(0.0, self.latency + self._random.uniform(-spread, spread))
+
+
+def _injected(failure: _InjectedFailure) -> exc.CamsError:
+    return exc.error_for(failure.code, failure.message, failure.http_status)
+
+
+def _mangled(reply: Reply, non_json: _NonJson | None) -> Reply:
+    if non_json is None:
+        return reply
+    reply.http_status = non_json.http_status
+    reply.raw = NON_JSON_BODY
+    reply.content_type = "text/html"
+    return reply
+
+
+def _as_kwargs(value: Any, first: str) -> dict[str, Any]:
+    if isinstance(value, dict):
+        return dict(value)
+    return {first: value}

@@ -1,0 +1,555 @@
+"""The local CAMS, driven by the REAL SDK over real HTTP on loopback."""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import urllib.request
+import uuid
+from datetime import datetime, timedelta, timezone
+from types import SimpleNamespace
+from typing import Any, Iterator
+from urllib.parse import urlencode
+
+import pytest
+
+os.environ["ALIBABA_CLOUD_ECS_METADATA_DISABLED"] = "true"
+for _proxy in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+    os.environ.pop(_proxy, None)
+
+from alibabacloud_cams20200606 import models as m  # noqa: E402
+from alibabacloud_cams20200606.client import Client  # noqa: E402
+from alibabacloud_credentials.client import Client as CredClient  # noqa: E402
+from alibabacloud_credentials.models import Config as CredConfig  # noqa: E402
+from alibabacloud_tea_openapi.exceptions import ClientException, ServerException  # noqa: E402
+from alibabacloud_tea_openapi.utils import Utils  # noqa: E402
+from alibabacloud_tea_openapi.utils_models import Config  # noqa: E402
+from darabonba.exceptions import UnretryableException  # noqa: E402
+from darabonba.runtime import RuntimeOptions  # noqa: E402
+
+from chatapp_mass.localcloud.cams import CamsBackend, LocalCams  # noqa: E402
+from chatapp_mass.localcloud.cams.models import Attempt  # noqa: E402
+
+FROM = "8613800000000"
+REQUEST_ID = re.compile(r"[0-9A-F]{8}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{12}")
+
+
+# --- helpers ----------------------------------------------------------------------------------------------
+def make_client(cams: LocalCams, *, secret: str | None = None, token: str | None | bool = True,
+                access_key_id: str | None = None) -> Client:
+    c = cams.credentials
+    security_token = c.security_token if token is True else (token or None)
+    if security_token:
+        cred_config = CredConfig(type="sts", access_key_id=access_key_id or c.access_key_id,
+                                 access_key_secret=secret or c.access_key_secret,
+                                 security_token=security_token)
+    else:
+        cred_config = CredConfig(type="access_key", access_key_id=access_key_id or c.access_key_id,
+                                 access_key_secret=secret or c.access_key_secret)
+    return Client(Config(credential=CredClient(cred_config), endpoint=cams.host_port, protocol="HTTP",
+                         region_id=c.region_id))
+
+
+def request(channel: str = "whatsapp", n: int = 1, *, to: list[str] | None = None,
+            **fields: Any) -> m.SendChatappMassMessageRequest:
+    numbers = to if to is not None else [f"86139{i:08d}" for i in range(n)]
+    senders = fields.pop("sender_list", None)
+    if senders is None:
+        senders = [m.SendChatappMassMessageRequestSenderList(to=number, template_params={"name": f"N{i}"})
+                   for i, number in enumerate(numbers)]
+    base: dict[str, Any] = {"channel_type": channel, "template_code": "T1", "language": "en", "from_": FROM}
+    base.update(fields)
+    return m.SendChatappMassMessageRequest(sender_list=senders, **base)
+
+
+def send(client: Client, req: m.SendChatappMassMessageRequest, **runtime: Any) -> Any:
+    return client.send_chatapp_mass_message_with_options(req, RuntimeOptions(**runtime))
+
+
+def raw_call(cams: LocalCams, query: dict[str, str], *, action: str = "SendChatappMassMessage",
+             date: str | None = None, nonce: str | None = None, tamper: dict[str, str] | None = None
+             ) -> tuple[int, dict[str, Any]]:
+    """Sign with the SDK's own signer, send with http.client (optionally with a tampered query)."""
+    c = cams.credentials
+    headers = {
+        "host": cams.host_port, "x-acs-version": "2020-06-06", "x-acs-action": action, "user-agent": "test",
+        "x-acs-date": date or datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "x-acs-signature-nonce": nonce or uuid.uuid4().hex, "accept": "application/json",
+        "x-acs-content-sha256": hashlib.sha256(b"").hexdigest(),
+        "x-acs-accesskey-id": c.access_key_id, "x-acs-security-token": c.security_token or "",
+    }
+    signable = SimpleNamespace(method="POST", pathname="/", query=dict(query), headers=headers)
+    headers["Authorization"] = Utils.get_authorization(signable, "ACS3-HMAC-SHA256",
+                                                       headers["x-acs-content-sha256"],
+                                                       c.access_key_id, c.access_key_secret)
+    sent_query = dict(query, **(tamper or {}))
+    connection = http.client.HTTPConnection(cams.host, cams.port, timeout=10)
+    try:
+        connection.request("POST", "/?" + urlencode(sent_query), headers=headers)
+        response = connection.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        connection.close()
+
+
+def admin(cams: LocalCams, path: str, body: Any = None) -> tuple[int, Any]:
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(cams.endpoint + "/_localcams/" + path, data=data,
+                                 method="GET" if body is None else "POST")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        with error:
+            return error.code, json.loads(error.read())
+
+
+QUERY = {"ChannelType": "whatsapp", "TemplateCode": "T1", "Language": "en", "From": FROM,
+         "SenderList": json.dumps([{"To": "8613900000001", "TemplateParams": {"name": "A"}}])}
+
+
+@pytest.fixture
+def client(local_cams: LocalCams) -> Client:
+    return make_client(local_cams)
+
+
+@pytest.fixture
+def frozen() -> Iterator[tuple[LocalCams, list[float]]]:
+    """A local CAMS whose clock only moves when the test moves it."""
+    now = [1_000.0]
+    with LocalCams(clock=lambda: now[0]) as cams:
+        yield cams, now
+
+
+# --- happy path -------------------------------------------------------------------------------------------
+def test_accepts_a_call_and_records_it(local_cams: LocalCams, client: Client) -> None:
+    senders = [
+        m.SendChatappMassMessageRequestSenderList(to="8613900000001", template_params={"name": "Ana b+c&é"}),
+        m.SendChatappMassMessageRequestSenderList(to="8613900000002", template_params={"name": "Bo"}),
+    ]
+    response = send(client, request(sender_list=senders, task_id="job-1"))
+
+    assert response.status_code == 200
+    body = response.body
+    assert (body.code, body.message, body.access_denied_detail) == ("OK", "OK", None)
+    assert REQUEST_ID.fullmatch(body.request_id)
+    assert body.group_message_id.isdigit()
+    [attempt] = local_cams.backend.attempts
+    assert (attempt.code, attempt.http_status, attempt.action) == ("OK", 200, "SendChatappMassMessage")
+    assert attempt.access_key_id == local_cams.credentials.access_key_id
+    assert attempt.request_id == body.request_id and attempt.group_message_id == body.group_message_id
+    assert attempt.params["TaskId"] == "job-1" and attempt.params["From"] == FROM
+    assert [r["To"] for r in attempt.recipients] == ["8613900000001", "8613900000002"]
+    received = local_cams.backend.received
+    assert [(r.to, r.template_params) for r in received] == [
+        ("8613900000001", {"name": "Ana b+c&é"}), ("8613900000002", {"name": "Bo"})]
+    assert received[0].recipient == {"To": "8613900000001", "TemplateParams": {"name": "Ana b+c&é"}}
+    assert {r.group_message_id for r in received} == {body.group_message_id}
+    assert local_cams.backend.received_count_by_number() == {"8613900000001": 1, "8613900000002": 1}
+
+
+def test_success_body_has_the_documented_fields(local_cams: LocalCams) -> None:
+    status, body = raw_call(local_cams, QUERY)
+    assert status == 200
+    assert set(body) == {"Code", "Message", "RequestId", "GroupMessageId", "AccessDeniedDetail"}
+    assert body["AccessDeniedDetail"] is None
+
+
+def test_a_thousand_recipients_fit_in_the_default_request_line(local_cams: LocalCams, client: Client) -> None:
+    response = send(client, request(n=1000))
+    assert response.body.code == "OK"
+    assert len(local_cams.backend.received) == 1000
+    assert len(urlencode(local_cams.backend.attempts[0].params)) > 65536  # beyond http.server's default
+
+
+def test_concurrent_calls_are_all_recorded() -> None:
+    with LocalCams(qps_limit=None) as cams:
+        client = make_client(cams)
+        errors: list[BaseException] = []
+
+        def call(i: int) -> None:
+            try:
+                assert send(client, request(to=[f"86137{i:08d}"])).body.code == "OK"
+            except BaseException as error:  # noqa: BLE001 - reported below
+                errors.append(error)
+
+        threads = [threading.Thread(target=call, args=(i,)) for i in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        assert len(cams.backend.attempts) == 16
+        assert len(cams.backend.received_count_by_number()) == 16
+
+
+# --- credentials and signature ----------------------------------------------------------------------------
+def test_sts_token_is_required(local_cams: LocalCams) -> None:
+    with pytest.raises(ClientException) as caught:
+        send(make_client(local_cams, token=None), request())
+    assert (caught.value.status_code, caught.value.code) == (400, "MissingSecurityToken")
+    assert local_cams.backend.attempts[-1].code == "MissingSecurityToken"
+    assert local_cams.backend.received == []
+
+
+def test_wrong_sts_token_is_refused(local_cams: LocalCams) -> None:
+    with pytest.raises(ClientException) as caught:
+        send(make_client(local_cams, token="CAIS.not-the-token"), request())
+    assert caught.value.code == "InvalidSecurityToken.Malformed"
+
+
+def test_token_of_another_account_is_a_mismatch(local_cams: LocalCams) -> None:
+    local_cams.backend.add_account("STS.other", "other-secret", "CAIS.other-token")
+    with pytest.raises(ClientException) as caught:
+        send(make_client(local_cams, token="CAIS.other-token"), request())
+    assert caught.value.code == "InvalidSecurityToken.MismatchWithAccessKey"
+
+
+def test_long_term_keys_work_without_a_token() -> None:
+    with LocalCams(sts=False) as cams:
+        assert cams.credentials.security_token is None
+        assert send(make_client(cams, token=None), request()).body.code == "OK"
+
+
+def test_wrong_secret_is_a_signature_error(local_cams: LocalCams) -> None:
+    with pytest.raises(ClientException) as caught:
+        send(make_client(local_cams, secret="not-the-secret"), request())
+    assert (caught.value.status_code, caught.value.code) == (400, "SignatureDoesNotMatch")
+    [attempt] = local_cams.backend.attempts
+    assert attempt.access_key_id == local_cams.credentials.access_key_id  # the claimed key, for the record
+    assert local_cams.backend.received == []
+
+
+def test_unknown_access_key(local_cams: LocalCams) -> None:
+    with pytest.raises(ClientException) as caught:
+        send(make_client(local_cams, access_key_id="STS.unknown"), request())
+    assert (caught.value.status_code, caught.value.code) == (404, "InvalidAccessKeyId.NotFound")
+
+
+def test_tampered_query_is_a_signature_error(local_cams: LocalCams) -> None:
+    assert raw_call(local_cams, QUERY)[0] == 200  # the helper signs correctly
+    status, body = raw_call(local_cams, QUERY, tamper={"From": "8613811111111"})
+    assert (status, body["Code"]) == (400, "SignatureDoesNotMatch")
+    assert len(local_cams.backend.received) == 1
+
+
+def test_replayed_nonce_is_refused(local_cams: LocalCams) -> None:
+    assert raw_call(local_cams, QUERY, nonce="n-1")[0] == 200
+    status, body = raw_call(local_cams, QUERY, nonce="n-1")
+    assert (status, body["Code"]) == (400, "SignatureNonceUsed")
+
+
+def test_stale_timestamp_is_refused(local_cams: LocalCams) -> None:
+    stale = (datetime.now(timezone.utc) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    status, body = raw_call(local_cams, QUERY, date=stale)
+    assert (status, body["Code"]) == (400, "InvalidTimeStamp.Expired")
+
+
+def test_unknown_action_is_not_found(local_cams: LocalCams) -> None:
+    status, body = raw_call(local_cams, QUERY, action="SendChatappMessage")
+    assert (status, body["Code"]) == (404, "InvalidApi.NotFound")
+    assert local_cams.backend.attempts[-1].action == "SendChatappMessage"
+
+
+def test_unsigned_request_is_refused(local_cams: LocalCams) -> None:
+    connection = http.client.HTTPConnection(local_cams.host, local_cams.port, timeout=10)
+    try:
+        connection.request("POST", "/?" + urlencode(QUERY), headers={
+            "x-acs-action": "SendChatappMassMessage", "x-acs-version": "2020-06-06"})
+        response = connection.getresponse()
+        assert (response.status, json.loads(response.read())["Code"]) == (400, "IncompleteSignature")
+    finally:
+        connection.close()
+
+
+# --- validation -------------------------------------------------------------------------------------------
+def _to(number: str, **extra: Any) -> list[m.SendChatappMassMessageRequestSenderList]:
+    return [m.SendChatappMassMessageRequestSenderList(to=number, **extra)]
+
+
+REFUSED_WITH_200 = [
+    ("channel", {"channel": "sms"}, "InvalidParameter.ChannelTypeNotSupport"),
+    ("no template", {"template_code": None}, "InvalidParameter.TemplateCodeNotEmpty"),
+    ("viber needs a code",
+     {"channel": "viber", "template_code": None, "template_name": "t", "from_": "Brand"},
+     "InvalidParameter.TemplateCodeNotEmpty"),
+    ("no language", {"language": None}, "InvalidParameter.LanguageNotEmpty"),
+    ("from numeric", {"from_": "+8613800000000"}, "InvalidParameter.FromOnlyNumeric"),
+    ("plus sign", {"sender_list": _to("+8613900000001")}, "InvalidParameter.PhoneNumberError"),
+    ("too short", {"sender_list": _to("12345")}, "InvalidParameter.PhoneNumberError"),
+    ("too long", {"sender_list": _to("1234567890123456")}, "InvalidParameter.PhoneNumberError"),
+    ("viber number", {"channel": "viber", "from_": "Brand", "sender_list": _to("86-139")},
+     "InvalidParameter.PhoneNumberError"),
+    ("no To", {"sender_list": [m.SendChatappMassMessageRequestSenderList(template_params={"a": "b"})]},
+     "InvalidParameter.PhoneNumberError"),
+]
+REFUSED_WITH_400 = [
+    ("no From", {"from_": None}, "MissingFrom"),
+    ("no SenderList", {"sender_list": []}, "MissingSenderList"),
+    ("Ttl low", {"ttl": 29}, "InvalidTtl"),
+    ("Ttl high", {"ttl": 1_209_601}, "InvalidTtl"),
+    ("FallBackDuration low", {"fall_back_duration": 59}, "InvalidFallBackDuration"),
+    ("FallBackDuration high", {"fall_back_duration": 43_201}, "InvalidFallBackDuration"),
+    ("Label", {"label": "spam"}, "InvalidLabel"),
+    ("FallBackRule", {"fall_back_rule": "always"}, "InvalidFallBackRule"),
+    ("ProductAction off whatsapp",
+     {"channel": "viber", "from_": "Brand", "sender_list": _to(
+         "8613900000001", product_action=m.SendChatappMassMessageRequestSenderListProductAction(
+             thumbnail_product_retailer_id="p1"))}, "InvalidParameter"),
+]
+ACCEPTED = [
+    ("template name on whatsapp", {"template_code": None, "template_name": "welcome"}),
+    ("viber", {"channel": "viber", "from_": "Brand", "ttl": 30, "label": "promotion", "tag": "x",
+               "fall_back_duration": 60, "fall_back_rule": "sentFailed"}),
+    ("messenger page-scoped id", {"channel": "messenger", "from_": "page-1", "sender_list": _to("psid-abc")}),
+    ("instagram", {"channel": "instagram", "from_": "ig-1", "sender_list": _to("igsid-1")}),
+    ("limits", {"ttl": 1_209_600, "fall_back_duration": 43_200, "label": "transaction",
+                "fall_back_rule": "undelivered"}),
+    ("six and fifteen digits", {"sender_list": _to("123456") + _to("123456789012345")}),
+    ("ProductAction on whatsapp", {"sender_list": _to(
+        "8613900000001", product_action=m.SendChatappMassMessageRequestSenderListProductAction(
+            thumbnail_product_retailer_id="p1"))}),
+]
+
+
+def _build(fields: dict[str, Any]) -> m.SendChatappMassMessageRequest:
+    fields = dict(fields)
+    channel = fields.pop("channel", "whatsapp")
+    return request(channel, **fields)
+
+
+@pytest.mark.parametrize(("case", "fields", "code"), REFUSED_WITH_200, ids=[c[0] for c in REFUSED_WITH_200])
+def test_parameter_errors_come_back_with_http_200(local_cams: LocalCams, client: Client, case: str,
+                                                  fields: dict[str, Any], code: str) -> None:
+    response = send(client, _build(fields))
+    assert (response.status_code, response.body.code) == (200, code)
+    assert response.body.group_message_id is None
+    assert local_cams.backend.attempts[-1].code == code
+    assert local_cams.backend.received == []
+
+
+@pytest.mark.parametrize(("case", "fields", "code"), REFUSED_WITH_400, ids=[c[0] for c in REFUSED_WITH_400])
+def test_gateway_parameter_errors_raise(local_cams: LocalCams, client: Client, case: str,
+                                       fields: dict[str, Any], code: str) -> None:
+    with pytest.raises(ClientException) as caught:
+        send(client, _build(fields))
+    assert (caught.value.status_code, caught.value.code) == (400, code)
+    assert local_cams.backend.received == []
+
+
+@pytest.mark.parametrize(("case", "fields"), ACCEPTED, ids=[c[0] for c in ACCEPTED])
+def test_valid_variants_are_accepted(local_cams: LocalCams, client: Client, case: str,
+                                     fields: dict[str, Any]) -> None:
+    assert send(client, _build(fields)).body.code == "OK"
+    assert local_cams.backend.received
+
+
+def test_malformed_sender_list_is_refused(local_cams: LocalCams) -> None:
+    status, body = raw_call(local_cams, dict(QUERY, SenderList='{"To": "8613900000001"}'))
+    assert (status, body["Code"]) == (400, "InvalidSenderList")
+
+
+def test_more_than_a_thousand_recipients_are_refused(local_cams: LocalCams, client: Client) -> None:
+    response = send(client, request(n=1001))
+    assert response.body.code == "InvalidParameter.SenderListOverLimit"
+    assert local_cams.backend.received == []
+    assert len(local_cams.backend.attempts[-1].recipients) == 1001
+
+
+def test_template_registry() -> None:
+    with LocalCams(templates={"T1", "welcome"}) as cams:
+        client = make_client(cams)
+        assert send(client, request(template_code="T1")).body.code == "OK"
+        assert send(client, request(template_code=None, template_name="welcome")).body.code == "OK"
+        assert send(client, request(template_code="T9")).body.code == "DetailError.TemplateNotExist"
+        assert len(cams.backend.received) == 2
+
+
+# --- rate limit and faults --------------------------------------------------------------------------------
+def test_eleventh_call_in_a_second_is_throttled(frozen: tuple[LocalCams, list[float]]) -> None:
+    cams, now = frozen
+    client = make_client(cams)
+    for _ in range(10):
+        assert send(client, request()).body.code == "OK"
+    with pytest.raises(ClientException) as caught:
+        send(client, request())
+    assert (caught.value.status_code, caught.value.code) == (400, "System.LimitControl")
+    assert caught.value.message.startswith("code: 400, The system is under flow control.")
+    assert [a.code for a in cams.backend.attempts][-1] == "System.LimitControl"
+    assert cams.backend.max_calls_in_any_window() == 11
+    assert cams.backend.max_calls_in_any_window(access_key_id=cams.credentials.access_key_id) == 11
+    assert len(cams.backend.received) == 10
+
+    now[0] += 0.999
+    with pytest.raises(ClientException):  # still inside the window of the first ten
+        send(client, request())
+    now[0] += 0.001
+    # the first ten have left the window, and throttled calls never count
+    assert send(client, request()).body.code == "OK"
+
+
+def test_throttle_next(local_cams: LocalCams, client: Client) -> None:
+    local_cams.backend.throttle_next(2)
+    for _ in range(2):
+        with pytest.raises(ClientException) as caught:
+            send(client, request())
+        assert caught.value.code == "System.LimitControl"
+    assert send(client, request()).body.code == "OK"
+
+
+def test_throttle_probability_is_seeded() -> None:
+    def codes(seed: int) -> list[str]:
+        backend = CamsBackend(qps_limit=None, throttle_probability=0.5, seed=seed)
+        for _ in range(20):
+            backend.send_chatapp_mass_message("k", dict(QUERY))
+        return [a.code for a in backend.attempts]
+
+    first = codes(7)
+    assert first == codes(7)
+    assert {"OK", "System.LimitControl"} == set(first)
+
+
+def test_fail_next_with_http_200(local_cams: LocalCams, client: Client) -> None:
+    local_cams.backend.fail_next(1, "Unknown.ResourceOwnerId")
+    response = send(client, request())
+    assert (response.status_code, response.body.code) == (200, "Unknown.ResourceOwnerId")
+    assert response.body.message == "The resource does not belong to the current user."
+    assert local_cams.backend.received == []
+    assert send(client, request()).body.code == "OK"
+
+
+def test_fail_next_with_http_503(local_cams: LocalCams, client: Client) -> None:
+    local_cams.backend.fail_next(1, "ServiceUnavailable", http_status=503)
+    with pytest.raises(ServerException) as caught:
+        send(client, request())
+    assert (caught.value.status_code, caught.value.code) == (503, "ServiceUnavailable")
+
+
+def test_refuse_all(local_cams: LocalCams, client: Client) -> None:
+    local_cams.backend.refuse_all("Ram.PermissionDeny")
+    for _ in range(2):
+        with pytest.raises(ClientException) as caught:
+            send(client, request())
+        assert (caught.value.status_code, caught.value.code) == (400, "Ram.PermissionDeny")
+    local_cams.backend.clear_refuse_all()
+    assert send(client, request()).body.code == "OK"
+
+
+def test_non_json_reply_after_processing_is_ambiguous(local_cams: LocalCams, client: Client) -> None:
+    local_cams.backend.reply_non_json_next(1)
+    with pytest.raises(UnretryableException):
+        send(client, request(to=["8613900000009"]))
+    assert local_cams.backend.received_count_by_number() == {"8613900000009": 1}  # it WAS sent
+    assert local_cams.backend.attempts[-1].non_json_reply
+
+
+def test_non_json_reply_before_processing(local_cams: LocalCams, client: Client) -> None:
+    local_cams.backend.reply_non_json_next(1, http_status=502, accept=False)
+    with pytest.raises(UnretryableException):
+        send(client, request())
+    assert local_cams.backend.received == []
+    assert local_cams.backend.attempts[-1].http_status == 502
+
+
+def test_latency_is_applied_after_the_call_is_recorded() -> None:
+    with LocalCams(latency=2.0) as cams:
+        with pytest.raises(UnretryableException):  # the client gives up first: the ambiguous case
+            send(make_client(cams), request(to=["8613900000007"]), read_timeout=200)
+        assert cams.backend.received_count_by_number() == {"8613900000007": 1}
+
+
+def test_latency_jitter_bounds() -> None:
+    backend = CamsBackend(latency=0.25, latency_jitter=0.5, seed=1)
+    latencies = [backend.send_chatapp_mass_message("k", dict(QUERY)).latency for _ in range(10)]
+    assert all(0.125 <= x <= 0.375 for x in latencies)
+    assert len(set(latencies)) > 1
+
+
+# --- request line limit -----------------------------------------------------------------------------------
+def test_request_line_longer_than_the_limit_gets_414() -> None:
+    with LocalCams(max_request_line=2000) as cams:
+        client = make_client(cams)
+        with pytest.raises(ClientException) as caught:
+            send(client, request(n=100))
+        assert (caught.value.status_code, caught.value.code) == (414, "RequestURITooLong")
+        assert cams.backend.attempts[-1].code == "RequestURITooLong"
+        assert cams.backend.received == []
+        assert send(client, request(n=1)).body.code == "OK"  # the next call works
+
+
+# --- oracle -----------------------------------------------------------------------------------------------
+def test_max_calls_in_any_window_counts_half_open_windows() -> None:
+    backend = CamsBackend()
+    for i, t in enumerate([0.0, 0.5, 0.99, 1.0, 1.2, 1.98, 3.0]):
+        backend.attempts.append(Attempt(i, t, "k" if i % 2 else "j", "A", {}, [], 200, "OK", "OK", "r"))
+    assert backend.max_calls_in_any_window() == 4  # 0.99, 1.0, 1.2, 1.98
+    assert backend.max_calls_in_any_window(window=0.5) == 3  # 0.99, 1.0, 1.2
+    assert backend.max_calls_in_any_window(access_key_id="k") == 2
+    assert CamsBackend().max_calls_in_any_window() == 0
+
+
+# --- admin endpoints --------------------------------------------------------------------------------------
+def test_admin_endpoints(local_cams: LocalCams, client: Client) -> None:
+    assert admin(local_cams, "config", {"throttle_next": 1, "latency": 0}) == (200, {"ok": True})
+    with pytest.raises(ClientException):
+        send(client, request())
+    assert send(client, request(to=["8613900000001"])).body.code == "OK"
+
+    status, attempts = admin(local_cams, "attempts")
+    assert status == 200
+    assert [a["code"] for a in attempts] == ["System.LimitControl", "OK"]
+    assert attempts[1]["recipients"] == [{"To": "8613900000001", "TemplateParams": {"name": "N0"}}]
+    status, received = admin(local_cams, "received")
+    assert [r["to"] for r in received] == ["8613900000001"]
+    assert admin(local_cams, "stats")[1]["accepted"] == 1
+
+    assert admin(local_cams, "config", {"fail_next": {"n": 1, "code": "ServiceUnavailable",
+                                                      "http_status": 503}})[0] == 200
+    with pytest.raises(ServerException):
+        send(client, request())
+    assert admin(local_cams, "config", {"refuse_all": {"code": "Product.Unsubscript"}})[0] == 200
+    with pytest.raises(ClientException) as caught:
+        send(client, request())
+    assert caught.value.code == "Product.Unsubscript"
+    assert admin(local_cams, "config", {"refuse_all": None, "templates": ["T1"], "qps_limit": 100,
+                                        "max_request_line": 200_000})[0] == 200
+    assert local_cams.backend.templates == frozenset({"T1"})
+    assert admin(local_cams, "config", {"no_such_option": 1})[0] == 400
+
+    assert admin(local_cams, "reset", {}) == (200, {"ok": True})
+    assert admin(local_cams, "attempts") == (200, [])
+    assert admin(local_cams, "received") == (200, [])
+    assert send(client, request()).body.code == "OK"
+    assert admin(local_cams, "nothing")[0] == 404
+
+
+# --- CLI --------------------------------------------------------------------------------------------------
+def test_cli_prints_one_json_line_and_serves_until_terminated() -> None:
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    process = subprocess.Popen([sys.executable, "-m", "chatapp_mass.localcloud.cams", "--port", "0",
+                                "--qps-limit", "5"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, env=env)
+    try:
+        assert process.stdout is not None
+        info = json.loads(process.stdout.readline())
+        assert info["service"] == "cams" and info["region_id"] == "ap-southeast-1"
+        assert info["endpoint"].startswith("http://127.0.0.1:")
+        assert info["access_key_id"].startswith("STS.") and info["security_token"]
+        cred = CredClient(CredConfig(type="sts", access_key_id=info["access_key_id"],
+                                     access_key_secret=info["access_key_secret"],
+                                     security_token=info["security_token"]))
+        client = Client(Config(credential=cred, endpoint=info["endpoint"].removeprefix("http://"),
+                               protocol="HTTP", region_id=info["region_id"]))
+        assert send(client, request()).body.code == "OK"
+        with urllib.request.urlopen(info["endpoint"] + "/_localcams/received", timeout=10) as response:
+            assert [r["to"] for r in json.loads(response.read())] == ["8613900000000"]
+    finally:
+        process.terminate()
+        _, stderr = process.communicate(timeout=10)
+    assert process.returncode == 0, stderr
