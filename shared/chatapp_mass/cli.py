@@ -115,7 +115,7 @@ def add_send_arguments(parser: argparse.ArgumentParser) -> None:
     out = parser.add_argument_group("output")
     _store_arg(out)
     out.add_argument("--report", metavar="FILE.csv", help="write the per-recipient report here at the end")
-    out.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
+    out.add_argument("--no-progress", action="store_true", help="no progress output (default: a bar on a terminal, else a line every 10 s)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -127,9 +127,20 @@ def build_parser() -> argparse.ArgumentParser:
         "unreadable file (nothing sent); 130 interrupted (rerun the same command to resume).",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("--log-level", default=os.environ.get(env.CHATAPP_LOG_LEVEL, "WARNING"),
-                        help="JSON logs on stderr at this level (default %(default)s)")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    levels = ("DEBUG", "INFO", "WARNING", "ERROR")
+    parser.add_argument("--log-level", default=os.environ.get(env.CHATAPP_LOG_LEVEL, "WARNING").upper(),
+                        type=str.upper, choices=levels,
+                        help="JSON logs on stderr at this level (default: $CHATAPP_LOG_LEVEL or %(default)s)")
+    # The same flag after the command (`chatapp-mass send ... --log-level INFO`); SUPPRESS keeps the default.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--log-level", default=argparse.SUPPRESS, type=str.upper, choices=levels,
+                        help="JSON logs on stderr at this level (DEBUG, INFO, WARNING, ERROR; default WARNING)")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    class commands:  # every command takes the common flags
+        @staticmethod
+        def add_parser(name: str, **kwargs: Any) -> argparse.ArgumentParser:
+            return subparsers.add_parser(name, parents=[common], **kwargs)
 
     send = commands.add_parser(
         "send", help="send a template to every recipient of a CSV",
@@ -241,7 +252,9 @@ def run_send(args: argparse.Namespace, services: Services, *, out: IO[str], err:
     dispatch = DispatchSettings(qps=args.qps, concurrency=args.concurrency, max_stall=args.max_stall,
                                 resend_uncertain=args.resend_uncertain)
     runner = JobRunner(services.store, services.cams, dispatch)
-    bar = ProgressBar(err) if (err.isatty() and not args.no_progress) else None
+    bar: Optional[ProgressBar] = None
+    if not args.no_progress:
+        bar = ProgressBar(err) if err.isatty() else ProgressLines(err)
     result = runner.run(job, on_progress=bar.update if bar else None)
     if bar:
         bar.close()
@@ -313,6 +326,29 @@ class ProgressBar:
     def close(self) -> None:
         self.stream.write("\n")
         self.stream.flush()
+
+
+class ProgressLines(ProgressBar):
+    """Not a terminal (a log, CI, a pipe): one plain line every ``every`` seconds instead of a redrawn bar."""
+
+    def __init__(self, stream: IO[str], every: float = 10.0) -> None:
+        super().__init__(stream)
+        self.every = every
+        self._last = time.time()
+
+    def update(self, snap: Snapshot) -> None:
+        now = time.time()
+        if now - self._last < self.every:
+            return
+        self._last = now
+        done = snap.sent + snap.failed + snap.uncertain
+        share = done / snap.valid if snap.valid else 1.0
+        self.stream.write(f"progress: {share:.1%}  sent {snap.sent:,}  failed {snap.failed + snap.uncertain:,}  "
+                          f"remaining {snap.remaining:,}  {snap.rate(now):,.0f}/s  calls {snap.calls:,}\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        pass
 
 
 # --- other commands -----------------------------------------------------------------------------------

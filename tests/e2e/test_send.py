@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 import signal
 import subprocess
@@ -181,6 +182,47 @@ def test_account_level_refusal_stops_the_job(cams: LocalCams, tmp_path: Path) ->
     assert Counter(m.to for m in cams.backend.received) == Counter({n: 1 for n in expected_valid(csv_path)})
 
 
+def test_ambiguous_reply_is_uncertain_and_resent_only_on_request(cams: LocalCams, tmp_path: Path) -> None:
+    """A call CAMS processed but whose reply is garbage: uncertain, reported, not resent by a plain rerun;
+    resent with --resend-uncertain, and that decision is logged."""
+    cams.backend.reply_non_json_next(1, http_status=502, accept=True)
+    csv_path = sample(tmp_path, 300)
+    store = tmp_path / "state.db"
+    expected = expected_valid(csv_path)
+    first = send(cams, csv_path, store, "--batch-size", "40", "--concurrency", "1")
+    assert first.returncode == 1, first.stderr
+    assert "uncertain" in first.stdout
+    uncertain = {r["to"] for r in read_report(store) if r["status"] == "uncertain"}
+    assert 0 < len(uncertain) <= 40
+    assert Counter(m.to for m in cams.backend.received) == Counter({n: 1 for n in expected})
+
+    calls = len(cams.backend.attempts)
+    plain_rerun = send(cams, csv_path, store, "--batch-size", "40")
+    assert plain_rerun.returncode == 1
+    assert len(cams.backend.attempts) == calls, "an uncertain batch must not be resent without the operator"
+
+    decided = send(cams, csv_path, store, "--batch-size", "40", "--resend-uncertain")
+    assert decided.returncode == 0, decided.stderr
+    assert len(cams.backend.attempts) == calls + 1
+    received = Counter(m.to for m in cams.backend.received)
+    assert {n for n, times in received.items() if times == 2} == uncertain  # exactly the operator's choice
+    decisions = [json.loads(line) for line in decided.stderr.splitlines() if line.startswith("{")]
+    assert any(d.get("operator_decision") is True and d["level"] == "WARNING" for d in decisions)
+    assert Counter(r["status"] for r in read_report(store))["sent"] == len(expected)
+
+
+def test_logs_never_show_a_whole_number(cams: LocalCams, tmp_path: Path) -> None:
+    cams.backend.fail_next(2, code="InvalidParameter.SenderList", http_status=400)
+    csv_path = sample(tmp_path, 200)
+    store = tmp_path / "state.db"
+    result = send(cams, csv_path, store, "--batch-size", "20", "--log-level", "DEBUG")
+    assert result.returncode == 1
+    logged = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    assert any(entry.get("code") == "InvalidParameter.SenderList" for entry in logged)
+    for number in expected_valid(csv_path):
+        assert number not in result.stderr and number[-8:] not in result.stderr
+
+
 def test_two_concurrent_sends_on_one_store_share_the_budget(cams: LocalCams, tmp_path: Path) -> None:
     cams.backend.configure(latency=0.1, latency_jitter=0.5)
     store = tmp_path / "state.db"
@@ -239,8 +281,6 @@ def test_status_jobs_and_report_commands(cams: LocalCams, tmp_path: Path) -> Non
     listing = run("jobs")
     job_id = listing.splitlines()[1].split()[0]
     status = run("status", job_id[:8], "--json")
-    import json
-
     counts: dict[str, Any] = json.loads(status)
     assert counts["status"] == "completed" and counts["sent"] == len(expected_valid(csv_path))
     assert counts["sent"] + counts["invalid"] + counts["duplicate"] == 200
