@@ -9,7 +9,7 @@ from typing import Any, Mapping, Optional
 from chatapp_mass import env
 from chatapp_mass.cams import CamsClient, CamsSettings
 from chatapp_mass.store import Store
-from chatapp_mass.store_sqlite import open_store
+from chatapp_mass.errors import OptionsError
 
 
 @dataclass
@@ -19,6 +19,26 @@ class Services:
 
     def close(self) -> None:
         self.store.close()
+
+
+def open_store(url: str, environ: Mapping[str, str] = os.environ) -> Store:
+    """``sqlite:///relative.db``, ``sqlite:////absolute.db`` or ``tablestore://INSTANCE`` (endpoint from
+    ``CHATAPP_TABLESTORE_ENDPOINT`` or the region; credentials from the default chain)."""
+    if url.startswith("sqlite:///"):
+        from chatapp_mass.store_sqlite import SqliteStore
+
+        path = url[len("sqlite:///"):]
+        if not path:
+            raise OptionsError(f"--store {url!r}: give a file, e.g. sqlite:///chatapp-mass.db")
+        return SqliteStore(path)
+    if url.startswith("tablestore://"):
+        from chatapp_mass.store_tablestore import TablestoreSettings, TablestoreStore
+
+        return TablestoreStore(TablestoreSettings.from_url(url, environ))
+    raise OptionsError(
+        f"--store {url!r}: use sqlite:///relative.db, sqlite:////absolute/path.db (three or four slashes) "
+        "or tablestore://INSTANCE"
+    )
 
 
 def static_credential(access_key_id: str, access_key_secret: str, security_token: str = "") -> Any:
@@ -43,7 +63,7 @@ def build_services(
     """Builds what is not passed: the store from ``store_url`` (or ``CHATAPP_STORE``), the CAMS client from the
     environment (endpoint, region) with ``credential`` or the default credential chain."""
     if store is None:
-        store = open_store(store_url or environ.get(env.CHATAPP_STORE) or env.DEFAULT_STORE)
+        store = open_store(store_url or environ.get(env.CHATAPP_STORE) or env.DEFAULT_STORE, environ)
     if cams is None:
         cams = CamsClient(CamsSettings.from_env(environ), credential=credential)
     return Services(store=store, cams=cams)

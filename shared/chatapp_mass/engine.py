@@ -100,7 +100,8 @@ def plan_job(
     except CsvFileError:
         store.delete_job(job_id)
         raise
-    batches = [BatchRecord(job_id=job_id, seq=seq, size=size) for seq, size in enumerate(planner.sizes)]
+    batches = [BatchRecord(job_id=job_id, seq=seq, size=size, first_line=first, last_line=last)
+               for seq, (size, (first, last)) in enumerate(zip(planner.sizes, planner.lines))]
     store.put_plan(rows, batches)
     store.update_job(
         job_id,
@@ -130,7 +131,8 @@ def _plan_row(job_id: str, row: Any, planner: BatchPlanner, max_request_bytes: i
             job_id, row.line, row.to, RowStatus.invalid, "RequestTooLarge",
             f"this recipient alone encodes to {size} bytes, over --max-request-bytes {max_request_bytes}",
         )
-    return RowRecord(job_id, row.line, row.to, status, batch_seq=planner.assign(size), recipient=recipient)
+    return RowRecord(job_id, row.line, row.to, status, batch_seq=planner.assign(size, row.line),
+                     recipient=recipient)
 
 
 # --- dispatch -------------------------------------------------------------------------------------------

@@ -44,6 +44,7 @@ class BatchPlanner:
     max_recipients: int = API_MAX_RECIPIENTS
     max_request_bytes: int = 120_000
     sizes: list[int] = field(default_factory=list)
+    lines: list[tuple[int, int]] = field(default_factory=list)  # per batch: first and last input line
     _bytes: int = 0
 
     def __post_init__(self) -> None:
@@ -52,7 +53,7 @@ class BatchPlanner:
         if self.max_request_bytes < 256:
             raise ValueError(f"max request bytes must be at least 256, not {self.max_request_bytes}")
 
-    def assign(self, size: int) -> int:
+    def assign(self, size: int, line: int = 0) -> int:
         if not fits_alone(size, self.max_request_bytes):
             raise ValueError(f"a recipient of {size} encoded bytes can never fit in {self.max_request_bytes}")
         if (
@@ -61,7 +62,9 @@ class BatchPlanner:
             or self._bytes + size + _LIST_OVERHEAD > self.max_request_bytes
         ):
             self.sizes.append(0)
+            self.lines.append((line, line))
             self._bytes = 0
+        self.lines[-1] = (self.lines[-1][0], line)
         self.sizes[-1] += 1
         self._bytes += size
         return len(self.sizes) - 1

@@ -84,6 +84,10 @@ class BatchRecord:
     request_id: str = ""
     group_message_id: str = ""
     updated_at: float = field(default_factory=time.time)
+    # The input lines of its first and last recipient: a batch's rows are contiguous in input order, so a
+    # store may find them by line range (Tablestore does) instead of by an index on batch_seq.
+    first_line: int = 0
+    last_line: int = 0
 
 
 @dataclass(frozen=True)

@@ -60,6 +60,8 @@ CREATE TABLE IF NOT EXISTS batches (
     request_id TEXT NOT NULL DEFAULT '',
     group_message_id TEXT NOT NULL DEFAULT '',
     updated_at REAL NOT NULL,
+    first_line INTEGER NOT NULL DEFAULT 0,
+    last_line INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (job_id, seq)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS rows (
@@ -83,7 +85,7 @@ CREATE INDEX IF NOT EXISTS rate_events_by_key ON rate_events (key, at);
 
 _JOB_FIELDS = [f.name for f in fields(JobRecord)]
 _BATCH_FIELDS = [f.name for f in fields(BatchRecord)]
-_BATCH_UPDATABLE = set(_BATCH_FIELDS) - {"job_id", "seq", "size", "status"}
+_BATCH_UPDATABLE = set(_BATCH_FIELDS) - {"job_id", "seq", "size", "status", "first_line", "last_line"}
 _JOB_UPDATABLE = {"status", "reason", "total_rows", "valid", "invalid", "duplicate", "batches"}
 
 
@@ -97,7 +99,12 @@ class SqliteStore(Store):
         if not os.path.isdir(directory):
             raise StoreError(f"store {path!r}: directory {directory!r} does not exist")
         try:
-            self._conn().executescript(_SCHEMA)
+            conn = self._conn()
+            conn.executescript(_SCHEMA)
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(batches)")}
+            for added in ("first_line", "last_line"):  # stores written before these columns existed
+                if added not in columns:
+                    conn.execute(f"ALTER TABLE batches ADD COLUMN {added} INTEGER NOT NULL DEFAULT 0")
         except sqlite3.DatabaseError as error:
             raise StoreError(f"store {path!r} cannot be used as a SQLite database: {error}") from None
 
@@ -207,8 +214,10 @@ class SqliteStore(Store):
             # A batch is written once: a re-planned batch that already exists (same deterministic seq) keeps
             # its state, so re-running a plan can never reset a sent batch.
             conn.executemany(
-                "INSERT OR IGNORE INTO batches (job_id,seq,size,status,updated_at) VALUES (?,?,?,?,?)",
-                [(b.job_id, b.seq, b.size, b.status.value, b.updated_at) for b in batches],
+                "INSERT OR IGNORE INTO batches (job_id,seq,size,status,updated_at,first_line,last_line)"
+                " VALUES (?,?,?,?,?,?,?)",
+                [(b.job_id, b.seq, b.size, b.status.value, b.updated_at, b.first_line, b.last_line)
+                 for b in batches],
             )
 
     # --- batches ----------------------------------------------------------------------------------------
@@ -311,19 +320,3 @@ class _transaction:
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         self.conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
-
-
-def open_store(url: str) -> Store:
-    """``sqlite:///relative.db``, ``sqlite:////absolute.db``; ``tablestore://INSTANCE`` is reserved."""
-    from chatapp_mass.errors import OptionsError
-
-    if url.startswith("sqlite:///"):
-        path = url[len("sqlite:///"):]
-        if not path:
-            raise OptionsError(f"--store {url!r}: give a file, e.g. sqlite:///chatapp-mass.db")
-        return SqliteStore(path)
-    if url.startswith("tablestore://"):
-        raise OptionsError(f"--store {url!r}: the Tablestore store is not available yet; use sqlite:///FILE.db")
-    raise OptionsError(
-        f"--store {url!r}: use sqlite:///relative.db or sqlite:////absolute/path.db (three or four slashes)"
-    )

@@ -1,149 +1,50 @@
-"""The SQLite store: create-once, claim-once, conditional transitions, counters, report order, rate window."""
+"""What only the SQLite store has: its URLs, its file checks and its schema migration. The behaviour every
+store shares is proved by tests/contract/test_store_contract.py."""
 
 from __future__ import annotations
 
-import threading
+import sqlite3
 from pathlib import Path
 
 import pytest
 
+from chatapp_mass.bootstrap import open_store
 from chatapp_mass.errors import OptionsError, StoreError
-from chatapp_mass.ratelimit import SlidingWindowLimiter
-from chatapp_mass.store import BatchRecord, BatchStatus, JobRecord, JobStatus, RowRecord, RowStatus
-from chatapp_mass.store_sqlite import SqliteStore, open_store
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> SqliteStore:
-    s = SqliteStore(str(tmp_path / "state.db"))
-    yield s
-    s.close()
-
-
-def job(job_id: str = "job1") -> JobRecord:
-    return JobRecord(job_id=job_id, source="f.csv", options={"ChannelType": "whatsapp"}, intake={}, content_sha256="x")
-
-
-def test_create_once(store: SqliteStore) -> None:
-    assert store.create_job(job()) is True
-    assert store.create_job(job()) is False
-    loaded = store.get_job("job1")
-    assert loaded is not None and loaded.status is JobStatus.planning and loaded.options == {"ChannelType": "whatsapp"}
-    assert store.find_jobs("jo") == ["job1"]
-    assert store.get_job("nope") is None
-
-
-def test_update_job_conditional(store: SqliteStore) -> None:
-    store.create_job(job())
-    assert store.update_job("job1", expect=[JobStatus.ready], status=JobStatus.running) is False
-    assert store.update_job("job1", expect=[JobStatus.planning], status=JobStatus.ready, valid=3) is True
-    loaded = store.get_job("job1")
-    assert loaded is not None and (loaded.status, loaded.valid) == (JobStatus.ready, 3)
-
-
-def plan(store: SqliteStore) -> None:
-    store.create_job(job())
-    rows = [
-        RowRecord("job1", 2, "111", RowStatus.valid, batch_seq=0, recipient={"To": "111"}),
-        RowRecord("job1", 4, "bad", RowStatus.invalid, "InvalidNumber", "nope"),
-        RowRecord("job1", 3, "222", RowStatus.valid, batch_seq=1, recipient={"To": "222", "TemplateParams": {"a": "ü"}}),
-        RowRecord("job1", 5, "111", RowStatus.duplicate, "Duplicate", "same recipient as line 2"),
-    ]
-    batches = [BatchRecord("job1", 0, 1), BatchRecord("job1", 1, 1)]
-    store.put_plan(rows, batches)
-
-
-def test_plan_is_idempotent_and_never_resets_a_batch(store: SqliteStore) -> None:
-    plan(store)
-    assert store.transition_batch("job1", 0, expect=[BatchStatus.pending], to=BatchStatus.sent)
-    plan(store)  # the same plan written again
-    assert [b.status for b in store.list_batches("job1")] == [BatchStatus.sent, BatchStatus.pending]
-    assert store.batch_recipients("job1", 1) == [{"To": "222", "TemplateParams": {"a": "ü"}}]
-    assert len(list(store.report_rows("job1"))) == 4
-
-
-def test_claim_once_across_threads(store: SqliteStore) -> None:
-    plan(store)
-    wins: list[int] = []
-    barrier = threading.Barrier(8)
-
-    def claim(i: int) -> None:
-        barrier.wait()
-        if store.transition_batch("job1", 0, expect=[BatchStatus.pending], to=BatchStatus.claimed, owner=f"w{i}"):
-            wins.append(i)
-
-    threads = [threading.Thread(target=claim, args=(i,)) for i in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert len(wins) == 1
-    assert store.list_batches("job1", [BatchStatus.claimed])[0].owner == f"w{wins[0]}"
-
-
-def test_attempts_increment_and_totals(store: SqliteStore) -> None:
-    plan(store)
-    store.transition_batch("job1", 0, expect=[BatchStatus.pending], to=BatchStatus.sending, attempts=1)
-    store.transition_batch("job1", 0, expect=[BatchStatus.sending], to=BatchStatus.claimed)
-    store.transition_batch("job1", 0, expect=[BatchStatus.claimed], to=BatchStatus.sending, attempts=1)
-    assert store.list_batches("job1")[0].attempts == 2
-    store.transition_batch("job1", 0, expect=[BatchStatus.sending], to=BatchStatus.sent, group_message_id="g1")
-    assert store.batch_totals("job1") == {BatchStatus.sent: (1, 1), BatchStatus.pending: (1, 1)}
-
-
-def test_report_rows_in_line_order_with_batch_outcome(store: SqliteStore) -> None:
-    plan(store)
-    store.transition_batch("job1", 0, expect=[BatchStatus.pending], to=BatchStatus.sent, group_message_id="g1",
-                           code="OK")
-    rows = list(store.report_rows("job1"))
-    assert [r.line for r in rows] == [2, 3, 4, 5]
-    assert [r.status for r in rows] == ["sent", "pending", "invalid", "duplicate"]
-    assert rows[0].group_message_id == "g1"
-    assert rows[3].message == "same recipient as line 2"
-
-
-def test_delete_and_clear(store: SqliteStore) -> None:
-    plan(store)
-    store.clear_plan("job1")
-    assert store.list_batches("job1") == [] and list(store.report_rows("job1")) == []
-    store.delete_job("job1")
-    assert store.get_job("job1") is None
-
-
-def test_rate_window_grants_at_most_limit(store: SqliteStore) -> None:
-    granted = [store.rate_acquire("k", 3, 1.0, lambda: 100.0 + i * 0.01) for i in range(5)]
-    assert granted[:3] == [0.0, 0.0, 0.0]
-    assert granted[3] == pytest.approx(100.0 + 1.0 - 100.03, abs=1e-6)
-    assert store.rate_acquire("k", 3, 1.0, lambda: 101.001) == 0.0  # the first left the window
-    assert store.rate_acquire("other", 3, 1.0, lambda: 100.0) == 0.0  # keys are separate budgets
-
-
-def test_limiter_never_exceeds_limit_with_fake_clock(store: SqliteStore) -> None:
-    now = [1000.0]
-    limiter = SlidingWindowLimiter(store, limit=10, window=1.0, margin=0.0, clock=lambda: now[0],
-                                   sleep=lambda s: now.__setitem__(0, now[0] + s))
-    stamps = []
-    for _ in range(55):
-        assert limiter.acquire()
-        stamps.append(now[0])
-    for i in range(len(stamps) - 10):
-        assert stamps[i + 10] - stamps[i] >= 1.0
-    assert stamps[-1] - stamps[0] == pytest.approx(5.0)  # and it never idles: slot 51 opens at +5 s
-
-
-def test_two_store_handles_share_one_budget(tmp_path: Path) -> None:
-    a, b = SqliteStore(str(tmp_path / "s.db")), SqliteStore(str(tmp_path / "s.db"))
-    at_five = lambda: 5.0  # noqa: E731
-    results = [a.rate_acquire("k", 2, 1.0, at_five), b.rate_acquire("k", 2, 1.0, at_five),
-               a.rate_acquire("k", 2, 1.0, at_five)]
-    assert results[:2] == [0.0, 0.0] and results[2] > 0
+from chatapp_mass.store import BatchRecord
+from chatapp_mass.store_sqlite import SqliteStore
 
 
 def test_open_store_urls(tmp_path: Path) -> None:
     assert isinstance(open_store(f"sqlite:///{tmp_path}/a.db"), SqliteStore)  # absolute via 4 slashes
-    with pytest.raises(OptionsError, match="not available yet"):
-        open_store("tablestore://inst")
+    with pytest.raises(OptionsError, match="tablestore://INSTANCE"):
+        open_store("tablestore://")
     with pytest.raises(OptionsError, match="sqlite:///"):
         open_store("postgres://x")
     with pytest.raises(StoreError, match="does not exist"):
         open_store(f"sqlite:///{tmp_path}/missing/dir/a.db")
+
+
+def test_not_a_database_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_text("hello, this is not SQLite" * 100)
+    with pytest.raises(StoreError, match="cannot be used as a SQLite database"):
+        SqliteStore(str(path))
+
+
+def test_a_store_from_before_batch_line_bounds_is_migrated(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE batches (job_id TEXT NOT NULL, seq INTEGER NOT NULL, size INTEGER NOT NULL,"
+                 " status TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, owner TEXT NOT NULL DEFAULT '',"
+                 " claim_expires REAL NOT NULL DEFAULT 0, code TEXT NOT NULL DEFAULT '',"
+                 " message TEXT NOT NULL DEFAULT '', request_id TEXT NOT NULL DEFAULT '',"
+                 " group_message_id TEXT NOT NULL DEFAULT '', updated_at REAL NOT NULL, PRIMARY KEY (job_id, seq))")
+    conn.execute("INSERT INTO batches (job_id, seq, size, status, updated_at) VALUES ('j', 0, 5, 'sent', 1.0)")
+    conn.commit()
+    conn.close()
+    store = SqliteStore(str(path))
+    [batch] = store.list_batches("j")
+    assert (batch.size, batch.status.value, batch.first_line, batch.last_line) == (5, "sent", 0, 0)
+    store.put_plan([], [BatchRecord("j", 1, 2, first_line=7, last_line=9)])
+    assert [(b.first_line, b.last_line) for b in store.list_batches("j")] == [(0, 0), (7, 9)]
+    store.close()

@@ -1,0 +1,553 @@
+"""Tablestore implementation of :class:`~chatapp_mass.store.Store` (production, and the local cloud).
+
+Tables (``prefix`` defaults to ``chatapp_``; created idempotently by :meth:`TablestoreStore.ensure_tables`):
+
+==================  ==========================================  ==============================================
+table               primary key                                 columns
+==================  ==========================================  ==============================================
+``jobs``            job_id                                      the JobRecord (options/intake as JSON), op
+``job_index``       part ("jobs"), created_desc, job_id         (listing newest first without a scan)
+``batches``         job_id, seq                                 the BatchRecord, op
+``rows``            job_id, line                                to, status, code, message, batch_seq, recipient
+``rate``            key                                         stamps (JSON), version
+==================  ==========================================  ==============================================
+
+How the interface's promises are kept:
+
+- **Conditional writes** are Tablestore row conditions: ``transition_batch`` is one UpdateRow with
+  ``EXPECT_EXIST`` and a column condition "status is one of expect" (an OR of EQUAL conditions);
+  ``create_job`` is a PutRow with ``EXPECT_NOT_EXIST``; a planned batch is written with ``EXPECT_NOT_EXIST``
+  so re-planning never resets one. One claimant ever wins.
+- **Retries** are ours, not the SDK's (its ``DefaultRetryPolicy`` retries some writes and not others, and
+  not network errors; ALIBABA-FACTS §5): transient codes (``OTSServerBusy``, ``OTSTimeout``,
+  ``OTSPartitionUnavailable``, ...) and network errors are retried with jittered backoff, then
+  :class:`StoreError`. A write retried after an *ambiguous* failure (timeout, 5xx, network) may have been
+  applied the first time; its retry then fails its own condition. Every conditional write therefore carries
+  a fresh ``op`` token, and a condition failure after an ambiguous attempt reads the row back: our token
+  there means our write landed (True), anything else means someone else's did (False).
+- **BatchWriteRow** is chunked by 200 rows and ~4 MB and is not atomic: rows that fail with a transient
+  code are retried by themselves; a batch row that fails its ``EXPECT_NOT_EXIST`` already exists (fine).
+- **A batch's recipients** are found by line range: a batch holds consecutive valid rows, so its rows lie
+  between its ``first_line`` and ``last_line`` (one GetRange, filtered on ``batch_seq``).
+- **The rate window** is one row per key: the last ``limit`` stamps and a version. Acquire reads it, reads
+  the clock, and writes the new stamp list with "version unchanged" as the condition; a lost race re-reads.
+  The stamp is read after the row, so it is never earlier than any stamp it was compared with.
+
+Credentials come from the Alibaba Cloud default chain (FC's role STS variables included), refreshed as they
+expire, unless explicit ones are passed (the local cloud). Endpoint: ``CHATAPP_TABLESTORE_ENDPOINT`` or the
+region's public endpoint ``https://INSTANCE.REGION.ots.aliyuncs.com``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import secrets
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence, TypeVar
+
+from chatapp_mass import env
+from chatapp_mass.errors import OptionsError, StoreError
+from chatapp_mass.store import (
+    REPORT_STATUS,
+    BatchRecord,
+    BatchStatus,
+    JobRecord,
+    JobStatus,
+    ReportRow,
+    RowRecord,
+    RowStatus,
+    Store,
+)
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+_JOB_FIELDS = [f.name for f in fields(JobRecord)]
+_BATCH_FIELDS = [f.name for f in fields(BatchRecord)]
+_BATCH_UPDATABLE = set(_BATCH_FIELDS) - {"job_id", "seq", "size", "status", "first_line", "last_line"}
+_JOB_UPDATABLE = {"status", "reason", "total_rows", "valid", "invalid", "duplicate", "batches"}
+
+TRANSIENT_CODES = frozenset({
+    "OTSServerBusy", "OTSTimeout", "OTSPartitionUnavailable", "OTSServerUnavailable", "OTSInternalServerError",
+    "OTSRowOperationConflict", "OTSNotEnoughCapacityUnit", "OTSTableNotReady", "OTSOperationThrottled",
+    "OTSOperationConflict", "OTSQuotaExhausted",
+})
+# Failures after which the write may or may not have been applied.
+_AMBIGUOUS_CODES = frozenset({"OTSTimeout", "OTSInternalServerError", "OTSServerUnavailable"})
+_CONDITION_FAILED = "OTSConditionCheckFail"
+_BATCH_WRITE_ROWS = 200
+_BATCH_WRITE_BYTES = 3_500_000  # under the 4 MB request limit, with room for the encoding's overhead
+_BATCH_GET_ROWS = 100
+_INDEX_PART = "jobs"
+_MAX_TIME_MS = 10**13
+
+
+@dataclass(frozen=True)
+class TablestoreSettings:
+    endpoint: str
+    instance: str
+    table_prefix: str = "chatapp_"
+    socket_timeout: float = 10.0
+    max_attempts: int = 8  # per call, transient failures included (~10 s of backoff in all)
+    write_threads: int = 4  # BatchWriteRow calls in flight while planning
+
+    @classmethod
+    def from_url(cls, url: str, environ: Mapping[str, str] = os.environ) -> "TablestoreSettings":
+        """``tablestore://INSTANCE``; the endpoint from ``CHATAPP_TABLESTORE_ENDPOINT`` or the region."""
+        instance = url[len("tablestore://"):].strip("/")
+        if not instance or "/" in instance:
+            raise OptionsError(f"--store {url!r}: use tablestore://INSTANCE (the Tablestore instance name)")
+        endpoint = environ.get(env.CHATAPP_TABLESTORE_ENDPOINT, "").strip()
+        if not endpoint:
+            region = environ.get(env.ALIBABA_CLOUD_REGION_ID) or env.DEFAULT_REGION
+            endpoint = f"https://{instance}.{region}.ots.aliyuncs.com"
+        if not endpoint.startswith(("http://", "https://")):
+            raise OptionsError(f"{env.CHATAPP_TABLESTORE_ENDPOINT}={endpoint!r}: use http(s)://host[:port]")
+        prefix = environ.get(env.CHATAPP_TABLE_PREFIX, "chatapp_")
+        return cls(endpoint=endpoint.rstrip("/"), instance=instance, table_prefix=prefix)
+
+
+def _default_chain_provider() -> Any:
+    """A ``tablestore`` credentials provider over ``alibabacloud_credentials``' default chain (refreshes STS)."""
+    from alibabacloud_credentials.client import Client as CredentialClient
+    from tablestore.credentials import Credentials, CredentialsProvider
+
+    chain = CredentialClient()
+
+    class _ChainProvider(CredentialsProvider):  # type: ignore[misc]
+        def get_credentials(self) -> Any:
+            current = chain.get_credential()
+            return Credentials(current.access_key_id, current.access_key_secret, current.security_token or None)
+
+    return _ChainProvider()
+
+
+class TablestoreStore(Store):
+    def __init__(self, settings: TablestoreSettings, *, access_key_id: str = "", access_key_secret: str = "",
+                 security_token: str = "", create_tables: bool = True) -> None:
+        import tablestore
+
+        self.settings = settings
+        self._ts = tablestore
+        prefix = settings.table_prefix
+        self.t_jobs, self.t_index = f"{prefix}jobs", f"{prefix}job_index"
+        self.t_batches, self.t_rows, self.t_rate = f"{prefix}batches", f"{prefix}rows", f"{prefix}rate"
+        common = dict(instance_name=settings.instance, socket_timeout=settings.socket_timeout,
+                      retry_policy=tablestore.NoRetryPolicy(), logger_name="chatapp_mass.tablestore_sdk")
+        if access_key_id:
+            self.client = tablestore.OTSClient(settings.endpoint, access_key_id, access_key_secret,
+                                               sts_token=security_token or None, **common)
+        else:
+            self.client = tablestore.OTSClient(settings.endpoint, credentials_provider=_default_chain_provider(),
+                                               **common)
+        logging.getLogger("chatapp_mass.tablestore_sdk").setLevel(logging.CRITICAL)  # we log what matters
+        if create_tables:
+            self.ensure_tables()
+
+    # --- plumbing ---------------------------------------------------------------------------------------
+    def _call(self, what: str, fn: Callable[[], T]) -> T:
+        """Run one SDK call, retrying transient failures; anything else becomes a StoreError."""
+        for attempt in range(1, self.settings.max_attempts + 1):
+            try:
+                return fn()
+            except self._ts.OTSServiceError as error:
+                code = error.get_error_code()
+                if code not in TRANSIENT_CODES and error.get_http_status() not in (500, 502, 503):
+                    raise StoreError(f"Tablestore {what}: {code}: {error.get_error_message()}") from None
+                reason = code
+            except self._ts.OTSClientError as error:
+                reason = f"network: {error.get_error_message()}"
+            if attempt == self.settings.max_attempts:
+                raise StoreError(f"Tablestore {what}: still failing after {attempt} attempts ({reason})")
+            log.info("Tablestore call retried", extra={"operation": what, "reason": reason, "attempt": attempt})
+            time.sleep(_backoff(attempt))
+        raise AssertionError("unreachable")
+
+    def _write(self, what: str, fn: Callable[[], Any], landed: Optional[Callable[[], bool]] = None) -> bool:
+        """A conditional write: True if applied, False if its condition failed.
+
+        After an ambiguous failure (see the module docs), a condition failure asks ``landed`` whether our
+        own earlier attempt is what the row shows.
+        """
+        ambiguous = False
+        for attempt in range(1, self.settings.max_attempts + 1):
+            try:
+                fn()
+                return True
+            except self._ts.OTSServiceError as error:
+                code = error.get_error_code()
+                if code == _CONDITION_FAILED:
+                    return bool(ambiguous and landed is not None and landed())
+                if code not in TRANSIENT_CODES and error.get_http_status() not in (500, 502, 503):
+                    raise StoreError(f"Tablestore {what}: {code}: {error.get_error_message()}") from None
+                ambiguous = ambiguous or code in _AMBIGUOUS_CODES or error.get_http_status() >= 500
+                reason = code
+            except self._ts.OTSClientError as error:
+                ambiguous = True
+                reason = f"network: {error.get_error_message()}"
+            if attempt == self.settings.max_attempts:
+                raise StoreError(f"Tablestore {what}: still failing after {attempt} attempts ({reason})")
+            log.info("Tablestore write retried", extra={"operation": what, "reason": reason, "attempt": attempt})
+            time.sleep(_backoff(attempt))
+        raise AssertionError("unreachable")
+
+    def _get(self, table: str, pk: list[tuple[str, Any]], columns: Optional[list[str]] = None) -> Optional[dict[str, Any]]:
+        _, row, _ = self._call(f"GetRow {table}", lambda: self.client.get_row(table, pk, columns, max_version=1))
+        return _row_dict(row) if row is not None else None
+
+    def _op_is(self, table: str, pk: list[tuple[str, Any]], token: str) -> Callable[[], bool]:
+        def check() -> bool:
+            row = self._get(table, pk, ["op"])
+            return row is not None and row.get("op") == token
+        return check
+
+    def _range(self, table: str, start: list[tuple[str, Any]], end: list[tuple[str, Any]],
+               columns: Optional[list[str]] = None, limit: Optional[int] = None) -> Iterator[dict[str, Any]]:
+        """Rows in ``[start, end)``, following ``next_start_primary_key`` page by page."""
+        ts = self._ts
+        left = limit
+        while start is not None:
+            page_start = start
+            _, start, rows, _ = self._call(
+                f"GetRange {table}",
+                lambda: self.client.get_range(table, ts.Direction.FORWARD, page_start, end, columns, left,
+                                              max_version=1),
+            )
+            for row in rows:
+                yield _row_dict(row)
+            if left is not None:
+                left -= len(rows)
+                if left <= 0:
+                    return
+
+    def _batch_write(self, table: str, items: Sequence[Any], what: str, *, tolerate: Iterable[str] = ()) -> None:
+        """BatchWriteRow in chunks; rows failing transiently are retried alone; ``tolerate`` codes are fine."""
+        ts = self._ts
+        chunks: list[list[Any]] = []
+        chunk: list[Any] = []
+        size = 0
+        for item in items:
+            item_size = _approx_size(item.row)
+            if chunk and (len(chunk) >= _BATCH_WRITE_ROWS or size + item_size > _BATCH_WRITE_BYTES):
+                chunks.append(chunk)
+                chunk, size = [], 0
+            chunk.append(item)
+            size += item_size
+        if chunk:
+            chunks.append(chunk)
+        tolerated = set(tolerate)
+
+        def write(rows: list[Any]) -> None:
+            pending = rows
+            for attempt in range(1, self.settings.max_attempts + 1):
+                request = ts.BatchWriteRowRequest()
+                request.add(ts.TableInBatchWriteRowItem(table, pending))
+                response = self._call(f"BatchWriteRow {what}", lambda: self.client.batch_write_row(request))
+                results = sorted(
+                    [*response.get_put()[1], *response.get_update()[1], *response.get_delete()[1]],
+                    key=lambda r: r.index,
+                )
+                retry = []
+                for result in results:
+                    if result.error_code in tolerated:
+                        continue
+                    if result.error_code in TRANSIENT_CODES:
+                        retry.append(pending[result.index])
+                        continue
+                    raise StoreError(f"Tablestore BatchWriteRow {what}: {result.error_code}: {result.error_message}")
+                if not retry:
+                    return
+                if attempt == self.settings.max_attempts:
+                    raise StoreError(f"Tablestore BatchWriteRow {what}: {len(retry)} rows still failing")
+                pending = retry
+                time.sleep(_backoff(attempt))
+
+        if len(chunks) <= 1 or self.settings.write_threads <= 1:
+            for part in chunks:
+                write(part)
+            return
+        with ThreadPoolExecutor(self.settings.write_threads, thread_name_prefix="ots-write") as pool:
+            for future in [pool.submit(write, part) for part in chunks]:
+                future.result()
+
+    def ensure_tables(self) -> None:
+        """Create the tables that are missing (idempotent; a concurrent creator is fine)."""
+        ts = self._ts
+        schemas = {
+            self.t_jobs: [("job_id", "STRING")],
+            self.t_index: [("part", "STRING"), ("created_desc", "INTEGER"), ("job_id", "STRING")],
+            self.t_batches: [("job_id", "STRING"), ("seq", "INTEGER")],
+            self.t_rows: [("job_id", "STRING"), ("line", "INTEGER")],
+            self.t_rate: [("key", "STRING")],
+        }
+        existing = set(self._call("ListTable", self.client.list_table))
+        for table, schema in schemas.items():
+            if table in existing:
+                continue
+            meta = ts.TableMeta(table, schema)
+            options = ts.TableOptions(time_to_live=-1, max_version=1)
+            throughput = ts.ReservedThroughput(ts.CapacityUnit(0, 0))
+            try:
+                self._call(f"CreateTable {table}", lambda: self.client.create_table(meta, options, throughput))
+            except StoreError as error:
+                if "OTSObjectAlreadyExist" not in str(error):
+                    raise
+
+    # --- jobs -------------------------------------------------------------------------------------------
+    def create_job(self, job: JobRecord) -> bool:
+        ts = self._ts
+        index_pk = [("part", _INDEX_PART), ("created_desc", _MAX_TIME_MS - int(job.created_at * 1000)),
+                    ("job_id", job.job_id)]
+        # The index row first: a job row always has one (a dangling index row is skipped when listing).
+        self._call("PutRow job_index", lambda: self.client.put_row(
+            self.t_index, ts.Row(index_pk, [("at", job.created_at)]), ts.Condition(ts.RowExistenceExpectation.IGNORE)))
+        token = _token()
+        data = asdict(job)
+        data["options"] = json.dumps(job.options, sort_keys=True)
+        data["intake"] = json.dumps(job.intake, sort_keys=True)
+        data["status"] = job.status.value
+        columns = [(k, v) for k, v in data.items() if k != "job_id"] + [("op", token)]
+        pk = [("job_id", job.job_id)]
+        return self._write("create job", lambda: self.client.put_row(
+            self.t_jobs, ts.Row(pk, columns), ts.Condition(ts.RowExistenceExpectation.EXPECT_NOT_EXIST)),
+            self._op_is(self.t_jobs, pk, token))
+
+    def get_job(self, job_id: str) -> Optional[JobRecord]:
+        row = self._get(self.t_jobs, [("job_id", job_id)])
+        return _job(row) if row else None
+
+    def find_jobs(self, prefix: str) -> list[str]:
+        if not prefix:
+            return []
+        rows = self._range(self.t_jobs, [("job_id", prefix)], [("job_id", prefix + "\U0010ffff")], ["status"], 5)
+        return [row["job_id"] for row in rows if row["job_id"].startswith(prefix)][:5]
+
+    def list_jobs(self, limit: int = 50) -> list[JobRecord]:
+        ts = self._ts
+        ids = [row["job_id"] for row in self._range(
+            self.t_index, [("part", _INDEX_PART), ("created_desc", ts.INF_MIN), ("job_id", ts.INF_MIN)],
+            [("part", _INDEX_PART), ("created_desc", ts.INF_MAX), ("job_id", ts.INF_MAX)], ["at"], limit)]
+        found: dict[str, JobRecord] = {}
+        for start in range(0, len(ids), _BATCH_GET_ROWS):
+            keys = [[("job_id", job_id)] for job_id in ids[start:start + _BATCH_GET_ROWS]]
+            request = ts.BatchGetRowRequest()
+            request.add(ts.TableInBatchGetRowItem(self.t_jobs, keys, max_version=1))
+            response = self._call("BatchGetRow jobs", lambda: self.client.batch_get_row(request))
+            for item in response.get_result_by_table(self.t_jobs):
+                if not item.is_ok:
+                    raise StoreError(f"Tablestore BatchGetRow jobs: {item.error_code}: {item.error_message}")
+                if item.row is not None:
+                    job = _job(_row_dict(item.row))
+                    found[job.job_id] = job
+        return [found[job_id] for job_id in ids if job_id in found]
+
+    def update_job(self, job_id: str, *, expect: Optional[Iterable[JobStatus]] = None, **changes: Any) -> bool:
+        unknown = set(changes) - _JOB_UPDATABLE
+        if unknown:
+            raise ValueError(f"cannot update job fields {sorted(unknown)}")
+        token = _token()
+        values = {k: (v.value if isinstance(v, JobStatus) else v) for k, v in changes.items()}
+        values["updated_at"] = time.time()
+        values["op"] = token
+        pk = [("job_id", job_id)]
+        condition = self._status_condition([s.value for s in expect] if expect is not None else None)
+        row = self._ts.Row(pk, {"put": list(values.items())})
+        return self._write("update job", lambda: self.client.update_row(self.t_jobs, row, condition),
+                           self._op_is(self.t_jobs, pk, token))
+
+    def delete_job(self, job_id: str) -> None:
+        self.clear_plan(job_id)
+        ts = self._ts
+        job = self.get_job(job_id)
+        self._call("DeleteRow jobs", lambda: self.client.delete_row(
+            self.t_jobs, ts.Row([("job_id", job_id)]), ts.Condition(ts.RowExistenceExpectation.IGNORE)))
+        if job is not None:
+            index_pk = [("part", _INDEX_PART), ("created_desc", _MAX_TIME_MS - int(job.created_at * 1000)),
+                        ("job_id", job_id)]
+            self._call("DeleteRow job_index", lambda: self.client.delete_row(
+                self.t_index, ts.Row(index_pk), ts.Condition(ts.RowExistenceExpectation.IGNORE)))
+
+    # --- plan -------------------------------------------------------------------------------------------
+    def clear_plan(self, job_id: str) -> None:
+        ts = self._ts
+        ignore = ts.Condition(ts.RowExistenceExpectation.IGNORE)
+        for table, key in ((self.t_rows, "line"), (self.t_batches, "seq")):
+            keys = [row[key] for row in self._range(table, [("job_id", job_id), (key, ts.INF_MIN)],
+                                                     [("job_id", job_id), (key, ts.INF_MAX)], ["status"])]
+            items = [ts.DeleteRowItem(ts.Row([("job_id", job_id), (key, value)]), ignore) for value in keys]
+            self._batch_write(table, items, f"clear {table}")
+
+    def put_plan(self, rows: list[RowRecord], batches: list[BatchRecord]) -> None:
+        ts = self._ts
+        ignore = ts.Condition(ts.RowExistenceExpectation.IGNORE)
+        items = []
+        for r in rows:
+            columns: list[tuple[str, Any]] = [("to", r.to), ("status", r.status.value), ("code", r.code),
+                                              ("message", r.message)]
+            if r.batch_seq is not None:
+                columns.append(("batch_seq", r.batch_seq))
+            if r.recipient:
+                columns.append(("recipient", json.dumps(r.recipient, ensure_ascii=False, separators=(",", ":"))))
+            items.append(ts.PutRowItem(ts.Row([("job_id", r.job_id), ("line", r.line)], columns), ignore))
+        self._batch_write(self.t_rows, items, "rows")
+        # A batch is written once (EXPECT_NOT_EXIST): re-planning never resets a batch that exists.
+        new = ts.Condition(ts.RowExistenceExpectation.EXPECT_NOT_EXIST)
+        batch_items = []
+        for b in batches:
+            data = asdict(b)
+            data["status"] = b.status.value
+            columns = [(k, v) for k, v in data.items() if k not in ("job_id", "seq")] + [("op", "")]
+            batch_items.append(ts.PutRowItem(ts.Row([("job_id", b.job_id), ("seq", b.seq)], columns), new))
+        self._batch_write(self.t_batches, batch_items, "batches", tolerate=[_CONDITION_FAILED])
+
+    # --- batches ----------------------------------------------------------------------------------------
+    def list_batches(self, job_id: str, statuses: Optional[Iterable[BatchStatus]] = None) -> list[BatchRecord]:
+        ts = self._ts
+        wanted = None if statuses is None else {s.value for s in statuses}
+        rows = self._range(self.t_batches, [("job_id", job_id), ("seq", ts.INF_MIN)],
+                           [("job_id", job_id), ("seq", ts.INF_MAX)])
+        return [_batch(row) for row in rows if wanted is None or row["status"] in wanted]
+
+    def batch_recipients(self, job_id: str, seq: int) -> list[dict[str, Any]]:
+        ts = self._ts
+        batch = self._get(self.t_batches, [("job_id", job_id), ("seq", seq)], ["first_line", "last_line"])
+        first = int(batch.get("first_line", 0)) if batch else 0
+        last = int(batch.get("last_line", 0)) if batch else 0
+        if first and last:
+            start, end = [("job_id", job_id), ("line", first)], [("job_id", job_id), ("line", last + 1)]
+        else:  # a batch planned without line bounds: scan the job
+            start, end = [("job_id", job_id), ("line", ts.INF_MIN)], [("job_id", job_id), ("line", ts.INF_MAX)]
+        rows = self._range(self.t_rows, start, end, ["batch_seq", "recipient"])
+        return [json.loads(row["recipient"]) for row in rows if row.get("batch_seq") == seq and row.get("recipient")]
+
+    def transition_batch(
+        self, job_id: str, seq: int, *, expect: Iterable[BatchStatus], to: BatchStatus, **changes: Any
+    ) -> bool:
+        unknown = set(changes) - _BATCH_UPDATABLE
+        if unknown:
+            raise ValueError(f"cannot update batch fields {sorted(unknown)}")
+        token = _token()
+        increment = changes.pop("attempts", None)
+        values: dict[str, Any] = {"status": to.value, **changes, "updated_at": time.time(), "op": token}
+        columns: dict[str, list[tuple[str, Any]]] = {"put": list(values.items())}
+        if increment:
+            columns["increment"] = [("attempts", int(increment))]
+        pk = [("job_id", job_id), ("seq", seq)]
+        condition = self._status_condition([s.value for s in expect])
+        row = self._ts.Row(pk, columns)
+        return self._write(f"transition batch to {to.value}",
+                           lambda: self.client.update_row(self.t_batches, row, condition),
+                           self._op_is(self.t_batches, pk, token))
+
+    def batch_totals(self, job_id: str) -> dict[BatchStatus, tuple[int, int]]:
+        totals: dict[BatchStatus, tuple[int, int]] = {}
+        for batch in self.list_batches(job_id):
+            count, size = totals.get(batch.status, (0, 0))
+            totals[batch.status] = (count + 1, size + batch.size)
+        return totals
+
+    # --- report -----------------------------------------------------------------------------------------
+    def report_rows(self, job_id: str) -> Iterator[ReportRow]:
+        ts = self._ts
+        batches = {b.seq: b for b in self.list_batches(job_id)}
+        rows = self._range(self.t_rows, [("job_id", job_id), ("line", ts.INF_MIN)],
+                           [("job_id", job_id), ("line", ts.INF_MAX)], ["to", "status", "code", "message", "batch_seq"])
+        for row in rows:
+            if row["status"] != RowStatus.valid.value:
+                yield ReportRow(row["line"], row["to"], row["status"], "", row.get("code", ""), row.get("message", ""))
+                continue
+            batch = batches.get(row.get("batch_seq", -1))
+            if batch is None:  # planned rows whose batch is not written yet (planning in progress)
+                yield ReportRow(row["line"], row["to"], "pending", "", "", "")
+            else:
+                yield ReportRow(row["line"], row["to"], REPORT_STATUS[batch.status], batch.group_message_id,
+                                batch.code, batch.message)
+
+    # --- rate window ------------------------------------------------------------------------------------
+    def rate_acquire(self, key: str, limit: int, window: float, clock: Callable[[], float]) -> float:
+        ts = self._ts
+        pk = [("key", key)]
+        while True:
+            row = self._get(self.t_rate, pk)
+            now = clock()  # after the read: see the module docs
+            version = int(row["version"]) if row else 0
+            stamps = [s for s in (json.loads(row["stamps"]) if row else []) if s > now - window]
+            if len(stamps) >= limit:
+                return max(stamps[len(stamps) - limit] + window - now, 0.001)
+            stamps = (stamps + [now])[-limit:]
+            token = _token()
+            columns = [("stamps", json.dumps(stamps)), ("version", version + 1), ("op", token)]
+            if row is None:
+                condition = ts.Condition(ts.RowExistenceExpectation.EXPECT_NOT_EXIST)
+                write = lambda: self.client.put_row(self.t_rate, ts.Row(pk, columns), condition)  # noqa: E731
+            else:
+                condition = ts.Condition(ts.RowExistenceExpectation.EXPECT_EXIST, ts.SingleColumnCondition(
+                    "version", version, ts.ComparatorType.EQUAL, pass_if_missing=False))
+                write = lambda: self.client.update_row(self.t_rate, ts.Row(pk, {"put": columns}), condition)  # noqa: E731
+            if self._write("rate window", write, self._op_is(self.t_rate, pk, token)):
+                return 0.0
+            # another acquirer won this version: read again
+
+    # --- helpers ----------------------------------------------------------------------------------------
+    def _status_condition(self, states: Optional[list[str]]) -> Any:
+        ts = self._ts
+        if not states:
+            return ts.Condition(ts.RowExistenceExpectation.EXPECT_EXIST)
+        singles = [ts.SingleColumnCondition("status", s, ts.ComparatorType.EQUAL, pass_if_missing=False)
+                   for s in states]
+        if len(singles) == 1:
+            return ts.Condition(ts.RowExistenceExpectation.EXPECT_EXIST, singles[0])
+        either = ts.CompositeColumnCondition(ts.LogicalOperator.OR)
+        for single in singles:
+            either.add_sub_condition(single)
+        return ts.Condition(ts.RowExistenceExpectation.EXPECT_EXIST, either)
+
+
+def _token() -> str:
+    return secrets.token_hex(8)
+
+
+def _backoff(attempt: int) -> float:
+    return min(0.05 * 2 ** attempt, 2.0) * random.uniform(0.5, 1.0)
+
+
+def _row_dict(row: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {name: value for name, value in row.primary_key}
+    for column in row.attribute_columns or []:
+        data[column[0]] = column[1]
+    return data
+
+
+def _approx_size(row: Any) -> int:
+    size = 64
+    columns = row.attribute_columns
+    if isinstance(columns, dict):
+        columns = [c for group in columns.values() for c in group]
+    for column in [*row.primary_key, *(columns or [])]:
+        size += len(column[0]) + 16
+        value = column[1] if len(column) > 1 else None
+        if isinstance(value, str):
+            size += len(value.encode("utf-8"))
+        elif isinstance(value, (bytes, bytearray)):
+            size += len(value)
+    return size
+
+
+def _job(row: dict[str, Any]) -> JobRecord:
+    data = {name: row[name] for name in _JOB_FIELDS if name in row}
+    data["options"] = json.loads(data.get("options") or "{}")
+    data["intake"] = json.loads(data.get("intake") or "{}")
+    data["status"] = JobStatus(data["status"])
+    return JobRecord(**data)
+
+
+def _batch(row: dict[str, Any]) -> BatchRecord:
+    data = {name: row[name] for name in _BATCH_FIELDS if name in row}
+    data["status"] = BatchStatus(data["status"])
+    return BatchRecord(**data)
+

@@ -1,0 +1,202 @@
+"""One contract, every store: the same tests run against SQLite and against Tablestore (through the local
+Tablestore emulator and the real SDK), proving the same behaviour: create-once, claim-once, conditional
+transitions, counters, listing order, resume (a re-plan never resets a batch), report order, rate window."""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+
+from chatapp_mass.ratelimit import SlidingWindowLimiter
+from chatapp_mass.store import BatchRecord, BatchStatus, JobRecord, JobStatus, RowRecord, RowStatus, Store
+from chatapp_mass.store_sqlite import SqliteStore
+from chatapp_mass.store_tablestore import TablestoreSettings, TablestoreStore
+
+
+@pytest.fixture(scope="module")
+def local_tablestore() -> Iterator[Any]:
+    from chatapp_mass.localcloud.tablestore import LocalTablestore
+
+    with LocalTablestore() as server:
+        yield server
+
+
+def _tablestore(server: Any, prefix: str) -> TablestoreStore:
+    creds = server.credentials
+    settings = TablestoreSettings(endpoint=server.endpoint, instance=server.instance_name, table_prefix=prefix)
+    return TablestoreStore(settings, access_key_id=creds.access_key_id, access_key_secret=creds.access_key_secret,
+                           security_token=creds.security_token or "")
+
+
+@pytest.fixture(params=["sqlite", "tablestore"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], Store]:
+    """Opens another handle on the same store each time it is called."""
+    if request.param == "sqlite":
+        return lambda: SqliteStore(str(tmp_path / "state.db"))
+    server = request.getfixturevalue("local_tablestore")
+    prefix = f"t{secrets.token_hex(4)}_"
+    return lambda: _tablestore(server, prefix)
+
+
+@pytest.fixture
+def store(backend: Callable[[], Store]) -> Iterator[Store]:
+    handle = backend()
+    yield handle
+    handle.close()
+
+
+@pytest.fixture
+def second_handle(backend: Callable[[], Store]) -> Callable[[], Store]:
+    return backend
+
+
+def job(job_id: str = "job1") -> JobRecord:
+    return JobRecord(job_id=job_id, source="f.csv", options={"ChannelType": "whatsapp"}, intake={}, content_sha256="x")
+
+
+def test_create_once(store: Store) -> None:
+    assert store.create_job(job()) is True
+    assert store.create_job(job()) is False
+    loaded = store.get_job("job1")
+    assert loaded is not None and loaded.status is JobStatus.planning and loaded.options == {"ChannelType": "whatsapp"}
+    assert store.find_jobs("jo") == ["job1"]
+    assert store.get_job("nope") is None
+
+
+def test_update_job_conditional(store: Store) -> None:
+    store.create_job(job())
+    assert store.update_job("job1", expect=[JobStatus.ready], status=JobStatus.running) is False
+    assert store.update_job("job1", expect=[JobStatus.planning], status=JobStatus.ready, valid=3) is True
+    loaded = store.get_job("job1")
+    assert loaded is not None and (loaded.status, loaded.valid) == (JobStatus.ready, 3)
+
+
+def plan(store: Store) -> None:
+    store.create_job(job())
+    rows = [
+        RowRecord("job1", 2, "111", RowStatus.valid, batch_seq=0, recipient={"To": "111"}),
+        RowRecord("job1", 4, "bad", RowStatus.invalid, "InvalidNumber", "nope"),
+        RowRecord("job1", 3, "222", RowStatus.valid, batch_seq=1, recipient={"To": "222", "TemplateParams": {"a": "ü"}}),
+        RowRecord("job1", 5, "111", RowStatus.duplicate, "Duplicate", "same recipient as line 2"),
+    ]
+    # batch 0 knows its line range (how the planner writes it); batch 1 does not (an older plan)
+    batches = [BatchRecord("job1", 0, 1, first_line=2, last_line=2), BatchRecord("job1", 1, 1)]
+    store.put_plan(rows, batches)
+
+
+def test_plan_is_idempotent_and_never_resets_a_batch(store: Store) -> None:
+    plan(store)
+    assert store.transition_batch("job1", 0, expect=[BatchStatus.pending], to=BatchStatus.sent)
+    plan(store)  # the same plan written again
+    assert [b.status for b in store.list_batches("job1")] == [BatchStatus.sent, BatchStatus.pending]
+    assert store.batch_recipients("job1", 1) == [{"To": "222", "TemplateParams": {"a": "ü"}}]
+    assert len(list(store.report_rows("job1"))) == 4
+
+
+def test_claim_once_across_threads(store: Store) -> None:
+    plan(store)
+    wins: list[int] = []
+    barrier = threading.Barrier(8)
+
+    def claim(i: int) -> None:
+        barrier.wait()
+        if store.transition_batch("job1", 0, expect=[BatchStatus.pending], to=BatchStatus.claimed, owner=f"w{i}"):
+            wins.append(i)
+
+    threads = [threading.Thread(target=claim, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(wins) == 1
+    assert store.list_batches("job1", [BatchStatus.claimed])[0].owner == f"w{wins[0]}"
+
+
+def test_attempts_increment_and_totals(store: Store) -> None:
+    plan(store)
+    store.transition_batch("job1", 0, expect=[BatchStatus.pending], to=BatchStatus.sending, attempts=1)
+    store.transition_batch("job1", 0, expect=[BatchStatus.sending], to=BatchStatus.claimed)
+    store.transition_batch("job1", 0, expect=[BatchStatus.claimed], to=BatchStatus.sending, attempts=1)
+    assert store.list_batches("job1")[0].attempts == 2
+    store.transition_batch("job1", 0, expect=[BatchStatus.sending], to=BatchStatus.sent, group_message_id="g1")
+    assert store.batch_totals("job1") == {BatchStatus.sent: (1, 1), BatchStatus.pending: (1, 1)}
+
+
+def test_report_rows_in_line_order_with_batch_outcome(store: Store) -> None:
+    plan(store)
+    store.transition_batch("job1", 0, expect=[BatchStatus.pending], to=BatchStatus.sent, group_message_id="g1",
+                           code="OK")
+    rows = list(store.report_rows("job1"))
+    assert [r.line for r in rows] == [2, 3, 4, 5]
+    assert [r.status for r in rows] == ["sent", "pending", "invalid", "duplicate"]
+    assert rows[0].group_message_id == "g1"
+    assert rows[3].message == "same recipient as line 2"
+
+
+def test_delete_and_clear(store: Store) -> None:
+    plan(store)
+    store.clear_plan("job1")
+    assert store.list_batches("job1") == [] and list(store.report_rows("job1")) == []
+    store.delete_job("job1")
+    assert store.get_job("job1") is None
+
+
+def test_rate_window_grants_at_most_limit(store: Store) -> None:
+    granted = [store.rate_acquire("k", 3, 1.0, lambda: 100.0 + i * 0.01) for i in range(5)]
+    assert granted[:3] == [0.0, 0.0, 0.0]
+    assert granted[3] == pytest.approx(100.0 + 1.0 - 100.03, abs=1e-6)
+    assert store.rate_acquire("k", 3, 1.0, lambda: 101.001) == 0.0  # the first left the window
+    assert store.rate_acquire("other", 3, 1.0, lambda: 100.0) == 0.0  # keys are separate budgets
+
+
+def test_limiter_never_exceeds_limit_with_fake_clock(store: Store) -> None:
+    now = [1000.0]
+    limiter = SlidingWindowLimiter(store, limit=10, window=1.0, margin=0.0, clock=lambda: now[0],
+                                   sleep=lambda s: now.__setitem__(0, now[0] + s))
+    stamps = []
+    for _ in range(55):
+        assert limiter.acquire()
+        stamps.append(now[0])
+    for i in range(len(stamps) - 10):
+        assert stamps[i + 10] - stamps[i] >= 1.0
+    assert stamps[-1] - stamps[0] == pytest.approx(5.0)  # and it never idles: slot 51 opens at +5 s
+
+
+def test_two_store_handles_share_one_budget(store: Store, second_handle: Callable[[], Store]) -> None:
+    a, b = store, second_handle()
+    at_five = lambda: 5.0  # noqa: E731
+    results = [a.rate_acquire("k", 2, 1.0, at_five), b.rate_acquire("k", 2, 1.0, at_five),
+               a.rate_acquire("k", 2, 1.0, at_five)]
+    assert results[:2] == [0.0, 0.0] and results[2] > 0
+    b.close()
+
+
+def test_list_jobs_newest_first_and_find_by_prefix(store: Store) -> None:
+    for i, created in enumerate([100.0, 300.0, 200.0]):
+        store.create_job(JobRecord(job_id=f"ab{i}", source="f.csv", options={}, intake={}, content_sha256="x",
+                                   created_at=created))
+    assert [j.job_id for j in store.list_jobs()] == ["ab1", "ab2", "ab0"]
+    assert [j.job_id for j in store.list_jobs(limit=2)] == ["ab1", "ab2"]
+    assert sorted(store.find_jobs("ab")) == ["ab0", "ab1", "ab2"] and store.find_jobs("abc") == []
+
+
+def test_many_rows_round_trip_in_line_order(store: Store) -> None:
+    """More rows than one BatchWriteRow (200) or one GetRange page holds, in several put_plan calls."""
+    store.create_job(job("big"))
+    rows = [RowRecord("big", line, f"86138{line:08d}", RowStatus.valid, batch_seq=(line - 2) // 1000,
+                      recipient={"To": f"86138{line:08d}", "TemplateParams": {"name": f"n{line}"}})
+            for line in range(2, 2502)]
+    for start in range(0, len(rows), 700):
+        store.put_plan(rows[start:start + 700], [])
+    batches = [BatchRecord("big", seq, 1000 if seq < 2 else 500, first_line=2 + seq * 1000,
+                           last_line=min(2 + seq * 1000 + 999, 2501)) for seq in range(3)]
+    store.put_plan([], batches)
+    assert [r.line for r in store.report_rows("big")] == list(range(2, 2502))
+    recipients = store.batch_recipients("big", 1)
+    assert len(recipients) == 1000 and recipients[0] == {"To": "86138" + f"{1002:08d}",
+                                                        "TemplateParams": {"name": "n1002"}}
+    assert store.batch_totals("big") == {BatchStatus.pending: (3, 2500)}
