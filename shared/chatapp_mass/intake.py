@@ -15,6 +15,9 @@ How it reads (see the module tests for each rule):
   buffered but skimmed in chunks (as is a record the csv module refuses for its field-size limit), and the
   record is reported invalid (ColumnCount or CellTooLarge) before reading carries on.
 - Blank records (only empty or white-space cells, e.g. an empty line or ``,,,``) are skipped.
+- File errors (:class:`CsvFileError`, nothing is sent) rather than invalid rows: an undecodable byte or a
+  NUL on any line, and a carriage return outside quotes that is not part of a line end (CR-only line ends,
+  a stray CR in a cell), each reported with its physical line. Rows before it have been yielded already.
 """
 
 from __future__ import annotations
@@ -360,6 +363,10 @@ class RecipientReader:
         try:
             names = next(self._reader)
         except csv.Error as error:
+            if "new-line character" in str(error):  # CR-only line ends (old Mac) or a CR in a header name
+                raise CsvFileError(source, self._reader.line_num or 1,
+                                   "a carriage return (CR) inside an unquoted cell",
+                                   "save the file with LF or CRLF line ends, or quote the cell") from None
             raise CsvFileError(source, 1, f"the header row cannot be read ({error})",
                                "the first line must name the columns, e.g. to,name") from None
         self.header = self._check_header(names, delimiter)
@@ -387,7 +394,8 @@ class RecipientReader:
             raise CsvFileError(self.source, 1, "the file is empty",
                                "the first line must name the columns, e.g. to,name")
         if len(raw) >= _MIN_LINE_CAP and raw[-1] != 10:
-            raise CsvFileError(self.source, 1, "the first line is longer than 16 MiB: not a CSV header")
+            raise CsvFileError(self.source, 1, "the first line is longer than 16 MiB: not a CSV header",
+                               "the first line must name the columns, e.g. to,name")
         if raw.startswith(_BOM):
             raw = raw[len(_BOM):]
             if not raw:
@@ -605,7 +613,8 @@ class RecipientReader:
                             self.source, line, "a carriage return (CR) inside an unquoted cell",
                             "save the file with LF or CRLF line ends, or quote the cell",
                         ) from None
-                    raise CsvFileError(self.source, line, f"the CSV cannot be read ({error})") from None
+                    raise CsvFileError(self.source, line, f"the CSV cannot be read ({error})",
+                                       "check the quotes on that line; save the file as CSV UTF-8") from None
                 row, last = self._skim(start)
                 offset = last - reader.line_num
                 if row is not None:
@@ -623,6 +632,8 @@ class RecipientReader:
         try:
             for text in lines:
                 skim.feed(text)
+                if skim.bare_cr:  # reported on this line: do not count its end
+                    break
                 if text.endswith("\n") and skim.end_line():
                     ended = True
                     break
@@ -636,6 +647,8 @@ class RecipientReader:
                     skim.end_of_data()
                     break
                 skim.feed(text)
+                if skim.bare_cr:
+                    break
                 partial = not text.endswith("\n")
                 if not partial and skim.end_line():
                     ended = True

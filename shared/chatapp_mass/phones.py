@@ -253,6 +253,8 @@ def describe_invalid(raw: str, default_country: str | None) -> str:
     if digits is None:
         body = text[1:] if plus else text
         odd = next((c for c in body if not (c.isdecimal() or c in _FORMATTING)), "")
+        if not odd:  # only formatting characters ('+', '( )', '-'): nothing to point at
+            return "no digits; write the number with digits, e.g. +44 7400 123456"
         if odd.isalpha():
             return ("contains letters; write the number with digits only (letters are not converted to "
                     "digits)")
