@@ -10,12 +10,19 @@ from chatapp_mass import env
 from chatapp_mass.cams import CamsClient, CamsSettings
 from chatapp_mass.store import Store
 from chatapp_mass.errors import OptionsError
+from chatapp_mass.oss_source import OssClient
 
 
 @dataclass
 class Services:
     store: Store
     cams: CamsClient
+    oss: Optional[OssClient] = None  # built from the environment on first use (only oss:// sources need it)
+
+    def oss_client(self) -> OssClient:
+        if self.oss is None:
+            self.oss = OssClient.from_env()
+        return self.oss
 
     def close(self) -> None:
         self.store.close()

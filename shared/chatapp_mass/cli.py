@@ -13,7 +13,7 @@ import json
 import os
 import sys
 import time
-from typing import IO, Any, Callable, Iterator, Optional, Sequence
+from typing import IO, Any, Callable, ContextManager, Iterator, Optional, Sequence
 
 from chatapp_mass import __version__, env, logs
 from chatapp_mass.bootstrap import Services, build_services
@@ -28,6 +28,7 @@ from chatapp_mass.engine import (
 )
 from chatapp_mass.errors import ChatAppMassError, CsvFileError, JobNotFound, OptionsError
 from chatapp_mass.options import parse_intake_options, parse_job_options
+from chatapp_mass.oss_source import OssLocation
 from chatapp_mass.planning import API_MAX_RECIPIENTS
 from chatapp_mass.report import write_report
 from chatapp_mass.store import BatchStatus, JobRecord, JobStatus, Store
@@ -75,8 +76,8 @@ def _store_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--store",
         default=os.environ.get(env.CHATAPP_STORE, env.DEFAULT_STORE),
-        help="state store: sqlite:///relative.db or sqlite:////absolute.db (default: $CHATAPP_STORE or "
-        "%(default)s). Runs that share a store share the rate budget.",
+        help="state store: sqlite:///relative.db, sqlite:////absolute.db or tablestore://INSTANCE (default: "
+        "$CHATAPP_STORE or %(default)s). Runs that share a store share the rate budget.",
     )
 
 
@@ -146,7 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
         "send", help="send a template to every recipient of a CSV",
         description=SEND_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    send.add_argument("file", metavar="FILE.csv", help="recipient CSV (header row; a 'to' column)")
+    send.add_argument("file", metavar="FILE.csv",
+                      help="recipient CSV: a local path or oss://BUCKET/KEY (header row; a 'to' column)")
     add_send_arguments(send)
 
     report = commands.add_parser("report", help="write a job's per-recipient report (any time)")
@@ -167,6 +169,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     local = commands.add_parser("local-cams", help="run the loopback CAMS emulator (prints one JSON line)")
     local_cams_cli.add_arguments(local)
+
+    from chatapp_mass.localcloud import cloud
+
+    local_cloud = commands.add_parser(
+        "local-cloud", help="run CAMS, OSS and Tablestore on loopback (prints one JSON line with endpoints, "
+        "credentials and the environment to export)")
+    cloud.add_arguments(local_cloud)
 
     from chatapp_mass import demo
 
@@ -189,8 +198,11 @@ resumes the job (same file content and template options): sent batches are never
 are retried, uncertain ones only with --resend-uncertain.
 
 Credentials: the Alibaba Cloud default credential chain (ALIBABA_CLOUD_ACCESS_KEY_ID/SECRET[/SECURITY_TOKEN],
-~/.alibabacloud profiles, RAM role). Endpoint: $CHATAPP_CAMS_ENDPOINT (http://host:port or a bare host for
-HTTPS), else the region's (ALIBABA_CLOUD_REGION_ID, default ap-southeast-1).
+~/.alibabacloud profiles, RAM role), for CAMS, OSS and Tablestore alike. Endpoints: $CHATAPP_CAMS_ENDPOINT
+(http://host:port or a bare host for HTTPS), $CHATAPP_OSS_ENDPOINT (for oss://BUCKET/KEY files) and
+$CHATAPP_TABLESTORE_ENDPOINT (for --store tablestore://INSTANCE), else the region's public endpoints
+(ALIBABA_CLOUD_REGION_ID, default ap-southeast-1). `chatapp-mass local-cloud` prints all of them for the
+loopback emulators.
 
 Example:
   chatapp-mass send customers.csv --channel-type whatsapp --template-code T1 --language en \\
@@ -230,13 +242,21 @@ def run_send(args: argparse.Namespace, services: Services, *, out: IO[str], err:
     if args.batch_size > API_MAX_RECIPIENTS:
         raise OptionsError(f"--batch-size {args.batch_size}: the API takes at most {API_MAX_RECIPIENTS} per call")
     path = args.file
-    if not os.path.isfile(path):
-        raise OptionsError(f"{path}: no such file")
+    open_file: Callable[[], ContextManager[IO[bytes]]]
+    if path.startswith("oss://"):
+        location = OssLocation.parse(path)
+        oss = services.oss_client()
+        open_file = lambda: oss.open(location)  # noqa: E731
+    else:
+        if not os.path.isfile(path):
+            raise OptionsError(f"{path}: no such file")
 
-    @contextlib.contextmanager
-    def open_file() -> Iterator[IO[bytes]]:
-        with open(path, "rb") as stream:
-            yield stream
+        @contextlib.contextmanager
+        def open_local() -> Iterator[IO[bytes]]:
+            with open(path, "rb") as stream:
+                yield stream
+
+        open_file = open_local
 
     started = time.time()
     plan = PlanSettings(batch_size=args.batch_size, max_request_bytes=args.max_request_bytes, new_job=args.new_job)
@@ -431,6 +451,7 @@ def main(argv: Optional[Sequence[str]] = None, *, out: IO[str] = sys.stdout, err
         "jobs": lambda: cmd_jobs(args, out),
         "status": lambda: cmd_status(args, out),
         "local-cams": lambda: _local_cams(args),
+        "local-cloud": lambda: _local_cloud(args),
         "demo": lambda: _demo(args, out, err),
     }
     try:
@@ -461,6 +482,12 @@ def _local_cams(args: argparse.Namespace) -> int:
     from chatapp_mass.localcloud.cams import cli as local_cams_cli
 
     return int(local_cams_cli.run(args))
+
+
+def _local_cloud(args: argparse.Namespace) -> int:
+    from chatapp_mass.localcloud import cloud
+
+    return cloud.run(args)
 
 
 def _demo(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:

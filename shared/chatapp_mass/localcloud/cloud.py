@@ -1,0 +1,158 @@
+"""``LocalCloud``: CAMS, OSS and Tablestore on loopback together, sharing one set of STS-style credentials.
+
+    with LocalCloud(data_dir="cloud-data") as cloud:
+        os.environ.update(cloud.environment())   # what the product reads: endpoints, credentials, store
+        ...
+
+``chatapp-mass local-cloud`` runs one until interrupted and prints ONE JSON line (see :meth:`describe`):
+each service's endpoint, the bucket, the Tablestore instance, the credentials, and ``env`` — the variables
+to export so ``chatapp-mass`` (or any SDK) uses it. With ``data_dir`` the state (objects, tables, and the
+credentials themselves) survives a restart; without it, everything lives in a temporary directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from typing import Any, Optional
+
+from chatapp_mass import env
+from chatapp_mass.localcloud.cams import LocalCams
+from chatapp_mass.localcloud.cams.server import CamsCredentials, generate_credentials
+
+DEFAULT_BUCKET = "chatapp-mass"
+DEFAULT_INSTANCE = "chatapp-local"
+
+
+class LocalCloud:
+    def __init__(self, *, host: str = "127.0.0.1", cams_port: int = 0, oss_port: int = 0, tablestore_port: int = 0,
+                 data_dir: Optional[str] = None, bucket: str = DEFAULT_BUCKET, instance: str = DEFAULT_INSTANCE,
+                 sts: bool = True, cams_options: Optional[dict[str, Any]] = None) -> None:
+        from chatapp_mass.localcloud.oss import LocalOss
+        from chatapp_mass.localcloud.tablestore import LocalTablestore
+
+        self._own_dir = data_dir is None
+        self.data_dir = data_dir or tempfile.mkdtemp(prefix="chatapp-local-cloud-")
+        os.makedirs(self.data_dir, exist_ok=True)
+        self.credentials = self._credentials(sts)
+        self.bucket = bucket
+        self.instance = instance
+        keys = dict(access_key_id=self.credentials.access_key_id,
+                    access_key_secret=self.credentials.access_key_secret,
+                    security_token=self.credentials.security_token, region_id=self.credentials.region_id)
+        self.cams = LocalCams(host=host, port=cams_port, **keys, **(cams_options or {}))
+        self.oss = LocalOss(host=host, port=oss_port, data_dir=os.path.join(self.data_dir, "oss"),
+                            buckets=(bucket,), **keys)
+        self.tablestore = LocalTablestore(host=host, port=tablestore_port, instance_name=instance,
+                                          data_dir=os.path.join(self.data_dir, "tablestore"), **keys)
+        self._started: list[Any] = []
+
+    def _credentials(self, sts: bool) -> CamsCredentials:
+        """Kept in the data directory, so a restarted cloud accepts the clients configured before."""
+        path = os.path.join(self.data_dir, "credentials.json")
+        if os.path.exists(path):
+            with open(path, encoding="utf-8") as handle:
+                return CamsCredentials(**json.load(handle))
+        credentials = generate_credentials(sts=sts)
+        with open(path, "w", encoding="utf-8") as handle:
+            json.dump(credentials.as_dict(), handle)
+        os.chmod(path, 0o600)
+        return credentials
+
+    # --- lifecycle --------------------------------------------------------------------------------------
+    def start(self) -> "LocalCloud":
+        try:
+            for service in (self.cams, self.oss, self.tablestore):
+                if service not in self._started:
+                    service.start()
+                    self._started.append(service)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        while self._started:
+            self._started.pop().stop()
+        if self._own_dir:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def __enter__(self) -> "LocalCloud":
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    # --- where it is ------------------------------------------------------------------------------------
+    def environment(self) -> dict[str, str]:
+        """The variables that point the product (and the SDKs' default credential chain) here."""
+        creds = self.credentials
+        variables = {
+            env.CHATAPP_CAMS_ENDPOINT: self.cams.endpoint,
+            env.CHATAPP_OSS_ENDPOINT: self.oss.endpoint,
+            env.CHATAPP_TABLESTORE_ENDPOINT: self.tablestore.endpoint,
+            env.CHATAPP_STORE: f"tablestore://{self.instance}",
+            env.ALIBABA_CLOUD_REGION_ID: creds.region_id,
+            env.ALIBABA_CLOUD_ACCESS_KEY_ID: creds.access_key_id,
+            env.ALIBABA_CLOUD_ACCESS_KEY_SECRET: creds.access_key_secret,
+            env.ALIBABA_CLOUD_ECS_METADATA_DISABLED: "true",
+        }
+        if creds.security_token:
+            variables[env.ALIBABA_CLOUD_SECURITY_TOKEN] = creds.security_token
+        return variables
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "region_id": self.credentials.region_id,
+            "credentials": {"access_key_id": self.credentials.access_key_id,
+                            "access_key_secret": self.credentials.access_key_secret,
+                            "security_token": self.credentials.security_token},
+            "cams": {"endpoint": self.cams.endpoint},
+            "oss": {"endpoint": self.oss.endpoint, "bucket": self.bucket},
+            "tablestore": {"endpoint": self.tablestore.endpoint, "instance": self.instance},
+            "data_dir": None if self._own_dir else os.path.abspath(self.data_dir),
+            "env": self.environment(),
+        }
+
+
+# --- `chatapp-mass local-cloud` -------------------------------------------------------------------------
+def add_arguments(parser: Any) -> None:
+    import argparse
+
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--cams-port", type=int, default=0, help="CAMS port (default 0: any free port)")
+    parser.add_argument("--oss-port", type=int, default=0, help="OSS port (default 0: any free port)")
+    parser.add_argument("--tablestore-port", type=int, default=0, help="Tablestore port (default 0: any free port)")
+    parser.add_argument("--data", metavar="DIR", help="keep objects, tables and credentials here across restarts "
+                        "(default: a temporary directory, removed on exit)")
+    parser.add_argument("--bucket", default=DEFAULT_BUCKET, help="bucket to create (default %(default)s)")
+    parser.add_argument("--instance", default=DEFAULT_INSTANCE, help="Tablestore instance name (default %(default)s)")
+    parser.add_argument("--latency", type=float, default=0.0, help="CAMS reply latency in seconds (default 0)")
+    parser.add_argument("--sts", action=argparse.BooleanOptionalAction, default=True,
+                        help="STS-style credentials with a security token (default: on)")
+
+
+def run(args: Any) -> int:
+    import signal
+    import sys
+    import threading
+
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda signum, frame: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    cloud = LocalCloud(host=args.host, cams_port=args.cams_port, oss_port=args.oss_port,
+                       tablestore_port=args.tablestore_port, data_dir=args.data, bucket=args.bucket,
+                       instance=args.instance, sts=args.sts,
+                       cams_options={"latency": args.latency, "latency_jitter": 0.5 if args.latency else 0.0})
+    try:
+        cloud.start()
+        sys.stdout.write(json.dumps(cloud.describe()) + "\n")
+        sys.stdout.flush()
+        while not stop.wait(0.5):
+            pass
+    finally:
+        cloud.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0

@@ -1,0 +1,71 @@
+"""``python -m chatapp_mass.localcloud.oss``: run the local OSS until SIGINT/SIGTERM.
+
+It prints ONE JSON line on stdout once it listens::
+
+    {"service": "oss", "endpoint": "http://127.0.0.1:PORT", "bucket": "chatapp-mass",
+     "buckets": ["chatapp-mass"], "region_id": "ap-southeast-1", "access_key_id": "...",
+     "access_key_secret": "...", "security_token": "...", "data_dir": null}
+
+With ``--data DIR`` buckets and objects survive a restart on the same directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from typing import Any
+
+from .models import DEFAULT_MAX_CLOCK_SKEW, DEFAULT_REGION
+from .server import DEFAULT_BUCKETS, LocalOss
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=0, help="port (default 0: any free port)")
+    parser.add_argument("--data", metavar="DIR", default=None,
+                        help="keep buckets and objects here across restarts (default: a temporary directory, "
+                        "removed on exit)")
+    parser.add_argument("--bucket", action="append", dest="buckets", metavar="NAME",
+                        help=f"a bucket to create (repeat; default {DEFAULT_BUCKETS[0]})")
+    parser.add_argument("--region", default=DEFAULT_REGION, help=f"region id (default {DEFAULT_REGION})")
+    parser.add_argument("--max-clock-skew", type=float, default=DEFAULT_MAX_CLOCK_SKEW,
+                        help="seconds a request's Date may be off (default 900; 0: unchecked)")
+    parser.add_argument("--event-delivery", choices=("sync", "thread"), default="sync",
+                        help="call event subscribers before answering the PUT (sync) or from a thread")
+    parser.add_argument("--seed", type=int, default=None, help="seed for request ids")
+    parser.add_argument("--sts", action=argparse.BooleanOptionalAction, default=True,
+                        help="issue STS-style credentials with a security token (default: on)")
+
+
+def run(args: argparse.Namespace) -> int:
+    stop = threading.Event()
+
+    def _stop(signum: int, frame: Any) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    oss = LocalOss(host=args.host, port=args.port, sts=args.sts, region_id=args.region, data_dir=args.data,
+                   buckets=tuple(args.buckets or DEFAULT_BUCKETS), max_clock_skew=args.max_clock_skew or None,
+                   event_delivery=args.event_delivery, seed=args.seed)
+    try:
+        oss.start()
+        sys.stdout.write(json.dumps(oss.describe()) + "\n")
+        sys.stdout.flush()
+        while not stop.wait(0.5):
+            pass
+    finally:
+        oss.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m chatapp_mass.localcloud.oss",
+        description="Run the local OSS (path-style, oss2-compatible) on loopback.")
+    add_arguments(parser)
+    return run(parser.parse_args(argv))

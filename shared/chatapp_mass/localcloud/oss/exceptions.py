@@ -1,0 +1,195 @@
+"""The error codes the local OSS answers with, as the real service spells them.
+
+Every class carries ``(http_status, code, message)`` plus optional extra elements; the emulator turns one
+into the body::
+
+    <?xml version="1.0" encoding="UTF-8"?>
+    <Error><Code>NoSuchKey</Code><Message>The specified key does not exist.</Message>
+      <RequestId>...</RequestId><HostId>...</HostId><Key>a.csv</Key></Error>
+
+with that HTTP status. A HEAD request gets no body: the same XML travels base64-encoded in the
+``x-oss-err`` header, which ``oss2.exceptions.make_exception`` decodes (the SDK's ``object_exists`` comments
+say the service does this for HEAD).
+
+Provenance (keep it honest when you change it):
+
+Verified — ``oss2`` 2.19.1 maps ``(status, code)`` to these classes (``oss2/exceptions.py``) and the OSS
+error pages (help.aliyun.com "HTTP status code 403/404/405/416", "0002-000000xx", "0015-00000102") name them:
+    NoSuchKey 404, NoSuchBucket 404, AccessDenied 403, SignatureDoesNotMatch 403, InvalidAccessKeyId 403
+    ("The OSS Access Key Id you provided does not exist in our records." — also the answer to an STS key
+    sent without its token, and to a token sent with a long-term key), InvalidSecurityToken 403
+    ("The security token you provided is invalid."), AccessKeyIdAndSecurityTokenNotMatch 403,
+    MethodNotAllowed 405, InvalidRange 416 ("The requested range cannot be satisfied"),
+    InvalidDigest 400, InvalidArgument 400, InvalidObjectName 400, BucketNotEmpty 409,
+    BucketAlreadyExists 409, RequestTimeTooSkewed 403 (15 minutes), EntityTooLarge 400,
+    MissingContentLength 411, FileAlreadyExists 409 (``x-oss-forbid-overwrite``), InternalError 500.
+
+ASSUMPTIONS (no public source found):
+    NotImplemented   501 for an operation the emulator does not implement (multipart, ACL, copy, tagging,
+                     ...). The real service implements them; the status is ours (HTTP's "not implemented").
+    Messages not quoted above are paraphrases in the service's style. The real bodies also carry an ``EC``
+    element (a numeric diagnosis code); the emulator leaves it out rather than invent numbers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class OssError(Exception):
+    """Root of every error the local OSS answers with."""
+
+    http_status: int = 500
+    code: str = "InternalError"
+    message: str = "We encountered an internal error. Please try again."
+
+    def __init__(self, message: str | None = None, *, code: str | None = None, http_status: int | None = None,
+                 **details: Any) -> None:
+        if message is not None:
+            self.message = message
+        if code is not None:
+            self.code = code
+        if http_status is not None:
+            self.http_status = http_status
+        #: extra elements of the error body, in order (``Key``, ``BucketName``, ``OSSAccessKeyId``, ...)
+        self.details: dict[str, str] = {name: str(value) for name, value in details.items()
+                                        if value is not None}
+        super().__init__(f"{self.http_status} {self.code}: {self.message}")
+
+    def with_detail(self, name: str, value: object) -> OssError:
+        """Add one element to the error body (for names that are not identifiers, e.g. ``Content-MD5``)."""
+        self.details[name] = str(value)
+        return self
+
+
+# --- 403: authentication ---------------------------------------------------------------------------------
+class AccessDenied(OssError):
+    http_status, code, message = (403, "AccessDenied",
+                                  "You have no right to access this object because of bucket acl.")
+
+
+class InvalidAccessKeyId(OssError):
+    http_status, code, message = (403, "InvalidAccessKeyId",
+                                  "The OSS Access Key Id you provided does not exist in our records.")
+
+
+class InvalidSecurityToken(OssError):
+    http_status, code, message = 403, "InvalidSecurityToken", "The security token you provided is invalid."
+
+
+class AccessKeyIdAndSecurityTokenNotMatch(OssError):
+    http_status, code, message = (403, "AccessKeyIdAndSecurityTokenNotMatch",
+                                  "The OSS access key id and security token you provided does not match.")
+
+
+class SecurityTokenExpired(OssError):
+    """Not raised by default: the emulator's tokens do not expire."""
+
+    http_status, code, message = 403, "SecurityTokenExpired", "The security token you provided has expired."
+
+
+class SignatureDoesNotMatch(OssError):
+    http_status, code = 403, "SignatureDoesNotMatch"
+    message = ("The request signature we calculated does not match the signature you provided. "
+               "Check your key and signing method.")
+
+
+class RequestTimeTooSkewed(OssError):
+    http_status, code = 403, "RequestTimeTooSkewed"
+    message = "The difference between the request time and the current time is too large."
+
+
+# --- 404 -------------------------------------------------------------------------------------------------
+class NoSuchBucket(OssError):
+    http_status, code, message = 404, "NoSuchBucket", "The specified bucket does not exist."
+
+
+class NoSuchKey(OssError):
+    http_status, code, message = 404, "NoSuchKey", "The specified key does not exist."
+
+
+# --- 400 / 405 / 409 / 411 / 416 -------------------------------------------------------------------------
+class InvalidArgument(OssError):
+    http_status, code, message = 400, "InvalidArgument", "The argument is invalid."
+
+
+class InvalidBucketName(OssError):
+    http_status, code, message = 400, "InvalidBucketName", "The specified bucket is not valid."
+
+
+class InvalidObjectName(OssError):
+    http_status, code, message = 400, "InvalidObjectName", "The specified object is not valid."
+
+
+class InvalidDigest(OssError):
+    http_status, code, message = 400, "InvalidDigest", "The Content-MD5 you specified is not valid."
+
+
+class EntityTooLarge(OssError):
+    http_status, code, message = (400, "EntityTooLarge",
+                                  "Your proposed upload exceeds the maximum allowed object size.")
+
+
+class MethodNotAllowed(OssError):
+    http_status, code, message = (405, "MethodNotAllowed",
+                                  "The specified method is not allowed against this resource.")
+
+
+class BucketAlreadyExists(OssError):
+    http_status, code, message = 409, "BucketAlreadyExists", "The requested bucket name is not available."
+
+
+class BucketNotEmpty(OssError):
+    http_status, code, message = 409, "BucketNotEmpty", "The bucket you tried to delete is not empty."
+
+
+class FileAlreadyExists(OssError):
+    http_status, code, message = (409, "FileAlreadyExists",
+                                  "The object you specified already exists and can not be overwritten.")
+
+
+class MissingContentLength(OssError):
+    http_status, code, message = (411, "MissingContentLength",
+                                  "You must provide the Content-Length HTTP header.")
+
+
+class InvalidRange(OssError):
+    http_status, code, message = 416, "InvalidRange", "The requested range cannot be satisfied"
+
+
+# --- 5xx -------------------------------------------------------------------------------------------------
+class InternalError(OssError):
+    http_status, code, message = 500, "InternalError", "We encountered an internal error. Please try again."
+
+
+class NotImplementedByEmulator(OssError):
+    """ASSUMPTION: 501 ``NotImplemented`` for what the emulator does not implement (see the module doc)."""
+
+    http_status, code, message = 501, "NotImplemented", "The local OSS does not implement this operation."
+
+
+class ServiceUnavailable(OssError):
+    http_status, code, message = 503, "ServiceUnavailable", "Please reduce your request rate."
+
+
+# Codes a test can name in ``fail_next`` without importing the classes.
+KNOWN_ERRORS: dict[str, type[OssError]] = {
+    cls.code: cls
+    for cls in (
+        AccessDenied, InvalidAccessKeyId, InvalidSecurityToken, AccessKeyIdAndSecurityTokenNotMatch,
+        SecurityTokenExpired, SignatureDoesNotMatch, RequestTimeTooSkewed, NoSuchBucket, NoSuchKey,
+        InvalidArgument, InvalidBucketName, InvalidObjectName, InvalidDigest, EntityTooLarge,
+        MethodNotAllowed,
+        BucketAlreadyExists, BucketNotEmpty, FileAlreadyExists, MissingContentLength, InvalidRange,
+        InternalError, NotImplementedByEmulator, ServiceUnavailable,
+    )
+}
+
+
+def error_for(code: str, message: str | None = None, http_status: int | None = None) -> OssError:
+    """An error with ``code``; known codes keep their status and message unless overridden."""
+    known = KNOWN_ERRORS.get(code)
+    if known is not None:
+        return known(message, http_status=http_status)
+    return OssError(message if message is not None else code, code=code,
+                    http_status=http_status if http_status is not None else 500)

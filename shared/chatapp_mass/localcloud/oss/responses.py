@@ -1,0 +1,744 @@
+"""HTTP in, reply out: parse a path-style OSS request, check its signature, call the backend, shape the reply.
+
+Addressing: ``oss2`` uses path style for an IP or ``localhost`` endpoint, so ``/`` is the service
+(ListBuckets), ``/<bucket>/`` (or ``/<bucket>``) a bucket and ``/<bucket>/<percent-encoded key>`` an object.
+
+Signatures, recomputed as ``oss2`` 2.19.1 computes them (``oss2/auth.py``):
+
+V1 (``oss2.Auth``, ``oss2.StsAuth``, ``oss2.ProviderAuth``): ``Authorization: OSS <AccessKeyId>:<Signature>``
+::
+
+    StringToSign = VERB \\n Content-MD5 \\n Content-Type \\n Date \\n
+                   CanonicalizedOSSHeaders + CanonicalizedResource
+    Signature    = base64(hmac_sha1(secret, StringToSign))
+
+``Date`` is ``x-oss-date`` if present, else ``Date``; CanonicalizedOSSHeaders are the ``x-oss-*`` headers,
+lower-cased, sorted, ``name:value\\n``; CanonicalizedResource is ``/<bucket>/<raw key>`` (``/`` for the
+service) plus the sub-resources of :data:`SUBRESOURCES` present in the query, sorted, ``?k=v&k2``. Signed
+URLs (``bucket.sign_url``) carry ``OSSAccessKeyId``, ``Expires`` (in place of Date) and ``Signature`` in the
+query.
+
+V4 (``oss2.AuthV4``; ``Bucket(..., region=...)``): ``Authorization: OSS4-HMAC-SHA256
+Credential=<AK>/<yyyymmdd>/<region>/oss/aliyun_v4_request, Signature=<hex>[, AdditionalHeaders=a;b]``::
+
+    CanonicalRequest = VERB \\n uri_encode('/<bucket>/<key>', keep '/') \\n sorted encoded query \\n
+                       sorted 'name:value\\n' of x-oss-*, content-type, content-md5 and the additional
+                       headers \\n additional headers ';'-joined \\n x-oss-content-sha256 (UNSIGNED-PAYLOAD)
+    StringToSign     = "OSS4-HMAC-SHA256\\n" x-oss-date \\n scope \\n hex(sha256(CanonicalRequest))
+    SigningKey       = hmac chain of "aliyun_v4"+secret over date, region, "oss", "aliyun_v4_request"
+
+The clock check (15 minutes, RequestTimeTooSkewed) follows a matching signature. V2 (``OSS2 ...``) and V4
+signed URLs are answered 501 NotImplemented (emulator limits, not the service's).
+
+No business rules here: those live in :mod:`.models`.
+"""
+
+from __future__ import annotations
+
+import base64
+import calendar
+import email.utils
+import hashlib
+import hmac
+import ipaddress
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO, Callable
+from urllib.parse import parse_qsl, quote, unquote
+from xml.sax.saxutils import escape
+
+from chatapp_mass.localcloud.cams.models import Account
+
+from . import exceptions as exc
+from .models import (
+    MAX_LIST_KEYS,
+    ListPage,
+    ObjectInfo,
+    OssBackend,
+    Readable,
+    decode_continuation_token,
+    encode_continuation_token,
+    iso8601,
+    resolve_range,
+    validate_bucket_name,
+    validate_key,
+)
+
+ADMIN_PREFIX = "/_localoss/"
+V4_ALGORITHM = "OSS4-HMAC-SHA256"
+XML_DECLARATION = '<?xml version="1.0" encoding="UTF-8"?>\n'
+
+#: The V1 sub-resources that enter the CanonicalizedResource: ``oss2.auth.ProviderAuth._subresource_key_set``
+#: (2.19.1), which is the SDK's copy of the service's list.
+SUBRESOURCES = frozenset([
+    "response-content-type", "response-content-language", "response-cache-control", "logging",
+    "response-content-encoding", "acl", "uploadId", "uploads", "partNumber", "group", "link", "delete",
+    "website", "location", "objectInfo", "objectMeta", "response-expires", "response-content-disposition",
+    "cors", "lifecycle", "restore", "qos", "referer", "stat", "bucketInfo", "append", "position",
+    "security-token", "live", "comp", "status", "vod", "startTime", "endTime", "x-oss-process", "symlink",
+    "callback", "callback-var", "tagging", "encryption", "versions", "versioning", "versionId", "policy",
+    "requestPayment", "x-oss-traffic-limit", "qosInfo", "asyncFetch", "x-oss-request-payer", "sequential",
+    "inventory", "inventoryId", "continuation-token", "worm", "wormId", "wormExtend", "replication",
+    "replicationLocation", "replicationProgress", "transferAcceleration", "cname", "metaQuery",
+    "x-oss-ac-source-ip", "x-oss-ac-subnet-mask", "x-oss-ac-vpc-id", "x-oss-ac-forward-allow",
+    "resourceGroup", "style", "styleName", "x-oss-async-process", "regionList",
+    "x-oss-write-get-object-response", "bucketArchiveDirectRead", "httpsConfig", "redundancyTransition",
+    "x-oss-target-redundancy-type", "x-oss-redundancy-transition-taskid", "accessPoint", "accessPointPolicy",
+    "publicAccessBlock", "x-oss-access-point-name", "requesterQosInfo", "qosRequester", "resourcePoolInfo",
+    "resourcePool", "resourcePoolBuckets",
+])
+_RESPONSE_OVERRIDES = {
+    "response-content-type": "Content-Type", "response-content-language": "Content-Language",
+    "response-expires": "Expires", "response-cache-control": "Cache-Control",
+    "response-content-disposition": "Content-Disposition", "response-content-encoding": "Content-Encoding",
+}
+# sub-resources the emulator serves; any other one is 501 NotImplemented
+_BUCKET_SUBRESOURCES = frozenset({"continuation-token", "security-token"})
+_OBJECT_SUBRESOURCES = frozenset({"objectMeta", "security-token", *_RESPONSE_OVERRIDES})
+_STORED_HEADERS = ("Cache-Control", "Content-Disposition", "Content-Encoding", "Content-Language", "Expires")
+
+
+class _Empty:
+    def read(self, size: int = -1, /) -> bytes:
+        return b""
+
+
+@dataclass
+class HttpRequest:
+    """A parsed HTTP request, independent of the server framework; ``body`` is a stream (read it once)."""
+
+    method: str
+    target: str  # the request-target as sent: path and query
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    body: Readable = field(default_factory=_Empty)
+    client_host: str = "127.0.0.1"
+
+    @property
+    def path(self) -> str:
+        return self.target.split("?", 1)[0] or "/"
+
+    @property
+    def query_string(self) -> str:
+        return self.target.split("?", 1)[1] if "?" in self.target else ""
+
+    @property
+    def params(self) -> dict[str, str]:
+        """Query parameters as the SDK meant them ('+' is a space; on a repeated key the last one wins)."""
+        return dict(parse_qsl(self.query_string, keep_blank_values=True))
+
+    def header(self, name: str) -> str | None:
+        values = self.header_values(name)
+        return values[0] if values else None
+
+    def header_values(self, name: str) -> list[str]:
+        name = name.lower()
+        return [value for key, value in self.headers if key.lower() == name]
+
+    @property
+    def is_chunked(self) -> bool:
+        return "chunked" in (self.header("transfer-encoding") or "").lower()
+
+
+@dataclass
+class Reply:
+    """What to answer. ``stream`` (an open file, positioned) replaces ``body``; ``length`` is the
+    Content-Length when it is not ``len(body)`` (a stream, or a HEAD answered without its body)."""
+
+    status: int
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    body: bytes = b""
+    stream: BinaryIO | None = None
+    length: int | None = None
+    send_body: bool = True
+    code: str = "OK"  # the error code, for the record
+    latency: float = 0.0
+    close_connection: bool = False
+
+    @property
+    def content_length(self) -> int:
+        return self.length if self.length is not None else len(self.body)
+
+    def close(self) -> None:
+        if self.stream is not None:
+            self.stream.close()
+            self.stream = None
+
+
+# --- signatures (pure) -----------------------------------------------------------------------------------
+def _latin1(value: str) -> bytes:
+    """A header value as it was on the wire (http.server decodes header bytes as ISO-8859-1)."""
+    try:
+        return value.encode("latin-1")
+    except UnicodeEncodeError:
+        return value.encode("utf-8")
+
+
+def canonical_resource(bucket: str | None, key: str | None, params: dict[str, str]) -> str:
+    resource = f"/{bucket}/{key or ''}" if bucket else "/"
+    sub = sorted((name, value) for name, value in params.items() if name in SUBRESOURCES)
+    if sub:
+        resource += "?" + "&".join(f"{name}={value}" if value else name for name, value in sub)
+    return resource
+
+
+def v1_string_to_sign(request: HttpRequest, bucket: str | None, key: str | None, date: str) -> bytes:
+    oss_headers: dict[str, list[str]] = {}
+    for name, value in request.headers:
+        lower = name.lower()
+        if lower.startswith("x-oss-"):
+            oss_headers.setdefault(lower, []).append(value)
+    canonical = b"".join(name.encode("ascii") + b":" + _latin1(",".join(values)) + b"\n"
+                         for name, values in sorted(oss_headers.items()))
+    return b"\n".join([
+        request.method.encode("ascii"),
+        _latin1(request.header("content-md5") or ""),
+        _latin1(request.header("content-type") or ""),
+        _latin1(date),
+        canonical + canonical_resource(bucket, key, request.params).encode("utf-8"),
+    ])
+
+
+def v1_signature(secret: str, string_to_sign: bytes) -> str:
+    digest = hmac.new(secret.encode("utf-8"), string_to_sign, hashlib.sha1).digest()
+    return base64.b64encode(digest).decode("ascii")
+
+
+def v4_uri_encode(text: str, *, keep_slash: bool) -> str:
+    safe = "-_.~/" if keep_slash else "-_.~"
+    return quote(text.encode("utf-8"), safe=safe)
+
+
+def v4_canonical_request(request: HttpRequest, bucket: str | None, key: str | None,
+                         additional: list[str]) -> bytes:
+    uri = v4_uri_encode(f"/{bucket}/{key or ''}" if bucket else "/", keep_slash=True)
+    encoded = sorted((v4_uri_encode(k, keep_slash=False), v4_uri_encode(v, keep_slash=False))
+                     for k, v in request.params.items())
+    query = "&".join(f"{k}={v}" if v else k for k, v in encoded)
+    wanted = set(additional) | {"content-type", "content-md5"}
+    signed: list[tuple[str, str]] = sorted(
+        (name.lower(), value) for name, value in request.headers
+        if name.lower().startswith("x-oss-") or name.lower() in wanted)
+    headers = b"".join(name.encode("ascii") + b":" + _latin1(value) + b"\n" for name, value in signed)
+    payload = request.header("x-oss-content-sha256") or "UNSIGNED-PAYLOAD"
+    return b"\n".join([request.method.encode("ascii"), uri.encode("ascii"), query.encode("ascii"),
+                       headers, ";".join(sorted(additional)).encode("ascii"), _latin1(payload)])
+
+
+def v4_signature(secret: str, date_time: str, scope: str, canonical_request: bytes) -> tuple[str, str]:
+    """(hex signature, string to sign)."""
+    digest = hashlib.sha256(canonical_request).hexdigest()
+    string_to_sign = "\n".join([V4_ALGORITHM, date_time, scope, digest])
+    _, region, product, _ = scope.split("/", 3)
+    key = ("aliyun_v4" + secret).encode("utf-8")
+    for part in (date_time[:8], region, product, "aliyun_v4_request"):
+        key = hmac.new(key, part.encode("utf-8"), hashlib.sha256).digest()
+    return hmac.new(key, string_to_sign.encode("utf-8"), hashlib.sha256).hexdigest(), string_to_sign
+
+
+def _hex_bytes(data: bytes) -> str:
+    return " ".join(f"{byte:02x}" for byte in data)
+
+
+# --- replies (pure) --------------------------------------------------------------------------------------
+def http_date(timestamp: float) -> str:
+    return email.utils.formatdate(timestamp, usegmt=True)
+
+
+def error_xml(error: exc.OssError, request_id: str, host_id: str) -> bytes:
+    parts = [f"<Code>{escape(error.code)}</Code>", f"<Message>{escape(error.message)}</Message>",
+             f"<RequestId>{request_id}</RequestId>", f"<HostId>{escape(host_id)}</HostId>"]
+    parts += [f"<{name}>{escape(value)}</{name}>" for name, value in error.details.items()]
+    return (XML_DECLARATION + "<Error>\n  " + "\n  ".join(parts) + "\n</Error>\n").encode("utf-8")
+
+
+def object_headers(info: ObjectInfo, *, whole: bool = True) -> list[tuple[str, str]]:
+    headers = [("Content-Type", info.content_type), ("ETag", info.quoted_etag),
+               ("Last-Modified", http_date(info.last_modified)), ("Accept-Ranges", "bytes"),
+               ("x-oss-object-type", info.object_type), ("x-oss-storage-class", info.storage_class),
+               ("x-oss-hash-crc64ecma", info.crc64)]
+    if whole:
+        headers.append(("Content-MD5", info.content_md5))
+    headers += [(name, value) for name, value in info.headers.items()]
+    headers += [(name, value) for name, value in sorted(info.user_meta.items())]
+    return headers
+
+
+def _element(name: str, value: Any) -> str:
+    return f"<{name}>{escape(str(value))}</{name}>"
+
+
+def _listed(value: str, url: bool) -> str:
+    return quote(value, safe="/") if url else value
+
+
+def list_objects_xml(bucket: str, page: ListPage, *, owner: str, url: bool, v2: bool, prefix: str,
+                     delimiter: str, max_keys: int, marker: str = "", start_after: str = "",
+                     continuation_token: str = "", fetch_owner: bool = True) -> bytes:
+    out = [XML_DECLARATION, "<ListBucketResult>", _element("Name", bucket),
+           _element("Prefix", _listed(prefix, url))]
+    if v2:
+        if start_after:
+            out.append(_element("StartAfter", _listed(start_after, url)))
+        if continuation_token:
+            out.append(_element("ContinuationToken", continuation_token))
+    else:
+        out.append(_element("Marker", _listed(marker, url)))
+    out.append(_element("MaxKeys", max_keys))
+    out.append(_element("Delimiter", _listed(delimiter, url)))
+    if url:
+        out.append(_element("EncodingType", "url"))
+    out.append(_element("IsTruncated", "true" if page.is_truncated else "false"))
+    if page.is_truncated and page.next_marker is not None:
+        if v2:
+            out.append(_element("NextContinuationToken", encode_continuation_token(page.next_marker)))
+        else:
+            out.append(_element("NextMarker", _listed(page.next_marker, url)))
+    if v2:
+        out.append(_element("KeyCount", len(page.objects) + len(page.common_prefixes)))
+    for info in page.objects:
+        out += ["<Contents>", _element("Key", _listed(info.key, url)),
+                _element("LastModified", iso8601(info.last_modified)), _element("ETag", info.quoted_etag),
+                _element("Type", info.object_type), _element("Size", info.size),
+                _element("StorageClass", info.storage_class)]
+        if fetch_owner:
+            out += ["<Owner>", _element("ID", owner), _element("DisplayName", owner), "</Owner>"]
+        out.append("</Contents>")
+    for common in page.common_prefixes:
+        out += ["<CommonPrefixes>", _element("Prefix", _listed(common, url)), "</CommonPrefixes>"]
+    out.append("</ListBucketResult>\n")
+    return "".join(out).encode("utf-8")
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def split_path(path: str) -> tuple[str | None, str | None]:
+    """``(bucket, key)``: ``(None, None)`` for the service, ``(bucket, None)`` for a bucket."""
+    trimmed = path.removeprefix("/")
+    if not trimmed:
+        return None, None
+    bucket, sep, raw_key = trimmed.partition("/")
+    bucket = unquote(bucket)
+    if not sep or not raw_key:
+        return bucket, None
+    try:
+        return bucket, unquote(raw_key, encoding="utf-8", errors="strict")
+    except UnicodeDecodeError:
+        raise exc.InvalidObjectName("The object name must be valid UTF-8.", Key=raw_key) from None
+
+
+# --- the service ---------------------------------------------------------------------------------------
+Handler = Callable[[HttpRequest, str, str, str], Reply]
+
+
+class OssResponse:
+    """The OSS REST API on one endpoint: routing, authentication, operations, error replies, records."""
+
+    def __init__(self, backend: OssBackend) -> None:
+        self.backend = backend
+
+    def dispatch(self, request: HttpRequest) -> Reply:
+        backend = self.backend
+        request_id = backend.new_request_id()
+        arrived_at = backend.clock()
+        bucket: str | None = None
+        key: str | None = None
+        operation = "Unknown"
+        access_key_id: str | None = None
+        delay = 0.0
+        try:
+            bucket, key = split_path(request.path)
+            operation, handler = self._route(request, bucket, key)
+            account = self._authenticate(request, bucket, key)
+            access_key_id = account.access_key_id
+            if handler is None:
+                raise _unsupported(operation, request, key)
+            if bucket is not None:
+                validate_bucket_name(bucket)
+            failure, delay = backend.take_faults()
+            if failure is not None:
+                raise failure
+            reply = handler(request, bucket or "", key or "", request_id)
+        except exc.OssError as error:
+            reply = self.error_reply(error, request, request_id)
+        reply.latency = delay
+        reply.headers.append(("x-oss-request-id", request_id))
+        if request.method == "HEAD":
+            reply.send_body = False
+        backend.record_request(method=request.method, bucket=bucket, key=key, operation=operation,
+                               status=reply.status, code=reply.code, request_id=request_id,
+                               access_key_id=access_key_id, client_host=request.client_host,
+                               arrived_at=arrived_at)
+        return reply
+
+    def error_reply(self, error: exc.OssError, request: HttpRequest, request_id: str) -> Reply:
+        host_id = request.header("host") or f"oss-{self.backend.region_id}.aliyuncs.com"
+        body = error_xml(error, request_id, host_id)
+        reply = Reply(error.http_status, [("Content-Type", "application/xml")], body, code=error.code)
+        if request.method == "HEAD":
+            reply.headers.append(("x-oss-err", base64.b64encode(body).decode("ascii")))
+            reply.body, reply.length = b"", 0
+        return reply
+
+    # --- routing ----------------------------------------------------------------------------------------
+    def _route(self, request: HttpRequest, bucket: str | None, key: str | None
+               ) -> tuple[str, Handler | None]:
+        """The operation's name and handler (``None``: known but not served -> 405/501 after auth)."""
+        method, params = request.method, request.params
+        if bucket is None:
+            return ("ListBuckets", self._list_buckets) if method == "GET" else ("MethodNotAllowed", None)
+        if key is None:
+            extra = sorted(name for name in params
+                           if name in SUBRESOURCES and name not in _BUCKET_SUBRESOURCES)
+            if extra:
+                return f"{method} ?{extra[0]}", None
+            if method == "PUT":
+                return "PutBucket", self._put_bucket
+            if method == "GET":
+                if params.get("list-type") == "2":
+                    return "ListObjectsV2", self._list_objects_v2
+                return "ListObjects", self._list_objects
+            if method == "DELETE":
+                return "DeleteBucket", self._delete_bucket
+            if method == "HEAD":
+                return "HeadBucket", self._head_bucket
+            if method == "POST":
+                return "PostBucket", None
+            return "MethodNotAllowed", None
+        extra = sorted(name for name in params if name in SUBRESOURCES and name not in _OBJECT_SUBRESOURCES)
+        if extra:
+            return f"{method} ?{extra[0]}", None
+        if method == "PUT":
+            if request.header("x-oss-copy-source"):
+                return "CopyObject", None
+            return "PutObject", self._put_object
+        if method == "GET" and "objectMeta" not in params:
+            return "GetObject", self._get_object
+        if method == "HEAD":
+            return ("GetObjectMeta", self._get_object_meta) if "objectMeta" in params \
+                else ("HeadObject", self._head_object)
+        if method == "DELETE":
+            return "DeleteObject", self._delete_object
+        return "MethodNotAllowed", None
+
+    # --- authentication ---------------------------------------------------------------------------------
+    def _authenticate(self, request: HttpRequest, bucket: str | None, key: str | None) -> Account:
+        authorization = request.header("authorization")
+        params = request.params
+        if not authorization:
+            if "OSSAccessKeyId" in params and "Signature" in params:
+                return self._authenticate_v1_url(request, bucket, key, params)
+            if "x-oss-signature" in params:
+                raise exc.NotImplementedByEmulator("The local OSS checks V1 signed URLs only.")
+            raise exc.AccessDenied()  # anonymous access to a private bucket
+        scheme, _, credentials = authorization.strip().partition(" ")
+        if scheme == "OSS":
+            access_key_id, sep, signature = credentials.strip().rpartition(":")
+            if not sep or not access_key_id:
+                raise exc.InvalidArgument("Authorization header is invalid.", ArgumentName="Authorization")
+            account = self._account(access_key_id, request.header("x-oss-security-token"))
+            date = request.header("x-oss-date") or request.header("date") or ""
+            string_to_sign = v1_string_to_sign(request, bucket, key, date)
+            self._compare(v1_signature(account.access_key_secret, string_to_sign), signature, access_key_id,
+                          string_to_sign)
+            self._check_http_date(date)
+            return account
+        if scheme == V4_ALGORITHM:
+            return self._authenticate_v4(request, bucket, key, credentials)
+        if scheme == "OSS2":
+            raise exc.NotImplementedByEmulator("The local OSS checks V1 and V4 signatures only.")
+        raise exc.InvalidArgument("Authorization header is invalid.", ArgumentName="Authorization")
+
+    def _authenticate_v1_url(self, request: HttpRequest, bucket: str | None, key: str | None,
+                             params: dict[str, str]) -> Account:
+        access_key_id = params["OSSAccessKeyId"]
+        account = self._account(access_key_id, params.get("security-token"))
+        expires = params.get("Expires", "")
+        string_to_sign = v1_string_to_sign(request, bucket, key, expires)
+        self._compare(v1_signature(account.access_key_secret, string_to_sign), params["Signature"],
+                      access_key_id, string_to_sign)
+        try:
+            expires_at = int(expires)
+        except ValueError:
+            raise exc.AccessDenied("Invalid argument Expires.", Expires=expires) from None
+        now = self.backend.clock()
+        if now > expires_at:
+            raise exc.AccessDenied("Request has expired.", Expires=http_date(expires_at),
+                                   ServerTime=http_date(now))
+        return account
+
+    def _authenticate_v4(self, request: HttpRequest, bucket: str | None, key: str | None,
+                         credentials: str) -> Account:
+        fields: dict[str, str] = {}
+        for part in credentials.split(","):
+            name, sep, value = part.strip().partition("=")
+            if sep:
+                fields[name] = value.strip()
+        credential, signature = fields.get("Credential", ""), fields.get("Signature", "")
+        scope_parts = credential.split("/")
+        if len(scope_parts) != 5 or not signature or scope_parts[3:] != ["oss", "aliyun_v4_request"]:
+            raise exc.InvalidArgument("Authorization header is invalid.", ArgumentName="Authorization")
+        access_key_id, scope = scope_parts[0], "/".join(scope_parts[1:])
+        account = self._account(access_key_id, request.header("x-oss-security-token"))
+        date_time = request.header("x-oss-date") or ""
+        additional = [name.strip().lower() for name in fields.get("AdditionalHeaders", "").split(";")
+                      if name.strip()]
+        canonical = v4_canonical_request(request, bucket, key, additional)
+        expected, string_to_sign = v4_signature(account.access_key_secret, date_time, scope, canonical)
+        self._compare(expected, signature.lower(), access_key_id, string_to_sign.encode("utf-8"),
+                      CanonicalRequest=canonical.decode("utf-8", "replace"))
+        try:
+            signed_at = calendar.timegm(time.strptime(date_time, "%Y%m%dT%H%M%SZ"))
+        except ValueError:
+            raise exc.AccessDenied("OSS authentication requires a valid Date.") from None
+        if date_time[:8] != scope_parts[1]:
+            raise exc.SignatureDoesNotMatch("Invalid date in the Credential scope.",
+                                            OSSAccessKeyId=access_key_id)
+        if scope_parts[2] != self.backend.region_id:
+            raise exc.SignatureDoesNotMatch(f"Invalid signing region {scope_parts[2]!r}; the bucket is in "
+                                            f"{self.backend.region_id!r}.", OSSAccessKeyId=access_key_id)
+        self._check_skew(signed_at, date_time)
+        return account
+
+    def _account(self, access_key_id: str, token: str | None) -> Account:
+        """The account of ``access_key_id``, after its security-token check (before the signature's)."""
+        account = self.backend.account(access_key_id)
+        if account is None:
+            raise exc.InvalidAccessKeyId(OSSAccessKeyId=access_key_id)
+        if account.security_token is None:
+            if token:  # OSS then treats the request as STS, and this key is not an STS key (0002-00000002)
+                raise exc.InvalidAccessKeyId(OSSAccessKeyId=access_key_id)
+            return account
+        if not token:  # an STS key without its token (0002-00000003)
+            raise exc.InvalidAccessKeyId(OSSAccessKeyId=access_key_id)
+        if hmac.compare_digest(token.encode("utf-8"), account.security_token.encode("utf-8")):
+            return account
+        if self.backend.token_belongs_to_another_account(token, access_key_id):
+            raise exc.AccessKeyIdAndSecurityTokenNotMatch(OSSAccessKeyId=access_key_id)
+        raise exc.InvalidSecurityToken(OSSAccessKeyId=access_key_id)
+
+    @staticmethod
+    def _compare(expected: str, provided: str, access_key_id: str, string_to_sign: bytes,
+                 **details: str) -> None:
+        if not hmac.compare_digest(expected.encode("ascii"), provided.encode("utf-8", "replace")):
+            text = string_to_sign.decode("utf-8", "replace")
+            error = exc.SignatureDoesNotMatch(OSSAccessKeyId=access_key_id, SignatureProvided=provided,
+                                              StringToSign=text, StringToSignBytes=_hex_bytes(string_to_sign))
+            for name, value in details.items():
+                error.with_detail(name, value)
+            raise error
+
+    def _check_http_date(self, date: str) -> None:
+        try:
+            signed_at = email.utils.parsedate_to_datetime(date).timestamp()
+        except (TypeError, ValueError, IndexError):
+            raise exc.AccessDenied("OSS authentication requires a valid Date.") from None
+        self._check_skew(signed_at, date)
+
+    def _check_skew(self, signed_at: float, shown: str) -> None:
+        skew = self.backend.max_clock_skew
+        now = self.backend.clock()
+        if skew is not None and abs(now - signed_at) > skew:
+            raise exc.RequestTimeTooSkewed(RequestTime=shown, ServerTime=iso8601(now),
+                                           MaxAllowedSkewMilliseconds=int(skew * 1000))
+
+    # --- operations -------------------------------------------------------------------------------------
+    def _list_buckets(self, request: HttpRequest, bucket: str, key: str, request_id: str) -> Reply:
+        owner = self.backend.account_id
+        out = [XML_DECLARATION, "<ListAllMyBucketsResult>", "<Owner>", _element("ID", owner),
+               _element("DisplayName", owner), "</Owner>", "<Buckets>"]
+        for info in self.backend.list_buckets():
+            out += ["<Bucket>", _element("CreationDate", iso8601(info.created)),
+                    _element("ExtranetEndpoint", f"oss-{info.region}.aliyuncs.com"),
+                    _element("IntranetEndpoint", f"oss-{info.region}-internal.aliyuncs.com"),
+                    _element("Location", f"oss-{info.region}"), _element("Name", info.name),
+                    _element("Region", info.region), _element("StorageClass", info.storage_class),
+                    "</Bucket>"]
+        out.append("</Buckets></ListAllMyBucketsResult>\n")
+        return _xml_reply("".join(out).encode("utf-8"))
+
+    def _put_bucket(self, request: HttpRequest, bucket: str, key: str, request_id: str) -> Reply:
+        config = request.body.read(64 * 1024)
+        storage_class = None
+        if b"<StorageClass>" in config:
+            storage_class = config.split(b"<StorageClass>", 1)[1].split(b"<", 1)[0].decode("utf-8", "replace")
+        self.backend.create_bucket(bucket, acl=request.header("x-oss-acl"), storage_class=storage_class)
+        return Reply(200, [("Location", f"/{bucket}")])
+
+    def _delete_bucket(self, request: HttpRequest, bucket: str, key: str, request_id: str) -> Reply:
+        self.backend.delete_bucket(bucket)
+        return Reply(204)
+
+    def _head_bucket(self, request: HttpRequest, bucket: str, key: str, request_id: str) -> Reply:
+        """ASSUMPTION: 200 when the bucket exists (NoSuchBucket otherwise), with no headers of note."""
+        if self.backend.bucket(bucket) is None:
+            raise exc.NoSuchBucket(BucketName=bucket)
+        return Reply(200)
+
+    def _list_objects(self, request: HttpRequest, bucket: str, key: str, request_id: str) -> Reply:
+        params = request.params
+        prefix, delimiter = params.get("prefix", ""), params.get("delimiter", "")
+        marker = params.get("marker", "")
+        max_keys = _max_keys(params)
+        url = params.get("encoding-type") == "url"
+        page = self.backend.list_objects(bucket, prefix=prefix, delimiter=delimiter, start_after=marker,
+                                         max_keys=max_keys)
+        return _xml_reply(list_objects_xml(
+            bucket, page, owner=self.backend.account_id, url=url, v2=False, prefix=prefix,
+            delimiter=delimiter, max_keys=max_keys, marker=marker))
+
+    def _list_objects_v2(self, request: HttpRequest, bucket: str, key: str, request_id: str) -> Reply:
+        params = request.params
+        prefix, delimiter = params.get("prefix", ""), params.get("delimiter", "")
+        token, start_after = params.get("continuation-token", ""), params.get("start-after", "")
+        max_keys = _max_keys(params)
+        url = params.get("encoding-type") == "url"
+        position = decode_continuation_token(token) if token else start_after
+        page = self.backend.list_objects(bucket, prefix=prefix, delimiter=delimiter, start_after=position,
+                                         max_keys=max_keys)
+        return _xml_reply(list_objects_xml(
+            bucket, page, owner=self.backend.account_id, url=url, v2=True, prefix=prefix, delimiter=delimiter,
+            max_keys=max_keys, start_after=start_after, continuation_token=token,
+            fetch_owner=params.get("fetch-owner") == "true"))
+
+    def _put_object(self, request: HttpRequest, bucket: str, key: str, request_id: str) -> Reply:
+        validate_key(key)
+        length_text = request.header("content-length")
+        if length_text is None and not request.is_chunked:
+            raise exc.MissingContentLength()
+        try:
+            length = int(length_text) if length_text is not None else None
+        except ValueError:
+            raise exc.InvalidArgument("Content-Length is not a number.", ArgumentName="Content-Length",
+                                      ArgumentValue=length_text) from None
+        if length is not None and length > self.backend.max_object_size:
+            raise exc.EntityTooLarge(ProposedSize=length_text, MaxSizeAllowed=self.backend.max_object_size)
+        user_meta = {name.lower(): value for name, value in request.headers
+                     if name.lower().startswith("x-oss-meta-")}
+        stored = {name: value for name in _STORED_HEADERS if (value := request.header(name)) is not None}
+        info = self.backend.put_object_stream(
+            bucket, key, request.body, content_type=request.header("content-type"), user_meta=user_meta,
+            headers=stored, content_md5=request.header("content-md5"),
+            forbid_overwrite=(request.header("x-oss-forbid-overwrite") or "").lower() == "true",
+            request_id=request_id, source_ip=request.client_host)
+        return Reply(200, [("ETag", info.quoted_etag), ("x-oss-hash-crc64ecma", info.crc64),
+                           ("Content-MD5", info.content_md5)])
+
+    def _get_object(self, request: HttpRequest, bucket: str, key: str, request_id: str) -> Reply:
+        info, body = self.backend.open_object(bucket, key)
+        try:
+            standard = (request.header("x-oss-range-behavior") or "").lower() == "standard"
+            selected = resolve_range(request.header("range"), info.size, standard=standard)
+        except exc.OssError:
+            body.close()
+            raise
+        overrides = [(header, value) for name, value in request.params.items()
+                     if (header := _RESPONSE_OVERRIDES.get(name)) is not None]
+        headers = _override(object_headers(info, whole=selected is None), overrides)
+        if selected is None:
+            return Reply(200, headers, stream=body, length=info.size)
+        first, last = selected
+        body.seek(first)
+        headers.append(("Content-Range", f"bytes {first}-{last}/{info.size}"))
+        return Reply(206, headers, stream=body, length=last - first + 1)
+
+    def _head_object(self, request: HttpRequest, bucket: str, key: str, request_id: str) -> Reply:
+        info = self.backend.head_object(bucket, key)
+        return Reply(200, object_headers(info), length=info.size, send_body=False)
+
+    def _get_object_meta(self, request: HttpRequest, bucket: str, key: str, request_id: str) -> Reply:
+        info = self.backend.head_object(bucket, key)
+        headers = [("ETag", info.quoted_etag), ("Last-Modified", http_date(info.last_modified)),
+                   ("x-oss-hash-crc64ecma", info.crc64)]
+        return Reply(200, headers, length=info.size, send_body=False)
+
+    def _delete_object(self, request: HttpRequest, bucket: str, key: str, request_id: str) -> Reply:
+        validate_key(key)
+        self.backend.delete_object(bucket, key)
+        return Reply(204)
+
+
+def _unsupported(operation: str, request: HttpRequest, key: str | None) -> exc.OssError:
+    if operation == "MethodNotAllowed":
+        return exc.MethodNotAllowed(Method=request.method, ResourceType="Object" if key else "Bucket")
+    return exc.NotImplementedByEmulator(
+        f"The local OSS does not implement {operation} (it serves PutObject, GetObject, HeadObject, "
+        "GetObjectMeta, DeleteObject, ListObjects(V2), PutBucket, DeleteBucket and ListBuckets).")
+
+
+def _max_keys(params: dict[str, str]) -> int:
+    raw = params.get("max-keys", "")
+    if raw == "":
+        return 100
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= MAX_LIST_KEYS:
+        raise exc.InvalidArgument(f"Argument max-keys must be an integer between 0 and {MAX_LIST_KEYS}.",
+                                  ArgumentName="max-keys", ArgumentValue=raw)
+    return value
+
+
+def _override(headers: list[tuple[str, str]], overrides: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    if not overrides:
+        return headers
+    replaced = {name.lower() for name, _ in overrides}
+    return [(n, v) for n, v in headers if n.lower() not in replaced] + overrides
+
+
+def _xml_reply(body: bytes) -> Reply:
+    return Reply(200, [("Content-Type", "application/xml")], body)
+
+
+class AdminResponse:
+    """Unsigned test endpoints under ``/_localoss/``, answered to loopback clients only.
+
+    GET  /_localoss/requests          every recorded request (JSON list of RecordedRequest fields)
+    GET  /_localoss/events            every emitted event (JSON list of FC3 OSS events)
+    GET  /_localoss/buckets           bucket names
+    GET  /_localoss/objects?bucket=B  the keys of bucket B
+    POST /_localoss/config            JSON object: fail_next ({"n", "code", "status", "message"} or n),
+                                      slow_next ({"n", "seconds"}), max_clock_skew, max_object_size
+    POST /_localoss/reset             forget requests, events and faults; delete every object
+    """
+
+    def __init__(self, backend: OssBackend) -> None:
+        self.backend = backend
+
+    def dispatch(self, request: HttpRequest) -> Reply:
+        if not _is_loopback(request.client_host):
+            return _json(403, {"Code": "Forbidden", "Message": "Admin endpoints answer loopback only."})
+        route = (request.method, request.path)
+        if route == ("GET", ADMIN_PREFIX + "requests"):
+            return _json(200, self.backend.snapshot_requests())
+        if route == ("GET", ADMIN_PREFIX + "events"):
+            return _json(200, self.backend.snapshot_events())
+        if route == ("GET", ADMIN_PREFIX + "buckets"):
+            return _json(200, [info.name for info in self.backend.list_buckets()])
+        if route == ("GET", ADMIN_PREFIX + "objects"):
+            return _json(200, self.backend.keys(request.params.get("bucket", "")))
+        if route == ("POST", ADMIN_PREFIX + "reset"):
+            self.backend.reset()
+            return _json(200, {"ok": True})
+        if route == ("POST", ADMIN_PREFIX + "config"):
+            try:
+                options = json.loads(request.body.read(1024 * 1024) or b"{}")
+                if not isinstance(options, dict):
+                    raise ValueError("the body must be a JSON object")
+                self.backend.configure(**options)
+            except (ValueError, TypeError) as error:
+                return _json(400, {"Code": "InvalidConfig", "Message": str(error)})
+            return _json(200, {"ok": True})
+        return _json(404, {"Code": "NotFound",
+                           "Message": f"No admin endpoint {request.method} {request.path}."})
+
+
+def _json(status: int, body: Any) -> Reply:
+    return Reply(status, [("Content-Type", "application/json")], json.dumps(body).encode("utf-8"))
+

@@ -1,0 +1,353 @@
+"""``LocalOss``: the local OSS as a threaded HTTP/1.1 server on loopback, port 0 by default.
+
+    with LocalOss() as oss:
+        c = oss.credentials
+        bucket = oss2.Bucket(oss2.StsAuth(c.access_key_id, c.access_key_secret, c.security_token),
+                             oss.endpoint, "chatapp-mass")
+        bucket.put_object("lists/march.csv", b"to\\n8613800000000\\n")
+        assert oss.backend.events[0]["events"][0]["oss"]["object"]["key"] == "lists/march.csv"
+
+Bodies stream both ways: an upload (``Content-Length`` or ``Transfer-Encoding: chunked``) is handed to the
+backend as a stream it copies to disk in chunks; a download is sent from the open file with
+``socket.sendfile``. Keep-alive is on (``requests`` pools connections); a request whose body was not read
+(refused before the upload was consumed) is drained, up to :data:`DRAIN_LIMIT` bytes, so the client reads
+the error instead of a reset; past that the connection is closed.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Iterable
+
+from chatapp_mass.localcloud.cams.server import CamsCredentials, generate_credentials
+
+from .exceptions import OssError
+from .models import DEFAULT_REGION, OssBackend, validate_bucket_name
+from .responses import ADMIN_PREFIX, AdminResponse, HttpRequest, OssResponse, Reply
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BUCKETS = ("chatapp-mass",)
+DRAIN_LIMIT = 256 * 1024 * 1024  # read at most this much of an unread upload before answering
+MAX_REQUEST_LINE = 65536
+_CHUNK = 256 * 1024
+
+
+class IncompleteBody(ConnectionError):
+    """The client closed the connection before sending the whole body."""
+
+
+class RequestBody:
+    """The request body as a read-once stream: ``Content-Length`` bytes, or the chunked coding decoded."""
+
+    def __init__(self, rfile: Any, length: int | None, chunked: bool = False) -> None:
+        self._rfile = rfile
+        self._remaining = 0 if chunked else (length or 0)
+        self._chunked = chunked
+        self._chunk_left = 0
+        self._done = not chunked and not length
+
+    def read(self, size: int = -1, /) -> bytes:
+        if self._done:
+            return b""
+        if size is None or size < 0:
+            parts = []
+            while part := self.read(_CHUNK):
+                parts.append(part)
+            return b"".join(parts)
+        return self._read_chunked(size) if self._chunked else self._read_plain(size)
+
+    def drain(self, limit: int) -> bool:
+        """Discard what is left; False when more than ``limit`` bytes remain (then close the connection)."""
+        if self._done:
+            return True
+        if not self._chunked and self._remaining > limit:
+            return False
+        drained = 0
+        while chunk := self.read(_CHUNK):
+            drained += len(chunk)
+            if drained > limit:
+                return False
+        return True
+
+    def _read_plain(self, size: int) -> bytes:
+        data: bytes = self._rfile.read(min(size, self._remaining))
+        if not data:
+            raise IncompleteBody(f"the client sent the body short by {self._remaining} bytes")
+        self._remaining -= len(data)
+        self._done = self._remaining == 0
+        return data
+
+    def _read_chunked(self, size: int) -> bytes:
+        if self._chunk_left == 0:
+            line = self._rfile.readline(1024)
+            if not line:
+                raise IncompleteBody("the client closed the connection inside a chunked body")
+            try:
+                self._chunk_left = int(line.split(b";", 1)[0].strip() or b"x", 16)
+            except ValueError:
+                raise IncompleteBody(f"bad chunk size line {line[:40]!r}") from None
+            if self._chunk_left == 0:
+                while self._rfile.readline(65536) not in (b"\r\n", b"\n", b""):  # trailers
+                    pass
+                self._done = True
+                return b""
+        data: bytes = self._rfile.read(min(size, self._chunk_left))
+        if not data:
+            raise IncompleteBody("the client closed the connection inside a chunk")
+        self._chunk_left -= len(data)
+        if self._chunk_left == 0:
+            self._rfile.readline(8)  # the CRLF after the chunk data
+        return data
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive
+    server: _Server
+
+    def version_string(self) -> str:
+        return "AliyunOSS"
+
+    def handle_one_request(self) -> None:
+        try:
+            self.raw_requestline = self.rfile.readline(MAX_REQUEST_LINE + 1)
+            if len(self.raw_requestline) > MAX_REQUEST_LINE:
+                self.requestline, self.request_version, self.command = "", "HTTP/1.1", ""
+                self.send_error(414)
+                self.close_connection = True
+                return
+            if not self.raw_requestline:
+                self.close_connection = True
+                return
+            if not self.parse_request():  # it has answered already
+                return
+            self._serve()
+            self.wfile.flush()
+        except (TimeoutError, ConnectionError, OSError):  # the client went away or cut its body short
+            self.close_connection = True
+
+    def _serve(self) -> None:
+        chunked = "chunked" in (self.headers.get("Transfer-Encoding") or "").lower()
+        length_header = self.headers.get("Content-Length")
+        try:
+            length = int(length_header) if length_header is not None and not chunked else None
+            if length is not None and length < 0:
+                raise ValueError(length_header)
+        except ValueError:
+            self.send_error(400, "Bad Content-Length")
+            self.close_connection = True
+            return
+        body = RequestBody(self.rfile, length, chunked)
+        request = HttpRequest(self.command, self.path, list(self.headers.items()), body,
+                              client_host=self.client_address[0])
+        if request.path.startswith(ADMIN_PREFIX):
+            reply = self.server.admin.dispatch(request)
+        else:
+            reply = self.server.oss.dispatch(request)
+        try:
+            if not body.drain(DRAIN_LIMIT):
+                reply.close_connection = True
+            self._send(reply)
+        finally:
+            reply.close()
+
+    def _send(self, reply: Reply) -> None:
+        if reply.latency > 0:
+            self.server.stopping.wait(reply.latency)  # after the work is done; stop() cuts it short
+        self.send_response(reply.status)
+        for name, value in reply.headers:
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(reply.content_length))
+        if reply.close_connection:
+            self.close_connection = True
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if not reply.send_body or self.command == "HEAD":
+            return
+        if reply.stream is None:
+            self.wfile.write(reply.body)
+            return
+        self.wfile.flush()
+        sent = self.connection.sendfile(reply.stream, reply.stream.tell(), reply.content_length)
+        if sent != reply.content_length:  # the file shrank under us: the client must not wait for more
+            self.close_connection = True
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+        log.debug("local OSS %s: " + format, self.address_string(), *args)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128
+
+    def __init__(self, address: tuple[str, int], backend: OssBackend) -> None:
+        self.backend = backend
+        self.oss = OssResponse(backend)
+        self.admin = AdminResponse(backend)
+        self.stopping = threading.Event()
+        self._live_lock = threading.Lock()
+        self._connections: set[socket.socket] = set()
+        self._workers: set[threading.Thread] = set()
+        super().__init__(address, _Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        worker = threading.Thread(target=self._work, args=(request, client_address),
+                                  name=f"local-oss-{client_address[1]}", daemon=True)
+        with self._live_lock:
+            self._connections.add(request)
+            self._workers.add(worker)
+        worker.start()
+
+    def _work(self, request: Any, client_address: Any) -> None:
+        try:
+            self.finish_request(request, client_address)
+        except Exception:
+            self.handle_error(request, client_address)
+        finally:
+            self.shutdown_request(request)
+            with self._live_lock:
+                self._connections.discard(request)
+                self._workers.discard(threading.current_thread())
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        log.exception("local OSS: error while serving %s", client_address)
+
+    def close_connections(self, timeout: float = 5.0) -> None:
+        self.stopping.set()
+        with self._live_lock:
+            connections, workers = list(self._connections), list(self._workers)
+        for connection in connections:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        for worker in workers:
+            worker.join(timeout)
+
+
+class LocalOss:
+    """The local OSS endpoint; a context manager (start on enter, stop on exit).
+
+    ``backend`` is shared if given (the caller closes it); otherwise one is built from ``data_dir`` and
+    ``backend_options`` (see :class:`~.models.OssBackend`: account_id, max_clock_skew, max_object_size,
+    event_delivery, url_encode_event_keys, clock, seed) and closed by :meth:`stop` — which removes its
+    temporary directory unless ``data_dir`` was given. ``buckets`` are created on start (an existing one
+    is kept as it is). One account is registered with ``credentials`` — generated (STS-style, with a
+    security token, when ``sts``) unless ``access_key_id``/``access_key_secret`` (and ``security_token``)
+    are given.
+    """
+
+    def __init__(self, *, host: str = "127.0.0.1", port: int = 0, sts: bool = True,
+                 access_key_id: str | None = None, access_key_secret: str | None = None,
+                 security_token: str | None = None, region_id: str = DEFAULT_REGION,
+                 backend: OssBackend | None = None, data_dir: str | None = None,
+                 buckets: Iterable[str] = DEFAULT_BUCKETS, **backend_options: Any) -> None:
+        if backend is not None and (backend_options or data_dir is not None):
+            raise TypeError("pass either backend or data_dir/backend options, not both")
+        self._owns_backend = backend is None
+        self.backend = backend if backend is not None else OssBackend(data_dir=data_dir, region_id=region_id,
+                                                                      **backend_options)
+        if access_key_id or access_key_secret:
+            if not (access_key_id and access_key_secret):
+                raise ValueError("access_key_id and access_key_secret go together")
+            self.credentials = CamsCredentials(access_key_id, access_key_secret, security_token, region_id)
+        else:
+            self.credentials = generate_credentials(sts=sts, region_id=region_id)
+        self.backend.add_account(self.credentials.access_key_id, self.credentials.access_key_secret,
+                                 self.credentials.security_token)
+        self.buckets = tuple(buckets)
+        for name in self.buckets:
+            try:
+                validate_bucket_name(name)
+            except OssError:
+                raise ValueError(f"{name!r} is not a valid bucket name (3-63 characters: a-z, 0-9 and '-', "
+                                 "starting and ending with a letter or digit)") from None
+        self._address = (host, port)
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    # --- lifecycle --------------------------------------------------------------------------------------
+    def start(self) -> LocalOss:
+        if self._server is not None:
+            return self
+        for name in self.buckets:
+            self.backend.create_bucket(name)
+        self._server = _Server(self._address, self.backend)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02},
+                                        name="local-oss", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        server, thread = self._server, self._thread
+        if server is None:
+            return
+        server.shutdown()
+        server.close_connections()
+        server.server_close()
+        if thread is not None:
+            thread.join(5.0)
+        self._server = self._thread = None
+        if self._owns_backend:
+            self.backend.close()
+
+    def __enter__(self) -> LocalOss:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    # --- where it is ------------------------------------------------------------------------------------
+    @property
+    def host(self) -> str:
+        return self._bound()[0]
+
+    @property
+    def port(self) -> int:
+        return self._bound()[1]
+
+    @property
+    def host_port(self) -> str:
+        """``127.0.0.1:PORT``."""
+        host, port = self._bound()
+        return f"{host}:{port}"
+
+    @property
+    def endpoint(self) -> str:
+        """``http://127.0.0.1:PORT`` — what ``oss2.Bucket(auth, endpoint, name)`` takes (path style)."""
+        return f"http://{self.host_port}"
+
+    @property
+    def bucket_name(self) -> str | None:
+        return self.buckets[0] if self.buckets else None
+
+    def describe(self) -> dict[str, Any]:
+        """The JSON line the CLI prints: service, endpoint, buckets, region and credentials."""
+        return {"service": "oss", "endpoint": self.endpoint, "bucket": self.bucket_name,
+                "buckets": list(self.buckets), "region_id": self.credentials.region_id,
+                "access_key_id": self.credentials.access_key_id,
+                "access_key_secret": self.credentials.access_key_secret,
+                "security_token": self.credentials.security_token, "data_dir": self.backend.data_dir}
+
+    def oss2_bucket(self, name: str | None = None, **bucket_options: Any) -> Any:
+        """An ``oss2.Bucket`` on this endpoint with these credentials (``oss2`` imported on first use)."""
+        import oss2
+
+        c = self.credentials
+        auth = (oss2.StsAuth(c.access_key_id, c.access_key_secret, c.security_token) if c.security_token
+                else oss2.Auth(c.access_key_id, c.access_key_secret))
+        bucket = name or self.bucket_name
+        if not bucket:
+            raise ValueError("name a bucket: this LocalOss was started without buckets")
+        return oss2.Bucket(auth, self.endpoint, bucket, **bucket_options)
+
+    def _bound(self) -> tuple[str, int]:
+        if self._server is None:
+            raise RuntimeError("LocalOss is not started; use start() or a with block")
+        host, port = self._server.server_address[:2]
+        if host in ("0.0.0.0", "::", ""):  # listening everywhere: clients on this machine use loopback
+            host = "127.0.0.1"
+        return str(host), int(port)

@@ -1,0 +1,173 @@
+"""The error codes the local Tablestore answers with, as the real service spells them.
+
+Every error carries ``(http_status, code, message)``; the emulator answers it as a non-2xx HTTP status with a
+protobuf ``Error{code, message}`` body, which ``tablestore.OTSClient`` raises as ``OTSServiceError`` (inside
+BatchGetRow/BatchWriteRow a row-level error is the row's ``error`` and the request still answers 200).
+
+Provenance (keep this list honest when you change it):
+
+Verified — Tablestore "Error codes" page (https://www.alibabacloud.com/help/en/tablestore/developer-reference/
+error-codes, help.aliyun.com document 27300), status, code and message as listed there:
+    403 OTSAuthFailed            "The AccessKeyID does not exist." / "The instance is not found." /
+                                 "Signature mismatch." / "Mismatch between system time and x-ots-date: {Date}." /
+                                 "Mismatch between MD5 value of request body and x-ots-contentmd5 in header."
+    413 OTSRequestBodyTooLarge   "The size of POST data is too large."
+    405 OTSMethodNotAllowed      "OTSMethodNotAllowedOnly POST method for requests is supported."
+    400 OTSParameterInvalid      "Missing header: {HeaderName}." / "Invalid date format: {Date}." /
+                                 "Unsupported operation: {Operation}." and the per-API messages used in models.py
+    400 OTSInvalidPK, OTSOutOfRowSizeLimit, OTSOutOfColumnCountLimit
+    500 OTSInternalServerError   "Internal server error."
+    403 OTSQuotaExhausted        "Too frequent table operations." / "Number of tables exceeded the quota."
+    503 OTSServerBusy "Server is busy.", OTSPartitionUnavailable "The partition is not available.",
+        OTSTimeout "Operation timeout.", OTSServerUnavailable "Server is not available."
+    409 OTSRowOperationConflict  "Data is being modified by the other request."
+    409 OTSObjectAlreadyExist    "Requested table already exists."
+    404 OTSObjectNotExist        "Requested table does not exist."
+    404 OTSTableNotReady         "The table is not ready."
+    403 OTSCapacityUnitExhausted "Capacity unit is not enough."
+    403 OTSConditionCheckFail    "Condition check failed."
+    429 OTSFlowControl           "The requests have been throttled."
+Verified — the SDK's own integration tests (aliyun/aliyun-tablestore-python-sdk tests/row_op_test.py,
+table_operation_test.py): OTSInvalidPK "Validate PK name fail. Input: {in}, Meta: {meta}." and
+"Validate PK size fail. Input: {n}, Meta: {m}.", "No operation is specified for table: '{table}'.",
+"The limit must be greater than 0.", "Begin key must less than end key in FORWARD" (and BACKWARD), and that
+these are 400s.
+
+ASSUMPTIONS (no public source): the messages for a missing or wrong STS token (403 OTSAuthFailed, see
+:class:`AuthFailed`), "Validate PK type fail. ..." for a PK value of the wrong type, OTSNotEnoughCapacityUnit
+(403, named by the SDK's retry policy), and the message of a PlainBuffer checksum mismatch.
+"""
+
+from __future__ import annotations
+
+
+class TablestoreError(Exception):
+    """Root of every error the local Tablestore answers with."""
+
+    http_status: int = 500
+    code: str = "OTSInternalServerError"
+    message: str = "Internal server error."
+
+    def __init__(self, message: str | None = None, *, code: str | None = None,
+                 http_status: int | None = None) -> None:
+        if message is not None:
+            self.message = message
+        if code is not None:
+            self.code = code
+        if http_status is not None:
+            self.http_status = http_status
+        super().__init__(f"{self.http_status} {self.code}: {self.message}")
+
+
+# --- 4xx: the request is wrong ------------------------------------------------------------------------------
+class ParameterInvalid(TablestoreError):
+    http_status, code, message = 400, "OTSParameterInvalid", "The input parameter is invalid."
+
+
+class InvalidPK(TablestoreError):
+    http_status, code, message = 400, "OTSInvalidPK", "Primary key schema mismatch."
+
+
+class OutOfRowSizeLimit(TablestoreError):
+    http_status, code, message = (400, "OTSOutOfRowSizeLimit",
+                                  "The total data size of columns in one row exceeded the limit.")
+
+
+class OutOfColumnCountLimit(TablestoreError):
+    http_status, code, message = (400, "OTSOutOfColumnCountLimit",
+                                  "The number of columns in one row exceeded the limit.")
+
+
+class AuthFailed(TablestoreError):
+    """403; the message says which check failed (see the module docstring for the verified ones)."""
+
+    http_status, code, message = 403, "OTSAuthFailed", "Signature mismatch."
+
+
+class MethodNotAllowed(TablestoreError):
+    http_status, code, message = (405, "OTSMethodNotAllowed",
+                                  "OTSMethodNotAllowedOnly POST method for requests is supported.")
+
+
+class RequestBodyTooLarge(TablestoreError):
+    http_status, code, message = 413, "OTSRequestBodyTooLarge", "The size of POST data is too large."
+
+
+class ObjectNotExist(TablestoreError):
+    http_status, code, message = 404, "OTSObjectNotExist", "Requested table does not exist."
+
+
+class ObjectAlreadyExist(TablestoreError):
+    http_status, code, message = 409, "OTSObjectAlreadyExist", "Requested table already exists."
+
+
+class ConditionCheckFail(TablestoreError):
+    http_status, code, message = 403, "OTSConditionCheckFail", "Condition check failed."
+
+
+class QuotaExhausted(TablestoreError):
+    http_status, code, message = 403, "OTSQuotaExhausted", "Number of tables exceeded the quota."
+
+
+class CapacityUnitExhausted(TablestoreError):
+    http_status, code, message = 403, "OTSCapacityUnitExhausted", "Capacity unit is not enough."
+
+
+class NotEnoughCapacityUnit(TablestoreError):
+    """ASSUMPTION: status 403 (the code is named by the SDK's retry policy; the docs list no status)."""
+
+    http_status, code, message = 403, "OTSNotEnoughCapacityUnit", "Remaining capacity unit is not enough."
+
+
+class RowOperationConflict(TablestoreError):
+    http_status, code, message = 409, "OTSRowOperationConflict", "Data is being modified by the other request."
+
+
+class TableNotReady(TablestoreError):
+    http_status, code, message = 404, "OTSTableNotReady", "The table is not ready."
+
+
+class FlowControl(TablestoreError):
+    http_status, code, message = 429, "OTSFlowControl", "The requests have been throttled."
+
+
+# --- 5xx: the service is unwell (transient) -------------------------------------------------------------
+class InternalServerError(TablestoreError):
+    http_status, code, message = 500, "OTSInternalServerError", "Internal server error."
+
+
+class ServerBusy(TablestoreError):
+    http_status, code, message = 503, "OTSServerBusy", "Server is busy."
+
+
+class PartitionUnavailable(TablestoreError):
+    http_status, code, message = 503, "OTSPartitionUnavailable", "The partition is not available."
+
+
+class Timeout(TablestoreError):
+    http_status, code, message = 503, "OTSTimeout", "Operation timeout."
+
+
+class ServerUnavailable(TablestoreError):
+    http_status, code, message = 503, "OTSServerUnavailable", "Server is not available."
+
+
+# Codes a test can name in ``fail_next`` without importing the classes.
+KNOWN_ERRORS: dict[str, type[TablestoreError]] = {
+    cls.code: cls
+    for cls in (
+        ParameterInvalid, InvalidPK, OutOfRowSizeLimit, OutOfColumnCountLimit, AuthFailed, MethodNotAllowed,
+        RequestBodyTooLarge, ObjectNotExist, ObjectAlreadyExist, ConditionCheckFail, QuotaExhausted,
+        CapacityUnitExhausted, NotEnoughCapacityUnit, RowOperationConflict, TableNotReady, FlowControl,
+        InternalServerError, ServerBusy, PartitionUnavailable, Timeout, ServerUnavailable,
+    )
+}
+
+
+def error_for(code: str, message: str | None = None, http_status: int | None = None) -> TablestoreError:
+    """An error with ``code``; known codes keep their documented status and message unless overridden."""
+    known = KNOWN_ERRORS.get(code)
+    if known is not None:
+        return known(message, http_status=http_status)
+    return TablestoreError(message if message is not None else code, code=code,
+                           http_status=http_status if http_status is not None else 500)

@@ -1,0 +1,259 @@
+"""``LocalTablestore``: the local Tablestore as a threaded HTTP/1.1 server on loopback, port 0 by default.
+
+    with LocalTablestore(data_dir="state") as ots:
+        client = tablestore.OTSClient(ots.endpoint, ots.credentials.access_key_id,
+                                      ots.credentials.access_key_secret, ots.instance_name,
+                                      sts_token=ots.credentials.security_token)
+        ...
+        assert ots.backend.requests[-1].api == "PutRow"
+
+Keep-alive is on (the SDK pools connections through urllib3) and idle connections are never closed by the
+server. A body larger than the request limit (5 MB) is drained and answered 413 ``OTSRequestBodyTooLarge``.
+Injected timeouts (:meth:`~.models.TablestoreBackend.timeout_next`) hold the reply back or close the
+connection without one.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Optional
+
+from chatapp_mass.localcloud.cams.responses import HttpRequest
+from chatapp_mass.localcloud.cams.server import DEFAULT_REGION, CamsCredentials, generate_credentials
+
+from .models import DEFAULT_INSTANCE, TablestoreBackend
+from .responses import ADMIN_PREFIX, AdminResponse, Reply, TablestoreResponse
+
+log = logging.getLogger(__name__)
+
+_DRAIN_LIMIT = 64 * 1024 * 1024  # never read more than this of an over-long body
+_CHUNK = 1024 * 1024
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive
+    disable_nagle_algorithm = True  # with delayed ACKs on the client, Nagle costs ~40 ms per reply
+    server: _Server
+
+    def handle_one_request(self) -> None:
+        try:
+            super().handle_one_request()
+        except (ConnectionError, TimeoutError, OSError):  # the client went away
+            self.close_connection = True
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        self._serve()
+
+    def do_GET(self) -> None:  # noqa: N802
+        self._serve()
+
+    def do_PUT(self) -> None:  # noqa: N802
+        self._serve()
+
+    def do_DELETE(self) -> None:  # noqa: N802
+        self._serve()
+
+    def _serve(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        path = self.path.split("?", 1)[0]
+        if length > self.server.backend.max_request_bytes and not path.startswith(ADMIN_PREFIX):
+            self._drain(length)
+            self._send(self.server.api.too_large(path.lstrip("/")))
+            return
+        body = self.rfile.read(length) if length > 0 else b""
+        request = HttpRequest(self.command, self.path, list(self.headers.items()), body,
+                              client_host=self.client_address[0])
+        if path.startswith(ADMIN_PREFIX):
+            reply = self.server.admin.dispatch(request)
+        else:
+            reply = self.server.api.dispatch(request)
+        self._send(reply)
+
+    def _drain(self, length: int) -> None:
+        left = min(length, _DRAIN_LIMIT)
+        while left > 0:
+            chunk = self.rfile.read(min(_CHUNK, left))
+            if not chunk:
+                break
+            left -= len(chunk)
+
+    def _send(self, reply: Reply) -> None:
+        if reply.drop:
+            # close without a word: the client sees the connection end before any reply
+            self.close_connection = True
+            try:
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            return
+        if reply.delay > 0:
+            self.server.stopping.wait(reply.delay)  # stop() cuts it short
+        self.send_response(reply.http_status)
+        for name, value in reply.headers:
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(reply.body)))
+        if reply.close_connection:
+            self.close_connection = True
+            self.send_header("Connection", "close")
+        # headers and body in one write
+        self._headers_buffer.append(b"\r\n")  # type: ignore[attr-defined]  # http.server's header buffer
+        self._headers_buffer.append(reply.body)  # type: ignore[attr-defined]
+        self.flush_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+        log.debug("local Tablestore %s: " + format, self.address_string(), *args)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128  # socketserver's 5 drops SYNs under a burst of new connections
+
+    def __init__(self, address: tuple[str, int], backend: TablestoreBackend) -> None:
+        self.backend = backend
+        self.api = TablestoreResponse(backend)
+        self.admin = AdminResponse(backend)
+        self.stopping = threading.Event()
+        self._live_lock = threading.Lock()
+        self._connections: set[socket.socket] = set()
+        self._workers: set[threading.Thread] = set()
+        super().__init__(address, _Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        worker = threading.Thread(target=self._work, args=(request, client_address),
+                                  name=f"local-tablestore-{client_address[1]}", daemon=True)
+        with self._live_lock:
+            self._connections.add(request)
+            self._workers.add(worker)
+        worker.start()
+
+    def _work(self, request: Any, client_address: Any) -> None:
+        try:
+            self.finish_request(request, client_address)
+        except Exception:
+            self.handle_error(request, client_address)
+        finally:
+            self.shutdown_request(request)
+            with self._live_lock:
+                self._connections.discard(request)
+                self._workers.discard(threading.current_thread())
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        log.exception("local Tablestore: error while serving %s", client_address)
+
+    def close_connections(self, timeout: float = 5.0) -> None:
+        self.stopping.set()
+        with self._live_lock:
+            connections, workers = list(self._connections), list(self._workers)
+        for connection in connections:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        for worker in workers:
+            worker.join(timeout)
+
+
+class LocalTablestore:
+    """The local Tablestore endpoint for one instance; a context manager (start on enter, stop on exit).
+
+    ``backend`` is shared if given; otherwise one is built from ``data_dir`` and ``backend_options`` (see
+    :class:`~.models.TablestoreBackend`: max_clock_skew, max_tables, max_request_bytes, clock, seed). The
+    instance ``instance_name`` and one account with ``credentials`` are registered — generated (STS-style when
+    ``sts``) unless ``access_key_id``/``access_key_secret`` (and ``security_token``) are given. :meth:`stop`
+    closes the database of a ``data_dir`` backend this object built (a later :meth:`start` reopens it).
+    """
+
+    def __init__(self, *, host: str = "127.0.0.1", port: int = 0, sts: bool = True,
+                 access_key_id: Optional[str] = None, access_key_secret: Optional[str] = None,
+                 security_token: Optional[str] = None, region_id: str = DEFAULT_REGION,
+                 instance_name: str = DEFAULT_INSTANCE, backend: Optional[TablestoreBackend] = None,
+                 data_dir: Optional[str] = None, **backend_options: Any) -> None:
+        if backend is not None and (backend_options or data_dir is not None):
+            raise TypeError("pass either backend or data_dir/backend options, not both")
+        self._owns_backend = backend is None
+        self.backend = backend if backend is not None else TablestoreBackend(data_dir=data_dir, **backend_options)
+        if access_key_id or access_key_secret:
+            if not (access_key_id and access_key_secret):
+                raise ValueError("access_key_id and access_key_secret go together")
+            self.credentials = CamsCredentials(access_key_id, access_key_secret, security_token, region_id)
+        else:
+            self.credentials = generate_credentials(sts=sts, region_id=region_id)
+        self.instance_name = instance_name
+        self.region_id = region_id
+        self.backend.add_instance(instance_name, region_id)
+        self.backend.add_account(self.credentials.access_key_id, self.credentials.access_key_secret,
+                                 self.credentials.security_token)
+        self._address = (host, port)
+        self._server: Optional[_Server] = None
+        self._thread: Optional[threading.Thread] = None
+
+    # --- lifecycle --------------------------------------------------------------------------------------
+    def start(self) -> LocalTablestore:
+        if self._server is not None:
+            return self
+        self._server = _Server(self._address, self.backend)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02},
+                                        name="local-tablestore", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        server, thread = self._server, self._thread
+        if server is not None:
+            server.shutdown()
+            server.close_connections()
+            server.server_close()
+            if thread is not None:
+                thread.join(5.0)
+            self._server = self._thread = None
+        if self._owns_backend and self.backend.data_dir:
+            self.backend.close()  # the file is complete on disk; the next use reopens it
+
+    def __enter__(self) -> LocalTablestore:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    # --- where it is ------------------------------------------------------------------------------------
+    @property
+    def host(self) -> str:
+        return self._bound()[0]
+
+    @property
+    def port(self) -> int:
+        return self._bound()[1]
+
+    @property
+    def host_port(self) -> str:
+        host, port = self._bound()
+        return f"{host}:{port}"
+
+    @property
+    def endpoint(self) -> str:
+        """``http://127.0.0.1:PORT`` — what ``tablestore.OTSClient`` takes as ``end_point``."""
+        return f"http://{self.host_port}"
+
+    def describe(self) -> dict[str, Any]:
+        """The JSON line the CLI prints: service, endpoint, instance, region and credentials."""
+        return {
+            "service": "tablestore",
+            "endpoint": self.endpoint,
+            "instance": self.instance_name,
+            "region": self.region_id,
+            "credentials": {"access_key_id": self.credentials.access_key_id,
+                            "access_key_secret": self.credentials.access_key_secret,
+                            "security_token": self.credentials.security_token},
+            "data_dir": self.backend.data_dir,
+        }
+
+    def _bound(self) -> tuple[str, int]:
+        if self._server is None:
+            raise RuntimeError("LocalTablestore is not started; use start() or a with block")
+        host, port = self._server.server_address[:2]
+        if host in ("0.0.0.0", "::", ""):  # listening everywhere: clients on this machine use loopback
+            host = "127.0.0.1"
+        return str(host), int(port)
