@@ -50,6 +50,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence, TypeVar
 
+import urllib3
+
 from chatapp_mass import env
 from chatapp_mass.errors import OptionsError, StoreError
 from chatapp_mass.store import (
@@ -134,6 +136,10 @@ class TablestoreStore(Store):
 
         self.settings = settings
         self._ts = tablestore
+        # The SDK wraps some network failures in OTSClientError and lets others through as urllib3 (or
+        # socket) errors: a dropped connection or a read timeout arrives as urllib3's ProtocolError or
+        # ReadTimeoutError. All of them are "the network", and retried alike (as ambiguous, for writes).
+        self._network_errors = (tablestore.OTSClientError, urllib3.exceptions.HTTPError, OSError)
         prefix = settings.table_prefix
         self.t_jobs, self.t_index = f"{prefix}jobs", f"{prefix}job_index"
         self.t_batches, self.t_rows, self.t_rate = f"{prefix}batches", f"{prefix}rows", f"{prefix}rate"
@@ -160,8 +166,8 @@ class TablestoreStore(Store):
                 if code not in TRANSIENT_CODES and error.get_http_status() not in (500, 502, 503):
                     raise StoreError(f"Tablestore {what}: {code}: {error.get_error_message()}") from None
                 reason = code
-            except self._ts.OTSClientError as error:
-                reason = f"network: {error.get_error_message()}"
+            except self._network_errors as error:
+                reason = f"network: {_describe_network(error)}"
             if attempt == self.settings.max_attempts:
                 raise StoreError(f"Tablestore {what}: still failing after {attempt} attempts ({reason})")
             log.info("Tablestore call retried", extra={"operation": what, "reason": reason, "attempt": attempt})
@@ -187,9 +193,9 @@ class TablestoreStore(Store):
                     raise StoreError(f"Tablestore {what}: {code}: {error.get_error_message()}") from None
                 ambiguous = ambiguous or code in _AMBIGUOUS_CODES or error.get_http_status() >= 500
                 reason = code
-            except self._ts.OTSClientError as error:
+            except self._network_errors as error:
                 ambiguous = True
-                reason = f"network: {error.get_error_message()}"
+                reason = f"network: {_describe_network(error)}"
             if attempt == self.settings.max_attempts:
                 raise StoreError(f"Tablestore {what}: still failing after {attempt} attempts ({reason})")
             log.info("Tablestore write retried", extra={"operation": what, "reason": reason, "attempt": attempt})
@@ -510,6 +516,11 @@ class TablestoreStore(Store):
 
 def _token() -> str:
     return secrets.token_hex(8)
+
+
+def _describe_network(error: BaseException) -> str:
+    getter = getattr(error, "get_error_message", None)
+    return str(getter() if getter else error) or type(error).__name__
 
 
 def _backoff(attempt: int) -> float:
