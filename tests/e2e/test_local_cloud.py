@@ -138,9 +138,9 @@ def test_wrong_secret_is_refused_naming_the_credentials(cloud: LocalCloud, tmp_p
 
 
 # --- `chatapp-mass local-cloud` as a process ----------------------------------------------------------------
-def start_local_cloud(data: Path) -> tuple[subprocess.Popen[str], dict[str, Any]]:
+def start_local_cloud(data: Path, *extra: str) -> tuple[subprocess.Popen[str], dict[str, Any]]:
     environ = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
-    process = subprocess.Popen([sys.executable, "-m", "chatapp_mass", "local-cloud", "--data", str(data)],
+    process = subprocess.Popen([sys.executable, "-m", "chatapp_mass", "local-cloud", "--data", str(data), *extra],
                                env=environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert process.stdout is not None
     line = process.stdout.readline()
@@ -161,8 +161,15 @@ def test_local_cloud_prints_one_json_line_and_keeps_state_in_data(tmp_path: Path
     from chatapp_mass.store import JobRecord
 
     data = tmp_path / "cloud"
-    process, info = start_local_cloud(data)
+    listing = tmp_path / "list.csv"
+    listing.write_bytes(b"to,name\n8613800000002,Bo\n")
+    env_file = tmp_path / "cloud.env"
+    process, info = start_local_cloud(data, "--upload", f"{listing}=lists/a.csv", "--env-file", str(env_file))
     try:
+        assert info["uploaded"] == ["oss://chatapp-mass/lists/a.csv"]
+        exported = env_file.read_text()
+        for name, value in info["env"].items():
+            assert f"export {name}=" in exported and value in exported
         assert set(info) >= {"cams", "oss", "tablestore", "credentials", "env", "region_id"}
         creds = info["credentials"]
         assert creds["security_token"], "STS-style credentials by default"
@@ -170,6 +177,7 @@ def test_local_cloud_prints_one_json_line_and_keeps_state_in_data(tmp_path: Path
         assert info["env"]["CHATAPP_STORE"] == "tablestore://chatapp-local"
         auth = oss2.StsAuth(creds["access_key_id"], creds["access_key_secret"], creds["security_token"])
         bucket = oss2.Bucket(auth, info["oss"]["endpoint"], info["oss"]["bucket"])
+        assert bucket.get_object("lists/a.csv").read() == listing.read_bytes()
         bucket.put_object("kept.csv", b"to,name\n8613800000001,Ana\n")
         settings = TablestoreSettings(endpoint=info["tablestore"]["endpoint"], instance="chatapp-local")
         store = TablestoreStore(settings, access_key_id=creds["access_key_id"],

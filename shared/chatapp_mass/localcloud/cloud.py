@@ -132,6 +132,28 @@ def add_arguments(parser: Any) -> None:
     parser.add_argument("--latency", type=float, default=0.0, help="CAMS reply latency in seconds (default 0)")
     parser.add_argument("--sts", action=argparse.BooleanOptionalAction, default=True,
                         help="STS-style credentials with a security token (default: on)")
+    parser.add_argument("--env-file", metavar="FILE",
+                        help="also write the variables as shell `export` lines here (then: . FILE)")
+    parser.add_argument("--upload", metavar="PATH[=KEY]", action="append", default=[],
+                        help="put a local file into the bucket once started (key default: the file name); "
+                        "repeatable")
+
+
+def upload_argument(text: str) -> tuple[str, str]:
+    path, _, key = text.partition("=")
+    if not os.path.isfile(path):
+        raise SystemExit(f"chatapp-mass local-cloud: --upload {text!r}: no such file {path!r}")
+    return path, key or os.path.basename(path)
+
+
+def write_env_file(path: str, variables: dict[str, str]) -> None:
+    import shlex
+
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write("# written by chatapp-mass local-cloud: . this file to use it\n")
+        for name, value in variables.items():
+            handle.write(f"export {name}={shlex.quote(value)}\n")
+    os.chmod(path, 0o600)
 
 
 def run(args: Any) -> int:
@@ -139,6 +161,7 @@ def run(args: Any) -> int:
     import sys
     import threading
 
+    uploads = [upload_argument(text) for text in args.upload]
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda signum, frame: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     cloud = LocalCloud(host=args.host, cams_port=args.cams_port, oss_port=args.oss_port,
@@ -147,7 +170,14 @@ def run(args: Any) -> int:
                        cams_options={"latency": args.latency, "latency_jitter": 0.5 if args.latency else 0.0})
     try:
         cloud.start()
-        sys.stdout.write(json.dumps(cloud.describe()) + "\n")
+        bucket = cloud.oss.oss2_bucket(cloud.bucket) if uploads else None
+        for path, key in uploads:
+            bucket.put_object_from_file(key, path)
+        if args.env_file:
+            write_env_file(args.env_file, cloud.environment())
+        info = cloud.describe()
+        info["uploaded"] = [f"oss://{cloud.bucket}/{key}" for _, key in uploads]
+        sys.stdout.write(json.dumps(info) + "\n")
         sys.stdout.flush()
         while not stop.wait(0.5):
             pass
