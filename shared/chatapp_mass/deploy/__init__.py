@@ -1,0 +1,1 @@
+"""Deployment descriptions: reading the Serverless Devs ``s.yaml`` (component fc3) without the cloud."""
