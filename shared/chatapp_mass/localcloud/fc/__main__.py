@@ -1,0 +1,3 @@
+from chatapp_mass.localcloud.fc.cli import main
+
+raise SystemExit(main())

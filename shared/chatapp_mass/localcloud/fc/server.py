@@ -1,0 +1,203 @@
+"""``LocalFc``: the local Function Compute 3.0 as a threaded HTTP/1.1 server on loopback, port 0 by default.
+
+    with LocalFc(s_yaml=tmp / "s.yaml") as fc:
+        client = fc20230330.Client(Config(endpoint=fc.host_port, protocol="HTTP", region_id=fc.region_id,
+                                          access_key_id=..., access_key_secret=..., security_token=...))
+        client.invoke_function_with_options("echo", InvokeFunctionRequest(body=b"hi"),
+                                            InvokeFunctionHeaders(), RuntimeOptions())
+        fc.backend.wait_idle()
+        assert fc.backend.invocations[-1].status == "ok"
+
+The functions, handlers, environment, async config and triggers come from s.yaml (see
+:mod:`chatapp_mass.deploy.syaml`); handlers run in worker subprocesses (:mod:`.instances`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from chatapp_mass.deploy import syaml
+from chatapp_mass.deploy.syaml import FunctionSpec
+
+from .._accounts import DEFAULT_REGION, Account, resolve_credentials
+from .._http import HttpRequest, LocalService, LoopbackHandler, LoopbackServer
+from .models import DEFAULT_ACCOUNT_ID, DEFAULT_MAX_INSTANCES, SYNC_PAYLOAD_LIMIT, FcBackend
+from .responses import ADMIN_PREFIX, AdminResponse, InvokeResponse, Reply, error_reply
+from . import exceptions as exc
+
+log = logging.getLogger(__name__)
+
+_BODY_LIMIT = SYNC_PAYLOAD_LIMIT + 1024 * 1024  # read at most this much of a body; more is refused
+_CHUNK = 1024 * 1024
+
+
+class _Handler(LoopbackHandler):
+    disable_nagle_algorithm = True
+    server: _Server
+
+    def handle_one_request(self) -> None:
+        try:
+            super().handle_one_request()
+        except (ConnectionError, TimeoutError, OSError):  # the client went away
+            self.close_connection = True
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        self._serve()
+
+    def do_GET(self) -> None:  # noqa: N802
+        self._serve()
+
+    def do_PUT(self) -> None:  # noqa: N802
+        self._serve()
+
+    def do_DELETE(self) -> None:  # noqa: N802
+        self._serve()
+
+    def _serve(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > _BODY_LIMIT:
+            self._drain(length)
+            self.close_connection = True
+            self._send(error_reply(exc.EntityTooLarge(SYNC_PAYLOAD_LIMIT), ""))
+            return
+        body = self.rfile.read(length) if length > 0 else b""
+        request = HttpRequest(self.command, self.path, list(self.headers.items()), body,
+                              client_host=self.client_address[0])
+        if request.path.startswith(ADMIN_PREFIX):
+            reply = self.server.admin.dispatch(request)
+        else:
+            reply = self.server.api.dispatch(request)
+        self._send(reply)
+
+    def _drain(self, length: int) -> None:
+        left = length
+        while left > 0:
+            chunk = self.rfile.read(min(_CHUNK, left))
+            if not chunk:
+                break
+            left -= len(chunk)
+
+    def _send(self, reply: Reply) -> None:
+        self.send_response(reply.http_status)
+        self.send_header("Content-Type", reply.content_type)
+        self.send_header("Content-Length", str(len(reply.body)))
+        for name, value in reply.headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(reply.body)
+        self.wfile.flush()
+
+
+class _Server(LoopbackServer):
+    thread_name = "local-fc"
+    label = "local FC"
+    logger = log
+
+    def __init__(self, address: tuple[str, int], backend: FcBackend) -> None:
+        self.backend = backend
+        self.api = InvokeResponse(backend)
+        self.admin = AdminResponse(backend)
+        super().__init__(address, _Handler)
+
+
+class LocalFc(LocalService):
+    """The local FC endpoint; a context manager (start on enter, stop on exit; stop ends every instance).
+
+    ``s_yaml``: the Serverless Devs file whose fc3 resources are the functions (``${env()}`` resolved
+    from ``environ``, default ``os.environ``; ``${config('AccountID')}`` is ``account_id``); or pass
+    ``functions`` (FunctionSpecs) with ``s_yaml=None``. ``project_root`` (default: the s.yaml's directory)
+    is where ``source_layout`` looks for ``functions/<resource key>/`` and ``shared/``.
+
+    One account is registered with ``credentials`` — generated (STS-style when ``sts``) unless
+    ``access_key_id``/``access_key_secret`` (and ``security_token``) are given. Clients sign with them, and
+    functions with a ``role`` get them as their role's STS credentials.
+
+    ``environment_overrides`` are merged over every function's s.yaml environment (LocalCloud puts its
+    endpoints there). ``oss_backend``: an OSS emulator backend whose events fire the OSS triggers.
+    ``max_instances``, ``data_dir`` and ``backend_options`` (retry_base_delay, retry_max_delay,
+    max_clock_skew, init_timeout, clock): see :class:`~.models.FcBackend`.
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, *,
+                 s_yaml: str | os.PathLike[str] | None = "s.yaml",
+                 functions: Iterable[FunctionSpec] | None = None,
+                 project_root: str | os.PathLike[str] | None = None,
+                 environ: Mapping[str, str] | None = None,
+                 account_id: str = DEFAULT_ACCOUNT_ID, region_id: str = DEFAULT_REGION,
+                 sts: bool = True, access_key_id: str | None = None, access_key_secret: str | None = None,
+                 security_token: str | None = None,
+                 environment_overrides: Mapping[str, str] | None = None, source_layout: bool = True,
+                 max_instances: int | Mapping[str, int] = DEFAULT_MAX_INSTANCES,
+                 oss_backend: Any = None, data_dir: str | os.PathLike[str] | None = None,
+                 **backend_options: Any) -> None:
+        specs, root = _functions(s_yaml, functions, project_root, environ, account_id)
+        self.s_yaml = Path(s_yaml).resolve() if s_yaml is not None else None
+        self.credentials = resolve_credentials(
+            access_key_id=access_key_id, access_key_secret=access_key_secret, security_token=security_token,
+            region_id=region_id, sts=sts)
+        role = Account(self.credentials.access_key_id, self.credentials.access_key_secret,
+                       self.credentials.security_token)
+        self.backend = FcBackend(specs, project_root=root, account_id=account_id, region_id=region_id,
+                                 role_credentials=role, environment_overrides=environment_overrides,
+                                 source_layout=source_layout, max_instances=max_instances, data_dir=data_dir,
+                                 **backend_options)
+        self.backend.add_account(role.access_key_id, role.access_key_secret, role.security_token)
+        self._oss_backend = oss_backend
+        super().__init__(host, port)
+
+    @property
+    def region_id(self) -> str:
+        return self.backend.region_id
+
+    @property
+    def account_id(self) -> str:
+        return self.backend.account_id
+
+    def _new_server(self) -> _Server:
+        return _Server(self._address, self.backend)
+
+    def _before_start(self) -> None:
+        if self._oss_backend is not None:
+            self.backend.attach_oss(self._oss_backend)
+            self._oss_backend = None
+
+    def stop(self) -> None:
+        self._stop_server()
+        self.backend.close()
+
+    def fc_client(self, **config: Any) -> Any:
+        """An ``alibabacloud_fc20230330`` Client on this endpoint with these credentials (imported on use)."""
+        from alibabacloud_fc20230330.client import Client
+        from alibabacloud_tea_openapi import models as open_api_models
+
+        c = self.credentials
+        return Client(open_api_models.Config(
+            access_key_id=c.access_key_id, access_key_secret=c.access_key_secret,
+            security_token=c.security_token, endpoint=self.host_port, protocol="HTTP",
+            region_id=self.region_id, **config))
+
+    def describe(self) -> dict[str, Any]:
+        """The JSON line the CLI prints: service, endpoint, region, account, credentials, functions."""
+        c = self.credentials
+        return {"service": "fc", "endpoint": self.endpoint, "region_id": self.region_id,
+                "account_id": self.account_id, "access_key_id": c.access_key_id,
+                "access_key_secret": c.access_key_secret, "security_token": c.security_token,
+                "s_yaml": str(self.s_yaml) if self.s_yaml else None, "functions": self.backend.function_names}
+
+
+def _functions(s_yaml: str | os.PathLike[str] | None, functions: Iterable[FunctionSpec] | None,
+               project_root: str | os.PathLike[str] | None, environ: Mapping[str, str] | None,
+               account_id: str) -> tuple[list[FunctionSpec], Path]:
+    if functions is not None:
+        root = Path(project_root) if project_root is not None else (
+            Path(s_yaml).resolve().parent if s_yaml is not None else Path.cwd())
+        return list(functions), root
+    if s_yaml is None:
+        raise TypeError("pass s_yaml or functions")
+    path = Path(s_yaml).resolve()
+    doc = syaml.load(path, environ=environ, account_id=account_id)
+    root = Path(project_root).resolve() if project_root is not None else path.parent
+    return syaml.functions(doc, path.parent), root
