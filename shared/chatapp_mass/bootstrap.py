@@ -74,3 +74,38 @@ def build_services(
     if cams is None:
         cams = CamsClient(CamsSettings.from_env(environ), credential=credential)
     return Services(store=store, cams=cams)
+
+
+# --- the functions' composition root ------------------------------------------------------------------------
+@dataclass
+class FunctionServices:
+    """What one function instance builds once and reuses across invocations (warm starts)."""
+
+    store: Store
+    cams: CamsClient
+    oss: OssClient
+    invoker: Any  # chatapp_mass.fc_invoke.Invoker
+    settings: Any  # chatapp_mass.oss_jobs.FunctionSettings
+
+
+def function_services(environ: Mapping[str, str] = os.environ, credential: Any = None) -> FunctionServices:
+    """From the function's environment (s.yaml ``environmentVariables``) and its role's credentials.
+
+    FC puts the role's STS credentials in ``ALIBABA_CLOUD_*`` variables on every runtime (python3.12 has
+    no ``context.credentials``); the default chain reads them. ``credential`` is for an explicit one (a
+    handler on python3.10 may pass ``context.credentials``)."""
+    from chatapp_mass.fc_invoke import FcInvoker, FcSettings
+    from chatapp_mass.oss_jobs import FunctionSettings
+
+    oss_keys: dict[str, str] = {}
+    if credential is not None:
+        current = credential.get_credential()
+        oss_keys = {"access_key_id": current.access_key_id, "access_key_secret": current.access_key_secret,
+                    "security_token": current.security_token or ""}
+    return FunctionServices(
+        store=open_store(environ.get(env.CHATAPP_STORE) or env.DEFAULT_STORE, environ),
+        cams=CamsClient(CamsSettings.from_env(environ), credential=credential),
+        oss=OssClient(OssClient.from_env(environ).endpoint, **oss_keys),
+        invoker=FcInvoker(FcSettings.from_env(environ), credential=credential),
+        settings=FunctionSettings.from_env(environ),
+    )

@@ -30,7 +30,7 @@ from chatapp_mass.errors import ChatAppMassError, CsvFileError, JobNotFound, Opt
 from chatapp_mass.options import parse_intake_options, parse_job_options
 from chatapp_mass.oss_source import OssLocation
 from chatapp_mass.planning import API_MAX_RECIPIENTS
-from chatapp_mass.report import write_report
+from chatapp_mass.report import job_summary, write_report
 from chatapp_mass.store import BatchStatus, JobRecord, JobStatus, Store
 
 EXIT_OK, EXIT_NOT_ALL_SENT, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -385,29 +385,9 @@ def resolve_job(store: Store, ref: str) -> JobRecord:
     return job
 
 
-def job_counts(store: Store, job: JobRecord) -> dict[str, Any]:
-    totals = store.batch_totals(job.job_id)
-
-    def recipients(*statuses: BatchStatus) -> int:
-        return sum(totals.get(s, (0, 0))[1] for s in statuses)
-
-    return {
-        "job_id": job.job_id, "status": job.status.value, "reason": job.reason, "source": job.source,
-        "channel": job.options.get("ChannelType"),
-        "template": job.options.get("TemplateCode") or job.options.get("TemplateName"),
-        "rows": job.total_rows, "valid": job.valid, "invalid": job.invalid, "duplicate": job.duplicate,
-        "batches": job.batches,
-        "sent": recipients(BatchStatus.sent), "failed": recipients(BatchStatus.failed),
-        "uncertain": recipients(BatchStatus.uncertain),
-        "pending": recipients(BatchStatus.pending, BatchStatus.claimed, BatchStatus.sending),
-        "created_at": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(job.created_at)),
-        "updated_at": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(job.updated_at)),
-    }
-
-
 def cmd_status(args: argparse.Namespace, out: IO[str]) -> int:
     store = build_services(store_url=args.store).store
-    counts = job_counts(store, resolve_job(store, args.job))
+    counts = job_summary(store, resolve_job(store, args.job))
     if args.json:
         print(json.dumps(counts, indent=2), file=out)
     else:
@@ -424,7 +404,7 @@ def cmd_jobs(args: argparse.Namespace, out: IO[str]) -> int:
         return EXIT_OK
     print(f"{'JOB':<24}  {'STATUS':<11}  {'CREATED':<19}  {'ROWS':>9}  {'SENT':>9}  {'NOT SENT':>9}  SOURCE", file=out)
     for job in jobs:
-        c = job_counts(store, job)
+        c = job_summary(store, job)
         print(f"{job.job_id:<24}  {job.status.value:<11}  {c['created_at']:<19}  {job.total_rows:>9,}  "
               f"{c['sent']:>9,}  {c['failed'] + c['uncertain'] + c['pending']:>9,}  {job.source}", file=out)
     return EXIT_OK

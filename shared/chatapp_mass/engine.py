@@ -25,6 +25,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import IO, Any, Callable, ContextManager, Optional
 
+from chatapp_mass import faults
 from chatapp_mass.cams import CamsClient, PreparedCall
 from chatapp_mass.errors import CsvFileError
 from chatapp_mass.intake import RecipientReader, sha256_of
@@ -58,15 +59,22 @@ def plan_job(
     options: JobOptions,
     intake: IntakeOptions,
     settings: PlanSettings = PlanSettings(),
+    identity: Optional[tuple[str, str]] = None,
 ) -> tuple[JobRecord, bool]:
     """Read, validate and plan the whole file into the store before anything is sent.
 
     Returns the job and whether it already existed (a rerun resumes it instead of planning again). A file
     that cannot be read raises :class:`CsvFileError` and leaves no job behind.
+
+    ``identity`` = (job id, content fingerprint) when the caller knows them (an OSS upload: bucket + key +
+    ETag); otherwise the job id is the file's SHA-256 plus the options (:func:`job_identity`).
     """
-    with open_stream() as stream:
-        content_sha = sha256_of(stream)
-    job_id = job_identity(content_sha, options, intake)
+    if identity is not None:
+        job_id, content_sha = identity
+    else:
+        with open_stream() as stream:
+            content_sha = sha256_of(stream)
+        job_id = job_identity(content_sha, options, intake)
     if settings.new_job:
         job_id = f"{job_id[:16]}-{secrets.token_hex(4)}"
     existing = store.get_job(job_id)
@@ -188,6 +196,12 @@ class RunResult:
         return self.job.status is JobStatus.completed and sent == self.job.valid
 
 
+# The first CAMS call of a process goes alone (see JobRunner._first_call_turn). Process-wide, not per runner:
+# a warm function instance runs many runners, and only its first call builds the HTTP session.
+_first_call_lock = threading.Lock()
+_first_call_done = threading.Event()
+
+
 def _owner_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
@@ -229,8 +243,6 @@ class JobRunner:
         self.halt_reason = ""
         self._lock = threading.Lock()
         self._last_progress = clock()
-        self._first_call_lock = threading.Lock()
-        self._first_call_done = threading.Event()
 
     # control
     def stop(self, status: JobStatus = JobStatus.interrupted, reason: str = "interrupted by the user") -> None:
@@ -286,6 +298,39 @@ class JobRunner:
         snapshot.failed = totals.get(BatchStatus.failed, (0, 0))[1]
         snapshot.uncertain = totals.get(BatchStatus.uncertain, (0, 0))[1]
         self.store.update_job(job_id, status=JobStatus.running, reason="")
+        self._dispatch(job_id, options, snapshot, on_progress=on_progress, progress_interval=progress_interval)
+        totals = self.store.batch_totals(job_id)
+        if self.halt_status is not None:
+            status, reason = self.halt_status, self.halt_reason
+        elif any(totals.get(s, (0, 0))[0] for s in (BatchStatus.pending, BatchStatus.claimed, BatchStatus.sending)):
+            status, reason = JobStatus.interrupted, "batches are still open"
+        else:
+            status, reason = JobStatus.completed, ""
+        self.store.update_job(job_id, status=status, reason=reason)
+        if on_progress:
+            on_progress(snapshot)
+        final = self.store.get_job(job_id)
+        assert final is not None
+        return RunResult(final, snapshot, totals)
+
+    def drain(self, job: JobRecord, *, deadline: float, only: Optional[int] = None) -> Snapshot:
+        """A sender invocation's work: send the job's pending batches (only batch ``only`` if given) until
+        none is left or ``deadline`` (on ``clock``) arrives; calls in flight are finished and recorded.
+
+        Unlike :meth:`run` it never reopens failed or uncertain batches (that is an operator's rerun) and
+        never sets the job's status: several invocations drain one job at once, and whoever sees the last
+        batch resolve finalizes it (``oss_jobs.finalize``).
+        """
+        options = JobOptions.model_validate(job.options)
+        self.release_stale(job.job_id)
+        snapshot = Snapshot(valid=job.valid)
+        self._dispatch(job.job_id, options, snapshot, deadline=deadline, only=only)
+        return snapshot
+
+    def _dispatch(self, job_id: str, options: JobOptions, snapshot: Snapshot, *,
+                  on_progress: Optional[Callable[[Snapshot], None]] = None, progress_interval: float = 0.5,
+                  deadline: Optional[float] = None, only: Optional[int] = None) -> None:
+        """Keep up to ``workers`` pending batches in flight until none is open, a halt, or ``deadline``."""
         self._last_progress = self.clock()
         wake = threading.Event()
         inflight: dict[int, Future[None]] = {}
@@ -293,12 +338,20 @@ class JobRunner:
         with ThreadPoolExecutor(self.settings.workers, thread_name_prefix="sender") as pool:
             try:
                 while not self.halt.is_set():
+                    if deadline is not None and self.clock() >= deadline:
+                        self.halt.set()  # workers waiting for a token give their batch back
+                        break
                     for seq in [s for s, f in inflight.items() if f.done()]:
                         inflight.pop(seq).result()
                     self.release_stale(job_id)
                     open_batches = self.store.list_batches(
                         job_id, [BatchStatus.pending, BatchStatus.claimed, BatchStatus.sending]
                     )
+                    if only is not None:
+                        open_batches = [b for b in open_batches if b.seq == only]
+                    if deadline is not None:  # a drainer leaves batches other instances hold to them
+                        open_batches = [b for b in open_batches
+                                        if b.status is BatchStatus.pending or b.seq in inflight]
                     if not open_batches and not inflight:
                         break
                     for batch in open_batches:
@@ -324,32 +377,20 @@ class JobRunner:
                             break
                         except KeyboardInterrupt:
                             self.stop()  # a second Ctrl-C: still wait, a call in flight must be recorded
-        totals = self.store.batch_totals(job_id)
-        if self.halt_status is not None:
-            status, reason = self.halt_status, self.halt_reason
-        elif any(totals.get(s, (0, 0))[0] for s in (BatchStatus.pending, BatchStatus.claimed, BatchStatus.sending)):
-            status, reason = JobStatus.interrupted, "batches are still open"
-        else:
-            status, reason = JobStatus.completed, ""
-        self.store.update_job(job_id, status=status, reason=reason)
-        if on_progress:
-            on_progress(snapshot)
-        final = self.store.get_job(job_id)
-        assert final is not None
-        return RunResult(final, snapshot, totals)
 
     def _send_batch(self, job_id: str, seq: int, options: JobOptions, snapshot: Snapshot) -> None:
         store = self.store
         if not store.transition_batch(job_id, seq, expect=[BatchStatus.pending], to=BatchStatus.claimed,
                                       owner=self.owner, claim_expires=self.clock() + self.settings.claim_ttl):
             return  # another sender won the claim
+        faults.checkpoint("sender.claimed")
         call = self.cams.prepare(options, store.batch_recipients(job_id, seq))  # before the slot: see prepare
         leader = self._first_call_turn()
         try:
             self._attempt_until_resolved(job_id, seq, len(call.recipients), call, snapshot, cold=leader)
         finally:
             if leader:
-                self._first_call_done.set()
+                _first_call_done.set()
 
     def _first_call_turn(self) -> bool:
         """The run's first call goes alone; the other workers wait for it before taking a rate slot.
@@ -361,11 +402,11 @@ class JobRunner:
         leader's own cold call may still arrive late against its slot, so it is counted twice: once at its
         slot and once more when it returns (by then it has certainly arrived). That costs one slot per run.
         """
-        if self._first_call_done.is_set():
+        if _first_call_done.is_set():
             return False
-        if self._first_call_lock.acquire(blocking=False):
+        if _first_call_lock.acquire(blocking=False):
             return True
-        while not self._first_call_done.wait(0.1) and not self.halt.is_set():
+        while not _first_call_done.wait(0.1) and not self.halt.is_set():
             pass
         return False
 
@@ -390,7 +431,9 @@ class JobRunner:
                 with self._lock:
                     snapshot.late_slots += 1
                 continue
+            faults.checkpoint("sender.sending")
             outcome = call()
+            faults.checkpoint("sender.after_call")
             if cold:  # see _first_call_turn
                 cold = False
                 self.limiter.acquire(self.halt)

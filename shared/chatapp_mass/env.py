@@ -14,3 +14,18 @@ CHATAPP_TABLE_PREFIX = "CHATAPP_TABLE_PREFIX"  # Tablestore table name prefix (d
 
 DEFAULT_REGION = "ap-southeast-1"
 DEFAULT_STORE = "sqlite:///chatapp-mass.db"
+
+# --- the functions (Function Compute) ---------------------------------------------------------------------
+CHATAPP_FC_ENDPOINT = "CHATAPP_FC_ENDPOINT"  # http://127.0.0.1:PORT (local FC); default ACCOUNT.REGION.fc.aliyuncs.com
+CHATAPP_BUCKET = "CHATAPP_BUCKET"  # the bucket uploads land in and reports go to
+CHATAPP_INCOMING_PREFIX = "CHATAPP_INCOMING_PREFIX"  # default incoming/
+CHATAPP_REPORTS_PREFIX = "CHATAPP_REPORTS_PREFIX"  # default reports/
+CHATAPP_QPS = "CHATAPP_QPS"  # account-wide attempts per sliding second, default 10
+CHATAPP_SENDER_FUNCTION = "CHATAPP_SENDER_FUNCTION"  # default chatapp-mass-sender
+CHATAPP_DISPATCH = "CHATAPP_DISPATCH"  # drain (default) | per-batch
+CHATAPP_SENDERS = "CHATAPP_SENDERS"  # drain mode: sender invocations per job, default 1
+CHATAPP_SENDER_CONCURRENCY = "CHATAPP_SENDER_CONCURRENCY"  # calls in flight per sender invocation
+CHATAPP_BATCH_SIZE = "CHATAPP_BATCH_SIZE"  # recipients per call, default 1000
+CHATAPP_DEFAULT_PREFIX = "CHATAPP_DEFAULT_"  # CHATAPP_DEFAULT_CHANNEL_TYPE, ..._TEMPLATE_CODE: job option defaults
+FC_ACCOUNT_ID = "FC_ACCOUNT_ID"
+FC_REGION = "FC_REGION"

@@ -25,7 +25,22 @@ from chatapp_mass.errors import ChatAppMassError, OptionsError
 
 
 class SourceError(ChatAppMassError):
-    """The recipient file could not be read from where it was said to be."""
+    """The recipient file could not be read from where it was said to be.
+
+    ``code`` is OSS's error code ("" when OSS could not be reached); ``permanent`` says whether trying again
+    later could help (a missing object or a refusal will not; an unreachable or busy service may).
+    """
+
+    PERMANENT = frozenset({"NoSuchKey", "NoSuchBucket", "AccessDenied", "InvalidAccessKeyId",
+                           "SignatureDoesNotMatch", "InvalidObjectName"})
+
+    def __init__(self, message: str, code: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+
+    @property
+    def permanent(self) -> bool:
+        return self.code in self.PERMANENT
 
 
 @dataclass(frozen=True)
@@ -105,7 +120,7 @@ class OssClient:
         try:
             stream = self.bucket(location.bucket).get_object(location.key)
         except oss2.exceptions.OssError as error:
-            raise SourceError(_explain(location, error)) from None
+            raise SourceError(_explain(location, error), getattr(error, 'code', '') or '') from None
         except oss2.exceptions.RequestError as error:
             raise SourceError(f"{location.url}: OSS at {self.endpoint} cannot be reached ({error}); check "
                               f"{env.CHATAPP_OSS_ENDPOINT} and the network") from None
@@ -121,7 +136,7 @@ class OssClient:
         try:
             result = self.bucket(location.bucket).head_object(location.key)
         except oss2.exceptions.OssError as error:
-            raise SourceError(_explain(location, error)) from None
+            raise SourceError(_explain(location, error), getattr(error, 'code', '') or '') from None
         meta = {k[len("x-oss-meta-"):].lower(): v for k, v in result.headers.items()
                 if k.lower().startswith("x-oss-meta-")}
         return {"etag": (result.etag or "").strip('"'), "size": result.content_length, "meta": meta}
@@ -136,7 +151,7 @@ class OssClient:
         try:
             result = self.bucket(location.bucket).put_object(location.key, data, headers=headers)
         except oss2.exceptions.OssError as error:
-            raise SourceError(_explain(location, error)) from None
+            raise SourceError(_explain(location, error), getattr(error, 'code', '') or '') from None
         return str(result.etag or "").strip('"')
 
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import csv
-from typing import IO, Iterable
+import time
+from typing import IO, Any, Iterable
 
 from chatapp_mass.phones import looks_like_phone_as_written
-from chatapp_mass.store import ReportRow
+from chatapp_mass.store import BatchStatus, JobRecord, ReportRow, Store
 
 COLUMNS = ("line", "to", "status", "group_message_id", "code", "message")
 _FORMULA_START = ("=", "@", "\t", "\r")
@@ -37,3 +38,24 @@ def write_report(rows: Iterable[ReportRow], out: IO[str]) -> dict[str, int]:
              neutralize(row.code), neutralize(row.message)]
         )
     return counts
+
+
+def job_summary(store: Store, job: JobRecord) -> dict[str, Any]:
+    """The job at a glance, in recipients: what `chatapp-mass status` prints and the summary object holds."""
+    totals = store.batch_totals(job.job_id)
+
+    def recipients(*statuses: BatchStatus) -> int:
+        return sum(totals.get(s, (0, 0))[1] for s in statuses)
+
+    return {
+        "job_id": job.job_id, "status": job.status.value, "reason": job.reason, "source": job.source,
+        "channel": job.options.get("ChannelType"),
+        "template": job.options.get("TemplateCode") or job.options.get("TemplateName"),
+        "rows": job.total_rows, "valid": job.valid, "invalid": job.invalid, "duplicate": job.duplicate,
+        "batches": job.batches,
+        "sent": recipients(BatchStatus.sent), "failed": recipients(BatchStatus.failed),
+        "uncertain": recipients(BatchStatus.uncertain),
+        "pending": recipients(BatchStatus.pending, BatchStatus.claimed, BatchStatus.sending),
+        "created_at": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(job.created_at)),
+        "updated_at": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(job.updated_at)),
+    }

@@ -27,6 +27,7 @@ class JobStatus(str, Enum):
     stopped = "stopped"  # kill switch: an account- or template-level refusal
     stalled = "stalled"  # throttled or unreachable without progress for --max-stall
     interrupted = "interrupted"  # Ctrl-C; resumable
+    failed = "failed"  # could not be planned (bad options, unreadable file): nothing was sent
 
     @property
     def is_final(self) -> bool:

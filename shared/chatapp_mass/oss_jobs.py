@@ -1,0 +1,480 @@
+"""Jobs started by an OSS upload, and the sender's share of them: the core of the ingest and sender functions.
+
+**ingest** (OSS trigger, invoked asynchronously by FC). For each record of the FC3 OSS event whose key is under
+``CHATAPP_INCOMING_PREFIX`` (default ``incoming/``) and ends ``.csv``:
+
+- **Job identity** = bucket + key + ETag + the upload's request id (``responseElements.requestId``, else
+  ``eventTime``). A repeated event of one upload is the same job: nothing new is created or sent (a job not
+  yet finished is fanned out again, which is harmless: senders claim). A new upload of the same key is a new
+  job, even with the same content (recurring sends are legitimate) — the ETag alone cannot tell those apart,
+  since it is the content's MD5, hence the request id.
+- **Options**, field by field, first found wins: the object's user metadata (``x-oss-meta-channel-type``,
+  ``x-oss-meta-template-code``, ... — the CLI's flag names), then a **sidecar JSON** beside the CSV (same key
+  with ``.json`` for ``.csv``; API names such as ``ChannelType`` or the flag names; upload it *before* the
+  CSV), then the function's defaults (``CHATAPP_DEFAULT_CHANNEL_TYPE``, ``CHATAPP_DEFAULT_TEMPLATE_CODE``...).
+  Keys: every job option of ``chatapp-mass send`` plus ``default-country``, ``allow-empty-params`` and
+  ``delimiter``. An unknown key is an error (a typo must not silently send with a default).
+- Plans the job (stream, validate, dedup, batches) with conditional writes: an ingest that crashed and is
+  re-delivered resumes (a half-planned job is planned again; a planned one is not touched).
+- Fans out (:class:`Dispatch`) with asynchronous sender invocations carrying a reference, never recipients.
+- **Errors** (bad options, unreadable CSV, a missing sidecar that is not JSON): nobody waits on an OSS job,
+  so the job row gets status ``failed`` and the reason, and ``reports/<name>.<job>.error.json`` says what was
+  wrong and what to do. The invocation itself succeeds (a retry would fail the same way).
+
+**sender** (async). The event is ``{"job_id": J, "seq": N}`` (one batch) or ``{"job_id": J, "drain": true}``
+(pending batches until none is left or the invocation's time nearly runs out). Claims, the account-wide limiter,
+the call and its classification are the CLI's (:class:`~chatapp_mass.engine.JobRunner`). Then it *settles*:
+batches still pending (time ran out) → the sender is invoked again now; batches another instance holds → it is
+invoked again when that claim expires (a crashed holder is then released: ``claimed`` back to ``pending``,
+``sending`` to ``uncertain``); none open → **finalize**: the report CSV and a summary JSON go to
+``reports/``, then the job becomes ``completed`` (conditional write; several finalizers write the same report).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from chatapp_mass import env, faults
+from chatapp_mass.cams import CamsClient
+from chatapp_mass.engine import DispatchSettings, JobRunner, PlanSettings, plan_job
+from chatapp_mass.errors import ChatAppMassError, CsvFileError, OptionsError
+from chatapp_mass.fc_invoke import Invoker
+from chatapp_mass.options import IntakeOptions, JobOptions, parse_intake_options, parse_job_options
+from chatapp_mass.oss_source import OssClient, OssLocation, SourceError
+from chatapp_mass.planning import API_MAX_RECIPIENTS
+from chatapp_mass.report import job_summary, write_report
+from chatapp_mass.store import BatchStatus, JobRecord, JobStatus, Store
+
+log = logging.getLogger("chatapp_mass.oss_jobs")
+
+OPEN = (BatchStatus.pending, BatchStatus.claimed, BatchStatus.sending)
+
+
+class EventError(ChatAppMassError):
+    """The invocation's event is not what this function takes."""
+
+
+# --- events (the edge) ------------------------------------------------------------------------------------
+class _Loose(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+
+class _OssBucket(_Loose):
+    name: str
+
+
+class _OssObject(_Loose):
+    key: str
+    e_tag: str = Field(alias="eTag")
+    size: int = 0
+
+
+class _OssPart(_Loose):
+    bucket: _OssBucket
+    object: _OssObject
+
+
+class _ResponseElements(_Loose):
+    request_id: str = Field(default="", alias="requestId")
+
+
+class OssEventRecord(_Loose):
+    event_name: str = Field(alias="eventName")
+    event_time: str = Field(default="", alias="eventTime")
+    region: str = ""
+    oss: _OssPart
+    response_elements: _ResponseElements = Field(default_factory=_ResponseElements, alias="responseElements")
+
+    @property
+    def upload_id(self) -> str:
+        """What tells two uploads of the same bytes apart: the upload request's id (else the event time).
+        A re-delivered event carries the same one."""
+        return self.response_elements.request_id or self.event_time
+
+    @property
+    def bucket(self) -> str:
+        return self.oss.bucket.name
+
+    @property
+    def key(self) -> str:
+        return self.oss.object.key
+
+    @property
+    def etag(self) -> str:
+        return self.oss.object.e_tag.strip('"')
+
+
+class OssEvent(_Loose):
+    events: list[OssEventRecord]
+
+
+def parse_oss_event(raw: bytes | str) -> list[OssEventRecord]:
+    try:
+        return OssEvent.model_validate_json(raw).events
+    except ValidationError as error:
+        raise EventError(f"not an FC3 OSS trigger event ({error.error_count()} problems: "
+                         f"{error.errors()[0]['loc']}: {error.errors()[0]['msg']})") from None
+
+
+class SenderEvent(BaseModel):
+    """What ingest (and a sender, to continue) sends the sender: a reference, never recipients."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    job_id: str = Field(min_length=1, max_length=64)
+    seq: Optional[int] = Field(default=None, ge=0)
+    drain: bool = False
+
+
+def parse_sender_event(raw: bytes | str) -> SenderEvent:
+    try:
+        event = SenderEvent.model_validate_json(raw)
+    except ValidationError as error:
+        first = error.errors()[0]
+        raise EventError(f"sender event: {'.'.join(map(str, first['loc'])) or 'body'}: {first['msg']} "
+                         '(expected {"job_id": "...", "seq": N} or {"job_id": "...", "drain": true})') from None
+    if (event.seq is None) == (not event.drain):
+        raise EventError('sender event: give exactly one of "seq" or "drain": true')
+    return event
+
+
+# --- settings ---------------------------------------------------------------------------------------------
+def _int(environ: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    text = environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise OptionsError(f"{name}={text!r}: a whole number from {low} to {high}") from None
+    if not low <= value <= high:
+        raise OptionsError(f"{name}={value}: from {low} to {high}")
+    return value
+
+
+@dataclass(frozen=True)
+class FunctionSettings:
+    bucket: str = "chatapp-mass"
+    incoming_prefix: str = "incoming/"
+    reports_prefix: str = "reports/"
+    qps: int = 10
+    sender_function: str = "chatapp-mass-sender"
+    dispatch: str = "drain"  # drain: a few invocations each send many batches | per-batch: one per batch
+    senders: int = 1  # drain mode: sender invocations per job
+    sender_concurrency: int = 0  # calls in flight per invocation (0: enough for the rate at 3 s latency)
+    batch_size: int = API_MAX_RECIPIENTS
+    defaults: dict[str, str] = field(default_factory=dict)  # option defaults: normalized key -> value
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> "FunctionSettings":
+        dispatch = environ.get(env.CHATAPP_DISPATCH, "drain").strip() or "drain"
+        if dispatch not in ("drain", "per-batch"):
+            raise OptionsError(f"{env.CHATAPP_DISPATCH}={dispatch!r}: drain or per-batch")
+        defaults = {}
+        for name, value in environ.items():
+            if name.startswith(env.CHATAPP_DEFAULT_PREFIX) and value.strip():
+                defaults[_norm(name[len(env.CHATAPP_DEFAULT_PREFIX):])] = value.strip()
+        return cls(
+            bucket=environ.get(env.CHATAPP_BUCKET, "chatapp-mass"),
+            incoming_prefix=environ.get(env.CHATAPP_INCOMING_PREFIX, "incoming/"),
+            reports_prefix=environ.get(env.CHATAPP_REPORTS_PREFIX, "reports/"),
+            qps=_int(environ, env.CHATAPP_QPS, 10, 1, 1000),
+            sender_function=environ.get(env.CHATAPP_SENDER_FUNCTION, "chatapp-mass-sender"),
+            dispatch=dispatch,
+            senders=_int(environ, env.CHATAPP_SENDERS, 1, 1, 100),
+            sender_concurrency=_int(environ, env.CHATAPP_SENDER_CONCURRENCY, 0, 0, 64),
+            batch_size=_int(environ, env.CHATAPP_BATCH_SIZE, API_MAX_RECIPIENTS, 1, API_MAX_RECIPIENTS),
+            defaults=defaults,
+        )
+
+
+# --- options from metadata, sidecar, defaults --------------------------------------------------------------
+def _norm(name: str) -> str:
+    return name.replace("-", "").replace("_", "").lower()
+
+
+_JOB_KEYS = {_norm(info.alias or name): info.alias or name for name, info in JobOptions.model_fields.items()}
+_JOB_KEYS.update({_norm(name): info.alias or name for name, info in JobOptions.model_fields.items()})
+_JOB_KEYS[_norm("from")] = "From"
+_INTAKE_KEYS = {_norm(name): name for name in IntakeOptions.model_fields}
+_INTAKE_KEYS[_norm("country")] = "default_country"  # CHATAPP_DEFAULT_COUNTRY
+_INT_OPTIONS = {"FallBackDuration", "Ttl"}
+_BOOL_WORDS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+_DELIMITERS = {",": ",", "comma": ",", ";": ";", "semicolon": ";", "tab": "\t", "\\t": "\t", "\t": "\t"}
+
+
+def resolve_options(layers: list[tuple[str, Mapping[str, Any]]]) -> tuple[JobOptions, IntakeOptions]:
+    """``layers`` = [(where, {key: value})], first wins per field. Raises OptionsError naming where."""
+    job: dict[str, Any] = {}
+    intake: dict[str, Any] = {}
+    where_of: dict[str, str] = {}
+    for where, values in layers:
+        for key, value in values.items():
+            norm = _norm(str(key))
+            if norm in _JOB_KEYS:
+                target, name = job, _JOB_KEYS[norm]
+            elif norm in _INTAKE_KEYS:
+                target, name = intake, _INTAKE_KEYS[norm]
+            else:
+                known = sorted({*_JOB_KEYS.values(), *_INTAKE_KEYS.values()})
+                raise OptionsError(f"{where}: unknown option {key!r} (known: {', '.join(known)})")
+            if name in target:
+                continue
+            target[name] = _coerce(where, key, name, value)
+            where_of[name] = where
+    try:
+        options = parse_job_options(job)
+    except OptionsError as error:
+        sources = ", ".join(f"{k} from {v}" for k, v in where_of.items() if k in job)
+        raise OptionsError(f"{error} (options given: {sources or 'none'})") from None
+    return options, parse_intake_options(intake)
+
+
+def _coerce(where: str, key: str, name: str, value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if name in _INT_OPTIONS:
+        try:
+            return int(text)
+        except ValueError:
+            raise OptionsError(f"{where}: {key}={text!r} is not a whole number") from None
+    if name == "allow_empty_params":
+        if text.lower() not in _BOOL_WORDS:
+            raise OptionsError(f"{where}: {key}={text!r}: use true or false")
+        return _BOOL_WORDS[text.lower()]
+    if name == "delimiter":
+        if text.lower() not in _DELIMITERS and value not in _DELIMITERS:
+            raise OptionsError(f"{where}: {key}={value!r}: use comma, semicolon or tab")
+        return _DELIMITERS.get(text.lower(), _DELIMITERS.get(value))
+    return text
+
+
+def sidecar_key(key: str) -> str:
+    return key[: -len(".csv")] + ".json" if key.lower().endswith(".csv") else key + ".json"
+
+
+def oss_job_id(bucket: str, key: str, etag: str, upload_id: str) -> str:
+    return hashlib.sha256(f"oss\n{bucket}\n{key}\n{etag}\n{upload_id}".encode()).hexdigest()[:24]
+
+
+def report_base(settings: FunctionSettings, key: str, job_id: str) -> str:
+    """``incoming/2026/march.csv`` -> ``reports/2026/march.<job>`` (+ ``.report.csv``, ``.summary.json``...)."""
+    relative = key[len(settings.incoming_prefix):] if key.startswith(settings.incoming_prefix) else key
+    stem = relative[: -len(".csv")] if relative.lower().endswith(".csv") else relative
+    return f"{settings.reports_prefix}{stem}.{job_id[:12]}"
+
+
+# --- the services -----------------------------------------------------------------------------------------
+class Dispatch:
+    """How a job's batches reach sender invocations (see the module docs and the bench for the choice)."""
+
+    def __init__(self, store: Store, invoker: Invoker, settings: FunctionSettings) -> None:
+        self.store, self.invoker, self.settings = store, invoker, settings
+
+    def fan_out(self, job_id: str) -> int:
+        """Invoke senders for the job's pending batches; returns the number of invocations."""
+        pending = self.store.list_batches(job_id, [BatchStatus.pending])
+        if not pending:
+            return 0
+        if self.settings.dispatch == "per-batch":
+            refs = [{"job_id": job_id, "seq": b.seq} for b in pending]
+        else:
+            refs = [{"job_id": job_id, "drain": True}] * min(self.settings.senders, len(pending))
+        for ref in refs:
+            self.invoker.invoke_async(self.settings.sender_function, ref)
+        log.info("fanned out", extra={"job_id": job_id, "invocations": len(refs), "batches": len(pending),
+                                      "dispatch": self.settings.dispatch})
+        return len(refs)
+
+    def later(self, job_id: str, delay: float, seq: Optional[int] = None) -> None:
+        ref: dict[str, Any] = {"job_id": job_id, "seq": seq} if seq is not None else {"job_id": job_id, "drain": True}
+        self.invoker.invoke_async(self.settings.sender_function, ref, delay=int(max(0, delay)) + 1)
+
+
+@dataclass
+class IngestResult:
+    key: str
+    job_id: str = ""
+    status: str = "skipped"  # skipped | planned | resumed | failed
+    message: str = ""
+
+
+class Ingest:
+    def __init__(self, store: Store, oss: OssClient, invoker: Invoker, settings: FunctionSettings) -> None:
+        self.store, self.oss, self.settings = store, oss, settings
+        self.dispatch = Dispatch(store, invoker, settings)
+
+    def handle(self, raw: bytes | str) -> list[IngestResult]:
+        return [self.ingest(record) for record in parse_oss_event(raw)]
+
+    def ingest(self, record: OssEventRecord) -> IngestResult:
+        key, settings = record.key, self.settings
+        if not record.event_name.startswith("ObjectCreated:") or not key.startswith(settings.incoming_prefix) \
+                or not key.lower().endswith(".csv"):
+            log.info("object ignored", extra={"key": key, "event": record.event_name})
+            return IngestResult(key, message=f"not an upload under {settings.incoming_prefix} ending .csv")
+        location = OssLocation(record.bucket, key)
+        job_id = oss_job_id(record.bucket, key, record.etag, record.upload_id)
+        existing = self.store.get_job(job_id)
+        if existing is not None and existing.status is not JobStatus.planning:
+            if existing.status in (JobStatus.ready, JobStatus.running):
+                self.dispatch.fan_out(job_id)  # an earlier ingest may have died before fanning out
+            log.info("repeated event of a known upload", extra={"job_id": job_id, "status": existing.status.value})
+            return IngestResult(key, job_id, "resumed", f"job already {existing.status.value}")
+        try:
+            options, intake = self._options(location)
+            job, _ = plan_job(
+                self.store, source=location.url, open_stream=lambda: self.oss.open(location), options=options,
+                intake=intake, settings=PlanSettings(batch_size=settings.batch_size),
+                identity=(job_id, f"etag:{record.etag}"),
+            )
+        except SourceError as error:
+            if not error.permanent:
+                raise  # OSS busy or unreachable: FC delivers the event again
+            return self._failed(location, job_id, record.etag, error)
+        except (OptionsError, CsvFileError) as error:
+            return self._failed(location, job_id, record.etag, error)
+        faults.checkpoint("ingest.planned")
+        self.store.update_job(job_id, expect=[JobStatus.ready], status=JobStatus.running)
+        self.dispatch.fan_out(job_id)
+        faults.checkpoint("ingest.fanned_out")
+        if job.batches == 0:
+            finalize(self.store, self.oss, settings, job_id)
+        log.info("job planned", extra={"job_id": job_id, "rows": job.total_rows, "valid": job.valid,
+                                       "invalid": job.invalid, "duplicate": job.duplicate, "batches": job.batches})
+        return IngestResult(key, job_id, "planned", f"{job.valid} valid recipients in {job.batches} batches")
+
+    def _options(self, location: OssLocation) -> tuple[JobOptions, IntakeOptions]:
+        meta = self.oss.head(location)["meta"]
+        layers: list[tuple[str, Mapping[str, Any]]] = [(f"{location.url} metadata (x-oss-meta-*)", meta)]
+        sidecar = OssLocation(location.bucket, sidecar_key(location.key))
+        try:
+            with self.oss.open(sidecar) as stream:
+                raw = stream.read()
+        except SourceError as error:
+            if error.code != "NoSuchKey":
+                raise
+        else:
+            try:
+                values = json.loads(raw)
+            except ValueError as error:
+                raise OptionsError(f"{sidecar.url}: not JSON ({error}); it must be an object such as "
+                                   '{"ChannelType": "whatsapp", "TemplateCode": "..."}') from None
+            if not isinstance(values, dict):
+                raise OptionsError(f"{sidecar.url}: must be a JSON object of options")
+            layers.append((sidecar.url, values))
+        layers.append(("the function's CHATAPP_DEFAULT_* environment", self.settings.defaults))
+        return resolve_options(layers)
+
+    def _failed(self, location: OssLocation, job_id: str, etag: str, error: Exception) -> IngestResult:
+        reason = str(error)
+        job = JobRecord(job_id=job_id, source=location.url, options={}, intake={}, content_sha256=f"etag:{etag}",
+                        status=JobStatus.failed, reason=reason)
+        if not self.store.create_job(job):
+            self.store.update_job(job_id, status=JobStatus.failed, reason=reason)
+        what = "options" if isinstance(error, OptionsError) else "file"
+        fix = {"options": "fix the object's x-oss-meta-* metadata, the sidecar JSON or the function's "
+                          "CHATAPP_DEFAULT_* settings, then upload the CSV again",
+               "file": "fix the CSV and upload it again"}[what]
+        body = {"job_id": job_id, "source": location.url, "status": "failed", "problem": what, "error": reason,
+                "fix": fix, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        target = OssLocation(location.bucket, report_base(self.settings, location.key, job_id) + ".error.json")
+        self.oss.put(target, json.dumps(body, indent=2).encode(), content_type="application/json")
+        log.warning("job refused", extra={"job_id": job_id, "error": reason, "report": target.url})
+        return IngestResult(location.key, job_id, "failed", reason)
+
+
+class Sender:
+    """One sender invocation. ``deadline`` is when it must be done (its timeout, less a margin)."""
+
+    def __init__(self, store: Store, cams: CamsClient, oss: OssClient, invoker: Invoker,
+                 settings: FunctionSettings, *, clock: Callable[[], float] = time.time) -> None:
+        self.store, self.cams, self.oss, self.settings, self.clock = store, cams, oss, settings, clock
+        self.dispatch = Dispatch(store, invoker, settings)
+
+    def handle(self, raw: bytes | str, *, deadline: float) -> dict[str, Any]:
+        event = parse_sender_event(raw)
+        job = self.store.get_job(event.job_id)
+        if job is None:
+            log.warning("sender event for an unknown job: ignored", extra={"job_id": event.job_id})
+            return {"job_id": event.job_id, "status": "unknown job"}
+        if job.status not in (JobStatus.ready, JobStatus.running):
+            return {"job_id": job.job_id, "status": job.status.value}
+        remaining = max(deadline - self.clock(), 1.0)
+        dispatch = DispatchSettings(qps=self.settings.qps, concurrency=self._concurrency(event),
+                                    claim_ttl=remaining + 30.0)
+        runner = JobRunner(self.store, self.cams, dispatch, clock=self.clock)
+        snapshot = runner.drain(job, deadline=deadline, only=event.seq)
+        if runner.halt_status is JobStatus.stopped:  # an account- or template-level refusal: the kill switch
+            self.store.update_job(job.job_id, expect=[JobStatus.ready, JobStatus.running], status=JobStatus.stopped,
+                                  reason=runner.halt_reason)
+        status = self.settle(job.job_id, event)
+        return {"job_id": job.job_id, "calls": snapshot.calls, "sent": snapshot.sent, "failed": snapshot.failed,
+                "uncertain": snapshot.uncertain, "job": status}
+
+    def _concurrency(self, event: SenderEvent) -> int:
+        if event.seq is not None:
+            return 1
+        return self.settings.sender_concurrency or max(4, 3 * self.settings.qps // max(self.settings.senders, 1))
+
+    def settle(self, job_id: str, event: SenderEvent) -> str:
+        """After draining: continue what is left, watch what others hold, finalize when nothing is open."""
+        job = self.store.get_job(job_id)
+        if job is None or job.status not in (JobStatus.ready, JobStatus.running):
+            if job is not None and job.status is JobStatus.stopped:
+                finalize(self.store, self.oss, self.settings, job_id, status=JobStatus.stopped)
+            return job.status.value if job else "unknown"
+        batches = self.store.list_batches(job_id, OPEN)
+        if event.seq is not None:
+            batches = [b for b in batches if b.seq == event.seq]
+        now = self.clock()
+        pending = [b for b in batches if b.status is BatchStatus.pending]
+        held = [b for b in batches if b.status is not BatchStatus.pending]
+        if pending:
+            self.dispatch.later(job_id, 0, event.seq)  # time ran out (or a claim came back): go on
+        elif held:
+            wake = min(b.claim_expires for b in held) - now
+            self.dispatch.later(job_id, min(max(wake, 0), 3600), event.seq)  # release it if its holder died
+        if self.store.list_batches(job_id, OPEN):
+            return "running"
+        return finalize(self.store, self.oss, self.settings, job_id)
+
+
+def finalize(store: Store, oss: OssClient, settings: FunctionSettings, job_id: str,
+             status: JobStatus = JobStatus.completed) -> str:
+    """Write the report and summary to OSS, then mark the job (conditional). Idempotent: the objects are
+    deterministic, so two finalizers write the same bytes; only one changes the status."""
+    job = store.get_job(job_id)
+    if job is None:
+        return "unknown"
+    if store.list_batches(job_id, OPEN) and status is JobStatus.completed:
+        return job.status.value  # "finished" never shows while a batch is unresolved
+    source = OssLocation.parse(job.source)
+    base = report_base(settings, source.key, job_id)
+    with tempfile.TemporaryFile("w+b") as spool:  # a 1M-row report does not sit in memory
+        text = io.TextIOWrapper(spool, encoding="utf-8", newline="")
+        counts = write_report(store.report_rows(job_id), text)
+        text.flush()
+        spool.seek(0)
+        oss.put(OssLocation(source.bucket, base + ".report.csv"), spool)
+        text.detach()
+    summary = job_summary(store, job)
+    summary.update({"status": status.value, "report": f"oss://{source.bucket}/{base}.report.csv",
+                    "report_rows": counts})
+    oss.put(OssLocation(source.bucket, base + ".summary.json"), json.dumps(summary, indent=2).encode(),
+            content_type="application/json")
+    faults.checkpoint("sender.report_written")
+    if store.update_job(job_id, expect=[JobStatus.ready, JobStatus.running, status], status=status):
+        log.info("job finished", extra={"job_id": job_id, "status": status.value, "report": summary["report"]})
+    return status.value

@@ -1,0 +1,243 @@
+"""The ingest and sender core (chatapp_mass.oss_jobs) in one process, against the local OSS, Tablestore and
+CAMS through the real SDKs. Sender invocations go to a queue that the test drains by hand — including
+duplicates and out-of-order deliveries — so the core's own guarantees are tested apart from the FC emulator
+(tests/e2e runs the same through it)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import secrets
+from collections import Counter
+from typing import Any, Iterator
+
+import pytest
+
+from chatapp_mass.bootstrap import static_credential
+from chatapp_mass.cams import CamsClient, CamsSettings, parse_endpoint
+from chatapp_mass.errors import OptionsError
+from chatapp_mass.localcloud.cloud import LocalCloud
+from chatapp_mass.oss_jobs import (
+    EventError,
+    FunctionSettings,
+    Ingest,
+    Sender,
+    parse_oss_event,
+    parse_sender_event,
+    resolve_options,
+    sidecar_key,
+)
+from chatapp_mass.oss_source import OssClient
+from chatapp_mass.phones import normalize_number
+from chatapp_mass.sample import write_sample_csv
+from chatapp_mass.store import BatchStatus, JobStatus
+from chatapp_mass.store_tablestore import TablestoreSettings, TablestoreStore
+
+META = {"x-oss-meta-channel-type": "whatsapp", "x-oss-meta-template-code": "T_WELCOME",
+        "x-oss-meta-language": "en", "x-oss-meta-from": "8613800000000"}
+
+
+class QueueInvoker:
+    def __init__(self) -> None:
+        self.queue: list[tuple[str, dict[str, Any], int]] = []
+
+    def invoke_async(self, function: str, payload: dict[str, Any], *, delay: int = 0) -> None:
+        assert len(json.dumps(payload)) < 1024, "a reference, never recipients"
+        self.queue.append((function, payload, delay))
+
+
+@pytest.fixture(scope="module")
+def cloud() -> Iterator[LocalCloud]:
+    with LocalCloud() as local:
+        yield local
+
+
+class World:
+    def __init__(self, cloud: LocalCloud, **settings: Any) -> None:
+        self.cloud = cloud
+        creds = cloud.credentials
+        keys = dict(access_key_id=creds.access_key_id, access_key_secret=creds.access_key_secret,
+                    security_token=creds.security_token or "")
+        self.store = TablestoreStore(TablestoreSettings(endpoint=cloud.tablestore.endpoint, instance=cloud.instance,
+                                                        table_prefix=f"j{secrets.token_hex(3)}_"), **keys)
+        self.oss = OssClient(cloud.oss.endpoint, **keys)
+        endpoint, protocol = parse_endpoint(cloud.cams.endpoint)
+        self.cams = CamsClient(CamsSettings(endpoint=endpoint, protocol=protocol, region_id=creds.region_id),
+                               credential=static_credential(**keys))
+        self.invoker = QueueInvoker()
+        self.settings = FunctionSettings(bucket=cloud.bucket, **settings)
+        self.bucket = cloud.oss.oss2_bucket(cloud.bucket)
+        cloud.cams.backend.reset()
+
+    def upload(self, key: str, data: bytes, meta: dict[str, str] | None = None) -> dict[str, Any]:
+        events: list[dict[str, Any]] = []
+        unsubscribe = self.cloud.oss.backend.subscribe(events.append)
+        try:
+            self.bucket.put_object(key, data, headers=META if meta is None else meta)
+        finally:
+            unsubscribe()
+        return events[-1]
+
+    def ingest(self, event: dict[str, Any]) -> Any:
+        return Ingest(self.store, self.oss, self.invoker, self.settings).handle(json.dumps(event).encode())
+
+    def run_senders(self, *, duplicate: bool = False, limit: int = 200) -> list[dict[str, Any]]:
+        results = []
+        for _ in range(limit):
+            if not self.invoker.queue:
+                return results
+            _, payload, _ = self.invoker.queue.pop(0)
+            sender = Sender(self.store, self.cams, self.oss, self.invoker, self.settings)
+            results.append(sender.handle(json.dumps(payload).encode(), deadline=1e12))
+            if duplicate:  # at-least-once: the same event delivered again, after the first finished
+                results.append(sender.handle(json.dumps(payload).encode(), deadline=1e12))
+        raise AssertionError("senders never settled")
+
+    def object(self, key: str) -> bytes:
+        return self.bucket.get_object(key).read()
+
+    def keys(self, prefix: str) -> list[str]:
+        return sorted(o.key for o in self.bucket.list_objects_v2(prefix=prefix).object_list)
+
+
+def sample_csv(rows: int, seed: int) -> bytes:
+    out = io.StringIO()
+    write_sample_csv(out, rows, seed=seed)
+    return out.getvalue().encode()
+
+
+def valid_numbers(data: bytes) -> set[str]:
+    return {number for row in csv.DictReader(io.StringIO(data.decode()))
+            if (number := normalize_number(row["to"].strip(), None)) and row["name"].strip() and row["code"].strip()}
+
+
+def test_upload_to_report_every_valid_recipient_once(cloud: LocalCloud) -> None:
+    world = World(cloud, batch_size=100, senders=2)
+    data = sample_csv(700, seed=21)
+    key = f"incoming/{secrets.token_hex(3)}/march.csv"
+    [result] = world.ingest(world.upload(key, data))
+    assert result.status == "planned", result.message
+    assert [p for _, p, _ in world.invoker.queue] == [{"job_id": result.job_id, "drain": True}] * 2
+    world.run_senders(duplicate=True)
+    received = Counter(m.to for m in cloud.cams.backend.received)
+    assert received == Counter({n: 1 for n in valid_numbers(data)})
+    job = world.store.get_job(result.job_id)
+    assert job is not None and job.status is JobStatus.completed
+    stem = key[len("incoming/"):-len(".csv")]
+    report_key = f"reports/{stem}.{result.job_id[:12]}.report.csv"
+    rows = list(csv.DictReader(io.StringIO(world.object(report_key).decode())))
+    assert [int(r["line"]) for r in rows] == list(range(2, 702))
+    assert Counter(r["status"] for r in rows)["sent"] == len(valid_numbers(data))
+    summary = json.loads(world.object(f"reports/{stem}.{result.job_id[:12]}.summary.json"))
+    assert summary["status"] == "completed" and summary["sent"] == len(valid_numbers(data))
+    assert summary["report"] == f"oss://{cloud.bucket}/{report_key}"
+
+
+def test_repeated_event_is_the_same_job_and_a_new_upload_a_new_one(cloud: LocalCloud) -> None:
+    world = World(cloud, batch_size=100)
+    data = sample_csv(150, seed=22)
+    key = f"incoming/{secrets.token_hex(3)}.csv"
+    event = world.upload(key, data)
+    [first] = world.ingest(event)
+    world.run_senders()
+    calls = len(cloud.cams.backend.attempts)
+    [again] = world.ingest(event)  # the same event delivered again
+    assert (again.job_id, again.status) == (first.job_id, "resumed")
+    world.run_senders()
+    assert len(cloud.cams.backend.attempts) == calls
+    [new] = world.ingest(world.upload(key, data))  # the same content uploaded again: a new job
+    assert new.status == "planned" and new.job_id != first.job_id  # same bytes, same ETag: a new upload
+    world.run_senders()
+    assert len(cloud.cams.backend.attempts) > calls
+
+
+def test_per_batch_dispatch_with_duplicate_and_reordered_events(cloud: LocalCloud) -> None:
+    world = World(cloud, batch_size=50, dispatch="per-batch")
+    data = sample_csv(400, seed=23)
+    [result] = world.ingest(world.upload(f"incoming/{secrets.token_hex(3)}.csv", data))
+    refs = [p for _, p, _ in world.invoker.queue]
+    assert refs == [{"job_id": result.job_id, "seq": i} for i in range(len(refs))] and len(refs) >= 7
+    world.invoker.queue.reverse()
+    world.run_senders(duplicate=True)
+    assert Counter(m.to for m in cloud.cams.backend.received) == Counter({n: 1 for n in valid_numbers(data)})
+    job = world.store.get_job(result.job_id)
+    assert job is not None and job.status is JobStatus.completed
+
+
+def test_options_layers_metadata_over_sidecar_over_defaults(cloud: LocalCloud) -> None:
+    world = World(cloud, defaults={"language": "fr", "from": "8613800000009", "channeltype": "viber"})
+    key = f"incoming/{secrets.token_hex(3)}.csv"
+    world.bucket.put_object(sidecar_key(key), json.dumps({"TemplateCode": "T_WELCOME", "Language": "en",
+                                                           "default-country": "cn"}).encode())
+    [result] = world.ingest(world.upload(key, b"to,name,code\n13866661234,Ana,A1\n",
+                                         {"x-oss-meta-channel-type": "whatsapp"}))
+    assert result.status == "planned", result.message
+    job = world.store.get_job(result.job_id)
+    assert job is not None
+    assert job.options == {"ChannelType": "whatsapp", "TemplateCode": "T_WELCOME", "Language": "en",
+                           "From": "8613800000009"}
+    assert job.intake["default_country"] == "CN"
+    world.run_senders()
+    assert [m.to for m in cloud.cams.backend.received] == ["8613866661234"]
+
+
+def test_bad_options_fail_the_job_with_an_error_object(cloud: LocalCloud) -> None:
+    world = World(cloud)
+    key = f"incoming/{secrets.token_hex(3)}.csv"
+    [result] = world.ingest(world.upload(key, b"to\n8613800000001\n", {"x-oss-meta-chanel-type": "whatsapp"}))
+    assert result.status == "failed" and "unknown option 'chanel-type'" in result.message
+    job = world.store.get_job(result.job_id)
+    assert job is not None and job.status is JobStatus.failed and "chanel-type" in job.reason
+    error = json.loads(world.object(f"reports/{key[len('incoming/'):-4]}.{result.job_id[:12]}.error.json"))
+    assert error["problem"] == "options" and "metadata" in error["error"] and "upload the CSV again" in error["fix"]
+    assert world.invoker.queue == [] and cloud.cams.backend.attempts == []
+
+
+def test_unreadable_csv_fails_the_job_naming_the_line(cloud: LocalCloud) -> None:
+    world = World(cloud)
+    key = f"incoming/{secrets.token_hex(3)}.csv"
+    [result] = world.ingest(world.upload(key, b"to,name\n8613800000001,Ana\n8613800000002,\xff\n"))
+    assert result.status == "failed" and "line 3" in result.message
+    error = json.loads(world.object(f"reports/{key[len('incoming/'):-4]}.{result.job_id[:12]}.error.json"))
+    assert error["problem"] == "file" and "line 3" in error["error"]
+    assert cloud.cams.backend.attempts == []
+
+
+def test_objects_outside_the_prefix_or_not_csv_are_ignored(cloud: LocalCloud) -> None:
+    world = World(cloud)
+    [other] = world.ingest(world.upload("elsewhere/x.csv", b"to\n1\n"))
+    [text] = world.ingest(world.upload("incoming/notes.txt", b"hello"))
+    assert other.status == text.status == "skipped" and world.invoker.queue == []
+
+
+def test_resolve_options_refuses_unknown_and_malformed_values() -> None:
+    with pytest.raises(OptionsError, match=r"sidecar: unknown option 'Templat'"):
+        resolve_options([("sidecar", {"Templat": "x"})])
+    with pytest.raises(OptionsError, match=r"meta: ttl='soon' is not a whole number"):
+        resolve_options([("meta", {"ttl": "soon"})])
+    with pytest.raises(OptionsError, match=r"options given: ChannelType from meta"):
+        resolve_options([("meta", {"channel-type": "whatsapp"})])
+
+
+def test_events_are_checked_at_the_edge() -> None:
+    with pytest.raises(EventError, match="not an FC3 OSS trigger event"):
+        parse_oss_event(b'{"events": [{"eventName": "ObjectCreated:PutObject"}]}')
+    with pytest.raises(EventError, match="exactly one of"):
+        parse_sender_event(b'{"job_id": "j"}')
+    with pytest.raises(EventError, match="recipients"):
+        parse_sender_event(b'{"job_id": "j", "seq": 1, "recipients": []}')
+    assert parse_sender_event(b'{"job_id": "j", "seq": 3}').seq == 3
+
+
+def test_a_batch_held_by_a_live_sender_is_looked_at_again_later(cloud: LocalCloud) -> None:
+    world = World(cloud, batch_size=100, dispatch="per-batch")
+    [result] = world.ingest(world.upload(f"incoming/{secrets.token_hex(3)}.csv", sample_csv(120, seed=24)))
+    world.invoker.queue.clear()
+    assert world.store.transition_batch(result.job_id, 0, expect=[BatchStatus.pending], to=BatchStatus.claimed,
+                                        owner="other-host:1:x", claim_expires=2e9)
+    sender = Sender(world.store, world.cams, world.oss, world.invoker, world.settings)
+    outcome = sender.handle(json.dumps({"job_id": result.job_id, "seq": 0}).encode(), deadline=1e12)
+    assert outcome["calls"] == 0 and outcome["job"] == "running"
+    [(_, payload, delay)] = world.invoker.queue
+    assert payload == {"job_id": result.job_id, "seq": 0} and 0 < delay <= 3601
