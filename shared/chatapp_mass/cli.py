@@ -177,6 +177,13 @@ def build_parser() -> argparse.ArgumentParser:
         "credentials and the environment to export)")
     cloud.add_arguments(local_cloud)
 
+    from chatapp_mass.localcloud import invoke
+
+    invoke_parser = commands.add_parser(
+        "invoke", help="run a function's handler once with an event file, locally (like `s local invoke`)",
+        description=invoke.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    invoke.add_arguments(invoke_parser)
+
     from chatapp_mass import demo
 
     demo_parser = commands.add_parser("demo", help="try it without an Alibaba account: a sample CSV sent to the "
@@ -432,6 +439,7 @@ def main(argv: Optional[Sequence[str]] = None, *, out: IO[str] = sys.stdout, err
         "status": lambda: cmd_status(args, out),
         "local-cams": lambda: _local_cams(args),
         "local-cloud": lambda: _local_cloud(args),
+        "invoke": lambda: _invoke(args),
         "demo": lambda: _demo(args, out, err),
     }
     try:
@@ -468,6 +476,12 @@ def _local_cloud(args: argparse.Namespace) -> int:
     from chatapp_mass.localcloud import cloud
 
     return cloud.run(args)
+
+
+def _invoke(args: argparse.Namespace) -> int:
+    from chatapp_mass.localcloud import invoke
+
+    return invoke.run(args)
 
 
 def _demo(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
