@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench package validate clean
 
 setup: $(STAMP)
 
@@ -26,5 +26,11 @@ bench: setup  ## figures for the notes (never assertions)
 	env -u HTTP_PROXY -u HTTPS_PROXY -u http_proxy -u https_proxy \
 	    ALIBABA_CLOUD_ECS_METADATA_DISABLED=true sh -c 'for b in bench/bench_*.py; do $(BIN)/python $$b; done'
 
+package: setup  ## FC code packages build/<function> (FUNCTIONS="ingest sender", default all); s deploy runs it too
+	$(BIN)/python -m chatapp_mass.deploy.packaging $(FUNCTIONS) --out build
+
+validate: setup  ## check s.yaml offline, stricter than `s verify` (ACCOUNT_ID=... else a placeholder)
+	$(BIN)/python -m chatapp_mass.deploy.validate s.yaml $(if $(ACCOUNT_ID),--account-id $(ACCOUNT_ID))
+
 clean:
-	rm -rf $(VENV) demo-out .pytest_cache .hypothesis
+	rm -rf $(VENV) demo-out build .pytest_cache .hypothesis
