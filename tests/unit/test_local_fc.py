@@ -580,3 +580,24 @@ def test_the_module_serves_alone(project: Path) -> None:
         finally:
             process.terminate()
             assert process.wait(10) == 0
+
+
+def test_local_cloud_runs_the_functions_against_its_services(project: Path, out: Path) -> None:
+    from chatapp_mass.localcloud.cloud import LocalCloud
+
+    with LocalCloud(s_yaml=str(project / "s.yaml"), bucket="fc-inbox",
+                    function_environment={"OUT_DIR": str(out)}) as cloud:
+        assert cloud.fc is not None
+        variables = cloud.environment()
+        assert variables["CHATAPP_FC_ENDPOINT"] == cloud.fc.endpoint
+        assert cloud.describe()["fc"]["endpoint"] == cloud.fc.endpoint
+        seen = json.loads(invoke(cloud.fc, "inspect312", b"{}").body.read())["env"]
+        for name in ("CHATAPP_FC_ENDPOINT", "CHATAPP_OSS_ENDPOINT", "CHATAPP_CAMS_ENDPOINT",
+                     "CHATAPP_TABLESTORE_ENDPOINT", "ALIBABA_CLOUD_ACCESS_KEY_ID", "ALIBABA_CLOUD_SECURITY_TOKEN"):
+            assert seen[name] == variables[name]
+        assert seen["OUT_DIR"] == str(out)
+        cloud.oss.oss2_bucket("fc-inbox").put_object("incoming/a.csv", b"to\n")
+        assert cloud.fc.backend.wait_idle(10)
+        assert [(r.function, r.trigger) for r in cloud.fc.backend.records("uploads")] == [("uploads", "oss")]
+    with LocalCloud() as plain:
+        assert plain.fc is None and "CHATAPP_FC_ENDPOINT" not in plain.environment()  # no s_yaml: no FC

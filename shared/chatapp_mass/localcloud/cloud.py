@@ -4,6 +4,11 @@
         os.environ.update(cloud.environment())   # what the product reads: endpoints, credentials, store
         ...
 
+With ``s_yaml`` the local FC runs that file's functions too: OSS uploads fire their OSS triggers, and the
+functions get :meth:`environment` (minus the credentials: theirs are the role's) plus ``CHATAPP_FC_ENDPOINT``,
+so they reach the local CAMS, OSS, Tablestore and FC. Without ``s_yaml`` there is no FC (uploads fire
+nothing), so OSS-only users of the local cloud are not surprised by functions reacting to their uploads.
+
 ``chatapp-mass local-cloud`` runs one until interrupted and prints ONE JSON line (see :meth:`describe`):
 each service's endpoint, the bucket, the Tablestore instance, the credentials, and ``env`` — the variables
 to export so ``chatapp-mass`` (or any SDK) uses it. With ``data_dir`` the state (objects, tables, and the
@@ -29,7 +34,9 @@ DEFAULT_INSTANCE = "chatapp-local"
 class LocalCloud:
     def __init__(self, *, host: str = "127.0.0.1", cams_port: int = 0, oss_port: int = 0, tablestore_port: int = 0,
                  data_dir: Optional[str] = None, bucket: str = DEFAULT_BUCKET, instance: str = DEFAULT_INSTANCE,
-                 sts: bool = True, cams_options: Optional[dict[str, Any]] = None) -> None:
+                 sts: bool = True, cams_options: Optional[dict[str, Any]] = None, s_yaml: Optional[str] = None,
+                 fc_port: int = 0, function_environment: Optional[dict[str, str]] = None,
+                 fc_options: Optional[dict[str, Any]] = None) -> None:
         from chatapp_mass.localcloud.oss import LocalOss
         from chatapp_mass.localcloud.tablestore import LocalTablestore
 
@@ -47,7 +54,16 @@ class LocalCloud:
                             buckets=(bucket,), **keys)
         self.tablestore = LocalTablestore(host=host, port=tablestore_port, instance_name=instance,
                                           data_dir=os.path.join(self.data_dir, "tablestore"), **keys)
+        self._function_environment = dict(function_environment or {})
+        self.fc = None if s_yaml is None else self._local_fc(s_yaml, host, fc_port, keys, fc_options or {})
         self._started: list[Any] = []
+
+    def _local_fc(self, s_yaml: str, host: str, port: int, keys: dict[str, Any], options: dict[str, Any]) -> Any:
+        from chatapp_mass.localcloud.fc import LocalFc
+
+        if not self._own_dir:  # with --data, function output goes to DIR/fc/logs/; otherwise to stderr
+            options.setdefault("data_dir", os.path.join(self.data_dir, "fc"))
+        return LocalFc(host, port, s_yaml=s_yaml, oss_backend=self.oss.backend, **keys, **options)
 
     def _credentials(self, sts: bool) -> CamsCredentials:
         """Kept in the data directory, so a restarted cloud accepts the clients configured before."""
@@ -64,10 +80,16 @@ class LocalCloud:
     # --- lifecycle --------------------------------------------------------------------------------------
     def start(self) -> "LocalCloud":
         try:
-            for service in (self.cams, self.oss, self.tablestore):
-                if service not in self._started:
+            for service in (self.cams, self.oss, self.tablestore, self.fc):
+                if service is not None and service not in self._started:
                     service.start()
                     self._started.append(service)
+            if self.fc is not None:  # endpoints are known now: what the functions reach
+                secrets = (env.ALIBABA_CLOUD_ACCESS_KEY_ID, env.ALIBABA_CLOUD_ACCESS_KEY_SECRET,
+                           env.ALIBABA_CLOUD_SECURITY_TOKEN)
+                self.fc.backend.update_environment(
+                    {**{k: v for k, v in self.environment().items() if k not in secrets},
+                     **self._function_environment})
         except BaseException:
             self.stop()
             raise
@@ -101,6 +123,8 @@ class LocalCloud:
         }
         if creds.security_token:
             variables[env.ALIBABA_CLOUD_SECURITY_TOKEN] = creds.security_token
+        if self.fc is not None:
+            variables[env.CHATAPP_FC_ENDPOINT] = self.fc.endpoint
         return variables
 
     def describe(self) -> dict[str, Any]:
@@ -112,6 +136,8 @@ class LocalCloud:
             "cams": {"endpoint": self.cams.endpoint},
             "oss": {"endpoint": self.oss.endpoint, "bucket": self.bucket},
             "tablestore": {"endpoint": self.tablestore.endpoint, "instance": self.instance},
+            "fc": None if self.fc is None else {"endpoint": self.fc.endpoint,
+                                                 "functions": self.fc.backend.function_names},
             "data_dir": None if self._own_dir else os.path.abspath(self.data_dir),
             "env": self.environment(),
         }
@@ -137,6 +163,11 @@ def add_arguments(parser: Any) -> None:
     parser.add_argument("--upload", metavar="PATH[=KEY]", action="append", default=[],
                         help="put a local file into the bucket once started (key default: the file name); "
                         "repeatable")
+    parser.add_argument("--s-yaml", metavar="FILE", default=None,
+                        help="run this Serverless Devs file's functions on a local FC (default: ./s.yaml if it "
+                        "exists); uploads then fire their OSS triggers")
+    parser.add_argument("--no-fc", action="store_true", help="no local FC, even if ./s.yaml exists")
+    parser.add_argument("--fc-port", type=int, default=0, help="FC port (default 0: any free port)")
 
 
 def upload_argument(text: str) -> tuple[str, str]:
@@ -167,7 +198,9 @@ def run(args: Any) -> int:
     cloud = LocalCloud(host=args.host, cams_port=args.cams_port, oss_port=args.oss_port,
                        tablestore_port=args.tablestore_port, data_dir=args.data, bucket=args.bucket,
                        instance=args.instance, sts=args.sts,
-                       cams_options={"latency": args.latency, "latency_jitter": 0.5 if args.latency else 0.0})
+                       cams_options={"latency": args.latency, "latency_jitter": 0.5 if args.latency else 0.0},
+                       s_yaml=None if args.no_fc else args.s_yaml or ("s.yaml" if os.path.isfile("s.yaml") else None),
+                       fc_port=args.fc_port)
     try:
         cloud.start()
         bucket = cloud.oss.oss2_bucket(cloud.bucket) if uploads else None

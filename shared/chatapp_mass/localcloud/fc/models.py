@@ -217,8 +217,7 @@ class FcBackend(AccountRegistry):
         self._changed = threading.Condition(self._lock)
         self._closed = False
         self._unsubscribe: list[Callable[[], None]] = []
-        self._dispatcher = threading.Thread(target=self._dispatch, name="local-fc-dispatcher", daemon=True)
-        self._dispatcher.start()
+        self._dispatcher: threading.Thread | None = None  # started with the first async event
 
     # --- functions ----------------------------------------------------------------------------------------
     def _add_function(self, spec: FunctionSpec, max_instances: int | Mapping[str, int],
@@ -269,6 +268,17 @@ class FcBackend(AccountRegistry):
             if credentials.security_token:
                 environment["ALIBABA_CLOUD_SECURITY_TOKEN"] = credentials.security_token
         return environment
+
+    def update_environment(self, environment_overrides: Mapping[str, str]) -> None:
+        """Replace the overrides (e.g. once endpoints on port 0 are known). Idle instances are stopped so
+        the next invocations start with the new environment; busy ones finish with the old one."""
+        with self._lock:
+            self.environment_overrides = dict(environment_overrides)
+            for state in self._functions.values():
+                state.config = self._instance_config(state.spec)
+                state.pool.config = state.config
+        for state in self._functions.values():
+            state.pool.stop_idle()
 
     def _credentials_for(self, spec: FunctionSpec) -> Account | None:
         return self.role_credentials if spec.role else None
@@ -410,6 +420,10 @@ class FcBackend(AccountRegistry):
         with self._lock:
             heapq.heappush(self._queue, (due, next(self._sequence), event))
             self._changed.notify_all()
+            if self._dispatcher is None:
+                self._dispatcher = threading.Thread(target=self._dispatch, name="local-fc-dispatcher",
+                                                    daemon=True)
+                self._dispatcher.start()
 
     def _dispatch(self) -> None:
         while True:
@@ -653,7 +667,8 @@ class FcBackend(AccountRegistry):
             cancel()
         for state in self._functions.values():
             state.pool.close()
-        self._dispatcher.join(2.0)
+        if self._dispatcher is not None:
+            self._dispatcher.join(2.0)
 
 
 def oss_trigger_matches(trigger: TriggerSpec, record: Mapping[str, Any]) -> bool:
