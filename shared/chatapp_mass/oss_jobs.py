@@ -58,6 +58,7 @@ from chatapp_mass.store import BatchStatus, JobRecord, JobStatus, Store
 log = logging.getLogger("chatapp_mass.oss_jobs")
 
 OPEN = (BatchStatus.pending, BatchStatus.claimed, BatchStatus.sending)
+CLAIM_TTL = 90.0  # seconds a sender's claim on a batch lasts (see Sender.handle)
 
 
 class EventError(ChatAppMassError):
@@ -411,9 +412,10 @@ class Sender:
             return {"job_id": event.job_id, "status": "unknown job"}
         if job.status not in (JobStatus.ready, JobStatus.running):
             return {"job_id": job.job_id, "status": job.status.value}
-        remaining = max(deadline - self.clock(), 1.0)
+        # A claim covers one batch's token wait and call (read timeout 30 s), not the whole invocation: if
+        # this instance dies, another sender may take the batch over (or mark it uncertain) that much later.
         dispatch = DispatchSettings(qps=self.settings.qps, concurrency=self._concurrency(event),
-                                    claim_ttl=remaining + 30.0)
+                                    claim_ttl=CLAIM_TTL)
         runner = JobRunner(self.store, self.cams, dispatch, clock=self.clock)
         snapshot = runner.drain(job, deadline=deadline, only=event.seq)
         if runner.halt_status is JobStatus.stopped:  # an account- or template-level refusal: the kill switch
