@@ -456,7 +456,10 @@ def test_an_event_older_than_its_max_age_is_dropped(make_fc: Callable[..., Local
 def test_async_delay_postpones_the_first_attempt(fc: LocalFc) -> None:
     accepted = time.time()
     invoke(fc, "echo", b"delayed", async_=True, delay=1)
-    assert fc.backend.wait_idle(10)
+    assert [f for _, f, _ in fc.backend.scheduled()] == ["echo"]
+    assert fc.backend.wait_idle(0.2)  # work scheduled for later is not waited for by default
+    assert fc.backend.records() == []
+    assert fc.backend.wait_idle(10, include_delayed=True)
     (record,) = fc.backend.records("echo")
     assert record.started - accepted >= 1.0
 

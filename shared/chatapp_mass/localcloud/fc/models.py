@@ -130,6 +130,7 @@ class _AsyncEvent:
     qualifier: str | None = None
     task_id: str | None = None
     duplicate: bool = False
+    delayed: bool = False  # postponed by x-fc-async-delay and not yet due
     attempts: int = 0  # attempts that reached the function
     system_failures: int = 0
     last: Outcome | None = None
@@ -214,6 +215,7 @@ class FcBackend(AccountRegistry):
         self._queue: list[tuple[float, int, _AsyncEvent]] = []
         self._sequence = itertools.count()
         self._pending = 0  # async events accepted and not yet finished (queued, delayed or running)
+        self._delayed = 0  # of those, the ones whose x-fc-async-delay has not run out yet
         self._changed = threading.Condition(self._lock)
         self._closed = False
         self._unsubscribe: list[Callable[[], None]] = []
@@ -411,8 +413,9 @@ class FcBackend(AccountRegistry):
                 raise exc.InternalServerError("the local FC is stopped")
             for copy in range(copies):
                 event = _AsyncEvent(request_id, function, payload, trigger, now, qualifier, task_id,
-                                    duplicate=copy > 0)
+                                    duplicate=copy > 0, delayed=delay > 0)
                 self._pending += 1
+                self._delayed += event.delayed
                 self._schedule(event, now + delay)
         return request_id
 
@@ -434,6 +437,9 @@ class FcBackend(AccountRegistry):
                 if self._closed:
                     return
                 _, _, event = heapq.heappop(self._queue)
+                if event.delayed:
+                    event.delayed = False
+                    self._delayed -= 1
             threading.Thread(target=self._attempt, args=(event,), name=f"local-fc-{event.function}",
                              daemon=True).start()
 
@@ -481,11 +487,14 @@ class FcBackend(AccountRegistry):
             self._pending -= 1
             self._changed.notify_all()
 
-    def wait_idle(self, timeout: float = 10.0) -> bool:
-        """Block until no async event is queued, delayed or running; False on timeout."""
+    def wait_idle(self, timeout: float = 10.0, *, include_delayed: bool = False) -> bool:
+        """Block until no async event is queued, running or waiting for a retry; False on timeout.
+
+        Events whose first attempt ``x-fc-async-delay`` postponed (up to an hour: work scheduled for later,
+        like a sweeper's follow-up) are only waited for with ``include_delayed``; see :meth:`scheduled`."""
         deadline = time.monotonic() + timeout
         with self._lock:
-            while self._pending > 0:
+            while self._pending - (0 if include_delayed else self._delayed) > 0:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
@@ -494,8 +503,14 @@ class FcBackend(AccountRegistry):
 
     @property
     def pending(self) -> int:
+        """Async events accepted and not finished (queued, delayed, waiting for a retry, or running)."""
         with self._lock:
             return self._pending
+
+    def scheduled(self) -> list[tuple[float, str, str]]:
+        """The queued events as (due time, function, request id), soonest first."""
+        with self._lock:
+            return [(due, event.function, event.request_id) for due, _, event in sorted(self._queue)]
 
     # --- destinations ---------------------------------------------------------------------------------------
     def _deliver_destination(self, state: _Function, event: _AsyncEvent, condition: Condition,
@@ -648,6 +663,7 @@ class FcBackend(AccountRegistry):
             self._nonces.clear()
             self._faults = _Faults()
             self._pending -= len(self._queue)
+            self._delayed = 0
             self._queue.clear()
             self._changed.notify_all()
         for state in self._functions.values():
@@ -660,6 +676,7 @@ class FcBackend(AccountRegistry):
                 return
             self._closed = True
             self._pending -= len(self._queue)
+            self._delayed = 0
             self._queue.clear()
             unsubscribe, self._unsubscribe = self._unsubscribe, []
             self._changed.notify_all()

@@ -144,7 +144,8 @@ class AdminResponse:
     POST /_localfc/fail_next       {"function", "n", "code", "message"}
     POST /_localfc/duplicate_next  {"function", "n"}
     POST /_localfc/fire_timer      {"function", "trigger"}  -> {"request_id"}
-    POST /_localfc/wait_idle       {"timeout"}  -> {"idle": bool}
+    GET  /_localfc/scheduled       queued events: [due time, function, request id]
+    POST /_localfc/wait_idle       {"timeout", "include_delayed"}  -> {"idle": bool}
     POST /_localfc/reset           forget records, faults and queued events
     """
 
@@ -162,7 +163,9 @@ class AdminResponse:
                                                          o.get("code", "InternalServerError"), o.get("message")),
             ("POST", "duplicate_next"): lambda o: b.duplicate_next(o["function"], int(o.get("n", 1))),
             ("POST", "fire_timer"): lambda o: {"request_id": b.fire_timer(o["function"], o["trigger"])},
-            ("POST", "wait_idle"): lambda o: {"idle": b.wait_idle(float(o.get("timeout", 10.0)))},
+            ("GET", "scheduled"): lambda _: b.scheduled(),
+            ("POST", "wait_idle"): lambda o: {"idle": b.wait_idle(float(o.get("timeout", 10.0)),
+                                                                  include_delayed=bool(o.get("include_delayed")))},
             ("POST", "reset"): lambda _: b.reset(),
         }
 
