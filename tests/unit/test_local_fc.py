@@ -117,6 +117,9 @@ resources:
         - triggerName: disabled-tick
           triggerType: timer
           triggerConfig: {cronExpression: "0 0 9 * * *", enable: false}
+  broken:
+    component: fc3
+    props: {<<: *python, functionName: broken, code: ./build/broken}
   deletes:
     component: fc3
     props:
@@ -197,7 +200,7 @@ def handler(event, context):
 '''
 HANDLERS = {"echo": ECHO, "inspect310": INSPECT, "inspect312": INSPECT, "norole": INSPECT, "fails": FAILS,
             "dlq": RECORDER, "crashy": CRASHY, "sleepy": SLEEPY, "aged": FAILS, "uploads": RECORDER,
-            "deletes": RECORDER}
+            "deletes": RECORDER, "broken": "import not_a_module  # fails at import\n"}
 
 
 # --- fixtures -------------------------------------------------------------------------------------------------
@@ -419,6 +422,15 @@ def test_a_sync_crash_is_an_unhandled_error(fc: LocalFc) -> None:
     reply = invoke(fc, "crashy", b"{}")
     assert reply.headers["x-fc-error-type"] == "UnhandledInvocationError"
     assert "exited unexpectedly" in json.loads(reply.body.read())["errorMessage"]
+
+
+def test_a_handler_that_fails_to_import_fails_each_invocation(fc: LocalFc) -> None:
+    for _ in range(2):
+        reply = invoke(fc, "broken", b"{}")
+        assert reply.headers["x-fc-error-type"] == "UnhandledInvocationError"
+        assert json.loads(reply.body.read())["errorType"] == "ModuleNotFoundError"
+    assert [c.ok for c in fc.backend.cold_starts] == [False, False]  # no instance survives a failed import
+    assert [r.status for r in fc.backend.records("broken")] == ["error", "error"]
 
 
 def test_system_errors_are_retried_without_using_up_the_retries(fc: LocalFc) -> None:
