@@ -18,6 +18,10 @@ demo: setup  ## the main job on loopback: local CAMS, sample CSV, progress, summ
 	env -u HTTP_PROXY -u HTTPS_PROXY -u http_proxy -u https_proxy \
 	    ALIBABA_CLOUD_ECS_METADATA_DISABLED=true $(BIN)/chatapp-mass demo
 
+demo-cloud: setup  ## the deployed path on the local cloud: OSS upload -> ingest -> senders (local FC from s.yaml)
+	env -u HTTP_PROXY -u HTTPS_PROXY -u http_proxy -u https_proxy \
+	    ALIBABA_CLOUD_ECS_METADATA_DISABLED=true $(BIN)/chatapp-mass demo --cloud
+
 test: setup  ## the whole suite (what CI runs)
 	env -u HTTP_PROXY -u HTTPS_PROXY -u http_proxy -u https_proxy \
 	    ALIBABA_CLOUD_ECS_METADATA_DISABLED=true $(BIN)/python -m pytest
