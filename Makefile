@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test bench package validate clean
+.PHONY: setup demo demo-cloud test bench package validate clean
 
 setup: $(STAMP)
 
