@@ -13,12 +13,12 @@
 from __future__ import annotations
 
 import os
-import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Optional
 from urllib.parse import urlsplit
 
 from chatapp_mass import env
+from chatapp_mass.openapi import PerThreadClient
 from chatapp_mass.options import JobOptions
 from chatapp_mass.outcomes import SendOutcome, classify_reply, classify_transport_error
 
@@ -65,31 +65,19 @@ class PreparedCall:
 class CamsClient:
     def __init__(self, settings: CamsSettings, credential: Any = None) -> None:
         self.settings = settings
-        self._credential = credential
-        self._local = threading.local()
+
+        def sdk_class() -> Any:
+            from alibabacloud_cams20200606.client import Client
+
+            return Client
+
+        self._client = PerThreadClient(sdk_class, credential=credential, region_id=settings.region_id,
+                                       protocol=settings.protocol, endpoint=settings.endpoint,
+                                       connect_timeout_ms=settings.connect_timeout_ms,
+                                       read_timeout_ms=settings.read_timeout_ms)
 
     def _sdk(self) -> Any:
-        client = getattr(self._local, "client", None)
-        if client is None:
-            from alibabacloud_cams20200606.client import Client
-            from alibabacloud_tea_openapi.utils_models import Config
-
-            credential = self._credential
-            if credential is None:
-                from alibabacloud_credentials.client import Client as CredentialClient
-
-                credential = CredentialClient()  # the default chain
-            config = Config(
-                credential=credential,
-                region_id=self.settings.region_id,
-                protocol=self.settings.protocol,
-                connect_timeout=self.settings.connect_timeout_ms,
-                read_timeout=self.settings.read_timeout_ms,
-            )
-            if self.settings.endpoint:
-                config.endpoint = self.settings.endpoint
-            client = self._local.client = Client(config)
-        return client
+        return self._client.get()
 
     def prepare(self, options: JobOptions, recipients: list[dict[str, Any]]) -> "PreparedCall":
         """Everything before the wire: imports, this thread's SDK client, the request. Returns the call.

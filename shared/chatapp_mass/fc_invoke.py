@@ -19,7 +19,6 @@ import json
 import logging
 import os
 import random
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Protocol
@@ -27,6 +26,7 @@ from typing import Any, Mapping, Optional, Protocol
 from chatapp_mass import env
 from chatapp_mass.cams import parse_endpoint
 from chatapp_mass.errors import ChatAppMassError
+from chatapp_mass.openapi import PerThreadClient
 
 log = logging.getLogger("chatapp_mass.fc")
 
@@ -59,26 +59,18 @@ class FcSettings:
 class FcInvoker:
     def __init__(self, settings: FcSettings, credential: Any = None) -> None:
         self.settings = settings
-        self._credential = credential
-        self._local = threading.local()
+
+        def sdk_class() -> Any:
+            from alibabacloud_fc20230330.client import Client
+
+            return Client
+
+        self._client = PerThreadClient(sdk_class, credential=credential, region_id=settings.region_id,
+                                       protocol=settings.protocol, endpoint=settings.endpoint,
+                                       connect_timeout_ms=5_000, read_timeout_ms=15_000)
 
     def _sdk(self) -> Any:
-        client = getattr(self._local, "client", None)
-        if client is None:
-            from alibabacloud_fc20230330.client import Client
-            from alibabacloud_tea_openapi.utils_models import Config
-
-            credential = self._credential
-            if credential is None:
-                from alibabacloud_credentials.client import Client as CredentialClient
-
-                credential = CredentialClient()
-            config = Config(credential=credential, protocol=self.settings.protocol,
-                            region_id=self.settings.region_id, connect_timeout=5_000, read_timeout=15_000)
-            if self.settings.endpoint:
-                config.endpoint = self.settings.endpoint
-            client = self._local.client = Client(config)
-        return client
+        return self._client.get()
 
     def invoke_async(self, function: str, payload: dict[str, Any], *, delay: int = 0) -> None:
         from alibabacloud_fc20230330 import models
