@@ -16,10 +16,9 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+from oracle import sample_bytes, valid_numbers
 
 from chatapp_mass.localcloud.cloud import LocalCloud
-from chatapp_mass.phones import normalize_number
-from chatapp_mass.sample import write_sample_csv
 from chatapp_mass.store import JobRecord, JobStatus
 from chatapp_mass.store_tablestore import TablestoreSettings, TablestoreStore
 
@@ -44,15 +43,6 @@ def store_of(cloud: LocalCloud) -> TablestoreStore:
                            security_token=creds.security_token or "")
 
 
-def sample(rows: int, seed: int) -> bytes:
-    out = io.StringIO()
-    write_sample_csv(out, rows, seed=seed)
-    return out.getvalue().encode()
-
-
-def valid_numbers(data: bytes) -> set[str]:
-    return {number for row in csv.DictReader(io.StringIO(data.decode()))
-            if (number := normalize_number(row["to"].strip(), None)) and row["name"].strip() and row["code"].strip()}
 
 
 def upload(cloud: LocalCloud, key: str, data: bytes, **meta: str) -> None:
@@ -87,7 +77,7 @@ def received_by_task(cloud: LocalCloud) -> dict[str | None, Counter[str]]:
 
 
 def test_several_uploads_at_once_each_recipient_once_per_job(cloud: LocalCloud) -> None:
-    files = {f"incoming/list-{i}.csv": sample(500, seed=40 + i) for i in range(3)}
+    files = {f"incoming/list-{i}.csv": sample_bytes(500, seed=40 + i) for i in range(3)}
     threads = [threading.Thread(target=upload, args=(cloud, key, data), kwargs={"task_id": f"task-{i}"})
                for i, (key, data) in enumerate(files.items())]
     for thread in threads:
@@ -121,7 +111,7 @@ def test_duplicated_events_and_crashed_instances_send_nobody_twice(cloud: LocalC
     fc.crash_next(INGEST, "ingest.planned", 1)  # and the first ingest dies after planning, before fan-out
     fc.duplicate_next(SENDER, 2)
     fc.crash_next(SENDER, "sender.after_call", 1)  # a sender dies with a call's outcome unrecorded
-    data = sample(800, seed=50)
+    data = sample_bytes(800, seed=50)
     key = "incoming/faulty.csv"
     upload(cloud, key, data, task_id="faulty")
     store = store_of(cloud)

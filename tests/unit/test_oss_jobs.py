@@ -13,6 +13,7 @@ from collections import Counter
 from typing import Any, Iterator
 
 import pytest
+from oracle import sample_bytes, valid_numbers
 
 from chatapp_mass.bootstrap import static_credential
 from chatapp_mass.cams import CamsClient, CamsSettings, parse_endpoint
@@ -29,8 +30,6 @@ from chatapp_mass.oss_jobs import (
     sidecar_key,
 )
 from chatapp_mass.oss_source import OssClient
-from chatapp_mass.phones import normalize_number
-from chatapp_mass.sample import write_sample_csv
 from chatapp_mass.store import BatchStatus, JobStatus
 from chatapp_mass.store_tablestore import TablestoreSettings, TablestoreStore
 
@@ -101,20 +100,11 @@ class World:
         return sorted(o.key for o in self.bucket.list_objects_v2(prefix=prefix).object_list)
 
 
-def sample_csv(rows: int, seed: int) -> bytes:
-    out = io.StringIO()
-    write_sample_csv(out, rows, seed=seed)
-    return out.getvalue().encode()
-
-
-def valid_numbers(data: bytes) -> set[str]:
-    return {number for row in csv.DictReader(io.StringIO(data.decode()))
-            if (number := normalize_number(row["to"].strip(), None)) and row["name"].strip() and row["code"].strip()}
 
 
 def test_upload_to_report_every_valid_recipient_once(cloud: LocalCloud) -> None:
     world = World(cloud, batch_size=100, senders=2)
-    data = sample_csv(700, seed=21)
+    data = sample_bytes(700, seed=21)
     key = f"incoming/{secrets.token_hex(3)}/march.csv"
     [result] = world.ingest(world.upload(key, data))
     assert result.status == "planned", result.message
@@ -136,7 +126,7 @@ def test_upload_to_report_every_valid_recipient_once(cloud: LocalCloud) -> None:
 
 def test_repeated_event_is_the_same_job_and_a_new_upload_a_new_one(cloud: LocalCloud) -> None:
     world = World(cloud, batch_size=100)
-    data = sample_csv(150, seed=22)
+    data = sample_bytes(150, seed=22)
     key = f"incoming/{secrets.token_hex(3)}.csv"
     event = world.upload(key, data)
     [first] = world.ingest(event)
@@ -154,7 +144,7 @@ def test_repeated_event_is_the_same_job_and_a_new_upload_a_new_one(cloud: LocalC
 
 def test_per_batch_dispatch_with_duplicate_and_reordered_events(cloud: LocalCloud) -> None:
     world = World(cloud, batch_size=50, dispatch="per-batch")
-    data = sample_csv(400, seed=23)
+    data = sample_bytes(400, seed=23)
     [result] = world.ingest(world.upload(f"incoming/{secrets.token_hex(3)}.csv", data))
     refs = [p for _, p, _ in world.invoker.queue]
     assert refs == [{"job_id": result.job_id, "seq": i} for i in range(len(refs))] and len(refs) >= 7
@@ -232,7 +222,7 @@ def test_events_are_checked_at_the_edge() -> None:
 
 def test_a_batch_held_by_a_live_sender_is_looked_at_again_later(cloud: LocalCloud) -> None:
     world = World(cloud, batch_size=100, dispatch="per-batch")
-    [result] = world.ingest(world.upload(f"incoming/{secrets.token_hex(3)}.csv", sample_csv(120, seed=24)))
+    [result] = world.ingest(world.upload(f"incoming/{secrets.token_hex(3)}.csv", sample_bytes(120, seed=24)))
     world.invoker.queue.clear()
     assert world.store.transition_batch(result.job_id, 0, expect=[BatchStatus.pending], to=BatchStatus.claimed,
                                         owner="other-host:1:x", claim_expires=2e9)
