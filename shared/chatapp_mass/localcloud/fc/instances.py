@@ -10,7 +10,6 @@ crashed, timed out or failed to import thrown away. So the number of live instan
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import subprocess
 import sys
