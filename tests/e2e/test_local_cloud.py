@@ -21,6 +21,7 @@ import pytest
 from chatapp_mass.localcloud.cloud import LocalCloud
 from chatapp_mass.phones import normalize_number
 from chatapp_mass.sample import write_sample_csv
+from chatapp_mass.store_tablestore import TablestoreSettings, TablestoreStore
 
 JOB = ["--channel-type", "whatsapp", "--template-code", "T_WELCOME", "--language", "en", "--from", "8613800000000"]
 KEY = "lists/march.csv"
@@ -69,8 +70,14 @@ def test_send_from_oss_with_state_in_tablestore(cloud: LocalCloud, tmp_path: Pat
     assert [int(r["line"]) for r in rows] == list(range(2, 1502))
     assert Counter(r["status"] for r in rows)["sent"] == len(expected)
     # the state really is in Tablestore: one row per record, one per batch
-    assert cloud.tablestore.backend.row_count("chatapp_rows") == 1500
+    creds = cloud.credentials
+    store = TablestoreStore(TablestoreSettings(endpoint=cloud.tablestore.endpoint, instance=cloud.instance),
+                            access_key_id=creds.access_key_id, access_key_secret=creds.access_key_secret,
+                            security_token=creds.security_token or "", create_tables=False)
+    [job] = store.list_jobs()
+    assert [r.line for r in store.report_rows(job.job_id)] == list(range(2, 1502))
     assert cloud.tablestore.backend.row_count("chatapp_batches") == (len(expected) + 99) // 100
+    store.close()
 
     calls = len(cloud.cams.backend.attempts)
     again = subprocess.run(command(report, "--batch-size", "100"), env=cli_env(cloud), capture_output=True,
