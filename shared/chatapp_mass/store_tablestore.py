@@ -8,7 +8,9 @@ table               primary key                                 columns
 ``jobs``            job_id                                      the JobRecord (options/intake as JSON), op
 ``job_index``       part ("jobs"), created_desc, job_id         (listing newest first without a scan)
 ``batches``         job_id, seq                                 the BatchRecord, op
-``rows``            job_id, line                                to, status, code, message, batch_seq, recipient
+``rows``            job_id, line (a chunk's first input line)   last_line, count, data: a chunk of up to 128
+                                                                input records, consecutive in line order
+                                                                (below)
 ``rate``            key                                         stamps (JSON), version
 ==================  ==========================================  ==============================================
 
@@ -25,10 +27,24 @@ How the interface's promises are kept:
   applied the first time; its retry then fails its own condition. Every conditional write therefore carries
   a fresh ``op`` token, and a condition failure after an ambiguous attempt reads the row back: our token
   there means our write landed (True), anything else means someone else's did (False).
-- **BatchWriteRow** is chunked by 200 rows and ~4 MB and is not atomic: rows that fail with a transient
+- **BatchWriteRow** is split by 200 rows and ~3.5 MB and is not atomic: rows that fail with a transient
   code are retried by themselves; a batch row that fails its ``EXPECT_NOT_EXIST`` already exists (fine).
+- **Input records are stored in chunks**, not one row each: the SDK encodes and decodes rows with a
+  pure-Python PlainBuffer codec, ~0.4 ms of CPU per row, so a row per record made planning a million
+  recipients cost minutes of CPU, and reading a 1,000-recipient batch over 0.1 s. ``put_plan`` sorts its
+  rows and writes them as chunk rows of one job, of up to ``_CHUNK_RECORDS`` records and ~1 MB of JSON
+  (far under the 2 MB limit of one value), keyed by the first line, with ``data`` = zlib-compressed compact
+  JSON ``[[line, to, status, code, message, batch_seq, recipient], ...]``. Writing the same rows again
+  writes the same chunk rows (PutRow, no condition): idempotent, as long as a job's ``put_plan`` calls
+  repeat earlier ones or do not overlap them, which the engine ensures (calls of consecutive lines;
+  ``clear_plan`` before a re-plan). The PK column keeps its name ``line``: an existing table keeps its
+  schema (``ensure_tables`` never alters one), and rows of the older one-record-per-row layout (no
+  ``data``) are read as one-record chunks.
 - **A batch's recipients** are found by line range: a batch holds consecutive valid rows, so its rows lie
-  between its ``first_line`` and ``last_line`` (one GetRange, filtered on ``batch_seq``).
+  between its ``first_line`` and ``last_line``. A BACKWARD GetRange from that first line (limit 1) finds
+  the chunk holding it; unless it also holds the last line, a FORWARD GetRange finds the chunks starting
+  after the first line up to the last. Chunks are small (128 records) so that a batch reads little more
+  than its own records, whatever ``--batch-size``. Decoded, filtered on ``batch_seq``.
 - **The rate window** is one row per key: the last ``limit`` stamps and a version. Acquire reads it, reads
   the clock, and writes the new stamp list with "version unchanged" as the condition; a lost race re-reads.
   The stamp is read after the row, so it is never earlier than any stamp it was compared with.
@@ -46,6 +62,7 @@ import os
 import random
 import secrets
 import time
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence, TypeVar
@@ -85,6 +102,11 @@ _CONDITION_FAILED = "OTSConditionCheckFail"
 _BATCH_WRITE_ROWS = 200
 _BATCH_WRITE_BYTES = 3_500_000  # under the 4 MB request limit, with room for the encoding's overhead
 _BATCH_GET_ROWS = 100
+# Input records per chunk row (see the module docs). Small, so that a sender reads little more than its batch
+# (a 1,000-recipient batch reads 8 or 9 chunks); each chunk row costs the SDK's codec about one old row.
+_CHUNK_RECORDS = 128
+_CHUNK_JSON_BYTES = 1_000_000  # before compression: a chunk of large records stays far under the limit below
+_MAX_VALUE_BYTES = 2 * 1024 * 1024  # Tablestore's limit for one attribute value
 _INDEX_PART = "jobs"
 _MAX_TIME_MS = 10**13
 
@@ -213,16 +235,18 @@ class TablestoreStore(Store):
         return check
 
     def _range(self, table: str, start: list[tuple[str, Any]], end: list[tuple[str, Any]],
-               columns: Optional[list[str]] = None, limit: Optional[int] = None) -> Iterator[dict[str, Any]]:
-        """Rows in ``[start, end)``, following ``next_start_primary_key`` page by page."""
+               columns: Optional[list[str]] = None, limit: Optional[int] = None,
+               backward: bool = False) -> Iterator[dict[str, Any]]:
+        """Rows in ``[start, end)`` (``backward``: from ``start`` down to, not including, ``end``), following
+        ``next_start_primary_key`` page by page (a page may even be empty)."""
         ts = self._ts
+        direction = ts.Direction.BACKWARD if backward else ts.Direction.FORWARD
         left = limit
         while start is not None:
             page_start = start
             _, start, rows, _ = self._call(
                 f"GetRange {table}",
-                lambda: self.client.get_range(table, ts.Direction.FORWARD, page_start, end, columns, left,
-                                              max_version=1),
+                lambda: self.client.get_range(table, direction, page_start, end, columns, left, max_version=1),
             )
             for row in rows:
                 yield _row_dict(row)
@@ -232,20 +256,21 @@ class TablestoreStore(Store):
                     return
 
     def _batch_write(self, table: str, items: Sequence[Any], what: str, *, tolerate: Iterable[str] = ()) -> None:
-        """BatchWriteRow in chunks; rows failing transiently are retried alone; ``tolerate`` codes are fine."""
+        """BatchWriteRow in requests of bounded size; rows failing transiently are retried alone; ``tolerate``
+        codes are fine."""
         ts = self._ts
-        chunks: list[list[Any]] = []
-        chunk: list[Any] = []
+        requests: list[list[Any]] = []
+        request: list[Any] = []
         size = 0
         for item in items:
             item_size = _approx_size(item.row)
-            if chunk and (len(chunk) >= _BATCH_WRITE_ROWS or size + item_size > _BATCH_WRITE_BYTES):
-                chunks.append(chunk)
-                chunk, size = [], 0
-            chunk.append(item)
+            if request and (len(request) >= _BATCH_WRITE_ROWS or size + item_size > _BATCH_WRITE_BYTES):
+                requests.append(request)
+                request, size = [], 0
+            request.append(item)
             size += item_size
-        if chunk:
-            chunks.append(chunk)
+        if request:
+            requests.append(request)
         tolerated = set(tolerate)
 
         def write(rows: list[Any]) -> None:
@@ -273,12 +298,12 @@ class TablestoreStore(Store):
                 pending = retry
                 time.sleep(_backoff(attempt))
 
-        if len(chunks) <= 1 or self.settings.write_threads <= 1:
-            for part in chunks:
+        if len(requests) <= 1 or self.settings.write_threads <= 1:
+            for part in requests:
                 write(part)
             return
         with ThreadPoolExecutor(self.settings.write_threads, thread_name_prefix="ots-write") as pool:
-            for future in [pool.submit(write, part) for part in chunks]:
+            for future in [pool.submit(write, part) for part in requests]:
                 future.result()
 
     def ensure_tables(self) -> None:
@@ -382,24 +407,22 @@ class TablestoreStore(Store):
     def clear_plan(self, job_id: str) -> None:
         ts = self._ts
         ignore = ts.Condition(ts.RowExistenceExpectation.IGNORE)
+        # the keys, with a column every row has (chunks: last_line; one-record rows and batches: status)
+        present = ["last_line", "status"]
         for table, key in ((self.t_rows, "line"), (self.t_batches, "seq")):
             keys = [row[key] for row in self._range(table, [("job_id", job_id), (key, ts.INF_MIN)],
-                                                     [("job_id", job_id), (key, ts.INF_MAX)], ["status"])]
+                                                     [("job_id", job_id), (key, ts.INF_MAX)], present)]
             items = [ts.DeleteRowItem(ts.Row([("job_id", job_id), (key, value)]), ignore) for value in keys]
             self._batch_write(table, items, f"clear {table}")
 
     def put_plan(self, rows: list[RowRecord], batches: list[BatchRecord]) -> None:
         ts = self._ts
         ignore = ts.Condition(ts.RowExistenceExpectation.IGNORE)
+        # bytearray: the SDK writes bytes as a STRING column, only a bytearray as BINARY
         items = []
-        for r in rows:
-            columns: list[tuple[str, Any]] = [("to", r.to), ("status", r.status.value), ("code", r.code),
-                                              ("message", r.message)]
-            if r.batch_seq is not None:
-                columns.append(("batch_seq", r.batch_seq))
-            if r.recipient:
-                columns.append(("recipient", json.dumps(r.recipient, ensure_ascii=False, separators=(",", ":"))))
-            items.append(ts.PutRowItem(ts.Row([("job_id", r.job_id), ("line", r.line)], columns), ignore))
+        for chunk in _encode_chunks(rows):
+            columns = [("last_line", chunk.last_line), ("count", chunk.count), ("data", bytearray(chunk.data))]
+            items.append(ts.PutRowItem(ts.Row([("job_id", chunk.job_id), ("line", chunk.first_line)], columns), ignore))
         self._batch_write(self.t_rows, items, "rows")
         # A batch is written once (EXPECT_NOT_EXIST): re-planning never resets a batch that exists.
         new = ts.Condition(ts.RowExistenceExpectation.EXPECT_NOT_EXIST)
@@ -424,12 +447,19 @@ class TablestoreStore(Store):
         batch = self._get(self.t_batches, [("job_id", job_id), ("seq", seq)], ["first_line", "last_line"])
         first = int(batch.get("first_line", 0)) if batch else 0
         last = int(batch.get("last_line", 0)) if batch else 0
-        if first and last:
-            start, end = [("job_id", job_id), ("line", first)], [("job_id", job_id), ("line", last + 1)]
-        else:  # a batch planned without line bounds: scan the job
-            start, end = [("job_id", job_id), ("line", ts.INF_MIN)], [("job_id", job_id), ("line", ts.INF_MAX)]
-        rows = self._range(self.t_rows, start, end, ["batch_seq", "recipient"])
-        return [json.loads(row["recipient"]) for row in rows if row.get("batch_seq") == seq and row.get("recipient")]
+        if not (first and last):  # a batch planned without line bounds: scan the job
+            chunks = self._range(self.t_rows, [("job_id", job_id), ("line", ts.INF_MIN)],
+                                 [("job_id", job_id), ("line", ts.INF_MAX)])
+            return [r[_RECIPIENT] for chunk in chunks for r in _chunk_records(chunk)
+                    if r[_BATCH_SEQ] == seq and r[_RECIPIENT]]
+        # the chunk holding the first line starts at or before it; the others start after it, up to the last
+        found = list(self._range(self.t_rows, [("job_id", job_id), ("line", first)],
+                                 [("job_id", job_id), ("line", ts.INF_MIN)], limit=1, backward=True))
+        if last > first and (not found or _last_line(found[0]) < last):
+            found.extend(self._range(self.t_rows, [("job_id", job_id), ("line", first + 1)],
+                                     [("job_id", job_id), ("line", last + 1)]))
+        return [r[_RECIPIENT] for chunk in found for r in _chunk_records(chunk)
+                if first <= r[_LINE] <= last and r[_BATCH_SEQ] == seq and r[_RECIPIENT]]
 
     def transition_batch(
         self, job_id: str, seq: int, *, expect: Iterable[BatchStatus], to: BatchStatus, **changes: Any
@@ -461,18 +491,19 @@ class TablestoreStore(Store):
     def report_rows(self, job_id: str) -> Iterator[ReportRow]:
         ts = self._ts
         batches = {b.seq: b for b in self.list_batches(job_id)}
-        rows = self._range(self.t_rows, [("job_id", job_id), ("line", ts.INF_MIN)],
-                           [("job_id", job_id), ("line", ts.INF_MAX)], ["to", "status", "code", "message", "batch_seq"])
-        for row in rows:
-            if row["status"] != RowStatus.valid.value:
-                yield ReportRow(row["line"], row["to"], row["status"], "", row.get("code", ""), row.get("message", ""))
-                continue
-            batch = batches.get(row.get("batch_seq", -1))
-            if batch is None:  # planned rows whose batch is not written yet (planning in progress)
-                yield ReportRow(row["line"], row["to"], "pending", "", "", "")
-            else:
-                yield ReportRow(row["line"], row["to"], REPORT_STATUS[batch.status], batch.group_message_id,
-                                batch.code, batch.message)
+        chunks = self._range(self.t_rows, [("job_id", job_id), ("line", ts.INF_MIN)],
+                             [("job_id", job_id), ("line", ts.INF_MAX)])
+        for chunk in chunks:
+            for line, to, status, code, message, batch_seq, _ in _chunk_records(chunk):
+                if status != RowStatus.valid.value:
+                    yield ReportRow(line, to, status, "", code, message)
+                    continue
+                batch = batches.get(batch_seq)
+                if batch is None:  # planned rows whose batch is not written yet (planning in progress)
+                    yield ReportRow(line, to, "pending", "", "", "")
+                else:
+                    yield ReportRow(line, to, REPORT_STATUS[batch.status], batch.group_message_id, batch.code,
+                                    batch.message)
 
     # --- rate window ------------------------------------------------------------------------------------
     def rate_acquire(self, key: str, limit: int, window: float, clock: Callable[[], float]) -> float:
@@ -516,6 +547,67 @@ class TablestoreStore(Store):
 
 def _token() -> str:
     return secrets.token_hex(8)
+
+
+# --- chunks of input records (see the module docs) ---------------------------------------------------------
+# A record in a chunk: [line, to, status, code, message, batch_seq, recipient]
+_LINE, _BATCH_SEQ, _RECIPIENT = 0, 5, 6
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    job_id: str
+    first_line: int
+    last_line: int
+    count: int
+    data: bytes  # zlib-compressed JSON list of records
+
+
+def _encode_chunks(rows: Iterable[RowRecord]) -> list[_Chunk]:
+    """Rows (any order, any jobs) as chunks of one job's consecutive records, in line order."""
+    chunks: list[_Chunk] = []
+    parts: list[bytes] = []
+    size = 0
+    job_id, first, last = "", 0, 0
+
+    def close() -> None:
+        data = zlib.compress(b"[" + b",".join(parts) + b"]")
+        if len(data) > _MAX_VALUE_BYTES - 1024:  # only one huge record can get there (_CHUNK_JSON_BYTES)
+            raise StoreError(f"job {job_id}, input line {first}: the record takes {len(data):,} bytes "
+                             f"compressed, over Tablestore's limit of {_MAX_VALUE_BYTES:,} bytes for one value")
+        chunks.append(_Chunk(job_id, first, last, len(parts), data))
+
+    for row in sorted(rows, key=lambda r: (r.job_id, r.line)):
+        record = [row.line, row.to, row.status.value, row.code, row.message, row.batch_seq, row.recipient]
+        part = json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        full = len(parts) >= _CHUNK_RECORDS or size + len(part) > _CHUNK_JSON_BYTES
+        if parts and (full or row.job_id != job_id):
+            close()
+            parts, size = [], 0
+        if not parts:
+            job_id, first = row.job_id, row.line
+        parts.append(part)
+        size += len(part) + 1
+        last = row.line
+    if parts:
+        close()
+    return chunks
+
+
+def _chunk_records(row: dict[str, Any]) -> list[list[Any]]:
+    """The input records a ``rows`` table row holds, in line order."""
+    data = row.get("data")
+    if data is not None:
+        records: list[list[Any]] = json.loads(zlib.decompress(data))
+        return records
+    # a row of the one-record-per-row layout (before chunks)
+    recipient = row.get("recipient")
+    return [[row["line"], row.get("to", ""), row["status"], row.get("code", ""), row.get("message", ""),
+             row.get("batch_seq"), json.loads(recipient) if recipient else None]]
+
+
+def _last_line(row: dict[str, Any]) -> int:
+    return int(row.get("last_line", row["line"]))
 
 
 def _describe_network(error: BaseException) -> str:
