@@ -9,12 +9,9 @@ It prints ONE JSON line on stdout once it listens::
 from __future__ import annotations
 
 import argparse
-import json
-import signal
-import sys
-import threading
-from typing import Any
+from functools import partial
 
+from .._http import serve_until_signalled
 from .models import DEFAULT_MAX_REQUEST_LINE, DEFAULT_QPS_LIMIT
 from .server import LocalCams
 
@@ -39,26 +36,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    stop = threading.Event()
-
-    def _stop(signum: int, frame: Any) -> None:
-        stop.set()
-
-    previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    cams = LocalCams(host=args.host, port=args.port, sts=args.sts, latency=args.latency,
-                     latency_jitter=args.latency_jitter, qps_limit=args.qps_limit or None,
-                     max_request_line=args.max_request_line, templates=args.templates, seed=args.seed)
-    try:
-        cams.start()
-        sys.stdout.write(json.dumps(cams.describe()) + "\n")
-        sys.stdout.flush()
-        while not stop.wait(0.5):
-            pass
-    finally:
-        cams.stop()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    return 0
+    return serve_until_signalled(partial(
+        LocalCams, host=args.host, port=args.port, sts=args.sts, latency=args.latency,
+        latency_jitter=args.latency_jitter, qps_limit=args.qps_limit or None,
+        max_request_line=args.max_request_line, templates=args.templates, seed=args.seed))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -50,23 +50,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from .._errors import ServiceError, error_for_code
 
-class CamsError(Exception):
+
+class CamsError(ServiceError):
     """Root of every error the local CAMS answers with."""
 
     http_status: int = 400
     code: str = "InternalError"
     message: str = "An internal error occurred."
-
-    def __init__(self, message: str | None = None, *, code: str | None = None,
-                 http_status: int | None = None) -> None:
-        if message is not None:
-            self.message = message
-        if code is not None:
-            self.code = code
-        if http_status is not None:
-            self.http_status = http_status
-        super().__init__(f"{self.http_status} {self.code}: {self.message}")
 
     def body(self, request_id: str) -> dict[str, Any]:
         return {"Code": self.code, "Message": self.message, "RequestId": request_id}
@@ -245,8 +237,4 @@ KNOWN_ERRORS: dict[str, type[CamsError]] = {
 
 def error_for(code: str, message: str | None = None, http_status: int | None = None) -> CamsError:
     """An error with ``code``; known codes keep their documented status and message unless overridden."""
-    known = KNOWN_ERRORS.get(code)
-    if known is not None and known.__init__ is CamsError.__init__:
-        return known(message, http_status=http_status)
-    return CamsError(message if message is not None else code, code=code,
-                     http_status=http_status if http_status is not None else 400)
+    return error_for_code(CamsError, KNOWN_ERRORS, 400, code, message, http_status)

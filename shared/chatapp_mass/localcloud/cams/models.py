@@ -17,6 +17,7 @@ from collections import Counter, deque
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterable
 
+from .._accounts import Account, AccountRegistry
 from . import exceptions as exc
 
 SEND_ACTION = "SendChatappMassMessage"
@@ -36,13 +37,6 @@ NON_JSON_CODE = "LocalCams.NonJsonReply"  # recorded for a non-JSON reply that r
 
 _PHONE_RE = re.compile(r"[0-9]{6,15}")
 _DIGITS_RE = re.compile(r"[0-9]+")
-
-
-@dataclass(frozen=True)
-class Account:
-    access_key_id: str
-    access_key_secret: str
-    security_token: str | None = None
 
 
 @dataclass
@@ -218,7 +212,7 @@ def validate_send(params: dict[str, str], *, max_recipients: int,
     return recipients
 
 
-class CamsBackend:
+class CamsBackend(AccountRegistry):
     """The local CAMS account: credentials, rules, fault injection and the record of every attempt.
 
     Thread-safe: every public method takes the same lock. Randomness (ids, jitter, probabilistic
@@ -268,23 +262,6 @@ class CamsBackend:
     @templates.setter
     def templates(self, value: Iterable[str] | None) -> None:
         self._templates = None if value is None else frozenset(value)
-
-    def add_account(self, access_key_id: str, access_key_secret: str,
-                    security_token: str | None = None) -> Account:
-        """Register credentials; with ``security_token`` every call must carry that exact token."""
-        account = Account(access_key_id, access_key_secret, security_token or None)
-        with self._lock:
-            self._accounts[access_key_id] = account
-        return account
-
-    def account(self, access_key_id: str) -> Account | None:
-        with self._lock:
-            return self._accounts.get(access_key_id)
-
-    def token_belongs_to_another_account(self, security_token: str, access_key_id: str) -> bool:
-        with self._lock:
-            return any(a.security_token == security_token and a.access_key_id != access_key_id
-                       for a in self._accounts.values())
 
     def configure(self, **options: Any) -> None:
         """Apply the admin endpoint's options (the same names as the attributes and fault methods)."""

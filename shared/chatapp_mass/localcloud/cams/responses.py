@@ -23,13 +23,12 @@ from __future__ import annotations
 import calendar
 import hashlib
 import hmac
-import ipaddress
-import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, quote
 
+from .._http import HttpRequest, is_loopback, json_object
 from . import exceptions as exc
 from .models import API_VERSION, SEND_ACTION, Account, CamsBackend, Reply
 
@@ -38,33 +37,6 @@ REQUIRED_SIGNED_HEADERS = frozenset({
     "host", "x-acs-action", "x-acs-version", "x-acs-date", "x-acs-signature-nonce", "x-acs-content-sha256",
 })
 ADMIN_PREFIX = "/_localcams/"
-
-
-@dataclass
-class HttpRequest:
-    """A parsed HTTP request, independent of the server framework."""
-
-    method: str
-    target: str  # the request-target as sent: path and query
-    headers: list[tuple[str, str]] = field(default_factory=list)
-    body: bytes = b""
-    client_host: str = "127.0.0.1"
-
-    @property
-    def path(self) -> str:
-        return self.target.split("?", 1)[0] or "/"
-
-    @property
-    def query_string(self) -> str:
-        return self.target.split("?", 1)[1] if "?" in self.target else ""
-
-    def header(self, name: str) -> str | None:
-        values = self.header_values(name)
-        return values[0] if values else None
-
-    def header_values(self, name: str) -> list[str]:
-        name = name.lower()
-        return [value for key, value in self.headers if key.lower() == name]
 
 
 def parse_query(query_string: str) -> dict[str, str]:
@@ -232,7 +204,7 @@ class AdminResponse:
         self.backend = backend
 
     def dispatch(self, request: HttpRequest) -> Reply:
-        if not _is_loopback(request.client_host):
+        if not is_loopback(request.client_host):
             return _json(403, {"Code": "Forbidden", "Message": "Admin endpoints answer loopback only."})
         route = (request.method, request.path)
         if route == ("GET", ADMIN_PREFIX + "attempts"):
@@ -246,22 +218,12 @@ class AdminResponse:
             return _json(200, {"ok": True})
         if route == ("POST", ADMIN_PREFIX + "config"):
             try:
-                options = json.loads(request.body or b"{}")
-                if not isinstance(options, dict):
-                    raise ValueError("the body must be a JSON object")
-                self.backend.configure(**options)
+                self.backend.configure(**json_object(request.body))
             except (ValueError, TypeError) as error:
                 return _json(400, {"Code": "InvalidConfig", "Message": str(error)})
             return _json(200, {"ok": True})
         return _json(404, {"Code": "NotFound",
                            "Message": f"No admin endpoint {request.method} {request.path}."})
-
-
-def _is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
 
 
 def _json(status: int, body: Any) -> Reply:

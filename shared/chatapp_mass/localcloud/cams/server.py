@@ -16,44 +16,21 @@ from __future__ import annotations
 
 import http.client
 import logging
-import secrets
-import socket
-import threading
-from dataclasses import asdict, dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+# CamsCredentials and generate_credentials were first defined here; callers still import them from here
+from .._accounts import DEFAULT_REGION, CamsCredentials, generate_credentials, resolve_credentials  # noqa: F401
+from .._http import LocalService, LoopbackHandler, LoopbackServer
 from .models import CamsBackend, Reply
 from .responses import ADMIN_PREFIX, AdminResponse, CamsResponse, HttpRequest
 
 log = logging.getLogger(__name__)
 
-DEFAULT_REGION = "ap-southeast-1"
 _DRAIN_LIMIT = 64 * 1024 * 1024  # never read more than this of an over-long request
 _CHUNK = 65536
 
 
-@dataclass(frozen=True)
-class CamsCredentials:
-    access_key_id: str
-    access_key_secret: str
-    security_token: str | None
-    region_id: str = DEFAULT_REGION
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def generate_credentials(*, sts: bool = True, region_id: str = DEFAULT_REGION) -> CamsCredentials:
-    """Throw-away credentials shaped like the real ones (STS ids start with ``STS.``)."""
-    if sts:
-        return CamsCredentials("STS.local" + secrets.token_hex(10), secrets.token_urlsafe(30),
-                               "CAIS.local." + secrets.token_urlsafe(96), region_id)
-    return CamsCredentials("LTAI.local" + secrets.token_hex(8), secrets.token_urlsafe(30), None, region_id)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive
+class _Handler(LoopbackHandler):
     server: _Server
 
     def handle_one_request(self) -> None:
@@ -121,60 +98,20 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(payload)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
-        log.debug("local CAMS %s: " + format, self.address_string(), *args)
 
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 128  # socketserver's 5 drops SYNs under a burst of new connections (1 s retries)
+class _Server(LoopbackServer):
+    thread_name = "local-cams"
+    label = "local CAMS"
+    logger = log
 
     def __init__(self, address: tuple[str, int], backend: CamsBackend) -> None:
         self.backend = backend
         self.cams = CamsResponse(backend)
         self.admin = AdminResponse(backend)
-        self.stopping = threading.Event()
-        self._live_lock = threading.Lock()
-        self._connections: set[socket.socket] = set()
-        self._workers: set[threading.Thread] = set()
         super().__init__(address, _Handler)
 
-    def process_request(self, request: Any, client_address: Any) -> None:
-        worker = threading.Thread(target=self._work, args=(request, client_address),
-                                  name=f"local-cams-{client_address[1]}", daemon=True)
-        with self._live_lock:
-            self._connections.add(request)
-            self._workers.add(worker)
-        worker.start()
 
-    def _work(self, request: Any, client_address: Any) -> None:
-        try:
-            self.finish_request(request, client_address)
-        except Exception:
-            self.handle_error(request, client_address)
-        finally:
-            self.shutdown_request(request)
-            with self._live_lock:
-                self._connections.discard(request)
-                self._workers.discard(threading.current_thread())
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        log.exception("local CAMS: error while serving %s", client_address)
-
-    def close_connections(self, timeout: float = 5.0) -> None:
-        self.stopping.set()
-        with self._live_lock:
-            connections, workers = list(self._connections), list(self._workers)
-        for connection in connections:
-            try:
-                connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        for worker in workers:
-            worker.join(timeout)
-
-
-class LocalCams:
+class LocalCams(LocalService):
     """The local CAMS endpoint; a context manager (start on enter, stop on exit).
 
     ``backend`` is shared if given; otherwise one is built from ``backend_options`` (see
@@ -191,75 +128,20 @@ class LocalCams:
         if backend is not None and backend_options:
             raise TypeError("pass either backend or backend options, not both")
         self.backend = backend if backend is not None else CamsBackend(**backend_options)
-        if access_key_id or access_key_secret:
-            if not (access_key_id and access_key_secret):
-                raise ValueError("access_key_id and access_key_secret go together")
-            self.credentials = CamsCredentials(access_key_id, access_key_secret, security_token, region_id)
-        else:
-            self.credentials = generate_credentials(sts=sts, region_id=region_id)
+        self.credentials = resolve_credentials(
+            access_key_id=access_key_id, access_key_secret=access_key_secret, security_token=security_token,
+            region_id=region_id, sts=sts)
         self.backend.add_account(self.credentials.access_key_id, self.credentials.access_key_secret,
                                  self.credentials.security_token)
-        self._address = (host, port)
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
+        super().__init__(host, port)
 
-    # --- lifecycle --------------------------------------------------------------------------------------
-    def start(self) -> LocalCams:
-        if self._server is not None:
-            return self
-        self._server = _Server(self._address, self.backend)
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02},
-                                        name="local-cams", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        server, thread = self._server, self._thread
-        if server is None:
-            return
-        server.shutdown()
-        server.close_connections()
-        server.server_close()
-        if thread is not None:
-            thread.join(5.0)
-        self._server = self._thread = None
-
-    def __enter__(self) -> LocalCams:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+    def _new_server(self) -> _Server:
+        return _Server(self._address, self.backend)
 
     # --- where it is ------------------------------------------------------------------------------------
-    @property
-    def host(self) -> str:
-        return self._bound()[0]
-
-    @property
-    def port(self) -> int:
-        return self._bound()[1]
-
-    @property
-    def host_port(self) -> str:
-        """``127.0.0.1:PORT`` — what the SDK's ``Config(endpoint=..., protocol="HTTP")`` takes."""
-        host, port = self._bound()
-        return f"{host}:{port}"
-
-    @property
-    def endpoint(self) -> str:
-        return f"http://{self.host_port}"
-
     def describe(self) -> dict[str, Any]:
         """The JSON line the CLI prints: service, endpoint, region and credentials."""
         return {"service": "cams", "endpoint": self.endpoint, "region_id": self.credentials.region_id,
                 "access_key_id": self.credentials.access_key_id,
                 "access_key_secret": self.credentials.access_key_secret,
                 "security_token": self.credentials.security_token}
-
-    def _bound(self) -> tuple[str, int]:
-        if self._server is None:
-            raise RuntimeError("LocalCams is not started; use start() or a with block")
-        host, port = self._server.server_address[:2]
-        if host in ("0.0.0.0", "::", ""):  # listening everywhere: clients on this machine use loopback
-            host = "127.0.0.1"
-        return str(host), int(port)

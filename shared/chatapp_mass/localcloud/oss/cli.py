@@ -12,12 +12,9 @@ With ``--data DIR`` buckets and objects survive a restart on the same directory.
 from __future__ import annotations
 
 import argparse
-import json
-import signal
-import sys
-import threading
-from typing import Any
+from functools import partial
 
+from .._http import serve_until_signalled
 from .models import DEFAULT_MAX_CLOCK_SKEW, DEFAULT_REGION
 from .server import DEFAULT_BUCKETS, LocalOss
 
@@ -41,26 +38,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    stop = threading.Event()
-
-    def _stop(signum: int, frame: Any) -> None:
-        stop.set()
-
-    previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    oss = LocalOss(host=args.host, port=args.port, sts=args.sts, region_id=args.region, data_dir=args.data,
-                   buckets=tuple(args.buckets or DEFAULT_BUCKETS), max_clock_skew=args.max_clock_skew or None,
-                   event_delivery=args.event_delivery, seed=args.seed)
-    try:
-        oss.start()
-        sys.stdout.write(json.dumps(oss.describe()) + "\n")
-        sys.stdout.flush()
-        while not stop.wait(0.5):
-            pass
-    finally:
-        oss.stop()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    return 0
+    return serve_until_signalled(partial(
+        LocalOss, host=args.host, port=args.port, sts=args.sts, region_id=args.region, data_dir=args.data,
+        buckets=tuple(args.buckets or DEFAULT_BUCKETS), max_clock_skew=args.max_clock_skew or None,
+        event_delivery=args.event_delivery, seed=args.seed))
 
 
 def main(argv: list[str] | None = None) -> int:

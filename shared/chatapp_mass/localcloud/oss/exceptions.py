@@ -35,8 +35,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from .._errors import ServiceError, error_for_code
 
-class OssError(Exception):
+
+class OssError(ServiceError):
     """Root of every error the local OSS answers with."""
 
     http_status: int = 500
@@ -45,16 +47,10 @@ class OssError(Exception):
 
     def __init__(self, message: str | None = None, *, code: str | None = None, http_status: int | None = None,
                  **details: Any) -> None:
-        if message is not None:
-            self.message = message
-        if code is not None:
-            self.code = code
-        if http_status is not None:
-            self.http_status = http_status
         #: extra elements of the error body, in order (``Key``, ``BucketName``, ``OSSAccessKeyId``, ...)
         self.details: dict[str, str] = {name: str(value) for name, value in details.items()
                                         if value is not None}
-        super().__init__(f"{self.http_status} {self.code}: {self.message}")
+        super().__init__(message, code=code, http_status=http_status)
 
     def with_detail(self, name: str, value: object) -> OssError:
         """Add one element to the error body (for names that are not identifiers, e.g. ``Content-MD5``)."""
@@ -188,8 +184,4 @@ KNOWN_ERRORS: dict[str, type[OssError]] = {
 
 def error_for(code: str, message: str | None = None, http_status: int | None = None) -> OssError:
     """An error with ``code``; known codes keep their status and message unless overridden."""
-    known = KNOWN_ERRORS.get(code)
-    if known is not None:
-        return known(message, http_status=http_status)
-    return OssError(message if message is not None else code, code=code,
-                    http_status=http_status if http_status is not None else 500)
+    return error_for_code(OssError, KNOWN_ERRORS, 500, code, message, http_status)

@@ -48,13 +48,12 @@ from typing import Any, BinaryIO, Callable, Literal, Mapping, Protocol
 
 import crcmod
 
-from chatapp_mass.localcloud.cams.models import Account
+from chatapp_mass.localcloud._accounts import DEFAULT_REGION, Account, AccountRegistry
 
 from . import exceptions as exc
 
 log = logging.getLogger(__name__)
 
-DEFAULT_REGION = "ap-southeast-1"
 DEFAULT_ACCOUNT_ID = "1000000000000001"  # ASSUMPTION: any 16-digit id; real ones are the Alibaba Cloud UID
 DEFAULT_MAX_CLOCK_SKEW = 15 * 60.0  # OSS refuses a Date more than 15 minutes off (RequestTimeTooSkewed)
 MAX_OBJECT_SIZE = 5 * 1024 ** 3  # PutObject's documented limit (5 GB)
@@ -348,7 +347,7 @@ def _object_from_row(row: tuple[Any, ...]) -> ObjectInfo:
                       user_meta=json.loads(user_meta), headers=json.loads(headers), blob=blob)
 
 
-class OssBackend:
+class OssBackend(AccountRegistry):
     """The local OSS account: credentials, buckets and objects, event subscribers, faults, records.
 
     ``data_dir``: keep the SQLite file and the bodies there, so a new backend on the same directory sees the
@@ -459,24 +458,6 @@ class OssBackend:
             os.remove(self._blob_path(blob))
         except FileNotFoundError:
             pass
-
-    # --- accounts ---------------------------------------------------------------------------------------
-    def add_account(self, access_key_id: str, access_key_secret: str,
-                    security_token: str | None = None) -> Account:
-        """Register credentials; with ``security_token`` every request must carry that exact token."""
-        account = Account(access_key_id, access_key_secret, security_token or None)
-        with self._lock:
-            self._accounts[access_key_id] = account
-        return account
-
-    def account(self, access_key_id: str) -> Account | None:
-        with self._lock:
-            return self._accounts.get(access_key_id)
-
-    def token_belongs_to_another_account(self, security_token: str, access_key_id: str) -> bool:
-        with self._lock:
-            return any(a.security_token == security_token and a.access_key_id != access_key_id
-                       for a in self._accounts.values())
 
     # --- buckets ----------------------------------------------------------------------------------------
     def create_bucket(self, name: str, *, acl: str | None = None,

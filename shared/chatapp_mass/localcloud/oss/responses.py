@@ -40,7 +40,6 @@ import calendar
 import email.utils
 import hashlib
 import hmac
-import ipaddress
 import json
 import time
 from dataclasses import dataclass, field
@@ -48,7 +47,8 @@ from typing import Any, BinaryIO, Callable
 from urllib.parse import parse_qsl, quote, unquote
 from xml.sax.saxutils import escape
 
-from chatapp_mass.localcloud.cams.models import Account
+from chatapp_mass.localcloud._accounts import Account
+from chatapp_mass.localcloud._http import RequestHead, is_loopback, json_object
 
 from . import exceptions as exc
 from .models import (
@@ -105,35 +105,16 @@ class _Empty:
 
 
 @dataclass
-class HttpRequest:
+class HttpRequest(RequestHead):
     """A parsed HTTP request, independent of the server framework; ``body`` is a stream (read it once)."""
 
-    method: str
-    target: str  # the request-target as sent: path and query
-    headers: list[tuple[str, str]] = field(default_factory=list)
     body: Readable = field(default_factory=_Empty)
     client_host: str = "127.0.0.1"
-
-    @property
-    def path(self) -> str:
-        return self.target.split("?", 1)[0] or "/"
-
-    @property
-    def query_string(self) -> str:
-        return self.target.split("?", 1)[1] if "?" in self.target else ""
 
     @property
     def params(self) -> dict[str, str]:
         """Query parameters as the SDK meant them ('+' is a space; on a repeated key the last one wins)."""
         return dict(parse_qsl(self.query_string, keep_blank_values=True))
-
-    def header(self, name: str) -> str | None:
-        values = self.header_values(name)
-        return values[0] if values else None
-
-    def header_values(self, name: str) -> list[str]:
-        name = name.lower()
-        return [value for key, value in self.headers if key.lower() == name]
 
     @property
     def is_chunked(self) -> bool:
@@ -308,13 +289,6 @@ def list_objects_xml(bucket: str, page: ListPage, *, owner: str, url: bool, v2: 
         out += ["<CommonPrefixes>", _element("Prefix", _listed(common, url)), "</CommonPrefixes>"]
     out.append("</ListBucketResult>\n")
     return "".join(out).encode("utf-8")
-
-
-def _is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
 
 
 def split_path(path: str) -> tuple[str | None, str | None]:
@@ -712,7 +686,7 @@ class AdminResponse:
         self.backend = backend
 
     def dispatch(self, request: HttpRequest) -> Reply:
-        if not _is_loopback(request.client_host):
+        if not is_loopback(request.client_host):
             return _json(403, {"Code": "Forbidden", "Message": "Admin endpoints answer loopback only."})
         route = (request.method, request.path)
         if route == ("GET", ADMIN_PREFIX + "requests"):
@@ -728,10 +702,7 @@ class AdminResponse:
             return _json(200, {"ok": True})
         if route == ("POST", ADMIN_PREFIX + "config"):
             try:
-                options = json.loads(request.body.read(1024 * 1024) or b"{}")
-                if not isinstance(options, dict):
-                    raise ValueError("the body must be a JSON object")
-                self.backend.configure(**options)
+                self.backend.configure(**json_object(request.body.read(1024 * 1024)))
             except (ValueError, TypeError) as error:
                 return _json(400, {"Code": "InvalidConfig", "Message": str(error)})
             return _json(200, {"ok": True})

@@ -17,13 +17,10 @@ the error instead of a reset; past that the connection is closed.
 from __future__ import annotations
 
 import logging
-import socket
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Iterable
 
-from chatapp_mass.localcloud.cams.server import CamsCredentials, generate_credentials
-
+from .._accounts import resolve_credentials
+from .._http import LocalService, LoopbackHandler, LoopbackServer
 from .exceptions import OssError
 from .models import DEFAULT_REGION, OssBackend, validate_bucket_name
 from .responses import ADMIN_PREFIX, AdminResponse, HttpRequest, OssResponse, Reply
@@ -104,8 +101,7 @@ class RequestBody:
         return data
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive
+class _Handler(LoopbackHandler):
     server: _Server
 
     def version_string(self) -> str:
@@ -175,60 +171,20 @@ class _Handler(BaseHTTPRequestHandler):
         if sent != reply.content_length:  # the file shrank under us: the client must not wait for more
             self.close_connection = True
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
-        log.debug("local OSS %s: " + format, self.address_string(), *args)
 
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 128
+class _Server(LoopbackServer):
+    thread_name = "local-oss"
+    label = "local OSS"
+    logger = log
 
     def __init__(self, address: tuple[str, int], backend: OssBackend) -> None:
         self.backend = backend
         self.oss = OssResponse(backend)
         self.admin = AdminResponse(backend)
-        self.stopping = threading.Event()
-        self._live_lock = threading.Lock()
-        self._connections: set[socket.socket] = set()
-        self._workers: set[threading.Thread] = set()
         super().__init__(address, _Handler)
 
-    def process_request(self, request: Any, client_address: Any) -> None:
-        worker = threading.Thread(target=self._work, args=(request, client_address),
-                                  name=f"local-oss-{client_address[1]}", daemon=True)
-        with self._live_lock:
-            self._connections.add(request)
-            self._workers.add(worker)
-        worker.start()
 
-    def _work(self, request: Any, client_address: Any) -> None:
-        try:
-            self.finish_request(request, client_address)
-        except Exception:
-            self.handle_error(request, client_address)
-        finally:
-            self.shutdown_request(request)
-            with self._live_lock:
-                self._connections.discard(request)
-                self._workers.discard(threading.current_thread())
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        log.exception("local OSS: error while serving %s", client_address)
-
-    def close_connections(self, timeout: float = 5.0) -> None:
-        self.stopping.set()
-        with self._live_lock:
-            connections, workers = list(self._connections), list(self._workers)
-        for connection in connections:
-            try:
-                connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        for worker in workers:
-            worker.join(timeout)
-
-
-class LocalOss:
+class LocalOss(LocalService):
     """The local OSS endpoint; a context manager (start on enter, stop on exit).
 
     ``backend`` is shared if given (the caller closes it); otherwise one is built from ``data_dir`` and
@@ -250,12 +206,9 @@ class LocalOss:
         self._owns_backend = backend is None
         self.backend = backend if backend is not None else OssBackend(data_dir=data_dir, region_id=region_id,
                                                                       **backend_options)
-        if access_key_id or access_key_secret:
-            if not (access_key_id and access_key_secret):
-                raise ValueError("access_key_id and access_key_secret go together")
-            self.credentials = CamsCredentials(access_key_id, access_key_secret, security_token, region_id)
-        else:
-            self.credentials = generate_credentials(sts=sts, region_id=region_id)
+        self.credentials = resolve_credentials(
+            access_key_id=access_key_id, access_key_secret=access_key_secret, security_token=security_token,
+            region_id=region_id, sts=sts)
         self.backend.add_account(self.credentials.access_key_id, self.credentials.access_key_secret,
                                  self.credentials.security_token)
         self.buckets = tuple(buckets)
@@ -265,61 +218,21 @@ class LocalOss:
             except OssError:
                 raise ValueError(f"{name!r} is not a valid bucket name (3-63 characters: a-z, 0-9 and '-', "
                                  "starting and ending with a letter or digit)") from None
-        self._address = (host, port)
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
+        super().__init__(host, port)
+
+    def _new_server(self) -> _Server:
+        return _Server(self._address, self.backend)
 
     # --- lifecycle --------------------------------------------------------------------------------------
-    def start(self) -> LocalOss:
-        if self._server is not None:
-            return self
+    def _before_start(self) -> None:
         for name in self.buckets:
             self.backend.create_bucket(name)
-        self._server = _Server(self._address, self.backend)
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02},
-                                        name="local-oss", daemon=True)
-        self._thread.start()
-        return self
 
     def stop(self) -> None:
-        server, thread = self._server, self._thread
-        if server is None:
-            return
-        server.shutdown()
-        server.close_connections()
-        server.server_close()
-        if thread is not None:
-            thread.join(5.0)
-        self._server = self._thread = None
-        if self._owns_backend:
+        if self._stop_server() and self._owns_backend:
             self.backend.close()
 
-    def __enter__(self) -> LocalOss:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
     # --- where it is ------------------------------------------------------------------------------------
-    @property
-    def host(self) -> str:
-        return self._bound()[0]
-
-    @property
-    def port(self) -> int:
-        return self._bound()[1]
-
-    @property
-    def host_port(self) -> str:
-        """``127.0.0.1:PORT``."""
-        host, port = self._bound()
-        return f"{host}:{port}"
-
-    @property
-    def endpoint(self) -> str:
-        """``http://127.0.0.1:PORT`` — what ``oss2.Bucket(auth, endpoint, name)`` takes (path style)."""
-        return f"http://{self.host_port}"
-
     @property
     def bucket_name(self) -> str | None:
         return self.buckets[0] if self.buckets else None
@@ -343,11 +256,3 @@ class LocalOss:
         if not bucket:
             raise ValueError("name a bucket: this LocalOss was started without buckets")
         return oss2.Bucket(auth, self.endpoint, bucket, **bucket_options)
-
-    def _bound(self) -> tuple[str, int]:
-        if self._server is None:
-            raise RuntimeError("LocalOss is not started; use start() or a with block")
-        host, port = self._server.server_address[:2]
-        if host in ("0.0.0.0", "::", ""):  # listening everywhere: clients on this machine use loopback
-            host = "127.0.0.1"
-        return str(host), int(port)

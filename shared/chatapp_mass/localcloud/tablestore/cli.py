@@ -10,13 +10,10 @@ It prints ONE JSON line on stdout once it listens::
 from __future__ import annotations
 
 import argparse
-import json
-import signal
-import sys
-import threading
-from typing import Any
+from functools import partial
 
-from chatapp_mass.localcloud.cams.server import DEFAULT_REGION
+from .._accounts import DEFAULT_REGION
+from .._http import serve_until_signalled
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,26 +33,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from .server import LocalTablestore
 
-    stop = threading.Event()
-
-    def _stop(signum: int, frame: Any) -> None:
-        stop.set()
-
-    previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    ots = LocalTablestore(host=args.host, port=args.port, sts=args.sts, access_key_id=args.access_key_id,
-                          access_key_secret=args.access_key_secret, security_token=args.security_token,
-                          region_id=args.region, instance_name=args.instance, data_dir=args.data)
-    try:
-        ots.start()
-        sys.stdout.write(json.dumps(ots.describe()) + "\n")
-        sys.stdout.flush()
-        while not stop.wait(0.5):
-            pass
-    finally:
-        ots.stop()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    return 0
+    return serve_until_signalled(partial(
+        LocalTablestore, host=args.host, port=args.port, sts=args.sts, access_key_id=args.access_key_id,
+        access_key_secret=args.access_key_secret, security_token=args.security_token, region_id=args.region,
+        instance_name=args.instance, data_dir=args.data))
 
 
 def main(argv: list[str] | None = None) -> int:

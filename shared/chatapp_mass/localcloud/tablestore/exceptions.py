@@ -40,23 +40,15 @@ ASSUMPTIONS (no public source): the messages for a missing or wrong STS token (4
 
 from __future__ import annotations
 
+from .._errors import ServiceError, error_for_code
 
-class TablestoreError(Exception):
+
+class TablestoreError(ServiceError):
     """Root of every error the local Tablestore answers with."""
 
     http_status: int = 500
     code: str = "OTSInternalServerError"
     message: str = "Internal server error."
-
-    def __init__(self, message: str | None = None, *, code: str | None = None,
-                 http_status: int | None = None) -> None:
-        if message is not None:
-            self.message = message
-        if code is not None:
-            self.code = code
-        if http_status is not None:
-            self.http_status = http_status
-        super().__init__(f"{self.http_status} {self.code}: {self.message}")
 
 
 # --- 4xx: the request is wrong ------------------------------------------------------------------------------
@@ -166,8 +158,4 @@ KNOWN_ERRORS: dict[str, type[TablestoreError]] = {
 
 def error_for(code: str, message: str | None = None, http_status: int | None = None) -> TablestoreError:
     """An error with ``code``; known codes keep their documented status and message unless overridden."""
-    known = KNOWN_ERRORS.get(code)
-    if known is not None:
-        return known(message, http_status=http_status)
-    return TablestoreError(message if message is not None else code, code=code,
-                           http_status=http_status if http_status is not None else 500)
+    return error_for_code(TablestoreError, KNOWN_ERRORS, 500, code, message, http_status)

@@ -34,6 +34,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Callable, Iterable, Iterator, Optional, Sequence, Union
 
+from .._accounts import Account, AccountRegistry
 from . import exceptions as exc
 from .plainbuffer import (
     OP_DELETE_ALL_VERSIONS,
@@ -273,13 +274,6 @@ class _RowFault:
     tables: Optional[frozenset[str]]
 
 
-@dataclass(frozen=True)
-class Account:
-    access_key_id: str
-    access_key_secret: str
-    security_token: Optional[str] = None
-
-
 # --- values, keys, sizes ----------------------------------------------------------------------------------
 def encode_key(primary_key: Sequence[tuple[str, Value]]) -> bytes:
     """An order-preserving, prefix-free encoding: bytewise order of keys is Tablestore's row order.
@@ -450,7 +444,7 @@ def _check_column_name(name: str) -> None:
 
 
 # --- the backend ------------------------------------------------------------------------------------------
-class TablestoreBackend:
+class TablestoreBackend(AccountRegistry):
     """The local Tablestore service: instances, accounts, tables and rows, faults, and the request record.
 
     Thread-safe: one re-entrant lock around one SQLite connection; each operation is one transaction.
@@ -524,18 +518,6 @@ class TablestoreBackend:
     def instance_region(self, name: str) -> Optional[str]:
         with self._lock:
             return self._instances.get(name)
-
-    def add_account(self, access_key_id: str, access_key_secret: str,
-                    security_token: Optional[str] = None) -> Account:
-        """Register credentials; with ``security_token`` every call must carry that exact token."""
-        account = Account(access_key_id, access_key_secret, security_token or None)
-        with self._lock:
-            self._accounts[access_key_id] = account
-        return account
-
-    def account(self, access_key_id: str) -> Optional[Account]:
-        with self._lock:
-            return self._accounts.get(access_key_id)
 
     # --- fault injection --------------------------------------------------------------------------------
     def fail_next(self, n: int = 1, code: str = "OTSServerBusy", status: Optional[int] = None,

@@ -28,7 +28,6 @@ import base64
 import datetime as dt
 import hashlib
 import hmac
-import ipaddress
 import json
 import logging
 from dataclasses import dataclass, field
@@ -36,7 +35,7 @@ from typing import Any, Callable, Optional, Sequence, TypeVar
 
 from google.protobuf.message import DecodeError, EncodeError
 
-from chatapp_mass.localcloud.cams.responses import HttpRequest
+from chatapp_mass.localcloud._http import HttpRequest, is_loopback, json_object
 
 
 def _quietly_import_sdk_protobuf() -> tuple[Any, Any]:
@@ -661,7 +660,7 @@ class AdminResponse:
         self.backend = backend
 
     def dispatch(self, request: HttpRequest) -> Reply:
-        if not _is_loopback(request.client_host):
+        if not is_loopback(request.client_host):
             return _json(403, {"code": "Forbidden", "message": "Admin endpoints answer loopback only."})
         route = (request.method, request.path)
         if route == ("GET", ADMIN_PREFIX + "requests"):
@@ -673,10 +672,7 @@ class AdminResponse:
             return _json(200, {"ok": True})
         if route == ("POST", ADMIN_PREFIX + "faults"):
             try:
-                options = json.loads(request.body or b"{}")
-                if not isinstance(options, dict):
-                    raise ValueError("the body must be a JSON object")
-                self._apply_faults(options)
+                self._apply_faults(json_object(request.body))
             except (ValueError, TypeError) as error:
                 return _json(400, {"code": "InvalidConfig", "message": str(error)})
             return _json(200, {"ok": True})
@@ -693,13 +689,6 @@ class AdminResponse:
                 value = options[name]
                 kwargs = dict(value) if isinstance(value, dict) else {"n": int(value)}
                 getattr(self.backend, name)(**kwargs)
-
-
-def _is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
 
 
 def _json(status: int, body: Any) -> Reply:

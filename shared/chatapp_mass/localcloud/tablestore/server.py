@@ -17,13 +17,10 @@ from __future__ import annotations
 
 import logging
 import socket
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Optional
 
-from chatapp_mass.localcloud.cams.responses import HttpRequest
-from chatapp_mass.localcloud.cams.server import DEFAULT_REGION, CamsCredentials, generate_credentials
-
+from .._accounts import DEFAULT_REGION, resolve_credentials
+from .._http import HttpRequest, LocalService, LoopbackHandler, LoopbackServer
 from .models import DEFAULT_INSTANCE, TablestoreBackend
 from .responses import ADMIN_PREFIX, AdminResponse, Reply, TablestoreResponse
 
@@ -33,8 +30,7 @@ _DRAIN_LIMIT = 64 * 1024 * 1024  # never read more than this of an over-long bod
 _CHUNK = 1024 * 1024
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive
+class _Handler(LoopbackHandler):
     disable_nagle_algorithm = True  # with delayed ACKs on the client, Nagle costs ~40 ms per reply
     server: _Server
 
@@ -103,60 +99,20 @@ class _Handler(BaseHTTPRequestHandler):
         self._headers_buffer.append(reply.body)  # type: ignore[attr-defined]
         self.flush_headers()
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
-        log.debug("local Tablestore %s: " + format, self.address_string(), *args)
 
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 128  # socketserver's 5 drops SYNs under a burst of new connections
+class _Server(LoopbackServer):
+    thread_name = "local-tablestore"
+    label = "local Tablestore"
+    logger = log
 
     def __init__(self, address: tuple[str, int], backend: TablestoreBackend) -> None:
         self.backend = backend
         self.api = TablestoreResponse(backend)
         self.admin = AdminResponse(backend)
-        self.stopping = threading.Event()
-        self._live_lock = threading.Lock()
-        self._connections: set[socket.socket] = set()
-        self._workers: set[threading.Thread] = set()
         super().__init__(address, _Handler)
 
-    def process_request(self, request: Any, client_address: Any) -> None:
-        worker = threading.Thread(target=self._work, args=(request, client_address),
-                                  name=f"local-tablestore-{client_address[1]}", daemon=True)
-        with self._live_lock:
-            self._connections.add(request)
-            self._workers.add(worker)
-        worker.start()
 
-    def _work(self, request: Any, client_address: Any) -> None:
-        try:
-            self.finish_request(request, client_address)
-        except Exception:
-            self.handle_error(request, client_address)
-        finally:
-            self.shutdown_request(request)
-            with self._live_lock:
-                self._connections.discard(request)
-                self._workers.discard(threading.current_thread())
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        log.exception("local Tablestore: error while serving %s", client_address)
-
-    def close_connections(self, timeout: float = 5.0) -> None:
-        self.stopping.set()
-        with self._live_lock:
-            connections, workers = list(self._connections), list(self._workers)
-        for connection in connections:
-            try:
-                connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        for worker in workers:
-            worker.join(timeout)
-
-
-class LocalTablestore:
+class LocalTablestore(LocalService):
     """The local Tablestore endpoint for one instance; a context manager (start on enter, stop on exit).
 
     ``backend`` is shared if given; otherwise one is built from ``data_dir`` and ``backend_options`` (see
@@ -175,68 +131,25 @@ class LocalTablestore:
             raise TypeError("pass either backend or data_dir/backend options, not both")
         self._owns_backend = backend is None
         self.backend = backend if backend is not None else TablestoreBackend(data_dir=data_dir, **backend_options)
-        if access_key_id or access_key_secret:
-            if not (access_key_id and access_key_secret):
-                raise ValueError("access_key_id and access_key_secret go together")
-            self.credentials = CamsCredentials(access_key_id, access_key_secret, security_token, region_id)
-        else:
-            self.credentials = generate_credentials(sts=sts, region_id=region_id)
+        self.credentials = resolve_credentials(
+            access_key_id=access_key_id, access_key_secret=access_key_secret, security_token=security_token,
+            region_id=region_id, sts=sts)
         self.instance_name = instance_name
         self.region_id = region_id
         self.backend.add_instance(instance_name, region_id)
         self.backend.add_account(self.credentials.access_key_id, self.credentials.access_key_secret,
                                  self.credentials.security_token)
-        self._address = (host, port)
-        self._server: Optional[_Server] = None
-        self._thread: Optional[threading.Thread] = None
+        super().__init__(host, port)
 
-    # --- lifecycle --------------------------------------------------------------------------------------
-    def start(self) -> LocalTablestore:
-        if self._server is not None:
-            return self
-        self._server = _Server(self._address, self.backend)
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02},
-                                        name="local-tablestore", daemon=True)
-        self._thread.start()
-        return self
+    def _new_server(self) -> _Server:
+        return _Server(self._address, self.backend)
 
     def stop(self) -> None:
-        server, thread = self._server, self._thread
-        if server is not None:
-            server.shutdown()
-            server.close_connections()
-            server.server_close()
-            if thread is not None:
-                thread.join(5.0)
-            self._server = self._thread = None
+        self._stop_server()
         if self._owns_backend and self.backend.data_dir:
             self.backend.close()  # the file is complete on disk; the next use reopens it
 
-    def __enter__(self) -> LocalTablestore:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
     # --- where it is ------------------------------------------------------------------------------------
-    @property
-    def host(self) -> str:
-        return self._bound()[0]
-
-    @property
-    def port(self) -> int:
-        return self._bound()[1]
-
-    @property
-    def host_port(self) -> str:
-        host, port = self._bound()
-        return f"{host}:{port}"
-
-    @property
-    def endpoint(self) -> str:
-        """``http://127.0.0.1:PORT`` — what ``tablestore.OTSClient`` takes as ``end_point``."""
-        return f"http://{self.host_port}"
-
     def describe(self) -> dict[str, Any]:
         """The JSON line the CLI prints: service, endpoint, instance, region and credentials."""
         return {
@@ -249,11 +162,3 @@ class LocalTablestore:
                             "security_token": self.credentials.security_token},
             "data_dir": self.backend.data_dir,
         }
-
-    def _bound(self) -> tuple[str, int]:
-        if self._server is None:
-            raise RuntimeError("LocalTablestore is not started; use start() or a with block")
-        host, port = self._server.server_address[:2]
-        if host in ("0.0.0.0", "::", ""):  # listening everywhere: clients on this machine use loopback
-            host = "127.0.0.1"
-        return str(host), int(port)
