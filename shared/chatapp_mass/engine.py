@@ -151,7 +151,7 @@ class DispatchSettings:
     max_stall: float = 600.0
     resend_uncertain: bool = False
     claim_ttl: float = 300.0  # longer than any one call (read timeout) plus its token wait
-    rate_margin: float = 0.03
+    rate_margin: float = 0.06
     # A slot is stamped for the request's arrival. If marking the batch ``sending`` took longer than this
     # after the stamp (a busy store), the slot is given up unused rather than spent late (< rate_margin).
     slot_max_age: float = 0.015

@@ -2,7 +2,7 @@
 
 The window lives in the store, so every process (and later every function instance) that shares the store
 shares one budget. ``margin`` widens the window a little: the service counts calls when they *arrive*, we
-count them just before they leave, and the gap between the two varies by a few milliseconds.
+count them just before they leave, and the gap between the two varies (network, and CPU contention on a busy host: tens of ms).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Callable, Optional
 
 from chatapp_mass.store import Store
 
-DEFAULT_MARGIN = 0.03
+DEFAULT_MARGIN = 0.06
 
 
 class SlidingWindowLimiter:
