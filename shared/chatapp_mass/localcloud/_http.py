@@ -50,6 +50,7 @@ class HttpRequest(RequestHead):
 
     body: bytes = b""
     client_host: str = "127.0.0.1"
+    arrived_at: float | None = None  # when its request line was read (the service counts calls on arrival)
 
 
 # --- admin endpoints ----------------------------------------------------------------------------------------

@@ -323,10 +323,14 @@ class CamsBackend(AccountRegistry):
                 self._faults.non_json_next.append(_NonJson(http_status, accept))
 
     # --- the service ------------------------------------------------------------------------------------
-    def send_chatapp_mass_message(self, access_key_id: str, params: dict[str, str]) -> Reply:
-        """One authenticated SendChatappMassMessage call; records it and says what to answer."""
+    def send_chatapp_mass_message(self, access_key_id: str, params: dict[str, str],
+                                  arrived_at: float | None = None) -> Reply:
+        """One authenticated SendChatappMassMessage call; records it and says what to answer.
+
+        ``arrived_at``: when the request line was read, before the signature check and this lock — a busy
+        emulator must not shift (and bunch) arrivals by its own processing time; now if not given."""
         with self._lock:
-            arrived_at = self.clock()
+            arrived_at = self.clock() if arrived_at is None else arrived_at
             request_id = self._request_id()
             recipients = decode_sender_list(params.get("SenderList"))
             faults = self._faults

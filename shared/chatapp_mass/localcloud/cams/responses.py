@@ -137,7 +137,7 @@ class CamsResponse:
             account = self._authenticate(request, params, authorization)
         except exc.CamsError as error:
             return self.backend.refuse(error, access_key_id=claimed_key, action=action, params=params)
-        return self.backend.send_chatapp_mass_message(account.access_key_id, params)
+        return self.backend.send_chatapp_mass_message(account.access_key_id, params, arrived_at=request.arrived_at)
 
     def too_long(self) -> Reply:
         return self.backend.refuse(exc.RequestURITooLong(

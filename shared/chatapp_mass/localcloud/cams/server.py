@@ -37,6 +37,7 @@ class _Handler(LoopbackHandler):
         limit = self.server.backend.max_request_line
         try:
             self.raw_requestline = self.rfile.readline(limit + 3)  # + CRLF + one byte too many
+            self._arrived_at = self.server.backend.clock()
             if len(self.raw_requestline.rstrip(b"\r\n")) > limit:
                 self._answer_too_long()
                 return
@@ -56,7 +57,7 @@ class _Handler(LoopbackHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length > 0 else b""
         request = HttpRequest(self.command, self.path, list(self.headers.items()), body,
-                              client_host=self.client_address[0])
+                              client_host=self.client_address[0], arrived_at=self._arrived_at)
         if request.path.startswith(ADMIN_PREFIX):
             reply = self.server.admin.dispatch(request)
         else:
