@@ -81,6 +81,34 @@ class LoopbackHandler(BaseHTTPRequestHandler):
         self.server.logger.debug(f"{self.server.label} %s: " + format, self.address_string(), *args)
 
 
+class AnyMethodHandler(LoopbackHandler):
+    """Every method goes to ``_serve()``; a client that goes away just closes the connection; no Nagle
+    (with delayed ACKs on the client, Nagle costs ~40 ms per reply). Tablestore and FC."""
+
+    disable_nagle_algorithm = True
+
+    def handle_one_request(self) -> None:
+        try:
+            super().handle_one_request()
+        except (ConnectionError, TimeoutError, OSError):  # the client went away
+            self.close_connection = True
+
+    def _serve(self) -> None:
+        raise NotImplementedError
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        self._serve()
+
+    def do_GET(self) -> None:  # noqa: N802
+        self._serve()
+
+    def do_PUT(self) -> None:  # noqa: N802
+        self._serve()
+
+    def do_DELETE(self) -> None:  # noqa: N802
+        self._serve()
+
+
 class LoopbackServer(ThreadingHTTPServer):
     """One daemon worker thread per connection, each tracked, so :meth:`close_connections` can cut idle
     keep-alive connections and end their workers (``shutdown()`` alone stops only accepting).

@@ -23,7 +23,7 @@ from chatapp_mass.deploy import syaml
 from chatapp_mass.deploy.syaml import FunctionSpec
 
 from .._accounts import DEFAULT_REGION, Account, resolve_credentials
-from .._http import HttpRequest, LocalService, LoopbackHandler, LoopbackServer
+from .._http import AnyMethodHandler, HttpRequest, LocalService, LoopbackServer
 from .models import DEFAULT_ACCOUNT_ID, DEFAULT_MAX_INSTANCES, SYNC_PAYLOAD_LIMIT, FcBackend
 from .responses import ADMIN_PREFIX, AdminResponse, InvokeResponse, Reply, error_reply
 from . import exceptions as exc
@@ -34,27 +34,8 @@ _BODY_LIMIT = SYNC_PAYLOAD_LIMIT + 1024 * 1024  # read at most this much of a bo
 _CHUNK = 1024 * 1024
 
 
-class _Handler(LoopbackHandler):
-    disable_nagle_algorithm = True
+class _Handler(AnyMethodHandler):
     server: _Server
-
-    def handle_one_request(self) -> None:
-        try:
-            super().handle_one_request()
-        except (ConnectionError, TimeoutError, OSError):  # the client went away
-            self.close_connection = True
-
-    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
-        self._serve()
-
-    def do_GET(self) -> None:  # noqa: N802
-        self._serve()
-
-    def do_PUT(self) -> None:  # noqa: N802
-        self._serve()
-
-    def do_DELETE(self) -> None:  # noqa: N802
-        self._serve()
 
     def _serve(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)

@@ -20,7 +20,7 @@ import socket
 from typing import Any, Optional
 
 from .._accounts import DEFAULT_REGION, resolve_credentials
-from .._http import HttpRequest, LocalService, LoopbackHandler, LoopbackServer
+from .._http import AnyMethodHandler, HttpRequest, LocalService, LoopbackServer
 from .models import DEFAULT_INSTANCE, TablestoreBackend
 from .responses import ADMIN_PREFIX, AdminResponse, Reply, TablestoreResponse
 
@@ -30,27 +30,8 @@ _DRAIN_LIMIT = 64 * 1024 * 1024  # never read more than this of an over-long bod
 _CHUNK = 1024 * 1024
 
 
-class _Handler(LoopbackHandler):
-    disable_nagle_algorithm = True  # with delayed ACKs on the client, Nagle costs ~40 ms per reply
+class _Handler(AnyMethodHandler):
     server: _Server
-
-    def handle_one_request(self) -> None:
-        try:
-            super().handle_one_request()
-        except (ConnectionError, TimeoutError, OSError):  # the client went away
-            self.close_connection = True
-
-    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
-        self._serve()
-
-    def do_GET(self) -> None:  # noqa: N802
-        self._serve()
-
-    def do_PUT(self) -> None:  # noqa: N802
-        self._serve()
-
-    def do_DELETE(self) -> None:  # noqa: N802
-        self._serve()
 
     def _serve(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
