@@ -2,7 +2,7 @@
 
 Batch state machine (every arrow is one conditional write in the store)::
 
-    pending --claim--> claimed --token taken--> sending --reply--> sent | failed | uncertain
+    pending --claim--> claimed --its token is next--> sending --reply--> sent | failed | uncertain
        ^                  |  ^                     |
        |   stop / stall   |  +--throttled, or ------+
        +------------------+     connection refused (nothing sent): retried within the rate
@@ -152,8 +152,9 @@ class DispatchSettings:
     resend_uncertain: bool = False
     claim_ttl: float = 300.0  # longer than any one call (read timeout) plus its token wait
     rate_margin: float = 0.06
-    # A slot is stamped for the request's arrival. If marking the batch ``sending`` took longer than this
-    # after the stamp (a busy store), the slot is given up unused rather than spent late (< rate_margin).
+    # A slot is stamped for the request's arrival. The batch is marked ``sending`` just before its slot
+    # (SlidingWindowLimiter.acquire's ``before``); if the stamp's own store write still left the request
+    # later than this behind the stamp (a busy store), the slot is given up unused rather than spent late.
     slot_max_age: float = 0.015
 
     @property
@@ -330,37 +331,52 @@ class JobRunner:
     def _dispatch(self, job_id: str, options: JobOptions, snapshot: Snapshot, *,
                   on_progress: Optional[Callable[[Snapshot], None]] = None, progress_interval: float = 0.5,
                   deadline: Optional[float] = None, only: Optional[int] = None) -> None:
-        """Keep up to ``workers`` pending batches in flight until none is open, a halt, or ``deadline``."""
+        """Keep up to ``workers`` pending batches in flight until none is open, a halt, or ``deadline``.
+
+        The job's batches are listed once into a local queue and listed again only when the queue runs dry
+        (at most every 0.5 s), every 2 s regardless, and at once when nothing is in flight; stale claims
+        are looked for every second. (Listing on every completed call cost two full scans of the job's
+        batch rows ten times a second.) A queued batch someone else took meanwhile just fails its claim.
+        """
         self._last_progress = self.clock()
         wake = threading.Event()
         inflight: dict[int, Future[None]] = {}
+        queue: list[int] = []
         last_report = 0.0
+        next_listing = next_stale_check = 0.0
         with ThreadPoolExecutor(self.settings.workers, thread_name_prefix="sender") as pool:
             try:
                 while not self.halt.is_set():
-                    if deadline is not None and self.clock() >= deadline:
+                    now = self.clock()
+                    if deadline is not None and now >= deadline:
                         self.halt.set()  # workers waiting for a token give their batch back
                         break
                     for seq in [s for s, f in inflight.items() if f.done()]:
                         inflight.pop(seq).result()
-                    self.release_stale(job_id)
-                    open_batches = self.store.list_batches(
-                        job_id, [BatchStatus.pending, BatchStatus.claimed, BatchStatus.sending]
-                    )
-                    if only is not None:
-                        open_batches = [b for b in open_batches if b.seq == only]
-                    if deadline is not None:  # a drainer leaves batches other instances hold to them
-                        open_batches = [b for b in open_batches
-                                        if b.status is BatchStatus.pending or b.seq in inflight]
-                    if not open_batches and not inflight:
-                        break
-                    for batch in open_batches:
-                        if len(inflight) >= self.settings.workers:
+                    if now >= next_stale_check:
+                        self.release_stale(job_id)
+                        next_stale_check = now + 1.0
+                    if now >= next_listing or not (inflight or queue):
+                        open_batches = self.store.list_batches(
+                            job_id, [BatchStatus.pending, BatchStatus.claimed, BatchStatus.sending]
+                        )
+                        if only is not None:
+                            open_batches = [b for b in open_batches if b.seq == only]
+                        if deadline is not None:  # a drainer leaves batches other instances hold to them
+                            open_batches = [b for b in open_batches
+                                            if b.status is BatchStatus.pending or b.seq in inflight]
+                        if not open_batches and not inflight:
                             break
-                        if batch.status is BatchStatus.pending and batch.seq not in inflight:
-                            future = pool.submit(self._send_batch, job_id, batch.seq, options, snapshot)
-                            future.add_done_callback(lambda _: wake.set())
-                            inflight[batch.seq] = future
+                        queue = [b.seq for b in open_batches
+                                 if b.status is BatchStatus.pending and b.seq not in inflight]
+                        next_listing = now + (2.0 if queue else 0.5)
+                    while queue and len(inflight) < self.settings.workers:
+                        seq = queue.pop(0)
+                        if seq in inflight:
+                            continue
+                        future = pool.submit(self._send_batch, job_id, seq, options, snapshot)
+                        future.add_done_callback(lambda _: wake.set())
+                        inflight[seq] = future
                     if on_progress and self.clock() - last_report >= progress_interval:
                         on_progress(snapshot)
                         last_report = self.clock()
@@ -399,8 +415,11 @@ class JobRunner:
         CPU). Ten workers doing that at once hold each other up for ~0.3 s *after* taking their slots, so
         their requests arrive bunched against the next second's and the service sees more than the limit
         in one window. Returns True for the leader, who must set ``_first_call_done`` when finished. The
-        leader's own cold call may still arrive late against its slot, so it is counted twice: once at its
-        slot and once more when it returns (by then it has certainly arrived). That costs one slot per run.
+        leader's own cold call may still arrive late against its slot (seen: 110 ms), so it is counted
+        twice: once at its slot and once more, *recorded even over the limit*, when it returns (by then it
+        has certainly arrived, so every later slot's window that could hold its arrival holds one of the
+        two). Taking a second ordinary slot instead was not enough: with another process sending, that
+        slot came only after the window it had to protect. It costs one slot per process.
         """
         if _first_call_done.is_set():
             return False
@@ -415,16 +434,23 @@ class JobRunner:
         store, ttl = self.store, self.settings.claim_ttl
         retry = 0
         while True:
+            marked: list[bool] = []
+
+            def mark_sending() -> bool:  # just before the slot: see SlidingWindowLimiter.acquire
+                marked.append(store.transition_batch(
+                    job_id, seq, expect=[BatchStatus.claimed], to=BatchStatus.sending, owner=self.owner,
+                    claim_expires=self.clock() + ttl, attempts=1))
+                return marked[-1]
+
             stamped = None
             if not self.halt.is_set() and not self._stalled(job_id):
-                stamped = self.limiter.acquire(self.halt)
+                stamped = self.limiter.acquire(self.halt, before=mark_sending)
+            if marked and not marked[-1]:
+                return  # the claim was taken from us (expired): never send without it
             if stamped is None:
                 store.transition_batch(job_id, seq, expect=[BatchStatus.claimed], to=BatchStatus.pending,
                                        owner="", claim_expires=0.0)
                 return
-            if not store.transition_batch(job_id, seq, expect=[BatchStatus.claimed], to=BatchStatus.sending,
-                                          owner=self.owner, claim_expires=self.clock() + ttl, attempts=1):
-                return  # the claim was taken from us (expired): never send without it
             if self.clock() - stamped > self.settings.slot_max_age:  # too late to spend it: see slot_max_age
                 store.transition_batch(job_id, seq, expect=[BatchStatus.sending], to=BatchStatus.claimed,
                                        attempts=-1)
@@ -432,11 +458,13 @@ class JobRunner:
                     snapshot.late_slots += 1
                 continue
             faults.checkpoint("sender.sending")
+            log.debug("calling CAMS", extra={"job_id": job_id, "batch": seq, "slot": round(stamped, 4),
+                                             "slot_age": round(self.clock() - stamped, 4)})
             outcome = call()
             faults.checkpoint("sender.after_call")
             if cold:  # see _first_call_turn
                 cold = False
-                self.limiter.acquire(self.halt)
+                self.limiter.record()
             with self._lock:
                 snapshot.calls += 1
             if outcome.kind in (OutcomeKind.throttled, OutcomeKind.not_sent):

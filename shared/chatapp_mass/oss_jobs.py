@@ -423,7 +423,8 @@ class Sender:
                                   reason=runner.halt_reason)
         status = self.settle(job.job_id, event)
         return {"job_id": job.job_id, "calls": snapshot.calls, "sent": snapshot.sent, "failed": snapshot.failed,
-                "uncertain": snapshot.uncertain, "job": status}
+                "uncertain": snapshot.uncertain, "throttled": snapshot.throttled, "late_slots": snapshot.late_slots,
+                "job": status}
 
     def _concurrency(self, event: SenderEvent) -> int:
         if event.seq is not None:

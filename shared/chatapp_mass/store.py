@@ -185,13 +185,16 @@ class Store(abc.ABC):
 
     # account-wide rate window
     @abc.abstractmethod
-    def rate_acquire(self, key: str, limit: int, window: float, clock: Callable[[], float]) -> float:
+    def rate_acquire(self, key: str, limit: int, window: float, clock: Callable[[], float], *,
+                     peek: bool = False, force: bool = False) -> float:
         """Record an attempt at ``now`` if fewer than ``limit`` were recorded in ``(now - window, now]``.
 
         ``now = clock()`` is read only once the store holds the window exclusively: a time read before
         waiting for the lock would stamp the attempt too early and let a burst through. Returns 0.0 when
         granted, else the seconds to wait before a slot frees up. Atomic across every process sharing
-        the store.
+        the store. ``peek``: only say how long until a slot frees (0.0: one is free now); record nothing.
+        ``force``: record an attempt at ``now`` even over the limit (an attempt known to have happened
+        later than its slot said: see ``JobRunner._first_call_turn``); returns 0.0.
         """
 
     def close(self) -> None:  # noqa: B027 - optional hook

@@ -291,8 +291,14 @@ class SqliteStore(Store):
             conn.close()
 
     # --- rate window ------------------------------------------------------------------------------------
-    def rate_acquire(self, key: str, limit: int, window: float, clock: Callable[[], float]) -> float:
+    def rate_acquire(self, key: str, limit: int, window: float, clock: Callable[[], float], *,
+                     peek: bool = False, force: bool = False) -> float:
         conn = self._conn()
+        if peek:
+            now = clock()
+            recent = [row[0] for row in conn.execute(
+                "SELECT at FROM rate_events WHERE key=? AND at>? ORDER BY at", (key, now - window))]
+            return 0.0 if len(recent) < limit else max(recent[len(recent) - limit] + window - now, 0.001)
         with _transaction(conn, immediate=True):
             now = clock()  # under the write lock (see Store.rate_acquire)
             conn.execute("DELETE FROM rate_events WHERE key=? AND at<=?", (key, now - max(window, 1.0) * 10))
@@ -302,7 +308,7 @@ class SqliteStore(Store):
                     "SELECT at FROM rate_events WHERE key=? AND at>? ORDER BY at", (key, now - window)
                 )
             ]
-            if len(recent) < limit:
+            if len(recent) < limit or force:
                 conn.execute("INSERT INTO rate_events (key, at) VALUES (?,?)", (key, now))
                 return 0.0
             # The slot frees when the (len - limit + 1)-th newest leaves the window.

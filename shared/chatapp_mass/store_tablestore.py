@@ -506,7 +506,8 @@ class TablestoreStore(Store):
                                     batch.message)
 
     # --- rate window ------------------------------------------------------------------------------------
-    def rate_acquire(self, key: str, limit: int, window: float, clock: Callable[[], float]) -> float:
+    def rate_acquire(self, key: str, limit: int, window: float, clock: Callable[[], float], *,
+                     peek: bool = False, force: bool = False) -> float:
         ts = self._ts
         pk = [("key", key)]
         while True:
@@ -514,9 +515,11 @@ class TablestoreStore(Store):
             now = clock()  # after the read: see the module docs
             version = int(row["version"]) if row else 0
             stamps = [s for s in (json.loads(row["stamps"]) if row else []) if s > now - window]
-            if len(stamps) >= limit:
+            if len(stamps) >= limit and not force:
                 return max(stamps[len(stamps) - limit] + window - now, 0.001)
-            stamps = (stamps + [now])[-limit:]
+            if peek:
+                return 0.0
+            stamps = sorted(stamps + [now])[-limit:]  # the newest ``limit`` decide every later wait
             token = _token()
             columns = [("stamps", json.dumps(stamps)), ("version", version + 1), ("op", token)]
             if row is None:

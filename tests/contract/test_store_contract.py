@@ -21,7 +21,7 @@ from chatapp_mass.store_tablestore import TablestoreSettings, TablestoreStore
 def local_tablestore() -> Iterator[Any]:
     from chatapp_mass.localcloud.tablestore import LocalTablestore
 
-    with LocalTablestore() as server:
+    with LocalTablestore(max_tables=1024) as server:  # five tables per test: above the 64 of one instance
         yield server
 
 
@@ -151,6 +151,34 @@ def test_rate_window_grants_at_most_limit(store: Store) -> None:
     assert granted[3] == pytest.approx(100.0 + 1.0 - 100.03, abs=1e-6)
     assert store.rate_acquire("k", 3, 1.0, lambda: 101.001) == 0.0  # the first left the window
     assert store.rate_acquire("other", 3, 1.0, lambda: 100.0) == 0.0  # keys are separate budgets
+
+
+def test_rate_window_peek_records_nothing_and_force_records_over_the_limit(store: Store) -> None:
+    assert store.rate_acquire("k", 2, 1.0, lambda: 100.0, peek=True) == 0.0
+    assert store.rate_acquire("k", 2, 1.0, lambda: 100.0) == 0.0
+    assert store.rate_acquire("k", 2, 1.0, lambda: 100.2, peek=True) == 0.0  # the peek took no slot
+    assert store.rate_acquire("k", 2, 1.0, lambda: 100.2) == 0.0
+    assert store.rate_acquire("k", 2, 1.0, lambda: 100.3, peek=True) == pytest.approx(0.7)
+    # a late arrival counted again, over the limit: the next slot waits for the newest two to age out
+    assert store.rate_acquire("k", 2, 1.0, lambda: 100.5, force=True) == 0.0
+    assert store.rate_acquire("k", 2, 1.0, lambda: 100.6) == pytest.approx(0.6)  # 100.2 leaves at 101.2
+    assert store.rate_acquire("k", 2, 1.0, lambda: 101.25) == 0.0
+    assert store.rate_acquire("k", 2, 1.0, lambda: 101.3) == pytest.approx(0.2)  # 100.5 still counts
+
+
+def test_limiter_runs_before_just_ahead_of_the_slot_and_not_when_stopped(store: Store) -> None:
+    now = [1000.0]
+    limiter = SlidingWindowLimiter(store, limit=1, window=1.0, margin=0.0, lead=0.05, clock=lambda: now[0],
+                                   sleep=lambda s: now.__setitem__(0, now[0] + s))
+    assert limiter.acquire() == 1000.0
+    marked: list[float] = []
+    stamped = limiter.acquire(before=lambda: marked.append(now[0]) or True)
+    assert marked and 1000.95 - 1e-9 <= marked[0] < 1001.0 and stamped == pytest.approx(1001.0)
+    refused = limiter.acquire(before=lambda: False)
+    assert refused is None
+    stop = threading.Event()
+    stop.set()
+    assert limiter.acquire(stop, before=lambda: pytest.fail("marked although stopped")) is None
 
 
 def test_limiter_never_exceeds_limit_with_fake_clock(store: Store) -> None:

@@ -10,13 +10,25 @@ Keep-alive is on (the SDK pools connections) and idle connections are never clos
 pooled client never sees a spurious reset. The request line may be as long as the backend's
 ``max_request_line`` (http.server stops at 65,536 bytes; a 1,000-recipient call is ~93 KB); longer lines
 are drained and answered 414 ``RequestURITooLong``.
+
+**Arrival time.** The service counts a call when it arrives, and the rate oracle
+(``CamsBackend.max_calls_in_any_window``) uses that time. On Linux the server asks the kernel to timestamp
+every received segment (``SO_TIMESTAMPNS``) and takes a request's arrival from the segment that carried its
+request line, so a handler thread that wakes late (the GIL, a garbage collection in a busy test process)
+does not shift or bunch arrivals. Elsewhere, or with an injected backend clock, it is the clock when the
+request line has been read.
 """
 
 from __future__ import annotations
 
 import http.client
+import io
 import logging
-from typing import Any
+import socket
+import struct
+import sys
+import time
+from typing import Any, Optional
 
 # CamsCredentials and generate_credentials were first defined here; callers still import them from here
 from .._accounts import DEFAULT_REGION, CamsCredentials, generate_credentials, resolve_credentials  # noqa: F401
@@ -30,14 +42,60 @@ _DRAIN_LIMIT = 64 * 1024 * 1024  # never read more than this of an over-long req
 _CHUNK = 65536
 
 
+_SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35 if sys.platform.startswith("linux") else None)
+_TIMESPEC = struct.Struct("qq")
+
+
+class _StampedSocketIO(io.RawIOBase):
+    """The handler's raw input: reads with ``recvmsg_into`` and keeps the kernel's receive timestamp of the
+    first read since :meth:`mark` (None if nothing was read from the socket: the bytes were buffered)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        super().__init__()
+        self._sock = sock
+        self._ancillary = socket.CMSG_SPACE(_TIMESPEC.size)
+        self.first_stamp: Optional[float] = None
+        self._marked = False
+
+    def mark(self) -> None:
+        self.first_stamp, self._marked = None, True
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        size, ancillary, _, _ = self._sock.recvmsg_into([buffer], self._ancillary)
+        if self._marked:
+            self._marked = False
+            for level, kind, data in ancillary:
+                if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(data) >= _TIMESPEC.size:
+                    seconds, nanoseconds = _TIMESPEC.unpack(data[:_TIMESPEC.size])
+                    self.first_stamp = seconds + nanoseconds / 1e9
+        return size
+
+
 class _Handler(LoopbackHandler):
     server: _Server
+    _stamped: Optional[_StampedSocketIO] = None
+
+    def setup(self) -> None:
+        super().setup()
+        if _SO_TIMESTAMPNS is not None and self.server.backend.clock is time.time:
+            try:
+                self.connection.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+            except OSError:
+                return
+            self._stamped = _StampedSocketIO(self.connection)
+            self.rfile = io.BufferedReader(self._stamped, io.DEFAULT_BUFFER_SIZE)
 
     def handle_one_request(self) -> None:
         limit = self.server.backend.max_request_line
         try:
+            if self._stamped is not None:
+                self._stamped.mark()
             self.raw_requestline = self.rfile.readline(limit + 3)  # + CRLF + one byte too many
-            self._arrived_at = self.server.backend.clock()
+            kernel = self._stamped.first_stamp if self._stamped is not None else None
+            self._arrived_at = kernel if kernel is not None else self.server.backend.clock()
             if len(self.raw_requestline.rstrip(b"\r\n")) > limit:
                 self._answer_too_long()
                 return
