@@ -23,8 +23,9 @@ import socket
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import IO, Any, Callable, ContextManager, Optional
+from typing import IO, Any, Callable, ContextManager, Iterable, Optional
 
 from chatapp_mass import faults
 from chatapp_mass.cams import CamsClient, PreparedCall
@@ -61,6 +62,8 @@ def plan_job(
     intake: IntakeOptions,
     settings: PlanSettings = PlanSettings(),
     identity: Optional[tuple[str, str]] = None,
+    read_rows: Optional[Callable[[], Iterable[Any]]] = None,
+    scheduled_at: float = 0.0,
 ) -> tuple[JobRecord, bool]:
     """Read, validate and plan the whole file into the store before anything is sent.
 
@@ -69,6 +72,8 @@ def plan_job(
 
     ``identity`` = (job id, content fingerprint) when the caller knows them (an OSS upload: bucket + key +
     ETag); otherwise the job id is the file's SHA-256 plus the options (:func:`job_identity`).
+    ``read_rows``: the records come from there instead of a CSV read from ``open_stream`` (a JSON list of
+    recipients: :class:`~chatapp_mass.intake.JsonRecipients`); it needs ``identity``.
     """
     if identity is not None:
         job_id, content_sha = identity
@@ -92,14 +97,17 @@ def plan_job(
                 options=options.to_api(),
                 intake=intake.model_dump(mode="json"),
                 content_sha256=content_sha,
+                scheduled_at=scheduled_at,
             )
         )
     planner = BatchPlanner(settings.batch_size, settings.max_request_bytes)
     counts = {status: 0 for status in RowStatus}
     rows: list[RowRecord] = []
     try:
-        with open_stream() as stream:
-            for row in RecipientReader(stream, source=source, channel=options.channel_type, intake=intake):
+        with (nullcontext(None) if read_rows is not None else open_stream()) as stream:
+            records = read_rows() if read_rows is not None else \
+                RecipientReader(stream, source=source, channel=options.channel_type, intake=intake)
+            for row in records:
                 record = _plan_row(job_id, row, planner, settings.max_request_bytes)
                 counts[record.status] += 1
                 rows.append(record)
@@ -134,6 +142,8 @@ def _plan_row(job_id: str, row: Any, planner: BatchPlanner, max_request_bytes: i
     recipient: dict[str, Any] = {"To": row.to}
     if row.template_params:
         recipient["TemplateParams"] = row.template_params
+    if row.extra:
+        recipient.update(row.extra)
     size = encoded_size(recipient)
     if not fits_alone(size, max_request_bytes):
         return RowRecord(
@@ -222,6 +232,27 @@ def _owner_is_dead(owner: str) -> bool:
     return False
 
 
+def release_stale(store: Store, job_id: str, *, now: float, owner: str = "") -> int:
+    """Claims nobody will finish: expired, or of a process on this host that is gone (``owner``'s own are
+    kept). ``claimed`` goes back to ``pending`` (nothing was sent); ``sending`` becomes ``uncertain`` (the
+    call may have reached CAMS; never resent automatically). Returns how many batches were released."""
+    released = 0
+    for batch in store.list_batches(job_id, [BatchStatus.claimed, BatchStatus.sending]):
+        if (owner and batch.owner == owner) or (batch.claim_expires > now and not _owner_is_dead(batch.owner)):
+            continue
+        if batch.status is BatchStatus.claimed:
+            released += store.transition_batch(job_id, batch.seq, expect=[BatchStatus.claimed],
+                                               to=BatchStatus.pending, owner="", claim_expires=0.0)
+        elif store.transition_batch(
+                job_id, batch.seq, expect=[BatchStatus.sending], to=BatchStatus.uncertain, code="Interrupted",
+                message="the sender stopped while this call was in flight; it may have reached CAMS "
+                "(resend only with --resend-uncertain)"):
+            released += 1
+            log.warning("batch may have been sent before a crash: marked uncertain",
+                        extra={"job_id": job_id, "batch": batch.seq})
+    return released
+
+
 class JobRunner:
     """Dispatches one job's pending batches with a pool of workers under the account-wide limiter."""
 
@@ -255,22 +286,7 @@ class JobRunner:
 
     # resume rules
     def release_stale(self, job_id: str) -> None:
-        now = self.clock()
-        for batch in self.store.list_batches(job_id, [BatchStatus.claimed, BatchStatus.sending]):
-            if batch.owner == self.owner or (batch.claim_expires > now and not _owner_is_dead(batch.owner)):
-                continue
-            if batch.status is BatchStatus.claimed:
-                self.store.transition_batch(job_id, batch.seq, expect=[BatchStatus.claimed], to=BatchStatus.pending,
-                                            owner="", claim_expires=0.0)
-            else:
-                self.store.transition_batch(
-                    job_id, batch.seq, expect=[BatchStatus.sending], to=BatchStatus.uncertain,
-                    code="Interrupted",
-                    message="the sender stopped while this call was in flight; it may have reached CAMS "
-                    "(resend only with --resend-uncertain)",
-                )
-                log.warning("batch may have been sent before a crash: marked uncertain",
-                            extra={"job_id": job_id, "batch": batch.seq})
+        release_stale(self.store, job_id, now=self.clock(), owner=self.owner)
 
     def reopen_for_rerun(self, job_id: str) -> None:
         """A rerun retries failed batches, and uncertain ones only when the operator said so."""
@@ -358,6 +374,10 @@ class JobRunner:
                         self.release_stale(job_id)
                         next_stale_check = now + 1.0
                     if now >= next_listing or not (inflight or queue):
+                        current = self.store.get_job(job_id)
+                        if current is not None and current.status is JobStatus.cancelled:
+                            self.stop(JobStatus.cancelled, current.reason or "cancelled")
+                            break  # claimed batches are the canceller's now; calls in flight finish
                         open_batches = self.store.list_batches(
                             job_id, [BatchStatus.pending, BatchStatus.claimed, BatchStatus.sending]
                         )

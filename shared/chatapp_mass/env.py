@@ -29,3 +29,13 @@ CHATAPP_BATCH_SIZE = "CHATAPP_BATCH_SIZE"  # recipients per call, default 1000
 CHATAPP_DEFAULT_PREFIX = "CHATAPP_DEFAULT_"  # CHATAPP_DEFAULT_CHANNEL_TYPE, ..._TEMPLATE_CODE: job option defaults
 FC_ACCOUNT_ID = "FC_ACCOUNT_ID"
 FC_REGION = "FC_REGION"
+
+# --- the HTTP API and the timer ---------------------------------------------------------------------------
+CHATAPP_API_TOKEN = "CHATAPP_API_TOKEN"  # the bearer token the API requires (a secret: never logged)
+CHATAPP_API_AUTH = "CHATAPP_API_AUTH"  # token (default) | fc (the HTTP trigger's function auth is enough)
+CHATAPP_API_MAX_BODY = "CHATAPP_API_MAX_BODY"  # bytes, default 6 MiB
+CHATAPP_API_REPEAT_WINDOW = "CHATAPP_API_REPEAT_WINDOW"  # seconds an identical submission is refused, default 600
+CHATAPP_INGEST_FUNCTION = "CHATAPP_INGEST_FUNCTION"  # default chatapp-mass-ingest (plans OSS-sourced API jobs)
+CHATAPP_SWEEP_JOBS = "CHATAPP_SWEEP_JOBS"  # how many recent jobs the timer looks at, default 200
+CHATAPP_CLAIM_TTL = "CHATAPP_CLAIM_TTL"  # seconds a sender's claim on a batch lasts, default 90
+CHATAPP_SWEEP_IDLE = "CHATAPP_SWEEP_IDLE"  # seconds without a batch change before the timer starts a sender, default 120

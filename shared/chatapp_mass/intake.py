@@ -61,6 +61,7 @@ class Row:
     code: str = ""  # "" | InvalidNumber | MissingRecipient | EmptyParam | ColumnCount | CellTooLarge | Duplicate
     message: str = ""  # human reason; for Duplicate: "same recipient as line 7"
     template_params: dict[str, str] | None = None  # valid rows only (None when the file has no param columns)
+    extra: dict[str, Any] | None = None  # valid rows only: Payload, FlowAction, ProductAction (JSON jobs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -671,3 +672,57 @@ class RecipientReader:
         else:  # pragma: no cover - cannot happen: an over-long record has too many or too large cells
             message = f"the record from line {start} to {last} is too large"
         return self._invalid(start, to, "CellTooLarge", message), last
+
+
+class JsonRecipients:
+    """Records from a JSON list of recipients (an HTTP-submitted job), checked like CSV rows: numbers
+    normalized (WhatsApp/Viber) or ids kept (Messenger/Instagram), first occurrence wins, empty template
+    parameters refused unless allowed. A record's "line" is its position in the list, from 1.
+
+    ``items`` are already shaped at the edge (``To`` a string; ``TemplateParams`` a string map; ``Payload``,
+    ``FlowAction``, ``ProductAction`` as the API takes them): this class decides validity, not structure.
+    """
+
+    EXTRA_FIELDS = ("Payload", "FlowAction", "ProductAction")
+
+    def __init__(self, items: Iterable[dict[str, Any]], *, channel: ChannelType, intake: IntakeOptions) -> None:
+        self.items = items
+        self.channel = ChannelType(channel)
+        self.intake = intake
+        self.counts: dict[str, int] = {"valid": 0, "invalid": 0, "duplicate": 0}
+
+    def __iter__(self) -> Iterator[Row]:
+        region = _region(self.intake.default_country)
+        phone = self.channel.uses_phone_numbers
+        seen: dict[str, int] = {}
+        for line, item in enumerate(self.items, start=1):
+            to = str(item.get("To") or "").strip()
+            params = item.get("TemplateParams") or None
+            if not to:
+                self.counts["invalid"] += 1
+                yield Row(line, "", "invalid", "MissingRecipient", f"recipient {line} has no To")
+                continue
+            if params and not self.intake.allow_empty_params:
+                empty = next((key for key, value in params.items() if not str(value).strip()), None)
+                if empty is not None:
+                    self.counts["invalid"] += 1
+                    yield Row(line, to, "invalid", "EmptyParam",
+                              f"empty value for template parameter {empty!r}; fill it in or allow empty parameters")
+                    continue
+            if phone:
+                number = _normalize(to, region)
+                if number is None:
+                    self.counts["invalid"] += 1
+                    yield Row(line, to, "invalid", "InvalidNumber", describe_invalid(to, region))
+                    continue
+                to = number
+            first = seen.get(to)
+            if first is not None:
+                self.counts["duplicate"] += 1
+                yield Row(line, to, "duplicate", "Duplicate", f"same recipient as recipient {first}")
+                continue
+            seen[to] = line
+            self.counts["valid"] += 1
+            extra = {key: item[key] for key in self.EXTRA_FIELDS if item.get(key) not in (None, [], {})}
+            yield Row(line, to, "valid", "", "", {str(k): str(v) for k, v in params.items()} if params else None,
+                      extra or None)

@@ -127,6 +127,16 @@ def parse_oss_event(raw: bytes | str) -> list[OssEventRecord]:
                          f"{error.errors()[0]['loc']}: {error.errors()[0]['msg']})") from None
 
 
+def _plan_reference(raw: bytes | str) -> Optional[str]:
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return None
+    if isinstance(value, dict) and isinstance(value.get("plan_job"), str) and value["plan_job"]:
+        return str(value["plan_job"])
+    return None
+
+
 class SenderEvent(BaseModel):
     """What ingest (and a sender, to continue) sends the sender: a reference, never recipients."""
 
@@ -175,6 +185,8 @@ class FunctionSettings:
     sender_concurrency: int = 0  # calls in flight per invocation (0: enough for the rate at 3 s latency)
     batch_size: int = API_MAX_RECIPIENTS
     defaults: dict[str, str] = field(default_factory=dict)  # option defaults: normalized key -> value
+    claim_ttl: float = CLAIM_TTL  # seconds a sender's claim on a batch lasts (see Sender.handle)
+    sweep_idle: float = 120.0  # the timer starts a sender for a running job none has touched this long
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> "FunctionSettings":
@@ -196,6 +208,8 @@ class FunctionSettings:
             sender_concurrency=_int(environ, env.CHATAPP_SENDER_CONCURRENCY, 0, 0, 64),
             batch_size=_int(environ, env.CHATAPP_BATCH_SIZE, API_MAX_RECIPIENTS, 1, API_MAX_RECIPIENTS),
             defaults=defaults,
+            claim_ttl=float(_int(environ, env.CHATAPP_CLAIM_TTL, int(CLAIM_TTL), 5, 3600)),
+            sweep_idle=float(_int(environ, env.CHATAPP_SWEEP_IDLE, 120, 1, 86400)),
         )
 
 
@@ -276,6 +290,58 @@ def report_base(settings: FunctionSettings, key: str, job_id: str) -> str:
     return f"{settings.reports_prefix}{stem}.{job_id[:12]}"
 
 
+def report_location(settings: FunctionSettings, job: JobRecord) -> OssLocation:
+    """Where a job's report objects go (without the ``.report.csv`` / ``.summary.json`` ending): beside its
+    OSS source for uploads, ``reports/api/<job>`` in the function's bucket for HTTP-submitted jobs."""
+    if job.source.startswith("oss://"):
+        source = OssLocation.parse(job.source)
+        return OssLocation(source.bucket, report_base(settings, source.key, job.job_id))
+    return OssLocation(settings.bucket, f"{settings.reports_prefix}api/{job.job_id}")
+
+
+def start_job(store: Store, dispatch: "Dispatch", job_id: str, *, now: float) -> str:
+    """A planned job (``ready``) starts now, or waits for the timer (``scheduled``) if its time is later.
+    Conditional: of several starters (a repeated event, two timer runs) one moves it. Returns the status."""
+    job = store.get_job(job_id)
+    if job is None:
+        return "unknown"
+    if job.status is JobStatus.ready and job.scheduled_at > now:
+        store.update_job(job_id, expect=[JobStatus.ready], status=JobStatus.scheduled)
+        return JobStatus.scheduled.value
+    if job.status in (JobStatus.ready, JobStatus.scheduled) and job.scheduled_at <= now:
+        if store.update_job(job_id, expect=[job.status], status=JobStatus.running):
+            dispatch.fan_out(job_id)
+            return JobStatus.running.value
+    current = store.get_job(job_id)
+    return current.status.value if current else "unknown"
+
+
+def cancel_job(store: Store, job_id: str, *, reason: str = "cancelled by an operator") -> Optional[JobRecord]:
+    """Stop dispatching a job: its status becomes ``cancelled`` (senders stop taking batches when they next
+    look), and every batch not yet on the wire (``pending`` or ``claimed``) becomes ``cancelled`` — one
+    conditional write each, so a batch a sender is just marking ``sending`` stays its, and is resolved by it.
+    Returns the job (None if unknown); a job already finished is left as it is."""
+    job = store.get_job(job_id)
+    if job is None:
+        return None
+    open_states = [JobStatus.planning, JobStatus.ready, JobStatus.scheduled, JobStatus.running,
+                   JobStatus.interrupted, JobStatus.stalled]
+    if job.status in open_states:
+        store.update_job(job_id, expect=open_states, status=JobStatus.cancelled, reason=reason)
+    current = store.get_job(job_id)
+    if current is not None and current.status is JobStatus.cancelled:
+        for _ in range(3):  # a sender may hand a claimed batch back to pending meanwhile: look again
+            left = store.list_batches(job_id, [BatchStatus.pending, BatchStatus.claimed])
+            if not left:
+                break
+            for batch in left:
+                store.transition_batch(job_id, batch.seq, expect=[BatchStatus.pending, BatchStatus.claimed],
+                                       to=BatchStatus.cancelled, code="Cancelled",
+                                       message="the job was cancelled before this batch was sent")
+        log.warning("job cancelled", extra={"job_id": job_id, "reason": reason})
+    return current
+
+
 # --- the services -----------------------------------------------------------------------------------------
 class Dispatch:
     """How a job's batches reach sender invocations (see the module docs and the bench for the choice)."""
@@ -317,7 +383,41 @@ class Ingest:
         self.dispatch = Dispatch(store, invoker, settings)
 
     def handle(self, raw: bytes | str) -> list[IngestResult]:
+        """An OSS trigger event, or ``{"plan_job": JOB}`` for a job submitted over HTTP with an OSS source
+        (the API creates the job row, ``planning``, with its options; planning a big file is not done
+        while an HTTP client waits)."""
+        reference = _plan_reference(raw)
+        if reference is not None:
+            return [self.plan_submitted(reference)]
         return [self.ingest(record) for record in parse_oss_event(raw)]
+
+    def plan_submitted(self, job_id: str) -> IngestResult:
+        job = self.store.get_job(job_id)
+        if job is None:
+            log.warning("plan event for an unknown job: ignored", extra={"job_id": job_id})
+            return IngestResult("", job_id, "skipped", "unknown job")
+        location = OssLocation.parse(job.source)
+        if job.status is not JobStatus.planning:
+            if job.status is JobStatus.running:
+                self.dispatch.fan_out(job_id)  # an earlier run may have died before fanning out
+            return IngestResult(location.key, job_id, "resumed", f"job already {job.status.value}")
+        try:
+            planned, _ = plan_job(
+                self.store, source=job.source, open_stream=lambda: self.oss.open(location),
+                options=JobOptions.model_validate(job.options), intake=IntakeOptions.model_validate(job.intake),
+                settings=PlanSettings(batch_size=self.settings.batch_size), identity=(job_id, job.content_sha256),
+            )
+        except SourceError as error:
+            if not error.permanent:
+                raise
+            return self._failed(location, job_id, job.content_sha256, error)
+        except (OptionsError, CsvFileError) as error:
+            return self._failed(location, job_id, job.content_sha256, error)
+        status = start_job(self.store, self.dispatch, job_id, now=time.time())
+        if planned.batches == 0 and status == JobStatus.running.value:
+            finalize(self.store, self.oss, self.settings, job_id)
+        return IngestResult(location.key, job_id, "planned", f"{planned.valid} valid recipients in "
+                            f"{planned.batches} batches; {status}")
 
     def ingest(self, record: OssEventRecord) -> IngestResult:
         key, settings = record.key, self.settings
@@ -380,7 +480,8 @@ class Ingest:
 
     def _failed(self, location: OssLocation, job_id: str, etag: str, error: Exception) -> IngestResult:
         reason = str(error)
-        job = JobRecord(job_id=job_id, source=location.url, options={}, intake={}, content_sha256=f"etag:{etag}",
+        fingerprint = etag if ":" in etag else f"etag:{etag}"
+        job = JobRecord(job_id=job_id, source=location.url, options={}, intake={}, content_sha256=fingerprint,
                         status=JobStatus.failed, reason=reason)
         if not self.store.create_job(job):
             self.store.update_job(job_id, status=JobStatus.failed, reason=reason)
@@ -410,12 +511,14 @@ class Sender:
         if job is None:
             log.warning("sender event for an unknown job: ignored", extra={"job_id": event.job_id})
             return {"job_id": event.job_id, "status": "unknown job"}
+        if job.status is JobStatus.cancelled:
+            return {"job_id": job.job_id, "status": self.settle(job.job_id, event)}
         if job.status not in (JobStatus.ready, JobStatus.running):
             return {"job_id": job.job_id, "status": job.status.value}
         # A claim covers one batch's token wait and call (read timeout 30 s), not the whole invocation: if
         # this instance dies, another sender may take the batch over (or mark it uncertain) that much later.
         dispatch = DispatchSettings(qps=self.settings.qps, concurrency=self._concurrency(event),
-                                    claim_ttl=CLAIM_TTL)
+                                    claim_ttl=self.settings.claim_ttl)
         runner = JobRunner(self.store, self.cams, dispatch, clock=self.clock)
         snapshot = runner.drain(job, deadline=deadline, only=event.seq)
         if runner.halt_status is JobStatus.stopped:  # an account- or template-level refusal: the kill switch
@@ -435,8 +538,8 @@ class Sender:
         """After draining: continue what is left, watch what others hold, finalize when nothing is open."""
         job = self.store.get_job(job_id)
         if job is None or job.status not in (JobStatus.ready, JobStatus.running):
-            if job is not None and job.status is JobStatus.stopped:
-                finalize(self.store, self.oss, self.settings, job_id, status=JobStatus.stopped)
+            if job is not None and job.status in (JobStatus.stopped, JobStatus.cancelled):
+                finalize(self.store, self.oss, self.settings, job_id, status=job.status)
             return job.status.value if job else "unknown"
         batches = self.store.list_batches(job_id, OPEN)
         if event.seq is not None:
@@ -461,21 +564,22 @@ def finalize(store: Store, oss: OssClient, settings: FunctionSettings, job_id: s
     job = store.get_job(job_id)
     if job is None:
         return "unknown"
-    if store.list_batches(job_id, OPEN) and status is JobStatus.completed:
+    waiting_for = OPEN if status is JobStatus.completed else \
+        (BatchStatus.claimed, BatchStatus.sending) if status is JobStatus.cancelled else ()
+    if waiting_for and store.list_batches(job_id, waiting_for):
         return job.status.value  # "finished" never shows while a batch is unresolved
-    source = OssLocation.parse(job.source)
-    base = report_base(settings, source.key, job_id)
+    base = report_location(settings, job)
     with tempfile.TemporaryFile("w+b") as spool:  # a 1M-row report does not sit in memory
         text = io.TextIOWrapper(spool, encoding="utf-8", newline="")
         counts = write_report(store.report_rows(job_id), text)
         text.flush()
         spool.seek(0)
-        oss.put(OssLocation(source.bucket, base + ".report.csv"), spool)
+        oss.put(OssLocation(base.bucket, base.key + ".report.csv"), spool)
         text.detach()
     summary = job_summary(store, job)
-    summary.update({"status": status.value, "report": f"oss://{source.bucket}/{base}.report.csv",
+    summary.update({"status": status.value, "report": f"oss://{base.bucket}/{base.key}.report.csv",
                     "report_rows": counts})
-    oss.put(OssLocation(source.bucket, base + ".summary.json"), json.dumps(summary, indent=2).encode(),
+    oss.put(OssLocation(base.bucket, base.key + ".summary.json"), json.dumps(summary, indent=2).encode(),
             content_type="application/json")
     faults.checkpoint("sender.report_written")
     if store.update_job(job_id, expect=[JobStatus.ready, JobStatus.running, status], status=status):

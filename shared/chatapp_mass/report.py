@@ -54,7 +54,7 @@ def job_summary(store: Store, job: JobRecord) -> dict[str, Any]:
         "rows": job.total_rows, "valid": job.valid, "invalid": job.invalid, "duplicate": job.duplicate,
         "batches": job.batches,
         "sent": recipients(BatchStatus.sent), "failed": recipients(BatchStatus.failed),
-        "uncertain": recipients(BatchStatus.uncertain),
+        "uncertain": recipients(BatchStatus.uncertain), "cancelled": recipients(BatchStatus.cancelled),
         "pending": recipients(BatchStatus.pending, BatchStatus.claimed, BatchStatus.sending),
         "created_at": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(job.created_at)),
         "updated_at": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(job.updated_at)),

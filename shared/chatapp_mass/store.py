@@ -28,6 +28,8 @@ class JobStatus(str, Enum):
     stalled = "stalled"  # throttled or unreachable without progress for --max-stall
     interrupted = "interrupted"  # Ctrl-C; resumable
     failed = "failed"  # could not be planned (bad options, unreadable file): nothing was sent
+    scheduled = "scheduled"  # planned; the timer starts it at ``scheduled_at``
+    cancelled = "cancelled"  # an operator cancelled it: no new batch is dispatched
 
     @property
     def is_final(self) -> bool:
@@ -41,10 +43,11 @@ class BatchStatus(str, Enum):
     sent = "sent"
     failed = "failed"
     uncertain = "uncertain"  # the call may or may not have reached CAMS
+    cancelled = "cancelled"  # the job was cancelled before this batch was sent
 
     @property
     def resolved(self) -> bool:
-        return self in (BatchStatus.sent, BatchStatus.failed, BatchStatus.uncertain)
+        return self in (BatchStatus.sent, BatchStatus.failed, BatchStatus.uncertain, BatchStatus.cancelled)
 
 
 class RowStatus(str, Enum):
@@ -69,6 +72,7 @@ class JobRecord:
     batches: int = 0
     created_at: float = field(default_factory=time.time)
     updated_at: float = field(default_factory=time.time)
+    scheduled_at: float = 0.0  # epoch seconds; 0 = start when planned
 
 
 @dataclass
@@ -109,7 +113,7 @@ class RowRecord:
 class ReportRow:
     line: int
     to: str
-    status: str  # sent | failed | uncertain | pending | invalid | duplicate
+    status: str  # sent | failed | uncertain | pending | invalid | duplicate | cancelled
     group_message_id: str
     code: str
     message: str
@@ -122,6 +126,7 @@ REPORT_STATUS = {
     BatchStatus.sent: "sent",
     BatchStatus.failed: "failed",
     BatchStatus.uncertain: "uncertain",
+    BatchStatus.cancelled: "cancelled",
 }
 
 

@@ -45,7 +45,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     duplicate INTEGER NOT NULL DEFAULT 0,
     batches INTEGER NOT NULL DEFAULT 0,
     created_at REAL NOT NULL,
-    updated_at REAL NOT NULL
+    updated_at REAL NOT NULL,
+    scheduled_at REAL NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS batches (
     job_id TEXT NOT NULL,
@@ -86,7 +87,7 @@ CREATE INDEX IF NOT EXISTS rate_events_by_key ON rate_events (key, at);
 _JOB_FIELDS = [f.name for f in fields(JobRecord)]
 _BATCH_FIELDS = [f.name for f in fields(BatchRecord)]
 _BATCH_UPDATABLE = set(_BATCH_FIELDS) - {"job_id", "seq", "size", "status", "first_line", "last_line"}
-_JOB_UPDATABLE = {"status", "reason", "total_rows", "valid", "invalid", "duplicate", "batches"}
+_JOB_UPDATABLE = {"status", "reason", "total_rows", "valid", "invalid", "duplicate", "batches", "scheduled_at"}
 
 
 class SqliteStore(Store):
@@ -105,6 +106,8 @@ class SqliteStore(Store):
             for added in ("first_line", "last_line"):  # stores written before these columns existed
                 if added not in columns:
                     conn.execute(f"ALTER TABLE batches ADD COLUMN {added} INTEGER NOT NULL DEFAULT 0")
+            if "scheduled_at" not in {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}:
+                conn.execute("ALTER TABLE jobs ADD COLUMN scheduled_at REAL NOT NULL DEFAULT 0")
         except sqlite3.DatabaseError as error:
             raise StoreError(f"store {path!r} cannot be used as a SQLite database: {error}") from None
 

@@ -89,7 +89,7 @@ T = TypeVar("T")
 _JOB_FIELDS = [f.name for f in fields(JobRecord)]
 _BATCH_FIELDS = [f.name for f in fields(BatchRecord)]
 _BATCH_UPDATABLE = set(_BATCH_FIELDS) - {"job_id", "seq", "size", "status", "first_line", "last_line"}
-_JOB_UPDATABLE = {"status", "reason", "total_rows", "valid", "invalid", "duplicate", "batches"}
+_JOB_UPDATABLE = {"status", "reason", "total_rows", "valid", "invalid", "duplicate", "batches", "scheduled_at"}
 
 TRANSIENT_CODES = frozenset({
     "OTSServerBusy", "OTSTimeout", "OTSPartitionUnavailable", "OTSServerUnavailable", "OTSInternalServerError",

@@ -61,7 +61,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Built]:
 
 
 def test_every_function_in_s_yaml_is_packaged_from_its_own_directory(built: dict[str, Built]) -> None:
-    assert sorted(built) == ["ingest", "sender"]
+    assert sorted(built) == ["api", "ingest", "sender"]
     for key, package in built.items():
         # s.yaml's code path is what the builder writes (build/<key>), from functions/<key>/.
         assert package.spec.code == ROOT / "build" / key
@@ -125,7 +125,7 @@ def import_in_isolation(package: Path) -> dict[str, Any]:
     return json.loads(result.stdout.splitlines()[-1])
 
 
-@pytest.mark.parametrize("key", ["ingest", "sender"])
+@pytest.mark.parametrize("key", ["ingest", "sender", "api"])
 def test_handler_imports_in_a_clean_interpreter_with_only_the_package(built: dict[str, Built], key: str) -> None:
     package = built[key].local
     seen = import_in_isolation(package)

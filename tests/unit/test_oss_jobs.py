@@ -10,96 +10,28 @@ import io
 import json
 import secrets
 from collections import Counter
-from typing import Any, Iterator
+from typing import Iterator
 
 import pytest
 from oracle import sample_bytes, valid_numbers
+from world import World
 
-from chatapp_mass.bootstrap import static_credential
-from chatapp_mass.cams import CamsClient, CamsSettings, parse_endpoint
 from chatapp_mass.errors import OptionsError
 from chatapp_mass.localcloud.cloud import LocalCloud
 from chatapp_mass.oss_jobs import (
     EventError,
-    FunctionSettings,
-    Ingest,
     Sender,
     parse_oss_event,
     parse_sender_event,
     resolve_options,
     sidecar_key,
 )
-from chatapp_mass.oss_source import OssClient
 from chatapp_mass.store import BatchStatus, JobStatus
-from chatapp_mass.store_tablestore import TablestoreSettings, TablestoreStore
-
-META = {"x-oss-meta-channel-type": "whatsapp", "x-oss-meta-template-code": "T_WELCOME",
-        "x-oss-meta-language": "en", "x-oss-meta-from": "8613800000000"}
-
-
-class QueueInvoker:
-    def __init__(self) -> None:
-        self.queue: list[tuple[str, dict[str, Any], int]] = []
-
-    def invoke_async(self, function: str, payload: dict[str, Any], *, delay: int = 0) -> None:
-        assert len(json.dumps(payload)) < 1024, "a reference, never recipients"
-        self.queue.append((function, payload, delay))
-
 
 @pytest.fixture(scope="module")
 def cloud() -> Iterator[LocalCloud]:
     with LocalCloud() as local:
         yield local
-
-
-class World:
-    def __init__(self, cloud: LocalCloud, **settings: Any) -> None:
-        self.cloud = cloud
-        creds = cloud.credentials
-        keys = dict(access_key_id=creds.access_key_id, access_key_secret=creds.access_key_secret,
-                    security_token=creds.security_token or "")
-        self.store = TablestoreStore(TablestoreSettings(endpoint=cloud.tablestore.endpoint, instance=cloud.instance,
-                                                        table_prefix=f"j{secrets.token_hex(3)}_"), **keys)
-        self.oss = OssClient(cloud.oss.endpoint, **keys)
-        endpoint, protocol = parse_endpoint(cloud.cams.endpoint)
-        self.cams = CamsClient(CamsSettings(endpoint=endpoint, protocol=protocol, region_id=creds.region_id),
-                               credential=static_credential(**keys))
-        self.invoker = QueueInvoker()
-        self.settings = FunctionSettings(bucket=cloud.bucket, **settings)
-        self.bucket = cloud.oss.oss2_bucket(cloud.bucket)
-        cloud.cams.backend.reset()
-
-    def upload(self, key: str, data: bytes, meta: dict[str, str] | None = None) -> dict[str, Any]:
-        events: list[dict[str, Any]] = []
-        unsubscribe = self.cloud.oss.backend.subscribe(events.append)
-        try:
-            self.bucket.put_object(key, data, headers=META if meta is None else meta)
-        finally:
-            unsubscribe()
-        return events[-1]
-
-    def ingest(self, event: dict[str, Any]) -> Any:
-        return Ingest(self.store, self.oss, self.invoker, self.settings).handle(json.dumps(event).encode())
-
-    def run_senders(self, *, duplicate: bool = False, limit: int = 200) -> list[dict[str, Any]]:
-        results = []
-        for _ in range(limit):
-            if not self.invoker.queue:
-                return results
-            _, payload, _ = self.invoker.queue.pop(0)
-            sender = Sender(self.store, self.cams, self.oss, self.invoker, self.settings)
-            results.append(sender.handle(json.dumps(payload).encode(), deadline=1e12))
-            if duplicate:  # at-least-once: the same event delivered again, after the first finished
-                results.append(sender.handle(json.dumps(payload).encode(), deadline=1e12))
-        raise AssertionError("senders never settled")
-
-    def object(self, key: str) -> bytes:
-        return self.bucket.get_object(key).read()
-
-    def keys(self, prefix: str) -> list[str]:
-        return sorted(o.key for o in self.bucket.list_objects_v2(prefix=prefix).object_list)
-
-
 
 
 def test_upload_to_report_every_valid_recipient_once(cloud: LocalCloud) -> None:

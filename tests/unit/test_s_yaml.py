@@ -54,10 +54,10 @@ def test_schema_copy_matches_the_reference_when_it_is_beside_the_repo() -> None:
     assert json.loads(SCHEMA_PATH.read_text()) == json.loads(reference.read_text())
 
 
-def test_two_functions_with_the_agreed_keys_names_runtime_and_packages(doc: dict[str, Any]) -> None:
+def test_three_functions_with_the_agreed_keys_names_runtime_and_packages(doc: dict[str, Any]) -> None:
     specs = functions(doc, ROOT)
-    assert [s.resource for s in specs] == ["ingest", "sender"]
-    assert [s.name for s in specs] == ["chatapp-mass-ingest", "chatapp-mass-sender"]
+    assert [s.resource for s in specs] == ["ingest", "sender", "api"]
+    assert [s.name for s in specs] == ["chatapp-mass-ingest", "chatapp-mass-sender", "chatapp-mass-api"]
     for spec in specs:
         assert spec.runtime == "python3.12" == packaging.DEFAULT_RUNTIME
         assert spec.handler == "index.handler"
@@ -66,8 +66,14 @@ def test_two_functions_with_the_agreed_keys_names_runtime_and_packages(doc: dict
         assert spec.memory_size % 64 == 0
         dead_letter = f"acs:mns:ap-southeast-1:{ACCOUNT}:/queues/chatapp-mass-dead-letter/messages"
         assert spec.async_config.on_failure == dead_letter
-    ingest, sender = specs
+    ingest, sender, api = specs
     assert (ingest.memory_size, ingest.timeout) == (1024, 900)
+    assert (api.memory_size, api.timeout) == (1024, 120)
+    assert api.async_config.max_async_retry_attempts == 0  # the next timer firing does the same work
+    assert [(t.type, t.name) for t in api.triggers] == [("http", "api-http"), ("timer", "api-timer")]
+    http, timer = api.triggers
+    assert http.config["authType"] == "anonymous" and http.config["methods"] == ["GET", "POST"]
+    assert timer.config["cronExpression"] == "0 * * * * *" and timer.config["enable"] is True
     assert (sender.memory_size, sender.timeout) == (512, 600)
     assert ingest.async_config.max_async_retry_attempts == 2
     assert sender.async_config.max_async_retry_attempts == 3
@@ -78,7 +84,7 @@ def test_two_functions_with_the_agreed_keys_names_runtime_and_packages(doc: dict
 
 
 def test_each_resource_builds_its_own_package_before_deploy(doc: dict[str, Any]) -> None:
-    for key in ("ingest", "sender"):
+    for key in ("ingest", "sender", "api"):
         (step,) = doc["resources"][key]["actions"]["pre-deploy"]
         assert step["run"] == f"python3 -m chatapp_mass.deploy.packaging {key}"
         assert (ROOT / step["path"] / "chatapp_mass" / "deploy" / "packaging.py").is_file()
@@ -98,7 +104,9 @@ def test_ingest_oss_trigger(doc: dict[str, Any]) -> None:
 
 def test_environment(doc: dict[str, Any]) -> None:
     for spec in functions(doc, ROOT):
-        assert spec.environment == {
+        api_only = {"CHATAPP_API_TOKEN": "", "CHATAPP_API_MAX_BODY": "6291456", "CHATAPP_API_REPEAT_WINDOW": "600"} \
+            if spec.name == "chatapp-mass-api" else {}
+        assert spec.environment == {**api_only,
             "CHATAPP_STORE": "tablestore://acme-ots",
             "CHATAPP_TABLESTORE_ENDPOINT": "https://acme-ots.ap-southeast-1.ots.aliyuncs.com",
             "CHATAPP_OSS_ENDPOINT": "https://oss-ap-southeast-1-internal.aliyuncs.com",
@@ -107,6 +115,7 @@ def test_environment(doc: dict[str, Any]) -> None:
             "CHATAPP_REPORTS_PREFIX": "reports/",
             "CHATAPP_QPS": "10",
             "CHATAPP_SENDER_FUNCTION": "chatapp-mass-sender",
+            "CHATAPP_INGEST_FUNCTION": "chatapp-mass-ingest",
             "CHATAPP_LOG_LEVEL": "INFO",
             "CHATAPP_DEFAULT_CHANNEL_TYPE": "",
             "CHATAPP_DEFAULT_TEMPLATE_CODE": "",

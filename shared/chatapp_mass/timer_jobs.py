@@ -1,0 +1,159 @@
+"""The timer (FC3 timer trigger): start scheduled jobs, sweep stalled work, run recurring sends.
+
+Each firing (s.yaml: every minute by default), over the ``CHATAPP_SWEEP_JOBS`` most recent jobs:
+
+- **Scheduled** jobs whose ``scheduled_at`` has come start: ``scheduled`` -> ``running`` is one conditional
+  write, so of repeated or overlapping timer events exactly one starts a job, and never before its time.
+- **The sweeper**, for every job that is ``running``: claims that expired (their sender died or timed
+  out) are released — ``claimed`` back to ``pending``; ``sending`` to ``uncertain``, never resent, since the
+  call may have reached CAMS. Then, if batches are pending and no batch of the job has changed for
+  ``CHATAPP_SWEEP_IDLE`` seconds (default 120: no sender is working on it), a sender is started; if nothing is open any more, the job
+  is finalized (its finalizer died). A job that needs a sender is logged, so nothing stalls silently.
+- **Cancelled** jobs with batches still open: what is not on the wire is cancelled, and the job is
+  finalized once nothing is in flight.
+- **Recurring send**: the trigger's ``payload`` may be JSON ``{"recurring": {"source": "oss://B/K" or "K",
+  "options": {...}}}``; each firing then creates one job of that CSV (job id = source + the firing's
+  ``triggerTime``, so a re-delivered timer event is the same job) and hands it to ingest to plan.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from datetime import datetime
+from typing import Any, Callable, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from chatapp_mass.engine import release_stale
+from chatapp_mass.errors import OptionsError
+from chatapp_mass.fc_invoke import Invoker
+from chatapp_mass.oss_jobs import (
+    OPEN,
+    Dispatch,
+    EventError,
+    FunctionSettings,
+    cancel_job,
+    finalize,
+    resolve_options,
+    start_job,
+)
+from chatapp_mass.oss_source import OssClient, OssLocation
+from chatapp_mass.store import BatchStatus, JobRecord, JobStatus, Store
+
+log = logging.getLogger("chatapp_mass.timer_jobs")
+
+
+
+class _Recurring(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    source: str = Field(min_length=1)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class _Payload(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    recurring: Optional[_Recurring] = None
+
+
+class TimerEvent(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    trigger_time: str = Field(alias="triggerTime")
+    trigger_name: str = Field(default="", alias="triggerName")
+    payload: str = ""
+
+    def recurring(self) -> Optional[_Recurring]:
+        if not self.payload.strip():
+            return None
+        try:
+            return _Payload.model_validate_json(self.payload).recurring
+        except ValidationError as error:
+            first = error.errors()[0]
+            raise EventError(f"timer {self.trigger_name!r} payload: {'.'.join(map(str, first['loc'])) or 'body'}: "
+                             f"{first['msg']} (expected {{\"recurring\": {{\"source\": \"incoming/x.csv\", "
+                             f"\"options\": {{...}}}}}} or nothing)") from None
+
+
+def is_timer_event(value: Any) -> bool:
+    return isinstance(value, dict) and "triggerTime" in value and "requestContext" not in value
+
+
+class Timer:
+    def __init__(self, store: Store, oss: OssClient, invoker: Invoker, settings: FunctionSettings, *,
+                 ingest_function: str = "chatapp-mass-ingest", jobs: int = 200,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.store, self.oss, self.invoker, self.settings = store, oss, invoker, settings
+        self.ingest_function, self.jobs, self.clock = ingest_function, jobs, clock
+        self.dispatch = Dispatch(store, invoker, settings)
+
+    def handle(self, raw: bytes | str) -> dict[str, Any]:
+        try:
+            event = TimerEvent.model_validate_json(raw)
+        except ValidationError as error:
+            raise EventError(f"not an FC3 timer event: {error.errors()[0]['loc']}: {error.errors()[0]['msg']}") \
+                from None
+        now = self.clock()
+        result: dict[str, Any] = {"started": [], "resumed": [], "finalized": [], "released": 0, "recurring": None}
+        recurring = event.recurring()
+        if recurring is not None:
+            result["recurring"] = self.recurring(event, recurring)
+        for job in self.store.list_jobs(self.jobs):
+            if job.status is JobStatus.scheduled and job.scheduled_at <= now:
+                if start_job(self.store, self.dispatch, job.job_id, now=now) == JobStatus.running.value:
+                    log.info("scheduled job started", extra={"job_id": job.job_id})
+                    result["started"].append(job.job_id)
+            elif job.status is JobStatus.running:
+                self._sweep(job, now, result)
+            elif job.status is JobStatus.cancelled and self.store.list_batches(job.job_id, OPEN):
+                cancel_job(self.store, job.job_id, reason=job.reason or "cancelled by an operator")
+                result["released"] += release_stale(self.store, job.job_id, now=now)
+                if not self.store.list_batches(job.job_id, [BatchStatus.claimed, BatchStatus.sending]):
+                    finalize(self.store, self.oss, self.settings, job.job_id, status=JobStatus.cancelled)
+                    result["finalized"].append(job.job_id)
+        return result
+
+    def _sweep(self, job: JobRecord, now: float, result: dict[str, Any]) -> None:
+        result["released"] += release_stale(self.store, job.job_id, now=now)
+        batches = self.store.list_batches(job.job_id)
+        open_batches = [b for b in batches if b.status in OPEN]
+        if not open_batches:
+            if finalize(self.store, self.oss, self.settings, job.job_id) == JobStatus.completed.value:
+                result["finalized"].append(job.job_id)
+            return
+        pending = [b for b in open_batches if b.status is BatchStatus.pending]
+        last_change = max(b.updated_at for b in batches)
+        if pending and now - last_change >= self.settings.sweep_idle:
+            log.warning("job idle with batches pending: starting a sender",
+                        extra={"job_id": job.job_id, "pending": len(pending), "idle_seconds": round(now - last_change)})
+            self.dispatch.fan_out(job.job_id)
+            result["resumed"].append(job.job_id)
+
+    def recurring(self, event: TimerEvent, recurring: _Recurring) -> dict[str, Any]:
+        location = OssLocation.parse(recurring.source) if recurring.source.startswith("oss://") else \
+            OssLocation(self.settings.bucket, recurring.source.lstrip("/"))
+        job_id = "t" + hashlib.sha256(f"{location.url}\n{event.trigger_name}\n{event.trigger_time}".encode()
+                                      ).hexdigest()[:23]
+        try:
+            options, intake = resolve_options([(f"timer {event.trigger_name!r} payload options", recurring.options),
+                                               ("the function's CHATAPP_DEFAULT_* environment", self.settings.defaults)])
+        except OptionsError as error:
+            log.error("recurring send refused", extra={"trigger": event.trigger_name, "error": str(error)})
+            return {"job_id": None, "error": str(error)}
+        fired = _parse_time(event.trigger_time) or self.clock()
+        created = self.store.create_job(JobRecord(
+            job_id=job_id, source=location.url, options=options.to_api(), intake=intake.model_dump(mode="json"),
+            content_sha256=f"timer:{event.trigger_time}", created_at=fired))
+        if created or (self.store.get_job(job_id) or JobRecord("", "", {}, {}, "")).status is JobStatus.planning:
+            self.invoker.invoke_async(self.ingest_function, {"plan_job": job_id})
+        return {"job_id": job_id, "created": created}
+
+
+def _parse_time(text: str) -> Optional[float]:
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None

@@ -1,0 +1,322 @@
+"""The HTTP API and the timer (chatapp_mass.http_api, chatapp_mass.timer_jobs) in one process, against the
+local OSS, Tablestore and CAMS through the real SDKs; FC3 HTTP and timer events built as FC sends them, and
+function invocations queued for the test to deliver (tests/e2e drives the same through the local FC)."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+import secrets
+import time
+from collections import Counter
+from typing import Any, Iterator, Optional
+
+import pytest
+from oracle import sample_bytes, valid_numbers
+from world import World
+
+from chatapp_mass.http_api import ApiError, ApiSettings, HttpEvent, JobsApi, parse_schedule
+from chatapp_mass.localcloud.cloud import LocalCloud
+from chatapp_mass.oss_jobs import Ingest
+from chatapp_mass.store import BatchStatus, JobStatus
+from chatapp_mass.timer_jobs import Timer
+
+TOKEN = "s3cret-" + secrets.token_hex(8)
+OPTIONS = {"ChannelType": "whatsapp", "TemplateCode": "T_WELCOME", "Language": "en", "From": "8613800000000"}
+
+
+@pytest.fixture(scope="module")
+def cloud() -> Iterator[LocalCloud]:
+    with LocalCloud() as local:
+        local.tablestore.backend.max_tables = 1024  # every test's world has its own five tables
+        yield local
+
+
+class Clock:
+    """Starts at the real time (the store stamps batch changes with it) and moves only when told."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Api:
+    def __init__(self, cloud: LocalCloud, *, token: str = TOKEN, clock: Optional[Clock] = None,
+                 **settings: Any) -> None:
+        self.world = World(cloud, **{"batch_size": 50, **settings})
+        self.clock = clock
+        extra = {"clock": clock} if clock else {}
+        self.api = JobsApi(self.world.store, self.world.oss, self.world.invoker, self.world.settings,
+                           ApiSettings(token=token, max_body=200_000), **extra)
+
+    def call(self, method: str, path: str, body: Any = None, *, headers: Optional[dict[str, str]] = None,
+             query: Optional[dict[str, str]] = None, auth: bool = True) -> dict[str, Any]:
+        raw = body if isinstance(body, (bytes, str)) or body is None else json.dumps(body)
+        data = raw.encode() if isinstance(raw, str) else (raw or b"")
+        all_headers = {"Host": "abc.ap-southeast-1.fcapp.run", "Content-Type": "application/json",
+                       **({"Authorization": f"Bearer {TOKEN}"} if auth else {}), **(headers or {})}
+        event = {"version": "v1", "rawPath": path, "body": base64.b64encode(data).decode(), "isBase64Encoded": True,
+                 "headers": all_headers, "queryParameters": query or {},
+                 "requestContext": {"http": {"method": method, "path": path, "sourceIp": "10.0.0.1"},
+                                    "requestId": secrets.token_hex(8)}}
+        response = self.api.handle(HttpEvent.model_validate(event))
+        assert set(response) == {"statusCode", "headers", "body", "isBase64Encoded"}
+        return response
+
+    def json(self, *args: Any, **kwargs: Any) -> tuple[int, Any]:
+        response = self.call(*args, **kwargs)
+        return response["statusCode"], json.loads(response["body"])
+
+    def report(self, job_id: str) -> list[dict[str, str]]:
+        response = self.call("GET", f"/jobs/{job_id}/report")
+        assert response["statusCode"] == 200 and response["headers"]["Content-Type"].startswith("text/csv")
+        return list(csv.DictReader(io.StringIO(response["body"])))
+
+    def timer(self) -> dict[str, Any]:
+        extra = {"clock": self.clock} if self.clock else {}
+        event = {"triggerTime": "2030-03-17T08:00:00Z", "triggerName": "api-timer", "payload": ""}
+        return Timer(self.world.store, self.world.oss, self.world.invoker, self.world.settings,
+                     **extra).handle(json.dumps(event))
+
+
+def recipients(count: int, seed: int = 1) -> list[dict[str, Any]]:
+    items = [{"To": f"+86 138{seed:02d}{i:06d}", "TemplateParams": {"name": f"N{i}"}} for i in range(count)]
+    items[3]["To"] = "12"  # invalid
+    items[5]["To"] = items[4]["To"]  # duplicate
+    return items
+
+
+def test_json_submission_sends_every_valid_recipient_once_with_its_own_fields(cloud: LocalCloud) -> None:
+    api = Api(cloud)
+    items = recipients(120)
+    items[0]["Payload"] = ["yes", "no"]
+    items[1]["FlowAction"] = {"FlowToken": "tok", "FlowActionData": {"step": "1"}}
+    status, body = api.json("POST", "/jobs", {"options": OPTIONS, "recipients": items})
+    assert status == 202, body
+    assert (body["valid"], body["invalid"], body["duplicate"]) == (118, 1, 1)
+    assert body["status_url"] == f"https://abc.ap-southeast-1.fcapp.run/jobs/{body['job_id']}"
+    api.world.run_senders(duplicate=True)
+    received = cloud.cams.backend.received
+    assert Counter(m.to for m in received) == Counter({f"86138{1:02d}{i:06d}": 1 for i in range(120) if i not in (3, 5)})
+    by_number = {m.to: m.recipient for m in received}
+    assert by_number["8613801000000"]["Payload"] == ["yes", "no"]
+    assert by_number["8613801000001"]["FlowAction"]["FlowToken"] == "tok"
+    assert by_number["8613801000002"]["TemplateParams"] == {"name": "N2"}
+    status, job = api.json("GET", f"/jobs/{body['job_id']}")
+    assert status == 200 and job["status"] == "completed"
+    assert (job["sent"], job["invalid"], job["duplicate"], job["pending"]) == (118, 1, 1, 0)
+    rows = api.report(body["job_id"])
+    assert [int(r["line"]) for r in rows] == list(range(1, 121))
+    assert Counter(r["status"] for r in rows) == {"sent": 118, "invalid": 1, "duplicate": 1}
+    assert rows[3]["code"] == "InvalidNumber" and rows[5]["message"] == "same recipient as recipient 5"
+    keys = api.world.keys(f"reports/api/{body['job_id']}")
+    assert keys == [f"reports/api/{body['job_id']}.report.csv", f"reports/api/{body['job_id']}.summary.json"]
+
+
+def test_idempotency_key_makes_a_repeat_the_same_job(cloud: LocalCloud) -> None:
+    api = Api(cloud)
+    request = {"options": OPTIONS, "recipients": recipients(60, seed=2)}
+    key = {"Idempotency-Key": secrets.token_hex(6)}
+    first_status, first = api.json("POST", "/jobs", request, headers=key)
+    api.world.run_senders()
+    calls = len(cloud.cams.backend.attempts)
+    again_status, again = api.json("POST", "/jobs", request, headers=key)
+    assert (first_status, again_status) == (202, 200)
+    assert again["job_id"] == first["job_id"] and again["repeated"] is True and again["status"] == "completed"
+    api.world.run_senders()
+    assert len(cloud.cams.backend.attempts) == calls, "a repeated submission sent again"
+    assert max(Counter(m.to for m in cloud.cams.backend.received).values()) == 1
+
+
+def test_an_identical_body_without_a_key_is_refused_unless_forced(cloud: LocalCloud) -> None:
+    api = Api(cloud)
+    request = {"options": OPTIONS, "recipients": recipients(10, seed=3)}
+    status, first = api.json("POST", "/jobs", request)
+    assert status == 202
+    status, refused = api.json("POST", "/jobs", request)
+    assert status == 409 and refused["error"]["code"] == "probable_repeat"
+    assert first["job_id"] in refused["error"]["message"]
+    status, forced = api.json("POST", "/jobs", request, query={"force": "true"})
+    assert status == 202 and forced["job_id"] != first["job_id"]
+
+
+def test_authentication(cloud: LocalCloud) -> None:
+    api = Api(cloud)
+    status, body = api.json("GET", "/jobs", auth=False)
+    assert (status, body["error"]["code"]) == (401, "unauthenticated")
+    status, body = api.json("GET", "/jobs", auth=False, headers={"Authorization": "Bearer nope"})
+    assert (status, body["error"]["code"]) == (403, "forbidden")
+    assert api.call("GET", "/jobs", auth=False, query={"token": TOKEN})["statusCode"] == 200  # a browser link
+    status, body = api.json("POST", "/jobs", {"options": OPTIONS, "recipients": []}, auth=False,
+                            query={"token": TOKEN})
+    assert status == 401, "a write never takes the token from the URL"
+    unconfigured = Api(cloud, token="")
+    status, body = unconfigured.json("GET", "/jobs")
+    assert (status, body["error"]["code"]) == (503, "auth_not_configured")
+    assert "CHATAPP_API_TOKEN" in body["error"]["message"]
+
+
+@pytest.mark.parametrize("body, headers, status, code, field", [
+    (b"{not json", None, 400, "invalid_json", "body"),
+    ({"options": OPTIONS, "recipients": [{"To": "+8613800000001", "Colour": "red"}]}, None, 400, "invalid_field",
+     "recipients.0.Colour"),
+    ({"options": OPTIONS, "recipients": [{"To": "+8613800000001", "TemplateParams": {"a": 1}}]}, None, 400,
+     "invalid_field", "recipients.0.TemplateParams.a"),
+    ({"options": {**OPTIONS, "ChannelType": "sms"}, "recipients": []}, None, 400, "invalid_options", "options"),
+    ({"options": OPTIONS}, None, 400, "invalid_field", "recipients"),
+    ({"options": OPTIONS, "recipients": [], "scheduledAt": "next tuesday"}, None, 400, "invalid_schedule",
+     "scheduledAt"),
+    (b"x" * 200_001, None, 413, "body_too_large", None),
+    (b"<xml/>", {"Content-Type": "application/xml"}, 415, "unsupported_media_type", "Content-Type"),
+])
+def test_refusals_name_the_field(cloud: LocalCloud, body: Any, headers: Any, status: int, code: str,
+                                 field: Optional[str]) -> None:
+    api = Api(cloud)
+    got, answer = api.json("POST", "/jobs", body, headers=headers)
+    assert (got, answer["error"]["code"]) == (status, code), answer
+    assert answer["error"].get("field") == field
+    assert api.world.invoker.queue == []
+
+
+def test_routes_and_methods(cloud: LocalCloud) -> None:
+    api = Api(cloud)
+    assert api.json("GET", "/jobs/nope")[0] == 404
+    assert api.json("DELETE", "/jobs")[0] == 405
+    assert api.json("POST", "/jobs/abc")[0] == 405
+    assert api.json("GET", "/elsewhere")[0] == 404
+    status, body = api.json("GET", "/jobs", query={"limit": "0"})
+    assert (status, body["error"]["field"]) == (400, "limit")
+
+
+def test_csv_body_with_options_in_the_query(cloud: LocalCloud) -> None:
+    api = Api(cloud)
+    data = sample_bytes(200, seed=31)
+    query = {"channel-type": "whatsapp", "template-code": "T_WELCOME", "language": "en", "from": "8613800000000"}
+    status, body = api.json("POST", "/jobs", data, headers={"Content-Type": "text/csv"}, query=query)
+    assert status == 202, body
+    api.world.run_senders()
+    assert Counter(m.to for m in cloud.cams.backend.received) == Counter({n: 1 for n in valid_numbers(data)})
+    status, bad = api.json("POST", "/jobs", b"\xff\xfe\x00garbage\n", headers={"Content-Type": "text/csv"},
+                           query=query)
+    assert (status, bad["error"]["code"]) == (400, "invalid_csv") and bad["error"]["field"].startswith("line ")
+
+
+def test_oss_source_is_planned_by_ingest(cloud: LocalCloud) -> None:
+    api = Api(cloud)
+    data = sample_bytes(150, seed=32)
+    key = f"uploads/{secrets.token_hex(3)}.csv"
+    api.world.bucket.put_object(key, data)
+    status, missing = api.json("POST", "/jobs", {"options": OPTIONS, "source": "uploads/none.csv"})
+    assert (status, missing["error"]["code"]) == (400, "source_not_found")
+    status, body = api.json("POST", "/jobs", {"options": OPTIONS, "source": key})
+    assert status == 202 and body["status"] == "planning"
+    assert api.world.invoker.queue[-1][:2] == ("chatapp-mass-ingest", {"plan_job": body["job_id"]})
+    _, plan, _ = api.world.invoker.queue.pop()
+    ingest = Ingest(api.world.store, api.world.oss, api.world.invoker, api.world.settings)
+    [result] = ingest.handle(json.dumps(plan))
+    assert result.status == "planned", result.message
+    [again] = ingest.handle(json.dumps(plan))  # a re-delivered plan event
+    assert again.status == "resumed"
+    api.world.run_senders()
+    assert Counter(m.to for m in cloud.cams.backend.received) == Counter({n: 1 for n in valid_numbers(data)})
+
+
+def test_cancel_mid_job_leaves_every_row_in_one_final_status(cloud: LocalCloud) -> None:
+    api = Api(cloud)
+    status, body = api.json("POST", "/jobs", {"options": OPTIONS, "recipients": recipients(300, seed=4)})
+    job_id = body["job_id"]
+    drains = list(api.world.invoker.queue)
+    api.world.invoker.queue[:] = [("chatapp-mass-sender", {"job_id": job_id, "seq": 0}, 0)]
+    api.world.run_senders()  # one batch sent
+    status, cancelled = api.json("POST", f"/jobs/{job_id}/cancel")
+    assert status == 202 and cancelled["status"] == "cancelled" and cancelled["pending_cancelled"] == 248
+    api.world.invoker.queue[:] = drains  # the drainers arrive late: they find nothing to send
+    api.world.run_senders()
+    assert len(cloud.cams.backend.received) == 50
+    rows = api.report(job_id)
+    assert len(rows) == 300
+    assert Counter(r["status"] for r in rows) == {"sent": 50, "cancelled": 248, "invalid": 1, "duplicate": 1}
+    assert api.world.store.get_job(job_id).status is JobStatus.cancelled
+    assert f"reports/api/{job_id}.report.csv" in api.world.keys("reports/api/")
+    status, again = api.json("POST", f"/jobs/{job_id}/cancel")
+    assert status == 202 and again["status"] == "cancelled"  # cancelling twice is harmless
+
+
+def test_status_page_for_a_browser(cloud: LocalCloud) -> None:
+    api = Api(cloud)
+    _, body = api.json("POST", "/jobs", {"options": OPTIONS, "recipients": recipients(80, seed=5)})
+    page = api.call("GET", f"/jobs/{body['job_id']}", auth=False, query={"token": TOKEN},
+                    headers={"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"})
+    assert page["headers"]["Content-Type"].startswith("text/html")
+    assert 'http-equiv="refresh"' in page["body"] and 'role="progressbar"' in page["body"]
+    assert f"/report?token={TOKEN}" in page["body"]
+    api.world.run_senders()
+    done = api.call("GET", f"/jobs/{body['job_id']}", headers={"Accept": "text/html"})["body"]
+    assert 'http-equiv="refresh"' not in done and 'aria-valuenow="100"' in done and ">78<" in done
+
+
+def test_scheduled_job_starts_once_and_not_before_its_time(cloud: LocalCloud) -> None:
+    clock = Clock()
+    api = Api(cloud, clock=clock, sweep_idle=600.0)  # the store stamps changes with the real clock
+    at = int(clock.now) + 300
+    when = time.strftime("%Y-%m-%dT%H:%M:%S+08:00", time.gmtime(at + 8 * 3600))  # the same instant, at +08:00
+    assert parse_schedule(when, None, now=clock.now) == at
+    status, body = api.json("POST", "/jobs", {"options": OPTIONS, "recipients": recipients(40, seed=6),
+                                               "scheduledAt": when})
+    assert status == 202 and body["status"] == "scheduled"
+    assert api.world.invoker.queue == []
+    clock.now = at - 1
+    assert api.timer()["started"] == [] and api.world.invoker.queue == []
+    clock.now = at + 30
+    assert api.timer()["started"] == [body["job_id"]]
+    assert api.timer()["started"] == []  # the same minute's event delivered again
+    assert len(api.world.invoker.queue) == 1
+    api.world.run_senders()
+    for _ in range(3):  # later minutes
+        assert api.timer() == {"started": [], "resumed": [], "finalized": [], "released": 0, "recurring": None}
+    assert api.world.invoker.queue == []
+    assert Counter(m.to for m in cloud.cams.backend.received) == Counter(
+        {f"86138{6:02d}{i:06d}": 1 for i in range(40) if i not in (3, 5)})
+
+
+def test_schedule_with_a_time_zone() -> None:
+    now = time.time()
+    assert parse_schedule("2030-03-17T16:00:00", "Asia/Singapore", now=now) == \
+        parse_schedule("2030-03-17T08:00:00Z", None, now=now)
+    with pytest.raises(ApiError, match="not an IANA time zone"):
+        parse_schedule("2030-03-17T16:00:00", "Mars/Olympus", now=now)
+    with pytest.raises(ApiError, match="no UTC offset"):
+        parse_schedule("2030-03-17T16:00:00", None, now=now)
+    with pytest.raises(ApiError, match="in the past"):
+        parse_schedule("2001-01-01T00:00:00Z", None, now=now)
+
+
+def test_sweeper_resumes_a_stalled_job_and_never_resends_what_may_have_gone(cloud: LocalCloud) -> None:
+    clock = Clock()
+    api = Api(cloud, clock=clock, claim_ttl=90.0, sweep_idle=120.0)
+    _, body = api.json("POST", "/jobs", {"options": OPTIONS, "recipients": recipients(200, seed=7)})
+    job_id = body["job_id"]
+    api.world.invoker.queue.clear()  # the fan-out was lost: nobody is sending
+    store = api.world.store
+    # a sender that died: one batch claimed, one on the wire (its call may have reached CAMS)
+    store.transition_batch(job_id, 0, expect=[BatchStatus.pending], to=BatchStatus.claimed, owner="gone:1:x",
+                           claim_expires=clock.now + 90)
+    store.transition_batch(job_id, 1, expect=[BatchStatus.pending], to=BatchStatus.claimed, owner="gone:1:x",
+                           claim_expires=clock.now + 90)
+    store.transition_batch(job_id, 1, expect=[BatchStatus.claimed], to=BatchStatus.sending, owner="gone:1:x",
+                           claim_expires=clock.now + 90)
+    assert api.timer()["resumed"] == []  # claims still valid, batches changed just now
+    clock.now += 10_000
+    result = api.timer()
+    assert result["released"] == 2 and result["resumed"] == [job_id]
+    api.world.run_senders()
+    totals = store.batch_totals(job_id)
+    assert totals[BatchStatus.uncertain][0] == 1 and totals[BatchStatus.sent][0] == 3
+    sent_numbers = Counter(m.to for m in cloud.cams.backend.received)
+    assert len(sent_numbers) == 148 and max(sent_numbers.values()) == 1  # batch 1's 50 never went again
+    assert store.get_job(job_id).status is JobStatus.completed
+    assert Counter(r["status"] for r in api.report(job_id))["uncertain"] == 50
