@@ -9,6 +9,10 @@ functions get :meth:`environment` (minus the credentials: theirs are the role's)
 so they reach the local CAMS, OSS, Tablestore and FC. Without ``s_yaml`` there is no FC (uploads fire
 nothing), so OSS-only users of the local cloud are not surprised by functions reacting to their uploads.
 
+A function with an HTTP trigger is served on a loopback port of its own: :meth:`describe` lists them under
+``http`` (``{function: url}``), and :meth:`environment` (so ``--env-file`` too) sets ``CHATAPP_API_URL`` to
+the FIRST one in s.yaml order — the product's API for its clients. The functions are not given it.
+
 ``chatapp-mass local-cloud`` runs one until interrupted and prints ONE JSON line (see :meth:`describe`):
 each service's endpoint, the bucket, the Tablestore instance, the credentials, and ``env`` — the variables
 to export so ``chatapp-mass`` (or any SDK) uses it. With ``data_dir`` the state (objects, tables, and the
@@ -29,6 +33,8 @@ from chatapp_mass.localcloud.cams.server import CamsCredentials, generate_creden
 
 DEFAULT_BUCKET = "chatapp-mass"
 DEFAULT_INSTANCE = "chatapp-local"
+#: the first HTTP-triggered function's URL, for the product's clients (not a variable of chatapp_mass.env)
+API_URL_VARIABLE = "CHATAPP_API_URL"
 
 
 class LocalCloud:
@@ -86,7 +92,7 @@ class LocalCloud:
                     self._started.append(service)
             if self.fc is not None:  # endpoints are known now: what the functions reach
                 secrets = (env.ALIBABA_CLOUD_ACCESS_KEY_ID, env.ALIBABA_CLOUD_ACCESS_KEY_SECRET,
-                           env.ALIBABA_CLOUD_SECURITY_TOKEN)
+                           env.ALIBABA_CLOUD_SECURITY_TOKEN, API_URL_VARIABLE)
                 self.fc.backend.update_environment(
                     {**{k: v for k, v in self.environment().items() if k not in secrets},
                      **self._function_environment})
@@ -125,6 +131,9 @@ class LocalCloud:
             variables[env.ALIBABA_CLOUD_SECURITY_TOKEN] = creds.security_token
         if self.fc is not None:
             variables[env.CHATAPP_FC_ENDPOINT] = self.fc.endpoint
+            first_api = next(iter(self.fc.http_endpoints.values()), None)
+            if first_api is not None:
+                variables[API_URL_VARIABLE] = first_api
         return variables
 
     def describe(self) -> dict[str, Any]:
@@ -138,6 +147,7 @@ class LocalCloud:
             "tablestore": {"endpoint": self.tablestore.endpoint, "instance": self.instance},
             "fc": None if self.fc is None else {"endpoint": self.fc.endpoint,
                                                  "functions": self.fc.backend.function_names},
+            "http": {} if self.fc is None else self.fc.http_endpoints,
             "data_dir": None if self._own_dir else os.path.abspath(self.data_dir),
             "env": self.environment(),
         }

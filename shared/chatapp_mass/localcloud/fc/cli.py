@@ -4,7 +4,9 @@ It prints ONE JSON line on stdout once it listens::
 
     {"service": "fc", "endpoint": "http://127.0.0.1:PORT", "region_id": "ap-southeast-1",
      "account_id": "...", "access_key_id": "...", "access_key_secret": "...", "security_token": "...",
-     "s_yaml": "/abs/s.yaml", "functions": ["..."]}
+     "s_yaml": "/abs/s.yaml", "functions": ["..."], "http": {"<function>": "http://127.0.0.1:PORT"}}
+
+(``http``: the endpoint of each function's HTTP trigger, each on a port of its own.)
 """
 
 from __future__ import annotations
