@@ -6,8 +6,8 @@ Each firing (s.yaml: every minute by default), over the ``CHATAPP_SWEEP_JOBS`` m
   write, so of repeated or overlapping timer events exactly one starts a job, and never before its time.
 - **The sweeper**, for every job that is ``running``: claims that expired (their sender died or timed
   out) are released — ``claimed`` back to ``pending``; ``sending`` to ``uncertain``, never resent, since the
-  call may have reached CAMS. Then, if batches are pending and no batch of the job has changed for
-  ``CHATAPP_SWEEP_IDLE`` seconds (default 120: no sender is working on it), a sender is started; if nothing is open any more, the job
+  call may have reached CAMS. Then, if batches are pending and claims were released, or no batch of the job
+  has changed for ``CHATAPP_SWEEP_IDLE`` seconds (default 120: no sender is working on it), a sender is started; if nothing is open any more, the job
   is finalized (its finalizer died). A job that needs a sender is logged, so nothing stalls silently.
 - **Cancelled** jobs with batches still open: what is not on the wire is cancelled, and the job is
   finalized once nothing is in flight.
@@ -117,16 +117,18 @@ class Timer:
         return result
 
     def _sweep(self, job: JobRecord, now: float, result: dict[str, Any]) -> None:
-        result["released"] += release_stale(self.store, job.job_id, now=now)
-        batches = self.store.list_batches(job.job_id)
+        before = self.store.list_batches(job.job_id)
+        last_change = max((b.updated_at for b in before), default=job.updated_at)  # before our own changes
+        released = release_stale(self.store, job.job_id, now=now)
+        result["released"] += released
+        batches = self.store.list_batches(job.job_id) if released else before
         open_batches = [b for b in batches if b.status in OPEN]
         if not open_batches:
             if finalize(self.store, self.oss, self.settings, job.job_id) == JobStatus.completed.value:
                 result["finalized"].append(job.job_id)
             return
         pending = [b for b in open_batches if b.status is BatchStatus.pending]
-        last_change = max(b.updated_at for b in batches)
-        if pending and now - last_change >= self.settings.sweep_idle:
+        if pending and (released or now - last_change >= self.settings.sweep_idle):
             log.warning("job idle with batches pending: starting a sender",
                         extra={"job_id": job.job_id, "pending": len(pending), "idle_seconds": round(now - last_change)})
             self.dispatch.fan_out(job.job_id)

@@ -61,3 +61,43 @@ def test_unknown_function_names_the_known_ones(cloud: LocalCloud) -> None:
     result = invoke(cloud, "mailer", "events/sender-drain.json")
     assert result.returncode == 2
     assert "'mailer': no such function" in result.stderr and "ingest (chatapp-mass-ingest)" in result.stderr
+
+
+def test_api_sample_events_submit_watch_sweep_and_cancel(cloud: LocalCloud) -> None:
+    token = {"CHATAPP_API_TOKEN": "replace-with-CHATAPP_API_TOKEN"}  # what the sample events carry
+    submit = json.loads((ROOT / "events" / "http-submit.json").read_text())
+    body = json.loads(submit["body"])
+    body["scheduledAt"] = "2099-01-01T09:00:00+08:00"  # scheduled: nothing fans out to a sender here
+    submit["body"] = json.dumps(body)
+    submit["headers"]["Idempotency-Key"] = f"invoke-test-{os.getpid()}"
+    result = invoke_with(cloud, token, "api", "-", stdin=json.dumps(submit))
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    created = json.loads(answer["body"])
+    assert answer["statusCode"] == 202 and created["status"] == "scheduled"
+    assert (created["valid"], created["invalid"], created["duplicate"]) == (2, 1, 1)
+
+    def with_id(name: str) -> str:
+        return (ROOT / "events" / name).read_text().replace("replace-with-a-job-id", created["job_id"])
+
+    status = json.loads(invoke_with(cloud, token, "api", "-", stdin=with_id("http-status.json")).stdout)
+    assert status["statusCode"] == 200 and json.loads(status["body"])["status"] == "scheduled"
+    swept = invoke_with(cloud, token, "api", "events/timer.json")
+    assert swept.returncode == 0 and created["job_id"] not in json.loads(swept.stdout)["started"]
+    cancelled = json.loads(invoke_with(cloud, token, "api", "-", stdin=with_id("http-cancel.json")).stdout)
+    assert cancelled["statusCode"] == 202 and json.loads(cancelled["body"])["status"] == "cancelled"
+    report = json.loads(invoke_with(cloud, token, "api", "-", stdin=with_id("http-report.json")).stdout)
+    assert [line.split(",")[2] for line in report["body"].splitlines()[1:]] == \
+        ["cancelled", "cancelled", "duplicate", "invalid"]
+    unauthorized = json.loads(invoke(cloud, "api", "events/http-status.json").stdout)
+    assert unauthorized["statusCode"] == 503  # no token configured: nothing is served
+
+
+def invoke_with(cloud: LocalCloud, extra: dict[str, str], *args: str,
+                stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if "proxy" not in k.lower() and not k.startswith("CHATAPP_")}
+    environ.update(cloud.environment())
+    environ["CHATAPP_FC_ENDPOINT"] = "http://127.0.0.1:9"
+    environ.update(extra)
+    return subprocess.run([sys.executable, "-m", "chatapp_mass", "invoke", *args], cwd=ROOT, env=environ,
+                          input=stdin, capture_output=True, text=True, timeout=120)
