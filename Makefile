@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo demo-cloud test bench package validate clean
+.PHONY: setup browser demo demo-cloud test bench package validate clean
 
 setup: $(STAMP)
 
@@ -22,7 +22,12 @@ demo-cloud: setup  ## the deployed path on the local cloud: OSS upload -> ingest
 	env -u HTTP_PROXY -u HTTPS_PROXY -u http_proxy -u https_proxy \
 	    ALIBABA_CLOUD_ECS_METADATA_DISABLED=true $(BIN)/chatapp-mass demo --cloud
 
-test: setup  ## the whole suite (what CI runs)
+browser:  ## Debian's chromium + chromedriver for the browser test (it is skipped, saying why, where they cannot be installed)
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	    { (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver) \
+	      >/dev/null 2>&1 || echo "make: chromium could not be installed (needs root and apt): the browser test will be skipped" >&2; }
+
+test: setup browser  ## the whole suite (what CI runs)
 	env -u HTTP_PROXY -u HTTPS_PROXY -u http_proxy -u https_proxy \
 	    ALIBABA_CLOUD_ECS_METADATA_DISABLED=true $(BIN)/python -m pytest
 

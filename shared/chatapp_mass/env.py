@@ -31,6 +31,7 @@ FC_ACCOUNT_ID = "FC_ACCOUNT_ID"
 FC_REGION = "FC_REGION"
 
 # --- the HTTP API and the timer ---------------------------------------------------------------------------
+CHATAPP_API_URL = "CHATAPP_API_URL"  # the api function's HTTP trigger (written by chatapp-mass local-cloud)
 CHATAPP_API_TOKEN = "CHATAPP_API_TOKEN"  # the bearer token the API requires (a secret: never logged)
 CHATAPP_API_AUTH = "CHATAPP_API_AUTH"  # token (default) | fc (the HTTP trigger's function auth is enough)
 CHATAPP_API_MAX_BODY = "CHATAPP_API_MAX_BODY"  # bytes, default 6 MiB

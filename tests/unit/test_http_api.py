@@ -320,3 +320,36 @@ def test_sweeper_resumes_a_stalled_job_and_never_resends_what_may_have_gone(clou
     assert len(sent_numbers) == 148 and max(sent_numbers.values()) == 1  # batch 1's 50 never went again
     assert store.get_job(job_id).status is JobStatus.completed
     assert Counter(r["status"] for r in api.report(job_id))["uncertain"] == 50
+
+
+def test_recurring_send_from_the_timer_payload_once_per_firing(cloud: LocalCloud) -> None:
+    api = Api(cloud)
+    data = sample_bytes(120, seed=33)
+    key = f"recurring/{secrets.token_hex(3)}.csv"
+    api.world.bucket.put_object(key, data)
+    payload = json.dumps({"recurring": {"source": key, "options": OPTIONS}})
+    timer = Timer(api.world.store, api.world.oss, api.world.invoker, api.world.settings)
+
+    def fire(at: str) -> dict[str, Any]:
+        return timer.handle(json.dumps({"triggerTime": at, "triggerName": "weekly", "payload": payload}))
+
+    first = fire("2026-12-07T01:00:00Z")
+    again = fire("2026-12-07T01:00:00Z")  # the same firing delivered twice: the same job
+    assert first["recurring"]["created"] is True and again["recurring"] == {**first["recurring"], "created": False}
+    plans = [p for f, p, _ in api.world.invoker.queue if f == "chatapp-mass-ingest"]
+    api.world.invoker.queue[:] = [q for q in api.world.invoker.queue if q[0] != "chatapp-mass-ingest"]
+    ingest = Ingest(api.world.store, api.world.oss, api.world.invoker, api.world.settings)
+    for plan in plans:
+        ingest.handle(json.dumps(plan))
+    api.world.run_senders()
+    next_week = fire("2026-12-14T01:00:00Z")  # the next firing: a new job of the same list
+    assert next_week["recurring"]["job_id"] != first["recurring"]["job_id"]
+    for _, plan, _ in [q for q in api.world.invoker.queue if q[0] == "chatapp-mass-ingest"]:
+        ingest.handle(json.dumps(plan))
+    api.world.invoker.queue[:] = [q for q in api.world.invoker.queue if q[0] != "chatapp-mass-ingest"]
+    api.world.run_senders()
+    received = Counter(m.to for m in cloud.cams.backend.received)
+    assert received == Counter({n: 2 for n in valid_numbers(data)})  # once per firing, not per delivery
+    with pytest.raises(Exception, match="payload"):
+        timer.handle(json.dumps({"triggerTime": "2026-12-07T01:00:00Z", "triggerName": "weekly",
+                                 "payload": '{"recurrent": {}}'}))

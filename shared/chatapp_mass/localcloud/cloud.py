@@ -33,8 +33,8 @@ from chatapp_mass.localcloud.cams.server import CamsCredentials, generate_creden
 
 DEFAULT_BUCKET = "chatapp-mass"
 DEFAULT_INSTANCE = "chatapp-local"
-#: the first HTTP-triggered function's URL, for the product's clients (not a variable of chatapp_mass.env)
-API_URL_VARIABLE = "CHATAPP_API_URL"
+#: the first HTTP-triggered function's URL, for the product's clients (never given to the functions)
+API_URL_VARIABLE = env.CHATAPP_API_URL
 
 
 class LocalCloud:
@@ -178,6 +178,9 @@ def add_arguments(parser: Any) -> None:
                         "exists); uploads then fire their OSS triggers")
     parser.add_argument("--no-fc", action="store_true", help="no local FC, even if ./s.yaml exists")
     parser.add_argument("--fc-port", type=int, default=0, help="FC port (default 0: any free port)")
+    parser.add_argument("--api-token", default=None,
+                        help="the bearer token the api function requires (default: a new random one, printed in "
+                        "the JSON line and written to --env-file as CHATAPP_API_TOKEN)")
 
 
 def upload_argument(text: str) -> tuple[str, str]:
@@ -198,11 +201,13 @@ def write_env_file(path: str, variables: dict[str, str]) -> None:
 
 
 def run(args: Any) -> int:
+    import secrets
     import signal
     import sys
     import threading
 
     uploads = [upload_argument(text) for text in args.upload]
+    api_token = args.api_token or secrets.token_urlsafe(18)
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda signum, frame: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     cloud = LocalCloud(host=args.host, cams_port=args.cams_port, oss_port=args.oss_port,
@@ -210,15 +215,17 @@ def run(args: Any) -> int:
                        instance=args.instance, sts=args.sts,
                        cams_options={"latency": args.latency, "latency_jitter": 0.5 if args.latency else 0.0},
                        s_yaml=None if args.no_fc else args.s_yaml or ("s.yaml" if os.path.isfile("s.yaml") else None),
-                       fc_port=args.fc_port)
+                       fc_port=args.fc_port, function_environment={env.CHATAPP_API_TOKEN: api_token})
     try:
         cloud.start()
         bucket = cloud.oss.oss2_bucket(cloud.bucket) if uploads else None
         for path, key in uploads:
             bucket.put_object_from_file(key, path)
         if args.env_file:
-            write_env_file(args.env_file, cloud.environment())
+            write_env_file(args.env_file, {**cloud.environment(), env.CHATAPP_API_TOKEN: api_token})
         info = cloud.describe()
+        if cloud.fc is not None and cloud.fc.http_endpoints:
+            info["api_token"] = api_token
         info["uploaded"] = [f"oss://{cloud.bucket}/{key}" for _, key in uploads]
         sys.stdout.write(json.dumps(info) + "\n")
         sys.stdout.flush()
