@@ -424,7 +424,7 @@ class JobsApi:
         summary = job_summary(self.store, job)
         now = self.clock()
         done = summary["sent"] + summary["failed"] + summary["uncertain"]
-        elapsed = max(now - job.created_at, 1e-6)
+        elapsed = max(now - max(job.created_at, job.scheduled_at), 1e-6)  # a scheduled job starts late
         rate = summary["sent"] / elapsed if job.status is JobStatus.running else 0.0
         remaining = summary["pending"]
         summary.update({
