@@ -165,6 +165,16 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="print JSON")
     _store_arg(status)
 
+    pause = commands.add_parser("pause", help="pause a running job: senders stop between batches (resumable)")
+    pause.add_argument("job", help="job id (or a unique prefix)")
+    pause.add_argument("--reason", default="paused by an operator", help="said in the job's status")
+    _store_arg(pause)
+
+    resume = commands.add_parser("resume", help="resume a paused job (a deployed job's senders are started via "
+                                 "CHATAPP_FC_ENDPOINT; a CLI job continues when you rerun `send`)")
+    resume.add_argument("job", help="job id (or a unique prefix)")
+    _store_arg(resume)
+
     from chatapp_mass.localcloud.cams import cli as local_cams_cli
 
     local = commands.add_parser("local-cams", help="run the loopback CAMS emulator (prints one JSON line)")
@@ -403,6 +413,44 @@ def cmd_status(args: argparse.Namespace, out: IO[str]) -> int:
     return EXIT_OK
 
 
+def cmd_pause(args: argparse.Namespace, out: IO[str]) -> int:
+    from chatapp_mass.oss_jobs import pause_job
+
+    store = build_services(store_url=args.store).store
+    job = resolve_job(store, args.job)
+    current = pause_job(store, job.job_id, reason=args.reason)
+    if current is None or current.status is not JobStatus.paused:
+        print(f"job {job.job_id} is {job.status.value}: only a running or scheduled job can be paused", file=out)
+        return EXIT_USAGE
+    print(f"job {job.job_id} paused: its senders stop taking batches within seconds; calls in flight finish. "
+          f"Resume with `chatapp-mass resume {job.job_id[:12]}`", file=out)
+    return EXIT_OK
+
+
+def cmd_resume(args: argparse.Namespace, out: IO[str]) -> int:
+    import os
+
+    from chatapp_mass.oss_jobs import Dispatch, FunctionSettings, resume_job
+
+    store = build_services(store_url=args.store).store
+    job = resolve_job(store, args.job)
+    if job.status is not JobStatus.paused:
+        print(f"job {job.job_id} is {job.status.value}, not paused", file=out)
+        return EXIT_USAGE
+    if not os.environ.get(env.CHATAPP_FC_ENDPOINT):
+        store.update_job(job.job_id, expect=[JobStatus.paused], status=JobStatus.interrupted,
+                         reason="resumed: rerun `chatapp-mass send` with the same file and options to continue")
+        print(f"job {job.job_id} can go on: rerun the same `chatapp-mass send` command (no CHATAPP_FC_ENDPOINT: "
+              "no deployed senders to start)", file=out)
+        return EXIT_OK
+    from chatapp_mass.fc_invoke import FcInvoker, FcSettings
+
+    settings = FunctionSettings.from_env()
+    current = resume_job(store, Dispatch(store, FcInvoker(FcSettings.from_env()), settings), job.job_id)
+    print(f"job {job.job_id} {current.status.value if current else 'unknown'}: senders started", file=out)
+    return EXIT_OK
+
+
 def cmd_jobs(args: argparse.Namespace, out: IO[str]) -> int:
     store = build_services(store_url=args.store).store
     jobs = store.list_jobs(args.limit)
@@ -437,6 +485,8 @@ def main(argv: Optional[Sequence[str]] = None, *, out: IO[str] = sys.stdout, err
         "report": lambda: cmd_report(args, out),
         "jobs": lambda: cmd_jobs(args, out),
         "status": lambda: cmd_status(args, out),
+        "pause": lambda: cmd_pause(args, out),
+        "resume": lambda: cmd_resume(args, out),
         "local-cams": lambda: _local_cams(args),
         "local-cloud": lambda: _local_cloud(args),
         "invoke": lambda: _invoke(args),

@@ -163,6 +163,10 @@ class DispatchSettings:
     resend_uncertain: bool = False
     claim_ttl: float = 300.0  # longer than any one call (read timeout) plus its token wait
     rate_margin: float = 0.06
+    # Pause the job when more than this share of the recipients tried failed (0 = never), once at least
+    # error_threshold_min recipients (or a tenth of the job, if fewer) were tried.
+    error_threshold: float = 0.0
+    error_threshold_min: int = 1000
     # A slot is stamped for the request's arrival. The batch is marked ``sending`` just before its slot
     # (SlidingWindowLimiter.acquire's ``before``); if the stamp's own store write still left the request
     # later than this behind the stamp (a busy store), the slot is given up unused rather than spent late.
@@ -375,9 +379,11 @@ class JobRunner:
                         next_stale_check = now + 1.0
                     if now >= next_listing or not (inflight or queue):
                         current = self.store.get_job(job_id)
-                        if current is not None and current.status is JobStatus.cancelled:
-                            self.stop(JobStatus.cancelled, current.reason or "cancelled")
-                            break  # claimed batches are the canceller's now; calls in flight finish
+                        if current is not None and current.status in (JobStatus.cancelled, JobStatus.paused):
+                            self.stop(current.status, current.reason or current.status.value)
+                            break  # claimed batches go back (or are the canceller's); calls in flight finish
+                        if self._over_error_threshold(job_id, snapshot):
+                            break
                         open_batches = self.store.list_batches(
                             job_id, [BatchStatus.pending, BatchStatus.claimed, BatchStatus.sending]
                         )
@@ -533,6 +539,25 @@ class JobRunner:
             self.stop(JobStatus.stopped, f"CAMS refused the account or template: {outcome.code}: {outcome.message}")
             log.error("job stopped by an account- or template-level refusal",
                       extra={"job_id": job_id, "code": outcome.code})
+
+    def _over_error_threshold(self, job_id: str, snapshot: Snapshot) -> bool:
+        """Pause the job when more than ``error_threshold`` of the recipients this run tried failed, once it
+        tried at least ``error_threshold_min`` or a tenth of the job, whichever is fewer: a template or list
+        problem should not burn the whole list. Counted per run, so a resumed job starts afresh."""
+        share = self.settings.error_threshold
+        with self._lock:
+            failed, tried = snapshot.failed, snapshot.failed + snapshot.sent - snapshot.sent_at_start + \
+                snapshot.uncertain
+        if share <= 0 or tried <= 0 or tried < min(self.settings.error_threshold_min, snapshot.valid / 10) \
+                or failed <= share * tried:
+            return False
+        reason = (f"paused: {failed:,} of {tried:,} recipients tried failed ({failed / tried:.0%}, above the "
+                  f"{share:.0%} threshold); look at the report's codes, then resume")
+        if self.store.update_job(job_id, expect=[JobStatus.running, JobStatus.ready], status=JobStatus.paused,
+                                 reason=reason):
+            log.error("job paused by the error threshold", extra={"job_id": job_id, "failed": failed, "tried": tried})
+        self.stop(JobStatus.paused, reason)
+        return True
 
     def _stalled(self, job_id: str) -> bool:
         if self.clock() - self._last_progress < self.settings.max_stall:

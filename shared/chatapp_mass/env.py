@@ -40,3 +40,4 @@ CHATAPP_INGEST_FUNCTION = "CHATAPP_INGEST_FUNCTION"  # default chatapp-mass-inge
 CHATAPP_SWEEP_JOBS = "CHATAPP_SWEEP_JOBS"  # how many recent jobs the timer looks at, default 200
 CHATAPP_CLAIM_TTL = "CHATAPP_CLAIM_TTL"  # seconds a sender's claim on a batch lasts, default 90
 CHATAPP_SWEEP_IDLE = "CHATAPP_SWEEP_IDLE"  # seconds without a batch change before the timer starts a sender, default 120
+CHATAPP_ERROR_THRESHOLD = "CHATAPP_ERROR_THRESHOLD"  # pause a job above this share of failed recipients (0.2, 20%; 0 = off)

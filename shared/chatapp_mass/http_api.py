@@ -22,6 +22,9 @@ Routes (JSON unless said; every refusal is ``{"error": {"code", "message", "fiel
 - ``GET /jobs/{id}/report`` — the per-recipient report CSV.
 - ``POST /jobs/{id}/cancel`` — stops dispatch between batches; batches not yet on the wire are reported
   ``cancelled``; calls in flight finish and are recorded.
+- ``POST /jobs/{id}/pause`` / ``POST /jobs/{id}/resume`` — stop dispatch resumably (batches wait as
+  ``pending``), and go on. The error threshold (``CHATAPP_ERROR_THRESHOLD``) pauses a job by itself and
+  says why in ``reason``.
 
 **Authentication.** ``Authorization: Bearer <CHATAPP_API_TOKEN>`` compared in constant time (the token is
 never logged). Browsers, which cannot set that header when following a link, may pass ``?token=`` on
@@ -57,7 +60,16 @@ from chatapp_mass.engine import PlanSettings, plan_job
 from chatapp_mass.errors import ChatAppMassError, CsvFileError, OptionsError
 from chatapp_mass.fc_invoke import Invoker
 from chatapp_mass.intake import JsonRecipients
-from chatapp_mass.oss_jobs import Dispatch, FunctionSettings, cancel_job, finalize, resolve_options, start_job
+from chatapp_mass.oss_jobs import (
+    Dispatch,
+    FunctionSettings,
+    cancel_job,
+    finalize,
+    pause_job,
+    resolve_options,
+    resume_job,
+    start_job,
+)
 from chatapp_mass.oss_source import OssClient, OssLocation, SourceError
 from chatapp_mass.report import job_summary, write_report
 from chatapp_mass.store import BatchStatus, JobRecord, JobStatus, Store
@@ -65,7 +77,7 @@ from chatapp_mass.store import BatchStatus, JobRecord, JobStatus, Store
 log = logging.getLogger("chatapp_mass.http_api")
 
 _RESERVED_QUERY = {"force", "token", "scheduledat", "timezone", "limit"}
-_JOB_PATH = re.compile(r"^/jobs/([A-Za-z0-9_-]{1,64})(/report|/cancel)?/?$")
+_JOB_PATH = re.compile(r"^/jobs/([A-Za-z0-9_-]{1,64})(/report|/cancel|/pause|/resume)?/?$")
 
 
 # --- settings ---------------------------------------------------------------------------------------------
@@ -284,7 +296,7 @@ class JobsApi:
             raise ApiError(404, "not_found", f"no route {method} {event.path} (routes: POST /jobs, GET /jobs, "
                            "GET /jobs/{id}, GET /jobs/{id}/report, POST /jobs/{id}/cancel)")
         job_id, action = match.group(1), match.group(2) or ""
-        expected = {"": "GET", "/report": "GET", "/cancel": "POST"}[action]
+        expected = {"": "GET", "/report": "GET", "/cancel": "POST", "/pause": "POST", "/resume": "POST"}[action]
         if method != expected:
             raise ApiError(405, "method_not_allowed", f"{method} /jobs/{{id}}{action}: use {expected}")
         job = self.store.get_job(job_id)
@@ -294,6 +306,10 @@ class JobsApi:
             return self.report(job)
         if action == "/cancel":
             return self.cancel(job)
+        if action == "/pause":
+            return self.pause(job)
+        if action == "/resume":
+            return self.resume(job)
         return self.status(job, event)
 
     # --- POST /jobs -------------------------------------------------------------------------------------
@@ -460,6 +476,19 @@ class JobsApi:
         return reply(202, {"job_id": job.job_id, "status": current.status.value,
                            "pending_cancelled": job_summary(self.store, current)["cancelled"]})
 
+    def pause(self, job: JobRecord) -> dict[str, Any]:
+        if job.status not in (JobStatus.running, JobStatus.ready, JobStatus.scheduled, JobStatus.paused):
+            raise ApiError(409, "not_running", f"job {job.job_id} is {job.status.value}: only a running or "
+                           "scheduled job can be paused", "id")
+        current = pause_job(self.store, job.job_id) or job
+        return reply(202, {"job_id": job.job_id, "status": current.status.value, "reason": current.reason})
+
+    def resume(self, job: JobRecord) -> dict[str, Any]:
+        if job.status is not JobStatus.paused:
+            raise ApiError(409, "not_paused", f"job {job.job_id} is {job.status.value}, not paused", "id")
+        current = resume_job(self.store, self.dispatch, job.job_id) or job
+        return reply(202, {"job_id": job.job_id, "status": current.status.value})
+
     def _links(self, job: JobRecord, event: HttpEvent) -> dict[str, str]:
         host = event.header("host")
         proto = event.header("x-forwarded-proto") or ("https" if host.endswith(".fcapp.run") else "http")
@@ -479,7 +508,7 @@ def _prefers_html(accept: str) -> bool:
 
 
 def _html_page(summary: dict[str, Any]) -> str:
-    running = summary["status"] in ("planning", "ready", "running", "scheduled")
+    running = summary["status"] in ("planning", "ready", "running", "scheduled", "paused")
     share = float(summary.get("share_done") or 0.0)
     e = html.escape
     counts = "".join(f"<tr><th>{e(name)}</th><td id='{e(name)}'>{int(summary.get(name) or 0):,}</td></tr>"

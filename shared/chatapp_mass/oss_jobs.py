@@ -173,6 +173,19 @@ def _int(environ: Mapping[str, str], name: str, default: int, low: int, high: in
     return value
 
 
+def _share(environ: Mapping[str, str], name: str) -> float:
+    text = environ.get(name, "").strip()
+    if not text:
+        return 0.0
+    try:
+        value = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        raise OptionsError(f"{name}={text!r}: a share such as 0.2 or 20% (0 = off)") from None
+    if not 0 <= value < 1:
+        raise OptionsError(f"{name}={text!r}: from 0 (off) to below 1")
+    return value
+
+
 @dataclass(frozen=True)
 class FunctionSettings:
     bucket: str = "chatapp-mass"
@@ -187,6 +200,7 @@ class FunctionSettings:
     defaults: dict[str, str] = field(default_factory=dict)  # option defaults: normalized key -> value
     claim_ttl: float = CLAIM_TTL  # seconds a sender's claim on a batch lasts (see Sender.handle)
     sweep_idle: float = 120.0  # the timer starts a sender for a running job none has touched this long
+    error_threshold: float = 0.0  # pause a job when more than this share of the recipients tried failed (0: off)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> "FunctionSettings":
@@ -210,6 +224,7 @@ class FunctionSettings:
             defaults=defaults,
             claim_ttl=float(_int(environ, env.CHATAPP_CLAIM_TTL, int(CLAIM_TTL), 5, 3600)),
             sweep_idle=float(_int(environ, env.CHATAPP_SWEEP_IDLE, 120, 1, 86400)),
+            error_threshold=_share(environ, env.CHATAPP_ERROR_THRESHOLD),
         )
 
 
@@ -316,6 +331,29 @@ def start_job(store: Store, dispatch: "Dispatch", job_id: str, *, now: float) ->
     return current.status.value if current else "unknown"
 
 
+def pause_job(store: Store, job_id: str, *, reason: str = "paused by an operator") -> Optional[JobRecord]:
+    """Stop dispatching a job, resumably: senders stop taking batches when they next look (within ~2 s)
+    and hand claimed ones back; calls in flight finish and are recorded. Returns the job (None: unknown)."""
+    store.update_job(job_id, expect=[JobStatus.running, JobStatus.ready, JobStatus.scheduled],
+                     status=JobStatus.paused, reason=reason)
+    job = store.get_job(job_id)
+    if job is not None and job.status is JobStatus.paused:
+        log.warning("job paused", extra={"job_id": job_id, "reason": job.reason})
+    return job
+
+
+def resume_job(store: Store, dispatch: "Dispatch", job_id: str) -> Optional[JobRecord]:
+    """A paused job runs again (a scheduled one whose time has not come waits for it): one conditional
+    write, then senders are started."""
+    job = store.get_job(job_id)
+    if job is None or job.status is not JobStatus.paused:
+        return job
+    if store.update_job(job_id, expect=[JobStatus.paused], status=JobStatus.ready, reason=""):
+        log.warning("job resumed", extra={"job_id": job_id, "operator_decision": True})
+        start_job(store, dispatch, job_id, now=time.time())
+    return store.get_job(job_id)
+
+
 def cancel_job(store: Store, job_id: str, *, reason: str = "cancelled by an operator") -> Optional[JobRecord]:
     """Stop dispatching a job: its status becomes ``cancelled`` (senders stop taking batches when they next
     look), and every batch not yet on the wire (``pending`` or ``claimed``) becomes ``cancelled`` — one
@@ -325,7 +363,7 @@ def cancel_job(store: Store, job_id: str, *, reason: str = "cancelled by an oper
     if job is None:
         return None
     open_states = [JobStatus.planning, JobStatus.ready, JobStatus.scheduled, JobStatus.running,
-                   JobStatus.interrupted, JobStatus.stalled]
+                   JobStatus.interrupted, JobStatus.stalled, JobStatus.paused]
     if job.status in open_states:
         store.update_job(job_id, expect=open_states, status=JobStatus.cancelled, reason=reason)
     current = store.get_job(job_id)
@@ -518,7 +556,7 @@ class Sender:
         # A claim covers one batch's token wait and call (read timeout 30 s), not the whole invocation: if
         # this instance dies, another sender may take the batch over (or mark it uncertain) that much later.
         dispatch = DispatchSettings(qps=self.settings.qps, concurrency=self._concurrency(event),
-                                    claim_ttl=self.settings.claim_ttl)
+                                    claim_ttl=self.settings.claim_ttl, error_threshold=self.settings.error_threshold)
         runner = JobRunner(self.store, self.cams, dispatch, clock=self.clock)
         snapshot = runner.drain(job, deadline=deadline, only=event.seq)
         if runner.halt_status is JobStatus.stopped:  # an account- or template-level refusal: the kill switch

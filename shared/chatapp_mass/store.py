@@ -30,6 +30,7 @@ class JobStatus(str, Enum):
     failed = "failed"  # could not be planned (bad options, unreadable file): nothing was sent
     scheduled = "scheduled"  # planned; the timer starts it at ``scheduled_at``
     cancelled = "cancelled"  # an operator cancelled it: no new batch is dispatched
+    paused = "paused"  # an operator (or the error threshold) paused it: batches wait, resumable
 
     @property
     def is_final(self) -> bool:

@@ -289,3 +289,35 @@ def test_status_jobs_and_report_commands(cams: LocalCams, tmp_path: Path) -> Non
     assert out.read_text(encoding="utf-8") == store.with_suffix(".report.csv").read_text(encoding="utf-8")
     rows = list(csv.DictReader(io.StringIO(out.read_text(encoding="utf-8"))))
     assert [int(r["line"]) for r in rows] == list(range(2, 202))
+
+
+def test_pause_from_another_terminal_then_rerun_to_resume(cams: LocalCams, tmp_path: Path) -> None:
+    cams.backend.configure(latency=0.3, latency_jitter=0.3)
+    csv_path = sample(tmp_path, 2000)
+    store = tmp_path / "state.db"
+    running = subprocess.Popen(command(csv_path, store, "--batch-size", "50"), env=cli_env(cams),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while len(cams.backend.attempts) < 6 and time.time() < deadline:
+        time.sleep(0.05)
+    jobs = subprocess.run([sys.executable, "-m", "chatapp_mass", "jobs", "--store", f"sqlite:///{store}"],
+                          env=cli_env(cams), capture_output=True, text=True, timeout=60)
+    job_id = jobs.stdout.splitlines()[1].split()[0]
+    paused = subprocess.run([sys.executable, "-m", "chatapp_mass", "pause", job_id[:10], "--store",
+                             f"sqlite:///{store}"], env=cli_env(cams), capture_output=True, text=True, timeout=60)
+    assert paused.returncode == 0 and "paused" in paused.stdout, paused.stderr
+    running.communicate(timeout=60)
+    assert running.returncode == 1  # stopped with recipients left: not all sent
+    calls = len(cams.backend.attempts)
+    time.sleep(1.0)
+    assert len(cams.backend.attempts) == calls, "a paused job went on sending"
+    environment = {k: v for k, v in cli_env(cams).items() if k != "CHATAPP_FC_ENDPOINT"}
+    resumed = subprocess.run([sys.executable, "-m", "chatapp_mass", "resume", job_id, "--store",
+                              f"sqlite:///{store}"], env=environment, capture_output=True, text=True, timeout=60)
+    assert resumed.returncode == 0 and "rerun the same" in resumed.stdout
+    cams.backend.configure(latency=0.0, latency_jitter=0.0)
+    again = send(cams, csv_path, store, "--batch-size", "50")
+    assert again.returncode == 0, again.stderr
+    received = Counter(m.to for m in cams.backend.received)
+    assert received == Counter({n: 1 for n in expected_valid(csv_path)})
+    assert_never_over_limit(cams)

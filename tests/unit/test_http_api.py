@@ -353,3 +353,49 @@ def test_recurring_send_from_the_timer_payload_once_per_firing(cloud: LocalCloud
     with pytest.raises(Exception, match="payload"):
         timer.handle(json.dumps({"triggerTime": "2026-12-07T01:00:00Z", "triggerName": "weekly",
                                  "payload": '{"recurrent": {}}'}))
+
+
+def test_pause_and_resume_over_http(cloud: LocalCloud) -> None:
+    api = Api(cloud)
+    _, body = api.json("POST", "/jobs", {"options": OPTIONS, "recipients": recipients(400, seed=8)})
+    job_id = body["job_id"]
+    drains = list(api.world.invoker.queue)
+    api.world.invoker.queue[:] = [("chatapp-mass-sender", {"job_id": job_id, "seq": 0}, 0)]
+    api.world.run_senders()
+    status, paused = api.json("POST", f"/jobs/{job_id}/pause")
+    assert status == 202 and paused["status"] == "paused" and "operator" in paused["reason"]
+    api.world.invoker.queue[:] = drains
+    api.world.run_senders()  # the drainers find the job paused: nothing more is sent, nobody re-invokes
+    assert len(cloud.cams.backend.received) == 50 and api.world.invoker.queue == []
+    assert api.json("GET", f"/jobs/{job_id}")[1]["pending"] == 348
+    assert api.timer()["resumed"] == []  # the sweeper leaves a paused job alone
+    _, body = api.json("POST", "/jobs", {"options": OPTIONS, "recipients": recipients(200, seed=9)})
+    api.world.invoker.queue.clear()
+    assert api.json("POST", f"/jobs/{body['job_id']}/pause")[1]["status"] == "paused"
+    assert api.json("POST", f"/jobs/{body['job_id']}/pause")[0] == 202  # pausing twice is harmless
+    status, resumed = api.json("POST", f"/jobs/{body['job_id']}/resume")
+    assert status == 202 and resumed["status"] == "running"
+    assert api.json("POST", f"/jobs/{body['job_id']}/resume")[0] == 409  # not paused any more
+    api.world.run_senders()
+    assert api.json("GET", f"/jobs/{body['job_id']}")[1]["status"] == "completed"
+    assert Counter(m.to for m in cloud.cams.backend.received if m.to.startswith("8613809")) == \
+        Counter({f"86138{9:02d}{i:06d}": 1 for i in range(200) if i not in (3, 5)})
+
+
+def test_error_threshold_pauses_a_job_and_says_why(cloud: LocalCloud) -> None:
+    api = Api(cloud, batch_size=50, sender_concurrency=1, error_threshold=0.2)
+    cloud.cams.backend.configure(latency=0.25, latency_jitter=0.0)
+    cloud.cams.backend.fail_next(4, code="InvalidParameter.SenderList", http_status=400)
+    try:
+        _, body = api.json("POST", "/jobs", {"options": OPTIONS, "recipients": recipients(1000, seed=10)})
+        api.world.run_senders()
+        status, job = api.json("GET", f"/jobs/{body['job_id']}")
+        assert job["status"] == "paused", job
+        assert "above the 20% threshold" in job["reason"] and job["failed"] == 200
+        assert job["pending"] > 0 and api.world.invoker.queue == []
+        api.json("POST", f"/jobs/{body['job_id']}/resume")  # the operator looked and goes on: counted afresh
+        api.world.run_senders()
+        _, job = api.json("GET", f"/jobs/{body['job_id']}")
+        assert job["status"] == "completed" and job["sent"] == 998 - 200 and job["failed"] == 200
+    finally:
+        cloud.cams.backend.configure(latency=0.0, latency_jitter=0.0)
