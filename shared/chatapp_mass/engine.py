@@ -29,7 +29,7 @@ from typing import IO, Any, Callable, ContextManager, Iterable, Optional
 
 from chatapp_mass import faults
 from chatapp_mass.cams import CamsClient, PreparedCall
-from chatapp_mass.errors import CsvFileError
+from chatapp_mass.errors import CsvFileError, StoreError
 from chatapp_mass.intake import RecipientReader, sha256_of
 from chatapp_mass.options import IntakeOptions, JobOptions, job_identity
 from chatapp_mass.outcomes import OutcomeKind, SendOutcome
@@ -476,7 +476,11 @@ class JobRunner:
 
             stamped = None
             if not self.halt.is_set() and not self._stalled(job_id):
-                stamped = self.limiter.acquire(self.halt, before=mark_sending)
+                try:
+                    stamped = self.limiter.acquire(self.halt, before=mark_sending)
+                except StoreError:
+                    self._hand_back_unsent(job_id, seq)
+                    raise
             if marked and not marked[-1]:
                 return  # the claim was taken from us (expired): never send without it
             if stamped is None:
@@ -511,6 +515,18 @@ class JobRunner:
                 continue
             self._record(job_id, seq, size, outcome, snapshot)
             return
+
+    def _hand_back_unsent(self, job_id: str, seq: int) -> None:
+        """The store failed between the claim and the call (marking it ``sending``, or the rate window): no
+        call was made, so the batch may go back to ``pending`` rather than end ``uncertain``. Best effort:
+        if the store still fails, the batch stays as it is and the sweeper resolves it (``sending`` becomes
+        ``uncertain``: safe, never sent twice)."""
+        try:
+            self.store.transition_batch(job_id, seq, expect=[BatchStatus.claimed, BatchStatus.sending],
+                                        to=BatchStatus.pending, owner="", claim_expires=0.0)
+        except StoreError:
+            log.warning("batch left claimed after a store failure; the sweeper will release it",
+                        extra={"job_id": job_id, "batch": seq})
 
     def _record(self, job_id: str, seq: int, size: int, outcome: SendOutcome, snapshot: Snapshot) -> None:
         status = {

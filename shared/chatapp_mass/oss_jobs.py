@@ -467,7 +467,9 @@ class Ingest:
         job_id = oss_job_id(record.bucket, key, record.etag, record.upload_id)
         existing = self.store.get_job(job_id)
         if existing is not None and existing.status is not JobStatus.planning:
-            if existing.status in (JobStatus.ready, JobStatus.running):
+            if existing.status is JobStatus.ready:  # an earlier ingest died between its plan and the start
+                start_job(self.store, self.dispatch, job_id, now=time.time())
+            elif existing.status is JobStatus.running:
                 self.dispatch.fan_out(job_id)  # an earlier ingest may have died before fanning out
             log.info("repeated event of a known upload", extra={"job_id": job_id, "status": existing.status.value})
             return IngestResult(key, job_id, "resumed", f"job already {existing.status.value}")

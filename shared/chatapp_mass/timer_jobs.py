@@ -2,6 +2,7 @@
 
 Each firing (s.yaml: every minute by default), over the ``CHATAPP_SWEEP_JOBS`` most recent jobs:
 
+- **Planned** jobs left ``ready`` (the planner died before starting them) start, once idle that long.
 - **Scheduled** jobs whose ``scheduled_at`` has come start: ``scheduled`` -> ``running`` is one conditional
   write, so of repeated or overlapping timer events exactly one starts a job, and never before its time.
 - **The sweeper**, for every job that is ``running``: claims that expired (their sender died or timed
@@ -106,6 +107,11 @@ class Timer:
                 if start_job(self.store, self.dispatch, job.job_id, now=now) == JobStatus.running.value:
                     log.info("scheduled job started", extra={"job_id": job.job_id})
                     result["started"].append(job.job_id)
+            elif job.status is JobStatus.ready and now - job.updated_at >= self.settings.sweep_idle:
+                # planned, never started: its planner died between the plan and the start
+                if start_job(self.store, self.dispatch, job.job_id, now=now) == JobStatus.running.value:
+                    log.warning("planned job was never started: started", extra={"job_id": job.job_id})
+                    result["resumed"].append(job.job_id)
             elif job.status is JobStatus.running:
                 self._sweep(job, now, result)
             elif job.status is JobStatus.cancelled and self.store.list_batches(job.job_id, OPEN):

@@ -96,6 +96,7 @@ class Reply:
     raw: bytes | None = None
     content_type: str = "application/json;charset=utf-8"
     close_connection: bool = False
+    drop: bool = False  # close the connection after ``latency`` without answering
 
     def payload(self) -> bytes:
         if self.raw is not None:
@@ -229,6 +230,12 @@ class CamsBackend(AccountRegistry):
         max_request_line: int = DEFAULT_MAX_REQUEST_LINE,
         templates: Iterable[str] | None = None,
         throttle_probability: float = 0.0,
+        fail_probability: float = 0.0,
+        soft_fail_probability: float = 0.0,
+        drop_before_probability: float = 0.0,
+        drop_after_probability: float = 0.0,
+        spike_probability: float = 0.0,
+        spike_latency: float = 3.0,
         max_clock_skew: float | None = DEFAULT_MAX_CLOCK_SKEW,
         clock: Callable[[], float] = time.time,
         seed: int | None = None,
@@ -241,6 +248,16 @@ class CamsBackend(AccountRegistry):
         self.max_request_line = max_request_line
         self.templates = templates  # type: ignore[assignment]  # property normalizes
         self.throttle_probability = throttle_probability
+        # Random faults for the fault suite (tests/faults), each drawn per call: an HTTP 503
+        # ServiceUnavailable (nothing received); an HTTP 200 whose Code is a failure (nothing received); the
+        # connection dropped before the service sees the call (not an attempt) or after it processed it
+        # (recipients received, no reply: the ambiguous case); a latency spike of ``spike_latency`` s.
+        self.fail_probability = fail_probability
+        self.soft_fail_probability = soft_fail_probability
+        self.drop_before_probability = drop_before_probability
+        self.drop_after_probability = drop_after_probability
+        self.spike_probability = spike_probability
+        self.spike_latency = spike_latency
         self.max_clock_skew = max_clock_skew
         self.clock = clock
         self._random = random.Random(seed)
@@ -267,7 +284,9 @@ class CamsBackend(AccountRegistry):
         """Apply the admin endpoint's options (the same names as the attributes and fault methods)."""
         with self._lock:
             for name, value in options.items():
-                if name in ("latency", "latency_jitter", "throttle_probability"):
+                if name in ("latency", "latency_jitter", "throttle_probability", "fail_probability",
+                            "soft_fail_probability", "drop_before_probability", "drop_after_probability",
+                            "spike_probability", "spike_latency"):
                     setattr(self, name, float(value))
                 elif name == "qps_limit":
                     self.qps_limit = None if value is None else int(value)
@@ -335,6 +354,8 @@ class CamsBackend(AccountRegistry):
             recipients = decode_sender_list(params.get("SenderList"))
             faults = self._faults
             error: exc.CamsError | None = None
+            if self._chance(self.drop_before_probability):
+                return Reply(0, None, request_id, 0.0, drop=True)  # never reached the service
             if faults.refuse_all is not None:
                 error = _injected(faults.refuse_all)
             elif faults.throttle_next > 0:
@@ -346,6 +367,10 @@ class CamsBackend(AccountRegistry):
                 error = exc.SystemLimitControl()
             elif faults.fail_next:
                 error = _injected(faults.fail_next.popleft())
+            elif self._chance(self.fail_probability):
+                error = exc.error_for("ServiceUnavailable", "injected: the service is unavailable", 503)
+            elif self._chance(self.soft_fail_probability):
+                error = exc.error_for("System.InternalError", "injected: HTTP 200 with a failure Code", 200)
             if error is not None:
                 return self._record_error(error, arrived_at, request_id, access_key_id, SEND_ACTION,
                                           params, recipients)
@@ -375,6 +400,8 @@ class CamsBackend(AccountRegistry):
                     access_key_id=access_key_id, arrived_at=arrived_at))
             body = {"Code": "OK", "Message": "OK", "RequestId": request_id,
                     "GroupMessageId": group_message_id, "AccessDeniedDetail": None}
+            if self._chance(self.drop_after_probability):
+                return Reply(200, body, request_id, self._latency(), drop=True)  # processed, never answered
             return _mangled(Reply(200, body, request_id, self._latency()), non_json)
 
     def refuse(self, error: exc.CamsError, *, access_key_id: str | None = None, action: str | None = None,
@@ -493,7 +520,12 @@ class CamsBackend(AccountRegistry):
         self._group_seq += 1
         return str(self._group_base + self._group_seq)
 
+    def _chance(self, probability: float) -> bool:
+        return probability > 0 and self._random.random() < probability
+
     def _latency(self) -> float:
+        if self._chance(self.spike_probability):
+            return self.spike_latency
         if self.latency <= 0:
             return 0.0
         spread = self.latency * self.latency_jitter

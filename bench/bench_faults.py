@@ -1,0 +1,42 @@
+"""Figures for the fault suite: each scenario of tests/faults/scenarios.py on the local cloud, and what came of
+it — recipients, duplicates (must be 0), lost (must be 0), uncertain, failed, and the time to finish relative
+to the fault-free run measured in the same run. Figures, not assertions (tests/faults asserts the invariants).
+
+    python bench/bench_faults.py                 # every scenario
+    python bench/bench_faults.py crashes         # some
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+os.environ.setdefault("ALIBABA_CLOUD_ECS_METADATA_DISABLED", "true")
+ROOT = Path(__file__).resolve().parents[1]
+for path in (ROOT / "shared", ROOT / "tests", ROOT / "tests" / "faults"):
+    sys.path.insert(0, str(path))
+
+from scenarios import SCENARIOS, run  # noqa: E402
+
+
+def main() -> None:
+    names = sys.argv[1:] or list(SCENARIOS)
+    if "no-faults" not in names:
+        names.insert(0, "no-faults")
+    print("Fault scenarios on the local cloud (CAMS 50 ms, batches of 100, the real functions from s.yaml)")
+    print(f"  {'scenario':28s} {'recipients':>10s} {'dupl.':>6s} {'lost':>5s} {'uncertain':>9s} {'failed':>6s} "
+          f"{'seconds':>8s} {'x no-faults':>11s} {'busiest s':>9s}")
+    baseline = None
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in names:
+            outcome = run(SCENARIOS[name], Path(tmp))
+            baseline = baseline or outcome.seconds
+            print(f"  {name:28s} {outcome.recipients:>10,} {outcome.duplicates:>6} {outcome.lost:>5} "
+                  f"{outcome.uncertain:>9,} {outcome.failed:>6,} {outcome.seconds:>8.1f} "
+                  f"{outcome.seconds / baseline:>10.1f}x {outcome.busiest_second:>9}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

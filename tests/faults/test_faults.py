@@ -1,0 +1,46 @@
+"""The fault suite: ARCHITECTURE.md's invariants under repeats, crashes and faults, on the local cloud with the
+real SDKs and the real functions (scenarios: tests/faults/scenarios.py; figures: bench/bench_faults.py).
+
+For every scenario, from the local CAMS's own record and the reports the functions wrote:
+no number received twice within a job; every input row in exactly one final status; the job's summary
+counts equal its report; nothing lost (every valid recipient sent, or reported failed or uncertain); never
+more than 10 attempts in any sliding second, retries included."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from scenarios import FINAL_ROW, SCENARIOS, Outcome, run
+
+
+def check_invariants(outcome: Outcome) -> None:
+    assert outcome.duplicates == 0, f"{outcome.duplicates} numbers received twice"
+    assert outcome.lost == 0, f"{outcome.lost} valid recipients neither sent nor reported"
+    assert outcome.busiest_second <= 10, f"{outcome.busiest_second} attempts in one second"
+    for report in outcome.reports:
+        rows, summary = report["rows"], report["summary"]
+        assert [int(r["line"]) for r in rows] == list(range(2, report["input_rows"] + 2)), "a row missing or twice"
+        assert {r["status"] for r in rows} <= FINAL_ROW, "a row without a final status"
+        counts = Counter(r["status"] for r in rows)
+        assert summary["status"] == "completed"
+        assert summary["report_rows"] == dict(counts)
+        for status in ("sent", "failed", "uncertain", "invalid", "duplicate"):
+            assert summary[status] == counts.get(status, 0), status
+        assert summary["pending"] == 0
+
+
+@pytest.mark.parametrize("name", list(SCENARIOS))
+def test_never_twice_never_lost(name: str, tmp_path: Path) -> None:
+    outcome = run(SCENARIOS[name], tmp_path)
+    check_invariants(outcome)
+    if name in ("no-faults", "duplicate-deliveries", "fc-retries", "jobs-at-once-racing-senders"):
+        assert outcome.uncertain == 0 and outcome.failed == 0  # nothing here can make a call ambiguous
+        assert outcome.received == outcome.recipients
+    if name == "crashes":
+        assert outcome.uncertain > 0  # a crash after a call returned: reported, never resent
+    if name == "tablestore-trouble":  # a sender whose store keeps failing gives up; what it had on the wire is
+        assert outcome.failed == 0  # uncertain (visible), the rest is sent by the next sender
+    if name == "cams-chaos":
+        assert outcome.uncertain > 0 and outcome.failed > 0
