@@ -76,6 +76,13 @@ class Api:
         assert response["statusCode"] == 200 and response["headers"]["Content-Type"].startswith("text/csv")
         return list(csv.DictReader(io.StringIO(response["body"])))
 
+    def send_first_batch_only(self, job_id: str) -> list[Any]:
+        """Deliver batch 0 alone; returns the fan-out's drain events, held back for the test to deliver."""
+        drains = list(self.world.invoker.queue)
+        self.world.invoker.queue[:] = [("chatapp-mass-sender", {"job_id": job_id, "seq": 0}, 0)]
+        self.world.run_senders()
+        return drains
+
     def timer(self) -> dict[str, Any]:
         extra = {"clock": self.clock} if self.clock else {}
         event = {"triggerTime": "2030-03-17T08:00:00Z", "triggerName": "api-timer", "payload": ""}
@@ -229,9 +236,7 @@ def test_cancel_mid_job_leaves_every_row_in_one_final_status(cloud: LocalCloud) 
     api = Api(cloud)
     status, body = api.json("POST", "/jobs", {"options": OPTIONS, "recipients": recipients(300, seed=4)})
     job_id = body["job_id"]
-    drains = list(api.world.invoker.queue)
-    api.world.invoker.queue[:] = [("chatapp-mass-sender", {"job_id": job_id, "seq": 0}, 0)]
-    api.world.run_senders()  # one batch sent
+    drains = api.send_first_batch_only(job_id)
     status, cancelled = api.json("POST", f"/jobs/{job_id}/cancel")
     assert status == 202 and cancelled["status"] == "cancelled" and cancelled["pending_cancelled"] == 248
     api.world.invoker.queue[:] = drains  # the drainers arrive late: they find nothing to send
@@ -359,9 +364,7 @@ def test_pause_and_resume_over_http(cloud: LocalCloud) -> None:
     api = Api(cloud)
     _, body = api.json("POST", "/jobs", {"options": OPTIONS, "recipients": recipients(400, seed=8)})
     job_id = body["job_id"]
-    drains = list(api.world.invoker.queue)
-    api.world.invoker.queue[:] = [("chatapp-mass-sender", {"job_id": job_id, "seq": 0}, 0)]
-    api.world.run_senders()
+    drains = api.send_first_batch_only(job_id)
     status, paused = api.json("POST", f"/jobs/{job_id}/pause")
     assert status == 202 and paused["status"] == "paused" and "operator" in paused["reason"]
     api.world.invoker.queue[:] = drains

@@ -80,6 +80,15 @@ class LoopbackHandler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
         self.server.logger.debug(f"{self.server.label} %s: " + format, self.address_string(), *args)
 
+    def drop_connection(self) -> None:
+        """An injected dropped connection: close without a word, so the client sees the connection end
+        before any reply."""
+        self.close_connection = True
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
 
 class AnyMethodHandler(LoopbackHandler):
     """Every method goes to ``_serve()``; a client that goes away just closes the connection; no Nagle

@@ -145,12 +145,8 @@ class _Handler(LoopbackHandler):
         if reply.latency > 0:
             # after the attempt is recorded; stop() cuts it short
             self.server.stopping.wait(reply.latency)
-        if reply.drop:  # an injected dropped connection: no reply at all
-            self.close_connection = True
-            try:
-                self.connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        if reply.drop:
+            self.drop_connection()
             return
         payload = reply.payload()
         self.send_response(reply.http_status)

@@ -16,7 +16,6 @@ connection without one.
 from __future__ import annotations
 
 import logging
-import socket
 from typing import Any, Optional
 
 from .._accounts import DEFAULT_REGION, resolve_credentials
@@ -59,12 +58,7 @@ class _Handler(AnyMethodHandler):
 
     def _send(self, reply: Reply) -> None:
         if reply.drop:
-            # close without a word: the client sees the connection end before any reply
-            self.close_connection = True
-            try:
-                self.connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+            self.drop_connection()
             return
         if reply.delay > 0:
             self.server.stopping.wait(reply.delay)  # stop() cuts it short
