@@ -35,7 +35,7 @@ def main() -> None:
             baseline = baseline or outcome.seconds
             print(f"  {name:28s} {outcome.recipients:>10,} {outcome.duplicates:>6} {outcome.lost:>5} "
                   f"{outcome.uncertain:>9,} {outcome.failed:>6,} {outcome.seconds:>8.1f} "
-                  f"{outcome.seconds / baseline:>10.1f}x {outcome.busiest_second:>9}", flush=True)
+                  f"{outcome.seconds / baseline:>10.1f}x {outcome.calls_in_busiest_window:>9}", flush=True)
 
 
 if __name__ == "__main__":

@@ -428,8 +428,6 @@ def cmd_pause(args: argparse.Namespace, out: IO[str]) -> int:
 
 
 def cmd_resume(args: argparse.Namespace, out: IO[str]) -> int:
-    import os
-
     from chatapp_mass.oss_jobs import Dispatch, FunctionSettings, resume_job
 
     store = build_services(store_url=args.store).store

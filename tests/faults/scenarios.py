@@ -54,7 +54,7 @@ class Outcome:
     uncertain: int
     failed: int
     seconds: float
-    busiest_second: int
+    calls_in_busiest_window: int
     reports: list[dict[str, Any]]  # per job: rows, counts, summary
 
 

@@ -18,7 +18,7 @@ from scenarios import FINAL_ROW, SCENARIOS, Outcome, run
 def check_invariants(outcome: Outcome) -> None:
     assert outcome.duplicates == 0, f"{outcome.duplicates} numbers received twice"
     assert outcome.lost == 0, f"{outcome.lost} valid recipients neither sent nor reported"
-    assert outcome.busiest_second <= 10, f"{outcome.busiest_second} attempts in one second"
+    assert outcome.calls_in_busiest_window <= 10, f"{outcome.calls_in_busiest_window} attempts in one second"
     for report in outcome.reports:
         rows, summary = report["rows"], report["summary"]
         assert [int(r["line"]) for r in rows] == list(range(2, report["input_rows"] + 2)), "a row missing or twice"
