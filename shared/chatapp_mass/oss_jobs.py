@@ -436,8 +436,7 @@ class Ingest:
             return IngestResult("", job_id, "skipped", "unknown job")
         location = OssLocation.parse(job.source)
         if job.status is not JobStatus.planning:
-            if job.status is JobStatus.running:
-                self.dispatch.fan_out(job_id)  # an earlier run may have died before fanning out
+            self._continue(job)
             return IngestResult(location.key, job_id, "resumed", f"job already {job.status.value}")
         try:
             planned, _ = plan_job(
@@ -467,10 +466,7 @@ class Ingest:
         job_id = oss_job_id(record.bucket, key, record.etag, record.upload_id)
         existing = self.store.get_job(job_id)
         if existing is not None and existing.status is not JobStatus.planning:
-            if existing.status is JobStatus.ready:  # an earlier ingest died between its plan and the start
-                start_job(self.store, self.dispatch, job_id, now=time.time())
-            elif existing.status is JobStatus.running:
-                self.dispatch.fan_out(job_id)  # an earlier ingest may have died before fanning out
+            self._continue(existing)
             log.info("repeated event of a known upload", extra={"job_id": job_id, "status": existing.status.value})
             return IngestResult(key, job_id, "resumed", f"job already {existing.status.value}")
         try:
@@ -495,6 +491,14 @@ class Ingest:
         log.info("job planned", extra={"job_id": job_id, "rows": job.total_rows, "valid": job.valid,
                                        "invalid": job.invalid, "duplicate": job.duplicate, "batches": job.batches})
         return IngestResult(key, job_id, "planned", f"{job.valid} valid recipients in {job.batches} batches")
+
+    def _continue(self, job: JobRecord) -> None:
+        """A repeated event of a job planned already: an earlier ingest may have died between its plan and
+        the start (``ready``: start it) or before fanning out (``running``: fan out again; senders claim)."""
+        if job.status is JobStatus.ready:
+            start_job(self.store, self.dispatch, job.job_id, now=time.time())
+        elif job.status is JobStatus.running:
+            self.dispatch.fan_out(job.job_id)
 
     def _options(self, location: OssLocation) -> tuple[JobOptions, IntakeOptions]:
         meta = self.oss.head(location)["meta"]
