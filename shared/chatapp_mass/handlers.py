@@ -57,7 +57,7 @@ def sender(event: bytes, context: Any) -> str:
 
 def api(event: bytes, context: Any) -> Any:
     """HTTP trigger requests (-> an FC3 HTTP response dict) and timer events (-> a JSON summary)."""
-    from chatapp_mass.http_api import HttpEvent, JobsApi, error_reply, is_http_event
+    from chatapp_mass.http_api import ApiError, HttpEvent, JobsApi, error_reply, is_http_event
     from chatapp_mass.timer_jobs import Timer, is_timer_event
 
     s = services()
@@ -66,14 +66,11 @@ def api(event: bytes, context: Any) -> Any:
     except ValueError:
         decoded = None
     if is_timer_event(decoded):
-        timer = Timer(s.store, s.oss, s.invoker, s.settings, ingest_function=_api_settings().ingest_function,
-                      jobs=int(os.environ.get("CHATAPP_SWEEP_JOBS", "200") or 200))
+        timer = Timer(s.store, s.oss, s.invoker, s.settings, ingest_function=_api_settings().ingest_function)
         result = timer.handle(event)
         log.info("timer done", extra={k: v for k, v in result.items() if v})
         return json.dumps(result)
     if not is_http_event(decoded):
-        from chatapp_mass.http_api import ApiError
-
         return error_reply(ApiError(400, "invalid_event", "not an FC3 HTTP trigger or timer event"))
     request = HttpEvent.model_validate(decoded)
     return JobsApi(s.store, s.oss, s.invoker, s.settings, _api_settings()).handle(request)

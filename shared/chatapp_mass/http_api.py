@@ -64,6 +64,7 @@ from chatapp_mass.oss_jobs import (
     Dispatch,
     FunctionSettings,
     cancel_job,
+    env_int,
     finalize,
     pause_job,
     resolve_options,
@@ -96,19 +97,10 @@ class ApiSettings:
             raise OptionsError(f"{env.CHATAPP_API_AUTH}={auth!r}: token or fc")
         return cls(
             token=environ.get(env.CHATAPP_API_TOKEN, "").strip(), auth=auth,
-            max_body=_positive(environ, env.CHATAPP_API_MAX_BODY, 6 * 1024 * 1024),
-            repeat_window=float(_positive(environ, env.CHATAPP_API_REPEAT_WINDOW, 600)),
+            max_body=env_int(environ, env.CHATAPP_API_MAX_BODY, 6 * 1024 * 1024, 1, 32 * 1024 * 1024),
+            repeat_window=float(env_int(environ, env.CHATAPP_API_REPEAT_WINDOW, 600, 1, 7 * 86400)),
             ingest_function=environ.get(env.CHATAPP_INGEST_FUNCTION, "chatapp-mass-ingest"),
         )
-
-
-def _positive(environ: Mapping[str, str], name: str, default: int) -> int:
-    text = environ.get(name, "").strip()
-    if not text:
-        return default
-    if not text.isdigit() or int(text) < 1:
-        raise OptionsError(f"{name}={text!r}: a whole number above 0")
-    return int(text)
 
 
 # --- the event and the reply (the edge) -----------------------------------------------------------------

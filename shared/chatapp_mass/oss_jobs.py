@@ -160,7 +160,8 @@ def parse_sender_event(raw: bytes | str) -> SenderEvent:
 
 
 # --- settings ---------------------------------------------------------------------------------------------
-def _int(environ: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+def env_int(environ: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    """A whole-number setting from the environment, ``default`` when unset; OptionsError naming it."""
     text = environ.get(name, "").strip()
     if not text:
         return default
@@ -201,6 +202,7 @@ class FunctionSettings:
     claim_ttl: float = CLAIM_TTL  # seconds a sender's claim on a batch lasts (see Sender.handle)
     sweep_idle: float = 120.0  # the timer starts a sender for a running job none has touched this long
     error_threshold: float = 0.0  # pause a job when more than this share of the recipients tried failed (0: off)
+    sweep_jobs: int = 200  # how many recent jobs the timer looks at
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> "FunctionSettings":
@@ -215,16 +217,17 @@ class FunctionSettings:
             bucket=environ.get(env.CHATAPP_BUCKET, "chatapp-mass"),
             incoming_prefix=environ.get(env.CHATAPP_INCOMING_PREFIX, "incoming/"),
             reports_prefix=environ.get(env.CHATAPP_REPORTS_PREFIX, "reports/"),
-            qps=_int(environ, env.CHATAPP_QPS, 10, 1, 1000),
+            qps=env_int(environ, env.CHATAPP_QPS, 10, 1, 1000),
             sender_function=environ.get(env.CHATAPP_SENDER_FUNCTION, "chatapp-mass-sender"),
             dispatch=dispatch,
-            senders=_int(environ, env.CHATAPP_SENDERS, 1, 1, 100),
-            sender_concurrency=_int(environ, env.CHATAPP_SENDER_CONCURRENCY, 0, 0, 64),
-            batch_size=_int(environ, env.CHATAPP_BATCH_SIZE, API_MAX_RECIPIENTS, 1, API_MAX_RECIPIENTS),
+            senders=env_int(environ, env.CHATAPP_SENDERS, 1, 1, 100),
+            sender_concurrency=env_int(environ, env.CHATAPP_SENDER_CONCURRENCY, 0, 0, 64),
+            batch_size=env_int(environ, env.CHATAPP_BATCH_SIZE, API_MAX_RECIPIENTS, 1, API_MAX_RECIPIENTS),
             defaults=defaults,
-            claim_ttl=float(_int(environ, env.CHATAPP_CLAIM_TTL, int(CLAIM_TTL), 5, 3600)),
-            sweep_idle=float(_int(environ, env.CHATAPP_SWEEP_IDLE, 120, 1, 86400)),
+            claim_ttl=float(env_int(environ, env.CHATAPP_CLAIM_TTL, int(CLAIM_TTL), 5, 3600)),
+            sweep_idle=float(env_int(environ, env.CHATAPP_SWEEP_IDLE, 120, 1, 86400)),
             error_threshold=_share(environ, env.CHATAPP_ERROR_THRESHOLD),
+            sweep_jobs=env_int(environ, env.CHATAPP_SWEEP_JOBS, 200, 1, 5000),
         )
 
 

@@ -85,10 +85,9 @@ def is_timer_event(value: Any) -> bool:
 
 class Timer:
     def __init__(self, store: Store, oss: OssClient, invoker: Invoker, settings: FunctionSettings, *,
-                 ingest_function: str = "chatapp-mass-ingest", jobs: int = 200,
-                 clock: Callable[[], float] = time.time) -> None:
+                 ingest_function: str = "chatapp-mass-ingest", clock: Callable[[], float] = time.time) -> None:
         self.store, self.oss, self.invoker, self.settings = store, oss, invoker, settings
-        self.ingest_function, self.jobs, self.clock = ingest_function, jobs, clock
+        self.ingest_function, self.clock = ingest_function, clock
         self.dispatch = Dispatch(store, invoker, settings)
 
     def handle(self, raw: bytes | str) -> dict[str, Any]:
@@ -102,7 +101,7 @@ class Timer:
         recurring = event.recurring()
         if recurring is not None:
             result["recurring"] = self.recurring(event, recurring)
-        for job in self.store.list_jobs(self.jobs):
+        for job in self.store.list_jobs(self.settings.sweep_jobs):
             if job.status is JobStatus.scheduled and job.scheduled_at <= now:
                 if start_job(self.store, self.dispatch, job.job_id, now=now) == JobStatus.running.value:
                     log.info("scheduled job started", extra={"job_id": job.job_id})
