@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional
 from urllib.parse import urlsplit
 
@@ -117,3 +117,33 @@ class CamsClient:
     def send(self, options: JobOptions, recipients: list[dict[str, Any]]) -> SendOutcome:
         """One SendChatappMassMessage attempt, classified. Never raises for a service or transport failure."""
         return self.prepare(options, recipients)()
+
+    def list_messages(self, query: dict[str, Any]) -> "ListPage":
+        """One ListChatappMessage page (``query``: the API's parameter names, ``Page`` a dict). Never raises
+        for a service or transport failure: the page says what went wrong (``ok`` False, ``code``)."""
+        from alibabacloud_cams20200606 import models
+        from alibabacloud_tea_openapi.exceptions import AlibabaCloudException
+        from darabonba.runtime import RuntimeOptions
+
+        request = models.ListChatappMessageRequest().from_map(query)
+        runtime = RuntimeOptions(autoretry=False, max_attempts=0, connect_timeout=self.settings.connect_timeout_ms,
+                                 read_timeout=self.settings.read_timeout_ms)
+        try:
+            response = self._sdk().list_chatapp_message_with_options(request, runtime)
+        except AlibabaCloudException as error:
+            return ListPage(False, str(error.code or "Error"), str(error.message or "")[:300])
+        except Exception as error:  # transport, non-JSON reply
+            outcome = classify_transport_error(error)
+            return ListPage(False, outcome.code, outcome.message)
+        body = response.body.to_map() if response.body is not None else {}
+        if body.get("Code") != "OK":
+            return ListPage(False, str(body.get("Code") or "Error"), str(body.get("Message") or ""))
+        return ListPage(True, "OK", "", [dict(item) for item in body.get("Data") or []])
+
+
+@dataclass(frozen=True)
+class ListPage:
+    ok: bool
+    code: str
+    message: str
+    items: list[dict[str, Any]] = field(default_factory=list)

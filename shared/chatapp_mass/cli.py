@@ -30,6 +30,7 @@ from chatapp_mass.errors import ChatAppMassError, CsvFileError, JobNotFound, Opt
 from chatapp_mass.options import parse_intake_options, parse_job_options
 from chatapp_mass.oss_source import OssLocation
 from chatapp_mass.planning import API_MAX_RECIPIENTS
+from chatapp_mass.reconcile import Reconciler, ResendResult, resend_uncertain
 from chatapp_mass.report import job_summary, write_report
 from chatapp_mass.store import BatchStatus, JobRecord, JobStatus, Store
 
@@ -110,7 +111,12 @@ def add_send_arguments(parser: argparse.ArgumentParser) -> None:
     send.add_argument("--new-job", action="store_true",
                       help="send the same list again on purpose (default: a rerun resumes the same job)")
     send.add_argument("--resend-uncertain", action="store_true",
-                      help="also resend batches whose earlier call may or may not have reached CAMS (logged)")
+                      help="also resend batches whose earlier call may or may not have reached CAMS (logged). "
+                      "WhatsApp/Viber: looked up in ListChatappMessage first (needs the job's CustSpaceId); "
+                      "only recipients CAMS does not have are sent again")
+    send.add_argument("--no-reconcile", action="store_true",
+                      help="with --resend-uncertain: resend without looking them up (recipients CAMS already "
+                      "has then get the message twice)")
     send.add_argument("--dry-run", action="store_true",
                       help="read, validate and plan; write the report (pending/invalid/duplicate); send nothing")
     out = parser.add_argument_group("output")
@@ -175,6 +181,20 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument("job", help="job id (or a unique prefix)")
     _store_arg(resume)
 
+    reconcile = commands.add_parser(
+        "reconcile", help="look up a job's uncertain batches in ListChatappMessage (WhatsApp/Viber); --resend the rest",
+        description=RECONCILE_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    reconcile.add_argument("job", help="job id (or a unique prefix)")
+    reconcile.add_argument("--cust-space-id", metavar="ID",
+                           help="the CustSpaceId ListChatappMessage needs (default: the job's own)")
+    reconcile.add_argument("--resend", action="store_true",
+                           help="then reopen what is still uncertain for sending (an operator decision, logged)")
+    reconcile.add_argument("--no-reconcile", action="store_true",
+                           help="with --resend: resend without looking up first (Messenger/Instagram need it)")
+    reconcile.add_argument("--list-qps", type=_positive_int, default=20,
+                           help="ListChatappMessage queries per second, account-wide (default %(default)s)")
+    _store_arg(reconcile)
+
     from chatapp_mass.localcloud.cams import cli as local_cams_cli
 
     local = commands.add_parser("local-cams", help="run the loopback CAMS emulator (prints one JSON line)")
@@ -212,7 +232,8 @@ Messenger/Instagram ids are kept as given. Duplicates are sent once. Invalid row
 
 The whole file is read and planned into the store before the first send. Running the same command again
 resumes the job (same file content and template options): sent batches are never sent again, failed ones
-are retried, uncertain ones only with --resend-uncertain.
+are retried, uncertain ones only with --resend-uncertain (after a ListChatappMessage lookup for WhatsApp and
+Viber: see `chatapp-mass reconcile --help`).
 
 Credentials: the Alibaba Cloud default credential chain (ALIBABA_CLOUD_ACCESS_KEY_ID/SECRET[/SECURITY_TOKEN],
 ~/.alibabacloud profiles, RAM role), for CAMS, OSS and Tablestore alike. Endpoints: $CHATAPP_CAMS_ENDPOINT
@@ -224,6 +245,24 @@ loopback emulators.
 Example:
   chatapp-mass send customers.csv --channel-type whatsapp --template-code T1 --language en \\
       --from 8613800000000 --default-country CN --report report.csv
+"""
+
+
+RECONCILE_HELP = """\
+Look up a job's uncertain batches (a call that may or may not have reached CAMS) in ListChatappMessage.
+
+WhatsApp and Viber only (the API covers no other channel), and it needs the CustSpaceId (the job's, or
+--cust-space-id). By the batch's GroupMessageId when known, else one query per recipient: its number, the
+job's From and template, from just before the batch's call until now. Recipients CAMS has become 'sent'
+(code Reconciled); the rest stay 'uncertain' (code NotFound). Nothing is sent.
+
+--resend then reopens what is still uncertain, and is logged as an operator decision. A job of this
+machine's store goes on when you rerun its `chatapp-mass send` command; a deployed job's senders are
+started via CHATAPP_FC_ENDPOINT.
+
+Example:
+  chatapp-mass reconcile 3f2a9c --store tablestore://my-instance
+  chatapp-mass reconcile 3f2a9c --resend
 """
 
 
@@ -286,8 +325,11 @@ def run_send(args: argparse.Namespace, services: Services, *, out: IO[str], err:
         print(f"dry run: job {job.job_id} planned, nothing sent", file=out)
         return EXIT_OK
 
-    dispatch = DispatchSettings(qps=args.qps, concurrency=args.concurrency, max_stall=args.max_stall,
-                                resend_uncertain=args.resend_uncertain)
+    if args.resend_uncertain:
+        resend = resend_uncertain(services.store, Reconciler(services.store, services.cams), job,
+                                  reconcile=not args.no_reconcile)
+        print(_resend_line(resend), file=err)
+    dispatch = DispatchSettings(qps=args.qps, concurrency=args.concurrency, max_stall=args.max_stall)
     runner = JobRunner(services.store, services.cams, dispatch)
     bar: Optional[ProgressBar] = None
     if not args.no_progress:
@@ -449,6 +491,53 @@ def cmd_resume(args: argparse.Namespace, out: IO[str]) -> int:
     return EXIT_OK
 
 
+def _resend_line(resend: ResendResult) -> str:
+    found = resend.reconciled
+    looked = f"ListChatappMessage found {found.found:,} of {found.found + found.not_found:,} uncertain recipients " \
+        f"({found.queries:,} queries); " if found.batches else ""
+    return f"{looked}{resend.recipients:,} recipients in {resend.batches:,} batches reopened for sending"
+
+
+def cmd_reconcile(args: argparse.Namespace, out: IO[str]) -> int:
+    services = build_services(store_url=args.store)
+    try:
+        store = services.store
+        job = resolve_job(store, args.job)
+        reconciler = Reconciler(store, services.cams, qps=args.list_qps)
+        if args.resend:
+            resend = resend_uncertain(store, reconciler, job, reconcile=not args.no_reconcile,
+                                      cust_space_id=args.cust_space_id)
+            print(_resend_line(resend), file=out)
+            if resend.batches:
+                _continue_after_resend(store, job, out)
+            return EXIT_OK
+        result = reconciler.reconcile(job, cust_space_id=args.cust_space_id)
+        if result.skipped or result.error:
+            print(f"job {job.job_id}: {result.skipped or result.error}", file=out)
+            return EXIT_NOT_ALL_SENT
+        print(f"job {job.job_id}: {result.batches:,} uncertain batches looked up ({result.queries:,} queries): "
+              f"{result.found:,} recipients found (now sent), {result.not_found:,} not found (still uncertain"
+              f"{'; resend them with --resend' if result.not_found else ''})", file=out)
+        return EXIT_OK if not result.not_found else EXIT_NOT_ALL_SENT
+    finally:
+        services.close()
+
+
+def _continue_after_resend(store: Store, job: JobRecord, out: IO[str]) -> None:
+    from chatapp_mass.oss_jobs import Dispatch, FunctionSettings, continue_job
+
+    if not os.environ.get(env.CHATAPP_FC_ENDPOINT):
+        store.update_job(job.job_id, expect=[job.status], status=JobStatus.interrupted,
+                         reason="uncertain batches reopened: rerun `chatapp-mass send` to send them")
+        print(f"job {job.job_id}: rerun its `chatapp-mass send` command to send them", file=out)
+        return
+    from chatapp_mass.fc_invoke import FcInvoker, FcSettings
+
+    status = continue_job(store, Dispatch(store, FcInvoker(FcSettings.from_env()), FunctionSettings.from_env()),
+                          job.job_id, reason="uncertain batches reopened by an operator")
+    print(f"job {job.job_id} {status}: senders started", file=out)
+
+
 def cmd_jobs(args: argparse.Namespace, out: IO[str]) -> int:
     store = build_services(store_url=args.store).store
     jobs = store.list_jobs(args.limit)
@@ -485,6 +574,7 @@ def main(argv: Optional[Sequence[str]] = None, *, out: IO[str] = sys.stdout, err
         "status": lambda: cmd_status(args, out),
         "pause": lambda: cmd_pause(args, out),
         "resume": lambda: cmd_resume(args, out),
+        "reconcile": lambda: cmd_reconcile(args, out),
         "local-cams": lambda: _local_cams(args),
         "local-cloud": lambda: _local_cloud(args),
         "invoke": lambda: _invoke(args),

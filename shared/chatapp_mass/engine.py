@@ -3,14 +3,16 @@
 Batch state machine (every arrow is one conditional write in the store)::
 
     pending --claim--> claimed --its token is next--> sending --reply--> sent | failed | uncertain
-       ^                  |  ^                     |
-       |   stop / stall   |  +--throttled, or ------+
-       +------------------+     connection refused (nothing sent): retried within the rate
+       ^                  |  ^                     |  |
+       |   stop / stall   |  +--throttled, or ------+  +--refused for one recipient--> splitting --> split
+       +------------------+     connection refused (nothing sent): retried       (two pending halves: parts)
+                                within the rate
 
 A batch in ``sending`` whose owner died or whose claim expired may have reached CAMS: it becomes
 ``uncertain`` and is never resent automatically. A ``claimed`` one whose owner is gone goes back to
 ``pending``. On a rerun (resume): ``failed`` batches are retried (the cause may have been fixed);
-``uncertain`` ones only when the operator asks (``resend_uncertain``), which is logged.
+``uncertain`` ones only when the operator asks (``reconcile.resend_uncertain``: looked up in
+ListChatappMessage first), which is logged.
 """
 
 from __future__ import annotations
@@ -33,13 +35,27 @@ from chatapp_mass.errors import CsvFileError, StoreError
 from chatapp_mass.intake import RecipientReader, sha256_of
 from chatapp_mass.options import IntakeOptions, JobOptions, job_identity
 from chatapp_mass.outcomes import OutcomeKind, SendOutcome
+from chatapp_mass.parts import finish_split, halves, split_batch
 from chatapp_mass.planning import API_MAX_RECIPIENTS, BatchPlanner, encoded_size, fits_alone
 from chatapp_mass.ratelimit import SlidingWindowLimiter
-from chatapp_mass.store import BatchRecord, BatchStatus, JobRecord, JobStatus, RowRecord, RowStatus, Store
+from chatapp_mass.store import (
+    CHILD_BASE,
+    BatchRecord,
+    BatchStatus,
+    JobRecord,
+    JobStatus,
+    RowRecord,
+    RowStatus,
+    Store,
+)
 
 log = logging.getLogger("chatapp_mass.engine")
 
 DEFAULT_MAX_REQUEST_BYTES = 120_000
+# Batches not resolved yet: a job with one of these is not finished.
+OPEN_STATUSES = (BatchStatus.pending, BatchStatus.claimed, BatchStatus.sending, BatchStatus.splitting)
+# Batches someone is working on: a cancelled job is final only once none is left.
+IN_FLIGHT = (BatchStatus.claimed, BatchStatus.sending, BatchStatus.splitting)
 _ROW_CHUNK = 5_000
 
 OpenStream = Callable[[], ContextManager[IO[bytes]]]
@@ -160,7 +176,6 @@ class DispatchSettings:
     qps: int = 10
     concurrency: int = 0  # 0 = enough calls in flight to hold the rate at multi-second latency
     max_stall: float = 600.0
-    resend_uncertain: bool = False
     claim_ttl: float = 300.0  # longer than any one call (read timeout) plus its token wait
     rate_margin: float = 0.06
     # Pause the job when more than this share of the recipients tried failed (0 = never), once at least
@@ -188,6 +203,7 @@ class Snapshot:
     calls: int = 0
     throttled: int = 0
     late_slots: int = 0  # rate slots given up because the store was slow to mark the batch sending
+    splits: list[int] = field(default_factory=list)  # batches this run split (refused for one recipient)
     started: float = field(default_factory=time.time)
     sent_at_start: int = 0
 
@@ -236,12 +252,21 @@ def _owner_is_dead(owner: str) -> bool:
     return False
 
 
+_SPLIT_GRACE = 5.0  # a split's own steps take milliseconds; finishing it sooner would only race its splitter
+
+
 def release_stale(store: Store, job_id: str, *, now: float, owner: str = "") -> int:
     """Claims nobody will finish: expired, or of a process on this host that is gone (``owner``'s own are
     kept). ``claimed`` goes back to ``pending`` (nothing was sent); ``sending`` becomes ``uncertain`` (the
-    call may have reached CAMS; never resent automatically). Returns how many batches were released."""
+    call may have reached CAMS; never resent automatically); a split left half done is finished
+    (``parts.finish_split``). Returns how many batches were released."""
     released = 0
-    for batch in store.list_batches(job_id, [BatchStatus.claimed, BatchStatus.sending]):
+    for batch in store.list_batches(job_id, [BatchStatus.claimed, BatchStatus.sending, BatchStatus.splitting]):
+        if batch.status is BatchStatus.splitting:
+            if now - batch.updated_at > _SPLIT_GRACE:  # its splitter died between the steps: finish it
+                finish_split(store, batch)
+                released += 1
+            continue
         if (owner and batch.owner == owner) or (batch.claim_expires > now and not _owner_is_dead(batch.owner)):
             continue
         if batch.status is BatchStatus.claimed:
@@ -250,7 +275,7 @@ def release_stale(store: Store, job_id: str, *, now: float, owner: str = "") -> 
         elif store.transition_batch(
                 job_id, batch.seq, expect=[BatchStatus.sending], to=BatchStatus.uncertain, code="Interrupted",
                 message="the sender stopped while this call was in flight; it may have reached CAMS "
-                "(resend only with --resend-uncertain)"):
+                "(reconcile it: chatapp-mass reconcile JOB)"):
             released += 1
             log.warning("batch may have been sent before a crash: marked uncertain",
                         extra={"job_id": job_id, "batch": batch.seq})
@@ -293,14 +318,12 @@ class JobRunner:
         release_stale(self.store, job_id, now=self.clock(), owner=self.owner)
 
     def reopen_for_rerun(self, job_id: str) -> None:
-        """A rerun retries failed batches, and uncertain ones only when the operator said so."""
-        reopen = [BatchStatus.failed] + ([BatchStatus.uncertain] if self.settings.resend_uncertain else [])
-        for batch in self.store.list_batches(job_id, reopen):
+        """A rerun retries failed batches (the cause may have been fixed). Uncertain ones are never reopened
+        here: that is an operator's decision, after a reconciliation (``reconcile.resend_uncertain``)."""
+        for batch in self.store.list_batches(job_id, [BatchStatus.failed]):
             if self.store.transition_batch(job_id, batch.seq, expect=[batch.status], to=BatchStatus.pending):
-                level = logging.WARNING if batch.status is BatchStatus.uncertain else logging.INFO
-                log.log(level, f"batch reopened for sending ({batch.status.value} before)",
-                        extra={"job_id": job_id, "batch": batch.seq, "recipients": batch.size,
-                               "operator_decision": batch.status is BatchStatus.uncertain})
+                log.info("failed batch reopened for sending", extra={"job_id": job_id, "batch": batch.seq,
+                                                                     "recipients": batch.size})
 
     # the run
     def run(
@@ -324,7 +347,7 @@ class JobRunner:
         totals = self.store.batch_totals(job_id)
         if self.halt_status is not None:
             status, reason = self.halt_status, self.halt_reason
-        elif any(totals.get(s, (0, 0))[0] for s in (BatchStatus.pending, BatchStatus.claimed, BatchStatus.sending)):
+        elif any(totals.get(s, (0, 0))[0] for s in OPEN_STATUSES):
             status, reason = JobStatus.interrupted, "batches are still open"
         else:
             status, reason = JobStatus.completed, ""
@@ -384,9 +407,7 @@ class JobRunner:
                             break  # claimed batches go back (or are the canceller's); calls in flight finish
                         if self._over_error_threshold(job_id, snapshot):
                             break
-                        open_batches = self.store.list_batches(
-                            job_id, [BatchStatus.pending, BatchStatus.claimed, BatchStatus.sending]
-                        )
+                        open_batches = self.store.list_batches(job_id, OPEN_STATUSES)
                         if only is not None:
                             open_batches = [b for b in open_batches if b.seq == only]
                         if deadline is not None:  # a drainer leaves batches other instances hold to them
@@ -427,10 +448,11 @@ class JobRunner:
                                       owner=self.owner, claim_expires=self.clock() + self.settings.claim_ttl):
             return  # another sender won the claim
         faults.checkpoint("sender.claimed")
-        call = self.cams.prepare(options, store.batch_recipients(job_id, seq))  # before the slot: see prepare
+        rows = store.batch_rows(job_id, seq)
+        call = self.cams.prepare(options, [recipient for _, recipient in rows])  # before the slot: see prepare
         leader = self._first_call_turn()
         try:
-            self._attempt_until_resolved(job_id, seq, len(call.recipients), call, snapshot, cold=leader)
+            self._attempt_until_resolved(job_id, seq, [line for line, _ in rows], call, snapshot, cold=leader)
         finally:
             if leader:
                 # The process is warm now (SDKs imported, session built): what exists now lives as long as
@@ -461,7 +483,7 @@ class JobRunner:
             pass
         return False
 
-    def _attempt_until_resolved(self, job_id: str, seq: int, size: int, call: PreparedCall,
+    def _attempt_until_resolved(self, job_id: str, seq: int, lines: list[int], call: PreparedCall,
                                 snapshot: Snapshot, *, cold: bool = False) -> None:
         store, ttl = self.store, self.settings.claim_ttl
         retry = 0
@@ -471,7 +493,7 @@ class JobRunner:
             def mark_sending() -> bool:  # just before the slot: see SlidingWindowLimiter.acquire
                 marked.append(store.transition_batch(
                     job_id, seq, expect=[BatchStatus.claimed], to=BatchStatus.sending, owner=self.owner,
-                    claim_expires=self.clock() + ttl, attempts=1))
+                    claim_expires=self.clock() + ttl, attempts=1, sending_at=self.clock()))
                 return marked[-1]
 
             stamped = None
@@ -513,7 +535,12 @@ class JobRunner:
                          extra={"job_id": job_id, "batch": seq, "code": outcome.code, "retry": retry})
                 self.halt.wait(_backoff(retry, outcome))
                 continue
-            self._record(job_id, seq, size, outcome, snapshot)
+            if outcome.kind is OutcomeKind.recipient and len(lines) > 1:
+                if self._split(job_id, seq, lines, outcome):
+                    with self._lock:
+                        snapshot.splits.append(seq)
+            else:
+                self._record(job_id, seq, len(lines), outcome, snapshot)
             return
 
     def _hand_back_unsent(self, job_id: str, seq: int) -> None:
@@ -528,10 +555,30 @@ class JobRunner:
             log.warning("batch left claimed after a store failure; the sweeper will release it",
                         extra={"job_id": job_id, "batch": seq})
 
+    def _split(self, job_id: str, seq: int, lines: list[int], outcome: SendOutcome) -> bool:
+        """CAMS refused the whole call for one recipient (nothing was sent): send the two halves instead, so
+        that in the end only that recipient fails (see ``parts``)."""
+        batch = BatchRecord(job_id=job_id, seq=seq, size=len(lines), first_line=lines[0], last_line=lines[-1],
+                            root=-1 if seq < CHILD_BASE else self._root_of(job_id, seq))
+        if split_batch(self.store, batch, halves(lines), expect=[BatchStatus.sending], code=outcome.code,
+                       message=f"split to isolate the recipient CAMS refused: {outcome.message}"):
+            with self._lock:
+                self._last_progress = self.clock()
+            log.warning("batch refused for one recipient: split in halves to isolate it", extra={
+                "job_id": job_id, "batch": seq, "recipients": len(lines), "code": outcome.code,
+                "request_id": outcome.request_id})
+            return True
+        return False
+
+    def _root_of(self, job_id: str, seq: int) -> int:
+        found = [b for b in self.store.list_batches(job_id, [BatchStatus.sending]) if b.seq == seq]
+        return found[0].rows_seq if found else -1
+
     def _record(self, job_id: str, seq: int, size: int, outcome: SendOutcome, snapshot: Snapshot) -> None:
         status = {
             OutcomeKind.sent: BatchStatus.sent,
             OutcomeKind.failed: BatchStatus.failed,
+            OutcomeKind.recipient: BatchStatus.failed,  # the one bad recipient, alone in its batch
             OutcomeKind.fatal: BatchStatus.failed,
             OutcomeKind.uncertain: BatchStatus.uncertain,
         }[outcome.kind]

@@ -36,6 +36,7 @@ CHATAPP_API_TOKEN = "CHATAPP_API_TOKEN"  # the bearer token the API requires (a 
 CHATAPP_API_AUTH = "CHATAPP_API_AUTH"  # token (default) | fc (the HTTP trigger's function auth is enough)
 CHATAPP_API_MAX_BODY = "CHATAPP_API_MAX_BODY"  # bytes, default 6 MiB
 CHATAPP_API_REPEAT_WINDOW = "CHATAPP_API_REPEAT_WINDOW"  # seconds an identical submission is refused, default 600
+CHATAPP_API_RECONCILE_SECONDS = "CHATAPP_API_RECONCILE_SECONDS"  # seconds one reconcile request may look up, default 60
 CHATAPP_INGEST_FUNCTION = "CHATAPP_INGEST_FUNCTION"  # default chatapp-mass-ingest (plans OSS-sourced API jobs)
 CHATAPP_SWEEP_JOBS = "CHATAPP_SWEEP_JOBS"  # how many recent jobs the timer looks at, default 200
 CHATAPP_CLAIM_TTL = "CHATAPP_CLAIM_TTL"  # seconds a sender's claim on a batch lasts, default 90

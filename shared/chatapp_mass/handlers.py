@@ -73,7 +73,7 @@ def api(event: bytes, context: Any) -> Any:
     if not is_http_event(decoded):
         return error_reply(ApiError(400, "invalid_event", "not an FC3 HTTP trigger or timer event"))
     request = HttpEvent.model_validate(decoded)
-    return JobsApi(s.store, s.oss, s.invoker, s.settings, _api_settings()).handle(request)
+    return JobsApi(s.store, s.oss, s.invoker, s.settings, _api_settings(), cams=s.cams).handle(request)
 
 
 _api: Optional[Any] = None

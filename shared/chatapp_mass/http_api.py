@@ -25,6 +25,13 @@ Routes (JSON unless said; every refusal is ``{"error": {"code", "message", "fiel
 - ``POST /jobs/{id}/pause`` / ``POST /jobs/{id}/resume`` — stop dispatch resumably (batches wait as
   ``pending``), and go on. The error threshold (``CHATAPP_ERROR_THRESHOLD``) pauses a job by itself and
   says why in ``reason``.
+- ``POST /jobs/{id}/reconcile`` — look the job's ``uncertain`` batches up in ListChatappMessage (WhatsApp
+  and Viber; ``reconcile``): recipients CAMS has become ``sent``. Body (optional) ``{"cust_space_id"}``. It
+  works for up to ``CHATAPP_API_RECONCILE_SECONDS`` (default 60) and says how many batches are ``left``:
+  call again for those. Nothing is sent.
+- ``POST /jobs/{id}/resend-uncertain`` — the operator's decision to send again what is still uncertain
+  (logged): reconciled first (WhatsApp/Viber), refused **409** ``not_resent`` if that cannot finish, unless
+  the body says ``{"reconcile": false}``. The job then runs again.
 
 **Authentication.** ``Authorization: Bearer <CHATAPP_API_TOKEN>`` compared in constant time (the token is
 never logged). Browsers, which cannot set that header when following a link, may pass ``?token=`` on
@@ -56,7 +63,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from chatapp_mass import env
-from chatapp_mass.engine import PlanSettings, plan_job
+from chatapp_mass.cams import CamsClient
+from chatapp_mass.engine import IN_FLIGHT, PlanSettings, plan_job
 from chatapp_mass.errors import ChatAppMassError, CsvFileError, OptionsError
 from chatapp_mass.fc_invoke import Invoker
 from chatapp_mass.intake import JsonRecipients
@@ -64,6 +72,7 @@ from chatapp_mass.oss_jobs import (
     Dispatch,
     FunctionSettings,
     cancel_job,
+    continue_job,
     env_int,
     finalize,
     pause_job,
@@ -72,13 +81,16 @@ from chatapp_mass.oss_jobs import (
     start_job,
 )
 from chatapp_mass.oss_source import OssClient, OssLocation, SourceError
+from chatapp_mass.reconcile import ReconcileError, Reconciler, resend_uncertain
 from chatapp_mass.report import job_summary, write_report
 from chatapp_mass.store import BatchStatus, JobRecord, JobStatus, Store
 
 log = logging.getLogger("chatapp_mass.http_api")
 
 _RESERVED_QUERY = {"force", "token", "scheduledat", "timezone", "limit"}
-_JOB_PATH = re.compile(r"^/jobs/([A-Za-z0-9_-]{1,64})(/report|/cancel|/pause|/resume)?/?$")
+_JOB_PATH = re.compile(r"^/jobs/([A-Za-z0-9_-]{1,64})(/report|/cancel|/pause|/resume|/reconcile|/resend-uncertain)?/?$")
+_ACTION_METHODS = {"": "GET", "/report": "GET", "/cancel": "POST", "/pause": "POST", "/resume": "POST",
+                   "/reconcile": "POST", "/resend-uncertain": "POST"}
 
 
 # --- settings ---------------------------------------------------------------------------------------------
@@ -89,6 +101,7 @@ class ApiSettings:
     max_body: int = 6 * 1024 * 1024
     repeat_window: float = 600.0
     ingest_function: str = "chatapp-mass-ingest"
+    reconcile_seconds: float = 60.0  # how long one reconcile/resend request looks batches up (timeout 120 s)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> "ApiSettings":
@@ -100,6 +113,7 @@ class ApiSettings:
             max_body=env_int(environ, env.CHATAPP_API_MAX_BODY, 6 * 1024 * 1024, 1, 32 * 1024 * 1024),
             repeat_window=float(env_int(environ, env.CHATAPP_API_REPEAT_WINDOW, 600, 1, 7 * 86400)),
             ingest_function=environ.get(env.CHATAPP_INGEST_FUNCTION, "chatapp-mass-ingest"),
+            reconcile_seconds=float(env_int(environ, env.CHATAPP_API_RECONCILE_SECONDS, 60, 1, 600)),
         )
 
 
@@ -242,9 +256,10 @@ class JobsApi:
     """One HTTP request in, one FC3 HTTP response dict out."""
 
     def __init__(self, store: Store, oss: OssClient, invoker: Invoker, settings: FunctionSettings,
-                 api: ApiSettings, *, clock: Callable[[], float] = time.time) -> None:
+                 api: ApiSettings, *, cams: Optional[CamsClient] = None, clock: Callable[[], float] = time.time) -> None:
         self.store, self.oss, self.invoker, self.settings, self.api, self.clock = \
             store, oss, invoker, settings, api, clock
+        self.cams = cams
         self.dispatch = Dispatch(store, invoker, settings)
 
     def handle(self, event: HttpEvent) -> dict[str, Any]:
@@ -286,9 +301,10 @@ class JobsApi:
         match = _JOB_PATH.match(event.path)
         if match is None:
             raise ApiError(404, "not_found", f"no route {method} {event.path} (routes: POST /jobs, GET /jobs, "
-                           "GET /jobs/{id}, GET /jobs/{id}/report, POST /jobs/{id}/cancel)")
+                           "GET /jobs/{id}, GET /jobs/{id}/report, POST /jobs/{id}/cancel|pause|resume|reconcile|"
+                           "resend-uncertain)")
         job_id, action = match.group(1), match.group(2) or ""
-        expected = {"": "GET", "/report": "GET", "/cancel": "POST", "/pause": "POST", "/resume": "POST"}[action]
+        expected = _ACTION_METHODS[action]
         if method != expected:
             raise ApiError(405, "method_not_allowed", f"{method} /jobs/{{id}}{action}: use {expected}")
         job = self.store.get_job(job_id)
@@ -302,6 +318,10 @@ class JobsApi:
             return self.pause(job)
         if action == "/resume":
             return self.resume(job)
+        if action == "/reconcile":
+            return self.reconcile(job, event)
+        if action == "/resend-uncertain":
+            return self.resend_uncertain(job, event)
         return self.status(job, event)
 
     # --- POST /jobs -------------------------------------------------------------------------------------
@@ -463,7 +483,7 @@ class JobsApi:
         if job.status in (JobStatus.completed, JobStatus.failed, JobStatus.stopped):
             raise ApiError(409, "job_finished", f"job {job.job_id} is already {job.status.value}", "id")
         current = cancel_job(self.store, job.job_id) or job
-        if not self.store.list_batches(job.job_id, [BatchStatus.claimed, BatchStatus.sending]):
+        if not self.store.list_batches(job.job_id, IN_FLIGHT):
             finalize(self.store, self.oss, self.settings, job.job_id, status=JobStatus.cancelled)
         return reply(202, {"job_id": job.job_id, "status": current.status.value,
                            "pending_cancelled": job_summary(self.store, current)["cancelled"]})
@@ -481,12 +501,60 @@ class JobsApi:
         current = resume_job(self.store, self.dispatch, job.job_id) or job
         return reply(202, {"job_id": job.job_id, "status": current.status.value})
 
+    # --- reconcile, resend ------------------------------------------------------------------------------
+    def _reconciler(self) -> Reconciler:
+        if self.cams is None:
+            raise ApiError(503, "no_cams_client", "this API was built without a CAMS client")
+        return Reconciler(self.store, self.cams)
+
+    def reconcile(self, job: JobRecord, event: HttpEvent) -> dict[str, Any]:
+        body = _operator_body(event)
+        result = self._reconciler().reconcile(job, cust_space_id=body.cust_space_id,
+                                              deadline=self.clock() + self.api.reconcile_seconds)
+        if result.skipped:
+            raise ApiError(409, "not_reconcilable", result.skipped, "id")
+        if result.error:
+            raise ApiError(502, "list_failed", f"{result.error} ({result.left} uncertain batches left as they were)")
+        return reply(200, {"job_id": job.job_id, **result.to_dict(),
+                           "uncertain": job_summary(self.store, job)["uncertain"]})
+
+    def resend_uncertain(self, job: JobRecord, event: HttpEvent) -> dict[str, Any]:
+        body = _operator_body(event)
+        try:
+            result = resend_uncertain(self.store, self._reconciler() if body.reconcile else None, job,
+                                      reconcile=body.reconcile, cust_space_id=body.cust_space_id,
+                                      deadline=self.clock() + self.api.reconcile_seconds)
+        except ReconcileError as error:
+            raise ApiError(409, "not_resent", str(error), "reconcile") from None
+        status = continue_job(self.store, self.dispatch, job.job_id, reason="uncertain batches reopened by an "
+                              "operator") if result.batches else job.status.value
+        return reply(202, {"job_id": job.job_id, "status": status, **result.to_dict()})
+
     def _links(self, job: JobRecord, event: HttpEvent) -> dict[str, str]:
         host = event.header("host")
         proto = event.header("x-forwarded-proto") or ("https" if host.endswith(".fcapp.run") else "http")
         base = f"{proto}://{host}" if host else ""
         return {"job_id": job.job_id, "status_url": f"{base}/jobs/{quote(job.job_id)}",
                 "report_url": f"{base}/jobs/{quote(job.job_id)}/report"}
+
+
+class _OperatorBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    cust_space_id: Optional[str] = Field(default=None, min_length=1)
+    reconcile: bool = True
+
+
+def _operator_body(event: HttpEvent) -> _OperatorBody:
+    raw = event.body_bytes().strip()
+    try:
+        return _OperatorBody.model_validate_json(raw) if raw else _OperatorBody()
+    except ValidationError as error:
+        first = error.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or "body"
+        message = "unknown field (known: cust_space_id, reconcile)" if first["type"] == "extra_forbidden" \
+            else first["msg"]
+        raise ApiError(400, "invalid_field", f"body: {field}: {message}", field) from None
 
 
 def _iso(at: float) -> str:

@@ -46,18 +46,19 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from chatapp_mass import env, faults
 from chatapp_mass.cams import CamsClient
-from chatapp_mass.engine import DispatchSettings, JobRunner, PlanSettings, plan_job
+from chatapp_mass.engine import IN_FLIGHT, OPEN_STATUSES, DispatchSettings, JobRunner, PlanSettings, plan_job
 from chatapp_mass.errors import ChatAppMassError, CsvFileError, OptionsError
 from chatapp_mass.fc_invoke import Invoker
 from chatapp_mass.options import IntakeOptions, JobOptions, parse_intake_options, parse_job_options
 from chatapp_mass.oss_source import OssClient, OssLocation, SourceError
+from chatapp_mass.parts import part_batches
 from chatapp_mass.planning import API_MAX_RECIPIENTS
 from chatapp_mass.report import job_summary, write_report
 from chatapp_mass.store import BatchStatus, JobRecord, JobStatus, Store
 
 log = logging.getLogger("chatapp_mass.oss_jobs")
 
-OPEN = (BatchStatus.pending, BatchStatus.claimed, BatchStatus.sending)
+OPEN = OPEN_STATUSES
 CLAIM_TTL = 90.0  # seconds a sender's claim on a batch lasts (see Sender.handle)
 
 
@@ -334,6 +335,18 @@ def start_job(store: Store, dispatch: "Dispatch", job_id: str, *, now: float) ->
     return current.status.value if current else "unknown"
 
 
+def continue_job(store: Store, dispatch: "Dispatch", job_id: str, *, reason: str) -> str:
+    """Batches of a job were reopened (an operator's resend): a finished job runs again, a running one gets
+    senders for them. Returns the status."""
+    finished = [JobStatus.completed, JobStatus.stopped, JobStatus.stalled, JobStatus.interrupted]
+    if store.update_job(job_id, expect=finished, status=JobStatus.ready, reason=reason):
+        return start_job(store, dispatch, job_id, now=time.time())
+    job = store.get_job(job_id)
+    if job is not None and job.status is JobStatus.running:
+        dispatch.fan_out(job_id)
+    return job.status.value if job else "unknown"
+
+
 def pause_job(store: Store, job_id: str, *, reason: str = "paused by an operator") -> Optional[JobRecord]:
     """Stop dispatching a job, resumably: senders stop taking batches when they next look (within ~2 s)
     and hand claimed ones back; calls in flight finish and are recorded. Returns the job (None: unknown)."""
@@ -571,6 +584,8 @@ class Sender:
         if runner.halt_status is JobStatus.stopped:  # an account- or template-level refusal: the kill switch
             self.store.update_job(job.job_id, expect=[JobStatus.ready, JobStatus.running], status=JobStatus.stopped,
                                   reason=runner.halt_reason)
+        if event.seq is not None:
+            self._send_parts(job.job_id, snapshot.splits)
         status = self.settle(job.job_id, event)
         return {"job_id": job.job_id, "calls": snapshot.calls, "sent": snapshot.sent, "failed": snapshot.failed,
                 "uncertain": snapshot.uncertain, "throttled": snapshot.throttled, "late_slots": snapshot.late_slots,
@@ -604,6 +619,19 @@ class Sender:
         return finalize(self.store, self.oss, self.settings, job_id)
 
 
+    def _send_parts(self, job_id: str, split: list[int]) -> None:
+        """Per-batch dispatch: a batch this invocation split (refused for one recipient) is replaced by its
+        parts, which need invocations of their own. Only the splitter sends them (a repeated event finds
+        the batch split already and adds none); if it dies first, the sweeper starts them."""
+        if not split:
+            return
+        every = {b.seq: b for b in self.store.list_batches(job_id)}
+        for seq in split:
+            for part in part_batches(every[seq]) if seq in every else ():
+                if part.seq in every and every[part.seq].status is BatchStatus.pending:
+                    self.dispatch.later(job_id, 0, part.seq)
+
+
 def finalize(store: Store, oss: OssClient, settings: FunctionSettings, job_id: str,
              status: JobStatus = JobStatus.completed) -> str:
     """Write the report and summary to OSS, then mark the job (conditional). Idempotent: the objects are
@@ -612,7 +640,7 @@ def finalize(store: Store, oss: OssClient, settings: FunctionSettings, job_id: s
     if job is None:
         return "unknown"
     waiting_for = OPEN if status is JobStatus.completed else \
-        (BatchStatus.claimed, BatchStatus.sending) if status is JobStatus.cancelled else ()
+        IN_FLIGHT if status is JobStatus.cancelled else ()
     if waiting_for and store.list_batches(job_id, waiting_for):
         return job.status.value  # "finished" never shows while a batch is unresolved
     base = report_location(settings, job)

@@ -8,6 +8,8 @@ kind            when                                                   what the 
 sent            ``Code == "OK"`` (CAMS accepted the batch)             batch ``sent``
 throttled       ``System.LimitControl``, ``Throttling*``               retry within the rate; never a failure
 fatal           account- or template-level refusal (see FATAL_CODES)   batch ``failed``; the job stops
+recipient       a refusal caused by one recipient (RECIPIENT_CODES)    batch split in halves until the bad
+                                                                       one is alone; it alone ``failed``
 failed          any other refusal (``InvalidParameter.*``, other 4xx)  batch ``failed`` with code and message
 uncertain       HTTP 5xx, read timeout, reset after sending, non-JSON  batch ``uncertain``; never resent
                                                                        automatically
@@ -33,6 +35,7 @@ class OutcomeKind(str, Enum):
     failed = "failed"
     uncertain = "uncertain"
     not_sent = "not_sent"
+    recipient = "recipient"
 
 
 THROTTLE_CODES = frozenset({"System.LimitControl", "Throttling", "Throttling.User", "Throttling.Api"})
@@ -57,6 +60,10 @@ FATAL_CODES = frozenset(
     }
 )
 FATAL_PREFIXES = ("Authentication.", "InvalidSecurityToken.", "InvalidAccessKeyId.", "Template.")
+# Refusals of the whole call for what one recipient holds: the others are fine, so the batch is split to
+# isolate it (engine.split_batch). A number our own check (phonenumbers) accepts can still be one CAMS
+# refuses. Whether the reply names the number is not documented, so it is found by halving.
+RECIPIENT_CODES = frozenset({"InvalidParameter.PhoneNumberError"})
 
 
 @dataclass(frozen=True)
@@ -93,6 +100,8 @@ def classify_reply(http_status: int, body: dict[str, Any]) -> SendOutcome:
         return SendOutcome(OutcomeKind.throttled, **fields)
     if is_fatal_code(code):
         return SendOutcome(OutcomeKind.fatal, **fields)
+    if code in RECIPIENT_CODES:
+        return SendOutcome(OutcomeKind.recipient, **fields)
     if http_status >= 500:
         return SendOutcome(OutcomeKind.uncertain, **fields)
     return SendOutcome(OutcomeKind.failed, **fields)

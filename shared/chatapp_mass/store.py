@@ -6,8 +6,8 @@ a batch only if it is still in one of the expected states, and says whether it d
 what makes "one claimant ever wins" and "never sent twice" hold across threads, processes and, later,
 function instances.
 
-Backends: ``store_sqlite.SqliteStore`` (local runs, the default); Tablestore is a later issue
-(``tablestore://INSTANCE`` is reserved).
+Backends: ``store_sqlite.SqliteStore`` (local runs, the default) and ``store_tablestore.TablestoreStore``
+(the cloud, and the local cloud); one contract suite (tests/contract) runs against both.
 """
 
 from __future__ import annotations
@@ -45,10 +45,36 @@ class BatchStatus(str, Enum):
     failed = "failed"
     uncertain = "uncertain"  # the call may or may not have reached CAMS
     cancelled = "cancelled"  # the job was cancelled before this batch was sent
+    splitting = "splitting"  # being replaced by its parts (see split_batch): open until they are written
+    split = "split"  # replaced by its parts, which hold its rows now; counted nowhere
 
     @property
     def resolved(self) -> bool:
-        return self in (BatchStatus.sent, BatchStatus.failed, BatchStatus.uncertain, BatchStatus.cancelled)
+        return self in (BatchStatus.sent, BatchStatus.failed, BatchStatus.uncertain, BatchStatus.cancelled,
+                        BatchStatus.split)
+
+
+# --- parts of a batch ------------------------------------------------------------------------------------
+# A batch is split into parts when CAMS refused it for one recipient (halves, until the bad one is alone) or
+# when a reconciliation found some of its recipients and not others. A part is a batch of its own over a
+# sub-range of its parent's lines; its rows keep the batch_seq of the planned batch they came from (its
+# ``root``), so splitting rewrites no row. Its seq is derived from where it starts and how deep it is:
+#     CHILD_BASE + first_line * 64 + generation
+# At one generation a line lies in at most one batch (parts partition their parent), so that is unique, and
+# a repeated split (a sweeper finishing one whose splitter died) writes the very same parts.
+CHILD_BASE = 1 << 40
+_GENERATIONS = 64
+
+
+def part_seq(first_line: int, generation: int) -> int:
+    if not 0 < generation < _GENERATIONS:
+        raise ValueError(f"a batch cannot be split {generation} levels deep")
+    return CHILD_BASE + first_line * _GENERATIONS + generation
+
+
+def generation(seq: int) -> int:
+    """0 for a planned batch, 1 for its parts, 2 for theirs..."""
+    return 0 if seq < CHILD_BASE else (seq - CHILD_BASE) % _GENERATIONS
 
 
 class RowStatus(str, Enum):
@@ -94,6 +120,14 @@ class BatchRecord:
     # store may find them by line range (Tablestore does) instead of by an index on batch_seq.
     first_line: int = 0
     last_line: int = 0
+    root: int = -1  # a part: the planned batch whose rows (between first_line and last_line) it holds
+    sending_at: float = 0.0  # when its call was last started (a reconciliation's time window starts there)
+    parts: str = ""  # a split batch: its parts, JSON (see split_batch)
+
+    @property
+    def rows_seq(self) -> int:
+        """The batch_seq its rows carry."""
+        return self.root if self.root >= 0 else self.seq
 
 
 @dataclass(frozen=True)
@@ -128,7 +162,43 @@ REPORT_STATUS = {
     BatchStatus.failed: "failed",
     BatchStatus.uncertain: "uncertain",
     BatchStatus.cancelled: "cancelled",
+    BatchStatus.splitting: "pending",
+    BatchStatus.split: "pending",  # only while its parts are being written
 }
+
+
+class Leaves:
+    """Which batch holds a row now: its planned batch, or the deepest part of it covering its line.
+
+    Built from a job's batches; a store's report looks rows up in it. Parts are rare (a refusal for one
+    recipient, a partial reconciliation), so the lookup walks a short list per split planned batch."""
+
+    def __init__(self, batches: Iterable[BatchRecord]) -> None:
+        self.planned: dict[int, BatchRecord] = {}
+        self.parts: dict[int, list[BatchRecord]] = {}
+        for batch in batches:
+            if batch.root >= 0:
+                self.parts.setdefault(batch.root, []).append(batch)
+            else:
+                self.planned[batch.seq] = batch
+        for parts in self.parts.values():
+            parts.sort(key=lambda b: -generation(b.seq))
+
+    def holder(self, batch_seq: Optional[int], line: int) -> Optional[BatchRecord]:
+        planned = self.planned.get(batch_seq) if batch_seq is not None else None
+        if planned is None or planned.status not in (BatchStatus.split, BatchStatus.splitting):
+            return planned
+        for part in self.parts.get(planned.seq, ()):
+            if part.first_line <= line <= part.last_line and part.status is not BatchStatus.split:
+                return part
+        return planned  # its parts are being written: pending
+
+
+def report_row(line: int, to: str, batch: Optional[BatchRecord]) -> ReportRow:
+    """A valid row's report line, from the batch that holds it (None: not written yet, planning)."""
+    if batch is None:
+        return ReportRow(line, to, "pending", "", "", "")
+    return ReportRow(line, to, REPORT_STATUS[batch.status], batch.group_message_id, batch.code, batch.message)
 
 
 class Store(abc.ABC):
@@ -163,7 +233,8 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def put_plan(self, rows: list[RowRecord], batches: list[BatchRecord]) -> None:
-        """Write rows and (new) batches. Idempotent: writing the same plan twice leaves one copy."""
+        """Write rows and (new) batches. Idempotent: writing the same plan twice leaves one copy, and a
+        batch that exists already is left as it is (whatever its state)."""
 
     # batches
     @abc.abstractmethod
@@ -171,8 +242,13 @@ class Store(abc.ABC):
         """Ordered by seq."""
 
     @abc.abstractmethod
+    def batch_rows(self, job_id: str, seq: int) -> list[tuple[int, dict[str, Any]]]:
+        """(input line, SenderList item) of a batch's recipients, in input order. A part (``root`` set)
+        holds its root's rows between its first and last line."""
+
     def batch_recipients(self, job_id: str, seq: int) -> list[dict[str, Any]]:
         """The SenderList items of a batch, in input order."""
+        return [recipient for _, recipient in self.batch_rows(job_id, seq)]
 
     @abc.abstractmethod
     def transition_batch(
@@ -182,7 +258,7 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def batch_totals(self, job_id: str) -> dict[BatchStatus, tuple[int, int]]:
-        """Per batch status: (batches, recipients)."""
+        """Per batch status: (batches, recipients). A ``split`` batch is left out: its parts count."""
 
     # report
     @abc.abstractmethod

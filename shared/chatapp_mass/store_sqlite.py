@@ -19,15 +19,16 @@ from typing import Any, Callable, Iterable, Iterator, Optional
 
 from chatapp_mass.errors import StoreError
 from chatapp_mass.store import (
-    REPORT_STATUS,
     BatchRecord,
     BatchStatus,
     JobRecord,
     JobStatus,
+    Leaves,
     ReportRow,
     RowRecord,
     RowStatus,
     Store,
+    report_row,
 )
 
 _SCHEMA = """
@@ -63,6 +64,9 @@ CREATE TABLE IF NOT EXISTS batches (
     updated_at REAL NOT NULL,
     first_line INTEGER NOT NULL DEFAULT 0,
     last_line INTEGER NOT NULL DEFAULT 0,
+    root INTEGER NOT NULL DEFAULT -1,
+    sending_at REAL NOT NULL DEFAULT 0,
+    parts TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (job_id, seq)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS rows (
@@ -86,7 +90,11 @@ CREATE INDEX IF NOT EXISTS rate_events_by_key ON rate_events (key, at);
 
 _JOB_FIELDS = [f.name for f in fields(JobRecord)]
 _BATCH_FIELDS = [f.name for f in fields(BatchRecord)]
-_BATCH_UPDATABLE = set(_BATCH_FIELDS) - {"job_id", "seq", "size", "status", "first_line", "last_line"}
+_BATCH_UPDATABLE = set(_BATCH_FIELDS) - {"job_id", "seq", "size", "status", "first_line", "last_line", "root"}
+# columns added after the first release, with their definitions (an older store file gains them on open)
+_ADDED_BATCH_COLUMNS = {"first_line": "INTEGER NOT NULL DEFAULT 0", "last_line": "INTEGER NOT NULL DEFAULT 0",
+                        "root": "INTEGER NOT NULL DEFAULT -1", "sending_at": "REAL NOT NULL DEFAULT 0",
+                        "parts": "TEXT NOT NULL DEFAULT ''"}
 _JOB_UPDATABLE = {"status", "reason", "total_rows", "valid", "invalid", "duplicate", "batches", "scheduled_at"}
 
 
@@ -103,9 +111,9 @@ class SqliteStore(Store):
             conn = self._conn()
             conn.executescript(_SCHEMA)
             columns = {row[1] for row in conn.execute("PRAGMA table_info(batches)")}
-            for added in ("first_line", "last_line"):  # stores written before these columns existed
+            for added, definition in _ADDED_BATCH_COLUMNS.items():
                 if added not in columns:
-                    conn.execute(f"ALTER TABLE batches ADD COLUMN {added} INTEGER NOT NULL DEFAULT 0")
+                    conn.execute(f"ALTER TABLE batches ADD COLUMN {added} {definition}")
             if "scheduled_at" not in {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}:
                 conn.execute("ALTER TABLE jobs ADD COLUMN scheduled_at REAL NOT NULL DEFAULT 0")
         except sqlite3.DatabaseError as error:
@@ -217,9 +225,9 @@ class SqliteStore(Store):
             # A batch is written once: a re-planned batch that already exists (same deterministic seq) keeps
             # its state, so re-running a plan can never reset a sent batch.
             conn.executemany(
-                "INSERT OR IGNORE INTO batches (job_id,seq,size,status,updated_at,first_line,last_line)"
-                " VALUES (?,?,?,?,?,?,?)",
-                [(b.job_id, b.seq, b.size, b.status.value, b.updated_at, b.first_line, b.last_line)
+                f"INSERT OR IGNORE INTO batches ({','.join(_BATCH_FIELDS)}) VALUES"
+                f" ({','.join('?' for _ in _BATCH_FIELDS)})",
+                [[b.status.value if name == "status" else getattr(b, name) for name in _BATCH_FIELDS]
                  for b in batches],
             )
 
@@ -240,11 +248,17 @@ class SqliteStore(Store):
         rows = self._conn().execute(sql + " ORDER BY seq", params).fetchall()
         return [self._batch_from_row(row) for row in rows]
 
-    def batch_recipients(self, job_id: str, seq: int) -> list[dict[str, Any]]:
-        rows = self._conn().execute(
-            "SELECT recipient FROM rows WHERE job_id=? AND batch_seq=? ORDER BY line", (job_id, seq)
-        ).fetchall()
-        return [json.loads(row[0]) for row in rows]
+    def batch_rows(self, job_id: str, seq: int) -> list[tuple[int, dict[str, Any]]]:
+        conn = self._conn()
+        found = conn.execute("SELECT root, first_line, last_line FROM batches WHERE job_id=? AND seq=?",
+                             (job_id, seq)).fetchone()
+        if found is not None and found[0] >= 0:  # a part: its root's rows in its line range
+            rows = conn.execute("SELECT line, recipient FROM rows WHERE job_id=? AND batch_seq=? AND line"
+                                " BETWEEN ? AND ? ORDER BY line", (job_id, *found)).fetchall()
+        else:
+            rows = conn.execute("SELECT line, recipient FROM rows WHERE job_id=? AND batch_seq=? ORDER BY line",
+                                (job_id, seq)).fetchall()
+        return [(line, json.loads(recipient)) for line, recipient in rows]
 
     def transition_batch(
         self, job_id: str, seq: int, *, expect: Iterable[BatchStatus], to: BatchStatus, **changes: Any
@@ -268,7 +282,8 @@ class SqliteStore(Store):
 
     def batch_totals(self, job_id: str) -> dict[BatchStatus, tuple[int, int]]:
         rows = self._conn().execute(
-            "SELECT status, COUNT(*), COALESCE(SUM(size),0) FROM batches WHERE job_id=? GROUP BY status", (job_id,)
+            "SELECT status, COUNT(*), COALESCE(SUM(size),0) FROM batches WHERE job_id=? AND status!=?"
+            " GROUP BY status", (job_id, BatchStatus.split.value)
         ).fetchall()
         return {BatchStatus(status): (count, size) for status, count, size in rows}
 
@@ -277,19 +292,17 @@ class SqliteStore(Store):
         # A dedicated connection: the caller may interleave other store calls while streaming.
         conn = sqlite3.connect(self.path, timeout=60.0)
         try:
+            leaves = Leaves(self._batch_from_row(row) for row in conn.execute(
+                f"SELECT {','.join(_BATCH_FIELDS)} FROM batches WHERE job_id=?", (job_id,)))
             cursor = conn.execute(
-                "SELECT r.line, r.recipient_to, r.status, r.code, r.message,"
-                " b.status, b.group_message_id, b.code, b.message"
-                " FROM rows r LEFT JOIN batches b ON b.job_id=r.job_id AND b.seq=r.batch_seq"
-                " WHERE r.job_id=? ORDER BY r.line",
+                "SELECT line, recipient_to, status, code, message, batch_seq FROM rows WHERE job_id=? ORDER BY line",
                 (job_id,),
             )
-            for line, to, row_status, code, message, batch_status, gmid, b_code, b_message in cursor:
+            for line, to, row_status, code, message, batch_seq in cursor:
                 if row_status != RowStatus.valid.value:
                     yield ReportRow(line, to, row_status, "", code, message)
                 else:
-                    status = REPORT_STATUS[BatchStatus(batch_status)]
-                    yield ReportRow(line, to, status, gmid or "", b_code or "", b_message or "")
+                    yield report_row(line, to, leaves.holder(batch_seq, line))
         finally:
             conn.close()
 

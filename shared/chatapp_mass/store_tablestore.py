@@ -72,15 +72,16 @@ import urllib3
 from chatapp_mass import env
 from chatapp_mass.errors import OptionsError, StoreError
 from chatapp_mass.store import (
-    REPORT_STATUS,
     BatchRecord,
     BatchStatus,
     JobRecord,
     JobStatus,
+    Leaves,
     ReportRow,
     RowRecord,
     RowStatus,
     Store,
+    report_row,
 )
 
 log = logging.getLogger(__name__)
@@ -88,7 +89,7 @@ T = TypeVar("T")
 
 _JOB_FIELDS = [f.name for f in fields(JobRecord)]
 _BATCH_FIELDS = [f.name for f in fields(BatchRecord)]
-_BATCH_UPDATABLE = set(_BATCH_FIELDS) - {"job_id", "seq", "size", "status", "first_line", "last_line"}
+_BATCH_UPDATABLE = set(_BATCH_FIELDS) - {"job_id", "seq", "size", "status", "first_line", "last_line", "root"}
 _JOB_UPDATABLE = {"status", "reason", "total_rows", "valid", "invalid", "duplicate", "batches", "scheduled_at"}
 
 TRANSIENT_CODES = frozenset({
@@ -442,24 +443,26 @@ class TablestoreStore(Store):
                            [("job_id", job_id), ("seq", ts.INF_MAX)])
         return [_batch(row) for row in rows if wanted is None or row["status"] in wanted]
 
-    def batch_recipients(self, job_id: str, seq: int) -> list[dict[str, Any]]:
+    def batch_rows(self, job_id: str, seq: int) -> list[tuple[int, dict[str, Any]]]:
         ts = self._ts
-        batch = self._get(self.t_batches, [("job_id", job_id), ("seq", seq)], ["first_line", "last_line"])
+        batch = self._get(self.t_batches, [("job_id", job_id), ("seq", seq)], ["first_line", "last_line", "root"])
         first = int(batch.get("first_line", 0)) if batch else 0
         last = int(batch.get("last_line", 0)) if batch else 0
+        root = int(batch.get("root", -1)) if batch else -1
+        rows_seq = root if root >= 0 else seq  # a part holds its root's rows in its line range
         if not (first and last):  # a batch planned without line bounds: scan the job
             chunks = self._range(self.t_rows, [("job_id", job_id), ("line", ts.INF_MIN)],
                                  [("job_id", job_id), ("line", ts.INF_MAX)])
-            return [r[_RECIPIENT] for chunk in chunks for r in _chunk_records(chunk)
-                    if r[_BATCH_SEQ] == seq and r[_RECIPIENT]]
+            return [(r[_LINE], r[_RECIPIENT]) for chunk in chunks for r in _chunk_records(chunk)
+                    if r[_BATCH_SEQ] == rows_seq and r[_RECIPIENT]]
         # the chunk holding the first line starts at or before it; the others start after it, up to the last
         found = list(self._range(self.t_rows, [("job_id", job_id), ("line", first)],
                                  [("job_id", job_id), ("line", ts.INF_MIN)], limit=1, backward=True))
         if last > first and (not found or _last_line(found[0]) < last):
             found.extend(self._range(self.t_rows, [("job_id", job_id), ("line", first + 1)],
                                      [("job_id", job_id), ("line", last + 1)]))
-        return [r[_RECIPIENT] for chunk in found for r in _chunk_records(chunk)
-                if first <= r[_LINE] <= last and r[_BATCH_SEQ] == seq and r[_RECIPIENT]]
+        return [(r[_LINE], r[_RECIPIENT]) for chunk in found for r in _chunk_records(chunk)
+                if first <= r[_LINE] <= last and r[_BATCH_SEQ] == rows_seq and r[_RECIPIENT]]
 
     def transition_batch(
         self, job_id: str, seq: int, *, expect: Iterable[BatchStatus], to: BatchStatus, **changes: Any
@@ -483,6 +486,8 @@ class TablestoreStore(Store):
     def batch_totals(self, job_id: str) -> dict[BatchStatus, tuple[int, int]]:
         totals: dict[BatchStatus, tuple[int, int]] = {}
         for batch in self.list_batches(job_id):
+            if batch.status is BatchStatus.split:
+                continue  # its parts count
             count, size = totals.get(batch.status, (0, 0))
             totals[batch.status] = (count + 1, size + batch.size)
         return totals
@@ -490,7 +495,7 @@ class TablestoreStore(Store):
     # --- report -----------------------------------------------------------------------------------------
     def report_rows(self, job_id: str) -> Iterator[ReportRow]:
         ts = self._ts
-        batches = {b.seq: b for b in self.list_batches(job_id)}
+        leaves = Leaves(self.list_batches(job_id))
         chunks = self._range(self.t_rows, [("job_id", job_id), ("line", ts.INF_MIN)],
                              [("job_id", job_id), ("line", ts.INF_MAX)])
         for chunk in chunks:
@@ -498,12 +503,7 @@ class TablestoreStore(Store):
                 if status != RowStatus.valid.value:
                     yield ReportRow(line, to, status, "", code, message)
                     continue
-                batch = batches.get(batch_seq)
-                if batch is None:  # planned rows whose batch is not written yet (planning in progress)
-                    yield ReportRow(line, to, "pending", "", "", "")
-                else:
-                    yield ReportRow(line, to, REPORT_STATUS[batch.status], batch.group_message_id, batch.code,
-                                    batch.message)
+                yield report_row(line, to, leaves.holder(batch_seq, line))
 
     # --- rate window ------------------------------------------------------------------------------------
     def rate_acquire(self, key: str, limit: int, window: float, clock: Callable[[], float], *,

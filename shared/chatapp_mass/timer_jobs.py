@@ -27,7 +27,7 @@ from typing import Any, Callable, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from chatapp_mass.engine import release_stale
+from chatapp_mass.engine import IN_FLIGHT, release_stale
 from chatapp_mass.errors import OptionsError
 from chatapp_mass.fc_invoke import Invoker
 from chatapp_mass.oss_jobs import (
@@ -116,7 +116,7 @@ class Timer:
             elif job.status is JobStatus.cancelled and self.store.list_batches(job.job_id, OPEN):
                 cancel_job(self.store, job.job_id, reason=job.reason or "cancelled by an operator")
                 result["released"] += release_stale(self.store, job.job_id, now=now)
-                if not self.store.list_batches(job.job_id, [BatchStatus.claimed, BatchStatus.sending]):
+                if not self.store.list_batches(job.job_id, IN_FLIGHT):
                     finalize(self.store, self.oss, self.settings, job.job_id, status=JobStatus.cancelled)
                     result["finalized"].append(job.job_id)
         return result

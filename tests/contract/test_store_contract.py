@@ -228,3 +228,43 @@ def test_many_rows_round_trip_in_line_order(store: Store) -> None:
     assert len(recipients) == 1000 and recipients[0] == {"To": "86138" + f"{1002:08d}",
                                                         "TemplateParams": {"name": "n1002"}}
     assert store.batch_totals("big") == {BatchStatus.pending: (3, 2500)}
+
+
+def test_split_batch_parts_hold_their_lines_and_report_their_own_outcome(store: Store) -> None:
+    """A batch split twice (halves, then a half of a half): each part reads only its root's rows in its own
+    range, the report takes each row's outcome from the deepest part holding it, totals count parts only,
+    and finishing a split again (a sweeper after a dead splitter) writes nothing new and resets nothing."""
+    from chatapp_mass.parts import finish_split, halves, split_batch
+
+    store.create_job(job())
+    lines = list(range(2, 12))  # batch 0: ten recipients on lines 2..11; line 12 is invalid; batch 1: 13
+    rows = [RowRecord("job1", n, f"10{n}", RowStatus.valid, batch_seq=0, recipient={"To": f"10{n}"}) for n in lines]
+    rows += [RowRecord("job1", 12, "x", RowStatus.invalid, "InvalidNumber", "no"),
+             RowRecord("job1", 13, "913", RowStatus.valid, batch_seq=1, recipient={"To": "913"})]
+    store.put_plan(rows, [BatchRecord("job1", 0, 10, first_line=2, last_line=11),
+                          BatchRecord("job1", 1, 1, first_line=13, last_line=13)])
+    store.transition_batch("job1", 0, expect=[BatchStatus.pending], to=BatchStatus.sending)
+    [planned, _] = store.list_batches("job1")
+    assert split_batch(store, planned, halves(lines), expect=[BatchStatus.sending], code="InvalidParameter.PhoneNumberError")
+    assert not split_batch(store, planned, halves(lines), expect=[BatchStatus.sending])  # one split ever
+    parts = store.list_batches("job1", [BatchStatus.pending])[1:]
+    assert [(p.first_line, p.last_line, p.size, p.root) for p in parts] == [(2, 6, 5, 0), (7, 11, 5, 0)]
+    assert [line for line, _ in store.batch_rows("job1", parts[1].seq)] == [7, 8, 9, 10, 11]
+    assert store.batch_recipients("job1", parts[0].seq) == [{"To": f"10{n}"} for n in range(2, 7)]
+    # the second half is sent; the first is refused again and halved again
+    store.transition_batch("job1", parts[1].seq, expect=[BatchStatus.pending], to=BatchStatus.sent, group_message_id="g2")
+    store.transition_batch("job1", parts[0].seq, expect=[BatchStatus.pending], to=BatchStatus.sending)
+    first = [b for b in store.list_batches("job1") if b.seq == parts[0].seq][0]
+    assert split_batch(store, first, halves([2, 3, 4, 5, 6]), expect=[BatchStatus.sending])
+    deeper = [b for b in store.list_batches("job1") if b.first_line in (2, 4) and b.root == 0 and b.size < 5]
+    assert [(b.first_line, b.last_line, b.size) for b in deeper] == [(2, 3, 2), (4, 6, 3)]
+    assert [line for line, _ in store.batch_rows("job1", deeper[1].seq)] == [4, 5, 6]
+    store.transition_batch("job1", deeper[0].seq, expect=[BatchStatus.pending], to=BatchStatus.failed, code="Bad")
+    finish_split(store, [b for b in store.list_batches("job1") if b.seq == first.seq][0])  # a late sweeper
+    assert [b.status for b in store.list_batches("job1") if b.seq == deeper[0].seq] == [BatchStatus.failed]
+    report = {r.line: r for r in store.report_rows("job1")}
+    assert [report[n].status for n in range(2, 14)] == \
+        ["failed"] * 2 + ["pending"] * 3 + ["sent"] * 5 + ["invalid", "pending"]
+    assert report[8].group_message_id == "g2" and report[3].code == "Bad"
+    assert store.batch_totals("job1") == {BatchStatus.failed: (1, 2), BatchStatus.pending: (2, 4),
+                                          BatchStatus.sent: (1, 5)}

@@ -183,13 +183,16 @@ def test_account_level_refusal_stops_the_job(cams: LocalCams, tmp_path: Path) ->
 
 
 def test_ambiguous_reply_is_uncertain_and_resent_only_on_request(cams: LocalCams, tmp_path: Path) -> None:
-    """A call CAMS processed but whose reply is garbage: uncertain, reported, not resent by a plain rerun;
-    resent with --resend-uncertain, and that decision is logged."""
+    """A call CAMS processed but whose reply is garbage: uncertain, reported, not resent by a plain rerun.
+    --resend-uncertain looks it up in ListChatappMessage first: CAMS has every recipient, so nothing is sent
+    again and they are reported sent. Without the lookup (--no-reconcile) the operator's decision is obeyed
+    and logged — and those recipients get it twice, which is why the lookup is the default."""
     cams.backend.reply_non_json_next(1, http_status=502, accept=True)
     csv_path = sample(tmp_path, 300)
     store = tmp_path / "state.db"
     expected = expected_valid(csv_path)
-    first = send(cams, csv_path, store, "--batch-size", "40", "--concurrency", "1")
+    job = ("--batch-size", "40", "--cust-space-id", "cs-1")
+    first = send(cams, csv_path, store, *job, "--concurrency", "1")
     assert first.returncode == 1, first.stderr
     assert "uncertain" in first.stdout
     uncertain = {r["to"] for r in read_report(store) if r["status"] == "uncertain"}
@@ -197,18 +200,95 @@ def test_ambiguous_reply_is_uncertain_and_resent_only_on_request(cams: LocalCams
     assert Counter(m.to for m in cams.backend.received) == Counter({n: 1 for n in expected})
 
     calls = len(cams.backend.attempts)
-    plain_rerun = send(cams, csv_path, store, "--batch-size", "40")
+    plain_rerun = send(cams, csv_path, store, *job)
     assert plain_rerun.returncode == 1
     assert len(cams.backend.attempts) == calls, "an uncertain batch must not be resent without the operator"
 
-    decided = send(cams, csv_path, store, "--batch-size", "40", "--resend-uncertain")
+    decided = send(cams, csv_path, store, *job, "--resend-uncertain")
+    assert decided.returncode == 0, decided.stderr
+    assert len(cams.backend.attempts) == calls, "CAMS has them all: nothing is sent again"
+    assert f"found {len(uncertain)} of {len(uncertain)} uncertain" in decided.stderr
+    assert Counter(m.to for m in cams.backend.received) == Counter({n: 1 for n in expected})
+    report = read_report(store)
+    assert Counter(r["status"] for r in report)["sent"] == len(expected)
+    assert {r["code"] for r in report if r["to"] in uncertain and r["status"] != "duplicate"} == {"Reconciled"}
+
+
+def test_resend_without_reconciling_is_the_operators_logged_decision(cams: LocalCams, tmp_path: Path) -> None:
+    cams.backend.reply_non_json_next(1, http_status=502, accept=True)
+    csv_path = sample(tmp_path, 120)
+    store = tmp_path / "state.db"
+    first = send(cams, csv_path, store, "--batch-size", "40", "--concurrency", "1")  # no CustSpaceId
+    assert first.returncode == 1
+    uncertain = {r["to"] for r in read_report(store) if r["status"] == "uncertain"}
+    refused = send(cams, csv_path, store, "--batch-size", "40", "--resend-uncertain")
+    assert refused.returncode == 2 and "needs CustSpaceId" in refused.stderr, refused.stderr
+    calls = len(cams.backend.attempts)
+    decided = send(cams, csv_path, store, "--batch-size", "40", "--resend-uncertain", "--no-reconcile")
     assert decided.returncode == 0, decided.stderr
     assert len(cams.backend.attempts) == calls + 1
     received = Counter(m.to for m in cams.backend.received)
     assert {n for n, times in received.items() if times == 2} == uncertain  # exactly the operator's choice
     decisions = [json.loads(line) for line in decided.stderr.splitlines() if line.startswith("{")]
     assert any(d.get("operator_decision") is True and d["level"] == "WARNING" for d in decisions)
+
+
+def test_reconcile_command_then_resend_only_what_cams_does_not_have(cams: LocalCams, tmp_path: Path) -> None:
+    """Two uncertain batches: CAMS processed one (its reply was garbage) and never saw the other (refused
+    before the service, by a proxy's error page). `reconcile` marks the first sent and leaves the second
+    uncertain; `reconcile --resend` and a rerun send exactly the second's recipients, once."""
+    cams.backend.reply_non_json_next(1, http_status=502, accept=True)
+    cams.backend.reply_non_json_next(1, http_status=502, accept=False)
+    csv_path = sample(tmp_path, 200)
+    store = tmp_path / "state.db"
+    expected = expected_valid(csv_path)
+    job = ("--batch-size", "30", "--cust-space-id", "cs-1")
+    assert send(cams, csv_path, store, *job, "--concurrency", "1").returncode == 1
+    report = read_report(store)
+    uncertain = {r["to"] for r in report if r["status"] == "uncertain"}
+    never_seen = uncertain - set(cams.backend.received_count_by_number())
+    assert 0 < len(never_seen) < len(uncertain) <= 60
+    jobs = subprocess.run([sys.executable, "-m", "chatapp_mass", "jobs", "--store", f"sqlite:///{store}"],
+                          env=cli_env(cams), capture_output=True, text=True, timeout=60)
+    job_id = jobs.stdout.splitlines()[1].split()[0]
+    base = [sys.executable, "-m", "chatapp_mass", "reconcile", job_id[:10], "--store", f"sqlite:///{store}"]
+    looked = subprocess.run(base, env=cli_env(cams), capture_output=True, text=True, timeout=120)
+    assert looked.returncode == 1, looked.stderr  # some are still uncertain
+    assert f"{len(uncertain) - len(never_seen)} recipients found (now sent), {len(never_seen)} not found" in looked.stdout
+    subprocess.run([sys.executable, "-m", "chatapp_mass", "report", job_id, "--out", str(store.with_suffix(".report.csv")),
+                    "--store", f"sqlite:///{store}"], env=cli_env(cams), check=True, capture_output=True, timeout=60)
+    after = {r["to"]: r for r in read_report(store) if r["status"] not in ("duplicate", "invalid")}
+    still = {n for n, r in after.items() if r["status"] == "uncertain"}
+    assert still == never_seen, (len(still), len(never_seen), len(uncertain), sorted(still - never_seen)[:3])
+    assert {after[n]["code"] for n in never_seen} == {"NotFound"}
+    resend = subprocess.run([*base, "--resend"], env=cli_env(cams), capture_output=True, text=True, timeout=120)
+    assert resend.returncode == 0 and f"{len(never_seen)} recipients in 1 batches reopened" in resend.stdout, resend
+    assert send(cams, csv_path, store, *job).returncode == 0
+    assert Counter(m.to for m in cams.backend.received) == Counter({n: 1 for n in expected})
     assert Counter(r["status"] for r in read_report(store))["sent"] == len(expected)
+
+
+def test_a_batch_refused_for_one_number_is_split_and_only_that_number_fails(cams: LocalCams, tmp_path: Path) -> None:
+    """CAMS refuses a whole call for one number it deems invalid (our own check passed it): the batch is
+    halved until that number is alone; everyone else is sent once, only it fails, and the rate holds."""
+    csv_path = sample(tmp_path, 1200)
+    expected = expected_valid(csv_path)
+    bad = sorted(expected)[::400][:3]  # three numbers spread over the file
+    cams.backend.configure(refused_numbers=bad)
+    store = tmp_path / "state.db"
+    result = send(cams, csv_path, store, "--batch-size", "250")
+    assert result.returncode == 1, result.stderr
+    assert Counter(m.to for m in cams.backend.received) == Counter({n: 1 for n in expected if n not in bad})
+    report = read_report(store)
+    assert len(report) == 1200 and [int(r["line"]) for r in report] == list(range(2, 1202))
+    failed = [r for r in report if r["status"] == "failed"]
+    assert sorted(r["to"] for r in failed) == sorted(bad)
+    assert {r["code"] for r in failed} == {"InvalidParameter.PhoneNumberError"}
+    assert Counter(r["status"] for r in report)["sent"] == len(expected) - len(bad)
+    refused_calls = sum(1 for a in cams.backend.attempts if a.code == "InvalidParameter.PhoneNumberError")
+    assert refused_calls <= len(bad) * 9, refused_calls  # log2(250) levels at most per bad number
+    assert_never_over_limit(cams)
+    assert f"{len(expected) - len(bad):,} sent" in result.stdout and f"{len(bad)} failed" in result.stdout
 
 
 def test_logs_never_show_a_whole_number(cams: LocalCams, tmp_path: Path) -> None:

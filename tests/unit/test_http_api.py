@@ -51,7 +51,7 @@ class Api:
         self.clock = clock
         extra = {"clock": clock} if clock else {}
         self.api = JobsApi(self.world.store, self.world.oss, self.world.invoker, self.world.settings,
-                           ApiSettings(token=token, max_body=200_000), **extra)
+                           ApiSettings(token=token, max_body=200_000), cams=self.world.cams, **extra)
 
     def call(self, method: str, path: str, body: Any = None, *, headers: Optional[dict[str, str]] = None,
              query: Optional[dict[str, str]] = None, auth: bool = True) -> dict[str, Any]:
@@ -402,3 +402,68 @@ def test_error_threshold_pauses_a_job_and_says_why(cloud: LocalCloud) -> None:
         assert job["status"] == "completed" and job["sent"] == 998 - 200 and job["failed"] == 200
     finally:
         cloud.cams.backend.configure(latency=0.0, latency_jitter=0.0)
+
+
+def test_reconcile_then_resend_over_http_reaches_every_number_once(cloud: LocalCloud) -> None:
+    """Two batches end uncertain: CAMS processed one (its reply was lost) and never saw the other. Reconciling
+    finds the first in ListChatappMessage (sent) and not the second (still uncertain, NotFound); nothing is
+    resent until the operator asks; the resend then sends the second batch only, and everyone has it once."""
+    api = Api(cloud, dispatch="per-batch")
+    backend = cloud.cams.backend
+    backend.reply_non_json_next(1, http_status=502, accept=True)
+    backend.reply_non_json_next(1, http_status=502, accept=False)
+    _, body = api.json("POST", "/jobs", {"options": {**OPTIONS, "CustSpaceId": "cs-9"}, "recipients": recipients(200, 8)})
+    job_id = body["job_id"]
+    api.world.run_senders()
+    _, job = api.json("GET", f"/jobs/{job_id}")
+    assert (job["status"], job["uncertain"], job["sent"]) == ("completed", 100, 98)
+    status, result = api.json("POST", f"/jobs/{job_id}/reconcile")
+    assert status == 200, result
+    assert (result["batches"], result["found"], result["not_found"], result["uncertain"]) == (2, 50, 50, 50)
+    assert result["queries"] == 100  # one per recipient: no GroupMessageId for a lost reply
+    rows = [r for r in api.report(job_id) if r["status"] == "uncertain"]
+    assert len(rows) == 50 and {r["code"] for r in rows} == {"NotFound"}
+    assert set(r["to"] for r in rows).isdisjoint(backend.received_count_by_number())
+    calls = len(backend.attempts)
+    status, bad = api.json("POST", f"/jobs/{job_id}/resend-uncertain", {"reconcile": "maybe"})
+    assert status == 400 and bad["error"]["field"] == "reconcile"
+    status, resent = api.json("POST", f"/jobs/{job_id}/resend-uncertain")
+    assert status == 202 and resent["resent_recipients"] == 50 and resent["status"] == "running", resent
+    assert len(backend.attempts) == calls  # reopened, not sent yet: the senders do that
+    api.world.run_senders()
+    assert Counter(backend.received_count_by_number().values()) == {1: 198}
+    _, job = api.json("GET", f"/jobs/{job_id}")
+    assert (job["status"], job["sent"], job["uncertain"]) == ("completed", 198, 0)
+
+
+def test_reconcile_refusals_say_why(cloud: LocalCloud) -> None:
+    api = Api(cloud)
+    cloud.cams.backend.reply_non_json_next(1, http_status=502, accept=True)
+    _, body = api.json("POST", "/jobs", {"options": OPTIONS, "recipients": recipients(40, 9)})  # no CustSpaceId
+    api.world.run_senders()
+    status, error = api.json("POST", f"/jobs/{body['job_id']}/reconcile")
+    assert status == 409 and error["error"]["code"] == "not_reconcilable" and "CustSpaceId" in error["error"]["message"]
+    status, error = api.json("POST", f"/jobs/{body['job_id']}/resend-uncertain")
+    assert status == 409 and error["error"]["code"] == "not_resent"
+    status, error = api.json("POST", f"/jobs/{body['job_id']}/reconcile", {"cust_space": "x"})
+    assert status == 400 and "known: cust_space_id, reconcile" in error["error"]["message"]
+    status, fine = api.json("POST", f"/jobs/{body['job_id']}/reconcile", {"cust_space_id": "cs-1"})
+    assert status == 200 and fine["found"] == 38  # sent without CustSpaceId: the account's own space
+    assert len(cloud.cams.backend.received) == 38
+
+
+@pytest.mark.parametrize("dispatch", ["drain", "per-batch"])
+def test_a_batch_refused_for_one_number_is_split_in_the_cloud(cloud: LocalCloud, dispatch: str) -> None:
+    api = Api(cloud, dispatch=dispatch)
+    items = recipients(150, 10)
+    bad = ["8613810000007", "8613810000120"]
+    cloud.cams.backend.configure(refused_numbers=bad)
+    _, body = api.json("POST", "/jobs", {"options": OPTIONS, "recipients": items})
+    api.world.run_senders(duplicate=True)
+    received = Counter(cloud.cams.backend.received_count_by_number())
+    assert len(received) == 146 and set(received.values()) == {1} and not set(bad) & set(received)
+    _, job = api.json("GET", f"/jobs/{body['job_id']}")
+    assert (job["status"], job["sent"], job["failed"], job["pending"]) == ("completed", 146, 2, 0)
+    rows = api.report(body["job_id"])
+    assert [int(r["line"]) for r in rows] == list(range(1, 151))
+    assert sorted(r["to"] for r in rows if r["status"] == "failed") == bad

@@ -21,6 +21,9 @@ from .._accounts import Account, AccountRegistry
 from . import exceptions as exc
 
 SEND_ACTION = "SendChatappMassMessage"
+LIST_ACTION = "ListChatappMessage"
+LIST_CHANNELS = frozenset({"whatsapp", "viber"})  # the API page: ListChatappMessage covers these only
+LIST_PAGE_SIZE_MAX = 100  # ASSUMPTION: the page's limit is not documented
 API_VERSION = "2020-06-06"
 CHANNEL_TYPES = frozenset({"whatsapp", "viber", "messenger", "instagram"})
 PHONE_CHANNELS = frozenset({"whatsapp", "viber"})
@@ -80,9 +83,19 @@ class ReceivedMessage:
     task_id: str | None
     access_key_id: str | None
     arrived_at: float
+    cust_space_id: str | None = None
+    message_id: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def list_item(self) -> dict[str, Any]:
+        """How ListChatappMessage shows it (the SDK's ListChatappMessageResponseBodyData fields)."""
+        return {"MessageId": self.message_id, "UniqueMessageId": self.message_id, "UserNumber": self.to,
+                "BusinessNumber": self.from_, "ChannelType": self.channel_type, "TemplateCode": self.template_code,
+                "TemplateName": self.template_name, "LanguageCode": self.language, "EventAction": "DOWN",
+                "MessageStatus": "Sent", "MessageType": "TEMPLATE", "Type": "template",
+                "SendTime": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(self.arrived_at))}
 
 
 @dataclass
@@ -151,8 +164,8 @@ def _int_in_range(params: dict[str, str], name: str, bounds: tuple[int, int]) ->
         raise exc.InvalidParameterValue(name, f"Valid values: {low} to {high}.")
 
 
-def validate_send(params: dict[str, str], *, max_recipients: int,
-                  templates: frozenset[str] | None) -> list[dict[str, Any]]:
+def validate_send(params: dict[str, str], *, max_recipients: int, templates: frozenset[str] | None,
+                  refused_numbers: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
     """Check one SendChatappMassMessage call as the API pages describe; return its recipients.
 
     Pure: raises a :class:`~.exceptions.CamsError` for the first problem found. The order of the checks
@@ -201,6 +214,8 @@ def validate_send(params: dict[str, str], *, max_recipients: int,
             raise exc.PhoneNumberError("The phone number is invalid: To is missing.")
         if channel in PHONE_CHANNELS and not _PHONE_RE.fullmatch(to):
             raise exc.PhoneNumberError(f"The phone number is invalid: {to!r} (6 to 15 digits, no '+').")
+        if to in refused_numbers:
+            raise exc.PhoneNumberError("The phone number is invalid.")  # which one is not said (ASSUMPTION)
         params_value = item.get("TemplateParams")
         if params_value is not None and not isinstance(params_value, dict):
             raise exc.InvalidParameterValue("SenderList", "TemplateParams must be an object.")
@@ -211,6 +226,59 @@ def validate_send(params: dict[str, str], *, max_recipients: int,
         if not known:
             raise exc.TemplateNotExist()
     return recipients
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    channel: str
+    business_number: str
+    cust_space_id: str
+    index: int
+    size: int
+    start_ms: int | None = None
+    end_ms: int | None = None
+    template_code: str | None = None
+    user_number: str | None = None
+    group_message_id: str | None = None
+
+    def matches(self, message: ReceivedMessage) -> bool:
+        """ASSUMPTION: a message sent without CustSpaceId is the account's own space's, which a listing
+        names by its id (not known here): it matches any CustSpaceId."""
+        at_ms = int(message.arrived_at * 1000)
+        return (message.channel_type == self.channel and message.from_ == self.business_number
+                and message.cust_space_id in (None, self.cust_space_id)
+                and (self.start_ms is None or at_ms >= self.start_ms) and (self.end_ms is None or at_ms <= self.end_ms)
+                and (self.template_code is None or message.template_code == self.template_code)
+                and (self.user_number is None or message.to == self.user_number)
+                and (self.group_message_id is None or message.group_message_id == self.group_message_id))
+
+
+def validate_list(params: dict[str, str]) -> ListQuery:
+    """Check one ListChatappMessage call (required: ChannelType whatsapp|viber, BusinessNumber, CustSpaceId,
+    Page {"Index", "Size"}); raises a :class:`~.exceptions.CamsError` for the first problem."""
+    channel = params.get("ChannelType") or ""
+    if channel not in LIST_CHANNELS:
+        raise exc.ChannelTypeNotSupport()
+    for name in ("BusinessNumber", "CustSpaceId", "Page"):
+        if not params.get(name):
+            raise exc.MissingParameter(name)
+    try:
+        page = json.loads(params["Page"])
+        index, size = int(page["Index"]), int(page["Size"])
+    except (ValueError, TypeError, KeyError):
+        raise exc.InvalidParameterValue("Page", 'It must be JSON {"Index": N, "Size": N}.') from None
+    if index < 1 or not 1 <= size <= LIST_PAGE_SIZE_MAX:
+        raise exc.InvalidParameterValue("Page", f"Index from 1, Size 1 to {LIST_PAGE_SIZE_MAX}.")
+    times = {}
+    for name in ("StartTime", "EndTime"):
+        value = params.get(name)
+        if value:
+            if not _DIGITS_RE.fullmatch(value):
+                raise exc.InvalidParameterValue(name, "A UNIX timestamp in milliseconds.")
+            times[name] = int(value)
+    return ListQuery(channel, params["BusinessNumber"], params["CustSpaceId"], index, size,
+                     times.get("StartTime"), times.get("EndTime"), params.get("TemplateCode") or None,
+                     params.get("UserNumber") or None, params.get("GroupMessageId") or None)
 
 
 class CamsBackend(AccountRegistry):
@@ -247,6 +315,9 @@ class CamsBackend(AccountRegistry):
         self.latency_jitter = latency_jitter
         self.max_request_line = max_request_line
         self.templates = templates  # type: ignore[assignment]  # property normalizes
+        # Numbers the service refuses although they look valid (InvalidParameter.PhoneNumberError for the
+        # whole call, as for a malformed one): what the sender's batch splitting is tested against.
+        self.refused_numbers: frozenset[str] = frozenset()
         self.throttle_probability = throttle_probability
         # Random faults for the fault suite (tests/faults), each drawn per call: an HTTP 503
         # ServiceUnavailable (nothing received); an HTTP 200 whose Code is a failure (nothing received); the
@@ -267,6 +338,7 @@ class CamsBackend(AccountRegistry):
         self._admitted: dict[str, deque[float]] = {}
         self._nonces: dict[str, float] = {}
         self._faults = _Faults()
+        self.list_calls = 0
         self._group_seq = 0
         self._group_base = 8_900_000_100_000_000 + self._random.randrange(10_000) * 100_000_000
 
@@ -294,6 +366,8 @@ class CamsBackend(AccountRegistry):
                     setattr(self, name, int(value))
                 elif name == "templates":
                     self.templates = value
+                elif name == "refused_numbers":
+                    self.refused_numbers = frozenset(str(number) for number in (value or ()))
                 elif name == "max_clock_skew":
                     self.max_clock_skew = None if value is None else float(value)
                 elif name == "throttle_next":
@@ -382,7 +456,8 @@ class CamsBackend(AccountRegistry):
                 return Reply(non_json.http_status, None, request_id, self._latency(), raw=NON_JSON_BODY,
                              content_type="text/html")
             try:
-                valid = validate_send(params, max_recipients=self.max_recipients, templates=self._templates)
+                valid = validate_send(params, max_recipients=self.max_recipients, templates=self._templates,
+                                      refused_numbers=self.refused_numbers)
             except exc.CamsError as error_:
                 reply = self._record_error(error_, arrived_at, request_id, access_key_id, SEND_ACTION,
                                            params, recipients, non_json=non_json)
@@ -391,18 +466,36 @@ class CamsBackend(AccountRegistry):
             self._append_attempt(arrived_at, access_key_id, SEND_ACTION, params, recipients,
                                  non_json.http_status if non_json else 200, "OK", "OK", request_id,
                                  group_message_id, non_json_reply=non_json is not None)
-            for item in valid:
+            for index, item in enumerate(valid):
                 self.received.append(ReceivedMessage(
                     to=item["To"], template_params=dict(item.get("TemplateParams") or {}), recipient=item,
                     group_message_id=group_message_id, channel_type=params["ChannelType"],
                     template_code=params.get("TemplateCode"), template_name=params.get("TemplateName"),
                     language=params["Language"], from_=params["From"], task_id=params.get("TaskId"),
-                    access_key_id=access_key_id, arrived_at=arrived_at))
+                    access_key_id=access_key_id, arrived_at=arrived_at, cust_space_id=params.get("CustSpaceId"),
+                    message_id=f"{group_message_id}{index:04d}"))
             body = {"Code": "OK", "Message": "OK", "RequestId": request_id,
                     "GroupMessageId": group_message_id, "AccessDeniedDetail": None}
             if self._chance(self.drop_after_probability):
                 return Reply(200, body, request_id, self._latency(), drop=True)  # processed, never answered
             return _mangled(Reply(200, body, request_id, self._latency()), non_json)
+
+    def list_chatapp_message(self, access_key_id: str, params: dict[str, str]) -> Reply:
+        """One authenticated ListChatappMessage call, served from what this account received. Its own
+        quota (50/s on the quota page) is not enforced, and it is not an :class:`Attempt` (those are the
+        sends whose rate the oracle checks); ``list_calls`` counts it."""
+        with self._lock:
+            self.list_calls += 1
+            request_id = self._request_id()
+            try:
+                query = validate_list(params)
+            except exc.CamsError as error:
+                return Reply(error.http_status, error.body(request_id), request_id, 0.0)
+            matches = [m for m in self.received if m.access_key_id == access_key_id and query.matches(m)]
+            page = matches[(query.index - 1) * query.size: query.index * query.size]
+            body = {"Code": "OK", "Message": "OK", "RequestId": request_id, "Success": True,
+                    "Data": [m.list_item() for m in page]}
+            return Reply(200, body, request_id, self._latency() / 5)
 
     def refuse(self, error: exc.CamsError, *, access_key_id: str | None = None, action: str | None = None,
                params: dict[str, str] | None = None) -> Reply:

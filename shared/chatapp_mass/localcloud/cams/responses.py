@@ -30,7 +30,7 @@ from urllib.parse import parse_qsl, quote
 
 from .._http import HttpRequest, is_loopback, json_object
 from . import exceptions as exc
-from .models import API_VERSION, SEND_ACTION, Account, CamsBackend, Reply
+from .models import API_VERSION, LIST_ACTION, SEND_ACTION, Account, CamsBackend, Reply
 
 SIGNATURE_ALGORITHM = "ACS3-HMAC-SHA256"
 REQUIRED_SIGNED_HEADERS = frozenset({
@@ -130,13 +130,15 @@ class CamsResponse:
         action = request.header("x-acs-action")
         claimed_key = _claimed_access_key(request.header("authorization"))
         try:
-            if (action != SEND_ACTION or request.header("x-acs-version") != API_VERSION
+            if (action not in (SEND_ACTION, LIST_ACTION) or request.header("x-acs-version") != API_VERSION
                     or request.path != "/" or request.method not in ("POST", "GET")):
                 raise exc.InvalidApiNotFound()
             authorization = _parse_authorization(request.header("authorization"))
             account = self._authenticate(request, params, authorization)
         except exc.CamsError as error:
             return self.backend.refuse(error, access_key_id=claimed_key, action=action, params=params)
+        if action == LIST_ACTION:
+            return self.backend.list_chatapp_message(account.access_key_id, params)
         return self.backend.send_chatapp_mass_message(account.access_key_id, params, arrived_at=request.arrived_at)
 
     def too_long(self) -> Reply:

@@ -1,0 +1,237 @@
+"""Reconcile ``uncertain`` batches with ListChatappMessage, and resend what is still unaccounted for.
+
+A batch is ``uncertain`` when its call may or may not have reached CAMS (a timeout after sending, a crash
+mid-call). Reconciling asks CAMS which of its recipients it has:
+
+- **By GroupMessageId** when the batch knows it (a reply arrived but could not be recorded), else **one
+  query per recipient**: ``UserNumber`` + ``BusinessNumber`` (the job's From) + ``TemplateCode`` + the time
+  window from just before the batch's last call (``sending_at``) until now (ALIBABA-FACTS §6). Per number,
+  not one listing of the window: at the account's ceiling a window of minutes holds up to 10,000 messages a
+  second of *other* batches, pages of which would cost far more than one small query per recipient. The
+  queries are paced account-wide (``--list-qps``, default 20/s; the quota page gives the API 50/s).
+- Found recipients become ``sent`` (code ``Reconciled``); the rest stay ``uncertain`` (code ``NotFound``). A
+  batch found in part is split (``parts``): runs of found lines become sent parts, the others uncertain parts.
+- **WhatsApp and Viber only** (the API covers no other channel): Messenger and Instagram batches stay
+  uncertain until an operator decides. The API also needs ``CustSpaceId``: the job's, or one given here.
+
+Nothing is ever sent by reconciling. Resending (:func:`reopen_uncertain`) is an explicit operator action
+(CLI ``reconcile --resend`` / ``send --resend-uncertain``, HTTP ``POST /jobs/{id}/resend-uncertain``),
+logged with ``operator_decision``; for WhatsApp and Viber it reconciles first, so only recipients CAMS does
+not have are sent again, and it refuses when reconciling cannot run (unless told to skip it).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable, Optional
+
+from chatapp_mass.cams import CamsClient, ListPage
+from chatapp_mass.errors import ChatAppMassError
+from chatapp_mass.options import JobOptions
+from chatapp_mass.parts import Part, runs, split_batch
+from chatapp_mass.ratelimit import SlidingWindowLimiter
+from chatapp_mass.store import BatchRecord, BatchStatus, JobRecord, JobStatus, Store
+
+log = logging.getLogger("chatapp_mass.reconcile")
+
+LIST_QPS = 20
+PAGE_SIZE = 100
+WINDOW_MARGIN = 120.0  # seconds before the call's start (clock skew, the service's own timestamps)
+_RETRIES = 4
+
+
+class ReconcileError(ChatAppMassError):
+    """Reconciling could not run (channel, CustSpaceId) or ListChatappMessage kept failing."""
+
+
+@dataclass
+class ReconcileResult:
+    batches: int = 0  # uncertain batches looked at
+    found: int = 0  # recipients CAMS has: now sent
+    not_found: int = 0  # recipients it does not have: still uncertain
+    queries: int = 0
+    left: int = 0  # uncertain batches not looked at (deadline)
+    skipped: str = ""  # why nothing could be looked at
+    error: str = ""  # a batch left as it was: ListChatappMessage kept failing
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class _Query:
+    client: CamsClient
+    limiter: SlidingWindowLimiter
+    queries: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def page(self, query: dict[str, Any]) -> ListPage:
+        for attempt in range(_RETRIES):
+            self.limiter.acquire()
+            with self.lock:
+                self.queries += 1
+            page = self.client.list_messages(query)
+            if page.ok or not _transient(page.code) or attempt == _RETRIES - 1:
+                return page
+            time.sleep(min(0.2 * 2 ** attempt, 2.0))
+        raise AssertionError("unreachable")
+
+
+def _transient(code: str) -> bool:
+    return code.startswith(("Throttling", "System.", "ServiceUnavailable", "InternalError")) or \
+        code in ("ReadTimeout", "TransportError", "ConnectFailed", "NonJsonReply")
+
+
+class Reconciler:
+    def __init__(self, store: Store, cams: CamsClient, *, qps: int = LIST_QPS, concurrency: int = 8,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.store, self.cams, self.clock = store, cams, clock
+        self.limiter = SlidingWindowLimiter(store, limit=qps, key="cams:ListChatappMessage", margin=0.0)
+        self.concurrency = concurrency
+
+    def reconcile(self, job: JobRecord, *, cust_space_id: Optional[str] = None,
+                  deadline: Optional[float] = None) -> ReconcileResult:
+        """Look up every uncertain batch of ``job`` (until ``deadline`` on ``clock``, between batches)."""
+        result = ReconcileResult()
+        options = JobOptions.model_validate(job.options)
+        uncertain = self.store.list_batches(job.job_id, [BatchStatus.uncertain])
+        if not uncertain:
+            return result
+        why = unreconcilable(options, cust_space_id)
+        if why:
+            result.skipped, result.left = why, len(uncertain)
+            return result
+        query = _Query(self.cams, self.limiter)
+        for index, batch in enumerate(uncertain):
+            if deadline is not None and self.clock() >= deadline:
+                result.left = len(uncertain) - index
+                break
+            try:
+                found, missing = self._batch(job, options, cust_space_id or options.cust_space_id or "", batch, query)
+            except ReconcileError as error:
+                result.error, result.left = str(error), len(uncertain) - index
+                break
+            result.batches += 1
+            result.found += found
+            result.not_found += missing
+        result.queries = query.queries
+        log.info("reconciled uncertain batches with ListChatappMessage", extra={"job_id": job.job_id,
+                 **{k: v for k, v in result.to_dict().items() if v}})
+        return result
+
+    def _batch(self, job: JobRecord, options: JobOptions, cust_space_id: str, batch: BatchRecord,
+               query: _Query) -> tuple[int, int]:
+        rows = self.store.batch_rows(job.job_id, batch.seq)
+        base: dict[str, Any] = {"ChannelType": options.channel_type.value, "BusinessNumber": options.from_,
+                                "CustSpaceId": cust_space_id, "EventAction": "DOWN"}
+        if batch.group_message_id:
+            have = self._numbers(query, {**base, "GroupMessageId": batch.group_message_id})
+            found = {line for line, recipient in rows if recipient["To"] in have}
+        else:
+            start = (batch.sending_at or batch.updated_at) - WINDOW_MARGIN
+            base.update(StartTime=int(start * 1000), EndTime=int((self.clock() + WINDOW_MARGIN) * 1000))
+            if options.template_code:
+                base["TemplateCode"] = options.template_code
+
+            def has(recipient: dict[str, Any]) -> bool:
+                return recipient["To"] in self._numbers(query, {**base, "UserNumber": recipient["To"]}, pages=1)
+
+            with ThreadPoolExecutor(self.concurrency) as pool:
+                hits = list(pool.map(has, [recipient for _, recipient in rows]))
+            found = {line for (line, _), hit in zip(rows, hits) if hit}
+        self._record(job, batch, [line for line, _ in rows], found)
+        return len(found), len(rows) - len(found)
+
+    def _numbers(self, query: _Query, params: dict[str, Any], pages: int = 10_000) -> set[str]:
+        numbers: set[str] = set()
+        for index in range(1, pages + 1):
+            page = query.page({**params, "Page": {"Index": index, "Size": PAGE_SIZE}})
+            if not page.ok:
+                raise ReconcileError(f"ListChatappMessage failed: {page.code}: {page.message}")
+            numbers.update(str(item.get("UserNumber") or "") for item in page.items
+                           if item.get("EventAction", "DOWN") == "DOWN")
+            if len(page.items) < PAGE_SIZE:
+                break
+        return numbers
+
+    def _record(self, job: JobRecord, batch: BatchRecord, lines: list[int], found: set[int]) -> None:
+        at = datetime.fromtimestamp(self.clock(), timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+        hit = Part(0, 0, 0, BatchStatus.sent, "Reconciled", f"found by ListChatappMessage at {at}: CAMS has it")
+        miss = Part(0, 0, 0, BatchStatus.uncertain, "NotFound",
+                    f"not found by ListChatappMessage at {at}; resent only on an operator's decision "
+                    f"(chatapp-mass reconcile {job.job_id[:12]} --resend)")
+        extra = {"job_id": job.job_id, "batch": batch.seq, "recipients": len(lines), "found": len(found)}
+        if len(found) == len(lines) or not found:
+            like = hit if found else miss
+            self.store.transition_batch(job.job_id, batch.seq, expect=[BatchStatus.uncertain], to=like.status,
+                                        code=like.code, message=like.message)
+        else:
+            split_batch(self.store, batch, runs(lines, found, hit=hit, miss=miss), expect=[BatchStatus.uncertain],
+                        code="Reconciled", message=f"{len(found)} of {len(lines)} found by ListChatappMessage")
+        log.log(logging.INFO if found else logging.WARNING, "uncertain batch reconciled", extra=extra)
+
+
+def unreconcilable(options: JobOptions, cust_space_id: Optional[str] = None) -> str:
+    """Why this job's uncertain batches cannot be looked up ("" if they can)."""
+    if not options.channel_type.uses_phone_numbers:
+        return (f"ListChatappMessage covers WhatsApp and Viber only, not {options.channel_type.value}: these "
+                "batches stay uncertain until an operator decides (resend without reconciling, or leave them)")
+    if not (cust_space_id or options.cust_space_id):
+        return ("ListChatappMessage needs CustSpaceId, and the job has none: give it (--cust-space-id, or "
+                "\"cust_space_id\" in the HTTP body)")
+    return ""
+
+
+def reopen_uncertain(store: Store, job_id: str, *, reason: str) -> tuple[int, int]:
+    """The operator's decision: the job's uncertain batches go back to ``pending`` to be sent again.
+    Logged, per batch, at WARNING with ``operator_decision``. Returns (batches, recipients)."""
+    batches = recipients = 0
+    for batch in store.list_batches(job_id, [BatchStatus.uncertain]):
+        if store.transition_batch(job_id, batch.seq, expect=[BatchStatus.uncertain], to=BatchStatus.pending,
+                                  owner="", claim_expires=0.0):
+            batches += 1
+            recipients += batch.size
+            log.warning("uncertain batch reopened for sending (operator decision)", extra={
+                "job_id": job_id, "batch": batch.seq, "recipients": batch.size, "operator_decision": True,
+                "reason": reason})
+    return batches, recipients
+
+
+@dataclass
+class ResendResult:
+    reconciled: ReconcileResult
+    batches: int = 0
+    recipients: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"reconciled": self.reconciled.to_dict(), "resent_batches": self.batches,
+                "resent_recipients": self.recipients}
+
+
+def resend_uncertain(store: Store, reconciler: Optional[Reconciler], job: JobRecord, *, reconcile: bool = True,
+                     cust_space_id: Optional[str] = None, deadline: Optional[float] = None) -> ResendResult:
+    """Reconcile (WhatsApp/Viber, unless ``reconcile`` is False), then reopen what is still uncertain.
+
+    Refuses (:class:`ReconcileError`) when reconciling was asked for and could not finish: resending then
+    could send twice what CAMS already has. Messenger/Instagram cannot be reconciled: resending them is the
+    operator's decision as such."""
+    if job.status in (JobStatus.cancelled, JobStatus.planning, JobStatus.failed):
+        raise ReconcileError(f"job {job.job_id} is {job.status.value}: nothing is resent")
+    options = JobOptions.model_validate(job.options)
+    result = ReconcileResult()
+    if reconcile and options.channel_type.uses_phone_numbers:
+        if reconciler is None:
+            raise ReconcileError("no CAMS client to reconcile with")
+        result = reconciler.reconcile(job, cust_space_id=cust_space_id, deadline=deadline)
+        if result.skipped or result.error or result.left:
+            why = result.skipped or result.error or f"{result.left} uncertain batches not reconciled in time: again"
+            raise ReconcileError(f"not resent: {why} (or resend without reconciling, knowing that recipients "
+                                 "CAMS already has then get the message twice)")
+    how = "after reconciling" if reconcile and options.channel_type.uses_phone_numbers else "without reconciling"
+    batches, recipients = reopen_uncertain(store, job.job_id, reason=f"operator resend {how}")
+    return ResendResult(result, batches, recipients)
