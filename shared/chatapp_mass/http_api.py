@@ -513,6 +513,8 @@ class JobsApi:
                                               deadline=self.clock() + self.api.reconcile_seconds)
         if result.skipped:
             raise ApiError(409, "not_reconcilable", result.skipped, "id")
+        if result.found and job.status in (JobStatus.completed, JobStatus.stopped, JobStatus.cancelled):
+            finalize(self.store, self.oss, self.settings, job.job_id, status=job.status)  # the report changed
         if result.error:
             raise ApiError(502, "list_failed", f"{result.error} ({result.left} uncertain batches left as they were)")
         return reply(200, {"job_id": job.job_id, **result.to_dict(),

@@ -28,6 +28,7 @@ import logging
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
+from chatapp_mass import faults
 from chatapp_mass.store import BatchRecord, BatchStatus, Store, generation, part_seq
 
 log = logging.getLogger("chatapp_mass.parts")
@@ -72,6 +73,7 @@ def split_batch(store: Store, batch: BatchRecord, parts: Iterable[Part], *, expe
     if not store.transition_batch(batch.job_id, batch.seq, expect=expect, to=BatchStatus.splitting, parts=spec,
                                   code=code, message=message):
         return False
+    faults.checkpoint("batch.splitting")
     finish_split(store, BatchRecord(**{**batch.__dict__, "status": BatchStatus.splitting, "parts": spec}))
     return True
 

@@ -35,7 +35,7 @@ def check_invariants(outcome: Outcome) -> None:
 def test_never_twice_never_lost(name: str, tmp_path: Path) -> None:
     outcome = run(SCENARIOS[name], tmp_path)
     check_invariants(outcome)
-    if name in ("no-faults", "duplicate-deliveries", "fc-retries", "jobs-at-once-racing-senders"):
+    if name in ("no-faults", "duplicate-deliveries", "fc-retries", "jobs-at-once-racing-senders", "http-repeats"):
         assert outcome.uncertain == 0 and outcome.failed == 0  # nothing here can make a call ambiguous
         assert outcome.received == outcome.recipients
     if name == "crashes":
@@ -44,3 +44,12 @@ def test_never_twice_never_lost(name: str, tmp_path: Path) -> None:
         assert outcome.failed == 0  # uncertain (visible), the rest is sent by the next sender
     if name == "cams-chaos":
         assert outcome.uncertain > 0 and outcome.failed > 0
+    if name == "crashes-then-reconcile":  # the operator's recovery: CAMS had some, the rest was resent once
+        assert outcome.uncertain == 0 and outcome.failed == 0 and outcome.received == outcome.recipients
+        assert outcome.uncertain_before_recovery > 0
+        assert outcome.found_by_reconcile + outcome.resent == outcome.uncertain_before_recovery
+    if name == "refused-numbers":  # split until each refused number is alone: only those three fail
+        assert outcome.failed == 3 and outcome.uncertain == 0 and outcome.received == outcome.recipients - 3
+    if name == "http-repeats":  # one job per Idempotency-Key, one for the keyless original; repeats refused
+        assert outcome.http_statuses == [202, 200, 200, 202, 409, 409], outcome.http_statuses
+        assert len(outcome.reports) == 3 and outcome.uncertain == 0 and outcome.received == outcome.recipients
