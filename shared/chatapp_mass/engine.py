@@ -40,6 +40,8 @@ from chatapp_mass.planning import API_MAX_RECIPIENTS, BatchPlanner, encoded_size
 from chatapp_mass.ratelimit import SlidingWindowLimiter
 from chatapp_mass.store import (
     CHILD_BASE,
+    IN_FLIGHT,
+    OPEN_STATUSES,
     BatchRecord,
     BatchStatus,
     JobRecord,
@@ -52,10 +54,6 @@ from chatapp_mass.store import (
 log = logging.getLogger("chatapp_mass.engine")
 
 DEFAULT_MAX_REQUEST_BYTES = 120_000
-# Batches not resolved yet: a job with one of these is not finished.
-OPEN_STATUSES = (BatchStatus.pending, BatchStatus.claimed, BatchStatus.sending, BatchStatus.splitting)
-# Batches someone is working on: a cancelled job is final only once none is left.
-IN_FLIGHT = (BatchStatus.claimed, BatchStatus.sending, BatchStatus.splitting)
 _ROW_CHUNK = 5_000
 
 OpenStream = Callable[[], ContextManager[IO[bytes]]]

@@ -7,7 +7,7 @@ import time
 from typing import IO, Any, Iterable
 
 from chatapp_mass.phones import looks_like_phone_as_written
-from chatapp_mass.store import BatchStatus, JobRecord, ReportRow, Store
+from chatapp_mass.store import OPEN_STATUSES, BatchStatus, JobRecord, ReportRow, Store
 
 COLUMNS = ("line", "to", "status", "group_message_id", "code", "message")
 _FORMULA_START = ("=", "@", "\t", "\r")
@@ -55,7 +55,7 @@ def job_summary(store: Store, job: JobRecord) -> dict[str, Any]:
         "batches": job.batches,
         "sent": recipients(BatchStatus.sent), "failed": recipients(BatchStatus.failed),
         "uncertain": recipients(BatchStatus.uncertain), "cancelled": recipients(BatchStatus.cancelled),
-        "pending": recipients(BatchStatus.pending, BatchStatus.claimed, BatchStatus.sending),
+        "pending": recipients(*OPEN_STATUSES),
         "created_at": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(job.created_at)),
         "updated_at": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(job.updated_at)),
     }

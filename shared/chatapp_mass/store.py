@@ -54,6 +54,12 @@ class BatchStatus(str, Enum):
                         BatchStatus.split)
 
 
+# Batches not resolved yet: a job with one of these is not finished.
+OPEN_STATUSES = (BatchStatus.pending, BatchStatus.claimed, BatchStatus.sending, BatchStatus.splitting)
+# Batches someone is working on: a cancelled job is final only once none is left.
+IN_FLIGHT = (BatchStatus.claimed, BatchStatus.sending, BatchStatus.splitting)
+
+
 # --- parts of a batch ------------------------------------------------------------------------------------
 # A batch is split into parts when CAMS refused it for one recipient (halves, until the bad one is alone) or
 # when a reconciliation found some of its recipients and not others. A part is a batch of its own over a
