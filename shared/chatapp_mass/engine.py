@@ -517,10 +517,10 @@ class JobRunner:
             log.debug("calling CAMS", extra={"job_id": job_id, "batch": seq, "slot": round(stamped, 4),
                                              "slot_age": round(self.clock() - stamped, 4)})
             outcome = call()
-            faults.checkpoint("sender.after_call")
-            if cold:  # see _first_call_turn
+            if cold:  # see _first_call_turn; first thing after the return: a crash later must not lose it
                 cold = False
                 self.limiter.record()
+            faults.checkpoint("sender.after_call")
             with self._lock:
                 snapshot.calls += 1
             if outcome.kind in (OutcomeKind.throttled, OutcomeKind.not_sent):

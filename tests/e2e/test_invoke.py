@@ -86,6 +86,10 @@ def test_api_sample_events_submit_watch_sweep_and_cancel(cloud: LocalCloud) -> N
     assert swept.returncode == 0 and created["job_id"] not in json.loads(swept.stdout)["started"]
     cancelled = json.loads(invoke_with(cloud, token, "api", "-", stdin=with_id("http-cancel.json")).stdout)
     assert cancelled["statusCode"] == 202 and json.loads(cancelled["body"])["status"] == "cancelled"
+    reconciled = json.loads(invoke_with(cloud, token, "api", "-", stdin=with_id("http-reconcile.json")).stdout)
+    assert reconciled["statusCode"] == 200 and json.loads(reconciled["body"])["batches"] == 0  # none uncertain
+    resend = json.loads(invoke_with(cloud, token, "api", "-", stdin=with_id("http-resend-uncertain.json")).stdout)
+    assert resend["statusCode"] == 409 and "cancelled: nothing is resent" in json.loads(resend["body"])["error"]["message"]
     report = json.loads(invoke_with(cloud, token, "api", "-", stdin=with_id("http-report.json")).stdout)
     assert [line.split(",")[2] for line in report["body"].splitlines()[1:]] == \
         ["cancelled", "cancelled", "duplicate", "invalid"]
