@@ -39,6 +39,7 @@ CHATAPP_API_REPEAT_WINDOW = "CHATAPP_API_REPEAT_WINDOW"  # seconds an identical 
 CHATAPP_API_RECONCILE_SECONDS = "CHATAPP_API_RECONCILE_SECONDS"  # seconds one reconcile request may look up, default 60
 CHATAPP_INGEST_FUNCTION = "CHATAPP_INGEST_FUNCTION"  # default chatapp-mass-ingest (plans OSS-sourced API jobs)
 CHATAPP_SWEEP_JOBS = "CHATAPP_SWEEP_JOBS"  # how many recent jobs the timer looks at, default 200
+CHATAPP_RECONCILE_AFTER = "CHATAPP_RECONCILE_AFTER"  # seconds after a job finished with uncertain batches that a sender looks them up (0: never), default 60
 CHATAPP_CLAIM_TTL = "CHATAPP_CLAIM_TTL"  # seconds a sender's claim on a batch lasts, default 90
 CHATAPP_SWEEP_IDLE = "CHATAPP_SWEEP_IDLE"  # seconds without a batch change before the timer starts a sender, default 120
 CHATAPP_ERROR_THRESHOLD = "CHATAPP_ERROR_THRESHOLD"  # pause a job above this share of failed recipients (0.2, 20%; 0 = off)

@@ -53,6 +53,7 @@ from chatapp_mass.options import IntakeOptions, JobOptions, parse_intake_options
 from chatapp_mass.oss_source import OssClient, OssLocation, SourceError
 from chatapp_mass.parts import part_batches
 from chatapp_mass.planning import API_MAX_RECIPIENTS
+from chatapp_mass.reconcile import Reconciler, unreconcilable
 from chatapp_mass.report import job_summary, write_report
 from chatapp_mass.store import BatchStatus, JobRecord, JobStatus, Store
 
@@ -146,6 +147,7 @@ class SenderEvent(BaseModel):
     job_id: str = Field(min_length=1, max_length=64)
     seq: Optional[int] = Field(default=None, ge=0)
     drain: bool = False
+    reconcile: bool = False  # look the finished job's uncertain batches up (see Sender.reconcile)
 
 
 def parse_sender_event(raw: bytes | str) -> SenderEvent:
@@ -155,8 +157,8 @@ def parse_sender_event(raw: bytes | str) -> SenderEvent:
         first = error.errors()[0]
         raise EventError(f"sender event: {'.'.join(map(str, first['loc'])) or 'body'}: {first['msg']} "
                          '(expected {"job_id": "...", "seq": N} or {"job_id": "...", "drain": true})') from None
-    if (event.seq is None) == (not event.drain):
-        raise EventError('sender event: give exactly one of "seq" or "drain": true')
+    if (event.seq is not None) + event.drain + event.reconcile != 1:
+        raise EventError('sender event: give exactly one of "seq", "drain": true or "reconcile": true')
     return event
 
 
@@ -204,6 +206,7 @@ class FunctionSettings:
     sweep_idle: float = 120.0  # the timer starts a sender for a running job none has touched this long
     error_threshold: float = 0.0  # pause a job when more than this share of the recipients tried failed (0: off)
     sweep_jobs: int = 200  # how many recent jobs the timer looks at
+    reconcile_after: float = 60.0  # a job finished with uncertain batches is looked up this much later (0: off)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> "FunctionSettings":
@@ -229,6 +232,7 @@ class FunctionSettings:
             sweep_idle=float(env_int(environ, env.CHATAPP_SWEEP_IDLE, 120, 1, 86400)),
             error_threshold=_share(environ, env.CHATAPP_ERROR_THRESHOLD),
             sweep_jobs=env_int(environ, env.CHATAPP_SWEEP_JOBS, 200, 1, 5000),
+            reconcile_after=float(env_int(environ, env.CHATAPP_RECONCILE_AFTER, 60, 0, 86400)),
         )
 
 
@@ -418,6 +422,21 @@ class Dispatch:
                                       "dispatch": self.settings.dispatch})
         return len(refs)
 
+    def reconcile_later(self, job_id: str, delay: Optional[float] = None) -> None:
+        """A sender looks the job's uncertain batches up in ``delay`` s (default ``reconcile_after``)."""
+        delay = self.settings.reconcile_after if delay is None else delay
+        if self.settings.reconcile_after > 0:
+            self.invoker.invoke_async(self.settings.sender_function, {"job_id": job_id, "reconcile": True},
+                                      delay=int(max(0, delay)))
+
+    def after_finish(self, summary: dict[str, Any]) -> None:
+        """``finalize``'s hook: a job that just finished with uncertain batches is reconciled later,
+        when it can be (WhatsApp/Viber, a CustSpaceId)."""
+        job = self.store.get_job(summary["job_id"])
+        if summary["uncertain"] and job is not None and \
+                not unreconcilable(JobOptions.model_validate(job.options)):
+            self.reconcile_later(job.job_id)
+
     def later(self, job_id: str, delay: float, seq: Optional[int] = None) -> None:
         ref: dict[str, Any] = {"job_id": job_id, "seq": seq} if seq is not None else {"job_id": job_id, "drain": True}
         self.invoker.invoke_async(self.settings.sender_function, ref, delay=int(max(0, delay)) + 1)
@@ -571,6 +590,8 @@ class Sender:
         if job is None:
             log.warning("sender event for an unknown job: ignored", extra={"job_id": event.job_id})
             return {"job_id": event.job_id, "status": "unknown job"}
+        if event.reconcile:
+            return self.reconcile(job, deadline=deadline)
         if job.status is JobStatus.cancelled:
             return {"job_id": job.job_id, "status": self.settle(job.job_id, event)}
         if job.status not in (JobStatus.ready, JobStatus.running):
@@ -590,6 +611,19 @@ class Sender:
         return {"job_id": job.job_id, "calls": snapshot.calls, "sent": snapshot.sent, "failed": snapshot.failed,
                 "uncertain": snapshot.uncertain, "throttled": snapshot.throttled, "late_slots": snapshot.late_slots,
                 "job": status}
+
+    def reconcile(self, job: JobRecord, *, deadline: float) -> dict[str, Any]:
+        """Look a finished job's uncertain batches up in ListChatappMessage (``reconcile``): what CAMS has is
+        reported sent, the report object is written again; nothing is ever sent here (a resend is an
+        operator's decision). A job running again (a resend, a rerun) is left to finish first."""
+        if job.status not in (JobStatus.completed, JobStatus.stopped):
+            return {"job_id": job.job_id, "status": job.status.value, "reconciled": None}
+        result = Reconciler(self.store, self.cams, clock=self.clock).reconcile(job, deadline=deadline)
+        if result.found:
+            finalize(self.store, self.oss, self.settings, job.job_id, status=job.status)
+        if result.left and not result.error and not result.skipped:
+            self.dispatch.reconcile_later(job.job_id, delay=0)  # out of time: go on in a new invocation
+        return {"job_id": job.job_id, "status": job.status.value, "reconciled": result.to_dict()}
 
     def _concurrency(self, event: SenderEvent) -> int:
         if event.seq is not None:
@@ -616,7 +650,7 @@ class Sender:
             self.dispatch.later(job_id, min(max(wake, 0), 3600), event.seq)  # release it if its holder died
         if self.store.list_batches(job_id, OPEN):
             return "running"
-        return finalize(self.store, self.oss, self.settings, job_id)
+        return finalize(self.store, self.oss, self.settings, job_id, on_finished=self.dispatch.after_finish)
 
 
     def _send_parts(self, job_id: str, split: list[int]) -> None:
@@ -633,9 +667,11 @@ class Sender:
 
 
 def finalize(store: Store, oss: OssClient, settings: FunctionSettings, job_id: str,
-             status: JobStatus = JobStatus.completed) -> str:
+             status: JobStatus = JobStatus.completed,
+             on_finished: Optional[Callable[[dict[str, Any]], None]] = None) -> str:
     """Write the report and summary to OSS, then mark the job (conditional). Idempotent: the objects are
-    deterministic, so two finalizers write the same bytes; only one changes the status."""
+    deterministic, so two finalizers write the same bytes; only one changes the status, and only that one
+    calls ``on_finished`` with the summary."""
     job = store.get_job(job_id)
     if job is None:
         return "unknown"
@@ -657,6 +693,10 @@ def finalize(store: Store, oss: OssClient, settings: FunctionSettings, job_id: s
     oss.put(OssLocation(base.bucket, base.key + ".summary.json"), json.dumps(summary, indent=2).encode(),
             content_type="application/json")
     faults.checkpoint("sender.report_written")
-    if store.update_job(job_id, expect=[JobStatus.ready, JobStatus.running, status], status=status):
+    if store.update_job(job_id, expect=[JobStatus.ready, JobStatus.running], status=status):
         log.info("job finished", extra={"job_id": job_id, "status": status.value, "report": summary["report"]})
+        if on_finished is not None:
+            on_finished(summary)
+    else:  # finished already (a repeated finalizer, a report written again): same status, a fresh updated_at
+        store.update_job(job_id, expect=[status], status=status)
     return status.value

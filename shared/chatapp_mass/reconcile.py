@@ -14,7 +14,9 @@ mid-call). Reconciling asks CAMS which of its recipients it has:
 - **WhatsApp and Viber only** (the API covers no other channel): Messenger and Instagram batches stay
   uncertain until an operator decides. The API also needs ``CustSpaceId``: the job's, or one given here.
 
-Nothing is ever sent by reconciling. Resending (:func:`reopen_uncertain`) is an explicit operator action
+Deployed, a job that finishes with uncertain batches is looked up by itself ``CHATAPP_RECONCILE_AFTER`` s later
+(a sender invocation ``{"job_id", "reconcile": true}``, ``oss_jobs.Sender.reconcile``), and its report object
+is written again. Nothing is ever sent by reconciling. Resending (:func:`reopen_uncertain`) is an explicit operator action
 (CLI ``reconcile --resend`` / ``send --resend-uncertain``, HTTP ``POST /jobs/{id}/resend-uncertain``),
 logged with ``operator_decision``; for WhatsApp and Viber it reconciles first, so only recipients CAMS does
 not have are sent again, and it refuses when reconciling cannot run (unless told to skip it).

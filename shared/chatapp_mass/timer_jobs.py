@@ -129,7 +129,8 @@ class Timer:
         batches = self.store.list_batches(job.job_id) if released else before
         open_batches = [b for b in batches if b.status in OPEN]
         if not open_batches:
-            if finalize(self.store, self.oss, self.settings, job.job_id) == JobStatus.completed.value:
+            if finalize(self.store, self.oss, self.settings, job.job_id,
+                        on_finished=self.dispatch.after_finish) == JobStatus.completed.value:
                 result["finalized"].append(job.job_id)
             return
         pending = [b for b in open_batches if b.status is BatchStatus.pending]

@@ -408,7 +408,7 @@ def test_reconcile_then_resend_over_http_reaches_every_number_once(cloud: LocalC
     """Two batches end uncertain: CAMS processed one (its reply was lost) and never saw the other. Reconciling
     finds the first in ListChatappMessage (sent) and not the second (still uncertain, NotFound); nothing is
     resent until the operator asks; the resend then sends the second batch only, and everyone has it once."""
-    api = Api(cloud, dispatch="per-batch")
+    api = Api(cloud, dispatch="per-batch", reconcile_after=0)  # no automatic lookup: the operator's
     backend = cloud.cams.backend
     backend.reply_non_json_next(1, http_status=502, accept=True)
     backend.reply_non_json_next(1, http_status=502, accept=False)
@@ -467,3 +467,22 @@ def test_a_batch_refused_for_one_number_is_split_in_the_cloud(cloud: LocalCloud,
     rows = api.report(body["job_id"])
     assert [int(r["line"]) for r in rows] == list(range(1, 151))
     assert sorted(r["to"] for r in rows if r["status"] == "failed") == bad
+
+
+def test_a_job_finished_with_uncertain_batches_is_looked_up_by_itself(cloud: LocalCloud) -> None:
+    """The finalizer schedules a lookup (reconcile_after s later): what CAMS has becomes sent and the report
+    object is written again; what it does not have stays uncertain, never resent without the operator."""
+    api = Api(cloud)
+    backend = cloud.cams.backend
+    backend.reply_non_json_next(1, http_status=502, accept=True)
+    backend.reply_non_json_next(1, http_status=502, accept=False)
+    _, body = api.json("POST", "/jobs", {"options": {**OPTIONS, "CustSpaceId": "cs-3"}, "recipients": recipients(150, 11)})
+    job_id = body["job_id"]
+    api.world.run_senders()
+    sent_first = [e for e in api.world.invoker.queue]
+    assert sent_first == []  # the lookup event was delivered by run_senders (it ignores delays)
+    _, job = api.json("GET", f"/jobs/{job_id}")
+    assert (job["status"], job["sent"], job["uncertain"]) == ("completed", 98, 50), job
+    summary = json.loads(api.world.object(f"reports/api/{job_id}.summary.json"))
+    assert (summary["sent"], summary["uncertain"]) == (98, 50)  # the report object, written again
+    assert Counter(backend.received_count_by_number().values()) == {1: 98}  # nothing resent

@@ -116,7 +116,7 @@ def test_environment(doc: dict[str, Any]) -> None:
             "CHATAPP_QPS": "10",
             "CHATAPP_SENDER_FUNCTION": "chatapp-mass-sender",
             "CHATAPP_INGEST_FUNCTION": "chatapp-mass-ingest",
-            "CHATAPP_ERROR_THRESHOLD": "0.2",
+            "CHATAPP_ERROR_THRESHOLD": "0.2", "CHATAPP_RECONCILE_AFTER": "60",
             "CHATAPP_LOG_LEVEL": "INFO",
             "CHATAPP_DEFAULT_CHANNEL_TYPE": "",
             "CHATAPP_DEFAULT_TEMPLATE_CODE": "",
