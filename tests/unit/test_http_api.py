@@ -482,7 +482,8 @@ def test_a_job_finished_with_uncertain_batches_is_looked_up_by_itself(cloud: Loc
     sent_first = [e for e in api.world.invoker.queue]
     assert sent_first == []  # the lookup event was delivered by run_senders (it ignores delays)
     _, job = api.json("GET", f"/jobs/{job_id}")
-    assert (job["status"], job["sent"], job["uncertain"]) == ("completed", 98, 50), job
+    # the batch CAMS never saw (48 or 50 recipients: whichever call came second) stays uncertain
+    assert job["status"] == "completed" and job["uncertain"] in (48, 50) and job["sent"] + job["uncertain"] == 148
     summary = json.loads(api.world.object(f"reports/api/{job_id}.summary.json"))
-    assert (summary["sent"], summary["uncertain"]) == (98, 50)  # the report object, written again
-    assert Counter(backend.received_count_by_number().values()) == {1: 98}  # nothing resent
+    assert (summary["sent"], summary["uncertain"]) == (job["sent"], job["uncertain"])  # the report, written again
+    assert Counter(backend.received_count_by_number().values()) == {1: job["sent"]}  # nothing resent
