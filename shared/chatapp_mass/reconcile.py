@@ -44,7 +44,7 @@ log = logging.getLogger("chatapp_mass.reconcile")
 LIST_QPS = 20
 PAGE_SIZE = 100
 WINDOW_MARGIN = 120.0  # seconds before the call's start (clock skew, the service's own timestamps)
-_RETRIES = 4
+_RETRIES = 6  # a throttled or failed query: again after 0.2, 0.4, 0.8, 1.6, 2 s
 
 
 class ReconcileError(ChatAppMassError):

@@ -89,3 +89,24 @@ def test_reasons_it_cannot_reconcile(local_cams: LocalCams, tmp_path: Path) -> N
         resend_uncertain(store, Reconciler(store, client(local_cams)), job)
     assert store.batch_totals(job.job_id) == {BatchStatus.uncertain: (1, 5)}  # refused: nothing reopened
     store.close()
+
+
+def test_list_failures_leave_batches_as_they_were_and_refuse_the_resend(local_cams: LocalCams, tmp_path: Path) -> None:
+    store = SqliteStore(str(tmp_path / "state.db"))
+    local_cams.backend.reply_non_json_next(1, accept=True)
+    job, _ = plan_job(store, source="l.csv", open_stream=lambda: io.BytesIO(csv_bytes(8)),
+                      options=parse_job_options(OPTIONS), intake=IntakeOptions())
+    JobRunner(store, client(local_cams), DispatchSettings()).run(job)
+    local_cams.backend.refuse_all("Ram.PermissionDeny")  # the role lacks cams:ListChatappMessage
+    job = store.get_job(job.job_id)
+    result = Reconciler(store, client(local_cams)).reconcile(job)
+    assert "Ram.PermissionDeny" in result.error and result.left == 1 and result.found == 0
+    with pytest.raises(ReconcileError, match="not resent: ListChatappMessage failed: Ram.PermissionDeny"):
+        resend_uncertain(store, Reconciler(store, client(local_cams)), job)
+    assert store.batch_totals(job.job_id) == {BatchStatus.uncertain: (1, 8)}
+    local_cams.backend.clear_refuse_all()
+    local_cams.backend.configure(list_qps_limit=4)  # its own quota: throttled queries are retried, paced
+    result = Reconciler(store, client(local_cams), qps=20).reconcile(job)
+    assert (result.found, result.not_found, result.error) == (8, 0, "")
+    assert result.queries > 8  # some were throttled and asked again
+    store.close()

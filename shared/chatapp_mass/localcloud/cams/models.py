@@ -24,6 +24,7 @@ SEND_ACTION = "SendChatappMassMessage"
 LIST_ACTION = "ListChatappMessage"
 LIST_CHANNELS = frozenset({"whatsapp", "viber"})  # the API page: ListChatappMessage covers these only
 LIST_PAGE_SIZE_MAX = 100  # ASSUMPTION: the page's limit is not documented
+DEFAULT_LIST_QPS_LIMIT = 50  # the quota page: ListChatappMessage 50/1(s)
 API_VERSION = "2020-06-06"
 CHANNEL_TYPES = frozenset({"whatsapp", "viber", "messenger", "instagram"})
 PHONE_CHANNELS = frozenset({"whatsapp", "viber"})
@@ -318,6 +319,7 @@ class CamsBackend(AccountRegistry):
         # Numbers the service refuses although they look valid (InvalidParameter.PhoneNumberError for the
         # whole call, as for a malformed one): what the sender's batch splitting is tested against.
         self.refused_numbers: frozenset[str] = frozenset()
+        self.list_qps_limit: int | None = DEFAULT_LIST_QPS_LIMIT
         self.throttle_probability = throttle_probability
         # Random faults for the fault suite (tests/faults), each drawn per call: an HTTP 503
         # ServiceUnavailable (nothing received); an HTTP 200 whose Code is a failure (nothing received); the
@@ -366,6 +368,8 @@ class CamsBackend(AccountRegistry):
                     setattr(self, name, int(value))
                 elif name == "templates":
                     self.templates = value
+                elif name == "list_qps_limit":
+                    self.list_qps_limit = None if value is None else int(value)
                 elif name == "refused_numbers":
                     self.refused_numbers = frozenset(str(number) for number in (value or ()))
                 elif name == "max_clock_skew":
@@ -437,7 +441,7 @@ class CamsBackend(AccountRegistry):
                 error = exc.SystemLimitControl()
             elif self.throttle_probability > 0 and self._random.random() < self.throttle_probability:
                 error = exc.SystemLimitControl()
-            elif not self._admit(access_key_id, arrived_at):
+            elif not self._admit(access_key_id, arrived_at, self.qps_limit):
                 error = exc.SystemLimitControl()
             elif faults.fail_next:
                 error = _injected(faults.fail_next.popleft())
@@ -481,13 +485,17 @@ class CamsBackend(AccountRegistry):
             return _mangled(Reply(200, body, request_id, self._latency()), non_json)
 
     def list_chatapp_message(self, access_key_id: str, params: dict[str, str]) -> Reply:
-        """One authenticated ListChatappMessage call, served from what this account received. Its own
-        quota (50/s on the quota page) is not enforced, and it is not an :class:`Attempt` (those are the
-        sends whose rate the oracle checks); ``list_calls`` counts it."""
+        """One authenticated ListChatappMessage call, served from what this account received, under its own
+        quota (``list_qps_limit``, 50/s on the quota page) and an account-level ``refuse_all``. It is not an
+        :class:`Attempt` (those are the sends whose rate the oracle checks); ``list_calls`` counts it."""
         with self._lock:
             self.list_calls += 1
             request_id = self._request_id()
             try:
+                if self._faults.refuse_all is not None:
+                    raise _injected(self._faults.refuse_all)
+                if not self._admit(f"list:{access_key_id}", self.clock(), self.list_qps_limit):
+                    raise exc.SystemLimitControl()
                 query = validate_list(params)
             except exc.CamsError as error:
                 return Reply(error.http_status, error.body(request_id), request_id, 0.0)
@@ -577,14 +585,14 @@ class CamsBackend(AccountRegistry):
             }
 
     # --- internals --------------------------------------------------------------------------------------
-    def _admit(self, access_key_id: str, now: float) -> bool:
-        """Sliding 1 s window per access key over admitted calls (those not refused by flow control)."""
-        if not self.qps_limit:
+    def _admit(self, key: str, now: float, limit: int | None) -> bool:
+        """Sliding 1 s window per key over admitted calls (those not refused by flow control)."""
+        if not limit:
             return True
-        window = self._admitted.setdefault(access_key_id, deque())
+        window = self._admitted.setdefault(key, deque())
         while window and window[0] <= now - 1.0:
             window.popleft()
-        if len(window) >= self.qps_limit:
+        if len(window) >= limit:
             return False
         window.append(now)
         return True
