@@ -553,3 +553,24 @@ def test_cli_prints_one_json_line_and_serves_until_terminated() -> None:
         process.terminate()
         _, stderr = process.communicate(timeout=10)
     assert process.returncode == 0, stderr
+
+
+@pytest.mark.parametrize(("params", "code"), [
+    ({"ChannelType": "messenger"}, "InvalidParameter.ChannelTypeNotSupport"),
+    ({"BusinessNumber": ""}, "MissingBusinessNumber"),
+    ({"CustSpaceId": ""}, "MissingCustSpaceId"),
+    ({"Page": "{\"Index\": 0, \"Size\": 10}"}, "InvalidPage"),
+    ({"Page": "{\"Index\": 1, \"Size\": 101}"}, "InvalidPage"),
+    ({"Page": "not json"}, "InvalidPage"),
+    ({"StartTime": "yesterday"}, "InvalidStartTime"),
+])
+def test_list_chatapp_message_validation(params: dict[str, str], code: str) -> None:
+    from chatapp_mass.localcloud.cams import exceptions as cams_exc
+    from chatapp_mass.localcloud.cams.models import validate_list
+
+    good = {"ChannelType": "whatsapp", "BusinessNumber": "8613800000000", "CustSpaceId": "cs",
+            "Page": "{\"Index\": 1, \"Size\": 10}"}
+    validate_list(good)
+    with pytest.raises(cams_exc.CamsError) as raised:
+        validate_list({**good, **params})
+    assert raised.value.code == code
