@@ -327,7 +327,8 @@ def run_send(args: argparse.Namespace, services: Services, *, out: IO[str], err:
 
     if args.resend_uncertain:
         resend = resend_uncertain(services.store, Reconciler(services.store, services.cams), job,
-                                  reconcile=not args.no_reconcile)
+                                  reconcile=not args.no_reconcile,
+                                  before_reopen=lambda: _before_reopen(services.store, job, deployed=False))
         print(_resend_line(resend), file=err)
     dispatch = DispatchSettings(qps=args.qps, concurrency=args.concurrency, max_stall=args.max_stall)
     runner = JobRunner(services.store, services.cams, dispatch)
@@ -505,11 +506,13 @@ def cmd_reconcile(args: argparse.Namespace, out: IO[str]) -> int:
         job = resolve_job(store, args.job)
         reconciler = Reconciler(store, services.cams, qps=args.list_qps)
         if args.resend:
+            deployed = bool(os.environ.get(env.CHATAPP_FC_ENDPOINT))
             resend = resend_uncertain(store, reconciler, job, reconcile=not args.no_reconcile,
-                                      cust_space_id=args.cust_space_id)
+                                      cust_space_id=args.cust_space_id,
+                                      before_reopen=lambda: _before_reopen(store, job, deployed))
             print(_resend_line(resend), file=out)
             if resend.batches:
-                _continue_after_resend(store, job, out)
+                _continue_after_resend(store, job, deployed, out)
             return EXIT_OK
         result = reconciler.reconcile(job, cust_space_id=args.cust_space_id)
         if result.skipped or result.error:
@@ -523,18 +526,26 @@ def cmd_reconcile(args: argparse.Namespace, out: IO[str]) -> int:
         services.close()
 
 
-def _continue_after_resend(store: Store, job: JobRecord, out: IO[str]) -> None:
-    from chatapp_mass.oss_jobs import Dispatch, FunctionSettings, continue_job
+def _before_reopen(store: Store, job: JobRecord, deployed: bool) -> None:
+    """Out of its finished state before its batches reopen (see ``reconcile.resend_uncertain``)."""
+    from chatapp_mass.oss_jobs import FINISHED, reopen_job
 
-    if not os.environ.get(env.CHATAPP_FC_ENDPOINT):
-        store.update_job(job.job_id, expect=[job.status], status=JobStatus.interrupted,
+    if deployed:
+        reopen_job(store, job.job_id, reason="uncertain batches reopened by an operator")
+    else:
+        store.update_job(job.job_id, expect=FINISHED, status=JobStatus.interrupted,
                          reason="uncertain batches reopened: rerun `chatapp-mass send` to send them")
+
+
+def _continue_after_resend(store: Store, job: JobRecord, deployed: bool, out: IO[str]) -> None:
+    if not deployed:
         print(f"job {job.job_id}: rerun its `chatapp-mass send` command to send them", file=out)
         return
     from chatapp_mass.fc_invoke import FcInvoker, FcSettings
+    from chatapp_mass.oss_jobs import Dispatch, FunctionSettings, continue_job
 
     status = continue_job(store, Dispatch(store, FcInvoker(FcSettings.from_env()), FunctionSettings.from_env()),
-                          job.job_id, reason="uncertain batches reopened by an operator")
+                          job.job_id)
     print(f"job {job.job_id} {status}: senders started", file=out)
 
 

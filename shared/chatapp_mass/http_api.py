@@ -76,6 +76,7 @@ from chatapp_mass.oss_jobs import (
     env_int,
     finalize,
     pause_job,
+    reopen_job,
     resolve_options,
     resume_job,
     start_job,
@@ -523,13 +524,14 @@ class JobsApi:
     def resend_uncertain(self, job: JobRecord, event: HttpEvent) -> dict[str, Any]:
         body = _operator_body(event)
         try:
-            result = resend_uncertain(self.store, self._reconciler() if body.reconcile else None, job,
-                                      reconcile=body.reconcile, cust_space_id=body.cust_space_id,
-                                      deadline=self.clock() + self.api.reconcile_seconds)
+            result = resend_uncertain(
+                self.store, self._reconciler() if body.reconcile else None, job, reconcile=body.reconcile,
+                cust_space_id=body.cust_space_id, deadline=self.clock() + self.api.reconcile_seconds,
+                before_reopen=lambda: reopen_job(self.store, job.job_id, reason="uncertain batches reopened by an "
+                                                 "operator"))
         except ReconcileError as error:
             raise ApiError(409, "not_resent", str(error), "reconcile") from None
-        status = continue_job(self.store, self.dispatch, job.job_id, reason="uncertain batches reopened by an "
-                              "operator") if result.batches else job.status.value
+        status = continue_job(self.store, self.dispatch, job.job_id) if result.batches else job.status.value
         return reply(202, {"job_id": job.job_id, "status": status, **result.to_dict()})
 
     def _links(self, job: JobRecord, event: HttpEvent) -> dict[str, str]:

@@ -339,13 +339,20 @@ def start_job(store: Store, dispatch: "Dispatch", job_id: str, *, now: float) ->
     return current.status.value if current else "unknown"
 
 
-def continue_job(store: Store, dispatch: "Dispatch", job_id: str, *, reason: str) -> str:
-    """Batches of a job were reopened (an operator's resend): a finished job runs again, a running one gets
-    senders for them. Returns the status."""
-    finished = [JobStatus.completed, JobStatus.stopped, JobStatus.stalled, JobStatus.interrupted]
-    if store.update_job(job_id, expect=finished, status=JobStatus.ready, reason=reason):
-        return start_job(store, dispatch, job_id, now=time.time())
+FINISHED = (JobStatus.completed, JobStatus.stopped, JobStatus.stalled, JobStatus.interrupted)
+
+
+def reopen_job(store: Store, job_id: str, *, reason: str) -> None:
+    """A finished job is to run again (an operator's resend): ``ready``, before its batches reopen (see
+    ``reconcile.resend_uncertain``); the timer starts a ``ready`` job left so by a crash."""
+    store.update_job(job_id, expect=FINISHED, status=JobStatus.ready, reason=reason)
+
+
+def continue_job(store: Store, dispatch: "Dispatch", job_id: str) -> str:
+    """After a resend reopened batches: a ``ready`` job starts, a running one gets senders for them."""
     job = store.get_job(job_id)
+    if job is not None and job.status is JobStatus.ready:
+        return start_job(store, dispatch, job_id, now=time.time())
     if job is not None and job.status is JobStatus.running:
         dispatch.fan_out(job_id)
     return job.status.value if job else "unknown"

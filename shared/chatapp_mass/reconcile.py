@@ -35,7 +35,7 @@ from typing import Any, Callable, Optional
 from chatapp_mass.cams import CamsClient, ListPage
 from chatapp_mass.errors import ChatAppMassError
 from chatapp_mass.options import JobOptions
-from chatapp_mass.parts import Part, runs, split_batch
+from chatapp_mass.parts import Part, finish_split, runs, split_batch
 from chatapp_mass.ratelimit import SlidingWindowLimiter
 from chatapp_mass.store import BatchRecord, BatchStatus, JobRecord, JobStatus, Store
 
@@ -101,6 +101,8 @@ class Reconciler:
         """Look up every uncertain batch of ``job`` (until ``deadline`` on ``clock``, between batches)."""
         result = ReconcileResult()
         options = JobOptions.model_validate(job.options)
+        for half_done in self.store.list_batches(job.job_id, [BatchStatus.splitting]):
+            finish_split(self.store, half_done)  # a lookup that died mid-split (finishing twice is harmless)
         uncertain = self.store.list_batches(job.job_id, [BatchStatus.uncertain])
         if not uncertain:
             return result
@@ -216,12 +218,15 @@ class ResendResult:
 
 
 def resend_uncertain(store: Store, reconciler: Optional[Reconciler], job: JobRecord, *, reconcile: bool = True,
-                     cust_space_id: Optional[str] = None, deadline: Optional[float] = None) -> ResendResult:
+                     cust_space_id: Optional[str] = None, deadline: Optional[float] = None,
+                     before_reopen: Optional[Callable[[], None]] = None) -> ResendResult:
     """Reconcile (WhatsApp/Viber, unless ``reconcile`` is False), then reopen what is still uncertain.
 
     Refuses (:class:`ReconcileError`) when reconciling was asked for and could not finish: resending then
     could send twice what CAMS already has. Messenger/Instagram cannot be reconciled: resending them is the
-    operator's decision as such."""
+    operator's decision as such. ``before_reopen`` runs once something is to be reopened, before it is: the
+    caller takes the job out of its finished state there, so that a crash in between never leaves a
+    "finished" job with pending batches (a ``ready`` one is started by the timer)."""
     if job.status in (JobStatus.cancelled, JobStatus.planning, JobStatus.failed):
         raise ReconcileError(f"job {job.job_id} is {job.status.value}: nothing is resent")
     options = JobOptions.model_validate(job.options)
@@ -235,5 +240,9 @@ def resend_uncertain(store: Store, reconciler: Optional[Reconciler], job: JobRec
             raise ReconcileError(f"not resent: {why} (or resend without reconciling, knowing that recipients "
                                  "CAMS already has then get the message twice)")
     how = "after reconciling" if reconcile and options.channel_type.uses_phone_numbers else "without reconciling"
+    if not store.list_batches(job.job_id, [BatchStatus.uncertain]):
+        return ResendResult(result)
+    if before_reopen is not None:
+        before_reopen()
     batches, recipients = reopen_uncertain(store, job.job_id, reason=f"operator resend {how}")
     return ResendResult(result, batches, recipients)

@@ -110,3 +110,23 @@ def test_list_failures_leave_batches_as_they_were_and_refuse_the_resend(local_ca
     assert (result.found, result.not_found, result.error) == (8, 0, "")
     assert result.queries > 8  # some were throttled and asked again
     store.close()
+
+
+def test_a_lookup_that_died_mid_split_is_finished_by_the_next(local_cams: LocalCams, tmp_path: Path) -> None:
+    """A reconciliation's split of a finished job's batch, cut between its steps (the batch ``splitting``,
+    no parts yet): the job would show rows pending for good. The next lookup finishes it first."""
+    import json
+
+    store = SqliteStore(str(tmp_path / "state.db"))
+    local_cams.backend.reply_non_json_next(1, accept=True)
+    job, _ = plan_job(store, source="l.csv", open_stream=lambda: io.BytesIO(csv_bytes(6)),
+                      options=parse_job_options(OPTIONS), intake=IntakeOptions())
+    JobRunner(store, client(local_cams), DispatchSettings()).run(job)
+    spec = json.dumps([[2, 4, 3, "sent", "Reconciled", "found", ""], [5, 7, 3, "uncertain", "NotFound", "not", ""]])
+    assert store.transition_batch(job.job_id, 0, expect=[BatchStatus.uncertain], to=BatchStatus.splitting, parts=spec)
+    assert [r.status for r in store.report_rows(job.job_id)] == ["pending"] * 6
+    result = Reconciler(store, client(local_cams)).reconcile(store.get_job(job.job_id))
+    assert [r.status for r in store.report_rows(job.job_id)] == ["sent"] * 6  # the part, then looked up: found
+    assert (result.batches, result.found) == (1, 3)
+    assert store.batch_totals(job.job_id) == {BatchStatus.sent: (2, 6)}
+    store.close()
