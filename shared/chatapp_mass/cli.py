@@ -32,7 +32,7 @@ from chatapp_mass.oss_source import OssLocation
 from chatapp_mass.planning import API_MAX_RECIPIENTS
 from chatapp_mass.reconcile import Reconciler, ResendResult, resend_uncertain
 from chatapp_mass.report import job_summary, write_report
-from chatapp_mass.store import BatchStatus, JobRecord, JobStatus, Store
+from chatapp_mass.store import OPEN_STATUSES, BatchStatus, JobRecord, JobStatus, Store
 
 EXIT_OK, EXIT_NOT_ALL_SENT, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -369,7 +369,7 @@ def summary_line(result: RunResult, seconds: float, report: Optional[str]) -> st
     def recipients(status: BatchStatus) -> int:
         return totals.get(status, (0, 0))[1]
 
-    pending = sum(recipients(s) for s in (BatchStatus.pending, BatchStatus.claimed, BatchStatus.sending))
+    pending = sum(recipients(s) for s in OPEN_STATUSES)
     parts = [
         f"job {job.job_id} {job.status.value}: {recipients(BatchStatus.sent):,} sent",
         f"{recipients(BatchStatus.failed):,} failed",
@@ -383,6 +383,9 @@ def summary_line(result: RunResult, seconds: float, report: Optional[str]) -> st
         line += f" — {job.reason}"
     if report:
         line += f" — report: {report}"
+    if recipients(BatchStatus.uncertain):
+        line += (f" — uncertain: their call may have reached CAMS; look them up with `chatapp-mass reconcile "
+                 f"{job.job_id[:12]}` (then --resend what is not found)")
     return line
 
 

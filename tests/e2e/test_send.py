@@ -194,7 +194,7 @@ def test_ambiguous_reply_is_uncertain_and_resent_only_on_request(cams: LocalCams
     job = ("--batch-size", "40", "--cust-space-id", "cs-1")
     first = send(cams, csv_path, store, *job, "--concurrency", "1")
     assert first.returncode == 1, first.stderr
-    assert "uncertain" in first.stdout
+    assert "uncertain" in first.stdout and "look them up with `chatapp-mass reconcile" in first.stdout
     uncertain = {r["to"] for r in read_report(store) if r["status"] == "uncertain"}
     assert 0 < len(uncertain) <= 40
     assert Counter(m.to for m in cams.backend.received) == Counter({n: 1 for n in expected})
