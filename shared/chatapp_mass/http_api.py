@@ -467,6 +467,9 @@ class JobsApi:
 
     def status(self, job: JobRecord, event: HttpEvent) -> dict[str, Any]:
         summary = {**self.progress(job), **self._links(job, event)}
+        if summary["uncertain"]:  # what an operator can do about them (POST)
+            summary["reconcile_url"] = summary["status_url"] + "/reconcile"
+            summary["resend_uncertain_url"] = summary["status_url"] + "/resend-uncertain"
         if _prefers_html(event.header("accept")):
             token = event.query_value("token")
             if token:  # the page was opened with ?token=: its report link needs it too
@@ -578,6 +581,10 @@ def _html_page(summary: dict[str, Any]) -> str:
     counts = "".join(f"<tr><th>{e(name)}</th><td id='{e(name)}'>{int(summary.get(name) or 0):,}</td></tr>"
                      for name in ("sent", "failed", "uncertain", "pending", "invalid", "duplicate", "cancelled"))
     refresh = '<meta http-equiv="refresh" content="2">' if running else ""
+    uncertain = ("<p id='uncertain-help'>Uncertain: their call may or may not have reached CAMS. <code>POST "
+                 f"{e(summary['reconcile_url'])}</code> looks them up in ListChatappMessage; <code>POST "
+                 f"{e(summary['resend_uncertain_url'])}</code> resends what CAMS does not have.</p>"
+                 if summary.get("reconcile_url") else "")
     eta = summary.get("eta_seconds")
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">{refresh}
@@ -593,4 +600,4 @@ th{{text-align:left;padding-right:2rem}}td{{text-align:right}}</style></head>
 {f"&middot; {summary['rate_per_second']:,.0f}/s" if summary.get('rate_per_second') else ""}
 {f"&middot; about {int(eta)} s left" if eta else ""}</p>
 <table>{counts}</table>
-<p><a href="{e(summary['report_url'])}">Report (CSV)</a></p></body></html>"""
+{uncertain}<p><a href="{e(summary['report_url'])}">Report (CSV)</a></p></body></html>"""

@@ -417,6 +417,9 @@ def test_reconcile_then_resend_over_http_reaches_every_number_once(cloud: LocalC
     api.world.run_senders()
     _, job = api.json("GET", f"/jobs/{job_id}")
     assert (job["status"], job["uncertain"], job["sent"]) == ("completed", 100, 98)
+    assert job["reconcile_url"] == f"https://abc.ap-southeast-1.fcapp.run/jobs/{job_id}/reconcile"
+    page = api.call("GET", f"/jobs/{job_id}", headers={"Accept": "text/html"})["body"]
+    assert "uncertain-help" in page and f"/jobs/{job_id}/resend-uncertain" in page
     status, result = api.json("POST", f"/jobs/{job_id}/reconcile")
     assert status == 200, result
     assert (result["batches"], result["found"], result["not_found"], result["uncertain"]) == (2, 50, 50, 50)
@@ -433,7 +436,7 @@ def test_reconcile_then_resend_over_http_reaches_every_number_once(cloud: LocalC
     api.world.run_senders()
     assert Counter(backend.received_count_by_number().values()) == {1: 198}
     _, job = api.json("GET", f"/jobs/{job_id}")
-    assert (job["status"], job["sent"], job["uncertain"]) == ("completed", 198, 0)
+    assert (job["status"], job["sent"], job["uncertain"]) == ("completed", 198, 0) and "reconcile_url" not in job
 
 
 def test_reconcile_refusals_say_why(cloud: LocalCloud) -> None:
