@@ -27,8 +27,8 @@ for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
     os.environ.pop(name, None)
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "shared"))
 
-from chatapp_mass.bootstrap import static_credential  # noqa: E402
-from chatapp_mass.cams import CamsClient, CamsSettings, parse_endpoint  # noqa: E402
+from chatapp_mass.bootstrap import cams_client_for  # noqa: E402
+from chatapp_mass.cams import CamsClient  # noqa: E402
 from chatapp_mass.engine import DispatchSettings, JobRunner, plan_job  # noqa: E402
 from chatapp_mass.localcloud.cams import LocalCams  # noqa: E402
 from chatapp_mass.options import IntakeOptions, parse_job_options  # noqa: E402
@@ -50,11 +50,7 @@ def csv_of(count: int) -> bytes:
 
 
 def client(cams: LocalCams) -> CamsClient:
-    creds = cams.credentials
-    endpoint, protocol = parse_endpoint(cams.endpoint)
-    return CamsClient(CamsSettings(endpoint=endpoint, protocol=protocol),
-                      credential=static_credential(creds.access_key_id, creds.access_key_secret,
-                                                   creds.security_token or ""))
+    return cams_client_for(cams.endpoint, cams.credentials)
 
 
 def send_job(cams: LocalCams, tmp: str, refused: list[str]) -> tuple[float, int, int]:

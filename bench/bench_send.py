@@ -27,8 +27,8 @@ os.environ.setdefault("ALIBABA_CLOUD_ECS_METADATA_DISABLED", "true")
 for _proxy in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
     os.environ.pop(_proxy, None)
 
-from chatapp_mass.bootstrap import static_credential  # noqa: E402
-from chatapp_mass.cams import CamsClient, CamsSettings, parse_endpoint  # noqa: E402
+from chatapp_mass.bootstrap import cams_client_for  # noqa: E402
+from chatapp_mass.cams import CamsClient  # noqa: E402
 from chatapp_mass.engine import DispatchSettings, JobRunner, PlanSettings, plan_job  # noqa: E402
 from chatapp_mass.localcloud.cams import LocalCams  # noqa: E402
 from chatapp_mass.options import IntakeOptions, JobOptions  # noqa: E402
@@ -38,11 +38,7 @@ OPTIONS = {"ChannelType": "whatsapp", "TemplateCode": "BENCH", "Language": "en",
 
 
 def _client(cams: LocalCams) -> CamsClient:
-    endpoint, protocol = parse_endpoint(cams.endpoint)
-    creds = cams.credentials
-    return CamsClient(CamsSettings(endpoint=endpoint, protocol=protocol),
-                      credential=static_credential(creds.access_key_id, creds.access_key_secret,
-                                                   creds.security_token))
+    return cams_client_for(cams.endpoint, cams.credentials)
 
 
 def _rate(cams: LocalCams, since: float) -> tuple[int, float]:

@@ -7,8 +7,7 @@ import json
 import secrets
 from typing import Any
 
-from chatapp_mass.bootstrap import static_credential
-from chatapp_mass.cams import CamsClient, CamsSettings, parse_endpoint
+from chatapp_mass.bootstrap import cams_client_for
 from chatapp_mass.localcloud.cloud import LocalCloud
 from chatapp_mass.oss_jobs import FunctionSettings, Ingest, Sender
 from chatapp_mass.oss_source import OssClient
@@ -36,9 +35,7 @@ class World:
         self.store = TablestoreStore(TablestoreSettings(endpoint=cloud.tablestore.endpoint, instance=cloud.instance,
                                                         table_prefix=f"j{secrets.token_hex(3)}_"), **keys)
         self.oss = OssClient(cloud.oss.endpoint, **keys)
-        endpoint, protocol = parse_endpoint(cloud.cams.endpoint)
-        self.cams = CamsClient(CamsSettings(endpoint=endpoint, protocol=protocol, region_id=creds.region_id),
-                               credential=static_credential(**keys))
+        self.cams = cams_client_for(cloud.cams.endpoint, creds, region_id=creds.region_id)
         self.invoker = QueueInvoker()
         self.settings = FunctionSettings(bucket=cloud.bucket, **settings)
         self.bucket = cloud.oss.oss2_bucket(cloud.bucket)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 
 from chatapp_mass import env
-from chatapp_mass.cams import CamsClient, CamsSettings
+from chatapp_mass.cams import CamsClient, CamsSettings, parse_endpoint
 from chatapp_mass.store import Store
 from chatapp_mass.errors import OptionsError
 from chatapp_mass.oss_source import OssClient
@@ -57,6 +57,15 @@ def static_credential(access_key_id: str, access_key_secret: str, security_token
         return Client(Config(type="sts", access_key_id=access_key_id, access_key_secret=access_key_secret,
                              security_token=security_token))
     return Client(Config(type="access_key", access_key_id=access_key_id, access_key_secret=access_key_secret))
+
+
+def cams_client_for(endpoint: str, credentials: Any, **settings: Any) -> CamsClient:
+    """A CAMS client for an explicit endpoint URL (``http://127.0.0.1:PORT``) and explicit credentials (an
+    object with ``access_key_id``, ``access_key_secret``, ``security_token``: the local CAMS's)."""
+    host, protocol = parse_endpoint(endpoint)
+    return CamsClient(CamsSettings(endpoint=host, protocol=protocol, **settings),
+                      credential=static_credential(credentials.access_key_id, credentials.access_key_secret,
+                                                   credentials.security_token or ""))
 
 
 def build_services(

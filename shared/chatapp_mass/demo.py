@@ -19,8 +19,7 @@ from collections import Counter
 from typing import IO
 
 from chatapp_mass import env
-from chatapp_mass.bootstrap import build_services, static_credential
-from chatapp_mass.cams import CamsClient, CamsSettings, parse_endpoint
+from chatapp_mass.bootstrap import build_services, cams_client_for
 from chatapp_mass.sample import write_sample_csv
 
 
@@ -56,14 +55,9 @@ def run(args: argparse.Namespace, *, out: IO[str], err: IO[str]) -> int:
     print(f"demo: wrote {args.rows:,} sample rows to {csv_path}", file=err)
 
     with LocalCams(latency=args.latency, latency_jitter=0.5) as cams:
-        creds = cams.credentials
         print(f"demo: local CAMS listening on {cams.endpoint} (signature and STS token checked, "
               f"{cams.backend.qps_limit} calls/s)", file=err)
-        endpoint, protocol = parse_endpoint(cams.endpoint)
-        client = CamsClient(
-            CamsSettings(endpoint=endpoint, protocol=protocol),
-            credential=static_credential(creds.access_key_id, creds.access_key_secret, creds.security_token),
-        )
+        client = cams_client_for(cams.endpoint, cams.credentials)
         services = build_services(store_url=store_url, cams=client)
         send_args = build_parser().parse_args([
             "send", csv_path, "--channel-type", "whatsapp", "--template-code", "DEMO_WELCOME",

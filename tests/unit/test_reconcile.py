@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from chatapp_mass.bootstrap import static_credential
-from chatapp_mass.cams import CamsClient, CamsSettings, parse_endpoint
+from chatapp_mass.bootstrap import cams_client_for
+from chatapp_mass.cams import CamsClient
 from chatapp_mass.engine import DispatchSettings, JobRunner, plan_job
 from chatapp_mass.localcloud.cams import LocalCams
 from chatapp_mass.options import IntakeOptions, parse_job_options
@@ -25,11 +25,7 @@ OPTIONS = {"ChannelType": "whatsapp", "TemplateCode": "T1", "Language": "en", "F
 
 
 def client(cams: LocalCams) -> CamsClient:
-    creds = cams.credentials
-    endpoint, protocol = parse_endpoint(cams.endpoint)
-    return CamsClient(CamsSettings(endpoint=endpoint, protocol=protocol),
-                      credential=static_credential(creds.access_key_id, creds.access_key_secret,
-                                                   creds.security_token or ""))
+    return cams_client_for(cams.endpoint, cams.credentials)
 
 
 def csv_bytes(count: int) -> bytes:
