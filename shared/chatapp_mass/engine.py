@@ -40,7 +40,6 @@ from chatapp_mass.planning import API_MAX_RECIPIENTS, BatchPlanner, encoded_size
 from chatapp_mass.ratelimit import SlidingWindowLimiter
 from chatapp_mass.store import (
     CHILD_BASE,
-    IN_FLIGHT,
     OPEN_STATUSES,
     BatchRecord,
     BatchStatus,

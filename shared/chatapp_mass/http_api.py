@@ -64,7 +64,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from chatapp_mass import env
 from chatapp_mass.cams import CamsClient
-from chatapp_mass.engine import IN_FLIGHT, PlanSettings, plan_job
+from chatapp_mass.engine import PlanSettings, plan_job
 from chatapp_mass.errors import ChatAppMassError, CsvFileError, OptionsError
 from chatapp_mass.fc_invoke import Invoker
 from chatapp_mass.intake import JsonRecipients
@@ -84,7 +84,7 @@ from chatapp_mass.oss_jobs import (
 from chatapp_mass.oss_source import OssClient, OssLocation, SourceError
 from chatapp_mass.reconcile import ReconcileError, Reconciler, resend_uncertain
 from chatapp_mass.report import job_summary, write_report
-from chatapp_mass.store import BatchStatus, JobRecord, JobStatus, Store
+from chatapp_mass.store import IN_FLIGHT, JobRecord, JobStatus, Store
 
 log = logging.getLogger("chatapp_mass.http_api")
 

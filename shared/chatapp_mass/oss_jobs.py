@@ -46,7 +46,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from chatapp_mass import env, faults
 from chatapp_mass.cams import CamsClient
-from chatapp_mass.engine import IN_FLIGHT, OPEN_STATUSES, DispatchSettings, JobRunner, PlanSettings, plan_job
+from chatapp_mass.engine import DispatchSettings, JobRunner, PlanSettings, plan_job
 from chatapp_mass.errors import ChatAppMassError, CsvFileError, OptionsError
 from chatapp_mass.fc_invoke import Invoker
 from chatapp_mass.options import IntakeOptions, JobOptions, parse_intake_options, parse_job_options
@@ -55,11 +55,10 @@ from chatapp_mass.parts import part_batches
 from chatapp_mass.planning import API_MAX_RECIPIENTS
 from chatapp_mass.reconcile import Reconciler, unreconcilable
 from chatapp_mass.report import job_summary, write_report
-from chatapp_mass.store import BatchStatus, JobRecord, JobStatus, Store
+from chatapp_mass.store import IN_FLIGHT, OPEN_STATUSES, BatchStatus, JobRecord, JobStatus, Store
 
 log = logging.getLogger("chatapp_mass.oss_jobs")
 
-OPEN = OPEN_STATUSES
 CLAIM_TTL = 90.0  # seconds a sender's claim on a batch lasts (see Sender.handle)
 
 
@@ -644,7 +643,7 @@ class Sender:
             if job is not None and job.status in (JobStatus.stopped, JobStatus.cancelled):
                 finalize(self.store, self.oss, self.settings, job_id, status=job.status)
             return job.status.value if job else "unknown"
-        batches = self.store.list_batches(job_id, OPEN)
+        batches = self.store.list_batches(job_id, OPEN_STATUSES)
         if event.seq is not None:
             batches = [b for b in batches if b.seq == event.seq]
         now = self.clock()
@@ -655,7 +654,7 @@ class Sender:
         elif held:
             wake = min(b.claim_expires for b in held) - now
             self.dispatch.later(job_id, min(max(wake, 0), 3600), event.seq)  # release it if its holder died
-        if self.store.list_batches(job_id, OPEN):
+        if self.store.list_batches(job_id, OPEN_STATUSES):
             return "running"
         return finalize(self.store, self.oss, self.settings, job_id, on_finished=self.dispatch.after_finish)
 
@@ -682,7 +681,7 @@ def finalize(store: Store, oss: OssClient, settings: FunctionSettings, job_id: s
     job = store.get_job(job_id)
     if job is None:
         return "unknown"
-    waiting_for = OPEN if status is JobStatus.completed else \
+    waiting_for = OPEN_STATUSES if status is JobStatus.completed else \
         IN_FLIGHT if status is JobStatus.cancelled else ()
     if waiting_for and store.list_batches(job_id, waiting_for):
         return job.status.value  # "finished" never shows while a batch is unresolved

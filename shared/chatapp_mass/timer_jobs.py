@@ -27,11 +27,10 @@ from typing import Any, Callable, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from chatapp_mass.engine import IN_FLIGHT, release_stale
+from chatapp_mass.engine import release_stale
 from chatapp_mass.errors import OptionsError
 from chatapp_mass.fc_invoke import Invoker
 from chatapp_mass.oss_jobs import (
-    OPEN,
     Dispatch,
     EventError,
     FunctionSettings,
@@ -41,7 +40,7 @@ from chatapp_mass.oss_jobs import (
     start_job,
 )
 from chatapp_mass.oss_source import OssClient, OssLocation
-from chatapp_mass.store import BatchStatus, JobRecord, JobStatus, Store
+from chatapp_mass.store import IN_FLIGHT, OPEN_STATUSES, BatchStatus, JobRecord, JobStatus, Store
 
 log = logging.getLogger("chatapp_mass.timer_jobs")
 
@@ -113,7 +112,7 @@ class Timer:
                     result["resumed"].append(job.job_id)
             elif job.status is JobStatus.running:
                 self._sweep(job, now, result)
-            elif job.status is JobStatus.cancelled and self.store.list_batches(job.job_id, OPEN):
+            elif job.status is JobStatus.cancelled and self.store.list_batches(job.job_id, OPEN_STATUSES):
                 cancel_job(self.store, job.job_id, reason=job.reason or "cancelled by an operator")
                 result["released"] += release_stale(self.store, job.job_id, now=now)
                 if not self.store.list_batches(job.job_id, IN_FLIGHT):
@@ -127,7 +126,7 @@ class Timer:
         released = release_stale(self.store, job.job_id, now=now)
         result["released"] += released
         batches = self.store.list_batches(job.job_id) if released else before
-        open_batches = [b for b in batches if b.status in OPEN]
+        open_batches = [b for b in batches if b.status in OPEN_STATUSES]
         if not open_batches:
             if finalize(self.store, self.oss, self.settings, job.job_id,
                         on_finished=self.dispatch.after_finish) == JobStatus.completed.value:
