@@ -76,6 +76,7 @@ from chatapp_mass.oss_jobs import (
     env_int,
     finalize,
     pause_job,
+    reconcile_job,
     reopen_job,
     resolve_options,
     resume_job,
@@ -513,12 +514,10 @@ class JobsApi:
 
     def reconcile(self, job: JobRecord, event: HttpEvent) -> dict[str, Any]:
         body = _operator_body(event)
-        result = self._reconciler().reconcile(job, cust_space_id=body.cust_space_id,
-                                              deadline=self.clock() + self.api.reconcile_seconds)
+        result = reconcile_job(self.store, self.oss, self.settings, self._reconciler(), job,
+                               deadline=self.clock() + self.api.reconcile_seconds, cust_space_id=body.cust_space_id)
         if result.skipped:
             raise ApiError(409, "not_reconcilable", result.skipped, "id")
-        if result.found and job.status in (JobStatus.completed, JobStatus.stopped, JobStatus.cancelled):
-            finalize(self.store, self.oss, self.settings, job.job_id, status=job.status)  # the report changed
         if result.error:
             raise ApiError(502, "list_failed", f"{result.error} ({result.left} uncertain batches left as they were)")
         return reply(200, {"job_id": job.job_id, **result.to_dict(),

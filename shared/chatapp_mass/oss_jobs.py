@@ -53,7 +53,7 @@ from chatapp_mass.options import IntakeOptions, JobOptions, parse_intake_options
 from chatapp_mass.oss_source import OssClient, OssLocation, SourceError
 from chatapp_mass.parts import part_batches
 from chatapp_mass.planning import API_MAX_RECIPIENTS
-from chatapp_mass.reconcile import Reconciler, unreconcilable
+from chatapp_mass.reconcile import ReconcileResult, Reconciler, unreconcilable
 from chatapp_mass.report import job_summary, write_report
 from chatapp_mass.store import IN_FLIGHT, OPEN_STATUSES, BatchStatus, JobRecord, JobStatus, Store
 
@@ -624,9 +624,8 @@ class Sender:
         operator's decision). A job running again (a resend, a rerun) is left to finish first."""
         if job.status not in (JobStatus.completed, JobStatus.stopped):
             return {"job_id": job.job_id, "status": job.status.value, "reconciled": None}
-        result = Reconciler(self.store, self.cams, clock=self.clock).reconcile(job, deadline=deadline)
-        if result.found:
-            finalize(self.store, self.oss, self.settings, job.job_id, status=job.status)
+        result = reconcile_job(self.store, self.oss, self.settings,
+                               Reconciler(self.store, self.cams, clock=self.clock), job, deadline=deadline)
         if result.left and not result.error and not result.skipped:
             self.dispatch.reconcile_later(job.job_id, delay=0)  # out of time: go on in a new invocation
         return {"job_id": job.job_id, "status": job.status.value, "reconciled": result.to_dict()}
@@ -670,6 +669,16 @@ class Sender:
             for part in part_batches(every[seq]) if seq in every else ():
                 if part.seq in every and every[part.seq].status is BatchStatus.pending:
                     self.dispatch.later(job_id, 0, part.seq)
+
+
+def reconcile_job(store: Store, oss: OssClient, settings: FunctionSettings, reconciler: Reconciler,
+                  job: JobRecord, *, deadline: float, cust_space_id: Optional[str] = None) -> ReconcileResult:
+    """Look the job's uncertain batches up (``reconcile``); if some were found in a job that finished, its
+    report object (written when it finished) is written again. Nothing is sent."""
+    result = reconciler.reconcile(job, cust_space_id=cust_space_id, deadline=deadline)
+    if result.found and job.status in (JobStatus.completed, JobStatus.stopped, JobStatus.cancelled):
+        finalize(store, oss, settings, job.job_id, status=job.status)
+    return result
 
 
 def finalize(store: Store, oss: OssClient, settings: FunctionSettings, job_id: str,
