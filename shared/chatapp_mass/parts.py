@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterable, Sequence
 
 from chatapp_mass import faults
@@ -74,7 +74,7 @@ def split_batch(store: Store, batch: BatchRecord, parts: Iterable[Part], *, expe
                                   code=code, message=message):
         return False
     faults.checkpoint("batch.splitting")
-    finish_split(store, BatchRecord(**{**batch.__dict__, "status": BatchStatus.splitting, "parts": spec}))
+    finish_split(store, replace(batch, status=BatchStatus.splitting, parts=spec))
     return True
 
 
