@@ -54,6 +54,16 @@ def send(cams: LocalCams, csv_path: Path, store: Path, *extra: str, timeout: flo
                           timeout=timeout)
 
 
+def start_sending(cams: LocalCams, csv_path: Path, store: Path, *, attempts: int) -> subprocess.Popen[str]:
+    """`send` in batches of 50 as a background process, once CAMS has seen ``attempts`` calls (or 60 s)."""
+    process = subprocess.Popen(command(csv_path, store, "--batch-size", "50"), env=cli_env(cams),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while len(cams.backend.attempts) < attempts and time.time() < deadline:
+        time.sleep(0.05)
+    return process
+
+
 def read_report(store: Path) -> list[dict[str, str]]:
     with open(store.with_suffix(".report.csv"), newline="", encoding="utf-8") as handle:
         return list(csv.DictReader(handle))
@@ -117,11 +127,7 @@ def test_interrupted_run_resumed_sends_nothing_twice(cams: LocalCams, tmp_path: 
     cams.backend.configure(latency=0.3, latency_jitter=0.5)
     csv_path = sample(tmp_path, 2000)
     store = tmp_path / "state.db"
-    process = subprocess.Popen(command(csv_path, store, "--batch-size", "50"), env=cli_env(cams),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 60
-    while len(cams.backend.attempts) < 8 and time.time() < deadline:
-        time.sleep(0.05)
+    process = start_sending(cams, csv_path, store, attempts=8)
     process.send_signal(sig)
     out, err = process.communicate(timeout=60)
     if sig == signal.SIGINT:
@@ -375,11 +381,7 @@ def test_pause_from_another_terminal_then_rerun_to_resume(cams: LocalCams, tmp_p
     cams.backend.configure(latency=0.3, latency_jitter=0.3)
     csv_path = sample(tmp_path, 2000)
     store = tmp_path / "state.db"
-    running = subprocess.Popen(command(csv_path, store, "--batch-size", "50"), env=cli_env(cams),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 60
-    while len(cams.backend.attempts) < 6 and time.time() < deadline:
-        time.sleep(0.05)
+    running = start_sending(cams, csv_path, store, attempts=6)
     jobs = subprocess.run([sys.executable, "-m", "chatapp_mass", "jobs", "--store", f"sqlite:///{store}"],
                           env=cli_env(cams), capture_output=True, text=True, timeout=60)
     job_id = jobs.stdout.splitlines()[1].split()[0]
