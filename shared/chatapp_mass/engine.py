@@ -39,7 +39,6 @@ from chatapp_mass.parts import finish_split, halves, split_batch
 from chatapp_mass.planning import API_MAX_RECIPIENTS, BatchPlanner, encoded_size, fits_alone
 from chatapp_mass.ratelimit import SlidingWindowLimiter
 from chatapp_mass.store import (
-    CHILD_BASE,
     OPEN_STATUSES,
     BatchRecord,
     BatchStatus,
@@ -555,10 +554,10 @@ class JobRunner:
     def _split(self, job_id: str, seq: int, lines: list[int], outcome: SendOutcome) -> bool:
         """CAMS refused the whole call for one recipient (nothing was sent): send the two halves instead, so
         that in the end only that recipient fails (see ``parts``)."""
-        batch = BatchRecord(job_id=job_id, seq=seq, size=len(lines), first_line=lines[0], last_line=lines[-1],
-                            root=-1 if seq < CHILD_BASE else self._root_of(job_id, seq))
-        if split_batch(self.store, batch, halves(lines), expect=[BatchStatus.sending], code=outcome.code,
-                       message=f"split to isolate the recipient CAMS refused: {outcome.message}"):
+        batch = self.store.get_batch(job_id, seq)
+        if batch is not None and split_batch(
+                self.store, batch, halves(lines), expect=[BatchStatus.sending], code=outcome.code,
+                message=f"split to isolate the recipient CAMS refused: {outcome.message}"):
             with self._lock:
                 self._last_progress = self.clock()
             log.warning("batch refused for one recipient: split in halves to isolate it", extra={
@@ -566,10 +565,6 @@ class JobRunner:
                 "request_id": outcome.request_id})
             return True
         return False
-
-    def _root_of(self, job_id: str, seq: int) -> int:
-        found = [b for b in self.store.list_batches(job_id, [BatchStatus.sending]) if b.seq == seq]
-        return found[0].rows_seq if found else -1
 
     def _record(self, job_id: str, seq: int, size: int, outcome: SendOutcome, snapshot: Snapshot) -> None:
         status = {

@@ -248,6 +248,10 @@ class Store(abc.ABC):
         """Ordered by seq."""
 
     @abc.abstractmethod
+    def get_batch(self, job_id: str, seq: int) -> Optional[BatchRecord]:
+        """One batch, by a point read (None if there is none)."""
+
+    @abc.abstractmethod
     def batch_rows(self, job_id: str, seq: int) -> list[tuple[int, dict[str, Any]]]:
         """(input line, SenderList item) of a batch's recipients, in input order. A part (``root`` set)
         holds its root's rows between its first and last line."""

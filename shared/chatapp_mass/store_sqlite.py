@@ -238,6 +238,11 @@ class SqliteStore(Store):
         data["status"] = BatchStatus(data["status"])
         return BatchRecord(**data)
 
+    def get_batch(self, job_id: str, seq: int) -> Optional[BatchRecord]:
+        row = self._conn().execute(f"SELECT {','.join(_BATCH_FIELDS)} FROM batches WHERE job_id=? AND seq=?",
+                                   (job_id, seq)).fetchone()
+        return self._batch_from_row(row) if row else None
+
     def list_batches(self, job_id: str, statuses: Optional[Iterable[BatchStatus]] = None) -> list[BatchRecord]:
         sql = f"SELECT {','.join(_BATCH_FIELDS)} FROM batches WHERE job_id=?"
         params: list[Any] = [job_id]

@@ -436,6 +436,10 @@ class TablestoreStore(Store):
         self._batch_write(self.t_batches, batch_items, "batches", tolerate=[_CONDITION_FAILED])
 
     # --- batches ----------------------------------------------------------------------------------------
+    def get_batch(self, job_id: str, seq: int) -> Optional[BatchRecord]:
+        row = self._get(self.t_batches, [("job_id", job_id), ("seq", seq)])
+        return _batch(row) if row else None
+
     def list_batches(self, job_id: str, statuses: Optional[Iterable[BatchStatus]] = None) -> list[BatchRecord]:
         ts = self._ts
         wanted = None if statuses is None else {s.value for s in statuses}

@@ -249,6 +249,7 @@ def test_split_batch_parts_hold_their_lines_and_report_their_own_outcome(store: 
     assert not split_batch(store, planned, halves(lines), expect=[BatchStatus.sending])  # one split ever
     parts = store.list_batches("job1", [BatchStatus.pending])[1:]
     assert [(p.first_line, p.last_line, p.size, p.root) for p in parts] == [(2, 6, 5, 0), (7, 11, 5, 0)]
+    assert store.get_batch("job1", parts[1].seq) == parts[1] and store.get_batch("job1", 99) is None
     assert [line for line, _ in store.batch_rows("job1", parts[1].seq)] == [7, 8, 9, 10, 11]
     assert store.batch_recipients("job1", parts[0].seq) == [{"To": f"10{n}"} for n in range(2, 7)]
     # the second half is sent; the first is refused again and halved again
