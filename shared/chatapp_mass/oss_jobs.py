@@ -435,12 +435,10 @@ class Dispatch:
             self.invoker.invoke_async(self.settings.sender_function, {"job_id": job_id, "reconcile": True},
                                       delay=int(max(0, delay)))
 
-    def after_finish(self, summary: dict[str, Any]) -> None:
+    def after_finish(self, job: JobRecord, summary: dict[str, Any]) -> None:
         """``finalize``'s hook: a job that just finished with uncertain batches is reconciled later,
         when it can be (WhatsApp/Viber, a CustSpaceId)."""
-        job = self.store.get_job(summary["job_id"])
-        if summary["uncertain"] and job is not None and \
-                not unreconcilable(JobOptions.model_validate(job.options)):
+        if summary["uncertain"] and not unreconcilable(JobOptions.model_validate(job.options)):
             self.reconcile_later(job.job_id)
 
     def later(self, job_id: str, delay: float, seq: Optional[int] = None) -> None:
@@ -683,10 +681,10 @@ def reconcile_job(store: Store, oss: OssClient, settings: FunctionSettings, reco
 
 def finalize(store: Store, oss: OssClient, settings: FunctionSettings, job_id: str,
              status: JobStatus = JobStatus.completed,
-             on_finished: Optional[Callable[[dict[str, Any]], None]] = None) -> str:
+             on_finished: Optional[Callable[[JobRecord, dict[str, Any]], None]] = None) -> str:
     """Write the report and summary to OSS, then mark the job (conditional). Idempotent: the objects are
     deterministic, so two finalizers write the same bytes; only one changes the status, and only that one
-    calls ``on_finished`` with the summary."""
+    calls ``on_finished`` with the job and its summary."""
     job = store.get_job(job_id)
     if job is None:
         return "unknown"
@@ -711,7 +709,7 @@ def finalize(store: Store, oss: OssClient, settings: FunctionSettings, job_id: s
     if store.update_job(job_id, expect=[JobStatus.ready, JobStatus.running], status=status):
         log.info("job finished", extra={"job_id": job_id, "status": status.value, "report": summary["report"]})
         if on_finished is not None:
-            on_finished(summary)
+            on_finished(job, summary)
     else:  # finished already (a repeated finalizer, a report written again): same status, a fresh updated_at
         store.update_job(job_id, expect=[status], status=status)
     return status.value
