@@ -19,20 +19,19 @@ from __future__ import annotations
 
 import gc
 import logging
-import os
 import secrets
-import socket
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import IO, Any, Callable, ContextManager, Iterable, Optional
 
 from chatapp_mass import faults
 from chatapp_mass.cams import CamsClient, PreparedCall
 from chatapp_mass.errors import CsvFileError, StoreError
 from chatapp_mass.intake import RecipientReader, sha256_of
+from chatapp_mass.lease import CLOCK_SKEW, PLAN_LEASE, Heartbeat, owner_id, owner_is_dead
 from chatapp_mass.options import IntakeOptions, JobOptions, job_identity
 from chatapp_mass.outcomes import OutcomeKind, SendOutcome
 from chatapp_mass.parts import finish_split, halves, split_batch
@@ -65,6 +64,24 @@ class PlanSettings:
     new_job: bool = False
 
 
+@dataclass(frozen=True)
+class Runtime:
+    """How the engine reads time, waits and keeps its leases alive. The real ones by default; a simulation
+    (tests/sim) passes its own clock and sleep, and drives the heartbeats itself."""
+
+    clock: Callable[[], float] = time.time
+    sleep: Callable[[float], object] = time.sleep
+    start_heartbeat: Callable[[Heartbeat], object] = Heartbeat.start
+
+
+REAL = Runtime()
+_PLAN_POLL = 2.0  # how often a planner waiting for another's lease looks again
+
+
+class PlanLost(Exception):
+    """Our planning lease was taken over (we were silent longer than it lasts): stop writing the plan."""
+
+
 def plan_job(
     store: Store,
     *,
@@ -76,6 +93,8 @@ def plan_job(
     identity: Optional[tuple[str, str]] = None,
     read_rows: Optional[Callable[[], Iterable[Any]]] = None,
     scheduled_at: float = 0.0,
+    runtime: Runtime = REAL,
+    lease: float = PLAN_LEASE,
 ) -> tuple[JobRecord, bool]:
     """Read, validate and plan the whole file into the store before anything is sent.
 
@@ -86,6 +105,15 @@ def plan_job(
     ETag); otherwise the job id is the file's SHA-256 plus the options (:func:`job_identity`).
     ``read_rows``: the records come from there instead of a CSV read from ``open_stream`` (a JSON list of
     recipients: :class:`~chatapp_mass.intake.JsonRecipients`); it needs ``identity``.
+
+    **One planner at a time** (``lease``): the job row names its planner and until when (``plan_owner``,
+    ``plan_expires``), renewed by a heartbeat. A second planner of the same job waits while that lease is
+    alive, and takes over only an expired one (a conditional write from exactly the expired lease). Every
+    write that ends the plan is fenced by the token (``ready``, or the job's removal after a bad file), and
+    planning stops as soon as the heartbeat finds the lease gone. Nothing is ever cleared: the plan is a pure
+    function of the file and of settings fixed in the job row, so rows and batches a stale planner still
+    writes are the very bytes the owner writes (rows are put whole; a batch is only inserted if absent).
+    Nobody sends a batch of a job still ``planning``.
     """
     if identity is not None:
         job_id, content_sha = identity
@@ -95,56 +123,112 @@ def plan_job(
         job_id = job_identity(content_sha, options, intake)
     if settings.new_job:
         job_id = f"{job_id[:16]}-{secrets.token_hex(4)}"
-    existing = store.get_job(job_id)
-    if existing is not None and existing.status is not JobStatus.planning:
-        return existing, True
-    if existing is not None:
-        log.info("re-planning a job whose planning did not finish", extra={"job_id": job_id})
-        store.clear_plan(job_id)
-    else:
-        store.create_job(
-            JobRecord(
-                job_id=job_id,
-                source=source,
-                options=options.to_api(),
-                intake=intake.model_dump(mode="json"),
-                content_sha256=content_sha,
-                scheduled_at=scheduled_at,
-            )
-        )
-    planner = BatchPlanner(settings.batch_size, settings.max_request_bytes)
+    owner = owner_id()
+    fresh = JobRecord(job_id=job_id, source=source, options=options.to_api(),
+                      intake=intake.model_dump(mode="json"), content_sha256=content_sha, scheduled_at=scheduled_at,
+                      plan_owner=owner, batch_size=settings.batch_size,
+                      max_request_bytes=settings.max_request_bytes)
+    while True:
+        job = _take_plan(store, fresh, runtime, lease)
+        if job.status is not JobStatus.planning:
+            return job, True
+        heartbeat = Heartbeat(lambda: store.update_job(job_id, expect=[JobStatus.planning], expect_plan_owner=owner,
+                                                       plan_expires=runtime.clock() + lease),
+                              lease / 3, name=f"plan {job_id[:12]}")
+        runtime.start_heartbeat(heartbeat)
+        try:
+            return _plan_owned(store, job, owner, heartbeat, open_stream, read_rows), False
+        except PlanLost:
+            log.warning("planning lease lost to another planner: waiting for its plan", extra={"job_id": job_id})
+        finally:
+            heartbeat.stop()
+
+
+def _take_plan(store: Store, fresh: JobRecord, runtime: Runtime, lease: float) -> JobRecord:
+    """The job with our planning lease on it, or the job once someone else has planned it."""
+    owner, waited = fresh.plan_owner, False
+    while True:
+        now = runtime.clock()
+        if store.create_job(replace(fresh, plan_expires=now + lease, created_at=now, updated_at=now)):
+            return replace(fresh, plan_expires=now + lease)
+        current = store.get_job(fresh.job_id)
+        if current is None:
+            continue  # removed meanwhile (its file was refused): try again, the same way
+        if current.status is not JobStatus.planning:
+            return current
+        if current.plan_owner and current.plan_expires > now:
+            if not waited:
+                log.info("another process is planning this job: waiting for it", extra={
+                    "job_id": fresh.job_id, "lease_left": round(current.plan_expires - now, 1)})
+                waited = True
+            runtime.sleep(min(current.plan_expires - now, _PLAN_POLL))
+            continue
+        # Expired, or never taken (a job row created ``planning`` for ingest to plan: HTTP, the timer).
+        # The plan's settings stay those of the job row when it has them.
+        batch_size = current.batch_size or fresh.batch_size
+        max_bytes = current.max_request_bytes or fresh.max_request_bytes
+        if store.update_job(fresh.job_id, expect=[JobStatus.planning], expect_plan_owner=current.plan_owner,
+                            expect_plan_expires=current.plan_expires, plan_owner=owner, plan_expires=now + lease,
+                            batch_size=batch_size, max_request_bytes=max_bytes):
+            if current.plan_owner:
+                log.warning("planning lease expired: plan taken over", extra={
+                    "job_id": fresh.job_id, "previous_owner": current.plan_owner})
+            return replace(current, plan_owner=owner, plan_expires=now + lease, batch_size=batch_size,
+                           max_request_bytes=max_bytes)
+
+
+def _plan_owned(store: Store, job: JobRecord, owner: str, heartbeat: Heartbeat, open_stream: OpenStream,
+                read_rows: Optional[Callable[[], Iterable[Any]]]) -> JobRecord:
+    """Plan ``job`` (whose lease is ours) with the job row's own options and settings."""
+    job_id = job.job_id
+    options = JobOptions.model_validate(job.options)
+    intake = IntakeOptions.model_validate(job.intake)
+    max_bytes = job.max_request_bytes or DEFAULT_MAX_REQUEST_BYTES
+    planner = BatchPlanner(job.batch_size or API_MAX_RECIPIENTS, max_bytes)
     counts = {status: 0 for status in RowStatus}
     rows: list[RowRecord] = []
+
+    def put(batches: list[BatchRecord]) -> None:
+        if heartbeat.lost.is_set():
+            raise PlanLost(job_id)
+        store.put_plan(rows, batches)
+
     try:
         with (nullcontext(None) if read_rows is not None else open_stream()) as stream:
             records = read_rows() if read_rows is not None else \
-                RecipientReader(stream, source=source, channel=options.channel_type, intake=intake)
+                RecipientReader(stream, source=job.source, channel=options.channel_type, intake=intake)
             for row in records:
-                record = _plan_row(job_id, row, planner, settings.max_request_bytes)
+                record = _plan_row(job_id, row, planner, max_bytes)
                 counts[record.status] += 1
                 rows.append(record)
                 if len(rows) >= _ROW_CHUNK:
-                    store.put_plan(rows, [])
+                    put([])
                     rows = []
     except CsvFileError:
-        store.delete_job(job_id)
+        if not store.delete_job(job_id, plan_owner=owner):
+            raise PlanLost(job_id) from None
         raise
     batches = [BatchRecord(job_id=job_id, seq=seq, size=size, first_line=first, last_line=last)
                for seq, (size, (first, last)) in enumerate(zip(planner.sizes, planner.lines))]
-    store.put_plan(rows, batches)
-    store.update_job(
+    put(batches)
+    faults.checkpoint("plan.written")
+    if not store.update_job(
         job_id,
         expect=[JobStatus.planning],
+        expect_plan_owner=owner,
         status=JobStatus.ready,
+        plan_owner="",
+        plan_expires=0.0,
         total_rows=sum(counts.values()),
         valid=counts[RowStatus.valid],
         invalid=counts[RowStatus.invalid],
         duplicate=counts[RowStatus.duplicate],
         batches=len(batches),
-    )
-    job = store.get_job(job_id)
-    assert job is not None
-    return job, False
+    ):
+        raise PlanLost(job_id)
+    planned = store.get_job(job_id)
+    assert planned is not None
+    return planned
 
 
 def _plan_row(job_id: str, row: Any, planner: BatchPlanner, max_request_bytes: int) -> RowRecord:
@@ -230,32 +314,19 @@ _first_call_lock = threading.Lock()
 _first_call_done = threading.Event()
 
 
-def _owner_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
-
-
-def _owner_is_dead(owner: str) -> bool:
-    """Only a claim of a process on this host that no longer exists is known dead before it expires."""
-    try:
-        host, pid, _ = owner.rsplit(":", 2)
-        if host != socket.gethostname():
-            return False
-        os.kill(int(pid), 0)
-    except (ValueError, ProcessLookupError):
-        return True
-    except PermissionError:
-        return False
-    return False
-
-
 _SPLIT_GRACE = 5.0  # a split's own steps take milliseconds; finishing it sooner would only race its splitter
+# Statuses a run (the CLI's send, a rerun) may take a job from: never a cancelled, paused, scheduled, failed
+# or still planning one.
+RUNNABLE = (JobStatus.ready, JobStatus.running, JobStatus.interrupted, JobStatus.stalled, JobStatus.stopped,
+            JobStatus.completed)
 
 
 def release_stale(store: Store, job_id: str, *, now: float, owner: str = "") -> int:
     """Claims nobody will finish: expired, or of a process on this host that is gone (``owner``'s own are
     kept). ``claimed`` goes back to ``pending`` (nothing was sent); ``sending`` becomes ``uncertain`` (the
     call may have reached CAMS; never resent automatically); a split left half done is finished
-    (``parts.finish_split``). Returns how many batches were released."""
+    (``parts.finish_split``). Each release is conditional on the very claim it saw (owner and expiry): a
+    claim its owner renewed meanwhile is kept. Returns how many batches were released."""
     released = 0
     for batch in store.list_batches(job_id, [BatchStatus.claimed, BatchStatus.sending, BatchStatus.splitting]):
         if batch.status is BatchStatus.splitting:
@@ -263,23 +334,70 @@ def release_stale(store: Store, job_id: str, *, now: float, owner: str = "") -> 
                 finish_split(store, batch)
                 released += 1
             continue
-        if (owner and batch.owner == owner) or (batch.claim_expires > now and not _owner_is_dead(batch.owner)):
+        if (owner and batch.owner == owner) or (batch.claim_expires > now and not owner_is_dead(batch.owner)):
             continue
+        fence = dict(expect_owner=batch.owner, expect_expires=batch.claim_expires)
         if batch.status is BatchStatus.claimed:
             released += store.transition_batch(job_id, batch.seq, expect=[BatchStatus.claimed],
-                                               to=BatchStatus.pending, owner="", claim_expires=0.0)
+                                               to=BatchStatus.pending, owner="", claim_expires=0.0, **fence)
         elif store.transition_batch(
                 job_id, batch.seq, expect=[BatchStatus.sending], to=BatchStatus.uncertain, code="Interrupted",
                 message="the sender stopped while this call was in flight; it may have reached CAMS "
-                "(reconcile it: chatapp-mass reconcile JOB)"):
+                "(reconcile it: chatapp-mass reconcile JOB)", **fence):
             released += 1
             log.warning("batch may have been sent before a crash: marked uncertain",
                         extra={"job_id": job_id, "batch": batch.seq})
     return released
 
 
+class Claims:
+    """The batches one runner holds (``claimed`` or ``sending``) and until when, by its own knowledge.
+
+    Its heartbeat renews every held claim (a conditional write on the owner token); a claim that could not
+    be renewed is lost for good: the runner never calls CAMS on it and its later writes are refused anyway.
+    """
+
+    def __init__(self, store: Store, job_id: str, owner: str, ttl: float, clock: Callable[[], float]) -> None:
+        self.store, self.job_id, self.owner, self.ttl, self.clock = store, job_id, owner, ttl, clock
+        self._until: dict[int, float] = {}
+        self._lock = threading.Lock()
+        self.heartbeat = Heartbeat(self.renew, max(ttl / 3, 0.05), name=f"claims {job_id[:12]}")
+
+    def hold(self, seq: int, until: float) -> None:
+        with self._lock:
+            self._until[seq] = until
+
+    def drop(self, seq: int) -> None:
+        with self._lock:
+            self._until.pop(seq, None)
+
+    def valid(self, seq: int) -> bool:
+        """Still ours for long enough to make a call on it (see ``lease.CLOCK_SKEW``)."""
+        with self._lock:
+            until = self._until.get(seq)
+        return until is not None and until - self.clock() > CLOCK_SKEW
+
+    def renew(self) -> bool:
+        with self._lock:
+            held = list(self._until)
+        for seq in held:
+            until = self.clock() + self.ttl
+            if self.store.renew_claim(self.job_id, seq, owner=self.owner, until=until):
+                with self._lock:
+                    if seq in self._until:
+                        self._until[seq] = until
+            else:
+                log.warning("claim lost: the batch was released or taken over", extra={
+                    "job_id": self.job_id, "batch": seq})
+                self.drop(seq)
+        return True  # one heartbeat for all the runner's claims: losing one does not end the others
+
+
 class JobRunner:
-    """Dispatches one job's pending batches with a pool of workers under the account-wide limiter."""
+    """Dispatches one job's pending batches with a pool of workers under the account-wide limiter.
+
+    Every batch it works on is claimed under its owner token (``lease``): each later write of that batch
+    is conditional on the token, and the claim is renewed by a heartbeat while the runner lives."""
 
     def __init__(
         self,
@@ -288,19 +406,25 @@ class JobRunner:
         settings: DispatchSettings = DispatchSettings(),
         *,
         limiter: Optional[SlidingWindowLimiter] = None,
-        clock: Callable[[], float] = time.time,
+        clock: Optional[Callable[[], float]] = None,
+        runtime: Runtime = REAL,
+        inline: bool = False,
     ) -> None:
         self.store = store
         self.cams = cams
         self.settings = settings
-        self.limiter = limiter or SlidingWindowLimiter(store, limit=settings.qps, margin=settings.rate_margin)
-        self.clock = clock
-        self.owner = _owner_id()
+        self.runtime = runtime if clock is None else replace(runtime, clock=clock)
+        self.clock = self.runtime.clock
+        self.limiter = limiter or SlidingWindowLimiter(store, limit=settings.qps, margin=settings.rate_margin,
+                                                       clock=self.clock, sleep=self.runtime.sleep)
+        self.inline = inline  # one batch at a time in the calling thread, every wait through runtime.sleep
+        self.owner = owner_id()
         self.halt = threading.Event()
         self.halt_status: Optional[JobStatus] = None
         self.halt_reason = ""
         self._lock = threading.Lock()
-        self._last_progress = clock()
+        self._last_progress = self.clock()
+        self.claims: Optional[Claims] = None
 
     # control
     def stop(self, status: JobStatus = JobStatus.interrupted, reason: str = "interrupted by the user") -> None:
@@ -308,6 +432,13 @@ class JobRunner:
             if self.halt_status is None:
                 self.halt_status, self.halt_reason = status, reason
         self.halt.set()
+
+    def _wait(self, seconds: float) -> bool:
+        """Wait (interrupted by a halt); True if halted."""
+        if self.inline:
+            self.runtime.sleep(seconds)
+            return self.halt.is_set()
+        return self.halt.wait(seconds)
 
     # resume rules
     def release_stale(self, job_id: str) -> None:
@@ -329,16 +460,25 @@ class JobRunner:
         on_progress: Optional[Callable[[Snapshot], None]] = None,
         progress_interval: float = 0.5,
     ) -> RunResult:
+        """The CLI's send (and rerun). The job goes to ``running`` only from a state a run may resume
+        (:data:`RUNNABLE`): a job an operator cancelled or paused, or one scheduled, is left as it is."""
         job_id = job.job_id
         options = JobOptions.model_validate(job.options)
+        snapshot = Snapshot(valid=job.valid)
+        current = self.store.get_job(job_id) or job
+        if current.status not in RUNNABLE or not self.store.update_job(
+                job_id, expect=[current.status], status=JobStatus.running, reason=""):
+            latest = self.store.get_job(job_id) or current
+            log.warning("job not run: its status does not allow it", extra={"job_id": job_id,
+                                                                           "status": latest.status.value})
+            self.halt_status, self.halt_reason = latest.status, latest.reason or f"the job is {latest.status.value}"
+            return RunResult(latest, snapshot, self.store.batch_totals(job_id))
         self.release_stale(job_id)
         self.reopen_for_rerun(job_id)
         totals = self.store.batch_totals(job_id)
-        snapshot = Snapshot(valid=job.valid)
         snapshot.sent = snapshot.sent_at_start = totals.get(BatchStatus.sent, (0, 0))[1]
         snapshot.failed = totals.get(BatchStatus.failed, (0, 0))[1]
         snapshot.uncertain = totals.get(BatchStatus.uncertain, (0, 0))[1]
-        self.store.update_job(job_id, status=JobStatus.running, reason="")
         self._dispatch(job_id, options, snapshot, on_progress=on_progress, progress_interval=progress_interval)
         totals = self.store.batch_totals(job_id)
         if self.halt_status is not None:
@@ -347,7 +487,8 @@ class JobRunner:
             status, reason = JobStatus.interrupted, "batches are still open"
         else:
             status, reason = JobStatus.completed, ""
-        self.store.update_job(job_id, status=status, reason=reason)
+        # Only over our own ``running``: an operator's pause or cancel meanwhile stands.
+        self.store.update_job(job_id, expect=[JobStatus.running], status=status, reason=reason)
         if on_progress:
             on_progress(snapshot)
         final = self.store.get_job(job_id)
@@ -377,7 +518,62 @@ class JobRunner:
         (at most every 0.5 s), every 2 s regardless, and at once when nothing is in flight; stale claims
         are looked for every second. (Listing on every completed call cost two full scans of the job's
         batch rows ten times a second.) A queued batch someone else took meanwhile just fails its claim.
+        The claims taken are renewed by a heartbeat for as long as this runs.
         """
+        self.claims = Claims(self.store, job_id, self.owner, self.settings.claim_ttl, self.clock)
+        self.runtime.start_heartbeat(self.claims.heartbeat)
+        try:
+            if self.inline:
+                self._dispatch_inline(job_id, options, snapshot, deadline=deadline, only=only)
+            else:
+                self._dispatch_pool(job_id, options, snapshot, on_progress=on_progress,
+                                    progress_interval=progress_interval, deadline=deadline, only=only)
+        finally:
+            self.claims.heartbeat.stop()
+
+    def _next_batches(self, job_id: str, snapshot: Snapshot, *, inflight: Iterable[int], deadline: Optional[float],
+                      only: Optional[int]) -> Optional[list[int]]:
+        """One look at the job: the pending batches to queue, or None when this run is to end (the job was
+        paused or cancelled, the error threshold, or nothing is open any more)."""
+        current = self.store.get_job(job_id)
+        if current is not None and current.status in (JobStatus.cancelled, JobStatus.paused):
+            self.stop(current.status, current.reason or current.status.value)
+            return None  # claimed batches go back (or are the canceller's); calls in flight finish
+        if self._over_error_threshold(job_id, snapshot):
+            return None
+        inflight = set(inflight)
+        open_batches = self.store.list_batches(job_id, OPEN_STATUSES)
+        if only is not None:
+            open_batches = [b for b in open_batches if b.seq == only]
+        if deadline is not None:  # a drainer leaves batches other instances hold to them
+            open_batches = [b for b in open_batches if b.status is BatchStatus.pending or b.seq in inflight]
+        if not open_batches and not inflight:
+            return None
+        return [b.seq for b in open_batches if b.status is BatchStatus.pending and b.seq not in inflight]
+
+    def _dispatch_inline(self, job_id: str, options: JobOptions, snapshot: Snapshot, *,
+                         deadline: Optional[float], only: Optional[int]) -> None:
+        """One batch at a time, in this thread (a simulation drives it; see ``inline``)."""
+        self._last_progress = self.clock()
+        next_stale_check = 0.0
+        while not self.halt.is_set():
+            now = self.clock()
+            if deadline is not None and now >= deadline:
+                return
+            if now >= next_stale_check:
+                self.release_stale(job_id)
+                next_stale_check = now + 1.0
+            queue = self._next_batches(job_id, snapshot, inflight=(), deadline=deadline, only=only)
+            if queue is None:
+                return
+            if not queue:
+                self._wait(0.5)  # others hold what is open: look again
+                continue
+            self._send_batch(job_id, queue[0], options, snapshot)
+
+    def _dispatch_pool(self, job_id: str, options: JobOptions, snapshot: Snapshot, *,
+                       on_progress: Optional[Callable[[Snapshot], None]], progress_interval: float,
+                       deadline: Optional[float], only: Optional[int]) -> None:
         self._last_progress = self.clock()
         wake = threading.Event()
         inflight: dict[int, Future[None]] = {}
@@ -397,22 +593,11 @@ class JobRunner:
                         self.release_stale(job_id)
                         next_stale_check = now + 1.0
                     if now >= next_listing or not (inflight or queue):
-                        current = self.store.get_job(job_id)
-                        if current is not None and current.status in (JobStatus.cancelled, JobStatus.paused):
-                            self.stop(current.status, current.reason or current.status.value)
-                            break  # claimed batches go back (or are the canceller's); calls in flight finish
-                        if self._over_error_threshold(job_id, snapshot):
+                        listed = self._next_batches(job_id, snapshot, inflight=inflight, deadline=deadline,
+                                                    only=only)
+                        if listed is None:
                             break
-                        open_batches = self.store.list_batches(job_id, OPEN_STATUSES)
-                        if only is not None:
-                            open_batches = [b for b in open_batches if b.seq == only]
-                        if deadline is not None:  # a drainer leaves batches other instances hold to them
-                            open_batches = [b for b in open_batches
-                                            if b.status is BatchStatus.pending or b.seq in inflight]
-                        if not open_batches and not inflight:
-                            break
-                        queue = [b.seq for b in open_batches
-                                 if b.status is BatchStatus.pending and b.seq not in inflight]
+                        queue = listed
                         next_listing = now + (2.0 if queue else 0.5)
                     while queue and len(inflight) < self.settings.workers:
                         seq = queue.pop(0)
@@ -439,24 +624,54 @@ class JobRunner:
                             self.stop()  # a second Ctrl-C: still wait, a call in flight must be recorded
 
     def _send_batch(self, job_id: str, seq: int, options: JobOptions, snapshot: Snapshot) -> None:
-        store = self.store
+        store, claims = self.store, self.claims
+        assert claims is not None
+        until = self.clock() + self.settings.claim_ttl
         if not store.transition_batch(job_id, seq, expect=[BatchStatus.pending], to=BatchStatus.claimed,
-                                      owner=self.owner, claim_expires=self.clock() + self.settings.claim_ttl):
+                                      owner=self.owner, claim_expires=until):
             return  # another sender won the claim
-        faults.checkpoint("sender.claimed")
-        rows = store.batch_rows(job_id, seq)
-        call = self.cams.prepare(options, [recipient for _, recipient in rows])  # before the slot: see prepare
-        leader = self._first_call_turn()
+        claims.hold(seq, until)
         try:
-            self._attempt_until_resolved(job_id, seq, [line for line, _ in rows], call, snapshot, cold=leader)
+            faults.checkpoint("sender.claimed")
+            batch = store.get_batch(job_id, seq)
+            rows = store.batch_rows(job_id, seq)
+            if batch is None or len(rows) != batch.size:
+                self._plan_mismatch(job_id, seq, batch, len(rows))
+                return
+            call = self.cams.prepare(options, [recipient for _, recipient in rows])  # before the slot: see prepare
+            leader = False if self.inline else self._first_call_turn()
+            try:
+                self._attempt_until_resolved(job_id, seq, [line for line, _ in rows], call, snapshot, cold=leader)
+            finally:
+                if leader:
+                    # The process is warm now (SDKs imported, session built): what exists now lives as long
+                    # as it does. Frozen, the collector stops re-scanning it: full collections in a sender
+                    # took 50-100 ms with it (20 ms without), and one between a slot's stamp and its request
+                    # made that request arrive late enough to put 11 calls in one service-side second.
+                    gc.freeze()
+                    _first_call_done.set()
         finally:
-            if leader:
-                # The process is warm now (SDKs imported, session built): what exists now lives as long as
-                # it does. Frozen, the collector stops re-scanning it: full collections in a sender took
-                # 50-100 ms with it (20 ms without), and one between a slot's stamp and its request made
-                # that request arrive late enough to put 11 calls in one service-side second.
-                gc.freeze()
-                _first_call_done.set()
+            claims.drop(seq)
+
+    def _plan_mismatch(self, job_id: str, seq: int, batch: Optional[BatchRecord], found: int) -> None:
+        """A batch whose rows do not number its size is never sent (a plan written wrong, or changed under
+        us): the batch goes back untouched and the job stops, saying so."""
+        planned = batch.size if batch is not None else "?"
+        reason = (f"internal error: batch {seq} holds {found} recipients in the store, planned {planned}; "
+                  "nothing of it was sent. The job is stopped: report this (with the job id) before resuming it")
+        self._give_back(job_id, seq, [BatchStatus.claimed])
+        log.error("batch rows do not match the plan: not sent, job stopped", extra={
+            "job_id": job_id, "batch": seq, "planned": planned, "found": found})
+        self.stop(JobStatus.stopped, reason)
+
+    def _give_back(self, job_id: str, seq: int, expect: list[BatchStatus]) -> bool:
+        """Nothing of this batch was sent: back to ``pending`` — only while the claim is still ours."""
+        given = self.store.transition_batch(job_id, seq, expect=expect, to=BatchStatus.pending,
+                                            expect_owner=self.owner, owner="", claim_expires=0.0)
+        if not given:
+            log.warning("stale claim: hand-back refused (the batch was released or taken over)",
+                        extra={"job_id": job_id, "batch": seq})
+        return given
 
     def _first_call_turn(self) -> bool:
         """The run's first call goes alone; the other workers wait for it before taking a rate slot.
@@ -481,36 +696,49 @@ class JobRunner:
 
     def _attempt_until_resolved(self, job_id: str, seq: int, lines: list[int], call: PreparedCall,
                                 snapshot: Snapshot, *, cold: bool = False) -> None:
-        store, ttl = self.store, self.settings.claim_ttl
+        store, ttl, claims = self.store, self.settings.claim_ttl, self.claims
+        assert claims is not None
         retry = 0
         while True:
             marked: list[bool] = []
 
             def mark_sending() -> bool:  # just before the slot: see SlidingWindowLimiter.acquire
-                marked.append(store.transition_batch(
-                    job_id, seq, expect=[BatchStatus.claimed], to=BatchStatus.sending, owner=self.owner,
-                    claim_expires=self.clock() + ttl, attempts=1, sending_at=self.clock()))
+                until = self.clock() + ttl
+                marked.append(claims.valid(seq) and store.transition_batch(
+                    job_id, seq, expect=[BatchStatus.claimed], to=BatchStatus.sending, expect_owner=self.owner,
+                    claim_expires=until, attempts=1, sending_at=self.clock()))
+                if marked[-1]:
+                    claims.hold(seq, until)
                 return marked[-1]
 
             stamped = None
             if not self.halt.is_set() and not self._stalled(job_id):
                 try:
-                    stamped = self.limiter.acquire(self.halt, before=mark_sending)
+                    stamped = self.limiter.acquire(None if self.inline else self.halt, before=mark_sending)
                 except StoreError:
                     self._hand_back_unsent(job_id, seq)
                     raise
             if marked and not marked[-1]:
+                log.warning("stale claim: not marked sending, not sent", extra={"job_id": job_id, "batch": seq})
                 return  # the claim was taken from us (expired): never send without it
             if stamped is None:
-                store.transition_batch(job_id, seq, expect=[BatchStatus.claimed], to=BatchStatus.pending,
-                                       owner="", claim_expires=0.0)
+                self._give_back(job_id, seq, [BatchStatus.claimed])
                 return
             if self.clock() - stamped > self.settings.slot_max_age:  # too late to spend it: see slot_max_age
-                store.transition_batch(job_id, seq, expect=[BatchStatus.sending], to=BatchStatus.claimed,
-                                       attempts=-1)
+                if not store.transition_batch(job_id, seq, expect=[BatchStatus.sending], to=BatchStatus.claimed,
+                                              expect_owner=self.owner, attempts=-1):
+                    log.warning("stale claim: slot given up, batch not ours any more", extra={
+                        "job_id": job_id, "batch": seq})
+                    return
                 with self._lock:
                     snapshot.late_slots += 1
                 continue
+            if not claims.valid(seq):
+                # Paused or starved past our own lease while waiting for the slot: someone may hold the
+                # batch now (or have marked it uncertain). Never call without a valid claim.
+                log.warning("claim expired before the call: not sent", extra={"job_id": job_id, "batch": seq})
+                self._give_back(job_id, seq, [BatchStatus.sending, BatchStatus.uncertain])
+                return
             faults.checkpoint("sender.sending")
             log.debug("calling CAMS", extra={"job_id": job_id, "batch": seq, "slot": round(stamped, 4),
                                              "slot_age": round(self.clock() - stamped, 4)})
@@ -522,14 +750,17 @@ class JobRunner:
             with self._lock:
                 snapshot.calls += 1
             if outcome.kind in (OutcomeKind.throttled, OutcomeKind.not_sent):
-                store.transition_batch(job_id, seq, expect=[BatchStatus.sending], to=BatchStatus.claimed,
-                                       code=outcome.code, message=outcome.message)
+                if not store.transition_batch(job_id, seq, expect=[BatchStatus.sending, BatchStatus.uncertain],
+                                              to=BatchStatus.claimed, expect_owner=self.owner,
+                                              code=outcome.code, message=outcome.message):
+                    log.warning("stale claim: retry refused", extra={"job_id": job_id, "batch": seq})
+                    return
                 with self._lock:
                     snapshot.throttled += outcome.kind is OutcomeKind.throttled
                 retry += 1
                 log.info("call not taken; retrying within the rate",
                          extra={"job_id": job_id, "batch": seq, "code": outcome.code, "retry": retry})
-                self.halt.wait(_backoff(retry, outcome))
+                self._wait(_backoff(retry, outcome))
                 continue
             if outcome.kind is OutcomeKind.recipient and len(lines) > 1:
                 if self._split(job_id, seq, lines, outcome):
@@ -545,8 +776,7 @@ class JobRunner:
         if the store still fails, the batch stays as it is and the sweeper resolves it (``sending`` becomes
         ``uncertain``: safe, never sent twice)."""
         try:
-            self.store.transition_batch(job_id, seq, expect=[BatchStatus.claimed, BatchStatus.sending],
-                                        to=BatchStatus.pending, owner="", claim_expires=0.0)
+            self._give_back(job_id, seq, [BatchStatus.claimed, BatchStatus.sending])
         except StoreError:
             log.warning("batch left claimed after a store failure; the sweeper will release it",
                         extra={"job_id": job_id, "batch": seq})
@@ -556,7 +786,8 @@ class JobRunner:
         that in the end only that recipient fails (see ``parts``)."""
         batch = self.store.get_batch(job_id, seq)
         if batch is not None and split_batch(
-                self.store, batch, halves(lines), expect=[BatchStatus.sending], code=outcome.code,
+                self.store, batch, halves(lines), expect=[BatchStatus.sending, BatchStatus.uncertain],
+                expect_owner=self.owner, code=outcome.code,
                 message=f"split to isolate the recipient CAMS refused: {outcome.message}"):
             with self._lock:
                 self._last_progress = self.clock()
@@ -567,6 +798,9 @@ class JobRunner:
         return False
 
     def _record(self, job_id: str, seq: int, size: int, outcome: SendOutcome, snapshot: Snapshot) -> None:
+        """The call's outcome, over our own ``sending`` — or over ``uncertain`` if a sweeper took us for dead
+        while the call was out but the batch is still ours (the reply is the truth; nothing else touched it).
+        A claim that is not ours any more is refused and logged: the batch keeps what its new holder says."""
         status = {
             OutcomeKind.sent: BatchStatus.sent,
             OutcomeKind.failed: BatchStatus.failed,
@@ -574,13 +808,19 @@ class JobRunner:
             OutcomeKind.fatal: BatchStatus.failed,
             OutcomeKind.uncertain: BatchStatus.uncertain,
         }[outcome.kind]
-        self.store.transition_batch(
-            job_id, seq, expect=[BatchStatus.sending], to=status, code=outcome.code, message=outcome.message,
-            request_id=outcome.request_id, group_message_id=outcome.group_message_id,
+        recorded = self.store.transition_batch(
+            job_id, seq, expect=[BatchStatus.sending, BatchStatus.uncertain], to=status, expect_owner=self.owner,
+            code=outcome.code, message=outcome.message, request_id=outcome.request_id,
+            group_message_id=outcome.group_message_id,
         )
+        if not recorded:
+            log.error("stale claim: outcome not recorded (the batch is another's now)", extra={
+                "job_id": job_id, "batch": seq, "outcome": status.value, "request_id": outcome.request_id})
         with self._lock:
             self._last_progress = self.clock()
-            if status is BatchStatus.sent:
+            if not recorded:
+                pass
+            elif status is BatchStatus.sent:
                 snapshot.sent += size
             elif status is BatchStatus.failed:
                 snapshot.failed += size

@@ -566,8 +566,8 @@ class Ingest:
         fingerprint = etag if ":" in etag else f"etag:{etag}"
         job = JobRecord(job_id=job_id, source=location.url, options={}, intake={}, content_sha256=fingerprint,
                         status=JobStatus.failed, reason=reason)
-        if not self.store.create_job(job):
-            self.store.update_job(job_id, status=JobStatus.failed, reason=reason)
+        if not self.store.create_job(job):  # a job planning (the same file fails the same way), never a planned one
+            self.store.update_job(job_id, expect=[JobStatus.planning], status=JobStatus.failed, reason=reason)
         what = "options" if isinstance(error, OptionsError) else "file"
         fix = {"options": "fix the object's x-oss-meta-* metadata, the sidecar JSON or the function's "
                           "CHATAPP_DEFAULT_* settings, then upload the CSV again",
@@ -688,8 +688,9 @@ def finalize(store: Store, oss: OssClient, settings: FunctionSettings, job_id: s
     job = store.get_job(job_id)
     if job is None:
         return "unknown"
-    waiting_for = OPEN_STATUSES if status is JobStatus.completed else \
-        IN_FLIGHT if status is JobStatus.cancelled else ()
+    # A stopped or cancelled job is final only once no batch is in flight any more: a call another instance
+    # has out is recorded first, so the report says what happened to it.
+    waiting_for = OPEN_STATUSES if status is JobStatus.completed else IN_FLIGHT
     if waiting_for and store.list_batches(job_id, waiting_for):
         return job.status.value  # "finished" never shows while a batch is unresolved
     base = report_location(settings, job)

@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, replace
-from typing import Iterable, Sequence
+from typing import Iterable, Optional, Sequence
 
 from chatapp_mass import faults
 from chatapp_mass.store import BatchRecord, BatchStatus, Store, generation, part_seq
@@ -66,12 +66,13 @@ def runs(lines: Sequence[int], found: set[int], *, hit: Part, miss: Part) -> lis
 
 
 def split_batch(store: Store, batch: BatchRecord, parts: Iterable[Part], *, expect: Iterable[BatchStatus],
-                code: str = "", message: str = "") -> bool:
-    """Replace ``batch`` (now in one of ``expect``) by ``parts``; False if it was no longer in those states."""
+                expect_owner: Optional[str] = None, code: str = "", message: str = "") -> bool:
+    """Replace ``batch`` (now in one of ``expect``, and claimed by ``expect_owner`` if given) by ``parts``;
+    False if it was no longer so."""
     spec = json.dumps([[p.first_line, p.last_line, p.size, p.status.value, p.code, p.message, p.group_message_id]
                        for p in parts], ensure_ascii=False, separators=(",", ":"))
     if not store.transition_batch(batch.job_id, batch.seq, expect=expect, to=BatchStatus.splitting, parts=spec,
-                                  code=code, message=message):
+                                  expect_owner=expect_owner, code=code, message=message):
         return False
     faults.checkpoint("batch.splitting")
     finish_split(store, replace(batch, status=BatchStatus.splitting, parts=spec))

@@ -106,6 +106,14 @@ class JobRecord:
     created_at: float = field(default_factory=time.time)
     updated_at: float = field(default_factory=time.time)
     scheduled_at: float = 0.0  # epoch seconds; 0 = start when planned
+    # The planning lease (see engine.plan_job): who plans the job now, and until when unless renewed. Only
+    # a ``planning`` job has one; a second planner waits for it, or takes over only once it has expired.
+    plan_owner: str = ""
+    plan_expires: float = 0.0
+    # The plan's own settings, fixed when the job is created: whoever plans (or re-plans) the job plans the
+    # very same batches, so a stale planner's late writes are the same bytes as the owner's.
+    batch_size: int = 0
+    max_request_bytes: int = 0
 
 
 @dataclass
@@ -225,12 +233,17 @@ class Store(abc.ABC):
         """Newest first."""
 
     @abc.abstractmethod
-    def update_job(self, job_id: str, *, expect: Optional[Iterable[JobStatus]] = None, **fields: Any) -> bool:
-        """Set fields; with ``expect``, only if the job's status is one of them. True if it changed."""
+    def update_job(self, job_id: str, *, expect: Optional[Iterable[JobStatus]] = None,
+                   expect_plan_owner: Optional[str] = None, expect_plan_expires: Optional[float] = None,
+                   **fields: Any) -> bool:
+        """Set fields; with ``expect``, only if the job's status is one of them; with ``expect_plan_owner``
+        (and ``expect_plan_expires``), only if the job's planning lease is that token's (and still ends then:
+        a take-over of an expired lease must fail if its owner renewed it meanwhile). True if it changed."""
 
     @abc.abstractmethod
-    def delete_job(self, job_id: str) -> None:
-        """Remove the job with its rows and batches (a plan that was refused)."""
+    def delete_job(self, job_id: str, *, plan_owner: Optional[str] = None) -> bool:
+        """Remove the job with its rows and batches (a plan that was refused). With ``plan_owner``, only if
+        the job's planning lease is that token's. True if the job row was removed."""
 
     # plan
     @abc.abstractmethod
@@ -262,9 +275,18 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def transition_batch(
-        self, job_id: str, seq: int, *, expect: Iterable[BatchStatus], to: BatchStatus, **fields: Any
+        self, job_id: str, seq: int, *, expect: Iterable[BatchStatus], to: BatchStatus,
+        expect_owner: Optional[str] = None, expect_expires: Optional[float] = None, **fields: Any
     ) -> bool:
-        """Conditional update: only if the batch is in one of ``expect``. True if this call changed it."""
+        """Conditional update: only if the batch is in one of ``expect`` and, with ``expect_owner``, its
+        claim is that token's (a stale claimant's write is refused) and, with ``expect_expires``, its claim
+        still ends then (a sweeper releasing an expired claim fails if its owner renewed it meanwhile).
+        True if this call changed it."""
+
+    @abc.abstractmethod
+    def renew_claim(self, job_id: str, seq: int, *, owner: str, until: float) -> bool:
+        """The heartbeat of a claim: ``claim_expires = until`` if the batch is still ``claimed`` or
+        ``sending`` by ``owner`` (its status and everything else unchanged). False: the claim is lost."""
 
     @abc.abstractmethod
     def batch_totals(self, job_id: str) -> dict[BatchStatus, tuple[int, int]]:

@@ -47,7 +47,11 @@ CREATE TABLE IF NOT EXISTS jobs (
     batches INTEGER NOT NULL DEFAULT 0,
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL,
-    scheduled_at REAL NOT NULL DEFAULT 0
+    scheduled_at REAL NOT NULL DEFAULT 0,
+    plan_owner TEXT NOT NULL DEFAULT '',
+    plan_expires REAL NOT NULL DEFAULT 0,
+    batch_size INTEGER NOT NULL DEFAULT 0,
+    max_request_bytes INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS batches (
     job_id TEXT NOT NULL,
@@ -95,12 +99,17 @@ _BATCH_UPDATABLE = set(_BATCH_FIELDS) - {"job_id", "seq", "size", "status", "fir
 _ADDED_BATCH_COLUMNS = {"first_line": "INTEGER NOT NULL DEFAULT 0", "last_line": "INTEGER NOT NULL DEFAULT 0",
                         "root": "INTEGER NOT NULL DEFAULT -1", "sending_at": "REAL NOT NULL DEFAULT 0",
                         "parts": "TEXT NOT NULL DEFAULT ''"}
-_JOB_UPDATABLE = {"status", "reason", "total_rows", "valid", "invalid", "duplicate", "batches", "scheduled_at"}
+_ADDED_JOB_COLUMNS = {"scheduled_at": "REAL NOT NULL DEFAULT 0", "plan_owner": "TEXT NOT NULL DEFAULT ''",
+                      "plan_expires": "REAL NOT NULL DEFAULT 0", "batch_size": "INTEGER NOT NULL DEFAULT 0",
+                      "max_request_bytes": "INTEGER NOT NULL DEFAULT 0"}
+_JOB_UPDATABLE = {"status", "reason", "total_rows", "valid", "invalid", "duplicate", "batches", "scheduled_at",
+                  "plan_owner", "plan_expires", "batch_size", "max_request_bytes"}
 
 
 class SqliteStore(Store):
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, clock: Callable[[], float] = time.time) -> None:
         self.path = path
+        self.clock = clock  # stamps updated_at (a simulation runs the store on its own clock)
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
@@ -114,8 +123,10 @@ class SqliteStore(Store):
             for added, definition in _ADDED_BATCH_COLUMNS.items():
                 if added not in columns:
                     conn.execute(f"ALTER TABLE batches ADD COLUMN {added} {definition}")
-            if "scheduled_at" not in {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}:
-                conn.execute("ALTER TABLE jobs ADD COLUMN scheduled_at REAL NOT NULL DEFAULT 0")
+            job_columns = {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}
+            for added, definition in _ADDED_JOB_COLUMNS.items():
+                if added not in job_columns:
+                    conn.execute(f"ALTER TABLE jobs ADD COLUMN {added} {definition}")
         except sqlite3.DatabaseError as error:
             raise StoreError(f"store {path!r} cannot be used as a SQLite database: {error}") from None
 
@@ -175,25 +186,40 @@ class SqliteStore(Store):
         ).fetchall()
         return [self._job_from_row(row) for row in rows]
 
-    def update_job(self, job_id: str, *, expect: Optional[Iterable[JobStatus]] = None, **changes: Any) -> bool:
+    def update_job(self, job_id: str, *, expect: Optional[Iterable[JobStatus]] = None,
+                   expect_plan_owner: Optional[str] = None, expect_plan_expires: Optional[float] = None,
+                   **changes: Any) -> bool:
         unknown = set(changes) - _JOB_UPDATABLE
         if unknown:
             raise ValueError(f"cannot update job fields {sorted(unknown)}")
         values = {k: (v.value if isinstance(v, JobStatus) else v) for k, v in changes.items()}
-        values["updated_at"] = time.time()
+        values["updated_at"] = self.clock()
         sql = f"UPDATE jobs SET {','.join(f'{k}=?' for k in values)} WHERE job_id=?"
         params: list[Any] = [*values.values(), job_id]
         if expect is not None:
             states = [s.value for s in expect]
             sql += f" AND status IN ({','.join('?' for _ in states)})"
             params += states
+        if expect_plan_owner is not None:
+            sql += " AND plan_owner=?"
+            params.append(expect_plan_owner)
+        if expect_plan_expires is not None:
+            sql += " AND plan_expires=?"
+            params.append(expect_plan_expires)
         return self._conn().execute(sql, params).rowcount == 1
 
-    def delete_job(self, job_id: str) -> None:
+    def delete_job(self, job_id: str, *, plan_owner: Optional[str] = None) -> bool:
         conn = self._conn()
         with _transaction(conn):
-            for table in ("rows", "batches", "jobs"):
+            if plan_owner is not None:
+                deleted = conn.execute("DELETE FROM jobs WHERE job_id=? AND plan_owner=?", (job_id, plan_owner))
+            else:
+                deleted = conn.execute("DELETE FROM jobs WHERE job_id=?", (job_id,))
+            if deleted.rowcount != 1:
+                return False
+            for table in ("rows", "batches"):
                 conn.execute(f"DELETE FROM {table} WHERE job_id=?", (job_id,))
+        return True
 
     # --- plan -------------------------------------------------------------------------------------------
     def clear_plan(self, job_id: str) -> None:
@@ -266,12 +292,13 @@ class SqliteStore(Store):
         return [(line, json.loads(recipient)) for line, recipient in rows]
 
     def transition_batch(
-        self, job_id: str, seq: int, *, expect: Iterable[BatchStatus], to: BatchStatus, **changes: Any
+        self, job_id: str, seq: int, *, expect: Iterable[BatchStatus], to: BatchStatus,
+        expect_owner: Optional[str] = None, expect_expires: Optional[float] = None, **changes: Any
     ) -> bool:
         unknown = set(changes) - _BATCH_UPDATABLE
         if unknown:
             raise ValueError(f"cannot update batch fields {sorted(unknown)}")
-        values: dict[str, Any] = {"status": to.value, **changes, "updated_at": time.time()}
+        values: dict[str, Any] = {"status": to.value, **changes, "updated_at": self.clock()}
         states = [s.value for s in expect]
         attempts_increment = values.pop("attempts", None)
         assignments = [f"{k}=?" for k in values]
@@ -283,7 +310,19 @@ class SqliteStore(Store):
             f"UPDATE batches SET {','.join(assignments)} WHERE job_id=? AND seq=?"
             f" AND status IN ({','.join('?' for _ in states)})"
         )
-        return self._conn().execute(sql, [*params, job_id, seq, *states]).rowcount == 1
+        params += [job_id, seq, *states]
+        if expect_owner is not None:
+            sql += " AND owner=?"
+            params.append(expect_owner)
+        if expect_expires is not None:
+            sql += " AND claim_expires=?"
+            params.append(expect_expires)
+        return self._conn().execute(sql, params).rowcount == 1
+
+    def renew_claim(self, job_id: str, seq: int, *, owner: str, until: float) -> bool:
+        return self._conn().execute(
+            "UPDATE batches SET claim_expires=? WHERE job_id=? AND seq=? AND owner=? AND status IN (?,?)",
+            (until, job_id, seq, owner, BatchStatus.claimed.value, BatchStatus.sending.value)).rowcount == 1
 
     def batch_totals(self, job_id: str) -> dict[BatchStatus, tuple[int, int]]:
         rows = self._conn().execute(

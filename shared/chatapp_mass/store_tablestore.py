@@ -90,7 +90,8 @@ T = TypeVar("T")
 _JOB_FIELDS = [f.name for f in fields(JobRecord)]
 _BATCH_FIELDS = [f.name for f in fields(BatchRecord)]
 _BATCH_UPDATABLE = set(_BATCH_FIELDS) - {"job_id", "seq", "size", "status", "first_line", "last_line", "root"}
-_JOB_UPDATABLE = {"status", "reason", "total_rows", "valid", "invalid", "duplicate", "batches", "scheduled_at"}
+_JOB_UPDATABLE = {"status", "reason", "total_rows", "valid", "invalid", "duplicate", "batches", "scheduled_at",
+                  "plan_owner", "plan_expires", "batch_size", "max_request_bytes"}
 
 TRANSIENT_CODES = frozenset({
     "OTSServerBusy", "OTSTimeout", "OTSPartitionUnavailable", "OTSServerUnavailable", "OTSInternalServerError",
@@ -154,10 +155,12 @@ def _default_chain_provider() -> Any:
 
 class TablestoreStore(Store):
     def __init__(self, settings: TablestoreSettings, *, access_key_id: str = "", access_key_secret: str = "",
-                 security_token: str = "", create_tables: bool = True) -> None:
+                 security_token: str = "", create_tables: bool = True,
+                 clock: Callable[[], float] = time.time) -> None:
         import tablestore
 
         self.settings = settings
+        self.clock = clock  # stamps updated_at (a simulation runs the store on its own clock)
         self._ts = tablestore
         # The SDK wraps some network failures in OTSClientError and lets others through as urllib3 (or
         # socket) errors: a dropped connection or a read timeout arrives as urllib3's ProtocolError or
@@ -378,31 +381,39 @@ class TablestoreStore(Store):
                     found[job.job_id] = job
         return [found[job_id] for job_id in ids if job_id in found]
 
-    def update_job(self, job_id: str, *, expect: Optional[Iterable[JobStatus]] = None, **changes: Any) -> bool:
+    def update_job(self, job_id: str, *, expect: Optional[Iterable[JobStatus]] = None,
+                   expect_plan_owner: Optional[str] = None, expect_plan_expires: Optional[float] = None,
+                   **changes: Any) -> bool:
         unknown = set(changes) - _JOB_UPDATABLE
         if unknown:
             raise ValueError(f"cannot update job fields {sorted(unknown)}")
         token = _token()
         values = {k: (v.value if isinstance(v, JobStatus) else v) for k, v in changes.items()}
-        values["updated_at"] = time.time()
+        values["updated_at"] = self.clock()
         values["op"] = token
         pk = [("job_id", job_id)]
-        condition = self._status_condition([s.value for s in expect] if expect is not None else None)
+        condition = self._status_condition([s.value for s in expect] if expect is not None else None,
+                                           plan_owner=expect_plan_owner, plan_expires=expect_plan_expires)
         row = self._ts.Row(pk, {"put": list(values.items())})
         return self._write("update job", lambda: self.client.update_row(self.t_jobs, row, condition),
                            self._op_is(self.t_jobs, pk, token))
 
-    def delete_job(self, job_id: str) -> None:
-        self.clear_plan(job_id)
+    def delete_job(self, job_id: str, *, plan_owner: Optional[str] = None) -> bool:
         ts = self._ts
         job = self.get_job(job_id)
-        self._call("DeleteRow jobs", lambda: self.client.delete_row(
-            self.t_jobs, ts.Row([("job_id", job_id)]), ts.Condition(ts.RowExistenceExpectation.IGNORE)))
-        if job is not None:
-            index_pk = [("part", _INDEX_PART), ("created_desc", _MAX_TIME_MS - int(job.created_at * 1000)),
-                        ("job_id", job_id)]
-            self._call("DeleteRow job_index", lambda: self.client.delete_row(
-                self.t_index, ts.Row(index_pk), ts.Condition(ts.RowExistenceExpectation.IGNORE)))
+        if job is None:
+            return False
+        # The job row first, on the lease's condition: a planner that lost its lease deletes nothing.
+        condition = self._status_condition(None, plan_owner=plan_owner)
+        if not self._write("delete job", lambda: self.client.delete_row(
+                self.t_jobs, ts.Row([("job_id", job_id)]), condition), lambda: self.get_job(job_id) is None):
+            return False
+        self.clear_plan(job_id)
+        index_pk = [("part", _INDEX_PART), ("created_desc", _MAX_TIME_MS - int(job.created_at * 1000)),
+                    ("job_id", job_id)]
+        self._call("DeleteRow job_index", lambda: self.client.delete_row(
+            self.t_index, ts.Row(index_pk), ts.Condition(ts.RowExistenceExpectation.IGNORE)))
+        return True
 
     # --- plan -------------------------------------------------------------------------------------------
     def clear_plan(self, job_id: str) -> None:
@@ -469,22 +480,32 @@ class TablestoreStore(Store):
                 if first <= r[_LINE] <= last and r[_BATCH_SEQ] == rows_seq and r[_RECIPIENT]]
 
     def transition_batch(
-        self, job_id: str, seq: int, *, expect: Iterable[BatchStatus], to: BatchStatus, **changes: Any
+        self, job_id: str, seq: int, *, expect: Iterable[BatchStatus], to: BatchStatus,
+        expect_owner: Optional[str] = None, expect_expires: Optional[float] = None, **changes: Any
     ) -> bool:
         unknown = set(changes) - _BATCH_UPDATABLE
         if unknown:
             raise ValueError(f"cannot update batch fields {sorted(unknown)}")
         token = _token()
         increment = changes.pop("attempts", None)
-        values: dict[str, Any] = {"status": to.value, **changes, "updated_at": time.time(), "op": token}
+        values: dict[str, Any] = {"status": to.value, **changes, "updated_at": self.clock(), "op": token}
         columns: dict[str, list[tuple[str, Any]]] = {"put": list(values.items())}
         if increment:
             columns["increment"] = [("attempts", int(increment))]
         pk = [("job_id", job_id), ("seq", seq)]
-        condition = self._status_condition([s.value for s in expect])
+        condition = self._status_condition([s.value for s in expect], owner=expect_owner,
+                                           claim_expires=expect_expires)
         row = self._ts.Row(pk, columns)
         return self._write(f"transition batch to {to.value}",
                            lambda: self.client.update_row(self.t_batches, row, condition),
+                           self._op_is(self.t_batches, pk, token))
+
+    def renew_claim(self, job_id: str, seq: int, *, owner: str, until: float) -> bool:
+        token = _token()
+        pk = [("job_id", job_id), ("seq", seq)]
+        condition = self._status_condition([BatchStatus.claimed.value, BatchStatus.sending.value], owner=owner)
+        row = self._ts.Row(pk, {"put": [("claim_expires", until), ("op", token)]})
+        return self._write("renew claim", lambda: self.client.update_row(self.t_batches, row, condition),
                            self._op_is(self.t_batches, pk, token))
 
     def batch_totals(self, job_id: str) -> dict[BatchStatus, tuple[int, int]]:
@@ -538,18 +559,33 @@ class TablestoreStore(Store):
             # another acquirer won this version: read again
 
     # --- helpers ----------------------------------------------------------------------------------------
-    def _status_condition(self, states: Optional[list[str]]) -> Any:
+    def _status_condition(self, states: Optional[list[str]], **equal: Any) -> Any:
+        """The row exists, its status is one of ``states`` (if given) and each ``column=value`` of ``equal``
+        whose value is not None holds: the owner token of a fenced write (a missing column is not equal)."""
         ts = self._ts
-        if not states:
+        conditions: list[Any] = []
+        if states:
+            singles = [ts.SingleColumnCondition("status", s, ts.ComparatorType.EQUAL, pass_if_missing=False)
+                       for s in states]
+            if len(singles) == 1:
+                conditions.append(singles[0])
+            else:
+                either = ts.CompositeColumnCondition(ts.LogicalOperator.OR)
+                for single in singles:
+                    either.add_sub_condition(single)
+                conditions.append(either)
+        for column, value in equal.items():
+            if value is not None:
+                conditions.append(ts.SingleColumnCondition(column, value, ts.ComparatorType.EQUAL,
+                                                           pass_if_missing=False))
+        if not conditions:
             return ts.Condition(ts.RowExistenceExpectation.EXPECT_EXIST)
-        singles = [ts.SingleColumnCondition("status", s, ts.ComparatorType.EQUAL, pass_if_missing=False)
-                   for s in states]
-        if len(singles) == 1:
-            return ts.Condition(ts.RowExistenceExpectation.EXPECT_EXIST, singles[0])
-        either = ts.CompositeColumnCondition(ts.LogicalOperator.OR)
-        for single in singles:
-            either.add_sub_condition(single)
-        return ts.Condition(ts.RowExistenceExpectation.EXPECT_EXIST, either)
+        if len(conditions) == 1:
+            return ts.Condition(ts.RowExistenceExpectation.EXPECT_EXIST, conditions[0])
+        both = ts.CompositeColumnCondition(ts.LogicalOperator.AND)
+        for condition in conditions:
+            both.add_sub_condition(condition)
+        return ts.Condition(ts.RowExistenceExpectation.EXPECT_EXIST, both)
 
 
 def _token() -> str:
