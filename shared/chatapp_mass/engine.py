@@ -130,9 +130,10 @@ def plan_job(
                       max_request_bytes=settings.max_request_bytes)
     while True:
         job = _take_plan(store, fresh, runtime, lease)
-        if job.status is not JobStatus.planning:
+        if not _plan_unfinished(job):
             return job, True
-        heartbeat = Heartbeat(lambda: store.update_job(job_id, expect=[JobStatus.planning], expect_plan_owner=owner,
+        heartbeat = Heartbeat(lambda: store.update_job(job_id, expect=[JobStatus.planning, JobStatus.cancelled],
+                                                       expect_plan_owner=owner,
                                                        plan_expires=runtime.clock() + lease),
                               lease / 3, name=f"plan {job_id[:12]}")
         runtime.start_heartbeat(heartbeat)
@@ -142,6 +143,12 @@ def plan_job(
             log.warning("planning lease lost to another planner: waiting for its plan", extra={"job_id": job_id})
         finally:
             heartbeat.stop()
+
+
+def _plan_unfinished(job: JobRecord) -> bool:
+    """Planning, or cancelled by an operator while a planner was at it (its lease is still on the job): the
+    plan is finished all the same, so that the report lists every row (as cancelled)."""
+    return job.status is JobStatus.planning or (job.status is JobStatus.cancelled and bool(job.plan_owner))
 
 
 def _take_plan(store: Store, fresh: JobRecord, runtime: Runtime, lease: float) -> JobRecord:
@@ -154,7 +161,7 @@ def _take_plan(store: Store, fresh: JobRecord, runtime: Runtime, lease: float) -
         current = store.get_job(fresh.job_id)
         if current is None:
             continue  # removed meanwhile (its file was refused): try again, the same way
-        if current.status is not JobStatus.planning:
+        if not _plan_unfinished(current):
             return current
         if current.plan_owner and current.plan_expires > now:
             if not waited:
@@ -167,7 +174,7 @@ def _take_plan(store: Store, fresh: JobRecord, runtime: Runtime, lease: float) -
         # The plan's settings stay those of the job row when it has them.
         batch_size = current.batch_size or fresh.batch_size
         max_bytes = current.max_request_bytes or fresh.max_request_bytes
-        if store.update_job(fresh.job_id, expect=[JobStatus.planning], expect_plan_owner=current.plan_owner,
+        if store.update_job(fresh.job_id, expect=[current.status], expect_plan_owner=current.plan_owner,
                             expect_plan_expires=current.plan_expires, plan_owner=owner, plan_expires=now + lease,
                             batch_size=batch_size, max_request_bytes=max_bytes):
             if current.plan_owner:
@@ -212,23 +219,32 @@ def _plan_owned(store: Store, job: JobRecord, owner: str, heartbeat: Heartbeat, 
                for seq, (size, (first, last)) in enumerate(zip(planner.sizes, planner.lines))]
     put(batches)
     faults.checkpoint("plan.written")
-    if not store.update_job(
-        job_id,
-        expect=[JobStatus.planning],
-        expect_plan_owner=owner,
-        status=JobStatus.ready,
-        plan_owner="",
-        plan_expires=0.0,
-        total_rows=sum(counts.values()),
-        valid=counts[RowStatus.valid],
-        invalid=counts[RowStatus.invalid],
-        duplicate=counts[RowStatus.duplicate],
-        batches=len(batches),
-    ):
-        raise PlanLost(job_id)
+    totals = dict(plan_owner="", plan_expires=0.0, total_rows=sum(counts.values()), valid=counts[RowStatus.valid],
+                  invalid=counts[RowStatus.invalid], duplicate=counts[RowStatus.duplicate], batches=len(batches))
+    if not store.update_job(job_id, expect=[JobStatus.planning], expect_plan_owner=owner, status=JobStatus.ready,
+                            **totals):
+        # Cancelled while we planned (the lease is still ours): the plan is complete all the same, so the
+        # report lists every row; what was written pending after the cancel is cancelled now.
+        if not store.update_job(job_id, expect=[JobStatus.cancelled], expect_plan_owner=owner, **totals):
+            raise PlanLost(job_id)
+        cancel_batches(store, job_id)
     planned = store.get_job(job_id)
     assert planned is not None
     return planned
+
+
+def cancel_batches(store: Store, job_id: str) -> None:
+    """Every batch of a cancelled job not yet on the wire (``pending`` or ``claimed``) becomes ``cancelled``:
+    one conditional write each, so a batch a sender is just marking ``sending`` stays its, and is resolved by
+    it. Looked at again while a sender may be handing a claimed batch back to pending."""
+    for _ in range(3):
+        left = store.list_batches(job_id, [BatchStatus.pending, BatchStatus.claimed])
+        if not left:
+            return
+        for batch in left:
+            store.transition_batch(job_id, batch.seq, expect=[BatchStatus.pending, BatchStatus.claimed],
+                                   to=BatchStatus.cancelled, code="Cancelled",
+                                   message="the job was cancelled before this batch was sent")
 
 
 def _plan_row(job_id: str, row: Any, planner: BatchPlanner, max_request_bytes: int) -> RowRecord:

@@ -46,7 +46,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from chatapp_mass import env, faults
 from chatapp_mass.cams import CamsClient
-from chatapp_mass.engine import DispatchSettings, JobRunner, PlanSettings, plan_job
+from chatapp_mass.engine import DispatchSettings, JobRunner, PlanSettings, cancel_batches, plan_job
 from chatapp_mass.errors import ChatAppMassError, CsvFileError, OptionsError
 from chatapp_mass.fc_invoke import Invoker
 from chatapp_mass.options import IntakeOptions, JobOptions, parse_intake_options, parse_job_options
@@ -394,14 +394,7 @@ def cancel_job(store: Store, job_id: str, *, reason: str = "cancelled by an oper
         store.update_job(job_id, expect=open_states, status=JobStatus.cancelled, reason=reason)
     current = store.get_job(job_id)
     if current is not None and current.status is JobStatus.cancelled:
-        for _ in range(3):  # a sender may hand a claimed batch back to pending meanwhile: look again
-            left = store.list_batches(job_id, [BatchStatus.pending, BatchStatus.claimed])
-            if not left:
-                break
-            for batch in left:
-                store.transition_batch(job_id, batch.seq, expect=[BatchStatus.pending, BatchStatus.claimed],
-                                       to=BatchStatus.cancelled, code="Cancelled",
-                                       message="the job was cancelled before this batch was sent")
+        cancel_batches(store, job_id)
         log.warning("job cancelled", extra={"job_id": job_id, "reason": reason})
     return current
 
