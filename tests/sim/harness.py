@@ -89,7 +89,7 @@ class Actor:
 
 class Sim:
     def __init__(self, seed: int, *, crash_rate: float = 0.004, pause_rate: float = 0.01,
-                 max_steps: int = 20_000) -> None:
+                 max_steps: int = 20_000, script: Optional[list[Any]] = None) -> None:
         self.seed = seed
         self.rng = random.Random(seed)
         self.now = START
@@ -102,6 +102,13 @@ class Sim:
         self.call_times: list[float] = []
         self.steps = 0
         self.faults_on = True
+        # A scripted interleaving (the named regression tests), followed before any random choice; no faults
+        # but those it names. Entries: (actor, {labels}) runs the actor until it is about to do one of those
+        # steps ("store.put_plan", "sleep", "cams.call"...); (actor, None) runs it to its end;
+        # ("@pause", actor, seconds) freezes it that long (its heartbeats too).
+        self.script = list(script or [])
+        if script is not None:
+            self.faults_on = False
 
     # --- what the product sees ---------------------------------------------------------------------------
     def actor(self) -> Optional[Actor]:
@@ -193,11 +200,16 @@ class Sim:
             if not live:
                 break
             self._tick_heartbeats(live)
-            ready = [a for a in live if a.wake_at <= self.now and a.paused_until <= self.now]
-            if not ready:
-                self.now = max(self.now, min(max(a.wake_at, a.paused_until) for a in live))
+            chosen = self._scripted(live)
+            if chosen is None:
+                ready = [a for a in live if a.wake_at <= self.now and a.paused_until <= self.now]
+                if not ready:
+                    self.now = max(self.now, min(max(a.wake_at, a.paused_until) for a in live))
+                    continue
+                chosen = ready[self.rng.randrange(len(ready))]
+            elif max(chosen.wake_at, chosen.paused_until) > self.now:
+                self.now = max(chosen.wake_at, chosen.paused_until)  # the scripted one is asleep: wait for it
                 continue
-            chosen = ready[self.rng.randrange(len(ready))]
             if self.rng.random() < 0.02:
                 self.now += self.rng.uniform(0, 0.3)  # time passes unevenly
             self.steps += 1
@@ -215,6 +227,35 @@ class Sim:
             if actor.error is not None:
                 raise AssertionError(f"seed {self.seed}: actor {actor.name} failed: {actor.error!r}\n"
                                      + self.tail()) from actor.error
+
+    def _scripted(self, live: list[Actor]) -> Optional[Actor]:
+        """The actor the script wants next (None: the script is done, choose at random)."""
+        while self.script:
+            entry = self.script[0]
+            if entry[0] == "@pause":
+                _, name, seconds = entry
+                actor = next(a for a in self.actors if a.name == name)
+                actor.paused_until = self.now + seconds
+                self.trace.append(f"{name}:PAUSE {seconds}")
+                self.script.pop(0)
+                continue
+            name, labels = entry[0], entry[1]
+            actor = next(a for a in self.actors if a.name == name)
+            last = self.trace_of(actor)
+            started = len(entry) > 2
+            if actor.state != "runnable" or (started and labels is not None and last in labels):
+                self.script.pop(0)
+                continue
+            if not started:
+                self.script[0] = (name, labels, True)
+            return actor
+        return None
+
+    def trace_of(self, actor: Actor) -> str:
+        for item in reversed(self.trace):
+            if item.startswith(actor.name + ":") and not item.endswith(("CRASH",)) and ":PAUSE" not in item:
+                return item[len(actor.name) + 1:]
+        return ""
 
     def _tick_heartbeats(self, live: list[Actor]) -> None:
         for actor in live:

@@ -1,0 +1,72 @@
+"""The simulation (harness.py) on both stores: every seed a random cast of concurrent actors on one job with
+crashes and pauses; the invariants are checked after each. A failure names its seed: ``pytest tests/sim
+--sim-seed S`` replays it step for step."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from typing import Any, Callable, Iterator
+
+import pytest
+from harness import run_seed
+
+from chatapp_mass.store import Store
+from chatapp_mass.store_sqlite import SqliteStore
+from chatapp_mass.store_tablestore import TablestoreSettings, TablestoreStore
+
+DEFAULT_SEEDS = {"sqlite": 2000, "tablestore": 200}
+
+
+@pytest.fixture
+def quiet() -> Iterator[None]:
+    logging.disable(logging.CRITICAL)  # thousands of seeds log every stale claim they provoke
+    try:
+        yield
+    finally:
+        logging.disable(logging.NOTSET)
+
+
+def _seeds(config: pytest.Config, backend: str) -> range:
+    one = config.getoption("--sim-seed")
+    if one is not None:
+        return range(one, one + 1)
+    first = int(os.environ.get("CHATAPP_SIM_FIRST", "0") or 0)  # shards of a long run: seeds from here
+    return range(first, first + (config.getoption("--sim-seeds") or DEFAULT_SEEDS[backend]))
+
+
+def _run(seeds: range, open_store: Callable[[Callable[[], float]], Store]) -> dict[str, Any]:
+    started = time.perf_counter()
+    totals: dict[str, int] = {}
+    for seed in seeds:
+        for key, value in run_seed(seed, open_store).items():
+            totals[key] = totals.get(key, 0) + value
+    totals["seconds"] = round(time.perf_counter() - started, 1)  # a figure printed, never asserted
+    print(f"simulation: {len(seeds)} seeds: {totals}")
+    return totals
+
+
+def test_simulation_sqlite(request: pytest.FixtureRequest, quiet: None) -> None:
+    directory = tempfile.mkdtemp(dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
+    path = os.path.join(directory, "sim.db")
+    totals = _run(_seeds(request.config, "sqlite"), lambda clock: SqliteStore(path, clock=clock))
+    assert totals.get("calls", 0) > 0
+
+
+def test_simulation_tablestore(request: pytest.FixtureRequest, quiet: None) -> None:
+    from chatapp_mass.localcloud.tablestore import LocalTablestore
+
+    with LocalTablestore() as server:
+        creds = server.credentials
+        settings = TablestoreSettings(endpoint=server.endpoint, instance=server.instance_name, table_prefix="sim_")
+        keys = dict(access_key_id=creds.access_key_id, access_key_secret=creds.access_key_secret,
+                    security_token=creds.security_token or "")
+        TablestoreStore(settings, **keys).close()  # the tables, once
+
+        def open_store(clock: Callable[[], float]) -> Store:
+            return TablestoreStore(settings, create_tables=False, clock=clock, **keys)
+
+        totals = _run(_seeds(request.config, "tablestore"), open_store)
+    assert totals.get("calls", 0) > 0
