@@ -52,8 +52,8 @@ def _play(world: World, open_store: Callable[[Callable[[], float]], Store]) -> d
 
 def test_second_planner_never_clears_a_plan_being_written(open_store: Any) -> None:
     """Ordering (a): B finds the job ``planning`` while A writes it. Before: B cleared A's rows, A finished
-    and sent the partial lists it found and recorded them ``sent``; B's rows, written again later, read
-    ``sent`` though CAMS never had them. Now B waits for A's lease."""
+    and sent the partial (here: empty) lists it found and recorded them ``sent``; B's rows, written again
+    later, read ``sent`` though CAMS never had them. Now B waits for A's lease."""
     script = [("A", {"store.put_plan"}), ("A", {"store.put_plan"}),  # A wrote its first chunk
               ("B", {"store.put_plan", "sleep"}),  # B looked at the job (and, before, cleared it)
               ("A", None), ("B", None)]
