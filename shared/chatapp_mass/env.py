@@ -38,7 +38,6 @@ CHATAPP_API_MAX_BODY = "CHATAPP_API_MAX_BODY"  # bytes, default 6 MiB
 CHATAPP_API_REPEAT_WINDOW = "CHATAPP_API_REPEAT_WINDOW"  # seconds an identical submission is refused, default 600
 CHATAPP_API_RECONCILE_SECONDS = "CHATAPP_API_RECONCILE_SECONDS"  # seconds one reconcile request may look up, default 60
 CHATAPP_INGEST_FUNCTION = "CHATAPP_INGEST_FUNCTION"  # default chatapp-mass-ingest (plans OSS-sourced API jobs)
-CHATAPP_SWEEP_JOBS = "CHATAPP_SWEEP_JOBS"  # how many recent jobs the timer looks at, default 200
 CHATAPP_RECONCILE_AFTER = "CHATAPP_RECONCILE_AFTER"  # seconds after a job finished with uncertain batches that a sender looks them up (0: never), default 60
 CHATAPP_CLAIM_TTL = "CHATAPP_CLAIM_TTL"  # seconds a sender's claim on a batch lasts, default 90
 CHATAPP_SWEEP_IDLE = "CHATAPP_SWEEP_IDLE"  # seconds without a batch change before the timer starts a sender, default 120

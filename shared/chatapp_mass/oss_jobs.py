@@ -204,7 +204,6 @@ class FunctionSettings:
     claim_ttl: float = CLAIM_TTL  # seconds a sender's claim on a batch lasts (see Sender.handle)
     sweep_idle: float = 120.0  # the timer starts a sender for a running job none has touched this long
     error_threshold: float = 0.0  # pause a job when more than this share of the recipients tried failed (0: off)
-    sweep_jobs: int = 200  # how many recent jobs the timer looks at
     reconcile_after: float = 60.0  # a job finished with uncertain batches is looked up this much later (0: off)
 
     @classmethod
@@ -230,7 +229,6 @@ class FunctionSettings:
             claim_ttl=float(env_int(environ, env.CHATAPP_CLAIM_TTL, int(CLAIM_TTL), 5, 3600)),
             sweep_idle=float(env_int(environ, env.CHATAPP_SWEEP_IDLE, 120, 1, 86400)),
             error_threshold=_share(environ, env.CHATAPP_ERROR_THRESHOLD),
-            sweep_jobs=env_int(environ, env.CHATAPP_SWEEP_JOBS, 200, 1, 5000),
             reconcile_after=float(env_int(environ, env.CHATAPP_RECONCILE_AFTER, 60, 0, 86400)),
         )
 
@@ -467,7 +465,7 @@ class Ingest:
             log.warning("plan event for an unknown job: ignored", extra={"job_id": job_id})
             return IngestResult("", job_id, "skipped", "unknown job")
         location = OssLocation.parse(job.source)
-        if job.status is not JobStatus.planning:
+        if job.status is not JobStatus.planning and not (job.status is JobStatus.cancelled and job.plan_owner):
             self._continue(job)
             return IngestResult(location.key, job_id, "resumed", f"job already {job.status.value}")
         try:

@@ -215,6 +215,38 @@ def report_row(line: int, to: str, batch: Optional[BatchRecord]) -> ReportRow:
     return ReportRow(line, to, REPORT_STATUS[batch.status], batch.group_message_id, batch.code, batch.message)
 
 
+# --- what the timer looks for, and counters shared by a job's senders --------------------------------------
+# The statuses a store can list jobs by (``Store.jobs_in``): every status the timer acts on, or may (a job's
+# planning lease). A job in any other status (completed, failed, stopped, interrupted, stalled) is finished
+# for the timer: a store keeps no listing for it, so finished jobs cost the timer nothing however many.
+SWEPT_STATUSES = (JobStatus.planning, JobStatus.ready, JobStatus.scheduled, JobStatus.running, JobStatus.paused,
+                  JobStatus.cancelled)
+# Counters on a job row, shared by every sender instance (``Store.add_job_counts``): recipients tried and
+# recipients that failed, for an error threshold over the whole job rather than one invocation.
+JOB_COUNTERS = ("tried", "failed")
+
+
+def check_swept(statuses: Iterable[JobStatus]) -> list[JobStatus]:
+    """``statuses`` as a list without repeats, in order; ValueError names any ``jobs_in`` cannot list."""
+    wanted = list(dict.fromkeys(JobStatus(s) for s in statuses))
+    others = [s.value for s in wanted if s not in SWEPT_STATUSES]
+    if others:
+        raise ValueError(f"jobs_in lists jobs in {[s.value for s in SWEPT_STATUSES]}, not {others}: a store keeps "
+                         "no listing of finished jobs")
+    return wanted
+
+
+def check_counts(deltas: dict[str, int]) -> dict[str, int]:
+    """Every counter of ``JOB_COUNTERS`` with its delta (0 if not given); ValueError for another name."""
+    unknown = sorted(set(deltas) - set(JOB_COUNTERS))
+    if unknown:
+        raise ValueError(f"job counters are {list(JOB_COUNTERS)}, not {unknown}")
+    bad = sorted(name for name, delta in deltas.items() if isinstance(delta, bool) or not isinstance(delta, int))
+    if bad:
+        raise ValueError(f"job counter deltas must be integers: {bad}")
+    return {name: deltas.get(name, 0) for name in JOB_COUNTERS}
+
+
 class Store(abc.ABC):
     # jobs
     @abc.abstractmethod
@@ -313,3 +345,31 @@ class Store(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
+
+    # --- the timer at any scale, and per-job counters (added for issue 11) ---------------------------------
+    @abc.abstractmethod
+    def jobs_in(self, statuses: Iterable[JobStatus], limit: Optional[int] = None) -> list[JobRecord]:
+        """The jobs now in one of ``statuses`` (each of ``SWEPT_STATUSES``, else ValueError), found by status,
+        not by age: a job behind any number of newer or finished ones is listed. Grouped by status in the
+        order given, by job id within one; at most ``limit`` (None: all). The cost follows the jobs listed,
+        never the finished ones.
+
+        A job settled in its status (``settle_job``) is left out until its status changes again.
+        Reads are not a snapshot: a job changing status meanwhile may be listed in its old status or its new
+        one (callers check and change a job with conditional writes anyway), but a job that stays in a listed
+        status through the call is always listed."""
+
+    @abc.abstractmethod
+    def settle_job(self, job_id: str, status: JobStatus) -> bool:
+        """The timer is done with the job while it stays in ``status``: ``jobs_in`` leaves it out from now on,
+        until its status next changes (which lists it again). True if the job is in ``status`` (and now left
+        out); False, and nothing changes, if it is not. For a ``cancelled`` job the timer finalized (no batch
+        open), so that cancelled jobs do not cost the timer a lookup each firing for ever."""
+
+    @abc.abstractmethod
+    def add_job_counts(self, job_id: str, **deltas: int) -> dict[str, int]:
+        """Add to the job's counters (names from ``JOB_COUNTERS``; ValueError for another) in one atomic step
+        shared by every process and instance, and return every counter's total right after this addition
+        (with no deltas: the totals now). Counters start at 0; a delta may be negative. KeyError if there is
+        no such job. Not idempotent: a call retried by its caller counts twice."""
+

@@ -30,6 +30,7 @@ from chatapp_mass.store import (
     Store,
     report_row,
 )
+from chatapp_mass.store import JOB_COUNTERS, check_counts, check_swept
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -105,6 +106,23 @@ _ADDED_JOB_COLUMNS = {"scheduled_at": "REAL NOT NULL DEFAULT 0", "plan_owner": "
 _JOB_UPDATABLE = {"status", "reason", "total_rows", "valid", "invalid", "duplicate", "batches", "scheduled_at",
                   "plan_owner", "plan_expires", "batch_size", "max_request_bytes"}
 
+# --- the timer at any scale, per-job counters (issue 11) --------------------------------------------------
+# Job columns added for them (an older store file gains them on open, like the batch columns above):
+# ``settled`` (see Store.settle_job) and one ``count_<name>`` per JOB_COUNTERS name (Store.add_job_counts).
+_SWEEP_JOB_COLUMNS = {"settled": "INTEGER NOT NULL DEFAULT 0",
+                      **{f"count_{name}": "INTEGER NOT NULL DEFAULT 0" for name in JOB_COUNTERS}}
+# jobs_in seeks by status (finished jobs are passed over by the seek, never read); a job settled in its status
+# is out of the index, and back in once its status changes: the trigger, so that every writer of ``status``
+# (update_job, and any later one) keeps to it without knowing.
+_SWEEP_SCHEMA = """
+CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status, job_id) WHERE settled = 0;
+CREATE TRIGGER IF NOT EXISTS jobs_unsettled_by_a_status_change AFTER UPDATE OF status ON jobs
+    WHEN NEW.status IS NOT OLD.status AND NEW.settled != 0
+BEGIN
+    UPDATE jobs SET settled = 0 WHERE job_id = NEW.job_id;
+END;
+"""
+
 
 class SqliteStore(Store):
     def __init__(self, path: str, *, clock: Callable[[], float] = time.time) -> None:
@@ -127,6 +145,7 @@ class SqliteStore(Store):
             for added, definition in _ADDED_JOB_COLUMNS.items():
                 if added not in job_columns:
                     conn.execute(f"ALTER TABLE jobs ADD COLUMN {added} {definition}")
+            self._add_sweep_schema(conn)
         except sqlite3.DatabaseError as error:
             raise StoreError(f"store {path!r} cannot be used as a SQLite database: {error}") from None
 
@@ -373,6 +392,51 @@ class SqliteStore(Store):
                 return 0.0
             # The slot frees when the (len - limit + 1)-th newest leaves the window.
             return max(recent[len(recent) - limit] + window - now, 0.001)
+
+
+    # --- the timer at any scale, per-job counters (issue 11) ---------------------------------------------
+    @staticmethod
+    def _add_sweep_schema(conn: sqlite3.Connection) -> None:
+        for added, definition in _SWEEP_JOB_COLUMNS.items():
+            if added not in {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}:
+                try:
+                    conn.execute(f"ALTER TABLE jobs ADD COLUMN {added} {definition}")
+                except sqlite3.OperationalError as error:  # another process opening the file added it first
+                    if "duplicate column" not in str(error):
+                        raise
+        conn.executescript(_SWEEP_SCHEMA)
+
+    def jobs_in(self, statuses: Iterable[JobStatus], limit: Optional[int] = None) -> list[JobRecord]:
+        found: list[JobRecord] = []
+        for status in check_swept(statuses):
+            left = -1 if limit is None else limit - len(found)  # LIMIT -1: no limit
+            if left == 0:
+                break
+            rows = self._conn().execute(
+                f"SELECT {','.join(_JOB_FIELDS)} FROM jobs WHERE status=? AND settled=0 ORDER BY job_id LIMIT ?",
+                (status.value, left)).fetchall()
+            found.extend(self._job_from_row(row) for row in rows)
+        return found
+
+    def settle_job(self, job_id: str, status: JobStatus) -> bool:
+        return self._conn().execute("UPDATE jobs SET settled=1 WHERE job_id=? AND status=?",
+                                    (job_id, JobStatus(status).value)).rowcount == 1
+
+    def add_job_counts(self, job_id: str, **deltas: int) -> dict[str, int]:
+        counts = check_counts(deltas)
+        columns = ",".join(f"count_{name}" for name in JOB_COUNTERS)
+        conn = self._conn()
+        if any(counts.values()):
+            # one statement: atomic, and it returns the totals it wrote (fetchall: the statement ends, and
+            # with it the write, before we return)
+            rows = conn.execute(
+                f"UPDATE jobs SET {','.join(f'count_{name}=count_{name}+?' for name in JOB_COUNTERS)}"
+                f" WHERE job_id=? RETURNING {columns}", [*counts.values(), job_id]).fetchall()
+        else:
+            rows = conn.execute(f"SELECT {columns} FROM jobs WHERE job_id=?", (job_id,)).fetchall()
+        if not rows:
+            raise KeyError(job_id)
+        return dict(zip(JOB_COUNTERS, (int(value) for value in rows[0])))
 
 
 class _transaction:

@@ -12,6 +12,8 @@ table               primary key                                 columns
                                                                 input records, consecutive in line order
                                                                 (below)
 ``rate``            key                                         stamps (JSON), version
+``job_status``      status, job_id                              op, at: the jobs in each status the timer
+                                                                sweeps (below)
 ==================  ==========================================  ==============================================
 
 How the interface's promises are kept:
@@ -45,6 +47,9 @@ How the interface's promises are kept:
   the chunk holding it; unless it also holds the last line, a FORWARD GetRange finds the chunks starting
   after the first line up to the last. Chunks are small (128 records) so that a batch reads little more
   than its own records, whatever ``--batch-size``. Decoded, filtered on ``batch_seq``.
+- **Jobs by status** (``jobs_in``, for the timer): ``job_status`` holds a row per job in a status of
+  ``SWEPT_STATUSES``, none for finished jobs, so a firing reads one short key range per status it wants and
+  100,000 finished jobs cost nothing. See "the job_status index" below for how it is kept.
 - **The rate window** is one row per key: the last ``limit`` stamps and a version. Acquire reads it, reads
   the clock, and writes the new stamp list with "version unchanged" as the condition; a lost race re-reads.
   The stamp is read after the row, so it is never earlier than any stamp it was compared with.
@@ -83,6 +88,7 @@ from chatapp_mass.store import (
     Store,
     report_row,
 )
+from chatapp_mass.store import JOB_COUNTERS, SWEPT_STATUSES, check_counts, check_swept
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -319,6 +325,7 @@ class TablestoreStore(Store):
             self.t_batches: [("job_id", "STRING"), ("seq", "INTEGER")],
             self.t_rows: [("job_id", "STRING"), ("line", "INTEGER")],
             self.t_rate: [("key", "STRING")],
+            self.t_status: [("status", "STRING"), ("job_id", "STRING")],
         }
         existing = set(self._call("ListTable", self.client.list_table))
         for table, schema in schemas.items():
@@ -332,6 +339,7 @@ class TablestoreStore(Store):
             except StoreError as error:
                 if "OTSObjectAlreadyExist" not in str(error):
                     raise
+        self._index_jobs_of_older_releases()
 
     # --- jobs -------------------------------------------------------------------------------------------
     def create_job(self, job: JobRecord) -> bool:
@@ -342,11 +350,12 @@ class TablestoreStore(Store):
         self._call("PutRow job_index", lambda: self.client.put_row(
             self.t_index, ts.Row(index_pk, [("at", job.created_at)]), ts.Condition(ts.RowExistenceExpectation.IGNORE)))
         token = _token()
+        self._put_status_row(job.status.value, job.job_id, token)  # first, too: see the job_status index
         data = asdict(job)
         data["options"] = json.dumps(job.options, sort_keys=True)
         data["intake"] = json.dumps(job.intake, sort_keys=True)
         data["status"] = job.status.value
-        columns = [(k, v) for k, v in data.items() if k != "job_id"] + [("op", token)]
+        columns = [(k, v) for k, v in data.items() if k != "job_id"] + [("op", token), ("index_op", token)]
         pk = [("job_id", job.job_id)]
         return self._write("create job", lambda: self.client.put_row(
             self.t_jobs, ts.Row(pk, columns), ts.Condition(ts.RowExistenceExpectation.EXPECT_NOT_EXIST)),
@@ -387,6 +396,9 @@ class TablestoreStore(Store):
         unknown = set(changes) - _JOB_UPDATABLE
         if unknown:
             raise ValueError(f"cannot update job fields {sorted(unknown)}")
+        if "status" in changes:
+            return self._update_job_status(job_id, expect, changes, plan_owner=expect_plan_owner,
+                                           plan_expires=expect_plan_expires)
         token = _token()
         values = {k: (v.value if isinstance(v, JobStatus) else v) for k, v in changes.items()}
         values["updated_at"] = self.clock()
@@ -413,6 +425,7 @@ class TablestoreStore(Store):
                     ("job_id", job_id)]
         self._call("DeleteRow job_index", lambda: self.client.delete_row(
             self.t_index, ts.Row(index_pk), ts.Condition(ts.RowExistenceExpectation.IGNORE)))
+        self._drop_status_row(job.status.value, job_id, op=None)
         return True
 
     # --- plan -------------------------------------------------------------------------------------------
@@ -558,6 +571,245 @@ class TablestoreStore(Store):
                 return 0.0
             # another acquirer won this version: read again
 
+    # --- the job_status index: the timer at any scale (issue 11) -----------------------------------------
+    # A row (status, job_id) for each job in a status of SWEPT_STATUSES; ``op`` is the token of the status
+    # change that wrote it, which the job row keeps as ``index_op``; ``at`` is when (ms). Tablestore has no
+    # transaction across the two tables, so the order of the writes keeps the one promise that matters, "a
+    # job is never hidden from jobs_in", and leaves at worst a stale row, which readers skip and remove:
+    #
+    # - A status change reads the job (status, index_op), writes the new status's row, then updates the job
+    #   on condition that its status *and* index_op are still what it read (so no other status change came
+    #   between), and only then deletes the old status's row, on condition that the row's op is the old
+    #   index_op: a row a later change wrote again (the job left the status and came back) has a new op and
+    #   stays. A crash between the steps leaves the old row (stale) or the new one of a change that did not
+    #   happen (stale); the job's own row is there whenever the job is in a listed status.
+    # - ``jobs_in`` reads a status's rows, the jobs by BatchGetRow, and lists those still in that status. A
+    #   row whose job is elsewhere (or gone) is skipped, and deleted (on its op) once it is older than
+    #   _STALE_STATUS_ROW_MS: a younger one may be the row of a change still between its two writes.
+    # - ``settle_job`` deletes the job's row of its current status (on the op the job names).
+    # - Jobs written before this index existed have no index_op: the first store to find the index without
+    #   its marker row writes a row for each (op "", which is what a missing index_op stands for), then the
+    #   marker.
+    @property
+    def t_status(self) -> str:
+        return f"{self.settings.table_prefix}job_status"
+
+    def _put_status_row(self, status: str, job_id: str, op: str) -> None:
+        if status not in _SWEPT:
+            return
+        ts = self._ts
+        row = ts.Row([("status", status), ("job_id", job_id)], [("op", op), ("at", _now_ms())])
+        self._call("PutRow job_status", lambda: self.client.put_row(
+            self.t_status, row, ts.Condition(ts.RowExistenceExpectation.IGNORE)))
+
+    def _drop_status_row(self, status: str, job_id: str, op: Optional[str]) -> None:
+        """Delete the row if it still carries ``op`` (None: whatever it carries)."""
+        if status not in _SWEPT:
+            return
+        ts = self._ts
+        if op is None:
+            condition = ts.Condition(ts.RowExistenceExpectation.IGNORE)
+        else:
+            condition = ts.Condition(ts.RowExistenceExpectation.EXPECT_EXIST, ts.SingleColumnCondition(
+                "op", op, ts.ComparatorType.EQUAL, pass_if_missing=False))
+        row = ts.Row([("status", status), ("job_id", job_id)])
+        self._write("DeleteRow job_status", lambda: self.client.delete_row(self.t_status, row, condition))
+
+    def _update_job_status(self, job_id: str, expect: Optional[Iterable[JobStatus]], changes: dict[str, Any], *,
+                           plan_owner: Optional[str] = None, plan_expires: Optional[float] = None) -> bool:
+        """update_job when ``status`` is among the changes: see the job_status index above. ``plan_owner`` and
+        ``plan_expires``: the planning lease's fence (``Store.update_job``), part of the write's condition."""
+        ts = self._ts
+        new = JobStatus(changes["status"]).value
+        expected = None if expect is None else {JobStatus(s).value for s in expect}
+        pk = [("job_id", job_id)]
+        for _ in range(_STATUS_CHANGE_ROUNDS):
+            current = self._get(self.t_jobs, pk, ["status", "index_op"])
+            if current is None or (expected is not None and current["status"] not in expected):
+                return False
+            old, old_op = current["status"], current.get("index_op")  # old_op None: a job of an older release
+            token = _token()
+            values = {k: (v.value if isinstance(v, JobStatus) else v) for k, v in changes.items()}
+            values.update(updated_at=self.clock(), op=token)
+            if old == new:  # no index change: only that it is still in that status
+                condition = self._status_condition([old], plan_owner=plan_owner, plan_expires=plan_expires)
+            else:
+                values["index_op"] = token
+                both = ts.CompositeColumnCondition(ts.LogicalOperator.AND)
+                both.add_sub_condition(ts.SingleColumnCondition("status", old, ts.ComparatorType.EQUAL,
+                                                                pass_if_missing=False))
+                # a missing index_op passes only as missing: no token is ""
+                both.add_sub_condition(ts.SingleColumnCondition("index_op", old_op or "", ts.ComparatorType.EQUAL,
+                                                                pass_if_missing=old_op is None))
+                for column, value in (("plan_owner", plan_owner), ("plan_expires", plan_expires)):
+                    if value is not None:
+                        both.add_sub_condition(ts.SingleColumnCondition(column, value, ts.ComparatorType.EQUAL,
+                                                                        pass_if_missing=False))
+                condition = ts.Condition(ts.RowExistenceExpectation.EXPECT_EXIST, both)
+                self._put_status_row(new, job_id, token)
+            if self._job_write(pk, values, condition, token):
+                if old != new:
+                    self._drop_status_row(old, job_id, old_op or "")
+                return True
+            if old != new:
+                self._drop_status_row(new, job_id, token)  # ours, for a change that did not happen
+            # another change came between our read and our write: read again
+        raise StoreError(f"Tablestore update job {job_id}: its status kept changing under {_STATUS_CHANGE_ROUNDS} "
+                         "attempts to change it")
+
+    def _job_write(self, pk: list[tuple[str, Any]], values: dict[str, Any], condition: Any, token: str) -> bool:
+        row = self._ts.Row(pk, {"put": list(values.items())})
+        return self._write("update job", lambda: self.client.update_row(self.t_jobs, row, condition),
+                           self._op_is(self.t_jobs, pk, token))
+
+    def _jobs_by_id(self, ids: list[str]) -> dict[str, tuple[JobRecord, dict[str, Any]]]:
+        """BatchGetRow of jobs: id -> (the job, its row)."""
+        ts = self._ts
+        found: dict[str, tuple[JobRecord, dict[str, Any]]] = {}
+        for start in range(0, len(ids), _BATCH_GET_ROWS):
+            keys = [[("job_id", job_id)] for job_id in ids[start:start + _BATCH_GET_ROWS]]
+            request = ts.BatchGetRowRequest()
+            request.add(ts.TableInBatchGetRowItem(self.t_jobs, keys, max_version=1))
+            response = self._call("BatchGetRow jobs", lambda: self.client.batch_get_row(request))
+            for item in response.get_result_by_table(self.t_jobs):
+                if not item.is_ok:
+                    raise StoreError(f"Tablestore BatchGetRow jobs: {item.error_code}: {item.error_message}")
+                if item.row is not None:
+                    row = _row_dict(item.row)
+                    found[row["job_id"]] = (_job(row), row)
+        return found
+
+    def jobs_in(self, statuses: Iterable[JobStatus], limit: Optional[int] = None) -> list[JobRecord]:
+        ts = self._ts
+        listed: list[JobRecord] = []
+        for status in check_swept(statuses):
+            rows = self._range(self.t_status, [("status", status.value), ("job_id", ts.INF_MIN)],
+                               [("status", status.value), ("job_id", ts.INF_MAX)], ["op", "at"])
+            while limit is None or len(listed) < limit:
+                page = [row for _, row in zip(range(_BATCH_GET_ROWS), rows)]
+                if not page:
+                    break
+                jobs = self._jobs_by_id([row["job_id"] for row in page])
+                for row in page:
+                    job, _ = jobs.get(row["job_id"], (None, None))
+                    if job is not None and job.status is status:
+                        if limit is None or len(listed) < limit:
+                            listed.append(job)
+                    elif _now_ms() - int(row.get("at", 0)) > _STALE_STATUS_ROW_MS:
+                        self._drop_status_row(status.value, row["job_id"], row.get("op", ""))
+        return listed
+
+    def settle_job(self, job_id: str, status: JobStatus) -> bool:
+        current = self._get(self.t_jobs, [("job_id", job_id)], ["status", "index_op"])
+        if current is None or current["status"] != JobStatus(status).value:
+            return False
+        self._drop_status_row(current["status"], job_id, current.get("index_op") or "")
+        return True
+
+    def _index_jobs_of_older_releases(self) -> None:
+        ts = self._ts
+        marker = [("status", _INDEXED_MARKER), ("job_id", "")]
+        if self._get(self.t_status, marker, ["at"]) is not None:
+            return
+        items = []
+        for row in self._range(self.t_jobs, [("job_id", ts.INF_MIN)], [("job_id", ts.INF_MAX)],
+                               ["status", "index_op"]):
+            if row.get("status") in _SWEPT and "index_op" not in row:
+                items.append(ts.PutRowItem(ts.Row([("status", row["status"]), ("job_id", row["job_id"])],
+                                                  [("op", ""), ("at", _now_ms())]),
+                                           ts.Condition(ts.RowExistenceExpectation.EXPECT_NOT_EXIST)))
+        self._batch_write(self.t_status, items, "index jobs by status", tolerate=[_CONDITION_FAILED])
+        self._call("PutRow job_status", lambda: self.client.put_row(
+            self.t_status, ts.Row(marker, [("at", _now_ms())]), ts.Condition(ts.RowExistenceExpectation.IGNORE)))
+
+    # --- per-job counters (issue 11) --------------------------------------------------------------------
+    def add_job_counts(self, job_id: str, **deltas: int) -> dict[str, int]:
+        """One UpdateRow: an atomic increment of each counter column, returning the columns it incremented
+        (ReturnType RT_AFTER_MODIFY with their names; see _return_after_modify). Retried like any call; after
+        an ambiguous failure (the increment may have been applied) the row is read first: its ``count_op``
+        still ours means it was, and its totals are returned instead of counting twice. (Should another
+        addition have come in between, the retry counts again: rare, and an over-count of one batch.)"""
+        ts = self._ts
+        counts = check_counts(deltas)
+        pk = [("job_id", job_id)]
+        columns = [f"count_{name}" for name in JOB_COUNTERS]
+        if not any(counts.values()):
+            return self._read_counts(job_id, None)[0]
+        token = _token()
+        row = ts.Row(pk, {"increment": [(f"count_{name}", delta) for name, delta in counts.items()],
+                          "put": [("count_op", token)]})
+        condition = ts.Condition(ts.RowExistenceExpectation.EXPECT_EXIST)
+        client = self._return_after_modify()
+        ambiguous = False
+        for attempt in range(1, self.settings.max_attempts + 1):
+            if ambiguous:
+                totals, landed = self._read_counts(job_id, token)
+                if landed:
+                    return totals
+            try:
+                _, returned = client.update_row(self.t_jobs, row, condition, return_type=_AfterModify(tuple(columns)))
+                if returned is None:  # a service that returned nothing: read (ours is in, maybe others too)
+                    return self._read_counts(job_id, None)[0]
+                values = {column[0]: column[1] for column in returned.attribute_columns or []}
+                return {name: int(values.get(f"count_{name}", 0)) for name in JOB_COUNTERS}
+            except self._ts.OTSServiceError as error:
+                code = error.get_error_code()
+                if code == _CONDITION_FAILED:
+                    raise KeyError(job_id) from None
+                if code not in TRANSIENT_CODES and error.get_http_status() not in (500, 502, 503):
+                    raise StoreError(f"Tablestore add job counts: {code}: {error.get_error_message()}") from None
+                ambiguous = ambiguous or code in _AMBIGUOUS_CODES or error.get_http_status() >= 500
+                reason = code
+            except self._network_errors as error:
+                ambiguous = True
+                reason = f"network: {_describe_network(error)}"
+            if attempt == self.settings.max_attempts:
+                raise StoreError(f"Tablestore add job counts: still failing after {attempt} attempts ({reason})")
+            log.info("Tablestore write retried", extra={"operation": "add job counts", "reason": reason,
+                                                        "attempt": attempt})
+            time.sleep(_backoff(attempt))
+        raise AssertionError("unreachable")
+
+    def _read_counts(self, job_id: str, token: Optional[str]) -> tuple[dict[str, int], bool]:
+        """The totals now, and whether the row's ``count_op`` is ``token``. KeyError if no such job."""
+        columns = ["status", "count_op", *(f"count_{name}" for name in JOB_COUNTERS)]  # status: every job has it
+        row = self._get(self.t_jobs, [("job_id", job_id)], columns)
+        if row is None:
+            raise KeyError(job_id)
+        totals = {name: int(row.get(f"count_{name}", 0)) for name in JOB_COUNTERS}
+        return totals, token is not None and row.get("count_op") == token
+
+    def _return_after_modify(self) -> Any:
+        """The client, able to ask UpdateRow for ReturnType RT_AFTER_MODIFY.
+
+        The service and its protocol have it (table_store.proto: ``ReturnContent {return_type = 1;
+        return_column_names = 2}``, ``RT_AFTER_MODIFY = 2``; the atomic counter docs,
+        https://www.alibabacloud.com/help/en/tablestore/developer-reference/java-atomic-counters: increment,
+        addReturnColumn, RT_AFTER_MODIFY), but the Python SDK's ReturnType only has RT_NONE and RT_PK
+        (ALIBABA-FACTS §"Atomic increment"). So this client's UpdateRow encoder is wrapped once: a
+        ``return_type`` of ``_AfterModify(columns)`` encodes as the SDK does for none, then sets those two
+        fields. The SDK's UpdateRow decoder already returns the row the response carries."""
+        encoder = self.client.protocol.encoder
+        if not getattr(encoder, "_chatapp_after_modify", False):
+            from tablestore.protobuf import table_store_pb2
+
+            original = encoder.api_encode_map["UpdateRow"]
+
+            def encode(table_name: str, row: Any, condition: Any, return_type: Any = None,
+                       transaction_id: Any = None) -> Any:
+                if not isinstance(return_type, _AfterModify):
+                    return original(table_name, row, condition, return_type, transaction_id)
+                encoded = original(table_name, row, condition, None, transaction_id)
+                # the SDK's native encoder returns bytes in a wrapper: as a message, to set the fields
+                proto = table_store_pb2.UpdateRowRequest.FromString(encoded.SerializeToString())
+                proto.return_content.return_type = table_store_pb2.RT_AFTER_MODIFY
+                proto.return_content.return_column_names.extend(return_type.columns)
+                return proto
+
+            encoder.api_encode_map["UpdateRow"] = encode
+            encoder._chatapp_after_modify = True
+        return self.client
+
     # --- helpers ----------------------------------------------------------------------------------------
     def _status_condition(self, states: Optional[list[str]], **equal: Any) -> Any:
         """The row exists, its status is one of ``states`` (if given) and each ``column=value`` of ``equal``
@@ -590,6 +842,26 @@ class TablestoreStore(Store):
 
 def _token() -> str:
     return secrets.token_hex(8)
+
+
+# --- the job_status index, per-job counters (issue 11) -----------------------------------------------------
+_SWEPT = frozenset(s.value for s in SWEPT_STATUSES)
+_STATUS_CHANGE_ROUNDS = 32
+# A row of the index whose job is not in its status is removed by readers only this long after it was written:
+# until then it may be the row of a status change between its two writes (seconds, with every retry).
+_STALE_STATUS_ROW_MS = 10 * 60 * 1000
+_INDEXED_MARKER = "#jobs-of-older-releases-indexed"  # a key no status has
+
+
+@dataclass(frozen=True)
+class _AfterModify:
+    """UpdateRow's ReturnType RT_AFTER_MODIFY, returning these columns (see _return_after_modify)."""
+
+    columns: tuple[str, ...]
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 # --- chunks of input records (see the module docs) ---------------------------------------------------------

@@ -1,6 +1,8 @@
 """The timer (FC3 timer trigger): start scheduled jobs, sweep stalled work, run recurring sends.
 
-Each firing (s.yaml: every minute by default), over the ``CHATAPP_SWEEP_JOBS`` most recent jobs:
+Each firing (s.yaml: every minute by default), over every job in a status it acts on (``Store.jobs_in``:
+found by status, however many newer or finished jobs there are; scheduled first, then ready, running and
+cancelled):
 
 - **Planned** jobs left ``ready`` (the planner died before starting them) start, once idle that long.
 - **Scheduled** jobs whose ``scheduled_at`` has come start: ``scheduled`` -> ``running`` is one conditional
@@ -11,7 +13,8 @@ Each firing (s.yaml: every minute by default), over the ``CHATAPP_SWEEP_JOBS`` m
   has changed for ``CHATAPP_SWEEP_IDLE`` seconds (default 120: no sender is working on it), a sender is started; if nothing is open any more, the job
   is finalized (its finalizer died). A job that needs a sender is logged, so nothing stalls silently.
 - **Cancelled** jobs with batches still open: what is not on the wire is cancelled, and the job is
-  finalized once nothing is in flight.
+  finalized once nothing is in flight. A cancelled job with nothing open, cancelled over
+  ``SETTLE_CANCELLED_AFTER`` ago, is settled (``Store.settle_job``): later firings no longer list it.
 - **Recurring send**: the trigger's ``payload`` may be JSON ``{"recurring": {"source": "oss://B/K" or "K",
   "options": {...}}}``; each firing then creates one job of that CSV (job id = source + the firing's
   ``triggerTime``, so a re-delivered timer event is the same job) and hands it to ingest to plan.
@@ -44,6 +47,13 @@ from chatapp_mass.store import IN_FLIGHT, OPEN_STATUSES, BatchStatus, JobRecord,
 
 log = logging.getLogger("chatapp_mass.timer_jobs")
 
+# The statuses a firing acts on, in the order it takes them: a scheduled job's start is the most
+# time-sensitive.
+SWEPT = (JobStatus.scheduled, JobStatus.ready, JobStatus.running, JobStatus.cancelled, JobStatus.planning)
+# A cancelled job with no batch open stops being looked at (settled) this long after it was cancelled: a
+# planner may still be writing the batches of a job cancelled while it was planning (they arrive pending,
+# after the cancel) for as long as an ingest invocation lasts (s.yaml: 900 s); this is well past that.
+SETTLE_CANCELLED_AFTER = 3600.0
 
 
 class _Recurring(BaseModel):
@@ -100,7 +110,7 @@ class Timer:
         recurring = event.recurring()
         if recurring is not None:
             result["recurring"] = self.recurring(event, recurring)
-        for job in self.store.list_jobs(self.settings.sweep_jobs):
+        for job in self.store.jobs_in(SWEPT):
             if job.status is JobStatus.scheduled and job.scheduled_at <= now:
                 if start_job(self.store, self.dispatch, job.job_id, now=now) == JobStatus.running.value:
                     log.info("scheduled job started", extra={"job_id": job.job_id})
@@ -118,6 +128,20 @@ class Timer:
                 if not self.store.list_batches(job.job_id, IN_FLIGHT):
                     finalize(self.store, self.oss, self.settings, job.job_id, status=JobStatus.cancelled)
                     result["finalized"].append(job.job_id)
+            elif job.source.startswith("oss://") and (
+                    (job.plan_owner and job.plan_expires < now)
+                    or (job.status is JobStatus.planning and not job.plan_owner
+                        and now - job.updated_at >= self.settings.sweep_idle)):
+                # planning (or cancelled while planning) and its planner went silent past its lease, or its
+                # plan event never came: ingest takes the plan over (engine.plan_job: only an expired lease)
+                log.warning("plan abandoned by its planner: planning again", extra={"job_id": job.job_id})
+                self.invoker.invoke_async(self.ingest_function, {"plan_job": job.job_id})
+                result["resumed"].append(job.job_id)
+            elif job.status is JobStatus.cancelled and not job.plan_owner \
+                    and now - job.updated_at >= SETTLE_CANCELLED_AFTER:
+                # nothing open, and no planner can still be adding batches: done with it (finalized when
+                # its last batch resolved, by the canceller, its sender or an earlier firing)
+                self.store.settle_job(job.job_id, JobStatus.cancelled)
         return result
 
     def _sweep(self, job: JobRecord, now: float, result: dict[str, Any]) -> None:

@@ -21,7 +21,7 @@ from chatapp_mass.store_tablestore import TablestoreSettings, TablestoreStore
 def local_tablestore() -> Iterator[Any]:
     from chatapp_mass.localcloud.tablestore import LocalTablestore
 
-    with LocalTablestore(max_tables=1024) as server:  # five tables per test: above the 64 of one instance
+    with LocalTablestore(max_tables=1024) as server:  # six tables per test: above the 64 of one instance
         yield server
 
 
@@ -269,3 +269,130 @@ def test_split_batch_parts_hold_their_lines_and_report_their_own_outcome(store: 
     assert report[8].group_message_id == "g2" and report[3].code == "Bad"
     assert store.batch_totals("job1") == {BatchStatus.failed: (1, 2), BatchStatus.pending: (2, 4),
                                           BatchStatus.sent: (1, 5)}
+
+
+# --- jobs by status (the timer at any scale), per-job counters: issue 11 ----------------------------------
+def test_jobs_in_lists_by_status_not_by_age(store: Store) -> None:
+    statuses = [JobStatus.running, JobStatus.completed, JobStatus.scheduled, JobStatus.failed, JobStatus.running,
+                JobStatus.cancelled, JobStatus.planning, JobStatus.ready, JobStatus.stopped, JobStatus.paused]
+    for i, status in enumerate(statuses):
+        store.create_job(JobRecord(job_id=f"j{i}", source="f.csv", options={}, intake={}, content_sha256="x",
+                                   status=status, created_at=1000.0 + i))
+    ids = lambda jobs: [j.job_id for j in jobs]  # noqa: E731
+    assert ids(store.jobs_in([JobStatus.running])) == ["j0", "j4"]
+    assert ids(store.jobs_in([JobStatus.scheduled, JobStatus.running])) == ["j2", "j0", "j4"]  # grouped, in order
+    assert ids(store.jobs_in([JobStatus.scheduled, JobStatus.running], limit=2)) == ["j2", "j0"]
+    assert ids(store.jobs_in([JobStatus.planning, JobStatus.ready, JobStatus.paused, JobStatus.cancelled])) == \
+        ["j6", "j7", "j9", "j5"]
+    assert store.jobs_in([]) == []
+    listed = store.jobs_in([JobStatus.running])[0]
+    assert listed == store.get_job("j0")  # the whole record
+    for finished in (JobStatus.completed, JobStatus.failed, JobStatus.stopped, JobStatus.interrupted,
+                     JobStatus.stalled):
+        with pytest.raises(ValueError, match="finished"):
+            store.jobs_in([JobStatus.running, finished])
+    # a status change moves a job between lists; a failed conditional change moves nothing
+    assert store.update_job("j0", expect=[JobStatus.running], status=JobStatus.completed, valid=2) is True
+    assert store.update_job("j2", expect=[JobStatus.ready], status=JobStatus.running) is False
+    assert store.update_job("j2", status=JobStatus.running) is True  # no expect: whatever it was
+    assert store.update_job("j4", expect=[JobStatus.running], reason="still running") is True  # not a status
+    assert store.update_job("j4", expect=[JobStatus.running], status=JobStatus.running) is True  # the same one
+    assert ids(store.jobs_in([JobStatus.scheduled, JobStatus.running])) == ["j2", "j4"]
+    assert store.update_job("j1", expect=[JobStatus.completed], status=JobStatus.ready) is True  # a resend reopens
+    assert ids(store.jobs_in([JobStatus.ready])) == ["j1", "j7"]
+    store.delete_job("j7")
+    assert ids(store.jobs_in([JobStatus.ready])) == ["j1"]
+
+
+def test_jobs_in_never_hides_a_job_whose_status_keeps_changing(store: Store,
+                                                               second_handle: Callable[[], Store]) -> None:
+    for i in range(6):
+        store.create_job(job(f"k{i}"))
+    cycle = [JobStatus.ready, JobStatus.scheduled, JobStatus.running, JobStatus.paused, JobStatus.running,
+             JobStatus.cancelled, JobStatus.completed, JobStatus.ready]
+    handles = [second_handle() for _ in range(3)]
+
+    def churn(handle: Store) -> None:
+        for _ in range(2):
+            for i in range(6):
+                current = handle.get_job(f"k{i}")
+                assert current is not None
+                following = cycle[(cycle.index(current.status) + 1) % len(cycle)] \
+                    if current.status in cycle else JobStatus.ready
+                handle.update_job(f"k{i}", expect=[current.status], status=following)
+
+    threads = [threading.Thread(target=churn, args=(handle,)) for handle in handles]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    swept = [JobStatus.planning, JobStatus.ready, JobStatus.scheduled, JobStatus.running, JobStatus.paused,
+             JobStatus.cancelled]
+    for handle in [store, *handles]:
+        listed = {j.job_id: j.status for j in handle.jobs_in(swept)}
+        actual = {f"k{i}": handle.get_job(f"k{i}").status for i in range(6)}  # type: ignore[union-attr]
+        assert listed == {k: s for k, s in actual.items() if s in swept}
+        handle.close()
+
+
+def test_settle_job_leaves_it_out_until_its_status_changes(store: Store, second_handle: Callable[[], Store]) -> None:
+    store.create_job(job("c1"))
+    store.create_job(job("c2"))
+    for job_id in ("c1", "c2"):
+        store.update_job(job_id, status=JobStatus.cancelled)
+    assert store.settle_job("c1", JobStatus.running) is False  # not its status: nothing changes
+    assert store.settle_job("nope", JobStatus.cancelled) is False
+    assert [j.job_id for j in store.jobs_in([JobStatus.cancelled])] == ["c1", "c2"]
+    assert store.settle_job("c1", JobStatus.cancelled) is True
+    other = second_handle()
+    assert [j.job_id for j in other.jobs_in([JobStatus.cancelled])] == ["c2"]
+    assert store.update_job("c1", expect=[JobStatus.cancelled], reason="why") is True  # not a status change
+    assert store.update_job("c1", status=JobStatus.cancelled) is True  # nor is this
+    assert [j.job_id for j in store.jobs_in([JobStatus.cancelled])] == ["c2"]
+    assert store.get_job("c1").status is JobStatus.cancelled  # type: ignore[union-attr]
+    assert store.update_job("c1", expect=[JobStatus.cancelled], status=JobStatus.running) is True  # changes: back
+    assert [j.job_id for j in other.jobs_in([JobStatus.running])] == ["c1"]
+    assert store.update_job("c1", status=JobStatus.cancelled) is True
+    assert [j.job_id for j in other.jobs_in([JobStatus.cancelled])] == ["c1", "c2"]
+    other.close()
+
+
+def test_add_job_counts_adds_atomically_and_returns_the_totals(store: Store,
+                                                               second_handle: Callable[[], Store]) -> None:
+    store.create_job(job())
+    assert store.add_job_counts("job1") == {"tried": 0, "failed": 0}
+    assert store.add_job_counts("job1", tried=5) == {"tried": 5, "failed": 0}
+    assert store.add_job_counts("job1", tried=3, failed=2) == {"tried": 8, "failed": 2}
+    assert store.add_job_counts("job1", failed=-1) == {"tried": 8, "failed": 1}
+    with pytest.raises(ValueError, match="sent"):
+        store.add_job_counts("job1", sent=1)
+    with pytest.raises(KeyError):
+        store.add_job_counts("nope", tried=1)
+    assert store.get_job("nope") is None  # and no row was made for it
+    # counters are not job fields: a job update leaves them, and they leave the job as it was
+    store.update_job("job1", status=JobStatus.running, valid=7)
+    loaded = store.get_job("job1")
+    assert loaded is not None and (loaded.status, loaded.valid) == (JobStatus.running, 7)
+    assert store.add_job_counts("job1") == {"tried": 8, "failed": 1}
+
+    returned: list[dict[str, int]] = []
+    lock = threading.Lock()
+
+    def add(handle: Store) -> None:
+        for _ in range(10):
+            totals = handle.add_job_counts("job1", tried=1, failed=1)
+            with lock:
+                returned.append(totals)
+
+    handles = [second_handle() for _ in range(4)]
+    threads = [threading.Thread(target=add, args=(handles[i % 4],)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert store.add_job_counts("job1") == {"tried": 88, "failed": 81}
+    # each addition saw its own total, right after it: no two callers see the same one
+    assert sorted(t["tried"] for t in returned) == list(range(9, 89))
+    assert all(t["failed"] == t["tried"] - 7 for t in returned)
+    for handle in handles:
+        handle.close()
