@@ -25,6 +25,7 @@ from chatapp_mass.engine import (
     RunResult,
     Snapshot,
     plan_job,
+    restart_error_count,
 )
 from chatapp_mass.errors import ChatAppMassError, CsvFileError, JobNotFound, OptionsError
 from chatapp_mass.options import parse_intake_options, parse_job_options
@@ -482,8 +483,9 @@ def cmd_resume(args: argparse.Namespace, out: IO[str]) -> int:
         print(f"job {job.job_id} is {job.status.value}, not paused", file=out)
         return EXIT_USAGE
     if not os.environ.get(env.CHATAPP_FC_ENDPOINT):
-        store.update_job(job.job_id, expect=[JobStatus.paused], status=JobStatus.interrupted,
-                         reason="resumed: rerun `chatapp-mass send` with the same file and options to continue")
+        if store.update_job(job.job_id, expect=[JobStatus.paused], status=JobStatus.interrupted,
+                            reason="resumed: rerun `chatapp-mass send` with the same file and options to continue"):
+            restart_error_count(store, job.job_id)
         print(f"job {job.job_id} can go on: rerun the same `chatapp-mass send` command (no CHATAPP_FC_ENDPOINT: "
               "no deployed senders to start)", file=out)
         return EXIT_OK

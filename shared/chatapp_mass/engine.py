@@ -233,6 +233,14 @@ def _plan_owned(store: Store, job: JobRecord, owner: str, heartbeat: Heartbeat, 
     return planned
 
 
+def restart_error_count(store: Store, job_id: str) -> None:
+    """An operator resumed a job the error threshold paused: the threshold counts afresh from here (the
+    counters go back to zero; an outcome recorded meanwhile may still count, on the safe side)."""
+    counts = store.add_job_counts(job_id)
+    if counts["tried"] or counts["failed"]:
+        store.add_job_counts(job_id, tried=-counts["tried"], failed=-counts["failed"])
+
+
 def cancel_batches(store: Store, job_id: str) -> None:
     """Every batch of a cancelled job not yet on the wire (``pending`` or ``claimed``) becomes ``cancelled``:
     one conditional write each, so a batch a sender is just marking ``sending`` stays its, and is resolved by
@@ -441,6 +449,7 @@ class JobRunner:
         self._lock = threading.Lock()
         self._last_progress = self.clock()
         self.claims: Optional[Claims] = None
+        self._job_counts: Optional[dict[str, int]] = None  # the job's counters, as last returned by the store
 
     # control
     def stop(self, status: JobStatus = JobStatus.interrupted, reason: str = "interrupted by the user") -> None:
@@ -832,6 +841,8 @@ class JobRunner:
         if not recorded:
             log.error("stale claim: outcome not recorded (the batch is another's now)", extra={
                 "job_id": job_id, "batch": seq, "outcome": status.value, "request_id": outcome.request_id})
+        if recorded:
+            self._count_tried(job_id, size, status is BatchStatus.failed)
         with self._lock:
             self._last_progress = self.clock()
             if not recorded:
@@ -851,14 +862,28 @@ class JobRunner:
             log.error("job stopped by an account- or template-level refusal",
                       extra={"job_id": job_id, "code": outcome.code})
 
-    def _over_error_threshold(self, job_id: str, snapshot: Snapshot) -> bool:
-        """Pause the job when more than ``error_threshold`` of the recipients this run tried failed, once it
-        tried at least ``error_threshold_min`` or a tenth of the job, whichever is fewer: a template or list
-        problem should not burn the whole list. Counted per run, so a resumed job starts afresh."""
-        share = self.settings.error_threshold
+    def _count_tried(self, job_id: str, size: int, failed: bool) -> None:
+        """The job's own counters of recipients tried and failed (the error threshold), shared by every
+        runner and function instance sending the job: one atomic store addition per recorded outcome."""
+        if self.settings.error_threshold <= 0:
+            return
+        totals = self.store.add_job_counts(job_id, tried=size, failed=size if failed else 0)
         with self._lock:
-            failed, tried = snapshot.failed, snapshot.failed + snapshot.sent - snapshot.sent_at_start + \
-                snapshot.uncertain
+            self._job_counts = totals
+
+    def _over_error_threshold(self, job_id: str, snapshot: Snapshot) -> bool:
+        """Pause the job when more than ``error_threshold`` of the recipients tried failed, once at least
+        ``error_threshold_min`` or a tenth of the job (whichever is fewer) were tried: a template or list
+        problem should not burn the whole list. Counted per job across all its senders (the store's
+        counters, ``_count_tried``); an operator's resume starts the count afresh (:func:`restart_error_count`)."""
+        share = self.settings.error_threshold
+        if share <= 0:
+            return False
+        with self._lock:
+            counts = self._job_counts
+        if counts is None:
+            counts = self.store.add_job_counts(job_id)
+        failed, tried = counts["failed"], counts["tried"]
         if share <= 0 or tried <= 0 or tried < min(self.settings.error_threshold_min, snapshot.valid / 10) \
                 or failed <= share * tried:
             return False

@@ -46,7 +46,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from chatapp_mass import env, faults
 from chatapp_mass.cams import CamsClient
-from chatapp_mass.engine import DispatchSettings, JobRunner, PlanSettings, cancel_batches, plan_job
+from chatapp_mass.engine import (
+    DispatchSettings,
+    JobRunner,
+    PlanSettings,
+    cancel_batches,
+    plan_job,
+    restart_error_count,
+)
 from chatapp_mass.errors import ChatAppMassError, CsvFileError, OptionsError
 from chatapp_mass.fc_invoke import Invoker
 from chatapp_mass.options import IntakeOptions, JobOptions, parse_intake_options, parse_job_options
@@ -373,6 +380,7 @@ def resume_job(store: Store, dispatch: "Dispatch", job_id: str) -> Optional[JobR
     if job is None or job.status is not JobStatus.paused:
         return job
     if store.update_job(job_id, expect=[JobStatus.paused], status=JobStatus.ready, reason=""):
+        restart_error_count(store, job_id)
         log.warning("job resumed", extra={"job_id": job_id, "operator_decision": True})
         start_job(store, dispatch, job_id, now=time.time())
     return store.get_job(job_id)

@@ -651,8 +651,8 @@ class TablestoreStore(Store):
                 if old != new:
                     self._drop_status_row(old, job_id, old_op or "")
                 return True
-            if old != new:
-                self._drop_status_row(new, job_id, token)  # ours, for a change that did not happen
+            # The new status's row stays, stale, for readers to remove (jobs_in): deleting it here could
+            # delete the row of the change that won, if that change wrote the same key just before us.
             # another change came between our read and our write: read again
         raise StoreError(f"Tablestore update job {job_id}: its status kept changing under {_STATUS_CHANGE_ROUNDS} "
                          "attempts to change it")

@@ -161,3 +161,32 @@ def test_a_stopped_job_is_finalized_only_when_nothing_is_in_flight(tmp_path: Any
     store.transition_batch("j1", 0, expect=[BatchStatus.sending], to=BatchStatus.sent)
     assert finalize(store, oss, FunctionSettings(), "j1", status=JobStatus.stopped) == "stopped"  # type: ignore[arg-type]
     assert oss.objects
+
+
+def test_error_threshold_counts_the_job_across_instances(tmp_path: Any) -> None:
+    """Per-batch dispatch: each sender invocation sends one batch. Before, each counted only its own
+    outcomes and checked before it had any: the threshold never fired. Now the job's counters are shared."""
+    from chatapp_mass.outcomes import OutcomeKind, SendOutcome
+
+    store = SqliteStore(str(tmp_path / "s.db"))
+    job = JobRecord(job_id="j1", source="f.csv", options={"ChannelType": "whatsapp", "TemplateCode": "T",
+                    "Language": "en", "From": "1"}, intake={}, content_sha256="x", status=JobStatus.running,
+                    total_rows=12, valid=12, batches=4)
+    store.create_job(job)
+    store.put_plan([RowRecord("j1", line, f"49151{line:06d}", RowStatus.valid, batch_seq=(line - 2) // 3,
+                              recipient={"To": f"49151{line:06d}"}) for line in range(2, 14)],
+                   [BatchRecord("j1", seq, 3, first_line=2 + 3 * seq, last_line=4 + 3 * seq) for seq in range(4)])
+
+    class Refusing(_Cams):
+        def prepare(self, options: Any, recipients: list[dict[str, Any]], **_: Any) -> Any:
+            def call() -> SendOutcome:
+                self.calls.append([r["To"] for r in recipients])
+                return SendOutcome(OutcomeKind.failed, "InvalidParameter", "refused")
+            return call
+
+    cams = Refusing()
+    settings = DispatchSettings(qps=10, error_threshold=0.5, error_threshold_min=1)
+    for seq in range(4):  # one invocation per batch, one after the other
+        JobRunner(store, cams, settings, inline=True).drain(store.get_job("j1"), deadline=1e12, only=seq)  # type: ignore[arg-type]
+    assert len(cams.calls) == 1
+    assert store.get_job("j1").status is JobStatus.paused  # type: ignore[union-attr]
