@@ -24,6 +24,7 @@ no job stopped by an internal error; attempts <= the limit in every sliding seco
 from __future__ import annotations
 
 import io
+import json
 import random
 import threading
 from collections import Counter
@@ -39,6 +40,7 @@ from chatapp_mass.oss_jobs import FunctionSettings, cancel_job, finalize, pause_
 from chatapp_mass.outcomes import OutcomeKind, SendOutcome
 from chatapp_mass.ratelimit import SlidingWindowLimiter
 from chatapp_mass.store import BatchStatus, JobStatus, Store
+from chatapp_mass.timer_jobs import Timer
 
 START = 1_700_000_000.0
 QPS = 3
@@ -192,10 +194,10 @@ class Sim:
         actor.thread.start()
 
     def run(self) -> None:
-        for actor in self.actors:
-            if actor.state == "new":
-                self._start(actor)
         while True:
+            for actor in self.actors:
+                if actor.state == "new":  # also one an actor added meanwhile (an async invocation)
+                    self._start(actor)
             live = [a for a in self.actors if a.state == "runnable"]
             if not live:
                 break
@@ -326,6 +328,19 @@ class Sim:
         return Cams()
 
 
+class SimInvoker:
+    """FC's async invocations: a sender invocation becomes a new drainer actor (a few per seed at most)."""
+
+    def __init__(self, world: "World", limit: int = 3) -> None:
+        self.world, self.left = world, limit
+
+    def invoke_async(self, function: str, payload: dict[str, Any], *, delay: int = 0) -> None:
+        if "drain" in payload or "seq" in payload:
+            if self.left > 0:
+                self.left -= 1
+                self.world.sim.add(f"fc{self.left}", self.world.drainer)
+
+
 class FakeOss:
     """Where finalize writes the report objects (an in-memory bucket)."""
 
@@ -409,6 +424,15 @@ class World:
             if store.get_job(self.job_id) is not None:
                 release_stale(store, self.job_id, now=self.sim.clock())
 
+    def timer(self, actor: Actor) -> None:
+        """The timer function firing now and then: starts, sweeps and finalizes by status (jobs_in)."""
+        store = self.handle()
+        settings = FunctionSettings(sweep_idle=5.0, claim_ttl=CLAIM_TTL)
+        timer = Timer(store, self.oss, SimInvoker(self), settings, clock=self.sim.clock)  # type: ignore[arg-type]
+        for _ in range(self.sim.rng.randint(2, 5)):
+            self.sim.sleep(self.sim.rng.choice([2.0, 6.0, 15.0]))
+            timer.handle(json.dumps({"triggerTime": "2026-01-01T00:00:00Z", "triggerName": "sweep"}))
+
     def operator(self, actor: Actor) -> None:
         """Pauses (and later resumes by rerunning) or cancels the job at some moment."""
         store = self.handle()
@@ -480,6 +504,8 @@ def run_seed(seed: int, open_store: Callable[[Callable[[], float]], Store]) -> d
             sim.add(f"drain{index}", world.drainer)
         for index in range(sim.rng.randint(0, 2)):
             sim.add(f"sweep{index}", world.sweeper)
+        if sim.rng.random() < 0.5:
+            sim.add("timer", world.timer)
         if sim.rng.random() < 0.15:
             sim.add("operator", world.operator)
         sim.run()
@@ -488,4 +514,7 @@ def run_seed(seed: int, open_store: Callable[[Callable[[], float]], Store]) -> d
     try:
         return check(world, checker)
     finally:
+        job = checker.get_job(world.job_id)
+        if job is not None and job.status is JobStatus.cancelled:
+            checker.settle_job(world.job_id, JobStatus.cancelled)  # later seeds' timers need not look at it
         checker.close()
