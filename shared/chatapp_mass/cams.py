@@ -8,11 +8,15 @@
 - ``CHATAPP_CAMS_ENDPOINT``: a URL (``http://127.0.0.1:8123``) gives protocol and host:port; a bare host
   means HTTPS. Region from ``ALIBABA_CLOUD_REGION_ID`` (default ``ap-southeast-1``).
 - SDK clients are built lazily, one per thread (nothing is created at import or construction).
+- ``TaskId``: the job's own (``--task-id``) when it has one, else the one the caller passes (the engine:
+  :func:`batch_task_id` of the batch being called), so receipts and the console can tell one batch's call
+  from another's. ListChatappMessage can neither filter by it nor return it (see :func:`batch_task_id`).
 """
 
 from __future__ import annotations
 
 import os
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional
 from urllib.parse import urlsplit
@@ -51,6 +55,29 @@ def parse_endpoint(value: Optional[str]) -> tuple[Optional[str], str]:
     return value.rstrip("/"), "HTTPS"
 
 
+TASK_ID_DIGITS = 18  # < 2**63: fits a signed 64-bit integer, should the service hold TaskId as one
+
+
+def batch_task_id(job_id: str, seq: int) -> str:
+    """The ``TaskId`` of the SendChatappMassMessage call that sends batch ``seq`` of ``job_id`` (a part: its
+    own seq, since a part is sent by its own call): deterministic, so the same batch's retries carry the same
+    id and anyone holding the job id and the seq can compute it.
+
+    Digits only, 18 of them (a SHA-256 of ``job_id:seq``): the API pages give no format or length for
+    ``TaskId`` ("The custom task ID", examples ``10000****`` and ``100000001``; reference
+    cams-SendChatappMassMessage*.txt), so the id is shaped like their examples, which is accepted whether
+    the service holds it as a string or a number (the strict choice). 10**18 values: two batches share an
+    id with odds ~n**2 / 2e18 (n batches ever sent by the account).
+
+    What it can and cannot do: ChatAppStatus receipts carry ``TaskId`` (ALIBABA-FACTS §6), so a receipt
+    names its batch; ListChatappMessage does **not**: its request has no ``TaskId`` parameter and its items
+    no ``TaskId`` field (SDK ``alibabacloud_cams20200606`` 5.3.1, ``models/_list_chatapp_message_request.py``,
+    ``_list_chatapp_message_response_body.py``; the ``from_map`` of both drops unknown keys), so reconciling
+    cannot use it (see ``reconcile``)."""
+    digest = hashlib.sha256(f"{job_id}:{seq}".encode()).digest()
+    return str(int.from_bytes(digest[:8], "big") % 10 ** TASK_ID_DIGITS).zfill(TASK_ID_DIGITS)
+
+
 @dataclass(frozen=True)
 class PreparedCall:
     """One built SendChatappMassMessage request; calling it makes one attempt (it may be called again)."""
@@ -79,8 +106,12 @@ class CamsClient:
     def _sdk(self) -> Any:
         return self._client.get()
 
-    def prepare(self, options: JobOptions, recipients: list[dict[str, Any]]) -> "PreparedCall":
+    def prepare(self, options: JobOptions, recipients: list[dict[str, Any]], *,
+                task_id: Optional[str] = None) -> "PreparedCall":
         """Everything before the wire: imports, this thread's SDK client, the request. Returns the call.
+
+        ``task_id`` (:func:`batch_task_id`) is sent as ``TaskId`` unless the job has its own (``--task-id``,
+        ``options.task_id``): that one is the user's, for their receipts, and is never replaced.
 
         The engine prepares *before* it takes a slot from the rate limiter and calls right after, so the
         time between "slot taken" and "request arrives" is the network alone (the first call on a thread
@@ -91,7 +122,10 @@ class CamsClient:
         from darabonba.runtime import RuntimeOptions
 
         sdk = self._sdk()
-        request = models.SendChatappMassMessageRequest().from_map({**options.to_api(), "SenderList": recipients})
+        params = options.to_api()
+        if task_id and "TaskId" not in params:
+            params["TaskId"] = task_id
+        request = models.SendChatappMassMessageRequest().from_map({**params, "SenderList": recipients})
         runtime = RuntimeOptions(
             autoretry=False,
             max_attempts=0,
@@ -114,9 +148,15 @@ class CamsClient:
 
         return PreparedCall(call, recipients)
 
-    def send(self, options: JobOptions, recipients: list[dict[str, Any]]) -> SendOutcome:
+    def send(self, options: JobOptions, recipients: list[dict[str, Any]], *,
+             task_id: Optional[str] = None) -> SendOutcome:
         """One SendChatappMassMessage attempt, classified. Never raises for a service or transport failure."""
-        return self.prepare(options, recipients)()
+        return self.prepare(options, recipients, task_id=task_id)()
+
+    @property
+    def call_timeout(self) -> float:
+        """The longest one call can wait, in seconds: connecting, then the reply (the read timeout)."""
+        return (self.settings.connect_timeout_ms + self.settings.read_timeout_ms) / 1000
 
     def list_messages(self, query: dict[str, Any]) -> "ListPage":
         """One ListChatappMessage page (``query``: the API's parameter names, ``Page`` a dict). Never raises

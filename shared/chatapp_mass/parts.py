@@ -90,9 +90,13 @@ def finish_split(store: Store, batch: BatchRecord) -> None:
 
 
 def part_batches(batch: BatchRecord) -> list[BatchRecord]:
-    """The batches a split (or splitting) batch's ``parts`` describe."""
+    """The batches a split (or splitting) batch's ``parts`` describe.
+
+    Each carries the batch's ``sending_at``: a reconciliation's uncertain part was sent by the batch's call,
+    and reconciling it again must look in that call's interval (``reconcile.call_interval``); a pending part
+    (a halving) gets its own when its own call starts."""
     depth = generation(batch.seq) + 1
     return [BatchRecord(job_id=batch.job_id, seq=part_seq(first, depth), size=size, status=BatchStatus(status),
                         code=code, message=message, group_message_id=group, first_line=first, last_line=last,
-                        root=batch.rows_seq)
+                        root=batch.rows_seq, sending_at=batch.sending_at)
             for first, last, size, status, code, message, group in json.loads(batch.parts or "[]")]

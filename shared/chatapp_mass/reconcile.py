@@ -3,12 +3,28 @@
 A batch is ``uncertain`` when its call may or may not have reached CAMS (a timeout after sending, a crash
 mid-call). Reconciling asks CAMS which of its recipients it has:
 
-- **By GroupMessageId** when the batch knows it (a reply arrived but could not be recorded), else **one
-  query per recipient**: ``UserNumber`` + ``BusinessNumber`` (the job's From) + ``TemplateCode`` + the time
-  window from just before the batch's last call (``sending_at``) until now (ALIBABA-FACTS §6). Per number,
-  not one listing of the window: at the account's ceiling a window of minutes holds up to 10,000 messages a
-  second of *other* batches, pages of which would cost far more than one small query per recipient. The
-  queries are paced account-wide (``--list-qps``, default 20/s; the quota page gives the API 50/s).
+- **By GroupMessageId** when the batch knows it (a reply arrived but could not be recorded): exact, that
+  call's messages only. Else **one query per recipient**: ``UserNumber`` + ``BusinessNumber`` (the job's
+  From) + ``TemplateCode`` + the batch's **call interval** (ALIBABA-FACTS §6). Per number, not one listing
+  of the interval: at the account's ceiling it holds up to 10,000 messages a second of *other* batches,
+  pages of which would cost far more than one small query per recipient. The queries are paced
+  account-wide (``--list-qps``, default 20/s; the quota page gives the API 50/s).
+- **The call interval** (:func:`call_interval`): from ``sending_at`` - :data:`CLOCK_SKEW` to ``sending_at``
+  + the CAMS client's connect and read timeouts + :data:`CLOCK_SKEW`. ``sending_at`` is when the batch's
+  *last* attempt started. A batch may have been attempted several times (throttled, ``not_sent``, a rate
+  slot come too late): every earlier attempt was refused or never made, so CAMS took nothing from it; only
+  the last one, whose outcome was ambiguous, can have been accepted, and CAMS accepted it, if at all, while
+  we were connecting or waiting for its reply. A message to the number outside that interval is another
+  call's (the weekly recurring send, a ``--new-job`` run, a forced HTTP repeat, the same job's earlier
+  reopened send) and does not make the recipient found: before, the window ran from 120 s before the call
+  until the lookup (minutes or days later), and such a message made the recipient ``sent``: lost. A part
+  made by a reconciliation inherits its batch's ``sending_at`` (``parts.part_batches``): its recipients were
+  sent by that call. A record without ``sending_at`` falls back to the interval ending when the batch
+  turned uncertain (``updated_at``): never later than its call could have been.
+- **TaskId is no help here.** Each call may carry its batch's :func:`~chatapp_mass.cams.batch_task_id` (a
+  part called by itself: its own seq; the uncertain parts of a reconciliation were sent by their parent's
+  call, under the parent's id), but ListChatappMessage neither filters by ``TaskId`` nor returns it (SDK
+  request and response models), so the lookup cannot match on it; receipts (ChatAppStatus) can.
 - Found recipients become ``sent`` (code ``Reconciled``); the rest stay ``uncertain`` (code ``NotFound``). A
   batch found in part is split (``parts``): runs of found lines become sent parts, the others uncertain parts.
 - **WhatsApp and Viber only** (the API covers no other channel): Messenger and Instagram batches stay
@@ -20,6 +36,20 @@ is written again. Nothing is ever sent by reconciling. Resending (:func:`reopen_
 (CLI ``reconcile --resend`` / ``send --resend-uncertain``, HTTP ``POST /jobs/{id}/resend-uncertain``),
 logged with ``operator_decision``; for WhatsApp and Viber it reconciles first, so only recipients CAMS does
 not have are sent again, and it refuses when reconciling cannot run (unless told to skip it).
+
+**Residual ambiguity** (what the interval cannot tell apart; ``RECONCILE-NOTE.md``):
+
+- *Another call inside the interval.* A message to the same number, from the same From, with the same
+  template, accepted by CAMS within the ~55 s of this batch's interval (two jobs with overlapping lists
+  sending at the same time; the same file sent concurrently as a new job or a forced repeat) is taken for
+  this batch's: that recipient is marked ``sent`` though this call may not have reached CAMS. Nothing in
+  a ListChatappMessage item names the call (no ``TaskId``, no ``GroupMessageId``).
+- *A late timestamp.* Which time ``StartTime``/``EndTime`` compare (the call's acceptance, or each
+  message's dispatch, ``SendTime``) is not documented. If CAMS queues a mass send and stamps a message
+  later than the interval's end (a backlog, or acceptance after our read timeout gave up), that message is
+  not found: the recipient stays ``uncertain`` (``NotFound``), never wrongly ``sent``, but an operator's
+  resend then sends it twice. The interval errs on this side on purpose: a false "not found" is visible
+  and needs a decision; a false "found" is a silent loss.
 """
 
 from __future__ import annotations
@@ -43,7 +73,13 @@ log = logging.getLogger("chatapp_mass.reconcile")
 
 LIST_QPS = 20
 PAGE_SIZE = 100
-WINDOW_MARGIN = 120.0  # seconds before the call's start (clock skew, the service's own timestamps)
+CLOCK_SKEW = 10.0
+"""Seconds added on both sides of a call's interval. ``sending_at`` is our clock, read just before the rate
+slot; the interval is compared with the service's clock. It covers: the two clocks' difference (Function
+Compute's and CAMS's hosts are NTP-synced: well under a second); ``sending_at`` being written ahead of the
+slot (``ratelimit.DEFAULT_LEAD``, 50 ms) plus a wait there behind other processes' slots (up to a few
+seconds at the account's rate); the request's transfer (a full batch is ~100 KB of URL). Wider lets more
+of another call's messages pass for this one's; narrower risks missing this call's own."""
 _RETRIES = 6  # a throttled or failed query: again after 0.2, 0.4, 0.8, 1.6, 2 s
 
 
@@ -137,8 +173,8 @@ class Reconciler:
             have = self._numbers(query, {**base, "GroupMessageId": batch.group_message_id})
             found = {line for line, recipient in rows if recipient["To"] in have}
         else:
-            start = (batch.sending_at or batch.updated_at) - WINDOW_MARGIN
-            base.update(StartTime=int(start * 1000), EndTime=int((self.clock() + WINDOW_MARGIN) * 1000))
+            start, end = call_interval(batch, self.cams.call_timeout)
+            base.update(StartTime=int(start * 1000), EndTime=int(end * 1000))
             if options.template_code:
                 base["TemplateCode"] = options.template_code
 
@@ -178,6 +214,20 @@ class Reconciler:
             split_batch(self.store, batch, runs(lines, found, hit=hit, miss=miss), expect=[BatchStatus.uncertain],
                         code="Reconciled", message=f"{len(found)} of {len(lines)} found by ListChatappMessage")
         log.log(logging.INFO if found else logging.WARNING, "uncertain batch reconciled", extra=extra)
+
+
+def call_interval(batch: BatchRecord, call_timeout: float, skew: float = CLOCK_SKEW) -> tuple[float, float]:
+    """When CAMS can have accepted ``batch``'s last call (epoch seconds, both ends included): from its start
+    (``sending_at``) until it gave up (``call_timeout``: the client's connect plus read timeouts), widened by
+    ``skew`` on both sides. ``call_timeout`` is the reconciler's client's (``CamsClient.call_timeout``),
+    standing for the sender's: both are built from ``CamsSettings``, with the same timeouts.
+
+    Without ``sending_at`` (a record from before it existed), the ``call_timeout`` before ``updated_at``, when
+    the batch turned uncertain: the call had ended by then. (Once looked up, ``updated_at`` is that lookup's
+    time, and a later lookup of such a record finds nothing: it stays uncertain, the safe side.)"""
+    if batch.sending_at:
+        return batch.sending_at - skew, batch.sending_at + call_timeout + skew
+    return batch.updated_at - call_timeout - skew, batch.updated_at + skew
 
 
 def unreconcilable(options: JobOptions, cust_space_id: Optional[str] = None) -> str:

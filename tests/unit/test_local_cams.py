@@ -574,3 +574,54 @@ def test_list_chatapp_message_validation(params: dict[str, str], code: str) -> N
     with pytest.raises(cams_exc.CamsError) as raised:
         validate_list({**good, **params})
     assert raised.value.code == code
+
+
+# --- TaskId and ListChatappMessage --------------------------------------------------------------------------
+def list_request(**fields: Any) -> m.ListChatappMessageRequest:
+    return m.ListChatappMessageRequest(channel_type="whatsapp", business_number=FROM, cust_space_id="cs",
+                                       page=m.ListChatappMessageRequestPage(index=1, size=10), **fields)
+
+
+def test_task_id_is_recorded_per_message_but_list_chatapp_message_neither_filters_nor_shows_it(
+        local_cams: LocalCams, client: Client) -> None:
+    """The SDK's ListChatappMessageRequest has no TaskId and its items (ListChatappMessageResponseBodyData)
+    none either (alibabacloud_cams20200606 5.3.1 models); the local CAMS does as they say."""
+    number = "8613900000001"
+    for task in ("task-a", "task-b"):
+        assert send(client, request(to=[number], task_id=task)).body.code == "OK"
+    assert [(r.to, r.task_id) for r in local_cams.backend.received] == [(number, "task-a"),
+                                                                         (number, "task-b")]
+    dropped = m.ListChatappMessageRequest().from_map({"TaskId": "task-a"}).to_map()
+    assert "TaskId" not in dropped  # the SDK never sends it
+
+    body = client.list_chatapp_message_with_options(list_request(user_number=number), RuntimeOptions()).body
+    assert body.code == "OK" and len(body.data) == 2
+    assert not any("task" in key.lower() for item in body.data for key in item.to_map())
+    assert "TaskId" not in local_cams.backend.received[0].list_item()
+
+    # a TaskId parameter sent anyway (a raw signed request) filters nothing: both calls' messages come back
+    query = {"ChannelType": "whatsapp", "BusinessNumber": FROM, "CustSpaceId": "cs", "UserNumber": number,
+             "TaskId": "task-a", "Page": json.dumps({"Index": 1, "Size": 10})}
+    status, raw = raw_call(local_cams, query, action="ListChatappMessage")
+    assert status == 200 and raw["Code"] == "OK" and len(raw["Data"]) == 2
+    assert all("TaskId" not in item for item in raw["Data"])
+
+
+def test_list_time_filter_uses_send_time_which_a_lag_can_move(frozen: tuple[LocalCams, list[float]]) -> None:
+    """StartTime/EndTime compare the time a message is filed under (SendTime): the call's arrival, or later
+    with ``send_time_lag`` (a service that stamps each message when it dispatches it)."""
+    from chatapp_mass.localcloud.cams.models import validate_list
+
+    cams, _ = frozen
+    backend = cams.backend
+    backend.configure(send_time_lag=90)
+    reply = backend.send_chatapp_mass_message(cams.credentials.access_key_id, dict(QUERY), arrived_at=1_000.0)
+    assert reply.body["Code"] == "OK"
+    [message] = backend.received
+    assert (message.arrived_at, message.send_time) == (1_000.0, 1_090.0)
+    assert message.list_item()["SendTime"] == "1970-01-01 00:18:10"
+    base = {"ChannelType": "whatsapp", "BusinessNumber": FROM, "CustSpaceId": "cs",
+            "Page": '{"Index":1,"Size":10}'}
+    at_arrival = validate_list({**base, "StartTime": "995000", "EndTime": "1045000"})
+    at_dispatch = validate_list({**base, "StartTime": "1085000", "EndTime": "1095000"})
+    assert not at_arrival.matches(message) and at_dispatch.matches(message)

@@ -23,6 +23,9 @@ from . import exceptions as exc
 SEND_ACTION = "SendChatappMassMessage"
 LIST_ACTION = "ListChatappMessage"
 LIST_CHANNELS = frozenset({"whatsapp", "viber"})  # the API page: ListChatappMessage covers these only
+# ListChatappMessage filters, as the SDK's request model has them (alibabacloud_cams20200606 5.3.1,
+# models/_list_chatapp_message_request.py; StartTimeStr/EndTimeStr, MessageStatus, ClientAcceptStatus and
+# the owner fields are not served here). There is no TaskId among them: see ListQuery.
 LIST_PAGE_SIZE_MAX = 100  # ASSUMPTION: the page's limit is not documented
 DEFAULT_LIST_QPS_LIMIT = 50  # the quota page: ListChatappMessage 50/1(s)
 API_VERSION = "2020-06-06"
@@ -70,7 +73,11 @@ class Attempt:
 
 @dataclass
 class ReceivedMessage:
-    """One recipient of an accepted call."""
+    """One recipient of an accepted call. ``task_id``: the call's ``TaskId`` (a SendChatappMassMessage
+    parameter, SDK ``models/_send_chatapp_mass_message_request.py``), recorded per message for tests and
+    receipts; ListChatappMessage neither filters by it nor shows it (see :meth:`list_item`, ``ListQuery``).
+    ``send_time``: the time ListChatappMessage filters on and shows as ``SendTime`` (see
+    ``CamsBackend.send_time_lag``; 0 = ``arrived_at``)."""
 
     to: str
     template_params: dict[str, Any]
@@ -86,17 +93,25 @@ class ReceivedMessage:
     arrived_at: float
     cust_space_id: str | None = None
     message_id: str = ""
+    send_time: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @property
+    def listed_at(self) -> float:
+        return self.send_time or self.arrived_at
+
     def list_item(self) -> dict[str, Any]:
-        """How ListChatappMessage shows it (the SDK's ListChatappMessageResponseBodyData fields)."""
+        """How ListChatappMessage shows it: only fields of the SDK's ``ListChatappMessageResponseBodyData``
+        (``models/_list_chatapp_message_response_body.py``). That model has no ``TaskId`` (nor
+        ``GroupMessageId``), and its ``from_map`` keeps only its own fields, so neither is shown: a client
+        cannot tell which call a listed message came from."""
         return {"MessageId": self.message_id, "UniqueMessageId": self.message_id, "UserNumber": self.to,
                 "BusinessNumber": self.from_, "ChannelType": self.channel_type, "TemplateCode": self.template_code,
                 "TemplateName": self.template_name, "LanguageCode": self.language, "EventAction": "DOWN",
                 "MessageStatus": "Sent", "MessageType": "TEMPLATE", "Type": "template",
-                "SendTime": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(self.arrived_at))}
+                "SendTime": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(self.listed_at))}
 
 
 @dataclass
@@ -244,8 +259,17 @@ class ListQuery:
 
     def matches(self, message: ReceivedMessage) -> bool:
         """ASSUMPTION: a message sent without CustSpaceId is the account's own space's, which a listing
-        names by its id (not known here): it matches any CustSpaceId."""
-        at_ms = int(message.arrived_at * 1000)
+        names by its id (not known here): it matches any CustSpaceId.
+
+        Not a filter: ``TaskId``. The SDK's request model has no such parameter (its ``from_map`` drops
+        one), so the SDK never sends it. A raw request that does is served as if it had not (ASSUMPTION: the
+        gateway ignores a parameter the API does not define; no source says; the strict choice, since a
+        caller who relies on it gets every call's messages, as they would if it is ignored for real).
+
+        ``StartTime``/``EndTime`` compare ``send_time`` (``arrived_at`` unless ``send_time_lag`` is set).
+        ASSUMPTION: the API page says "the start/end time", not of what: the call's acceptance or each
+        message's dispatch (``SendTime``). ``send_time_lag`` plays the second reading."""
+        at_ms = int(message.listed_at * 1000)
         return (message.channel_type == self.channel and message.from_ == self.business_number
                 and message.cust_space_id in (None, self.cust_space_id)
                 and (self.start_ms is None or at_ms >= self.start_ms) and (self.end_ms is None or at_ms <= self.end_ms)
@@ -320,6 +344,10 @@ class CamsBackend(AccountRegistry):
         # whole call, as for a malformed one): what the sender's batch splitting is tested against.
         self.refused_numbers: frozenset[str] = frozenset()
         self.list_qps_limit: int | None = DEFAULT_LIST_QPS_LIMIT
+        # Seconds between a call's arrival and the time ListChatappMessage files its messages under
+        # (``SendTime``, the StartTime/EndTime filter): 0 files them at arrival; more plays a service that
+        # stamps each message when it dispatches it from a queue (see ListQuery.matches).
+        self.send_time_lag = 0.0
         self.throttle_probability = throttle_probability
         # Random faults for the fault suite (tests/faults), each drawn per call: an HTTP 503
         # ServiceUnavailable (nothing received); an HTTP 200 whose Code is a failure (nothing received); the
@@ -360,7 +388,7 @@ class CamsBackend(AccountRegistry):
             for name, value in options.items():
                 if name in ("latency", "latency_jitter", "throttle_probability", "fail_probability",
                             "soft_fail_probability", "drop_before_probability", "drop_after_probability",
-                            "spike_probability", "spike_latency"):
+                            "spike_probability", "spike_latency", "send_time_lag"):
                     setattr(self, name, float(value))
                 elif name == "qps_limit":
                     self.qps_limit = None if value is None else int(value)
@@ -477,7 +505,7 @@ class CamsBackend(AccountRegistry):
                     template_code=params.get("TemplateCode"), template_name=params.get("TemplateName"),
                     language=params["Language"], from_=params["From"], task_id=params.get("TaskId"),
                     access_key_id=access_key_id, arrived_at=arrived_at, cust_space_id=params.get("CustSpaceId"),
-                    message_id=f"{group_message_id}{index:04d}"))
+                    message_id=f"{group_message_id}{index:04d}", send_time=arrived_at + self.send_time_lag))
             body = {"Code": "OK", "Message": "OK", "RequestId": request_id,
                     "GroupMessageId": group_message_id, "AccessDeniedDetail": None}
             if self._chance(self.drop_after_probability):

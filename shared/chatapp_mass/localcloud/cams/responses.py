@@ -198,7 +198,8 @@ class AdminResponse:
     GET  /_localcams/stats     counts, codes and max_calls_in_any_window
     POST /_localcams/config    JSON object: latency, latency_jitter, qps_limit, throttle_next,
                                throttle_probability, fail_next, refuse_all, reply_non_json_next,
-                               templates, max_request_line, max_recipients, max_clock_skew
+                               templates, max_request_line, max_recipients, max_clock_skew,
+                               list_qps_limit, send_time_lag
     POST /_localcams/reset     forget attempts, received, windows and pending faults
     """
 
