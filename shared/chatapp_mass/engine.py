@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, replace
 from typing import IO, Any, Callable, ContextManager, Iterable, Optional
 
 from chatapp_mass import faults
-from chatapp_mass.cams import CamsClient, PreparedCall
+from chatapp_mass.cams import CamsClient, PreparedCall, batch_task_id
 from chatapp_mass.errors import CsvFileError, StoreError
 from chatapp_mass.intake import RecipientReader, sha256_of
 from chatapp_mass.lease import CLOCK_SKEW, PLAN_LEASE, Heartbeat, owner_id, owner_is_dead
@@ -663,7 +663,8 @@ class JobRunner:
             if batch is None or len(rows) != batch.size:
                 self._plan_mismatch(job_id, seq, batch, len(rows))
                 return
-            call = self.cams.prepare(options, [recipient for _, recipient in rows])  # before the slot: see prepare
+            call = self.cams.prepare(options, [recipient for _, recipient in rows],  # before the slot: see prepare
+                                     task_id=batch_task_id(job_id, seq))
             leader = False if self.inline else self._first_call_turn()
             try:
                 self._attempt_until_resolved(job_id, seq, [line for line, _ in rows], call, snapshot, cold=leader)
