@@ -60,14 +60,14 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 from chatapp_mass.cams import CamsClient, ListPage
 from chatapp_mass.errors import ChatAppMassError
 from chatapp_mass.options import JobOptions
 from chatapp_mass.parts import Part, finish_split, runs, split_batch
 from chatapp_mass.ratelimit import SlidingWindowLimiter
-from chatapp_mass.store import BatchRecord, BatchStatus, JobRecord, JobStatus, Store
+from chatapp_mass.store import BatchRecord, BatchStatus, JobRecord, JobStatus, Store, generation, part_seq
 
 log = logging.getLogger("chatapp_mass.reconcile")
 
@@ -96,9 +96,15 @@ class ReconcileResult:
     left: int = 0  # uncertain batches not looked at (deadline)
     skipped: str = ""  # why nothing could be looked at
     error: str = ""  # a batch left as it was: ListChatappMessage kept failing
+    # The batches (or parts) this lookup left uncertain: the only ones a resend that reconciled may reopen.
+    # A batch that became uncertain after the lookup (a sweeper took its sender for dead meanwhile) was not
+    # looked up, and CAMS may well have it.
+    looked_up: list[int] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        data.pop("looked_up")
+        return data
 
 
 @dataclass
@@ -116,7 +122,7 @@ class _Query:
             page = self.client.list_messages(query)
             if page.ok or not _transient(page.code) or attempt == _RETRIES - 1:
                 return page
-            time.sleep(min(0.2 * 2 ** attempt, 2.0))
+            self.limiter.sleep(min(0.2 * 2 ** attempt, 2.0))
         raise AssertionError("unreachable")
 
 
@@ -127,9 +133,10 @@ def _transient(code: str) -> bool:
 
 class Reconciler:
     def __init__(self, store: Store, cams: CamsClient, *, qps: int = LIST_QPS, concurrency: int = 8,
-                 clock: Callable[[], float] = time.time) -> None:
-        self.store, self.cams, self.clock = store, cams, clock
-        self.limiter = SlidingWindowLimiter(store, limit=qps, key="cams:ListChatappMessage", margin=0.0)
+                 clock: Callable[[], float] = time.time, sleep: Callable[[float], object] = time.sleep) -> None:
+        self.store, self.cams, self.clock, self.sleep = store, cams, clock, sleep
+        self.limiter = SlidingWindowLimiter(store, limit=qps, key="cams:ListChatappMessage", margin=0.0,
+                                            clock=clock, sleep=sleep)
         self.concurrency = concurrency
 
     def reconcile(self, job: JobRecord, *, cust_space_id: Optional[str] = None,
@@ -152,7 +159,8 @@ class Reconciler:
                 result.left = len(uncertain) - index
                 break
             try:
-                found, missing = self._batch(job, options, cust_space_id or options.cust_space_id or "", batch, query)
+                found, missing = self._batch(job, options, cust_space_id or options.cust_space_id or "", batch, query,
+                                             result.looked_up)
             except ReconcileError as error:
                 result.error, result.left = str(error), len(uncertain) - index
                 break
@@ -165,7 +173,7 @@ class Reconciler:
         return result
 
     def _batch(self, job: JobRecord, options: JobOptions, cust_space_id: str, batch: BatchRecord,
-               query: _Query) -> tuple[int, int]:
+               query: _Query, left: list[int]) -> tuple[int, int]:
         rows = self.store.batch_rows(job.job_id, batch.seq)
         base: dict[str, Any] = {"ChannelType": options.channel_type.value, "BusinessNumber": options.from_,
                                 "CustSpaceId": cust_space_id, "EventAction": "DOWN"}
@@ -184,7 +192,7 @@ class Reconciler:
             with ThreadPoolExecutor(self.concurrency) as pool:
                 hits = list(pool.map(has, [recipient for _, recipient in rows]))
             found = {line for (line, _), hit in zip(rows, hits) if hit}
-        self._record(job, batch, [line for line, _ in rows], found)
+        self._record(job, batch, [line for line, _ in rows], found, left)
         return len(found), len(rows) - len(found)
 
     def _numbers(self, query: _Query, params: dict[str, Any], pages: int = 10_000) -> set[str]:
@@ -199,7 +207,9 @@ class Reconciler:
                 break
         return numbers
 
-    def _record(self, job: JobRecord, batch: BatchRecord, lines: list[int], found: set[int]) -> None:
+    def _record(self, job: JobRecord, batch: BatchRecord, lines: list[int], found: set[int],
+                left: list[int]) -> None:
+        """Write what the lookup found; the seqs it left uncertain go to ``left``."""
         at = datetime.fromtimestamp(self.clock(), timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
         hit = Part(0, 0, 0, BatchStatus.sent, "Reconciled", f"found by ListChatappMessage at {at}: CAMS has it")
         miss = Part(0, 0, 0, BatchStatus.uncertain, "NotFound",
@@ -208,11 +218,15 @@ class Reconciler:
         extra = {"job_id": job.job_id, "batch": batch.seq, "recipients": len(lines), "found": len(found)}
         if len(found) == len(lines) or not found:
             like = hit if found else miss
-            self.store.transition_batch(job.job_id, batch.seq, expect=[BatchStatus.uncertain], to=like.status,
-                                        code=like.code, message=like.message)
+            if self.store.transition_batch(job.job_id, batch.seq, expect=[BatchStatus.uncertain], to=like.status,
+                                           code=like.code, message=like.message) and not found:
+                left.append(batch.seq)
         else:
-            split_batch(self.store, batch, runs(lines, found, hit=hit, miss=miss), expect=[BatchStatus.uncertain],
-                        code="Reconciled", message=f"{len(found)} of {len(lines)} found by ListChatappMessage")
+            parts = runs(lines, found, hit=hit, miss=miss)
+            if split_batch(self.store, batch, parts, expect=[BatchStatus.uncertain], code="Reconciled",
+                           message=f"{len(found)} of {len(lines)} found by ListChatappMessage"):
+                depth = generation(batch.seq) + 1
+                left.extend(part_seq(p.first_line, depth) for p in parts if p.status is BatchStatus.uncertain)
         log.log(logging.INFO if found else logging.WARNING, "uncertain batch reconciled", extra=extra)
 
 
@@ -241,11 +255,18 @@ def unreconcilable(options: JobOptions, cust_space_id: Optional[str] = None) -> 
     return ""
 
 
-def reopen_uncertain(store: Store, job_id: str, *, reason: str) -> tuple[int, int]:
-    """The operator's decision: the job's uncertain batches go back to ``pending`` to be sent again.
-    Logged, per batch, at WARNING with ``operator_decision``. Returns (batches, recipients)."""
+def reopen_uncertain(store: Store, job_id: str, *, reason: str,
+                     only: Optional[Iterable[int]] = None) -> tuple[int, int]:
+    """The operator's decision: the job's uncertain batches (``only`` those seqs, if given: what a lookup
+    just left uncertain) go back to ``pending`` to be sent again. Logged, per batch, at WARNING with
+    ``operator_decision``. Returns (batches, recipients)."""
     batches = recipients = 0
+    chosen = None if only is None else set(only)
     for batch in store.list_batches(job_id, [BatchStatus.uncertain]):
+        if chosen is not None and batch.seq not in chosen:
+            log.warning("uncertain batch not reopened: it became uncertain after the lookup (look it up again)",
+                        extra={"job_id": job_id, "batch": batch.seq})
+            continue
         if store.transition_batch(job_id, batch.seq, expect=[BatchStatus.uncertain], to=BatchStatus.pending,
                                   owner="", claim_expires=0.0):
             batches += 1
@@ -294,5 +315,6 @@ def resend_uncertain(store: Store, reconciler: Optional[Reconciler], job: JobRec
         return ResendResult(result)
     if before_reopen is not None:
         before_reopen()
-    batches, recipients = reopen_uncertain(store, job.job_id, reason=f"operator resend {how}")
+    looked_up = result.looked_up if reconcile and options.channel_type.uses_phone_numbers else None
+    batches, recipients = reopen_uncertain(store, job.job_id, reason=f"operator resend {how}", only=looked_up)
     return ResendResult(result, batches, recipients)

@@ -36,9 +36,11 @@ from chatapp_mass import engine
 from chatapp_mass.engine import DispatchSettings, JobRunner, PlanSettings, Runtime, plan_job, release_stale
 from chatapp_mass.lease import Heartbeat
 from chatapp_mass.options import parse_intake_options, parse_job_options
-from chatapp_mass.oss_jobs import FunctionSettings, cancel_job, finalize, pause_job
+from chatapp_mass.cams import ListPage
+from chatapp_mass.oss_jobs import FINISHED, FunctionSettings, cancel_job, finalize, pause_job
 from chatapp_mass.outcomes import OutcomeKind, SendOutcome
 from chatapp_mass.ratelimit import SlidingWindowLimiter
+from chatapp_mass.reconcile import ReconcileError, Reconciler, resend_uncertain
 from chatapp_mass.store import BatchStatus, JobStatus, Store
 from chatapp_mass.timer_jobs import Timer
 
@@ -102,6 +104,7 @@ class Sim:
         self.trace: list[str] = []
         self.received: Counter[str] = Counter()
         self.call_times: list[float] = []
+        self.messages: list[tuple[str, float]] = []  # (number, when CAMS took it): what ListChatappMessage shows
         self.steps = 0
         self.faults_on = True
         # A scripted interleaving (the named regression tests), followed before any random choice; no faults
@@ -185,6 +188,7 @@ class Sim:
                 actor.error = error
                 actor.state = "done"
             finally:
+                self.by_thread.pop(threading.get_ident(), None)  # idents are reused by later threads
                 with self.cond:
                     actor.turn = False
                     self.cond.notify_all()
@@ -302,8 +306,9 @@ class Sim:
             def __call__(self) -> SendOutcome:
                 numbers = [r["To"] for r in self.recipients]
                 assert numbers, "a call with no recipients"
-                sim.call_times.append(sim.now)  # it leaves now: the step below is its flight (no pause in it)
-                sim.point("cams.call")
+                # The request arrives as it leaves (the step just before had the last ownership check): CAMS
+                # decides now; the step below is the reply's way back (no pause in it, a crash: reply lost).
+                sim.call_times.append(sim.now)
                 roll = sim.rng.random() if sim.faults_on else 1.0
                 if BAD in numbers:
                     outcome = SendOutcome(OutcomeKind.recipient, "InvalidParameter.PhoneNumberError", "bad number")
@@ -315,15 +320,29 @@ class Sim:
                     outcome = SendOutcome(OutcomeKind.uncertain, "ReadTimeout", "no reply")  # never arrived
                 else:
                     sim.received.update(numbers)
+                    sim.messages.extend((number, sim.now) for number in numbers)
                     lost_reply = roll < 0.22
                     outcome = SendOutcome(OutcomeKind.uncertain, "ReadTimeout", "no reply") if lost_reply else \
                         SendOutcome(OutcomeKind.sent, "OK", "", "req", "gm")
+                sim.point("cams.call")
                 sim.point("cams.replied")  # a crash here: CAMS has it, the store does not know
                 return outcome
 
         class Cams:
+            call_timeout = 35.0
+
             def prepare(self, options: Any, recipients: list[dict[str, Any]], **_: Any) -> Prepared:
                 return Prepared(list(recipients))
+
+            def list_messages(self, query: dict[str, Any]) -> ListPage:
+                """ListChatappMessage over what CAMS took: by number and time window (ms), as the reconciler
+                asks (a GroupMessageId query lists nothing: the fake has no group ids to match)."""
+                if "UserNumber" not in query:
+                    return ListPage(True, "OK", "", [])
+                start, end = query.get("StartTime", 0) / 1000, query.get("EndTime", 10**15) / 1000
+                items = [{"UserNumber": number, "EventAction": "DOWN"} for number, at in sim.messages
+                         if number == query["UserNumber"] and start <= at <= end]
+                return ListPage(True, "OK", "", items)
 
         return Cams()
 
@@ -433,6 +452,23 @@ class World:
             self.sim.sleep(self.sim.rng.choice([2.0, 6.0, 15.0]))
             timer.handle(json.dumps({"triggerTime": "2026-01-01T00:00:00Z", "triggerName": "sweep"}))
 
+    def resender(self, actor: Actor) -> None:
+        """An operator's ``send --resend-uncertain``: reconcile with ListChatappMessage, reopen only what CAMS
+        does not have, send it (a rerun)."""
+        store = self.handle()
+        self.sim.sleep(self.sim.rng.uniform(5.0, 40.0))
+        job = store.get_job(self.job_id)
+        if job is None or job.status in (JobStatus.planning, JobStatus.cancelled):
+            return
+        reconciler = Reconciler(store, self.sim.cams(), qps=1000, concurrency=1, clock=self.sim.clock,
+                                sleep=self.sim.sleep)  # type: ignore[arg-type]
+        try:
+            resend_uncertain(store, reconciler, job, cust_space_id="cs-sim", before_reopen=lambda: store.update_job(
+                self.job_id, expect=list(FINISHED), status=JobStatus.interrupted))
+        except ReconcileError:
+            return
+        self.runner(store).run(store.get_job(self.job_id) or job)
+
     def operator(self, actor: Actor) -> None:
         """Pauses (and later resumes by rerunning) or cancels the job at some moment."""
         store = self.handle()
@@ -506,6 +542,8 @@ def run_seed(seed: int, open_store: Callable[[Callable[[], float]], Store]) -> d
             sim.add(f"sweep{index}", world.sweeper)
         if sim.rng.random() < 0.5:
             sim.add("timer", world.timer)
+        if sim.rng.random() < 0.3:
+            sim.add("resend", world.resender)
         if sim.rng.random() < 0.15:
             sim.add("operator", world.operator)
         sim.run()

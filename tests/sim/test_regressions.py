@@ -17,7 +17,7 @@ from harness import CLAIM_TTL, START, Actor, Sim, World, check, csv_bytes, small
 from chatapp_mass import engine
 from chatapp_mass.engine import DispatchSettings, JobRunner, release_stale
 from chatapp_mass.oss_jobs import FunctionSettings, finalize
-from chatapp_mass.reconcile import reopen_uncertain
+from chatapp_mass.reconcile import Reconciler, reopen_uncertain, resend_uncertain
 from chatapp_mass.store import BatchRecord, BatchStatus, JobRecord, JobStatus, RowRecord, RowStatus, Store
 from chatapp_mass.store_sqlite import SqliteStore
 
@@ -100,6 +100,45 @@ def test_stale_claimant_never_calls(open_store: Any) -> None:
     world.sim.add("P", planner)
     world.sim.add("A", world.drainer)
     world.sim.add("S", sweeper_then_resend)
+    world.sim.add("B", world.drainer)
+    figures = _play(world, open_store)
+    assert figures["received"] == len(world.valid)
+
+
+def test_a_resend_reopens_only_what_its_lookup_left_uncertain(open_store: Any) -> None:
+    """Found by the simulation (seed 6 of the first run with a resending operator), not named by the issue:
+    an operator's resend looked the job up, found nothing uncertain, and meanwhile a sweeper marked a batch
+    uncertain whose frozen sender had already reached CAMS; the resend then reopened it unlooked, and it was
+    sent twice. Now a resend that reconciled reopens only the batches its lookup left uncertain."""
+    def planner(actor: Actor) -> None:
+        store = world.handle()
+        world.plan(store)
+        store.update_job(world.job_id, expect=[JobStatus.ready], status=JobStatus.running)
+
+    def sweeper(actor: Actor) -> None:
+        store = world.handle()
+        world.sim.sleep(CLAIM_TTL + 5)
+        release_stale(store, world.job_id, now=world.sim.clock())
+
+    def resender(actor: Actor) -> None:
+        store = world.handle()
+        job = store.get_job(world.job_id)
+        assert job is not None
+        reconciler = Reconciler(store, world.sim.cams(), qps=1000, concurrency=1, clock=world.sim.clock,
+                                sleep=world.sim.sleep)  # type: ignore[arg-type]
+        resend_uncertain(store, reconciler, job, cust_space_id="cs-sim")
+
+    script = [("P", None),
+              ("A", {"cams.replied"}),  # A's call reached CAMS; its reply is on the way
+              ("@pause", "A", CLAIM_TTL + 60),
+              ("R", {"store.list_batches"}), ("R", {"store.list_batches"}), ("R", {"store.list_batches"}),
+              ("S", None),  # the lookup found nothing uncertain; now the sweeper marks A's batch uncertain
+              ("R", None), ("B", None), ("A", None)]
+    world = _world(script, open_store)
+    world.sim.add("P", planner)
+    world.sim.add("A", world.drainer)
+    world.sim.add("R", resender)
+    world.sim.add("S", sweeper)
     world.sim.add("B", world.drainer)
     figures = _play(world, open_store)
     assert figures["received"] == len(world.valid)
