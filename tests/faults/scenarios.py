@@ -5,6 +5,25 @@ Each scenario uploads CSVs to the local OSS; the real functions (ingest, sender,
 local FC's worker processes against the local CAMS and Tablestore with faults injected; the timer is fired
 every second once the jobs go quiet (the sweeper). The outcome is read from the local CAMS's own record and
 from the report objects the functions wrote.
+
+Sizes. Where repeats and plans can overlap (no-faults, the baseline; duplicate deliveries, HTTP repeats,
+FC retries, crashes, the frozen re-planner) a file has ``ROWS`` = 40,000 rows (a user's list: mixed
+notations, invalid rows, duplicates), sent in batches of 1,000 (the API's most; ~980 fit the request
+size): a job is ~38 calls, about what 3,000 rows in batches of 100 were, while its plan takes seconds
+instead of a fraction of one — long enough for a repeat to arrive while it is under way, which is what
+issue 11 was about. The scenarios about faults in calls and in the store, not plans (the operator's
+recovery, refused numbers, CAMS chaos, Tablestore trouble, senders racing over three uploads) keep
+``SMALL`` = 3,000 rows (2,000 for the three uploads) in batches of 100: at 40,000 rows their uncertain
+batches hold 1,000 recipients each, and looking them up one number at a time made the recovery scenarios
+take minutes (a reconcile request ran past the function's 120 s timeout).
+
+Repeats overlap. OSS delivers an event again while its first delivery is still planning: the copies are
+handed to the local FC once the job's plan is under way (the job ``planning`` with rows in the local
+Tablestore), on warm instances, so they run alongside it rather than after it. HTTP repeats with one
+Idempotency-Key are sent at the same moment; the keyless repeats arrive while the original request is
+still being answered (a client retrying on a timeout). ``frozen-replanner``: the copy of the event is
+frozen (SIGSTOP: its worker process, from the local FC's ``running`` hook) right after it starts
+re-planning, and thawed once senders called CAMS, or after ``MOMENT`` seconds — the issue's reproduction.
 """
 
 from __future__ import annotations
@@ -12,6 +31,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import signal
 import threading
 import time
 from collections import Counter
@@ -23,6 +44,7 @@ from oracle import sample_bytes, valid_numbers
 
 import requests
 
+from chatapp_mass.localcloud.cams.models import SEND_ACTION
 from chatapp_mass.localcloud.cloud import LocalCloud
 from chatapp_mass.store import BatchStatus, JobRecord, JobStatus
 from chatapp_mass.store_tablestore import TablestoreSettings, TablestoreStore
@@ -32,20 +54,26 @@ INGEST, SENDER, API = "chatapp-mass-ingest", "chatapp-mass-sender", "chatapp-mas
 META = {"x-oss-meta-channel-type": "whatsapp", "x-oss-meta-template-code": "T_WELCOME",
         "x-oss-meta-language": "en", "x-oss-meta-from": "8613800000000", "x-oss-meta-cust-space-id": "cs-faults"}
 TOKEN = "faults"
+ROWS = 40_000
+SMALL = 3_000
+MOMENT = 20.0  # the longest freeze, when the senders make no call sooner
 FINAL_ROW = {"sent", "failed", "uncertain", "invalid", "duplicate", "cancelled"}
 
 
 @dataclass
 class Scenario:
     name: str
-    rows: int = 3000
+    rows: int = ROWS
     uploads: int = 1
     cams: dict[str, Any] = field(default_factory=dict)
     environment: dict[str, str] = field(default_factory=dict)
     # faults armed before the uploads (given the files about to be uploaded, key -> bytes)
     arm: Callable[[LocalCloud, dict[str, bytes]], None] = lambda cloud, files: None
     during: Optional[Callable[[LocalCloud, threading.Event], None]] = None  # faults injected while it runs
+    # OSS delivers each upload's event again while its first delivery is planning (see the docstring)
     duplicate_oss_events: bool = False
+    # ... and that copy is frozen right after it starts re-planning, then thawed (the issue's reproduction)
+    freeze_replanner: bool = False
     # the same jobs also submitted over HTTP (the api function): each repeated with one Idempotency-Key, and
     # once more without a key (refused as a probable repeat)
     http_repeats: int = 0
@@ -70,6 +98,8 @@ class Outcome:
     found_by_reconcile: int = 0  # uncertain recipients ListChatappMessage found (then reported sent)
     resent: int = 0  # uncertain recipients it did not find, resent by the operator's decision
     http_statuses: list[int] = field(default_factory=list)  # of the HTTP submissions, in order
+    empty_calls: int = 0  # SendChatappMassMessage calls CAMS got with no recipient: must be 0
+    frozen: str = ""  # what froze, when a worker was frozen (for the failure message)
 
 
 def _sweep_until_done(cloud: LocalCloud, store: TablestoreStore, sources: set[str], timeout: float) -> dict[str, JobRecord]:
@@ -91,7 +121,7 @@ def _sweep_until_done(cloud: LocalCloud, store: TablestoreStore, sources: set[st
 
 
 def run(scenario: Scenario, tmp: Path, timeout: float = 240) -> Outcome:
-    environment = {"CHATAPP_BATCH_SIZE": "100", "CHATAPP_CLAIM_TTL": "5", "CHATAPP_SWEEP_IDLE": "1",
+    environment = {"CHATAPP_BATCH_SIZE": "1000" if scenario.rows >= ROWS else "100", "CHATAPP_CLAIM_TTL": "5", "CHATAPP_SWEEP_IDLE": "1",
                    "CHATAPP_ERROR_THRESHOLD": "0", "CHATAPP_API_TOKEN": TOKEN, **scenario.environment}
     cams = {"latency": 0.05, "latency_jitter": 0.5, "seed": 7, **scenario.cams}
     with LocalCloud(s_yaml=str(ROOT / "s.yaml"), data_dir=str(tmp / scenario.name), cams_options=cams,
@@ -113,20 +143,29 @@ def run(scenario: Scenario, tmp: Path, timeout: float = 240) -> Outcome:
         api = _Api(cloud)
         http_statuses: list[int] = []
         sources = {f"oss://{cloud.bucket}/{key}" for key in files}
+        frozen = ""
+        if scenario.duplicate_oss_events:  # warm instances: the repeats start at once, not after a cold start
+            _warm(cloud, INGEST, 2 * len(files) + 2)
         try:
             if injector:
                 injector.start()
             for key, data in files.items():  # TaskId tells the jobs' messages apart in CAMS's record
                 bucket.put_object(key, data, headers={**META, "x-oss-meta-task-id": _task(key)})
             if scenario.duplicate_oss_events:
-                for event in list(events):  # OSS delivers the same event again
-                    cloud.fc.backend.on_oss_event(event)
+                for source in sources:
+                    _wait_mid_plan(cloud, source)
+                copies = set()
+                for event in list(events):  # OSS delivers the same event again, while the first plans
+                    copies.update(cloud.fc.backend.on_oss_event(event))
+                if scenario.freeze_replanner:
+                    frozen = _freeze_replanner(cloud, next(iter(sources)), copies)
             http_jobs: dict[str, str] = {}  # file key -> job id
             if scenario.http_repeats:  # the first file again, over HTTP: with a key, then without
                 data = next(iter(files.values()))
                 for suffix, keyed in (("http-k", True), ("http-n", False)):
                     key = f"incoming/{scenario.name}-{suffix}.csv"
-                    job_id, statuses = api.submit_repeatedly(data, _task(key), scenario.http_repeats, keyed=keyed)
+                    job_id, statuses = api.submit_repeatedly(data, _task(key), scenario.http_repeats, keyed=keyed,
+                                                             store=store)
                     files[key], http_jobs[key] = data, job_id
                     http_statuses += statuses
                     sources.add(store.get_job(job_id).source)  # type: ignore[union-attr]
@@ -154,6 +193,7 @@ def run(scenario: Scenario, tmp: Path, timeout: float = 240) -> Outcome:
         outcome = _outcome(scenario.name, cloud, files, reports, seconds)
         outcome.found_by_reconcile, outcome.resent, outcome.http_statuses = found, resent, http_statuses
         outcome.uncertain_before_recovery = before
+        outcome.frozen = frozen
         return outcome
 
 
@@ -176,8 +216,84 @@ def _outcome(name: str, cloud: LocalCloud, files: dict[str, bytes], reports: lis
             elif status != "sent" or not got.get(number):
                 lost += 1
     duplicates = sum(1 for times in received.values() if times > 1)
+    empty = sum(1 for a in cloud.cams.backend.attempts if a.action == SEND_ACTION and not a.recipients)
     return Outcome(name, sum(len(r["valid"]) for r in reports), len(received), duplicates, lost, uncertain,
-                   failed, seconds, cloud.cams.backend.max_calls_in_any_window(1.0), reports)
+                   failed, seconds, cloud.cams.backend.max_calls_in_any_window(1.0), reports, empty_calls=empty)
+
+
+# --- overlapping repeats -------------------------------------------------------------------------------------
+def _warm(cloud: LocalCloud, function: str, instances: int) -> None:
+    """``instances`` warm instances of ``function``: as many no-op invocations at once (each starts its own
+    instance, none being idle yet), waited for."""
+    noop = json.dumps({"plan_job": "warm-up"}).encode()  # an unknown job: the ingest skips it
+    threads = [threading.Thread(target=cloud.fc.backend.invoke_sync, args=(function, noop)) for _ in range(instances)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+
+
+def _plan_state(cloud: LocalCloud, source: str) -> tuple[Optional[str], Optional[int]]:
+    """(status, first planned line) of the job of ``source``, from the local Tablestore's own tables; a plan
+    is written from line 2 on (chunks keyed by their first line), so past 2 means it was cleared."""
+    backend = cloud.tablestore.backend
+    job = next((r for r in backend.rows("chatapp_jobs") if r["columns"].get("source") == source), None)
+    if job is None:
+        return None, None
+    job_id = job["primary_key"]["job_id"]
+    lines = [r["primary_key"]["line"] for r in backend.rows("chatapp_rows") if r["primary_key"]["job_id"] == job_id]
+    return job["columns"].get("status"), min(lines, default=None)
+
+
+def _wait_until(condition: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.time() + timeout
+    while not condition():
+        if time.time() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def _wait_mid_plan(cloud: LocalCloud, source: str) -> None:
+    """Until the job of ``source`` is planning with rows written, or past planning (then the repeat comes
+    after it: still a repeat)."""
+    def under_way() -> bool:
+        status, first_line = _plan_state(cloud, source)
+        return (status == "planning" and first_line is not None) or status not in (None, "planning")
+    _wait_until(under_way, 120)
+
+
+def _freeze_replanner(cloud: LocalCloud, source: str, copies: set[str]) -> str:
+    """Freeze the copy's ingest (its worker process) right after it starts re-planning — the plan's first
+    rows gone — or, if it does not re-plan, when the job got past planning; thaw it once CAMS got calls or
+    after ``MOMENT`` s. Returns what was done, for the failure message."""
+    fc = cloud.fc.backend
+    workers: list[int] = []
+
+    def replanning() -> bool:
+        running = [r.pid for r in fc.running(INGEST) if r.request_id in copies]
+        if not running:
+            return not any(r.request_id in copies for r in fc.running(INGEST)) and bool(
+                [r for r in fc.records(INGEST) if r.request_id in copies])  # the copy already ended
+        status, first_line = _plan_state(cloud, source)
+        if first_line != 2 or status != "planning":
+            workers.extend(running)
+            return True
+        return False
+
+    _wait_until(replanning, 120)
+    if not workers:
+        return "the copy ended before it could be frozen"
+    status, first_line = _plan_state(cloud, source)
+    for pid in workers:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        calls = lambda: sum(1 for a in cloud.cams.backend.attempts if a.action == SEND_ACTION)  # noqa: E731
+        _wait_until(lambda: calls() >= 5, MOMENT)
+    finally:
+        for pid in workers:
+            os.kill(pid, signal.SIGCONT)
+    return f"copy frozen with the job {status}, plan from line {first_line}; thawed after {calls()} calls"
 
 
 class _Api:
@@ -193,18 +309,41 @@ class _Api:
     def base(self) -> str:
         return self.cloud.fc.http_endpoint(API)
 
-    def submit_repeatedly(self, data: bytes, task: str, times: int, *, keyed: bool) -> tuple[str, list[int]]:
-        """One CSV job over HTTP, the same request sent ``times`` times: with an Idempotency-Key every repeat
-        answers the one job (202, then 200s); without one, every repeat is refused (409 probable_repeat)."""
+    def submit_repeatedly(self, data: bytes, task: str, times: int, *, keyed: bool,
+                          store: TablestoreStore) -> tuple[str, list[int]]:
+        """One CSV job over HTTP, the same request sent ``times`` times, overlapping. With an Idempotency-Key
+        all at the same moment: every answer names the one job (202 or 200). Without one, the first alone,
+        then the repeats at once as soon as its job exists (while the first is still planning or answering,
+        as a client retrying on a timeout would): refused, 409 probable_repeat. Statuses: the keyed ones
+        sorted, the keyless first one then the repeats sorted."""
         query = {"channelType": "whatsapp", "templateCode": "T_WELCOME", "language": "en", "from": "8613800000000",
                  "custSpaceId": "cs-faults", "taskId": task}
         headers = {"Content-Type": "text/csv", **({"Idempotency-Key": f"key-{task}"} if keyed else {})}
-        statuses, job_id = [], ""
-        for _ in range(times):
-            response = self.http.post(f"{self.base}/jobs", params=query, data=data, headers=headers, timeout=120)
-            statuses.append(response.status_code)
-            job_id = job_id or response.json().get("job_id", "")
-        return job_id, statuses
+        answers: list[Any] = [None] * times
+        start = threading.Barrier(times if keyed else times - 1)
+
+        def post(i: int) -> None:
+            if keyed or i > 0:
+                start.wait(60)
+            answers[i] = self.http.post(f"{self.base}/jobs", params=query, data=data, headers=headers, timeout=180)
+
+        threads = [threading.Thread(target=post, args=(i,)) for i in range(times)]
+        if keyed:
+            for thread in threads:
+                thread.start()
+        else:
+            known = {j.job_id for j in store.list_jobs(200)}
+            threads[0].start()
+            _wait_until(lambda: any(j.job_id not in known for j in store.list_jobs(200)) or not threads[0].is_alive(),
+                        120)
+            for thread in threads[1:]:
+                thread.start()
+        for thread in threads:
+            thread.join(240)
+        ids = {a.json().get("job_id") for a in answers if a.status_code < 300}
+        assert len(ids) == 1, [(a.status_code, a.text[:200]) for a in answers]
+        statuses = [a.status_code for a in answers]
+        return ids.pop(), sorted(statuses) if keyed else statuses[:1] + sorted(statuses[1:])
 
     def report(self, job: JobRecord) -> tuple[list[dict[str, str]], dict[str, Any]]:
         """The report and summary objects the functions wrote to OSS (an HTTP job's: under reports/api/)."""
@@ -280,18 +419,19 @@ SCENARIOS = {
         "duplicate-deliveries", duplicate_oss_events=True,
         arm=lambda cloud, files: (cloud.fc.backend.duplicate_next(SENDER, 100),
                                   cloud.fc.backend.duplicate_next(INGEST, 5))),
-    "http-repeats": Scenario("http-repeats", rows=2000, http_repeats=3),
+    "http-repeats": Scenario("http-repeats", http_repeats=3),
     "fc-retries": Scenario(
         "fc-retries",
         arm=lambda cloud, files: (cloud.fc.backend.fail_next(SENDER, 3), cloud.fc.backend.fail_next(INGEST, 1))),
     "crashes": Scenario("crashes", arm=arm_crashes),
-    "crashes-then-reconcile": Scenario("crashes-then-reconcile", arm=arm_crashes, recover=True),
-    "refused-numbers": Scenario("refused-numbers", arm=arm_refused_numbers, recover=True),
-    "cams-chaos": Scenario("cams-chaos", cams={
+    "crashes-then-reconcile": Scenario("crashes-then-reconcile", rows=SMALL, arm=arm_crashes, recover=True),
+    "refused-numbers": Scenario("refused-numbers", rows=SMALL, arm=arm_refused_numbers, recover=True),
+    "cams-chaos": Scenario("cams-chaos", rows=SMALL, cams={
         "throttle_probability": 0.3, "fail_probability": 0.1, "soft_fail_probability": 0.1,
         "drop_before_probability": 0.03, "drop_after_probability": 0.03, "spike_probability": 0.05,
         "spike_latency": 3.0}),
-    "tablestore-trouble": Scenario("tablestore-trouble", during=tablestore_trouble),
+    "tablestore-trouble": Scenario("tablestore-trouble", rows=SMALL, during=tablestore_trouble),
     "jobs-at-once-racing-senders": Scenario("jobs-at-once-racing-senders", uploads=3, rows=2000,
                                             environment={"CHATAPP_SENDERS": "2"}),
+    "frozen-replanner": Scenario("frozen-replanner", duplicate_oss_events=True, freeze_replanner=True),
 }

@@ -4,7 +4,7 @@ crash / duplicate / system-error injection."""
 
 from .exceptions import FcError
 from .instances import ColdStart, Outcome
-from .models import DestinationRecord, FcBackend, InvocationRecord, oss_trigger_matches
+from .models import DestinationRecord, FcBackend, InvocationRecord, RunningInvocation, oss_trigger_matches
 from .server import LocalFc
 
 __all__ = [
@@ -15,5 +15,6 @@ __all__ = [
     "InvocationRecord",
     "LocalFc",
     "Outcome",
+    "RunningInvocation",
     "oss_trigger_matches",
 ]

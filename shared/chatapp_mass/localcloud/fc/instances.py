@@ -102,6 +102,8 @@ class Instance:
         self._process: subprocess.Popen[bytes] | None = None
         self._frames: queue.Queue[Any] = queue.Queue()
         self._log: IO[bytes] | None = None
+        self.request_id: str | None = None  # the invocation it runs now (test hook: FcBackend.running)
+        self.invoke_started = 0.0
 
     @property
     def alive(self) -> bool:
@@ -155,11 +157,15 @@ class Instance:
         assert self._process is not None and self._process.stdin is not None
         self.invocations += 1
         started = time.time()
+        self.request_id, self.invoke_started = str(header.get("request_id") or ""), started
         try:
-            write_frame(self._process.stdin, {"op": "invoke", **header}, payload)
-        except OSError:
-            pass  # the instance is gone; the reader has (or will have) reported the end
-        frame = self._next_frame(timeout)
+            try:
+                write_frame(self._process.stdin, {"op": "invoke", **header}, payload)
+            except OSError:
+                pass  # the instance is gone; the reader has (or will have) reported the end
+            frame = self._next_frame(timeout)
+        finally:
+            self.request_id = None
         ended = time.time()
         if frame is None:
             self.kill()
@@ -276,6 +282,13 @@ class InstancePool:
         finally:
             self._leave()
             self._slots.release()
+
+    def running(self) -> list[tuple[str, int | None, str, float]]:
+        """(instance id, worker pid, request id, started) of each invocation running now, oldest first."""
+        with self._lock:
+            busy = [i for i in self._stats.live if i not in self._stats.idle]
+        return sorted(((i.id, i.pid, request_id, i.invoke_started) for i in busy
+                       if (request_id := i.request_id)), key=lambda item: item[3])
 
     def _enter(self) -> None:
         with self._lock:

@@ -114,6 +114,17 @@ class DestinationRecord:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class RunningInvocation:
+    """An invocation in progress (:meth:`FcBackend.running`): its worker process is ``pid``."""
+
+    function: str
+    request_id: str
+    instance_id: str
+    pid: int
+    started: float
+
+
 @dataclass
 class SyncResult:
     request_id: str
@@ -638,6 +649,15 @@ class FcBackend(AccountRegistry):
         with self._lock:
             return [r for r in self.invocations
                     if (function is None or r.function == function) and (status is None or r.status == status)]
+
+    def running(self, function: str) -> list[RunningInvocation]:
+        """Test hook: the invocations of ``function`` running now, oldest first, each with the worker
+        process that runs it, so that a test can freeze one mid-invocation (SIGSTOP, then SIGCONT) as a
+        busy host's scheduler would. (Two copies of a duplicated event share a request id; their workers
+        differ.) What FC's console shows as an instance's running requests."""
+        return [RunningInvocation(function, request_id, instance_id, pid, started)
+                for instance_id, pid, request_id, started in self._function(function).pool.running()
+                if pid is not None]
 
     def gb_seconds(self, function: str | None = None) -> float:
         """Sum of duration × memory (GB) over the attempts that ran: what FC bills as resource usage."""
