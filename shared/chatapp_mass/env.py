@@ -41,4 +41,5 @@ CHATAPP_INGEST_FUNCTION = "CHATAPP_INGEST_FUNCTION"  # default chatapp-mass-inge
 CHATAPP_RECONCILE_AFTER = "CHATAPP_RECONCILE_AFTER"  # seconds after a job finished with uncertain batches that a sender looks them up (0: never), default 60
 CHATAPP_CLAIM_TTL = "CHATAPP_CLAIM_TTL"  # seconds a sender's claim on a batch lasts, default 90
 CHATAPP_SWEEP_IDLE = "CHATAPP_SWEEP_IDLE"  # seconds without a batch change before the timer starts a sender, default 120
+CHATAPP_RATE_MARGIN = "CHATAPP_RATE_MARGIN"  # seconds added to the limiter's 1 s window, default 0.06 (see ratelimit)
 CHATAPP_ERROR_THRESHOLD = "CHATAPP_ERROR_THRESHOLD"  # pause a job above this share of failed recipients (0.2, 20%; 0 = off)

@@ -419,7 +419,12 @@ class JobsApi:
                     raise ApiError(409, "probable_repeat", f"the same request created job {job.job_id} "
                                    f"{self.clock() - job.created_at:.0f} s ago; send Idempotency-Key to make "
                                    "repeats safe, or add ?force=true to create another job", "body")
-        return prefix + secrets.token_hex(4), None
+        if force:
+            return prefix + secrets.token_hex(4), None
+        # Not random: two identical requests arriving at the same moment both pass the look above, and must
+        # then name the same job (created once; the plan's lease makes the second wait for it), not two jobs
+        # that both send. Per repeat window, so a deliberate repeat later is a job of its own.
+        return prefix + f"{int(self.clock() // max(self.api.repeat_window, 1)):08x}"[-8:], None
 
     def _submit_source(self, job_id: str, source: str, options: Any, intake: Any, fingerprint: str,
                        scheduled_at: float) -> JobRecord:

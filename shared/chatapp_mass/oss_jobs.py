@@ -60,6 +60,7 @@ from chatapp_mass.options import IntakeOptions, JobOptions, parse_intake_options
 from chatapp_mass.oss_source import OssClient, OssLocation, SourceError
 from chatapp_mass.parts import part_batches
 from chatapp_mass.planning import API_MAX_RECIPIENTS
+from chatapp_mass.ratelimit import DEFAULT_MARGIN
 from chatapp_mass.reconcile import ReconcileResult, Reconciler, unreconcilable
 from chatapp_mass.report import job_summary, write_report
 from chatapp_mass.store import IN_FLIGHT, OPEN_STATUSES, BatchStatus, JobRecord, JobStatus, Store
@@ -183,6 +184,20 @@ def env_int(environ: Mapping[str, str], name: str, default: int, low: int, high:
     return value
 
 
+def _seconds(environ: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
+    """A duration in seconds from the environment, ``default`` when unset; OptionsError naming it."""
+    text = environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        raise OptionsError(f"{name}={text!r}: seconds, from {low:g} to {high:g}") from None
+    if not low <= value <= high:
+        raise OptionsError(f"{name}={value:g}: from {low:g} to {high:g} seconds")
+    return value
+
+
 def _share(environ: Mapping[str, str], name: str) -> float:
     text = environ.get(name, "").strip()
     if not text:
@@ -211,6 +226,7 @@ class FunctionSettings:
     claim_ttl: float = CLAIM_TTL  # seconds a sender's claim on a batch lasts (see Sender.handle)
     sweep_idle: float = 120.0  # the timer starts a sender for a running job none has touched this long
     error_threshold: float = 0.0  # pause a job when more than this share of the recipients tried failed (0: off)
+    rate_margin: float = DEFAULT_MARGIN  # seconds the limiter adds to its 1 s window (ratelimit)
     reconcile_after: float = 60.0  # a job finished with uncertain batches is looked up this much later (0: off)
 
     @classmethod
@@ -236,6 +252,7 @@ class FunctionSettings:
             claim_ttl=float(env_int(environ, env.CHATAPP_CLAIM_TTL, int(CLAIM_TTL), 5, 3600)),
             sweep_idle=float(env_int(environ, env.CHATAPP_SWEEP_IDLE, 120, 1, 86400)),
             error_threshold=_share(environ, env.CHATAPP_ERROR_THRESHOLD),
+            rate_margin=_seconds(environ, env.CHATAPP_RATE_MARGIN, DEFAULT_MARGIN, 0.0, 1.0),
             reconcile_after=float(env_int(environ, env.CHATAPP_RECONCILE_AFTER, 60, 0, 86400)),
         )
 
@@ -602,7 +619,8 @@ class Sender:
         # A claim covers one batch's token wait and call (read timeout 30 s), not the whole invocation: if
         # this instance dies, another sender may take the batch over (or mark it uncertain) that much later.
         dispatch = DispatchSettings(qps=self.settings.qps, concurrency=self._concurrency(event),
-                                    claim_ttl=self.settings.claim_ttl, error_threshold=self.settings.error_threshold)
+                                    claim_ttl=self.settings.claim_ttl, error_threshold=self.settings.error_threshold,
+                                    rate_margin=self.settings.rate_margin)
         runner = JobRunner(self.store, self.cams, dispatch, clock=self.clock)
         snapshot = runner.drain(job, deadline=deadline, only=event.seq)
         if runner.halt_status is JobStatus.stopped:  # an account- or template-level refusal: the kill switch

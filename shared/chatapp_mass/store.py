@@ -6,6 +6,12 @@ a batch only if it is still in one of the expected states, and says whether it d
 what makes "one claimant ever wins" and "never sent twice" hold across threads, processes and, later,
 function instances.
 
+**Fences.** Work that can be done twice at the same time has one owner, named by a token (``lease``): a
+job's plan (``JobRecord.plan_owner``/``plan_expires``) and a batch's claim (``BatchRecord.owner``/
+``claim_expires``). ``update_job(expect_plan_owner=, expect_plan_expires=)``, ``delete_job(plan_owner=)``,
+``transition_batch(expect_owner=, expect_expires=)`` and ``renew_claim`` make the token (and, for a take-over,
+the exact lease seen) part of the write's condition, so a stale owner's write is refused by the store itself.
+
 Backends: ``store_sqlite.SqliteStore`` (local runs, the default) and ``store_tablestore.TablestoreStore``
 (the cloud, and the local cloud); one contract suite (tests/contract) runs against both.
 """

@@ -624,9 +624,12 @@ class TablestoreStore(Store):
         expected = None if expect is None else {JobStatus(s).value for s in expect}
         pk = [("job_id", job_id)]
         for _ in range(_STATUS_CHANGE_ROUNDS):
-            current = self._get(self.t_jobs, pk, ["status", "index_op"])
+            current = self._get(self.t_jobs, pk, ["status", "index_op", "plan_owner", "plan_expires"])
             if current is None or (expected is not None and current["status"] not in expected):
                 return False
+            if (plan_owner is not None and current.get("plan_owner") != plan_owner) or \
+                    (plan_expires is not None and current.get("plan_expires") != plan_expires):
+                return False  # the lease is not (or no longer) the one the caller holds
             old, old_op = current["status"], current.get("index_op")  # old_op None: a job of an older release
             token = _token()
             values = {k: (v.value if isinstance(v, JobStatus) else v) for k, v in changes.items()}

@@ -396,3 +396,67 @@ def test_add_job_counts_adds_atomically_and_returns_the_totals(store: Store,
     assert all(t["failed"] == t["tried"] - 7 for t in returned)
     for handle in handles:
         handle.close()
+
+
+# --- one owner at a time, fenced (lease.py) ------------------------------------------------------------------
+def test_plan_lease_fences_job_writes(store: Store) -> None:
+    from dataclasses import replace
+
+    store.create_job(replace(job(), plan_owner="A", plan_expires=100.0, batch_size=500, max_request_bytes=9000))
+    loaded = store.get_job("job1")
+    assert loaded is not None and (loaded.plan_owner, loaded.plan_expires) == ("A", 100.0)
+    assert (loaded.batch_size, loaded.max_request_bytes) == (500, 9000)
+    # a take-over of exactly the lease seen: refused if the owner renewed it meanwhile
+    assert store.update_job("job1", expect=[JobStatus.planning], expect_plan_owner="A", plan_expires=160.0)
+    assert not store.update_job("job1", expect=[JobStatus.planning], expect_plan_owner="A", expect_plan_expires=100.0,
+                                plan_owner="B", plan_expires=200.0)
+    assert store.update_job("job1", expect=[JobStatus.planning], expect_plan_owner="A", expect_plan_expires=160.0,
+                            plan_owner="B", plan_expires=200.0)
+    # the old owner's end of the plan is refused, the new owner's lands
+    assert not store.update_job("job1", expect=[JobStatus.planning], expect_plan_owner="A", status=JobStatus.ready)
+    assert not store.delete_job("job1", plan_owner="A")
+    assert store.update_job("job1", expect=[JobStatus.planning], expect_plan_owner="B", status=JobStatus.ready,
+                            plan_owner="", plan_expires=0.0)
+    loaded = store.get_job("job1")
+    assert loaded is not None and (loaded.status, loaded.plan_owner) == (JobStatus.ready, "")
+
+
+def test_delete_job_only_by_the_plan_owner(store: Store) -> None:
+    from dataclasses import replace
+
+    store.create_job(replace(job(), plan_owner="A", plan_expires=100.0))
+    store.put_plan([RowRecord("job1", 2, "111", RowStatus.valid, batch_seq=0, recipient={"To": "111"})],
+                   [BatchRecord("job1", 0, 1, first_line=2, last_line=2)])
+    assert store.delete_job("job1", plan_owner="B") is False
+    assert store.get_job("job1") is not None and store.batch_rows("job1", 0)
+    assert store.delete_job("job1", plan_owner="A") is True
+    assert store.get_job("job1") is None and store.list_batches("job1") == [] and store.batch_rows("job1", 0) == []
+
+
+def test_batch_writes_are_fenced_by_the_claim(store: Store) -> None:
+    plan(store)
+    assert store.transition_batch("job1", 0, expect=[BatchStatus.pending], to=BatchStatus.claimed, owner="A",
+                                  claim_expires=10.0)
+    # the heartbeat: only the owner, only while claimed or sending; status unchanged
+    assert store.renew_claim("job1", 0, owner="A", until=20.0)
+    assert not store.renew_claim("job1", 0, owner="B", until=99.0)
+    batch = store.get_batch("job1", 0)
+    assert batch is not None and (batch.status, batch.claim_expires) == (BatchStatus.claimed, 20.0)
+    # a sweeper releasing the claim it saw expire: refused once the owner renewed it
+    assert not store.transition_batch("job1", 0, expect=[BatchStatus.claimed], to=BatchStatus.pending,
+                                      expect_owner="A", expect_expires=10.0, owner="")
+    assert store.transition_batch("job1", 0, expect=[BatchStatus.claimed], to=BatchStatus.pending,
+                                  expect_owner="A", expect_expires=20.0, owner="", claim_expires=0.0)
+    assert store.transition_batch("job1", 0, expect=[BatchStatus.pending], to=BatchStatus.claimed, owner="B",
+                                  claim_expires=30.0)
+    # the stale claimant's sending mark, outcome and renewal are all refused
+    assert not store.transition_batch("job1", 0, expect=[BatchStatus.claimed], to=BatchStatus.sending,
+                                      expect_owner="A")
+    assert not store.transition_batch("job1", 0, expect=[BatchStatus.claimed, BatchStatus.sending],
+                                      to=BatchStatus.sent, expect_owner="A")
+    assert not store.renew_claim("job1", 0, owner="A", until=99.0)
+    assert store.transition_batch("job1", 0, expect=[BatchStatus.claimed], to=BatchStatus.sending, expect_owner="B")
+    assert store.transition_batch("job1", 0, expect=[BatchStatus.sending], to=BatchStatus.sent, expect_owner="B")
+    assert not store.renew_claim("job1", 0, owner="B", until=99.0)  # resolved: nothing to renew
+    batch = store.get_batch("job1", 0)
+    assert batch is not None and (batch.status, batch.owner) == (BatchStatus.sent, "B")

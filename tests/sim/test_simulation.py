@@ -17,7 +17,7 @@ from chatapp_mass.store import Store
 from chatapp_mass.store_sqlite import SqliteStore
 from chatapp_mass.store_tablestore import TablestoreSettings, TablestoreStore
 
-DEFAULT_SEEDS = {"sqlite": 2000, "tablestore": 200}
+DEFAULT_SEEDS = {"sqlite": 2000, "tablestore": 100}
 
 
 @pytest.fixture
