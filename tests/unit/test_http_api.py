@@ -151,6 +151,20 @@ def test_an_identical_body_without_a_key_is_refused_unless_forced(cloud: LocalCl
     assert status == 202 and forced["job_id"] != first["job_id"]
 
 
+def test_identical_bodies_without_a_key_at_the_same_moment_are_one_job(cloud: LocalCloud,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two identical keyless submissions arriving together both pass the repeat check (neither job exists
+    yet when the other looks): they must still name one job, sent once."""
+    api = Api(cloud)
+    request = {"options": OPTIONS, "recipients": recipients(10, seed=4)}
+    monkeypatch.setattr(api.world.store, "find_jobs", lambda prefix: [])  # as if both looked before either wrote
+    (first_status, first), (second_status, second) = api.json("POST", "/jobs", request), \
+        api.json("POST", "/jobs", request)
+    assert (first_status, second_status) == (202, 202) and first["job_id"] == second["job_id"]
+    api.world.run_senders()
+    assert max(Counter(m.to for m in cloud.cams.backend.received).values()) == 1
+
+
 def test_authentication(cloud: LocalCloud) -> None:
     api = Api(cloud)
     status, body = api.json("GET", "/jobs", auth=False)
