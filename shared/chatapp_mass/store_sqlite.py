@@ -219,12 +219,7 @@ class SqliteStore(Store):
             states = [s.value for s in expect]
             sql += f" AND status IN ({','.join('?' for _ in states)})"
             params += states
-        if expect_plan_owner is not None:
-            sql += " AND plan_owner=?"
-            params.append(expect_plan_owner)
-        if expect_plan_expires is not None:
-            sql += " AND plan_expires=?"
-            params.append(expect_plan_expires)
+        sql += _equal_to(params, plan_owner=expect_plan_owner, plan_expires=expect_plan_expires)
         return self._conn().execute(sql, params).rowcount == 1
 
     def delete_job(self, job_id: str, *, plan_owner: Optional[str] = None) -> bool:
@@ -330,12 +325,7 @@ class SqliteStore(Store):
             f" AND status IN ({','.join('?' for _ in states)})"
         )
         params += [job_id, seq, *states]
-        if expect_owner is not None:
-            sql += " AND owner=?"
-            params.append(expect_owner)
-        if expect_expires is not None:
-            sql += " AND claim_expires=?"
-            params.append(expect_expires)
+        sql += _equal_to(params, owner=expect_owner, claim_expires=expect_expires)
         return self._conn().execute(sql, params).rowcount == 1
 
     def renew_claim(self, job_id: str, seq: int, *, owner: str, until: float) -> bool:
@@ -437,6 +427,16 @@ class SqliteStore(Store):
         if not rows:
             raise KeyError(job_id)
         return dict(zip(JOB_COUNTERS, (int(value) for value in rows[0])))
+
+
+def _equal_to(params: list[Any], **columns: Any) -> str:
+    """`` AND column=?`` for each given (not None) value, appended to ``params``: a fenced write's token."""
+    clause = ""
+    for column, value in columns.items():
+        if value is not None:
+            clause += f" AND {column}=?"
+            params.append(value)
+    return clause
 
 
 class _transaction:

@@ -376,19 +376,8 @@ class TablestoreStore(Store):
         ids = [row["job_id"] for row in self._range(
             self.t_index, [("part", _INDEX_PART), ("created_desc", ts.INF_MIN), ("job_id", ts.INF_MIN)],
             [("part", _INDEX_PART), ("created_desc", ts.INF_MAX), ("job_id", ts.INF_MAX)], ["at"], limit)]
-        found: dict[str, JobRecord] = {}
-        for start in range(0, len(ids), _BATCH_GET_ROWS):
-            keys = [[("job_id", job_id)] for job_id in ids[start:start + _BATCH_GET_ROWS]]
-            request = ts.BatchGetRowRequest()
-            request.add(ts.TableInBatchGetRowItem(self.t_jobs, keys, max_version=1))
-            response = self._call("BatchGetRow jobs", lambda: self.client.batch_get_row(request))
-            for item in response.get_result_by_table(self.t_jobs):
-                if not item.is_ok:
-                    raise StoreError(f"Tablestore BatchGetRow jobs: {item.error_code}: {item.error_message}")
-                if item.row is not None:
-                    job = _job(_row_dict(item.row))
-                    found[job.job_id] = job
-        return [found[job_id] for job_id in ids if job_id in found]
+        found = self._jobs_by_id(ids)
+        return [found[job_id][0] for job_id in ids if job_id in found]
 
     def update_job(self, job_id: str, *, expect: Optional[Iterable[JobStatus]] = None,
                    expect_plan_owner: Optional[str] = None, expect_plan_expires: Optional[float] = None,

@@ -50,6 +50,15 @@ def _play(world: World, open_store: Callable[[Callable[[], float]], Store]) -> d
         store.close()
 
 
+def _two_sends(script: list[Any], open_store: Callable[[Callable[[], float]], Store]) -> None:
+    """Two CLI sends of one file (A and B) in the scripted order; every valid number received once."""
+    world = _world(script, open_store)
+    world.sim.add("A", world.cli_send)
+    world.sim.add("B", world.cli_send)
+    figures = _play(world, open_store)
+    assert figures["received"] == len(world.valid)
+
+
 def test_second_planner_never_clears_a_plan_being_written(open_store: Any) -> None:
     """Ordering (a): B finds the job ``planning`` while A writes it. Before: B cleared A's rows, A finished
     and sent the partial (here: empty) lists it found and recorded them ``sent``; B's rows, written again
@@ -57,11 +66,7 @@ def test_second_planner_never_clears_a_plan_being_written(open_store: Any) -> No
     script = [("A", {"store.put_plan"}), ("A", {"store.put_plan"}),  # A wrote its first chunk
               ("B", {"store.put_plan", "sleep"}),  # B looked at the job (and, before, cleared it)
               ("A", None), ("B", None)]
-    world = _world(script, open_store)
-    world.sim.add("A", world.cli_send)
-    world.sim.add("B", world.cli_send)
-    figures = _play(world, open_store)
-    assert figures["received"] == len(world.valid)
+    _two_sends(script, open_store)
 
 
 def test_a_plan_finished_and_sent_is_never_planned_again(open_store: Any) -> None:
@@ -70,11 +75,7 @@ def test_a_plan_finished_and_sent_is_never_planned_again(open_store: Any) -> Non
     script = [("A", {"store.update_job"}),  # A's plan is written; its last step (ready) is next
               ("B", {"store.clear_plan", "sleep"}),  # B has read the job planning
               ("A", None), ("B", None)]
-    world = _world(script, open_store)
-    world.sim.add("A", world.cli_send)
-    world.sim.add("B", world.cli_send)
-    figures = _play(world, open_store)
-    assert figures["received"] == len(world.valid)
+    _two_sends(script, open_store)
 
 
 def test_stale_claimant_never_calls(open_store: Any) -> None:
