@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+from concurrent.futures import ThreadPoolExecutor
 import os
 import subprocess
 import sys
@@ -174,13 +175,15 @@ def handler(event, context):
     return "recorded"
 '''
 CRASHY = '''
+import json
 import os
 
 from chatapp_mass import faults
 
 
 def handler(event, context):
-    faults.checkpoint("test.crash")
+    if json.loads(event or b"{}").get("reach", True):
+        faults.checkpoint("test.crash")
     with open(os.path.join(os.environ["OUT_DIR"], "crashy.txt"), "a", encoding="utf-8") as handle:
         handle.write(context.request_id + "\\n")
     return "survived"
@@ -415,6 +418,21 @@ def test_a_crash_point_kills_the_instance_and_the_event_is_retried_on_a_new_one(
     assert (success.condition, success.target_function) == ("Success", None)  # an MNS queue: recorded only
     reply = invoke(fc, "crashy", b"{}")  # unarmed now: the warm replacement serves it
     assert reply.body.read() == b"survived"
+
+
+def test_an_invocation_that_never_reaches_the_point_does_not_use_it_up(fc: LocalFc) -> None:
+    fc.backend.crash_next("crashy", "test.crash")
+    assert invoke(fc, "crashy", b'{"reach": false}').body.read() == b"survived"
+    assert "x-fc-error-type" in invoke(fc, "crashy", b"{}").headers  # the first to reach it dies
+    assert invoke(fc, "crashy", b"{}").body.read() == b"survived"
+
+
+def test_of_instances_reaching_an_armed_point_at_once_only_as_many_die_as_were_armed(fc: LocalFc) -> None:
+    fc.backend.crash_next("crashy", "test.crash", 2)
+    with ThreadPoolExecutor(6) as pool:
+        replies = list(pool.map(lambda _: invoke(fc, "crashy", b"{}"), range(6)))
+    assert sum("x-fc-error-type" in r.headers for r in replies) == 2
+    assert [r.status for r in fc.backend.records("crashy")].count("crash") == 2
 
 
 def test_a_sync_crash_is_an_unhandled_error(fc: LocalFc) -> None:

@@ -37,6 +37,8 @@ import logging
 import os
 import re
 import secrets
+import shutil
+import tempfile
 import threading
 import time
 from collections import defaultdict, deque
@@ -156,7 +158,9 @@ class _Function:
 
 @dataclass
 class _Faults:
-    crash_points: dict[str, deque[str]] = field(default_factory=lambda: defaultdict(deque))
+    # function -> (point, token file): armed in every instance until one of them reaches the point and
+    # removes the file (chatapp_mass.faults)
+    crash_points: dict[str, list[tuple[str, Path]]] = field(default_factory=lambda: defaultdict(list))
     system_errors: dict[str, deque[tuple[str, str | None]]] = field(default_factory=lambda: defaultdict(deque))
     duplicates: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
@@ -223,6 +227,7 @@ class FcBackend(AccountRegistry):
         self.cold_starts: list[ColdStart] = []
         self.destinations: list[DestinationRecord] = []
         self._faults = _Faults()
+        self._fault_tokens: str | None = None  # the directory of crash tokens, made on first use
         self._nonces: dict[str, float] = {}
         self._functions: dict[str, _Function] = {}
         for spec in functions:
@@ -339,11 +344,24 @@ class FcBackend(AccountRegistry):
 
     # --- faults ---------------------------------------------------------------------------------------------
     def crash_next(self, function: str, point: str, n: int = 1) -> None:
-        """The next ``n`` invocations (sync calls or async attempts) of ``function`` run with the crash point
-        ``point`` armed (``chatapp_mass.faults``): reaching it kills the instance, as a crash would."""
+        """The next ``n`` instances of ``function`` to reach the crash point ``point``
+        (``chatapp_mass.faults``) die there, as a crash would: every invocation (sync call or async attempt)
+        runs with the point armed until it has killed ``n``. Invocations that never reach it (a duplicate
+        that found the work taken, say) do not use it up, and of two that reach it at once only one dies."""
         self._function(function)
+        tokens = []
+        for _ in range(n):
+            handle, name = tempfile.mkstemp(prefix=f"crash-{function}-", dir=self._fault_dir())
+            os.close(handle)
+            tokens.append((point, Path(name)))
         with self._lock:
-            self._faults.crash_points[function].extend([point] * n)
+            self._faults.crash_points[function].extend(tokens)
+
+    def _fault_dir(self) -> str:
+        with self._lock:
+            if self._fault_tokens is None:
+                self._fault_tokens = tempfile.mkdtemp(prefix="localfc-faults-")
+            return self._fault_tokens
 
     def fail_next(self, function: str, n: int = 1, code: str = "InternalServerError",
                   message: str | None = None) -> None:
@@ -368,10 +386,14 @@ class FcBackend(AccountRegistry):
             code, message = queued.popleft()
         return exc.system_error(code, message)
 
-    def _take_crash_points(self, function: str) -> list[str]:
+    def _armed_points(self, function: str) -> list[list[str]]:
+        """The crash tokens of ``function`` not yet used up, as the worker takes them: ``[point, path]``."""
         with self._lock:
-            queued = self._faults.crash_points.get(function)
-            return [queued.popleft()] if queued else []
+            armed = self._faults.crash_points.get(function)
+            if not armed:
+                return []
+            armed[:] = [(point, token) for point, token in armed if token.exists()]
+            return [[point, str(token)] for point, token in armed]
 
     def _take_duplicate(self, function: str) -> bool:
         with self._lock:
@@ -408,7 +430,7 @@ class FcBackend(AccountRegistry):
         header = {
             "request_id": request_id,
             "qualifier": qualifier or "LATEST",
-            "arm": self._take_crash_points(state.spec.name),
+            "arm": self._armed_points(state.spec.name),
             "credentials": ({"access_key_id": credentials.access_key_id,
                              "access_key_secret": credentials.access_key_secret,
                              "security_token": credentials.security_token} if credentials else {}),
@@ -690,6 +712,9 @@ class FcBackend(AccountRegistry):
             self.cold_starts = []
             self.destinations = []
             self._nonces.clear()
+            for tokens in self._faults.crash_points.values():
+                for _, token in tokens:
+                    token.unlink(missing_ok=True)
             self._faults = _Faults()
             self._pending -= len(self._queue)
             self._delayed = 0
@@ -715,6 +740,8 @@ class FcBackend(AccountRegistry):
             state.pool.close()
         if self._dispatcher is not None:
             self._dispatcher.join(2.0)
+        if self._fault_tokens is not None:
+            shutil.rmtree(self._fault_tokens, ignore_errors=True)
 
 
 def oss_trigger_matches(trigger: TriggerSpec, record: Mapping[str, Any]) -> bool:

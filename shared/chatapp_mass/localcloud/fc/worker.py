@@ -13,7 +13,7 @@ Conversation::
     emulator -> {"op": "init", "paths": [...], "handler": "index.handler", "runtime": ..., "function": {...},
                  "region": ..., "account_id": ...}
     worker   -> {"op": "ready", "import_seconds": s}  or  {"op": "ready", "error": {...}} and exit
-    emulator -> {"op": "invoke", "request_id": ..., "arm": [crash points], "credentials": {...}} + event
+    emulator -> {"op": "invoke", "request_id": ..., "arm": [crash points or [point, token]], "credentials": {...}} + event
     worker   -> {"op": "result", "ok": true, "log": "..."} + body   or  {"ok": false, "error": {...}}
 
 The handler is called as FC's Python runtime calls it: ``handler(event: bytes, context)``. The context
@@ -231,8 +231,9 @@ def _load_handler(init: dict[str, Any]) -> Callable[[bytes, Context], Any]:
     return handler  # type: ignore[no-any-return]
 
 
-def _arm(points: list[str]) -> Callable[[], None]:
-    """Arm crash points in the module the handler's code imports (after sys.path is the function's)."""
+def _arm(points: list[Any]) -> Callable[[], None]:
+    """Arm crash points in the module the handler's code imports (after sys.path is the function's): a name
+    is armed outright, a ``[name, token_path]`` pair while its token exists (see ``chatapp_mass.faults``)."""
     if not points:
         return lambda: None
     try:
@@ -240,7 +241,8 @@ def _arm(points: list[str]) -> Callable[[], None]:
     except ImportError:
         sys.stderr.write(f"local FC: cannot arm {points}: chatapp_mass is not importable here\n")
         return lambda: None
-    faults.arm(*points)
+    faults.arm(*(p for p in points if isinstance(p, str)),
+               tokens=[(p[0], p[1]) for p in points if not isinstance(p, str)])
     return faults.disarm
 
 
