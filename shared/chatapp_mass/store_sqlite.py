@@ -124,6 +124,33 @@ END;
 """
 
 
+def _statements(script: str) -> Iterator[str]:
+    """The statements of a SQL script one by one (a trigger's body keeps its inner semicolons)."""
+    pending = ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            yield pending
+            pending = ""
+
+
+def _switch_to_wal(conn: sqlite3.Connection, patience: float = 60.0) -> None:
+    """``PRAGMA journal_mode=WAL``, retried while another process holds the lock it needs.
+
+    Switching a new file's journal needs an exclusive lock, and SQLite may answer "database is locked" at
+    once rather than through the busy handler when several processes open one new file together.
+    """
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
 class SqliteStore(Store):
     def __init__(self, path: str, *, clock: Callable[[], float] = time.time) -> None:
         self.path = path
@@ -135,27 +162,42 @@ class SqliteStore(Store):
         if not os.path.isdir(directory):
             raise StoreError(f"store {path!r}: directory {directory!r} does not exist")
         try:
-            conn = self._conn()
-            conn.executescript(_SCHEMA)
-            columns = {row[1] for row in conn.execute("PRAGMA table_info(batches)")}
-            for added, definition in _ADDED_BATCH_COLUMNS.items():
-                if added not in columns:
-                    conn.execute(f"ALTER TABLE batches ADD COLUMN {added} {definition}")
-            job_columns = {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}
-            for added, definition in _ADDED_JOB_COLUMNS.items():
-                if added not in job_columns:
-                    conn.execute(f"ALTER TABLE jobs ADD COLUMN {added} {definition}")
-            self._add_sweep_schema(conn)
+            self._migrate(self._conn())
         except sqlite3.DatabaseError as error:
             raise StoreError(f"store {path!r} cannot be used as a SQLite database: {error}") from None
+
+    @staticmethod
+    def _migrate(conn: sqlite3.Connection) -> None:
+        """Create the tables or bring an older file up to date, in one write transaction.
+
+        Several processes may open one new file at once (two ``send`` runs on one store): without the
+        transaction both would see a column missing and the second ALTER would fail ("duplicate column").
+        ``BEGIN IMMEDIATE`` takes the write lock first (waiting on the busy timeout), so they go one by one
+        and the later ones find nothing to do.
+        """
+        conn.executescript("BEGIN IMMEDIATE;\n" + _SCHEMA)  # executescript keeps the open transaction
+        try:
+            for table, added_columns in (("batches", _ADDED_BATCH_COLUMNS), ("jobs", _ADDED_JOB_COLUMNS),
+                                         ("jobs", _SWEEP_JOB_COLUMNS)):
+                present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+                for added, definition in added_columns.items():
+                    if added not in present:
+                        conn.execute(f"ALTER TABLE {table} ADD COLUMN {added} {definition}")
+            for statement in _statements(_SWEEP_SCHEMA):
+                conn.execute(statement)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
             conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA busy_timeout=60000")
+            _switch_to_wal(conn)
+            conn.execute("PRAGMA synchronous=NORMAL")
             self._local.conn = conn
             with self._all_lock:
                 self._all.append(conn)
@@ -385,17 +427,6 @@ class SqliteStore(Store):
 
 
     # --- the timer at any scale, per-job counters (issue 11) ---------------------------------------------
-    @staticmethod
-    def _add_sweep_schema(conn: sqlite3.Connection) -> None:
-        for added, definition in _SWEEP_JOB_COLUMNS.items():
-            if added not in {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}:
-                try:
-                    conn.execute(f"ALTER TABLE jobs ADD COLUMN {added} {definition}")
-                except sqlite3.OperationalError as error:  # another process opening the file added it first
-                    if "duplicate column" not in str(error):
-                        raise
-        conn.executescript(_SWEEP_SCHEMA)
-
     def jobs_in(self, statuses: Iterable[JobStatus], limit: Optional[int] = None) -> list[JobRecord]:
         found: list[JobRecord] = []
         for status in check_swept(statuses):

@@ -4,6 +4,8 @@ store shares is proved by tests/contract/test_store_contract.py."""
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -48,3 +50,32 @@ def test_a_store_from_before_batch_line_bounds_is_migrated(tmp_path: Path) -> No
     store.put_plan([], [BatchRecord("j", 1, 2, first_line=7, last_line=9)])
     assert [(b.first_line, b.last_line) for b in store.list_batches("j")] == [(0, 0), (7, 9)]
     store.close()
+
+
+def _open_at_once(path: Path, processes: int) -> list[int]:
+    """Start `processes` Pythons that each open `path` as a store the moment a shared go-file appears."""
+    go = path.with_suffix(".go")
+    script = ("import os, sys, time\n"
+              "from chatapp_mass.store_sqlite import SqliteStore\n"
+              "while not os.path.exists(sys.argv[2]): time.sleep(0.001)\n"
+              "SqliteStore(sys.argv[1]).close()\n")
+    runs = [subprocess.Popen([sys.executable, "-c", script, str(path), str(go)], stderr=subprocess.PIPE, text=True)
+            for _ in range(processes)]
+    go.write_text("go")
+    codes = []
+    for run in runs:
+        _, stderr = run.communicate(timeout=120)
+        assert run.returncode == 0, stderr
+        codes.append(run.returncode)
+    return codes
+
+
+def test_processes_opening_one_new_file_at_once_all_succeed(tmp_path: Path) -> None:
+    # CI reproduced it: two `send` runs on one new store, the second died with "duplicate column name".
+    for attempt in range(5):
+        path = tmp_path / f"new-{attempt}.db"
+        assert _open_at_once(path, 6) == [0] * 6
+        conn = sqlite3.connect(path)
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}
+        conn.close()
+        assert {"plan_owner", "settled"} <= columns
