@@ -42,7 +42,7 @@ class LocalCloud:
                  data_dir: Optional[str] = None, bucket: str = DEFAULT_BUCKET, instance: str = DEFAULT_INSTANCE,
                  sts: bool = True, cams_options: Optional[dict[str, Any]] = None, s_yaml: Optional[str] = None,
                  fc_port: int = 0, function_environment: Optional[dict[str, str]] = None,
-                 fc_options: Optional[dict[str, Any]] = None) -> None:
+                 fc_options: Optional[dict[str, Any]] = None, oss_options: Optional[dict[str, Any]] = None) -> None:
         from chatapp_mass.localcloud.oss import LocalOss
         from chatapp_mass.localcloud.tablestore import LocalTablestore
 
@@ -57,7 +57,7 @@ class LocalCloud:
                     security_token=self.credentials.security_token, region_id=self.credentials.region_id)
         self.cams = LocalCams(host=host, port=cams_port, **keys, **(cams_options or {}))
         self.oss = LocalOss(host=host, port=oss_port, data_dir=os.path.join(self.data_dir, "oss"),
-                            buckets=(bucket,), **keys)
+                            buckets=(bucket,), **keys, **(oss_options or {}))
         self.tablestore = LocalTablestore(host=host, port=tablestore_port, instance_name=instance,
                                           data_dir=os.path.join(self.data_dir, "tablestore"), **keys)
         self._function_environment = dict(function_environment or {})
@@ -178,6 +178,9 @@ def add_arguments(parser: Any) -> None:
                         "exists); uploads then fire their OSS triggers")
     parser.add_argument("--no-fc", action="store_true", help="no local FC, even if ./s.yaml exists")
     parser.add_argument("--fc-port", type=int, default=0, help="FC port (default 0: any free port)")
+    parser.add_argument("--url-encode-event-keys", action="store_true",
+                        help="the local OSS URL-encodes oss.object.key in its events (unverified whether real OSS "
+                        "does; the product accepts both)")
     parser.add_argument("--api-token", default=None,
                         help="the bearer token the api function requires (default: a new random one, printed in "
                         "the JSON line and written to --env-file as CHATAPP_API_TOKEN)")
@@ -215,7 +218,8 @@ def run(args: Any) -> int:
                        instance=args.instance, sts=args.sts,
                        cams_options={"latency": args.latency, "latency_jitter": 0.5 if args.latency else 0.0},
                        s_yaml=None if args.no_fc else args.s_yaml or ("s.yaml" if os.path.isfile("s.yaml") else None),
-                       fc_port=args.fc_port, function_environment={env.CHATAPP_API_TOKEN: api_token})
+                       fc_port=args.fc_port, function_environment={env.CHATAPP_API_TOKEN: api_token},
+                       oss_options={"url_encode_event_keys": True} if args.url_encode_event_keys else None)
     try:
         cloud.start()
         bucket = cloud.oss.oss2_bucket(cloud.bucket) if uploads else None

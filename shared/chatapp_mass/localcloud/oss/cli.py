@@ -32,6 +32,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="seconds a request's Date may be off (default 900; 0: unchecked)")
     parser.add_argument("--event-delivery", choices=("sync", "thread"), default="sync",
                         help="call event subscribers before answering the PUT (sync) or from a thread")
+    parser.add_argument("--url-encode-event-keys", action="store_true",
+                        help="URL-encode oss.object.key in the events (quote_plus, '/' kept). Whether real "
+                        "OSS events do is unverified: the product accepts both forms")
+    parser.add_argument("--min-part-size", type=int, default=None, metavar="BYTES",
+                        help="smallest part but the last a multipart upload may complete with (default "
+                        "102400, OSS's 100 KB)")
     parser.add_argument("--seed", type=int, default=None, help="seed for request ids")
     parser.add_argument("--sts", action=argparse.BooleanOptionalAction, default=True,
                         help="issue STS-style credentials with a security token (default: on)")
@@ -41,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
     return serve_until_signalled(partial(
         LocalOss, host=args.host, port=args.port, sts=args.sts, region_id=args.region, data_dir=args.data,
         buckets=tuple(args.buckets or DEFAULT_BUCKETS), max_clock_skew=args.max_clock_skew or None,
-        event_delivery=args.event_delivery, seed=args.seed))
+        event_delivery=args.event_delivery, seed=args.seed, url_encode_event_keys=args.url_encode_event_keys,
+        **({"min_part_size": args.min_part_size} if args.min_part_size is not None else {})))
 
 
 def main(argv: list[str] | None = None) -> int:

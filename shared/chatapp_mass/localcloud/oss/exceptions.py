@@ -24,9 +24,18 @@ error pages (help.aliyun.com "HTTP status code 403/404/405/416", "0002-000000xx"
     BucketAlreadyExists 409, RequestTimeTooSkewed 403 (15 minutes), EntityTooLarge 400,
     MissingContentLength 411, FileAlreadyExists 409 (``x-oss-forbid-overwrite``), InternalError 500.
 
+Verified for multipart upload — OSS error pages: NoSuchUpload 404 ("The specified upload does not exist. The
+upload ID may be invalid, or the upload may have been aborted or completed.", 0017-00000244; ``oss2``'s
+``NoSuchUpload``), InvalidPart ("One or more of the specified parts could not be found or the specified
+entity tag might not have matched the part's entity tag.", alibabacloud.com "How do I fix the InvalidPart
+error"), InvalidPartOrder (parts not ascending, 0042-00000209), EntityTooSmall (a part but the last under
+100 KB, 0042-00000213), MalformedXML 400 (``oss2``'s ``MalformedXml``).
+ASSUMPTIONS: InvalidPart, InvalidPartOrder and EntityTooSmall are 400 (the pages name the codes, not the
+status; 400 is the status of every request error on them); their messages beyond InvalidPart's are ours.
+
 ASSUMPTIONS (no public source found):
-    NotImplemented   501 for an operation the emulator does not implement (multipart, ACL, copy, tagging,
-                     ...). The real service implements them; the status is ours (HTTP's "not implemented").
+    NotImplemented   501 for an operation the emulator does not implement (ACL, tagging, PostObject,
+                     UploadPartCopy, ...). The real service implements them; the status is ours (HTTP's "not implemented").
     Messages not quoted above are paraphrases in the service's style. The real bodies also carry an ``EC``
     element (a numeric diagnosis code); the emulator leaves it out rather than invent numbers.
 """
@@ -104,7 +113,35 @@ class NoSuchKey(OssError):
     http_status, code, message = 404, "NoSuchKey", "The specified key does not exist."
 
 
+class NoSuchUpload(OssError):
+    http_status, code = 404, "NoSuchUpload"
+    message = ("The specified upload does not exist. The upload ID may be invalid, or the upload may have "
+               "been aborted or completed.")
+
+
 # --- 400 / 405 / 409 / 411 / 416 -------------------------------------------------------------------------
+class MalformedXML(OssError):
+    http_status, code = 400, "MalformedXML"
+    message = "The XML you provided was not well-formed or did not validate against our published schema."
+
+
+class InvalidPart(OssError):
+    http_status, code = 400, "InvalidPart"
+    message = ("One or more of the specified parts could not be found or the specified entity tag might not "
+               "have matched the part's entity tag.")
+
+
+class InvalidPartOrder(OssError):
+    http_status, code = 400, "InvalidPartOrder"
+    message = "The list of parts was not in ascending order. Parts must be ordered by part number."
+
+
+class EntityTooSmall(OssError):
+    http_status, code = 400, "EntityTooSmall"
+    message = ("Your proposed upload is smaller than the minimum allowed size: every part but the last must "
+               "be at least 100 KB.")
+
+
 class InvalidArgument(OssError):
     http_status, code, message = 400, "InvalidArgument", "The argument is invalid."
 
@@ -174,7 +211,7 @@ KNOWN_ERRORS: dict[str, type[OssError]] = {
     for cls in (
         AccessDenied, InvalidAccessKeyId, InvalidSecurityToken, AccessKeyIdAndSecurityTokenNotMatch,
         SecurityTokenExpired, SignatureDoesNotMatch, RequestTimeTooSkewed, NoSuchBucket, NoSuchKey,
-        InvalidArgument, InvalidBucketName, InvalidObjectName, InvalidDigest, EntityTooLarge,
+        NoSuchUpload, MalformedXML, InvalidPart, InvalidPartOrder, EntityTooSmall, InvalidArgument, InvalidBucketName, InvalidObjectName, InvalidDigest, EntityTooLarge,
         MethodNotAllowed,
         BucketAlreadyExists, BucketNotEmpty, FileAlreadyExists, MissingContentLength, InvalidRange,
         InternalError, NotImplementedByEmulator, ServiceUnavailable,

@@ -45,6 +45,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Callable
 from urllib.parse import parse_qsl, quote, unquote
+from xml.etree import ElementTree
 from xml.sax.saxutils import escape
 
 from chatapp_mass.localcloud._accounts import Account
@@ -53,6 +54,9 @@ from chatapp_mass.localcloud._http import RequestHead, is_loopback, json_object
 from . import exceptions as exc
 from .models import (
     MAX_LIST_KEYS,
+    MAX_LIST_PARTS,
+    MAX_LIST_UPLOADS,
+    MAX_PART_NUMBER,
     ListPage,
     ObjectInfo,
     OssBackend,
@@ -63,11 +67,13 @@ from .models import (
     resolve_range,
     validate_bucket_name,
     validate_key,
+    validate_part_number,
 )
 
 ADMIN_PREFIX = "/_localoss/"
 V4_ALGORITHM = "OSS4-HMAC-SHA256"
 XML_DECLARATION = '<?xml version="1.0" encoding="UTF-8"?>\n'
+MAX_COMPLETE_BODY = 4 * 1024 * 1024  # 10,000 parts of ~100 bytes each, with room
 
 #: The V1 sub-resources that enter the CanonicalizedResource: ``oss2.auth.ProviderAuth._subresource_key_set``
 #: (2.19.1), which is the SDK's copy of the service's list.
@@ -94,8 +100,9 @@ _RESPONSE_OVERRIDES = {
     "response-content-disposition": "Content-Disposition", "response-content-encoding": "Content-Encoding",
 }
 # sub-resources the emulator serves; any other one is 501 NotImplemented
-_BUCKET_SUBRESOURCES = frozenset({"continuation-token", "security-token"})
-_OBJECT_SUBRESOURCES = frozenset({"objectMeta", "security-token", *_RESPONSE_OVERRIDES})
+_BUCKET_SUBRESOURCES = frozenset({"continuation-token", "security-token", "uploads"})
+_OBJECT_SUBRESOURCES = frozenset({"objectMeta", "security-token", "uploads", "uploadId", "partNumber",
+                                  *_RESPONSE_OVERRIDES})
 _STORED_HEADERS = ("Cache-Control", "Content-Disposition", "Content-Encoding", "Content-Language", "Expires")
 
 
@@ -238,7 +245,7 @@ def object_headers(info: ObjectInfo, *, whole: bool = True) -> list[tuple[str, s
                ("Last-Modified", http_date(info.last_modified)), ("Accept-Ranges", "bytes"),
                ("x-oss-object-type", info.object_type), ("x-oss-storage-class", info.storage_class),
                ("x-oss-hash-crc64ecma", info.crc64)]
-    if whole:
+    if whole and info.content_md5:  # a multipart object has none (aliyun-oss-php-sdk issue #32)
         headers.append(("Content-MD5", info.content_md5))
     headers += [(name, value) for name, value in info.headers.items()]
     headers += [(name, value) for name, value in sorted(info.user_meta.items())]
@@ -304,6 +311,48 @@ def split_path(path: str) -> tuple[str | None, str | None]:
         return bucket, unquote(raw_key, encoding="utf-8", errors="strict")
     except UnicodeDecodeError:
         raise exc.InvalidObjectName("The object name must be valid UTF-8.", Key=raw_key) from None
+
+
+def parse_copy_source(header: str) -> tuple[str, str]:
+    """``/<bucket>/<url-encoded key>`` (``oss2/api.py::copy_object``) -> (bucket, key)."""
+    if not header.startswith("/"):
+        raise exc.InvalidArgument("x-oss-copy-source must be /<bucket>/<url-encoded key>.",
+                                  ArgumentName="x-oss-copy-source", ArgumentValue=header)
+    path, _, query = header.partition("?")
+    if query:
+        raise exc.NotImplementedByEmulator("The local OSS has no versioning: x-oss-copy-source takes no "
+                                           "versionId.")
+    bucket, sep, raw_key = path[1:].partition("/")
+    if not sep or not bucket or not raw_key:
+        raise exc.InvalidArgument("x-oss-copy-source must be /<bucket>/<url-encoded key>.",
+                                  ArgumentName="x-oss-copy-source", ArgumentValue=header)
+    try:
+        return unquote(bucket), unquote(raw_key, encoding="utf-8", errors="strict")
+    except UnicodeDecodeError:
+        raise exc.InvalidObjectName("The object name must be valid UTF-8.", Key=raw_key) from None
+
+
+def parse_complete_body(body: bytes) -> list[tuple[int, str]]:
+    """The (PartNumber, ETag) pairs of a CompleteMultipartUpload body, in the order given; MalformedXML
+    when it is not that document."""
+    try:
+        root = ElementTree.fromstring(body)
+    except ElementTree.ParseError:
+        raise exc.MalformedXML() from None
+    if root.tag != "CompleteMultipartUpload":
+        raise exc.MalformedXML()
+    parts: list[tuple[int, str]] = []
+    for node in root.findall("Part"):
+        number_text, etag = node.findtext("PartNumber"), node.findtext("ETag")
+        if number_text is None or etag is None:
+            raise exc.MalformedXML("Each Part needs a PartNumber and an ETag.")
+        try:
+            number = int(number_text.strip())
+        except ValueError:
+            raise exc.MalformedXML(f"PartNumber {number_text!r} is not a number.") from None
+        validate_part_number(number)
+        parts.append((number, etag))
+    return parts
 
 
 # --- the service ---------------------------------------------------------------------------------------
@@ -373,6 +422,10 @@ class OssResponse:
                 return f"{method} ?{extra[0]}", None
             if method == "PUT":
                 return "PutBucket", self._put_bucket
+            if method == "GET" and "uploads" in params:
+                return "ListMultipartUploads", self._list_multipart_uploads
+            if "uploads" in params:
+                return "MethodNotAllowed", None
             if method == "GET":
                 if params.get("list-type") == "2":
                     return "ListObjectsV2", self._list_objects_v2
@@ -382,14 +435,32 @@ class OssResponse:
             if method == "HEAD":
                 return "HeadBucket", self._head_bucket
             if method == "POST":
-                return "PostBucket", None
+                return "PostObject", None
             return "MethodNotAllowed", None
         extra = sorted(name for name in params if name in SUBRESOURCES and name not in _OBJECT_SUBRESOURCES)
         if extra:
             return f"{method} ?{extra[0]}", None
+        if "uploads" in params:
+            return ("InitiateMultipartUpload", self._initiate_multipart_upload) if method == "POST" \
+                else ("MethodNotAllowed", None)
+        if "uploadId" in params:
+            if method == "PUT":
+                if "partNumber" not in params:
+                    return "UploadPart", _missing_part_number
+                return ("UploadPartCopy", None) if request.header("x-oss-copy-source") \
+                    else ("UploadPart", self._upload_part)
+            if method == "POST":
+                return "CompleteMultipartUpload", self._complete_multipart_upload
+            if method == "DELETE":
+                return "AbortMultipartUpload", self._abort_multipart_upload
+            if method == "GET":
+                return "ListParts", self._list_parts
+            return "MethodNotAllowed", None
+        if "partNumber" in params and method == "PUT":
+            return "UploadPart", _missing_upload_id
         if method == "PUT":
             if request.header("x-oss-copy-source"):
-                return "CopyObject", None
+                return "CopyObject", self._copy_object
             return "PutObject", self._put_object
         if method == "GET" and "objectMeta" not in params:
             return "GetObject", self._get_object
@@ -582,22 +653,11 @@ class OssResponse:
 
     def _put_object(self, request: HttpRequest, bucket: str, key: str, request_id: str) -> Reply:
         validate_key(key)
-        length_text = request.header("content-length")
-        if length_text is None and not request.is_chunked:
-            raise exc.MissingContentLength()
-        try:
-            length = int(length_text) if length_text is not None else None
-        except ValueError:
-            raise exc.InvalidArgument("Content-Length is not a number.", ArgumentName="Content-Length",
-                                      ArgumentValue=length_text) from None
-        if length is not None and length > self.backend.max_object_size:
-            raise exc.EntityTooLarge(ProposedSize=length_text, MaxSizeAllowed=self.backend.max_object_size)
-        user_meta = {name.lower(): value for name, value in request.headers
-                     if name.lower().startswith("x-oss-meta-")}
-        stored = {name: value for name in _STORED_HEADERS if (value := request.header(name)) is not None}
+        _check_length(request, self.backend.max_object_size)
         info = self.backend.put_object_stream(
-            bucket, key, request.body, content_type=request.header("content-type"), user_meta=user_meta,
-            headers=stored, content_md5=request.header("content-md5"),
+            bucket, key, request.body, content_type=request.header("content-type"),
+            user_meta=_user_meta(request), headers=_stored_headers(request),
+            content_md5=request.header("content-md5"),
             forbid_overwrite=(request.header("x-oss-forbid-overwrite") or "").lower() == "true",
             request_id=request_id, source_ip=request.client_host)
         return Reply(200, [("ETag", info.quoted_etag), ("x-oss-hash-crc64ecma", info.crc64),
@@ -636,13 +696,208 @@ class OssResponse:
         self.backend.delete_object(bucket, key)
         return Reply(204)
 
+    # --- CopyObject -------------------------------------------------------------------------------------
+    def _copy_object(self, request: HttpRequest, bucket: str, key: str, request_id: str) -> Reply:
+        """CopyObject (https://help.aliyun.com/document_detail/31979.html). ``x-oss-copy-source`` is
+        ``/<bucket>/<url-encoded key>`` (``oss2/api.py::copy_object`` quotes the key with no safe
+        characters); the reply is ``<CopyObjectResult><ETag/><LastModified/></CopyObjectResult>``.
+        ASSUMPTIONS: the ETag and CRC-64 also travel as headers (``oss2`` builds its result from the
+        headers); ``versionId`` in the source and the ``x-oss-copy-source-if-*`` conditions are refused
+        501 (no versioning here, conditions not emulated) rather than ignored."""
+        validate_key(key)
+        source_bucket, source_key = parse_copy_source(request.header("x-oss-copy-source") or "")
+        if any(name.lower().startswith("x-oss-copy-source-if-") for name, _ in request.headers):
+            raise exc.NotImplementedByEmulator("The local OSS does not emulate x-oss-copy-source-if-* "
+                                               "conditions.")
+        directive = (request.header("x-oss-metadata-directive") or "COPY").upper()
+        if directive not in ("COPY", "REPLACE"):
+            raise exc.InvalidArgument("x-oss-metadata-directive must be COPY or REPLACE.",
+                                      ArgumentName="x-oss-metadata-directive", ArgumentValue=directive)
+        info = self.backend.copy_object(
+            source_bucket, source_key, bucket, key, replace_metadata=directive == "REPLACE",
+            content_type=request.header("content-type"), user_meta=_user_meta(request),
+            headers=_stored_headers(request),
+            forbid_overwrite=(request.header("x-oss-forbid-overwrite") or "").lower() == "true",
+            request_id=request_id, source_ip=request.client_host)
+        body = (XML_DECLARATION + "<CopyObjectResult>" + _element("ETag", info.quoted_etag)
+                + _element("LastModified", iso8601(info.last_modified)) + "</CopyObjectResult>\n")
+        reply = _xml_reply(body.encode("utf-8"))
+        reply.headers += [("ETag", info.quoted_etag), ("x-oss-hash-crc64ecma", info.crc64)]
+        return reply
+
+    # --- multipart upload -------------------------------------------------------------------------------
+    def _initiate_multipart_upload(self, request: HttpRequest, bucket: str, key: str, request_id: str) -> Reply:
+        """``POST /<key>?uploads`` -> ``<InitiateMultipartUploadResult><Bucket/><Key/><UploadId/>``
+        (help.aliyun.com/en/oss/developer-reference/initiatemultipartupload; ``oss2``'s
+        ``parse_init_multipart_upload`` reads UploadId)."""
+        validate_key(key)
+        upload = self.backend.initiate_multipart_upload(
+            bucket, key, content_type=request.header("content-type"), user_meta=_user_meta(request),
+            headers=_stored_headers(request))
+        url = request.params.get("encoding-type") == "url"
+        body = (XML_DECLARATION + "<InitiateMultipartUploadResult>" + _element("Bucket", bucket)
+                + _element("Key", _listed(key, url)) + _element("UploadId", upload.upload_id)
+                + (_element("EncodingType", "url") if url else "") + "</InitiateMultipartUploadResult>\n")
+        return _xml_reply(body.encode("utf-8"))
+
+    def _upload_part(self, request: HttpRequest, bucket: str, key: str, request_id: str) -> Reply:
+        """``PUT /<key>?partNumber=N&uploadId=U``: the part's ETag (quoted), CRC-64 and Content-MD5 as
+        headers, like PutObject (``oss2``'s ``upload_part`` compares the CRC)."""
+        params = request.params
+        raw_number = params.get("partNumber", "")
+        try:
+            number = int(raw_number)
+        except ValueError:
+            raise exc.InvalidArgument("Part number must be an integer between 1 and 10000, inclusive.",
+                                      ArgumentName="partNumber", ArgumentValue=raw_number) from None
+        _check_length(request, self.backend.max_object_size)
+        part = self.backend.upload_part_stream(bucket, key, params.get("uploadId", ""), number, request.body,
+                                               content_md5=request.header("content-md5"))
+        return Reply(200, [("ETag", part.quoted_etag), ("x-oss-hash-crc64ecma", part.crc64),
+                           ("Content-MD5", part.content_md5)])
+
+    def _complete_multipart_upload(self, request: HttpRequest, bucket: str, key: str, request_id: str) -> Reply:
+        """``POST /<key>?uploadId=U`` with ``<CompleteMultipartUpload><Part><PartNumber/><ETag/></Part>...``
+        (``oss2``'s ``to_complete_upload_request``), or no body with ``x-oss-complete-all: yes``. The reply:
+        ``<CompleteMultipartUploadResult><Location/><Bucket/><Key/><ETag/>`` plus the ETag and CRC-64
+        headers ``oss2``'s ``PutObjectResult`` reads (it checks the CRC against the parts' combined CRC)."""
+        body = request.body.read(MAX_COMPLETE_BODY + 1)
+        if len(body) > MAX_COMPLETE_BODY:
+            raise exc.MalformedXML("The CompleteMultipartUpload body is too large.")
+        complete_all = (request.header("x-oss-complete-all") or "").lower() == "yes"
+        if complete_all and body.strip():
+            # help.aliyun.com/document_detail/480267.html; ASSUMPTION: the code is InvalidArgument
+            raise exc.InvalidArgument("With x-oss-complete-all: yes the request must have no body.",
+                                      ArgumentName="x-oss-complete-all", ArgumentValue="yes")
+        parts = None if complete_all else parse_complete_body(body)
+        info = self.backend.complete_multipart_upload(
+            bucket, key, request.params.get("uploadId", ""), parts,
+            forbid_overwrite=(request.header("x-oss-forbid-overwrite") or "").lower() == "true",
+            request_id=request_id, source_ip=request.client_host)
+        url = request.params.get("encoding-type") == "url"
+        host = request.header("host") or f"oss-{self.backend.region_id}.aliyuncs.com"
+        out = (XML_DECLARATION + "<CompleteMultipartUploadResult>"
+               + (_element("EncodingType", "url") if url else "")
+               + _element("Location", f"http://{host}/{bucket}/{quote(key, safe='/')}")
+               + _element("Bucket", bucket) + _element("Key", _listed(key, url))
+               + _element("ETag", info.quoted_etag) + "</CompleteMultipartUploadResult>\n")
+        reply = _xml_reply(out.encode("utf-8"))
+        reply.headers += [("ETag", info.quoted_etag), ("x-oss-hash-crc64ecma", info.crc64)]
+        return reply
+
+    def _abort_multipart_upload(self, request: HttpRequest, bucket: str, key: str, request_id: str) -> Reply:
+        """``DELETE /<key>?uploadId=U`` -> 204 (help.aliyun.com AbortMultipartUpload)."""
+        self.backend.abort_multipart_upload(bucket, key, request.params.get("uploadId", ""))
+        return Reply(204)
+
+    def _list_parts(self, request: HttpRequest, bucket: str, key: str, request_id: str) -> Reply:
+        """``GET /<key>?uploadId=U`` -> ``ListPartsResult`` (alibabacloud.com/help/en/oss/developer-reference/
+        listparts: Bucket, Key, UploadId, PartNumberMarker, NextPartNumberMarker, MaxParts, IsTruncated,
+        Part{PartNumber, LastModified, ETag, Size}); max-parts 1-1000, default 1000."""
+        params = request.params
+        marker = _int_param(params, "part-number-marker", 0, 0, MAX_PART_NUMBER)
+        max_parts = _int_param(params, "max-parts", MAX_LIST_PARTS, 1, MAX_LIST_PARTS)
+        page = self.backend.list_parts(bucket, key, params.get("uploadId", ""), marker=marker,
+                                       max_parts=max_parts)
+        url = params.get("encoding-type") == "url"
+        out = [XML_DECLARATION, "<ListPartsResult>", _element("Bucket", bucket),
+               _element("Key", _listed(key, url)), _element("UploadId", page.upload.upload_id)]
+        if url:
+            out.append(_element("EncodingType", "url"))
+        out += [_element("PartNumberMarker", marker),
+                _element("NextPartNumberMarker", page.next_marker if page.next_marker is not None else ""),
+                _element("MaxParts", max_parts), _element("IsTruncated", "true" if page.is_truncated else "false")]
+        for part in page.parts:
+            out += ["<Part>", _element("PartNumber", part.part_number),
+                    _element("LastModified", iso8601(part.last_modified)), _element("ETag", part.quoted_etag),
+                    _element("HashCrc64ecma", part.crc64), _element("Size", part.size), "</Part>"]
+        out.append("</ListPartsResult>\n")
+        return _xml_reply("".join(out).encode("utf-8"))
+
+    def _list_multipart_uploads(self, request: HttpRequest, bucket: str, key: str, request_id: str) -> Reply:
+        """``GET /?uploads`` -> ``ListMultipartUploadsResult`` (``oss2``'s ``parse_list_multipart_uploads``:
+        IsTruncated, NextKeyMarker, NextUploadIdMarker, Upload{Key, UploadId, Initiated}). ASSUMPTION: a
+        delimiter is refused 501 (not emulated)."""
+        params = request.params
+        if params.get("delimiter"):
+            raise exc.NotImplementedByEmulator("The local OSS lists multipart uploads without a delimiter only.")
+        prefix = params.get("prefix", "")
+        key_marker, upload_id_marker = params.get("key-marker", ""), params.get("upload-id-marker", "")
+        max_uploads = _int_param(params, "max-uploads", MAX_LIST_UPLOADS, 1, MAX_LIST_UPLOADS)
+        page = self.backend.list_multipart_uploads(bucket, prefix=prefix, key_marker=key_marker,
+                                                   upload_id_marker=upload_id_marker, max_uploads=max_uploads)
+        url = params.get("encoding-type") == "url"
+        last = page.uploads[-1] if page.is_truncated and page.uploads else None
+        out = [XML_DECLARATION, "<ListMultipartUploadsResult>", _element("Bucket", bucket)]
+        if url:
+            out.append(_element("EncodingType", "url"))
+        out += [_element("KeyMarker", _listed(key_marker, url)), _element("UploadIdMarker", upload_id_marker),
+                _element("NextKeyMarker", _listed(last.key, url) if last else ""),
+                _element("NextUploadIdMarker", last.upload_id if last else ""),
+                _element("Delimiter", ""), _element("Prefix", _listed(prefix, url)),
+                _element("MaxUploads", max_uploads),
+                _element("IsTruncated", "true" if page.is_truncated else "false")]
+        for upload in page.uploads:
+            out += ["<Upload>", _element("Key", _listed(upload.key, url)), _element("UploadId", upload.upload_id),
+                    _element("Initiated", iso8601(upload.initiated)), "</Upload>"]
+        out.append("</ListMultipartUploadsResult>\n")
+        return _xml_reply("".join(out).encode("utf-8"))
+
+
+def _missing_part_number(request: HttpRequest, bucket: str, key: str, request_id: str) -> Reply:
+    """UploadPart without ``partNumber``: the documented answer (help.aliyun.com/en/oss/user-guide/0017-00000219)."""
+    raise exc.InvalidArgument("Unexpected query string parameter", ArgumentName="ResourceType",
+                              ArgumentValue="partNumber")
+
+
+def _missing_upload_id(request: HttpRequest, bucket: str, key: str, request_id: str) -> Reply:
+    """ASSUMPTION: ``partNumber`` without ``uploadId`` is refused like a missing upload (0017-00000244)."""
+    raise exc.NoSuchUpload("A part needs the uploadId that InitiateMultipartUpload returned.", UploadId="")
+
 
 def _unsupported(operation: str, request: HttpRequest, key: str | None) -> exc.OssError:
     if operation == "MethodNotAllowed":
         return exc.MethodNotAllowed(Method=request.method, ResourceType="Object" if key else "Bucket")
     return exc.NotImplementedByEmulator(
-        f"The local OSS does not implement {operation} (it serves PutObject, GetObject, HeadObject, "
-        "GetObjectMeta, DeleteObject, ListObjects(V2), PutBucket, DeleteBucket and ListBuckets).")
+        f"The local OSS does not implement {operation} (it serves PutObject, CopyObject, GetObject, HeadObject, "
+        "GetObjectMeta, DeleteObject, the multipart upload operations, ListObjects(V2), PutBucket, "
+        "DeleteBucket and ListBuckets).")
+
+
+def _check_length(request: HttpRequest, limit: int) -> None:
+    """MissingContentLength without a length or chunked coding; EntityTooLarge past ``limit``."""
+    length_text = request.header("content-length")
+    if length_text is None and not request.is_chunked:
+        raise exc.MissingContentLength()
+    try:
+        length = int(length_text) if length_text is not None else None
+    except ValueError:
+        raise exc.InvalidArgument("Content-Length is not a number.", ArgumentName="Content-Length",
+                                  ArgumentValue=length_text) from None
+    if length is not None and length > limit:
+        raise exc.EntityTooLarge(ProposedSize=length_text, MaxSizeAllowed=limit)
+
+
+def _user_meta(request: HttpRequest) -> dict[str, str]:
+    return {name.lower(): value for name, value in request.headers if name.lower().startswith("x-oss-meta-")}
+
+
+def _stored_headers(request: HttpRequest) -> dict[str, str]:
+    return {name: value for name in _STORED_HEADERS if (value := request.header(name)) is not None}
+
+
+def _int_param(params: dict[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = params.get(name, "")
+    if raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = low - 1
+    if not low <= value <= high:
+        raise exc.InvalidArgument(f"Argument {name} must be an integer between {low} and {high}.",
+                                  ArgumentName=name, ArgumentValue=raw)
+    return value
 
 
 def _max_keys(params: dict[str, str]) -> int:

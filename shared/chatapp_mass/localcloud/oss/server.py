@@ -166,6 +166,8 @@ class _Handler(LoopbackHandler):
         if reply.stream is None:
             self.wfile.write(reply.body)
             return
+        if reply.content_length == 0:  # an empty object: socket.sendfile with count 0 would send to EOF
+            return
         self.wfile.flush()
         sent = self.connection.sendfile(reply.stream, reply.stream.tell(), reply.content_length)
         if sent != reply.content_length:  # the file shrank under us: the client must not wait for more
