@@ -14,6 +14,9 @@
   CSV), then the function's defaults (``CHATAPP_DEFAULT_CHANNEL_TYPE``, ``CHATAPP_DEFAULT_TEMPLATE_CODE``...).
   Keys: every job option of ``chatapp-mass send`` plus ``default-country``, ``allow-empty-params`` and
   ``delimiter``. An unknown key is an error (a typo must not silently send with a default).
+- **The event's key** is used as is; if OSS has no such object and the key changes when URL-decoded
+  (``unquote_plus``), the decoded key is used — whether real OSS events URL-encode ``oss.object.key`` is
+  unverified (ALIBABA-FACTS §2), so both forms are accepted and the log says which one was used.
 - Plans the job (stream, validate, dedup, batches) with conditional writes: an ingest that crashed and is
   re-delivered resumes (a half-planned job is planned again; a planned one is not touched).
 - Fans out (:class:`Dispatch`) with asynchronous sender invocations carrying a reference, never recipients.
@@ -41,6 +44,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional
+from urllib.parse import unquote_plus
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -319,6 +323,10 @@ def _coerce(where: str, key: str, name: str, value: Any) -> Any:
     return text
 
 
+def _is_incoming_csv(key: str, settings: FunctionSettings) -> bool:
+    return key.startswith(settings.incoming_prefix) and key.lower().endswith(".csv")
+
+
 def sidecar_key(key: str) -> str:
     return key[: -len(".csv")] + ".json" if key.lower().endswith(".csv") else key + ".json"
 
@@ -513,11 +521,19 @@ class Ingest:
 
     def ingest(self, record: OssEventRecord) -> IngestResult:
         key, settings = record.key, self.settings
-        if not record.event_name.startswith("ObjectCreated:") or not key.startswith(settings.incoming_prefix) \
-                or not key.lower().endswith(".csv"):
+        if not record.event_name.startswith("ObjectCreated:") or not (
+                _is_incoming_csv(key, settings) or _is_incoming_csv(unquote_plus(key), settings)):
             log.info("object ignored", extra={"key": key, "event": record.event_name})
             return IngestResult(key, message=f"not an upload under {settings.incoming_prefix} ending .csv")
-        location = OssLocation(record.bucket, key)
+        try:
+            location = self._locate(record)
+        except SourceError as error:
+            if not error.permanent:
+                raise
+            location = OssLocation(record.bucket, key)
+            return self._failed(location, oss_job_id(record.bucket, key, record.etag, record.upload_id),
+                                record.etag, error)
+        key = location.key
         job_id = oss_job_id(record.bucket, key, record.etag, record.upload_id)
         existing = self.store.get_job(job_id)
         if existing is not None and existing.status is not JobStatus.planning:
@@ -546,6 +562,27 @@ class Ingest:
         log.info("job planned", extra={"job_id": job_id, "rows": job.total_rows, "valid": job.valid,
                                        "invalid": job.invalid, "duplicate": job.duplicate, "batches": job.batches})
         return IngestResult(key, job_id, "planned", f"{job.valid} valid recipients in {job.batches} batches")
+
+    def _locate(self, record: OssEventRecord) -> OssLocation:
+        """The object the event names: its key as is, or URL-decoded when only that form exists (the
+        encoding of ``oss.object.key`` in real events is unverified). Logs which form was used."""
+        raw = OssLocation(record.bucket, record.key)
+        decoded_key = unquote_plus(record.key)
+        if decoded_key == record.key:
+            return raw
+        try:
+            self.oss.head(raw)
+        except SourceError as error:
+            if error.code != "NoSuchKey":
+                raise
+        else:
+            log.info("event key used as is", extra={"key": record.key, "key_form": "raw"})
+            return raw
+        decoded = OssLocation(record.bucket, decoded_key)
+        self.oss.head(decoded)  # NoSuchKey here too: the object is gone, whatever the form
+        log.info("event key was URL-encoded: decoded", extra={"key": decoded_key, "event_key": record.key,
+                                                              "key_form": "url-decoded"})
+        return decoded
 
     def _continue(self, job: JobRecord) -> None:
         """A repeated event of a job planned already: an earlier ingest may have died between its plan and

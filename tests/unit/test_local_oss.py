@@ -532,12 +532,13 @@ def test_fail_next_and_slow_next(local_oss: LocalOss, bucket: Any) -> None:
 
 def test_unsupported_operations(local_oss: LocalOss, bucket: Any) -> None:
     bucket.put_object("k", b"1")
-    with pytest.raises(oe.ServerError) as multipart:
-        bucket.init_multipart_upload("big")
-    assert (multipart.value.status, multipart.value.code) == (501, "NotImplemented")
-    with pytest.raises(oe.ServerError) as copy:
-        bucket.copy_object(BUCKET, "k", "k2")
-    assert copy.value.code == "NotImplemented"
+    upload_id = bucket.init_multipart_upload("big").upload_id
+    with pytest.raises(oe.ServerError) as part_copy:  # UploadPartCopy: not emulated
+        bucket.upload_part_copy(BUCKET, "k", (0, 0), "big", upload_id, 1)
+    assert (part_copy.value.status, part_copy.value.code) == (501, "NotImplemented")
+    with pytest.raises(oe.ServerError) as acl:
+        bucket.put_object_acl("k", oss2.OBJECT_ACL_PRIVATE)
+    assert acl.value.code == "NotImplemented"
     octet = {"Content-Type": "application/octet-stream"}
     request = urllib.request.Request(bucket.sign_url("POST", "k", 60, headers=octet), data=b"", method="POST",
                                      headers=octet)
