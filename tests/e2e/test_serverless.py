@@ -140,3 +140,50 @@ def test_a_bad_upload_is_reported_in_the_bucket(cloud: LocalCloud) -> None:
     assert error["problem"] == "options" and "upload the CSV again" in error["fix"]
     assert cloud.cams.backend.attempts == []
     store.close()
+
+
+def _expect_completed(cloud: LocalCloud, store: TablestoreStore, key: str, data: bytes, task: str) -> JobRecord:
+    job = wait_for_jobs(cloud, store, {f"oss://{cloud.bucket}/{key}"})[f"oss://{cloud.bucket}/{key}"]
+    assert job.status is JobStatus.completed, job.reason
+    expected = valid_numbers(data)
+    assert received_by_task(cloud)[task] == Counter({n: 1 for n in expected}), "each valid recipient once"
+    rows = list(csv.DictReader(io.StringIO(report(cloud, key, job, ".report.csv").decode())))
+    assert len(rows) == data.count(b"\n") - 1, "every row in its report"
+    return job
+
+
+def test_a_copy_into_incoming_runs_as_a_job(cloud: LocalCloud) -> None:
+    data = sample_bytes(300, seed=60)
+    bucket = cloud.oss.oss2_bucket(cloud.bucket)
+    bucket.put_object("staging/copied.csv", data, headers={**META, "x-oss-meta-task-id": "copied"})
+    assert cloud.fc.backend.invocations == []  # outside the trigger's prefix: nothing runs
+    key = "incoming/copied.csv"
+    bucket.copy_object(cloud.bucket, "staging/copied.csv", key)  # COPY: the options travel with the metadata
+    store = store_of(cloud)
+    _expect_completed(cloud, store, key, data, "copied")
+    events = [e["events"][0]["eventName"] for e in cloud.oss.backend.events]
+    assert "ObjectCreated:CopyObject" in events
+    store.close()
+
+
+def test_a_multipart_upload_into_incoming_runs_as_a_job(cloud: LocalCloud, tmp_path: Path) -> None:
+    import oss2
+
+    data = sample_bytes(4000, seed=61)
+    assert 100 * 1024 < len(data) < 200 * 1024  # two parts of 100 KB at most
+    path = tmp_path / "big list.csv"
+    path.write_bytes(data)
+    key = "incoming/big list.csv"
+    result = oss2.resumable_upload(cloud.oss.oss2_bucket(cloud.bucket), key, str(path),
+                                   store=oss2.ResumableStore(root=str(tmp_path / "records")),
+                                   multipart_threshold=100 * 1024, part_size=100 * 1024, num_threads=2,
+                                   headers={**META, "x-oss-meta-task-id": "multipart"})
+    assert result.etag.endswith("-2")  # a multipart object's ETag
+    store = store_of(cloud)
+    job = _expect_completed(cloud, store, key, data, "multipart")
+    assert job.content_sha256 == f"etag:{result.etag}"
+    events = [e["events"][0] for e in cloud.oss.backend.events]
+    assert [e["eventName"] for e in events if e["oss"]["object"]["key"] == key] == [
+        "ObjectCreated:CompleteMultipartUpload"]
+    assert len([r for r in cloud.fc.backend.invocations if r.function == INGEST]) == 1
+    store.close()
