@@ -754,8 +754,9 @@ class OssBackend(AccountRegistry):
                 content_md5=source.content_md5, content_type=content_type, user_meta=user_meta,
                 headers=headers, forbid_overwrite=forbid_overwrite, event_name=EVENT_OBJECT_CREATED_COPY,
                 request_id=request_id, source_ip=source_ip, object_type=source.object_type)
-        tmp_path = self._new_tmp(bucket, "copy-")
+        tmp_path: str | None = None
         try:
+            tmp_path = self._new_tmp(bucket, "copy-")
             shutil.copyfile(link, tmp_path)
             return self._commit(
                 bucket, key, tmp_path, size=source.size, etag=source.etag, crc64=source.crc64,
@@ -889,8 +890,9 @@ class OssBackend(AccountRegistry):
                 for link in links:
                     _remove_quietly(link)
                 raise
-        tmp_path = self._new_tmp(bucket, "complete-")
+        tmp_path: str | None = None
         try:
+            tmp_path = self._new_tmp(bucket, "complete-")
             crc = new_crc64()
             digests = hashlib.md5()
             size = 0

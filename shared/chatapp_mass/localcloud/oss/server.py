@@ -191,7 +191,7 @@ class LocalOss(LocalService):
 
     ``backend`` is shared if given (the caller closes it); otherwise one is built from ``data_dir`` and
     ``backend_options`` (see :class:`~.models.OssBackend`: account_id, max_clock_skew, max_object_size,
-    event_delivery, url_encode_event_keys, clock, seed) and closed by :meth:`stop` — which removes its
+    event_delivery, url_encode_event_keys, min_part_size, clock, seed) and closed by :meth:`stop` — which removes its
     temporary directory unless ``data_dir`` was given. ``buckets`` are created on start (an existing one
     is kept as it is). One account is registered with ``credentials`` — generated (STS-style, with a
     security token, when ``sts``) unless ``access_key_id``/``access_key_secret`` (and ``security_token``)
