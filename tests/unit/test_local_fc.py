@@ -534,6 +534,8 @@ def test_gb_seconds_sum_duration_times_memory(fc: LocalFc) -> None:
 
 # --- triggers -------------------------------------------------------------------------------------------------
 def test_oss_trigger_fires_on_matching_bucket_event_and_key(make_fc: Callable[..., LocalFc], out: Path) -> None:
+    import oss2
+
     from chatapp_mass.localcloud.oss import LocalOss
 
     with LocalOss(buckets=("fc-inbox", "elsewhere"), account_id=ACCOUNT) as oss:
@@ -544,6 +546,13 @@ def test_oss_trigger_fires_on_matching_bucket_event_and_key(make_fc: Callable[..
         inbox.put_object("archive/list.csv", b"to\n")  # wrong prefix
         oss.oss2_bucket("elsewhere").put_object("incoming/list.csv", b"to\n")  # wrong bucket
         inbox.delete_object("incoming/list.csv")
+        # events the trigger does not subscribe to (its list: PutObject, PostObject) are not delivered
+        inbox.copy_object("fc-inbox", "archive/list.csv", "incoming/copied.csv")
+        upload_id = inbox.init_multipart_upload("incoming/parts.csv").upload_id
+        part = inbox.upload_part("incoming/parts.csv", upload_id, 1, b"to\n")
+        inbox.complete_multipart_upload("incoming/parts.csv", upload_id, [oss2.models.PartInfo(1, part.etag)])
+        assert [e["events"][0]["eventName"] for e in oss.backend.events][-2:] == [
+            "ObjectCreated:CopyObject", "ObjectCreated:CompleteMultipartUpload"]
         assert fc.backend.wait_idle(10)
     (run,) = fc.backend.records()
     assert (run.function, run.trigger, run.kind, run.status) == ("uploads", "oss", "async", "ok")
