@@ -346,3 +346,21 @@ def test_cli_flag_for_url_encoded_event_keys() -> None:
     assert parser.parse_args(["--url-encode-event-keys"]).url_encode_event_keys is True
     assert parser.parse_args([]).url_encode_event_keys is False
     assert parser.parse_args(["--min-part-size", "5"]).min_part_size == 5
+
+
+def test_multipart_and_copy_under_v4_signatures(local_oss: LocalOss, tmp_path: Path) -> None:
+    """The sub-resources (``uploads``, ``uploadId``, ``partNumber``) and ``x-oss-copy-source`` are signed too."""
+    c = local_oss.credentials
+    auth = oss2.StsAuth(c.access_key_id, c.access_key_secret, c.security_token, auth_version="v4")
+    v4 = oss2.Bucket(auth, local_oss.endpoint, BUCKET, region=c.region_id)
+    data = os.urandom(2 * KB100 + 5)
+    path = tmp_path / "v4.csv"
+    path.write_bytes(data)
+    oss2.resumable_upload(v4, ODD_KEY, str(path), store=oss2.ResumableStore(root=str(tmp_path / "r")),
+                          multipart_threshold=KB100, part_size=KB100)
+    v4.copy_object(BUCKET, ODD_KEY, "copy of it.csv")
+    assert v4.get_object("copy of it.csv").read() == data
+    upload_id = v4.init_multipart_upload("aborted").upload_id
+    assert [u.upload_id for u in v4.list_multipart_uploads().upload_list] == [upload_id]
+    v4.abort_multipart_upload("aborted", upload_id)
+    assert names(local_oss) == ["ObjectCreated:CompleteMultipartUpload", "ObjectCreated:CopyObject"]
