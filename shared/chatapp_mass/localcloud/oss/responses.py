@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import base64
 import email.utils
+import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Callable
 from urllib.parse import parse_qsl, quote, unquote
+from xml.etree import ElementTree
 from xml.sax.saxutils import escape
 
 from chatapp_mass.localcloud._http import RequestHead, is_loopback, json_object
@@ -28,6 +30,7 @@ from .models import (
     ObjectInfo,
     OssBackend,
     Readable,
+    decode_content_md5,
     decode_continuation_token,
     encode_continuation_token,
     iso8601,
@@ -45,7 +48,7 @@ _RESPONSE_OVERRIDES = {
     "response-content-disposition": "Content-Disposition", "response-content-encoding": "Content-Encoding",
 }
 # sub-resources the emulator serves; any other one is 501 NotImplemented
-_BUCKET_SUBRESOURCES = frozenset({"continuation-token", "security-token"})
+_BUCKET_SUBRESOURCES = frozenset({"continuation-token", "security-token", "delete"})
 _OBJECT_SUBRESOURCES = frozenset({"objectMeta", "security-token", *_RESPONSE_OVERRIDES})
 _STORED_HEADERS = ("Cache-Control", "Content-Disposition", "Content-Encoding", "Content-Language", "Expires")
 
@@ -259,7 +262,8 @@ class OssResponse:
             if method == "HEAD":
                 return "HeadBucket", self._head_bucket
             if method == "POST":
-                return "PostBucket", None
+                return ("DeleteMultipleObjects", self._delete_multiple_objects) if "delete" in params \
+                    else ("PostBucket", None)
             return "MethodNotAllowed", None
         extra = sorted(name for name in params if name in SUBRESOURCES and name not in _OBJECT_SUBRESOURCES)
         if extra:
@@ -391,6 +395,58 @@ class OssResponse:
         validate_key(key)
         self.backend.delete_object(bucket, key)
         return Reply(204)
+
+    def _delete_multiple_objects(self, request: HttpRequest, bucket: str, key: str, request_id: str) -> Reply:
+        """DeleteMultipleObjects, https://www.alibabacloud.com/help/doc-detail/31983.htm : ``POST /?delete``
+        with ``<Delete><Quiet/><Object><Key/></Object>...</Delete>``, Content-MD5 and Content-Length
+        required, at most 1,000 objects; verbose mode lists every key as ``<Deleted>``, quiet mode lists
+        none; ``encoding-type=url`` URL-encodes the keys of the reply.
+
+        ASSUMPTIONS (the page names no codes for these): a missing Content-MD5 is 400 InvalidDigest; a body
+        that is not that XML, or more than 1,000 objects, is 400 MalformedXML; a key that does not exist is
+        listed as deleted (DeleteObject answers 204 for it too).
+        """
+        expected = decode_content_md5(request.header("content-md5"))
+        if expected is None:
+            raise exc.InvalidDigest("DeleteMultipleObjects requires the Content-MD5 header.")
+        body = request.body.read(_MAX_DELETE_BODY + 1)
+        if len(body) > _MAX_DELETE_BODY or hashlib.md5(body).digest() != expected:
+            raise exc.InvalidDigest("The Content-MD5 you specified did not match what was received."
+                                    ).with_detail("Content-MD5", request.header("content-md5"))
+        keys, quiet = _parse_delete_request(body)
+        for name in keys:
+            validate_key(name)
+        for name in keys:
+            self.backend.delete_object(bucket, name)
+        url = request.params.get("encoding-type") == "url"
+        out = [XML_DECLARATION, "<DeleteResult>"]
+        if url:
+            out.append(_element("EncodingType", "url"))
+        if not quiet:
+            out += [f"<Deleted>{_element('Key', _listed(name, url))}</Deleted>" for name in keys]
+        out.append("</DeleteResult>\n")
+        return _xml_reply("".join(out).encode("utf-8"))
+
+
+_MAX_DELETE_BODY = 4 * 1024 * 1024  # 1,000 keys of at most 1,023 bytes, escaped, fit well within this
+
+
+def _parse_delete_request(body: bytes) -> tuple[list[str], bool]:
+    """(keys, quiet) of a DeleteMultipleObjects body; MalformedXML when it is not one."""
+    def malformed(why: str) -> exc.OssError:
+        return exc.OssError(f"The XML you provided was not well-formed or did not validate: {why}.",
+                            code="MalformedXML", http_status=400)
+
+    try:
+        root = ElementTree.fromstring(body)
+    except ElementTree.ParseError as error:
+        raise malformed(str(error)) from None
+    if root.tag != "Delete":
+        raise malformed(f"the root element is <{root.tag}>, not <Delete>")
+    keys = [(node.findtext("Key") or "") for node in root.findall("Object")]
+    if not keys or len(keys) > MAX_LIST_KEYS:
+        raise malformed(f"{len(keys)} objects; give 1 to {MAX_LIST_KEYS}")
+    return keys, (root.findtext("Quiet") or "false").strip().lower() == "true"
 
 
 def _unsupported(operation: str, request: HttpRequest, key: str | None) -> exc.OssError:
