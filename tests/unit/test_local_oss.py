@@ -388,6 +388,28 @@ def test_v4_signatures(local_oss: LocalOss) -> None:
         oss2.Bucket(auth, local_oss.endpoint, BUCKET, region="cn-hangzhou").get_object(ODD_KEY)
 
 
+def test_v4_requires_an_unsigned_payload_header(local_oss: LocalOss) -> None:
+    class OtherPayload(oss2.ProviderAuthV4):  # type: ignore[misc]
+        def __init__(self, provider: Any, value: str | None) -> None:
+            super().__init__(provider)
+            self.value = value
+
+        def _sign_request(self, req: Any, bucket_name: Any, key: Any, in_additional_headers: Any = None) -> None:
+            super()._sign_request(req, bucket_name, key, in_additional_headers)
+            if self.value is None:
+                del req.headers["x-oss-content-sha256"]
+            else:
+                req.headers["x-oss-content-sha256"] = self.value
+
+    c = local_oss.credentials
+    provider = oss2.credentials.StaticCredentialsProvider(c.access_key_id, c.access_key_secret, c.security_token)
+    for value in ("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", None):
+        bucket = oss2.Bucket(OtherPayload(provider, value), local_oss.endpoint, BUCKET, region=c.region_id)
+        with pytest.raises(oe.ServerError) as error:
+            bucket.get_object("x")
+        assert (error.value.status, error.value.code, error.value.ec) == (400, "InvalidArgument", "0002-00000214")
+
+
 def test_v1_signatures_are_refused_as_by_a_new_bucket(local_oss: LocalOss, bucket: Any) -> None:
     bucket.put_object("k", b"1")
     v1 = make_bucket(local_oss, v1=True)
@@ -444,6 +466,10 @@ def test_v4_signed_urls(local_oss: LocalOss, bucket: Any) -> None:
     assert status == 400 and b"<EC>0002-00000232</EC>" in body
     status, body = refused(re.sub(r"x-oss-expires=\d+&?", "", url))
     assert status == 400 and b"<EC>0002-00000215</EC>" in body
+    status, body = refused(re.sub(r"x-oss-signature=[0-9a-f]+", "x-oss-signature=", url))
+    assert status == 400 and b"<EC>0002-00000220</EC>" in body
+    status, body = refused(re.sub(r"&x-oss-signature=[0-9a-f]+", "", url))
+    assert status == 400 and b"<EC>0002-00000219</EC>" in body
 
 
 def test_v4_signed_url_expires() -> None:

@@ -47,7 +47,9 @@ shows none): a region in the scope that is not the bucket's -> 403 ``SignatureDo
 0002-00000228; a malformed ``Credential`` -> 400 ``InvalidArgument``, EC 0002-00000213 (header) /
 0002-00000224 (URL); a signed URL without ``x-oss-expires`` -> EC 0002-00000215, with one outside
 1..604800 s -> EC 0002-00000232, used after it expired -> 403 ``AccessDenied`` "Request has expired.", EC
-0002-00000236. The clock check (15 minutes, RequestTimeTooSkewed) follows a matching signature. V2
+0002-00000236; a URL without ``x-oss-signature`` -> EC 0002-00000219, with an empty one -> EC 0002-00000220;
+an ``x-oss-content-sha256`` header that is not ``UNSIGNED-PAYLOAD`` -> 400 ``InvalidArgument``, EC
+0002-00000214 (ASSUMPTION: a missing one too; ``oss2`` always sends it). The clock check (15 minutes, RequestTimeTooSkewed) follows a matching signature. V2
 (``OSS2 ...``) is answered 501 NotImplemented (an emulator limit, not the service's).
 """
 
@@ -77,6 +79,9 @@ EC_V4_URL_BAD_CREDENTIAL = "0002-00000224"
 EC_V4_URL_NO_EXPIRES = "0002-00000215"
 EC_V4_URL_BAD_EXPIRES = "0002-00000232"
 EC_V4_URL_EXPIRED = "0002-00000236"
+EC_V4_CONTENT_SHA256 = "0002-00000214"
+EC_V4_URL_NO_SIGNATURE = "0002-00000219"
+EC_V4_URL_EMPTY_SIGNATURE = "0002-00000220"
 
 #: The V1 sub-resources that enter the CanonicalizedResource: ``oss2.auth.ProviderAuth._subresource_key_set``
 #: (2.19.1), which is the SDK's copy of the service's list.
@@ -292,6 +297,11 @@ class OssAuthenticator:
                                                   "Authorization")
         if not signature:
             raise exc.InvalidArgument("Authorization header is invalid.", ArgumentName="Authorization")
+        payload = request.header("x-oss-content-sha256")
+        if payload != UNSIGNED_PAYLOAD:
+            raise exc.InvalidArgument(f"x-oss-content-sha256 must be {UNSIGNED_PAYLOAD} with a V4 signature.",
+                                      ArgumentName="x-oss-content-sha256", ArgumentValue=payload,
+                                      EC=EC_V4_CONTENT_SHA256)
         account = self._account(access_key_id, request.header("x-oss-security-token"))
         date_time = request.header("x-oss-date") or ""
         additional = [name.strip().lower() for name in fields.get("AdditionalHeaders", "").split(";")
@@ -313,9 +323,11 @@ class OssAuthenticator:
                                       ArgumentName="x-oss-signature-version", ArgumentValue=version)
         access_key_id, scope, parts = self._scope(params.get("x-oss-credential", ""), EC_V4_URL_BAD_CREDENTIAL,
                                                   "x-oss-credential")
-        signature = params.get("x-oss-signature", "")
+        signature = params.get("x-oss-signature")
         if not signature:
-            raise exc.InvalidArgument("x-oss-signature is missing.", ArgumentName="x-oss-signature")
+            raise exc.InvalidArgument(f"x-oss-signature is {'empty' if signature == '' else 'missing'}.",
+                                      ArgumentName="x-oss-signature",
+                                      EC=EC_V4_URL_EMPTY_SIGNATURE if signature == "" else EC_V4_URL_NO_SIGNATURE)
         expires_text = params.get("x-oss-expires")
         if expires_text is None:
             raise exc.InvalidArgument("x-oss-expires is missing.", ArgumentName="x-oss-expires",
