@@ -739,3 +739,24 @@ def test_cli_prints_one_json_line_and_serves_until_sigterm(tmp_path: Path) -> No
         assert backend.get_object_bytes("cli-bucket", "k") == b"from the cli test"
     finally:
         backend.close()
+
+
+def test_cli_allow_v1_signatures_flag() -> None:
+    env = {k: v for k, v in os.environ.items() if k.lower() not in ("http_proxy", "https_proxy")}
+    process = subprocess.Popen([sys.executable, "-m", "chatapp_mass.localcloud.oss", "--allow-v1-signatures"],
+                               stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert process.stdout is not None
+        described = json.loads(process.stdout.readline())
+        v1 = oss2.Bucket(oss2.StsAuth(described["access_key_id"], described["access_key_secret"],
+                                      described["security_token"]), described["endpoint"], BUCKET)
+        v1.put_object("k", b"signed with V1")  # refused (403) without the flag
+        assert v1.get_object("k").read() == b"signed with V1"
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(10) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        if process.stdout is not None:
+            process.stdout.close()

@@ -184,7 +184,7 @@ def _hex_bytes(data: bytes) -> str:
     return " ".join(f"{byte:02x}" for byte in data)
 
 
-def _http_date(timestamp: float) -> str:
+def http_date(timestamp: float) -> str:
     return email.utils.formatdate(timestamp, usegmt=True)
 
 
@@ -263,8 +263,8 @@ class OssAuthenticator:
             raise exc.AccessDenied("Invalid argument Expires.", Expires=expires) from None
         now = self.backend.clock()
         if now > expires_at:
-            raise exc.AccessDenied("Request has expired.", Expires=_http_date(expires_at),
-                                   ServerTime=_http_date(now))
+            raise exc.AccessDenied("Request has expired.", Expires=http_date(expires_at),
+                                   ServerTime=http_date(now))
         return account
 
     # --- V4 ---------------------------------------------------------------------------------------------
@@ -353,8 +353,8 @@ class OssAuthenticator:
         self._check_scope(parts, date_time, access_key_id)
         now = self.backend.clock()
         if now > signed_at + expires:
-            raise exc.AccessDenied("Request has expired.", Expires=_http_date(signed_at + expires),
-                                   ServerTime=_http_date(now), EC=EC_V4_URL_EXPIRED)
+            raise exc.AccessDenied("Request has expired.", Expires=http_date(signed_at + expires),
+                                   ServerTime=http_date(now), EC=EC_V4_URL_EXPIRED)
         return account
 
     # --- shared -----------------------------------------------------------------------------------------

@@ -11,19 +11,18 @@ No business rules here: those live in :mod:`.models`.
 from __future__ import annotations
 
 import base64
-import email.utils
 import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Callable
-from urllib.parse import parse_qsl, quote, unquote
+from urllib.parse import quote, unquote
 from xml.etree import ElementTree
 from xml.sax.saxutils import escape
 
 from chatapp_mass.localcloud._http import RequestHead, is_loopback, json_object
 
 from . import exceptions as exc
-from .auth import SUBRESOURCES, OssAuthenticator
+from .auth import SUBRESOURCES, OssAuthenticator, http_date, query_params
 from .models import (
     MAX_LIST_KEYS,
     ListPage,
@@ -68,7 +67,7 @@ class HttpRequest(RequestHead):
     @property
     def params(self) -> dict[str, str]:
         """Query parameters as the SDK meant them ('+' is a space; on a repeated key the last one wins)."""
-        return dict(parse_qsl(self.query_string, keep_blank_values=True))
+        return query_params(self)
 
     @property
     def is_chunked(self) -> bool:
@@ -101,10 +100,6 @@ class Reply:
 
 
 # --- replies (pure) --------------------------------------------------------------------------------------
-def http_date(timestamp: float) -> str:
-    return email.utils.formatdate(timestamp, usegmt=True)
-
-
 def error_xml(error: exc.OssError, request_id: str, host_id: str) -> bytes:
     parts = [f"<Code>{escape(error.code)}</Code>", f"<Message>{escape(error.message)}</Message>",
              f"<RequestId>{request_id}</RequestId>", f"<HostId>{escape(host_id)}</HostId>"]
