@@ -84,3 +84,18 @@ def test_a_wrong_region_is_explained(local_oss: LocalOss) -> None:
             pass
     assert error.value.code == "SignatureDoesNotMatch" and error.value.permanent
     assert "CHATAPP_OSS_REGION" in str(error.value)
+
+
+def test_a_v1_refusal_is_explained_as_such(local_oss: LocalOss) -> None:
+    """Not "grant oss:GetObject": the EC of a V1 refusal (0002-00000080) says what is really wrong."""
+    import oss2
+
+    from chatapp_mass.oss_source import _explain
+
+    c = local_oss.credentials
+    v1 = oss2.Bucket(oss2.StsAuth(c.access_key_id, c.access_key_secret, c.security_token), local_oss.endpoint,
+                     "chatapp-mass")
+    with pytest.raises(oss2.exceptions.AccessDenied) as refused:
+        v1.get_object("any.csv")
+    text = _explain(OssLocation("chatapp-mass", "any.csv"), refused.value)
+    assert "V4" in text and "oss:GetObject" not in text
