@@ -8,7 +8,7 @@ binary file-like object that the CSV reader consumes line by line.
   ``https://oss-REGION-internal.aliyuncs.com``, to keep traffic off the internet).
 - Region (V4 signatures are scoped to the bucket's region): ``CHATAPP_OSS_REGION``, else the one named by
   the endpoint (``oss-REGION[-internal].aliyuncs.com``), else ``FC_REGION`` (set by Function Compute),
-  else ``ALIBABA_CLOUD_REGION_ID``; with no endpoint set, the default region's. A custom endpoint
+  else ``ALIBABA_CLOUD_REGION_ID`` (with no endpoint set, the default endpoint's region). A custom endpoint
   (loopback, a CNAME) with none of these set is an :class:`OptionsError` naming ``CHATAPP_OSS_REGION``.
 - Credentials: the Alibaba Cloud default chain (FC's role STS variables included), refreshed as they
   expire, or explicit ones from the composition root.
@@ -113,8 +113,6 @@ def oss_region(environ: Mapping[str, str] = os.environ, endpoint: Optional[str] 
     region = (environ.get(env.FC_REGION) or environ.get(env.ALIBABA_CLOUD_REGION_ID) or "").strip()
     if region:
         return region
-    if not environ.get(env.CHATAPP_OSS_ENDPOINT, "").strip():
-        return env.DEFAULT_REGION
     raise OptionsError(
         f"OSS endpoint {endpoint!r} names no region, and OSS signs requests (V4) for the bucket's region: "
         f"set {env.CHATAPP_OSS_REGION} to the bucket's region id (e.g. ap-southeast-1), or "
