@@ -114,7 +114,7 @@ def function_services(environ: Mapping[str, str] = os.environ, credential: Any =
     return FunctionServices(
         store=open_store(environ.get(env.CHATAPP_STORE) or env.DEFAULT_STORE, environ),
         cams=CamsClient(CamsSettings.from_env(environ), credential=credential),
-        oss=OssClient(OssClient.from_env(environ).endpoint, **oss_keys),
+        oss=OssClient.from_env(environ, **oss_keys),
         invoker=FcInvoker(FcSettings.from_env(environ), credential=credential),
         settings=FunctionSettings.from_env(environ),
     )

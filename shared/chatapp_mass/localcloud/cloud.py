@@ -120,6 +120,7 @@ class LocalCloud:
         variables = {
             env.CHATAPP_CAMS_ENDPOINT: self.cams.endpoint,
             env.CHATAPP_OSS_ENDPOINT: self.oss.endpoint,
+            env.CHATAPP_OSS_REGION: self.oss.credentials.region_id,  # a loopback endpoint names no region
             env.CHATAPP_TABLESTORE_ENDPOINT: self.tablestore.endpoint,
             env.CHATAPP_STORE: f"tablestore://{self.instance}",
             env.ALIBABA_CLOUD_REGION_ID: creds.region_id,
