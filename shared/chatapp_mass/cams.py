@@ -173,11 +173,15 @@ class CamsClient:
             def attempt() -> Any:
                 return sdk.send_chatapp_mass_message_with_options(request, runtime)
         else:
-            api_params, api_request = _body_call(request)
+            try:  # built here, before the slot; an error is raised by the attempt, as the SDK's method would
+                built: tuple[Any, Any] | BaseException = _body_call(request)
+            except Exception as error:  # noqa: BLE001 - raised again by attempt()
+                built = error
 
             def attempt() -> Any:  # parsed as the SDK's own method parses it
-                return DaraCore.from_map(models.SendChatappMassMessageResponse(),
-                                         sdk.call_api(api_params, api_request, runtime))
+                if isinstance(built, BaseException):
+                    raise built
+                return DaraCore.from_map(models.SendChatappMassMessageResponse(), sdk.call_api(*built, runtime))
 
         def call() -> SendOutcome:
             try:

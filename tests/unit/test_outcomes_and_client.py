@@ -59,6 +59,20 @@ def test_ok_is_sent_with_group_message_id_and_the_sender_list_in_a_signed_form_b
 
 
 @responses.activate
+def test_the_fallback_text_travels_in_the_body_too(client: CamsClient) -> None:
+    reply(200, {"Code": "OK", "Message": "OK", "RequestId": "R1", "GroupMessageId": "8900001"})
+    text = "Your code is 1234 & more " * 40
+    options = parse_job_options({**OPTIONS.to_api(), "FallBackId": "F1", "FallBackContent": text})
+    assert client.send(options, RECIPIENTS).kind is OutcomeKind.sent
+    sent = responses.calls[0].request
+    body = sent.body.encode() if isinstance(sent.body, str) else sent.body
+    assert dict(parse_qsl(body.decode()))["FallBackContent"] == text.strip()
+    query = dict(parse_qsl(urlsplit(sent.url).query))
+    assert "FallBackContent" not in query and query["FallBackId"] == "F1"
+    assert len(sent.url) < 1024
+
+
+@responses.activate
 def test_query_mode_sends_everything_in_the_url_as_the_sdk_does() -> None:
     client = CamsClient(CamsSettings(endpoint="cams.test:8123", protocol="HTTP", params_in="query"),
                         credential=static_credential("AKID", "secret", "sts-token"))
