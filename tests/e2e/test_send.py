@@ -118,8 +118,10 @@ def test_a_job_of_full_batches_never_sends_a_request_line_over_16_kib(cams: Loca
     assert result.returncode == 0, result.stderr
     expected = expected_valid(csv_path)
     assert Counter(m.to for m in cams.backend.received) == Counter({n: 1 for n in expected})
-    sizes = [len(a.recipients) for a in cams.backend.attempts]
-    assert {a.code for a in cams.backend.attempts} == {"OK"}
+    sizes = [len(a.recipients) for a in cams.backend.attempts if a.code == "OK"]
+    # nothing refused as too long (a throttled attempt under a busy machine is retried, not a failure)
+    assert {a.code for a in cams.backend.attempts} <= {"OK", "System.LimitControl"}, Counter(
+        a.code for a in cams.backend.attempts)
     # full batches (calls are pipelined: any order), bounded by the 1,000-recipient rule, not by bytes
     assert len(sizes) >= 4 and sorted(sizes)[1:] == [1000] * (len(sizes) - 1), sizes
     assert 0 < cams.backend.longest_request_line <= 16 * 1024
@@ -134,8 +136,11 @@ def test_query_mode_plans_batches_that_fit_a_16_kib_request_line(cams: LocalCams
     assert result.returncode == 0, result.stderr
     expected = expected_valid(csv_path)
     assert Counter(m.to for m in cams.backend.received) == Counter({n: 1 for n in expected})
-    assert {a.code for a in cams.backend.attempts} == {"OK"}
+    # nothing refused as too long (a throttled attempt under a busy machine is retried, not a failure)
+    assert {a.code for a in cams.backend.attempts} <= {"OK", "System.LimitControl"}, Counter(
+        a.code for a in cams.backend.attempts)
     assert max(len(a.recipients) for a in cams.backend.attempts) < 1000  # bounded by the URL budget
+    assert "RequestURITooLong" not in result.stdout + result.stderr
     assert 8 * 1024 < cams.backend.longest_request_line <= 16 * 1024
 
 

@@ -155,7 +155,8 @@ def test_full_batches_from_the_functions_never_send_a_request_line_over_16_kib(t
         assert job.status is JobStatus.completed, job.reason
         backend = cloud.cams.backend
         assert Counter(m.to for m in backend.received) == Counter({n: 1 for n in valid_numbers(data)})
-        sizes = sorted(len(a.recipients) for a in backend.attempts)
-        assert {a.code for a in backend.attempts} == {"OK"} and sizes[1:] == [1000] * (len(sizes) - 1), sizes
+        assert {a.code for a in backend.attempts} <= {"OK", "System.LimitControl"}  # none refused as too long
+        sizes = sorted(len(a.recipients) for a in backend.attempts if a.code == "OK")
+        assert sizes[1:] == [1000] * (len(sizes) - 1), sizes
         assert 0 < backend.longest_request_line <= 16 * 1024
         store.close()
