@@ -140,3 +140,23 @@ def test_a_bad_upload_is_reported_in_the_bucket(cloud: LocalCloud) -> None:
     assert error["problem"] == "options" and "upload the CSV again" in error["fix"]
     assert cloud.cams.backend.attempts == []
     store.close()
+
+
+def test_full_batches_from_the_functions_never_send_a_request_line_over_16_kib(tmp_path: Path) -> None:
+    """The deployed functions with s.yaml's own settings (1,000 recipients per call, SenderList in the body)
+    against the local CAMS's gateway limits: full batches, short request lines, nothing refused."""
+    with LocalCloud(s_yaml=str(ROOT / "s.yaml"), data_dir=str(tmp_path / "cloud"),
+                    cams_options={"latency": 0.02}) as cloud:
+        key = "incoming/full-batches.csv"
+        data = sample_bytes(2600, seed=61)
+        upload(cloud, key, data)
+        store = store_of(cloud)
+        job = wait_for_jobs(cloud, store, {f"oss://{cloud.bucket}/{key}"})[f"oss://{cloud.bucket}/{key}"]
+        assert job.status is JobStatus.completed, job.reason
+        backend = cloud.cams.backend
+        assert Counter(m.to for m in backend.received) == Counter({n: 1 for n in valid_numbers(data)})
+        assert {a.code for a in backend.attempts} <= {"OK", "System.LimitControl"}  # none refused as too long
+        sizes = sorted(len(a.recipients) for a in backend.attempts if a.code == "OK")
+        assert sizes[1:] == [1000] * (len(sizes) - 1), sizes
+        assert 0 < backend.longest_request_line <= 16 * 1024
+        store.close()
