@@ -134,6 +134,9 @@ _BATCH_GET_ROWS = 100
 _CHUNK_RECORDS = 128
 _CHUNK_JSON_BYTES = 1_000_000  # before compression: a chunk of large records stays far under the limit below
 _MAX_VALUE_BYTES = 2 * 1024 * 1024  # Tablestore's limit for one attribute value
+# Tablestore's limit for the data of one PutRow/UpdateRow (general limits; the local Tablestore enforces it). A
+# chunk row stays far under it (one value under _MAX_VALUE_BYTES, a few integers); a job row is checked.
+_MAX_ROW_WRITE_BYTES = 4 * 1024 * 1024
 _INDEX_PART = "jobs"
 _MAX_TIME_MS = 10**13
 
@@ -444,16 +447,17 @@ class TablestoreStore(Store):
         ts = self._ts
         index_pk = [("part", _INDEX_PART), ("created_desc", _MAX_TIME_MS - int(job.created_at * 1000)),
                     ("job_id", job.job_id)]
-        # The index row first: a job row always has one (a dangling index row is skipped when listing).
-        self._call("PutRow job_index", lambda: self.client.put_row(
-            self.t_index, ts.Row(index_pk, [("at", job.created_at)]), ts.Condition(ts.RowExistenceExpectation.IGNORE)))
         token = _token()
-        self._put_status_row(job.status.value, job.job_id, token)  # first, too: see the job_status index
         data = asdict(job)
         data["options"] = json.dumps(job.options, sort_keys=True)
         data["intake"] = json.dumps(job.intake, sort_keys=True)
         data["status"] = job.status.value
         columns = [(k, v) for k, v in data.items() if k != "job_id"] + [("op", token), ("index_op", token)]
+        _check_job_row(job.job_id, columns)  # before any write of the job
+        # The index row first: a job row always has one (a dangling index row is skipped when listing).
+        self._call("PutRow job_index", lambda: self.client.put_row(
+            self.t_index, ts.Row(index_pk, [("at", job.created_at)]), ts.Condition(ts.RowExistenceExpectation.IGNORE)))
+        self._put_status_row(job.status.value, job.job_id, token)  # first, too: see the job_status index
         pk = [("job_id", job.job_id)]
         return self._write("create job", lambda: self.client.put_row(
             self.t_jobs, ts.Row(pk, columns), ts.Condition(ts.RowExistenceExpectation.EXPECT_NOT_EXIST)),
@@ -1036,6 +1040,20 @@ def _row_dict(row: Any) -> dict[str, Any]:
     for column in row.attribute_columns or []:
         data[column[0]] = column[1]
     return data
+
+
+def _check_job_row(job_id: str, columns: list[tuple[str, Any]]) -> None:
+    """A job row Tablestore would refuse, refused here with what is too big (before any write of the job)."""
+    sizes = {name: len(value.encode("utf-8")) if isinstance(value, str) else 8 for name, value in columns}
+    for name, size in sizes.items():
+        if size > _MAX_VALUE_BYTES:
+            raise StoreError(f"job {job_id}: its {name} take {size:,} bytes, over Tablestore's limit of "
+                             f"{_MAX_VALUE_BYTES:,} bytes for one value: pass less (per-recipient data belongs in "
+                             "the CSV's columns)")
+    total = sum(sizes.values()) + sum(len(name) for name in sizes)
+    if total > _MAX_ROW_WRITE_BYTES:
+        raise StoreError(f"job {job_id}: its row takes {total:,} bytes, over Tablestore's limit of "
+                         f"{_MAX_ROW_WRITE_BYTES:,} bytes for one row write: pass smaller options")
 
 
 def _approx_size(row: Any) -> int:

@@ -150,3 +150,24 @@ def test_concurrent_initializers_wait_out_the_table_operation_quota(ots: LocalTa
     assert all(f"{p}{t}" in names for p in prefixes for t in ("jobs", "rows", "job_status"))
     refusals = [r for r in requests_since(ots, mark) if r.error_code == "OTSQuotaExhausted"]
     assert all(r.error_message == "Too frequent table operations." for r in refusals)
+
+
+def test_a_job_row_tablestore_would_refuse_is_a_clear_error(ots: LocalTablestore) -> None:
+    """One value ≤ 2 MB, one row write ≤ 4 MB (general limits): said before writing, naming the job."""
+    c = ots.credentials
+    settings = TablestoreSettings(endpoint=ots.endpoint, instance=ots.instance_name, table_prefix=f"b{secrets.token_hex(3)}_")
+    store = TablestoreStore(settings, access_key_id=c.access_key_id, access_key_secret=c.access_key_secret,
+                            security_token=c.security_token or "")
+    big = JobRecord(job_id="big", source="f.csv", options={"x": "a" * (2 * 1024 * 1024)}, intake={},
+                    content_sha256="x")
+    with pytest.raises(StoreError, match=r"job big: its options take [\d,]+ bytes, over Tablestore's limit of "
+                                         r"2,097,152 bytes for one value"):
+        store.create_job(big)
+    part = "a" * (1536 * 1024)
+    wide = JobRecord(job_id="wide", source=part, options={"x": part}, intake={"y": part}, content_sha256="x")
+    with pytest.raises(StoreError, match=r"job wide: its row takes [\d,]+ bytes, over Tablestore's limit of "
+                                         r"4,194,304 bytes for one row write"):
+        store.create_job(wide)
+    assert store.get_job("big") is None and store.get_job("wide") is None
+    assert store.list_jobs() == [] and ots.backend.row_count(store.t_index) == 0, "nothing of them written"
+    store.close()
