@@ -325,6 +325,16 @@ def test_several_versions_with_max_version_above_1(client: OTSClient, clock: Clo
     assert ranged.attribute_columns == [("c", "v2", stamps[2]), ("c", "v1", stamps[1])]
     _, _, rows, _ = client.get_range("ver", Direction.FORWARD, [("k", INF_MIN)], [("k", INF_MAX)], max_version=2)
     assert rows[0].attribute_columns == [("c", "v3", stamps[3]), ("c", "v2", stamps[2])]
+    # a column condition checks the newest version unless latest_version_only=False (then any version:
+    # ASSUMPTION, the reading of the SDK's "whether to check only the latest version")
+    older = SingleColumnCondition("c", "v1", ComparatorType.EQUAL, pass_if_missing=False)
+    assert refused(lambda: client.update_row("ver", Row(pk, {"put": [("e", 1)]}), Condition(
+        RowExistenceExpectation.EXPECT_EXIST, older))).code == "OTSConditionCheckFail"
+    any_version = SingleColumnCondition("c", "v1", ComparatorType.EQUAL, pass_if_missing=False,
+                                        latest_version_only=False)
+    client.update_row("ver", Row(pk, {"put": [("e", 1, now)]}), Condition(RowExistenceExpectation.EXPECT_EXIST,
+                                                                         any_version))
+    client.update_row("ver", Row(pk, {"delete_all": ["e"]}), IGNORE)
     client.update_row("ver", Row(pk, {"delete": [("c", None, stamps[2])]}), IGNORE)  # one version
     assert [c[2] for c in client.get_row("ver", pk, max_version=5)[1].attribute_columns] == [stamps[3], stamps[1]]
     client.update_row("ver", Row(pk, {"put": [("c", "v3b", stamps[3])]}), IGNORE)  # same version: overwritten
