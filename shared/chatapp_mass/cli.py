@@ -197,6 +197,11 @@ def build_parser() -> argparse.ArgumentParser:
                            help="ListChatappMessage queries per second, account-wide (default %(default)s)")
     _store_arg(reconcile)
 
+    init = commands.add_parser(
+        "init-tables", help="deploy step: create the store's Tablestore tables if missing and wait until they are "
+        "ready (idempotent; the functions never create tables)")
+    _store_arg(init)
+
     from chatapp_mass.localcloud.cams import cli as local_cams_cli
 
     local = commands.add_parser("local-cams", help="run the loopback CAMS emulator (prints one JSON line)")
@@ -581,6 +586,13 @@ def cmd_report(args: argparse.Namespace, out: IO[str]) -> int:
     return EXIT_OK
 
 
+def cmd_init_tables(args: argparse.Namespace, out: IO[str]) -> int:
+    from chatapp_mass.bootstrap import init_tables
+
+    print(json.dumps(init_tables(args.store)), file=out)
+    return EXIT_OK
+
+
 def main(argv: Optional[Sequence[str]] = None, *, out: IO[str] = sys.stdout, err: IO[str] = sys.stderr) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -593,6 +605,7 @@ def main(argv: Optional[Sequence[str]] = None, *, out: IO[str] = sys.stdout, err
         "pause": lambda: cmd_pause(args, out),
         "resume": lambda: cmd_resume(args, out),
         "reconcile": lambda: cmd_reconcile(args, out),
+        "init-tables": lambda: cmd_init_tables(args, out),
         "local-cams": lambda: _local_cams(args),
         "local-cloud": lambda: _local_cloud(args),
         "invoke": lambda: _invoke(args),
