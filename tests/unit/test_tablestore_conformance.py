@@ -187,6 +187,25 @@ def test_row_existence_and_column_conditions(client: OTSClient, table: str) -> N
     assert refused(lambda: client.delete_row(table, Row(pk), EXIST)).code == "OTSConditionCheckFail"
 
 
+def test_a_condition_has_at_most_10_single_column_conditions(client: OTSClient, table: str) -> None:
+    """Filter limits: "A filter condition can include up to 10 subconditions"
+    (https://alibabacloud.com/help/en/tablestore/developer-reference/filter-by-using-python-sdk); the same
+    CompositeColumnValueFilter serves conditional updates. The product's fenced writes stay well under it."""
+    pk = [("k", "ten"), ("n", 1)]
+    client.put_row(table, Row(pk, [("v", 1)]), IGNORE)
+
+    def either(count: int) -> Condition:
+        composite = CompositeColumnCondition(LogicalOperator.OR)
+        for value in range(1, count + 1):
+            composite.add_sub_condition(SingleColumnCondition("v", value, ComparatorType.EQUAL))
+        return Condition(RowExistenceExpectation.EXPECT_EXIST, composite)
+
+    client.update_row(table, Row(pk, {"put": [("w", 1)]}), either(10))
+    error = refused(lambda: client.update_row(table, Row(pk, {"put": [("w", 2)]}), either(11)))
+    assert (error.http_status, error.code) == (400, "OTSParameterInvalid")
+    assert client.get_row(table, pk)[1].attribute_columns[1][:2] == ("w", 1), "a refused write writes nothing"
+
+
 # --- batches ------------------------------------------------------------------------------------------------
 def _batch(table: str, rows: list[Any]) -> BatchWriteRowRequest:
     request = BatchWriteRowRequest()

@@ -432,11 +432,27 @@ def matches(condition: ColumnCondition, columns: "dict[str, Sequence[Value]]") -
     return any(_compare(value, condition.value, condition.comparator) for value in values)
 
 
+MAX_SUBCONDITIONS = 10
+
+
+def _leaves(condition: ColumnCondition) -> int:
+    if isinstance(condition, CompositeColumnCondition):
+        return sum(_leaves(sub) for sub in condition.conditions)
+    return 1
+
+
 def validate_condition(condition: Optional[ColumnCondition], depth: int = 0) -> None:
     """NOT takes one sub-condition, AND/OR two or more (ASSUMPTION: the docs say "must be 2"; the SDKs build
-    AND/OR of any number, and the service accepts them)."""
+    AND/OR of any number, and the service accepts them).
+
+    At most 10 single-column conditions in all: "A filter condition can include up to 10 subconditions"
+    (https://alibabacloud.com/help/en/tablestore/developer-reference/filter-by-using-python-sdk, Limits); the
+    same CompositeColumnValueFilter serves conditional updates (.../compositecolumnvaluefilter). ASSUMPTION:
+    the limit counts single-column conditions across the whole tree, and the error text is ours."""
     if condition is None:
         return
+    if depth == 0 and _leaves(condition) > MAX_SUBCONDITIONS:
+        raise exc.ParameterInvalid(f"The count of sub-conditions exceeds the max:{MAX_SUBCONDITIONS}.")
     if depth > 32:
         raise exc.ParameterInvalid("The count of filter exceeds the max:32.")
     if isinstance(condition, CompositeColumnCondition):
