@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup browser demo demo-cloud test bench package validate clean
+.PHONY: setup browser demo demo-cloud test bench package validate init-tables clean
 
 setup: $(STAMP)
 
@@ -40,6 +40,9 @@ package: setup  ## FC code packages build/<function> (FUNCTIONS="ingest sender",
 
 validate: setup  ## check s.yaml offline, stricter than `s verify` (ACCOUNT_ID=... else a placeholder)
 	$(BIN)/python -m chatapp_mass.deploy.validate s.yaml $(if $(ACCOUNT_ID),--account-id $(ACCOUNT_ID))
+
+init-tables: setup  ## deploy step: the Tablestore tables, created if missing and ready (INSTANCE=... else $$CHATAPP_TABLESTORE_INSTANCE or chatapp-mass)
+	$(BIN)/chatapp-mass init-tables --store tablestore://$(or $(INSTANCE),$(CHATAPP_TABLESTORE_INSTANCE),chatapp-mass)
 
 clean:
 	rm -rf $(VENV) demo-out build .pytest_cache .hypothesis

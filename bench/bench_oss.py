@@ -67,7 +67,7 @@ def main() -> None:
         local_seconds = time.perf_counter() - started
 
         creds = oss.credentials
-        client = OssClient(oss.endpoint, access_key_id=creds.access_key_id,
+        client = OssClient(oss.endpoint, region=creds.region_id, access_key_id=creds.access_key_id,
                            access_key_secret=creds.access_key_secret, security_token=creds.security_token or "")
         rss_before = peak_rss_mib()
         started = time.perf_counter()

@@ -34,7 +34,7 @@ class World:
                     security_token=creds.security_token or "")
         self.store = TablestoreStore(TablestoreSettings(endpoint=cloud.tablestore.endpoint, instance=cloud.instance,
                                                         table_prefix=f"j{secrets.token_hex(3)}_"), **keys)
-        self.oss = OssClient(cloud.oss.endpoint, **keys)
+        self.oss = OssClient(cloud.oss.endpoint, region=creds.region_id, **keys)
         self.cams = cams_client_for(cloud.cams.endpoint, creds, region_id=creds.region_id)
         self.invoker = QueueInvoker()
         self.settings = FunctionSettings(bucket=cloud.bucket, **settings)

@@ -30,7 +30,11 @@ class Services:
 
 def open_store(url: str, environ: Mapping[str, str] = os.environ) -> Store:
     """``sqlite:///relative.db``, ``sqlite:////absolute.db`` or ``tablestore://INSTANCE`` (endpoint from
-    ``CHATAPP_TABLESTORE_ENDPOINT`` or the region; credentials from the default chain)."""
+    ``CHATAPP_TABLESTORE_ENDPOINT`` or the region; credentials from the default chain).
+
+    A Tablestore store is opened without any table operation (a function's cold start lists and creates
+    nothing): its tables are made once by :func:`init_tables` (``chatapp-mass init-tables``); a missing one is a
+    StoreError saying so."""
     if url.startswith("sqlite:///"):
         from chatapp_mass.store_sqlite import SqliteStore
 
@@ -41,11 +45,28 @@ def open_store(url: str, environ: Mapping[str, str] = os.environ) -> Store:
     if url.startswith("tablestore://"):
         from chatapp_mass.store_tablestore import TablestoreSettings, TablestoreStore
 
-        return TablestoreStore(TablestoreSettings.from_url(url, environ))
+        return TablestoreStore(TablestoreSettings.from_url(url, environ), create_tables=False)
     raise OptionsError(
         f"--store {url!r}: use sqlite:///relative.db, sqlite:////absolute/path.db (three or four slashes) "
         "or tablestore://INSTANCE"
     )
+
+
+def init_tables(url: str, environ: Mapping[str, str] = os.environ) -> dict[str, Any]:
+    """The deploy step: create the store's tables if missing and wait until they are ready (idempotent).
+
+    Tablestore: ``{"store": url, "created": [...], "existing": [...]}``; SQLite creates its schema when opened, so
+    there is nothing to do but open it."""
+    if url.startswith("tablestore://"):
+        from chatapp_mass.store_tablestore import TablestoreSettings, TablestoreStore
+
+        store = TablestoreStore(TablestoreSettings.from_url(url, environ), create_tables=False)
+        try:
+            return {"store": url, **store.init_tables()}
+        finally:
+            store.close()
+    open_store(url, environ).close()
+    return {"store": url, "created": [], "existing": [], "note": "SQLite creates its tables when opened"}
 
 
 def static_credential(access_key_id: str, access_key_secret: str, security_token: str = "") -> Any:
@@ -114,7 +135,7 @@ def function_services(environ: Mapping[str, str] = os.environ, credential: Any =
     return FunctionServices(
         store=open_store(environ.get(env.CHATAPP_STORE) or env.DEFAULT_STORE, environ),
         cams=CamsClient(CamsSettings.from_env(environ), credential=credential),
-        oss=OssClient(OssClient.from_env(environ).endpoint, **oss_keys),
+        oss=OssClient.from_env(environ, **oss_keys),
         invoker=FcInvoker(FcSettings.from_env(environ), credential=credential),
         settings=FunctionSettings.from_env(environ),
     )

@@ -7,6 +7,19 @@
   Compute, ``~/.alibabacloud`` profiles on a laptop). Never keys in code.
 - ``CHATAPP_CAMS_ENDPOINT``: a URL (``http://127.0.0.1:8123``) gives protocol and host:port; a bare host
   means HTTPS. Region from ``ALIBABA_CLOUD_REGION_ID`` (default ``ap-southeast-1``).
+- **Where the parameters travel** (``CHATAPP_CAMS_PARAMS_IN``, :func:`params_in_from_env`). ``body``
+  (default): ``SenderList`` (up to 1,000 recipients of JSON, ~0.1 MB encoded) and ``FallBackContent`` go in an
+  ``application/x-www-form-urlencoded`` body, the other parameters in the query, through the SDK's generic
+  call path (``client.call_api`` with the very ``Params`` the SDK's own method uses, ``req_body_type=
+  'formData'``). Signature V3 covers the body through its hash: tea-openapi 0.4.6 ``client.py::do_request``
+  builds the body with ``Utils.to_form`` and sets ``x-acs-content-sha256`` to its SHA-256, which
+  ``get_authorization`` signs; the V3 signature document ("Request syntax and signature method V3",
+  https://www.alibabacloud.com/help/en/sdk/product-overview/v3-request-structure-and-signature) defines
+  RequestBody and ``x-acs-content-sha256`` = hex(SHA-256(payload)). The request line stays ~1 KB. ``query``:
+  the SDK's own ``send_chatapp_mass_message_with_options`` (everything in the URL, ~100 KB request lines for a
+  full batch; the gateway has answered long URLs with an HTML 414, ALIBABA-FACTS), for an account whose
+  gateway refuses bodies; batches are then planned under a URL budget (``planning.request_budget``). The
+  reply is parsed with the SDK's ``SendChatappMassMessageResponse`` either way.
 - SDK clients are built lazily, one per thread (nothing is created at import or construction).
 - ``TaskId``: the job's own (``--task-id``) when it has one, else the one the caller passes (the engine:
   :func:`batch_task_id` of the batch being called), so receipts and the console can tell one batch's call
@@ -22,9 +35,26 @@ from typing import Any, Callable, Mapping, Optional
 from urllib.parse import urlsplit
 
 from chatapp_mass import env
+from chatapp_mass.errors import OptionsError
 from chatapp_mass.openapi import PerThreadClient
 from chatapp_mass.options import JobOptions
 from chatapp_mass.outcomes import SendOutcome, classify_reply, classify_transport_error
+from chatapp_mass.planning import PARAMS_IN_BODY, PARAMS_IN_CHOICES, PARAMS_IN_QUERY
+
+# The SendChatappMassMessage parameters that can be long, sent in the body in ``body`` mode: the recipients,
+# and the fallback SMS text. The rest (channel, sender, template, task id...) are a few dozen bytes each.
+BODY_PARAMETERS = frozenset({"SenderList", "FallBackContent"})
+SEND_ACTION = "SendChatappMassMessage"
+API_VERSION = "2020-06-06"
+
+
+def params_in_from_env(environ: Mapping[str, str] = os.environ) -> str:
+    """``CHATAPP_CAMS_PARAMS_IN``: ``body`` (default) or ``query``; anything else is an error."""
+    value = (environ.get(env.CHATAPP_CAMS_PARAMS_IN) or PARAMS_IN_BODY).strip().lower()
+    if value not in PARAMS_IN_CHOICES:
+        raise OptionsError(f"{env.CHATAPP_CAMS_PARAMS_IN}={value!r}: use body (SenderList in a form body, the "
+                           "default) or query (everything in the URL, for a gateway that refuses bodies)")
+    return value
 
 
 @dataclass(frozen=True)
@@ -34,11 +64,17 @@ class CamsSettings:
     protocol: str = "HTTPS"
     connect_timeout_ms: int = 5_000
     read_timeout_ms: int = 30_000
+    params_in: str = PARAMS_IN_BODY  # body | query: where SenderList travels (see the module docstring)
+
+    def __post_init__(self) -> None:
+        if self.params_in not in PARAMS_IN_CHOICES:
+            raise OptionsError(f"params_in={self.params_in!r}: use body or query")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ, **overrides: Any) -> "CamsSettings":
         region = environ.get(env.ALIBABA_CLOUD_REGION_ID) or env.DEFAULT_REGION
         endpoint, protocol = parse_endpoint(environ.get(env.CHATAPP_CAMS_ENDPOINT))
+        overrides.setdefault("params_in", params_in_from_env(environ))
         return cls(region_id=region, endpoint=endpoint, protocol=protocol, **overrides)
 
 
@@ -119,6 +155,7 @@ class CamsClient:
         """
         from alibabacloud_cams20200606 import models
         from alibabacloud_tea_openapi.exceptions import AlibabaCloudException
+        from darabonba.core import DaraCore
         from darabonba.runtime import RuntimeOptions
 
         sdk = self._sdk()
@@ -132,10 +169,23 @@ class CamsClient:
             connect_timeout=self.settings.connect_timeout_ms,
             read_timeout=self.settings.read_timeout_ms,
         )
+        if self.settings.params_in == PARAMS_IN_QUERY:
+            def attempt() -> Any:
+                return sdk.send_chatapp_mass_message_with_options(request, runtime)
+        else:
+            try:  # built here, before the slot; an error is raised by the attempt, as the SDK's method would
+                built: tuple[Any, Any] | BaseException = _body_call(request)
+            except Exception as error:  # noqa: BLE001 - raised again by attempt()
+                built = error
+
+            def attempt() -> Any:  # parsed as the SDK's own method parses it
+                if isinstance(built, BaseException):
+                    raise built
+                return DaraCore.from_map(models.SendChatappMassMessageResponse(), sdk.call_api(*built, runtime))
 
         def call() -> SendOutcome:
             try:
-                response = sdk.send_chatapp_mass_message_with_options(request, runtime)
+                response = attempt()
             except AlibabaCloudException as error:  # an HTTP 4xx/5xx reply that parsed as JSON
                 body = error.data if isinstance(error.data, dict) else {}
                 body = {**body, "Code": body.get("Code") or error.code,
@@ -179,6 +229,30 @@ class CamsClient:
         if body.get("Code") != "OK":
             return ListPage(False, str(body.get("Code") or "Error"), str(body.get("Message") or ""))
         return ListPage(True, "OK", "", [dict(item) for item in body.get("Data") or []])
+
+
+def _body_call(request: Any) -> tuple[Any, Any]:
+    """The generic-call ``Params`` and ``OpenApiRequest`` of one SendChatappMassMessage with the long
+    parameters (:data:`BODY_PARAMETERS`) in a form body. The request is converted exactly as the SDK's own
+    method converts it (``alibabacloud_cams20200606`` 5.3.1 ``client.py::send_chatapp_mass_message_with_options``:
+    ``validate()``, ``Utils.convert`` to the shrink request, ``SenderList`` as compact JSON with
+    ``array_to_string_with_specified_style(..., 'json')``); only where each parameter goes differs."""
+    from alibabacloud_cams20200606 import models
+    from alibabacloud_tea_openapi.utils import Utils
+    from alibabacloud_tea_openapi.utils_models import OpenApiRequest, Params
+
+    request.validate()
+    shrink = models.SendChatappMassMessageShrinkRequest()
+    Utils.convert(request, shrink)
+    if request.sender_list is not None:
+        shrink.sender_list_shrink = Utils.array_to_string_with_specified_style(request.sender_list, "SenderList",
+                                                                               "json")
+    fields = {name: value for name, value in shrink.to_map().items() if value is not None}
+    query = Utils.query({name: value for name, value in fields.items() if name not in BODY_PARAMETERS})
+    body = {name: value for name, value in fields.items() if name in BODY_PARAMETERS}
+    params = Params(action=SEND_ACTION, version=API_VERSION, protocol="HTTPS", pathname="/", method="POST",
+                    auth_type="AK", style="RPC", req_body_type="formData", body_type="json")
+    return params, OpenApiRequest(query=query, body=body or None)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,6 @@ from typing import IO, Any, Callable, ContextManager, Iterator, Optional, Sequen
 from chatapp_mass import __version__, env, logs
 from chatapp_mass.bootstrap import Services, build_services
 from chatapp_mass.engine import (
-    DEFAULT_MAX_REQUEST_BYTES,
     DispatchSettings,
     JobRunner,
     PlanSettings,
@@ -30,7 +29,7 @@ from chatapp_mass.engine import (
 from chatapp_mass.errors import ChatAppMassError, CsvFileError, JobNotFound, OptionsError
 from chatapp_mass.options import parse_intake_options, parse_job_options
 from chatapp_mass.oss_source import OssLocation
-from chatapp_mass.planning import API_MAX_RECIPIENTS
+from chatapp_mass.planning import API_MAX_RECIPIENTS, BODY_BUDGET, QUERY_BUDGET, request_budget
 from chatapp_mass.reconcile import Reconciler, ResendResult, resend_uncertain
 from chatapp_mass.report import job_summary, write_report
 from chatapp_mass.store import OPEN_STATUSES, BatchStatus, JobRecord, JobStatus, Store
@@ -101,9 +100,11 @@ def add_send_arguments(parser: argparse.ArgumentParser) -> None:
                       "(default %(default)s, the documented per-account limit)")
     send.add_argument("--batch-size", type=_positive_int, default=API_MAX_RECIPIENTS,
                       help=f"recipients per call, at most {API_MAX_RECIPIENTS} (default %(default)s)")
-    send.add_argument("--max-request-bytes", type=_positive_int, default=DEFAULT_MAX_REQUEST_BYTES,
-                      help="bound on the URL-encoded SenderList of one call, which the SDK puts in the URL "
-                      "(default %(default)s)")
+    send.add_argument("--max-request-bytes", type=_positive_int, default=None,
+                      help="bound on the URL-encoded SenderList of one call: in the form body "
+                      f"(${env.CHATAPP_CAMS_PARAMS_IN}=body, the default) {BODY_BUDGET:,}; in the URL "
+                      f"(${env.CHATAPP_CAMS_PARAMS_IN}=query) {QUERY_BUDGET:,}, which keeps request lines under "
+                      "16 KiB")
     send.add_argument("--max-stall", type=_positive_float, default=600.0, metavar="SECONDS",
                       help="stop as 'stalled' (resumable) after this long without progress while throttled or "
                       "unreachable (default %(default)g)")
@@ -195,6 +196,11 @@ def build_parser() -> argparse.ArgumentParser:
     reconcile.add_argument("--list-qps", type=_positive_int, default=20,
                            help="ListChatappMessage queries per second, account-wide (default %(default)s)")
     _store_arg(reconcile)
+
+    init = commands.add_parser(
+        "init-tables", help="deploy step: create the store's Tablestore tables if missing and wait until they are "
+        "ready (idempotent; the functions never create tables)")
+    _store_arg(init)
 
     from chatapp_mass.localcloud.cams import cli as local_cams_cli
 
@@ -316,7 +322,8 @@ def run_send(args: argparse.Namespace, services: Services, *, out: IO[str], err:
         open_file = open_local
 
     started = time.time()
-    plan = PlanSettings(batch_size=args.batch_size, max_request_bytes=args.max_request_bytes, new_job=args.new_job)
+    max_request_bytes = args.max_request_bytes or request_budget(services.cams.settings.params_in)
+    plan = PlanSettings(batch_size=args.batch_size, max_request_bytes=max_request_bytes, new_job=args.new_job)
     job, resumed = plan_job(services.store, source=path, open_stream=open_file, options=options, intake=intake,
                             settings=plan)
     print(f"{'resuming' if resumed else 'planned'} job {job.job_id}: {job.total_rows:,} rows, {job.valid:,} valid, "
@@ -579,6 +586,13 @@ def cmd_report(args: argparse.Namespace, out: IO[str]) -> int:
     return EXIT_OK
 
 
+def cmd_init_tables(args: argparse.Namespace, out: IO[str]) -> int:
+    from chatapp_mass.bootstrap import init_tables
+
+    print(json.dumps(init_tables(args.store)), file=out)
+    return EXIT_OK
+
+
 def main(argv: Optional[Sequence[str]] = None, *, out: IO[str] = sys.stdout, err: IO[str] = sys.stderr) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -591,6 +605,7 @@ def main(argv: Optional[Sequence[str]] = None, *, out: IO[str] = sys.stdout, err
         "pause": lambda: cmd_pause(args, out),
         "resume": lambda: cmd_resume(args, out),
         "reconcile": lambda: cmd_reconcile(args, out),
+        "init-tables": lambda: cmd_init_tables(args, out),
         "local-cams": lambda: _local_cams(args),
         "local-cloud": lambda: _local_cloud(args),
         "invoke": lambda: _invoke(args),

@@ -110,7 +110,7 @@ def run_cloud(args: argparse.Namespace, *, out: IO[str], err: IO[str]) -> int:
               file=err)
         store = TablestoreStore(TablestoreSettings(endpoint=cloud.tablestore.endpoint, instance=cloud.instance),
                                 access_key_id=creds.access_key_id, access_key_secret=creds.access_key_secret,
-                                security_token=creds.security_token or "")
+                                security_token=creds.security_token or "", create_tables=False)  # the cloud made them
         key = f"incoming/demo-{time.strftime('%Y%m%d-%H%M%S')}.csv"
         meta = {"x-oss-meta-channel-type": "whatsapp", "x-oss-meta-template-code": "DEMO_WELCOME",
                 "x-oss-meta-language": "en", "x-oss-meta-from": "8613800000000"}

@@ -35,7 +35,7 @@ from chatapp_mass.lease import CLOCK_SKEW, PLAN_LEASE, Heartbeat, owner_id, owne
 from chatapp_mass.options import IntakeOptions, JobOptions, job_identity
 from chatapp_mass.outcomes import OutcomeKind, SendOutcome
 from chatapp_mass.parts import finish_split, halves, split_batch
-from chatapp_mass.planning import API_MAX_RECIPIENTS, BatchPlanner, encoded_size, fits_alone
+from chatapp_mass.planning import API_MAX_RECIPIENTS, BODY_BUDGET, BatchPlanner, encoded_size, fits_alone
 from chatapp_mass.ratelimit import SlidingWindowLimiter
 from chatapp_mass.store import (
     OPEN_STATUSES,
@@ -50,7 +50,7 @@ from chatapp_mass.store import (
 
 log = logging.getLogger("chatapp_mass.engine")
 
-DEFAULT_MAX_REQUEST_BYTES = 120_000
+DEFAULT_MAX_REQUEST_BYTES = BODY_BUDGET  # the body mode's; the callers pass planning.request_budget(mode)
 _ROW_CHUNK = 5_000
 
 OpenStream = Callable[[], ContextManager[IO[bytes]]]

@@ -384,7 +384,9 @@ class JobsApi:
                 open_stream = lambda: io.BytesIO(b"")  # noqa: E731
             try:
                 job, _ = plan_job(self.store, source=source, open_stream=open_stream, options=options,
-                                  intake=intake, settings=PlanSettings(batch_size=self.settings.batch_size),
+                                  intake=intake, settings=PlanSettings(
+                                      batch_size=self.settings.batch_size,
+                                      max_request_bytes=self.settings.max_request_bytes),
                                   identity=(job_id, fingerprint), read_rows=read_rows, scheduled_at=scheduled_at)
             except CsvFileError as error:
                 raise ApiError(400, "invalid_csv", str(error), f"line {error.line}") from None

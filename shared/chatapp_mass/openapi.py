@@ -27,10 +27,6 @@ class PerThreadClient:
         if client is None:
             from alibabacloud_tea_openapi.utils_models import Config
 
-            from chatapp_mass import urlfast
-
-            urlfast.install()  # the SDK's long, already-encoded URLs skip a re-check byte by byte (see there)
-
             credential = self._credential
             if credential is None:
                 from alibabacloud_credentials.client import Client as CredentialClient

@@ -49,7 +49,7 @@ from urllib.parse import unquote_plus
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from chatapp_mass import env, faults
-from chatapp_mass.cams import CamsClient
+from chatapp_mass.cams import CamsClient, params_in_from_env
 from chatapp_mass.engine import (
     DispatchSettings,
     JobRunner,
@@ -63,7 +63,7 @@ from chatapp_mass.fc_invoke import Invoker
 from chatapp_mass.options import IntakeOptions, JobOptions, parse_intake_options, parse_job_options
 from chatapp_mass.oss_source import OssClient, OssLocation, SourceError
 from chatapp_mass.parts import part_batches
-from chatapp_mass.planning import API_MAX_RECIPIENTS
+from chatapp_mass.planning import API_MAX_RECIPIENTS, BODY_BUDGET, request_budget
 from chatapp_mass.ratelimit import DEFAULT_MARGIN
 from chatapp_mass.reconcile import ReconcileResult, Reconciler, unreconcilable
 from chatapp_mass.report import job_summary, write_report
@@ -226,6 +226,8 @@ class FunctionSettings:
     senders: int = 1  # drain mode: sender invocations per job
     sender_concurrency: int = 0  # calls in flight per invocation (0: enough for the rate at 3 s latency)
     batch_size: int = API_MAX_RECIPIENTS
+    # bytes of encoded SenderList per call: where CHATAPP_CAMS_PARAMS_IN says the sender puts it (planning)
+    max_request_bytes: int = BODY_BUDGET
     defaults: dict[str, str] = field(default_factory=dict)  # option defaults: normalized key -> value
     claim_ttl: float = CLAIM_TTL  # seconds a sender's claim on a batch lasts (see Sender.handle)
     sweep_idle: float = 120.0  # the timer starts a sender for a running job none has touched this long
@@ -252,6 +254,7 @@ class FunctionSettings:
             senders=env_int(environ, env.CHATAPP_SENDERS, 1, 1, 100),
             sender_concurrency=env_int(environ, env.CHATAPP_SENDER_CONCURRENCY, 0, 0, 64),
             batch_size=env_int(environ, env.CHATAPP_BATCH_SIZE, API_MAX_RECIPIENTS, 1, API_MAX_RECIPIENTS),
+            max_request_bytes=request_budget(params_in_from_env(environ)),
             defaults=defaults,
             claim_ttl=float(env_int(environ, env.CHATAPP_CLAIM_TTL, int(CLAIM_TTL), 5, 3600)),
             sweep_idle=float(env_int(environ, env.CHATAPP_SWEEP_IDLE, 120, 1, 86400)),
@@ -505,7 +508,9 @@ class Ingest:
             planned, _ = plan_job(
                 self.store, source=job.source, open_stream=lambda: self.oss.open(location),
                 options=JobOptions.model_validate(job.options), intake=IntakeOptions.model_validate(job.intake),
-                settings=PlanSettings(batch_size=self.settings.batch_size), identity=(job_id, job.content_sha256),
+                settings=PlanSettings(batch_size=self.settings.batch_size,
+                                      max_request_bytes=self.settings.max_request_bytes),
+                identity=(job_id, job.content_sha256),
             )
         except SourceError as error:
             if not error.permanent:
@@ -544,7 +549,8 @@ class Ingest:
             options, intake = self._options(location)
             job, _ = plan_job(
                 self.store, source=location.url, open_stream=lambda: self.oss.open(location), options=options,
-                intake=intake, settings=PlanSettings(batch_size=settings.batch_size),
+                intake=intake,
+                settings=PlanSettings(batch_size=settings.batch_size, max_request_bytes=settings.max_request_bytes),
                 identity=(job_id, f"etag:{record.etag}"),
             )
         except SourceError as error:

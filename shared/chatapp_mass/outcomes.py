@@ -15,11 +15,19 @@ uncertain       HTTP 5xx, read timeout, reset after sending, non-JSON  batch ``u
                                                                        automatically
 not_sent        connection refused / connect timeout (nothing left)    retry within the rate
 ==============  =====================================================  =======================================
+
+One non-JSON reply is not ambiguous: the gateway's own HTML page for a request it refused as too large
+before any API logic — 414 (request line) or 413 (body). The OpenAPI gateway (Tengine) answers an over-long
+URL with ``<title>414 Request-URI Too Large</title>`` (aliyun/openapi-core-nodejs-sdk issue #55, quoted in
+ALIBABA-FACTS); HTTP says a 413/414 request was not processed (RFC 9110 §15.5.14, §15.5.15). Such a batch is
+``failed`` with code ``RequestURITooLong`` / ``RequestEntityTooLarge`` and what to do: nothing was sent, and
+the same request would be refused again.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Optional
@@ -124,13 +132,44 @@ def _chain(exc: BaseException) -> list[BaseException]:
     return seen
 
 
+# The title of the gateway's HTML page for a request refused as too large (see the module docstring); the
+# other spellings are HTTP's and nginx's names for the same statuses.
+_TOO_LARGE_PAGE = re.compile(
+    r"<title>\s*(41[34])\s+(?:Request-URI Too Large|Request-URI Too Long|URI Too Long|Request Entity Too Large|"
+    r"Payload Too Large|Content Too Large)\s*</title>", re.IGNORECASE)
+_TOO_LARGE = {
+    414: ("RequestURITooLong",
+          "the CAMS gateway refused the request line as too long (HTTP 414) before processing it: nothing was "
+          "sent. Send SenderList in the body (CHATAPP_CAMS_PARAMS_IN=body, the default), or lower "
+          "--max-request-bytes / --batch-size"),
+    413: ("RequestEntityTooLarge",
+          "the CAMS gateway refused the request body as too large (HTTP 413) before processing it: nothing was "
+          "sent. Lower --max-request-bytes or --batch-size"),
+}
+
+
+def gateway_refusal(page: str) -> Optional[SendOutcome]:
+    """The outcome of a non-JSON reply that is the gateway's 413/414 page, else None."""
+    match = _TOO_LARGE_PAGE.search(page[:4096])
+    if match is None:
+        return None
+    status = int(match.group(1))
+    code, message = _TOO_LARGE[status]
+    return SendOutcome(OutcomeKind.failed, code=code, message=message, http_status=status)
+
+
 def classify_transport_error(exc: BaseException) -> SendOutcome:
     """A call that got no usable reply. The SDK wraps all of these alike (``UnretryableException``, the
     transport error in ``__context__``), so the chain is searched for what really happened."""
     chain = _chain(exc)
     name = type(chain[-1]).__name__
     text = f"{name}: {chain[-1]}"[:500]
-    if any(isinstance(e, json.JSONDecodeError) for e in chain):
+    not_json = [e for e in chain if isinstance(e, json.JSONDecodeError)]
+    if not_json:
+        # the SDK read an error reply as JSON and failed (tea-openapi do_request): the page is the error's doc
+        refusal = gateway_refusal(not_json[0].doc)
+        if refusal is not None:
+            return refusal
         return SendOutcome(OutcomeKind.uncertain, code="NonJsonReply", message="the reply was not JSON")
     if any(isinstance(e, requests.exceptions.ReadTimeout | urllib3.exceptions.ReadTimeoutError) for e in chain):
         return SendOutcome(OutcomeKind.uncertain, code="ReadTimeout", message=text)

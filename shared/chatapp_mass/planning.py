@@ -1,8 +1,16 @@
 """Pure batch planning: recipients in, batch numbers out. No I/O.
 
 A batch holds at most ``max_recipients`` recipients (the API allows 1,000 per call) and at most
-``max_request_bytes`` of URL-encoded ``SenderList``: the SDK serializes the list as compact JSON into one
-query parameter (ALIBABA-FACTS.md §6), so the request line grows with it and gateways limit request lines.
+``max_request_bytes`` of URL-encoded ``SenderList`` (compact JSON, as the SDK serializes it, ALIBABA-FACTS.md
+§6). The same bytes travel in a form body (``body`` mode, the default: urlencoded exactly so, tea-openapi's
+``Utils.to_form``) or in the URL (``query`` mode), so the budget depends on where (:func:`request_budget`):
+
+- ``body``: :data:`BODY_BUDGET`, within the gateway's body limit (undocumented; the local CAMS assumes
+  Tengine's default 1 MiB), leaving room for the other parameters. The 1,000-recipient rule is what bounds
+  a batch in practice (~0.1-0.3 MB).
+- ``query``: :data:`QUERY_BUDGET`, a URL budget that keeps the request line under a conservative 16 KiB
+  with room for the other parameters (the gateway's URL limit is undocumented; it has answered long URLs
+  with an HTML 414). Batches are then ~50-100 recipients: the price of a gateway that refuses bodies.
 """
 
 from __future__ import annotations
@@ -13,6 +21,18 @@ from typing import Any
 from urllib.parse import quote_plus
 
 API_MAX_RECIPIENTS = 1000
+PARAMS_IN_BODY = "body"
+PARAMS_IN_QUERY = "query"
+PARAMS_IN_CHOICES = (PARAMS_IN_BODY, PARAMS_IN_QUERY)
+BODY_BUDGET = 900_000  # bytes of encoded SenderList in the body: 1 MiB less ~150 KB for everything else
+QUERY_BUDGET = 12_000  # bytes of encoded SenderList in the URL: 16 KiB less ~4 KB for everything else
+
+
+def request_budget(params_in: str) -> int:
+    """The default ``max_request_bytes`` where the parameters travel (``body`` or ``query``)."""
+    if params_in not in PARAMS_IN_CHOICES:
+        raise ValueError(f"parameters travel in 'body' or 'query', not {params_in!r}")
+    return BODY_BUDGET if params_in == PARAMS_IN_BODY else QUERY_BUDGET
 # The wire form of the list's own punctuation: '[' and ']' are %5B and %5D, each ',' between items is %2C.
 _LIST_OVERHEAD = len(quote_plus("[]"))
 _SEPARATOR = len(quote_plus(","))
@@ -42,7 +62,7 @@ class BatchPlanner:
     """
 
     max_recipients: int = API_MAX_RECIPIENTS
-    max_request_bytes: int = 120_000
+    max_request_bytes: int = BODY_BUDGET
     sizes: list[int] = field(default_factory=list)
     lines: list[tuple[int, int]] = field(default_factory=list)  # per batch: first and last input line
     _bytes: int = 0

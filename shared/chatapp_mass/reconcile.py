@@ -78,7 +78,7 @@ CLOCK_SKEW = 10.0
 slot; the interval is compared with the service's clock. It covers: the two clocks' difference (Function
 Compute's and CAMS's hosts are NTP-synced: well under a second); ``sending_at`` being written ahead of the
 slot (``ratelimit.DEFAULT_LEAD``, 50 ms) plus a wait there behind other processes' slots (up to a few
-seconds at the account's rate); the request's transfer (a full batch is ~100 KB of URL). Wider lets more
+seconds at the account's rate); the request's transfer (a full batch is ~100 KB of body). Wider lets more
 of another call's messages pass for this one's; narrower risks missing this call's own."""
 _RETRIES = 6  # a throttled or failed query: again after 0.2, 0.4, 0.8, 1.6, 2 s
 

@@ -1,6 +1,7 @@
 """Tablestore implementation of :class:`~chatapp_mass.store.Store` (production, and the local cloud).
 
-Tables (``prefix`` defaults to ``chatapp_``; created idempotently by :meth:`TablestoreStore.ensure_tables`):
+Tables (``prefix`` defaults to ``chatapp_``; created idempotently by :meth:`TablestoreStore.init_tables`, which
+``chatapp-mass init-tables --store tablestore://INSTANCE`` runs at deploy time; see "Tables" below):
 
 ==================  ==========================================  ==============================================
 table               primary key                                 columns
@@ -40,7 +41,7 @@ How the interface's promises are kept:
   writes the same chunk rows (PutRow, no condition): idempotent, as long as a job's ``put_plan`` calls
   repeat earlier ones or do not overlap them, which the engine ensures (calls of consecutive lines;
   ``clear_plan`` before a re-plan). The PK column keeps its name ``line``: an existing table keeps its
-  schema (``ensure_tables`` never alters one), and rows of the older one-record-per-row layout (no
+  schema (``init_tables`` never alters one), and rows of the older one-record-per-row layout (no
   ``data``) are read as one-record chunks.
 - **A batch's recipients** are found by line range: a batch holds consecutive valid rows, so its rows lie
   between its ``first_line`` and ``last_line``. A BACKWARD GetRange from that first line (limit 1) finds
@@ -53,6 +54,18 @@ How the interface's promises are kept:
 - **The rate window** is one row per key: the last ``limit`` stamps and a version. Acquire reads it, reads
   the clock, and writes the new stamp list with "version unchanged" as the condition; a lost race re-reads.
   The stamp is read after the row, so it is never earlier than any stamp it was compared with.
+
+- **Tables** are created at deploy time, not at a function's cold start: table-metadata operations are limited
+  to 10 per second per instance (a burst of cold starts each listing the tables would be refused with
+  ``OTSQuotaExhausted`` "Too frequent table operations.") and a new table answers ``OTSTableNotReady`` for
+  seconds after CreateTable (general limits and error codes pages, ALIBABA-FACTS "Added 2026-12-04").
+  :func:`open_store` (the functions, the CLI) assumes the tables exist and makes no table operation at all; a
+  missing table is a :class:`StoreError` saying to run ``chatapp-mass init-tables``. :meth:`init_tables`
+  (the command, the local cloud, tests, the demo) lists the tables once, creates the missing ones and waits
+  until each answers a read. Both waits -- a table not ready yet, the table-operation quota -- are waited
+  out for up to ``table_wait_seconds`` (default 120 s; the CreateTable page says "in most cases ... one
+  minute"), without using up ``max_attempts``. The SDK's own retry policy would retry both, but it is off
+  here (NoRetryPolicy, see Retries).
 
 Credentials come from the Alibaba Cloud default chain (FC's role STS variables included), refreshed as they
 expire, unless explicit ones are passed (the local cloud). Endpoint: ``CHATAPP_TABLESTORE_ENDPOINT`` or the
@@ -102,8 +115,14 @@ _JOB_UPDATABLE = {"status", "reason", "total_rows", "valid", "invalid", "duplica
 TRANSIENT_CODES = frozenset({
     "OTSServerBusy", "OTSTimeout", "OTSPartitionUnavailable", "OTSServerUnavailable", "OTSInternalServerError",
     "OTSRowOperationConflict", "OTSNotEnoughCapacityUnit", "OTSTableNotReady", "OTSOperationThrottled",
-    "OTSOperationConflict", "OTSQuotaExhausted",
+    "OTSOperationConflict",
 })
+# Waited out by time (``table_wait_seconds``), not by attempts: a table that is not ready yet, and the
+# per-instance table-operation quota ("Too frequent table operations." is the only OTSQuotaExhausted that is
+# retryable: the error-codes page, and tablestore/retry.py; "Number of tables exceeded the quota." is not).
+_TABLE_NOT_READY = "OTSTableNotReady"
+_QUOTA_EXHAUSTED, _TOO_FREQUENT = "OTSQuotaExhausted", "Too frequent table operations."
+_NO_SUCH_TABLE = "OTSObjectNotExist"
 # Failures after which the write may or may not have been applied.
 _AMBIGUOUS_CODES = frozenset({"OTSTimeout", "OTSInternalServerError", "OTSServerUnavailable"})
 _CONDITION_FAILED = "OTSConditionCheckFail"
@@ -115,6 +134,9 @@ _BATCH_GET_ROWS = 100
 _CHUNK_RECORDS = 128
 _CHUNK_JSON_BYTES = 1_000_000  # before compression: a chunk of large records stays far under the limit below
 _MAX_VALUE_BYTES = 2 * 1024 * 1024  # Tablestore's limit for one attribute value
+# Tablestore's limit for the data of one PutRow/UpdateRow (general limits; the local Tablestore enforces it). A
+# chunk row stays far under it (one value under _MAX_VALUE_BYTES, a few integers); a job row is checked.
+_MAX_ROW_WRITE_BYTES = 4 * 1024 * 1024
 _INDEX_PART = "jobs"
 _MAX_TIME_MS = 10**13
 
@@ -127,6 +149,7 @@ class TablestoreSettings:
     socket_timeout: float = 10.0
     max_attempts: int = 8  # per call, transient failures included (~10 s of backoff in all)
     write_threads: int = 4  # BatchWriteRow calls in flight while planning
+    table_wait_seconds: float = 120.0  # how long a table not ready yet / the table-operation quota is waited out
 
     @classmethod
     def from_url(cls, url: str, environ: Mapping[str, str] = os.environ) -> "TablestoreSettings":
@@ -144,6 +167,31 @@ class TablestoreSettings:
         return cls(endpoint=endpoint.rstrip("/"), instance=instance, table_prefix=prefix)
 
 
+class _Patience:
+    """Waits out a table that is not ready yet, or the table-operation quota: bounded by time, not attempts."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.deadline: Optional[float] = None
+        self.rounds = 0
+
+    def wait(self) -> bool:
+        """Sleep a little and say True, or False once ``seconds`` have passed since the first wait."""
+        now = time.monotonic()
+        if self.deadline is None:
+            self.deadline = now + self.seconds
+        if now >= self.deadline:
+            return False
+        self.rounds += 1
+        time.sleep(min(0.05 * 2 ** min(self.rounds, 5), 1.0, self.deadline - now) * random.uniform(0.5, 1.0))
+        return True
+
+
+def _must_wait(error: Any) -> bool:
+    code = error.get_error_code()
+    return code == _TABLE_NOT_READY or (code == _QUOTA_EXHAUSTED and error.get_error_message() == _TOO_FREQUENT)
+
+
 def _default_chain_provider() -> Any:
     """A ``tablestore`` credentials provider over ``alibabacloud_credentials``' default chain (refreshes STS)."""
     from alibabacloud_credentials.client import Client as CredentialClient
@@ -153,7 +201,13 @@ def _default_chain_provider() -> Any:
 
     class _ChainProvider(CredentialsProvider):  # type: ignore[misc]
         def get_credentials(self) -> Any:
-            current = chain.get_credential()
+            try:
+                current = chain.get_credential()
+            except Exception as error:  # the chain's own exception types vary by provider
+                raise StoreError(
+                    f"Tablestore: no Alibaba Cloud credentials ({error}). Set ALIBABA_CLOUD_ACCESS_KEY_ID and "
+                    "ALIBABA_CLOUD_ACCESS_KEY_SECRET (and ALIBABA_CLOUD_SECURITY_TOKEN for STS), or a profile in "
+                    "~/.alibabacloud/credentials; in Function Compute the function's role provides them") from None
             return Credentials(current.access_key_id, current.access_key_secret, current.security_token or None)
 
     return _ChainProvider()
@@ -163,6 +217,8 @@ class TablestoreStore(Store):
     def __init__(self, settings: TablestoreSettings, *, access_key_id: str = "", access_key_secret: str = "",
                  security_token: str = "", create_tables: bool = True,
                  clock: Callable[[], float] = time.time) -> None:
+        """``create_tables``: run :meth:`init_tables` now (tests, the demo, the local cloud); the functions and the
+        CLI open the store through :func:`open_store`, which does not (see "Tables" in the module docs)."""
         import tablestore
 
         self.settings = settings
@@ -185,26 +241,50 @@ class TablestoreStore(Store):
                                                **common)
         logging.getLogger("chatapp_mass.tablestore_sdk").setLevel(logging.CRITICAL)  # we log what matters
         if create_tables:
-            self.ensure_tables()
+            self.init_tables()
 
     # --- plumbing ---------------------------------------------------------------------------------------
+    def _refusal(self, what: str, error: Any) -> StoreError:
+        """The StoreError for an error that is not retried: a missing table says how to create the tables."""
+        code, message = error.get_error_code(), error.get_error_message()
+        if code == _NO_SUCH_TABLE:
+            return StoreError(
+                f"Tablestore {what}: {code}: a table of this store (prefix {self.settings.table_prefix!r}) does not "
+                f"exist in instance {self.settings.instance!r}. Create the tables once, at deploy time: "
+                f"`chatapp-mass init-tables --store tablestore://{self.settings.instance}` "
+                f"(with {env.CHATAPP_TABLE_PREFIX}={self.settings.table_prefix} and the deploying account's "
+                "credentials; see deploy/README.md)")
+        return StoreError(f"Tablestore {what}: {code}: {message}")
+
+    def _waited_too_long(self, what: str, error: Any) -> StoreError:
+        return StoreError(f"Tablestore {what}: {error.get_error_code()}: {error.get_error_message()} -- still so "
+                          f"after {self.settings.table_wait_seconds:g} s")
+
     def _call(self, what: str, fn: Callable[[], T]) -> T:
-        """Run one SDK call, retrying transient failures; anything else becomes a StoreError."""
-        for attempt in range(1, self.settings.max_attempts + 1):
+        """Run one SDK call, retrying transient failures (and waiting out a table not ready yet or the
+        table-operation quota); anything else becomes a StoreError."""
+        patience = _Patience(self.settings.table_wait_seconds)
+        attempt = 0
+        while True:
+            attempt += 1
             try:
                 return fn()
             except self._ts.OTSServiceError as error:
                 code = error.get_error_code()
+                if _must_wait(error):
+                    if not patience.wait():
+                        raise self._waited_too_long(what, error) from None
+                    attempt -= 1
+                    continue
                 if code not in TRANSIENT_CODES and error.get_http_status() not in (500, 502, 503):
-                    raise StoreError(f"Tablestore {what}: {code}: {error.get_error_message()}") from None
+                    raise self._refusal(what, error) from None
                 reason = code
             except self._network_errors as error:
                 reason = f"network: {_describe_network(error)}"
-            if attempt == self.settings.max_attempts:
+            if attempt >= self.settings.max_attempts:
                 raise StoreError(f"Tablestore {what}: still failing after {attempt} attempts ({reason})")
             log.info("Tablestore call retried", extra={"operation": what, "reason": reason, "attempt": attempt})
             time.sleep(_backoff(attempt))
-        raise AssertionError("unreachable")
 
     def _write(self, what: str, fn: Callable[[], Any], landed: Optional[Callable[[], bool]] = None) -> bool:
         """A conditional write: True if applied, False if its condition failed.
@@ -213,7 +293,10 @@ class TablestoreStore(Store):
         own earlier attempt is what the row shows.
         """
         ambiguous = False
-        for attempt in range(1, self.settings.max_attempts + 1):
+        patience = _Patience(self.settings.table_wait_seconds)
+        attempt = 0
+        while True:
+            attempt += 1
             try:
                 fn()
                 return True
@@ -221,18 +304,22 @@ class TablestoreStore(Store):
                 code = error.get_error_code()
                 if code == _CONDITION_FAILED:
                     return bool(ambiguous and landed is not None and landed())
+                if _must_wait(error):  # refused before it ran: nothing ambiguous
+                    if not patience.wait():
+                        raise self._waited_too_long(what, error) from None
+                    attempt -= 1
+                    continue
                 if code not in TRANSIENT_CODES and error.get_http_status() not in (500, 502, 503):
-                    raise StoreError(f"Tablestore {what}: {code}: {error.get_error_message()}") from None
+                    raise self._refusal(what, error) from None
                 ambiguous = ambiguous or code in _AMBIGUOUS_CODES or error.get_http_status() >= 500
                 reason = code
             except self._network_errors as error:
                 ambiguous = True
                 reason = f"network: {_describe_network(error)}"
-            if attempt == self.settings.max_attempts:
+            if attempt >= self.settings.max_attempts:
                 raise StoreError(f"Tablestore {what}: still failing after {attempt} attempts ({reason})")
             log.info("Tablestore write retried", extra={"operation": what, "reason": reason, "attempt": attempt})
             time.sleep(_backoff(attempt))
-        raise AssertionError("unreachable")
 
     def _get(self, table: str, pk: list[tuple[str, Any]], columns: Optional[list[str]] = None) -> Optional[dict[str, Any]]:
         _, row, _ = self._call(f"GetRow {table}", lambda: self.client.get_row(table, pk, columns, max_version=1))
@@ -316,10 +403,8 @@ class TablestoreStore(Store):
             for future in [pool.submit(write, part) for part in requests]:
                 future.result()
 
-    def ensure_tables(self) -> None:
-        """Create the tables that are missing (idempotent; a concurrent creator is fine)."""
-        ts = self._ts
-        schemas = {
+    def _schemas(self) -> dict[str, list[tuple[str, str]]]:
+        return {
             self.t_jobs: [("job_id", "STRING")],
             self.t_index: [("part", "STRING"), ("created_desc", "INTEGER"), ("job_id", "STRING")],
             self.t_batches: [("job_id", "STRING"), ("seq", "INTEGER")],
@@ -327,7 +412,16 @@ class TablestoreStore(Store):
             self.t_rate: [("key", "STRING")],
             self.t_status: [("status", "STRING"), ("job_id", "STRING")],
         }
+
+    def init_tables(self) -> dict[str, list[str]]:
+        """Create the tables that are missing and wait until every table answers a read; then index the jobs of
+        older releases (once). Idempotent, and a concurrent initializer is fine. One ListTable and a CreateTable
+        per missing table: the deploy step (``chatapp-mass init-tables``), never a function's cold start.
+        Returns ``{"created": [...], "existing": [...]}``."""
+        ts = self._ts
+        schemas = self._schemas()
         existing = set(self._call("ListTable", self.client.list_table))
+        created: list[str] = []
         for table, schema in schemas.items():
             if table in existing:
                 continue
@@ -336,26 +430,34 @@ class TablestoreStore(Store):
             throughput = ts.ReservedThroughput(ts.CapacityUnit(0, 0))
             try:
                 self._call(f"CreateTable {table}", lambda: self.client.create_table(meta, options, throughput))
+                created.append(table)
             except StoreError as error:
                 if "OTSObjectAlreadyExist" not in str(error):
                     raise
+        for table, schema in schemas.items():  # a read waits out OTSTableNotReady (_call)
+            probe = [(name, 0 if kind == "INTEGER" else "#ready") for name, kind in schema]
+            self._call(f"GetRow {table} (is the table ready?)",
+                       lambda: self.client.get_row(table, probe, None, max_version=1))
         self._index_jobs_of_older_releases()
+        log.info("Tablestore tables ready", extra={"created": created, "instance": self.settings.instance})
+        return {"created": created, "existing": sorted(set(schemas) - set(created))}
 
     # --- jobs -------------------------------------------------------------------------------------------
     def create_job(self, job: JobRecord) -> bool:
         ts = self._ts
         index_pk = [("part", _INDEX_PART), ("created_desc", _MAX_TIME_MS - int(job.created_at * 1000)),
                     ("job_id", job.job_id)]
-        # The index row first: a job row always has one (a dangling index row is skipped when listing).
-        self._call("PutRow job_index", lambda: self.client.put_row(
-            self.t_index, ts.Row(index_pk, [("at", job.created_at)]), ts.Condition(ts.RowExistenceExpectation.IGNORE)))
         token = _token()
-        self._put_status_row(job.status.value, job.job_id, token)  # first, too: see the job_status index
         data = asdict(job)
         data["options"] = json.dumps(job.options, sort_keys=True)
         data["intake"] = json.dumps(job.intake, sort_keys=True)
         data["status"] = job.status.value
         columns = [(k, v) for k, v in data.items() if k != "job_id"] + [("op", token), ("index_op", token)]
+        _check_job_row(job.job_id, columns)  # before any write of the job
+        # The index row first: a job row always has one (a dangling index row is skipped when listing).
+        self._call("PutRow job_index", lambda: self.client.put_row(
+            self.t_index, ts.Row(index_pk, [("at", job.created_at)]), ts.Condition(ts.RowExistenceExpectation.IGNORE)))
+        self._put_status_row(job.status.value, job.job_id, token)  # first, too: see the job_status index
         pk = [("job_id", job.job_id)]
         return self._write("create job", lambda: self.client.put_row(
             self.t_jobs, ts.Row(pk, columns), ts.Condition(ts.RowExistenceExpectation.EXPECT_NOT_EXIST)),
@@ -733,7 +835,10 @@ class TablestoreStore(Store):
         condition = ts.Condition(ts.RowExistenceExpectation.EXPECT_EXIST)
         client = self._return_after_modify()
         ambiguous = False
-        for attempt in range(1, self.settings.max_attempts + 1):
+        patience = _Patience(self.settings.table_wait_seconds)
+        attempt = 0
+        while True:
+            attempt += 1
             if ambiguous:
                 totals, landed = self._read_counts(job_id, token)
                 if landed:
@@ -748,19 +853,23 @@ class TablestoreStore(Store):
                 code = error.get_error_code()
                 if code == _CONDITION_FAILED:
                     raise KeyError(job_id) from None
+                if _must_wait(error):
+                    if not patience.wait():
+                        raise self._waited_too_long("add job counts", error) from None
+                    attempt -= 1
+                    continue
                 if code not in TRANSIENT_CODES and error.get_http_status() not in (500, 502, 503):
-                    raise StoreError(f"Tablestore add job counts: {code}: {error.get_error_message()}") from None
+                    raise self._refusal("add job counts", error) from None
                 ambiguous = ambiguous or code in _AMBIGUOUS_CODES or error.get_http_status() >= 500
                 reason = code
             except self._network_errors as error:
                 ambiguous = True
                 reason = f"network: {_describe_network(error)}"
-            if attempt == self.settings.max_attempts:
+            if attempt >= self.settings.max_attempts:
                 raise StoreError(f"Tablestore add job counts: still failing after {attempt} attempts ({reason})")
             log.info("Tablestore write retried", extra={"operation": "add job counts", "reason": reason,
                                                         "attempt": attempt})
             time.sleep(_backoff(attempt))
-        raise AssertionError("unreachable")
 
     def _read_counts(self, job_id: str, token: Optional[str]) -> tuple[dict[str, int], bool]:
         """The totals now, and whether the row's ``count_op`` is ``token``. KeyError if no such job."""
@@ -931,6 +1040,20 @@ def _row_dict(row: Any) -> dict[str, Any]:
     for column in row.attribute_columns or []:
         data[column[0]] = column[1]
     return data
+
+
+def _check_job_row(job_id: str, columns: list[tuple[str, Any]]) -> None:
+    """A job row Tablestore would refuse, refused here with what is too big (before any write of the job)."""
+    sizes = {name: len(value.encode("utf-8")) if isinstance(value, str) else 8 for name, value in columns}
+    for name, size in sizes.items():
+        if size > _MAX_VALUE_BYTES:
+            raise StoreError(f"job {job_id}: its {name} take {size:,} bytes, over Tablestore's limit of "
+                             f"{_MAX_VALUE_BYTES:,} bytes for one value: pass less (per-recipient data belongs in "
+                             "the CSV's columns)")
+    total = sum(sizes.values()) + sum(len(name) for name in sizes)
+    if total > _MAX_ROW_WRITE_BYTES:
+        raise StoreError(f"job {job_id}: its row takes {total:,} bytes, over Tablestore's limit of "
+                         f"{_MAX_ROW_WRITE_BYTES:,} bytes for one row write: pass smaller options")
 
 
 def _approx_size(row: Any) -> int:

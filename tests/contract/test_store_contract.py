@@ -21,7 +21,9 @@ from chatapp_mass.store_tablestore import TablestoreSettings, TablestoreStore
 def local_tablestore() -> Iterator[Any]:
     from chatapp_mass.localcloud.tablestore import LocalTablestore
 
-    with LocalTablestore(max_tables=1024) as server:  # six tables per test: above the 64 of one instance
+    # six tables per test: above the 64 of one instance. Realistic (new tables not ready at once, 10 table
+    # operations/s), with a shorter not-ready window than the default 2 s: every test makes its own tables.
+    with LocalTablestore(max_tables=1024, table_not_ready_seconds=0.5) as server:
         yield server
 
 

@@ -182,8 +182,11 @@ def test_local_cloud_prints_one_json_line_and_keeps_state_in_data(tmp_path: Path
         assert creds["security_token"], "STS-style credentials by default"
         assert info["oss"]["bucket"] == "chatapp-mass" and info["tablestore"]["instance"] == "chatapp-local"
         assert info["env"]["CHATAPP_STORE"] == "tablestore://chatapp-local"
-        auth = oss2.StsAuth(creds["access_key_id"], creds["access_key_secret"], creds["security_token"])
-        bucket = oss2.Bucket(auth, info["oss"]["endpoint"], info["oss"]["bucket"])
+        assert info["env"]["CHATAPP_OSS_REGION"] == info["region_id"]
+        provider = oss2.credentials.StaticCredentialsProvider(creds["access_key_id"], creds["access_key_secret"],
+                                                              creds["security_token"])
+        auth = oss2.ProviderAuthV4(provider)  # the local OSS refuses V1, as a new bucket does
+        bucket = oss2.Bucket(auth, info["oss"]["endpoint"], info["oss"]["bucket"], region=info["region_id"])
         assert bucket.get_object("lists/a.csv").read() == listing.read_bytes()
         bucket.put_object("kept.csv", b"to,name\n8613800000001,Ana\n")
         settings = TablestoreSettings(endpoint=info["tablestore"]["endpoint"], instance="chatapp-local")
@@ -197,8 +200,7 @@ def test_local_cloud_prints_one_json_line_and_keeps_state_in_data(tmp_path: Path
     process, again = start_local_cloud(data)
     try:
         assert again["credentials"] == info["credentials"], "a restart keeps the credentials clients were given"
-        auth = oss2.StsAuth(creds["access_key_id"], creds["access_key_secret"], creds["security_token"])
-        bucket = oss2.Bucket(auth, again["oss"]["endpoint"], again["oss"]["bucket"])
+        bucket = oss2.Bucket(auth, again["oss"]["endpoint"], again["oss"]["bucket"], region=again["region_id"])
         assert bucket.get_object("kept.csv").read() == b"to,name\n8613800000001,Ana\n"
         settings = TablestoreSettings(endpoint=again["tablestore"]["endpoint"], instance="chatapp-local")
         store = TablestoreStore(settings, access_key_id=creds["access_key_id"],

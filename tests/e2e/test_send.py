@@ -109,6 +109,41 @@ def test_every_valid_recipient_receives_once_with_its_own_params(cams: LocalCams
     assert "completed" in result.stdout and f"{len(expected):,} sent" in result.stdout
 
 
+def test_a_job_of_full_batches_never_sends_a_request_line_over_16_kib(cams: LocalCams, tmp_path: Path) -> None:
+    """The product's defaults (1,000 recipients per call, SenderList in the body) against the local CAMS's
+    gateway limits (16 KiB request line, 1 MiB body): every call goes through, none is refused."""
+    csv_path = sample(tmp_path, 4500)
+    store = tmp_path / "state.db"
+    result = send(cams, csv_path, store)
+    assert result.returncode == 0, result.stderr
+    expected = expected_valid(csv_path)
+    assert Counter(m.to for m in cams.backend.received) == Counter({n: 1 for n in expected})
+    sizes = [len(a.recipients) for a in cams.backend.attempts if a.code == "OK"]
+    # nothing refused as too long (a throttled attempt under a busy machine is retried, not a failure)
+    assert {a.code for a in cams.backend.attempts} <= {"OK", "System.LimitControl"}, Counter(
+        a.code for a in cams.backend.attempts)
+    # full batches (calls are pipelined: any order), bounded by the 1,000-recipient rule, not by bytes
+    assert len(sizes) >= 4 and sorted(sizes)[1:] == [1000] * (len(sizes) - 1), sizes
+    assert 0 < cams.backend.longest_request_line <= 16 * 1024
+    assert cams.backend.longest_request_line < 2048  # the URL holds the small parameters only
+
+
+def test_query_mode_plans_batches_that_fit_a_16_kib_request_line(cams: LocalCams, tmp_path: Path) -> None:
+    csv_path = sample(tmp_path, 1500)
+    store = tmp_path / "state.db"
+    result = subprocess.run(command(csv_path, store), env=dict(cli_env(cams), CHATAPP_CAMS_PARAMS_IN="query"),
+                            capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr
+    expected = expected_valid(csv_path)
+    assert Counter(m.to for m in cams.backend.received) == Counter({n: 1 for n in expected})
+    # nothing refused as too long (a throttled attempt under a busy machine is retried, not a failure)
+    assert {a.code for a in cams.backend.attempts} <= {"OK", "System.LimitControl"}, Counter(
+        a.code for a in cams.backend.attempts)
+    assert max(len(a.recipients) for a in cams.backend.attempts) < 1000  # bounded by the URL budget
+    assert "RequestURITooLong" not in result.stdout + result.stderr
+    assert 8 * 1024 < cams.backend.longest_request_line <= 16 * 1024
+
+
 def test_rerun_resumes_and_sends_nothing_again(cams: LocalCams, tmp_path: Path) -> None:
     csv_path = sample(tmp_path, 500)
     store = tmp_path / "state.db"

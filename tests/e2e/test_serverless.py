@@ -40,7 +40,10 @@ def store_of(cloud: LocalCloud) -> TablestoreStore:
     creds = cloud.credentials
     return TablestoreStore(TablestoreSettings(endpoint=cloud.tablestore.endpoint, instance=cloud.instance),
                            access_key_id=creds.access_key_id, access_key_secret=creds.access_key_secret,
-                           security_token=creds.security_token or "")
+                           security_token=creds.security_token or "", create_tables=False)  # the cloud made them
+
+
+TABLE_OPERATIONS = {"CreateTable", "ListTable", "DescribeTable", "UpdateTable", "DeleteTable"}
 
 
 
@@ -77,6 +80,7 @@ def received_by_task(cloud: LocalCloud) -> dict[str | None, Counter[str]]:
 
 
 def test_several_uploads_at_once_each_recipient_once_per_job(cloud: LocalCloud) -> None:
+    started = len(cloud.tablestore.backend.requests)  # the tables exist (the local init-tables): ready
     files = {f"incoming/list-{i}.csv": sample_bytes(500, seed=40 + i) for i in range(3)}
     threads = [threading.Thread(target=upload, args=(cloud, key, data), kwargs={"task_id": f"task-{i}"})
                for i, (key, data) in enumerate(files.items())]
@@ -102,6 +106,9 @@ def test_several_uploads_at_once_each_recipient_once_per_job(cloud: LocalCloud) 
     assert len([r for r in fc.invocations if r.function == INGEST]) == 3
     assert all(r.status == "ok" for r in fc.invocations), [(r.function, r.error) for r in fc.invocations]
     assert fc.gb_seconds() > 0
+    # the functions' cold starts (several instances) made no table operation: only row operations
+    apis = {r.api for r in cloud.tablestore.backend.requests[started:]}
+    assert apis and not apis & TABLE_OPERATIONS, apis
     store.close()
 
 
@@ -140,6 +147,26 @@ def test_a_bad_upload_is_reported_in_the_bucket(cloud: LocalCloud) -> None:
     assert error["problem"] == "options" and "upload the CSV again" in error["fix"]
     assert cloud.cams.backend.attempts == []
     store.close()
+
+
+def test_full_batches_from_the_functions_never_send_a_request_line_over_16_kib(tmp_path: Path) -> None:
+    """The deployed functions with s.yaml's own settings (1,000 recipients per call, SenderList in the body)
+    against the local CAMS's gateway limits: full batches, short request lines, nothing refused."""
+    with LocalCloud(s_yaml=str(ROOT / "s.yaml"), data_dir=str(tmp_path / "cloud"),
+                    cams_options={"latency": 0.02}) as cloud:
+        key = "incoming/full-batches.csv"
+        data = sample_bytes(2600, seed=61)
+        upload(cloud, key, data)
+        store = store_of(cloud)
+        job = wait_for_jobs(cloud, store, {f"oss://{cloud.bucket}/{key}"})[f"oss://{cloud.bucket}/{key}"]
+        assert job.status is JobStatus.completed, job.reason
+        backend = cloud.cams.backend
+        assert Counter(m.to for m in backend.received) == Counter({n: 1 for n in valid_numbers(data)})
+        assert {a.code for a in backend.attempts} <= {"OK", "System.LimitControl"}  # none refused as too long
+        sizes = sorted(len(a.recipients) for a in backend.attempts if a.code == "OK")
+        assert sizes[1:] == [1000] * (len(sizes) - 1), sizes
+        assert 0 < backend.longest_request_line <= 16 * 1024
+        store.close()
 
 
 def _expect_completed(cloud: LocalCloud, store: TablestoreStore, key: str, data: bytes, task: str) -> JobRecord:

@@ -425,9 +425,16 @@ SCENARIOS = {
         arm=lambda cloud, files: (cloud.fc.backend.duplicate_next(SENDER, 100),
                                   cloud.fc.backend.duplicate_next(INGEST, 5))),
     "http-repeats": Scenario("http-repeats", http_repeats=3),
+    # FC redelivers an async event after a throttling system error (429, concurrency limit exceeded)
     "fc-retries": Scenario(
         "fc-retries",
-        arm=lambda cloud, files: (cloud.fc.backend.fail_next(SENDER, 3), cloud.fc.backend.fail_next(INGEST, 1))),
+        arm=lambda cloud, files: (cloud.fc.backend.fail_next(SENDER, 3, code="ResourceExhausted"),
+                                  cloud.fc.backend.fail_next(INGEST, 1, code="ResourceExhausted"))),
+    # FC never retries an internal error: those sender events go to the dead-letter queue, and the timer's
+    # sweeper starts senders for the jobs they left idle
+    "fc-system-errors": Scenario(
+        "fc-system-errors", rows=SMALL,
+        arm=lambda cloud, files: cloud.fc.backend.fail_next(SENDER, 3, code="InternalServerError")),
     "crashes": Scenario("crashes", arm=arm_crashes),
     "crashes-then-reconcile": Scenario("crashes-then-reconcile", rows=SMALL, arm=arm_crashes, recover=True),
     "refused-numbers": Scenario("refused-numbers", rows=SMALL, arm=arm_refused_numbers, recover=True),

@@ -38,8 +38,8 @@ def check_invariants(outcome: Outcome) -> None:
 def test_never_twice_never_lost(name: str, tmp_path: Path) -> None:
     outcome = run(SCENARIOS[name], tmp_path)
     check_invariants(outcome)
-    if name in ("no-faults", "duplicate-deliveries", "fc-retries", "jobs-at-once-racing-senders", "http-repeats",
-                "frozen-replanner"):
+    if name in ("no-faults", "duplicate-deliveries", "fc-retries", "fc-system-errors", "jobs-at-once-racing-senders",
+                "http-repeats", "frozen-replanner"):
         assert outcome.uncertain == 0 and outcome.failed == 0  # nothing here can make a call ambiguous
         assert outcome.received == outcome.recipients
     if name == "crashes":

@@ -29,7 +29,7 @@ from alibabacloud_credentials.client import Client as CredClient  # noqa: E402
 from alibabacloud_credentials.models import Config as CredConfig  # noqa: E402
 from alibabacloud_tea_openapi.exceptions import ClientException, ServerException  # noqa: E402
 from alibabacloud_tea_openapi.utils import Utils  # noqa: E402
-from alibabacloud_tea_openapi.utils_models import Config  # noqa: E402
+from alibabacloud_tea_openapi.utils_models import Config, OpenApiRequest, Params  # noqa: E402
 from darabonba.exceptions import UnretryableException  # noqa: E402
 from darabonba.runtime import RuntimeOptions  # noqa: E402
 
@@ -72,18 +72,38 @@ def send(client: Client, req: m.SendChatappMassMessageRequest, **runtime: Any) -
     return client.send_chatapp_mass_message_with_options(req, RuntimeOptions(**runtime))
 
 
+def send_in_body(client: Client, req: m.SendChatappMassMessageRequest, body_fields: tuple[str, ...] = (
+        "SenderList",), **runtime: Any) -> m.SendChatappMassMessageResponse:
+    """The SDK's generic call path with ``body_fields`` in a form body (as the product sends), the rest in
+    the query; the response parsed with the SDK's own model."""
+    shrink = m.SendChatappMassMessageShrinkRequest()
+    Utils.convert(req, shrink)
+    shrink.sender_list_shrink = Utils.array_to_string_with_specified_style(req.sender_list, "SenderList", "json")
+    fields = {k: v for k, v in shrink.to_map().items() if v is not None}
+    query = Utils.query({k: v for k, v in fields.items() if k not in body_fields})
+    body = {k: v for k, v in fields.items() if k in body_fields}
+    params = Params(action="SendChatappMassMessage", version="2020-06-06", protocol="HTTPS", pathname="/",
+                    method="POST", auth_type="AK", style="RPC", req_body_type="formData", body_type="json")
+    result = client.call_api(params, OpenApiRequest(query=query, body=body), RuntimeOptions(**runtime))
+    return m.SendChatappMassMessageResponse().from_map(result)
+
+
 def raw_call(cams: LocalCams, query: dict[str, str], *, action: str = "SendChatappMassMessage",
-             date: str | None = None, nonce: str | None = None, tamper: dict[str, str] | None = None
+             date: str | None = None, nonce: str | None = None, tamper: dict[str, str] | None = None,
+             body: bytes = b"", content_type: str | None = None, sent_body: bytes | None = None,
              ) -> tuple[int, dict[str, Any]]:
-    """Sign with the SDK's own signer, send with http.client (optionally with a tampered query)."""
+    """Sign with the SDK's own signer, send with http.client (optionally with a tampered query, or a body
+    other than the signed one: ``sent_body``)."""
     c = cams.credentials
     headers = {
         "host": cams.host_port, "x-acs-version": "2020-06-06", "x-acs-action": action, "user-agent": "test",
         "x-acs-date": date or datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "x-acs-signature-nonce": nonce or uuid.uuid4().hex, "accept": "application/json",
-        "x-acs-content-sha256": hashlib.sha256(b"").hexdigest(),
+        "x-acs-content-sha256": hashlib.sha256(body).hexdigest(),
         "x-acs-accesskey-id": c.access_key_id, "x-acs-security-token": c.security_token or "",
     }
+    if content_type:
+        headers["content-type"] = content_type
     signable = SimpleNamespace(method="POST", pathname="/", query=dict(query), headers=headers)
     headers["Authorization"] = Utils.get_authorization(signable, "ACS3-HMAC-SHA256",
                                                        headers["x-acs-content-sha256"],
@@ -91,9 +111,22 @@ def raw_call(cams: LocalCams, query: dict[str, str], *, action: str = "SendChata
     sent_query = dict(query, **(tamper or {}))
     connection = http.client.HTTPConnection(cams.host, cams.port, timeout=10)
     try:
-        connection.request("POST", "/?" + urlencode(sent_query), headers=headers)
+        connection.request("POST", "/?" + urlencode(sent_query), body=body if sent_body is None else sent_body,
+                           headers=headers)
         response = connection.getresponse()
         return response.status, json.loads(response.read())
+    finally:
+        connection.close()
+
+
+def raw_post(cams: LocalCams, target: str, body: bytes = b"") -> tuple[int, str, bytes]:
+    """An unsigned POST (the gateway's own limits come before any signature check): status, type, body."""
+    connection = http.client.HTTPConnection(cams.host, cams.port, timeout=30)
+    try:
+        connection.request("POST", target, body=body, headers={"x-acs-action": "SendChatappMassMessage",
+                                                               "x-acs-version": "2020-06-06"})
+        response = connection.getresponse()
+        return response.status, response.getheader("Content-Type") or "", response.read()
     finally:
         connection.close()
 
@@ -161,11 +194,27 @@ def test_success_body_has_the_documented_fields(local_cams: LocalCams) -> None:
     assert body["AccessDeniedDetail"] is None
 
 
-def test_a_thousand_recipients_fit_in_the_default_request_line(local_cams: LocalCams, client: Client) -> None:
-    response = send(client, request(n=1000))
-    assert response.body.code == "OK"
+def test_a_thousand_recipients_fit_in_a_form_body_with_a_short_request_line(
+        local_cams: LocalCams, client: Client) -> None:
+    response = send_in_body(client, request(n=1000, task_id="t-1"))
+    assert (response.status_code, response.body.code) == (200, "OK")
+    assert response.body.group_message_id.isdigit()
     assert len(local_cams.backend.received) == 1000
-    assert len(urlencode(local_cams.backend.attempts[0].params)) > 65536  # beyond http.server's default
+    [attempt] = local_cams.backend.attempts
+    assert attempt.params["TaskId"] == "t-1" and attempt.params["From"] == FROM  # from the query
+    assert len(attempt.recipients) == 1000  # from the body
+    assert len(urlencode({"SenderList": attempt.params["SenderList"]})) > 65536
+    assert 0 < local_cams.backend.longest_request_line < 1024
+
+
+def test_the_sdks_query_form_of_a_thousand_recipients_gets_the_gateways_html_414(
+        local_cams: LocalCams, client: Client) -> None:
+    with pytest.raises(UnretryableException) as caught:  # the SDK cannot parse an HTML error page
+        send(client, request(n=1000))
+    assert "<title>414 Request-URI Too Large</title>" in str(caught.value)
+    assert local_cams.backend.received == []
+    assert local_cams.backend.attempts[-1].code == "RequestURITooLong"
+    assert local_cams.backend.longest_request_line > 65536  # recorded whole, though refused at 16 KiB
 
 
 def test_concurrent_calls_are_all_recorded() -> None:
@@ -237,6 +286,41 @@ def test_tampered_query_is_a_signature_error(local_cams: LocalCams) -> None:
     status, body = raw_call(local_cams, QUERY, tamper={"From": "8613811111111"})
     assert (status, body["Code"]) == (400, "SignatureDoesNotMatch")
     assert len(local_cams.backend.received) == 1
+
+
+FORM = "application/x-www-form-urlencoded"
+SMALL_QUERY = {k: v for k, v in QUERY.items() if k != "SenderList"}
+SENDERS_FORM = urlencode({"SenderList": QUERY["SenderList"]}).encode()
+
+
+def test_parameters_in_a_form_body_are_read_and_signed_by_their_hash(local_cams: LocalCams) -> None:
+    assert raw_call(local_cams, SMALL_QUERY, body=SENDERS_FORM, content_type=FORM)[0] == 200
+    assert [r.to for r in local_cams.backend.received] == ["8613900000001"]
+    other = urlencode({"SenderList": QUERY["SenderList"].replace("01", "02")}).encode()
+    status, body = raw_call(local_cams, SMALL_QUERY, body=SENDERS_FORM, content_type=FORM, sent_body=other)
+    assert (status, body["Code"]) == (400, "SignatureDoesNotMatch")  # the body is not the one signed
+    assert len(local_cams.backend.received) == 1
+
+
+def test_a_body_whose_hash_is_signed_but_the_signature_is_not_the_bodys_is_refused(
+        local_cams: LocalCams) -> None:
+    # a correct x-acs-content-sha256 for the sent body, but the signature covers the hash of another body
+    status, body = raw_call(local_cams, SMALL_QUERY, body=b"SenderList=%5B%5D", content_type=FORM,
+                            sent_body=SENDERS_FORM)
+    assert (status, body["Code"]) == (400, "SignatureDoesNotMatch")
+    assert local_cams.backend.received == []
+
+
+def test_a_parameter_in_both_query_and_body_is_refused_by_name(local_cams: LocalCams) -> None:
+    status, body = raw_call(local_cams, QUERY, body=SENDERS_FORM, content_type=FORM)
+    assert (status, body["Code"]) == (400, "InvalidParameter")
+    assert "SenderList" in body["Message"]
+    assert local_cams.backend.received == []
+
+
+def test_a_body_that_is_not_a_form_carries_no_parameters(local_cams: LocalCams) -> None:
+    status, body = raw_call(local_cams, SMALL_QUERY, body=SENDERS_FORM, content_type="application/json")
+    assert (status, body["Code"]) == (400, "MissingSenderList")
 
 
 def test_replayed_nonce_is_refused(local_cams: LocalCams) -> None:
@@ -356,7 +440,7 @@ def test_malformed_sender_list_is_refused(local_cams: LocalCams) -> None:
 
 
 def test_more_than_a_thousand_recipients_are_refused(local_cams: LocalCams, client: Client) -> None:
-    response = send(client, request(n=1001))
+    response = send_in_body(client, request(n=1001))
     assert response.body.code == "InvalidParameter.SenderListOverLimit"
     assert local_cams.backend.received == []
     assert len(local_cams.backend.attempts[-1].recipients) == 1001
@@ -471,16 +555,52 @@ def test_latency_jitter_bounds() -> None:
     assert len(set(latencies)) > 1
 
 
-# --- request line limit -----------------------------------------------------------------------------------
-def test_request_line_longer_than_the_limit_gets_414() -> None:
+# --- the gateway's limits: request line and body -------------------------------------------------------
+def test_the_default_request_line_limit_is_16_kib_answered_with_an_html_414(local_cams: LocalCams) -> None:
+    line_overhead = len("POST /? HTTP/1.1")
+    fits = "x=" + "a" * (16 * 1024 - line_overhead - 2)
+    status, _, _ = raw_post(local_cams, "/?" + fits)
+    assert status != 414  # exactly 16 KiB: past the limit check (refused later, for its missing signature)
+    status, content_type, page = raw_post(local_cams, "/?" + fits + "a")
+    assert (status, content_type) == (414, "text/html")
+    assert b"<title>414 Request-URI Too Large</title>" in page and b"Powered by Tengine" in page
+    assert local_cams.backend.attempts[-1].code == "RequestURITooLong"
+    assert local_cams.backend.longest_request_line == 16 * 1024 + 1
+
+
+def test_request_line_longer_than_the_limit_gets_414_and_the_connection_goes_on_working() -> None:
     with LocalCams(max_request_line=2000) as cams:
         client = make_client(cams)
-        with pytest.raises(ClientException) as caught:
+        with pytest.raises(UnretryableException) as caught:
             send(client, request(n=100))
-        assert (caught.value.status_code, caught.value.code) == (414, "RequestURITooLong")
+        assert "414 Request-URI Too Large" in str(caught.value)
         assert cams.backend.attempts[-1].code == "RequestURITooLong"
         assert cams.backend.received == []
         assert send(client, request(n=1)).body.code == "OK"  # the next call works
+        assert send_in_body(client, request(n=100)).body.code == "OK"  # and the same call in a body
+
+
+def test_a_body_over_the_limit_gets_an_html_413_and_nothing_is_sent() -> None:
+    with LocalCams(max_body=4096) as cams:
+        client = make_client(cams)
+        with pytest.raises(UnretryableException) as caught:
+            send_in_body(client, request(n=100))
+        assert "<title>413 Request Entity Too Large</title>" in str(caught.value)
+        assert cams.backend.attempts[-1].code == "RequestEntityTooLarge"
+        assert cams.backend.received == []
+        assert send_in_body(client, request(n=10)).body.code == "OK"
+        status, content_type, page = raw_post(cams, "/", b"x" * 4097)
+        assert (status, content_type) == (413, "text/html") and b"Powered by Tengine" in page
+
+
+def test_the_default_body_limit_is_1_mib(local_cams: LocalCams, client: Client) -> None:
+    assert raw_post(local_cams, "/", b"x" * (1024 * 1024))[0] == 400  # read, then refused: no signature
+    assert raw_post(local_cams, "/", b"x" * (1024 * 1024 + 1))[0] == 413
+    # a full batch with long template values still fits
+    senders = [m.SendChatappMassMessageRequestSenderList(to=f"86139{i:08d}", template_params={
+        "name": f"Customer {i}", "code": "X" * 200}) for i in range(1000)]
+    assert send_in_body(client, request(sender_list=senders)).body.code == "OK"
+    assert len(local_cams.backend.received) == 1000
 
 
 # --- oracle -----------------------------------------------------------------------------------------------
@@ -518,7 +638,8 @@ def test_admin_endpoints(local_cams: LocalCams, client: Client) -> None:
         send(client, request())
     assert caught.value.code == "Product.Unsubscript"
     assert admin(local_cams, "config", {"refuse_all": None, "templates": ["T1"], "qps_limit": 100,
-                                        "max_request_line": 200_000})[0] == 200
+                                        "max_request_line": 200_000, "max_body": 2_000_000})[0] == 200
+    assert (local_cams.backend.max_request_line, local_cams.backend.max_body) == (200_000, 2_000_000)
     assert local_cams.backend.templates == frozenset({"T1"})
     assert admin(local_cams, "config", {"no_such_option": 1})[0] == 400
 

@@ -451,14 +451,46 @@ def test_a_handler_that_fails_to_import_fails_each_invocation(fc: LocalFc) -> No
     assert [r.status for r in fc.backend.records("broken")] == ["error", "error"]
 
 
-def test_system_errors_are_retried_without_using_up_the_retries(fc: LocalFc) -> None:
-    fc.backend.fail_next("fails", 2, code="ResourceThrottled")
+def test_a_throttled_event_is_retried_without_using_up_the_retries(fc: LocalFc) -> None:
+    fc.backend.fail_next("fails", 2, code="ResourceExhausted")  # 429: concurrency limit exceeded
     invoke(fc, "fails", b"x", async_=True)
     assert fc.backend.wait_idle(10)
     statuses = [(r.status, r.attempt) for r in fc.backend.records("fails")]
     assert statuses == [("system_error", 1), ("system_error", 1), ("error", 1), ("error", 2), ("error", 3)]
+    assert [d.condition for d in fc.backend.destinations] == ["RetriesExhausted"]
     fc.backend.fail_next("echo", code="InternalServerError")
     assert refusal(lambda: invoke(fc, "echo", b"x"))[:2] == (500, "InternalServerError")
+
+
+@pytest.mark.parametrize("code", ["InternalServerError", "ResourceThrottled", "SomePlatformFailure"])
+def test_an_async_system_error_goes_to_the_failure_destination_without_a_retry(fc: LocalFc, out: Path,
+                                                                              code: str) -> None:
+    fc.backend.fail_next("fails", 1, code=code)
+    request_id = invoke(fc, "fails", b"payload-s", async_=True).headers["x-fc-request-id"]
+    assert fc.backend.wait_idle(10)
+    assert [(r.status, r.attempt) for r in fc.backend.records("fails")] == [("system_error", 1)]  # once
+    (delivered,) = lines(out / "dlq.jsonl")
+    record = delivered["event"]
+    assert record["requestContext"] == {"requestId": request_id, "condition": "SystemError",
+                                        "functionArn": f"acs:fc:{REGION}:{ACCOUNT}:functions/fails",
+                                        "approximateInvokeCount": 0}  # the function never ran
+    status = {"InternalServerError": 500, "ResourceThrottled": 503}.get(code, 500)
+    assert record["responseContext"] == {"statusCode": status, "errorCode": code}
+    assert record["requestPayload"] == "payload-s"
+    invoke(fc, "fails", b"next", async_=True)  # the fault is used up: the next event runs, and is retried
+    assert fc.backend.wait_idle(10)
+    assert [r.status for r in fc.backend.records("fails")][1:] == ["error", "error", "error"]
+
+
+def test_an_instance_the_platform_cannot_spawn_is_a_system_error(make_fc: Callable[..., LocalFc],
+                                                                 out: Path, tmp_path: Path) -> None:
+    fc = make_fc(python=str(tmp_path / "no-such-python"))
+    assert refusal(lambda: invoke(fc, "echo", b"x"))[:2] == (500, "InternalServerError")
+    invoke(fc, "fails", b"payload-p", async_=True)
+    assert fc.backend.wait_idle(10)
+    assert [r.status for r in fc.backend.records("fails")] == ["system_error"]  # not retried
+    assert [(d.condition, d.target_function) for d in fc.backend.destinations] == [("SystemError", "dlq")]
+    assert "could not start an instance of fails" in (fc.backend.records("fails")[0].error or "")
 
 
 def test_duplicate_delivery_runs_the_same_event_twice(fc: LocalFc) -> None:

@@ -50,13 +50,17 @@ def bucket(local_oss: LocalOss) -> Any:
 
 
 def make_bucket(oss: LocalOss, *, name: str = BUCKET, access_key_id: str | None = None,
-                secret: str | None = None, token: str | bool | None = True, **options: Any) -> Any:
+                secret: str | None = None, token: str | bool | None = True, v1: bool = False,
+                **options: Any) -> Any:
+    """A bucket signing V4 for the emulator's region (``v1``: the old scheme, refused unless allowed)."""
     c = oss.credentials
     security_token = c.security_token if token is True else (token or None)
     key_id, key_secret = access_key_id or c.access_key_id, secret or c.access_key_secret
-    auth = (oss2.StsAuth(key_id, key_secret, security_token) if security_token
-            else oss2.Auth(key_id, key_secret))
-    return oss2.Bucket(auth, oss.endpoint, name, **options)
+    provider = oss2.credentials.StaticCredentialsProvider(key_id, key_secret, security_token or "")
+    if v1:
+        return oss2.Bucket(oss2.ProviderAuth(provider), oss.endpoint, name, **options)
+    options.setdefault("region", c.region_id)
+    return oss2.Bucket(oss2.ProviderAuthV4(provider), oss.endpoint, name, **options)
 
 
 def md5_hex(data: bytes) -> str:
@@ -145,7 +149,7 @@ def test_create_bucket_then_use_it(local_oss: LocalOss) -> None:
     assert local_oss.backend.keys("reports-2024") == ["r.csv"]
     with pytest.raises(oe.BucketNotEmpty):
         fresh.delete_bucket()
-    service = oss2.Service(make_bucket(local_oss).auth, local_oss.endpoint)
+    service = oss2.Service(local_oss.oss2_auth(), local_oss.endpoint, region=local_oss.credentials.region_id)
     names = [b.name for b in service.list_buckets().buckets]
     assert names == [BUCKET, "reports-2024"]
 
@@ -332,7 +336,7 @@ def test_sts_token_is_required_and_checked(local_oss: LocalOss) -> None:
     assert mismatch.value.code == "AccessKeyIdAndSecurityTokenNotMatch"
     with pytest.raises(oe.SignatureDoesNotMatch) as bad_secret:
         make_bucket(local_oss, secret="wrong-secret").get_object("x")
-    assert bad_secret.value.status == 403 and "/chatapp-mass/x" in bad_secret.value.details["StringToSign"]
+    assert bad_secret.value.status == 403 and "/chatapp-mass/x" in bad_secret.value.details["CanonicalRequest"]
     with pytest.raises(oe.ServerError) as unknown:
         make_bucket(local_oss, access_key_id="LTAI.unknown").get_object("x")
     assert (unknown.value.status, unknown.value.code) == (403, "InvalidAccessKeyId")
@@ -360,9 +364,10 @@ def test_signature_covers_sub_resources_and_oss_headers(local_oss: LocalOss, buc
     assert bucket.get_object("k", params={"response-content-type": "text/plain"}).headers["Content-Type"] \
         == "text/plain"
     url = bucket.sign_url("GET", "k", 60)
-    with urllib.request.urlopen(url) as response:  # a V1 signed URL
+    assert "x-oss-signature-version=OSS4-HMAC-SHA256" in url
+    with urllib.request.urlopen(url) as response:  # a V4 signed URL
         assert response.read() == b"1"
-    tampered = url.replace("Signature=", "Signature=A")
+    tampered = url.replace("x-oss-signature=", "x-oss-signature=a")
     with pytest.raises(urllib.error.HTTPError) as error:
         urllib.request.urlopen(tampered)
     assert error.value.code == 403 and b"SignatureDoesNotMatch" in error.value.read()
@@ -381,6 +386,104 @@ def test_v4_signatures(local_oss: LocalOss) -> None:
         oss2.Bucket(wrong, local_oss.endpoint, BUCKET, region=c.region_id).get_object(ODD_KEY)
     with pytest.raises(oe.SignatureDoesNotMatch):
         oss2.Bucket(auth, local_oss.endpoint, BUCKET, region="cn-hangzhou").get_object(ODD_KEY)
+
+
+def test_v4_requires_an_unsigned_payload_header(local_oss: LocalOss) -> None:
+    class OtherPayload(oss2.ProviderAuthV4):  # type: ignore[misc]
+        def __init__(self, provider: Any, value: str | None) -> None:
+            super().__init__(provider)
+            self.value = value
+
+        def _sign_request(self, req: Any, bucket_name: Any, key: Any, in_additional_headers: Any = None) -> None:
+            super()._sign_request(req, bucket_name, key, in_additional_headers)
+            if self.value is None:
+                del req.headers["x-oss-content-sha256"]
+            else:
+                req.headers["x-oss-content-sha256"] = self.value
+
+    c = local_oss.credentials
+    provider = oss2.credentials.StaticCredentialsProvider(c.access_key_id, c.access_key_secret, c.security_token)
+    for value in ("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", None):
+        bucket = oss2.Bucket(OtherPayload(provider, value), local_oss.endpoint, BUCKET, region=c.region_id)
+        with pytest.raises(oe.ServerError) as error:
+            bucket.get_object("x")
+        assert (error.value.status, error.value.code, error.value.ec) == (400, "InvalidArgument", "0002-00000214")
+
+
+def test_v1_signatures_are_refused_as_by_a_new_bucket(local_oss: LocalOss, bucket: Any) -> None:
+    bucket.put_object("k", b"1")
+    v1 = make_bucket(local_oss, v1=True)
+    with pytest.raises(oe.AccessDenied) as header:
+        v1.get_object("k")
+    assert (header.value.status, header.value.ec) == (403, "0002-00000080")
+    assert "V4" in header.value.message
+    with pytest.raises(oe.AccessDenied):  # refused before the key is looked at: even a wrong secret is 403
+        make_bucket(local_oss, v1=True, secret="wrong-secret").put_object("k", b"2")
+    with pytest.raises(urllib.error.HTTPError) as url:
+        urllib.request.urlopen(v1.sign_url("GET", "k", 60))  # a V1 signed URL
+    body = url.value.read()
+    url.value.close()
+    assert url.value.code == 403 and b"<Code>AccessDenied</Code>" in body and b"<EC>0002-00000080</EC>" in body
+    assert local_oss.backend.get_object_bytes(BUCKET, "k") == b"1"
+    assert [r.code for r in local_oss.backend.requests][-3:] == ["AccessDenied"] * 3
+
+
+def test_allow_v1_signatures_is_an_old_bucket() -> None:
+    with LocalOss(allow_v1_signatures=True) as oss:
+        v1 = make_bucket(oss, v1=True)
+        v1.put_object("k", b"old")
+        assert make_bucket(oss).get_object("k").read() == b"old"  # V4 still accepted
+        with urllib.request.urlopen(v1.sign_url("GET", "k", 60)) as response:
+            assert response.read() == b"old"
+        with pytest.raises(oe.SignatureDoesNotMatch):  # and V1 still verified
+            make_bucket(oss, v1=True, secret="wrong-secret").get_object("k")
+
+
+def test_v4_signed_urls(local_oss: LocalOss, bucket: Any) -> None:
+    bucket.put_object(ODD_KEY, b"signed")
+    url = bucket.sign_url("GET", ODD_KEY, 60)
+    assert "x-oss-security-token=" in url and f"%2F{local_oss.credentials.region_id}%2Foss%2F" in url
+    with urllib.request.urlopen(url) as response:
+        assert response.read() == b"signed"
+    csv = {"Content-Type": "text/csv"}  # signed: a V4 URL covers content-type
+    put = urllib.request.Request(bucket.sign_url("PUT", "up.csv", 60, headers=csv), data=b"to\n1\n",
+                                 method="PUT", headers=csv)
+    urllib.request.urlopen(put).close()
+    assert local_oss.backend.get_object_bytes(BUCKET, "up.csv") == b"to\n1\n"
+
+    def refused(target: str) -> tuple[int, bytes]:
+        with pytest.raises(urllib.error.HTTPError) as error:
+            urllib.request.urlopen(target)
+        body = error.value.read()
+        error.value.close()
+        return error.value.code, body
+
+    status, body = refused(url.replace("x-oss-security-token=", "x-oss-security-token=X"))
+    assert status == 403 and b"InvalidSecurityToken" in body
+    status, body = refused(make_bucket(local_oss, region="cn-hangzhou").sign_url("GET", ODD_KEY, 60))
+    assert status == 403 and b"<EC>0002-00000228</EC>" in body
+    status, body = refused(bucket.sign_url("GET", ODD_KEY, 7 * 24 * 3600 + 1))
+    assert status == 400 and b"<EC>0002-00000232</EC>" in body
+    status, body = refused(re.sub(r"x-oss-expires=\d+&?", "", url))
+    assert status == 400 and b"<EC>0002-00000215</EC>" in body
+    status, body = refused(re.sub(r"x-oss-signature=[0-9a-f]+", "x-oss-signature=", url))
+    assert status == 400 and b"<EC>0002-00000220</EC>" in body
+    status, body = refused(re.sub(r"&x-oss-signature=[0-9a-f]+", "", url))
+    assert status == 400 and b"<EC>0002-00000219</EC>" in body
+
+
+def test_v4_signed_url_expires() -> None:
+    offset = {"seconds": 0.0}
+    with LocalOss(clock=lambda: time.time() + offset["seconds"]) as oss:
+        bucket = oss.oss2_bucket()
+        bucket.put_object("k", b"1")
+        url = bucket.sign_url("GET", "k", 60)
+        offset["seconds"] = 120.0
+        with pytest.raises(urllib.error.HTTPError) as error:
+            urllib.request.urlopen(url)
+        body = error.value.read()
+        error.value.close()
+        assert error.value.code == 403 and b"Request has expired." in body and b"0002-00000236" in body
 
 
 def test_skewed_clock_is_refused() -> None:
@@ -619,9 +722,10 @@ def test_cli_prints_one_json_line_and_serves_until_sigterm(tmp_path: Path) -> No
         assert process.stdout is not None
         described = json.loads(process.stdout.readline())
         assert described["service"] == "oss" and described["buckets"] == ["cli-bucket"]
-        auth = oss2.StsAuth(described["access_key_id"], described["access_key_secret"],
-                            described["security_token"])
-        oss2.Bucket(auth, described["endpoint"], "cli-bucket").put_object("k", b"from the cli test")
+        provider = oss2.credentials.StaticCredentialsProvider(
+            described["access_key_id"], described["access_key_secret"], described["security_token"])
+        oss2.Bucket(oss2.ProviderAuthV4(provider), described["endpoint"], "cli-bucket",
+                    region=described["region_id"]).put_object("k", b"from the cli test")
         process.send_signal(signal.SIGTERM)
         assert process.wait(10) == 0
         assert process.stdout.read() == ""
@@ -636,3 +740,24 @@ def test_cli_prints_one_json_line_and_serves_until_sigterm(tmp_path: Path) -> No
         assert backend.get_object_bytes("cli-bucket", "k") == b"from the cli test"
     finally:
         backend.close()
+
+
+def test_cli_allow_v1_signatures_flag() -> None:
+    env = {k: v for k, v in os.environ.items() if k.lower() not in ("http_proxy", "https_proxy")}
+    process = subprocess.Popen([sys.executable, "-m", "chatapp_mass.localcloud.oss", "--allow-v1-signatures"],
+                               stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert process.stdout is not None
+        described = json.loads(process.stdout.readline())
+        v1 = oss2.Bucket(oss2.StsAuth(described["access_key_id"], described["access_key_secret"],
+                                      described["security_token"]), described["endpoint"], BUCKET)
+        v1.put_object("k", b"signed with V1")  # refused (403) without the flag
+        assert v1.get_object("k").read() == b"signed with V1"
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(10) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        if process.stdout is not None:
+            process.stdout.close()

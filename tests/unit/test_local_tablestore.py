@@ -111,7 +111,10 @@ def batch_put(client: OTSClient, table: str, rows: list[tuple[list, list]]) -> N
 
 @pytest.fixture(scope="module")
 def ots() -> Iterator[LocalTablestore]:
-    with LocalTablestore() as server:
+    # Not realistic: these tests create tables and write to them at once, and count requests; the realistic
+    # rules (a table not ready at first, table operations per second) are tested in
+    # test_tablestore_conformance.py.
+    with LocalTablestore(realistic=False) as server:
         yield server
 
 
@@ -774,7 +777,7 @@ def test_requests_are_recorded(client: OTSClient, kv: str, backend: TablestoreBa
 
 def test_state_survives_a_restart_with_a_data_dir(tmp_path: Any) -> None:
     keys = dict(access_key_id="LTAI.local-test", access_key_secret="s3cret", security_token=None)
-    with LocalTablestore(data_dir=str(tmp_path), **keys) as first:
+    with LocalTablestore(data_dir=str(tmp_path), realistic=False, **keys) as first:
         writer = make_client(first, token=None)
         create(writer, "kept", [("k", "STRING"), ("n", "INTEGER")], time_to_live=86400 * 7)
         batch_put(writer, "kept", [([("k", "a"), ("n", i)], [("v", i), ("b", bytearray(b"\x00x"))])
@@ -782,7 +785,7 @@ def test_state_survives_a_restart_with_a_data_dir(tmp_path: Any) -> None:
         writer.update_row("kept", Row([("k", "a"), ("n", 0)], {"increment": [("v", 10)]}), EXIST)
     assert (tmp_path / "tablestore.sqlite3").exists()
     assert not (tmp_path / "tablestore.sqlite3-wal").exists()  # stop() closed it: the file alone holds the data
-    with LocalTablestore(data_dir=str(tmp_path), **keys) as second:
+    with LocalTablestore(data_dir=str(tmp_path), realistic=False, **keys) as second:
         reader = make_client(second, token=None)
         assert reader.list_table() == ("kept",)
         assert reader.describe_table("kept").table_options.time_to_live == 604800
@@ -848,7 +851,7 @@ def test_time_to_live_hides_expired_cells_and_rows() -> None:
     from chatapp_mass.localcloud.tablestore import models as m
 
     now = [1_700_000_000.0]
-    backend = TablestoreBackend(clock=lambda: now[0])
+    backend = TablestoreBackend(clock=lambda: now[0], realistic=False)
     backend.add_instance("i")
     backend.create_table("i", m.TableInfo("t", (m.PrimaryKeySchema("k", "INTEGER"),), time_to_live=86400))
     key = lambda k: [("k", plain.Value(plain.VT_INTEGER, k))]  # noqa: E731

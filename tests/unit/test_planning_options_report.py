@@ -142,3 +142,33 @@ def test_planner_refuses_bad_bounds() -> None:
 )
 def test_neutralize(cell: str, expected: str) -> None:
     assert neutralize(cell) == expected
+
+
+# --- the request budget: where SenderList travels ----------------------------------------------------------
+def test_the_budget_follows_where_the_parameters_travel() -> None:
+    from chatapp_mass.oss_jobs import FunctionSettings
+    from chatapp_mass.planning import BODY_BUDGET, QUERY_BUDGET, request_budget
+
+    assert request_budget("body") == BODY_BUDGET and request_budget("query") == QUERY_BUDGET
+    assert QUERY_BUDGET + 4096 <= 16 * 1024 < BODY_BUDGET <= 1024 * 1024 - 100_000
+    with pytest.raises(ValueError, match="'body' or 'query'"):
+        request_budget("url")
+    assert FunctionSettings.from_env({}).max_request_bytes == BODY_BUDGET
+    assert FunctionSettings.from_env({"CHATAPP_CAMS_PARAMS_IN": "query"}).max_request_bytes == QUERY_BUDGET
+    with pytest.raises(OptionsError, match="CHATAPP_CAMS_PARAMS_IN"):
+        FunctionSettings.from_env({"CHATAPP_CAMS_PARAMS_IN": "header"})
+
+
+def test_a_full_batch_of_typical_recipients_is_bounded_by_count_in_the_body_and_by_bytes_in_the_url() -> None:
+    from chatapp_mass.planning import BODY_BUDGET, QUERY_BUDGET
+
+    sizes = [encoded_size({"To": f"86139{i:08d}", "TemplateParams": {"name": f"Customer {i}", "code": "A1B2"}})
+             for i in range(2000)]
+    for budget, expected_full in ((BODY_BUDGET, 1000), (QUERY_BUDGET, None)):
+        planner = BatchPlanner(1000, budget)
+        for size in sizes:
+            planner.assign(size)
+        if expected_full:
+            assert planner.sizes == [1000, 1000]
+        else:
+            assert 50 < max(planner.sizes) < 200

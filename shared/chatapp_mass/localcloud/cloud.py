@@ -17,6 +17,13 @@ the FIRST one in s.yaml order — the product's API for its clients. The functio
 each service's endpoint, the bucket, the Tablestore instance, the credentials, and ``env`` — the variables
 to export so ``chatapp-mass`` (or any SDK) uses it. With ``data_dir`` the state (objects, tables, and the
 credentials themselves) survives a restart; without it, everything lives in a temporary directory.
+
+``realistic`` (default on, as in `local-cloud`): the emulators keep the real services' timing rules (the local
+Tablestore: a new table is not ready at once, table operations limited per second; see its models).
+``tablestore_options`` go to :class:`LocalTablestore` (e.g. ``table_not_ready_seconds``). Once started, the
+product's Tablestore tables exist and are ready (``product_tables``, default on): what the deploy step
+``chatapp-mass init-tables`` does in the cloud, done here by the same code, so the functions and
+``chatapp-mass send --store tablestore://...`` find them.
 """
 
 from __future__ import annotations
@@ -42,7 +49,9 @@ class LocalCloud:
                  data_dir: Optional[str] = None, bucket: str = DEFAULT_BUCKET, instance: str = DEFAULT_INSTANCE,
                  sts: bool = True, cams_options: Optional[dict[str, Any]] = None, s_yaml: Optional[str] = None,
                  fc_port: int = 0, function_environment: Optional[dict[str, str]] = None,
-                 fc_options: Optional[dict[str, Any]] = None, oss_options: Optional[dict[str, Any]] = None) -> None:
+                 fc_options: Optional[dict[str, Any]] = None, realistic: bool = True,
+                 tablestore_options: Optional[dict[str, Any]] = None, product_tables: bool = True,
+                 oss_options: Optional[dict[str, Any]] = None) -> None:
         from chatapp_mass.localcloud.oss import LocalOss
         from chatapp_mass.localcloud.tablestore import LocalTablestore
 
@@ -59,7 +68,9 @@ class LocalCloud:
         self.oss = LocalOss(host=host, port=oss_port, data_dir=os.path.join(self.data_dir, "oss"),
                             buckets=(bucket,), **keys, **(oss_options or {}))
         self.tablestore = LocalTablestore(host=host, port=tablestore_port, instance_name=instance,
-                                          data_dir=os.path.join(self.data_dir, "tablestore"), **keys)
+                                          data_dir=os.path.join(self.data_dir, "tablestore"), realistic=realistic,
+                                          **keys, **(tablestore_options or {}))
+        self.product_tables = product_tables
         self._function_environment = dict(function_environment or {})
         self.fc = None if s_yaml is None else self._local_fc(s_yaml, host, fc_port, keys, fc_options or {})
         self._started: list[Any] = []
@@ -90,6 +101,8 @@ class LocalCloud:
                 if service is not None and service not in self._started:
                     service.start()
                     self._started.append(service)
+            if self.product_tables:
+                self.init_product_tables()
             if self.fc is not None:  # endpoints are known now: what the functions reach
                 secrets = (env.ALIBABA_CLOUD_ACCESS_KEY_ID, env.ALIBABA_CLOUD_ACCESS_KEY_SECRET,
                            env.ALIBABA_CLOUD_SECURITY_TOKEN, API_URL_VARIABLE)
@@ -100,6 +113,21 @@ class LocalCloud:
             self.stop()
             raise
         return self
+
+    def init_product_tables(self) -> dict[str, Any]:
+        """The product's tables (prefix ``CHATAPP_TABLE_PREFIX`` of the functions' environment, else the default),
+        created if missing and ready: ``chatapp-mass init-tables``, through the same code."""
+        from chatapp_mass.store_tablestore import TablestoreSettings, TablestoreStore
+
+        environ = {**self.environment(), **self._function_environment}
+        settings = TablestoreSettings.from_url(f"tablestore://{self.instance}", environ)
+        creds = self.credentials
+        store = TablestoreStore(settings, access_key_id=creds.access_key_id, access_key_secret=creds.access_key_secret,
+                                security_token=creds.security_token or "", create_tables=False)
+        try:
+            return store.init_tables()
+        finally:
+            store.close()
 
     def stop(self) -> None:
         while self._started:
@@ -120,6 +148,7 @@ class LocalCloud:
         variables = {
             env.CHATAPP_CAMS_ENDPOINT: self.cams.endpoint,
             env.CHATAPP_OSS_ENDPOINT: self.oss.endpoint,
+            env.CHATAPP_OSS_REGION: self.oss.credentials.region_id,  # a loopback endpoint names no region
             env.CHATAPP_TABLESTORE_ENDPOINT: self.tablestore.endpoint,
             env.CHATAPP_STORE: f"tablestore://{self.instance}",
             env.ALIBABA_CLOUD_REGION_ID: creds.region_id,
@@ -168,6 +197,9 @@ def add_arguments(parser: Any) -> None:
     parser.add_argument("--latency", type=float, default=0.0, help="CAMS reply latency in seconds (default 0)")
     parser.add_argument("--sts", action=argparse.BooleanOptionalAction, default=True,
                         help="STS-style credentials with a security token (default: on)")
+    from chatapp_mass.localcloud.tablestore.cli import add_realistic_arguments
+
+    add_realistic_arguments(parser)
     parser.add_argument("--env-file", metavar="FILE",
                         help="also write the variables as shell `export` lines here (then: . FILE)")
     parser.add_argument("--upload", metavar="PATH[=KEY]", action="append", default=[],
@@ -219,6 +251,9 @@ def run(args: Any) -> int:
                        cams_options={"latency": args.latency, "latency_jitter": 0.5 if args.latency else 0.0},
                        s_yaml=None if args.no_fc else args.s_yaml or ("s.yaml" if os.path.isfile("s.yaml") else None),
                        fc_port=args.fc_port, function_environment={env.CHATAPP_API_TOKEN: api_token},
+                       realistic=args.realistic,
+                       tablestore_options={"table_not_ready_seconds": args.table_not_ready_seconds,
+                                           "table_operations_per_second": args.table_operations_per_second},
                        oss_options={"url_encode_event_keys": True} if args.url_encode_event_keys else None)
     try:
         cloud.start()

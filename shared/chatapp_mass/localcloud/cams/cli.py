@@ -12,7 +12,7 @@ import argparse
 from functools import partial
 
 from .._http import serve_until_signalled
-from .models import DEFAULT_MAX_REQUEST_LINE, DEFAULT_QPS_LIMIT
+from .models import DEFAULT_MAX_BODY, DEFAULT_MAX_REQUEST_LINE, DEFAULT_QPS_LIMIT
 from .server import LocalCams
 
 
@@ -28,6 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-request-line", type=int, default=DEFAULT_MAX_REQUEST_LINE,
                         help="longest request line in bytes; longer gets 414 "
                         f"(default {DEFAULT_MAX_REQUEST_LINE})")
+    parser.add_argument("--max-body", type=int, default=DEFAULT_MAX_BODY,
+                        help=f"largest request body in bytes; larger gets 413 (default {DEFAULT_MAX_BODY})")
     parser.add_argument("--template", action="append", dest="templates", metavar="CODE_OR_NAME",
                         help="a known template code or name (repeat); without it any template is accepted")
     parser.add_argument("--seed", type=int, default=None, help="seed for ids, jitter and random throttling")
@@ -39,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     return serve_until_signalled(partial(
         LocalCams, host=args.host, port=args.port, sts=args.sts, latency=args.latency,
         latency_jitter=args.latency_jitter, qps_limit=args.qps_limit or None,
-        max_request_line=args.max_request_line, templates=args.templates, seed=args.seed))
+        max_request_line=args.max_request_line, max_body=args.max_body, templates=args.templates, seed=args.seed))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -40,8 +40,7 @@ status; they appear in SDK/terraform constant tables mirroring that list):
 ASSUMPTIONS (no public source):
     InvalidParameter.SenderListOverLimit  more than 1,000 recipients in one call (HTTP 200 like the other
                                           CAMS parameter codes). The docs only state the limit.
-    RequestURITooLong                     HTTP 414 for a request line longer than the gateway accepts; the
-                                          real gateway's URL limit and its answer are unknown.
+    The gateway's request-line limit (16 KiB here) and body limit (1 MiB here): see the transport section.
     Which gateway code answers a missing From / SenderList, a malformed SenderList, or an out-of-range
     Ttl / FallBackDuration / Label / FallBackRule (we use the verified Missing{X} / Invalid{X} patterns).
 """
@@ -208,11 +207,49 @@ class InvalidApiNotFound(CamsError):
                                   "Specified api is not found, please check your url and method.")
 
 
-# --- transport ---------------------------------------------------------------------------------------
-class RequestURITooLong(CamsError):
-    """ASSUMPTION: the real gateway's URL limit and answer are unknown; this is http.server's status."""
+# --- transport: the gateway's own HTML pages -------------------------------------------------------------
+# The OpenAPI gateway is Tengine; refusing a request before any API logic it answers with Tengine's HTML
+# error page, not JSON. Verified for an over-long URL: aliyun/openapi-core-nodejs-sdk issue #55 quotes the
+# page (``<title>414 Request-URI Too Large</title>`` ... ``Powered by Tengine``) from a ``*.aliyuncs.com``
+# endpoint. The 413 page has the same shape on another Alibaba Tengine gateway (alipay/alipay-sdk-nodejs-all
+# issue #130: ``<title>413 Request Entity Too Large</title>``); that the OpenAPI gateway answers an
+# over-large body so is an ASSUMPTION. The limits themselves are not documented (see models.py).
+_TENGINE_PAGE = (
+    '<!DOCTYPE HTML PUBLIC "-//IETF//DTD HTML 2.0//EN">\r\n<html>\r\n<head><title>{title}</title></head>\r\n'
+    '<body bgcolor="white">\r\n<h1>{title}</h1>\r\n<p>{text} Sorry for the inconvenience.<br/>\r\n'
+    'Please report this message and include the following information to us.<br/>\r\n'
+    'Thank you very much!</p>\r\n<table>\r\n<tr>\r\n<td>URL:</td>\r\n<td>http://local-cams</td>\r\n'
+    '</tr>\r\n<tr>\r\n<td>Server:</td>\r\n<td>local-cams</td>\r\n</tr>\r\n</table>\r\n'
+    '<hr/>Powered by Tengine</body>\r\n</html>\r\n')
+
+
+class GatewayPageError(CamsError):
+    """Refused by the gateway itself: the reply is its HTML page (``html``), never JSON."""
+
+    @property
+    def html(self) -> bytes:
+        return _TENGINE_PAGE.format(title=f"{self.http_status} {self.page_title}",
+                                    text=self.page_text).encode("utf-8")
+
+    page_title = ""
+    page_text = ""
+
+
+class RequestURITooLong(GatewayPageError):
+    """HTTP 414 with Tengine's HTML page (issue #55 above). The code is ours, for the record only."""
 
     http_status, code, message = 414, "RequestURITooLong", "The request line is too long."
+    page_title = "Request-URI Too Large"
+    page_text = "The requested URL's length exceeds the capacity limit for this server."
+
+
+class RequestEntityTooLarge(GatewayPageError):
+    """HTTP 413 with Tengine's HTML page (ASSUMPTION, see above). The code is ours, for the record only."""
+
+    http_status, code, message = 413, "RequestEntityTooLarge", "The request body is too large."
+    page_title = "Request Entity Too Large"
+    page_text = ("The requested resource does not allow request data with the requested method or the amount "
+                 "of data provided in the request exceeds the capacity limit.")
 
 
 class ServiceUnavailable(CamsError):
@@ -230,7 +267,7 @@ KNOWN_ERRORS: dict[str, type[CamsError]] = {
         InvalidSignatureMethod, InvalidAccessKeyIdNotFound, MissingSecurityToken,
         InvalidSecurityTokenMismatch, InvalidSecurityTokenMalformed, InvalidSecurityTokenExpired,
         InvalidTimeStampExpired, InvalidTimeStampFormat, SignatureNonceUsed, InvalidApiNotFound,
-        RequestURITooLong, ServiceUnavailable,
+        RequestURITooLong, RequestEntityTooLarge, ServiceUnavailable,
     )
 }
 

@@ -37,7 +37,14 @@ TTL_RANGE = (30, 1_209_600)
 FALLBACK_DURATION_RANGE = (60, 43_200)
 DEFAULT_QPS_LIMIT = 10
 DEFAULT_MAX_RECIPIENTS = 1_000
-DEFAULT_MAX_REQUEST_LINE = 131_072
+# The gateway's limits are not documented. Request line: 16 KiB, a conservative choice (the gateway has
+# answered over-long URLs with 414, aliyun/openapi-core-nodejs-sdk issue #55, at an unknown length; Tengine's
+# default ``large_client_header_buffers 4 8k`` would refuse even sooner, so a product that keeps its lines
+# to a few KB passes either way). Body: 1 MiB, ASSUMPTION: Tengine/nginx's default ``client_max_body_size
+# 1m`` (http://nginx.org/en/docs/http/ngx_http_core_module.html#client_max_body_size), answered 413; a
+# 1,000-recipient SenderList with its parameters is ~0.1-0.3 MB, well within.
+DEFAULT_MAX_REQUEST_LINE = 16 * 1024
+DEFAULT_MAX_BODY = 1024 * 1024
 DEFAULT_MAX_CLOCK_SKEW = 15 * 60.0  # the gateway's documented x-acs-date tolerance
 NON_JSON_BODY = b"<html><body><h1>502 Bad Gateway</h1><p>local CAMS: injected non-JSON</p></body></html>"
 NON_JSON_CODE = "LocalCams.NonJsonReply"  # recorded for a non-JSON reply that refused the call
@@ -321,6 +328,7 @@ class CamsBackend(AccountRegistry):
         latency: float = 0.0,
         latency_jitter: float = 0.0,
         max_request_line: int = DEFAULT_MAX_REQUEST_LINE,
+        max_body: int = DEFAULT_MAX_BODY,
         templates: Iterable[str] | None = None,
         throttle_probability: float = 0.0,
         fail_probability: float = 0.0,
@@ -339,6 +347,10 @@ class CamsBackend(AccountRegistry):
         self.latency = latency
         self.latency_jitter = latency_jitter
         self.max_request_line = max_request_line
+        self.max_body = max_body
+        # The longest request line (method, target, version; no CRLF) of any API request seen, refused or
+        # not (admin calls excluded): what tests assert "no request line over N bytes" on.
+        self.longest_request_line = 0
         self.templates = templates  # type: ignore[assignment]  # property normalizes
         # Numbers the service refuses although they look valid (InvalidParameter.PhoneNumberError for the
         # whole call, as for a malformed one): what the sender's batch splitting is tested against.
@@ -392,7 +404,7 @@ class CamsBackend(AccountRegistry):
                     setattr(self, name, float(value))
                 elif name == "qps_limit":
                     self.qps_limit = None if value is None else int(value)
-                elif name in ("max_request_line", "max_recipients"):
+                elif name in ("max_request_line", "max_body", "max_recipients"):
                     setattr(self, name, int(value))
                 elif name == "templates":
                     self.templates = value
@@ -540,9 +552,15 @@ class CamsBackend(AccountRegistry):
             params = dict(params or {})
             reply = self._record_error(error, self.clock(), self._request_id(), access_key_id, action, params,
                                        decode_sender_list(params.get("SenderList")))
-            if isinstance(error, exc.RequestURITooLong):
+            if isinstance(error, exc.GatewayPageError):
+                reply.raw, reply.content_type = error.html, "text/html"
                 reply.close_connection = True
             return reply
+
+    def note_request_line(self, length: int) -> None:
+        """Remember the longest request line seen (see ``longest_request_line``)."""
+        with self._lock:
+            self.longest_request_line = max(self.longest_request_line, length)
 
     def use_nonce(self, nonce: str) -> bool:
         """False when ``nonce`` was seen within the clock-skew window (a replay)."""
@@ -561,7 +579,7 @@ class CamsBackend(AccountRegistry):
 
     # --- helpers for tests ------------------------------------------------------------------------------
     def reset(self) -> None:
-        """Forget attempts, received messages, rate windows, nonces and pending faults.
+        """Forget attempts, received messages, rate windows, nonces, pending faults and the longest line.
 
         Accounts and configuration (qps_limit, latency, templates, limits) are kept.
         """
@@ -571,6 +589,7 @@ class CamsBackend(AccountRegistry):
             self._admitted.clear()
             self._nonces.clear()
             self._faults = _Faults()
+            self.longest_request_line = 0
 
     def received_count_by_number(self) -> dict[str, int]:
         with self._lock:
@@ -610,6 +629,7 @@ class CamsBackend(AccountRegistry):
                 "received": len(self.received),
                 "codes": dict(codes),
                 "max_calls_in_any_window": self.max_calls_in_any_window(),
+                "longest_request_line": self.longest_request_line,
             }
 
     # --- internals --------------------------------------------------------------------------------------

@@ -10,10 +10,20 @@ The signature is recomputed exactly as ``alibabacloud_tea_openapi`` 0.4.6 comput
     Signature        = hex(hmac_sha256(secret, StringToSign))
 
 CanonicalQuery: keys sorted, ``key=quote(value, safe='~')`` joined by '&' (the wire uses ``urlencode``, so
-'+' on the wire is a space). CanonicalHeaders: only the headers the client listed in ``SignedHeaders``
+'+' on the wire is a space); the query's parameters only. CanonicalHeaders: only the headers the client listed in ``SignedHeaders``
 (transport headers such as Accept-Encoding and Content-Length are added after signing), lower-cased,
 ``name:value.strip()``; repeated headers joined by ',' after sorting. HexPayloadHash is the
 ``x-acs-content-sha256`` header, which must equal sha256(body).
+
+**Parameters in the body.** An RPC operation's parameters may travel in the query or in an
+``application/x-www-form-urlencoded`` body, which the signature covers through its hash: V3 signature document
+("Request syntax and signature method V3", https://www.alibabacloud.com/help/en/sdk/product-overview/v3-request-structure-and-signature
+: RequestBody, ``x-acs-content-sha256`` = hex SHA-256 of the payload, HashedRequestPayload), and tea-openapi 0.4.6
+``client.py::do_request``: with ``req_body_type='formData'`` the body is ``Utils.to_form(body)`` (urlencoded,
+keys sorted), ``content-type: application/x-www-form-urlencoded``, and its hash is ``x-acs-content-sha256``.
+So the parameters are the query's plus the form body's (:func:`request_params`). ASSUMPTIONS (no source says
+how the gateway merges): a body of another content type carries no parameters; a parameter given in both
+places is refused (``InvalidParameter``, naming it) rather than one silently winning.
 
 No business rules here: those live in :mod:`.models`.
 """
@@ -42,6 +52,26 @@ ADMIN_PREFIX = "/_localcams/"
 def parse_query(query_string: str) -> dict[str, str]:
     """Query parameters as the SDK meant them ('+' is a space; on a repeated key the last one wins)."""
     return dict(parse_qsl(query_string, keep_blank_values=True))
+
+
+FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
+
+
+def request_params(request: HttpRequest) -> dict[str, str]:
+    """The operation's parameters: the query's, plus a form body's (see the module docstring)."""
+    params = parse_query(request.query_string)
+    content_type = (request.header("content-type") or "").split(";", 1)[0].strip().lower()
+    if not request.body or content_type != FORM_CONTENT_TYPE:
+        return params
+    try:
+        form = parse_query(request.body.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise exc.InvalidParameter("The form body is not UTF-8.") from None
+    both = sorted(set(params) & set(form))
+    if both:
+        raise exc.InvalidParameter(
+            f"Parameters given both in the query and in the body: {', '.join(both)}. Send each once.")
+    return {**params, **form}
 
 
 def canonical_query_string(params: dict[str, str]) -> str:
@@ -126,7 +156,8 @@ class CamsResponse:
         self.backend = backend
 
     def dispatch(self, request: HttpRequest) -> Reply:
-        params = parse_query(request.query_string)
+        query = parse_query(request.query_string)
+        params = query
         action = request.header("x-acs-action")
         claimed_key = _claimed_access_key(request.header("authorization"))
         try:
@@ -134,7 +165,8 @@ class CamsResponse:
                     or request.path != "/" or request.method not in ("POST", "GET")):
                 raise exc.InvalidApiNotFound()
             authorization = _parse_authorization(request.header("authorization"))
-            account = self._authenticate(request, params, authorization)
+            account = self._authenticate(request, query, authorization)
+            params = request_params(request)
         except exc.CamsError as error:
             return self.backend.refuse(error, access_key_id=claimed_key, action=action, params=params)
         if action == LIST_ACTION:
@@ -144,6 +176,10 @@ class CamsResponse:
     def too_long(self) -> Reply:
         return self.backend.refuse(exc.RequestURITooLong(
             f"The request line is longer than {self.backend.max_request_line:,} bytes."))
+
+    def too_large(self, length: int) -> Reply:
+        return self.backend.refuse(exc.RequestEntityTooLarge(
+            f"The request body of {length:,} bytes is larger than {self.backend.max_body:,} bytes."))
 
     def _authenticate(self, request: HttpRequest, params: dict[str, str],
                       authorization: _Authorization) -> Account:
@@ -198,7 +234,7 @@ class AdminResponse:
     GET  /_localcams/stats     counts, codes and max_calls_in_any_window
     POST /_localcams/config    JSON object: latency, latency_jitter, qps_limit, throttle_next,
                                throttle_probability, fail_next, refuse_all, reply_non_json_next,
-                               templates, max_request_line, max_recipients, max_clock_skew,
+                               templates, max_request_line, max_body, max_recipients, max_clock_skew,
                                list_qps_limit, send_time_lag
     POST /_localcams/reset     forget attempts, received, windows and pending faults
     """

@@ -7,9 +7,15 @@
         assert cams.backend.received_count_by_number() == {...}
 
 Keep-alive is on (the SDK pools connections) and idle connections are never closed by the server, so a
-pooled client never sees a spurious reset. The request line may be as long as the backend's
-``max_request_line`` (http.server stops at 65,536 bytes; a 1,000-recipient call is ~93 KB); longer lines
-are drained and answered 414 ``RequestURITooLong``.
+pooled client never sees a spurious reset.
+
+**Limits, as the gateway's.** The request line may be as long as the backend's ``max_request_line`` (16 KiB
+by default); a longer one is drained and answered 414 with the gateway's HTML page. The body may be as large
+as ``max_body`` (1 MiB); a larger one is drained and answered 413 with its HTML page (sources and
+assumptions: ``models.py`` and ``exceptions.py``). The request line is read here, in
+:meth:`_Handler.handle_one_request`, which replaces http.server's own (that one stops at 65,536 bytes with
+its own 414), so the backend's limit is the only one. Every API request's line length is recorded
+(``CamsBackend.longest_request_line``).
 
 **Arrival time.** The service counts a call when it arrives, and the rate oracle
 (``CamsBackend.max_calls_in_any_window``) uses that time. On Linux the server asks the kernel to timestamp
@@ -104,6 +110,8 @@ class _Handler(LoopbackHandler):
                 return
             if not self.parse_request():  # it has answered already
                 return
+            if not self.path.startswith(ADMIN_PREFIX):
+                self.server.backend.note_request_line(len(self.raw_requestline.rstrip(b"\r\n")))
             self._serve()
             self.wfile.flush()
         except TimeoutError:
@@ -113,6 +121,9 @@ class _Handler(LoopbackHandler):
 
     def _serve(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
+        if length > self.server.backend.max_body and not self.path.startswith(ADMIN_PREFIX):
+            self._answer_too_large(length)
+            return
         body = self.rfile.read(length) if length > 0 else b""
         request = HttpRequest(self.command, self.path, list(self.headers.items()), body,
                               client_host=self.client_address[0], arrived_at=self._arrived_at)
@@ -131,6 +142,8 @@ class _Handler(LoopbackHandler):
             if not line:
                 break
             drained += len(line)
+        ending = 2 if line.endswith(b"\r\n") else 1 if line.endswith(b"\n") else 0
+        self.server.backend.note_request_line(drained - ending)
         try:
             headers = http.client.parse_headers(self.rfile)
             length = int(headers.get("Content-Length") or 0)
@@ -140,6 +153,17 @@ class _Handler(LoopbackHandler):
             pass
         self.requestline, self.request_version, self.command = "", "HTTP/1.1", ""
         self._send(self.server.cams.too_long())
+
+    def _answer_too_large(self, length: int) -> None:
+        """Read (and drop) the body first, as for a long line, unless it is beyond reason: then close."""
+        self.close_connection = True
+        left = length if length <= _DRAIN_LIMIT else 0
+        while left > 0:
+            chunk = self.rfile.read(min(left, _CHUNK))
+            if not chunk:
+                break
+            left -= len(chunk)
+        self._send(self.server.cams.too_large(length))
 
     def _send(self, reply: Reply) -> None:
         if reply.latency > 0:
@@ -177,7 +201,7 @@ class LocalCams(LocalService):
     """The local CAMS endpoint; a context manager (start on enter, stop on exit).
 
     ``backend`` is shared if given; otherwise one is built from ``backend_options`` (see
-    :class:`~.models.CamsBackend`: latency, latency_jitter, qps_limit, max_request_line, templates,
+    :class:`~.models.CamsBackend`: latency, latency_jitter, qps_limit, max_request_line, max_body, templates,
     throttle_probability, max_recipients, max_clock_skew, clock, seed). One account is registered with
     ``credentials`` — generated (STS-style when ``sts``) unless ``access_key_id``/``access_key_secret``
     (and ``security_token``) are given.

@@ -120,7 +120,11 @@ class ResourceThrottled(FcError):
     http_status, code, message = 503, "ResourceThrottled", "resources are being throttled"
 
 
-#: the system errors ``FcBackend.fail_next`` can inject (FC retries these for async invocations)
+#: the system errors ``FcBackend.fail_next`` can inject. Of these FC retries an async invocation only for
+#: "concurrency limit exceeded" (429 ResourceExhausted, backoff for up to 5 h); an internal error (500) and
+#: insufficient resources (503 ResourceThrottled) are not retried (FC3 "Configure a retry mechanism",
+#: https://www.alibabacloud.com/help/en/functioncompute/fc/error-handling-1-2; the older "Retry policies"
+#: page gives the statuses: 429 throttled, 500 system error, 503 insufficient resources)
 SYSTEM_ERRORS: dict[str, type[FcError]] = {
     "ResourceExhausted": ResourceExhausted,
     "InternalServerError": InternalServerError,
@@ -134,3 +138,11 @@ def system_error(code: str, message: str | None = None) -> FcError:
     if known is not None:
         return known(message)
     return FcError(message or code, code=code, http_status=500)
+
+
+RETRIED_SYSTEM_ERRORS = frozenset({"ResourceExhausted"})
+
+
+def is_retried_system_error(error: FcError) -> bool:
+    """Whether FC retries an async invocation after this system error (see SYSTEM_ERRORS)."""
+    return error.code in RETRIED_SYSTEM_ERRORS

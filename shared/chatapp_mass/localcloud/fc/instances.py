@@ -83,10 +83,17 @@ class ColdStart:
 
 
 class InstanceStartError(Exception):
+    """The function's code failed to start (import error, crash, init timeout): a function error."""
+
     def __init__(self, outcome: Outcome, cold_start: ColdStart) -> None:
         super().__init__(outcome.error)
         self.outcome = outcome
         self.cold_start = cold_start
+
+
+class InstanceSpawnError(Exception):
+    """The platform could not create an instance at all (the process could not be spawned): a system error,
+    not the function's (FcBackend turns it into InternalServerError)."""
 
 
 _EOF = object()
@@ -126,9 +133,15 @@ class Instance:
             config.log_path.parent.mkdir(parents=True, exist_ok=True)
             self._log = open(config.log_path, "ab")  # noqa: SIM115 - closed in stop()
         began = time.perf_counter()
-        self._process = subprocess.Popen(
-            [config.python, "-u", WORKER_SCRIPT], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=self._log, cwd=config.code_dir, env=environment, close_fds=True)
+        try:
+            self._process = subprocess.Popen(
+                [config.python, "-u", WORKER_SCRIPT], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                stderr=self._log, cwd=config.code_dir, env=environment, close_fds=True)
+        except OSError as error:
+            if self._log is not None:
+                self._log.close()
+                self._log = None
+            raise InstanceSpawnError(f"could not start an instance of {config.function}: {error}") from error
         threading.Thread(target=self._read, name=f"local-fc-{self.id}", daemon=True).start()
         assert self._process.stdin is not None
         try:

@@ -3,16 +3,27 @@ fault injection and what it saw. No HTTP here (``responses.py`` parses and signs
 
 Async semantics (reference/ALIBABA-FACTS.md §3), kept fast for tests:
 
+Which failures FC retries (FC3 "Configure a retry mechanism",
+https://www.alibabacloud.com/help/en/functioncompute/fc/error-handling-1-2; ALIBABA-FACTS "Added 2026-12-04"):
+HandledInvocationError / UnhandledInvocationError are retried ``maxAsyncRetryAttempts`` times; "concurrency
+limit exceeded" is retried with exponential backoff for up to 5 hours; an internal error and insufficient
+FC resources are **not retried**. Here:
+
 - An accepted event is queued (``x-fc-async-delay`` postpones its first attempt) and delivered
-  at least once. A failed attempt — the handler raised, the instance crashed, or it timed out — is retried
-  up to ``maxAsyncRetryAttempts`` times (so at most 1 + that many attempts), after ``retry_base_delay ·
-  2^(n-1)`` seconds capped at ``retry_max_delay`` (FC's real backoff is longer; the doubling is FC's).
-- A system error (injected with :meth:`FcBackend.fail_next`) never reached the function: it is retried
-  with the same backoff and does not use up the function's retries (FC retries those for up to 5 hours;
-  here the event age bounds it).
+  at least once. A failed attempt — the handler raised, the instance crashed, or it timed out: the
+  function's failure, ``UnhandledInvocationError`` — is retried up to ``maxAsyncRetryAttempts`` times (so at
+  most 1 + that many attempts), after ``retry_base_delay · 2^(n-1)`` seconds capped at ``retry_max_delay``
+  (FC's real backoff is longer; the doubling is FC's). A crashed handler process (a crash point, an import
+  that kills the interpreter) is such a function failure: FC reports it as UnhandledInvocationError.
+- A system error never reached the function: the platform failed (injected with
+  :meth:`FcBackend.fail_next`, or real: an instance process that could not be spawned, InternalServerError).
+  ``ResourceExhausted`` (429, concurrency limit exceeded) is retried with the same backoff without using up
+  the function's retries (FC: for up to 5 hours; here the event age bounds it). Any other system error
+  (``InternalServerError`` 500, ``ResourceThrottled`` 503 — "insufficient resources" — or another code) is not
+  retried: the event goes to the ``onFailure`` destination at once, condition ``SystemError``.
 - An event older than ``maxAsyncEventAgeInSeconds`` when its next attempt is due is dropped.
-- When an attempt succeeds the ``onSuccess`` destination gets a record; when retries are exhausted or the
-  event is dropped the ``onFailure`` one does. A destination ``acs:fc:<region>:<account or empty>:
+- When an attempt succeeds the ``onSuccess`` destination gets a record; when retries are exhausted, a system
+  error is not retried, or the event is dropped, the ``onFailure`` one does. A destination ``acs:fc:<region>:<account or empty>:
   functions/<name>`` is invoked asynchronously here; any other destination (MNS, EventBridge, RocketMQ) is
   only recorded in :attr:`FcBackend.destinations`.
 
@@ -21,11 +32,15 @@ fields FC's async task and AWS Lambda's destination records carry)::
 
     {"timestamp": "2024-01-01T00:00:00.000Z",
      "requestContext": {"requestId": ..., "functionArn": "acs:fc:<region>:<account>:functions/<name>",
-                        "condition": "Success" | "RetriesExhausted" | "EventAgeExceeded",
+                        "condition": "Success" | "RetriesExhausted" | "EventAgeExceeded" | "SystemError",
                         "approximateInvokeCount": <attempts that reached the function>},
      "requestPayload": <the event, decoded as UTF-8 (undecodable bytes replaced)>,
-     "responseContext": {"statusCode": 200, "functionError": None | "UnhandledInvocationError"},
+     "responseContext": {"statusCode": 200, "functionError": None | "UnhandledInvocationError"}
+                        or, for a system error, {"statusCode": 500 | 503 | ..., "errorCode": <FC code>},
      "responsePayload": <the handler's result, or its error JSON, as a string; None if it never ran>}
+
+ASSUMPTION: the ``SystemError`` condition and the system error's ``responseContext`` (no source names what
+FC sends for a system error it does not retry).
 """
 
 from __future__ import annotations
@@ -38,6 +53,7 @@ import os
 import re
 import secrets
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -50,7 +66,7 @@ from chatapp_mass.deploy.syaml import FunctionSpec, TriggerSpec
 
 from .._accounts import DEFAULT_REGION, Account, AccountRegistry
 from . import exceptions as exc
-from .instances import DEFAULT_INIT_TIMEOUT, ColdStart, InstanceConfig, InstancePool, Outcome
+from .instances import DEFAULT_INIT_TIMEOUT, ColdStart, InstanceConfig, InstancePool, InstanceSpawnError, Outcome
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +85,7 @@ UNHANDLED = "UnhandledInvocationError"
 InvocationKind = Literal["sync", "async"]
 TriggerKind = Literal["api", "oss", "timer", "destination", "http"]
 Status = Literal["ok", "error", "crash", "timeout", "dropped", "system_error"]
-Condition = Literal["Success", "RetriesExhausted", "EventAgeExceeded"]
+Condition = Literal["Success", "RetriesExhausted", "EventAgeExceeded", "SystemError"]
 
 _FC_DESTINATION = re.compile(r"^acs:fc:(?P<region>[^:]*):(?P<account>[^:]*):functions/(?P<name>[^/]+)(?:/.*)?$")
 
@@ -147,6 +163,7 @@ class _AsyncEvent:
     attempts: int = 0  # attempts that reached the function
     system_failures: int = 0
     last: Outcome | None = None
+    system_error: exc.FcError | None = None  # the system error that ended it (not retried)
 
 
 @dataclass
@@ -207,6 +224,7 @@ class FcBackend(AccountRegistry):
         max_clock_skew: float | None = DEFAULT_MAX_CLOCK_SKEW,
         init_timeout: float = DEFAULT_INIT_TIMEOUT,
         http_body_limit: int = SYNC_PAYLOAD_LIMIT,
+        python: str = sys.executable,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._lock = threading.RLock()
@@ -222,6 +240,7 @@ class FcBackend(AccountRegistry):
         self.retry_max_delay = retry_max_delay
         self.max_clock_skew = max_clock_skew
         self.http_body_limit = http_body_limit
+        self.python = python  # the interpreter instances run (one that cannot be spawned: a system error)
         self.clock = clock
         self.invocations: list[InvocationRecord] = []
         self.cold_starts: list[ColdStart] = []
@@ -263,7 +282,7 @@ class FcBackend(AccountRegistry):
         log_path = self.data_dir / "logs" / f"{spec.name}.log" if self.data_dir is not None else None
         return InstanceConfig(spec.name, spec.handler, spec.runtime, spec.memory_size, spec.timeout, code_dir,
                               paths, self.function_environment(spec, code_dir), self.region_id,
-                              self.account_id, log_path)
+                              self.account_id, log_path, python=self.python)
 
     def function_environment(self, spec: FunctionSpec, code_dir: Path) -> dict[str, str]:
         """The environment FC gives an instance (FC_INSTANCE_ID aside): a few system variables, the s.yaml
@@ -366,7 +385,8 @@ class FcBackend(AccountRegistry):
     def fail_next(self, function: str, n: int = 1, code: str = "InternalServerError",
                   message: str | None = None) -> None:
         """The next ``n`` invocations of ``function`` fail with a system error before reaching an instance:
-        a sync call gets the error reply; an async attempt is retried (without using up the retries)."""
+        a sync call gets the error reply; an async attempt with ``ResourceExhausted`` is retried (without
+        using up the retries), with any other code it goes to the ``onFailure`` destination, not retried."""
         self._function(function)
         exc.system_error(code)  # a bad code fails here, not later
         with self._lock:
@@ -417,15 +437,20 @@ class FcBackend(AccountRegistry):
         if trigger != "http" and len(payload) > SYNC_PAYLOAD_LIMIT:
             raise exc.EntityTooLarge(SYNC_PAYLOAD_LIMIT)
         request_id = request_id or new_request_id()
-        system = self._take_system_error(function)
-        if system is not None:
+        try:
+            system = self._take_system_error(function)
+            if system is not None:
+                raise system
+            outcome = self._execute(state, request_id, payload, qualifier)
+        except exc.FcError as system:
             self._record_system_error(state, request_id, "sync", trigger, 1, payload, system)
-            raise system
-        outcome = self._execute(state, request_id, payload, qualifier)
+            raise
         self._record(state, request_id, "sync", trigger, 1, payload, outcome)
         return SyncResult(request_id, outcome)
 
     def _execute(self, state: _Function, request_id: str, payload: bytes, qualifier: str | None) -> Outcome:
+        """Run on an instance. A function failure is an Outcome; the platform's own failure (no instance
+        could be spawned) raises InternalServerError, a system error."""
         credentials = self._credentials_for(state.spec)
         header = {
             "request_id": request_id,
@@ -435,7 +460,10 @@ class FcBackend(AccountRegistry):
                              "access_key_secret": credentials.access_key_secret,
                              "security_token": credentials.security_token} if credentials else {}),
         }
-        return state.pool.run(header, payload)
+        try:
+            return state.pool.run(header, payload)
+        except InstanceSpawnError as failed:
+            raise exc.InternalServerError(f"an internal error has occurred: {failed}") from failed
 
     # --- async ----------------------------------------------------------------------------------------------
     def invoke_async(self, function: str, payload: bytes, *, delay: float = 0, qualifier: str | None = None,
@@ -500,14 +528,22 @@ class FcBackend(AccountRegistry):
             self._deliver_destination(state, event, "EventAgeExceeded", config.on_failure)
             self._finished()
             return
-        system = self._take_system_error(event.function)
-        if system is not None:
-            event.system_failures += 1
+        try:
+            system = self._take_system_error(event.function)
+            if system is not None:
+                raise system
+            outcome = self._execute(state, event.request_id, event.payload, event.qualifier)
+        except exc.FcError as system:
             self._record_system_error(state, event.request_id, "async", event.trigger, event.attempts + 1,
                                       event.payload, system, event.duplicate)
-            self._schedule(event, self.clock() + self._backoff(event.system_failures))
+            if exc.is_retried_system_error(system):  # concurrency limit exceeded: backoff, retries kept
+                event.system_failures += 1
+                self._schedule(event, self.clock() + self._backoff(event.system_failures))
+                return
+            event.system_error = system  # internal error, insufficient resources: never retried
+            self._deliver_destination(state, event, "SystemError", config.on_failure)
+            self._finished()
             return
-        outcome = self._execute(state, event.request_id, event.payload, event.qualifier)
         event.attempts += 1
         event.last = outcome
         self._record(state, event.request_id, "async", event.trigger, event.attempts, event.payload, outcome,
@@ -579,7 +615,10 @@ class FcBackend(AccountRegistry):
         last = event.last
         response: dict[str, Any] = {}
         response_payload: str | None = None
-        if last is not None:
+        if event.system_error is not None:
+            response = {"statusCode": event.system_error.http_status, "errorCode": event.system_error.code}
+            response_payload = json.dumps({"errorMessage": event.system_error.message})
+        elif last is not None:
             failed = last.status != "ok"
             response = {"statusCode": 200, "functionError": UNHANDLED if failed else None}
             response_payload = (json.dumps(last.error) if failed

@@ -204,7 +204,7 @@ class LocalFc(LocalService):
     ``environment_overrides`` are merged over every function's s.yaml environment (LocalCloud puts its
     endpoints there). ``oss_backend``: an OSS emulator backend whose events fire the OSS triggers.
     ``max_instances``, ``data_dir`` and ``backend_options`` (retry_base_delay, retry_max_delay,
-    max_clock_skew, init_timeout, http_body_limit, clock): see :class:`~.models.FcBackend`.
+    max_clock_skew, init_timeout, http_body_limit, python, clock): see :class:`~.models.FcBackend`.
 
     Each function's HTTP trigger listens on ``http_host`` (loopback: a function URL here is for this machine),
     port ``http_ports[function]`` or any free one; see :attr:`http_endpoints`. A function with two HTTP

@@ -6,7 +6,8 @@ It prints ONE JSON line on stdout once it listens::
      "buckets": ["chatapp-mass"], "region_id": "ap-southeast-1", "access_key_id": "...",
      "access_key_secret": "...", "security_token": "...", "data_dir": null}
 
-With ``--data DIR`` buckets and objects survive a restart on the same directory.
+With ``--data DIR`` buckets and objects survive a restart on the same directory. Requests must be signed
+with V4 (``OSS4-HMAC-SHA256``, scoped to ``--region``); ``--allow-v1-signatures`` also accepts V1.
 """
 
 from __future__ import annotations
@@ -39,6 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="smallest part but the last a multipart upload may complete with (default "
                         "102400, OSS's 100 KB)")
     parser.add_argument("--seed", type=int, default=None, help="seed for request ids")
+    parser.add_argument("--allow-v1-signatures", action="store_true",
+                        help="also accept V1 signatures, as a bucket created before 2025-09-01 does (default: "
+                        "V4 only; V1 gets 403 AccessDenied)")
     parser.add_argument("--sts", action=argparse.BooleanOptionalAction, default=True,
                         help="issue STS-style credentials with a security token (default: on)")
 
@@ -47,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
     return serve_until_signalled(partial(
         LocalOss, host=args.host, port=args.port, sts=args.sts, region_id=args.region, data_dir=args.data,
         buckets=tuple(args.buckets or DEFAULT_BUCKETS), max_clock_skew=args.max_clock_skew or None,
-        event_delivery=args.event_delivery, seed=args.seed, url_encode_event_keys=args.url_encode_event_keys,
+        event_delivery=args.event_delivery, seed=args.seed, allow_v1_signatures=args.allow_v1_signatures,
+        url_encode_event_keys=args.url_encode_event_keys,
         **({"min_part_size": args.min_part_size} if args.min_part_size is not None else {})))
 
 

@@ -2,8 +2,9 @@
 
     with LocalOss() as oss:
         c = oss.credentials
-        bucket = oss2.Bucket(oss2.StsAuth(c.access_key_id, c.access_key_secret, c.security_token),
-                             oss.endpoint, "chatapp-mass")
+        provider = oss2.credentials.StaticCredentialsProvider(c.access_key_id, c.access_key_secret,
+                                                              c.security_token)
+        bucket = oss2.Bucket(oss2.ProviderAuthV4(provider), oss.endpoint, "chatapp-mass", region=c.region_id)
         bucket.put_object("lists/march.csv", b"to\\n8613800000000\\n")
         assert oss.backend.events[0]["events"][0]["oss"]["object"]["key"] == "lists/march.csv"
 
@@ -179,9 +180,9 @@ class _Server(LoopbackServer):
     label = "local OSS"
     logger = log
 
-    def __init__(self, address: tuple[str, int], backend: OssBackend) -> None:
+    def __init__(self, address: tuple[str, int], backend: OssBackend, allow_v1_signatures: bool) -> None:
         self.backend = backend
-        self.oss = OssResponse(backend)
+        self.oss = OssResponse(backend, allow_v1_signatures=allow_v1_signatures)
         self.admin = AdminResponse(backend)
         super().__init__(address, _Handler)
 
@@ -196,16 +197,22 @@ class LocalOss(LocalService):
     is kept as it is). One account is registered with ``credentials`` — generated (STS-style, with a
     security token, when ``sts``) unless ``access_key_id``/``access_key_secret`` (and ``security_token``)
     are given.
+
+    Requests must be signed with V4 (region-scoped, as ``oss2.ProviderAuthV4`` with ``Bucket(...,
+    region=credentials.region_id)``): V1 is refused (403 AccessDenied, EC 0002-00000080) as by a bucket
+    created since 2025-09-01, unless ``allow_v1_signatures`` (an older bucket); see :mod:`.auth`.
     """
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0, sts: bool = True,
                  access_key_id: str | None = None, access_key_secret: str | None = None,
                  security_token: str | None = None, region_id: str = DEFAULT_REGION,
                  backend: OssBackend | None = None, data_dir: str | None = None,
-                 buckets: Iterable[str] = DEFAULT_BUCKETS, **backend_options: Any) -> None:
+                 buckets: Iterable[str] = DEFAULT_BUCKETS, allow_v1_signatures: bool = False,
+                 **backend_options: Any) -> None:
         if backend is not None and (backend_options or data_dir is not None):
             raise TypeError("pass either backend or data_dir/backend options, not both")
         self._owns_backend = backend is None
+        self.allow_v1_signatures = allow_v1_signatures
         self.backend = backend if backend is not None else OssBackend(data_dir=data_dir, region_id=region_id,
                                                                       **backend_options)
         self.credentials = resolve_credentials(
@@ -223,7 +230,7 @@ class LocalOss(LocalService):
         super().__init__(host, port)
 
     def _new_server(self) -> _Server:
-        return _Server(self._address, self.backend)
+        return _Server(self._address, self.backend, self.allow_v1_signatures)
 
     # --- lifecycle --------------------------------------------------------------------------------------
     def _before_start(self) -> None:
@@ -247,14 +254,22 @@ class LocalOss(LocalService):
                 "access_key_secret": self.credentials.access_key_secret,
                 "security_token": self.credentials.security_token, "data_dir": self.backend.data_dir}
 
-    def oss2_bucket(self, name: str | None = None, **bucket_options: Any) -> Any:
-        """An ``oss2.Bucket`` on this endpoint with these credentials (``oss2`` imported on first use)."""
+    def oss2_auth(self) -> Any:
+        """``oss2.ProviderAuthV4`` over these credentials (the token included): what a new bucket accepts."""
         import oss2
 
         c = self.credentials
-        auth = (oss2.StsAuth(c.access_key_id, c.access_key_secret, c.security_token) if c.security_token
-                else oss2.Auth(c.access_key_id, c.access_key_secret))
+        provider = oss2.credentials.StaticCredentialsProvider(c.access_key_id, c.access_key_secret,
+                                                              c.security_token or "")
+        return oss2.ProviderAuthV4(provider)
+
+    def oss2_bucket(self, name: str | None = None, **bucket_options: Any) -> Any:
+        """An ``oss2.Bucket`` on this endpoint with these credentials, signing V4 for this region (``oss2``
+        imported on first use)."""
+        import oss2
+
         bucket = name or self.bucket_name
         if not bucket:
             raise ValueError("name a bucket: this LocalOss was started without buckets")
-        return oss2.Bucket(auth, self.endpoint, bucket, **bucket_options)
+        bucket_options.setdefault("region", self.credentials.region_id)
+        return oss2.Bucket(self.oss2_auth(), self.endpoint, bucket, **bucket_options)

@@ -4,7 +4,7 @@ It prints ONE JSON line on stdout once it listens::
 
     {"service": "tablestore", "endpoint": "http://127.0.0.1:PORT", "instance": "chatapp-local",
      "region": "ap-southeast-1", "credentials": {"access_key_id": "...", "access_key_secret": "...",
-     "security_token": "..."}, "data_dir": null}
+     "security_token": "..."}, "data_dir": null, "realistic": {"on": true, ...}}
 """
 
 from __future__ import annotations
@@ -28,6 +28,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--security-token", default=None, help="require this STS token (with --access-key-id)")
     parser.add_argument("--sts", action=argparse.BooleanOptionalAction, default=True,
                         help="generate STS-style credentials with a security token (default: on)")
+    add_realistic_arguments(parser)
+
+
+def add_realistic_arguments(parser: argparse.ArgumentParser, prefix: str = "") -> None:
+    """The realistic mode's switch and values (also offered by ``chatapp-mass local-cloud``)."""
+    parser.add_argument(f"--{prefix}realistic", dest="realistic", action=argparse.BooleanOptionalAction,
+                        default=True, help="the real service's timing rules: a new table answers OTSTableNotReady "
+                        "for a while, table operations are limited per second (default: on)")
+    parser.add_argument(f"--{prefix}table-not-ready-seconds", dest="table_not_ready_seconds", type=float,
+                        default=None, metavar="S",
+                        help="how long a new table is not ready (default: 2 when realistic, else 0)")
+    parser.add_argument(f"--{prefix}table-operations-per-second", dest="table_operations_per_second", type=int,
+                        default=None, metavar="N",
+                        help="table-metadata operations per second per instance (default: 10 when realistic, "
+                        "else unlimited)")
+
+
+def realistic_options(args: argparse.Namespace) -> dict[str, object]:
+    return {"realistic": args.realistic, "table_not_ready_seconds": args.table_not_ready_seconds,
+            "table_operations_per_second": args.table_operations_per_second}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -36,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     return serve_until_signalled(partial(
         LocalTablestore, host=args.host, port=args.port, sts=args.sts, access_key_id=args.access_key_id,
         access_key_secret=args.access_key_secret, security_token=args.security_token, region_id=args.region,
-        instance_name=args.instance, data_dir=args.data))
+        instance_name=args.instance, data_dir=args.data, **realistic_options(args)))
 
 
 def main(argv: list[str] | None = None) -> int:

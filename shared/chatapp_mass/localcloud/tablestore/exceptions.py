@@ -17,13 +17,18 @@ error-codes, help.aliyun.com document 27300), status, code and message as listed
                                  "Unsupported operation: {Operation}." and the per-API messages used in models.py
     400 OTSInvalidPK, OTSOutOfRowSizeLimit, OTSOutOfColumnCountLimit
     500 OTSInternalServerError   "Internal server error."
-    403 OTSQuotaExhausted        "Too frequent table operations." / "Number of tables exceeded the quota."
+    403 OTSQuotaExhausted        "Too frequent table operations." (Retry: Yes) / "Number of tables exceeded the
+                                 quota." (Retry: No) -- "HTTP 403 errors"; the realistic mode answers the first
+                                 past 10 table operations per second (models.DEFAULT_TABLE_OPERATIONS_PER_SECOND)
     503 OTSServerBusy "Server is busy.", OTSPartitionUnavailable "The partition is not available.",
         OTSTimeout "Operation timeout.", OTSServerUnavailable "Server is not available."
     409 OTSRowOperationConflict  "Data is being modified by the other request."
     409 OTSObjectAlreadyExist    "Requested table already exists."
     404 OTSObjectNotExist        "Requested table does not exist."
-    404 OTSTableNotReady         "The table is not ready."
+    404 OTSTableNotReady         "The table is not ready." (Retry: Yes; "The table is being initialized. Wait a few
+                                 seconds and try again.") -- the realistic mode, after CreateTable
+    400 OTSParameterInvalid      "The total data size of PutRow request exceeds the limit, limit size: {Limit} ,
+                                 data size: {Current}." (and UpdateRow) -- over 4 MB in one row write
     403 OTSCapacityUnitExhausted "Capacity unit is not enough."
     403 OTSConditionCheckFail    "Condition check failed."
     429 OTSFlowControl           "The requests have been throttled."

@@ -69,6 +69,25 @@ MAX_BATCH_GET_ROWS = 100
 MAX_RANGE_ROWS = 5000
 MAX_RANGE_BYTES = 4 * 1024 * 1024
 MAX_REQUEST_BYTES = 5 * 1024 * 1024
+# PutRow / UpdateRow: "PutRow一次操作的数据大小 4 MB", "UpdateRow一次操作的数据大小 4 MB" (general limits,
+# https://alibabacloud.com/help/zh/tablestore/general-limits-of-tablestore); over it: 400 OTSParameterInvalid
+# "The total data size of PutRow request exceeds the limit, limit size: {Limit} , data size: {Current}." (and
+# UpdateRow), Tablestore "Error codes" page, https://www.alibabacloud.com/help/en/tablestore/developer-reference/
+# error-codes ("HTTP 400 errors: batch operations").
+MAX_ROW_WRITE_BYTES = 4 * 1024 * 1024
+# Realistic mode (the default): the two time-dependent rules of the real service.
+# - "表元数据操作QPS 10次/秒: 一个实例的表元数据操作每秒不超过10次" (general limits page above): CreateTable,
+#   ListTable, DescribeTable, UpdateTable, DeleteTable, over 10 in a second per instance -> 403
+#   OTSQuotaExhausted "Too frequent table operations." (error-codes page: "HTTP 403 errors", Retry: Yes; the
+#   SDKs retry exactly that message: tablestore/retry.py RetryUtil.should_retry_no_matter_which_api).
+# - A new table is not ready at once: "After you create a data table, wait until the data table is loaded
+#   before you perform operations on the data. Otherwise, the operations will fail. This process typically
+#   takes several seconds." (https://www.alibabacloud.com/help/en/tablestore/developer-reference/
+#   create-table-by-python-sdk; the CreateTable API page says "in most cases ... one minute after",
+#   https://alibabacloud.com/help/en/tablestore/developer-reference/createtable-of-tablestore-api); meanwhile
+#   404 OTSTableNotReady "The table is not ready." (error-codes page: "HTTP 404 errors", Retry: Yes).
+DEFAULT_TABLE_OPERATIONS_PER_SECOND = 10
+DEFAULT_TABLE_NOT_READY_SECONDS = 2.0
 DEFAULT_MAX_TABLES = 64  # ASSUMPTION: the per-instance table quota (the real default varies by account)
 DEFAULT_MAX_CLOCK_SKEW = 15 * 60.0
 CAPACITY_UNIT_BYTES = 4096
@@ -89,6 +108,9 @@ CAST_INTEGER, CAST_DOUBLE, CAST_STRING = 0, 1, 3
 
 PrimaryKey = list[tuple[str, Value]]
 OutColumn = tuple[str, Value, int]
+# A stored row: column name -> its versions (value, timestamp in ms), newest first, at most max_versions.
+Versions = list[tuple[Value, int]]
+Columns = dict[str, Versions]
 OutRow = tuple[PrimaryKey, list[OutColumn]]
 
 
@@ -382,11 +404,13 @@ def _transformed(condition: SingleColumnCondition, value: Optional[Value]) -> Op
     return Value(VT_STRING, text)
 
 
-def matches(condition: ColumnCondition, columns: dict[str, Value]) -> bool:
-    """Whether a row's columns (name -> latest value) satisfy a column condition or filter.
+def matches(condition: ColumnCondition, columns: "dict[str, Sequence[Value]]") -> bool:
+    """Whether a row's columns (name -> its values, newest first) satisfy a column condition or filter.
 
     EXIST / NOT_EXIST test presence only; for the other comparators a missing column passes exactly when
-    ``pass_if_missing`` (the wire's ``not filter_if_missing``).
+    ``pass_if_missing`` (the wire's ``not filter_if_missing``). ``latest_version_only`` (the SDK's default)
+    compares the newest version; otherwise the condition holds if any version satisfies it (ASSUMPTION, the
+    reading of the SDK docs' "whether to check only the latest version").
     """
     if isinstance(condition, CompositeColumnCondition):
         results = (matches(sub, columns) for sub in condition.conditions)
@@ -395,21 +419,40 @@ def matches(condition: ColumnCondition, columns: dict[str, Value]) -> bool:
         if condition.operator == LO_AND:
             return all(results)
         return any(results)
-    value = _transformed(condition, columns.get(condition.column))
+    versions = list(columns.get(condition.column) or ())
+    if condition.latest_version_only:
+        versions = versions[:1]
+    values = [v for v in (_transformed(condition, version) for version in versions) if v is not None]
     if condition.comparator == CT_EXIST:
-        return value is not None
+        return bool(values)
     if condition.comparator == CT_NOT_EXIST:
-        return value is None
-    if value is None:
+        return not values
+    if not values:
         return condition.pass_if_missing
-    return _compare(value, condition.value, condition.comparator)
+    return any(_compare(value, condition.value, condition.comparator) for value in values)
+
+
+MAX_SUBCONDITIONS = 10
+
+
+def _leaves(condition: ColumnCondition) -> int:
+    if isinstance(condition, CompositeColumnCondition):
+        return sum(_leaves(sub) for sub in condition.conditions)
+    return 1
 
 
 def validate_condition(condition: Optional[ColumnCondition], depth: int = 0) -> None:
     """NOT takes one sub-condition, AND/OR two or more (ASSUMPTION: the docs say "must be 2"; the SDKs build
-    AND/OR of any number, and the service accepts them)."""
+    AND/OR of any number, and the service accepts them).
+
+    At most 10 single-column conditions in all: "A filter condition can include up to 10 subconditions"
+    (https://alibabacloud.com/help/en/tablestore/developer-reference/filter-by-using-python-sdk, Limits); the
+    same CompositeColumnValueFilter serves conditional updates (.../compositecolumnvaluefilter). ASSUMPTION:
+    the limit counts single-column conditions across the whole tree, and the error text is ours."""
     if condition is None:
         return
+    if depth == 0 and _leaves(condition) > MAX_SUBCONDITIONS:
+        raise exc.ParameterInvalid(f"The count of sub-conditions exceeds the max:{MAX_SUBCONDITIONS}.")
     if depth > 32:
         raise exc.ParameterInvalid("The count of filter exceeds the max:32.")
     if isinstance(condition, CompositeColumnCondition):
@@ -454,6 +497,13 @@ class TablestoreBackend(AccountRegistry):
     ``clock`` drives cell timestamps, TTL, the x-ots-date skew check and the x-ots-date of replies (the SDK
     refuses a reply dated more than 15 minutes from its own clock). ``max_clock_skew=None`` turns the request
     date check off. ``seed`` makes request ids reproducible.
+
+    ``realistic`` (default True) turns on the service's time-dependent rules: a new table answers 404
+    ``OTSTableNotReady`` to data operations for ``table_not_ready_seconds`` after CreateTable (default 2 s;
+    0 when not realistic), and table-metadata operations (CreateTable, ListTable, DescribeTable, UpdateTable,
+    DeleteTable) are limited to ``table_operations_per_second`` per instance in any sliding second (default 10;
+    None: unlimited), over it 403 ``OTSQuotaExhausted`` "Too frequent table operations.". Either value may be
+    given explicitly in both modes. Sources: the constants above.
     """
 
     def __init__(
@@ -465,8 +515,24 @@ class TablestoreBackend(AccountRegistry):
         max_request_bytes: int = MAX_REQUEST_BYTES,
         clock: Callable[[], float] = time.time,
         seed: Optional[int] = None,
+        realistic: bool = True,
+        table_not_ready_seconds: Optional[float] = None,
+        table_operations_per_second: Optional[int] = None,
     ) -> None:
         self._lock = threading.RLock()
+        self.realistic = realistic
+        # None: the realistic default when ``realistic``, else off (0 s / unlimited)
+        self.table_not_ready_seconds = float(
+            table_not_ready_seconds if table_not_ready_seconds is not None
+            else (DEFAULT_TABLE_NOT_READY_SECONDS if realistic else 0.0))
+        self.table_operations_per_second = (
+            table_operations_per_second if table_operations_per_second is not None
+            else (DEFAULT_TABLE_OPERATIONS_PER_SECOND if realistic else None))
+        if self.table_not_ready_seconds < 0:
+            raise ValueError("table_not_ready_seconds must be >= 0")
+        if self.table_operations_per_second is not None and self.table_operations_per_second < 1:
+            raise ValueError("table_operations_per_second must be >= 1 (or None: unlimited)")
+        self._table_operations: dict[str, deque[float]] = {}
         self.data_dir = data_dir
         self.max_clock_skew = max_clock_skew
         self.max_tables = max_tables
@@ -622,6 +688,7 @@ class TablestoreBackend(AccountRegistry):
             self.requests = []
             self._faults.clear()
             self._row_faults.clear()
+            self._table_operations.clear()
 
     def close(self) -> None:
         """Close the database (it is reopened on the next use; an in-memory one then starts empty)."""
@@ -655,7 +722,8 @@ class TablestoreBackend(AccountRegistry):
                     "SELECT pk, cols FROM ots_rows WHERE instance=? AND tbl=? ORDER BY k", (instance, table)):
                 pk, columns = _load_pk(pk_text), _load_columns(cols_text)
                 result.append({"primary_key": {name: value.value for name, value in pk},
-                               "columns": {name: value.value for name, (value, _) in sorted(columns.items())}})
+                               "columns": {name: versions[0][0].value
+                                           for name, versions in sorted(columns.items())}})
             return result
 
     def row_count(self, table: str, instance: Optional[str] = None) -> int:
@@ -673,7 +741,30 @@ class TablestoreBackend(AccountRegistry):
         raise ValueError("several instances are registered: name one")
 
     # --- tables -----------------------------------------------------------------------------------------
+    def _admit_table_operation(self, instance: str) -> None:
+        """The per-instance limit on table-metadata operations (see the module constants for the source).
+
+        ASSUMPTIONS (no source says): the window is any sliding second; an operation is counted when admitted,
+        before its own checks (a CreateTable that then fails still counts); a refused one is not counted, so
+        a client that backs off gets through."""
+        limit = self.table_operations_per_second
+        if limit is None:
+            return
+        with self._lock:
+            now = self.clock()
+            window = self._table_operations.setdefault(instance, deque())
+            while window and window[0] <= now - 1.0:
+                window.popleft()
+            if len(window) >= limit:
+                raise exc.QuotaExhausted("Too frequent table operations.")
+            window.append(now)
+
+    def table_ready_at(self, info: TableInfo) -> float:
+        """When a table's data operations stop answering OTSTableNotReady."""
+        return info.created_at + self.table_not_ready_seconds
+
     def create_table(self, instance: str, info: TableInfo, *, has_indexes: bool = False) -> None:
+        self._admit_table_operation(instance)
         _check_name(info.name, "table")
         if not 1 <= len(info.primary_key) <= MAX_PK_COLUMNS:
             raise exc.ParameterInvalid(
@@ -718,14 +809,18 @@ class TablestoreBackend(AccountRegistry):
                              (instance, info.name, info.to_json()))
 
     def describe_table(self, instance: str, name: str) -> TableInfo:
+        """ASSUMPTION: DescribeTable (and ListTable) answer for a table that is not ready yet, as metadata."""
+        self._admit_table_operation(instance)
         with self._lock:
             return self._table(instance, name)
 
     def list_tables(self, instance: str) -> list[str]:
+        self._admit_table_operation(instance)
         with self._lock:
             return self.table_names(instance)
 
     def delete_table(self, instance: str, name: str) -> None:
+        self._admit_table_operation(instance)
         with self._lock, self._transaction():
             self._table(instance, name)
             self._db.execute("DELETE FROM ots_rows WHERE instance=? AND tbl=?", (instance, name))
@@ -733,6 +828,7 @@ class TablestoreBackend(AccountRegistry):
 
     def update_table(self, instance: str, name: str, *, reserved: Optional[tuple[Optional[int], Optional[int]]],
                      options: Optional[dict[str, Any]]) -> TableInfo:
+        self._admit_table_operation(instance)
         with self._lock, self._transaction():
             info = self._table(instance, name)
             now = int(self.clock())
@@ -764,7 +860,7 @@ class TablestoreBackend(AccountRegistry):
     # --- single rows ------------------------------------------------------------------------------------
     def get_row(self, instance: str, table: str, primary_key: PrimaryKey, options: ReadOptions) -> RowResult:
         with self._lock:
-            info = self._table(instance, table)
+            info = self._data_table(instance, table)
             _check_read_options(options)
             key_values = self._checked_pk(info, primary_key, purpose="read")
             stored = self._load(instance, info, encode_key(key_values))
@@ -775,7 +871,7 @@ class TablestoreBackend(AccountRegistry):
     def write_row(self, instance: str, table: str, change: RowChange) -> RowResult:
         """PutRow, UpdateRow or DeleteRow (``change.kind``); raises on any failure."""
         with self._lock, self._transaction():
-            info = self._table(instance, table)
+            info = self._data_table(instance, table)
             result = self._write(instance, info, change)
         return result
 
@@ -790,7 +886,7 @@ class TablestoreBackend(AccountRegistry):
         if total > MAX_BATCH_GET_ROWS:
             raise exc.ParameterInvalid(f"Rows count exceeds the upper limit: {MAX_BATCH_GET_ROWS}.")
         with self._lock:
-            infos = [self._table(instance, name) for name, _, _ in tables]
+            infos = [self._data_table(instance, name) for name, _, _ in tables]
             results: list[list[RowResult]] = []
             for info, (_, keys, options) in zip(infos, tables):
                 _check_read_options(options)
@@ -829,7 +925,7 @@ class TablestoreBackend(AccountRegistry):
                 "The total data size of BatchWriteRow request exceeds the limit, "
                 f"limit size: {MAX_BATCH_WRITE_BYTES}, data size: {size}.")
         with self._lock, self._transaction():
-            infos = [self._table(instance, name) for name, _ in tables]
+            infos = [self._data_table(instance, name) for name, _ in tables]
             for info, (_, changes) in zip(infos, tables):
                 _check_repeated_rows(info, changes)
             results: list[list[RowResult]] = []
@@ -863,7 +959,7 @@ class TablestoreBackend(AccountRegistry):
         if direction not in (FORWARD, BACKWARD):
             raise exc.ParameterInvalid(f"Invalid direction: {direction}.")
         with self._lock:
-            info = self._table(instance, table)
+            info = self._data_table(instance, table)
             _check_read_options(options)
             start_values = self._checked_pk(info, start, purpose="range")
             end_values = self._checked_pk(info, end, purpose="range")
@@ -925,6 +1021,16 @@ class TablestoreBackend(AccountRegistry):
             raise exc.ObjectNotExist()
         return info
 
+    def _data_table(self, instance: str, name: str) -> TableInfo:
+        """The table for a data operation: it exists and is ready (see ``table_not_ready_seconds``).
+
+        ASSUMPTION: in BatchGetRow/BatchWriteRow a table that is not ready fails the whole request (404), as a
+        missing one does here."""
+        info = self._table(instance, name)
+        if self.clock() < self.table_ready_at(info):
+            raise exc.TableNotReady()
+        return info
+
     # --- internals: rows ------------------------------------------------------------------------------------
     def _checked_pk(self, info: TableInfo, primary_key: PrimaryKey, *, purpose: str) -> PrimaryKey:
         """The key checked against the schema. ``purpose``: read | range | put | update | delete."""
@@ -961,54 +1067,65 @@ class TablestoreBackend(AccountRegistry):
             checked.append((name, value))
         return checked
 
-    def _load(self, instance: str, info: TableInfo, key: bytes) -> Optional[dict[str, tuple[Value, int]]]:
+    def _load(self, instance: str, info: TableInfo, key: bytes) -> Optional[Columns]:
         found = self._db.execute("SELECT cols FROM ots_rows WHERE instance=? AND tbl=? AND k=?",
                                  (instance, info.name, key)).fetchone()
         if found is None:
             return None
         return self._visible(info, _load_columns(found[0]))
 
-    def _visible(self, info: TableInfo,
-                 columns: dict[str, tuple[Value, int]]) -> Optional[dict[str, tuple[Value, int]]]:
-        """Cells past the table's time to live are gone; a row whose every cell expired is gone (a row put
-        without attribute columns has none to expire and stays)."""
-        if info.time_to_live == -1 or not columns:
+    def _visible(self, info: TableInfo, columns: Columns) -> Optional[Columns]:
+        """Versions past the table's time to live are gone, and so are those beyond its max_versions (after an
+        UpdateTable lowered it); a row whose every version is gone is gone (a row put without attribute
+        columns has none to lose and stays)."""
+        if not columns:
             return columns
-        horizon = int(self.clock() * 1000) - info.time_to_live * 1000
-        alive = {name: cell for name, cell in columns.items() if cell[1] >= horizon}
+        horizon = (int(self.clock() * 1000) - info.time_to_live * 1000) if info.time_to_live != -1 else None
+        alive: Columns = {}
+        for name, versions in columns.items():
+            kept = [cell for cell in versions if horizon is None or cell[1] >= horizon][:info.max_versions]
+            if kept:
+                alive[name] = kept
         return alive or None
 
-    def _project(self, info: TableInfo, primary_key: PrimaryKey, stored: Optional[dict[str, tuple[Value, int]]],
+    def _project(self, info: TableInfo, primary_key: PrimaryKey, stored: Optional[Columns],
                  options: ReadOptions) -> Optional[OutRow]:
         """What a read returns of a stored row, or None.
 
         ASSUMPTIONS: attribute columns come back sorted by name; a filter sees only the columns
         ``columns_to_get`` selects (as the docs advise, include the filtered column); a row none of whose
-        requested attribute columns exists is not returned unless a primary-key name was requested.
+        requested attribute columns exists is not returned unless a primary-key name was requested; the
+        versions of a column come newest first, at most ``max_versions`` of those in the time range.
         """
         if stored is None:
             return None
         wanted = set(options.columns)
         pk_requested = bool(wanted & set(info.pk_names))
         selected: list[OutColumn] = []
+        seen: dict[str, list[Value]] = {}
         for name in sorted(stored, key=lambda n: n.encode("utf-8")):
-            value, timestamp = stored[name]
             if wanted and name not in wanted:
                 continue
             if options.start_column is not None and name < options.start_column:
                 continue
             if options.end_column is not None and name >= options.end_column:
                 continue
-            if options.time_range is not None:
-                start, end, specific = options.time_range
-                if specific is not None and timestamp != specific:
-                    continue
-                if start is not None and timestamp < start:
-                    continue
-                if end is not None and timestamp >= end:
-                    continue
-            selected.append((name, value, timestamp))
-        if options.filter is not None and not matches(options.filter, {n: v for n, v, _ in selected}):
+            taken = 0
+            for value, timestamp in stored[name]:
+                if options.time_range is not None:
+                    start, end, specific = options.time_range
+                    if specific is not None and timestamp != specific:
+                        continue
+                    if start is not None and timestamp < start:
+                        continue
+                    if end is not None and timestamp >= end:
+                        continue
+                if options.max_versions is not None and taken >= options.max_versions:
+                    break
+                taken += 1
+                selected.append((name, value, timestamp))
+                seen.setdefault(name, []).append(value)
+        if options.filter is not None and not matches(options.filter, seen):
             return None
         if wanted and not selected and not pk_requested:
             return None
@@ -1039,6 +1156,14 @@ class TablestoreBackend(AccountRegistry):
             new_columns = _put_columns(info, change.cells, now_ms)
         elif change.kind == "update":
             _check_update_cells(info, change.cells, now_ms)
+        if change.kind in ("put", "update"):
+            data_size = row_size(key_values, ((cell.name, cell.value) for cell in change.cells
+                                              if cell.value is not None))
+            if data_size > MAX_ROW_WRITE_BYTES:
+                api = "PutRow" if change.kind == "put" else "UpdateRow"
+                raise exc.ParameterInvalid(
+                    f"The total data size of {api} request exceeds the limit, limit size: {MAX_ROW_WRITE_BYTES} , "
+                    f"data size: {data_size}.")
         else:
             if not change.delete_marker:
                 raise exc.ParameterInvalid("Invalid request of delete row: missing RowDeleteMarker in request.")
@@ -1055,10 +1180,11 @@ class TablestoreBackend(AccountRegistry):
         if change.kind == "put":
             assert new_columns is not None
             self._store(instance, info, key, key_values, new_columns)
-            write_size = row_size(key_values, ((n, v) for n, (v, _) in new_columns.items()))
-            after: Optional[dict[str, tuple[Value, int]]] = new_columns
+            write_size = row_size(key_values, ((n, v) for n, versions in new_columns.items() for v, _ in versions))
+            after: Optional[Columns] = new_columns
         elif change.kind == "update":
-            after = _apply_update(dict(current or {}), change.cells, now_ms)
+            after = _apply_update({n: list(v) for n, v in (current or {}).items()}, change.cells, now_ms,
+                                  info.max_versions)
             write_size = row_size(key_values, ((c.name, c.value) for c in change.cells if c.value is not None))
             if after:
                 self._store(instance, info, key, key_values, after)
@@ -1074,14 +1200,14 @@ class TablestoreBackend(AccountRegistry):
             returned = (key_values, [])
         elif change.return_type == RT_AFTER_MODIFY:
             wanted = set(change.return_columns)
-            returned = (key_values, [(n, v, ts) for n, (v, ts) in sorted((after or {}).items())
-                                     if not wanted or n in wanted])
+            returned = (key_values, [(n, versions[0][0], versions[0][1])
+                                     for n, versions in sorted((after or {}).items()) if not wanted or n in wanted])
         elif change.return_type != RT_NONE:
             raise exc.ParameterInvalid(f"Invalid return type: {change.return_type}.")
         return RowResult(Consumed(read=read_cu, write=capacity_units(write_size)), returned)
 
     def _store(self, instance: str, info: TableInfo, key: bytes, primary_key: PrimaryKey,
-               columns: dict[str, tuple[Value, int]]) -> None:
+               columns: Columns) -> None:
         self._db.execute(
             "INSERT OR REPLACE INTO ots_rows (instance, tbl, k, pk, cols) VALUES (?, ?, ?, ?, ?)",
             (instance, info.name, key, _dump_pk(primary_key), _dump_columns(columns)))
@@ -1161,7 +1287,7 @@ def _check_repeated_rows(info: TableInfo, changes: Sequence[RowChange]) -> None:
         seen[key] = change
 
 
-def _check_row_condition(condition: RowCondition, current: Optional[dict[str, tuple[Value, int]]]) -> None:
+def _check_row_condition(condition: RowCondition, current: Optional[Columns]) -> None:
     if condition.existence == EXPECT_EXIST and current is None:
         raise exc.ConditionCheckFail()
     if condition.existence == EXPECT_NOT_EXIST and current is not None:
@@ -1169,7 +1295,7 @@ def _check_row_condition(condition: RowCondition, current: Optional[dict[str, tu
     if condition.existence not in _EXPECTATION_NAMES:
         raise exc.ParameterInvalid(f"Invalid row-existence expectation: {condition.existence}.")
     if condition.column is not None:
-        values = {name: value for name, (value, _) in (current or {}).items()}
+        values = {name: [value for value, _ in versions] for name, versions in (current or {}).items()}
         if not matches(condition.column, values):
             raise exc.ConditionCheckFail()
 
@@ -1198,13 +1324,18 @@ def _check_attribute(info: TableInfo, cell: Cell, now_ms: int) -> None:
             raise exc.ParameterInvalid(f"Invalid timestamp. Cell:{cell.name}.")
 
 
-def _put_columns(info: TableInfo, cells: Sequence[Cell], now_ms: int) -> dict[str, tuple[Value, int]]:
-    """ASSUMPTION: a PutRow without attribute columns is allowed and makes a row of only its primary key."""
+def _put_columns(info: TableInfo, cells: Sequence[Cell], now_ms: int) -> Columns:
+    """The row a PutRow writes: it replaces every version of every column of an existing row ("if the row
+    exists, Tablestore deletes all versions of data in all columns from the existing row, and then writes new
+    data": Write data, https://www.alibabacloud.com/help/en/tablestore/developer-reference/
+    write-data-by-using-python-sdk). Cells of one
+    column with different timestamps are versions of it, at most ``max_versions`` newest kept.
+    ASSUMPTION: a PutRow without attribute columns is allowed and makes a row of only its primary key."""
     if len(cells) > MAX_COLUMNS_PER_WRITE:
         raise exc.ParameterInvalid(
             f"The number of attribute columns exceeds the limit, limit count:{MAX_COLUMNS_PER_WRITE}, "
             f"column count: {len(cells)}.")
-    columns: dict[str, tuple[Value, int]] = {}
+    columns: Columns = {}
     for cell in cells:
         if cell.op is not None:
             raise exc.ParameterInvalid(f"OpType cannot be given for column name:{cell.name} in PutRow.")
@@ -1212,10 +1343,21 @@ def _put_columns(info: TableInfo, cells: Sequence[Cell], now_ms: int) -> dict[st
             raise exc.ParameterInvalid("Invalid request of put row: find cells without values.")
         _check_attribute(info, cell, now_ms)
         timestamp = cell.timestamp if cell.timestamp is not None else now_ms
-        previous = columns.get(cell.name)
-        if previous is None or timestamp >= previous[1]:
-            columns[cell.name] = (cell.value, timestamp)
+        _add_version(columns, cell.name, cell.value, timestamp, info.max_versions)
     return columns
+
+
+def _add_version(columns: Columns, name: str, value: Value, timestamp: int, max_versions: int) -> None:
+    """A version of a column: one with the same timestamp is overwritten; beyond ``max_versions`` the oldest
+    go ("When the number of versions exceeds this limit, Tablestore asynchronously deletes the oldest versions
+    ... the oldest versions become unreadable, even before they are physically removed": Data versions and TTL,
+    https://alibabacloud.com/help/en/tablestore/data-versions-and-ttl). Here they go at once, so raising
+    max_versions later does not bring them back (the docs allow both: "provided they have not yet been
+    permanently deleted"). Versions are millisecond timestamps (same page)."""
+    versions = [cell for cell in columns.get(name, []) if cell[1] != timestamp]
+    versions.append((value, timestamp))
+    versions.sort(key=lambda cell: cell[1], reverse=True)
+    columns[name] = versions[:max_versions]
 
 
 def _check_update_cells(info: TableInfo, cells: Sequence[Cell], now_ms: int) -> None:
@@ -1248,35 +1390,36 @@ def _check_update_cells(info: TableInfo, cells: Sequence[Cell], now_ms: int) -> 
             raise exc.ParameterInvalid(f"Invalid op type of cell: {cell.op}.")
 
 
-def _apply_update(columns: dict[str, tuple[Value, int]], cells: Sequence[Cell],
-                  now_ms: int) -> dict[str, tuple[Value, int]]:
-    """Apply an UpdateRow's cells in order. One version per column is kept (ASSUMPTION: with any
-    ``max_versions``; an explicit timestamp older than the stored one leaves it in place)."""
+def _apply_update(columns: Columns, cells: Sequence[Cell], now_ms: int, max_versions: int = 1) -> Columns:
+    """Apply an UpdateRow's cells in order: a put adds a version (the same timestamp overwrites it; beyond
+    ``max_versions`` the oldest go, :func:`_add_version`); DELETE_ALL_VERSIONS removes the column,
+    DELETE_ONE_VERSION the version with that timestamp."""
     for cell in cells:
         if cell.op is None:
             assert cell.value is not None
             timestamp = cell.timestamp if cell.timestamp is not None else now_ms
-            previous = columns.get(cell.name)
-            if previous is None or timestamp >= previous[1]:
-                columns[cell.name] = (cell.value, timestamp)
+            _add_version(columns, cell.name, cell.value, timestamp, max_versions)
         elif cell.op == OP_DELETE_ALL_VERSIONS:
             columns.pop(cell.name, None)
         elif cell.op == OP_DELETE_ONE_VERSION:
-            previous = columns.get(cell.name)
-            if previous is not None and previous[1] == cell.timestamp:
-                del columns[cell.name]
-        else:  # increment; ASSUMPTION: a missing column counts as 0; another type or an overflow is refused
+            kept = [version for version in columns.get(cell.name, []) if version[1] != cell.timestamp]
+            if kept:
+                columns[cell.name] = kept
+            else:
+                columns.pop(cell.name, None)
+        else:  # increment; ASSUMPTION: of the newest version, written as a new version at the server's time; a
+            # missing column counts as 0; another type or an overflow is refused
             assert cell.value is not None
             previous = columns.get(cell.name)
             base = 0
-            if previous is not None:
-                if previous[0].type != VT_INTEGER:
+            if previous:
+                if previous[0][0].type != VT_INTEGER:
                     raise exc.ParameterInvalid(f"The type of column {cell.name} is not INTEGER, can't increment.")
-                base = previous[0].value
+                base = previous[0][0].value
             total = base + cell.value.value
             if not INT64_MIN <= total <= INT64_MAX:
                 raise exc.ParameterInvalid(f"Increment of column {cell.name} overflows INT64.")
-            columns[cell.name] = (Value(VT_INTEGER, total), now_ms)
+            _add_version(columns, cell.name, Value(VT_INTEGER, total), now_ms, max_versions)
     return columns
 
 
@@ -1289,13 +1432,19 @@ def _load_pk(text: str) -> PrimaryKey:
     return [(item[0], _value_from_json(item[1:])) for item in json.loads(text)]
 
 
-def _dump_columns(columns: dict[str, tuple[Value, int]]) -> str:
-    return json.dumps({name: [*_value_to_json(value), timestamp] for name, (value, timestamp) in columns.items()},
-                      ensure_ascii=False)
+def _dump_columns(columns: Columns) -> str:
+    return json.dumps({name: [[*_value_to_json(value), timestamp] for value, timestamp in versions]
+                       for name, versions in columns.items()}, ensure_ascii=False)
 
 
-def _load_columns(text: str) -> dict[str, tuple[Value, int]]:
-    return {name: (_value_from_json(item), int(item[2])) for name, item in json.loads(text).items()}
+def _load_columns(text: str) -> Columns:
+    """Columns as stored: ``{name: [[type, value, ts], ...]}`` (newest first); a database written before
+    versions were kept holds one ``[type, value, ts]`` per column, read as that one version."""
+    columns: Columns = {}
+    for name, item in json.loads(text).items():
+        stored = item if item and isinstance(item[0], list) else [item]
+        columns[name] = [(_value_from_json(version), int(version[2])) for version in stored]
+    return columns
 
 
 __all__ = [

@@ -91,7 +91,9 @@ class LocalTablestore(LocalService):
     """The local Tablestore endpoint for one instance; a context manager (start on enter, stop on exit).
 
     ``backend`` is shared if given; otherwise one is built from ``data_dir`` and ``backend_options`` (see
-    :class:`~.models.TablestoreBackend`: max_clock_skew, max_tables, max_request_bytes, clock, seed). The
+    :class:`~.models.TablestoreBackend`: max_clock_skew, max_tables, max_request_bytes, clock, seed, and the
+    realistic mode: ``realistic`` (default True: a new table is not ready for ``table_not_ready_seconds``,
+    table-metadata operations limited to ``table_operations_per_second`` per instance)). The
     instance ``instance_name`` and one account with ``credentials`` are registered — generated (STS-style when
     ``sts``) unless ``access_key_id``/``access_key_secret`` (and ``security_token``) are given. :meth:`stop`
     closes the database of a ``data_dir`` backend this object built (a later :meth:`start` reopens it).
@@ -136,4 +138,7 @@ class LocalTablestore(LocalService):
                             "access_key_secret": self.credentials.access_key_secret,
                             "security_token": self.credentials.security_token},
             "data_dir": self.backend.data_dir,
+            "realistic": {"on": self.backend.realistic,
+                          "table_not_ready_seconds": self.backend.table_not_ready_seconds,
+                          "table_operations_per_second": self.backend.table_operations_per_second},
         }
