@@ -364,3 +364,22 @@ def test_multipart_and_copy_under_v4_signatures(local_oss: LocalOss, tmp_path: P
     assert [u.upload_id for u in v4.list_multipart_uploads().upload_list] == [upload_id]
     v4.abort_multipart_upload("aborted", upload_id)
     assert names(local_oss) == ["ObjectCreated:CompleteMultipartUpload", "ObjectCreated:CopyObject"]
+
+
+def test_list_multipart_uploads_pages_by_key_then_upload(bucket: Any) -> None:
+    ids = [bucket.init_multipart_upload(key).upload_id for key in ("a/1", "a/2", "a/2", "b/1")]
+    first = bucket.list_multipart_uploads(prefix="a/", max_uploads=2)
+    assert [u.key for u in first.upload_list] == ["a/1", "a/2"] and first.is_truncated
+    assert first.next_key_marker == "a/2"
+    rest = bucket.list_multipart_uploads(prefix="a/", key_marker=first.next_key_marker,
+                                         upload_id_marker=first.next_upload_id_marker)
+    assert [u.key for u in rest.upload_list] == ["a/2"] and not rest.is_truncated
+    listed = {u.upload_id for u in oss2.MultipartUploadIterator(bucket, max_uploads=1)}
+    assert listed == set(ids)
+
+
+def test_complete_all_refuses_a_body(bucket: Any) -> None:
+    upload_id = bucket.init_multipart_upload("k").upload_id
+    infos = upload_parts(bucket, "k", upload_id, [b"1"])
+    with pytest.raises(oe.InvalidArgument):
+        bucket.complete_multipart_upload("k", upload_id, infos, headers={"x-oss-complete-all": "yes"})
