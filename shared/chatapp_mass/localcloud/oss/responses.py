@@ -5,6 +5,11 @@ Addressing: ``oss2`` uses path style for an IP or ``localhost`` endpoint, so ``/
 
 Authentication (V4 signatures; V1 refused unless allowed) lives in :mod:`.auth`, called once per request.
 
+Operations: buckets (Put/Delete/Head, ListObjects V1/V2, ListMultipartUploads, DeleteMultipleObjects) and
+objects (Put/Get/Head/GetObjectMeta/Delete, CopyObject, InitiateMultipartUpload, UploadPart,
+CompleteMultipartUpload, AbortMultipartUpload, ListParts); any other sub-resource is 501 NotImplemented
+(UploadPartCopy, PostObject, ACL, tagging, ...).
+
 No business rules here: those live in :mod:`.models`.
 """
 
