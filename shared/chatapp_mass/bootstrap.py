@@ -28,6 +28,20 @@ class Services:
         self.store.close()
 
 
+def _keys_in(environ: Mapping[str, str]) -> dict[str, str]:
+    """Keys in the ``ALIBABA_CLOUD_*`` variables of ``environ``, read now; none: the default chain decides.
+
+    ``alibabacloud-credentials`` reads those variables once, when it is imported, so an environment handed in
+    (or changed since) would be ignored by the chain: read here, it is the one that counts. In FC the role's
+    STS credentials are in these variables either way."""
+    key_id = environ.get(env.ALIBABA_CLOUD_ACCESS_KEY_ID, "")
+    secret = environ.get(env.ALIBABA_CLOUD_ACCESS_KEY_SECRET, "")
+    if not (key_id and secret):
+        return {}
+    return {"access_key_id": key_id, "access_key_secret": secret,
+            "security_token": environ.get(env.ALIBABA_CLOUD_SECURITY_TOKEN, "")}
+
+
 def open_store(url: str, environ: Mapping[str, str] = os.environ) -> Store:
     """``sqlite:///relative.db``, ``sqlite:////absolute.db`` or ``tablestore://INSTANCE`` (endpoint from
     ``CHATAPP_TABLESTORE_ENDPOINT`` or the region; credentials from the default chain).
@@ -45,7 +59,8 @@ def open_store(url: str, environ: Mapping[str, str] = os.environ) -> Store:
     if url.startswith("tablestore://"):
         from chatapp_mass.store_tablestore import TablestoreSettings, TablestoreStore
 
-        return TablestoreStore(TablestoreSettings.from_url(url, environ), create_tables=False)
+        return TablestoreStore(TablestoreSettings.from_url(url, environ), create_tables=False,
+                               **_keys_in(environ))
     raise OptionsError(
         f"--store {url!r}: use sqlite:///relative.db, sqlite:////absolute/path.db (three or four slashes) "
         "or tablestore://INSTANCE"
@@ -60,7 +75,8 @@ def init_tables(url: str, environ: Mapping[str, str] = os.environ) -> dict[str, 
     if url.startswith("tablestore://"):
         from chatapp_mass.store_tablestore import TablestoreSettings, TablestoreStore
 
-        store = TablestoreStore(TablestoreSettings.from_url(url, environ), create_tables=False)
+        store = TablestoreStore(TablestoreSettings.from_url(url, environ), create_tables=False,
+                                **_keys_in(environ))
         try:
             return {"store": url, **store.init_tables()}
         finally:
