@@ -4,14 +4,16 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup browser demo demo-cloud test bench package validate init-tables clean
+.PHONY: setup browser demo demo-cloud test bench package lock validate init-tables clean
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml requirements.txt requirements-dev.txt
+# constraints.txt (the function packages' lock) holds the runtime dependencies, transitive ones too, at the
+# versions the packages ship: the virtualenv, and so CI, tests those.
+$(STAMP): pyproject.toml requirements.txt requirements-dev.txt constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements-dev.txt -e .
+	$(BIN)/python -m pip install --quiet -c constraints.txt -r requirements-dev.txt -e .
 	touch $(STAMP)
 
 demo: setup  ## the main job on loopback: local CAMS, sample CSV, progress, summary, report
@@ -37,6 +39,9 @@ bench: setup  ## figures for the notes (never assertions)
 
 package: setup  ## FC code packages build/<function> (FUNCTIONS="ingest sender", default all); s deploy runs it too
 	$(BIN)/python -m chatapp_mass.deploy.packaging $(FUNCTIONS) --out build
+
+lock:  ## rewrite constraints.txt: every distribution the FC packages ship, resolved for python3.12 on manylinux2014_x86_64 (RUNTIME=python3.10 for another)
+	cd shared && $(PYTHON) -m chatapp_mass.deploy.packaging --lock --root .. $(if $(RUNTIME),--runtime $(RUNTIME))
 
 validate: setup  ## check s.yaml offline, stricter than `s verify` (ACCOUNT_ID=... else a placeholder)
 	$(BIN)/python -m chatapp_mass.deploy.validate s.yaml $(if $(ACCOUNT_ID),--account-id $(ACCOUNT_ID))

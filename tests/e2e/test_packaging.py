@@ -147,3 +147,89 @@ def test_builder_runs_without_installed_packages_as_the_pre_deploy_action_does()
 def test_missing_entry_point_is_refused(tmp_path: Path) -> None:
     with pytest.raises(packaging.PackagingError, match=r"functions/nothing/index\.py not found"):
         packaging.build("nothing", tmp_path / "nothing")
+
+
+# ------------------------------------------------------------------------------------------------- lock
+
+
+def _dist_infos(package: Path) -> dict[str, str]:
+    """name -> version from the ``<name>-<version>.dist-info`` directories (as pip names them)."""
+    found = {}
+    for path in package.glob("*.dist-info"):
+        name, _, version = path.name[: -len(".dist-info")].rpartition("-")
+        found[packaging.canonical_name(name)] = version
+    return found
+
+
+def test_every_distribution_a_package_ships_is_in_the_lock_at_its_version(built: dict[str, Built]) -> None:
+    locked = packaging.read_pins(ROOT / packaging.LOCK_FILE)
+    for package in built.values():
+        for root in (package.cloud, package.local):
+            shipped = _dist_infos(root)
+            assert shipped, root
+            assert {name: v for name, v in shipped.items() if locked.get(name) != v} == {}, root
+        # The lock is resolved for the runtime s.yaml deploys: it is exactly what that package ships.
+        assert _dist_infos(package.cloud) == locked
+
+
+def test_lock_pins_every_requirement_and_names_the_runtime_it_is_for() -> None:
+    lock_text = (ROOT / packaging.LOCK_FILE).read_text()
+    packaging.check_lock(ROOT / "requirements.txt", ROOT / packaging.LOCK_FILE)  # not stale
+    for runtime in {spec.runtime for spec in specs()}:
+        assert f"FC runtime {runtime}) on {packaging.DEFAULT_PLATFORM}" in lock_text
+
+
+def test_build_installs_under_the_lock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Both pip steps of a cold build (sdist wheels, platform install) are given the lock as constraints.
+    commands: list[list[str]] = []
+
+    class Stop(Exception):
+        pass
+
+    def record(command: list[str], what: str, **_: object) -> None:
+        commands.append(command)
+        if " install " in f" {' '.join(command)} ":
+            raise Stop
+
+    monkeypatch.setattr(packaging, "_run", record)
+    with pytest.raises(Stop):
+        packaging.build("sender", tmp_path / "out", cache_dir=tmp_path / "cache")
+    assert [c[c.index("-m") + 2] for c in commands] == ["wheel", "install"]
+    for command in commands:
+        assert command[command.index("-c") + 1] == str(ROOT / packaging.LOCK_FILE)
+
+
+def _project(tmp_path: Path, lock: str | None) -> Path:
+    (tmp_path / "functions" / "f").mkdir(parents=True)
+    (tmp_path / "functions" / "f" / "index.py").write_text("def handler(event, context): pass\n")
+    (tmp_path / "shared" / "chatapp_mass").mkdir(parents=True)
+    (tmp_path / "requirements.txt").write_text("pydantic==2.14.3\nPyYAML==6.0.3\n")
+    if lock is not None:
+        (tmp_path / packaging.LOCK_FILE).write_text(lock)
+    return tmp_path
+
+
+def test_build_refuses_a_missing_or_stale_lock(tmp_path: Path) -> None:
+    with pytest.raises(packaging.PackagingError, match=r"constraints\.txt not found.*make lock"):
+        packaging.build("f", tmp_path / "out", project_root=_project(tmp_path / "a", None))
+    stale = _project(tmp_path / "b", "pydantic==2.14.3\npyyaml==6.0.2\n")
+    with pytest.raises(packaging.PackagingError, match=r"stale: requirements.txt pins pyyaml==6\.0\.3 \(lock: "
+                                                       r"6\.0\.2\); regenerate it with `make lock`"):
+        packaging.build("f", tmp_path / "out", project_root=stale)
+    unpinned = _project(tmp_path / "c", "pydantic>=2\npyyaml==6.0.3\n")
+    with pytest.raises(packaging.PackagingError, match=r"constraints\.txt:1: 'pydantic>=2' is not pinned"):
+        packaging.build("f", tmp_path / "out", project_root=unpinned)
+
+
+def test_an_install_holding_an_unlocked_distribution_is_refused(tmp_path: Path) -> None:
+    lock = tmp_path / packaging.LOCK_FILE
+    lock.write_text("typing-extensions==4.16.0\n")
+    for name, version in (("typing_extensions", "4.16.0"), ("Async_Timeout", "5.0.1")):
+        info = tmp_path / "target" / f"{name}-{version}.dist-info"
+        info.mkdir(parents=True)
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n\nbody: x\n")
+    with pytest.raises(packaging.PackagingError, match=r"holds async-timeout==5\.0\.1, not pinned so in "
+                                                       r"constraints\.txt: regenerate it"):
+        packaging._check_installed(tmp_path / "target", lock, "python3.10")
+    lock.write_text("typing-extensions==4.16.0\nasync-timeout==5.0.1\n")
+    packaging._check_installed(tmp_path / "target", lock, "python3.10")

@@ -8,9 +8,20 @@ A package is a directory whose root holds:
   (this builder and the s.yaml tools, which need PyYAML and a project tree);
 - the runtime dependencies of ``requirements.txt``, installed for the function's runtime, not for the
   machine that builds: ``pip install --target --platform manylinux2014_x86_64 --python-version 3.12
-  --implementation cp --only-binary=:all:``. Everything in requirements.txt is installed, PyYAML too (the
-  cloud does not need it, but one list that says "the package installs exactly these" beats an exclusion
-  list that drifts).
+  --implementation cp --only-binary=:all: -c constraints.txt``. Everything in requirements.txt is installed,
+  PyYAML too (the cloud does not need it, but one list that says "the package installs exactly these" beats
+  an exclusion list that drifts).
+
+The lock: ``constraints.txt`` (project root) pins every distribution a package ships, direct or transitive,
+at the version it ships. It is written by :func:`lock` (``make lock``, or ``--lock`` on the command line)
+from the same platform install the builder runs, for ``python3.12`` on ``manylinux2014_x86_64`` (the runtime
+and platform of every function in s.yaml) — not from this machine's interpreter, whose wheels and markers
+may differ. A build refuses a lock that is missing or does not pin requirements.txt's versions, installs
+with ``-c constraints.txt``, and refuses a result holding a distribution the lock does not pin at that
+version (a build for another runtime that needs more says so: regenerate with ``--runtime``). ``make setup``
+installs the development virtualenv with the same constraints. The lock has no hashes: the dependencies
+published only as sdists are installed from wheels built here (below), whose hashes are not PyPI's, so
+``--require-hashes`` cannot hold for the platform install.
 
 Two wrinkles of ``--platform`` installs, and how they are handled:
 
@@ -18,19 +29,21 @@ Two wrinkles of ``--platform`` installs, and how they are handled:
   aliyun-python-sdk-core, crcmod, several alibabacloud helpers). They are first built into pure-Python
   wheels on this machine (``pip wheel`` with the C compiler disabled, so crcmod falls back to its pure
   implementation instead of producing a wheel for this machine's Python) and offered with ``--find-links``.
-- only requirements.txt is pinned, so transitive dependencies resolve to the newest release that has a
-  wheel for the platform (e.g. numpy 2.2.x, the last with manylinux2014 wheels) — possibly older than in
-  a local virtualenv.
+- when the lock is written, transitive dependencies resolve to the newest release that has a wheel for
+  the platform (e.g. numpy 2.2.x, the last with manylinux2014 wheels) — possibly older than a local
+  virtualenv would pick unconstrained; the lock then holds them there, and ``make setup`` too.
 
 Both steps are cached under ``$CHATAPP_BUILD_CACHE`` (default ``~/.cache/chatapp-mass/build``), keyed by
-the content of requirements.txt, the Python version and the platform: a repeated build only links files.
+the content of requirements.txt and constraints.txt, the Python version and the platform: a repeated build only links files.
 pip's own HTTP cache makes a cold build after a requirements change cheap too.
 
 Command line (run from ``shared/`` it needs no install: stdlib and pip only)::
 
     python -m chatapp_mass.deploy.packaging [KEY ...] [--out build] [--runtime python3.12]
+    python -m chatapp_mass.deploy.packaging --lock [--runtime python3.12]
 
-builds ``build/<key>`` for each key (default: every ``functions/<key>/`` with an ``index.py``).
+builds ``build/<key>`` for each key (default: every ``functions/<key>/`` with an ``index.py``); ``--lock``
+rewrites constraints.txt instead.
 """
 
 from __future__ import annotations
@@ -56,11 +69,13 @@ DEFAULT_RUNTIME = "python3.12"
 DEFAULT_PLATFORM = "manylinux2014_x86_64"
 SHARED_PACKAGE = "chatapp_mass"
 EXCLUDED_SUBPACKAGES = ("localcloud", "deploy")  # relative to chatapp_mass/: not shipped to the cloud
+LOCK_FILE = "constraints.txt"  # at the project root, beside requirements.txt
 CACHE_ENV = "CHATAPP_BUILD_CACHE"
-BUILDER_VERSION = "1"  # part of every cache key: bump when the layout of a cached directory changes
+BUILDER_VERSION = "2"  # part of every cache key: bump when the layout of a cached directory changes
 
 _IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo", "*.egg-info", ".pytest_cache", ".mypy_cache")
 _RUNTIME = re.compile(r"^python(\d+)\.(\d+)$")
+_PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;#]+)")
 
 Log = Callable[[str], None]
 
@@ -96,6 +111,7 @@ def build(
     function_dir = root / "functions" / function_resource_key
     shared = root / "shared" / SHARED_PACKAGE
     requirements = root / "requirements.txt"
+    constraints = root / LOCK_FILE
     if not (function_dir / "index.py").is_file():
         raise PackagingError(
             f"{function_dir / 'index.py'} not found: a function's entry point is functions/<key>/index.py "
@@ -104,11 +120,13 @@ def build(
         raise PackagingError(f"{shared} not found: run the builder from a checkout of the project")
     if not requirements.is_file():
         raise PackagingError(f"{requirements} not found: the runtime dependencies are read from it")
+    check_lock(requirements, constraints)
     python_version = python_version_of(runtime)
     platforms = (platform,) if isinstance(platform, str) else tuple(platform)
     started = time.monotonic()
 
-    deps = dependencies(requirements, python_version, platforms, cache_dir=_cache_root(cache_dir), log=log)
+    deps = dependencies(requirements, python_version, platforms, constraints=constraints,
+                        cache_dir=_cache_root(cache_dir), log=log)
 
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.parent))
@@ -164,30 +182,32 @@ def dependencies(
     python_version: str,
     platforms: Sequence[str],
     *,
+    constraints: Path | None,
     cache_dir: Path,
     log: Log = _quiet,
 ) -> Path:
-    """The cached directory holding requirements.txt installed for ``python_version`` on ``platforms``."""
-    digest = _digest(requirements.read_bytes(), python_version, *platforms)
+    """The cached directory holding requirements.txt installed for ``python_version`` on ``platforms``.
+
+    With ``constraints`` (the lock) every distribution installed must be pinned there at its version;
+    without (only :func:`lock` does that), transitive dependencies resolve freely.
+    """
+    lock_bytes = constraints.read_bytes() if constraints is not None else b"unlocked"
+    digest = _digest(requirements.read_bytes(), lock_bytes, python_version, *platforms)
     target = cache_dir / "deps" / f"py{python_version}-{'+'.join(platforms)}-{digest}"
     if target.is_dir():
         return target
-    wheelhouse = _sdist_wheels(requirements, cache_dir, log)
+    wheelhouse = _sdist_wheels(requirements, constraints, cache_dir, log)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         log(f"installing {requirements.name} for Python {python_version} ({', '.join(platforms)})")
-        command = [
-            sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-            "--target", str(staging), "--no-compile",
-            *[arg for tag in platforms for arg in ("--platform", tag)],
-            "--python-version", python_version, "--implementation", "cp", "--only-binary=:all:",
-            "--find-links", str(wheelhouse), "-r", str(requirements),
-        ]
-        _run(command, "installing the runtime dependencies for the function's platform",
+        _run(install_command(staging, requirements, constraints, wheelhouse, python_version, platforms),
+             "installing the runtime dependencies for the function's platform",
              hint=f"every dependency needs a wheel for cp{python_version.replace('.', '')} on "
                   f"{'/'.join(platforms)} on the index, or a pure-Python sdist (built into {wheelhouse})")
         shutil.rmtree(staging / "bin", ignore_errors=True)  # console scripts for this machine's Python
+        if constraints is not None:
+            _check_installed(staging, constraints, f"python{python_version}")
         try:
             staging.rename(target)
         except OSError:
@@ -199,7 +219,20 @@ def dependencies(
     return target
 
 
-def _sdist_wheels(requirements: Path, cache_dir: Path, log: Log) -> Path:
+def install_command(target: Path, requirements: Path, constraints: Path | None, wheelhouse: Path,
+                    python_version: str, platforms: Sequence[str]) -> list[str]:
+    """The ``pip install`` of requirements.txt (under the lock, when given) for the function's platform."""
+    return [
+        sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+        "--target", str(target), "--no-compile",
+        *[arg for tag in platforms for arg in ("--platform", tag)],
+        "--python-version", python_version, "--implementation", "cp", "--only-binary=:all:",
+        "--find-links", str(wheelhouse), "-r", str(requirements),
+        *(("-c", str(constraints)) if constraints is not None else ()),
+    ]
+
+
+def _sdist_wheels(requirements: Path, constraints: Path | None, cache_dir: Path, log: Log) -> Path:
     """Pure-Python wheels for every requirement (direct or not) that is published only as an sdist.
 
     ``pip wheel`` on the whole requirements file (for this interpreter) yields a wheel for everything:
@@ -207,7 +240,8 @@ def _sdist_wheels(requirements: Path, cache_dir: Path, log: Log) -> Path:
     platform-specific ones come from the index for the target. The C compiler is disabled so that an sdist
     with an optional extension (crcmod) builds pure; a private pip cache keeps out wheels built with it.
     """
-    wheelhouse = cache_dir / "wheelhouse" / _digest(requirements.read_bytes())
+    lock_bytes = constraints.read_bytes() if constraints is not None else b"unlocked"
+    wheelhouse = cache_dir / "wheelhouse" / _digest(requirements.read_bytes(), lock_bytes)
     done = wheelhouse / ".complete"
     if done.is_file():
         return wheelhouse
@@ -216,7 +250,8 @@ def _sdist_wheels(requirements: Path, cache_dir: Path, log: Log) -> Path:
     try:
         environ = dict(os.environ, CC="false", CXX="false", LDSHARED="false")
         _run([sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check",
-              "--cache-dir", str(cache_dir / "pip-sdist"), "--wheel-dir", str(scratch), "-r", str(requirements)],
+              "--cache-dir", str(cache_dir / "pip-sdist"), "--wheel-dir", str(scratch), "-r", str(requirements),
+              *(("-c", str(constraints)) if constraints is not None else ())],
              "building wheels from source distributions", environ=environ,
              hint="a dependency published only as source needs a C compiler; it cannot be packaged for "
                   "another platform from here")
@@ -236,6 +271,108 @@ def _run(command: list[str], what: str, *, hint: str, environ: dict[str, str] | 
                            if "is ignored: it is neither a file nor a directory" not in line)
         raise PackagingError(f"{what} failed (exit {result.returncode}): {hint}.\n"
                              f"$ {' '.join(command)}\n{output[-4000:]}")
+
+
+# ------------------------------------------------------------------------------------------------- lock
+
+
+def canonical_name(name: str) -> str:
+    """PEP 503 normalised distribution name (``PyYAML`` -> ``pyyaml``, ``typing_extensions`` -> ``typing-extensions``)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def read_pins(path: Path) -> dict[str, str]:
+    """``name==version`` lines of a requirements or constraints file, by canonical name (comments skipped)."""
+    pins: dict[str, str] = {}
+    for number, raw in enumerate(path.read_text().splitlines(), 1):
+        line = raw.split("#", 1)[0].strip()
+        if not line or line.startswith("-"):
+            continue
+        match = _PIN.match(line)
+        if not match:
+            raise PackagingError(f"{path.name}:{number}: {raw.strip()!r} is not pinned: write name==version")
+        pins[canonical_name(match.group(1))] = match.group(2)
+    return pins
+
+
+def installed_distributions(directory: Path) -> dict[str, str]:
+    """The distributions a ``pip install --target`` directory holds: canonical name -> version (from METADATA)."""
+    found: dict[str, str] = {}
+    for metadata in directory.glob("*.dist-info/METADATA"):
+        fields: dict[str, str] = {}
+        with metadata.open(encoding="utf-8", errors="replace") as lines:
+            for line in lines:
+                if not line.strip():
+                    break  # the headers end at the first blank line
+                key, _, value = line.partition(":")
+                fields.setdefault(key.strip().lower(), value.strip())
+        found[canonical_name(fields["name"])] = fields["version"]
+    return found
+
+
+def check_lock(requirements: Path, constraints: Path) -> None:
+    """Refuse a missing lock, or one that does not pin every requirement at requirements.txt's version."""
+    if not constraints.is_file():
+        raise PackagingError(f"{constraints} not found: it locks every dependency the packages ship; "
+                             f"write it with `make lock`")
+    locked = read_pins(constraints)
+    stale = [f"{name}=={version} (lock: {locked.get(name, 'absent')})"
+             for name, version in read_pins(requirements).items() if locked.get(name) != version]
+    if stale:
+        raise PackagingError(f"{constraints.name} is stale: requirements.txt pins {', '.join(stale)}; "
+                             f"regenerate it with `make lock`")
+
+
+def _check_installed(directory: Path, constraints: Path, runtime: str) -> None:
+    locked = read_pins(constraints)
+    unlocked = sorted(f"{name}=={version}" for name, version in installed_distributions(directory).items()
+                      if locked.get(name) != version)
+    if unlocked:
+        raise PackagingError(f"the install for {runtime} holds {', '.join(unlocked)}, not pinned so in "
+                             f"{constraints.name}: regenerate it (`make lock`, or `--lock --runtime {runtime}`)")
+
+
+def lock(
+    project_root: str | os.PathLike[str] = PROJECT_ROOT,
+    runtime: str = DEFAULT_RUNTIME,
+    platform: str | Sequence[str] = DEFAULT_PLATFORM,
+    *,
+    cache_dir: str | os.PathLike[str] | None = None,
+    log: Log = _quiet,
+) -> Path:
+    """Write ``constraints.txt``: every distribution requirements.txt installs for ``runtime`` on ``platform``.
+
+    The install is the builder's own (same pip flags, same sdist wheels), unconstrained, into a scratch
+    directory; the versions are read from what it installed. Returns the lock's path.
+    """
+    root = Path(project_root).resolve()
+    requirements = root / "requirements.txt"
+    if not requirements.is_file():
+        raise PackagingError(f"{requirements} not found: the lock is resolved from it")
+    python_version = python_version_of(runtime)
+    platforms = (platform,) if isinstance(platform, str) else tuple(platform)
+    cache = _cache_root(cache_dir)
+    scratch = Path(tempfile.mkdtemp(prefix=".lock-", dir=_mkdir(cache)))
+    try:
+        wheelhouse = _sdist_wheels(requirements, None, cache, log)
+        log(f"resolving {requirements.name} for Python {python_version} ({', '.join(platforms)})")
+        _run(install_command(scratch / "target", requirements, None, wheelhouse, python_version, platforms),
+             "resolving the runtime dependencies for the function's platform",
+             hint="every dependency needs a wheel for the platform on the index, or a pure-Python sdist")
+        pins = installed_distributions(scratch / "target")
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    header = [
+        "# The lock of the FC code packages: every distribution they ship (direct or transitive) and its version.",
+        f"# For CPython {python_version} (FC runtime {runtime}) on {', '.join(platforms)}: the runtime and",
+        "# platform of every function in s.yaml. Used as a pip constraints file by the package builder",
+        "# (chatapp_mass.deploy.packaging) and by `make setup`. No hashes: see the builder's module doc.",
+        "# Generated by `make lock` from requirements.txt; do not edit by hand.",
+    ]
+    target = root / LOCK_FILE
+    target.write_text("\n".join([*header, *(f"{name}=={pins[name]}" for name in sorted(pins))]) + "\n")
+    log(f"{target}: {len(pins)} distributions for {runtime} ({', '.join(platforms)})")
+    return target
 
 
 # -------------------------------------------------------------------------------------------- file work
@@ -330,8 +467,21 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help=f"pip platform tag, repeatable (default {DEFAULT_PLATFORM})")
     parser.add_argument("--root", default=str(PROJECT_ROOT), help="project root (default: this checkout)")
     parser.add_argument("--cache-dir", default=None, help=f"build cache (default ${CACHE_ENV} or ~/.cache)")
+    parser.add_argument("--lock", action="store_true",
+                        help=f"rewrite {LOCK_FILE} (every distribution the packages ship, for --runtime and "
+                             f"--platform) instead of building")
     args = parser.parse_args(argv)
     root = Path(args.root).resolve()
+    if args.lock:
+        if args.keys:
+            parser.error("--lock takes no KEY: the lock covers every function")
+        try:
+            lock(root, runtime=args.runtime, platform=args.platform or DEFAULT_PLATFORM,
+                 cache_dir=args.cache_dir, log=lambda m: print(m, file=sys.stderr))
+        except PackagingError as exc:
+            print(f"packaging: {exc}", file=sys.stderr)
+            return 1
+        return 0
     keys = args.keys or function_keys(root)
     if not keys:
         print(f"nothing to build: no functions/<key>/index.py under {root}", file=sys.stderr)
