@@ -27,7 +27,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from typing import IO, Any, Callable, ContextManager, Iterable, Optional
 
-from chatapp_mass import faults
+from chatapp_mass import faults, logs
 from chatapp_mass.cams import CamsClient, PreparedCall, batch_task_id
 from chatapp_mass.errors import CsvFileError, StoreError
 from chatapp_mass.intake import RecipientReader, sha256_of
@@ -628,7 +628,7 @@ class JobRunner:
                         seq = queue.pop(0)
                         if seq in inflight:
                             continue
-                        future = pool.submit(self._send_batch, job_id, seq, options, snapshot)
+                        future = pool.submit(logs.carried(self._send_batch), job_id, seq, options, snapshot)
                         future.add_done_callback(lambda _: wake.set())
                         inflight[seq] = future
                     if on_progress and self.clock() - last_report >= progress_interval:
@@ -819,7 +819,7 @@ class JobRunner:
                 self._last_progress = self.clock()
             log.warning("batch refused for one recipient: split in halves to isolate it", extra={
                 "job_id": job_id, "batch": seq, "recipients": len(lines), "code": outcome.code,
-                "request_id": outcome.request_id})
+                "cams_request_id": outcome.request_id})
             return True
         return False
 
@@ -841,7 +841,7 @@ class JobRunner:
         )
         if not recorded:
             log.error("stale claim: outcome not recorded (the batch is another's now)", extra={
-                "job_id": job_id, "batch": seq, "outcome": status.value, "request_id": outcome.request_id})
+                "job_id": job_id, "batch": seq, "outcome": status.value, "cams_request_id": outcome.request_id})
         if recorded:
             self._count_tried(job_id, size, status is BatchStatus.failed)
         with self._lock:
@@ -857,7 +857,7 @@ class JobRunner:
         level = logging.INFO if status is BatchStatus.sent else logging.WARNING
         log.log(level, f"batch {status.value}", extra={
             "job_id": job_id, "batch": seq, "recipients": size, "code": outcome.code,
-            "request_id": outcome.request_id, "group_message_id": outcome.group_message_id})
+            "cams_request_id": outcome.request_id, "group_message_id": outcome.group_message_id})
         if outcome.kind is OutcomeKind.fatal:
             self.stop(JobStatus.stopped, f"CAMS refused the account or template: {outcome.code}: {outcome.message}")
             log.error("job stopped by an account- or template-level refusal",

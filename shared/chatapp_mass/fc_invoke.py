@@ -87,7 +87,7 @@ class FcInvoker:
         for attempt in range(1, self.settings.attempts + 1):
             try:
                 self._sdk().invoke_function_with_options(function, request, headers, runtime)
-                log.info("invoked", extra={"function": function, "bytes": len(body), "delay": delay})
+                log.info("invoked", extra={"target": function, "bytes": len(body), "delay": delay})
                 return
             except Exception as error:  # the SDK raises Tea exceptions of several kinds; all are retried
                 last = error

@@ -2,7 +2,9 @@
 
 ``functions/ingest/index.py`` and ``functions/sender/index.py`` are one-line adapters onto these. Services
 are built once per instance (on the first invocation, not at import: a cold start stays short and a bad
-setting fails the invocation with its message instead of the import).
+setting fails the invocation with its message instead of the import). Each runs inside
+:func:`chatapp_mass.logs.invocation`, so every log line of the invocation carries FC's request id and the
+function name.
 """
 
 from __future__ import annotations
@@ -39,6 +41,22 @@ def _deadline(context: Any, started: float) -> float:
 
 
 def ingest(event: bytes, context: Any) -> str:
+    with logs.invocation(context):
+        return _ingest(event, context)
+
+
+def sender(event: bytes, context: Any) -> str:
+    with logs.invocation(context):
+        return _sender(event, context)
+
+
+def api(event: bytes, context: Any) -> Any:
+    """HTTP trigger requests (-> an FC3 HTTP response dict) and timer events (-> a JSON summary)."""
+    with logs.invocation(context):
+        return _api(event, context)
+
+
+def _ingest(event: bytes, context: Any) -> str:
     from chatapp_mass.oss_jobs import Ingest
 
     s = services()
@@ -46,7 +64,7 @@ def ingest(event: bytes, context: Any) -> str:
     return json.dumps([r.__dict__ for r in results])
 
 
-def sender(event: bytes, context: Any) -> str:
+def _sender(event: bytes, context: Any) -> str:
     from chatapp_mass.oss_jobs import Sender
 
     started = time.time()
@@ -55,8 +73,7 @@ def sender(event: bytes, context: Any) -> str:
     return json.dumps(result)
 
 
-def api(event: bytes, context: Any) -> Any:
-    """HTTP trigger requests (-> an FC3 HTTP response dict) and timer events (-> a JSON summary)."""
+def _api(event: bytes, context: Any) -> Any:
     from chatapp_mass.http_api import ApiError, HttpEvent, JobsApi, error_reply, is_http_event
     from chatapp_mass.timer_jobs import Timer, is_timer_event
 

@@ -27,6 +27,8 @@ import socket
 import threading
 from typing import Callable, Optional
 
+from chatapp_mass import logs
+
 log = logging.getLogger("chatapp_mass.lease")
 
 PLAN_LEASE = 60.0  # seconds a planning lease lasts unless renewed (renewed every third of it)
@@ -70,7 +72,7 @@ class Heartbeat:
         self._thread: Optional[threading.Thread] = None
 
     def start(self) -> "Heartbeat":
-        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+        self._thread = threading.Thread(target=logs.carried(self._run), name=self.name, daemon=True)
         self._thread.start()
         return self
 

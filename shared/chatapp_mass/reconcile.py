@@ -62,6 +62,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Optional
 
+from chatapp_mass import logs
 from chatapp_mass.cams import CamsClient, ListPage
 from chatapp_mass.errors import ChatAppMassError
 from chatapp_mass.options import JobOptions
@@ -190,7 +191,7 @@ class Reconciler:
                 return recipient["To"] in self._numbers(query, {**base, "UserNumber": recipient["To"]}, pages=1)
 
             with ThreadPoolExecutor(self.concurrency) as pool:
-                hits = list(pool.map(has, [recipient for _, recipient in rows]))
+                hits = list(pool.map(logs.carried(has), [recipient for _, recipient in rows]))
             found = {line for (line, _), hit in zip(rows, hits) if hit}
         self._record(job, batch, [line for line, _ in rows], found, left)
         return len(found), len(rows) - len(found)

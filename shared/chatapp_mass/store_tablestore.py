@@ -87,7 +87,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequenc
 
 import urllib3
 
-from chatapp_mass import env
+from chatapp_mass import env, logs
 from chatapp_mass.errors import OptionsError, StoreError
 from chatapp_mass.store import (
     BatchRecord,
@@ -400,7 +400,7 @@ class TablestoreStore(Store):
                 write(part)
             return
         with ThreadPoolExecutor(self.settings.write_threads, thread_name_prefix="ots-write") as pool:
-            for future in [pool.submit(write, part) for part in requests]:
+            for future in [pool.submit(logs.carried(write), part) for part in requests]:
                 future.result()
 
     def _schemas(self) -> dict[str, list[tuple[str, str]]]:
@@ -439,7 +439,7 @@ class TablestoreStore(Store):
             self._call(f"GetRow {table} (is the table ready?)",
                        lambda: self.client.get_row(table, probe, None, max_version=1))
         self._index_jobs_of_older_releases()
-        log.info("Tablestore tables ready", extra={"created": created, "instance": self.settings.instance})
+        log.info("Tablestore tables ready", extra={"tables_created": created, "instance": self.settings.instance})
         return {"created": created, "existing": sorted(set(schemas) - set(created))}
 
     # --- jobs -------------------------------------------------------------------------------------------

@@ -214,3 +214,51 @@ def test_a_multipart_upload_into_incoming_runs_as_a_job(cloud: LocalCloud, tmp_p
         "ObjectCreated:CompleteMultipartUpload"]
     assert len([r for r in cloud.fc.backend.invocations if r.function == INGEST]) == 1
     store.close()
+
+
+def test_every_log_line_of_an_invocation_names_it_and_numbers_stay_masked(tmp_path: Path) -> None:
+    """What an SLS query by request id finds: every JSON line the functions log, the sender's worker threads'
+    too (``calling CAMS``, logged at DEBUG by the thread that calls), carries FC's request id of the
+    invocation that wrote it and the function's name; no recipient's number appears whole."""
+    with LocalCloud(s_yaml=str(ROOT / "s.yaml"), data_dir=str(tmp_path / "cloud"),
+                    cams_options={"latency": 0.02},
+                    function_environment={"CHATAPP_BATCH_SIZE": "100", "CHATAPP_LOG_LEVEL": "DEBUG"}) as cloud:
+        key = "incoming/logged.csv"
+        data = sample_bytes(300, seed=62)
+        upload(cloud, key, data, task_id="logged")
+        store = store_of(cloud)
+        _expect_completed(cloud, store, key, data, "logged")
+        store.close()
+        records = list(cloud.fc.backend.invocations)
+    assert {r.function for r in records} == {INGEST, SENDER}
+
+    def json_lines(text: str) -> list[dict[str, object]]:
+        entries = []
+        for line in text.splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue  # the runtime's own lines, or a line cut by the 4 KB tail
+            if isinstance(entry, dict) and str(entry.get("logger", "")).startswith("chatapp_mass"):
+                entries.append(entry)
+        return entries
+
+    # Each invocation's output (the tail FC returns) names that invocation, whichever thread wrote it.
+    seen_by_thread = 0
+    for record in records:
+        entries = json_lines(record.log)
+        assert entries, (record.function, record.log)
+        assert {(e.get("request_id"), e.get("function")) for e in entries} == {(record.request_id, record.function)}, (
+            record, entries)
+        seen_by_thread += sum(e["message"] == "calling CAMS" for e in entries)
+    assert seen_by_thread > 0
+    # The instances' whole output: every product line names an invocation of its function.
+    files = {path.stem: path.read_text() for path in (tmp_path / "cloud").rglob("*.log")}
+    assert set(files) >= {INGEST, SENDER}
+    ids = {r.request_id for r in records}
+    for function in (INGEST, SENDER):
+        entries = json_lines(files[function])
+        assert entries and all(e.get("request_id") in ids and e.get("function") == function for e in entries)
+    text = "".join(files.values()) + "".join(r.log for r in records)
+    leaked = [n for n in valid_numbers(data) if n.lstrip("+") in text]
+    assert leaked == []

@@ -75,6 +75,27 @@ def test_init_tables_creates_them_waits_until_ready_and_is_idempotent(ots: Local
     assert apis.count("ListTable") == 1 and "CreateTable" not in apis
 
 
+def test_init_tables_with_info_logs_logs_what_it_created(ots: LocalTablestore, monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    # "created" named a LogRecord attribute: logging refused the record (KeyError) as soon as INFO was on.
+    import logging
+
+    logger = logging.getLogger("chatapp_mass")
+    saved = (logger.handlers[:], logger.level, logger.propagate)
+    prefix = f"l{secrets.token_hex(3)}_"
+    for name, value in environment(ots, prefix).items():
+        monkeypatch.setenv(name, value)
+    try:
+        out = io.StringIO()
+        assert cli.main(["init-tables", "--store", f"tablestore://{ots.instance_name}", "--log-level", "INFO"],
+                        out=out) == 0
+    finally:
+        logger.handlers[:], logger.level, logger.propagate = saved[0], saved[1], saved[2]
+    entries = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
+    [ready] = [e for e in entries if e["message"] == "Tablestore tables ready"]
+    assert sorted(ready["tables_created"]) == sorted(json.loads(out.getvalue())["created"])
+
+
 def test_a_cold_start_makes_no_table_operation(ots: LocalTablestore) -> None:
     prefix = f"c{secrets.token_hex(3)}_"
     environ = environment(ots, prefix)
