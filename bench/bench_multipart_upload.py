@@ -69,7 +69,7 @@ class RssSampler:
         while not self._stop.wait(0.05):
             self.peak = max(self.peak, self._process.memory_info().rss)
 
-    def __enter__(self) -> "RssSampler":
+    def __enter__(self) -> RssSampler:
         self.start = self.peak = self._process.memory_info().rss
         self._thread.start()
         return self

@@ -50,7 +50,7 @@ def plan(job_id: str, rows: int, batch_size: int = BATCH_SIZE) -> tuple[list[Row
 
 
 class Timer:
-    def __enter__(self) -> "Timer":
+    def __enter__(self) -> Timer:
         self.wall, self.cpu = time.perf_counter(), time.process_time()
         return self
 

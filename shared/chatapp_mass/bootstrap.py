@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional
+from typing import Any
 
 from chatapp_mass import env
 from chatapp_mass.cams import CamsClient, CamsSettings, parse_endpoint
-from chatapp_mass.store import Store
 from chatapp_mass.errors import OptionsError
 from chatapp_mass.oss_source import OssClient
+from chatapp_mass.store import Store
 
 
 @dataclass
 class Services:
     store: Store
     cams: CamsClient
-    oss: Optional[OssClient] = None  # built from the environment on first use (only oss:// sources need it)
+    oss: OssClient | None = None  # built from the environment on first use (only oss:// sources need it)
 
     def oss_client(self) -> OssClient:
         if self.oss is None:
@@ -107,9 +108,9 @@ def cams_client_for(endpoint: str, credentials: Any, **settings: Any) -> CamsCli
 
 def build_services(
     *,
-    store_url: Optional[str] = None,
-    store: Optional[Store] = None,
-    cams: Optional[CamsClient] = None,
+    store_url: str | None = None,
+    store: Store | None = None,
+    cams: CamsClient | None = None,
     credential: Any = None,
     environ: Mapping[str, str] = os.environ,
 ) -> Services:

@@ -28,10 +28,11 @@
 
 from __future__ import annotations
 
-import os
 import hashlib
+import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Optional
+from typing import Any
 from urllib.parse import urlsplit
 
 from chatapp_mass import env
@@ -60,7 +61,7 @@ def params_in_from_env(environ: Mapping[str, str] = os.environ) -> str:
 @dataclass(frozen=True)
 class CamsSettings:
     region_id: str = env.DEFAULT_REGION
-    endpoint: Optional[str] = None  # host[:port]; None = the SDK's endpoint for the region
+    endpoint: str | None = None  # host[:port]; None = the SDK's endpoint for the region
     protocol: str = "HTTPS"
     connect_timeout_ms: int = 5_000
     read_timeout_ms: int = 30_000
@@ -71,14 +72,14 @@ class CamsSettings:
             raise OptionsError(f"params_in={self.params_in!r}: use body or query")
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] = os.environ, **overrides: Any) -> "CamsSettings":
+    def from_env(cls, environ: Mapping[str, str] = os.environ, **overrides: Any) -> CamsSettings:
         region = environ.get(env.ALIBABA_CLOUD_REGION_ID) or env.DEFAULT_REGION
         endpoint, protocol = parse_endpoint(environ.get(env.CHATAPP_CAMS_ENDPOINT))
         overrides.setdefault("params_in", params_in_from_env(environ))
         return cls(region_id=region, endpoint=endpoint, protocol=protocol, **overrides)
 
 
-def parse_endpoint(value: Optional[str]) -> tuple[Optional[str], str]:
+def parse_endpoint(value: str | None) -> tuple[str | None, str]:
     """``http://127.0.0.1:8123`` -> ("127.0.0.1:8123", "HTTP"); ``cams.example.com`` -> (that, "HTTPS")."""
     if not value or not value.strip():
         return None, "HTTPS"
@@ -143,7 +144,7 @@ class CamsClient:
         return self._client.get()
 
     def prepare(self, options: JobOptions, recipients: list[dict[str, Any]], *,
-                task_id: Optional[str] = None) -> "PreparedCall":
+                task_id: str | None = None) -> PreparedCall:
         """Everything before the wire: imports, this thread's SDK client, the request. Returns the call.
 
         ``task_id`` (:func:`batch_task_id`) is sent as ``TaskId`` unless the job has its own (``--task-id``,
@@ -199,7 +200,7 @@ class CamsClient:
         return PreparedCall(call, recipients)
 
     def send(self, options: JobOptions, recipients: list[dict[str, Any]], *,
-             task_id: Optional[str] = None) -> SendOutcome:
+             task_id: str | None = None) -> SendOutcome:
         """One SendChatappMassMessage attempt, classified. Never raises for a service or transport failure."""
         return self.prepare(options, recipients, task_id=task_id)()
 
@@ -208,7 +209,7 @@ class CamsClient:
         """The longest one call can wait, in seconds: connecting, then the reply (the read timeout)."""
         return (self.settings.connect_timeout_ms + self.settings.read_timeout_ms) / 1000
 
-    def list_messages(self, query: dict[str, Any]) -> "ListPage":
+    def list_messages(self, query: dict[str, Any]) -> ListPage:
         """One ListChatappMessage page (``query``: the API's parameter names, ``Page`` a dict). Never raises
         for a service or transport failure: the page says what went wrong (``ok`` False, ``code``)."""
         from alibabacloud_cams20200606 import models

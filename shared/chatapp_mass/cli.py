@@ -13,7 +13,8 @@ import json
 import os
 import sys
 import time
-from typing import IO, Any, Callable, ContextManager, Iterator, Optional, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import IO, Any, ContextManager
 
 from chatapp_mass import __version__, env, logs
 from chatapp_mass.bootstrap import Services, build_services
@@ -340,7 +341,7 @@ def run_send(args: argparse.Namespace, services: Services, *, out: IO[str], err:
         print(_resend_line(resend), file=err)
     dispatch = DispatchSettings(qps=args.qps, concurrency=args.concurrency, max_stall=args.max_stall)
     runner = JobRunner(services.store, services.cams, dispatch)
-    bar: Optional[ProgressBar] = None
+    bar: ProgressBar | None = None
     if not args.no_progress:
         bar = ProgressBar(err) if err.isatty() else ProgressLines(err)
     result = runner.run(job, on_progress=bar.update if bar else None)
@@ -353,7 +354,7 @@ def run_send(args: argparse.Namespace, services: Services, *, out: IO[str], err:
     return EXIT_OK if result.all_sent else EXIT_NOT_ALL_SENT
 
 
-def _write_report_file(store: Store, job_id: str, path: Optional[str], err: IO[str]) -> None:
+def _write_report_file(store: Store, job_id: str, path: str | None, err: IO[str]) -> None:
     if not path:
         return
     with _open_out(path) as handle:
@@ -371,7 +372,7 @@ def _open_out(path: str) -> Iterator[IO[str]]:
     os.replace(tmp, path)  # a report is never left half-written
 
 
-def summary_line(result: RunResult, seconds: float, report: Optional[str]) -> str:
+def summary_line(result: RunResult, seconds: float, report: str | None) -> str:
     job, totals = result.job, result.totals
 
     def recipients(status: BatchStatus) -> int:
@@ -593,7 +594,7 @@ def cmd_init_tables(args: argparse.Namespace, out: IO[str]) -> int:
     return EXIT_OK
 
 
-def main(argv: Optional[Sequence[str]] = None, *, out: IO[str] = sys.stdout, err: IO[str] = sys.stderr) -> int:
+def main(argv: Sequence[str] | None = None, *, out: IO[str] = sys.stdout, err: IO[str] = sys.stderr) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logs.configure(args.log_level)

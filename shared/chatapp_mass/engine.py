@@ -22,10 +22,11 @@ import logging
 import secrets
 import threading
 import time
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
-from typing import IO, Any, Callable, ContextManager, Iterable, Optional
+from typing import IO, Any, ContextManager
 
 from chatapp_mass import faults
 from chatapp_mass.cams import CamsClient, PreparedCall, batch_task_id
@@ -90,8 +91,8 @@ def plan_job(
     options: JobOptions,
     intake: IntakeOptions,
     settings: PlanSettings = PlanSettings(),
-    identity: Optional[tuple[str, str]] = None,
-    read_rows: Optional[Callable[[], Iterable[Any]]] = None,
+    identity: tuple[str, str] | None = None,
+    read_rows: Callable[[], Iterable[Any]] | None = None,
     scheduled_at: float = 0.0,
     runtime: Runtime = REAL,
     lease: float = PLAN_LEASE,
@@ -185,7 +186,7 @@ def _take_plan(store: Store, fresh: JobRecord, runtime: Runtime, lease: float) -
 
 
 def _plan_owned(store: Store, job: JobRecord, owner: str, heartbeat: Heartbeat, open_stream: OpenStream,
-                read_rows: Optional[Callable[[], Iterable[Any]]]) -> JobRecord:
+                read_rows: Callable[[], Iterable[Any]] | None) -> JobRecord:
     """Plan ``job`` (whose lease is ours) with the job row's own options and settings."""
     job_id = job.job_id
     options = JobOptions.model_validate(job.options)
@@ -429,8 +430,8 @@ class JobRunner:
         cams: CamsClient,
         settings: DispatchSettings = DispatchSettings(),
         *,
-        limiter: Optional[SlidingWindowLimiter] = None,
-        clock: Optional[Callable[[], float]] = None,
+        limiter: SlidingWindowLimiter | None = None,
+        clock: Callable[[], float] | None = None,
         runtime: Runtime = REAL,
         inline: bool = False,
     ) -> None:
@@ -444,12 +445,12 @@ class JobRunner:
         self.inline = inline  # one batch at a time in the calling thread, every wait through runtime.sleep
         self.owner = owner_id()
         self.halt = threading.Event()
-        self.halt_status: Optional[JobStatus] = None
+        self.halt_status: JobStatus | None = None
         self.halt_reason = ""
         self._lock = threading.Lock()
         self._last_progress = self.clock()
-        self.claims: Optional[Claims] = None
-        self._job_counts: Optional[dict[str, int]] = None  # the job's counters, as last returned by the store
+        self.claims: Claims | None = None
+        self._job_counts: dict[str, int] | None = None  # the job's counters, as last returned by the store
 
     # control
     def stop(self, status: JobStatus = JobStatus.interrupted, reason: str = "interrupted by the user") -> None:
@@ -482,7 +483,7 @@ class JobRunner:
         self,
         job: JobRecord,
         *,
-        on_progress: Optional[Callable[[Snapshot], None]] = None,
+        on_progress: Callable[[Snapshot], None] | None = None,
         progress_interval: float = 0.5,
     ) -> RunResult:
         """The CLI's send (and rerun). The job goes to ``running`` only from a state a run may resume
@@ -520,7 +521,7 @@ class JobRunner:
         assert final is not None
         return RunResult(final, snapshot, totals)
 
-    def drain(self, job: JobRecord, *, deadline: float, only: Optional[int] = None) -> Snapshot:
+    def drain(self, job: JobRecord, *, deadline: float, only: int | None = None) -> Snapshot:
         """A sender invocation's work: send the job's pending batches (only batch ``only`` if given) until
         none is left or ``deadline`` (on ``clock``) arrives; calls in flight are finished and recorded.
 
@@ -535,8 +536,8 @@ class JobRunner:
         return snapshot
 
     def _dispatch(self, job_id: str, options: JobOptions, snapshot: Snapshot, *,
-                  on_progress: Optional[Callable[[Snapshot], None]] = None, progress_interval: float = 0.5,
-                  deadline: Optional[float] = None, only: Optional[int] = None) -> None:
+                  on_progress: Callable[[Snapshot], None] | None = None, progress_interval: float = 0.5,
+                  deadline: float | None = None, only: int | None = None) -> None:
         """Keep up to ``workers`` pending batches in flight until none is open, a halt, or ``deadline``.
 
         The job's batches are listed once into a local queue and listed again only when the queue runs dry
@@ -556,8 +557,8 @@ class JobRunner:
         finally:
             self.claims.heartbeat.stop()
 
-    def _next_batches(self, job_id: str, snapshot: Snapshot, *, inflight: Iterable[int], deadline: Optional[float],
-                      only: Optional[int]) -> Optional[list[int]]:
+    def _next_batches(self, job_id: str, snapshot: Snapshot, *, inflight: Iterable[int], deadline: float | None,
+                      only: int | None) -> list[int] | None:
         """One look at the job: the pending batches to queue, or None when this run is to end (the job was
         paused or cancelled, the error threshold, or nothing is open any more)."""
         current = self.store.get_job(job_id)
@@ -577,7 +578,7 @@ class JobRunner:
         return [b.seq for b in open_batches if b.status is BatchStatus.pending and b.seq not in inflight]
 
     def _dispatch_inline(self, job_id: str, options: JobOptions, snapshot: Snapshot, *,
-                         deadline: Optional[float], only: Optional[int]) -> None:
+                         deadline: float | None, only: int | None) -> None:
         """One batch at a time, in this thread (a simulation drives it; see ``inline``)."""
         self._last_progress = self.clock()
         next_stale_check = 0.0
@@ -597,8 +598,8 @@ class JobRunner:
             self._send_batch(job_id, queue[0], options, snapshot)
 
     def _dispatch_pool(self, job_id: str, options: JobOptions, snapshot: Snapshot, *,
-                       on_progress: Optional[Callable[[Snapshot], None]], progress_interval: float,
-                       deadline: Optional[float], only: Optional[int]) -> None:
+                       on_progress: Callable[[Snapshot], None] | None, progress_interval: float,
+                       deadline: float | None, only: int | None) -> None:
         self._last_progress = self.clock()
         wake = threading.Event()
         inflight: dict[int, Future[None]] = {}
@@ -679,7 +680,7 @@ class JobRunner:
         finally:
             claims.drop(seq)
 
-    def _plan_mismatch(self, job_id: str, seq: int, batch: Optional[BatchRecord], found: int) -> None:
+    def _plan_mismatch(self, job_id: str, seq: int, batch: BatchRecord | None, found: int) -> None:
         """A batch whose rows do not number its size is never sent (a plan written wrong, or changed under
         us): the batch goes back untouched and the job stops, saying so."""
         planned = batch.size if batch is not None else "?"

@@ -20,8 +20,9 @@ import logging
 import os
 import random
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional, Protocol
+from typing import Any, Protocol
 
 from chatapp_mass import env
 from chatapp_mass.cams import parse_endpoint
@@ -44,13 +45,13 @@ class Invoker(Protocol):
 
 @dataclass(frozen=True)
 class FcSettings:
-    endpoint: Optional[str]  # host[:port]; None = the SDK's endpoint for the region
+    endpoint: str | None  # host[:port]; None = the SDK's endpoint for the region
     protocol: str
     region_id: str
     attempts: int = 4
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] = os.environ) -> "FcSettings":
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> FcSettings:
         region = environ.get(env.FC_REGION) or environ.get(env.ALIBABA_CLOUD_REGION_ID) or env.DEFAULT_REGION
         endpoint, protocol = parse_endpoint(environ.get(env.CHATAPP_FC_ENDPOINT))
         return cls(endpoint=endpoint, protocol=protocol, region_id=region)
@@ -82,7 +83,7 @@ class FcInvoker:
         common = {"x-fc-async-delay": str(max(0, min(int(delay), MAX_ASYNC_DELAY)))} if delay > 0 else None
         headers = models.InvokeFunctionHeaders(x_fc_invocation_type="Async", common_headers=common)
         request = models.InvokeFunctionRequest(body=body)
-        last: Optional[BaseException] = None
+        last: BaseException | None = None
         runtime = RuntimeOptions(autoretry=False, max_attempts=0)
         for attempt in range(1, self.settings.attempts + 1):
             try:

@@ -11,7 +11,7 @@ import json
 import logging
 import os
 import time
-from typing import Any, Optional
+from typing import Any
 
 from chatapp_mass import logs
 from chatapp_mass.bootstrap import FunctionServices, function_services
@@ -22,7 +22,7 @@ log = logging.getLogger("chatapp_mass.handlers")
 # and the bookkeeping after them must finish inside the invocation.
 DEADLINE_MARGIN = 45.0
 
-_services: Optional[FunctionServices] = None
+_services: FunctionServices | None = None
 
 
 def services() -> FunctionServices:
@@ -76,7 +76,7 @@ def api(event: bytes, context: Any) -> Any:
     return JobsApi(s.store, s.oss, s.invoker, s.settings, _api_settings(), cams=s.cams).handle(request)
 
 
-_api: Optional[Any] = None
+_api: Any | None = None
 
 
 def _api_settings() -> Any:

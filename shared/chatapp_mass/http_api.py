@@ -54,9 +54,10 @@ import os
 import re
 import secrets
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Callable, Mapping, Optional
+from typing import Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -106,7 +107,7 @@ class ApiSettings:
     reconcile_seconds: float = 60.0  # how long one reconcile/resend request looks batches up (timeout 120 s)
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] = os.environ) -> "ApiSettings":
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> ApiSettings:
         auth = (environ.get(env.CHATAPP_API_AUTH) or "token").strip().lower()
         if auth not in ("token", "fc"):
             raise OptionsError(f"{env.CHATAPP_API_AUTH}={auth!r}: token or fc")
@@ -178,7 +179,7 @@ class ApiError(ChatAppMassError):
 
 
 def reply(status: int, body: Any, *, content_type: str = "application/json; charset=utf-8",
-          headers: Optional[dict[str, str]] = None) -> dict[str, Any]:
+          headers: dict[str, str] | None = None) -> dict[str, Any]:
     text = body if isinstance(body, str) else json.dumps(body, indent=2, default=str)
     return {"statusCode": status, "headers": {"Content-Type": content_type, "Cache-Control": "no-store",
                                               **(headers or {})},
@@ -197,23 +198,23 @@ class _Recipient(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     To: str = Field(min_length=1, max_length=128)
-    TemplateParams: Optional[dict[str, str]] = None
-    Payload: Optional[list[str]] = None
-    FlowAction: Optional[dict[str, Any]] = None
-    ProductAction: Optional[dict[str, Any]] = None
+    TemplateParams: dict[str, str] | None = None
+    Payload: list[str] | None = None
+    FlowAction: dict[str, Any] | None = None
+    ProductAction: dict[str, Any] | None = None
 
 
 class _Submission(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     options: dict[str, Any] = Field(default_factory=dict)
-    recipients: Optional[list[_Recipient]] = None
-    source: Optional[str] = None
-    scheduled_at: Optional[str] = Field(default=None, alias="scheduledAt")
-    time_zone: Optional[str] = Field(default=None, alias="timeZone")
+    recipients: list[_Recipient] | None = None
+    source: str | None = None
+    scheduled_at: str | None = Field(default=None, alias="scheduledAt")
+    time_zone: str | None = Field(default=None, alias="timeZone")
 
 
-def parse_schedule(when: Optional[str], zone: Optional[str], *, now: float) -> float:
+def parse_schedule(when: str | None, zone: str | None, *, now: float) -> float:
     """``scheduledAt`` -> epoch seconds (0 = now). ISO 8601 with an offset (``2026-12-24T09:00:00+08:00``),
     or a local time and an IANA ``timeZone``. A time more than 5 minutes past is refused (a typo in the year
     must not send at once)."""
@@ -258,7 +259,7 @@ class JobsApi:
     """One HTTP request in, one FC3 HTTP response dict out."""
 
     def __init__(self, store: Store, oss: OssClient, invoker: Invoker, settings: FunctionSettings,
-                 api: ApiSettings, *, cams: Optional[CamsClient] = None, clock: Callable[[], float] = time.time) -> None:
+                 api: ApiSettings, *, cams: CamsClient | None = None, clock: Callable[[], float] = time.time) -> None:
         self.store, self.oss, self.invoker, self.settings, self.api, self.clock = \
             store, oss, invoker, settings, api, clock
         self.cams = cams
@@ -340,7 +341,7 @@ class JobsApi:
                 raise ApiError(400, "empty_body", "the CSV body is empty", "body")
             submission = _Submission(options=query_options, scheduledAt=event.query_value("scheduledAt") or None,
                                      timeZone=event.query_value("timeZone") or None)
-            csv_body: Optional[bytes] = body
+            csv_body: bytes | None = body
         elif content_type in ("application/json", ""):
             try:
                 raw = json.loads(body or b"{}")
@@ -400,7 +401,7 @@ class JobsApi:
                            "valid": job.valid, "invalid": job.invalid, "duplicate": job.duplicate},
                      headers={"Location": self._links(job, event)["status_url"]})
 
-    def _identity(self, event: HttpEvent, body: bytes) -> tuple[str, Optional[JobRecord]]:
+    def _identity(self, event: HttpEvent, body: bytes) -> tuple[str, JobRecord | None]:
         """(job id, the existing job if this is a repeat to answer with). Refuses a probable repeat."""
         key = event.header("idempotency-key").strip()
         if key:
@@ -554,7 +555,7 @@ class JobsApi:
 class _OperatorBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    cust_space_id: Optional[str] = Field(default=None, min_length=1)
+    cust_space_id: str | None = Field(default=None, min_length=1)
     reconcile: bool = True
 
 

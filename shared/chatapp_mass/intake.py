@@ -29,9 +29,10 @@ import io
 import re
 import typing
 from array import array
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from operator import itemgetter
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 from chatapp_mass.errors import CsvFileError
 from chatapp_mass.options import ChannelType, IntakeOptions

@@ -4,7 +4,8 @@ credential client or the default chain, the endpoint override, and no SDK retrie
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 
 class PerThreadClient:
@@ -14,7 +15,7 @@ class PerThreadClient:
     """
 
     def __init__(self, factory: Callable[[], Any], *, credential: Any, region_id: str, protocol: str,
-                 endpoint: Optional[str], connect_timeout_ms: int, read_timeout_ms: int) -> None:
+                 endpoint: str | None, connect_timeout_ms: int, read_timeout_ms: int) -> None:
         self._factory = factory
         self._credential = credential
         self._options = dict(region_id=region_id, protocol=protocol, connect_timeout=connect_timeout_ms,

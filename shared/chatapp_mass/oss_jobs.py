@@ -42,8 +42,9 @@ import logging
 import os
 import tempfile
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Optional
+from typing import Any
 from urllib.parse import unquote_plus
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -65,7 +66,7 @@ from chatapp_mass.oss_source import OssClient, OssLocation, SourceError
 from chatapp_mass.parts import part_batches
 from chatapp_mass.planning import API_MAX_RECIPIENTS, BODY_BUDGET, request_budget
 from chatapp_mass.ratelimit import DEFAULT_MARGIN
-from chatapp_mass.reconcile import ReconcileResult, Reconciler, unreconcilable
+from chatapp_mass.reconcile import Reconciler, ReconcileResult, unreconcilable
 from chatapp_mass.report import job_summary, write_report
 from chatapp_mass.store import IN_FLIGHT, OPEN_STATUSES, BatchStatus, JobRecord, JobStatus, Store
 
@@ -140,7 +141,7 @@ def parse_oss_event(raw: bytes | str) -> list[OssEventRecord]:
                          f"{error.errors()[0]['loc']}: {error.errors()[0]['msg']})") from None
 
 
-def _plan_reference(raw: bytes | str) -> Optional[str]:
+def _plan_reference(raw: bytes | str) -> str | None:
     try:
         value = json.loads(raw)
     except ValueError:
@@ -156,7 +157,7 @@ class SenderEvent(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     job_id: str = Field(min_length=1, max_length=64)
-    seq: Optional[int] = Field(default=None, ge=0)
+    seq: int | None = Field(default=None, ge=0)
     drain: bool = False
     reconcile: bool = False  # look the finished job's uncertain batches up (see Sender.reconcile)
 
@@ -236,7 +237,7 @@ class FunctionSettings:
     reconcile_after: float = 60.0  # a job finished with uncertain batches is looked up this much later (0: off)
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] = os.environ) -> "FunctionSettings":
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> FunctionSettings:
         dispatch = environ.get(env.CHATAPP_DISPATCH, "drain").strip() or "drain"
         if dispatch not in ("drain", "per-batch"):
             raise OptionsError(f"{env.CHATAPP_DISPATCH}={dispatch!r}: drain or per-batch")
@@ -354,7 +355,7 @@ def report_location(settings: FunctionSettings, job: JobRecord) -> OssLocation:
     return OssLocation(settings.bucket, f"{settings.reports_prefix}api/{job.job_id}")
 
 
-def start_job(store: Store, dispatch: "Dispatch", job_id: str, *, now: float) -> str:
+def start_job(store: Store, dispatch: Dispatch, job_id: str, *, now: float) -> str:
     """A planned job (``ready``) starts now, or waits for the timer (``scheduled``) if its time is later.
     Conditional: of several starters (a repeated event, two timer runs) one moves it. Returns the status."""
     job = store.get_job(job_id)
@@ -380,7 +381,7 @@ def reopen_job(store: Store, job_id: str, *, reason: str) -> None:
     store.update_job(job_id, expect=FINISHED, status=JobStatus.ready, reason=reason)
 
 
-def continue_job(store: Store, dispatch: "Dispatch", job_id: str) -> str:
+def continue_job(store: Store, dispatch: Dispatch, job_id: str) -> str:
     """After a resend reopened batches: a ``ready`` job starts, a running one gets senders for them."""
     job = store.get_job(job_id)
     if job is not None and job.status is JobStatus.ready:
@@ -390,7 +391,7 @@ def continue_job(store: Store, dispatch: "Dispatch", job_id: str) -> str:
     return job.status.value if job else "unknown"
 
 
-def pause_job(store: Store, job_id: str, *, reason: str = "paused by an operator") -> Optional[JobRecord]:
+def pause_job(store: Store, job_id: str, *, reason: str = "paused by an operator") -> JobRecord | None:
     """Stop dispatching a job, resumably: senders stop taking batches when they next look (within ~2 s)
     and hand claimed ones back; calls in flight finish and are recorded. Returns the job (None: unknown)."""
     store.update_job(job_id, expect=[JobStatus.running, JobStatus.ready, JobStatus.scheduled],
@@ -401,7 +402,7 @@ def pause_job(store: Store, job_id: str, *, reason: str = "paused by an operator
     return job
 
 
-def resume_job(store: Store, dispatch: "Dispatch", job_id: str) -> Optional[JobRecord]:
+def resume_job(store: Store, dispatch: Dispatch, job_id: str) -> JobRecord | None:
     """A paused job runs again (a scheduled one whose time has not come waits for it): one conditional
     write, then senders are started."""
     job = store.get_job(job_id)
@@ -414,7 +415,7 @@ def resume_job(store: Store, dispatch: "Dispatch", job_id: str) -> Optional[JobR
     return store.get_job(job_id)
 
 
-def cancel_job(store: Store, job_id: str, *, reason: str = "cancelled by an operator") -> Optional[JobRecord]:
+def cancel_job(store: Store, job_id: str, *, reason: str = "cancelled by an operator") -> JobRecord | None:
     """Stop dispatching a job: its status becomes ``cancelled`` (senders stop taking batches when they next
     look), and every batch not yet on the wire (``pending`` or ``claimed``) becomes ``cancelled`` — one
     conditional write each, so a batch a sender is just marking ``sending`` stays its, and is resolved by it.
@@ -455,7 +456,7 @@ class Dispatch:
                                       "dispatch": self.settings.dispatch})
         return len(refs)
 
-    def reconcile_later(self, job_id: str, delay: Optional[float] = None) -> None:
+    def reconcile_later(self, job_id: str, delay: float | None = None) -> None:
         """A sender looks the job's uncertain batches up in ``delay`` s (default ``reconcile_after``)."""
         delay = self.settings.reconcile_after if delay is None else delay
         if self.settings.reconcile_after > 0:
@@ -468,7 +469,7 @@ class Dispatch:
         if summary["uncertain"] and not unreconcilable(JobOptions.model_validate(job.options)):
             self.reconcile_later(job.job_id)
 
-    def later(self, job_id: str, delay: float, seq: Optional[int] = None) -> None:
+    def later(self, job_id: str, delay: float, seq: int | None = None) -> None:
         ref: dict[str, Any] = {"job_id": job_id, "seq": seq} if seq is not None else {"job_id": job_id, "drain": True}
         self.invoker.invoke_async(self.settings.sender_function, ref, delay=int(max(0, delay)) + 1)
 
@@ -730,7 +731,7 @@ class Sender:
 
 
 def reconcile_job(store: Store, oss: OssClient, settings: FunctionSettings, reconciler: Reconciler,
-                  job: JobRecord, *, deadline: float, cust_space_id: Optional[str] = None) -> ReconcileResult:
+                  job: JobRecord, *, deadline: float, cust_space_id: str | None = None) -> ReconcileResult:
     """Look the job's uncertain batches up (``reconcile``); if some were found in a job that finished, its
     report object (written when it finished) is written again. Nothing is sent."""
     result = reconciler.reconcile(job, cust_space_id=cust_space_id, deadline=deadline)
@@ -741,7 +742,7 @@ def reconcile_job(store: Store, oss: OssClient, settings: FunctionSettings, reco
 
 def finalize(store: Store, oss: OssClient, settings: FunctionSettings, job_id: str,
              status: JobStatus = JobStatus.completed,
-             on_finished: Optional[Callable[[JobRecord, dict[str, Any]], None]] = None) -> str:
+             on_finished: Callable[[JobRecord, dict[str, Any]], None] | None = None) -> str:
     """Write the report and summary to OSS, then mark the job (conditional). Idempotent: the objects are
     deterministic, so two finalizers write the same bytes; only one changes the status, and only that one
     calls ``on_finished`` with the job and its summary."""

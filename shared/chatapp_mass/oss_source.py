@@ -32,8 +32,9 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import IO, Any, Iterator, Mapping, Optional
+from typing import IO, Any
 from urllib.parse import unquote, urlsplit
 
 from chatapp_mass import env
@@ -69,7 +70,7 @@ class OssLocation:
         return f"oss://{self.bucket}/{self.key}"
 
     @classmethod
-    def parse(cls, url: str) -> "OssLocation":
+    def parse(cls, url: str) -> OssLocation:
         if not url.startswith("oss://"):
             raise OptionsError(f"{url!r}: an OSS object is oss://BUCKET/KEY")
         bucket, _, key = url[len("oss://"):].partition("/")
@@ -101,7 +102,7 @@ def region_of_endpoint(endpoint: str) -> str:
     return match.group(1)
 
 
-def oss_region(environ: Mapping[str, str] = os.environ, endpoint: Optional[str] = None) -> str:
+def oss_region(environ: Mapping[str, str] = os.environ, endpoint: str | None = None) -> str:
     """The region V4 signatures are scoped to (see the module doc for the order)."""
     explicit = environ.get(env.CHATAPP_OSS_REGION, "").strip()
     if explicit:
@@ -155,7 +156,7 @@ class OssClient:
         self._buckets: dict[str, Any] = {}
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] = os.environ, **keys: Any) -> "OssClient":
+    def from_env(cls, environ: Mapping[str, str] = os.environ, **keys: Any) -> OssClient:
         """Endpoint and region from the environment; ``keys``: explicit credentials (else the default chain)."""
         endpoint = oss_endpoint(environ)
         return cls(endpoint, region=oss_region(environ, endpoint), **keys)
@@ -200,7 +201,7 @@ class OssClient:
         return {"etag": (result.etag or "").strip('"'), "size": result.content_length, "meta": meta}
 
     def put(self, location: OssLocation, data: bytes | IO[bytes], *,
-            metadata: Optional[Mapping[str, str]] = None, content_type: str = "text/csv") -> str:
+            metadata: Mapping[str, str] | None = None, content_type: str = "text/csv") -> str:
         """Upload (reports and error reports); returns the ETag."""
         import oss2
 

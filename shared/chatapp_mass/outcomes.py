@@ -30,7 +30,7 @@ import json
 import re
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Optional
+from typing import Any
 
 import requests
 import urllib3.exceptions
@@ -81,7 +81,7 @@ class SendOutcome:
     message: str = ""
     request_id: str = ""
     group_message_id: str = ""
-    http_status: Optional[int] = None
+    http_status: int | None = None
 
     @property
     def reached_service(self) -> bool:
@@ -148,7 +148,7 @@ _TOO_LARGE = {
 }
 
 
-def gateway_refusal(page: str) -> Optional[SendOutcome]:
+def gateway_refusal(page: str) -> SendOutcome | None:
     """The outcome of a non-JSON reply that is the gateway's 413/414 page, else None."""
     match = _TOO_LARGE_PAGE.search(page[:4096])
     if match is None:

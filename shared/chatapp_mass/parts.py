@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import Iterable, Optional, Sequence
 
 from chatapp_mass import faults
 from chatapp_mass.store import BatchRecord, BatchStatus, Store, generation, part_seq
@@ -66,7 +66,7 @@ def runs(lines: Sequence[int], found: set[int], *, hit: Part, miss: Part) -> lis
 
 
 def split_batch(store: Store, batch: BatchRecord, parts: Iterable[Part], *, expect: Iterable[BatchStatus],
-                expect_owner: Optional[str] = None, code: str = "", message: str = "") -> bool:
+                expect_owner: str | None = None, code: str = "", message: str = "") -> bool:
     """Replace ``batch`` (now in one of ``expect``, and claimed by ``expect_owner`` if given) by ``parts``;
     False if it was no longer so."""
     spec = json.dumps([[p.first_line, p.last_line, p.size, p.status.value, p.code, p.message, p.group_message_id]

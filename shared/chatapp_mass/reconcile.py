@@ -57,10 +57,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable, Iterable, Optional
+from typing import Any
 
 from chatapp_mass.cams import CamsClient, ListPage
 from chatapp_mass.errors import ChatAppMassError
@@ -139,8 +140,8 @@ class Reconciler:
                                             clock=clock, sleep=sleep)
         self.concurrency = concurrency
 
-    def reconcile(self, job: JobRecord, *, cust_space_id: Optional[str] = None,
-                  deadline: Optional[float] = None) -> ReconcileResult:
+    def reconcile(self, job: JobRecord, *, cust_space_id: str | None = None,
+                  deadline: float | None = None) -> ReconcileResult:
         """Look up every uncertain batch of ``job`` (until ``deadline`` on ``clock``, between batches)."""
         result = ReconcileResult()
         options = JobOptions.model_validate(job.options)
@@ -244,7 +245,7 @@ def call_interval(batch: BatchRecord, call_timeout: float, skew: float = CLOCK_S
     return batch.updated_at - call_timeout - skew, batch.updated_at + skew
 
 
-def unreconcilable(options: JobOptions, cust_space_id: Optional[str] = None) -> str:
+def unreconcilable(options: JobOptions, cust_space_id: str | None = None) -> str:
     """Why this job's uncertain batches cannot be looked up ("" if they can)."""
     if not options.channel_type.uses_phone_numbers:
         return (f"ListChatappMessage covers WhatsApp and Viber only, not {options.channel_type.value}: these "
@@ -256,7 +257,7 @@ def unreconcilable(options: JobOptions, cust_space_id: Optional[str] = None) -> 
 
 
 def reopen_uncertain(store: Store, job_id: str, *, reason: str,
-                     only: Optional[Iterable[int]] = None) -> tuple[int, int]:
+                     only: Iterable[int] | None = None) -> tuple[int, int]:
     """The operator's decision: the job's uncertain batches (``only`` those seqs, if given: what a lookup
     just left uncertain) go back to ``pending`` to be sent again. Logged, per batch, at WARNING with
     ``operator_decision``. Returns (batches, recipients)."""
@@ -288,9 +289,9 @@ class ResendResult:
                 "resent_recipients": self.recipients}
 
 
-def resend_uncertain(store: Store, reconciler: Optional[Reconciler], job: JobRecord, *, reconcile: bool = True,
-                     cust_space_id: Optional[str] = None, deadline: Optional[float] = None,
-                     before_reopen: Optional[Callable[[], None]] = None) -> ResendResult:
+def resend_uncertain(store: Store, reconciler: Reconciler | None, job: JobRecord, *, reconcile: bool = True,
+                     cust_space_id: str | None = None, deadline: float | None = None,
+                     before_reopen: Callable[[], None] | None = None) -> ResendResult:
     """Reconcile (WhatsApp/Viber, unless ``reconcile`` is False), then reopen what is still uncertain.
 
     Refuses (:class:`ReconcileError`) when reconciling was asked for and could not finish: resending then

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import csv
 import time
-from typing import IO, Any, Iterable
+from collections.abc import Iterable
+from typing import IO, Any
 
 from chatapp_mass.phones import looks_like_phone_as_written
 from chatapp_mass.store import OPEN_STATUSES, BatchStatus, JobRecord, ReportRow, Store

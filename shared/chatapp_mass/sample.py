@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import csv
 import random
-from typing import IO, Iterator
+from collections.abc import Iterator
+from typing import IO
 
 import phonenumbers
 

@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import abc
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Callable, Iterable, Iterator, Optional
+from typing import Any
 
 
 class JobStatus(str, Enum):
@@ -160,8 +161,8 @@ class RowRecord:
     status: RowStatus
     code: str = ""
     message: str = ""
-    batch_seq: Optional[int] = None
-    recipient: Optional[dict[str, Any]] = None
+    batch_seq: int | None = None
+    recipient: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -204,7 +205,7 @@ class Leaves:
         for parts in self.parts.values():
             parts.sort(key=lambda b: -generation(b.seq))
 
-    def holder(self, batch_seq: Optional[int], line: int) -> Optional[BatchRecord]:
+    def holder(self, batch_seq: int | None, line: int) -> BatchRecord | None:
         planned = self.planned.get(batch_seq) if batch_seq is not None else None
         if planned is None or planned.status not in (BatchStatus.split, BatchStatus.splitting):
             return planned
@@ -214,7 +215,7 @@ class Leaves:
         return planned  # its parts are being written: pending
 
 
-def report_row(line: int, to: str, batch: Optional[BatchRecord]) -> ReportRow:
+def report_row(line: int, to: str, batch: BatchRecord | None) -> ReportRow:
     """A valid row's report line, from the batch that holds it (None: not written yet, planning)."""
     if batch is None:
         return ReportRow(line, to, "pending", "", "", "")
@@ -260,7 +261,7 @@ class Store(abc.ABC):
         """Insert the job if no job has its id; True if this call created it."""
 
     @abc.abstractmethod
-    def get_job(self, job_id: str) -> Optional[JobRecord]: ...
+    def get_job(self, job_id: str) -> JobRecord | None: ...
 
     @abc.abstractmethod
     def find_jobs(self, prefix: str) -> list[str]:
@@ -271,15 +272,15 @@ class Store(abc.ABC):
         """Newest first."""
 
     @abc.abstractmethod
-    def update_job(self, job_id: str, *, expect: Optional[Iterable[JobStatus]] = None,
-                   expect_plan_owner: Optional[str] = None, expect_plan_expires: Optional[float] = None,
+    def update_job(self, job_id: str, *, expect: Iterable[JobStatus] | None = None,
+                   expect_plan_owner: str | None = None, expect_plan_expires: float | None = None,
                    **fields: Any) -> bool:
         """Set fields; with ``expect``, only if the job's status is one of them; with ``expect_plan_owner``
         (and ``expect_plan_expires``), only if the job's planning lease is that token's (and still ends then:
         a take-over of an expired lease must fail if its owner renewed it meanwhile). True if it changed."""
 
     @abc.abstractmethod
-    def delete_job(self, job_id: str, *, plan_owner: Optional[str] = None) -> bool:
+    def delete_job(self, job_id: str, *, plan_owner: str | None = None) -> bool:
         """Remove the job with its rows and batches (a plan that was refused). With ``plan_owner``, only if
         the job's planning lease is that token's. True if the job row was removed."""
 
@@ -295,11 +296,11 @@ class Store(abc.ABC):
 
     # batches
     @abc.abstractmethod
-    def list_batches(self, job_id: str, statuses: Optional[Iterable[BatchStatus]] = None) -> list[BatchRecord]:
+    def list_batches(self, job_id: str, statuses: Iterable[BatchStatus] | None = None) -> list[BatchRecord]:
         """Ordered by seq."""
 
     @abc.abstractmethod
-    def get_batch(self, job_id: str, seq: int) -> Optional[BatchRecord]:
+    def get_batch(self, job_id: str, seq: int) -> BatchRecord | None:
         """One batch, by a point read (None if there is none)."""
 
     @abc.abstractmethod
@@ -314,7 +315,7 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def transition_batch(
         self, job_id: str, seq: int, *, expect: Iterable[BatchStatus], to: BatchStatus,
-        expect_owner: Optional[str] = None, expect_expires: Optional[float] = None, **fields: Any
+        expect_owner: str | None = None, expect_expires: float | None = None, **fields: Any
     ) -> bool:
         """Conditional update: only if the batch is in one of ``expect`` and, with ``expect_owner``, its
         claim is that token's (a stale claimant's write is refused) and, with ``expect_expires``, its claim
@@ -354,7 +355,7 @@ class Store(abc.ABC):
 
     # --- the timer at any scale, and per-job counters (added for issue 11) ---------------------------------
     @abc.abstractmethod
-    def jobs_in(self, statuses: Iterable[JobStatus], limit: Optional[int] = None) -> list[JobRecord]:
+    def jobs_in(self, statuses: Iterable[JobStatus], limit: int | None = None) -> list[JobRecord]:
         """The jobs now in one of ``statuses`` (each of ``SWEPT_STATUSES``, else ValueError), found by status,
         not by age: a job behind any number of newer or finished ones is listed. Grouped by status in the
         order given, by job id within one; at most ``limit`` (None: all). The cost follows the jobs listed,

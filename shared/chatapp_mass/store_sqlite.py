@@ -14,11 +14,13 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, fields
-from typing import Any, Callable, Iterable, Iterator, Optional
+from typing import Any
 
 from chatapp_mass.errors import StoreError
 from chatapp_mass.store import (
+    JOB_COUNTERS,
     BatchRecord,
     BatchStatus,
     JobRecord,
@@ -28,9 +30,10 @@ from chatapp_mass.store import (
     RowRecord,
     RowStatus,
     Store,
+    check_counts,
+    check_swept,
     report_row,
 )
-from chatapp_mass.store import JOB_COUNTERS, check_counts, check_swept
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -231,7 +234,7 @@ class SqliteStore(Store):
         )
         return cursor.rowcount == 1
 
-    def get_job(self, job_id: str) -> Optional[JobRecord]:
+    def get_job(self, job_id: str) -> JobRecord | None:
         row = self._conn().execute(f"SELECT {','.join(_JOB_FIELDS)} FROM jobs WHERE job_id=?", (job_id,)).fetchone()
         return self._job_from_row(row) if row else None
 
@@ -247,8 +250,8 @@ class SqliteStore(Store):
         ).fetchall()
         return [self._job_from_row(row) for row in rows]
 
-    def update_job(self, job_id: str, *, expect: Optional[Iterable[JobStatus]] = None,
-                   expect_plan_owner: Optional[str] = None, expect_plan_expires: Optional[float] = None,
+    def update_job(self, job_id: str, *, expect: Iterable[JobStatus] | None = None,
+                   expect_plan_owner: str | None = None, expect_plan_expires: float | None = None,
                    **changes: Any) -> bool:
         unknown = set(changes) - _JOB_UPDATABLE
         if unknown:
@@ -264,7 +267,7 @@ class SqliteStore(Store):
         sql += _equal_to(params, plan_owner=expect_plan_owner, plan_expires=expect_plan_expires)
         return self._conn().execute(sql, params).rowcount == 1
 
-    def delete_job(self, job_id: str, *, plan_owner: Optional[str] = None) -> bool:
+    def delete_job(self, job_id: str, *, plan_owner: str | None = None) -> bool:
         conn = self._conn()
         with _transaction(conn):
             if plan_owner is not None:
@@ -320,12 +323,12 @@ class SqliteStore(Store):
         data["status"] = BatchStatus(data["status"])
         return BatchRecord(**data)
 
-    def get_batch(self, job_id: str, seq: int) -> Optional[BatchRecord]:
+    def get_batch(self, job_id: str, seq: int) -> BatchRecord | None:
         row = self._conn().execute(f"SELECT {','.join(_BATCH_FIELDS)} FROM batches WHERE job_id=? AND seq=?",
                                    (job_id, seq)).fetchone()
         return self._batch_from_row(row) if row else None
 
-    def list_batches(self, job_id: str, statuses: Optional[Iterable[BatchStatus]] = None) -> list[BatchRecord]:
+    def list_batches(self, job_id: str, statuses: Iterable[BatchStatus] | None = None) -> list[BatchRecord]:
         sql = f"SELECT {','.join(_BATCH_FIELDS)} FROM batches WHERE job_id=?"
         params: list[Any] = [job_id]
         if statuses is not None:
@@ -349,7 +352,7 @@ class SqliteStore(Store):
 
     def transition_batch(
         self, job_id: str, seq: int, *, expect: Iterable[BatchStatus], to: BatchStatus,
-        expect_owner: Optional[str] = None, expect_expires: Optional[float] = None, **changes: Any
+        expect_owner: str | None = None, expect_expires: float | None = None, **changes: Any
     ) -> bool:
         unknown = set(changes) - _BATCH_UPDATABLE
         if unknown:
@@ -427,7 +430,7 @@ class SqliteStore(Store):
 
 
     # --- the timer at any scale, per-job counters (issue 11) ---------------------------------------------
-    def jobs_in(self, statuses: Iterable[JobStatus], limit: Optional[int] = None) -> list[JobRecord]:
+    def jobs_in(self, statuses: Iterable[JobStatus], limit: int | None = None) -> list[JobRecord]:
         found: list[JobRecord] = []
         for status in check_swept(statuses):
             left = -1 if limit is None else limit - len(found)  # LIMIT -1: no limit

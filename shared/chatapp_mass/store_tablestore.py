@@ -81,15 +81,18 @@ import random
 import secrets
 import time
 import zlib
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence, TypeVar
+from typing import Any, TypeVar
 
 import urllib3
 
 from chatapp_mass import env
 from chatapp_mass.errors import OptionsError, StoreError
 from chatapp_mass.store import (
+    JOB_COUNTERS,
+    SWEPT_STATUSES,
     BatchRecord,
     BatchStatus,
     JobRecord,
@@ -99,9 +102,10 @@ from chatapp_mass.store import (
     RowRecord,
     RowStatus,
     Store,
+    check_counts,
+    check_swept,
     report_row,
 )
-from chatapp_mass.store import JOB_COUNTERS, SWEPT_STATUSES, check_counts, check_swept
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -152,7 +156,7 @@ class TablestoreSettings:
     table_wait_seconds: float = 120.0  # how long a table not ready yet / the table-operation quota is waited out
 
     @classmethod
-    def from_url(cls, url: str, environ: Mapping[str, str] = os.environ) -> "TablestoreSettings":
+    def from_url(cls, url: str, environ: Mapping[str, str] = os.environ) -> TablestoreSettings:
         """``tablestore://INSTANCE``; the endpoint from ``CHATAPP_TABLESTORE_ENDPOINT`` or the region."""
         instance = url[len("tablestore://"):].strip("/")
         if not instance or "/" in instance:
@@ -172,7 +176,7 @@ class _Patience:
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
-        self.deadline: Optional[float] = None
+        self.deadline: float | None = None
         self.rounds = 0
 
     def wait(self) -> bool:
@@ -286,7 +290,7 @@ class TablestoreStore(Store):
             log.info("Tablestore call retried", extra={"operation": what, "reason": reason, "attempt": attempt})
             time.sleep(_backoff(attempt))
 
-    def _write(self, what: str, fn: Callable[[], Any], landed: Optional[Callable[[], bool]] = None) -> bool:
+    def _write(self, what: str, fn: Callable[[], Any], landed: Callable[[], bool] | None = None) -> bool:
         """A conditional write: True if applied, False if its condition failed.
 
         After an ambiguous failure (see the module docs), a condition failure asks ``landed`` whether our
@@ -321,7 +325,7 @@ class TablestoreStore(Store):
             log.info("Tablestore write retried", extra={"operation": what, "reason": reason, "attempt": attempt})
             time.sleep(_backoff(attempt))
 
-    def _get(self, table: str, pk: list[tuple[str, Any]], columns: Optional[list[str]] = None) -> Optional[dict[str, Any]]:
+    def _get(self, table: str, pk: list[tuple[str, Any]], columns: list[str] | None = None) -> dict[str, Any] | None:
         _, row, _ = self._call(f"GetRow {table}", lambda: self.client.get_row(table, pk, columns, max_version=1))
         return _row_dict(row) if row is not None else None
 
@@ -332,7 +336,7 @@ class TablestoreStore(Store):
         return check
 
     def _range(self, table: str, start: list[tuple[str, Any]], end: list[tuple[str, Any]],
-               columns: Optional[list[str]] = None, limit: Optional[int] = None,
+               columns: list[str] | None = None, limit: int | None = None,
                backward: bool = False) -> Iterator[dict[str, Any]]:
         """Rows in ``[start, end)`` (``backward``: from ``start`` down to, not including, ``end``), following
         ``next_start_primary_key`` page by page (a page may even be empty)."""
@@ -463,7 +467,7 @@ class TablestoreStore(Store):
             self.t_jobs, ts.Row(pk, columns), ts.Condition(ts.RowExistenceExpectation.EXPECT_NOT_EXIST)),
             self._op_is(self.t_jobs, pk, token))
 
-    def get_job(self, job_id: str) -> Optional[JobRecord]:
+    def get_job(self, job_id: str) -> JobRecord | None:
         row = self._get(self.t_jobs, [("job_id", job_id)])
         return _job(row) if row else None
 
@@ -481,8 +485,8 @@ class TablestoreStore(Store):
         found = self._jobs_by_id(ids)
         return [found[job_id][0] for job_id in ids if job_id in found]
 
-    def update_job(self, job_id: str, *, expect: Optional[Iterable[JobStatus]] = None,
-                   expect_plan_owner: Optional[str] = None, expect_plan_expires: Optional[float] = None,
+    def update_job(self, job_id: str, *, expect: Iterable[JobStatus] | None = None,
+                   expect_plan_owner: str | None = None, expect_plan_expires: float | None = None,
                    **changes: Any) -> bool:
         unknown = set(changes) - _JOB_UPDATABLE
         if unknown:
@@ -501,7 +505,7 @@ class TablestoreStore(Store):
         return self._write("update job", lambda: self.client.update_row(self.t_jobs, row, condition),
                            self._op_is(self.t_jobs, pk, token))
 
-    def delete_job(self, job_id: str, *, plan_owner: Optional[str] = None) -> bool:
+    def delete_job(self, job_id: str, *, plan_owner: str | None = None) -> bool:
         ts = self._ts
         job = self.get_job(job_id)
         if job is None:
@@ -551,11 +555,11 @@ class TablestoreStore(Store):
         self._batch_write(self.t_batches, batch_items, "batches", tolerate=[_CONDITION_FAILED])
 
     # --- batches ----------------------------------------------------------------------------------------
-    def get_batch(self, job_id: str, seq: int) -> Optional[BatchRecord]:
+    def get_batch(self, job_id: str, seq: int) -> BatchRecord | None:
         row = self._get(self.t_batches, [("job_id", job_id), ("seq", seq)])
         return _batch(row) if row else None
 
-    def list_batches(self, job_id: str, statuses: Optional[Iterable[BatchStatus]] = None) -> list[BatchRecord]:
+    def list_batches(self, job_id: str, statuses: Iterable[BatchStatus] | None = None) -> list[BatchRecord]:
         ts = self._ts
         wanted = None if statuses is None else {s.value for s in statuses}
         rows = self._range(self.t_batches, [("job_id", job_id), ("seq", ts.INF_MIN)],
@@ -585,7 +589,7 @@ class TablestoreStore(Store):
 
     def transition_batch(
         self, job_id: str, seq: int, *, expect: Iterable[BatchStatus], to: BatchStatus,
-        expect_owner: Optional[str] = None, expect_expires: Optional[float] = None, **changes: Any
+        expect_owner: str | None = None, expect_expires: float | None = None, **changes: Any
     ) -> bool:
         unknown = set(changes) - _BATCH_UPDATABLE
         if unknown:
@@ -693,7 +697,7 @@ class TablestoreStore(Store):
         self._call("PutRow job_status", lambda: self.client.put_row(
             self.t_status, row, ts.Condition(ts.RowExistenceExpectation.IGNORE)))
 
-    def _drop_status_row(self, status: str, job_id: str, op: Optional[str]) -> None:
+    def _drop_status_row(self, status: str, job_id: str, op: str | None) -> None:
         """Delete the row if it still carries ``op`` (None: whatever it carries)."""
         if status not in _SWEPT:
             return
@@ -706,8 +710,8 @@ class TablestoreStore(Store):
         row = ts.Row([("status", status), ("job_id", job_id)])
         self._write("DeleteRow job_status", lambda: self.client.delete_row(self.t_status, row, condition))
 
-    def _update_job_status(self, job_id: str, expect: Optional[Iterable[JobStatus]], changes: dict[str, Any], *,
-                           plan_owner: Optional[str] = None, plan_expires: Optional[float] = None) -> bool:
+    def _update_job_status(self, job_id: str, expect: Iterable[JobStatus] | None, changes: dict[str, Any], *,
+                           plan_owner: str | None = None, plan_expires: float | None = None) -> bool:
         """update_job when ``status`` is among the changes: see the job_status index above. ``plan_owner`` and
         ``plan_expires``: the planning lease's fence (``Store.update_job``), part of the write's condition."""
         ts = self._ts
@@ -773,7 +777,7 @@ class TablestoreStore(Store):
                     found[row["job_id"]] = (_job(row), row)
         return found
 
-    def jobs_in(self, statuses: Iterable[JobStatus], limit: Optional[int] = None) -> list[JobRecord]:
+    def jobs_in(self, statuses: Iterable[JobStatus], limit: int | None = None) -> list[JobRecord]:
         ts = self._ts
         listed: list[JobRecord] = []
         for status in check_swept(statuses):
@@ -871,7 +875,7 @@ class TablestoreStore(Store):
                                                         "attempt": attempt})
             time.sleep(_backoff(attempt))
 
-    def _read_counts(self, job_id: str, token: Optional[str]) -> tuple[dict[str, int], bool]:
+    def _read_counts(self, job_id: str, token: str | None) -> tuple[dict[str, int], bool]:
         """The totals now, and whether the row's ``count_op`` is ``token``. KeyError if no such job."""
         columns = ["status", "count_op", *(f"count_{name}" for name in JOB_COUNTERS)]  # status: every job has it
         row = self._get(self.t_jobs, [("job_id", job_id)], columns)
@@ -912,7 +916,7 @@ class TablestoreStore(Store):
         return self.client
 
     # --- helpers ----------------------------------------------------------------------------------------
-    def _status_condition(self, states: Optional[list[str]], **equal: Any) -> Any:
+    def _status_condition(self, states: list[str] | None, **equal: Any) -> Any:
         """The row exists, its status is one of ``states`` (if given) and each ``column=value`` of ``equal``
         whose value is not None holds: the owner token of a fenced write (a missing column is not equal)."""
         ts = self._ts

@@ -25,8 +25,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Callable, Optional
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -66,7 +67,7 @@ class _Recurring(BaseModel):
 class _Payload(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    recurring: Optional[_Recurring] = None
+    recurring: _Recurring | None = None
 
 
 class TimerEvent(BaseModel):
@@ -76,7 +77,7 @@ class TimerEvent(BaseModel):
     trigger_name: str = Field(default="", alias="triggerName")
     payload: str = ""
 
-    def recurring(self) -> Optional[_Recurring]:
+    def recurring(self) -> _Recurring | None:
         if not self.payload.strip():
             return None
         try:
@@ -183,7 +184,7 @@ class Timer:
         return {"job_id": job_id, "created": created}
 
 
-def _parse_time(text: str) -> Optional[float]:
+def _parse_time(text: str) -> float | None:
     try:
         return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
     except ValueError:

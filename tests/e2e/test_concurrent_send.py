@@ -23,14 +23,15 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator, Optional
 
 import pytest
-from oracle import audit_job, sample_bytes
 
 from chatapp_mass.localcloud.cams import LocalCams
 from chatapp_mass.localcloud.cams.models import SEND_ACTION
+
+from oracle import audit_job, sample_bytes
 
 ROWS = 40_000
 MOMENT = 20.0  # the longest freeze, when the other run neither calls CAMS nor ends sooner
@@ -90,7 +91,7 @@ class Run:
         return code, self.out.read_text(encoding="utf-8"), self.err.read_text(encoding="utf-8")
 
 
-def plan_state(store: Path) -> tuple[Optional[str], Optional[int]]:
+def plan_state(store: Path) -> tuple[str | None, int | None]:
     """(the job's status, the first line its plan holds), read from the SQLite file read-only, by primary
     key (cheap enough to poll); (None, None) before there is a job. A plan is written from line 2 on, so
     a first line past 2 means it was cleared and is being written again from the start."""

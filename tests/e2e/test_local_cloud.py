@@ -13,8 +13,9 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -164,8 +165,8 @@ def stop(process: subprocess.Popen[str]) -> None:
 def test_local_cloud_prints_one_json_line_and_keeps_state_in_data(tmp_path: Path) -> None:
     import oss2
 
-    from chatapp_mass.store_tablestore import TablestoreSettings, TablestoreStore
     from chatapp_mass.store import JobRecord
+    from chatapp_mass.store_tablestore import TablestoreSettings, TablestoreStore
 
     data = tmp_path / "cloud"
     listing = tmp_path / "list.csv"

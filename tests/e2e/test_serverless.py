@@ -12,15 +12,16 @@ import json
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
-from oracle import sample_bytes, valid_numbers
 
 from chatapp_mass.localcloud.cloud import LocalCloud
 from chatapp_mass.store import JobRecord, JobStatus
 from chatapp_mass.store_tablestore import TablestoreSettings, TablestoreStore
+
+from oracle import sample_bytes, valid_numbers
 
 ROOT = Path(__file__).resolve().parents[2]
 INGEST, SENDER = "chatapp-mass-ingest", "chatapp-mass-sender"

@@ -36,11 +36,10 @@ import signal
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
-
-from oracle import sample_bytes, valid_numbers
+from typing import Any
 
 import requests
 
@@ -48,6 +47,8 @@ from chatapp_mass.localcloud.cams.models import SEND_ACTION
 from chatapp_mass.localcloud.cloud import LocalCloud
 from chatapp_mass.store import BatchStatus, JobRecord, JobStatus
 from chatapp_mass.store_tablestore import TablestoreSettings, TablestoreStore
+
+from oracle import sample_bytes, valid_numbers
 
 ROOT = Path(__file__).resolve().parents[2]
 INGEST, SENDER, API = "chatapp-mass-ingest", "chatapp-mass-sender", "chatapp-mass-api"
@@ -69,7 +70,7 @@ class Scenario:
     environment: dict[str, str] = field(default_factory=dict)
     # faults armed before the uploads (given the files about to be uploaded, key -> bytes)
     arm: Callable[[LocalCloud, dict[str, bytes]], None] = lambda cloud, files: None
-    during: Optional[Callable[[LocalCloud, threading.Event], None]] = None  # faults injected while it runs
+    during: Callable[[LocalCloud, threading.Event], None] | None = None  # faults injected while it runs
     # OSS delivers each upload's event again while its first delivery is planning (see the docstring)
     duplicate_oss_events: bool = False
     # ... and that copy is frozen right after it starts re-planning, then thawed (the issue's reproduction)
@@ -238,7 +239,7 @@ def _warm(cloud: LocalCloud, function: str, instances: int) -> None:
         thread.join(120)
 
 
-def _plan_state(cloud: LocalCloud, source: str) -> tuple[Optional[str], Optional[int]]:
+def _plan_state(cloud: LocalCloud, source: str) -> tuple[str | None, int | None]:
     """(status, first planned line) of the job of ``source``, from the local Tablestore's own tables; a plan
     is written from line 2 on (chunks keyed by their first line), so past 2 means it was cleared."""
     backend = cloud.tablestore.backend
@@ -357,7 +358,7 @@ class _Api:
         rows = list(csv.DictReader(io.StringIO(bucket.get_object(stem + ".report.csv").read().decode())))
         return rows, json.loads(bucket.get_object(stem + ".summary.json").read())
 
-    def post(self, path: str, body: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+    def post(self, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         response = self.http.post(f"{self.base}{path}", json=body or {}, timeout=120)
         assert response.status_code < 300, response.text
         return dict(response.json())

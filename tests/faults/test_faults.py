@@ -13,6 +13,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+
 from scenarios import FINAL_ROW, SCENARIOS, Outcome, run
 
 

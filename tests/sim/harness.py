@@ -28,15 +28,16 @@ import json
 import random
 import threading
 from collections import Counter
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Optional
+from typing import Any
 
 from chatapp_mass import engine
+from chatapp_mass.cams import ListPage
 from chatapp_mass.engine import DispatchSettings, JobRunner, PlanSettings, Runtime, plan_job, release_stale
 from chatapp_mass.lease import Heartbeat
 from chatapp_mass.options import parse_intake_options, parse_job_options
-from chatapp_mass.cams import ListPage
 from chatapp_mass.oss_jobs import FINISHED, FunctionSettings, cancel_job, finalize, pause_job
 from chatapp_mass.outcomes import OutcomeKind, SendOutcome
 from chatapp_mass.ratelimit import SlidingWindowLimiter
@@ -78,22 +79,22 @@ def csv_bytes(rng: random.Random) -> tuple[bytes, set[str]]:
 @dataclass
 class Actor:
     name: str
-    body: Callable[["Actor"], None]
+    body: Callable[[Actor], None]
     skew: float = 0.0
     faults: bool = True
-    thread: Optional[threading.Thread] = None
+    thread: threading.Thread | None = None
     turn: bool = False
     state: str = "new"  # new | runnable | done | crashed
     wake_at: float = 0.0
     paused_until: float = 0.0
     heartbeats: list[tuple[Heartbeat, list[float]]] = field(default_factory=list)
-    error: Optional[BaseException] = None
+    error: BaseException | None = None
     steps: int = 0
 
 
 class Sim:
     def __init__(self, seed: int, *, crash_rate: float = 0.004, pause_rate: float = 0.01,
-                 max_steps: int = 20_000, script: Optional[list[Any]] = None) -> None:
+                 max_steps: int = 20_000, script: list[Any] | None = None) -> None:
         self.seed = seed
         self.rng = random.Random(seed)
         self.now = START
@@ -116,7 +117,7 @@ class Sim:
             self.faults_on = False
 
     # --- what the product sees ---------------------------------------------------------------------------
-    def actor(self) -> Optional[Actor]:
+    def actor(self) -> Actor | None:
         return self.by_thread.get(threading.get_ident())
 
     def clock(self) -> float:
@@ -234,7 +235,7 @@ class Sim:
                 raise AssertionError(f"seed {self.seed}: actor {actor.name} failed: {actor.error!r}\n"
                                      + self.tail()) from actor.error
 
-    def _scripted(self, live: list[Actor]) -> Optional[Actor]:
+    def _scripted(self, live: list[Actor]) -> Actor | None:
         """The actor the script wants next (None: the script is done, choose at random)."""
         while self.script:
             entry = self.script[0]
@@ -350,7 +351,7 @@ class Sim:
 class SimInvoker:
     """FC's async invocations: a sender invocation becomes a new drainer actor (a few per seed at most)."""
 
-    def __init__(self, world: "World", limit: int = 3) -> None:
+    def __init__(self, world: World, limit: int = 3) -> None:
         self.world, self.left = world, limit
 
     def invoke_async(self, function: str, payload: dict[str, Any], *, delay: int = 0) -> None:

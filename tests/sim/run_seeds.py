@@ -15,10 +15,10 @@ import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from harness import run_seed  # noqa: E402
-
 from chatapp_mass.store_sqlite import SqliteStore  # noqa: E402
 from chatapp_mass.store_tablestore import TablestoreSettings, TablestoreStore  # noqa: E402
+
+from harness import run_seed  # noqa: E402
 
 
 def main() -> int:

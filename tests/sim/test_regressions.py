@@ -9,10 +9,10 @@ from __future__ import annotations
 import os
 import random
 import tempfile
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
-from harness import CLAIM_TTL, START, Actor, Sim, World, check, csv_bytes, small_plan_chunks
 
 from chatapp_mass import engine
 from chatapp_mass.engine import DispatchSettings, JobRunner, release_stale
@@ -20,6 +20,8 @@ from chatapp_mass.oss_jobs import FunctionSettings, finalize
 from chatapp_mass.reconcile import Reconciler, reopen_uncertain, resend_uncertain
 from chatapp_mass.store import BatchRecord, BatchStatus, JobRecord, JobStatus, RowRecord, RowStatus, Store
 from chatapp_mass.store_sqlite import SqliteStore
+
+from harness import CLAIM_TTL, START, Actor, Sim, World, check, csv_bytes, small_plan_chunks
 
 
 @pytest.fixture

@@ -8,14 +8,16 @@ import logging
 import os
 import tempfile
 import time
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
-from harness import run_seed
 
 from chatapp_mass.store import Store
 from chatapp_mass.store_sqlite import SqliteStore
 from chatapp_mass.store_tablestore import TablestoreSettings, TablestoreStore
+
+from harness import run_seed
 
 DEFAULT_SEEDS = {"sqlite": 2000, "tablestore": 100}
 

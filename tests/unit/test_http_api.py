@@ -11,17 +11,19 @@ import json
 import secrets
 import time
 from collections import Counter
-from typing import Any, Iterator, Optional
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
-from oracle import sample_bytes, valid_numbers
-from world import World
 
 from chatapp_mass.http_api import ApiError, ApiSettings, HttpEvent, JobsApi, parse_schedule
 from chatapp_mass.localcloud.cloud import LocalCloud
 from chatapp_mass.oss_jobs import Ingest
 from chatapp_mass.store import BatchStatus, JobStatus
 from chatapp_mass.timer_jobs import Timer
+
+from oracle import sample_bytes, valid_numbers
+from world import World
 
 TOKEN = "s3cret-" + secrets.token_hex(8)
 OPTIONS = {"ChannelType": "whatsapp", "TemplateCode": "T_WELCOME", "Language": "en", "From": "8613800000000"}
@@ -45,7 +47,7 @@ class Clock:
 
 
 class Api:
-    def __init__(self, cloud: LocalCloud, *, token: str = TOKEN, clock: Optional[Clock] = None,
+    def __init__(self, cloud: LocalCloud, *, token: str = TOKEN, clock: Clock | None = None,
                  **settings: Any) -> None:
         self.world = World(cloud, **{"batch_size": 50, **settings})
         self.clock = clock
@@ -53,8 +55,8 @@ class Api:
         self.api = JobsApi(self.world.store, self.world.oss, self.world.invoker, self.world.settings,
                            ApiSettings(token=token, max_body=200_000), cams=self.world.cams, **extra)
 
-    def call(self, method: str, path: str, body: Any = None, *, headers: Optional[dict[str, str]] = None,
-             query: Optional[dict[str, str]] = None, auth: bool = True) -> dict[str, Any]:
+    def call(self, method: str, path: str, body: Any = None, *, headers: dict[str, str] | None = None,
+             query: dict[str, str] | None = None, auth: bool = True) -> dict[str, Any]:
         raw = body if isinstance(body, (bytes, str)) or body is None else json.dumps(body)
         data = raw.encode() if isinstance(raw, str) else (raw or b"")
         all_headers = {"Host": "abc.ap-southeast-1.fcapp.run", "Content-Type": "application/json",
@@ -195,7 +197,7 @@ def test_authentication(cloud: LocalCloud) -> None:
     (b"<xml/>", {"Content-Type": "application/xml"}, 415, "unsupported_media_type", "Content-Type"),
 ])
 def test_refusals_name_the_field(cloud: LocalCloud, body: Any, headers: Any, status: int, code: str,
-                                 field: Optional[str]) -> None:
+                                 field: str | None) -> None:
     api = Api(cloud)
     got, answer = api.json("POST", "/jobs", body, headers=headers)
     assert (got, answer["error"]["code"]) == (status, code), answer

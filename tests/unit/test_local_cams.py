@@ -12,9 +12,10 @@ import sys
 import threading
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
-from typing import Any, Iterator
+from typing import Any
 from urllib.parse import urlencode
 
 import pytest

@@ -6,8 +6,9 @@ import hashlib
 import os
 import re
 import urllib.parse
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -337,9 +338,9 @@ def test_event_keys_raw_or_url_encoded_for_every_upload(encode: bool, tmp_path: 
 
 
 def test_cli_flag_for_url_encoded_event_keys() -> None:
-    from chatapp_mass.localcloud.oss.cli import add_arguments
-
     import argparse
+
+    from chatapp_mass.localcloud.oss.cli import add_arguments
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)

@@ -15,8 +15,9 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Iterator, Optional
+from typing import Any
 
 import pytest
 
@@ -63,8 +64,8 @@ def fast_retry() -> DefaultRetryPolicy:
     return policy
 
 
-def make_client(ots: LocalTablestore, *, secret: Optional[str] = None, token: Any = True,
-                instance: Optional[str] = None, access_key_id: Optional[str] = None,
+def make_client(ots: LocalTablestore, *, secret: str | None = None, token: Any = True,
+                instance: str | None = None, access_key_id: str | None = None,
                 retry: Any = None, timeout: float = 10.0, **kwargs: Any) -> OTSClient:
     c = ots.credentials
     security_token = c.security_token if token is True else token
@@ -87,12 +88,12 @@ def columns(row: Any) -> dict[str, Any]:
     return {column[0]: column[1] for column in row.attribute_columns}
 
 
-def scan(client: OTSClient, table: str, direction: str, start: list, end: list, *, limit: Optional[int] = None,
-         columns_to_get: Optional[list[str]] = None, column_filter: Any = None) -> tuple[list, list[int]]:
+def scan(client: OTSClient, table: str, direction: str, start: list, end: list, *, limit: int | None = None,
+         columns_to_get: list[str] | None = None, column_filter: Any = None) -> tuple[list, list[int]]:
     """Every row of a range following next_start_primary_key; also the size of each page."""
     rows: list = []
     pages: list[int] = []
-    next_start: Optional[list] = start
+    next_start: list | None = start
     while next_start:
         _, next_start, page, _ = client.get_range(table, direction, next_start, end, columns_to_get, limit,
                                                   column_filter, max_version=1)
@@ -619,7 +620,7 @@ def test_credentials_and_instance_are_checked(ots: LocalTablestore, client: OTSC
 
 
 def raw_call(ots: LocalTablestore, api: str, *args: Any, method: str = "POST",
-             change: Optional[Callable[[dict[str, str], bytes], tuple[dict[str, str], bytes]]] = None
+             change: Callable[[dict[str, str], bytes], tuple[dict[str, str], bytes]] | None = None
              ) -> tuple[int, dict[str, str], bytes]:
     """Build a request with the SDK's own protocol code, optionally alter it (and re-sign), send it raw."""
     c = ots.credentials
@@ -830,7 +831,7 @@ def test_concurrent_conditional_puts_have_one_winner(ots: LocalTablestore, kv: s
 
 
 def test_admin_endpoints(ots: LocalTablestore, client: OTSClient, kv: str, backend: TablestoreBackend) -> None:
-    def admin(path: str, body: Optional[dict] = None) -> Any:
+    def admin(path: str, body: dict | None = None) -> Any:
         data = json.dumps(body).encode() if body is not None else None
         request = urllib.request.Request(f"{ots.endpoint}/_localtablestore/{path}", data=data,
                                          method="POST" if data is not None else "GET")

@@ -11,8 +11,13 @@ import pytest
 
 from chatapp_mass.localcloud._accounts import Account, AccountRegistry, resolve_credentials
 from chatapp_mass.localcloud._errors import ServiceError, error_for_code
-from chatapp_mass.localcloud._http import (LocalService, LoopbackHandler, LoopbackServer, is_loopback,
-                                           json_object)
+from chatapp_mass.localcloud._http import (
+    LocalService,
+    LoopbackHandler,
+    LoopbackServer,
+    is_loopback,
+    json_object,
+)
 
 log = logging.getLogger("test-loopback")
 

@@ -26,7 +26,8 @@ import base64
 import hashlib
 import os
 import tracemalloc
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 

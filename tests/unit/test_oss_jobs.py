@@ -10,11 +10,9 @@ import io
 import json
 import secrets
 from collections import Counter
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
-from oracle import sample_bytes, valid_numbers
-from world import World
 
 from chatapp_mass.errors import OptionsError
 from chatapp_mass.localcloud.cloud import LocalCloud
@@ -27,6 +25,10 @@ from chatapp_mass.oss_jobs import (
     sidecar_key,
 )
 from chatapp_mass.store import BatchStatus, JobStatus
+
+from oracle import sample_bytes, valid_numbers
+from world import World
+
 
 @pytest.fixture(scope="module")
 def cloud() -> Iterator[LocalCloud]:

@@ -4,7 +4,7 @@ from. Driven against the local OSS, which refuses V1 as a new bucket does: a V1-
 from __future__ import annotations
 
 import os
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 

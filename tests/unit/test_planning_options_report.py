@@ -8,7 +8,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from chatapp_mass.errors import OptionsError
-from chatapp_mass.options import IntakeOptions, Recipient, job_identity, parse_intake_options, parse_job_options
+from chatapp_mass.options import (
+    IntakeOptions,
+    Recipient,
+    job_identity,
+    parse_intake_options,
+    parse_job_options,
+)
 from chatapp_mass.planning import BatchPlanner, encoded_size, sender_json
 from chatapp_mass.report import neutralize
 

@@ -19,8 +19,14 @@ from chatapp_mass.engine import DispatchSettings, JobRunner, plan_job
 from chatapp_mass.localcloud.cams import LocalCams
 from chatapp_mass.options import IntakeOptions, parse_job_options
 from chatapp_mass.parts import Part, runs
-from chatapp_mass.reconcile import (CLOCK_SKEW, ReconcileError, Reconciler, call_interval, resend_uncertain,
-                                    unreconcilable)
+from chatapp_mass.reconcile import (
+    CLOCK_SKEW,
+    ReconcileError,
+    Reconciler,
+    call_interval,
+    resend_uncertain,
+    unreconcilable,
+)
 from chatapp_mass.store import BatchRecord, BatchStatus, JobRecord
 from chatapp_mass.store_sqlite import SqliteStore
 

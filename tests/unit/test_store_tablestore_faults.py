@@ -5,7 +5,8 @@ never heard) is recognised as ours by its op token, and what cannot succeed beco
 from __future__ import annotations
 
 import secrets
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 

@@ -16,14 +16,33 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Callable, Iterator, Optional
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from tablestore import (
-    INF_MAX, INF_MIN, BatchGetRowRequest, BatchWriteRowRequest, CapacityUnit, ComparatorType,
-    CompositeColumnCondition, Condition, Direction, LogicalOperator, OTSClient, OTSServiceError, PutRowItem,
-    ReservedThroughput, Row, RowExistenceExpectation, SingleColumnCondition, TableInBatchGetRowItem,
-    TableInBatchWriteRowItem, TableMeta, TableOptions, UpdateRowItem,
+    INF_MAX,
+    INF_MIN,
+    BatchGetRowRequest,
+    BatchWriteRowRequest,
+    CapacityUnit,
+    ComparatorType,
+    CompositeColumnCondition,
+    Condition,
+    Direction,
+    LogicalOperator,
+    OTSClient,
+    OTSServiceError,
+    PutRowItem,
+    ReservedThroughput,
+    Row,
+    RowExistenceExpectation,
+    SingleColumnCondition,
+    TableInBatchGetRowItem,
+    TableInBatchWriteRowItem,
+    TableMeta,
+    TableOptions,
+    UpdateRowItem,
 )
 from tablestore.retry import DefaultRetryPolicy, NoRetryPolicy, RetryUtil
 
@@ -50,8 +69,8 @@ class Clock:
         self.now += seconds
 
 
-def client_of(ots: LocalTablestore, *, retry: Any = None, secret: Optional[str] = None, token: Any = True,
-              access_key_id: Optional[str] = None) -> OTSClient:
+def client_of(ots: LocalTablestore, *, retry: Any = None, secret: str | None = None, token: Any = True,
+              access_key_id: str | None = None) -> OTSClient:
     c = ots.credentials
     return OTSClient(ots.endpoint, access_key_id or c.access_key_id, secret or c.access_key_secret, ots.instance_name,
                      sts_token=c.security_token if token is True else token, socket_timeout=20,

@@ -9,7 +9,8 @@ import io
 import json
 import secrets
 import threading
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from tablestore import CapacityUnit, OTSClient, ReservedThroughput, TableMeta, TableOptions

@@ -8,9 +8,10 @@ from __future__ import annotations
 import json
 import secrets
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import IO, Any, Iterator, Optional
+from typing import IO, Any
 
 import pytest
 
@@ -40,7 +41,7 @@ class Objects:
         self.objects: dict[str, bytes] = {}
 
     def put(self, location: OssLocation, data: bytes | IO[bytes], *,
-            metadata: Optional[dict[str, str]] = None, content_type: str = "text/csv") -> str:
+            metadata: dict[str, str] | None = None, content_type: str = "text/csv") -> str:
         self.objects[location.key] = data if isinstance(data, bytes) else data.read()
         return "etag"
 

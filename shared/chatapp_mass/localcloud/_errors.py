@@ -6,7 +6,8 @@ service's ``exceptions.py`` and ``responses.py``.
 
 from __future__ import annotations
 
-from typing import Mapping, TypeVar
+from collections.abc import Mapping
+from typing import TypeVar
 
 
 class ServiceError(Exception):

@@ -32,7 +32,7 @@ import json
 import os
 import shutil
 import tempfile
-from typing import Any, Optional
+from typing import Any
 
 from chatapp_mass import env
 from chatapp_mass.localcloud.cams import LocalCams
@@ -46,12 +46,12 @@ API_URL_VARIABLE = env.CHATAPP_API_URL
 
 class LocalCloud:
     def __init__(self, *, host: str = "127.0.0.1", cams_port: int = 0, oss_port: int = 0, tablestore_port: int = 0,
-                 data_dir: Optional[str] = None, bucket: str = DEFAULT_BUCKET, instance: str = DEFAULT_INSTANCE,
-                 sts: bool = True, cams_options: Optional[dict[str, Any]] = None, s_yaml: Optional[str] = None,
-                 fc_port: int = 0, function_environment: Optional[dict[str, str]] = None,
-                 fc_options: Optional[dict[str, Any]] = None, realistic: bool = True,
-                 tablestore_options: Optional[dict[str, Any]] = None, product_tables: bool = True,
-                 oss_options: Optional[dict[str, Any]] = None) -> None:
+                 data_dir: str | None = None, bucket: str = DEFAULT_BUCKET, instance: str = DEFAULT_INSTANCE,
+                 sts: bool = True, cams_options: dict[str, Any] | None = None, s_yaml: str | None = None,
+                 fc_port: int = 0, function_environment: dict[str, str] | None = None,
+                 fc_options: dict[str, Any] | None = None, realistic: bool = True,
+                 tablestore_options: dict[str, Any] | None = None, product_tables: bool = True,
+                 oss_options: dict[str, Any] | None = None) -> None:
         from chatapp_mass.localcloud.oss import LocalOss
         from chatapp_mass.localcloud.tablestore import LocalTablestore
 
@@ -95,7 +95,7 @@ class LocalCloud:
         return credentials
 
     # --- lifecycle --------------------------------------------------------------------------------------
-    def start(self) -> "LocalCloud":
+    def start(self) -> LocalCloud:
         try:
             for service in (self.cams, self.oss, self.tablestore, self.fc):
                 if service is not None and service not in self._started:
@@ -135,7 +135,7 @@ class LocalCloud:
         if self._own_dir:
             shutil.rmtree(self.data_dir, ignore_errors=True)
 
-    def __enter__(self) -> "LocalCloud":
+    def __enter__(self) -> LocalCloud:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:

@@ -14,8 +14,9 @@ import threading
 import time
 import uuid
 from collections import Counter, deque
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from .._accounts import Account, AccountRegistry
 from . import exceptions as exc
@@ -479,9 +480,7 @@ class CamsBackend(AccountRegistry):
             elif faults.throttle_next > 0:
                 faults.throttle_next -= 1
                 error = exc.SystemLimitControl()
-            elif self.throttle_probability > 0 and self._random.random() < self.throttle_probability:
-                error = exc.SystemLimitControl()
-            elif not self._admit(access_key_id, arrived_at, self.qps_limit):
+            elif self.throttle_probability > 0 and self._random.random() < self.throttle_probability or not self._admit(access_key_id, arrived_at, self.qps_limit):
                 error = exc.SystemLimitControl()
             elif faults.fail_next:
                 error = _injected(faults.fail_next.popleft())

@@ -34,7 +34,7 @@ import socket
 import struct
 import sys
 import time
-from typing import Any, Optional
+from typing import Any
 
 # CamsCredentials and generate_credentials were first defined here; callers still import them from here
 from .._accounts import DEFAULT_REGION, CamsCredentials, generate_credentials, resolve_credentials  # noqa: F401
@@ -60,7 +60,7 @@ class _StampedSocketIO(io.RawIOBase):
         super().__init__()
         self._sock = sock
         self._ancillary = socket.CMSG_SPACE(_TIMESPEC.size)
-        self.first_stamp: Optional[float] = None
+        self.first_stamp: float | None = None
         self._marked = False
 
     def mark(self) -> None:
@@ -82,7 +82,7 @@ class _StampedSocketIO(io.RawIOBase):
 
 class _Handler(LoopbackHandler):
     server: _Server
-    _stamped: Optional[_StampedSocketIO] = None
+    _stamped: _StampedSocketIO | None = None
 
     def setup(self) -> None:
         super().setup()

@@ -55,8 +55,9 @@ import json
 import re
 import time
 import uuid
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any
 from urllib.parse import parse_qsl, unquote
 
 from chatapp_mass.deploy.syaml import FunctionSpec, TriggerSpec

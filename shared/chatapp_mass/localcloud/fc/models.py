@@ -58,15 +58,23 @@ import tempfile
 import threading
 import time
 from collections import defaultdict, deque
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Literal, Mapping
+from typing import Any, Literal
 
 from chatapp_mass.deploy.syaml import FunctionSpec, TriggerSpec
 
 from .._accounts import DEFAULT_REGION, Account, AccountRegistry
 from . import exceptions as exc
-from .instances import DEFAULT_INIT_TIMEOUT, ColdStart, InstanceConfig, InstancePool, InstanceSpawnError, Outcome
+from .instances import (
+    DEFAULT_INIT_TIMEOUT,
+    ColdStart,
+    InstanceConfig,
+    InstancePool,
+    InstanceSpawnError,
+    Outcome,
+)
 
 log = logging.getLogger(__name__)
 

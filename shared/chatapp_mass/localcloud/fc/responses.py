@@ -19,8 +19,9 @@ from __future__ import annotations
 import base64
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, cast
+from typing import Any, cast
 from urllib.parse import unquote
 
 from .._http import HttpRequest, is_loopback, json_object

@@ -24,8 +24,9 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from chatapp_mass.deploy import syaml
 from chatapp_mass.deploy.syaml import FunctionSpec
@@ -33,11 +34,11 @@ from chatapp_mass.deploy.syaml import FunctionSpec
 from .._accounts import DEFAULT_REGION, Account, resolve_credentials
 from .._http import AnyMethodHandler, HttpRequest, LocalService, LoopbackServer
 from ..oss.server import IncompleteBody, RequestBody
+from . import exceptions as exc
 from .http_trigger import HttpReply, HttpTrigger, HttpTriggerResponse, http_triggers
 from .http_trigger import error_reply as http_error_reply
 from .models import DEFAULT_ACCOUNT_ID, DEFAULT_MAX_INSTANCES, SYNC_PAYLOAD_LIMIT, FcBackend, new_request_id
 from .responses import ADMIN_PREFIX, AdminResponse, InvokeResponse, Reply, error_reply
-from . import exceptions as exc
 
 log = logging.getLogger(__name__)
 

@@ -39,8 +39,9 @@ import struct
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import IO, Any, Callable
+from typing import IO, Any
 
 _LENGTH = struct.Struct(">I")
 LOG_TAIL_BYTES = 4096  # what x-fc-log-result carries (the last 4 KB, as FC documents for Tail)

@@ -49,8 +49,9 @@ import time
 import uuid
 import weakref
 from collections import deque
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, BinaryIO, Callable, Literal, Mapping, Protocol
+from typing import Any, BinaryIO, Literal, Protocol
 
 import crcmod
 

@@ -18,7 +18,8 @@ the error instead of a reset; past that the connection is closed.
 from __future__ import annotations
 
 import logging
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from .._accounts import resolve_credentials
 from .._http import LocalService, LoopbackHandler, LoopbackServer

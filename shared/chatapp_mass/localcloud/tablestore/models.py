@@ -30,9 +30,10 @@ import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
-from typing import Any, Callable, Iterable, Iterator, Optional, Sequence, Union
+from typing import Any, Union
 
 from .._accounts import Account, AccountRegistry
 from . import exceptions as exc
@@ -132,12 +133,12 @@ class TableInfo:
     time_to_live: int = -1
     max_versions: int = 1
     max_time_deviation: int = 86400
-    allow_update: Optional[bool] = None
+    allow_update: bool | None = None
     reserved_read: int = 0
     reserved_write: int = 0
     created_at: float = 0.0
     last_increase_time: int = 0
-    last_decrease_time: Optional[int] = None
+    last_decrease_time: int | None = None
 
     @property
     def pk_names(self) -> tuple[str, ...]:
@@ -150,7 +151,7 @@ class TableInfo:
         return json.dumps(data, sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> "TableInfo":
+    def from_json(cls, text: str) -> TableInfo:
         data = json.loads(text)
         data["primary_key"] = tuple(PrimaryKeySchema(**column) for column in data["primary_key"])
         data["defined_columns"] = tuple(tuple(column) for column in data["defined_columns"])
@@ -164,14 +165,14 @@ class SingleColumnCondition:
     value: Value
     pass_if_missing: bool = True
     latest_version_only: bool = True
-    regex: Optional[str] = None
-    cast_type: Optional[int] = None
+    regex: str | None = None
+    cast_type: int | None = None
 
 
 @dataclass(frozen=True)
 class CompositeColumnCondition:
     operator: int  # LO_*
-    conditions: tuple["ColumnCondition", ...]
+    conditions: tuple[ColumnCondition, ...]
 
 
 ColumnCondition = Union[SingleColumnCondition, CompositeColumnCondition]
@@ -180,7 +181,7 @@ ColumnCondition = Union[SingleColumnCondition, CompositeColumnCondition]
 @dataclass(frozen=True)
 class RowCondition:
     existence: int = IGNORE  # IGNORE | EXPECT_EXIST | EXPECT_NOT_EXIST
-    column: Optional[ColumnCondition] = None
+    column: ColumnCondition | None = None
 
     @property
     def is_check(self) -> bool:
@@ -192,11 +193,11 @@ class ReadOptions:
     """What to return of a row: GetRow, each table of BatchGetRow, GetRange."""
 
     columns: tuple[str, ...] = ()
-    filter: Optional[ColumnCondition] = None
-    max_versions: Optional[int] = 1
-    time_range: Optional[tuple[Optional[int], Optional[int], Optional[int]]] = None  # start, end, specific
-    start_column: Optional[str] = None
-    end_column: Optional[str] = None
+    filter: ColumnCondition | None = None
+    max_versions: int | None = 1
+    time_range: tuple[int | None, int | None, int | None] | None = None  # start, end, specific
+    start_column: str | None = None
+    end_column: str | None = None
 
 
 @dataclass(frozen=True)
@@ -223,8 +224,8 @@ class RowResult:
     """The outcome of one row: a single-row call, or one item of a batch."""
 
     consumed: Consumed
-    row: Optional[OutRow] = None
-    error: Optional[exc.TablestoreError] = None
+    row: OutRow | None = None
+    error: exc.TablestoreError | None = None
 
     @property
     def ok(self) -> bool:
@@ -235,7 +236,7 @@ class RowResult:
 class RangeResult:
     consumed: Consumed
     rows: list[OutRow]
-    next_start: Optional[PrimaryKey]
+    next_start: PrimaryKey | None
 
 
 # --- records and faults -----------------------------------------------------------------------------------
@@ -251,14 +252,14 @@ class RequestRecord:
     seq: int
     at: float
     api: str
-    table: Optional[str]
+    table: str | None
     tables: list[str]
     http_status: int
-    error_code: Optional[str]
-    error_message: Optional[str]
+    error_code: str | None
+    error_message: str | None
     request_id: str
-    access_key_id: Optional[str]
-    fault: Optional[str] = None
+    access_key_id: str | None
+    fault: str | None = None
     applied: bool = False
     row_errors: int = 0
 
@@ -267,7 +268,7 @@ class RequestRecord:
         return self.http_status
 
     @property
-    def code(self) -> Optional[str]:
+    def code(self) -> str | None:
         return self.error_code
 
     def to_dict(self) -> dict[str, Any]:
@@ -280,10 +281,10 @@ class Fault:
 
     kind: str  # "fail" | "timeout"
     remaining: int
-    error: Optional[exc.TablestoreError] = None
+    error: exc.TablestoreError | None = None
     apply: bool = False
-    seconds: Optional[float] = None
-    operations: Optional[frozenset[str]] = None
+    seconds: float | None = None
+    operations: frozenset[str] | None = None
 
     def matches(self, api: str) -> bool:
         return self.operations is None or api in self.operations
@@ -293,7 +294,7 @@ class Fault:
 class _RowFault:
     remaining: int
     error: exc.TablestoreError
-    tables: Optional[frozenset[str]]
+    tables: frozenset[str] | None
 
 
 # --- values, keys, sizes ----------------------------------------------------------------------------------
@@ -383,7 +384,7 @@ def _compare(left: Value, right: Value, comparator: int) -> bool:
     raise exc.ParameterInvalid(f"Invalid relation operator: {comparator}.")
 
 
-def _transformed(condition: SingleColumnCondition, value: Optional[Value]) -> Optional[Value]:
+def _transformed(condition: SingleColumnCondition, value: Value | None) -> Value | None:
     """ASSUMPTION: a regex rule applies to STRING columns; the first group (else the match) is cast; no match
     or a failed cast counts as a missing column."""
     if condition.regex is None or value is None:
@@ -404,7 +405,7 @@ def _transformed(condition: SingleColumnCondition, value: Optional[Value]) -> Op
     return Value(VT_STRING, text)
 
 
-def matches(condition: ColumnCondition, columns: "dict[str, Sequence[Value]]") -> bool:
+def matches(condition: ColumnCondition, columns: dict[str, Sequence[Value]]) -> bool:
     """Whether a row's columns (name -> its values, newest first) satisfy a column condition or filter.
 
     EXIST / NOT_EXIST test presence only; for the other comparators a missing column passes exactly when
@@ -441,7 +442,7 @@ def _leaves(condition: ColumnCondition) -> int:
     return 1
 
 
-def validate_condition(condition: Optional[ColumnCondition], depth: int = 0) -> None:
+def validate_condition(condition: ColumnCondition | None, depth: int = 0) -> None:
     """NOT takes one sub-condition, AND/OR two or more (ASSUMPTION: the docs say "must be 2"; the SDKs build
     AND/OR of any number, and the service accepts them).
 
@@ -509,15 +510,15 @@ class TablestoreBackend(AccountRegistry):
     def __init__(
         self,
         *,
-        data_dir: Optional[str] = None,
-        max_clock_skew: Optional[float] = DEFAULT_MAX_CLOCK_SKEW,
+        data_dir: str | None = None,
+        max_clock_skew: float | None = DEFAULT_MAX_CLOCK_SKEW,
         max_tables: int = DEFAULT_MAX_TABLES,
         max_request_bytes: int = MAX_REQUEST_BYTES,
         clock: Callable[[], float] = time.time,
-        seed: Optional[int] = None,
+        seed: int | None = None,
         realistic: bool = True,
-        table_not_ready_seconds: Optional[float] = None,
-        table_operations_per_second: Optional[int] = None,
+        table_not_ready_seconds: float | None = None,
+        table_operations_per_second: int | None = None,
     ) -> None:
         self._lock = threading.RLock()
         self.realistic = realistic
@@ -547,7 +548,7 @@ class TablestoreBackend(AccountRegistry):
         if data_dir:
             os.makedirs(data_dir, exist_ok=True)
         self._path = os.path.join(data_dir, DATABASE_FILE) if data_dir else ":memory:"
-        self._connection: Optional[sqlite3.Connection] = None
+        self._connection: sqlite3.Connection | None = None
         self._connect()
 
     def _connect(self) -> sqlite3.Connection:
@@ -581,13 +582,13 @@ class TablestoreBackend(AccountRegistry):
         with self._lock:
             return name in self._instances
 
-    def instance_region(self, name: str) -> Optional[str]:
+    def instance_region(self, name: str) -> str | None:
         with self._lock:
             return self._instances.get(name)
 
     # --- fault injection --------------------------------------------------------------------------------
-    def fail_next(self, n: int = 1, code: str = "OTSServerBusy", status: Optional[int] = None,
-                  operations: Optional[Iterable[str]] = None, message: Optional[str] = None,
+    def fail_next(self, n: int = 1, code: str = "OTSServerBusy", status: int | None = None,
+                  operations: Iterable[str] | None = None, message: str | None = None,
                   apply: bool = False) -> None:
         """The next ``n`` authenticated, well-formed requests (of the given API names, e.g. ``["UpdateRow"]``;
         all by default) fail with ``code``; ``status`` and ``message`` default to the code's documented ones
@@ -599,8 +600,8 @@ class TablestoreBackend(AccountRegistry):
             self._faults.append(Fault("fail", n, error=error, apply=apply,
                                       operations=frozenset(operations) if operations else None))
 
-    def timeout_next(self, n: int = 1, seconds: Optional[float] = None, *, apply: bool = True,
-                     operations: Optional[Iterable[str]] = None) -> None:
+    def timeout_next(self, n: int = 1, seconds: float | None = None, *, apply: bool = True,
+                     operations: Iterable[str] | None = None) -> None:
         """The next ``n`` authenticated, well-formed requests (optionally only of ``operations``) get no timely
         reply.
 
@@ -614,8 +615,8 @@ class TablestoreBackend(AccountRegistry):
             self._faults.append(Fault("timeout", n, apply=apply, seconds=seconds,
                                       operations=frozenset(operations) if operations else None))
 
-    def fail_rows_next(self, n: int = 1, code: str = "OTSServerBusy", message: Optional[str] = None,
-                       tables: Optional[Iterable[str]] = None) -> None:
+    def fail_rows_next(self, n: int = 1, code: str = "OTSServerBusy", message: str | None = None,
+                       tables: Iterable[str] | None = None) -> None:
         """The next ``n`` rows written by BatchWriteRow (optionally only in ``tables``) fail alone with
         ``code`` (a row-level error; the request and its other rows succeed; nothing of that row is written)."""
         error = exc.error_for(code, message)
@@ -627,7 +628,7 @@ class TablestoreBackend(AccountRegistry):
             self._faults.clear()
             self._row_faults.clear()
 
-    def take_fault(self, api: str) -> Optional[Fault]:
+    def take_fault(self, api: str) -> Fault | None:
         """The fault for this request, if one is pending (consumes one of its ``n``)."""
         with self._lock:
             for fault in self._faults:
@@ -638,7 +639,7 @@ class TablestoreBackend(AccountRegistry):
                     return replace(fault, remaining=1)
         return None
 
-    def _take_row_fault(self, table: str) -> Optional[exc.TablestoreError]:
+    def _take_row_fault(self, table: str) -> exc.TablestoreError | None:
         for fault in self._row_faults:
             if fault.tables is None or table in fault.tables:
                 fault.remaining -= 1
@@ -652,9 +653,9 @@ class TablestoreBackend(AccountRegistry):
         with self._lock:
             return str(uuid.UUID(int=self._random.getrandbits(128), version=4))
 
-    def record(self, *, api: str, tables: Sequence[str], http_status: int, error_code: Optional[str],
-               error_message: Optional[str], request_id: str, access_key_id: Optional[str],
-               fault: Optional[str] = None, applied: bool = False, row_errors: int = 0) -> RequestRecord:
+    def record(self, *, api: str, tables: Sequence[str], http_status: int, error_code: str | None,
+               error_message: str | None, request_id: str, access_key_id: str | None,
+               fault: str | None = None, applied: bool = False, row_errors: int = 0) -> RequestRecord:
         with self._lock:
             entry = RequestRecord(
                 seq=len(self.requests) + 1, at=self.clock(), api=api, table=tables[0] if tables else None,
@@ -706,12 +707,12 @@ class TablestoreBackend(AccountRegistry):
                 pass
 
     # --- inspection (tests) -----------------------------------------------------------------------------
-    def table_names(self, instance: Optional[str] = None) -> list[str]:
+    def table_names(self, instance: str | None = None) -> list[str]:
         with self._lock:
             return [name for (name,) in self._db.execute(
                 "SELECT name FROM ots_tables WHERE instance=? ORDER BY name", (self._instance(instance),))]
 
-    def rows(self, table: str, instance: Optional[str] = None) -> list[dict[str, Any]]:
+    def rows(self, table: str, instance: str | None = None) -> list[dict[str, Any]]:
         """Every row of ``table`` in primary-key order: ``{"primary_key": {...}, "columns": {...}}`` (values
         as Python values; BINARY as bytes)."""
         with self._lock:
@@ -726,14 +727,14 @@ class TablestoreBackend(AccountRegistry):
                                            for name, versions in sorted(columns.items())}})
             return result
 
-    def row_count(self, table: str, instance: Optional[str] = None) -> int:
+    def row_count(self, table: str, instance: str | None = None) -> int:
         with self._lock:
             instance = self._instance(instance)
             (count,) = self._db.execute("SELECT COUNT(*) FROM ots_rows WHERE instance=? AND tbl=?",
                                         (instance, table)).fetchone()
             return int(count)
 
-    def _instance(self, instance: Optional[str]) -> str:
+    def _instance(self, instance: str | None) -> str:
         if instance is not None:
             return instance
         if len(self._instances) == 1:
@@ -826,8 +827,8 @@ class TablestoreBackend(AccountRegistry):
             self._db.execute("DELETE FROM ots_rows WHERE instance=? AND tbl=?", (instance, name))
             self._db.execute("DELETE FROM ots_tables WHERE instance=? AND name=?", (instance, name))
 
-    def update_table(self, instance: str, name: str, *, reserved: Optional[tuple[Optional[int], Optional[int]]],
-                     options: Optional[dict[str, Any]]) -> TableInfo:
+    def update_table(self, instance: str, name: str, *, reserved: tuple[int | None, int | None] | None,
+                     options: dict[str, Any] | None) -> TableInfo:
         self._admit_table_operation(instance)
         with self._lock, self._transaction():
             info = self._table(instance, name)
@@ -946,7 +947,7 @@ class TablestoreBackend(AccountRegistry):
 
     # --- ranges -------------------------------------------------------------------------------------------
     def get_range(self, instance: str, table: str, direction: int, start: PrimaryKey, end: PrimaryKey,
-                  options: ReadOptions, limit: Optional[int] = None) -> RangeResult:
+                  options: ReadOptions, limit: int | None = None) -> RangeResult:
         """Rows in ``[start, end)`` (FORWARD) or ``[start, end)`` walking down (BACKWARD: start >= key > end), at
         most ``limit`` rows and at most 5,000 rows / 4 MB scanned per call; ``next_start`` is where the next
         call starts (None when the range is exhausted).
@@ -975,7 +976,7 @@ class TablestoreBackend(AccountRegistry):
             cursor = self._db.execute(sql, (instance, table, low, high))
             rows: list[OutRow] = []
             scanned = scanned_bytes = 0
-            next_start: Optional[PrimaryKey] = None
+            next_start: PrimaryKey | None = None
             try:
                 for pk_text, cols_text in cursor:
                     key_values = _load_pk(pk_text)
@@ -1010,7 +1011,7 @@ class TablestoreBackend(AccountRegistry):
             raise
         self._db.execute("COMMIT")
 
-    def _find_table(self, instance: str, name: str) -> Optional[TableInfo]:
+    def _find_table(self, instance: str, name: str) -> TableInfo | None:
         found = self._db.execute("SELECT info FROM ots_tables WHERE instance=? AND name=?",
                                  (instance, name)).fetchone()
         return TableInfo.from_json(found[0]) if found else None
@@ -1067,14 +1068,14 @@ class TablestoreBackend(AccountRegistry):
             checked.append((name, value))
         return checked
 
-    def _load(self, instance: str, info: TableInfo, key: bytes) -> Optional[Columns]:
+    def _load(self, instance: str, info: TableInfo, key: bytes) -> Columns | None:
         found = self._db.execute("SELECT cols FROM ots_rows WHERE instance=? AND tbl=? AND k=?",
                                  (instance, info.name, key)).fetchone()
         if found is None:
             return None
         return self._visible(info, _load_columns(found[0]))
 
-    def _visible(self, info: TableInfo, columns: Columns) -> Optional[Columns]:
+    def _visible(self, info: TableInfo, columns: Columns) -> Columns | None:
         """Versions past the table's time to live are gone, and so are those beyond its max_versions (after an
         UpdateTable lowered it); a row whose every version is gone is gone (a row put without attribute
         columns has none to lose and stays)."""
@@ -1088,8 +1089,8 @@ class TablestoreBackend(AccountRegistry):
                 alive[name] = kept
         return alive or None
 
-    def _project(self, info: TableInfo, primary_key: PrimaryKey, stored: Optional[Columns],
-                 options: ReadOptions) -> Optional[OutRow]:
+    def _project(self, info: TableInfo, primary_key: PrimaryKey, stored: Columns | None,
+                 options: ReadOptions) -> OutRow | None:
         """What a read returns of a stored row, or None.
 
         ASSUMPTIONS: attribute columns come back sorted by name; a filter sees only the columns
@@ -1181,7 +1182,7 @@ class TablestoreBackend(AccountRegistry):
             assert new_columns is not None
             self._store(instance, info, key, key_values, new_columns)
             write_size = row_size(key_values, ((n, v) for n, versions in new_columns.items() for v, _ in versions))
-            after: Optional[Columns] = new_columns
+            after: Columns | None = new_columns
         elif change.kind == "update":
             after = _apply_update({n: list(v) for n, v in (current or {}).items()}, change.cells, now_ms,
                                   info.max_versions)
@@ -1195,7 +1196,7 @@ class TablestoreBackend(AccountRegistry):
             if current is not None:
                 self._delete(instance, info, key)
             after = None
-        returned: Optional[OutRow] = None
+        returned: OutRow | None = None
         if change.return_type == RT_PK:
             returned = (key_values, [])
         elif change.return_type == RT_AFTER_MODIFY:
@@ -1287,7 +1288,7 @@ def _check_repeated_rows(info: TableInfo, changes: Sequence[RowChange]) -> None:
         seen[key] = change
 
 
-def _check_row_condition(condition: RowCondition, current: Optional[Columns]) -> None:
+def _check_row_condition(condition: RowCondition, current: Columns | None) -> None:
     if condition.existence == EXPECT_EXIST and current is None:
         raise exc.ConditionCheckFail()
     if condition.existence == EXPECT_NOT_EXIST and current is not None:

@@ -30,8 +30,9 @@ import hashlib
 import hmac
 import json
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Sequence, TypeVar
+from typing import Any, TypeVar
 
 from google.protobuf.message import DecodeError, EncodeError
 
@@ -56,8 +57,16 @@ pb, fpb = _quietly_import_sdk_protobuf()
 
 from . import exceptions as exc
 from . import models as m
-from .plainbuffer import PlainBufferError, PlainRow, Value, decode_row, encode_primary_key, encode_row, \
-    encode_rows, parse_value_bytes
+from .plainbuffer import (
+    PlainBufferError,
+    PlainRow,
+    Value,
+    decode_row,
+    encode_primary_key,
+    encode_row,
+    encode_rows,
+    parse_value_bytes,
+)
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +157,7 @@ class TablestoreResponse:
         api = request.path.lstrip("/")
         request_id = backend.new_request_id()
         access_key_id = request.header("x-ots-accesskeyid")
-        auth: Optional[_Auth] = None
+        auth: _Auth | None = None
         try:
             if request.method != "POST":
                 raise exc.MethodNotAllowed()
@@ -166,7 +175,7 @@ class TablestoreResponse:
             return self._reply(api, request_id, auth, error=error)
 
         fault = backend.take_fault(api)
-        error: Optional[exc.TablestoreError] = None
+        error: exc.TablestoreError | None = None
         body = b""
         applied = False
         row_errors = 0
@@ -176,7 +185,7 @@ class TablestoreResponse:
                 applied = True
             except exc.TablestoreError as error_:
                 error = error_
-        fault_name: Optional[str] = None
+        fault_name: str | None = None
         delay, drop = 0.0, False
         if fault is not None and fault.kind == "fail":
             fault_name, error = "fail", fault.error
@@ -205,8 +214,8 @@ class TablestoreResponse:
         reply.close_connection = True
         return reply
 
-    def _reply(self, api: str, request_id: str, auth: Optional[_Auth], *,
-               error: Optional[exc.TablestoreError] = None, body: bytes = b"") -> Reply:
+    def _reply(self, api: str, request_id: str, auth: _Auth | None, *,
+               error: exc.TablestoreError | None = None, body: bytes = b"") -> Reply:
         if error is not None:
             proto = pb.Error(code=error.code, message=error.message)
             body, status = proto.SerializeToString(), error.http_status
@@ -364,7 +373,7 @@ class TablestoreResponse:
             capacity = req.reserved_throughput.capacity_unit
             reserved = (capacity.read if capacity.HasField("read") else None,
                         capacity.write if capacity.HasField("write") else None)
-        options: Optional[dict[str, Any]] = None
+        options: dict[str, Any] | None = None
         if req.HasField("table_options"):
             proto = req.table_options
             options = {}
@@ -608,7 +617,7 @@ def _row_change(kind: str, row: PlainRow, condition: Any, return_content: Any) -
 
 
 # --- encoding helpers ------------------------------------------------------------------------------------------
-def _encode_out(row: Optional[m.OutRow]) -> bytes:
+def _encode_out(row: m.OutRow | None) -> bytes:
     return encode_row(*row) if row is not None else b""
 
 

@@ -16,7 +16,7 @@ connection without one.
 from __future__ import annotations
 
 import logging
-from typing import Any, Optional
+from typing import Any
 
 from .._accounts import DEFAULT_REGION, resolve_credentials
 from .._http import AnyMethodHandler, HttpRequest, LocalService, LoopbackServer
@@ -100,10 +100,10 @@ class LocalTablestore(LocalService):
     """
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0, sts: bool = True,
-                 access_key_id: Optional[str] = None, access_key_secret: Optional[str] = None,
-                 security_token: Optional[str] = None, region_id: str = DEFAULT_REGION,
-                 instance_name: str = DEFAULT_INSTANCE, backend: Optional[TablestoreBackend] = None,
-                 data_dir: Optional[str] = None, **backend_options: Any) -> None:
+                 access_key_id: str | None = None, access_key_secret: str | None = None,
+                 security_token: str | None = None, region_id: str = DEFAULT_REGION,
+                 instance_name: str = DEFAULT_INSTANCE, backend: TablestoreBackend | None = None,
+                 data_dir: str | None = None, **backend_options: Any) -> None:
         if backend is not None and (backend_options or data_dir is not None):
             raise TypeError("pass either backend or data_dir/backend options, not both")
         self._owns_backend = backend is None
