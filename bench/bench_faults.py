@@ -28,18 +28,26 @@ def main() -> None:
     if "no-faults" not in names:
         names.insert(0, "no-faults")
     print("Fault scenarios on the local cloud (CAMS 50 ms, batches of 100, the real functions from s.yaml)")
-    print(f"  {'scenario':28s} {'rows':>7s} {'recipients':>10s} {'dupl.':>6s} {'lost':>5s} {'uncertain':>9s} {'failed':>6s} "
-          f"{'seconds':>8s} {'x no-faults':>11s} {'busiest s':>9s}  recovery (uncertain -> found + resent)")
+    print(
+        f"  {'scenario':28s} {'rows':>7s} {'recipients':>10s} {'dupl.':>6s} {'lost':>5s} {'uncertain':>9s} {'failed':>6s} "
+        f"{'seconds':>8s} {'x no-faults':>11s} {'busiest s':>9s}  recovery (uncertain -> found + resent)"
+    )
     baseline = None
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
             outcome = run(SCENARIOS[name], Path(tmp))
             baseline = baseline or outcome.seconds
-            print(f"  {name:28s} {SCENARIOS[name].rows:>7,} {outcome.recipients:>10,} {outcome.duplicates:>6} {outcome.lost:>5} "
-                  f"{outcome.uncertain:>9,} {outcome.failed:>6,} {outcome.seconds:>8.1f} "
-                  f"{outcome.seconds / baseline:>10.1f}x {outcome.calls_in_busiest_window:>9}  "
-                  + (f"{outcome.uncertain_before_recovery:,} -> {outcome.found_by_reconcile:,} + {outcome.resent:,}"
-                     if SCENARIOS[name].recover else ""), flush=True)
+            print(
+                f"  {name:28s} {SCENARIOS[name].rows:>7,} {outcome.recipients:>10,} {outcome.duplicates:>6} {outcome.lost:>5} "
+                f"{outcome.uncertain:>9,} {outcome.failed:>6,} {outcome.seconds:>8.1f} "
+                f"{outcome.seconds / baseline:>10.1f}x {outcome.calls_in_busiest_window:>9}  "
+                + (
+                    f"{outcome.uncertain_before_recovery:,} -> {outcome.found_by_reconcile:,} + {outcome.resent:,}"
+                    if SCENARIOS[name].recover
+                    else ""
+                ),
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

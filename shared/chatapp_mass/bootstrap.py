@@ -39,8 +39,11 @@ def _keys_in(environ: Mapping[str, str]) -> dict[str, str]:
     secret = environ.get(env.ALIBABA_CLOUD_ACCESS_KEY_SECRET, "")
     if not (key_id and secret):
         return {}
-    return {"access_key_id": key_id, "access_key_secret": secret,
-            "security_token": environ.get(env.ALIBABA_CLOUD_SECURITY_TOKEN, "")}
+    return {
+        "access_key_id": key_id,
+        "access_key_secret": secret,
+        "security_token": environ.get(env.ALIBABA_CLOUD_SECURITY_TOKEN, ""),
+    }
 
 
 def open_store(url: str, environ: Mapping[str, str] = os.environ) -> Store:
@@ -53,15 +56,16 @@ def open_store(url: str, environ: Mapping[str, str] = os.environ) -> Store:
     if url.startswith("sqlite:///"):
         from chatapp_mass.store_sqlite import SqliteStore
 
-        path = url[len("sqlite:///"):]
+        path = url[len("sqlite:///") :]
         if not path:
             raise OptionsError(f"--store {url!r}: give a file, e.g. sqlite:///chatapp-mass.db")
         return SqliteStore(path)
     if url.startswith("tablestore://"):
         from chatapp_mass.store_tablestore import TablestoreSettings, TablestoreStore
 
-        return TablestoreStore(TablestoreSettings.from_url(url, environ), create_tables=False,
-                               **_keys_in(environ))
+        return TablestoreStore(
+            TablestoreSettings.from_url(url, environ), create_tables=False, **_keys_in(environ)
+        )
     raise OptionsError(
         f"--store {url!r}: use sqlite:///relative.db, sqlite:////absolute/path.db (three or four slashes) "
         "or tablestore://INSTANCE"
@@ -76,8 +80,9 @@ def init_tables(url: str, environ: Mapping[str, str] = os.environ) -> dict[str, 
     if url.startswith("tablestore://"):
         from chatapp_mass.store_tablestore import TablestoreSettings, TablestoreStore
 
-        store = TablestoreStore(TablestoreSettings.from_url(url, environ), create_tables=False,
-                                **_keys_in(environ))
+        store = TablestoreStore(
+            TablestoreSettings.from_url(url, environ), create_tables=False, **_keys_in(environ)
+        )
         try:
             return {"store": url, **store.init_tables()}
         finally:
@@ -92,8 +97,14 @@ def static_credential(access_key_id: str, access_key_secret: str, security_token
     from alibabacloud_credentials.models import Config
 
     if security_token:
-        return Client(Config(type="sts", access_key_id=access_key_id, access_key_secret=access_key_secret,
-                             security_token=security_token))
+        return Client(
+            Config(
+                type="sts",
+                access_key_id=access_key_id,
+                access_key_secret=access_key_secret,
+                security_token=security_token,
+            )
+        )
     return Client(Config(type="access_key", access_key_id=access_key_id, access_key_secret=access_key_secret))
 
 
@@ -101,9 +112,12 @@ def cams_client_for(endpoint: str, credentials: Any, **settings: Any) -> CamsCli
     """A CAMS client for an explicit endpoint URL (``http://127.0.0.1:PORT``) and explicit credentials (an
     object with ``access_key_id``, ``access_key_secret``, ``security_token``: the local CAMS's)."""
     host, protocol = parse_endpoint(endpoint)
-    return CamsClient(CamsSettings(endpoint=host, protocol=protocol, **settings),
-                      credential=static_credential(credentials.access_key_id, credentials.access_key_secret,
-                                                   credentials.security_token or ""))
+    return CamsClient(
+        CamsSettings(endpoint=host, protocol=protocol, **settings),
+        credential=static_credential(
+            credentials.access_key_id, credentials.access_key_secret, credentials.security_token or ""
+        ),
+    )
 
 
 def build_services(
@@ -147,8 +161,11 @@ def function_services(environ: Mapping[str, str] = os.environ, credential: Any =
     oss_keys: dict[str, str] = {}
     if credential is not None:
         current = credential.get_credential()
-        oss_keys = {"access_key_id": current.access_key_id, "access_key_secret": current.access_key_secret,
-                    "security_token": current.security_token or ""}
+        oss_keys = {
+            "access_key_id": current.access_key_id,
+            "access_key_secret": current.access_key_secret,
+            "security_token": current.security_token or "",
+        }
     return FunctionServices(
         store=open_store(environ.get(env.CHATAPP_STORE) or env.DEFAULT_STORE, environ),
         cams=CamsClient(CamsSettings.from_env(environ), credential=credential),

@@ -53,8 +53,10 @@ def params_in_from_env(environ: Mapping[str, str] = os.environ) -> str:
     """``CHATAPP_CAMS_PARAMS_IN``: ``body`` (default) or ``query``; anything else is an error."""
     value = (environ.get(env.CHATAPP_CAMS_PARAMS_IN) or PARAMS_IN_BODY).strip().lower()
     if value not in PARAMS_IN_CHOICES:
-        raise OptionsError(f"{env.CHATAPP_CAMS_PARAMS_IN}={value!r}: use body (SenderList in a form body, the "
-                           "default) or query (everything in the URL, for a gateway that refuses bodies)")
+        raise OptionsError(
+            f"{env.CHATAPP_CAMS_PARAMS_IN}={value!r}: use body (SenderList in a form body, the "
+            "default) or query (everything in the URL, for a gateway that refuses bodies)"
+        )
     return value
 
 
@@ -87,7 +89,9 @@ def parse_endpoint(value: str | None) -> tuple[str | None, str]:
     if "://" in value:
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError(f"{env.CHATAPP_CAMS_ENDPOINT}={value!r}: use http(s)://host[:port] or a bare host")
+            raise ValueError(
+                f"{env.CHATAPP_CAMS_ENDPOINT}={value!r}: use http(s)://host[:port] or a bare host"
+            )
         return parts.netloc, parts.scheme.upper()
     return value.rstrip("/"), "HTTPS"
 
@@ -112,7 +116,7 @@ def batch_task_id(job_id: str, seq: int) -> str:
     ``_list_chatapp_message_response_body.py``; the ``from_map`` of both drops unknown keys), so reconciling
     cannot use it (see ``reconcile``)."""
     digest = hashlib.sha256(f"{job_id}:{seq}".encode()).digest()
-    return str(int.from_bytes(digest[:8], "big") % 10 ** TASK_ID_DIGITS).zfill(TASK_ID_DIGITS)
+    return str(int.from_bytes(digest[:8], "big") % 10**TASK_ID_DIGITS).zfill(TASK_ID_DIGITS)
 
 
 @dataclass(frozen=True)
@@ -135,16 +139,22 @@ class CamsClient:
 
             return Client
 
-        self._client = PerThreadClient(sdk_class, credential=credential, region_id=settings.region_id,
-                                       protocol=settings.protocol, endpoint=settings.endpoint,
-                                       connect_timeout_ms=settings.connect_timeout_ms,
-                                       read_timeout_ms=settings.read_timeout_ms)
+        self._client = PerThreadClient(
+            sdk_class,
+            credential=credential,
+            region_id=settings.region_id,
+            protocol=settings.protocol,
+            endpoint=settings.endpoint,
+            connect_timeout_ms=settings.connect_timeout_ms,
+            read_timeout_ms=settings.read_timeout_ms,
+        )
 
     def _sdk(self) -> Any:
         return self._client.get()
 
-    def prepare(self, options: JobOptions, recipients: list[dict[str, Any]], *,
-                task_id: str | None = None) -> PreparedCall:
+    def prepare(
+        self, options: JobOptions, recipients: list[dict[str, Any]], *, task_id: str | None = None
+    ) -> PreparedCall:
         """Everything before the wire: imports, this thread's SDK client, the request. Returns the call.
 
         ``task_id`` (:func:`batch_task_id`) is sent as ``TaskId`` unless the job has its own (``--task-id``,
@@ -171,6 +181,7 @@ class CamsClient:
             read_timeout=self.settings.read_timeout_ms,
         )
         if self.settings.params_in == PARAMS_IN_QUERY:
+
             def attempt() -> Any:
                 return sdk.send_chatapp_mass_message_with_options(request, runtime)
         else:
@@ -182,15 +193,20 @@ class CamsClient:
             def attempt() -> Any:  # parsed as the SDK's own method parses it
                 if isinstance(built, BaseException):
                     raise built
-                return DaraCore.from_map(models.SendChatappMassMessageResponse(), sdk.call_api(*built, runtime))
+                return DaraCore.from_map(
+                    models.SendChatappMassMessageResponse(), sdk.call_api(*built, runtime)
+                )
 
         def call() -> SendOutcome:
             try:
                 response = attempt()
             except AlibabaCloudException as error:  # an HTTP 4xx/5xx reply that parsed as JSON
                 body = error.data if isinstance(error.data, dict) else {}
-                body = {**body, "Code": body.get("Code") or error.code,
-                        "Message": body.get("Message") or error.message}
+                body = {
+                    **body,
+                    "Code": body.get("Code") or error.code,
+                    "Message": body.get("Message") or error.message,
+                }
                 return classify_reply(error.status_code or 500, body)
             except Exception as error:  # transport, non-JSON reply: the SDK wraps them all alike
                 return classify_transport_error(error)
@@ -199,8 +215,9 @@ class CamsClient:
 
         return PreparedCall(call, recipients)
 
-    def send(self, options: JobOptions, recipients: list[dict[str, Any]], *,
-             task_id: str | None = None) -> SendOutcome:
+    def send(
+        self, options: JobOptions, recipients: list[dict[str, Any]], *, task_id: str | None = None
+    ) -> SendOutcome:
         """One SendChatappMassMessage attempt, classified. Never raises for a service or transport failure."""
         return self.prepare(options, recipients, task_id=task_id)()
 
@@ -217,8 +234,12 @@ class CamsClient:
         from darabonba.runtime import RuntimeOptions
 
         request = models.ListChatappMessageRequest().from_map(query)
-        runtime = RuntimeOptions(autoretry=False, max_attempts=0, connect_timeout=self.settings.connect_timeout_ms,
-                                 read_timeout=self.settings.read_timeout_ms)
+        runtime = RuntimeOptions(
+            autoretry=False,
+            max_attempts=0,
+            connect_timeout=self.settings.connect_timeout_ms,
+            read_timeout=self.settings.read_timeout_ms,
+        )
         try:
             response = self._sdk().list_chatapp_message_with_options(request, runtime)
         except AlibabaCloudException as error:
@@ -246,13 +267,23 @@ def _body_call(request: Any) -> tuple[Any, Any]:
     shrink = models.SendChatappMassMessageShrinkRequest()
     Utils.convert(request, shrink)
     if request.sender_list is not None:
-        shrink.sender_list_shrink = Utils.array_to_string_with_specified_style(request.sender_list, "SenderList",
-                                                                               "json")
+        shrink.sender_list_shrink = Utils.array_to_string_with_specified_style(
+            request.sender_list, "SenderList", "json"
+        )
     fields = {name: value for name, value in shrink.to_map().items() if value is not None}
     query = Utils.query({name: value for name, value in fields.items() if name not in BODY_PARAMETERS})
     body = {name: value for name, value in fields.items() if name in BODY_PARAMETERS}
-    params = Params(action=SEND_ACTION, version=API_VERSION, protocol="HTTPS", pathname="/", method="POST",
-                    auth_type="AK", style="RPC", req_body_type="formData", body_type="json")
+    params = Params(
+        action=SEND_ACTION,
+        version=API_VERSION,
+        protocol="HTTPS",
+        pathname="/",
+        method="POST",
+        auth_type="AK",
+        style="RPC",
+        req_body_type="formData",
+        body_type="json",
+    )
     return params, OpenApiRequest(query=query, body=body or None)
 
 

@@ -66,9 +66,15 @@ class FcInvoker:
 
             return Client
 
-        self._client = PerThreadClient(sdk_class, credential=credential, region_id=settings.region_id,
-                                       protocol=settings.protocol, endpoint=settings.endpoint,
-                                       connect_timeout_ms=5_000, read_timeout_ms=15_000)
+        self._client = PerThreadClient(
+            sdk_class,
+            credential=credential,
+            region_id=settings.region_id,
+            protocol=settings.protocol,
+            endpoint=settings.endpoint,
+            connect_timeout_ms=5_000,
+            read_timeout_ms=15_000,
+        )
 
     def _sdk(self) -> Any:
         return self._client.get()
@@ -93,10 +99,17 @@ class FcInvoker:
             except Exception as error:  # the SDK raises Tea exceptions of several kinds; all are retried
                 last = error
                 code = getattr(error, "code", "") or type(error).__name__
-                if code in ("FunctionNotFound", "InvalidArgument", "AccessDenied", "InvalidAccessKeyId",
-                            "SignatureNotMatch"):
+                if code in (
+                    "FunctionNotFound",
+                    "InvalidArgument",
+                    "AccessDenied",
+                    "InvalidAccessKeyId",
+                    "SignatureNotMatch",
+                ):
                     break
                 if attempt < self.settings.attempts:
-                    time.sleep(min(0.2 * 2 ** attempt, 3.0) * random.uniform(0.5, 1.0))
-        raise InvokeError(f"InvokeFunction {function} (async) failed: {getattr(last, 'code', '')} "
-                          f"{getattr(last, 'message', last)}")
+                    time.sleep(min(0.2 * 2**attempt, 3.0) * random.uniform(0.5, 1.0))
+        raise InvokeError(
+            f"InvokeFunction {function} (async) failed: {getattr(last, 'code', '')} "
+            f"{getattr(last, 'message', last)}"
+        )

@@ -51,7 +51,9 @@ def sender(event: bytes, context: Any) -> str:
 
     started = time.time()
     s = services()
-    result = Sender(s.store, s.cams, s.oss, s.invoker, s.settings).handle(event, deadline=_deadline(context, started))
+    result = Sender(s.store, s.cams, s.oss, s.invoker, s.settings).handle(
+        event, deadline=_deadline(context, started)
+    )
     return json.dumps(result)
 
 

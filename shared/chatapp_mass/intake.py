@@ -59,7 +59,9 @@ class Row:
     line: int  # physical line where the record starts (header = line 1)
     to: str  # normalized recipient (valid/duplicate), or the cell as given (trimmed) when invalid
     status: str  # "valid" | "invalid" | "duplicate"
-    code: str = ""  # "" | InvalidNumber | MissingRecipient | EmptyParam | ColumnCount | CellTooLarge | Duplicate
+    code: str = (
+        ""  # "" | InvalidNumber | MissingRecipient | EmptyParam | ColumnCount | CellTooLarge | Duplicate
+    )
     message: str = ""  # human reason; for Duplicate: "same recipient as line 7"
     template_params: dict[str, str] | None = None  # valid rows only (None when the file has no param columns)
     extra: dict[str, Any] | None = None  # valid rows only: Payload, FlowAction, ProductAction (JSON jobs)
@@ -267,7 +269,7 @@ class _Skim:
                 if stop is None:
                     S._add(text[pos:])
                     return
-                S._add(text[pos:stop.start()])
+                S._add(text[pos : stop.start()])
                 pos = stop.start()
                 char = text[pos]
                 S._save()
@@ -359,50 +361,72 @@ class RecipientReader:
         delimiter = intake.delimiter or _sniff(first)
         self._lines = self._physical_lines(first)
         self._reader = csv.reader(
-            self._lines, delimiter=delimiter, quotechar='"', doublequote=True, skipinitialspace=False,
+            self._lines,
+            delimiter=delimiter,
+            quotechar='"',
+            doublequote=True,
+            skipinitialspace=False,
             strict=False,
         )
         try:
             names = next(self._reader)
         except csv.Error as error:
             if "new-line character" in str(error):  # CR-only line ends (old Mac) or a CR in a header name
-                raise CsvFileError(source, self._reader.line_num or 1,
-                                   "a carriage return (CR) inside an unquoted cell",
-                                   "save the file with LF or CRLF line ends, or quote the cell") from None
-            raise CsvFileError(source, 1, f"the header row cannot be read ({error})",
-                               "the first line must name the columns, e.g. to,name") from None
+                raise CsvFileError(
+                    source,
+                    self._reader.line_num or 1,
+                    "a carriage return (CR) inside an unquoted cell",
+                    "save the file with LF or CRLF line ends, or quote the cell",
+                ) from None
+            raise CsvFileError(
+                source,
+                1,
+                f"the header row cannot be read ({error})",
+                "the first line must name the columns, e.g. to,name",
+            ) from None
         self.header = self._check_header(names, delimiter)
         self._pending.clear()
         self._cap = max(_MIN_LINE_CAP, len(names) * _PER_COLUMN_CAP + 64)
 
     # -- reading lines -----------------------------------------------------------------------------
 
-    def _decode_error(self, raw: bytes, line: int, error: UnicodeDecodeError, offset: int = 0) -> CsvFileError:
+    def _decode_error(
+        self, raw: bytes, line: int, error: UnicodeDecodeError, offset: int = 0
+    ) -> CsvFileError:
         if line == 1 and raw[:2] in (b"\xff\xfe", b"\xfe\xff"):
             return CsvFileError(self.source, 1, "the file is UTF-16, not UTF-8", "save it as CSV UTF-8")
-        bad = raw[error.start:error.start + 1].hex()
+        bad = raw[error.start : error.start + 1].hex()
         return CsvFileError(
-            self.source, line, f"not UTF-8 text (byte 0x{bad} at byte {offset + error.start + 1} of the line)",
-            "save the file as UTF-8 (\"CSV UTF-8\" in Excel)",
+            self.source,
+            line,
+            f"not UTF-8 text (byte 0x{bad} at byte {offset + error.start + 1} of the line)",
+            'save the file as UTF-8 ("CSV UTF-8" in Excel)',
         )
 
     def _nul_error(self, line: int) -> CsvFileError:
-        return CsvFileError(self.source, line, "the line holds a NUL character: not a text file",
-                            "save the file as CSV UTF-8")
+        return CsvFileError(
+            self.source, line, "the line holds a NUL character: not a text file", "save the file as CSV UTF-8"
+        )
 
     def _first_line(self) -> str:
         raw = self._readline(_MIN_LINE_CAP)
         if not raw:
-            raise CsvFileError(self.source, 1, "the file is empty",
-                               "the first line must name the columns, e.g. to,name")
+            raise CsvFileError(
+                self.source, 1, "the file is empty", "the first line must name the columns, e.g. to,name"
+            )
         if len(raw) >= _MIN_LINE_CAP and raw[-1] != 10:
-            raise CsvFileError(self.source, 1, "the first line is longer than 16 MiB: not a CSV header",
-                               "the first line must name the columns, e.g. to,name")
+            raise CsvFileError(
+                self.source,
+                1,
+                "the first line is longer than 16 MiB: not a CSV header",
+                "the first line must name the columns, e.g. to,name",
+            )
         if raw.startswith(_BOM):
-            raw = raw[len(_BOM):]
+            raw = raw[len(_BOM) :]
             if not raw:
-                raise CsvFileError(self.source, 1, "the file is empty",
-                                   "the first line must name the columns, e.g. to,name")
+                raise CsvFileError(
+                    self.source, 1, "the file is empty", "the first line must name the columns, e.g. to,name"
+                )
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as error:
@@ -410,8 +434,12 @@ class RecipientReader:
         if "\x00" in text:
             raise self._nul_error(1)
         if not text.strip():
-            raise CsvFileError(self.source, 1, "line 1 is blank: there is no header row",
-                               "the first line must name the columns, e.g. to,name")
+            raise CsvFileError(
+                self.source,
+                1,
+                "line 1 is blank: there is no header row",
+                "the first line must name the columns, e.g. to,name",
+            )
         return text
 
     def _physical_lines(self, first: str) -> Iterator[str]:
@@ -471,24 +499,40 @@ class RecipientReader:
         recipients: list[int] = []
         for index, name in enumerate(columns):
             if not name:
-                raise CsvFileError(source, 1, f"column {index + 1} of the header has no name",
-                                   "name every column (or delete the empty one)")
+                raise CsvFileError(
+                    source,
+                    1,
+                    f"column {index + 1} of the header has no name",
+                    "name every column (or delete the empty one)",
+                )
             folded = name.casefold()
             if folded in seen:
-                raise CsvFileError(source, 1, f"column {index + 1} ({name!r}) repeats the name of column "
-                                   f"{seen[folded] + 1}", "give every column its own name")
+                raise CsvFileError(
+                    source,
+                    1,
+                    f"column {index + 1} ({name!r}) repeats the name of column {seen[folded] + 1}",
+                    "give every column its own name",
+                )
             seen[folded] = index
             if folded in RECIPIENT_COLUMNS:
                 recipients.append(index)
         accepted = ", ".join(RECIPIENT_COLUMNS)
         if not recipients:
-            raise CsvFileError(source, 1, "no recipient column in the header",
-                               f"name the recipient column one of: {accepted}")
+            raise CsvFileError(
+                source,
+                1,
+                "no recipient column in the header",
+                f"name the recipient column one of: {accepted}",
+            )
         if len(recipients) > 1:
             first, second = recipients[0], recipients[1]
-            raise CsvFileError(source, 1, f"two recipient columns: {columns[first]!r} (column {first + 1}) "
-                               f"and {columns[second]!r} (column {second + 1})",
-                               f"keep one column named {accepted}; rename the other")
+            raise CsvFileError(
+                source,
+                1,
+                f"two recipient columns: {columns[first]!r} (column {first + 1}) "
+                f"and {columns[second]!r} (column {second + 1})",
+                f"keep one column named {accepted}; rename the other",
+            )
         self._recipient_index = recipients[0]
         self._param_indexes = tuple(i for i in range(len(columns)) if i != self._recipient_index)
         return Header(
@@ -564,19 +608,28 @@ class RecipientReader:
                             yield self._column_count(line, last, len(cells), self._given(cells))
                         continue
                     if max(map(len, cells)) > limit_chars:
-                        big = next(((i, size) for i, cell in enumerate(cells) if (size := _too_large(cell))),
-                                   None)
+                        big = next(
+                            ((i, size) for i, cell in enumerate(cells) if (size := _too_large(cell))), None
+                        )
                         if big is not None:
                             index, size = big
-                            yield invalid(line, self._given(cells), "CellTooLarge",
-                                          f"the cell in column {index + 1} ({columns[index]}) is {size} bytes; "
-                                          f"the limit is {CELL_LIMIT_BYTES} (64 KiB)")
+                            yield invalid(
+                                line,
+                                self._given(cells),
+                                "CellTooLarge",
+                                f"the cell in column {index + 1} ({columns[index]}) is {size} bytes; "
+                                f"the limit is {CELL_LIMIT_BYTES} (64 KiB)",
+                            )
                             continue
                     to = cells[rec].strip()
                     if not to:
                         if not _is_blank(cells):
-                            yield invalid(line, "", "MissingRecipient",
-                                          f"no recipient in column {rec + 1} ({columns[rec]})")
+                            yield invalid(
+                                line,
+                                "",
+                                "MissingRecipient",
+                                f"no recipient in column {rec + 1} ({columns[rec]})",
+                            )
                         continue
                     if check_empty:
                         for index, key in params:
@@ -586,9 +639,13 @@ class RecipientReader:
                         else:
                             index = -1
                         if index >= 0:
-                            yield invalid(line, to, "EmptyParam",
-                                          f"empty value for template parameter {key!r} (column {index + 1}); "
-                                          "fill it in or allow empty parameters (--allow-empty-params)")
+                            yield invalid(
+                                line,
+                                to,
+                                "EmptyParam",
+                                f"empty value for template parameter {key!r} (column {index + 1}); "
+                                "fill it in or allow empty parameters (--allow-empty-params)",
+                            )
                             continue
                     if phone:
                         number = normalize(to, region)
@@ -612,11 +669,17 @@ class RecipientReader:
                     line = reader.line_num + offset
                     if "new-line character" in str(error):
                         raise CsvFileError(
-                            self.source, line, "a carriage return (CR) inside an unquoted cell",
+                            self.source,
+                            line,
+                            "a carriage return (CR) inside an unquoted cell",
                             "save the file with LF or CRLF line ends, or quote the cell",
                         ) from None
-                    raise CsvFileError(self.source, line, f"the CSV cannot be read ({error})",
-                                       "check the quotes on that line; save the file as CSV UTF-8") from None
+                    raise CsvFileError(
+                        self.source,
+                        line,
+                        f"the CSV cannot be read ({error})",
+                        "check the quotes on that line; save the file as CSV UTF-8",
+                    ) from None
                 row, last = self._skim(start)
                 offset = last - reader.line_num
                 if row is not None:
@@ -658,8 +721,12 @@ class RecipientReader:
             self._skimming = False
         last = start + max(skim.lines, 1) - 1
         if skim.bare_cr:
-            raise CsvFileError(self.source, start + skim.lines, "a carriage return (CR) inside an unquoted cell",
-                               "save the file with LF or CRLF line ends, or quote the cell")
+            raise CsvFileError(
+                self.source,
+                start + skim.lines,
+                "a carriage return (CR) inside an unquoted cell",
+                "save the file with LF or CRLF line ends, or quote the cell",
+            )
         if skim.cells == 0:
             return None, last  # nothing in it after all
         to = (skim.recipient or "").strip()
@@ -668,8 +735,10 @@ class RecipientReader:
             return self._column_count(start, last, skim.cells, to), last
         if skim.big is not None:
             index, size = skim.big
-            message = (f"the cell in column {index + 1} ({columns[index]}) is {size} bytes; "
-                       f"the limit is {CELL_LIMIT_BYTES} (64 KiB)")
+            message = (
+                f"the cell in column {index + 1} ({columns[index]}) is {size} bytes; "
+                f"the limit is {CELL_LIMIT_BYTES} (64 KiB)"
+            )
         else:  # pragma: no cover - cannot happen: an over-long record has too many or too large cells
             message = f"the record from line {start} to {last} is too large"
         return self._invalid(start, to, "CellTooLarge", message), last
@@ -686,7 +755,9 @@ class JsonRecipients:
 
     EXTRA_FIELDS = ("Payload", "FlowAction", "ProductAction")
 
-    def __init__(self, items: Iterable[dict[str, Any]], *, channel: ChannelType, intake: IntakeOptions) -> None:
+    def __init__(
+        self, items: Iterable[dict[str, Any]], *, channel: ChannelType, intake: IntakeOptions
+    ) -> None:
         self.items = items
         self.channel = ChannelType(channel)
         self.intake = intake
@@ -707,8 +778,13 @@ class JsonRecipients:
                 empty = next((key for key, value in params.items() if not str(value).strip()), None)
                 if empty is not None:
                     self.counts["invalid"] += 1
-                    yield Row(line, to, "invalid", "EmptyParam",
-                              f"empty value for template parameter {empty!r}; fill it in or allow empty parameters")
+                    yield Row(
+                        line,
+                        to,
+                        "invalid",
+                        "EmptyParam",
+                        f"empty value for template parameter {empty!r}; fill it in or allow empty parameters",
+                    )
                     continue
             if phone:
                 number = _normalize(to, region)
@@ -725,5 +801,12 @@ class JsonRecipients:
             seen[to] = line
             self.counts["valid"] += 1
             extra = {key: item[key] for key in self.EXTRA_FIELDS if item.get(key) not in (None, [], {})}
-            yield Row(line, to, "valid", "", "", {str(k): str(v) for k, v in params.items()} if params else None,
-                      extra or None)
+            yield Row(
+                line,
+                to,
+                "valid",
+                "",
+                "",
+                {str(k): str(v) for k, v in params.items()} if params else None,
+                extra or None,
+            )

@@ -13,8 +13,15 @@ from chatapp_mass.phones import mask_number
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 _FIRST = ("timestamp", "level", "message", "logger", "function", "request_id", "job_id", "batch")
 _MASKED = {"to", "number", "recipient"}
-_NEVER = {"template_params", "access_key_secret", "security_token", "TemplateParams", "token", "authorization",
-          "api_token"}
+_NEVER = {
+    "template_params",
+    "access_key_secret",
+    "security_token",
+    "TemplateParams",
+    "token",
+    "authorization",
+    "api_token",
+}
 
 
 class JsonFormatter(logging.Formatter):

@@ -88,7 +88,9 @@ class IntakeOptions(BaseModel):
             return None
         code = value.strip().upper()
         if code not in phonenumbers.SUPPORTED_REGIONS:
-            raise ValueError(f"{value!r} is not an ISO 3166 alpha-2 country code phonenumbers knows (e.g. CN, GB, US)")
+            raise ValueError(
+                f"{value!r} is not an ISO 3166 alpha-2 country code phonenumbers knows (e.g. CN, GB, US)"
+            )
         return code
 
 

@@ -137,8 +137,10 @@ def parse_oss_event(raw: bytes | str) -> list[OssEventRecord]:
     try:
         return OssEvent.model_validate_json(raw).events
     except ValidationError as error:
-        raise EventError(f"not an FC3 OSS trigger event ({error.error_count()} problems: "
-                         f"{error.errors()[0]['loc']}: {error.errors()[0]['msg']})") from None
+        raise EventError(
+            f"not an FC3 OSS trigger event ({error.error_count()} problems: "
+            f"{error.errors()[0]['loc']}: {error.errors()[0]['msg']})"
+        ) from None
 
 
 def _plan_reference(raw: bytes | str) -> str | None:
@@ -167,8 +169,10 @@ def parse_sender_event(raw: bytes | str) -> SenderEvent:
         event = SenderEvent.model_validate_json(raw)
     except ValidationError as error:
         first = error.errors()[0]
-        raise EventError(f"sender event: {'.'.join(map(str, first['loc'])) or 'body'}: {first['msg']} "
-                         '(expected {"job_id": "...", "seq": N} or {"job_id": "...", "drain": true})') from None
+        raise EventError(
+            f"sender event: {'.'.join(map(str, first['loc'])) or 'body'}: {first['msg']} "
+            '(expected {"job_id": "...", "seq": N} or {"job_id": "...", "drain": true})'
+        ) from None
     if (event.seq is not None) + event.drain + event.reconcile != 1:
         raise EventError('sender event: give exactly one of "seq", "drain": true or "reconcile": true')
     return event
@@ -232,9 +236,13 @@ class FunctionSettings:
     defaults: dict[str, str] = field(default_factory=dict)  # option defaults: normalized key -> value
     claim_ttl: float = CLAIM_TTL  # seconds a sender's claim on a batch lasts (see Sender.handle)
     sweep_idle: float = 120.0  # the timer starts a sender for a running job none has touched this long
-    error_threshold: float = 0.0  # pause a job when more than this share of the recipients tried failed (0: off)
+    error_threshold: float = (
+        0.0  # pause a job when more than this share of the recipients tried failed (0: off)
+    )
     rate_margin: float = DEFAULT_MARGIN  # seconds the limiter adds to its 1 s window (ratelimit)
-    reconcile_after: float = 60.0  # a job finished with uncertain batches is looked up this much later (0: off)
+    reconcile_after: float = (
+        60.0  # a job finished with uncertain batches is looked up this much later (0: off)
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> FunctionSettings:
@@ -244,7 +252,7 @@ class FunctionSettings:
         defaults = {}
         for name, value in environ.items():
             if name.startswith(env.CHATAPP_DEFAULT_PREFIX) and value.strip():
-                defaults[_norm(name[len(env.CHATAPP_DEFAULT_PREFIX):])] = value.strip()
+                defaults[_norm(name[len(env.CHATAPP_DEFAULT_PREFIX) :])] = value.strip()
         return cls(
             bucket=environ.get(env.CHATAPP_BUCKET, "chatapp-mass"),
             incoming_prefix=environ.get(env.CHATAPP_INCOMING_PREFIX, "incoming/"),
@@ -341,7 +349,7 @@ def oss_job_id(bucket: str, key: str, etag: str, upload_id: str) -> str:
 
 def report_base(settings: FunctionSettings, key: str, job_id: str) -> str:
     """``incoming/2026/march.csv`` -> ``reports/2026/march.<job>`` (+ ``.report.csv``, ``.summary.json``...)."""
-    relative = key[len(settings.incoming_prefix):] if key.startswith(settings.incoming_prefix) else key
+    relative = key[len(settings.incoming_prefix) :] if key.startswith(settings.incoming_prefix) else key
     stem = relative[: -len(".csv")] if relative.lower().endswith(".csv") else relative
     return f"{settings.reports_prefix}{stem}.{job_id[:12]}"
 
@@ -394,8 +402,12 @@ def continue_job(store: Store, dispatch: Dispatch, job_id: str) -> str:
 def pause_job(store: Store, job_id: str, *, reason: str = "paused by an operator") -> JobRecord | None:
     """Stop dispatching a job, resumably: senders stop taking batches when they next look (within ~2 s)
     and hand claimed ones back; calls in flight finish and are recorded. Returns the job (None: unknown)."""
-    store.update_job(job_id, expect=[JobStatus.running, JobStatus.ready, JobStatus.scheduled],
-                     status=JobStatus.paused, reason=reason)
+    store.update_job(
+        job_id,
+        expect=[JobStatus.running, JobStatus.ready, JobStatus.scheduled],
+        status=JobStatus.paused,
+        reason=reason,
+    )
     job = store.get_job(job_id)
     if job is not None and job.status is JobStatus.paused:
         log.warning("job paused", extra={"job_id": job_id, "reason": job.reason})
@@ -423,8 +435,15 @@ def cancel_job(store: Store, job_id: str, *, reason: str = "cancelled by an oper
     job = store.get_job(job_id)
     if job is None:
         return None
-    open_states = [JobStatus.planning, JobStatus.ready, JobStatus.scheduled, JobStatus.running,
-                   JobStatus.interrupted, JobStatus.stalled, JobStatus.paused]
+    open_states = [
+        JobStatus.planning,
+        JobStatus.ready,
+        JobStatus.scheduled,
+        JobStatus.running,
+        JobStatus.interrupted,
+        JobStatus.stalled,
+        JobStatus.paused,
+    ]
     if job.status in open_states:
         store.update_job(job_id, expect=open_states, status=JobStatus.cancelled, reason=reason)
     current = store.get_job(job_id)
@@ -452,16 +471,24 @@ class Dispatch:
             refs = [{"job_id": job_id, "drain": True}] * min(self.settings.senders, len(pending))
         for ref in refs:
             self.invoker.invoke_async(self.settings.sender_function, ref)
-        log.info("fanned out", extra={"job_id": job_id, "invocations": len(refs), "batches": len(pending),
-                                      "dispatch": self.settings.dispatch})
+        log.info(
+            "fanned out",
+            extra={
+                "job_id": job_id,
+                "invocations": len(refs),
+                "batches": len(pending),
+                "dispatch": self.settings.dispatch,
+            },
+        )
         return len(refs)
 
     def reconcile_later(self, job_id: str, delay: float | None = None) -> None:
         """A sender looks the job's uncertain batches up in ``delay`` s (default ``reconcile_after``)."""
         delay = self.settings.reconcile_after if delay is None else delay
         if self.settings.reconcile_after > 0:
-            self.invoker.invoke_async(self.settings.sender_function, {"job_id": job_id, "reconcile": True},
-                                      delay=int(max(0, delay)))
+            self.invoker.invoke_async(
+                self.settings.sender_function, {"job_id": job_id, "reconcile": True}, delay=int(max(0, delay))
+            )
 
     def after_finish(self, job: JobRecord, summary: dict[str, Any]) -> None:
         """``finalize``'s hook: a job that just finished with uncertain batches is reconciled later,
@@ -470,7 +497,9 @@ class Dispatch:
             self.reconcile_later(job.job_id)
 
     def later(self, job_id: str, delay: float, seq: int | None = None) -> None:
-        ref: dict[str, Any] = {"job_id": job_id, "seq": seq} if seq is not None else {"job_id": job_id, "drain": True}
+        ref: dict[str, Any] = (
+            {"job_id": job_id, "seq": seq} if seq is not None else {"job_id": job_id, "drain": True}
+        )
         self.invoker.invoke_async(self.settings.sender_function, ref, delay=int(max(0, delay)) + 1)
 
 
@@ -502,15 +531,21 @@ class Ingest:
             log.warning("plan event for an unknown job: ignored", extra={"job_id": job_id})
             return IngestResult("", job_id, "skipped", "unknown job")
         location = OssLocation.parse(job.source)
-        if job.status is not JobStatus.planning and not (job.status is JobStatus.cancelled and job.plan_owner):
+        if job.status is not JobStatus.planning and not (
+            job.status is JobStatus.cancelled and job.plan_owner
+        ):
             self._continue(job)
             return IngestResult(location.key, job_id, "resumed", f"job already {job.status.value}")
         try:
             planned, _ = plan_job(
-                self.store, source=job.source, open_stream=lambda: self.oss.open(location),
-                options=JobOptions.model_validate(job.options), intake=IntakeOptions.model_validate(job.intake),
-                settings=PlanSettings(batch_size=self.settings.batch_size,
-                                      max_request_bytes=self.settings.max_request_bytes),
+                self.store,
+                source=job.source,
+                open_stream=lambda: self.oss.open(location),
+                options=JobOptions.model_validate(job.options),
+                intake=IntakeOptions.model_validate(job.intake),
+                settings=PlanSettings(
+                    batch_size=self.settings.batch_size, max_request_bytes=self.settings.max_request_bytes
+                ),
                 identity=(job_id, job.content_sha256),
             )
         except SourceError as error:
@@ -522,13 +557,18 @@ class Ingest:
         status = start_job(self.store, self.dispatch, job_id, now=time.time())
         if planned.batches == 0 and status == JobStatus.running.value:
             finalize(self.store, self.oss, self.settings, job_id)
-        return IngestResult(location.key, job_id, "planned", f"{planned.valid} valid recipients in "
-                            f"{planned.batches} batches; {status}")
+        return IngestResult(
+            location.key,
+            job_id,
+            "planned",
+            f"{planned.valid} valid recipients in {planned.batches} batches; {status}",
+        )
 
     def ingest(self, record: OssEventRecord) -> IngestResult:
         key, settings = record.key, self.settings
         if not record.event_name.startswith("ObjectCreated:") or not (
-                _is_incoming_csv(key, settings) or _is_incoming_csv(unquote_plus(key), settings)):
+            _is_incoming_csv(key, settings) or _is_incoming_csv(unquote_plus(key), settings)
+        ):
             log.info("object ignored", extra={"key": key, "event": record.event_name})
             return IngestResult(key, message=f"not an upload under {settings.incoming_prefix} ending .csv")
         try:
@@ -537,21 +577,29 @@ class Ingest:
             if not error.permanent:
                 raise
             location = OssLocation(record.bucket, key)
-            return self._failed(location, oss_job_id(record.bucket, key, record.etag, record.upload_id),
-                                record.etag, error)
+            return self._failed(
+                location, oss_job_id(record.bucket, key, record.etag, record.upload_id), record.etag, error
+            )
         key = location.key
         job_id = oss_job_id(record.bucket, key, record.etag, record.upload_id)
         existing = self.store.get_job(job_id)
         if existing is not None and existing.status is not JobStatus.planning:
             self._continue(existing)
-            log.info("repeated event of a known upload", extra={"job_id": job_id, "status": existing.status.value})
+            log.info(
+                "repeated event of a known upload", extra={"job_id": job_id, "status": existing.status.value}
+            )
             return IngestResult(key, job_id, "resumed", f"job already {existing.status.value}")
         try:
             options, intake = self._options(location)
             job, _ = plan_job(
-                self.store, source=location.url, open_stream=lambda: self.oss.open(location), options=options,
+                self.store,
+                source=location.url,
+                open_stream=lambda: self.oss.open(location),
+                options=options,
                 intake=intake,
-                settings=PlanSettings(batch_size=settings.batch_size, max_request_bytes=settings.max_request_bytes),
+                settings=PlanSettings(
+                    batch_size=settings.batch_size, max_request_bytes=settings.max_request_bytes
+                ),
                 identity=(job_id, f"etag:{record.etag}"),
             )
         except SourceError as error:
@@ -566,8 +614,17 @@ class Ingest:
         faults.checkpoint("ingest.fanned_out")
         if job.batches == 0:
             finalize(self.store, self.oss, settings, job_id)
-        log.info("job planned", extra={"job_id": job_id, "rows": job.total_rows, "valid": job.valid,
-                                       "invalid": job.invalid, "duplicate": job.duplicate, "batches": job.batches})
+        log.info(
+            "job planned",
+            extra={
+                "job_id": job_id,
+                "rows": job.total_rows,
+                "valid": job.valid,
+                "invalid": job.invalid,
+                "duplicate": job.duplicate,
+                "batches": job.batches,
+            },
+        )
         return IngestResult(key, job_id, "planned", f"{job.valid} valid recipients in {job.batches} batches")
 
     def _locate(self, record: OssEventRecord) -> OssLocation:
@@ -587,8 +644,10 @@ class Ingest:
             return raw
         decoded = OssLocation(record.bucket, decoded_key)
         self.oss.head(decoded)  # NoSuchKey here too: the object is gone, whatever the form
-        log.info("event key was URL-encoded: decoded", extra={"key": decoded_key, "event_key": record.key,
-                                                              "key_form": "url-decoded"})
+        log.info(
+            "event key was URL-encoded: decoded",
+            extra={"key": decoded_key, "event_key": record.key, "key_form": "url-decoded"},
+        )
         return decoded
 
     def _continue(self, job: JobRecord) -> None:
@@ -613,8 +672,10 @@ class Ingest:
             try:
                 values = json.loads(raw)
             except ValueError as error:
-                raise OptionsError(f"{sidecar.url}: not JSON ({error}); it must be an object such as "
-                                   '{"ChannelType": "whatsapp", "TemplateCode": "..."}') from None
+                raise OptionsError(
+                    f"{sidecar.url}: not JSON ({error}); it must be an object such as "
+                    '{"ChannelType": "whatsapp", "TemplateCode": "..."}'
+                ) from None
             if not isinstance(values, dict):
                 raise OptionsError(f"{sidecar.url}: must be a JSON object of options")
             layers.append((sidecar.url, values))
@@ -624,17 +685,37 @@ class Ingest:
     def _failed(self, location: OssLocation, job_id: str, etag: str, error: Exception) -> IngestResult:
         reason = str(error)
         fingerprint = etag if ":" in etag else f"etag:{etag}"
-        job = JobRecord(job_id=job_id, source=location.url, options={}, intake={}, content_sha256=fingerprint,
-                        status=JobStatus.failed, reason=reason)
-        if not self.store.create_job(job):  # a job planning (the same file fails the same way), never a planned one
+        job = JobRecord(
+            job_id=job_id,
+            source=location.url,
+            options={},
+            intake={},
+            content_sha256=fingerprint,
+            status=JobStatus.failed,
+            reason=reason,
+        )
+        if not self.store.create_job(
+            job
+        ):  # a job planning (the same file fails the same way), never a planned one
             self.store.update_job(job_id, expect=[JobStatus.planning], status=JobStatus.failed, reason=reason)
         what = "options" if isinstance(error, OptionsError) else "file"
-        fix = {"options": "fix the object's x-oss-meta-* metadata, the sidecar JSON or the function's "
-                          "CHATAPP_DEFAULT_* settings, then upload the CSV again",
-               "file": "fix the CSV and upload it again"}[what]
-        body = {"job_id": job_id, "source": location.url, "status": "failed", "problem": what, "error": reason,
-                "fix": fix, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-        target = OssLocation(location.bucket, report_base(self.settings, location.key, job_id) + ".error.json")
+        fix = {
+            "options": "fix the object's x-oss-meta-* metadata, the sidecar JSON or the function's "
+            "CHATAPP_DEFAULT_* settings, then upload the CSV again",
+            "file": "fix the CSV and upload it again",
+        }[what]
+        body = {
+            "job_id": job_id,
+            "source": location.url,
+            "status": "failed",
+            "problem": what,
+            "error": reason,
+            "fix": fix,
+            "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        target = OssLocation(
+            location.bucket, report_base(self.settings, location.key, job_id) + ".error.json"
+        )
         self.oss.put(target, json.dumps(body, indent=2).encode(), content_type="application/json")
         log.warning("job refused", extra={"job_id": job_id, "error": reason, "report": target.url})
         return IngestResult(location.key, job_id, "failed", reason)
@@ -643,8 +724,16 @@ class Ingest:
 class Sender:
     """One sender invocation. ``deadline`` is when it must be done (its timeout, less a margin)."""
 
-    def __init__(self, store: Store, cams: CamsClient, oss: OssClient, invoker: Invoker,
-                 settings: FunctionSettings, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        store: Store,
+        cams: CamsClient,
+        oss: OssClient,
+        invoker: Invoker,
+        settings: FunctionSettings,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.store, self.cams, self.oss, self.settings, self.clock = store, cams, oss, settings, clock
         self.dispatch = Dispatch(store, invoker, settings)
 
@@ -662,20 +751,35 @@ class Sender:
             return {"job_id": job.job_id, "status": job.status.value}
         # A claim covers one batch's token wait and call (read timeout 30 s), not the whole invocation: if
         # this instance dies, another sender may take the batch over (or mark it uncertain) that much later.
-        dispatch = DispatchSettings(qps=self.settings.qps, concurrency=self._concurrency(event),
-                                    claim_ttl=self.settings.claim_ttl, error_threshold=self.settings.error_threshold,
-                                    rate_margin=self.settings.rate_margin)
+        dispatch = DispatchSettings(
+            qps=self.settings.qps,
+            concurrency=self._concurrency(event),
+            claim_ttl=self.settings.claim_ttl,
+            error_threshold=self.settings.error_threshold,
+            rate_margin=self.settings.rate_margin,
+        )
         runner = JobRunner(self.store, self.cams, dispatch, clock=self.clock)
         snapshot = runner.drain(job, deadline=deadline, only=event.seq)
         if runner.halt_status is JobStatus.stopped:  # an account- or template-level refusal: the kill switch
-            self.store.update_job(job.job_id, expect=[JobStatus.ready, JobStatus.running], status=JobStatus.stopped,
-                                  reason=runner.halt_reason)
+            self.store.update_job(
+                job.job_id,
+                expect=[JobStatus.ready, JobStatus.running],
+                status=JobStatus.stopped,
+                reason=runner.halt_reason,
+            )
         if event.seq is not None:
             self._send_parts(job.job_id, snapshot.splits)
         status = self.settle(job.job_id, event)
-        return {"job_id": job.job_id, "calls": snapshot.calls, "sent": snapshot.sent, "failed": snapshot.failed,
-                "uncertain": snapshot.uncertain, "throttled": snapshot.throttled, "late_slots": snapshot.late_slots,
-                "job": status}
+        return {
+            "job_id": job.job_id,
+            "calls": snapshot.calls,
+            "sent": snapshot.sent,
+            "failed": snapshot.failed,
+            "uncertain": snapshot.uncertain,
+            "throttled": snapshot.throttled,
+            "late_slots": snapshot.late_slots,
+            "job": status,
+        }
 
     def reconcile(self, job: JobRecord, *, deadline: float) -> dict[str, Any]:
         """Look a finished job's uncertain batches up in ListChatappMessage (``reconcile``): what CAMS has is
@@ -683,8 +787,14 @@ class Sender:
         operator's decision). A job running again (a resend, a rerun) is left to finish first."""
         if job.status not in (JobStatus.completed, JobStatus.stopped):
             return {"job_id": job.job_id, "status": job.status.value, "reconciled": None}
-        result = reconcile_job(self.store, self.oss, self.settings,
-                               Reconciler(self.store, self.cams, clock=self.clock), job, deadline=deadline)
+        result = reconcile_job(
+            self.store,
+            self.oss,
+            self.settings,
+            Reconciler(self.store, self.cams, clock=self.clock),
+            job,
+            deadline=deadline,
+        )
         if result.left and not result.error and not result.skipped:
             self.dispatch.reconcile_later(job.job_id, delay=0)  # out of time: go on in a new invocation
         return {"job_id": job.job_id, "status": job.status.value, "reconciled": result.to_dict()}
@@ -692,7 +802,9 @@ class Sender:
     def _concurrency(self, event: SenderEvent) -> int:
         if event.seq is not None:
             return 1
-        return self.settings.sender_concurrency or max(4, 3 * self.settings.qps // max(self.settings.senders, 1))
+        return self.settings.sender_concurrency or max(
+            4, 3 * self.settings.qps // max(self.settings.senders, 1)
+        )
 
     def settle(self, job_id: str, event: SenderEvent) -> str:
         """After draining: continue what is left, watch what others hold, finalize when nothing is open."""
@@ -716,7 +828,6 @@ class Sender:
             return "running"
         return finalize(self.store, self.oss, self.settings, job_id, on_finished=self.dispatch.after_finish)
 
-
     def _send_parts(self, job_id: str, split: list[int]) -> None:
         """Per-batch dispatch: a batch this invocation split (refused for one recipient) is replaced by its
         parts, which need invocations of their own. Only the splitter sends them (a repeated event finds
@@ -730,8 +841,16 @@ class Sender:
                     self.dispatch.later(job_id, 0, part.seq)
 
 
-def reconcile_job(store: Store, oss: OssClient, settings: FunctionSettings, reconciler: Reconciler,
-                  job: JobRecord, *, deadline: float, cust_space_id: str | None = None) -> ReconcileResult:
+def reconcile_job(
+    store: Store,
+    oss: OssClient,
+    settings: FunctionSettings,
+    reconciler: Reconciler,
+    job: JobRecord,
+    *,
+    deadline: float,
+    cust_space_id: str | None = None,
+) -> ReconcileResult:
     """Look the job's uncertain batches up (``reconcile``); if some were found in a job that finished, its
     report object (written when it finished) is written again. Nothing is sent."""
     result = reconciler.reconcile(job, cust_space_id=cust_space_id, deadline=deadline)
@@ -740,9 +859,14 @@ def reconcile_job(store: Store, oss: OssClient, settings: FunctionSettings, reco
     return result
 
 
-def finalize(store: Store, oss: OssClient, settings: FunctionSettings, job_id: str,
-             status: JobStatus = JobStatus.completed,
-             on_finished: Callable[[JobRecord, dict[str, Any]], None] | None = None) -> str:
+def finalize(
+    store: Store,
+    oss: OssClient,
+    settings: FunctionSettings,
+    job_id: str,
+    status: JobStatus = JobStatus.completed,
+    on_finished: Callable[[JobRecord, dict[str, Any]], None] | None = None,
+) -> str:
     """Write the report and summary to OSS, then mark the job (conditional). Idempotent: the objects are
     deterministic, so two finalizers write the same bytes; only one changes the status, and only that one
     calls ``on_finished`` with the job and its summary."""
@@ -763,13 +887,23 @@ def finalize(store: Store, oss: OssClient, settings: FunctionSettings, job_id: s
         oss.put(OssLocation(base.bucket, base.key + ".report.csv"), spool)
         text.detach()
     summary = job_summary(store, job)
-    summary.update({"status": status.value, "report": f"oss://{base.bucket}/{base.key}.report.csv",
-                    "report_rows": counts})
-    oss.put(OssLocation(base.bucket, base.key + ".summary.json"), json.dumps(summary, indent=2).encode(),
-            content_type="application/json")
+    summary.update(
+        {
+            "status": status.value,
+            "report": f"oss://{base.bucket}/{base.key}.report.csv",
+            "report_rows": counts,
+        }
+    )
+    oss.put(
+        OssLocation(base.bucket, base.key + ".summary.json"),
+        json.dumps(summary, indent=2).encode(),
+        content_type="application/json",
+    )
     faults.checkpoint("sender.report_written")
     if store.update_job(job_id, expect=[JobStatus.ready, JobStatus.running], status=status):
-        log.info("job finished", extra={"job_id": job_id, "status": status.value, "report": summary["report"]})
+        log.info(
+            "job finished", extra={"job_id": job_id, "status": status.value, "report": summary["report"]}
+        )
         if on_finished is not None:
             on_finished(job, summary)
     else:  # finished already (a repeated finalizer, a report written again): same status, a fresh updated_at

@@ -124,8 +124,12 @@ def _chain(exc: BaseException) -> list[BaseException]:
         if any(current is known for known in seen):
             continue
         seen.append(current)
-        for linked in (current.__cause__, current.__context__, getattr(current, "reason", None),
-                       getattr(current, "inner_exception", None)):
+        for linked in (
+            current.__cause__,
+            current.__context__,
+            getattr(current, "reason", None),
+            getattr(current, "inner_exception", None),
+        ):
             if isinstance(linked, BaseException):
                 todo.append(linked)
         todo.extend(arg for arg in getattr(current, "args", ()) if isinstance(arg, BaseException))
@@ -136,15 +140,21 @@ def _chain(exc: BaseException) -> list[BaseException]:
 # other spellings are HTTP's and nginx's names for the same statuses.
 _TOO_LARGE_PAGE = re.compile(
     r"<title>\s*(41[34])\s+(?:Request-URI Too Large|Request-URI Too Long|URI Too Long|Request Entity Too Large|"
-    r"Payload Too Large|Content Too Large)\s*</title>", re.IGNORECASE)
+    r"Payload Too Large|Content Too Large)\s*</title>",
+    re.IGNORECASE,
+)
 _TOO_LARGE = {
-    414: ("RequestURITooLong",
-          "the CAMS gateway refused the request line as too long (HTTP 414) before processing it: nothing was "
-          "sent. Send SenderList in the body (CHATAPP_CAMS_PARAMS_IN=body, the default), or lower "
-          "--max-request-bytes / --batch-size"),
-    413: ("RequestEntityTooLarge",
-          "the CAMS gateway refused the request body as too large (HTTP 413) before processing it: nothing was "
-          "sent. Lower --max-request-bytes or --batch-size"),
+    414: (
+        "RequestURITooLong",
+        "the CAMS gateway refused the request line as too long (HTTP 414) before processing it: nothing was "
+        "sent. Send SenderList in the body (CHATAPP_CAMS_PARAMS_IN=body, the default), or lower "
+        "--max-request-bytes / --batch-size",
+    ),
+    413: (
+        "RequestEntityTooLarge",
+        "the CAMS gateway refused the request body as too large (HTTP 413) before processing it: nothing was "
+        "sent. Lower --max-request-bytes or --batch-size",
+    ),
 }
 
 
@@ -171,7 +181,9 @@ def classify_transport_error(exc: BaseException) -> SendOutcome:
         if refusal is not None:
             return refusal
         return SendOutcome(OutcomeKind.uncertain, code="NonJsonReply", message="the reply was not JSON")
-    if any(isinstance(e, requests.exceptions.ReadTimeout | urllib3.exceptions.ReadTimeoutError) for e in chain):
+    if any(
+        isinstance(e, requests.exceptions.ReadTimeout | urllib3.exceptions.ReadTimeoutError) for e in chain
+    ):
         return SendOutcome(OutcomeKind.uncertain, code="ReadTimeout", message=text)
     nothing_sent = (
         requests.exceptions.ConnectTimeout,

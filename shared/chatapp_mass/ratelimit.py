@@ -41,8 +41,9 @@ class SlidingWindowLimiter:
         self.sleep = sleep
         self._lock = threading.Lock()  # one poller per process; others queue here, not on the database
 
-    def acquire(self, stop: threading.Event | None = None,
-                before: Callable[[], bool] | None = None) -> float | None:
+    def acquire(
+        self, stop: threading.Event | None = None, before: Callable[[], bool] | None = None
+    ) -> float | None:
         """Block until an attempt may be made; returns the time the slot was stamped, or None if ``stop``
         was set first. A caller that cannot send promptly after the stamp should not send on it (see
         ``DispatchSettings.slot_max_age``): the stamp stands in for the request's arrival.

@@ -51,8 +51,15 @@ def _written(number: phonenumbers.PhoneNumber, rng: random.Random) -> str:
 INVALID_EXAMPLES = ("12345", "not a number", "+1 555 0100", "+86 138", "0000000000000000", "")
 
 
-def write_sample_csv(out: IO[str], rows: int, *, seed: int = 7, invalid_share: float = 0.03,
-                     duplicate_share: float = 0.03, empty_param_share: float = 0.01) -> None:
+def write_sample_csv(
+    out: IO[str],
+    rows: int,
+    *,
+    seed: int = 7,
+    invalid_share: float = 0.03,
+    duplicate_share: float = 0.03,
+    empty_param_share: float = 0.01,
+) -> None:
     rng = random.Random(seed)
     numbers = valid_numbers(seed)
     written: list[phonenumbers.PhoneNumber] = []

@@ -57,8 +57,13 @@ class BatchStatus(str, Enum):
 
     @property
     def resolved(self) -> bool:
-        return self in (BatchStatus.sent, BatchStatus.failed, BatchStatus.uncertain, BatchStatus.cancelled,
-                        BatchStatus.split)
+        return self in (
+            BatchStatus.sent,
+            BatchStatus.failed,
+            BatchStatus.uncertain,
+            BatchStatus.cancelled,
+            BatchStatus.split,
+        )
 
 
 # Batches not resolved yet: a job with one of these is not finished.
@@ -226,8 +231,14 @@ def report_row(line: int, to: str, batch: BatchRecord | None) -> ReportRow:
 # The statuses a store can list jobs by (``Store.jobs_in``): every status the timer acts on, or may (a job's
 # planning lease). A job in any other status (completed, failed, stopped, interrupted, stalled) is finished
 # for the timer: a store keeps no listing for it, so finished jobs cost the timer nothing however many.
-SWEPT_STATUSES = (JobStatus.planning, JobStatus.ready, JobStatus.scheduled, JobStatus.running, JobStatus.paused,
-                  JobStatus.cancelled)
+SWEPT_STATUSES = (
+    JobStatus.planning,
+    JobStatus.ready,
+    JobStatus.scheduled,
+    JobStatus.running,
+    JobStatus.paused,
+    JobStatus.cancelled,
+)
 # Counters on a job row, shared by every sender instance (``Store.add_job_counts``): recipients tried and
 # recipients that failed, for an error threshold over the whole job rather than one invocation.
 JOB_COUNTERS = ("tried", "failed")
@@ -238,8 +249,10 @@ def check_swept(statuses: Iterable[JobStatus]) -> list[JobStatus]:
     wanted = list(dict.fromkeys(JobStatus(s) for s in statuses))
     others = [s.value for s in wanted if s not in SWEPT_STATUSES]
     if others:
-        raise ValueError(f"jobs_in lists jobs in {[s.value for s in SWEPT_STATUSES]}, not {others}: a store keeps "
-                         "no listing of finished jobs")
+        raise ValueError(
+            f"jobs_in lists jobs in {[s.value for s in SWEPT_STATUSES]}, not {others}: a store keeps "
+            "no listing of finished jobs"
+        )
     return wanted
 
 
@@ -248,7 +261,9 @@ def check_counts(deltas: dict[str, int]) -> dict[str, int]:
     unknown = sorted(set(deltas) - set(JOB_COUNTERS))
     if unknown:
         raise ValueError(f"job counters are {list(JOB_COUNTERS)}, not {unknown}")
-    bad = sorted(name for name, delta in deltas.items() if isinstance(delta, bool) or not isinstance(delta, int))
+    bad = sorted(
+        name for name, delta in deltas.items() if isinstance(delta, bool) or not isinstance(delta, int)
+    )
     if bad:
         raise ValueError(f"job counter deltas must be integers: {bad}")
     return {name: deltas.get(name, 0) for name in JOB_COUNTERS}
@@ -272,9 +287,15 @@ class Store(abc.ABC):
         """Newest first."""
 
     @abc.abstractmethod
-    def update_job(self, job_id: str, *, expect: Iterable[JobStatus] | None = None,
-                   expect_plan_owner: str | None = None, expect_plan_expires: float | None = None,
-                   **fields: Any) -> bool:
+    def update_job(
+        self,
+        job_id: str,
+        *,
+        expect: Iterable[JobStatus] | None = None,
+        expect_plan_owner: str | None = None,
+        expect_plan_expires: float | None = None,
+        **fields: Any,
+    ) -> bool:
         """Set fields; with ``expect``, only if the job's status is one of them; with ``expect_plan_owner``
         (and ``expect_plan_expires``), only if the job's planning lease is that token's (and still ends then:
         a take-over of an expired lease must fail if its owner renewed it meanwhile). True if it changed."""
@@ -314,8 +335,15 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def transition_batch(
-        self, job_id: str, seq: int, *, expect: Iterable[BatchStatus], to: BatchStatus,
-        expect_owner: str | None = None, expect_expires: float | None = None, **fields: Any
+        self,
+        job_id: str,
+        seq: int,
+        *,
+        expect: Iterable[BatchStatus],
+        to: BatchStatus,
+        expect_owner: str | None = None,
+        expect_expires: float | None = None,
+        **fields: Any,
     ) -> bool:
         """Conditional update: only if the batch is in one of ``expect`` and, with ``expect_owner``, its
         claim is that token's (a stale claimant's write is refused) and, with ``expect_expires``, its claim
@@ -338,8 +366,16 @@ class Store(abc.ABC):
 
     # account-wide rate window
     @abc.abstractmethod
-    def rate_acquire(self, key: str, limit: int, window: float, clock: Callable[[], float], *,
-                     peek: bool = False, force: bool = False) -> float:
+    def rate_acquire(
+        self,
+        key: str,
+        limit: int,
+        window: float,
+        clock: Callable[[], float],
+        *,
+        peek: bool = False,
+        force: bool = False,
+    ) -> float:
         """Record an attempt at ``now`` if fewer than ``limit`` were recorded in ``(now - window, now]``.
 
         ``now = clock()`` is read only once the store holds the window exclusively: a time read before
@@ -379,4 +415,3 @@ class Store(abc.ABC):
         shared by every process and instance, and return every counter's total right after this addition
         (with no deltas: the totals now). Counters start at 0; a delta may be negative. KeyError if there is
         no such job. Not idempotent: a call retried by its caller counts twice."""
-

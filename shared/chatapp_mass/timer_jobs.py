@@ -84,9 +84,11 @@ class TimerEvent(BaseModel):
             return _Payload.model_validate_json(self.payload).recurring
         except ValidationError as error:
             first = error.errors()[0]
-            raise EventError(f"timer {self.trigger_name!r} payload: {'.'.join(map(str, first['loc'])) or 'body'}: "
-                             f"{first['msg']} (expected {{\"recurring\": {{\"source\": \"incoming/x.csv\", "
-                             f"\"options\": {{...}}}}}} or nothing)") from None
+            raise EventError(
+                f"timer {self.trigger_name!r} payload: {'.'.join(map(str, first['loc'])) or 'body'}: "
+                f'{first["msg"]} (expected {{"recurring": {{"source": "incoming/x.csv", '
+                f'"options": {{...}}}}}} or nothing)'
+            ) from None
 
 
 def is_timer_event(value: Any) -> bool:
@@ -94,8 +96,16 @@ def is_timer_event(value: Any) -> bool:
 
 
 class Timer:
-    def __init__(self, store: Store, oss: OssClient, invoker: Invoker, settings: FunctionSettings, *,
-                 ingest_function: str = "chatapp-mass-ingest", clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        store: Store,
+        oss: OssClient,
+        invoker: Invoker,
+        settings: FunctionSettings,
+        *,
+        ingest_function: str = "chatapp-mass-ingest",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.store, self.oss, self.invoker, self.settings = store, oss, invoker, settings
         self.ingest_function, self.clock = ingest_function, clock
         self.dispatch = Dispatch(store, invoker, settings)
@@ -104,10 +114,17 @@ class Timer:
         try:
             event = TimerEvent.model_validate_json(raw)
         except ValidationError as error:
-            raise EventError(f"not an FC3 timer event: {error.errors()[0]['loc']}: {error.errors()[0]['msg']}") \
-                from None
+            raise EventError(
+                f"not an FC3 timer event: {error.errors()[0]['loc']}: {error.errors()[0]['msg']}"
+            ) from None
         now = self.clock()
-        result: dict[str, Any] = {"started": [], "resumed": [], "finalized": [], "released": 0, "recurring": None}
+        result: dict[str, Any] = {
+            "started": [],
+            "resumed": [],
+            "finalized": [],
+            "released": 0,
+            "recurring": None,
+        }
         recurring = event.recurring()
         if recurring is not None:
             result["recurring"] = self.recurring(event, recurring)
@@ -130,16 +147,23 @@ class Timer:
                     finalize(self.store, self.oss, self.settings, job.job_id, status=JobStatus.cancelled)
                     result["finalized"].append(job.job_id)
             elif job.source.startswith("oss://") and (
-                    (job.plan_owner and job.plan_expires < now)
-                    or (job.status is JobStatus.planning and not job.plan_owner
-                        and now - job.updated_at >= self.settings.sweep_idle)):
+                (job.plan_owner and job.plan_expires < now)
+                or (
+                    job.status is JobStatus.planning
+                    and not job.plan_owner
+                    and now - job.updated_at >= self.settings.sweep_idle
+                )
+            ):
                 # planning (or cancelled while planning) and its planner went silent past its lease, or its
                 # plan event never came: ingest takes the plan over (engine.plan_job: only an expired lease)
                 log.warning("plan abandoned by its planner: planning again", extra={"job_id": job.job_id})
                 self.invoker.invoke_async(self.ingest_function, {"plan_job": job.job_id})
                 result["resumed"].append(job.job_id)
-            elif job.status is JobStatus.cancelled and not job.plan_owner \
-                    and now - job.updated_at >= SETTLE_CANCELLED_AFTER:
+            elif (
+                job.status is JobStatus.cancelled
+                and not job.plan_owner
+                and now - job.updated_at >= SETTLE_CANCELLED_AFTER
+            ):
                 # nothing open, and no planner can still be adding batches: done with it (finalized when
                 # its last batch resolved, by the canceller, its sender or an earlier firing)
                 self.store.settle_job(job.job_id, JobStatus.cancelled)
@@ -153,33 +177,64 @@ class Timer:
         batches = self.store.list_batches(job.job_id) if released else before
         open_batches = [b for b in batches if b.status in OPEN_STATUSES]
         if not open_batches:
-            if finalize(self.store, self.oss, self.settings, job.job_id,
-                        on_finished=self.dispatch.after_finish) == JobStatus.completed.value:
+            if (
+                finalize(
+                    self.store, self.oss, self.settings, job.job_id, on_finished=self.dispatch.after_finish
+                )
+                == JobStatus.completed.value
+            ):
                 result["finalized"].append(job.job_id)
             return
         pending = [b for b in open_batches if b.status is BatchStatus.pending]
         if pending and (released or now - last_change >= self.settings.sweep_idle):
-            log.warning("job idle with batches pending: starting a sender",
-                        extra={"job_id": job.job_id, "pending": len(pending), "idle_seconds": round(now - last_change)})
+            log.warning(
+                "job idle with batches pending: starting a sender",
+                extra={
+                    "job_id": job.job_id,
+                    "pending": len(pending),
+                    "idle_seconds": round(now - last_change),
+                },
+            )
             self.dispatch.fan_out(job.job_id)
             result["resumed"].append(job.job_id)
 
     def recurring(self, event: TimerEvent, recurring: _Recurring) -> dict[str, Any]:
-        location = OssLocation.parse(recurring.source) if recurring.source.startswith("oss://") else \
-            OssLocation(self.settings.bucket, recurring.source.lstrip("/"))
-        job_id = "t" + hashlib.sha256(f"{location.url}\n{event.trigger_name}\n{event.trigger_time}".encode()
-                                      ).hexdigest()[:23]
+        location = (
+            OssLocation.parse(recurring.source)
+            if recurring.source.startswith("oss://")
+            else OssLocation(self.settings.bucket, recurring.source.lstrip("/"))
+        )
+        job_id = (
+            "t"
+            + hashlib.sha256(
+                f"{location.url}\n{event.trigger_name}\n{event.trigger_time}".encode()
+            ).hexdigest()[:23]
+        )
         try:
-            options, intake = resolve_options([(f"timer {event.trigger_name!r} payload options", recurring.options),
-                                               ("the function's CHATAPP_DEFAULT_* environment", self.settings.defaults)])
+            options, intake = resolve_options(
+                [
+                    (f"timer {event.trigger_name!r} payload options", recurring.options),
+                    ("the function's CHATAPP_DEFAULT_* environment", self.settings.defaults),
+                ]
+            )
         except OptionsError as error:
             log.error("recurring send refused", extra={"trigger": event.trigger_name, "error": str(error)})
             return {"job_id": None, "error": str(error)}
         fired = _parse_time(event.trigger_time) or self.clock()
-        created = self.store.create_job(JobRecord(
-            job_id=job_id, source=location.url, options=options.to_api(), intake=intake.model_dump(mode="json"),
-            content_sha256=f"timer:{event.trigger_time}", created_at=fired))
-        if created or (self.store.get_job(job_id) or JobRecord("", "", {}, {}, "")).status is JobStatus.planning:
+        created = self.store.create_job(
+            JobRecord(
+                job_id=job_id,
+                source=location.url,
+                options=options.to_api(),
+                intake=intake.model_dump(mode="json"),
+                content_sha256=f"timer:{event.trigger_time}",
+                created_at=fired,
+            )
+        )
+        if (
+            created
+            or (self.store.get_job(job_id) or JobRecord("", "", {}, {}, "")).status is JobStatus.planning
+        ):
             self.invoker.invoke_async(self.ingest_function, {"plan_job": job_id})
         return {"job_id": job_id, "created": created}
 

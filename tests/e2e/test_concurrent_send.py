@@ -35,7 +35,16 @@ from oracle import audit_job, sample_bytes
 
 ROWS = 40_000
 MOMENT = 20.0  # the longest freeze, when the other run neither calls CAMS nor ends sooner
-JOB = ["--channel-type", "whatsapp", "--template-code", "T_WELCOME", "--language", "en", "--from", "8613800000000"]
+JOB = [
+    "--channel-type",
+    "whatsapp",
+    "--template-code",
+    "T_WELCOME",
+    "--language",
+    "en",
+    "--from",
+    "8613800000000",
+]
 
 
 @pytest.fixture
@@ -47,9 +56,13 @@ def cams() -> Iterator[LocalCams]:
 def environment(cams: LocalCams) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
     creds = cams.credentials
-    env.update(CHATAPP_CAMS_ENDPOINT=cams.endpoint, ALIBABA_CLOUD_ACCESS_KEY_ID=creds.access_key_id,
-               ALIBABA_CLOUD_ACCESS_KEY_SECRET=creds.access_key_secret,
-               ALIBABA_CLOUD_SECURITY_TOKEN=creds.security_token or "", ALIBABA_CLOUD_ECS_METADATA_DISABLED="true")
+    env.update(
+        CHATAPP_CAMS_ENDPOINT=cams.endpoint,
+        ALIBABA_CLOUD_ACCESS_KEY_ID=creds.access_key_id,
+        ALIBABA_CLOUD_ACCESS_KEY_SECRET=creds.access_key_secret,
+        ALIBABA_CLOUD_SECURITY_TOKEN=creds.security_token or "",
+        ALIBABA_CLOUD_ECS_METADATA_DISABLED="true",
+    )
     return env
 
 
@@ -61,8 +74,24 @@ class Run:
         self.out, self.err = store.parent / f"{name}.out", store.parent / f"{name}.err"
         with open(self.out, "wb") as out, open(self.err, "wb") as err:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "chatapp_mass", "send", str(csv_path), *JOB, "--store", f"sqlite:///{store}",
-                 "--report", str(self.report), "--log-level", "INFO"], env=environment(cams), stdout=out, stderr=err)
+                [
+                    sys.executable,
+                    "-m",
+                    "chatapp_mass",
+                    "send",
+                    str(csv_path),
+                    *JOB,
+                    "--store",
+                    f"sqlite:///{store}",
+                    "--report",
+                    str(self.report),
+                    "--log-level",
+                    "INFO",
+                ],
+                env=environment(cams),
+                stdout=out,
+                stderr=err,
+            )
         self.frozen = False
 
     def alive(self) -> bool:
@@ -100,8 +129,9 @@ def plan_state(store: Path) -> tuple[str | None, int | None]:
     except sqlite3.OperationalError:
         return None, None
     try:
-        job = connection.execute("SELECT status, (SELECT MIN(line) FROM rows WHERE rows.job_id = jobs.job_id) "
-                                 "FROM jobs").fetchone()
+        job = connection.execute(
+            "SELECT status, (SELECT MIN(line) FROM rows WHERE rows.job_id = jobs.job_id) FROM jobs"
+        ).fetchone()
         return (job[0], job[1]) if job else (None, None)
     except sqlite3.OperationalError:  # not created yet, or busy
         return None, None
@@ -126,13 +156,34 @@ def wait_a_moment(condition: Callable[[], bool], moment: float = MOMENT) -> None
 
 def final_report(cams: LocalCams, store: Path) -> list[dict[str, str]]:
     url = f"sqlite:///{store}"
-    jobs = subprocess.run([sys.executable, "-m", "chatapp_mass", "jobs", "--store", url], env=environment(cams),
-                          capture_output=True, text=True, timeout=60, check=True)
+    jobs = subprocess.run(
+        [sys.executable, "-m", "chatapp_mass", "jobs", "--store", url],
+        env=environment(cams),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     listed = jobs.stdout.splitlines()[1:]
     assert len(listed) == 1, jobs.stdout  # one file, one job
     out = store.parent / "final.report.csv"
-    subprocess.run([sys.executable, "-m", "chatapp_mass", "report", listed[0].split()[0], "--out", str(out),
-                    "--store", url], env=environment(cams), capture_output=True, timeout=120, check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "chatapp_mass",
+            "report",
+            listed[0].split()[0],
+            "--out",
+            str(out),
+            "--store",
+            url,
+        ],
+        env=environment(cams),
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
     with open(out, newline="", encoding="utf-8") as handle:
         return list(csv.DictReader(handle))
 
@@ -146,7 +197,9 @@ def test_two_sends_of_one_file_the_second_frozen_as_it_re_plans(cams: LocalCams,
     runs = [first]
     try:
         wait_for(lambda: plan_state(store)[1] == 2 or not first.alive(), 120, "the first run to plan rows")
-        assert first.alive() and plan_state(store) == ("planning", 2), "the first run planned too fast to race"
+        assert first.alive() and plan_state(store) == ("planning", 2), (
+            "the first run planned too fast to race"
+        )
         second = Run("second", cams, csv_path, store)
         runs.append(second)
 

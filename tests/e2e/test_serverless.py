@@ -25,28 +25,37 @@ from oracle import sample_bytes, valid_numbers
 
 ROOT = Path(__file__).resolve().parents[2]
 INGEST, SENDER = "chatapp-mass-ingest", "chatapp-mass-sender"
-META = {"x-oss-meta-channel-type": "whatsapp", "x-oss-meta-template-code": "T_WELCOME",
-        "x-oss-meta-language": "en", "x-oss-meta-from": "8613800000000"}
+META = {
+    "x-oss-meta-channel-type": "whatsapp",
+    "x-oss-meta-template-code": "T_WELCOME",
+    "x-oss-meta-language": "en",
+    "x-oss-meta-from": "8613800000000",
+}
 
 
 @pytest.fixture
 def cloud(tmp_path: Path) -> Iterator[LocalCloud]:
-    with LocalCloud(s_yaml=str(ROOT / "s.yaml"), data_dir=str(tmp_path / "cloud"),
-                    cams_options={"latency": 0.05, "latency_jitter": 0.5},
-                    function_environment={"CHATAPP_BATCH_SIZE": "100"}) as local:
+    with LocalCloud(
+        s_yaml=str(ROOT / "s.yaml"),
+        data_dir=str(tmp_path / "cloud"),
+        cams_options={"latency": 0.05, "latency_jitter": 0.5},
+        function_environment={"CHATAPP_BATCH_SIZE": "100"},
+    ) as local:
         yield local
 
 
 def store_of(cloud: LocalCloud) -> TablestoreStore:
     creds = cloud.credentials
-    return TablestoreStore(TablestoreSettings(endpoint=cloud.tablestore.endpoint, instance=cloud.instance),
-                           access_key_id=creds.access_key_id, access_key_secret=creds.access_key_secret,
-                           security_token=creds.security_token or "", create_tables=False)  # the cloud made them
+    return TablestoreStore(
+        TablestoreSettings(endpoint=cloud.tablestore.endpoint, instance=cloud.instance),
+        access_key_id=creds.access_key_id,
+        access_key_secret=creds.access_key_secret,
+        security_token=creds.security_token or "",
+        create_tables=False,
+    )  # the cloud made them
 
 
 TABLE_OPERATIONS = {"CreateTable", "ListTable", "DescribeTable", "UpdateTable", "DeleteTable"}
-
-
 
 
 def upload(cloud: LocalCloud, key: str, data: bytes, **meta: str) -> None:
@@ -54,22 +63,27 @@ def upload(cloud: LocalCloud, key: str, data: bytes, **meta: str) -> None:
     cloud.oss.oss2_bucket(cloud.bucket).put_object(key, data, headers=headers)
 
 
-def wait_for_jobs(cloud: LocalCloud, store: TablestoreStore, sources: set[str], timeout: float = 120) -> dict[str, JobRecord]:
+def wait_for_jobs(
+    cloud: LocalCloud, store: TablestoreStore, sources: set[str], timeout: float = 120
+) -> dict[str, JobRecord]:
     deadline = time.time() + timeout
     while time.time() < deadline:
         jobs = {j.source: j for j in store.list_jobs(50) if j.source in sources}
-        if len(jobs) == len(sources) and all(j.status in (JobStatus.completed, JobStatus.failed, JobStatus.stopped)
-                                             for j in jobs.values()):
+        if len(jobs) == len(sources) and all(
+            j.status in (JobStatus.completed, JobStatus.failed, JobStatus.stopped) for j in jobs.values()
+        ):
             # (a sender that met a batch held by another may have scheduled a delayed look: not waited for)
             return jobs
         time.sleep(0.25)
     states = {j.source: (j.status.value, j.reason) for j in store.list_jobs(50)}
-    raise AssertionError(f"jobs did not finish in {timeout} s: {states}; invocations: "
-                         f"{[(r.function, r.status, r.error) for r in cloud.fc.backend.invocations][-10:]}")
+    raise AssertionError(
+        f"jobs did not finish in {timeout} s: {states}; invocations: "
+        f"{[(r.function, r.status, r.error) for r in cloud.fc.backend.invocations][-10:]}"
+    )
 
 
 def report(cloud: LocalCloud, key: str, job: JobRecord, suffix: str) -> bytes:
-    stem = key[len("incoming/"):-len(".csv")]
+    stem = key[len("incoming/") : -len(".csv")]
     return cloud.oss.oss2_bucket(cloud.bucket).get_object(f"reports/{stem}.{job.job_id[:12]}{suffix}").read()
 
 
@@ -83,8 +97,10 @@ def received_by_task(cloud: LocalCloud) -> dict[str | None, Counter[str]]:
 def test_several_uploads_at_once_each_recipient_once_per_job(cloud: LocalCloud) -> None:
     started = len(cloud.tablestore.backend.requests)  # the tables exist (the local init-tables): ready
     files = {f"incoming/list-{i}.csv": sample_bytes(500, seed=40 + i) for i in range(3)}
-    threads = [threading.Thread(target=upload, args=(cloud, key, data), kwargs={"task_id": f"task-{i}"})
-               for i, (key, data) in enumerate(files.items())]
+    threads = [
+        threading.Thread(target=upload, args=(cloud, key, data), kwargs={"task_id": f"task-{i}"})
+        for i, (key, data) in enumerate(files.items())
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -153,8 +169,9 @@ def test_a_bad_upload_is_reported_in_the_bucket(cloud: LocalCloud) -> None:
 def test_full_batches_from_the_functions_never_send_a_request_line_over_16_kib(tmp_path: Path) -> None:
     """The deployed functions with s.yaml's own settings (1,000 recipients per call, SenderList in the body)
     against the local CAMS's gateway limits: full batches, short request lines, nothing refused."""
-    with LocalCloud(s_yaml=str(ROOT / "s.yaml"), data_dir=str(tmp_path / "cloud"),
-                    cams_options={"latency": 0.02}) as cloud:
+    with LocalCloud(
+        s_yaml=str(ROOT / "s.yaml"), data_dir=str(tmp_path / "cloud"), cams_options={"latency": 0.02}
+    ) as cloud:
         key = "incoming/full-batches.csv"
         data = sample_bytes(2600, seed=61)
         upload(cloud, key, data)
@@ -170,7 +187,9 @@ def test_full_batches_from_the_functions_never_send_a_request_line_over_16_kib(t
         store.close()
 
 
-def _expect_completed(cloud: LocalCloud, store: TablestoreStore, key: str, data: bytes, task: str) -> JobRecord:
+def _expect_completed(
+    cloud: LocalCloud, store: TablestoreStore, key: str, data: bytes, task: str
+) -> JobRecord:
     job = wait_for_jobs(cloud, store, {f"oss://{cloud.bucket}/{key}"})[f"oss://{cloud.bucket}/{key}"]
     assert job.status is JobStatus.completed, job.reason
     expected = valid_numbers(data)
@@ -202,16 +221,23 @@ def test_a_multipart_upload_into_incoming_runs_as_a_job(cloud: LocalCloud, tmp_p
     path = tmp_path / "big list.csv"
     path.write_bytes(data)
     key = "incoming/big list.csv"
-    result = oss2.resumable_upload(cloud.oss.oss2_bucket(cloud.bucket), key, str(path),
-                                   store=oss2.ResumableStore(root=str(tmp_path / "records")),
-                                   multipart_threshold=100 * 1024, part_size=100 * 1024, num_threads=2,
-                                   headers={**META, "x-oss-meta-task-id": "multipart"})
+    result = oss2.resumable_upload(
+        cloud.oss.oss2_bucket(cloud.bucket),
+        key,
+        str(path),
+        store=oss2.ResumableStore(root=str(tmp_path / "records")),
+        multipart_threshold=100 * 1024,
+        part_size=100 * 1024,
+        num_threads=2,
+        headers={**META, "x-oss-meta-task-id": "multipart"},
+    )
     assert result.etag.endswith("-2")  # a multipart object's ETag
     store = store_of(cloud)
     job = _expect_completed(cloud, store, key, data, "multipart")
     assert job.content_sha256 == f"etag:{result.etag}"
     events = [e["events"][0] for e in cloud.oss.backend.events]
     assert [e["eventName"] for e in events if e["oss"]["object"]["key"] == key] == [
-        "ObjectCreated:CompleteMultipartUpload"]
+        "ObjectCreated:CompleteMultipartUpload"
+    ]
     assert len([r for r in cloud.fc.backend.invocations if r.function == INGEST]) == 1
     store.close()

@@ -93,8 +93,15 @@ class Actor:
 
 
 class Sim:
-    def __init__(self, seed: int, *, crash_rate: float = 0.004, pause_rate: float = 0.01,
-                 max_steps: int = 20_000, script: list[Any] | None = None) -> None:
+    def __init__(
+        self,
+        seed: int,
+        *,
+        crash_rate: float = 0.004,
+        pause_rate: float = 0.01,
+        max_steps: int = 20_000,
+        script: list[Any] | None = None,
+    ) -> None:
         self.seed = seed
         self.rng = random.Random(seed)
         self.now = START
@@ -105,7 +112,9 @@ class Sim:
         self.trace: list[str] = []
         self.received: Counter[str] = Counter()
         self.call_times: list[float] = []
-        self.messages: list[tuple[str, float]] = []  # (number, when CAMS took it): what ListChatappMessage shows
+        self.messages: list[
+            tuple[str, float]
+        ] = []  # (number, when CAMS took it): what ListChatappMessage shows
         self.steps = 0
         self.faults_on = True
         # A scripted interleaving (the named regression tests), followed before any random choice; no faults
@@ -232,8 +241,9 @@ class Sim:
             if actor.thread is not None:
                 actor.thread.join(timeout=10)
             if actor.error is not None:
-                raise AssertionError(f"seed {self.seed}: actor {actor.name} failed: {actor.error!r}\n"
-                                     + self.tail()) from actor.error
+                raise AssertionError(
+                    f"seed {self.seed}: actor {actor.name} failed: {actor.error!r}\n" + self.tail()
+                ) from actor.error
 
     def _scripted(self, live: list[Actor]) -> Actor | None:
         """The actor the script wants next (None: the script is done, choose at random)."""
@@ -261,7 +271,7 @@ class Sim:
     def trace_of(self, actor: Actor) -> str:
         for item in reversed(self.trace):
             if item.startswith(actor.name + ":") and not item.endswith(("CRASH",)) and ":PAUSE" not in item:
-                return item[len(actor.name) + 1:]
+                return item[len(actor.name) + 1 :]
         return ""
 
     def _tick_heartbeats(self, live: list[Actor]) -> None:
@@ -312,7 +322,9 @@ class Sim:
                 sim.call_times.append(sim.now)
                 roll = sim.rng.random() if sim.faults_on else 1.0
                 if BAD in numbers:
-                    outcome = SendOutcome(OutcomeKind.recipient, "InvalidParameter.PhoneNumberError", "bad number")
+                    outcome = SendOutcome(
+                        OutcomeKind.recipient, "InvalidParameter.PhoneNumberError", "bad number"
+                    )
                 elif roll < 0.08:
                     outcome = SendOutcome(OutcomeKind.throttled, "Throttling.User", "slow down")
                 elif roll < 0.12:
@@ -323,8 +335,11 @@ class Sim:
                     sim.received.update(numbers)
                     sim.messages.extend((number, sim.now) for number in numbers)
                     lost_reply = roll < 0.22
-                    outcome = SendOutcome(OutcomeKind.uncertain, "ReadTimeout", "no reply") if lost_reply else \
-                        SendOutcome(OutcomeKind.sent, "OK", "", "req", "gm")
+                    outcome = (
+                        SendOutcome(OutcomeKind.uncertain, "ReadTimeout", "no reply")
+                        if lost_reply
+                        else SendOutcome(OutcomeKind.sent, "OK", "", "req", "gm")
+                    )
                 sim.point("cams.call")
                 sim.point("cams.replied")  # a crash here: CAMS has it, the store does not know
                 return outcome
@@ -341,8 +356,11 @@ class Sim:
                 if "UserNumber" not in query:
                     return ListPage(True, "OK", "", [])
                 start, end = query.get("StartTime", 0) / 1000, query.get("EndTime", 10**15) / 1000
-                items = [{"UserNumber": number, "EventAction": "DOWN"} for number, at in sim.messages
-                         if number == query["UserNumber"] and start <= at <= end]
+                items = [
+                    {"UserNumber": number, "EventAction": "DOWN"}
+                    for number, at in sim.messages
+                    if number == query["UserNumber"] and start <= at <= end
+                ]
                 return ListPage(True, "OK", "", items)
 
         return Cams()
@@ -401,16 +419,26 @@ class World:
         return self.sim.store(self.open_store(self.sim.clock))
 
     def plan(self, store: Store) -> Any:
-        return plan_job(store, source="sim.csv", open_stream=lambda: io.BytesIO(self.data),
-                        options=parse_job_options(OPTIONS), intake=parse_intake_options({"default_country": "DE"}),
-                        settings=PlanSettings(batch_size=3), identity=(self.job_id, "sha"),
-                        runtime=self.sim.runtime(), lease=PLAN_LEASE)
+        return plan_job(
+            store,
+            source="sim.csv",
+            open_stream=lambda: io.BytesIO(self.data),
+            options=parse_job_options(OPTIONS),
+            intake=parse_intake_options({"default_country": "DE"}),
+            settings=PlanSettings(batch_size=3),
+            identity=(self.job_id, "sha"),
+            runtime=self.sim.runtime(),
+            lease=PLAN_LEASE,
+        )
 
     def runner(self, store: Store) -> JobRunner:
         settings = DispatchSettings(qps=QPS, claim_ttl=CLAIM_TTL, max_stall=1e9)
-        limiter = SlidingWindowLimiter(store, key=self.rate_key, limit=QPS, margin=0.06, clock=self.sim.clock,
-                                       sleep=self.sim.sleep)
-        return JobRunner(store, self.sim.cams(), settings, limiter=limiter, runtime=self.sim.runtime(), inline=True)
+        limiter = SlidingWindowLimiter(
+            store, key=self.rate_key, limit=QPS, margin=0.06, clock=self.sim.clock, sleep=self.sim.sleep
+        )
+        return JobRunner(
+            store, self.sim.cams(), settings, limiter=limiter, runtime=self.sim.runtime(), inline=True
+        )
 
     # the actors
     def cli_send(self, actor: Actor) -> None:
@@ -431,10 +459,16 @@ class World:
         runner = self.runner(store)
         runner.drain(job, deadline=self.sim.clock() + 60)
         if runner.halt_status is JobStatus.stopped:
-            store.update_job(self.job_id, expect=[JobStatus.ready, JobStatus.running], status=JobStatus.stopped,
-                             reason=runner.halt_reason)
-        if not store.list_batches(self.job_id, [BatchStatus.pending, BatchStatus.claimed, BatchStatus.sending,
-                                                BatchStatus.splitting]):
+            store.update_job(
+                self.job_id,
+                expect=[JobStatus.ready, JobStatus.running],
+                status=JobStatus.stopped,
+                reason=runner.halt_reason,
+            )
+        if not store.list_batches(
+            self.job_id,
+            [BatchStatus.pending, BatchStatus.claimed, BatchStatus.sending, BatchStatus.splitting],
+        ):
             finalize(store, self.oss, FunctionSettings(), self.job_id)  # type: ignore[arg-type]
 
     def sweeper(self, actor: Actor) -> None:
@@ -461,11 +495,19 @@ class World:
         job = store.get_job(self.job_id)
         if job is None or job.status in (JobStatus.planning, JobStatus.cancelled):
             return
-        reconciler = Reconciler(store, self.sim.cams(), qps=1000, concurrency=1, clock=self.sim.clock,
-                                sleep=self.sim.sleep)  # type: ignore[arg-type]
+        reconciler = Reconciler(
+            store, self.sim.cams(), qps=1000, concurrency=1, clock=self.sim.clock, sleep=self.sim.sleep
+        )  # type: ignore[arg-type]
         try:
-            resend_uncertain(store, reconciler, job, cust_space_id="cs-sim", before_reopen=lambda: store.update_job(
-                self.job_id, expect=list(FINISHED), status=JobStatus.interrupted))
+            resend_uncertain(
+                store,
+                reconciler,
+                job,
+                cust_space_id="cs-sim",
+                before_reopen=lambda: store.update_job(
+                    self.job_id, expect=list(FINISHED), status=JobStatus.interrupted
+                ),
+            )
         except ReconcileError:
             return
         self.runner(store).run(store.get_job(self.job_id) or job)
@@ -487,7 +529,9 @@ class World:
         def clean(actor: Actor) -> None:
             store = self.handle()
             release_stale(store, self.job_id, now=self.sim.clock())
-            job, _ = self.plan(store)  # finishes a plan whose planner died (also of a job cancelled meanwhile)
+            job, _ = self.plan(
+                store
+            )  # finishes a plan whose planner died (also of a job cancelled meanwhile)
             if job.status is JobStatus.cancelled:
                 cancel_job(store, self.job_id)
                 return
@@ -513,19 +557,28 @@ def check(world: World, store: Store) -> dict[str, int]:
     assert lines == sorted(set(lines)) and len(lines) == job.total_rows, f"{where}: report lines {lines}"
     status_of = {r.to: r.status for r in rows if r.status not in ("invalid", "duplicate")}
     for row in rows:
-        assert row.status in FINAL, f"{where}: line {row.line} ends {row.status} (job {job.status.value})\n{sim.tail()}"
+        assert row.status in FINAL, (
+            f"{where}: line {row.line} ends {row.status} (job {job.status.value})\n{sim.tail()}"
+        )
         if row.status == "sent":
             assert sim.received[row.to] == 1, f"{where}: {row.to} reported sent, never received\n{sim.tail()}"
     for number in sim.received:
-        assert status_of.get(number) in ("sent", "uncertain"), \
+        assert status_of.get(number) in ("sent", "uncertain"), (
             f"{where}: {number} received, reported {status_of.get(number)}\n{sim.tail()}"
-    assert set(status_of) == world.valid, f"{where}: valid numbers {sorted(status_of)} != {sorted(world.valid)}"
+        )
+    assert set(status_of) == world.valid, (
+        f"{where}: valid numbers {sorted(status_of)} != {sorted(world.valid)}"
+    )
     times = sorted(sim.call_times)
     for index, at in enumerate(times):
-        inside = sum(1 for t in times[index:index + QPS + 1] if t - at < 1.0)
+        inside = sum(1 for t in times[index : index + QPS + 1] if t - at < 1.0)
         assert inside <= QPS, f"{where}: {inside} calls within 1 s from {at - START:.3f}"
-    return {"received": len(sim.received), "calls": len(times), "steps": sim.steps,
-            "uncertain": sum(1 for s in status_of.values() if s == "uncertain")}
+    return {
+        "received": len(sim.received),
+        "calls": len(times),
+        "steps": sim.steps,
+        "uncertain": sum(1 for s in status_of.values() if s == "uncertain"),
+    }
 
 
 def run_seed(seed: int, open_store: Callable[[Callable[[], float]], Store]) -> dict[str, int]:

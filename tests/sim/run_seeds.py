@@ -32,8 +32,11 @@ def main() -> int:
             for key, value in run_seed(seed, open_store).items():
                 totals[key] = totals.get(key, 0) + value
             if index % 100 == 0 or index == count:
-                print(f"{backend}: seeds {first}..{seed}: {index} passed, {time.perf_counter() - started:.0f} s, "
-                      f"{totals}", flush=True)
+                print(
+                    f"{backend}: seeds {first}..{seed}: {index} passed, {time.perf_counter() - started:.0f} s, "
+                    f"{totals}",
+                    flush=True,
+                )
 
     if backend == "sqlite":
         path = os.path.join(tempfile.mkdtemp(dir="/dev/shm" if os.path.isdir("/dev/shm") else None), "sim.db")
@@ -43,9 +46,14 @@ def main() -> int:
 
     with LocalTablestore() as server:
         creds = server.credentials
-        settings = TablestoreSettings(endpoint=server.endpoint, instance=server.instance_name, table_prefix="sim_")
-        keys = dict(access_key_id=creds.access_key_id, access_key_secret=creds.access_key_secret,
-                    security_token=creds.security_token or "")
+        settings = TablestoreSettings(
+            endpoint=server.endpoint, instance=server.instance_name, table_prefix="sim_"
+        )
+        keys = dict(
+            access_key_id=creds.access_key_id,
+            access_key_secret=creds.access_key_secret,
+            security_token=creds.security_token or "",
+        )
         TablestoreStore(settings, **keys).close()
         go(lambda clock: TablestoreStore(settings, create_tables=False, clock=clock, **keys))
     return 0

@@ -37,8 +37,9 @@ def _key_forms(caplog: pytest.LogCaptureFixture) -> list[str]:
 
 @pytest.mark.parametrize("encoding", [False, True], indirect=True, ids=["raw", "url-encoded"])
 @pytest.mark.parametrize("name", ["März Liste ü.csv", "list one+two.csv", "plain.csv"])
-def test_keys_with_spaces_and_non_ascii_run_as_jobs_in_both_forms(cloud: LocalCloud, encoding: bool, name: str,
-                                                                  caplog: pytest.LogCaptureFixture) -> None:
+def test_keys_with_spaces_and_non_ascii_run_as_jobs_in_both_forms(
+    cloud: LocalCloud, encoding: bool, name: str, caplog: pytest.LogCaptureFixture
+) -> None:
     world = World(cloud, batch_size=100)
     data = sample_bytes(120, seed=31)
     key = f"incoming/{secrets.token_hex(3)}/{name}"

@@ -59,7 +59,9 @@ EXCLUDED_SUBPACKAGES = ("localcloud", "deploy")  # relative to chatapp_mass/: no
 CACHE_ENV = "CHATAPP_BUILD_CACHE"
 BUILDER_VERSION = "1"  # part of every cache key: bump when the layout of a cached directory changes
 
-_IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo", "*.egg-info", ".pytest_cache", ".mypy_cache")
+_IGNORED = shutil.ignore_patterns(
+    "__pycache__", "*.pyc", "*.pyo", "*.egg-info", ".pytest_cache", ".mypy_cache"
+)
 _RUNTIME = re.compile(r"^python(\d+)\.(\d+)$")
 
 Log = Callable[[str], None]
@@ -99,7 +101,8 @@ def build(
     if not (function_dir / "index.py").is_file():
         raise PackagingError(
             f"{function_dir / 'index.py'} not found: a function's entry point is functions/<key>/index.py "
-            f"(key = the s.yaml resource key, e.g. ingest or sender)")
+            f"(key = the s.yaml resource key, e.g. ingest or sender)"
+        )
     if not shared.is_dir():
         raise PackagingError(f"{shared} not found: run the builder from a checkout of the project")
     if not requirements.is_file():
@@ -114,8 +117,11 @@ def build(
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.parent))
     try:
         shutil.copytree(deps, staging, dirs_exist_ok=True, copy_function=_link_or_copy)
-        _copy_new(shared, staging / SHARED_PACKAGE,
-                  ignore=_ignore_with(shutil.ignore_patterns(*EXCLUDED_SUBPACKAGES), at=shared))
+        _copy_new(
+            shared,
+            staging / SHARED_PACKAGE,
+            ignore=_ignore_with(shutil.ignore_patterns(*EXCLUDED_SUBPACKAGES), at=shared),
+        )
         for entry in sorted(function_dir.iterdir()):
             if _IGNORED(str(function_dir), [entry.name]):
                 continue
@@ -123,7 +129,8 @@ def build(
             if target.exists():
                 raise PackagingError(
                     f"functions/{function_resource_key}/{entry.name} clashes with a dependency or the shared "
-                    f"package of the same name at the package root: rename it")
+                    f"package of the same name at the package root: rename it"
+                )
             if entry.is_dir():
                 shutil.copytree(entry, target, ignore=_IGNORED)
             else:
@@ -133,8 +140,10 @@ def build(
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
     files, size = _tree_size(out)
-    log(f"{out}: {function_resource_key} for {runtime} ({', '.join(platforms)}), {files:,} files, "
-        f"{size / 1e6:,.0f} MB, {time.monotonic() - started:.1f} s")
+    log(
+        f"{out}: {function_resource_key} for {runtime} ({', '.join(platforms)}), {files:,} files, "
+        f"{size / 1e6:,.0f} MB, {time.monotonic() - started:.1f} s"
+    )
     return out
 
 
@@ -142,7 +151,9 @@ def python_version_of(runtime: str) -> str:
     """``python3.12`` -> ``3.12``; anything else is refused (only Python runtimes are packaged here)."""
     match = _RUNTIME.match(runtime)
     if not match:
-        raise PackagingError(f"runtime {runtime!r} is not a Python runtime (pythonX.Y, e.g. {DEFAULT_RUNTIME})")
+        raise PackagingError(
+            f"runtime {runtime!r} is not a Python runtime (pythonX.Y, e.g. {DEFAULT_RUNTIME})"
+        )
     return f"{match.group(1)}.{match.group(2)}"
 
 
@@ -178,15 +189,32 @@ def dependencies(
     try:
         log(f"installing {requirements.name} for Python {python_version} ({', '.join(platforms)})")
         command = [
-            sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-            "--target", str(staging), "--no-compile",
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--target",
+            str(staging),
+            "--no-compile",
             *[arg for tag in platforms for arg in ("--platform", tag)],
-            "--python-version", python_version, "--implementation", "cp", "--only-binary=:all:",
-            "--find-links", str(wheelhouse), "-r", str(requirements),
+            "--python-version",
+            python_version,
+            "--implementation",
+            "cp",
+            "--only-binary=:all:",
+            "--find-links",
+            str(wheelhouse),
+            "-r",
+            str(requirements),
         ]
-        _run(command, "installing the runtime dependencies for the function's platform",
-             hint=f"every dependency needs a wheel for cp{python_version.replace('.', '')} on "
-                  f"{'/'.join(platforms)} on the index, or a pure-Python sdist (built into {wheelhouse})")
+        _run(
+            command,
+            "installing the runtime dependencies for the function's platform",
+            hint=f"every dependency needs a wheel for cp{python_version.replace('.', '')} on "
+            f"{'/'.join(platforms)} on the index, or a pure-Python sdist (built into {wheelhouse})",
+        )
         shutil.rmtree(staging / "bin", ignore_errors=True)  # console scripts for this machine's Python
         try:
             staging.rename(target)
@@ -215,11 +243,26 @@ def _sdist_wheels(requirements: Path, cache_dir: Path, log: Log) -> Path:
     scratch = Path(tempfile.mkdtemp(prefix=".wheels-", dir=_mkdir(cache_dir)))
     try:
         environ = dict(os.environ, CC="false", CXX="false", LDSHARED="false")
-        _run([sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check",
-              "--cache-dir", str(cache_dir / "pip-sdist"), "--wheel-dir", str(scratch), "-r", str(requirements)],
-             "building wheels from source distributions", environ=environ,
-             hint="a dependency published only as source needs a C compiler; it cannot be packaged for "
-                  "another platform from here")
+        _run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "wheel",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--cache-dir",
+                str(cache_dir / "pip-sdist"),
+                "--wheel-dir",
+                str(scratch),
+                "-r",
+                str(requirements),
+            ],
+            "building wheels from source distributions",
+            environ=environ,
+            hint="a dependency published only as source needs a C compiler; it cannot be packaged for "
+            "another platform from here",
+        )
         wheelhouse.mkdir(parents=True, exist_ok=True)
         for wheel in scratch.glob("*-none-any.whl"):
             shutil.move(str(wheel), wheelhouse / wheel.name)
@@ -232,10 +275,14 @@ def _sdist_wheels(requirements: Path, cache_dir: Path, log: Log) -> Path:
 def _run(command: list[str], what: str, *, hint: str, environ: dict[str, str] | None = None) -> None:
     result = subprocess.run(command, capture_output=True, text=True, env=environ)
     if result.returncode != 0:
-        output = "\n".join(line for line in (result.stderr + result.stdout).splitlines()
-                           if "is ignored: it is neither a file nor a directory" not in line)
-        raise PackagingError(f"{what} failed (exit {result.returncode}): {hint}.\n"
-                             f"$ {' '.join(command)}\n{output[-4000:]}")
+        output = "\n".join(
+            line
+            for line in (result.stderr + result.stdout).splitlines()
+            if "is ignored: it is neither a file nor a directory" not in line
+        )
+        raise PackagingError(
+            f"{what} failed (exit {result.returncode}): {hint}.\n$ {' '.join(command)}\n{output[-4000:]}"
+        )
 
 
 # -------------------------------------------------------------------------------------------- file work
@@ -270,7 +317,9 @@ def _link_or_copy(source: str, target: str) -> None:
         shutil.copy2(source, target)
 
 
-def _ignore_with(extra: Callable[[str, list[str]], set[str]], *, at: Path) -> Callable[[str, list[str]], set[str]]:
+def _ignore_with(
+    extra: Callable[[str, list[str]], set[str]], *, at: Path
+) -> Callable[[str, list[str]], set[str]]:
     """The common ignore patterns everywhere, ``extra`` only directly under ``at``."""
 
     def ignore(directory: str, names: list[str]) -> set[str]:
@@ -321,13 +370,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m chatapp_mass.deploy.packaging",
         description="Build Function Compute code packages (functions/<key>/ + the shared package + the "
-                    "runtime dependencies for the FC runtime) into OUT/<key>, as s.yaml's code paths expect.")
-    parser.add_argument("keys", nargs="*", metavar="KEY",
-                        help="s.yaml resource keys, e.g. ingest sender (default: every functions/<key>/index.py)")
+        "runtime dependencies for the FC runtime) into OUT/<key>, as s.yaml's code paths expect.",
+    )
+    parser.add_argument(
+        "keys",
+        nargs="*",
+        metavar="KEY",
+        help="s.yaml resource keys, e.g. ingest sender (default: every functions/<key>/index.py)",
+    )
     parser.add_argument("--out", default=None, help="output directory (default: <project>/build)")
     parser.add_argument("--runtime", default=DEFAULT_RUNTIME, help=f"FC runtime (default {DEFAULT_RUNTIME})")
-    parser.add_argument("--platform", action="append", default=None,
-                        help=f"pip platform tag, repeatable (default {DEFAULT_PLATFORM})")
+    parser.add_argument(
+        "--platform",
+        action="append",
+        default=None,
+        help=f"pip platform tag, repeatable (default {DEFAULT_PLATFORM})",
+    )
     parser.add_argument("--root", default=str(PROJECT_ROOT), help="project root (default: this checkout)")
     parser.add_argument("--cache-dir", default=None, help=f"build cache (default ${CACHE_ENV} or ~/.cache)")
     args = parser.parse_args(argv)
@@ -339,8 +397,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Path(args.out).resolve() if args.out else root / "build"
     try:
         for key in keys:
-            build(key, out / key, runtime=args.runtime, platform=args.platform or DEFAULT_PLATFORM,
-                  project_root=root, cache_dir=args.cache_dir, log=lambda m: print(m, file=sys.stderr))
+            build(
+                key,
+                out / key,
+                runtime=args.runtime,
+                platform=args.platform or DEFAULT_PLATFORM,
+                project_root=root,
+                cache_dir=args.cache_dir,
+                log=lambda m: print(m, file=sys.stderr),
+            )
     except PackagingError as exc:
         print(f"packaging: {exc}", file=sys.stderr)
         return 1

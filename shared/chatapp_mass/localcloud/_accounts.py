@@ -35,13 +35,23 @@ class CamsCredentials:
 def generate_credentials(*, sts: bool = True, region_id: str = DEFAULT_REGION) -> CamsCredentials:
     """Throw-away credentials shaped like the real ones (STS ids start with ``STS.``)."""
     if sts:
-        return CamsCredentials("STS.local" + secrets.token_hex(10), secrets.token_urlsafe(30),
-                               "CAIS.local." + secrets.token_urlsafe(96), region_id)
+        return CamsCredentials(
+            "STS.local" + secrets.token_hex(10),
+            secrets.token_urlsafe(30),
+            "CAIS.local." + secrets.token_urlsafe(96),
+            region_id,
+        )
     return CamsCredentials("LTAI.local" + secrets.token_hex(8), secrets.token_urlsafe(30), None, region_id)
 
 
-def resolve_credentials(*, access_key_id: str | None, access_key_secret: str | None,
-                        security_token: str | None, region_id: str, sts: bool) -> CamsCredentials:
+def resolve_credentials(
+    *,
+    access_key_id: str | None,
+    access_key_secret: str | None,
+    security_token: str | None,
+    region_id: str,
+    sts: bool,
+) -> CamsCredentials:
     """The keys a ``Local*`` service was given, or generated ones (STS-style when ``sts``) when none were."""
     if access_key_id or access_key_secret:
         if not (access_key_id and access_key_secret):
@@ -60,8 +70,9 @@ class AccountRegistry:
     _lock: ContextManager[Any]
     _accounts: dict[str, Account]
 
-    def add_account(self, access_key_id: str, access_key_secret: str,
-                    security_token: str | None = None) -> Account:
+    def add_account(
+        self, access_key_id: str, access_key_secret: str, security_token: str | None = None
+    ) -> Account:
         """Register credentials; with ``security_token`` every request must carry that exact token."""
         account = Account(access_key_id, access_key_secret, security_token or None)
         with self._lock:
@@ -74,5 +85,7 @@ class AccountRegistry:
 
     def token_belongs_to_another_account(self, security_token: str, access_key_id: str) -> bool:
         with self._lock:
-            return any(a.security_token == security_token and a.access_key_id != access_key_id
-                       for a in self._accounts.values())
+            return any(
+                a.security_token == security_token and a.access_key_id != access_key_id
+                for a in self._accounts.values()
+            )

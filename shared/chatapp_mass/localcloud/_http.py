@@ -141,8 +141,12 @@ class LoopbackServer(ThreadingHTTPServer):
         super().__init__(address, handler)
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        worker = threading.Thread(target=self._work, args=(request, client_address),
-                                  name=f"{self.thread_name}-{client_address[1]}", daemon=True)
+        worker = threading.Thread(
+            target=self._work,
+            args=(request, client_address),
+            name=f"{self.thread_name}-{client_address[1]}",
+            daemon=True,
+        )
         with self._live_lock:
             self._connections.add(request)
             self._workers.add(worker)
@@ -203,8 +207,12 @@ class LocalService:
             return self
         self._before_start()
         self._server = self._new_server()
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02},
-                                        name=self._server.thread_name, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.02},
+            name=self._server.thread_name,
+            daemon=True,
+        )
         self._thread.start()
         return self
 

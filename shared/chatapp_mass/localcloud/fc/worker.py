@@ -120,8 +120,9 @@ class Context:
 def build_context(init: dict[str, Any], invoke: dict[str, Any], logger: logging.Logger) -> Context:
     meta = init["function"]
     qualifier = invoke.get("qualifier") or "LATEST"
-    function = FunctionMeta(meta["name"], meta["handler"], int(meta["memory"]), int(meta["timeout"]),
-                            None, qualifier)
+    function = FunctionMeta(
+        meta["name"], meta["handler"], int(meta["memory"]), int(meta["timeout"]), None, qualifier
+    )
     attributes: dict[str, Any] = {
         "request_id": invoke["request_id"],
         "function": function,
@@ -130,8 +131,9 @@ def build_context(init: dict[str, Any], invoke: dict[str, Any], logger: logging.
     }
     if init["runtime"] in ("python3.9", "python3.10", "python3.6"):
         creds = invoke.get("credentials") or {}
-        attributes["credentials"] = Credentials(creds.get("access_key_id"), creds.get("access_key_secret"),
-                                                creds.get("security_token"))
+        attributes["credentials"] = Credentials(
+            creds.get("access_key_id"), creds.get("access_key_secret"), creds.get("security_token")
+        )
         attributes["service"] = ServiceMeta(meta["name"], None, None, qualifier, None)
     else:
         attributes["logger"] = logger
@@ -242,8 +244,10 @@ def _arm(points: list[Any]) -> Callable[[], None]:
     except ImportError:
         sys.stderr.write(f"local FC: cannot arm {points}: chatapp_mass is not importable here\n")
         return lambda: None
-    faults.arm(*(p for p in points if isinstance(p, str)),
-               tokens=[(p[0], p[1]) for p in points if not isinstance(p, str)])
+    faults.arm(
+        *(p for p in points if isinstance(p, str)),
+        tokens=[(p[0], p[1]) for p in points if not isinstance(p, str)],
+    )
     return faults.disarm
 
 
