@@ -1,8 +1,9 @@
 """Figures for the fault suite: each scenario of tests/faults/scenarios.py on the local cloud, and what came of
 it — recipients, duplicates (must be 0), lost (must be 0), uncertain, failed, and the time to finish relative
-to the fault-free run measured in the same run (its files differ in size: see the rows column). Scenarios with the operator's recovery (reconcile, then
-resend) also show how many uncertain recipients there were before it, how many ListChatappMessage found,
-and how many were resent; ``uncertain`` is then what is left after it. Figures, not assertions (tests/faults asserts the invariants).
+to the fault-free run measured in the same run (its files differ in size: see the rows column). Scenarios
+with the operator's recovery (reconcile, then resend) also show how many uncertain recipients there were
+before it, how many ListChatappMessage found, and how many were resent; ``uncertain`` is then what is left
+after it. Figures, not assertions (tests/faults asserts the invariants).
 
     python bench/bench_faults.py                 # every scenario
     python bench/bench_faults.py crashes         # some
@@ -29,7 +30,8 @@ def main() -> None:
         names.insert(0, "no-faults")
     print("Fault scenarios on the local cloud (CAMS 50 ms, batches of 100, the real functions from s.yaml)")
     print(
-        f"  {'scenario':28s} {'rows':>7s} {'recipients':>10s} {'dupl.':>6s} {'lost':>5s} {'uncertain':>9s} {'failed':>6s} "
+        f"  {'scenario':28s} {'rows':>7s} {'recipients':>10s} {'dupl.':>6s} {'lost':>5s} "
+        f"{'uncertain':>9s} {'failed':>6s} "
         f"{'seconds':>8s} {'x no-faults':>11s} {'busiest s':>9s}  recovery (uncertain -> found + resent)"
     )
     baseline = None
@@ -38,7 +40,8 @@ def main() -> None:
             outcome = run(SCENARIOS[name], Path(tmp))
             baseline = baseline or outcome.seconds
             print(
-                f"  {name:28s} {SCENARIOS[name].rows:>7,} {outcome.recipients:>10,} {outcome.duplicates:>6} {outcome.lost:>5} "
+                f"  {name:28s} {SCENARIOS[name].rows:>7,} {outcome.recipients:>10,} "
+                f"{outcome.duplicates:>6} {outcome.lost:>5} "
                 f"{outcome.uncertain:>9,} {outcome.failed:>6,} {outcome.seconds:>8.1f} "
                 f"{outcome.seconds / baseline:>10.1f}x {outcome.calls_in_busiest_window:>9}  "
                 + (

@@ -68,7 +68,7 @@ def runner(cams: LocalCams, calls: int, batch: int, workdir: str) -> dict[str, o
         job, _ = plan_job(
             store,
             source=path,
-            open_stream=lambda: open(path, "rb"),
+            open_stream=lambda: open(path, "rb"),  # noqa: SIM115 - plan_job opens it in a with block
             options=JobOptions.model_validate(OPTIONS),
             intake=IntakeOptions(),
             settings=PlanSettings(batch_size=batch),

@@ -14,7 +14,8 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import IO, Any, ContextManager
+from contextlib import AbstractContextManager
+from typing import IO, Any
 
 from chatapp_mass import __version__, env, logs
 from chatapp_mass.bootstrap import Services, build_services
@@ -400,11 +401,11 @@ def run_send(args: argparse.Namespace, services: Services, *, out: IO[str], err:
             f"--batch-size {args.batch_size}: the API takes at most {API_MAX_RECIPIENTS} per call"
         )
     path = args.file
-    open_file: Callable[[], ContextManager[IO[bytes]]]
+    open_file: Callable[[], AbstractContextManager[IO[bytes]]]
     if path.startswith("oss://"):
         location = OssLocation.parse(path)
         oss = services.oss_client()
-        open_file = lambda: oss.open(location)  # noqa: E731
+        open_file = lambda: oss.open(location)
     else:
         if not os.path.isfile(path):
             raise OptionsError(f"{path}: no such file")

@@ -24,9 +24,9 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
-from typing import IO, Any, ContextManager
+from typing import IO, Any
 
 from chatapp_mass import faults
 from chatapp_mass.cams import CamsClient, PreparedCall, batch_task_id
@@ -54,7 +54,7 @@ log = logging.getLogger("chatapp_mass.engine")
 DEFAULT_MAX_REQUEST_BYTES = BODY_BUDGET  # the body mode's; the callers pass planning.request_budget(mode)
 _ROW_CHUNK = 5_000
 
-OpenStream = Callable[[], ContextManager[IO[bytes]]]
+OpenStream = Callable[[], AbstractContextManager[IO[bytes]]]
 
 
 # --- planning -------------------------------------------------------------------------------------------
@@ -258,7 +258,7 @@ def _plan_owned(
         raise
     batches = [
         BatchRecord(job_id=job_id, seq=seq, size=size, first_line=first, last_line=last)
-        for seq, (size, (first, last)) in enumerate(zip(planner.sizes, planner.lines))
+        for seq, (size, (first, last)) in enumerate(zip(planner.sizes, planner.lines, strict=True))
     ]
     put(batches)
     faults.checkpoint("plan.written")
@@ -897,7 +897,8 @@ class JobRunner:
         while True:
             marked: list[bool] = []
 
-            def mark_sending() -> bool:  # just before the slot: see SlidingWindowLimiter.acquire
+            # just before the slot: see SlidingWindowLimiter.acquire (``marked`` bound for this iteration)
+            def mark_sending(marked: list[bool] = marked) -> bool:
                 until = self.clock() + ttl
                 marked.append(
                     claims.valid(seq)

@@ -15,7 +15,8 @@ CHATAPP_TABLESTORE_ENDPOINT = (
     "CHATAPP_TABLESTORE_ENDPOINT"  # default https://INSTANCE.REGION.ots.aliyuncs.com
 )
 CHATAPP_OSS_ENDPOINT = "CHATAPP_OSS_ENDPOINT"  # default https://oss-REGION.aliyuncs.com
-CHATAPP_OSS_REGION = "CHATAPP_OSS_REGION"  # the bucket's region (V4 signing); default: the endpoint's, FC_REGION, ALIBABA_CLOUD_REGION_ID
+# the bucket's region (V4 signing); default: the endpoint's, FC_REGION, ALIBABA_CLOUD_REGION_ID
+CHATAPP_OSS_REGION = "CHATAPP_OSS_REGION"
 CHATAPP_TABLE_PREFIX = "CHATAPP_TABLE_PREFIX"  # Tablestore table name prefix (default chatapp_)
 
 DEFAULT_REGION = "ap-southeast-1"
@@ -54,7 +55,8 @@ CHATAPP_API_RECONCILE_SECONDS = (
 CHATAPP_INGEST_FUNCTION = (
     "CHATAPP_INGEST_FUNCTION"  # default chatapp-mass-ingest (plans OSS-sourced API jobs)
 )
-CHATAPP_RECONCILE_AFTER = "CHATAPP_RECONCILE_AFTER"  # seconds after a job finished with uncertain batches that a sender looks them up (0: never), default 60
+# seconds after a job finished with uncertain batches that a sender looks them up (0: never), default 60
+CHATAPP_RECONCILE_AFTER = "CHATAPP_RECONCILE_AFTER"
 CHATAPP_CLAIM_TTL = "CHATAPP_CLAIM_TTL"  # seconds a sender's claim on a batch lasts, default 90
 CHATAPP_SWEEP_IDLE = (
     "CHATAPP_SWEEP_IDLE"  # seconds without a batch change before the timer starts a sender, default 120

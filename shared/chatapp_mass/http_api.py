@@ -460,8 +460,8 @@ class JobsApi:
             else:
                 items = [r.model_dump(exclude_none=True) for r in submission.recipients or []]
                 source = f"http:{job_id}.json"
-                read_rows = lambda: JsonRecipients(items, channel=options.channel_type, intake=intake)  # noqa: E731
-                open_stream = lambda: io.BytesIO(b"")  # noqa: E731
+                read_rows = lambda: JsonRecipients(items, channel=options.channel_type, intake=intake)
+                open_stream = lambda: io.BytesIO(b"")
             try:
                 job, _ = plan_job(
                     self.store,

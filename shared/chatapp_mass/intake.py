@@ -308,10 +308,9 @@ class _Skim:
                 else:
                     S._add(char)
                     S.state = S.IN_FIELD
-            elif state == S.EAT_CRNL:
-                if not newline:
-                    self.bare_cr = True
-                    return
+            elif state == S.EAT_CRNL and not newline:
+                self.bare_cr = True
+                return
 
     def end_line(self) -> bool:
         """The end of a physical line; True when it ends the record."""
@@ -577,12 +576,12 @@ class RecipientReader:
         columns = header.columns
         ncols = len(columns)
         rec = self._recipient_index
-        params = tuple(zip(self._param_indexes, header.param_columns))
+        params = tuple(zip(self._param_indexes, header.param_columns, strict=True))
         keys = header.param_columns
         pick: Callable[[list[str]], Any] | None = None
         if len(keys) == 1:
             only = self._param_indexes[0]
-            pick = lambda cells: (cells[only],)  # noqa: E731
+            pick = lambda cells: (cells[only],)
         elif keys:
             pick = itemgetter(*self._param_indexes)
         check_empty = not self.intake.allow_empty_params
@@ -632,7 +631,7 @@ class RecipientReader:
                             )
                         continue
                     if check_empty:
-                        for index, key in params:
+                        for index, key in params:  # noqa: B007 - key names the empty parameter below
                             value = cells[index]
                             if not value or value.isspace():
                                 break
@@ -661,7 +660,9 @@ class RecipientReader:
                         yield Row(line, to, "duplicate", "Duplicate", f"same recipient as line {first}")
                         continue
                     counts["valid"] += 1
-                    yield Row(line, to, "valid", "", "", dict(zip(keys, pick(cells))) if pick else None)
+                    yield Row(
+                        line, to, "valid", "", "", dict(zip(keys, pick(cells), strict=True)) if pick else None
+                    )
                 return
             except csv.Error as error:
                 start = last + 1

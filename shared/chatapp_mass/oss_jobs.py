@@ -372,10 +372,13 @@ def start_job(store: Store, dispatch: Dispatch, job_id: str, *, now: float) -> s
     if job.status is JobStatus.ready and job.scheduled_at > now:
         store.update_job(job_id, expect=[JobStatus.ready], status=JobStatus.scheduled)
         return JobStatus.scheduled.value
-    if job.status in (JobStatus.ready, JobStatus.scheduled) and job.scheduled_at <= now:
-        if store.update_job(job_id, expect=[job.status], status=JobStatus.running):
-            dispatch.fan_out(job_id)
-            return JobStatus.running.value
+    if (
+        job.status in (JobStatus.ready, JobStatus.scheduled)
+        and job.scheduled_at <= now
+        and store.update_job(job_id, expect=[job.status], status=JobStatus.running)
+    ):
+        dispatch.fan_out(job_id)
+        return JobStatus.running.value
     current = store.get_job(job_id)
     return current.status.value if current else "unknown"
 

@@ -2,7 +2,8 @@
 
 The window lives in the store, so every process (and later every function instance) that shares the store
 shares one budget. ``margin`` widens the window a little: the service counts calls when they *arrive*, we
-count them just before they leave, and the gap between the two varies (network, and CPU contention on a busy host: tens of ms).
+count them just before they leave, and the gap between the two varies (network, and CPU contention on a busy
+host: tens of ms).
 """
 
 from __future__ import annotations

@@ -32,8 +32,8 @@ mid-call). Reconciling asks CAMS which of its recipients it has:
 
 Deployed, a job that finishes with uncertain batches is looked up by itself ``CHATAPP_RECONCILE_AFTER`` s later
 (a sender invocation ``{"job_id", "reconcile": true}``, ``oss_jobs.Sender.reconcile``), and its report object
-is written again. Nothing is ever sent by reconciling. Resending (:func:`reopen_uncertain`) is an explicit operator action
-(CLI ``reconcile --resend`` / ``send --resend-uncertain``, HTTP ``POST /jobs/{id}/resend-uncertain``),
+is written again. Nothing is ever sent by reconciling. Resending (:func:`reopen_uncertain`) is an explicit
+operator action (CLI ``reconcile --resend`` / ``send --resend-uncertain``, HTTP ``POST /jobs/{id}/resend-uncertain``),
 logged with ``operator_decision``; for WhatsApp and Viber it reconciles first, so only recipients CAMS does
 not have are sent again, and it refuses when reconciling cannot run (unless told to skip it).
 
@@ -222,7 +222,7 @@ class Reconciler:
 
             with ThreadPoolExecutor(self.concurrency) as pool:
                 hits = list(pool.map(has, [recipient for _, recipient in rows]))
-            found = {line for (line, _), hit in zip(rows, hits) if hit}
+            found = {line for (line, _), hit in zip(rows, hits, strict=True) if hit}
         self._record(job, batch, [line for line, _ in rows], found, left)
         return len(found), len(rows) - len(found)
 

@@ -241,7 +241,7 @@ class SqliteStore(Store):
     # --- jobs -------------------------------------------------------------------------------------------
     @staticmethod
     def _job_from_row(row: sqlite3.Row | tuple[Any, ...]) -> JobRecord:
-        data = dict(zip(_JOB_FIELDS, row))
+        data = dict(zip(_JOB_FIELDS, row, strict=True))
         data["options"] = json.loads(data["options"])
         data["intake"] = json.loads(data["intake"])
         data["status"] = JobStatus(data["status"])
@@ -366,7 +366,7 @@ class SqliteStore(Store):
     # --- batches ----------------------------------------------------------------------------------------
     @staticmethod
     def _batch_from_row(row: tuple[Any, ...]) -> BatchRecord:
-        data = dict(zip(_BATCH_FIELDS, row))
+        data = dict(zip(_BATCH_FIELDS, row, strict=True))
         data["status"] = BatchStatus(data["status"])
         return BatchRecord(**data)
 
@@ -561,7 +561,7 @@ class SqliteStore(Store):
             rows = conn.execute(f"SELECT {columns} FROM jobs WHERE job_id=?", (job_id,)).fetchall()
         if not rows:
             raise KeyError(job_id)
-        return dict(zip(JOB_COUNTERS, (int(value) for value in rows[0])))
+        return dict(zip(JOB_COUNTERS, (int(value) for value in rows[0]), strict=True))
 
 
 def _equal_to(params: list[Any], **columns: Any) -> str:

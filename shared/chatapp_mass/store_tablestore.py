@@ -410,7 +410,7 @@ class TablestoreStore(Store):
             page_start = start
             _, start, rows, _ = self._call(
                 f"GetRange {table}",
-                lambda: self.client.get_range(
+                lambda page_start=page_start, left=left: self.client.get_range(
                     table, direction, page_start, end, columns, left, max_version=1
                 ),
             )
@@ -446,7 +446,9 @@ class TablestoreStore(Store):
             for attempt in range(1, self.settings.max_attempts + 1):
                 request = ts.BatchWriteRowRequest()
                 request.add(ts.TableInBatchWriteRowItem(table, pending))
-                response = self._call(f"BatchWriteRow {what}", lambda: self.client.batch_write_row(request))
+                response = self._call(
+                    f"BatchWriteRow {what}", lambda request=request: self.client.batch_write_row(request)
+                )
                 results = sorted(
                     [*response.get_put()[1], *response.get_update()[1], *response.get_delete()[1]],
                     key=lambda r: r.index,
@@ -503,7 +505,10 @@ class TablestoreStore(Store):
             throughput = ts.ReservedThroughput(ts.CapacityUnit(0, 0))
             try:
                 self._call(
-                    f"CreateTable {table}", lambda: self.client.create_table(meta, options, throughput)
+                    f"CreateTable {table}",
+                    lambda meta=meta, options=options, throughput=throughput: self.client.create_table(
+                        meta, options, throughput
+                    ),
                 )
                 created.append(table)
             except StoreError as error:
@@ -513,7 +518,7 @@ class TablestoreStore(Store):
             probe = [(name, 0 if kind == "INTEGER" else "#ready") for name, kind in schema]
             self._call(
                 f"GetRow {table} (is the table ready?)",
-                lambda: self.client.get_row(table, probe, None, max_version=1),
+                lambda table=table, probe=probe: self.client.get_row(table, probe, None, max_version=1),
             )
         self._index_jobs_of_older_releases()
         log.info("Tablestore tables ready", extra={"created": created, "instance": self.settings.instance})
@@ -842,7 +847,9 @@ class TablestoreStore(Store):
             columns = [("stamps", json.dumps(stamps)), ("version", version + 1), ("op", token)]
             if row is None:
                 condition = ts.Condition(ts.RowExistenceExpectation.EXPECT_NOT_EXIST)
-                write = lambda: self.client.put_row(self.t_rate, ts.Row(pk, columns), condition)  # noqa: E731
+                write = lambda columns=columns, condition=condition: self.client.put_row(
+                    self.t_rate, ts.Row(pk, columns), condition
+                )
             else:
                 condition = ts.Condition(
                     ts.RowExistenceExpectation.EXPECT_EXIST,
@@ -850,7 +857,9 @@ class TablestoreStore(Store):
                         "version", version, ts.ComparatorType.EQUAL, pass_if_missing=False
                     ),
                 )
-                write = lambda: self.client.update_row(self.t_rate, ts.Row(pk, {"put": columns}), condition)  # noqa: E731
+                write = lambda columns=columns, condition=condition: self.client.update_row(
+                    self.t_rate, ts.Row(pk, {"put": columns}), condition
+                )
             if self._write("rate window", write, self._op_is(self.t_rate, pk, token)):
                 return 0.0
             # another acquirer won this version: read again
@@ -983,7 +992,9 @@ class TablestoreStore(Store):
             keys = [[("job_id", job_id)] for job_id in ids[start : start + _BATCH_GET_ROWS]]
             request = ts.BatchGetRowRequest()
             request.add(ts.TableInBatchGetRowItem(self.t_jobs, keys, max_version=1))
-            response = self._call("BatchGetRow jobs", lambda: self.client.batch_get_row(request))
+            response = self._call(
+                "BatchGetRow jobs", lambda request=request: self.client.batch_get_row(request)
+            )
             for item in response.get_result_by_table(self.t_jobs):
                 if not item.is_ok:
                     raise StoreError(f"Tablestore BatchGetRow jobs: {item.error_code}: {item.error_message}")
@@ -1003,7 +1014,7 @@ class TablestoreStore(Store):
                 ["op", "at"],
             )
             while limit is None or len(listed) < limit:
-                page = [row for _, row in zip(range(_BATCH_GET_ROWS), rows)]
+                page = [row for _, row in zip(range(_BATCH_GET_ROWS), rows, strict=False)]
                 if not page:
                     break
                 jobs = self._jobs_by_id([row["job_id"] for row in page])

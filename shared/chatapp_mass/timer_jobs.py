@@ -10,8 +10,9 @@ cancelled):
 - **The sweeper**, for every job that is ``running``: claims that expired (their sender died or timed
   out) are released — ``claimed`` back to ``pending``; ``sending`` to ``uncertain``, never resent, since the
   call may have reached CAMS. Then, if batches are pending and claims were released, or no batch of the job
-  has changed for ``CHATAPP_SWEEP_IDLE`` seconds (default 120: no sender is working on it), a sender is started; if nothing is open any more, the job
-  is finalized (its finalizer died). A job that needs a sender is logged, so nothing stalls silently.
+  has changed for ``CHATAPP_SWEEP_IDLE`` seconds (default 120: no sender is working on it), a sender is
+  started; if nothing is open any more, the job is finalized (its finalizer died). A job that needs a sender
+  is logged, so nothing stalls silently.
 - **Cancelled** jobs with batches still open: what is not on the wire is cancelled, and the job is
   finalized once nothing is in flight. A cancelled job with nothing open, cancelled over
   ``SETTLE_CANCELLED_AFTER`` ago, is settled (``Store.settle_job``): later firings no longer list it.

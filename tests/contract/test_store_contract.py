@@ -173,7 +173,7 @@ def test_delete_and_clear(store: Store) -> None:
 
 
 def test_rate_window_grants_at_most_limit(store: Store) -> None:
-    granted = [store.rate_acquire("k", 3, 1.0, lambda: 100.0 + i * 0.01) for i in range(5)]
+    granted = [store.rate_acquire("k", 3, 1.0, lambda i=i: 100.0 + i * 0.01) for i in range(5)]
     assert granted[:3] == [0.0, 0.0, 0.0]
     assert granted[3] == pytest.approx(100.0 + 1.0 - 100.03, abs=1e-6)
     assert store.rate_acquire("k", 3, 1.0, lambda: 101.001) == 0.0  # the first left the window
@@ -236,7 +236,7 @@ def test_limiter_never_exceeds_limit_with_fake_clock(store: Store) -> None:
 
 def test_two_store_handles_share_one_budget(store: Store, second_handle: Callable[[], Store]) -> None:
     a, b = store, second_handle()
-    at_five = lambda: 5.0  # noqa: E731
+    at_five = lambda: 5.0
     results = [
         a.rate_acquire("k", 2, 1.0, at_five),
         b.rate_acquire("k", 2, 1.0, at_five),
@@ -382,7 +382,7 @@ def test_jobs_in_lists_by_status_not_by_age(store: Store) -> None:
                 created_at=1000.0 + i,
             )
         )
-    ids = lambda jobs: [j.job_id for j in jobs]  # noqa: E731
+    ids = lambda jobs: [j.job_id for j in jobs]
     assert ids(store.jobs_in([JobStatus.running])) == ["j0", "j4"]
     assert ids(store.jobs_in([JobStatus.scheduled, JobStatus.running])) == [
         "j2",

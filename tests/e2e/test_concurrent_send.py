@@ -212,7 +212,7 @@ def test_two_sends_of_one_file_the_second_frozen_as_it_re_plans(cams: LocalCams,
 
         wait_for(replanning, 120, "the second run to start re-planning")
         second.freeze()
-        calls = lambda: sum(1 for a in cams.backend.attempts if a.action == SEND_ACTION)  # noqa: E731
+        calls = lambda: sum(1 for a in cams.backend.attempts if a.action == SEND_ACTION)
         wait_a_moment(lambda: not first.alive() or calls() >= 5)
         second.thaw()
         ended = {run.name: run.finish() for run in runs}
@@ -222,7 +222,7 @@ def test_two_sends_of_one_file_the_second_frozen_as_it_re_plans(cams: LocalCams,
             if run.alive():
                 run.process.kill()
 
-    for name, (code, out, err) in ended.items():
+    for name, (code, _out, err) in ended.items():
         assert code >= 0 and "Traceback" not in err, (name, code, err[-3000:])
     problems: dict[str, list[str]] = {}
     attempts = [a for a in cams.backend.attempts if a.action == SEND_ACTION]

@@ -250,7 +250,7 @@ def _outcome(
     for (task, number), times in received.items():
         by_job.setdefault(str(task), Counter())[number] = times
     lost = failed = uncertain = 0
-    for key, report in zip(files, reports):
+    for key, report in zip(files, reports, strict=False):
         statuses = {r["to"]: r["status"] for r in report["rows"] if r["status"] != "duplicate"}
         got = by_job.get(_task(key), Counter())
         for number in report["valid"]:
@@ -352,7 +352,7 @@ def _freeze_replanner(cloud: LocalCloud, source: str, copies: set[str]) -> str:
     for pid in workers:
         os.kill(pid, signal.SIGSTOP)
     try:
-        calls = lambda: sum(1 for a in cloud.cams.backend.attempts if a.action == SEND_ACTION)  # noqa: E731
+        calls = lambda: sum(1 for a in cloud.cams.backend.attempts if a.action == SEND_ACTION)
         _wait_until(lambda: calls() >= 5, MOMENT)
     finally:
         for pid in workers:

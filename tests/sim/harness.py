@@ -373,10 +373,9 @@ class SimInvoker:
         self.world, self.left = world, limit
 
     def invoke_async(self, function: str, payload: dict[str, Any], *, delay: int = 0) -> None:
-        if "drain" in payload or "seq" in payload:
-            if self.left > 0:
-                self.left -= 1
-                self.world.sim.add(f"fc{self.left}", self.world.drainer)
+        if ("drain" in payload or "seq" in payload) and self.left > 0:
+            self.left -= 1
+            self.world.sim.add(f"fc{self.left}", self.world.drainer)
 
 
 class FakeOss:

@@ -463,7 +463,7 @@ def test_single_column_conditions(
     pk = [("p", "c"), ("n", 0)]
     client.put_row(kv, Row(pk, [("v", 10), ("s", "m")]))
     condition = Condition(RowExistenceExpectation.EXPECT_EXIST, SingleColumnCondition("v", value, comparator))
-    write = lambda: client.update_row(kv, Row(pk, {"put": [("w", 1)]}), condition)  # noqa: E731
+    write = lambda: client.update_row(kv, Row(pk, {"put": [("w", 1)]}), condition)
     if passes:
         write()
         assert columns(client.get_row(kv, pk, max_version=1)[1])["w"] == 1
@@ -512,7 +512,7 @@ def composite(operator: int, *subs: Any) -> CompositeColumnCondition:
 def test_composite_conditions(client: OTSClient, kv: str) -> None:
     pk = [("p", "k"), ("n", 0)]
     client.put_row(kv, Row(pk, [("status", "claimed"), ("attempts", 2)]))
-    status_is = lambda s: SingleColumnCondition("status", s, CT.EQUAL, pass_if_missing=False)  # noqa: E731
+    status_is = lambda s: SingleColumnCondition("status", s, CT.EQUAL, pass_if_missing=False)
     cases = [
         (composite(LogicalOperator.OR, status_is("planned"), status_is("claimed"), status_is("retry")), True),
         (composite(LogicalOperator.OR, status_is("planned"), status_is("retry")), False),
@@ -540,9 +540,9 @@ def test_composite_conditions(client: OTSClient, kv: str) -> None:
         ),
     ]
     for condition, passes in cases:
-        call = lambda: client.update_row(
+        call = lambda condition=condition: client.update_row(
             kv,
-            Row(pk, {"increment": [("ok", 1)]}),  # noqa: E731
+            Row(pk, {"increment": [("ok", 1)]}),
             Condition(RowExistenceExpectation.EXPECT_EXIST, condition),
         )
         if passes:
@@ -817,7 +817,11 @@ def test_get_range_refuses_bad_ranges(client: OTSClient, kv: str) -> None:
         ),
     ]
     for direction, start, end, limit, message in cases:
-        error = service_error(lambda: client.get_range(kv, direction, start, end, limit=limit, max_version=1))
+        error = service_error(
+            lambda direction=direction, start=start, end=end, limit=limit: client.get_range(
+                kv, direction, start, end, limit=limit, max_version=1
+            )
+        )
         assert (error.get_http_status(), error.get_error_code(), error.get_error_message()) == (
             400,
             "OTSParameterInvalid",
@@ -840,7 +844,10 @@ def test_credentials_and_instance_are_checked(
     ]
     for options, message in cases:
         intruder = make_client(ots, **options)
-        for call in (lambda: intruder.put_row("guarded", Row([("k", 1)], [("v", 1)])), intruder.list_table):
+        for call in (
+            lambda intruder=intruder: intruder.put_row("guarded", Row([("k", 1)], [("v", 1)])),
+            intruder.list_table,
+        ):
             error = service_error(call)
             assert (error.get_http_status(), error.get_error_code(), error.get_error_message()) == (
                 403,
@@ -1194,7 +1201,7 @@ def test_time_to_live_hides_expired_cells_and_rows() -> None:
     backend = TablestoreBackend(clock=lambda: now[0], realistic=False)
     backend.add_instance("i")
     backend.create_table("i", m.TableInfo("t", (m.PrimaryKeySchema("k", "INTEGER"),), time_to_live=86400))
-    key = lambda k: [("k", plain.Value(plain.VT_INTEGER, k))]  # noqa: E731
+    key = lambda k: [("k", plain.Value(plain.VT_INTEGER, k))]
     value = plain.Value(plain.VT_INTEGER, 1)
     backend.write_row("i", "t", m.RowChange("put", key(1), (plain.Cell("old", value),)))
     backend.write_row("i", "t", m.RowChange("put", key(2), ()))  # only a primary key: nothing to expire

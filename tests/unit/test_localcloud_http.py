@@ -102,9 +102,12 @@ def test_each_connection_has_its_own_named_worker_and_stop_cuts_idle_keep_alive(
 
 
 def test_a_handler_error_is_logged_with_the_service_label(caplog: pytest.LogCaptureFixture) -> None:
-    with LocalEcho() as echo, caplog.at_level(logging.ERROR, logger="test-loopback"):
-        with pytest.raises((http.client.HTTPException, ConnectionError)):
-            _get(echo, "/boom")
+    with (
+        LocalEcho() as echo,
+        caplog.at_level(logging.ERROR, logger="test-loopback"),
+        pytest.raises((http.client.HTTPException, ConnectionError)),
+    ):
+        _get(echo, "/boom")
     assert any(
         r.getMessage().startswith("local Echo: error while serving ('127.0.0.1', ") for r in caplog.records
     )

@@ -89,9 +89,11 @@ def test_the_product_signs_v4_for_the_buckets_region(local_oss: LocalOss) -> Non
 
 
 def test_a_wrong_region_is_explained(local_oss: LocalOss) -> None:
-    with pytest.raises(SourceError) as error:
-        with client_for(local_oss, "ap-southeast-1").open(OssLocation("chatapp-mass", "any.csv")):
-            pass
+    with (
+        pytest.raises(SourceError) as error,
+        client_for(local_oss, "ap-southeast-1").open(OssLocation("chatapp-mass", "any.csv")),
+    ):
+        pass
     assert error.value.code == "SignatureDoesNotMatch" and error.value.permanent
     assert "CHATAPP_OSS_REGION" in str(error.value)
 

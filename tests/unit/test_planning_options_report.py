@@ -112,13 +112,13 @@ def test_batches_respect_both_bounds_and_keep_order(
 ) -> None:
     planner = BatchPlanner(max_recipients, max_bytes)
     lines = [2 + 3 * i for i in range(len(sizes))]  # rows between recipients may be invalid ones
-    assigned = [planner.assign(size, line) for size, line in zip(sizes, lines)]
+    assigned = [planner.assign(size, line) for size, line in zip(sizes, lines, strict=True)]
     assert assigned == sorted(assigned) and assigned[0] == 0
     assert sum(planner.sizes) == len(sizes)
     for seq, count in enumerate(planner.sizes):
-        members = [s for s, a in zip(sizes, assigned) if a == seq]
+        members = [s for s, a in zip(sizes, assigned, strict=True) if a == seq]
         assert len(members) == count <= max_recipients
-        member_lines = [line for line, a in zip(lines, assigned) if a == seq]
+        member_lines = [line for line, a in zip(lines, assigned, strict=True) if a == seq]
         assert planner.lines[seq] == (member_lines[0], member_lines[-1])
         assert sum(members) + len(quote_plus("[]")) <= max_bytes
         # a batch is only closed when the next recipient would not fit

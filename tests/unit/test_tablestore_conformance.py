@@ -479,7 +479,7 @@ def test_atomic_increments(client: OTSClient, table: str) -> None:
 def test_auth_errors(ots: LocalTablestore, table: str) -> None:
     """Error codes, access control: 403 OTSAuthFailed "The AccessKeyID does not exist." / "Signature mismatch.";
     a wrong or missing STS token is refused too (403 OTSAuthFailed; its message is an ASSUMPTION)."""
-    read = lambda client: client.get_row(table, [("k", "a"), ("n", 1)])  # noqa: E731
+    read = lambda client: client.get_row(table, [("k", "a"), ("n", 1)])
     error = refused(lambda: read(client_of(ots, secret="wrong-secret", retry=DefaultRetryPolicy())))
     assert (error.http_status, error.code, error.message) == (403, "OTSAuthFailed", "Signature mismatch.")
     error = refused(lambda: read(client_of(ots, access_key_id="LTAI-nobody")))

@@ -124,7 +124,7 @@ def finished_copies(store: SqliteStore, jobs: list[JobRecord]) -> None:
     conn = store._conn()
     cursor = conn.execute("SELECT * FROM jobs WHERE job_id=?", (first.job_id,))
     names = [column[0] for column in cursor.description]
-    template = dict(zip(names, cursor.fetchone()))
+    template = dict(zip(names, cursor.fetchone(), strict=True))
     conn.execute("BEGIN")
     rows = (
         {

@@ -6,8 +6,9 @@ Only the shapes live here; each service checks signatures and tokens its own way
 from __future__ import annotations
 
 import secrets
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
-from typing import Any, ContextManager
+from typing import Any
 
 DEFAULT_REGION = "ap-southeast-1"
 
@@ -67,7 +68,7 @@ class AccountRegistry:
     ``_accounts = {}`` in its ``__init__``.
     """
 
-    _lock: ContextManager[Any]
+    _lock: AbstractContextManager[Any]
     _accounts: dict[str, Account]
 
     def add_account(

@@ -7,6 +7,7 @@ service describes itself with) stays in each service's ``server.py``.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import logging
@@ -85,10 +86,8 @@ class LoopbackHandler(BaseHTTPRequestHandler):
         """An injected dropped connection: close without a word, so the client sees the connection end
         before any reply."""
         self.close_connection = True
-        try:
+        with contextlib.suppress(OSError):
             self.connection.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
 
 
 class AnyMethodHandler(LoopbackHandler):
@@ -171,10 +170,8 @@ class LoopbackServer(ThreadingHTTPServer):
         with self._live_lock:
             connections, workers = list(self._connections), list(self._workers)
         for connection in connections:
-            try:
+            with contextlib.suppress(OSError):
                 connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
         for worker in workers:
             worker.join(timeout)
 

@@ -10,8 +10,9 @@ The signature is recomputed exactly as ``alibabacloud_tea_openapi`` 0.4.6 comput
     Signature        = hex(hmac_sha256(secret, StringToSign))
 
 CanonicalQuery: keys sorted, ``key=quote(value, safe='~')`` joined by '&' (the wire uses ``urlencode``, so
-'+' on the wire is a space); the query's parameters only. CanonicalHeaders: only the headers the client listed in ``SignedHeaders``
-(transport headers such as Accept-Encoding and Content-Length are added after signing), lower-cased,
+'+' on the wire is a space); the query's parameters only. CanonicalHeaders: only the headers the client
+listed in ``SignedHeaders`` (transport headers such as Accept-Encoding and Content-Length are added after
+signing), lower-cased,
 ``name:value.strip()``; repeated headers joined by ',' after sorting. HexPayloadHash is the
 ``x-acs-content-sha256`` header, which must equal sha256(body).
 

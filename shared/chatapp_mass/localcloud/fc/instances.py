@@ -9,6 +9,7 @@ crashed, timed out or failed to import thrown away. So the number of live instan
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import subprocess
@@ -168,10 +169,8 @@ class Instance:
             raise InstanceSpawnError(f"could not start an instance of {config.function}: {error}") from error
         threading.Thread(target=self._read, name=f"local-fc-{self.id}", daemon=True).start()
         assert self._process.stdin is not None
-        try:
+        with contextlib.suppress(OSError):  # it died at once; the reader reports the end
             write_frame(self._process.stdin, config.init_frame())
-        except OSError:
-            pass  # it died at once; the reader reports the end
         ready = self._next_frame(init_timeout)
         seconds = time.perf_counter() - began
         if ready is None or ready is _EOF or "error" in ready[0]:
@@ -205,10 +204,10 @@ class Instance:
         started = time.time()
         self.request_id, self.invoke_started = str(header.get("request_id") or ""), started
         try:
-            try:
+            with contextlib.suppress(
+                OSError
+            ):  # the instance is gone; the reader has (or will have) reported the end
                 write_frame(self._process.stdin, {"op": "invoke", **header}, payload)
-            except OSError:
-                pass  # the instance is gone; the reader has (or will have) reported the end
             frame = self._next_frame(timeout)
         finally:
             self.request_id = None
@@ -272,10 +271,8 @@ class Instance:
         process = self._process
         if process is not None:
             if process.stdin is not None:
-                try:
+                with contextlib.suppress(OSError):
                     process.stdin.close()
-                except OSError:
-                    pass
             try:
                 process.wait(grace)
             except subprocess.TimeoutExpired:

@@ -23,8 +23,9 @@ FC resources are **not retried**. Here:
   retried: the event goes to the ``onFailure`` destination at once, condition ``SystemError``.
 - An event older than ``maxAsyncEventAgeInSeconds`` when its next attempt is due is dropped.
 - When an attempt succeeds the ``onSuccess`` destination gets a record; when retries are exhausted, a system
-  error is not retried, or the event is dropped, the ``onFailure`` one does. A destination ``acs:fc:<region>:<account or empty>:
-  functions/<name>`` is invoked asynchronously here; any other destination (MNS, EventBridge, RocketMQ) is
+  error is not retried, or the event is dropped, the ``onFailure`` one does. A destination
+  ``acs:fc:<region>:<account or empty>:functions/<name>`` is invoked asynchronously here; any other
+  destination (MNS, EventBridge, RocketMQ) is
   only recorded in :attr:`FcBackend.destinations`.
 
 Destination record (ASSUMED shape; the FC result-callback page does not publish one — modelled on the

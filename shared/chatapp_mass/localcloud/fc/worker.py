@@ -13,7 +13,8 @@ Conversation::
     emulator -> {"op": "init", "paths": [...], "handler": "index.handler", "runtime": ..., "function": {...},
                  "region": ..., "account_id": ...}
     worker   -> {"op": "ready", "import_seconds": s}  or  {"op": "ready", "error": {...}} and exit
-    emulator -> {"op": "invoke", "request_id": ..., "arm": [crash points or [point, token]], "credentials": {...}} + event
+    emulator -> {"op": "invoke", "request_id": ..., "arm": [crash points or [point, token]],
+                 "credentials": {...}} + event
     worker   -> {"op": "result", "ok": true, "log": "..."} + body   or  {"ok": false, "error": {...}}
 
 The handler is called as FC's Python runtime calls it: ``handler(event: bytes, context)``. The context

@@ -49,7 +49,8 @@ shows none): a region in the scope that is not the bucket's -> 403 ``SignatureDo
 1..604800 s -> EC 0002-00000232, used after it expired -> 403 ``AccessDenied`` "Request has expired.", EC
 0002-00000236; a URL without ``x-oss-signature`` -> EC 0002-00000219, with an empty one -> EC 0002-00000220;
 an ``x-oss-content-sha256`` header that is not ``UNSIGNED-PAYLOAD`` -> 400 ``InvalidArgument``, EC
-0002-00000214 (ASSUMPTION: a missing one too; ``oss2`` always sends it). The clock check (15 minutes, RequestTimeTooSkewed) follows a matching signature. V2
+0002-00000214 (ASSUMPTION: a missing one too; ``oss2`` always sends it). The clock check (15 minutes,
+RequestTimeTooSkewed) follows a matching signature. V2
 (``OSS2 ...``) is answered 501 NotImplemented (an emulator limit, not the service's).
 """
 

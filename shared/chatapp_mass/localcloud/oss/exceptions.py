@@ -35,7 +35,8 @@ status; 400 is the status of every request error on them); their messages beyond
 
 ASSUMPTIONS (no public source found):
     NotImplemented   501 for an operation the emulator does not implement (ACL, tagging, PostObject,
-                     UploadPartCopy, ...). The real service implements them; the status is ours (HTTP's "not implemented").
+                     UploadPartCopy, ...). The real service implements them; the status is ours
+                     (HTTP's "not implemented").
     Messages not quoted above are paraphrases in the service's style. The real bodies also carry an ``EC``
     element (a numeric diagnosis code); the emulator leaves it out rather than invent numbers.
 """

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import copy
 import hashlib
 import io
@@ -601,10 +602,8 @@ class OssBackend(AccountRegistry):
         return os.path.join(self._root, "objects", blob[:2], blob)
 
     def _remove_blob(self, blob: str) -> None:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.remove(self._blob_path(blob))
-        except FileNotFoundError:
-            pass
 
     # --- buckets ----------------------------------------------------------------------------------------
     def create_bucket(
@@ -1112,7 +1111,7 @@ class OssBackend(AccountRegistry):
             digests = hashlib.md5()
             size = 0
             with open(tmp_path, "wb") as target:
-                for part, link in zip(chosen, links):
+                for part, link in zip(chosen, links, strict=True):
                     digests.update(bytes.fromhex(part.etag))
                     with open(link, "rb") as source:
                         while chunk := source.read(CHUNK):
@@ -1530,10 +1529,8 @@ class OssBackend(AccountRegistry):
 def _remove_quietly(path: str | None) -> None:
     if path is None:
         return
-    try:
+    with contextlib.suppress(FileNotFoundError):
         os.remove(path)
-    except FileNotFoundError:
-        pass
 
 
 def _event_key(key: str, url_encode: bool) -> str:

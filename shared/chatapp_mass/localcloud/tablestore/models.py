@@ -31,9 +31,9 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, replace
-from typing import Any, Union
+from typing import Any
 
 from .._accounts import Account, AccountRegistry
 from . import exceptions as exc
@@ -183,7 +183,7 @@ class CompositeColumnCondition:
     conditions: tuple[ColumnCondition, ...]
 
 
-ColumnCondition = Union[SingleColumnCondition, CompositeColumnCondition]
+ColumnCondition = SingleColumnCondition | CompositeColumnCondition
 
 
 @dataclass(frozen=True)
@@ -769,10 +769,8 @@ class TablestoreBackend(AccountRegistry):
     def __del__(self) -> None:  # an unclosed sqlite3 connection warns on newer Pythons
         connection = getattr(self, "_connection", None)
         if connection is not None:
-            try:
+            with suppress(Exception):
                 connection.close()
-            except Exception:
-                pass
 
     # --- inspection (tests) -----------------------------------------------------------------------------
     def table_names(self, instance: str | None = None) -> list[str]:
@@ -985,7 +983,7 @@ class TablestoreBackend(AccountRegistry):
         with self._lock:
             infos = [self._data_table(instance, name) for name, _, _ in tables]
             results: list[list[RowResult]] = []
-            for info, (_, keys, options) in zip(infos, tables):
+            for info, (_, keys, options) in zip(infos, tables, strict=True):
                 _check_read_options(options)
                 table_results = []
                 for key in keys:
@@ -1030,10 +1028,10 @@ class TablestoreBackend(AccountRegistry):
             )
         with self._lock, self._transaction():
             infos = [self._data_table(instance, name) for name, _ in tables]
-            for info, (_, changes) in zip(infos, tables):
+            for info, (_, changes) in zip(infos, tables, strict=True):
                 _check_repeated_rows(info, changes)
             results: list[list[RowResult]] = []
-            for info, (name, changes) in zip(infos, tables):
+            for info, (name, changes) in zip(infos, tables, strict=True):
                 table_results = []
                 for change in changes:
                     injected = self._take_row_fault(name)
@@ -1159,7 +1157,7 @@ class TablestoreBackend(AccountRegistry):
         if len(primary_key) != len(schema):
             raise exc.InvalidPK(f"Validate PK size fail. Input: {len(primary_key)}, Meta: {len(schema)}.")
         checked: PrimaryKey = []
-        for (name, value), column in zip(primary_key, schema):
+        for (name, value), column in zip(primary_key, schema, strict=True):
             if name != column.name:
                 raise exc.InvalidPK(f"Validate PK name fail. Input: {name}, Meta: {column.name}.")
             if value.type in (VT_INF_MIN, VT_INF_MAX):

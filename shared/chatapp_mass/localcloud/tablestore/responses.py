@@ -38,6 +38,19 @@ from google.protobuf.message import DecodeError, EncodeError
 
 from chatapp_mass.localcloud._http import HttpRequest, is_loopback, json_object
 
+from . import exceptions as exc
+from . import models as m
+from .plainbuffer import (
+    PlainBufferError,
+    PlainRow,
+    Value,
+    decode_row,
+    encode_primary_key,
+    encode_row,
+    encode_rows,
+    parse_value_bytes,
+)
+
 
 def _quietly_import_sdk_protobuf() -> tuple[Any, Any]:
     """The SDK's protobuf modules import the whole SDK, which logs a warning when its optional native codecs are
@@ -55,18 +68,6 @@ def _quietly_import_sdk_protobuf() -> tuple[Any, Any]:
 
 pb, fpb = _quietly_import_sdk_protobuf()
 
-from . import exceptions as exc
-from . import models as m
-from .plainbuffer import (
-    PlainBufferError,
-    PlainRow,
-    Value,
-    decode_row,
-    encode_primary_key,
-    encode_row,
-    encode_rows,
-    parse_value_bytes,
-)
 
 log = logging.getLogger(__name__)
 
@@ -528,7 +529,7 @@ class TablestoreResponse:
             results = self.backend.batch_get_row(instance, tables)
             resp = pb.BatchGetRowResponse()
             errors = 0
-            for (name, _, _), table_results in zip(tables, results):
+            for (name, _, _), table_results in zip(tables, results, strict=True):
                 table = resp.tables.add(table_name=name)
                 for result in table_results:
                     item = table.rows.add(is_ok=result.ok)
@@ -554,7 +555,7 @@ class TablestoreResponse:
             results = self.backend.batch_write_row(instance, tables)
             resp = pb.BatchWriteRowResponse()
             errors = 0
-            for (name, _), table_results in zip(tables, results):
+            for (name, _), table_results in zip(tables, results, strict=True):
                 table = resp.tables.add(table_name=name)
                 for result in table_results:
                     item = table.rows.add(is_ok=result.ok)
