@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 from chatapp_mass import env
 from chatapp_mass.cams import CamsClient, CamsSettings, parse_endpoint
@@ -29,7 +29,15 @@ class Services:
         self.store.close()
 
 
-def _keys_in(environ: Mapping[str, str]) -> dict[str, str]:
+class _Keys(TypedDict, total=False):
+    """The keyword arguments of a store or client that name its keys."""
+
+    access_key_id: str
+    access_key_secret: str
+    security_token: str
+
+
+def _keys_in(environ: Mapping[str, str]) -> _Keys:
     """Keys in the ``ALIBABA_CLOUD_*`` variables of ``environ``, read now; none: the default chain decides.
 
     ``alibabacloud-credentials`` reads those variables once, when it is imported, so an environment handed in

@@ -75,7 +75,7 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def _store_arg(parser: argparse.ArgumentParser) -> None:
+def _store_arg(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     parser.add_argument(
         "--store",
         default=os.environ.get(env.CHATAPP_STORE, env.DEFAULT_STORE),

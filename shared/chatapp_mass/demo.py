@@ -16,7 +16,7 @@ import argparse
 import csv
 import os
 from collections import Counter
-from typing import IO
+from typing import IO, Any
 
 from chatapp_mass import env
 from chatapp_mass.bootstrap import build_services, cams_client_for
@@ -149,10 +149,12 @@ def run_cloud(args: argparse.Namespace, *, out: IO[str], err: IO[str]) -> int:
     with LocalCloud(
         s_yaml=args.s_yaml, cams_options=cams_options, function_environment=function_env
     ) as cloud:
+        local_fc = cloud.fc
+        assert local_fc is not None  # given an s.yaml, the local cloud serves its functions
         creds = cloud.credentials
         print(
             f"demo: local cloud up: CAMS {cloud.cams.endpoint}, OSS {cloud.oss.endpoint}, Tablestore "
-            f"{cloud.tablestore.endpoint}, FC {cloud.fc.endpoint} ({', '.join(cloud.fc.backend.function_names)})",
+            f"{cloud.tablestore.endpoint}, FC {local_fc.endpoint} ({', '.join(local_fc.backend.function_names)})",
             file=err,
         )
         store = TablestoreStore(
@@ -190,14 +192,14 @@ def run_cloud(args: argparse.Namespace, *, out: IO[str], err: IO[str]) -> int:
                 sent = totals.get(BatchStatus.sent, (0, 0))[1]
                 print(
                     f"demo: job {job.job_id[:12]} {job.status.value}: {sent:,}/{job.valid:,} sent, "
-                    f"{attempts} CAMS calls, {len(cloud.fc.backend.invocations)} function invocations",
+                    f"{attempts} CAMS calls, {len(local_fc.backend.invocations)} function invocations",
                     file=err,
                 )
                 last_line = time.time()
             if job is not None and job.status in (JobStatus.completed, JobStatus.failed, JobStatus.stopped):
                 break
             time.sleep(0.2)
-        cloud.fc.backend.wait_idle(30)
+        local_fc.backend.wait_idle(30)
         elapsed = time.time() - started
         if job is None or job.status is not JobStatus.completed:
             print(
@@ -211,11 +213,11 @@ def run_cloud(args: argparse.Namespace, *, out: IO[str], err: IO[str]) -> int:
         reports = [o.key for o in bucket.list_objects_v2(prefix="reports/").object_list]
         for name in reports:
             bucket.get_object_to_file(name, os.path.join(args.dir, os.path.basename(name)))
-        summary = next(
+        summary: dict[str, Any] = next(
             (json.loads(bucket.get_object(k).read()) for k in reports if k.endswith(".summary.json")), {}
         )
         received = cloud.cams.backend.received_count_by_number()
-        fc = cloud.fc.backend
+        fc = local_fc.backend
         print(
             f"demo: {summary.get('sent', 0):,} sent, {summary.get('failed', 0):,} failed, "
             f"{summary.get('uncertain', 0):,} uncertain, {job.invalid:,} invalid, {job.duplicate:,} duplicate "

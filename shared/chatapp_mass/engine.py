@@ -240,11 +240,14 @@ def _plan_owned(
 
     try:
         with nullcontext(None) if read_rows is not None else open_stream() as stream:
-            records = (
-                read_rows()
-                if read_rows is not None
-                else RecipientReader(stream, source=job.source, channel=options.channel_type, intake=intake)
-            )
+            records: Iterable[Any]
+            if read_rows is not None:
+                records = read_rows()
+            else:
+                assert stream is not None  # opened above whenever there is no read_rows
+                records = RecipientReader(
+                    stream, source=job.source, channel=options.channel_type, intake=intake
+                )
             for row in records:
                 record = _plan_row(job_id, row, planner, max_bytes)
                 counts[record.status] += 1
@@ -262,7 +265,7 @@ def _plan_owned(
     ]
     put(batches)
     faults.checkpoint("plan.written")
-    totals = dict(
+    totals: dict[str, Any] = dict(  # the plan's figures, written with either update below
         plan_owner="",
         plan_expires=0.0,
         total_rows=sum(counts.values()),
@@ -429,7 +432,6 @@ def release_stale(store: Store, job_id: str, *, now: float, owner: str = "") -> 
             continue
         if (owner and batch.owner == owner) or (batch.claim_expires > now and not owner_is_dead(batch.owner)):
             continue
-        fence = dict(expect_owner=batch.owner, expect_expires=batch.claim_expires)
         if batch.status is BatchStatus.claimed:
             released += store.transition_batch(
                 job_id,
@@ -438,7 +440,8 @@ def release_stale(store: Store, job_id: str, *, now: float, owner: str = "") -> 
                 to=BatchStatus.pending,
                 owner="",
                 claim_expires=0.0,
-                **fence,
+                expect_owner=batch.owner,
+                expect_expires=batch.claim_expires,
             )
         elif store.transition_batch(
             job_id,
@@ -448,7 +451,8 @@ def release_stale(store: Store, job_id: str, *, now: float, owner: str = "") -> 
             code="Interrupted",
             message="the sender stopped while this call was in flight; it may have reached CAMS "
             "(reconcile it: chatapp-mass reconcile JOB)",
-            **fence,
+            expect_owner=batch.owner,
+            expect_expires=batch.claim_expires,
         ):
             released += 1
             log.warning(
@@ -1165,4 +1169,4 @@ def _backoff(retry: int, outcome: SendOutcome) -> float:
     """Throttled: retry soon (the limiter already paces us). Nothing sent (unreachable): back off up to 5 s."""
     if outcome.kind is OutcomeKind.throttled:
         return min(0.1 * retry, 1.0)
-    return min(0.25 * 2 ** (retry - 1), 5.0)
+    return min(0.25 * 2.0 ** (retry - 1), 5.0)

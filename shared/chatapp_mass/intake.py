@@ -75,7 +75,7 @@ class Header:
     param_columns: tuple[str, ...]  # TemplateParams keys, in column order
 
 
-def sha256_of(stream: typing.BinaryIO) -> str:
+def sha256_of(stream: typing.IO[bytes]) -> str:
     """Hex SHA-256 of a binary stream read to its end in 1 MiB chunks (from where it is now)."""
     digest = hashlib.sha256()
     read = stream.read
@@ -340,7 +340,7 @@ class RecipientReader:
     """
 
     def __init__(
-        self, stream: typing.BinaryIO, *, source: str, channel: ChannelType, intake: IntakeOptions
+        self, stream: typing.IO[bytes], *, source: str, channel: ChannelType, intake: IntakeOptions
     ) -> None:
         self.source = source
         self.channel = ChannelType(channel)
@@ -705,17 +705,17 @@ class RecipientReader:
                     break
             partial = bool(lines) and not lines[-1].endswith("\n")
             while not ended and not skim.bare_cr:
-                text = next(self._lines, None)
+                more = next(self._lines, None)
                 self._pending.clear()
-                if text is None:
+                if more is None:
                     if partial:
                         skim.end_line()
                     skim.end_of_data()
                     break
-                skim.feed(text)
+                skim.feed(more)
                 if skim.bare_cr:
                     break
-                partial = not text.endswith("\n")
+                partial = not more.endswith("\n")
                 if not partial and skim.end_line():
                     ended = True
         finally:

@@ -214,7 +214,7 @@ class OssClient:
                 f"{env.CHATAPP_OSS_ENDPOINT} and the network"
             ) from None
         try:
-            yield stream  # type: ignore[misc]
+            yield stream
         finally:
             stream.close()
 

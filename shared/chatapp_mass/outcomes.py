@@ -101,18 +101,21 @@ def classify_reply(http_status: int, body: dict[str, Any]) -> SendOutcome:
     code = str(body.get("Code") or body.get("code") or "")
     message = str(body.get("Message") or body.get("message") or "")
     request_id = str(body.get("RequestId") or body.get("requestId") or "")
-    fields = dict(code=code, message=message, request_id=request_id, http_status=http_status)
+
+    def outcome(kind: OutcomeKind, group_message_id: str = "") -> SendOutcome:
+        return SendOutcome(kind, code, message, request_id, group_message_id, http_status)
+
     if code == "OK" and http_status < 300:
-        return SendOutcome(OutcomeKind.sent, group_message_id=str(body.get("GroupMessageId") or ""), **fields)
+        return outcome(OutcomeKind.sent, group_message_id=str(body.get("GroupMessageId") or ""))
     if is_throttle_code(code):
-        return SendOutcome(OutcomeKind.throttled, **fields)
+        return outcome(OutcomeKind.throttled)
     if is_fatal_code(code):
-        return SendOutcome(OutcomeKind.fatal, **fields)
+        return outcome(OutcomeKind.fatal)
     if code in RECIPIENT_CODES:
-        return SendOutcome(OutcomeKind.recipient, **fields)
+        return outcome(OutcomeKind.recipient)
     if http_status >= 500:
-        return SendOutcome(OutcomeKind.uncertain, **fields)
-    return SendOutcome(OutcomeKind.failed, **fields)
+        return outcome(OutcomeKind.uncertain)
+    return outcome(OutcomeKind.failed)
 
 
 def _chain(exc: BaseException) -> list[BaseException]:

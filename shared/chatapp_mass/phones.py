@@ -77,7 +77,7 @@ try:  # the steps phonenumbers.parse and is_valid_number take for "+<digits>", w
     _metadata_for = _PhoneMetadata.metadata_for_region_or_calling_code
     _metadata_for_region = _PhoneMetadata.metadata_for_region
     _code_for_region = _pnu.country_code_for_valid_region
-    _NON_GEO = _pnu.REGION_CODE_FOR_NON_GEO_ENTITY
+    _NON_GEO = phonenumbers.REGION_CODE_FOR_NON_GEO_ENTITY
     _REGIONS_OF_CODE = _pnu.COUNTRY_CODE_TO_REGION_CODE
     _KEEP_UNSTRIPPED = (
         _pnu.ValidationResult.TOO_SHORT,

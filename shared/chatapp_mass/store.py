@@ -53,7 +53,9 @@ class BatchStatus(str, Enum):
     uncertain = "uncertain"  # the call may or may not have reached CAMS
     cancelled = "cancelled"  # the job was cancelled before this batch was sent
     splitting = "splitting"  # being replaced by its parts (see split_batch): open until they are written
-    split = "split"  # replaced by its parts, which hold its rows now; counted nowhere
+    # replaced by its parts, which hold its rows now; counted nowhere. (The member hides str.split on the
+    # members, which nothing calls; renaming it would rename the status.)
+    split = "split"  # type: ignore[assignment]
 
     @property
     def resolved(self) -> bool:

@@ -495,7 +495,7 @@ class SqliteStore(Store):
         conn = self._conn()
         if peek:
             now = clock()
-            recent = [
+            recent: list[float] = [
                 row[0]
                 for row in conn.execute(
                     "SELECT at FROM rate_events WHERE key=? AND at>? ORDER BY at", (key, now - window)

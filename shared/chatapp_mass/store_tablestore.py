@@ -84,6 +84,7 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, fields
+from functools import partial
 from typing import Any, TypeVar
 
 import urllib3
@@ -215,7 +216,7 @@ class _Patience:
 
 
 def _must_wait(error: Any) -> bool:
-    code = error.get_error_code()
+    code: str = error.get_error_code()
     return code == _TABLE_NOT_READY or (
         code == _QUOTA_EXHAUSTED and error.get_error_message() == _TOO_FREQUENT
     )
@@ -410,8 +411,8 @@ class TablestoreStore(Store):
             page_start = start
             _, start, rows, _ = self._call(
                 f"GetRange {table}",
-                lambda page_start=page_start, left=left: self.client.get_range(
-                    table, direction, page_start, end, columns, left, max_version=1
+                partial(
+                    self.client.get_range, table, direction, page_start, end, columns, left, max_version=1
                 ),
             )
             for row in rows:
@@ -446,9 +447,7 @@ class TablestoreStore(Store):
             for attempt in range(1, self.settings.max_attempts + 1):
                 request = ts.BatchWriteRowRequest()
                 request.add(ts.TableInBatchWriteRowItem(table, pending))
-                response = self._call(
-                    f"BatchWriteRow {what}", lambda request=request: self.client.batch_write_row(request)
-                )
+                response = self._call(f"BatchWriteRow {what}", partial(self.client.batch_write_row, request))
                 results = sorted(
                     [*response.get_put()[1], *response.get_update()[1], *response.get_delete()[1]],
                     key=lambda r: r.index,
@@ -506,9 +505,7 @@ class TablestoreStore(Store):
             try:
                 self._call(
                     f"CreateTable {table}",
-                    lambda meta=meta, options=options, throughput=throughput: self.client.create_table(
-                        meta, options, throughput
-                    ),
+                    partial(self.client.create_table, meta, options, throughput),
                 )
                 created.append(table)
             except StoreError as error:
@@ -518,7 +515,7 @@ class TablestoreStore(Store):
             probe = [(name, 0 if kind == "INTEGER" else "#ready") for name, kind in schema]
             self._call(
                 f"GetRow {table} (is the table ready?)",
-                lambda table=table, probe=probe: self.client.get_row(table, probe, None, max_version=1),
+                partial(self.client.get_row, table, probe, None, max_version=1),
             )
         self._index_jobs_of_older_releases()
         log.info("Tablestore tables ready", extra={"created": created, "instance": self.settings.instance})
@@ -837,7 +834,7 @@ class TablestoreStore(Store):
             row = self._get(self.t_rate, pk)
             now = clock()  # after the read: see the module docs
             version = int(row["version"]) if row else 0
-            stamps = [s for s in (json.loads(row["stamps"]) if row else []) if s > now - window]
+            stamps: list[float] = [s for s in (json.loads(row["stamps"]) if row else []) if s > now - window]
             if len(stamps) >= limit and not force:
                 return max(stamps[len(stamps) - limit] + window - now, 0.001)
             if peek:
@@ -992,9 +989,7 @@ class TablestoreStore(Store):
             keys = [[("job_id", job_id)] for job_id in ids[start : start + _BATCH_GET_ROWS]]
             request = ts.BatchGetRowRequest()
             request.add(ts.TableInBatchGetRowItem(self.t_jobs, keys, max_version=1))
-            response = self._call(
-                "BatchGetRow jobs", lambda request=request: self.client.batch_get_row(request)
-            )
+            response = self._call("BatchGetRow jobs", partial(self.client.batch_get_row, request))
             for item in response.get_result_by_table(self.t_jobs):
                 if not item.is_ok:
                     raise StoreError(f"Tablestore BatchGetRow jobs: {item.error_code}: {item.error_message}")
@@ -1309,7 +1304,7 @@ def _describe_network(error: BaseException) -> str:
 
 
 def _backoff(attempt: int) -> float:
-    return min(0.05 * 2**attempt, 2.0) * random.uniform(0.5, 1.0)
+    return min(0.05 * 2.0**attempt, 2.0) * random.uniform(0.5, 1.0)
 
 
 def _row_dict(row: Any) -> dict[str, Any]:

@@ -166,7 +166,7 @@ class _Resolver:
 
     def call(self, name: str, arg_text: str, expr: str, path: tuple[str | int, ...]) -> Any:
         try:
-            args = ast.literal_eval(f"({arg_text},)") if arg_text.strip() else ()
+            args: tuple[Any, ...] = ast.literal_eval(f"({arg_text},)") if arg_text.strip() else ()
         except (ValueError, SyntaxError) as exc:
             raise self.error(f"${{{expr}}}: cannot read the arguments ({exc})", path) from exc
         if name == "env" and 1 <= len(args) <= 2 and isinstance(args[0], str):

@@ -407,9 +407,10 @@ def _cron(expression: Any, where: str) -> list[Problem]:
 @lru_cache(maxsize=1)
 def _schema() -> dict[str, Any]:
     try:
-        return json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+        schema: dict[str, Any] = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
     except OSError as exc:
         raise SystemExit(f"{SCHEMA_PATH}: cannot read fc3's schema ({exc.strerror or exc})") from exc
+    return schema
 
 
 def _schema_errors(

@@ -35,8 +35,8 @@ import tempfile
 from typing import Any
 
 from chatapp_mass import env
+from chatapp_mass.localcloud._accounts import CamsCredentials, generate_credentials
 from chatapp_mass.localcloud.cams import LocalCams
-from chatapp_mass.localcloud.cams.server import CamsCredentials, generate_credentials
 
 DEFAULT_BUCKET = "chatapp-mass"
 DEFAULT_INSTANCE = "chatapp-local"
@@ -75,7 +75,7 @@ class LocalCloud:
         self.credentials = self._credentials(sts)
         self.bucket = bucket
         self.instance = instance
-        keys = dict(
+        keys: dict[str, Any] = dict(  # the same account for each service
             access_key_id=self.credentials.access_key_id,
             access_key_secret=self.credentials.access_key_secret,
             security_token=self.credentials.security_token,
@@ -346,9 +346,10 @@ def run(args: Any) -> int:
     )
     try:
         cloud.start()
-        bucket = cloud.oss.oss2_bucket(cloud.bucket) if uploads else None
-        for path, key in uploads:
-            bucket.put_object_from_file(key, path)
+        if uploads:
+            bucket = cloud.oss.oss2_bucket(cloud.bucket)
+            for path, key in uploads:
+                bucket.put_object_from_file(key, path)
         if args.env_file:
             write_env_file(args.env_file, {**cloud.environment(), env.CHATAPP_API_TOKEN: api_token})
         info = cloud.describe()

@@ -381,7 +381,7 @@ class CamsBackend(AccountRegistry):
         # The longest request line (method, target, version; no CRLF) of any API request seen, refused or
         # not (admin calls excluded): what tests assert "no request line over N bytes" on.
         self.longest_request_line = 0
-        self.templates = templates  # type: ignore[assignment]  # property normalizes
+        self.templates = templates  # the property normalizes
         # Numbers the service refuses although they look valid (InvalidParameter.PhoneNumberError for the
         # whole call, as for a malformed one): what the sender's batch splitting is tested against.
         self.refused_numbers: frozenset[str] = frozenset()

@@ -39,9 +39,10 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, quote
 
+from .._accounts import Account
 from .._http import HttpRequest, is_loopback, json_object
 from . import exceptions as exc
-from .models import API_VERSION, LIST_ACTION, SEND_ACTION, Account, CamsBackend, Reply
+from .models import API_VERSION, LIST_ACTION, SEND_ACTION, CamsBackend, Reply
 
 SIGNATURE_ALGORITHM = "ACS3-HMAC-SHA256"
 REQUIRED_SIGNED_HEADERS = frozenset(

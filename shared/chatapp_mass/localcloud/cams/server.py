@@ -37,10 +37,10 @@ import time
 from typing import Any
 
 # CamsCredentials and generate_credentials were first defined here; callers still import them from here
-from .._accounts import DEFAULT_REGION, CamsCredentials, generate_credentials, resolve_credentials  # noqa: F401
-from .._http import LocalService, LoopbackHandler, LoopbackServer
+from .._accounts import DEFAULT_REGION, resolve_credentials
+from .._http import HttpRequest, LocalService, LoopbackHandler, LoopbackServer
 from .models import CamsBackend, Reply
-from .responses import ADMIN_PREFIX, AdminResponse, CamsResponse, HttpRequest
+from .responses import ADMIN_PREFIX, AdminResponse, CamsResponse
 
 log = logging.getLogger(__name__)
 

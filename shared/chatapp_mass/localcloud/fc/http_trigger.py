@@ -389,8 +389,8 @@ class HttpTriggerResponse:
             result = self.backend.invoke_sync(
                 trigger.function, payload, qualifier=trigger.qualifier, trigger="http", request_id=request_id
             )
-        except exc.FcError as error:
-            return error_reply(error.http_status, error.code, error.message, request_id)
+        except exc.FcError as failure:
+            return error_reply(failure.http_status, failure.code, failure.message, request_id)
         outcome = result.outcome
         if outcome.status != "ok":
             error = outcome.error or {}

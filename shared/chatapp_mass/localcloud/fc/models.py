@@ -654,7 +654,7 @@ class FcBackend(AccountRegistry):
         self._finished()
 
     def _backoff(self, failures: int) -> float:
-        return min(self.retry_base_delay * 2 ** (failures - 1), self.retry_max_delay)
+        return min(self.retry_base_delay * 2.0 ** (failures - 1), self.retry_max_delay)
 
     def _finished(self) -> None:
         with self._lock:

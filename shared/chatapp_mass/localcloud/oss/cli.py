@@ -15,8 +15,9 @@ from __future__ import annotations
 import argparse
 from functools import partial
 
+from .._accounts import DEFAULT_REGION
 from .._http import serve_until_signalled
-from .models import DEFAULT_MAX_CLOCK_SKEW, DEFAULT_REGION
+from .models import DEFAULT_MAX_CLOCK_SKEW
 from .server import DEFAULT_BUCKETS, LocalOss
 
 

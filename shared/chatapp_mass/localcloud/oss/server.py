@@ -21,10 +21,10 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-from .._accounts import resolve_credentials
+from .._accounts import DEFAULT_REGION, resolve_credentials
 from .._http import LocalService, LoopbackHandler, LoopbackServer
 from .exceptions import OssError
-from .models import DEFAULT_REGION, OssBackend, validate_bucket_name
+from .models import OssBackend, validate_bucket_name
 from .responses import ADMIN_PREFIX, AdminResponse, HttpRequest, OssResponse, Reply
 
 log = logging.getLogger(__name__)

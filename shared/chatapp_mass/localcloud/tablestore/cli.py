@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 from functools import partial
+from typing import Any
 
 from .._accounts import DEFAULT_REGION
 from .._http import serve_until_signalled
@@ -69,7 +70,7 @@ def add_realistic_arguments(parser: argparse.ArgumentParser, prefix: str = "") -
     )
 
 
-def realistic_options(args: argparse.Namespace) -> dict[str, object]:
+def realistic_options(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "realistic": args.realistic,
         "table_not_ready_seconds": args.table_not_ready_seconds,

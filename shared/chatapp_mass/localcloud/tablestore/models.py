@@ -30,7 +30,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, replace
 from typing import Any
@@ -413,7 +413,7 @@ def _transformed(condition: SingleColumnCondition, value: Value | None) -> Value
     return Value(VT_STRING, text)
 
 
-def matches(condition: ColumnCondition, columns: dict[str, Sequence[Value]]) -> bool:
+def matches(condition: ColumnCondition, columns: Mapping[str, Sequence[Value]]) -> bool:
     """Whether a row's columns (name -> its values, newest first) satisfy a column condition or filter.
 
     EXIST / NOT_EXIST test presence only; for the other comparators a missing column passes exactly when

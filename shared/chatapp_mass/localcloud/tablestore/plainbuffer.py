@@ -141,7 +141,7 @@ def value_bytes(value: Value) -> bytes:
     if vt == VT_INTEGER:
         return bytes((VT_INTEGER,)) + _I64.pack(v)
     if vt == VT_STRING:
-        raw = v.encode("utf-8")
+        raw: bytes = v.encode("utf-8")
         return bytes((VT_STRING,)) + _U32.pack(len(raw)) + raw
     if vt == VT_BLOB:
         return bytes((VT_BLOB,)) + _U32.pack(len(v)) + bytes(v)

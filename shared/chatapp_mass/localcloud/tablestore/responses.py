@@ -194,17 +194,17 @@ class TablestoreResponse:
             auth = self._authenticate(request, api)
             instance = auth.instance
             call = _guarded(lambda: parser(instance, request.body))
-        except exc.TablestoreError as error:
+        except exc.TablestoreError as refused:
             backend.record(
                 api=api,
                 tables=[],
-                http_status=error.http_status,
-                error_code=error.code,
-                error_message=error.message,
+                http_status=refused.http_status,
+                error_code=refused.code,
+                error_message=refused.message,
                 request_id=request_id,
                 access_key_id=access_key_id,
             )
-            return self._reply(api, request_id, auth, error=error)
+            return self._reply(api, request_id, auth, error=refused)
 
         fault = backend.take_fault(api)
         error: exc.TablestoreError | None = None
