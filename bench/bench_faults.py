@@ -16,6 +16,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+# The environment and sys.path are set first (the SDKs read the environment when imported, and
+# sys.path finds the imports): hence the noqa: E402 of the imports below
 os.environ.setdefault("ALIBABA_CLOUD_ECS_METADATA_DISABLED", "true")
 ROOT = Path(__file__).resolve().parents[1]
 for path in (ROOT / "shared", ROOT / "tests", ROOT / "tests" / "faults"):

@@ -22,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+# The environment and sys.path are set first (the SDKs read the environment when imported, and
+# sys.path finds the imports): hence the noqa: E402 of the imports below
 os.environ.setdefault("ALIBABA_CLOUD_ECS_METADATA_DISABLED", "true")
 for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
     os.environ.pop(name, None)

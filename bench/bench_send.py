@@ -23,6 +23,7 @@ import tempfile
 import time
 from collections import Counter
 
+# The environment is set before the imports below (the SDKs read it when imported): hence their noqa: E402
 os.environ.setdefault("ALIBABA_CLOUD_ECS_METADATA_DISABLED", "true")
 for _proxy in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
     os.environ.pop(_proxy, None)

@@ -25,6 +25,8 @@ import sys
 import tempfile
 import time
 
+# The environment and sys.path are set first (the SDKs read the environment when imported, and
+# sys.path finds the imports): hence the noqa: E402 of the imports below
 os.environ.setdefault("ALIBABA_CLOUD_ECS_METADATA_DISABLED", "true")
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, os.path.join(ROOT, "shared"))

@@ -13,6 +13,7 @@ import sys
 import tempfile
 import time
 
+# sys.path is set first (it finds the imports below): hence their noqa: E402
 sys.path.insert(0, os.path.dirname(__file__))
 
 from chatapp_mass.store_sqlite import SqliteStore  # noqa: E402

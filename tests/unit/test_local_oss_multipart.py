@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+# The environment is set before the imports below (the SDKs read it when imported): hence their noqa: E402
 os.environ["ALIBABA_CLOUD_ECS_METADATA_DISABLED"] = "true"
 for _proxy in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
     os.environ.pop(_proxy, None)

@@ -11,6 +11,7 @@ import pytest
 import requests
 import responses
 
+# The environment is set before the imports below (the SDKs read it when imported): hence their noqa: E402
 os.environ["ALIBABA_CLOUD_ECS_METADATA_DISABLED"] = "true"
 
 from chatapp_mass.bootstrap import static_credential  # noqa: E402
