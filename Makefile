@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup browser demo demo-cloud test bench package lock validate init-tables clean
+.PHONY: setup browser demo demo-cloud test lint bench package lock validate init-tables clean
 
 setup: $(STAMP)
 
@@ -33,6 +33,11 @@ test: setup browser  ## the whole suite (what CI runs)
 	env -u HTTP_PROXY -u HTTPS_PROXY -u http_proxy -u https_proxy \
 	    ALIBABA_CLOUD_ECS_METADATA_DISABLED=true $(BIN)/python -m pytest
 
+lint: setup  ## ruff (rules in pyproject.toml), the formatter's check, mypy strict on the package; CI runs it before the tests
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
 bench: setup  ## figures for the notes (never assertions)
 	env -u HTTP_PROXY -u HTTPS_PROXY -u http_proxy -u https_proxy \
 	    ALIBABA_CLOUD_ECS_METADATA_DISABLED=true sh -c 'for b in bench/bench_*.py; do $(BIN)/python $$b; done'
@@ -50,4 +55,4 @@ init-tables: setup  ## deploy step: the Tablestore tables, created if missing an
 	$(BIN)/chatapp-mass init-tables --store tablestore://$(or $(INSTANCE),$(CHATAPP_TABLESTORE_INSTANCE),chatapp-mass)
 
 clean:
-	rm -rf $(VENV) demo-out build .pytest_cache .hypothesis
+	rm -rf $(VENV) demo-out build .pytest_cache .hypothesis .mypy_cache .ruff_cache

@@ -65,7 +65,7 @@ def write_csv(path: str, rows: int, seed: int = 7) -> None:
                     recent.append(to)
                 else:
                     recent[rng.randrange(1000)] = to
-            out.write(f"{to},Customer {index},\"C-{index:07d}, ok\"\n")
+            out.write(f'{to},Customer {index},"C-{index:07d}, ok"\n')
 
 
 _CHILD = r"""

@@ -27,6 +27,8 @@ import tempfile
 import threading
 import time
 
+# The environment and sys.path are set first (the SDKs read the environment when imported, and
+# sys.path finds the imports): hence the noqa: E402 of the imports below
 os.environ.setdefault("ALIBABA_CLOUD_ECS_METADATA_DISABLED", "true")
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, os.path.join(ROOT, "shared"))
@@ -39,8 +41,13 @@ from chatapp_mass.sample import write_sample_csv  # noqa: E402
 from chatapp_mass.store import JobStatus  # noqa: E402
 from chatapp_mass.store_tablestore import TablestoreSettings, TablestoreStore  # noqa: E402
 
-META = {"Content-Type": "text/csv", "x-oss-meta-channel-type": "whatsapp", "x-oss-meta-template-code": "BENCH",
-        "x-oss-meta-language": "en", "x-oss-meta-from": "8613800000000"}
+META = {
+    "Content-Type": "text/csv",
+    "x-oss-meta-channel-type": "whatsapp",
+    "x-oss-meta-template-code": "BENCH",
+    "x-oss-meta-language": "en",
+    "x-oss-meta-from": "8613800000000",
+}
 
 
 def write_csv(path: str, megabytes: float) -> int:
@@ -69,7 +76,7 @@ class RssSampler:
         while not self._stop.wait(0.05):
             self.peak = max(self.peak, self._process.memory_info().rss)
 
-    def __enter__(self) -> "RssSampler":
+    def __enter__(self) -> RssSampler:
         self.start = self.peak = self._process.memory_info().rss
         self._thread.start()
         return self
@@ -88,30 +95,49 @@ def main() -> None:
         started = time.time()
         rows = write_csv(path, megabytes)
         size = os.path.getsize(path)
-        print(f"Multipart upload to a job on the local cloud: {rows:,}-row sample CSV ({size / 2**20:.1f} MiB, "
-              f"written in {time.time() - started:.0f} s), parts of {part_mib:g} MiB, 4 upload threads, "
-              "CAMS 50 ms +-50%")
-        with LocalCloud(s_yaml=os.path.join(ROOT, "s.yaml"), data_dir=os.path.join(tmp, "cloud"),
-                        cams_options={"latency": 0.05, "latency_jitter": 0.5},
-                        function_environment={"CHATAPP_LOG_LEVEL": "WARNING"}) as cloud:
+        print(
+            f"Multipart upload to a job on the local cloud: {rows:,}-row sample CSV ({size / 2**20:.1f} MiB, "
+            f"written in {time.time() - started:.0f} s), parts of {part_mib:g} MiB, 4 upload threads, "
+            "CAMS 50 ms +-50%"
+        )
+        with LocalCloud(
+            s_yaml=os.path.join(ROOT, "s.yaml"),
+            data_dir=os.path.join(tmp, "cloud"),
+            cams_options={"latency": 0.05, "latency_jitter": 0.5},
+            function_environment={"CHATAPP_LOG_LEVEL": "WARNING"},
+        ) as cloud:
             creds = cloud.credentials
-            store = TablestoreStore(TablestoreSettings(endpoint=cloud.tablestore.endpoint, instance=cloud.instance),
-                                    access_key_id=creds.access_key_id, access_key_secret=creds.access_key_secret,
-                                    security_token=creds.security_token or "")
+            store = TablestoreStore(
+                TablestoreSettings(endpoint=cloud.tablestore.endpoint, instance=cloud.instance),
+                access_key_id=creds.access_key_id,
+                access_key_secret=creds.access_key_secret,
+                security_token=creds.security_token or "",
+            )
             bucket = cloud.oss.oss2_bucket(cloud.bucket)
             key = "incoming/users list.csv"
             source = f"oss://{cloud.bucket}/{key}"
             with RssSampler() as rss:
                 upload_started = time.time()
-                result = oss2.resumable_upload(bucket, key, path, store=oss2.ResumableStore(root=tmp),
-                                               multipart_threshold=part_size, part_size=part_size,
-                                               num_threads=4, headers=META)
+                result = oss2.resumable_upload(
+                    bucket,
+                    key,
+                    path,
+                    store=oss2.ResumableStore(root=tmp),
+                    multipart_threshold=part_size,
+                    part_size=part_size,
+                    num_threads=4,
+                    headers=META,
+                )
                 uploaded = time.time()
                 upload_peak, rss.peak = rss.peak, 0
                 job = None
                 while time.time() - uploaded < 3600:
                     job = next((j for j in store.list_jobs(5) if j.source == source), None)
-                    if job is not None and job.status in (JobStatus.completed, JobStatus.failed, JobStatus.stopped):
+                    if job is not None and job.status in (
+                        JobStatus.completed,
+                        JobStatus.failed,
+                        JobStatus.stopped,
+                    ):
                         break
                     time.sleep(0.5)
                 done = time.time()
@@ -120,30 +146,50 @@ def main() -> None:
             requests = [r.operation for r in cloud.oss.backend.requests]
             summary: dict[str, object] = {}
             if job.status is JobStatus.completed:
-                stem = key[len("incoming/"):-len(".csv")]
-                summary = json.loads(bucket.get_object(f"reports/{stem}.{job.job_id[:12]}.summary.json").read())
+                stem = key[len("incoming/") : -len(".csv")]
+                summary = json.loads(
+                    bucket.get_object(f"reports/{stem}.{job.job_id[:12]}.summary.json").read()
+                )
             stats = cloud.fc.backend.stats()["functions"]
             store.close()
         children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024  # workers are reaped by now
     upload_s = uploaded - upload_started
-    print(f"  upload:   {upload_s:5.1f} s ({size / 2**20 / upload_s:5.1f} MiB/s), {requests.count('UploadPart')} parts, "
-          f"ETag {result.etag}")
+    print(
+        f"  upload:   {upload_s:5.1f} s ({size / 2**20 / upload_s:5.1f} MiB/s), {requests.count('UploadPart')} parts, "
+        f"ETag {result.etag}"
+    )
     first = f"{accepted[0] - upload_started:5.1f} s" if accepted else "never"
-    print(f"  job:      {job.status.value}; upload start -> first send {first}; upload end -> done "
-          f"{done - uploaded:5.1f} s")
-    print(f"  rows:     {job.total_rows:,} (valid {job.valid:,}, invalid {job.invalid:,}, duplicate {job.duplicate:,}), "
-          f"{job.batches} batches")
+    print(
+        f"  job:      {job.status.value}; upload start -> first send {first}; upload end -> done "
+        f"{done - uploaded:5.1f} s"
+    )
+    print(
+        f"  rows:     {job.total_rows:,} (valid {job.valid:,}, invalid {job.invalid:,}, duplicate {job.duplicate:,}), "
+        f"{job.batches} batches"
+    )
     if summary:
-        print("  summary:  " + ", ".join(f"{name} {summary.get(name, 0):,}" for name in
-                                        ("sent", "failed", "uncertain", "skipped") if name in summary))
-    print(f"  sends:    {len(cloud.cams.backend.received):,} recipients received by CAMS in "
-          f"{len(cloud.cams.backend.attempts)} calls")
-    print(f"  GB-s:     ingest {stats['chatapp-mass-ingest']['gb_seconds']:.1f}, "
-          f"sender {stats['chatapp-mass-sender']['gb_seconds']:.1f}")
-    print(f"  peak RSS: this process (local cloud + uploader) {rss.start / 2**20:.0f} MiB before the upload, "
-          f"{upload_peak / 2**20:.0f} MiB during it (the local OSS streams parts to disk), "
-          f"{max(rss.peak, upload_peak) / 2**20:.0f} MiB during the job (the local CAMS and Tablestore keep every "
-          f"message and row in memory); largest function worker {children / 2**20:.0f} MiB")
+        print(
+            "  summary:  "
+            + ", ".join(
+                f"{name} {summary.get(name, 0):,}"
+                for name in ("sent", "failed", "uncertain", "skipped")
+                if name in summary
+            )
+        )
+    print(
+        f"  sends:    {len(cloud.cams.backend.received):,} recipients received by CAMS in "
+        f"{len(cloud.cams.backend.attempts)} calls"
+    )
+    print(
+        f"  GB-s:     ingest {stats['chatapp-mass-ingest']['gb_seconds']:.1f}, "
+        f"sender {stats['chatapp-mass-sender']['gb_seconds']:.1f}"
+    )
+    print(
+        f"  peak RSS: this process (local cloud + uploader) {rss.start / 2**20:.0f} MiB before the upload, "
+        f"{upload_peak / 2**20:.0f} MiB during it (the local OSS streams parts to disk), "
+        f"{max(rss.peak, upload_peak) / 2**20:.0f} MiB during the job (the local CAMS and Tablestore keep every "
+        f"message and row in memory); largest function worker {children / 2**20:.0f} MiB"
+    )
 
 
 if __name__ == "__main__":

@@ -18,6 +18,8 @@ import sys
 import tempfile
 import time
 
+# The environment and sys.path are set first (the SDKs read the environment when imported, and
+# sys.path finds the imports): hence the noqa: E402 of the imports below
 os.environ.setdefault("ALIBABA_CLOUD_ECS_METADATA_DISABLED", "true")
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "shared"))
 
@@ -67,8 +69,13 @@ def main() -> None:
         local_seconds = time.perf_counter() - started
 
         creds = oss.credentials
-        client = OssClient(oss.endpoint, region=creds.region_id, access_key_id=creds.access_key_id,
-                           access_key_secret=creds.access_key_secret, security_token=creds.security_token or "")
+        client = OssClient(
+            oss.endpoint,
+            region=creds.region_id,
+            access_key_id=creds.access_key_id,
+            access_key_secret=creds.access_key_secret,
+            security_token=creds.security_token or "",
+        )
         rss_before = peak_rss_mib()
         started = time.perf_counter()
         with client.open(OssLocation("chatapp-mass", "lists/bench.csv")) as stream:
@@ -78,13 +85,17 @@ def main() -> None:
         assert (oss_bytes, oss_sha) == (local_bytes, local_sha), "the streamed object differs from the file"
 
     size = oss_bytes / 2**20
-    print(f"OSS streaming read through the local OSS, {size:,.0f} MiB object, {CHUNK // 1024} KiB reads, SHA-256")
+    print(
+        f"OSS streaming read through the local OSS, {size:,.0f} MiB object, {CHUNK // 1024} KiB reads, SHA-256"
+    )
     print(f"  upload (PutObject):        {size / upload:8,.0f} MiB/s")
     print(f"  OssClient.open stream:     {size / oss_seconds:8,.0f} MiB/s  ({oss_seconds:.2f} s)")
     print(f"  local file (baseline):     {size / local_seconds:8,.0f} MiB/s  ({local_seconds:.2f} s)")
     print(f"  ratio local/OSS:           {oss_seconds / local_seconds:8.1f}x")
-    print(f"  peak RSS: {rss_start:.0f} MiB at start, {rss_before:.0f} MiB after upload, grew {rss_growth:.1f} MiB "
-          f"while streaming (the object is {size:,.0f} MiB)")
+    print(
+        f"  peak RSS: {rss_start:.0f} MiB at start, {rss_before:.0f} MiB after upload, grew {rss_growth:.1f} MiB "
+        f"while streaming (the object is {size:,.0f} MiB)"
+    )
 
 
 if __name__ == "__main__":

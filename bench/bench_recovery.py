@@ -22,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+# The environment and sys.path are set first (the SDKs read the environment when imported, and
+# sys.path finds the imports): hence the noqa: E402 of the imports below
 os.environ.setdefault("ALIBABA_CLOUD_ECS_METADATA_DISABLED", "true")
 for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
     os.environ.pop(name, None)
@@ -36,8 +38,15 @@ from chatapp_mass.reconcile import Reconciler  # noqa: E402
 from chatapp_mass.store import BatchStatus  # noqa: E402
 from chatapp_mass.store_sqlite import SqliteStore  # noqa: E402
 
-OPTIONS = parse_job_options({"ChannelType": "whatsapp", "TemplateCode": "T1", "Language": "en",
-                             "From": "8613800000000", "CustSpaceId": "cs-bench"})
+OPTIONS = parse_job_options(
+    {
+        "ChannelType": "whatsapp",
+        "TemplateCode": "T1",
+        "Language": "en",
+        "From": "8613800000000",
+        "CustSpaceId": "cs-bench",
+    }
+)
 RECIPIENTS = 10_000
 
 
@@ -58,8 +67,13 @@ def send_job(cams: LocalCams, tmp: str, refused: list[str]) -> tuple[float, int,
     cams.backend.configure(refused_numbers=refused)
     store = SqliteStore(os.path.join(tmp, f"split-{len(refused)}.db"))
     data = csv_of(RECIPIENTS)
-    job, _ = plan_job(store, source="bench.csv", open_stream=lambda: io.BytesIO(data), options=OPTIONS,
-                      intake=IntakeOptions())
+    job, _ = plan_job(
+        store,
+        source="bench.csv",
+        open_stream=lambda: io.BytesIO(data),
+        options=OPTIONS,
+        intake=IntakeOptions(),
+    )
     started = time.perf_counter()
     result = JobRunner(store, client(cams), DispatchSettings()).run(job)
     seconds = time.perf_counter() - started
@@ -73,8 +87,13 @@ def reconcile_batch(cams: LocalCams, tmp: str, qps: int) -> tuple[float, int, in
     cams.backend.configure(refused_numbers=[])
     store = SqliteStore(os.path.join(tmp, f"reconcile-{qps}.db"))
     data = csv_of(1_000)
-    job, _ = plan_job(store, source="bench.csv", open_stream=lambda: io.BytesIO(data), options=OPTIONS,
-                      intake=IntakeOptions())
+    job, _ = plan_job(
+        store,
+        source="bench.csv",
+        open_stream=lambda: io.BytesIO(data),
+        options=OPTIONS,
+        intake=IntakeOptions(),
+    )
     cams.backend.reply_non_json_next(1, accept=True)  # CAMS takes it, the reply is garbage: uncertain
     JobRunner(store, client(cams), DispatchSettings()).run(job)
     started = time.perf_counter()
@@ -89,21 +108,28 @@ def main() -> None:
     logging.disable(logging.WARNING)  # the engine's per-batch warnings are the expected story here
     with tempfile.TemporaryDirectory() as tmp, LocalCams(latency=0.1, latency_jitter=0.5) as cams:
         print(f"Splitting: {RECIPIENTS:,} recipients, batches of 1,000, numbers CAMS refuses")
-        print(f"  {'refused':>7s} {'calls':>6s} {'extra calls / refused':>22s} {'failed':>6s} {'seconds':>8s} "
-              f"{'x none':>7s}")
+        print(
+            f"  {'refused':>7s} {'calls':>6s} {'extra calls / refused':>22s} {'failed':>6s} {'seconds':>8s} "
+            f"{'x none':>7s}"
+        )
         base_seconds = base_calls = 0.0
         for count in (0, 1, 5):
             refused = numbers(RECIPIENTS)[1234::1777][:count]
             seconds, calls, failed = send_job(cams, tmp, refused)
             base_seconds, base_calls = (seconds, calls) if count == 0 else (base_seconds, base_calls)
             extra = f"{(calls - base_calls) / count:.1f}" if count else "-"
-            print(f"  {count:>7} {calls:>6} {extra:>22s} {failed:>6} {seconds:>8.1f} {seconds / base_seconds:>6.1f}x",
-                  flush=True)
+            print(
+                f"  {count:>7} {calls:>6} {extra:>22s} {failed:>6} {seconds:>8.1f} {seconds / base_seconds:>6.1f}x",
+                flush=True,
+            )
         print("Reconciling one uncertain batch of 1,000 recipients (one ListChatappMessage query each)")
         for qps in (20, 50):
             seconds, queries, found = reconcile_batch(cams, tmp, qps)
-            print(f"  --list-qps {qps}: {queries:,} queries, {found:,} found, {seconds:.1f} s, "
-                  f"{queries / seconds:.1f} queries/s", flush=True)
+            print(
+                f"  --list-qps {qps}: {queries:,} queries, {found:,} found, {seconds:.1f} s, "
+                f"{queries / seconds:.1f} queries/s",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

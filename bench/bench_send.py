@@ -23,6 +23,7 @@ import tempfile
 import time
 from collections import Counter
 
+# The environment is set before the imports below (the SDKs read it when imported): hence their noqa: E402
 os.environ.setdefault("ALIBABA_CLOUD_ECS_METADATA_DISABLED", "true")
 for _proxy in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
     os.environ.pop(_proxy, None)
@@ -65,9 +66,14 @@ def runner(cams: LocalCams, calls: int, batch: int, workdir: str) -> dict[str, o
             handle.write(f"+86 139 {i // 10000:04d} {i % 10000:04d},Guest {i}\n")
     store = SqliteStore(os.path.join(workdir, "state.db"))
     try:
-        job, _ = plan_job(store, source=path, open_stream=lambda: open(path, "rb"),
-                          options=JobOptions.model_validate(OPTIONS), intake=IntakeOptions(),
-                          settings=PlanSettings(batch_size=batch))
+        job, _ = plan_job(
+            store,
+            source=path,
+            open_stream=lambda: open(path, "rb"),  # noqa: SIM115 - plan_job opens it in a with block
+            options=JobOptions.model_validate(OPTIONS),
+            intake=IntakeOptions(),
+            settings=PlanSettings(batch_size=batch),
+        )
         since = time.time()
         result = JobRunner(store, _client(cams), DispatchSettings(qps=10)).run(job)
     finally:
@@ -75,18 +81,27 @@ def runner(cams: LocalCams, calls: int, batch: int, workdir: str) -> dict[str, o
     attempts, rate = _rate(cams, since)
     received = Counter(m.to for m in cams.backend.received if m.arrived_at >= since)
     return {
-        "attempts": attempts, "rate": rate, "sent": result.snapshot.sent, "valid": job.valid,
-        "late_slots": result.snapshot.late_slots, "throttled": result.snapshot.throttled,
-        "busiest": cams.backend.max_calls_in_any_window(1.0), "twice": sum(1 for n in received.values() if n > 1),
+        "attempts": attempts,
+        "rate": rate,
+        "sent": result.snapshot.sent,
+        "valid": job.valid,
+        "late_slots": result.snapshot.late_slots,
+        "throttled": result.snapshot.throttled,
+        "busiest": cams.backend.max_calls_in_any_window(1.0),
+        "twice": sum(1 for n in received.values() if n > 1),
         "distinct": len(received),
     }
 
 
 def main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--calls", type=int, default=250, help="calls the runner makes (default %(default)s)")
     parser.add_argument("--batch", type=int, default=10, help="recipients per call (default %(default)s)")
-    parser.add_argument("--plain-calls", type=int, default=40, help="calls of the plain loop (default %(default)s)")
+    parser.add_argument(
+        "--plain-calls", type=int, default=40, help="calls of the plain loop (default %(default)s)"
+    )
     args = parser.parse_args(argv)
     with LocalCams(latency=0.25, latency_jitter=0.5) as cams, tempfile.TemporaryDirectory() as workdir:
         limit = cams.backend.qps_limit
@@ -97,12 +112,18 @@ def main(argv: list[str]) -> None:
     rate = float(figures["rate"])  # type: ignore[arg-type]
     print(f"bench_send: local CAMS, latency 0.25 s ±50%, limit {limit} calls in any sliding second")
     print(f"  plain sequential SDK loop : {plain:6.2f} calls/s  ({args.plain_calls} calls)")
-    print(f"  JobRunner (chatapp-mass)  : {rate:6.2f} calls/s  ({figures['attempts']} calls) = "
-          f"{rate / limit:.1%} of the limit, {rate / plain:.1f}x the plain loop")
-    print(f"  busiest sliding second    : {figures['busiest']} calls; throttled replies {figures['throttled']}; "
-          f"slots given up late {figures['late_slots']}")
-    print(f"  recipients                : {figures['sent']:,} sent of {figures['valid']:,} valid; "
-          f"{figures['distinct']:,} distinct received, {figures['twice']} more than once")
+    print(
+        f"  JobRunner (chatapp-mass)  : {rate:6.2f} calls/s  ({figures['attempts']} calls) = "
+        f"{rate / limit:.1%} of the limit, {rate / plain:.1f}x the plain loop"
+    )
+    print(
+        f"  busiest sliding second    : {figures['busiest']} calls; throttled replies {figures['throttled']}; "
+        f"slots given up late {figures['late_slots']}"
+    )
+    print(
+        f"  recipients                : {figures['sent']:,} sent of {figures['valid']:,} valid; "
+        f"{figures['distinct']:,} distinct received, {figures['twice']} more than once"
+    )
 
 
 if __name__ == "__main__":

@@ -25,6 +25,8 @@ import sys
 import tempfile
 import time
 
+# The environment and sys.path are set first (the SDKs read the environment when imported, and
+# sys.path finds the imports): hence the noqa: E402 of the imports below
 os.environ.setdefault("ALIBABA_CLOUD_ECS_METADATA_DISABLED", "true")
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, os.path.join(ROOT, "shared"))
@@ -38,8 +40,12 @@ MODES = {
     "drain-4": {"CHATAPP_DISPATCH": "drain", "CHATAPP_SENDERS": "4"},
     "per-batch": {"CHATAPP_DISPATCH": "per-batch"},
 }
-META = {"x-oss-meta-channel-type": "whatsapp", "x-oss-meta-template-code": "BENCH",
-        "x-oss-meta-language": "en", "x-oss-meta-from": "8613800000000"}
+META = {
+    "x-oss-meta-channel-type": "whatsapp",
+    "x-oss-meta-template-code": "BENCH",
+    "x-oss-meta-language": "en",
+    "x-oss-meta-from": "8613800000000",
+}
 
 
 def write_csv(rows: int) -> bytes:
@@ -52,14 +58,22 @@ def write_csv(rows: int) -> bytes:
 
 
 def run_mode(name: str, environment: dict[str, str], data: bytes, rows: int) -> dict[str, float]:
-    with tempfile.TemporaryDirectory() as tmp, LocalCloud(
-            s_yaml=os.path.join(ROOT, "s.yaml"), data_dir=tmp,
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        LocalCloud(
+            s_yaml=os.path.join(ROOT, "s.yaml"),
+            data_dir=tmp,
             cams_options={"latency": 0.25, "latency_jitter": 0.5},
-            function_environment={**environment, "CHATAPP_LOG_LEVEL": "WARNING"}) as cloud:
+            function_environment={**environment, "CHATAPP_LOG_LEVEL": "WARNING"},
+        ) as cloud,
+    ):
         creds = cloud.credentials
-        store = TablestoreStore(TablestoreSettings(endpoint=cloud.tablestore.endpoint, instance=cloud.instance),
-                                access_key_id=creds.access_key_id, access_key_secret=creds.access_key_secret,
-                                security_token=creds.security_token or "")
+        store = TablestoreStore(
+            TablestoreSettings(endpoint=cloud.tablestore.endpoint, instance=cloud.instance),
+            access_key_id=creds.access_key_id,
+            access_key_secret=creds.access_key_secret,
+            security_token=creds.security_token or "",
+        )
         key = f"incoming/bench-{name}.csv"
         source = f"oss://{cloud.bucket}/{key}"
         started = time.time()
@@ -83,12 +97,19 @@ def run_mode(name: str, environment: dict[str, str], data: bytes, rows: int) -> 
         store.close()
         call_seconds = sum(0.25 for _ in range(calls))  # the calls' own (mean) latency
         return {
-            "first_send": accepted[0] - started, "done": done, "recipients": recipients, "calls": calls,
-            "rate": recipients / sending, "busiest": cloud.cams.backend.max_calls_in_any_window(1.0),
-            "ingest_gbs": ingest["gb_seconds"], "sender_gbs": sender["gb_seconds"],
-            "sender_invocations": sender["invocations"], "sender_peak": sender["peak_busy"],
+            "first_send": accepted[0] - started,
+            "done": done,
+            "recipients": recipients,
+            "calls": calls,
+            "rate": recipients / sending,
+            "busiest": cloud.cams.backend.max_calls_in_any_window(1.0),
+            "ingest_gbs": ingest["gb_seconds"],
+            "sender_gbs": sender["gb_seconds"],
+            "sender_invocations": sender["invocations"],
+            "sender_peak": sender["peak_busy"],
             "sender_wait_gbs": max(sender["gb_seconds"] - call_seconds * 512 / 1024, 0.0),
-            "cold_ingest": cold.get("chatapp-mass-ingest", 0.0), "cold_sender": cold.get("chatapp-mass-sender", 0.0),
+            "cold_ingest": cold.get("chatapp-mass-ingest", 0.0),
+            "cold_sender": cold.get("chatapp-mass-sender", 0.0),
         }
 
 
@@ -96,18 +117,26 @@ def main() -> None:
     rows = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
     modes = sys.argv[2:] or list(MODES)
     data = write_csv(rows)
-    print(f"Serverless path on the local cloud: {rows:,}-row CSV ({len(data) / 2**20:.1f} MiB), CAMS 250 ms +-50%, "
-          "ceiling 10 calls/s x 1,000 = 10,000 recipients/s")
+    print(
+        f"Serverless path on the local cloud: {rows:,}-row CSV ({len(data) / 2**20:.1f} MiB), CAMS 250 ms +-50%, "
+        "ceiling 10 calls/s x 1,000 = 10,000 recipients/s"
+    )
     for name in modes:
         r = run_mode(name, MODES[name], data, rows)
         per100k = 100_000 / max(r["recipients"], 1)
-        print(f"  {name:9s}: upload->first send {r['first_send']:5.1f} s, ->done {r['done']:5.1f} s; "
-              f"{r['rate']:7,.0f} recipients/s while sending = {r['rate'] / 10_000:4.0%} of the ceiling "
-              f"(busiest second {r['busiest']} calls, {r['calls']} calls)")
-        print(f"  {'':9s}  GB-s: ingest {r['ingest_gbs']:.1f}, sender {r['sender_gbs']:.1f} "
-              f"({r['sender_invocations']} invocations, {r['sender_peak']} at once; ~{r['sender_wait_gbs']:.1f} "
-              f"beyond the calls' own time); per 100k recipients {(r['ingest_gbs'] + r['sender_gbs']) * per100k:.1f}")
-        print(f"  {'':9s}  cold import: ingest handler {r['cold_ingest']:.2f} s, sender handler {r['cold_sender']:.2f} s")
+        print(
+            f"  {name:9s}: upload->first send {r['first_send']:5.1f} s, ->done {r['done']:5.1f} s; "
+            f"{r['rate']:7,.0f} recipients/s while sending = {r['rate'] / 10_000:4.0%} of the ceiling "
+            f"(busiest second {r['busiest']} calls, {r['calls']} calls)"
+        )
+        print(
+            f"  {'':9s}  GB-s: ingest {r['ingest_gbs']:.1f}, sender {r['sender_gbs']:.1f} "
+            f"({r['sender_invocations']} invocations, {r['sender_peak']} at once; ~{r['sender_wait_gbs']:.1f} "
+            f"beyond the calls' own time); per 100k recipients {(r['ingest_gbs'] + r['sender_gbs']) * per100k:.1f}"
+        )
+        print(
+            f"  {'':9s}  cold import: ingest handler {r['cold_ingest']:.2f} s, sender handler {r['cold_sender']:.2f} s"
+        )
 
 
 if __name__ == "__main__":

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import sys
 
+# The environment and sys.path are set first (the SDKs read the environment when imported, and
+# sys.path finds the imports): hence the noqa: E402 of the imports below
 sys.path.insert(0, os.path.dirname(__file__))  # tests/oracle.py: helpers shared by test files
 
 os.environ["ALIBABA_CLOUD_ECS_METADATA_DISABLED"] = "true"

@@ -20,8 +20,13 @@ def sample_bytes(rows: int, seed: int) -> bytes:
 
 def valid_numbers(data: bytes) -> set[str]:
     """The numbers a sample file must reach: a parsable number with both template values present."""
-    return {number for row in csv.DictReader(io.StringIO(data.decode("utf-8")))
-            if (number := normalize_number(row["to"].strip(), None)) and row["name"].strip() and row["code"].strip()}
+    return {
+        number
+        for row in csv.DictReader(io.StringIO(data.decode("utf-8")))
+        if (number := normalize_number(row["to"].strip(), None))
+        and row["name"].strip()
+        and row["code"].strip()
+    }
 
 
 FINAL_ROW = {"sent", "failed", "uncertain", "invalid", "duplicate", "cancelled"}
@@ -52,7 +57,9 @@ def audit_job(data: bytes, received: list[Any], report: list[dict[str, str]], *,
     problems = []
     twice = [n for n, times in got.items() if times > 1]
     if twice:
-        problems.append(f"{len(twice)} numbers received more than once ({sum(got[n] for n in twice)} messages)")
+        problems.append(
+            f"{len(twice)} numbers received more than once ({sum(got[n] for n in twice)} messages)"
+        )
     unknown = set(got) - set(firsts)
     if unknown:
         problems.append(f"{len(unknown)} numbers received that are not valid recipients of the file")
@@ -62,8 +69,10 @@ def audit_job(data: bytes, received: list[Any], report: list[dict[str, str]], *,
     rows = data.decode("utf-8").count("\n") - 1
     lines = Counter(int(r["line"]) for r in report)
     if set(lines) != set(range(2, rows + 2)) or max(lines.values(), default=0) > 1:
-        problems.append(f"report lines: {len(set(range(2, rows + 2)) - set(lines))} missing, "
-                        f"{sum(1 for times in lines.values() if times > 1)} twice, of {rows}")
+        problems.append(
+            f"report lines: {len(set(range(2, rows + 2)) - set(lines))} missing, "
+            f"{sum(1 for times in lines.values() if times > 1)} twice, of {rows}"
+        )
     status = {r["to"]: r["status"] for r in report if r["status"] not in ("duplicate", "invalid")}
     sent_not_received = [n for n, s in status.items() if s == "sent" and not got.get(n)]
     if sent_not_received:
@@ -74,8 +83,10 @@ def audit_job(data: bytes, received: list[Any], report: list[dict[str, str]], *,
             problems.append(f"rows without a final status: {dict(open_rows)}")
         lost = [n for n in firsts if status.get(n) not in ("uncertain", "failed") and not got.get(n)]
         if lost:
-            problems.append(f"{len(lost)} valid recipients neither received nor reported uncertain or failed "
-                            f"(their statuses: {dict(Counter(status.get(n) for n in lost))})")
+            problems.append(
+                f"{len(lost)} valid recipients neither received nor reported uncertain or failed "
+                f"(their statuses: {dict(Counter(status.get(n) for n in lost))})"
+            )
         denied = Counter(status.get(n) for n in got if status.get(n) not in ("sent", "uncertain"))
         if denied:
             problems.append(f"received by CAMS but reported otherwise: {dict(denied)}")

@@ -13,8 +13,12 @@ from chatapp_mass.oss_jobs import FunctionSettings, Ingest, Sender
 from chatapp_mass.oss_source import OssClient
 from chatapp_mass.store_tablestore import TablestoreSettings, TablestoreStore
 
-META = {"x-oss-meta-channel-type": "whatsapp", "x-oss-meta-template-code": "T_WELCOME",
-        "x-oss-meta-language": "en", "x-oss-meta-from": "8613800000000"}
+META = {
+    "x-oss-meta-channel-type": "whatsapp",
+    "x-oss-meta-template-code": "T_WELCOME",
+    "x-oss-meta-language": "en",
+    "x-oss-meta-from": "8613800000000",
+}
 
 
 class QueueInvoker:
@@ -30,10 +34,19 @@ class World:
     def __init__(self, cloud: LocalCloud, **settings: Any) -> None:
         self.cloud = cloud
         creds = cloud.credentials
-        keys = dict(access_key_id=creds.access_key_id, access_key_secret=creds.access_key_secret,
-                    security_token=creds.security_token or "")
-        self.store = TablestoreStore(TablestoreSettings(endpoint=cloud.tablestore.endpoint, instance=cloud.instance,
-                                                        table_prefix=f"j{secrets.token_hex(3)}_"), **keys)
+        keys = dict(
+            access_key_id=creds.access_key_id,
+            access_key_secret=creds.access_key_secret,
+            security_token=creds.security_token or "",
+        )
+        self.store = TablestoreStore(
+            TablestoreSettings(
+                endpoint=cloud.tablestore.endpoint,
+                instance=cloud.instance,
+                table_prefix=f"j{secrets.token_hex(3)}_",
+            ),
+            **keys,
+        )
         self.oss = OssClient(cloud.oss.endpoint, region=creds.region_id, **keys)
         self.cams = cams_client_for(cloud.cams.endpoint, creds, region_id=creds.region_id)
         self.invoker = QueueInvoker()

@@ -1,4 +1,5 @@
-"""FC entry point: OSS upload of a recipient CSV -> plan the job -> fan out to the sender (see chatapp_mass.oss_jobs)."""
+"""FC entry point: OSS upload of a recipient CSV -> plan the job -> fan out to the sender
+(see chatapp_mass.oss_jobs)."""
 
 from chatapp_mass.handlers import ingest
 

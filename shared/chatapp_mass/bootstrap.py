@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional
+from typing import Any, TypedDict
 
 from chatapp_mass import env
 from chatapp_mass.cams import CamsClient, CamsSettings, parse_endpoint
-from chatapp_mass.store import Store
 from chatapp_mass.errors import OptionsError
 from chatapp_mass.oss_source import OssClient
+from chatapp_mass.store import Store
 
 
 @dataclass
 class Services:
     store: Store
     cams: CamsClient
-    oss: Optional[OssClient] = None  # built from the environment on first use (only oss:// sources need it)
+    oss: OssClient | None = None  # built from the environment on first use (only oss:// sources need it)
 
     def oss_client(self) -> OssClient:
         if self.oss is None:
@@ -28,7 +29,15 @@ class Services:
         self.store.close()
 
 
-def _keys_in(environ: Mapping[str, str]) -> dict[str, str]:
+class _Keys(TypedDict, total=False):
+    """The keyword arguments of a store or client that name its keys."""
+
+    access_key_id: str
+    access_key_secret: str
+    security_token: str
+
+
+def _keys_in(environ: Mapping[str, str]) -> _Keys:
     """Keys in the ``ALIBABA_CLOUD_*`` variables of ``environ``, read now; none: the default chain decides.
 
     ``alibabacloud-credentials`` reads those variables once, when it is imported, so an environment handed in
@@ -38,8 +47,11 @@ def _keys_in(environ: Mapping[str, str]) -> dict[str, str]:
     secret = environ.get(env.ALIBABA_CLOUD_ACCESS_KEY_SECRET, "")
     if not (key_id and secret):
         return {}
-    return {"access_key_id": key_id, "access_key_secret": secret,
-            "security_token": environ.get(env.ALIBABA_CLOUD_SECURITY_TOKEN, "")}
+    return {
+        "access_key_id": key_id,
+        "access_key_secret": secret,
+        "security_token": environ.get(env.ALIBABA_CLOUD_SECURITY_TOKEN, ""),
+    }
 
 
 def open_store(url: str, environ: Mapping[str, str] = os.environ) -> Store:
@@ -52,15 +64,16 @@ def open_store(url: str, environ: Mapping[str, str] = os.environ) -> Store:
     if url.startswith("sqlite:///"):
         from chatapp_mass.store_sqlite import SqliteStore
 
-        path = url[len("sqlite:///"):]
+        path = url[len("sqlite:///") :]
         if not path:
             raise OptionsError(f"--store {url!r}: give a file, e.g. sqlite:///chatapp-mass.db")
         return SqliteStore(path)
     if url.startswith("tablestore://"):
         from chatapp_mass.store_tablestore import TablestoreSettings, TablestoreStore
 
-        return TablestoreStore(TablestoreSettings.from_url(url, environ), create_tables=False,
-                               **_keys_in(environ))
+        return TablestoreStore(
+            TablestoreSettings.from_url(url, environ), create_tables=False, **_keys_in(environ)
+        )
     raise OptionsError(
         f"--store {url!r}: use sqlite:///relative.db, sqlite:////absolute/path.db (three or four slashes) "
         "or tablestore://INSTANCE"
@@ -75,8 +88,9 @@ def init_tables(url: str, environ: Mapping[str, str] = os.environ) -> dict[str, 
     if url.startswith("tablestore://"):
         from chatapp_mass.store_tablestore import TablestoreSettings, TablestoreStore
 
-        store = TablestoreStore(TablestoreSettings.from_url(url, environ), create_tables=False,
-                                **_keys_in(environ))
+        store = TablestoreStore(
+            TablestoreSettings.from_url(url, environ), create_tables=False, **_keys_in(environ)
+        )
         try:
             return {"store": url, **store.init_tables()}
         finally:
@@ -91,8 +105,14 @@ def static_credential(access_key_id: str, access_key_secret: str, security_token
     from alibabacloud_credentials.models import Config
 
     if security_token:
-        return Client(Config(type="sts", access_key_id=access_key_id, access_key_secret=access_key_secret,
-                             security_token=security_token))
+        return Client(
+            Config(
+                type="sts",
+                access_key_id=access_key_id,
+                access_key_secret=access_key_secret,
+                security_token=security_token,
+            )
+        )
     return Client(Config(type="access_key", access_key_id=access_key_id, access_key_secret=access_key_secret))
 
 
@@ -100,16 +120,19 @@ def cams_client_for(endpoint: str, credentials: Any, **settings: Any) -> CamsCli
     """A CAMS client for an explicit endpoint URL (``http://127.0.0.1:PORT``) and explicit credentials (an
     object with ``access_key_id``, ``access_key_secret``, ``security_token``: the local CAMS's)."""
     host, protocol = parse_endpoint(endpoint)
-    return CamsClient(CamsSettings(endpoint=host, protocol=protocol, **settings),
-                      credential=static_credential(credentials.access_key_id, credentials.access_key_secret,
-                                                   credentials.security_token or ""))
+    return CamsClient(
+        CamsSettings(endpoint=host, protocol=protocol, **settings),
+        credential=static_credential(
+            credentials.access_key_id, credentials.access_key_secret, credentials.security_token or ""
+        ),
+    )
 
 
 def build_services(
     *,
-    store_url: Optional[str] = None,
-    store: Optional[Store] = None,
-    cams: Optional[CamsClient] = None,
+    store_url: str | None = None,
+    store: Store | None = None,
+    cams: CamsClient | None = None,
     credential: Any = None,
     environ: Mapping[str, str] = os.environ,
 ) -> Services:
@@ -146,8 +169,11 @@ def function_services(environ: Mapping[str, str] = os.environ, credential: Any =
     oss_keys: dict[str, str] = {}
     if credential is not None:
         current = credential.get_credential()
-        oss_keys = {"access_key_id": current.access_key_id, "access_key_secret": current.access_key_secret,
-                    "security_token": current.security_token or ""}
+        oss_keys = {
+            "access_key_id": current.access_key_id,
+            "access_key_secret": current.access_key_secret,
+            "security_token": current.security_token or "",
+        }
     return FunctionServices(
         store=open_store(environ.get(env.CHATAPP_STORE) or env.DEFAULT_STORE, environ),
         cams=CamsClient(CamsSettings.from_env(environ), credential=credential),

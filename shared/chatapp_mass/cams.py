@@ -28,10 +28,11 @@
 
 from __future__ import annotations
 
-import os
 import hashlib
+import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Optional
+from typing import Any
 from urllib.parse import urlsplit
 
 from chatapp_mass import env
@@ -52,15 +53,17 @@ def params_in_from_env(environ: Mapping[str, str] = os.environ) -> str:
     """``CHATAPP_CAMS_PARAMS_IN``: ``body`` (default) or ``query``; anything else is an error."""
     value = (environ.get(env.CHATAPP_CAMS_PARAMS_IN) or PARAMS_IN_BODY).strip().lower()
     if value not in PARAMS_IN_CHOICES:
-        raise OptionsError(f"{env.CHATAPP_CAMS_PARAMS_IN}={value!r}: use body (SenderList in a form body, the "
-                           "default) or query (everything in the URL, for a gateway that refuses bodies)")
+        raise OptionsError(
+            f"{env.CHATAPP_CAMS_PARAMS_IN}={value!r}: use body (SenderList in a form body, the "
+            "default) or query (everything in the URL, for a gateway that refuses bodies)"
+        )
     return value
 
 
 @dataclass(frozen=True)
 class CamsSettings:
     region_id: str = env.DEFAULT_REGION
-    endpoint: Optional[str] = None  # host[:port]; None = the SDK's endpoint for the region
+    endpoint: str | None = None  # host[:port]; None = the SDK's endpoint for the region
     protocol: str = "HTTPS"
     connect_timeout_ms: int = 5_000
     read_timeout_ms: int = 30_000
@@ -71,14 +74,14 @@ class CamsSettings:
             raise OptionsError(f"params_in={self.params_in!r}: use body or query")
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] = os.environ, **overrides: Any) -> "CamsSettings":
+    def from_env(cls, environ: Mapping[str, str] = os.environ, **overrides: Any) -> CamsSettings:
         region = environ.get(env.ALIBABA_CLOUD_REGION_ID) or env.DEFAULT_REGION
         endpoint, protocol = parse_endpoint(environ.get(env.CHATAPP_CAMS_ENDPOINT))
         overrides.setdefault("params_in", params_in_from_env(environ))
         return cls(region_id=region, endpoint=endpoint, protocol=protocol, **overrides)
 
 
-def parse_endpoint(value: Optional[str]) -> tuple[Optional[str], str]:
+def parse_endpoint(value: str | None) -> tuple[str | None, str]:
     """``http://127.0.0.1:8123`` -> ("127.0.0.1:8123", "HTTP"); ``cams.example.com`` -> (that, "HTTPS")."""
     if not value or not value.strip():
         return None, "HTTPS"
@@ -86,7 +89,9 @@ def parse_endpoint(value: Optional[str]) -> tuple[Optional[str], str]:
     if "://" in value:
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError(f"{env.CHATAPP_CAMS_ENDPOINT}={value!r}: use http(s)://host[:port] or a bare host")
+            raise ValueError(
+                f"{env.CHATAPP_CAMS_ENDPOINT}={value!r}: use http(s)://host[:port] or a bare host"
+            )
         return parts.netloc, parts.scheme.upper()
     return value.rstrip("/"), "HTTPS"
 
@@ -111,7 +116,7 @@ def batch_task_id(job_id: str, seq: int) -> str:
     ``_list_chatapp_message_response_body.py``; the ``from_map`` of both drops unknown keys), so reconciling
     cannot use it (see ``reconcile``)."""
     digest = hashlib.sha256(f"{job_id}:{seq}".encode()).digest()
-    return str(int.from_bytes(digest[:8], "big") % 10 ** TASK_ID_DIGITS).zfill(TASK_ID_DIGITS)
+    return str(int.from_bytes(digest[:8], "big") % 10**TASK_ID_DIGITS).zfill(TASK_ID_DIGITS)
 
 
 @dataclass(frozen=True)
@@ -134,16 +139,22 @@ class CamsClient:
 
             return Client
 
-        self._client = PerThreadClient(sdk_class, credential=credential, region_id=settings.region_id,
-                                       protocol=settings.protocol, endpoint=settings.endpoint,
-                                       connect_timeout_ms=settings.connect_timeout_ms,
-                                       read_timeout_ms=settings.read_timeout_ms)
+        self._client = PerThreadClient(
+            sdk_class,
+            credential=credential,
+            region_id=settings.region_id,
+            protocol=settings.protocol,
+            endpoint=settings.endpoint,
+            connect_timeout_ms=settings.connect_timeout_ms,
+            read_timeout_ms=settings.read_timeout_ms,
+        )
 
     def _sdk(self) -> Any:
         return self._client.get()
 
-    def prepare(self, options: JobOptions, recipients: list[dict[str, Any]], *,
-                task_id: Optional[str] = None) -> "PreparedCall":
+    def prepare(
+        self, options: JobOptions, recipients: list[dict[str, Any]], *, task_id: str | None = None
+    ) -> PreparedCall:
         """Everything before the wire: imports, this thread's SDK client, the request. Returns the call.
 
         ``task_id`` (:func:`batch_task_id`) is sent as ``TaskId`` unless the job has its own (``--task-id``,
@@ -170,6 +181,7 @@ class CamsClient:
             read_timeout=self.settings.read_timeout_ms,
         )
         if self.settings.params_in == PARAMS_IN_QUERY:
+
             def attempt() -> Any:
                 return sdk.send_chatapp_mass_message_with_options(request, runtime)
         else:
@@ -181,15 +193,20 @@ class CamsClient:
             def attempt() -> Any:  # parsed as the SDK's own method parses it
                 if isinstance(built, BaseException):
                     raise built
-                return DaraCore.from_map(models.SendChatappMassMessageResponse(), sdk.call_api(*built, runtime))
+                return DaraCore.from_map(
+                    models.SendChatappMassMessageResponse(), sdk.call_api(*built, runtime)
+                )
 
         def call() -> SendOutcome:
             try:
                 response = attempt()
             except AlibabaCloudException as error:  # an HTTP 4xx/5xx reply that parsed as JSON
                 body = error.data if isinstance(error.data, dict) else {}
-                body = {**body, "Code": body.get("Code") or error.code,
-                        "Message": body.get("Message") or error.message}
+                body = {
+                    **body,
+                    "Code": body.get("Code") or error.code,
+                    "Message": body.get("Message") or error.message,
+                }
                 return classify_reply(error.status_code or 500, body)
             except Exception as error:  # transport, non-JSON reply: the SDK wraps them all alike
                 return classify_transport_error(error)
@@ -198,8 +215,9 @@ class CamsClient:
 
         return PreparedCall(call, recipients)
 
-    def send(self, options: JobOptions, recipients: list[dict[str, Any]], *,
-             task_id: Optional[str] = None) -> SendOutcome:
+    def send(
+        self, options: JobOptions, recipients: list[dict[str, Any]], *, task_id: str | None = None
+    ) -> SendOutcome:
         """One SendChatappMassMessage attempt, classified. Never raises for a service or transport failure."""
         return self.prepare(options, recipients, task_id=task_id)()
 
@@ -208,7 +226,7 @@ class CamsClient:
         """The longest one call can wait, in seconds: connecting, then the reply (the read timeout)."""
         return (self.settings.connect_timeout_ms + self.settings.read_timeout_ms) / 1000
 
-    def list_messages(self, query: dict[str, Any]) -> "ListPage":
+    def list_messages(self, query: dict[str, Any]) -> ListPage:
         """One ListChatappMessage page (``query``: the API's parameter names, ``Page`` a dict). Never raises
         for a service or transport failure: the page says what went wrong (``ok`` False, ``code``)."""
         from alibabacloud_cams20200606 import models
@@ -216,8 +234,12 @@ class CamsClient:
         from darabonba.runtime import RuntimeOptions
 
         request = models.ListChatappMessageRequest().from_map(query)
-        runtime = RuntimeOptions(autoretry=False, max_attempts=0, connect_timeout=self.settings.connect_timeout_ms,
-                                 read_timeout=self.settings.read_timeout_ms)
+        runtime = RuntimeOptions(
+            autoretry=False,
+            max_attempts=0,
+            connect_timeout=self.settings.connect_timeout_ms,
+            read_timeout=self.settings.read_timeout_ms,
+        )
         try:
             response = self._sdk().list_chatapp_message_with_options(request, runtime)
         except AlibabaCloudException as error:
@@ -245,13 +267,23 @@ def _body_call(request: Any) -> tuple[Any, Any]:
     shrink = models.SendChatappMassMessageShrinkRequest()
     Utils.convert(request, shrink)
     if request.sender_list is not None:
-        shrink.sender_list_shrink = Utils.array_to_string_with_specified_style(request.sender_list, "SenderList",
-                                                                               "json")
+        shrink.sender_list_shrink = Utils.array_to_string_with_specified_style(
+            request.sender_list, "SenderList", "json"
+        )
     fields = {name: value for name, value in shrink.to_map().items() if value is not None}
     query = Utils.query({name: value for name, value in fields.items() if name not in BODY_PARAMETERS})
     body = {name: value for name, value in fields.items() if name in BODY_PARAMETERS}
-    params = Params(action=SEND_ACTION, version=API_VERSION, protocol="HTTPS", pathname="/", method="POST",
-                    auth_type="AK", style="RPC", req_body_type="formData", body_type="json")
+    params = Params(
+        action=SEND_ACTION,
+        version=API_VERSION,
+        protocol="HTTPS",
+        pathname="/",
+        method="POST",
+        auth_type="AK",
+        style="RPC",
+        req_body_type="formData",
+        body_type="json",
+    )
     return params, OpenApiRequest(query=query, body=body or None)
 
 

@@ -13,7 +13,9 @@ import json
 import os
 import sys
 import time
-from typing import IO, Any, Callable, ContextManager, Iterator, Optional, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from typing import IO, Any
 
 from chatapp_mass import __version__, env, logs
 from chatapp_mass.bootstrap import Services, build_services
@@ -73,7 +75,7 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def _store_arg(parser: argparse.ArgumentParser) -> None:
+def _store_arg(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     parser.add_argument(
         "--store",
         default=os.environ.get(env.CHATAPP_STORE, env.DEFAULT_STORE),
@@ -85,46 +87,92 @@ def _store_arg(parser: argparse.ArgumentParser) -> None:
 def add_send_arguments(parser: argparse.ArgumentParser) -> None:
     job = parser.add_argument_group("job options (the API's parameters)")
     for name, (flag, _api, help_text) in JOB_FLAGS.items():
-        job.add_argument(flag, dest=name, help=help_text, required=name in ("channel_type", "language", "from_"))
+        job.add_argument(
+            flag, dest=name, help=help_text, required=name in ("channel_type", "language", "from_")
+        )
     intake = parser.add_argument_group("reading the file")
-    intake.add_argument("--default-country", metavar="CC",
-                        help="read numbers without + or 00 as this country's (ISO 3166 alpha-2, e.g. CN); "
-                        "without it, digits alone are read as international (8613800000000)")
-    intake.add_argument("--allow-empty-params", action="store_true",
-                        help="accept rows with an empty template value (default: such rows are invalid)")
-    intake.add_argument("--delimiter", help="force the delimiter: comma, semicolon or tab (default: sniffed "
-                        "from the header)")
+    intake.add_argument(
+        "--default-country",
+        metavar="CC",
+        help="read numbers without + or 00 as this country's (ISO 3166 alpha-2, e.g. CN); "
+        "without it, digits alone are read as international (8613800000000)",
+    )
+    intake.add_argument(
+        "--allow-empty-params",
+        action="store_true",
+        help="accept rows with an empty template value (default: such rows are invalid)",
+    )
+    intake.add_argument(
+        "--delimiter", help="force the delimiter: comma, semicolon or tab (default: sniffed from the header)"
+    )
     send = parser.add_argument_group("sending")
-    send.add_argument("--qps", type=_positive_int, default=10,
-                      help="attempts per sliding second, retries included, shared by all runs on the store "
-                      "(default %(default)s, the documented per-account limit)")
-    send.add_argument("--batch-size", type=_positive_int, default=API_MAX_RECIPIENTS,
-                      help=f"recipients per call, at most {API_MAX_RECIPIENTS} (default %(default)s)")
-    send.add_argument("--max-request-bytes", type=_positive_int, default=None,
-                      help="bound on the URL-encoded SenderList of one call: in the form body "
-                      f"(${env.CHATAPP_CAMS_PARAMS_IN}=body, the default) {BODY_BUDGET:,}; in the URL "
-                      f"(${env.CHATAPP_CAMS_PARAMS_IN}=query) {QUERY_BUDGET:,}, which keeps request lines under "
-                      "16 KiB")
-    send.add_argument("--max-stall", type=_positive_float, default=600.0, metavar="SECONDS",
-                      help="stop as 'stalled' (resumable) after this long without progress while throttled or "
-                      "unreachable (default %(default)g)")
-    send.add_argument("--concurrency", type=_positive_int, default=0,
-                      help="calls in flight at most (default: 3 x qps, which holds the rate at ~3 s latency)")
-    send.add_argument("--new-job", action="store_true",
-                      help="send the same list again on purpose (default: a rerun resumes the same job)")
-    send.add_argument("--resend-uncertain", action="store_true",
-                      help="also resend batches whose earlier call may or may not have reached CAMS (logged). "
-                      "WhatsApp/Viber: looked up in ListChatappMessage first (needs the job's CustSpaceId); "
-                      "only recipients CAMS does not have are sent again")
-    send.add_argument("--no-reconcile", action="store_true",
-                      help="with --resend-uncertain: resend without looking them up (recipients CAMS already "
-                      "has then get the message twice)")
-    send.add_argument("--dry-run", action="store_true",
-                      help="read, validate and plan; write the report (pending/invalid/duplicate); send nothing")
+    send.add_argument(
+        "--qps",
+        type=_positive_int,
+        default=10,
+        help="attempts per sliding second, retries included, shared by all runs on the store "
+        "(default %(default)s, the documented per-account limit)",
+    )
+    send.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=API_MAX_RECIPIENTS,
+        help=f"recipients per call, at most {API_MAX_RECIPIENTS} (default %(default)s)",
+    )
+    send.add_argument(
+        "--max-request-bytes",
+        type=_positive_int,
+        default=None,
+        help="bound on the URL-encoded SenderList of one call: in the form body "
+        f"(${env.CHATAPP_CAMS_PARAMS_IN}=body, the default) {BODY_BUDGET:,}; in the URL "
+        f"(${env.CHATAPP_CAMS_PARAMS_IN}=query) {QUERY_BUDGET:,}, which keeps request lines under "
+        "16 KiB",
+    )
+    send.add_argument(
+        "--max-stall",
+        type=_positive_float,
+        default=600.0,
+        metavar="SECONDS",
+        help="stop as 'stalled' (resumable) after this long without progress while throttled or "
+        "unreachable (default %(default)g)",
+    )
+    send.add_argument(
+        "--concurrency",
+        type=_positive_int,
+        default=0,
+        help="calls in flight at most (default: 3 x qps, which holds the rate at ~3 s latency)",
+    )
+    send.add_argument(
+        "--new-job",
+        action="store_true",
+        help="send the same list again on purpose (default: a rerun resumes the same job)",
+    )
+    send.add_argument(
+        "--resend-uncertain",
+        action="store_true",
+        help="also resend batches whose earlier call may or may not have reached CAMS (logged). "
+        "WhatsApp/Viber: looked up in ListChatappMessage first (needs the job's CustSpaceId); "
+        "only recipients CAMS does not have are sent again",
+    )
+    send.add_argument(
+        "--no-reconcile",
+        action="store_true",
+        help="with --resend-uncertain: resend without looking them up (recipients CAMS already "
+        "has then get the message twice)",
+    )
+    send.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="read, validate and plan; write the report (pending/invalid/duplicate); send nothing",
+    )
     out = parser.add_argument_group("output")
     _store_arg(out)
     out.add_argument("--report", metavar="FILE.csv", help="write the per-recipient report here at the end")
-    out.add_argument("--no-progress", action="store_true", help="no progress output (default: a bar on a terminal, else a line every 10 s)")
+    out.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress output (default: a bar on a terminal, else a line every 10 s)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -137,13 +185,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     levels = ("DEBUG", "INFO", "WARNING", "ERROR")
-    parser.add_argument("--log-level", default=os.environ.get(env.CHATAPP_LOG_LEVEL, "WARNING").upper(),
-                        type=str.upper, choices=levels,
-                        help="JSON logs on stderr at this level (default: $CHATAPP_LOG_LEVEL or %(default)s)")
+    parser.add_argument(
+        "--log-level",
+        default=os.environ.get(env.CHATAPP_LOG_LEVEL, "WARNING").upper(),
+        type=str.upper,
+        choices=levels,
+        help="JSON logs on stderr at this level (default: $CHATAPP_LOG_LEVEL or %(default)s)",
+    )
     # The same flag after the command (`chatapp-mass send ... --log-level INFO`); SUPPRESS keeps the default.
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--log-level", default=argparse.SUPPRESS, type=str.upper, choices=levels,
-                        help="JSON logs on stderr at this level (DEBUG, INFO, WARNING, ERROR; default WARNING)")
+    common.add_argument(
+        "--log-level",
+        default=argparse.SUPPRESS,
+        type=str.upper,
+        choices=levels,
+        help="JSON logs on stderr at this level (DEBUG, INFO, WARNING, ERROR; default WARNING)",
+    )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     class commands:  # every command takes the common flags
@@ -152,11 +209,16 @@ def build_parser() -> argparse.ArgumentParser:
             return subparsers.add_parser(name, parents=[common], **kwargs)
 
     send = commands.add_parser(
-        "send", help="send a template to every recipient of a CSV",
-        description=SEND_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
+        "send",
+        help="send a template to every recipient of a CSV",
+        description=SEND_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    send.add_argument("file", metavar="FILE.csv",
-                      help="recipient CSV: a local path or oss://BUCKET/KEY (header row; a 'to' column)")
+    send.add_argument(
+        "file",
+        metavar="FILE.csv",
+        help="recipient CSV: a local path or oss://BUCKET/KEY (header row; a 'to' column)",
+    )
     add_send_arguments(send)
 
     report = commands.add_parser("report", help="write a job's per-recipient report (any time)")
@@ -178,28 +240,49 @@ def build_parser() -> argparse.ArgumentParser:
     pause.add_argument("--reason", default="paused by an operator", help="said in the job's status")
     _store_arg(pause)
 
-    resume = commands.add_parser("resume", help="resume a paused job (a deployed job's senders are started via "
-                                 "CHATAPP_FC_ENDPOINT; a CLI job continues when you rerun `send`)")
+    resume = commands.add_parser(
+        "resume",
+        help="resume a paused job (a deployed job's senders are started via "
+        "CHATAPP_FC_ENDPOINT; a CLI job continues when you rerun `send`)",
+    )
     resume.add_argument("job", help="job id (or a unique prefix)")
     _store_arg(resume)
 
     reconcile = commands.add_parser(
-        "reconcile", help="look up a job's uncertain batches in ListChatappMessage (WhatsApp/Viber); --resend the rest",
-        description=RECONCILE_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+        "reconcile",
+        help="look up a job's uncertain batches in ListChatappMessage (WhatsApp/Viber); --resend the rest",
+        description=RECONCILE_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     reconcile.add_argument("job", help="job id (or a unique prefix)")
-    reconcile.add_argument("--cust-space-id", metavar="ID",
-                           help="the CustSpaceId ListChatappMessage needs (default: the job's own)")
-    reconcile.add_argument("--resend", action="store_true",
-                           help="then reopen what is still uncertain for sending (an operator decision, logged)")
-    reconcile.add_argument("--no-reconcile", action="store_true",
-                           help="with --resend: resend without looking up first (Messenger/Instagram need it)")
-    reconcile.add_argument("--list-qps", type=_positive_int, default=20,
-                           help="ListChatappMessage queries per second, account-wide (default %(default)s)")
+    reconcile.add_argument(
+        "--cust-space-id",
+        metavar="ID",
+        help="the CustSpaceId ListChatappMessage needs (default: the job's own)",
+    )
+    reconcile.add_argument(
+        "--resend",
+        action="store_true",
+        help="then reopen what is still uncertain for sending (an operator decision, logged)",
+    )
+    reconcile.add_argument(
+        "--no-reconcile",
+        action="store_true",
+        help="with --resend: resend without looking up first (Messenger/Instagram need it)",
+    )
+    reconcile.add_argument(
+        "--list-qps",
+        type=_positive_int,
+        default=20,
+        help="ListChatappMessage queries per second, account-wide (default %(default)s)",
+    )
     _store_arg(reconcile)
 
     init = commands.add_parser(
-        "init-tables", help="deploy step: create the store's Tablestore tables if missing and wait until they are "
-        "ready (idempotent; the functions never create tables)")
+        "init-tables",
+        help="deploy step: create the store's Tablestore tables if missing and wait until they are "
+        "ready (idempotent; the functions never create tables)",
+    )
     _store_arg(init)
 
     from chatapp_mass.localcloud.cams import cli as local_cams_cli
@@ -210,21 +293,29 @@ def build_parser() -> argparse.ArgumentParser:
     from chatapp_mass.localcloud import cloud
 
     local_cloud = commands.add_parser(
-        "local-cloud", help="run CAMS, OSS and Tablestore on loopback (prints one JSON line with endpoints, "
-        "credentials and the environment to export)")
+        "local-cloud",
+        help="run CAMS, OSS and Tablestore on loopback (prints one JSON line with endpoints, "
+        "credentials and the environment to export)",
+    )
     cloud.add_arguments(local_cloud)
 
     from chatapp_mass.localcloud import invoke
 
     invoke_parser = commands.add_parser(
-        "invoke", help="run a function's handler once with an event file, locally (like `s local invoke`)",
-        description=invoke.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+        "invoke",
+        help="run a function's handler once with an event file, locally (like `s local invoke`)",
+        description=invoke.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     invoke.add_arguments(invoke_parser)
 
     from chatapp_mass import demo
 
-    demo_parser = commands.add_parser("demo", help="try it without an Alibaba account: a sample CSV sent to the "
-                                      "local CAMS, with progress, summary and report")
+    demo_parser = commands.add_parser(
+        "demo",
+        help="try it without an Alibaba account: a sample CSV sent to the "
+        "local CAMS, with progress, summary and report",
+    )
     demo.add_arguments(demo_parser)
     return parser
 
@@ -293,8 +384,11 @@ def job_inputs_from_args(args: argparse.Namespace) -> tuple[Any, Any]:
         if delimiter is None:
             raise OptionsError(f"--delimiter {args.delimiter!r}: use comma, semicolon or tab")
     intake = parse_intake_options(
-        {"default_country": args.default_country, "allow_empty_params": args.allow_empty_params,
-         "delimiter": delimiter},
+        {
+            "default_country": args.default_country,
+            "allow_empty_params": args.allow_empty_params,
+            "delimiter": delimiter,
+        },
         _FLAG_NAMES,
     )
     return options, intake
@@ -303,13 +397,15 @@ def job_inputs_from_args(args: argparse.Namespace) -> tuple[Any, Any]:
 def run_send(args: argparse.Namespace, services: Services, *, out: IO[str], err: IO[str]) -> int:
     options, intake = job_inputs_from_args(args)
     if args.batch_size > API_MAX_RECIPIENTS:
-        raise OptionsError(f"--batch-size {args.batch_size}: the API takes at most {API_MAX_RECIPIENTS} per call")
+        raise OptionsError(
+            f"--batch-size {args.batch_size}: the API takes at most {API_MAX_RECIPIENTS} per call"
+        )
     path = args.file
-    open_file: Callable[[], ContextManager[IO[bytes]]]
+    open_file: Callable[[], AbstractContextManager[IO[bytes]]]
     if path.startswith("oss://"):
         location = OssLocation.parse(path)
         oss = services.oss_client()
-        open_file = lambda: oss.open(location)  # noqa: E731
+        open_file = lambda: oss.open(location)
     else:
         if not os.path.isfile(path):
             raise OptionsError(f"{path}: no such file")
@@ -324,23 +420,31 @@ def run_send(args: argparse.Namespace, services: Services, *, out: IO[str], err:
     started = time.time()
     max_request_bytes = args.max_request_bytes or request_budget(services.cams.settings.params_in)
     plan = PlanSettings(batch_size=args.batch_size, max_request_bytes=max_request_bytes, new_job=args.new_job)
-    job, resumed = plan_job(services.store, source=path, open_stream=open_file, options=options, intake=intake,
-                            settings=plan)
-    print(f"{'resuming' if resumed else 'planned'} job {job.job_id}: {job.total_rows:,} rows, {job.valid:,} valid, "
-          f"{job.invalid:,} invalid, {job.duplicate:,} duplicate, {job.batches:,} batches", file=err)
+    job, resumed = plan_job(
+        services.store, source=path, open_stream=open_file, options=options, intake=intake, settings=plan
+    )
+    print(
+        f"{'resuming' if resumed else 'planned'} job {job.job_id}: {job.total_rows:,} rows, {job.valid:,} valid, "
+        f"{job.invalid:,} invalid, {job.duplicate:,} duplicate, {job.batches:,} batches",
+        file=err,
+    )
     if args.dry_run:
         _write_report_file(services.store, job.job_id, args.report, err)
         print(f"dry run: job {job.job_id} planned, nothing sent", file=out)
         return EXIT_OK
 
     if args.resend_uncertain:
-        resend = resend_uncertain(services.store, Reconciler(services.store, services.cams), job,
-                                  reconcile=not args.no_reconcile,
-                                  before_reopen=lambda: _before_reopen(services.store, job, deployed=False))
+        resend = resend_uncertain(
+            services.store,
+            Reconciler(services.store, services.cams),
+            job,
+            reconcile=not args.no_reconcile,
+            before_reopen=lambda: _before_reopen(services.store, job, deployed=False),
+        )
         print(_resend_line(resend), file=err)
     dispatch = DispatchSettings(qps=args.qps, concurrency=args.concurrency, max_stall=args.max_stall)
     runner = JobRunner(services.store, services.cams, dispatch)
-    bar: Optional[ProgressBar] = None
+    bar: ProgressBar | None = None
     if not args.no_progress:
         bar = ProgressBar(err) if err.isatty() else ProgressLines(err)
     result = runner.run(job, on_progress=bar.update if bar else None)
@@ -353,7 +457,7 @@ def run_send(args: argparse.Namespace, services: Services, *, out: IO[str], err:
     return EXIT_OK if result.all_sent else EXIT_NOT_ALL_SENT
 
 
-def _write_report_file(store: Store, job_id: str, path: Optional[str], err: IO[str]) -> None:
+def _write_report_file(store: Store, job_id: str, path: str | None, err: IO[str]) -> None:
     if not path:
         return
     with _open_out(path) as handle:
@@ -371,7 +475,7 @@ def _open_out(path: str) -> Iterator[IO[str]]:
     os.replace(tmp, path)  # a report is never left half-written
 
 
-def summary_line(result: RunResult, seconds: float, report: Optional[str]) -> str:
+def summary_line(result: RunResult, seconds: float, report: str | None) -> str:
     job, totals = result.job, result.totals
 
     def recipients(status: BatchStatus) -> int:
@@ -392,8 +496,10 @@ def summary_line(result: RunResult, seconds: float, report: Optional[str]) -> st
     if report:
         line += f" — report: {report}"
     if recipients(BatchStatus.uncertain):
-        line += (f" — uncertain: their call may have reached CAMS; look them up with `chatapp-mass reconcile "
-                 f"{job.job_id[:12]}` (then --resend what is not found)")
+        line += (
+            f" — uncertain: their call may have reached CAMS; look them up with `chatapp-mass reconcile "
+            f"{job.job_id[:12]}` (then --resend what is not found)"
+        )
     return line
 
 
@@ -409,8 +515,10 @@ class ProgressBar:
         share = done / snap.valid if snap.valid else 1.0
         filled = int(self.width * share)
         bar = "#" * filled + "-" * (self.width - filled)
-        line = (f"\r[{bar}] {share:6.1%}  sent {snap.sent:,}  failed {snap.failed + snap.uncertain:,}  "
-                f"remaining {snap.remaining:,}  {snap.rate(time.time()):,.0f}/s  calls {snap.calls:,}")
+        line = (
+            f"\r[{bar}] {share:6.1%}  sent {snap.sent:,}  failed {snap.failed + snap.uncertain:,}  "
+            f"remaining {snap.remaining:,}  {snap.rate(time.time()):,.0f}/s  calls {snap.calls:,}"
+        )
         self.stream.write(line)
         self.stream.flush()
 
@@ -434,8 +542,10 @@ class ProgressLines(ProgressBar):
         self._last = now
         done = snap.sent + snap.failed + snap.uncertain
         share = done / snap.valid if snap.valid else 1.0
-        self.stream.write(f"progress: {share:.1%}  sent {snap.sent:,}  failed {snap.failed + snap.uncertain:,}  "
-                          f"remaining {snap.remaining:,}  {snap.rate(now):,.0f}/s  calls {snap.calls:,}\n")
+        self.stream.write(
+            f"progress: {share:.1%}  sent {snap.sent:,}  failed {snap.failed + snap.uncertain:,}  "
+            f"remaining {snap.remaining:,}  {snap.rate(now):,.0f}/s  calls {snap.calls:,}\n"
+        )
         self.stream.flush()
 
     def close(self) -> None:
@@ -474,10 +584,15 @@ def cmd_pause(args: argparse.Namespace, out: IO[str]) -> int:
     job = resolve_job(store, args.job)
     current = pause_job(store, job.job_id, reason=args.reason)
     if current is None or current.status is not JobStatus.paused:
-        print(f"job {job.job_id} is {job.status.value}: only a running or scheduled job can be paused", file=out)
+        print(
+            f"job {job.job_id} is {job.status.value}: only a running or scheduled job can be paused", file=out
+        )
         return EXIT_USAGE
-    print(f"job {job.job_id} paused: its senders stop taking batches within seconds; calls in flight finish. "
-          f"Resume with `chatapp-mass resume {job.job_id[:12]}`", file=out)
+    print(
+        f"job {job.job_id} paused: its senders stop taking batches within seconds; calls in flight finish. "
+        f"Resume with `chatapp-mass resume {job.job_id[:12]}`",
+        file=out,
+    )
     return EXIT_OK
 
 
@@ -490,11 +605,18 @@ def cmd_resume(args: argparse.Namespace, out: IO[str]) -> int:
         print(f"job {job.job_id} is {job.status.value}, not paused", file=out)
         return EXIT_USAGE
     if not os.environ.get(env.CHATAPP_FC_ENDPOINT):
-        if store.update_job(job.job_id, expect=[JobStatus.paused], status=JobStatus.interrupted,
-                            reason="resumed: rerun `chatapp-mass send` with the same file and options to continue"):
+        if store.update_job(
+            job.job_id,
+            expect=[JobStatus.paused],
+            status=JobStatus.interrupted,
+            reason="resumed: rerun `chatapp-mass send` with the same file and options to continue",
+        ):
             restart_error_count(store, job.job_id)
-        print(f"job {job.job_id} can go on: rerun the same `chatapp-mass send` command (no CHATAPP_FC_ENDPOINT: "
-              "no deployed senders to start)", file=out)
+        print(
+            f"job {job.job_id} can go on: rerun the same `chatapp-mass send` command (no CHATAPP_FC_ENDPOINT: "
+            "no deployed senders to start)",
+            file=out,
+        )
         return EXIT_OK
     from chatapp_mass.fc_invoke import FcInvoker, FcSettings
 
@@ -506,8 +628,12 @@ def cmd_resume(args: argparse.Namespace, out: IO[str]) -> int:
 
 def _resend_line(resend: ResendResult) -> str:
     found = resend.reconciled
-    looked = f"ListChatappMessage found {found.found:,} of {found.found + found.not_found:,} uncertain recipients " \
-        f"({found.queries:,} queries); " if found.batches else ""
+    looked = (
+        f"ListChatappMessage found {found.found:,} of {found.found + found.not_found:,} uncertain recipients "
+        f"({found.queries:,} queries); "
+        if found.batches
+        else ""
+    )
     return f"{looked}{resend.recipients:,} recipients in {resend.batches:,} batches reopened for sending"
 
 
@@ -519,9 +645,14 @@ def cmd_reconcile(args: argparse.Namespace, out: IO[str]) -> int:
         reconciler = Reconciler(store, services.cams, qps=args.list_qps)
         if args.resend:
             deployed = bool(os.environ.get(env.CHATAPP_FC_ENDPOINT))
-            resend = resend_uncertain(store, reconciler, job, reconcile=not args.no_reconcile,
-                                      cust_space_id=args.cust_space_id,
-                                      before_reopen=lambda: _before_reopen(store, job, deployed))
+            resend = resend_uncertain(
+                store,
+                reconciler,
+                job,
+                reconcile=not args.no_reconcile,
+                cust_space_id=args.cust_space_id,
+                before_reopen=lambda: _before_reopen(store, job, deployed),
+            )
             print(_resend_line(resend), file=out)
             if resend.batches:
                 _continue_after_resend(store, job, deployed, out)
@@ -530,9 +661,12 @@ def cmd_reconcile(args: argparse.Namespace, out: IO[str]) -> int:
         if result.skipped or result.error:
             print(f"job {job.job_id}: {result.skipped or result.error}", file=out)
             return EXIT_NOT_ALL_SENT
-        print(f"job {job.job_id}: {result.batches:,} uncertain batches looked up ({result.queries:,} queries): "
-              f"{result.found:,} recipients found (now sent), {result.not_found:,} not found (still uncertain"
-              f"{'; resend them with --resend' if result.not_found else ''})", file=out)
+        print(
+            f"job {job.job_id}: {result.batches:,} uncertain batches looked up ({result.queries:,} queries): "
+            f"{result.found:,} recipients found (now sent), {result.not_found:,} not found (still uncertain"
+            f"{'; resend them with --resend' if result.not_found else ''})",
+            file=out,
+        )
         return EXIT_OK if not result.not_found else EXIT_NOT_ALL_SENT
     finally:
         services.close()
@@ -545,8 +679,12 @@ def _before_reopen(store: Store, job: JobRecord, deployed: bool) -> None:
     if deployed:
         reopen_job(store, job.job_id, reason="uncertain batches reopened by an operator")
     else:
-        store.update_job(job.job_id, expect=FINISHED, status=JobStatus.interrupted,
-                         reason="uncertain batches reopened: rerun `chatapp-mass send` to send them")
+        store.update_job(
+            job.job_id,
+            expect=FINISHED,
+            status=JobStatus.interrupted,
+            reason="uncertain batches reopened: rerun `chatapp-mass send` to send them",
+        )
 
 
 def _continue_after_resend(store: Store, job: JobRecord, deployed: bool, out: IO[str]) -> None:
@@ -556,8 +694,9 @@ def _continue_after_resend(store: Store, job: JobRecord, deployed: bool, out: IO
     from chatapp_mass.fc_invoke import FcInvoker, FcSettings
     from chatapp_mass.oss_jobs import Dispatch, FunctionSettings, continue_job
 
-    status = continue_job(store, Dispatch(store, FcInvoker(FcSettings.from_env()), FunctionSettings.from_env()),
-                          job.job_id)
+    status = continue_job(
+        store, Dispatch(store, FcInvoker(FcSettings.from_env()), FunctionSettings.from_env()), job.job_id
+    )
     print(f"job {job.job_id} {status}: senders started", file=out)
 
 
@@ -567,11 +706,17 @@ def cmd_jobs(args: argparse.Namespace, out: IO[str]) -> int:
     if not jobs:
         print("no jobs in this store", file=out)
         return EXIT_OK
-    print(f"{'JOB':<24}  {'STATUS':<11}  {'CREATED':<19}  {'ROWS':>9}  {'SENT':>9}  {'NOT SENT':>9}  SOURCE", file=out)
+    print(
+        f"{'JOB':<24}  {'STATUS':<11}  {'CREATED':<19}  {'ROWS':>9}  {'SENT':>9}  {'NOT SENT':>9}  SOURCE",
+        file=out,
+    )
     for job in jobs:
         c = job_summary(store, job)
-        print(f"{job.job_id:<24}  {job.status.value:<11}  {c['created_at']:<19}  {job.total_rows:>9,}  "
-              f"{c['sent']:>9,}  {c['failed'] + c['uncertain'] + c['pending']:>9,}  {job.source}", file=out)
+        print(
+            f"{job.job_id:<24}  {job.status.value:<11}  {c['created_at']:<19}  {job.total_rows:>9,}  "
+            f"{c['sent']:>9,}  {c['failed'] + c['uncertain'] + c['pending']:>9,}  {job.source}",
+            file=out,
+        )
     return EXIT_OK
 
 
@@ -593,7 +738,7 @@ def cmd_init_tables(args: argparse.Namespace, out: IO[str]) -> int:
     return EXIT_OK
 
 
-def main(argv: Optional[Sequence[str]] = None, *, out: IO[str] = sys.stdout, err: IO[str] = sys.stderr) -> int:
+def main(argv: Sequence[str] | None = None, *, out: IO[str] = sys.stdout, err: IO[str] = sys.stderr) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logs.configure(args.log_level)

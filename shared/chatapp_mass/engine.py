@@ -22,10 +22,11 @@ import logging
 import secrets
 import threading
 import time
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
-from typing import IO, Any, Callable, ContextManager, Iterable, Optional
+from typing import IO, Any
 
 from chatapp_mass import faults, logs
 from chatapp_mass.cams import CamsClient, PreparedCall, batch_task_id
@@ -53,7 +54,7 @@ log = logging.getLogger("chatapp_mass.engine")
 DEFAULT_MAX_REQUEST_BYTES = BODY_BUDGET  # the body mode's; the callers pass planning.request_budget(mode)
 _ROW_CHUNK = 5_000
 
-OpenStream = Callable[[], ContextManager[IO[bytes]]]
+OpenStream = Callable[[], AbstractContextManager[IO[bytes]]]
 
 
 # --- planning -------------------------------------------------------------------------------------------
@@ -90,8 +91,8 @@ def plan_job(
     options: JobOptions,
     intake: IntakeOptions,
     settings: PlanSettings = PlanSettings(),
-    identity: Optional[tuple[str, str]] = None,
-    read_rows: Optional[Callable[[], Iterable[Any]]] = None,
+    identity: tuple[str, str] | None = None,
+    read_rows: Callable[[], Iterable[Any]] | None = None,
     scheduled_at: float = 0.0,
     runtime: Runtime = REAL,
     lease: float = PLAN_LEASE,
@@ -124,23 +125,38 @@ def plan_job(
     if settings.new_job:
         job_id = f"{job_id[:16]}-{secrets.token_hex(4)}"
     owner = owner_id()
-    fresh = JobRecord(job_id=job_id, source=source, options=options.to_api(),
-                      intake=intake.model_dump(mode="json"), content_sha256=content_sha, scheduled_at=scheduled_at,
-                      plan_owner=owner, batch_size=settings.batch_size,
-                      max_request_bytes=settings.max_request_bytes)
+    fresh = JobRecord(
+        job_id=job_id,
+        source=source,
+        options=options.to_api(),
+        intake=intake.model_dump(mode="json"),
+        content_sha256=content_sha,
+        scheduled_at=scheduled_at,
+        plan_owner=owner,
+        batch_size=settings.batch_size,
+        max_request_bytes=settings.max_request_bytes,
+    )
     while True:
         job = _take_plan(store, fresh, runtime, lease)
         if not _plan_unfinished(job):
             return job, True
-        heartbeat = Heartbeat(lambda: store.update_job(job_id, expect=[JobStatus.planning, JobStatus.cancelled],
-                                                       expect_plan_owner=owner,
-                                                       plan_expires=runtime.clock() + lease),
-                              lease / 3, name=f"plan {job_id[:12]}")
+        heartbeat = Heartbeat(
+            lambda: store.update_job(
+                job_id,
+                expect=[JobStatus.planning, JobStatus.cancelled],
+                expect_plan_owner=owner,
+                plan_expires=runtime.clock() + lease,
+            ),
+            lease / 3,
+            name=f"plan {job_id[:12]}",
+        )
         runtime.start_heartbeat(heartbeat)
         try:
             return _plan_owned(store, job, owner, heartbeat, open_stream, read_rows), False
         except PlanLost:
-            log.warning("planning lease lost to another planner: waiting for its plan", extra={"job_id": job_id})
+            log.warning(
+                "planning lease lost to another planner: waiting for its plan", extra={"job_id": job_id}
+            )
         finally:
             heartbeat.stop()
 
@@ -165,8 +181,10 @@ def _take_plan(store: Store, fresh: JobRecord, runtime: Runtime, lease: float) -
             return current
         if current.plan_owner and current.plan_expires > now:
             if not waited:
-                log.info("another process is planning this job: waiting for it", extra={
-                    "job_id": fresh.job_id, "lease_left": round(current.plan_expires - now, 1)})
+                log.info(
+                    "another process is planning this job: waiting for it",
+                    extra={"job_id": fresh.job_id, "lease_left": round(current.plan_expires - now, 1)},
+                )
                 waited = True
             runtime.sleep(min(current.plan_expires - now, _PLAN_POLL))
             continue
@@ -174,18 +192,38 @@ def _take_plan(store: Store, fresh: JobRecord, runtime: Runtime, lease: float) -
         # The plan's settings stay those of the job row when it has them.
         batch_size = current.batch_size or fresh.batch_size
         max_bytes = current.max_request_bytes or fresh.max_request_bytes
-        if store.update_job(fresh.job_id, expect=[current.status], expect_plan_owner=current.plan_owner,
-                            expect_plan_expires=current.plan_expires, plan_owner=owner, plan_expires=now + lease,
-                            batch_size=batch_size, max_request_bytes=max_bytes):
+        if store.update_job(
+            fresh.job_id,
+            expect=[current.status],
+            expect_plan_owner=current.plan_owner,
+            expect_plan_expires=current.plan_expires,
+            plan_owner=owner,
+            plan_expires=now + lease,
+            batch_size=batch_size,
+            max_request_bytes=max_bytes,
+        ):
             if current.plan_owner:
-                log.warning("planning lease expired: plan taken over", extra={
-                    "job_id": fresh.job_id, "previous_owner": current.plan_owner})
-            return replace(current, plan_owner=owner, plan_expires=now + lease, batch_size=batch_size,
-                           max_request_bytes=max_bytes)
+                log.warning(
+                    "planning lease expired: plan taken over",
+                    extra={"job_id": fresh.job_id, "previous_owner": current.plan_owner},
+                )
+            return replace(
+                current,
+                plan_owner=owner,
+                plan_expires=now + lease,
+                batch_size=batch_size,
+                max_request_bytes=max_bytes,
+            )
 
 
-def _plan_owned(store: Store, job: JobRecord, owner: str, heartbeat: Heartbeat, open_stream: OpenStream,
-                read_rows: Optional[Callable[[], Iterable[Any]]]) -> JobRecord:
+def _plan_owned(
+    store: Store,
+    job: JobRecord,
+    owner: str,
+    heartbeat: Heartbeat,
+    open_stream: OpenStream,
+    read_rows: Callable[[], Iterable[Any]] | None,
+) -> JobRecord:
     """Plan ``job`` (whose lease is ours) with the job row's own options and settings."""
     job_id = job.job_id
     options = JobOptions.model_validate(job.options)
@@ -201,9 +239,15 @@ def _plan_owned(store: Store, job: JobRecord, owner: str, heartbeat: Heartbeat, 
         store.put_plan(rows, batches)
 
     try:
-        with (nullcontext(None) if read_rows is not None else open_stream()) as stream:
-            records = read_rows() if read_rows is not None else \
-                RecipientReader(stream, source=job.source, channel=options.channel_type, intake=intake)
+        with nullcontext(None) if read_rows is not None else open_stream() as stream:
+            records: Iterable[Any]
+            if read_rows is not None:
+                records = read_rows()
+            else:
+                assert stream is not None  # opened above whenever there is no read_rows
+                records = RecipientReader(
+                    stream, source=job.source, channel=options.channel_type, intake=intake
+                )
             for row in records:
                 record = _plan_row(job_id, row, planner, max_bytes)
                 counts[record.status] += 1
@@ -215,14 +259,24 @@ def _plan_owned(store: Store, job: JobRecord, owner: str, heartbeat: Heartbeat, 
         if not store.delete_job(job_id, plan_owner=owner):
             raise PlanLost(job_id) from None
         raise
-    batches = [BatchRecord(job_id=job_id, seq=seq, size=size, first_line=first, last_line=last)
-               for seq, (size, (first, last)) in enumerate(zip(planner.sizes, planner.lines))]
+    batches = [
+        BatchRecord(job_id=job_id, seq=seq, size=size, first_line=first, last_line=last)
+        for seq, (size, (first, last)) in enumerate(zip(planner.sizes, planner.lines, strict=True))
+    ]
     put(batches)
     faults.checkpoint("plan.written")
-    totals = dict(plan_owner="", plan_expires=0.0, total_rows=sum(counts.values()), valid=counts[RowStatus.valid],
-                  invalid=counts[RowStatus.invalid], duplicate=counts[RowStatus.duplicate], batches=len(batches))
-    if not store.update_job(job_id, expect=[JobStatus.planning], expect_plan_owner=owner, status=JobStatus.ready,
-                            **totals):
+    totals: dict[str, Any] = dict(  # the plan's figures, written with either update below
+        plan_owner="",
+        plan_expires=0.0,
+        total_rows=sum(counts.values()),
+        valid=counts[RowStatus.valid],
+        invalid=counts[RowStatus.invalid],
+        duplicate=counts[RowStatus.duplicate],
+        batches=len(batches),
+    )
+    if not store.update_job(
+        job_id, expect=[JobStatus.planning], expect_plan_owner=owner, status=JobStatus.ready, **totals
+    ):
         # Cancelled while we planned (the lease is still ours): the plan is complete all the same, so the
         # report lists every row; what was written pending after the cancel is cancelled now.
         if not store.update_job(job_id, expect=[JobStatus.cancelled], expect_plan_owner=owner, **totals):
@@ -250,9 +304,14 @@ def cancel_batches(store: Store, job_id: str) -> None:
         if not left:
             return
         for batch in left:
-            store.transition_batch(job_id, batch.seq, expect=[BatchStatus.pending, BatchStatus.claimed],
-                                   to=BatchStatus.cancelled, code="Cancelled",
-                                   message="the job was cancelled before this batch was sent")
+            store.transition_batch(
+                job_id,
+                batch.seq,
+                expect=[BatchStatus.pending, BatchStatus.claimed],
+                to=BatchStatus.cancelled,
+                code="Cancelled",
+                message="the job was cancelled before this batch was sent",
+            )
 
 
 def _plan_row(job_id: str, row: Any, planner: BatchPlanner, max_request_bytes: int) -> RowRecord:
@@ -267,11 +326,16 @@ def _plan_row(job_id: str, row: Any, planner: BatchPlanner, max_request_bytes: i
     size = encoded_size(recipient)
     if not fits_alone(size, max_request_bytes):
         return RowRecord(
-            job_id, row.line, row.to, RowStatus.invalid, "RequestTooLarge",
+            job_id,
+            row.line,
+            row.to,
+            RowStatus.invalid,
+            "RequestTooLarge",
             f"this recipient alone encodes to {size} bytes, over --max-request-bytes {max_request_bytes}",
         )
-    return RowRecord(job_id, row.line, row.to, status, batch_seq=planner.assign(size, row.line),
-                     recipient=recipient)
+    return RowRecord(
+        job_id, row.line, row.to, status, batch_seq=planner.assign(size, row.line), recipient=recipient
+    )
 
 
 # --- dispatch -------------------------------------------------------------------------------------------
@@ -341,8 +405,14 @@ _first_call_done = threading.Event()
 _SPLIT_GRACE = 5.0  # a split's own steps take milliseconds; finishing it sooner would only race its splitter
 # Statuses a run (the CLI's send, a rerun) may take a job from: never a cancelled, paused, scheduled, failed
 # or still planning one.
-RUNNABLE = (JobStatus.ready, JobStatus.running, JobStatus.interrupted, JobStatus.stalled, JobStatus.stopped,
-            JobStatus.completed)
+RUNNABLE = (
+    JobStatus.ready,
+    JobStatus.running,
+    JobStatus.interrupted,
+    JobStatus.stalled,
+    JobStatus.stopped,
+    JobStatus.completed,
+)
 
 
 def release_stale(store: Store, job_id: str, *, now: float, owner: str = "") -> int:
@@ -352,7 +422,9 @@ def release_stale(store: Store, job_id: str, *, now: float, owner: str = "") -> 
     (``parts.finish_split``). Each release is conditional on the very claim it saw (owner and expiry): a
     claim its owner renewed meanwhile is kept. Returns how many batches were released."""
     released = 0
-    for batch in store.list_batches(job_id, [BatchStatus.claimed, BatchStatus.sending, BatchStatus.splitting]):
+    for batch in store.list_batches(
+        job_id, [BatchStatus.claimed, BatchStatus.sending, BatchStatus.splitting]
+    ):
         if batch.status is BatchStatus.splitting:
             if now - batch.updated_at > _SPLIT_GRACE:  # its splitter died between the steps: finish it
                 finish_split(store, batch)
@@ -360,17 +432,33 @@ def release_stale(store: Store, job_id: str, *, now: float, owner: str = "") -> 
             continue
         if (owner and batch.owner == owner) or (batch.claim_expires > now and not owner_is_dead(batch.owner)):
             continue
-        fence = dict(expect_owner=batch.owner, expect_expires=batch.claim_expires)
         if batch.status is BatchStatus.claimed:
-            released += store.transition_batch(job_id, batch.seq, expect=[BatchStatus.claimed],
-                                               to=BatchStatus.pending, owner="", claim_expires=0.0, **fence)
+            released += store.transition_batch(
+                job_id,
+                batch.seq,
+                expect=[BatchStatus.claimed],
+                to=BatchStatus.pending,
+                owner="",
+                claim_expires=0.0,
+                expect_owner=batch.owner,
+                expect_expires=batch.claim_expires,
+            )
         elif store.transition_batch(
-                job_id, batch.seq, expect=[BatchStatus.sending], to=BatchStatus.uncertain, code="Interrupted",
-                message="the sender stopped while this call was in flight; it may have reached CAMS "
-                "(reconcile it: chatapp-mass reconcile JOB)", **fence):
+            job_id,
+            batch.seq,
+            expect=[BatchStatus.sending],
+            to=BatchStatus.uncertain,
+            code="Interrupted",
+            message="the sender stopped while this call was in flight; it may have reached CAMS "
+            "(reconcile it: chatapp-mass reconcile JOB)",
+            expect_owner=batch.owner,
+            expect_expires=batch.claim_expires,
+        ):
             released += 1
-            log.warning("batch may have been sent before a crash: marked uncertain",
-                        extra={"job_id": job_id, "batch": batch.seq})
+            log.warning(
+                "batch may have been sent before a crash: marked uncertain",
+                extra={"job_id": job_id, "batch": batch.seq},
+            )
     return released
 
 
@@ -411,8 +499,10 @@ class Claims:
                     if seq in self._until:
                         self._until[seq] = until
             else:
-                log.warning("claim lost: the batch was released or taken over", extra={
-                    "job_id": self.job_id, "batch": seq})
+                log.warning(
+                    "claim lost: the batch was released or taken over",
+                    extra={"job_id": self.job_id, "batch": seq},
+                )
                 self.drop(seq)
         return True  # one heartbeat for all the runner's claims: losing one does not end the others
 
@@ -429,8 +519,8 @@ class JobRunner:
         cams: CamsClient,
         settings: DispatchSettings = DispatchSettings(),
         *,
-        limiter: Optional[SlidingWindowLimiter] = None,
-        clock: Optional[Callable[[], float]] = None,
+        limiter: SlidingWindowLimiter | None = None,
+        clock: Callable[[], float] | None = None,
         runtime: Runtime = REAL,
         inline: bool = False,
     ) -> None:
@@ -439,20 +529,23 @@ class JobRunner:
         self.settings = settings
         self.runtime = runtime if clock is None else replace(runtime, clock=clock)
         self.clock = self.runtime.clock
-        self.limiter = limiter or SlidingWindowLimiter(store, limit=settings.qps, margin=settings.rate_margin,
-                                                       clock=self.clock, sleep=self.runtime.sleep)
+        self.limiter = limiter or SlidingWindowLimiter(
+            store, limit=settings.qps, margin=settings.rate_margin, clock=self.clock, sleep=self.runtime.sleep
+        )
         self.inline = inline  # one batch at a time in the calling thread, every wait through runtime.sleep
         self.owner = owner_id()
         self.halt = threading.Event()
-        self.halt_status: Optional[JobStatus] = None
+        self.halt_status: JobStatus | None = None
         self.halt_reason = ""
         self._lock = threading.Lock()
         self._last_progress = self.clock()
-        self.claims: Optional[Claims] = None
-        self._job_counts: Optional[dict[str, int]] = None  # the job's counters, as last returned by the store
+        self.claims: Claims | None = None
+        self._job_counts: dict[str, int] | None = None  # the job's counters, as last returned by the store
 
     # control
-    def stop(self, status: JobStatus = JobStatus.interrupted, reason: str = "interrupted by the user") -> None:
+    def stop(
+        self, status: JobStatus = JobStatus.interrupted, reason: str = "interrupted by the user"
+    ) -> None:
         with self._lock:
             if self.halt_status is None:
                 self.halt_status, self.halt_reason = status, reason
@@ -474,15 +567,17 @@ class JobRunner:
         here: that is an operator's decision, after a reconciliation (``reconcile.resend_uncertain``)."""
         for batch in self.store.list_batches(job_id, [BatchStatus.failed]):
             if self.store.transition_batch(job_id, batch.seq, expect=[batch.status], to=BatchStatus.pending):
-                log.info("failed batch reopened for sending", extra={"job_id": job_id, "batch": batch.seq,
-                                                                     "recipients": batch.size})
+                log.info(
+                    "failed batch reopened for sending",
+                    extra={"job_id": job_id, "batch": batch.seq, "recipients": batch.size},
+                )
 
     # the run
     def run(
         self,
         job: JobRecord,
         *,
-        on_progress: Optional[Callable[[Snapshot], None]] = None,
+        on_progress: Callable[[Snapshot], None] | None = None,
         progress_interval: float = 0.5,
     ) -> RunResult:
         """The CLI's send (and rerun). The job goes to ``running`` only from a state a run may resume
@@ -492,11 +587,17 @@ class JobRunner:
         snapshot = Snapshot(valid=job.valid)
         current = self.store.get_job(job_id) or job
         if current.status not in RUNNABLE or not self.store.update_job(
-                job_id, expect=[current.status], status=JobStatus.running, reason=""):
+            job_id, expect=[current.status], status=JobStatus.running, reason=""
+        ):
             latest = self.store.get_job(job_id) or current
-            log.warning("job not run: its status does not allow it", extra={"job_id": job_id,
-                                                                           "status": latest.status.value})
-            self.halt_status, self.halt_reason = latest.status, latest.reason or f"the job is {latest.status.value}"
+            log.warning(
+                "job not run: its status does not allow it",
+                extra={"job_id": job_id, "status": latest.status.value},
+            )
+            self.halt_status, self.halt_reason = (
+                latest.status,
+                latest.reason or f"the job is {latest.status.value}",
+            )
             return RunResult(latest, snapshot, self.store.batch_totals(job_id))
         self.release_stale(job_id)
         self.reopen_for_rerun(job_id)
@@ -504,7 +605,9 @@ class JobRunner:
         snapshot.sent = snapshot.sent_at_start = totals.get(BatchStatus.sent, (0, 0))[1]
         snapshot.failed = totals.get(BatchStatus.failed, (0, 0))[1]
         snapshot.uncertain = totals.get(BatchStatus.uncertain, (0, 0))[1]
-        self._dispatch(job_id, options, snapshot, on_progress=on_progress, progress_interval=progress_interval)
+        self._dispatch(
+            job_id, options, snapshot, on_progress=on_progress, progress_interval=progress_interval
+        )
         totals = self.store.batch_totals(job_id)
         if self.halt_status is not None:
             status, reason = self.halt_status, self.halt_reason
@@ -520,7 +623,7 @@ class JobRunner:
         assert final is not None
         return RunResult(final, snapshot, totals)
 
-    def drain(self, job: JobRecord, *, deadline: float, only: Optional[int] = None) -> Snapshot:
+    def drain(self, job: JobRecord, *, deadline: float, only: int | None = None) -> Snapshot:
         """A sender invocation's work: send the job's pending batches (only batch ``only`` if given) until
         none is left or ``deadline`` (on ``clock``) arrives; calls in flight are finished and recorded.
 
@@ -534,9 +637,17 @@ class JobRunner:
         self._dispatch(job.job_id, options, snapshot, deadline=deadline, only=only)
         return snapshot
 
-    def _dispatch(self, job_id: str, options: JobOptions, snapshot: Snapshot, *,
-                  on_progress: Optional[Callable[[Snapshot], None]] = None, progress_interval: float = 0.5,
-                  deadline: Optional[float] = None, only: Optional[int] = None) -> None:
+    def _dispatch(
+        self,
+        job_id: str,
+        options: JobOptions,
+        snapshot: Snapshot,
+        *,
+        on_progress: Callable[[Snapshot], None] | None = None,
+        progress_interval: float = 0.5,
+        deadline: float | None = None,
+        only: int | None = None,
+    ) -> None:
         """Keep up to ``workers`` pending batches in flight until none is open, a halt, or ``deadline``.
 
         The job's batches are listed once into a local queue and listed again only when the queue runs dry
@@ -551,13 +662,27 @@ class JobRunner:
             if self.inline:
                 self._dispatch_inline(job_id, options, snapshot, deadline=deadline, only=only)
             else:
-                self._dispatch_pool(job_id, options, snapshot, on_progress=on_progress,
-                                    progress_interval=progress_interval, deadline=deadline, only=only)
+                self._dispatch_pool(
+                    job_id,
+                    options,
+                    snapshot,
+                    on_progress=on_progress,
+                    progress_interval=progress_interval,
+                    deadline=deadline,
+                    only=only,
+                )
         finally:
             self.claims.heartbeat.stop()
 
-    def _next_batches(self, job_id: str, snapshot: Snapshot, *, inflight: Iterable[int], deadline: Optional[float],
-                      only: Optional[int]) -> Optional[list[int]]:
+    def _next_batches(
+        self,
+        job_id: str,
+        snapshot: Snapshot,
+        *,
+        inflight: Iterable[int],
+        deadline: float | None,
+        only: int | None,
+    ) -> list[int] | None:
         """One look at the job: the pending batches to queue, or None when this run is to end (the job was
         paused or cancelled, the error threshold, or nothing is open any more)."""
         current = self.store.get_job(job_id)
@@ -576,8 +701,15 @@ class JobRunner:
             return None
         return [b.seq for b in open_batches if b.status is BatchStatus.pending and b.seq not in inflight]
 
-    def _dispatch_inline(self, job_id: str, options: JobOptions, snapshot: Snapshot, *,
-                         deadline: Optional[float], only: Optional[int]) -> None:
+    def _dispatch_inline(
+        self,
+        job_id: str,
+        options: JobOptions,
+        snapshot: Snapshot,
+        *,
+        deadline: float | None,
+        only: int | None,
+    ) -> None:
         """One batch at a time, in this thread (a simulation drives it; see ``inline``)."""
         self._last_progress = self.clock()
         next_stale_check = 0.0
@@ -596,9 +728,17 @@ class JobRunner:
                 continue
             self._send_batch(job_id, queue[0], options, snapshot)
 
-    def _dispatch_pool(self, job_id: str, options: JobOptions, snapshot: Snapshot, *,
-                       on_progress: Optional[Callable[[Snapshot], None]], progress_interval: float,
-                       deadline: Optional[float], only: Optional[int]) -> None:
+    def _dispatch_pool(
+        self,
+        job_id: str,
+        options: JobOptions,
+        snapshot: Snapshot,
+        *,
+        on_progress: Callable[[Snapshot], None] | None,
+        progress_interval: float,
+        deadline: float | None,
+        only: int | None,
+    ) -> None:
         self._last_progress = self.clock()
         wake = threading.Event()
         inflight: dict[int, Future[None]] = {}
@@ -618,8 +758,9 @@ class JobRunner:
                         self.release_stale(job_id)
                         next_stale_check = now + 1.0
                     if now >= next_listing or not (inflight or queue):
-                        listed = self._next_batches(job_id, snapshot, inflight=inflight, deadline=deadline,
-                                                    only=only)
+                        listed = self._next_batches(
+                            job_id, snapshot, inflight=inflight, deadline=deadline, only=only
+                        )
                         if listed is None:
                             break
                         queue = listed
@@ -652,8 +793,14 @@ class JobRunner:
         store, claims = self.store, self.claims
         assert claims is not None
         until = self.clock() + self.settings.claim_ttl
-        if not store.transition_batch(job_id, seq, expect=[BatchStatus.pending], to=BatchStatus.claimed,
-                                      owner=self.owner, claim_expires=until):
+        if not store.transition_batch(
+            job_id,
+            seq,
+            expect=[BatchStatus.pending],
+            to=BatchStatus.claimed,
+            owner=self.owner,
+            claim_expires=until,
+        ):
             return  # another sender won the claim
         claims.hold(seq, until)
         try:
@@ -663,11 +810,16 @@ class JobRunner:
             if batch is None or len(rows) != batch.size:
                 self._plan_mismatch(job_id, seq, batch, len(rows))
                 return
-            call = self.cams.prepare(options, [recipient for _, recipient in rows],  # before the slot: see prepare
-                                     task_id=batch_task_id(job_id, seq))
+            call = self.cams.prepare(
+                options,
+                [recipient for _, recipient in rows],  # before the slot: see prepare
+                task_id=batch_task_id(job_id, seq),
+            )
             leader = False if self.inline else self._first_call_turn()
             try:
-                self._attempt_until_resolved(job_id, seq, [line for line, _ in rows], call, snapshot, cold=leader)
+                self._attempt_until_resolved(
+                    job_id, seq, [line for line, _ in rows], call, snapshot, cold=leader
+                )
             finally:
                 if leader:
                     # The process is warm now (SDKs imported, session built): what exists now lives as long
@@ -679,24 +831,37 @@ class JobRunner:
         finally:
             claims.drop(seq)
 
-    def _plan_mismatch(self, job_id: str, seq: int, batch: Optional[BatchRecord], found: int) -> None:
+    def _plan_mismatch(self, job_id: str, seq: int, batch: BatchRecord | None, found: int) -> None:
         """A batch whose rows do not number its size is never sent (a plan written wrong, or changed under
         us): the batch goes back untouched and the job stops, saying so."""
         planned = batch.size if batch is not None else "?"
-        reason = (f"internal error: batch {seq} holds {found} recipients in the store, planned {planned}; "
-                  "nothing of it was sent. The job is stopped: report this (with the job id) before resuming it")
+        reason = (
+            f"internal error: batch {seq} holds {found} recipients in the store, planned {planned}; "
+            "nothing of it was sent. The job is stopped: report this (with the job id) before resuming it"
+        )
         self._give_back(job_id, seq, [BatchStatus.claimed])
-        log.error("batch rows do not match the plan: not sent, job stopped", extra={
-            "job_id": job_id, "batch": seq, "planned": planned, "found": found})
+        log.error(
+            "batch rows do not match the plan: not sent, job stopped",
+            extra={"job_id": job_id, "batch": seq, "planned": planned, "found": found},
+        )
         self.stop(JobStatus.stopped, reason)
 
     def _give_back(self, job_id: str, seq: int, expect: list[BatchStatus]) -> bool:
         """Nothing of this batch was sent: back to ``pending`` — only while the claim is still ours."""
-        given = self.store.transition_batch(job_id, seq, expect=expect, to=BatchStatus.pending,
-                                            expect_owner=self.owner, owner="", claim_expires=0.0)
+        given = self.store.transition_batch(
+            job_id,
+            seq,
+            expect=expect,
+            to=BatchStatus.pending,
+            expect_owner=self.owner,
+            owner="",
+            claim_expires=0.0,
+        )
         if not given:
-            log.warning("stale claim: hand-back refused (the batch was released or taken over)",
-                        extra={"job_id": job_id, "batch": seq})
+            log.warning(
+                "stale claim: hand-back refused (the batch was released or taken over)",
+                extra={"job_id": job_id, "batch": seq},
+            )
         return given
 
     def _first_call_turn(self) -> bool:
@@ -720,19 +885,38 @@ class JobRunner:
             pass
         return False
 
-    def _attempt_until_resolved(self, job_id: str, seq: int, lines: list[int], call: PreparedCall,
-                                snapshot: Snapshot, *, cold: bool = False) -> None:
+    def _attempt_until_resolved(
+        self,
+        job_id: str,
+        seq: int,
+        lines: list[int],
+        call: PreparedCall,
+        snapshot: Snapshot,
+        *,
+        cold: bool = False,
+    ) -> None:
         store, ttl, claims = self.store, self.settings.claim_ttl, self.claims
         assert claims is not None
         retry = 0
         while True:
             marked: list[bool] = []
 
-            def mark_sending() -> bool:  # just before the slot: see SlidingWindowLimiter.acquire
+            # just before the slot: see SlidingWindowLimiter.acquire (``marked`` bound for this iteration)
+            def mark_sending(marked: list[bool] = marked) -> bool:
                 until = self.clock() + ttl
-                marked.append(claims.valid(seq) and store.transition_batch(
-                    job_id, seq, expect=[BatchStatus.claimed], to=BatchStatus.sending, expect_owner=self.owner,
-                    claim_expires=until, attempts=1, sending_at=self.clock()))
+                marked.append(
+                    claims.valid(seq)
+                    and store.transition_batch(
+                        job_id,
+                        seq,
+                        expect=[BatchStatus.claimed],
+                        to=BatchStatus.sending,
+                        expect_owner=self.owner,
+                        claim_expires=until,
+                        attempts=1,
+                        sending_at=self.clock(),
+                    )
+                )
                 if marked[-1]:
                     claims.hold(seq, until)
                 return marked[-1]
@@ -745,16 +929,26 @@ class JobRunner:
                     self._hand_back_unsent(job_id, seq)
                     raise
             if marked and not marked[-1]:
-                log.warning("stale claim: not marked sending, not sent", extra={"job_id": job_id, "batch": seq})
+                log.warning(
+                    "stale claim: not marked sending, not sent", extra={"job_id": job_id, "batch": seq}
+                )
                 return  # the claim was taken from us (expired): never send without it
             if stamped is None:
                 self._give_back(job_id, seq, [BatchStatus.claimed])
                 return
             if self.clock() - stamped > self.settings.slot_max_age:  # too late to spend it: see slot_max_age
-                if not store.transition_batch(job_id, seq, expect=[BatchStatus.sending], to=BatchStatus.claimed,
-                                              expect_owner=self.owner, attempts=-1):
-                    log.warning("stale claim: slot given up, batch not ours any more", extra={
-                        "job_id": job_id, "batch": seq})
+                if not store.transition_batch(
+                    job_id,
+                    seq,
+                    expect=[BatchStatus.sending],
+                    to=BatchStatus.claimed,
+                    expect_owner=self.owner,
+                    attempts=-1,
+                ):
+                    log.warning(
+                        "stale claim: slot given up, batch not ours any more",
+                        extra={"job_id": job_id, "batch": seq},
+                    )
                     return
                 with self._lock:
                     snapshot.late_slots += 1
@@ -766,8 +960,15 @@ class JobRunner:
                 self._give_back(job_id, seq, [BatchStatus.sending, BatchStatus.uncertain])
                 return
             faults.checkpoint("sender.sending")
-            log.debug("calling CAMS", extra={"job_id": job_id, "batch": seq, "slot": round(stamped, 4),
-                                             "slot_age": round(self.clock() - stamped, 4)})
+            log.debug(
+                "calling CAMS",
+                extra={
+                    "job_id": job_id,
+                    "batch": seq,
+                    "slot": round(stamped, 4),
+                    "slot_age": round(self.clock() - stamped, 4),
+                },
+            )
             outcome = call()
             if cold:  # see _first_call_turn; first thing after the return: a crash later must not lose it
                 cold = False
@@ -776,16 +977,24 @@ class JobRunner:
             with self._lock:
                 snapshot.calls += 1
             if outcome.kind in (OutcomeKind.throttled, OutcomeKind.not_sent):
-                if not store.transition_batch(job_id, seq, expect=[BatchStatus.sending, BatchStatus.uncertain],
-                                              to=BatchStatus.claimed, expect_owner=self.owner,
-                                              code=outcome.code, message=outcome.message):
+                if not store.transition_batch(
+                    job_id,
+                    seq,
+                    expect=[BatchStatus.sending, BatchStatus.uncertain],
+                    to=BatchStatus.claimed,
+                    expect_owner=self.owner,
+                    code=outcome.code,
+                    message=outcome.message,
+                ):
                     log.warning("stale claim: retry refused", extra={"job_id": job_id, "batch": seq})
                     return
                 with self._lock:
                     snapshot.throttled += outcome.kind is OutcomeKind.throttled
                 retry += 1
-                log.info("call not taken; retrying within the rate",
-                         extra={"job_id": job_id, "batch": seq, "code": outcome.code, "retry": retry})
+                log.info(
+                    "call not taken; retrying within the rate",
+                    extra={"job_id": job_id, "batch": seq, "code": outcome.code, "retry": retry},
+                )
                 self._wait(_backoff(retry, outcome))
                 continue
             if outcome.kind is OutcomeKind.recipient and len(lines) > 1:
@@ -804,22 +1013,36 @@ class JobRunner:
         try:
             self._give_back(job_id, seq, [BatchStatus.claimed, BatchStatus.sending])
         except StoreError:
-            log.warning("batch left claimed after a store failure; the sweeper will release it",
-                        extra={"job_id": job_id, "batch": seq})
+            log.warning(
+                "batch left claimed after a store failure; the sweeper will release it",
+                extra={"job_id": job_id, "batch": seq},
+            )
 
     def _split(self, job_id: str, seq: int, lines: list[int], outcome: SendOutcome) -> bool:
         """CAMS refused the whole call for one recipient (nothing was sent): send the two halves instead, so
         that in the end only that recipient fails (see ``parts``)."""
         batch = self.store.get_batch(job_id, seq)
         if batch is not None and split_batch(
-                self.store, batch, halves(lines), expect=[BatchStatus.sending, BatchStatus.uncertain],
-                expect_owner=self.owner, code=outcome.code,
-                message=f"split to isolate the recipient CAMS refused: {outcome.message}"):
+            self.store,
+            batch,
+            halves(lines),
+            expect=[BatchStatus.sending, BatchStatus.uncertain],
+            expect_owner=self.owner,
+            code=outcome.code,
+            message=f"split to isolate the recipient CAMS refused: {outcome.message}",
+        ):
             with self._lock:
                 self._last_progress = self.clock()
-            log.warning("batch refused for one recipient: split in halves to isolate it", extra={
-                "job_id": job_id, "batch": seq, "recipients": len(lines), "code": outcome.code,
-                "cams_request_id": outcome.request_id})
+            log.warning(
+                "batch refused for one recipient: split in halves to isolate it",
+                extra={
+                    "job_id": job_id,
+                    "batch": seq,
+                    "recipients": len(lines),
+                    "code": outcome.code,
+                    "cams_request_id": outcome.request_id,
+                },
+            )
             return True
         return False
 
@@ -835,13 +1058,26 @@ class JobRunner:
             OutcomeKind.uncertain: BatchStatus.uncertain,
         }[outcome.kind]
         recorded = self.store.transition_batch(
-            job_id, seq, expect=[BatchStatus.sending, BatchStatus.uncertain], to=status, expect_owner=self.owner,
-            code=outcome.code, message=outcome.message, request_id=outcome.request_id,
+            job_id,
+            seq,
+            expect=[BatchStatus.sending, BatchStatus.uncertain],
+            to=status,
+            expect_owner=self.owner,
+            code=outcome.code,
+            message=outcome.message,
+            request_id=outcome.request_id,
             group_message_id=outcome.group_message_id,
         )
         if not recorded:
-            log.error("stale claim: outcome not recorded (the batch is another's now)", extra={
-                "job_id": job_id, "batch": seq, "outcome": status.value, "cams_request_id": outcome.request_id})
+            log.error(
+                "stale claim: outcome not recorded (the batch is another's now)",
+                extra={
+                    "job_id": job_id,
+                    "batch": seq,
+                    "outcome": status.value,
+                    "cams_request_id": outcome.request_id,
+                },
+            )
         if recorded:
             self._count_tried(job_id, size, status is BatchStatus.failed)
         with self._lock:
@@ -855,13 +1091,26 @@ class JobRunner:
             else:
                 snapshot.uncertain += size
         level = logging.INFO if status is BatchStatus.sent else logging.WARNING
-        log.log(level, f"batch {status.value}", extra={
-            "job_id": job_id, "batch": seq, "recipients": size, "code": outcome.code,
-            "cams_request_id": outcome.request_id, "group_message_id": outcome.group_message_id})
+        log.log(
+            level,
+            f"batch {status.value}",
+            extra={
+                "job_id": job_id,
+                "batch": seq,
+                "recipients": size,
+                "code": outcome.code,
+                "cams_request_id": outcome.request_id,
+                "group_message_id": outcome.group_message_id,
+            },
+        )
         if outcome.kind is OutcomeKind.fatal:
-            self.stop(JobStatus.stopped, f"CAMS refused the account or template: {outcome.code}: {outcome.message}")
-            log.error("job stopped by an account- or template-level refusal",
-                      extra={"job_id": job_id, "code": outcome.code})
+            self.stop(
+                JobStatus.stopped, f"CAMS refused the account or template: {outcome.code}: {outcome.message}"
+            )
+            log.error(
+                "job stopped by an account- or template-level refusal",
+                extra={"job_id": job_id, "code": outcome.code},
+            )
 
     def _count_tried(self, job_id: str, size: int, failed: bool) -> None:
         """The job's own counters of recipients tried and failed (the error threshold), shared by every
@@ -885,22 +1134,34 @@ class JobRunner:
         if counts is None:
             counts = self.store.add_job_counts(job_id)
         failed, tried = counts["failed"], counts["tried"]
-        if share <= 0 or tried <= 0 or tried < min(self.settings.error_threshold_min, snapshot.valid / 10) \
-                or failed <= share * tried:
+        if (
+            share <= 0
+            or tried <= 0
+            or tried < min(self.settings.error_threshold_min, snapshot.valid / 10)
+            or failed <= share * tried
+        ):
             return False
-        reason = (f"paused: {failed:,} of {tried:,} recipients tried failed ({failed / tried:.0%}, above the "
-                  f"{share:.0%} threshold); look at the report's codes, then resume")
-        if self.store.update_job(job_id, expect=[JobStatus.running, JobStatus.ready], status=JobStatus.paused,
-                                 reason=reason):
-            log.error("job paused by the error threshold", extra={"job_id": job_id, "failed": failed, "tried": tried})
+        reason = (
+            f"paused: {failed:,} of {tried:,} recipients tried failed ({failed / tried:.0%}, above the "
+            f"{share:.0%} threshold); look at the report's codes, then resume"
+        )
+        if self.store.update_job(
+            job_id, expect=[JobStatus.running, JobStatus.ready], status=JobStatus.paused, reason=reason
+        ):
+            log.error(
+                "job paused by the error threshold",
+                extra={"job_id": job_id, "failed": failed, "tried": tried},
+            )
         self.stop(JobStatus.paused, reason)
         return True
 
     def _stalled(self, job_id: str) -> bool:
         if self.clock() - self._last_progress < self.settings.max_stall:
             return False
-        self.stop(JobStatus.stalled,
-                  f"no batch resolved for {self.settings.max_stall:g} s (throttled or unreachable); rerun to resume")
+        self.stop(
+            JobStatus.stalled,
+            f"no batch resolved for {self.settings.max_stall:g} s (throttled or unreachable); rerun to resume",
+        )
         return True
 
 
@@ -908,4 +1169,4 @@ def _backoff(retry: int, outcome: SendOutcome) -> float:
     """Throttled: retry soon (the limiter already paces us). Nothing sent (unreachable): back off up to 5 s."""
     if outcome.kind is OutcomeKind.throttled:
         return min(0.1 * retry, 1.0)
-    return min(0.25 * 2 ** (retry - 1), 5.0)
+    return min(0.25 * 2.0 ** (retry - 1), 5.0)

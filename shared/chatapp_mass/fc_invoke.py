@@ -20,8 +20,9 @@ import logging
 import os
 import random
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional, Protocol
+from typing import Any, Protocol
 
 from chatapp_mass import env
 from chatapp_mass.cams import parse_endpoint
@@ -44,13 +45,13 @@ class Invoker(Protocol):
 
 @dataclass(frozen=True)
 class FcSettings:
-    endpoint: Optional[str]  # host[:port]; None = the SDK's endpoint for the region
+    endpoint: str | None  # host[:port]; None = the SDK's endpoint for the region
     protocol: str
     region_id: str
     attempts: int = 4
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] = os.environ) -> "FcSettings":
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> FcSettings:
         region = environ.get(env.FC_REGION) or environ.get(env.ALIBABA_CLOUD_REGION_ID) or env.DEFAULT_REGION
         endpoint, protocol = parse_endpoint(environ.get(env.CHATAPP_FC_ENDPOINT))
         return cls(endpoint=endpoint, protocol=protocol, region_id=region)
@@ -65,9 +66,15 @@ class FcInvoker:
 
             return Client
 
-        self._client = PerThreadClient(sdk_class, credential=credential, region_id=settings.region_id,
-                                       protocol=settings.protocol, endpoint=settings.endpoint,
-                                       connect_timeout_ms=5_000, read_timeout_ms=15_000)
+        self._client = PerThreadClient(
+            sdk_class,
+            credential=credential,
+            region_id=settings.region_id,
+            protocol=settings.protocol,
+            endpoint=settings.endpoint,
+            connect_timeout_ms=5_000,
+            read_timeout_ms=15_000,
+        )
 
     def _sdk(self) -> Any:
         return self._client.get()
@@ -82,7 +89,7 @@ class FcInvoker:
         common = {"x-fc-async-delay": str(max(0, min(int(delay), MAX_ASYNC_DELAY)))} if delay > 0 else None
         headers = models.InvokeFunctionHeaders(x_fc_invocation_type="Async", common_headers=common)
         request = models.InvokeFunctionRequest(body=body)
-        last: Optional[BaseException] = None
+        last: BaseException | None = None
         runtime = RuntimeOptions(autoretry=False, max_attempts=0)
         for attempt in range(1, self.settings.attempts + 1):
             try:
@@ -92,10 +99,17 @@ class FcInvoker:
             except Exception as error:  # the SDK raises Tea exceptions of several kinds; all are retried
                 last = error
                 code = getattr(error, "code", "") or type(error).__name__
-                if code in ("FunctionNotFound", "InvalidArgument", "AccessDenied", "InvalidAccessKeyId",
-                            "SignatureNotMatch"):
+                if code in (
+                    "FunctionNotFound",
+                    "InvalidArgument",
+                    "AccessDenied",
+                    "InvalidAccessKeyId",
+                    "SignatureNotMatch",
+                ):
                     break
                 if attempt < self.settings.attempts:
-                    time.sleep(min(0.2 * 2 ** attempt, 3.0) * random.uniform(0.5, 1.0))
-        raise InvokeError(f"InvokeFunction {function} (async) failed: {getattr(last, 'code', '')} "
-                          f"{getattr(last, 'message', last)}")
+                    time.sleep(min(0.2 * 2**attempt, 3.0) * random.uniform(0.5, 1.0))
+        raise InvokeError(
+            f"InvokeFunction {function} (async) failed: {getattr(last, 'code', '')} "
+            f"{getattr(last, 'message', last)}"
+        )

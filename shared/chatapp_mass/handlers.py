@@ -13,7 +13,7 @@ import json
 import logging
 import os
 import time
-from typing import Any, Optional
+from typing import Any
 
 from chatapp_mass import logs
 from chatapp_mass.bootstrap import FunctionServices, function_services
@@ -24,7 +24,7 @@ log = logging.getLogger("chatapp_mass.handlers")
 # and the bookkeeping after them must finish inside the invocation.
 DEADLINE_MARGIN = 45.0
 
-_services: Optional[FunctionServices] = None
+_services: FunctionServices | None = None
 
 
 def services() -> FunctionServices:
@@ -69,7 +69,9 @@ def _sender(event: bytes, context: Any) -> str:
 
     started = time.time()
     s = services()
-    result = Sender(s.store, s.cams, s.oss, s.invoker, s.settings).handle(event, deadline=_deadline(context, started))
+    result = Sender(s.store, s.cams, s.oss, s.invoker, s.settings).handle(
+        event, deadline=_deadline(context, started)
+    )
     return json.dumps(result)
 
 
@@ -93,13 +95,13 @@ def _api(event: bytes, context: Any) -> Any:
     return JobsApi(s.store, s.oss, s.invoker, s.settings, _api_settings(), cams=s.cams).handle(request)
 
 
-_api: Optional[Any] = None
+_api_settings_cached: Any | None = None
 
 
 def _api_settings() -> Any:
-    global _api
-    if _api is None:
+    global _api_settings_cached
+    if _api_settings_cached is None:
         from chatapp_mass.http_api import ApiSettings
 
-        _api = ApiSettings.from_env()
-    return _api
+        _api_settings_cached = ApiSettings.from_env()
+    return _api_settings_cached

@@ -54,9 +54,10 @@ import os
 import re
 import secrets
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Callable, Mapping, Optional
+from typing import Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -90,9 +91,18 @@ from chatapp_mass.store import IN_FLIGHT, JobRecord, JobStatus, Store
 log = logging.getLogger("chatapp_mass.http_api")
 
 _RESERVED_QUERY = {"force", "token", "scheduledat", "timezone", "limit"}
-_JOB_PATH = re.compile(r"^/jobs/([A-Za-z0-9_-]{1,64})(/report|/cancel|/pause|/resume|/reconcile|/resend-uncertain)?/?$")
-_ACTION_METHODS = {"": "GET", "/report": "GET", "/cancel": "POST", "/pause": "POST", "/resume": "POST",
-                   "/reconcile": "POST", "/resend-uncertain": "POST"}
+_JOB_PATH = re.compile(
+    r"^/jobs/([A-Za-z0-9_-]{1,64})(/report|/cancel|/pause|/resume|/reconcile|/resend-uncertain)?/?$"
+)
+_ACTION_METHODS = {
+    "": "GET",
+    "/report": "GET",
+    "/cancel": "POST",
+    "/pause": "POST",
+    "/resume": "POST",
+    "/reconcile": "POST",
+    "/resend-uncertain": "POST",
+}
 
 
 # --- settings ---------------------------------------------------------------------------------------------
@@ -106,12 +116,13 @@ class ApiSettings:
     reconcile_seconds: float = 60.0  # how long one reconcile/resend request looks batches up (timeout 120 s)
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] = os.environ) -> "ApiSettings":
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> ApiSettings:
         auth = (environ.get(env.CHATAPP_API_AUTH) or "token").strip().lower()
         if auth not in ("token", "fc"):
             raise OptionsError(f"{env.CHATAPP_API_AUTH}={auth!r}: token or fc")
         return cls(
-            token=environ.get(env.CHATAPP_API_TOKEN, "").strip(), auth=auth,
+            token=environ.get(env.CHATAPP_API_TOKEN, "").strip(),
+            auth=auth,
             max_body=env_int(environ, env.CHATAPP_API_MAX_BODY, 6 * 1024 * 1024, 1, 32 * 1024 * 1024),
             repeat_window=float(env_int(environ, env.CHATAPP_API_REPEAT_WINDOW, 600, 1, 7 * 86400)),
             ingest_function=environ.get(env.CHATAPP_INGEST_FUNCTION, "chatapp-mass-ingest"),
@@ -168,7 +179,9 @@ class HttpEvent(_Loose):
 
 
 def is_http_event(value: Any) -> bool:
-    return isinstance(value, dict) and "requestContext" in value and ("rawPath" in value or "version" in value)
+    return (
+        isinstance(value, dict) and "requestContext" in value and ("rawPath" in value or "version" in value)
+    )
 
 
 class ApiError(ChatAppMassError):
@@ -177,12 +190,20 @@ class ApiError(ChatAppMassError):
         self.status, self.code, self.message, self.field = status, code, message, field
 
 
-def reply(status: int, body: Any, *, content_type: str = "application/json; charset=utf-8",
-          headers: Optional[dict[str, str]] = None) -> dict[str, Any]:
+def reply(
+    status: int,
+    body: Any,
+    *,
+    content_type: str = "application/json; charset=utf-8",
+    headers: dict[str, str] | None = None,
+) -> dict[str, Any]:
     text = body if isinstance(body, str) else json.dumps(body, indent=2, default=str)
-    return {"statusCode": status, "headers": {"Content-Type": content_type, "Cache-Control": "no-store",
-                                              **(headers or {})},
-            "body": text, "isBase64Encoded": False}
+    return {
+        "statusCode": status,
+        "headers": {"Content-Type": content_type, "Cache-Control": "no-store", **(headers or {})},
+        "body": text,
+        "isBase64Encoded": False,
+    }
 
 
 def error_reply(error: ApiError) -> dict[str, Any]:
@@ -197,23 +218,23 @@ class _Recipient(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     To: str = Field(min_length=1, max_length=128)
-    TemplateParams: Optional[dict[str, str]] = None
-    Payload: Optional[list[str]] = None
-    FlowAction: Optional[dict[str, Any]] = None
-    ProductAction: Optional[dict[str, Any]] = None
+    TemplateParams: dict[str, str] | None = None
+    Payload: list[str] | None = None
+    FlowAction: dict[str, Any] | None = None
+    ProductAction: dict[str, Any] | None = None
 
 
 class _Submission(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     options: dict[str, Any] = Field(default_factory=dict)
-    recipients: Optional[list[_Recipient]] = None
-    source: Optional[str] = None
-    scheduled_at: Optional[str] = Field(default=None, alias="scheduledAt")
-    time_zone: Optional[str] = Field(default=None, alias="timeZone")
+    recipients: list[_Recipient] | None = None
+    source: str | None = None
+    scheduled_at: str | None = Field(default=None, alias="scheduledAt")
+    time_zone: str | None = Field(default=None, alias="timeZone")
 
 
-def parse_schedule(when: Optional[str], zone: Optional[str], *, now: float) -> float:
+def parse_schedule(when: str | None, zone: str | None, *, now: float) -> float:
     """``scheduledAt`` -> epoch seconds (0 = now). ISO 8601 with an offset (``2026-12-24T09:00:00+08:00``),
     or a local time and an IANA ``timeZone``. A time more than 5 minutes past is refused (a typo in the year
     must not send at once)."""
@@ -224,20 +245,34 @@ def parse_schedule(when: Optional[str], zone: Optional[str], *, now: float) -> f
     try:
         moment = datetime.fromisoformat(when.strip().replace("Z", "+00:00"))
     except ValueError:
-        raise ApiError(400, "invalid_schedule", f"scheduledAt {when!r} is not an ISO 8601 time such as "
-                       "2026-12-24T09:00:00+08:00", "scheduledAt") from None
+        raise ApiError(
+            400,
+            "invalid_schedule",
+            f"scheduledAt {when!r} is not an ISO 8601 time such as 2026-12-24T09:00:00+08:00",
+            "scheduledAt",
+        ) from None
     if moment.tzinfo is None:
         if not zone:
-            raise ApiError(400, "invalid_schedule", f"scheduledAt {when!r} has no UTC offset: add one "
-                           "(+08:00) or give timeZone (e.g. Asia/Singapore)", "scheduledAt")
+            raise ApiError(
+                400,
+                "invalid_schedule",
+                f"scheduledAt {when!r} has no UTC offset: add one "
+                "(+08:00) or give timeZone (e.g. Asia/Singapore)",
+                "scheduledAt",
+            )
         try:
             moment = moment.replace(tzinfo=ZoneInfo(zone))
         except (ZoneInfoNotFoundError, ValueError):
-            raise ApiError(400, "invalid_schedule", f"timeZone {zone!r} is not an IANA time zone "
-                           "(e.g. Europe/Berlin)", "timeZone") from None
+            raise ApiError(
+                400,
+                "invalid_schedule",
+                f"timeZone {zone!r} is not an IANA time zone (e.g. Europe/Berlin)",
+                "timeZone",
+            ) from None
     elif zone:
-        raise ApiError(400, "invalid_schedule", "give either an offset in scheduledAt or timeZone, not both",
-                       "timeZone")
+        raise ApiError(
+            400, "invalid_schedule", "give either an offset in scheduledAt or timeZone, not both", "timeZone"
+        )
     at = moment.timestamp()
     if at < now - 300:
         raise ApiError(400, "invalid_schedule", f"scheduledAt {when!r} is in the past", "scheduledAt")
@@ -249,18 +284,35 @@ def _validation_error(error: ValidationError, where: str) -> ApiError:
     field = ".".join(str(part) for part in first["loc"])
     message = first["msg"]
     if first["type"] == "extra_forbidden":
-        message = "unknown field (known: options, recipients, source, scheduledAt, timeZone; a recipient: " \
-                  "To, TemplateParams, Payload, FlowAction, ProductAction)"
+        message = (
+            "unknown field (known: options, recipients, source, scheduledAt, timeZone; a recipient: "
+            "To, TemplateParams, Payload, FlowAction, ProductAction)"
+        )
     return ApiError(400, "invalid_field", f"{where}: {field}: {message}", field)
 
 
 class JobsApi:
     """One HTTP request in, one FC3 HTTP response dict out."""
 
-    def __init__(self, store: Store, oss: OssClient, invoker: Invoker, settings: FunctionSettings,
-                 api: ApiSettings, *, cams: Optional[CamsClient] = None, clock: Callable[[], float] = time.time) -> None:
-        self.store, self.oss, self.invoker, self.settings, self.api, self.clock = \
-            store, oss, invoker, settings, api, clock
+    def __init__(
+        self,
+        store: Store,
+        oss: OssClient,
+        invoker: Invoker,
+        settings: FunctionSettings,
+        api: ApiSettings,
+        *,
+        cams: CamsClient | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store, self.oss, self.invoker, self.settings, self.api, self.clock = (
+            store,
+            oss,
+            invoker,
+            settings,
+            api,
+            clock,
+        )
         self.cams = cams
         self.dispatch = Dispatch(store, invoker, settings)
 
@@ -278,8 +330,12 @@ class JobsApi:
         if self.api.auth == "fc":
             return
         if not self.api.token:
-            raise ApiError(503, "auth_not_configured", "the API has no token configured: set "
-                           f"{env.CHATAPP_API_TOKEN} on the function (or {env.CHATAPP_API_AUTH}=fc)")
+            raise ApiError(
+                503,
+                "auth_not_configured",
+                "the API has no token configured: set "
+                f"{env.CHATAPP_API_TOKEN} on the function (or {env.CHATAPP_API_AUTH}=fc)",
+            )
         given = ""
         header = event.header("authorization")
         if header.lower().startswith("bearer "):
@@ -302,9 +358,13 @@ class JobsApi:
             raise ApiError(405, "method_not_allowed", f"{method} /jobs: use GET or POST")
         match = _JOB_PATH.match(event.path)
         if match is None:
-            raise ApiError(404, "not_found", f"no route {method} {event.path} (routes: POST /jobs, GET /jobs, "
-                           "GET /jobs/{id}, GET /jobs/{id}/report, POST /jobs/{id}/cancel|pause|resume|reconcile|"
-                           "resend-uncertain)")
+            raise ApiError(
+                404,
+                "not_found",
+                f"no route {method} {event.path} (routes: POST /jobs, GET /jobs, "
+                "GET /jobs/{id}, GET /jobs/{id}/report, POST /jobs/{id}/cancel|pause|resume|reconcile|"
+                "resend-uncertain)",
+            )
         job_id, action = match.group(1), match.group(2) or ""
         expected = _ACTION_METHODS[action]
         if method != expected:
@@ -330,17 +390,24 @@ class JobsApi:
     def submit(self, event: HttpEvent) -> dict[str, Any]:
         body = event.body_bytes()
         if len(body) > self.api.max_body:
-            raise ApiError(413, "body_too_large", f"the body is {len(body):,} bytes; the limit is "
-                           f"{self.api.max_body:,}: put the CSV in OSS and submit its key as \"source\"")
+            raise ApiError(
+                413,
+                "body_too_large",
+                f"the body is {len(body):,} bytes; the limit is "
+                f'{self.api.max_body:,}: put the CSV in OSS and submit its key as "source"',
+            )
         content_type = event.header("content-type").split(";")[0].strip().lower()
         query_options = {k: v for k, v in event.query.items() if k.lower() not in _RESERVED_QUERY}
         now = self.clock()
         if content_type in ("text/csv", "application/csv", "text/plain"):
             if not body.strip():
                 raise ApiError(400, "empty_body", "the CSV body is empty", "body")
-            submission = _Submission(options=query_options, scheduledAt=event.query_value("scheduledAt") or None,
-                                     timeZone=event.query_value("timeZone") or None)
-            csv_body: Optional[bytes] = body
+            submission = _Submission(
+                options=query_options,
+                scheduledAt=event.query_value("scheduledAt") or None,
+                timeZone=event.query_value("timeZone") or None,
+            )
+            csv_body: bytes | None = body
         elif content_type in ("application/json", ""):
             try:
                 raw = json.loads(body or b"{}")
@@ -354,23 +421,36 @@ class JobsApi:
                 raise _validation_error(error, "body") from None
             submission.options = {**query_options, **submission.options}
             if (submission.recipients is None) == (submission.source is None):
-                raise ApiError(400, "invalid_field", 'give exactly one of "recipients" (a list) or "source" '
-                               "(an OSS key of a CSV)", "recipients")
+                raise ApiError(
+                    400,
+                    "invalid_field",
+                    'give exactly one of "recipients" (a list) or "source" (an OSS key of a CSV)',
+                    "recipients",
+                )
             csv_body = None
         else:
-            raise ApiError(415, "unsupported_media_type", f"Content-Type {content_type!r}: send application/json "
-                           "or text/csv", "Content-Type")
+            raise ApiError(
+                415,
+                "unsupported_media_type",
+                f"Content-Type {content_type!r}: send application/json or text/csv",
+                "Content-Type",
+            )
         scheduled_at = parse_schedule(submission.scheduled_at, submission.time_zone, now=now)
         try:
-            options, intake = resolve_options([("options", submission.options),
-                                               ("the function's CHATAPP_DEFAULT_* environment",
-                                                self.settings.defaults)])
+            options, intake = resolve_options(
+                [
+                    ("options", submission.options),
+                    ("the function's CHATAPP_DEFAULT_* environment", self.settings.defaults),
+                ]
+            )
         except OptionsError as error:
             raise ApiError(400, "invalid_options", str(error), "options") from None
 
         job_id, repeated = self._identity(event, body)
         if repeated is not None:
-            return reply(200, {**self._links(repeated, event), "status": repeated.status.value, "repeated": True})
+            return reply(
+                200, {**self._links(repeated, event), "status": repeated.status.value, "repeated": True}
+            )
         fingerprint = "sha256:" + hashlib.sha256(body).hexdigest()
         if submission.source is not None:
             job = self._submit_source(job_id, submission.source, options, intake, fingerprint, scheduled_at)
@@ -380,47 +460,83 @@ class JobsApi:
             else:
                 items = [r.model_dump(exclude_none=True) for r in submission.recipients or []]
                 source = f"http:{job_id}.json"
-                read_rows = lambda: JsonRecipients(items, channel=options.channel_type, intake=intake)  # noqa: E731
-                open_stream = lambda: io.BytesIO(b"")  # noqa: E731
+                read_rows = lambda: JsonRecipients(items, channel=options.channel_type, intake=intake)
+                open_stream = lambda: io.BytesIO(b"")
             try:
-                job, _ = plan_job(self.store, source=source, open_stream=open_stream, options=options,
-                                  intake=intake, settings=PlanSettings(
-                                      batch_size=self.settings.batch_size,
-                                      max_request_bytes=self.settings.max_request_bytes),
-                                  identity=(job_id, fingerprint), read_rows=read_rows, scheduled_at=scheduled_at)
+                job, _ = plan_job(
+                    self.store,
+                    source=source,
+                    open_stream=open_stream,
+                    options=options,
+                    intake=intake,
+                    settings=PlanSettings(
+                        batch_size=self.settings.batch_size, max_request_bytes=self.settings.max_request_bytes
+                    ),
+                    identity=(job_id, fingerprint),
+                    read_rows=read_rows,
+                    scheduled_at=scheduled_at,
+                )
             except CsvFileError as error:
                 raise ApiError(400, "invalid_csv", str(error), f"line {error.line}") from None
             status = start_job(self.store, self.dispatch, job_id, now=now)
             if job.batches == 0 and status == JobStatus.running.value:
                 finalize(self.store, self.oss, self.settings, job_id)
             job = self.store.get_job(job_id) or job
-        log.info("job submitted", extra={"job_id": job_id, "status": job.status.value, "valid": job.valid,
-                                         "invalid": job.invalid, "duplicate": job.duplicate})
-        return reply(202, {**self._links(job, event), "status": job.status.value, "repeated": False,
-                           "valid": job.valid, "invalid": job.invalid, "duplicate": job.duplicate},
-                     headers={"Location": self._links(job, event)["status_url"]})
+        log.info(
+            "job submitted",
+            extra={
+                "job_id": job_id,
+                "status": job.status.value,
+                "valid": job.valid,
+                "invalid": job.invalid,
+                "duplicate": job.duplicate,
+            },
+        )
+        return reply(
+            202,
+            {
+                **self._links(job, event),
+                "status": job.status.value,
+                "repeated": False,
+                "valid": job.valid,
+                "invalid": job.invalid,
+                "duplicate": job.duplicate,
+            },
+            headers={"Location": self._links(job, event)["status_url"]},
+        )
 
-    def _identity(self, event: HttpEvent, body: bytes) -> tuple[str, Optional[JobRecord]]:
+    def _identity(self, event: HttpEvent, body: bytes) -> tuple[str, JobRecord | None]:
         """(job id, the existing job if this is a repeat to answer with). Refuses a probable repeat."""
         key = event.header("idempotency-key").strip()
         if key:
             if len(key) > 255:
-                raise ApiError(400, "invalid_header", "Idempotency-Key is longer than 255 characters",
-                               "Idempotency-Key")
+                raise ApiError(
+                    400, "invalid_header", "Idempotency-Key is longer than 255 characters", "Idempotency-Key"
+                )
             job_id = "k" + hashlib.sha256(key.encode("utf-8")).hexdigest()[:23]
             return job_id, self.store.get_job(job_id)
-        canonical = json.dumps({"body": hashlib.sha256(body).hexdigest(),
-                                "query": sorted((k.lower(), v) for k, v in event.query.items()
-                                                if k.lower() not in ("force", "token"))})
+        canonical = json.dumps(
+            {
+                "body": hashlib.sha256(body).hexdigest(),
+                "query": sorted(
+                    (k.lower(), v) for k, v in event.query.items() if k.lower() not in ("force", "token")
+                ),
+            }
+        )
         prefix = "b" + hashlib.sha256(canonical.encode()).hexdigest()[:15]
         force = event.query_value("force").lower() in ("1", "true", "yes")
         if not force:
             for other in self.store.find_jobs(prefix):
                 job = self.store.get_job(other)
                 if job is not None and job.created_at >= self.clock() - self.api.repeat_window:
-                    raise ApiError(409, "probable_repeat", f"the same request created job {job.job_id} "
-                                   f"{self.clock() - job.created_at:.0f} s ago; send Idempotency-Key to make "
-                                   "repeats safe, or add ?force=true to create another job", "body")
+                    raise ApiError(
+                        409,
+                        "probable_repeat",
+                        f"the same request created job {job.job_id} "
+                        f"{self.clock() - job.created_at:.0f} s ago; send Idempotency-Key to make "
+                        "repeats safe, or add ?force=true to create another job",
+                        "body",
+                    )
         if force:
             return prefix + secrets.token_hex(4), None
         # Not random: two identical requests arriving at the same moment both pass the look above, and must
@@ -428,10 +544,14 @@ class JobsApi:
         # that both send. Per repeat window, so a deliberate repeat later is a job of its own.
         return prefix + f"{int(self.clock() // max(self.api.repeat_window, 1)):08x}"[-8:], None
 
-    def _submit_source(self, job_id: str, source: str, options: Any, intake: Any, fingerprint: str,
-                       scheduled_at: float) -> JobRecord:
-        location = OssLocation.parse(source) if source.startswith("oss://") else \
-            OssLocation(self.settings.bucket, source.lstrip("/"))
+    def _submit_source(
+        self, job_id: str, source: str, options: Any, intake: Any, fingerprint: str, scheduled_at: float
+    ) -> JobRecord:
+        location = (
+            OssLocation.parse(source)
+            if source.startswith("oss://")
+            else OssLocation(self.settings.bucket, source.lstrip("/"))
+        )
         try:
             head = self.oss.head(location)
         except SourceError as error:
@@ -439,9 +559,14 @@ class JobsApi:
                 raise ApiError(400, "source_not_found", f"{location.url}: {error}", "source") from None
             raise ApiError(503, "oss_unavailable", f"{location.url}: {error}; try again", "source") from None
         etag = str(head.get("etag", "")).strip('"')
-        job = JobRecord(job_id=job_id, source=location.url, options=options.to_api(),
-                        intake=intake.model_dump(mode="json"), content_sha256=f"etag:{etag}" if etag else fingerprint,
-                        scheduled_at=scheduled_at)
+        job = JobRecord(
+            job_id=job_id,
+            source=location.url,
+            options=options.to_api(),
+            intake=intake.model_dump(mode="json"),
+            content_sha256=f"etag:{etag}" if etag else fingerprint,
+            scheduled_at=scheduled_at,
+        )
         self.store.create_job(job)
         self.invoker.invoke_async(self.api.ingest_function, {"plan_job": job_id})
         return self.store.get_job(job_id) or job
@@ -452,10 +577,22 @@ class JobsApi:
         if not text.isdigit() or not 1 <= int(text) <= 200:
             raise ApiError(400, "invalid_parameter", "limit: a whole number from 1 to 200", "limit")
         jobs = self.store.list_jobs(int(text))
-        return reply(200, {"jobs": [{"job_id": j.job_id, "status": j.status.value, "source": j.source,
-                                     "valid": j.valid, "created_at": _iso(j.created_at),
-                                     "scheduled_at": _iso(j.scheduled_at) if j.scheduled_at else None}
-                                    for j in jobs]})
+        return reply(
+            200,
+            {
+                "jobs": [
+                    {
+                        "job_id": j.job_id,
+                        "status": j.status.value,
+                        "source": j.source,
+                        "valid": j.valid,
+                        "created_at": _iso(j.created_at),
+                        "scheduled_at": _iso(j.scheduled_at) if j.scheduled_at else None,
+                    }
+                    for j in jobs
+                ]
+            },
+        )
 
     def progress(self, job: JobRecord) -> dict[str, Any]:
         summary = job_summary(self.store, job)
@@ -464,13 +601,16 @@ class JobsApi:
         elapsed = max(now - max(job.created_at, job.scheduled_at), 1e-6)  # a scheduled job starts late
         rate = summary["sent"] / elapsed if job.status is JobStatus.running else 0.0
         remaining = summary["pending"]
-        summary.update({
-            "created_at": _iso(job.created_at), "updated_at": _iso(job.updated_at),
-            "scheduled_at": _iso(job.scheduled_at) if job.scheduled_at else None,
-            "share_done": round(done / job.valid, 4) if job.valid else 1.0,
-            "rate_per_second": round(rate, 1),
-            "eta_seconds": round(remaining / rate) if rate > 0 and remaining else None,
-        })
+        summary.update(
+            {
+                "created_at": _iso(job.created_at),
+                "updated_at": _iso(job.updated_at),
+                "scheduled_at": _iso(job.scheduled_at) if job.scheduled_at else None,
+                "share_done": round(done / job.valid, 4) if job.valid else 1.0,
+                "rate_per_second": round(rate, 1),
+                "eta_seconds": round(remaining / rate) if rate > 0 and remaining else None,
+            }
+        )
         return summary
 
     def status(self, job: JobRecord, event: HttpEvent) -> dict[str, Any]:
@@ -488,8 +628,12 @@ class JobsApi:
     def report(self, job: JobRecord) -> dict[str, Any]:
         out = io.StringIO()
         write_report(self.store.report_rows(job.job_id), out)
-        return reply(200, out.getvalue(), content_type="text/csv; charset=utf-8",
-                     headers={"Content-Disposition": f'attachment; filename="{job.job_id}.report.csv"'})
+        return reply(
+            200,
+            out.getvalue(),
+            content_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{job.job_id}.report.csv"'},
+        )
 
     def cancel(self, job: JobRecord) -> dict[str, Any]:
         if job.status in (JobStatus.completed, JobStatus.failed, JobStatus.stopped):
@@ -497,13 +641,23 @@ class JobsApi:
         current = cancel_job(self.store, job.job_id) or job
         if not self.store.list_batches(job.job_id, IN_FLIGHT):
             finalize(self.store, self.oss, self.settings, job.job_id, status=JobStatus.cancelled)
-        return reply(202, {"job_id": job.job_id, "status": current.status.value,
-                           "pending_cancelled": job_summary(self.store, current)["cancelled"]})
+        return reply(
+            202,
+            {
+                "job_id": job.job_id,
+                "status": current.status.value,
+                "pending_cancelled": job_summary(self.store, current)["cancelled"],
+            },
+        )
 
     def pause(self, job: JobRecord) -> dict[str, Any]:
         if job.status not in (JobStatus.running, JobStatus.ready, JobStatus.scheduled, JobStatus.paused):
-            raise ApiError(409, "not_running", f"job {job.job_id} is {job.status.value}: only a running or "
-                           "scheduled job can be paused", "id")
+            raise ApiError(
+                409,
+                "not_running",
+                f"job {job.job_id} is {job.status.value}: only a running or scheduled job can be paused",
+                "id",
+            )
         current = pause_job(self.store, job.job_id) or job
         return reply(202, {"job_id": job.job_id, "status": current.status.value, "reason": current.reason})
 
@@ -521,23 +675,44 @@ class JobsApi:
 
     def reconcile(self, job: JobRecord, event: HttpEvent) -> dict[str, Any]:
         body = _operator_body(event)
-        result = reconcile_job(self.store, self.oss, self.settings, self._reconciler(), job,
-                               deadline=self.clock() + self.api.reconcile_seconds, cust_space_id=body.cust_space_id)
+        result = reconcile_job(
+            self.store,
+            self.oss,
+            self.settings,
+            self._reconciler(),
+            job,
+            deadline=self.clock() + self.api.reconcile_seconds,
+            cust_space_id=body.cust_space_id,
+        )
         if result.skipped:
             raise ApiError(409, "not_reconcilable", result.skipped, "id")
         if result.error:
-            raise ApiError(502, "list_failed", f"{result.error} ({result.left} uncertain batches left as they were)")
-        return reply(200, {"job_id": job.job_id, **result.to_dict(),
-                           "uncertain": job_summary(self.store, job)["uncertain"]})
+            raise ApiError(
+                502, "list_failed", f"{result.error} ({result.left} uncertain batches left as they were)"
+            )
+        return reply(
+            200,
+            {
+                "job_id": job.job_id,
+                **result.to_dict(),
+                "uncertain": job_summary(self.store, job)["uncertain"],
+            },
+        )
 
     def resend_uncertain(self, job: JobRecord, event: HttpEvent) -> dict[str, Any]:
         body = _operator_body(event)
         try:
             result = resend_uncertain(
-                self.store, self._reconciler() if body.reconcile else None, job, reconcile=body.reconcile,
-                cust_space_id=body.cust_space_id, deadline=self.clock() + self.api.reconcile_seconds,
-                before_reopen=lambda: reopen_job(self.store, job.job_id, reason="uncertain batches reopened by an "
-                                                 "operator"))
+                self.store,
+                self._reconciler() if body.reconcile else None,
+                job,
+                reconcile=body.reconcile,
+                cust_space_id=body.cust_space_id,
+                deadline=self.clock() + self.api.reconcile_seconds,
+                before_reopen=lambda: reopen_job(
+                    self.store, job.job_id, reason="uncertain batches reopened by an operator"
+                ),
+            )
         except ReconcileError as error:
             raise ApiError(409, "not_resent", str(error), "reconcile") from None
         status = continue_job(self.store, self.dispatch, job.job_id) if result.batches else job.status.value
@@ -547,14 +722,17 @@ class JobsApi:
         host = event.header("host")
         proto = event.header("x-forwarded-proto") or ("https" if host.endswith(".fcapp.run") else "http")
         base = f"{proto}://{host}" if host else ""
-        return {"job_id": job.job_id, "status_url": f"{base}/jobs/{quote(job.job_id)}",
-                "report_url": f"{base}/jobs/{quote(job.job_id)}/report"}
+        return {
+            "job_id": job.job_id,
+            "status_url": f"{base}/jobs/{quote(job.job_id)}",
+            "report_url": f"{base}/jobs/{quote(job.job_id)}/report",
+        }
 
 
 class _OperatorBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    cust_space_id: Optional[str] = Field(default=None, min_length=1)
+    cust_space_id: str | None = Field(default=None, min_length=1)
     reconcile: bool = True
 
 
@@ -565,8 +743,11 @@ def _operator_body(event: HttpEvent) -> _OperatorBody:
     except ValidationError as error:
         first = error.errors()[0]
         field = ".".join(str(part) for part in first["loc"]) or "body"
-        message = "unknown field (known: cust_space_id, reconcile)" if first["type"] == "extra_forbidden" \
+        message = (
+            "unknown field (known: cust_space_id, reconcile)"
+            if first["type"] == "extra_forbidden"
             else first["msg"]
+        )
         raise ApiError(400, "invalid_field", f"body: {field}: {message}", field) from None
 
 
@@ -584,26 +765,31 @@ def _html_page(summary: dict[str, Any]) -> str:
     running = summary["status"] in ("planning", "ready", "running", "scheduled", "paused")
     share = float(summary.get("share_done") or 0.0)
     e = html.escape
-    counts = "".join(f"<tr><th>{e(name)}</th><td id='{e(name)}'>{int(summary.get(name) or 0):,}</td></tr>"
-                     for name in ("sent", "failed", "uncertain", "pending", "invalid", "duplicate", "cancelled"))
+    counts = "".join(
+        f"<tr><th>{e(name)}</th><td id='{e(name)}'>{int(summary.get(name) or 0):,}</td></tr>"
+        for name in ("sent", "failed", "uncertain", "pending", "invalid", "duplicate", "cancelled")
+    )
     refresh = '<meta http-equiv="refresh" content="2">' if running else ""
-    uncertain = ("<p id='uncertain-help'>Uncertain: their call may or may not have reached CAMS. <code>POST "
-                 f"{e(summary['reconcile_url'])}</code> looks them up in ListChatappMessage; <code>POST "
-                 f"{e(summary['resend_uncertain_url'])}</code> resends what CAMS does not have.</p>"
-                 if summary.get("reconcile_url") else "")
+    uncertain = (
+        "<p id='uncertain-help'>Uncertain: their call may or may not have reached CAMS. <code>POST "
+        f"{e(summary['reconcile_url'])}</code> looks them up in ListChatappMessage; <code>POST "
+        f"{e(summary['resend_uncertain_url'])}</code> resends what CAMS does not have.</p>"
+        if summary.get("reconcile_url")
+        else ""
+    )
     eta = summary.get("eta_seconds")
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">{refresh}
-<title>Job {e(summary['job_id'])}: {e(summary['status'])}</title>
+<title>Job {e(summary["job_id"])}: {e(summary["status"])}</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:40rem;margin:2rem auto}}
 .bar{{background:#eee;border-radius:4px;height:1.5rem}}.fill{{background:#2a7;height:100%;border-radius:4px}}
 th{{text-align:left;padding-right:2rem}}td{{text-align:right}}</style></head>
-<body><h1>Job {e(summary['job_id'][:12])}</h1>
-<p>Status: <strong id="status">{e(summary['status'])}</strong> {e(summary.get('reason') or '')}</p>
+<body><h1>Job {e(summary["job_id"][:12])}</h1>
+<p>Status: <strong id="status">{e(summary["status"])}</strong> {e(summary.get("reason") or "")}</p>
 <div class="bar" role="progressbar" aria-valuemin="0" aria-valuemax="100" aria-valuenow="{share * 100:.0f}"
  id="progress"><div class="fill" style="width:{share * 100:.1f}%"></div></div>
-<p><span id="share">{share:.0%}</span> of {int(summary.get('valid') or 0):,} recipients done
-{f"&middot; {summary['rate_per_second']:,.0f}/s" if summary.get('rate_per_second') else ""}
+<p><span id="share">{share:.0%}</span> of {int(summary.get("valid") or 0):,} recipients done
+{f"&middot; {summary['rate_per_second']:,.0f}/s" if summary.get("rate_per_second") else ""}
 {f"&middot; about {int(eta)} s left" if eta else ""}</p>
 <table>{counts}</table>
-{uncertain}<p><a href="{e(summary['report_url'])}">Report (CSV)</a></p></body></html>"""
+{uncertain}<p><a href="{e(summary["report_url"])}">Report (CSV)</a></p></body></html>"""

@@ -29,9 +29,10 @@ import io
 import re
 import typing
 from array import array
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from operator import itemgetter
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 from chatapp_mass.errors import CsvFileError
 from chatapp_mass.options import ChannelType, IntakeOptions
@@ -58,7 +59,9 @@ class Row:
     line: int  # physical line where the record starts (header = line 1)
     to: str  # normalized recipient (valid/duplicate), or the cell as given (trimmed) when invalid
     status: str  # "valid" | "invalid" | "duplicate"
-    code: str = ""  # "" | InvalidNumber | MissingRecipient | EmptyParam | ColumnCount | CellTooLarge | Duplicate
+    code: str = (
+        ""  # "" | InvalidNumber | MissingRecipient | EmptyParam | ColumnCount | CellTooLarge | Duplicate
+    )
     message: str = ""  # human reason; for Duplicate: "same recipient as line 7"
     template_params: dict[str, str] | None = None  # valid rows only (None when the file has no param columns)
     extra: dict[str, Any] | None = None  # valid rows only: Payload, FlowAction, ProductAction (JSON jobs)
@@ -72,7 +75,7 @@ class Header:
     param_columns: tuple[str, ...]  # TemplateParams keys, in column order
 
 
-def sha256_of(stream: typing.BinaryIO) -> str:
+def sha256_of(stream: typing.IO[bytes]) -> str:
     """Hex SHA-256 of a binary stream read to its end in 1 MiB chunks (from where it is now)."""
     digest = hashlib.sha256()
     read = stream.read
@@ -266,7 +269,7 @@ class _Skim:
                 if stop is None:
                     S._add(text[pos:])
                     return
-                S._add(text[pos:stop.start()])
+                S._add(text[pos : stop.start()])
                 pos = stop.start()
                 char = text[pos]
                 S._save()
@@ -305,10 +308,9 @@ class _Skim:
                 else:
                     S._add(char)
                     S.state = S.IN_FIELD
-            elif state == S.EAT_CRNL:
-                if not newline:
-                    self.bare_cr = True
-                    return
+            elif state == S.EAT_CRNL and not newline:
+                self.bare_cr = True
+                return
 
     def end_line(self) -> bool:
         """The end of a physical line; True when it ends the record."""
@@ -338,7 +340,7 @@ class RecipientReader:
     """
 
     def __init__(
-        self, stream: typing.BinaryIO, *, source: str, channel: ChannelType, intake: IntakeOptions
+        self, stream: typing.IO[bytes], *, source: str, channel: ChannelType, intake: IntakeOptions
     ) -> None:
         self.source = source
         self.channel = ChannelType(channel)
@@ -358,50 +360,72 @@ class RecipientReader:
         delimiter = intake.delimiter or _sniff(first)
         self._lines = self._physical_lines(first)
         self._reader = csv.reader(
-            self._lines, delimiter=delimiter, quotechar='"', doublequote=True, skipinitialspace=False,
+            self._lines,
+            delimiter=delimiter,
+            quotechar='"',
+            doublequote=True,
+            skipinitialspace=False,
             strict=False,
         )
         try:
             names = next(self._reader)
         except csv.Error as error:
             if "new-line character" in str(error):  # CR-only line ends (old Mac) or a CR in a header name
-                raise CsvFileError(source, self._reader.line_num or 1,
-                                   "a carriage return (CR) inside an unquoted cell",
-                                   "save the file with LF or CRLF line ends, or quote the cell") from None
-            raise CsvFileError(source, 1, f"the header row cannot be read ({error})",
-                               "the first line must name the columns, e.g. to,name") from None
+                raise CsvFileError(
+                    source,
+                    self._reader.line_num or 1,
+                    "a carriage return (CR) inside an unquoted cell",
+                    "save the file with LF or CRLF line ends, or quote the cell",
+                ) from None
+            raise CsvFileError(
+                source,
+                1,
+                f"the header row cannot be read ({error})",
+                "the first line must name the columns, e.g. to,name",
+            ) from None
         self.header = self._check_header(names, delimiter)
         self._pending.clear()
         self._cap = max(_MIN_LINE_CAP, len(names) * _PER_COLUMN_CAP + 64)
 
     # -- reading lines -----------------------------------------------------------------------------
 
-    def _decode_error(self, raw: bytes, line: int, error: UnicodeDecodeError, offset: int = 0) -> CsvFileError:
+    def _decode_error(
+        self, raw: bytes, line: int, error: UnicodeDecodeError, offset: int = 0
+    ) -> CsvFileError:
         if line == 1 and raw[:2] in (b"\xff\xfe", b"\xfe\xff"):
             return CsvFileError(self.source, 1, "the file is UTF-16, not UTF-8", "save it as CSV UTF-8")
-        bad = raw[error.start:error.start + 1].hex()
+        bad = raw[error.start : error.start + 1].hex()
         return CsvFileError(
-            self.source, line, f"not UTF-8 text (byte 0x{bad} at byte {offset + error.start + 1} of the line)",
-            "save the file as UTF-8 (\"CSV UTF-8\" in Excel)",
+            self.source,
+            line,
+            f"not UTF-8 text (byte 0x{bad} at byte {offset + error.start + 1} of the line)",
+            'save the file as UTF-8 ("CSV UTF-8" in Excel)',
         )
 
     def _nul_error(self, line: int) -> CsvFileError:
-        return CsvFileError(self.source, line, "the line holds a NUL character: not a text file",
-                            "save the file as CSV UTF-8")
+        return CsvFileError(
+            self.source, line, "the line holds a NUL character: not a text file", "save the file as CSV UTF-8"
+        )
 
     def _first_line(self) -> str:
         raw = self._readline(_MIN_LINE_CAP)
         if not raw:
-            raise CsvFileError(self.source, 1, "the file is empty",
-                               "the first line must name the columns, e.g. to,name")
+            raise CsvFileError(
+                self.source, 1, "the file is empty", "the first line must name the columns, e.g. to,name"
+            )
         if len(raw) >= _MIN_LINE_CAP and raw[-1] != 10:
-            raise CsvFileError(self.source, 1, "the first line is longer than 16 MiB: not a CSV header",
-                               "the first line must name the columns, e.g. to,name")
+            raise CsvFileError(
+                self.source,
+                1,
+                "the first line is longer than 16 MiB: not a CSV header",
+                "the first line must name the columns, e.g. to,name",
+            )
         if raw.startswith(_BOM):
-            raw = raw[len(_BOM):]
+            raw = raw[len(_BOM) :]
             if not raw:
-                raise CsvFileError(self.source, 1, "the file is empty",
-                                   "the first line must name the columns, e.g. to,name")
+                raise CsvFileError(
+                    self.source, 1, "the file is empty", "the first line must name the columns, e.g. to,name"
+                )
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as error:
@@ -409,8 +433,12 @@ class RecipientReader:
         if "\x00" in text:
             raise self._nul_error(1)
         if not text.strip():
-            raise CsvFileError(self.source, 1, "line 1 is blank: there is no header row",
-                               "the first line must name the columns, e.g. to,name")
+            raise CsvFileError(
+                self.source,
+                1,
+                "line 1 is blank: there is no header row",
+                "the first line must name the columns, e.g. to,name",
+            )
         return text
 
     def _physical_lines(self, first: str) -> Iterator[str]:
@@ -470,24 +498,40 @@ class RecipientReader:
         recipients: list[int] = []
         for index, name in enumerate(columns):
             if not name:
-                raise CsvFileError(source, 1, f"column {index + 1} of the header has no name",
-                                   "name every column (or delete the empty one)")
+                raise CsvFileError(
+                    source,
+                    1,
+                    f"column {index + 1} of the header has no name",
+                    "name every column (or delete the empty one)",
+                )
             folded = name.casefold()
             if folded in seen:
-                raise CsvFileError(source, 1, f"column {index + 1} ({name!r}) repeats the name of column "
-                                   f"{seen[folded] + 1}", "give every column its own name")
+                raise CsvFileError(
+                    source,
+                    1,
+                    f"column {index + 1} ({name!r}) repeats the name of column {seen[folded] + 1}",
+                    "give every column its own name",
+                )
             seen[folded] = index
             if folded in RECIPIENT_COLUMNS:
                 recipients.append(index)
         accepted = ", ".join(RECIPIENT_COLUMNS)
         if not recipients:
-            raise CsvFileError(source, 1, "no recipient column in the header",
-                               f"name the recipient column one of: {accepted}")
+            raise CsvFileError(
+                source,
+                1,
+                "no recipient column in the header",
+                f"name the recipient column one of: {accepted}",
+            )
         if len(recipients) > 1:
             first, second = recipients[0], recipients[1]
-            raise CsvFileError(source, 1, f"two recipient columns: {columns[first]!r} (column {first + 1}) "
-                               f"and {columns[second]!r} (column {second + 1})",
-                               f"keep one column named {accepted}; rename the other")
+            raise CsvFileError(
+                source,
+                1,
+                f"two recipient columns: {columns[first]!r} (column {first + 1}) "
+                f"and {columns[second]!r} (column {second + 1})",
+                f"keep one column named {accepted}; rename the other",
+            )
         self._recipient_index = recipients[0]
         self._param_indexes = tuple(i for i in range(len(columns)) if i != self._recipient_index)
         return Header(
@@ -532,12 +576,12 @@ class RecipientReader:
         columns = header.columns
         ncols = len(columns)
         rec = self._recipient_index
-        params = tuple(zip(self._param_indexes, header.param_columns))
+        params = tuple(zip(self._param_indexes, header.param_columns, strict=True))
         keys = header.param_columns
         pick: Callable[[list[str]], Any] | None = None
         if len(keys) == 1:
             only = self._param_indexes[0]
-            pick = lambda cells: (cells[only],)  # noqa: E731
+            pick = lambda cells: (cells[only],)
         elif keys:
             pick = itemgetter(*self._param_indexes)
         check_empty = not self.intake.allow_empty_params
@@ -563,31 +607,44 @@ class RecipientReader:
                             yield self._column_count(line, last, len(cells), self._given(cells))
                         continue
                     if max(map(len, cells)) > limit_chars:
-                        big = next(((i, size) for i, cell in enumerate(cells) if (size := _too_large(cell))),
-                                   None)
+                        big = next(
+                            ((i, size) for i, cell in enumerate(cells) if (size := _too_large(cell))), None
+                        )
                         if big is not None:
                             index, size = big
-                            yield invalid(line, self._given(cells), "CellTooLarge",
-                                          f"the cell in column {index + 1} ({columns[index]}) is {size} bytes; "
-                                          f"the limit is {CELL_LIMIT_BYTES} (64 KiB)")
+                            yield invalid(
+                                line,
+                                self._given(cells),
+                                "CellTooLarge",
+                                f"the cell in column {index + 1} ({columns[index]}) is {size} bytes; "
+                                f"the limit is {CELL_LIMIT_BYTES} (64 KiB)",
+                            )
                             continue
                     to = cells[rec].strip()
                     if not to:
                         if not _is_blank(cells):
-                            yield invalid(line, "", "MissingRecipient",
-                                          f"no recipient in column {rec + 1} ({columns[rec]})")
+                            yield invalid(
+                                line,
+                                "",
+                                "MissingRecipient",
+                                f"no recipient in column {rec + 1} ({columns[rec]})",
+                            )
                         continue
                     if check_empty:
-                        for index, key in params:
+                        for index, key in params:  # noqa: B007 - key names the empty parameter below
                             value = cells[index]
                             if not value or value.isspace():
                                 break
                         else:
                             index = -1
                         if index >= 0:
-                            yield invalid(line, to, "EmptyParam",
-                                          f"empty value for template parameter {key!r} (column {index + 1}); "
-                                          "fill it in or allow empty parameters (--allow-empty-params)")
+                            yield invalid(
+                                line,
+                                to,
+                                "EmptyParam",
+                                f"empty value for template parameter {key!r} (column {index + 1}); "
+                                "fill it in or allow empty parameters (--allow-empty-params)",
+                            )
                             continue
                     if phone:
                         number = normalize(to, region)
@@ -603,7 +660,9 @@ class RecipientReader:
                         yield Row(line, to, "duplicate", "Duplicate", f"same recipient as line {first}")
                         continue
                     counts["valid"] += 1
-                    yield Row(line, to, "valid", "", "", dict(zip(keys, pick(cells))) if pick else None)
+                    yield Row(
+                        line, to, "valid", "", "", dict(zip(keys, pick(cells), strict=True)) if pick else None
+                    )
                 return
             except csv.Error as error:
                 start = last + 1
@@ -611,11 +670,17 @@ class RecipientReader:
                     line = reader.line_num + offset
                     if "new-line character" in str(error):
                         raise CsvFileError(
-                            self.source, line, "a carriage return (CR) inside an unquoted cell",
+                            self.source,
+                            line,
+                            "a carriage return (CR) inside an unquoted cell",
                             "save the file with LF or CRLF line ends, or quote the cell",
                         ) from None
-                    raise CsvFileError(self.source, line, f"the CSV cannot be read ({error})",
-                                       "check the quotes on that line; save the file as CSV UTF-8") from None
+                    raise CsvFileError(
+                        self.source,
+                        line,
+                        f"the CSV cannot be read ({error})",
+                        "check the quotes on that line; save the file as CSV UTF-8",
+                    ) from None
                 row, last = self._skim(start)
                 offset = last - reader.line_num
                 if row is not None:
@@ -640,25 +705,29 @@ class RecipientReader:
                     break
             partial = bool(lines) and not lines[-1].endswith("\n")
             while not ended and not skim.bare_cr:
-                text = next(self._lines, None)
+                more = next(self._lines, None)
                 self._pending.clear()
-                if text is None:
+                if more is None:
                     if partial:
                         skim.end_line()
                     skim.end_of_data()
                     break
-                skim.feed(text)
+                skim.feed(more)
                 if skim.bare_cr:
                     break
-                partial = not text.endswith("\n")
+                partial = not more.endswith("\n")
                 if not partial and skim.end_line():
                     ended = True
         finally:
             self._skimming = False
         last = start + max(skim.lines, 1) - 1
         if skim.bare_cr:
-            raise CsvFileError(self.source, start + skim.lines, "a carriage return (CR) inside an unquoted cell",
-                               "save the file with LF or CRLF line ends, or quote the cell")
+            raise CsvFileError(
+                self.source,
+                start + skim.lines,
+                "a carriage return (CR) inside an unquoted cell",
+                "save the file with LF or CRLF line ends, or quote the cell",
+            )
         if skim.cells == 0:
             return None, last  # nothing in it after all
         to = (skim.recipient or "").strip()
@@ -667,8 +736,10 @@ class RecipientReader:
             return self._column_count(start, last, skim.cells, to), last
         if skim.big is not None:
             index, size = skim.big
-            message = (f"the cell in column {index + 1} ({columns[index]}) is {size} bytes; "
-                       f"the limit is {CELL_LIMIT_BYTES} (64 KiB)")
+            message = (
+                f"the cell in column {index + 1} ({columns[index]}) is {size} bytes; "
+                f"the limit is {CELL_LIMIT_BYTES} (64 KiB)"
+            )
         else:  # pragma: no cover - cannot happen: an over-long record has too many or too large cells
             message = f"the record from line {start} to {last} is too large"
         return self._invalid(start, to, "CellTooLarge", message), last
@@ -685,7 +756,9 @@ class JsonRecipients:
 
     EXTRA_FIELDS = ("Payload", "FlowAction", "ProductAction")
 
-    def __init__(self, items: Iterable[dict[str, Any]], *, channel: ChannelType, intake: IntakeOptions) -> None:
+    def __init__(
+        self, items: Iterable[dict[str, Any]], *, channel: ChannelType, intake: IntakeOptions
+    ) -> None:
         self.items = items
         self.channel = ChannelType(channel)
         self.intake = intake
@@ -706,8 +779,13 @@ class JsonRecipients:
                 empty = next((key for key, value in params.items() if not str(value).strip()), None)
                 if empty is not None:
                     self.counts["invalid"] += 1
-                    yield Row(line, to, "invalid", "EmptyParam",
-                              f"empty value for template parameter {empty!r}; fill it in or allow empty parameters")
+                    yield Row(
+                        line,
+                        to,
+                        "invalid",
+                        "EmptyParam",
+                        f"empty value for template parameter {empty!r}; fill it in or allow empty parameters",
+                    )
                     continue
             if phone:
                 number = _normalize(to, region)
@@ -724,5 +802,12 @@ class JsonRecipients:
             seen[to] = line
             self.counts["valid"] += 1
             extra = {key: item[key] for key in self.EXTRA_FIELDS if item.get(key) not in (None, [], {})}
-            yield Row(line, to, "valid", "", "", {str(k): str(v) for k, v in params.items()} if params else None,
-                      extra or None)
+            yield Row(
+                line,
+                to,
+                "valid",
+                "",
+                "",
+                {str(k): str(v) for k, v in params.items()} if params else None,
+                extra or None,
+            )

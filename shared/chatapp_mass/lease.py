@@ -25,7 +25,7 @@ import os
 import secrets
 import socket
 import threading
-from typing import Callable, Optional
+from collections.abc import Callable
 
 from chatapp_mass import logs
 
@@ -69,9 +69,9 @@ class Heartbeat:
         self.name = name
         self.lost = threading.Event()
         self._stop = threading.Event()
-        self._thread: Optional[threading.Thread] = None
+        self._thread: threading.Thread | None = None
 
-    def start(self) -> "Heartbeat":
+    def start(self) -> Heartbeat:
         self._thread = threading.Thread(target=logs.carried(self._run), name=self.name, daemon=True)
         self._thread.start()
         return self

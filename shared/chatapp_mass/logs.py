@@ -28,7 +28,8 @@ T = TypeVar("T")
 
 _NO_INVOCATION: Mapping[str, str] = MappingProxyType({})
 _INVOCATION: contextvars.ContextVar[Mapping[str, str]] = contextvars.ContextVar(
-    "chatapp_mass_invocation", default=_NO_INVOCATION)
+    "chatapp_mass_invocation", default=_NO_INVOCATION
+)
 
 
 def invocation_fields(context: Any) -> dict[str, str]:
@@ -73,11 +74,19 @@ def carried(work: Callable[..., T]) -> Callable[..., T]:
 
     return run
 
+
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 _FIRST = ("timestamp", "level", "message", "logger", "function", "request_id", "job_id", "batch")
 _MASKED = {"to", "number", "recipient"}
-_NEVER = {"template_params", "access_key_secret", "security_token", "TemplateParams", "token", "authorization",
-          "api_token"}
+_NEVER = {
+    "template_params",
+    "access_key_secret",
+    "security_token",
+    "TemplateParams",
+    "token",
+    "authorization",
+    "api_token",
+}
 
 
 class JsonFormatter(logging.Formatter):

@@ -4,7 +4,8 @@ credential client or the default chain, the endpoint override, and no SDK retrie
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 
 class PerThreadClient:
@@ -13,12 +14,25 @@ class PerThreadClient:
     ``factory`` is the SDK's ``Client`` class, imported by the caller lazily: ``lambda: Client``.
     """
 
-    def __init__(self, factory: Callable[[], Any], *, credential: Any, region_id: str, protocol: str,
-                 endpoint: Optional[str], connect_timeout_ms: int, read_timeout_ms: int) -> None:
+    def __init__(
+        self,
+        factory: Callable[[], Any],
+        *,
+        credential: Any,
+        region_id: str,
+        protocol: str,
+        endpoint: str | None,
+        connect_timeout_ms: int,
+        read_timeout_ms: int,
+    ) -> None:
         self._factory = factory
         self._credential = credential
-        self._options = dict(region_id=region_id, protocol=protocol, connect_timeout=connect_timeout_ms,
-                             read_timeout=read_timeout_ms)
+        self._options = dict(
+            region_id=region_id,
+            protocol=protocol,
+            connect_timeout=connect_timeout_ms,
+            read_timeout=read_timeout_ms,
+        )
         self._endpoint = endpoint
         self._local = threading.local()
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from enum import Enum
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 import phonenumbers
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -40,22 +40,22 @@ class JobOptions(BaseModel):
     model_config = _API
 
     channel_type: ChannelType = Field(alias="ChannelType")
-    template_code: Optional[str] = Field(default=None, alias="TemplateCode", min_length=1)
-    template_name: Optional[str] = Field(default=None, alias="TemplateName", min_length=1)
+    template_code: str | None = Field(default=None, alias="TemplateCode", min_length=1)
+    template_name: str | None = Field(default=None, alias="TemplateName", min_length=1)
     language: str = Field(alias="Language", min_length=1)
     from_: str = Field(alias="From", min_length=1)
-    task_id: Optional[str] = Field(default=None, alias="TaskId", min_length=1)
-    cust_space_id: Optional[str] = Field(default=None, alias="CustSpaceId", min_length=1)
-    fall_back_id: Optional[str] = Field(default=None, alias="FallBackId", min_length=1)
-    fall_back_content: Optional[str] = Field(default=None, alias="FallBackContent", min_length=1)
-    fall_back_duration: Optional[int] = Field(default=None, alias="FallBackDuration", ge=60, le=43200)
-    fall_back_rule: Optional[Literal["undelivered", "sentFailed"]] = Field(default=None, alias="FallBackRule")
-    ttl: Optional[int] = Field(default=None, alias="Ttl", ge=30, le=1209600)
-    label: Optional[Literal["promotion", "transaction"]] = Field(default=None, alias="Label")
-    tag: Optional[str] = Field(default=None, alias="Tag", min_length=1)
+    task_id: str | None = Field(default=None, alias="TaskId", min_length=1)
+    cust_space_id: str | None = Field(default=None, alias="CustSpaceId", min_length=1)
+    fall_back_id: str | None = Field(default=None, alias="FallBackId", min_length=1)
+    fall_back_content: str | None = Field(default=None, alias="FallBackContent", min_length=1)
+    fall_back_duration: int | None = Field(default=None, alias="FallBackDuration", ge=60, le=43200)
+    fall_back_rule: Literal["undelivered", "sentFailed"] | None = Field(default=None, alias="FallBackRule")
+    ttl: int | None = Field(default=None, alias="Ttl", ge=30, le=1209600)
+    label: Literal["promotion", "transaction"] | None = Field(default=None, alias="Label")
+    tag: str | None = Field(default=None, alias="Tag", min_length=1)
 
     @model_validator(mode="after")
-    def _channel_rules(self) -> "JobOptions":
+    def _channel_rules(self) -> JobOptions:
         if not self.template_code and not self.template_name:
             raise ValueError("give TemplateCode or TemplateName (at least one)")
         if self.channel_type is ChannelType.viber and not self.template_code:
@@ -77,25 +77,27 @@ class IntakeOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    default_country: Optional[str] = None
+    default_country: str | None = None
     allow_empty_params: bool = False
-    delimiter: Optional[Literal[",", ";", "\t"]] = None
+    delimiter: Literal[",", ";", "\t"] | None = None
 
     @field_validator("default_country")
     @classmethod
-    def _known_region(cls, value: Optional[str]) -> Optional[str]:
+    def _known_region(cls, value: str | None) -> str | None:
         if value is None:
             return None
         code = value.strip().upper()
         if code not in phonenumbers.SUPPORTED_REGIONS:
-            raise ValueError(f"{value!r} is not an ISO 3166 alpha-2 country code phonenumbers knows (e.g. CN, GB, US)")
+            raise ValueError(
+                f"{value!r} is not an ISO 3166 alpha-2 country code phonenumbers knows (e.g. CN, GB, US)"
+            )
         return code
 
 
 class FlowAction(BaseModel):
     model_config = _API
-    flow_token: Optional[str] = Field(default=None, alias="FlowToken")
-    flow_action_data: Optional[dict[str, Any]] = Field(default=None, alias="FlowActionData")
+    flow_token: str | None = Field(default=None, alias="FlowToken")
+    flow_action_data: dict[str, Any] | None = Field(default=None, alias="FlowActionData")
 
 
 class ProductItem(BaseModel):
@@ -105,7 +107,7 @@ class ProductItem(BaseModel):
 
 class ProductSection(BaseModel):
     model_config = _API
-    title: Optional[str] = Field(default=None, alias="Title")
+    title: str | None = Field(default=None, alias="Title")
     product_items: list[ProductItem] = Field(default_factory=list, alias="ProductItems")
 
 
@@ -113,11 +115,11 @@ class ProductAction(BaseModel):
     """WhatsApp only: at most 10 sections and 30 products in all."""
 
     model_config = _API
-    thumbnail_product_retailer_id: Optional[str] = Field(default=None, alias="ThumbnailProductRetailerId")
+    thumbnail_product_retailer_id: str | None = Field(default=None, alias="ThumbnailProductRetailerId")
     sections: list[ProductSection] = Field(default_factory=list, alias="Sections", max_length=10)
 
     @model_validator(mode="after")
-    def _at_most_30_products(self) -> "ProductAction":
+    def _at_most_30_products(self) -> ProductAction:
         products = sum(len(section.product_items) for section in self.sections)
         if products > 30:
             raise ValueError(f"ProductAction has {products} products; the API allows at most 30")
@@ -130,10 +132,10 @@ class Recipient(BaseModel):
     model_config = _API
 
     to: str = Field(alias="To", min_length=1)
-    template_params: Optional[dict[str, str]] = Field(default=None, alias="TemplateParams")
-    payload: Optional[list[str]] = Field(default=None, alias="Payload")
-    flow_action: Optional[FlowAction] = Field(default=None, alias="FlowAction")
-    product_action: Optional[ProductAction] = Field(default=None, alias="ProductAction")
+    template_params: dict[str, str] | None = Field(default=None, alias="TemplateParams")
+    payload: list[str] | None = Field(default=None, alias="Payload")
+    flow_action: FlowAction | None = Field(default=None, alias="FlowAction")
+    product_action: ProductAction | None = Field(default=None, alias="ProductAction")
 
     def to_api(self) -> dict[str, Any]:
         return self.model_dump(by_alias=True, exclude_none=True, mode="json")

@@ -42,8 +42,9 @@ import logging
 import os
 import tempfile
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Optional
+from typing import Any
 from urllib.parse import unquote_plus
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -65,7 +66,7 @@ from chatapp_mass.oss_source import OssClient, OssLocation, SourceError
 from chatapp_mass.parts import part_batches
 from chatapp_mass.planning import API_MAX_RECIPIENTS, BODY_BUDGET, request_budget
 from chatapp_mass.ratelimit import DEFAULT_MARGIN
-from chatapp_mass.reconcile import ReconcileResult, Reconciler, unreconcilable
+from chatapp_mass.reconcile import Reconciler, ReconcileResult, unreconcilable
 from chatapp_mass.report import job_summary, write_report
 from chatapp_mass.store import IN_FLIGHT, OPEN_STATUSES, BatchStatus, JobRecord, JobStatus, Store
 
@@ -136,11 +137,13 @@ def parse_oss_event(raw: bytes | str) -> list[OssEventRecord]:
     try:
         return OssEvent.model_validate_json(raw).events
     except ValidationError as error:
-        raise EventError(f"not an FC3 OSS trigger event ({error.error_count()} problems: "
-                         f"{error.errors()[0]['loc']}: {error.errors()[0]['msg']})") from None
+        raise EventError(
+            f"not an FC3 OSS trigger event ({error.error_count()} problems: "
+            f"{error.errors()[0]['loc']}: {error.errors()[0]['msg']})"
+        ) from None
 
 
-def _plan_reference(raw: bytes | str) -> Optional[str]:
+def _plan_reference(raw: bytes | str) -> str | None:
     try:
         value = json.loads(raw)
     except ValueError:
@@ -156,7 +159,7 @@ class SenderEvent(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     job_id: str = Field(min_length=1, max_length=64)
-    seq: Optional[int] = Field(default=None, ge=0)
+    seq: int | None = Field(default=None, ge=0)
     drain: bool = False
     reconcile: bool = False  # look the finished job's uncertain batches up (see Sender.reconcile)
 
@@ -166,8 +169,10 @@ def parse_sender_event(raw: bytes | str) -> SenderEvent:
         event = SenderEvent.model_validate_json(raw)
     except ValidationError as error:
         first = error.errors()[0]
-        raise EventError(f"sender event: {'.'.join(map(str, first['loc'])) or 'body'}: {first['msg']} "
-                         '(expected {"job_id": "...", "seq": N} or {"job_id": "...", "drain": true})') from None
+        raise EventError(
+            f"sender event: {'.'.join(map(str, first['loc'])) or 'body'}: {first['msg']} "
+            '(expected {"job_id": "...", "seq": N} or {"job_id": "...", "drain": true})'
+        ) from None
     if (event.seq is not None) + event.drain + event.reconcile != 1:
         raise EventError('sender event: give exactly one of "seq", "drain": true or "reconcile": true')
     return event
@@ -231,19 +236,23 @@ class FunctionSettings:
     defaults: dict[str, str] = field(default_factory=dict)  # option defaults: normalized key -> value
     claim_ttl: float = CLAIM_TTL  # seconds a sender's claim on a batch lasts (see Sender.handle)
     sweep_idle: float = 120.0  # the timer starts a sender for a running job none has touched this long
-    error_threshold: float = 0.0  # pause a job when more than this share of the recipients tried failed (0: off)
+    error_threshold: float = (
+        0.0  # pause a job when more than this share of the recipients tried failed (0: off)
+    )
     rate_margin: float = DEFAULT_MARGIN  # seconds the limiter adds to its 1 s window (ratelimit)
-    reconcile_after: float = 60.0  # a job finished with uncertain batches is looked up this much later (0: off)
+    reconcile_after: float = (
+        60.0  # a job finished with uncertain batches is looked up this much later (0: off)
+    )
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] = os.environ) -> "FunctionSettings":
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> FunctionSettings:
         dispatch = environ.get(env.CHATAPP_DISPATCH, "drain").strip() or "drain"
         if dispatch not in ("drain", "per-batch"):
             raise OptionsError(f"{env.CHATAPP_DISPATCH}={dispatch!r}: drain or per-batch")
         defaults = {}
         for name, value in environ.items():
             if name.startswith(env.CHATAPP_DEFAULT_PREFIX) and value.strip():
-                defaults[_norm(name[len(env.CHATAPP_DEFAULT_PREFIX):])] = value.strip()
+                defaults[_norm(name[len(env.CHATAPP_DEFAULT_PREFIX) :])] = value.strip()
         return cls(
             bucket=environ.get(env.CHATAPP_BUCKET, "chatapp-mass"),
             incoming_prefix=environ.get(env.CHATAPP_INCOMING_PREFIX, "incoming/"),
@@ -340,7 +349,7 @@ def oss_job_id(bucket: str, key: str, etag: str, upload_id: str) -> str:
 
 def report_base(settings: FunctionSettings, key: str, job_id: str) -> str:
     """``incoming/2026/march.csv`` -> ``reports/2026/march.<job>`` (+ ``.report.csv``, ``.summary.json``...)."""
-    relative = key[len(settings.incoming_prefix):] if key.startswith(settings.incoming_prefix) else key
+    relative = key[len(settings.incoming_prefix) :] if key.startswith(settings.incoming_prefix) else key
     stem = relative[: -len(".csv")] if relative.lower().endswith(".csv") else relative
     return f"{settings.reports_prefix}{stem}.{job_id[:12]}"
 
@@ -354,7 +363,7 @@ def report_location(settings: FunctionSettings, job: JobRecord) -> OssLocation:
     return OssLocation(settings.bucket, f"{settings.reports_prefix}api/{job.job_id}")
 
 
-def start_job(store: Store, dispatch: "Dispatch", job_id: str, *, now: float) -> str:
+def start_job(store: Store, dispatch: Dispatch, job_id: str, *, now: float) -> str:
     """A planned job (``ready``) starts now, or waits for the timer (``scheduled``) if its time is later.
     Conditional: of several starters (a repeated event, two timer runs) one moves it. Returns the status."""
     job = store.get_job(job_id)
@@ -363,10 +372,13 @@ def start_job(store: Store, dispatch: "Dispatch", job_id: str, *, now: float) ->
     if job.status is JobStatus.ready and job.scheduled_at > now:
         store.update_job(job_id, expect=[JobStatus.ready], status=JobStatus.scheduled)
         return JobStatus.scheduled.value
-    if job.status in (JobStatus.ready, JobStatus.scheduled) and job.scheduled_at <= now:
-        if store.update_job(job_id, expect=[job.status], status=JobStatus.running):
-            dispatch.fan_out(job_id)
-            return JobStatus.running.value
+    if (
+        job.status in (JobStatus.ready, JobStatus.scheduled)
+        and job.scheduled_at <= now
+        and store.update_job(job_id, expect=[job.status], status=JobStatus.running)
+    ):
+        dispatch.fan_out(job_id)
+        return JobStatus.running.value
     current = store.get_job(job_id)
     return current.status.value if current else "unknown"
 
@@ -380,7 +392,7 @@ def reopen_job(store: Store, job_id: str, *, reason: str) -> None:
     store.update_job(job_id, expect=FINISHED, status=JobStatus.ready, reason=reason)
 
 
-def continue_job(store: Store, dispatch: "Dispatch", job_id: str) -> str:
+def continue_job(store: Store, dispatch: Dispatch, job_id: str) -> str:
     """After a resend reopened batches: a ``ready`` job starts, a running one gets senders for them."""
     job = store.get_job(job_id)
     if job is not None and job.status is JobStatus.ready:
@@ -390,18 +402,22 @@ def continue_job(store: Store, dispatch: "Dispatch", job_id: str) -> str:
     return job.status.value if job else "unknown"
 
 
-def pause_job(store: Store, job_id: str, *, reason: str = "paused by an operator") -> Optional[JobRecord]:
+def pause_job(store: Store, job_id: str, *, reason: str = "paused by an operator") -> JobRecord | None:
     """Stop dispatching a job, resumably: senders stop taking batches when they next look (within ~2 s)
     and hand claimed ones back; calls in flight finish and are recorded. Returns the job (None: unknown)."""
-    store.update_job(job_id, expect=[JobStatus.running, JobStatus.ready, JobStatus.scheduled],
-                     status=JobStatus.paused, reason=reason)
+    store.update_job(
+        job_id,
+        expect=[JobStatus.running, JobStatus.ready, JobStatus.scheduled],
+        status=JobStatus.paused,
+        reason=reason,
+    )
     job = store.get_job(job_id)
     if job is not None and job.status is JobStatus.paused:
         log.warning("job paused", extra={"job_id": job_id, "reason": job.reason})
     return job
 
 
-def resume_job(store: Store, dispatch: "Dispatch", job_id: str) -> Optional[JobRecord]:
+def resume_job(store: Store, dispatch: Dispatch, job_id: str) -> JobRecord | None:
     """A paused job runs again (a scheduled one whose time has not come waits for it): one conditional
     write, then senders are started."""
     job = store.get_job(job_id)
@@ -414,7 +430,7 @@ def resume_job(store: Store, dispatch: "Dispatch", job_id: str) -> Optional[JobR
     return store.get_job(job_id)
 
 
-def cancel_job(store: Store, job_id: str, *, reason: str = "cancelled by an operator") -> Optional[JobRecord]:
+def cancel_job(store: Store, job_id: str, *, reason: str = "cancelled by an operator") -> JobRecord | None:
     """Stop dispatching a job: its status becomes ``cancelled`` (senders stop taking batches when they next
     look), and every batch not yet on the wire (``pending`` or ``claimed``) becomes ``cancelled`` — one
     conditional write each, so a batch a sender is just marking ``sending`` stays its, and is resolved by it.
@@ -422,8 +438,15 @@ def cancel_job(store: Store, job_id: str, *, reason: str = "cancelled by an oper
     job = store.get_job(job_id)
     if job is None:
         return None
-    open_states = [JobStatus.planning, JobStatus.ready, JobStatus.scheduled, JobStatus.running,
-                   JobStatus.interrupted, JobStatus.stalled, JobStatus.paused]
+    open_states = [
+        JobStatus.planning,
+        JobStatus.ready,
+        JobStatus.scheduled,
+        JobStatus.running,
+        JobStatus.interrupted,
+        JobStatus.stalled,
+        JobStatus.paused,
+    ]
     if job.status in open_states:
         store.update_job(job_id, expect=open_states, status=JobStatus.cancelled, reason=reason)
     current = store.get_job(job_id)
@@ -451,16 +474,24 @@ class Dispatch:
             refs = [{"job_id": job_id, "drain": True}] * min(self.settings.senders, len(pending))
         for ref in refs:
             self.invoker.invoke_async(self.settings.sender_function, ref)
-        log.info("fanned out", extra={"job_id": job_id, "invocations": len(refs), "batches": len(pending),
-                                      "dispatch": self.settings.dispatch})
+        log.info(
+            "fanned out",
+            extra={
+                "job_id": job_id,
+                "invocations": len(refs),
+                "batches": len(pending),
+                "dispatch": self.settings.dispatch,
+            },
+        )
         return len(refs)
 
-    def reconcile_later(self, job_id: str, delay: Optional[float] = None) -> None:
+    def reconcile_later(self, job_id: str, delay: float | None = None) -> None:
         """A sender looks the job's uncertain batches up in ``delay`` s (default ``reconcile_after``)."""
         delay = self.settings.reconcile_after if delay is None else delay
         if self.settings.reconcile_after > 0:
-            self.invoker.invoke_async(self.settings.sender_function, {"job_id": job_id, "reconcile": True},
-                                      delay=int(max(0, delay)))
+            self.invoker.invoke_async(
+                self.settings.sender_function, {"job_id": job_id, "reconcile": True}, delay=int(max(0, delay))
+            )
 
     def after_finish(self, job: JobRecord, summary: dict[str, Any]) -> None:
         """``finalize``'s hook: a job that just finished with uncertain batches is reconciled later,
@@ -468,8 +499,10 @@ class Dispatch:
         if summary["uncertain"] and not unreconcilable(JobOptions.model_validate(job.options)):
             self.reconcile_later(job.job_id)
 
-    def later(self, job_id: str, delay: float, seq: Optional[int] = None) -> None:
-        ref: dict[str, Any] = {"job_id": job_id, "seq": seq} if seq is not None else {"job_id": job_id, "drain": True}
+    def later(self, job_id: str, delay: float, seq: int | None = None) -> None:
+        ref: dict[str, Any] = (
+            {"job_id": job_id, "seq": seq} if seq is not None else {"job_id": job_id, "drain": True}
+        )
         self.invoker.invoke_async(self.settings.sender_function, ref, delay=int(max(0, delay)) + 1)
 
 
@@ -501,15 +534,21 @@ class Ingest:
             log.warning("plan event for an unknown job: ignored", extra={"job_id": job_id})
             return IngestResult("", job_id, "skipped", "unknown job")
         location = OssLocation.parse(job.source)
-        if job.status is not JobStatus.planning and not (job.status is JobStatus.cancelled and job.plan_owner):
+        if job.status is not JobStatus.planning and not (
+            job.status is JobStatus.cancelled and job.plan_owner
+        ):
             self._continue(job)
             return IngestResult(location.key, job_id, "resumed", f"job already {job.status.value}")
         try:
             planned, _ = plan_job(
-                self.store, source=job.source, open_stream=lambda: self.oss.open(location),
-                options=JobOptions.model_validate(job.options), intake=IntakeOptions.model_validate(job.intake),
-                settings=PlanSettings(batch_size=self.settings.batch_size,
-                                      max_request_bytes=self.settings.max_request_bytes),
+                self.store,
+                source=job.source,
+                open_stream=lambda: self.oss.open(location),
+                options=JobOptions.model_validate(job.options),
+                intake=IntakeOptions.model_validate(job.intake),
+                settings=PlanSettings(
+                    batch_size=self.settings.batch_size, max_request_bytes=self.settings.max_request_bytes
+                ),
                 identity=(job_id, job.content_sha256),
             )
         except SourceError as error:
@@ -521,13 +560,18 @@ class Ingest:
         status = start_job(self.store, self.dispatch, job_id, now=time.time())
         if planned.batches == 0 and status == JobStatus.running.value:
             finalize(self.store, self.oss, self.settings, job_id)
-        return IngestResult(location.key, job_id, "planned", f"{planned.valid} valid recipients in "
-                            f"{planned.batches} batches; {status}")
+        return IngestResult(
+            location.key,
+            job_id,
+            "planned",
+            f"{planned.valid} valid recipients in {planned.batches} batches; {status}",
+        )
 
     def ingest(self, record: OssEventRecord) -> IngestResult:
         key, settings = record.key, self.settings
         if not record.event_name.startswith("ObjectCreated:") or not (
-                _is_incoming_csv(key, settings) or _is_incoming_csv(unquote_plus(key), settings)):
+            _is_incoming_csv(key, settings) or _is_incoming_csv(unquote_plus(key), settings)
+        ):
             log.info("object ignored", extra={"key": key, "event": record.event_name})
             return IngestResult(key, message=f"not an upload under {settings.incoming_prefix} ending .csv")
         try:
@@ -536,21 +580,29 @@ class Ingest:
             if not error.permanent:
                 raise
             location = OssLocation(record.bucket, key)
-            return self._failed(location, oss_job_id(record.bucket, key, record.etag, record.upload_id),
-                                record.etag, error)
+            return self._failed(
+                location, oss_job_id(record.bucket, key, record.etag, record.upload_id), record.etag, error
+            )
         key = location.key
         job_id = oss_job_id(record.bucket, key, record.etag, record.upload_id)
         existing = self.store.get_job(job_id)
         if existing is not None and existing.status is not JobStatus.planning:
             self._continue(existing)
-            log.info("repeated event of a known upload", extra={"job_id": job_id, "status": existing.status.value})
+            log.info(
+                "repeated event of a known upload", extra={"job_id": job_id, "status": existing.status.value}
+            )
             return IngestResult(key, job_id, "resumed", f"job already {existing.status.value}")
         try:
             options, intake = self._options(location)
             job, _ = plan_job(
-                self.store, source=location.url, open_stream=lambda: self.oss.open(location), options=options,
+                self.store,
+                source=location.url,
+                open_stream=lambda: self.oss.open(location),
+                options=options,
                 intake=intake,
-                settings=PlanSettings(batch_size=settings.batch_size, max_request_bytes=settings.max_request_bytes),
+                settings=PlanSettings(
+                    batch_size=settings.batch_size, max_request_bytes=settings.max_request_bytes
+                ),
                 identity=(job_id, f"etag:{record.etag}"),
             )
         except SourceError as error:
@@ -565,8 +617,17 @@ class Ingest:
         faults.checkpoint("ingest.fanned_out")
         if job.batches == 0:
             finalize(self.store, self.oss, settings, job_id)
-        log.info("job planned", extra={"job_id": job_id, "rows": job.total_rows, "valid": job.valid,
-                                       "invalid": job.invalid, "duplicate": job.duplicate, "batches": job.batches})
+        log.info(
+            "job planned",
+            extra={
+                "job_id": job_id,
+                "rows": job.total_rows,
+                "valid": job.valid,
+                "invalid": job.invalid,
+                "duplicate": job.duplicate,
+                "batches": job.batches,
+            },
+        )
         return IngestResult(key, job_id, "planned", f"{job.valid} valid recipients in {job.batches} batches")
 
     def _locate(self, record: OssEventRecord) -> OssLocation:
@@ -586,8 +647,10 @@ class Ingest:
             return raw
         decoded = OssLocation(record.bucket, decoded_key)
         self.oss.head(decoded)  # NoSuchKey here too: the object is gone, whatever the form
-        log.info("event key was URL-encoded: decoded", extra={"key": decoded_key, "event_key": record.key,
-                                                              "key_form": "url-decoded"})
+        log.info(
+            "event key was URL-encoded: decoded",
+            extra={"key": decoded_key, "event_key": record.key, "key_form": "url-decoded"},
+        )
         return decoded
 
     def _continue(self, job: JobRecord) -> None:
@@ -612,8 +675,10 @@ class Ingest:
             try:
                 values = json.loads(raw)
             except ValueError as error:
-                raise OptionsError(f"{sidecar.url}: not JSON ({error}); it must be an object such as "
-                                   '{"ChannelType": "whatsapp", "TemplateCode": "..."}') from None
+                raise OptionsError(
+                    f"{sidecar.url}: not JSON ({error}); it must be an object such as "
+                    '{"ChannelType": "whatsapp", "TemplateCode": "..."}'
+                ) from None
             if not isinstance(values, dict):
                 raise OptionsError(f"{sidecar.url}: must be a JSON object of options")
             layers.append((sidecar.url, values))
@@ -623,17 +688,37 @@ class Ingest:
     def _failed(self, location: OssLocation, job_id: str, etag: str, error: Exception) -> IngestResult:
         reason = str(error)
         fingerprint = etag if ":" in etag else f"etag:{etag}"
-        job = JobRecord(job_id=job_id, source=location.url, options={}, intake={}, content_sha256=fingerprint,
-                        status=JobStatus.failed, reason=reason)
-        if not self.store.create_job(job):  # a job planning (the same file fails the same way), never a planned one
+        job = JobRecord(
+            job_id=job_id,
+            source=location.url,
+            options={},
+            intake={},
+            content_sha256=fingerprint,
+            status=JobStatus.failed,
+            reason=reason,
+        )
+        if not self.store.create_job(
+            job
+        ):  # a job planning (the same file fails the same way), never a planned one
             self.store.update_job(job_id, expect=[JobStatus.planning], status=JobStatus.failed, reason=reason)
         what = "options" if isinstance(error, OptionsError) else "file"
-        fix = {"options": "fix the object's x-oss-meta-* metadata, the sidecar JSON or the function's "
-                          "CHATAPP_DEFAULT_* settings, then upload the CSV again",
-               "file": "fix the CSV and upload it again"}[what]
-        body = {"job_id": job_id, "source": location.url, "status": "failed", "problem": what, "error": reason,
-                "fix": fix, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-        target = OssLocation(location.bucket, report_base(self.settings, location.key, job_id) + ".error.json")
+        fix = {
+            "options": "fix the object's x-oss-meta-* metadata, the sidecar JSON or the function's "
+            "CHATAPP_DEFAULT_* settings, then upload the CSV again",
+            "file": "fix the CSV and upload it again",
+        }[what]
+        body = {
+            "job_id": job_id,
+            "source": location.url,
+            "status": "failed",
+            "problem": what,
+            "error": reason,
+            "fix": fix,
+            "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        target = OssLocation(
+            location.bucket, report_base(self.settings, location.key, job_id) + ".error.json"
+        )
         self.oss.put(target, json.dumps(body, indent=2).encode(), content_type="application/json")
         log.warning("job refused", extra={"job_id": job_id, "error": reason, "report": target.url})
         return IngestResult(location.key, job_id, "failed", reason)
@@ -642,8 +727,16 @@ class Ingest:
 class Sender:
     """One sender invocation. ``deadline`` is when it must be done (its timeout, less a margin)."""
 
-    def __init__(self, store: Store, cams: CamsClient, oss: OssClient, invoker: Invoker,
-                 settings: FunctionSettings, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        store: Store,
+        cams: CamsClient,
+        oss: OssClient,
+        invoker: Invoker,
+        settings: FunctionSettings,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.store, self.cams, self.oss, self.settings, self.clock = store, cams, oss, settings, clock
         self.dispatch = Dispatch(store, invoker, settings)
 
@@ -661,20 +754,35 @@ class Sender:
             return {"job_id": job.job_id, "status": job.status.value}
         # A claim covers one batch's token wait and call (read timeout 30 s), not the whole invocation: if
         # this instance dies, another sender may take the batch over (or mark it uncertain) that much later.
-        dispatch = DispatchSettings(qps=self.settings.qps, concurrency=self._concurrency(event),
-                                    claim_ttl=self.settings.claim_ttl, error_threshold=self.settings.error_threshold,
-                                    rate_margin=self.settings.rate_margin)
+        dispatch = DispatchSettings(
+            qps=self.settings.qps,
+            concurrency=self._concurrency(event),
+            claim_ttl=self.settings.claim_ttl,
+            error_threshold=self.settings.error_threshold,
+            rate_margin=self.settings.rate_margin,
+        )
         runner = JobRunner(self.store, self.cams, dispatch, clock=self.clock)
         snapshot = runner.drain(job, deadline=deadline, only=event.seq)
         if runner.halt_status is JobStatus.stopped:  # an account- or template-level refusal: the kill switch
-            self.store.update_job(job.job_id, expect=[JobStatus.ready, JobStatus.running], status=JobStatus.stopped,
-                                  reason=runner.halt_reason)
+            self.store.update_job(
+                job.job_id,
+                expect=[JobStatus.ready, JobStatus.running],
+                status=JobStatus.stopped,
+                reason=runner.halt_reason,
+            )
         if event.seq is not None:
             self._send_parts(job.job_id, snapshot.splits)
         status = self.settle(job.job_id, event)
-        return {"job_id": job.job_id, "calls": snapshot.calls, "sent": snapshot.sent, "failed": snapshot.failed,
-                "uncertain": snapshot.uncertain, "throttled": snapshot.throttled, "late_slots": snapshot.late_slots,
-                "job": status}
+        return {
+            "job_id": job.job_id,
+            "calls": snapshot.calls,
+            "sent": snapshot.sent,
+            "failed": snapshot.failed,
+            "uncertain": snapshot.uncertain,
+            "throttled": snapshot.throttled,
+            "late_slots": snapshot.late_slots,
+            "job": status,
+        }
 
     def reconcile(self, job: JobRecord, *, deadline: float) -> dict[str, Any]:
         """Look a finished job's uncertain batches up in ListChatappMessage (``reconcile``): what CAMS has is
@@ -682,8 +790,14 @@ class Sender:
         operator's decision). A job running again (a resend, a rerun) is left to finish first."""
         if job.status not in (JobStatus.completed, JobStatus.stopped):
             return {"job_id": job.job_id, "status": job.status.value, "reconciled": None}
-        result = reconcile_job(self.store, self.oss, self.settings,
-                               Reconciler(self.store, self.cams, clock=self.clock), job, deadline=deadline)
+        result = reconcile_job(
+            self.store,
+            self.oss,
+            self.settings,
+            Reconciler(self.store, self.cams, clock=self.clock),
+            job,
+            deadline=deadline,
+        )
         if result.left and not result.error and not result.skipped:
             self.dispatch.reconcile_later(job.job_id, delay=0)  # out of time: go on in a new invocation
         return {"job_id": job.job_id, "status": job.status.value, "reconciled": result.to_dict()}
@@ -691,7 +805,9 @@ class Sender:
     def _concurrency(self, event: SenderEvent) -> int:
         if event.seq is not None:
             return 1
-        return self.settings.sender_concurrency or max(4, 3 * self.settings.qps // max(self.settings.senders, 1))
+        return self.settings.sender_concurrency or max(
+            4, 3 * self.settings.qps // max(self.settings.senders, 1)
+        )
 
     def settle(self, job_id: str, event: SenderEvent) -> str:
         """After draining: continue what is left, watch what others hold, finalize when nothing is open."""
@@ -715,7 +831,6 @@ class Sender:
             return "running"
         return finalize(self.store, self.oss, self.settings, job_id, on_finished=self.dispatch.after_finish)
 
-
     def _send_parts(self, job_id: str, split: list[int]) -> None:
         """Per-batch dispatch: a batch this invocation split (refused for one recipient) is replaced by its
         parts, which need invocations of their own. Only the splitter sends them (a repeated event finds
@@ -729,8 +844,16 @@ class Sender:
                     self.dispatch.later(job_id, 0, part.seq)
 
 
-def reconcile_job(store: Store, oss: OssClient, settings: FunctionSettings, reconciler: Reconciler,
-                  job: JobRecord, *, deadline: float, cust_space_id: Optional[str] = None) -> ReconcileResult:
+def reconcile_job(
+    store: Store,
+    oss: OssClient,
+    settings: FunctionSettings,
+    reconciler: Reconciler,
+    job: JobRecord,
+    *,
+    deadline: float,
+    cust_space_id: str | None = None,
+) -> ReconcileResult:
     """Look the job's uncertain batches up (``reconcile``); if some were found in a job that finished, its
     report object (written when it finished) is written again. Nothing is sent."""
     result = reconciler.reconcile(job, cust_space_id=cust_space_id, deadline=deadline)
@@ -739,9 +862,14 @@ def reconcile_job(store: Store, oss: OssClient, settings: FunctionSettings, reco
     return result
 
 
-def finalize(store: Store, oss: OssClient, settings: FunctionSettings, job_id: str,
-             status: JobStatus = JobStatus.completed,
-             on_finished: Optional[Callable[[JobRecord, dict[str, Any]], None]] = None) -> str:
+def finalize(
+    store: Store,
+    oss: OssClient,
+    settings: FunctionSettings,
+    job_id: str,
+    status: JobStatus = JobStatus.completed,
+    on_finished: Callable[[JobRecord, dict[str, Any]], None] | None = None,
+) -> str:
     """Write the report and summary to OSS, then mark the job (conditional). Idempotent: the objects are
     deterministic, so two finalizers write the same bytes; only one changes the status, and only that one
     calls ``on_finished`` with the job and its summary."""
@@ -762,13 +890,23 @@ def finalize(store: Store, oss: OssClient, settings: FunctionSettings, job_id: s
         oss.put(OssLocation(base.bucket, base.key + ".report.csv"), spool)
         text.detach()
     summary = job_summary(store, job)
-    summary.update({"status": status.value, "report": f"oss://{base.bucket}/{base.key}.report.csv",
-                    "report_rows": counts})
-    oss.put(OssLocation(base.bucket, base.key + ".summary.json"), json.dumps(summary, indent=2).encode(),
-            content_type="application/json")
+    summary.update(
+        {
+            "status": status.value,
+            "report": f"oss://{base.bucket}/{base.key}.report.csv",
+            "report_rows": counts,
+        }
+    )
+    oss.put(
+        OssLocation(base.bucket, base.key + ".summary.json"),
+        json.dumps(summary, indent=2).encode(),
+        content_type="application/json",
+    )
     faults.checkpoint("sender.report_written")
     if store.update_job(job_id, expect=[JobStatus.ready, JobStatus.running], status=status):
-        log.info("job finished", extra={"job_id": job_id, "status": status.value, "report": summary["report"]})
+        log.info(
+            "job finished", extra={"job_id": job_id, "status": status.value, "report": summary["report"]}
+        )
         if on_finished is not None:
             on_finished(job, summary)
     else:  # finished already (a repeated finalizer, a report written again): same status, a fresh updated_at

@@ -32,8 +32,9 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import IO, Any, Iterator, Mapping, Optional
+from typing import IO, Any
 from urllib.parse import unquote, urlsplit
 
 from chatapp_mass import env
@@ -47,8 +48,16 @@ class SourceError(ChatAppMassError):
     later could help (a missing object or a refusal will not; an unreachable or busy service may).
     """
 
-    PERMANENT = frozenset({"NoSuchKey", "NoSuchBucket", "AccessDenied", "InvalidAccessKeyId",
-                           "SignatureDoesNotMatch", "InvalidObjectName"})
+    PERMANENT = frozenset(
+        {
+            "NoSuchKey",
+            "NoSuchBucket",
+            "AccessDenied",
+            "InvalidAccessKeyId",
+            "SignatureDoesNotMatch",
+            "InvalidObjectName",
+        }
+    )
 
     def __init__(self, message: str, code: str = "") -> None:
         super().__init__(message)
@@ -69,12 +78,14 @@ class OssLocation:
         return f"oss://{self.bucket}/{self.key}"
 
     @classmethod
-    def parse(cls, url: str) -> "OssLocation":
+    def parse(cls, url: str) -> OssLocation:
         if not url.startswith("oss://"):
             raise OptionsError(f"{url!r}: an OSS object is oss://BUCKET/KEY")
-        bucket, _, key = url[len("oss://"):].partition("/")
+        bucket, _, key = url[len("oss://") :].partition("/")
         if not bucket or not key or key.endswith("/"):
-            raise OptionsError(f"{url!r}: give the bucket and the object key, e.g. oss://my-bucket/lists/march.csv")
+            raise OptionsError(
+                f"{url!r}: give the bucket and the object key, e.g. oss://my-bucket/lists/march.csv"
+            )
         return cls(bucket, unquote(key) if "%" in key else key)
 
 
@@ -101,7 +112,7 @@ def region_of_endpoint(endpoint: str) -> str:
     return match.group(1)
 
 
-def oss_region(environ: Mapping[str, str] = os.environ, endpoint: Optional[str] = None) -> str:
+def oss_region(environ: Mapping[str, str] = os.environ, endpoint: str | None = None) -> str:
     """The region V4 signatures are scoped to (see the module doc for the order)."""
     explicit = environ.get(env.CHATAPP_OSS_REGION, "").strip()
     if explicit:
@@ -116,7 +127,8 @@ def oss_region(environ: Mapping[str, str] = os.environ, endpoint: Optional[str] 
     raise OptionsError(
         f"OSS endpoint {endpoint!r} names no region, and OSS signs requests (V4) for the bucket's region: "
         f"set {env.CHATAPP_OSS_REGION} to the bucket's region id (e.g. ap-southeast-1), or "
-        f"{env.ALIBABA_CLOUD_REGION_ID}")
+        f"{env.ALIBABA_CLOUD_REGION_ID}"
+    )
 
 
 def _default_chain_provider() -> Any:
@@ -136,26 +148,37 @@ def _default_chain_provider() -> Any:
 class OssClient:
     """One ``oss2`` auth per process; one ``oss2.Bucket`` per bucket name."""
 
-    def __init__(self, endpoint: str, *, region: str, access_key_id: str = "", access_key_secret: str = "",
-                 security_token: str = "", connect_timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        endpoint: str,
+        *,
+        region: str,
+        access_key_id: str = "",
+        access_key_secret: str = "",
+        security_token: str = "",
+        connect_timeout: float = 10.0,
+    ) -> None:
         import oss2
 
         if not region or not region.strip():
-            raise OptionsError(f"OSS endpoint {endpoint!r}: give the bucket's region ({env.CHATAPP_OSS_REGION}); "
-                               "V4 signatures are scoped to it")
+            raise OptionsError(
+                f"OSS endpoint {endpoint!r}: give the bucket's region ({env.CHATAPP_OSS_REGION}); "
+                "V4 signatures are scoped to it"
+            )
         self.endpoint = endpoint
         self.region = region.strip()
         self.connect_timeout = connect_timeout
         if access_key_id:
-            provider = oss2.credentials.StaticCredentialsProvider(access_key_id, access_key_secret,
-                                                                  security_token or "")
+            provider = oss2.credentials.StaticCredentialsProvider(
+                access_key_id, access_key_secret, security_token or ""
+            )
         else:
             provider = _default_chain_provider()
         self._auth = oss2.ProviderAuthV4(provider)
         self._buckets: dict[str, Any] = {}
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] = os.environ, **keys: Any) -> "OssClient":
+    def from_env(cls, environ: Mapping[str, str] = os.environ, **keys: Any) -> OssClient:
         """Endpoint and region from the environment; ``keys``: explicit credentials (else the default chain)."""
         endpoint = oss_endpoint(environ)
         return cls(endpoint, region=oss_region(environ, endpoint), **keys)
@@ -166,8 +189,14 @@ class OssClient:
         if name not in self._buckets:
             # enable_crc=False: oss2 only compares the CRC in get_object_to_file, yet computes it on every
             # streamed read and upload; without crcmod's C extension (FC's runtime) that is ~5 MB/s of CPU.
-            self._buckets[name] = oss2.Bucket(self._auth, self.endpoint, name, connect_timeout=self.connect_timeout,
-                                              enable_crc=False, region=self.region)
+            self._buckets[name] = oss2.Bucket(
+                self._auth,
+                self.endpoint,
+                name,
+                connect_timeout=self.connect_timeout,
+                enable_crc=False,
+                region=self.region,
+            )
         return self._buckets[name]
 
     @contextlib.contextmanager
@@ -178,12 +207,14 @@ class OssClient:
         try:
             stream = self.bucket(location.bucket).get_object(location.key)
         except oss2.exceptions.OssError as error:
-            raise SourceError(_explain(location, error), getattr(error, 'code', '') or '') from None
+            raise SourceError(_explain(location, error), getattr(error, "code", "") or "") from None
         except oss2.exceptions.RequestError as error:
-            raise SourceError(f"{location.url}: OSS at {self.endpoint} cannot be reached ({error}); check "
-                              f"{env.CHATAPP_OSS_ENDPOINT} and the network") from None
+            raise SourceError(
+                f"{location.url}: OSS at {self.endpoint} cannot be reached ({error}); check "
+                f"{env.CHATAPP_OSS_ENDPOINT} and the network"
+            ) from None
         try:
-            yield stream  # type: ignore[misc]
+            yield stream
         finally:
             stream.close()
 
@@ -194,13 +225,22 @@ class OssClient:
         try:
             result = self.bucket(location.bucket).head_object(location.key)
         except oss2.exceptions.OssError as error:
-            raise SourceError(_explain(location, error), getattr(error, 'code', '') or '') from None
-        meta = {k[len("x-oss-meta-"):].lower(): v for k, v in result.headers.items()
-                if k.lower().startswith("x-oss-meta-")}
+            raise SourceError(_explain(location, error), getattr(error, "code", "") or "") from None
+        meta = {
+            k[len("x-oss-meta-") :].lower(): v
+            for k, v in result.headers.items()
+            if k.lower().startswith("x-oss-meta-")
+        }
         return {"etag": (result.etag or "").strip('"'), "size": result.content_length, "meta": meta}
 
-    def put(self, location: OssLocation, data: bytes | IO[bytes], *,
-            metadata: Optional[Mapping[str, str]] = None, content_type: str = "text/csv") -> str:
+    def put(
+        self,
+        location: OssLocation,
+        data: bytes | IO[bytes],
+        *,
+        metadata: Mapping[str, str] | None = None,
+        content_type: str = "text/csv",
+    ) -> str:
         """Upload (reports and error reports); returns the ETag."""
         import oss2
 
@@ -209,7 +249,7 @@ class OssClient:
         try:
             result = self.bucket(location.bucket).put_object(location.key, data, headers=headers)
         except oss2.exceptions.OssError as error:
-            raise SourceError(_explain(location, error), getattr(error, 'code', '') or '') from None
+            raise SourceError(_explain(location, error), getattr(error, "code", "") or "") from None
         return str(result.etag or "").strip('"')
 
 
@@ -227,7 +267,7 @@ def _explain(location: OssLocation, error: Any) -> str:
     by_ec = {
         "0002-00000080": "OSS refuses V1 signatures here; the client must sign with V4 (OSS4-HMAC-SHA256)",
         "0002-00000228": f"the request was signed for another region than the bucket's: set "
-                         f"{env.CHATAPP_OSS_REGION} to the bucket's region id",
+        f"{env.CHATAPP_OSS_REGION} to the bucket's region id",
     }
     fix = by_ec.get(getattr(error, "ec", "") or "") or fixes.get(code, "see the OSS error code")
     return f"{location.url}: OSS answered {status} {code}: {getattr(error, 'message', '') or error}; {fix}"

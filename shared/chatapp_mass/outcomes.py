@@ -30,7 +30,7 @@ import json
 import re
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Optional
+from typing import Any
 
 import requests
 import urllib3.exceptions
@@ -81,7 +81,7 @@ class SendOutcome:
     message: str = ""
     request_id: str = ""
     group_message_id: str = ""
-    http_status: Optional[int] = None
+    http_status: int | None = None
 
     @property
     def reached_service(self) -> bool:
@@ -101,18 +101,21 @@ def classify_reply(http_status: int, body: dict[str, Any]) -> SendOutcome:
     code = str(body.get("Code") or body.get("code") or "")
     message = str(body.get("Message") or body.get("message") or "")
     request_id = str(body.get("RequestId") or body.get("requestId") or "")
-    fields = dict(code=code, message=message, request_id=request_id, http_status=http_status)
+
+    def outcome(kind: OutcomeKind, group_message_id: str = "") -> SendOutcome:
+        return SendOutcome(kind, code, message, request_id, group_message_id, http_status)
+
     if code == "OK" and http_status < 300:
-        return SendOutcome(OutcomeKind.sent, group_message_id=str(body.get("GroupMessageId") or ""), **fields)
+        return outcome(OutcomeKind.sent, group_message_id=str(body.get("GroupMessageId") or ""))
     if is_throttle_code(code):
-        return SendOutcome(OutcomeKind.throttled, **fields)
+        return outcome(OutcomeKind.throttled)
     if is_fatal_code(code):
-        return SendOutcome(OutcomeKind.fatal, **fields)
+        return outcome(OutcomeKind.fatal)
     if code in RECIPIENT_CODES:
-        return SendOutcome(OutcomeKind.recipient, **fields)
+        return outcome(OutcomeKind.recipient)
     if http_status >= 500:
-        return SendOutcome(OutcomeKind.uncertain, **fields)
-    return SendOutcome(OutcomeKind.failed, **fields)
+        return outcome(OutcomeKind.uncertain)
+    return outcome(OutcomeKind.failed)
 
 
 def _chain(exc: BaseException) -> list[BaseException]:
@@ -124,8 +127,12 @@ def _chain(exc: BaseException) -> list[BaseException]:
         if any(current is known for known in seen):
             continue
         seen.append(current)
-        for linked in (current.__cause__, current.__context__, getattr(current, "reason", None),
-                       getattr(current, "inner_exception", None)):
+        for linked in (
+            current.__cause__,
+            current.__context__,
+            getattr(current, "reason", None),
+            getattr(current, "inner_exception", None),
+        ):
             if isinstance(linked, BaseException):
                 todo.append(linked)
         todo.extend(arg for arg in getattr(current, "args", ()) if isinstance(arg, BaseException))
@@ -136,19 +143,25 @@ def _chain(exc: BaseException) -> list[BaseException]:
 # other spellings are HTTP's and nginx's names for the same statuses.
 _TOO_LARGE_PAGE = re.compile(
     r"<title>\s*(41[34])\s+(?:Request-URI Too Large|Request-URI Too Long|URI Too Long|Request Entity Too Large|"
-    r"Payload Too Large|Content Too Large)\s*</title>", re.IGNORECASE)
+    r"Payload Too Large|Content Too Large)\s*</title>",
+    re.IGNORECASE,
+)
 _TOO_LARGE = {
-    414: ("RequestURITooLong",
-          "the CAMS gateway refused the request line as too long (HTTP 414) before processing it: nothing was "
-          "sent. Send SenderList in the body (CHATAPP_CAMS_PARAMS_IN=body, the default), or lower "
-          "--max-request-bytes / --batch-size"),
-    413: ("RequestEntityTooLarge",
-          "the CAMS gateway refused the request body as too large (HTTP 413) before processing it: nothing was "
-          "sent. Lower --max-request-bytes or --batch-size"),
+    414: (
+        "RequestURITooLong",
+        "the CAMS gateway refused the request line as too long (HTTP 414) before processing it: nothing was "
+        "sent. Send SenderList in the body (CHATAPP_CAMS_PARAMS_IN=body, the default), or lower "
+        "--max-request-bytes / --batch-size",
+    ),
+    413: (
+        "RequestEntityTooLarge",
+        "the CAMS gateway refused the request body as too large (HTTP 413) before processing it: nothing was "
+        "sent. Lower --max-request-bytes or --batch-size",
+    ),
 }
 
 
-def gateway_refusal(page: str) -> Optional[SendOutcome]:
+def gateway_refusal(page: str) -> SendOutcome | None:
     """The outcome of a non-JSON reply that is the gateway's 413/414 page, else None."""
     match = _TOO_LARGE_PAGE.search(page[:4096])
     if match is None:
@@ -171,7 +184,9 @@ def classify_transport_error(exc: BaseException) -> SendOutcome:
         if refusal is not None:
             return refusal
         return SendOutcome(OutcomeKind.uncertain, code="NonJsonReply", message="the reply was not JSON")
-    if any(isinstance(e, requests.exceptions.ReadTimeout | urllib3.exceptions.ReadTimeoutError) for e in chain):
+    if any(
+        isinstance(e, requests.exceptions.ReadTimeout | urllib3.exceptions.ReadTimeoutError) for e in chain
+    ):
         return SendOutcome(OutcomeKind.uncertain, code="ReadTimeout", message=text)
     nothing_sent = (
         requests.exceptions.ConnectTimeout,

@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import Iterable, Optional, Sequence
 
 from chatapp_mass import faults
 from chatapp_mass.store import BatchRecord, BatchStatus, Store, generation, part_seq
@@ -59,20 +59,51 @@ def runs(lines: Sequence[int], found: set[int], *, hit: Part, miss: Part) -> lis
     for index in range(1, len(lines) + 1):
         if index == len(lines) or (lines[index] in found) != (lines[start] in found):
             like = hit if lines[start] in found else miss
-            parts.append(Part(lines[start], lines[index - 1], index - start, like.status, like.code, like.message,
-                              like.group_message_id))
+            parts.append(
+                Part(
+                    lines[start],
+                    lines[index - 1],
+                    index - start,
+                    like.status,
+                    like.code,
+                    like.message,
+                    like.group_message_id,
+                )
+            )
             start = index
     return parts
 
 
-def split_batch(store: Store, batch: BatchRecord, parts: Iterable[Part], *, expect: Iterable[BatchStatus],
-                expect_owner: Optional[str] = None, code: str = "", message: str = "") -> bool:
+def split_batch(
+    store: Store,
+    batch: BatchRecord,
+    parts: Iterable[Part],
+    *,
+    expect: Iterable[BatchStatus],
+    expect_owner: str | None = None,
+    code: str = "",
+    message: str = "",
+) -> bool:
     """Replace ``batch`` (now in one of ``expect``, and claimed by ``expect_owner`` if given) by ``parts``;
     False if it was no longer so."""
-    spec = json.dumps([[p.first_line, p.last_line, p.size, p.status.value, p.code, p.message, p.group_message_id]
-                       for p in parts], ensure_ascii=False, separators=(",", ":"))
-    if not store.transition_batch(batch.job_id, batch.seq, expect=expect, to=BatchStatus.splitting, parts=spec,
-                                  expect_owner=expect_owner, code=code, message=message):
+    spec = json.dumps(
+        [
+            [p.first_line, p.last_line, p.size, p.status.value, p.code, p.message, p.group_message_id]
+            for p in parts
+        ],
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+    if not store.transition_batch(
+        batch.job_id,
+        batch.seq,
+        expect=expect,
+        to=BatchStatus.splitting,
+        parts=spec,
+        expect_owner=expect_owner,
+        code=code,
+        message=message,
+    ):
         return False
     faults.checkpoint("batch.splitting")
     finish_split(store, replace(batch, status=BatchStatus.splitting, parts=spec))
@@ -84,9 +115,16 @@ def finish_split(store: Store, batch: BatchRecord) -> None:
     children = part_batches(batch)
     store.put_plan([], children)
     if store.transition_batch(batch.job_id, batch.seq, expect=[BatchStatus.splitting], to=BatchStatus.split):
-        log.info("batch split into parts", extra={
-            "job_id": batch.job_id, "batch": batch.seq, "recipients": batch.size, "code": batch.code,
-            "parts": [{"batch": c.seq, "recipients": c.size, "status": c.status.value} for c in children]})
+        log.info(
+            "batch split into parts",
+            extra={
+                "job_id": batch.job_id,
+                "batch": batch.seq,
+                "recipients": batch.size,
+                "code": batch.code,
+                "parts": [{"batch": c.seq, "recipients": c.size, "status": c.status.value} for c in children],
+            },
+        )
 
 
 def part_batches(batch: BatchRecord) -> list[BatchRecord]:
@@ -96,7 +134,19 @@ def part_batches(batch: BatchRecord) -> list[BatchRecord]:
     and reconciling it again must look in that call's interval (``reconcile.call_interval``); a pending part
     (a halving) gets its own when its own call starts."""
     depth = generation(batch.seq) + 1
-    return [BatchRecord(job_id=batch.job_id, seq=part_seq(first, depth), size=size, status=BatchStatus(status),
-                        code=code, message=message, group_message_id=group, first_line=first, last_line=last,
-                        root=batch.rows_seq, sending_at=batch.sending_at)
-            for first, last, size, status, code, message, group in json.loads(batch.parts or "[]")]
+    return [
+        BatchRecord(
+            job_id=batch.job_id,
+            seq=part_seq(first, depth),
+            size=size,
+            status=BatchStatus(status),
+            code=code,
+            message=message,
+            group_message_id=group,
+            first_line=first,
+            last_line=last,
+            root=batch.rows_seq,
+            sending_at=batch.sending_at,
+        )
+        for first, last, size, status, code, message, group in json.loads(batch.parts or "[]")
+    ]

@@ -31,8 +31,10 @@ from phonenumbers import PhoneNumberFormat
 __all__ = ["normalize_number", "describe_invalid", "mask_number", "looks_like_phone_as_written"]
 
 # Formatting characters a number may be written with: ASCII and Unicode spaces, dashes, dots, parentheses.
-_FORMATTING = " \t.()-\u00a0\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u202f\u205f\u3000" \
+_FORMATTING = (
+    " \t.()-\u00a0\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u202f\u205f\u3000"
     "\u2010\u2011\u2012\u2013\u2014\u2015\u2212"
+)
 _DROP_FORMATTING = str.maketrans("", "", _FORMATTING)
 _MAX_DIGITS = 20  # longest E.164 number is 15 digits; anything past this is not a number (and not parsed)
 
@@ -75,7 +77,7 @@ try:  # the steps phonenumbers.parse and is_valid_number take for "+<digits>", w
     _metadata_for = _PhoneMetadata.metadata_for_region_or_calling_code
     _metadata_for_region = _PhoneMetadata.metadata_for_region
     _code_for_region = _pnu.country_code_for_valid_region
-    _NON_GEO = _pnu.REGION_CODE_FOR_NON_GEO_ENTITY
+    _NON_GEO = phonenumbers.REGION_CODE_FOR_NON_GEO_ENTITY
     _REGIONS_OF_CODE = _pnu.COUNTRY_CODE_TO_REGION_CODE
     _KEEP_UNSTRIPPED = (
         _pnu.ValidationResult.TOO_SHORT,
@@ -85,8 +87,17 @@ try:  # the steps phonenumbers.parse and is_valid_number take for "+<digits>", w
     _MIN_NSN = _pnu._MIN_LENGTH_FOR_NSN
     _MAX_NSN = _pnu._MAX_LENGTH_FOR_NSN
     # the number types _number_type_helper tries after the general description, in its order
-    _TYPE_DESCS = ("premium_rate", "toll_free", "shared_cost", "voip", "personal_number", "pager", "uan",
-                   "voicemail", "fixed_line")
+    _TYPE_DESCS = (
+        "premium_rate",
+        "toll_free",
+        "shared_cost",
+        "voip",
+        "personal_number",
+        "pager",
+        "uan",
+        "voicemail",
+        "fixed_line",
+    )
 
     class _TypeCheck:
         """``_number_type_helper(nsn, metadata) != UNKNOWN`` for one metadata, with its patterns compiled
@@ -145,8 +156,11 @@ try:  # the steps phonenumbers.parse and is_valid_number take for "+<digits>", w
             regions = _REGIONS_OF_CODE.get(country_code, ())
             for region in regions:
                 lookup = _metadata_for_region(region.upper(), None) if len(regions) > 1 else None
-                leading = re.compile(lookup.leading_digits) if lookup is not None and \
-                    lookup.leading_digits is not None else None
+                leading = (
+                    re.compile(lookup.leading_digits)
+                    if lookup is not None and lookup.leading_digits is not None
+                    else None
+                )
                 validate = _metadata_for(country_code, region.upper())
                 if validate is not None and region != _NON_GEO and country_code != _code_for_region(region):
                     validate = None
@@ -256,10 +270,10 @@ def describe_invalid(raw: str, default_country: str | None) -> str:
         if not odd:  # only formatting characters ('+', '( )', '-'): nothing to point at
             return "no digits; write the number with digits, e.g. +44 7400 123456"
         if odd.isalpha():
-            return ("contains letters; write the number with digits only (letters are not converted to "
-                    "digits)")
-        return (f"contains {odd!r}; only digits, spaces, dashes, dots, parentheses and a leading '+' are "
-                "allowed")
+            return "contains letters; write the number with digits only (letters are not converted to digits)"
+        return (
+            f"contains {odd!r}; only digits, spaces, dashes, dots, parentheses and a leading '+' are allowed"
+        )
     if plus or digits[:2] == "00":
         how = "read as international: country code first"
     elif region is None:
@@ -285,7 +299,7 @@ def mask_number(value: str) -> str:
     length = len(text)
     head = min(3, length // 4)
     tail = min(4, length // 4)
-    return text[:head] + "*" * (length - head - tail) + text[length - tail:]
+    return text[:head] + "*" * (length - head - tail) + text[length - tail :]
 
 
 _AS_WRITTEN = re.compile(r"\+?[0-9(][0-9 ().\-]*[0-9]")

@@ -33,6 +33,8 @@ def request_budget(params_in: str) -> int:
     if params_in not in PARAMS_IN_CHOICES:
         raise ValueError(f"parameters travel in 'body' or 'query', not {params_in!r}")
     return BODY_BUDGET if params_in == PARAMS_IN_BODY else QUERY_BUDGET
+
+
 # The wire form of the list's own punctuation: '[' and ']' are %5B and %5D, each ',' between items is %2C.
 _LIST_OVERHEAD = len(quote_plus("[]"))
 _SEPARATOR = len(quote_plus(","))

@@ -2,14 +2,15 @@
 
 The window lives in the store, so every process (and later every function instance) that shares the store
 shares one budget. ``margin`` widens the window a little: the service counts calls when they *arrive*, we
-count them just before they leave, and the gap between the two varies (network, and CPU contention on a busy host: tens of ms).
+count them just before they leave, and the gap between the two varies (network, and CPU contention on a busy
+host: tens of ms).
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from typing import Callable, Optional
+from collections.abc import Callable
 
 from chatapp_mass.store import Store
 
@@ -41,8 +42,9 @@ class SlidingWindowLimiter:
         self.sleep = sleep
         self._lock = threading.Lock()  # one poller per process; others queue here, not on the database
 
-    def acquire(self, stop: Optional[threading.Event] = None,
-                before: Optional[Callable[[], bool]] = None) -> Optional[float]:
+    def acquire(
+        self, stop: threading.Event | None = None, before: Callable[[], bool] | None = None
+    ) -> float | None:
         """Block until an attempt may be made; returns the time the slot was stamped, or None if ``stop``
         was set first. A caller that cannot send promptly after the stamp should not send on it (see
         ``DispatchSettings.slot_max_age``): the stamp stands in for the request's arrival.
@@ -89,7 +91,7 @@ class SlidingWindowLimiter:
         with self._lock:
             self.store.rate_acquire(self.key, self.limit, self.window, self.clock, force=True)
 
-    def _pause(self, seconds: float, stop: Optional[threading.Event]) -> bool:
+    def _pause(self, seconds: float, stop: threading.Event | None) -> bool:
         """Sleep; True if ``stop`` was set meanwhile."""
         if stop is not None:
             return stop.wait(seconds)

@@ -32,8 +32,8 @@ mid-call). Reconciling asks CAMS which of its recipients it has:
 
 Deployed, a job that finishes with uncertain batches is looked up by itself ``CHATAPP_RECONCILE_AFTER`` s later
 (a sender invocation ``{"job_id", "reconcile": true}``, ``oss_jobs.Sender.reconcile``), and its report object
-is written again. Nothing is ever sent by reconciling. Resending (:func:`reopen_uncertain`) is an explicit operator action
-(CLI ``reconcile --resend`` / ``send --resend-uncertain``, HTTP ``POST /jobs/{id}/resend-uncertain``),
+is written again. Nothing is ever sent by reconciling. Resending (:func:`reopen_uncertain`) is an explicit
+operator action (CLI ``reconcile --resend`` / ``send --resend-uncertain``, HTTP ``POST /jobs/{id}/resend-uncertain``),
 logged with ``operator_decision``; for WhatsApp and Viber it reconciles first, so only recipients CAMS does
 not have are sent again, and it refuses when reconciling cannot run (unless told to skip it).
 
@@ -57,10 +57,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable, Iterable, Optional
+from typing import Any
 
 from chatapp_mass import logs
 from chatapp_mass.cams import CamsClient, ListPage
@@ -123,25 +124,39 @@ class _Query:
             page = self.client.list_messages(query)
             if page.ok or not _transient(page.code) or attempt == _RETRIES - 1:
                 return page
-            self.limiter.sleep(min(0.2 * 2 ** attempt, 2.0))
+            self.limiter.sleep(min(0.2 * 2**attempt, 2.0))
         raise AssertionError("unreachable")
 
 
 def _transient(code: str) -> bool:
-    return code.startswith(("Throttling", "System.", "ServiceUnavailable", "InternalError")) or \
-        code in ("ReadTimeout", "TransportError", "ConnectFailed", "NonJsonReply")
+    return code.startswith(("Throttling", "System.", "ServiceUnavailable", "InternalError")) or code in (
+        "ReadTimeout",
+        "TransportError",
+        "ConnectFailed",
+        "NonJsonReply",
+    )
 
 
 class Reconciler:
-    def __init__(self, store: Store, cams: CamsClient, *, qps: int = LIST_QPS, concurrency: int = 8,
-                 clock: Callable[[], float] = time.time, sleep: Callable[[float], object] = time.sleep) -> None:
+    def __init__(
+        self,
+        store: Store,
+        cams: CamsClient,
+        *,
+        qps: int = LIST_QPS,
+        concurrency: int = 8,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], object] = time.sleep,
+    ) -> None:
         self.store, self.cams, self.clock, self.sleep = store, cams, clock, sleep
-        self.limiter = SlidingWindowLimiter(store, limit=qps, key="cams:ListChatappMessage", margin=0.0,
-                                            clock=clock, sleep=sleep)
+        self.limiter = SlidingWindowLimiter(
+            store, limit=qps, key="cams:ListChatappMessage", margin=0.0, clock=clock, sleep=sleep
+        )
         self.concurrency = concurrency
 
-    def reconcile(self, job: JobRecord, *, cust_space_id: Optional[str] = None,
-                  deadline: Optional[float] = None) -> ReconcileResult:
+    def reconcile(
+        self, job: JobRecord, *, cust_space_id: str | None = None, deadline: float | None = None
+    ) -> ReconcileResult:
         """Look up every uncertain batch of ``job`` (until ``deadline`` on ``clock``, between batches)."""
         result = ReconcileResult()
         options = JobOptions.model_validate(job.options)
@@ -160,8 +175,9 @@ class Reconciler:
                 result.left = len(uncertain) - index
                 break
             try:
-                found, missing = self._batch(job, options, cust_space_id or options.cust_space_id or "", batch, query,
-                                             result.looked_up)
+                found, missing = self._batch(
+                    job, options, cust_space_id or options.cust_space_id or "", batch, query, result.looked_up
+                )
             except ReconcileError as error:
                 result.error, result.left = str(error), len(uncertain) - index
                 break
@@ -169,15 +185,28 @@ class Reconciler:
             result.found += found
             result.not_found += missing
         result.queries = query.queries
-        log.info("reconciled uncertain batches with ListChatappMessage", extra={"job_id": job.job_id,
-                 **{k: v for k, v in result.to_dict().items() if v}})
+        log.info(
+            "reconciled uncertain batches with ListChatappMessage",
+            extra={"job_id": job.job_id, **{k: v for k, v in result.to_dict().items() if v}},
+        )
         return result
 
-    def _batch(self, job: JobRecord, options: JobOptions, cust_space_id: str, batch: BatchRecord,
-               query: _Query, left: list[int]) -> tuple[int, int]:
+    def _batch(
+        self,
+        job: JobRecord,
+        options: JobOptions,
+        cust_space_id: str,
+        batch: BatchRecord,
+        query: _Query,
+        left: list[int],
+    ) -> tuple[int, int]:
         rows = self.store.batch_rows(job.job_id, batch.seq)
-        base: dict[str, Any] = {"ChannelType": options.channel_type.value, "BusinessNumber": options.from_,
-                                "CustSpaceId": cust_space_id, "EventAction": "DOWN"}
+        base: dict[str, Any] = {
+            "ChannelType": options.channel_type.value,
+            "BusinessNumber": options.from_,
+            "CustSpaceId": cust_space_id,
+            "EventAction": "DOWN",
+        }
         if batch.group_message_id:
             have = self._numbers(query, {**base, "GroupMessageId": batch.group_message_id})
             found = {line for line, recipient in rows if recipient["To"] in have}
@@ -188,11 +217,13 @@ class Reconciler:
                 base["TemplateCode"] = options.template_code
 
             def has(recipient: dict[str, Any]) -> bool:
-                return recipient["To"] in self._numbers(query, {**base, "UserNumber": recipient["To"]}, pages=1)
+                return recipient["To"] in self._numbers(
+                    query, {**base, "UserNumber": recipient["To"]}, pages=1
+                )
 
             with ThreadPoolExecutor(self.concurrency) as pool:
                 hits = list(pool.map(logs.carried(has), [recipient for _, recipient in rows]))
-            found = {line for (line, _), hit in zip(rows, hits) if hit}
+            found = {line for (line, _), hit in zip(rows, hits, strict=True) if hit}
         self._record(job, batch, [line for line, _ in rows], found, left)
         return len(found), len(rows) - len(found)
 
@@ -202,30 +233,57 @@ class Reconciler:
             page = query.page({**params, "Page": {"Index": index, "Size": PAGE_SIZE}})
             if not page.ok:
                 raise ReconcileError(f"ListChatappMessage failed: {page.code}: {page.message}")
-            numbers.update(str(item.get("UserNumber") or "") for item in page.items
-                           if item.get("EventAction", "DOWN") == "DOWN")
+            numbers.update(
+                str(item.get("UserNumber") or "")
+                for item in page.items
+                if item.get("EventAction", "DOWN") == "DOWN"
+            )
             if len(page.items) < PAGE_SIZE:
                 break
         return numbers
 
-    def _record(self, job: JobRecord, batch: BatchRecord, lines: list[int], found: set[int],
-                left: list[int]) -> None:
+    def _record(
+        self, job: JobRecord, batch: BatchRecord, lines: list[int], found: set[int], left: list[int]
+    ) -> None:
         """Write what the lookup found; the seqs it left uncertain go to ``left``."""
         at = datetime.fromtimestamp(self.clock(), timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
-        hit = Part(0, 0, 0, BatchStatus.sent, "Reconciled", f"found by ListChatappMessage at {at}: CAMS has it")
-        miss = Part(0, 0, 0, BatchStatus.uncertain, "NotFound",
-                    f"not found by ListChatappMessage at {at}; resent only on an operator's decision "
-                    f"(chatapp-mass reconcile {job.job_id[:12]} --resend)")
+        hit = Part(
+            0, 0, 0, BatchStatus.sent, "Reconciled", f"found by ListChatappMessage at {at}: CAMS has it"
+        )
+        miss = Part(
+            0,
+            0,
+            0,
+            BatchStatus.uncertain,
+            "NotFound",
+            f"not found by ListChatappMessage at {at}; resent only on an operator's decision "
+            f"(chatapp-mass reconcile {job.job_id[:12]} --resend)",
+        )
         extra = {"job_id": job.job_id, "batch": batch.seq, "recipients": len(lines), "found": len(found)}
         if len(found) == len(lines) or not found:
             like = hit if found else miss
-            if self.store.transition_batch(job.job_id, batch.seq, expect=[BatchStatus.uncertain], to=like.status,
-                                           code=like.code, message=like.message) and not found:
+            if (
+                self.store.transition_batch(
+                    job.job_id,
+                    batch.seq,
+                    expect=[BatchStatus.uncertain],
+                    to=like.status,
+                    code=like.code,
+                    message=like.message,
+                )
+                and not found
+            ):
                 left.append(batch.seq)
         else:
             parts = runs(lines, found, hit=hit, miss=miss)
-            if split_batch(self.store, batch, parts, expect=[BatchStatus.uncertain], code="Reconciled",
-                           message=f"{len(found)} of {len(lines)} found by ListChatappMessage"):
+            if split_batch(
+                self.store,
+                batch,
+                parts,
+                expect=[BatchStatus.uncertain],
+                code="Reconciled",
+                message=f"{len(found)} of {len(lines)} found by ListChatappMessage",
+            ):
                 depth = generation(batch.seq) + 1
                 left.extend(part_seq(p.first_line, depth) for p in parts if p.status is BatchStatus.uncertain)
         log.log(logging.INFO if found else logging.WARNING, "uncertain batch reconciled", extra=extra)
@@ -245,19 +303,24 @@ def call_interval(batch: BatchRecord, call_timeout: float, skew: float = CLOCK_S
     return batch.updated_at - call_timeout - skew, batch.updated_at + skew
 
 
-def unreconcilable(options: JobOptions, cust_space_id: Optional[str] = None) -> str:
+def unreconcilable(options: JobOptions, cust_space_id: str | None = None) -> str:
     """Why this job's uncertain batches cannot be looked up ("" if they can)."""
     if not options.channel_type.uses_phone_numbers:
-        return (f"ListChatappMessage covers WhatsApp and Viber only, not {options.channel_type.value}: these "
-                "batches stay uncertain until an operator decides (resend without reconciling, or leave them)")
+        return (
+            f"ListChatappMessage covers WhatsApp and Viber only, not {options.channel_type.value}: these "
+            "batches stay uncertain until an operator decides (resend without reconciling, or leave them)"
+        )
     if not (cust_space_id or options.cust_space_id):
-        return ("ListChatappMessage needs CustSpaceId, and the job has none: give it (--cust-space-id, or "
-                "\"cust_space_id\" in the HTTP body)")
+        return (
+            "ListChatappMessage needs CustSpaceId, and the job has none: give it (--cust-space-id, or "
+            '"cust_space_id" in the HTTP body)'
+        )
     return ""
 
 
-def reopen_uncertain(store: Store, job_id: str, *, reason: str,
-                     only: Optional[Iterable[int]] = None) -> tuple[int, int]:
+def reopen_uncertain(
+    store: Store, job_id: str, *, reason: str, only: Iterable[int] | None = None
+) -> tuple[int, int]:
     """The operator's decision: the job's uncertain batches (``only`` those seqs, if given: what a lookup
     just left uncertain) go back to ``pending`` to be sent again. Logged, per batch, at WARNING with
     ``operator_decision``. Returns (batches, recipients)."""
@@ -265,16 +328,31 @@ def reopen_uncertain(store: Store, job_id: str, *, reason: str,
     chosen = None if only is None else set(only)
     for batch in store.list_batches(job_id, [BatchStatus.uncertain]):
         if chosen is not None and batch.seq not in chosen:
-            log.warning("uncertain batch not reopened: it became uncertain after the lookup (look it up again)",
-                        extra={"job_id": job_id, "batch": batch.seq})
+            log.warning(
+                "uncertain batch not reopened: it became uncertain after the lookup (look it up again)",
+                extra={"job_id": job_id, "batch": batch.seq},
+            )
             continue
-        if store.transition_batch(job_id, batch.seq, expect=[BatchStatus.uncertain], to=BatchStatus.pending,
-                                  owner="", claim_expires=0.0):
+        if store.transition_batch(
+            job_id,
+            batch.seq,
+            expect=[BatchStatus.uncertain],
+            to=BatchStatus.pending,
+            owner="",
+            claim_expires=0.0,
+        ):
             batches += 1
             recipients += batch.size
-            log.warning("uncertain batch reopened for sending (operator decision)", extra={
-                "job_id": job_id, "batch": batch.seq, "recipients": batch.size, "operator_decision": True,
-                "reason": reason})
+            log.warning(
+                "uncertain batch reopened for sending (operator decision)",
+                extra={
+                    "job_id": job_id,
+                    "batch": batch.seq,
+                    "recipients": batch.size,
+                    "operator_decision": True,
+                    "reason": reason,
+                },
+            )
     return batches, recipients
 
 
@@ -285,13 +363,23 @@ class ResendResult:
     recipients: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"reconciled": self.reconciled.to_dict(), "resent_batches": self.batches,
-                "resent_recipients": self.recipients}
+        return {
+            "reconciled": self.reconciled.to_dict(),
+            "resent_batches": self.batches,
+            "resent_recipients": self.recipients,
+        }
 
 
-def resend_uncertain(store: Store, reconciler: Optional[Reconciler], job: JobRecord, *, reconcile: bool = True,
-                     cust_space_id: Optional[str] = None, deadline: Optional[float] = None,
-                     before_reopen: Optional[Callable[[], None]] = None) -> ResendResult:
+def resend_uncertain(
+    store: Store,
+    reconciler: Reconciler | None,
+    job: JobRecord,
+    *,
+    reconcile: bool = True,
+    cust_space_id: str | None = None,
+    deadline: float | None = None,
+    before_reopen: Callable[[], None] | None = None,
+) -> ResendResult:
     """Reconcile (WhatsApp/Viber, unless ``reconcile`` is False), then reopen what is still uncertain.
 
     Refuses (:class:`ReconcileError`) when reconciling was asked for and could not finish: resending then
@@ -308,10 +396,20 @@ def resend_uncertain(store: Store, reconciler: Optional[Reconciler], job: JobRec
             raise ReconcileError("no CAMS client to reconcile with")
         result = reconciler.reconcile(job, cust_space_id=cust_space_id, deadline=deadline)
         if result.skipped or result.error or result.left:
-            why = result.skipped or result.error or f"{result.left} uncertain batches not reconciled in time: again"
-            raise ReconcileError(f"not resent: {why} (or resend without reconciling, knowing that recipients "
-                                 "CAMS already has then get the message twice)")
-    how = "after reconciling" if reconcile and options.channel_type.uses_phone_numbers else "without reconciling"
+            why = (
+                result.skipped
+                or result.error
+                or f"{result.left} uncertain batches not reconciled in time: again"
+            )
+            raise ReconcileError(
+                f"not resent: {why} (or resend without reconciling, knowing that recipients "
+                "CAMS already has then get the message twice)"
+            )
+    how = (
+        "after reconciling"
+        if reconcile and options.channel_type.uses_phone_numbers
+        else "without reconciling"
+    )
     if not store.list_batches(job.job_id, [BatchStatus.uncertain]):
         return ResendResult(result)
     if before_reopen is not None:

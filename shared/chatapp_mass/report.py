@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import csv
 import time
-from typing import IO, Any, Iterable
+from collections.abc import Iterable
+from typing import IO, Any
 
 from chatapp_mass.phones import looks_like_phone_as_written
 from chatapp_mass.store import OPEN_STATUSES, BatchStatus, JobRecord, ReportRow, Store
@@ -34,8 +35,14 @@ def write_report(rows: Iterable[ReportRow], out: IO[str]) -> dict[str, int]:
     for row in rows:
         counts[row.status] = counts.get(row.status, 0) + 1
         writer.writerow(
-            [row.line, neutralize(row.to), row.status, neutralize(row.group_message_id),
-             neutralize(row.code), neutralize(row.message)]
+            [
+                row.line,
+                neutralize(row.to),
+                row.status,
+                neutralize(row.group_message_id),
+                neutralize(row.code),
+                neutralize(row.message),
+            ]
         )
     return counts
 
@@ -48,13 +55,21 @@ def job_summary(store: Store, job: JobRecord) -> dict[str, Any]:
         return sum(totals.get(s, (0, 0))[1] for s in statuses)
 
     return {
-        "job_id": job.job_id, "status": job.status.value, "reason": job.reason, "source": job.source,
+        "job_id": job.job_id,
+        "status": job.status.value,
+        "reason": job.reason,
+        "source": job.source,
         "channel": job.options.get("ChannelType"),
         "template": job.options.get("TemplateCode") or job.options.get("TemplateName"),
-        "rows": job.total_rows, "valid": job.valid, "invalid": job.invalid, "duplicate": job.duplicate,
+        "rows": job.total_rows,
+        "valid": job.valid,
+        "invalid": job.invalid,
+        "duplicate": job.duplicate,
         "batches": job.batches,
-        "sent": recipients(BatchStatus.sent), "failed": recipients(BatchStatus.failed),
-        "uncertain": recipients(BatchStatus.uncertain), "cancelled": recipients(BatchStatus.cancelled),
+        "sent": recipients(BatchStatus.sent),
+        "failed": recipients(BatchStatus.failed),
+        "uncertain": recipients(BatchStatus.uncertain),
+        "cancelled": recipients(BatchStatus.cancelled),
         "pending": recipients(*OPEN_STATUSES),
         "created_at": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(job.created_at)),
         "updated_at": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(job.updated_at)),

@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import abc
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Callable, Iterable, Iterator, Optional
+from typing import Any
 
 
 class JobStatus(str, Enum):
@@ -52,12 +53,19 @@ class BatchStatus(str, Enum):
     uncertain = "uncertain"  # the call may or may not have reached CAMS
     cancelled = "cancelled"  # the job was cancelled before this batch was sent
     splitting = "splitting"  # being replaced by its parts (see split_batch): open until they are written
-    split = "split"  # replaced by its parts, which hold its rows now; counted nowhere
+    # replaced by its parts, which hold its rows now; counted nowhere. (The member hides str.split on the
+    # members, which nothing calls; renaming it would rename the status.)
+    split = "split"  # type: ignore[assignment]
 
     @property
     def resolved(self) -> bool:
-        return self in (BatchStatus.sent, BatchStatus.failed, BatchStatus.uncertain, BatchStatus.cancelled,
-                        BatchStatus.split)
+        return self in (
+            BatchStatus.sent,
+            BatchStatus.failed,
+            BatchStatus.uncertain,
+            BatchStatus.cancelled,
+            BatchStatus.split,
+        )
 
 
 # Batches not resolved yet: a job with one of these is not finished.
@@ -160,8 +168,8 @@ class RowRecord:
     status: RowStatus
     code: str = ""
     message: str = ""
-    batch_seq: Optional[int] = None
-    recipient: Optional[dict[str, Any]] = None
+    batch_seq: int | None = None
+    recipient: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -204,7 +212,7 @@ class Leaves:
         for parts in self.parts.values():
             parts.sort(key=lambda b: -generation(b.seq))
 
-    def holder(self, batch_seq: Optional[int], line: int) -> Optional[BatchRecord]:
+    def holder(self, batch_seq: int | None, line: int) -> BatchRecord | None:
         planned = self.planned.get(batch_seq) if batch_seq is not None else None
         if planned is None or planned.status not in (BatchStatus.split, BatchStatus.splitting):
             return planned
@@ -214,7 +222,7 @@ class Leaves:
         return planned  # its parts are being written: pending
 
 
-def report_row(line: int, to: str, batch: Optional[BatchRecord]) -> ReportRow:
+def report_row(line: int, to: str, batch: BatchRecord | None) -> ReportRow:
     """A valid row's report line, from the batch that holds it (None: not written yet, planning)."""
     if batch is None:
         return ReportRow(line, to, "pending", "", "", "")
@@ -225,8 +233,14 @@ def report_row(line: int, to: str, batch: Optional[BatchRecord]) -> ReportRow:
 # The statuses a store can list jobs by (``Store.jobs_in``): every status the timer acts on, or may (a job's
 # planning lease). A job in any other status (completed, failed, stopped, interrupted, stalled) is finished
 # for the timer: a store keeps no listing for it, so finished jobs cost the timer nothing however many.
-SWEPT_STATUSES = (JobStatus.planning, JobStatus.ready, JobStatus.scheduled, JobStatus.running, JobStatus.paused,
-                  JobStatus.cancelled)
+SWEPT_STATUSES = (
+    JobStatus.planning,
+    JobStatus.ready,
+    JobStatus.scheduled,
+    JobStatus.running,
+    JobStatus.paused,
+    JobStatus.cancelled,
+)
 # Counters on a job row, shared by every sender instance (``Store.add_job_counts``): recipients tried and
 # recipients that failed, for an error threshold over the whole job rather than one invocation.
 JOB_COUNTERS = ("tried", "failed")
@@ -237,8 +251,10 @@ def check_swept(statuses: Iterable[JobStatus]) -> list[JobStatus]:
     wanted = list(dict.fromkeys(JobStatus(s) for s in statuses))
     others = [s.value for s in wanted if s not in SWEPT_STATUSES]
     if others:
-        raise ValueError(f"jobs_in lists jobs in {[s.value for s in SWEPT_STATUSES]}, not {others}: a store keeps "
-                         "no listing of finished jobs")
+        raise ValueError(
+            f"jobs_in lists jobs in {[s.value for s in SWEPT_STATUSES]}, not {others}: a store keeps "
+            "no listing of finished jobs"
+        )
     return wanted
 
 
@@ -247,7 +263,9 @@ def check_counts(deltas: dict[str, int]) -> dict[str, int]:
     unknown = sorted(set(deltas) - set(JOB_COUNTERS))
     if unknown:
         raise ValueError(f"job counters are {list(JOB_COUNTERS)}, not {unknown}")
-    bad = sorted(name for name, delta in deltas.items() if isinstance(delta, bool) or not isinstance(delta, int))
+    bad = sorted(
+        name for name, delta in deltas.items() if isinstance(delta, bool) or not isinstance(delta, int)
+    )
     if bad:
         raise ValueError(f"job counter deltas must be integers: {bad}")
     return {name: deltas.get(name, 0) for name in JOB_COUNTERS}
@@ -260,7 +278,7 @@ class Store(abc.ABC):
         """Insert the job if no job has its id; True if this call created it."""
 
     @abc.abstractmethod
-    def get_job(self, job_id: str) -> Optional[JobRecord]: ...
+    def get_job(self, job_id: str) -> JobRecord | None: ...
 
     @abc.abstractmethod
     def find_jobs(self, prefix: str) -> list[str]:
@@ -271,15 +289,21 @@ class Store(abc.ABC):
         """Newest first."""
 
     @abc.abstractmethod
-    def update_job(self, job_id: str, *, expect: Optional[Iterable[JobStatus]] = None,
-                   expect_plan_owner: Optional[str] = None, expect_plan_expires: Optional[float] = None,
-                   **fields: Any) -> bool:
+    def update_job(
+        self,
+        job_id: str,
+        *,
+        expect: Iterable[JobStatus] | None = None,
+        expect_plan_owner: str | None = None,
+        expect_plan_expires: float | None = None,
+        **fields: Any,
+    ) -> bool:
         """Set fields; with ``expect``, only if the job's status is one of them; with ``expect_plan_owner``
         (and ``expect_plan_expires``), only if the job's planning lease is that token's (and still ends then:
         a take-over of an expired lease must fail if its owner renewed it meanwhile). True if it changed."""
 
     @abc.abstractmethod
-    def delete_job(self, job_id: str, *, plan_owner: Optional[str] = None) -> bool:
+    def delete_job(self, job_id: str, *, plan_owner: str | None = None) -> bool:
         """Remove the job with its rows and batches (a plan that was refused). With ``plan_owner``, only if
         the job's planning lease is that token's. True if the job row was removed."""
 
@@ -295,11 +319,11 @@ class Store(abc.ABC):
 
     # batches
     @abc.abstractmethod
-    def list_batches(self, job_id: str, statuses: Optional[Iterable[BatchStatus]] = None) -> list[BatchRecord]:
+    def list_batches(self, job_id: str, statuses: Iterable[BatchStatus] | None = None) -> list[BatchRecord]:
         """Ordered by seq."""
 
     @abc.abstractmethod
-    def get_batch(self, job_id: str, seq: int) -> Optional[BatchRecord]:
+    def get_batch(self, job_id: str, seq: int) -> BatchRecord | None:
         """One batch, by a point read (None if there is none)."""
 
     @abc.abstractmethod
@@ -313,8 +337,15 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def transition_batch(
-        self, job_id: str, seq: int, *, expect: Iterable[BatchStatus], to: BatchStatus,
-        expect_owner: Optional[str] = None, expect_expires: Optional[float] = None, **fields: Any
+        self,
+        job_id: str,
+        seq: int,
+        *,
+        expect: Iterable[BatchStatus],
+        to: BatchStatus,
+        expect_owner: str | None = None,
+        expect_expires: float | None = None,
+        **fields: Any,
     ) -> bool:
         """Conditional update: only if the batch is in one of ``expect`` and, with ``expect_owner``, its
         claim is that token's (a stale claimant's write is refused) and, with ``expect_expires``, its claim
@@ -337,8 +368,16 @@ class Store(abc.ABC):
 
     # account-wide rate window
     @abc.abstractmethod
-    def rate_acquire(self, key: str, limit: int, window: float, clock: Callable[[], float], *,
-                     peek: bool = False, force: bool = False) -> float:
+    def rate_acquire(
+        self,
+        key: str,
+        limit: int,
+        window: float,
+        clock: Callable[[], float],
+        *,
+        peek: bool = False,
+        force: bool = False,
+    ) -> float:
         """Record an attempt at ``now`` if fewer than ``limit`` were recorded in ``(now - window, now]``.
 
         ``now = clock()`` is read only once the store holds the window exclusively: a time read before
@@ -354,7 +393,7 @@ class Store(abc.ABC):
 
     # --- the timer at any scale, and per-job counters (added for issue 11) ---------------------------------
     @abc.abstractmethod
-    def jobs_in(self, statuses: Iterable[JobStatus], limit: Optional[int] = None) -> list[JobRecord]:
+    def jobs_in(self, statuses: Iterable[JobStatus], limit: int | None = None) -> list[JobRecord]:
         """The jobs now in one of ``statuses`` (each of ``SWEPT_STATUSES``, else ValueError), found by status,
         not by age: a job behind any number of newer or finished ones is listed. Grouped by status in the
         order given, by job id within one; at most ``limit`` (None: all). The cost follows the jobs listed,
@@ -378,4 +417,3 @@ class Store(abc.ABC):
         shared by every process and instance, and return every counter's total right after this addition
         (with no deltas: the totals now). Counters start at 0; a delta may be negative. KeyError if there is
         no such job. Not idempotent: a call retried by its caller counts twice."""
-

@@ -14,11 +14,13 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, fields
-from typing import Any, Callable, Iterable, Iterator, Optional
+from typing import Any
 
 from chatapp_mass.errors import StoreError
 from chatapp_mass.store import (
+    JOB_COUNTERS,
     BatchRecord,
     BatchStatus,
     JobRecord,
@@ -28,9 +30,10 @@ from chatapp_mass.store import (
     RowRecord,
     RowStatus,
     Store,
+    check_counts,
+    check_swept,
     report_row,
 )
-from chatapp_mass.store import JOB_COUNTERS, check_counts, check_swept
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -97,20 +100,42 @@ _JOB_FIELDS = [f.name for f in fields(JobRecord)]
 _BATCH_FIELDS = [f.name for f in fields(BatchRecord)]
 _BATCH_UPDATABLE = set(_BATCH_FIELDS) - {"job_id", "seq", "size", "status", "first_line", "last_line", "root"}
 # columns added after the first release, with their definitions (an older store file gains them on open)
-_ADDED_BATCH_COLUMNS = {"first_line": "INTEGER NOT NULL DEFAULT 0", "last_line": "INTEGER NOT NULL DEFAULT 0",
-                        "root": "INTEGER NOT NULL DEFAULT -1", "sending_at": "REAL NOT NULL DEFAULT 0",
-                        "parts": "TEXT NOT NULL DEFAULT ''"}
-_ADDED_JOB_COLUMNS = {"scheduled_at": "REAL NOT NULL DEFAULT 0", "plan_owner": "TEXT NOT NULL DEFAULT ''",
-                      "plan_expires": "REAL NOT NULL DEFAULT 0", "batch_size": "INTEGER NOT NULL DEFAULT 0",
-                      "max_request_bytes": "INTEGER NOT NULL DEFAULT 0"}
-_JOB_UPDATABLE = {"status", "reason", "total_rows", "valid", "invalid", "duplicate", "batches", "scheduled_at",
-                  "plan_owner", "plan_expires", "batch_size", "max_request_bytes"}
+_ADDED_BATCH_COLUMNS = {
+    "first_line": "INTEGER NOT NULL DEFAULT 0",
+    "last_line": "INTEGER NOT NULL DEFAULT 0",
+    "root": "INTEGER NOT NULL DEFAULT -1",
+    "sending_at": "REAL NOT NULL DEFAULT 0",
+    "parts": "TEXT NOT NULL DEFAULT ''",
+}
+_ADDED_JOB_COLUMNS = {
+    "scheduled_at": "REAL NOT NULL DEFAULT 0",
+    "plan_owner": "TEXT NOT NULL DEFAULT ''",
+    "plan_expires": "REAL NOT NULL DEFAULT 0",
+    "batch_size": "INTEGER NOT NULL DEFAULT 0",
+    "max_request_bytes": "INTEGER NOT NULL DEFAULT 0",
+}
+_JOB_UPDATABLE = {
+    "status",
+    "reason",
+    "total_rows",
+    "valid",
+    "invalid",
+    "duplicate",
+    "batches",
+    "scheduled_at",
+    "plan_owner",
+    "plan_expires",
+    "batch_size",
+    "max_request_bytes",
+}
 
 # --- the timer at any scale, per-job counters (issue 11) --------------------------------------------------
 # Job columns added for them (an older store file gains them on open, like the batch columns above):
 # ``settled`` (see Store.settle_job) and one ``count_<name>`` per JOB_COUNTERS name (Store.add_job_counts).
-_SWEEP_JOB_COLUMNS = {"settled": "INTEGER NOT NULL DEFAULT 0",
-                      **{f"count_{name}": "INTEGER NOT NULL DEFAULT 0" for name in JOB_COUNTERS}}
+_SWEEP_JOB_COLUMNS = {
+    "settled": "INTEGER NOT NULL DEFAULT 0",
+    **{f"count_{name}": "INTEGER NOT NULL DEFAULT 0" for name in JOB_COUNTERS},
+}
 # jobs_in seeks by status (finished jobs are passed over by the seek, never read); a job settled in its status
 # is out of the index, and back in once its status changes: the trigger, so that every writer of ``status``
 # (update_job, and any later one) keeps to it without knowing.
@@ -177,8 +202,11 @@ class SqliteStore(Store):
         """
         conn.executescript("BEGIN IMMEDIATE;\n" + _SCHEMA)  # executescript keeps the open transaction
         try:
-            for table, added_columns in (("batches", _ADDED_BATCH_COLUMNS), ("jobs", _ADDED_JOB_COLUMNS),
-                                         ("jobs", _SWEEP_JOB_COLUMNS)):
+            for table, added_columns in (
+                ("batches", _ADDED_BATCH_COLUMNS),
+                ("jobs", _ADDED_JOB_COLUMNS),
+                ("jobs", _SWEEP_JOB_COLUMNS),
+            ):
                 present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
                 for added, definition in added_columns.items():
                     if added not in present:
@@ -213,7 +241,7 @@ class SqliteStore(Store):
     # --- jobs -------------------------------------------------------------------------------------------
     @staticmethod
     def _job_from_row(row: sqlite3.Row | tuple[Any, ...]) -> JobRecord:
-        data = dict(zip(_JOB_FIELDS, row))
+        data = dict(zip(_JOB_FIELDS, row, strict=True))
         data["options"] = json.loads(data["options"])
         data["intake"] = json.loads(data["intake"])
         data["status"] = JobStatus(data["status"])
@@ -231,25 +259,41 @@ class SqliteStore(Store):
         )
         return cursor.rowcount == 1
 
-    def get_job(self, job_id: str) -> Optional[JobRecord]:
-        row = self._conn().execute(f"SELECT {','.join(_JOB_FIELDS)} FROM jobs WHERE job_id=?", (job_id,)).fetchone()
+    def get_job(self, job_id: str) -> JobRecord | None:
+        row = (
+            self._conn()
+            .execute(f"SELECT {','.join(_JOB_FIELDS)} FROM jobs WHERE job_id=?", (job_id,))
+            .fetchone()
+        )
         return self._job_from_row(row) if row else None
 
     def find_jobs(self, prefix: str) -> list[str]:
-        rows = self._conn().execute(
-            "SELECT job_id FROM jobs WHERE substr(job_id, 1, ?) = ? LIMIT 5", (len(prefix), prefix)
-        ).fetchall()
+        rows = (
+            self._conn()
+            .execute("SELECT job_id FROM jobs WHERE substr(job_id, 1, ?) = ? LIMIT 5", (len(prefix), prefix))
+            .fetchall()
+        )
         return [row[0] for row in rows]
 
     def list_jobs(self, limit: int = 50) -> list[JobRecord]:
-        rows = self._conn().execute(
-            f"SELECT {','.join(_JOB_FIELDS)} FROM jobs ORDER BY created_at DESC, job_id LIMIT ?", (limit,)
-        ).fetchall()
+        rows = (
+            self._conn()
+            .execute(
+                f"SELECT {','.join(_JOB_FIELDS)} FROM jobs ORDER BY created_at DESC, job_id LIMIT ?", (limit,)
+            )
+            .fetchall()
+        )
         return [self._job_from_row(row) for row in rows]
 
-    def update_job(self, job_id: str, *, expect: Optional[Iterable[JobStatus]] = None,
-                   expect_plan_owner: Optional[str] = None, expect_plan_expires: Optional[float] = None,
-                   **changes: Any) -> bool:
+    def update_job(
+        self,
+        job_id: str,
+        *,
+        expect: Iterable[JobStatus] | None = None,
+        expect_plan_owner: str | None = None,
+        expect_plan_expires: float | None = None,
+        **changes: Any,
+    ) -> bool:
         unknown = set(changes) - _JOB_UPDATABLE
         if unknown:
             raise ValueError(f"cannot update job fields {sorted(unknown)}")
@@ -264,11 +308,13 @@ class SqliteStore(Store):
         sql += _equal_to(params, plan_owner=expect_plan_owner, plan_expires=expect_plan_expires)
         return self._conn().execute(sql, params).rowcount == 1
 
-    def delete_job(self, job_id: str, *, plan_owner: Optional[str] = None) -> bool:
+    def delete_job(self, job_id: str, *, plan_owner: str | None = None) -> bool:
         conn = self._conn()
         with _transaction(conn):
             if plan_owner is not None:
-                deleted = conn.execute("DELETE FROM jobs WHERE job_id=? AND plan_owner=?", (job_id, plan_owner))
+                deleted = conn.execute(
+                    "DELETE FROM jobs WHERE job_id=? AND plan_owner=?", (job_id, plan_owner)
+                )
             else:
                 deleted = conn.execute("DELETE FROM jobs WHERE job_id=?", (job_id,))
             if deleted.rowcount != 1:
@@ -299,7 +345,9 @@ class SqliteStore(Store):
                         r.code,
                         r.message,
                         r.batch_seq,
-                        json.dumps(r.recipient, ensure_ascii=False, separators=(",", ":")) if r.recipient else None,
+                        json.dumps(r.recipient, ensure_ascii=False, separators=(",", ":"))
+                        if r.recipient
+                        else None,
                     )
                     for r in rows
                 ],
@@ -309,23 +357,28 @@ class SqliteStore(Store):
             conn.executemany(
                 f"INSERT OR IGNORE INTO batches ({','.join(_BATCH_FIELDS)}) VALUES"
                 f" ({','.join('?' for _ in _BATCH_FIELDS)})",
-                [[b.status.value if name == "status" else getattr(b, name) for name in _BATCH_FIELDS]
-                 for b in batches],
+                [
+                    [b.status.value if name == "status" else getattr(b, name) for name in _BATCH_FIELDS]
+                    for b in batches
+                ],
             )
 
     # --- batches ----------------------------------------------------------------------------------------
     @staticmethod
     def _batch_from_row(row: tuple[Any, ...]) -> BatchRecord:
-        data = dict(zip(_BATCH_FIELDS, row))
+        data = dict(zip(_BATCH_FIELDS, row, strict=True))
         data["status"] = BatchStatus(data["status"])
         return BatchRecord(**data)
 
-    def get_batch(self, job_id: str, seq: int) -> Optional[BatchRecord]:
-        row = self._conn().execute(f"SELECT {','.join(_BATCH_FIELDS)} FROM batches WHERE job_id=? AND seq=?",
-                                   (job_id, seq)).fetchone()
+    def get_batch(self, job_id: str, seq: int) -> BatchRecord | None:
+        row = (
+            self._conn()
+            .execute(f"SELECT {','.join(_BATCH_FIELDS)} FROM batches WHERE job_id=? AND seq=?", (job_id, seq))
+            .fetchone()
+        )
         return self._batch_from_row(row) if row else None
 
-    def list_batches(self, job_id: str, statuses: Optional[Iterable[BatchStatus]] = None) -> list[BatchRecord]:
+    def list_batches(self, job_id: str, statuses: Iterable[BatchStatus] | None = None) -> list[BatchRecord]:
         sql = f"SELECT {','.join(_BATCH_FIELDS)} FROM batches WHERE job_id=?"
         params: list[Any] = [job_id]
         if statuses is not None:
@@ -337,19 +390,31 @@ class SqliteStore(Store):
 
     def batch_rows(self, job_id: str, seq: int) -> list[tuple[int, dict[str, Any]]]:
         conn = self._conn()
-        found = conn.execute("SELECT root, first_line, last_line FROM batches WHERE job_id=? AND seq=?",
-                             (job_id, seq)).fetchone()
+        found = conn.execute(
+            "SELECT root, first_line, last_line FROM batches WHERE job_id=? AND seq=?", (job_id, seq)
+        ).fetchone()
         if found is not None and found[0] >= 0:  # a part: its root's rows in its line range
-            rows = conn.execute("SELECT line, recipient FROM rows WHERE job_id=? AND batch_seq=? AND line"
-                                " BETWEEN ? AND ? ORDER BY line", (job_id, *found)).fetchall()
+            rows = conn.execute(
+                "SELECT line, recipient FROM rows WHERE job_id=? AND batch_seq=? AND line"
+                " BETWEEN ? AND ? ORDER BY line",
+                (job_id, *found),
+            ).fetchall()
         else:
-            rows = conn.execute("SELECT line, recipient FROM rows WHERE job_id=? AND batch_seq=? ORDER BY line",
-                                (job_id, seq)).fetchall()
+            rows = conn.execute(
+                "SELECT line, recipient FROM rows WHERE job_id=? AND batch_seq=? ORDER BY line", (job_id, seq)
+            ).fetchall()
         return [(line, json.loads(recipient)) for line, recipient in rows]
 
     def transition_batch(
-        self, job_id: str, seq: int, *, expect: Iterable[BatchStatus], to: BatchStatus,
-        expect_owner: Optional[str] = None, expect_expires: Optional[float] = None, **changes: Any
+        self,
+        job_id: str,
+        seq: int,
+        *,
+        expect: Iterable[BatchStatus],
+        to: BatchStatus,
+        expect_owner: str | None = None,
+        expect_expires: float | None = None,
+        **changes: Any,
     ) -> bool:
         unknown = set(changes) - _BATCH_UPDATABLE
         if unknown:
@@ -371,15 +436,26 @@ class SqliteStore(Store):
         return self._conn().execute(sql, params).rowcount == 1
 
     def renew_claim(self, job_id: str, seq: int, *, owner: str, until: float) -> bool:
-        return self._conn().execute(
-            "UPDATE batches SET claim_expires=? WHERE job_id=? AND seq=? AND owner=? AND status IN (?,?)",
-            (until, job_id, seq, owner, BatchStatus.claimed.value, BatchStatus.sending.value)).rowcount == 1
+        return (
+            self._conn()
+            .execute(
+                "UPDATE batches SET claim_expires=? WHERE job_id=? AND seq=? AND owner=? AND status IN (?,?)",
+                (until, job_id, seq, owner, BatchStatus.claimed.value, BatchStatus.sending.value),
+            )
+            .rowcount
+            == 1
+        )
 
     def batch_totals(self, job_id: str) -> dict[BatchStatus, tuple[int, int]]:
-        rows = self._conn().execute(
-            "SELECT status, COUNT(*), COALESCE(SUM(size),0) FROM batches WHERE job_id=? AND status!=?"
-            " GROUP BY status", (job_id, BatchStatus.split.value)
-        ).fetchall()
+        rows = (
+            self._conn()
+            .execute(
+                "SELECT status, COUNT(*), COALESCE(SUM(size),0) FROM batches WHERE job_id=? AND status!=?"
+                " GROUP BY status",
+                (job_id, BatchStatus.split.value),
+            )
+            .fetchall()
+        )
         return {BatchStatus(status): (count, size) for status, count, size in rows}
 
     # --- report -----------------------------------------------------------------------------------------
@@ -387,8 +463,12 @@ class SqliteStore(Store):
         # A dedicated connection: the caller may interleave other store calls while streaming.
         conn = sqlite3.connect(self.path, timeout=60.0)
         try:
-            leaves = Leaves(self._batch_from_row(row) for row in conn.execute(
-                f"SELECT {','.join(_BATCH_FIELDS)} FROM batches WHERE job_id=?", (job_id,)))
+            leaves = Leaves(
+                self._batch_from_row(row)
+                for row in conn.execute(
+                    f"SELECT {','.join(_BATCH_FIELDS)} FROM batches WHERE job_id=?", (job_id,)
+                )
+            )
             cursor = conn.execute(
                 "SELECT line, recipient_to, status, code, message, batch_seq FROM rows WHERE job_id=? ORDER BY line",
                 (job_id,),
@@ -402,13 +482,25 @@ class SqliteStore(Store):
             conn.close()
 
     # --- rate window ------------------------------------------------------------------------------------
-    def rate_acquire(self, key: str, limit: int, window: float, clock: Callable[[], float], *,
-                     peek: bool = False, force: bool = False) -> float:
+    def rate_acquire(
+        self,
+        key: str,
+        limit: int,
+        window: float,
+        clock: Callable[[], float],
+        *,
+        peek: bool = False,
+        force: bool = False,
+    ) -> float:
         conn = self._conn()
         if peek:
             now = clock()
-            recent = [row[0] for row in conn.execute(
-                "SELECT at FROM rate_events WHERE key=? AND at>? ORDER BY at", (key, now - window))]
+            recent: list[float] = [
+                row[0]
+                for row in conn.execute(
+                    "SELECT at FROM rate_events WHERE key=? AND at>? ORDER BY at", (key, now - window)
+                )
+            ]
             return 0.0 if len(recent) < limit else max(recent[len(recent) - limit] + window - now, 0.001)
         with _transaction(conn, immediate=True):
             now = clock()  # under the write lock (see Store.rate_acquire)
@@ -425,23 +517,33 @@ class SqliteStore(Store):
             # The slot frees when the (len - limit + 1)-th newest leaves the window.
             return max(recent[len(recent) - limit] + window - now, 0.001)
 
-
     # --- the timer at any scale, per-job counters (issue 11) ---------------------------------------------
-    def jobs_in(self, statuses: Iterable[JobStatus], limit: Optional[int] = None) -> list[JobRecord]:
+    def jobs_in(self, statuses: Iterable[JobStatus], limit: int | None = None) -> list[JobRecord]:
         found: list[JobRecord] = []
         for status in check_swept(statuses):
             left = -1 if limit is None else limit - len(found)  # LIMIT -1: no limit
             if left == 0:
                 break
-            rows = self._conn().execute(
-                f"SELECT {','.join(_JOB_FIELDS)} FROM jobs WHERE status=? AND settled=0 ORDER BY job_id LIMIT ?",
-                (status.value, left)).fetchall()
+            rows = (
+                self._conn()
+                .execute(
+                    f"SELECT {','.join(_JOB_FIELDS)} FROM jobs WHERE status=? AND settled=0 ORDER BY job_id LIMIT ?",
+                    (status.value, left),
+                )
+                .fetchall()
+            )
             found.extend(self._job_from_row(row) for row in rows)
         return found
 
     def settle_job(self, job_id: str, status: JobStatus) -> bool:
-        return self._conn().execute("UPDATE jobs SET settled=1 WHERE job_id=? AND status=?",
-                                    (job_id, JobStatus(status).value)).rowcount == 1
+        return (
+            self._conn()
+            .execute(
+                "UPDATE jobs SET settled=1 WHERE job_id=? AND status=?", (job_id, JobStatus(status).value)
+            )
+            .rowcount
+            == 1
+        )
 
     def add_job_counts(self, job_id: str, **deltas: int) -> dict[str, int]:
         counts = check_counts(deltas)
@@ -452,12 +554,14 @@ class SqliteStore(Store):
             # with it the write, before we return)
             rows = conn.execute(
                 f"UPDATE jobs SET {','.join(f'count_{name}=count_{name}+?' for name in JOB_COUNTERS)}"
-                f" WHERE job_id=? RETURNING {columns}", [*counts.values(), job_id]).fetchall()
+                f" WHERE job_id=? RETURNING {columns}",
+                [*counts.values(), job_id],
+            ).fetchall()
         else:
             rows = conn.execute(f"SELECT {columns} FROM jobs WHERE job_id=?", (job_id,)).fetchall()
         if not rows:
             raise KeyError(job_id)
-        return dict(zip(JOB_COUNTERS, (int(value) for value in rows[0])))
+        return dict(zip(JOB_COUNTERS, (int(value) for value in rows[0]), strict=True))
 
 
 def _equal_to(params: list[Any], **columns: Any) -> str:

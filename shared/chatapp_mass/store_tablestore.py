@@ -81,15 +81,19 @@ import random
 import secrets
 import time
 import zlib
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence, TypeVar
+from functools import partial
+from typing import Any, TypeVar
 
 import urllib3
 
 from chatapp_mass import env, logs
 from chatapp_mass.errors import OptionsError, StoreError
 from chatapp_mass.store import (
+    JOB_COUNTERS,
+    SWEPT_STATUSES,
     BatchRecord,
     BatchStatus,
     JobRecord,
@@ -99,9 +103,10 @@ from chatapp_mass.store import (
     RowRecord,
     RowStatus,
     Store,
+    check_counts,
+    check_swept,
     report_row,
 )
-from chatapp_mass.store import JOB_COUNTERS, SWEPT_STATUSES, check_counts, check_swept
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -109,14 +114,35 @@ T = TypeVar("T")
 _JOB_FIELDS = [f.name for f in fields(JobRecord)]
 _BATCH_FIELDS = [f.name for f in fields(BatchRecord)]
 _BATCH_UPDATABLE = set(_BATCH_FIELDS) - {"job_id", "seq", "size", "status", "first_line", "last_line", "root"}
-_JOB_UPDATABLE = {"status", "reason", "total_rows", "valid", "invalid", "duplicate", "batches", "scheduled_at",
-                  "plan_owner", "plan_expires", "batch_size", "max_request_bytes"}
+_JOB_UPDATABLE = {
+    "status",
+    "reason",
+    "total_rows",
+    "valid",
+    "invalid",
+    "duplicate",
+    "batches",
+    "scheduled_at",
+    "plan_owner",
+    "plan_expires",
+    "batch_size",
+    "max_request_bytes",
+}
 
-TRANSIENT_CODES = frozenset({
-    "OTSServerBusy", "OTSTimeout", "OTSPartitionUnavailable", "OTSServerUnavailable", "OTSInternalServerError",
-    "OTSRowOperationConflict", "OTSNotEnoughCapacityUnit", "OTSTableNotReady", "OTSOperationThrottled",
-    "OTSOperationConflict",
-})
+TRANSIENT_CODES = frozenset(
+    {
+        "OTSServerBusy",
+        "OTSTimeout",
+        "OTSPartitionUnavailable",
+        "OTSServerUnavailable",
+        "OTSInternalServerError",
+        "OTSRowOperationConflict",
+        "OTSNotEnoughCapacityUnit",
+        "OTSTableNotReady",
+        "OTSOperationThrottled",
+        "OTSOperationConflict",
+    }
+)
 # Waited out by time (``table_wait_seconds``), not by attempts: a table that is not ready yet, and the
 # per-instance table-operation quota ("Too frequent table operations." is the only OTSQuotaExhausted that is
 # retryable: the error-codes page, and tablestore/retry.py; "Number of tables exceeded the quota." is not).
@@ -149,12 +175,14 @@ class TablestoreSettings:
     socket_timeout: float = 10.0
     max_attempts: int = 8  # per call, transient failures included (~10 s of backoff in all)
     write_threads: int = 4  # BatchWriteRow calls in flight while planning
-    table_wait_seconds: float = 120.0  # how long a table not ready yet / the table-operation quota is waited out
+    table_wait_seconds: float = (
+        120.0  # how long a table not ready yet / the table-operation quota is waited out
+    )
 
     @classmethod
-    def from_url(cls, url: str, environ: Mapping[str, str] = os.environ) -> "TablestoreSettings":
+    def from_url(cls, url: str, environ: Mapping[str, str] = os.environ) -> TablestoreSettings:
         """``tablestore://INSTANCE``; the endpoint from ``CHATAPP_TABLESTORE_ENDPOINT`` or the region."""
-        instance = url[len("tablestore://"):].strip("/")
+        instance = url[len("tablestore://") :].strip("/")
         if not instance or "/" in instance:
             raise OptionsError(f"--store {url!r}: use tablestore://INSTANCE (the Tablestore instance name)")
         endpoint = environ.get(env.CHATAPP_TABLESTORE_ENDPOINT, "").strip()
@@ -172,7 +200,7 @@ class _Patience:
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
-        self.deadline: Optional[float] = None
+        self.deadline: float | None = None
         self.rounds = 0
 
     def wait(self) -> bool:
@@ -188,8 +216,10 @@ class _Patience:
 
 
 def _must_wait(error: Any) -> bool:
-    code = error.get_error_code()
-    return code == _TABLE_NOT_READY or (code == _QUOTA_EXHAUSTED and error.get_error_message() == _TOO_FREQUENT)
+    code: str = error.get_error_code()
+    return code == _TABLE_NOT_READY or (
+        code == _QUOTA_EXHAUSTED and error.get_error_message() == _TOO_FREQUENT
+    )
 
 
 def _default_chain_provider() -> Any:
@@ -207,16 +237,26 @@ def _default_chain_provider() -> Any:
                 raise StoreError(
                     f"Tablestore: no Alibaba Cloud credentials ({error}). Set ALIBABA_CLOUD_ACCESS_KEY_ID and "
                     "ALIBABA_CLOUD_ACCESS_KEY_SECRET (and ALIBABA_CLOUD_SECURITY_TOKEN for STS), or a profile in "
-                    "~/.alibabacloud/credentials; in Function Compute the function's role provides them") from None
-            return Credentials(current.access_key_id, current.access_key_secret, current.security_token or None)
+                    "~/.alibabacloud/credentials; in Function Compute the function's role provides them"
+                ) from None
+            return Credentials(
+                current.access_key_id, current.access_key_secret, current.security_token or None
+            )
 
     return _ChainProvider()
 
 
 class TablestoreStore(Store):
-    def __init__(self, settings: TablestoreSettings, *, access_key_id: str = "", access_key_secret: str = "",
-                 security_token: str = "", create_tables: bool = True,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        settings: TablestoreSettings,
+        *,
+        access_key_id: str = "",
+        access_key_secret: str = "",
+        security_token: str = "",
+        create_tables: bool = True,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         """``create_tables``: run :meth:`init_tables` now (tests, the demo, the local cloud); the functions and the
         CLI open the store through :func:`open_store`, which does not (see "Tables" in the module docs)."""
         import tablestore
@@ -231,14 +271,24 @@ class TablestoreStore(Store):
         prefix = settings.table_prefix
         self.t_jobs, self.t_index = f"{prefix}jobs", f"{prefix}job_index"
         self.t_batches, self.t_rows, self.t_rate = f"{prefix}batches", f"{prefix}rows", f"{prefix}rate"
-        common = dict(instance_name=settings.instance, socket_timeout=settings.socket_timeout,
-                      retry_policy=tablestore.NoRetryPolicy(), logger_name="chatapp_mass.tablestore_sdk")
+        common = dict(
+            instance_name=settings.instance,
+            socket_timeout=settings.socket_timeout,
+            retry_policy=tablestore.NoRetryPolicy(),
+            logger_name="chatapp_mass.tablestore_sdk",
+        )
         if access_key_id:
-            self.client = tablestore.OTSClient(settings.endpoint, access_key_id, access_key_secret,
-                                               sts_token=security_token or None, **common)
+            self.client = tablestore.OTSClient(
+                settings.endpoint,
+                access_key_id,
+                access_key_secret,
+                sts_token=security_token or None,
+                **common,
+            )
         else:
-            self.client = tablestore.OTSClient(settings.endpoint, credentials_provider=_default_chain_provider(),
-                                               **common)
+            self.client = tablestore.OTSClient(
+                settings.endpoint, credentials_provider=_default_chain_provider(), **common
+            )
         logging.getLogger("chatapp_mass.tablestore_sdk").setLevel(logging.CRITICAL)  # we log what matters
         if create_tables:
             self.init_tables()
@@ -253,12 +303,15 @@ class TablestoreStore(Store):
                 f"exist in instance {self.settings.instance!r}. Create the tables once, at deploy time: "
                 f"`chatapp-mass init-tables --store tablestore://{self.settings.instance}` "
                 f"(with {env.CHATAPP_TABLE_PREFIX}={self.settings.table_prefix} and the deploying account's "
-                "credentials; see deploy/README.md)")
+                "credentials; see deploy/README.md)"
+            )
         return StoreError(f"Tablestore {what}: {code}: {message}")
 
     def _waited_too_long(self, what: str, error: Any) -> StoreError:
-        return StoreError(f"Tablestore {what}: {error.get_error_code()}: {error.get_error_message()} -- still so "
-                          f"after {self.settings.table_wait_seconds:g} s")
+        return StoreError(
+            f"Tablestore {what}: {error.get_error_code()}: {error.get_error_message()} -- still so "
+            f"after {self.settings.table_wait_seconds:g} s"
+        )
 
     def _call(self, what: str, fn: Callable[[], T]) -> T:
         """Run one SDK call, retrying transient failures (and waiting out a table not ready yet or the
@@ -283,10 +336,12 @@ class TablestoreStore(Store):
                 reason = f"network: {_describe_network(error)}"
             if attempt >= self.settings.max_attempts:
                 raise StoreError(f"Tablestore {what}: still failing after {attempt} attempts ({reason})")
-            log.info("Tablestore call retried", extra={"operation": what, "reason": reason, "attempt": attempt})
+            log.info(
+                "Tablestore call retried", extra={"operation": what, "reason": reason, "attempt": attempt}
+            )
             time.sleep(_backoff(attempt))
 
-    def _write(self, what: str, fn: Callable[[], Any], landed: Optional[Callable[[], bool]] = None) -> bool:
+    def _write(self, what: str, fn: Callable[[], Any], landed: Callable[[], bool] | None = None) -> bool:
         """A conditional write: True if applied, False if its condition failed.
 
         After an ambiguous failure (see the module docs), a condition failure asks ``landed`` whether our
@@ -318,22 +373,35 @@ class TablestoreStore(Store):
                 reason = f"network: {_describe_network(error)}"
             if attempt >= self.settings.max_attempts:
                 raise StoreError(f"Tablestore {what}: still failing after {attempt} attempts ({reason})")
-            log.info("Tablestore write retried", extra={"operation": what, "reason": reason, "attempt": attempt})
+            log.info(
+                "Tablestore write retried", extra={"operation": what, "reason": reason, "attempt": attempt}
+            )
             time.sleep(_backoff(attempt))
 
-    def _get(self, table: str, pk: list[tuple[str, Any]], columns: Optional[list[str]] = None) -> Optional[dict[str, Any]]:
-        _, row, _ = self._call(f"GetRow {table}", lambda: self.client.get_row(table, pk, columns, max_version=1))
+    def _get(
+        self, table: str, pk: list[tuple[str, Any]], columns: list[str] | None = None
+    ) -> dict[str, Any] | None:
+        _, row, _ = self._call(
+            f"GetRow {table}", lambda: self.client.get_row(table, pk, columns, max_version=1)
+        )
         return _row_dict(row) if row is not None else None
 
     def _op_is(self, table: str, pk: list[tuple[str, Any]], token: str) -> Callable[[], bool]:
         def check() -> bool:
             row = self._get(table, pk, ["op"])
             return row is not None and row.get("op") == token
+
         return check
 
-    def _range(self, table: str, start: list[tuple[str, Any]], end: list[tuple[str, Any]],
-               columns: Optional[list[str]] = None, limit: Optional[int] = None,
-               backward: bool = False) -> Iterator[dict[str, Any]]:
+    def _range(
+        self,
+        table: str,
+        start: list[tuple[str, Any]],
+        end: list[tuple[str, Any]],
+        columns: list[str] | None = None,
+        limit: int | None = None,
+        backward: bool = False,
+    ) -> Iterator[dict[str, Any]]:
         """Rows in ``[start, end)`` (``backward``: from ``start`` down to, not including, ``end``), following
         ``next_start_primary_key`` page by page (a page may even be empty)."""
         ts = self._ts
@@ -343,7 +411,9 @@ class TablestoreStore(Store):
             page_start = start
             _, start, rows, _ = self._call(
                 f"GetRange {table}",
-                lambda: self.client.get_range(table, direction, page_start, end, columns, left, max_version=1),
+                partial(
+                    self.client.get_range, table, direction, page_start, end, columns, left, max_version=1
+                ),
             )
             for row in rows:
                 yield _row_dict(row)
@@ -352,7 +422,9 @@ class TablestoreStore(Store):
                 if left <= 0:
                     return
 
-    def _batch_write(self, table: str, items: Sequence[Any], what: str, *, tolerate: Iterable[str] = ()) -> None:
+    def _batch_write(
+        self, table: str, items: Sequence[Any], what: str, *, tolerate: Iterable[str] = ()
+    ) -> None:
         """BatchWriteRow in requests of bounded size; rows failing transiently are retried alone; ``tolerate``
         codes are fine."""
         ts = self._ts
@@ -375,7 +447,7 @@ class TablestoreStore(Store):
             for attempt in range(1, self.settings.max_attempts + 1):
                 request = ts.BatchWriteRowRequest()
                 request.add(ts.TableInBatchWriteRowItem(table, pending))
-                response = self._call(f"BatchWriteRow {what}", lambda: self.client.batch_write_row(request))
+                response = self._call(f"BatchWriteRow {what}", partial(self.client.batch_write_row, request))
                 results = sorted(
                     [*response.get_put()[1], *response.get_update()[1], *response.get_delete()[1]],
                     key=lambda r: r.index,
@@ -387,7 +459,9 @@ class TablestoreStore(Store):
                     if result.error_code in TRANSIENT_CODES:
                         retry.append(pending[result.index])
                         continue
-                    raise StoreError(f"Tablestore BatchWriteRow {what}: {result.error_code}: {result.error_message}")
+                    raise StoreError(
+                        f"Tablestore BatchWriteRow {what}: {result.error_code}: {result.error_message}"
+                    )
                 if not retry:
                     return
                 if attempt == self.settings.max_attempts:
@@ -429,24 +503,34 @@ class TablestoreStore(Store):
             options = ts.TableOptions(time_to_live=-1, max_version=1)
             throughput = ts.ReservedThroughput(ts.CapacityUnit(0, 0))
             try:
-                self._call(f"CreateTable {table}", lambda: self.client.create_table(meta, options, throughput))
+                self._call(
+                    f"CreateTable {table}",
+                    partial(self.client.create_table, meta, options, throughput),
+                )
                 created.append(table)
             except StoreError as error:
                 if "OTSObjectAlreadyExist" not in str(error):
                     raise
         for table, schema in schemas.items():  # a read waits out OTSTableNotReady (_call)
             probe = [(name, 0 if kind == "INTEGER" else "#ready") for name, kind in schema]
-            self._call(f"GetRow {table} (is the table ready?)",
-                       lambda: self.client.get_row(table, probe, None, max_version=1))
+            self._call(
+                f"GetRow {table} (is the table ready?)",
+                partial(self.client.get_row, table, probe, None, max_version=1),
+            )
         self._index_jobs_of_older_releases()
-        log.info("Tablestore tables ready", extra={"tables_created": created, "instance": self.settings.instance})
+        log.info(
+            "Tablestore tables ready", extra={"tables_created": created, "instance": self.settings.instance}
+        )
         return {"created": created, "existing": sorted(set(schemas) - set(created))}
 
     # --- jobs -------------------------------------------------------------------------------------------
     def create_job(self, job: JobRecord) -> bool:
         ts = self._ts
-        index_pk = [("part", _INDEX_PART), ("created_desc", _MAX_TIME_MS - int(job.created_at * 1000)),
-                    ("job_id", job.job_id)]
+        index_pk = [
+            ("part", _INDEX_PART),
+            ("created_desc", _MAX_TIME_MS - int(job.created_at * 1000)),
+            ("job_id", job.job_id),
+        ]
         token = _token()
         data = asdict(job)
         data["options"] = json.dumps(job.options, sort_keys=True)
@@ -455,67 +539,109 @@ class TablestoreStore(Store):
         columns = [(k, v) for k, v in data.items() if k != "job_id"] + [("op", token), ("index_op", token)]
         _check_job_row(job.job_id, columns)  # before any write of the job
         # The index row first: a job row always has one (a dangling index row is skipped when listing).
-        self._call("PutRow job_index", lambda: self.client.put_row(
-            self.t_index, ts.Row(index_pk, [("at", job.created_at)]), ts.Condition(ts.RowExistenceExpectation.IGNORE)))
+        self._call(
+            "PutRow job_index",
+            lambda: self.client.put_row(
+                self.t_index,
+                ts.Row(index_pk, [("at", job.created_at)]),
+                ts.Condition(ts.RowExistenceExpectation.IGNORE),
+            ),
+        )
         self._put_status_row(job.status.value, job.job_id, token)  # first, too: see the job_status index
         pk = [("job_id", job.job_id)]
-        return self._write("create job", lambda: self.client.put_row(
-            self.t_jobs, ts.Row(pk, columns), ts.Condition(ts.RowExistenceExpectation.EXPECT_NOT_EXIST)),
-            self._op_is(self.t_jobs, pk, token))
+        return self._write(
+            "create job",
+            lambda: self.client.put_row(
+                self.t_jobs, ts.Row(pk, columns), ts.Condition(ts.RowExistenceExpectation.EXPECT_NOT_EXIST)
+            ),
+            self._op_is(self.t_jobs, pk, token),
+        )
 
-    def get_job(self, job_id: str) -> Optional[JobRecord]:
+    def get_job(self, job_id: str) -> JobRecord | None:
         row = self._get(self.t_jobs, [("job_id", job_id)])
         return _job(row) if row else None
 
     def find_jobs(self, prefix: str) -> list[str]:
         if not prefix:
             return []
-        rows = self._range(self.t_jobs, [("job_id", prefix)], [("job_id", prefix + "\U0010ffff")], ["status"], 5)
+        rows = self._range(
+            self.t_jobs, [("job_id", prefix)], [("job_id", prefix + "\U0010ffff")], ["status"], 5
+        )
         return [row["job_id"] for row in rows if row["job_id"].startswith(prefix)][:5]
 
     def list_jobs(self, limit: int = 50) -> list[JobRecord]:
         ts = self._ts
-        ids = [row["job_id"] for row in self._range(
-            self.t_index, [("part", _INDEX_PART), ("created_desc", ts.INF_MIN), ("job_id", ts.INF_MIN)],
-            [("part", _INDEX_PART), ("created_desc", ts.INF_MAX), ("job_id", ts.INF_MAX)], ["at"], limit)]
+        ids = [
+            row["job_id"]
+            for row in self._range(
+                self.t_index,
+                [("part", _INDEX_PART), ("created_desc", ts.INF_MIN), ("job_id", ts.INF_MIN)],
+                [("part", _INDEX_PART), ("created_desc", ts.INF_MAX), ("job_id", ts.INF_MAX)],
+                ["at"],
+                limit,
+            )
+        ]
         found = self._jobs_by_id(ids)
         return [found[job_id][0] for job_id in ids if job_id in found]
 
-    def update_job(self, job_id: str, *, expect: Optional[Iterable[JobStatus]] = None,
-                   expect_plan_owner: Optional[str] = None, expect_plan_expires: Optional[float] = None,
-                   **changes: Any) -> bool:
+    def update_job(
+        self,
+        job_id: str,
+        *,
+        expect: Iterable[JobStatus] | None = None,
+        expect_plan_owner: str | None = None,
+        expect_plan_expires: float | None = None,
+        **changes: Any,
+    ) -> bool:
         unknown = set(changes) - _JOB_UPDATABLE
         if unknown:
             raise ValueError(f"cannot update job fields {sorted(unknown)}")
         if "status" in changes:
-            return self._update_job_status(job_id, expect, changes, plan_owner=expect_plan_owner,
-                                           plan_expires=expect_plan_expires)
+            return self._update_job_status(
+                job_id, expect, changes, plan_owner=expect_plan_owner, plan_expires=expect_plan_expires
+            )
         token = _token()
         values = {k: (v.value if isinstance(v, JobStatus) else v) for k, v in changes.items()}
         values["updated_at"] = self.clock()
         values["op"] = token
         pk = [("job_id", job_id)]
-        condition = self._status_condition([s.value for s in expect] if expect is not None else None,
-                                           plan_owner=expect_plan_owner, plan_expires=expect_plan_expires)
+        condition = self._status_condition(
+            [s.value for s in expect] if expect is not None else None,
+            plan_owner=expect_plan_owner,
+            plan_expires=expect_plan_expires,
+        )
         row = self._ts.Row(pk, {"put": list(values.items())})
-        return self._write("update job", lambda: self.client.update_row(self.t_jobs, row, condition),
-                           self._op_is(self.t_jobs, pk, token))
+        return self._write(
+            "update job",
+            lambda: self.client.update_row(self.t_jobs, row, condition),
+            self._op_is(self.t_jobs, pk, token),
+        )
 
-    def delete_job(self, job_id: str, *, plan_owner: Optional[str] = None) -> bool:
+    def delete_job(self, job_id: str, *, plan_owner: str | None = None) -> bool:
         ts = self._ts
         job = self.get_job(job_id)
         if job is None:
             return False
         # The job row first, on the lease's condition: a planner that lost its lease deletes nothing.
         condition = self._status_condition(None, plan_owner=plan_owner)
-        if not self._write("delete job", lambda: self.client.delete_row(
-                self.t_jobs, ts.Row([("job_id", job_id)]), condition), lambda: self.get_job(job_id) is None):
+        if not self._write(
+            "delete job",
+            lambda: self.client.delete_row(self.t_jobs, ts.Row([("job_id", job_id)]), condition),
+            lambda: self.get_job(job_id) is None,
+        ):
             return False
         self.clear_plan(job_id)
-        index_pk = [("part", _INDEX_PART), ("created_desc", _MAX_TIME_MS - int(job.created_at * 1000)),
-                    ("job_id", job_id)]
-        self._call("DeleteRow job_index", lambda: self.client.delete_row(
-            self.t_index, ts.Row(index_pk), ts.Condition(ts.RowExistenceExpectation.IGNORE)))
+        index_pk = [
+            ("part", _INDEX_PART),
+            ("created_desc", _MAX_TIME_MS - int(job.created_at * 1000)),
+            ("job_id", job_id),
+        ]
+        self._call(
+            "DeleteRow job_index",
+            lambda: self.client.delete_row(
+                self.t_index, ts.Row(index_pk), ts.Condition(ts.RowExistenceExpectation.IGNORE)
+            ),
+        )
         self._drop_status_row(job.status.value, job_id, op=None)
         return True
 
@@ -526,8 +652,15 @@ class TablestoreStore(Store):
         # the keys, with a column every row has (chunks: last_line; one-record rows and batches: status)
         present = ["last_line", "status"]
         for table, key in ((self.t_rows, "line"), (self.t_batches, "seq")):
-            keys = [row[key] for row in self._range(table, [("job_id", job_id), (key, ts.INF_MIN)],
-                                                     [("job_id", job_id), (key, ts.INF_MAX)], present)]
+            keys = [
+                row[key]
+                for row in self._range(
+                    table,
+                    [("job_id", job_id), (key, ts.INF_MIN)],
+                    [("job_id", job_id), (key, ts.INF_MAX)],
+                    present,
+                )
+            ]
             items = [ts.DeleteRowItem(ts.Row([("job_id", job_id), (key, value)]), ignore) for value in keys]
             self._batch_write(table, items, f"clear {table}")
 
@@ -537,8 +670,14 @@ class TablestoreStore(Store):
         # bytearray: the SDK writes bytes as a STRING column, only a bytearray as BINARY
         items = []
         for chunk in _encode_chunks(rows):
-            columns = [("last_line", chunk.last_line), ("count", chunk.count), ("data", bytearray(chunk.data))]
-            items.append(ts.PutRowItem(ts.Row([("job_id", chunk.job_id), ("line", chunk.first_line)], columns), ignore))
+            columns = [
+                ("last_line", chunk.last_line),
+                ("count", chunk.count),
+                ("data", bytearray(chunk.data)),
+            ]
+            items.append(
+                ts.PutRowItem(ts.Row([("job_id", chunk.job_id), ("line", chunk.first_line)], columns), ignore)
+            )
         self._batch_write(self.t_rows, items, "rows")
         # A batch is written once (EXPECT_NOT_EXIST): re-planning never resets a batch that exists.
         new = ts.Condition(ts.RowExistenceExpectation.EXPECT_NOT_EXIST)
@@ -551,41 +690,76 @@ class TablestoreStore(Store):
         self._batch_write(self.t_batches, batch_items, "batches", tolerate=[_CONDITION_FAILED])
 
     # --- batches ----------------------------------------------------------------------------------------
-    def get_batch(self, job_id: str, seq: int) -> Optional[BatchRecord]:
+    def get_batch(self, job_id: str, seq: int) -> BatchRecord | None:
         row = self._get(self.t_batches, [("job_id", job_id), ("seq", seq)])
         return _batch(row) if row else None
 
-    def list_batches(self, job_id: str, statuses: Optional[Iterable[BatchStatus]] = None) -> list[BatchRecord]:
+    def list_batches(self, job_id: str, statuses: Iterable[BatchStatus] | None = None) -> list[BatchRecord]:
         ts = self._ts
         wanted = None if statuses is None else {s.value for s in statuses}
-        rows = self._range(self.t_batches, [("job_id", job_id), ("seq", ts.INF_MIN)],
-                           [("job_id", job_id), ("seq", ts.INF_MAX)])
+        rows = self._range(
+            self.t_batches,
+            [("job_id", job_id), ("seq", ts.INF_MIN)],
+            [("job_id", job_id), ("seq", ts.INF_MAX)],
+        )
         return [_batch(row) for row in rows if wanted is None or row["status"] in wanted]
 
     def batch_rows(self, job_id: str, seq: int) -> list[tuple[int, dict[str, Any]]]:
         ts = self._ts
-        batch = self._get(self.t_batches, [("job_id", job_id), ("seq", seq)], ["first_line", "last_line", "root"])
+        batch = self._get(
+            self.t_batches, [("job_id", job_id), ("seq", seq)], ["first_line", "last_line", "root"]
+        )
         first = int(batch.get("first_line", 0)) if batch else 0
         last = int(batch.get("last_line", 0)) if batch else 0
         root = int(batch.get("root", -1)) if batch else -1
         rows_seq = root if root >= 0 else seq  # a part holds its root's rows in its line range
         if not (first and last):  # a batch planned without line bounds: scan the job
-            chunks = self._range(self.t_rows, [("job_id", job_id), ("line", ts.INF_MIN)],
-                                 [("job_id", job_id), ("line", ts.INF_MAX)])
-            return [(r[_LINE], r[_RECIPIENT]) for chunk in chunks for r in _chunk_records(chunk)
-                    if r[_BATCH_SEQ] == rows_seq and r[_RECIPIENT]]
+            chunks = self._range(
+                self.t_rows,
+                [("job_id", job_id), ("line", ts.INF_MIN)],
+                [("job_id", job_id), ("line", ts.INF_MAX)],
+            )
+            return [
+                (r[_LINE], r[_RECIPIENT])
+                for chunk in chunks
+                for r in _chunk_records(chunk)
+                if r[_BATCH_SEQ] == rows_seq and r[_RECIPIENT]
+            ]
         # the chunk holding the first line starts at or before it; the others start after it, up to the last
-        found = list(self._range(self.t_rows, [("job_id", job_id), ("line", first)],
-                                 [("job_id", job_id), ("line", ts.INF_MIN)], limit=1, backward=True))
+        found = list(
+            self._range(
+                self.t_rows,
+                [("job_id", job_id), ("line", first)],
+                [("job_id", job_id), ("line", ts.INF_MIN)],
+                limit=1,
+                backward=True,
+            )
+        )
         if last > first and (not found or _last_line(found[0]) < last):
-            found.extend(self._range(self.t_rows, [("job_id", job_id), ("line", first + 1)],
-                                     [("job_id", job_id), ("line", last + 1)]))
-        return [(r[_LINE], r[_RECIPIENT]) for chunk in found for r in _chunk_records(chunk)
-                if first <= r[_LINE] <= last and r[_BATCH_SEQ] == rows_seq and r[_RECIPIENT]]
+            found.extend(
+                self._range(
+                    self.t_rows,
+                    [("job_id", job_id), ("line", first + 1)],
+                    [("job_id", job_id), ("line", last + 1)],
+                )
+            )
+        return [
+            (r[_LINE], r[_RECIPIENT])
+            for chunk in found
+            for r in _chunk_records(chunk)
+            if first <= r[_LINE] <= last and r[_BATCH_SEQ] == rows_seq and r[_RECIPIENT]
+        ]
 
     def transition_batch(
-        self, job_id: str, seq: int, *, expect: Iterable[BatchStatus], to: BatchStatus,
-        expect_owner: Optional[str] = None, expect_expires: Optional[float] = None, **changes: Any
+        self,
+        job_id: str,
+        seq: int,
+        *,
+        expect: Iterable[BatchStatus],
+        to: BatchStatus,
+        expect_owner: str | None = None,
+        expect_expires: float | None = None,
+        **changes: Any,
     ) -> bool:
         unknown = set(changes) - _BATCH_UPDATABLE
         if unknown:
@@ -597,20 +771,28 @@ class TablestoreStore(Store):
         if increment:
             columns["increment"] = [("attempts", int(increment))]
         pk = [("job_id", job_id), ("seq", seq)]
-        condition = self._status_condition([s.value for s in expect], owner=expect_owner,
-                                           claim_expires=expect_expires)
+        condition = self._status_condition(
+            [s.value for s in expect], owner=expect_owner, claim_expires=expect_expires
+        )
         row = self._ts.Row(pk, columns)
-        return self._write(f"transition batch to {to.value}",
-                           lambda: self.client.update_row(self.t_batches, row, condition),
-                           self._op_is(self.t_batches, pk, token))
+        return self._write(
+            f"transition batch to {to.value}",
+            lambda: self.client.update_row(self.t_batches, row, condition),
+            self._op_is(self.t_batches, pk, token),
+        )
 
     def renew_claim(self, job_id: str, seq: int, *, owner: str, until: float) -> bool:
         token = _token()
         pk = [("job_id", job_id), ("seq", seq)]
-        condition = self._status_condition([BatchStatus.claimed.value, BatchStatus.sending.value], owner=owner)
+        condition = self._status_condition(
+            [BatchStatus.claimed.value, BatchStatus.sending.value], owner=owner
+        )
         row = self._ts.Row(pk, {"put": [("claim_expires", until), ("op", token)]})
-        return self._write("renew claim", lambda: self.client.update_row(self.t_batches, row, condition),
-                           self._op_is(self.t_batches, pk, token))
+        return self._write(
+            "renew claim",
+            lambda: self.client.update_row(self.t_batches, row, condition),
+            self._op_is(self.t_batches, pk, token),
+        )
 
     def batch_totals(self, job_id: str) -> dict[BatchStatus, tuple[int, int]]:
         totals: dict[BatchStatus, tuple[int, int]] = {}
@@ -625,8 +807,11 @@ class TablestoreStore(Store):
     def report_rows(self, job_id: str) -> Iterator[ReportRow]:
         ts = self._ts
         leaves = Leaves(self.list_batches(job_id))
-        chunks = self._range(self.t_rows, [("job_id", job_id), ("line", ts.INF_MIN)],
-                             [("job_id", job_id), ("line", ts.INF_MAX)])
+        chunks = self._range(
+            self.t_rows,
+            [("job_id", job_id), ("line", ts.INF_MIN)],
+            [("job_id", job_id), ("line", ts.INF_MAX)],
+        )
         for chunk in chunks:
             for line, to, status, code, message, batch_seq, _ in _chunk_records(chunk):
                 if status != RowStatus.valid.value:
@@ -635,15 +820,23 @@ class TablestoreStore(Store):
                 yield report_row(line, to, leaves.holder(batch_seq, line))
 
     # --- rate window ------------------------------------------------------------------------------------
-    def rate_acquire(self, key: str, limit: int, window: float, clock: Callable[[], float], *,
-                     peek: bool = False, force: bool = False) -> float:
+    def rate_acquire(
+        self,
+        key: str,
+        limit: int,
+        window: float,
+        clock: Callable[[], float],
+        *,
+        peek: bool = False,
+        force: bool = False,
+    ) -> float:
         ts = self._ts
         pk = [("key", key)]
         while True:
             row = self._get(self.t_rate, pk)
             now = clock()  # after the read: see the module docs
             version = int(row["version"]) if row else 0
-            stamps = [s for s in (json.loads(row["stamps"]) if row else []) if s > now - window]
+            stamps: list[float] = [s for s in (json.loads(row["stamps"]) if row else []) if s > now - window]
             if len(stamps) >= limit and not force:
                 return max(stamps[len(stamps) - limit] + window - now, 0.001)
             if peek:
@@ -653,11 +846,19 @@ class TablestoreStore(Store):
             columns = [("stamps", json.dumps(stamps)), ("version", version + 1), ("op", token)]
             if row is None:
                 condition = ts.Condition(ts.RowExistenceExpectation.EXPECT_NOT_EXIST)
-                write = lambda: self.client.put_row(self.t_rate, ts.Row(pk, columns), condition)  # noqa: E731
+                write = lambda columns=columns, condition=condition: self.client.put_row(
+                    self.t_rate, ts.Row(pk, columns), condition
+                )
             else:
-                condition = ts.Condition(ts.RowExistenceExpectation.EXPECT_EXIST, ts.SingleColumnCondition(
-                    "version", version, ts.ComparatorType.EQUAL, pass_if_missing=False))
-                write = lambda: self.client.update_row(self.t_rate, ts.Row(pk, {"put": columns}), condition)  # noqa: E731
+                condition = ts.Condition(
+                    ts.RowExistenceExpectation.EXPECT_EXIST,
+                    ts.SingleColumnCondition(
+                        "version", version, ts.ComparatorType.EQUAL, pass_if_missing=False
+                    ),
+                )
+                write = lambda columns=columns, condition=condition: self.client.update_row(
+                    self.t_rate, ts.Row(pk, {"put": columns}), condition
+                )
             if self._write("rate window", write, self._op_is(self.t_rate, pk, token)):
                 return 0.0
             # another acquirer won this version: read again
@@ -690,10 +891,12 @@ class TablestoreStore(Store):
             return
         ts = self._ts
         row = ts.Row([("status", status), ("job_id", job_id)], [("op", op), ("at", _now_ms())])
-        self._call("PutRow job_status", lambda: self.client.put_row(
-            self.t_status, row, ts.Condition(ts.RowExistenceExpectation.IGNORE)))
+        self._call(
+            "PutRow job_status",
+            lambda: self.client.put_row(self.t_status, row, ts.Condition(ts.RowExistenceExpectation.IGNORE)),
+        )
 
-    def _drop_status_row(self, status: str, job_id: str, op: Optional[str]) -> None:
+    def _drop_status_row(self, status: str, job_id: str, op: str | None) -> None:
         """Delete the row if it still carries ``op`` (None: whatever it carries)."""
         if status not in _SWEPT:
             return
@@ -701,13 +904,22 @@ class TablestoreStore(Store):
         if op is None:
             condition = ts.Condition(ts.RowExistenceExpectation.IGNORE)
         else:
-            condition = ts.Condition(ts.RowExistenceExpectation.EXPECT_EXIST, ts.SingleColumnCondition(
-                "op", op, ts.ComparatorType.EQUAL, pass_if_missing=False))
+            condition = ts.Condition(
+                ts.RowExistenceExpectation.EXPECT_EXIST,
+                ts.SingleColumnCondition("op", op, ts.ComparatorType.EQUAL, pass_if_missing=False),
+            )
         row = ts.Row([("status", status), ("job_id", job_id)])
         self._write("DeleteRow job_status", lambda: self.client.delete_row(self.t_status, row, condition))
 
-    def _update_job_status(self, job_id: str, expect: Optional[Iterable[JobStatus]], changes: dict[str, Any], *,
-                           plan_owner: Optional[str] = None, plan_expires: Optional[float] = None) -> bool:
+    def _update_job_status(
+        self,
+        job_id: str,
+        expect: Iterable[JobStatus] | None,
+        changes: dict[str, Any],
+        *,
+        plan_owner: str | None = None,
+        plan_expires: float | None = None,
+    ) -> bool:
         """update_job when ``status`` is among the changes: see the job_status index above. ``plan_owner`` and
         ``plan_expires``: the planning lease's fence (``Store.update_job``), part of the write's condition."""
         ts = self._ts
@@ -718,8 +930,9 @@ class TablestoreStore(Store):
             current = self._get(self.t_jobs, pk, ["status", "index_op", "plan_owner", "plan_expires"])
             if current is None or (expected is not None and current["status"] not in expected):
                 return False
-            if (plan_owner is not None and current.get("plan_owner") != plan_owner) or \
-                    (plan_expires is not None and current.get("plan_expires") != plan_expires):
+            if (plan_owner is not None and current.get("plan_owner") != plan_owner) or (
+                plan_expires is not None and current.get("plan_expires") != plan_expires
+            ):
                 return False  # the lease is not (or no longer) the one the caller holds
             old, old_op = current["status"], current.get("index_op")  # old_op None: a job of an older release
             token = _token()
@@ -730,15 +943,22 @@ class TablestoreStore(Store):
             else:
                 values["index_op"] = token
                 both = ts.CompositeColumnCondition(ts.LogicalOperator.AND)
-                both.add_sub_condition(ts.SingleColumnCondition("status", old, ts.ComparatorType.EQUAL,
-                                                                pass_if_missing=False))
+                both.add_sub_condition(
+                    ts.SingleColumnCondition("status", old, ts.ComparatorType.EQUAL, pass_if_missing=False)
+                )
                 # a missing index_op passes only as missing: no token is ""
-                both.add_sub_condition(ts.SingleColumnCondition("index_op", old_op or "", ts.ComparatorType.EQUAL,
-                                                                pass_if_missing=old_op is None))
+                both.add_sub_condition(
+                    ts.SingleColumnCondition(
+                        "index_op", old_op or "", ts.ComparatorType.EQUAL, pass_if_missing=old_op is None
+                    )
+                )
                 for column, value in (("plan_owner", plan_owner), ("plan_expires", plan_expires)):
                     if value is not None:
-                        both.add_sub_condition(ts.SingleColumnCondition(column, value, ts.ComparatorType.EQUAL,
-                                                                        pass_if_missing=False))
+                        both.add_sub_condition(
+                            ts.SingleColumnCondition(
+                                column, value, ts.ComparatorType.EQUAL, pass_if_missing=False
+                            )
+                        )
                 condition = ts.Condition(ts.RowExistenceExpectation.EXPECT_EXIST, both)
                 self._put_status_row(new, job_id, token)
             if self._job_write(pk, values, condition, token):
@@ -748,23 +968,30 @@ class TablestoreStore(Store):
             # The new status's row stays, stale, for readers to remove (jobs_in): deleting it here could
             # delete the row of the change that won, if that change wrote the same key just before us.
             # another change came between our read and our write: read again
-        raise StoreError(f"Tablestore update job {job_id}: its status kept changing under {_STATUS_CHANGE_ROUNDS} "
-                         "attempts to change it")
+        raise StoreError(
+            f"Tablestore update job {job_id}: its status kept changing under {_STATUS_CHANGE_ROUNDS} "
+            "attempts to change it"
+        )
 
-    def _job_write(self, pk: list[tuple[str, Any]], values: dict[str, Any], condition: Any, token: str) -> bool:
+    def _job_write(
+        self, pk: list[tuple[str, Any]], values: dict[str, Any], condition: Any, token: str
+    ) -> bool:
         row = self._ts.Row(pk, {"put": list(values.items())})
-        return self._write("update job", lambda: self.client.update_row(self.t_jobs, row, condition),
-                           self._op_is(self.t_jobs, pk, token))
+        return self._write(
+            "update job",
+            lambda: self.client.update_row(self.t_jobs, row, condition),
+            self._op_is(self.t_jobs, pk, token),
+        )
 
     def _jobs_by_id(self, ids: list[str]) -> dict[str, tuple[JobRecord, dict[str, Any]]]:
         """BatchGetRow of jobs: id -> (the job, its row)."""
         ts = self._ts
         found: dict[str, tuple[JobRecord, dict[str, Any]]] = {}
         for start in range(0, len(ids), _BATCH_GET_ROWS):
-            keys = [[("job_id", job_id)] for job_id in ids[start:start + _BATCH_GET_ROWS]]
+            keys = [[("job_id", job_id)] for job_id in ids[start : start + _BATCH_GET_ROWS]]
             request = ts.BatchGetRowRequest()
             request.add(ts.TableInBatchGetRowItem(self.t_jobs, keys, max_version=1))
-            response = self._call("BatchGetRow jobs", lambda: self.client.batch_get_row(request))
+            response = self._call("BatchGetRow jobs", partial(self.client.batch_get_row, request))
             for item in response.get_result_by_table(self.t_jobs):
                 if not item.is_ok:
                     raise StoreError(f"Tablestore BatchGetRow jobs: {item.error_code}: {item.error_message}")
@@ -773,14 +1000,18 @@ class TablestoreStore(Store):
                     found[row["job_id"]] = (_job(row), row)
         return found
 
-    def jobs_in(self, statuses: Iterable[JobStatus], limit: Optional[int] = None) -> list[JobRecord]:
+    def jobs_in(self, statuses: Iterable[JobStatus], limit: int | None = None) -> list[JobRecord]:
         ts = self._ts
         listed: list[JobRecord] = []
         for status in check_swept(statuses):
-            rows = self._range(self.t_status, [("status", status.value), ("job_id", ts.INF_MIN)],
-                               [("status", status.value), ("job_id", ts.INF_MAX)], ["op", "at"])
+            rows = self._range(
+                self.t_status,
+                [("status", status.value), ("job_id", ts.INF_MIN)],
+                [("status", status.value), ("job_id", ts.INF_MAX)],
+                ["op", "at"],
+            )
             while limit is None or len(listed) < limit:
-                page = [row for _, row in zip(range(_BATCH_GET_ROWS), rows)]
+                page = [row for _, row in zip(range(_BATCH_GET_ROWS), rows, strict=False)]
                 if not page:
                     break
                 jobs = self._jobs_by_id([row["job_id"] for row in page])
@@ -806,15 +1037,28 @@ class TablestoreStore(Store):
         if self._get(self.t_status, marker, ["at"]) is not None:
             return
         items = []
-        for row in self._range(self.t_jobs, [("job_id", ts.INF_MIN)], [("job_id", ts.INF_MAX)],
-                               ["status", "index_op"]):
+        for row in self._range(
+            self.t_jobs, [("job_id", ts.INF_MIN)], [("job_id", ts.INF_MAX)], ["status", "index_op"]
+        ):
             if row.get("status") in _SWEPT and "index_op" not in row:
-                items.append(ts.PutRowItem(ts.Row([("status", row["status"]), ("job_id", row["job_id"])],
-                                                  [("op", ""), ("at", _now_ms())]),
-                                           ts.Condition(ts.RowExistenceExpectation.EXPECT_NOT_EXIST)))
+                items.append(
+                    ts.PutRowItem(
+                        ts.Row(
+                            [("status", row["status"]), ("job_id", row["job_id"])],
+                            [("op", ""), ("at", _now_ms())],
+                        ),
+                        ts.Condition(ts.RowExistenceExpectation.EXPECT_NOT_EXIST),
+                    )
+                )
         self._batch_write(self.t_status, items, "index jobs by status", tolerate=[_CONDITION_FAILED])
-        self._call("PutRow job_status", lambda: self.client.put_row(
-            self.t_status, ts.Row(marker, [("at", _now_ms())]), ts.Condition(ts.RowExistenceExpectation.IGNORE)))
+        self._call(
+            "PutRow job_status",
+            lambda: self.client.put_row(
+                self.t_status,
+                ts.Row(marker, [("at", _now_ms())]),
+                ts.Condition(ts.RowExistenceExpectation.IGNORE),
+            ),
+        )
 
     # --- per-job counters (issue 11) --------------------------------------------------------------------
     def add_job_counts(self, job_id: str, **deltas: int) -> dict[str, int]:
@@ -830,8 +1074,13 @@ class TablestoreStore(Store):
         if not any(counts.values()):
             return self._read_counts(job_id, None)[0]
         token = _token()
-        row = ts.Row(pk, {"increment": [(f"count_{name}", delta) for name, delta in counts.items()],
-                          "put": [("count_op", token)]})
+        row = ts.Row(
+            pk,
+            {
+                "increment": [(f"count_{name}", delta) for name, delta in counts.items()],
+                "put": [("count_op", token)],
+            },
+        )
         condition = ts.Condition(ts.RowExistenceExpectation.EXPECT_EXIST)
         client = self._return_after_modify()
         ambiguous = False
@@ -844,7 +1093,9 @@ class TablestoreStore(Store):
                 if landed:
                     return totals
             try:
-                _, returned = client.update_row(self.t_jobs, row, condition, return_type=_AfterModify(tuple(columns)))
+                _, returned = client.update_row(
+                    self.t_jobs, row, condition, return_type=_AfterModify(tuple(columns))
+                )
                 if returned is None:  # a service that returned nothing: read (ours is in, maybe others too)
                     return self._read_counts(job_id, None)[0]
                 values = {column[0]: column[1] for column in returned.attribute_columns or []}
@@ -866,14 +1117,22 @@ class TablestoreStore(Store):
                 ambiguous = True
                 reason = f"network: {_describe_network(error)}"
             if attempt >= self.settings.max_attempts:
-                raise StoreError(f"Tablestore add job counts: still failing after {attempt} attempts ({reason})")
-            log.info("Tablestore write retried", extra={"operation": "add job counts", "reason": reason,
-                                                        "attempt": attempt})
+                raise StoreError(
+                    f"Tablestore add job counts: still failing after {attempt} attempts ({reason})"
+                )
+            log.info(
+                "Tablestore write retried",
+                extra={"operation": "add job counts", "reason": reason, "attempt": attempt},
+            )
             time.sleep(_backoff(attempt))
 
-    def _read_counts(self, job_id: str, token: Optional[str]) -> tuple[dict[str, int], bool]:
+    def _read_counts(self, job_id: str, token: str | None) -> tuple[dict[str, int], bool]:
         """The totals now, and whether the row's ``count_op`` is ``token``. KeyError if no such job."""
-        columns = ["status", "count_op", *(f"count_{name}" for name in JOB_COUNTERS)]  # status: every job has it
+        columns = [
+            "status",
+            "count_op",
+            *(f"count_{name}" for name in JOB_COUNTERS),
+        ]  # status: every job has it
         row = self._get(self.t_jobs, [("job_id", job_id)], columns)
         if row is None:
             raise KeyError(job_id)
@@ -896,8 +1155,9 @@ class TablestoreStore(Store):
 
             original = encoder.api_encode_map["UpdateRow"]
 
-            def encode(table_name: str, row: Any, condition: Any, return_type: Any = None,
-                       transaction_id: Any = None) -> Any:
+            def encode(
+                table_name: str, row: Any, condition: Any, return_type: Any = None, transaction_id: Any = None
+            ) -> Any:
                 if not isinstance(return_type, _AfterModify):
                     return original(table_name, row, condition, return_type, transaction_id)
                 encoded = original(table_name, row, condition, None, transaction_id)
@@ -912,14 +1172,16 @@ class TablestoreStore(Store):
         return self.client
 
     # --- helpers ----------------------------------------------------------------------------------------
-    def _status_condition(self, states: Optional[list[str]], **equal: Any) -> Any:
+    def _status_condition(self, states: list[str] | None, **equal: Any) -> Any:
         """The row exists, its status is one of ``states`` (if given) and each ``column=value`` of ``equal``
         whose value is not None holds: the owner token of a fenced write (a missing column is not equal)."""
         ts = self._ts
         conditions: list[Any] = []
         if states:
-            singles = [ts.SingleColumnCondition("status", s, ts.ComparatorType.EQUAL, pass_if_missing=False)
-                       for s in states]
+            singles = [
+                ts.SingleColumnCondition("status", s, ts.ComparatorType.EQUAL, pass_if_missing=False)
+                for s in states
+            ]
             if len(singles) == 1:
                 conditions.append(singles[0])
             else:
@@ -929,8 +1191,9 @@ class TablestoreStore(Store):
                 conditions.append(either)
         for column, value in equal.items():
             if value is not None:
-                conditions.append(ts.SingleColumnCondition(column, value, ts.ComparatorType.EQUAL,
-                                                           pass_if_missing=False))
+                conditions.append(
+                    ts.SingleColumnCondition(column, value, ts.ComparatorType.EQUAL, pass_if_missing=False)
+                )
         if not conditions:
             return ts.Condition(ts.RowExistenceExpectation.EXPECT_EXIST)
         if len(conditions) == 1:
@@ -989,8 +1252,10 @@ def _encode_chunks(rows: Iterable[RowRecord]) -> list[_Chunk]:
     def close() -> None:
         data = zlib.compress(b"[" + b",".join(parts) + b"]")
         if len(data) > _MAX_VALUE_BYTES - 1024:  # only one huge record can get there (_CHUNK_JSON_BYTES)
-            raise StoreError(f"job {job_id}, input line {first}: the record takes {len(data):,} bytes "
-                             f"compressed, over Tablestore's limit of {_MAX_VALUE_BYTES:,} bytes for one value")
+            raise StoreError(
+                f"job {job_id}, input line {first}: the record takes {len(data):,} bytes "
+                f"compressed, over Tablestore's limit of {_MAX_VALUE_BYTES:,} bytes for one value"
+            )
         chunks.append(_Chunk(job_id, first, last, len(parts), data))
 
     for row in sorted(rows, key=lambda r: (r.job_id, r.line)):
@@ -1018,8 +1283,17 @@ def _chunk_records(row: dict[str, Any]) -> list[list[Any]]:
         return records
     # a row of the one-record-per-row layout (before chunks)
     recipient = row.get("recipient")
-    return [[row["line"], row.get("to", ""), row["status"], row.get("code", ""), row.get("message", ""),
-             row.get("batch_seq"), json.loads(recipient) if recipient else None]]
+    return [
+        [
+            row["line"],
+            row.get("to", ""),
+            row["status"],
+            row.get("code", ""),
+            row.get("message", ""),
+            row.get("batch_seq"),
+            json.loads(recipient) if recipient else None,
+        ]
+    ]
 
 
 def _last_line(row: dict[str, Any]) -> int:
@@ -1032,7 +1306,7 @@ def _describe_network(error: BaseException) -> str:
 
 
 def _backoff(attempt: int) -> float:
-    return min(0.05 * 2 ** attempt, 2.0) * random.uniform(0.5, 1.0)
+    return min(0.05 * 2.0**attempt, 2.0) * random.uniform(0.5, 1.0)
 
 
 def _row_dict(row: Any) -> dict[str, Any]:
@@ -1047,13 +1321,17 @@ def _check_job_row(job_id: str, columns: list[tuple[str, Any]]) -> None:
     sizes = {name: len(value.encode("utf-8")) if isinstance(value, str) else 8 for name, value in columns}
     for name, size in sizes.items():
         if size > _MAX_VALUE_BYTES:
-            raise StoreError(f"job {job_id}: its {name} take {size:,} bytes, over Tablestore's limit of "
-                             f"{_MAX_VALUE_BYTES:,} bytes for one value: pass less (per-recipient data belongs in "
-                             "the CSV's columns)")
+            raise StoreError(
+                f"job {job_id}: its {name} take {size:,} bytes, over Tablestore's limit of "
+                f"{_MAX_VALUE_BYTES:,} bytes for one value: pass less (per-recipient data belongs in "
+                "the CSV's columns)"
+            )
     total = sum(sizes.values()) + sum(len(name) for name in sizes)
     if total > _MAX_ROW_WRITE_BYTES:
-        raise StoreError(f"job {job_id}: its row takes {total:,} bytes, over Tablestore's limit of "
-                         f"{_MAX_ROW_WRITE_BYTES:,} bytes for one row write: pass smaller options")
+        raise StoreError(
+            f"job {job_id}: its row takes {total:,} bytes, over Tablestore's limit of "
+            f"{_MAX_ROW_WRITE_BYTES:,} bytes for one row write: pass smaller options"
+        )
 
 
 def _approx_size(row: Any) -> int:
@@ -1083,4 +1361,3 @@ def _batch(row: dict[str, Any]) -> BatchRecord:
     data = {name: row[name] for name in _BATCH_FIELDS if name in row}
     data["status"] = BatchStatus(data["status"])
     return BatchRecord(**data)
-

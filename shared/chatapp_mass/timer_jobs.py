@@ -10,8 +10,9 @@ cancelled):
 - **The sweeper**, for every job that is ``running``: claims that expired (their sender died or timed
   out) are released — ``claimed`` back to ``pending``; ``sending`` to ``uncertain``, never resent, since the
   call may have reached CAMS. Then, if batches are pending and claims were released, or no batch of the job
-  has changed for ``CHATAPP_SWEEP_IDLE`` seconds (default 120: no sender is working on it), a sender is started; if nothing is open any more, the job
-  is finalized (its finalizer died). A job that needs a sender is logged, so nothing stalls silently.
+  has changed for ``CHATAPP_SWEEP_IDLE`` seconds (default 120: no sender is working on it), a sender is
+  started; if nothing is open any more, the job is finalized (its finalizer died). A job that needs a sender
+  is logged, so nothing stalls silently.
 - **Cancelled** jobs with batches still open: what is not on the wire is cancelled, and the job is
   finalized once nothing is in flight. A cancelled job with nothing open, cancelled over
   ``SETTLE_CANCELLED_AFTER`` ago, is settled (``Store.settle_job``): later firings no longer list it.
@@ -25,8 +26,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Callable, Optional
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -66,7 +68,7 @@ class _Recurring(BaseModel):
 class _Payload(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    recurring: Optional[_Recurring] = None
+    recurring: _Recurring | None = None
 
 
 class TimerEvent(BaseModel):
@@ -76,16 +78,18 @@ class TimerEvent(BaseModel):
     trigger_name: str = Field(default="", alias="triggerName")
     payload: str = ""
 
-    def recurring(self) -> Optional[_Recurring]:
+    def recurring(self) -> _Recurring | None:
         if not self.payload.strip():
             return None
         try:
             return _Payload.model_validate_json(self.payload).recurring
         except ValidationError as error:
             first = error.errors()[0]
-            raise EventError(f"timer {self.trigger_name!r} payload: {'.'.join(map(str, first['loc'])) or 'body'}: "
-                             f"{first['msg']} (expected {{\"recurring\": {{\"source\": \"incoming/x.csv\", "
-                             f"\"options\": {{...}}}}}} or nothing)") from None
+            raise EventError(
+                f"timer {self.trigger_name!r} payload: {'.'.join(map(str, first['loc'])) or 'body'}: "
+                f'{first["msg"]} (expected {{"recurring": {{"source": "incoming/x.csv", '
+                f'"options": {{...}}}}}} or nothing)'
+            ) from None
 
 
 def is_timer_event(value: Any) -> bool:
@@ -93,8 +97,16 @@ def is_timer_event(value: Any) -> bool:
 
 
 class Timer:
-    def __init__(self, store: Store, oss: OssClient, invoker: Invoker, settings: FunctionSettings, *,
-                 ingest_function: str = "chatapp-mass-ingest", clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        store: Store,
+        oss: OssClient,
+        invoker: Invoker,
+        settings: FunctionSettings,
+        *,
+        ingest_function: str = "chatapp-mass-ingest",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.store, self.oss, self.invoker, self.settings = store, oss, invoker, settings
         self.ingest_function, self.clock = ingest_function, clock
         self.dispatch = Dispatch(store, invoker, settings)
@@ -103,10 +115,17 @@ class Timer:
         try:
             event = TimerEvent.model_validate_json(raw)
         except ValidationError as error:
-            raise EventError(f"not an FC3 timer event: {error.errors()[0]['loc']}: {error.errors()[0]['msg']}") \
-                from None
+            raise EventError(
+                f"not an FC3 timer event: {error.errors()[0]['loc']}: {error.errors()[0]['msg']}"
+            ) from None
         now = self.clock()
-        result: dict[str, Any] = {"started": [], "resumed": [], "finalized": [], "released": 0, "recurring": None}
+        result: dict[str, Any] = {
+            "started": [],
+            "resumed": [],
+            "finalized": [],
+            "released": 0,
+            "recurring": None,
+        }
         recurring = event.recurring()
         if recurring is not None:
             result["recurring"] = self.recurring(event, recurring)
@@ -129,16 +148,23 @@ class Timer:
                     finalize(self.store, self.oss, self.settings, job.job_id, status=JobStatus.cancelled)
                     result["finalized"].append(job.job_id)
             elif job.source.startswith("oss://") and (
-                    (job.plan_owner and job.plan_expires < now)
-                    or (job.status is JobStatus.planning and not job.plan_owner
-                        and now - job.updated_at >= self.settings.sweep_idle)):
+                (job.plan_owner and job.plan_expires < now)
+                or (
+                    job.status is JobStatus.planning
+                    and not job.plan_owner
+                    and now - job.updated_at >= self.settings.sweep_idle
+                )
+            ):
                 # planning (or cancelled while planning) and its planner went silent past its lease, or its
                 # plan event never came: ingest takes the plan over (engine.plan_job: only an expired lease)
                 log.warning("plan abandoned by its planner: planning again", extra={"job_id": job.job_id})
                 self.invoker.invoke_async(self.ingest_function, {"plan_job": job.job_id})
                 result["resumed"].append(job.job_id)
-            elif job.status is JobStatus.cancelled and not job.plan_owner \
-                    and now - job.updated_at >= SETTLE_CANCELLED_AFTER:
+            elif (
+                job.status is JobStatus.cancelled
+                and not job.plan_owner
+                and now - job.updated_at >= SETTLE_CANCELLED_AFTER
+            ):
                 # nothing open, and no planner can still be adding batches: done with it (finalized when
                 # its last batch resolved, by the canceller, its sender or an earlier firing)
                 self.store.settle_job(job.job_id, JobStatus.cancelled)
@@ -152,38 +178,69 @@ class Timer:
         batches = self.store.list_batches(job.job_id) if released else before
         open_batches = [b for b in batches if b.status in OPEN_STATUSES]
         if not open_batches:
-            if finalize(self.store, self.oss, self.settings, job.job_id,
-                        on_finished=self.dispatch.after_finish) == JobStatus.completed.value:
+            if (
+                finalize(
+                    self.store, self.oss, self.settings, job.job_id, on_finished=self.dispatch.after_finish
+                )
+                == JobStatus.completed.value
+            ):
                 result["finalized"].append(job.job_id)
             return
         pending = [b for b in open_batches if b.status is BatchStatus.pending]
         if pending and (released or now - last_change >= self.settings.sweep_idle):
-            log.warning("job idle with batches pending: starting a sender",
-                        extra={"job_id": job.job_id, "pending": len(pending), "idle_seconds": round(now - last_change)})
+            log.warning(
+                "job idle with batches pending: starting a sender",
+                extra={
+                    "job_id": job.job_id,
+                    "pending": len(pending),
+                    "idle_seconds": round(now - last_change),
+                },
+            )
             self.dispatch.fan_out(job.job_id)
             result["resumed"].append(job.job_id)
 
     def recurring(self, event: TimerEvent, recurring: _Recurring) -> dict[str, Any]:
-        location = OssLocation.parse(recurring.source) if recurring.source.startswith("oss://") else \
-            OssLocation(self.settings.bucket, recurring.source.lstrip("/"))
-        job_id = "t" + hashlib.sha256(f"{location.url}\n{event.trigger_name}\n{event.trigger_time}".encode()
-                                      ).hexdigest()[:23]
+        location = (
+            OssLocation.parse(recurring.source)
+            if recurring.source.startswith("oss://")
+            else OssLocation(self.settings.bucket, recurring.source.lstrip("/"))
+        )
+        job_id = (
+            "t"
+            + hashlib.sha256(
+                f"{location.url}\n{event.trigger_name}\n{event.trigger_time}".encode()
+            ).hexdigest()[:23]
+        )
         try:
-            options, intake = resolve_options([(f"timer {event.trigger_name!r} payload options", recurring.options),
-                                               ("the function's CHATAPP_DEFAULT_* environment", self.settings.defaults)])
+            options, intake = resolve_options(
+                [
+                    (f"timer {event.trigger_name!r} payload options", recurring.options),
+                    ("the function's CHATAPP_DEFAULT_* environment", self.settings.defaults),
+                ]
+            )
         except OptionsError as error:
             log.error("recurring send refused", extra={"trigger": event.trigger_name, "error": str(error)})
             return {"job_id": None, "error": str(error)}
         fired = _parse_time(event.trigger_time) or self.clock()
-        created = self.store.create_job(JobRecord(
-            job_id=job_id, source=location.url, options=options.to_api(), intake=intake.model_dump(mode="json"),
-            content_sha256=f"timer:{event.trigger_time}", created_at=fired))
-        if created or (self.store.get_job(job_id) or JobRecord("", "", {}, {}, "")).status is JobStatus.planning:
+        created = self.store.create_job(
+            JobRecord(
+                job_id=job_id,
+                source=location.url,
+                options=options.to_api(),
+                intake=intake.model_dump(mode="json"),
+                content_sha256=f"timer:{event.trigger_time}",
+                created_at=fired,
+            )
+        )
+        if (
+            created
+            or (self.store.get_job(job_id) or JobRecord("", "", {}, {}, "")).status is JobStatus.planning
+        ):
             self.invoker.invoke_async(self.ingest_function, {"plan_job": job_id})
         return {"job_id": job_id, "created": created}
 
 
-def _parse_time(text: str) -> Optional[float]:
+def _parse_time(text: str) -> float | None:
     try:
         return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
     except ValueError:

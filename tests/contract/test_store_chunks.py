@@ -6,8 +6,9 @@ from __future__ import annotations
 import json
 import random
 import secrets
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -29,10 +30,15 @@ def local_tablestore() -> Iterator[Any]:
 
 def _tablestore(server: Any) -> TablestoreStore:
     creds = server.credentials
-    settings = TablestoreSettings(endpoint=server.endpoint, instance=server.instance_name,
-                                  table_prefix=f"c{secrets.token_hex(4)}_")
-    return TablestoreStore(settings, access_key_id=creds.access_key_id, access_key_secret=creds.access_key_secret,
-                           security_token=creds.security_token or "")
+    settings = TablestoreSettings(
+        endpoint=server.endpoint, instance=server.instance_name, table_prefix=f"c{secrets.token_hex(4)}_"
+    )
+    return TablestoreStore(
+        settings,
+        access_key_id=creds.access_key_id,
+        access_key_secret=creds.access_key_secret,
+        security_token=creds.security_token or "",
+    )
 
 
 @pytest.fixture(params=["sqlite", "tablestore"])
@@ -61,7 +67,9 @@ def recipient(line: int) -> dict[str, Any]:
     return {"To": f"86138{line:08d}", "TemplateParams": {"name": f"n{line}"}}
 
 
-def mixed_plan(job_id: str, lines: int, batch_size: int, seed: int = 7) -> tuple[list[RowRecord], list[BatchRecord]]:
+def mixed_plan(
+    job_id: str, lines: int, batch_size: int, seed: int = 7
+) -> tuple[list[RowRecord], list[BatchRecord]]:
     """Like the planner: valid rows fill batches in line order; invalid and duplicate rows fall in between."""
     chance = random.Random(seed)
     rows: list[RowRecord] = []
@@ -69,18 +77,34 @@ def mixed_plan(job_id: str, lines: int, batch_size: int, seed: int = 7) -> tuple
     members: list[int] = []
 
     def close() -> None:
-        batches.append(BatchRecord(job_id, len(batches), len(members), first_line=members[0], last_line=members[-1]))
+        batches.append(
+            BatchRecord(job_id, len(batches), len(members), first_line=members[0], last_line=members[-1])
+        )
         members.clear()
 
     for line in range(2, lines + 2):
         draw = chance.random()
         if draw < 0.05:
-            rows.append(RowRecord(job_id, line, "bad", RowStatus.invalid, "InvalidNumber", f"line {line}: not a number"))
+            rows.append(
+                RowRecord(
+                    job_id, line, "bad", RowStatus.invalid, "InvalidNumber", f"line {line}: not a number"
+                )
+            )
         elif draw < 0.08:
-            rows.append(RowRecord(job_id, line, "86138", RowStatus.duplicate, "Duplicate", "same recipient as line 2"))
+            rows.append(
+                RowRecord(job_id, line, "86138", RowStatus.duplicate, "Duplicate", "same recipient as line 2")
+            )
         else:
-            rows.append(RowRecord(job_id, line, f"86138{line:08d}", RowStatus.valid, batch_seq=len(batches),
-                                  recipient=recipient(line)))
+            rows.append(
+                RowRecord(
+                    job_id,
+                    line,
+                    f"86138{line:08d}",
+                    RowStatus.valid,
+                    batch_seq=len(batches),
+                    recipient=recipient(line),
+                )
+            )
             members.append(line)
             if len(members) == batch_size:
                 close()
@@ -92,7 +116,7 @@ def mixed_plan(job_id: str, lines: int, batch_size: int, seed: int = 7) -> tuple
 def put_like_the_engine(store: Store, rows: list[RowRecord], batches: list[BatchRecord]) -> None:
     last_call = (len(rows) - 1) // ENGINE_ROWS_PER_CALL * ENGINE_ROWS_PER_CALL
     for start in range(0, last_call, ENGINE_ROWS_PER_CALL):
-        store.put_plan(rows[start:start + ENGINE_ROWS_PER_CALL], [])
+        store.put_plan(rows[start : start + ENGINE_ROWS_PER_CALL], [])
     store.put_plan(rows[last_call:], batches)
 
 
@@ -110,7 +134,9 @@ def test_a_12000_row_plan_in_engine_calls_round_trips(store: Store) -> None:
     report = list(store.report_rows("job1"))
     assert [r.line for r in report] == list(range(2, 12_002))
     statuses = {r.line: r.status for r in report}
-    assert all(statuses[r.line] == (r.status.value if r.status is not RowStatus.valid else "pending") for r in rows)
+    assert all(
+        statuses[r.line] == (r.status.value if r.status is not RowStatus.valid else "pending") for r in rows
+    )
     assert store.batch_totals("job1") == {BatchStatus.pending: (len(batches), sum(b.size for b in batches))}
 
 
@@ -126,14 +152,19 @@ def test_batches_of_every_size_across_chunk_boundaries(store: Store) -> None:
     start = 0
     while start < len(valid):
         size = sizes[len(regrouped) % len(sizes)]
-        members = valid[start:start + size]
+        members = valid[start : start + size]
         for member in members:
             seq_of[member.line] = len(regrouped)
-        regrouped.append(BatchRecord("job1", len(regrouped), len(members), first_line=members[0].line,
-                                     last_line=members[-1].line))
+        regrouped.append(
+            BatchRecord(
+                "job1", len(regrouped), len(members), first_line=members[0].line, last_line=members[-1].line
+            )
+        )
         start += size
-    rows = [RowRecord(r.job_id, r.line, r.to, r.status, r.code, r.message, seq_of.get(r.line), r.recipient)
-            for r in rows]
+    rows = [
+        RowRecord(r.job_id, r.line, r.to, r.status, r.code, r.message, seq_of.get(r.line), r.recipient)
+        for r in rows
+    ]
     store.put_plan(rows, regrouped)
     for batch in regrouped:
         assert store.batch_recipients("job1", batch.seq) == expected_recipients(rows, batch.seq), batch.seq
@@ -144,7 +175,7 @@ def test_replanning_the_same_calls_keeps_one_copy(store: Store) -> None:
     rows, batches = mixed_plan("job1", 1_000, 100)
     for _ in range(2):
         for start in range(0, len(rows), 300):
-            store.put_plan(rows[start:start + 300], [])
+            store.put_plan(rows[start : start + 300], [])
         store.put_plan([], batches)
     assert [r.line for r in store.report_rows("job1")] == list(range(2, 1_002))
     assert store.batch_recipients("job1", 3) == expected_recipients(rows, 3)
@@ -168,12 +199,25 @@ def test_large_records_round_trip(store: Store) -> None:
     """Records of ~40 KB that do not compress: far more than one Tablestore value or request holds in all."""
     store.create_job(job())
     noise = random.Random(9)
-    rows = [RowRecord("job1", line, f"86138{line:08d}", RowStatus.valid, batch_seq=(line - 2) // 40,
-                      recipient={"To": f"86138{line:08d}",
-                                 "TemplateParams": {"blob": "".join(noise.choices("abcdefghijklmnopqrstuvwxyz0123456789",
-                                                                                   k=40_000))}})
-            for line in range(2, 122)]
-    batches = [BatchRecord("job1", seq, 40, first_line=2 + seq * 40, last_line=41 + seq * 40) for seq in range(3)]
+    rows = [
+        RowRecord(
+            "job1",
+            line,
+            f"86138{line:08d}",
+            RowStatus.valid,
+            batch_seq=(line - 2) // 40,
+            recipient={
+                "To": f"86138{line:08d}",
+                "TemplateParams": {
+                    "blob": "".join(noise.choices("abcdefghijklmnopqrstuvwxyz0123456789", k=40_000))
+                },
+            },
+        )
+        for line in range(2, 122)
+    ]
+    batches = [
+        BatchRecord("job1", seq, 40, first_line=2 + seq * 40, last_line=41 + seq * 40) for seq in range(3)
+    ]
     store.put_plan(rows, batches)
     assert store.batch_recipients("job1", 1) == expected_recipients(rows, 1)
     assert [r.line for r in store.report_rows("job1")] == list(range(2, 122))
@@ -199,16 +243,29 @@ def test_rows_of_the_one_record_per_row_layout_are_still_read(tablestore: Tables
     """A job planned before chunks (one row per record, no ``data``) can still be sent, reported and cleared."""
     ts = tablestore._ts
     tablestore.create_job(job())
-    for line, to, status, seq in ((2, "111", "valid", 0), (3, "bad", "invalid", None), (4, "222", "valid", 0)):
+    for line, to, status, seq in (
+        (2, "111", "valid", 0),
+        (3, "bad", "invalid", None),
+        (4, "222", "valid", 0),
+    ):
         columns: list[tuple[str, Any]] = [("to", to), ("status", status), ("code", ""), ("message", "")]
         if seq is not None:
             columns += [("batch_seq", seq), ("recipient", json.dumps({"To": to}))]
-        tablestore.client.put_row(tablestore.t_rows, ts.Row([("job_id", "job1"), ("line", line)], columns),
-                                  ts.Condition(ts.RowExistenceExpectation.IGNORE))
+        tablestore.client.put_row(
+            tablestore.t_rows,
+            ts.Row([("job_id", "job1"), ("line", line)], columns),
+            ts.Condition(ts.RowExistenceExpectation.IGNORE),
+        )
     tablestore.put_plan([], [BatchRecord("job1", 0, 2, first_line=2, last_line=4)])
     assert tablestore.batch_recipients("job1", 0) == [{"To": "111"}, {"To": "222"}]
-    tablestore.transition_batch("job1", 0, expect=[BatchStatus.pending], to=BatchStatus.sent, group_message_id="g")
-    assert [(r.line, r.status) for r in tablestore.report_rows("job1")] == [(2, "sent"), (3, "invalid"), (4, "sent")]
+    tablestore.transition_batch(
+        "job1", 0, expect=[BatchStatus.pending], to=BatchStatus.sent, group_message_id="g"
+    )
+    assert [(r.line, r.status) for r in tablestore.report_rows("job1")] == [
+        (2, "sent"),
+        (3, "invalid"),
+        (4, "sent"),
+    ]
     tablestore.clear_plan("job1")
     assert list(tablestore.report_rows("job1")) == []
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import secrets
 import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -29,9 +30,15 @@ def local_tablestore() -> Iterator[Any]:
 
 def _tablestore(server: Any, prefix: str) -> TablestoreStore:
     creds = server.credentials
-    settings = TablestoreSettings(endpoint=server.endpoint, instance=server.instance_name, table_prefix=prefix)
-    return TablestoreStore(settings, access_key_id=creds.access_key_id, access_key_secret=creds.access_key_secret,
-                           security_token=creds.security_token or "")
+    settings = TablestoreSettings(
+        endpoint=server.endpoint, instance=server.instance_name, table_prefix=prefix
+    )
+    return TablestoreStore(
+        settings,
+        access_key_id=creds.access_key_id,
+        access_key_secret=creds.access_key_secret,
+        security_token=creds.security_token or "",
+    )
 
 
 @pytest.fixture(params=["sqlite", "tablestore"])
@@ -57,14 +64,20 @@ def second_handle(backend: Callable[[], Store]) -> Callable[[], Store]:
 
 
 def job(job_id: str = "job1") -> JobRecord:
-    return JobRecord(job_id=job_id, source="f.csv", options={"ChannelType": "whatsapp"}, intake={}, content_sha256="x")
+    return JobRecord(
+        job_id=job_id, source="f.csv", options={"ChannelType": "whatsapp"}, intake={}, content_sha256="x"
+    )
 
 
 def test_create_once(store: Store) -> None:
     assert store.create_job(job()) is True
     assert store.create_job(job()) is False
     loaded = store.get_job("job1")
-    assert loaded is not None and loaded.status is JobStatus.planning and loaded.options == {"ChannelType": "whatsapp"}
+    assert (
+        loaded is not None
+        and loaded.status is JobStatus.planning
+        and loaded.options == {"ChannelType": "whatsapp"}
+    )
     assert store.find_jobs("jo") == ["job1"]
     assert store.get_job("nope") is None
 
@@ -82,7 +95,14 @@ def plan(store: Store) -> None:
     rows = [
         RowRecord("job1", 2, "111", RowStatus.valid, batch_seq=0, recipient={"To": "111"}),
         RowRecord("job1", 4, "bad", RowStatus.invalid, "InvalidNumber", "nope"),
-        RowRecord("job1", 3, "222", RowStatus.valid, batch_seq=1, recipient={"To": "222", "TemplateParams": {"a": "ü"}}),
+        RowRecord(
+            "job1",
+            3,
+            "222",
+            RowStatus.valid,
+            batch_seq=1,
+            recipient={"To": "222", "TemplateParams": {"a": "ü"}},
+        ),
         RowRecord("job1", 5, "111", RowStatus.duplicate, "Duplicate", "same recipient as line 2"),
     ]
     # batch 0 knows its line range (how the planner writes it); batch 1 does not (an older plan)
@@ -106,7 +126,9 @@ def test_claim_once_across_threads(store: Store) -> None:
 
     def claim(i: int) -> None:
         barrier.wait()
-        if store.transition_batch("job1", 0, expect=[BatchStatus.pending], to=BatchStatus.claimed, owner=f"w{i}"):
+        if store.transition_batch(
+            "job1", 0, expect=[BatchStatus.pending], to=BatchStatus.claimed, owner=f"w{i}"
+        ):
             wins.append(i)
 
     threads = [threading.Thread(target=claim, args=(i,)) for i in range(8)]
@@ -124,14 +146,17 @@ def test_attempts_increment_and_totals(store: Store) -> None:
     store.transition_batch("job1", 0, expect=[BatchStatus.sending], to=BatchStatus.claimed)
     store.transition_batch("job1", 0, expect=[BatchStatus.claimed], to=BatchStatus.sending, attempts=1)
     assert store.list_batches("job1")[0].attempts == 2
-    store.transition_batch("job1", 0, expect=[BatchStatus.sending], to=BatchStatus.sent, group_message_id="g1")
+    store.transition_batch(
+        "job1", 0, expect=[BatchStatus.sending], to=BatchStatus.sent, group_message_id="g1"
+    )
     assert store.batch_totals("job1") == {BatchStatus.sent: (1, 1), BatchStatus.pending: (1, 1)}
 
 
 def test_report_rows_in_line_order_with_batch_outcome(store: Store) -> None:
     plan(store)
-    store.transition_batch("job1", 0, expect=[BatchStatus.pending], to=BatchStatus.sent, group_message_id="g1",
-                           code="OK")
+    store.transition_batch(
+        "job1", 0, expect=[BatchStatus.pending], to=BatchStatus.sent, group_message_id="g1", code="OK"
+    )
     rows = list(store.report_rows("job1"))
     assert [r.line for r in rows] == [2, 3, 4, 5]
     assert [r.status for r in rows] == ["sent", "pending", "invalid", "duplicate"]
@@ -148,7 +173,7 @@ def test_delete_and_clear(store: Store) -> None:
 
 
 def test_rate_window_grants_at_most_limit(store: Store) -> None:
-    granted = [store.rate_acquire("k", 3, 1.0, lambda: 100.0 + i * 0.01) for i in range(5)]
+    granted = [store.rate_acquire("k", 3, 1.0, lambda i=i: 100.0 + i * 0.01) for i in range(5)]
     assert granted[:3] == [0.0, 0.0, 0.0]
     assert granted[3] == pytest.approx(100.0 + 1.0 - 100.03, abs=1e-6)
     assert store.rate_acquire("k", 3, 1.0, lambda: 101.001) == 0.0  # the first left the window
@@ -170,8 +195,15 @@ def test_rate_window_peek_records_nothing_and_force_records_over_the_limit(store
 
 def test_limiter_runs_before_just_ahead_of_the_slot_and_not_when_stopped(store: Store) -> None:
     now = [1000.0]
-    limiter = SlidingWindowLimiter(store, limit=1, window=1.0, margin=0.0, lead=0.05, clock=lambda: now[0],
-                                   sleep=lambda s: now.__setitem__(0, now[0] + s))
+    limiter = SlidingWindowLimiter(
+        store,
+        limit=1,
+        window=1.0,
+        margin=0.0,
+        lead=0.05,
+        clock=lambda: now[0],
+        sleep=lambda s: now.__setitem__(0, now[0] + s),
+    )
     assert limiter.acquire() == 1000.0
     marked: list[float] = []
     stamped = limiter.acquire(before=lambda: marked.append(now[0]) or True)
@@ -185,8 +217,14 @@ def test_limiter_runs_before_just_ahead_of_the_slot_and_not_when_stopped(store: 
 
 def test_limiter_never_exceeds_limit_with_fake_clock(store: Store) -> None:
     now = [1000.0]
-    limiter = SlidingWindowLimiter(store, limit=10, window=1.0, margin=0.0, clock=lambda: now[0],
-                                   sleep=lambda s: now.__setitem__(0, now[0] + s))
+    limiter = SlidingWindowLimiter(
+        store,
+        limit=10,
+        window=1.0,
+        margin=0.0,
+        clock=lambda: now[0],
+        sleep=lambda s: now.__setitem__(0, now[0] + s),
+    )
     stamps = []
     for _ in range(55):
         assert limiter.acquire()
@@ -198,17 +236,23 @@ def test_limiter_never_exceeds_limit_with_fake_clock(store: Store) -> None:
 
 def test_two_store_handles_share_one_budget(store: Store, second_handle: Callable[[], Store]) -> None:
     a, b = store, second_handle()
-    at_five = lambda: 5.0  # noqa: E731
-    results = [a.rate_acquire("k", 2, 1.0, at_five), b.rate_acquire("k", 2, 1.0, at_five),
-               a.rate_acquire("k", 2, 1.0, at_five)]
+    at_five = lambda: 5.0
+    results = [
+        a.rate_acquire("k", 2, 1.0, at_five),
+        b.rate_acquire("k", 2, 1.0, at_five),
+        a.rate_acquire("k", 2, 1.0, at_five),
+    ]
     assert results[:2] == [0.0, 0.0] and results[2] > 0
     b.close()
 
 
 def test_list_jobs_newest_first_and_find_by_prefix(store: Store) -> None:
     for i, created in enumerate([100.0, 300.0, 200.0]):
-        store.create_job(JobRecord(job_id=f"ab{i}", source="f.csv", options={}, intake={}, content_sha256="x",
-                                   created_at=created))
+        store.create_job(
+            JobRecord(
+                job_id=f"ab{i}", source="f.csv", options={}, intake={}, content_sha256="x", created_at=created
+            )
+        )
     assert [j.job_id for j in store.list_jobs()] == ["ab1", "ab2", "ab0"]
     assert [j.job_id for j in store.list_jobs(limit=2)] == ["ab1", "ab2"]
     assert sorted(store.find_jobs("ab")) == ["ab0", "ab1", "ab2"] and store.find_jobs("abc") == []
@@ -217,18 +261,36 @@ def test_list_jobs_newest_first_and_find_by_prefix(store: Store) -> None:
 def test_many_rows_round_trip_in_line_order(store: Store) -> None:
     """More rows than one BatchWriteRow (200) or one GetRange page holds, in several put_plan calls."""
     store.create_job(job("big"))
-    rows = [RowRecord("big", line, f"86138{line:08d}", RowStatus.valid, batch_seq=(line - 2) // 1000,
-                      recipient={"To": f"86138{line:08d}", "TemplateParams": {"name": f"n{line}"}})
-            for line in range(2, 2502)]
+    rows = [
+        RowRecord(
+            "big",
+            line,
+            f"86138{line:08d}",
+            RowStatus.valid,
+            batch_seq=(line - 2) // 1000,
+            recipient={"To": f"86138{line:08d}", "TemplateParams": {"name": f"n{line}"}},
+        )
+        for line in range(2, 2502)
+    ]
     for start in range(0, len(rows), 700):
-        store.put_plan(rows[start:start + 700], [])
-    batches = [BatchRecord("big", seq, 1000 if seq < 2 else 500, first_line=2 + seq * 1000,
-                           last_line=min(2 + seq * 1000 + 999, 2501)) for seq in range(3)]
+        store.put_plan(rows[start : start + 700], [])
+    batches = [
+        BatchRecord(
+            "big",
+            seq,
+            1000 if seq < 2 else 500,
+            first_line=2 + seq * 1000,
+            last_line=min(2 + seq * 1000 + 999, 2501),
+        )
+        for seq in range(3)
+    ]
     store.put_plan([], batches)
     assert [r.line for r in store.report_rows("big")] == list(range(2, 2502))
     recipients = store.batch_recipients("big", 1)
-    assert len(recipients) == 1000 and recipients[0] == {"To": "86138" + f"{1002:08d}",
-                                                        "TemplateParams": {"name": "n1002"}}
+    assert len(recipients) == 1000 and recipients[0] == {
+        "To": "86138" + f"{1002:08d}",
+        "TemplateParams": {"name": "n1002"},
+    }
     assert store.batch_totals("big") == {BatchStatus.pending: (3, 2500)}
 
 
@@ -240,14 +302,26 @@ def test_split_batch_parts_hold_their_lines_and_report_their_own_outcome(store: 
 
     store.create_job(job())
     lines = list(range(2, 12))  # batch 0: ten recipients on lines 2..11; line 12 is invalid; batch 1: 13
-    rows = [RowRecord("job1", n, f"10{n}", RowStatus.valid, batch_seq=0, recipient={"To": f"10{n}"}) for n in lines]
-    rows += [RowRecord("job1", 12, "x", RowStatus.invalid, "InvalidNumber", "no"),
-             RowRecord("job1", 13, "913", RowStatus.valid, batch_seq=1, recipient={"To": "913"})]
-    store.put_plan(rows, [BatchRecord("job1", 0, 10, first_line=2, last_line=11),
-                          BatchRecord("job1", 1, 1, first_line=13, last_line=13)])
+    rows = [
+        RowRecord("job1", n, f"10{n}", RowStatus.valid, batch_seq=0, recipient={"To": f"10{n}"})
+        for n in lines
+    ]
+    rows += [
+        RowRecord("job1", 12, "x", RowStatus.invalid, "InvalidNumber", "no"),
+        RowRecord("job1", 13, "913", RowStatus.valid, batch_seq=1, recipient={"To": "913"}),
+    ]
+    store.put_plan(
+        rows,
+        [
+            BatchRecord("job1", 0, 10, first_line=2, last_line=11),
+            BatchRecord("job1", 1, 1, first_line=13, last_line=13),
+        ],
+    )
     store.transition_batch("job1", 0, expect=[BatchStatus.pending], to=BatchStatus.sending)
     [planned, _] = store.list_batches("job1")
-    assert split_batch(store, planned, halves(lines), expect=[BatchStatus.sending], code="InvalidParameter.PhoneNumberError")
+    assert split_batch(
+        store, planned, halves(lines), expect=[BatchStatus.sending], code="InvalidParameter.PhoneNumberError"
+    )
     assert not split_batch(store, planned, halves(lines), expect=[BatchStatus.sending])  # one split ever
     parts = store.list_batches("job1", [BatchStatus.pending])[1:]
     assert [(p.first_line, p.last_line, p.size, p.root) for p in parts] == [(2, 6, 5, 0), (7, 11, 5, 0)]
@@ -255,42 +329,80 @@ def test_split_batch_parts_hold_their_lines_and_report_their_own_outcome(store: 
     assert [line for line, _ in store.batch_rows("job1", parts[1].seq)] == [7, 8, 9, 10, 11]
     assert store.batch_recipients("job1", parts[0].seq) == [{"To": f"10{n}"} for n in range(2, 7)]
     # the second half is sent; the first is refused again and halved again
-    store.transition_batch("job1", parts[1].seq, expect=[BatchStatus.pending], to=BatchStatus.sent, group_message_id="g2")
+    store.transition_batch(
+        "job1", parts[1].seq, expect=[BatchStatus.pending], to=BatchStatus.sent, group_message_id="g2"
+    )
     store.transition_batch("job1", parts[0].seq, expect=[BatchStatus.pending], to=BatchStatus.sending)
     first = [b for b in store.list_batches("job1") if b.seq == parts[0].seq][0]
     assert split_batch(store, first, halves([2, 3, 4, 5, 6]), expect=[BatchStatus.sending])
     deeper = [b for b in store.list_batches("job1") if b.first_line in (2, 4) and b.root == 0 and b.size < 5]
     assert [(b.first_line, b.last_line, b.size) for b in deeper] == [(2, 3, 2), (4, 6, 3)]
     assert [line for line, _ in store.batch_rows("job1", deeper[1].seq)] == [4, 5, 6]
-    store.transition_batch("job1", deeper[0].seq, expect=[BatchStatus.pending], to=BatchStatus.failed, code="Bad")
+    store.transition_batch(
+        "job1", deeper[0].seq, expect=[BatchStatus.pending], to=BatchStatus.failed, code="Bad"
+    )
     finish_split(store, [b for b in store.list_batches("job1") if b.seq == first.seq][0])  # a late sweeper
     assert [b.status for b in store.list_batches("job1") if b.seq == deeper[0].seq] == [BatchStatus.failed]
     report = {r.line: r for r in store.report_rows("job1")}
-    assert [report[n].status for n in range(2, 14)] == \
-        ["failed"] * 2 + ["pending"] * 3 + ["sent"] * 5 + ["invalid", "pending"]
+    assert [report[n].status for n in range(2, 14)] == ["failed"] * 2 + ["pending"] * 3 + ["sent"] * 5 + [
+        "invalid",
+        "pending",
+    ]
     assert report[8].group_message_id == "g2" and report[3].code == "Bad"
-    assert store.batch_totals("job1") == {BatchStatus.failed: (1, 2), BatchStatus.pending: (2, 4),
-                                          BatchStatus.sent: (1, 5)}
+    assert store.batch_totals("job1") == {
+        BatchStatus.failed: (1, 2),
+        BatchStatus.pending: (2, 4),
+        BatchStatus.sent: (1, 5),
+    }
 
 
 # --- jobs by status (the timer at any scale), per-job counters: issue 11 ----------------------------------
 def test_jobs_in_lists_by_status_not_by_age(store: Store) -> None:
-    statuses = [JobStatus.running, JobStatus.completed, JobStatus.scheduled, JobStatus.failed, JobStatus.running,
-                JobStatus.cancelled, JobStatus.planning, JobStatus.ready, JobStatus.stopped, JobStatus.paused]
+    statuses = [
+        JobStatus.running,
+        JobStatus.completed,
+        JobStatus.scheduled,
+        JobStatus.failed,
+        JobStatus.running,
+        JobStatus.cancelled,
+        JobStatus.planning,
+        JobStatus.ready,
+        JobStatus.stopped,
+        JobStatus.paused,
+    ]
     for i, status in enumerate(statuses):
-        store.create_job(JobRecord(job_id=f"j{i}", source="f.csv", options={}, intake={}, content_sha256="x",
-                                   status=status, created_at=1000.0 + i))
-    ids = lambda jobs: [j.job_id for j in jobs]  # noqa: E731
+        store.create_job(
+            JobRecord(
+                job_id=f"j{i}",
+                source="f.csv",
+                options={},
+                intake={},
+                content_sha256="x",
+                status=status,
+                created_at=1000.0 + i,
+            )
+        )
+    ids = lambda jobs: [j.job_id for j in jobs]
     assert ids(store.jobs_in([JobStatus.running])) == ["j0", "j4"]
-    assert ids(store.jobs_in([JobStatus.scheduled, JobStatus.running])) == ["j2", "j0", "j4"]  # grouped, in order
+    assert ids(store.jobs_in([JobStatus.scheduled, JobStatus.running])) == [
+        "j2",
+        "j0",
+        "j4",
+    ]  # grouped, in order
     assert ids(store.jobs_in([JobStatus.scheduled, JobStatus.running], limit=2)) == ["j2", "j0"]
-    assert ids(store.jobs_in([JobStatus.planning, JobStatus.ready, JobStatus.paused, JobStatus.cancelled])) == \
-        ["j6", "j7", "j9", "j5"]
+    assert ids(
+        store.jobs_in([JobStatus.planning, JobStatus.ready, JobStatus.paused, JobStatus.cancelled])
+    ) == ["j6", "j7", "j9", "j5"]
     assert store.jobs_in([]) == []
     listed = store.jobs_in([JobStatus.running])[0]
     assert listed == store.get_job("j0")  # the whole record
-    for finished in (JobStatus.completed, JobStatus.failed, JobStatus.stopped, JobStatus.interrupted,
-                     JobStatus.stalled):
+    for finished in (
+        JobStatus.completed,
+        JobStatus.failed,
+        JobStatus.stopped,
+        JobStatus.interrupted,
+        JobStatus.stalled,
+    ):
         with pytest.raises(ValueError, match="finished"):
             store.jobs_in([JobStatus.running, finished])
     # a status change moves a job between lists; a failed conditional change moves nothing
@@ -298,20 +410,33 @@ def test_jobs_in_lists_by_status_not_by_age(store: Store) -> None:
     assert store.update_job("j2", expect=[JobStatus.ready], status=JobStatus.running) is False
     assert store.update_job("j2", status=JobStatus.running) is True  # no expect: whatever it was
     assert store.update_job("j4", expect=[JobStatus.running], reason="still running") is True  # not a status
-    assert store.update_job("j4", expect=[JobStatus.running], status=JobStatus.running) is True  # the same one
+    assert (
+        store.update_job("j4", expect=[JobStatus.running], status=JobStatus.running) is True
+    )  # the same one
     assert ids(store.jobs_in([JobStatus.scheduled, JobStatus.running])) == ["j2", "j4"]
-    assert store.update_job("j1", expect=[JobStatus.completed], status=JobStatus.ready) is True  # a resend reopens
+    assert (
+        store.update_job("j1", expect=[JobStatus.completed], status=JobStatus.ready) is True
+    )  # a resend reopens
     assert ids(store.jobs_in([JobStatus.ready])) == ["j1", "j7"]
     store.delete_job("j7")
     assert ids(store.jobs_in([JobStatus.ready])) == ["j1"]
 
 
-def test_jobs_in_never_hides_a_job_whose_status_keeps_changing(store: Store,
-                                                               second_handle: Callable[[], Store]) -> None:
+def test_jobs_in_never_hides_a_job_whose_status_keeps_changing(
+    store: Store, second_handle: Callable[[], Store]
+) -> None:
     for i in range(6):
         store.create_job(job(f"k{i}"))
-    cycle = [JobStatus.ready, JobStatus.scheduled, JobStatus.running, JobStatus.paused, JobStatus.running,
-             JobStatus.cancelled, JobStatus.completed, JobStatus.ready]
+    cycle = [
+        JobStatus.ready,
+        JobStatus.scheduled,
+        JobStatus.running,
+        JobStatus.paused,
+        JobStatus.running,
+        JobStatus.cancelled,
+        JobStatus.completed,
+        JobStatus.ready,
+    ]
     handles = [second_handle() for _ in range(3)]
 
     def churn(handle: Store) -> None:
@@ -319,8 +444,11 @@ def test_jobs_in_never_hides_a_job_whose_status_keeps_changing(store: Store,
             for i in range(6):
                 current = handle.get_job(f"k{i}")
                 assert current is not None
-                following = cycle[(cycle.index(current.status) + 1) % len(cycle)] \
-                    if current.status in cycle else JobStatus.ready
+                following = (
+                    cycle[(cycle.index(current.status) + 1) % len(cycle)]
+                    if current.status in cycle
+                    else JobStatus.ready
+                )
                 handle.update_job(f"k{i}", expect=[current.status], status=following)
 
     threads = [threading.Thread(target=churn, args=(handle,)) for handle in handles]
@@ -328,8 +456,14 @@ def test_jobs_in_never_hides_a_job_whose_status_keeps_changing(store: Store,
         thread.start()
     for thread in threads:
         thread.join()
-    swept = [JobStatus.planning, JobStatus.ready, JobStatus.scheduled, JobStatus.running, JobStatus.paused,
-             JobStatus.cancelled]
+    swept = [
+        JobStatus.planning,
+        JobStatus.ready,
+        JobStatus.scheduled,
+        JobStatus.running,
+        JobStatus.paused,
+        JobStatus.cancelled,
+    ]
     for handle in [store, *handles]:
         listed = {j.job_id: j.status for j in handle.jobs_in(swept)}
         actual = {f"k{i}": handle.get_job(f"k{i}").status for i in range(6)}  # type: ignore[union-attr]
@@ -337,7 +471,9 @@ def test_jobs_in_never_hides_a_job_whose_status_keeps_changing(store: Store,
         handle.close()
 
 
-def test_settle_job_leaves_it_out_until_its_status_changes(store: Store, second_handle: Callable[[], Store]) -> None:
+def test_settle_job_leaves_it_out_until_its_status_changes(
+    store: Store, second_handle: Callable[[], Store]
+) -> None:
     store.create_job(job("c1"))
     store.create_job(job("c2"))
     for job_id in ("c1", "c2"):
@@ -352,15 +488,18 @@ def test_settle_job_leaves_it_out_until_its_status_changes(store: Store, second_
     assert store.update_job("c1", status=JobStatus.cancelled) is True  # nor is this
     assert [j.job_id for j in store.jobs_in([JobStatus.cancelled])] == ["c2"]
     assert store.get_job("c1").status is JobStatus.cancelled  # type: ignore[union-attr]
-    assert store.update_job("c1", expect=[JobStatus.cancelled], status=JobStatus.running) is True  # changes: back
+    assert (
+        store.update_job("c1", expect=[JobStatus.cancelled], status=JobStatus.running) is True
+    )  # changes: back
     assert [j.job_id for j in other.jobs_in([JobStatus.running])] == ["c1"]
     assert store.update_job("c1", status=JobStatus.cancelled) is True
     assert [j.job_id for j in other.jobs_in([JobStatus.cancelled])] == ["c1", "c2"]
     other.close()
 
 
-def test_add_job_counts_adds_atomically_and_returns_the_totals(store: Store,
-                                                               second_handle: Callable[[], Store]) -> None:
+def test_add_job_counts_adds_atomically_and_returns_the_totals(
+    store: Store, second_handle: Callable[[], Store]
+) -> None:
     store.create_job(job())
     assert store.add_job_counts("job1") == {"tried": 0, "failed": 0}
     assert store.add_job_counts("job1", tried=5) == {"tried": 5, "failed": 0}
@@ -404,21 +543,43 @@ def test_add_job_counts_adds_atomically_and_returns_the_totals(store: Store,
 def test_plan_lease_fences_job_writes(store: Store) -> None:
     from dataclasses import replace
 
-    store.create_job(replace(job(), plan_owner="A", plan_expires=100.0, batch_size=500, max_request_bytes=9000))
+    store.create_job(
+        replace(job(), plan_owner="A", plan_expires=100.0, batch_size=500, max_request_bytes=9000)
+    )
     loaded = store.get_job("job1")
     assert loaded is not None and (loaded.plan_owner, loaded.plan_expires) == ("A", 100.0)
     assert (loaded.batch_size, loaded.max_request_bytes) == (500, 9000)
     # a take-over of exactly the lease seen: refused if the owner renewed it meanwhile
     assert store.update_job("job1", expect=[JobStatus.planning], expect_plan_owner="A", plan_expires=160.0)
-    assert not store.update_job("job1", expect=[JobStatus.planning], expect_plan_owner="A", expect_plan_expires=100.0,
-                                plan_owner="B", plan_expires=200.0)
-    assert store.update_job("job1", expect=[JobStatus.planning], expect_plan_owner="A", expect_plan_expires=160.0,
-                            plan_owner="B", plan_expires=200.0)
+    assert not store.update_job(
+        "job1",
+        expect=[JobStatus.planning],
+        expect_plan_owner="A",
+        expect_plan_expires=100.0,
+        plan_owner="B",
+        plan_expires=200.0,
+    )
+    assert store.update_job(
+        "job1",
+        expect=[JobStatus.planning],
+        expect_plan_owner="A",
+        expect_plan_expires=160.0,
+        plan_owner="B",
+        plan_expires=200.0,
+    )
     # the old owner's end of the plan is refused, the new owner's lands
-    assert not store.update_job("job1", expect=[JobStatus.planning], expect_plan_owner="A", status=JobStatus.ready)
+    assert not store.update_job(
+        "job1", expect=[JobStatus.planning], expect_plan_owner="A", status=JobStatus.ready
+    )
     assert not store.delete_job("job1", plan_owner="A")
-    assert store.update_job("job1", expect=[JobStatus.planning], expect_plan_owner="B", status=JobStatus.ready,
-                            plan_owner="", plan_expires=0.0)
+    assert store.update_job(
+        "job1",
+        expect=[JobStatus.planning],
+        expect_plan_owner="B",
+        status=JobStatus.ready,
+        plan_owner="",
+        plan_expires=0.0,
+    )
     loaded = store.get_job("job1")
     assert loaded is not None and (loaded.status, loaded.plan_owner) == (JobStatus.ready, "")
 
@@ -427,38 +588,67 @@ def test_delete_job_only_by_the_plan_owner(store: Store) -> None:
     from dataclasses import replace
 
     store.create_job(replace(job(), plan_owner="A", plan_expires=100.0))
-    store.put_plan([RowRecord("job1", 2, "111", RowStatus.valid, batch_seq=0, recipient={"To": "111"})],
-                   [BatchRecord("job1", 0, 1, first_line=2, last_line=2)])
+    store.put_plan(
+        [RowRecord("job1", 2, "111", RowStatus.valid, batch_seq=0, recipient={"To": "111"})],
+        [BatchRecord("job1", 0, 1, first_line=2, last_line=2)],
+    )
     assert store.delete_job("job1", plan_owner="B") is False
     assert store.get_job("job1") is not None and store.batch_rows("job1", 0)
     assert store.delete_job("job1", plan_owner="A") is True
-    assert store.get_job("job1") is None and store.list_batches("job1") == [] and store.batch_rows("job1", 0) == []
+    assert (
+        store.get_job("job1") is None
+        and store.list_batches("job1") == []
+        and store.batch_rows("job1", 0) == []
+    )
 
 
 def test_batch_writes_are_fenced_by_the_claim(store: Store) -> None:
     plan(store)
-    assert store.transition_batch("job1", 0, expect=[BatchStatus.pending], to=BatchStatus.claimed, owner="A",
-                                  claim_expires=10.0)
+    assert store.transition_batch(
+        "job1", 0, expect=[BatchStatus.pending], to=BatchStatus.claimed, owner="A", claim_expires=10.0
+    )
     # the heartbeat: only the owner, only while claimed or sending; status unchanged
     assert store.renew_claim("job1", 0, owner="A", until=20.0)
     assert not store.renew_claim("job1", 0, owner="B", until=99.0)
     batch = store.get_batch("job1", 0)
     assert batch is not None and (batch.status, batch.claim_expires) == (BatchStatus.claimed, 20.0)
     # a sweeper releasing the claim it saw expire: refused once the owner renewed it
-    assert not store.transition_batch("job1", 0, expect=[BatchStatus.claimed], to=BatchStatus.pending,
-                                      expect_owner="A", expect_expires=10.0, owner="")
-    assert store.transition_batch("job1", 0, expect=[BatchStatus.claimed], to=BatchStatus.pending,
-                                  expect_owner="A", expect_expires=20.0, owner="", claim_expires=0.0)
-    assert store.transition_batch("job1", 0, expect=[BatchStatus.pending], to=BatchStatus.claimed, owner="B",
-                                  claim_expires=30.0)
+    assert not store.transition_batch(
+        "job1",
+        0,
+        expect=[BatchStatus.claimed],
+        to=BatchStatus.pending,
+        expect_owner="A",
+        expect_expires=10.0,
+        owner="",
+    )
+    assert store.transition_batch(
+        "job1",
+        0,
+        expect=[BatchStatus.claimed],
+        to=BatchStatus.pending,
+        expect_owner="A",
+        expect_expires=20.0,
+        owner="",
+        claim_expires=0.0,
+    )
+    assert store.transition_batch(
+        "job1", 0, expect=[BatchStatus.pending], to=BatchStatus.claimed, owner="B", claim_expires=30.0
+    )
     # the stale claimant's sending mark, outcome and renewal are all refused
-    assert not store.transition_batch("job1", 0, expect=[BatchStatus.claimed], to=BatchStatus.sending,
-                                      expect_owner="A")
-    assert not store.transition_batch("job1", 0, expect=[BatchStatus.claimed, BatchStatus.sending],
-                                      to=BatchStatus.sent, expect_owner="A")
+    assert not store.transition_batch(
+        "job1", 0, expect=[BatchStatus.claimed], to=BatchStatus.sending, expect_owner="A"
+    )
+    assert not store.transition_batch(
+        "job1", 0, expect=[BatchStatus.claimed, BatchStatus.sending], to=BatchStatus.sent, expect_owner="A"
+    )
     assert not store.renew_claim("job1", 0, owner="A", until=99.0)
-    assert store.transition_batch("job1", 0, expect=[BatchStatus.claimed], to=BatchStatus.sending, expect_owner="B")
-    assert store.transition_batch("job1", 0, expect=[BatchStatus.sending], to=BatchStatus.sent, expect_owner="B")
+    assert store.transition_batch(
+        "job1", 0, expect=[BatchStatus.claimed], to=BatchStatus.sending, expect_owner="B"
+    )
+    assert store.transition_batch(
+        "job1", 0, expect=[BatchStatus.sending], to=BatchStatus.sent, expect_owner="B"
+    )
     assert not store.renew_claim("job1", 0, owner="B", until=99.0)  # resolved: nothing to renew
     batch = store.get_batch("job1", 0)
     assert batch is not None and (batch.status, batch.owner) == (BatchStatus.sent, "B")

@@ -7,8 +7,9 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import requests
@@ -20,8 +21,10 @@ TOKEN = "browser-token-7f3a9c"
 OPTIONS = {"ChannelType": "whatsapp", "TemplateCode": "T_WELCOME", "Language": "en", "From": "8613800000000"}
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 
-pytestmark = pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),
-                                reason="needs Debian's chromium and chromium-driver (make test installs them)")
+pytestmark = pytest.mark.skipif(
+    not (CHROMIUM and CHROMEDRIVER),
+    reason="needs Debian's chromium and chromium-driver (make test installs them)",
+)
 
 
 @pytest.fixture
@@ -32,9 +35,19 @@ def browser() -> Iterator[Any]:
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM or ""
     profile = tempfile.mkdtemp(prefix="chatapp-chromium-")
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-proxy-server", f"--user-data-dir={profile}"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-proxy-server",
+        f"--user-data-dir={profile}",
+    ):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER or ""), options=options)
     try:
@@ -47,15 +60,22 @@ def browser() -> Iterator[Any]:
 def test_the_job_page_shows_progress_and_refreshes_until_done(browser: Any, tmp_path: Path) -> None:
     from selenium.webdriver.common.by import By
 
-    with LocalCloud(s_yaml=str(ROOT / "s.yaml"), data_dir=str(tmp_path / "cloud"),
-                    cams_options={"latency": 0.4, "latency_jitter": 0.2},
-                    function_environment={"CHATAPP_BATCH_SIZE": "50", "CHATAPP_API_TOKEN": TOKEN}) as cloud:
+    with LocalCloud(
+        s_yaml=str(ROOT / "s.yaml"),
+        data_dir=str(tmp_path / "cloud"),
+        cams_options={"latency": 0.4, "latency_jitter": 0.2},
+        function_environment={"CHATAPP_BATCH_SIZE": "50", "CHATAPP_API_TOKEN": TOKEN},
+    ) as cloud:
         base = cloud.fc.http_endpoint("chatapp-mass-api")
         recipients = [{"To": f"+86 137{i:08d}", "TemplateParams": {"name": f"N{i}"}} for i in range(1500)]
         session = requests.Session()
         session.trust_env = False
-        created = session.post(f"{base}/jobs", json={"options": OPTIONS, "recipients": recipients},
-                               headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60).json()
+        created = session.post(
+            f"{base}/jobs",
+            json={"options": OPTIONS, "recipients": recipients},
+            headers={"Authorization": f"Bearer {TOKEN}"},
+            timeout=60,
+        ).json()
         browser.get(f"{base}/jobs/{created['job_id']}?token={TOKEN}")
         assert created["job_id"][:12] in browser.find_element(By.TAG_NAME, "h1").text
         seen: list[tuple[str, int, int]] = []
@@ -77,8 +97,11 @@ def test_the_job_page_shows_progress_and_refreshes_until_done(browser: Any, tmp_
         assert "running" in statuses, "the page never showed the job running"
         assert seen[-1][1:] == (100, 1500)
         progress = [share for status, share, _ in seen if status == "running"]
-        assert progress == sorted(progress) and len(set(share for _, share, _ in seen)) >= 2, \
+        assert progress == sorted(progress) and len(set(share for _, share, _ in seen)) >= 2, (
             "the page did not refresh its progress"
-        assert browser.find_elements(By.CSS_SELECTOR, 'meta[http-equiv="refresh"]') == []  # done: no more reloads
+        )
+        assert (
+            browser.find_elements(By.CSS_SELECTOR, 'meta[http-equiv="refresh"]') == []
+        )  # done: no more reloads
         report = browser.find_element(By.LINK_TEXT, "Report (CSV)").get_attribute("href")
         assert report.endswith(f"/jobs/{created['job_id']}/report?token={TOKEN}")

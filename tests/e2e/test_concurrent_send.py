@@ -23,18 +23,28 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator, Optional
 
 import pytest
-from oracle import audit_job, sample_bytes
 
 from chatapp_mass.localcloud.cams import LocalCams
 from chatapp_mass.localcloud.cams.models import SEND_ACTION
 
+from oracle import audit_job, sample_bytes
+
 ROWS = 40_000
 MOMENT = 20.0  # the longest freeze, when the other run neither calls CAMS nor ends sooner
-JOB = ["--channel-type", "whatsapp", "--template-code", "T_WELCOME", "--language", "en", "--from", "8613800000000"]
+JOB = [
+    "--channel-type",
+    "whatsapp",
+    "--template-code",
+    "T_WELCOME",
+    "--language",
+    "en",
+    "--from",
+    "8613800000000",
+]
 
 
 @pytest.fixture
@@ -46,9 +56,13 @@ def cams() -> Iterator[LocalCams]:
 def environment(cams: LocalCams) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
     creds = cams.credentials
-    env.update(CHATAPP_CAMS_ENDPOINT=cams.endpoint, ALIBABA_CLOUD_ACCESS_KEY_ID=creds.access_key_id,
-               ALIBABA_CLOUD_ACCESS_KEY_SECRET=creds.access_key_secret,
-               ALIBABA_CLOUD_SECURITY_TOKEN=creds.security_token or "", ALIBABA_CLOUD_ECS_METADATA_DISABLED="true")
+    env.update(
+        CHATAPP_CAMS_ENDPOINT=cams.endpoint,
+        ALIBABA_CLOUD_ACCESS_KEY_ID=creds.access_key_id,
+        ALIBABA_CLOUD_ACCESS_KEY_SECRET=creds.access_key_secret,
+        ALIBABA_CLOUD_SECURITY_TOKEN=creds.security_token or "",
+        ALIBABA_CLOUD_ECS_METADATA_DISABLED="true",
+    )
     return env
 
 
@@ -60,8 +74,24 @@ class Run:
         self.out, self.err = store.parent / f"{name}.out", store.parent / f"{name}.err"
         with open(self.out, "wb") as out, open(self.err, "wb") as err:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "chatapp_mass", "send", str(csv_path), *JOB, "--store", f"sqlite:///{store}",
-                 "--report", str(self.report), "--log-level", "INFO"], env=environment(cams), stdout=out, stderr=err)
+                [
+                    sys.executable,
+                    "-m",
+                    "chatapp_mass",
+                    "send",
+                    str(csv_path),
+                    *JOB,
+                    "--store",
+                    f"sqlite:///{store}",
+                    "--report",
+                    str(self.report),
+                    "--log-level",
+                    "INFO",
+                ],
+                env=environment(cams),
+                stdout=out,
+                stderr=err,
+            )
         self.frozen = False
 
     def alive(self) -> bool:
@@ -90,7 +120,7 @@ class Run:
         return code, self.out.read_text(encoding="utf-8"), self.err.read_text(encoding="utf-8")
 
 
-def plan_state(store: Path) -> tuple[Optional[str], Optional[int]]:
+def plan_state(store: Path) -> tuple[str | None, int | None]:
     """(the job's status, the first line its plan holds), read from the SQLite file read-only, by primary
     key (cheap enough to poll); (None, None) before there is a job. A plan is written from line 2 on, so
     a first line past 2 means it was cleared and is being written again from the start."""
@@ -99,8 +129,9 @@ def plan_state(store: Path) -> tuple[Optional[str], Optional[int]]:
     except sqlite3.OperationalError:
         return None, None
     try:
-        job = connection.execute("SELECT status, (SELECT MIN(line) FROM rows WHERE rows.job_id = jobs.job_id) "
-                                 "FROM jobs").fetchone()
+        job = connection.execute(
+            "SELECT status, (SELECT MIN(line) FROM rows WHERE rows.job_id = jobs.job_id) FROM jobs"
+        ).fetchone()
         return (job[0], job[1]) if job else (None, None)
     except sqlite3.OperationalError:  # not created yet, or busy
         return None, None
@@ -125,13 +156,34 @@ def wait_a_moment(condition: Callable[[], bool], moment: float = MOMENT) -> None
 
 def final_report(cams: LocalCams, store: Path) -> list[dict[str, str]]:
     url = f"sqlite:///{store}"
-    jobs = subprocess.run([sys.executable, "-m", "chatapp_mass", "jobs", "--store", url], env=environment(cams),
-                          capture_output=True, text=True, timeout=60, check=True)
+    jobs = subprocess.run(
+        [sys.executable, "-m", "chatapp_mass", "jobs", "--store", url],
+        env=environment(cams),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     listed = jobs.stdout.splitlines()[1:]
     assert len(listed) == 1, jobs.stdout  # one file, one job
     out = store.parent / "final.report.csv"
-    subprocess.run([sys.executable, "-m", "chatapp_mass", "report", listed[0].split()[0], "--out", str(out),
-                    "--store", url], env=environment(cams), capture_output=True, timeout=120, check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "chatapp_mass",
+            "report",
+            listed[0].split()[0],
+            "--out",
+            str(out),
+            "--store",
+            url,
+        ],
+        env=environment(cams),
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
     with open(out, newline="", encoding="utf-8") as handle:
         return list(csv.DictReader(handle))
 
@@ -145,7 +197,9 @@ def test_two_sends_of_one_file_the_second_frozen_as_it_re_plans(cams: LocalCams,
     runs = [first]
     try:
         wait_for(lambda: plan_state(store)[1] == 2 or not first.alive(), 120, "the first run to plan rows")
-        assert first.alive() and plan_state(store) == ("planning", 2), "the first run planned too fast to race"
+        assert first.alive() and plan_state(store) == ("planning", 2), (
+            "the first run planned too fast to race"
+        )
         second = Run("second", cams, csv_path, store)
         runs.append(second)
 
@@ -158,7 +212,7 @@ def test_two_sends_of_one_file_the_second_frozen_as_it_re_plans(cams: LocalCams,
 
         wait_for(replanning, 120, "the second run to start re-planning")
         second.freeze()
-        calls = lambda: sum(1 for a in cams.backend.attempts if a.action == SEND_ACTION)  # noqa: E731
+        calls = lambda: sum(1 for a in cams.backend.attempts if a.action == SEND_ACTION)
         wait_a_moment(lambda: not first.alive() or calls() >= 5)
         second.thaw()
         ended = {run.name: run.finish() for run in runs}
@@ -168,7 +222,7 @@ def test_two_sends_of_one_file_the_second_frozen_as_it_re_plans(cams: LocalCams,
             if run.alive():
                 run.process.kill()
 
-    for name, (code, out, err) in ended.items():
+    for name, (code, _out, err) in ended.items():
         assert code >= 0 and "Traceback" not in err, (name, code, err[-3000:])
     problems: dict[str, list[str]] = {}
     attempts = [a for a in cams.backend.attempts if a.action == SEND_ACTION]

@@ -6,8 +6,8 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -23,11 +23,19 @@ def cloud() -> Iterator[LocalCloud]:
 
 
 def invoke(cloud: LocalCloud, *args: str) -> subprocess.CompletedProcess[str]:
-    environ = {k: v for k, v in os.environ.items() if "proxy" not in k.lower() and not k.startswith("CHATAPP_")}
+    environ = {
+        k: v for k, v in os.environ.items() if "proxy" not in k.lower() and not k.startswith("CHATAPP_")
+    }
     environ.update(cloud.environment())
     environ["CHATAPP_FC_ENDPOINT"] = "http://127.0.0.1:9"  # nothing here fans out; never the real FC
-    return subprocess.run([sys.executable, "-m", "chatapp_mass", "invoke", *args], cwd=ROOT, env=environ,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "chatapp_mass", "invoke", *args],
+        cwd=ROOT,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_sender_sample_event_runs_the_real_handler(cloud: LocalCloud) -> None:
@@ -43,16 +51,24 @@ def test_ingest_sample_event_for_a_missing_object_fails_the_job_not_the_call(clo
     assert result.returncode == 0, result.stderr
     [outcome] = json.loads(result.stdout)
     assert outcome["status"] == "failed" and "NoSuchKey" in outcome["message"]
-    error = cloud.oss.oss2_bucket(cloud.bucket).get_object(
-        f"reports/sample.{outcome['job_id'][:12]}.error.json").read()
+    error = (
+        cloud.oss.oss2_bucket(cloud.bucket)
+        .get_object(f"reports/sample.{outcome['job_id'][:12]}.error.json")
+        .read()
+    )
     assert json.loads(error)["problem"] == "file"
 
 
 def test_a_handler_error_exits_1_with_the_error(cloud: LocalCloud) -> None:
-    result = subprocess.run([sys.executable, "-m", "chatapp_mass", "invoke", "sender", "-"], cwd=ROOT,
-                            input='{"job_id": "j"}', capture_output=True, text=True, timeout=120,
-                            env={**{k: v for k, v in os.environ.items() if "proxy" not in k.lower()},
-                                 **cloud.environment()})
+    result = subprocess.run(
+        [sys.executable, "-m", "chatapp_mass", "invoke", "sender", "-"],
+        cwd=ROOT,
+        input='{"job_id": "j"}',
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**{k: v for k, v in os.environ.items() if "proxy" not in k.lower()}, **cloud.environment()},
+    )
     assert result.returncode == 1
     assert "exactly one of" in result.stdout
 
@@ -86,22 +102,45 @@ def test_api_sample_events_submit_watch_sweep_and_cancel(cloud: LocalCloud) -> N
     assert swept.returncode == 0 and created["job_id"] not in json.loads(swept.stdout)["started"]
     cancelled = json.loads(invoke_with(cloud, token, "api", "-", stdin=with_id("http-cancel.json")).stdout)
     assert cancelled["statusCode"] == 202 and json.loads(cancelled["body"])["status"] == "cancelled"
-    reconciled = json.loads(invoke_with(cloud, token, "api", "-", stdin=with_id("http-reconcile.json")).stdout)
-    assert reconciled["statusCode"] == 200 and json.loads(reconciled["body"])["batches"] == 0  # none uncertain
-    resend = json.loads(invoke_with(cloud, token, "api", "-", stdin=with_id("http-resend-uncertain.json")).stdout)
-    assert resend["statusCode"] == 409 and "cancelled: nothing is resent" in json.loads(resend["body"])["error"]["message"]
+    reconciled = json.loads(
+        invoke_with(cloud, token, "api", "-", stdin=with_id("http-reconcile.json")).stdout
+    )
+    assert (
+        reconciled["statusCode"] == 200 and json.loads(reconciled["body"])["batches"] == 0
+    )  # none uncertain
+    resend = json.loads(
+        invoke_with(cloud, token, "api", "-", stdin=with_id("http-resend-uncertain.json")).stdout
+    )
+    assert (
+        resend["statusCode"] == 409
+        and "cancelled: nothing is resent" in json.loads(resend["body"])["error"]["message"]
+    )
     report = json.loads(invoke_with(cloud, token, "api", "-", stdin=with_id("http-report.json")).stdout)
-    assert [line.split(",")[2] for line in report["body"].splitlines()[1:]] == \
-        ["cancelled", "cancelled", "duplicate", "invalid"]
+    assert [line.split(",")[2] for line in report["body"].splitlines()[1:]] == [
+        "cancelled",
+        "cancelled",
+        "duplicate",
+        "invalid",
+    ]
     unauthorized = json.loads(invoke(cloud, "api", "events/http-status.json").stdout)
     assert unauthorized["statusCode"] == 503  # no token configured: nothing is served
 
 
-def invoke_with(cloud: LocalCloud, extra: dict[str, str], *args: str,
-                stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    environ = {k: v for k, v in os.environ.items() if "proxy" not in k.lower() and not k.startswith("CHATAPP_")}
+def invoke_with(
+    cloud: LocalCloud, extra: dict[str, str], *args: str, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    environ = {
+        k: v for k, v in os.environ.items() if "proxy" not in k.lower() and not k.startswith("CHATAPP_")
+    }
     environ.update(cloud.environment())
     environ["CHATAPP_FC_ENDPOINT"] = "http://127.0.0.1:9"
     environ.update(extra)
-    return subprocess.run([sys.executable, "-m", "chatapp_mass", "invoke", *args], cwd=ROOT, env=environ,
-                          input=stdin, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "chatapp_mass", "invoke", *args],
+        cwd=ROOT,
+        env=environ,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )

@@ -11,8 +11,9 @@ import io
 import secrets
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import requests
@@ -28,10 +29,16 @@ FINAL = {"completed", "cancelled", "stopped", "failed"}
 
 @pytest.fixture
 def cloud(tmp_path: Path) -> Iterator[LocalCloud]:
-    with LocalCloud(s_yaml=str(ROOT / "s.yaml"), data_dir=str(tmp_path / "cloud"),
-                    cams_options={"latency": 0.05, "latency_jitter": 0.5},
-                    function_environment={"CHATAPP_BATCH_SIZE": "50", "CHATAPP_API_TOKEN": TOKEN,
-                                          "CHATAPP_SWEEP_IDLE": "1"}) as local:
+    with LocalCloud(
+        s_yaml=str(ROOT / "s.yaml"),
+        data_dir=str(tmp_path / "cloud"),
+        cams_options={"latency": 0.05, "latency_jitter": 0.5},
+        function_environment={
+            "CHATAPP_BATCH_SIZE": "50",
+            "CHATAPP_API_TOKEN": TOKEN,
+            "CHATAPP_SWEEP_IDLE": "1",
+        },
+    ) as local:
         yield local
 
 
@@ -154,8 +161,11 @@ def test_scheduled_job_starts_once_and_not_before_its_time(cloud: LocalCloud) ->
     at = time.time() + 4
     when = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(at))
     zone = time.strftime("%z")
-    body = {"options": OPTIONS, "recipients": recipients(120, seed=4),
-            "scheduledAt": f"{when}{zone[:3]}:{zone[3:]}"}
+    body = {
+        "options": OPTIONS,
+        "recipients": recipients(120, seed=4),
+        "scheduledAt": f"{when}{zone[:3]}:{zone[3:]}",
+    }
     created = client.submit(body).json()
     assert created["status"] == "scheduled"
     cloud.fc.backend.fire_timer(API, "api-timer")  # too early
@@ -172,14 +182,19 @@ def test_scheduled_job_starts_once_and_not_before_its_time(cloud: LocalCloud) ->
     assert min(a.arrived_at for a in cloud.cams.backend.attempts) >= int(at)
 
 
-def test_crashed_senders_batches_are_picked_up_by_the_sweeper_without_a_second_send(cloud: LocalCloud) -> None:
+def test_crashed_senders_batches_are_picked_up_by_the_sweeper_without_a_second_send(
+    cloud: LocalCloud,
+) -> None:
     client = Client(cloud)
     # every delivery of the sender's event (the first and FC's 3 retries) dies just after a call returned,
     # before its outcome is stored: each leaves one batch `sending`; then the event is given up
     cloud.fc.backend.crash_next(SENDER, "sender.after_call", 4)
     created = client.submit({"options": OPTIONS, "recipients": recipients(500, seed=5)}).json()
     deadline = time.time() + 90
-    while len([r for r in cloud.fc.backend.records(SENDER) if r.status == "crash"]) < 4 and time.time() < deadline:
+    while (
+        len([r for r in cloud.fc.backend.records(SENDER) if r.status == "crash"]) < 4
+        and time.time() < deadline
+    ):
         time.sleep(0.1)
     cloud.fc.backend.wait_idle(60)
     assert client.job(created["job_id"])["status"] == "running"  # stalled: nobody is sending it

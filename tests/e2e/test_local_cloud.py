@@ -13,8 +13,9 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -23,18 +24,31 @@ from chatapp_mass.phones import normalize_number
 from chatapp_mass.sample import write_sample_csv
 from chatapp_mass.store_tablestore import TablestoreSettings, TablestoreStore
 
-JOB = ["--channel-type", "whatsapp", "--template-code", "T_WELCOME", "--language", "en", "--from", "8613800000000"]
+JOB = [
+    "--channel-type",
+    "whatsapp",
+    "--template-code",
+    "T_WELCOME",
+    "--language",
+    "en",
+    "--from",
+    "8613800000000",
+]
 KEY = "lists/march.csv"
 
 
 @pytest.fixture
 def cloud(tmp_path: Path) -> Iterator[LocalCloud]:
-    with LocalCloud(data_dir=str(tmp_path / "cloud"), cams_options={"latency": 0.02, "latency_jitter": 0.5}) as local:
+    with LocalCloud(
+        data_dir=str(tmp_path / "cloud"), cams_options={"latency": 0.02, "latency_jitter": 0.5}
+    ) as local:
         yield local
 
 
 def cli_env(cloud: LocalCloud) -> dict[str, str]:
-    environ = {k: v for k, v in os.environ.items() if "proxy" not in k.lower() and not k.startswith("CHATAPP_")}
+    environ = {
+        k: v for k, v in os.environ.items() if "proxy" not in k.lower() and not k.startswith("CHATAPP_")
+    }
     environ.update(cloud.environment())
     return environ
 
@@ -53,15 +67,25 @@ def command(report: Path, *extra: str, source: str = f"oss://chatapp-mass/{KEY}"
 
 def expected_valid(path: Path) -> set[str]:
     with open(path, newline="", encoding="utf-8") as handle:
-        return {number for row in csv.DictReader(handle)
-                if (number := normalize_number(row["to"].strip(), None)) and row["name"].strip() and row["code"].strip()}
+        return {
+            number
+            for row in csv.DictReader(handle)
+            if (number := normalize_number(row["to"].strip(), None))
+            and row["name"].strip()
+            and row["code"].strip()
+        }
 
 
 def test_send_from_oss_with_state_in_tablestore(cloud: LocalCloud, tmp_path: Path) -> None:
     local = upload_sample(cloud, tmp_path, 1500)
     report = tmp_path / "report.csv"
-    result = subprocess.run(command(report, "--batch-size", "100"), env=cli_env(cloud), capture_output=True,
-                            text=True, timeout=180)
+    result = subprocess.run(
+        command(report, "--batch-size", "100"),
+        env=cli_env(cloud),
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert result.returncode == 0, result.stderr
     expected = expected_valid(local)
     assert Counter(m.to for m in cloud.cams.backend.received) == Counter({n: 1 for n in expected})
@@ -71,17 +95,26 @@ def test_send_from_oss_with_state_in_tablestore(cloud: LocalCloud, tmp_path: Pat
     assert Counter(r["status"] for r in rows)["sent"] == len(expected)
     # the state really is in Tablestore: one row per record, one per batch
     creds = cloud.credentials
-    store = TablestoreStore(TablestoreSettings(endpoint=cloud.tablestore.endpoint, instance=cloud.instance),
-                            access_key_id=creds.access_key_id, access_key_secret=creds.access_key_secret,
-                            security_token=creds.security_token or "", create_tables=False)
+    store = TablestoreStore(
+        TablestoreSettings(endpoint=cloud.tablestore.endpoint, instance=cloud.instance),
+        access_key_id=creds.access_key_id,
+        access_key_secret=creds.access_key_secret,
+        security_token=creds.security_token or "",
+        create_tables=False,
+    )
     [job] = store.list_jobs()
     assert [r.line for r in store.report_rows(job.job_id)] == list(range(2, 1502))
     assert cloud.tablestore.backend.row_count("chatapp_batches") == (len(expected) + 99) // 100
     store.close()
 
     calls = len(cloud.cams.backend.attempts)
-    again = subprocess.run(command(report, "--batch-size", "100"), env=cli_env(cloud), capture_output=True,
-                           text=True, timeout=180)
+    again = subprocess.run(
+        command(report, "--batch-size", "100"),
+        env=cli_env(cloud),
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert again.returncode == 0 and "resuming" in again.stderr
     assert len(cloud.cams.backend.attempts) == calls, "a finished job must not call CAMS again"
 
@@ -90,8 +123,13 @@ def test_crash_mid_send_then_resume_reaches_everyone_at_most_once(cloud: LocalCl
     cloud.cams.backend.configure(latency=0.3, latency_jitter=0.5)
     local = upload_sample(cloud, tmp_path, 1500)
     report = tmp_path / "report.csv"
-    process = subprocess.Popen(command(report, "--batch-size", "50"), env=cli_env(cloud),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        command(report, "--batch-size", "50"),
+        env=cli_env(cloud),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 90
     while len(cloud.cams.backend.attempts) < 8 and time.time() < deadline:
         time.sleep(0.05)
@@ -100,8 +138,9 @@ def test_crash_mid_send_then_resume_reaches_everyone_at_most_once(cloud: LocalCl
     assert process.returncode == -signal.SIGKILL
 
     cloud.cams.backend.configure(latency=0.0, latency_jitter=0.0)
-    resumed = subprocess.run(command(report, "--batch-size", "50"), env=cli_env(cloud), capture_output=True,
-                             text=True, timeout=180)
+    resumed = subprocess.run(
+        command(report, "--batch-size", "50"), env=cli_env(cloud), capture_output=True, text=True, timeout=180
+    )
     received = Counter(m.to for m in cloud.cams.backend.received)
     assert max(received.values()) == 1, "a number was sent twice"
     with open(report, newline="", encoding="utf-8") as handle:
@@ -115,8 +154,13 @@ def test_crash_mid_send_then_resume_reaches_everyone_at_most_once(cloud: LocalCl
 
 
 def test_missing_object_is_refused_naming_it(cloud: LocalCloud, tmp_path: Path) -> None:
-    result = subprocess.run(command(tmp_path / "r.csv", source="oss://chatapp-mass/lists/nope.csv"),
-                            env=cli_env(cloud), capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        command(tmp_path / "r.csv", source="oss://chatapp-mass/lists/nope.csv"),
+        env=cli_env(cloud),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2
     assert "oss://chatapp-mass/lists/nope.csv: OSS answered 404 NoSuchKey" in result.stderr
     assert "upload the file first" in result.stderr
@@ -124,11 +168,23 @@ def test_missing_object_is_refused_naming_it(cloud: LocalCloud, tmp_path: Path) 
 
 
 def test_wrong_bucket_and_bad_url_are_refused(cloud: LocalCloud, tmp_path: Path) -> None:
-    wrong = subprocess.run(command(tmp_path / "r.csv", source="oss://other-bucket/x.csv"), env=cli_env(cloud),
-                           capture_output=True, text=True, timeout=60)
-    assert wrong.returncode == 2 and "NoSuchBucket" in wrong.stderr and "check the bucket name" in wrong.stderr
-    bad = subprocess.run(command(tmp_path / "r.csv", source="oss://chatapp-mass/"), env=cli_env(cloud),
-                         capture_output=True, text=True, timeout=60)
+    wrong = subprocess.run(
+        command(tmp_path / "r.csv", source="oss://other-bucket/x.csv"),
+        env=cli_env(cloud),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (
+        wrong.returncode == 2 and "NoSuchBucket" in wrong.stderr and "check the bucket name" in wrong.stderr
+    )
+    bad = subprocess.run(
+        command(tmp_path / "r.csv", source="oss://chatapp-mass/"),
+        env=cli_env(cloud),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert bad.returncode == 2 and "give the bucket and the object key" in bad.stderr
     assert cloud.cams.backend.attempts == []
 
@@ -138,7 +194,9 @@ def test_wrong_secret_is_refused_naming_the_credentials(cloud: LocalCloud, tmp_p
     environ = cli_env(cloud)
     environ["ALIBABA_CLOUD_ACCESS_KEY_SECRET"] = "not-the-secret"
     environ["CHATAPP_STORE"] = f"sqlite:///{tmp_path / 'state.db'}"
-    result = subprocess.run(command(tmp_path / "r.csv"), env=environ, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        command(tmp_path / "r.csv"), env=environ, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 2
     assert "SignatureDoesNotMatch" in result.stderr and "check the credentials" in result.stderr
     assert cloud.cams.backend.attempts == []
@@ -147,8 +205,13 @@ def test_wrong_secret_is_refused_naming_the_credentials(cloud: LocalCloud, tmp_p
 # --- `chatapp-mass local-cloud` as a process ----------------------------------------------------------------
 def start_local_cloud(data: Path, *extra: str) -> tuple[subprocess.Popen[str], dict[str, Any]]:
     environ = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
-    process = subprocess.Popen([sys.executable, "-m", "chatapp_mass", "local-cloud", "--data", str(data), *extra],
-                               env=environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "chatapp_mass", "local-cloud", "--data", str(data), *extra],
+        env=environ,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert process.stdout is not None
     line = process.stdout.readline()
     assert line, process.stderr.read() if process.stderr else "no output"
@@ -164,8 +227,8 @@ def stop(process: subprocess.Popen[str]) -> None:
 def test_local_cloud_prints_one_json_line_and_keeps_state_in_data(tmp_path: Path) -> None:
     import oss2
 
-    from chatapp_mass.store_tablestore import TablestoreSettings, TablestoreStore
     from chatapp_mass.store import JobRecord
+    from chatapp_mass.store_tablestore import TablestoreSettings, TablestoreStore
 
     data = tmp_path / "cloud"
     listing = tmp_path / "list.csv"
@@ -183,28 +246,43 @@ def test_local_cloud_prints_one_json_line_and_keeps_state_in_data(tmp_path: Path
         assert info["oss"]["bucket"] == "chatapp-mass" and info["tablestore"]["instance"] == "chatapp-local"
         assert info["env"]["CHATAPP_STORE"] == "tablestore://chatapp-local"
         assert info["env"]["CHATAPP_OSS_REGION"] == info["region_id"]
-        provider = oss2.credentials.StaticCredentialsProvider(creds["access_key_id"], creds["access_key_secret"],
-                                                              creds["security_token"])
+        provider = oss2.credentials.StaticCredentialsProvider(
+            creds["access_key_id"], creds["access_key_secret"], creds["security_token"]
+        )
         auth = oss2.ProviderAuthV4(provider)  # the local OSS refuses V1, as a new bucket does
         bucket = oss2.Bucket(auth, info["oss"]["endpoint"], info["oss"]["bucket"], region=info["region_id"])
         assert bucket.get_object("lists/a.csv").read() == listing.read_bytes()
         bucket.put_object("kept.csv", b"to,name\n8613800000001,Ana\n")
         settings = TablestoreSettings(endpoint=info["tablestore"]["endpoint"], instance="chatapp-local")
-        store = TablestoreStore(settings, access_key_id=creds["access_key_id"],
-                                access_key_secret=creds["access_key_secret"], security_token=creds["security_token"])
-        assert store.create_job(JobRecord(job_id="kept", source="x", options={}, intake={}, content_sha256="y"))
+        store = TablestoreStore(
+            settings,
+            access_key_id=creds["access_key_id"],
+            access_key_secret=creds["access_key_secret"],
+            security_token=creds["security_token"],
+        )
+        assert store.create_job(
+            JobRecord(job_id="kept", source="x", options={}, intake={}, content_sha256="y")
+        )
         store.close()
     finally:
         stop(process)
 
     process, again = start_local_cloud(data)
     try:
-        assert again["credentials"] == info["credentials"], "a restart keeps the credentials clients were given"
-        bucket = oss2.Bucket(auth, again["oss"]["endpoint"], again["oss"]["bucket"], region=again["region_id"])
+        assert again["credentials"] == info["credentials"], (
+            "a restart keeps the credentials clients were given"
+        )
+        bucket = oss2.Bucket(
+            auth, again["oss"]["endpoint"], again["oss"]["bucket"], region=again["region_id"]
+        )
         assert bucket.get_object("kept.csv").read() == b"to,name\n8613800000001,Ana\n"
         settings = TablestoreSettings(endpoint=again["tablestore"]["endpoint"], instance="chatapp-local")
-        store = TablestoreStore(settings, access_key_id=creds["access_key_id"],
-                                access_key_secret=creds["access_key_secret"], security_token=creds["security_token"])
+        store = TablestoreStore(
+            settings,
+            access_key_id=creds["access_key_id"],
+            access_key_secret=creds["access_key_secret"],
+            security_token=creds["security_token"],
+        )
         assert [job.job_id for job in store.list_jobs()] == ["kept"]
         store.close()
     finally:

@@ -54,8 +54,12 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Built]:
     for spec in specs():
         relative = spec.code.relative_to(ROOT)
         cloud = packaging.build(spec.resource, out / "cloud" / relative, runtime=spec.runtime)
-        local = packaging.build(spec.resource, out / "local" / relative, runtime=packaging.running_runtime(),
-                                platform=packaging.running_platform())
+        local = packaging.build(
+            spec.resource,
+            out / "local" / relative,
+            runtime=packaging.running_runtime(),
+            platform=packaging.running_platform(),
+        )
         packages[spec.resource] = Built(spec, cloud, local)
     return packages
 
@@ -71,7 +75,9 @@ def test_every_function_in_s_yaml_is_packaged_from_its_own_directory(built: dict
         assert re.search(rf"^def {function}\(", entry.read_text(), re.MULTILINE)
 
 
-def test_cloud_package_holds_the_shared_package_and_dependencies_for_its_runtime(built: dict[str, Built]) -> None:
+def test_cloud_package_holds_the_shared_package_and_dependencies_for_its_runtime(
+    built: dict[str, Built],
+) -> None:
     for package in built.values():
         root = package.cloud
         assert package.spec.runtime == "python3.12"
@@ -119,14 +125,20 @@ print(json.dumps({
 def import_in_isolation(package: Path) -> dict[str, Any]:
     result = subprocess.run(
         [sys.executable, "-I", "-S", "-B", "-c", ISOLATED_IMPORT, str(package)],
-        capture_output=True, text=True, env={}, cwd=package, timeout=120,
+        capture_output=True,
+        text=True,
+        env={},
+        cwd=package,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout.splitlines()[-1])
 
 
 @pytest.mark.parametrize("key", ["ingest", "sender", "api"])
-def test_handler_imports_in_a_clean_interpreter_with_only_the_package(built: dict[str, Built], key: str) -> None:
+def test_handler_imports_in_a_clean_interpreter_with_only_the_package(
+    built: dict[str, Built], key: str
+) -> None:
     package = built[key].local
     seen = import_in_isolation(package)
     assert seen["callable"] is True
@@ -138,8 +150,14 @@ def test_handler_imports_in_a_clean_interpreter_with_only_the_package(built: dic
 
 def test_builder_runs_without_installed_packages_as_the_pre_deploy_action_does() -> None:
     # s.yaml runs `python3 -m chatapp_mass.deploy.packaging KEY` from shared/: stdlib only at import.
-    result = subprocess.run([sys.executable, "-S", "-m", "chatapp_mass.deploy.packaging", "--help"],
-                            capture_output=True, text=True, cwd=ROOT / "shared", env={}, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-S", "-m", "chatapp_mass.deploy.packaging", "--help"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT / "shared",
+        env={},
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     assert "OUT/<key>" in result.stdout
 
@@ -213,8 +231,11 @@ def test_build_refuses_a_missing_or_stale_lock(tmp_path: Path) -> None:
     with pytest.raises(packaging.PackagingError, match=r"constraints\.txt not found.*make lock"):
         packaging.build("f", tmp_path / "out", project_root=_project(tmp_path / "a", None))
     stale = _project(tmp_path / "b", "pydantic==2.14.3\npyyaml==6.0.2\n")
-    with pytest.raises(packaging.PackagingError, match=r"stale: requirements.txt pins pyyaml==6\.0\.3 \(lock: "
-                                                       r"6\.0\.2\); regenerate it with `make lock`"):
+    with pytest.raises(
+        packaging.PackagingError,
+        match=r"stale: requirements.txt pins pyyaml==6\.0\.3 \(lock: "
+        r"6\.0\.2\); regenerate it with `make lock`",
+    ):
         packaging.build("f", tmp_path / "out", project_root=stale)
     unpinned = _project(tmp_path / "c", "pydantic>=2\npyyaml==6.0.3\n")
     with pytest.raises(packaging.PackagingError, match=r"constraints\.txt:1: 'pydantic>=2' is not pinned"):
@@ -227,9 +248,14 @@ def test_an_install_holding_an_unlocked_distribution_is_refused(tmp_path: Path) 
     for name, version in (("typing_extensions", "4.16.0"), ("Async_Timeout", "5.0.1")):
         info = tmp_path / "target" / f"{name}-{version}.dist-info"
         info.mkdir(parents=True)
-        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n\nbody: x\n")
-    with pytest.raises(packaging.PackagingError, match=r"holds async-timeout==5\.0\.1, not pinned so in "
-                                                       r"constraints\.txt: regenerate it"):
+        (info / "METADATA").write_text(
+            f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n\nbody: x\n"
+        )
+    with pytest.raises(
+        packaging.PackagingError,
+        match=r"holds async-timeout==5\.0\.1, not pinned so in "
+        r"constraints\.txt: regenerate it",
+    ):
         packaging._check_installed(tmp_path / "target", lock, "python3.10")
     lock.write_text("typing-extensions==4.16.0\nasync-timeout==5.0.1\n")
     packaging._check_installed(tmp_path / "target", lock, "python3.10")

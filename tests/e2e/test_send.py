@@ -13,8 +13,9 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -22,7 +23,16 @@ from chatapp_mass.localcloud.cams import LocalCams
 from chatapp_mass.phones import normalize_number
 from chatapp_mass.sample import write_sample_csv
 
-JOB = ["--channel-type", "whatsapp", "--template-code", "T_WELCOME", "--language", "en", "--from", "8613800000000"]
+JOB = [
+    "--channel-type",
+    "whatsapp",
+    "--template-code",
+    "T_WELCOME",
+    "--language",
+    "en",
+    "--from",
+    "8613800000000",
+]
 
 
 @pytest.fixture
@@ -45,19 +55,38 @@ def cli_env(cams: LocalCams) -> dict[str, str]:
 
 
 def command(csv_path: Path, store: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "chatapp_mass", "send", str(csv_path), *JOB, "--store", f"sqlite:///{store}",
-            "--report", str(store.with_suffix(".report.csv")), *extra]
+    return [
+        sys.executable,
+        "-m",
+        "chatapp_mass",
+        "send",
+        str(csv_path),
+        *JOB,
+        "--store",
+        f"sqlite:///{store}",
+        "--report",
+        str(store.with_suffix(".report.csv")),
+        *extra,
+    ]
 
 
-def send(cams: LocalCams, csv_path: Path, store: Path, *extra: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(command(csv_path, store, *extra), env=cli_env(cams), capture_output=True, text=True,
-                          timeout=timeout)
+def send(
+    cams: LocalCams, csv_path: Path, store: Path, *extra: str, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        command(csv_path, store, *extra), env=cli_env(cams), capture_output=True, text=True, timeout=timeout
+    )
 
 
 def start_sending(cams: LocalCams, csv_path: Path, store: Path, *, attempts: int) -> subprocess.Popen[str]:
     """`send` in batches of 50 as a background process, once CAMS has seen ``attempts`` calls (or 60 s)."""
-    process = subprocess.Popen(command(csv_path, store, "--batch-size", "50"), env=cli_env(cams),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        command(csv_path, store, "--batch-size", "50"),
+        env=cli_env(cams),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 60
     while len(cams.backend.attempts) < attempts and time.time() < deadline:
         time.sleep(0.05)
@@ -109,7 +138,9 @@ def test_every_valid_recipient_receives_once_with_its_own_params(cams: LocalCams
     assert "completed" in result.stdout and f"{len(expected):,} sent" in result.stdout
 
 
-def test_a_job_of_full_batches_never_sends_a_request_line_over_16_kib(cams: LocalCams, tmp_path: Path) -> None:
+def test_a_job_of_full_batches_never_sends_a_request_line_over_16_kib(
+    cams: LocalCams, tmp_path: Path
+) -> None:
     """The product's defaults (1,000 recipients per call, SenderList in the body) against the local CAMS's
     gateway limits (16 KiB request line, 1 MiB body): every call goes through, none is refused."""
     csv_path = sample(tmp_path, 4500)
@@ -121,7 +152,8 @@ def test_a_job_of_full_batches_never_sends_a_request_line_over_16_kib(cams: Loca
     sizes = [len(a.recipients) for a in cams.backend.attempts if a.code == "OK"]
     # nothing refused as too long (a throttled attempt under a busy machine is retried, not a failure)
     assert {a.code for a in cams.backend.attempts} <= {"OK", "System.LimitControl"}, Counter(
-        a.code for a in cams.backend.attempts)
+        a.code for a in cams.backend.attempts
+    )
     # full batches (calls are pipelined: any order), bounded by the 1,000-recipient rule, not by bytes
     assert len(sizes) >= 4 and sorted(sizes)[1:] == [1000] * (len(sizes) - 1), sizes
     assert 0 < cams.backend.longest_request_line <= 16 * 1024
@@ -131,14 +163,20 @@ def test_a_job_of_full_batches_never_sends_a_request_line_over_16_kib(cams: Loca
 def test_query_mode_plans_batches_that_fit_a_16_kib_request_line(cams: LocalCams, tmp_path: Path) -> None:
     csv_path = sample(tmp_path, 1500)
     store = tmp_path / "state.db"
-    result = subprocess.run(command(csv_path, store), env=dict(cli_env(cams), CHATAPP_CAMS_PARAMS_IN="query"),
-                            capture_output=True, text=True, timeout=180)
+    result = subprocess.run(
+        command(csv_path, store),
+        env=dict(cli_env(cams), CHATAPP_CAMS_PARAMS_IN="query"),
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert result.returncode == 0, result.stderr
     expected = expected_valid(csv_path)
     assert Counter(m.to for m in cams.backend.received) == Counter({n: 1 for n in expected})
     # nothing refused as too long (a throttled attempt under a busy machine is retried, not a failure)
     assert {a.code for a in cams.backend.attempts} <= {"OK", "System.LimitControl"}, Counter(
-        a.code for a in cams.backend.attempts)
+        a.code for a in cams.backend.attempts
+    )
     assert max(len(a.recipients) for a in cams.backend.attempts) < 1000  # bounded by the URL budget
     assert "RequestURITooLong" not in result.stdout + result.stderr
     assert 8 * 1024 < cams.backend.longest_request_line <= 16 * 1024
@@ -252,7 +290,9 @@ def test_ambiguous_reply_is_uncertain_and_resent_only_on_request(cams: LocalCams
     assert Counter(m.to for m in cams.backend.received) == Counter({n: 1 for n in expected})
     report = read_report(store)
     assert Counter(r["status"] for r in report)["sent"] == len(expected)
-    assert {r["code"] for r in report if r["to"] in uncertain and r["status"] != "duplicate"} == {"Reconciled"}
+    assert {r["code"] for r in report if r["to"] in uncertain and r["status"] != "duplicate"} == {
+        "Reconciled"
+    }
 
 
 def test_resend_without_reconciling_is_the_operators_logged_decision(cams: LocalCams, tmp_path: Path) -> None:
@@ -289,27 +329,56 @@ def test_reconcile_command_then_resend_only_what_cams_does_not_have(cams: LocalC
     uncertain = {r["to"] for r in report if r["status"] == "uncertain"}
     never_seen = uncertain - set(cams.backend.received_count_by_number())
     assert 0 < len(never_seen) < len(uncertain) <= 60
-    jobs = subprocess.run([sys.executable, "-m", "chatapp_mass", "jobs", "--store", f"sqlite:///{store}"],
-                          env=cli_env(cams), capture_output=True, text=True, timeout=60)
+    jobs = subprocess.run(
+        [sys.executable, "-m", "chatapp_mass", "jobs", "--store", f"sqlite:///{store}"],
+        env=cli_env(cams),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     job_id = jobs.stdout.splitlines()[1].split()[0]
     base = [sys.executable, "-m", "chatapp_mass", "reconcile", job_id[:10], "--store", f"sqlite:///{store}"]
     looked = subprocess.run(base, env=cli_env(cams), capture_output=True, text=True, timeout=120)
     assert looked.returncode == 1, looked.stderr  # some are still uncertain
-    assert f"{len(uncertain) - len(never_seen)} recipients found (now sent), {len(never_seen)} not found" in looked.stdout
-    subprocess.run([sys.executable, "-m", "chatapp_mass", "report", job_id, "--out", str(store.with_suffix(".report.csv")),
-                    "--store", f"sqlite:///{store}"], env=cli_env(cams), check=True, capture_output=True, timeout=60)
+    assert (
+        f"{len(uncertain) - len(never_seen)} recipients found (now sent), {len(never_seen)} not found"
+        in looked.stdout
+    )
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "chatapp_mass",
+            "report",
+            job_id,
+            "--out",
+            str(store.with_suffix(".report.csv")),
+            "--store",
+            f"sqlite:///{store}",
+        ],
+        env=cli_env(cams),
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
     after = {r["to"]: r for r in read_report(store) if r["status"] not in ("duplicate", "invalid")}
     still = {n for n, r in after.items() if r["status"] == "uncertain"}
     assert still == never_seen, (len(still), len(never_seen), len(uncertain), sorted(still - never_seen)[:3])
     assert {after[n]["code"] for n in never_seen} == {"NotFound"}
-    resend = subprocess.run([*base, "--resend"], env=cli_env(cams), capture_output=True, text=True, timeout=120)
-    assert resend.returncode == 0 and f"{len(never_seen)} recipients in 1 batches reopened" in resend.stdout, resend
+    resend = subprocess.run(
+        [*base, "--resend"], env=cli_env(cams), capture_output=True, text=True, timeout=120
+    )
+    assert (
+        resend.returncode == 0 and f"{len(never_seen)} recipients in 1 batches reopened" in resend.stdout
+    ), resend
     assert send(cams, csv_path, store, *job).returncode == 0
     assert Counter(m.to for m in cams.backend.received) == Counter({n: 1 for n in expected})
     assert Counter(r["status"] for r in read_report(store))["sent"] == len(expected)
 
 
-def test_a_batch_refused_for_one_number_is_split_and_only_that_number_fails(cams: LocalCams, tmp_path: Path) -> None:
+def test_a_batch_refused_for_one_number_is_split_and_only_that_number_fails(
+    cams: LocalCams, tmp_path: Path
+) -> None:
     """CAMS refuses a whole call for one number it deems invalid (our own check passed it): the batch is
     halved until that number is alone; everyone else is sent once, only it fails, and the rate holds."""
     csv_path = sample(tmp_path, 1200)
@@ -348,8 +417,16 @@ def test_two_concurrent_sends_on_one_store_share_the_budget(cams: LocalCams, tmp
     cams.backend.configure(latency=0.1, latency_jitter=0.5)
     store = tmp_path / "state.db"
     first, second = sample(tmp_path, 800, seed=1), sample(tmp_path, 800, seed=2)
-    runs = [subprocess.Popen(command(path, store, "--batch-size", "20"), env=cli_env(cams),
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for path in (first, second)]
+    runs = [
+        subprocess.Popen(
+            command(path, store, "--batch-size", "20"),
+            env=cli_env(cams),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for path in (first, second)
+    ]
     for run in runs:
         run.communicate(timeout=120)
         assert run.returncode == 0
@@ -364,7 +441,9 @@ def test_dry_run_plans_and_reports_without_sending(cams: LocalCams, tmp_path: Pa
     assert result.returncode == 0
     assert cams.backend.attempts == []
     statuses = Counter(r["status"] for r in read_report(store))
-    assert set(statuses) <= {"pending", "invalid", "duplicate"} and statuses["pending"] == len(expected_valid(csv_path))
+    assert set(statuses) <= {"pending", "invalid", "duplicate"} and statuses["pending"] == len(
+        expected_valid(csv_path)
+    )
 
 
 def test_unreadable_file_sends_nothing(cams: LocalCams, tmp_path: Path) -> None:
@@ -375,8 +454,11 @@ def test_unreadable_file_sends_nothing(cams: LocalCams, tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "line 3" in result.stderr
     assert cams.backend.attempts == []
-    listing = subprocess.run([sys.executable, "-m", "chatapp_mass", "jobs", "--store", f"sqlite:///{store}"],
-                             capture_output=True, text=True)
+    listing = subprocess.run(
+        [sys.executable, "-m", "chatapp_mass", "jobs", "--store", f"sqlite:///{store}"],
+        capture_output=True,
+        text=True,
+    )
     assert "no jobs" in listing.stdout
 
 
@@ -395,8 +477,12 @@ def test_status_jobs_and_report_commands(cams: LocalCams, tmp_path: Path) -> Non
     url = f"sqlite:///{store}"
 
     def run(*args: str) -> str:
-        done = subprocess.run([sys.executable, "-m", "chatapp_mass", *args, "--store", url], capture_output=True,
-                              text=True, check=True)
+        done = subprocess.run(
+            [sys.executable, "-m", "chatapp_mass", *args, "--store", url],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         return done.stdout
 
     listing = run("jobs")
@@ -417,11 +503,21 @@ def test_pause_from_another_terminal_then_rerun_to_resume(cams: LocalCams, tmp_p
     csv_path = sample(tmp_path, 2000)
     store = tmp_path / "state.db"
     running = start_sending(cams, csv_path, store, attempts=6)
-    jobs = subprocess.run([sys.executable, "-m", "chatapp_mass", "jobs", "--store", f"sqlite:///{store}"],
-                          env=cli_env(cams), capture_output=True, text=True, timeout=60)
+    jobs = subprocess.run(
+        [sys.executable, "-m", "chatapp_mass", "jobs", "--store", f"sqlite:///{store}"],
+        env=cli_env(cams),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     job_id = jobs.stdout.splitlines()[1].split()[0]
-    paused = subprocess.run([sys.executable, "-m", "chatapp_mass", "pause", job_id[:10], "--store",
-                             f"sqlite:///{store}"], env=cli_env(cams), capture_output=True, text=True, timeout=60)
+    paused = subprocess.run(
+        [sys.executable, "-m", "chatapp_mass", "pause", job_id[:10], "--store", f"sqlite:///{store}"],
+        env=cli_env(cams),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert paused.returncode == 0 and "paused" in paused.stdout, paused.stderr
     running.communicate(timeout=60)
     assert running.returncode == 1  # stopped with recipients left: not all sent
@@ -429,8 +525,13 @@ def test_pause_from_another_terminal_then_rerun_to_resume(cams: LocalCams, tmp_p
     time.sleep(1.0)
     assert len(cams.backend.attempts) == calls, "a paused job went on sending"
     environment = {k: v for k, v in cli_env(cams).items() if k != "CHATAPP_FC_ENDPOINT"}
-    resumed = subprocess.run([sys.executable, "-m", "chatapp_mass", "resume", job_id, "--store",
-                              f"sqlite:///{store}"], env=environment, capture_output=True, text=True, timeout=60)
+    resumed = subprocess.run(
+        [sys.executable, "-m", "chatapp_mass", "resume", job_id, "--store", f"sqlite:///{store}"],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert resumed.returncode == 0 and "rerun the same" in resumed.stdout
     cams.backend.configure(latency=0.0, latency_jitter=0.0)
     again = send(cams, csv_path, store, "--batch-size", "50")

@@ -12,40 +12,50 @@ import json
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
-from oracle import sample_bytes, valid_numbers
 
 from chatapp_mass.localcloud.cloud import LocalCloud
 from chatapp_mass.store import JobRecord, JobStatus
 from chatapp_mass.store_tablestore import TablestoreSettings, TablestoreStore
 
+from oracle import sample_bytes, valid_numbers
+
 ROOT = Path(__file__).resolve().parents[2]
 INGEST, SENDER = "chatapp-mass-ingest", "chatapp-mass-sender"
-META = {"x-oss-meta-channel-type": "whatsapp", "x-oss-meta-template-code": "T_WELCOME",
-        "x-oss-meta-language": "en", "x-oss-meta-from": "8613800000000"}
+META = {
+    "x-oss-meta-channel-type": "whatsapp",
+    "x-oss-meta-template-code": "T_WELCOME",
+    "x-oss-meta-language": "en",
+    "x-oss-meta-from": "8613800000000",
+}
 
 
 @pytest.fixture
 def cloud(tmp_path: Path) -> Iterator[LocalCloud]:
-    with LocalCloud(s_yaml=str(ROOT / "s.yaml"), data_dir=str(tmp_path / "cloud"),
-                    cams_options={"latency": 0.05, "latency_jitter": 0.5},
-                    function_environment={"CHATAPP_BATCH_SIZE": "100"}) as local:
+    with LocalCloud(
+        s_yaml=str(ROOT / "s.yaml"),
+        data_dir=str(tmp_path / "cloud"),
+        cams_options={"latency": 0.05, "latency_jitter": 0.5},
+        function_environment={"CHATAPP_BATCH_SIZE": "100"},
+    ) as local:
         yield local
 
 
 def store_of(cloud: LocalCloud) -> TablestoreStore:
     creds = cloud.credentials
-    return TablestoreStore(TablestoreSettings(endpoint=cloud.tablestore.endpoint, instance=cloud.instance),
-                           access_key_id=creds.access_key_id, access_key_secret=creds.access_key_secret,
-                           security_token=creds.security_token or "", create_tables=False)  # the cloud made them
+    return TablestoreStore(
+        TablestoreSettings(endpoint=cloud.tablestore.endpoint, instance=cloud.instance),
+        access_key_id=creds.access_key_id,
+        access_key_secret=creds.access_key_secret,
+        security_token=creds.security_token or "",
+        create_tables=False,
+    )  # the cloud made them
 
 
 TABLE_OPERATIONS = {"CreateTable", "ListTable", "DescribeTable", "UpdateTable", "DeleteTable"}
-
-
 
 
 def upload(cloud: LocalCloud, key: str, data: bytes, **meta: str) -> None:
@@ -53,22 +63,27 @@ def upload(cloud: LocalCloud, key: str, data: bytes, **meta: str) -> None:
     cloud.oss.oss2_bucket(cloud.bucket).put_object(key, data, headers=headers)
 
 
-def wait_for_jobs(cloud: LocalCloud, store: TablestoreStore, sources: set[str], timeout: float = 120) -> dict[str, JobRecord]:
+def wait_for_jobs(
+    cloud: LocalCloud, store: TablestoreStore, sources: set[str], timeout: float = 120
+) -> dict[str, JobRecord]:
     deadline = time.time() + timeout
     while time.time() < deadline:
         jobs = {j.source: j for j in store.list_jobs(50) if j.source in sources}
-        if len(jobs) == len(sources) and all(j.status in (JobStatus.completed, JobStatus.failed, JobStatus.stopped)
-                                             for j in jobs.values()):
+        if len(jobs) == len(sources) and all(
+            j.status in (JobStatus.completed, JobStatus.failed, JobStatus.stopped) for j in jobs.values()
+        ):
             # (a sender that met a batch held by another may have scheduled a delayed look: not waited for)
             return jobs
         time.sleep(0.25)
     states = {j.source: (j.status.value, j.reason) for j in store.list_jobs(50)}
-    raise AssertionError(f"jobs did not finish in {timeout} s: {states}; invocations: "
-                         f"{[(r.function, r.status, r.error) for r in cloud.fc.backend.invocations][-10:]}")
+    raise AssertionError(
+        f"jobs did not finish in {timeout} s: {states}; invocations: "
+        f"{[(r.function, r.status, r.error) for r in cloud.fc.backend.invocations][-10:]}"
+    )
 
 
 def report(cloud: LocalCloud, key: str, job: JobRecord, suffix: str) -> bytes:
-    stem = key[len("incoming/"):-len(".csv")]
+    stem = key[len("incoming/") : -len(".csv")]
     return cloud.oss.oss2_bucket(cloud.bucket).get_object(f"reports/{stem}.{job.job_id[:12]}{suffix}").read()
 
 
@@ -82,8 +97,10 @@ def received_by_task(cloud: LocalCloud) -> dict[str | None, Counter[str]]:
 def test_several_uploads_at_once_each_recipient_once_per_job(cloud: LocalCloud) -> None:
     started = len(cloud.tablestore.backend.requests)  # the tables exist (the local init-tables): ready
     files = {f"incoming/list-{i}.csv": sample_bytes(500, seed=40 + i) for i in range(3)}
-    threads = [threading.Thread(target=upload, args=(cloud, key, data), kwargs={"task_id": f"task-{i}"})
-               for i, (key, data) in enumerate(files.items())]
+    threads = [
+        threading.Thread(target=upload, args=(cloud, key, data), kwargs={"task_id": f"task-{i}"})
+        for i, (key, data) in enumerate(files.items())
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -152,8 +169,9 @@ def test_a_bad_upload_is_reported_in_the_bucket(cloud: LocalCloud) -> None:
 def test_full_batches_from_the_functions_never_send_a_request_line_over_16_kib(tmp_path: Path) -> None:
     """The deployed functions with s.yaml's own settings (1,000 recipients per call, SenderList in the body)
     against the local CAMS's gateway limits: full batches, short request lines, nothing refused."""
-    with LocalCloud(s_yaml=str(ROOT / "s.yaml"), data_dir=str(tmp_path / "cloud"),
-                    cams_options={"latency": 0.02}) as cloud:
+    with LocalCloud(
+        s_yaml=str(ROOT / "s.yaml"), data_dir=str(tmp_path / "cloud"), cams_options={"latency": 0.02}
+    ) as cloud:
         key = "incoming/full-batches.csv"
         data = sample_bytes(2600, seed=61)
         upload(cloud, key, data)
@@ -169,7 +187,9 @@ def test_full_batches_from_the_functions_never_send_a_request_line_over_16_kib(t
         store.close()
 
 
-def _expect_completed(cloud: LocalCloud, store: TablestoreStore, key: str, data: bytes, task: str) -> JobRecord:
+def _expect_completed(
+    cloud: LocalCloud, store: TablestoreStore, key: str, data: bytes, task: str
+) -> JobRecord:
     job = wait_for_jobs(cloud, store, {f"oss://{cloud.bucket}/{key}"})[f"oss://{cloud.bucket}/{key}"]
     assert job.status is JobStatus.completed, job.reason
     expected = valid_numbers(data)
@@ -201,17 +221,24 @@ def test_a_multipart_upload_into_incoming_runs_as_a_job(cloud: LocalCloud, tmp_p
     path = tmp_path / "big list.csv"
     path.write_bytes(data)
     key = "incoming/big list.csv"
-    result = oss2.resumable_upload(cloud.oss.oss2_bucket(cloud.bucket), key, str(path),
-                                   store=oss2.ResumableStore(root=str(tmp_path / "records")),
-                                   multipart_threshold=100 * 1024, part_size=100 * 1024, num_threads=2,
-                                   headers={**META, "x-oss-meta-task-id": "multipart"})
+    result = oss2.resumable_upload(
+        cloud.oss.oss2_bucket(cloud.bucket),
+        key,
+        str(path),
+        store=oss2.ResumableStore(root=str(tmp_path / "records")),
+        multipart_threshold=100 * 1024,
+        part_size=100 * 1024,
+        num_threads=2,
+        headers={**META, "x-oss-meta-task-id": "multipart"},
+    )
     assert result.etag.endswith("-2")  # a multipart object's ETag
     store = store_of(cloud)
     job = _expect_completed(cloud, store, key, data, "multipart")
     assert job.content_sha256 == f"etag:{result.etag}"
     events = [e["events"][0] for e in cloud.oss.backend.events]
     assert [e["eventName"] for e in events if e["oss"]["object"]["key"] == key] == [
-        "ObjectCreated:CompleteMultipartUpload"]
+        "ObjectCreated:CompleteMultipartUpload"
+    ]
     assert len([r for r in cloud.fc.backend.invocations if r.function == INGEST]) == 1
     store.close()
 
@@ -220,9 +247,12 @@ def test_every_log_line_of_an_invocation_names_it_and_numbers_stay_masked(tmp_pa
     """What an SLS query by request id finds: every JSON line the functions log, the sender's worker threads'
     too (``calling CAMS``, logged at DEBUG by the thread that calls), carries FC's request id of the
     invocation that wrote it and the function's name; no recipient's number appears whole."""
-    with LocalCloud(s_yaml=str(ROOT / "s.yaml"), data_dir=str(tmp_path / "cloud"),
-                    cams_options={"latency": 0.02},
-                    function_environment={"CHATAPP_BATCH_SIZE": "100", "CHATAPP_LOG_LEVEL": "DEBUG"}) as cloud:
+    with LocalCloud(
+        s_yaml=str(ROOT / "s.yaml"),
+        data_dir=str(tmp_path / "cloud"),
+        cams_options={"latency": 0.02},
+        function_environment={"CHATAPP_BATCH_SIZE": "100", "CHATAPP_LOG_LEVEL": "DEBUG"},
+    ) as cloud:
         key = "incoming/logged.csv"
         data = sample_bytes(300, seed=62)
         upload(cloud, key, data, task_id="logged")
@@ -248,8 +278,9 @@ def test_every_log_line_of_an_invocation_names_it_and_numbers_stay_masked(tmp_pa
     for record in records:
         entries = json_lines(record.log)
         assert entries, (record.function, record.log)
-        assert {(e.get("request_id"), e.get("function")) for e in entries} == {(record.request_id, record.function)}, (
-            record, entries)
+        assert {(e.get("request_id"), e.get("function")) for e in entries} == {
+            (record.request_id, record.function)
+        }, (record, entries)
         seen_by_thread += sum(e["message"] == "calling CAMS" for e in entries)
     assert seen_by_thread > 0
     # The instances' whole output: every product line names an invocation of its function.

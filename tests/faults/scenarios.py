@@ -36,11 +36,10 @@ import signal
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
-
-from oracle import sample_bytes, valid_numbers
+from typing import Any
 
 import requests
 
@@ -49,10 +48,17 @@ from chatapp_mass.localcloud.cloud import LocalCloud
 from chatapp_mass.store import BatchStatus, JobRecord, JobStatus
 from chatapp_mass.store_tablestore import TablestoreSettings, TablestoreStore
 
+from oracle import sample_bytes, valid_numbers
+
 ROOT = Path(__file__).resolve().parents[2]
 INGEST, SENDER, API = "chatapp-mass-ingest", "chatapp-mass-sender", "chatapp-mass-api"
-META = {"x-oss-meta-channel-type": "whatsapp", "x-oss-meta-template-code": "T_WELCOME",
-        "x-oss-meta-language": "en", "x-oss-meta-from": "8613800000000", "x-oss-meta-cust-space-id": "cs-faults"}
+META = {
+    "x-oss-meta-channel-type": "whatsapp",
+    "x-oss-meta-template-code": "T_WELCOME",
+    "x-oss-meta-language": "en",
+    "x-oss-meta-from": "8613800000000",
+    "x-oss-meta-cust-space-id": "cs-faults",
+}
 TOKEN = "faults"
 ROWS = 40_000
 SMALL = 3_000
@@ -69,7 +75,7 @@ class Scenario:
     environment: dict[str, str] = field(default_factory=dict)
     # faults armed before the uploads (given the files about to be uploaded, key -> bytes)
     arm: Callable[[LocalCloud, dict[str, bytes]], None] = lambda cloud, files: None
-    during: Optional[Callable[[LocalCloud, threading.Event], None]] = None  # faults injected while it runs
+    during: Callable[[LocalCloud, threading.Event], None] | None = None  # faults injected while it runs
     # OSS delivers each upload's event again while its first delivery is planning (see the docstring)
     duplicate_oss_events: bool = False
     # ... and that copy is frozen right after it starts re-planning, then thawed (the issue's reproduction)
@@ -102,7 +108,9 @@ class Outcome:
     frozen: str = ""  # what froze, when a worker was frozen (for the failure message)
 
 
-def _sweep_until_done(cloud: LocalCloud, store: TablestoreStore, sources: set[str], timeout: float) -> dict[str, JobRecord]:
+def _sweep_until_done(
+    cloud: LocalCloud, store: TablestoreStore, sources: set[str], timeout: float
+) -> dict[str, JobRecord]:
     """Wait for the jobs to finish, firing the api function's timer every 2 s as FC's cron would (every
     minute in s.yaml): its sweeper is what picks up work whose senders died."""
     deadline = time.time() + timeout
@@ -110,7 +118,8 @@ def _sweep_until_done(cloud: LocalCloud, store: TablestoreStore, sources: set[st
     while time.time() < deadline:
         jobs = {j.source: j for j in store.list_jobs(50) if j.source in sources}
         if len(jobs) == len(sources) and all(
-                j.status in (JobStatus.completed, JobStatus.failed, JobStatus.stopped) for j in jobs.values()):
+            j.status in (JobStatus.completed, JobStatus.failed, JobStatus.stopped) for j in jobs.values()
+        ):
             return jobs
         if time.time() >= next_timer:
             cloud.fc.backend.fire_timer(API, "api-timer")
@@ -121,28 +130,46 @@ def _sweep_until_done(cloud: LocalCloud, store: TablestoreStore, sources: set[st
 
 
 def run(scenario: Scenario, tmp: Path, timeout: float = 240) -> Outcome:
-    environment = {"CHATAPP_BATCH_SIZE": "1000" if scenario.rows >= ROWS else "100", "CHATAPP_CLAIM_TTL": "5", "CHATAPP_SWEEP_IDLE": "1",
-                   "CHATAPP_ERROR_THRESHOLD": "0", "CHATAPP_API_TOKEN": TOKEN,
-                   # The whole local cloud (FC workers, Tablestore, CAMS) shares two cores with the senders here:
-                   # a request can reach the local CAMS, or be stamped by it, over 60 ms after its slot (seen:
-                   # 11 in one second, twice in 40,000-row runs). A wider margin keeps the suite about what it
-                   # proves (never twice, never lost) on a busy machine; the default stays 0.06 s (ratelimit).
-                   "CHATAPP_RATE_MARGIN": "0.15", **scenario.environment}
+    environment = {
+        "CHATAPP_BATCH_SIZE": "1000" if scenario.rows >= ROWS else "100",
+        "CHATAPP_CLAIM_TTL": "5",
+        "CHATAPP_SWEEP_IDLE": "1",
+        "CHATAPP_ERROR_THRESHOLD": "0",
+        "CHATAPP_API_TOKEN": TOKEN,
+        # The whole local cloud (FC workers, Tablestore, CAMS) shares two cores with the senders here:
+        # a request can reach the local CAMS, or be stamped by it, over 60 ms after its slot (seen:
+        # 11 in one second, twice in 40,000-row runs). A wider margin keeps the suite about what it
+        # proves (never twice, never lost) on a busy machine; the default stays 0.06 s (ratelimit).
+        "CHATAPP_RATE_MARGIN": "0.15",
+        **scenario.environment,
+    }
     cams = {"latency": 0.05, "latency_jitter": 0.5, "seed": 7, **scenario.cams}
-    with LocalCloud(s_yaml=str(ROOT / "s.yaml"), data_dir=str(tmp / scenario.name), cams_options=cams,
-                    function_environment=environment) as cloud:
+    with LocalCloud(
+        s_yaml=str(ROOT / "s.yaml"),
+        data_dir=str(tmp / scenario.name),
+        cams_options=cams,
+        function_environment=environment,
+    ) as cloud:
         creds = cloud.credentials
-        store = TablestoreStore(TablestoreSettings(endpoint=cloud.tablestore.endpoint, instance=cloud.instance),
-                                access_key_id=creds.access_key_id, access_key_secret=creds.access_key_secret,
-                                security_token=creds.security_token or "")
-        files = {f"incoming/{scenario.name}-{i}.csv": sample_bytes(scenario.rows, seed=70 + i)
-                 for i in range(scenario.uploads)}
+        store = TablestoreStore(
+            TablestoreSettings(endpoint=cloud.tablestore.endpoint, instance=cloud.instance),
+            access_key_id=creds.access_key_id,
+            access_key_secret=creds.access_key_secret,
+            security_token=creds.security_token or "",
+        )
+        files = {
+            f"incoming/{scenario.name}-{i}.csv": sample_bytes(scenario.rows, seed=70 + i)
+            for i in range(scenario.uploads)
+        }
         scenario.arm(cloud, files)
         events: list[dict[str, Any]] = []
         unsubscribe = cloud.oss.backend.subscribe(events.append)
         stop = threading.Event()
-        injector = threading.Thread(target=scenario.during, args=(cloud, stop), daemon=True) \
-            if scenario.during else None
+        injector = (
+            threading.Thread(target=scenario.during, args=(cloud, stop), daemon=True)
+            if scenario.during
+            else None
+        )
         started = time.time()
         bucket = cloud.oss.oss2_bucket(cloud.bucket)
         api = _Api(cloud)
@@ -169,15 +196,18 @@ def run(scenario: Scenario, tmp: Path, timeout: float = 240) -> Outcome:
                 data = next(iter(files.values()))
                 for suffix, keyed in (("http-k", True), ("http-n", False)):
                     key = f"incoming/{scenario.name}-{suffix}.csv"
-                    job_id, statuses = api.submit_repeatedly(data, _task(key), scenario.http_repeats, keyed=keyed,
-                                                             store=store)
+                    job_id, statuses = api.submit_repeatedly(
+                        data, _task(key), scenario.http_repeats, keyed=keyed, store=store
+                    )
                     files[key], http_jobs[key] = data, job_id
                     http_statuses += statuses
                     sources.add(store.get_job(job_id).source)  # type: ignore[union-attr]
             jobs = _sweep_until_done(cloud, store, sources, timeout)
             found = resent = before = 0
             if scenario.recover:
-                before = sum(store.batch_totals(j.job_id).get(BatchStatus.uncertain, (0, 0))[1] for j in jobs.values())
+                before = sum(
+                    store.batch_totals(j.job_id).get(BatchStatus.uncertain, (0, 0))[1] for j in jobs.values()
+                )
                 found, resent = _recover(cloud, store, api, jobs, sources, timeout)
                 jobs = _sweep_until_done(cloud, store, sources, timeout)
         finally:
@@ -189,11 +219,21 @@ def run(scenario: Scenario, tmp: Path, timeout: float = 240) -> Outcome:
         cloud.fc.backend.wait_idle(30)
         reports = []
         for key, data in files.items():
-            job = jobs[store.get_job(http_jobs[key]).source if key in http_jobs  # type: ignore[union-attr]
-                       else f"oss://{cloud.bucket}/{key}"]
+            job = jobs[
+                store.get_job(http_jobs[key]).source
+                if key in http_jobs  # type: ignore[union-attr]
+                else f"oss://{cloud.bucket}/{key}"
+            ]
             rows, summary = api.report(job)
-            reports.append({"job": job, "rows": rows, "summary": summary, "valid": valid_numbers(data),
-                            "input_rows": data.decode().count("\n") - 1})
+            reports.append(
+                {
+                    "job": job,
+                    "rows": rows,
+                    "summary": summary,
+                    "valid": valid_numbers(data),
+                    "input_rows": data.decode().count("\n") - 1,
+                }
+            )
         store.close()
         outcome = _outcome(scenario.name, cloud, files, reports, seconds)
         outcome.found_by_reconcile, outcome.resent, outcome.http_statuses = found, resent, http_statuses
@@ -202,14 +242,15 @@ def run(scenario: Scenario, tmp: Path, timeout: float = 240) -> Outcome:
         return outcome
 
 
-def _outcome(name: str, cloud: LocalCloud, files: dict[str, bytes], reports: list[dict[str, Any]],
-             seconds: float) -> Outcome:
+def _outcome(
+    name: str, cloud: LocalCloud, files: dict[str, bytes], reports: list[dict[str, Any]], seconds: float
+) -> Outcome:
     received = Counter((m.task_id, m.to) for m in cloud.cams.backend.received)
     by_job: dict[str, Counter[str]] = {}
     for (task, number), times in received.items():
         by_job.setdefault(str(task), Counter())[number] = times
     lost = failed = uncertain = 0
-    for key, report in zip(files, reports):
+    for key, report in zip(files, reports, strict=False):
         statuses = {r["to"]: r["status"] for r in report["rows"] if r["status"] != "duplicate"}
         got = by_job.get(_task(key), Counter())
         for number in report["valid"]:
@@ -222,8 +263,19 @@ def _outcome(name: str, cloud: LocalCloud, files: dict[str, bytes], reports: lis
                 lost += 1
     duplicates = sum(1 for times in received.values() if times > 1)
     empty = sum(1 for a in cloud.cams.backend.attempts if a.action == SEND_ACTION and not a.recipients)
-    return Outcome(name, sum(len(r["valid"]) for r in reports), len(received), duplicates, lost, uncertain,
-                   failed, seconds, cloud.cams.backend.max_calls_in_any_window(1.0), reports, empty_calls=empty)
+    return Outcome(
+        name,
+        sum(len(r["valid"]) for r in reports),
+        len(received),
+        duplicates,
+        lost,
+        uncertain,
+        failed,
+        seconds,
+        cloud.cams.backend.max_calls_in_any_window(1.0),
+        reports,
+        empty_calls=empty,
+    )
 
 
 # --- overlapping repeats -------------------------------------------------------------------------------------
@@ -231,14 +283,16 @@ def _warm(cloud: LocalCloud, function: str, instances: int) -> None:
     """``instances`` warm instances of ``function``: as many no-op invocations at once (each starts its own
     instance, none being idle yet), waited for."""
     noop = json.dumps({"plan_job": "warm-up"}).encode()  # an unknown job: the ingest skips it
-    threads = [threading.Thread(target=cloud.fc.backend.invoke_sync, args=(function, noop)) for _ in range(instances)]
+    threads = [
+        threading.Thread(target=cloud.fc.backend.invoke_sync, args=(function, noop)) for _ in range(instances)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(120)
 
 
-def _plan_state(cloud: LocalCloud, source: str) -> tuple[Optional[str], Optional[int]]:
+def _plan_state(cloud: LocalCloud, source: str) -> tuple[str | None, int | None]:
     """(status, first planned line) of the job of ``source``, from the local Tablestore's own tables; a plan
     is written from line 2 on (chunks keyed by their first line), so past 2 means it was cleared."""
     backend = cloud.tablestore.backend
@@ -246,7 +300,9 @@ def _plan_state(cloud: LocalCloud, source: str) -> tuple[Optional[str], Optional
     if job is None:
         return None, None
     job_id = job["primary_key"]["job_id"]
-    lines = [r["primary_key"]["line"] for r in backend.rows("chatapp_rows") if r["primary_key"]["job_id"] == job_id]
+    lines = [
+        r["primary_key"]["line"] for r in backend.rows("chatapp_rows") if r["primary_key"]["job_id"] == job_id
+    ]
     return job["columns"].get("status"), min(lines, default=None)
 
 
@@ -262,9 +318,11 @@ def _wait_until(condition: Callable[[], bool], timeout: float) -> bool:
 def _wait_mid_plan(cloud: LocalCloud, source: str) -> None:
     """Until the job of ``source`` is planning with rows written, or past planning (then the repeat comes
     after it: still a repeat)."""
+
     def under_way() -> bool:
         status, first_line = _plan_state(cloud, source)
         return (status == "planning" and first_line is not None) or status not in (None, "planning")
+
     _wait_until(under_way, 120)
 
 
@@ -279,7 +337,8 @@ def _freeze_replanner(cloud: LocalCloud, source: str, copies: set[str]) -> str:
         running = [r.pid for r in fc.running(INGEST) if r.request_id in copies]
         if not running:
             return not any(r.request_id in copies for r in fc.running(INGEST)) and bool(
-                [r for r in fc.records(INGEST) if r.request_id in copies])  # the copy already ended
+                [r for r in fc.records(INGEST) if r.request_id in copies]
+            )  # the copy already ended
         status, first_line = _plan_state(cloud, source)
         if first_line != 2 or status != "planning":
             workers.extend(running)
@@ -293,7 +352,7 @@ def _freeze_replanner(cloud: LocalCloud, source: str, copies: set[str]) -> str:
     for pid in workers:
         os.kill(pid, signal.SIGSTOP)
     try:
-        calls = lambda: sum(1 for a in cloud.cams.backend.attempts if a.action == SEND_ACTION)  # noqa: E731
+        calls = lambda: sum(1 for a in cloud.cams.backend.attempts if a.action == SEND_ACTION)
         _wait_until(lambda: calls() >= 5, MOMENT)
     finally:
         for pid in workers:
@@ -314,15 +373,22 @@ class _Api:
     def base(self) -> str:
         return self.cloud.fc.http_endpoint(API)
 
-    def submit_repeatedly(self, data: bytes, task: str, times: int, *, keyed: bool,
-                          store: TablestoreStore) -> tuple[str, list[int]]:
+    def submit_repeatedly(
+        self, data: bytes, task: str, times: int, *, keyed: bool, store: TablestoreStore
+    ) -> tuple[str, list[int]]:
         """One CSV job over HTTP, the same request sent ``times`` times, overlapping. With an Idempotency-Key
         all at the same moment: every answer names the one job (202 or 200). Without one, the first alone,
         then the repeats at once as soon as its job exists (while the first is still planning or answering,
         as a client retrying on a timeout would): refused, 409 probable_repeat. Statuses: the keyed ones
         sorted, the keyless first one then the repeats sorted."""
-        query = {"channelType": "whatsapp", "templateCode": "T_WELCOME", "language": "en", "from": "8613800000000",
-                 "custSpaceId": "cs-faults", "taskId": task}
+        query = {
+            "channelType": "whatsapp",
+            "templateCode": "T_WELCOME",
+            "language": "en",
+            "from": "8613800000000",
+            "custSpaceId": "cs-faults",
+            "taskId": task,
+        }
         headers = {"Content-Type": "text/csv", **({"Idempotency-Key": f"key-{task}"} if keyed else {})}
         answers: list[Any] = [None] * times
         start = threading.Barrier(times if keyed else times - 1)
@@ -330,7 +396,9 @@ class _Api:
         def post(i: int) -> None:
             if keyed or i > 0:
                 start.wait(60)
-            answers[i] = self.http.post(f"{self.base}/jobs", params=query, data=data, headers=headers, timeout=180)
+            answers[i] = self.http.post(
+                f"{self.base}/jobs", params=query, data=data, headers=headers, timeout=180
+            )
 
         threads = [threading.Thread(target=post, args=(i,)) for i in range(times)]
         if keyed:
@@ -339,8 +407,10 @@ class _Api:
         else:
             known = {j.job_id for j in store.list_jobs(200)}
             threads[0].start()
-            _wait_until(lambda: any(j.job_id not in known for j in store.list_jobs(200)) or not threads[0].is_alive(),
-                        120)
+            _wait_until(
+                lambda: any(j.job_id not in known for j in store.list_jobs(200)) or not threads[0].is_alive(),
+                120,
+            )
             for thread in threads[1:]:
                 thread.start()
         for thread in threads:
@@ -357,21 +427,30 @@ class _Api:
         rows = list(csv.DictReader(io.StringIO(bucket.get_object(stem + ".report.csv").read().decode())))
         return rows, json.loads(bucket.get_object(stem + ".summary.json").read())
 
-    def post(self, path: str, body: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+    def post(self, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         response = self.http.post(f"{self.base}{path}", json=body or {}, timeout=120)
         assert response.status_code < 300, response.text
         return dict(response.json())
 
 
 def _report_stem(bucket: Any, job: JobRecord) -> str:
-    matches = [o.key[:-len(".summary.json")] for o in bucket.list_objects_v2(prefix="reports/").object_list
-               if o.key.endswith(f"{job.job_id[:12]}.summary.json") or o.key.endswith(f"{job.job_id}.summary.json")]
+    matches = [
+        o.key[: -len(".summary.json")]
+        for o in bucket.list_objects_v2(prefix="reports/").object_list
+        if o.key.endswith(f"{job.job_id[:12]}.summary.json") or o.key.endswith(f"{job.job_id}.summary.json")
+    ]
     assert len(matches) == 1, (job.job_id, matches)
     return matches[0]
 
 
-def _recover(cloud: LocalCloud, store: TablestoreStore, api: _Api, jobs: dict[str, JobRecord], sources: set[str],
-             timeout: float) -> tuple[int, int]:
+def _recover(
+    cloud: LocalCloud,
+    store: TablestoreStore,
+    api: _Api,
+    jobs: dict[str, JobRecord],
+    sources: set[str],
+    timeout: float,
+) -> tuple[int, int]:
     """The operator's recovery: reconcile every job with uncertain batches, then resend the rest."""
     found = resent = 0
     for job in jobs.values():
@@ -385,8 +464,10 @@ def _recover(cloud: LocalCloud, store: TablestoreStore, api: _Api, jobs: dict[st
         resend = api.post(f"/jobs/{job.job_id}/resend-uncertain")
         resent += resend["resent_recipients"]
     return found, resent
+
+
 def _task(key: str) -> str:
-    return key[len("incoming/"):-len(".csv")]
+    return key[len("incoming/") : -len(".csv")]
 
 
 # --- faults injected while a scenario runs -------------------------------------------------------------------
@@ -414,36 +495,55 @@ def arm_refused_numbers(cloud: LocalCloud, files: dict[str, bytes]) -> None:
     split until each is alone (and it alone fails). A crash right after a split's first step is finished
     by the sweeper; the calls the crashed sender had in flight are uncertain, and the recovery finds them."""
     numbers = sorted(valid_numbers(next(iter(files.values()))))
-    cloud.cams.backend.configure(refused_numbers=numbers[::len(numbers) // 3][:3])
+    cloud.cams.backend.configure(refused_numbers=numbers[:: len(numbers) // 3][:3])
     cloud.fc.backend.crash_next(SENDER, "batch.splitting", 1)
 
 
 SCENARIOS = {
     "no-faults": Scenario("no-faults"),
     "duplicate-deliveries": Scenario(
-        "duplicate-deliveries", duplicate_oss_events=True,
-        arm=lambda cloud, files: (cloud.fc.backend.duplicate_next(SENDER, 100),
-                                  cloud.fc.backend.duplicate_next(INGEST, 5))),
+        "duplicate-deliveries",
+        duplicate_oss_events=True,
+        arm=lambda cloud, files: (
+            cloud.fc.backend.duplicate_next(SENDER, 100),
+            cloud.fc.backend.duplicate_next(INGEST, 5),
+        ),
+    ),
     "http-repeats": Scenario("http-repeats", http_repeats=3),
     # FC redelivers an async event after a throttling system error (429, concurrency limit exceeded)
     "fc-retries": Scenario(
         "fc-retries",
-        arm=lambda cloud, files: (cloud.fc.backend.fail_next(SENDER, 3, code="ResourceExhausted"),
-                                  cloud.fc.backend.fail_next(INGEST, 1, code="ResourceExhausted"))),
+        arm=lambda cloud, files: (
+            cloud.fc.backend.fail_next(SENDER, 3, code="ResourceExhausted"),
+            cloud.fc.backend.fail_next(INGEST, 1, code="ResourceExhausted"),
+        ),
+    ),
     # FC never retries an internal error: those sender events go to the dead-letter queue, and the timer's
     # sweeper starts senders for the jobs they left idle
     "fc-system-errors": Scenario(
-        "fc-system-errors", rows=SMALL,
-        arm=lambda cloud, files: cloud.fc.backend.fail_next(SENDER, 3, code="InternalServerError")),
+        "fc-system-errors",
+        rows=SMALL,
+        arm=lambda cloud, files: cloud.fc.backend.fail_next(SENDER, 3, code="InternalServerError"),
+    ),
     "crashes": Scenario("crashes", arm=arm_crashes),
     "crashes-then-reconcile": Scenario("crashes-then-reconcile", rows=SMALL, arm=arm_crashes, recover=True),
     "refused-numbers": Scenario("refused-numbers", rows=SMALL, arm=arm_refused_numbers, recover=True),
-    "cams-chaos": Scenario("cams-chaos", rows=SMALL, cams={
-        "throttle_probability": 0.3, "fail_probability": 0.1, "soft_fail_probability": 0.1,
-        "drop_before_probability": 0.03, "drop_after_probability": 0.03, "spike_probability": 0.05,
-        "spike_latency": 3.0}),
+    "cams-chaos": Scenario(
+        "cams-chaos",
+        rows=SMALL,
+        cams={
+            "throttle_probability": 0.3,
+            "fail_probability": 0.1,
+            "soft_fail_probability": 0.1,
+            "drop_before_probability": 0.03,
+            "drop_after_probability": 0.03,
+            "spike_probability": 0.05,
+            "spike_latency": 3.0,
+        },
+    ),
     "tablestore-trouble": Scenario("tablestore-trouble", rows=SMALL, during=tablestore_trouble),
-    "jobs-at-once-racing-senders": Scenario("jobs-at-once-racing-senders", uploads=3, rows=2000,
-                                            environment={"CHATAPP_SENDERS": "2"}),
+    "jobs-at-once-racing-senders": Scenario(
+        "jobs-at-once-racing-senders", uploads=3, rows=2000, environment={"CHATAPP_SENDERS": "2"}
+    ),
     "frozen-replanner": Scenario("frozen-replanner", duplicate_oss_events=True, freeze_replanner=True),
 }

@@ -13,6 +13,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+
 from scenarios import FINAL_ROW, SCENARIOS, Outcome, run
 
 
@@ -20,11 +21,14 @@ def check_invariants(outcome: Outcome) -> None:
     assert (outcome.duplicates, outcome.lost, outcome.empty_calls) == (0, 0, 0), (
         f"{outcome.duplicates} numbers received twice, {outcome.lost} valid recipients neither sent (and "
         f"received) nor reported uncertain or failed, {outcome.empty_calls} calls with no recipient, of "
-        f"{outcome.recipients} recipients; {outcome.frozen}")
+        f"{outcome.recipients} recipients; {outcome.frozen}"
+    )
     assert outcome.calls_in_busiest_window <= 10, f"{outcome.calls_in_busiest_window} attempts in one second"
     for report in outcome.reports:
         rows, summary = report["rows"], report["summary"]
-        assert [int(r["line"]) for r in rows] == list(range(2, report["input_rows"] + 2)), "a row missing or twice"
+        assert [int(r["line"]) for r in rows] == list(range(2, report["input_rows"] + 2)), (
+            "a row missing or twice"
+        )
         assert {r["status"] for r in rows} <= FINAL_ROW, "a row without a final status"
         counts = Counter(r["status"] for r in rows)
         assert summary["status"] == "completed"
@@ -38,13 +42,22 @@ def check_invariants(outcome: Outcome) -> None:
 def test_never_twice_never_lost(name: str, tmp_path: Path) -> None:
     outcome = run(SCENARIOS[name], tmp_path)
     check_invariants(outcome)
-    if name in ("no-faults", "duplicate-deliveries", "fc-retries", "fc-system-errors", "jobs-at-once-racing-senders",
-                "http-repeats", "frozen-replanner"):
+    if name in (
+        "no-faults",
+        "duplicate-deliveries",
+        "fc-retries",
+        "fc-system-errors",
+        "jobs-at-once-racing-senders",
+        "http-repeats",
+        "frozen-replanner",
+    ):
         assert outcome.uncertain == 0 and outcome.failed == 0  # nothing here can make a call ambiguous
         assert outcome.received == outcome.recipients
     if name == "crashes":
         assert outcome.uncertain > 0  # a crash after a call returned: reported, never resent
-    if name == "tablestore-trouble":  # a sender whose store keeps failing gives up; what it had on the wire is
+    if (
+        name == "tablestore-trouble"
+    ):  # a sender whose store keeps failing gives up; what it had on the wire is
         assert outcome.failed == 0  # uncertain (visible), the rest is sent by the next sender
     if name == "cams-chaos":
         assert outcome.uncertain > 0 and outcome.failed > 0

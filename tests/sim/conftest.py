@@ -12,6 +12,10 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--sim-seeds", type=int, default=int(os.environ.get("CHATAPP_SIM_SEEDS", "0") or 0),
-                     help="seeds per store for the simulation (default: 2000 on SQLite, 100 on Tablestore)")
+    parser.addoption(
+        "--sim-seeds",
+        type=int,
+        default=int(os.environ.get("CHATAPP_SIM_SEEDS", "0") or 0),
+        help="seeds per store for the simulation (default: 2000 on SQLite, 100 on Tablestore)",
+    )
     parser.addoption("--sim-seed", type=int, default=None, help="run this one seed of the simulation")

@@ -28,15 +28,16 @@ import json
 import random
 import threading
 from collections import Counter
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Optional
+from typing import Any
 
 from chatapp_mass import engine
+from chatapp_mass.cams import ListPage
 from chatapp_mass.engine import DispatchSettings, JobRunner, PlanSettings, Runtime, plan_job, release_stale
 from chatapp_mass.lease import Heartbeat
 from chatapp_mass.options import parse_intake_options, parse_job_options
-from chatapp_mass.cams import ListPage
 from chatapp_mass.oss_jobs import FINISHED, FunctionSettings, cancel_job, finalize, pause_job
 from chatapp_mass.outcomes import OutcomeKind, SendOutcome
 from chatapp_mass.ratelimit import SlidingWindowLimiter
@@ -78,22 +79,29 @@ def csv_bytes(rng: random.Random) -> tuple[bytes, set[str]]:
 @dataclass
 class Actor:
     name: str
-    body: Callable[["Actor"], None]
+    body: Callable[[Actor], None]
     skew: float = 0.0
     faults: bool = True
-    thread: Optional[threading.Thread] = None
+    thread: threading.Thread | None = None
     turn: bool = False
     state: str = "new"  # new | runnable | done | crashed
     wake_at: float = 0.0
     paused_until: float = 0.0
     heartbeats: list[tuple[Heartbeat, list[float]]] = field(default_factory=list)
-    error: Optional[BaseException] = None
+    error: BaseException | None = None
     steps: int = 0
 
 
 class Sim:
-    def __init__(self, seed: int, *, crash_rate: float = 0.004, pause_rate: float = 0.01,
-                 max_steps: int = 20_000, script: Optional[list[Any]] = None) -> None:
+    def __init__(
+        self,
+        seed: int,
+        *,
+        crash_rate: float = 0.004,
+        pause_rate: float = 0.01,
+        max_steps: int = 20_000,
+        script: list[Any] | None = None,
+    ) -> None:
         self.seed = seed
         self.rng = random.Random(seed)
         self.now = START
@@ -104,7 +112,9 @@ class Sim:
         self.trace: list[str] = []
         self.received: Counter[str] = Counter()
         self.call_times: list[float] = []
-        self.messages: list[tuple[str, float]] = []  # (number, when CAMS took it): what ListChatappMessage shows
+        self.messages: list[
+            tuple[str, float]
+        ] = []  # (number, when CAMS took it): what ListChatappMessage shows
         self.steps = 0
         self.faults_on = True
         # A scripted interleaving (the named regression tests), followed before any random choice; no faults
@@ -116,7 +126,7 @@ class Sim:
             self.faults_on = False
 
     # --- what the product sees ---------------------------------------------------------------------------
-    def actor(self) -> Optional[Actor]:
+    def actor(self) -> Actor | None:
         return self.by_thread.get(threading.get_ident())
 
     def clock(self) -> float:
@@ -231,10 +241,11 @@ class Sim:
             if actor.thread is not None:
                 actor.thread.join(timeout=10)
             if actor.error is not None:
-                raise AssertionError(f"seed {self.seed}: actor {actor.name} failed: {actor.error!r}\n"
-                                     + self.tail()) from actor.error
+                raise AssertionError(
+                    f"seed {self.seed}: actor {actor.name} failed: {actor.error!r}\n" + self.tail()
+                ) from actor.error
 
-    def _scripted(self, live: list[Actor]) -> Optional[Actor]:
+    def _scripted(self, live: list[Actor]) -> Actor | None:
         """The actor the script wants next (None: the script is done, choose at random)."""
         while self.script:
             entry = self.script[0]
@@ -260,7 +271,7 @@ class Sim:
     def trace_of(self, actor: Actor) -> str:
         for item in reversed(self.trace):
             if item.startswith(actor.name + ":") and not item.endswith(("CRASH",)) and ":PAUSE" not in item:
-                return item[len(actor.name) + 1:]
+                return item[len(actor.name) + 1 :]
         return ""
 
     def _tick_heartbeats(self, live: list[Actor]) -> None:
@@ -311,7 +322,9 @@ class Sim:
                 sim.call_times.append(sim.now)
                 roll = sim.rng.random() if sim.faults_on else 1.0
                 if BAD in numbers:
-                    outcome = SendOutcome(OutcomeKind.recipient, "InvalidParameter.PhoneNumberError", "bad number")
+                    outcome = SendOutcome(
+                        OutcomeKind.recipient, "InvalidParameter.PhoneNumberError", "bad number"
+                    )
                 elif roll < 0.08:
                     outcome = SendOutcome(OutcomeKind.throttled, "Throttling.User", "slow down")
                 elif roll < 0.12:
@@ -322,8 +335,11 @@ class Sim:
                     sim.received.update(numbers)
                     sim.messages.extend((number, sim.now) for number in numbers)
                     lost_reply = roll < 0.22
-                    outcome = SendOutcome(OutcomeKind.uncertain, "ReadTimeout", "no reply") if lost_reply else \
-                        SendOutcome(OutcomeKind.sent, "OK", "", "req", "gm")
+                    outcome = (
+                        SendOutcome(OutcomeKind.uncertain, "ReadTimeout", "no reply")
+                        if lost_reply
+                        else SendOutcome(OutcomeKind.sent, "OK", "", "req", "gm")
+                    )
                 sim.point("cams.call")
                 sim.point("cams.replied")  # a crash here: CAMS has it, the store does not know
                 return outcome
@@ -340,8 +356,11 @@ class Sim:
                 if "UserNumber" not in query:
                     return ListPage(True, "OK", "", [])
                 start, end = query.get("StartTime", 0) / 1000, query.get("EndTime", 10**15) / 1000
-                items = [{"UserNumber": number, "EventAction": "DOWN"} for number, at in sim.messages
-                         if number == query["UserNumber"] and start <= at <= end]
+                items = [
+                    {"UserNumber": number, "EventAction": "DOWN"}
+                    for number, at in sim.messages
+                    if number == query["UserNumber"] and start <= at <= end
+                ]
                 return ListPage(True, "OK", "", items)
 
         return Cams()
@@ -350,14 +369,13 @@ class Sim:
 class SimInvoker:
     """FC's async invocations: a sender invocation becomes a new drainer actor (a few per seed at most)."""
 
-    def __init__(self, world: "World", limit: int = 3) -> None:
+    def __init__(self, world: World, limit: int = 3) -> None:
         self.world, self.left = world, limit
 
     def invoke_async(self, function: str, payload: dict[str, Any], *, delay: int = 0) -> None:
-        if "drain" in payload or "seq" in payload:
-            if self.left > 0:
-                self.left -= 1
-                self.world.sim.add(f"fc{self.left}", self.world.drainer)
+        if ("drain" in payload or "seq" in payload) and self.left > 0:
+            self.left -= 1
+            self.world.sim.add(f"fc{self.left}", self.world.drainer)
 
 
 class FakeOss:
@@ -400,16 +418,26 @@ class World:
         return self.sim.store(self.open_store(self.sim.clock))
 
     def plan(self, store: Store) -> Any:
-        return plan_job(store, source="sim.csv", open_stream=lambda: io.BytesIO(self.data),
-                        options=parse_job_options(OPTIONS), intake=parse_intake_options({"default_country": "DE"}),
-                        settings=PlanSettings(batch_size=3), identity=(self.job_id, "sha"),
-                        runtime=self.sim.runtime(), lease=PLAN_LEASE)
+        return plan_job(
+            store,
+            source="sim.csv",
+            open_stream=lambda: io.BytesIO(self.data),
+            options=parse_job_options(OPTIONS),
+            intake=parse_intake_options({"default_country": "DE"}),
+            settings=PlanSettings(batch_size=3),
+            identity=(self.job_id, "sha"),
+            runtime=self.sim.runtime(),
+            lease=PLAN_LEASE,
+        )
 
     def runner(self, store: Store) -> JobRunner:
         settings = DispatchSettings(qps=QPS, claim_ttl=CLAIM_TTL, max_stall=1e9)
-        limiter = SlidingWindowLimiter(store, key=self.rate_key, limit=QPS, margin=0.06, clock=self.sim.clock,
-                                       sleep=self.sim.sleep)
-        return JobRunner(store, self.sim.cams(), settings, limiter=limiter, runtime=self.sim.runtime(), inline=True)
+        limiter = SlidingWindowLimiter(
+            store, key=self.rate_key, limit=QPS, margin=0.06, clock=self.sim.clock, sleep=self.sim.sleep
+        )
+        return JobRunner(
+            store, self.sim.cams(), settings, limiter=limiter, runtime=self.sim.runtime(), inline=True
+        )
 
     # the actors
     def cli_send(self, actor: Actor) -> None:
@@ -430,10 +458,16 @@ class World:
         runner = self.runner(store)
         runner.drain(job, deadline=self.sim.clock() + 60)
         if runner.halt_status is JobStatus.stopped:
-            store.update_job(self.job_id, expect=[JobStatus.ready, JobStatus.running], status=JobStatus.stopped,
-                             reason=runner.halt_reason)
-        if not store.list_batches(self.job_id, [BatchStatus.pending, BatchStatus.claimed, BatchStatus.sending,
-                                                BatchStatus.splitting]):
+            store.update_job(
+                self.job_id,
+                expect=[JobStatus.ready, JobStatus.running],
+                status=JobStatus.stopped,
+                reason=runner.halt_reason,
+            )
+        if not store.list_batches(
+            self.job_id,
+            [BatchStatus.pending, BatchStatus.claimed, BatchStatus.sending, BatchStatus.splitting],
+        ):
             finalize(store, self.oss, FunctionSettings(), self.job_id)  # type: ignore[arg-type]
 
     def sweeper(self, actor: Actor) -> None:
@@ -460,11 +494,19 @@ class World:
         job = store.get_job(self.job_id)
         if job is None or job.status in (JobStatus.planning, JobStatus.cancelled):
             return
-        reconciler = Reconciler(store, self.sim.cams(), qps=1000, concurrency=1, clock=self.sim.clock,
-                                sleep=self.sim.sleep)  # type: ignore[arg-type]
+        reconciler = Reconciler(
+            store, self.sim.cams(), qps=1000, concurrency=1, clock=self.sim.clock, sleep=self.sim.sleep
+        )  # type: ignore[arg-type]
         try:
-            resend_uncertain(store, reconciler, job, cust_space_id="cs-sim", before_reopen=lambda: store.update_job(
-                self.job_id, expect=list(FINISHED), status=JobStatus.interrupted))
+            resend_uncertain(
+                store,
+                reconciler,
+                job,
+                cust_space_id="cs-sim",
+                before_reopen=lambda: store.update_job(
+                    self.job_id, expect=list(FINISHED), status=JobStatus.interrupted
+                ),
+            )
         except ReconcileError:
             return
         self.runner(store).run(store.get_job(self.job_id) or job)
@@ -486,7 +528,9 @@ class World:
         def clean(actor: Actor) -> None:
             store = self.handle()
             release_stale(store, self.job_id, now=self.sim.clock())
-            job, _ = self.plan(store)  # finishes a plan whose planner died (also of a job cancelled meanwhile)
+            job, _ = self.plan(
+                store
+            )  # finishes a plan whose planner died (also of a job cancelled meanwhile)
             if job.status is JobStatus.cancelled:
                 cancel_job(store, self.job_id)
                 return
@@ -512,19 +556,28 @@ def check(world: World, store: Store) -> dict[str, int]:
     assert lines == sorted(set(lines)) and len(lines) == job.total_rows, f"{where}: report lines {lines}"
     status_of = {r.to: r.status for r in rows if r.status not in ("invalid", "duplicate")}
     for row in rows:
-        assert row.status in FINAL, f"{where}: line {row.line} ends {row.status} (job {job.status.value})\n{sim.tail()}"
+        assert row.status in FINAL, (
+            f"{where}: line {row.line} ends {row.status} (job {job.status.value})\n{sim.tail()}"
+        )
         if row.status == "sent":
             assert sim.received[row.to] == 1, f"{where}: {row.to} reported sent, never received\n{sim.tail()}"
     for number in sim.received:
-        assert status_of.get(number) in ("sent", "uncertain"), \
+        assert status_of.get(number) in ("sent", "uncertain"), (
             f"{where}: {number} received, reported {status_of.get(number)}\n{sim.tail()}"
-    assert set(status_of) == world.valid, f"{where}: valid numbers {sorted(status_of)} != {sorted(world.valid)}"
+        )
+    assert set(status_of) == world.valid, (
+        f"{where}: valid numbers {sorted(status_of)} != {sorted(world.valid)}"
+    )
     times = sorted(sim.call_times)
     for index, at in enumerate(times):
-        inside = sum(1 for t in times[index:index + QPS + 1] if t - at < 1.0)
+        inside = sum(1 for t in times[index : index + QPS + 1] if t - at < 1.0)
         assert inside <= QPS, f"{where}: {inside} calls within 1 s from {at - START:.3f}"
-    return {"received": len(sim.received), "calls": len(times), "steps": sim.steps,
-            "uncertain": sum(1 for s in status_of.values() if s == "uncertain")}
+    return {
+        "received": len(sim.received),
+        "calls": len(times),
+        "steps": sim.steps,
+        "uncertain": sum(1 for s in status_of.values() if s == "uncertain"),
+    }
 
 
 def run_seed(seed: int, open_store: Callable[[Callable[[], float]], Store]) -> dict[str, int]:

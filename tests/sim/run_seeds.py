@@ -13,12 +13,13 @@ import sys
 import tempfile
 import time
 
+# sys.path is set first (it finds the imports below): hence their noqa: E402
 sys.path.insert(0, os.path.dirname(__file__))
-
-from harness import run_seed  # noqa: E402
 
 from chatapp_mass.store_sqlite import SqliteStore  # noqa: E402
 from chatapp_mass.store_tablestore import TablestoreSettings, TablestoreStore  # noqa: E402
+
+from harness import run_seed  # noqa: E402
 
 
 def main() -> int:
@@ -32,8 +33,11 @@ def main() -> int:
             for key, value in run_seed(seed, open_store).items():
                 totals[key] = totals.get(key, 0) + value
             if index % 100 == 0 or index == count:
-                print(f"{backend}: seeds {first}..{seed}: {index} passed, {time.perf_counter() - started:.0f} s, "
-                      f"{totals}", flush=True)
+                print(
+                    f"{backend}: seeds {first}..{seed}: {index} passed, {time.perf_counter() - started:.0f} s, "
+                    f"{totals}",
+                    flush=True,
+                )
 
     if backend == "sqlite":
         path = os.path.join(tempfile.mkdtemp(dir="/dev/shm" if os.path.isdir("/dev/shm") else None), "sim.db")
@@ -43,9 +47,14 @@ def main() -> int:
 
     with LocalTablestore() as server:
         creds = server.credentials
-        settings = TablestoreSettings(endpoint=server.endpoint, instance=server.instance_name, table_prefix="sim_")
-        keys = dict(access_key_id=creds.access_key_id, access_key_secret=creds.access_key_secret,
-                    security_token=creds.security_token or "")
+        settings = TablestoreSettings(
+            endpoint=server.endpoint, instance=server.instance_name, table_prefix="sim_"
+        )
+        keys = dict(
+            access_key_id=creds.access_key_id,
+            access_key_secret=creds.access_key_secret,
+            security_token=creds.security_token or "",
+        )
         TablestoreStore(settings, **keys).close()
         go(lambda clock: TablestoreStore(settings, create_tables=False, clock=clock, **keys))
     return 0

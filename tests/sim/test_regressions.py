@@ -9,10 +9,10 @@ from __future__ import annotations
 import os
 import random
 import tempfile
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
-from harness import CLAIM_TTL, START, Actor, Sim, World, check, csv_bytes, small_plan_chunks
 
 from chatapp_mass import engine
 from chatapp_mass.engine import DispatchSettings, JobRunner, release_stale
@@ -20,6 +20,8 @@ from chatapp_mass.oss_jobs import FunctionSettings, finalize
 from chatapp_mass.reconcile import Reconciler, reopen_uncertain, resend_uncertain
 from chatapp_mass.store import BatchRecord, BatchStatus, JobRecord, JobStatus, RowRecord, RowStatus, Store
 from chatapp_mass.store_sqlite import SqliteStore
+
+from harness import CLAIM_TTL, START, Actor, Sim, World, check, csv_bytes, small_plan_chunks
 
 
 @pytest.fixture
@@ -63,18 +65,25 @@ def test_second_planner_never_clears_a_plan_being_written(open_store: Any) -> No
     """Ordering (a): B finds the job ``planning`` while A writes it. Before: B cleared A's rows, A finished
     and sent the partial (here: empty) lists it found and recorded them ``sent``; B's rows, written again
     later, read ``sent`` though CAMS never had them. Now B waits for A's lease."""
-    script = [("A", {"store.put_plan"}), ("A", {"store.put_plan"}),  # A wrote its first chunk
-              ("B", {"store.put_plan", "sleep"}),  # B looked at the job (and, before, cleared it)
-              ("A", None), ("B", None)]
+    script = [
+        ("A", {"store.put_plan"}),
+        ("A", {"store.put_plan"}),  # A wrote its first chunk
+        ("B", {"store.put_plan", "sleep"}),  # B looked at the job (and, before, cleared it)
+        ("A", None),
+        ("B", None),
+    ]
     _two_sends(script, open_store)
 
 
 def test_a_plan_finished_and_sent_is_never_planned_again(open_store: Any) -> None:
     """Ordering (b): B reads ``planning`` just before A finishes. Before: B's clear landed after A had sent,
     B re-planned and sent the whole job again. Now B waits; it finds the job planned and sends nothing more."""
-    script = [("A", {"store.update_job"}),  # A's plan is written; its last step (ready) is next
-              ("B", {"store.clear_plan", "sleep"}),  # B has read the job planning
-              ("A", None), ("B", None)]
+    script = [
+        ("A", {"store.update_job"}),  # A's plan is written; its last step (ready) is next
+        ("B", {"store.clear_plan", "sleep"}),  # B has read the job planning
+        ("A", None),
+        ("B", None),
+    ]
     _two_sends(script, open_store)
 
 
@@ -82,6 +91,7 @@ def test_stale_claimant_never_calls(open_store: Any) -> None:
     """A sender marks its batch ``sending`` and freezes before its call, past its claim. The sweeper marks the
     batch uncertain; the operator resends it; another sender sends it. Before: the frozen one woke and sent
     the batch again (and recorded over the other's outcome). Now its claim is gone: no call, no write."""
+
     def sweeper_then_resend(actor: Actor) -> None:
         store = world.handle()
         world.sim.sleep(CLAIM_TTL + 5)
@@ -93,10 +103,15 @@ def test_stale_claimant_never_calls(open_store: Any) -> None:
         job, _ = world.plan(store)
         store.update_job(world.job_id, expect=[JobStatus.ready], status=JobStatus.running)
 
-    script = [("P", None),
-              ("A", {"store.rate_acquire"}), ("A", {"store.rate_acquire"}),  # marked sending; its stamp is next
-              ("@pause", "A", CLAIM_TTL + 30),
-              ("S", None), ("B", None), ("A", None)]
+    script = [
+        ("P", None),
+        ("A", {"store.rate_acquire"}),
+        ("A", {"store.rate_acquire"}),  # marked sending; its stamp is next
+        ("@pause", "A", CLAIM_TTL + 30),
+        ("S", None),
+        ("B", None),
+        ("A", None),
+    ]
     world = _world(script, open_store)
     world.sim.add("P", planner)
     world.sim.add("A", world.drainer)
@@ -111,6 +126,7 @@ def test_a_resend_reopens_only_what_its_lookup_left_uncertain(open_store: Any) -
     an operator's resend looked the job up, found nothing uncertain, and meanwhile a sweeper marked a batch
     uncertain whose frozen sender had already reached CAMS; the resend then reopened it unlooked, and it was
     sent twice. Now a resend that reconciled reopens only the batches its lookup left uncertain."""
+
     def planner(actor: Actor) -> None:
         store = world.handle()
         world.plan(store)
@@ -125,16 +141,23 @@ def test_a_resend_reopens_only_what_its_lookup_left_uncertain(open_store: Any) -
         store = world.handle()
         job = store.get_job(world.job_id)
         assert job is not None
-        reconciler = Reconciler(store, world.sim.cams(), qps=1000, concurrency=1, clock=world.sim.clock,
-                                sleep=world.sim.sleep)  # type: ignore[arg-type]
+        reconciler = Reconciler(
+            store, world.sim.cams(), qps=1000, concurrency=1, clock=world.sim.clock, sleep=world.sim.sleep
+        )  # type: ignore[arg-type]
         resend_uncertain(store, reconciler, job, cust_space_id="cs-sim")
 
-    script = [("P", None),
-              ("A", {"cams.replied"}),  # A's call reached CAMS; its reply is on the way
-              ("@pause", "A", CLAIM_TTL + 60),
-              ("R", {"store.list_batches"}), ("R", {"store.list_batches"}), ("R", {"store.list_batches"}),
-              ("S", None),  # the lookup found nothing uncertain; now the sweeper marks A's batch uncertain
-              ("R", None), ("B", None), ("A", None)]
+    script = [
+        ("P", None),
+        ("A", {"cams.replied"}),  # A's call reached CAMS; its reply is on the way
+        ("@pause", "A", CLAIM_TTL + 60),
+        ("R", {"store.list_batches"}),
+        ("R", {"store.list_batches"}),
+        ("R", {"store.list_batches"}),
+        ("S", None),  # the lookup found nothing uncertain; now the sweeper marks A's batch uncertain
+        ("R", None),
+        ("B", None),
+        ("A", None),
+    ]
     world = _world(script, open_store)
     world.sim.add("P", planner)
     world.sim.add("A", world.drainer)
@@ -156,17 +179,39 @@ class _Cams:
         def call() -> SendOutcome:
             self.calls.append([r["To"] for r in recipients])
             return SendOutcome(OutcomeKind.sent, "OK")
+
         return call
 
 
 def _job(store: Store, status: JobStatus = JobStatus.ready, size: int = 3, rows: int = 3) -> JobRecord:
-    job = JobRecord(job_id="j1", source="f.csv", options={"ChannelType": "whatsapp", "TemplateCode": "T",
-                    "Language": "en", "From": "1"}, intake={}, content_sha256="x", status=status,
-                    total_rows=rows, valid=rows, batches=1, created_at=START, updated_at=START)
+    job = JobRecord(
+        job_id="j1",
+        source="f.csv",
+        options={"ChannelType": "whatsapp", "TemplateCode": "T", "Language": "en", "From": "1"},
+        intake={},
+        content_sha256="x",
+        status=status,
+        total_rows=rows,
+        valid=rows,
+        batches=1,
+        created_at=START,
+        updated_at=START,
+    )
     store.create_job(job)
-    store.put_plan([RowRecord("j1", line, f"49151{line:06d}", RowStatus.valid, batch_seq=0,
-                              recipient={"To": f"49151{line:06d}"}) for line in range(2, 2 + rows)],
-                   [BatchRecord("j1", 0, size, first_line=2, last_line=1 + rows)])
+    store.put_plan(
+        [
+            RowRecord(
+                "j1",
+                line,
+                f"49151{line:06d}",
+                RowStatus.valid,
+                batch_seq=0,
+                recipient={"To": f"49151{line:06d}"},
+            )
+            for line in range(2, 2 + rows)
+        ],
+        [BatchRecord("j1", 0, size, first_line=2, last_line=1 + rows)],
+    )
     return job
 
 
@@ -209,19 +254,39 @@ def test_error_threshold_counts_the_job_across_instances(tmp_path: Any) -> None:
     from chatapp_mass.outcomes import OutcomeKind, SendOutcome
 
     store = SqliteStore(str(tmp_path / "s.db"))
-    job = JobRecord(job_id="j1", source="f.csv", options={"ChannelType": "whatsapp", "TemplateCode": "T",
-                    "Language": "en", "From": "1"}, intake={}, content_sha256="x", status=JobStatus.running,
-                    total_rows=12, valid=12, batches=4)
+    job = JobRecord(
+        job_id="j1",
+        source="f.csv",
+        options={"ChannelType": "whatsapp", "TemplateCode": "T", "Language": "en", "From": "1"},
+        intake={},
+        content_sha256="x",
+        status=JobStatus.running,
+        total_rows=12,
+        valid=12,
+        batches=4,
+    )
     store.create_job(job)
-    store.put_plan([RowRecord("j1", line, f"49151{line:06d}", RowStatus.valid, batch_seq=(line - 2) // 3,
-                              recipient={"To": f"49151{line:06d}"}) for line in range(2, 14)],
-                   [BatchRecord("j1", seq, 3, first_line=2 + 3 * seq, last_line=4 + 3 * seq) for seq in range(4)])
+    store.put_plan(
+        [
+            RowRecord(
+                "j1",
+                line,
+                f"49151{line:06d}",
+                RowStatus.valid,
+                batch_seq=(line - 2) // 3,
+                recipient={"To": f"49151{line:06d}"},
+            )
+            for line in range(2, 14)
+        ],
+        [BatchRecord("j1", seq, 3, first_line=2 + 3 * seq, last_line=4 + 3 * seq) for seq in range(4)],
+    )
 
     class Refusing(_Cams):
         def prepare(self, options: Any, recipients: list[dict[str, Any]], **_: Any) -> Any:
             def call() -> SendOutcome:
                 self.calls.append([r["To"] for r in recipients])
                 return SendOutcome(OutcomeKind.failed, "InvalidParameter", "refused")
+
             return call
 
     cams = Refusing()

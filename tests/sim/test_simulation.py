@@ -8,14 +8,16 @@ import logging
 import os
 import tempfile
 import time
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
-from harness import run_seed
 
 from chatapp_mass.store import Store
 from chatapp_mass.store_sqlite import SqliteStore
 from chatapp_mass.store_tablestore import TablestoreSettings, TablestoreStore
+
+from harness import run_seed
 
 DEFAULT_SEEDS = {"sqlite": 2000, "tablestore": 100}
 
@@ -60,9 +62,14 @@ def test_simulation_tablestore(request: pytest.FixtureRequest, quiet: None) -> N
 
     with LocalTablestore() as server:
         creds = server.credentials
-        settings = TablestoreSettings(endpoint=server.endpoint, instance=server.instance_name, table_prefix="sim_")
-        keys = dict(access_key_id=creds.access_key_id, access_key_secret=creds.access_key_secret,
-                    security_token=creds.security_token or "")
+        settings = TablestoreSettings(
+            endpoint=server.endpoint, instance=server.instance_name, table_prefix="sim_"
+        )
+        keys = dict(
+            access_key_id=creds.access_key_id,
+            access_key_secret=creds.access_key_secret,
+            security_token=creds.security_token or "",
+        )
         TablestoreStore(settings, **keys).close()  # the tables, once
 
         def open_store(clock: Callable[[], float]) -> Store:

@@ -11,17 +11,19 @@ import json
 import secrets
 import time
 from collections import Counter
-from typing import Any, Iterator, Optional
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
-from oracle import sample_bytes, valid_numbers
-from world import World
 
 from chatapp_mass.http_api import ApiError, ApiSettings, HttpEvent, JobsApi, parse_schedule
 from chatapp_mass.localcloud.cloud import LocalCloud
 from chatapp_mass.oss_jobs import Ingest
 from chatapp_mass.store import BatchStatus, JobStatus
 from chatapp_mass.timer_jobs import Timer
+
+from oracle import sample_bytes, valid_numbers
+from world import World
 
 TOKEN = "s3cret-" + secrets.token_hex(8)
 OPTIONS = {"ChannelType": "whatsapp", "TemplateCode": "T_WELCOME", "Language": "en", "From": "8613800000000"}
@@ -45,24 +47,52 @@ class Clock:
 
 
 class Api:
-    def __init__(self, cloud: LocalCloud, *, token: str = TOKEN, clock: Optional[Clock] = None,
-                 **settings: Any) -> None:
+    def __init__(
+        self, cloud: LocalCloud, *, token: str = TOKEN, clock: Clock | None = None, **settings: Any
+    ) -> None:
         self.world = World(cloud, **{"batch_size": 50, **settings})
         self.clock = clock
         extra = {"clock": clock} if clock else {}
-        self.api = JobsApi(self.world.store, self.world.oss, self.world.invoker, self.world.settings,
-                           ApiSettings(token=token, max_body=200_000), cams=self.world.cams, **extra)
+        self.api = JobsApi(
+            self.world.store,
+            self.world.oss,
+            self.world.invoker,
+            self.world.settings,
+            ApiSettings(token=token, max_body=200_000),
+            cams=self.world.cams,
+            **extra,
+        )
 
-    def call(self, method: str, path: str, body: Any = None, *, headers: Optional[dict[str, str]] = None,
-             query: Optional[dict[str, str]] = None, auth: bool = True) -> dict[str, Any]:
+    def call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        headers: dict[str, str] | None = None,
+        query: dict[str, str] | None = None,
+        auth: bool = True,
+    ) -> dict[str, Any]:
         raw = body if isinstance(body, (bytes, str)) or body is None else json.dumps(body)
         data = raw.encode() if isinstance(raw, str) else (raw or b"")
-        all_headers = {"Host": "abc.ap-southeast-1.fcapp.run", "Content-Type": "application/json",
-                       **({"Authorization": f"Bearer {TOKEN}"} if auth else {}), **(headers or {})}
-        event = {"version": "v1", "rawPath": path, "body": base64.b64encode(data).decode(), "isBase64Encoded": True,
-                 "headers": all_headers, "queryParameters": query or {},
-                 "requestContext": {"http": {"method": method, "path": path, "sourceIp": "10.0.0.1"},
-                                    "requestId": secrets.token_hex(8)}}
+        all_headers = {
+            "Host": "abc.ap-southeast-1.fcapp.run",
+            "Content-Type": "application/json",
+            **({"Authorization": f"Bearer {TOKEN}"} if auth else {}),
+            **(headers or {}),
+        }
+        event = {
+            "version": "v1",
+            "rawPath": path,
+            "body": base64.b64encode(data).decode(),
+            "isBase64Encoded": True,
+            "headers": all_headers,
+            "queryParameters": query or {},
+            "requestContext": {
+                "http": {"method": method, "path": path, "sourceIp": "10.0.0.1"},
+                "requestId": secrets.token_hex(8),
+            },
+        }
         response = self.api.handle(HttpEvent.model_validate(event))
         assert set(response) == {"statusCode", "headers", "body", "isBase64Encoded"}
         return response
@@ -86,8 +116,9 @@ class Api:
     def timer(self) -> dict[str, Any]:
         extra = {"clock": self.clock} if self.clock else {}
         event = {"triggerTime": "2030-03-17T08:00:00Z", "triggerName": "api-timer", "payload": ""}
-        return Timer(self.world.store, self.world.oss, self.world.invoker, self.world.settings,
-                     **extra).handle(json.dumps(event))
+        return Timer(
+            self.world.store, self.world.oss, self.world.invoker, self.world.settings, **extra
+        ).handle(json.dumps(event))
 
 
 def recipients(count: int, seed: int = 1) -> list[dict[str, Any]]:
@@ -108,7 +139,9 @@ def test_json_submission_sends_every_valid_recipient_once_with_its_own_fields(cl
     assert body["status_url"] == f"https://abc.ap-southeast-1.fcapp.run/jobs/{body['job_id']}"
     api.world.run_senders(duplicate=True)
     received = cloud.cams.backend.received
-    assert Counter(m.to for m in received) == Counter({f"86138{1:02d}{i:06d}": 1 for i in range(120) if i not in (3, 5)})
+    assert Counter(m.to for m in received) == Counter(
+        {f"86138{1:02d}{i:06d}": 1 for i in range(120) if i not in (3, 5)}
+    )
     by_number = {m.to: m.recipient for m in received}
     assert by_number["8613801000000"]["Payload"] == ["yes", "no"]
     assert by_number["8613801000001"]["FlowAction"]["FlowToken"] == "tok"
@@ -151,15 +184,20 @@ def test_an_identical_body_without_a_key_is_refused_unless_forced(cloud: LocalCl
     assert status == 202 and forced["job_id"] != first["job_id"]
 
 
-def test_identical_bodies_without_a_key_at_the_same_moment_are_one_job(cloud: LocalCloud,
-                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_identical_bodies_without_a_key_at_the_same_moment_are_one_job(
+    cloud: LocalCloud, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Two identical keyless submissions arriving together both pass the repeat check (neither job exists
     yet when the other looks): they must still name one job, sent once."""
     api = Api(cloud)
     request = {"options": OPTIONS, "recipients": recipients(10, seed=4)}
-    monkeypatch.setattr(api.world.store, "find_jobs", lambda prefix: [])  # as if both looked before either wrote
-    (first_status, first), (second_status, second) = api.json("POST", "/jobs", request), \
-        api.json("POST", "/jobs", request)
+    monkeypatch.setattr(
+        api.world.store, "find_jobs", lambda prefix: []
+    )  # as if both looked before either wrote
+    (first_status, first), (second_status, second) = (
+        api.json("POST", "/jobs", request),
+        api.json("POST", "/jobs", request),
+    )
     assert (first_status, second_status) == (202, 202) and first["job_id"] == second["job_id"]
     api.world.run_senders()
     assert max(Counter(m.to for m in cloud.cams.backend.received).values()) == 1
@@ -172,8 +210,9 @@ def test_authentication(cloud: LocalCloud) -> None:
     status, body = api.json("GET", "/jobs", auth=False, headers={"Authorization": "Bearer nope"})
     assert (status, body["error"]["code"]) == (403, "forbidden")
     assert api.call("GET", "/jobs", auth=False, query={"token": TOKEN})["statusCode"] == 200  # a browser link
-    status, body = api.json("POST", "/jobs", {"options": OPTIONS, "recipients": []}, auth=False,
-                            query={"token": TOKEN})
+    status, body = api.json(
+        "POST", "/jobs", {"options": OPTIONS, "recipients": []}, auth=False, query={"token": TOKEN}
+    )
     assert status == 401, "a write never takes the token from the URL"
     unconfigured = Api(cloud, token="")
     status, body = unconfigured.json("GET", "/jobs")
@@ -181,21 +220,46 @@ def test_authentication(cloud: LocalCloud) -> None:
     assert "CHATAPP_API_TOKEN" in body["error"]["message"]
 
 
-@pytest.mark.parametrize("body, headers, status, code, field", [
-    (b"{not json", None, 400, "invalid_json", "body"),
-    ({"options": OPTIONS, "recipients": [{"To": "+8613800000001", "Colour": "red"}]}, None, 400, "invalid_field",
-     "recipients.0.Colour"),
-    ({"options": OPTIONS, "recipients": [{"To": "+8613800000001", "TemplateParams": {"a": 1}}]}, None, 400,
-     "invalid_field", "recipients.0.TemplateParams.a"),
-    ({"options": {**OPTIONS, "ChannelType": "sms"}, "recipients": []}, None, 400, "invalid_options", "options"),
-    ({"options": OPTIONS}, None, 400, "invalid_field", "recipients"),
-    ({"options": OPTIONS, "recipients": [], "scheduledAt": "next tuesday"}, None, 400, "invalid_schedule",
-     "scheduledAt"),
-    (b"x" * 200_001, None, 413, "body_too_large", None),
-    (b"<xml/>", {"Content-Type": "application/xml"}, 415, "unsupported_media_type", "Content-Type"),
-])
-def test_refusals_name_the_field(cloud: LocalCloud, body: Any, headers: Any, status: int, code: str,
-                                 field: Optional[str]) -> None:
+@pytest.mark.parametrize(
+    "body, headers, status, code, field",
+    [
+        (b"{not json", None, 400, "invalid_json", "body"),
+        (
+            {"options": OPTIONS, "recipients": [{"To": "+8613800000001", "Colour": "red"}]},
+            None,
+            400,
+            "invalid_field",
+            "recipients.0.Colour",
+        ),
+        (
+            {"options": OPTIONS, "recipients": [{"To": "+8613800000001", "TemplateParams": {"a": 1}}]},
+            None,
+            400,
+            "invalid_field",
+            "recipients.0.TemplateParams.a",
+        ),
+        (
+            {"options": {**OPTIONS, "ChannelType": "sms"}, "recipients": []},
+            None,
+            400,
+            "invalid_options",
+            "options",
+        ),
+        ({"options": OPTIONS}, None, 400, "invalid_field", "recipients"),
+        (
+            {"options": OPTIONS, "recipients": [], "scheduledAt": "next tuesday"},
+            None,
+            400,
+            "invalid_schedule",
+            "scheduledAt",
+        ),
+        (b"x" * 200_001, None, 413, "body_too_large", None),
+        (b"<xml/>", {"Content-Type": "application/xml"}, 415, "unsupported_media_type", "Content-Type"),
+    ],
+)
+def test_refusals_name_the_field(
+    cloud: LocalCloud, body: Any, headers: Any, status: int, code: str, field: str | None
+) -> None:
     api = Api(cloud)
     got, answer = api.json("POST", "/jobs", body, headers=headers)
     assert (got, answer["error"]["code"]) == (status, code), answer
@@ -216,14 +280,22 @@ def test_routes_and_methods(cloud: LocalCloud) -> None:
 def test_csv_body_with_options_in_the_query(cloud: LocalCloud) -> None:
     api = Api(cloud)
     data = sample_bytes(200, seed=31)
-    query = {"channel-type": "whatsapp", "template-code": "T_WELCOME", "language": "en", "from": "8613800000000"}
+    query = {
+        "channel-type": "whatsapp",
+        "template-code": "T_WELCOME",
+        "language": "en",
+        "from": "8613800000000",
+    }
     status, body = api.json("POST", "/jobs", data, headers={"Content-Type": "text/csv"}, query=query)
     assert status == 202, body
     api.world.run_senders()
     assert Counter(m.to for m in cloud.cams.backend.received) == Counter({n: 1 for n in valid_numbers(data)})
-    status, bad = api.json("POST", "/jobs", b"\xff\xfe\x00garbage\n", headers={"Content-Type": "text/csv"},
-                           query=query)
-    assert (status, bad["error"]["code"]) == (400, "invalid_csv") and bad["error"]["field"].startswith("line ")
+    status, bad = api.json(
+        "POST", "/jobs", b"\xff\xfe\x00garbage\n", headers={"Content-Type": "text/csv"}, query=query
+    )
+    assert (status, bad["error"]["code"]) == (400, "invalid_csv") and bad["error"]["field"].startswith(
+        "line "
+    )
 
 
 def test_oss_source_is_planned_by_ingest(cloud: LocalCloud) -> None:
@@ -268,8 +340,13 @@ def test_cancel_mid_job_leaves_every_row_in_one_final_status(cloud: LocalCloud) 
 def test_status_page_for_a_browser(cloud: LocalCloud) -> None:
     api = Api(cloud)
     _, body = api.json("POST", "/jobs", {"options": OPTIONS, "recipients": recipients(80, seed=5)})
-    page = api.call("GET", f"/jobs/{body['job_id']}", auth=False, query={"token": TOKEN},
-                    headers={"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"})
+    page = api.call(
+        "GET",
+        f"/jobs/{body['job_id']}",
+        auth=False,
+        query={"token": TOKEN},
+        headers={"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"},
+    )
     assert page["headers"]["Content-Type"].startswith("text/html")
     assert 'http-equiv="refresh"' in page["body"] and 'role="progressbar"' in page["body"]
     assert f"/report?token={TOKEN}" in page["body"]
@@ -284,8 +361,9 @@ def test_scheduled_job_starts_once_and_not_before_its_time(cloud: LocalCloud) ->
     at = int(clock.now) + 300
     when = time.strftime("%Y-%m-%dT%H:%M:%S+08:00", time.gmtime(at + 8 * 3600))  # the same instant, at +08:00
     assert parse_schedule(when, None, now=clock.now) == at
-    status, body = api.json("POST", "/jobs", {"options": OPTIONS, "recipients": recipients(40, seed=6),
-                                               "scheduledAt": when})
+    status, body = api.json(
+        "POST", "/jobs", {"options": OPTIONS, "recipients": recipients(40, seed=6), "scheduledAt": when}
+    )
     assert status == 202 and body["status"] == "scheduled"
     assert api.world.invoker.queue == []
     clock.now = at - 1
@@ -296,16 +374,24 @@ def test_scheduled_job_starts_once_and_not_before_its_time(cloud: LocalCloud) ->
     assert len(api.world.invoker.queue) == 1
     api.world.run_senders()
     for _ in range(3):  # later minutes
-        assert api.timer() == {"started": [], "resumed": [], "finalized": [], "released": 0, "recurring": None}
+        assert api.timer() == {
+            "started": [],
+            "resumed": [],
+            "finalized": [],
+            "released": 0,
+            "recurring": None,
+        }
     assert api.world.invoker.queue == []
     assert Counter(m.to for m in cloud.cams.backend.received) == Counter(
-        {f"86138{6:02d}{i:06d}": 1 for i in range(40) if i not in (3, 5)})
+        {f"86138{6:02d}{i:06d}": 1 for i in range(40) if i not in (3, 5)}
+    )
 
 
 def test_schedule_with_a_time_zone() -> None:
     now = time.time()
-    assert parse_schedule("2030-03-17T16:00:00", "Asia/Singapore", now=now) == \
-        parse_schedule("2030-03-17T08:00:00Z", None, now=now)
+    assert parse_schedule("2030-03-17T16:00:00", "Asia/Singapore", now=now) == parse_schedule(
+        "2030-03-17T08:00:00Z", None, now=now
+    )
     with pytest.raises(ApiError, match="not an IANA time zone"):
         parse_schedule("2030-03-17T16:00:00", "Mars/Olympus", now=now)
     with pytest.raises(ApiError, match="no UTC offset"):
@@ -322,12 +408,30 @@ def test_sweeper_resumes_a_stalled_job_and_never_resends_what_may_have_gone(clou
     api.world.invoker.queue.clear()  # the fan-out was lost: nobody is sending
     store = api.world.store
     # a sender that died: one batch claimed, one on the wire (its call may have reached CAMS)
-    store.transition_batch(job_id, 0, expect=[BatchStatus.pending], to=BatchStatus.claimed, owner="gone:1:x",
-                           claim_expires=clock.now + 90)
-    store.transition_batch(job_id, 1, expect=[BatchStatus.pending], to=BatchStatus.claimed, owner="gone:1:x",
-                           claim_expires=clock.now + 90)
-    store.transition_batch(job_id, 1, expect=[BatchStatus.claimed], to=BatchStatus.sending, owner="gone:1:x",
-                           claim_expires=clock.now + 90)
+    store.transition_batch(
+        job_id,
+        0,
+        expect=[BatchStatus.pending],
+        to=BatchStatus.claimed,
+        owner="gone:1:x",
+        claim_expires=clock.now + 90,
+    )
+    store.transition_batch(
+        job_id,
+        1,
+        expect=[BatchStatus.pending],
+        to=BatchStatus.claimed,
+        owner="gone:1:x",
+        claim_expires=clock.now + 90,
+    )
+    store.transition_batch(
+        job_id,
+        1,
+        expect=[BatchStatus.claimed],
+        to=BatchStatus.sending,
+        owner="gone:1:x",
+        claim_expires=clock.now + 90,
+    )
     assert api.timer()["resumed"] == []  # claims still valid, batches changed just now
     clock.now += 10_000
     result = api.timer()
@@ -354,7 +458,10 @@ def test_recurring_send_from_the_timer_payload_once_per_firing(cloud: LocalCloud
 
     first = fire("2026-12-07T01:00:00Z")
     again = fire("2026-12-07T01:00:00Z")  # the same firing delivered twice: the same job
-    assert first["recurring"]["created"] is True and again["recurring"] == {**first["recurring"], "created": False}
+    assert first["recurring"]["created"] is True and again["recurring"] == {
+        **first["recurring"],
+        "created": False,
+    }
     plans = [p for f, p, _ in api.world.invoker.queue if f == "chatapp-mass-ingest"]
     api.world.invoker.queue[:] = [q for q in api.world.invoker.queue if q[0] != "chatapp-mass-ingest"]
     ingest = Ingest(api.world.store, api.world.oss, api.world.invoker, api.world.settings)
@@ -370,8 +477,15 @@ def test_recurring_send_from_the_timer_payload_once_per_firing(cloud: LocalCloud
     received = Counter(m.to for m in cloud.cams.backend.received)
     assert received == Counter({n: 2 for n in valid_numbers(data)})  # once per firing, not per delivery
     with pytest.raises(Exception, match="payload"):
-        timer.handle(json.dumps({"triggerTime": "2026-12-07T01:00:00Z", "triggerName": "weekly",
-                                 "payload": '{"recurrent": {}}'}))
+        timer.handle(
+            json.dumps(
+                {
+                    "triggerTime": "2026-12-07T01:00:00Z",
+                    "triggerName": "weekly",
+                    "payload": '{"recurrent": {}}',
+                }
+            )
+        )
 
 
 def test_pause_and_resume_over_http(cloud: LocalCloud) -> None:
@@ -395,8 +509,9 @@ def test_pause_and_resume_over_http(cloud: LocalCloud) -> None:
     assert api.json("POST", f"/jobs/{body['job_id']}/resume")[0] == 409  # not paused any more
     api.world.run_senders()
     assert api.json("GET", f"/jobs/{body['job_id']}")[1]["status"] == "completed"
-    assert Counter(m.to for m in cloud.cams.backend.received if m.to.startswith("8613809")) == \
-        Counter({f"86138{9:02d}{i:06d}": 1 for i in range(200) if i not in (3, 5)})
+    assert Counter(m.to for m in cloud.cams.backend.received if m.to.startswith("8613809")) == Counter(
+        {f"86138{9:02d}{i:06d}": 1 for i in range(200) if i not in (3, 5)}
+    )
 
 
 def test_error_threshold_pauses_a_job_and_says_why(cloud: LocalCloud) -> None:
@@ -426,7 +541,9 @@ def test_reconcile_then_resend_over_http_reaches_every_number_once(cloud: LocalC
     backend = cloud.cams.backend
     backend.reply_non_json_next(1, http_status=502, accept=True)
     backend.reply_non_json_next(1, http_status=502, accept=False)
-    _, body = api.json("POST", "/jobs", {"options": {**OPTIONS, "CustSpaceId": "cs-9"}, "recipients": recipients(200, 8)})
+    _, body = api.json(
+        "POST", "/jobs", {"options": {**OPTIONS, "CustSpaceId": "cs-9"}, "recipients": recipients(200, 8)}
+    )
     job_id = body["job_id"]
     api.world.run_senders()
     _, job = api.json("GET", f"/jobs/{job_id}")
@@ -450,16 +567,26 @@ def test_reconcile_then_resend_over_http_reaches_every_number_once(cloud: LocalC
     api.world.run_senders()
     assert Counter(backend.received_count_by_number().values()) == {1: 198}
     _, job = api.json("GET", f"/jobs/{job_id}")
-    assert (job["status"], job["sent"], job["uncertain"]) == ("completed", 198, 0) and "reconcile_url" not in job
+    assert (job["status"], job["sent"], job["uncertain"]) == (
+        "completed",
+        198,
+        0,
+    ) and "reconcile_url" not in job
 
 
 def test_reconcile_refusals_say_why(cloud: LocalCloud) -> None:
     api = Api(cloud)
     cloud.cams.backend.reply_non_json_next(1, http_status=502, accept=True)
-    _, body = api.json("POST", "/jobs", {"options": OPTIONS, "recipients": recipients(40, 9)})  # no CustSpaceId
+    _, body = api.json(
+        "POST", "/jobs", {"options": OPTIONS, "recipients": recipients(40, 9)}
+    )  # no CustSpaceId
     api.world.run_senders()
     status, error = api.json("POST", f"/jobs/{body['job_id']}/reconcile")
-    assert status == 409 and error["error"]["code"] == "not_reconcilable" and "CustSpaceId" in error["error"]["message"]
+    assert (
+        status == 409
+        and error["error"]["code"] == "not_reconcilable"
+        and "CustSpaceId" in error["error"]["message"]
+    )
     status, error = api.json("POST", f"/jobs/{body['job_id']}/resend-uncertain")
     assert status == 409 and error["error"]["code"] == "not_resent"
     status, error = api.json("POST", f"/jobs/{body['job_id']}/reconcile", {"cust_space": "x"})
@@ -493,14 +620,23 @@ def test_a_job_finished_with_uncertain_batches_is_looked_up_by_itself(cloud: Loc
     backend = cloud.cams.backend
     backend.reply_non_json_next(1, http_status=502, accept=True)
     backend.reply_non_json_next(1, http_status=502, accept=False)
-    _, body = api.json("POST", "/jobs", {"options": {**OPTIONS, "CustSpaceId": "cs-3"}, "recipients": recipients(150, 11)})
+    _, body = api.json(
+        "POST", "/jobs", {"options": {**OPTIONS, "CustSpaceId": "cs-3"}, "recipients": recipients(150, 11)}
+    )
     job_id = body["job_id"]
     api.world.run_senders()
     sent_first = [e for e in api.world.invoker.queue]
     assert sent_first == []  # the lookup event was delivered by run_senders (it ignores delays)
     _, job = api.json("GET", f"/jobs/{job_id}")
     # the batch CAMS never saw (48 or 50 recipients: whichever call came second) stays uncertain
-    assert job["status"] == "completed" and job["uncertain"] in (48, 50) and job["sent"] + job["uncertain"] == 148
+    assert (
+        job["status"] == "completed"
+        and job["uncertain"] in (48, 50)
+        and job["sent"] + job["uncertain"] == 148
+    )
     summary = json.loads(api.world.object(f"reports/api/{job_id}.summary.json"))
-    assert (summary["sent"], summary["uncertain"]) == (job["sent"], job["uncertain"])  # the report, written again
+    assert (summary["sent"], summary["uncertain"]) == (
+        job["sent"],
+        job["uncertain"],
+    )  # the report, written again
     assert Counter(backend.received_count_by_number().values()) == {1: job["sent"]}  # nothing resent

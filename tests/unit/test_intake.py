@@ -23,12 +23,17 @@ MIB = 1024 * 1024
 A, B, C, D = "8613866661234", "8613866661235", "8613866661236", "8613866661237"
 
 
-def reader(data: bytes | str, channel: ChannelType = ChannelType.whatsapp, stream: object = None,
-           **options: object) -> RecipientReader:
+def reader(
+    data: bytes | str, channel: ChannelType = ChannelType.whatsapp, stream: object = None, **options: object
+) -> RecipientReader:
     if isinstance(data, str):
         data = data.encode("utf-8")
-    return RecipientReader(stream if stream is not None else io.BytesIO(data), source=SOURCE,
-                           channel=channel, intake=IntakeOptions(**options))
+    return RecipientReader(
+        stream if stream is not None else io.BytesIO(data),
+        source=SOURCE,
+        channel=channel,
+        intake=IntakeOptions(**options),
+    )
 
 
 def read(data: bytes | str, **kwargs: object) -> list[Row]:
@@ -61,12 +66,13 @@ class Trickle:
 
     def read(self, n: int = -1) -> bytes:
         n = self.size if n < 0 else min(n, self.size)
-        chunk = self.data[self.position:self.position + n]
+        chunk = self.data[self.position : self.position + n]
         self.position += len(chunk)
         return chunk
 
 
 # -- encoding -------------------------------------------------------------------------------------------
+
 
 def test_utf8_bom_is_dropped() -> None:
     recipients = reader(b"\xef\xbb\xbfto,name\n+86 138 6666 1234,Ann\n")
@@ -91,8 +97,9 @@ def test_undecodable_byte_in_the_header_is_a_file_error_on_line_1() -> None:
 def test_undecodable_byte_in_a_data_row_is_a_file_error_with_its_physical_line() -> None:
     # The module reads each line as UTF-8 on its own: a bad byte makes the file unusable (it is not a
     # row-level invalid), reported with the line it is on, after the rows before it.
-    data = (b"to,name\n+86 138 6666 1234,\"Ann\nSmith\"\n\n+86 138 6666 1235,Bob\n"
-            b"+86 138 6666 1236,Caf\xe9\n+1,x\n")
+    data = (
+        b'to,name\n+86 138 6666 1234,"Ann\nSmith"\n\n+86 138 6666 1235,Bob\n+86 138 6666 1236,Caf\xe9\n+1,x\n'
+    )
     recipients = reader(data)
     seen: list[Row] = []
     with pytest.raises(CsvFileError) as caught:
@@ -110,10 +117,13 @@ def test_utf16_file_is_named_as_such() -> None:
     assert error.line == 1 and "UTF-16" in error.problem and "UTF-8" in error.fix
 
 
-@pytest.mark.parametrize(("data", "line"), [
-    (b"to,na\x00me\n", 1),
-    (b"to,name\n+8613866661234,Ann\n+8613866661235,B\x00b\n", 3),
-])
+@pytest.mark.parametrize(
+    ("data", "line"),
+    [
+        (b"to,na\x00me\n", 1),
+        (b"to,name\n+8613866661234,Ann\n+8613866661235,B\x00b\n", 3),
+    ],
+)
 def test_nul_character_is_a_file_error(data: bytes, line: int) -> None:
     error = file_error(data)
     assert error.line == line and "NUL" in error.problem
@@ -126,16 +136,31 @@ def test_non_ascii_text_is_kept() -> None:
 
 # -- delimiter -----------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("header", "row", "delimiter", "params"), [
-    ("to,name,city", "+86 138 6666 1234,Ann; B,Paris\tX", ",", {"name": "Ann; B", "city": "Paris\tX"}),
-    ("to;name;city", "+86 138 6666 1234;Ann, B;Paris\tX", ";", {"name": "Ann, B", "city": "Paris\tX"}),
-    ("to\tname\tcity", "+86 138 6666 1234\tAnn, B\tParis; X", "\t", {"name": "Ann, B", "city": "Paris; X"}),
-    ('"name,full";to', "Ann, B;+86 138 6666 1234", ";", {"name,full": "Ann, B"}),  # quoted ',' not counted
-    ("to,name;x", "+86 138 6666 1234,a;b", ",", {"name;x": "a;b"}),  # a tie goes to the comma
-    ("to", "+86 138 6666 1234", ",", None),  # no delimiter at all: comma
-])
-def test_delimiter_is_sniffed_from_the_header(header: str, row: str, delimiter: str,
-                                              params: dict[str, str] | None) -> None:
+
+@pytest.mark.parametrize(
+    ("header", "row", "delimiter", "params"),
+    [
+        ("to,name,city", "+86 138 6666 1234,Ann; B,Paris\tX", ",", {"name": "Ann; B", "city": "Paris\tX"}),
+        ("to;name;city", "+86 138 6666 1234;Ann, B;Paris\tX", ";", {"name": "Ann, B", "city": "Paris\tX"}),
+        (
+            "to\tname\tcity",
+            "+86 138 6666 1234\tAnn, B\tParis; X",
+            "\t",
+            {"name": "Ann, B", "city": "Paris; X"},
+        ),
+        (
+            '"name,full";to',
+            "Ann, B;+86 138 6666 1234",
+            ";",
+            {"name,full": "Ann, B"},
+        ),  # quoted ',' not counted
+        ("to,name;x", "+86 138 6666 1234,a;b", ",", {"name;x": "a;b"}),  # a tie goes to the comma
+        ("to", "+86 138 6666 1234", ",", None),  # no delimiter at all: comma
+    ],
+)
+def test_delimiter_is_sniffed_from_the_header(
+    header: str, row: str, delimiter: str, params: dict[str, str] | None
+) -> None:
     recipients = reader(f"{header}\n{row}\n")
     assert recipients.header.delimiter == delimiter
     rows = list(recipients)
@@ -158,8 +183,10 @@ def test_forced_delimiter_wins_over_sniffing() -> None:
 
 # -- header ----------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", list(RECIPIENT_COLUMNS) + ["To", " PHONE ", "Mobile", "NUMBER", " recipient",
-                                                              "\tTo\t"])
+
+@pytest.mark.parametrize(
+    "name", list(RECIPIENT_COLUMNS) + ["To", " PHONE ", "Mobile", "NUMBER", " recipient", "\tTo\t"]
+)
 def test_recipient_column_names(name: str) -> None:
     recipients = reader(f"name,{name},code\nAnn,+86 138 6666 1234,C1\n", delimiter=",")
     assert recipients.header.recipient_column == name.strip()
@@ -171,32 +198,40 @@ def test_recipient_columns_are_the_documented_five() -> None:
     assert RECIPIENT_COLUMNS == ("to", "phone", "mobile", "number", "recipient")
 
 
-@pytest.mark.parametrize("header", ["name,code", "phone number,name", "tel,name", "msisdn", "t o,name",
-                                    "recipients,name", "\"to\"x,name"])
+@pytest.mark.parametrize(
+    "header",
+    ["name,code", "phone number,name", "tel,name", "msisdn", "t o,name", "recipients,name", '"to"x,name'],
+)
 def test_no_recipient_column_is_a_file_error(header: str) -> None:
     error = file_error(f"{header}\n+8613866661234,Ann\n")
     assert error.line == 1 and error.problem == "no recipient column in the header"
     assert "to, phone, mobile, number, recipient" in error.fix
 
 
-@pytest.mark.parametrize(("header", "problem"), [
-    ("to,phone", "two recipient columns: 'to' (column 1) and 'phone' (column 2)"),
-    ("name,Mobile,x,NUMBER", "two recipient columns: 'Mobile' (column 2) and 'NUMBER' (column 4)"),
-])
+@pytest.mark.parametrize(
+    ("header", "problem"),
+    [
+        ("to,phone", "two recipient columns: 'to' (column 1) and 'phone' (column 2)"),
+        ("name,Mobile,x,NUMBER", "two recipient columns: 'Mobile' (column 2) and 'NUMBER' (column 4)"),
+    ],
+)
 def test_two_recipient_columns_is_a_file_error(header: str, problem: str) -> None:
     error = file_error(f"{header}\n1,2,3,4\n")
     assert error.line == 1 and error.problem == problem and "rename the other" in error.fix
 
 
-@pytest.mark.parametrize(("header", "problem"), [
-    ("to,,name", "column 2 of the header has no name"),
-    ("to, ,name", "column 2 of the header has no name"),
-    ("to,name,", "column 3 of the header has no name"),
-    (",to", "column 1 of the header has no name"),
-    ("to,name,Name", "column 3 ('Name') repeats the name of column 2"),
-    ("to,name, NAME ", "column 3 ('NAME') repeats the name of column 2"),
-    ("to,TO", "column 2 ('TO') repeats the name of column 1"),
-])
+@pytest.mark.parametrize(
+    ("header", "problem"),
+    [
+        ("to,,name", "column 2 of the header has no name"),
+        ("to, ,name", "column 2 of the header has no name"),
+        ("to,name,", "column 3 of the header has no name"),
+        (",to", "column 1 of the header has no name"),
+        ("to,name,Name", "column 3 ('Name') repeats the name of column 2"),
+        ("to,name, NAME ", "column 3 ('NAME') repeats the name of column 2"),
+        ("to,TO", "column 2 ('TO') repeats the name of column 1"),
+    ],
+)
 def test_blank_or_repeated_column_names_are_file_errors(header: str, problem: str) -> None:
     error = file_error(f"{header}\n+8613866661234,a,b\n")
     assert error.line == 1 and error.problem == problem
@@ -234,6 +269,7 @@ def test_header_is_read_when_the_reader_is_made() -> None:
 
 # -- rows ---------------------------------------------------------------------------------------------
 
+
 def test_param_columns_become_template_params_with_each_rows_own_values() -> None:
     data = (
         "name,to,code,note\n"
@@ -261,20 +297,24 @@ def test_a_file_with_no_param_columns_has_no_template_params() -> None:
 
 def test_column_count() -> None:
     rows = read("to,name\n+86 138 6666 1234,Ann,extra\n+86 138 6666 1235\n+86 138 6666 1236,Cy\n")
-    assert brief(rows) == [(2, "+86 138 6666 1234", "invalid", "ColumnCount"),
-                           (3, "+86 138 6666 1235", "invalid", "ColumnCount"),
-                           (4, C, "valid", "")]
+    assert brief(rows) == [
+        (2, "+86 138 6666 1234", "invalid", "ColumnCount"),
+        (3, "+86 138 6666 1235", "invalid", "ColumnCount"),
+        (4, C, "valid", ""),
+    ]
     assert rows[0].message == "3 cells, header has 2"
     assert rows[1].message == "1 cell, header has 2"
     assert rows[0].template_params is None
 
 
 def test_column_count_of_a_record_running_over_lines_hints_at_an_open_quote() -> None:
-    rows = read('to,name,code\n+86 138 6666 1234,"unclosed,1\n+86 138 6666 1235,Bob,2\n'
-                "+86 138 6666 1236,Cy,3\n")
+    rows = read(
+        'to,name,code\n+86 138 6666 1234,"unclosed,1\n+86 138 6666 1235,Bob,2\n+86 138 6666 1236,Cy,3\n'
+    )
     assert brief(rows) == [(2, "+86 138 6666 1234", "invalid", "ColumnCount")]
-    assert rows[0].message == ("2 cells, header has 3 "
-                               "(the record runs from line 2 to 4: is a quote left open?)")
+    assert rows[0].message == (
+        "2 cells, header has 3 (the record runs from line 2 to 4: is a quote left open?)"
+    )
 
 
 def test_cell_too_large_counts_utf8_bytes() -> None:
@@ -290,9 +330,14 @@ def test_cell_too_large_counts_utf8_bytes() -> None:
         "+86 138 6666 1235,Bob\n"
     )
     rows = read(data)
-    assert brief(rows) == [(2, A, "valid", ""), (3, "+86 138 6666 1235", "invalid", "CellTooLarge"),
-                           (4, C, "valid", ""), (5, "+86 138 6666 1237", "invalid", "CellTooLarge"),
-                           (6, "", "invalid", "CellTooLarge"), (7, B, "valid", "")]
+    assert brief(rows) == [
+        (2, A, "valid", ""),
+        (3, "+86 138 6666 1235", "invalid", "CellTooLarge"),
+        (4, C, "valid", ""),
+        (5, "+86 138 6666 1237", "invalid", "CellTooLarge"),
+        (6, "", "invalid", "CellTooLarge"),
+        (7, B, "valid", ""),
+    ]
     assert rows[0].template_params == {"name": "x" * limit}
     assert rows[1].message == "the cell in column 2 (name) is 65537 bytes; the limit is 65536 (64 KiB)"
     assert rows[3].message == "the cell in column 2 (name) is 65538 bytes; the limit is 65536 (64 KiB)"
@@ -301,20 +346,27 @@ def test_cell_too_large_counts_utf8_bytes() -> None:
 
 def test_missing_recipient() -> None:
     rows = read("name,to\nAnn,\nBob,   \n,\n  ,  \nCy,+86 138 6666 1234\n")
-    assert brief(rows) == [(2, "", "invalid", "MissingRecipient"), (3, "", "invalid", "MissingRecipient"),
-                           (6, A, "valid", "")]
+    assert brief(rows) == [
+        (2, "", "invalid", "MissingRecipient"),
+        (3, "", "invalid", "MissingRecipient"),
+        (6, A, "valid", ""),
+    ]
     assert rows[0].message == "no recipient in column 2 (to)"
 
 
 def test_empty_param() -> None:
     data = "to,name,code\n+86 138 6666 1234,Ann,\n+86 138 6666 1235, ,C\n+86 138 6666 1236,Cy,C3\nabc,,\n"
     rows = read(data)
-    assert brief(rows) == [(2, "+86 138 6666 1234", "invalid", "EmptyParam"),
-                           (3, "+86 138 6666 1235", "invalid", "EmptyParam"),
-                           (4, C, "valid", ""),
-                           (5, "abc", "invalid", "EmptyParam")]  # checked before the number
-    assert rows[0].message == ("empty value for template parameter 'code' (column 3); fill it in or allow "
-                               "empty parameters (--allow-empty-params)")
+    assert brief(rows) == [
+        (2, "+86 138 6666 1234", "invalid", "EmptyParam"),
+        (3, "+86 138 6666 1235", "invalid", "EmptyParam"),
+        (4, C, "valid", ""),
+        (5, "abc", "invalid", "EmptyParam"),
+    ]  # checked before the number
+    assert rows[0].message == (
+        "empty value for template parameter 'code' (column 3); fill it in or allow "
+        "empty parameters (--allow-empty-params)"
+    )
     assert "'name' (column 2)" in rows[1].message
 
 
@@ -327,8 +379,9 @@ def test_allow_empty_params_accepts_empty_values() -> None:
     assert brief(rows) == [(3, "", "invalid", "MissingRecipient")]
 
 
-@pytest.mark.parametrize("written", ["12345", "abc", "1-800-FLOWERS", "+999 123", "+", "07400 123456",
-                                     "+44 7400 123456/7"])
+@pytest.mark.parametrize(
+    "written", ["12345", "abc", "1-800-FLOWERS", "+999 123", "+", "07400 123456", "+44 7400 123456/7"]
+)
 def test_invalid_number(written: str) -> None:
     [row] = read(f"to,name\n  {written}  ,Ann\n")
     assert (row.line, row.to, row.status, row.code) == (2, written, "invalid", "InvalidNumber")
@@ -339,12 +392,19 @@ def test_invalid_number(written: str) -> None:
 def test_default_country_reads_national_numbers() -> None:
     data = "to\n07400 123456\n+44 7400 123456\n8613866661234\n+86 138 6666 1234\n"
     rows = read(data, default_country="gb")
-    assert brief(rows) == [(2, "447400123456", "valid", ""), (3, "447400123456", "duplicate", "Duplicate"),
-                           (4, "8613866661234", "invalid", "InvalidNumber"), (5, A, "valid", "")]
+    assert brief(rows) == [
+        (2, "447400123456", "valid", ""),
+        (3, "447400123456", "duplicate", "Duplicate"),
+        (4, "8613866661234", "invalid", "InvalidNumber"),
+        (5, A, "valid", ""),
+    ]
     assert "national number of GB" in rows[2].message
-    assert brief(read(data)) == [(2, "07400 123456", "invalid", "InvalidNumber"),
-                                 (3, "447400123456", "valid", ""), (4, A, "valid", ""),
-                                 (5, A, "duplicate", "Duplicate")]
+    assert brief(read(data)) == [
+        (2, "07400 123456", "invalid", "InvalidNumber"),
+        (3, "447400123456", "valid", ""),
+        (4, A, "valid", ""),
+        (5, A, "duplicate", "Duplicate"),
+    ]
 
 
 def test_duplicates_name_the_first_line_even_when_written_differently() -> None:
@@ -359,40 +419,56 @@ def test_duplicates_name_the_first_line_even_when_written_differently() -> None:
         "00 86 138 6666 1235,other again\n"  # 8
     )
     rows = read(data)
-    assert brief(rows) == [(2, A, "valid", ""), (3, B, "valid", ""), (4, A, "duplicate", "Duplicate"),
-                           (5, A, "duplicate", "Duplicate"), (6, A, "duplicate", "Duplicate"),
-                           (7, "(+86) 138.6666.1234", "invalid", "InvalidNumber"),
-                           (8, B, "duplicate", "Duplicate")]
-    assert [row.message for row in rows if row.status == "duplicate"] == [
-        "same recipient as line 2"] * 3 + ["same recipient as line 3"]
+    assert brief(rows) == [
+        (2, A, "valid", ""),
+        (3, B, "valid", ""),
+        (4, A, "duplicate", "Duplicate"),
+        (5, A, "duplicate", "Duplicate"),
+        (6, A, "duplicate", "Duplicate"),
+        (7, "(+86) 138.6666.1234", "invalid", "InvalidNumber"),
+        (8, B, "duplicate", "Duplicate"),
+    ]
+    assert [row.message for row in rows if row.status == "duplicate"] == ["same recipient as line 2"] * 3 + [
+        "same recipient as line 3"
+    ]
     assert all(row.template_params is None for row in rows if row.status != "valid")
 
 
 def test_duplicate_points_at_the_first_valid_occurrence_not_an_invalid_one() -> None:
     rows = read("to,name\n+86 138 6666 1234,\n+86 138 6666 1234,a,b\n8613866661234,ok\n+8613866661234,dup\n")
-    assert brief(rows) == [(2, "+86 138 6666 1234", "invalid", "EmptyParam"),
-                           (3, "+86 138 6666 1234", "invalid", "ColumnCount"),
-                           (4, A, "valid", ""), (5, A, "duplicate", "Duplicate")]
+    assert brief(rows) == [
+        (2, "+86 138 6666 1234", "invalid", "EmptyParam"),
+        (3, "+86 138 6666 1234", "invalid", "ColumnCount"),
+        (4, A, "valid", ""),
+        (5, A, "duplicate", "Duplicate"),
+    ]
     assert rows[3].message == "same recipient as line 4"
 
 
 @pytest.mark.parametrize("channel", [ChannelType.messenger, ChannelType.instagram])
 def test_user_ids_are_kept_as_written_and_deduplicated_exactly(channel: ChannelType) -> None:
-    data = ("to,name\n 1234567890123456 ,a\npsid-abc,b\n1234567890123456,c\n01234567890123456,d\n"
-            "PSID-ABC,e\npsid-abc,f\n99999999999999999999999,g\n99999999999999999999999,h\n"
-            "+8613866661234,i\n")
+    data = (
+        "to,name\n 1234567890123456 ,a\npsid-abc,b\n1234567890123456,c\n01234567890123456,d\n"
+        "PSID-ABC,e\npsid-abc,f\n99999999999999999999999,g\n99999999999999999999999,h\n"
+        "+8613866661234,i\n"
+    )
     rows = read(data, channel=channel)
     assert brief(rows) == [
-        (2, "1234567890123456", "valid", ""), (3, "psid-abc", "valid", ""),
+        (2, "1234567890123456", "valid", ""),
+        (3, "psid-abc", "valid", ""),
         (4, "1234567890123456", "duplicate", "Duplicate"),
         (5, "01234567890123456", "valid", ""),  # a leading zero makes another id
         (6, "PSID-ABC", "valid", ""),  # ids are case-sensitive
         (7, "psid-abc", "duplicate", "Duplicate"),
-        (8, "99999999999999999999999", "valid", ""), (9, "99999999999999999999999", "duplicate", "Duplicate"),
+        (8, "99999999999999999999999", "valid", ""),
+        (9, "99999999999999999999999", "duplicate", "Duplicate"),
         (10, "+8613866661234", "valid", ""),  # not normalized
     ]
     assert [row.message for row in rows if row.code] == [
-        "same recipient as line 2", "same recipient as line 3", "same recipient as line 8"]
+        "same recipient as line 2",
+        "same recipient as line 3",
+        "same recipient as line 8",
+    ]
 
 
 @pytest.mark.parametrize("blank", ["", " ", "\t", ",", ", ,", ",,,", " , , , ", '"",""', ",,,,,,,,,,"])
@@ -411,9 +487,13 @@ def test_quoted_cells_with_delimiters_doubled_quotes_and_newlines() -> None:
         "+86 138 6666 1234,Ann again,x\n"  # 11
     )
     rows = read(data)
-    assert brief(rows) == [(2, A, "valid", ""), (3, B, "valid", ""),
-                           (6, "+86 138 6666\n1236", "invalid", "InvalidNumber"),
-                           (8, D, "valid", ""), (11, A, "duplicate", "Duplicate")]
+    assert brief(rows) == [
+        (2, A, "valid", ""),
+        (3, B, "valid", ""),
+        (6, "+86 138 6666\n1236", "invalid", "InvalidNumber"),
+        (8, D, "valid", ""),
+        (11, A, "duplicate", "Duplicate"),
+    ]
     assert [row.template_params for row in rows if row.status == "valid"] == [
         {"name": "Smith, Ann", "note": 'she said "hi"'},
         {"name": "Bob\nthe\nbuilder", "note": "a,b"},
@@ -453,13 +533,22 @@ def test_cr_only_line_ends_are_reported_as_such() -> None:
 
 # -- over-long lines -----------------------------------------------------------------------------------
 
+
 def test_line_over_16_mib_is_skimmed_reported_and_reading_carries_on() -> None:
     huge = b"x" * (17 * MIB)
-    data = (b"to,name\n+86 138 6666 1234,Ann\n+86 138 6666 1235," + huge +
-            b"\n+86 138 6666 1236,Cy\n+8613866661234,dup\n+86 138 6666 1235,Bob\n")
+    data = (
+        b"to,name\n+86 138 6666 1234,Ann\n+86 138 6666 1235,"
+        + huge
+        + b"\n+86 138 6666 1236,Cy\n+8613866661234,dup\n+86 138 6666 1235,Bob\n"
+    )
     rows = read(data)
-    assert brief(rows) == [(2, A, "valid", ""), (3, "+86 138 6666 1235", "invalid", "CellTooLarge"),
-                           (4, C, "valid", ""), (5, A, "duplicate", "Duplicate"), (6, B, "valid", "")]
+    assert brief(rows) == [
+        (2, A, "valid", ""),
+        (3, "+86 138 6666 1235", "invalid", "CellTooLarge"),
+        (4, C, "valid", ""),
+        (5, A, "duplicate", "Duplicate"),
+        (6, B, "valid", ""),
+    ]
     assert rows[1].message == f"the cell in column 2 (name) is {len(huge)} bytes; the limit is 65536 (64 KiB)"
     assert rows[3].message == "same recipient as line 2"
 
@@ -476,7 +565,7 @@ def test_long_line_is_not_buffered_whole(monkeypatch: pytest.MonkeyPatch) -> Non
             sizes.append(n)
             return super().read(n)
 
-    data = b"to,name\n+86 138 6666 1234,\"" + b"y" * 200_000 + b"\"\n+86 138 6666 1235,Bob\n"
+    data = b'to,name\n+86 138 6666 1234,"' + b"y" * 200_000 + b'"\n+86 138 6666 1235,Bob\n'
     recipients = reader(b"", stream=Recording(data, size=10**9))
     rows = list(recipients)
     assert brief(rows) == [(2, "+86 138 6666 1234", "invalid", "CellTooLarge"), (3, B, "valid", "")]
@@ -509,29 +598,36 @@ def test_long_last_line_without_a_line_end() -> None:
 
 
 def test_bad_byte_deep_in_a_long_line_is_reported_with_its_line() -> None:
-    error = file_error(b"to,name\n+86 138 6666 1234,Ann\n+86 138 6666 1235," + b"x" * (17 * MIB) +
-                       b"\xff\nx,y\n")
+    error = file_error(
+        b"to,name\n+86 138 6666 1234,Ann\n+86 138 6666 1235," + b"x" * (17 * MIB) + b"\xff\nx,y\n"
+    )
     assert error.line == 3 and f"(byte 0xff at byte {18 + 17 * MIB + 1} of the line)" in error.problem
 
 
 def test_cell_over_the_csv_field_limit_is_skimmed() -> None:
     big = b"y" * (2 * MIB)  # under the 16 MiB line cap, over csv's 1 MiB field limit
-    data = (b'to,name\n+86 138 6666 1234,"' + big + b'"\n+86 138 6666 1235,"a\n' + big + b'\nb"\n'
-            b"+86 138 6666 1236," + big + b"\n+86 138 6666 1237,Dee\n")
+    data = (
+        b'to,name\n+86 138 6666 1234,"' + big + b'"\n+86 138 6666 1235,"a\n' + big + b'\nb"\n'
+        b"+86 138 6666 1236," + big + b"\n+86 138 6666 1237,Dee\n"
+    )
     rows = read(data)
-    assert brief(rows) == [(2, "+86 138 6666 1234", "invalid", "CellTooLarge"),
-                           (3, "+86 138 6666 1235", "invalid", "CellTooLarge"),
-                           (6, "+86 138 6666 1236", "invalid", "CellTooLarge"),
-                           (7, D, "valid", "")]
-    assert rows[1].message == (f"the cell in column 2 (name) is {len(big) + 4} bytes; "
-                               "the limit is 65536 (64 KiB)")
+    assert brief(rows) == [
+        (2, "+86 138 6666 1234", "invalid", "CellTooLarge"),
+        (3, "+86 138 6666 1235", "invalid", "CellTooLarge"),
+        (6, "+86 138 6666 1236", "invalid", "CellTooLarge"),
+        (7, D, "valid", ""),
+    ]
+    assert rows[1].message == (
+        f"the cell in column 2 (name) is {len(big) + 4} bytes; the limit is 65536 (64 KiB)"
+    )
     assert csv.field_size_limit() >= MIB
 
 
 # -- streams, iteration, counts, hashing ---------------------------------------------------------------
 
+
 def test_any_object_with_read_is_a_stream() -> None:
-    data = b"to,name\n+86 138 6666 1234,Ann\n+86 138 6666 1235,\"B\nob\"\n+86 138 6666 1234,x\n"
+    data = b'to,name\n+86 138 6666 1234,Ann\n+86 138 6666 1235,"B\nob"\n+86 138 6666 1234,x\n'
     rows = read(b"", stream=Trickle(data, size=3))
     assert brief(rows) == [(2, A, "valid", ""), (3, B, "valid", ""), (5, A, "duplicate", "Duplicate")]
 
@@ -549,8 +645,9 @@ def test_a_reader_is_iterated_once() -> None:
 
 
 def test_counts_follow_the_rows_yielded() -> None:
-    recipients = reader("to,name\n+86 138 6666 1234,a\nabc,b\n8613866661234,c\n+86 138 6666 1235,\n"
-                        "+86 138 6666 1236,d\n")
+    recipients = reader(
+        "to,name\n+86 138 6666 1234,a\nabc,b\n8613866661234,c\n+86 138 6666 1235,\n+86 138 6666 1236,d\n"
+    )
     assert recipients.counts == {"valid": 0, "invalid": 0, "duplicate": 0}
     progress = []
     for _ in recipients:
@@ -577,6 +674,7 @@ def test_sha256_of_reads_to_the_end_from_the_current_position() -> None:
 
 # -- the de-duplication table -----------------------------------------------------------------------------
 
+
 @settings(max_examples=100, deadline=None)
 @given(st.lists(st.one_of(st.integers(1, 2**64 - 1), st.integers(1, 40)), max_size=300))
 def test_first_seen_table_remembers_the_first_line_through_growth(keys: list[int]) -> None:
@@ -591,8 +689,14 @@ def test_first_seen_table_remembers_the_first_line_through_growth(keys: list[int
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.lists(st.one_of(st.text(string.digits, min_size=1, max_size=22),
-                          st.text(string.ascii_letters + "-é0", max_size=5)), max_size=100))
+@given(
+    st.lists(
+        st.one_of(
+            st.text(string.digits, min_size=1, max_size=22), st.text(string.ascii_letters + "-é0", max_size=5)
+        ),
+        max_size=100,
+    )
+)
 def test_first_seen_table_keeps_string_ids_apart(keys: list[str]) -> None:
     seen = intake._FirstSeen(bits=2)
     model: dict[str, int] = {}
@@ -604,37 +708,69 @@ def test_first_seen_table_keeps_string_ids_apart(keys: list[str]) -> None:
 
 def test_many_distinct_recipients_in_one_file() -> None:
     # 20,000 distinct numbers grow the table past its first size; every repeat still finds its first line
-    numbers = [f"861380000{index:04d}" for index in range(10_000)] + \
-              [f"4474001{index:05d}" for index in range(10_000)]
+    numbers = [f"861380000{index:04d}" for index in range(10_000)] + [
+        f"4474001{index:05d}" for index in range(10_000)
+    ]
     lines = ["to"] + [f"+{number}" for number in numbers] + [f"00{number}" for number in numbers[::997]]
     rows = read("\n".join(lines) + "\n")
     assert len(rows) == len(lines) - 1
     assert [row.status for row in rows[:20_000]] == ["valid"] * 20_000
     assert [row.to for row in rows[:20_000]] == numbers
     assert [(row.status, row.message) for row in rows[20_000:]] == [
-        ("duplicate", f"same recipient as line {index + 2}") for index in range(0, 20_000, 997)]
+        ("duplicate", f"same recipient as line {index + 2}") for index in range(0, 20_000, 997)
+    ]
 
 
 # -- the property test ------------------------------------------------------------------------------------
 
+
 def _valid_pool() -> list[tuple[str, list[str]]]:
     """(E.164 digits, ways to write it)."""
     pool = []
-    for digits, code in (("8613866661234", 2), ("8613866661235", 2), ("447400123456", 2),
-                         ("447911123456", 2), ("14155552671", 1), ("12125550123", 1),
-                         ("4915123456789", 2), ("33612345678", 2), ("919876543210", 2), ("390612345678", 2)):
+    for digits, code in (
+        ("8613866661234", 2),
+        ("8613866661235", 2),
+        ("447400123456", 2),
+        ("447911123456", 2),
+        ("14155552671", 1),
+        ("12125550123", 1),
+        ("4915123456789", 2),
+        ("33612345678", 2),
+        ("919876543210", 2),
+        ("390612345678", 2),
+    ):
         rest = digits[code:]
-        pool.append((digits, [
-            digits, "+" + digits, "00" + digits, f"+{digits[:code]} {rest[:3]} {rest[3:]}",
-            f"00 {digits[:code]}-{rest[:3]}-{rest[3:]}",
-            f"+{digits[:code]} ({rest[:3]}) {rest[3:6]}.{rest[6:]}",
-        ]))
+        pool.append(
+            (
+                digits,
+                [
+                    digits,
+                    "+" + digits,
+                    "00" + digits,
+                    f"+{digits[:code]} {rest[:3]} {rest[3:]}",
+                    f"00 {digits[:code]}-{rest[:3]}-{rest[3:]}",
+                    f"+{digits[:code]} ({rest[:3]}) {rest[3:6]}.{rest[6:]}",
+                ],
+            )
+        )
     return pool
 
 
 VALID_POOL = _valid_pool()
-INVALID_POOL = ["12345", "+999 123", "call me", "+44 20", "86-138", "+", "1-800-FLOWERS", "0000",
-                "07400 123456", "+86 138 6666 12345", "x", "+1 555 0100"]
+INVALID_POOL = [
+    "12345",
+    "+999 123",
+    "call me",
+    "+44 20",
+    "86-138",
+    "+",
+    "1-800-FLOWERS",
+    "0000",
+    "07400 123456",
+    "+86 138 6666 12345",
+    "x",
+    "+1 555 0100",
+]
 
 
 def test_property_pools_are_what_they_claim() -> None:
@@ -645,9 +781,12 @@ def test_property_pools_are_what_they_claim() -> None:
     assert all(normalize_number(text, None) is None for text in INVALID_POOL)
 
 
-_TEXT = "ab ,;\"\n\t\ré"
-_param = st.one_of(st.text(alphabet=_TEXT, max_size=6), st.text(alphabet=_TEXT, min_size=20, max_size=60),
-                   st.text(alphabet=_TEXT.replace("\n", ""), min_size=180, max_size=400))  # a long line
+_TEXT = 'ab ,;"\n\t\ré'
+_param = st.one_of(
+    st.text(alphabet=_TEXT, max_size=6),
+    st.text(alphabet=_TEXT, min_size=20, max_size=60),
+    st.text(alphabet=_TEXT.replace("\n", ""), min_size=180, max_size=400),
+)  # a long line
 _record = st.one_of(
     st.tuples(st.just("number"), st.integers(0, len(VALID_POOL) - 1), st.integers(0, 5), _param),
     st.tuples(st.just("invalid"), st.sampled_from(INVALID_POOL), _param),
@@ -659,8 +798,13 @@ _record = st.one_of(
 # Limits small enough for generated rows to reach them: a cell over 24 bytes is CellTooLarge, one over 40
 # characters is over the csv module's field limit (skimmed), and a line over 168 bytes (the cap for two
 # columns) is skimmed in 16-byte chunks.
-_SMALL = {"CELL_LIMIT_BYTES": 24, "_PER_COLUMN_CAP": 52, "_MIN_LINE_CAP": 100, "_CHUNK": 16,
-          "_CSV_FIELD_LIMIT": 40}
+_SMALL = {
+    "CELL_LIMIT_BYTES": 24,
+    "_PER_COLUMN_CAP": 52,
+    "_MIN_LINE_CAP": 100,
+    "_CHUNK": 16,
+    "_CSV_FIELD_LIMIT": 40,
+}
 
 
 def _cell(value: str) -> str:
@@ -674,8 +818,14 @@ def _size(text: str) -> int:
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(_record, max_size=40), st.sampled_from(["\n", "\r\n"]), st.booleans(), st.booleans(),
-       st.integers(1, 50), st.booleans())
+@given(
+    st.lists(_record, max_size=40),
+    st.sampled_from(["\n", "\r\n"]),
+    st.booleans(),
+    st.booleans(),
+    st.integers(1, 50),
+    st.booleans(),
+)
 def test_every_record_is_yielded_once_with_its_physical_line(
     records: list[tuple], line_end: str, bom: bool, allow_empty: bool, chunk: int, small: bool
 ) -> None:
@@ -727,33 +877,50 @@ def test_every_record_is_yielded_once_with_its_physical_line(
                 for name, value in _SMALL.items():
                     patch.setattr(intake, name, value)
                 csv.field_size_limit(_SMALL["_CSV_FIELD_LIMIT"])
-            recipients = RecipientReader(Trickle(data.encode("utf-8"), size=chunk), source=SOURCE,
-                                         channel=ChannelType.whatsapp,
-                                         intake=IntakeOptions(allow_empty_params=allow_empty))
+            recipients = RecipientReader(
+                Trickle(data.encode("utf-8"), size=chunk),
+                source=SOURCE,
+                channel=ChannelType.whatsapp,
+                intake=IntakeOptions(allow_empty_params=allow_empty),
+            )
             rows = list(recipients)
     finally:
         csv.field_size_limit(saved_field_limit)
-    got = [(row.line, row.to, row.status, row.code,
-            row.message if row.status == "duplicate" else (row.template_params or {}).get("name", ""))
-           for row in rows]
+    got = [
+        (
+            row.line,
+            row.to,
+            row.status,
+            row.code,
+            row.message if row.status == "duplicate" else (row.template_params or {}).get("name", ""),
+        )
+        for row in rows
+    ]
     assert got == expected
     valid = [row.to for row in rows if row.status == "valid"]
     assert len(valid) == len(set(valid))
     assert all(row.status in ("valid", "invalid", "duplicate") for row in rows)
-    assert recipients.counts == {status: sum(row.status == status for row in rows)
-                                 for status in ("valid", "invalid", "duplicate")}
+    assert recipients.counts == {
+        status: sum(row.status == status for row in rows) for status in ("valid", "invalid", "duplicate")
+    }
     lines = [row.line for row in rows]
     assert lines == sorted(set(lines))
 
 
 # -- the skimmer follows the csv module ----------------------------------------------------------------
 
+
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.text(alphabet='ab,"é \r', max_size=12), min_size=1, max_size=4),
-       st.sampled_from(["\n", "\r\n"]), st.booleans(), st.integers(0, 3),
-       st.lists(st.integers(1, 6), max_size=10))
-def test_skimmer_counts_cells_like_the_csv_module(lines: list[str], line_end: str, last_has_end: bool,
-                                                  recipient_index: int, cuts: list[int]) -> None:
+@given(
+    st.lists(st.text(alphabet='ab,"é \r', max_size=12), min_size=1, max_size=4),
+    st.sampled_from(["\n", "\r\n"]),
+    st.booleans(),
+    st.integers(0, 3),
+    st.lists(st.integers(1, 6), max_size=10),
+)
+def test_skimmer_counts_cells_like_the_csv_module(
+    lines: list[str], line_end: str, last_has_end: bool, recipient_index: int, cuts: list[int]
+) -> None:
     """What a skimmed record reports (cells, first over-size cell, recipient cell, lines used) is what the
     csv module would have parsed, however the lines are cut into chunks."""
     physical = [line + line_end for line in lines]
@@ -801,12 +968,15 @@ def test_skimmer_counts_cells_like_the_csv_module(lines: list[str], line_end: st
         assert skim.recipient is None
 
 
-@pytest.mark.parametrize("line", [
-    b"+86 138 6666 1235,x\ry" + b"z" * (17 * MIB),  # in the first chunk of a long line
-    b"+86 138 6666 1235," + b"z" * (17 * MIB) + b"x\ry",  # in its last chunk
-    b"+86 138 6666 1235,\"" + b"z" * (2 * MIB) + b"\"x\ry",  # after a cell over the csv field limit
-    b"+86 138 6666 1235,\"a\n" + b"z" * (17 * MIB) + b"\"x\ry",  # on the second line of a long record
-])
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"+86 138 6666 1235,x\ry" + b"z" * (17 * MIB),  # in the first chunk of a long line
+        b"+86 138 6666 1235," + b"z" * (17 * MIB) + b"x\ry",  # in its last chunk
+        b'+86 138 6666 1235,"' + b"z" * (2 * MIB) + b'"x\ry',  # after a cell over the csv field limit
+        b'+86 138 6666 1235,"a\n' + b"z" * (17 * MIB) + b'"x\ry',  # on the second line of a long record
+    ],
+)
 def test_bare_cr_in_a_skimmed_record_is_reported_on_its_own_line(line: bytes) -> None:
     recipients = reader(b"to,name\n+86 138 6666 1234,a\n" + line + b"\n+86 138 6666 1236,c\n")
     seen: list[Row] = []

@@ -12,13 +12,15 @@ import sys
 import threading
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
-from typing import Any, Iterator
+from typing import Any
 from urllib.parse import urlencode
 
 import pytest
 
+# The environment is set before the imports below (the SDKs read it when imported): hence their noqa: E402
 os.environ["ALIBABA_CLOUD_ECS_METADATA_DISABLED"] = "true"
 for _proxy in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
     os.environ.pop(_proxy, None)
@@ -41,28 +43,48 @@ REQUEST_ID = re.compile(r"[0-9A-F]{8}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-
 
 
 # --- helpers ----------------------------------------------------------------------------------------------
-def make_client(cams: LocalCams, *, secret: str | None = None, token: str | None | bool = True,
-                access_key_id: str | None = None) -> Client:
+def make_client(
+    cams: LocalCams,
+    *,
+    secret: str | None = None,
+    token: str | None | bool = True,
+    access_key_id: str | None = None,
+) -> Client:
     c = cams.credentials
     security_token = c.security_token if token is True else (token or None)
     if security_token:
-        cred_config = CredConfig(type="sts", access_key_id=access_key_id or c.access_key_id,
-                                 access_key_secret=secret or c.access_key_secret,
-                                 security_token=security_token)
+        cred_config = CredConfig(
+            type="sts",
+            access_key_id=access_key_id or c.access_key_id,
+            access_key_secret=secret or c.access_key_secret,
+            security_token=security_token,
+        )
     else:
-        cred_config = CredConfig(type="access_key", access_key_id=access_key_id or c.access_key_id,
-                                 access_key_secret=secret or c.access_key_secret)
-    return Client(Config(credential=CredClient(cred_config), endpoint=cams.host_port, protocol="HTTP",
-                         region_id=c.region_id))
+        cred_config = CredConfig(
+            type="access_key",
+            access_key_id=access_key_id or c.access_key_id,
+            access_key_secret=secret or c.access_key_secret,
+        )
+    return Client(
+        Config(
+            credential=CredClient(cred_config),
+            endpoint=cams.host_port,
+            protocol="HTTP",
+            region_id=c.region_id,
+        )
+    )
 
 
-def request(channel: str = "whatsapp", n: int = 1, *, to: list[str] | None = None,
-            **fields: Any) -> m.SendChatappMassMessageRequest:
+def request(
+    channel: str = "whatsapp", n: int = 1, *, to: list[str] | None = None, **fields: Any
+) -> m.SendChatappMassMessageRequest:
     numbers = to if to is not None else [f"86139{i:08d}" for i in range(n)]
     senders = fields.pop("sender_list", None)
     if senders is None:
-        senders = [m.SendChatappMassMessageRequestSenderList(to=number, template_params={"name": f"N{i}"})
-                   for i, number in enumerate(numbers)]
+        senders = [
+            m.SendChatappMassMessageRequestSenderList(to=number, template_params={"name": f"N{i}"})
+            for i, number in enumerate(numbers)
+        ]
     base: dict[str, Any] = {"channel_type": channel, "template_code": "T1", "language": "en", "from_": FROM}
     base.update(fields)
     return m.SendChatappMassMessageRequest(sender_list=senders, **base)
@@ -72,47 +94,79 @@ def send(client: Client, req: m.SendChatappMassMessageRequest, **runtime: Any) -
     return client.send_chatapp_mass_message_with_options(req, RuntimeOptions(**runtime))
 
 
-def send_in_body(client: Client, req: m.SendChatappMassMessageRequest, body_fields: tuple[str, ...] = (
-        "SenderList",), **runtime: Any) -> m.SendChatappMassMessageResponse:
+def send_in_body(
+    client: Client,
+    req: m.SendChatappMassMessageRequest,
+    body_fields: tuple[str, ...] = ("SenderList",),
+    **runtime: Any,
+) -> m.SendChatappMassMessageResponse:
     """The SDK's generic call path with ``body_fields`` in a form body (as the product sends), the rest in
     the query; the response parsed with the SDK's own model."""
     shrink = m.SendChatappMassMessageShrinkRequest()
     Utils.convert(req, shrink)
-    shrink.sender_list_shrink = Utils.array_to_string_with_specified_style(req.sender_list, "SenderList", "json")
+    shrink.sender_list_shrink = Utils.array_to_string_with_specified_style(
+        req.sender_list, "SenderList", "json"
+    )
     fields = {k: v for k, v in shrink.to_map().items() if v is not None}
     query = Utils.query({k: v for k, v in fields.items() if k not in body_fields})
     body = {k: v for k, v in fields.items() if k in body_fields}
-    params = Params(action="SendChatappMassMessage", version="2020-06-06", protocol="HTTPS", pathname="/",
-                    method="POST", auth_type="AK", style="RPC", req_body_type="formData", body_type="json")
+    params = Params(
+        action="SendChatappMassMessage",
+        version="2020-06-06",
+        protocol="HTTPS",
+        pathname="/",
+        method="POST",
+        auth_type="AK",
+        style="RPC",
+        req_body_type="formData",
+        body_type="json",
+    )
     result = client.call_api(params, OpenApiRequest(query=query, body=body), RuntimeOptions(**runtime))
     return m.SendChatappMassMessageResponse().from_map(result)
 
 
-def raw_call(cams: LocalCams, query: dict[str, str], *, action: str = "SendChatappMassMessage",
-             date: str | None = None, nonce: str | None = None, tamper: dict[str, str] | None = None,
-             body: bytes = b"", content_type: str | None = None, sent_body: bytes | None = None,
-             ) -> tuple[int, dict[str, Any]]:
+def raw_call(
+    cams: LocalCams,
+    query: dict[str, str],
+    *,
+    action: str = "SendChatappMassMessage",
+    date: str | None = None,
+    nonce: str | None = None,
+    tamper: dict[str, str] | None = None,
+    body: bytes = b"",
+    content_type: str | None = None,
+    sent_body: bytes | None = None,
+) -> tuple[int, dict[str, Any]]:
     """Sign with the SDK's own signer, send with http.client (optionally with a tampered query, or a body
     other than the signed one: ``sent_body``)."""
     c = cams.credentials
     headers = {
-        "host": cams.host_port, "x-acs-version": "2020-06-06", "x-acs-action": action, "user-agent": "test",
+        "host": cams.host_port,
+        "x-acs-version": "2020-06-06",
+        "x-acs-action": action,
+        "user-agent": "test",
         "x-acs-date": date or datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "x-acs-signature-nonce": nonce or uuid.uuid4().hex, "accept": "application/json",
+        "x-acs-signature-nonce": nonce or uuid.uuid4().hex,
+        "accept": "application/json",
         "x-acs-content-sha256": hashlib.sha256(body).hexdigest(),
-        "x-acs-accesskey-id": c.access_key_id, "x-acs-security-token": c.security_token or "",
+        "x-acs-accesskey-id": c.access_key_id,
+        "x-acs-security-token": c.security_token or "",
     }
     if content_type:
         headers["content-type"] = content_type
     signable = SimpleNamespace(method="POST", pathname="/", query=dict(query), headers=headers)
-    headers["Authorization"] = Utils.get_authorization(signable, "ACS3-HMAC-SHA256",
-                                                       headers["x-acs-content-sha256"],
-                                                       c.access_key_id, c.access_key_secret)
+    headers["Authorization"] = Utils.get_authorization(
+        signable, "ACS3-HMAC-SHA256", headers["x-acs-content-sha256"], c.access_key_id, c.access_key_secret
+    )
     sent_query = dict(query, **(tamper or {}))
     connection = http.client.HTTPConnection(cams.host, cams.port, timeout=10)
     try:
-        connection.request("POST", "/?" + urlencode(sent_query), body=body if sent_body is None else sent_body,
-                           headers=headers)
+        connection.request(
+            "POST",
+            "/?" + urlencode(sent_query),
+            body=body if sent_body is None else sent_body,
+            headers=headers,
+        )
         response = connection.getresponse()
         return response.status, json.loads(response.read())
     finally:
@@ -123,8 +177,12 @@ def raw_post(cams: LocalCams, target: str, body: bytes = b"") -> tuple[int, str,
     """An unsigned POST (the gateway's own limits come before any signature check): status, type, body."""
     connection = http.client.HTTPConnection(cams.host, cams.port, timeout=30)
     try:
-        connection.request("POST", target, body=body, headers={"x-acs-action": "SendChatappMassMessage",
-                                                               "x-acs-version": "2020-06-06"})
+        connection.request(
+            "POST",
+            target,
+            body=body,
+            headers={"x-acs-action": "SendChatappMassMessage", "x-acs-version": "2020-06-06"},
+        )
         response = connection.getresponse()
         return response.status, response.getheader("Content-Type") or "", response.read()
     finally:
@@ -133,8 +191,9 @@ def raw_post(cams: LocalCams, target: str, body: bytes = b"") -> tuple[int, str,
 
 def admin(cams: LocalCams, path: str, body: Any = None) -> tuple[int, Any]:
     data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(cams.endpoint + "/_localcams/" + path, data=data,
-                                 method="GET" if body is None else "POST")
+    req = urllib.request.Request(
+        cams.endpoint + "/_localcams/" + path, data=data, method="GET" if body is None else "POST"
+    )
     try:
         with urllib.request.urlopen(req, timeout=10) as response:
             return response.status, json.loads(response.read())
@@ -143,8 +202,13 @@ def admin(cams: LocalCams, path: str, body: Any = None) -> tuple[int, Any]:
             return error.code, json.loads(error.read())
 
 
-QUERY = {"ChannelType": "whatsapp", "TemplateCode": "T1", "Language": "en", "From": FROM,
-         "SenderList": json.dumps([{"To": "8613900000001", "TemplateParams": {"name": "A"}}])}
+QUERY = {
+    "ChannelType": "whatsapp",
+    "TemplateCode": "T1",
+    "Language": "en",
+    "From": FROM,
+    "SenderList": json.dumps([{"To": "8613900000001", "TemplateParams": {"name": "A"}}]),
+}
 
 
 @pytest.fixture
@@ -181,7 +245,9 @@ def test_accepts_a_call_and_records_it(local_cams: LocalCams, client: Client) ->
     assert [r["To"] for r in attempt.recipients] == ["8613900000001", "8613900000002"]
     received = local_cams.backend.received
     assert [(r.to, r.template_params) for r in received] == [
-        ("8613900000001", {"name": "Ana b+c&é"}), ("8613900000002", {"name": "Bo"})]
+        ("8613900000001", {"name": "Ana b+c&é"}),
+        ("8613900000002", {"name": "Bo"}),
+    ]
     assert received[0].recipient == {"To": "8613900000001", "TemplateParams": {"name": "Ana b+c&é"}}
     assert {r.group_message_id for r in received} == {body.group_message_id}
     assert local_cams.backend.received_count_by_number() == {"8613900000001": 1, "8613900000002": 1}
@@ -195,7 +261,8 @@ def test_success_body_has_the_documented_fields(local_cams: LocalCams) -> None:
 
 
 def test_a_thousand_recipients_fit_in_a_form_body_with_a_short_request_line(
-        local_cams: LocalCams, client: Client) -> None:
+    local_cams: LocalCams, client: Client
+) -> None:
     response = send_in_body(client, request(n=1000, task_id="t-1"))
     assert (response.status_code, response.body.code) == (200, "OK")
     assert response.body.group_message_id.isdigit()
@@ -208,7 +275,8 @@ def test_a_thousand_recipients_fit_in_a_form_body_with_a_short_request_line(
 
 
 def test_the_sdks_query_form_of_a_thousand_recipients_gets_the_gateways_html_414(
-        local_cams: LocalCams, client: Client) -> None:
+    local_cams: LocalCams, client: Client
+) -> None:
     with pytest.raises(UnretryableException) as caught:  # the SDK cannot parse an HTML error page
         send(client, request(n=1000))
     assert "<title>414 Request-URI Too Large</title>" in str(caught.value)
@@ -303,10 +371,12 @@ def test_parameters_in_a_form_body_are_read_and_signed_by_their_hash(local_cams:
 
 
 def test_a_body_whose_hash_is_signed_but_the_signature_is_not_the_bodys_is_refused(
-        local_cams: LocalCams) -> None:
+    local_cams: LocalCams,
+) -> None:
     # a correct x-acs-content-sha256 for the sent body, but the signature covers the hash of another body
-    status, body = raw_call(local_cams, SMALL_QUERY, body=b"SenderList=%5B%5D", content_type=FORM,
-                            sent_body=SENDERS_FORM)
+    status, body = raw_call(
+        local_cams, SMALL_QUERY, body=b"SenderList=%5B%5D", content_type=FORM, sent_body=SENDERS_FORM
+    )
     assert (status, body["Code"]) == (400, "SignatureDoesNotMatch")
     assert local_cams.backend.received == []
 
@@ -344,8 +414,11 @@ def test_unknown_action_is_not_found(local_cams: LocalCams) -> None:
 def test_unsigned_request_is_refused(local_cams: LocalCams) -> None:
     connection = http.client.HTTPConnection(local_cams.host, local_cams.port, timeout=10)
     try:
-        connection.request("POST", "/?" + urlencode(QUERY), headers={
-            "x-acs-action": "SendChatappMassMessage", "x-acs-version": "2020-06-06"})
+        connection.request(
+            "POST",
+            "/?" + urlencode(QUERY),
+            headers={"x-acs-action": "SendChatappMassMessage", "x-acs-version": "2020-06-06"},
+        )
         response = connection.getresponse()
         assert (response.status, json.loads(response.read())["Code"]) == (400, "IncompleteSignature")
     finally:
@@ -360,18 +433,26 @@ def _to(number: str, **extra: Any) -> list[m.SendChatappMassMessageRequestSender
 REFUSED_WITH_200 = [
     ("channel", {"channel": "sms"}, "InvalidParameter.ChannelTypeNotSupport"),
     ("no template", {"template_code": None}, "InvalidParameter.TemplateCodeNotEmpty"),
-    ("viber needs a code",
-     {"channel": "viber", "template_code": None, "template_name": "t", "from_": "Brand"},
-     "InvalidParameter.TemplateCodeNotEmpty"),
+    (
+        "viber needs a code",
+        {"channel": "viber", "template_code": None, "template_name": "t", "from_": "Brand"},
+        "InvalidParameter.TemplateCodeNotEmpty",
+    ),
     ("no language", {"language": None}, "InvalidParameter.LanguageNotEmpty"),
     ("from numeric", {"from_": "+8613800000000"}, "InvalidParameter.FromOnlyNumeric"),
     ("plus sign", {"sender_list": _to("+8613900000001")}, "InvalidParameter.PhoneNumberError"),
     ("too short", {"sender_list": _to("12345")}, "InvalidParameter.PhoneNumberError"),
     ("too long", {"sender_list": _to("1234567890123456")}, "InvalidParameter.PhoneNumberError"),
-    ("viber number", {"channel": "viber", "from_": "Brand", "sender_list": _to("86-139")},
-     "InvalidParameter.PhoneNumberError"),
-    ("no To", {"sender_list": [m.SendChatappMassMessageRequestSenderList(template_params={"a": "b"})]},
-     "InvalidParameter.PhoneNumberError"),
+    (
+        "viber number",
+        {"channel": "viber", "from_": "Brand", "sender_list": _to("86-139")},
+        "InvalidParameter.PhoneNumberError",
+    ),
+    (
+        "no To",
+        {"sender_list": [m.SendChatappMassMessageRequestSenderList(template_params={"a": "b"})]},
+        "InvalidParameter.PhoneNumberError",
+    ),
 ]
 REFUSED_WITH_400 = [
     ("no From", {"from_": None}, "MissingFrom"),
@@ -382,23 +463,58 @@ REFUSED_WITH_400 = [
     ("FallBackDuration high", {"fall_back_duration": 43_201}, "InvalidFallBackDuration"),
     ("Label", {"label": "spam"}, "InvalidLabel"),
     ("FallBackRule", {"fall_back_rule": "always"}, "InvalidFallBackRule"),
-    ("ProductAction off whatsapp",
-     {"channel": "viber", "from_": "Brand", "sender_list": _to(
-         "8613900000001", product_action=m.SendChatappMassMessageRequestSenderListProductAction(
-             thumbnail_product_retailer_id="p1"))}, "InvalidParameter"),
+    (
+        "ProductAction off whatsapp",
+        {
+            "channel": "viber",
+            "from_": "Brand",
+            "sender_list": _to(
+                "8613900000001",
+                product_action=m.SendChatappMassMessageRequestSenderListProductAction(
+                    thumbnail_product_retailer_id="p1"
+                ),
+            ),
+        },
+        "InvalidParameter",
+    ),
 ]
 ACCEPTED = [
     ("template name on whatsapp", {"template_code": None, "template_name": "welcome"}),
-    ("viber", {"channel": "viber", "from_": "Brand", "ttl": 30, "label": "promotion", "tag": "x",
-               "fall_back_duration": 60, "fall_back_rule": "sentFailed"}),
+    (
+        "viber",
+        {
+            "channel": "viber",
+            "from_": "Brand",
+            "ttl": 30,
+            "label": "promotion",
+            "tag": "x",
+            "fall_back_duration": 60,
+            "fall_back_rule": "sentFailed",
+        },
+    ),
     ("messenger page-scoped id", {"channel": "messenger", "from_": "page-1", "sender_list": _to("psid-abc")}),
     ("instagram", {"channel": "instagram", "from_": "ig-1", "sender_list": _to("igsid-1")}),
-    ("limits", {"ttl": 1_209_600, "fall_back_duration": 43_200, "label": "transaction",
-                "fall_back_rule": "undelivered"}),
+    (
+        "limits",
+        {
+            "ttl": 1_209_600,
+            "fall_back_duration": 43_200,
+            "label": "transaction",
+            "fall_back_rule": "undelivered",
+        },
+    ),
     ("six and fifteen digits", {"sender_list": _to("123456") + _to("123456789012345")}),
-    ("ProductAction on whatsapp", {"sender_list": _to(
-        "8613900000001", product_action=m.SendChatappMassMessageRequestSenderListProductAction(
-            thumbnail_product_retailer_id="p1"))}),
+    (
+        "ProductAction on whatsapp",
+        {
+            "sender_list": _to(
+                "8613900000001",
+                product_action=m.SendChatappMassMessageRequestSenderListProductAction(
+                    thumbnail_product_retailer_id="p1"
+                ),
+            )
+        },
+    ),
 ]
 
 
@@ -409,8 +525,9 @@ def _build(fields: dict[str, Any]) -> m.SendChatappMassMessageRequest:
 
 
 @pytest.mark.parametrize(("case", "fields", "code"), REFUSED_WITH_200, ids=[c[0] for c in REFUSED_WITH_200])
-def test_parameter_errors_come_back_with_http_200(local_cams: LocalCams, client: Client, case: str,
-                                                  fields: dict[str, Any], code: str) -> None:
+def test_parameter_errors_come_back_with_http_200(
+    local_cams: LocalCams, client: Client, case: str, fields: dict[str, Any], code: str
+) -> None:
     response = send(client, _build(fields))
     assert (response.status_code, response.body.code) == (200, code)
     assert response.body.group_message_id is None
@@ -419,8 +536,9 @@ def test_parameter_errors_come_back_with_http_200(local_cams: LocalCams, client:
 
 
 @pytest.mark.parametrize(("case", "fields", "code"), REFUSED_WITH_400, ids=[c[0] for c in REFUSED_WITH_400])
-def test_gateway_parameter_errors_raise(local_cams: LocalCams, client: Client, case: str,
-                                       fields: dict[str, Any], code: str) -> None:
+def test_gateway_parameter_errors_raise(
+    local_cams: LocalCams, client: Client, case: str, fields: dict[str, Any], code: str
+) -> None:
     with pytest.raises(ClientException) as caught:
         send(client, _build(fields))
     assert (caught.value.status_code, caught.value.code) == (400, code)
@@ -428,8 +546,9 @@ def test_gateway_parameter_errors_raise(local_cams: LocalCams, client: Client, c
 
 
 @pytest.mark.parametrize(("case", "fields"), ACCEPTED, ids=[c[0] for c in ACCEPTED])
-def test_valid_variants_are_accepted(local_cams: LocalCams, client: Client, case: str,
-                                     fields: dict[str, Any]) -> None:
+def test_valid_variants_are_accepted(
+    local_cams: LocalCams, client: Client, case: str, fields: dict[str, Any]
+) -> None:
     assert send(client, _build(fields)).body.code == "OK"
     assert local_cams.backend.received
 
@@ -597,8 +716,12 @@ def test_the_default_body_limit_is_1_mib(local_cams: LocalCams, client: Client) 
     assert raw_post(local_cams, "/", b"x" * (1024 * 1024))[0] == 400  # read, then refused: no signature
     assert raw_post(local_cams, "/", b"x" * (1024 * 1024 + 1))[0] == 413
     # a full batch with long template values still fits
-    senders = [m.SendChatappMassMessageRequestSenderList(to=f"86139{i:08d}", template_params={
-        "name": f"Customer {i}", "code": "X" * 200}) for i in range(1000)]
+    senders = [
+        m.SendChatappMassMessageRequestSenderList(
+            to=f"86139{i:08d}", template_params={"name": f"Customer {i}", "code": "X" * 200}
+        )
+        for i in range(1000)
+    ]
     assert send_in_body(client, request(sender_list=senders)).body.code == "OK"
     assert len(local_cams.backend.received) == 1000
 
@@ -629,16 +752,32 @@ def test_admin_endpoints(local_cams: LocalCams, client: Client) -> None:
     assert [r["to"] for r in received] == ["8613900000001"]
     assert admin(local_cams, "stats")[1]["accepted"] == 1
 
-    assert admin(local_cams, "config", {"fail_next": {"n": 1, "code": "ServiceUnavailable",
-                                                      "http_status": 503}})[0] == 200
+    assert (
+        admin(
+            local_cams, "config", {"fail_next": {"n": 1, "code": "ServiceUnavailable", "http_status": 503}}
+        )[0]
+        == 200
+    )
     with pytest.raises(ServerException):
         send(client, request())
     assert admin(local_cams, "config", {"refuse_all": {"code": "Product.Unsubscript"}})[0] == 200
     with pytest.raises(ClientException) as caught:
         send(client, request())
     assert caught.value.code == "Product.Unsubscript"
-    assert admin(local_cams, "config", {"refuse_all": None, "templates": ["T1"], "qps_limit": 100,
-                                        "max_request_line": 200_000, "max_body": 2_000_000})[0] == 200
+    assert (
+        admin(
+            local_cams,
+            "config",
+            {
+                "refuse_all": None,
+                "templates": ["T1"],
+                "qps_limit": 100,
+                "max_request_line": 200_000,
+                "max_body": 2_000_000,
+            },
+        )[0]
+        == 200
+    )
     assert (local_cams.backend.max_request_line, local_cams.backend.max_body) == (200_000, 2_000_000)
     assert local_cams.backend.templates == frozenset({"T1"})
     assert admin(local_cams, "config", {"no_such_option": 1})[0] == 400
@@ -653,20 +792,35 @@ def test_admin_endpoints(local_cams: LocalCams, client: Client) -> None:
 # --- CLI --------------------------------------------------------------------------------------------------
 def test_cli_prints_one_json_line_and_serves_until_terminated() -> None:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    process = subprocess.Popen([sys.executable, "-m", "chatapp_mass.localcloud.cams", "--port", "0",
-                                "--qps-limit", "5"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, env=env)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "chatapp_mass.localcloud.cams", "--port", "0", "--qps-limit", "5"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
         assert process.stdout is not None
         info = json.loads(process.stdout.readline())
         assert info["service"] == "cams" and info["region_id"] == "ap-southeast-1"
         assert info["endpoint"].startswith("http://127.0.0.1:")
         assert info["access_key_id"].startswith("STS.") and info["security_token"]
-        cred = CredClient(CredConfig(type="sts", access_key_id=info["access_key_id"],
-                                     access_key_secret=info["access_key_secret"],
-                                     security_token=info["security_token"]))
-        client = Client(Config(credential=cred, endpoint=info["endpoint"].removeprefix("http://"),
-                               protocol="HTTP", region_id=info["region_id"]))
+        cred = CredClient(
+            CredConfig(
+                type="sts",
+                access_key_id=info["access_key_id"],
+                access_key_secret=info["access_key_secret"],
+                security_token=info["security_token"],
+            )
+        )
+        client = Client(
+            Config(
+                credential=cred,
+                endpoint=info["endpoint"].removeprefix("http://"),
+                protocol="HTTP",
+                region_id=info["region_id"],
+            )
+        )
         assert send(client, request()).body.code == "OK"
         with urllib.request.urlopen(info["endpoint"] + "/_localcams/received", timeout=10) as response:
             assert [r["to"] for r in json.loads(response.read())] == ["8613900000000"]
@@ -676,21 +830,28 @@ def test_cli_prints_one_json_line_and_serves_until_terminated() -> None:
     assert process.returncode == 0, stderr
 
 
-@pytest.mark.parametrize(("params", "code"), [
-    ({"ChannelType": "messenger"}, "InvalidParameter.ChannelTypeNotSupport"),
-    ({"BusinessNumber": ""}, "MissingBusinessNumber"),
-    ({"CustSpaceId": ""}, "MissingCustSpaceId"),
-    ({"Page": "{\"Index\": 0, \"Size\": 10}"}, "InvalidPage"),
-    ({"Page": "{\"Index\": 1, \"Size\": 101}"}, "InvalidPage"),
-    ({"Page": "not json"}, "InvalidPage"),
-    ({"StartTime": "yesterday"}, "InvalidStartTime"),
-])
+@pytest.mark.parametrize(
+    ("params", "code"),
+    [
+        ({"ChannelType": "messenger"}, "InvalidParameter.ChannelTypeNotSupport"),
+        ({"BusinessNumber": ""}, "MissingBusinessNumber"),
+        ({"CustSpaceId": ""}, "MissingCustSpaceId"),
+        ({"Page": '{"Index": 0, "Size": 10}'}, "InvalidPage"),
+        ({"Page": '{"Index": 1, "Size": 101}'}, "InvalidPage"),
+        ({"Page": "not json"}, "InvalidPage"),
+        ({"StartTime": "yesterday"}, "InvalidStartTime"),
+    ],
+)
 def test_list_chatapp_message_validation(params: dict[str, str], code: str) -> None:
     from chatapp_mass.localcloud.cams import exceptions as cams_exc
     from chatapp_mass.localcloud.cams.models import validate_list
 
-    good = {"ChannelType": "whatsapp", "BusinessNumber": "8613800000000", "CustSpaceId": "cs",
-            "Page": "{\"Index\": 1, \"Size\": 10}"}
+    good = {
+        "ChannelType": "whatsapp",
+        "BusinessNumber": "8613800000000",
+        "CustSpaceId": "cs",
+        "Page": '{"Index": 1, "Size": 10}',
+    }
     validate_list(good)
     with pytest.raises(cams_exc.CamsError) as raised:
         validate_list({**good, **params})
@@ -699,19 +860,27 @@ def test_list_chatapp_message_validation(params: dict[str, str], code: str) -> N
 
 # --- TaskId and ListChatappMessage --------------------------------------------------------------------------
 def list_request(**fields: Any) -> m.ListChatappMessageRequest:
-    return m.ListChatappMessageRequest(channel_type="whatsapp", business_number=FROM, cust_space_id="cs",
-                                       page=m.ListChatappMessageRequestPage(index=1, size=10), **fields)
+    return m.ListChatappMessageRequest(
+        channel_type="whatsapp",
+        business_number=FROM,
+        cust_space_id="cs",
+        page=m.ListChatappMessageRequestPage(index=1, size=10),
+        **fields,
+    )
 
 
 def test_task_id_is_recorded_per_message_but_list_chatapp_message_neither_filters_nor_shows_it(
-        local_cams: LocalCams, client: Client) -> None:
+    local_cams: LocalCams, client: Client
+) -> None:
     """The SDK's ListChatappMessageRequest has no TaskId and its items (ListChatappMessageResponseBodyData)
     none either (alibabacloud_cams20200606 5.3.1 models); the local CAMS does as they say."""
     number = "8613900000001"
     for task in ("task-a", "task-b"):
         assert send(client, request(to=[number], task_id=task)).body.code == "OK"
-    assert [(r.to, r.task_id) for r in local_cams.backend.received] == [(number, "task-a"),
-                                                                         (number, "task-b")]
+    assert [(r.to, r.task_id) for r in local_cams.backend.received] == [
+        (number, "task-a"),
+        (number, "task-b"),
+    ]
     dropped = m.ListChatappMessageRequest().from_map({"TaskId": "task-a"}).to_map()
     assert "TaskId" not in dropped  # the SDK never sends it
 
@@ -721,8 +890,14 @@ def test_task_id_is_recorded_per_message_but_list_chatapp_message_neither_filter
     assert "TaskId" not in local_cams.backend.received[0].list_item()
 
     # a TaskId parameter sent anyway (a raw signed request) filters nothing: both calls' messages come back
-    query = {"ChannelType": "whatsapp", "BusinessNumber": FROM, "CustSpaceId": "cs", "UserNumber": number,
-             "TaskId": "task-a", "Page": json.dumps({"Index": 1, "Size": 10})}
+    query = {
+        "ChannelType": "whatsapp",
+        "BusinessNumber": FROM,
+        "CustSpaceId": "cs",
+        "UserNumber": number,
+        "TaskId": "task-a",
+        "Page": json.dumps({"Index": 1, "Size": 10}),
+    }
     status, raw = raw_call(local_cams, query, action="ListChatappMessage")
     assert status == 200 and raw["Code"] == "OK" and len(raw["Data"]) == 2
     assert all("TaskId" not in item for item in raw["Data"])
@@ -741,8 +916,12 @@ def test_list_time_filter_uses_send_time_which_a_lag_can_move(frozen: tuple[Loca
     [message] = backend.received
     assert (message.arrived_at, message.send_time) == (1_000.0, 1_090.0)
     assert message.list_item()["SendTime"] == "1970-01-01 00:18:10"
-    base = {"ChannelType": "whatsapp", "BusinessNumber": FROM, "CustSpaceId": "cs",
-            "Page": '{"Index":1,"Size":10}'}
+    base = {
+        "ChannelType": "whatsapp",
+        "BusinessNumber": FROM,
+        "CustSpaceId": "cs",
+        "Page": '{"Index":1,"Size":10}',
+    }
     at_arrival = validate_list({**base, "StartTime": "995000", "EndTime": "1045000"})
     at_dispatch = validate_list({**base, "StartTime": "1085000", "EndTime": "1095000"})
     assert not at_arrival.matches(message) and at_dispatch.matches(message)

@@ -6,17 +6,19 @@ from __future__ import annotations
 
 import base64
 import json
-from concurrent.futures import ThreadPoolExecutor
 import os
 import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 
+# The environment is set before the imports below (the SDKs read it when imported): hence their noqa: E402
 os.environ["ALIBABA_CLOUD_ECS_METADATA_DISABLED"] = "true"
 for _proxy in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
     os.environ.pop(_proxy, None)
@@ -138,7 +140,7 @@ resources:
 
 ECHO = "def handler(event, context):\n    return event\n"
 BUILT_ECHO = "def handler(event, context):\n    return b'built:' + event\n"
-INSPECT = '''
+INSPECT = """
 import os
 import sys
 
@@ -161,9 +163,9 @@ def handler(event, context):
         context.logger.info("from the logger")
     print("inspected")
     return out
-'''
+"""
 FAILS = 'def handler(event, context):\n    raise ValueError("boom: " + event.decode())\n'
-RECORDER = '''
+RECORDER = """
 import json
 import os
 
@@ -173,8 +175,8 @@ def handler(event, context):
     with open(name, "a", encoding="utf-8") as handle:
         handle.write(json.dumps({"request_id": context.request_id, "event": json.loads(event)}) + "\\n")
     return "recorded"
-'''
-CRASHY = '''
+"""
+CRASHY = """
 import json
 import os
 
@@ -187,8 +189,8 @@ def handler(event, context):
     with open(os.path.join(os.environ["OUT_DIR"], "crashy.txt"), "a", encoding="utf-8") as handle:
         handle.write(context.request_id + "\\n")
     return "survived"
-'''
-SLEEPY = '''
+"""
+SLEEPY = """
 import json
 import os
 import time
@@ -200,10 +202,21 @@ def handler(event, context):
     with open(os.path.join(os.environ["OUT_DIR"], "sleepy.jsonl"), "a", encoding="utf-8") as handle:
         handle.write(json.dumps({"started": started, "ended": time.time(), "pid": os.getpid()}) + "\\n")
     return "slept"
-'''
-HANDLERS = {"echo": ECHO, "inspect310": INSPECT, "inspect312": INSPECT, "norole": INSPECT, "fails": FAILS,
-            "dlq": RECORDER, "crashy": CRASHY, "sleepy": SLEEPY, "aged": FAILS, "uploads": RECORDER,
-            "deletes": RECORDER, "broken": "import not_a_module  # fails at import\n"}
+"""
+HANDLERS = {
+    "echo": ECHO,
+    "inspect310": INSPECT,
+    "inspect312": INSPECT,
+    "norole": INSPECT,
+    "fails": FAILS,
+    "dlq": RECORDER,
+    "crashy": CRASHY,
+    "sleepy": SLEEPY,
+    "aged": FAILS,
+    "uploads": RECORDER,
+    "deletes": RECORDER,
+    "broken": "import not_a_module  # fails at import\n",
+}
 
 
 # --- fixtures -------------------------------------------------------------------------------------------------
@@ -234,8 +247,13 @@ def make_fc(project: Path, out: Path) -> Iterator[Callable[..., LocalFc]]:
         options.setdefault("retry_base_delay", 0.05)
         options.setdefault("retry_max_delay", 0.2)
         overrides = {"OUT_DIR": str(out), "OVERRIDDEN": "from-overrides", **options.pop("overrides", {})}
-        fc = LocalFc(s_yaml=project / "s.yaml", environ={}, account_id=ACCOUNT,
-                     environment_overrides=overrides, **options).start()
+        fc = LocalFc(
+            s_yaml=project / "s.yaml",
+            environ={},
+            account_id=ACCOUNT,
+            environment_overrides=overrides,
+            **options,
+        ).start()
         started.append(fc)
         return fc
 
@@ -249,25 +267,47 @@ def fc(make_fc: Callable[..., LocalFc]) -> LocalFc:
     return make_fc()
 
 
-def client_for(fc: LocalFc, *, access_key_id: str | None = None, secret: str | None = None,
-               token: str | None = None) -> Client:
+def client_for(
+    fc: LocalFc, *, access_key_id: str | None = None, secret: str | None = None, token: str | None = None
+) -> Client:
     c = fc.credentials
-    return Client(open_api_models.Config(
-        access_key_id=access_key_id or c.access_key_id, access_key_secret=secret or c.access_key_secret,
-        security_token=token or c.security_token, endpoint=fc.host_port, protocol="HTTP", region_id=fc.region_id))
+    return Client(
+        open_api_models.Config(
+            access_key_id=access_key_id or c.access_key_id,
+            access_key_secret=secret or c.access_key_secret,
+            security_token=token or c.security_token,
+            endpoint=fc.host_port,
+            protocol="HTTP",
+            region_id=fc.region_id,
+        )
+    )
 
 
-def invoke(fc: LocalFc, function: str, body: bytes = b"", *, async_: bool = False, delay: int | None = None,
-           tail: bool = False, qualifier: str | None = None, client: Client | None = None) -> Any:
+def invoke(
+    fc: LocalFc,
+    function: str,
+    body: bytes = b"",
+    *,
+    async_: bool = False,
+    delay: int | None = None,
+    tail: bool = False,
+    qualifier: str | None = None,
+    client: Client | None = None,
+) -> Any:
     headers = fc_models.InvokeFunctionHeaders(
-        x_fc_invocation_type="Async" if async_ else None, x_fc_log_type="Tail" if tail else None,
-        common_headers={"x-fc-async-delay": str(delay)} if delay is not None else None)
+        x_fc_invocation_type="Async" if async_ else None,
+        x_fc_log_type="Tail" if tail else None,
+        common_headers={"x-fc-async-delay": str(delay)} if delay is not None else None,
+    )
     return (client or client_for(fc)).invoke_function_with_options(
-        function, fc_models.InvokeFunctionRequest(body=body, qualifier=qualifier), headers, RuntimeOptions())
+        function, fc_models.InvokeFunctionRequest(body=body, qualifier=qualifier), headers, RuntimeOptions()
+    )
 
 
 def lines(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()] if path.exists() else []
+    return (
+        [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()] if path.exists() else []
+    )
 
 
 # --- sync and async -------------------------------------------------------------------------------------------
@@ -278,7 +318,10 @@ def test_sync_echo_returns_the_handler_result_on_a_warm_instance(fc: LocalFc) ->
     second = invoke(fc, "echo", b"again")
     assert second.body.read() == b"again"
     records = fc.backend.records("echo")
-    assert [r.request_id for r in records] == [first.headers["x-fc-request-id"], second.headers["x-fc-request-id"]]
+    assert [r.request_id for r in records] == [
+        first.headers["x-fc-request-id"],
+        second.headers["x-fc-request-id"],
+    ]
     assert all(r.kind == "sync" and r.trigger == "api" and r.status == "ok" for r in records)
     assert records[0].instance_id == records[1].instance_id  # warm
     assert [c.function for c in fc.backend.cold_starts] == ["echo"]
@@ -302,8 +345,9 @@ def test_built_layout_runs_the_s_yaml_code_directory(make_fc: Callable[..., Loca
 
 
 @pytest.mark.parametrize("function", ["inspect310", "inspect312"])
-def test_environment_and_context_are_fcs(make_fc: Callable[..., LocalFc], project: Path, function: str,
-                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_environment_and_context_are_fcs(
+    make_fc: Callable[..., LocalFc], project: Path, function: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")  # never inherited
     fc = make_fc(overrides={"http_proxy": "http://proxy.invalid:3128"})
     reply = invoke(fc, function, b"{}", tail=True)
@@ -312,22 +356,38 @@ def test_environment_and_context_are_fcs(make_fc: Callable[..., LocalFc], projec
     code_dir = str(project / "functions" / function)
     assert env["OVERRIDDEN"] == "from-overrides"
     assert env.get("GREETING") == ("hello" if function == "inspect310" else None)
-    assert (env["ALIBABA_CLOUD_ACCESS_KEY_ID"], env["ALIBABA_CLOUD_ACCESS_KEY_SECRET"],
-            env["ALIBABA_CLOUD_SECURITY_TOKEN"]) == (c.access_key_id, c.access_key_secret, c.security_token)
+    assert (
+        env["ALIBABA_CLOUD_ACCESS_KEY_ID"],
+        env["ALIBABA_CLOUD_ACCESS_KEY_SECRET"],
+        env["ALIBABA_CLOUD_SECURITY_TOKEN"],
+    ) == (c.access_key_id, c.access_key_secret, c.security_token)
     memory = "512" if function == "inspect310" else "2048"
     assert {k: env[k] for k in env if k.startswith("FC_") and k != "FC_INSTANCE_ID"} == {
-        "FC_ACCOUNT_ID": ACCOUNT, "FC_FUNCTION_HANDLER": "index.handler", "FC_FUNCTION_MEMORY_SIZE": memory,
-        "FC_FUNCTION_NAME": function, "FC_REGION": REGION, "FC_FUNC_CODE_PATH": code_dir}
+        "FC_ACCOUNT_ID": ACCOUNT,
+        "FC_FUNCTION_HANDLER": "index.handler",
+        "FC_FUNCTION_MEMORY_SIZE": memory,
+        "FC_FUNCTION_NAME": function,
+        "FC_REGION": REGION,
+        "FC_FUNC_CODE_PATH": code_dir,
+    }
     assert env["FC_INSTANCE_ID"] == fc.backend.records(function)[0].instance_id
     assert env["ALIBABA_CLOUD_ECS_METADATA_DISABLED"] == "true"
     assert not {k for k in env if k.lower().endswith("_proxy")}
     assert seen["cwd"] == code_dir and seen["shared"] == "shared-on-path"
     assert seen["path"] == [code_dir, str(project / "shared")]
     assert (seen["request_id"], seen["region"], seen["account_id"]) == (
-        reply.headers["x-fc-request-id"], REGION, ACCOUNT)
-    assert seen["function"] == {"name": function, "handler": "index.handler", "memory": int(memory),
-                                "timeout": 3 if function == "inspect310" else 9, "version_id": None,
-                                "qualifier": "LATEST"}
+        reply.headers["x-fc-request-id"],
+        REGION,
+        ACCOUNT,
+    )
+    assert seen["function"] == {
+        "name": function,
+        "handler": "index.handler",
+        "memory": int(memory),
+        "timeout": 3 if function == "inspect310" else 9,
+        "version_id": None,
+        "qualifier": "LATEST",
+    }
     log_tail = base64.b64decode(reply.headers["x-fc-log-result"]).decode()
     assert "inspected" in log_tail
     if function == "inspect310":
@@ -353,11 +413,17 @@ def refusal(call: Callable[[], Any]) -> tuple[int, str, str]:
 
 def test_signature_key_and_token_are_checked(fc: LocalFc) -> None:
     assert refusal(lambda: invoke(fc, "echo", client=client_for(fc, secret="wrong")))[:2] == (
-        403, "SignatureNotMatch")
-    status, code, message = refusal(lambda: invoke(fc, "echo", client=client_for(fc, access_key_id="STS.nobody")))
+        403,
+        "SignatureNotMatch",
+    )
+    status, code, message = refusal(
+        lambda: invoke(fc, "echo", client=client_for(fc, access_key_id="STS.nobody"))
+    )
     assert (status, code, message) == (403, "InvalidAccessKeyID", "invalid access key ID 'STS.nobody'")
     assert refusal(lambda: invoke(fc, "echo", client=client_for(fc, token="CAIS.other")))[:2] == (
-        403, "AccessDenied")
+        403,
+        "AccessDenied",
+    )
     assert fc.backend.records() == []
 
 
@@ -389,13 +455,19 @@ def test_async_error_is_retried_then_the_failure_destination_function_gets_it(fc
     assert fc.backend.wait_idle(10)
     attempts = fc.backend.records("fails")
     assert [(r.attempt, r.status, r.request_id) for r in attempts] == [
-        (1, "error", request_id), (2, "error", request_id), (3, "error", request_id)]  # 1 + 2 retries
+        (1, "error", request_id),
+        (2, "error", request_id),
+        (3, "error", request_id),
+    ]  # 1 + 2 retries
     assert attempts[0].error == "ValueError: boom: payload-1"
     (delivered,) = lines(out / "dlq.jsonl")
     record = delivered["event"]
-    assert record["requestContext"] == {"requestId": request_id, "condition": "RetriesExhausted",
-                                        "functionArn": f"acs:fc:{REGION}:{ACCOUNT}:functions/fails",
-                                        "approximateInvokeCount": 3}
+    assert record["requestContext"] == {
+        "requestId": request_id,
+        "condition": "RetriesExhausted",
+        "functionArn": f"acs:fc:{REGION}:{ACCOUNT}:functions/fails",
+        "approximateInvokeCount": 3,
+    }
     assert record["requestPayload"] == "payload-1"
     assert record["responseContext"]["functionError"] == "UnhandledInvocationError"
     assert json.loads(record["responsePayload"])["errorType"] == "ValueError"
@@ -404,7 +476,9 @@ def test_async_error_is_retried_then_the_failure_destination_function_gets_it(fc
     assert [d.target_function for d in fc.backend.destinations] == ["dlq"]
 
 
-def test_a_crash_point_kills_the_instance_and_the_event_is_retried_on_a_new_one(fc: LocalFc, out: Path) -> None:
+def test_a_crash_point_kills_the_instance_and_the_event_is_retried_on_a_new_one(
+    fc: LocalFc, out: Path
+) -> None:
     fc.backend.crash_next("crashy", "test.crash")
     request_id = invoke(fc, "crashy", b"{}", async_=True).headers["x-fc-request-id"]
     assert fc.backend.wait_idle(10)
@@ -463,17 +537,21 @@ def test_a_throttled_event_is_retried_without_using_up_the_retries(fc: LocalFc) 
 
 
 @pytest.mark.parametrize("code", ["InternalServerError", "ResourceThrottled", "SomePlatformFailure"])
-def test_an_async_system_error_goes_to_the_failure_destination_without_a_retry(fc: LocalFc, out: Path,
-                                                                              code: str) -> None:
+def test_an_async_system_error_goes_to_the_failure_destination_without_a_retry(
+    fc: LocalFc, out: Path, code: str
+) -> None:
     fc.backend.fail_next("fails", 1, code=code)
     request_id = invoke(fc, "fails", b"payload-s", async_=True).headers["x-fc-request-id"]
     assert fc.backend.wait_idle(10)
     assert [(r.status, r.attempt) for r in fc.backend.records("fails")] == [("system_error", 1)]  # once
     (delivered,) = lines(out / "dlq.jsonl")
     record = delivered["event"]
-    assert record["requestContext"] == {"requestId": request_id, "condition": "SystemError",
-                                        "functionArn": f"acs:fc:{REGION}:{ACCOUNT}:functions/fails",
-                                        "approximateInvokeCount": 0}  # the function never ran
+    assert record["requestContext"] == {
+        "requestId": request_id,
+        "condition": "SystemError",
+        "functionArn": f"acs:fc:{REGION}:{ACCOUNT}:functions/fails",
+        "approximateInvokeCount": 0,
+    }  # the function never ran
     status = {"InternalServerError": 500, "ResourceThrottled": 503}.get(code, 500)
     assert record["responseContext"] == {"statusCode": status, "errorCode": code}
     assert record["requestPayload"] == "payload-s"
@@ -482,8 +560,9 @@ def test_an_async_system_error_goes_to_the_failure_destination_without_a_retry(f
     assert [r.status for r in fc.backend.records("fails")][1:] == ["error", "error", "error"]
 
 
-def test_an_instance_the_platform_cannot_spawn_is_a_system_error(make_fc: Callable[..., LocalFc],
-                                                                 out: Path, tmp_path: Path) -> None:
+def test_an_instance_the_platform_cannot_spawn_is_a_system_error(
+    make_fc: Callable[..., LocalFc], out: Path, tmp_path: Path
+) -> None:
     fc = make_fc(python=str(tmp_path / "no-such-python"))
     assert refusal(lambda: invoke(fc, "echo", b"x"))[:2] == (500, "InternalServerError")
     invoke(fc, "fails", b"payload-p", async_=True)
@@ -500,7 +579,10 @@ def test_duplicate_delivery_runs_the_same_event_twice(fc: LocalFc) -> None:
     assert fc.backend.wait_idle(10)
     runs = fc.backend.records("echo")
     assert sorted((r.request_id == request_id, r.duplicate) for r in runs) == [
-        (False, False), (True, False), (True, True)]
+        (False, False),
+        (True, False),
+        (True, True),
+    ]
 
 
 def test_an_event_older_than_its_max_age_is_dropped(make_fc: Callable[..., LocalFc]) -> None:
@@ -510,7 +592,10 @@ def test_an_event_older_than_its_max_age_is_dropped(make_fc: Callable[..., Local
     assert [r.status for r in fc.backend.records("aged")] == ["error", "error", "dropped"]
     (dropped,) = fc.backend.destinations
     assert (dropped.condition, dropped.destination, dropped.target_function) == (
-        "EventAgeExceeded", "acs:mns:ap-southeast-1::/queues/dead/messages", None)
+        "EventAgeExceeded",
+        "acs:mns:ap-southeast-1::/queues/dead/messages",
+        None,
+    )
     assert dropped.payload["requestContext"]["requestId"] == request_id
     assert dropped.payload["requestContext"]["approximateInvokeCount"] == 2
 
@@ -565,7 +650,9 @@ def test_gb_seconds_sum_duration_times_memory(fc: LocalFc) -> None:
 
 
 # --- triggers -------------------------------------------------------------------------------------------------
-def test_oss_trigger_fires_on_matching_bucket_event_and_key(make_fc: Callable[..., LocalFc], out: Path) -> None:
+def test_oss_trigger_fires_on_matching_bucket_event_and_key(
+    make_fc: Callable[..., LocalFc], out: Path
+) -> None:
     import oss2
 
     from chatapp_mass.localcloud.oss import LocalOss
@@ -584,20 +671,28 @@ def test_oss_trigger_fires_on_matching_bucket_event_and_key(make_fc: Callable[..
         part = inbox.upload_part("incoming/parts.csv", upload_id, 1, b"to\n")
         inbox.complete_multipart_upload("incoming/parts.csv", upload_id, [oss2.models.PartInfo(1, part.etag)])
         assert [e["events"][0]["eventName"] for e in oss.backend.events][-2:] == [
-            "ObjectCreated:CopyObject", "ObjectCreated:CompleteMultipartUpload"]
+            "ObjectCreated:CopyObject",
+            "ObjectCreated:CompleteMultipartUpload",
+        ]
         assert fc.backend.wait_idle(10)
     (run,) = fc.backend.records()
     assert (run.function, run.trigger, run.kind, run.status) == ("uploads", "oss", "async", "ok")
     (delivered,) = lines(out / "uploads.jsonl")
     (event,) = delivered["event"]["events"]
     assert event["eventName"] == "ObjectCreated:PutObject"
-    assert (event["oss"]["bucket"]["name"], event["oss"]["object"]["key"]) == ("fc-inbox", "incoming/list.csv")
+    assert (event["oss"]["bucket"]["name"], event["oss"]["object"]["key"]) == (
+        "fc-inbox",
+        "incoming/list.csv",
+    )
 
 
 def test_oss_trigger_matching_rules() -> None:
-    trigger = TriggerSpec("t", "oss", {"events": ["oss:ObjectCreated:*"], "filter": {"key": {"prefix": "in/",
-                                                                                            "suffix": ".csv"}}},
-                          source_arn="acs:oss:ap-southeast-1:1:b")
+    trigger = TriggerSpec(
+        "t",
+        "oss",
+        {"events": ["oss:ObjectCreated:*"], "filter": {"key": {"prefix": "in/", "suffix": ".csv"}}},
+        source_arn="acs:oss:ap-southeast-1:1:b",
+    )
 
     def record(name: str, key: str, bucket: str = "b") -> dict[str, Any]:
         return {"eventName": name, "oss": {"bucket": {"name": bucket}, "object": {"key": key}}}
@@ -625,8 +720,9 @@ def test_timer_trigger_fires_on_demand(fc: LocalFc, out: Path) -> None:
 # --- inspection from another process --------------------------------------------------------------------------
 def admin(fc: LocalFc, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
     data = json.dumps(body).encode() if body is not None else (b"{}" if method == "POST" else None)
-    with urllib.request.urlopen(urllib.request.Request(f"{fc.endpoint}/_localfc/{path}", data=data,
-                                                       method=method), timeout=10) as reply:
+    with urllib.request.urlopen(
+        urllib.request.Request(f"{fc.endpoint}/_localfc/{path}", data=data, method=method), timeout=10
+    ) as reply:
         return json.loads(reply.read())
 
 
@@ -644,8 +740,12 @@ def test_admin_endpoints(fc: LocalFc) -> None:
 
 def test_the_module_serves_alone(project: Path) -> None:
     env = dict(os.environ, ALIBABA_CLOUD_ACCOUNT_ID=ACCOUNT)
-    with subprocess.Popen([sys.executable, "-m", "chatapp_mass.localcloud.fc", "--s-yaml",
-                           str(project / "s.yaml")], stdout=subprocess.PIPE, env=env, text=True) as process:
+    with subprocess.Popen(
+        [sys.executable, "-m", "chatapp_mass.localcloud.fc", "--s-yaml", str(project / "s.yaml")],
+        stdout=subprocess.PIPE,
+        env=env,
+        text=True,
+    ) as process:
         try:
             assert process.stdout is not None
             info = json.loads(process.stdout.readline())
@@ -659,15 +759,22 @@ def test_the_module_serves_alone(project: Path) -> None:
 def test_local_cloud_runs_the_functions_against_its_services(project: Path, out: Path) -> None:
     from chatapp_mass.localcloud.cloud import LocalCloud
 
-    with LocalCloud(s_yaml=str(project / "s.yaml"), bucket="fc-inbox",
-                    function_environment={"OUT_DIR": str(out)}) as cloud:
+    with LocalCloud(
+        s_yaml=str(project / "s.yaml"), bucket="fc-inbox", function_environment={"OUT_DIR": str(out)}
+    ) as cloud:
         assert cloud.fc is not None
         variables = cloud.environment()
         assert variables["CHATAPP_FC_ENDPOINT"] == cloud.fc.endpoint
         assert cloud.describe()["fc"]["endpoint"] == cloud.fc.endpoint
         seen = json.loads(invoke(cloud.fc, "inspect312", b"{}").body.read())["env"]
-        for name in ("CHATAPP_FC_ENDPOINT", "CHATAPP_OSS_ENDPOINT", "CHATAPP_CAMS_ENDPOINT",
-                     "CHATAPP_TABLESTORE_ENDPOINT", "ALIBABA_CLOUD_ACCESS_KEY_ID", "ALIBABA_CLOUD_SECURITY_TOKEN"):
+        for name in (
+            "CHATAPP_FC_ENDPOINT",
+            "CHATAPP_OSS_ENDPOINT",
+            "CHATAPP_CAMS_ENDPOINT",
+            "CHATAPP_TABLESTORE_ENDPOINT",
+            "ALIBABA_CLOUD_ACCESS_KEY_ID",
+            "ALIBABA_CLOUD_SECURITY_TOKEN",
+        ):
             assert seen[name] == variables[name]
         assert seen["OUT_DIR"] == str(out)
         cloud.oss.oss2_bucket("fc-inbox").put_object("incoming/a.csv", b"to\n")

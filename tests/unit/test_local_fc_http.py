@@ -10,12 +10,14 @@ import dataclasses
 import http.client
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 
+# The environment is set before the imports below (the SDKs read it when imported): hence their noqa: E402
 os.environ["ALIBABA_CLOUD_ECS_METADATA_DISABLED"] = "true"
 for _proxy in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
     os.environ.pop(_proxy, None)
@@ -32,7 +34,7 @@ REGION = "ap-southeast-1"
 BODY_LIMIT = 64 * 1024
 
 #: one handler, routed by the decoded path, so the module's tests share one warm instance
-API = '''
+API = """
 import base64
 import json
 import os
@@ -62,16 +64,24 @@ def handler(event, context):
     if path == "/sleep":
         time.sleep(5)
     return event  # the event itself: a JSON object without statusCode, so the reply body as it is
-'''
+"""
 
 
-def function(code: Path, name: str, *, config: dict[str, Any] | None = None, http: bool = True,
-             timeout: int = 3) -> FunctionSpec:
+def function(
+    code: Path, name: str, *, config: dict[str, Any] | None = None, http: bool = True, timeout: int = 3
+) -> FunctionSpec:
     if config is None:
         config = {"authType": "anonymous", "methods": ["GET", "POST"]}
     triggers = [TriggerSpec(name=f"{name}-http", type="http", config=config)] if http else []
-    return FunctionSpec(resource=name, name=name, runtime="python3.10", handler="index.handler", code=code,
-                        timeout=timeout, triggers=triggers)
+    return FunctionSpec(
+        resource=name,
+        name=name,
+        runtime="python3.10",
+        handler="index.handler",
+        code=code,
+        timeout=timeout,
+        triggers=triggers,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -86,13 +96,26 @@ def code(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def fc(code: Path) -> Iterator[LocalFc]:
     specs = [
         function(code, "api", timeout=1),
-        function(code, "everything", config={"authType": "anonymous", "methods": [
-            "GET", "POST", "HEAD", "PATCH", "OPTIONS", "PUT", "DELETE"]}),
+        function(
+            code,
+            "everything",
+            config={
+                "authType": "anonymous",
+                "methods": ["GET", "POST", "HEAD", "PATCH", "OPTIONS", "PUT", "DELETE"],
+            },
+        ),
         function(code, "signed", config={"authType": "function", "methods": ["GET"]}),
         function(code, "plain", http=False),
     ]
-    with LocalFc(s_yaml=None, functions=specs, project_root=code.parent, source_layout=False,
-                 account_id=ACCOUNT, region_id=REGION, http_body_limit=BODY_LIMIT) as local:
+    with LocalFc(
+        s_yaml=None,
+        functions=specs,
+        project_root=code.parent,
+        source_layout=False,
+        account_id=ACCOUNT,
+        region_id=REGION,
+        http_body_limit=BODY_LIMIT,
+    ) as local:
         yield local
 
 
@@ -108,26 +131,46 @@ def record_of(fc: LocalFc, request_id: str) -> Any:
 
 # --- the event ----------------------------------------------------------------------------------------------
 def test_event_has_the_fc3_shape(fc: LocalFc, api: str) -> None:
-    reply = requests.post(api + "/a%20b/c?x=1", data=b"hello", headers={"Content-Type": "text/plain",
-                                                                         "User-Agent": "probe/1.0"})
+    reply = requests.post(
+        api + "/a%20b/c?x=1", data=b"hello", headers={"Content-Type": "text/plain", "User-Agent": "probe/1.0"}
+    )
     assert reply.status_code == 200
     event = reply.json()
     request_id = reply.headers["x-fc-request-id"]
     context = event.pop("requestContext")
-    assert event == {"version": "v1", "rawPath": "/a%20b/c", "body": "hello", "isBase64Encoded": False,
-                     "headers": event["headers"], "queryParameters": {"x": "1"}}
+    assert event == {
+        "version": "v1",
+        "rawPath": "/a%20b/c",
+        "body": "hello",
+        "isBase64Encoded": False,
+        "headers": event["headers"],
+        "queryParameters": {"x": "1"},
+    }
     assert event["headers"]["Content-Type"] == "text/plain" and event["headers"]["User-Agent"] == "probe/1.0"
     assert event["headers"]["Content-Length"] == "5"
     trigger = fc.http_triggers["api"]
-    assert context["http"] == {"method": "POST", "path": "/a b/c", "protocol": "HTTP/1.1",
-                               "sourceIp": "127.0.0.1", "userAgent": "probe/1.0"}
+    assert context["http"] == {
+        "method": "POST",
+        "path": "/a b/c",
+        "protocol": "HTTP/1.1",
+        "sourceIp": "127.0.0.1",
+        "userAgent": "probe/1.0",
+    }
     assert context["accountId"] == ACCOUNT and context["requestId"] == request_id
     assert context["domainName"] == f"{trigger.url_id}.{REGION}.fcapp.run"
     assert context["domainPrefix"] == trigger.url_id and context["triggerId"] == trigger.trigger_id
     assert context["timeEpoch"].isdigit() and len(context["timeEpoch"]) == 13
     assert context["time"] == _iso_second(int(context["timeEpoch"]) / 1000)
-    assert set(context) == {"accountId", "domainName", "domainPrefix", "http", "requestId", "time",
-                            "timeEpoch", "triggerId"}
+    assert set(context) == {
+        "accountId",
+        "domainName",
+        "domainPrefix",
+        "http",
+        "requestId",
+        "time",
+        "timeEpoch",
+        "triggerId",
+    }
 
 
 def _iso_second(timestamp: float) -> str:
@@ -138,8 +181,9 @@ def _iso_second(timestamp: float) -> str:
 
 def test_query_and_repeated_headers_are_decoded_and_joined(api: str) -> None:
     connection = _connection(api)
-    connection.putrequest("GET", "/q?tag=a&tag=b%2Cc&space=a+b%20c&empty=&caf%C3%A9=%E2%9C%93",
-                          skip_accept_encoding=True)
+    connection.putrequest(
+        "GET", "/q?tag=a&tag=b%2Cc&space=a+b%20c&empty=&caf%C3%A9=%E2%9C%93", skip_accept_encoding=True
+    )
     connection.putheader("X-Repeat", "one")
     connection.putheader("x-repeat", "two")
     connection.putheader("X-CamelCase-Header", "kept")
@@ -152,13 +196,16 @@ def test_query_and_repeated_headers_are_decoded_and_joined(api: str) -> None:
     assert event["body"] == "" and event["isBase64Encoded"] is False
 
 
-@pytest.mark.parametrize(("body", "content_type", "encoded"), [
-    (bytes(range(256)), "text/plain", True),  # not UTF-8
-    (b"looks like text", "application/octet-stream", True),  # binary content type
-    (b"\x89PNG-ish but utf8", "image/png", True),
-    ("héllo ✓".encode(), "application/json; charset=utf-8", False),
-    (b"no content type at all", None, False),
-])
+@pytest.mark.parametrize(
+    ("body", "content_type", "encoded"),
+    [
+        (bytes(range(256)), "text/plain", True),  # not UTF-8
+        (b"looks like text", "application/octet-stream", True),  # binary content type
+        (b"\x89PNG-ish but utf8", "image/png", True),
+        ("héllo ✓".encode(), "application/json; charset=utf-8", False),
+        (b"no content type at all", None, False),
+    ],
+)
 def test_body_is_text_or_base64(api: str, body: bytes, content_type: str | None, encoded: bool) -> None:
     headers = {"Content-Type": content_type} if content_type else {}
     event = requests.post(api + "/echo", data=body, headers=headers).json()
@@ -167,8 +214,9 @@ def test_body_is_text_or_base64(api: str, body: bytes, content_type: str | None,
 
 
 def test_a_chunked_body_is_read_whole(api: str) -> None:
-    event = requests.post(api + "/echo", data=iter([b"chunk-1 ", b"chunk-2"]),
-                          headers={"Content-Type": "text/plain"}).json()
+    event = requests.post(
+        api + "/echo", data=iter([b"chunk-1 ", b"chunk-2"]), headers={"Content-Type": "text/plain"}
+    ).json()
     assert event["headers"]["Transfer-Encoding"] == "chunked"
     assert event["body"] == "chunk-1 chunk-2"
 
@@ -343,7 +391,8 @@ def test_local_cloud_publishes_the_first_http_endpoint(code: Path, tmp_path: Pat
     s_yaml = tmp_path / "s.yaml"
     common = f"region: {REGION}, runtime: python3.10, handler: index.handler, code: {code}"
     web = "[{triggerName: web, triggerType: http, triggerConfig: {authType: anonymous, methods: [GET]}}]"
-    s_yaml.write_text(f"""
+    s_yaml.write_text(
+        f"""
 edition: 3.0.0
 name: http-test
 resources:
@@ -356,7 +405,9 @@ resources:
   second:
     component: fc3
     props: {{functionName: second, {common}, triggers: {web}}}
-""", encoding="utf-8")
+""",
+        encoding="utf-8",
+    )
     with LocalCloud(s_yaml=str(s_yaml), fc_options={"source_layout": False}) as cloud:
         assert cloud.fc is not None
         described = cloud.describe()
@@ -374,4 +425,3 @@ resources:
 def _connection(url: str) -> http.client.HTTPConnection:
     parts = urlsplit(url)
     return http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
-

@@ -15,11 +15,13 @@ import time
 import tracemalloc
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
+# The environment is set before the imports below (the SDKs read it when imported): hence their noqa: E402
 os.environ["ALIBABA_CLOUD_ECS_METADATA_DISABLED"] = "true"
 for _proxy in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
     os.environ.pop(_proxy, None)
@@ -49,9 +51,16 @@ def bucket(local_oss: LocalOss) -> Any:
     return local_oss.oss2_bucket()
 
 
-def make_bucket(oss: LocalOss, *, name: str = BUCKET, access_key_id: str | None = None,
-                secret: str | None = None, token: str | bool | None = True, v1: bool = False,
-                **options: Any) -> Any:
+def make_bucket(
+    oss: LocalOss,
+    *,
+    name: str = BUCKET,
+    access_key_id: str | None = None,
+    secret: str | None = None,
+    token: str | bool | None = True,
+    v1: bool = False,
+    **options: Any,
+) -> Any:
     """A bucket signing V4 for the emulator's region (``v1``: the old scheme, refused unless allowed)."""
     c = oss.credentials
     security_token = c.security_token if token is True else (token or None)
@@ -97,7 +106,13 @@ def test_put_get_head_delete_round_trip_with_metadata(local_oss: LocalOss, bucke
         bucket.get_object("lists/a.csv")
     assert bucket.delete_object("lists/a.csv").status == 204  # deleting a missing key is not an error
     assert [r.operation for r in local_oss.backend.requests] == [
-        "PutObject", "GetObject", "HeadObject", "DeleteObject", "GetObject", "DeleteObject"]
+        "PutObject",
+        "GetObject",
+        "HeadObject",
+        "DeleteObject",
+        "GetObject",
+        "DeleteObject",
+    ]
     assert local_oss.backend.requests[4].status == 404 and local_oss.backend.requests[4].code == "NoSuchKey"
 
 
@@ -209,29 +224,33 @@ def test_invalid_range_returns_the_whole_object_unless_standard(bucket: Any) -> 
     assert (error.value.status, error.value.code) == (416, "InvalidRange")
 
 
-@pytest.mark.parametrize(("header", "size", "standard", "expected"), [
-    ("bytes=0-499", 1000, False, (0, 499)),
-    ("bytes=500-", 1000, False, (500, 999)),
-    ("bytes=-500", 1000, False, (500, 999)),
-    ("bytes=0-", 1000, False, (0, 999)),
-    ("bytes=0-1000", 1000, False, None),
-    ("bytes=1000-2000", 1000, False, None),
-    ("bytes=1000-", 1000, False, None),
-    ("bytes=-2000", 1000, False, None),
-    ("byte=0-499", 1000, False, None),
-    ("bytes=5-3", 1000, False, None),
-    ("bytes=0-1,5-9", 1000, False, (0, 1)),
-    ("bytes=0-", 0, False, None),
-    (None, 10, False, None),
-    ("bytes=500-2000", 1000, True, (500, 999)),
-    ("bytes=-2000", 1000, True, (0, 999)),
-])
+@pytest.mark.parametrize(
+    ("header", "size", "standard", "expected"),
+    [
+        ("bytes=0-499", 1000, False, (0, 499)),
+        ("bytes=500-", 1000, False, (500, 999)),
+        ("bytes=-500", 1000, False, (500, 999)),
+        ("bytes=0-", 1000, False, (0, 999)),
+        ("bytes=0-1000", 1000, False, None),
+        ("bytes=1000-2000", 1000, False, None),
+        ("bytes=1000-", 1000, False, None),
+        ("bytes=-2000", 1000, False, None),
+        ("byte=0-499", 1000, False, None),
+        ("bytes=5-3", 1000, False, None),
+        ("bytes=0-1,5-9", 1000, False, (0, 1)),
+        ("bytes=0-", 0, False, None),
+        (None, 10, False, None),
+        ("bytes=500-2000", 1000, True, (500, 999)),
+        ("bytes=-2000", 1000, True, (0, 999)),
+    ],
+)
 def test_resolve_range(header: str | None, size: int, standard: bool, expected: Any) -> None:
     assert resolve_range(header, size, standard=standard) == expected
 
 
-@pytest.mark.parametrize(("header", "size"), [
-    ("bytes=1000-2000", 1000), ("bytes=0-", 0), ("bytes=0-1,4-5", 9), ("bytes=-0", 9)])
+@pytest.mark.parametrize(
+    ("header", "size"), [("bytes=1000-2000", 1000), ("bytes=0-", 0), ("bytes=0-1,4-5", 9), ("bytes=-0", 9)]
+)
 def test_resolve_range_standard_refusals(header: str, size: int) -> None:
     with pytest.raises(InvalidRange):
         resolve_range(header, size, standard=True)
@@ -275,13 +294,20 @@ def test_list_v1_prefix_and_pagination(filled: Any) -> None:
     second = filled.list_objects(marker=first.next_marker, max_keys=3)
     assert [o.key for o in second.object_list] == KEYS[3:6]
     assert [o.key for o in oss2.ObjectIterator(filled, max_keys=2)] == KEYS
-    assert [o.key for o in filled.list_objects(prefix="dir/").object_list] == ["dir/1.csv", "dir/2.csv",
-                                                                              "dir/sub/3.csv"]
+    assert [o.key for o in filled.list_objects(prefix="dir/").object_list] == [
+        "dir/1.csv",
+        "dir/2.csv",
+        "dir/sub/3.csv",
+    ]
     last = filled.list_objects(prefix="dir/", max_keys=3)
     assert not last.is_truncated
     info = filled.list_objects(prefix="a.").object_list[0]
-    assert (info.size, info.etag, info.type, info.storage_class) == (5, md5_hex(b"a.csv"), "Normal",
-                                                                     "Standard")
+    assert (info.size, info.etag, info.type, info.storage_class) == (
+        5,
+        md5_hex(b"a.csv"),
+        "Normal",
+        "Standard",
+    )
     assert info.owner is not None and info.owner.id
 
 
@@ -336,7 +362,9 @@ def test_sts_token_is_required_and_checked(local_oss: LocalOss) -> None:
     assert mismatch.value.code == "AccessKeyIdAndSecurityTokenNotMatch"
     with pytest.raises(oe.SignatureDoesNotMatch) as bad_secret:
         make_bucket(local_oss, secret="wrong-secret").get_object("x")
-    assert bad_secret.value.status == 403 and "/chatapp-mass/x" in bad_secret.value.details["CanonicalRequest"]
+    assert (
+        bad_secret.value.status == 403 and "/chatapp-mass/x" in bad_secret.value.details["CanonicalRequest"]
+    )
     with pytest.raises(oe.ServerError) as unknown:
         make_bucket(local_oss, access_key_id="LTAI.unknown").get_object("x")
     assert (unknown.value.status, unknown.value.code) == (403, "InvalidAccessKeyId")
@@ -345,8 +373,14 @@ def test_sts_token_is_required_and_checked(local_oss: LocalOss) -> None:
     with pytest.raises(oe.NoSuchKey):  # the right credentials get past authentication
         make_bucket(local_oss).get_object("x")
     assert [r.code for r in local_oss.backend.requests] == [
-        "InvalidAccessKeyId", "InvalidSecurityToken", "AccessKeyIdAndSecurityTokenNotMatch",
-        "SignatureDoesNotMatch", "InvalidAccessKeyId", "AccessDenied", "NoSuchKey"]
+        "InvalidAccessKeyId",
+        "InvalidSecurityToken",
+        "AccessKeyIdAndSecurityTokenNotMatch",
+        "SignatureDoesNotMatch",
+        "InvalidAccessKeyId",
+        "AccessDenied",
+        "NoSuchKey",
+    ]
 
 
 def test_long_term_keys_refuse_a_token() -> None:
@@ -361,8 +395,10 @@ def test_long_term_keys_refuse_a_token() -> None:
 
 def test_signature_covers_sub_resources_and_oss_headers(local_oss: LocalOss, bucket: Any) -> None:
     bucket.put_object("k", b"1", headers={"x-oss-meta-a": "b"})
-    assert bucket.get_object("k", params={"response-content-type": "text/plain"}).headers["Content-Type"] \
+    assert (
+        bucket.get_object("k", params={"response-content-type": "text/plain"}).headers["Content-Type"]
         == "text/plain"
+    )
     url = bucket.sign_url("GET", "k", 60)
     assert "x-oss-signature-version=OSS4-HMAC-SHA256" in url
     with urllib.request.urlopen(url) as response:  # a V4 signed URL
@@ -394,7 +430,9 @@ def test_v4_requires_an_unsigned_payload_header(local_oss: LocalOss) -> None:
             super().__init__(provider)
             self.value = value
 
-        def _sign_request(self, req: Any, bucket_name: Any, key: Any, in_additional_headers: Any = None) -> None:
+        def _sign_request(
+            self, req: Any, bucket_name: Any, key: Any, in_additional_headers: Any = None
+        ) -> None:
             super()._sign_request(req, bucket_name, key, in_additional_headers)
             if self.value is None:
                 del req.headers["x-oss-content-sha256"]
@@ -402,12 +440,18 @@ def test_v4_requires_an_unsigned_payload_header(local_oss: LocalOss) -> None:
                 req.headers["x-oss-content-sha256"] = self.value
 
     c = local_oss.credentials
-    provider = oss2.credentials.StaticCredentialsProvider(c.access_key_id, c.access_key_secret, c.security_token)
+    provider = oss2.credentials.StaticCredentialsProvider(
+        c.access_key_id, c.access_key_secret, c.security_token
+    )
     for value in ("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", None):
         bucket = oss2.Bucket(OtherPayload(provider, value), local_oss.endpoint, BUCKET, region=c.region_id)
         with pytest.raises(oe.ServerError) as error:
             bucket.get_object("x")
-        assert (error.value.status, error.value.code, error.value.ec) == (400, "InvalidArgument", "0002-00000214")
+        assert (error.value.status, error.value.code, error.value.ec) == (
+            400,
+            "InvalidArgument",
+            "0002-00000214",
+        )
 
 
 def test_v1_signatures_are_refused_as_by_a_new_bucket(local_oss: LocalOss, bucket: Any) -> None:
@@ -423,7 +467,9 @@ def test_v1_signatures_are_refused_as_by_a_new_bucket(local_oss: LocalOss, bucke
         urllib.request.urlopen(v1.sign_url("GET", "k", 60))  # a V1 signed URL
     body = url.value.read()
     url.value.close()
-    assert url.value.code == 403 and b"<Code>AccessDenied</Code>" in body and b"<EC>0002-00000080</EC>" in body
+    assert (
+        url.value.code == 403 and b"<Code>AccessDenied</Code>" in body and b"<EC>0002-00000080</EC>" in body
+    )
     assert local_oss.backend.get_object_bytes(BUCKET, "k") == b"1"
     assert [r.code for r in local_oss.backend.requests][-3:] == ["AccessDenied"] * 3
 
@@ -446,8 +492,9 @@ def test_v4_signed_urls(local_oss: LocalOss, bucket: Any) -> None:
     with urllib.request.urlopen(url) as response:
         assert response.read() == b"signed"
     csv = {"Content-Type": "text/csv"}  # signed: a V4 URL covers content-type
-    put = urllib.request.Request(bucket.sign_url("PUT", "up.csv", 60, headers=csv), data=b"to\n1\n",
-                                 method="PUT", headers=csv)
+    put = urllib.request.Request(
+        bucket.sign_url("PUT", "up.csv", 60, headers=csv), data=b"to\n1\n", method="PUT", headers=csv
+    )
     urllib.request.urlopen(put).close()
     assert local_oss.backend.get_object_bytes(BUCKET, "up.csv") == b"to\n1\n"
 
@@ -512,31 +559,43 @@ def test_event_format_and_one_call_per_put(local_oss: LocalOss, bucket: Any) -> 
     record = event["events"][0]
     assert EVENT_TIME.fullmatch(record["eventTime"])
     account, region = local_oss.backend.account_id, local_oss.credentials.region_id
-    assert event == {"events": [{
-        "eventName": "ObjectCreated:PutObject",
-        "eventSource": "acs:oss",
-        "eventTime": record["eventTime"],
-        "eventVersion": "1.0",
-        "oss": {
-            "bucket": {"arn": f"acs:oss:{region}:{account}:{BUCKET}", "name": BUCKET,
-                       "ownerIdentity": account},
-            "object": {"deltaSize": 5, "eTag": md5_hex(b"12345"), "key": ODD_KEY, "size": 5},
-            "ossSchemaVersion": "1.0",
-            "ruleId": record["oss"]["ruleId"],
-        },
-        "region": region,
-        "requestParameters": {"sourceIPAddress": "127.0.0.1"},
-        "responseElements": {"requestId": put.request_id},
-        "userIdentity": {"principalId": account},
-    }]}
+    assert event == {
+        "events": [
+            {
+                "eventName": "ObjectCreated:PutObject",
+                "eventSource": "acs:oss",
+                "eventTime": record["eventTime"],
+                "eventVersion": "1.0",
+                "oss": {
+                    "bucket": {
+                        "arn": f"acs:oss:{region}:{account}:{BUCKET}",
+                        "name": BUCKET,
+                        "ownerIdentity": account,
+                    },
+                    "object": {"deltaSize": 5, "eTag": md5_hex(b"12345"), "key": ODD_KEY, "size": 5},
+                    "ossSchemaVersion": "1.0",
+                    "ruleId": record["oss"]["ruleId"],
+                },
+                "region": region,
+                "requestParameters": {"sourceIPAddress": "127.0.0.1"},
+                "responseElements": {"requestId": put.request_id},
+                "userIdentity": {"principalId": account},
+            }
+        ]
+    }
     assert re.fullmatch(r"[0-9a-f]{40}", record["oss"]["ruleId"])
-    assert received[1]["events"][0]["oss"]["object"] == {"deltaSize": -2, "eTag": md5_hex(b"123"),
-                                                         "key": ODD_KEY, "size": 3}
+    assert received[1]["events"][0]["oss"]["object"] == {
+        "deltaSize": -2,
+        "eTag": md5_hex(b"123"),
+        "key": ODD_KEY,
+        "size": 3,
+    }
     json.dumps(event)  # plain JSON, as FC delivers it
 
 
-def test_subscriber_sees_the_stored_object_and_its_failure_does_not_fail_the_put(local_oss: LocalOss,
-                                                                                  bucket: Any) -> None:
+def test_subscriber_sees_the_stored_object_and_its_failure_does_not_fail_the_put(
+    local_oss: LocalOss, bucket: Any
+) -> None:
     seen: list[bytes] = []
 
     def reader(event: dict[str, Any]) -> None:
@@ -643,8 +702,9 @@ def test_unsupported_operations(local_oss: LocalOss, bucket: Any) -> None:
         bucket.put_object_acl("k", oss2.OBJECT_ACL_PRIVATE)
     assert acl.value.code == "NotImplemented"
     octet = {"Content-Type": "application/octet-stream"}
-    request = urllib.request.Request(bucket.sign_url("POST", "k", 60, headers=octet), data=b"", method="POST",
-                                     headers=octet)
+    request = urllib.request.Request(
+        bucket.sign_url("POST", "k", 60, headers=octet), data=b"", method="POST", headers=octet
+    )
     with pytest.raises(urllib.error.HTTPError) as post:
         urllib.request.urlopen(request)
     assert post.value.code == 405 and b"<Code>MethodNotAllowed</Code>" in post.value.read()
@@ -688,21 +748,35 @@ def test_admin_endpoint(local_oss: LocalOss, bucket: Any) -> None:
     bucket.put_object("k", b"1")
     with urllib.request.urlopen(local_oss.endpoint + "/_localoss/requests") as response:
         assert [r["operation"] for r in json.load(response)] == ["PutObject"]
-    config = urllib.request.Request(local_oss.endpoint + "/_localoss/config", method="POST",
-                                    data=json.dumps({"fail_next": {"n": 1, "code": "AccessDenied",
-                                                                   "status": 403}}).encode())
+    config = urllib.request.Request(
+        local_oss.endpoint + "/_localoss/config",
+        method="POST",
+        data=json.dumps({"fail_next": {"n": 1, "code": "AccessDenied", "status": 403}}).encode(),
+    )
     urllib.request.urlopen(config).close()
     with pytest.raises(oe.AccessDenied):
         bucket.get_object("k")
 
 
 def test_describe_and_constructor_rules(tmp_path: Path) -> None:
-    with LocalOss(access_key_id="LTAI.fixed", access_key_secret="s3cret", data_dir=str(tmp_path),
-                  region_id="cn-hangzhou") as oss:
+    with LocalOss(
+        access_key_id="LTAI.fixed",
+        access_key_secret="s3cret",
+        data_dir=str(tmp_path),
+        region_id="cn-hangzhou",
+    ) as oss:
         described = oss.describe()
-        assert described == {"service": "oss", "endpoint": oss.endpoint, "bucket": BUCKET,
-                             "buckets": [BUCKET], "region_id": "cn-hangzhou", "access_key_id": "LTAI.fixed",
-                             "access_key_secret": "s3cret", "security_token": None, "data_dir": str(tmp_path)}
+        assert described == {
+            "service": "oss",
+            "endpoint": oss.endpoint,
+            "bucket": BUCKET,
+            "buckets": [BUCKET],
+            "region_id": "cn-hangzhou",
+            "access_key_id": "LTAI.fixed",
+            "access_key_secret": "s3cret",
+            "security_token": None,
+            "data_dir": str(tmp_path),
+        }
         assert re.fullmatch(r"http://127\.0\.0\.1:\d+", oss.endpoint) and oss.host_port in oss.endpoint
     with pytest.raises(TypeError):
         LocalOss(backend=OssBackend(), data_dir=str(tmp_path))
@@ -716,16 +790,30 @@ def test_describe_and_constructor_rules(tmp_path: Path) -> None:
 
 def test_cli_prints_one_json_line_and_serves_until_sigterm(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k.lower() not in ("http_proxy", "https_proxy")}
-    process = subprocess.Popen([sys.executable, "-m", "chatapp_mass.localcloud.oss", "--data", str(tmp_path),
-                                "--bucket", "cli-bucket"], stdout=subprocess.PIPE, text=True, env=env)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "chatapp_mass.localcloud.oss",
+            "--data",
+            str(tmp_path),
+            "--bucket",
+            "cli-bucket",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
         assert process.stdout is not None
         described = json.loads(process.stdout.readline())
         assert described["service"] == "oss" and described["buckets"] == ["cli-bucket"]
         provider = oss2.credentials.StaticCredentialsProvider(
-            described["access_key_id"], described["access_key_secret"], described["security_token"])
-        oss2.Bucket(oss2.ProviderAuthV4(provider), described["endpoint"], "cli-bucket",
-                    region=described["region_id"]).put_object("k", b"from the cli test")
+            described["access_key_id"], described["access_key_secret"], described["security_token"]
+        )
+        oss2.Bucket(
+            oss2.ProviderAuthV4(provider), described["endpoint"], "cli-bucket", region=described["region_id"]
+        ).put_object("k", b"from the cli test")
         process.send_signal(signal.SIGTERM)
         assert process.wait(10) == 0
         assert process.stdout.read() == ""
@@ -744,13 +832,22 @@ def test_cli_prints_one_json_line_and_serves_until_sigterm(tmp_path: Path) -> No
 
 def test_cli_allow_v1_signatures_flag() -> None:
     env = {k: v for k, v in os.environ.items() if k.lower() not in ("http_proxy", "https_proxy")}
-    process = subprocess.Popen([sys.executable, "-m", "chatapp_mass.localcloud.oss", "--allow-v1-signatures"],
-                               stdout=subprocess.PIPE, text=True, env=env)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "chatapp_mass.localcloud.oss", "--allow-v1-signatures"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
         assert process.stdout is not None
         described = json.loads(process.stdout.readline())
-        v1 = oss2.Bucket(oss2.StsAuth(described["access_key_id"], described["access_key_secret"],
-                                      described["security_token"]), described["endpoint"], BUCKET)
+        v1 = oss2.Bucket(
+            oss2.StsAuth(
+                described["access_key_id"], described["access_key_secret"], described["security_token"]
+            ),
+            described["endpoint"],
+            BUCKET,
+        )
         v1.put_object("k", b"signed with V1")  # refused (403) without the flag
         assert v1.get_object("k").read() == b"signed with V1"
         process.send_signal(signal.SIGTERM)

@@ -6,11 +6,13 @@ import hashlib
 import os
 import re
 import urllib.parse
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
+# The environment is set before the imports below (the SDKs read it when imported): hence their noqa: E402
 os.environ["ALIBABA_CLOUD_ECS_METADATA_DISABLED"] = "true"
 for _proxy in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
     os.environ.pop(_proxy, None)
@@ -44,7 +46,9 @@ def md5_hex(data: bytes) -> str:
 
 def multipart_etag(parts: list[bytes]) -> str:
     """S3's rule, which the emulator follows (the hex part is an ASSUMPTION for OSS; the -N form is not)."""
-    return hashlib.md5(b"".join(hashlib.md5(p).digest() for p in parts)).hexdigest().upper() + f"-{len(parts)}"
+    return (
+        hashlib.md5(b"".join(hashlib.md5(p).digest() for p in parts)).hexdigest().upper() + f"-{len(parts)}"
+    )
 
 
 def names(oss: LocalOss) -> list[str]:
@@ -70,7 +74,8 @@ def test_multipart_step_by_step(local_oss: LocalOss, bucket: Any) -> None:
     infos = upload_parts(bucket, key, init.upload_id, parts)
     listed = bucket.list_parts(key, init.upload_id)
     assert [(p.part_number, p.etag, p.size) for p in listed.parts] == [
-        (i.part_number, i.etag, i.size) for i in infos]
+        (i.part_number, i.etag, i.size) for i in infos
+    ]
     assert not listed.is_truncated
     uploads = bucket.list_multipart_uploads(prefix="incoming/")
     assert [(u.key, u.upload_id) for u in uploads.upload_list] == [(key, init.upload_id)]
@@ -90,8 +95,12 @@ def test_multipart_step_by_step(local_oss: LocalOss, bucket: Any) -> None:
     [event] = local_oss.backend.events
     record = event["events"][0]
     assert record["eventName"] == "ObjectCreated:CompleteMultipartUpload"
-    assert record["oss"]["object"] == {"key": key, "eTag": multipart_etag(parts), "size": head.content_length,
-                                       "deltaSize": head.content_length}
+    assert record["oss"]["object"] == {
+        "key": key,
+        "eTag": multipart_etag(parts),
+        "size": head.content_length,
+        "deltaSize": head.content_length,
+    }
     assert record["responseElements"]["requestId"] == done.request_id
     with pytest.raises(oe.NoSuchUpload):  # the upload is gone once completed
         bucket.list_parts(key, init.upload_id)
@@ -99,9 +108,19 @@ def test_multipart_step_by_step(local_oss: LocalOss, bucket: Any) -> None:
     part_files = [p for p in Path(local_oss.backend.root, "objects").rglob("*") if p.is_file()]
     assert len(part_files) == 1  # the parts' files are gone, only the object's remains
     assert [r.operation for r in local_oss.backend.requests] == (
-        ["InitiateMultipartUpload", "GetObjectMeta"] + ["UploadPart"] * 3
-        + ["ListParts", "ListMultipartUploads", "CompleteMultipartUpload", "HeadObject", "GetObject",
-           "GetObject", "ListParts", "ListMultipartUploads"])
+        ["InitiateMultipartUpload", "GetObjectMeta"]
+        + ["UploadPart"] * 3
+        + [
+            "ListParts",
+            "ListMultipartUploads",
+            "CompleteMultipartUpload",
+            "HeadObject",
+            "GetObject",
+            "GetObject",
+            "ListParts",
+            "ListMultipartUploads",
+        ]
+    )
 
 
 def test_reuploading_a_part_replaces_it_and_parts_need_not_be_consecutive(bucket: Any) -> None:
@@ -129,9 +148,14 @@ def test_complete_refuses_what_the_docs_refuse(local_oss: LocalOss, bucket: Any)
     assert missing.value.code == "InvalidPart"
 
     # oss2 sorts the parts it sends; the order rule is checked on a body written by hand
-    body = ("<CompleteMultipartUpload>" + "".join(
-        f"<Part><PartNumber>{p.part_number}</PartNumber><ETag>\"{p.etag}\"</ETag></Part>"
-        for p in (infos[1], infos[0], infos[2])) + "</CompleteMultipartUpload>")
+    body = (
+        "<CompleteMultipartUpload>"
+        + "".join(
+            f'<Part><PartNumber>{p.part_number}</PartNumber><ETag>"{p.etag}"</ETag></Part>'
+            for p in (infos[1], infos[0], infos[2])
+        )
+        + "</CompleteMultipartUpload>"
+    )
     with pytest.raises(oe.ServerError) as order:
         bucket._Bucket__do_object("POST", key, params={"uploadId": upload_id}, data=body)
     assert (order.value.status, order.value.code) == (400, "InvalidPartOrder")
@@ -147,8 +171,11 @@ def test_complete_refuses_what_the_docs_refuse(local_oss: LocalOss, bucket: Any)
 
     bucket.complete_multipart_upload(key, upload_id, infos)  # a refused completion leaves the upload usable
     assert bucket.head_object(key).etag == multipart_etag(
-        [local_oss.backend.get_object_bytes(BUCKET, key)[i:j] for i, j in
-         ((0, KB100), (KB100, 2 * KB100), (2 * KB100, 2 * KB100 + 4))])
+        [
+            local_oss.backend.get_object_bytes(BUCKET, key)[i:j]
+            for i, j in ((0, KB100), (KB100, 2 * KB100), (2 * KB100, 2 * KB100 + 4))
+        ]
+    )
 
 
 def test_part_numbers_and_unknown_uploads(bucket: Any) -> None:
@@ -207,9 +234,17 @@ def test_resumable_upload_with_small_parts(local_oss: LocalOss, bucket: Any, tmp
     path = tmp_path / "list.csv"
     path.write_bytes(data)
     store = oss2.ResumableStore(root=str(tmp_path / "records"))
-    result = oss2.resumable_upload(bucket, ODD_KEY, str(path), store=store, multipart_threshold=KB100,
-                                   part_size=KB100, num_threads=2, headers={"Content-Type": "text/csv"})
-    parts = [data[i:i + KB100] for i in range(0, len(data), KB100)]
+    result = oss2.resumable_upload(
+        bucket,
+        ODD_KEY,
+        str(path),
+        store=store,
+        multipart_threshold=KB100,
+        part_size=KB100,
+        num_threads=2,
+        headers={"Content-Type": "text/csv"},
+    )
+    parts = [data[i : i + KB100] for i in range(0, len(data), KB100)]
     assert len(parts) == 4 and result.etag == multipart_etag(parts)
     assert bucket.get_object(ODD_KEY).read() == data
     assert names(local_oss) == ["ObjectCreated:CompleteMultipartUpload"]
@@ -242,7 +277,9 @@ def test_uploads_keep_a_bucket_from_being_deleted(local_oss: LocalOss) -> None:
 
 
 # --- CopyObject -------------------------------------------------------------------------------------------
-def test_copy_object_copies_metadata_by_default_and_replaces_on_request(local_oss: LocalOss, bucket: Any) -> None:
+def test_copy_object_copies_metadata_by_default_and_replaces_on_request(
+    local_oss: LocalOss, bucket: Any
+) -> None:
     data = b"to,name\n8613800000000,Ann\n"
     put = bucket.put_object("lists/a.csv", data, headers={"Content-Type": "text/csv", "x-oss-meta-job": "1"})
     copied = bucket.copy_object(BUCKET, "lists/a.csv", "incoming/a.csv")
@@ -251,8 +288,16 @@ def test_copy_object_copies_metadata_by_default_and_replaces_on_request(local_os
     assert head.content_type == "text/csv" and head.headers["x-oss-meta-job"] == "1"
     assert bucket.get_object("incoming/a.csv").read() == data
 
-    bucket.copy_object(BUCKET, "lists/a.csv", "incoming/b.csv", headers={
-        "x-oss-metadata-directive": "REPLACE", "Content-Type": "application/json", "x-oss-meta-new": "2"})
+    bucket.copy_object(
+        BUCKET,
+        "lists/a.csv",
+        "incoming/b.csv",
+        headers={
+            "x-oss-metadata-directive": "REPLACE",
+            "Content-Type": "application/json",
+            "x-oss-meta-new": "2",
+        },
+    )
     replaced = bucket.head_object("incoming/b.csv")
     assert replaced.content_type == "application/json" and replaced.headers["x-oss-meta-new"] == "2"
     assert "x-oss-meta-job" not in replaced.headers
@@ -264,8 +309,12 @@ def test_copy_object_copies_metadata_by_default_and_replaces_on_request(local_os
     assert bucket.get_object("incoming/a.csv").read() == data
     events = [e["events"][0] for e in local_oss.backend.events]
     assert [e["eventName"] for e in events] == ["ObjectCreated:PutObject"] + ["ObjectCreated:CopyObject"] * 3
-    assert events[1]["oss"]["object"] == {"key": "incoming/a.csv", "eTag": md5_hex(data), "size": len(data),
-                                          "deltaSize": len(data)}
+    assert events[1]["oss"]["object"] == {
+        "key": "incoming/a.csv",
+        "eTag": md5_hex(data),
+        "size": len(data),
+        "deltaSize": len(data),
+    }
     assert events[1]["responseElements"]["requestId"] == copied.request_id
 
 
@@ -333,13 +382,17 @@ def test_event_keys_raw_or_url_encoded_for_every_upload(encode: bool, tmp_path: 
         expected = [urllib.parse.quote_plus(k, safe="/") for k in expected]
         assert keys[0] == "incoming/M%C3%A4rz+2024/recipients+list+%C3%BC%2B1.csv"
     assert keys == expected
-    assert [urllib.parse.unquote_plus(k) if encode else k for k in keys] == [ODD_KEY, ODD_KEY + ".copy", ODD_KEY]
+    assert [urllib.parse.unquote_plus(k) if encode else k for k in keys] == [
+        ODD_KEY,
+        ODD_KEY + ".copy",
+        ODD_KEY,
+    ]
 
 
 def test_cli_flag_for_url_encoded_event_keys() -> None:
-    from chatapp_mass.localcloud.oss.cli import add_arguments
-
     import argparse
+
+    from chatapp_mass.localcloud.oss.cli import add_arguments
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)
@@ -356,8 +409,14 @@ def test_multipart_and_copy_under_v4_signatures(local_oss: LocalOss, tmp_path: P
     data = os.urandom(2 * KB100 + 5)
     path = tmp_path / "v4.csv"
     path.write_bytes(data)
-    oss2.resumable_upload(v4, ODD_KEY, str(path), store=oss2.ResumableStore(root=str(tmp_path / "r")),
-                          multipart_threshold=KB100, part_size=KB100)
+    oss2.resumable_upload(
+        v4,
+        ODD_KEY,
+        str(path),
+        store=oss2.ResumableStore(root=str(tmp_path / "r")),
+        multipart_threshold=KB100,
+        part_size=KB100,
+    )
     v4.copy_object(BUCKET, ODD_KEY, "copy of it.csv")
     assert v4.get_object("copy of it.csv").read() == data
     upload_id = v4.init_multipart_upload("aborted").upload_id
@@ -371,8 +430,9 @@ def test_list_multipart_uploads_pages_by_key_then_upload(bucket: Any) -> None:
     first = bucket.list_multipart_uploads(prefix="a/", max_uploads=2)
     assert [u.key for u in first.upload_list] == ["a/1", "a/2"] and first.is_truncated
     assert first.next_key_marker == "a/2"
-    rest = bucket.list_multipart_uploads(prefix="a/", key_marker=first.next_key_marker,
-                                         upload_id_marker=first.next_upload_id_marker)
+    rest = bucket.list_multipart_uploads(
+        prefix="a/", key_marker=first.next_key_marker, upload_id_marker=first.next_upload_id_marker
+    )
     assert [u.key for u in rest.upload_list] == ["a/2"] and not rest.is_truncated
     listed = {u.upload_id for u in oss2.MultipartUploadIterator(bucket, max_uploads=1)}
     assert listed == set(ids)

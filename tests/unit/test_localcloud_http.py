@@ -11,8 +11,13 @@ import pytest
 
 from chatapp_mass.localcloud._accounts import Account, AccountRegistry, resolve_credentials
 from chatapp_mass.localcloud._errors import ServiceError, error_for_code
-from chatapp_mass.localcloud._http import (LocalService, LoopbackHandler, LoopbackServer, is_loopback,
-                                           json_object)
+from chatapp_mass.localcloud._http import (
+    LocalService,
+    LoopbackHandler,
+    LoopbackServer,
+    is_loopback,
+    json_object,
+)
 
 log = logging.getLogger("test-loopback")
 
@@ -97,11 +102,15 @@ def test_each_connection_has_its_own_named_worker_and_stop_cuts_idle_keep_alive(
 
 
 def test_a_handler_error_is_logged_with_the_service_label(caplog: pytest.LogCaptureFixture) -> None:
-    with LocalEcho() as echo, caplog.at_level(logging.ERROR, logger="test-loopback"):
-        with pytest.raises((http.client.HTTPException, ConnectionError)):
-            _get(echo, "/boom")
-    assert any(r.getMessage().startswith("local Echo: error while serving ('127.0.0.1', ")
-               for r in caplog.records)
+    with (
+        LocalEcho() as echo,
+        caplog.at_level(logging.ERROR, logger="test-loopback"),
+        pytest.raises((http.client.HTTPException, ConnectionError)),
+    ):
+        _get(echo, "/boom")
+    assert any(
+        r.getMessage().startswith("local Echo: error while serving ('127.0.0.1', ") for r in caplog.records
+    )
 
 
 # --- admin guards -------------------------------------------------------------------------------------------
@@ -115,13 +124,19 @@ def test_admin_guards() -> None:
 
 # --- credentials and accounts -------------------------------------------------------------------------------
 def test_credentials_are_given_together_or_generated() -> None:
-    given = resolve_credentials(access_key_id="id", access_key_secret="secret", security_token=None,
-                                region_id="cn-hangzhou", sts=True)
+    given = resolve_credentials(
+        access_key_id="id", access_key_secret="secret", security_token=None, region_id="cn-hangzhou", sts=True
+    )
     assert (given.access_key_id, given.access_key_secret, given.security_token, given.region_id) == (
-        "id", "secret", None, "cn-hangzhou")
+        "id",
+        "secret",
+        None,
+        "cn-hangzhou",
+    )
     with pytest.raises(ValueError, match="go together"):
-        resolve_credentials(access_key_id="id", access_key_secret=None, security_token=None, region_id="r",
-                            sts=True)
+        resolve_credentials(
+            access_key_id="id", access_key_secret=None, security_token=None, region_id="r", sts=True
+        )
     none: dict[str, Any] = {"access_key_id": None, "access_key_secret": None, "security_token": None}
     sts = resolve_credentials(**none, region_id="r", sts=True)
     assert sts.access_key_id.startswith("STS.") and sts.security_token

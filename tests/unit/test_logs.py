@@ -37,8 +37,14 @@ def test_entry_is_json_with_fixed_leading_keys_and_masked_numbers() -> None:
 
 
 def test_secrets_and_template_values_are_dropped() -> None:
-    [entry] = _log("INFO", "x", access_key_secret="s3cret", security_token="tok",
-                   template_params={"code": "123456"}, recipient="8613866661234")
+    [entry] = _log(
+        "INFO",
+        "x",
+        access_key_secret="s3cret",
+        security_token="tok",
+        template_params={"code": "123456"},
+        recipient="8613866661234",
+    )
     text = json.dumps(entry)
     assert "s3cret" not in text and "tok" not in text and "123456" not in text
     assert entry["recipient"] == "+86138****1234"
@@ -145,4 +151,3 @@ def test_function_name_falls_back_to_fc_function_name(monkeypatch: pytest.Monkey
     assert logs.invocation_fields(Bare()) == {"request_id": "r9", "function": "chatapp-mass-ingest"}
     monkeypatch.delenv("FC_FUNCTION_NAME")
     assert logs.invocation_fields(object()) == {}
-

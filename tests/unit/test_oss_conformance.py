@@ -26,10 +26,12 @@ import base64
 import hashlib
 import os
 import tracemalloc
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
+# The environment is set before the imports below (the SDKs read it when imported): hence their noqa: E402
 os.environ["ALIBABA_CLOUD_ECS_METADATA_DISABLED"] = "true"
 for _proxy in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
     os.environ.pop(_proxy, None)
@@ -55,14 +57,17 @@ def bucket(local_oss: LocalOss) -> Iterator[Any]:
     yield v4_bucket(local_oss)
 
 
-def v4_bucket(oss: LocalOss, *, name: str = BUCKET, secret: str | None = None, region: str | None = None,
-              **options: Any) -> Any:
+def v4_bucket(
+    oss: LocalOss, *, name: str = BUCKET, secret: str | None = None, region: str | None = None, **options: Any
+) -> Any:
     """What the product builds (``oss_source.OssClient``): ProviderAuthV4 + a region, STS token included."""
     c = oss.credentials
-    provider = oss2.credentials.StaticCredentialsProvider(c.access_key_id, secret or c.access_key_secret,
-                                                          c.security_token or "")
-    return oss2.Bucket(oss2.ProviderAuthV4(provider), oss.endpoint, name, region=region or c.region_id,
-                       **options)
+    provider = oss2.credentials.StaticCredentialsProvider(
+        c.access_key_id, secret or c.access_key_secret, c.security_token or ""
+    )
+    return oss2.Bucket(
+        oss2.ProviderAuthV4(provider), oss.endpoint, name, region=region or c.region_id, **options
+    )
 
 
 def md5_hex(data: bytes) -> str:
@@ -145,7 +150,11 @@ def test_list_objects_prefix_delimiter_and_marker_paging(bucket: Any) -> None:
     assert [o.key for o in rest.object_list] == KEYS[3:] and not rest.is_truncated
     # a common prefix counts as one entry towards max-keys
     mixed = bucket.list_objects(delimiter="/", max_keys=2)
-    assert (mixed.prefix_list, [o.key for o in mixed.object_list], mixed.is_truncated) == (["a/", "b/"], [], True)
+    assert (mixed.prefix_list, [o.key for o in mixed.object_list], mixed.is_truncated) == (
+        ["a/", "b/"],
+        [],
+        True,
+    )
     assert [o.key for o in oss2.ObjectIterator(bucket, max_keys=2)] == KEYS
     with pytest.raises(oe.ServerError) as too_many:
         bucket.list_objects(max_keys=1001)
@@ -189,7 +198,11 @@ def test_delete_and_batch_delete(local_oss: LocalOss, bucket: Any) -> None:
     bucket.put_object(odd, b"1")
     assert bucket.batch_delete_objects([odd]).deleted_keys == [odd]  # encoding-type=url round trip
     assert [r.operation for r in local_oss.backend.requests if r.operation.startswith("Delete")] == [
-        "DeleteObject", "DeleteObject", "DeleteMultipleObjects", "DeleteMultipleObjects"]
+        "DeleteObject",
+        "DeleteObject",
+        "DeleteMultipleObjects",
+        "DeleteMultipleObjects",
+    ]
 
 
 def test_batch_delete_requires_a_matching_content_md5(local_oss: LocalOss, bucket: Any) -> None:
@@ -202,7 +215,9 @@ def test_batch_delete_requires_a_matching_content_md5(local_oss: LocalOss, bucke
         bucket._Bucket__do_bucket("POST", data=body, params={"delete": ""}, headers={"Content-MD5": wrong})
     assert local_oss.backend.keys(BUCKET) == ["k"]
     right = base64.b64encode(hashlib.md5(body).digest()).decode()
-    quiet = bucket._Bucket__do_bucket("POST", data=body, params={"delete": ""}, headers={"Content-MD5": right})
+    quiet = bucket._Bucket__do_bucket(
+        "POST", data=body, params={"delete": ""}, headers={"Content-MD5": right}
+    )
     assert b"<Deleted>" not in quiet.read()  # quiet mode lists only failures
     assert local_oss.backend.keys(BUCKET) == []
 
@@ -227,8 +242,9 @@ def test_errors(local_oss: LocalOss, bucket: Any) -> None:
         oss2.Bucket(oss2.AnonymousAuth(), local_oss.endpoint, BUCKET).get_object("x")
     assert anonymous.value.status == 403
     c = local_oss.credentials
-    v1 = oss2.Bucket(oss2.StsAuth(c.access_key_id, c.access_key_secret, c.security_token), local_oss.endpoint,
-                     BUCKET)
+    v1 = oss2.Bucket(
+        oss2.StsAuth(c.access_key_id, c.access_key_secret, c.security_token), local_oss.endpoint, BUCKET
+    )
     with pytest.raises(oe.AccessDenied) as v1_refused:  # a correct V1 signature, on a new bucket
         v1.get_object("x")
     assert (v1_refused.value.status, v1_refused.value.ec) == (403, "0002-00000080")

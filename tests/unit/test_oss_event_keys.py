@@ -6,15 +6,16 @@ from __future__ import annotations
 import logging
 import secrets
 from collections import Counter
-from typing import Iterator
+from collections.abc import Iterator
 from urllib.parse import unquote_plus
 
 import pytest
-from oracle import sample_bytes, valid_numbers
-from world import World
 
 from chatapp_mass.localcloud.cloud import LocalCloud
 from chatapp_mass.store import JobStatus
+
+from oracle import sample_bytes, valid_numbers
+from world import World
 
 
 @pytest.fixture(scope="module")
@@ -31,13 +32,14 @@ def encoding(cloud: LocalCloud, request: pytest.FixtureRequest) -> Iterator[bool
 
 
 def _key_forms(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [getattr(r, "key_form") for r in caplog.records if hasattr(r, "key_form")]
+    return [r.key_form for r in caplog.records if hasattr(r, "key_form")]
 
 
 @pytest.mark.parametrize("encoding", [False, True], indirect=True, ids=["raw", "url-encoded"])
 @pytest.mark.parametrize("name", ["März Liste ü.csv", "list one+two.csv", "plain.csv"])
-def test_keys_with_spaces_and_non_ascii_run_as_jobs_in_both_forms(cloud: LocalCloud, encoding: bool, name: str,
-                                                                  caplog: pytest.LogCaptureFixture) -> None:
+def test_keys_with_spaces_and_non_ascii_run_as_jobs_in_both_forms(
+    cloud: LocalCloud, encoding: bool, name: str, caplog: pytest.LogCaptureFixture
+) -> None:
     world = World(cloud, batch_size=100)
     data = sample_bytes(120, seed=31)
     key = f"incoming/{secrets.token_hex(3)}/{name}"

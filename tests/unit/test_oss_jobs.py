@@ -10,11 +10,9 @@ import io
 import json
 import secrets
 from collections import Counter
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
-from oracle import sample_bytes, valid_numbers
-from world import World
 
 from chatapp_mass.errors import OptionsError
 from chatapp_mass.localcloud.cloud import LocalCloud
@@ -27,6 +25,10 @@ from chatapp_mass.oss_jobs import (
     sidecar_key,
 )
 from chatapp_mass.store import BatchStatus, JobStatus
+
+from oracle import sample_bytes, valid_numbers
+from world import World
+
 
 @pytest.fixture(scope="module")
 def cloud() -> Iterator[LocalCloud]:
@@ -46,7 +48,7 @@ def test_upload_to_report_every_valid_recipient_once(cloud: LocalCloud) -> None:
     assert received == Counter({n: 1 for n in valid_numbers(data)})
     job = world.store.get_job(result.job_id)
     assert job is not None and job.status is JobStatus.completed
-    stem = key[len("incoming/"):-len(".csv")]
+    stem = key[len("incoming/") : -len(".csv")]
     report_key = f"reports/{stem}.{result.job_id[:12]}.report.csv"
     rows = list(csv.DictReader(io.StringIO(world.object(report_key).decode())))
     assert [int(r["line"]) for r in rows] == list(range(2, 702))
@@ -90,15 +92,22 @@ def test_per_batch_dispatch_with_duplicate_and_reordered_events(cloud: LocalClou
 def test_options_layers_metadata_over_sidecar_over_defaults(cloud: LocalCloud) -> None:
     world = World(cloud, defaults={"language": "fr", "from": "8613800000009", "channeltype": "viber"})
     key = f"incoming/{secrets.token_hex(3)}.csv"
-    world.bucket.put_object(sidecar_key(key), json.dumps({"TemplateCode": "T_WELCOME", "Language": "en",
-                                                           "default-country": "cn"}).encode())
-    [result] = world.ingest(world.upload(key, b"to,name,code\n13866661234,Ana,A1\n",
-                                         {"x-oss-meta-channel-type": "whatsapp"}))
+    world.bucket.put_object(
+        sidecar_key(key),
+        json.dumps({"TemplateCode": "T_WELCOME", "Language": "en", "default-country": "cn"}).encode(),
+    )
+    [result] = world.ingest(
+        world.upload(key, b"to,name,code\n13866661234,Ana,A1\n", {"x-oss-meta-channel-type": "whatsapp"})
+    )
     assert result.status == "planned", result.message
     job = world.store.get_job(result.job_id)
     assert job is not None
-    assert job.options == {"ChannelType": "whatsapp", "TemplateCode": "T_WELCOME", "Language": "en",
-                           "From": "8613800000009"}
+    assert job.options == {
+        "ChannelType": "whatsapp",
+        "TemplateCode": "T_WELCOME",
+        "Language": "en",
+        "From": "8613800000009",
+    }
     assert job.intake["default_country"] == "CN"
     world.run_senders()
     assert [m.to for m in cloud.cams.backend.received] == ["8613866661234"]
@@ -111,8 +120,12 @@ def test_bad_options_fail_the_job_with_an_error_object(cloud: LocalCloud) -> Non
     assert result.status == "failed" and "unknown option 'chanel-type'" in result.message
     job = world.store.get_job(result.job_id)
     assert job is not None and job.status is JobStatus.failed and "chanel-type" in job.reason
-    error = json.loads(world.object(f"reports/{key[len('incoming/'):-4]}.{result.job_id[:12]}.error.json"))
-    assert error["problem"] == "options" and "metadata" in error["error"] and "upload the CSV again" in error["fix"]
+    error = json.loads(world.object(f"reports/{key[len('incoming/') : -4]}.{result.job_id[:12]}.error.json"))
+    assert (
+        error["problem"] == "options"
+        and "metadata" in error["error"]
+        and "upload the CSV again" in error["fix"]
+    )
     assert world.invoker.queue == [] and cloud.cams.backend.attempts == []
 
 
@@ -121,7 +134,7 @@ def test_unreadable_csv_fails_the_job_naming_the_line(cloud: LocalCloud) -> None
     key = f"incoming/{secrets.token_hex(3)}.csv"
     [result] = world.ingest(world.upload(key, b"to,name\n8613800000001,Ana\n8613800000002,\xff\n"))
     assert result.status == "failed" and "line 3" in result.message
-    error = json.loads(world.object(f"reports/{key[len('incoming/'):-4]}.{result.job_id[:12]}.error.json"))
+    error = json.loads(world.object(f"reports/{key[len('incoming/') : -4]}.{result.job_id[:12]}.error.json"))
     assert error["problem"] == "file" and "line 3" in error["error"]
     assert cloud.cams.backend.attempts == []
 
@@ -156,8 +169,14 @@ def test_a_batch_held_by_a_live_sender_is_looked_at_again_later(cloud: LocalClou
     world = World(cloud, batch_size=100, dispatch="per-batch")
     [result] = world.ingest(world.upload(f"incoming/{secrets.token_hex(3)}.csv", sample_bytes(120, seed=24)))
     world.invoker.queue.clear()
-    assert world.store.transition_batch(result.job_id, 0, expect=[BatchStatus.pending], to=BatchStatus.claimed,
-                                        owner="other-host:1:x", claim_expires=2e9)
+    assert world.store.transition_batch(
+        result.job_id,
+        0,
+        expect=[BatchStatus.pending],
+        to=BatchStatus.claimed,
+        owner="other-host:1:x",
+        claim_expires=2e9,
+    )
     sender = Sender(world.store, world.cams, world.oss, world.invoker, world.settings)
     outcome = sender.handle(json.dumps({"job_id": result.job_id, "seq": 0}).encode(), deadline=1e12)
     assert outcome["calls"] == 0 and outcome["job"] == "running"

@@ -4,10 +4,11 @@ from. Driven against the local OSS, which refuses V1 as a new bucket does: a V1-
 from __future__ import annotations
 
 import os
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 
+# The environment is set before the imports below (the SDKs read it when imported): hence their noqa: E402
 os.environ["ALIBABA_CLOUD_ECS_METADATA_DISABLED"] = "true"
 for _proxy in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
     os.environ.pop(_proxy, None)
@@ -31,20 +32,28 @@ def local_oss() -> Iterator[LocalOss]:
 
 def client_for(oss: LocalOss, region: str) -> OssClient:
     c = oss.credentials
-    return OssClient(oss.endpoint, region=region, access_key_id=c.access_key_id,
-                     access_key_secret=c.access_key_secret, security_token=c.security_token or "")
+    return OssClient(
+        oss.endpoint,
+        region=region,
+        access_key_id=c.access_key_id,
+        access_key_secret=c.access_key_secret,
+        security_token=c.security_token or "",
+    )
 
 
-@pytest.mark.parametrize("endpoint, region", [
-    ("https://oss-cn-hangzhou.aliyuncs.com", "cn-hangzhou"),
-    ("https://oss-ap-southeast-1-internal.aliyuncs.com", "ap-southeast-1"),
-    ("oss-eu-central-1.aliyuncs.com", "eu-central-1"),
-    ("https://my-bucket.oss-us-west-1.aliyuncs.com/", "us-west-1"),
-    ("https://oss-accelerate.aliyuncs.com", ""),
-    ("https://oss-accelerate-overseas.aliyuncs.com", ""),
-    ("http://127.0.0.1:9000", ""),
-    ("https://files.example.com", ""),
-])
+@pytest.mark.parametrize(
+    "endpoint, region",
+    [
+        ("https://oss-cn-hangzhou.aliyuncs.com", "cn-hangzhou"),
+        ("https://oss-ap-southeast-1-internal.aliyuncs.com", "ap-southeast-1"),
+        ("oss-eu-central-1.aliyuncs.com", "eu-central-1"),
+        ("https://my-bucket.oss-us-west-1.aliyuncs.com/", "us-west-1"),
+        ("https://oss-accelerate.aliyuncs.com", ""),
+        ("https://oss-accelerate-overseas.aliyuncs.com", ""),
+        ("http://127.0.0.1:9000", ""),
+        ("https://files.example.com", ""),
+    ],
+)
 def test_region_of_endpoint(endpoint: str, region: str) -> None:
     assert region_of_endpoint(endpoint) == region
 
@@ -54,8 +63,10 @@ def test_region_order_and_the_error_naming_the_setting() -> None:
     assert oss_region({"CHATAPP_OSS_REGION": "cn-beijing", "CHATAPP_OSS_ENDPOINT": hangzhou}) == "cn-beijing"
     assert oss_region({"CHATAPP_OSS_ENDPOINT": hangzhou, "FC_REGION": "ap-southeast-1"}) == "cn-hangzhou"
     loopback = {"CHATAPP_OSS_ENDPOINT": "http://127.0.0.1:9000"}
-    assert oss_region({**loopback, "FC_REGION": "ap-southeast-5",
-                       "ALIBABA_CLOUD_REGION_ID": "ap-southeast-1"}) == "ap-southeast-5"
+    assert (
+        oss_region({**loopback, "FC_REGION": "ap-southeast-5", "ALIBABA_CLOUD_REGION_ID": "ap-southeast-1"})
+        == "ap-southeast-5"
+    )
     assert oss_region({**loopback, "ALIBABA_CLOUD_REGION_ID": "ap-southeast-1"}) == "ap-southeast-1"
     assert oss_region({"ALIBABA_CLOUD_REGION_ID": "cn-shanghai"}) == "cn-shanghai"  # endpoint oss-cn-shanghai
     assert oss_region({}) == "ap-southeast-1"  # no endpoint: the default region's public endpoint
@@ -79,9 +90,11 @@ def test_the_product_signs_v4_for_the_buckets_region(local_oss: LocalOss) -> Non
 
 
 def test_a_wrong_region_is_explained(local_oss: LocalOss) -> None:
-    with pytest.raises(SourceError) as error:
-        with client_for(local_oss, "ap-southeast-1").open(OssLocation("chatapp-mass", "any.csv")):
-            pass
+    with (
+        pytest.raises(SourceError) as error,
+        client_for(local_oss, "ap-southeast-1").open(OssLocation("chatapp-mass", "any.csv")),
+    ):
+        pass
     assert error.value.code == "SignatureDoesNotMatch" and error.value.permanent
     assert "CHATAPP_OSS_REGION" in str(error.value)
 
@@ -93,8 +106,11 @@ def test_a_v1_refusal_is_explained_as_such(local_oss: LocalOss) -> None:
     from chatapp_mass.oss_source import _explain
 
     c = local_oss.credentials
-    v1 = oss2.Bucket(oss2.StsAuth(c.access_key_id, c.access_key_secret, c.security_token), local_oss.endpoint,
-                     "chatapp-mass")
+    v1 = oss2.Bucket(
+        oss2.StsAuth(c.access_key_id, c.access_key_secret, c.security_token),
+        local_oss.endpoint,
+        "chatapp-mass",
+    )
     with pytest.raises(oss2.exceptions.AccessDenied) as refused:
         v1.get_object("any.csv")
     text = _explain(OssLocation("chatapp-mass", "any.csv"), refused.value)

@@ -11,6 +11,7 @@ import pytest
 import requests
 import responses
 
+# The environment is set before the imports below (the SDKs read it when imported): hence their noqa: E402
 os.environ["ALIBABA_CLOUD_ECS_METADATA_DISABLED"] = "true"
 
 from chatapp_mass.bootstrap import static_credential  # noqa: E402
@@ -20,7 +21,9 @@ from chatapp_mass.options import parse_job_options  # noqa: E402
 from chatapp_mass.outcomes import OutcomeKind, classify_reply  # noqa: E402
 
 URL = "http://cams.test:8123/"
-OPTIONS = parse_job_options({"ChannelType": "whatsapp", "TemplateCode": "T1", "Language": "en", "From": "8613800000000"})
+OPTIONS = parse_job_options(
+    {"ChannelType": "whatsapp", "TemplateCode": "T1", "Language": "en", "From": "8613800000000"}
+)
 RECIPIENTS = [{"To": "8613800000001", "TemplateParams": {"name": "Ana"}}]
 
 
@@ -33,12 +36,19 @@ def client() -> CamsClient:
 
 
 def reply(status: int, body: object) -> None:
-    responses.add(responses.POST, URL, body=json.dumps(body) if not isinstance(body, str) else body, status=status,
-                  content_type="application/json")
+    responses.add(
+        responses.POST,
+        URL,
+        body=json.dumps(body) if not isinstance(body, str) else body,
+        status=status,
+        content_type="application/json",
+    )
 
 
 @responses.activate
-def test_ok_is_sent_with_group_message_id_and_the_sender_list_in_a_signed_form_body(client: CamsClient) -> None:
+def test_ok_is_sent_with_group_message_id_and_the_sender_list_in_a_signed_form_body(
+    client: CamsClient,
+) -> None:
     reply(200, {"Code": "OK", "Message": "OK", "RequestId": "R1", "GroupMessageId": "8900001"})
     outcome = client.send(OPTIONS, RECIPIENTS, task_id="123")
     assert outcome.kind is OutcomeKind.sent
@@ -74,8 +84,10 @@ def test_the_fallback_text_travels_in_the_body_too(client: CamsClient) -> None:
 
 @responses.activate
 def test_query_mode_sends_everything_in_the_url_as_the_sdk_does() -> None:
-    client = CamsClient(CamsSettings(endpoint="cams.test:8123", protocol="HTTP", params_in="query"),
-                        credential=static_credential("AKID", "secret", "sts-token"))
+    client = CamsClient(
+        CamsSettings(endpoint="cams.test:8123", protocol="HTTP", params_in="query"),
+        credential=static_credential("AKID", "secret", "sts-token"),
+    )
     reply(200, {"Code": "OK", "Message": "OK", "RequestId": "R1", "GroupMessageId": "8900001"})
     assert client.send(OPTIONS, RECIPIENTS).kind is OutcomeKind.sent
     sent = responses.calls[0].request
@@ -95,16 +107,25 @@ TENGINE_414 = (
     '<!DOCTYPE HTML PUBLIC "-//IETF//DTD HTML 2.0//EN">\r\n<html>\r\n<head><title>414 Request-URI Too Large'
     '</title></head>\r\n<body bgcolor="white">\r\n<h1>414 Request-URI Too Large</h1>\r\n<p>The requested '
     "URL's length exceeds the capacity limit for this server. Sorry for the inconvenience.<br/>\r\n</p>\r\n"
-    "<hr/>Powered by Tengine</body>\r\n</html>\r\n")
+    "<hr/>Powered by Tengine</body>\r\n</html>\r\n"
+)
 
 
 @responses.activate
-@pytest.mark.parametrize(("status", "page", "code"), [
-    (414, TENGINE_414, "RequestURITooLong"),
-    (413, TENGINE_414.replace("414 Request-URI Too Large", "413 Request Entity Too Large"), "RequestEntityTooLarge"),
-])
-def test_the_gateways_html_too_large_pages_are_clear_refusals(client: CamsClient, status: int, page: str,
-                                                             code: str) -> None:
+@pytest.mark.parametrize(
+    ("status", "page", "code"),
+    [
+        (414, TENGINE_414, "RequestURITooLong"),
+        (
+            413,
+            TENGINE_414.replace("414 Request-URI Too Large", "413 Request Entity Too Large"),
+            "RequestEntityTooLarge",
+        ),
+    ],
+)
+def test_the_gateways_html_too_large_pages_are_clear_refusals(
+    client: CamsClient, status: int, page: str, code: str
+) -> None:
     responses.add(responses.POST, URL, body=page, status=status, content_type="text/html")
     outcome = client.send(OPTIONS, RECIPIENTS)
     assert (outcome.kind, outcome.code, outcome.http_status) == (OutcomeKind.failed, code, status)
@@ -114,8 +135,13 @@ def test_the_gateways_html_too_large_pages_are_clear_refusals(client: CamsClient
 
 @responses.activate
 def test_other_html_error_pages_stay_uncertain(client: CamsClient) -> None:
-    responses.add(responses.POST, URL, body="<html><head><title>502 Bad Gateway</title></head></html>",
-                  status=502, content_type="text/html")
+    responses.add(
+        responses.POST,
+        URL,
+        body="<html><head><title>502 Bad Gateway</title></head></html>",
+        status=502,
+        content_type="text/html",
+    )
     assert client.send(OPTIONS, RECIPIENTS).kind is OutcomeKind.uncertain
 
 
@@ -139,7 +165,9 @@ def test_other_html_error_pages_stay_uncertain(client: CamsClient) -> None:
         (503, "ServiceUnavailable", OutcomeKind.uncertain),
     ],
 )
-def test_classified_by_code_whatever_the_status(client: CamsClient, status: int, code: str, kind: OutcomeKind) -> None:
+def test_classified_by_code_whatever_the_status(
+    client: CamsClient, status: int, code: str, kind: OutcomeKind
+) -> None:
     reply(status, {"Code": code, "Message": "m", "RequestId": "R2"})
     outcome = client.send(OPTIONS, RECIPIENTS)
     assert outcome.kind is kind
@@ -168,7 +196,10 @@ def test_non_json_5xx_is_uncertain(client: CamsClient) -> None:
         (requests.exceptions.ConnectTimeout("connect timed out"), OutcomeKind.not_sent),
         (requests.exceptions.ConnectionError(ConnectionRefusedError(111, "refused")), OutcomeKind.not_sent),
         (requests.exceptions.ReadTimeout("read timed out"), OutcomeKind.uncertain),
-        (requests.exceptions.ConnectionError(ConnectionResetError(104, "reset by peer")), OutcomeKind.uncertain),
+        (
+            requests.exceptions.ConnectionError(ConnectionResetError(104, "reset by peer")),
+            OutcomeKind.uncertain,
+        ),
     ],
 )
 def test_transport_failures(client: CamsClient, error: Exception, kind: OutcomeKind) -> None:
@@ -183,8 +214,10 @@ def test_refused_connection_on_a_real_socket_is_not_sent() -> None:
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    client = CamsClient(CamsSettings(endpoint=f"127.0.0.1:{port}", protocol="HTTP"),
-                        credential=static_credential("AKID", "secret"))
+    client = CamsClient(
+        CamsSettings(endpoint=f"127.0.0.1:{port}", protocol="HTTP"),
+        credential=static_credential("AKID", "secret"),
+    )
     assert client.send(OPTIONS, RECIPIENTS).kind is OutcomeKind.not_sent
 
 
@@ -208,6 +241,8 @@ def test_parse_endpoint(value: str | None, expected: tuple[str | None, str]) -> 
 
 
 def test_settings_from_env() -> None:
-    settings = CamsSettings.from_env({"CHATAPP_CAMS_ENDPOINT": "http://127.0.0.1:9", "ALIBABA_CLOUD_REGION_ID": "cn-x"})
+    settings = CamsSettings.from_env(
+        {"CHATAPP_CAMS_ENDPOINT": "http://127.0.0.1:9", "ALIBABA_CLOUD_REGION_ID": "cn-x"}
+    )
     assert (settings.endpoint, settings.protocol, settings.region_id) == ("127.0.0.1:9", "HTTP", "cn-x")
     assert CamsSettings.from_env({}).region_id == "ap-southeast-1"

@@ -31,10 +31,18 @@ def reference(digits: str) -> str | None:
 
 def _examples() -> list[str]:
     """Example numbers of every region and number type, and of the non-geographic codes (E.164, no '+')."""
-    types = (PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE, PhoneNumberType.TOLL_FREE,
-             PhoneNumberType.PREMIUM_RATE, PhoneNumberType.VOIP, PhoneNumberType.SHARED_COST,
-             PhoneNumberType.PERSONAL_NUMBER, PhoneNumberType.PAGER, PhoneNumberType.UAN,
-             PhoneNumberType.VOICEMAIL)
+    types = (
+        PhoneNumberType.MOBILE,
+        PhoneNumberType.FIXED_LINE,
+        PhoneNumberType.TOLL_FREE,
+        PhoneNumberType.PREMIUM_RATE,
+        PhoneNumberType.VOIP,
+        PhoneNumberType.SHARED_COST,
+        PhoneNumberType.PERSONAL_NUMBER,
+        PhoneNumberType.PAGER,
+        PhoneNumberType.UAN,
+        PhoneNumberType.VOICEMAIL,
+    )
     found = set()
     for region in sorted(phonenumbers.SUPPORTED_REGIONS):
         for kind in types:
@@ -82,8 +90,11 @@ VALID = [
     ("+86\u3000138\u20146666\u22121234", None, "8613866661234"),
     ("07400\u2009123\u2011456", "GB", "447400123456"),
     # decimal digits of other scripts are digits
-    ("+\uff18\uff16\uff11\uff13\uff18\uff16\uff16\uff16\uff16\uff11\uff12\uff13\uff14", None,
-     "8613866661234"),  # full-width
+    (
+        "+\uff18\uff16\uff11\uff13\uff18\uff16\uff16\uff16\uff16\uff11\uff12\uff13\uff14",
+        None,
+        "8613866661234",
+    ),  # full-width
     ("\u0660\u0667\u0664\u0660\u0660\u0661\u0662\u0663\u0664\u0665\u0666", "GB", "447400123456"),
 ]
 
@@ -178,14 +189,23 @@ def test_twenty_digits_is_the_longest_input_read() -> None:
 # -- formatting and letters, as properties ------------------------------------------------------------
 
 _FORMAT_CHARS = st.sampled_from(list(" .-()") + ["\u00a0", "\u2013", "\u2011", "\u3000", "\u202f", "\u2212"])
-_KNOWN = ["8613866661234", "447400123456", "14155552671", "4915123456789", "33612345678", "919876543210",
-          "390612345678", "5511912345678"]
+_KNOWN = [
+    "8613866661234",
+    "447400123456",
+    "14155552671",
+    "4915123456789",
+    "33612345678",
+    "919876543210",
+    "390612345678",
+    "5511912345678",
+]
 
 
 @settings(max_examples=200, deadline=None)
 @given(st.sampled_from(_KNOWN), st.sampled_from(["+", "00"]), st.data())
-def test_formatting_characters_anywhere_after_the_plus_are_ignored(digits: str, prefix: str,
-                                                                    data: st.DataObject) -> None:
+def test_formatting_characters_anywhere_after_the_plus_are_ignored(
+    digits: str, prefix: str, data: st.DataObject
+) -> None:
     written = prefix + digits
     start = 1 if prefix == "+" else 0
     chars = list(written)
@@ -199,10 +219,15 @@ def test_formatting_characters_anywhere_after_the_plus_are_ignored(digits: str, 
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.sampled_from(_KNOWN), st.sampled_from(["+", "00", ""]), st.integers(0, 20),
-       st.sampled_from(list(string.ascii_letters) + ["\u00e9", "\u0416", "\u4e00"]))
-def test_a_letter_anywhere_makes_the_number_invalid(digits: str, prefix: str, where: int,
-                                                    letter: str) -> None:
+@given(
+    st.sampled_from(_KNOWN),
+    st.sampled_from(["+", "00", ""]),
+    st.integers(0, 20),
+    st.sampled_from(list(string.ascii_letters) + ["\u00e9", "\u0416", "\u4e00"]),
+)
+def test_a_letter_anywhere_makes_the_number_invalid(
+    digits: str, prefix: str, where: int, letter: str
+) -> None:
     written = prefix + digits
     position = min(where, len(written))
     text = written[:position] + letter + written[position:]
@@ -212,6 +237,7 @@ def test_a_letter_anywhere_makes_the_number_invalid(digits: str, prefix: str, wh
 
 
 # -- the fast international path against the public API ------------------------------------------------
+
 
 def test_fast_path_is_in_use_with_the_installed_phonenumbers() -> None:
     # otherwise the comparisons below would compare the reference with itself
@@ -233,8 +259,15 @@ def test_fast_path_agrees_with_the_public_api_on_every_example_number() -> None:
 
 
 def test_fast_path_strips_the_national_prefix_like_the_public_api() -> None:
-    for digits in ("4407400123456", "44007400123456", "3906123456780", "8601386666123", "5490111234567",
-                   "7891234567890", "49015123456789"):
+    for digits in (
+        "4407400123456",
+        "44007400123456",
+        "3906123456780",
+        "8601386666123",
+        "5490111234567",
+        "7891234567890",
+        "49015123456789",
+    ):
         assert phones._fast_international(digits) == reference(digits), digits
     assert normalize_number("+44 (0)7400 123456", None) == reference("4407400123456") == "447400123456"
 
@@ -257,7 +290,9 @@ def mutated_examples(draw: st.DrawFn) -> str:
 
 calling_code_and_digits = st.builds(
     lambda code, zeros, rest: code + "0" * zeros + rest,
-    st.sampled_from(CALLING_CODES), st.integers(0, 3), st.text(string.digits, max_size=17),
+    st.sampled_from(CALLING_CODES),
+    st.integers(0, 3),
+    st.text(string.digits, max_size=17),
 )
 
 
@@ -289,50 +324,76 @@ def test_national_reading_is_phonenumbers_parse_with_the_region(digits: str, reg
 
 # -- describe_invalid ---------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("raw", "country", "expected"), [
-    ("", None, "no phone number"),
-    ("   ", "GB", "no phone number"),
-    ("1-800-FLOWERS", "US", "contains letters; write the number with digits only (letters are not converted "
-                            "to digits)"),
-    ("+44 7400 123456/7", None, "contains '/'; only digits, spaces, dashes, dots, parentheses and a leading "
-                                "'+' are allowed"),
-    ("++447400123456", None, "contains '+'; only digits, spaces, dashes, dots, parentheses and a leading '+' "
-                             "are allowed"),
-    ("+", None, "no digits; write the number with digits, e.g. +44 7400 123456"),
-    ("( - )", None, "no digits; write the number with digits, e.g. +44 7400 123456"),
-    ("+86 138 6666 123", None, "not a valid phone number (read as international: country code first)"),
-    ("0086 138 6666 123", "GB", "not a valid phone number (read as international: country code first)"),
-    ("07400 123456", None, "not a valid phone number (read as international; use +CC or --default-country)"),
-    ("8613866661234", "gb", "not a valid phone number (read as a national number of GB; write other "
-                            "countries' numbers with +CC)"),
-])
-def test_describe_invalid_says_what_was_wrong_and_how_it_was_read(raw: str, country: str | None,
-                                                                  expected: str) -> None:
+
+@pytest.mark.parametrize(
+    ("raw", "country", "expected"),
+    [
+        ("", None, "no phone number"),
+        ("   ", "GB", "no phone number"),
+        (
+            "1-800-FLOWERS",
+            "US",
+            "contains letters; write the number with digits only (letters are not converted to digits)",
+        ),
+        (
+            "+44 7400 123456/7",
+            None,
+            "contains '/'; only digits, spaces, dashes, dots, parentheses and a leading '+' are allowed",
+        ),
+        (
+            "++447400123456",
+            None,
+            "contains '+'; only digits, spaces, dashes, dots, parentheses and a leading '+' are allowed",
+        ),
+        ("+", None, "no digits; write the number with digits, e.g. +44 7400 123456"),
+        ("( - )", None, "no digits; write the number with digits, e.g. +44 7400 123456"),
+        ("+86 138 6666 123", None, "not a valid phone number (read as international: country code first)"),
+        ("0086 138 6666 123", "GB", "not a valid phone number (read as international: country code first)"),
+        (
+            "07400 123456",
+            None,
+            "not a valid phone number (read as international; use +CC or --default-country)",
+        ),
+        (
+            "8613866661234",
+            "gb",
+            "not a valid phone number (read as a national number of GB; write other "
+            "countries' numbers with +CC)",
+        ),
+    ],
+)
+def test_describe_invalid_says_what_was_wrong_and_how_it_was_read(
+    raw: str, country: str | None, expected: str
+) -> None:
     assert normalize_number(raw, country) is None
     assert describe_invalid(raw, country) == expected
 
 
 # -- mask_number --------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("value", "expected"), [
-    ("8613866661234", "+86138****1234"),
-    ("+8613866661234", "+86138****1234"),
-    (" 8613866661234 ", "+86138****1234"),
-    ("447400123456", "+4474****3456"),
-    ("14155552671", "+141****2671"),
-    ("123456789012345", "+12345******2345"),
-    ("12345678", "+1***5678"),
-    ("1234567", "+1**4567"),
-    # not a phone number: at most 3 first and 4 last characters kept, at least half masked
-    ("1234567890123456", "123*********3456"),
-    ("123456", "1****6"),
-    ("page-scoped-id-12345", "pag*************2345"),
-    ("abcdefghijkl", "abc******jkl"),
-    ("abc", "***"),
-    ("a", "*"),
-    ("", ""),
-    ("+86 138 6666 1234", "+86**********1234"),
-])
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("8613866661234", "+86138****1234"),
+        ("+8613866661234", "+86138****1234"),
+        (" 8613866661234 ", "+86138****1234"),
+        ("447400123456", "+4474****3456"),
+        ("14155552671", "+141****2671"),
+        ("123456789012345", "+12345******2345"),
+        ("12345678", "+1***5678"),
+        ("1234567", "+1**4567"),
+        # not a phone number: at most 3 first and 4 last characters kept, at least half masked
+        ("1234567890123456", "123*********3456"),
+        ("123456", "1****6"),
+        ("page-scoped-id-12345", "pag*************2345"),
+        ("abcdefghijkl", "abc******jkl"),
+        ("abc", "***"),
+        ("a", "*"),
+        ("", ""),
+        ("+86 138 6666 1234", "+86**********1234"),
+    ],
+)
 def test_mask_number_examples(value: str, expected: str) -> None:
     assert mask_number(value) == expected
 
@@ -344,7 +405,7 @@ def test_mask_number_phone_keeps_country_code_head_and_last_four_only(digits: st
     assert masked.startswith("+") and len(masked) == len(digits) + 1
     body = masked[1:]
     head = len(body) - len(body.lstrip(string.digits))
-    stars = body[head:len(body) - 4]
+    stars = body[head : len(body) - 4]
     assert set(stars) == {"*"}
     assert body[:head] == digits[:head] and body[-4:] == digits[-4:]
     # never more than 5 leading digits, and the masked middle grows with the number
@@ -378,44 +439,51 @@ def test_mask_number_never_shows_a_whole_phone_number() -> None:
 
 # -- looks_like_phone_as_written ----------------------------------------------------------------------
 
-@pytest.mark.parametrize("value", [
-    "+44 20 7946 0958",
-    "+1 (415) 555-2671",
-    "(415) 555-2671",
-    "8613866661234",
-    "+8613866661234",
-    "020.7946.0958",
-    "1234567",
-    "123456789012345",
-    "+1 234 567",
-])
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "+44 20 7946 0958",
+        "+1 (415) 555-2671",
+        "(415) 555-2671",
+        "8613866661234",
+        "+8613866661234",
+        "020.7946.0958",
+        "1234567",
+        "123456789012345",
+        "+1 234 567",
+    ],
+)
 def test_looks_like_phone_as_written_true(value: str) -> None:
     assert looks_like_phone_as_written(value)
 
 
-@pytest.mark.parametrize("value", [
-    "",
-    "+",
-    "123456",  # 6 digits
-    "+1 23 45",
-    "1234567890123456",  # 16 digits
-    "+1 234 567 890 123 456",
-    "-1234567",  # a leading '-' is a formula, not a number
-    "-(415) 555-2671",
-    "=1+2345678",
-    "+1234567=",
-    "++1234567",
-    "1234567 ",  # must end with a digit
-    " 1234567",
-    "1234567-",
-    "(415) 555-2671)",
-    "+44 20 7946 0958\n",
-    "+44 20 7946 0958 x12",
-    "+44/20/7946/0958",
-    "\u0661\u0662\u0663\u0664\u0665\u0666\u0667",  # non-ASCII digits
-    "+1 (415) 555-2671;=HYPERLINK()",
-    "@SUM(1234567)",
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "",
+        "+",
+        "123456",  # 6 digits
+        "+1 23 45",
+        "1234567890123456",  # 16 digits
+        "+1 234 567 890 123 456",
+        "-1234567",  # a leading '-' is a formula, not a number
+        "-(415) 555-2671",
+        "=1+2345678",
+        "+1234567=",
+        "++1234567",
+        "1234567 ",  # must end with a digit
+        " 1234567",
+        "1234567-",
+        "(415) 555-2671)",
+        "+44 20 7946 0958\n",
+        "+44 20 7946 0958 x12",
+        "+44/20/7946/0958",
+        "\u0661\u0662\u0663\u0664\u0665\u0666\u0667",  # non-ASCII digits
+        "+1 (415) 555-2671;=HYPERLINK()",
+        "@SUM(1234567)",
+    ],
+)
 def test_looks_like_phone_as_written_false(value: str) -> None:
     assert not looks_like_phone_as_written(value)
 

@@ -8,7 +8,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from chatapp_mass.errors import OptionsError
-from chatapp_mass.options import IntakeOptions, Recipient, job_identity, parse_intake_options, parse_job_options
+from chatapp_mass.options import (
+    IntakeOptions,
+    Recipient,
+    job_identity,
+    parse_intake_options,
+    parse_job_options,
+)
 from chatapp_mass.planning import BatchPlanner, encoded_size, sender_json
 from chatapp_mass.report import neutralize
 
@@ -66,7 +72,9 @@ def test_default_country_checked() -> None:
 def test_product_action_limits() -> None:
     items = [{"ProductRetailerId": f"p{i}"} for i in range(31)]
     with pytest.raises(ValueError, match="at most 30"):
-        Recipient.model_validate({"To": "1", "ProductAction": {"Sections": [{"Title": "a", "ProductItems": items}]}})
+        Recipient.model_validate(
+            {"To": "1", "ProductAction": {"Sections": [{"Title": "a", "ProductItems": items}]}}
+        )
     with pytest.raises(ValueError):
         Recipient.model_validate({"To": "1", "ProductAction": {"Sections": [{"Title": "a"}] * 11}})
     recipient = Recipient.model_validate({"To": "1", "ProductAction": {"Sections": [{"Title": "a"}]}})
@@ -88,7 +96,7 @@ def test_identity_ignores_sending_knobs_but_not_template() -> None:
 
 # --- planning --------------------------------------------------------------------------------------------
 def test_encoded_size_matches_the_sdk_wire_form() -> None:
-    items = [{"To": "8613800000001", "TemplateParams": {"name": "Zoë, \"quoted\""}}, {"To": "447400123456"}]
+    items = [{"To": "8613800000001", "TemplateParams": {"name": 'Zoë, "quoted"'}}, {"To": "447400123456"}]
     wire = quote_plus(json.dumps(items, ensure_ascii=False, separators=(",", ":")))
     assert len(wire) == sum(encoded_size(i) for i in items) - len(quote_plus(",")) + len(quote_plus("[]"))
     assert sender_json(items[1]) == '{"To":"447400123456"}'
@@ -99,16 +107,18 @@ def test_encoded_size_matches_the_sdk_wire_form() -> None:
     max_recipients=st.integers(min_value=1, max_value=1000),
     max_bytes=st.integers(min_value=1000, max_value=20000),
 )
-def test_batches_respect_both_bounds_and_keep_order(sizes: list[int], max_recipients: int, max_bytes: int) -> None:
+def test_batches_respect_both_bounds_and_keep_order(
+    sizes: list[int], max_recipients: int, max_bytes: int
+) -> None:
     planner = BatchPlanner(max_recipients, max_bytes)
     lines = [2 + 3 * i for i in range(len(sizes))]  # rows between recipients may be invalid ones
-    assigned = [planner.assign(size, line) for size, line in zip(sizes, lines)]
+    assigned = [planner.assign(size, line) for size, line in zip(sizes, lines, strict=True)]
     assert assigned == sorted(assigned) and assigned[0] == 0
     assert sum(planner.sizes) == len(sizes)
     for seq, count in enumerate(planner.sizes):
-        members = [s for s, a in zip(sizes, assigned) if a == seq]
+        members = [s for s, a in zip(sizes, assigned, strict=True) if a == seq]
         assert len(members) == count <= max_recipients
-        member_lines = [line for line, a in zip(lines, assigned) if a == seq]
+        member_lines = [line for line, a in zip(lines, assigned, strict=True) if a == seq]
         assert planner.lines[seq] == (member_lines[0], member_lines[-1])
         assert sum(members) + len(quote_plus("[]")) <= max_bytes
         # a batch is only closed when the next recipient would not fit
@@ -162,8 +172,10 @@ def test_the_budget_follows_where_the_parameters_travel() -> None:
 def test_a_full_batch_of_typical_recipients_is_bounded_by_count_in_the_body_and_by_bytes_in_the_url() -> None:
     from chatapp_mass.planning import BODY_BUDGET, QUERY_BUDGET
 
-    sizes = [encoded_size({"To": f"86139{i:08d}", "TemplateParams": {"name": f"Customer {i}", "code": "A1B2"}})
-             for i in range(2000)]
+    sizes = [
+        encoded_size({"To": f"86139{i:08d}", "TemplateParams": {"name": f"Customer {i}", "code": "A1B2"}})
+        for i in range(2000)
+    ]
     for budget, expected_full in ((BODY_BUDGET, 1000), (QUERY_BUDGET, None)):
         planner = BatchPlanner(1000, budget)
         for size in sizes:

@@ -7,8 +7,9 @@ import copy
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 from jsonschema import Draft7Validator
@@ -96,17 +97,25 @@ def test_ingest_oss_trigger(doc: dict[str, Any]) -> None:
     assert trigger.source_arn == f"acs:oss:ap-southeast-1:{ACCOUNT}:acme-chatapp"
     assert trigger.invocation_role == f"acs:ram::{ACCOUNT}:role/aliyunosseventnotificationrole"
     assert trigger.config == {
-        "events": ["oss:ObjectCreated:PutObject", "oss:ObjectCreated:PostObject",
-                   "oss:ObjectCreated:CompleteMultipartUpload", "oss:ObjectCreated:CopyObject"],
+        "events": [
+            "oss:ObjectCreated:PutObject",
+            "oss:ObjectCreated:PostObject",
+            "oss:ObjectCreated:CompleteMultipartUpload",
+            "oss:ObjectCreated:CopyObject",
+        ],
         "filter": {"key": {"prefix": "incoming/", "suffix": ".csv"}},
     }
 
 
 def test_environment(doc: dict[str, Any]) -> None:
     for spec in functions(doc, ROOT):
-        api_only = {"CHATAPP_API_TOKEN": "", "CHATAPP_API_MAX_BODY": "6291456", "CHATAPP_API_REPEAT_WINDOW": "600"} \
-            if spec.name == "chatapp-mass-api" else {}
-        assert spec.environment == {**api_only,
+        api_only = (
+            {"CHATAPP_API_TOKEN": "", "CHATAPP_API_MAX_BODY": "6291456", "CHATAPP_API_REPEAT_WINDOW": "600"}
+            if spec.name == "chatapp-mass-api"
+            else {}
+        )
+        assert spec.environment == {
+            **api_only,
             "CHATAPP_STORE": "tablestore://acme-ots",
             "CHATAPP_TABLESTORE_ENDPOINT": "https://acme-ots.ap-southeast-1.ots.aliyuncs.com",
             "CHATAPP_OSS_ENDPOINT": "https://oss-ap-southeast-1-internal.aliyuncs.com",
@@ -116,7 +125,8 @@ def test_environment(doc: dict[str, Any]) -> None:
             "CHATAPP_QPS": "10",
             "CHATAPP_SENDER_FUNCTION": "chatapp-mass-sender",
             "CHATAPP_INGEST_FUNCTION": "chatapp-mass-ingest",
-            "CHATAPP_ERROR_THRESHOLD": "0.2", "CHATAPP_RECONCILE_AFTER": "60",
+            "CHATAPP_ERROR_THRESHOLD": "0.2",
+            "CHATAPP_RECONCILE_AFTER": "60",
             "CHATAPP_LOG_LEVEL": "INFO",
             "CHATAPP_DEFAULT_CHANNEL_TYPE": "",
             "CHATAPP_DEFAULT_TEMPLATE_CODE": "",
@@ -128,16 +138,26 @@ def test_environment(doc: dict[str, Any]) -> None:
 
 
 def test_region_and_job_defaults_follow_the_environment() -> None:
-    environ = {**ENVIRON, "ALIBABA_CLOUD_REGION_ID": "cn-hangzhou", "CHATAPP_DEFAULT_CHANNEL_TYPE": "whatsapp",
-               "CHATAPP_DEFAULT_TEMPLATE_CODE": "T1", "CHATAPP_PYTHON": "/opt/py/bin/python3"}
+    environ = {
+        **ENVIRON,
+        "ALIBABA_CLOUD_REGION_ID": "cn-hangzhou",
+        "CHATAPP_DEFAULT_CHANNEL_TYPE": "whatsapp",
+        "CHATAPP_DEFAULT_TEMPLATE_CODE": "T1",
+        "CHATAPP_PYTHON": "/opt/py/bin/python3",
+    }
     resolved = load(S_YAML, environ, ACCOUNT)
     assert validate(resolved, ROOT) == []
     ingest = props(resolved, "ingest")
     assert ingest["region"] == "cn-hangzhou"
     assert ingest["triggers"][0]["sourceArn"] == f"acs:oss:cn-hangzhou:{ACCOUNT}:acme-chatapp"
-    assert ingest["environmentVariables"]["CHATAPP_OSS_ENDPOINT"] == "https://oss-cn-hangzhou-internal.aliyuncs.com"
+    assert (
+        ingest["environmentVariables"]["CHATAPP_OSS_ENDPOINT"]
+        == "https://oss-cn-hangzhou-internal.aliyuncs.com"
+    )
     assert ingest["environmentVariables"]["CHATAPP_DEFAULT_TEMPLATE_CODE"] == "T1"
-    assert resolved["resources"]["ingest"]["actions"]["pre-deploy"][0]["run"].startswith("/opt/py/bin/python3 -m")
+    assert resolved["resources"]["ingest"]["actions"]["pre-deploy"][0]["run"].startswith(
+        "/opt/py/bin/python3 -m"
+    )
 
 
 def test_account_id_is_required() -> None:
@@ -163,17 +183,29 @@ def rename(mapping: dict[str, Any], old: str, new: str) -> None:
 
 
 def test_typo_key_is_refused_naming_its_path(doc: dict[str, Any]) -> None:
-    problems = mutated(doc, lambda d: rename(props(d, "ingest"), "environmentVariables", "enviromentVariables"))
+    problems = mutated(
+        doc, lambda d: rename(props(d, "ingest"), "environmentVariables", "enviromentVariables")
+    )
     assert messages_at(problems, "resources.ingest.props.enviromentVariables") == [
-        "unknown key (did you mean 'environmentVariables'?)"]
+        "unknown key (did you mean 'environmentVariables'?)"
+    ]
     # fc3's own schema (what `s verify` checks) lets it through:
-    assert list(Draft7Validator(json.loads(SCHEMA_PATH.read_text())).iter_errors(
-        {**props(doc, "ingest"), "enviromentVariables": {}})) == []
+    assert (
+        list(
+            Draft7Validator(json.loads(SCHEMA_PATH.read_text())).iter_errors(
+                {**props(doc, "ingest"), "enviromentVariables": {}}
+            )
+        )
+        == []
+    )
 
 
 def test_wrong_oss_filter_is_refused_naming_its_path(doc: dict[str, Any]) -> None:
     def flatten_filter(d: dict[str, Any]) -> None:
-        props(d, "ingest")["triggers"][0]["triggerConfig"]["filter"] = {"prefix": "incoming/", "suffix": ".csv"}
+        props(d, "ingest")["triggers"][0]["triggerConfig"]["filter"] = {
+            "prefix": "incoming/",
+            "suffix": ".csv",
+        }
 
     problems = mutated(doc, flatten_filter)
     where = "resources.ingest.props.triggers[0].triggerConfig.filter"
@@ -183,8 +215,14 @@ def test_wrong_oss_filter_is_refused_naming_its_path(doc: dict[str, Any]) -> Non
     # fc3's schema: triggerConfig is an anyOf of eight shapes, and {"type": "object"} (tablestore) takes it.
     trigger = copy.deepcopy(props(doc, "ingest")["triggers"][0])
     trigger["triggerConfig"]["filter"] = {"prefix": "incoming/", "suffix": ".csv"}
-    assert list(Draft7Validator(json.loads(SCHEMA_PATH.read_text())).iter_errors(
-        {**props(doc, "ingest"), "triggers": [trigger]})) == []
+    assert (
+        list(
+            Draft7Validator(json.loads(SCHEMA_PATH.read_text())).iter_errors(
+                {**props(doc, "ingest"), "triggers": [trigger]}
+            )
+        )
+        == []
+    )
 
 
 def test_non_string_environment_value_is_refused_naming_its_path(doc: dict[str, Any]) -> None:
@@ -220,12 +258,21 @@ _TRIGGER = f"{_INGEST}.triggers.0"
         (_set("versoin", "1"), "versoin", "unknown key"),
         (_set("resources.ingest.compnent", "fc3"), "resources.ingest.compnent", "did you mean 'component'"),
         (_set("resources.ingest.component", "fc3"), "resources.ingest.component", "pin the version"),
-        (_set("resources.ingest.actions.pre-deploy.0.cwd", "."), "resources.ingest.actions.pre-deploy[0].cwd",
-         "unknown key"),
-        (_set("resources.ingest.actions.before-deploy", []), "resources.ingest.actions.before-deploy",
-         "not a hook"),
-        (_set(f"{_INGEST}.asyncInvokeConfig.destinationConfig.onFailure.destinaton", "x"),
-         f"{_INGEST}.asyncInvokeConfig.destinationConfig.onFailure.destinaton", "did you mean 'destination'"),
+        (
+            _set("resources.ingest.actions.pre-deploy.0.cwd", "."),
+            "resources.ingest.actions.pre-deploy[0].cwd",
+            "unknown key",
+        ),
+        (
+            _set("resources.ingest.actions.before-deploy", []),
+            "resources.ingest.actions.before-deploy",
+            "not a hook",
+        ),
+        (
+            _set(f"{_INGEST}.asyncInvokeConfig.destinationConfig.onFailure.destinaton", "x"),
+            f"{_INGEST}.asyncInvokeConfig.destinationConfig.onFailure.destinaton",
+            "did you mean 'destination'",
+        ),
         (_set(f"{_INGEST}.runtime", "python3.11"), f"{_INGEST}.runtime", "python3.10 or python3.12"),
         (_set(f"{_INGEST}.runtime", "python3.10"), f"{_INGEST}.code", "built for python3.12"),
         (_set(f"{_INGEST}.memorySize", 1000), f"{_INGEST}.memorySize", "multiple of 64"),
@@ -237,40 +284,86 @@ _TRIGGER = f"{_INGEST}.triggers.0"
         (_set(f"{_INGEST}.code", "./nowhere"), f"{_INGEST}.code", "does not exist"),
         (_set(f"{_INGEST}.role", "chatapp-mass-fc"), f"{_INGEST}.role", "acs:ram::<account id>:role/<name>"),
         (_set(f"{_INGEST}.functionName", "9lives"), f"{_INGEST}.functionName", "starting with a letter"),
-        (_set("resources.sender.props.functionName", "chatapp-mass-ingest"),
-         "resources.sender.props.functionName", "also resources.ingest's function name"),
-        (_set(f"{_INGEST}.environmentVariables.FC_REGION", "x"), f"{_INGEST}.environmentVariables.FC_REGION",
-         "reserved"),
-        (_set(f"{_INGEST}.environmentVariables.BIG", "x" * 4000), f"{_INGEST}.environmentVariables",
-         "Function Compute allows 4,096"),
-        (_set(f"{_INGEST}.environmentVariables.CHATAPP_BUCKET", "${env('X')}"),
-         f"{_INGEST}.environmentVariables.CHATAPP_BUCKET", "unresolved"),
-        (_set(f"{_INGEST}.asyncInvokeConfig.maxAsyncEventAgeInSeconds", _DELETE),
-         f"{_INGEST}.asyncInvokeConfig.maxAsyncEventAgeInSeconds", "set it explicitly"),
-        (_set(f"{_INGEST}.asyncInvokeConfig.maxAsyncEventAgeInSeconds", 2592000),
-         f"{_INGEST}.asyncInvokeConfig.maxAsyncEventAgeInSeconds", "1–604800"),
-        (_set(f"{_INGEST}.asyncInvokeConfig.maxAsyncRetryAttempts", 9),
-         f"{_INGEST}.asyncInvokeConfig.maxAsyncRetryAttempts", "0–8"),
-        (_set(f"{_INGEST}.asyncInvokeConfig.destinationConfig.onFailure.destination", "dead-letter"),
-         f"{_INGEST}.asyncInvokeConfig.destinationConfig.onFailure.destination", "an ARN"),
-        (_set(f"{_TRIGGER}.sourceArn", "acs:oss:ap-southeast-1::acme-chatapp"), "resources.ingest.props"
-         ".triggers[0].sourceArn", "acs:oss:<region>:<account id>:<bucket>"),
-        (_set(f"{_TRIGGER}.sourceArn", f"acs:oss:cn-hangzhou:{ACCOUNT}:acme-chatapp"),
-         "resources.ingest.props.triggers[0].sourceArn", "within one region"),
-        (_set(f"{_TRIGGER}.invocationRole", "aliyunosseventnotificationrole"),
-         "resources.ingest.props.triggers[0].invocationRole", "acs:ram::"),
-        (_set(f"{_TRIGGER}.triggerConfig.events", ["oss:ObjectCreated:Put"]),
-         "resources.ingest.props.triggers[0].triggerConfig.events[0]", "is not one of"),
-        (_set(f"{_TRIGGER}.triggerConfig.bucketName", "acme"),
-         "resources.ingest.props.triggers[0].triggerConfig.bucketName", "unknown key"),
-        (_set(f"{_TRIGGER}.triggerType", "timer"), "resources.ingest.props.triggers[0].triggerConfig",
-         "'cronExpression' is a required property"),
-        (_set(f"{_TRIGGER}.triggerType", "s3"), "resources.ingest.props.triggers[0].triggerType",
-         "is not one of"),
+        (
+            _set("resources.sender.props.functionName", "chatapp-mass-ingest"),
+            "resources.sender.props.functionName",
+            "also resources.ingest's function name",
+        ),
+        (
+            _set(f"{_INGEST}.environmentVariables.FC_REGION", "x"),
+            f"{_INGEST}.environmentVariables.FC_REGION",
+            "reserved",
+        ),
+        (
+            _set(f"{_INGEST}.environmentVariables.BIG", "x" * 4000),
+            f"{_INGEST}.environmentVariables",
+            "Function Compute allows 4,096",
+        ),
+        (
+            _set(f"{_INGEST}.environmentVariables.CHATAPP_BUCKET", "${env('X')}"),
+            f"{_INGEST}.environmentVariables.CHATAPP_BUCKET",
+            "unresolved",
+        ),
+        (
+            _set(f"{_INGEST}.asyncInvokeConfig.maxAsyncEventAgeInSeconds", _DELETE),
+            f"{_INGEST}.asyncInvokeConfig.maxAsyncEventAgeInSeconds",
+            "set it explicitly",
+        ),
+        (
+            _set(f"{_INGEST}.asyncInvokeConfig.maxAsyncEventAgeInSeconds", 2592000),
+            f"{_INGEST}.asyncInvokeConfig.maxAsyncEventAgeInSeconds",
+            "1–604800",
+        ),
+        (
+            _set(f"{_INGEST}.asyncInvokeConfig.maxAsyncRetryAttempts", 9),
+            f"{_INGEST}.asyncInvokeConfig.maxAsyncRetryAttempts",
+            "0–8",
+        ),
+        (
+            _set(f"{_INGEST}.asyncInvokeConfig.destinationConfig.onFailure.destination", "dead-letter"),
+            f"{_INGEST}.asyncInvokeConfig.destinationConfig.onFailure.destination",
+            "an ARN",
+        ),
+        (
+            _set(f"{_TRIGGER}.sourceArn", "acs:oss:ap-southeast-1::acme-chatapp"),
+            "resources.ingest.props.triggers[0].sourceArn",
+            "acs:oss:<region>:<account id>:<bucket>",
+        ),
+        (
+            _set(f"{_TRIGGER}.sourceArn", f"acs:oss:cn-hangzhou:{ACCOUNT}:acme-chatapp"),
+            "resources.ingest.props.triggers[0].sourceArn",
+            "within one region",
+        ),
+        (
+            _set(f"{_TRIGGER}.invocationRole", "aliyunosseventnotificationrole"),
+            "resources.ingest.props.triggers[0].invocationRole",
+            "acs:ram::",
+        ),
+        (
+            _set(f"{_TRIGGER}.triggerConfig.events", ["oss:ObjectCreated:Put"]),
+            "resources.ingest.props.triggers[0].triggerConfig.events[0]",
+            "is not one of",
+        ),
+        (
+            _set(f"{_TRIGGER}.triggerConfig.bucketName", "acme"),
+            "resources.ingest.props.triggers[0].triggerConfig.bucketName",
+            "unknown key",
+        ),
+        (
+            _set(f"{_TRIGGER}.triggerType", "timer"),
+            "resources.ingest.props.triggers[0].triggerConfig",
+            "'cronExpression' is a required property",
+        ),
+        (
+            _set(f"{_TRIGGER}.triggerType", "s3"),
+            "resources.ingest.props.triggers[0].triggerType",
+            "is not one of",
+        ),
     ],
 )
-def test_stricter_checks_name_the_path(doc: dict[str, Any], change: Callable[[dict[str, Any]], None],
-                                       path: str, expected: str) -> None:
+def test_stricter_checks_name_the_path(
+    doc: dict[str, Any], change: Callable[[dict[str, Any]], None], path: str, expected: str
+) -> None:
     problems = mutated(doc, change)
     assert any(expected in message for message in messages_at(problems, path)), problems
 
@@ -279,16 +372,24 @@ def test_timer_trigger_checks(doc: dict[str, Any]) -> None:
     def timer(cron: str) -> Callable[[dict[str, Any]], None]:
         def change(d: dict[str, Any]) -> None:
             props(d, "sender")["triggers"] = [
-                {"triggerName": "sweep", "triggerType": "timer",
-                 "triggerConfig": {"cronExpression": cron, "enable": True, "payload": "{}"}},
-                {"triggerName": "sweep", "triggerType": "timer",
-                 "triggerConfig": {"cronExpression": "@every 5m", "enable": True}},
+                {
+                    "triggerName": "sweep",
+                    "triggerType": "timer",
+                    "triggerConfig": {"cronExpression": cron, "enable": True, "payload": "{}"},
+                },
+                {
+                    "triggerName": "sweep",
+                    "triggerType": "timer",
+                    "triggerConfig": {"cronExpression": "@every 5m", "enable": True},
+                },
             ]
+
         return change
 
     ok = mutated(doc, timer("CRON_TZ=Asia/Shanghai 0 0 8 * * *"))
     assert [str(p) for p in ok] == [
-        "resources.sender.props.triggers[1].triggerName: 'sweep' is used by another trigger of this function"]
+        "resources.sender.props.triggers[1].triggerName: 'sweep' is used by another trigger of this function"
+    ]
     bad = mutated(doc, timer("0 8 * * *"))
     assert messages_at(bad, "resources.sender.props.triggers[0].triggerConfig.cronExpression")
 
@@ -297,8 +398,13 @@ def test_timer_trigger_checks(doc: dict[str, Any]) -> None:
 
 
 def run_cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "chatapp_mass.deploy.validate", *args],
-                          capture_output=True, text=True, cwd=cwd, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "chatapp_mass.deploy.validate", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=60,
+    )
 
 
 def test_cli_accepts_the_project_file() -> None:
@@ -308,8 +414,9 @@ def test_cli_accepts_the_project_file() -> None:
 
 
 def test_cli_prints_problems_and_exits_1(tmp_path: Path) -> None:
-    broken = S_YAML.read_text().replace("      environmentVariables: &environment",
-                                        "      enviromentVariables: &environment")
+    broken = S_YAML.read_text().replace(
+        "      environmentVariables: &environment", "      enviromentVariables: &environment"
+    )
     assert broken != S_YAML.read_text()
     path = tmp_path / "s.yaml"
     path.write_text(broken)
@@ -318,7 +425,8 @@ def test_cli_prints_problems_and_exits_1(tmp_path: Path) -> None:
     result = run_cli(str(path), "--account-id", ACCOUNT)
     assert result.returncode == 1
     assert result.stdout.splitlines() == [
-        "resources.ingest.props.enviromentVariables: unknown key (did you mean 'environmentVariables'?)"]
+        "resources.ingest.props.enviromentVariables: unknown key (did you mean 'environmentVariables'?)"
+    ]
 
 
 def test_cli_missing_file_exits_2(tmp_path: Path) -> None:

@@ -36,12 +36,16 @@ def test_not_a_database_is_named(tmp_path: Path) -> None:
 def test_a_store_from_before_batch_line_bounds_is_migrated(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     conn = sqlite3.connect(path)
-    conn.execute("CREATE TABLE batches (job_id TEXT NOT NULL, seq INTEGER NOT NULL, size INTEGER NOT NULL,"
-                 " status TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, owner TEXT NOT NULL DEFAULT '',"
-                 " claim_expires REAL NOT NULL DEFAULT 0, code TEXT NOT NULL DEFAULT '',"
-                 " message TEXT NOT NULL DEFAULT '', request_id TEXT NOT NULL DEFAULT '',"
-                 " group_message_id TEXT NOT NULL DEFAULT '', updated_at REAL NOT NULL, PRIMARY KEY (job_id, seq))")
-    conn.execute("INSERT INTO batches (job_id, seq, size, status, updated_at) VALUES ('j', 0, 5, 'sent', 1.0)")
+    conn.execute(
+        "CREATE TABLE batches (job_id TEXT NOT NULL, seq INTEGER NOT NULL, size INTEGER NOT NULL,"
+        " status TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, owner TEXT NOT NULL DEFAULT '',"
+        " claim_expires REAL NOT NULL DEFAULT 0, code TEXT NOT NULL DEFAULT '',"
+        " message TEXT NOT NULL DEFAULT '', request_id TEXT NOT NULL DEFAULT '',"
+        " group_message_id TEXT NOT NULL DEFAULT '', updated_at REAL NOT NULL, PRIMARY KEY (job_id, seq))"
+    )
+    conn.execute(
+        "INSERT INTO batches (job_id, seq, size, status, updated_at) VALUES ('j', 0, 5, 'sent', 1.0)"
+    )
     conn.commit()
     conn.close()
     store = SqliteStore(str(path))
@@ -55,12 +59,18 @@ def test_a_store_from_before_batch_line_bounds_is_migrated(tmp_path: Path) -> No
 def _open_at_once(path: Path, processes: int) -> list[int]:
     """Start `processes` Pythons that each open `path` as a store the moment a shared go-file appears."""
     go = path.with_suffix(".go")
-    script = ("import os, sys, time\n"
-              "from chatapp_mass.store_sqlite import SqliteStore\n"
-              "while not os.path.exists(sys.argv[2]): time.sleep(0.001)\n"
-              "SqliteStore(sys.argv[1]).close()\n")
-    runs = [subprocess.Popen([sys.executable, "-c", script, str(path), str(go)], stderr=subprocess.PIPE, text=True)
-            for _ in range(processes)]
+    script = (
+        "import os, sys, time\n"
+        "from chatapp_mass.store_sqlite import SqliteStore\n"
+        "while not os.path.exists(sys.argv[2]): time.sleep(0.001)\n"
+        "SqliteStore(sys.argv[1]).close()\n"
+    )
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, str(path), str(go)], stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(processes)
+    ]
     go.write_text("go")
     codes = []
     for run in runs:

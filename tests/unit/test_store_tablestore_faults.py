@@ -5,7 +5,8 @@ never heard) is recognised as ours by its op token, and what cannot succeed beco
 from __future__ import annotations
 
 import secrets
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -26,10 +27,19 @@ def server() -> Iterator[Any]:
 def store(server: Any) -> Iterator[TablestoreStore]:
     server.backend.clear_faults()
     creds = server.credentials
-    settings = TablestoreSettings(endpoint=server.endpoint, instance=server.instance_name,
-                                  table_prefix=f"f{secrets.token_hex(4)}_", socket_timeout=2.0, max_attempts=4)
-    handle = TablestoreStore(settings, access_key_id=creds.access_key_id, access_key_secret=creds.access_key_secret,
-                             security_token=creds.security_token or "")
+    settings = TablestoreSettings(
+        endpoint=server.endpoint,
+        instance=server.instance_name,
+        table_prefix=f"f{secrets.token_hex(4)}_",
+        socket_timeout=2.0,
+        max_attempts=4,
+    )
+    handle = TablestoreStore(
+        settings,
+        access_key_id=creds.access_key_id,
+        access_key_secret=creds.access_key_secret,
+        security_token=creds.security_token or "",
+    )
     yield handle
     server.backend.clear_faults()
     handle.close()
@@ -41,10 +51,27 @@ def job(job_id: str = "job1") -> JobRecord:
 
 def planned(store: TablestoreStore, rows: int = 450) -> None:
     assert store.create_job(job())
-    records = [RowRecord("job1", line, f"86138{line:08d}", RowStatus.valid, batch_seq=(line - 2) // 100,
-                         recipient={"To": f"86138{line:08d}"}) for line in range(2, rows + 2)]
-    batches = [BatchRecord("job1", seq, min(100, rows - seq * 100), first_line=2 + seq * 100,
-                           last_line=min(rows + 1, 101 + seq * 100)) for seq in range((rows + 99) // 100)]
+    records = [
+        RowRecord(
+            "job1",
+            line,
+            f"86138{line:08d}",
+            RowStatus.valid,
+            batch_seq=(line - 2) // 100,
+            recipient={"To": f"86138{line:08d}"},
+        )
+        for line in range(2, rows + 2)
+    ]
+    batches = [
+        BatchRecord(
+            "job1",
+            seq,
+            min(100, rows - seq * 100),
+            first_line=2 + seq * 100,
+            last_line=min(rows + 1, 101 + seq * 100),
+        )
+        for seq in range((rows + 99) // 100)
+    ]
     store.put_plan(records, batches)
 
 
@@ -75,20 +102,33 @@ def test_ambiguous_write_that_landed_is_recognised_as_ours(server: Any, store: T
     planned(store, 10)
     # applied, but the connection drops before the reply: the retry then fails its own condition
     server.backend.timeout_next(1, None, apply=True, operations=["UpdateRow"])
-    assert store.transition_batch("job1", 0, expect=[BatchStatus.pending], to=BatchStatus.sending,
-                                  owner="w1", attempts=1) is True
+    assert (
+        store.transition_batch(
+            "job1", 0, expect=[BatchStatus.pending], to=BatchStatus.sending, owner="w1", attempts=1
+        )
+        is True
+    )
     batch = store.list_batches("job1")[0]
     assert (batch.status, batch.attempts) == (BatchStatus.sending, 1)  # counted once, not twice
 
 
 def test_ambiguous_write_that_lost_to_another_writer_is_false(server: Any, store: TablestoreStore) -> None:
     planned(store, 10)
-    other = TablestoreStore(store.settings, access_key_id=server.credentials.access_key_id,
-                            access_key_secret=server.credentials.access_key_secret,
-                            security_token=server.credentials.security_token or "", create_tables=False)
-    assert other.transition_batch("job1", 0, expect=[BatchStatus.pending], to=BatchStatus.claimed, owner="other")
+    other = TablestoreStore(
+        store.settings,
+        access_key_id=server.credentials.access_key_id,
+        access_key_secret=server.credentials.access_key_secret,
+        security_token=server.credentials.security_token or "",
+        create_tables=False,
+    )
+    assert other.transition_batch(
+        "job1", 0, expect=[BatchStatus.pending], to=BatchStatus.claimed, owner="other"
+    )
     server.backend.fail_next(1, "OTSTimeout", operations=["UpdateRow"])  # not applied, and ambiguous to us
-    assert store.transition_batch("job1", 0, expect=[BatchStatus.pending], to=BatchStatus.claimed, owner="me") is False
+    assert (
+        store.transition_batch("job1", 0, expect=[BatchStatus.pending], to=BatchStatus.claimed, owner="me")
+        is False
+    )
     assert store.list_batches("job1")[0].owner == "other"
     other.close()
 
@@ -105,7 +145,9 @@ def test_ambiguous_create_job_is_true_once(server: Any, store: TablestoreStore) 
 def test_persistent_failure_is_a_clear_store_error(server: Any, store: TablestoreStore) -> None:
     planned(store, 10)
     server.backend.fail_next(10, "OTSServerBusy", operations=["UpdateRow"])
-    with pytest.raises(StoreError, match=r"transition batch to claimed: still failing after 4 attempts \(OTSServerBusy\)"):
+    with pytest.raises(
+        StoreError, match=r"transition batch to claimed: still failing after 4 attempts \(OTSServerBusy\)"
+    ):
         store.transition_batch("job1", 0, expect=[BatchStatus.pending], to=BatchStatus.claimed)
     server.backend.clear_faults()
     assert store.list_batches("job1")[0].status is BatchStatus.pending

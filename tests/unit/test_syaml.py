@@ -71,7 +71,11 @@ def test_expressions_resolve_with_types_kept_when_whole(tmp_path: Path) -> None:
     doc = syaml.load(write(tmp_path, S_YAML), environ={"BUCKET": "b1"}, account_id="111")
     props = doc["resources"]["sender"]["props"]
     assert props["memorySize"] == 1024  # whole-string expression keeps its type
-    assert props["environmentVariables"] == {"REGION": "ap-southeast-1", "MEMORY": 1024, "INGEST": "chatapp-ingest"}
+    assert props["environmentVariables"] == {
+        "REGION": "ap-southeast-1",
+        "MEMORY": 1024,
+        "INGEST": "chatapp-ingest",
+    }
     assert doc["vars"]["arn"] == "acs:oss:ap-southeast-1:111:b1"  # embedded ones interpolate
     assert doc["resources"]["bucket"]["props"]["bucket"] == "b1"
 
@@ -98,7 +102,9 @@ def test_account_id_from_environment(tmp_path: Path) -> None:
         ("x: ${what.ever}", r"\$\{what.ever\} not found"),
     ],
 )
-def test_unresolved_expressions_name_the_expression_and_key(tmp_path: Path, snippet: str, expected: str) -> None:
+def test_unresolved_expressions_name_the_expression_and_key(
+    tmp_path: Path, snippet: str, expected: str
+) -> None:
     with pytest.raises(SYamlError, match=expected):
         syaml.load(write(tmp_path, f"vars:\n  {snippet}\nresources: {{}}\n"), environ={})
 
@@ -115,7 +121,10 @@ def test_functions_extracts_fc3_resources_with_defaults(tmp_path: Path) -> None:
     assert ingest.async_config.max_async_retry_attempts == 1
     assert ingest.async_config.on_failure == "acs:fc:ap-southeast-1::functions/chatapp-sender"
     (trigger,) = ingest.triggers
-    assert (trigger.name, trigger.type, trigger.source_arn) == ("upload", "oss", "acs:oss:ap-southeast-1:111:b1")
+    assert (trigger.name, trigger.type, trigger.source_arn) == (
+        "upload",
+        "oss",
+        "acs:oss:ap-southeast-1:111:b1",
+    )
     assert trigger.config["filter"]["key"] == {"prefix": "incoming/", "suffix": ".csv"}
     assert trigger.invocation_role == "acs:ram::111:role/aliyunosseventnotificationrole"
-

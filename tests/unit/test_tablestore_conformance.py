@@ -16,14 +16,33 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Callable, Iterator, Optional
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from tablestore import (
-    INF_MAX, INF_MIN, BatchGetRowRequest, BatchWriteRowRequest, CapacityUnit, ComparatorType,
-    CompositeColumnCondition, Condition, Direction, LogicalOperator, OTSClient, OTSServiceError, PutRowItem,
-    ReservedThroughput, Row, RowExistenceExpectation, SingleColumnCondition, TableInBatchGetRowItem,
-    TableInBatchWriteRowItem, TableMeta, TableOptions, UpdateRowItem,
+    INF_MAX,
+    INF_MIN,
+    BatchGetRowRequest,
+    BatchWriteRowRequest,
+    CapacityUnit,
+    ComparatorType,
+    CompositeColumnCondition,
+    Condition,
+    Direction,
+    LogicalOperator,
+    OTSClient,
+    OTSServiceError,
+    PutRowItem,
+    ReservedThroughput,
+    Row,
+    RowExistenceExpectation,
+    SingleColumnCondition,
+    TableInBatchGetRowItem,
+    TableInBatchWriteRowItem,
+    TableMeta,
+    TableOptions,
+    UpdateRowItem,
 )
 from tablestore.retry import DefaultRetryPolicy, NoRetryPolicy, RetryUtil
 
@@ -50,12 +69,25 @@ class Clock:
         self.now += seconds
 
 
-def client_of(ots: LocalTablestore, *, retry: Any = None, secret: Optional[str] = None, token: Any = True,
-              access_key_id: Optional[str] = None) -> OTSClient:
+def client_of(
+    ots: LocalTablestore,
+    *,
+    retry: Any = None,
+    secret: str | None = None,
+    token: Any = True,
+    access_key_id: str | None = None,
+) -> OTSClient:
     c = ots.credentials
-    return OTSClient(ots.endpoint, access_key_id or c.access_key_id, secret or c.access_key_secret, ots.instance_name,
-                     sts_token=c.security_token if token is True else token, socket_timeout=20,
-                     retry_policy=retry or NoRetryPolicy(), logger_name=LOGGER)
+    return OTSClient(
+        ots.endpoint,
+        access_key_id or c.access_key_id,
+        secret or c.access_key_secret,
+        ots.instance_name,
+        sts_token=c.security_token if token is True else token,
+        socket_timeout=20,
+        retry_policy=retry or NoRetryPolicy(),
+        logger_name=LOGGER,
+    )
 
 
 def refused(call: Callable[[], Any]) -> OTSServiceError:
@@ -65,8 +97,11 @@ def refused(call: Callable[[], Any]) -> OTSServiceError:
 
 
 def create(client: OTSClient, name: str, schema: list[tuple[str, str]], max_version: int = 1) -> None:
-    client.create_table(TableMeta(name, schema), TableOptions(time_to_live=-1, max_version=max_version),
-                        ReservedThroughput(CapacityUnit(0, 0)))
+    client.create_table(
+        TableMeta(name, schema),
+        TableOptions(time_to_live=-1, max_version=max_version),
+        ReservedThroughput(CapacityUnit(0, 0)),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -101,16 +136,24 @@ def test_realistic_is_the_default_with_the_documented_figures(ots: LocalTablesto
     assert ots.backend.table_not_ready_seconds == 2.0  # "typically takes several seconds" (create-table page)
     assert ots.describe()["realistic"]["on"] is True
     with LocalTablestore(realistic=False) as plain:
-        assert plain.backend.table_not_ready_seconds == 0 and plain.backend.table_operations_per_second is None
+        assert (
+            plain.backend.table_not_ready_seconds == 0 and plain.backend.table_operations_per_second is None
+        )
 
 
 def test_a_new_table_is_not_ready_for_data_operations(client: OTSClient, clock: Clock) -> None:
     """Error codes, "HTTP 404 errors": 404 OTSTableNotReady "The table is not ready.", Retry: Yes."""
     create(client, "fresh", [("k", "STRING")])
     error = refused(lambda: client.put_row("fresh", Row([("k", "a")], [("v", 1)]), IGNORE))
-    assert (error.http_status, error.code, error.message) == (404, "OTSTableNotReady", "The table is not ready.")
-    for read in (lambda: client.get_row("fresh", [("k", "a")]),
-                 lambda: client.get_range("fresh", Direction.FORWARD, [("k", INF_MIN)], [("k", INF_MAX)])):
+    assert (error.http_status, error.code, error.message) == (
+        404,
+        "OTSTableNotReady",
+        "The table is not ready.",
+    )
+    for read in (
+        lambda: client.get_row("fresh", [("k", "a")]),
+        lambda: client.get_range("fresh", Direction.FORWARD, [("k", INF_MIN)], [("k", INF_MAX)]),
+    ):
         assert refused(read).code == "OTSTableNotReady"
     batch = BatchWriteRowRequest()
     batch.add(TableInBatchWriteRowItem("fresh", [PutRowItem(Row([("k", "b")], [("v", 1)]), IGNORE)]))
@@ -141,10 +184,15 @@ def test_table_operations_are_limited_to_10_per_second_per_instance(client: OTSC
         client.describe_table("q")  # 6..9
     client.update_table("q", TableOptions(max_version=2))  # 10
     error = refused(client.list_table)
-    assert (error.http_status, error.code, error.message) == (403, "OTSQuotaExhausted",
-                                                              "Too frequent table operations.")
+    assert (error.http_status, error.code, error.message) == (
+        403,
+        "OTSQuotaExhausted",
+        "Too frequent table operations.",
+    )
     assert refused(lambda: client.delete_table("q")).code == "OTSQuotaExhausted"
-    assert RetryUtil.should_retry_no_matter_which_api(error) and RetryUtil.is_server_throttling_exception(error)
+    assert RetryUtil.should_retry_no_matter_which_api(error) and RetryUtil.is_server_throttling_exception(
+        error
+    )
     clock.advance(2)  # data operations are not table operations
     client.put_row("q", Row([("k", "a")], [("v", 1)]), IGNORE)
     clock.advance(1.01)  # a new second
@@ -168,17 +216,32 @@ def test_row_existence_and_column_conditions(client: OTSClient, table: str) -> N
     """Failed condition: 403 OTSConditionCheckFail "Condition check failed." (error codes, "HTTP 403 errors")."""
     pk = [("k", "a"), ("n", 1)]
     failed = refused(lambda: client.update_row(table, Row(pk, {"put": [("v", 1)]}), EXIST))
-    assert (failed.http_status, failed.code, failed.message) == (403, "OTSConditionCheckFail", "Condition check failed.")
+    assert (failed.http_status, failed.code, failed.message) == (
+        403,
+        "OTSConditionCheckFail",
+        "Condition check failed.",
+    )
     client.put_row(table, Row(pk, [("v", 1), ("s", "x")]), NOT_EXIST)
-    assert refused(lambda: client.put_row(table, Row(pk, [("v", 2)]), NOT_EXIST)).code == "OTSConditionCheckFail"
-    equal_one = Condition(RowExistenceExpectation.EXPECT_EXIST, SingleColumnCondition("v", 1, ComparatorType.EQUAL))
+    assert (
+        refused(lambda: client.put_row(table, Row(pk, [("v", 2)]), NOT_EXIST)).code == "OTSConditionCheckFail"
+    )
+    equal_one = Condition(
+        RowExistenceExpectation.EXPECT_EXIST, SingleColumnCondition("v", 1, ComparatorType.EQUAL)
+    )
     client.update_row(table, Row(pk, {"put": [("v", 2)]}), equal_one)
-    assert refused(lambda: client.update_row(table, Row(pk, {"put": [("v", 3)]}), equal_one)).code == \
-        "OTSConditionCheckFail"
+    assert (
+        refused(lambda: client.update_row(table, Row(pk, {"put": [("v", 3)]}), equal_one)).code
+        == "OTSConditionCheckFail"
+    )
     missing = SingleColumnCondition("nope", 1, ComparatorType.EQUAL, pass_if_missing=False)
-    assert refused(lambda: client.update_row(table, Row(pk, {"put": [("v", 3)]}),
-                                             Condition(RowExistenceExpectation.IGNORE, missing))).code == \
-        "OTSConditionCheckFail"
+    assert (
+        refused(
+            lambda: client.update_row(
+                table, Row(pk, {"put": [("v", 3)]}), Condition(RowExistenceExpectation.IGNORE, missing)
+            )
+        ).code
+        == "OTSConditionCheckFail"
+    )
     either = CompositeColumnCondition(LogicalOperator.OR)
     either.add_sub_condition(SingleColumnCondition("v", 7, ComparatorType.EQUAL))
     either.add_sub_condition(SingleColumnCondition("s", "x", ComparatorType.EQUAL))
@@ -229,18 +292,24 @@ def test_batch_write_limits_200_rows_and_4_mb(client: OTSClient, table: str) -> 
 def test_batch_write_results_are_per_row(client: OTSClient, table: str) -> None:
     """BatchWriteRow is not atomic: per-row results (ALIBABA-FACTS §5, SDK metadata.py BatchWriteRowResponse)."""
     client.put_row(table, Row([("k", "x"), ("n", 1)], [("v", 1)]), IGNORE)
-    rows = [PutRowItem(Row([("k", "x"), ("n", 1)], [("v", 2)]), NOT_EXIST),  # exists: fails alone
-            PutRowItem(Row([("k", "x"), ("n", 2)], [("v", 2)]), NOT_EXIST),
-            UpdateRowItem(Row([("k", "x"), ("n", 3)], {"put": [("v", 3)]}), EXIST)]  # missing: fails alone
+    rows = [
+        PutRowItem(Row([("k", "x"), ("n", 1)], [("v", 2)]), NOT_EXIST),  # exists: fails alone
+        PutRowItem(Row([("k", "x"), ("n", 2)], [("v", 2)]), NOT_EXIST),
+        UpdateRowItem(Row([("k", "x"), ("n", 3)], {"put": [("v", 3)]}), EXIST),
+    ]  # missing: fails alone
     response = client.batch_write_row(_batch(table, rows))
     assert not response.is_all_succeed()
     failed = response.get_failed_of_put() + response.get_failed_of_update()
-    assert sorted((item.index, item.error_code) for item in failed) == [(0, "OTSConditionCheckFail"),
-                                                                        (2, "OTSConditionCheckFail")]
+    assert sorted((item.index, item.error_code) for item in failed) == [
+        (0, "OTSConditionCheckFail"),
+        (2, "OTSConditionCheckFail"),
+    ]
     succeeded, failed_puts = response.get_put()
     assert [item.index for item in succeeded] == [1] and [item.is_ok for item in failed_puts] == [False]
     assert client.get_row(table, [("k", "x"), ("n", 2)])[1] is not None
-    assert dict((c[0], c[1]) for c in client.get_row(table, [("k", "x"), ("n", 1)])[1].attribute_columns) == {"v": 1}
+    assert dict((c[0], c[1]) for c in client.get_row(table, [("k", "x"), ("n", 1)])[1].attribute_columns) == {
+        "v": 1
+    }
 
 
 def test_batch_get_limit_100_rows(client: OTSClient, table: str) -> None:
@@ -262,7 +331,10 @@ def test_batch_get_limit_100_rows(client: OTSClient, table: str) -> None:
 def test_get_range_pages_at_5000_rows_both_ways(client: OTSClient, table: str) -> None:
     """General limits: GetRange returns at most 5000 rows or 4 MB per call, then next_start_primary_key."""
     for start in range(0, 5003, 200):
-        rows = [PutRowItem(Row([("k", "p"), ("n", i)], [("v", i)]), IGNORE) for i in range(start, min(start + 200, 5003))]
+        rows = [
+            PutRowItem(Row([("k", "p"), ("n", i)], [("v", i)]), IGNORE)
+            for i in range(start, min(start + 200, 5003))
+        ]
         assert client.batch_write_row(_batch(table, rows)).is_all_succeed()
     low, high = [("k", "p"), ("n", INF_MIN)], [("k", "p"), ("n", INF_MAX)]
     _, next_start, page, _ = client.get_range(table, Direction.FORWARD, low, high)
@@ -270,7 +342,9 @@ def test_get_range_pages_at_5000_rows_both_ways(client: OTSClient, table: str) -
     _, last, rest, _ = client.get_range(table, Direction.FORWARD, next_start, high)
     assert [dict(r.primary_key)["n"] for r in rest] == [5000, 5001, 5002] and last is None
     _, next_start, page, _ = client.get_range(table, Direction.BACKWARD, high, low)
-    assert len(page) == 5000 and dict(page[0].primary_key)["n"] == 5002 and next_start == [("k", "p"), ("n", 2)]
+    assert (
+        len(page) == 5000 and dict(page[0].primary_key)["n"] == 5002 and next_start == [("k", "p"), ("n", 2)]
+    )
     _, last, rest, _ = client.get_range(table, Direction.BACKWARD, next_start, low)
     assert [dict(r.primary_key)["n"] for r in rest] == [2, 1, 0] and last is None
 
@@ -295,16 +369,23 @@ def test_primary_key_values_up_to_1_kb(client: OTSClient, table: str) -> None:
     client.put_row(table, Row([("k", "a" * 1024), ("n", 1)], [("v", 1)]), IGNORE)
     error = refused(lambda: client.put_row(table, Row([("k", "a" * 1025), ("n", 1)], [("v", 1)]), IGNORE))
     assert (error.http_status, error.code) == (400, "OTSParameterInvalid")
-    assert error.message == "The length of primary key column: k exceeds the MaxLength: 1024 with CurrentLength: 1025."
+    assert (
+        error.message
+        == "The length of primary key column: k exceeds the MaxLength: 1024 with CurrentLength: 1025."
+    )
 
 
 def test_attribute_values_up_to_2_mb(client: OTSClient, table: str) -> None:
     """General limits: a STRING/BINARY attribute value ≤ 2 MB; error codes: 400 OTSParameterInvalid "The length
     of attribute column: {ColumnName} exceeded the MaxLength:{MaxSize} with Current Length:{CellSize}."."""
     client.put_row(table, Row([("k", "v"), ("n", 1)], [("b", bytearray(2 * MB))]), IGNORE)
-    error = refused(lambda: client.put_row(table, Row([("k", "v"), ("n", 2)], [("b", bytearray(2 * MB + 1))]),
-                                           IGNORE))
-    assert (error.http_status, error.code) == (400, "OTSParameterInvalid") and "attribute column: b" in error.message
+    error = refused(
+        lambda: client.put_row(table, Row([("k", "v"), ("n", 2)], [("b", bytearray(2 * MB + 1))]), IGNORE)
+    )
+    assert (error.http_status, error.code) == (
+        400,
+        "OTSParameterInvalid",
+    ) and "attribute column: b" in error.message
 
 
 def test_one_row_write_is_limited_to_4_mb(client: OTSClient, table: str) -> None:
@@ -316,7 +397,9 @@ def test_one_row_write_is_limited_to_4_mb(client: OTSClient, table: str) -> None
     three = [("a", bytearray(MB + MB // 2)), ("b", bytearray(MB + MB // 2)), ("c", bytearray(MB + MB // 2))]
     error = refused(lambda: client.put_row(table, Row(pk, three), IGNORE))
     assert (error.http_status, error.code) == (400, "OTSParameterInvalid")
-    assert error.message.startswith("The total data size of PutRow request exceeds the limit, limit size: 4194304 ,")
+    assert error.message.startswith(
+        "The total data size of PutRow request exceeds the limit, limit size: 4194304 ,"
+    )
     error = refused(lambda: client.update_row(table, Row(pk, {"put": three}), IGNORE))
     assert error.message.startswith("The total data size of UpdateRow request exceeds the limit")
     # the row may grow past 4 MB in several writes: only each write is limited
@@ -342,20 +425,33 @@ def test_several_versions_with_max_version_above_1(client: OTSClient, clock: Clo
     assert client.get_row("ver", pk, max_version=1)[1].attribute_columns == [("c", "v3", stamps[3])]
     ranged = client.get_row("ver", pk, max_version=None, time_range=(stamps[1], stamps[3]))[1]
     assert ranged.attribute_columns == [("c", "v2", stamps[2]), ("c", "v1", stamps[1])]
-    _, _, rows, _ = client.get_range("ver", Direction.FORWARD, [("k", INF_MIN)], [("k", INF_MAX)], max_version=2)
+    _, _, rows, _ = client.get_range(
+        "ver", Direction.FORWARD, [("k", INF_MIN)], [("k", INF_MAX)], max_version=2
+    )
     assert rows[0].attribute_columns == [("c", "v3", stamps[3]), ("c", "v2", stamps[2])]
     # a column condition checks the newest version unless latest_version_only=False (then any version:
     # ASSUMPTION, the reading of the SDK's "whether to check only the latest version")
     older = SingleColumnCondition("c", "v1", ComparatorType.EQUAL, pass_if_missing=False)
-    assert refused(lambda: client.update_row("ver", Row(pk, {"put": [("e", 1)]}), Condition(
-        RowExistenceExpectation.EXPECT_EXIST, older))).code == "OTSConditionCheckFail"
-    any_version = SingleColumnCondition("c", "v1", ComparatorType.EQUAL, pass_if_missing=False,
-                                        latest_version_only=False)
-    client.update_row("ver", Row(pk, {"put": [("e", 1, now)]}), Condition(RowExistenceExpectation.EXPECT_EXIST,
-                                                                         any_version))
+    assert (
+        refused(
+            lambda: client.update_row(
+                "ver", Row(pk, {"put": [("e", 1)]}), Condition(RowExistenceExpectation.EXPECT_EXIST, older)
+            )
+        ).code
+        == "OTSConditionCheckFail"
+    )
+    any_version = SingleColumnCondition(
+        "c", "v1", ComparatorType.EQUAL, pass_if_missing=False, latest_version_only=False
+    )
+    client.update_row(
+        "ver", Row(pk, {"put": [("e", 1, now)]}), Condition(RowExistenceExpectation.EXPECT_EXIST, any_version)
+    )
     client.update_row("ver", Row(pk, {"delete_all": ["e"]}), IGNORE)
     client.update_row("ver", Row(pk, {"delete": [("c", None, stamps[2])]}), IGNORE)  # one version
-    assert [c[2] for c in client.get_row("ver", pk, max_version=5)[1].attribute_columns] == [stamps[3], stamps[1]]
+    assert [c[2] for c in client.get_row("ver", pk, max_version=5)[1].attribute_columns] == [
+        stamps[3],
+        stamps[1],
+    ]
     client.update_row("ver", Row(pk, {"put": [("c", "v3b", stamps[3])]}), IGNORE)  # same version: overwritten
     assert client.get_row("ver", pk, max_version=1)[1].attribute_columns == [("c", "v3b", stamps[3])]
     client.put_row("ver", Row(pk, [("d", 1, now)]), IGNORE)  # PutRow replaces every version of every column
@@ -383,7 +479,7 @@ def test_atomic_increments(client: OTSClient, table: str) -> None:
 def test_auth_errors(ots: LocalTablestore, table: str) -> None:
     """Error codes, access control: 403 OTSAuthFailed "The AccessKeyID does not exist." / "Signature mismatch.";
     a wrong or missing STS token is refused too (403 OTSAuthFailed; its message is an ASSUMPTION)."""
-    read = lambda client: client.get_row(table, [("k", "a"), ("n", 1)])  # noqa: E731
+    read = lambda client: client.get_row(table, [("k", "a"), ("n", 1)])
     error = refused(lambda: read(client_of(ots, secret="wrong-secret", retry=DefaultRetryPolicy())))
     assert (error.http_status, error.code, error.message) == (403, "OTSAuthFailed", "Signature mismatch.")
     error = refused(lambda: read(client_of(ots, access_key_id="LTAI-nobody")))
@@ -407,4 +503,6 @@ def test_tables_rows_and_versions_survive_a_restart(tmp_path: Any) -> None:
         assert reader.list_table() == ("kept",)
         assert reader.describe_table("kept").table_options.max_version == 2
         assert reader.get_row("kept", [("k", "a")], max_version=2)[1].attribute_columns == [
-            ("c", "new", now), ("c", "old", now - 10)]
+            ("c", "new", now),
+            ("c", "old", now - 10),
+        ]

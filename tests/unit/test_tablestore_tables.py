@@ -9,7 +9,8 @@ import io
 import json
 import secrets
 import threading
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from tablestore import CapacityUnit, OTSClient, ReservedThroughput, TableMeta, TableOptions
@@ -27,17 +28,24 @@ TABLE_OPERATIONS = {"CreateTable", "ListTable", "DescribeTable", "UpdateTable", 
 
 @pytest.fixture(scope="module")
 def ots() -> Iterator[LocalTablestore]:
-    with LocalTablestore(max_tables=256) as server:  # realistic, with its defaults (2 s not ready, 10 table ops/s)
+    with LocalTablestore(
+        max_tables=256
+    ) as server:  # realistic, with its defaults (2 s not ready, 10 table ops/s)
         yield server
 
 
 def environment(ots: LocalTablestore, prefix: str) -> dict[str, str]:
     c = ots.credentials
-    return {"CHATAPP_TABLESTORE_ENDPOINT": ots.endpoint, "CHATAPP_TABLE_PREFIX": prefix,
-            "CHATAPP_STORE": f"tablestore://{ots.instance_name}", "ALIBABA_CLOUD_ACCESS_KEY_ID": c.access_key_id,
-            "ALIBABA_CLOUD_ACCESS_KEY_SECRET": c.access_key_secret,
-            "ALIBABA_CLOUD_SECURITY_TOKEN": c.security_token or "", "ALIBABA_CLOUD_ECS_METADATA_DISABLED": "true",
-            "ALIBABA_CLOUD_REGION_ID": "ap-southeast-1"}
+    return {
+        "CHATAPP_TABLESTORE_ENDPOINT": ots.endpoint,
+        "CHATAPP_TABLE_PREFIX": prefix,
+        "CHATAPP_STORE": f"tablestore://{ots.instance_name}",
+        "ALIBABA_CLOUD_ACCESS_KEY_ID": c.access_key_id,
+        "ALIBABA_CLOUD_ACCESS_KEY_SECRET": c.access_key_secret,
+        "ALIBABA_CLOUD_SECURITY_TOKEN": c.security_token or "",
+        "ALIBABA_CLOUD_ECS_METADATA_DISABLED": "true",
+        "ALIBABA_CLOUD_REGION_ID": "ap-southeast-1",
+    }
 
 
 def requests_since(ots: LocalTablestore, mark: int) -> list[Any]:
@@ -46,16 +54,24 @@ def requests_since(ots: LocalTablestore, mark: int) -> list[Any]:
 
 def raw_client(ots: LocalTablestore) -> OTSClient:
     c = ots.credentials
-    return OTSClient(ots.endpoint, c.access_key_id, c.access_key_secret, ots.instance_name,
-                     sts_token=c.security_token, retry_policy=NoRetryPolicy(), logger_name="tables-test-client")
+    return OTSClient(
+        ots.endpoint,
+        c.access_key_id,
+        c.access_key_secret,
+        ots.instance_name,
+        sts_token=c.security_token,
+        retry_policy=NoRetryPolicy(),
+        logger_name="tables-test-client",
+    )
 
 
 def job(job_id: str) -> JobRecord:
     return JobRecord(job_id=job_id, source="f.csv", options={}, intake={}, content_sha256="x")
 
 
-def test_init_tables_creates_them_waits_until_ready_and_is_idempotent(ots: LocalTablestore,
-                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_init_tables_creates_them_waits_until_ready_and_is_idempotent(
+    ots: LocalTablestore, monkeypatch: pytest.MonkeyPatch
+) -> None:
     prefix = f"i{secrets.token_hex(3)}_"
     for name, value in environment(ots, prefix).items():
         monkeypatch.setenv(name, value)
@@ -75,8 +91,9 @@ def test_init_tables_creates_them_waits_until_ready_and_is_idempotent(ots: Local
     assert apis.count("ListTable") == 1 and "CreateTable" not in apis
 
 
-def test_init_tables_with_info_logs_logs_what_it_created(ots: LocalTablestore, monkeypatch: pytest.MonkeyPatch,
-                                                        capsys: pytest.CaptureFixture[str]) -> None:
+def test_init_tables_with_info_logs_logs_what_it_created(
+    ots: LocalTablestore, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     # "created" named a LogRecord attribute: logging refused the record (KeyError) as soon as INFO was on.
     import logging
 
@@ -87,8 +104,13 @@ def test_init_tables_with_info_logs_logs_what_it_created(ots: LocalTablestore, m
         monkeypatch.setenv(name, value)
     try:
         out = io.StringIO()
-        assert cli.main(["init-tables", "--store", f"tablestore://{ots.instance_name}", "--log-level", "INFO"],
-                        out=out) == 0
+        assert (
+            cli.main(
+                ["init-tables", "--store", f"tablestore://{ots.instance_name}", "--log-level", "INFO"],
+                out=out,
+            )
+            == 0
+        )
     finally:
         logger.handlers[:], logger.level, logger.propagate = saved[0], saved[1], saved[2]
     entries = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
@@ -99,10 +121,12 @@ def test_init_tables_with_info_logs_logs_what_it_created(ots: LocalTablestore, m
 def test_a_cold_start_makes_no_table_operation(ots: LocalTablestore) -> None:
     prefix = f"c{secrets.token_hex(3)}_"
     environ = environment(ots, prefix)
-    TablestoreStore(TablestoreSettings.from_url(environ["CHATAPP_STORE"], environ),
-                    access_key_id=environ["ALIBABA_CLOUD_ACCESS_KEY_ID"],
-                    access_key_secret=environ["ALIBABA_CLOUD_ACCESS_KEY_SECRET"],
-                    security_token=environ["ALIBABA_CLOUD_SECURITY_TOKEN"]).close()  # the deploy step
+    TablestoreStore(
+        TablestoreSettings.from_url(environ["CHATAPP_STORE"], environ),
+        access_key_id=environ["ALIBABA_CLOUD_ACCESS_KEY_ID"],
+        access_key_secret=environ["ALIBABA_CLOUD_ACCESS_KEY_SECRET"],
+        security_token=environ["ALIBABA_CLOUD_SECURITY_TOKEN"],
+    ).close()  # the deploy step
     mark = len(ots.backend.requests)
     services = function_services(environ)  # what every function instance builds at its cold start
     assert services.store.create_job(job("cold"))
@@ -118,8 +142,11 @@ def test_a_missing_table_says_to_run_init_tables(ots: LocalTablestore) -> None:
     with pytest.raises(StoreError) as caught:
         store.get_job("x")
     message = str(caught.value)
-    assert "OTSObjectNotExist" in message and f"chatapp-mass init-tables --store tablestore://{ots.instance_name}" \
-        in message and environ["CHATAPP_TABLE_PREFIX"] in message
+    assert (
+        "OTSObjectNotExist" in message
+        and f"chatapp-mass init-tables --store tablestore://{ots.instance_name}" in message
+        and environ["CHATAPP_TABLE_PREFIX"] in message
+    )
     store.close()
 
 
@@ -128,14 +155,23 @@ def test_a_store_on_tables_just_created_waits_until_they_are_ready(ots: LocalTab
     OTSTableNotReady (404) and wait it out, however few ``max_attempts`` it has."""
     prefix = f"n{secrets.token_hex(3)}_"
     creator = raw_client(ots)
-    settings = TablestoreSettings(endpoint=ots.endpoint, instance=ots.instance_name, table_prefix=prefix,
-                                  max_attempts=2)
+    settings = TablestoreSettings(
+        endpoint=ots.endpoint, instance=ots.instance_name, table_prefix=prefix, max_attempts=2
+    )
     c = ots.credentials
-    store = TablestoreStore(settings, access_key_id=c.access_key_id, access_key_secret=c.access_key_secret,
-                            security_token=c.security_token or "", create_tables=False)
+    store = TablestoreStore(
+        settings,
+        access_key_id=c.access_key_id,
+        access_key_secret=c.access_key_secret,
+        security_token=c.security_token or "",
+        create_tables=False,
+    )
     for table, schema in store._schemas().items():
-        creator.create_table(TableMeta(table, schema), TableOptions(time_to_live=-1, max_version=1),
-                             ReservedThroughput(CapacityUnit(0, 0)))
+        creator.create_table(
+            TableMeta(table, schema),
+            TableOptions(time_to_live=-1, max_version=1),
+            ReservedThroughput(CapacityUnit(0, 0)),
+        )
     mark = len(ots.backend.requests)
     assert store.create_job(job("fresh"))
     assert store.get_job("fresh") is not None
@@ -153,10 +189,15 @@ def test_concurrent_initializers_wait_out_the_table_operation_quota(ots: LocalTa
 
     def initialize(prefix: str) -> None:
         try:
-            settings = TablestoreSettings(endpoint=ots.endpoint, instance=ots.instance_name, table_prefix=prefix,
-                                          max_attempts=2)
-            TablestoreStore(settings, access_key_id=c.access_key_id, access_key_secret=c.access_key_secret,
-                            security_token=c.security_token or "").close()
+            settings = TablestoreSettings(
+                endpoint=ots.endpoint, instance=ots.instance_name, table_prefix=prefix, max_attempts=2
+            )
+            TablestoreStore(
+                settings,
+                access_key_id=c.access_key_id,
+                access_key_secret=c.access_key_secret,
+                security_token=c.security_token or "",
+            ).close()
         except BaseException as error:  # noqa: BLE001  reported below
             failures.append(error)
 
@@ -176,18 +217,31 @@ def test_concurrent_initializers_wait_out_the_table_operation_quota(ots: LocalTa
 def test_a_job_row_tablestore_would_refuse_is_a_clear_error(ots: LocalTablestore) -> None:
     """One value ≤ 2 MB, one row write ≤ 4 MB (general limits): said before writing, naming the job."""
     c = ots.credentials
-    settings = TablestoreSettings(endpoint=ots.endpoint, instance=ots.instance_name, table_prefix=f"b{secrets.token_hex(3)}_")
-    store = TablestoreStore(settings, access_key_id=c.access_key_id, access_key_secret=c.access_key_secret,
-                            security_token=c.security_token or "")
-    big = JobRecord(job_id="big", source="f.csv", options={"x": "a" * (2 * 1024 * 1024)}, intake={},
-                    content_sha256="x")
-    with pytest.raises(StoreError, match=r"job big: its options take [\d,]+ bytes, over Tablestore's limit of "
-                                         r"2,097,152 bytes for one value"):
+    settings = TablestoreSettings(
+        endpoint=ots.endpoint, instance=ots.instance_name, table_prefix=f"b{secrets.token_hex(3)}_"
+    )
+    store = TablestoreStore(
+        settings,
+        access_key_id=c.access_key_id,
+        access_key_secret=c.access_key_secret,
+        security_token=c.security_token or "",
+    )
+    big = JobRecord(
+        job_id="big", source="f.csv", options={"x": "a" * (2 * 1024 * 1024)}, intake={}, content_sha256="x"
+    )
+    with pytest.raises(
+        StoreError,
+        match=r"job big: its options take [\d,]+ bytes, over Tablestore's limit of "
+        r"2,097,152 bytes for one value",
+    ):
         store.create_job(big)
     part = "a" * (1536 * 1024)
     wide = JobRecord(job_id="wide", source=part, options={"x": part}, intake={"y": part}, content_sha256="x")
-    with pytest.raises(StoreError, match=r"job wide: its row takes [\d,]+ bytes, over Tablestore's limit of "
-                                         r"4,194,304 bytes for one row write"):
+    with pytest.raises(
+        StoreError,
+        match=r"job wide: its row takes [\d,]+ bytes, over Tablestore's limit of "
+        r"4,194,304 bytes for one row write",
+    ):
         store.create_job(wide)
     assert store.get_job("big") is None and store.get_job("wide") is None
     assert store.list_jobs() == [] and ots.backend.row_count(store.t_index) == 0, "nothing of them written"

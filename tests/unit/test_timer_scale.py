@@ -8,9 +8,10 @@ from __future__ import annotations
 import json
 import secrets
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import IO, Any, Iterator, Optional
+from typing import IO, Any
 
 import pytest
 
@@ -39,20 +40,44 @@ class Objects:
     def __init__(self) -> None:
         self.objects: dict[str, bytes] = {}
 
-    def put(self, location: OssLocation, data: bytes | IO[bytes], *,
-            metadata: Optional[dict[str, str]] = None, content_type: str = "text/csv") -> str:
+    def put(
+        self,
+        location: OssLocation,
+        data: bytes | IO[bytes],
+        *,
+        metadata: dict[str, str] | None = None,
+        content_type: str = "text/csv",
+    ) -> str:
         self.objects[location.key] = data if isinstance(data, bytes) else data.read()
         return "etag"
 
 
 def job(job_id: str, status: JobStatus, created_at: float, **fields: Any) -> JobRecord:
-    return JobRecord(job_id=job_id, source=f"oss://b/incoming/{job_id}.csv", options=OPTIONS, intake={},
-                     content_sha256="x", status=status, created_at=created_at, updated_at=created_at, **fields)
+    return JobRecord(
+        job_id=job_id,
+        source=f"oss://b/incoming/{job_id}.csv",
+        options=OPTIONS,
+        intake={},
+        content_sha256="x",
+        status=status,
+        created_at=created_at,
+        updated_at=created_at,
+        **fields,
+    )
 
 
 def one_batch(store: Store, job_id: str, status: BatchStatus, **fields: Any) -> None:
-    rows = [RowRecord(job_id, line, f"+861380000{line:04d}", RowStatus.valid, batch_seq=0,
-                      recipient={"To": f"861380000{line:04d}"}) for line in (1, 2)]
+    rows = [
+        RowRecord(
+            job_id,
+            line,
+            f"+861380000{line:04d}",
+            RowStatus.valid,
+            batch_seq=0,
+            recipient={"To": f"861380000{line:04d}"},
+        )
+        for line in (1, 2)
+    ]
     store.put_plan(rows, [BatchRecord(job_id, 0, 2, first_line=1, last_line=2)])
     if status is not BatchStatus.pending:
         store.transition_batch(job_id, 0, expect=[BatchStatus.pending], to=status, **fields)
@@ -70,7 +95,9 @@ def bury(store: Store, now: float) -> None:
 
 def newer_live_jobs(store: Store, now: float) -> None:
     for i in range(300):  # newer than everything: the old timer's 200-job window held only these
-        store.create_job(job(f"later-{i:03d}", JobStatus.scheduled, now - 100 + i * 0.01, scheduled_at=now + 86400))
+        store.create_job(
+            job(f"later-{i:03d}", JobStatus.scheduled, now - 100 + i * 0.01, scheduled_at=now + 86400)
+        )
 
 
 def fire_and_check(store: Store, now: float) -> None:
@@ -97,12 +124,22 @@ def finished_copies(store: SqliteStore, jobs: list[JobRecord]) -> None:
     conn = store._conn()
     cursor = conn.execute("SELECT * FROM jobs WHERE job_id=?", (first.job_id,))
     names = [column[0] for column in cursor.description]
-    template = dict(zip(names, cursor.fetchone()))
+    template = dict(zip(names, cursor.fetchone(), strict=True))
     conn.execute("BEGIN")
-    rows = ({**template, "job_id": j.job_id, "status": j.status.value, "created_at": j.created_at,
-             "updated_at": j.updated_at} for j in rest)
-    conn.executemany(f"INSERT INTO jobs ({','.join(names)}) VALUES ({','.join('?' for _ in names)})",
-                     ([row[name] for name in names] for row in rows))
+    rows = (
+        {
+            **template,
+            "job_id": j.job_id,
+            "status": j.status.value,
+            "created_at": j.created_at,
+            "updated_at": j.updated_at,
+        }
+        for j in rest
+    )
+    conn.executemany(
+        f"INSERT INTO jobs ({','.join(names)}) VALUES ({','.join('?' for _ in names)})",
+        ([row[name] for name in names] for row in rows),
+    )
     conn.execute("COMMIT")
     assert conn.execute("SELECT COUNT(*) FROM jobs").fetchone()[0] >= len(jobs)
 
@@ -111,8 +148,13 @@ def test_timer_starts_and_sweeps_jobs_behind_100000_finished_and_300_newer_sqlit
     store = SqliteStore(str(tmp_path / "state.db"))
     now = time.time()
     bury(store, now)
-    finished_copies(store, [job(f"old-{i:06d}", (JobStatus.completed, JobStatus.failed)[i % 2], now - 86400 + i)
-                            for i in range(100_000)])
+    finished_copies(
+        store,
+        [
+            job(f"old-{i:06d}", (JobStatus.completed, JobStatus.failed)[i % 2], now - 86400 + i)
+            for i in range(100_000)
+        ],
+    )
     newer_live_jobs(store, now)
     started = time.perf_counter()
     fire_and_check(store, now)
@@ -130,18 +172,27 @@ def local_tablestore() -> Iterator[Any]:
 
 def _tablestore(server: Any) -> TablestoreStore:
     creds = server.credentials
-    settings = TablestoreSettings(endpoint=server.endpoint, instance=server.instance_name,
-                                  table_prefix=f"s{secrets.token_hex(4)}_")
-    return TablestoreStore(settings, access_key_id=creds.access_key_id, access_key_secret=creds.access_key_secret,
-                           security_token=creds.security_token or "")
+    settings = TablestoreSettings(
+        endpoint=server.endpoint, instance=server.instance_name, table_prefix=f"s{secrets.token_hex(4)}_"
+    )
+    return TablestoreStore(
+        settings,
+        access_key_id=creds.access_key_id,
+        access_key_secret=creds.access_key_secret,
+        security_token=creds.security_token or "",
+    )
 
 
-def test_timer_starts_and_sweeps_jobs_behind_2000_finished_and_300_newer_tablestore(local_tablestore: Any) -> None:
+def test_timer_starts_and_sweeps_jobs_behind_2000_finished_and_300_newer_tablestore(
+    local_tablestore: Any,
+) -> None:
     store = _tablestore(local_tablestore)
     now = time.time()
     bury(store, now)
-    finished = [job(f"old-{i:05d}", (JobStatus.completed, JobStatus.stopped)[i % 2], now - 86400 + i)
-                for i in range(2000)]
+    finished = [
+        job(f"old-{i:05d}", (JobStatus.completed, JobStatus.stopped)[i % 2], now - 86400 + i)
+        for i in range(2000)
+    ]
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(store.create_job, finished))
     newer_live_jobs(store, now)
@@ -152,14 +203,20 @@ def test_timer_starts_and_sweeps_jobs_behind_2000_finished_and_300_newer_tablest
 # --- the Tablestore index (job_status) behind jobs_in --------------------------------------------------
 def _index_rows(store: TablestoreStore) -> list[tuple[str, str]]:
     ts = store._ts
-    rows = store._range(store.t_status, [("status", ts.INF_MIN), ("job_id", ts.INF_MIN)],
-                        [("status", ts.INF_MAX), ("job_id", ts.INF_MAX)], ["op"])
+    rows = store._range(
+        store.t_status,
+        [("status", ts.INF_MIN), ("job_id", ts.INF_MIN)],
+        [("status", ts.INF_MAX), ("job_id", ts.INF_MAX)],
+        ["op"],
+    )
     return [(row["status"], row["job_id"]) for row in rows if not row["status"].startswith("#")]
 
 
 def test_tablestore_index_holds_only_live_jobs(local_tablestore: Any) -> None:
     store = _tablestore(local_tablestore)
-    for i, status in enumerate([JobStatus.completed, JobStatus.running, JobStatus.failed, JobStatus.scheduled]):
+    for i, status in enumerate(
+        [JobStatus.completed, JobStatus.running, JobStatus.failed, JobStatus.scheduled]
+    ):
         store.create_job(job(f"j{i}", status, 1000.0 + i))
     assert _index_rows(store) == [("running", "j1"), ("scheduled", "j3")]
     store.update_job("j1", expect=[JobStatus.running], status=JobStatus.completed)
@@ -171,7 +228,9 @@ def test_tablestore_index_holds_only_live_jobs(local_tablestore: Any) -> None:
     store.close()
 
 
-def test_tablestore_a_crash_between_the_writes_leaves_a_stale_row_never_a_hidden_job(local_tablestore: Any) -> None:
+def test_tablestore_a_crash_between_the_writes_leaves_a_stale_row_never_a_hidden_job(
+    local_tablestore: Any,
+) -> None:
     store = _tablestore(local_tablestore)
     store.create_job(job("a", JobStatus.running, 1000.0))
     # a status change that wrote its new row and died before the job update: the row is stale, skipped
@@ -182,15 +241,20 @@ def test_tablestore_a_crash_between_the_writes_leaves_a_stale_row_never_a_hidden
     store.create_job(job("b", JobStatus.running, 1001.0))
     store._put_status_row("ready", "b", "next")
     ts = store._ts
-    store.client.update_row(store.t_jobs, ts.Row([("job_id", "b")], {"put": [("status", "ready"), ("index_op", "next")]}),
-                            ts.Condition(ts.RowExistenceExpectation.EXPECT_EXIST))
+    store.client.update_row(
+        store.t_jobs,
+        ts.Row([("job_id", "b")], {"put": [("status", "ready"), ("index_op", "next")]}),
+        ts.Condition(ts.RowExistenceExpectation.EXPECT_EXIST),
+    )
     assert [j.job_id for j in store.jobs_in([JobStatus.ready])] == ["b"]
     assert [j.job_id for j in store.jobs_in([JobStatus.running])] == ["a"]
     # later, old stale rows are removed by the reader that finds them
     for status, job_id in [("scheduled", "a"), ("running", "b")]:
-        store.client.update_row(store.t_status, ts.Row([("status", status), ("job_id", job_id)],
-                                                       {"put": [("at", 1)]}),
-                                ts.Condition(ts.RowExistenceExpectation.EXPECT_EXIST))
+        store.client.update_row(
+            store.t_status,
+            ts.Row([("status", status), ("job_id", job_id)], {"put": [("at", 1)]}),
+            ts.Condition(ts.RowExistenceExpectation.EXPECT_EXIST),
+        )
     store.jobs_in([JobStatus.scheduled, JobStatus.running])
     assert _index_rows(store) == [("ready", "b"), ("running", "a")]
     store.close()
@@ -199,21 +263,36 @@ def test_tablestore_a_crash_between_the_writes_leaves_a_stale_row_never_a_hidden
 def test_tablestore_jobs_of_an_older_release_are_indexed_once(local_tablestore: Any) -> None:
     store = _tablestore(local_tablestore)
     ts = store._ts
-    for job_id, status in [("legacy-run", "running"), ("legacy-done", "completed"), ("legacy-due", "scheduled")]:
+    for job_id, status in [
+        ("legacy-run", "running"),
+        ("legacy-done", "completed"),
+        ("legacy-due", "scheduled"),
+    ]:
         record = job(job_id, JobStatus(status), 1000.0)
         store.create_job(record)
         # as the older release wrote it: no index_op, no index row
-        store.client.update_row(store.t_jobs, ts.Row([("job_id", job_id)], {"delete_all": ["index_op"]}),
-                                ts.Condition(ts.RowExistenceExpectation.EXPECT_EXIST))
+        store.client.update_row(
+            store.t_jobs,
+            ts.Row([("job_id", job_id)], {"delete_all": ["index_op"]}),
+            ts.Condition(ts.RowExistenceExpectation.EXPECT_EXIST),
+        )
         store._drop_status_row(status, job_id, op=None)
-    store.client.delete_row(store.t_status, ts.Row([("status", "#jobs-of-older-releases-indexed"), ("job_id", "")]),
-                            ts.Condition(ts.RowExistenceExpectation.IGNORE))
+    store.client.delete_row(
+        store.t_status,
+        ts.Row([("status", "#jobs-of-older-releases-indexed"), ("job_id", "")]),
+        ts.Condition(ts.RowExistenceExpectation.IGNORE),
+    )
     assert store.jobs_in([JobStatus.running, JobStatus.scheduled]) == []
-    reopened = TablestoreStore(store.settings, access_key_id=local_tablestore.credentials.access_key_id,
-                               access_key_secret=local_tablestore.credentials.access_key_secret,
-                               security_token=local_tablestore.credentials.security_token or "")
-    assert [j.job_id for j in reopened.jobs_in([JobStatus.running, JobStatus.scheduled])] == ["legacy-run",
-                                                                                              "legacy-due"]
+    reopened = TablestoreStore(
+        store.settings,
+        access_key_id=local_tablestore.credentials.access_key_id,
+        access_key_secret=local_tablestore.credentials.access_key_secret,
+        security_token=local_tablestore.credentials.security_token or "",
+    )
+    assert [j.job_id for j in reopened.jobs_in([JobStatus.running, JobStatus.scheduled])] == [
+        "legacy-run",
+        "legacy-due",
+    ]
     # and they change status like any other: the backfilled row goes
     assert reopened.update_job("legacy-run", expect=[JobStatus.running], status=JobStatus.completed) is True
     assert _index_rows(reopened) == [("scheduled", "legacy-due")]

@@ -34,7 +34,8 @@ Two wrinkles of ``--platform`` installs, and how they are handled:
   virtualenv would pick unconstrained; the lock then holds them there, and ``make setup`` too.
 
 Both steps are cached under ``$CHATAPP_BUILD_CACHE`` (default ``~/.cache/chatapp-mass/build``), keyed by
-the content of requirements.txt and constraints.txt, the Python version and the platform: a repeated build only links files.
+the content of requirements.txt and constraints.txt, the Python version and the platform: a repeated
+build only links files.
 pip's own HTTP cache makes a cold build after a requirements change cheap too.
 
 Command line (run from ``shared/`` it needs no install: stdlib and pip only)::
@@ -73,7 +74,9 @@ LOCK_FILE = "constraints.txt"  # at the project root, beside requirements.txt
 CACHE_ENV = "CHATAPP_BUILD_CACHE"
 BUILDER_VERSION = "2"  # part of every cache key: bump when the layout of a cached directory changes
 
-_IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo", "*.egg-info", ".pytest_cache", ".mypy_cache")
+_IGNORED = shutil.ignore_patterns(
+    "__pycache__", "*.pyc", "*.pyo", "*.egg-info", ".pytest_cache", ".mypy_cache"
+)
 _RUNTIME = re.compile(r"^python(\d+)\.(\d+)$")
 _PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;#]+)")
 
@@ -115,7 +118,8 @@ def build(
     if not (function_dir / "index.py").is_file():
         raise PackagingError(
             f"{function_dir / 'index.py'} not found: a function's entry point is functions/<key>/index.py "
-            f"(key = the s.yaml resource key, e.g. ingest or sender)")
+            f"(key = the s.yaml resource key, e.g. ingest or sender)"
+        )
     if not shared.is_dir():
         raise PackagingError(f"{shared} not found: run the builder from a checkout of the project")
     if not requirements.is_file():
@@ -125,15 +129,24 @@ def build(
     platforms = (platform,) if isinstance(platform, str) else tuple(platform)
     started = time.monotonic()
 
-    deps = dependencies(requirements, python_version, platforms, constraints=constraints,
-                        cache_dir=_cache_root(cache_dir), log=log)
+    deps = dependencies(
+        requirements,
+        python_version,
+        platforms,
+        constraints=constraints,
+        cache_dir=_cache_root(cache_dir),
+        log=log,
+    )
 
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.parent))
     try:
         shutil.copytree(deps, staging, dirs_exist_ok=True, copy_function=_link_or_copy)
-        _copy_new(shared, staging / SHARED_PACKAGE,
-                  ignore=_ignore_with(shutil.ignore_patterns(*EXCLUDED_SUBPACKAGES), at=shared))
+        _copy_new(
+            shared,
+            staging / SHARED_PACKAGE,
+            ignore=_ignore_with(shutil.ignore_patterns(*EXCLUDED_SUBPACKAGES), at=shared),
+        )
         for entry in sorted(function_dir.iterdir()):
             if _IGNORED(str(function_dir), [entry.name]):
                 continue
@@ -141,7 +154,8 @@ def build(
             if target.exists():
                 raise PackagingError(
                     f"functions/{function_resource_key}/{entry.name} clashes with a dependency or the shared "
-                    f"package of the same name at the package root: rename it")
+                    f"package of the same name at the package root: rename it"
+                )
             if entry.is_dir():
                 shutil.copytree(entry, target, ignore=_IGNORED)
             else:
@@ -151,8 +165,10 @@ def build(
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
     files, size = _tree_size(out)
-    log(f"{out}: {function_resource_key} for {runtime} ({', '.join(platforms)}), {files:,} files, "
-        f"{size / 1e6:,.0f} MB, {time.monotonic() - started:.1f} s")
+    log(
+        f"{out}: {function_resource_key} for {runtime} ({', '.join(platforms)}), {files:,} files, "
+        f"{size / 1e6:,.0f} MB, {time.monotonic() - started:.1f} s"
+    )
     return out
 
 
@@ -160,7 +176,9 @@ def python_version_of(runtime: str) -> str:
     """``python3.12`` -> ``3.12``; anything else is refused (only Python runtimes are packaged here)."""
     match = _RUNTIME.match(runtime)
     if not match:
-        raise PackagingError(f"runtime {runtime!r} is not a Python runtime (pythonX.Y, e.g. {DEFAULT_RUNTIME})")
+        raise PackagingError(
+            f"runtime {runtime!r} is not a Python runtime (pythonX.Y, e.g. {DEFAULT_RUNTIME})"
+        )
     return f"{match.group(1)}.{match.group(2)}"
 
 
@@ -201,10 +219,12 @@ def dependencies(
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         log(f"installing {requirements.name} for Python {python_version} ({', '.join(platforms)})")
-        _run(install_command(staging, requirements, constraints, wheelhouse, python_version, platforms),
-             "installing the runtime dependencies for the function's platform",
-             hint=f"every dependency needs a wheel for cp{python_version.replace('.', '')} on "
-                  f"{'/'.join(platforms)} on the index, or a pure-Python sdist (built into {wheelhouse})")
+        _run(
+            install_command(staging, requirements, constraints, wheelhouse, python_version, platforms),
+            "installing the runtime dependencies for the function's platform",
+            hint=f"every dependency needs a wheel for cp{python_version.replace('.', '')} on "
+            f"{'/'.join(platforms)} on the index, or a pure-Python sdist (built into {wheelhouse})",
+        )
         shutil.rmtree(staging / "bin", ignore_errors=True)  # console scripts for this machine's Python
         if constraints is not None:
             _check_installed(staging, constraints, f"python{python_version}")
@@ -219,15 +239,35 @@ def dependencies(
     return target
 
 
-def install_command(target: Path, requirements: Path, constraints: Path | None, wheelhouse: Path,
-                    python_version: str, platforms: Sequence[str]) -> list[str]:
+def install_command(
+    target: Path,
+    requirements: Path,
+    constraints: Path | None,
+    wheelhouse: Path,
+    python_version: str,
+    platforms: Sequence[str],
+) -> list[str]:
     """The ``pip install`` of requirements.txt (under the lock, when given) for the function's platform."""
     return [
-        sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-        "--target", str(target), "--no-compile",
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        "--target",
+        str(target),
+        "--no-compile",
         *[arg for tag in platforms for arg in ("--platform", tag)],
-        "--python-version", python_version, "--implementation", "cp", "--only-binary=:all:",
-        "--find-links", str(wheelhouse), "-r", str(requirements),
+        "--python-version",
+        python_version,
+        "--implementation",
+        "cp",
+        "--only-binary=:all:",
+        "--find-links",
+        str(wheelhouse),
+        "-r",
+        str(requirements),
         *(("-c", str(constraints)) if constraints is not None else ()),
     ]
 
@@ -249,12 +289,27 @@ def _sdist_wheels(requirements: Path, constraints: Path | None, cache_dir: Path,
     scratch = Path(tempfile.mkdtemp(prefix=".wheels-", dir=_mkdir(cache_dir)))
     try:
         environ = dict(os.environ, CC="false", CXX="false", LDSHARED="false")
-        _run([sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check",
-              "--cache-dir", str(cache_dir / "pip-sdist"), "--wheel-dir", str(scratch), "-r", str(requirements),
-              *(("-c", str(constraints)) if constraints is not None else ())],
-             "building wheels from source distributions", environ=environ,
-             hint="a dependency published only as source needs a C compiler; it cannot be packaged for "
-                  "another platform from here")
+        _run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "wheel",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--cache-dir",
+                str(cache_dir / "pip-sdist"),
+                "--wheel-dir",
+                str(scratch),
+                "-r",
+                str(requirements),
+                *(("-c", str(constraints)) if constraints is not None else ()),
+            ],
+            "building wheels from source distributions",
+            environ=environ,
+            hint="a dependency published only as source needs a C compiler; it cannot be packaged for "
+            "another platform from here",
+        )
         wheelhouse.mkdir(parents=True, exist_ok=True)
         for wheel in scratch.glob("*-none-any.whl"):
             shutil.move(str(wheel), wheelhouse / wheel.name)
@@ -267,17 +322,22 @@ def _sdist_wheels(requirements: Path, constraints: Path | None, cache_dir: Path,
 def _run(command: list[str], what: str, *, hint: str, environ: dict[str, str] | None = None) -> None:
     result = subprocess.run(command, capture_output=True, text=True, env=environ)
     if result.returncode != 0:
-        output = "\n".join(line for line in (result.stderr + result.stdout).splitlines()
-                           if "is ignored: it is neither a file nor a directory" not in line)
-        raise PackagingError(f"{what} failed (exit {result.returncode}): {hint}.\n"
-                             f"$ {' '.join(command)}\n{output[-4000:]}")
+        output = "\n".join(
+            line
+            for line in (result.stderr + result.stdout).splitlines()
+            if "is ignored: it is neither a file nor a directory" not in line
+        )
+        raise PackagingError(
+            f"{what} failed (exit {result.returncode}): {hint}.\n$ {' '.join(command)}\n{output[-4000:]}"
+        )
 
 
 # ------------------------------------------------------------------------------------------------- lock
 
 
 def canonical_name(name: str) -> str:
-    """PEP 503 normalised distribution name (``PyYAML`` -> ``pyyaml``, ``typing_extensions`` -> ``typing-extensions``)."""
+    """PEP 503 normalised distribution name
+    (``PyYAML`` -> ``pyyaml``, ``typing_extensions`` -> ``typing-extensions``)."""
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
@@ -313,23 +373,34 @@ def installed_distributions(directory: Path) -> dict[str, str]:
 def check_lock(requirements: Path, constraints: Path) -> None:
     """Refuse a missing lock, or one that does not pin every requirement at requirements.txt's version."""
     if not constraints.is_file():
-        raise PackagingError(f"{constraints} not found: it locks every dependency the packages ship; "
-                             f"write it with `make lock`")
+        raise PackagingError(
+            f"{constraints} not found: it locks every dependency the packages ship; write it with `make lock`"
+        )
     locked = read_pins(constraints)
-    stale = [f"{name}=={version} (lock: {locked.get(name, 'absent')})"
-             for name, version in read_pins(requirements).items() if locked.get(name) != version]
+    stale = [
+        f"{name}=={version} (lock: {locked.get(name, 'absent')})"
+        for name, version in read_pins(requirements).items()
+        if locked.get(name) != version
+    ]
     if stale:
-        raise PackagingError(f"{constraints.name} is stale: requirements.txt pins {', '.join(stale)}; "
-                             f"regenerate it with `make lock`")
+        raise PackagingError(
+            f"{constraints.name} is stale: requirements.txt pins {', '.join(stale)}; "
+            f"regenerate it with `make lock`"
+        )
 
 
 def _check_installed(directory: Path, constraints: Path, runtime: str) -> None:
     locked = read_pins(constraints)
-    unlocked = sorted(f"{name}=={version}" for name, version in installed_distributions(directory).items()
-                      if locked.get(name) != version)
+    unlocked = sorted(
+        f"{name}=={version}"
+        for name, version in installed_distributions(directory).items()
+        if locked.get(name) != version
+    )
     if unlocked:
-        raise PackagingError(f"the install for {runtime} holds {', '.join(unlocked)}, not pinned so in "
-                             f"{constraints.name}: regenerate it (`make lock`, or `--lock --runtime {runtime}`)")
+        raise PackagingError(
+            f"the install for {runtime} holds {', '.join(unlocked)}, not pinned so in "
+            f"{constraints.name}: regenerate it (`make lock`, or `--lock --runtime {runtime}`)"
+        )
 
 
 def lock(
@@ -356,9 +427,11 @@ def lock(
     try:
         wheelhouse = _sdist_wheels(requirements, None, cache, log)
         log(f"resolving {requirements.name} for Python {python_version} ({', '.join(platforms)})")
-        _run(install_command(scratch / "target", requirements, None, wheelhouse, python_version, platforms),
-             "resolving the runtime dependencies for the function's platform",
-             hint="every dependency needs a wheel for the platform on the index, or a pure-Python sdist")
+        _run(
+            install_command(scratch / "target", requirements, None, wheelhouse, python_version, platforms),
+            "resolving the runtime dependencies for the function's platform",
+            hint="every dependency needs a wheel for the platform on the index, or a pure-Python sdist",
+        )
         pins = installed_distributions(scratch / "target")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -407,7 +480,9 @@ def _link_or_copy(source: str, target: str) -> None:
         shutil.copy2(source, target)
 
 
-def _ignore_with(extra: Callable[[str, list[str]], set[str]], *, at: Path) -> Callable[[str, list[str]], set[str]]:
+def _ignore_with(
+    extra: Callable[[str, list[str]], set[str]], *, at: Path
+) -> Callable[[str, list[str]], set[str]]:
     """The common ignore patterns everywhere, ``extra`` only directly under ``at``."""
 
     def ignore(directory: str, names: list[str]) -> set[str]:
@@ -458,26 +533,43 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m chatapp_mass.deploy.packaging",
         description="Build Function Compute code packages (functions/<key>/ + the shared package + the "
-                    "runtime dependencies for the FC runtime) into OUT/<key>, as s.yaml's code paths expect.")
-    parser.add_argument("keys", nargs="*", metavar="KEY",
-                        help="s.yaml resource keys, e.g. ingest sender (default: every functions/<key>/index.py)")
+        "runtime dependencies for the FC runtime) into OUT/<key>, as s.yaml's code paths expect.",
+    )
+    parser.add_argument(
+        "keys",
+        nargs="*",
+        metavar="KEY",
+        help="s.yaml resource keys, e.g. ingest sender (default: every functions/<key>/index.py)",
+    )
     parser.add_argument("--out", default=None, help="output directory (default: <project>/build)")
     parser.add_argument("--runtime", default=DEFAULT_RUNTIME, help=f"FC runtime (default {DEFAULT_RUNTIME})")
-    parser.add_argument("--platform", action="append", default=None,
-                        help=f"pip platform tag, repeatable (default {DEFAULT_PLATFORM})")
+    parser.add_argument(
+        "--platform",
+        action="append",
+        default=None,
+        help=f"pip platform tag, repeatable (default {DEFAULT_PLATFORM})",
+    )
     parser.add_argument("--root", default=str(PROJECT_ROOT), help="project root (default: this checkout)")
     parser.add_argument("--cache-dir", default=None, help=f"build cache (default ${CACHE_ENV} or ~/.cache)")
-    parser.add_argument("--lock", action="store_true",
-                        help=f"rewrite {LOCK_FILE} (every distribution the packages ship, for --runtime and "
-                             f"--platform) instead of building")
+    parser.add_argument(
+        "--lock",
+        action="store_true",
+        help=f"rewrite {LOCK_FILE} (every distribution the packages ship, for --runtime and "
+        f"--platform) instead of building",
+    )
     args = parser.parse_args(argv)
     root = Path(args.root).resolve()
     if args.lock:
         if args.keys:
             parser.error("--lock takes no KEY: the lock covers every function")
         try:
-            lock(root, runtime=args.runtime, platform=args.platform or DEFAULT_PLATFORM,
-                 cache_dir=args.cache_dir, log=lambda m: print(m, file=sys.stderr))
+            lock(
+                root,
+                runtime=args.runtime,
+                platform=args.platform or DEFAULT_PLATFORM,
+                cache_dir=args.cache_dir,
+                log=lambda m: print(m, file=sys.stderr),
+            )
         except PackagingError as exc:
             print(f"packaging: {exc}", file=sys.stderr)
             return 1
@@ -489,8 +581,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Path(args.out).resolve() if args.out else root / "build"
     try:
         for key in keys:
-            build(key, out / key, runtime=args.runtime, platform=args.platform or DEFAULT_PLATFORM,
-                  project_root=root, cache_dir=args.cache_dir, log=lambda m: print(m, file=sys.stderr))
+            build(
+                key,
+                out / key,
+                runtime=args.runtime,
+                platform=args.platform or DEFAULT_PLATFORM,
+                project_root=root,
+                cache_dir=args.cache_dir,
+                log=lambda m: print(m, file=sys.stderr),
+            )
     except PackagingError as exc:
         print(f"packaging: {exc}", file=sys.stderr)
         return 1

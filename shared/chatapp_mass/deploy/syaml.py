@@ -112,8 +112,9 @@ def _key_path(path: tuple[str | int, ...]) -> str:
 class _Resolver:
     """Resolves expressions lazily, following references through the raw document (cycles detected)."""
 
-    def __init__(self, raw: dict[str, Any], environ: Mapping[str, str], account_id: str | None,
-                 source: str) -> None:
+    def __init__(
+        self, raw: dict[str, Any], environ: Mapping[str, str], account_id: str | None, source: str
+    ) -> None:
         self.raw = raw
         self.environ = environ
         self.account_id = account_id
@@ -165,7 +166,7 @@ class _Resolver:
 
     def call(self, name: str, arg_text: str, expr: str, path: tuple[str | int, ...]) -> Any:
         try:
-            args = ast.literal_eval(f"({arg_text},)") if arg_text.strip() else ()
+            args: tuple[Any, ...] = ast.literal_eval(f"({arg_text},)") if arg_text.strip() else ()
         except (ValueError, SyntaxError) as exc:
             raise self.error(f"${{{expr}}}: cannot read the arguments ({exc})", path) from exc
         if name == "env" and 1 <= len(args) <= 2 and isinstance(args[0], str):
@@ -181,8 +182,9 @@ class _Resolver:
             return account
         raise self.error(f"${{{expr}}} is not an expression s.yaml supports", path)
 
-    def lookup(self, base: tuple[str | int, ...], parts: list[str], expr: str,
-               path: tuple[str | int, ...]) -> Any:
+    def lookup(
+        self, base: tuple[str | int, ...], parts: list[str], expr: str, path: tuple[str | int, ...]
+    ) -> Any:
         """Walk ``base + parts`` in the raw document, resolving each step, and return the resolved value."""
         target: tuple[str | int, ...] = base
         node: Any = self.raw
@@ -204,8 +206,9 @@ class _Resolver:
             raise self.error(f"${{{expr}}} not found", path)
         return self.resolved_at(node, target, expr, path)
 
-    def resolved_at(self, node: Any, target: tuple[str | int, ...], expr: str,
-                    path: tuple[str | int, ...]) -> Any:
+    def resolved_at(
+        self, node: Any, target: tuple[str | int, ...], expr: str, path: tuple[str | int, ...]
+    ) -> Any:
         if target in self.in_progress:
             cycle = " -> ".join(_key_path(p) for p in (*self.in_progress, target))
             raise self.error(f"${{{expr}}} refers to itself ({cycle})", path)
@@ -284,7 +287,8 @@ def functions(doc: Mapping[str, Any], project_root: str | os.PathLike[str]) -> l
     return [
         _function(key, resource, root)
         for key, resource in resources.items()
-        if isinstance(resource, Mapping) and str(resource.get("component", "")).startswith(FC3_COMPONENT_PREFIX)
+        if isinstance(resource, Mapping)
+        and str(resource.get("component", "")).startswith(FC3_COMPONENT_PREFIX)
     ]
 
 
@@ -312,7 +316,9 @@ def _function(key: str, resource: Mapping[str, Any], root: Path) -> FunctionSpec
         environment={str(k): _scalar_text(v) for k, v in environment.items()},
         role=props.get("role"),
         async_config=_async_config(props.get("asyncInvokeConfig") or {}),
-        triggers=[_trigger(item, f"{where}.triggers[{i}]") for i, item in enumerate(props.get("triggers") or [])],
+        triggers=[
+            _trigger(item, f"{where}.triggers[{i}]") for i, item in enumerate(props.get("triggers") or [])
+        ],
     )
 
 

@@ -51,7 +51,17 @@ ALLOWED_RUNTIMES = ("python3.10", "python3.12")
 ENV_TOTAL_LIMIT = 4096  # bytes, counted as the JSON object FC is sent (conservative)
 MAX_ASYNC_EVENT_AGE = 604800  # FC 2023-03-30 API (fc3's schema allows 2592000)
 
-TOP_LEVEL_KEYS = ("edition", "name", "access", "vars", "resources", "actions", "template", "flow", "validation")
+TOP_LEVEL_KEYS = (
+    "edition",
+    "name",
+    "access",
+    "vars",
+    "resources",
+    "actions",
+    "template",
+    "flow",
+    "validation",
+)
 RESOURCE_KEYS = ("component", "props", "actions", "access")
 ACTION_KEYS = ("run", "path", "plugin", "args", "component")
 HOOK = re.compile(r"^(pre|post|success|fail|complete)-[A-Za-z0-9_-]+$")
@@ -113,7 +123,9 @@ def validate(doc: Mapping[str, Any], project_root: str | os.PathLike[str]) -> li
     problems += _unresolved(doc, "")
     problems += _unknown(doc, TOP_LEVEL_KEYS, "")
     if doc.get("edition") != "3.0.0":
-        problems.append(Problem("edition", f"must be '3.0.0' (Serverless Devs 3), not {doc.get('edition')!r}"))
+        problems.append(
+            Problem("edition", f"must be '3.0.0' (Serverless Devs 3), not {doc.get('edition')!r}")
+        )
     if "actions" in doc:
         problems += _actions(doc["actions"], "actions")
     resources = doc.get("resources")
@@ -133,8 +145,13 @@ def validate(doc: Mapping[str, Any], project_root: str | os.PathLike[str]) -> li
         if not component.startswith("fc3"):
             continue
         if not PINNED_COMPONENT.match(component):
-            problems.append(Problem(f"{where}.component", f"{component!r}: pin the version (fc3@X.Y.Z) so a "
-                                                           f"deploy does not take whatever fc3 publishes next"))
+            problems.append(
+                Problem(
+                    f"{where}.component",
+                    f"{component!r}: pin the version (fc3@X.Y.Z) so a "
+                    f"deploy does not take whatever fc3 publishes next",
+                )
+            )
         props = resource.get("props")
         if not isinstance(props, Mapping):
             problems.append(Problem(f"{where}.props", "must be a mapping"))
@@ -143,8 +160,12 @@ def validate(doc: Mapping[str, Any], project_root: str | os.PathLike[str]) -> li
         name = props.get("functionName")
         if isinstance(name, str):
             if name in names:
-                problems.append(Problem(f"{where}.props.functionName",
-                                        f"{name!r} is also resources.{names[name]}'s function name"))
+                problems.append(
+                    Problem(
+                        f"{where}.props.functionName",
+                        f"{name!r} is also resources.{names[name]}'s function name",
+                    )
+                )
             names[name] = str(key)
     return problems
 
@@ -159,18 +180,27 @@ def _props(props: Mapping[str, Any], where: str, key: str, root: Path) -> list[P
 
     name = props.get("functionName")
     if isinstance(name, str) and not FUNCTION_NAME.match(name):
-        problems.append(Problem(f"{where}.functionName", f"{name!r}: letters, digits, '_' and '-', starting "
-                                                          f"with a letter or '_', at most 64 characters"))
+        problems.append(
+            Problem(
+                f"{where}.functionName",
+                f"{name!r}: letters, digits, '_' and '-', starting "
+                f"with a letter or '_', at most 64 characters",
+            )
+        )
     runtime = props.get("runtime")
     if runtime not in ALLOWED_RUNTIMES:
-        problems.append(Problem(f"{where}.runtime", f"{runtime!r}: this project runs on "
-                                                     f"{' or '.join(ALLOWED_RUNTIMES)}"))
+        problems.append(
+            Problem(f"{where}.runtime", f"{runtime!r}: this project runs on {' or '.join(ALLOWED_RUNTIMES)}")
+        )
     handler = props.get("handler")
     handler_match = HANDLER.match(handler) if isinstance(handler, str) else None
     if not handler_match:
-        problems.append(Problem(f"{where}.handler", f"{handler!r}: must be MODULE.FUNCTION, e.g. index.handler"))
-    problems += _code(props.get("code"), handler_match.group(1) if handler_match else None,
-                      runtime, f"{where}.code", root)
+        problems.append(
+            Problem(f"{where}.handler", f"{handler!r}: must be MODULE.FUNCTION, e.g. index.handler")
+        )
+    problems += _code(
+        props.get("code"), handler_match.group(1) if handler_match else None, runtime, f"{where}.code", root
+    )
     role = props.get("role")
     if role is not None and not (isinstance(role, str) and ROLE_ARN.match(role)):
         problems.append(Problem(f"{where}.role", f"{role!r}: must be acs:ram::<account id>:role/<name>"))
@@ -198,11 +228,21 @@ def _code(code: Any, module: str | None, runtime: Any, where: str, root: Path) -
         source = root / "functions" / key
         problems = []
         if module is not None and not (source / f"{module.replace('.', '/')}.py").is_file():
-            problems.append(Problem(where, f"{code!r} is built from functions/{key}/, which has no "
-                                           f"{module.replace('.', '/')}.py for the handler"))
+            problems.append(
+                Problem(
+                    where,
+                    f"{code!r} is built from functions/{key}/, which has no "
+                    f"{module.replace('.', '/')}.py for the handler",
+                )
+            )
         if runtime != packaging.DEFAULT_RUNTIME:
-            problems.append(Problem(where, f"{code!r} is built for {packaging.DEFAULT_RUNTIME} (the builder's "
-                                           f"runtime) but the function's runtime is {runtime!r}"))
+            problems.append(
+                Problem(
+                    where,
+                    f"{code!r} is built for {packaging.DEFAULT_RUNTIME} (the builder's "
+                    f"runtime) but the function's runtime is {runtime!r}",
+                )
+            )
         return problems
     if not path.exists():
         return [Problem(where, f"{code!r} does not exist (relative to {root})")]
@@ -218,15 +258,26 @@ def _environment(environment: Any, where: str) -> list[Problem]:
     for name, value in environment.items():
         path = f"{where}.{name}"
         if not isinstance(name, str) or not ENV_NAME.match(name):
-            problems.append(Problem(path, "not a valid variable name (letters, digits, '_'; not starting "
-                                          "with a digit)"))
+            problems.append(
+                Problem(path, "not a valid variable name (letters, digits, '_'; not starting with a digit)")
+            )
         elif name.startswith("FC_"):
             problems.append(Problem(path, "FC_* names are reserved by Function Compute"))
         if not isinstance(value, str):
-            problems.append(Problem(path, f"{value!r} is not a string ({type(value).__name__}): environment "
-                                          f"values must be strings (quote it in YAML: '{_yaml_text(value)}')"))
-    size = len(json.dumps({str(k): v if isinstance(v, str) else _yaml_text(v) for k, v in environment.items()},
-                          ensure_ascii=False, separators=(",", ":")).encode())
+            problems.append(
+                Problem(
+                    path,
+                    f"{value!r} is not a string ({type(value).__name__}): environment "
+                    f"values must be strings (quote it in YAML: '{_yaml_text(value)}')",
+                )
+            )
+    size = len(
+        json.dumps(
+            {str(k): v if isinstance(v, str) else _yaml_text(v) for k, v in environment.items()},
+            ensure_ascii=False,
+            separators=(",", ":"),
+        ).encode()
+    )
     if size > ENV_TOTAL_LIMIT:
         problems.append(Problem(where, f"{size:,} bytes in all: Function Compute allows {ENV_TOTAL_LIMIT:,}"))
     return problems
@@ -237,24 +288,37 @@ def _async(config: Any, where: str) -> list[Problem]:
         return []
     problems = []
     retries = config.get("maxAsyncRetryAttempts")
-    if retries is not None and not (isinstance(retries, int) and not isinstance(retries, bool)
-                                    and 0 <= retries <= 8):
+    if retries is not None and not (
+        isinstance(retries, int) and not isinstance(retries, bool) and 0 <= retries <= 8
+    ):
         problems.append(Problem(f"{where}.maxAsyncRetryAttempts", f"{retries!r}: a whole number, 0–8"))
     age = config.get("maxAsyncEventAgeInSeconds")
     if age is None:
-        problems.append(Problem(f"{where}.maxAsyncEventAgeInSeconds",
-                                "set it explicitly: the FC API's default is 86400 s, fc3's schema says 18000"))
+        problems.append(
+            Problem(
+                f"{where}.maxAsyncEventAgeInSeconds",
+                "set it explicitly: the FC API's default is 86400 s, fc3's schema says 18000",
+            )
+        )
     elif not (isinstance(age, int) and not isinstance(age, bool) and 1 <= age <= MAX_ASYNC_EVENT_AGE):
-        problems.append(Problem(f"{where}.maxAsyncEventAgeInSeconds",
-                                f"{age!r}: a whole number of seconds, 1–{MAX_ASYNC_EVENT_AGE} (FC API)"))
+        problems.append(
+            Problem(
+                f"{where}.maxAsyncEventAgeInSeconds",
+                f"{age!r}: a whole number of seconds, 1–{MAX_ASYNC_EVENT_AGE} (FC API)",
+            )
+        )
     destinations = config.get("destinationConfig")
     if isinstance(destinations, Mapping):
         for outcome, destination in destinations.items():
             arn = destination.get("destination") if isinstance(destination, Mapping) else None
             if not (isinstance(arn, str) and DESTINATION_ARN.match(arn)):
-                problems.append(Problem(f"{where}.destinationConfig.{outcome}.destination",
-                                        f"{arn!r}: an ARN of an MNS queue/topic, FC function, EventBridge bus "
-                                        f"or RocketMQ topic (acs:mns:REGION:UID:/queues/NAME/messages, ...)"))
+                problems.append(
+                    Problem(
+                        f"{where}.destinationConfig.{outcome}.destination",
+                        f"{arn!r}: an ARN of an MNS queue/topic, FC function, EventBridge bus "
+                        f"or RocketMQ topic (acs:mns:REGION:UID:/queues/NAME/messages, ...)",
+                    )
+                )
     return problems
 
 
@@ -266,13 +330,18 @@ def _trigger(trigger: Any, where: str, region: Any, seen: set[str]) -> list[Prob
     if not isinstance(trigger, Mapping):
         return [Problem(where, "must be a mapping with triggerName, triggerType and triggerConfig")]
     trigger_schema = schema["definitions"]["ITrigger"]
-    problems = list(_schema_errors(trigger, {**trigger_schema, "definitions": schema["definitions"]}, where,
-                                   skip=("triggerConfig",)))
+    problems = list(
+        _schema_errors(
+            trigger, {**trigger_schema, "definitions": schema["definitions"]}, where, skip=("triggerConfig",)
+        )
+    )
     problems += _unknown_in(trigger, trigger_schema, schema, where, skip=("triggerConfig",))
     name = trigger.get("triggerName")
     if isinstance(name, str):
         if name in seen:
-            problems.append(Problem(f"{where}.triggerName", f"{name!r} is used by another trigger of this function"))
+            problems.append(
+                Problem(f"{where}.triggerName", f"{name!r} is used by another trigger of this function")
+            )
         seen.add(name)
     kind = trigger.get("triggerType")
     config = trigger.get("triggerConfig")
@@ -285,7 +354,9 @@ def _trigger(trigger: Any, where: str, region: Any, seen: set[str]) -> list[Prob
     problems += _unknown_in(config, config_schema, schema, config_where)
     role = trigger.get("invocationRole")
     if role is not None and not (isinstance(role, str) and ROLE_ARN.match(role)):
-        problems.append(Problem(f"{where}.invocationRole", f"{role!r}: must be acs:ram::<account id>:role/<name>"))
+        problems.append(
+            Problem(f"{where}.invocationRole", f"{role!r}: must be acs:ram::<account id>:role/<name>")
+        )
     if kind == "oss":
         problems += _oss_trigger(trigger, where, region)
     elif kind == "timer" and isinstance(config, Mapping):
@@ -297,10 +368,19 @@ def _oss_trigger(trigger: Mapping[str, Any], where: str, region: Any) -> list[Pr
     arn = trigger.get("sourceArn")
     match = OSS_SOURCE_ARN.match(arn) if isinstance(arn, str) else None
     if not match:
-        return [Problem(f"{where}.sourceArn", f"{arn!r}: an OSS trigger needs acs:oss:<region>:<account id>:<bucket>")]
+        return [
+            Problem(
+                f"{where}.sourceArn", f"{arn!r}: an OSS trigger needs acs:oss:<region>:<account id>:<bucket>"
+            )
+        ]
     if region is not None and match.group(1) != region:
-        return [Problem(f"{where}.sourceArn", f"the bucket's region {match.group(1)!r} is not the function's "
-                                              f"region {region!r}: OSS triggers work within one region")]
+        return [
+            Problem(
+                f"{where}.sourceArn",
+                f"the bucket's region {match.group(1)!r} is not the function's "
+                f"region {region!r}: OSS triggers work within one region",
+            )
+        ]
     return []
 
 
@@ -312,8 +392,13 @@ def _cron(expression: Any, where: str) -> list[Problem]:
         text = text.split(None, 1)[1] if " " in text else ""
     if CRON_EVERY.match(text) or len(text.split()) == 6:
         return []
-    return [Problem(where, f"{expression!r}: six fields, seconds first (e.g. '0 0 8 * * *', UTC unless "
-                           f"'CRON_TZ=Asia/Shanghai ' prefixes it), or '@every 5m'")]
+    return [
+        Problem(
+            where,
+            f"{expression!r}: six fields, seconds first (e.g. '0 0 8 * * *', UTC unless "
+            f"'CRON_TZ=Asia/Shanghai ' prefixes it), or '@every 5m'",
+        )
+    ]
 
 
 # ------------------------------------------------------------------------------------- schema machinery
@@ -322,12 +407,15 @@ def _cron(expression: Any, where: str) -> list[Problem]:
 @lru_cache(maxsize=1)
 def _schema() -> dict[str, Any]:
     try:
-        return json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+        schema: dict[str, Any] = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
     except OSError as exc:
         raise SystemExit(f"{SCHEMA_PATH}: cannot read fc3's schema ({exc.strerror or exc})") from exc
+    return schema
 
 
-def _schema_errors(value: Any, schema: Mapping[str, Any], where: str, skip: Sequence[str] = ()) -> Iterator[Problem]:
+def _schema_errors(
+    value: Any, schema: Mapping[str, Any], where: str, skip: Sequence[str] = ()
+) -> Iterator[Problem]:
     """jsonschema's errors, each at its key path; errors under a key in ``skip`` are left to stricter checks."""
     try:
         from jsonschema import Draft7Validator
@@ -349,8 +437,9 @@ def _short(error: Any) -> str:
     return str(error.message)
 
 
-def _unknown_in(value: Any, node: Mapping[str, Any], schema: Mapping[str, Any], where: str,
-                skip: Sequence[str] = ()) -> list[Problem]:
+def _unknown_in(
+    value: Any, node: Mapping[str, Any], schema: Mapping[str, Any], where: str, skip: Sequence[str] = ()
+) -> list[Problem]:
     """Keys the schema does not declare, walking ``properties``, ``items``, ``additionalProperties``."""
     node = _deref(node, schema)
     problems: list[Problem] = []
@@ -387,7 +476,9 @@ def _deref(node: Mapping[str, Any], schema: Mapping[str, Any]) -> Mapping[str, A
     return node
 
 
-def _branch_for(value: Any, branches: Sequence[Mapping[str, Any]], schema: Mapping[str, Any]) -> Mapping[str, Any] | None:
+def _branch_for(
+    value: Any, branches: Sequence[Mapping[str, Any]], schema: Mapping[str, Any]
+) -> Mapping[str, Any] | None:
     """The ``anyOf`` branch of the value's JSON type that declares most of its keys."""
     kind = "object" if isinstance(value, Mapping) else "array" if isinstance(value, list) else None
     candidates = [b for b in (_deref(b, schema) for b in branches) if b.get("type") == kind]
@@ -413,8 +504,11 @@ def _suggest(key: str, known: Mapping[str, Any], schema: Mapping[str, Any] | Non
 
 
 def _unknown(value: Mapping[str, Any], known: Sequence[str], where: str) -> list[Problem]:
-    return [Problem(_join(where, [key]), "unknown key" + _suggest(str(key), dict.fromkeys(known)))
-            for key in value if key not in known]
+    return [
+        Problem(_join(where, [key]), "unknown key" + _suggest(str(key), dict.fromkeys(known)))
+        for key in value
+        if key not in known
+    ]
 
 
 def _actions(actions: Any, where: str) -> list[Problem]:
@@ -424,8 +518,13 @@ def _actions(actions: Any, where: str) -> list[Problem]:
     for hook, steps in actions.items():
         path = f"{where}.{hook}"
         if not HOOK.match(str(hook)):
-            problems.append(Problem(path, "not a hook: pre-<command>, success-<command>, fail-<command>, "
-                                          "complete-<command> (or post-<command>)"))
+            problems.append(
+                Problem(
+                    path,
+                    "not a hook: pre-<command>, success-<command>, fail-<command>, "
+                    "complete-<command> (or post-<command>)",
+                )
+            )
         if not isinstance(steps, list):
             problems.append(Problem(path, "must be a list of steps ({run, path} or {plugin, args})"))
             continue
@@ -474,10 +573,14 @@ def _yaml_text(value: Any) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m chatapp_mass.deploy.validate",
-        description="Check an s.yaml (component fc3) offline against fc3's schema and stricter rules.")
+        description="Check an s.yaml (component fc3) offline against fc3's schema and stricter rules.",
+    )
     parser.add_argument("path", nargs="?", default="s.yaml", help="the s.yaml (default ./s.yaml)")
-    parser.add_argument("--account-id", default=None,
-                        help=f"for ${{config('AccountID')}} (default ${ACCOUNT_ID_ENV}, else a placeholder)")
+    parser.add_argument(
+        "--account-id",
+        default=None,
+        help=f"for ${{config('AccountID')}} (default ${ACCOUNT_ID_ENV}, else a placeholder)",
+    )
     parser.add_argument("--env-file", default=None, help="KEY=value lines added to the environment")
     args = parser.parse_args(argv)
     environ = dict(os.environ)
@@ -489,8 +592,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     account_id = args.account_id or environ.get(ACCOUNT_ID_ENV)
     if not account_id:
         account_id = PLACEHOLDER_ACCOUNT_ID
-        print(f"(no account id given: --account-id or {ACCOUNT_ID_ENV}; checking with {account_id})",
-              file=sys.stderr)
+        print(
+            f"(no account id given: --account-id or {ACCOUNT_ID_ENV}; checking with {account_id})",
+            file=sys.stderr,
+        )
     if not Path(args.path).is_file():
         print(f"{args.path}: no such file", file=sys.stderr)
         return 2

@@ -7,6 +7,7 @@ service describes itself with) stays in each service's ``server.py``.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import logging
@@ -14,9 +15,10 @@ import signal
 import socket
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 
 @dataclass
@@ -84,10 +86,8 @@ class LoopbackHandler(BaseHTTPRequestHandler):
         """An injected dropped connection: close without a word, so the client sees the connection end
         before any reply."""
         self.close_connection = True
-        try:
+        with contextlib.suppress(OSError):
             self.connection.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
 
 
 class AnyMethodHandler(LoopbackHandler):
@@ -140,8 +140,12 @@ class LoopbackServer(ThreadingHTTPServer):
         super().__init__(address, handler)
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        worker = threading.Thread(target=self._work, args=(request, client_address),
-                                  name=f"{self.thread_name}-{client_address[1]}", daemon=True)
+        worker = threading.Thread(
+            target=self._work,
+            args=(request, client_address),
+            name=f"{self.thread_name}-{client_address[1]}",
+            daemon=True,
+        )
         with self._live_lock:
             self._connections.add(request)
             self._workers.add(worker)
@@ -166,10 +170,8 @@ class LoopbackServer(ThreadingHTTPServer):
         with self._live_lock:
             connections, workers = list(self._connections), list(self._workers)
         for connection in connections:
-            try:
+            with contextlib.suppress(OSError):
                 connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
         for worker in workers:
             worker.join(timeout)
 
@@ -202,8 +204,12 @@ class LocalService:
             return self
         self._before_start()
         self._server = self._new_server()
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02},
-                                        name=self._server.thread_name, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.02},
+            name=self._server.thread_name,
+            daemon=True,
+        )
         self._thread.start()
         return self
 

@@ -32,11 +32,11 @@ import json
 import os
 import shutil
 import tempfile
-from typing import Any, Optional
+from typing import Any
 
 from chatapp_mass import env
+from chatapp_mass.localcloud._accounts import CamsCredentials, generate_credentials
 from chatapp_mass.localcloud.cams import LocalCams
-from chatapp_mass.localcloud.cams.server import CamsCredentials, generate_credentials
 
 DEFAULT_BUCKET = "chatapp-mass"
 DEFAULT_INSTANCE = "chatapp-local"
@@ -45,13 +45,27 @@ API_URL_VARIABLE = env.CHATAPP_API_URL
 
 
 class LocalCloud:
-    def __init__(self, *, host: str = "127.0.0.1", cams_port: int = 0, oss_port: int = 0, tablestore_port: int = 0,
-                 data_dir: Optional[str] = None, bucket: str = DEFAULT_BUCKET, instance: str = DEFAULT_INSTANCE,
-                 sts: bool = True, cams_options: Optional[dict[str, Any]] = None, s_yaml: Optional[str] = None,
-                 fc_port: int = 0, function_environment: Optional[dict[str, str]] = None,
-                 fc_options: Optional[dict[str, Any]] = None, realistic: bool = True,
-                 tablestore_options: Optional[dict[str, Any]] = None, product_tables: bool = True,
-                 oss_options: Optional[dict[str, Any]] = None) -> None:
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        cams_port: int = 0,
+        oss_port: int = 0,
+        tablestore_port: int = 0,
+        data_dir: str | None = None,
+        bucket: str = DEFAULT_BUCKET,
+        instance: str = DEFAULT_INSTANCE,
+        sts: bool = True,
+        cams_options: dict[str, Any] | None = None,
+        s_yaml: str | None = None,
+        fc_port: int = 0,
+        function_environment: dict[str, str] | None = None,
+        fc_options: dict[str, Any] | None = None,
+        realistic: bool = True,
+        tablestore_options: dict[str, Any] | None = None,
+        product_tables: bool = True,
+        oss_options: dict[str, Any] | None = None,
+    ) -> None:
         from chatapp_mass.localcloud.oss import LocalOss
         from chatapp_mass.localcloud.tablestore import LocalTablestore
 
@@ -61,21 +75,38 @@ class LocalCloud:
         self.credentials = self._credentials(sts)
         self.bucket = bucket
         self.instance = instance
-        keys = dict(access_key_id=self.credentials.access_key_id,
-                    access_key_secret=self.credentials.access_key_secret,
-                    security_token=self.credentials.security_token, region_id=self.credentials.region_id)
+        keys: dict[str, Any] = dict(  # the same account for each service
+            access_key_id=self.credentials.access_key_id,
+            access_key_secret=self.credentials.access_key_secret,
+            security_token=self.credentials.security_token,
+            region_id=self.credentials.region_id,
+        )
         self.cams = LocalCams(host=host, port=cams_port, **keys, **(cams_options or {}))
-        self.oss = LocalOss(host=host, port=oss_port, data_dir=os.path.join(self.data_dir, "oss"),
-                            buckets=(bucket,), **keys, **(oss_options or {}))
-        self.tablestore = LocalTablestore(host=host, port=tablestore_port, instance_name=instance,
-                                          data_dir=os.path.join(self.data_dir, "tablestore"), realistic=realistic,
-                                          **keys, **(tablestore_options or {}))
+        self.oss = LocalOss(
+            host=host,
+            port=oss_port,
+            data_dir=os.path.join(self.data_dir, "oss"),
+            buckets=(bucket,),
+            **keys,
+            **(oss_options or {}),
+        )
+        self.tablestore = LocalTablestore(
+            host=host,
+            port=tablestore_port,
+            instance_name=instance,
+            data_dir=os.path.join(self.data_dir, "tablestore"),
+            realistic=realistic,
+            **keys,
+            **(tablestore_options or {}),
+        )
         self.product_tables = product_tables
         self._function_environment = dict(function_environment or {})
         self.fc = None if s_yaml is None else self._local_fc(s_yaml, host, fc_port, keys, fc_options or {})
         self._started: list[Any] = []
 
-    def _local_fc(self, s_yaml: str, host: str, port: int, keys: dict[str, Any], options: dict[str, Any]) -> Any:
+    def _local_fc(
+        self, s_yaml: str, host: str, port: int, keys: dict[str, Any], options: dict[str, Any]
+    ) -> Any:
         from chatapp_mass.localcloud.fc import LocalFc
 
         if not self._own_dir:  # with --data, function output goes to DIR/fc/logs/; otherwise to stderr
@@ -95,7 +126,7 @@ class LocalCloud:
         return credentials
 
     # --- lifecycle --------------------------------------------------------------------------------------
-    def start(self) -> "LocalCloud":
+    def start(self) -> LocalCloud:
         try:
             for service in (self.cams, self.oss, self.tablestore, self.fc):
                 if service is not None and service not in self._started:
@@ -104,11 +135,18 @@ class LocalCloud:
             if self.product_tables:
                 self.init_product_tables()
             if self.fc is not None:  # endpoints are known now: what the functions reach
-                secrets = (env.ALIBABA_CLOUD_ACCESS_KEY_ID, env.ALIBABA_CLOUD_ACCESS_KEY_SECRET,
-                           env.ALIBABA_CLOUD_SECURITY_TOKEN, API_URL_VARIABLE)
+                secrets = (
+                    env.ALIBABA_CLOUD_ACCESS_KEY_ID,
+                    env.ALIBABA_CLOUD_ACCESS_KEY_SECRET,
+                    env.ALIBABA_CLOUD_SECURITY_TOKEN,
+                    API_URL_VARIABLE,
+                )
                 self.fc.backend.update_environment(
-                    {**{k: v for k, v in self.environment().items() if k not in secrets},
-                     **self._function_environment})
+                    {
+                        **{k: v for k, v in self.environment().items() if k not in secrets},
+                        **self._function_environment,
+                    }
+                )
         except BaseException:
             self.stop()
             raise
@@ -122,8 +160,13 @@ class LocalCloud:
         environ = {**self.environment(), **self._function_environment}
         settings = TablestoreSettings.from_url(f"tablestore://{self.instance}", environ)
         creds = self.credentials
-        store = TablestoreStore(settings, access_key_id=creds.access_key_id, access_key_secret=creds.access_key_secret,
-                                security_token=creds.security_token or "", create_tables=False)
+        store = TablestoreStore(
+            settings,
+            access_key_id=creds.access_key_id,
+            access_key_secret=creds.access_key_secret,
+            security_token=creds.security_token or "",
+            create_tables=False,
+        )
         try:
             return store.init_tables()
         finally:
@@ -135,7 +178,7 @@ class LocalCloud:
         if self._own_dir:
             shutil.rmtree(self.data_dir, ignore_errors=True)
 
-    def __enter__(self) -> "LocalCloud":
+    def __enter__(self) -> LocalCloud:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:
@@ -168,14 +211,17 @@ class LocalCloud:
     def describe(self) -> dict[str, Any]:
         return {
             "region_id": self.credentials.region_id,
-            "credentials": {"access_key_id": self.credentials.access_key_id,
-                            "access_key_secret": self.credentials.access_key_secret,
-                            "security_token": self.credentials.security_token},
+            "credentials": {
+                "access_key_id": self.credentials.access_key_id,
+                "access_key_secret": self.credentials.access_key_secret,
+                "security_token": self.credentials.security_token,
+            },
             "cams": {"endpoint": self.cams.endpoint},
             "oss": {"endpoint": self.oss.endpoint, "bucket": self.bucket},
             "tablestore": {"endpoint": self.tablestore.endpoint, "instance": self.instance},
-            "fc": None if self.fc is None else {"endpoint": self.fc.endpoint,
-                                                 "functions": self.fc.backend.function_names},
+            "fc": None
+            if self.fc is None
+            else {"endpoint": self.fc.endpoint, "functions": self.fc.backend.function_names},
             "http": {} if self.fc is None else self.fc.http_endpoints,
             "data_dir": None if self._own_dir else os.path.abspath(self.data_dir),
             "env": self.environment(),
@@ -189,33 +235,64 @@ def add_arguments(parser: Any) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--cams-port", type=int, default=0, help="CAMS port (default 0: any free port)")
     parser.add_argument("--oss-port", type=int, default=0, help="OSS port (default 0: any free port)")
-    parser.add_argument("--tablestore-port", type=int, default=0, help="Tablestore port (default 0: any free port)")
-    parser.add_argument("--data", metavar="DIR", help="keep objects, tables and credentials here across restarts "
-                        "(default: a temporary directory, removed on exit)")
+    parser.add_argument(
+        "--tablestore-port", type=int, default=0, help="Tablestore port (default 0: any free port)"
+    )
+    parser.add_argument(
+        "--data",
+        metavar="DIR",
+        help="keep objects, tables and credentials here across restarts "
+        "(default: a temporary directory, removed on exit)",
+    )
     parser.add_argument("--bucket", default=DEFAULT_BUCKET, help="bucket to create (default %(default)s)")
-    parser.add_argument("--instance", default=DEFAULT_INSTANCE, help="Tablestore instance name (default %(default)s)")
-    parser.add_argument("--latency", type=float, default=0.0, help="CAMS reply latency in seconds (default 0)")
-    parser.add_argument("--sts", action=argparse.BooleanOptionalAction, default=True,
-                        help="STS-style credentials with a security token (default: on)")
+    parser.add_argument(
+        "--instance", default=DEFAULT_INSTANCE, help="Tablestore instance name (default %(default)s)"
+    )
+    parser.add_argument(
+        "--latency", type=float, default=0.0, help="CAMS reply latency in seconds (default 0)"
+    )
+    parser.add_argument(
+        "--sts",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="STS-style credentials with a security token (default: on)",
+    )
     from chatapp_mass.localcloud.tablestore.cli import add_realistic_arguments
 
     add_realistic_arguments(parser)
-    parser.add_argument("--env-file", metavar="FILE",
-                        help="also write the variables as shell `export` lines here (then: . FILE)")
-    parser.add_argument("--upload", metavar="PATH[=KEY]", action="append", default=[],
-                        help="put a local file into the bucket once started (key default: the file name); "
-                        "repeatable")
-    parser.add_argument("--s-yaml", metavar="FILE", default=None,
-                        help="run this Serverless Devs file's functions on a local FC (default: ./s.yaml if it "
-                        "exists); uploads then fire their OSS triggers")
+    parser.add_argument(
+        "--env-file",
+        metavar="FILE",
+        help="also write the variables as shell `export` lines here (then: . FILE)",
+    )
+    parser.add_argument(
+        "--upload",
+        metavar="PATH[=KEY]",
+        action="append",
+        default=[],
+        help="put a local file into the bucket once started (key default: the file name); repeatable",
+    )
+    parser.add_argument(
+        "--s-yaml",
+        metavar="FILE",
+        default=None,
+        help="run this Serverless Devs file's functions on a local FC (default: ./s.yaml if it "
+        "exists); uploads then fire their OSS triggers",
+    )
     parser.add_argument("--no-fc", action="store_true", help="no local FC, even if ./s.yaml exists")
     parser.add_argument("--fc-port", type=int, default=0, help="FC port (default 0: any free port)")
-    parser.add_argument("--url-encode-event-keys", action="store_true",
-                        help="the local OSS URL-encodes oss.object.key in its events (unverified whether real OSS "
-                        "does; the product accepts both)")
-    parser.add_argument("--api-token", default=None,
-                        help="the bearer token the api function requires (default: a new random one, printed in "
-                        "the JSON line and written to --env-file as CHATAPP_API_TOKEN)")
+    parser.add_argument(
+        "--url-encode-event-keys",
+        action="store_true",
+        help="the local OSS URL-encodes oss.object.key in its events (unverified whether real OSS "
+        "does; the product accepts both)",
+    )
+    parser.add_argument(
+        "--api-token",
+        default=None,
+        help="the bearer token the api function requires (default: a new random one, printed in "
+        "the JSON line and written to --env-file as CHATAPP_API_TOKEN)",
+    )
 
 
 def upload_argument(text: str) -> tuple[str, str]:
@@ -244,22 +321,35 @@ def run(args: Any) -> int:
     uploads = [upload_argument(text) for text in args.upload]
     api_token = args.api_token or secrets.token_urlsafe(18)
     stop = threading.Event()
-    previous = {sig: signal.signal(sig, lambda signum, frame: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
-    cloud = LocalCloud(host=args.host, cams_port=args.cams_port, oss_port=args.oss_port,
-                       tablestore_port=args.tablestore_port, data_dir=args.data, bucket=args.bucket,
-                       instance=args.instance, sts=args.sts,
-                       cams_options={"latency": args.latency, "latency_jitter": 0.5 if args.latency else 0.0},
-                       s_yaml=None if args.no_fc else args.s_yaml or ("s.yaml" if os.path.isfile("s.yaml") else None),
-                       fc_port=args.fc_port, function_environment={env.CHATAPP_API_TOKEN: api_token},
-                       realistic=args.realistic,
-                       tablestore_options={"table_not_ready_seconds": args.table_not_ready_seconds,
-                                           "table_operations_per_second": args.table_operations_per_second},
-                       oss_options={"url_encode_event_keys": True} if args.url_encode_event_keys else None)
+    previous = {
+        sig: signal.signal(sig, lambda signum, frame: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)
+    }
+    cloud = LocalCloud(
+        host=args.host,
+        cams_port=args.cams_port,
+        oss_port=args.oss_port,
+        tablestore_port=args.tablestore_port,
+        data_dir=args.data,
+        bucket=args.bucket,
+        instance=args.instance,
+        sts=args.sts,
+        cams_options={"latency": args.latency, "latency_jitter": 0.5 if args.latency else 0.0},
+        s_yaml=None if args.no_fc else args.s_yaml or ("s.yaml" if os.path.isfile("s.yaml") else None),
+        fc_port=args.fc_port,
+        function_environment={env.CHATAPP_API_TOKEN: api_token},
+        realistic=args.realistic,
+        tablestore_options={
+            "table_not_ready_seconds": args.table_not_ready_seconds,
+            "table_operations_per_second": args.table_operations_per_second,
+        },
+        oss_options={"url_encode_event_keys": True} if args.url_encode_event_keys else None,
+    )
     try:
         cloud.start()
-        bucket = cloud.oss.oss2_bucket(cloud.bucket) if uploads else None
-        for path, key in uploads:
-            bucket.put_object_from_file(key, path)
+        if uploads:
+            bucket = cloud.oss.oss2_bucket(cloud.bucket)
+            for path, key in uploads:
+                bucket.put_object_from_file(key, path)
         if args.env_file:
             write_env_file(args.env_file, {**cloud.environment(), env.CHATAPP_API_TOKEN: api_token})
         info = cloud.describe()

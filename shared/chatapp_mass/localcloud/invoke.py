@@ -25,10 +25,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("function", help="s.yaml resource key (ingest, sender) or function name")
     parser.add_argument("event", help="the event file (see events/), or - for standard input")
     parser.add_argument("--s-yaml", default="s.yaml", help="the Serverless Devs file (default: %(default)s)")
-    parser.add_argument("--account-id", default=None, help="for ${config('AccountID')} and FC_ACCOUNT_ID "
-                        "(default: $ALIBABA_CLOUD_ACCOUNT_ID or 1234567890123456)")
-    parser.add_argument("--built", action="store_true",
-                        help="run the built package (s.yaml's code: path) instead of functions/ + shared/")
+    parser.add_argument(
+        "--account-id",
+        default=None,
+        help="for ${config('AccountID')} and FC_ACCOUNT_ID "
+        "(default: $ALIBABA_CLOUD_ACCOUNT_ID or 1234567890123456)",
+    )
+    parser.add_argument(
+        "--built",
+        action="store_true",
+        help="run the built package (s.yaml's code: path) instead of functions/ + shared/",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -52,21 +59,44 @@ def run(args: argparse.Namespace) -> int:
         payload = Path(args.event).read_bytes()
     else:
         raise OptionsError(f"{args.event}: no such event file (samples: events/)")
-    overrides = {k: v for k, v in os.environ.items()
-                 if k.startswith("CHATAPP_") or k == env.ALIBABA_CLOUD_REGION_ID}
+    overrides = {
+        k: v for k, v in os.environ.items() if k.startswith("CHATAPP_") or k == env.ALIBABA_CLOUD_REGION_ID
+    }
     key_id = os.environ.get(env.ALIBABA_CLOUD_ACCESS_KEY_ID, "")
-    role = Account(key_id, os.environ.get(env.ALIBABA_CLOUD_ACCESS_KEY_SECRET, ""),
-                   os.environ.get(env.ALIBABA_CLOUD_SECURITY_TOKEN) or None) if key_id else None
-    backend = FcBackend([spec], project_root=s_yaml.parent, account_id=account,
-                        region_id=os.environ.get(env.ALIBABA_CLOUD_REGION_ID) or env.DEFAULT_REGION,
-                        role_credentials=role, environment_overrides=overrides, source_layout=not args.built)
+    role = (
+        Account(
+            key_id,
+            os.environ.get(env.ALIBABA_CLOUD_ACCESS_KEY_SECRET, ""),
+            os.environ.get(env.ALIBABA_CLOUD_SECURITY_TOKEN) or None,
+        )
+        if key_id
+        else None
+    )
+    backend = FcBackend(
+        [spec],
+        project_root=s_yaml.parent,
+        account_id=account,
+        region_id=os.environ.get(env.ALIBABA_CLOUD_REGION_ID) or env.DEFAULT_REGION,
+        role_credentials=role,
+        environment_overrides=overrides,
+        source_layout=not args.built,
+    )
     try:
         result = backend.invoke_sync(spec.name, payload)
     finally:
         backend.close()
     outcome = result.outcome
-    print(json.dumps({"function": spec.name, "request_id": result.request_id, "status": outcome.status,
-                      "duration_s": round(outcome.duration, 3)}), file=sys.stderr)
+    print(
+        json.dumps(
+            {
+                "function": spec.name,
+                "request_id": result.request_id,
+                "status": outcome.status,
+                "duration_s": round(outcome.duration, 3),
+            }
+        ),
+        file=sys.stderr,
+    )
     if outcome.status != "ok":
         print(json.dumps(outcome.error or {"errorMessage": outcome.status}, indent=2))
         return 1

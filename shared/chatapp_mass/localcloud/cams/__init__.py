@@ -1,8 +1,9 @@
 """Local CAMS (ChatApp Message Service): ``SendChatappMassMessage`` over real HTTP for the real SDK."""
 
+from .._accounts import Account, CamsCredentials, generate_credentials
 from .exceptions import CamsError
-from .models import Account, Attempt, CamsBackend, ReceivedMessage, Reply, validate_send
-from .server import CamsCredentials, LocalCams, generate_credentials
+from .models import Attempt, CamsBackend, ReceivedMessage, Reply, validate_send
+from .server import LocalCams
 
 __all__ = [
     "Account",

@@ -73,13 +73,19 @@ class RamPermissionDeny(CamsError):
 
 
 class ProductUnsubscript(CamsError):
-    http_status, code, message = (400, "Product.Unsubscript",
-                                  "You have not subscribed to the specified product.")
+    http_status, code, message = (
+        400,
+        "Product.Unsubscript",
+        "You have not subscribed to the specified product.",
+    )
 
 
 class UnknownResourceOwnerId(CamsError):
-    http_status, code, message = (400, "Unknown.ResourceOwnerId",
-                                  "The resource does not belong to the current user.")
+    http_status, code, message = (
+        400,
+        "Unknown.ResourceOwnerId",
+        "The resource does not belong to the current user.",
+    )
 
 
 # --- CAMS parameter codes (names verified; HTTP 200 assumed) --------------------------------------------
@@ -88,35 +94,53 @@ class PhoneNumberError(CamsError):
 
 
 class ChannelTypeNotSupport(CamsError):
-    http_status, code, message = (200, "InvalidParameter.ChannelTypeNotSupport",
-                                  "The channel type is not supported.")
+    http_status, code, message = (
+        200,
+        "InvalidParameter.ChannelTypeNotSupport",
+        "The channel type is not supported.",
+    )
 
 
 class TemplateCodeNotEmpty(CamsError):
-    http_status, code, message = (200, "InvalidParameter.TemplateCodeNotEmpty",
-                                  "The template code cannot be empty when sending a template message.")
+    http_status, code, message = (
+        200,
+        "InvalidParameter.TemplateCodeNotEmpty",
+        "The template code cannot be empty when sending a template message.",
+    )
 
 
 class LanguageNotEmpty(CamsError):
-    http_status, code, message = (200, "InvalidParameter.LanguageNotEmpty",
-                                  "The language cannot be empty when sending a template message.")
+    http_status, code, message = (
+        200,
+        "InvalidParameter.LanguageNotEmpty",
+        "The language cannot be empty when sending a template message.",
+    )
 
 
 class FromOnlyNumeric(CamsError):
-    http_status, code, message = (200, "InvalidParameter.FromOnlyNumeric",
-                                  "The sender number can contain only digits.")
+    http_status, code, message = (
+        200,
+        "InvalidParameter.FromOnlyNumeric",
+        "The sender number can contain only digits.",
+    )
 
 
 class TemplateNotExist(CamsError):
-    http_status, code, message = (200, "DetailError.TemplateNotExist",
-                                  "The template does not exist. Check the template code.")
+    http_status, code, message = (
+        200,
+        "DetailError.TemplateNotExist",
+        "The template does not exist. Check the template code.",
+    )
 
 
 class SenderListOverLimit(CamsError):
     """ASSUMPTION: code and status invented; the docs only say "up to 1,000 phone numbers"."""
 
-    http_status, code, message = (200, "InvalidParameter.SenderListOverLimit",
-                                  "A single request can include up to 1,000 phone numbers.")
+    http_status, code, message = (
+        200,
+        "InvalidParameter.SenderListOverLimit",
+        "A single request can include up to 1,000 phone numbers.",
+    )
 
 
 # --- gateway: parameters ------------------------------------------------------------------------------
@@ -145,13 +169,19 @@ class InvalidParameter(CamsError):
 
 # --- gateway: signature and credentials ----------------------------------------------------------------
 class SignatureDoesNotMatch(CamsError):
-    http_status, code, message = (400, "SignatureDoesNotMatch",
-                                  "Specified signature is not matched with our calculation.")
+    http_status, code, message = (
+        400,
+        "SignatureDoesNotMatch",
+        "Specified signature is not matched with our calculation.",
+    )
 
 
 class IncompleteSignature(CamsError):
-    http_status, code, message = (400, "IncompleteSignature",
-                                  "The request signature does not conform to Aliyun standards.")
+    http_status, code, message = (
+        400,
+        "IncompleteSignature",
+        "The request signature does not conform to Aliyun standards.",
+    )
 
 
 class InvalidSignatureMethod(CamsError):
@@ -171,15 +201,21 @@ class MissingSecurityToken(CamsError):
 class InvalidSecurityTokenMismatch(CamsError):
     """Name verified; HTTP 400 and message assumed."""
 
-    http_status, code, message = (400, "InvalidSecurityToken.MismatchWithAccessKey",
-                                  "Specified SecurityToken mismatch with the AccessKey.")
+    http_status, code, message = (
+        400,
+        "InvalidSecurityToken.MismatchWithAccessKey",
+        "Specified SecurityToken mismatch with the AccessKey.",
+    )
 
 
 class InvalidSecurityTokenMalformed(CamsError):
     """Name verified; HTTP 400 and message assumed."""
 
-    http_status, code, message = (400, "InvalidSecurityToken.Malformed",
-                                  "Specified SecurityToken is malformed.")
+    http_status, code, message = (
+        400,
+        "InvalidSecurityToken.Malformed",
+        "Specified SecurityToken is malformed.",
+    )
 
 
 class InvalidSecurityTokenExpired(CamsError):
@@ -189,13 +225,19 @@ class InvalidSecurityTokenExpired(CamsError):
 
 
 class InvalidTimeStampExpired(CamsError):
-    http_status, code, message = (400, "InvalidTimeStamp.Expired",
-                                  "Specified time stamp or date value is expired.")
+    http_status, code, message = (
+        400,
+        "InvalidTimeStamp.Expired",
+        "Specified time stamp or date value is expired.",
+    )
 
 
 class InvalidTimeStampFormat(CamsError):
-    http_status, code, message = (400, "InvalidTimeStamp.Format",
-                                  "Specified time stamp or date value is not well formatted.")
+    http_status, code, message = (
+        400,
+        "InvalidTimeStamp.Format",
+        "Specified time stamp or date value is not well formatted.",
+    )
 
 
 class SignatureNonceUsed(CamsError):
@@ -203,8 +245,11 @@ class SignatureNonceUsed(CamsError):
 
 
 class InvalidApiNotFound(CamsError):
-    http_status, code, message = (404, "InvalidApi.NotFound",
-                                  "Specified api is not found, please check your url and method.")
+    http_status, code, message = (
+        404,
+        "InvalidApi.NotFound",
+        "Specified api is not found, please check your url and method.",
+    )
 
 
 # --- transport: the gateway's own HTML pages -------------------------------------------------------------
@@ -217,10 +262,11 @@ class InvalidApiNotFound(CamsError):
 _TENGINE_PAGE = (
     '<!DOCTYPE HTML PUBLIC "-//IETF//DTD HTML 2.0//EN">\r\n<html>\r\n<head><title>{title}</title></head>\r\n'
     '<body bgcolor="white">\r\n<h1>{title}</h1>\r\n<p>{text} Sorry for the inconvenience.<br/>\r\n'
-    'Please report this message and include the following information to us.<br/>\r\n'
-    'Thank you very much!</p>\r\n<table>\r\n<tr>\r\n<td>URL:</td>\r\n<td>http://local-cams</td>\r\n'
-    '</tr>\r\n<tr>\r\n<td>Server:</td>\r\n<td>local-cams</td>\r\n</tr>\r\n</table>\r\n'
-    '<hr/>Powered by Tengine</body>\r\n</html>\r\n')
+    "Please report this message and include the following information to us.<br/>\r\n"
+    "Thank you very much!</p>\r\n<table>\r\n<tr>\r\n<td>URL:</td>\r\n<td>http://local-cams</td>\r\n"
+    "</tr>\r\n<tr>\r\n<td>Server:</td>\r\n<td>local-cams</td>\r\n</tr>\r\n</table>\r\n"
+    "<hr/>Powered by Tengine</body>\r\n</html>\r\n"
+)
 
 
 class GatewayPageError(CamsError):
@@ -228,8 +274,9 @@ class GatewayPageError(CamsError):
 
     @property
     def html(self) -> bytes:
-        return _TENGINE_PAGE.format(title=f"{self.http_status} {self.page_title}",
-                                    text=self.page_text).encode("utf-8")
+        return _TENGINE_PAGE.format(
+            title=f"{self.http_status} {self.page_title}", text=self.page_text
+        ).encode("utf-8")
 
     page_title = ""
     page_text = ""
@@ -248,26 +295,51 @@ class RequestEntityTooLarge(GatewayPageError):
 
     http_status, code, message = 413, "RequestEntityTooLarge", "The request body is too large."
     page_title = "Request Entity Too Large"
-    page_text = ("The requested resource does not allow request data with the requested method or the amount "
-                 "of data provided in the request exceeds the capacity limit.")
+    page_text = (
+        "The requested resource does not allow request data with the requested method or the amount "
+        "of data provided in the request exceeds the capacity limit."
+    )
 
 
 class ServiceUnavailable(CamsError):
-    http_status, code, message = (503, "ServiceUnavailable",
-                                  "The request has failed due to a temporary failure of the server.")
+    http_status, code, message = (
+        503,
+        "ServiceUnavailable",
+        "The request has failed due to a temporary failure of the server.",
+    )
 
 
 # Codes a test can name in ``fail_next``/``refuse_all`` without importing the classes.
 KNOWN_ERRORS: dict[str, type[CamsError]] = {
     cls.code: cls
     for cls in (
-        SystemLimitControl, RamPermissionDeny, ProductUnsubscript, UnknownResourceOwnerId,
-        PhoneNumberError, ChannelTypeNotSupport, TemplateCodeNotEmpty, LanguageNotEmpty, FromOnlyNumeric,
-        TemplateNotExist, SenderListOverLimit, InvalidParameter, SignatureDoesNotMatch, IncompleteSignature,
-        InvalidSignatureMethod, InvalidAccessKeyIdNotFound, MissingSecurityToken,
-        InvalidSecurityTokenMismatch, InvalidSecurityTokenMalformed, InvalidSecurityTokenExpired,
-        InvalidTimeStampExpired, InvalidTimeStampFormat, SignatureNonceUsed, InvalidApiNotFound,
-        RequestURITooLong, RequestEntityTooLarge, ServiceUnavailable,
+        SystemLimitControl,
+        RamPermissionDeny,
+        ProductUnsubscript,
+        UnknownResourceOwnerId,
+        PhoneNumberError,
+        ChannelTypeNotSupport,
+        TemplateCodeNotEmpty,
+        LanguageNotEmpty,
+        FromOnlyNumeric,
+        TemplateNotExist,
+        SenderListOverLimit,
+        InvalidParameter,
+        SignatureDoesNotMatch,
+        IncompleteSignature,
+        InvalidSignatureMethod,
+        InvalidAccessKeyIdNotFound,
+        MissingSecurityToken,
+        InvalidSecurityTokenMismatch,
+        InvalidSecurityTokenMalformed,
+        InvalidSecurityTokenExpired,
+        InvalidTimeStampExpired,
+        InvalidTimeStampFormat,
+        SignatureNonceUsed,
+        InvalidApiNotFound,
+        RequestURITooLong,
+        RequestEntityTooLarge,
+        ServiceUnavailable,
     )
 }
 

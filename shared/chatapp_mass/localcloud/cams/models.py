@@ -14,8 +14,9 @@ import threading
 import time
 import uuid
 from collections import Counter, deque
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from .._accounts import Account, AccountRegistry
 from . import exceptions as exc
@@ -114,11 +115,21 @@ class ReceivedMessage:
         (``models/_list_chatapp_message_response_body.py``). That model has no ``TaskId`` (nor
         ``GroupMessageId``), and its ``from_map`` keeps only its own fields, so neither is shown: a client
         cannot tell which call a listed message came from."""
-        return {"MessageId": self.message_id, "UniqueMessageId": self.message_id, "UserNumber": self.to,
-                "BusinessNumber": self.from_, "ChannelType": self.channel_type, "TemplateCode": self.template_code,
-                "TemplateName": self.template_name, "LanguageCode": self.language, "EventAction": "DOWN",
-                "MessageStatus": "Sent", "MessageType": "TEMPLATE", "Type": "template",
-                "SendTime": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(self.listed_at))}
+        return {
+            "MessageId": self.message_id,
+            "UniqueMessageId": self.message_id,
+            "UserNumber": self.to,
+            "BusinessNumber": self.from_,
+            "ChannelType": self.channel_type,
+            "TemplateCode": self.template_code,
+            "TemplateName": self.template_name,
+            "LanguageCode": self.language,
+            "EventAction": "DOWN",
+            "MessageStatus": "Sent",
+            "MessageType": "TEMPLATE",
+            "Type": "template",
+            "SendTime": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(self.listed_at)),
+        }
 
 
 @dataclass
@@ -187,8 +198,13 @@ def _int_in_range(params: dict[str, str], name: str, bounds: tuple[int, int]) ->
         raise exc.InvalidParameterValue(name, f"Valid values: {low} to {high}.")
 
 
-def validate_send(params: dict[str, str], *, max_recipients: int, templates: frozenset[str] | None,
-                  refused_numbers: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
+def validate_send(
+    params: dict[str, str],
+    *,
+    max_recipients: int,
+    templates: frozenset[str] | None,
+    refused_numbers: frozenset[str] = frozenset(),
+) -> list[dict[str, Any]]:
     """Check one SendChatappMassMessage call as the API pages describe; return its recipients.
 
     Pure: raises a :class:`~.exceptions.CamsError` for the first problem found. The order of the checks
@@ -230,7 +246,8 @@ def validate_send(params: dict[str, str], *, max_recipients: int, templates: fro
         raise exc.MissingParameter("SenderList")
     if len(recipients) > max_recipients:
         raise exc.SenderListOverLimit(
-            f"A single request can include up to {max_recipients:,} phone numbers; got {len(recipients):,}.")
+            f"A single request can include up to {max_recipients:,} phone numbers; got {len(recipients):,}."
+        )
     for item in recipients:
         to = item.get("To")
         if not isinstance(to, str) or not to:
@@ -277,12 +294,16 @@ class ListQuery:
         ASSUMPTION: the API page says "the start/end time", not of what: the call's acceptance or each
         message's dispatch (``SendTime``). ``send_time_lag`` plays the second reading."""
         at_ms = int(message.listed_at * 1000)
-        return (message.channel_type == self.channel and message.from_ == self.business_number
-                and message.cust_space_id in (None, self.cust_space_id)
-                and (self.start_ms is None or at_ms >= self.start_ms) and (self.end_ms is None or at_ms <= self.end_ms)
-                and (self.template_code is None or message.template_code == self.template_code)
-                and (self.user_number is None or message.to == self.user_number)
-                and (self.group_message_id is None or message.group_message_id == self.group_message_id))
+        return (
+            message.channel_type == self.channel
+            and message.from_ == self.business_number
+            and message.cust_space_id in (None, self.cust_space_id)
+            and (self.start_ms is None or at_ms >= self.start_ms)
+            and (self.end_ms is None or at_ms <= self.end_ms)
+            and (self.template_code is None or message.template_code == self.template_code)
+            and (self.user_number is None or message.to == self.user_number)
+            and (self.group_message_id is None or message.group_message_id == self.group_message_id)
+        )
 
 
 def validate_list(params: dict[str, str]) -> ListQuery:
@@ -308,9 +329,18 @@ def validate_list(params: dict[str, str]) -> ListQuery:
             if not _DIGITS_RE.fullmatch(value):
                 raise exc.InvalidParameterValue(name, "A UNIX timestamp in milliseconds.")
             times[name] = int(value)
-    return ListQuery(channel, params["BusinessNumber"], params["CustSpaceId"], index, size,
-                     times.get("StartTime"), times.get("EndTime"), params.get("TemplateCode") or None,
-                     params.get("UserNumber") or None, params.get("GroupMessageId") or None)
+    return ListQuery(
+        channel,
+        params["BusinessNumber"],
+        params["CustSpaceId"],
+        index,
+        size,
+        times.get("StartTime"),
+        times.get("EndTime"),
+        params.get("TemplateCode") or None,
+        params.get("UserNumber") or None,
+        params.get("GroupMessageId") or None,
+    )
 
 
 class CamsBackend(AccountRegistry):
@@ -351,7 +381,7 @@ class CamsBackend(AccountRegistry):
         # The longest request line (method, target, version; no CRLF) of any API request seen, refused or
         # not (admin calls excluded): what tests assert "no request line over N bytes" on.
         self.longest_request_line = 0
-        self.templates = templates  # type: ignore[assignment]  # property normalizes
+        self.templates = templates  # the property normalizes
         # Numbers the service refuses although they look valid (InvalidParameter.PhoneNumberError for the
         # whole call, as for a malformed one): what the sender's batch splitting is tested against.
         self.refused_numbers: frozenset[str] = frozenset()
@@ -398,9 +428,18 @@ class CamsBackend(AccountRegistry):
         """Apply the admin endpoint's options (the same names as the attributes and fault methods)."""
         with self._lock:
             for name, value in options.items():
-                if name in ("latency", "latency_jitter", "throttle_probability", "fail_probability",
-                            "soft_fail_probability", "drop_before_probability", "drop_after_probability",
-                            "spike_probability", "spike_latency", "send_time_lag"):
+                if name in (
+                    "latency",
+                    "latency_jitter",
+                    "throttle_probability",
+                    "fail_probability",
+                    "soft_fail_probability",
+                    "drop_before_probability",
+                    "drop_after_probability",
+                    "spike_probability",
+                    "spike_latency",
+                    "send_time_lag",
+                ):
                     setattr(self, name, float(value))
                 elif name == "qps_limit":
                     self.qps_limit = None if value is None else int(value)
@@ -434,15 +473,17 @@ class CamsBackend(AccountRegistry):
         with self._lock:
             self._faults.throttle_next += n
 
-    def fail_next(self, n: int = 1, code: str = "ServiceUnavailable", message: str | None = None,
-                  http_status: int = 200) -> None:
+    def fail_next(
+        self, n: int = 1, code: str = "ServiceUnavailable", message: str | None = None, http_status: int = 200
+    ) -> None:
         """The next ``n`` calls (past the rate limit) fail with ``code``; nothing is received."""
         with self._lock:
             for _ in range(n):
                 self._faults.fail_next.append(_InjectedFailure(code, message, http_status))
 
-    def refuse_all(self, code: str = "Ram.PermissionDeny", message: str | None = None,
-                   http_status: int = 400) -> None:
+    def refuse_all(
+        self, code: str = "Ram.PermissionDeny", message: str | None = None, http_status: int = 400
+    ) -> None:
         """Refuse every call with ``code`` (an account-level refusal) until :meth:`clear_refuse_all`."""
         with self._lock:
             self._faults.refuse_all = _InjectedFailure(code, message, http_status)
@@ -460,8 +501,9 @@ class CamsBackend(AccountRegistry):
                 self._faults.non_json_next.append(_NonJson(http_status, accept))
 
     # --- the service ------------------------------------------------------------------------------------
-    def send_chatapp_mass_message(self, access_key_id: str, params: dict[str, str],
-                                  arrived_at: float | None = None) -> Reply:
+    def send_chatapp_mass_message(
+        self, access_key_id: str, params: dict[str, str], arrived_at: float | None = None
+    ) -> Reply:
         """One authenticated SendChatappMassMessage call; records it and says what to answer.
 
         ``arrived_at``: when the request line was read, before the signature check and this lock — a busy
@@ -479,9 +521,11 @@ class CamsBackend(AccountRegistry):
             elif faults.throttle_next > 0:
                 faults.throttle_next -= 1
                 error = exc.SystemLimitControl()
-            elif self.throttle_probability > 0 and self._random.random() < self.throttle_probability:
-                error = exc.SystemLimitControl()
-            elif not self._admit(access_key_id, arrived_at, self.qps_limit):
+            elif (
+                self.throttle_probability > 0
+                and self._random.random() < self.throttle_probability
+                or not self._admit(access_key_id, arrived_at, self.qps_limit)
+            ):
                 error = exc.SystemLimitControl()
             elif faults.fail_next:
                 error = _injected(faults.fail_next.popleft())
@@ -490,36 +534,92 @@ class CamsBackend(AccountRegistry):
             elif self._chance(self.soft_fail_probability):
                 error = exc.error_for("System.InternalError", "injected: HTTP 200 with a failure Code", 200)
             if error is not None:
-                return self._record_error(error, arrived_at, request_id, access_key_id, SEND_ACTION,
-                                          params, recipients)
+                return self._record_error(
+                    error, arrived_at, request_id, access_key_id, SEND_ACTION, params, recipients
+                )
             non_json = faults.non_json_next.popleft() if faults.non_json_next else None
             if non_json is not None and not non_json.accept:
-                self._append_attempt(arrived_at, access_key_id, SEND_ACTION, params, recipients,
-                                     non_json.http_status, NON_JSON_CODE, "injected non-JSON reply",
-                                     request_id, None, non_json_reply=True)
-                return Reply(non_json.http_status, None, request_id, self._latency(), raw=NON_JSON_BODY,
-                             content_type="text/html")
+                self._append_attempt(
+                    arrived_at,
+                    access_key_id,
+                    SEND_ACTION,
+                    params,
+                    recipients,
+                    non_json.http_status,
+                    NON_JSON_CODE,
+                    "injected non-JSON reply",
+                    request_id,
+                    None,
+                    non_json_reply=True,
+                )
+                return Reply(
+                    non_json.http_status,
+                    None,
+                    request_id,
+                    self._latency(),
+                    raw=NON_JSON_BODY,
+                    content_type="text/html",
+                )
             try:
-                valid = validate_send(params, max_recipients=self.max_recipients, templates=self._templates,
-                                      refused_numbers=self.refused_numbers)
+                valid = validate_send(
+                    params,
+                    max_recipients=self.max_recipients,
+                    templates=self._templates,
+                    refused_numbers=self.refused_numbers,
+                )
             except exc.CamsError as error_:
-                reply = self._record_error(error_, arrived_at, request_id, access_key_id, SEND_ACTION,
-                                           params, recipients, non_json=non_json)
+                reply = self._record_error(
+                    error_,
+                    arrived_at,
+                    request_id,
+                    access_key_id,
+                    SEND_ACTION,
+                    params,
+                    recipients,
+                    non_json=non_json,
+                )
                 return _mangled(reply, non_json)
             group_message_id = self._group_message_id()
-            self._append_attempt(arrived_at, access_key_id, SEND_ACTION, params, recipients,
-                                 non_json.http_status if non_json else 200, "OK", "OK", request_id,
-                                 group_message_id, non_json_reply=non_json is not None)
+            self._append_attempt(
+                arrived_at,
+                access_key_id,
+                SEND_ACTION,
+                params,
+                recipients,
+                non_json.http_status if non_json else 200,
+                "OK",
+                "OK",
+                request_id,
+                group_message_id,
+                non_json_reply=non_json is not None,
+            )
             for index, item in enumerate(valid):
-                self.received.append(ReceivedMessage(
-                    to=item["To"], template_params=dict(item.get("TemplateParams") or {}), recipient=item,
-                    group_message_id=group_message_id, channel_type=params["ChannelType"],
-                    template_code=params.get("TemplateCode"), template_name=params.get("TemplateName"),
-                    language=params["Language"], from_=params["From"], task_id=params.get("TaskId"),
-                    access_key_id=access_key_id, arrived_at=arrived_at, cust_space_id=params.get("CustSpaceId"),
-                    message_id=f"{group_message_id}{index:04d}", send_time=arrived_at + self.send_time_lag))
-            body = {"Code": "OK", "Message": "OK", "RequestId": request_id,
-                    "GroupMessageId": group_message_id, "AccessDeniedDetail": None}
+                self.received.append(
+                    ReceivedMessage(
+                        to=item["To"],
+                        template_params=dict(item.get("TemplateParams") or {}),
+                        recipient=item,
+                        group_message_id=group_message_id,
+                        channel_type=params["ChannelType"],
+                        template_code=params.get("TemplateCode"),
+                        template_name=params.get("TemplateName"),
+                        language=params["Language"],
+                        from_=params["From"],
+                        task_id=params.get("TaskId"),
+                        access_key_id=access_key_id,
+                        arrived_at=arrived_at,
+                        cust_space_id=params.get("CustSpaceId"),
+                        message_id=f"{group_message_id}{index:04d}",
+                        send_time=arrived_at + self.send_time_lag,
+                    )
+                )
+            body = {
+                "Code": "OK",
+                "Message": "OK",
+                "RequestId": request_id,
+                "GroupMessageId": group_message_id,
+                "AccessDeniedDetail": None,
+            }
             if self._chance(self.drop_after_probability):
                 return Reply(200, body, request_id, self._latency(), drop=True)  # processed, never answered
             return _mangled(Reply(200, body, request_id, self._latency()), non_json)
@@ -540,18 +640,36 @@ class CamsBackend(AccountRegistry):
             except exc.CamsError as error:
                 return Reply(error.http_status, error.body(request_id), request_id, 0.0)
             matches = [m for m in self.received if m.access_key_id == access_key_id and query.matches(m)]
-            page = matches[(query.index - 1) * query.size: query.index * query.size]
-            body = {"Code": "OK", "Message": "OK", "RequestId": request_id, "Success": True,
-                    "Data": [m.list_item() for m in page]}
+            page = matches[(query.index - 1) * query.size : query.index * query.size]
+            body = {
+                "Code": "OK",
+                "Message": "OK",
+                "RequestId": request_id,
+                "Success": True,
+                "Data": [m.list_item() for m in page],
+            }
             return Reply(200, body, request_id, self._latency() / 5)
 
-    def refuse(self, error: exc.CamsError, *, access_key_id: str | None = None, action: str | None = None,
-               params: dict[str, str] | None = None) -> Reply:
+    def refuse(
+        self,
+        error: exc.CamsError,
+        *,
+        access_key_id: str | None = None,
+        action: str | None = None,
+        params: dict[str, str] | None = None,
+    ) -> Reply:
         """Record a request refused before the service logic (signature, unknown action, too long)."""
         with self._lock:
             params = dict(params or {})
-            reply = self._record_error(error, self.clock(), self._request_id(), access_key_id, action, params,
-                                       decode_sender_list(params.get("SenderList")))
+            reply = self._record_error(
+                error,
+                self.clock(),
+                self._request_id(),
+                access_key_id,
+                action,
+                params,
+                decode_sender_list(params.get("SenderList")),
+            )
             if isinstance(error, exc.GatewayPageError):
                 reply.raw, reply.content_type = error.html, "text/html"
                 reply.close_connection = True
@@ -602,8 +720,11 @@ class CamsBackend(AccountRegistry):
         it to one key; by default every attempt counts.
         """
         with self._lock:
-            times = sorted(a.arrived_at for a in self.attempts
-                           if access_key_id is None or a.access_key_id == access_key_id)
+            times = sorted(
+                a.arrived_at
+                for a in self.attempts
+                if access_key_id is None or a.access_key_id == access_key_id
+            )
         best = 0
         start = 0
         for end, arrived in enumerate(times):
@@ -645,22 +766,65 @@ class CamsBackend(AccountRegistry):
         window.append(now)
         return True
 
-    def _record_error(self, error: exc.CamsError, arrived_at: float, request_id: str,
-                      access_key_id: str | None, action: str | None, params: dict[str, str],
-                      recipients: list[dict[str, Any]], *, non_json: _NonJson | None = None) -> Reply:
+    def _record_error(
+        self,
+        error: exc.CamsError,
+        arrived_at: float,
+        request_id: str,
+        access_key_id: str | None,
+        action: str | None,
+        params: dict[str, str],
+        recipients: list[dict[str, Any]],
+        *,
+        non_json: _NonJson | None = None,
+    ) -> Reply:
         status = non_json.http_status if non_json else error.http_status
-        self._append_attempt(arrived_at, access_key_id, action, params, recipients, status, error.code,
-                             error.message, request_id, None, non_json_reply=non_json is not None)
+        self._append_attempt(
+            arrived_at,
+            access_key_id,
+            action,
+            params,
+            recipients,
+            status,
+            error.code,
+            error.message,
+            request_id,
+            None,
+            non_json_reply=non_json is not None,
+        )
         return Reply(error.http_status, error.body(request_id), request_id, self._latency())
 
-    def _append_attempt(self, arrived_at: float, access_key_id: str | None, action: str | None,
-                        params: dict[str, str], recipients: list[dict[str, Any]], http_status: int, code: str,
-                        message: str, request_id: str, group_message_id: str | None, *,
-                        non_json_reply: bool = False) -> None:
-        self.attempts.append(Attempt(
-            seq=len(self.attempts) + 1, arrived_at=arrived_at, access_key_id=access_key_id, action=action,
-            params=dict(params), recipients=recipients, http_status=http_status, code=code, message=message,
-            request_id=request_id, group_message_id=group_message_id, non_json_reply=non_json_reply))
+    def _append_attempt(
+        self,
+        arrived_at: float,
+        access_key_id: str | None,
+        action: str | None,
+        params: dict[str, str],
+        recipients: list[dict[str, Any]],
+        http_status: int,
+        code: str,
+        message: str,
+        request_id: str,
+        group_message_id: str | None,
+        *,
+        non_json_reply: bool = False,
+    ) -> None:
+        self.attempts.append(
+            Attempt(
+                seq=len(self.attempts) + 1,
+                arrived_at=arrived_at,
+                access_key_id=access_key_id,
+                action=action,
+                params=dict(params),
+                recipients=recipients,
+                http_status=http_status,
+                code=code,
+                message=message,
+                request_id=request_id,
+                group_message_id=group_message_id,
+                non_json_reply=non_json_reply,
+            )
+        )
 
     def _request_id(self) -> str:
         return str(uuid.UUID(int=self._random.getrandbits(128), version=4)).upper()

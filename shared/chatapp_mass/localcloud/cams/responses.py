@@ -10,8 +10,9 @@ The signature is recomputed exactly as ``alibabacloud_tea_openapi`` 0.4.6 comput
     Signature        = hex(hmac_sha256(secret, StringToSign))
 
 CanonicalQuery: keys sorted, ``key=quote(value, safe='~')`` joined by '&' (the wire uses ``urlencode``, so
-'+' on the wire is a space); the query's parameters only. CanonicalHeaders: only the headers the client listed in ``SignedHeaders``
-(transport headers such as Accept-Encoding and Content-Length are added after signing), lower-cased,
+'+' on the wire is a space); the query's parameters only. CanonicalHeaders: only the headers the client
+listed in ``SignedHeaders`` (transport headers such as Accept-Encoding and Content-Length are added after
+signing), lower-cased,
 ``name:value.strip()``; repeated headers joined by ',' after sorting. HexPayloadHash is the
 ``x-acs-content-sha256`` header, which must equal sha256(body).
 
@@ -38,14 +39,22 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, quote
 
+from .._accounts import Account
 from .._http import HttpRequest, is_loopback, json_object
 from . import exceptions as exc
-from .models import API_VERSION, LIST_ACTION, SEND_ACTION, Account, CamsBackend, Reply
+from .models import API_VERSION, LIST_ACTION, SEND_ACTION, CamsBackend, Reply
 
 SIGNATURE_ALGORITHM = "ACS3-HMAC-SHA256"
-REQUIRED_SIGNED_HEADERS = frozenset({
-    "host", "x-acs-action", "x-acs-version", "x-acs-date", "x-acs-signature-nonce", "x-acs-content-sha256",
-})
+REQUIRED_SIGNED_HEADERS = frozenset(
+    {
+        "host",
+        "x-acs-action",
+        "x-acs-version",
+        "x-acs-date",
+        "x-acs-signature-nonce",
+        "x-acs-content-sha256",
+    }
+)
 ADMIN_PREFIX = "/_localcams/"
 
 
@@ -70,7 +79,8 @@ def request_params(request: HttpRequest) -> dict[str, str]:
     both = sorted(set(params) & set(form))
     if both:
         raise exc.InvalidParameter(
-            f"Parameters given both in the query and in the body: {', '.join(both)}. Send each once.")
+            f"Parameters given both in the query and in the body: {', '.join(both)}. Send each once."
+        )
     return {**params, **form}
 
 
@@ -86,16 +96,19 @@ def canonical_headers(request: HttpRequest, signed_headers: list[str]) -> str:
     return "".join(lines)
 
 
-def string_to_sign(request: HttpRequest, params: dict[str, str], signed_headers: list[str],
-                   payload_hash: str) -> str:
-    canonical_request = "\n".join([
-        request.method,
-        request.path,
-        canonical_query_string(params),
-        canonical_headers(request, signed_headers),
-        ";".join(signed_headers),
-        payload_hash,
-    ])
+def string_to_sign(
+    request: HttpRequest, params: dict[str, str], signed_headers: list[str], payload_hash: str
+) -> str:
+    canonical_request = "\n".join(
+        [
+            request.method,
+            request.path,
+            canonical_query_string(params),
+            canonical_headers(request, signed_headers),
+            ";".join(signed_headers),
+            payload_hash,
+        ]
+    )
     digest = hashlib.sha256(canonical_request.encode("utf-8")).hexdigest()
     return f"{SIGNATURE_ALGORITHM}\n{digest}"
 
@@ -118,17 +131,22 @@ def _parse_authorization(value: str | None) -> _Authorization:
     if algorithm != SIGNATURE_ALGORITHM:
         raise exc.InvalidSignatureMethod(
             f"Specified signature method is not valid: {algorithm!r} (the local CAMS checks "
-            f"{SIGNATURE_ALGORITHM}).")
+            f"{SIGNATURE_ALGORITHM})."
+        )
     fields: dict[str, str] = {}
     for part in rest.split(","):
         key, sep, item = part.strip().partition("=")
         if sep:
             fields[key] = item
-    credential, signed, signature = (fields.get("Credential"), fields.get("SignedHeaders"),
-                                     fields.get("Signature"))
+    credential, signed, signature = (
+        fields.get("Credential"),
+        fields.get("SignedHeaders"),
+        fields.get("Signature"),
+    )
     if not credential or not signed or not signature:
         raise exc.IncompleteSignature(
-            "The Authorization header needs Credential, SignedHeaders and Signature.")
+            "The Authorization header needs Credential, SignedHeaders and Signature."
+        )
     return _Authorization(credential, signed.split(";"), signature.lower())
 
 
@@ -161,8 +179,12 @@ class CamsResponse:
         action = request.header("x-acs-action")
         claimed_key = _claimed_access_key(request.header("authorization"))
         try:
-            if (action not in (SEND_ACTION, LIST_ACTION) or request.header("x-acs-version") != API_VERSION
-                    or request.path != "/" or request.method not in ("POST", "GET")):
+            if (
+                action not in (SEND_ACTION, LIST_ACTION)
+                or request.header("x-acs-version") != API_VERSION
+                or request.path != "/"
+                or request.method not in ("POST", "GET")
+            ):
                 raise exc.InvalidApiNotFound()
             authorization = _parse_authorization(request.header("authorization"))
             account = self._authenticate(request, query, authorization)
@@ -171,18 +193,25 @@ class CamsResponse:
             return self.backend.refuse(error, access_key_id=claimed_key, action=action, params=params)
         if action == LIST_ACTION:
             return self.backend.list_chatapp_message(account.access_key_id, params)
-        return self.backend.send_chatapp_mass_message(account.access_key_id, params, arrived_at=request.arrived_at)
+        return self.backend.send_chatapp_mass_message(
+            account.access_key_id, params, arrived_at=request.arrived_at
+        )
 
     def too_long(self) -> Reply:
-        return self.backend.refuse(exc.RequestURITooLong(
-            f"The request line is longer than {self.backend.max_request_line:,} bytes."))
+        return self.backend.refuse(
+            exc.RequestURITooLong(f"The request line is longer than {self.backend.max_request_line:,} bytes.")
+        )
 
     def too_large(self, length: int) -> Reply:
-        return self.backend.refuse(exc.RequestEntityTooLarge(
-            f"The request body of {length:,} bytes is larger than {self.backend.max_body:,} bytes."))
+        return self.backend.refuse(
+            exc.RequestEntityTooLarge(
+                f"The request body of {length:,} bytes is larger than {self.backend.max_body:,} bytes."
+            )
+        )
 
-    def _authenticate(self, request: HttpRequest, params: dict[str, str],
-                      authorization: _Authorization) -> Account:
+    def _authenticate(
+        self, request: HttpRequest, params: dict[str, str], authorization: _Authorization
+    ) -> Account:
         account = self.backend.account(authorization.access_key_id)
         if account is None:
             raise exc.InvalidAccessKeyIdNotFound()
@@ -195,8 +224,9 @@ class CamsResponse:
         absent = [name for name in signed if not request.header_values(name)]
         if absent:
             raise exc.IncompleteSignature(f"Signed headers are absent from the request: {', '.join(absent)}.")
-        unsigned = sorted({key.lower() for key, _ in request.headers
-                           if key.lower().startswith("x-acs-")} - set(signed))
+        unsigned = sorted(
+            {key.lower() for key, _ in request.headers if key.lower().startswith("x-acs-")} - set(signed)
+        )
         if unsigned:
             raise exc.IncompleteSignature(f"Every x-acs-* header must be signed: {', '.join(unsigned)}.")
         payload_hash = (request.header("x-acs-content-sha256") or "").lower()
@@ -215,7 +245,8 @@ class CamsResponse:
         if account.security_token is None:
             if token:
                 raise exc.InvalidSecurityTokenMalformed(
-                    "A security token was sent with a long-term AccessKey.")
+                    "A security token was sent with a long-term AccessKey."
+                )
             return
         if not token:
             raise exc.MissingSecurityToken()
@@ -261,8 +292,9 @@ class AdminResponse:
             except (ValueError, TypeError) as error:
                 return _json(400, {"Code": "InvalidConfig", "Message": str(error)})
             return _json(200, {"ok": True})
-        return _json(404, {"Code": "NotFound",
-                           "Message": f"No admin endpoint {request.method} {request.path}."})
+        return _json(
+            404, {"Code": "NotFound", "Message": f"No admin endpoint {request.method} {request.path}."}
+        )
 
 
 def _json(status: int, body: Any) -> Reply:

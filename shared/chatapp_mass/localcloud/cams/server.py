@@ -34,13 +34,13 @@ import socket
 import struct
 import sys
 import time
-from typing import Any, Optional
+from typing import Any
 
 # CamsCredentials and generate_credentials were first defined here; callers still import them from here
-from .._accounts import DEFAULT_REGION, CamsCredentials, generate_credentials, resolve_credentials  # noqa: F401
-from .._http import LocalService, LoopbackHandler, LoopbackServer
+from .._accounts import DEFAULT_REGION, resolve_credentials
+from .._http import HttpRequest, LocalService, LoopbackHandler, LoopbackServer
 from .models import CamsBackend, Reply
-from .responses import ADMIN_PREFIX, AdminResponse, CamsResponse, HttpRequest
+from .responses import ADMIN_PREFIX, AdminResponse, CamsResponse
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ class _StampedSocketIO(io.RawIOBase):
         super().__init__()
         self._sock = sock
         self._ancillary = socket.CMSG_SPACE(_TIMESPEC.size)
-        self.first_stamp: Optional[float] = None
+        self.first_stamp: float | None = None
         self._marked = False
 
     def mark(self) -> None:
@@ -75,14 +75,14 @@ class _StampedSocketIO(io.RawIOBase):
             self._marked = False
             for level, kind, data in ancillary:
                 if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(data) >= _TIMESPEC.size:
-                    seconds, nanoseconds = _TIMESPEC.unpack(data[:_TIMESPEC.size])
+                    seconds, nanoseconds = _TIMESPEC.unpack(data[: _TIMESPEC.size])
                     self.first_stamp = seconds + nanoseconds / 1e9
         return size
 
 
 class _Handler(LoopbackHandler):
     server: _Server
-    _stamped: Optional[_StampedSocketIO] = None
+    _stamped: _StampedSocketIO | None = None
 
     def setup(self) -> None:
         super().setup()
@@ -125,8 +125,14 @@ class _Handler(LoopbackHandler):
             self._answer_too_large(length)
             return
         body = self.rfile.read(length) if length > 0 else b""
-        request = HttpRequest(self.command, self.path, list(self.headers.items()), body,
-                              client_host=self.client_address[0], arrived_at=self._arrived_at)
+        request = HttpRequest(
+            self.command,
+            self.path,
+            list(self.headers.items()),
+            body,
+            client_host=self.client_address[0],
+            arrived_at=self._arrived_at,
+        )
         if request.path.startswith(ADMIN_PREFIX):
             reply = self.server.admin.dispatch(request)
         else:
@@ -207,18 +213,34 @@ class LocalCams(LocalService):
     (and ``security_token``) are given.
     """
 
-    def __init__(self, *, host: str = "127.0.0.1", port: int = 0, sts: bool = True,
-                 access_key_id: str | None = None, access_key_secret: str | None = None,
-                 security_token: str | None = None, region_id: str = DEFAULT_REGION,
-                 backend: CamsBackend | None = None, **backend_options: Any) -> None:
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        sts: bool = True,
+        access_key_id: str | None = None,
+        access_key_secret: str | None = None,
+        security_token: str | None = None,
+        region_id: str = DEFAULT_REGION,
+        backend: CamsBackend | None = None,
+        **backend_options: Any,
+    ) -> None:
         if backend is not None and backend_options:
             raise TypeError("pass either backend or backend options, not both")
         self.backend = backend if backend is not None else CamsBackend(**backend_options)
         self.credentials = resolve_credentials(
-            access_key_id=access_key_id, access_key_secret=access_key_secret, security_token=security_token,
-            region_id=region_id, sts=sts)
-        self.backend.add_account(self.credentials.access_key_id, self.credentials.access_key_secret,
-                                 self.credentials.security_token)
+            access_key_id=access_key_id,
+            access_key_secret=access_key_secret,
+            security_token=security_token,
+            region_id=region_id,
+            sts=sts,
+        )
+        self.backend.add_account(
+            self.credentials.access_key_id,
+            self.credentials.access_key_secret,
+            self.credentials.security_token,
+        )
         super().__init__(host, port)
 
     def _new_server(self) -> _Server:
@@ -227,7 +249,11 @@ class LocalCams(LocalService):
     # --- where it is ------------------------------------------------------------------------------------
     def describe(self) -> dict[str, Any]:
         """The JSON line the CLI prints: service, endpoint, region and credentials."""
-        return {"service": "cams", "endpoint": self.endpoint, "region_id": self.credentials.region_id,
-                "access_key_id": self.credentials.access_key_id,
-                "access_key_secret": self.credentials.access_key_secret,
-                "security_token": self.credentials.security_token}
+        return {
+            "service": "cams",
+            "endpoint": self.endpoint,
+            "region_id": self.credentials.region_id,
+            "access_key_id": self.credentials.access_key_id,
+            "access_key_secret": self.credentials.access_key_secret,
+            "security_token": self.credentials.security_token,
+        }

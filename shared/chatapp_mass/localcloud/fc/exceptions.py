@@ -75,9 +75,12 @@ class AccessDenied(FcError):
 
 
 class SignatureNotMatch(FcError):
-    http_status, code, message = (403, "SignatureNotMatch",
-                                  "The request signature we calculated does not match the signature you "
-                                  "provided. Check your access key and signing method")
+    http_status, code, message = (
+        403,
+        "SignatureNotMatch",
+        "The request signature we calculated does not match the signature you "
+        "provided. Check your access key and signing method",
+    )
 
 
 class InvalidAccessKeyID(FcError):

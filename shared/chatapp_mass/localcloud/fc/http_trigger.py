@@ -55,8 +55,9 @@ import json
 import re
 import time
 import uuid
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any
 from urllib.parse import parse_qsl, unquote
 
 from chatapp_mass.deploy.syaml import FunctionSpec, TriggerSpec
@@ -70,14 +71,32 @@ ANONYMOUS = "anonymous"
 #: the methods an FC HTTP trigger can allow (triggerConfig.methods)
 HTTP_METHODS = ("GET", "POST", "PUT", "DELETE", "HEAD", "PATCH", "OPTIONS")
 #: content types whose body goes to the function base64-encoded even when it happens to be UTF-8 (ASSUMED)
-BINARY_CONTENT_TYPES = ("application/octet-stream", "application/zip", "application/gzip", "application/pdf",
-                        "application/x-protobuf", "application/protobuf", "application/grpc",
-                        "application/vnd.android.package-archive")
+BINARY_CONTENT_TYPES = (
+    "application/octet-stream",
+    "application/zip",
+    "application/gzip",
+    "application/pdf",
+    "application/x-protobuf",
+    "application/protobuf",
+    "application/grpc",
+    "application/vnd.android.package-archive",
+)
 BINARY_CONTENT_TYPE_PREFIXES = ("image/", "audio/", "video/", "font/")
 #: response headers FC sets itself, dropped from what the function returns (plus every ``x-fc-*``)
-FC_OWNED_RESPONSE_HEADERS = frozenset({
-    "connection", "content-length", "content-encoding", "date", "keep-alive", "proxy-authenticate", "server",
-    "trailer", "transfer-encoding", "upgrade"})
+FC_OWNED_RESPONSE_HEADERS = frozenset(
+    {
+        "connection",
+        "content-length",
+        "content-encoding",
+        "date",
+        "keep-alive",
+        "proxy-authenticate",
+        "server",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
 REQUEST_ID_HEADER = "x-fc-request-id"
 _JSON = "application/json"
 _URL_ID_CHARACTERS = re.compile(r"[^a-z0-9-]+")
@@ -116,26 +135,36 @@ class HttpTrigger:
     region_id: str
 
     @classmethod
-    def from_spec(cls, function: str, trigger: TriggerSpec, *, account_id: str,
-                  region_id: str) -> HttpTrigger:
+    def from_spec(
+        cls, function: str, trigger: TriggerSpec, *, account_id: str, region_id: str
+    ) -> HttpTrigger:
         """ValueError for a ``triggerConfig`` FC would refuse (a method it does not know, a non-list)."""
         config = trigger.config
         methods = config.get("methods") or []
         if not isinstance(methods, (list, tuple)):
-            raise ValueError(f"HTTP trigger {trigger.name!r} of {function}: "
-                             "triggerConfig.methods must be a list")
+            raise ValueError(
+                f"HTTP trigger {trigger.name!r} of {function}: triggerConfig.methods must be a list"
+            )
         upper = tuple(dict.fromkeys(str(method).upper() for method in methods))
         unknown = [method for method in upper if method not in HTTP_METHODS]
         if unknown:
-            raise ValueError(f"HTTP trigger {trigger.name!r} of {function}: unknown methods {unknown} "
-                             f"(FC allows {', '.join(HTTP_METHODS)})")
+            raise ValueError(
+                f"HTTP trigger {trigger.name!r} of {function}: unknown methods {unknown} "
+                f"(FC allows {', '.join(HTTP_METHODS)})"
+            )
         seed = f"{account_id}:{region_id}:{function}:{trigger.name}"
         digest = hashlib.sha256(seed.encode("utf-8")).hexdigest()
         prefix = _URL_ID_CHARACTERS.sub("-", function.lower()).strip("-")[:40] or "function"
-        return cls(function=function, name=trigger.name, methods=upper,
-                   auth_type=str(config.get("authType") or ANONYMOUS).lower(), qualifier=trigger.qualifier,
-                   trigger_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"fc-local:{seed}")),
-                   url_id=f"{prefix}-{digest[:10]}", region_id=region_id)
+        return cls(
+            function=function,
+            name=trigger.name,
+            methods=upper,
+            auth_type=str(config.get("authType") or ANONYMOUS).lower(),
+            qualifier=trigger.qualifier,
+            trigger_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"fc-local:{seed}")),
+            url_id=f"{prefix}-{digest[:10]}",
+            region_id=region_id,
+        )
 
     @property
     def domain_name(self) -> str:
@@ -145,8 +174,9 @@ class HttpTrigger:
         return not self.methods or method.upper() in self.methods
 
 
-def http_triggers(specs: Iterable[FunctionSpec], *, account_id: str,
-                  region_id: str) -> dict[str, HttpTrigger]:
+def http_triggers(
+    specs: Iterable[FunctionSpec], *, account_id: str, region_id: str
+) -> dict[str, HttpTrigger]:
     """The HTTP trigger of every function that has one, by function name, in s.yaml order. ValueError for a
     function with two (FC allows one per function)."""
     triggers: dict[str, HttpTrigger] = {}
@@ -155,19 +185,30 @@ def http_triggers(specs: Iterable[FunctionSpec], *, account_id: str,
             if trigger.type != HTTP_TRIGGER:
                 continue
             if spec.name in triggers:
-                raise ValueError(f"function {spec.name} has two HTTP triggers ({triggers[spec.name].name!r}, "
-                                 f"{trigger.name!r}); FC allows one per function")
-            triggers[spec.name] = HttpTrigger.from_spec(spec.name, trigger, account_id=account_id,
-                                                        region_id=region_id)
+                raise ValueError(
+                    f"function {spec.name} has two HTTP triggers ({triggers[spec.name].name!r}, "
+                    f"{trigger.name!r}); FC allows one per function"
+                )
+            triggers[spec.name] = HttpTrigger.from_spec(
+                spec.name, trigger, account_id=account_id, region_id=region_id
+            )
     return triggers
 
 
 # --- request -> event ---------------------------------------------------------------------------------------
-def http_event(request: HttpRequest, trigger: HttpTrigger, *, account_id: str, request_id: str,
-               received_at: float, protocol: str = "HTTP/1.1") -> dict[str, Any]:
+def http_event(
+    request: HttpRequest,
+    trigger: HttpTrigger,
+    *,
+    account_id: str,
+    request_id: str,
+    received_at: float,
+    protocol: str = "HTTP/1.1",
+) -> dict[str, Any]:
     """The FC3 HTTP trigger event for ``request`` (shape: module docstring)."""
-    body, encoded = event_body(request.body, request.header("content-type"),
-                               request.header("content-encoding"))
+    body, encoded = event_body(
+        request.body, request.header("content-type"), request.header("content-encoding")
+    )
     return {
         "version": "v1",
         "rawPath": request.path,
@@ -179,8 +220,13 @@ def http_event(request: HttpRequest, trigger: HttpTrigger, *, account_id: str, r
             "accountId": account_id,
             "domainName": trigger.domain_name,
             "domainPrefix": trigger.url_id,
-            "http": {"method": request.method, "path": unquote(request.path), "protocol": protocol,
-                     "sourceIp": request.client_host, "userAgent": request.header("user-agent") or ""},
+            "http": {
+                "method": request.method,
+                "path": unquote(request.path),
+                "protocol": protocol,
+                "sourceIp": request.client_host,
+                "userAgent": request.header("user-agent") or "",
+            },
             "requestId": request_id,
             "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(received_at)),
             "timeEpoch": str(int(received_at * 1000)),
@@ -292,8 +338,9 @@ def _scalar(value: Any) -> str:
     return str(value)
 
 
-def error_reply(status: int, code: str, message: str, request_id: str,
-                extra: Iterable[tuple[str, str]] = ()) -> HttpReply:
+def error_reply(
+    status: int, code: str, message: str, request_id: str, extra: Iterable[tuple[str, str]] = ()
+) -> HttpReply:
     """An answer the emulator itself gives (not the function's): JSON ``{"ErrorCode", "ErrorMessage"}``."""
     body = json.dumps({"ErrorCode": code, "ErrorMessage": message}).encode("utf-8")
     return HttpReply(status, [("Content-Type", _JSON), *extra, (REQUEST_ID_HEADER, request_id)], body)
@@ -312,23 +359,38 @@ class HttpTriggerResponse:
         request_id = new_request_id()
         trigger = self.trigger
         if not trigger.allows(request.method):
-            return error_reply(405, "MethodNotAllowed",
-                               f"method {request.method} is not allowed by HTTP trigger {trigger.name!r} "
-                               f"(triggerConfig.methods: {', '.join(trigger.methods)})", request_id,
-                               [("Allow", ", ".join(trigger.methods))])
+            return error_reply(
+                405,
+                "MethodNotAllowed",
+                f"method {request.method} is not allowed by HTTP trigger {trigger.name!r} "
+                f"(triggerConfig.methods: {', '.join(trigger.methods)})",
+                request_id,
+                [("Allow", ", ".join(trigger.methods))],
+            )
         if trigger.auth_type != ANONYMOUS:
-            return error_reply(403, "AccessDenied",
-                               f"HTTP trigger {trigger.name!r} of {trigger.function} has authType "
-                               f"{trigger.auth_type!r}: the local FC serves only anonymous HTTP triggers "
-                               f"(signature and JWT authentication are not emulated)", request_id)
-        event = http_event(request, trigger, account_id=self.backend.account_id, request_id=request_id,
-                           received_at=received_at, protocol=protocol)
+            return error_reply(
+                403,
+                "AccessDenied",
+                f"HTTP trigger {trigger.name!r} of {trigger.function} has authType "
+                f"{trigger.auth_type!r}: the local FC serves only anonymous HTTP triggers "
+                f"(signature and JWT authentication are not emulated)",
+                request_id,
+            )
+        event = http_event(
+            request,
+            trigger,
+            account_id=self.backend.account_id,
+            request_id=request_id,
+            received_at=received_at,
+            protocol=protocol,
+        )
         payload = json.dumps(event, ensure_ascii=False).encode("utf-8")
         try:
-            result = self.backend.invoke_sync(trigger.function, payload, qualifier=trigger.qualifier,
-                                              trigger="http", request_id=request_id)
-        except exc.FcError as error:
-            return error_reply(error.http_status, error.code, error.message, request_id)
+            result = self.backend.invoke_sync(
+                trigger.function, payload, qualifier=trigger.qualifier, trigger="http", request_id=request_id
+            )
+        except exc.FcError as failure:
+            return error_reply(failure.http_status, failure.code, failure.message, request_id)
         outcome = result.outcome
         if outcome.status != "ok":
             error = outcome.error or {}

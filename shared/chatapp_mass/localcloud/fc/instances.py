@@ -9,15 +9,17 @@ crashed, timed out or failed to import thrown away. So the number of live instan
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Callable, Literal
+from typing import IO, Any, Literal
 
 from .worker import read_frame, write_frame
 
@@ -47,10 +49,20 @@ class InstanceConfig:
     python: str = sys.executable
 
     def init_frame(self) -> dict[str, Any]:
-        return {"op": "init", "paths": list(self.paths), "handler": self.handler, "runtime": self.runtime,
-                "region": self.region, "account_id": self.account_id,
-                "function": {"name": self.function, "handler": self.handler, "memory": self.memory_size,
-                             "timeout": self.timeout}}
+        return {
+            "op": "init",
+            "paths": list(self.paths),
+            "handler": self.handler,
+            "runtime": self.runtime,
+            "region": self.region,
+            "account_id": self.account_id,
+            "function": {
+                "name": self.function,
+                "handler": self.handler,
+                "memory": self.memory_size,
+                "timeout": self.timeout,
+            },
+        }
 
 
 @dataclass
@@ -125,8 +137,15 @@ class Instance:
         config = self.config
         if not config.code_dir.is_dir():
             now = time.time()
-            outcome = Outcome("error", error={"errorMessage": f"the code directory {config.code_dir} does not exist",
-                                              "errorType": "CodeNotFound"}, started=now, ended=now)
+            outcome = Outcome(
+                "error",
+                error={
+                    "errorMessage": f"the code directory {config.code_dir} does not exist",
+                    "errorType": "CodeNotFound",
+                },
+                started=now,
+                ended=now,
+            )
             raise InstanceStartError(outcome, ColdStart(config.function, 0.0, self.id, None, ok=False))
         environment = dict(config.environment, FC_INSTANCE_ID=self.id)
         if config.log_path is not None:
@@ -135,8 +154,14 @@ class Instance:
         began = time.perf_counter()
         try:
             self._process = subprocess.Popen(
-                [config.python, "-u", WORKER_SCRIPT], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                stderr=self._log, cwd=config.code_dir, env=environment, close_fds=True)
+                [config.python, "-u", WORKER_SCRIPT],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=self._log,
+                cwd=config.code_dir,
+                env=environment,
+                close_fds=True,
+            )
         except OSError as error:
             if self._log is not None:
                 self._log.close()
@@ -144,10 +169,8 @@ class Instance:
             raise InstanceSpawnError(f"could not start an instance of {config.function}: {error}") from error
         threading.Thread(target=self._read, name=f"local-fc-{self.id}", daemon=True).start()
         assert self._process.stdin is not None
-        try:
+        with contextlib.suppress(OSError):  # it died at once; the reader reports the end
             write_frame(self._process.stdin, config.init_frame())
-        except OSError:
-            pass  # it died at once; the reader reports the end
         ready = self._next_frame(init_timeout)
         seconds = time.perf_counter() - began
         if ready is None or ready is _EOF or "error" in ready[0]:
@@ -159,10 +182,19 @@ class Instance:
     def _failed_start(self, ready: Any, init_timeout: float) -> Outcome:
         now = time.time()
         if ready is None:
-            return Outcome("timeout", error={"errorMessage": f"Function instance initialization timed out "
-                                             f"after {init_timeout:g} seconds"}, started=now, ended=now)
+            return Outcome(
+                "timeout",
+                error={
+                    "errorMessage": f"Function instance initialization timed out "
+                    f"after {init_timeout:g} seconds"
+                },
+                started=now,
+                ended=now,
+            )
         if ready is _EOF:
-            return Outcome("crash", error=self._exit_error("while importing the handler"), started=now, ended=now)
+            return Outcome(
+                "crash", error=self._exit_error("while importing the handler"), started=now, ended=now
+            )
         return Outcome("error", error=ready[0]["error"], started=now, ended=now)
 
     def invoke(self, header: dict[str, Any], payload: bytes, timeout: float) -> Outcome:
@@ -172,21 +204,31 @@ class Instance:
         started = time.time()
         self.request_id, self.invoke_started = str(header.get("request_id") or ""), started
         try:
-            try:
+            with contextlib.suppress(
+                OSError
+            ):  # the instance is gone; the reader has (or will have) reported the end
                 write_frame(self._process.stdin, {"op": "invoke", **header}, payload)
-            except OSError:
-                pass  # the instance is gone; the reader has (or will have) reported the end
             frame = self._next_frame(timeout)
         finally:
             self.request_id = None
         ended = time.time()
         if frame is None:
             self.kill()
-            return Outcome("timeout", error={"errorMessage": f"Function timed out after {timeout:g} seconds"},
-                           started=started, ended=ended, instance_id=self.id)
+            return Outcome(
+                "timeout",
+                error={"errorMessage": f"Function timed out after {timeout:g} seconds"},
+                started=started,
+                ended=ended,
+                instance_id=self.id,
+            )
         if frame is _EOF:
-            return Outcome("crash", error=self._exit_error("before completing request"),
-                           started=started, ended=ended, instance_id=self.id)
+            return Outcome(
+                "crash",
+                error=self._exit_error("before completing request"),
+                started=started,
+                ended=ended,
+                instance_id=self.id,
+            )
         reply, body = frame
         if reply.get("ok"):
             return Outcome("ok", body, None, reply.get("log", ""), started, ended, self.id)
@@ -194,8 +236,10 @@ class Instance:
 
     def _exit_error(self, when: str) -> dict[str, Any]:
         code = self._process.wait(5) if self._process is not None else None
-        return {"errorMessage": f"Process exited unexpectedly {when} (exit code {code})",
-                "errorType": "InstanceCrashed"}
+        return {
+            "errorMessage": f"Process exited unexpectedly {when} (exit code {code})",
+            "errorType": "InstanceCrashed",
+        }
 
     def _next_frame(self, timeout: float) -> Any:
         try:
@@ -227,10 +271,8 @@ class Instance:
         process = self._process
         if process is not None:
             if process.stdin is not None:
-                try:
+                with contextlib.suppress(OSError):
                     process.stdin.close()
-                except OSError:
-                    pass
             try:
                 process.wait(grace)
             except subprocess.TimeoutExpired:
@@ -253,8 +295,15 @@ class PoolStats:
 class InstancePool:
     """A function's instances: at most ``max_instances`` busy at once; idle ones reused."""
 
-    def __init__(self, config: InstanceConfig, max_instances: int, *, new_id: Callable[[], str],
-                 on_cold_start: Callable[[ColdStart], None], init_timeout: float = DEFAULT_INIT_TIMEOUT) -> None:
+    def __init__(
+        self,
+        config: InstanceConfig,
+        max_instances: int,
+        *,
+        new_id: Callable[[], str],
+        on_cold_start: Callable[[ColdStart], None],
+        init_timeout: float = DEFAULT_INIT_TIMEOUT,
+    ) -> None:
         if max_instances < 1:
             raise ValueError(f"max_instances of {config.function} must be at least 1")
         self.config = config
@@ -300,8 +349,10 @@ class InstancePool:
         """(instance id, worker pid, request id, started) of each invocation running now, oldest first."""
         with self._lock:
             busy = [i for i in self._stats.live if i not in self._stats.idle]
-        return sorted(((i.id, i.pid, request_id, i.invoke_started) for i in busy
-                       if (request_id := i.request_id)), key=lambda item: item[3])
+        return sorted(
+            ((i.id, i.pid, request_id, i.invoke_started) for i in busy if (request_id := i.request_id)),
+            key=lambda item: item[3],
+        )
 
     def _enter(self) -> None:
         with self._lock:

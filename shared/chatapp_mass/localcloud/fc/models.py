@@ -23,8 +23,9 @@ FC resources are **not retried**. Here:
   retried: the event goes to the ``onFailure`` destination at once, condition ``SystemError``.
 - An event older than ``maxAsyncEventAgeInSeconds`` when its next attempt is due is dropped.
 - When an attempt succeeds the ``onSuccess`` destination gets a record; when retries are exhausted, a system
-  error is not retried, or the event is dropped, the ``onFailure`` one does. A destination ``acs:fc:<region>:<account or empty>:
-  functions/<name>`` is invoked asynchronously here; any other destination (MNS, EventBridge, RocketMQ) is
+  error is not retried, or the event is dropped, the ``onFailure`` one does. A destination
+  ``acs:fc:<region>:<account or empty>:functions/<name>`` is invoked asynchronously here; any other
+  destination (MNS, EventBridge, RocketMQ) is
   only recorded in :attr:`FcBackend.destinations`.
 
 Destination record (ASSUMED shape; the FC result-callback page does not publish one — modelled on the
@@ -58,15 +59,23 @@ import tempfile
 import threading
 import time
 from collections import defaultdict, deque
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Literal, Mapping
+from typing import Any, Literal
 
 from chatapp_mass.deploy.syaml import FunctionSpec, TriggerSpec
 
 from .._accounts import DEFAULT_REGION, Account, AccountRegistry
 from . import exceptions as exc
-from .instances import DEFAULT_INIT_TIMEOUT, ColdStart, InstanceConfig, InstancePool, InstanceSpawnError, Outcome
+from .instances import (
+    DEFAULT_INIT_TIMEOUT,
+    ColdStart,
+    InstanceConfig,
+    InstancePool,
+    InstanceSpawnError,
+    Outcome,
+)
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +87,16 @@ MAX_ASYNC_DELAY = 3600
 DEFAULT_MAX_CLOCK_SKEW = 15 * 60.0
 #: what the instances inherit from the emulator's environment; everything else comes from s.yaml and FC
 INHERITED_VARIABLES = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "SYSTEMROOT")
-PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY",
-                   "http_proxy", "https_proxy", "all_proxy", "no_proxy")
+PROXY_VARIABLES = (
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "all_proxy",
+    "no_proxy",
+)
 UNHANDLED = "UnhandledInvocationError"
 
 InvocationKind = Literal["sync", "async"]
@@ -87,7 +104,9 @@ TriggerKind = Literal["api", "oss", "timer", "destination", "http"]
 Status = Literal["ok", "error", "crash", "timeout", "dropped", "system_error"]
 Condition = Literal["Success", "RetriesExhausted", "EventAgeExceeded", "SystemError"]
 
-_FC_DESTINATION = re.compile(r"^acs:fc:(?P<region>[^:]*):(?P<account>[^:]*):functions/(?P<name>[^/]+)(?:/.*)?$")
+_FC_DESTINATION = re.compile(
+    r"^acs:fc:(?P<region>[^:]*):(?P<account>[^:]*):functions/(?P<name>[^/]+)(?:/.*)?$"
+)
 
 
 # --- records --------------------------------------------------------------------------------------------------
@@ -178,7 +197,9 @@ class _Faults:
     # function -> (point, token file): armed in every instance until one of them reaches the point and
     # removes the file (chatapp_mass.faults)
     crash_points: dict[str, list[tuple[str, Path]]] = field(default_factory=lambda: defaultdict(list))
-    system_errors: dict[str, deque[tuple[str, str | None]]] = field(default_factory=lambda: defaultdict(deque))
+    system_errors: dict[str, deque[tuple[str, str | None]]] = field(
+        default_factory=lambda: defaultdict(deque)
+    )
     duplicates: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
 
@@ -261,15 +282,24 @@ class FcBackend(AccountRegistry):
         self._dispatcher: threading.Thread | None = None  # started with the first async event
 
     # --- functions ----------------------------------------------------------------------------------------
-    def _add_function(self, spec: FunctionSpec, max_instances: int | Mapping[str, int],
-                      init_timeout: float) -> None:
+    def _add_function(
+        self, spec: FunctionSpec, max_instances: int | Mapping[str, int], init_timeout: float
+    ) -> None:
         if spec.name in self._functions:
             raise ValueError(f"two s.yaml resources name the function {spec.name!r}")
-        limit = (max_instances.get(spec.name, DEFAULT_MAX_INSTANCES) if isinstance(max_instances, Mapping)
-                 else max_instances)
+        limit = (
+            max_instances.get(spec.name, DEFAULT_MAX_INSTANCES)
+            if isinstance(max_instances, Mapping)
+            else max_instances
+        )
         config = self._instance_config(spec)
-        pool = InstancePool(config, int(limit), new_id=_new_instance_id, on_cold_start=self._cold_started,
-                            init_timeout=init_timeout)
+        pool = InstancePool(
+            config,
+            int(limit),
+            new_id=_new_instance_id,
+            on_cold_start=self._cold_started,
+            init_timeout=init_timeout,
+        )
         self._functions[spec.name] = _Function(spec, pool, config)
 
     def _instance_config(self, spec: FunctionSpec) -> InstanceConfig:
@@ -280,9 +310,20 @@ class FcBackend(AccountRegistry):
             code_dir = spec.code
             paths = (str(code_dir),)
         log_path = self.data_dir / "logs" / f"{spec.name}.log" if self.data_dir is not None else None
-        return InstanceConfig(spec.name, spec.handler, spec.runtime, spec.memory_size, spec.timeout, code_dir,
-                              paths, self.function_environment(spec, code_dir), self.region_id,
-                              self.account_id, log_path, python=self.python)
+        return InstanceConfig(
+            spec.name,
+            spec.handler,
+            spec.runtime,
+            spec.memory_size,
+            spec.timeout,
+            code_dir,
+            paths,
+            self.function_environment(spec, code_dir),
+            self.region_id,
+            self.account_id,
+            log_path,
+            python=self.python,
+        )
 
     def function_environment(self, spec: FunctionSpec, code_dir: Path) -> dict[str, str]:
         """The environment FC gives an instance (FC_INSTANCE_ID aside): a few system variables, the s.yaml
@@ -290,17 +331,23 @@ class FcBackend(AccountRegistry):
         environment = {name: os.environ[name] for name in INHERITED_VARIABLES if name in os.environ}
         environment.update(spec.environment)
         environment.update(self.environment_overrides)
-        environment.update({
-            "FC_ACCOUNT_ID": self.account_id,
-            "FC_FUNCTION_HANDLER": spec.handler,
-            "FC_FUNCTION_MEMORY_SIZE": str(spec.memory_size),
-            "FC_FUNCTION_NAME": spec.name,
-            "FC_REGION": self.region_id,
-            "FC_FUNC_CODE_PATH": str(code_dir),
-            "ALIBABA_CLOUD_ECS_METADATA_DISABLED": "true",
-        })
-        for name in ("ALIBABA_CLOUD_ACCESS_KEY_ID", "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
-                     "ALIBABA_CLOUD_SECURITY_TOKEN", *PROXY_VARIABLES):
+        environment.update(
+            {
+                "FC_ACCOUNT_ID": self.account_id,
+                "FC_FUNCTION_HANDLER": spec.handler,
+                "FC_FUNCTION_MEMORY_SIZE": str(spec.memory_size),
+                "FC_FUNCTION_NAME": spec.name,
+                "FC_REGION": self.region_id,
+                "FC_FUNC_CODE_PATH": str(code_dir),
+                "ALIBABA_CLOUD_ECS_METADATA_DISABLED": "true",
+            }
+        )
+        for name in (
+            "ALIBABA_CLOUD_ACCESS_KEY_ID",
+            "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
+            "ALIBABA_CLOUD_SECURITY_TOKEN",
+            *PROXY_VARIABLES,
+        ):
             environment.pop(name, None)
         credentials = self._credentials_for(spec)
         if credentials is not None:
@@ -382,8 +429,9 @@ class FcBackend(AccountRegistry):
                 self._fault_tokens = tempfile.mkdtemp(prefix="localfc-faults-")
             return self._fault_tokens
 
-    def fail_next(self, function: str, n: int = 1, code: str = "InternalServerError",
-                  message: str | None = None) -> None:
+    def fail_next(
+        self, function: str, n: int = 1, code: str = "InternalServerError", message: str | None = None
+    ) -> None:
         """The next ``n`` invocations of ``function`` fail with a system error before reaching an instance:
         a sync call gets the error reply; an async attempt with ``ResourceExhausted`` is retried (without
         using up the retries), with any other code it goes to the ``onFailure`` destination, not retried."""
@@ -423,8 +471,15 @@ class FcBackend(AccountRegistry):
             return False
 
     # --- sync -----------------------------------------------------------------------------------------------
-    def invoke_sync(self, function: str, payload: bytes, *, qualifier: str | None = None,
-                    trigger: TriggerKind = "api", request_id: str | None = None) -> SyncResult:
+    def invoke_sync(
+        self,
+        function: str,
+        payload: bytes,
+        *,
+        qualifier: str | None = None,
+        trigger: TriggerKind = "api",
+        request_id: str | None = None,
+    ) -> SyncResult:
         """Run the handler now (waiting for a free instance if all are busy). FcError for a refused call
         (unknown function, payload too large, injected system error).
 
@@ -456,9 +511,15 @@ class FcBackend(AccountRegistry):
             "request_id": request_id,
             "qualifier": qualifier or "LATEST",
             "arm": self._armed_points(state.spec.name),
-            "credentials": ({"access_key_id": credentials.access_key_id,
-                             "access_key_secret": credentials.access_key_secret,
-                             "security_token": credentials.security_token} if credentials else {}),
+            "credentials": (
+                {
+                    "access_key_id": credentials.access_key_id,
+                    "access_key_secret": credentials.access_key_secret,
+                    "security_token": credentials.security_token,
+                }
+                if credentials
+                else {}
+            ),
         }
         try:
             return state.pool.run(header, payload)
@@ -466,8 +527,16 @@ class FcBackend(AccountRegistry):
             raise exc.InternalServerError(f"an internal error has occurred: {failed}") from failed
 
     # --- async ----------------------------------------------------------------------------------------------
-    def invoke_async(self, function: str, payload: bytes, *, delay: float = 0, qualifier: str | None = None,
-                     task_id: str | None = None, trigger: TriggerKind = "api") -> str:
+    def invoke_async(
+        self,
+        function: str,
+        payload: bytes,
+        *,
+        delay: float = 0,
+        qualifier: str | None = None,
+        task_id: str | None = None,
+        trigger: TriggerKind = "api",
+    ) -> str:
         """Queue an event (202 Accepted); returns its request id. FcError when refused."""
         self._function(function)
         self.check_qualifier(function, qualifier)
@@ -482,8 +551,17 @@ class FcBackend(AccountRegistry):
             if self._closed:
                 raise exc.InternalServerError("the local FC is stopped")
             for copy in range(copies):
-                event = _AsyncEvent(request_id, function, payload, trigger, now, qualifier, task_id,
-                                    duplicate=copy > 0, delayed=delay > 0)
+                event = _AsyncEvent(
+                    request_id,
+                    function,
+                    payload,
+                    trigger,
+                    now,
+                    qualifier,
+                    task_id,
+                    duplicate=copy > 0,
+                    delayed=delay > 0,
+                )
                 self._pending += 1
                 self._delayed += event.delayed
                 self._schedule(event, now + delay)
@@ -494,8 +572,9 @@ class FcBackend(AccountRegistry):
             heapq.heappush(self._queue, (due, next(self._sequence), event))
             self._changed.notify_all()
             if self._dispatcher is None:
-                self._dispatcher = threading.Thread(target=self._dispatch, name="local-fc-dispatcher",
-                                                    daemon=True)
+                self._dispatcher = threading.Thread(
+                    target=self._dispatch, name="local-fc-dispatcher", daemon=True
+                )
                 self._dispatcher.start()
 
     def _dispatch(self) -> None:
@@ -510,8 +589,9 @@ class FcBackend(AccountRegistry):
                 if event.delayed:
                     event.delayed = False
                     self._delayed -= 1
-            threading.Thread(target=self._attempt, args=(event,), name=f"local-fc-{event.function}",
-                             daemon=True).start()
+            threading.Thread(
+                target=self._attempt, args=(event,), name=f"local-fc-{event.function}", daemon=True
+            ).start()
 
     def _attempt(self, event: _AsyncEvent) -> None:
         try:
@@ -534,8 +614,16 @@ class FcBackend(AccountRegistry):
                 raise system
             outcome = self._execute(state, event.request_id, event.payload, event.qualifier)
         except exc.FcError as system:
-            self._record_system_error(state, event.request_id, "async", event.trigger, event.attempts + 1,
-                                      event.payload, system, event.duplicate)
+            self._record_system_error(
+                state,
+                event.request_id,
+                "async",
+                event.trigger,
+                event.attempts + 1,
+                event.payload,
+                system,
+                event.duplicate,
+            )
             if exc.is_retried_system_error(system):  # concurrency limit exceeded: backoff, retries kept
                 event.system_failures += 1
                 self._schedule(event, self.clock() + self._backoff(event.system_failures))
@@ -546,8 +634,16 @@ class FcBackend(AccountRegistry):
             return
         event.attempts += 1
         event.last = outcome
-        self._record(state, event.request_id, "async", event.trigger, event.attempts, event.payload, outcome,
-                     event.duplicate)
+        self._record(
+            state,
+            event.request_id,
+            "async",
+            event.trigger,
+            event.attempts,
+            event.payload,
+            outcome,
+            event.duplicate,
+        )
         if outcome.status == "ok":
             self._deliver_destination(state, event, "Success", config.on_success)
         elif event.attempts <= config.max_async_retry_attempts:
@@ -558,7 +654,7 @@ class FcBackend(AccountRegistry):
         self._finished()
 
     def _backoff(self, failures: int) -> float:
-        return min(self.retry_base_delay * 2 ** (failures - 1), self.retry_max_delay)
+        return min(self.retry_base_delay * 2.0 ** (failures - 1), self.retry_max_delay)
 
     def _finished(self) -> None:
         with self._lock:
@@ -591,18 +687,21 @@ class FcBackend(AccountRegistry):
             return [(due, event.function, event.request_id) for due, _, event in sorted(self._queue)]
 
     # --- destinations ---------------------------------------------------------------------------------------
-    def _deliver_destination(self, state: _Function, event: _AsyncEvent, condition: Condition,
-                             destination: str | None) -> None:
+    def _deliver_destination(
+        self, state: _Function, event: _AsyncEvent, condition: Condition, destination: str | None
+    ) -> None:
         if not destination:
             return
         payload = self.destination_payload(state.spec.name, event, condition)
         target = self._destination_function(destination)
         with self._lock:
-            self.destinations.append(DestinationRecord(event.request_id, state.spec.name, condition,
-                                                       destination, payload, target))
+            self.destinations.append(
+                DestinationRecord(event.request_id, state.spec.name, condition, destination, payload, target)
+            )
         if target is not None:
-            self.invoke_async(target, json.dumps(payload, ensure_ascii=False).encode("utf-8"),
-                              trigger="destination")
+            self.invoke_async(
+                target, json.dumps(payload, ensure_ascii=False).encode("utf-8"), trigger="destination"
+            )
 
     def _destination_function(self, destination: str) -> str | None:
         """The local function an ``acs:fc`` destination names (same region, our account or none)."""
@@ -621,12 +720,17 @@ class FcBackend(AccountRegistry):
         elif last is not None:
             failed = last.status != "ok"
             response = {"statusCode": 200, "functionError": UNHANDLED if failed else None}
-            response_payload = (json.dumps(last.error) if failed
-                                else last.body.decode("utf-8", errors="replace"))
+            response_payload = (
+                json.dumps(last.error) if failed else last.body.decode("utf-8", errors="replace")
+            )
         return {
             "timestamp": iso8601(self.clock()),
-            "requestContext": {"requestId": event.request_id, "functionArn": self.function_arn(function),
-                               "condition": condition, "approximateInvokeCount": event.attempts},
+            "requestContext": {
+                "requestId": event.request_id,
+                "functionArn": self.function_arn(function),
+                "condition": condition,
+                "approximateInvokeCount": event.attempts,
+            },
             "requestPayload": event.payload.decode("utf-8", errors="replace"),
             "responseContext": response,
             "responsePayload": response_payload,
@@ -649,7 +753,9 @@ class FcBackend(AccountRegistry):
             for trigger in state.spec.triggers:
                 if trigger.type == "oss" and oss_trigger_matches(trigger, record):
                     body = json.dumps(event, ensure_ascii=False).encode("utf-8")
-                    delivered.append(self.invoke_async(name, body, qualifier=trigger.qualifier, trigger="oss"))
+                    delivered.append(
+                        self.invoke_async(name, body, qualifier=trigger.qualifier, trigger="oss")
+                    )
         return delivered
 
     def fire_timer(self, function: str, trigger_name: str, *, at: float | None = None) -> str:
@@ -662,41 +768,109 @@ class FcBackend(AccountRegistry):
         if trigger.config.get("enable") is False:
             raise ValueError(f"timer trigger {trigger_name!r} of {function} is disabled (enable: false)")
         fired = self.clock() if at is None else at
-        event = {"triggerTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(fired)),
-                 "triggerName": trigger_name, "payload": trigger.config.get("payload", "")}
-        return self.invoke_async(function, json.dumps(event).encode("utf-8"), qualifier=trigger.qualifier,
-                                 trigger="timer")
+        event = {
+            "triggerTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(fired)),
+            "triggerName": trigger_name,
+            "payload": trigger.config.get("payload", ""),
+        }
+        return self.invoke_async(
+            function, json.dumps(event).encode("utf-8"), qualifier=trigger.qualifier, trigger="timer"
+        )
 
     # --- records --------------------------------------------------------------------------------------------
     def _cold_started(self, cold_start: ColdStart) -> None:
         with self._lock:
             self.cold_starts.append(cold_start)
 
-    def _record(self, state: _Function, request_id: str, kind: InvocationKind, trigger: TriggerKind,
-                attempt: int, payload: bytes, outcome: Outcome, duplicate: bool = False) -> None:
-        error = None if outcome.error is None else (
-            f"{outcome.error.get('errorType', 'Error')}: {outcome.error.get('errorMessage', '')}")
-        self._append(InvocationRecord(request_id, state.spec.name, kind, trigger, attempt, outcome.started,
-                                      outcome.ended, outcome.duration, state.spec.memory_size,
-                                      outcome.status, error, len(payload), outcome.instance_id, duplicate,
-                                      outcome.log))
+    def _record(
+        self,
+        state: _Function,
+        request_id: str,
+        kind: InvocationKind,
+        trigger: TriggerKind,
+        attempt: int,
+        payload: bytes,
+        outcome: Outcome,
+        duplicate: bool = False,
+    ) -> None:
+        error = (
+            None
+            if outcome.error is None
+            else (f"{outcome.error.get('errorType', 'Error')}: {outcome.error.get('errorMessage', '')}")
+        )
+        self._append(
+            InvocationRecord(
+                request_id,
+                state.spec.name,
+                kind,
+                trigger,
+                attempt,
+                outcome.started,
+                outcome.ended,
+                outcome.duration,
+                state.spec.memory_size,
+                outcome.status,
+                error,
+                len(payload),
+                outcome.instance_id,
+                duplicate,
+                outcome.log,
+            )
+        )
 
-    def _record_system_error(self, state: _Function, request_id: str, kind: InvocationKind,
-                             trigger: TriggerKind, attempt: int, payload: bytes, error: exc.FcError,
-                             duplicate: bool = False) -> None:
+    def _record_system_error(
+        self,
+        state: _Function,
+        request_id: str,
+        kind: InvocationKind,
+        trigger: TriggerKind,
+        attempt: int,
+        payload: bytes,
+        error: exc.FcError,
+        duplicate: bool = False,
+    ) -> None:
         now = time.time()
-        self._append(InvocationRecord(request_id, state.spec.name, kind, trigger, attempt, now, now, 0.0,
-                                      state.spec.memory_size, "system_error", f"{error.code}: {error.message}",
-                                      len(payload), None, duplicate))
+        self._append(
+            InvocationRecord(
+                request_id,
+                state.spec.name,
+                kind,
+                trigger,
+                attempt,
+                now,
+                now,
+                0.0,
+                state.spec.memory_size,
+                "system_error",
+                f"{error.code}: {error.message}",
+                len(payload),
+                None,
+                duplicate,
+            )
+        )
 
     def _record_dropped(self, state: _Function, event: _AsyncEvent) -> None:
         now = time.time()
         age = self.clock() - event.accepted_at
-        self._append(InvocationRecord(
-            event.request_id, state.spec.name, "async", event.trigger, event.attempts + 1, now, now, 0.0,
-            state.spec.memory_size, "dropped",
-            f"EventAgeExceeded: older than {state.spec.async_config.max_async_event_age_in_seconds} s "
-            f"({age:.1f} s)", len(event.payload), None, event.duplicate))
+        self._append(
+            InvocationRecord(
+                event.request_id,
+                state.spec.name,
+                "async",
+                event.trigger,
+                event.attempts + 1,
+                now,
+                now,
+                0.0,
+                state.spec.memory_size,
+                "dropped",
+                f"EventAgeExceeded: older than {state.spec.async_config.max_async_event_age_in_seconds} s "
+                f"({age:.1f} s)",
+                len(event.payload),
+                None,
+                event.duplicate,
+            )
+        )
 
     def _append(self, record: InvocationRecord) -> None:
         with self._lock:
@@ -708,17 +882,22 @@ class FcBackend(AccountRegistry):
 
     def records(self, function: str | None = None, *, status: str | None = None) -> list[InvocationRecord]:
         with self._lock:
-            return [r for r in self.invocations
-                    if (function is None or r.function == function) and (status is None or r.status == status)]
+            return [
+                r
+                for r in self.invocations
+                if (function is None or r.function == function) and (status is None or r.status == status)
+            ]
 
     def running(self, function: str) -> list[RunningInvocation]:
         """Test hook: the invocations of ``function`` running now, oldest first, each with the worker
         process that runs it, so that a test can freeze one mid-invocation (SIGSTOP, then SIGCONT) as a
         busy host's scheduler would. (Two copies of a duplicated event share a request id; their workers
         differ.) What FC's console shows as an instance's running requests."""
-        return [RunningInvocation(function, request_id, instance_id, pid, started)
-                for instance_id, pid, request_id, started in self._function(function).pool.running()
-                if pid is not None]
+        return [
+            RunningInvocation(function, request_id, instance_id, pid, started)
+            for instance_id, pid, request_id, started in self._function(function).pool.running()
+            if pid is not None
+        ]
 
     def gb_seconds(self, function: str | None = None) -> float:
         """Sum of duration × memory (GB) over the attempts that ran: what FC bills as resource usage."""
@@ -732,15 +911,24 @@ class FcBackend(AccountRegistry):
         with self._lock:
             records = list(self.invocations)
             per_function = {
-                name: {"invocations": sum(1 for r in records if r.function == name),
-                       "statuses": _count(r.status for r in records if r.function == name),
-                       "cold_starts": sum(1 for c in self.cold_starts if c.function == name),
-                       "peak_busy": state.pool.peak_busy, "max_instances": state.pool.max_instances,
-                       "gb_seconds": sum(r.duration * r.memory_size / 1024 for r in records
-                                         if r.function == name)}
-                for name, state in self._functions.items()}
-            return {"functions": per_function, "pending": self._pending,
-                    "destinations": len(self.destinations), "gb_seconds": self.gb_seconds()}
+                name: {
+                    "invocations": sum(1 for r in records if r.function == name),
+                    "statuses": _count(r.status for r in records if r.function == name),
+                    "cold_starts": sum(1 for c in self.cold_starts if c.function == name),
+                    "peak_busy": state.pool.peak_busy,
+                    "max_instances": state.pool.max_instances,
+                    "gb_seconds": sum(
+                        r.duration * r.memory_size / 1024 for r in records if r.function == name
+                    ),
+                }
+                for name, state in self._functions.items()
+            }
+            return {
+                "functions": per_function,
+                "pending": self._pending,
+                "destinations": len(self.destinations),
+                "gb_seconds": self.gb_seconds(),
+            }
 
     # --- life -----------------------------------------------------------------------------------------------
     def reset(self) -> None:

@@ -19,8 +19,9 @@ from __future__ import annotations
 import base64
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, cast
+from typing import Any, cast
 from urllib.parse import unquote
 
 from .._http import HttpRequest, is_loopback, json_object
@@ -53,8 +54,9 @@ def fc_error_for(error: cams_exc.CamsError, access_key_id: str | None) -> exc.Fc
     """The FC refusal for one of the local CAMS's signature checks (mapping: see :mod:`.exceptions`)."""
     if isinstance(error, cams_exc.InvalidAccessKeyIdNotFound):
         return exc.InvalidAccessKeyID(access_key_id or "")
-    if isinstance(error, (cams_exc.SignatureDoesNotMatch, cams_exc.IncompleteSignature,
-                          cams_exc.InvalidSignatureMethod)):
+    if isinstance(
+        error, (cams_exc.SignatureDoesNotMatch, cams_exc.IncompleteSignature, cams_exc.InvalidSignatureMethod)
+    ):
         signature_error = exc.SignatureNotMatch()
         if not isinstance(error, cams_exc.SignatureDoesNotMatch):
             signature_error.message = f"{signature_error.message} ({error.message})"
@@ -99,8 +101,12 @@ class InvokeResponse:
         qualifier = params.get("qualifier") or None
         if invocation_type.lower() == "async":
             request_id = self.backend.invoke_async(
-                function, request.body, delay=_async_delay(request.header("x-fc-async-delay")),
-                qualifier=qualifier, task_id=request.header("x-fc-async-task-id"))
+                function,
+                request.body,
+                delay=_async_delay(request.header("x-fc-async-delay")),
+                qualifier=qualifier,
+                task_id=request.header("x-fc-async-task-id"),
+            )
             return Reply(202, b"", {"x-fc-request-id": request_id})
         if invocation_type.lower() != "sync":
             raise exc.InvalidArgument(f"x-fc-invocation-type must be Sync or Async, not {invocation_type!r}")
@@ -114,7 +120,9 @@ def _async_delay(value: str | None) -> float:
     try:
         delay = int(value)
     except ValueError:
-        raise exc.InvalidArgument(f"x-fc-async-delay must be an integer number of seconds, not {value!r}") from None
+        raise exc.InvalidArgument(
+            f"x-fc-async-delay must be an integer number of seconds, not {value!r}"
+        ) from None
     if not 0 <= delay <= 3600:
         raise exc.InvalidArgument(f"x-fc-async-delay must be between 0 and 3600, not {delay}")
     return delay
@@ -159,22 +167,28 @@ class AdminResponse:
             ("GET", "destinations"): lambda _: [d.to_dict() for d in list(b.destinations)],
             ("GET", "stats"): lambda _: b.stats(),
             ("POST", "crash_next"): lambda o: b.crash_next(o["function"], o["point"], int(o.get("n", 1))),
-            ("POST", "fail_next"): lambda o: b.fail_next(o["function"], int(o.get("n", 1)),
-                                                         o.get("code", "InternalServerError"), o.get("message")),
+            ("POST", "fail_next"): lambda o: b.fail_next(
+                o["function"], int(o.get("n", 1)), o.get("code", "InternalServerError"), o.get("message")
+            ),
             ("POST", "duplicate_next"): lambda o: b.duplicate_next(o["function"], int(o.get("n", 1))),
             ("POST", "fire_timer"): lambda o: {"request_id": b.fire_timer(o["function"], o["trigger"])},
             ("GET", "scheduled"): lambda _: b.scheduled(),
-            ("POST", "wait_idle"): lambda o: {"idle": b.wait_idle(float(o.get("timeout", 10.0)),
-                                                                  include_delayed=bool(o.get("include_delayed")))},
+            ("POST", "wait_idle"): lambda o: {
+                "idle": b.wait_idle(
+                    float(o.get("timeout", 10.0)), include_delayed=bool(o.get("include_delayed"))
+                )
+            },
             ("POST", "reset"): lambda _: b.reset(),
         }
 
     def dispatch(self, request: HttpRequest) -> Reply:
         if not is_loopback(request.client_host):
             return _json(403, {"Code": "Forbidden", "Message": "Admin endpoints answer loopback only."})
-        route = self._routes.get((request.method, request.path[len(ADMIN_PREFIX):]))
+        route = self._routes.get((request.method, request.path[len(ADMIN_PREFIX) :]))
         if route is None:
-            return _json(404, {"Code": "NotFound", "Message": f"No admin endpoint {request.method} {request.path}."})
+            return _json(
+                404, {"Code": "NotFound", "Message": f"No admin endpoint {request.method} {request.path}."}
+            )
         try:
             result = route(json_object(request.body) if request.method == "POST" else {})
         except exc.FcError as error:
@@ -186,9 +200,15 @@ class AdminResponse:
 
 def _function_info(backend: FcBackend, name: str) -> dict[str, Any]:
     spec = backend.spec(name)
-    return {"name": spec.name, "resource": spec.resource, "runtime": spec.runtime, "handler": spec.handler,
-            "memory_size": spec.memory_size, "timeout": spec.timeout,
-            "triggers": [{"name": t.name, "type": t.type} for t in spec.triggers]}
+    return {
+        "name": spec.name,
+        "resource": spec.resource,
+        "runtime": spec.runtime,
+        "handler": spec.handler,
+        "memory_size": spec.memory_size,
+        "timeout": spec.timeout,
+        "triggers": [{"name": t.name, "type": t.type} for t in spec.triggers],
+    }
 
 
 def _json(status: int, body: Any) -> Reply:

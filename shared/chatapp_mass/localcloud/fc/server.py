@@ -24,8 +24,9 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from chatapp_mass.deploy import syaml
 from chatapp_mass.deploy.syaml import FunctionSpec
@@ -33,11 +34,11 @@ from chatapp_mass.deploy.syaml import FunctionSpec
 from .._accounts import DEFAULT_REGION, Account, resolve_credentials
 from .._http import AnyMethodHandler, HttpRequest, LocalService, LoopbackServer
 from ..oss.server import IncompleteBody, RequestBody
+from . import exceptions as exc
 from .http_trigger import HttpReply, HttpTrigger, HttpTriggerResponse, http_triggers
 from .http_trigger import error_reply as http_error_reply
 from .models import DEFAULT_ACCOUNT_ID, DEFAULT_MAX_INSTANCES, SYNC_PAYLOAD_LIMIT, FcBackend, new_request_id
 from .responses import ADMIN_PREFIX, AdminResponse, InvokeResponse, Reply, error_reply
-from . import exceptions as exc
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +59,9 @@ class _Handler(AnyMethodHandler):
             self._send(error_reply(exc.EntityTooLarge(SYNC_PAYLOAD_LIMIT), ""))
             return
         body = self.rfile.read(length) if length > 0 else b""
-        request = HttpRequest(self.command, self.path, list(self.headers.items()), body,
-                              client_host=self.client_address[0])
+        request = HttpRequest(
+            self.command, self.path, list(self.headers.items()), body, client_host=self.client_address[0]
+        )
         if request.path.startswith(ADMIN_PREFIX):
             reply = self.server.admin.dispatch(request)
         else:
@@ -122,8 +124,9 @@ class _HttpTriggerHandler(AnyMethodHandler):
             length = None if chunked else int(self.headers.get("Content-Length") or 0)
         except ValueError:
             self.close_connection = True  # where this body ends is unknown
-            self._send(http_error_reply(400, "InvalidArgument", "Content-Length is not a number",
-                                        new_request_id()))
+            self._send(
+                http_error_reply(400, "InvalidArgument", "Content-Length is not a number", new_request_id())
+            )
             return
         stream = RequestBody(self.rfile, length, chunked)
         try:
@@ -136,8 +139,14 @@ class _HttpTriggerHandler(AnyMethodHandler):
         except IncompleteBody:
             self.close_connection = True  # the client went away mid-body: nobody to answer
             return
-        request = HttpRequest(self.command, self.path, list(self.headers.items()), body,
-                              client_host=self.client_address[0], arrived_at=received_at)
+        request = HttpRequest(
+            self.command,
+            self.path,
+            list(self.headers.items()),
+            body,
+            client_host=self.client_address[0],
+            arrived_at=received_at,
+        )
         self._send(response.dispatch(request, received_at=received_at, protocol=self.request_version))
 
     @staticmethod
@@ -211,31 +220,57 @@ class LocalFc(LocalService):
     triggers, or a ``triggerConfig.methods`` FC would refuse, is a ValueError here.
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, *,
-                 s_yaml: str | os.PathLike[str] | None = "s.yaml",
-                 functions: Iterable[FunctionSpec] | None = None,
-                 project_root: str | os.PathLike[str] | None = None,
-                 environ: Mapping[str, str] | None = None,
-                 account_id: str = DEFAULT_ACCOUNT_ID, region_id: str = DEFAULT_REGION,
-                 sts: bool = True, access_key_id: str | None = None, access_key_secret: str | None = None,
-                 security_token: str | None = None,
-                 environment_overrides: Mapping[str, str] | None = None, source_layout: bool = True,
-                 max_instances: int | Mapping[str, int] = DEFAULT_MAX_INSTANCES,
-                 oss_backend: Any = None, data_dir: str | os.PathLike[str] | None = None,
-                 http_host: str = "127.0.0.1", http_ports: Mapping[str, int] | None = None,
-                 **backend_options: Any) -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        s_yaml: str | os.PathLike[str] | None = "s.yaml",
+        functions: Iterable[FunctionSpec] | None = None,
+        project_root: str | os.PathLike[str] | None = None,
+        environ: Mapping[str, str] | None = None,
+        account_id: str = DEFAULT_ACCOUNT_ID,
+        region_id: str = DEFAULT_REGION,
+        sts: bool = True,
+        access_key_id: str | None = None,
+        access_key_secret: str | None = None,
+        security_token: str | None = None,
+        environment_overrides: Mapping[str, str] | None = None,
+        source_layout: bool = True,
+        max_instances: int | Mapping[str, int] = DEFAULT_MAX_INSTANCES,
+        oss_backend: Any = None,
+        data_dir: str | os.PathLike[str] | None = None,
+        http_host: str = "127.0.0.1",
+        http_ports: Mapping[str, int] | None = None,
+        **backend_options: Any,
+    ) -> None:
         specs, root = _functions(s_yaml, functions, project_root, environ, account_id)
         triggers = http_triggers(specs, account_id=account_id, region_id=region_id)  # refused before any work
         self.s_yaml = Path(s_yaml).resolve() if s_yaml is not None else None
         self.credentials = resolve_credentials(
-            access_key_id=access_key_id, access_key_secret=access_key_secret, security_token=security_token,
-            region_id=region_id, sts=sts)
-        role = Account(self.credentials.access_key_id, self.credentials.access_key_secret,
-                       self.credentials.security_token)
-        self.backend = FcBackend(specs, project_root=root, account_id=account_id, region_id=region_id,
-                                 role_credentials=role, environment_overrides=environment_overrides,
-                                 source_layout=source_layout, max_instances=max_instances, data_dir=data_dir,
-                                 **backend_options)
+            access_key_id=access_key_id,
+            access_key_secret=access_key_secret,
+            security_token=security_token,
+            region_id=region_id,
+            sts=sts,
+        )
+        role = Account(
+            self.credentials.access_key_id,
+            self.credentials.access_key_secret,
+            self.credentials.security_token,
+        )
+        self.backend = FcBackend(
+            specs,
+            project_root=root,
+            account_id=account_id,
+            region_id=region_id,
+            role_credentials=role,
+            environment_overrides=environment_overrides,
+            source_layout=source_layout,
+            max_instances=max_instances,
+            data_dir=data_dir,
+            **backend_options,
+        )
         self.backend.add_account(role.access_key_id, role.access_key_secret, role.security_token)
         self._oss_backend = oss_backend
         ports = dict(http_ports or {})
@@ -243,9 +278,11 @@ class LocalFc(LocalService):
         if unknown:
             raise ValueError(f"http_ports names functions without an HTTP trigger: {', '.join(unknown)}")
         self._http: dict[str, _HttpTriggerService] = {
-            name: _HttpTriggerService(http_host, ports.get(name, 0),
-                                      HttpTriggerResponse(self.backend, trigger))
-            for name, trigger in triggers.items()}
+            name: _HttpTriggerService(
+                http_host, ports.get(name, 0), HttpTriggerResponse(self.backend, trigger)
+            )
+            for name, trigger in triggers.items()
+        }
         super().__init__(host, port)
 
     @property
@@ -309,28 +346,49 @@ class LocalFc(LocalService):
         from alibabacloud_tea_openapi import models as open_api_models
 
         c = self.credentials
-        return Client(open_api_models.Config(
-            access_key_id=c.access_key_id, access_key_secret=c.access_key_secret,
-            security_token=c.security_token, endpoint=self.host_port, protocol="HTTP",
-            region_id=self.region_id, **config))
+        return Client(
+            open_api_models.Config(
+                access_key_id=c.access_key_id,
+                access_key_secret=c.access_key_secret,
+                security_token=c.security_token,
+                endpoint=self.host_port,
+                protocol="HTTP",
+                region_id=self.region_id,
+                **config,
+            )
+        )
 
     def describe(self) -> dict[str, Any]:
         """The JSON line the CLI prints: service, endpoint, region, account, credentials, functions, and
         ``http``: each HTTP-triggered function's endpoint."""
         c = self.credentials
-        return {"service": "fc", "endpoint": self.endpoint, "region_id": self.region_id,
-                "account_id": self.account_id, "access_key_id": c.access_key_id,
-                "access_key_secret": c.access_key_secret, "security_token": c.security_token,
-                "s_yaml": str(self.s_yaml) if self.s_yaml else None, "functions": self.backend.function_names,
-                "http": self.http_endpoints}
+        return {
+            "service": "fc",
+            "endpoint": self.endpoint,
+            "region_id": self.region_id,
+            "account_id": self.account_id,
+            "access_key_id": c.access_key_id,
+            "access_key_secret": c.access_key_secret,
+            "security_token": c.security_token,
+            "s_yaml": str(self.s_yaml) if self.s_yaml else None,
+            "functions": self.backend.function_names,
+            "http": self.http_endpoints,
+        }
 
 
-def _functions(s_yaml: str | os.PathLike[str] | None, functions: Iterable[FunctionSpec] | None,
-               project_root: str | os.PathLike[str] | None, environ: Mapping[str, str] | None,
-               account_id: str) -> tuple[list[FunctionSpec], Path]:
+def _functions(
+    s_yaml: str | os.PathLike[str] | None,
+    functions: Iterable[FunctionSpec] | None,
+    project_root: str | os.PathLike[str] | None,
+    environ: Mapping[str, str] | None,
+    account_id: str,
+) -> tuple[list[FunctionSpec], Path]:
     if functions is not None:
-        root = Path(project_root) if project_root is not None else (
-            Path(s_yaml).resolve().parent if s_yaml is not None else Path.cwd())
+        root = (
+            Path(project_root)
+            if project_root is not None
+            else (Path(s_yaml).resolve().parent if s_yaml is not None else Path.cwd())
+        )
         return list(functions), root
     if s_yaml is None:
         raise TypeError("pass s_yaml or functions")

@@ -13,7 +13,8 @@ Conversation::
     emulator -> {"op": "init", "paths": [...], "handler": "index.handler", "runtime": ..., "function": {...},
                  "region": ..., "account_id": ...}
     worker   -> {"op": "ready", "import_seconds": s}  or  {"op": "ready", "error": {...}} and exit
-    emulator -> {"op": "invoke", "request_id": ..., "arm": [crash points or [point, token]], "credentials": {...}} + event
+    emulator -> {"op": "invoke", "request_id": ..., "arm": [crash points or [point, token]],
+                 "credentials": {...}} + event
     worker   -> {"op": "result", "ok": true, "log": "..."} + body   or  {"ok": false, "error": {...}}
 
 The handler is called as FC's Python runtime calls it: ``handler(event: bytes, context)``. The context
@@ -39,8 +40,9 @@ import struct
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import IO, Any, Callable
+from typing import IO, Any
 
 _LENGTH = struct.Struct(">I")
 LOG_TAIL_BYTES = 4096  # what x-fc-log-result carries (the last 4 KB, as FC documents for Tail)
@@ -119,8 +121,9 @@ class Context:
 def build_context(init: dict[str, Any], invoke: dict[str, Any], logger: logging.Logger) -> Context:
     meta = init["function"]
     qualifier = invoke.get("qualifier") or "LATEST"
-    function = FunctionMeta(meta["name"], meta["handler"], int(meta["memory"]), int(meta["timeout"]),
-                            None, qualifier)
+    function = FunctionMeta(
+        meta["name"], meta["handler"], int(meta["memory"]), int(meta["timeout"]), None, qualifier
+    )
     attributes: dict[str, Any] = {
         "request_id": invoke["request_id"],
         "function": function,
@@ -129,8 +132,9 @@ def build_context(init: dict[str, Any], invoke: dict[str, Any], logger: logging.
     }
     if init["runtime"] in ("python3.9", "python3.10", "python3.6"):
         creds = invoke.get("credentials") or {}
-        attributes["credentials"] = Credentials(creds.get("access_key_id"), creds.get("access_key_secret"),
-                                                creds.get("security_token"))
+        attributes["credentials"] = Credentials(
+            creds.get("access_key_id"), creds.get("access_key_secret"), creds.get("security_token")
+        )
         attributes["service"] = ServiceMeta(meta["name"], None, None, qualifier, None)
     else:
         attributes["logger"] = logger
@@ -241,8 +245,10 @@ def _arm(points: list[Any]) -> Callable[[], None]:
     except ImportError:
         sys.stderr.write(f"local FC: cannot arm {points}: chatapp_mass is not importable here\n")
         return lambda: None
-    faults.arm(*(p for p in points if isinstance(p, str)),
-               tokens=[(p[0], p[1]) for p in points if not isinstance(p, str)])
+    faults.arm(
+        *(p for p in points if isinstance(p, str)),
+        tokens=[(p[0], p[1]) for p in points if not isinstance(p, str)],
+    )
     return faults.disarm
 
 

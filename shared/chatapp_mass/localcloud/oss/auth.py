@@ -49,7 +49,8 @@ shows none): a region in the scope that is not the bucket's -> 403 ``SignatureDo
 1..604800 s -> EC 0002-00000232, used after it expired -> 403 ``AccessDenied`` "Request has expired.", EC
 0002-00000236; a URL without ``x-oss-signature`` -> EC 0002-00000219, with an empty one -> EC 0002-00000220;
 an ``x-oss-content-sha256`` header that is not ``UNSIGNED-PAYLOAD`` -> 400 ``InvalidArgument``, EC
-0002-00000214 (ASSUMPTION: a missing one too; ``oss2`` always sends it). The clock check (15 minutes, RequestTimeTooSkewed) follows a matching signature. V2
+0002-00000214 (ASSUMPTION: a missing one too; ``oss2`` always sends it). The clock check (15 minutes,
+RequestTimeTooSkewed) follows a matching signature. V2
 (``OSS2 ...``) is answered 501 NotImplemented (an emulator limit, not the service's).
 """
 
@@ -85,23 +86,96 @@ EC_V4_URL_EMPTY_SIGNATURE = "0002-00000220"
 
 #: The V1 sub-resources that enter the CanonicalizedResource: ``oss2.auth.ProviderAuth._subresource_key_set``
 #: (2.19.1), which is the SDK's copy of the service's list.
-SUBRESOURCES = frozenset([
-    "response-content-type", "response-content-language", "response-cache-control", "logging",
-    "response-content-encoding", "acl", "uploadId", "uploads", "partNumber", "group", "link", "delete",
-    "website", "location", "objectInfo", "objectMeta", "response-expires", "response-content-disposition",
-    "cors", "lifecycle", "restore", "qos", "referer", "stat", "bucketInfo", "append", "position",
-    "security-token", "live", "comp", "status", "vod", "startTime", "endTime", "x-oss-process", "symlink",
-    "callback", "callback-var", "tagging", "encryption", "versions", "versioning", "versionId", "policy",
-    "requestPayment", "x-oss-traffic-limit", "qosInfo", "asyncFetch", "x-oss-request-payer", "sequential",
-    "inventory", "inventoryId", "continuation-token", "worm", "wormId", "wormExtend", "replication",
-    "replicationLocation", "replicationProgress", "transferAcceleration", "cname", "metaQuery",
-    "x-oss-ac-source-ip", "x-oss-ac-subnet-mask", "x-oss-ac-vpc-id", "x-oss-ac-forward-allow",
-    "resourceGroup", "style", "styleName", "x-oss-async-process", "regionList",
-    "x-oss-write-get-object-response", "bucketArchiveDirectRead", "httpsConfig", "redundancyTransition",
-    "x-oss-target-redundancy-type", "x-oss-redundancy-transition-taskid", "accessPoint", "accessPointPolicy",
-    "publicAccessBlock", "x-oss-access-point-name", "requesterQosInfo", "qosRequester", "resourcePoolInfo",
-    "resourcePool", "resourcePoolBuckets",
-])
+SUBRESOURCES = frozenset(
+    [
+        "response-content-type",
+        "response-content-language",
+        "response-cache-control",
+        "logging",
+        "response-content-encoding",
+        "acl",
+        "uploadId",
+        "uploads",
+        "partNumber",
+        "group",
+        "link",
+        "delete",
+        "website",
+        "location",
+        "objectInfo",
+        "objectMeta",
+        "response-expires",
+        "response-content-disposition",
+        "cors",
+        "lifecycle",
+        "restore",
+        "qos",
+        "referer",
+        "stat",
+        "bucketInfo",
+        "append",
+        "position",
+        "security-token",
+        "live",
+        "comp",
+        "status",
+        "vod",
+        "startTime",
+        "endTime",
+        "x-oss-process",
+        "symlink",
+        "callback",
+        "callback-var",
+        "tagging",
+        "encryption",
+        "versions",
+        "versioning",
+        "versionId",
+        "policy",
+        "requestPayment",
+        "x-oss-traffic-limit",
+        "qosInfo",
+        "asyncFetch",
+        "x-oss-request-payer",
+        "sequential",
+        "inventory",
+        "inventoryId",
+        "continuation-token",
+        "worm",
+        "wormId",
+        "wormExtend",
+        "replication",
+        "replicationLocation",
+        "replicationProgress",
+        "transferAcceleration",
+        "cname",
+        "metaQuery",
+        "x-oss-ac-source-ip",
+        "x-oss-ac-subnet-mask",
+        "x-oss-ac-vpc-id",
+        "x-oss-ac-forward-allow",
+        "resourceGroup",
+        "style",
+        "styleName",
+        "x-oss-async-process",
+        "regionList",
+        "x-oss-write-get-object-response",
+        "bucketArchiveDirectRead",
+        "httpsConfig",
+        "redundancyTransition",
+        "x-oss-target-redundancy-type",
+        "x-oss-redundancy-transition-taskid",
+        "accessPoint",
+        "accessPointPolicy",
+        "publicAccessBlock",
+        "x-oss-access-point-name",
+        "requesterQosInfo",
+        "qosRequester",
+        "resourcePoolInfo",
+        "resourcePool",
+        "resourcePoolBuckets",
+    ]
+)
 
 
 # --- signatures (pure) -----------------------------------------------------------------------------------
@@ -132,15 +206,19 @@ def v1_string_to_sign(request: RequestHead, bucket: str | None, key: str | None,
         lower = name.lower()
         if lower.startswith("x-oss-"):
             oss_headers.setdefault(lower, []).append(value)
-    canonical = b"".join(name.encode("ascii") + b":" + _latin1(",".join(values)) + b"\n"
-                         for name, values in sorted(oss_headers.items()))
-    return b"\n".join([
-        request.method.encode("ascii"),
-        _latin1(request.header("content-md5") or ""),
-        _latin1(request.header("content-type") or ""),
-        _latin1(date),
-        canonical + canonical_resource(bucket, key, query_params(request)).encode("utf-8"),
-    ])
+    canonical = b"".join(
+        name.encode("ascii") + b":" + _latin1(",".join(values)) + b"\n"
+        for name, values in sorted(oss_headers.items())
+    )
+    return b"\n".join(
+        [
+            request.method.encode("ascii"),
+            _latin1(request.header("content-md5") or ""),
+            _latin1(request.header("content-type") or ""),
+            _latin1(date),
+            canonical + canonical_resource(bucket, key, query_params(request)).encode("utf-8"),
+        ]
+    )
 
 
 def v1_signature(secret: str, string_to_sign: bytes) -> str:
@@ -153,20 +231,39 @@ def v4_uri_encode(text: str, *, keep_slash: bool) -> str:
     return quote(text.encode("utf-8"), safe=safe)
 
 
-def v4_canonical_request(request: RequestHead, bucket: str | None, key: str | None, additional: list[str],
-                         *, exclude_params: frozenset[str] = frozenset()) -> bytes:
+def v4_canonical_request(
+    request: RequestHead,
+    bucket: str | None,
+    key: str | None,
+    additional: list[str],
+    *,
+    exclude_params: frozenset[str] = frozenset(),
+) -> bytes:
     uri = v4_uri_encode(f"/{bucket}/{key or ''}" if bucket else "/", keep_slash=True)
-    encoded = sorted((v4_uri_encode(k, keep_slash=False), v4_uri_encode(v, keep_slash=False))
-                     for k, v in query_params(request).items() if k not in exclude_params)
+    encoded = sorted(
+        (v4_uri_encode(k, keep_slash=False), v4_uri_encode(v, keep_slash=False))
+        for k, v in query_params(request).items()
+        if k not in exclude_params
+    )
     query = "&".join(f"{k}={v}" if v else k for k, v in encoded)
     wanted = set(additional) | {"content-type", "content-md5"}
     signed: list[tuple[str, str]] = sorted(
-        (name.lower(), value) for name, value in request.headers
-        if name.lower().startswith("x-oss-") or name.lower() in wanted)
+        (name.lower(), value)
+        for name, value in request.headers
+        if name.lower().startswith("x-oss-") or name.lower() in wanted
+    )
     headers = b"".join(name.encode("ascii") + b":" + _latin1(value) + b"\n" for name, value in signed)
     payload = request.header("x-oss-content-sha256") or UNSIGNED_PAYLOAD
-    return b"\n".join([request.method.encode("ascii"), uri.encode("ascii"), query.encode("ascii"),
-                       headers, ";".join(sorted(additional)).encode("ascii"), _latin1(payload)])
+    return b"\n".join(
+        [
+            request.method.encode("ascii"),
+            uri.encode("ascii"),
+            query.encode("ascii"),
+            headers,
+            ";".join(sorted(additional)).encode("ascii"),
+            _latin1(payload),
+        ]
+    )
 
 
 def v4_signature(secret: str, date_time: str, scope: str, canonical_request: bytes) -> tuple[str, str]:
@@ -225,7 +322,9 @@ class OssAuthenticator:
         if scheme == V4_ALGORITHM:
             return self._authenticate_v4(request, bucket, key, credentials)
         if scheme == "OSS2":
-            raise exc.NotImplementedByEmulator("The local OSS checks V4 (and, when allowed, V1) signatures only.")
+            raise exc.NotImplementedByEmulator(
+                "The local OSS checks V4 (and, when allowed, V1) signatures only."
+            )
         raise exc.InvalidArgument("Authorization header is invalid.", ArgumentName="Authorization")
 
     def _refuse_v1(self, what: str) -> None:
@@ -233,38 +332,48 @@ class OssAuthenticator:
             raise exc.AccessDenied(
                 f"The request is signed with {what}; this bucket accepts V4 signatures only "
                 "(OSS4-HMAC-SHA256 with the bucket's region). Sign with V4: oss2.ProviderAuthV4 and "
-                "oss2.Bucket(..., region=...).", EC=EC_V1_REFUSED)
+                "oss2.Bucket(..., region=...).",
+                EC=EC_V1_REFUSED,
+            )
 
     # --- V1 ---------------------------------------------------------------------------------------------
-    def _authenticate_v1(self, request: RequestHead, bucket: str | None, key: str | None,
-                         credentials: str) -> Account:
+    def _authenticate_v1(
+        self, request: RequestHead, bucket: str | None, key: str | None, credentials: str
+    ) -> Account:
         access_key_id, sep, signature = credentials.strip().rpartition(":")
         if not sep or not access_key_id:
             raise exc.InvalidArgument("Authorization header is invalid.", ArgumentName="Authorization")
         account = self._account(access_key_id, request.header("x-oss-security-token"))
         date = request.header("x-oss-date") or request.header("date") or ""
         string_to_sign = v1_string_to_sign(request, bucket, key, date)
-        self._compare(v1_signature(account.access_key_secret, string_to_sign), signature, access_key_id,
-                      string_to_sign)
+        self._compare(
+            v1_signature(account.access_key_secret, string_to_sign), signature, access_key_id, string_to_sign
+        )
         self._check_http_date(date)
         return account
 
-    def _authenticate_v1_url(self, request: RequestHead, bucket: str | None, key: str | None,
-                             params: dict[str, str]) -> Account:
+    def _authenticate_v1_url(
+        self, request: RequestHead, bucket: str | None, key: str | None, params: dict[str, str]
+    ) -> Account:
         access_key_id = params["OSSAccessKeyId"]
         account = self._account(access_key_id, params.get("security-token"))
         expires = params.get("Expires", "")
         string_to_sign = v1_string_to_sign(request, bucket, key, expires)
-        self._compare(v1_signature(account.access_key_secret, string_to_sign), params["Signature"],
-                      access_key_id, string_to_sign)
+        self._compare(
+            v1_signature(account.access_key_secret, string_to_sign),
+            params["Signature"],
+            access_key_id,
+            string_to_sign,
+        )
         try:
             expires_at = int(expires)
         except ValueError:
             raise exc.AccessDenied("Invalid argument Expires.", Expires=expires) from None
         now = self.backend.clock()
         if now > expires_at:
-            raise exc.AccessDenied("Request has expired.", Expires=http_date(expires_at),
-                                   ServerTime=http_date(now))
+            raise exc.AccessDenied(
+                "Request has expired.", Expires=http_date(expires_at), ServerTime=http_date(now)
+            )
         return account
 
     # --- V4 ---------------------------------------------------------------------------------------------
@@ -272,89 +381,131 @@ class OssAuthenticator:
         """(access key id, scope, scope parts) of ``AK/date/region/oss/aliyun_v4_request``."""
         parts = credential.split("/")
         if len(parts) != 5 or not parts[0] or parts[3:] != ["oss", "aliyun_v4_request"]:
-            raise exc.InvalidArgument(f"{argument} is invalid: expected "
-                                      "<AccessKeyId>/<yyyymmdd>/<region>/oss/aliyun_v4_request.",
-                                      ArgumentName=argument, EC=ec)
+            raise exc.InvalidArgument(
+                f"{argument} is invalid: expected <AccessKeyId>/<yyyymmdd>/<region>/oss/aliyun_v4_request.",
+                ArgumentName=argument,
+                EC=ec,
+            )
         return parts[0], "/".join(parts[1:]), parts
 
     def _check_scope(self, parts: list[str], date_time: str, access_key_id: str) -> None:
         if date_time[:8] != parts[1]:
-            raise exc.SignatureDoesNotMatch("Invalid date in the Credential scope.", OSSAccessKeyId=access_key_id)
+            raise exc.SignatureDoesNotMatch(
+                "Invalid date in the Credential scope.", OSSAccessKeyId=access_key_id
+            )
         if parts[2] != self.backend.region_id:
             raise exc.SignatureDoesNotMatch(
                 f"Invalid signing region {parts[2]!r}: the bucket is in {self.backend.region_id!r}; sign "
-                "with the bucket's region id.", OSSAccessKeyId=access_key_id, EC=EC_V4_WRONG_REGION)
+                "with the bucket's region id.",
+                OSSAccessKeyId=access_key_id,
+                EC=EC_V4_WRONG_REGION,
+            )
 
-    def _authenticate_v4(self, request: RequestHead, bucket: str | None, key: str | None,
-                         credentials: str) -> Account:
+    def _authenticate_v4(
+        self, request: RequestHead, bucket: str | None, key: str | None, credentials: str
+    ) -> Account:
         fields: dict[str, str] = {}
         for part in credentials.split(","):
             name, sep, value = part.strip().partition("=")
             if sep:
                 fields[name] = value.strip()
         signature = fields.get("Signature", "")
-        access_key_id, scope, parts = self._scope(fields.get("Credential", ""), EC_V4_BAD_CREDENTIAL,
-                                                  "Authorization")
+        access_key_id, scope, parts = self._scope(
+            fields.get("Credential", ""), EC_V4_BAD_CREDENTIAL, "Authorization"
+        )
         if not signature:
             raise exc.InvalidArgument("Authorization header is invalid.", ArgumentName="Authorization")
         payload = request.header("x-oss-content-sha256")
         if payload != UNSIGNED_PAYLOAD:
-            raise exc.InvalidArgument(f"x-oss-content-sha256 must be {UNSIGNED_PAYLOAD} with a V4 signature.",
-                                      ArgumentName="x-oss-content-sha256", ArgumentValue=payload,
-                                      EC=EC_V4_CONTENT_SHA256)
+            raise exc.InvalidArgument(
+                f"x-oss-content-sha256 must be {UNSIGNED_PAYLOAD} with a V4 signature.",
+                ArgumentName="x-oss-content-sha256",
+                ArgumentValue=payload,
+                EC=EC_V4_CONTENT_SHA256,
+            )
         account = self._account(access_key_id, request.header("x-oss-security-token"))
         date_time = request.header("x-oss-date") or ""
-        additional = [name.strip().lower() for name in fields.get("AdditionalHeaders", "").split(";")
-                      if name.strip()]
+        additional = [
+            name.strip().lower() for name in fields.get("AdditionalHeaders", "").split(";") if name.strip()
+        ]
         canonical = v4_canonical_request(request, bucket, key, additional)
         expected, string_to_sign = v4_signature(account.access_key_secret, date_time, scope, canonical)
-        self._compare(expected, signature.lower(), access_key_id, string_to_sign.encode("utf-8"),
-                      CanonicalRequest=canonical.decode("utf-8", "replace"))
+        self._compare(
+            expected,
+            signature.lower(),
+            access_key_id,
+            string_to_sign.encode("utf-8"),
+            CanonicalRequest=canonical.decode("utf-8", "replace"),
+        )
         signed_at = _v4_time(date_time)
         self._check_scope(parts, date_time, access_key_id)
         self._check_skew(signed_at, date_time)
         return account
 
-    def _authenticate_v4_url(self, request: RequestHead, bucket: str | None, key: str | None,
-                             params: dict[str, str]) -> Account:
+    def _authenticate_v4_url(
+        self, request: RequestHead, bucket: str | None, key: str | None, params: dict[str, str]
+    ) -> Account:
         version = params.get("x-oss-signature-version", "")
         if version != V4_ALGORITHM:
-            raise exc.InvalidArgument(f"x-oss-signature-version must be {V4_ALGORITHM}.",
-                                      ArgumentName="x-oss-signature-version", ArgumentValue=version)
-        access_key_id, scope, parts = self._scope(params.get("x-oss-credential", ""), EC_V4_URL_BAD_CREDENTIAL,
-                                                  "x-oss-credential")
+            raise exc.InvalidArgument(
+                f"x-oss-signature-version must be {V4_ALGORITHM}.",
+                ArgumentName="x-oss-signature-version",
+                ArgumentValue=version,
+            )
+        access_key_id, scope, parts = self._scope(
+            params.get("x-oss-credential", ""), EC_V4_URL_BAD_CREDENTIAL, "x-oss-credential"
+        )
         signature = params.get("x-oss-signature")
         if not signature:
-            raise exc.InvalidArgument(f"x-oss-signature is {'empty' if signature == '' else 'missing'}.",
-                                      ArgumentName="x-oss-signature",
-                                      EC=EC_V4_URL_EMPTY_SIGNATURE if signature == "" else EC_V4_URL_NO_SIGNATURE)
+            raise exc.InvalidArgument(
+                f"x-oss-signature is {'empty' if signature == '' else 'missing'}.",
+                ArgumentName="x-oss-signature",
+                EC=EC_V4_URL_EMPTY_SIGNATURE if signature == "" else EC_V4_URL_NO_SIGNATURE,
+            )
         expires_text = params.get("x-oss-expires")
         if expires_text is None:
-            raise exc.InvalidArgument("x-oss-expires is missing.", ArgumentName="x-oss-expires",
-                                      EC=EC_V4_URL_NO_EXPIRES)
+            raise exc.InvalidArgument(
+                "x-oss-expires is missing.", ArgumentName="x-oss-expires", EC=EC_V4_URL_NO_EXPIRES
+            )
         try:
             expires = int(expires_text)
         except ValueError:
             expires = -1
         if not 1 <= expires <= MAX_V4_URL_EXPIRES:
-            raise exc.InvalidArgument(f"x-oss-expires must be 1 to {MAX_V4_URL_EXPIRES} seconds.",
-                                      ArgumentName="x-oss-expires", ArgumentValue=expires_text,
-                                      EC=EC_V4_URL_BAD_EXPIRES)
+            raise exc.InvalidArgument(
+                f"x-oss-expires must be 1 to {MAX_V4_URL_EXPIRES} seconds.",
+                ArgumentName="x-oss-expires",
+                ArgumentValue=expires_text,
+                EC=EC_V4_URL_BAD_EXPIRES,
+            )
         account = self._account(access_key_id, params.get("x-oss-security-token"))
         date_time = params.get("x-oss-date", "")
-        additional = [name.strip().lower() for name in params.get("x-oss-additional-headers", "").split(";")
-                      if name.strip()]
-        canonical = v4_canonical_request(request, bucket, key, additional,
-                                         exclude_params=frozenset({"x-oss-signature"}))
+        additional = [
+            name.strip().lower()
+            for name in params.get("x-oss-additional-headers", "").split(";")
+            if name.strip()
+        ]
+        canonical = v4_canonical_request(
+            request, bucket, key, additional, exclude_params=frozenset({"x-oss-signature"})
+        )
         expected, string_to_sign = v4_signature(account.access_key_secret, date_time, scope, canonical)
-        self._compare(expected, signature.lower(), access_key_id, string_to_sign.encode("utf-8"),
-                      CanonicalRequest=canonical.decode("utf-8", "replace"))
+        self._compare(
+            expected,
+            signature.lower(),
+            access_key_id,
+            string_to_sign.encode("utf-8"),
+            CanonicalRequest=canonical.decode("utf-8", "replace"),
+        )
         signed_at = _v4_time(date_time)
         self._check_scope(parts, date_time, access_key_id)
         now = self.backend.clock()
         if now > signed_at + expires:
-            raise exc.AccessDenied("Request has expired.", Expires=http_date(signed_at + expires),
-                                   ServerTime=http_date(now), EC=EC_V4_URL_EXPIRED)
+            raise exc.AccessDenied(
+                "Request has expired.",
+                Expires=http_date(signed_at + expires),
+                ServerTime=http_date(now),
+                EC=EC_V4_URL_EXPIRED,
+            )
         return account
 
     # --- shared -----------------------------------------------------------------------------------------
@@ -376,12 +527,17 @@ class OssAuthenticator:
         raise exc.InvalidSecurityToken(OSSAccessKeyId=access_key_id)
 
     @staticmethod
-    def _compare(expected: str, provided: str, access_key_id: str, string_to_sign: bytes,
-                 **details: str) -> None:
+    def _compare(
+        expected: str, provided: str, access_key_id: str, string_to_sign: bytes, **details: str
+    ) -> None:
         if not hmac.compare_digest(expected.encode("ascii"), provided.encode("utf-8", "replace")):
             text = string_to_sign.decode("utf-8", "replace")
-            error = exc.SignatureDoesNotMatch(OSSAccessKeyId=access_key_id, SignatureProvided=provided,
-                                              StringToSign=text, StringToSignBytes=_hex_bytes(string_to_sign))
+            error = exc.SignatureDoesNotMatch(
+                OSSAccessKeyId=access_key_id,
+                SignatureProvided=provided,
+                StringToSign=text,
+                StringToSignBytes=_hex_bytes(string_to_sign),
+            )
             for name, value in details.items():
                 error.with_detail(name, value)
             raise error
@@ -397,5 +553,6 @@ class OssAuthenticator:
         skew = self.backend.max_clock_skew
         now = self.backend.clock()
         if skew is not None and abs(now - signed_at) > skew:
-            raise exc.RequestTimeTooSkewed(RequestTime=shown, ServerTime=iso8601(now),
-                                           MaxAllowedSkewMilliseconds=int(skew * 1000))
+            raise exc.RequestTimeTooSkewed(
+                RequestTime=shown, ServerTime=iso8601(now), MaxAllowedSkewMilliseconds=int(skew * 1000)
+            )

@@ -35,7 +35,8 @@ status; 400 is the status of every request error on them); their messages beyond
 
 ASSUMPTIONS (no public source found):
     NotImplemented   501 for an operation the emulator does not implement (ACL, tagging, PostObject,
-                     UploadPartCopy, ...). The real service implements them; the status is ours (HTTP's "not implemented").
+                     UploadPartCopy, ...). The real service implements them; the status is ours
+                     (HTTP's "not implemented").
     Messages not quoted above are paraphrases in the service's style. The real bodies also carry an ``EC``
     element (a numeric diagnosis code); the emulator leaves it out rather than invent numbers.
 """
@@ -54,11 +55,18 @@ class OssError(ServiceError):
     code: str = "InternalError"
     message: str = "We encountered an internal error. Please try again."
 
-    def __init__(self, message: str | None = None, *, code: str | None = None, http_status: int | None = None,
-                 **details: Any) -> None:
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        code: str | None = None,
+        http_status: int | None = None,
+        **details: Any,
+    ) -> None:
         #: extra elements of the error body, in order (``Key``, ``BucketName``, ``OSSAccessKeyId``, ...)
-        self.details: dict[str, str] = {name: str(value) for name, value in details.items()
-                                        if value is not None}
+        self.details: dict[str, str] = {
+            name: str(value) for name, value in details.items() if value is not None
+        }
         super().__init__(message, code=code, http_status=http_status)
 
     def with_detail(self, name: str, value: object) -> OssError:
@@ -69,13 +77,19 @@ class OssError(ServiceError):
 
 # --- 403: authentication ---------------------------------------------------------------------------------
 class AccessDenied(OssError):
-    http_status, code, message = (403, "AccessDenied",
-                                  "You have no right to access this object because of bucket acl.")
+    http_status, code, message = (
+        403,
+        "AccessDenied",
+        "You have no right to access this object because of bucket acl.",
+    )
 
 
 class InvalidAccessKeyId(OssError):
-    http_status, code, message = (403, "InvalidAccessKeyId",
-                                  "The OSS Access Key Id you provided does not exist in our records.")
+    http_status, code, message = (
+        403,
+        "InvalidAccessKeyId",
+        "The OSS Access Key Id you provided does not exist in our records.",
+    )
 
 
 class InvalidSecurityToken(OssError):
@@ -83,8 +97,11 @@ class InvalidSecurityToken(OssError):
 
 
 class AccessKeyIdAndSecurityTokenNotMatch(OssError):
-    http_status, code, message = (403, "AccessKeyIdAndSecurityTokenNotMatch",
-                                  "The OSS access key id and security token you provided does not match.")
+    http_status, code, message = (
+        403,
+        "AccessKeyIdAndSecurityTokenNotMatch",
+        "The OSS access key id and security token you provided does not match.",
+    )
 
 
 class SecurityTokenExpired(OssError):
@@ -95,8 +112,10 @@ class SecurityTokenExpired(OssError):
 
 class SignatureDoesNotMatch(OssError):
     http_status, code = 403, "SignatureDoesNotMatch"
-    message = ("The request signature we calculated does not match the signature you provided. "
-               "Check your key and signing method.")
+    message = (
+        "The request signature we calculated does not match the signature you provided. "
+        "Check your key and signing method."
+    )
 
 
 class RequestTimeTooSkewed(OssError):
@@ -115,8 +134,10 @@ class NoSuchKey(OssError):
 
 class NoSuchUpload(OssError):
     http_status, code = 404, "NoSuchUpload"
-    message = ("The specified upload does not exist. The upload ID may be invalid, or the upload may have "
-               "been aborted or completed.")
+    message = (
+        "The specified upload does not exist. The upload ID may be invalid, or the upload may have "
+        "been aborted or completed."
+    )
 
 
 # --- 400 / 405 / 409 / 411 / 416 -------------------------------------------------------------------------
@@ -127,8 +148,10 @@ class MalformedXML(OssError):
 
 class InvalidPart(OssError):
     http_status, code = 400, "InvalidPart"
-    message = ("One or more of the specified parts could not be found or the specified entity tag might not "
-               "have matched the part's entity tag.")
+    message = (
+        "One or more of the specified parts could not be found or the specified entity tag might not "
+        "have matched the part's entity tag."
+    )
 
 
 class InvalidPartOrder(OssError):
@@ -138,8 +161,10 @@ class InvalidPartOrder(OssError):
 
 class EntityTooSmall(OssError):
     http_status, code = 400, "EntityTooSmall"
-    message = ("Your proposed upload is smaller than the minimum allowed size: every part but the last must "
-               "be at least 100 KB.")
+    message = (
+        "Your proposed upload is smaller than the minimum allowed size: every part but the last must "
+        "be at least 100 KB."
+    )
 
 
 class InvalidArgument(OssError):
@@ -159,13 +184,19 @@ class InvalidDigest(OssError):
 
 
 class EntityTooLarge(OssError):
-    http_status, code, message = (400, "EntityTooLarge",
-                                  "Your proposed upload exceeds the maximum allowed object size.")
+    http_status, code, message = (
+        400,
+        "EntityTooLarge",
+        "Your proposed upload exceeds the maximum allowed object size.",
+    )
 
 
 class MethodNotAllowed(OssError):
-    http_status, code, message = (405, "MethodNotAllowed",
-                                  "The specified method is not allowed against this resource.")
+    http_status, code, message = (
+        405,
+        "MethodNotAllowed",
+        "The specified method is not allowed against this resource.",
+    )
 
 
 class BucketAlreadyExists(OssError):
@@ -177,13 +208,19 @@ class BucketNotEmpty(OssError):
 
 
 class FileAlreadyExists(OssError):
-    http_status, code, message = (409, "FileAlreadyExists",
-                                  "The object you specified already exists and can not be overwritten.")
+    http_status, code, message = (
+        409,
+        "FileAlreadyExists",
+        "The object you specified already exists and can not be overwritten.",
+    )
 
 
 class MissingContentLength(OssError):
-    http_status, code, message = (411, "MissingContentLength",
-                                  "You must provide the Content-Length HTTP header.")
+    http_status, code, message = (
+        411,
+        "MissingContentLength",
+        "You must provide the Content-Length HTTP header.",
+    )
 
 
 class InvalidRange(OssError):
@@ -209,12 +246,34 @@ class ServiceUnavailable(OssError):
 KNOWN_ERRORS: dict[str, type[OssError]] = {
     cls.code: cls
     for cls in (
-        AccessDenied, InvalidAccessKeyId, InvalidSecurityToken, AccessKeyIdAndSecurityTokenNotMatch,
-        SecurityTokenExpired, SignatureDoesNotMatch, RequestTimeTooSkewed, NoSuchBucket, NoSuchKey,
-        NoSuchUpload, MalformedXML, InvalidPart, InvalidPartOrder, EntityTooSmall, InvalidArgument, InvalidBucketName, InvalidObjectName, InvalidDigest, EntityTooLarge,
+        AccessDenied,
+        InvalidAccessKeyId,
+        InvalidSecurityToken,
+        AccessKeyIdAndSecurityTokenNotMatch,
+        SecurityTokenExpired,
+        SignatureDoesNotMatch,
+        RequestTimeTooSkewed,
+        NoSuchBucket,
+        NoSuchKey,
+        NoSuchUpload,
+        MalformedXML,
+        InvalidPart,
+        InvalidPartOrder,
+        EntityTooSmall,
+        InvalidArgument,
+        InvalidBucketName,
+        InvalidObjectName,
+        InvalidDigest,
+        EntityTooLarge,
         MethodNotAllowed,
-        BucketAlreadyExists, BucketNotEmpty, FileAlreadyExists, MissingContentLength, InvalidRange,
-        InternalError, NotImplementedByEmulator, ServiceUnavailable,
+        BucketAlreadyExists,
+        BucketNotEmpty,
+        FileAlreadyExists,
+        MissingContentLength,
+        InvalidRange,
+        InternalError,
+        NotImplementedByEmulator,
+        ServiceUnavailable,
     )
 }
 

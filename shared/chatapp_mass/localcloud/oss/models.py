@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import copy
 import hashlib
 import io
@@ -49,8 +50,9 @@ import time
 import uuid
 import weakref
 from collections import deque
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, BinaryIO, Callable, Literal, Mapping, Protocol
+from typing import Any, BinaryIO, Literal, Protocol
 
 import crcmod
 
@@ -62,7 +64,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_ACCOUNT_ID = "1000000000000001"  # ASSUMPTION: any 16-digit id; real ones are the Alibaba Cloud UID
 DEFAULT_MAX_CLOCK_SKEW = 15 * 60.0  # OSS refuses a Date more than 15 minutes off (RequestTimeTooSkewed)
-MAX_OBJECT_SIZE = 5 * 1024 ** 3  # PutObject's documented limit (5 GB)
+MAX_OBJECT_SIZE = 5 * 1024**3  # PutObject's documented limit (5 GB)
 MAX_KEY_BYTES = 1023
 MAX_LIST_KEYS = 1000
 DATABASE_FILE = "oss.sqlite3"
@@ -75,8 +77,8 @@ EVENT_OBJECT_CREATED_MULTIPART = "ObjectCreated:CompleteMultipartUpload"
 # parts 100 KB-5 GB except the last. "100 KB" is 100 * 1024 bytes as oss2.defaults.min_part_size spells it.
 MAX_PART_NUMBER = 10000
 MIN_PART_SIZE = 100 * 1024
-MAX_PART_SIZE = 5 * 1024 ** 3
-MAX_MULTIPART_OBJECT_SIZE = 48_800 * 1024 ** 4  # 48.8 TB, OSS's documented object size limit
+MAX_PART_SIZE = 5 * 1024**3
+MAX_MULTIPART_OBJECT_SIZE = 48_800 * 1024**4  # 48.8 TB, OSS's documented object size limit
 MAX_LIST_PARTS = 1000
 MAX_LIST_UPLOADS = 1000
 
@@ -223,8 +225,9 @@ def validate_key(key: str) -> None:
     if not key:
         raise exc.InvalidObjectName("The object name must not be empty.", Key=key)
     if len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
-        raise exc.InvalidObjectName(f"The Length of Object name must be less than {MAX_KEY_BYTES + 1}.",
-                                    Key=key)
+        raise exc.InvalidObjectName(
+            f"The Length of Object name must be less than {MAX_KEY_BYTES + 1}.", Key=key
+        )
     if key[0] in "/\\":
         raise exc.InvalidObjectName("The object name must not start with '/' or '\\'.", Key=key)
     try:
@@ -236,8 +239,11 @@ def validate_key(key: str) -> None:
 def validate_part_number(number: int) -> None:
     """1-10000 (help.aliyun.com/en/oss/user-guide/0017-00000220, its message quoted)."""
     if not 1 <= number <= MAX_PART_NUMBER:
-        raise exc.InvalidArgument("Part number must be an integer between 1 and 10000, inclusive.",
-                                  ArgumentName="partNumber", ArgumentValue=number)
+        raise exc.InvalidArgument(
+            "Part number must be an integer between 1 and 10000, inclusive.",
+            ArgumentName="partNumber",
+            ArgumentValue=number,
+        )
 
 
 def decode_content_md5(value: str | None) -> bytes | None:
@@ -326,8 +332,11 @@ def decode_continuation_token(token: str) -> str:
     try:
         return base64.urlsafe_b64decode(token.encode("ascii")).decode("utf-8")
     except (binascii.Error, ValueError, UnicodeError):
-        raise exc.InvalidArgument("The continuation token provided is incorrect.",
-                                  ArgumentName="continuation-token", ArgumentValue=token) from None
+        raise exc.InvalidArgument(
+            "The continuation token provided is incorrect.",
+            ArgumentName="continuation-token",
+            ArgumentValue=token,
+        ) from None
 
 
 def iso8601(timestamp: float) -> str:
@@ -344,32 +353,51 @@ def rule_id_for(bucket: str) -> str:
     return hashlib.sha1(f"local-oss-rule:{bucket}".encode()).hexdigest()
 
 
-def object_created_event(*, bucket: str, key: str, size: int, delta_size: int, etag: str, region: str,
-                         account_id: str, principal_id: str, source_ip: str, request_id: str,
-                         event_time: float, event_name: str = EVENT_OBJECT_CREATED_PUT) -> dict[str, Any]:
+def object_created_event(
+    *,
+    bucket: str,
+    key: str,
+    size: int,
+    delta_size: int,
+    etag: str,
+    region: str,
+    account_id: str,
+    principal_id: str,
+    source_ip: str,
+    request_id: str,
+    event_time: float,
+    event_name: str = EVENT_OBJECT_CREATED_PUT,
+) -> dict[str, Any]:
     """The FC3 OSS-trigger event for one created object, as ALIBABA-FACTS §2's sample spells it.
 
     ``eventName`` carries no ``oss:`` prefix; ``eTag`` is the upper-case hex MD5 without quotes.
     ASSUMPTIONS: ``deltaSize`` is the change in stored size (size of a new object; new minus old size on an
     overwrite); ``ownerIdentity`` and ``principalId`` are the account id (the emulator has one owner).
     """
-    return {"events": [{
-        "eventName": event_name,
-        "eventSource": "acs:oss",
-        "eventTime": iso8601(event_time),
-        "eventVersion": "1.0",
-        "oss": {
-            "bucket": {"arn": f"acs:oss:{region}:{account_id}:{bucket}", "name": bucket,
-                       "ownerIdentity": account_id},
-            "object": {"deltaSize": delta_size, "eTag": etag, "key": key, "size": size},
-            "ossSchemaVersion": "1.0",
-            "ruleId": rule_id_for(bucket),
-        },
-        "region": region,
-        "requestParameters": {"sourceIPAddress": source_ip},
-        "responseElements": {"requestId": request_id},
-        "userIdentity": {"principalId": principal_id},
-    }]}
+    return {
+        "events": [
+            {
+                "eventName": event_name,
+                "eventSource": "acs:oss",
+                "eventTime": iso8601(event_time),
+                "eventVersion": "1.0",
+                "oss": {
+                    "bucket": {
+                        "arn": f"acs:oss:{region}:{account_id}:{bucket}",
+                        "name": bucket,
+                        "ownerIdentity": account_id,
+                    },
+                    "object": {"deltaSize": delta_size, "eTag": etag, "key": key, "size": size},
+                    "ossSchemaVersion": "1.0",
+                    "ruleId": rule_id_for(bucket),
+                },
+                "region": region,
+                "requestParameters": {"sourceIPAddress": source_ip},
+                "responseElements": {"requestId": request_id},
+                "userIdentity": {"principalId": principal_id},
+            }
+        ]
+    }
 
 
 def new_crc64() -> Any:
@@ -409,20 +437,44 @@ CREATE TABLE IF NOT EXISTS parts (
     etag TEXT NOT NULL, crc64 TEXT NOT NULL, last_modified INTEGER NOT NULL,
     PRIMARY KEY (upload_id, part_number)) WITHOUT ROWID;
 """
-_OBJECT_COLUMNS = ("bucket, key, size, etag, crc64, content_md5, content_type, last_modified, user_meta, "
-                   "headers, blob, object_type")
+_OBJECT_COLUMNS = (
+    "bucket, key, size, etag, crc64, content_md5, content_type, last_modified, user_meta, "
+    "headers, blob, object_type"
+)
 _PART_COLUMNS = "part_number, blob, size, etag, crc64, last_modified"
 _UPLOAD_COLUMNS = "upload_id, bucket, key, initiated, content_type, user_meta, headers"
 _LIST_BATCH = 1000
 
 
 def _object_from_row(row: tuple[Any, ...]) -> ObjectInfo:
-    (bucket, key, size, etag, crc64, content_md5, content_type, last_modified, user_meta, headers,
-     blob, object_type) = row
-    return ObjectInfo(bucket=bucket, key=key, size=size, etag=etag, crc64=crc64, content_md5=content_md5,
-                      content_type=content_type, last_modified=last_modified,
-                      user_meta=json.loads(user_meta), headers=json.loads(headers), blob=blob,
-                      object_type=object_type)
+    (
+        bucket,
+        key,
+        size,
+        etag,
+        crc64,
+        content_md5,
+        content_type,
+        last_modified,
+        user_meta,
+        headers,
+        blob,
+        object_type,
+    ) = row
+    return ObjectInfo(
+        bucket=bucket,
+        key=key,
+        size=size,
+        etag=etag,
+        crc64=crc64,
+        content_md5=content_md5,
+        content_type=content_type,
+        last_modified=last_modified,
+        user_meta=json.loads(user_meta),
+        headers=json.loads(headers),
+        blob=blob,
+        object_type=object_type,
+    )
 
 
 def _part_from_row(row: tuple[Any, ...]) -> PartInfo:
@@ -432,8 +484,9 @@ def _part_from_row(row: tuple[Any, ...]) -> PartInfo:
 
 def _upload_from_row(row: tuple[Any, ...]) -> MultipartUpload:
     upload_id, bucket, key, initiated, content_type, user_meta, headers = row
-    return MultipartUpload(upload_id, bucket, key, initiated, content_type, json.loads(user_meta),
-                           json.loads(headers))
+    return MultipartUpload(
+        upload_id, bucket, key, initiated, content_type, json.loads(user_meta), json.loads(headers)
+    )
 
 
 class OssBackend(AccountRegistry):
@@ -549,14 +602,13 @@ class OssBackend(AccountRegistry):
         return os.path.join(self._root, "objects", blob[:2], blob)
 
     def _remove_blob(self, blob: str) -> None:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.remove(self._blob_path(blob))
-        except FileNotFoundError:
-            pass
 
     # --- buckets ----------------------------------------------------------------------------------------
-    def create_bucket(self, name: str, *, acl: str | None = None,
-                      storage_class: str | None = None) -> BucketInfo:
+    def create_bucket(
+        self, name: str, *, acl: str | None = None, storage_class: str | None = None
+    ) -> BucketInfo:
         """PutBucket. ASSUMPTION: creating a bucket that already exists (every bucket here has the same
         owner) succeeds and leaves it as it was."""
         validate_bucket_name(name)
@@ -565,18 +617,23 @@ class OssBackend(AccountRegistry):
             existing = self._bucket(name)
             if existing is not None:
                 return existing
-            info = BucketInfo(name, self.region_id, int(self.clock()), acl or "private",
-                              storage_class or "Standard")
-            conn.execute("INSERT INTO buckets VALUES (?, ?, ?, ?, ?)",
-                         (info.name, info.region, info.created, info.acl, info.storage_class))
+            info = BucketInfo(
+                name, self.region_id, int(self.clock()), acl or "private", storage_class or "Standard"
+            )
+            conn.execute(
+                "INSERT INTO buckets VALUES (?, ?, ?, ?, ?)",
+                (info.name, info.region, info.created, info.acl, info.storage_class),
+            )
             return info
 
     def delete_bucket(self, name: str) -> None:
         with self._lock:
             conn = self._open()
             self._require_bucket(name)
-            if conn.execute("SELECT 1 FROM objects WHERE bucket = ? LIMIT 1", (name,)).fetchone() or \
-                    conn.execute("SELECT 1 FROM uploads WHERE bucket = ? LIMIT 1", (name,)).fetchone():
+            if (
+                conn.execute("SELECT 1 FROM objects WHERE bucket = ? LIMIT 1", (name,)).fetchone()
+                or conn.execute("SELECT 1 FROM uploads WHERE bucket = ? LIMIT 1", (name,)).fetchone()
+            ):
                 # ASSUMPTION: uploads under way keep a bucket from being deleted, like objects do
                 raise exc.BucketNotEmpty(BucketName=name)
             conn.execute("DELETE FROM buckets WHERE name = ?", (name,))
@@ -588,14 +645,18 @@ class OssBackend(AccountRegistry):
 
     def list_buckets(self) -> list[BucketInfo]:
         with self._lock:
-            rows = self._open().execute("SELECT name, region, created, acl, storage_class FROM buckets "
-                                        "ORDER BY name").fetchall()
+            rows = (
+                self._open()
+                .execute("SELECT name, region, created, acl, storage_class FROM buckets ORDER BY name")
+                .fetchall()
+            )
         return [BucketInfo(*row) for row in rows]
 
     def _bucket(self, name: str) -> BucketInfo | None:
         assert self._conn is not None
-        row = self._conn.execute("SELECT name, region, created, acl, storage_class FROM buckets "
-                                 "WHERE name = ?", (name,)).fetchone()
+        row = self._conn.execute(
+            "SELECT name, region, created, acl, storage_class FROM buckets WHERE name = ?", (name,)
+        ).fetchone()
         return BucketInfo(*row) if row else None
 
     def _require_bucket(self, name: str) -> BucketInfo:
@@ -631,14 +692,25 @@ class OssBackend(AccountRegistry):
             with open(tmp_path, "wb") as target:
                 size, md5, crc = _copy_hashing(body, target, self.max_object_size)
             if expected_md5 is not None and md5.digest() != expected_md5:
-                raise exc.InvalidDigest("The Content-MD5 you specified did not match what was received."
-                                        ).with_detail("Content-MD5", content_md5)
+                raise exc.InvalidDigest(
+                    "The Content-MD5 you specified did not match what was received."
+                ).with_detail("Content-MD5", content_md5)
             return self._commit(
-                bucket, key, tmp_path, size=size, etag=md5.hexdigest().upper(), crc64=str(crc.crcValue),
-                content_md5=base64.b64encode(md5.digest()).decode("ascii"), content_type=content_type,
-                user_meta=user_meta, headers=headers, forbid_overwrite=forbid_overwrite,
-                event_name=EVENT_OBJECT_CREATED_PUT if notify else None, request_id=request_id,
-                source_ip=source_ip)
+                bucket,
+                key,
+                tmp_path,
+                size=size,
+                etag=md5.hexdigest().upper(),
+                crc64=str(crc.crcValue),
+                content_md5=base64.b64encode(md5.digest()).decode("ascii"),
+                content_type=content_type,
+                user_meta=user_meta,
+                headers=headers,
+                forbid_overwrite=forbid_overwrite,
+                event_name=EVENT_OBJECT_CREATED_PUT if notify else None,
+                request_id=request_id,
+                source_ip=source_ip,
+            )
         finally:
             _remove_quietly(tmp_path)
 
@@ -652,11 +724,27 @@ class OssBackend(AccountRegistry):
         os.close(fd)
         return tmp_path
 
-    def _commit(self, bucket: str, key: str, pending: str | None, *, size: int, etag: str, crc64: str,
-                content_md5: str, content_type: str | None, user_meta: Mapping[str, str] | None,
-                headers: Mapping[str, str] | None, forbid_overwrite: bool, event_name: str | None,
-                request_id: str | None, source_ip: str, object_type: str = "Normal",
-                same_blob: bool = False, before: Callable[[], None] | None = None) -> ObjectInfo:
+    def _commit(
+        self,
+        bucket: str,
+        key: str,
+        pending: str | None,
+        *,
+        size: int,
+        etag: str,
+        crc64: str,
+        content_md5: str,
+        content_type: str | None,
+        user_meta: Mapping[str, str] | None,
+        headers: Mapping[str, str] | None,
+        forbid_overwrite: bool,
+        event_name: str | None,
+        request_id: str | None,
+        source_ip: str,
+        object_type: str = "Normal",
+        same_blob: bool = False,
+        before: Callable[[], None] | None = None,
+    ) -> ObjectInfo:
         """Store the body written at ``pending`` as ``bucket/key`` (replacing any object there), then emit
         ``event_name`` (none when ``None``) to the subscribers, outside the lock.
 
@@ -681,9 +769,19 @@ class OssBackend(AccountRegistry):
             else:
                 blob = uuid.uuid4().hex
             info = ObjectInfo(
-                bucket=bucket, key=key, size=size, etag=etag, crc64=crc64, content_md5=content_md5,
-                content_type=content_type or "application/octet-stream", last_modified=int(now),
-                user_meta=meta, headers=dict(headers or {}), blob=blob, object_type=object_type)
+                bucket=bucket,
+                key=key,
+                size=size,
+                etag=etag,
+                crc64=crc64,
+                content_md5=content_md5,
+                content_type=content_type or "application/octet-stream",
+                last_modified=int(now),
+                user_meta=meta,
+                headers=dict(headers or {}),
+                blob=blob,
+                object_type=object_type,
+            )
             path = self._blob_path(info.blob)
             if not same_blob:
                 assert pending is not None
@@ -692,9 +790,21 @@ class OssBackend(AccountRegistry):
             try:
                 conn.execute(
                     f"INSERT OR REPLACE INTO objects ({_OBJECT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                    (bucket, key, info.size, info.etag, info.crc64, info.content_md5, info.content_type,
-                     info.last_modified, json.dumps(meta), json.dumps(info.headers), info.blob,
-                     info.object_type))
+                    (
+                        bucket,
+                        key,
+                        info.size,
+                        info.etag,
+                        info.crc64,
+                        info.content_md5,
+                        info.content_type,
+                        info.last_modified,
+                        json.dumps(meta),
+                        json.dumps(info.headers),
+                        info.blob,
+                        info.object_type,
+                    ),
+                )
             except BaseException:
                 if not same_blob:
                     os.remove(path)
@@ -703,22 +813,40 @@ class OssBackend(AccountRegistry):
                 self._remove_blob(old.blob)
             if event_name is not None:
                 event = object_created_event(
-                    bucket=bucket, key=_event_key(key, self.url_encode_event_keys), size=size,
-                    delta_size=size - (old.size if old is not None else 0), etag=info.etag,
-                    region=self.region_id, account_id=self.account_id, principal_id=self.account_id,
-                    source_ip=source_ip, request_id=request_id or self.new_request_id(), event_time=now,
-                    event_name=event_name)
+                    bucket=bucket,
+                    key=_event_key(key, self.url_encode_event_keys),
+                    size=size,
+                    delta_size=size - (old.size if old is not None else 0),
+                    etag=info.etag,
+                    region=self.region_id,
+                    account_id=self.account_id,
+                    principal_id=self.account_id,
+                    source_ip=source_ip,
+                    request_id=request_id or self.new_request_id(),
+                    event_time=now,
+                    event_name=event_name,
+                )
                 self.events.append(copy.deepcopy(event))
         if event is not None:
             self._deliver(event)
         return info
 
     # --- CopyObject -------------------------------------------------------------------------------------
-    def copy_object(self, source_bucket: str, source_key: str, bucket: str, key: str, *,
-                    replace_metadata: bool = False, content_type: str | None = None,
-                    user_meta: Mapping[str, str] | None = None, headers: Mapping[str, str] | None = None,
-                    forbid_overwrite: bool = False, request_id: str | None = None,
-                    source_ip: str = "127.0.0.1") -> ObjectInfo:
+    def copy_object(
+        self,
+        source_bucket: str,
+        source_key: str,
+        bucket: str,
+        key: str,
+        *,
+        replace_metadata: bool = False,
+        content_type: str | None = None,
+        user_meta: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        forbid_overwrite: bool = False,
+        request_id: str | None = None,
+        source_ip: str = "127.0.0.1",
+    ) -> ObjectInfo:
         """CopyObject (https://help.aliyun.com/document_detail/31979.html): ``bucket/key`` becomes a copy
         of ``source_bucket/source_key``; emits ``ObjectCreated:CopyObject``.
 
@@ -750,19 +878,44 @@ class OssBackend(AccountRegistry):
             content_type, user_meta, headers = source.content_type, source.user_meta, source.headers
         if same:
             return self._commit(
-                bucket, key, None, same_blob=True, size=source.size, etag=source.etag, crc64=source.crc64,
-                content_md5=source.content_md5, content_type=content_type, user_meta=user_meta,
-                headers=headers, forbid_overwrite=forbid_overwrite, event_name=EVENT_OBJECT_CREATED_COPY,
-                request_id=request_id, source_ip=source_ip, object_type=source.object_type)
+                bucket,
+                key,
+                None,
+                same_blob=True,
+                size=source.size,
+                etag=source.etag,
+                crc64=source.crc64,
+                content_md5=source.content_md5,
+                content_type=content_type,
+                user_meta=user_meta,
+                headers=headers,
+                forbid_overwrite=forbid_overwrite,
+                event_name=EVENT_OBJECT_CREATED_COPY,
+                request_id=request_id,
+                source_ip=source_ip,
+                object_type=source.object_type,
+            )
         tmp_path: str | None = None
         try:
             tmp_path = self._new_tmp(bucket, "copy-")
             shutil.copyfile(link, tmp_path)
             return self._commit(
-                bucket, key, tmp_path, size=source.size, etag=source.etag, crc64=source.crc64,
-                content_md5=source.content_md5, content_type=content_type, user_meta=user_meta,
-                headers=headers, forbid_overwrite=forbid_overwrite, event_name=EVENT_OBJECT_CREATED_COPY,
-                request_id=request_id, source_ip=source_ip, object_type=source.object_type)
+                bucket,
+                key,
+                tmp_path,
+                size=source.size,
+                etag=source.etag,
+                crc64=source.crc64,
+                content_md5=source.content_md5,
+                content_type=content_type,
+                user_meta=user_meta,
+                headers=headers,
+                forbid_overwrite=forbid_overwrite,
+                event_name=EVENT_OBJECT_CREATED_COPY,
+                request_id=request_id,
+                source_ip=source_ip,
+                object_type=source.object_type,
+            )
         finally:
             _remove_quietly(tmp_path)
             _remove_quietly(link)
@@ -774,28 +927,56 @@ class OssBackend(AccountRegistry):
         return path
 
     # --- multipart upload -------------------------------------------------------------------------------
-    def initiate_multipart_upload(self, bucket: str, key: str, *, content_type: str | None = None,
-                                  user_meta: Mapping[str, str] | None = None,
-                                  headers: Mapping[str, str] | None = None) -> MultipartUpload:
+    def initiate_multipart_upload(
+        self,
+        bucket: str,
+        key: str,
+        *,
+        content_type: str | None = None,
+        user_meta: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> MultipartUpload:
         """InitiateMultipartUpload (https://help.aliyun.com/en/oss/developer-reference/initiatemultipartupload):
         a new upload id; an existing object of that name is not affected. The Content-Type, ``x-oss-meta-*``
         and stored headers given here become the object's at completion. ASSUMPTION: ids are 32 upper-case
         hex digits (the doc's sample ``0004B9B2D2F7815C432C9057C031****`` is 32 characters)."""
         validate_key(key)
-        upload = MultipartUpload(uuid.uuid4().hex.upper(), bucket, key, int(self.clock()),
-                                 content_type or "application/octet-stream",
-                                 {name.lower(): value for name, value in (user_meta or {}).items()},
-                                 dict(headers or {}))
+        upload = MultipartUpload(
+            uuid.uuid4().hex.upper(),
+            bucket,
+            key,
+            int(self.clock()),
+            content_type or "application/octet-stream",
+            {name.lower(): value for name, value in (user_meta or {}).items()},
+            dict(headers or {}),
+        )
         with self._lock:
             conn = self._open()
             self._require_bucket(bucket)
-            conn.execute(f"INSERT INTO uploads ({_UPLOAD_COLUMNS}) VALUES (?,?,?,?,?,?,?)",
-                         (upload.upload_id, bucket, key, upload.initiated, upload.content_type,
-                          json.dumps(upload.user_meta), json.dumps(upload.headers)))
+            conn.execute(
+                f"INSERT INTO uploads ({_UPLOAD_COLUMNS}) VALUES (?,?,?,?,?,?,?)",
+                (
+                    upload.upload_id,
+                    bucket,
+                    key,
+                    upload.initiated,
+                    upload.content_type,
+                    json.dumps(upload.user_meta),
+                    json.dumps(upload.headers),
+                ),
+            )
         return upload
 
-    def upload_part_stream(self, bucket: str, key: str, upload_id: str, part_number: int, body: Readable, *,
-                           content_md5: str | None = None) -> PartInfo:
+    def upload_part_stream(
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        part_number: int,
+        body: Readable,
+        *,
+        content_md5: str | None = None,
+    ) -> PartInfo:
         """UploadPart: stream one part to disk (never to memory); uploading a part number again replaces it.
 
         Part numbers are 1-10000 (InvalidArgument otherwise, 0017-00000220); a part is at most 5 GB; the
@@ -813,30 +994,57 @@ class OssBackend(AccountRegistry):
             with open(tmp_path, "wb") as target:
                 size, md5, crc = _copy_hashing(body, target, MAX_PART_SIZE)
             if expected_md5 is not None and md5.digest() != expected_md5:
-                raise exc.InvalidDigest("The Content-MD5 you specified did not match what was received."
-                                        ).with_detail("Content-MD5", content_md5)
-            part = PartInfo(part_number, size, md5.hexdigest().upper(), str(crc.crcValue), int(self.clock()),
-                            uuid.uuid4().hex, base64.b64encode(md5.digest()).decode("ascii"))
+                raise exc.InvalidDigest(
+                    "The Content-MD5 you specified did not match what was received."
+                ).with_detail("Content-MD5", content_md5)
+            part = PartInfo(
+                part_number,
+                size,
+                md5.hexdigest().upper(),
+                str(crc.crcValue),
+                int(self.clock()),
+                uuid.uuid4().hex,
+                base64.b64encode(md5.digest()).decode("ascii"),
+            )
             with self._lock:
                 conn = self._open()
                 self._require_upload(bucket, key, upload_id)  # aborted or completed meanwhile
-                old = conn.execute(f"SELECT {_PART_COLUMNS} FROM parts WHERE upload_id = ? AND part_number = ?",
-                                   (upload_id, part_number)).fetchone()
+                old = conn.execute(
+                    f"SELECT {_PART_COLUMNS} FROM parts WHERE upload_id = ? AND part_number = ?",
+                    (upload_id, part_number),
+                ).fetchone()
                 path = self._blob_path(part.blob)
                 os.makedirs(os.path.dirname(path), exist_ok=True)
                 os.replace(tmp_path, path)
-                conn.execute(f"INSERT OR REPLACE INTO parts (upload_id, {_PART_COLUMNS}) VALUES (?,?,?,?,?,?,?)",
-                             (upload_id, part.part_number, part.blob, part.size, part.etag, part.crc64,
-                              part.last_modified))
+                conn.execute(
+                    f"INSERT OR REPLACE INTO parts (upload_id, {_PART_COLUMNS}) VALUES (?,?,?,?,?,?,?)",
+                    (
+                        upload_id,
+                        part.part_number,
+                        part.blob,
+                        part.size,
+                        part.etag,
+                        part.crc64,
+                        part.last_modified,
+                    ),
+                )
                 if old is not None:
                     self._remove_blob(old[1])
             return part
         finally:
             _remove_quietly(tmp_path)
 
-    def complete_multipart_upload(self, bucket: str, key: str, upload_id: str,
-                                  parts: list[tuple[int, str]] | None, *, forbid_overwrite: bool = False,
-                                  request_id: str | None = None, source_ip: str = "127.0.0.1") -> ObjectInfo:
+    def complete_multipart_upload(
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        parts: list[tuple[int, str]] | None,
+        *,
+        forbid_overwrite: bool = False,
+        request_id: str | None = None,
+        source_ip: str = "127.0.0.1",
+    ) -> ObjectInfo:
         """CompleteMultipartUpload (https://help.aliyun.com/en/oss/developer-reference/completemultipartupload):
         join the listed ``(part number, ETag)`` parts into the object, then emit
         ``ObjectCreated:CompleteMultipartUpload``. ``parts=None`` is ``x-oss-complete-all: yes`` (every
@@ -856,8 +1064,13 @@ class OssBackend(AccountRegistry):
         with self._lock:
             conn = self._open()
             upload = self._require_upload(bucket, key, upload_id)
-            stored = {row[0]: _part_from_row(row) for row in conn.execute(
-                f"SELECT {_PART_COLUMNS} FROM parts WHERE upload_id = ? ORDER BY part_number", (upload_id,))}
+            stored = {
+                row[0]: _part_from_row(row)
+                for row in conn.execute(
+                    f"SELECT {_PART_COLUMNS} FROM parts WHERE upload_id = ? ORDER BY part_number",
+                    (upload_id,),
+                )
+            }
             if parts is None:
                 chosen = list(stored.values())
                 if not chosen:
@@ -877,8 +1090,9 @@ class OssBackend(AccountRegistry):
                     chosen.append(part)
             for part in chosen[:-1]:
                 if part.size < self.min_part_size:
-                    raise exc.EntityTooSmall(PartNumber=part.part_number, ProposedSize=part.size,
-                                             MinSizeAllowed=self.min_part_size)
+                    raise exc.EntityTooSmall(
+                        PartNumber=part.part_number, ProposedSize=part.size, MinSizeAllowed=self.min_part_size
+                    )
             links = []
             try:  # links keep the parts' bytes whatever happens to the upload meanwhile
                 for part in chosen:
@@ -897,7 +1111,7 @@ class OssBackend(AccountRegistry):
             digests = hashlib.md5()
             size = 0
             with open(tmp_path, "wb") as target:
-                for part, link in zip(chosen, links):
+                for part, link in zip(chosen, links, strict=True):
                     digests.update(bytes.fromhex(part.etag))
                     with open(link, "rb") as source:
                         while chunk := source.read(CHUNK):
@@ -913,10 +1127,23 @@ class OssBackend(AccountRegistry):
                 self._drop_upload(upload_id)
 
             return self._commit(
-                bucket, key, tmp_path, size=size, etag=etag, crc64=str(crc.crcValue), content_md5="",
-                content_type=upload.content_type, user_meta=upload.user_meta, headers=upload.headers,
-                forbid_overwrite=forbid_overwrite, event_name=EVENT_OBJECT_CREATED_MULTIPART,
-                request_id=request_id, source_ip=source_ip, object_type="Multipart", before=finish_upload)
+                bucket,
+                key,
+                tmp_path,
+                size=size,
+                etag=etag,
+                crc64=str(crc.crcValue),
+                content_md5="",
+                content_type=upload.content_type,
+                user_meta=upload.user_meta,
+                headers=upload.headers,
+                forbid_overwrite=forbid_overwrite,
+                event_name=EVENT_OBJECT_CREATED_MULTIPART,
+                request_id=request_id,
+                source_ip=source_ip,
+                object_type="Multipart",
+                before=finish_upload,
+            )
         finally:
             _remove_quietly(tmp_path)
             for link in links:
@@ -929,38 +1156,61 @@ class OssBackend(AccountRegistry):
             self._require_upload(bucket, key, upload_id)
             self._drop_upload(upload_id)
 
-    def list_parts(self, bucket: str, key: str, upload_id: str, *, marker: int = 0,
-                   max_parts: int = MAX_LIST_PARTS) -> PartsPage:
+    def list_parts(
+        self, bucket: str, key: str, upload_id: str, *, marker: int = 0, max_parts: int = MAX_LIST_PARTS
+    ) -> PartsPage:
         """ListParts (https://alibabacloud.com/help/en/oss/developer-reference/listparts): parts with a
         number greater than ``marker``, ascending, at most ``max_parts``; ``NextPartNumberMarker`` when
         truncated."""
         with self._lock:
             conn = self._open()
             upload = self._require_upload(bucket, key, upload_id)
-            rows = conn.execute(f"SELECT {_PART_COLUMNS} FROM parts WHERE upload_id = ? AND part_number > ? "
-                                "ORDER BY part_number LIMIT ?", (upload_id, marker, max_parts + 1)).fetchall()
+            rows = conn.execute(
+                f"SELECT {_PART_COLUMNS} FROM parts WHERE upload_id = ? AND part_number > ? "
+                "ORDER BY part_number LIMIT ?",
+                (upload_id, marker, max_parts + 1),
+            ).fetchall()
         parts = [_part_from_row(row) for row in rows[:max_parts]]
         truncated = len(rows) > max_parts
         return PartsPage(upload, parts, truncated, parts[-1].part_number if truncated and parts else None)
 
-    def list_multipart_uploads(self, bucket: str, *, prefix: str = "", key_marker: str = "",
-                               upload_id_marker: str = "", max_uploads: int = MAX_LIST_UPLOADS) -> UploadsPage:
+    def list_multipart_uploads(
+        self,
+        bucket: str,
+        *,
+        prefix: str = "",
+        key_marker: str = "",
+        upload_id_marker: str = "",
+        max_uploads: int = MAX_LIST_UPLOADS,
+    ) -> UploadsPage:
         """ListMultipartUploads: uploads under way, by key then initiation time, after
         (``key_marker``, ``upload_id_marker``). ASSUMPTION: without ``upload_id_marker`` every upload of
         ``key_marker`` is skipped (S3's documented rule); ties in time are ordered by upload id."""
         with self._lock:
             conn = self._open()
             self._require_bucket(bucket)
-            rows = conn.execute(f"SELECT {_UPLOAD_COLUMNS} FROM uploads WHERE bucket = ? AND key >= ? "
-                                "ORDER BY key, initiated, upload_id", (bucket, prefix)).fetchall()
+            rows = conn.execute(
+                f"SELECT {_UPLOAD_COLUMNS} FROM uploads WHERE bucket = ? AND key >= ? "
+                "ORDER BY key, initiated, upload_id",
+                (bucket, prefix),
+            ).fetchall()
         uploads = [_upload_from_row(row) for row in rows]
         uploads = [u for u in uploads if u.key.startswith(prefix)]
         if key_marker:
             if upload_id_marker:
-                position = next((i for i, u in enumerate(uploads)
-                                 if (u.key, u.upload_id) == (key_marker, upload_id_marker)), None)
-                uploads = (uploads[position + 1:] if position is not None
-                           else [u for u in uploads if u.key > key_marker])
+                position = next(
+                    (
+                        i
+                        for i, u in enumerate(uploads)
+                        if (u.key, u.upload_id) == (key_marker, upload_id_marker)
+                    ),
+                    None,
+                )
+                uploads = (
+                    uploads[position + 1 :]
+                    if position is not None
+                    else [u for u in uploads if u.key > key_marker]
+                )
             else:
                 uploads = [u for u in uploads if u.key > key_marker]
         page = uploads[:max_uploads]
@@ -970,16 +1220,18 @@ class OssBackend(AccountRegistry):
     def _require_upload(self, bucket: str, key: str, upload_id: str) -> MultipartUpload:
         assert self._conn is not None
         self._require_bucket(bucket)
-        row = self._conn.execute(f"SELECT {_UPLOAD_COLUMNS} FROM uploads WHERE upload_id = ?",
-                                 (upload_id,)).fetchone()
+        row = self._conn.execute(
+            f"SELECT {_UPLOAD_COLUMNS} FROM uploads WHERE upload_id = ?", (upload_id,)
+        ).fetchone()
         if row is None or row[1] != bucket or row[2] != key:
             raise exc.NoSuchUpload(UploadId=upload_id)
         return _upload_from_row(row)
 
     def _drop_upload(self, upload_id: str) -> None:
         assert self._conn is not None
-        blobs = [row[0] for row in self._conn.execute("SELECT blob FROM parts WHERE upload_id = ?",
-                                                      (upload_id,))]
+        blobs = [
+            row[0] for row in self._conn.execute("SELECT blob FROM parts WHERE upload_id = ?", (upload_id,))
+        ]
         self._conn.execute("DELETE FROM parts WHERE upload_id = ?", (upload_id,))
         self._conn.execute("DELETE FROM uploads WHERE upload_id = ?", (upload_id,))
         for blob in blobs:
@@ -1016,8 +1268,15 @@ class OssBackend(AccountRegistry):
             self._remove_blob(info.blob)
             return True
 
-    def list_objects(self, bucket: str, *, prefix: str = "", delimiter: str = "", start_after: str = "",
-                     max_keys: int = 100) -> ListPage:
+    def list_objects(
+        self,
+        bucket: str,
+        *,
+        prefix: str = "",
+        delimiter: str = "",
+        start_after: str = "",
+        max_keys: int = 100,
+    ) -> ListPage:
         """ListObjects (V1 ``marker`` / V2 ``start-after``): entries strictly after ``start_after``.
 
         With a delimiter, keys sharing ``prefix + ... + delimiter`` collapse into one common prefix, which
@@ -1038,7 +1297,8 @@ class OssBackend(AccountRegistry):
                 rows = conn.execute(
                     f"SELECT {_OBJECT_COLUMNS} FROM objects WHERE bucket = ? AND key {after} ? "
                     "ORDER BY key LIMIT ?",
-                    (bucket, lower, _LIST_BATCH)).fetchall()
+                    (bucket, lower, _LIST_BATCH),
+                ).fetchall()
                 reseek: str | None = None
                 for row in rows:
                     key = row[1]
@@ -1047,7 +1307,7 @@ class OssBackend(AccountRegistry):
                         break
                     cut = key.find(delimiter, len(prefix)) if delimiter else -1
                     if cut >= 0:
-                        common = key[:cut + len(delimiter)]
+                        common = key[: cut + len(delimiter)]
                         reseek = successor(common)
                         if common <= start_after:
                             break
@@ -1074,14 +1334,22 @@ class OssBackend(AccountRegistry):
 
     def _object(self, bucket: str, key: str) -> ObjectInfo | None:
         assert self._conn is not None
-        row = self._conn.execute(f"SELECT {_OBJECT_COLUMNS} FROM objects WHERE bucket = ? AND key = ?",
-                                 (bucket, key)).fetchone()
+        row = self._conn.execute(
+            f"SELECT {_OBJECT_COLUMNS} FROM objects WHERE bucket = ? AND key = ?", (bucket, key)
+        ).fetchone()
         return _object_from_row(row) if row else None
 
     # --- helpers for tests ------------------------------------------------------------------------------
-    def put_object(self, bucket: str, key: str, data: bytes | str | BinaryIO, *,
-                   content_type: str | None = None, metadata: Mapping[str, str] | None = None,
-                   notify: bool = True) -> ObjectInfo:
+    def put_object(
+        self,
+        bucket: str,
+        key: str,
+        data: bytes | str | BinaryIO,
+        *,
+        content_type: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        notify: bool = True,
+    ) -> ObjectInfo:
         """Store an object without HTTP (``metadata`` names without the ``x-oss-meta-`` prefix).
 
         It emits the ObjectCreated event like an HTTP PutObject unless ``notify=False``.
@@ -1090,8 +1358,9 @@ class OssBackend(AccountRegistry):
             data = data.encode("utf-8")
         stream: Readable = io.BytesIO(data) if isinstance(data, bytes) else data
         meta = {f"x-oss-meta-{name}": value for name, value in (metadata or {}).items()}
-        return self.put_object_stream(bucket, key, stream, content_type=content_type, user_meta=meta,
-                                      notify=notify)
+        return self.put_object_stream(
+            bucket, key, stream, content_type=content_type, user_meta=meta, notify=notify
+        )
 
     def get_object_bytes(self, bucket: str, key: str) -> bytes:
         _, body = self.open_object(bucket, key)
@@ -1105,8 +1374,11 @@ class OssBackend(AccountRegistry):
 
     def keys(self, bucket: str) -> list[str]:
         with self._lock:
-            rows = self._open().execute("SELECT key FROM objects WHERE bucket = ? ORDER BY key",
-                                        (bucket,)).fetchall()
+            rows = (
+                self._open()
+                .execute("SELECT key FROM objects WHERE bucket = ? ORDER BY key", (bucket,))
+                .fetchall()
+            )
         return [row[0] for row in rows]
 
     def reset(self) -> None:
@@ -1116,7 +1388,9 @@ class OssBackend(AccountRegistry):
         """
         with self._lock:
             conn = self._open()
-            blobs = [row[0] for row in conn.execute("SELECT blob FROM objects UNION ALL SELECT blob FROM parts")]
+            blobs = [
+                row[0] for row in conn.execute("SELECT blob FROM objects UNION ALL SELECT blob FROM parts")
+            ]
             conn.execute("DELETE FROM objects")
             conn.execute("DELETE FROM parts")
             conn.execute("DELETE FROM uploads")
@@ -1164,8 +1438,9 @@ class OssBackend(AccountRegistry):
                 log.exception("local OSS: event subscriber %r failed", callback)
 
     # --- fault injection --------------------------------------------------------------------------------
-    def fail_next(self, n: int = 1, code: str = "InternalError", status: int = 500,
-                  message: str | None = None) -> None:
+    def fail_next(
+        self, n: int = 1, code: str = "InternalError", status: int = 500, message: str | None = None
+    ) -> None:
         """The next ``n`` authenticated requests fail with ``code``/``status``; nothing is stored."""
         with self._lock:
             for _ in range(n):
@@ -1210,13 +1485,35 @@ class OssBackend(AccountRegistry):
         with self._lock:
             return f"{self._random.getrandbits(96):024X}"
 
-    def record_request(self, *, method: str, bucket: str | None, key: str | None, operation: str, status: int,
-                       code: str, request_id: str, access_key_id: str | None = None,
-                       client_host: str = "", arrived_at: float | None = None) -> RecordedRequest:
+    def record_request(
+        self,
+        *,
+        method: str,
+        bucket: str | None,
+        key: str | None,
+        operation: str,
+        status: int,
+        code: str,
+        request_id: str,
+        access_key_id: str | None = None,
+        client_host: str = "",
+        arrived_at: float | None = None,
+    ) -> RecordedRequest:
         with self._lock:
             at = self.clock() if arrived_at is None else arrived_at
-            record = RecordedRequest(len(self.requests) + 1, at, method, bucket, key, operation, status, code,
-                                     request_id, access_key_id, client_host)
+            record = RecordedRequest(
+                len(self.requests) + 1,
+                at,
+                method,
+                bucket,
+                key,
+                operation,
+                status,
+                code,
+                request_id,
+                access_key_id,
+                client_host,
+            )
             self.requests.append(record)
             return record
 
@@ -1232,10 +1529,8 @@ class OssBackend(AccountRegistry):
 def _remove_quietly(path: str | None) -> None:
     if path is None:
         return
-    try:
+    with contextlib.suppress(FileNotFoundError):
         os.remove(path)
-    except FileNotFoundError:
-        pass
 
 
 def _event_key(key: str, url_encode: bool) -> str:
@@ -1293,4 +1588,3 @@ class _Dispatcher:
                 with self._cond:
                     self._busy = False
                     self._cond.notify_all()
-

@@ -18,8 +18,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, Callable
+from typing import Any, BinaryIO
 from urllib.parse import quote, unquote
 from xml.etree import ElementTree
 from xml.sax.saxutils import escape
@@ -52,14 +53,18 @@ XML_DECLARATION = '<?xml version="1.0" encoding="UTF-8"?>\n'
 MAX_COMPLETE_BODY = 4 * 1024 * 1024  # 10,000 parts of ~100 bytes each, with room
 
 _RESPONSE_OVERRIDES = {
-    "response-content-type": "Content-Type", "response-content-language": "Content-Language",
-    "response-expires": "Expires", "response-cache-control": "Cache-Control",
-    "response-content-disposition": "Content-Disposition", "response-content-encoding": "Content-Encoding",
+    "response-content-type": "Content-Type",
+    "response-content-language": "Content-Language",
+    "response-expires": "Expires",
+    "response-cache-control": "Cache-Control",
+    "response-content-disposition": "Content-Disposition",
+    "response-content-encoding": "Content-Encoding",
 }
 # sub-resources the emulator serves; any other one is 501 NotImplemented
 _BUCKET_SUBRESOURCES = frozenset({"continuation-token", "security-token", "delete", "uploads"})
-_OBJECT_SUBRESOURCES = frozenset({"objectMeta", "security-token", "uploads", "uploadId", "partNumber",
-                                  *_RESPONSE_OVERRIDES})
+_OBJECT_SUBRESOURCES = frozenset(
+    {"objectMeta", "security-token", "uploads", "uploadId", "partNumber", *_RESPONSE_OVERRIDES}
+)
 _STORED_HEADERS = ("Cache-Control", "Content-Disposition", "Content-Encoding", "Content-Language", "Expires")
 
 
@@ -112,17 +117,26 @@ class Reply:
 
 # --- replies (pure) --------------------------------------------------------------------------------------
 def error_xml(error: exc.OssError, request_id: str, host_id: str) -> bytes:
-    parts = [f"<Code>{escape(error.code)}</Code>", f"<Message>{escape(error.message)}</Message>",
-             f"<RequestId>{request_id}</RequestId>", f"<HostId>{escape(host_id)}</HostId>"]
+    parts = [
+        f"<Code>{escape(error.code)}</Code>",
+        f"<Message>{escape(error.message)}</Message>",
+        f"<RequestId>{request_id}</RequestId>",
+        f"<HostId>{escape(host_id)}</HostId>",
+    ]
     parts += [f"<{name}>{escape(value)}</{name}>" for name, value in error.details.items()]
     return (XML_DECLARATION + "<Error>\n  " + "\n  ".join(parts) + "\n</Error>\n").encode("utf-8")
 
 
 def object_headers(info: ObjectInfo, *, whole: bool = True) -> list[tuple[str, str]]:
-    headers = [("Content-Type", info.content_type), ("ETag", info.quoted_etag),
-               ("Last-Modified", http_date(info.last_modified)), ("Accept-Ranges", "bytes"),
-               ("x-oss-object-type", info.object_type), ("x-oss-storage-class", info.storage_class),
-               ("x-oss-hash-crc64ecma", info.crc64)]
+    headers = [
+        ("Content-Type", info.content_type),
+        ("ETag", info.quoted_etag),
+        ("Last-Modified", http_date(info.last_modified)),
+        ("Accept-Ranges", "bytes"),
+        ("x-oss-object-type", info.object_type),
+        ("x-oss-storage-class", info.storage_class),
+        ("x-oss-hash-crc64ecma", info.crc64),
+    ]
     if whole and info.content_md5:  # a multipart object has none (aliyun-oss-php-sdk issue #32)
         headers.append(("Content-MD5", info.content_md5))
     headers += [(name, value) for name, value in info.headers.items()]
@@ -138,11 +152,27 @@ def _listed(value: str, url: bool) -> str:
     return quote(value, safe="/") if url else value
 
 
-def list_objects_xml(bucket: str, page: ListPage, *, owner: str, url: bool, v2: bool, prefix: str,
-                     delimiter: str, max_keys: int, marker: str = "", start_after: str = "",
-                     continuation_token: str = "", fetch_owner: bool = True) -> bytes:
-    out = [XML_DECLARATION, "<ListBucketResult>", _element("Name", bucket),
-           _element("Prefix", _listed(prefix, url))]
+def list_objects_xml(
+    bucket: str,
+    page: ListPage,
+    *,
+    owner: str,
+    url: bool,
+    v2: bool,
+    prefix: str,
+    delimiter: str,
+    max_keys: int,
+    marker: str = "",
+    start_after: str = "",
+    continuation_token: str = "",
+    fetch_owner: bool = True,
+) -> bytes:
+    out = [
+        XML_DECLARATION,
+        "<ListBucketResult>",
+        _element("Name", bucket),
+        _element("Prefix", _listed(prefix, url)),
+    ]
     if v2:
         if start_after:
             out.append(_element("StartAfter", _listed(start_after, url)))
@@ -163,10 +193,15 @@ def list_objects_xml(bucket: str, page: ListPage, *, owner: str, url: bool, v2: 
     if v2:
         out.append(_element("KeyCount", len(page.objects) + len(page.common_prefixes)))
     for info in page.objects:
-        out += ["<Contents>", _element("Key", _listed(info.key, url)),
-                _element("LastModified", iso8601(info.last_modified)), _element("ETag", info.quoted_etag),
-                _element("Type", info.object_type), _element("Size", info.size),
-                _element("StorageClass", info.storage_class)]
+        out += [
+            "<Contents>",
+            _element("Key", _listed(info.key, url)),
+            _element("LastModified", iso8601(info.last_modified)),
+            _element("ETag", info.quoted_etag),
+            _element("Type", info.object_type),
+            _element("Size", info.size),
+            _element("StorageClass", info.storage_class),
+        ]
         if fetch_owner:
             out += ["<Owner>", _element("ID", owner), _element("DisplayName", owner), "</Owner>"]
         out.append("</Contents>")
@@ -194,16 +229,23 @@ def split_path(path: str) -> tuple[str | None, str | None]:
 def parse_copy_source(header: str) -> tuple[str, str]:
     """``/<bucket>/<url-encoded key>`` (``oss2/api.py::copy_object``) -> (bucket, key)."""
     if not header.startswith("/"):
-        raise exc.InvalidArgument("x-oss-copy-source must be /<bucket>/<url-encoded key>.",
-                                  ArgumentName="x-oss-copy-source", ArgumentValue=header)
+        raise exc.InvalidArgument(
+            "x-oss-copy-source must be /<bucket>/<url-encoded key>.",
+            ArgumentName="x-oss-copy-source",
+            ArgumentValue=header,
+        )
     path, _, query = header.partition("?")
     if query:
-        raise exc.NotImplementedByEmulator("The local OSS has no versioning: x-oss-copy-source takes no "
-                                           "versionId.")
+        raise exc.NotImplementedByEmulator(
+            "The local OSS has no versioning: x-oss-copy-source takes no versionId."
+        )
     bucket, sep, raw_key = path[1:].partition("/")
     if not sep or not bucket or not raw_key:
-        raise exc.InvalidArgument("x-oss-copy-source must be /<bucket>/<url-encoded key>.",
-                                  ArgumentName="x-oss-copy-source", ArgumentValue=header)
+        raise exc.InvalidArgument(
+            "x-oss-copy-source must be /<bucket>/<url-encoded key>.",
+            ArgumentName="x-oss-copy-source",
+            ArgumentValue=header,
+        )
     try:
         return unquote(bucket), unquote(raw_key, encoding="utf-8", errors="strict")
     except UnicodeDecodeError:
@@ -272,10 +314,18 @@ class OssResponse:
         reply.headers.append(("x-oss-request-id", request_id))
         if request.method == "HEAD":
             reply.send_body = False
-        backend.record_request(method=request.method, bucket=bucket, key=key, operation=operation,
-                               status=reply.status, code=reply.code, request_id=request_id,
-                               access_key_id=access_key_id, client_host=request.client_host,
-                               arrived_at=arrived_at)
+        backend.record_request(
+            method=request.method,
+            bucket=bucket,
+            key=key,
+            operation=operation,
+            status=reply.status,
+            code=reply.code,
+            request_id=request_id,
+            access_key_id=access_key_id,
+            client_host=request.client_host,
+            arrived_at=arrived_at,
+        )
         return reply
 
     def error_reply(self, error: exc.OssError, request: HttpRequest, request_id: str) -> Reply:
@@ -288,15 +338,15 @@ class OssResponse:
         return reply
 
     # --- routing ----------------------------------------------------------------------------------------
-    def _route(self, request: HttpRequest, bucket: str | None, key: str | None
-               ) -> tuple[str, Handler | None]:
+    def _route(self, request: HttpRequest, bucket: str | None, key: str | None) -> tuple[str, Handler | None]:
         """The operation's name and handler (``None``: known but not served -> 405/501 after auth)."""
         method, params = request.method, request.params
         if bucket is None:
             return ("ListBuckets", self._list_buckets) if method == "GET" else ("MethodNotAllowed", None)
         if key is None:
-            extra = sorted(name for name in params
-                           if name in SUBRESOURCES and name not in _BUCKET_SUBRESOURCES)
+            extra = sorted(
+                name for name in params if name in SUBRESOURCES and name not in _BUCKET_SUBRESOURCES
+            )
             if extra:
                 return f"{method} ?{extra[0]}", None
             if method == "PUT":
@@ -314,21 +364,30 @@ class OssResponse:
             if method == "HEAD":
                 return "HeadBucket", self._head_bucket
             if method == "POST":
-                return ("DeleteMultipleObjects", self._delete_multiple_objects) if "delete" in params \
+                return (
+                    ("DeleteMultipleObjects", self._delete_multiple_objects)
+                    if "delete" in params
                     else ("PostObject", None)
+                )
             return "MethodNotAllowed", None
         extra = sorted(name for name in params if name in SUBRESOURCES and name not in _OBJECT_SUBRESOURCES)
         if extra:
             return f"{method} ?{extra[0]}", None
         if "uploads" in params:
-            return ("InitiateMultipartUpload", self._initiate_multipart_upload) if method == "POST" \
+            return (
+                ("InitiateMultipartUpload", self._initiate_multipart_upload)
+                if method == "POST"
                 else ("MethodNotAllowed", None)
+            )
         if "uploadId" in params:
             if method == "PUT":
                 if "partNumber" not in params:
                     return "UploadPart", _missing_part_number
-                return ("UploadPartCopy", None) if request.header("x-oss-copy-source") \
+                return (
+                    ("UploadPartCopy", None)
+                    if request.header("x-oss-copy-source")
                     else ("UploadPart", self._upload_part)
+                )
             if method == "POST":
                 return "CompleteMultipartUpload", self._complete_multipart_upload
             if method == "DELETE":
@@ -345,8 +404,11 @@ class OssResponse:
         if method == "GET" and "objectMeta" not in params:
             return "GetObject", self._get_object
         if method == "HEAD":
-            return ("GetObjectMeta", self._get_object_meta) if "objectMeta" in params \
+            return (
+                ("GetObjectMeta", self._get_object_meta)
+                if "objectMeta" in params
                 else ("HeadObject", self._head_object)
+            )
         if method == "DELETE":
             return "DeleteObject", self._delete_object
         return "MethodNotAllowed", None
@@ -354,15 +416,27 @@ class OssResponse:
     # --- operations -------------------------------------------------------------------------------------
     def _list_buckets(self, request: HttpRequest, bucket: str, key: str, request_id: str) -> Reply:
         owner = self.backend.account_id
-        out = [XML_DECLARATION, "<ListAllMyBucketsResult>", "<Owner>", _element("ID", owner),
-               _element("DisplayName", owner), "</Owner>", "<Buckets>"]
+        out = [
+            XML_DECLARATION,
+            "<ListAllMyBucketsResult>",
+            "<Owner>",
+            _element("ID", owner),
+            _element("DisplayName", owner),
+            "</Owner>",
+            "<Buckets>",
+        ]
         for info in self.backend.list_buckets():
-            out += ["<Bucket>", _element("CreationDate", iso8601(info.created)),
-                    _element("ExtranetEndpoint", f"oss-{info.region}.aliyuncs.com"),
-                    _element("IntranetEndpoint", f"oss-{info.region}-internal.aliyuncs.com"),
-                    _element("Location", f"oss-{info.region}"), _element("Name", info.name),
-                    _element("Region", info.region), _element("StorageClass", info.storage_class),
-                    "</Bucket>"]
+            out += [
+                "<Bucket>",
+                _element("CreationDate", iso8601(info.created)),
+                _element("ExtranetEndpoint", f"oss-{info.region}.aliyuncs.com"),
+                _element("IntranetEndpoint", f"oss-{info.region}-internal.aliyuncs.com"),
+                _element("Location", f"oss-{info.region}"),
+                _element("Name", info.name),
+                _element("Region", info.region),
+                _element("StorageClass", info.storage_class),
+                "</Bucket>",
+            ]
         out.append("</Buckets></ListAllMyBucketsResult>\n")
         return _xml_reply("".join(out).encode("utf-8"))
 
@@ -390,11 +464,22 @@ class OssResponse:
         marker = params.get("marker", "")
         max_keys = _max_keys(params)
         url = params.get("encoding-type") == "url"
-        page = self.backend.list_objects(bucket, prefix=prefix, delimiter=delimiter, start_after=marker,
-                                         max_keys=max_keys)
-        return _xml_reply(list_objects_xml(
-            bucket, page, owner=self.backend.account_id, url=url, v2=False, prefix=prefix,
-            delimiter=delimiter, max_keys=max_keys, marker=marker))
+        page = self.backend.list_objects(
+            bucket, prefix=prefix, delimiter=delimiter, start_after=marker, max_keys=max_keys
+        )
+        return _xml_reply(
+            list_objects_xml(
+                bucket,
+                page,
+                owner=self.backend.account_id,
+                url=url,
+                v2=False,
+                prefix=prefix,
+                delimiter=delimiter,
+                max_keys=max_keys,
+                marker=marker,
+            )
+        )
 
     def _list_objects_v2(self, request: HttpRequest, bucket: str, key: str, request_id: str) -> Reply:
         params = request.params
@@ -403,24 +488,48 @@ class OssResponse:
         max_keys = _max_keys(params)
         url = params.get("encoding-type") == "url"
         position = decode_continuation_token(token) if token else start_after
-        page = self.backend.list_objects(bucket, prefix=prefix, delimiter=delimiter, start_after=position,
-                                         max_keys=max_keys)
-        return _xml_reply(list_objects_xml(
-            bucket, page, owner=self.backend.account_id, url=url, v2=True, prefix=prefix, delimiter=delimiter,
-            max_keys=max_keys, start_after=start_after, continuation_token=token,
-            fetch_owner=params.get("fetch-owner") == "true"))
+        page = self.backend.list_objects(
+            bucket, prefix=prefix, delimiter=delimiter, start_after=position, max_keys=max_keys
+        )
+        return _xml_reply(
+            list_objects_xml(
+                bucket,
+                page,
+                owner=self.backend.account_id,
+                url=url,
+                v2=True,
+                prefix=prefix,
+                delimiter=delimiter,
+                max_keys=max_keys,
+                start_after=start_after,
+                continuation_token=token,
+                fetch_owner=params.get("fetch-owner") == "true",
+            )
+        )
 
     def _put_object(self, request: HttpRequest, bucket: str, key: str, request_id: str) -> Reply:
         validate_key(key)
         _check_length(request, self.backend.max_object_size)
         info = self.backend.put_object_stream(
-            bucket, key, request.body, content_type=request.header("content-type"),
-            user_meta=_user_meta(request), headers=_stored_headers(request),
+            bucket,
+            key,
+            request.body,
+            content_type=request.header("content-type"),
+            user_meta=_user_meta(request),
+            headers=_stored_headers(request),
             content_md5=request.header("content-md5"),
             forbid_overwrite=(request.header("x-oss-forbid-overwrite") or "").lower() == "true",
-            request_id=request_id, source_ip=request.client_host)
-        return Reply(200, [("ETag", info.quoted_etag), ("x-oss-hash-crc64ecma", info.crc64),
-                           ("Content-MD5", info.content_md5)])
+            request_id=request_id,
+            source_ip=request.client_host,
+        )
+        return Reply(
+            200,
+            [
+                ("ETag", info.quoted_etag),
+                ("x-oss-hash-crc64ecma", info.crc64),
+                ("Content-MD5", info.content_md5),
+            ],
+        )
 
     def _get_object(self, request: HttpRequest, bucket: str, key: str, request_id: str) -> Reply:
         info, body = self.backend.open_object(bucket, key)
@@ -430,8 +539,11 @@ class OssResponse:
         except exc.OssError:
             body.close()
             raise
-        overrides = [(header, value) for name, value in request.params.items()
-                     if (header := _RESPONSE_OVERRIDES.get(name)) is not None]
+        overrides = [
+            (header, value)
+            for name, value in request.params.items()
+            if (header := _RESPONSE_OVERRIDES.get(name)) is not None
+        ]
         headers = _override(object_headers(info, whole=selected is None), overrides)
         if selected is None:
             return Reply(200, headers, stream=body, length=info.size)
@@ -446,8 +558,11 @@ class OssResponse:
 
     def _get_object_meta(self, request: HttpRequest, bucket: str, key: str, request_id: str) -> Reply:
         info = self.backend.head_object(bucket, key)
-        headers = [("ETag", info.quoted_etag), ("Last-Modified", http_date(info.last_modified)),
-                   ("x-oss-hash-crc64ecma", info.crc64)]
+        headers = [
+            ("ETag", info.quoted_etag),
+            ("Last-Modified", http_date(info.last_modified)),
+            ("x-oss-hash-crc64ecma", info.crc64),
+        ]
         return Reply(200, headers, length=info.size, send_body=False)
 
     def _delete_object(self, request: HttpRequest, bucket: str, key: str, request_id: str) -> Reply:
@@ -466,37 +581,65 @@ class OssResponse:
         validate_key(key)
         source_bucket, source_key = parse_copy_source(request.header("x-oss-copy-source") or "")
         if any(name.lower().startswith("x-oss-copy-source-if-") for name, _ in request.headers):
-            raise exc.NotImplementedByEmulator("The local OSS does not emulate x-oss-copy-source-if-* "
-                                               "conditions.")
+            raise exc.NotImplementedByEmulator(
+                "The local OSS does not emulate x-oss-copy-source-if-* conditions."
+            )
         directive = (request.header("x-oss-metadata-directive") or "COPY").upper()
         if directive not in ("COPY", "REPLACE"):
-            raise exc.InvalidArgument("x-oss-metadata-directive must be COPY or REPLACE.",
-                                      ArgumentName="x-oss-metadata-directive", ArgumentValue=directive)
+            raise exc.InvalidArgument(
+                "x-oss-metadata-directive must be COPY or REPLACE.",
+                ArgumentName="x-oss-metadata-directive",
+                ArgumentValue=directive,
+            )
         info = self.backend.copy_object(
-            source_bucket, source_key, bucket, key, replace_metadata=directive == "REPLACE",
-            content_type=request.header("content-type"), user_meta=_user_meta(request),
+            source_bucket,
+            source_key,
+            bucket,
+            key,
+            replace_metadata=directive == "REPLACE",
+            content_type=request.header("content-type"),
+            user_meta=_user_meta(request),
             headers=_stored_headers(request),
             forbid_overwrite=(request.header("x-oss-forbid-overwrite") or "").lower() == "true",
-            request_id=request_id, source_ip=request.client_host)
-        body = (XML_DECLARATION + "<CopyObjectResult>" + _element("ETag", info.quoted_etag)
-                + _element("LastModified", iso8601(info.last_modified)) + "</CopyObjectResult>\n")
+            request_id=request_id,
+            source_ip=request.client_host,
+        )
+        body = (
+            XML_DECLARATION
+            + "<CopyObjectResult>"
+            + _element("ETag", info.quoted_etag)
+            + _element("LastModified", iso8601(info.last_modified))
+            + "</CopyObjectResult>\n"
+        )
         reply = _xml_reply(body.encode("utf-8"))
         reply.headers += [("ETag", info.quoted_etag), ("x-oss-hash-crc64ecma", info.crc64)]
         return reply
 
     # --- multipart upload -------------------------------------------------------------------------------
-    def _initiate_multipart_upload(self, request: HttpRequest, bucket: str, key: str, request_id: str) -> Reply:
+    def _initiate_multipart_upload(
+        self, request: HttpRequest, bucket: str, key: str, request_id: str
+    ) -> Reply:
         """``POST /<key>?uploads`` -> ``<InitiateMultipartUploadResult><Bucket/><Key/><UploadId/>``
         (help.aliyun.com/en/oss/developer-reference/initiatemultipartupload; ``oss2``'s
         ``parse_init_multipart_upload`` reads UploadId)."""
         validate_key(key)
         upload = self.backend.initiate_multipart_upload(
-            bucket, key, content_type=request.header("content-type"), user_meta=_user_meta(request),
-            headers=_stored_headers(request))
+            bucket,
+            key,
+            content_type=request.header("content-type"),
+            user_meta=_user_meta(request),
+            headers=_stored_headers(request),
+        )
         url = request.params.get("encoding-type") == "url"
-        body = (XML_DECLARATION + "<InitiateMultipartUploadResult>" + _element("Bucket", bucket)
-                + _element("Key", _listed(key, url)) + _element("UploadId", upload.upload_id)
-                + (_element("EncodingType", "url") if url else "") + "</InitiateMultipartUploadResult>\n")
+        body = (
+            XML_DECLARATION
+            + "<InitiateMultipartUploadResult>"
+            + _element("Bucket", bucket)
+            + _element("Key", _listed(key, url))
+            + _element("UploadId", upload.upload_id)
+            + (_element("EncodingType", "url") if url else "")
+            + "</InitiateMultipartUploadResult>\n"
+        )
         return _xml_reply(body.encode("utf-8"))
 
     def _upload_part(self, request: HttpRequest, bucket: str, key: str, request_id: str) -> Reply:
@@ -507,15 +650,32 @@ class OssResponse:
         try:
             number = int(raw_number)
         except ValueError:
-            raise exc.InvalidArgument("Part number must be an integer between 1 and 10000, inclusive.",
-                                      ArgumentName="partNumber", ArgumentValue=raw_number) from None
+            raise exc.InvalidArgument(
+                "Part number must be an integer between 1 and 10000, inclusive.",
+                ArgumentName="partNumber",
+                ArgumentValue=raw_number,
+            ) from None
         _check_length(request, self.backend.max_object_size)
-        part = self.backend.upload_part_stream(bucket, key, params.get("uploadId", ""), number, request.body,
-                                               content_md5=request.header("content-md5"))
-        return Reply(200, [("ETag", part.quoted_etag), ("x-oss-hash-crc64ecma", part.crc64),
-                           ("Content-MD5", part.content_md5)])
+        part = self.backend.upload_part_stream(
+            bucket,
+            key,
+            params.get("uploadId", ""),
+            number,
+            request.body,
+            content_md5=request.header("content-md5"),
+        )
+        return Reply(
+            200,
+            [
+                ("ETag", part.quoted_etag),
+                ("x-oss-hash-crc64ecma", part.crc64),
+                ("Content-MD5", part.content_md5),
+            ],
+        )
 
-    def _complete_multipart_upload(self, request: HttpRequest, bucket: str, key: str, request_id: str) -> Reply:
+    def _complete_multipart_upload(
+        self, request: HttpRequest, bucket: str, key: str, request_id: str
+    ) -> Reply:
         """``POST /<key>?uploadId=U`` with ``<CompleteMultipartUpload><Part><PartNumber/><ETag/></Part>...``
         (``oss2``'s ``to_complete_upload_request``), or no body with ``x-oss-complete-all: yes``. The reply:
         ``<CompleteMultipartUploadResult><Location/><Bucket/><Key/><ETag/>`` plus the ETag and CRC-64
@@ -526,20 +686,33 @@ class OssResponse:
         complete_all = (request.header("x-oss-complete-all") or "").lower() == "yes"
         if complete_all and body.strip():
             # help.aliyun.com/document_detail/480267.html; ASSUMPTION: the code is InvalidArgument
-            raise exc.InvalidArgument("With x-oss-complete-all: yes the request must have no body.",
-                                      ArgumentName="x-oss-complete-all", ArgumentValue="yes")
+            raise exc.InvalidArgument(
+                "With x-oss-complete-all: yes the request must have no body.",
+                ArgumentName="x-oss-complete-all",
+                ArgumentValue="yes",
+            )
         parts = None if complete_all else parse_complete_body(body)
         info = self.backend.complete_multipart_upload(
-            bucket, key, request.params.get("uploadId", ""), parts,
+            bucket,
+            key,
+            request.params.get("uploadId", ""),
+            parts,
             forbid_overwrite=(request.header("x-oss-forbid-overwrite") or "").lower() == "true",
-            request_id=request_id, source_ip=request.client_host)
+            request_id=request_id,
+            source_ip=request.client_host,
+        )
         url = request.params.get("encoding-type") == "url"
         host = request.header("host") or f"oss-{self.backend.region_id}.aliyuncs.com"
-        out = (XML_DECLARATION + "<CompleteMultipartUploadResult>"
-               + (_element("EncodingType", "url") if url else "")
-               + _element("Location", f"http://{host}/{bucket}/{quote(key, safe='/')}")
-               + _element("Bucket", bucket) + _element("Key", _listed(key, url))
-               + _element("ETag", info.quoted_etag) + "</CompleteMultipartUploadResult>\n")
+        out = (
+            XML_DECLARATION
+            + "<CompleteMultipartUploadResult>"
+            + (_element("EncodingType", "url") if url else "")
+            + _element("Location", f"http://{host}/{bucket}/{quote(key, safe='/')}")
+            + _element("Bucket", bucket)
+            + _element("Key", _listed(key, url))
+            + _element("ETag", info.quoted_etag)
+            + "</CompleteMultipartUploadResult>\n"
+        )
         reply = _xml_reply(out.encode("utf-8"))
         reply.headers += [("ETag", info.quoted_etag), ("x-oss-hash-crc64ecma", info.crc64)]
         return reply
@@ -556,20 +729,35 @@ class OssResponse:
         params = request.params
         marker = _int_param(params, "part-number-marker", 0, 0, MAX_PART_NUMBER)
         max_parts = _int_param(params, "max-parts", MAX_LIST_PARTS, 1, MAX_LIST_PARTS)
-        page = self.backend.list_parts(bucket, key, params.get("uploadId", ""), marker=marker,
-                                       max_parts=max_parts)
+        page = self.backend.list_parts(
+            bucket, key, params.get("uploadId", ""), marker=marker, max_parts=max_parts
+        )
         url = params.get("encoding-type") == "url"
-        out = [XML_DECLARATION, "<ListPartsResult>", _element("Bucket", bucket),
-               _element("Key", _listed(key, url)), _element("UploadId", page.upload.upload_id)]
+        out = [
+            XML_DECLARATION,
+            "<ListPartsResult>",
+            _element("Bucket", bucket),
+            _element("Key", _listed(key, url)),
+            _element("UploadId", page.upload.upload_id),
+        ]
         if url:
             out.append(_element("EncodingType", "url"))
-        out += [_element("PartNumberMarker", marker),
-                _element("NextPartNumberMarker", page.next_marker if page.next_marker is not None else ""),
-                _element("MaxParts", max_parts), _element("IsTruncated", "true" if page.is_truncated else "false")]
+        out += [
+            _element("PartNumberMarker", marker),
+            _element("NextPartNumberMarker", page.next_marker if page.next_marker is not None else ""),
+            _element("MaxParts", max_parts),
+            _element("IsTruncated", "true" if page.is_truncated else "false"),
+        ]
         for part in page.parts:
-            out += ["<Part>", _element("PartNumber", part.part_number),
-                    _element("LastModified", iso8601(part.last_modified)), _element("ETag", part.quoted_etag),
-                    _element("HashCrc64ecma", part.crc64), _element("Size", part.size), "</Part>"]
+            out += [
+                "<Part>",
+                _element("PartNumber", part.part_number),
+                _element("LastModified", iso8601(part.last_modified)),
+                _element("ETag", part.quoted_etag),
+                _element("HashCrc64ecma", part.crc64),
+                _element("Size", part.size),
+                "</Part>",
+            ]
         out.append("</ListPartsResult>\n")
         return _xml_reply("".join(out).encode("utf-8"))
 
@@ -579,26 +767,42 @@ class OssResponse:
         delimiter is refused 501 (not emulated)."""
         params = request.params
         if params.get("delimiter"):
-            raise exc.NotImplementedByEmulator("The local OSS lists multipart uploads without a delimiter only.")
+            raise exc.NotImplementedByEmulator(
+                "The local OSS lists multipart uploads without a delimiter only."
+            )
         prefix = params.get("prefix", "")
         key_marker, upload_id_marker = params.get("key-marker", ""), params.get("upload-id-marker", "")
         max_uploads = _int_param(params, "max-uploads", MAX_LIST_UPLOADS, 1, MAX_LIST_UPLOADS)
-        page = self.backend.list_multipart_uploads(bucket, prefix=prefix, key_marker=key_marker,
-                                                   upload_id_marker=upload_id_marker, max_uploads=max_uploads)
+        page = self.backend.list_multipart_uploads(
+            bucket,
+            prefix=prefix,
+            key_marker=key_marker,
+            upload_id_marker=upload_id_marker,
+            max_uploads=max_uploads,
+        )
         url = params.get("encoding-type") == "url"
         last = page.uploads[-1] if page.is_truncated and page.uploads else None
         out = [XML_DECLARATION, "<ListMultipartUploadsResult>", _element("Bucket", bucket)]
         if url:
             out.append(_element("EncodingType", "url"))
-        out += [_element("KeyMarker", _listed(key_marker, url)), _element("UploadIdMarker", upload_id_marker),
-                _element("NextKeyMarker", _listed(last.key, url) if last else ""),
-                _element("NextUploadIdMarker", last.upload_id if last else ""),
-                _element("Delimiter", ""), _element("Prefix", _listed(prefix, url)),
-                _element("MaxUploads", max_uploads),
-                _element("IsTruncated", "true" if page.is_truncated else "false")]
+        out += [
+            _element("KeyMarker", _listed(key_marker, url)),
+            _element("UploadIdMarker", upload_id_marker),
+            _element("NextKeyMarker", _listed(last.key, url) if last else ""),
+            _element("NextUploadIdMarker", last.upload_id if last else ""),
+            _element("Delimiter", ""),
+            _element("Prefix", _listed(prefix, url)),
+            _element("MaxUploads", max_uploads),
+            _element("IsTruncated", "true" if page.is_truncated else "false"),
+        ]
         for upload in page.uploads:
-            out += ["<Upload>", _element("Key", _listed(upload.key, url)), _element("UploadId", upload.upload_id),
-                    _element("Initiated", iso8601(upload.initiated)), "</Upload>"]
+            out += [
+                "<Upload>",
+                _element("Key", _listed(upload.key, url)),
+                _element("UploadId", upload.upload_id),
+                _element("Initiated", iso8601(upload.initiated)),
+                "</Upload>",
+            ]
         out.append("</ListMultipartUploadsResult>\n")
         return _xml_reply("".join(out).encode("utf-8"))
 
@@ -617,8 +821,9 @@ class OssResponse:
             raise exc.InvalidDigest("DeleteMultipleObjects requires the Content-MD5 header.")
         body = request.body.read(_MAX_DELETE_BODY + 1)
         if len(body) > _MAX_DELETE_BODY or hashlib.md5(body).digest() != expected:
-            raise exc.InvalidDigest("The Content-MD5 you specified did not match what was received."
-                                    ).with_detail("Content-MD5", request.header("content-md5"))
+            raise exc.InvalidDigest(
+                "The Content-MD5 you specified did not match what was received."
+            ).with_detail("Content-MD5", request.header("content-md5"))
         keys, quiet = _parse_delete_request(body)
         for name in keys:
             validate_key(name)
@@ -636,8 +841,9 @@ class OssResponse:
 
 def _missing_part_number(request: HttpRequest, bucket: str, key: str, request_id: str) -> Reply:
     """UploadPart without ``partNumber``: the documented answer (help.aliyun.com/en/oss/user-guide/0017-00000219)."""
-    raise exc.InvalidArgument("Unexpected query string parameter", ArgumentName="ResourceType",
-                              ArgumentValue="partNumber")
+    raise exc.InvalidArgument(
+        "Unexpected query string parameter", ArgumentName="ResourceType", ArgumentValue="partNumber"
+    )
 
 
 def _missing_upload_id(request: HttpRequest, bucket: str, key: str, request_id: str) -> Reply:
@@ -645,16 +851,18 @@ def _missing_upload_id(request: HttpRequest, bucket: str, key: str, request_id: 
     raise exc.NoSuchUpload("A part needs the uploadId that InitiateMultipartUpload returned.", UploadId="")
 
 
-
-
 _MAX_DELETE_BODY = 4 * 1024 * 1024  # 1,000 keys of at most 1,023 bytes, escaped, fit well within this
 
 
 def _parse_delete_request(body: bytes) -> tuple[list[str], bool]:
     """(keys, quiet) of a DeleteMultipleObjects body; MalformedXML when it is not one."""
+
     def malformed(why: str) -> exc.OssError:
-        return exc.OssError(f"The XML you provided was not well-formed or did not validate: {why}.",
-                            code="MalformedXML", http_status=400)
+        return exc.OssError(
+            f"The XML you provided was not well-formed or did not validate: {why}.",
+            code="MalformedXML",
+            http_status=400,
+        )
 
     try:
         root = ElementTree.fromstring(body)
@@ -674,7 +882,8 @@ def _unsupported(operation: str, request: HttpRequest, key: str | None) -> exc.O
     return exc.NotImplementedByEmulator(
         f"The local OSS does not implement {operation} (it serves PutObject, CopyObject, GetObject, HeadObject, "
         "GetObjectMeta, DeleteObject, the multipart upload operations, ListObjects(V2), PutBucket, "
-        "DeleteBucket and ListBuckets).")
+        "DeleteBucket and ListBuckets)."
+    )
 
 
 def _check_length(request: HttpRequest, limit: int) -> None:
@@ -685,8 +894,9 @@ def _check_length(request: HttpRequest, limit: int) -> None:
     try:
         length = int(length_text) if length_text is not None else None
     except ValueError:
-        raise exc.InvalidArgument("Content-Length is not a number.", ArgumentName="Content-Length",
-                                  ArgumentValue=length_text) from None
+        raise exc.InvalidArgument(
+            "Content-Length is not a number.", ArgumentName="Content-Length", ArgumentValue=length_text
+        ) from None
     if length is not None and length > limit:
         raise exc.EntityTooLarge(ProposedSize=length_text, MaxSizeAllowed=limit)
 
@@ -708,8 +918,11 @@ def _int_param(params: dict[str, str], name: str, default: int, low: int, high: 
     except ValueError:
         value = low - 1
     if not low <= value <= high:
-        raise exc.InvalidArgument(f"Argument {name} must be an integer between {low} and {high}.",
-                                  ArgumentName=name, ArgumentValue=raw)
+        raise exc.InvalidArgument(
+            f"Argument {name} must be an integer between {low} and {high}.",
+            ArgumentName=name,
+            ArgumentValue=raw,
+        )
     return value
 
 
@@ -722,8 +935,11 @@ def _max_keys(params: dict[str, str]) -> int:
     except ValueError:
         value = -1
     if not 0 <= value <= MAX_LIST_KEYS:
-        raise exc.InvalidArgument(f"Argument max-keys must be an integer between 0 and {MAX_LIST_KEYS}.",
-                                  ArgumentName="max-keys", ArgumentValue=raw)
+        raise exc.InvalidArgument(
+            f"Argument max-keys must be an integer between 0 and {MAX_LIST_KEYS}.",
+            ArgumentName="max-keys",
+            ArgumentValue=raw,
+        )
     return value
 
 
@@ -774,10 +990,10 @@ class AdminResponse:
             except (ValueError, TypeError) as error:
                 return _json(400, {"Code": "InvalidConfig", "Message": str(error)})
             return _json(200, {"ok": True})
-        return _json(404, {"Code": "NotFound",
-                           "Message": f"No admin endpoint {request.method} {request.path}."})
+        return _json(
+            404, {"Code": "NotFound", "Message": f"No admin endpoint {request.method} {request.path}."}
+        )
 
 
 def _json(status: int, body: Any) -> Reply:
     return Reply(status, [("Content-Type", "application/json")], json.dumps(body).encode("utf-8"))
-

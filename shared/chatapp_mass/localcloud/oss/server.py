@@ -18,12 +18,13 @@ the error instead of a reset; past that the connection is closed.
 from __future__ import annotations
 
 import logging
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
-from .._accounts import resolve_credentials
+from .._accounts import DEFAULT_REGION, resolve_credentials
 from .._http import LocalService, LoopbackHandler, LoopbackServer
 from .exceptions import OssError
-from .models import DEFAULT_REGION, OssBackend, validate_bucket_name
+from .models import OssBackend, validate_bucket_name
 from .responses import ADMIN_PREFIX, AdminResponse, HttpRequest, OssResponse, Reply
 
 log = logging.getLogger(__name__)
@@ -138,8 +139,9 @@ class _Handler(LoopbackHandler):
             self.close_connection = True
             return
         body = RequestBody(self.rfile, length, chunked)
-        request = HttpRequest(self.command, self.path, list(self.headers.items()), body,
-                              client_host=self.client_address[0])
+        request = HttpRequest(
+            self.command, self.path, list(self.headers.items()), body, client_host=self.client_address[0]
+        )
         if request.path.startswith(ADMIN_PREFIX):
             reply = self.server.admin.dispatch(request)
         else:
@@ -203,30 +205,52 @@ class LocalOss(LocalService):
     created since 2025-09-01, unless ``allow_v1_signatures`` (an older bucket); see :mod:`.auth`.
     """
 
-    def __init__(self, *, host: str = "127.0.0.1", port: int = 0, sts: bool = True,
-                 access_key_id: str | None = None, access_key_secret: str | None = None,
-                 security_token: str | None = None, region_id: str = DEFAULT_REGION,
-                 backend: OssBackend | None = None, data_dir: str | None = None,
-                 buckets: Iterable[str] = DEFAULT_BUCKETS, allow_v1_signatures: bool = False,
-                 **backend_options: Any) -> None:
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        sts: bool = True,
+        access_key_id: str | None = None,
+        access_key_secret: str | None = None,
+        security_token: str | None = None,
+        region_id: str = DEFAULT_REGION,
+        backend: OssBackend | None = None,
+        data_dir: str | None = None,
+        buckets: Iterable[str] = DEFAULT_BUCKETS,
+        allow_v1_signatures: bool = False,
+        **backend_options: Any,
+    ) -> None:
         if backend is not None and (backend_options or data_dir is not None):
             raise TypeError("pass either backend or data_dir/backend options, not both")
         self._owns_backend = backend is None
         self.allow_v1_signatures = allow_v1_signatures
-        self.backend = backend if backend is not None else OssBackend(data_dir=data_dir, region_id=region_id,
-                                                                      **backend_options)
+        self.backend = (
+            backend
+            if backend is not None
+            else OssBackend(data_dir=data_dir, region_id=region_id, **backend_options)
+        )
         self.credentials = resolve_credentials(
-            access_key_id=access_key_id, access_key_secret=access_key_secret, security_token=security_token,
-            region_id=region_id, sts=sts)
-        self.backend.add_account(self.credentials.access_key_id, self.credentials.access_key_secret,
-                                 self.credentials.security_token)
+            access_key_id=access_key_id,
+            access_key_secret=access_key_secret,
+            security_token=security_token,
+            region_id=region_id,
+            sts=sts,
+        )
+        self.backend.add_account(
+            self.credentials.access_key_id,
+            self.credentials.access_key_secret,
+            self.credentials.security_token,
+        )
         self.buckets = tuple(buckets)
         for name in self.buckets:
             try:
                 validate_bucket_name(name)
             except OssError:
-                raise ValueError(f"{name!r} is not a valid bucket name (3-63 characters: a-z, 0-9 and '-', "
-                                 "starting and ending with a letter or digit)") from None
+                raise ValueError(
+                    f"{name!r} is not a valid bucket name (3-63 characters: a-z, 0-9 and '-', "
+                    "starting and ending with a letter or digit)"
+                ) from None
         super().__init__(host, port)
 
     def _new_server(self) -> _Server:
@@ -248,19 +272,26 @@ class LocalOss(LocalService):
 
     def describe(self) -> dict[str, Any]:
         """The JSON line the CLI prints: service, endpoint, buckets, region and credentials."""
-        return {"service": "oss", "endpoint": self.endpoint, "bucket": self.bucket_name,
-                "buckets": list(self.buckets), "region_id": self.credentials.region_id,
-                "access_key_id": self.credentials.access_key_id,
-                "access_key_secret": self.credentials.access_key_secret,
-                "security_token": self.credentials.security_token, "data_dir": self.backend.data_dir}
+        return {
+            "service": "oss",
+            "endpoint": self.endpoint,
+            "bucket": self.bucket_name,
+            "buckets": list(self.buckets),
+            "region_id": self.credentials.region_id,
+            "access_key_id": self.credentials.access_key_id,
+            "access_key_secret": self.credentials.access_key_secret,
+            "security_token": self.credentials.security_token,
+            "data_dir": self.backend.data_dir,
+        }
 
     def oss2_auth(self) -> Any:
         """``oss2.ProviderAuthV4`` over these credentials (the token included): what a new bucket accepts."""
         import oss2
 
         c = self.credentials
-        provider = oss2.credentials.StaticCredentialsProvider(c.access_key_id, c.access_key_secret,
-                                                              c.security_token or "")
+        provider = oss2.credentials.StaticCredentialsProvider(
+            c.access_key_id, c.access_key_secret, c.security_token or ""
+        )
         return oss2.ProviderAuthV4(provider)
 
     def oss2_bucket(self, name: str | None = None, **bucket_options: Any) -> Any:

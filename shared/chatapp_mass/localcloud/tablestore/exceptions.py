@@ -66,13 +66,19 @@ class InvalidPK(TablestoreError):
 
 
 class OutOfRowSizeLimit(TablestoreError):
-    http_status, code, message = (400, "OTSOutOfRowSizeLimit",
-                                  "The total data size of columns in one row exceeded the limit.")
+    http_status, code, message = (
+        400,
+        "OTSOutOfRowSizeLimit",
+        "The total data size of columns in one row exceeded the limit.",
+    )
 
 
 class OutOfColumnCountLimit(TablestoreError):
-    http_status, code, message = (400, "OTSOutOfColumnCountLimit",
-                                  "The number of columns in one row exceeded the limit.")
+    http_status, code, message = (
+        400,
+        "OTSOutOfColumnCountLimit",
+        "The number of columns in one row exceeded the limit.",
+    )
 
 
 class AuthFailed(TablestoreError):
@@ -82,8 +88,11 @@ class AuthFailed(TablestoreError):
 
 
 class MethodNotAllowed(TablestoreError):
-    http_status, code, message = (405, "OTSMethodNotAllowed",
-                                  "OTSMethodNotAllowedOnly POST method for requests is supported.")
+    http_status, code, message = (
+        405,
+        "OTSMethodNotAllowed",
+        "OTSMethodNotAllowedOnly POST method for requests is supported.",
+    )
 
 
 class RequestBodyTooLarge(TablestoreError):
@@ -117,7 +126,11 @@ class NotEnoughCapacityUnit(TablestoreError):
 
 
 class RowOperationConflict(TablestoreError):
-    http_status, code, message = 409, "OTSRowOperationConflict", "Data is being modified by the other request."
+    http_status, code, message = (
+        409,
+        "OTSRowOperationConflict",
+        "Data is being modified by the other request.",
+    )
 
 
 class TableNotReady(TablestoreError):
@@ -153,10 +166,27 @@ class ServerUnavailable(TablestoreError):
 KNOWN_ERRORS: dict[str, type[TablestoreError]] = {
     cls.code: cls
     for cls in (
-        ParameterInvalid, InvalidPK, OutOfRowSizeLimit, OutOfColumnCountLimit, AuthFailed, MethodNotAllowed,
-        RequestBodyTooLarge, ObjectNotExist, ObjectAlreadyExist, ConditionCheckFail, QuotaExhausted,
-        CapacityUnitExhausted, NotEnoughCapacityUnit, RowOperationConflict, TableNotReady, FlowControl,
-        InternalServerError, ServerBusy, PartitionUnavailable, Timeout, ServerUnavailable,
+        ParameterInvalid,
+        InvalidPK,
+        OutOfRowSizeLimit,
+        OutOfColumnCountLimit,
+        AuthFailed,
+        MethodNotAllowed,
+        RequestBodyTooLarge,
+        ObjectNotExist,
+        ObjectAlreadyExist,
+        ConditionCheckFail,
+        QuotaExhausted,
+        CapacityUnitExhausted,
+        NotEnoughCapacityUnit,
+        RowOperationConflict,
+        TableNotReady,
+        FlowControl,
+        InternalServerError,
+        ServerBusy,
+        PartitionUnavailable,
+        Timeout,
+        ServerUnavailable,
     )
 }
 

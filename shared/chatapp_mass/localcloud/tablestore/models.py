@@ -30,9 +30,10 @@ import threading
 import time
 import uuid
 from collections import deque
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, replace
-from typing import Any, Callable, Iterable, Iterator, Optional, Sequence, Union
+from typing import Any
 
 from .._accounts import Account, AccountRegistry
 from . import exceptions as exc
@@ -99,8 +100,16 @@ _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,254}")
 
 # protobuf enum values, kept here so the rules do not depend on the wire module
 IGNORE, EXPECT_EXIST, EXPECT_NOT_EXIST = 0, 1, 2
-CT_EQUAL, CT_NOT_EQUAL, CT_GREATER_THAN, CT_GREATER_EQUAL, CT_LESS_THAN, CT_LESS_EQUAL, CT_EXIST, CT_NOT_EXIST = (
-    range(1, 9))
+(
+    CT_EQUAL,
+    CT_NOT_EQUAL,
+    CT_GREATER_THAN,
+    CT_GREATER_EQUAL,
+    CT_LESS_THAN,
+    CT_LESS_EQUAL,
+    CT_EXIST,
+    CT_NOT_EXIST,
+) = range(1, 9)
 LO_NOT, LO_AND, LO_OR = 1, 2, 3
 RT_NONE, RT_PK, RT_AFTER_MODIFY = 0, 1, 2
 FORWARD, BACKWARD = 0, 1
@@ -132,12 +141,12 @@ class TableInfo:
     time_to_live: int = -1
     max_versions: int = 1
     max_time_deviation: int = 86400
-    allow_update: Optional[bool] = None
+    allow_update: bool | None = None
     reserved_read: int = 0
     reserved_write: int = 0
     created_at: float = 0.0
     last_increase_time: int = 0
-    last_decrease_time: Optional[int] = None
+    last_decrease_time: int | None = None
 
     @property
     def pk_names(self) -> tuple[str, ...]:
@@ -150,7 +159,7 @@ class TableInfo:
         return json.dumps(data, sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> "TableInfo":
+    def from_json(cls, text: str) -> TableInfo:
         data = json.loads(text)
         data["primary_key"] = tuple(PrimaryKeySchema(**column) for column in data["primary_key"])
         data["defined_columns"] = tuple(tuple(column) for column in data["defined_columns"])
@@ -164,23 +173,23 @@ class SingleColumnCondition:
     value: Value
     pass_if_missing: bool = True
     latest_version_only: bool = True
-    regex: Optional[str] = None
-    cast_type: Optional[int] = None
+    regex: str | None = None
+    cast_type: int | None = None
 
 
 @dataclass(frozen=True)
 class CompositeColumnCondition:
     operator: int  # LO_*
-    conditions: tuple["ColumnCondition", ...]
+    conditions: tuple[ColumnCondition, ...]
 
 
-ColumnCondition = Union[SingleColumnCondition, CompositeColumnCondition]
+ColumnCondition = SingleColumnCondition | CompositeColumnCondition
 
 
 @dataclass(frozen=True)
 class RowCondition:
     existence: int = IGNORE  # IGNORE | EXPECT_EXIST | EXPECT_NOT_EXIST
-    column: Optional[ColumnCondition] = None
+    column: ColumnCondition | None = None
 
     @property
     def is_check(self) -> bool:
@@ -192,11 +201,11 @@ class ReadOptions:
     """What to return of a row: GetRow, each table of BatchGetRow, GetRange."""
 
     columns: tuple[str, ...] = ()
-    filter: Optional[ColumnCondition] = None
-    max_versions: Optional[int] = 1
-    time_range: Optional[tuple[Optional[int], Optional[int], Optional[int]]] = None  # start, end, specific
-    start_column: Optional[str] = None
-    end_column: Optional[str] = None
+    filter: ColumnCondition | None = None
+    max_versions: int | None = 1
+    time_range: tuple[int | None, int | None, int | None] | None = None  # start, end, specific
+    start_column: str | None = None
+    end_column: str | None = None
 
 
 @dataclass(frozen=True)
@@ -223,8 +232,8 @@ class RowResult:
     """The outcome of one row: a single-row call, or one item of a batch."""
 
     consumed: Consumed
-    row: Optional[OutRow] = None
-    error: Optional[exc.TablestoreError] = None
+    row: OutRow | None = None
+    error: exc.TablestoreError | None = None
 
     @property
     def ok(self) -> bool:
@@ -235,7 +244,7 @@ class RowResult:
 class RangeResult:
     consumed: Consumed
     rows: list[OutRow]
-    next_start: Optional[PrimaryKey]
+    next_start: PrimaryKey | None
 
 
 # --- records and faults -----------------------------------------------------------------------------------
@@ -251,14 +260,14 @@ class RequestRecord:
     seq: int
     at: float
     api: str
-    table: Optional[str]
+    table: str | None
     tables: list[str]
     http_status: int
-    error_code: Optional[str]
-    error_message: Optional[str]
+    error_code: str | None
+    error_message: str | None
     request_id: str
-    access_key_id: Optional[str]
-    fault: Optional[str] = None
+    access_key_id: str | None
+    fault: str | None = None
     applied: bool = False
     row_errors: int = 0
 
@@ -267,7 +276,7 @@ class RequestRecord:
         return self.http_status
 
     @property
-    def code(self) -> Optional[str]:
+    def code(self) -> str | None:
         return self.error_code
 
     def to_dict(self) -> dict[str, Any]:
@@ -280,10 +289,10 @@ class Fault:
 
     kind: str  # "fail" | "timeout"
     remaining: int
-    error: Optional[exc.TablestoreError] = None
+    error: exc.TablestoreError | None = None
     apply: bool = False
-    seconds: Optional[float] = None
-    operations: Optional[frozenset[str]] = None
+    seconds: float | None = None
+    operations: frozenset[str] | None = None
 
     def matches(self, api: str) -> bool:
         return self.operations is None or api in self.operations
@@ -293,7 +302,7 @@ class Fault:
 class _RowFault:
     remaining: int
     error: exc.TablestoreError
-    tables: Optional[frozenset[str]]
+    tables: frozenset[str] | None
 
 
 # --- values, keys, sizes ----------------------------------------------------------------------------------
@@ -383,7 +392,7 @@ def _compare(left: Value, right: Value, comparator: int) -> bool:
     raise exc.ParameterInvalid(f"Invalid relation operator: {comparator}.")
 
 
-def _transformed(condition: SingleColumnCondition, value: Optional[Value]) -> Optional[Value]:
+def _transformed(condition: SingleColumnCondition, value: Value | None) -> Value | None:
     """ASSUMPTION: a regex rule applies to STRING columns; the first group (else the match) is cast; no match
     or a failed cast counts as a missing column."""
     if condition.regex is None or value is None:
@@ -404,7 +413,7 @@ def _transformed(condition: SingleColumnCondition, value: Optional[Value]) -> Op
     return Value(VT_STRING, text)
 
 
-def matches(condition: ColumnCondition, columns: "dict[str, Sequence[Value]]") -> bool:
+def matches(condition: ColumnCondition, columns: Mapping[str, Sequence[Value]]) -> bool:
     """Whether a row's columns (name -> its values, newest first) satisfy a column condition or filter.
 
     EXIST / NOT_EXIST test presence only; for the other comparators a missing column passes exactly when
@@ -441,7 +450,7 @@ def _leaves(condition: ColumnCondition) -> int:
     return 1
 
 
-def validate_condition(condition: Optional[ColumnCondition], depth: int = 0) -> None:
+def validate_condition(condition: ColumnCondition | None, depth: int = 0) -> None:
     """NOT takes one sub-condition, AND/OR two or more (ASSUMPTION: the docs say "must be 2"; the SDKs build
     AND/OR of any number, and the service accepts them).
 
@@ -509,25 +518,29 @@ class TablestoreBackend(AccountRegistry):
     def __init__(
         self,
         *,
-        data_dir: Optional[str] = None,
-        max_clock_skew: Optional[float] = DEFAULT_MAX_CLOCK_SKEW,
+        data_dir: str | None = None,
+        max_clock_skew: float | None = DEFAULT_MAX_CLOCK_SKEW,
         max_tables: int = DEFAULT_MAX_TABLES,
         max_request_bytes: int = MAX_REQUEST_BYTES,
         clock: Callable[[], float] = time.time,
-        seed: Optional[int] = None,
+        seed: int | None = None,
         realistic: bool = True,
-        table_not_ready_seconds: Optional[float] = None,
-        table_operations_per_second: Optional[int] = None,
+        table_not_ready_seconds: float | None = None,
+        table_operations_per_second: int | None = None,
     ) -> None:
         self._lock = threading.RLock()
         self.realistic = realistic
         # None: the realistic default when ``realistic``, else off (0 s / unlimited)
         self.table_not_ready_seconds = float(
-            table_not_ready_seconds if table_not_ready_seconds is not None
-            else (DEFAULT_TABLE_NOT_READY_SECONDS if realistic else 0.0))
+            table_not_ready_seconds
+            if table_not_ready_seconds is not None
+            else (DEFAULT_TABLE_NOT_READY_SECONDS if realistic else 0.0)
+        )
         self.table_operations_per_second = (
-            table_operations_per_second if table_operations_per_second is not None
-            else (DEFAULT_TABLE_OPERATIONS_PER_SECOND if realistic else None))
+            table_operations_per_second
+            if table_operations_per_second is not None
+            else (DEFAULT_TABLE_OPERATIONS_PER_SECOND if realistic else None)
+        )
         if self.table_not_ready_seconds < 0:
             raise ValueError("table_not_ready_seconds must be >= 0")
         if self.table_operations_per_second is not None and self.table_operations_per_second < 1:
@@ -547,7 +560,7 @@ class TablestoreBackend(AccountRegistry):
         if data_dir:
             os.makedirs(data_dir, exist_ok=True)
         self._path = os.path.join(data_dir, DATABASE_FILE) if data_dir else ":memory:"
-        self._connection: Optional[sqlite3.Connection] = None
+        self._connection: sqlite3.Connection | None = None
         self._connect()
 
     def _connect(self) -> sqlite3.Connection:
@@ -581,14 +594,20 @@ class TablestoreBackend(AccountRegistry):
         with self._lock:
             return name in self._instances
 
-    def instance_region(self, name: str) -> Optional[str]:
+    def instance_region(self, name: str) -> str | None:
         with self._lock:
             return self._instances.get(name)
 
     # --- fault injection --------------------------------------------------------------------------------
-    def fail_next(self, n: int = 1, code: str = "OTSServerBusy", status: Optional[int] = None,
-                  operations: Optional[Iterable[str]] = None, message: Optional[str] = None,
-                  apply: bool = False) -> None:
+    def fail_next(
+        self,
+        n: int = 1,
+        code: str = "OTSServerBusy",
+        status: int | None = None,
+        operations: Iterable[str] | None = None,
+        message: str | None = None,
+        apply: bool = False,
+    ) -> None:
         """The next ``n`` authenticated, well-formed requests (of the given API names, e.g. ``["UpdateRow"]``;
         all by default) fail with ``code``; ``status`` and ``message`` default to the code's documented ones
         (OTSServerBusy: 503 "Server is busy."; an unknown code: 500). ``apply=False``: the operation does not
@@ -596,11 +615,24 @@ class TablestoreBackend(AccountRegistry):
         failure, like a real OTSTimeout."""
         error = exc.error_for(code, message, status)
         with self._lock:
-            self._faults.append(Fault("fail", n, error=error, apply=apply,
-                                      operations=frozenset(operations) if operations else None))
+            self._faults.append(
+                Fault(
+                    "fail",
+                    n,
+                    error=error,
+                    apply=apply,
+                    operations=frozenset(operations) if operations else None,
+                )
+            )
 
-    def timeout_next(self, n: int = 1, seconds: Optional[float] = None, *, apply: bool = True,
-                     operations: Optional[Iterable[str]] = None) -> None:
+    def timeout_next(
+        self,
+        n: int = 1,
+        seconds: float | None = None,
+        *,
+        apply: bool = True,
+        operations: Iterable[str] | None = None,
+    ) -> None:
         """The next ``n`` authenticated, well-formed requests (optionally only of ``operations``) get no timely
         reply.
 
@@ -611,11 +643,23 @@ class TablestoreBackend(AccountRegistry):
         ``503 OTSTimeout``). Either way the SDK raises a urllib3 error, which its retry policy does not retry.
         """
         with self._lock:
-            self._faults.append(Fault("timeout", n, apply=apply, seconds=seconds,
-                                      operations=frozenset(operations) if operations else None))
+            self._faults.append(
+                Fault(
+                    "timeout",
+                    n,
+                    apply=apply,
+                    seconds=seconds,
+                    operations=frozenset(operations) if operations else None,
+                )
+            )
 
-    def fail_rows_next(self, n: int = 1, code: str = "OTSServerBusy", message: Optional[str] = None,
-                       tables: Optional[Iterable[str]] = None) -> None:
+    def fail_rows_next(
+        self,
+        n: int = 1,
+        code: str = "OTSServerBusy",
+        message: str | None = None,
+        tables: Iterable[str] | None = None,
+    ) -> None:
         """The next ``n`` rows written by BatchWriteRow (optionally only in ``tables``) fail alone with
         ``code`` (a row-level error; the request and its other rows succeed; nothing of that row is written)."""
         error = exc.error_for(code, message)
@@ -627,7 +671,7 @@ class TablestoreBackend(AccountRegistry):
             self._faults.clear()
             self._row_faults.clear()
 
-    def take_fault(self, api: str) -> Optional[Fault]:
+    def take_fault(self, api: str) -> Fault | None:
         """The fault for this request, if one is pending (consumes one of its ``n``)."""
         with self._lock:
             for fault in self._faults:
@@ -638,7 +682,7 @@ class TablestoreBackend(AccountRegistry):
                     return replace(fault, remaining=1)
         return None
 
-    def _take_row_fault(self, table: str) -> Optional[exc.TablestoreError]:
+    def _take_row_fault(self, table: str) -> exc.TablestoreError | None:
         for fault in self._row_faults:
             if fault.tables is None or table in fault.tables:
                 fault.remaining -= 1
@@ -652,15 +696,36 @@ class TablestoreBackend(AccountRegistry):
         with self._lock:
             return str(uuid.UUID(int=self._random.getrandbits(128), version=4))
 
-    def record(self, *, api: str, tables: Sequence[str], http_status: int, error_code: Optional[str],
-               error_message: Optional[str], request_id: str, access_key_id: Optional[str],
-               fault: Optional[str] = None, applied: bool = False, row_errors: int = 0) -> RequestRecord:
+    def record(
+        self,
+        *,
+        api: str,
+        tables: Sequence[str],
+        http_status: int,
+        error_code: str | None,
+        error_message: str | None,
+        request_id: str,
+        access_key_id: str | None,
+        fault: str | None = None,
+        applied: bool = False,
+        row_errors: int = 0,
+    ) -> RequestRecord:
         with self._lock:
             entry = RequestRecord(
-                seq=len(self.requests) + 1, at=self.clock(), api=api, table=tables[0] if tables else None,
-                tables=list(tables), http_status=http_status, error_code=error_code, error_message=error_message,
-                request_id=request_id, access_key_id=access_key_id, fault=fault, applied=applied,
-                row_errors=row_errors)
+                seq=len(self.requests) + 1,
+                at=self.clock(),
+                api=api,
+                table=tables[0] if tables else None,
+                tables=list(tables),
+                http_status=http_status,
+                error_code=error_code,
+                error_message=error_message,
+                request_id=request_id,
+                access_key_id=access_key_id,
+                fault=fault,
+                applied=applied,
+                row_errors=row_errors,
+            )
             self.requests.append(entry)
             return entry
 
@@ -676,8 +741,12 @@ class TablestoreBackend(AccountRegistry):
                 by_api[entry.api] = by_api.get(entry.api, 0) + 1
                 code = entry.error_code or "OK"
                 codes[code] = codes.get(code, 0) + 1
-            return {"requests": len(self.requests), "by_api": by_api, "codes": codes,
-                    "pending_faults": len(self._faults) + len(self._row_faults)}
+            return {
+                "requests": len(self.requests),
+                "by_api": by_api,
+                "codes": codes,
+                "pending_faults": len(self._faults) + len(self._row_faults),
+            }
 
     def reset(self) -> None:
         """A fresh service: every table and row (of every instance, on disk too), the record and pending faults
@@ -700,18 +769,20 @@ class TablestoreBackend(AccountRegistry):
     def __del__(self) -> None:  # an unclosed sqlite3 connection warns on newer Pythons
         connection = getattr(self, "_connection", None)
         if connection is not None:
-            try:
+            with suppress(Exception):
                 connection.close()
-            except Exception:
-                pass
 
     # --- inspection (tests) -----------------------------------------------------------------------------
-    def table_names(self, instance: Optional[str] = None) -> list[str]:
+    def table_names(self, instance: str | None = None) -> list[str]:
         with self._lock:
-            return [name for (name,) in self._db.execute(
-                "SELECT name FROM ots_tables WHERE instance=? ORDER BY name", (self._instance(instance),))]
+            return [
+                name
+                for (name,) in self._db.execute(
+                    "SELECT name FROM ots_tables WHERE instance=? ORDER BY name", (self._instance(instance),)
+                )
+            ]
 
-    def rows(self, table: str, instance: Optional[str] = None) -> list[dict[str, Any]]:
+    def rows(self, table: str, instance: str | None = None) -> list[dict[str, Any]]:
         """Every row of ``table`` in primary-key order: ``{"primary_key": {...}, "columns": {...}}`` (values
         as Python values; BINARY as bytes)."""
         with self._lock:
@@ -719,21 +790,26 @@ class TablestoreBackend(AccountRegistry):
             self._table(instance, table)
             result = []
             for pk_text, cols_text in self._db.execute(
-                    "SELECT pk, cols FROM ots_rows WHERE instance=? AND tbl=? ORDER BY k", (instance, table)):
+                "SELECT pk, cols FROM ots_rows WHERE instance=? AND tbl=? ORDER BY k", (instance, table)
+            ):
                 pk, columns = _load_pk(pk_text), _load_columns(cols_text)
-                result.append({"primary_key": {name: value.value for name, value in pk},
-                               "columns": {name: versions[0][0].value
-                                           for name, versions in sorted(columns.items())}})
+                result.append(
+                    {
+                        "primary_key": {name: value.value for name, value in pk},
+                        "columns": {name: versions[0][0].value for name, versions in sorted(columns.items())},
+                    }
+                )
             return result
 
-    def row_count(self, table: str, instance: Optional[str] = None) -> int:
+    def row_count(self, table: str, instance: str | None = None) -> int:
         with self._lock:
             instance = self._instance(instance)
-            (count,) = self._db.execute("SELECT COUNT(*) FROM ots_rows WHERE instance=? AND tbl=?",
-                                        (instance, table)).fetchone()
+            (count,) = self._db.execute(
+                "SELECT COUNT(*) FROM ots_rows WHERE instance=? AND tbl=?", (instance, table)
+            ).fetchone()
             return int(count)
 
-    def _instance(self, instance: Optional[str]) -> str:
+    def _instance(self, instance: str | None) -> str:
         if instance is not None:
             return instance
         if len(self._instances) == 1:
@@ -768,7 +844,8 @@ class TablestoreBackend(AccountRegistry):
         _check_name(info.name, "table")
         if not 1 <= len(info.primary_key) <= MAX_PK_COLUMNS:
             raise exc.ParameterInvalid(
-                f"The number of primary key columns must be in range: [1, {MAX_PK_COLUMNS}].")
+                f"The number of primary key columns must be in range: [1, {MAX_PK_COLUMNS}]."
+            )
         seen: set[str] = set()
         for position, column in enumerate(info.primary_key):
             _check_name(column.name, "column")
@@ -781,7 +858,9 @@ class TablestoreBackend(AccountRegistry):
                 if column.type != "INTEGER":
                     raise exc.ParameterInvalid("AUTO_INCREMENT primary key must be integer.")
                 if position == 0:
-                    raise exc.ParameterInvalid(f"First primary key can't be auto increment, table: {info.name}.")
+                    raise exc.ParameterInvalid(
+                        f"First primary key can't be auto increment, table: {info.name}."
+                    )
         if sum(column.auto_increment for column in info.primary_key) > 1:
             raise exc.ParameterInvalid("AUTO_INCREMENT primary key count must <= 1.")
         if len(info.defined_columns) > 32:
@@ -789,24 +868,31 @@ class TablestoreBackend(AccountRegistry):
         for name, _ in info.defined_columns:
             _check_name(name, "column")
             if name in seen:
-                raise exc.ParameterInvalid(f"Duplicated attribute column name with primary key column: {name}.")
+                raise exc.ParameterInvalid(
+                    f"Duplicated attribute column name with primary key column: {name}."
+                )
         _check_table_options(info.time_to_live, info.max_versions, info.max_time_deviation)
         if info.reserved_read < 0 or info.reserved_write < 0:
             raise exc.ParameterInvalid(
                 f"Invalid Capacity Unit:({info.reserved_read}, {info.reserved_write}). "
-                "Capacity Unit must be nonnegative.")
+                "Capacity Unit must be nonnegative."
+            )
         if has_indexes:  # a limitation of the emulator, not of the service
             raise exc.ParameterInvalid("Secondary indexes are not supported by the local Tablestore.")
         with self._lock, self._transaction():
             if self._find_table(instance, info.name) is not None:
                 raise exc.ObjectAlreadyExist()
-            (count,) = self._db.execute("SELECT COUNT(*) FROM ots_tables WHERE instance=?", (instance,)).fetchone()
+            (count,) = self._db.execute(
+                "SELECT COUNT(*) FROM ots_tables WHERE instance=?", (instance,)
+            ).fetchone()
             if count >= self.max_tables:
                 raise exc.QuotaExhausted("Number of tables exceeded the quota.")
             now = self.clock()
             info = replace(info, created_at=now, last_increase_time=int(now), last_decrease_time=None)
-            self._db.execute("INSERT INTO ots_tables (instance, name, info) VALUES (?, ?, ?)",
-                             (instance, info.name, info.to_json()))
+            self._db.execute(
+                "INSERT INTO ots_tables (instance, name, info) VALUES (?, ?, ?)",
+                (instance, info.name, info.to_json()),
+            )
 
     def describe_table(self, instance: str, name: str) -> TableInfo:
         """ASSUMPTION: DescribeTable (and ListTable) answer for a table that is not ready yet, as metadata."""
@@ -826,8 +912,14 @@ class TablestoreBackend(AccountRegistry):
             self._db.execute("DELETE FROM ots_rows WHERE instance=? AND tbl=?", (instance, name))
             self._db.execute("DELETE FROM ots_tables WHERE instance=? AND name=?", (instance, name))
 
-    def update_table(self, instance: str, name: str, *, reserved: Optional[tuple[Optional[int], Optional[int]]],
-                     options: Optional[dict[str, Any]]) -> TableInfo:
+    def update_table(
+        self,
+        instance: str,
+        name: str,
+        *,
+        reserved: tuple[int | None, int | None] | None,
+        options: dict[str, Any] | None,
+    ) -> TableInfo:
         self._admit_table_operation(instance)
         with self._lock, self._transaction():
             info = self._table(instance, name)
@@ -837,7 +929,8 @@ class TablestoreBackend(AccountRegistry):
                 if (read is not None and read < 0) or (write is not None and write < 0):
                     raise exc.ParameterInvalid(
                         f"Invalid Capacity Unit for UpdateTable: Either read({read}) or write({write}) "
-                        "should be non-negative.")
+                        "should be non-negative."
+                    )
                 new_read = info.reserved_read if read is None else read
                 new_write = info.reserved_write if write is None else write
                 if new_read > info.reserved_read or new_write > info.reserved_write:
@@ -853,8 +946,9 @@ class TablestoreBackend(AccountRegistry):
                 info.time_to_live, info.max_versions, info.max_time_deviation = ttl, versions, deviation
                 if "allow_update" in options:
                     info.allow_update = options["allow_update"]
-            self._db.execute("UPDATE ots_tables SET info=? WHERE instance=? AND name=?",
-                             (info.to_json(), instance, name))
+            self._db.execute(
+                "UPDATE ots_tables SET info=? WHERE instance=? AND name=?", (info.to_json(), instance, name)
+            )
             return info
 
     # --- single rows ------------------------------------------------------------------------------------
@@ -876,8 +970,9 @@ class TablestoreBackend(AccountRegistry):
         return result
 
     # --- batches ------------------------------------------------------------------------------------------
-    def batch_get_row(self, instance: str,
-                      tables: Sequence[tuple[str, Sequence[PrimaryKey], ReadOptions]]) -> list[list[RowResult]]:
+    def batch_get_row(
+        self, instance: str, tables: Sequence[tuple[str, Sequence[PrimaryKey], ReadOptions]]
+    ) -> list[list[RowResult]]:
         """ASSUMPTION: a table that does not exist fails the whole request (404), as in BatchWriteRow."""
         if not tables:
             raise exc.ParameterInvalid("No row specified in the request of BatchGetRow.")
@@ -888,7 +983,7 @@ class TablestoreBackend(AccountRegistry):
         with self._lock:
             infos = [self._data_table(instance, name) for name, _, _ in tables]
             results: list[list[RowResult]] = []
-            for info, (_, keys, options) in zip(infos, tables):
+            for info, (_, keys, options) in zip(infos, tables, strict=True):
                 _check_read_options(options)
                 table_results = []
                 for key in keys:
@@ -903,8 +998,9 @@ class TablestoreBackend(AccountRegistry):
                 results.append(table_results)
             return results
 
-    def batch_write_row(self, instance: str,
-                        tables: Sequence[tuple[str, Sequence[RowChange]]]) -> list[list[RowResult]]:
+    def batch_write_row(
+        self, instance: str, tables: Sequence[tuple[str, Sequence[RowChange]]]
+    ) -> list[list[RowResult]]:
         """Per-row results, not atomic: a row that fails (condition, bad key, injected row fault) changes
         nothing and the others are applied. Only request-level problems (limits, unknown tables, no rows)
         fail the whole request."""
@@ -917,19 +1013,25 @@ class TablestoreBackend(AccountRegistry):
         total = sum(len(changes) for _, changes in tables)
         if total > MAX_BATCH_WRITE_ROWS:
             raise exc.ParameterInvalid(f"Rows count exceeds the upper limit: {MAX_BATCH_WRITE_ROWS}.")
-        size = sum(row_size(change.primary_key, ((cell.name, cell.value) for cell in change.cells
-                                                 if cell.value is not None))
-                   for _, changes in tables for change in changes)
+        size = sum(
+            row_size(
+                change.primary_key,
+                ((cell.name, cell.value) for cell in change.cells if cell.value is not None),
+            )
+            for _, changes in tables
+            for change in changes
+        )
         if size > MAX_BATCH_WRITE_BYTES:
             raise exc.ParameterInvalid(
                 "The total data size of BatchWriteRow request exceeds the limit, "
-                f"limit size: {MAX_BATCH_WRITE_BYTES}, data size: {size}.")
+                f"limit size: {MAX_BATCH_WRITE_BYTES}, data size: {size}."
+            )
         with self._lock, self._transaction():
             infos = [self._data_table(instance, name) for name, _ in tables]
-            for info, (_, changes) in zip(infos, tables):
+            for info, (_, changes) in zip(infos, tables, strict=True):
                 _check_repeated_rows(info, changes)
             results: list[list[RowResult]] = []
-            for info, (name, changes) in zip(infos, tables):
+            for info, (name, changes) in zip(infos, tables, strict=True):
                 table_results = []
                 for change in changes:
                     injected = self._take_row_fault(name)
@@ -939,14 +1041,24 @@ class TablestoreBackend(AccountRegistry):
                     try:  # _write checks everything before it writes: a refused row leaves no trace
                         table_results.append(self._write(instance, info, change))
                     except exc.TablestoreError as error:
-                        consumed = Consumed(read=1) if isinstance(error, exc.ConditionCheckFail) else Consumed()
+                        consumed = (
+                            Consumed(read=1) if isinstance(error, exc.ConditionCheckFail) else Consumed()
+                        )
                         table_results.append(RowResult(consumed, None, error))
                 results.append(table_results)
             return results
 
     # --- ranges -------------------------------------------------------------------------------------------
-    def get_range(self, instance: str, table: str, direction: int, start: PrimaryKey, end: PrimaryKey,
-                  options: ReadOptions, limit: Optional[int] = None) -> RangeResult:
+    def get_range(
+        self,
+        instance: str,
+        table: str,
+        direction: int,
+        start: PrimaryKey,
+        end: PrimaryKey,
+        options: ReadOptions,
+        limit: int | None = None,
+    ) -> RangeResult:
         """Rows in ``[start, end)`` (FORWARD) or ``[start, end)`` walking down (BACKWARD: start >= key > end), at
         most ``limit`` rows and at most 5,000 rows / 4 MB scanned per call; ``next_start`` is where the next
         call starts (None when the range is exhausted).
@@ -969,22 +1081,28 @@ class TablestoreBackend(AccountRegistry):
             if direction == BACKWARD and not low > high:
                 raise exc.ParameterInvalid("Begin key must more than end key in BACKWARD")
             if direction == FORWARD:
-                sql = ("SELECT pk, cols FROM ots_rows WHERE instance=? AND tbl=? AND k>=? AND k<? ORDER BY k ASC")
+                sql = (
+                    "SELECT pk, cols FROM ots_rows WHERE instance=? AND tbl=? AND k>=? AND k<? ORDER BY k ASC"
+                )
             else:
-                sql = ("SELECT pk, cols FROM ots_rows WHERE instance=? AND tbl=? AND k<=? AND k>? ORDER BY k DESC")
+                sql = "SELECT pk, cols FROM ots_rows WHERE instance=? AND tbl=? AND k<=? AND k>? ORDER BY k DESC"
             cursor = self._db.execute(sql, (instance, table, low, high))
             rows: list[OutRow] = []
             scanned = scanned_bytes = 0
-            next_start: Optional[PrimaryKey] = None
+            next_start: PrimaryKey | None = None
             try:
                 for pk_text, cols_text in cursor:
                     key_values = _load_pk(pk_text)
-                    if ((limit is not None and len(rows) >= limit) or scanned >= MAX_RANGE_ROWS):
+                    if (limit is not None and len(rows) >= limit) or scanned >= MAX_RANGE_ROWS:
                         next_start = key_values
                         break
                     stored = self._visible(info, _load_columns(cols_text))
                     out = self._project(info, key_values, stored, options)
-                    size = row_size(key_values, ((n, v) for n, v, _ in out[1])) if out else row_size(key_values, ())
+                    size = (
+                        row_size(key_values, ((n, v) for n, v, _ in out[1]))
+                        if out
+                        else row_size(key_values, ())
+                    )
                     if scanned and scanned_bytes + size > MAX_RANGE_BYTES:
                         next_start = key_values
                         break
@@ -1010,9 +1128,10 @@ class TablestoreBackend(AccountRegistry):
             raise
         self._db.execute("COMMIT")
 
-    def _find_table(self, instance: str, name: str) -> Optional[TableInfo]:
-        found = self._db.execute("SELECT info FROM ots_tables WHERE instance=? AND name=?",
-                                 (instance, name)).fetchone()
+    def _find_table(self, instance: str, name: str) -> TableInfo | None:
+        found = self._db.execute(
+            "SELECT info FROM ots_tables WHERE instance=? AND name=?", (instance, name)
+        ).fetchone()
         return TableInfo.from_json(found[0]) if found else None
 
     def _table(self, instance: str, name: str) -> TableInfo:
@@ -1038,13 +1157,14 @@ class TablestoreBackend(AccountRegistry):
         if len(primary_key) != len(schema):
             raise exc.InvalidPK(f"Validate PK size fail. Input: {len(primary_key)}, Meta: {len(schema)}.")
         checked: PrimaryKey = []
-        for (name, value), column in zip(primary_key, schema):
+        for (name, value), column in zip(primary_key, schema, strict=True):
             if name != column.name:
                 raise exc.InvalidPK(f"Validate PK name fail. Input: {name}, Meta: {column.name}.")
             if value.type in (VT_INF_MIN, VT_INF_MAX):
                 if purpose != "range":
                     raise exc.ParameterInvalid(
-                        f"INF_MIN or INF_MAX can only be used in a range, primary key name: {name}.")
+                        f"INF_MIN or INF_MAX can only be used in a range, primary key name: {name}."
+                    )
             elif value.type == VT_AUTO_INCREMENT:
                 if purpose in ("read", "range"):
                     raise exc.ParameterInvalid("PKAutoIncr can't be used for read operations.")
@@ -1057,24 +1177,27 @@ class TablestoreBackend(AccountRegistry):
             elif value.type != _PK_VT[column.type]:
                 raise exc.InvalidPK(
                     f"Validate PK type fail. Input: VT_{TYPE_NAMES.get(value.type, value.type)}, "
-                    f"Meta: VT_{column.type}.")
+                    f"Meta: VT_{column.type}."
+                )
             elif value.type in (VT_STRING, VT_BLOB):
                 length = value_size(value)
                 if length > MAX_PK_VALUE_BYTES:
                     raise exc.ParameterInvalid(
                         f"The length of primary key column: {name} exceeds the MaxLength: {MAX_PK_VALUE_BYTES} "
-                        f"with CurrentLength: {length}.")
+                        f"with CurrentLength: {length}."
+                    )
             checked.append((name, value))
         return checked
 
-    def _load(self, instance: str, info: TableInfo, key: bytes) -> Optional[Columns]:
-        found = self._db.execute("SELECT cols FROM ots_rows WHERE instance=? AND tbl=? AND k=?",
-                                 (instance, info.name, key)).fetchone()
+    def _load(self, instance: str, info: TableInfo, key: bytes) -> Columns | None:
+        found = self._db.execute(
+            "SELECT cols FROM ots_rows WHERE instance=? AND tbl=? AND k=?", (instance, info.name, key)
+        ).fetchone()
         if found is None:
             return None
         return self._visible(info, _load_columns(found[0]))
 
-    def _visible(self, info: TableInfo, columns: Columns) -> Optional[Columns]:
+    def _visible(self, info: TableInfo, columns: Columns) -> Columns | None:
         """Versions past the table's time to live are gone, and so are those beyond its max_versions (after an
         UpdateTable lowered it); a row whose every version is gone is gone (a row put without attribute
         columns has none to lose and stays)."""
@@ -1083,13 +1206,14 @@ class TablestoreBackend(AccountRegistry):
         horizon = (int(self.clock() * 1000) - info.time_to_live * 1000) if info.time_to_live != -1 else None
         alive: Columns = {}
         for name, versions in columns.items():
-            kept = [cell for cell in versions if horizon is None or cell[1] >= horizon][:info.max_versions]
+            kept = [cell for cell in versions if horizon is None or cell[1] >= horizon][: info.max_versions]
             if kept:
                 alive[name] = kept
         return alive or None
 
-    def _project(self, info: TableInfo, primary_key: PrimaryKey, stored: Optional[Columns],
-                 options: ReadOptions) -> Optional[OutRow]:
+    def _project(
+        self, info: TableInfo, primary_key: PrimaryKey, stored: Columns | None, options: ReadOptions
+    ) -> OutRow | None:
         """What a read returns of a stored row, or None.
 
         ASSUMPTIONS: attribute columns come back sorted by name; a filter sees only the columns
@@ -1143,34 +1267,46 @@ class TablestoreBackend(AccountRegistry):
             if change.condition.existence != IGNORE:
                 raise exc.ParameterInvalid(
                     f"Invalid expect:{_EXPECTATION_NAMES[change.condition.existence]} when modify row with pk "
-                    "auto increment.")
+                    "auto increment."
+                )
             if change.condition.column is not None:
                 raise exc.ParameterInvalid("Can't set condition when modify row with pk auto increment.")
             key_values = list(key_values)
             for position in auto:
-                key_values[position] = (key_values[position][0], Value(VT_INTEGER, self._next_auto(instance, info)))
+                key_values[position] = (
+                    key_values[position][0],
+                    Value(VT_INTEGER, self._next_auto(instance, info)),
+                )
         if change.kind in ("put", "update") and change.delete_marker:
-            raise exc.ParameterInvalid("Invalid request of put/update row: unexpected RowDeleteMarker in request.")
+            raise exc.ParameterInvalid(
+                "Invalid request of put/update row: unexpected RowDeleteMarker in request."
+            )
         new_columns = None
         if change.kind == "put":
             new_columns = _put_columns(info, change.cells, now_ms)
         elif change.kind == "update":
             _check_update_cells(info, change.cells, now_ms)
         if change.kind in ("put", "update"):
-            data_size = row_size(key_values, ((cell.name, cell.value) for cell in change.cells
-                                              if cell.value is not None))
+            data_size = row_size(
+                key_values, ((cell.name, cell.value) for cell in change.cells if cell.value is not None)
+            )
             if data_size > MAX_ROW_WRITE_BYTES:
                 api = "PutRow" if change.kind == "put" else "UpdateRow"
                 raise exc.ParameterInvalid(
                     f"The total data size of {api} request exceeds the limit, limit size: {MAX_ROW_WRITE_BYTES} , "
-                    f"data size: {data_size}.")
+                    f"data size: {data_size}."
+                )
         else:
             if not change.delete_marker:
-                raise exc.ParameterInvalid("Invalid request of delete row: missing RowDeleteMarker in request.")
+                raise exc.ParameterInvalid(
+                    "Invalid request of delete row: missing RowDeleteMarker in request."
+                )
             if change.cells:
                 raise exc.ParameterInvalid("Invalid delete row request: unexpected cells in request.")
         key = encode_key(key_values)
-        needs_current = change.kind != "put" or change.condition.is_check or change.return_type == RT_AFTER_MODIFY
+        needs_current = (
+            change.kind != "put" or change.condition.is_check or change.return_type == RT_AFTER_MODIFY
+        )
         current = self._load(instance, info, key) if needs_current else None
         read_cu = 0
         if change.condition.is_check:
@@ -1180,12 +1316,17 @@ class TablestoreBackend(AccountRegistry):
         if change.kind == "put":
             assert new_columns is not None
             self._store(instance, info, key, key_values, new_columns)
-            write_size = row_size(key_values, ((n, v) for n, versions in new_columns.items() for v, _ in versions))
-            after: Optional[Columns] = new_columns
+            write_size = row_size(
+                key_values, ((n, v) for n, versions in new_columns.items() for v, _ in versions)
+            )
+            after: Columns | None = new_columns
         elif change.kind == "update":
-            after = _apply_update({n: list(v) for n, v in (current or {}).items()}, change.cells, now_ms,
-                                  info.max_versions)
-            write_size = row_size(key_values, ((c.name, c.value) for c in change.cells if c.value is not None))
+            after = _apply_update(
+                {n: list(v) for n, v in (current or {}).items()}, change.cells, now_ms, info.max_versions
+            )
+            write_size = row_size(
+                key_values, ((c.name, c.value) for c in change.cells if c.value is not None)
+            )
             if after:
                 self._store(instance, info, key, key_values, after)
             elif current is not None:
@@ -1195,34 +1336,46 @@ class TablestoreBackend(AccountRegistry):
             if current is not None:
                 self._delete(instance, info, key)
             after = None
-        returned: Optional[OutRow] = None
+        returned: OutRow | None = None
         if change.return_type == RT_PK:
             returned = (key_values, [])
         elif change.return_type == RT_AFTER_MODIFY:
             wanted = set(change.return_columns)
-            returned = (key_values, [(n, versions[0][0], versions[0][1])
-                                     for n, versions in sorted((after or {}).items()) if not wanted or n in wanted])
+            returned = (
+                key_values,
+                [
+                    (n, versions[0][0], versions[0][1])
+                    for n, versions in sorted((after or {}).items())
+                    if not wanted or n in wanted
+                ],
+            )
         elif change.return_type != RT_NONE:
             raise exc.ParameterInvalid(f"Invalid return type: {change.return_type}.")
         return RowResult(Consumed(read=read_cu, write=capacity_units(write_size)), returned)
 
-    def _store(self, instance: str, info: TableInfo, key: bytes, primary_key: PrimaryKey,
-               columns: Columns) -> None:
+    def _store(
+        self, instance: str, info: TableInfo, key: bytes, primary_key: PrimaryKey, columns: Columns
+    ) -> None:
         self._db.execute(
             "INSERT OR REPLACE INTO ots_rows (instance, tbl, k, pk, cols) VALUES (?, ?, ?, ?, ?)",
-            (instance, info.name, key, _dump_pk(primary_key), _dump_columns(columns)))
+            (instance, info.name, key, _dump_pk(primary_key), _dump_columns(columns)),
+        )
 
     def _delete(self, instance: str, info: TableInfo, key: bytes) -> None:
-        self._db.execute("DELETE FROM ots_rows WHERE instance=? AND tbl=? AND k=?", (instance, info.name, key))
+        self._db.execute(
+            "DELETE FROM ots_rows WHERE instance=? AND tbl=? AND k=?", (instance, info.name, key)
+        )
 
     def _next_auto(self, instance: str, info: TableInfo) -> int:
         """ASSUMPTION: auto-increment values are unique and increasing per table, microsecond-clock based
         (the real ones are per partition and also time-based)."""
-        (last,) = self._db.execute("SELECT auto_increment FROM ots_tables WHERE instance=? AND name=?",
-                                   (instance, info.name)).fetchone()
+        (last,) = self._db.execute(
+            "SELECT auto_increment FROM ots_tables WHERE instance=? AND name=?", (instance, info.name)
+        ).fetchone()
         value = max(int(last) + 1, int(self.clock() * 1_000_000))
-        self._db.execute("UPDATE ots_tables SET auto_increment=? WHERE instance=? AND name=?",
-                         (value, instance, info.name))
+        self._db.execute(
+            "UPDATE ots_tables SET auto_increment=? WHERE instance=? AND name=?", (value, instance, info.name)
+        )
         return value
 
 
@@ -1244,14 +1397,16 @@ def _check_read_options(options: ReadOptions) -> None:
     if len(options.columns) > MAX_COLUMNS_TO_GET:
         raise exc.ParameterInvalid(
             f"The number of columns from the request exceeds the limit, limit count: {MAX_COLUMNS_TO_GET}, "
-            f"column count: {len(options.columns)}.")
+            f"column count: {len(options.columns)}."
+        )
     for name in options.columns:
         _check_column_name(name)
     if options.max_versions is None and options.time_range is None:
         raise exc.ParameterInvalid("No version condition is specified while querying row.")
     if options.max_versions is not None and options.max_versions <= 0:
         raise exc.ParameterInvalid(
-            f"Invalid max versions: {options.max_versions}. Reason: Max versions must be positive.")
+            f"Invalid max versions: {options.max_versions}. Reason: Max versions must be positive."
+        )
     if options.time_range is not None:
         start, end, specific = options.time_range
         if specific is not None and (start is not None or end is not None):
@@ -1281,13 +1436,16 @@ def _check_repeated_rows(info: TableInfo, changes: Sequence[RowChange]) -> None:
             for repeated in (seen[key], change):
                 if repeated.condition.existence != IGNORE:
                     raise exc.ParameterInvalid(
-                        "Repeated rows do not support row exist expectation check in BatchModify.")
+                        "Repeated rows do not support row exist expectation check in BatchModify."
+                    )
                 if repeated.condition.column is not None:
-                    raise exc.ParameterInvalid("Repeated rows do not support row condition check in BatchModify.")
+                    raise exc.ParameterInvalid(
+                        "Repeated rows do not support row condition check in BatchModify."
+                    )
         seen[key] = change
 
 
-def _check_row_condition(condition: RowCondition, current: Optional[Columns]) -> None:
+def _check_row_condition(condition: RowCondition, current: Columns | None) -> None:
     if condition.existence == EXPECT_EXIST and current is None:
         raise exc.ConditionCheckFail()
     if condition.existence == EXPECT_NOT_EXIST and current is not None:
@@ -1307,12 +1465,14 @@ def _check_attribute(info: TableInfo, cell: Cell, now_ms: int) -> None:
     if cell.value is not None:
         if cell.value.type not in (VT_INTEGER, VT_DOUBLE, VT_BOOLEAN, VT_STRING, VT_BLOB):
             raise exc.ParameterInvalid(
-                f"{TYPE_NAMES.get(cell.value.type, cell.value.type)} is an invalid type for the attribute column.")
+                f"{TYPE_NAMES.get(cell.value.type, cell.value.type)} is an invalid type for the attribute column."
+            )
         size = value_size(cell.value)
         if size > MAX_ATTRIBUTE_VALUE_BYTES:
             raise exc.ParameterInvalid(
                 f"The length of attribute column: {cell.name} exceeded the MaxLength:{MAX_ATTRIBUTE_VALUE_BYTES} "
-                f"with Current Length:{size}.")
+                f"with Current Length:{size}."
+            )
     if cell.timestamp is not None and cell.op is None:
         if cell.timestamp < 0:
             raise exc.ParameterInvalid(f"Invalid cell timestamp: {cell.timestamp}.")
@@ -1334,7 +1494,8 @@ def _put_columns(info: TableInfo, cells: Sequence[Cell], now_ms: int) -> Columns
     if len(cells) > MAX_COLUMNS_PER_WRITE:
         raise exc.ParameterInvalid(
             f"The number of attribute columns exceeds the limit, limit count:{MAX_COLUMNS_PER_WRITE}, "
-            f"column count: {len(cells)}.")
+            f"column count: {len(cells)}."
+        )
     columns: Columns = {}
     for cell in cells:
         if cell.op is not None:
@@ -1366,7 +1527,8 @@ def _check_update_cells(info: TableInfo, cells: Sequence[Cell], now_ms: int) -> 
     if len(cells) > MAX_COLUMNS_PER_WRITE:
         raise exc.ParameterInvalid(
             f"The number of attribute columns exceeds the limit, limit count:{MAX_COLUMNS_PER_WRITE}, "
-            f"column count: {len(cells)}.")
+            f"column count: {len(cells)}."
+        )
     for cell in cells:
         _check_attribute(info, cell, now_ms)
         if cell.op is None:
@@ -1375,7 +1537,8 @@ def _check_update_cells(info: TableInfo, cells: Sequence[Cell], now_ms: int) -> 
         elif cell.op in (OP_DELETE_ONE_VERSION, OP_DELETE_ALL_VERSIONS):
             if cell.value is not None:
                 raise exc.ParameterInvalid(
-                    "Column value cannot be given when type is DELETE_ONE_VERSION,DELETE_ALL_VERSION.")
+                    "Column value cannot be given when type is DELETE_ONE_VERSION,DELETE_ALL_VERSION."
+                )
             if cell.op == OP_DELETE_ONE_VERSION and cell.timestamp is None:
                 raise exc.ParameterInvalid("Timestamp must be given when type is DELETE_ONE_VERSION.")
             if cell.op == OP_DELETE_ALL_VERSIONS and cell.timestamp is not None:
@@ -1414,7 +1577,9 @@ def _apply_update(columns: Columns, cells: Sequence[Cell], now_ms: int, max_vers
             base = 0
             if previous:
                 if previous[0][0].type != VT_INTEGER:
-                    raise exc.ParameterInvalid(f"The type of column {cell.name} is not INTEGER, can't increment.")
+                    raise exc.ParameterInvalid(
+                        f"The type of column {cell.name} is not INTEGER, can't increment."
+                    )
                 base = previous[0][0].value
             total = base + cell.value.value
             if not INT64_MIN <= total <= INT64_MAX:
@@ -1433,8 +1598,13 @@ def _load_pk(text: str) -> PrimaryKey:
 
 
 def _dump_columns(columns: Columns) -> str:
-    return json.dumps({name: [[*_value_to_json(value), timestamp] for value, timestamp in versions]
-                       for name, versions in columns.items()}, ensure_ascii=False)
+    return json.dumps(
+        {
+            name: [[*_value_to_json(value), timestamp] for value, timestamp in versions]
+            for name, versions in columns.items()
+        },
+        ensure_ascii=False,
+    )
 
 
 def _load_columns(text: str) -> Columns:
@@ -1448,7 +1618,22 @@ def _load_columns(text: str) -> Columns:
 
 
 __all__ = [
-    "Account", "ColumnCondition", "CompositeColumnCondition", "Consumed", "Fault", "PrimaryKeySchema",
-    "RangeResult", "ReadOptions", "RequestRecord", "RowChange", "RowCondition", "RowResult",
-    "SingleColumnCondition", "TableInfo", "TablestoreBackend", "encode_key", "matches", "row_size",
+    "Account",
+    "ColumnCondition",
+    "CompositeColumnCondition",
+    "Consumed",
+    "Fault",
+    "PrimaryKeySchema",
+    "RangeResult",
+    "ReadOptions",
+    "RequestRecord",
+    "RowChange",
+    "RowCondition",
+    "RowResult",
+    "SingleColumnCondition",
+    "TableInfo",
+    "TablestoreBackend",
+    "encode_key",
+    "matches",
+    "row_size",
 ]

@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import math
 import struct
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 HEADER = 0x75
 
@@ -57,8 +58,15 @@ VT_INF_MAX = 0x0A
 VT_AUTO_INCREMENT = 0x0B
 
 TYPE_NAMES = {
-    VT_INTEGER: "INTEGER", VT_DOUBLE: "DOUBLE", VT_BOOLEAN: "BOOLEAN", VT_STRING: "STRING", VT_NULL: "NULL",
-    VT_BLOB: "BINARY", VT_INF_MIN: "INF_MIN", VT_INF_MAX: "INF_MAX", VT_AUTO_INCREMENT: "AUTO_INCREMENT",
+    VT_INTEGER: "INTEGER",
+    VT_DOUBLE: "DOUBLE",
+    VT_BOOLEAN: "BOOLEAN",
+    VT_STRING: "STRING",
+    VT_NULL: "NULL",
+    VT_BLOB: "BINARY",
+    VT_INF_MIN: "INF_MIN",
+    VT_INF_MAX: "INF_MAX",
+    VT_AUTO_INCREMENT: "AUTO_INCREMENT",
 }
 SENTINELS = frozenset({VT_INF_MIN, VT_INF_MAX, VT_AUTO_INCREMENT})
 
@@ -133,7 +141,7 @@ def value_bytes(value: Value) -> bytes:
     if vt == VT_INTEGER:
         return bytes((VT_INTEGER,)) + _I64.pack(v)
     if vt == VT_STRING:
-        raw = v.encode("utf-8")
+        raw: bytes = v.encode("utf-8")
         return bytes((VT_STRING,)) + _U32.pack(len(raw)) + raw
     if vt == VT_BLOB:
         return bytes((VT_BLOB,)) + _U32.pack(len(v)) + bytes(v)
@@ -198,8 +206,9 @@ def _read_cell(buf: bytes, pos: int, primary: bool) -> tuple[Cell, int, int, int
     tag = buf[pos]
     pos += 1
     if tag != TAG_CELL_NAME:
-        raise PlainBufferError("Cell data broken, no PK follow PKTag." if primary
-                               else "Cell data broken, attr has no name.")
+        raise PlainBufferError(
+            "Cell data broken, no PK follow PKTag." if primary else "Cell data broken, attr has no name."
+        )
     raw_name, pos = _slice(buf, pos + 4, _U32.unpack_from(buf, pos)[0])
     try:
         name = raw_name.decode("utf-8")
@@ -234,7 +243,7 @@ def _read_cell(buf: bytes, pos: int, primary: bool) -> tuple[Cell, int, int, int
             if primary:
                 raise PlainBufferError(f"Timestamp cannot be given for primary key name:{name}.")
             timestamp = _I64.unpack_from(buf, pos)[0]
-            checksum = crc8(checksum, buf[pos:pos + 8])
+            checksum = crc8(checksum, buf[pos : pos + 8])
             tag = buf[pos + 8]
             pos += 9
     if op is not None:
@@ -312,8 +321,9 @@ def _cell_bytes(name: str, value: Value | None, timestamp: int | None) -> tuple[
     return b"".join(parts), checksum
 
 
-def _row_bytes(primary_key: Sequence[tuple[str, Value]],
-               columns: Iterable[tuple[str, Value, int | None]] = ()) -> bytes:
+def _row_bytes(
+    primary_key: Sequence[tuple[str, Value]], columns: Iterable[tuple[str, Value, int | None]] = ()
+) -> bytes:
     parts = [bytes((TAG_ROW_PK,))]
     row_checksum = 0
     for name, value in primary_key:
@@ -332,14 +342,16 @@ def _row_bytes(primary_key: Sequence[tuple[str, Value]],
     return b"".join(parts)
 
 
-def encode_row(primary_key: Sequence[tuple[str, Value]],
-               columns: Iterable[tuple[str, Value, int | None]] = ()) -> bytes:
+def encode_row(
+    primary_key: Sequence[tuple[str, Value]], columns: Iterable[tuple[str, Value, int | None]] = ()
+) -> bytes:
     """One row as the service returns it: primary key, then attribute columns with their timestamps."""
     return _I32.pack(HEADER) + _row_bytes(primary_key, columns)
 
 
-def encode_rows(rows: Iterable[tuple[Sequence[tuple[str, Value]], Iterable[tuple[str, Value, int | None]]]]
-                ) -> bytes:
+def encode_rows(
+    rows: Iterable[tuple[Sequence[tuple[str, Value]], Iterable[tuple[str, Value, int | None]]]],
+) -> bytes:
     """Several rows behind one header (GetRange); ``b""`` for none."""
     bodies = [_row_bytes(pk, columns) for pk, columns in rows]
     if not bodies:
@@ -349,4 +361,3 @@ def encode_rows(rows: Iterable[tuple[Sequence[tuple[str, Value]], Iterable[tuple
 
 def encode_primary_key(primary_key: Sequence[tuple[str, Value]]) -> bytes:
     return encode_row(primary_key)
-

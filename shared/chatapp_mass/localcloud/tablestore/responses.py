@@ -30,12 +30,26 @@ import hashlib
 import hmac
 import json
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Sequence, TypeVar
+from typing import Any, TypeVar
 
 from google.protobuf.message import DecodeError, EncodeError
 
 from chatapp_mass.localcloud._http import HttpRequest, is_loopback, json_object
+
+from . import exceptions as exc
+from . import models as m
+from .plainbuffer import (
+    PlainBufferError,
+    PlainRow,
+    Value,
+    decode_row,
+    encode_primary_key,
+    encode_row,
+    encode_rows,
+    parse_value_bytes,
+)
 
 
 def _quietly_import_sdk_protobuf() -> tuple[Any, Any]:
@@ -54,23 +68,29 @@ def _quietly_import_sdk_protobuf() -> tuple[Any, Any]:
 
 pb, fpb = _quietly_import_sdk_protobuf()
 
-from . import exceptions as exc
-from . import models as m
-from .plainbuffer import PlainBufferError, PlainRow, Value, decode_row, encode_primary_key, encode_row, \
-    encode_rows, parse_value_bytes
 
 log = logging.getLogger(__name__)
 
 ADMIN_PREFIX = "/_localtablestore/"
 DATE_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
-REQUIRED_HEADERS = ("x-ots-date", "x-ots-apiversion", "x-ots-accesskeyid", "x-ots-instancename",
-                    "x-ots-contentmd5")
+REQUIRED_HEADERS = (
+    "x-ots-date",
+    "x-ots-apiversion",
+    "x-ots-accesskeyid",
+    "x-ots-instancename",
+    "x-ots-contentmd5",
+)
 V4_PREFIX, V4_PRODUCT, V4_CONSTANT, V4_SALT = "aliyun_v4", "ots", "aliyun_v4_request", "ots"
 
 _PK_TYPE_NAMES = {pb.INTEGER: "INTEGER", pb.STRING: "STRING", pb.BINARY: "BINARY", pb.PK_BOOLEAN: "BOOLEAN"}
 _PK_TYPE_CODES = {"INTEGER": pb.INTEGER, "STRING": pb.STRING, "BINARY": pb.BINARY}
-_DEFINED_TYPE_NAMES = {pb.DCT_INTEGER: "INTEGER", pb.DCT_DOUBLE: "DOUBLE", pb.DCT_BOOLEAN: "BOOLEAN",
-                       pb.DCT_STRING: "STRING", pb.DCT_BLOB: "BINARY"}
+_DEFINED_TYPE_NAMES = {
+    pb.DCT_INTEGER: "INTEGER",
+    pb.DCT_DOUBLE: "DOUBLE",
+    pb.DCT_BOOLEAN: "BOOLEAN",
+    pb.DCT_STRING: "STRING",
+    pb.DCT_BLOB: "BINARY",
+}
 _DEFINED_TYPE_CODES = {name: code for code, name in _DEFINED_TYPE_NAMES.items()}
 _KINDS = {pb.PUT: "put", pb.UPDATE: "update", pb.DELETE: "delete"}
 
@@ -103,7 +123,9 @@ class _Call:
 
 
 def sign_v2(secret: str, text: str) -> str:
-    return base64.b64encode(hmac.new(secret.encode("utf-8"), text.encode("utf-8"), hashlib.sha1).digest()).decode()
+    return base64.b64encode(
+        hmac.new(secret.encode("utf-8"), text.encode("utf-8"), hashlib.sha1).digest()
+    ).decode()
 
 
 def v4_signing_key(secret: str, sign_date: str, region: str) -> bytes:
@@ -114,13 +136,18 @@ def v4_signing_key(secret: str, sign_date: str, region: str) -> bytes:
 
 
 def request_string_to_sign(api: str, headers: dict[str, str]) -> str:
-    lines = sorted(f"{name}:{value.strip()}" for name, value in headers.items()
-                   if name.startswith("x-ots-") and name not in ("x-ots-signature", "x-ots-signaturev4"))
+    lines = sorted(
+        f"{name}:{value.strip()}"
+        for name, value in headers.items()
+        if name.startswith("x-ots-") and name not in ("x-ots-signature", "x-ots-signaturev4")
+    )
     return f"/{api}\nPOST\n\n" + "\n".join(lines) + "\n"
 
 
 def response_signature(key: bytes, api: str, headers: Sequence[tuple[str, str]]) -> str:
-    lines = sorted(f"{name.lower()}:{value.strip()}" for name, value in headers if name.lower().startswith("x-ots-"))
+    lines = sorted(
+        f"{name.lower()}:{value.strip()}" for name, value in headers if name.lower().startswith("x-ots-")
+    )
     text = "\n".join(lines) + "\n" + f"/{api}"
     return base64.b64encode(hmac.new(key, text.encode("utf-8"), hashlib.sha1).digest()).decode()
 
@@ -135,11 +162,18 @@ class TablestoreResponse:
     def __init__(self, backend: m.TablestoreBackend) -> None:
         self.backend = backend
         self._parsers: dict[str, Callable[[str, bytes], _Call]] = {
-            "CreateTable": self._create_table, "DescribeTable": self._describe_table,
-            "ListTable": self._list_table, "DeleteTable": self._delete_table, "UpdateTable": self._update_table,
-            "GetRow": self._get_row, "PutRow": self._put_row, "UpdateRow": self._update_row,
-            "DeleteRow": self._delete_row, "BatchGetRow": self._batch_get_row,
-            "BatchWriteRow": self._batch_write_row, "GetRange": self._get_range,
+            "CreateTable": self._create_table,
+            "DescribeTable": self._describe_table,
+            "ListTable": self._list_table,
+            "DeleteTable": self._delete_table,
+            "UpdateTable": self._update_table,
+            "GetRow": self._get_row,
+            "PutRow": self._put_row,
+            "UpdateRow": self._update_row,
+            "DeleteRow": self._delete_row,
+            "BatchGetRow": self._batch_get_row,
+            "BatchWriteRow": self._batch_write_row,
+            "GetRange": self._get_range,
         }
 
     # --- the request's life ---------------------------------------------------------------------------------
@@ -148,7 +182,7 @@ class TablestoreResponse:
         api = request.path.lstrip("/")
         request_id = backend.new_request_id()
         access_key_id = request.header("x-ots-accesskeyid")
-        auth: Optional[_Auth] = None
+        auth: _Auth | None = None
         try:
             if request.method != "POST":
                 raise exc.MethodNotAllowed()
@@ -160,13 +194,20 @@ class TablestoreResponse:
             auth = self._authenticate(request, api)
             instance = auth.instance
             call = _guarded(lambda: parser(instance, request.body))
-        except exc.TablestoreError as error:
-            backend.record(api=api, tables=[], http_status=error.http_status, error_code=error.code,
-                           error_message=error.message, request_id=request_id, access_key_id=access_key_id)
-            return self._reply(api, request_id, auth, error=error)
+        except exc.TablestoreError as refused:
+            backend.record(
+                api=api,
+                tables=[],
+                http_status=refused.http_status,
+                error_code=refused.code,
+                error_message=refused.message,
+                request_id=request_id,
+                access_key_id=access_key_id,
+            )
+            return self._reply(api, request_id, auth, error=refused)
 
         fault = backend.take_fault(api)
-        error: Optional[exc.TablestoreError] = None
+        error: exc.TablestoreError | None = None
         body = b""
         applied = False
         row_errors = 0
@@ -176,7 +217,7 @@ class TablestoreResponse:
                 applied = True
             except exc.TablestoreError as error_:
                 error = error_
-        fault_name: Optional[str] = None
+        fault_name: str | None = None
         delay, drop = 0.0, False
         if fault is not None and fault.kind == "fail":
             fault_name, error = "fail", fault.error
@@ -188,9 +229,18 @@ class TablestoreResponse:
                 if not fault.apply:
                     error = exc.Timeout()
         status = error.http_status if error else 200
-        backend.record(api=api, tables=call.tables, http_status=status, error_code=error.code if error else None,
-                       error_message=error.message if error else None, request_id=request_id,
-                       access_key_id=access_key_id, fault=fault_name, applied=applied, row_errors=row_errors)
+        backend.record(
+            api=api,
+            tables=call.tables,
+            http_status=status,
+            error_code=error.code if error else None,
+            error_message=error.message if error else None,
+            request_id=request_id,
+            access_key_id=access_key_id,
+            fault=fault_name,
+            applied=applied,
+            row_errors=row_errors,
+        )
         reply = self._reply(api, request_id, auth, error=error, body=body)
         reply.delay, reply.drop = delay, drop
         return reply
@@ -199,14 +249,28 @@ class TablestoreResponse:
         """The answer to a body over the request limit (the server drained it; nothing else is read)."""
         error = exc.RequestBodyTooLarge()
         request_id = self.backend.new_request_id()
-        self.backend.record(api=api, tables=[], http_status=error.http_status, error_code=error.code,
-                            error_message=error.message, request_id=request_id, access_key_id=None)
+        self.backend.record(
+            api=api,
+            tables=[],
+            http_status=error.http_status,
+            error_code=error.code,
+            error_message=error.message,
+            request_id=request_id,
+            access_key_id=None,
+        )
         reply = self._reply(api, request_id, None, error=error)
         reply.close_connection = True
         return reply
 
-    def _reply(self, api: str, request_id: str, auth: Optional[_Auth], *,
-               error: Optional[exc.TablestoreError] = None, body: bytes = b"") -> Reply:
+    def _reply(
+        self,
+        api: str,
+        request_id: str,
+        auth: _Auth | None,
+        *,
+        error: exc.TablestoreError | None = None,
+        body: bytes = b"",
+    ) -> Reply:
         if error is not None:
             proto = pb.Error(code=error.code, message=error.message)
             body, status = proto.SerializeToString(), error.http_status
@@ -260,7 +324,9 @@ class TablestoreResponse:
             if not self._sign_date_ok(sign_date):
                 raise exc.AuthFailed("Signature mismatch.")
             key = v4_signing_key(account.access_key_secret, sign_date, region)
-            expected = base64.b64encode(hmac.new(key, (text + V4_SALT).encode("utf-8"), hashlib.sha256).digest())
+            expected = base64.b64encode(
+                hmac.new(key, (text + V4_SALT).encode("utf-8"), hashlib.sha256).digest()
+            )
             given = headers["x-ots-signaturev4"].encode("utf-8")
         else:
             key = account.access_key_secret.encode("utf-8")
@@ -296,11 +362,17 @@ class TablestoreResponse:
         req = _parse(pb.CreateTableRequest, body)
         meta = req.table_meta
         primary_key = tuple(
-            m.PrimaryKeySchema(column.name, _PK_TYPE_NAMES.get(column.type, str(column.type)),
-                               column.HasField("option") and column.option == pb.AUTO_INCREMENT)
-            for column in meta.primary_key)
-        defined = tuple((column.name, _DEFINED_TYPE_NAMES.get(column.type, str(column.type)))
-                        for column in meta.defined_column)
+            m.PrimaryKeySchema(
+                column.name,
+                _PK_TYPE_NAMES.get(column.type, str(column.type)),
+                column.HasField("option") and column.option == pb.AUTO_INCREMENT,
+            )
+            for column in meta.primary_key
+        )
+        defined = tuple(
+            (column.name, _DEFINED_TYPE_NAMES.get(column.type, str(column.type)))
+            for column in meta.defined_column
+        )
         options = req.table_options
         if not req.HasField("table_options") or not options.HasField("time_to_live"):
             raise exc.ParameterInvalid("Time-to-live is missing while creating table.")
@@ -308,12 +380,20 @@ class TablestoreResponse:
             raise exc.ParameterInvalid("MaxVersions is missing while creating table.")
         capacity = req.reserved_throughput.capacity_unit
         info = m.TableInfo(
-            name=meta.table_name, primary_key=primary_key, defined_columns=defined,
-            time_to_live=options.time_to_live, max_versions=options.max_versions,
-            max_time_deviation=(options.deviation_cell_version_in_sec
-                                if options.HasField("deviation_cell_version_in_sec") else 86400),
+            name=meta.table_name,
+            primary_key=primary_key,
+            defined_columns=defined,
+            time_to_live=options.time_to_live,
+            max_versions=options.max_versions,
+            max_time_deviation=(
+                options.deviation_cell_version_in_sec
+                if options.HasField("deviation_cell_version_in_sec")
+                else 86400
+            ),
             allow_update=options.allow_update if options.HasField("allow_update") else None,
-            reserved_read=capacity.read, reserved_write=capacity.write)
+            reserved_read=capacity.read,
+            reserved_write=capacity.write,
+        )
 
         def run() -> tuple[bytes, int]:
             self.backend.create_table(instance, info, has_indexes=len(req.index_metas) > 0)
@@ -333,7 +413,9 @@ class TablestoreResponse:
                 if column.auto_increment:
                     item.option = pb.AUTO_INCREMENT
             for name, type_name in info.defined_columns:
-                resp.table_meta.defined_column.add(name=name, type=_DEFINED_TYPE_CODES.get(type_name, pb.DCT_STRING))
+                resp.table_meta.defined_column.add(
+                    name=name, type=_DEFINED_TYPE_CODES.get(type_name, pb.DCT_STRING)
+                )
             _fill_throughput(resp.reserved_throughput_details, info)
             _fill_options(resp.table_options, info)
             return resp.SerializeToString(), 0
@@ -362,15 +444,20 @@ class TablestoreResponse:
         reserved = None
         if req.HasField("reserved_throughput"):
             capacity = req.reserved_throughput.capacity_unit
-            reserved = (capacity.read if capacity.HasField("read") else None,
-                        capacity.write if capacity.HasField("write") else None)
-        options: Optional[dict[str, Any]] = None
+            reserved = (
+                capacity.read if capacity.HasField("read") else None,
+                capacity.write if capacity.HasField("write") else None,
+            )
+        options: dict[str, Any] | None = None
         if req.HasField("table_options"):
             proto = req.table_options
             options = {}
-            for wire, name in (("time_to_live", "time_to_live"), ("max_versions", "max_versions"),
-                               ("deviation_cell_version_in_sec", "max_time_deviation"),
-                               ("allow_update", "allow_update")):
+            for wire, name in (
+                ("time_to_live", "time_to_live"),
+                ("max_versions", "max_versions"),
+                ("deviation_cell_version_in_sec", "max_time_deviation"),
+                ("allow_update", "allow_update"),
+            ):
                 if proto.HasField(wire):
                     options[name] = getattr(proto, wire)
             if not options:
@@ -400,8 +487,9 @@ class TablestoreResponse:
 
         return _Call([req.table_name], run)
 
-    def _single_write(self, instance: str, table: str, change: m.RowChange,
-                      response: Callable[[], Any]) -> _Call:
+    def _single_write(
+        self, instance: str, table: str, change: m.RowChange, response: Callable[[], Any]
+    ) -> _Call:
         def run() -> tuple[bytes, int]:
             result = self.backend.write_row(instance, table, change)
             resp = response()
@@ -432,14 +520,16 @@ class TablestoreResponse:
 
     def _batch_get_row(self, instance: str, body: bytes) -> _Call:
         req = _parse(pb.BatchGetRowRequest, body)
-        tables = [(table.table_name, [_read_key(raw) for raw in table.primary_key], _read_options(table))
-                  for table in req.tables]
+        tables = [
+            (table.table_name, [_read_key(raw) for raw in table.primary_key], _read_options(table))
+            for table in req.tables
+        ]
 
         def run() -> tuple[bytes, int]:
             results = self.backend.batch_get_row(instance, tables)
             resp = pb.BatchGetRowResponse()
             errors = 0
-            for (name, _, _), table_results in zip(tables, results):
+            for (name, _, _), table_results in zip(tables, results, strict=True):
                 table = resp.tables.add(table_name=name)
                 for result in table_results:
                     item = table.rows.add(is_ok=result.ok)
@@ -465,7 +555,7 @@ class TablestoreResponse:
             results = self.backend.batch_write_row(instance, tables)
             resp = pb.BatchWriteRowResponse()
             errors = 0
-            for (name, _), table_results in zip(tables, results):
+            for (name, _), table_results in zip(tables, results, strict=True):
                 table = resp.tables.add(table_name=name)
                 for result in table_results:
                     item = table.rows.add(is_ok=result.ok)
@@ -483,7 +573,9 @@ class TablestoreResponse:
         limit = req.limit if req.HasField("limit") else None
 
         def run() -> tuple[bytes, int]:
-            result = self.backend.get_range(instance, req.table_name, req.direction, start, end, options, limit)
+            result = self.backend.get_range(
+                instance, req.table_name, req.direction, start, end, options, limit
+            )
             resp = pb.GetRangeResponse(rows=encode_rows(result.rows))
             _fill_consumed(resp.consumed, result.consumed)
             if result.next_start is not None:
@@ -522,7 +614,8 @@ def _parse(message_type: Any, body: bytes) -> Any:
 def _no_transaction(req: Any) -> None:
     if req.HasField("transaction_id"):
         raise exc.ParameterInvalid(
-            "Try to call method using explicit transaction on explicit-transaction-disabled table.")
+            "Try to call method using explicit transaction on explicit-transaction-disabled table."
+        )
 
 
 def _decode(raw: bytes) -> PlainRow:
@@ -545,9 +638,11 @@ def _read_options(req: Any) -> m.ReadOptions:
     time_range = None
     if req.HasField("time_range"):
         proto = req.time_range
-        time_range = (proto.start_time if proto.HasField("start_time") else None,
-                      proto.end_time if proto.HasField("end_time") else None,
-                      proto.specific_time if proto.HasField("specific_time") else None)
+        time_range = (
+            proto.start_time if proto.HasField("start_time") else None,
+            proto.end_time if proto.HasField("end_time") else None,
+            proto.specific_time if proto.HasField("specific_time") else None,
+        )
     return m.ReadOptions(
         columns=tuple(req.columns_to_get),
         filter=_read_filter_bytes(req.filter) if req.HasField("filter") else None,
@@ -572,7 +667,9 @@ def _read_filter(proto: Any) -> m.ColumnCondition:
         single = fpb.SingleColumnValueFilter()
         try:
             single.ParseFromString(proto.filter)
-            value = parse_value_bytes(single.column_value, single.column_name) if single.column_value else None
+            value = (
+                parse_value_bytes(single.column_value, single.column_name) if single.column_value else None
+            )
         except (DecodeError, PlainBufferError, IndexError):
             raise exc.ParameterInvalid("Deserialize relation filter failed.") from None
         if value is None and single.comparator not in (fpb.CT_EXIST, fpb.CT_NOT_EXIST):
@@ -580,35 +677,50 @@ def _read_filter(proto: Any) -> m.ColumnCondition:
         regex = cast = None
         if single.HasField("value_trans_rule"):
             regex = single.value_trans_rule.regex
-            cast = single.value_trans_rule.cast_type if single.value_trans_rule.HasField("cast_type") else None
+            cast = (
+                single.value_trans_rule.cast_type if single.value_trans_rule.HasField("cast_type") else None
+            )
         return m.SingleColumnCondition(
-            column=single.column_name, comparator=single.comparator, value=value or Value(0, 0),
-            pass_if_missing=not single.filter_if_missing, latest_version_only=single.latest_version_only,
-            regex=regex, cast_type=cast)
+            column=single.column_name,
+            comparator=single.comparator,
+            value=value or Value(0, 0),
+            pass_if_missing=not single.filter_if_missing,
+            latest_version_only=single.latest_version_only,
+            regex=regex,
+            cast_type=cast,
+        )
     if proto.type == fpb.FT_COMPOSITE_COLUMN_VALUE:
         composite = fpb.CompositeColumnValueFilter()
         try:
             composite.ParseFromString(proto.filter)
         except DecodeError:
             raise exc.ParameterInvalid("Deserialize composite filter failed.") from None
-        return m.CompositeColumnCondition(composite.combinator,
-                                          tuple(_read_filter(sub) for sub in composite.sub_filters))
+        return m.CompositeColumnCondition(
+            composite.combinator, tuple(_read_filter(sub) for sub in composite.sub_filters)
+        )
     if proto.type == fpb.FT_COLUMN_PAGINATION:
         raise exc.ParameterInvalid("ColumnPaginationFilter is not supported by the local Tablestore.")
     raise exc.ParameterInvalid(f"Invalid type of filter: {proto.type}.")
 
 
 def _row_change(kind: str, row: PlainRow, condition: Any, return_content: Any) -> m.RowChange:
-    column = _read_filter_bytes(condition.column_condition) if condition.HasField("column_condition") else None
+    column = (
+        _read_filter_bytes(condition.column_condition) if condition.HasField("column_condition") else None
+    )
     return_type = return_content.return_type if return_content.HasField("return_type") else m.RT_NONE
     return m.RowChange(
-        kind=kind, primary_key=row.primary_key, cells=tuple(row.cells),
-        condition=m.RowCondition(condition.row_existence, column), return_type=return_type,
-        return_columns=tuple(return_content.return_column_names), delete_marker=row.delete_marker)
+        kind=kind,
+        primary_key=row.primary_key,
+        cells=tuple(row.cells),
+        condition=m.RowCondition(condition.row_existence, column),
+        return_type=return_type,
+        return_columns=tuple(return_content.return_column_names),
+        delete_marker=row.delete_marker,
+    )
 
 
 # --- encoding helpers ------------------------------------------------------------------------------------------
-def _encode_out(row: Optional[m.OutRow]) -> bytes:
+def _encode_out(row: m.OutRow | None) -> bytes:
     return encode_row(*row) if row is not None else b""
 
 
@@ -676,7 +788,9 @@ class AdminResponse:
             except (ValueError, TypeError) as error:
                 return _json(400, {"code": "InvalidConfig", "message": str(error)})
             return _json(200, {"ok": True})
-        return _json(404, {"code": "NotFound", "message": f"No admin endpoint {request.method} {request.path}."})
+        return _json(
+            404, {"code": "NotFound", "message": f"No admin endpoint {request.method} {request.path}."}
+        )
 
     def _apply_faults(self, options: dict[str, Any]) -> None:
         unknown = set(options) - {"fail_next", "timeout_next", "fail_rows_next", "clear"}

@@ -16,7 +16,7 @@ connection without one.
 from __future__ import annotations
 
 import logging
-from typing import Any, Optional
+from typing import Any
 
 from .._accounts import DEFAULT_REGION, resolve_credentials
 from .._http import AnyMethodHandler, HttpRequest, LocalService, LoopbackServer
@@ -40,8 +40,9 @@ class _Handler(AnyMethodHandler):
             self._send(self.server.api.too_large(path.lstrip("/")))
             return
         body = self.rfile.read(length) if length > 0 else b""
-        request = HttpRequest(self.command, self.path, list(self.headers.items()), body,
-                              client_host=self.client_address[0])
+        request = HttpRequest(
+            self.command, self.path, list(self.headers.items()), body, client_host=self.client_address[0]
+        )
         if path.startswith(ADMIN_PREFIX):
             reply = self.server.admin.dispatch(request)
         else:
@@ -99,23 +100,42 @@ class LocalTablestore(LocalService):
     closes the database of a ``data_dir`` backend this object built (a later :meth:`start` reopens it).
     """
 
-    def __init__(self, *, host: str = "127.0.0.1", port: int = 0, sts: bool = True,
-                 access_key_id: Optional[str] = None, access_key_secret: Optional[str] = None,
-                 security_token: Optional[str] = None, region_id: str = DEFAULT_REGION,
-                 instance_name: str = DEFAULT_INSTANCE, backend: Optional[TablestoreBackend] = None,
-                 data_dir: Optional[str] = None, **backend_options: Any) -> None:
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        sts: bool = True,
+        access_key_id: str | None = None,
+        access_key_secret: str | None = None,
+        security_token: str | None = None,
+        region_id: str = DEFAULT_REGION,
+        instance_name: str = DEFAULT_INSTANCE,
+        backend: TablestoreBackend | None = None,
+        data_dir: str | None = None,
+        **backend_options: Any,
+    ) -> None:
         if backend is not None and (backend_options or data_dir is not None):
             raise TypeError("pass either backend or data_dir/backend options, not both")
         self._owns_backend = backend is None
-        self.backend = backend if backend is not None else TablestoreBackend(data_dir=data_dir, **backend_options)
+        self.backend = (
+            backend if backend is not None else TablestoreBackend(data_dir=data_dir, **backend_options)
+        )
         self.credentials = resolve_credentials(
-            access_key_id=access_key_id, access_key_secret=access_key_secret, security_token=security_token,
-            region_id=region_id, sts=sts)
+            access_key_id=access_key_id,
+            access_key_secret=access_key_secret,
+            security_token=security_token,
+            region_id=region_id,
+            sts=sts,
+        )
         self.instance_name = instance_name
         self.region_id = region_id
         self.backend.add_instance(instance_name, region_id)
-        self.backend.add_account(self.credentials.access_key_id, self.credentials.access_key_secret,
-                                 self.credentials.security_token)
+        self.backend.add_account(
+            self.credentials.access_key_id,
+            self.credentials.access_key_secret,
+            self.credentials.security_token,
+        )
         super().__init__(host, port)
 
     def _new_server(self) -> _Server:
@@ -134,11 +154,15 @@ class LocalTablestore(LocalService):
             "endpoint": self.endpoint,
             "instance": self.instance_name,
             "region": self.region_id,
-            "credentials": {"access_key_id": self.credentials.access_key_id,
-                            "access_key_secret": self.credentials.access_key_secret,
-                            "security_token": self.credentials.security_token},
+            "credentials": {
+                "access_key_id": self.credentials.access_key_id,
+                "access_key_secret": self.credentials.access_key_secret,
+                "security_token": self.credentials.security_token,
+            },
             "data_dir": self.backend.data_dir,
-            "realistic": {"on": self.backend.realistic,
-                          "table_not_ready_seconds": self.backend.table_not_ready_seconds,
-                          "table_operations_per_second": self.backend.table_operations_per_second},
+            "realistic": {
+                "on": self.backend.realistic,
+                "table_not_ready_seconds": self.backend.table_not_ready_seconds,
+                "table_operations_per_second": self.backend.table_operations_per_second,
+            },
         }
