@@ -71,8 +71,8 @@ def write_csv(path: str, rows: int, seed: int = 7) -> None:
 _CHILD = r"""
 import json, resource, sys, time
 t0 = time.perf_counter()
-from chatapp_mass.intake import RecipientReader
-from chatapp_mass.options import ChannelType, IntakeOptions
+from chatapp_mass.core.intake import RecipientReader
+from chatapp_mass.core.options import ChannelType, IntakeOptions
 import psutil
 base = psutil.Process().memory_info().rss
 t1 = time.perf_counter()

@@ -1,7 +1,7 @@
 """Benchmark a large upload as users send it: a ~50 MB CSV through ``oss2.resumable_upload`` (multipart) into
 ``incoming/`` of the local cloud, then the job it starts (ingest -> async senders -> CAMS) to its report.
 
-The CSV is the project's sample (``chatapp_mass.sample``: numbers of several countries in the usual
+The CSV is the project's sample (``chatapp_mass.entry.sample``: numbers of several countries in the usual
 notations, ~3% invalid rows, ~3% duplicates, a few rows without a template value), written to a file in
 a stream. Prints:
 
@@ -36,10 +36,10 @@ sys.path.insert(0, os.path.join(ROOT, "shared"))
 import oss2  # noqa: E402
 import psutil  # noqa: E402
 
-from chatapp_mass.localcloud.cloud import LocalCloud  # noqa: E402
-from chatapp_mass.sample import write_sample_csv  # noqa: E402
-from chatapp_mass.store import JobStatus  # noqa: E402
-from chatapp_mass.store_tablestore import TablestoreSettings, TablestoreStore  # noqa: E402
+from chatapp_mass.entry.localcloud import LocalCloud  # noqa: E402
+from chatapp_mass.entry.sample import write_sample_csv  # noqa: E402
+from chatapp_mass.store.interface import JobStatus  # noqa: E402
+from chatapp_mass.store.tablestore import TablestoreSettings, TablestoreStore  # noqa: E402
 
 META = {
     "Content-Type": "text/csv",

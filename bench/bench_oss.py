@@ -23,8 +23,8 @@ import time
 os.environ.setdefault("ALIBABA_CLOUD_ECS_METADATA_DISABLED", "true")
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "shared"))
 
-from chatapp_mass.localcloud.oss import LocalOss  # noqa: E402
-from chatapp_mass.oss_source import OssClient, OssLocation  # noqa: E402
+from alibaba_localcloud.oss import LocalOss  # noqa: E402
+from chatapp_mass.adapters.oss import OssClient, OssLocation  # noqa: E402
 
 CHUNK = 64 * 1024
 

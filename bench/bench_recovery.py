@@ -29,14 +29,15 @@ for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
     os.environ.pop(name, None)
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "shared"))
 
-from chatapp_mass.bootstrap import cams_client_for  # noqa: E402
-from chatapp_mass.cams import CamsClient  # noqa: E402
-from chatapp_mass.engine import DispatchSettings, JobRunner, plan_job  # noqa: E402
-from chatapp_mass.localcloud.cams import LocalCams  # noqa: E402
-from chatapp_mass.options import IntakeOptions, parse_job_options  # noqa: E402
-from chatapp_mass.reconcile import Reconciler  # noqa: E402
-from chatapp_mass.store import BatchStatus  # noqa: E402
-from chatapp_mass.store_sqlite import SqliteStore  # noqa: E402
+from alibaba_localcloud.cams import LocalCams  # noqa: E402
+from chatapp_mass.adapters.cams import CamsClient  # noqa: E402
+from chatapp_mass.core.options import IntakeOptions, parse_job_options  # noqa: E402
+from chatapp_mass.entry.bootstrap import cams_client_for  # noqa: E402
+from chatapp_mass.services.dispatch import DispatchSettings, JobRunner  # noqa: E402
+from chatapp_mass.services.plan import plan_job  # noqa: E402
+from chatapp_mass.services.reconcile import Reconciler  # noqa: E402
+from chatapp_mass.store.interface import BatchStatus  # noqa: E402
+from chatapp_mass.store.sqlite import SqliteStore  # noqa: E402
 
 OPTIONS = parse_job_options(
     {

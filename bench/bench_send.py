@@ -28,12 +28,13 @@ os.environ.setdefault("ALIBABA_CLOUD_ECS_METADATA_DISABLED", "true")
 for _proxy in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
     os.environ.pop(_proxy, None)
 
-from chatapp_mass.bootstrap import cams_client_for  # noqa: E402
-from chatapp_mass.cams import CamsClient  # noqa: E402
-from chatapp_mass.engine import DispatchSettings, JobRunner, PlanSettings, plan_job  # noqa: E402
-from chatapp_mass.localcloud.cams import LocalCams  # noqa: E402
-from chatapp_mass.options import IntakeOptions, JobOptions  # noqa: E402
-from chatapp_mass.store_sqlite import SqliteStore  # noqa: E402
+from alibaba_localcloud.cams import LocalCams  # noqa: E402
+from chatapp_mass.adapters.cams import CamsClient  # noqa: E402
+from chatapp_mass.core.options import IntakeOptions, JobOptions  # noqa: E402
+from chatapp_mass.entry.bootstrap import cams_client_for  # noqa: E402
+from chatapp_mass.services.dispatch import DispatchSettings, JobRunner  # noqa: E402
+from chatapp_mass.services.plan import PlanSettings, plan_job  # noqa: E402
+from chatapp_mass.store.sqlite import SqliteStore  # noqa: E402
 
 OPTIONS = {"ChannelType": "whatsapp", "TemplateCode": "BENCH", "Language": "en", "From": "8613800000000"}
 

@@ -31,9 +31,9 @@ os.environ.setdefault("ALIBABA_CLOUD_ECS_METADATA_DISABLED", "true")
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, os.path.join(ROOT, "shared"))
 
-from chatapp_mass.localcloud.cloud import LocalCloud  # noqa: E402
-from chatapp_mass.store import JobStatus  # noqa: E402
-from chatapp_mass.store_tablestore import TablestoreSettings, TablestoreStore  # noqa: E402
+from chatapp_mass.entry.localcloud import LocalCloud  # noqa: E402
+from chatapp_mass.store.interface import JobStatus  # noqa: E402
+from chatapp_mass.store.tablestore import TablestoreSettings, TablestoreStore  # noqa: E402
 
 MODES = {
     "drain-1": {"CHATAPP_DISPATCH": "drain", "CHATAPP_SENDERS": "1"},

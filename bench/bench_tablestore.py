@@ -24,11 +24,11 @@ import time
 os.environ.setdefault("ALIBABA_CLOUD_ECS_METADATA_DISABLED", "true")
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "shared"))
 
-from chatapp_mass.localcloud.tablestore import LocalTablestore  # noqa: E402
-from chatapp_mass.store import BatchRecord, BatchStatus, JobRecord, RowRecord, RowStatus  # noqa: E402
-from chatapp_mass.store_tablestore import TablestoreSettings, TablestoreStore  # noqa: E402
+from alibaba_localcloud.tablestore import LocalTablestore  # noqa: E402
+from chatapp_mass.store.interface import BatchRecord, BatchStatus, JobRecord, RowRecord, RowStatus  # noqa: E402
+from chatapp_mass.store.tablestore import TablestoreSettings, TablestoreStore  # noqa: E402
 
-ENGINE_ROWS_PER_CALL = 5_000  # engine._ROW_CHUNK
+ENGINE_ROWS_PER_CALL = 5_000  # plan._ROW_CHUNK
 BATCH_SIZE = 1_000
 RECIPIENT_READS = 30  # batch_recipients calls timed
 

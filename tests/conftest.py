@@ -14,14 +14,14 @@ for _proxy in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PR
     os.environ.pop(_proxy, None)
 
 
-# --- local CAMS (chatapp_mass.localcloud.cams) -------------------------------------------------------------
+# --- local CAMS (alibaba_localcloud.cams) -------------------------------------------------------------
 import pytest  # noqa: E402
 
 
 @pytest.fixture
 def local_cams():  # type: ignore[no-untyped-def]
     """A started local CAMS on 127.0.0.1 (port 0, no latency, 10 calls/s); stopped after the test."""
-    from chatapp_mass.localcloud.cams import LocalCams
+    from alibaba_localcloud.cams import LocalCams
 
     with LocalCams(latency=0.0) as cams:
         yield cams

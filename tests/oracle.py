@@ -8,8 +8,8 @@ import io
 from collections import Counter
 from typing import Any
 
-from chatapp_mass.phones import normalize_number
-from chatapp_mass.sample import write_sample_csv
+from chatapp_mass.core.phones import normalize_number
+from chatapp_mass.entry.sample import write_sample_csv
 
 
 def sample_bytes(rows: int, seed: int) -> bytes:

@@ -7,11 +7,13 @@ import json
 import secrets
 from typing import Any
 
-from chatapp_mass.bootstrap import cams_client_for
-from chatapp_mass.localcloud.cloud import LocalCloud
-from chatapp_mass.oss_jobs import FunctionSettings, Ingest, Sender
-from chatapp_mass.oss_source import OssClient
-from chatapp_mass.store_tablestore import TablestoreSettings, TablestoreStore
+from chatapp_mass.adapters.oss import OssClient
+from chatapp_mass.entry.bootstrap import cams_client_for
+from chatapp_mass.entry.localcloud import LocalCloud
+from chatapp_mass.services.ingest import Ingest
+from chatapp_mass.services.jobs import FunctionSettings
+from chatapp_mass.services.sender import Sender
+from chatapp_mass.store.tablestore import TablestoreSettings, TablestoreStore
 
 META = {
     "x-oss-meta-channel-type": "whatsapp",

@@ -12,17 +12,17 @@ from typing import Any
 
 import pytest
 
-from chatapp_mass.errors import StoreError
-from chatapp_mass.store import BatchRecord, BatchStatus, JobRecord, RowRecord, RowStatus, Store
-from chatapp_mass.store_sqlite import SqliteStore
-from chatapp_mass.store_tablestore import TablestoreSettings, TablestoreStore
+from chatapp_mass.core.errors import StoreError
+from chatapp_mass.store.interface import BatchRecord, BatchStatus, JobRecord, RowRecord, RowStatus, Store
+from chatapp_mass.store.sqlite import SqliteStore
+from chatapp_mass.store.tablestore import TablestoreSettings, TablestoreStore
 
-ENGINE_ROWS_PER_CALL = 5_000  # engine._ROW_CHUNK: how the engine hands rows to put_plan
+ENGINE_ROWS_PER_CALL = 5_000  # plan._ROW_CHUNK: how the engine hands rows to put_plan
 
 
 @pytest.fixture(scope="module")
 def local_tablestore() -> Iterator[Any]:
-    from chatapp_mass.localcloud.tablestore import LocalTablestore
+    from alibaba_localcloud.tablestore import LocalTablestore
 
     with LocalTablestore() as server:
         yield server

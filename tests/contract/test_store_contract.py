@@ -12,15 +12,23 @@ from typing import Any
 
 import pytest
 
-from chatapp_mass.ratelimit import SlidingWindowLimiter
-from chatapp_mass.store import BatchRecord, BatchStatus, JobRecord, JobStatus, RowRecord, RowStatus, Store
-from chatapp_mass.store_sqlite import SqliteStore
-from chatapp_mass.store_tablestore import TablestoreSettings, TablestoreStore
+from chatapp_mass.services.ratelimit import SlidingWindowLimiter
+from chatapp_mass.store.interface import (
+    BatchRecord,
+    BatchStatus,
+    JobRecord,
+    JobStatus,
+    RowRecord,
+    RowStatus,
+    Store,
+)
+from chatapp_mass.store.sqlite import SqliteStore
+from chatapp_mass.store.tablestore import TablestoreSettings, TablestoreStore
 
 
 @pytest.fixture(scope="module")
 def local_tablestore() -> Iterator[Any]:
-    from chatapp_mass.localcloud.tablestore import LocalTablestore
+    from alibaba_localcloud.tablestore import LocalTablestore
 
     # six tables per test: above the 64 of one instance. Realistic (new tables not ready at once, 10 table
     # operations/s), with a shorter not-ready window than the default 2 s: every test makes its own tables.
@@ -298,7 +306,7 @@ def test_split_batch_parts_hold_their_lines_and_report_their_own_outcome(store: 
     """A batch split twice (halves, then a half of a half): each part reads only its root's rows in its own
     range, the report takes each row's outcome from the deepest part holding it, totals count parts only,
     and finishing a split again (a sweeper after a dead splitter) writes nothing new and resets nothing."""
-    from chatapp_mass.parts import finish_split, halves, split_batch
+    from chatapp_mass.services.parts import finish_split, halves, split_batch
 
     store.create_job(job())
     lines = list(range(2, 12))  # batch 0: ten recipients on lines 2..11; line 12 is invalid; batch 1: 13

@@ -28,8 +28,8 @@ from pathlib import Path
 
 import pytest
 
-from chatapp_mass.localcloud.cams import LocalCams
-from chatapp_mass.localcloud.cams.models import SEND_ACTION
+from alibaba_localcloud.cams import LocalCams
+from alibaba_localcloud.cams.models import SEND_ACTION
 
 from oracle import audit_job, sample_bytes
 

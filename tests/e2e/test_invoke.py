@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from chatapp_mass.localcloud.cloud import LocalCloud
+from chatapp_mass.entry.localcloud import LocalCloud
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import requests
 
-from chatapp_mass.localcloud.cloud import LocalCloud
+from chatapp_mass.entry.localcloud import LocalCloud
 
 ROOT = Path(__file__).resolve().parents[2]
 API, SENDER = "chatapp-mass-api", "chatapp-mass-sender"

@@ -19,10 +19,10 @@ from typing import Any
 
 import pytest
 
-from chatapp_mass.localcloud.cloud import LocalCloud
-from chatapp_mass.phones import normalize_number
-from chatapp_mass.sample import write_sample_csv
-from chatapp_mass.store_tablestore import TablestoreSettings, TablestoreStore
+from chatapp_mass.core.phones import normalize_number
+from chatapp_mass.entry.localcloud import LocalCloud
+from chatapp_mass.entry.sample import write_sample_csv
+from chatapp_mass.store.tablestore import TablestoreSettings, TablestoreStore
 
 JOB = [
     "--channel-type",
@@ -227,8 +227,8 @@ def stop(process: subprocess.Popen[str]) -> None:
 def test_local_cloud_prints_one_json_line_and_keeps_state_in_data(tmp_path: Path) -> None:
     import oss2
 
-    from chatapp_mass.store import JobRecord
-    from chatapp_mass.store_tablestore import TablestoreSettings, TablestoreStore
+    from chatapp_mass.store.interface import JobRecord
+    from chatapp_mass.store.tablestore import TablestoreSettings, TablestoreStore
 
     data = tmp_path / "cloud"
     listing = tmp_path / "list.csv"

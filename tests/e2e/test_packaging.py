@@ -1,7 +1,7 @@
 """Each function, packaged exactly as s.yaml describes, imports its handler in isolation.
 
 For every fc3 resource of s.yaml the code path and runtime are read from s.yaml itself (through
-``chatapp_mass.deploy.syaml``); the package is built with ``chatapp_mass.deploy.packaging`` — the same
+``alibaba_localcloud.syaml``); the package is built with ``chatapp_mass.deploy.packaging`` — the same
 builder the resources' pre-deploy actions run — for that runtime (python3.12, manylinux2014_x86_64).
 
 The import is proven on a second package from the same builder and the same sources, built for the
@@ -10,7 +10,7 @@ load into the Python they were built for, so a 3.12 package cannot be imported b
 runs isolated — ``-I -S`` (no environment variables, no user or virtualenv site-packages), an empty
 environment, and only the package directory put on ``sys.path`` — exactly what the FC runtime gives a
 handler besides the standard library. It asserts ``callable(index.handler)``, that every module it loaded
-came from the package or the standard library, and that the loopback emulators (``localcloud``, left out
+came from the package or the standard library, and that the loopback emulators (``alibaba_localcloud``, left out
 of packages) were never needed.
 
 Builds need PyPI (pip) the first time; dependencies are cached (``~/.cache/chatapp-mass/build``, or
@@ -29,8 +29,8 @@ from typing import Any
 
 import pytest
 
+from alibaba_localcloud.syaml import FunctionSpec, functions, load
 from chatapp_mass.deploy import packaging
-from chatapp_mass.deploy.syaml import FunctionSpec, functions, load
 
 ROOT = Path(__file__).resolve().parents[2]
 ACCOUNT = "1234567890123456"
@@ -82,8 +82,12 @@ def test_cloud_package_holds_the_shared_package_and_dependencies_for_its_runtime
         root = package.cloud
         assert package.spec.runtime == "python3.12"
         shared = root / "chatapp_mass"
-        assert (shared / "__init__.py").is_file() and (shared / "handlers.py").is_file()
-        assert not (shared / "localcloud").exists() and not (shared / "deploy").exists()
+        assert (shared / "__init__.py").is_file() and (shared / "entry" / "handlers.py").is_file()
+        assert not (shared / "deploy").exists() and not (root / "alibaba_localcloud").exists()
+        assert (
+            not (shared / "entry" / "localcloud.py").exists()
+            and not (shared / "entry" / "invoke.py").exists()
+        )
         assert not list(root.rglob("__pycache__"))
         # Every pinned requirement is installed at its pinned version.
         installed = {p.name.lower().replace("_", "-") for p in root.glob("*.dist-info")}
@@ -116,7 +120,7 @@ print(json.dumps({
     "callable": callable(getattr(index, "handler", None)),
     "index": index.__file__,
     "outside": outside,
-    "localcloud": sorted(n for n in sys.modules if n.startswith("chatapp_mass.localcloud")),
+    "localcloud": sorted(n for n in sys.modules if n.startswith("alibaba_localcloud")),
     "path": sys.path,
 }))
 """

@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
-from chatapp_mass.localcloud.cams import LocalCams
-from chatapp_mass.phones import normalize_number
-from chatapp_mass.sample import write_sample_csv
+from alibaba_localcloud.cams import LocalCams
+from chatapp_mass.core.phones import normalize_number
+from chatapp_mass.entry.sample import write_sample_csv
 
 JOB = [
     "--channel-type",

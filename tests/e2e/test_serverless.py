@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from chatapp_mass.localcloud.cloud import LocalCloud
-from chatapp_mass.store import JobRecord, JobStatus
-from chatapp_mass.store_tablestore import TablestoreSettings, TablestoreStore
+from chatapp_mass.entry.localcloud import LocalCloud
+from chatapp_mass.store.interface import JobRecord, JobStatus
+from chatapp_mass.store.tablestore import TablestoreSettings, TablestoreStore
 
 from oracle import sample_bytes, valid_numbers
 

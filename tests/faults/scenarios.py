@@ -43,10 +43,10 @@ from typing import Any
 
 import requests
 
-from chatapp_mass.localcloud.cams.models import SEND_ACTION
-from chatapp_mass.localcloud.cloud import LocalCloud
-from chatapp_mass.store import BatchStatus, JobRecord, JobStatus
-from chatapp_mass.store_tablestore import TablestoreSettings, TablestoreStore
+from alibaba_localcloud.cams.models import SEND_ACTION
+from chatapp_mass.entry.localcloud import LocalCloud
+from chatapp_mass.store.interface import BatchStatus, JobRecord, JobStatus
+from chatapp_mass.store.tablestore import TablestoreSettings, TablestoreStore
 
 from oracle import sample_bytes, valid_numbers
 

@@ -33,17 +33,18 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from chatapp_mass import engine
-from chatapp_mass.cams import ListPage
-from chatapp_mass.engine import DispatchSettings, JobRunner, PlanSettings, Runtime, plan_job, release_stale
-from chatapp_mass.lease import Heartbeat
-from chatapp_mass.options import parse_intake_options, parse_job_options
-from chatapp_mass.oss_jobs import FINISHED, FunctionSettings, cancel_job, finalize, pause_job
-from chatapp_mass.outcomes import OutcomeKind, SendOutcome
-from chatapp_mass.ratelimit import SlidingWindowLimiter
-from chatapp_mass.reconcile import ReconcileError, Reconciler, resend_uncertain
-from chatapp_mass.store import BatchStatus, JobStatus, Store
-from chatapp_mass.timer_jobs import Timer
+from chatapp_mass.adapters.cams import ListPage
+from chatapp_mass.core.options import parse_intake_options, parse_job_options
+from chatapp_mass.core.outcomes import OutcomeKind, SendOutcome
+from chatapp_mass.services import dispatch, plan
+from chatapp_mass.services.dispatch import DispatchSettings, JobRunner, release_stale
+from chatapp_mass.services.jobs import FINISHED, FunctionSettings, cancel_job, finalize, pause_job
+from chatapp_mass.services.lease import Heartbeat
+from chatapp_mass.services.plan import PlanSettings, Runtime, plan_job
+from chatapp_mass.services.ratelimit import SlidingWindowLimiter
+from chatapp_mass.services.reconcile import ReconcileError, Reconciler, resend_uncertain
+from chatapp_mass.services.timer import Timer
+from chatapp_mass.store.interface import BatchStatus, JobStatus, Store
 
 START = 1_700_000_000.0
 QPS = 3
@@ -391,12 +392,12 @@ class FakeOss:
 @contextmanager
 def small_plan_chunks() -> Iterator[None]:
     """Plan in chunks of 4 rows, so a plan takes several store writes (interleavings inside it)."""
-    old = engine._ROW_CHUNK
-    engine._ROW_CHUNK = 4
+    old = plan._ROW_CHUNK
+    plan._ROW_CHUNK = 4
     try:
         yield
     finally:
-        engine._ROW_CHUNK = old
+        plan._ROW_CHUNK = old
 
 
 OPTIONS = {"ChannelType": "whatsapp", "TemplateCode": "T_SIM", "Language": "en", "From": "8613800000000"}
@@ -586,7 +587,7 @@ def run_seed(seed: int, open_store: Callable[[Callable[[], float]], Store]) -> d
     data, valid = csv_bytes(sim.rng)
     world = World(sim, open_store, data, valid, job_id=f"sim{seed}", rate_key=f"cams:sim{seed}")
     with small_plan_chunks():
-        engine._first_call_done.set()  # the cold-call leader is a process-level nicety, not simulated
+        dispatch._first_call_done.set()  # the cold-call leader is a process-level nicety, not simulated
         for index in range(sim.rng.randint(1, 3)):
             sim.add(f"cli{index}", world.cli_send)
         for index in range(sim.rng.randint(0, 2)):

@@ -16,8 +16,8 @@ import time
 # sys.path is set first (it finds the imports below): hence their noqa: E402
 sys.path.insert(0, os.path.dirname(__file__))
 
-from chatapp_mass.store_sqlite import SqliteStore  # noqa: E402
-from chatapp_mass.store_tablestore import TablestoreSettings, TablestoreStore  # noqa: E402
+from chatapp_mass.store.sqlite import SqliteStore  # noqa: E402
+from chatapp_mass.store.tablestore import TablestoreSettings, TablestoreStore  # noqa: E402
 
 from harness import run_seed  # noqa: E402
 
@@ -43,7 +43,7 @@ def main() -> int:
         path = os.path.join(tempfile.mkdtemp(dir="/dev/shm" if os.path.isdir("/dev/shm") else None), "sim.db")
         go(lambda clock: SqliteStore(path, clock=clock))
         return 0
-    from chatapp_mass.localcloud.tablestore import LocalTablestore
+    from alibaba_localcloud.tablestore import LocalTablestore
 
     with LocalTablestore() as server:
         creds = server.credentials

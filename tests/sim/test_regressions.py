@@ -14,12 +14,20 @@ from typing import Any
 
 import pytest
 
-from chatapp_mass import engine
-from chatapp_mass.engine import DispatchSettings, JobRunner, release_stale
-from chatapp_mass.oss_jobs import FunctionSettings, finalize
-from chatapp_mass.reconcile import Reconciler, reopen_uncertain, resend_uncertain
-from chatapp_mass.store import BatchRecord, BatchStatus, JobRecord, JobStatus, RowRecord, RowStatus, Store
-from chatapp_mass.store_sqlite import SqliteStore
+from chatapp_mass.services import dispatch
+from chatapp_mass.services.dispatch import DispatchSettings, JobRunner, release_stale
+from chatapp_mass.services.jobs import FunctionSettings, finalize
+from chatapp_mass.services.reconcile import Reconciler, reopen_uncertain, resend_uncertain
+from chatapp_mass.store.interface import (
+    BatchRecord,
+    BatchStatus,
+    JobRecord,
+    JobStatus,
+    RowRecord,
+    RowStatus,
+    Store,
+)
+from chatapp_mass.store.sqlite import SqliteStore
 
 from harness import CLAIM_TTL, START, Actor, Sim, World, check, csv_bytes, small_plan_chunks
 
@@ -37,7 +45,7 @@ def _world(script: list[Any], open_store: Callable[[Callable[[], float]], Store]
         data, valid = csv_bytes(rng)
         if len(valid) >= 9 and b"4915100000099" not in data:
             break
-    engine._first_call_done.set()
+    dispatch._first_call_done.set()
     return World(sim, open_store, data, valid)
 
 
@@ -174,7 +182,7 @@ class _Cams:
         self.calls: list[list[str]] = []
 
     def prepare(self, options: Any, recipients: list[dict[str, Any]], **_: Any) -> Any:
-        from chatapp_mass.outcomes import OutcomeKind, SendOutcome
+        from chatapp_mass.core.outcomes import OutcomeKind, SendOutcome
 
         def call() -> SendOutcome:
             self.calls.append([r["To"] for r in recipients])
@@ -251,7 +259,7 @@ def test_a_stopped_job_is_finalized_only_when_nothing_is_in_flight(tmp_path: Any
 def test_error_threshold_counts_the_job_across_instances(tmp_path: Any) -> None:
     """Per-batch dispatch: each sender invocation sends one batch. Before, each counted only its own
     outcomes and checked before it had any: the threshold never fired. Now the job's counters are shared."""
-    from chatapp_mass.outcomes import OutcomeKind, SendOutcome
+    from chatapp_mass.core.outcomes import OutcomeKind, SendOutcome
 
     store = SqliteStore(str(tmp_path / "s.db"))
     job = JobRecord(

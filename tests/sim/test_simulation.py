@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from chatapp_mass.store import Store
-from chatapp_mass.store_sqlite import SqliteStore
-from chatapp_mass.store_tablestore import TablestoreSettings, TablestoreStore
+from chatapp_mass.store.interface import Store
+from chatapp_mass.store.sqlite import SqliteStore
+from chatapp_mass.store.tablestore import TablestoreSettings, TablestoreStore
 
 from harness import run_seed
 
@@ -58,7 +58,7 @@ def test_simulation_sqlite(request: pytest.FixtureRequest, quiet: None) -> None:
 
 
 def test_simulation_tablestore(request: pytest.FixtureRequest, quiet: None) -> None:
-    from chatapp_mass.localcloud.tablestore import LocalTablestore
+    from alibaba_localcloud.tablestore import LocalTablestore
 
     with LocalTablestore() as server:
         creds = server.credentials

@@ -1,4 +1,4 @@
-"""The HTTP API and the timer (chatapp_mass.http_api, chatapp_mass.timer_jobs) in one process, against the
+"""The HTTP API and the timer (chatapp_mass.entry.http_api, chatapp_mass.services.timer) in one process, against the
 local OSS, Tablestore and CAMS through the real SDKs; FC3 HTTP and timer events built as FC sends them, and
 function invocations queued for the test to deliver (tests/e2e drives the same through the local FC)."""
 
@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
-from chatapp_mass.http_api import ApiError, ApiSettings, HttpEvent, JobsApi, parse_schedule
-from chatapp_mass.localcloud.cloud import LocalCloud
-from chatapp_mass.oss_jobs import Ingest
-from chatapp_mass.store import BatchStatus, JobStatus
-from chatapp_mass.timer_jobs import Timer
+from chatapp_mass.entry.http_api import ApiError, ApiSettings, HttpEvent, JobsApi, parse_schedule
+from chatapp_mass.entry.localcloud import LocalCloud
+from chatapp_mass.services.ingest import Ingest
+from chatapp_mass.services.timer import Timer
+from chatapp_mass.store.interface import BatchStatus, JobStatus
 
 from oracle import sample_bytes, valid_numbers
 from world import World

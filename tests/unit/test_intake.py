@@ -12,11 +12,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chatapp_mass import intake
-from chatapp_mass.errors import CsvFileError
-from chatapp_mass.intake import CELL_LIMIT_BYTES, RECIPIENT_COLUMNS, RecipientReader, Row, sha256_of
-from chatapp_mass.options import ChannelType, IntakeOptions
-from chatapp_mass.phones import describe_invalid
+from chatapp_mass.core import intake
+from chatapp_mass.core.errors import CsvFileError
+from chatapp_mass.core.intake import CELL_LIMIT_BYTES, RECIPIENT_COLUMNS, RecipientReader, Row, sha256_of
+from chatapp_mass.core.options import ChannelType, IntakeOptions
+from chatapp_mass.core.phones import describe_invalid
 
 SOURCE = "recipients.csv"
 MIB = 1024 * 1024
@@ -774,7 +774,7 @@ INVALID_POOL = [
 
 
 def test_property_pools_are_what_they_claim() -> None:
-    from chatapp_mass.phones import normalize_number
+    from chatapp_mass.core.phones import normalize_number
 
     for digits, writings in VALID_POOL:
         assert {normalize_number(text, None) for text in writings} == {digits}

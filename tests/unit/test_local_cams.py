@@ -35,8 +35,8 @@ from alibabacloud_tea_openapi.utils_models import Config, OpenApiRequest, Params
 from darabonba.exceptions import UnretryableException  # noqa: E402
 from darabonba.runtime import RuntimeOptions  # noqa: E402
 
-from chatapp_mass.localcloud.cams import CamsBackend, LocalCams  # noqa: E402
-from chatapp_mass.localcloud.cams.models import Attempt  # noqa: E402
+from alibaba_localcloud.cams import CamsBackend, LocalCams  # noqa: E402
+from alibaba_localcloud.cams.models import Attempt  # noqa: E402
 
 FROM = "8613800000000"
 REQUEST_ID = re.compile(r"[0-9A-F]{8}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{12}")
@@ -793,7 +793,7 @@ def test_admin_endpoints(local_cams: LocalCams, client: Client) -> None:
 def test_cli_prints_one_json_line_and_serves_until_terminated() -> None:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     process = subprocess.Popen(
-        [sys.executable, "-m", "chatapp_mass.localcloud.cams", "--port", "0", "--qps-limit", "5"],
+        [sys.executable, "-m", "alibaba_localcloud.cams", "--port", "0", "--qps-limit", "5"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -843,8 +843,8 @@ def test_cli_prints_one_json_line_and_serves_until_terminated() -> None:
     ],
 )
 def test_list_chatapp_message_validation(params: dict[str, str], code: str) -> None:
-    from chatapp_mass.localcloud.cams import exceptions as cams_exc
-    from chatapp_mass.localcloud.cams.models import validate_list
+    from alibaba_localcloud.cams import exceptions as cams_exc
+    from alibaba_localcloud.cams.models import validate_list
 
     good = {
         "ChannelType": "whatsapp",
@@ -906,7 +906,7 @@ def test_task_id_is_recorded_per_message_but_list_chatapp_message_neither_filter
 def test_list_time_filter_uses_send_time_which_a_lag_can_move(frozen: tuple[LocalCams, list[float]]) -> None:
     """StartTime/EndTime compare the time a message is filed under (SendTime): the call's arrival, or later
     with ``send_time_lag`` (a service that stamps each message when it dispatches it)."""
-    from chatapp_mass.localcloud.cams.models import validate_list
+    from alibaba_localcloud.cams.models import validate_list
 
     cams, _ = frozen
     backend = cams.backend

@@ -29,8 +29,8 @@ from alibabacloud_tea_openapi import models as open_api_models  # noqa: E402
 from alibabacloud_tea_openapi.exceptions import ClientException, ServerException  # noqa: E402
 from darabonba.runtime import RuntimeOptions  # noqa: E402
 
-from chatapp_mass.deploy.syaml import TriggerSpec  # noqa: E402
-from chatapp_mass.localcloud.fc import LocalFc, oss_trigger_matches  # noqa: E402
+from alibaba_localcloud.fc import LocalFc, oss_trigger_matches  # noqa: E402
+from alibaba_localcloud.syaml import TriggerSpec  # noqa: E402
 
 ACCOUNT = "1234567890123456"
 REGION = "ap-southeast-1"
@@ -180,7 +180,7 @@ CRASHY = """
 import json
 import os
 
-from chatapp_mass import faults
+from chatapp_mass.runtime import faults
 
 
 def handler(event, context):
@@ -246,6 +246,7 @@ def make_fc(project: Path, out: Path) -> Iterator[Callable[..., LocalFc]]:
     def make(**options: Any) -> LocalFc:
         options.setdefault("retry_base_delay", 0.05)
         options.setdefault("retry_max_delay", 0.2)
+        options.setdefault("crash_module", "chatapp_mass.runtime.faults")  # the crashy function's checkpoints
         overrides = {"OUT_DIR": str(out), "OVERRIDDEN": "from-overrides", **options.pop("overrides", {})}
         fc = LocalFc(
             s_yaml=project / "s.yaml",
@@ -655,7 +656,7 @@ def test_oss_trigger_fires_on_matching_bucket_event_and_key(
 ) -> None:
     import oss2
 
-    from chatapp_mass.localcloud.oss import LocalOss
+    from alibaba_localcloud.oss import LocalOss
 
     with LocalOss(buckets=("fc-inbox", "elsewhere"), account_id=ACCOUNT) as oss:
         fc = make_fc(oss_backend=oss.backend)
@@ -741,7 +742,7 @@ def test_admin_endpoints(fc: LocalFc) -> None:
 def test_the_module_serves_alone(project: Path) -> None:
     env = dict(os.environ, ALIBABA_CLOUD_ACCOUNT_ID=ACCOUNT)
     with subprocess.Popen(
-        [sys.executable, "-m", "chatapp_mass.localcloud.fc", "--s-yaml", str(project / "s.yaml")],
+        [sys.executable, "-m", "alibaba_localcloud.fc", "--s-yaml", str(project / "s.yaml")],
         stdout=subprocess.PIPE,
         env=env,
         text=True,
@@ -757,7 +758,7 @@ def test_the_module_serves_alone(project: Path) -> None:
 
 
 def test_local_cloud_runs_the_functions_against_its_services(project: Path, out: Path) -> None:
-    from chatapp_mass.localcloud.cloud import LocalCloud
+    from chatapp_mass.entry.localcloud import LocalCloud
 
     with LocalCloud(
         s_yaml=str(project / "s.yaml"), bucket="fc-inbox", function_environment={"OUT_DIR": str(out)}

@@ -24,10 +24,10 @@ for _proxy in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
 
 import requests  # noqa: E402
 
-from chatapp_mass.deploy.syaml import FunctionSpec, TriggerSpec  # noqa: E402
-from chatapp_mass.localcloud.fc import LocalFc  # noqa: E402
-from chatapp_mass.localcloud.fc.http_trigger import function_reply, query_parameters  # noqa: E402
-from chatapp_mass.localcloud.fc.models import SYNC_PAYLOAD_LIMIT  # noqa: E402
+from alibaba_localcloud.fc import LocalFc  # noqa: E402
+from alibaba_localcloud.fc.http_trigger import function_reply, query_parameters  # noqa: E402
+from alibaba_localcloud.fc.models import SYNC_PAYLOAD_LIMIT  # noqa: E402
+from alibaba_localcloud.syaml import FunctionSpec, TriggerSpec  # noqa: E402
 
 ACCOUNT = "1234567890123456"
 REGION = "ap-southeast-1"
@@ -386,7 +386,7 @@ def test_two_http_triggers_on_one_function_are_refused(code: Path) -> None:
 
 
 def test_local_cloud_publishes_the_first_http_endpoint(code: Path, tmp_path: Path) -> None:
-    from chatapp_mass.localcloud.cloud import API_URL_VARIABLE, LocalCloud, write_env_file
+    from chatapp_mass.entry.localcloud import API_URL_VARIABLE, LocalCloud, write_env_file
 
     s_yaml = tmp_path / "s.yaml"
     common = f"region: {REGION}, runtime: python3.10, handler: index.handler, code: {code}"

@@ -29,9 +29,9 @@ for _proxy in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
 import oss2  # noqa: E402
 from oss2 import exceptions as oe  # noqa: E402
 
-from chatapp_mass.localcloud.oss import LocalOss, OssBackend  # noqa: E402
-from chatapp_mass.localcloud.oss.exceptions import InvalidRange  # noqa: E402
-from chatapp_mass.localcloud.oss.models import resolve_range  # noqa: E402
+from alibaba_localcloud.oss import LocalOss, OssBackend  # noqa: E402
+from alibaba_localcloud.oss.exceptions import InvalidRange  # noqa: E402
+from alibaba_localcloud.oss.models import resolve_range  # noqa: E402
 
 BUCKET = "chatapp-mass"
 ODD_KEY = "lists/März 2024/recipients list ü.csv"
@@ -794,7 +794,7 @@ def test_cli_prints_one_json_line_and_serves_until_sigterm(tmp_path: Path) -> No
         [
             sys.executable,
             "-m",
-            "chatapp_mass.localcloud.oss",
+            "alibaba_localcloud.oss",
             "--data",
             str(tmp_path),
             "--bucket",
@@ -833,7 +833,7 @@ def test_cli_prints_one_json_line_and_serves_until_sigterm(tmp_path: Path) -> No
 def test_cli_allow_v1_signatures_flag() -> None:
     env = {k: v for k, v in os.environ.items() if k.lower() not in ("http_proxy", "https_proxy")}
     process = subprocess.Popen(
-        [sys.executable, "-m", "chatapp_mass.localcloud.oss", "--allow-v1-signatures"],
+        [sys.executable, "-m", "alibaba_localcloud.oss", "--allow-v1-signatures"],
         stdout=subprocess.PIPE,
         text=True,
         env=env,

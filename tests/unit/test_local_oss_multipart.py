@@ -21,8 +21,8 @@ import oss2  # noqa: E402
 from oss2 import exceptions as oe  # noqa: E402
 from oss2.models import PartInfo  # noqa: E402
 
-from chatapp_mass.localcloud.oss import LocalOss  # noqa: E402
-from chatapp_mass.localcloud.oss.models import MIN_PART_SIZE  # noqa: E402
+from alibaba_localcloud.oss import LocalOss  # noqa: E402
+from alibaba_localcloud.oss.models import MIN_PART_SIZE  # noqa: E402
 
 BUCKET = "chatapp-mass"
 ODD_KEY = "incoming/März 2024/recipients list ü+1.csv"
@@ -392,7 +392,7 @@ def test_event_keys_raw_or_url_encoded_for_every_upload(encode: bool, tmp_path: 
 def test_cli_flag_for_url_encoded_event_keys() -> None:
     import argparse
 
-    from chatapp_mass.localcloud.oss.cli import add_arguments
+    from alibaba_localcloud.oss.cli import add_arguments
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)

@@ -34,9 +34,9 @@ from tablestore.protocol import OTSProtocol  # noqa: E402
 from tablestore.retry import DefaultRetryPolicy, NoRetryPolicy  # noqa: E402
 from urllib3.exceptions import ProtocolError, ReadTimeoutError  # noqa: E402
 
-from chatapp_mass.localcloud.tablestore import LocalTablestore, TablestoreBackend  # noqa: E402
-from chatapp_mass.localcloud.tablestore import plainbuffer as plain  # noqa: E402
-from chatapp_mass.localcloud.tablestore.models import encode_key  # noqa: E402
+from alibaba_localcloud.tablestore import LocalTablestore, TablestoreBackend  # noqa: E402
+from alibaba_localcloud.tablestore import plainbuffer as plain  # noqa: E402
+from alibaba_localcloud.tablestore.models import encode_key  # noqa: E402
 
 from tablestore import (  # noqa: E402  isort: skip
     INF_MAX,
@@ -1196,7 +1196,7 @@ def test_admin_endpoints(
 
 def test_time_to_live_hides_expired_cells_and_rows() -> None:
     """Directly on the backend: a day of clock would also date the replies beyond the SDK's 15-minute check."""
-    from chatapp_mass.localcloud.tablestore import models as m
+    from alibaba_localcloud.tablestore import models as m
 
     now = [1_700_000_000.0]
     backend = TablestoreBackend(clock=lambda: now[0], realistic=False)
@@ -1248,7 +1248,7 @@ def test_cli_prints_one_json_line_and_serves_until_terminated(tmp_path: Any) -> 
         [
             sys.executable,
             "-m",
-            "chatapp_mass.localcloud.tablestore",
+            "alibaba_localcloud.tablestore",
             "--port",
             "0",
             "--data",

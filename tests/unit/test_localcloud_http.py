@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from chatapp_mass.localcloud._accounts import Account, AccountRegistry, resolve_credentials
-from chatapp_mass.localcloud._errors import ServiceError, error_for_code
-from chatapp_mass.localcloud._http import (
+from alibaba_localcloud._accounts import Account, AccountRegistry, resolve_credentials
+from alibaba_localcloud._errors import ServiceError, error_for_code
+from alibaba_localcloud._http import (
     LocalService,
     LoopbackHandler,
     LoopbackServer,

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from chatapp_mass import logs
+from chatapp_mass.runtime import logs
 
 
 @pytest.fixture(autouse=True)

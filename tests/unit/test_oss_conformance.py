@@ -39,7 +39,7 @@ for _proxy in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
 import oss2  # noqa: E402
 from oss2 import exceptions as oe  # noqa: E402
 
-from chatapp_mass.localcloud.oss import LocalOss  # noqa: E402
+from alibaba_localcloud.oss import LocalOss  # noqa: E402
 
 BUCKET = "chatapp-mass"
 MIB = 1024 * 1024
@@ -60,7 +60,7 @@ def bucket(local_oss: LocalOss) -> Iterator[Any]:
 def v4_bucket(
     oss: LocalOss, *, name: str = BUCKET, secret: str | None = None, region: str | None = None, **options: Any
 ) -> Any:
-    """What the product builds (``oss_source.OssClient``): ProviderAuthV4 + a region, STS token included."""
+    """What the product builds (``adapters.oss.OssClient``): ProviderAuthV4 + a region, STS token included."""
     c = oss.credentials
     provider = oss2.credentials.StaticCredentialsProvider(
         c.access_key_id, secret or c.access_key_secret, c.security_token or ""

@@ -11,8 +11,8 @@ from urllib.parse import unquote_plus
 
 import pytest
 
-from chatapp_mass.localcloud.cloud import LocalCloud
-from chatapp_mass.store import JobStatus
+from chatapp_mass.entry.localcloud import LocalCloud
+from chatapp_mass.store.interface import JobStatus
 
 from oracle import sample_bytes, valid_numbers
 from world import World

@@ -1,4 +1,4 @@
-"""The ingest and sender core (chatapp_mass.oss_jobs) in one process, against the local OSS, Tablestore and
+"""The ingest and sender core (chatapp_mass.services.jobs) in one process, against the local OSS, Tablestore and
 CAMS through the real SDKs. Sender invocations go to a queue that the test drains by hand — including
 duplicates and out-of-order deliveries — so the core's own guarantees are tested apart from the FC emulator
 (tests/e2e runs the same through it)."""
@@ -14,17 +14,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from chatapp_mass.errors import OptionsError
-from chatapp_mass.localcloud.cloud import LocalCloud
-from chatapp_mass.oss_jobs import (
-    EventError,
-    Sender,
-    parse_oss_event,
-    parse_sender_event,
-    resolve_options,
-    sidecar_key,
-)
-from chatapp_mass.store import BatchStatus, JobStatus
+from chatapp_mass.core.errors import OptionsError
+from chatapp_mass.entry.localcloud import LocalCloud
+from chatapp_mass.services.ingest import parse_oss_event
+from chatapp_mass.services.jobs import EventError, resolve_options, sidecar_key
+from chatapp_mass.services.sender import Sender, parse_sender_event
+from chatapp_mass.store.interface import BatchStatus, JobStatus
 
 from oracle import sample_bytes, valid_numbers
 from world import World

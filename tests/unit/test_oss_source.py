@@ -1,4 +1,4 @@
-"""The product's OSS client (``oss_source``): V4 signatures for the bucket's region, and where the region comes
+"""The product's OSS client (``chatapp_mass.adapters.oss``): V4 signatures for the bucket's region, and where the region comes
 from. Driven against the local OSS, which refuses V1 as a new bucket does: a V1-signing client fails here."""
 
 from __future__ import annotations
@@ -13,15 +13,15 @@ os.environ["ALIBABA_CLOUD_ECS_METADATA_DISABLED"] = "true"
 for _proxy in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
     os.environ.pop(_proxy, None)
 
-from chatapp_mass.errors import OptionsError  # noqa: E402
-from chatapp_mass.localcloud.oss import LocalOss  # noqa: E402
-from chatapp_mass.oss_source import (  # noqa: E402
+from alibaba_localcloud.oss import LocalOss  # noqa: E402
+from chatapp_mass.adapters.oss import (  # noqa: E402
     OssClient,
     OssLocation,
     SourceError,
     oss_region,
     region_of_endpoint,
 )
+from chatapp_mass.core.errors import OptionsError  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +103,7 @@ def test_a_v1_refusal_is_explained_as_such(local_oss: LocalOss) -> None:
     """Not "grant oss:GetObject": the EC of a V1 refusal (0002-00000080) says what is really wrong."""
     import oss2
 
-    from chatapp_mass.oss_source import _explain
+    from chatapp_mass.adapters.oss import _explain
 
     c = local_oss.credentials
     v1 = oss2.Bucket(

@@ -14,11 +14,11 @@ import responses
 # The environment is set before the imports below (the SDKs read it when imported): hence their noqa: E402
 os.environ["ALIBABA_CLOUD_ECS_METADATA_DISABLED"] = "true"
 
-from chatapp_mass.bootstrap import static_credential  # noqa: E402
-from chatapp_mass.cams import CamsClient, CamsSettings, parse_endpoint  # noqa: E402
-from chatapp_mass.errors import OptionsError  # noqa: E402
-from chatapp_mass.options import parse_job_options  # noqa: E402
-from chatapp_mass.outcomes import OutcomeKind, classify_reply  # noqa: E402
+from chatapp_mass.adapters.cams import CamsClient, CamsSettings, parse_endpoint  # noqa: E402
+from chatapp_mass.core.errors import OptionsError  # noqa: E402
+from chatapp_mass.core.options import parse_job_options  # noqa: E402
+from chatapp_mass.core.outcomes import OutcomeKind, classify_reply  # noqa: E402
+from chatapp_mass.entry.bootstrap import static_credential  # noqa: E402
 
 URL = "http://cams.test:8123/"
 OPTIONS = parse_job_options(

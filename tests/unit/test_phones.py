@@ -12,8 +12,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from phonenumbers import PhoneNumberFormat, PhoneNumberType
 
-from chatapp_mass import phones
-from chatapp_mass.phones import describe_invalid, looks_like_phone_as_written, mask_number, normalize_number
+from chatapp_mass.core import phones
+from chatapp_mass.core.phones import (
+    describe_invalid,
+    looks_like_phone_as_written,
+    mask_number,
+    normalize_number,
+)
 
 FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -7,16 +7,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chatapp_mass.errors import OptionsError
-from chatapp_mass.options import (
+from chatapp_mass.core.errors import OptionsError
+from chatapp_mass.core.options import (
     IntakeOptions,
     Recipient,
     job_identity,
     parse_intake_options,
     parse_job_options,
 )
-from chatapp_mass.planning import BatchPlanner, encoded_size, sender_json
-from chatapp_mass.report import neutralize
+from chatapp_mass.core.planning import BatchPlanner, encoded_size, sender_json
+from chatapp_mass.services.report import neutralize
 
 BASE = {"ChannelType": "whatsapp", "TemplateCode": "T1", "Language": "en", "From": "8613800000000"}
 
@@ -78,7 +78,7 @@ def test_product_action_limits() -> None:
     with pytest.raises(ValueError):
         Recipient.model_validate({"To": "1", "ProductAction": {"Sections": [{"Title": "a"}] * 11}})
     recipient = Recipient.model_validate({"To": "1", "ProductAction": {"Sections": [{"Title": "a"}]}})
-    from chatapp_mass.options import ChannelType
+    from chatapp_mass.core.options import ChannelType
 
     recipient.check_channel(ChannelType.whatsapp)
     with pytest.raises(ValueError, match="whatsapp"):
@@ -156,8 +156,8 @@ def test_neutralize(cell: str, expected: str) -> None:
 
 # --- the request budget: where SenderList travels ----------------------------------------------------------
 def test_the_budget_follows_where_the_parameters_travel() -> None:
-    from chatapp_mass.oss_jobs import FunctionSettings
-    from chatapp_mass.planning import BODY_BUDGET, QUERY_BUDGET, request_budget
+    from chatapp_mass.core.planning import BODY_BUDGET, QUERY_BUDGET, request_budget
+    from chatapp_mass.services.jobs import FunctionSettings
 
     assert request_budget("body") == BODY_BUDGET and request_budget("query") == QUERY_BUDGET
     assert QUERY_BUDGET + 4096 <= 16 * 1024 < BODY_BUDGET <= 1024 * 1024 - 100_000
@@ -170,7 +170,7 @@ def test_the_budget_follows_where_the_parameters_travel() -> None:
 
 
 def test_a_full_batch_of_typical_recipients_is_bounded_by_count_in_the_body_and_by_bytes_in_the_url() -> None:
-    from chatapp_mass.planning import BODY_BUDGET, QUERY_BUDGET
+    from chatapp_mass.core.planning import BODY_BUDGET, QUERY_BUDGET
 
     sizes = [
         encoded_size({"To": f"86139{i:08d}", "TemplateParams": {"name": f"Customer {i}", "code": "A1B2"}})

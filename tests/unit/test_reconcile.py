@@ -13,13 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from chatapp_mass.bootstrap import cams_client_for
-from chatapp_mass.cams import CamsClient, CamsSettings, batch_task_id
-from chatapp_mass.engine import DispatchSettings, JobRunner, plan_job
-from chatapp_mass.localcloud.cams import LocalCams
-from chatapp_mass.options import IntakeOptions, parse_job_options
-from chatapp_mass.parts import Part, runs
-from chatapp_mass.reconcile import (
+from alibaba_localcloud.cams import LocalCams
+from chatapp_mass.adapters.cams import CamsClient, CamsSettings, batch_task_id
+from chatapp_mass.core.options import IntakeOptions, parse_job_options
+from chatapp_mass.entry.bootstrap import cams_client_for
+from chatapp_mass.services.dispatch import DispatchSettings, JobRunner
+from chatapp_mass.services.parts import Part, runs
+from chatapp_mass.services.plan import plan_job
+from chatapp_mass.services.reconcile import (
     CLOCK_SKEW,
     ReconcileError,
     Reconciler,
@@ -27,8 +28,8 @@ from chatapp_mass.reconcile import (
     resend_uncertain,
     unreconcilable,
 )
-from chatapp_mass.store import BatchRecord, BatchStatus, JobRecord
-from chatapp_mass.store_sqlite import SqliteStore
+from chatapp_mass.store.interface import BatchRecord, BatchStatus, JobRecord
+from chatapp_mass.store.sqlite import SqliteStore
 
 OPTIONS = {
     "ChannelType": "whatsapp",

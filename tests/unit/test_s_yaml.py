@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from jsonschema import Draft7Validator
 
+from alibaba_localcloud.syaml import functions, load
 from chatapp_mass.deploy import packaging
-from chatapp_mass.deploy.syaml import functions, load
 from chatapp_mass.deploy.validate import SCHEMA_PATH, Problem, validate, validate_file
 
 ROOT = Path(__file__).resolve().parents[2]

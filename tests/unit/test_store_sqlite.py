@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from chatapp_mass.bootstrap import open_store
-from chatapp_mass.errors import OptionsError, StoreError
-from chatapp_mass.store import BatchRecord
-from chatapp_mass.store_sqlite import SqliteStore
+from chatapp_mass.core.errors import OptionsError, StoreError
+from chatapp_mass.entry.bootstrap import open_store
+from chatapp_mass.store.interface import BatchRecord
+from chatapp_mass.store.sqlite import SqliteStore
 
 
 def test_open_store_urls(tmp_path: Path) -> None:
@@ -61,7 +61,7 @@ def _open_at_once(path: Path, processes: int) -> list[int]:
     go = path.with_suffix(".go")
     script = (
         "import os, sys, time\n"
-        "from chatapp_mass.store_sqlite import SqliteStore\n"
+        "from chatapp_mass.store.sqlite import SqliteStore\n"
         "while not os.path.exists(sys.argv[2]): time.sleep(0.001)\n"
         "SqliteStore(sys.argv[1]).close()\n"
     )

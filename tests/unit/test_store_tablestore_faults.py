@@ -10,14 +10,14 @@ from typing import Any
 
 import pytest
 
-from chatapp_mass.errors import StoreError
-from chatapp_mass.store import BatchRecord, BatchStatus, JobRecord, JobStatus, RowRecord, RowStatus
-from chatapp_mass.store_tablestore import TablestoreSettings, TablestoreStore
+from chatapp_mass.core.errors import StoreError
+from chatapp_mass.store.interface import BatchRecord, BatchStatus, JobRecord, JobStatus, RowRecord, RowStatus
+from chatapp_mass.store.tablestore import TablestoreSettings, TablestoreStore
 
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[Any]:
-    from chatapp_mass.localcloud.tablestore import LocalTablestore
+    from alibaba_localcloud.tablestore import LocalTablestore
 
     with LocalTablestore() as local:
         yield local

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from chatapp_mass.deploy import syaml
-from chatapp_mass.deploy.syaml import SYamlError
+from alibaba_localcloud import syaml
+from alibaba_localcloud.syaml import SYamlError
 
 S_YAML = """
 edition: 3.0.0

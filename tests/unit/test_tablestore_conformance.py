@@ -46,7 +46,7 @@ from tablestore import (
 )
 from tablestore.retry import DefaultRetryPolicy, NoRetryPolicy, RetryUtil
 
-from chatapp_mass.localcloud.tablestore import LocalTablestore
+from alibaba_localcloud.tablestore import LocalTablestore
 
 IGNORE = Condition(RowExistenceExpectation.IGNORE)
 EXIST = Condition(RowExistenceExpectation.EXPECT_EXIST)

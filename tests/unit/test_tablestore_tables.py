@@ -16,12 +16,12 @@ import pytest
 from tablestore import CapacityUnit, OTSClient, ReservedThroughput, TableMeta, TableOptions
 from tablestore.retry import NoRetryPolicy
 
-from chatapp_mass import cli
-from chatapp_mass.bootstrap import function_services, open_store
-from chatapp_mass.errors import StoreError
-from chatapp_mass.localcloud.tablestore import LocalTablestore
-from chatapp_mass.store import JobRecord
-from chatapp_mass.store_tablestore import TablestoreSettings, TablestoreStore
+from alibaba_localcloud.tablestore import LocalTablestore
+from chatapp_mass.core.errors import StoreError
+from chatapp_mass.entry import cli
+from chatapp_mass.entry.bootstrap import function_services, open_store
+from chatapp_mass.store.interface import JobRecord
+from chatapp_mass.store.tablestore import TablestoreSettings, TablestoreStore
 
 TABLE_OPERATIONS = {"CreateTable", "ListTable", "DescribeTable", "UpdateTable", "DeleteTable"}
 

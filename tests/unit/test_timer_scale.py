@@ -15,12 +15,20 @@ from typing import IO, Any
 
 import pytest
 
-from chatapp_mass.oss_jobs import FunctionSettings
-from chatapp_mass.oss_source import OssLocation
-from chatapp_mass.store import BatchRecord, BatchStatus, JobRecord, JobStatus, RowRecord, RowStatus, Store
-from chatapp_mass.store_sqlite import SqliteStore
-from chatapp_mass.store_tablestore import TablestoreSettings, TablestoreStore
-from chatapp_mass.timer_jobs import Timer
+from chatapp_mass.adapters.oss import OssLocation
+from chatapp_mass.services.jobs import FunctionSettings
+from chatapp_mass.services.timer import Timer
+from chatapp_mass.store.interface import (
+    BatchRecord,
+    BatchStatus,
+    JobRecord,
+    JobStatus,
+    RowRecord,
+    RowStatus,
+    Store,
+)
+from chatapp_mass.store.sqlite import SqliteStore
+from chatapp_mass.store.tablestore import TablestoreSettings, TablestoreStore
 
 OPTIONS = {"ChannelType": "whatsapp", "TemplateCode": "T", "Language": "en", "From": "8613800000000"}
 EVENT = json.dumps({"triggerTime": "2030-03-17T08:00:00Z", "triggerName": "timer", "payload": ""})
@@ -164,7 +172,7 @@ def test_timer_starts_and_sweeps_jobs_behind_100000_finished_and_300_newer_sqlit
 
 @pytest.fixture(scope="module")
 def local_tablestore() -> Iterator[Any]:
-    from chatapp_mass.localcloud.tablestore import LocalTablestore
+    from alibaba_localcloud.tablestore import LocalTablestore
 
     with LocalTablestore(max_tables=1024) as server:
         yield server

@@ -1,11 +1,15 @@
 """Build the Function Compute code package of one function, as s.yaml's ``code: ./build/<key>`` expects.
 
+Longer than 500 lines: one build tool end to end (dependencies installed for another platform, the lock, the
+cache, the package layout, its command line), read top to bottom as the steps of one build.
+
 A package is a directory whose root holds:
 
 - ``functions/<key>/*`` — the thin entry point (``index.py`` with ``handler``) and anything beside it;
-- ``chatapp_mass/`` — the shared package from ``shared/``, **without** ``localcloud/`` (the loopback
-  emulators: never used in the cloud; nothing a handler imports at module level needs them) and ``deploy/``
-  (this builder and the s.yaml tools, which need PyYAML and a project tree);
+- ``chatapp_mass/`` — the shared package from ``shared/``, **without** ``deploy/`` (this builder and the
+  s.yaml tools, which need PyYAML and a project tree) and the two entry points that drive the loopback
+  emulators (``entry/localcloud.py``, ``entry/invoke.py``: they import ``alibaba_localcloud``, the emulators'
+  own package beside this one, which is never shipped: nothing a handler imports needs them);
 - the runtime dependencies of ``requirements.txt``, installed for the function's runtime, not for the
   machine that builds: ``pip install --target --platform manylinux2014_x86_64 --python-version 3.12
   --implementation cp --only-binary=:all: -c constraints.txt``. Everything in requirements.txt is installed,
@@ -63,13 +67,14 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from chatapp_mass.errors import ChatAppMassError
+from chatapp_mass.core.errors import ChatAppMassError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]  # shared/chatapp_mass/deploy/packaging.py
 DEFAULT_RUNTIME = "python3.12"
 DEFAULT_PLATFORM = "manylinux2014_x86_64"
 SHARED_PACKAGE = "chatapp_mass"
-EXCLUDED_SUBPACKAGES = ("localcloud", "deploy")  # relative to chatapp_mass/: not shipped to the cloud
+# relative to chatapp_mass/: not shipped to the cloud (see the module doc)
+EXCLUDED = ("deploy", "entry/localcloud.py", "entry/invoke.py")
 LOCK_FILE = "constraints.txt"  # at the project root, beside requirements.txt
 CACHE_ENV = "CHATAPP_BUILD_CACHE"
 BUILDER_VERSION = "2"  # part of every cache key: bump when the layout of a cached directory changes
@@ -145,7 +150,7 @@ def build(
         _copy_new(
             shared,
             staging / SHARED_PACKAGE,
-            ignore=_ignore_with(shutil.ignore_patterns(*EXCLUDED_SUBPACKAGES), at=shared),
+            ignore=_ignore_with(EXCLUDED, at=shared),
         )
         for entry in sorted(function_dir.iterdir()):
             if _IGNORED(str(function_dir), [entry.name]):
@@ -480,15 +485,13 @@ def _link_or_copy(source: str, target: str) -> None:
         shutil.copy2(source, target)
 
 
-def _ignore_with(
-    extra: Callable[[str, list[str]], set[str]], *, at: Path
-) -> Callable[[str, list[str]], set[str]]:
-    """The common ignore patterns everywhere, ``extra`` only directly under ``at``."""
+def _ignore_with(excluded: Sequence[str], *, at: Path) -> Callable[[str, list[str]], set[str]]:
+    """The common ignore patterns everywhere, and the paths ``excluded`` (relative to ``at``)."""
 
     def ignore(directory: str, names: list[str]) -> set[str]:
         ignored = set(_IGNORED(directory, names))
-        if Path(directory) == at:
-            ignored |= set(extra(directory, names))
+        here = Path(directory).relative_to(at)
+        ignored |= {name for name in names if (here / name).as_posix() in excluded}
         return ignored
 
     return ignore

@@ -1,5 +1,8 @@
 """Check an s.yaml (Serverless Devs 3, component fc3) offline, stricter than ``s verify``.
 
+Longer than 500 lines: one short, independent check per rule of s.yaml (schema, runtimes, triggers, roles and
+their policies, environment), listed in one place as ``s verify`` lists its findings.
+
 ``s verify`` (and ``s deploy`` with ``validation: true``) checks each fc3 resource's props against fc3's
 JSON schema (``deploy/fc3-props.schema.json``, a copy of devsapp/fc3 ``src/schema.json``, MIT). That schema
 is loose — no ``additionalProperties: false`` anywhere, and ``triggerConfig`` is an ``anyOf`` of eight
@@ -41,8 +44,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from alibaba_localcloud.syaml import ACCOUNT_ID_ENV, SYamlError, load
 from chatapp_mass.deploy import packaging
-from chatapp_mass.deploy.syaml import ACCOUNT_ID_ENV, SYamlError, load
 
 SCHEMA_PATH = packaging.PROJECT_ROOT / "deploy" / "fc3-props.schema.json"
 PLACEHOLDER_ACCOUNT_ID = "1234567890123456"

@@ -1,0 +1,215 @@
+"""``LocalCloud``: CAMS, OSS and Tablestore on loopback together, sharing one set of STS-style credentials.
+
+    with LocalCloud(data_dir="cloud-data") as cloud:
+        os.environ.update(cloud.environment())   # endpoints (names in LocalCloud.VARIABLES) and credentials
+        ...
+
+With ``s_yaml`` the local FC runs that file's functions too: OSS uploads fire their OSS triggers, and the
+functions get :meth:`~LocalCloud.environment` (minus the credentials: theirs are the role's) plus
+``function_environment``, so they reach the local CAMS, OSS, Tablestore and FC. Without ``s_yaml`` there is
+no FC (uploads fire nothing), so OSS-only users are not surprised by functions reacting to their uploads.
+
+A function with an HTTP trigger is served on a loopback port of its own: :meth:`~LocalCloud.describe` lists
+them under ``http`` (``{function: url}``), and :meth:`~LocalCloud.environment` gives the FIRST one in s.yaml
+order under ``VARIABLES["http"]`` (for the project's clients; the functions are not given it).
+
+With ``data_dir`` the state (objects, tables, and the credentials themselves) survives a restart; without it,
+everything lives in a temporary directory. ``realistic`` (default on): the emulators keep the real services'
+timing rules (the local Tablestore: a new table is not ready at once, table operations limited per second).
+``tablestore_options`` go to :class:`LocalTablestore` (e.g. ``table_not_ready_seconds``), ``cams_options``,
+``oss_options`` and ``fc_options`` to theirs. A subclass prepares its own state in :meth:`~LocalCloud.on_started`
+and names the variables in :attr:`~LocalCloud.VARIABLES`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from alibaba_localcloud._accounts import CamsCredentials, generate_credentials
+from alibaba_localcloud.cams import LocalCams
+
+DEFAULT_BUCKET = "chatapp-mass"
+DEFAULT_INSTANCE = "chatapp-local"
+# the variables the Alibaba Cloud SDKs' default credential chain reads
+REGION_ID = "ALIBABA_CLOUD_REGION_ID"
+ACCESS_KEY_ID = "ALIBABA_CLOUD_ACCESS_KEY_ID"
+ACCESS_KEY_SECRET = "ALIBABA_CLOUD_ACCESS_KEY_SECRET"
+SECURITY_TOKEN = "ALIBABA_CLOUD_SECURITY_TOKEN"
+ECS_METADATA_DISABLED = "ALIBABA_CLOUD_ECS_METADATA_DISABLED"  # no probe of the metadata address
+
+
+class LocalCloud:
+    #: the variable :meth:`environment` gives each endpoint under: ``oss_region`` is the bucket's region (V4
+    #: signing), ``http`` the first HTTP-triggered function's URL. A project renames them in a subclass.
+    VARIABLES: ClassVar[Mapping[str, str]] = {
+        "cams": "LOCALCLOUD_CAMS_ENDPOINT",
+        "oss": "LOCALCLOUD_OSS_ENDPOINT",
+        "oss_region": "LOCALCLOUD_OSS_REGION",
+        "tablestore": "LOCALCLOUD_TABLESTORE_ENDPOINT",
+        "fc": "LOCALCLOUD_FC_ENDPOINT",
+        "http": "LOCALCLOUD_HTTP_URL",
+    }
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        cams_port: int = 0,
+        oss_port: int = 0,
+        tablestore_port: int = 0,
+        data_dir: str | None = None,
+        bucket: str = DEFAULT_BUCKET,
+        instance: str = DEFAULT_INSTANCE,
+        sts: bool = True,
+        cams_options: dict[str, Any] | None = None,
+        s_yaml: str | None = None,
+        fc_port: int = 0,
+        function_environment: dict[str, str] | None = None,
+        fc_options: dict[str, Any] | None = None,
+        realistic: bool = True,
+        tablestore_options: dict[str, Any] | None = None,
+        oss_options: dict[str, Any] | None = None,
+    ) -> None:
+        from alibaba_localcloud.oss import LocalOss
+        from alibaba_localcloud.tablestore import LocalTablestore
+
+        self._own_dir = data_dir is None
+        self.data_dir = data_dir or tempfile.mkdtemp(prefix="chatapp-local-cloud-")
+        os.makedirs(self.data_dir, exist_ok=True)
+        self.credentials = self._credentials(sts)
+        self.bucket = bucket
+        self.instance = instance
+        keys: dict[str, Any] = dict(  # the same account for each service
+            access_key_id=self.credentials.access_key_id,
+            access_key_secret=self.credentials.access_key_secret,
+            security_token=self.credentials.security_token,
+            region_id=self.credentials.region_id,
+        )
+        self.cams = LocalCams(host=host, port=cams_port, **keys, **(cams_options or {}))
+        self.oss = LocalOss(
+            host=host,
+            port=oss_port,
+            data_dir=os.path.join(self.data_dir, "oss"),
+            buckets=(bucket,),
+            **keys,
+            **(oss_options or {}),
+        )
+        self.tablestore = LocalTablestore(
+            host=host,
+            port=tablestore_port,
+            instance_name=instance,
+            data_dir=os.path.join(self.data_dir, "tablestore"),
+            realistic=realistic,
+            **keys,
+            **(tablestore_options or {}),
+        )
+        self._function_environment = dict(function_environment or {})
+        self.fc = None if s_yaml is None else self._local_fc(s_yaml, host, fc_port, keys, fc_options or {})
+        self._started: list[Any] = []
+
+    def _local_fc(
+        self, s_yaml: str, host: str, port: int, keys: dict[str, Any], options: dict[str, Any]
+    ) -> Any:
+        from alibaba_localcloud.fc import LocalFc
+
+        if not self._own_dir:  # with --data, function output goes to DIR/fc/logs/; otherwise to stderr
+            options.setdefault("data_dir", os.path.join(self.data_dir, "fc"))
+        return LocalFc(host, port, s_yaml=s_yaml, oss_backend=self.oss.backend, **keys, **options)
+
+    def _credentials(self, sts: bool) -> CamsCredentials:
+        """Kept in the data directory, so a restarted cloud accepts the clients configured before."""
+        path = os.path.join(self.data_dir, "credentials.json")
+        if os.path.exists(path):
+            with open(path, encoding="utf-8") as handle:
+                return CamsCredentials(**json.load(handle))
+        credentials = generate_credentials(sts=sts)
+        with open(path, "w", encoding="utf-8") as handle:
+            json.dump(credentials.as_dict(), handle)
+        os.chmod(path, 0o600)
+        return credentials
+
+    # --- lifecycle --------------------------------------------------------------------------------------
+    def start(self) -> LocalCloud:
+        try:
+            for service in (self.cams, self.oss, self.tablestore, self.fc):
+                if service is not None and service not in self._started:
+                    service.start()
+                    self._started.append(service)
+            self.on_started()
+            if self.fc is not None:  # endpoints are known now: what the functions reach
+                secrets = (ACCESS_KEY_ID, ACCESS_KEY_SECRET, SECURITY_TOKEN, self.VARIABLES["http"])
+                self.fc.backend.update_environment(
+                    {
+                        **{k: v for k, v in self.environment().items() if k not in secrets},
+                        **self._function_environment,
+                    }
+                )
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def on_started(self) -> None:
+        """Called once every service is up, before the functions are given :meth:`environment`: a subclass
+        prepares its own state here (tables, objects)."""
+
+    def stop(self) -> None:
+        while self._started:
+            self._started.pop().stop()
+        if self._own_dir:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def __enter__(self) -> LocalCloud:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    # --- where it is ------------------------------------------------------------------------------------
+    def environment(self) -> dict[str, str]:
+        """The variables that point a client here: each endpoint under its name in :attr:`VARIABLES`, and
+        the account under the names the SDKs' default credential chain reads."""
+        creds = self.credentials
+        names = self.VARIABLES
+        variables = {
+            names["cams"]: self.cams.endpoint,
+            names["oss"]: self.oss.endpoint,
+            names["oss_region"]: self.oss.credentials.region_id,  # a loopback endpoint names no region
+            names["tablestore"]: self.tablestore.endpoint,
+            REGION_ID: creds.region_id,
+            ACCESS_KEY_ID: creds.access_key_id,
+            ACCESS_KEY_SECRET: creds.access_key_secret,
+            ECS_METADATA_DISABLED: "true",
+        }
+        if creds.security_token:
+            variables[SECURITY_TOKEN] = creds.security_token
+        if self.fc is not None:
+            variables[names["fc"]] = self.fc.endpoint
+            first_http = next(iter(self.fc.http_endpoints.values()), None)
+            if first_http is not None:
+                variables[names["http"]] = first_http
+        return variables
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "region_id": self.credentials.region_id,
+            "credentials": {
+                "access_key_id": self.credentials.access_key_id,
+                "access_key_secret": self.credentials.access_key_secret,
+                "security_token": self.credentials.security_token,
+            },
+            "cams": {"endpoint": self.cams.endpoint},
+            "oss": {"endpoint": self.oss.endpoint, "bucket": self.bucket},
+            "tablestore": {"endpoint": self.tablestore.endpoint, "instance": self.instance},
+            "fc": None
+            if self.fc is None
+            else {"endpoint": self.fc.endpoint, "functions": self.fc.backend.function_names},
+            "http": {} if self.fc is None else self.fc.http_endpoints,
+            "data_dir": None if self._own_dir else os.path.abspath(self.data_dir),
+            "env": self.environment(),
+        }

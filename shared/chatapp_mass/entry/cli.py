@@ -1,0 +1,390 @@
+"""``chatapp-mass``: mass-send a ChatApp template to a recipient CSV through CAMS SendChatappMassMessage.
+
+Exit status: 0 every valid recipient sent (invalid and duplicate rows do not change it); 1 the job ran but
+some valid recipients are not sent (failed, uncertain, stopped, stalled); 2 bad usage or an unreadable file
+(nothing sent); 130 interrupted (Ctrl-C: calls in flight were recorded; rerun to resume).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import IO, Any
+
+from chatapp_mass import __version__
+from chatapp_mass.core.errors import ChatAppMassError, CsvFileError, JobNotFound, OptionsError
+from chatapp_mass.entry.bootstrap import build_services
+from chatapp_mass.entry.send import (
+    EXIT_INTERRUPTED,
+    EXIT_NOT_ALL_SENT,
+    EXIT_OK,
+    EXIT_USAGE,
+    SEND_HELP,
+    add_send_command_arguments,
+    before_reopen,
+    open_out,
+    positive_int,
+    resend_line,
+    run_send,
+    store_argument,
+)
+from chatapp_mass.runtime import env, logs
+from chatapp_mass.services.plan import restart_error_count
+from chatapp_mass.services.reconcile import Reconciler, resend_uncertain
+from chatapp_mass.services.report import job_summary, write_report
+from chatapp_mass.store.interface import JobRecord, JobStatus, Store
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="chatapp-mass",
+        description="Mass-send a WhatsApp, Viber, Messenger or Instagram template to every recipient of a CSV "
+        "through Alibaba Cloud CAMS (SendChatappMassMessage), with a per-recipient report.",
+        epilog="Exit status: 0 all valid recipients sent; 1 some not sent (see the report); 2 bad usage or "
+        "unreadable file (nothing sent); 130 interrupted (rerun the same command to resume).",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    levels = ("DEBUG", "INFO", "WARNING", "ERROR")
+    parser.add_argument(
+        "--log-level",
+        default=os.environ.get(env.CHATAPP_LOG_LEVEL, "WARNING").upper(),
+        type=str.upper,
+        choices=levels,
+        help="JSON logs on stderr at this level (default: $CHATAPP_LOG_LEVEL or %(default)s)",
+    )
+    # The same flag after the command (`chatapp-mass send ... --log-level INFO`); SUPPRESS keeps the default.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--log-level",
+        default=argparse.SUPPRESS,
+        type=str.upper,
+        choices=levels,
+        help="JSON logs on stderr at this level (DEBUG, INFO, WARNING, ERROR; default WARNING)",
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    class commands:  # every command takes the common flags
+        @staticmethod
+        def add_parser(name: str, **kwargs: Any) -> argparse.ArgumentParser:
+            return subparsers.add_parser(name, parents=[common], **kwargs)
+
+    send = commands.add_parser(
+        "send",
+        help="send a template to every recipient of a CSV",
+        description=SEND_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_send_command_arguments(send)
+
+    report = commands.add_parser("report", help="write a job's per-recipient report (any time)")
+    report.add_argument("job", help="job id (or a unique prefix)")
+    report.add_argument("--out", required=True, metavar="FILE.csv", help="where to write it ('-' = stdout)")
+    store_argument(report)
+
+    jobs = commands.add_parser("jobs", help="list jobs, newest first")
+    jobs.add_argument("--limit", type=positive_int, default=20)
+    store_argument(jobs)
+
+    status = commands.add_parser("status", help="a job's state and counts")
+    status.add_argument("job", help="job id (or a unique prefix)")
+    status.add_argument("--json", action="store_true", help="print JSON")
+    store_argument(status)
+
+    pause = commands.add_parser("pause", help="pause a running job: senders stop between batches (resumable)")
+    pause.add_argument("job", help="job id (or a unique prefix)")
+    pause.add_argument("--reason", default="paused by an operator", help="said in the job's status")
+    store_argument(pause)
+
+    resume = commands.add_parser(
+        "resume",
+        help="resume a paused job (a deployed job's senders are started via "
+        "CHATAPP_FC_ENDPOINT; a CLI job continues when you rerun `send`)",
+    )
+    resume.add_argument("job", help="job id (or a unique prefix)")
+    store_argument(resume)
+
+    reconcile = commands.add_parser(
+        "reconcile",
+        help="look up a job's uncertain batches in ListChatappMessage (WhatsApp/Viber); --resend the rest",
+        description=RECONCILE_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    reconcile.add_argument("job", help="job id (or a unique prefix)")
+    reconcile.add_argument(
+        "--cust-space-id",
+        metavar="ID",
+        help="the CustSpaceId ListChatappMessage needs (default: the job's own)",
+    )
+    reconcile.add_argument(
+        "--resend",
+        action="store_true",
+        help="then reopen what is still uncertain for sending (an operator decision, logged)",
+    )
+    reconcile.add_argument(
+        "--no-reconcile",
+        action="store_true",
+        help="with --resend: resend without looking up first (Messenger/Instagram need it)",
+    )
+    reconcile.add_argument(
+        "--list-qps",
+        type=positive_int,
+        default=20,
+        help="ListChatappMessage queries per second, account-wide (default %(default)s)",
+    )
+    store_argument(reconcile)
+
+    init = commands.add_parser(
+        "init-tables",
+        help="deploy step: create the store's Tablestore tables if missing and wait until they are "
+        "ready (idempotent; the functions never create tables)",
+    )
+    store_argument(init)
+
+    from chatapp_mass.entry import localcloud  # the commands that run the emulators
+
+    localcloud.add_commands(commands.add_parser)
+
+    from chatapp_mass.entry import demo
+
+    demo_parser = commands.add_parser(
+        "demo",
+        help="try it without an Alibaba account: a sample CSV sent to the "
+        "local CAMS, with progress, summary and report",
+    )
+    demo.add_arguments(demo_parser)
+    return parser
+
+
+RECONCILE_HELP = """\
+Look up a job's uncertain batches (a call that may or may not have reached CAMS) in ListChatappMessage.
+
+WhatsApp and Viber only (the API covers no other channel), and it needs the CustSpaceId (the job's, or
+--cust-space-id). By the batch's GroupMessageId when known, else one query per recipient: its number, the
+job's From and template, from just before the batch's call until now. Recipients CAMS has become 'sent'
+(code Reconciled); the rest stay 'uncertain' (code NotFound). Nothing is sent.
+
+--resend then reopens what is still uncertain, and is logged as an operator decision. A job of this
+machine's store goes on when you rerun its `chatapp-mass send` command; a deployed job's senders are
+started via CHATAPP_FC_ENDPOINT.
+
+Example:
+  chatapp-mass reconcile 3f2a9c --store tablestore://my-instance
+  chatapp-mass reconcile 3f2a9c --resend
+"""
+
+
+# --- other commands -----------------------------------------------------------------------------------
+def resolve_job(store: Store, ref: str) -> JobRecord:
+    job = store.get_job(ref)
+    if job is None:
+        matches = store.find_jobs(ref)
+        if len(matches) > 1:
+            raise JobNotFound(f"job {ref!r} is ambiguous: {', '.join(matches)}")
+        if matches:
+            job = store.get_job(matches[0])
+    if job is None:
+        raise JobNotFound(f"no job {ref!r} in this store (see `chatapp-mass jobs`)")
+    return job
+
+
+def cmd_status(args: argparse.Namespace, out: IO[str]) -> int:
+    store = build_services(store_url=args.store).store
+    counts = job_summary(store, resolve_job(store, args.job))
+    if args.json:
+        print(json.dumps(counts, indent=2), file=out)
+    else:
+        for key, value in counts.items():
+            print(f"{key:>11}: {value:,}" if isinstance(value, int) else f"{key:>11}: {value}", file=out)
+    return EXIT_OK
+
+
+def cmd_pause(args: argparse.Namespace, out: IO[str]) -> int:
+    from chatapp_mass.services.jobs import pause_job
+
+    store = build_services(store_url=args.store).store
+    job = resolve_job(store, args.job)
+    current = pause_job(store, job.job_id, reason=args.reason)
+    if current is None or current.status is not JobStatus.paused:
+        print(
+            f"job {job.job_id} is {job.status.value}: only a running or scheduled job can be paused", file=out
+        )
+        return EXIT_USAGE
+    print(
+        f"job {job.job_id} paused: its senders stop taking batches within seconds; calls in flight finish. "
+        f"Resume with `chatapp-mass resume {job.job_id[:12]}`",
+        file=out,
+    )
+    return EXIT_OK
+
+
+def cmd_resume(args: argparse.Namespace, out: IO[str]) -> int:
+    from chatapp_mass.services.jobs import Dispatch, FunctionSettings, resume_job
+
+    store = build_services(store_url=args.store).store
+    job = resolve_job(store, args.job)
+    if job.status is not JobStatus.paused:
+        print(f"job {job.job_id} is {job.status.value}, not paused", file=out)
+        return EXIT_USAGE
+    if not os.environ.get(env.CHATAPP_FC_ENDPOINT):
+        if store.update_job(
+            job.job_id,
+            expect=[JobStatus.paused],
+            status=JobStatus.interrupted,
+            reason="resumed: rerun `chatapp-mass send` with the same file and options to continue",
+        ):
+            restart_error_count(store, job.job_id)
+        print(
+            f"job {job.job_id} can go on: rerun the same `chatapp-mass send` command (no CHATAPP_FC_ENDPOINT: "
+            "no deployed senders to start)",
+            file=out,
+        )
+        return EXIT_OK
+    from chatapp_mass.adapters.fc import FcInvoker, FcSettings
+
+    settings = FunctionSettings.from_env()
+    current = resume_job(store, Dispatch(store, FcInvoker(FcSettings.from_env()), settings), job.job_id)
+    print(f"job {job.job_id} {current.status.value if current else 'unknown'}: senders started", file=out)
+    return EXIT_OK
+
+
+def cmd_reconcile(args: argparse.Namespace, out: IO[str]) -> int:
+    services = build_services(store_url=args.store)
+    try:
+        store = services.store
+        job = resolve_job(store, args.job)
+        reconciler = Reconciler(store, services.cams, qps=args.list_qps)
+        if args.resend:
+            deployed = bool(os.environ.get(env.CHATAPP_FC_ENDPOINT))
+            resend = resend_uncertain(
+                store,
+                reconciler,
+                job,
+                reconcile=not args.no_reconcile,
+                cust_space_id=args.cust_space_id,
+                before_reopen=lambda: before_reopen(store, job, deployed),
+            )
+            print(resend_line(resend), file=out)
+            if resend.batches:
+                _continue_after_resend(store, job, deployed, out)
+            return EXIT_OK
+        result = reconciler.reconcile(job, cust_space_id=args.cust_space_id)
+        if result.skipped or result.error:
+            print(f"job {job.job_id}: {result.skipped or result.error}", file=out)
+            return EXIT_NOT_ALL_SENT
+        print(
+            f"job {job.job_id}: {result.batches:,} uncertain batches looked up ({result.queries:,} queries): "
+            f"{result.found:,} recipients found (now sent), {result.not_found:,} not found (still uncertain"
+            f"{'; resend them with --resend' if result.not_found else ''})",
+            file=out,
+        )
+        return EXIT_OK if not result.not_found else EXIT_NOT_ALL_SENT
+    finally:
+        services.close()
+
+
+def _continue_after_resend(store: Store, job: JobRecord, deployed: bool, out: IO[str]) -> None:
+    if not deployed:
+        print(f"job {job.job_id}: rerun its `chatapp-mass send` command to send them", file=out)
+        return
+    from chatapp_mass.adapters.fc import FcInvoker, FcSettings
+    from chatapp_mass.services.jobs import Dispatch, FunctionSettings, continue_job
+
+    status = continue_job(
+        store, Dispatch(store, FcInvoker(FcSettings.from_env()), FunctionSettings.from_env()), job.job_id
+    )
+    print(f"job {job.job_id} {status}: senders started", file=out)
+
+
+def cmd_jobs(args: argparse.Namespace, out: IO[str]) -> int:
+    store = build_services(store_url=args.store).store
+    jobs = store.list_jobs(args.limit)
+    if not jobs:
+        print("no jobs in this store", file=out)
+        return EXIT_OK
+    print(
+        f"{'JOB':<24}  {'STATUS':<11}  {'CREATED':<19}  {'ROWS':>9}  {'SENT':>9}  {'NOT SENT':>9}  SOURCE",
+        file=out,
+    )
+    for job in jobs:
+        c = job_summary(store, job)
+        print(
+            f"{job.job_id:<24}  {job.status.value:<11}  {c['created_at']:<19}  {job.total_rows:>9,}  "
+            f"{c['sent']:>9,}  {c['failed'] + c['uncertain'] + c['pending']:>9,}  {job.source}",
+            file=out,
+        )
+    return EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace, out: IO[str]) -> int:
+    store = build_services(store_url=args.store).store
+    job = resolve_job(store, args.job)
+    with open_out(args.out) as handle:
+        counts = write_report(store.report_rows(job.job_id), handle)
+    if args.out != "-":
+        summary = ", ".join(f"{n:,} {status}" for status, n in sorted(counts.items()))
+        print(f"report of job {job.job_id} written to {args.out}: {summary}", file=out)
+    return EXIT_OK
+
+
+def cmd_init_tables(args: argparse.Namespace, out: IO[str]) -> int:
+    from chatapp_mass.entry.bootstrap import init_tables
+
+    print(json.dumps(init_tables(args.store)), file=out)
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None, *, out: IO[str] = sys.stdout, err: IO[str] = sys.stderr) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logs.configure(args.log_level)
+    commands: dict[str, Callable[[], int]] = {
+        "send": lambda: _send_command(args, out, err),
+        "report": lambda: cmd_report(args, out),
+        "jobs": lambda: cmd_jobs(args, out),
+        "status": lambda: cmd_status(args, out),
+        "pause": lambda: cmd_pause(args, out),
+        "resume": lambda: cmd_resume(args, out),
+        "reconcile": lambda: cmd_reconcile(args, out),
+        "init-tables": lambda: cmd_init_tables(args, out),
+        "local-cams": lambda: _local(args),
+        "local-cloud": lambda: _local(args),
+        "invoke": lambda: _local(args),
+        "demo": lambda: _demo(args, out, err),
+    }
+    try:
+        return commands[args.command]()
+    except CsvFileError as error:
+        print(f"chatapp-mass: unreadable file, nothing sent: {error}", file=err)
+        return EXIT_USAGE
+    except (OptionsError, JobNotFound) as error:
+        print(f"chatapp-mass: {error}", file=err)
+        return EXIT_USAGE
+    except ChatAppMassError as error:
+        print(f"chatapp-mass: {error}", file=err)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("\nchatapp-mass: interrupted; rerun the same command to resume", file=err)
+        return EXIT_INTERRUPTED
+
+
+def _send_command(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    services = build_services(store_url=args.store)
+    try:
+        return run_send(args, services, out=out, err=err)
+    finally:
+        services.close()
+
+
+def _local(args: argparse.Namespace) -> int:
+    from chatapp_mass.entry import localcloud
+
+    return localcloud.run_command(args)
+
+
+def _demo(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    from chatapp_mass.entry import demo
+
+    return demo.run(args, out=out, err=err)

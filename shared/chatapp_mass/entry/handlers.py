@@ -1,0 +1,107 @@
+"""The Function Compute entry points' bodies: decode the event at the edge, call the core, log the outcome.
+
+``functions/ingest/index.py`` and ``functions/sender/index.py`` are one-line adapters onto these. Services
+are built once per instance (on the first invocation, not at import: a cold start stays short and a bad
+setting fails the invocation with its message instead of the import). Each runs inside
+:func:`chatapp_mass.runtime.logs.invocation`, so every log line of the invocation carries FC's request id and the
+function name.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from typing import Any
+
+from chatapp_mass.entry.bootstrap import FunctionServices, function_services
+from chatapp_mass.runtime import logs
+
+log = logging.getLogger("chatapp_mass.entry.handlers")
+
+# Stop taking new batches this long before the function's timeout: the calls in flight (read timeout 30 s)
+# and the bookkeeping after them must finish inside the invocation.
+DEADLINE_MARGIN = 45.0
+
+_services: FunctionServices | None = None
+
+
+def services() -> FunctionServices:
+    global _services
+    if _services is None:
+        logs.configure(os.environ.get("CHATAPP_LOG_LEVEL", "INFO"))
+        _services = function_services()
+    return _services
+
+
+def _deadline(context: Any, started: float) -> float:
+    timeout = float(getattr(getattr(context, "function", None), "timeout", 0) or 600)
+    return started + max(timeout - DEADLINE_MARGIN, min(timeout * 0.5, 10.0))
+
+
+def ingest(event: bytes, context: Any) -> str:
+    with logs.invocation(context):
+        return _ingest(event, context)
+
+
+def sender(event: bytes, context: Any) -> str:
+    with logs.invocation(context):
+        return _sender(event, context)
+
+
+def api(event: bytes, context: Any) -> Any:
+    """HTTP trigger requests (-> an FC3 HTTP response dict) and timer events (-> a JSON summary)."""
+    with logs.invocation(context):
+        return _api(event, context)
+
+
+def _ingest(event: bytes, context: Any) -> str:
+    from chatapp_mass.services.ingest import Ingest
+
+    s = services()
+    results = Ingest(s.store, s.oss, s.invoker, s.settings).handle(event)
+    return json.dumps([r.__dict__ for r in results])
+
+
+def _sender(event: bytes, context: Any) -> str:
+    from chatapp_mass.services.sender import Sender
+
+    started = time.time()
+    s = services()
+    result = Sender(s.store, s.cams, s.oss, s.invoker, s.settings).handle(
+        event, deadline=_deadline(context, started)
+    )
+    return json.dumps(result)
+
+
+def _api(event: bytes, context: Any) -> Any:
+    from chatapp_mass.entry.http_api import ApiError, HttpEvent, JobsApi, error_reply, is_http_event
+    from chatapp_mass.services.timer import Timer, is_timer_event
+
+    s = services()
+    try:
+        decoded = json.loads(event)
+    except ValueError:
+        decoded = None
+    if is_timer_event(decoded):
+        timer = Timer(s.store, s.oss, s.invoker, s.settings, ingest_function=_api_settings().ingest_function)
+        result = timer.handle(event)
+        log.info("timer done", extra={k: v for k, v in result.items() if v})
+        return json.dumps(result)
+    if not is_http_event(decoded):
+        return error_reply(ApiError(400, "invalid_event", "not an FC3 HTTP trigger or timer event"))
+    request = HttpEvent.model_validate(decoded)
+    return JobsApi(s.store, s.oss, s.invoker, s.settings, _api_settings(), cams=s.cams).handle(request)
+
+
+_api_settings_cached: Any | None = None
+
+
+def _api_settings() -> Any:
+    global _api_settings_cached
+    if _api_settings_cached is None:
+        from chatapp_mass.entry.http_api import ApiSettings
+
+        _api_settings_cached = ApiSettings.from_env()
+    return _api_settings_cached

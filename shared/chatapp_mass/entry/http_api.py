@@ -1,0 +1,798 @@
+"""The HTTP API (FC3 HTTP trigger): submit, watch, fetch and cancel jobs. The ``api`` function's core.
+
+Longer than 500 lines: the routes of one HTTP API with their pydantic request and reply models (the edge) and
+the auth check; every route is a few lines over the services.
+
+Routes (JSON unless said; every refusal is ``{"error": {"code", "message", "field"}}`` with a 4xx status):
+
+- ``POST /jobs`` — a job from one of:
+  * JSON ``{"options": {...}, "recipients": [{"To": ..., "TemplateParams": {...}, "Payload": [...],
+    "FlowAction": {...}, "ProductAction": {...}}, ...]}`` — planned at once (the body is size-limited);
+  * JSON ``{"options": {...}, "source": "oss://BUCKET/KEY" | "KEY"}`` — a CSV already in OSS, planned by
+    the ingest function (``{"plan_job": JOB}``), so a big file is not read while the client waits;
+  * a CSV body (``Content-Type: text/csv``) with the options in the query (``?channelType=...``).
+  Options take the API's names (``ChannelType``) or the CLI's (``channel-type``), then the function's
+  ``CHATAPP_DEFAULT_*``. ``scheduledAt`` (body or query): ISO 8601 with an offset, or a local time plus
+  ``timeZone`` (IANA, e.g. ``Asia/Singapore``); the timer starts the job then.
+  Answers **202** ``{"job_id", "status", "status_url", "report_url"}``. ``Idempotency-Key`` makes a repeat
+  return the same job (**200**, ``"repeated": true``); without one, an identical request within
+  ``CHATAPP_API_REPEAT_WINDOW`` seconds (default 600) is refused **409** ``probable_repeat`` unless
+  ``force=true`` (query).
+- ``GET /jobs`` — recent jobs (``?limit=``, at most 200).
+- ``GET /jobs/{id}`` — state and counts in recipients (sent, failed, uncertain, pending, invalid, duplicate,
+  cancelled), rate and ETA; an HTML page with a progress bar instead when the client prefers ``text/html``
+  (a browser), refreshing itself while the job runs.
+- ``GET /jobs/{id}/report`` — the per-recipient report CSV.
+- ``POST /jobs/{id}/cancel`` — stops dispatch between batches; batches not yet on the wire are reported
+  ``cancelled``; calls in flight finish and are recorded.
+- ``POST /jobs/{id}/pause`` / ``POST /jobs/{id}/resume`` — stop dispatch resumably (batches wait as
+  ``pending``), and go on. The error threshold (``CHATAPP_ERROR_THRESHOLD``) pauses a job by itself and
+  says why in ``reason``.
+- ``POST /jobs/{id}/reconcile`` — look the job's ``uncertain`` batches up in ListChatappMessage (WhatsApp
+  and Viber; ``reconcile``): recipients CAMS has become ``sent``. Body (optional) ``{"cust_space_id"}``. It
+  works for up to ``CHATAPP_API_RECONCILE_SECONDS`` (default 60) and says how many batches are ``left``:
+  call again for those. Nothing is sent.
+- ``POST /jobs/{id}/resend-uncertain`` — the operator's decision to send again what is still uncertain
+  (logged): reconciled first (WhatsApp/Viber), refused **409** ``not_resent`` if that cannot finish, unless
+  the body says ``{"reconcile": false}``. The job then runs again.
+
+**Authentication.** ``Authorization: Bearer <CHATAPP_API_TOKEN>`` compared in constant time (the token is
+never logged). Browsers, which cannot set that header when following a link, may pass ``?token=`` on
+``GET`` requests only (it may then appear in access logs: prefer the header). With
+``CHATAPP_API_AUTH=fc`` the trigger's own ``function`` authentication (FC checks the signature before the
+function runs) stands in for the token. No token configured and no FC auth: every request is refused
+(503 ``auth_not_configured``): there are no anonymous writes, nor reads.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import html
+import io
+import json
+import logging
+import os
+import re
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from chatapp_mass.adapters.cams import CamsClient
+from chatapp_mass.adapters.fc import Invoker
+from chatapp_mass.adapters.oss import OssClient, OssLocation, SourceError
+from chatapp_mass.core.errors import ChatAppMassError, CsvFileError, OptionsError
+from chatapp_mass.core.intake import JsonRecipients
+from chatapp_mass.runtime import env
+from chatapp_mass.services.jobs import (
+    Dispatch,
+    FunctionSettings,
+    cancel_job,
+    continue_job,
+    env_int,
+    finalize,
+    pause_job,
+    reconcile_job,
+    reopen_job,
+    resolve_options,
+    resume_job,
+    start_job,
+)
+from chatapp_mass.services.plan import PlanSettings, plan_job
+from chatapp_mass.services.reconcile import ReconcileError, Reconciler, resend_uncertain
+from chatapp_mass.services.report import job_summary, write_report
+from chatapp_mass.store.interface import IN_FLIGHT, JobRecord, JobStatus, Store
+
+log = logging.getLogger("chatapp_mass.entry.http_api")
+
+_RESERVED_QUERY = {"force", "token", "scheduledat", "timezone", "limit"}
+_JOB_PATH = re.compile(
+    r"^/jobs/([A-Za-z0-9_-]{1,64})(/report|/cancel|/pause|/resume|/reconcile|/resend-uncertain)?/?$"
+)
+_ACTION_METHODS = {
+    "": "GET",
+    "/report": "GET",
+    "/cancel": "POST",
+    "/pause": "POST",
+    "/resume": "POST",
+    "/reconcile": "POST",
+    "/resend-uncertain": "POST",
+}
+
+
+# --- settings ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ApiSettings:
+    token: str = ""
+    auth: str = "token"  # token | fc
+    max_body: int = 6 * 1024 * 1024
+    repeat_window: float = 600.0
+    ingest_function: str = "chatapp-mass-ingest"
+    reconcile_seconds: float = 60.0  # how long one reconcile/resend request looks batches up (timeout 120 s)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> ApiSettings:
+        auth = (environ.get(env.CHATAPP_API_AUTH) or "token").strip().lower()
+        if auth not in ("token", "fc"):
+            raise OptionsError(f"{env.CHATAPP_API_AUTH}={auth!r}: token or fc")
+        return cls(
+            token=environ.get(env.CHATAPP_API_TOKEN, "").strip(),
+            auth=auth,
+            max_body=env_int(environ, env.CHATAPP_API_MAX_BODY, 6 * 1024 * 1024, 1, 32 * 1024 * 1024),
+            repeat_window=float(env_int(environ, env.CHATAPP_API_REPEAT_WINDOW, 600, 1, 7 * 86400)),
+            ingest_function=environ.get(env.CHATAPP_INGEST_FUNCTION, "chatapp-mass-ingest"),
+            reconcile_seconds=float(env_int(environ, env.CHATAPP_API_RECONCILE_SECONDS, 60, 1, 600)),
+        )
+
+
+# --- the event and the reply (the edge) -----------------------------------------------------------------
+class _Loose(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+
+class _Http(_Loose):
+    method: str = "GET"
+    path: str = "/"
+    source_ip: str = Field(default="", alias="sourceIp")
+
+
+class _RequestContext(_Loose):
+    http: _Http = Field(default_factory=_Http)
+    request_id: str = Field(default="", alias="requestId")
+    domain_name: str = Field(default="", alias="domainName")
+
+
+class HttpEvent(_Loose):
+    """The FC3 HTTP trigger event (ALIBABA-FACTS.md §1)."""
+
+    version: str = "v1"
+    raw_path: str = Field(default="/", alias="rawPath")
+    body: str = ""
+    is_base64_encoded: bool = Field(default=False, alias="isBase64Encoded")
+    headers: dict[str, str] = Field(default_factory=dict)
+    query: dict[str, str] = Field(default_factory=dict, alias="queryParameters")
+    request_context: _RequestContext = Field(default_factory=_RequestContext, alias="requestContext")
+
+    @property
+    def method(self) -> str:
+        return self.request_context.http.method.upper()
+
+    @property
+    def path(self) -> str:
+        return self.request_context.http.path or "/"
+
+    def header(self, name: str) -> str:
+        name = name.lower()
+        return next((v for k, v in self.headers.items() if k.lower() == name), "")
+
+    def body_bytes(self) -> bytes:
+        return base64.b64decode(self.body) if self.is_base64_encoded else self.body.encode("utf-8")
+
+    def query_value(self, name: str) -> str:
+        name = name.lower()
+        return next((v for k, v in self.query.items() if k.lower() == name), "")
+
+
+def is_http_event(value: Any) -> bool:
+    return (
+        isinstance(value, dict) and "requestContext" in value and ("rawPath" in value or "version" in value)
+    )
+
+
+class ApiError(ChatAppMassError):
+    def __init__(self, status: int, code: str, message: str, field: str = "") -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.field = status, code, message, field
+
+
+def reply(
+    status: int,
+    body: Any,
+    *,
+    content_type: str = "application/json; charset=utf-8",
+    headers: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    text = body if isinstance(body, str) else json.dumps(body, indent=2, default=str)
+    return {
+        "statusCode": status,
+        "headers": {"Content-Type": content_type, "Cache-Control": "no-store", **(headers or {})},
+        "body": text,
+        "isBase64Encoded": False,
+    }
+
+
+def error_reply(error: ApiError) -> dict[str, Any]:
+    detail = {"code": error.code, "message": error.message}
+    if error.field:
+        detail["field"] = error.field
+    return reply(error.status, {"error": detail})
+
+
+# --- submissions ------------------------------------------------------------------------------------------
+class _Recipient(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    To: str = Field(min_length=1, max_length=128)
+    TemplateParams: dict[str, str] | None = None
+    Payload: list[str] | None = None
+    FlowAction: dict[str, Any] | None = None
+    ProductAction: dict[str, Any] | None = None
+
+
+class _Submission(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    options: dict[str, Any] = Field(default_factory=dict)
+    recipients: list[_Recipient] | None = None
+    source: str | None = None
+    scheduled_at: str | None = Field(default=None, alias="scheduledAt")
+    time_zone: str | None = Field(default=None, alias="timeZone")
+
+
+def parse_schedule(when: str | None, zone: str | None, *, now: float) -> float:
+    """``scheduledAt`` -> epoch seconds (0 = now). ISO 8601 with an offset (``2026-12-24T09:00:00+08:00``),
+    or a local time and an IANA ``timeZone``. A time more than 5 minutes past is refused (a typo in the year
+    must not send at once)."""
+    if not when:
+        if zone:
+            raise ApiError(400, "invalid_schedule", "timeZone given without scheduledAt", "timeZone")
+        return 0.0
+    try:
+        moment = datetime.fromisoformat(when.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ApiError(
+            400,
+            "invalid_schedule",
+            f"scheduledAt {when!r} is not an ISO 8601 time such as 2026-12-24T09:00:00+08:00",
+            "scheduledAt",
+        ) from None
+    if moment.tzinfo is None:
+        if not zone:
+            raise ApiError(
+                400,
+                "invalid_schedule",
+                f"scheduledAt {when!r} has no UTC offset: add one "
+                "(+08:00) or give timeZone (e.g. Asia/Singapore)",
+                "scheduledAt",
+            )
+        try:
+            moment = moment.replace(tzinfo=ZoneInfo(zone))
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ApiError(
+                400,
+                "invalid_schedule",
+                f"timeZone {zone!r} is not an IANA time zone (e.g. Europe/Berlin)",
+                "timeZone",
+            ) from None
+    elif zone:
+        raise ApiError(
+            400, "invalid_schedule", "give either an offset in scheduledAt or timeZone, not both", "timeZone"
+        )
+    at = moment.timestamp()
+    if at < now - 300:
+        raise ApiError(400, "invalid_schedule", f"scheduledAt {when!r} is in the past", "scheduledAt")
+    return at
+
+
+def _validation_error(error: ValidationError, where: str) -> ApiError:
+    first = error.errors()[0]
+    field = ".".join(str(part) for part in first["loc"])
+    message = first["msg"]
+    if first["type"] == "extra_forbidden":
+        message = (
+            "unknown field (known: options, recipients, source, scheduledAt, timeZone; a recipient: "
+            "To, TemplateParams, Payload, FlowAction, ProductAction)"
+        )
+    return ApiError(400, "invalid_field", f"{where}: {field}: {message}", field)
+
+
+class JobsApi:
+    """One HTTP request in, one FC3 HTTP response dict out."""
+
+    def __init__(
+        self,
+        store: Store,
+        oss: OssClient,
+        invoker: Invoker,
+        settings: FunctionSettings,
+        api: ApiSettings,
+        *,
+        cams: CamsClient | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store, self.oss, self.invoker, self.settings, self.api, self.clock = (
+            store,
+            oss,
+            invoker,
+            settings,
+            api,
+            clock,
+        )
+        self.cams = cams
+        self.dispatch = Dispatch(store, invoker, settings)
+
+    def handle(self, event: HttpEvent) -> dict[str, Any]:
+        try:
+            self._authenticate(event)
+            return self._route(event)
+        except ApiError as error:
+            if error.status >= 500:
+                log.error("request refused", extra={"code": error.code, "error": error.message})
+            return error_reply(error)
+
+    # --- auth -------------------------------------------------------------------------------------------
+    def _authenticate(self, event: HttpEvent) -> None:
+        if self.api.auth == "fc":
+            return
+        if not self.api.token:
+            raise ApiError(
+                503,
+                "auth_not_configured",
+                "the API has no token configured: set "
+                f"{env.CHATAPP_API_TOKEN} on the function (or {env.CHATAPP_API_AUTH}=fc)",
+            )
+        given = ""
+        header = event.header("authorization")
+        if header.lower().startswith("bearer "):
+            given = header[7:].strip()
+        elif event.method == "GET":
+            given = event.query_value("token")
+        if not given:
+            raise ApiError(401, "unauthenticated", "send Authorization: Bearer <token>", "Authorization")
+        if not hmac.compare_digest(given.encode("utf-8"), self.api.token.encode("utf-8")):
+            raise ApiError(403, "forbidden", "the token is not valid", "Authorization")
+
+    # --- routing ----------------------------------------------------------------------------------------
+    def _route(self, event: HttpEvent) -> dict[str, Any]:
+        path, method = event.path.rstrip("/") or "/", event.method
+        if path == "/jobs":
+            if method == "POST":
+                return self.submit(event)
+            if method == "GET":
+                return self.list_jobs(event)
+            raise ApiError(405, "method_not_allowed", f"{method} /jobs: use GET or POST")
+        match = _JOB_PATH.match(event.path)
+        if match is None:
+            raise ApiError(
+                404,
+                "not_found",
+                f"no route {method} {event.path} (routes: POST /jobs, GET /jobs, "
+                "GET /jobs/{id}, GET /jobs/{id}/report, POST /jobs/{id}/cancel|pause|resume|reconcile|"
+                "resend-uncertain)",
+            )
+        job_id, action = match.group(1), match.group(2) or ""
+        expected = _ACTION_METHODS[action]
+        if method != expected:
+            raise ApiError(405, "method_not_allowed", f"{method} /jobs/{{id}}{action}: use {expected}")
+        job = self.store.get_job(job_id)
+        if job is None:
+            raise ApiError(404, "job_not_found", f"no job {job_id!r}", "id")
+        if action == "/report":
+            return self.report(job)
+        if action == "/cancel":
+            return self.cancel(job)
+        if action == "/pause":
+            return self.pause(job)
+        if action == "/resume":
+            return self.resume(job)
+        if action == "/reconcile":
+            return self.reconcile(job, event)
+        if action == "/resend-uncertain":
+            return self.resend_uncertain(job, event)
+        return self.status(job, event)
+
+    # --- POST /jobs -------------------------------------------------------------------------------------
+    def submit(self, event: HttpEvent) -> dict[str, Any]:
+        body = event.body_bytes()
+        if len(body) > self.api.max_body:
+            raise ApiError(
+                413,
+                "body_too_large",
+                f"the body is {len(body):,} bytes; the limit is "
+                f'{self.api.max_body:,}: put the CSV in OSS and submit its key as "source"',
+            )
+        content_type = event.header("content-type").split(";")[0].strip().lower()
+        query_options = {k: v for k, v in event.query.items() if k.lower() not in _RESERVED_QUERY}
+        now = self.clock()
+        if content_type in ("text/csv", "application/csv", "text/plain"):
+            if not body.strip():
+                raise ApiError(400, "empty_body", "the CSV body is empty", "body")
+            submission = _Submission(
+                options=query_options,
+                scheduledAt=event.query_value("scheduledAt") or None,
+                timeZone=event.query_value("timeZone") or None,
+            )
+            csv_body: bytes | None = body
+        elif content_type in ("application/json", ""):
+            try:
+                raw = json.loads(body or b"{}")
+            except ValueError as error:
+                raise ApiError(400, "invalid_json", f"the body is not JSON ({error})", "body") from None
+            if not isinstance(raw, dict):
+                raise ApiError(400, "invalid_json", "the body must be a JSON object", "body")
+            try:
+                submission = _Submission.model_validate(raw)
+            except ValidationError as error:
+                raise _validation_error(error, "body") from None
+            submission.options = {**query_options, **submission.options}
+            if (submission.recipients is None) == (submission.source is None):
+                raise ApiError(
+                    400,
+                    "invalid_field",
+                    'give exactly one of "recipients" (a list) or "source" (an OSS key of a CSV)',
+                    "recipients",
+                )
+            csv_body = None
+        else:
+            raise ApiError(
+                415,
+                "unsupported_media_type",
+                f"Content-Type {content_type!r}: send application/json or text/csv",
+                "Content-Type",
+            )
+        scheduled_at = parse_schedule(submission.scheduled_at, submission.time_zone, now=now)
+        try:
+            options, intake = resolve_options(
+                [
+                    ("options", submission.options),
+                    ("the function's CHATAPP_DEFAULT_* environment", self.settings.defaults),
+                ]
+            )
+        except OptionsError as error:
+            raise ApiError(400, "invalid_options", str(error), "options") from None
+
+        job_id, repeated = self._identity(event, body)
+        if repeated is not None:
+            return reply(
+                200, {**self._links(repeated, event), "status": repeated.status.value, "repeated": True}
+            )
+        fingerprint = "sha256:" + hashlib.sha256(body).hexdigest()
+        if submission.source is not None:
+            job = self._submit_source(job_id, submission.source, options, intake, fingerprint, scheduled_at)
+        else:
+            if csv_body is not None:
+                source, read_rows, open_stream = f"http:{job_id}.csv", None, (lambda: io.BytesIO(csv_body))
+            else:
+                items = [r.model_dump(exclude_none=True) for r in submission.recipients or []]
+                source = f"http:{job_id}.json"
+                read_rows = lambda: JsonRecipients(items, channel=options.channel_type, intake=intake)
+                open_stream = lambda: io.BytesIO(b"")
+            try:
+                job, _ = plan_job(
+                    self.store,
+                    source=source,
+                    open_stream=open_stream,
+                    options=options,
+                    intake=intake,
+                    settings=PlanSettings(
+                        batch_size=self.settings.batch_size, max_request_bytes=self.settings.max_request_bytes
+                    ),
+                    identity=(job_id, fingerprint),
+                    read_rows=read_rows,
+                    scheduled_at=scheduled_at,
+                )
+            except CsvFileError as error:
+                raise ApiError(400, "invalid_csv", str(error), f"line {error.line}") from None
+            status = start_job(self.store, self.dispatch, job_id, now=now)
+            if job.batches == 0 and status == JobStatus.running.value:
+                finalize(self.store, self.oss, self.settings, job_id)
+            job = self.store.get_job(job_id) or job
+        log.info(
+            "job submitted",
+            extra={
+                "job_id": job_id,
+                "status": job.status.value,
+                "valid": job.valid,
+                "invalid": job.invalid,
+                "duplicate": job.duplicate,
+            },
+        )
+        return reply(
+            202,
+            {
+                **self._links(job, event),
+                "status": job.status.value,
+                "repeated": False,
+                "valid": job.valid,
+                "invalid": job.invalid,
+                "duplicate": job.duplicate,
+            },
+            headers={"Location": self._links(job, event)["status_url"]},
+        )
+
+    def _identity(self, event: HttpEvent, body: bytes) -> tuple[str, JobRecord | None]:
+        """(job id, the existing job if this is a repeat to answer with). Refuses a probable repeat."""
+        key = event.header("idempotency-key").strip()
+        if key:
+            if len(key) > 255:
+                raise ApiError(
+                    400, "invalid_header", "Idempotency-Key is longer than 255 characters", "Idempotency-Key"
+                )
+            job_id = "k" + hashlib.sha256(key.encode("utf-8")).hexdigest()[:23]
+            return job_id, self.store.get_job(job_id)
+        canonical = json.dumps(
+            {
+                "body": hashlib.sha256(body).hexdigest(),
+                "query": sorted(
+                    (k.lower(), v) for k, v in event.query.items() if k.lower() not in ("force", "token")
+                ),
+            }
+        )
+        prefix = "b" + hashlib.sha256(canonical.encode()).hexdigest()[:15]
+        force = event.query_value("force").lower() in ("1", "true", "yes")
+        if not force:
+            for other in self.store.find_jobs(prefix):
+                job = self.store.get_job(other)
+                if job is not None and job.created_at >= self.clock() - self.api.repeat_window:
+                    raise ApiError(
+                        409,
+                        "probable_repeat",
+                        f"the same request created job {job.job_id} "
+                        f"{self.clock() - job.created_at:.0f} s ago; send Idempotency-Key to make "
+                        "repeats safe, or add ?force=true to create another job",
+                        "body",
+                    )
+        if force:
+            return prefix + secrets.token_hex(4), None
+        # Not random: two identical requests arriving at the same moment both pass the look above, and must
+        # then name the same job (created once; the plan's lease makes the second wait for it), not two jobs
+        # that both send. Per repeat window, so a deliberate repeat later is a job of its own.
+        return prefix + f"{int(self.clock() // max(self.api.repeat_window, 1)):08x}"[-8:], None
+
+    def _submit_source(
+        self, job_id: str, source: str, options: Any, intake: Any, fingerprint: str, scheduled_at: float
+    ) -> JobRecord:
+        location = (
+            OssLocation.parse(source)
+            if source.startswith("oss://")
+            else OssLocation(self.settings.bucket, source.lstrip("/"))
+        )
+        try:
+            head = self.oss.head(location)
+        except SourceError as error:
+            if error.permanent:
+                raise ApiError(400, "source_not_found", f"{location.url}: {error}", "source") from None
+            raise ApiError(503, "oss_unavailable", f"{location.url}: {error}; try again", "source") from None
+        etag = str(head.get("etag", "")).strip('"')
+        job = JobRecord(
+            job_id=job_id,
+            source=location.url,
+            options=options.to_api(),
+            intake=intake.model_dump(mode="json"),
+            content_sha256=f"etag:{etag}" if etag else fingerprint,
+            scheduled_at=scheduled_at,
+        )
+        self.store.create_job(job)
+        self.invoker.invoke_async(self.api.ingest_function, {"plan_job": job_id})
+        return self.store.get_job(job_id) or job
+
+    # --- GET /jobs, /jobs/{id}, report; cancel -------------------------------------------------------------
+    def list_jobs(self, event: HttpEvent) -> dict[str, Any]:
+        text = event.query_value("limit") or "50"
+        if not text.isdigit() or not 1 <= int(text) <= 200:
+            raise ApiError(400, "invalid_parameter", "limit: a whole number from 1 to 200", "limit")
+        jobs = self.store.list_jobs(int(text))
+        return reply(
+            200,
+            {
+                "jobs": [
+                    {
+                        "job_id": j.job_id,
+                        "status": j.status.value,
+                        "source": j.source,
+                        "valid": j.valid,
+                        "created_at": _iso(j.created_at),
+                        "scheduled_at": _iso(j.scheduled_at) if j.scheduled_at else None,
+                    }
+                    for j in jobs
+                ]
+            },
+        )
+
+    def progress(self, job: JobRecord) -> dict[str, Any]:
+        summary = job_summary(self.store, job)
+        now = self.clock()
+        done = summary["sent"] + summary["failed"] + summary["uncertain"]
+        elapsed = max(now - max(job.created_at, job.scheduled_at), 1e-6)  # a scheduled job starts late
+        rate = summary["sent"] / elapsed if job.status is JobStatus.running else 0.0
+        remaining = summary["pending"]
+        summary.update(
+            {
+                "created_at": _iso(job.created_at),
+                "updated_at": _iso(job.updated_at),
+                "scheduled_at": _iso(job.scheduled_at) if job.scheduled_at else None,
+                "share_done": round(done / job.valid, 4) if job.valid else 1.0,
+                "rate_per_second": round(rate, 1),
+                "eta_seconds": round(remaining / rate) if rate > 0 and remaining else None,
+            }
+        )
+        return summary
+
+    def status(self, job: JobRecord, event: HttpEvent) -> dict[str, Any]:
+        summary = {**self.progress(job), **self._links(job, event)}
+        if summary["uncertain"]:  # what an operator can do about them (POST)
+            summary["reconcile_url"] = summary["status_url"] + "/reconcile"
+            summary["resend_uncertain_url"] = summary["status_url"] + "/resend-uncertain"
+        if _prefers_html(event.header("accept")):
+            token = event.query_value("token")
+            if token:  # the page was opened with ?token=: its report link needs it too
+                summary["report_url"] += "?token=" + quote(token, safe="")
+            return reply(200, _html_page(summary), content_type="text/html; charset=utf-8")
+        return reply(200, summary)
+
+    def report(self, job: JobRecord) -> dict[str, Any]:
+        out = io.StringIO()
+        write_report(self.store.report_rows(job.job_id), out)
+        return reply(
+            200,
+            out.getvalue(),
+            content_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{job.job_id}.report.csv"'},
+        )
+
+    def cancel(self, job: JobRecord) -> dict[str, Any]:
+        if job.status in (JobStatus.completed, JobStatus.failed, JobStatus.stopped):
+            raise ApiError(409, "job_finished", f"job {job.job_id} is already {job.status.value}", "id")
+        current = cancel_job(self.store, job.job_id) or job
+        if not self.store.list_batches(job.job_id, IN_FLIGHT):
+            finalize(self.store, self.oss, self.settings, job.job_id, status=JobStatus.cancelled)
+        return reply(
+            202,
+            {
+                "job_id": job.job_id,
+                "status": current.status.value,
+                "pending_cancelled": job_summary(self.store, current)["cancelled"],
+            },
+        )
+
+    def pause(self, job: JobRecord) -> dict[str, Any]:
+        if job.status not in (JobStatus.running, JobStatus.ready, JobStatus.scheduled, JobStatus.paused):
+            raise ApiError(
+                409,
+                "not_running",
+                f"job {job.job_id} is {job.status.value}: only a running or scheduled job can be paused",
+                "id",
+            )
+        current = pause_job(self.store, job.job_id) or job
+        return reply(202, {"job_id": job.job_id, "status": current.status.value, "reason": current.reason})
+
+    def resume(self, job: JobRecord) -> dict[str, Any]:
+        if job.status is not JobStatus.paused:
+            raise ApiError(409, "not_paused", f"job {job.job_id} is {job.status.value}, not paused", "id")
+        current = resume_job(self.store, self.dispatch, job.job_id) or job
+        return reply(202, {"job_id": job.job_id, "status": current.status.value})
+
+    # --- reconcile, resend ------------------------------------------------------------------------------
+    def _reconciler(self) -> Reconciler:
+        if self.cams is None:
+            raise ApiError(503, "no_cams_client", "this API was built without a CAMS client")
+        return Reconciler(self.store, self.cams)
+
+    def reconcile(self, job: JobRecord, event: HttpEvent) -> dict[str, Any]:
+        body = _operator_body(event)
+        result = reconcile_job(
+            self.store,
+            self.oss,
+            self.settings,
+            self._reconciler(),
+            job,
+            deadline=self.clock() + self.api.reconcile_seconds,
+            cust_space_id=body.cust_space_id,
+        )
+        if result.skipped:
+            raise ApiError(409, "not_reconcilable", result.skipped, "id")
+        if result.error:
+            raise ApiError(
+                502, "list_failed", f"{result.error} ({result.left} uncertain batches left as they were)"
+            )
+        return reply(
+            200,
+            {
+                "job_id": job.job_id,
+                **result.to_dict(),
+                "uncertain": job_summary(self.store, job)["uncertain"],
+            },
+        )
+
+    def resend_uncertain(self, job: JobRecord, event: HttpEvent) -> dict[str, Any]:
+        body = _operator_body(event)
+        try:
+            result = resend_uncertain(
+                self.store,
+                self._reconciler() if body.reconcile else None,
+                job,
+                reconcile=body.reconcile,
+                cust_space_id=body.cust_space_id,
+                deadline=self.clock() + self.api.reconcile_seconds,
+                before_reopen=lambda: reopen_job(
+                    self.store, job.job_id, reason="uncertain batches reopened by an operator"
+                ),
+            )
+        except ReconcileError as error:
+            raise ApiError(409, "not_resent", str(error), "reconcile") from None
+        status = continue_job(self.store, self.dispatch, job.job_id) if result.batches else job.status.value
+        return reply(202, {"job_id": job.job_id, "status": status, **result.to_dict()})
+
+    def _links(self, job: JobRecord, event: HttpEvent) -> dict[str, str]:
+        host = event.header("host")
+        proto = event.header("x-forwarded-proto") or ("https" if host.endswith(".fcapp.run") else "http")
+        base = f"{proto}://{host}" if host else ""
+        return {
+            "job_id": job.job_id,
+            "status_url": f"{base}/jobs/{quote(job.job_id)}",
+            "report_url": f"{base}/jobs/{quote(job.job_id)}/report",
+        }
+
+
+class _OperatorBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    cust_space_id: str | None = Field(default=None, min_length=1)
+    reconcile: bool = True
+
+
+def _operator_body(event: HttpEvent) -> _OperatorBody:
+    raw = event.body_bytes().strip()
+    try:
+        return _OperatorBody.model_validate_json(raw) if raw else _OperatorBody()
+    except ValidationError as error:
+        first = error.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or "body"
+        message = (
+            "unknown field (known: cust_space_id, reconcile)"
+            if first["type"] == "extra_forbidden"
+            else first["msg"]
+        )
+        raise ApiError(400, "invalid_field", f"body: {field}: {message}", field) from None
+
+
+def _iso(at: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at))
+
+
+def _prefers_html(accept: str) -> bool:
+    """A browser asks for text/html first; API clients ask for JSON or nothing."""
+    kinds = [part.split(";")[0].strip().lower() for part in accept.split(",") if part.strip()]
+    return bool(kinds) and kinds[0] in ("text/html", "application/xhtml+xml")
+
+
+def _html_page(summary: dict[str, Any]) -> str:
+    running = summary["status"] in ("planning", "ready", "running", "scheduled", "paused")
+    share = float(summary.get("share_done") or 0.0)
+    e = html.escape
+    counts = "".join(
+        f"<tr><th>{e(name)}</th><td id='{e(name)}'>{int(summary.get(name) or 0):,}</td></tr>"
+        for name in ("sent", "failed", "uncertain", "pending", "invalid", "duplicate", "cancelled")
+    )
+    refresh = '<meta http-equiv="refresh" content="2">' if running else ""
+    uncertain = (
+        "<p id='uncertain-help'>Uncertain: their call may or may not have reached CAMS. <code>POST "
+        f"{e(summary['reconcile_url'])}</code> looks them up in ListChatappMessage; <code>POST "
+        f"{e(summary['resend_uncertain_url'])}</code> resends what CAMS does not have.</p>"
+        if summary.get("reconcile_url")
+        else ""
+    )
+    eta = summary.get("eta_seconds")
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8">{refresh}
+<title>Job {e(summary["job_id"])}: {e(summary["status"])}</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:40rem;margin:2rem auto}}
+.bar{{background:#eee;border-radius:4px;height:1.5rem}}.fill{{background:#2a7;height:100%;border-radius:4px}}
+th{{text-align:left;padding-right:2rem}}td{{text-align:right}}</style></head>
+<body><h1>Job {e(summary["job_id"][:12])}</h1>
+<p>Status: <strong id="status">{e(summary["status"])}</strong> {e(summary.get("reason") or "")}</p>
+<div class="bar" role="progressbar" aria-valuemin="0" aria-valuemax="100" aria-valuenow="{share * 100:.0f}"
+ id="progress"><div class="fill" style="width:{share * 100:.1f}%"></div></div>
+<p><span id="share">{share:.0%}</span> of {int(summary.get("valid") or 0):,} recipients done
+{f"&middot; {summary['rate_per_second']:,.0f}/s" if summary.get("rate_per_second") else ""}
+{f"&middot; about {int(eta)} s left" if eta else ""}</p>
+<table>{counts}</table>
+{uncertain}<p><a href="{e(summary["report_url"])}">Report (CSV)</a></p></body></html>"""

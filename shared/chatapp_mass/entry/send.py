@@ -1,0 +1,420 @@
+"""The ``send`` command: its arguments, and its flow (read, plan, send, report) with progress — shared by
+``chatapp-mass send`` (:mod:`.cli`) and ``chatapp-mass demo`` (:mod:`.demo`)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from typing import IO, Any
+
+from chatapp_mass.adapters.oss import OssLocation
+from chatapp_mass.core.errors import OptionsError
+from chatapp_mass.core.options import parse_intake_options, parse_job_options
+from chatapp_mass.core.planning import API_MAX_RECIPIENTS, BODY_BUDGET, QUERY_BUDGET, request_budget
+from chatapp_mass.entry.bootstrap import Services
+from chatapp_mass.runtime import env
+from chatapp_mass.services.dispatch import DispatchSettings, JobRunner, RunResult, Snapshot
+from chatapp_mass.services.plan import PlanSettings, plan_job
+from chatapp_mass.services.reconcile import Reconciler, ResendResult, resend_uncertain
+from chatapp_mass.services.report import write_report
+from chatapp_mass.store.interface import OPEN_STATUSES, BatchStatus, JobRecord, JobStatus, Store
+
+EXIT_OK, EXIT_NOT_ALL_SENT, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+# CLI flag -> API parameter; also used to name the flag in error messages.
+JOB_FLAGS = {
+    "channel_type": ("--channel-type", "ChannelType", "whatsapp | viber | messenger | instagram"),
+    "template_code": ("--template-code", "TemplateCode", "approved template code (Viber needs it)"),
+    "template_name": ("--template-name", "TemplateName", "template name (TemplateCode or TemplateName)"),
+    "language": ("--language", "Language", "template language code, e.g. en"),
+    "from_": ("--from", "From", "sender: WhatsApp/Viber business number, page or account id"),
+    "task_id": ("--task-id", "TaskId", "your own task id"),
+    "cust_space_id": ("--cust-space-id", "CustSpaceId", "the customer's space (instance) id"),
+    "fall_back_id": ("--fall-back-id", "FallBackId", "fallback policy id"),
+    "fall_back_content": ("--fall-back-content", "FallBackContent", "custom fallback content"),
+    "fall_back_duration": ("--fall-back-duration", "FallBackDuration", "seconds before fallback, 60-43200"),
+    "fall_back_rule": ("--fall-back-rule", "FallBackRule", "undelivered | sentFailed"),
+    "ttl": ("--ttl", "Ttl", "Viber only: seconds to deliver, 30-1209600"),
+    "label": ("--label", "Label", "Viber only: promotion | transaction"),
+    "tag": ("--tag", "Tag", "Viber only: your tag"),
+}
+_INT_FIELDS = {"fall_back_duration", "ttl"}
+_FLAG_NAMES = {api: flag for _, (flag, api, _h) in JOB_FLAGS.items()}
+_FLAG_NAMES.update({"default_country": "--default-country", "delimiter": "--delimiter"})
+_DELIMITERS = {",": ",", "comma": ",", ";": ";", "semicolon": ";", "tab": "\t", "\\t": "\t", "\t": "\t"}
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, not {value}")
+    return value
+
+
+def store_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    parser.add_argument(
+        "--store",
+        default=os.environ.get(env.CHATAPP_STORE, env.DEFAULT_STORE),
+        help="state store: sqlite:///relative.db, sqlite:////absolute.db or tablestore://INSTANCE (default: "
+        "$CHATAPP_STORE or %(default)s). Runs that share a store share the rate budget.",
+    )
+
+
+def add_send_arguments(parser: argparse.ArgumentParser) -> None:
+    job = parser.add_argument_group("job options (the API's parameters)")
+    for name, (flag, _api, help_text) in JOB_FLAGS.items():
+        job.add_argument(
+            flag, dest=name, help=help_text, required=name in ("channel_type", "language", "from_")
+        )
+    intake = parser.add_argument_group("reading the file")
+    intake.add_argument(
+        "--default-country",
+        metavar="CC",
+        help="read numbers without + or 00 as this country's (ISO 3166 alpha-2, e.g. CN); "
+        "without it, digits alone are read as international (8613800000000)",
+    )
+    intake.add_argument(
+        "--allow-empty-params",
+        action="store_true",
+        help="accept rows with an empty template value (default: such rows are invalid)",
+    )
+    intake.add_argument(
+        "--delimiter", help="force the delimiter: comma, semicolon or tab (default: sniffed from the header)"
+    )
+    send = parser.add_argument_group("sending")
+    send.add_argument(
+        "--qps",
+        type=positive_int,
+        default=10,
+        help="attempts per sliding second, retries included, shared by all runs on the store "
+        "(default %(default)s, the documented per-account limit)",
+    )
+    send.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=API_MAX_RECIPIENTS,
+        help=f"recipients per call, at most {API_MAX_RECIPIENTS} (default %(default)s)",
+    )
+    send.add_argument(
+        "--max-request-bytes",
+        type=positive_int,
+        default=None,
+        help="bound on the URL-encoded SenderList of one call: in the form body "
+        f"(${env.CHATAPP_CAMS_PARAMS_IN}=body, the default) {BODY_BUDGET:,}; in the URL "
+        f"(${env.CHATAPP_CAMS_PARAMS_IN}=query) {QUERY_BUDGET:,}, which keeps request lines under "
+        "16 KiB",
+    )
+    send.add_argument(
+        "--max-stall",
+        type=positive_float,
+        default=600.0,
+        metavar="SECONDS",
+        help="stop as 'stalled' (resumable) after this long without progress while throttled or "
+        "unreachable (default %(default)g)",
+    )
+    send.add_argument(
+        "--concurrency",
+        type=positive_int,
+        default=0,
+        help="calls in flight at most (default: 3 x qps, which holds the rate at ~3 s latency)",
+    )
+    send.add_argument(
+        "--new-job",
+        action="store_true",
+        help="send the same list again on purpose (default: a rerun resumes the same job)",
+    )
+    send.add_argument(
+        "--resend-uncertain",
+        action="store_true",
+        help="also resend batches whose earlier call may or may not have reached CAMS (logged). "
+        "WhatsApp/Viber: looked up in ListChatappMessage first (needs the job's CustSpaceId); "
+        "only recipients CAMS does not have are sent again",
+    )
+    send.add_argument(
+        "--no-reconcile",
+        action="store_true",
+        help="with --resend-uncertain: resend without looking them up (recipients CAMS already "
+        "has then get the message twice)",
+    )
+    send.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="read, validate and plan; write the report (pending/invalid/duplicate); send nothing",
+    )
+    out = parser.add_argument_group("output")
+    store_argument(out)
+    out.add_argument("--report", metavar="FILE.csv", help="write the per-recipient report here at the end")
+    out.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress output (default: a bar on a terminal, else a line every 10 s)",
+    )
+
+
+SEND_HELP = """\
+Send a template to every recipient of a CSV.
+
+The file: UTF-8 (BOM or not), delimiter comma/semicolon/tab sniffed from the header, quoted fields allowed.
+The recipient column is 'to' (or phone, mobile, number, recipient); every other column becomes a
+TemplateParams key for that row. WhatsApp/Viber numbers are normalized to E.164 and sent without '+';
+Messenger/Instagram ids are kept as given. Duplicates are sent once. Invalid rows are reported, never sent.
+
+The whole file is read and planned into the store before the first send. Running the same command again
+resumes the job (same file content and template options): sent batches are never sent again, failed ones
+are retried, uncertain ones only with --resend-uncertain (after a ListChatappMessage lookup for WhatsApp and
+Viber: see `chatapp-mass reconcile --help`).
+
+Credentials: the Alibaba Cloud default credential chain (ALIBABA_CLOUD_ACCESS_KEY_ID/SECRET[/SECURITY_TOKEN],
+~/.alibabacloud profiles, RAM role), for CAMS, OSS and Tablestore alike. Endpoints: $CHATAPP_CAMS_ENDPOINT
+(http://host:port or a bare host for HTTPS), $CHATAPP_OSS_ENDPOINT (for oss://BUCKET/KEY files) and
+$CHATAPP_TABLESTORE_ENDPOINT (for --store tablestore://INSTANCE), else the region's public endpoints
+(ALIBABA_CLOUD_REGION_ID, default ap-southeast-1). `chatapp-mass local-cloud` prints all of them for the
+loopback emulators.
+
+Example:
+  chatapp-mass send customers.csv --channel-type whatsapp --template-code T1 --language en \\
+      --from 8613800000000 --default-country CN --report report.csv
+"""
+
+
+# --- the send flow (shared by `send` and `demo`) ---------------------------------------------------------
+def job_inputs_from_args(args: argparse.Namespace) -> tuple[Any, Any]:
+    job_fields: dict[str, Any] = {}
+    for name, (flag, api, _h) in JOB_FLAGS.items():
+        value = getattr(args, name, None)
+        if value is None:
+            continue
+        if name in _INT_FIELDS:
+            try:
+                value = int(value)
+            except ValueError:
+                raise OptionsError(f"{flag}: {value!r} is not a whole number") from None
+        job_fields[api] = value
+    options = parse_job_options(job_fields, _FLAG_NAMES)
+    delimiter = None
+    if args.delimiter is not None:
+        delimiter = _DELIMITERS.get(args.delimiter.lower() if len(args.delimiter) > 1 else args.delimiter)
+        if delimiter is None:
+            raise OptionsError(f"--delimiter {args.delimiter!r}: use comma, semicolon or tab")
+    intake = parse_intake_options(
+        {
+            "default_country": args.default_country,
+            "allow_empty_params": args.allow_empty_params,
+            "delimiter": delimiter,
+        },
+        _FLAG_NAMES,
+    )
+    return options, intake
+
+
+def run_send(args: argparse.Namespace, services: Services, *, out: IO[str], err: IO[str]) -> int:
+    options, intake = job_inputs_from_args(args)
+    if args.batch_size > API_MAX_RECIPIENTS:
+        raise OptionsError(
+            f"--batch-size {args.batch_size}: the API takes at most {API_MAX_RECIPIENTS} per call"
+        )
+    path = args.file
+    open_file: Callable[[], AbstractContextManager[IO[bytes]]]
+    if path.startswith("oss://"):
+        location = OssLocation.parse(path)
+        oss = services.oss_client()
+        open_file = lambda: oss.open(location)
+    else:
+        if not os.path.isfile(path):
+            raise OptionsError(f"{path}: no such file")
+
+        @contextlib.contextmanager
+        def open_local() -> Iterator[IO[bytes]]:
+            with open(path, "rb") as stream:
+                yield stream
+
+        open_file = open_local
+
+    started = time.time()
+    max_request_bytes = args.max_request_bytes or request_budget(services.cams.settings.params_in)
+    plan = PlanSettings(batch_size=args.batch_size, max_request_bytes=max_request_bytes, new_job=args.new_job)
+    job, resumed = plan_job(
+        services.store, source=path, open_stream=open_file, options=options, intake=intake, settings=plan
+    )
+    print(
+        f"{'resuming' if resumed else 'planned'} job {job.job_id}: {job.total_rows:,} rows, {job.valid:,} valid, "
+        f"{job.invalid:,} invalid, {job.duplicate:,} duplicate, {job.batches:,} batches",
+        file=err,
+    )
+    if args.dry_run:
+        _write_report_file(services.store, job.job_id, args.report, err)
+        print(f"dry run: job {job.job_id} planned, nothing sent", file=out)
+        return EXIT_OK
+
+    if args.resend_uncertain:
+        resend = resend_uncertain(
+            services.store,
+            Reconciler(services.store, services.cams),
+            job,
+            reconcile=not args.no_reconcile,
+            before_reopen=lambda: before_reopen(services.store, job, deployed=False),
+        )
+        print(resend_line(resend), file=err)
+    dispatch = DispatchSettings(qps=args.qps, concurrency=args.concurrency, max_stall=args.max_stall)
+    runner = JobRunner(services.store, services.cams, dispatch)
+    bar: ProgressBar | None = None
+    if not args.no_progress:
+        bar = ProgressBar(err) if err.isatty() else ProgressLines(err)
+    result = runner.run(job, on_progress=bar.update if bar else None)
+    if bar:
+        bar.close()
+    _write_report_file(services.store, job.job_id, args.report, err)
+    print(summary_line(result, time.time() - started, args.report), file=out)
+    if result.job.status is JobStatus.interrupted and runner.halt_status is JobStatus.interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_OK if result.all_sent else EXIT_NOT_ALL_SENT
+
+
+def _write_report_file(store: Store, job_id: str, path: str | None, err: IO[str]) -> None:
+    if not path:
+        return
+    with open_out(path) as handle:
+        write_report(store.report_rows(job_id), handle)
+
+
+@contextlib.contextmanager
+def open_out(path: str) -> Iterator[IO[str]]:
+    if path == "-":
+        yield sys.stdout
+        return
+    tmp = f"{path}.part"
+    with open(tmp, "w", encoding="utf-8", newline="") as handle:
+        yield handle
+    os.replace(tmp, path)  # a report is never left half-written
+
+
+def summary_line(result: RunResult, seconds: float, report: str | None) -> str:
+    job, totals = result.job, result.totals
+
+    def recipients(status: BatchStatus) -> int:
+        return totals.get(status, (0, 0))[1]
+
+    pending = sum(recipients(s) for s in OPEN_STATUSES)
+    parts = [
+        f"job {job.job_id} {job.status.value}: {recipients(BatchStatus.sent):,} sent",
+        f"{recipients(BatchStatus.failed):,} failed",
+        f"{recipients(BatchStatus.uncertain):,} uncertain",
+        f"{pending:,} pending",
+        f"{job.invalid:,} invalid",
+        f"{job.duplicate:,} duplicate ({job.total_rows:,} rows) in {seconds:.1f} s",
+    ]
+    line = ", ".join(parts)
+    if job.reason:
+        line += f" — {job.reason}"
+    if report:
+        line += f" — report: {report}"
+    if recipients(BatchStatus.uncertain):
+        line += (
+            f" — uncertain: their call may have reached CAMS; look them up with `chatapp-mass reconcile "
+            f"{job.job_id[:12]}` (then --resend what is not found)"
+        )
+    return line
+
+
+class ProgressBar:
+    """One redrawn line on a terminal: bar, sent / failed / remaining, rate."""
+
+    def __init__(self, stream: IO[str], width: int = 28) -> None:
+        self.stream = stream
+        self.width = width
+
+    def update(self, snap: Snapshot) -> None:
+        done = snap.sent + snap.failed + snap.uncertain
+        share = done / snap.valid if snap.valid else 1.0
+        filled = int(self.width * share)
+        bar = "#" * filled + "-" * (self.width - filled)
+        line = (
+            f"\r[{bar}] {share:6.1%}  sent {snap.sent:,}  failed {snap.failed + snap.uncertain:,}  "
+            f"remaining {snap.remaining:,}  {snap.rate(time.time()):,.0f}/s  calls {snap.calls:,}"
+        )
+        self.stream.write(line)
+        self.stream.flush()
+
+    def close(self) -> None:
+        self.stream.write("\n")
+        self.stream.flush()
+
+
+class ProgressLines(ProgressBar):
+    """Not a terminal (a log, CI, a pipe): one plain line every ``every`` seconds instead of a redrawn bar."""
+
+    def __init__(self, stream: IO[str], every: float = 10.0) -> None:
+        super().__init__(stream)
+        self.every = every
+        self._last = time.time()
+
+    def update(self, snap: Snapshot) -> None:
+        now = time.time()
+        if now - self._last < self.every:
+            return
+        self._last = now
+        done = snap.sent + snap.failed + snap.uncertain
+        share = done / snap.valid if snap.valid else 1.0
+        self.stream.write(
+            f"progress: {share:.1%}  sent {snap.sent:,}  failed {snap.failed + snap.uncertain:,}  "
+            f"remaining {snap.remaining:,}  {snap.rate(now):,.0f}/s  calls {snap.calls:,}\n"
+        )
+        self.stream.flush()
+
+    def close(self) -> None:
+        pass
+
+
+def add_send_command_arguments(parser: argparse.ArgumentParser) -> None:
+    """The recipient file and every option of ``chatapp-mass send``."""
+    parser.add_argument(
+        "file",
+        metavar="FILE.csv",
+        help="recipient CSV: a local path or oss://BUCKET/KEY (header row; a 'to' column)",
+    )
+    add_send_arguments(parser)
+
+
+def send_parser() -> argparse.ArgumentParser:
+    """``chatapp-mass send``'s arguments alone (the demo builds its send from them)."""
+    parser = argparse.ArgumentParser(prog="chatapp-mass send", description=SEND_HELP)
+    add_send_command_arguments(parser)
+    return parser
+
+
+def resend_line(resend: ResendResult) -> str:
+    found = resend.reconciled
+    looked = (
+        f"ListChatappMessage found {found.found:,} of {found.found + found.not_found:,} uncertain recipients "
+        f"({found.queries:,} queries); "
+        if found.batches
+        else ""
+    )
+    return f"{looked}{resend.recipients:,} recipients in {resend.batches:,} batches reopened for sending"
+
+
+def before_reopen(store: Store, job: JobRecord, deployed: bool) -> None:
+    """Out of its finished state before its batches reopen (see ``reconcile.resend_uncertain``)."""
+    from chatapp_mass.services.jobs import FINISHED, reopen_job
+
+    if deployed:
+        reopen_job(store, job.job_id, reason="uncertain batches reopened by an operator")
+    else:
+        store.update_job(
+            job.job_id,
+            expect=FINISHED,
+            status=JobStatus.interrupted,
+            reason="uncertain batches reopened: rerun `chatapp-mass send` to send them",
+        )

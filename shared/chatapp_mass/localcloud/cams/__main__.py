@@ -1,3 +1,0 @@
-from chatapp_mass.localcloud.cams.cli import main
-
-raise SystemExit(main())

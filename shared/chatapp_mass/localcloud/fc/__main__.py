@@ -1,3 +1,0 @@
-from chatapp_mass.localcloud.fc.cli import main
-
-raise SystemExit(main())

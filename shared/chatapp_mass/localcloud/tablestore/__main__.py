@@ -1,3 +1,0 @@
-from chatapp_mass.localcloud.tablestore.cli import main
-
-raise SystemExit(main())

@@ -1,0 +1,884 @@
+"""Dispatch: send a planned job's batches to CAMS at the account's rate, and record every outcome.
+
+Longer than 500 lines: ``JobRunner`` is the batch state machine drawn below; its steps (claim, send, classify,
+split, record, hand back) are methods sharing its claims, limiter and counters, and read best in the order a
+batch takes them.
+
+Batch state machine (every arrow is one conditional write in the store)::
+
+    pending --claim--> claimed --its token is next--> sending --reply--> sent | failed | uncertain
+       ^                  |  ^                     |  |
+       |   stop / stall   |  +--throttled, or ------+  +--refused for one recipient--> splitting --> split
+       +------------------+     connection refused (nothing sent): retried       (two pending halves: parts)
+                                within the rate
+
+A batch in ``sending`` whose owner died or whose claim expired may have reached CAMS: it becomes
+``uncertain`` and is never resent automatically. A ``claimed`` one whose owner is gone goes back to
+``pending``. On a rerun (resume): ``failed`` batches are retried (the cause may have been fixed);
+``uncertain`` ones only when the operator asks (``reconcile.resend_uncertain``: looked up in
+ListChatappMessage first), which is logged.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+
+from chatapp_mass.adapters.cams import CamsClient, PreparedCall, batch_task_id
+from chatapp_mass.core.errors import StoreError
+from chatapp_mass.core.options import JobOptions
+from chatapp_mass.core.outcomes import OutcomeKind, SendOutcome
+from chatapp_mass.runtime import faults, logs
+from chatapp_mass.services.lease import CLOCK_SKEW, Heartbeat, owner_id, owner_is_dead
+from chatapp_mass.services.parts import finish_split, halves, split_batch
+from chatapp_mass.services.plan import REAL, Runtime
+from chatapp_mass.services.ratelimit import SlidingWindowLimiter
+from chatapp_mass.store.interface import (
+    OPEN_STATUSES,
+    BatchRecord,
+    BatchStatus,
+    JobRecord,
+    JobStatus,
+    Store,
+)
+
+log = logging.getLogger(__name__)
+
+
+# --- dispatch -------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DispatchSettings:
+    qps: int = 10
+    concurrency: int = 0  # 0 = enough calls in flight to hold the rate at multi-second latency
+    max_stall: float = 600.0
+    claim_ttl: float = 300.0  # longer than any one call (read timeout) plus its token wait
+    rate_margin: float = 0.06
+    # Pause the job when more than this share of the recipients tried failed (0 = never), once at least
+    # error_threshold_min recipients (or a tenth of the job, if fewer) were tried.
+    error_threshold: float = 0.0
+    error_threshold_min: int = 1000
+    # A slot is stamped for the request's arrival. The batch is marked ``sending`` just before its slot
+    # (SlidingWindowLimiter.acquire's ``before``); if the stamp's own store write still left the request
+    # later than this behind the stamp (a busy store), the slot is given up unused rather than spent late.
+    slot_max_age: float = 0.015
+
+    @property
+    def workers(self) -> int:
+        return self.concurrency or min(64, max(4, 3 * self.qps))
+
+
+@dataclass
+class Snapshot:
+    """Live progress of a run, in recipients (sends), not rows read."""
+
+    valid: int
+    sent: int = 0
+    failed: int = 0
+    uncertain: int = 0
+    calls: int = 0
+    throttled: int = 0
+    late_slots: int = 0  # rate slots given up because the store was slow to mark the batch sending
+    splits: list[int] = field(default_factory=list)  # batches this run split (refused for one recipient)
+    started: float = field(default_factory=time.time)
+    sent_at_start: int = 0
+
+    @property
+    def remaining(self) -> int:
+        return max(self.valid - self.sent - self.failed - self.uncertain, 0)
+
+    def rate(self, now: float) -> float:
+        elapsed = max(now - self.started, 1e-6)
+        return (self.sent - self.sent_at_start) / elapsed
+
+
+@dataclass
+class RunResult:
+    job: JobRecord
+    snapshot: Snapshot
+    totals: dict[BatchStatus, tuple[int, int]]
+
+    @property
+    def all_sent(self) -> bool:
+        sent = self.totals.get(BatchStatus.sent, (0, 0))[1]
+        return self.job.status is JobStatus.completed and sent == self.job.valid
+
+
+# The first CAMS call of a process goes alone (see JobRunner._first_call_turn). Process-wide, not per runner:
+# a warm function instance runs many runners, and only its first call builds the HTTP session.
+_first_call_lock = threading.Lock()
+_first_call_done = threading.Event()
+
+
+_SPLIT_GRACE = 5.0  # a split's own steps take milliseconds; finishing it sooner would only race its splitter
+# Statuses a run (the CLI's send, a rerun) may take a job from: never a cancelled, paused, scheduled, failed
+# or still planning one.
+RUNNABLE = (
+    JobStatus.ready,
+    JobStatus.running,
+    JobStatus.interrupted,
+    JobStatus.stalled,
+    JobStatus.stopped,
+    JobStatus.completed,
+)
+
+
+def release_stale(store: Store, job_id: str, *, now: float, owner: str = "") -> int:
+    """Claims nobody will finish: expired, or of a process on this host that is gone (``owner``'s own are
+    kept). ``claimed`` goes back to ``pending`` (nothing was sent); ``sending`` becomes ``uncertain`` (the
+    call may have reached CAMS; never resent automatically); a split left half done is finished
+    (``parts.finish_split``). Each release is conditional on the very claim it saw (owner and expiry): a
+    claim its owner renewed meanwhile is kept. Returns how many batches were released."""
+    released = 0
+    for batch in store.list_batches(
+        job_id, [BatchStatus.claimed, BatchStatus.sending, BatchStatus.splitting]
+    ):
+        if batch.status is BatchStatus.splitting:
+            if now - batch.updated_at > _SPLIT_GRACE:  # its splitter died between the steps: finish it
+                finish_split(store, batch)
+                released += 1
+            continue
+        if (owner and batch.owner == owner) or (batch.claim_expires > now and not owner_is_dead(batch.owner)):
+            continue
+        if batch.status is BatchStatus.claimed:
+            released += store.transition_batch(
+                job_id,
+                batch.seq,
+                expect=[BatchStatus.claimed],
+                to=BatchStatus.pending,
+                owner="",
+                claim_expires=0.0,
+                expect_owner=batch.owner,
+                expect_expires=batch.claim_expires,
+            )
+        elif store.transition_batch(
+            job_id,
+            batch.seq,
+            expect=[BatchStatus.sending],
+            to=BatchStatus.uncertain,
+            code="Interrupted",
+            message="the sender stopped while this call was in flight; it may have reached CAMS "
+            "(reconcile it: chatapp-mass reconcile JOB)",
+            expect_owner=batch.owner,
+            expect_expires=batch.claim_expires,
+        ):
+            released += 1
+            log.warning(
+                "batch may have been sent before a crash: marked uncertain",
+                extra={"job_id": job_id, "batch": batch.seq},
+            )
+    return released
+
+
+class Claims:
+    """The batches one runner holds (``claimed`` or ``sending``) and until when, by its own knowledge.
+
+    Its heartbeat renews every held claim (a conditional write on the owner token); a claim that could not
+    be renewed is lost for good: the runner never calls CAMS on it and its later writes are refused anyway.
+    """
+
+    def __init__(self, store: Store, job_id: str, owner: str, ttl: float, clock: Callable[[], float]) -> None:
+        self.store, self.job_id, self.owner, self.ttl, self.clock = store, job_id, owner, ttl, clock
+        self._until: dict[int, float] = {}
+        self._lock = threading.Lock()
+        self.heartbeat = Heartbeat(self.renew, max(ttl / 3, 0.05), name=f"claims {job_id[:12]}")
+
+    def hold(self, seq: int, until: float) -> None:
+        with self._lock:
+            self._until[seq] = until
+
+    def drop(self, seq: int) -> None:
+        with self._lock:
+            self._until.pop(seq, None)
+
+    def valid(self, seq: int) -> bool:
+        """Still ours for long enough to make a call on it (see ``lease.CLOCK_SKEW``)."""
+        with self._lock:
+            until = self._until.get(seq)
+        return until is not None and until - self.clock() > CLOCK_SKEW
+
+    def renew(self) -> bool:
+        with self._lock:
+            held = list(self._until)
+        for seq in held:
+            until = self.clock() + self.ttl
+            if self.store.renew_claim(self.job_id, seq, owner=self.owner, until=until):
+                with self._lock:
+                    if seq in self._until:
+                        self._until[seq] = until
+            else:
+                log.warning(
+                    "claim lost: the batch was released or taken over",
+                    extra={"job_id": self.job_id, "batch": seq},
+                )
+                self.drop(seq)
+        return True  # one heartbeat for all the runner's claims: losing one does not end the others
+
+
+class JobRunner:
+    """Dispatches one job's pending batches with a pool of workers under the account-wide limiter.
+
+    Every batch it works on is claimed under its owner token (``lease``): each later write of that batch
+    is conditional on the token, and the claim is renewed by a heartbeat while the runner lives."""
+
+    def __init__(
+        self,
+        store: Store,
+        cams: CamsClient,
+        settings: DispatchSettings = DispatchSettings(),
+        *,
+        limiter: SlidingWindowLimiter | None = None,
+        clock: Callable[[], float] | None = None,
+        runtime: Runtime = REAL,
+        inline: bool = False,
+    ) -> None:
+        self.store = store
+        self.cams = cams
+        self.settings = settings
+        self.runtime = runtime if clock is None else replace(runtime, clock=clock)
+        self.clock = self.runtime.clock
+        self.limiter = limiter or SlidingWindowLimiter(
+            store, limit=settings.qps, margin=settings.rate_margin, clock=self.clock, sleep=self.runtime.sleep
+        )
+        self.inline = inline  # one batch at a time in the calling thread, every wait through runtime.sleep
+        self.owner = owner_id()
+        self.halt = threading.Event()
+        self.halt_status: JobStatus | None = None
+        self.halt_reason = ""
+        self._lock = threading.Lock()
+        self._last_progress = self.clock()
+        self.claims: Claims | None = None
+        self._job_counts: dict[str, int] | None = None  # the job's counters, as last returned by the store
+
+    # control
+    def stop(
+        self, status: JobStatus = JobStatus.interrupted, reason: str = "interrupted by the user"
+    ) -> None:
+        with self._lock:
+            if self.halt_status is None:
+                self.halt_status, self.halt_reason = status, reason
+        self.halt.set()
+
+    def _wait(self, seconds: float) -> bool:
+        """Wait (interrupted by a halt); True if halted."""
+        if self.inline:
+            self.runtime.sleep(seconds)
+            return self.halt.is_set()
+        return self.halt.wait(seconds)
+
+    # resume rules
+    def release_stale(self, job_id: str) -> None:
+        release_stale(self.store, job_id, now=self.clock(), owner=self.owner)
+
+    def reopen_for_rerun(self, job_id: str) -> None:
+        """A rerun retries failed batches (the cause may have been fixed). Uncertain ones are never reopened
+        here: that is an operator's decision, after a reconciliation (``reconcile.resend_uncertain``)."""
+        for batch in self.store.list_batches(job_id, [BatchStatus.failed]):
+            if self.store.transition_batch(job_id, batch.seq, expect=[batch.status], to=BatchStatus.pending):
+                log.info(
+                    "failed batch reopened for sending",
+                    extra={"job_id": job_id, "batch": batch.seq, "recipients": batch.size},
+                )
+
+    # the run
+    def run(
+        self,
+        job: JobRecord,
+        *,
+        on_progress: Callable[[Snapshot], None] | None = None,
+        progress_interval: float = 0.5,
+    ) -> RunResult:
+        """The CLI's send (and rerun). The job goes to ``running`` only from a state a run may resume
+        (:data:`RUNNABLE`): a job an operator cancelled or paused, or one scheduled, is left as it is."""
+        job_id = job.job_id
+        options = JobOptions.model_validate(job.options)
+        snapshot = Snapshot(valid=job.valid)
+        current = self.store.get_job(job_id) or job
+        if current.status not in RUNNABLE or not self.store.update_job(
+            job_id, expect=[current.status], status=JobStatus.running, reason=""
+        ):
+            latest = self.store.get_job(job_id) or current
+            log.warning(
+                "job not run: its status does not allow it",
+                extra={"job_id": job_id, "status": latest.status.value},
+            )
+            self.halt_status, self.halt_reason = (
+                latest.status,
+                latest.reason or f"the job is {latest.status.value}",
+            )
+            return RunResult(latest, snapshot, self.store.batch_totals(job_id))
+        self.release_stale(job_id)
+        self.reopen_for_rerun(job_id)
+        totals = self.store.batch_totals(job_id)
+        snapshot.sent = snapshot.sent_at_start = totals.get(BatchStatus.sent, (0, 0))[1]
+        snapshot.failed = totals.get(BatchStatus.failed, (0, 0))[1]
+        snapshot.uncertain = totals.get(BatchStatus.uncertain, (0, 0))[1]
+        self._dispatch(
+            job_id, options, snapshot, on_progress=on_progress, progress_interval=progress_interval
+        )
+        totals = self.store.batch_totals(job_id)
+        if self.halt_status is not None:
+            status, reason = self.halt_status, self.halt_reason
+        elif any(totals.get(s, (0, 0))[0] for s in OPEN_STATUSES):
+            status, reason = JobStatus.interrupted, "batches are still open"
+        else:
+            status, reason = JobStatus.completed, ""
+        # Only over our own ``running``: an operator's pause or cancel meanwhile stands.
+        self.store.update_job(job_id, expect=[JobStatus.running], status=status, reason=reason)
+        if on_progress:
+            on_progress(snapshot)
+        final = self.store.get_job(job_id)
+        assert final is not None
+        return RunResult(final, snapshot, totals)
+
+    def drain(self, job: JobRecord, *, deadline: float, only: int | None = None) -> Snapshot:
+        """A sender invocation's work: send the job's pending batches (only batch ``only`` if given) until
+        none is left or ``deadline`` (on ``clock``) arrives; calls in flight are finished and recorded.
+
+        Unlike :meth:`run` it never reopens failed or uncertain batches (that is an operator's rerun) and
+        never sets the job's status: several invocations drain one job at once, and whoever sees the last
+        batch resolve finalizes it (``jobs.finalize``).
+        """
+        options = JobOptions.model_validate(job.options)
+        self.release_stale(job.job_id)
+        snapshot = Snapshot(valid=job.valid)
+        self._dispatch(job.job_id, options, snapshot, deadline=deadline, only=only)
+        return snapshot
+
+    def _dispatch(
+        self,
+        job_id: str,
+        options: JobOptions,
+        snapshot: Snapshot,
+        *,
+        on_progress: Callable[[Snapshot], None] | None = None,
+        progress_interval: float = 0.5,
+        deadline: float | None = None,
+        only: int | None = None,
+    ) -> None:
+        """Keep up to ``workers`` pending batches in flight until none is open, a halt, or ``deadline``.
+
+        The job's batches are listed once into a local queue and listed again only when the queue runs dry
+        (at most every 0.5 s), every 2 s regardless, and at once when nothing is in flight; stale claims
+        are looked for every second. (Listing on every completed call cost two full scans of the job's
+        batch rows ten times a second.) A queued batch someone else took meanwhile just fails its claim.
+        The claims taken are renewed by a heartbeat for as long as this runs.
+        """
+        self.claims = Claims(self.store, job_id, self.owner, self.settings.claim_ttl, self.clock)
+        self.runtime.start_heartbeat(self.claims.heartbeat)
+        try:
+            if self.inline:
+                self._dispatch_inline(job_id, options, snapshot, deadline=deadline, only=only)
+            else:
+                self._dispatch_pool(
+                    job_id,
+                    options,
+                    snapshot,
+                    on_progress=on_progress,
+                    progress_interval=progress_interval,
+                    deadline=deadline,
+                    only=only,
+                )
+        finally:
+            self.claims.heartbeat.stop()
+
+    def _next_batches(
+        self,
+        job_id: str,
+        snapshot: Snapshot,
+        *,
+        inflight: Iterable[int],
+        deadline: float | None,
+        only: int | None,
+    ) -> list[int] | None:
+        """One look at the job: the pending batches to queue, or None when this run is to end (the job was
+        paused or cancelled, the error threshold, or nothing is open any more)."""
+        current = self.store.get_job(job_id)
+        if current is not None and current.status in (JobStatus.cancelled, JobStatus.paused):
+            self.stop(current.status, current.reason or current.status.value)
+            return None  # claimed batches go back (or are the canceller's); calls in flight finish
+        if self._over_error_threshold(job_id, snapshot):
+            return None
+        inflight = set(inflight)
+        open_batches = self.store.list_batches(job_id, OPEN_STATUSES)
+        if only is not None:
+            open_batches = [b for b in open_batches if b.seq == only]
+        if deadline is not None:  # a drainer leaves batches other instances hold to them
+            open_batches = [b for b in open_batches if b.status is BatchStatus.pending or b.seq in inflight]
+        if not open_batches and not inflight:
+            return None
+        return [b.seq for b in open_batches if b.status is BatchStatus.pending and b.seq not in inflight]
+
+    def _dispatch_inline(
+        self,
+        job_id: str,
+        options: JobOptions,
+        snapshot: Snapshot,
+        *,
+        deadline: float | None,
+        only: int | None,
+    ) -> None:
+        """One batch at a time, in this thread (a simulation drives it; see ``inline``)."""
+        self._last_progress = self.clock()
+        next_stale_check = 0.0
+        while not self.halt.is_set():
+            now = self.clock()
+            if deadline is not None and now >= deadline:
+                return
+            if now >= next_stale_check:
+                self.release_stale(job_id)
+                next_stale_check = now + 1.0
+            queue = self._next_batches(job_id, snapshot, inflight=(), deadline=deadline, only=only)
+            if queue is None:
+                return
+            if not queue:
+                self._wait(0.5)  # others hold what is open: look again
+                continue
+            self._send_batch(job_id, queue[0], options, snapshot)
+
+    def _dispatch_pool(
+        self,
+        job_id: str,
+        options: JobOptions,
+        snapshot: Snapshot,
+        *,
+        on_progress: Callable[[Snapshot], None] | None,
+        progress_interval: float,
+        deadline: float | None,
+        only: int | None,
+    ) -> None:
+        self._last_progress = self.clock()
+        wake = threading.Event()
+        inflight: dict[int, Future[None]] = {}
+        queue: list[int] = []
+        last_report = 0.0
+        next_listing = next_stale_check = 0.0
+        with ThreadPoolExecutor(self.settings.workers, thread_name_prefix="sender") as pool:
+            try:
+                while not self.halt.is_set():
+                    now = self.clock()
+                    if deadline is not None and now >= deadline:
+                        self.halt.set()  # workers waiting for a token give their batch back
+                        break
+                    for seq in [s for s, f in inflight.items() if f.done()]:
+                        inflight.pop(seq).result()
+                    if now >= next_stale_check:
+                        self.release_stale(job_id)
+                        next_stale_check = now + 1.0
+                    if now >= next_listing or not (inflight or queue):
+                        listed = self._next_batches(
+                            job_id, snapshot, inflight=inflight, deadline=deadline, only=only
+                        )
+                        if listed is None:
+                            break
+                        queue = listed
+                        next_listing = now + (2.0 if queue else 0.5)
+                    while queue and len(inflight) < self.settings.workers:
+                        seq = queue.pop(0)
+                        if seq in inflight:
+                            continue
+                        future = pool.submit(logs.carried(self._send_batch), job_id, seq, options, snapshot)
+                        future.add_done_callback(lambda _: wake.set())
+                        inflight[seq] = future
+                    if on_progress and self.clock() - last_report >= progress_interval:
+                        on_progress(snapshot)
+                        last_report = self.clock()
+                    wake.wait(0.2)
+                    wake.clear()
+            except KeyboardInterrupt:
+                self.stop()
+            finally:
+                self.halt.set()  # workers waiting for a token give their batch back; calls in flight finish
+                for future in list(inflight.values()):
+                    while True:
+                        try:
+                            future.result()
+                            break
+                        except KeyboardInterrupt:
+                            self.stop()  # a second Ctrl-C: still wait, a call in flight must be recorded
+
+    def _send_batch(self, job_id: str, seq: int, options: JobOptions, snapshot: Snapshot) -> None:
+        store, claims = self.store, self.claims
+        assert claims is not None
+        until = self.clock() + self.settings.claim_ttl
+        if not store.transition_batch(
+            job_id,
+            seq,
+            expect=[BatchStatus.pending],
+            to=BatchStatus.claimed,
+            owner=self.owner,
+            claim_expires=until,
+        ):
+            return  # another sender won the claim
+        claims.hold(seq, until)
+        try:
+            faults.checkpoint("sender.claimed")
+            batch = store.get_batch(job_id, seq)
+            rows = store.batch_rows(job_id, seq)
+            if batch is None or len(rows) != batch.size:
+                self._plan_mismatch(job_id, seq, batch, len(rows))
+                return
+            call = self.cams.prepare(
+                options,
+                [recipient for _, recipient in rows],  # before the slot: see prepare
+                task_id=batch_task_id(job_id, seq),
+            )
+            leader = False if self.inline else self._first_call_turn()
+            try:
+                self._attempt_until_resolved(
+                    job_id, seq, [line for line, _ in rows], call, snapshot, cold=leader
+                )
+            finally:
+                if leader:
+                    # The process is warm now (SDKs imported, session built): what exists now lives as long
+                    # as it does. Frozen, the collector stops re-scanning it: full collections in a sender
+                    # took 50-100 ms with it (20 ms without), and one between a slot's stamp and its request
+                    # made that request arrive late enough to put 11 calls in one service-side second.
+                    gc.freeze()
+                    _first_call_done.set()
+        finally:
+            claims.drop(seq)
+
+    def _plan_mismatch(self, job_id: str, seq: int, batch: BatchRecord | None, found: int) -> None:
+        """A batch whose rows do not number its size is never sent (a plan written wrong, or changed under
+        us): the batch goes back untouched and the job stops, saying so."""
+        planned = batch.size if batch is not None else "?"
+        reason = (
+            f"internal error: batch {seq} holds {found} recipients in the store, planned {planned}; "
+            "nothing of it was sent. The job is stopped: report this (with the job id) before resuming it"
+        )
+        self._give_back(job_id, seq, [BatchStatus.claimed])
+        log.error(
+            "batch rows do not match the plan: not sent, job stopped",
+            extra={"job_id": job_id, "batch": seq, "planned": planned, "found": found},
+        )
+        self.stop(JobStatus.stopped, reason)
+
+    def _give_back(self, job_id: str, seq: int, expect: list[BatchStatus]) -> bool:
+        """Nothing of this batch was sent: back to ``pending`` — only while the claim is still ours."""
+        given = self.store.transition_batch(
+            job_id,
+            seq,
+            expect=expect,
+            to=BatchStatus.pending,
+            expect_owner=self.owner,
+            owner="",
+            claim_expires=0.0,
+        )
+        if not given:
+            log.warning(
+                "stale claim: hand-back refused (the batch was released or taken over)",
+                extra={"job_id": job_id, "batch": seq},
+            )
+        return given
+
+    def _first_call_turn(self) -> bool:
+        """The run's first call goes alone; the other workers wait for it before taking a rate slot.
+
+        A process's first SDK call builds the HTTP session (TLS context, connection pool: tens of ms of
+        CPU). Ten workers doing that at once hold each other up for ~0.3 s *after* taking their slots, so
+        their requests arrive bunched against the next second's and the service sees more than the limit
+        in one window. Returns True for the leader, who must set ``_first_call_done`` when finished. The
+        leader's own cold call may still arrive late against its slot (seen: 110 ms), so it is counted
+        twice: once at its slot and once more, *recorded even over the limit*, when it returns (by then it
+        has certainly arrived, so every later slot's window that could hold its arrival holds one of the
+        two). Taking a second ordinary slot instead was not enough: with another process sending, that
+        slot came only after the window it had to protect. It costs one slot per process.
+        """
+        if _first_call_done.is_set():
+            return False
+        if _first_call_lock.acquire(blocking=False):
+            return True
+        while not _first_call_done.wait(0.1) and not self.halt.is_set():
+            pass
+        return False
+
+    def _attempt_until_resolved(
+        self,
+        job_id: str,
+        seq: int,
+        lines: list[int],
+        call: PreparedCall,
+        snapshot: Snapshot,
+        *,
+        cold: bool = False,
+    ) -> None:
+        store, ttl, claims = self.store, self.settings.claim_ttl, self.claims
+        assert claims is not None
+        retry = 0
+        while True:
+            marked: list[bool] = []
+
+            # just before the slot: see SlidingWindowLimiter.acquire (``marked`` bound for this iteration)
+            def mark_sending(marked: list[bool] = marked) -> bool:
+                until = self.clock() + ttl
+                marked.append(
+                    claims.valid(seq)
+                    and store.transition_batch(
+                        job_id,
+                        seq,
+                        expect=[BatchStatus.claimed],
+                        to=BatchStatus.sending,
+                        expect_owner=self.owner,
+                        claim_expires=until,
+                        attempts=1,
+                        sending_at=self.clock(),
+                    )
+                )
+                if marked[-1]:
+                    claims.hold(seq, until)
+                return marked[-1]
+
+            stamped = None
+            if not self.halt.is_set() and not self._stalled(job_id):
+                try:
+                    stamped = self.limiter.acquire(None if self.inline else self.halt, before=mark_sending)
+                except StoreError:
+                    self._hand_back_unsent(job_id, seq)
+                    raise
+            if marked and not marked[-1]:
+                log.warning(
+                    "stale claim: not marked sending, not sent", extra={"job_id": job_id, "batch": seq}
+                )
+                return  # the claim was taken from us (expired): never send without it
+            if stamped is None:
+                self._give_back(job_id, seq, [BatchStatus.claimed])
+                return
+            if self.clock() - stamped > self.settings.slot_max_age:  # too late to spend it: see slot_max_age
+                if not store.transition_batch(
+                    job_id,
+                    seq,
+                    expect=[BatchStatus.sending],
+                    to=BatchStatus.claimed,
+                    expect_owner=self.owner,
+                    attempts=-1,
+                ):
+                    log.warning(
+                        "stale claim: slot given up, batch not ours any more",
+                        extra={"job_id": job_id, "batch": seq},
+                    )
+                    return
+                with self._lock:
+                    snapshot.late_slots += 1
+                continue
+            if not claims.valid(seq):
+                # Paused or starved past our own lease while waiting for the slot: someone may hold the
+                # batch now (or have marked it uncertain). Never call without a valid claim.
+                log.warning("claim expired before the call: not sent", extra={"job_id": job_id, "batch": seq})
+                self._give_back(job_id, seq, [BatchStatus.sending, BatchStatus.uncertain])
+                return
+            faults.checkpoint("sender.sending")
+            log.debug(
+                "calling CAMS",
+                extra={
+                    "job_id": job_id,
+                    "batch": seq,
+                    "slot": round(stamped, 4),
+                    "slot_age": round(self.clock() - stamped, 4),
+                },
+            )
+            outcome = call()
+            if cold:  # see _first_call_turn; first thing after the return: a crash later must not lose it
+                cold = False
+                self.limiter.record()
+            faults.checkpoint("sender.after_call")
+            with self._lock:
+                snapshot.calls += 1
+            if outcome.kind in (OutcomeKind.throttled, OutcomeKind.not_sent):
+                if not store.transition_batch(
+                    job_id,
+                    seq,
+                    expect=[BatchStatus.sending, BatchStatus.uncertain],
+                    to=BatchStatus.claimed,
+                    expect_owner=self.owner,
+                    code=outcome.code,
+                    message=outcome.message,
+                ):
+                    log.warning("stale claim: retry refused", extra={"job_id": job_id, "batch": seq})
+                    return
+                with self._lock:
+                    snapshot.throttled += outcome.kind is OutcomeKind.throttled
+                retry += 1
+                log.info(
+                    "call not taken; retrying within the rate",
+                    extra={"job_id": job_id, "batch": seq, "code": outcome.code, "retry": retry},
+                )
+                self._wait(_backoff(retry, outcome))
+                continue
+            if outcome.kind is OutcomeKind.recipient and len(lines) > 1:
+                if self._split(job_id, seq, lines, outcome):
+                    with self._lock:
+                        snapshot.splits.append(seq)
+            else:
+                self._record(job_id, seq, len(lines), outcome, snapshot)
+            return
+
+    def _hand_back_unsent(self, job_id: str, seq: int) -> None:
+        """The store failed between the claim and the call (marking it ``sending``, or the rate window): no
+        call was made, so the batch may go back to ``pending`` rather than end ``uncertain``. Best effort:
+        if the store still fails, the batch stays as it is and the sweeper resolves it (``sending`` becomes
+        ``uncertain``: safe, never sent twice)."""
+        try:
+            self._give_back(job_id, seq, [BatchStatus.claimed, BatchStatus.sending])
+        except StoreError:
+            log.warning(
+                "batch left claimed after a store failure; the sweeper will release it",
+                extra={"job_id": job_id, "batch": seq},
+            )
+
+    def _split(self, job_id: str, seq: int, lines: list[int], outcome: SendOutcome) -> bool:
+        """CAMS refused the whole call for one recipient (nothing was sent): send the two halves instead, so
+        that in the end only that recipient fails (see ``parts``)."""
+        batch = self.store.get_batch(job_id, seq)
+        if batch is not None and split_batch(
+            self.store,
+            batch,
+            halves(lines),
+            expect=[BatchStatus.sending, BatchStatus.uncertain],
+            expect_owner=self.owner,
+            code=outcome.code,
+            message=f"split to isolate the recipient CAMS refused: {outcome.message}",
+        ):
+            with self._lock:
+                self._last_progress = self.clock()
+            log.warning(
+                "batch refused for one recipient: split in halves to isolate it",
+                extra={
+                    "job_id": job_id,
+                    "batch": seq,
+                    "recipients": len(lines),
+                    "code": outcome.code,
+                    "cams_request_id": outcome.request_id,
+                },
+            )
+            return True
+        return False
+
+    def _record(self, job_id: str, seq: int, size: int, outcome: SendOutcome, snapshot: Snapshot) -> None:
+        """The call's outcome, over our own ``sending`` — or over ``uncertain`` if a sweeper took us for dead
+        while the call was out but the batch is still ours (the reply is the truth; nothing else touched it).
+        A claim that is not ours any more is refused and logged: the batch keeps what its new holder says."""
+        status = {
+            OutcomeKind.sent: BatchStatus.sent,
+            OutcomeKind.failed: BatchStatus.failed,
+            OutcomeKind.recipient: BatchStatus.failed,  # the one bad recipient, alone in its batch
+            OutcomeKind.fatal: BatchStatus.failed,
+            OutcomeKind.uncertain: BatchStatus.uncertain,
+        }[outcome.kind]
+        recorded = self.store.transition_batch(
+            job_id,
+            seq,
+            expect=[BatchStatus.sending, BatchStatus.uncertain],
+            to=status,
+            expect_owner=self.owner,
+            code=outcome.code,
+            message=outcome.message,
+            request_id=outcome.request_id,
+            group_message_id=outcome.group_message_id,
+        )
+        if not recorded:
+            log.error(
+                "stale claim: outcome not recorded (the batch is another's now)",
+                extra={
+                    "job_id": job_id,
+                    "batch": seq,
+                    "outcome": status.value,
+                    "cams_request_id": outcome.request_id,
+                },
+            )
+        if recorded:
+            self._count_tried(job_id, size, status is BatchStatus.failed)
+        with self._lock:
+            self._last_progress = self.clock()
+            if not recorded:
+                pass
+            elif status is BatchStatus.sent:
+                snapshot.sent += size
+            elif status is BatchStatus.failed:
+                snapshot.failed += size
+            else:
+                snapshot.uncertain += size
+        level = logging.INFO if status is BatchStatus.sent else logging.WARNING
+        log.log(
+            level,
+            f"batch {status.value}",
+            extra={
+                "job_id": job_id,
+                "batch": seq,
+                "recipients": size,
+                "code": outcome.code,
+                "cams_request_id": outcome.request_id,
+                "group_message_id": outcome.group_message_id,
+            },
+        )
+        if outcome.kind is OutcomeKind.fatal:
+            self.stop(
+                JobStatus.stopped, f"CAMS refused the account or template: {outcome.code}: {outcome.message}"
+            )
+            log.error(
+                "job stopped by an account- or template-level refusal",
+                extra={"job_id": job_id, "code": outcome.code},
+            )
+
+    def _count_tried(self, job_id: str, size: int, failed: bool) -> None:
+        """The job's own counters of recipients tried and failed (the error threshold), shared by every
+        runner and function instance sending the job: one atomic store addition per recorded outcome."""
+        if self.settings.error_threshold <= 0:
+            return
+        totals = self.store.add_job_counts(job_id, tried=size, failed=size if failed else 0)
+        with self._lock:
+            self._job_counts = totals
+
+    def _over_error_threshold(self, job_id: str, snapshot: Snapshot) -> bool:
+        """Pause the job when more than ``error_threshold`` of the recipients tried failed, once at least
+        ``error_threshold_min`` or a tenth of the job (whichever is fewer) were tried: a template or list
+        problem should not burn the whole list. Counted per job across all its senders (the store's
+        counters, ``_count_tried``); an operator's resume starts the count afresh (:func:`restart_error_count`)."""
+        share = self.settings.error_threshold
+        if share <= 0:
+            return False
+        with self._lock:
+            counts = self._job_counts
+        if counts is None:
+            counts = self.store.add_job_counts(job_id)
+        failed, tried = counts["failed"], counts["tried"]
+        if (
+            share <= 0
+            or tried <= 0
+            or tried < min(self.settings.error_threshold_min, snapshot.valid / 10)
+            or failed <= share * tried
+        ):
+            return False
+        reason = (
+            f"paused: {failed:,} of {tried:,} recipients tried failed ({failed / tried:.0%}, above the "
+            f"{share:.0%} threshold); look at the report's codes, then resume"
+        )
+        if self.store.update_job(
+            job_id, expect=[JobStatus.running, JobStatus.ready], status=JobStatus.paused, reason=reason
+        ):
+            log.error(
+                "job paused by the error threshold",
+                extra={"job_id": job_id, "failed": failed, "tried": tried},
+            )
+        self.stop(JobStatus.paused, reason)
+        return True
+
+    def _stalled(self, job_id: str) -> bool:
+        if self.clock() - self._last_progress < self.settings.max_stall:
+            return False
+        self.stop(
+            JobStatus.stalled,
+            f"no batch resolved for {self.settings.max_stall:g} s (throttled or unreachable); rerun to resume",
+        )
+        return True
+
+
+def _backoff(retry: int, outcome: SendOutcome) -> float:
+    """Throttled: retry soon (the limiter already paces us). Nothing sent (unreachable): back off up to 5 s."""
+    if outcome.kind is OutcomeKind.throttled:
+        return min(0.1 * retry, 1.0)
+    return min(0.25 * 2.0 ** (retry - 1), 5.0)

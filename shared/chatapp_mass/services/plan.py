@@ -1,0 +1,322 @@
+"""Planning: read, validate and plan a recipient file into the store before anything is sent.
+
+A job's rows (one per CSV line: valid, invalid or duplicate, with the number as written and as sent) and its
+batches (``pending``, at most ``batch_size`` recipients and ``max_request_bytes`` of SenderList each) are
+written by one planner at a time, under a lease (:func:`plan_job`). The plan is a pure function of the file
+and of the settings fixed in the job row, so a planner that lost its lease writes the same bytes as the
+owner. Sending is :mod:`.dispatch`'s.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, replace
+from typing import IO, Any
+
+from chatapp_mass.core.errors import CsvFileError
+from chatapp_mass.core.intake import RecipientReader, sha256_of
+from chatapp_mass.core.options import IntakeOptions, JobOptions, job_identity
+from chatapp_mass.core.planning import API_MAX_RECIPIENTS, BODY_BUDGET, BatchPlanner, encoded_size, fits_alone
+from chatapp_mass.runtime import faults
+from chatapp_mass.services.lease import PLAN_LEASE, Heartbeat, owner_id
+from chatapp_mass.store.interface import (
+    BatchRecord,
+    BatchStatus,
+    JobRecord,
+    JobStatus,
+    RowRecord,
+    RowStatus,
+    Store,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_REQUEST_BYTES = BODY_BUDGET  # the body mode's; the callers pass planning.request_budget(mode)
+_ROW_CHUNK = 5_000
+
+OpenStream = Callable[[], AbstractContextManager[IO[bytes]]]
+
+
+# --- planning -------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PlanSettings:
+    batch_size: int = API_MAX_RECIPIENTS
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+    new_job: bool = False
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """How the engine reads time, waits and keeps its leases alive. The real ones by default; a simulation
+    (tests/sim) passes its own clock and sleep, and drives the heartbeats itself."""
+
+    clock: Callable[[], float] = time.time
+    sleep: Callable[[float], object] = time.sleep
+    start_heartbeat: Callable[[Heartbeat], object] = Heartbeat.start
+
+
+REAL = Runtime()
+_PLAN_POLL = 2.0  # how often a planner waiting for another's lease looks again
+
+
+class PlanLost(Exception):
+    """Our planning lease was taken over (we were silent longer than it lasts): stop writing the plan."""
+
+
+def plan_job(
+    store: Store,
+    *,
+    source: str,
+    open_stream: OpenStream,
+    options: JobOptions,
+    intake: IntakeOptions,
+    settings: PlanSettings = PlanSettings(),
+    identity: tuple[str, str] | None = None,
+    read_rows: Callable[[], Iterable[Any]] | None = None,
+    scheduled_at: float = 0.0,
+    runtime: Runtime = REAL,
+    lease: float = PLAN_LEASE,
+) -> tuple[JobRecord, bool]:
+    """Read, validate and plan the whole file into the store before anything is sent.
+
+    Returns the job and whether it already existed (a rerun resumes it instead of planning again). A file
+    that cannot be read raises :class:`CsvFileError` and leaves no job behind.
+
+    ``identity`` = (job id, content fingerprint) when the caller knows them (an OSS upload: bucket + key +
+    ETag); otherwise the job id is the file's SHA-256 plus the options (:func:`job_identity`).
+    ``read_rows``: the records come from there instead of a CSV read from ``open_stream`` (a JSON list of
+    recipients: :class:`~chatapp_mass.core.intake.JsonRecipients`); it needs ``identity``.
+
+    **One planner at a time** (``lease``): the job row names its planner and until when (``plan_owner``,
+    ``plan_expires``), renewed by a heartbeat. A second planner of the same job waits while that lease is
+    alive, and takes over only an expired one (a conditional write from exactly the expired lease). Every
+    write that ends the plan is fenced by the token (``ready``, or the job's removal after a bad file), and
+    planning stops as soon as the heartbeat finds the lease gone. Nothing is ever cleared: the plan is a pure
+    function of the file and of settings fixed in the job row, so rows and batches a stale planner still
+    writes are the very bytes the owner writes (rows are put whole; a batch is only inserted if absent).
+    Nobody sends a batch of a job still ``planning``.
+    """
+    if identity is not None:
+        job_id, content_sha = identity
+    else:
+        with open_stream() as stream:
+            content_sha = sha256_of(stream)
+        job_id = job_identity(content_sha, options, intake)
+    if settings.new_job:
+        job_id = f"{job_id[:16]}-{secrets.token_hex(4)}"
+    owner = owner_id()
+    fresh = JobRecord(
+        job_id=job_id,
+        source=source,
+        options=options.to_api(),
+        intake=intake.model_dump(mode="json"),
+        content_sha256=content_sha,
+        scheduled_at=scheduled_at,
+        plan_owner=owner,
+        batch_size=settings.batch_size,
+        max_request_bytes=settings.max_request_bytes,
+    )
+    while True:
+        job = _take_plan(store, fresh, runtime, lease)
+        if not _plan_unfinished(job):
+            return job, True
+        heartbeat = Heartbeat(
+            lambda: store.update_job(
+                job_id,
+                expect=[JobStatus.planning, JobStatus.cancelled],
+                expect_plan_owner=owner,
+                plan_expires=runtime.clock() + lease,
+            ),
+            lease / 3,
+            name=f"plan {job_id[:12]}",
+        )
+        runtime.start_heartbeat(heartbeat)
+        try:
+            return _plan_owned(store, job, owner, heartbeat, open_stream, read_rows), False
+        except PlanLost:
+            log.warning(
+                "planning lease lost to another planner: waiting for its plan", extra={"job_id": job_id}
+            )
+        finally:
+            heartbeat.stop()
+
+
+def _plan_unfinished(job: JobRecord) -> bool:
+    """Planning, or cancelled by an operator while a planner was at it (its lease is still on the job): the
+    plan is finished all the same, so that the report lists every row (as cancelled)."""
+    return job.status is JobStatus.planning or (job.status is JobStatus.cancelled and bool(job.plan_owner))
+
+
+def _take_plan(store: Store, fresh: JobRecord, runtime: Runtime, lease: float) -> JobRecord:
+    """The job with our planning lease on it, or the job once someone else has planned it."""
+    owner, waited = fresh.plan_owner, False
+    while True:
+        now = runtime.clock()
+        if store.create_job(replace(fresh, plan_expires=now + lease, created_at=now, updated_at=now)):
+            return replace(fresh, plan_expires=now + lease)
+        current = store.get_job(fresh.job_id)
+        if current is None:
+            continue  # removed meanwhile (its file was refused): try again, the same way
+        if not _plan_unfinished(current):
+            return current
+        if current.plan_owner and current.plan_expires > now:
+            if not waited:
+                log.info(
+                    "another process is planning this job: waiting for it",
+                    extra={"job_id": fresh.job_id, "lease_left": round(current.plan_expires - now, 1)},
+                )
+                waited = True
+            runtime.sleep(min(current.plan_expires - now, _PLAN_POLL))
+            continue
+        # Expired, or never taken (a job row created ``planning`` for ingest to plan: HTTP, the timer).
+        # The plan's settings stay those of the job row when it has them.
+        batch_size = current.batch_size or fresh.batch_size
+        max_bytes = current.max_request_bytes or fresh.max_request_bytes
+        if store.update_job(
+            fresh.job_id,
+            expect=[current.status],
+            expect_plan_owner=current.plan_owner,
+            expect_plan_expires=current.plan_expires,
+            plan_owner=owner,
+            plan_expires=now + lease,
+            batch_size=batch_size,
+            max_request_bytes=max_bytes,
+        ):
+            if current.plan_owner:
+                log.warning(
+                    "planning lease expired: plan taken over",
+                    extra={"job_id": fresh.job_id, "previous_owner": current.plan_owner},
+                )
+            return replace(
+                current,
+                plan_owner=owner,
+                plan_expires=now + lease,
+                batch_size=batch_size,
+                max_request_bytes=max_bytes,
+            )
+
+
+def _plan_owned(
+    store: Store,
+    job: JobRecord,
+    owner: str,
+    heartbeat: Heartbeat,
+    open_stream: OpenStream,
+    read_rows: Callable[[], Iterable[Any]] | None,
+) -> JobRecord:
+    """Plan ``job`` (whose lease is ours) with the job row's own options and settings."""
+    job_id = job.job_id
+    options = JobOptions.model_validate(job.options)
+    intake = IntakeOptions.model_validate(job.intake)
+    max_bytes = job.max_request_bytes or DEFAULT_MAX_REQUEST_BYTES
+    planner = BatchPlanner(job.batch_size or API_MAX_RECIPIENTS, max_bytes)
+    counts = {status: 0 for status in RowStatus}
+    rows: list[RowRecord] = []
+
+    def put(batches: list[BatchRecord]) -> None:
+        if heartbeat.lost.is_set():
+            raise PlanLost(job_id)
+        store.put_plan(rows, batches)
+
+    try:
+        with nullcontext(None) if read_rows is not None else open_stream() as stream:
+            records: Iterable[Any]
+            if read_rows is not None:
+                records = read_rows()
+            else:
+                assert stream is not None  # opened above whenever there is no read_rows
+                records = RecipientReader(
+                    stream, source=job.source, channel=options.channel_type, intake=intake
+                )
+            for row in records:
+                record = _plan_row(job_id, row, planner, max_bytes)
+                counts[record.status] += 1
+                rows.append(record)
+                if len(rows) >= _ROW_CHUNK:
+                    put([])
+                    rows = []
+    except CsvFileError:
+        if not store.delete_job(job_id, plan_owner=owner):
+            raise PlanLost(job_id) from None
+        raise
+    batches = [
+        BatchRecord(job_id=job_id, seq=seq, size=size, first_line=first, last_line=last)
+        for seq, (size, (first, last)) in enumerate(zip(planner.sizes, planner.lines, strict=True))
+    ]
+    put(batches)
+    faults.checkpoint("plan.written")
+    totals: dict[str, Any] = dict(  # the plan's figures, written with either update below
+        plan_owner="",
+        plan_expires=0.0,
+        total_rows=sum(counts.values()),
+        valid=counts[RowStatus.valid],
+        invalid=counts[RowStatus.invalid],
+        duplicate=counts[RowStatus.duplicate],
+        batches=len(batches),
+    )
+    if not store.update_job(
+        job_id, expect=[JobStatus.planning], expect_plan_owner=owner, status=JobStatus.ready, **totals
+    ):
+        # Cancelled while we planned (the lease is still ours): the plan is complete all the same, so the
+        # report lists every row; what was written pending after the cancel is cancelled now.
+        if not store.update_job(job_id, expect=[JobStatus.cancelled], expect_plan_owner=owner, **totals):
+            raise PlanLost(job_id)
+        cancel_batches(store, job_id)
+    planned = store.get_job(job_id)
+    assert planned is not None
+    return planned
+
+
+def restart_error_count(store: Store, job_id: str) -> None:
+    """An operator resumed a job the error threshold paused: the threshold counts afresh from here (the
+    counters go back to zero; an outcome recorded meanwhile may still count, on the safe side)."""
+    counts = store.add_job_counts(job_id)
+    if counts["tried"] or counts["failed"]:
+        store.add_job_counts(job_id, tried=-counts["tried"], failed=-counts["failed"])
+
+
+def cancel_batches(store: Store, job_id: str) -> None:
+    """Every batch of a cancelled job not yet on the wire (``pending`` or ``claimed``) becomes ``cancelled``:
+    one conditional write each, so a batch a sender is just marking ``sending`` stays its, and is resolved by
+    it. Looked at again while a sender may be handing a claimed batch back to pending."""
+    for _ in range(3):
+        left = store.list_batches(job_id, [BatchStatus.pending, BatchStatus.claimed])
+        if not left:
+            return
+        for batch in left:
+            store.transition_batch(
+                job_id,
+                batch.seq,
+                expect=[BatchStatus.pending, BatchStatus.claimed],
+                to=BatchStatus.cancelled,
+                code="Cancelled",
+                message="the job was cancelled before this batch was sent",
+            )
+
+
+def _plan_row(job_id: str, row: Any, planner: BatchPlanner, max_request_bytes: int) -> RowRecord:
+    status = RowStatus(row.status)
+    if status is not RowStatus.valid:
+        return RowRecord(job_id, row.line, row.to, status, row.code, row.message)
+    recipient: dict[str, Any] = {"To": row.to}
+    if row.template_params:
+        recipient["TemplateParams"] = row.template_params
+    if row.extra:
+        recipient.update(row.extra)
+    size = encoded_size(recipient)
+    if not fits_alone(size, max_request_bytes):
+        return RowRecord(
+            job_id,
+            row.line,
+            row.to,
+            RowStatus.invalid,
+            "RequestTooLarge",
+            f"this recipient alone encodes to {size} bytes, over --max-request-bytes {max_request_bytes}",
+        )
+    return RowRecord(
+        job_id, row.line, row.to, status, batch_seq=planner.assign(size, row.line), recipient=recipient
+    )
