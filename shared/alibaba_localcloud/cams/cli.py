@@ -1,4 +1,5 @@
-"""``python -m alibaba_localcloud.cams`` (in ChatApp Mass Sender: ``chatapp-mass local-cams``): run the local CAMS until SIGINT/SIGTERM.
+"""``python -m alibaba_localcloud.cams`` (in ChatApp Mass Sender: ``chatapp-mass local-cams``): run the
+local CAMS until SIGINT/SIGTERM.
 
 It prints ONE JSON line on stdout once it listens::
 
