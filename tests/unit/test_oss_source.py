@@ -1,5 +1,6 @@
 """The product's OSS client (``chatapp_mass.adapters.oss``): V4 signatures for the bucket's region, and
-where the region comes from. Driven against the local OSS, which refuses V1 as a new bucket does: a V1-signing client fails here."""
+where the region comes from. Driven against the local OSS, which refuses V1 as a new bucket does: a V1-signing
+client fails here."""
 
 from __future__ import annotations
 
