@@ -29,7 +29,7 @@ from chatapp_mass.adapters.openapi import PerThreadClient
 from chatapp_mass.core.errors import ChatAppMassError
 from chatapp_mass.runtime import env
 
-log = logging.getLogger("chatapp_mass.fc")
+log = logging.getLogger(__name__)
 
 ASYNC_PAYLOAD_LIMIT = 128 * 1024
 MAX_ASYNC_DELAY = 3600

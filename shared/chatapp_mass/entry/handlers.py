@@ -18,7 +18,7 @@ from typing import Any
 from chatapp_mass.entry.bootstrap import FunctionServices, function_services
 from chatapp_mass.runtime import logs
 
-log = logging.getLogger("chatapp_mass.entry.handlers")
+log = logging.getLogger(__name__)
 
 # Stop taking new batches this long before the function's timeout: the calls in flight (read timeout 30 s)
 # and the bookkeeping after them must finish inside the invocation.

@@ -91,7 +91,7 @@ from chatapp_mass.services.reconcile import ReconcileError, Reconciler, resend_u
 from chatapp_mass.services.report import job_summary, write_report
 from chatapp_mass.store.interface import IN_FLIGHT, JobRecord, JobStatus, Store
 
-log = logging.getLogger("chatapp_mass.entry.http_api")
+log = logging.getLogger(__name__)
 
 _RESERVED_QUERY = {"force", "token", "scheduledat", "timezone", "limit"}
 _JOB_PATH = re.compile(

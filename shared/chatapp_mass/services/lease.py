@@ -29,7 +29,7 @@ from collections.abc import Callable
 
 from chatapp_mass.runtime import logs
 
-log = logging.getLogger("chatapp_mass.services.lease")
+log = logging.getLogger(__name__)
 
 PLAN_LEASE = 60.0  # seconds a planning lease lasts unless renewed (renewed every third of it)
 # A lease is trusted for a call only while more than this is left of it by the owner's clock: room for clock

@@ -31,7 +31,7 @@ from dataclasses import dataclass, replace
 from chatapp_mass.runtime import faults
 from chatapp_mass.store.interface import BatchRecord, BatchStatus, Store, generation, part_seq
 
-log = logging.getLogger("chatapp_mass.services.parts")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)

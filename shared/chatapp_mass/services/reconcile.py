@@ -79,7 +79,7 @@ from chatapp_mass.store.interface import (
     part_seq,
 )
 
-log = logging.getLogger("chatapp_mass.services.reconcile")
+log = logging.getLogger(__name__)
 
 LIST_QPS = 20
 PAGE_SIZE = 100

@@ -47,7 +47,7 @@ from chatapp_mass.services.jobs import (
 )
 from chatapp_mass.store.interface import IN_FLIGHT, OPEN_STATUSES, BatchStatus, JobRecord, JobStatus, Store
 
-log = logging.getLogger("chatapp_mass.services.timer")
+log = logging.getLogger(__name__)
 
 # The statuses a firing acts on, in the order it takes them: a scheduled job's start is the most
 # time-sensitive.
