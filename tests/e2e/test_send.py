@@ -78,10 +78,12 @@ def send(
     )
 
 
-def start_sending(cams: LocalCams, csv_path: Path, store: Path, *, attempts: int) -> subprocess.Popen[str]:
+def start_sending(
+    cams: LocalCams, csv_path: Path, store: Path, *, attempts: int, extra: tuple[str, ...] = ()
+) -> subprocess.Popen[str]:
     """`send` in batches of 50 as a background process, once CAMS has seen ``attempts`` calls (or 60 s)."""
     process = subprocess.Popen(
-        command(csv_path, store, "--batch-size", "50"),
+        command(csv_path, store, "--batch-size", "50", *extra),
         env=cli_env(cams),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -502,7 +504,9 @@ def test_pause_from_another_terminal_then_rerun_to_resume(cams: LocalCams, tmp_p
     cams.backend.configure(latency=0.3, latency_jitter=0.3)
     csv_path = sample(tmp_path, 2000)
     store = tmp_path / "state.db"
-    running = start_sending(cams, csv_path, store, attempts=6)
+    # 2 calls/s: the 40 batches take 20 s, so the pause (two cold CLI processes, seconds on a busy machine)
+    # lands while the job runs. At the default 10/s the job could finish first (seen on a loaded machine).
+    running = start_sending(cams, csv_path, store, attempts=6, extra=("--qps", "2"))
     jobs = subprocess.run(
         [sys.executable, "-m", "chatapp_mass", "jobs", "--store", f"sqlite:///{store}"],
         env=cli_env(cams),
