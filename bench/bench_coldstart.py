@@ -1,0 +1,321 @@
+"""Benchmark the functions' cold start: what an instance pays before its first invocation does any work.
+
+Two parts, each per handler (``functions/ingest``, ``functions/sender``, ``functions/api``):
+
+1. **Import** (no cloud): ``import index`` in N fresh interpreters the way FC loads it (working directory
+   ``functions/<key>``, ``sys.path`` = that directory + ``shared/``, the function's environment as s.yaml sets
+   it, endpoints on a closed loopback port), then ``chatapp_mass.entry.handlers.services()`` (what the first
+   invocation builds; it opens no connection). Prints the median import time, the peak RSS after it, the
+   median ``services()`` time and the peak RSS after it, and which heavy third-party packages each step
+   loaded (numpy, aiohttp, the SDKs...).
+2. **First invocations on the local cloud** (``--no-cloud`` skips it): the local FC runs the three functions
+   from s.yaml in worker processes; a CSV is uploaded (ingest -> sender), then the job is read over the api
+   function's HTTP trigger; then the same again with a second CSV, on the now warm instances. Prints per
+   function: the handler import (the local FC's cold start record), the first invocation's duration and the
+   second's (same work, warm instance: the difference is what the first invocation pays for service
+   construction and the SDK imports of its path), and the worker's peak RSS (``VmHWM``).
+
+Figures, not assertions: the machine is shared and noisy, compare ratios from one run. ``--root`` measures
+another checkout with this same script (the figure before a change: ``--root ../main``)::
+
+    python bench/bench_coldstart.py                    # 15 fresh interpreters per handler, and the cloud part
+    python bench/bench_coldstart.py --runs 31 --no-cloud
+    python bench/bench_coldstart.py --importtime sender   # the heaviest imports (python -X importtime), grouped
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+HANDLERS = ("ingest", "sender", "api")
+FUNCTION_NAMES = {"ingest": "chatapp-mass-ingest", "sender": "chatapp-mass-sender", "api": "chatapp-mass-api"}
+# Third-party packages worth naming when a step loads them (the cost of each: --importtime).
+HEAVY = (
+    "numpy",
+    "aiohttp",
+    "google.protobuf",
+    "tablestore",
+    "oss2",
+    "aliyunsdkcore",
+    "Crypto",
+    "alibabacloud_credentials",
+    "alibabacloud_tea_openapi",
+    "darabonba",
+    "Tea",
+    "alibabacloud_cams20200606",
+    "alibabacloud_fc20230330",
+    "requests",
+    "urllib3",
+    "pydantic",
+    "phonenumbers",
+)
+# What s.yaml gives every function, with loopback endpoints on a port nothing listens on (nothing connects
+# while importing or building services) and STS-shaped keys in the variables FC sets.
+FUNCTION_ENV = {
+    "CHATAPP_STORE": "tablestore://chatapp-bench",
+    "CHATAPP_TABLESTORE_ENDPOINT": "http://127.0.0.1:9",
+    "CHATAPP_OSS_ENDPOINT": "http://127.0.0.1:9",
+    "CHATAPP_OSS_REGION": "ap-southeast-1",
+    "CHATAPP_FC_ENDPOINT": "http://127.0.0.1:9",
+    "CHATAPP_CAMS_ENDPOINT": "http://127.0.0.1:9",
+    "CHATAPP_BUCKET": "chatapp-bench",
+    "CHATAPP_INCOMING_PREFIX": "incoming/",
+    "CHATAPP_REPORTS_PREFIX": "reports/",
+    "CHATAPP_QPS": "10",
+    "CHATAPP_SENDER_FUNCTION": "chatapp-mass-sender",
+    "CHATAPP_INGEST_FUNCTION": "chatapp-mass-ingest",
+    "CHATAPP_LOG_LEVEL": "WARNING",
+    "CHATAPP_API_TOKEN": "bench-token",
+    "FC_REGION": "ap-southeast-1",
+    "FC_ACCOUNT_ID": "1234567890123456",
+    "ALIBABA_CLOUD_REGION_ID": "ap-southeast-1",
+    "ALIBABA_CLOUD_ACCESS_KEY_ID": "STS.bench",
+    "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "bench-secret",
+    "ALIBABA_CLOUD_SECURITY_TOKEN": "bench-token",
+    "ALIBABA_CLOUD_ECS_METADATA_DISABLED": "true",
+}
+# Run in the fresh interpreter: argv = code directory, shared directory, the HEAVY names (JSON).
+CHILD = r"""
+import json, resource, sys, time
+code_dir, shared, heavy = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+
+def loaded():
+    return sorted(h for h in heavy if h in sys.modules)
+
+def peak_mib():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+sys.path[:0] = [code_dir, shared]
+started = time.perf_counter()
+import index
+imported = time.perf_counter()
+after_import = {"seconds": imported - started, "rss": peak_mib(), "heavy": loaded(), "modules": len(sys.modules)}
+from chatapp_mass.entry import handlers
+started = time.perf_counter()
+handlers.services()
+built = time.perf_counter()
+after_services = {"seconds": built - started, "rss": peak_mib(), "heavy": loaded(), "modules": len(sys.modules)}
+print(json.dumps({"import": after_import, "services": after_services}))
+"""
+
+
+def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    environ = {k: v for k, v in os.environ.items() if not k.upper().endswith("_PROXY")}
+    environ.pop("PYTHONPATH", None)  # sys.path is the function's: its directory and shared/ only
+    return {**environ, **FUNCTION_ENV, **(extra or {})}
+
+
+def fresh_import(root: Path, key: str) -> dict[str, Any]:
+    code_dir = root / "functions" / key
+    result = subprocess.run(
+        [sys.executable, "-c", CHILD, str(code_dir), str(root / "shared"), json.dumps(HEAVY)],
+        cwd=code_dir,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise SystemExit(f"{key}: the fresh interpreter failed:\n{result.stderr}")
+    return json.loads(result.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def part_imports(root: Path, runs: int) -> None:
+    print(
+        f"Cold import, {runs} fresh interpreters per handler (median; peak RSS of the last one), "
+        f"{root.resolve()}, Python {sys.version.split()[0]}"
+    )
+    print(
+        f"  {'handler':8s} {'import':>8s} {'RSS':>8s} {'services()':>11s} {'RSS':>8s}  heavy packages loaded"
+    )
+    for key in HANDLERS:
+        samples = [fresh_import(root, key) for _ in range(runs)]
+        last = samples[-1]
+        imp = statistics.median(s["import"]["seconds"] for s in samples)
+        svc = statistics.median(s["services"]["seconds"] for s in samples)
+        by_import = last["import"]["heavy"]
+        by_services = [h for h in last["services"]["heavy"] if h not in by_import]
+        print(
+            f"  {key:8s} {imp * 1000:6.0f}ms {last['import']['rss']:5.0f}MiB {svc * 1000:9.0f}ms "
+            f"{last['services']['rss']:5.0f}MiB  import: {', '.join(by_import) or '-'}; "
+            f"services(): {', '.join(by_services) or '-'}"
+        )
+
+
+def importtime(root: Path, key: str, top: int = 25) -> None:
+    """``python -X importtime`` of ``import index`` then ``services()``, self time summed per top-level package."""
+    code_dir = root / "functions" / key
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-X",
+            "importtime",
+            "-c",
+            CHILD,
+            str(code_dir),
+            str(root / "shared"),
+            json.dumps(HEAVY),
+        ],
+        cwd=code_dir,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    per_package: dict[str, int] = {}
+    total = 0
+    for line in result.stderr.splitlines():
+        if not line.startswith("import time:") or "self [us]" in line:
+            continue
+        self_us, _, name = (part.strip() for part in line[len("import time:") :].split("|"))
+        package = name.split(".")[0]
+        per_package[package] = per_package.get(package, 0) + int(self_us)
+        total += int(self_us)
+    print(
+        f"python -X importtime, {key}: import index + services(), {total / 1000:.0f} ms in all (self times)"
+    )
+    for package, us in sorted(per_package.items(), key=lambda item: -item[1])[:top]:
+        print(f"  {package:32s} {us / 1000:7.1f} ms")
+
+
+# --- part 2: first invocations on the local cloud ------------------------------------------------------------
+META = {
+    "x-oss-meta-channel-type": "whatsapp",
+    "x-oss-meta-template-code": "BENCH",
+    "x-oss-meta-language": "en",
+    "x-oss-meta-from": "8613800000000",
+}
+
+
+def csv_bytes(rows: int, offset: int) -> bytes:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["to", "name"])
+    for i in range(rows):
+        writer.writerow([f"86138{offset + i:08d}", f"N{i}"])
+    return out.getvalue().encode()
+
+
+def worker_peaks(root: Path) -> dict[str, float]:
+    """Peak RSS (VmHWM, MiB) of each live function worker, by function key (its working directory)."""
+    import psutil
+
+    peaks: dict[str, float] = {}
+    for process in psutil.Process().children(recursive=True):
+        try:
+            cwd = Path(process.cwd())
+            with open(f"/proc/{process.pid}/status", encoding="ascii") as status:
+                hwm = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+        except (psutil.Error, OSError, StopIteration):
+            continue
+        for key in HANDLERS:
+            if cwd == (root / "functions" / key).resolve():
+                peaks[key] = max(peaks.get(key, 0.0), hwm / 1024)
+    return peaks
+
+
+def part_cloud(root: Path, rows: int) -> None:
+    os.environ.setdefault("ALIBABA_CLOUD_ECS_METADATA_DISABLED", "true")
+    sys.path.insert(0, str(root / "shared"))
+    from chatapp_mass.entry.localcloud import LocalCloud
+    from chatapp_mass.store.interface import JobStatus
+    from chatapp_mass.store.tablestore import TablestoreSettings, TablestoreStore
+
+    token = "bench-token"
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        LocalCloud(
+            s_yaml=str(root / "s.yaml"),
+            data_dir=tmp,
+            cams_options={"latency": 0.0},
+            function_environment={"CHATAPP_LOG_LEVEL": "WARNING", "CHATAPP_API_TOKEN": token},
+        ) as cloud,
+    ):
+        creds = cloud.credentials
+        store = TablestoreStore(
+            TablestoreSettings(endpoint=cloud.tablestore.endpoint, instance=cloud.instance),
+            access_key_id=creds.access_key_id,
+            access_key_secret=creds.access_key_secret,
+            security_token=creds.security_token or "",
+            create_tables=False,
+        )
+        api_url = cloud.fc.http_endpoint(FUNCTION_NAMES["api"])
+        for round_ in range(2):
+            key = f"incoming/bench-coldstart-{round_}.csv"
+            source = f"oss://{cloud.bucket}/{key}"
+            cloud.oss.oss2_bucket(cloud.bucket).put_object(key, csv_bytes(rows, round_ * rows), headers=META)
+            deadline = time.time() + 300
+            job = None
+            while time.time() < deadline:
+                job = next((j for j in store.list_jobs(5) if j.source == source), None)
+                if job is not None and job.status is JobStatus.completed:
+                    break
+                time.sleep(0.1)
+            assert job is not None and job.status is JobStatus.completed, job
+            request = urllib.request.Request(
+                f"{api_url}/jobs/{job.job_id}", headers={"Authorization": f"Bearer {token}"}
+            )
+            with opener.open(request, timeout=60) as reply:
+                assert reply.status == 200, reply.status
+        peaks = worker_peaks(root)
+        store.close()
+        backend = cloud.fc.backend
+        cold = {c.function: c for c in backend.cold_starts}
+        print(
+            f"First invocations on the local cloud ({rows:,}-row CSV: ingest -> sender, then GET /jobs/ID "
+            "on the api function; then the same on the warm instances)"
+        )
+        print(
+            f"  {'function':8s} {'import':>8s} {'1st invocation':>15s} {'2nd (warm)':>11s} {'peak RSS':>9s}"
+        )
+        for handler in HANDLERS:
+            name = FUNCTION_NAMES[handler]
+            runs = sorted((r for r in backend.invocations if r.function == name), key=lambda r: r.started)
+            first = runs[0]
+            second = next((r for r in runs if r.instance_id == first.instance_id and r is not first), None)
+            start = cold.get(name)
+            print(
+                f"  {handler:8s} {(start.import_seconds or 0) * 1000 if start else 0:6.0f}ms "
+                f"{first.duration * 1000:13.0f}ms {(second.duration * 1000 if second else 0):9.0f}ms "
+                f"{peaks.get(handler, 0):6.0f}MiB"
+            )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--root", default=str(Path(__file__).resolve().parents[1]), help="the checkout to measure"
+    )
+    parser.add_argument("--runs", type=int, default=15, help="fresh interpreters per handler (default 15)")
+    parser.add_argument(
+        "--rows", type=int, default=200, help="rows of each CSV in the cloud part (default 200)"
+    )
+    parser.add_argument(
+        "--no-cloud", action="store_true", help="skip the first invocations on the local cloud"
+    )
+    parser.add_argument("--importtime", metavar="HANDLER", choices=HANDLERS, help="only the heaviest imports")
+    args = parser.parse_args()
+    root = Path(args.root).resolve()
+    if args.importtime:
+        importtime(root, args.importtime)
+        return
+    part_imports(root, args.runs)
+    if not args.no_cloud:
+        part_cloud(root, args.rows)
+
+
+if __name__ == "__main__":
+    main()
