@@ -2,25 +2,27 @@
 
 Two parts, each per handler (``functions/ingest``, ``functions/sender``, ``functions/api``):
 
-1. **Import** (no cloud): ``import index`` in N fresh interpreters the way FC loads it (working directory
+1. **Fresh interpreters** (no cloud): ``import index`` the way FC loads it (working directory
    ``functions/<key>``, ``sys.path`` = that directory + ``shared/``, the function's environment as s.yaml sets
-   it, endpoints on a closed loopback port), then ``chatapp_mass.entry.handlers.services()`` (what the first
-   invocation builds; it opens no connection). Prints the median import time, the peak RSS after it, the
-   median ``services()`` time and the peak RSS after it, and which heavy third-party packages each step
-   loaded (numpy, aiohttp, the SDKs...).
+   it, endpoints on a closed loopback port), then a first invocation with an event no handler accepts
+   (``{}``): it builds the services (``entry.handlers.services()``) and imports the handler's own modules, as
+   every first invocation does, and refuses the event before any I/O. Prints, per step, the median wall and
+   CPU time (CPU time suffers less from a busy machine), the peak RSS after it, and which heavy third-party
+   packages it loaded (numpy, aiohttp, the SDKs...).
 2. **First invocations on the local cloud** (``--no-cloud`` skips it): the local FC runs the three functions
    from s.yaml in worker processes; a CSV is uploaded (ingest -> sender), then the job is read over the api
-   function's HTTP trigger; then the same again with a second CSV, on the now warm instances. Prints per
-   function: the handler import (the local FC's cold start record), the first invocation's duration and the
-   second's (same work, warm instance: the difference is what the first invocation pays for service
-   construction and the SDK imports of its path), and the worker's peak RSS (``VmHWM``).
+   function's HTTP trigger (``GET /jobs/ID``); then the same again with a second CSV, on the warm instances.
+   Prints per function: the handler import (the local FC's cold start record), the first invocation's
+   duration and the second's (the same work on a warm instance: the difference is what the first invocation
+   pays for building services and loading the SDKs its path uses), and the worker's peak RSS (``VmHWM``).
 
-Figures, not assertions: the machine is shared and noisy, compare ratios from one run. ``--root`` measures
-another checkout with this same script (the figure before a change: ``--root ../main``)::
+Figures, not assertions: the machine is shared and noisy. ``--root`` measures another checkout with this same
+script; repeated, it compares them, the fresh interpreters of each root interleaved so that load hits them
+alike (the figure before a change: ``--root ../main --root .``)::
 
-    python bench/bench_coldstart.py                    # 15 fresh interpreters per handler, and the cloud part
-    python bench/bench_coldstart.py --runs 31 --no-cloud
-    python bench/bench_coldstart.py --importtime sender   # the heaviest imports (python -X importtime), grouped
+    python bench/bench_coldstart.py                         # 15 interpreters per handler, and the cloud part
+    python bench/bench_coldstart.py --root ../main --root . --runs 21 --no-cloud
+    python bench/bench_coldstart.py --importtime sender     # the heaviest imports (python -X importtime)
 """
 
 from __future__ import annotations
@@ -86,28 +88,39 @@ FUNCTION_ENV = {
     "ALIBABA_CLOUD_SECURITY_TOKEN": "bench-token",
     "ALIBABA_CLOUD_ECS_METADATA_DISABLED": "true",
 }
-# Run in the fresh interpreter: argv = code directory, shared directory, the HEAVY names (JSON).
+# Run in the fresh interpreter: argv = code directory, shared directory, the HEAVY names (JSON). The first
+# invocation gets an event no handler accepts ({}): it builds the services and imports the handler's own
+# modules, as a real first invocation does, then refuses the event before any I/O.
 CHILD = r"""
 import json, resource, sys, time
 code_dir, shared, heavy = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
 
-def loaded():
-    return sorted(h for h in heavy if h in sys.modules)
+def step(started, cpu):
+    return {
+        "seconds": time.perf_counter() - started,
+        "cpu": time.process_time() - cpu,
+        "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "heavy": sorted(h for h in heavy if h in sys.modules),
+        "modules": len(sys.modules),
+    }
 
-def peak_mib():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+class Function:
+    name, handler, memory_size, timeout = "bench", "index.handler", 512, 600
+
+class Context:
+    request_id, function = "bench-request", Function()
 
 sys.path[:0] = [code_dir, shared]
-started = time.perf_counter()
+started, cpu = time.perf_counter(), time.process_time()
 import index
-imported = time.perf_counter()
-after_import = {"seconds": imported - started, "rss": peak_mib(), "heavy": loaded(), "modules": len(sys.modules)}
-from chatapp_mass.entry import handlers
-started = time.perf_counter()
-handlers.services()
-built = time.perf_counter()
-after_services = {"seconds": built - started, "rss": peak_mib(), "heavy": loaded(), "modules": len(sys.modules)}
-print(json.dumps({"import": after_import, "services": after_services}))
+after_import = step(started, cpu)
+started, cpu = time.perf_counter(), time.process_time()
+try:
+    index.handler(b"{}", Context())
+except Exception:
+    pass
+after_call = step(started, cpu)
+print(json.dumps({"import": after_import, "call": after_call}))
 """
 
 
@@ -132,30 +145,43 @@ def fresh_import(root: Path, key: str) -> dict[str, Any]:
     return json.loads(result.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
-def part_imports(root: Path, runs: int) -> None:
-    print(
-        f"Cold import, {runs} fresh interpreters per handler (median; peak RSS of the last one), "
-        f"{root.resolve()}, Python {sys.version.split()[0]}"
-    )
-    print(
-        f"  {'handler':8s} {'import':>8s} {'RSS':>8s} {'services()':>11s} {'RSS':>8s}  heavy packages loaded"
-    )
-    for key in HANDLERS:
-        samples = [fresh_import(root, key) for _ in range(runs)]
-        last = samples[-1]
-        imp = statistics.median(s["import"]["seconds"] for s in samples)
-        svc = statistics.median(s["services"]["seconds"] for s in samples)
-        by_import = last["import"]["heavy"]
-        by_services = [h for h in last["services"]["heavy"] if h not in by_import]
+def part_imports(roots: list[Path], runs: int) -> None:
+    """Runs interleave the roots (root A, root B, A, B...): load on a shared machine hits them alike."""
+    samples: dict[tuple[Path, str], list[dict[str, Any]]] = {(r, k): [] for r in roots for k in HANDLERS}
+    for _ in range(runs):
+        for key in HANDLERS:
+            for root in roots:
+                samples[root, key].append(fresh_import(root, key))
+    for root in roots:
         print(
-            f"  {key:8s} {imp * 1000:6.0f}ms {last['import']['rss']:5.0f}MiB {svc * 1000:9.0f}ms "
-            f"{last['services']['rss']:5.0f}MiB  import: {', '.join(by_import) or '-'}; "
-            f"services(): {', '.join(by_services) or '-'}"
+            f"Cold start of each handler, {runs} fresh interpreters (median wall and CPU time; peak RSS), "
+            f"{root}, Python {sys.version.split()[0]}"
         )
+        print(
+            f"  {'handler':8s} {'import index':>20s} {'RSS':>7s}   {'1st call (services)':>20s} {'RSS':>7s}  "
+            "heavy packages loaded by the import; by the call"
+        )
+        for key in HANDLERS:
+            of = samples[root, key]
+            last = of[-1]
+            figures = {
+                (step, what): statistics.median(s[step][what] for s in of) * 1000
+                for step in ("import", "call")
+                for what in ("seconds", "cpu")
+            }
+            by_import = last["import"]["heavy"]
+            by_call = [h for h in last["call"]["heavy"] if h not in by_import]
+            cells = [
+                f"{figures[step, 'seconds']:6.0f}ms (cpu {figures[step, 'cpu']:4.0f}ms) {last[step]['rss']:4.0f}MiB"
+                for step in ("import", "call")
+            ]
+            print(
+                f"  {key:8s} {cells[0]}   {cells[1]}  {', '.join(by_import) or '-'}; {', '.join(by_call) or '-'}"
+            )
 
 
 def importtime(root: Path, key: str, top: int = 25) -> None:
-    """``python -X importtime`` of ``import index`` then ``services()``, self time summed per top-level package."""
+    """``python -X importtime`` of ``import index`` and the first call, self time summed per top-level package."""
     code_dir = root / "functions" / key
     result = subprocess.run(
         [
@@ -184,7 +210,7 @@ def importtime(root: Path, key: str, top: int = 25) -> None:
         per_package[package] = per_package.get(package, 0) + int(self_us)
         total += int(self_us)
     print(
-        f"python -X importtime, {key}: import index + services(), {total / 1000:.0f} ms in all (self times)"
+        f"python -X importtime, {key} ({root}): import index + the first call, {total / 1000:.0f} ms of imports"
     )
     for package, us in sorted(per_package.items(), key=lambda item: -item[1])[:top]:
         print(f"  {package:32s} {us / 1000:7.1f} ms")
@@ -297,7 +323,7 @@ def part_cloud(root: Path, rows: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--root", default=str(Path(__file__).resolve().parents[1]), help="the checkout to measure"
+        "--root", action="append", help="a checkout to measure; repeat to compare them (default: this one)"
     )
     parser.add_argument("--runs", type=int, default=15, help="fresh interpreters per handler (default 15)")
     parser.add_argument(
@@ -306,15 +332,30 @@ def main() -> None:
     parser.add_argument(
         "--no-cloud", action="store_true", help="skip the first invocations on the local cloud"
     )
+    parser.add_argument("--cloud-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--importtime", metavar="HANDLER", choices=HANDLERS, help="only the heaviest imports")
     args = parser.parse_args()
-    root = Path(args.root).resolve()
+    roots = [Path(r).resolve() for r in args.root or [Path(__file__).resolve().parents[1]]]
     if args.importtime:
-        importtime(root, args.importtime)
+        for root in roots:
+            importtime(root, args.importtime)
         return
-    part_imports(root, args.runs)
+    if args.cloud_only:
+        part_cloud(roots[0], args.rows)
+        return
+    part_imports(roots, args.runs)
     if not args.no_cloud:
-        part_cloud(root, args.rows)
+        for root in roots:  # one process each: the bench side imports the emulators from that root
+            command = [
+                sys.executable,
+                __file__,
+                "--root",
+                str(root),
+                "--rows",
+                str(args.rows),
+                "--cloud-only",
+            ]
+            subprocess.run(command, check=True)
 
 
 if __name__ == "__main__":
