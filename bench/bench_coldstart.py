@@ -243,27 +243,30 @@ def csv_bytes(rows: int, offset: int) -> bytes:
     return out.getvalue().encode()
 
 
-def worker_peaks(root: Path) -> dict[str, float]:
-    """Peak RSS (VmHWM, MiB) of each live function worker, by function key (its working directory)."""
+def workers(root: Path) -> dict[str, dict[str, float]]:
+    """CPU seconds so far (summed) and peak RSS (``VmHWM``, MiB; the largest) of the live function workers,
+    by function key (a worker's working directory is its code directory)."""
     import psutil
 
-    peaks: dict[str, float] = {}
+    found: dict[str, dict[str, float]] = {}
     for process in psutil.Process().children(recursive=True):
         try:
             cwd = Path(process.cwd())
+            times = process.cpu_times()
             with open(f"/proc/{process.pid}/status", encoding="ascii") as status:
                 hwm = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
         except (psutil.Error, OSError, StopIteration):
             continue
         for key in HANDLERS:
             if cwd == (root / "functions" / key).resolve():
-                peaks[key] = max(peaks.get(key, 0.0), hwm / 1024)
-    return peaks
+                mine = found.setdefault(key, {"cpu": 0.0, "rss": 0.0})
+                mine["cpu"] += times.user + times.system
+                mine["rss"] = max(mine["rss"], hwm / 1024)
+    return found
 
 
-def part_cloud(root: Path, rows: int) -> None:
-    os.environ.setdefault("ALIBABA_CLOUD_ECS_METADATA_DISABLED", "true")
-    sys.path.insert(0, str(root / "shared"))
+def cloud_run(root: Path, rows: int) -> dict[str, dict[str, float]]:
+    """One local cloud: two rounds (upload -> ingest -> sender, then GET /jobs/ID), figures per function."""
     from chatapp_mass.entry.localcloud import LocalCloud
     from chatapp_mass.store.interface import JobStatus
     from chatapp_mass.store.tablestore import TablestoreSettings, TablestoreStore
@@ -288,6 +291,7 @@ def part_cloud(root: Path, rows: int) -> None:
             create_tables=False,
         )
         api_url = cloud.fc.http_endpoint(FUNCTION_NAMES["api"])
+        after: list[dict[str, dict[str, float]]] = []
         for round_ in range(2):
             key = f"incoming/bench-coldstart-{round_}.csv"
             source = f"oss://{cloud.bucket}/{key}"
@@ -305,28 +309,52 @@ def part_cloud(root: Path, rows: int) -> None:
             )
             with opener.open(request, timeout=60) as reply:
                 assert reply.status == 200, reply.status
-        peaks = worker_peaks(root)
+            time.sleep(1.0)  # the sender's last writes after the job reads completed
+            after.append(workers(root))
         store.close()
         backend = cloud.fc.backend
         cold = {c.function: c for c in backend.cold_starts}
-        print(
-            f"First invocations on the local cloud ({rows:,}-row CSV: ingest -> sender, then GET /jobs/ID "
-            "on the api function; then the same on the warm instances)"
-        )
-        print(
-            f"  {'function':8s} {'import':>8s} {'1st invocation':>15s} {'2nd (warm)':>11s} {'peak RSS':>9s}"
-        )
+        figures: dict[str, dict[str, float]] = {}
         for handler in HANDLERS:
             name = FUNCTION_NAMES[handler]
             runs = sorted((r for r in backend.invocations if r.function == name), key=lambda r: r.started)
             first = runs[0]
             second = next((r for r in runs if r.instance_id == first.instance_id and r is not first), None)
             start = cold.get(name)
-            print(
-                f"  {handler:8s} {(start.import_seconds or 0) * 1000 if start else 0:6.0f}ms "
-                f"{first.duration * 1000:13.0f}ms {(second.duration * 1000 if second else 0):9.0f}ms "
-                f"{peaks.get(handler, 0):6.0f}MiB"
-            )
+            one, two = after[0].get(handler, {}), after[1].get(handler, {})
+            figures[handler] = {
+                "import": (start.import_seconds or 0.0) if start else 0.0,
+                "first": first.duration,
+                "second": second.duration if second else 0.0,
+                "cpu_first": one.get("cpu", 0.0),
+                "cpu_second": two.get("cpu", 0.0) - one.get("cpu", 0.0),
+                "rss": two.get("rss", 0.0),
+            }
+        return figures
+
+
+def part_cloud(root: Path, rows: int, repeat: int) -> None:
+    os.environ.setdefault("ALIBABA_CLOUD_ECS_METADATA_DISABLED", "true")
+    sys.path.insert(0, str(root / "shared"))
+    runs = [cloud_run(root, rows) for _ in range(repeat)]
+    print(
+        f"First invocations on the local cloud, {root} (median of {repeat} clouds; {rows:,}-row CSV: "
+        "ingest -> sender, then GET /jobs/ID on the api function; then the same on the warm instances)"
+    )
+    print(
+        f"  {'function':8s} {'import':>7s} {'1st invocation':>15s} {'2nd (warm)':>11s} "
+        f"{'worker CPU: start to 1st done':>30s} {'2nd':>7s} {'peak RSS':>9s}"
+    )
+    for handler in HANDLERS:
+
+        def median(what: str, handler: str = handler) -> float:
+            return statistics.median(run[handler][what] for run in runs)
+
+        print(
+            f"  {handler:8s} {median('import') * 1000:5.0f}ms {median('first') * 1000:13.0f}ms "
+            f"{median('second') * 1000:9.0f}ms {median('cpu_first') * 1000:28.0f}ms "
+            f"{median('cpu_second') * 1000:5.0f}ms {median('rss'):6.0f}MiB"
+        )
 
 
 def main() -> None:
@@ -341,6 +369,7 @@ def main() -> None:
     parser.add_argument(
         "--no-cloud", action="store_true", help="skip the first invocations on the local cloud"
     )
+    parser.add_argument("--clouds", type=int, default=3, help="local clouds in the cloud part (default 3)")
     parser.add_argument("--cloud-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--importtime", metavar="HANDLER", choices=HANDLERS, help="only the heaviest imports")
     args = parser.parse_args()
@@ -350,21 +379,13 @@ def main() -> None:
             importtime(root, args.importtime)
         return
     if args.cloud_only:
-        part_cloud(roots[0], args.rows)
+        part_cloud(roots[0], args.rows, args.clouds)
         return
     part_imports(roots, args.runs)
     if not args.no_cloud:
         for root in roots:  # one process each: the bench side imports the emulators from that root
-            command = [
-                sys.executable,
-                __file__,
-                "--root",
-                str(root),
-                "--rows",
-                str(args.rows),
-                "--cloud-only",
-            ]
-            subprocess.run(command, check=True)
+            options = ["--root", str(root), "--rows", str(args.rows), "--clouds", str(args.clouds)]
+            subprocess.run([sys.executable, __file__, *options, "--cloud-only"], check=True)
 
 
 if __name__ == "__main__":
