@@ -23,10 +23,12 @@ alike (the figure before a change: ``--root ../main --root .``)::
     python bench/bench_coldstart.py                         # 15 interpreters per handler, and the cloud part
     python bench/bench_coldstart.py --root ../main --root . --runs 21 --no-cloud
     python bench/bench_coldstart.py --importtime sender     # the heaviest imports (python -X importtime)
+    python bench/bench_coldstart.py --importtime sender --root ../main --root . --runs 15
 
-``--importtime HANDLER`` prints one run under ``python -X importtime``: the self time of every import, summed
-per top-level package, for the two steps of part 1 (the first column includes the interpreter's own start:
-``site``, ``encodings``...). It ranks what to cut; the times themselves are inflated by the tracing.
+``--importtime HANDLER`` runs part 1's two steps under ``python -X importtime`` (``--runs`` / 3 interpreters per
+root, interleaved) and prints the self time of the imports summed per top-level package, medians (the first
+column includes the interpreter's own start: ``site``, ``encodings``...). It ranks what to cut; the times
+themselves are inflated by the tracing.
 """
 
 from __future__ import annotations
@@ -185,27 +187,14 @@ def part_imports(roots: list[Path], runs: int) -> None:
             )
 
 
-def importtime(root: Path, key: str, top: int = 25) -> None:
-    """``python -X importtime`` of ``import index`` and the first call, self time summed per top-level package."""
+def importtime_once(root: Path, key: str) -> dict[str, list[int]]:
+    """One fresh interpreter under ``-X importtime``: package -> [us importing index, us in the first call]."""
     code_dir = root / "functions" / key
+    command = [sys.executable, "-X", "importtime", "-c", CHILD, str(code_dir), str(root / "shared"), "[]"]
     result = subprocess.run(
-        [
-            sys.executable,
-            "-X",
-            "importtime",
-            "-c",
-            CHILD,
-            str(code_dir),
-            str(root / "shared"),
-            json.dumps(HEAVY),
-        ],
-        cwd=code_dir,
-        env=child_env(),
-        capture_output=True,
-        text=True,
-        check=False,
+        command, cwd=code_dir, env=child_env(), capture_output=True, text=True, check=False
     )
-    per_package: dict[str, list[int]] = {}  # package -> [us while importing index, us in the first call]
+    per_package: dict[str, list[int]] = {}
     phase = 0
     for line in result.stderr.splitlines():
         if line.startswith("--- first call"):
@@ -214,15 +203,37 @@ def importtime(root: Path, key: str, top: int = 25) -> None:
             continue
         self_us, _, name = (part.strip() for part in line[len("import time:") :].split("|"))
         per_package.setdefault(name.split(".")[0], [0, 0])[phase] += int(self_us)
-    totals = [sum(us[phase] for us in per_package.values()) / 1000 for phase in (0, 1)]
-    print(
-        f"python -X importtime, {key} ({root}): self time of the imports, summed per top-level package "
-        f"(under -X importtime, slower than without)"
-    )
-    print(f"  {'package':32s} {'import index':>12s} {'first call':>11s}")
-    print(f"  {'(all)':32s} {totals[0]:10.1f}ms {totals[1]:9.1f}ms")
-    for package, us in sorted(per_package.items(), key=lambda item: -sum(item[1]))[:top]:
-        print(f"  {package:32s} {us[0] / 1000:10.1f}ms {us[1] / 1000:9.1f}ms")
+    return per_package
+
+
+def importtime(roots: list[Path], key: str, runs: int, top: int = 25) -> None:
+    """``python -X importtime`` of ``import index`` and the first call: the self time of the imports summed per
+    top-level package, the median of ``runs`` interpreters (the roots interleaved)."""
+    samples: dict[Path, list[dict[str, list[int]]]] = {root: [] for root in roots}
+    for _ in range(runs):
+        for root in roots:
+            samples[root].append(importtime_once(root, key))
+    for root in roots:
+        names = {name for sample in samples[root] for name in sample}
+        median = {
+            name: [
+                statistics.median(s.get(name, [0, 0])[phase] for s in samples[root]) / 1000
+                for phase in (0, 1)
+            ]
+            for name in names
+        }
+        totals = [
+            statistics.median(sum(us[phase] for us in s.values()) for s in samples[root]) / 1000
+            for phase in (0, 1)
+        ]
+        print(
+            f"python -X importtime, {key}, {root}: self time of the imports per top-level package, median of {runs} "
+            "(inflated by the tracing)"
+        )
+        print(f"  {'package':28s} {'import index':>12s} {'first call':>11s}")
+        print(f"  {'(all)':28s} {totals[0]:10.0f}ms {totals[1]:9.0f}ms")
+        for name, ms in sorted(median.items(), key=lambda item: -sum(item[1]))[:top]:
+            print(f"  {name:28s} {ms[0]:10.1f}ms {ms[1]:9.1f}ms")
 
 
 # --- part 2: first invocations on the local cloud ------------------------------------------------------------
@@ -375,8 +386,7 @@ def main() -> None:
     args = parser.parse_args()
     roots = [Path(r).resolve() for r in args.root or [Path(__file__).resolve().parents[1]]]
     if args.importtime:
-        for root in roots:
-            importtime(root, args.importtime)
+        importtime(roots, args.importtime, max(1, args.runs // 3))
         return
     if args.cloud_only:
         part_cloud(roots[0], args.rows, args.clouds)
