@@ -24,6 +24,7 @@ alike (the figure before a change: ``--root ../main --root .``)::
     python bench/bench_coldstart.py --root ../main --root . --runs 21 --no-cloud
     python bench/bench_coldstart.py --importtime sender     # the heaviest imports (python -X importtime)
     python bench/bench_coldstart.py --importtime sender --root ../main --root . --runs 15
+    python bench/bench_coldstart.py --numpy                 # import tablestore with numpy, and with it hidden
 
 ``--importtime HANDLER`` runs part 1's two steps under ``python -X importtime`` (``--runs`` / 3 interpreters per
 root, interleaved) and prints the self time of the imports summed per top-level package, medians (the first
@@ -236,6 +237,50 @@ def importtime(roots: list[Path], key: str, runs: int, top: int = 25) -> None:
             print(f"  {name:28s} {ms[0]:10.1f}ms {ms[1]:9.1f}ms")
 
 
+TABLESTORE_CHILD = r"""
+import json, resource, sys, time
+sys.path.insert(0, sys.argv[1])
+started, cpu = time.perf_counter(), time.process_time()
+import tablestore
+print(json.dumps({
+    "seconds": time.perf_counter() - started,
+    "cpu": time.process_time() - cpu,
+    "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    "numpy": "numpy" in sys.modules,
+}))
+"""
+
+
+def tablestore_numpy(runs: int) -> None:
+    """``import tablestore`` as installed, and with numpy hidden: what its numpy import costs a cold start.
+
+    tablestore's flatbuffers code calls ``flatbuffers.compat.import_numpy()``, which imports numpy whenever it
+    is installed (tablestore declares it as a dependency); the product never calls the numpy accessors. The
+    hidden case runs on a copy of site-packages without ``numpy*`` (symbolic links), ``python -S``."""
+    import sysconfig
+
+    packages = Path(sysconfig.get_paths()["purelib"])
+    with tempfile.TemporaryDirectory() as tmp:
+        hidden = Path(tmp)
+        for entry in packages.iterdir():
+            if not entry.name.startswith("numpy"):
+                (hidden / entry.name).symlink_to(entry)
+        samples: dict[str, list[dict[str, Any]]] = {"installed": [], "hidden": []}
+        for _ in range(runs):
+            for case, path in (("installed", packages), ("hidden", hidden)):
+                command = [sys.executable, "-S", "-c", TABLESTORE_CHILD, str(path)]
+                result = subprocess.run(command, env=child_env(), capture_output=True, text=True, check=True)
+                samples[case].append(json.loads(result.stdout.strip().splitlines()[-1]))
+    print(f"import tablestore, {runs} fresh interpreters each (median wall and CPU time; peak RSS)")
+    for case, of in samples.items():
+        wall = statistics.median(s["seconds"] for s in of) * 1000
+        cpu = statistics.median(s["cpu"] for s in of) * 1000
+        rss = statistics.median(s["rss"] for s in of)
+        print(
+            f"  numpy {case:9s} {wall:6.0f}ms (cpu {cpu:4.0f}ms) {rss:4.0f}MiB  numpy loaded: {of[-1]['numpy']}"
+        )
+
+
 # --- part 2: first invocations on the local cloud ------------------------------------------------------------
 META = {
     "x-oss-meta-channel-type": "whatsapp",
@@ -383,10 +428,14 @@ def main() -> None:
     parser.add_argument("--clouds", type=int, default=3, help="local clouds in the cloud part (default 3)")
     parser.add_argument("--cloud-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--importtime", metavar="HANDLER", choices=HANDLERS, help="only the heaviest imports")
+    parser.add_argument("--numpy", action="store_true", help="only: import tablestore with and without numpy")
     args = parser.parse_args()
     roots = [Path(r).resolve() for r in args.root or [Path(__file__).resolve().parents[1]]]
     if args.importtime:
         importtime(roots, args.importtime, max(1, args.runs // 3))
+        return
+    if args.numpy:
+        tablestore_numpy(args.runs)
         return
     if args.cloud_only:
         part_cloud(roots[0], args.rows, args.clouds)
