@@ -148,9 +148,9 @@ def _default_chain_provider() -> Any:
 class OssClient:
     """One ``oss2`` auth per process; one ``oss2.Bucket`` per bucket name.
 
-    The settings are checked when the client is built; ``oss2`` (~0.3 s and ~15 MiB at a cold start, with
-    ``aliyunsdkcore`` and ``pycryptodome``) is imported, and the auth built, on first use: a function instance
-    builds this client once, and most sender and api invocations never touch OSS."""
+    The settings are checked when the client is built; ``oss2`` (with ``aliyunsdkcore`` and ``pycryptodome``,
+    the heaviest SDK after Tablestore's: ``bench/bench_coldstart.py``) is imported, and the auth built, on first
+    use: a function instance builds this client once, and most sender and api invocations never touch OSS."""
 
     def __init__(
         self,
@@ -175,9 +175,9 @@ class OssClient:
         self._buckets: dict[str, Any] = {}
 
     def _auth_v4(self) -> Any:
-        import oss2
-
         if self._auth is None:
+            import oss2
+
             access_key_id, access_key_secret, security_token = self._keys
             if access_key_id:
                 provider = oss2.credentials.StaticCredentialsProvider(
