@@ -12,15 +12,18 @@ Two parts, each per handler (``functions/ingest``, ``functions/sender``, ``funct
 2. **First invocations on the local cloud** (``--no-cloud`` skips it): the local FC runs the three functions
    from s.yaml in worker processes; a CSV is uploaded (ingest -> sender), then the job is read over the api
    function's HTTP trigger (``GET /jobs/ID``); then the same again with a second CSV, on the warm instances.
-   Prints per function: the handler import (the local FC's cold start record), the first invocation's
-   duration and the second's (the same work on a warm instance: the difference is what the first invocation
-   pays for building services and loading the SDKs its path uses), and the worker's peak RSS (``VmHWM``).
+   Prints per function, medians of ``--clouds`` fresh clouds: the handler import (the local FC's cold start
+   record), the first invocation's duration and the second's (the same work on a warm instance: the
+   difference is what the first invocation pays for building services and loading the SDKs its path uses),
+   the worker's CPU time from its start to the end of round one and in round two (steadier than durations on
+   a busy machine), and its peak RSS (``VmHWM``).
 
 Figures, not assertions: the machine is shared and noisy. ``--root`` measures another checkout with this same
 script; repeated, it compares them, the fresh interpreters of each root interleaved so that load hits them
 alike (the figure before a change: ``--root ../main --root .``)::
 
-    python bench/bench_coldstart.py                         # 15 interpreters per handler, and the cloud part
+    python bench/bench_coldstart.py                         # 15 interpreters per handler, and 3 clouds
+    python bench/bench_coldstart.py --root ../main --root . --runs 21          # before and after a change
     python bench/bench_coldstart.py --root ../main --root . --runs 21 --no-cloud
     python bench/bench_coldstart.py --importtime sender     # the heaviest imports (python -X importtime)
     python bench/bench_coldstart.py --importtime sender --root ../main --root . --runs 15
