@@ -146,7 +146,11 @@ def _default_chain_provider() -> Any:
 
 
 class OssClient:
-    """One ``oss2`` auth per process; one ``oss2.Bucket`` per bucket name."""
+    """One ``oss2`` auth per process; one ``oss2.Bucket`` per bucket name.
+
+    The settings are checked when the client is built; ``oss2`` (with ``aliyunsdkcore`` and ``pycryptodome``,
+    the heaviest SDK after Tablestore's: ``bench/bench_coldstart.py``) is imported, and the auth built, on first
+    use: a function instance builds this client once, and most sender and api invocations never touch OSS."""
 
     def __init__(
         self,
@@ -158,8 +162,6 @@ class OssClient:
         security_token: str = "",
         connect_timeout: float = 10.0,
     ) -> None:
-        import oss2
-
         if not region or not region.strip():
             raise OptionsError(
                 f"OSS endpoint {endpoint!r}: give the bucket's region ({env.CHATAPP_OSS_REGION}); "
@@ -168,14 +170,23 @@ class OssClient:
         self.endpoint = endpoint
         self.region = region.strip()
         self.connect_timeout = connect_timeout
-        if access_key_id:
-            provider = oss2.credentials.StaticCredentialsProvider(
-                access_key_id, access_key_secret, security_token or ""
-            )
-        else:
-            provider = _default_chain_provider()
-        self._auth = oss2.ProviderAuthV4(provider)
+        self._keys = (access_key_id, access_key_secret, security_token or "")
+        self._auth: Any = None
         self._buckets: dict[str, Any] = {}
+
+    def _auth_v4(self) -> Any:
+        if self._auth is None:
+            import oss2
+
+            access_key_id, access_key_secret, security_token = self._keys
+            if access_key_id:
+                provider = oss2.credentials.StaticCredentialsProvider(
+                    access_key_id, access_key_secret, security_token
+                )
+            else:
+                provider = _default_chain_provider()
+            self._auth = oss2.ProviderAuthV4(provider)
+        return self._auth
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ, **keys: Any) -> OssClient:
@@ -190,7 +201,7 @@ class OssClient:
             # enable_crc=False: oss2 only compares the CRC in get_object_to_file, yet computes it on every
             # streamed read and upload; without crcmod's C extension (FC's runtime) that is ~5 MB/s of CPU.
             self._buckets[name] = oss2.Bucket(
-                self._auth,
+                self._auth_v4(),
                 self.endpoint,
                 name,
                 connect_timeout=self.connect_timeout,

@@ -11,7 +11,6 @@ import json
 from enum import Enum
 from typing import Any, Literal
 
-import phonenumbers
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from chatapp_mass.core.errors import OptionsError
@@ -86,6 +85,8 @@ class IntakeOptions(BaseModel):
     def _known_region(cls, value: str | None) -> str | None:
         if value is None:
             return None
+        import phonenumbers  # here: options are parsed on paths that read no number (sender, api)
+
         code = value.strip().upper()
         if code not in phonenumbers.SUPPORTED_REGIONS:
             raise ValueError(

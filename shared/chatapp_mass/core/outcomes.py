@@ -32,9 +32,6 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-import requests
-import urllib3.exceptions
-
 
 class OutcomeKind(str, Enum):
     sent = "sent"
@@ -173,7 +170,13 @@ def gateway_refusal(page: str) -> SendOutcome | None:
 
 def classify_transport_error(exc: BaseException) -> SendOutcome:
     """A call that got no usable reply. The SDK wraps all of these alike (``UnretryableException``, the
-    transport error in ``__context__``), so the chain is searched for what really happened."""
+    transport error in ``__context__``), so the chain is searched for what really happened.
+
+    ``requests`` and ``urllib3`` are imported here, not with the module: only a failed SDK call gets here, and
+    the SDK has loaded them by then; a function that never calls CAMS never pays for them at a cold start."""
+    import requests
+    import urllib3.exceptions
+
     chain = _chain(exc)
     name = type(chain[-1]).__name__
     text = f"{name}: {chain[-1]}"[:500]

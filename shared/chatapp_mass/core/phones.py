@@ -1,5 +1,6 @@
-"""Phone numbers: normalization to the API's E.164-without-plus form, masking for logs, and the
-"phone number as written" test the report uses against formula injection.
+"""Phone numbers: normalization to the API's E.164-without-plus form with ``phonenumbers``. Masking for logs
+and the "phone number as written" test of the report are string rules that live in
+:mod:`chatapp_mass.core.phone_text` (so logs and reports never import the library) and are re-exported here.
 
 Reading rules (:func:`normalize_number`):
 
@@ -27,6 +28,8 @@ from typing import Any
 
 import phonenumbers
 from phonenumbers import PhoneNumberFormat
+
+from chatapp_mass.core.phone_text import looks_like_phone_as_written, mask_number
 
 __all__ = ["normalize_number", "describe_invalid", "mask_number", "looks_like_phone_as_written"]
 
@@ -281,36 +284,3 @@ def describe_invalid(raw: str, default_country: str | None) -> str:
     else:
         how = f"read as a national number of {region}; write other countries' numbers with +CC"
     return f"not a valid phone number ({how})"
-
-
-def mask_number(value: str) -> str:
-    """A number or user id with its middle masked, for logs: ``8613866661234`` -> ``+86138****1234``.
-
-    Digit strings of 7 to 15 digits (optionally with '+') are phone numbers: country code and first
-    digits kept, last 4 kept. Anything else (page-scoped ids, names) keeps at most its first 3 and
-    last 4 characters, and at least half of it is masked.
-    """
-    text = str(value).strip()
-    digits = text[1:] if text[:1] == "+" else text
-    length = len(digits)
-    if digits.isascii() and digits.isdigit() and 7 <= length <= 15:
-        head = max(1, min(5, length - 8))
-        return "+" + digits[:head] + "*" * (length - head - 4) + digits[-4:]
-    length = len(text)
-    head = min(3, length // 4)
-    tail = min(4, length // 4)
-    return text[:head] + "*" * (length - head - tail) + text[length - tail :]
-
-
-_AS_WRITTEN = re.compile(r"\+?[0-9(][0-9 ().\-]*[0-9]")
-
-
-def looks_like_phone_as_written(value: str) -> bool:
-    """Whether a cell is a phone number as people write it: ``+44 20 7946 0958``, ``+1 (415) 555-2671``.
-
-    An optional leading '+', then digits with spaces, dashes, dots and parentheses, 7 to 15 digits,
-    ending with a digit. A cell starting with '-' (or holding anything else) is not.
-    """
-    if _AS_WRITTEN.fullmatch(value) is None:
-        return False
-    return 7 <= sum(c.isdigit() for c in value) <= 15

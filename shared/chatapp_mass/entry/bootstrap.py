@@ -1,17 +1,26 @@
-"""The composition root: the one place real adapters are built. Tests and the demo pass their own."""
+"""The composition root: the one place real adapters are built. Tests and the demo pass their own.
+
+Each adapter (and so its SDK) is imported by the function that builds it, not with this module: a function's
+handler imports this module, and a cold start should pay only for what its invocations build
+(``bench/bench_coldstart.py``; ``tests/unit/test_coldstart.py`` guards it). The types are for the checker.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
-from chatapp_mass.adapters.cams import CamsClient, CamsSettings, parse_endpoint
-from chatapp_mass.adapters.oss import OssClient
 from chatapp_mass.core.errors import OptionsError
 from chatapp_mass.runtime import env
-from chatapp_mass.store.interface import Store
+
+if TYPE_CHECKING:
+    from chatapp_mass.adapters.cams import CamsClient
+    from chatapp_mass.adapters.fc import Invoker
+    from chatapp_mass.adapters.oss import OssClient
+    from chatapp_mass.services.jobs import FunctionSettings
+    from chatapp_mass.store.interface import Store
 
 
 @dataclass
@@ -22,6 +31,8 @@ class Services:
 
     def oss_client(self) -> OssClient:
         if self.oss is None:
+            from chatapp_mass.adapters.oss import OssClient
+
             self.oss = OssClient.from_env()
         return self.oss
 
@@ -119,6 +130,8 @@ def static_credential(access_key_id: str, access_key_secret: str, security_token
 def cams_client_for(endpoint: str, credentials: Any, **settings: Any) -> CamsClient:
     """A CAMS client for an explicit endpoint URL (``http://127.0.0.1:PORT``) and explicit credentials (an
     object with ``access_key_id``, ``access_key_secret``, ``security_token``: the local CAMS's)."""
+    from chatapp_mass.adapters.cams import CamsClient, CamsSettings, parse_endpoint
+
     host, protocol = parse_endpoint(endpoint)
     return CamsClient(
         CamsSettings(endpoint=host, protocol=protocol, **settings),
@@ -138,6 +151,8 @@ def build_services(
 ) -> Services:
     """Builds what is not passed: the store from ``store_url`` (or ``CHATAPP_STORE``), the CAMS client from the
     environment (endpoint, region) with ``credential`` or the default credential chain."""
+    from chatapp_mass.adapters.cams import CamsClient, CamsSettings
+
     if store is None:
         store = open_store(store_url or environ.get(env.CHATAPP_STORE) or env.DEFAULT_STORE, environ)
     if cams is None:
@@ -153,8 +168,8 @@ class FunctionServices:
     store: Store
     cams: CamsClient
     oss: OssClient
-    invoker: Any  # chatapp_mass.adapters.fc.Invoker
-    settings: Any  # chatapp_mass.services.jobs.FunctionSettings
+    invoker: Invoker
+    settings: FunctionSettings
 
 
 def function_services(environ: Mapping[str, str] = os.environ, credential: Any = None) -> FunctionServices:
@@ -163,7 +178,9 @@ def function_services(environ: Mapping[str, str] = os.environ, credential: Any =
     FC puts the role's STS credentials in ``ALIBABA_CLOUD_*`` variables on every runtime (python3.12 has
     no ``context.credentials``); the default chain reads them. ``credential`` is for an explicit one (a
     handler on python3.10 may pass ``context.credentials``)."""
+    from chatapp_mass.adapters.cams import CamsClient, CamsSettings
     from chatapp_mass.adapters.fc import FcInvoker, FcSettings
+    from chatapp_mass.adapters.oss import OssClient
     from chatapp_mass.services.jobs import FunctionSettings
 
     oss_keys: dict[str, str] = {}

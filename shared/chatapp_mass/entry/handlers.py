@@ -1,8 +1,11 @@
 """The Function Compute entry points' bodies: decode the event at the edge, call the core, log the outcome.
 
-``functions/ingest/index.py`` and ``functions/sender/index.py`` are one-line adapters onto these. Services
-are built once per instance (on the first invocation, not at import: a cold start stays short and a bad
-setting fails the invocation with its message instead of the import). Each runs inside
+``functions/<key>/index.py`` are one-line adapters onto these. Services are built once per instance (on the
+first invocation, not at import: a bad setting fails the invocation with its message instead of the import).
+Importing this module loads the logs and nothing else of the package (no SDK, no pydantic): each handler
+imports its own service when first called, so the ingest never loads the HTTP API, the sender neither the
+ingest nor the API, and an SDK is loaded by the first call that needs it (``bench/bench_coldstart.py``,
+``tests/unit/test_coldstart.py``). Each runs inside
 :func:`chatapp_mass.runtime.logs.invocation`, so every log line of the invocation carries FC's request id and the
 function name.
 """
@@ -13,10 +16,12 @@ import json
 import logging
 import os
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from chatapp_mass.entry.bootstrap import FunctionServices, function_services
 from chatapp_mass.runtime import logs
+
+if TYPE_CHECKING:
+    from chatapp_mass.entry.bootstrap import FunctionServices
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +35,8 @@ _services: FunctionServices | None = None
 def services() -> FunctionServices:
     global _services
     if _services is None:
+        from chatapp_mass.entry.bootstrap import function_services
+
         logs.configure(os.environ.get("CHATAPP_LOG_LEVEL", "INFO"))
         _services = function_services()
     return _services

@@ -70,7 +70,6 @@ from chatapp_mass.adapters.cams import CamsClient
 from chatapp_mass.adapters.fc import Invoker
 from chatapp_mass.adapters.oss import OssClient, OssLocation, SourceError
 from chatapp_mass.core.errors import ChatAppMassError, CsvFileError, OptionsError
-from chatapp_mass.core.intake import JsonRecipients
 from chatapp_mass.runtime import env
 from chatapp_mass.services.jobs import (
     Dispatch,
@@ -458,6 +457,8 @@ class JobsApi:
         if submission.source is not None:
             job = self._submit_source(job_id, submission.source, options, intake, fingerprint, scheduled_at)
         else:
+            from chatapp_mass.core.intake import JsonRecipients  # the file readers: only a submission plans
+
             if csv_body is not None:
                 source, read_rows, open_stream = f"http:{job_id}.csv", None, (lambda: io.BytesIO(csv_body))
             else:

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator, Mapping
 from types import MappingProxyType
 from typing import Any, TypeVar
 
-from chatapp_mass.core.phones import mask_number
+from chatapp_mass.core.phone_text import mask_number
 
 T = TypeVar("T")
 

@@ -5,6 +5,9 @@ batches (``pending``, at most ``batch_size`` recipients and ``max_request_bytes`
 written by one planner at a time, under a lease (:func:`plan_job`). The plan is a pure function of the file
 and of the settings fixed in the job row, so a planner that lost its lease writes the same bytes as the
 owner. Sending is :mod:`.dispatch`'s.
+
+The file readers (:mod:`chatapp_mass.core.intake`, and with them ``phonenumbers``) are imported by the functions
+that read a file: the sender and the api import this module for its job-level helpers and read none.
 """
 
 from __future__ import annotations
@@ -18,7 +21,6 @@ from dataclasses import dataclass, replace
 from typing import IO, Any
 
 from chatapp_mass.core.errors import CsvFileError
-from chatapp_mass.core.intake import RecipientReader, sha256_of
 from chatapp_mass.core.options import IntakeOptions, JobOptions, job_identity
 from chatapp_mass.core.planning import API_MAX_RECIPIENTS, BODY_BUDGET, BatchPlanner, encoded_size, fits_alone
 from chatapp_mass.runtime import faults
@@ -103,6 +105,8 @@ def plan_job(
     if identity is not None:
         job_id, content_sha = identity
     else:
+        from chatapp_mass.core.intake import sha256_of
+
         with open_stream() as stream:
             content_sha = sha256_of(stream)
         job_id = job_identity(content_sha, options, intake)
@@ -229,6 +233,8 @@ def _plan_owned(
                 records = read_rows()
             else:
                 assert stream is not None  # opened above whenever there is no read_rows
+                from chatapp_mass.core.intake import RecipientReader
+
                 records = RecipientReader(
                     stream, source=job.source, channel=options.channel_type, intake=intake
                 )

@@ -7,7 +7,7 @@ import time
 from collections.abc import Iterable
 from typing import IO, Any
 
-from chatapp_mass.core.phones import looks_like_phone_as_written
+from chatapp_mass.core.phone_text import looks_like_phone_as_written
 from chatapp_mass.store.interface import OPEN_STATUSES, BatchStatus, JobRecord, ReportRow, Store
 
 COLUMNS = ("line", "to", "status", "group_message_id", "code", "message")
