@@ -13,12 +13,8 @@ from hypothesis import strategies as st
 from phonenumbers import PhoneNumberFormat, PhoneNumberType
 
 from chatapp_mass.core import phones
-from chatapp_mass.core.phones import (
-    describe_invalid,
-    looks_like_phone_as_written,
-    mask_number,
-    normalize_number,
-)
+from chatapp_mass.core.phone_text import looks_like_phone_as_written, mask_number
+from chatapp_mass.core.phones import describe_invalid, normalize_number
 
 FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

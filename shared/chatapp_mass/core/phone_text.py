@@ -1,7 +1,7 @@
 """Phone numbers as text: masking for logs and spotting a number as people write it (the report's guard
 against formula injection). String rules only, no ``phonenumbers``: the logs and the report run on every
 function's path, the library only where numbers are read (intake); importing it costs a cold start ~40 ms
-and ~10 MiB (``bench/bench_coldstart.py``). :mod:`chatapp_mass.core.phones` re-exports both names.
+and ~10 MiB (``bench/bench_coldstart.py``).
 """
 
 from __future__ import annotations

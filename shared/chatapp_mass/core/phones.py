@@ -1,6 +1,6 @@
 """Phone numbers: normalization to the API's E.164-without-plus form with ``phonenumbers``. Masking for logs
-and the "phone number as written" test of the report are string rules that live in
-:mod:`chatapp_mass.core.phone_text` (so logs and reports never import the library) and are re-exported here.
+and the "phone number as written" test of the report are string rules in :mod:`chatapp_mass.core.phone_text`
+(so logs and reports never import the library).
 
 Reading rules (:func:`normalize_number`):
 
@@ -29,9 +29,7 @@ from typing import Any
 import phonenumbers
 from phonenumbers import PhoneNumberFormat
 
-from chatapp_mass.core.phone_text import looks_like_phone_as_written, mask_number
-
-__all__ = ["normalize_number", "describe_invalid", "mask_number", "looks_like_phone_as_written"]
+__all__ = ["normalize_number", "describe_invalid"]
 
 # Formatting characters a number may be written with: ASCII and Unicode spaces, dashes, dots, parentheses.
 _FORMATTING = (

@@ -144,7 +144,7 @@ def run_cloud(args: argparse.Namespace, *, out: IO[str], err: IO[str]) -> int:
         write_sample_csv(handle, args.rows)
     print(f"demo: wrote {args.rows:,} sample rows to {csv_path}", file=err)
     cams_options = {"latency": args.latency, "latency_jitter": 0.5 if args.latency else 0.0}
-    function_env = {"CHATAPP_QPS": str(args.qps), "CHATAPP_BATCH_SIZE": str(args.batch_size)}
+    function_env = {env.CHATAPP_QPS: str(args.qps), env.CHATAPP_BATCH_SIZE: str(args.batch_size)}
     with LocalCloud(
         s_yaml=args.s_yaml, cams_options=cams_options, function_environment=function_env
     ) as cloud:

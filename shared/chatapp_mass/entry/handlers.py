@@ -18,10 +18,11 @@ import os
 import time
 from typing import TYPE_CHECKING, Any
 
-from chatapp_mass.runtime import logs
+from chatapp_mass.runtime import env, logs
 
 if TYPE_CHECKING:
     from chatapp_mass.entry.bootstrap import FunctionServices
+    from chatapp_mass.entry.http_api import ApiSettings
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ def services() -> FunctionServices:
     if _services is None:
         from chatapp_mass.entry.bootstrap import function_services
 
-        logs.configure(os.environ.get("CHATAPP_LOG_LEVEL", "INFO"))
+        logs.configure(os.environ.get(env.CHATAPP_LOG_LEVEL, "INFO"))
         _services = function_services()
     return _services
 
@@ -102,10 +103,10 @@ def _api(event: bytes, context: Any) -> Any:
     return JobsApi(s.store, s.oss, s.invoker, s.settings, _api_settings(), cams=s.cams).handle(request)
 
 
-_api_settings_cached: Any | None = None
+_api_settings_cached: ApiSettings | None = None
 
 
-def _api_settings() -> Any:
+def _api_settings() -> ApiSettings:
     global _api_settings_cached
     if _api_settings_cached is None:
         from chatapp_mass.entry.http_api import ApiSettings

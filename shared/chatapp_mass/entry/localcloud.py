@@ -111,9 +111,7 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 # --- `chatapp-mass local-cloud` -------------------------------------------------------------------------
-def add_arguments(parser: Any) -> None:
-    import argparse
-
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--cams-port", type=int, default=0, help="CAMS port (default 0: any free port)")
     parser.add_argument("--oss-port", type=int, default=0, help="OSS port (default 0: any free port)")
