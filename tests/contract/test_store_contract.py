@@ -201,6 +201,26 @@ def test_rate_window_peek_records_nothing_and_force_records_over_the_limit(store
     assert store.rate_acquire("k", 2, 1.0, lambda: 101.3) == pytest.approx(0.2)  # 100.5 still counts
 
 
+def test_rate_reserve_holds_a_slot_until_its_departure_is_recorded(store: Store) -> None:
+    at = [100.0]
+    clock = lambda: at[0]
+    assert store.rate_reserve("k", 2, 1.0, clock, token="a", lead=0.1) == (True, 100.0)
+    assert store.rate_reserve("k", 2, 1.0, clock, token="b", lead=0.1) == (True, 100.0)
+    at[0] = 100.5
+    refused = store.rate_reserve("k", 2, 1.0, clock, token="c", lead=0.1)
+    assert not refused.granted  # both holds count as departing no earlier than now
+    store.rate_depart("k", "a", 100.2, clock)
+    store.rate_depart("k", "b", 100.3, clock)
+    assert store.rate_reserve("k", 2, 1.0, clock, token="c", lead=0.1) == pytest.approx((False, 0.6))
+    at[0] = 101.12  # within the lead of the slot that "a"'s departure frees at 101.2
+    granted = store.rate_reserve("k", 2, 1.0, clock, token="c", lead=0.1)
+    assert granted.granted and granted.at == pytest.approx(101.2)
+    assert store.rate_acquire("k", 2, 1.0, clock, peek=True) > 0  # the old pacer sees the hold too
+    store.rate_depart("k", "c", 101.0, clock)  # never earlier than its slot: counted at 101.2
+    at[0] = 102.1
+    assert store.rate_acquire("k", 1, 1.0, clock, peek=True) == pytest.approx(0.1)
+
+
 def test_limiter_runs_before_just_ahead_of_the_slot_and_not_when_stopped(store: Store) -> None:
     now = [1000.0]
     limiter = SlidingWindowLimiter(

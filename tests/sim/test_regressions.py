@@ -114,7 +114,7 @@ def test_stale_claimant_never_calls(open_store: Any) -> None:
     script = [
         ("P", None),
         ("A", {"store.rate_acquire"}),
-        ("A", {"store.rate_acquire"}),  # marked sending; its stamp is next
+        ("A", {"store.rate_reserve"}),  # marked sending; its grant is next
         ("@pause", "A", CLAIM_TTL + 30),
         ("S", None),
         ("B", None),

@@ -125,6 +125,9 @@ class PreparedCall:
 
     attempt: Callable[[], SendOutcome]
     recipients: list[dict[str, Any]]
+    # True: the request goes out through http.client, so ``transport.departing`` holds its first byte
+    # until its slot and sees it leave; a fake without HTTP is called at its slot by the engine instead.
+    gated: bool = False
 
     def __call__(self) -> SendOutcome:
         return self.attempt()
@@ -213,7 +216,7 @@ class CamsClient:
             body = response.body.to_map() if response.body is not None else {}
             return classify_reply(response.status_code or 200, body)
 
-        return PreparedCall(call, recipients)
+        return PreparedCall(call, recipients, gated=True)
 
     def send(
         self, options: JobOptions, recipients: list[dict[str, Any]], *, task_id: str | None = None

@@ -61,9 +61,7 @@ CHATAPP_CLAIM_TTL = "CHATAPP_CLAIM_TTL"  # seconds a sender's claim on a batch l
 CHATAPP_SWEEP_IDLE = (
     "CHATAPP_SWEEP_IDLE"  # seconds without a batch change before the timer starts a sender, default 120
 )
-CHATAPP_RATE_MARGIN = (
-    "CHATAPP_RATE_MARGIN"  # seconds added to the limiter's 1 s window, default 0.06 (see ratelimit)
-)
+CHATAPP_RATE_MARGIN = "CHATAPP_RATE_MARGIN"  # least margin added to the 1 s window, default 0.01 (ratemargin)
 CHATAPP_ERROR_THRESHOLD = (
     "CHATAPP_ERROR_THRESHOLD"  # pause a job above this share of failed recipients (0.2, 20%; 0 = off)
 )

@@ -30,6 +30,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
 from chatapp_mass.adapters.cams import CamsClient, PreparedCall, batch_task_id
+from chatapp_mass.adapters.transport import Departure, departing
 from chatapp_mass.core.errors import StoreError
 from chatapp_mass.core.options import JobOptions
 from chatapp_mass.core.outcomes import OutcomeKind, SendOutcome
@@ -37,7 +38,7 @@ from chatapp_mass.runtime import faults, logs
 from chatapp_mass.services.lease import CLOCK_SKEW, Heartbeat, owner_id, owner_is_dead
 from chatapp_mass.services.parts import finish_split, halves, split_batch
 from chatapp_mass.services.plan import REAL, Runtime
-from chatapp_mass.services.ratelimit import SlidingWindowLimiter
+from chatapp_mass.services.ratelimit import DEFAULT_MARGIN, SlidingWindowLimiter, Slot
 from chatapp_mass.store.interface import (
     OPEN_STATUSES,
     BatchRecord,
@@ -57,15 +58,11 @@ class DispatchSettings:
     concurrency: int = 0  # 0 = enough calls in flight to hold the rate at multi-second latency
     max_stall: float = 600.0
     claim_ttl: float = 300.0  # longer than any one call (read timeout) plus its token wait
-    rate_margin: float = 0.06
+    rate_margin: float = DEFAULT_MARGIN  # the floor of the learned margin (ratemargin)
     # Pause the job when more than this share of the recipients tried failed (0 = never), once at least
     # error_threshold_min recipients (or a tenth of the job, if fewer) were tried.
     error_threshold: float = 0.0
     error_threshold_min: int = 1000
-    # A slot is stamped for the request's arrival. The batch is marked ``sending`` just before its slot
-    # (SlidingWindowLimiter.acquire's ``before``); if the stamp's own store write still left the request
-    # later than this behind the stamp (a busy store), the slot is given up unused rather than spent late.
-    slot_max_age: float = 0.015
 
     @property
     def workers(self) -> int:
@@ -82,7 +79,7 @@ class Snapshot:
     uncertain: int = 0
     calls: int = 0
     throttled: int = 0
-    late_slots: int = 0  # rate slots given up because the store was slow to mark the batch sending
+    late_slots: int = 0  # always 0 since the window counts departures (issue 14): a late slot is safe now
     splits: list[int] = field(default_factory=list)  # batches this run split (refused for one recipient)
     started: float = field(default_factory=time.time)
     sent_at_start: int = 0
@@ -529,9 +526,7 @@ class JobRunner:
             )
             leader = False if self.inline else self._first_call_turn()
             try:
-                self._attempt_until_resolved(
-                    job_id, seq, [line for line, _ in rows], call, snapshot, cold=leader
-                )
+                self._attempt_until_resolved(job_id, seq, [line for line, _ in rows], call, snapshot)
             finally:
                 if leader:
                     # The process is warm now (SDKs imported, session built): what exists now lives as long
@@ -582,12 +577,10 @@ class JobRunner:
         A process's first SDK call builds the HTTP session (TLS context, connection pool: tens of ms of
         CPU). Ten workers doing that at once hold each other up for ~0.3 s *after* taking their slots, so
         their requests arrive bunched against the next second's and the service sees more than the limit
-        in one window. Returns True for the leader, who must set ``_first_call_done`` when finished. The
-        leader's own cold call may still arrive late against its slot (seen: 110 ms), so it is counted
-        twice: once at its slot and once more, *recorded even over the limit*, when it returns (by then it
-        has certainly arrived, so every later slot's window that could hold its arrival holds one of the
-        two). Taking a second ordinary slot instead was not enough: with another process sending, that
-        slot came only after the window it had to protect. It costs one slot per process.
+        in one window. Returns True for the leader, who must set ``_first_call_done`` when finished. Since
+        the window counts departures (issue 14) a late call can no longer bunch arrivals (the leader's own
+        cold call was counted twice for that before); going alone still keeps the warm-up from delaying
+        the first second's calls.
         """
         if _first_call_done.is_set():
             return False
@@ -604,8 +597,6 @@ class JobRunner:
         lines: list[int],
         call: PreparedCall,
         snapshot: Snapshot,
-        *,
-        cold: bool = False,
     ) -> None:
         store, ttl, claims = self.store, self.settings.claim_ttl, self.claims
         assert claims is not None
@@ -633,10 +624,10 @@ class JobRunner:
                     claims.hold(seq, until)
                 return marked[-1]
 
-            stamped = None
+            slot: Slot | None = None
             if not self.halt.is_set() and not self._stalled(job_id):
                 try:
-                    stamped = self.limiter.acquire(None if self.inline else self.halt, before=mark_sending)
+                    slot = self.limiter.reserve(None if self.inline else self.halt, before=mark_sending)
                 except StoreError:
                     self._hand_back_unsent(job_id, seq)
                     raise
@@ -645,46 +636,18 @@ class JobRunner:
                     "stale claim: not marked sending, not sent", extra={"job_id": job_id, "batch": seq}
                 )
                 return  # the claim was taken from us (expired): never send without it
-            if stamped is None:
+            if slot is None:
                 self._give_back(job_id, seq, [BatchStatus.claimed])
                 return
-            if self.clock() - stamped > self.settings.slot_max_age:  # too late to spend it: see slot_max_age
-                if not store.transition_batch(
-                    job_id,
-                    seq,
-                    expect=[BatchStatus.sending],
-                    to=BatchStatus.claimed,
-                    expect_owner=self.owner,
-                    attempts=-1,
-                ):
-                    log.warning(
-                        "stale claim: slot given up, batch not ours any more",
-                        extra={"job_id": job_id, "batch": seq},
-                    )
-                    return
-                with self._lock:
-                    snapshot.late_slots += 1
-                continue
             if not claims.valid(seq):
                 # Paused or starved past our own lease while waiting for the slot: someone may hold the
                 # batch now (or have marked it uncertain). Never call without a valid claim.
+                slot.depart(self.clock())  # counted all the same: nothing may rely on it not being
                 log.warning("claim expired before the call: not sent", extra={"job_id": job_id, "batch": seq})
                 self._give_back(job_id, seq, [BatchStatus.sending, BatchStatus.uncertain])
                 return
             faults.checkpoint("sender.sending")
-            log.debug(
-                "calling CAMS",
-                extra={
-                    "job_id": job_id,
-                    "batch": seq,
-                    "slot": round(stamped, 4),
-                    "slot_age": round(self.clock() - stamped, 4),
-                },
-            )
-            outcome = call()
-            if cold:  # see _first_call_turn; first thing after the return: a crash later must not lose it
-                cold = False
-                self.limiter.record()
+            outcome = self._call_in_slot(call, slot)
             faults.checkpoint("sender.after_call")
             with self._lock:
                 snapshot.calls += 1
@@ -716,6 +679,43 @@ class JobRunner:
             else:
                 self._record(job_id, seq, len(lines), outcome, snapshot)
             return
+
+    def _call_in_slot(self, call: PreparedCall, slot: Slot) -> SendOutcome:
+        """Make the call in its slot and record its departure (``ratelimit``, ``adapters.transport``).
+
+        Nothing but the SDK's own request path lies between the grant and the first byte: the request was
+        built before the slot, the batch marked ``sending`` in the slot's lead, and the HTTP layer holds the
+        first byte until ``not_before``. The departure is recorded as soon as the request is written (in
+        ``getresponse``), else when the call returns: a call that wrote nothing (connection refused) or a
+        store that failed there is still counted, at the latest time it can have left."""
+        departure = Departure(
+            slot.not_before, clock=self.clock, sleep=self.runtime.sleep, on_sent=slot.depart
+        )
+        if getattr(call, "gated", False):
+            with departing(departure):
+                outcome = call()
+        else:  # no HTTP to hold: wait for the slot here
+            departure.before_first_send()
+            outcome = call()
+            departure.after_first_send()
+        if slot.departed_at is None:
+            try:
+                slot.depart(departure.sent_at if departure.sent_at is not None else self.clock())
+            except StoreError:  # its hold still counts, as departing at the latest HOLD_MAX after its slot
+                log.warning("departure not recorded: the store failed", exc_info=True)
+        if outcome.kind is OutcomeKind.throttled:
+            self.limiter.refused()
+        elif outcome.kind is not OutcomeKind.not_sent and outcome.kind is not OutcomeKind.uncertain:
+            self.limiter.accepted()
+        log.debug(
+            "CAMS called",
+            extra={
+                "slot": round(slot.not_before, 4),
+                "left": departure.first_byte,
+                "sent": departure.sent_at,
+            },
+        )
+        return outcome
 
     def _hand_back_unsent(self, job_id: str, seq: int) -> None:
         """The store failed between the claim and the call (marking it ``sending``, or the rate window): no

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import Any, NamedTuple
 
 
 class JobStatus(str, Enum):
@@ -271,6 +271,14 @@ def check_counts(deltas: dict[str, int]) -> dict[str, int]:
     return {name: deltas.get(name, 0) for name in JOB_COUNTERS}
 
 
+class RateGrant(NamedTuple):
+    """``Store.rate_reserve``'s answer: ``granted`` with ``at`` the slot's time, or not with ``at`` the seconds
+    to wait before asking again."""
+
+    granted: bool
+    at: float
+
+
 class Store(abc.ABC):
     # jobs
     @abc.abstractmethod
@@ -387,6 +395,26 @@ class Store(abc.ABC):
         ``force``: record an attempt at ``now`` even over the limit (an attempt known to have happened
         later than its slot said: see ``JobRunner._first_call_turn``); returns 0.0.
         """
+
+    @abc.abstractmethod
+    def rate_reserve(
+        self, key: str, limit: int, window: float, clock: Callable[[], float], *, token: str, lead: float
+    ) -> RateGrant:
+        """Grant a slot for a call that will leave within ``lead`` seconds, counted at its departure.
+
+        The window (``ratewindow``) counts departures and holds (granted slots not yet departed, each
+        counting as departing no earlier than now). If the next slot (``ratewindow.next_slot``) is at most
+        ``lead`` seconds away, a hold named ``token`` is recorded with that slot as its ``not_before`` and
+        the grant says so (``granted``, ``at`` = the slot: the call must not leave before it); else nothing
+        is recorded and ``at`` is the seconds to wait before asking again. ``now`` is read as for
+        ``rate_acquire``. Atomic across every process sharing the store.
+        """
+
+    @abc.abstractmethod
+    def rate_depart(self, key: str, token: str, at: float, clock: Callable[[], float]) -> None:
+        """The call of hold ``token`` left at ``at``: the hold becomes a departure at ``at`` (never earlier
+        than its ``not_before``). A hold already gone (expired, or departed) is recorded as a departure all
+        the same: every attempt counts. Idempotent for one token only while its hold exists."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""

@@ -22,6 +22,7 @@ from dataclasses import asdict, fields
 from typing import Any
 
 from chatapp_mass.core.errors import StoreError
+from chatapp_mass.store import ratewindow
 from chatapp_mass.store.interface import (
     JOB_COUNTERS,
     BatchRecord,
@@ -29,6 +30,7 @@ from chatapp_mass.store.interface import (
     JobRecord,
     JobStatus,
     Leaves,
+    RateGrant,
     ReportRow,
     RowRecord,
     RowStatus,
@@ -97,6 +99,12 @@ CREATE TABLE IF NOT EXISTS rate_events (
     at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS rate_events_by_key ON rate_events (key, at);
+CREATE TABLE IF NOT EXISTS rate_holds (
+    key TEXT NOT NULL,
+    token TEXT NOT NULL,
+    not_before REAL NOT NULL,
+    PRIMARY KEY (key, token)
+);
 """
 
 _JOB_FIELDS = [f.name for f in fields(JobRecord)]
@@ -498,27 +506,61 @@ class SqliteStore(Store):
         conn = self._conn()
         if peek:
             now = clock()
-            recent: list[float] = [
-                row[0]
-                for row in conn.execute(
-                    "SELECT at FROM rate_events WHERE key=? AND at>? ORDER BY at", (key, now - window)
-                )
-            ]
-            return 0.0 if len(recent) < limit else max(recent[len(recent) - limit] + window - now, 0.001)
+            times = self._rate_counted(conn, key, window, now)
+            return 0.0 if len(times) < limit else max(times[len(times) - limit] + window - now, 0.001)
         with _transaction(conn, immediate=True):
             now = clock()  # under the write lock (see Store.rate_acquire)
-            conn.execute("DELETE FROM rate_events WHERE key=? AND at<=?", (key, now - max(window, 1.0) * 10))
-            recent = [
-                row[0]
-                for row in conn.execute(
-                    "SELECT at FROM rate_events WHERE key=? AND at>? ORDER BY at", (key, now - window)
-                )
-            ]
-            if len(recent) < limit or force:
+            self._rate_prune(conn, key, window, now)
+            times = self._rate_counted(conn, key, window, now)
+            if len(times) < limit or force:
                 conn.execute("INSERT INTO rate_events (key, at) VALUES (?,?)", (key, now))
                 return 0.0
             # The slot frees when the (len - limit + 1)-th newest leaves the window.
-            return max(recent[len(recent) - limit] + window - now, 0.001)
+            return max(times[len(times) - limit] + window - now, 0.001)
+
+    def rate_reserve(
+        self, key: str, limit: int, window: float, clock: Callable[[], float], *, token: str, lead: float
+    ) -> RateGrant:
+        conn = self._conn()
+        with _transaction(conn, immediate=True):
+            now = clock()  # under the write lock
+            self._rate_prune(conn, key, window, now)
+            slot = ratewindow.next_slot(self._rate_counted(conn, key, window, now), limit, window, now)
+            if slot - now > lead:
+                return RateGrant(False, max(slot - now - lead, 0.001))
+            conn.execute(
+                "INSERT OR REPLACE INTO rate_holds (key, token, not_before) VALUES (?,?,?)",
+                (key, token, slot),
+            )
+            return RateGrant(True, slot)
+
+    def rate_depart(self, key: str, token: str, at: float, clock: Callable[[], float]) -> None:
+        conn = self._conn()
+        with _transaction(conn, immediate=True):
+            row = conn.execute(
+                "SELECT not_before FROM rate_holds WHERE key=? AND token=?", (key, token)
+            ).fetchone()
+            conn.execute("DELETE FROM rate_holds WHERE key=? AND token=?", (key, token))
+            conn.execute(
+                "INSERT INTO rate_events (key, at) VALUES (?,?)", (key, max(at, row[0]) if row else at)
+            )
+
+    @staticmethod
+    def _rate_counted(conn: sqlite3.Connection, key: str, window: float, now: float) -> list[float]:
+        departures = [
+            row[0]
+            for row in conn.execute("SELECT at FROM rate_events WHERE key=? AND at>?", (key, now - window))
+        ]
+        holds = [row[0] for row in conn.execute("SELECT not_before FROM rate_holds WHERE key=?", (key,))]
+        return ratewindow.counted(departures, holds, now, window)
+
+    @staticmethod
+    def _rate_prune(conn: sqlite3.Connection, key: str, window: float, now: float) -> None:
+        conn.execute("DELETE FROM rate_events WHERE key=? AND at<=?", (key, now - max(window, 1.0) * 10))
+        conn.execute(
+            "DELETE FROM rate_holds WHERE key=? AND not_before<=?",
+            (key, now - window - ratewindow.HOLD_MAX),
+        )
 
     # --- the timer at any scale, per-job counters (issue 11) ---------------------------------------------
     def jobs_in(self, statuses: Iterable[JobStatus], limit: int | None = None) -> list[JobRecord]:

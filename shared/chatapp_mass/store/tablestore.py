@@ -57,7 +57,9 @@ How the interface's promises are kept:
   100,000 finished jobs cost nothing. See "the job_status index" below for how it is kept.
 - **The rate window** is one row per key: the last ``limit`` stamps and a version. Acquire reads it, reads
   the clock, and writes the new stamp list with "version unchanged" as the condition; a lost race re-reads.
-  The stamp is read after the row, so it is never earlier than any stamp it was compared with.
+  The stamp is read after the row, so it is never earlier than any stamp it was compared with. Reserve and
+  depart (departure counting, ``ratewindow``) keep the holds in a ``holds`` column (JSON token -> not_before)
+  of the same row, written under the same version condition; a reader that predates it ignores the column.
 
 - **Tables** are created at deploy time, not at a function's cold start: table-metadata operations are limited
   to 10 per second per instance (a burst of cold starts each listing the tables would be refused with
@@ -95,6 +97,7 @@ import urllib3
 
 from chatapp_mass.core.errors import OptionsError, StoreError
 from chatapp_mass.runtime import env, logs
+from chatapp_mass.store import ratewindow
 from chatapp_mass.store.interface import (
     JOB_COUNTERS,
     SWEPT_STATUSES,
@@ -103,6 +106,7 @@ from chatapp_mass.store.interface import (
     JobRecord,
     JobStatus,
     Leaves,
+    RateGrant,
     ReportRow,
     RowRecord,
     RowStatus,
@@ -834,38 +838,69 @@ class TablestoreStore(Store):
         peek: bool = False,
         force: bool = False,
     ) -> float:
-        ts = self._ts
-        pk = [("key", key)]
         while True:
-            row = self._get(self.t_rate, pk)
+            row = self._get(self.t_rate, [("key", key)])
             now = clock()  # after the read: see the module docs
-            version = int(row["version"]) if row else 0
-            stamps: list[float] = [s for s in (json.loads(row["stamps"]) if row else []) if s > now - window]
-            if len(stamps) >= limit and not force:
-                return max(stamps[len(stamps) - limit] + window - now, 0.001)
+            stamps, holds = _rate_entries(row, now, window)
+            times = ratewindow.counted(stamps, holds.values(), now, window)
+            if len(times) >= limit and not force:
+                return max(times[len(times) - limit] + window - now, 0.001)
             if peek:
                 return 0.0
-            stamps = sorted(stamps + [now])[-limit:]  # the newest ``limit`` decide every later wait
-            token = _token()
-            columns = [("stamps", json.dumps(stamps)), ("version", version + 1), ("op", token)]
-            if row is None:
-                condition = ts.Condition(ts.RowExistenceExpectation.EXPECT_NOT_EXIST)
-                write = lambda columns=columns, condition=condition: self.client.put_row(
-                    self.t_rate, ts.Row(pk, columns), condition
-                )
-            else:
-                condition = ts.Condition(
-                    ts.RowExistenceExpectation.EXPECT_EXIST,
-                    ts.SingleColumnCondition(
-                        "version", version, ts.ComparatorType.EQUAL, pass_if_missing=False
-                    ),
-                )
-                write = lambda columns=columns, condition=condition: self.client.update_row(
-                    self.t_rate, ts.Row(pk, {"put": columns}), condition
-                )
-            if self._write("rate window", write, self._op_is(self.t_rate, pk, token)):
+            if self._rate_write(key, row, sorted(stamps + [now])[-limit:], holds):
                 return 0.0
             # another acquirer won this version: read again
+
+    def rate_reserve(
+        self, key: str, limit: int, window: float, clock: Callable[[], float], *, token: str, lead: float
+    ) -> RateGrant:
+        while True:
+            row = self._get(self.t_rate, [("key", key)])
+            now = clock()  # after the read: see the module docs
+            stamps, holds = _rate_entries(row, now, window)
+            slot = ratewindow.next_slot(
+                ratewindow.counted(stamps, holds.values(), now, window), limit, window, now
+            )
+            if slot - now > lead:
+                return RateGrant(False, max(slot - now - lead, 0.001))
+            if self._rate_write(key, row, stamps[-limit:], {**holds, token: slot}):
+                return RateGrant(True, slot)
+
+    def rate_depart(self, key: str, token: str, at: float, clock: Callable[[], float]) -> None:
+        while True:
+            row = self._get(self.t_rate, [("key", key)])
+            now = clock()
+            stamps, holds = _rate_entries(row, now, float("inf"))
+            not_before = holds.pop(token, at)
+            # the newest ``limit`` departures decide every later wait (acquire and reserve trim to them)
+            kept = sorted(stamps + [max(at, not_before)])[-_RATE_KEPT:]
+            if self._rate_write(key, row, kept, holds):
+                return
+
+    def _rate_write(
+        self, key: str, row: dict[str, Any] | None, stamps: list[float], holds: dict[str, float]
+    ) -> bool:
+        """Write the window's row on condition that its version is still the one read."""
+        ts = self._ts
+        pk = [("key", key)]
+        version = int(row["version"]) if row else 0
+        token = _token()
+        columns = [
+            ("stamps", json.dumps(stamps)),
+            ("holds", json.dumps(holds)),
+            ("version", version + 1),
+            ("op", token),
+        ]
+        if row is None:
+            condition = ts.Condition(ts.RowExistenceExpectation.EXPECT_NOT_EXIST)
+            write = lambda: self.client.put_row(self.t_rate, ts.Row(pk, columns), condition)
+        else:
+            condition = ts.Condition(
+                ts.RowExistenceExpectation.EXPECT_EXIST,
+                ts.SingleColumnCondition("version", version, ts.ComparatorType.EQUAL, pass_if_missing=False),
+            )
+            write = lambda: self.client.update_row(self.t_rate, ts.Row(pk, {"put": columns}), condition)
+        return self._write("rate window", write, self._op_is(self.t_rate, pk, token))
 
     # --- the job_status index: the timer at any scale (issue 11) -----------------------------------------
     # A row (status, job_id) for each job in a status of SWEPT_STATUSES; ``op`` is the token of the status
@@ -1365,3 +1400,17 @@ def _batch(row: dict[str, Any]) -> BatchRecord:
     data = {name: row[name] for name in _BATCH_FIELDS if name in row}
     data["status"] = BatchStatus(data["status"])
     return BatchRecord(**data)
+
+
+_RATE_KEPT = 1000  # departures rate_depart keeps (it does not know the limit): more than any --qps
+
+
+def _rate_entries(
+    row: dict[str, Any] | None, now: float, window: float
+) -> tuple[list[float], dict[str, float]]:
+    """The rate row's departures inside the window and its holds not yet expired (``ratewindow``)."""
+    if row is None:
+        return [], {}
+    stamps = sorted(s for s in json.loads(row["stamps"]) if s > now - window)
+    holds = json.loads(row.get("holds") or "{}")
+    return stamps, {t: nb for t, nb in holds.items() if not ratewindow.expired_hold(nb, now, window)}
