@@ -1,70 +1,69 @@
-"""Benchmark sending: calls/s achieved against the rate limit, beside a plain sequential SDK loop.
+"""Benchmark sending: the old limiter and this one, side by side, against the local CAMS.
 
-The local CAMS answers after 250 ms ±50% (like the service from a nearby region) and allows 10 calls in any
-sliding second. In one run, on one machine:
+The local CAMS (in this process) answers after 250 ms ±50% (like the service from a nearby region), allows
+10 calls in any sliding second and stamps each call's arrival from the kernel's receive timestamp
+(``SO_TIMESTAMPNS``), so its own load cannot bunch arrivals. In one run, on one machine:
 
-1. a plain loop: the same SDK call, one after another (what a simple script does);
-2. ``JobRunner`` (what ``chatapp-mass send`` runs): the limiter, the worker pool, the SQLite store.
+1. optionally a plain loop: the same SDK call, one after another (what a simple script does);
+2. ``JobRunner`` (what ``chatapp-mass send`` runs: the limiter, the worker pool, the SQLite store) of the
+   **baseline** revision (``--baseline REV``, default 584c50e: the grant-time limiter), checked out into a
+   temporary ``git worktree`` and run in a subprocess with that checkout's ``shared/`` as its PYTHONPATH;
+3. the same of **this** checkout, in a subprocess of its own the same way.
 
-Printed: calls/s of each, the runner's rate as a share of the limit (counted over the steady part, from
-the first to the last arrival: (calls - 1) / span), the busiest
-sliding second the emulator saw, throttled replies, and whether every valid recipient arrived exactly once.
+Each sender plans ``--recipients`` numbers into batches of ``--batch`` and sends them. Printed per sender,
+from what the local CAMS recorded: accepted calls/s over the steady part (from the first to the last
+accepted arrival: (accepted - 1) / span) as a share of the 10 calls/s ceiling, refusals by the rate window
+(``System.LimitControl``), the busiest sliding second (attempts, accepted or refused), and whether every
+valid recipient arrived exactly once. Also the load around the run (load average, CPUs), since these
+machines are shared: compare the two rows of one run, not figures of different runs.
 
-    python bench/bench_send.py               # 250 calls of 10 recipients
-    python bench/bench_send.py --calls 400   # longer
+    python bench/bench_send.py                                 # 150,000 recipients, 1,000 per call
+    python bench/bench_send.py --burn                          # a CPU-bound process beside it all along
+    python bench/bench_send.py --burn --jitter 0.1             # and an extra ±100 ms on every reply's latency
+    python bench/bench_send.py --baseline HEAD~3 --plain-calls 40
+
+``--jitter`` sets the local CAMS's ``latency_extra_jitter``, a benchmark knob (not a property of the service).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
+from pathlib import Path
+from typing import Any
 
 # The environment is set before the imports below (the SDKs read it when imported): hence their noqa: E402
 os.environ.setdefault("ALIBABA_CLOUD_ECS_METADATA_DISABLED", "true")
 for _proxy in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
     os.environ.pop(_proxy, None)
 
-from alibaba_localcloud.cams import LocalCams  # noqa: E402
-from chatapp_mass.adapters.cams import CamsClient  # noqa: E402
-from chatapp_mass.core.options import IntakeOptions, JobOptions  # noqa: E402
-from chatapp_mass.entry.bootstrap import cams_client_for  # noqa: E402
-from chatapp_mass.services.dispatch import DispatchSettings, JobRunner  # noqa: E402
-from chatapp_mass.services.plan import PlanSettings, plan_job  # noqa: E402
-from chatapp_mass.store.sqlite import SqliteStore  # noqa: E402
-
 OPTIONS = {"ChannelType": "whatsapp", "TemplateCode": "BENCH", "Language": "en", "From": "8613800000000"}
+ROOT = Path(__file__).resolve().parents[1]
+QPS = 10
 
 
-def _client(cams: LocalCams) -> CamsClient:
-    return cams_client_for(cams.endpoint, cams.credentials)
+# --- the sender, in a subprocess: whichever chatapp_mass its PYTHONPATH holds ---------------------------
+def child(spec: dict[str, Any]) -> None:
+    import chatapp_mass
+    from chatapp_mass.core.options import IntakeOptions, JobOptions
+    from chatapp_mass.entry.bootstrap import cams_client_for
+    from chatapp_mass.services.dispatch import DispatchSettings, JobRunner
+    from chatapp_mass.services.plan import PlanSettings, plan_job
+    from chatapp_mass.store.sqlite import SqliteStore
 
+    class Credentials:
+        access_key_id = spec["key"]
+        access_key_secret = spec["secret"]
+        security_token = spec["token"]
 
-def _rate(cams: LocalCams, since: float) -> tuple[int, float]:
-    times = sorted(a.arrived_at for a in cams.backend.attempts if a.arrived_at >= since)
-    if len(times) < 2:
-        return len(times), 0.0
-    return len(times), (len(times) - 1) / (times[-1] - times[0])
-
-
-def plain_loop(cams: LocalCams, calls: int) -> float:
-    client = _client(cams)
-    options = JobOptions.model_validate(OPTIONS)
-    started = time.time()
-    for i in range(calls):
-        client.send(options, [{"To": f"4474001{i:05d}"}])
-    return calls / (time.time() - started)
-
-
-def runner(cams: LocalCams, calls: int, batch: int, workdir: str) -> dict[str, object]:
+    workdir = spec["workdir"]
     path = os.path.join(workdir, "recipients.csv")
-    with open(path, "w", encoding="utf-8") as handle:
-        handle.write("to,name\n")
-        for i in range(calls * batch):
-            handle.write(f"+86 139 {i // 10000:04d} {i % 10000:04d},Guest {i}\n")
     store = SqliteStore(os.path.join(workdir, "state.db"))
     try:
         job, _ = plan_job(
@@ -73,58 +72,178 @@ def runner(cams: LocalCams, calls: int, batch: int, workdir: str) -> dict[str, o
             open_stream=lambda: open(path, "rb"),  # noqa: SIM115 - plan_job opens it in a with block
             options=JobOptions.model_validate(OPTIONS),
             intake=IntakeOptions(),
-            settings=PlanSettings(batch_size=batch),
+            settings=PlanSettings(batch_size=spec["batch"]),
         )
         since = time.time()
-        result = JobRunner(store, _client(cams), DispatchSettings(qps=10)).run(job)
+        client = cams_client_for(spec["endpoint"], Credentials())
+        result = JobRunner(store, client, DispatchSettings(qps=QPS)).run(job)
     finally:
         store.close()
-    attempts, rate = _rate(cams, since)
+    print(
+        json.dumps(
+            {
+                "package": chatapp_mass.__file__,
+                "since": since,
+                "valid": job.valid,
+                "sent": result.snapshot.sent,
+                "throttled": result.snapshot.throttled,
+            }
+        )
+    )
+
+
+# --- the parent: the local CAMS, the checkouts, the figures ---------------------------------------------
+def write_recipients(workdir: str, count: int) -> None:
+    with open(os.path.join(workdir, "recipients.csv"), "w", encoding="utf-8") as handle:
+        handle.write("to,name\n")
+        for i in range(count):
+            handle.write(f"+86 139 {i // 10000:04d} {i % 10000:04d},Guest {i}\n")
+
+
+def run_sender(cams: Any, shared: Path, workdir: str, batch: int) -> dict[str, Any]:
+    spec = {
+        "endpoint": cams.endpoint,
+        "key": cams.credentials.access_key_id,
+        "secret": cams.credentials.access_key_secret,
+        "token": cams.credentials.security_token or "",
+        "workdir": workdir,
+        "batch": batch,
+    }
+    env = {**os.environ, "PYTHONPATH": str(shared)}
+    done = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(spec)],
+        env=env,
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"sender from {shared} failed:\n{done.stderr[-3000:]}")
+    figures: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    if not figures["package"].startswith(str(shared)):
+        raise SystemExit(f"the sender imported {figures['package']}, not the package under {shared}")
+    return figures
+
+
+def service_figures(cams: Any, since: float) -> dict[str, Any]:
+    attempts = [a for a in cams.backend.attempts if a.arrived_at >= since]
+    accepted = sorted(a.arrived_at for a in attempts if a.code == "OK")
+    rate = (len(accepted) - 1) / (accepted[-1] - accepted[0]) if len(accepted) > 1 else 0.0
     received = Counter(m.to for m in cams.backend.received if m.arrived_at >= since)
     return {
-        "attempts": attempts,
+        "attempts": len(attempts),
+        "accepted": len(accepted),
         "rate": rate,
-        "sent": result.snapshot.sent,
-        "valid": job.valid,
-        "late_slots": result.snapshot.late_slots,
-        "throttled": result.snapshot.throttled,
+        "refused": sum(1 for a in attempts if a.code == "System.LimitControl"),
         "busiest": cams.backend.max_calls_in_any_window(1.0),
-        "twice": sum(1 for n in received.values() if n > 1),
         "distinct": len(received),
+        "twice": sum(1 for n in received.values() if n > 1),
     }
+
+
+def plain_loop(cams: Any, calls: int) -> float:
+    from chatapp_mass.core.options import JobOptions
+    from chatapp_mass.entry.bootstrap import cams_client_for
+
+    client = cams_client_for(cams.endpoint, cams.credentials)
+    options = JobOptions.model_validate(OPTIONS)
+    started = time.time()
+    for i in range(calls):
+        client.send(options, [{"To": f"4474001{i:05d}"}])
+    return calls / (time.time() - started)
+
+
+class Baseline:
+    """``git worktree add --detach`` of ``rev`` in a temporary directory, removed on exit."""
+
+    def __init__(self, rev: str) -> None:
+        self.rev = rev
+        self._tmp = tempfile.TemporaryDirectory(prefix="bench-baseline-")
+        self.path = Path(self._tmp.name) / "checkout"
+
+    def __enter__(self) -> Baseline:
+        subprocess.run(
+            ["git", "-C", str(ROOT), "worktree", "add", "--quiet", "--detach", str(self.path), self.rev],
+            check=True,
+        )
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(self.path)], check=False)
+        self._tmp.cleanup()
+
+
+def line(name: str, sent: dict[str, Any], seen: dict[str, Any]) -> str:
+    once = "yes" if sent["sent"] == sent["valid"] == seen["distinct"] and seen["twice"] == 0 else "NO"
+    return (
+        f"  {name:<22} {seen['rate']:6.2f} calls/s = {seen['rate'] / QPS:6.1%} of the ceiling | "
+        f"refused by the rate window {seen['refused']:3d} of {seen['attempts']} attempts | "
+        f"busiest second {seen['busiest']:2d} | exactly once: {once} "
+        f"({seen['distinct']:,} of {sent['valid']:,} received, {seen['twice']} twice)"
+    )
 
 
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--calls", type=int, default=250, help="calls the runner makes (default %(default)s)")
-    parser.add_argument("--batch", type=int, default=10, help="recipients per call (default %(default)s)")
-    parser.add_argument(
-        "--plain-calls", type=int, default=40, help="calls of the plain loop (default %(default)s)"
-    )
+    parser.add_argument("--recipients", type=int, default=150_000, help="default %(default)s")
+    parser.add_argument("--batch", type=int, default=1000, help="recipients per call (default %(default)s)")
+    parser.add_argument("--baseline", default="584c50e", help="the old limiter's git revision (%(default)s)")
+    parser.add_argument("--burn", action="store_true", help="a CPU-bound process beside it for the whole run")
+    parser.add_argument("--jitter", type=float, default=0.0, help="extra ± seconds on every reply's latency")
+    parser.add_argument("--plain-calls", type=int, default=0, help="calls of a plain SDK loop (0: none)")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    with LocalCams(latency=0.25, latency_jitter=0.5) as cams, tempfile.TemporaryDirectory() as workdir:
-        limit = cams.backend.qps_limit
-        plain = plain_loop(cams, args.plain_calls)
-        cams.backend.reset()
-        time.sleep(1.1)  # the plain loop's calls leave the window
-        figures = runner(cams, args.calls, args.batch, workdir)
-    rate = float(figures["rate"])  # type: ignore[arg-type]
-    print(f"bench_send: local CAMS, latency 0.25 s ±50%, limit {limit} calls in any sliding second")
-    print(f"  plain sequential SDK loop : {plain:6.2f} calls/s  ({args.plain_calls} calls)")
+    if args.child:
+        child(json.loads(args.child))
+        return
+
+    from alibaba_localcloud.cams import LocalCams
+
+    burner = None
+    if args.burn:
+        burner = subprocess.Popen([sys.executable, "-c", "while True: pass"])  # noqa: S603 - our own interpreter
+    load_before = os.getloadavg()
+    rows: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
+    plain = 0.0
+    try:
+        with (
+            Baseline(args.baseline) as baseline,
+            LocalCams(latency=0.25, latency_jitter=0.5, latency_extra_jitter=args.jitter) as cams,
+        ):
+            if args.plain_calls:
+                plain = plain_loop(cams, args.plain_calls)
+            for name, shared in (
+                (f"baseline {args.baseline}", baseline.path / "shared"),
+                ("this checkout", ROOT / "shared"),
+            ):
+                cams.backend.reset()
+                time.sleep(1.1)  # the previous calls leave the window
+                with tempfile.TemporaryDirectory() as workdir:
+                    write_recipients(workdir, args.recipients)
+                    sent = run_sender(cams, shared, workdir, args.batch)
+                rows.append((name, sent, service_figures(cams, sent["since"])))
+    finally:
+        if burner is not None:
+            burner.kill()
+            burner.wait()
+    load_after = os.getloadavg()
     print(
-        f"  JobRunner (chatapp-mass)  : {rate:6.2f} calls/s  ({figures['attempts']} calls) = "
-        f"{rate / limit:.1%} of the limit, {rate / plain:.1f}x the plain loop"
+        f"bench_send: local CAMS (kernel arrival stamps), latency 0.25 s ±50%"
+        f"{f' ±{args.jitter:g} s more' if args.jitter else ''}, ceiling {QPS} calls in any sliding second; "
+        f"{args.recipients:,} recipients, {args.batch:,} per call; "
+        f"{'a CPU-bound process beside it' if args.burn else 'no burner'}"
     )
     print(
-        f"  busiest sliding second    : {figures['busiest']} calls; throttled replies {figures['throttled']}; "
-        f"slots given up late {figures['late_slots']}"
+        f"  load average {load_before[0]:.2f} before, {load_after[0]:.2f} after "
+        f"(1 min; {os.cpu_count()} CPUs, shared machine)"
     )
-    print(
-        f"  recipients                : {figures['sent']:,} sent of {figures['valid']:,} valid; "
-        f"{figures['distinct']:,} distinct received, {figures['twice']} more than once"
-    )
+    if plain:
+        print(f"  plain sequential SDK loop: {plain:.2f} calls/s ({args.plain_calls} calls)")
+    for name, sent, seen in rows:
+        print(line(name, sent, seen))
 
 
 if __name__ == "__main__":

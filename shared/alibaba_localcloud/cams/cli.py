@@ -33,6 +33,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="latency spread as a fraction: 0.5 with --latency 0.25 gives 125-375 ms",
     )
     parser.add_argument(
+        "--latency-extra-jitter",
+        type=float,
+        default=0.0,
+        help="a benchmark knob: seconds of extra spread (±) on every reply's latency, for a jittery network",
+    )
+    parser.add_argument(
         "--qps-limit",
         type=int,
         default=DEFAULT_QPS_LIMIT,
@@ -75,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
             sts=args.sts,
             latency=args.latency,
             latency_jitter=args.latency_jitter,
+            latency_extra_jitter=args.latency_extra_jitter,
             qps_limit=args.qps_limit or None,
             max_request_line=args.max_request_line,
             max_body=args.max_body,

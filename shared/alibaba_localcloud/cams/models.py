@@ -360,6 +360,7 @@ class CamsBackend(AccountRegistry):
         max_recipients: int = DEFAULT_MAX_RECIPIENTS,
         latency: float = 0.0,
         latency_jitter: float = 0.0,
+        latency_extra_jitter: float = 0.0,
         max_request_line: int = DEFAULT_MAX_REQUEST_LINE,
         max_body: int = DEFAULT_MAX_BODY,
         templates: Iterable[str] | None = None,
@@ -379,6 +380,10 @@ class CamsBackend(AccountRegistry):
         self.max_recipients = max_recipients
         self.latency = latency
         self.latency_jitter = latency_jitter
+        # A benchmark knob, not a property of the service: seconds of extra spread (uniform, ±) added to
+        # each reply's latency on top of ``latency_jitter``'s share, to play a network with more jitter
+        # (issue 14's "latency jittered by an extra ±100 ms": bench/bench_send.py --jitter 0.1).
+        self.latency_extra_jitter = latency_extra_jitter
         self.max_request_line = max_request_line
         self.max_body = max_body
         # The longest request line (method, target, version; no CRLF) of any API request seen, refused or
@@ -434,6 +439,7 @@ class CamsBackend(AccountRegistry):
                 if name in (
                     "latency",
                     "latency_jitter",
+                    "latency_extra_jitter",
                     "throttle_probability",
                     "fail_probability",
                     "soft_fail_probability",
@@ -845,7 +851,10 @@ class CamsBackend(AccountRegistry):
         if self.latency <= 0:
             return 0.0
         spread = self.latency * self.latency_jitter
-        return max(0.0, self.latency + self._random.uniform(-spread, spread))
+        latency = self.latency + self._random.uniform(-spread, spread)
+        if self.latency_extra_jitter > 0:  # drawn only when set: seeded runs without it stay as they were
+            latency += self._random.uniform(-self.latency_extra_jitter, self.latency_extra_jitter)
+        return max(0.0, latency)
 
 
 def _injected(failure: _InjectedFailure) -> exc.CamsError:

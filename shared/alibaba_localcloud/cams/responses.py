@@ -263,7 +263,7 @@ class AdminResponse:
     GET  /_localcams/attempts  every attempt (JSON list of Attempt fields)
     GET  /_localcams/received  every accepted recipient (JSON list of ReceivedMessage fields)
     GET  /_localcams/stats     counts, codes and max_calls_in_any_window
-    POST /_localcams/config    JSON object: latency, latency_jitter, qps_limit, throttle_next,
+    POST /_localcams/config    JSON object: latency, latency_jitter, latency_extra_jitter, qps_limit, throttle_next,
                                throttle_probability, fail_next, refuse_all, reply_non_json_next,
                                templates, max_request_line, max_body, max_recipients, max_clock_skew,
                                list_qps_limit, send_time_lag
