@@ -925,3 +925,14 @@ def test_list_time_filter_uses_send_time_which_a_lag_can_move(frozen: tuple[Loca
     at_arrival = validate_list({**base, "StartTime": "995000", "EndTime": "1045000"})
     at_dispatch = validate_list({**base, "StartTime": "1085000", "EndTime": "1095000"})
     assert not at_arrival.matches(message) and at_dispatch.matches(message)
+
+
+def test_the_rate_window_judges_by_arrival_whatever_order_the_handlers_run_in() -> None:
+    """Two calls that arrived a ms apart may be judged in the other order (handler threads); the window is by
+    arrival: a call is refused only if some 1 s window holding it would hold more than the limit."""
+    backend = CamsBackend(qps_limit=10)
+    judged = [0.302, 0.301] + [0.303 + i / 1000 for i in range(8)]  # the first two judged out of order
+    assert all(backend._admit("k", at, 10) for at in judged)
+    assert backend._admit("k", 1.3015, 10)  # 0.301 has left its window: 9 remain
+    assert not backend._admit("k", 1.3016, 10)  # 0.302..0.310 and 1.3015: ten
+    assert not backend._admit("k", 0.2, 10)  # judged late, arrived early: (-0.69, 0.31] holds ten

@@ -764,14 +764,24 @@ class CamsBackend(AccountRegistry):
 
     # --- internals --------------------------------------------------------------------------------------
     def _admit(self, key: str, now: float, limit: int | None) -> bool:
-        """Sliding 1 s window per key over admitted calls (those not refused by flow control)."""
+        """Sliding 1 s window per key over admitted calls (those not refused by flow control), by arrival.
+
+        Handler threads may judge two calls that arrived a few ms apart in the other order (the kernel's
+        stamps are exact, which thread runs first is not), so the window is not assumed sorted: the call is
+        admitted if no 1 s window holding it would hold more than ``limit`` admitted calls, counting the
+        ones that arrived after it but were judged before (the windows to check end at it or at one of
+        those)."""
         if not limit:
             return True
         window = self._admitted.setdefault(key, deque())
-        while window and window[0] <= now - 1.0:
-            window.popleft()
-        if len(window) >= limit:
-            return False
+        if any(at <= now - 2.0 for at in window):  # out of every window that can hold a call judged now
+            kept = [at for at in window if at > now - 2.0]
+            window.clear()
+            window.extend(kept)
+        near = [at for at in window if now - 1.0 < at < now + 1.0]
+        for end in [now] + [at for at in near if at > now]:
+            if sum(1 for at in near if end - 1.0 < at <= end) >= limit:
+                return False
         window.append(now)
         return True
 
