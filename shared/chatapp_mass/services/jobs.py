@@ -100,7 +100,7 @@ class FunctionSettings:
     error_threshold: float = (
         0.0  # pause a job when more than this share of the recipients tried failed (0: off)
     )
-    rate_margin: float = DEFAULT_MARGIN  # seconds the limiter adds to its 1 s window (ratelimit)
+    rate_margin: float = DEFAULT_MARGIN  # the least margin the limiter adds to its 1 s window (ratemargin)
     reconcile_after: float = (
         60.0  # a job finished with uncertain batches is looked up this much later (0: off)
     )
