@@ -42,6 +42,7 @@ from chatapp_mass.services.jobs import FINISHED, FunctionSettings, cancel_job, f
 from chatapp_mass.services.lease import Heartbeat
 from chatapp_mass.services.plan import PlanSettings, Runtime, plan_job
 from chatapp_mass.services.ratelimit import SlidingWindowLimiter
+from chatapp_mass.services.ratemargin import LearnedMargin
 from chatapp_mass.services.reconcile import ReconcileError, Reconciler, resend_uncertain
 from chatapp_mass.services.timer import Timer
 from chatapp_mass.store.interface import BatchStatus, JobStatus, Store
@@ -434,7 +435,12 @@ class World:
     def runner(self, store: Store) -> JobRunner:
         settings = DispatchSettings(qps=QPS, claim_ttl=CLAIM_TTL, max_stall=1e9)
         limiter = SlidingWindowLimiter(
-            store, key=self.rate_key, limit=QPS, margin=0.06, clock=self.sim.clock, sleep=self.sim.sleep
+            store,
+            key=self.rate_key,
+            limit=QPS,
+            clock=self.sim.clock,
+            sleep=self.sim.sleep,
+            learned=LearnedMargin(0.06),  # its own: the process-wide one would carry lessons across seeds
         )
         return JobRunner(
             store, self.sim.cams(), settings, limiter=limiter, runtime=self.sim.runtime(), inline=True

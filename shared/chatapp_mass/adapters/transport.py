@@ -63,6 +63,7 @@ class Departure:
         self.first_byte: float | None = None
         self.sent_at: float | None = None
         self.reported = False
+        self.connecting = False
 
     def before_first_send(self) -> None:
         while True:
@@ -111,10 +112,14 @@ def install() -> None:
 
         def send(self: http.client.HTTPConnection, data: Any) -> None:
             departure: Departure | None = getattr(_local, "departure", None)
-            if departure is None or departure.first_byte is not None:
-                return original_send(self, data)
+            if departure is None or departure.first_byte is not None or departure.connecting:
+                return original_send(self, data)  # not gated, already left, or a proxy's CONNECT
             if self.sock is None and self.auto_open:
-                self.connect()  # as http.client's send would: a connect is not a departure (nor a wait)
+                departure.connecting = True  # as http.client's send would: a connect is not a departure
+                try:
+                    self.connect()
+                finally:
+                    departure.connecting = False
             departure.before_first_send()
             original_send(self, data)
             departure.after_first_send()  # not on an error: the engine then counts the call when it returns
