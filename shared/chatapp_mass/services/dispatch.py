@@ -531,8 +531,8 @@ class JobRunner:
                 if leader:
                     # The process is warm now (SDKs imported, session built): what exists now lives as long
                     # as it does. Frozen, the collector stops re-scanning it: full collections in a sender
-                    # took 50-100 ms with it (20 ms without), and one between a slot's stamp and its request
-                    # made that request arrive late enough to put 11 calls in one service-side second.
+                    # took 50-100 ms with it (20 ms without); one between a slot and its request delays
+                    # that request (since issue 14 it no longer crowds the service's window, but costs rate).
                     gc.freeze()
                     _first_call_done.set()
         finally:
@@ -604,7 +604,7 @@ class JobRunner:
         while True:
             marked: list[bool] = []
 
-            # just before the slot: see SlidingWindowLimiter.acquire (``marked`` bound for this iteration)
+            # just before the slot: see SlidingWindowLimiter.reserve (``marked`` bound for this iteration)
             def mark_sending(marked: list[bool] = marked) -> bool:
                 until = self.clock() + ttl
                 marked.append(

@@ -386,14 +386,15 @@ class Store(abc.ABC):
         peek: bool = False,
         force: bool = False,
     ) -> float:
-        """Record an attempt at ``now`` if fewer than ``limit`` were recorded in ``(now - window, now]``.
+        """Record an attempt at ``now`` if fewer than ``limit`` were recorded in ``(now - window, now]``
+        (departures and holds of :meth:`rate_reserve` count too: see ``ratewindow``).
 
         ``now = clock()`` is read only once the store holds the window exclusively: a time read before
         waiting for the lock would stamp the attempt too early and let a burst through. Returns 0.0 when
         granted, else the seconds to wait before a slot frees up. Atomic across every process sharing
         the store. ``peek``: only say how long until a slot frees (0.0: one is free now); record nothing.
         ``force``: record an attempt at ``now`` even over the limit (an attempt known to have happened
-        later than its slot said: see ``JobRunner._first_call_turn``); returns 0.0.
+        later than its slot said); returns 0.0.
         """
 
     @abc.abstractmethod
