@@ -691,6 +691,8 @@ class JobRunner:
         departure = Departure(
             slot.not_before, clock=self.clock, sleep=self.runtime.sleep, on_sent=slot.depart
         )
+        if log.isEnabledFor(logging.DEBUG):  # in the slot's lead, before the gate: it delays no first byte
+            log.debug("calling CAMS", extra={"slot": round(slot.not_before, 4)})
         if getattr(call, "gated", False):
             with departing(departure):
                 outcome = call()
@@ -707,14 +709,8 @@ class JobRunner:
             self.limiter.refused()
         elif outcome.kind is not OutcomeKind.not_sent and outcome.kind is not OutcomeKind.uncertain:
             self.limiter.accepted()
-        log.debug(
-            "CAMS called",
-            extra={
-                "slot": round(slot.not_before, 4),
-                "left": departure.first_byte,
-                "sent": departure.sent_at,
-            },
-        )
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("CAMS called", extra={"first_byte": departure.first_byte, "sent_at": departure.sent_at})
         return outcome
 
     def _hand_back_unsent(self, job_id: str, seq: int) -> None:
