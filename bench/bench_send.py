@@ -20,6 +20,7 @@ machines are shared: compare the two rows of one run, not figures of different r
 
     python bench/bench_send.py                                 # 150,000 recipients, 1,000 per call
     python bench/bench_send.py --burn                          # a CPU-bound process beside it all along
+    python bench/bench_send.py --burn 2                        # two: both CPUs of this machine busy
     python bench/bench_send.py --burn --jitter 0.1             # and an extra ±100 ms on every reply's latency
     python bench/bench_send.py --baseline HEAD~3 --plain-calls 40
 
@@ -208,7 +209,14 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--recipients", type=int, default=150_000, help="default %(default)s")
     parser.add_argument("--batch", type=int, default=1000, help="recipients per call (default %(default)s)")
     parser.add_argument("--baseline", default="584c50e", help="the old limiter's git revision (%(default)s)")
-    parser.add_argument("--burn", action="store_true", help="a CPU-bound process beside it for the whole run")
+    parser.add_argument(
+        "--burn",
+        type=int,
+        nargs="?",
+        const=1,
+        default=0,
+        help="CPU-bound processes beside it for the whole run (--burn: one; --burn 2: two)",
+    )
     parser.add_argument("--jitter", type=float, default=0.0, help="extra ± seconds on every reply's latency")
     parser.add_argument("--plain-calls", type=int, default=0, help="calls of a plain SDK loop (0: none)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -219,9 +227,10 @@ def main(argv: list[str]) -> None:
 
     from alibaba_localcloud.cams import LocalCams
 
-    burner = None
-    if args.burn:
-        burner = subprocess.Popen([sys.executable, "-c", "while True: pass"])  # noqa: S603 - our own interpreter
+    burners = [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"])  # noqa: S603 - our own interpreter
+        for _ in range(args.burn)
+    ]
     load_before = os.getloadavg()
     rows: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
     plain = 0.0
@@ -243,7 +252,7 @@ def main(argv: list[str]) -> None:
                     sent = run_sender(cams, shared, workdir, args.batch)
                 rows.append((name, sent, service_figures(cams, sent["since"])))
     finally:
-        if burner is not None:
+        for burner in burners:
             burner.kill()
             burner.wait()
     load_after = os.getloadavg()
@@ -251,7 +260,7 @@ def main(argv: list[str]) -> None:
         f"bench_send: local CAMS (kernel arrival stamps), latency 0.25 s ±50%"
         f"{f' ±{args.jitter:g} s more' if args.jitter else ''}, ceiling {QPS} calls in any sliding second; "
         f"{args.recipients:,} recipients, {args.batch:,} per call; "
-        f"{'a CPU-bound process beside it' if args.burn else 'no burner'}"
+        f"{args.burn or 'no'} CPU-bound process{'es' if args.burn != 1 else ''} beside it"
     )
     print(
         f"  load average {load_before[0]:.2f} before, {load_after[0]:.2f} after "
