@@ -274,6 +274,24 @@ def test_two_store_handles_share_one_budget(store: Store, second_handle: Callabl
     b.close()
 
 
+def test_two_store_handles_share_holds_and_departures(
+    store: Store, second_handle: Callable[[], Store]
+) -> None:
+    a, b = store, second_handle()
+    at = [5.0]
+    clock = lambda: at[0]
+    assert a.rate_reserve("k", 2, 1.0, clock, token="a1", lead=0.1).granted
+    assert b.rate_reserve("k", 2, 1.0, clock, token="b1", lead=0.1).granted
+    at[0] = 5.5
+    assert not a.rate_reserve("k", 2, 1.0, clock, token="a2", lead=0.1).granted  # b's hold counts here
+    b.rate_depart("k", "b1", 5.2, clock)
+    a.rate_depart("k", "a1", 5.1, clock)
+    at[0] = 6.05
+    grant = b.rate_reserve("k", 2, 1.0, clock, token="b2", lead=0.1)
+    assert grant.granted and grant.at == pytest.approx(6.1)  # a's departure at 5.1 leaves at 6.1
+    b.close()
+
+
 def test_list_jobs_newest_first_and_find_by_prefix(store: Store) -> None:
     for i, created in enumerate([100.0, 300.0, 200.0]):
         store.create_job(
