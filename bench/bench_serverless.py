@@ -73,6 +73,7 @@ class RssSampler:
 
     def __init__(self) -> None:
         self.peak: dict[str, int] = {}  # function -> bytes
+        self.cpu: dict[tuple[str, str], float] = {}  # (function, pid) -> CPU seconds (user + system) so far
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -96,13 +97,16 @@ class RssSampler:
                 continue
             try:
                 with open(f"/proc/{pid}/stat") as stat:
-                    if stat.read().rsplit(")", 1)[1].split()[1] != me:
-                        continue
+                    fields = stat.read().rsplit(")", 1)[1].split()
+                if fields[1] != me:
+                    continue
                 with open(f"/proc/{pid}/environ", "rb") as environ:
                     env = dict(item.split(b"=", 1) for item in environ.read().split(b"\0") if b"=" in item)
                 function = env.get(b"FC_FUNCTION_NAME", b"").decode()
                 if not function:
                     continue
+                ticks = os.sysconf("SC_CLK_TCK")
+                self.cpu[function, pid] = (int(fields[11]) + int(fields[12])) / ticks
                 with open(f"/proc/{pid}/status") as status:
                     for line in status:
                         if line.startswith("VmHWM:"):
@@ -148,6 +152,7 @@ def run_mode(name: str, environment: dict[str, str], data: bytes, warm: bool) ->
         ) as cloud,
         RssSampler() as rss,
     ):
+        cpu_before: dict[str, float] = {}
         store = _store(cloud)
         before: dict[str, Any] = {}
         skip = 0
@@ -156,6 +161,9 @@ def run_mode(name: str, environment: dict[str, str], data: bytes, warm: bool) ->
             while cloud.fc.backend.stats()["pending"]:
                 time.sleep(0.1)  # its invocations returned: the instances are idle in the pool
             before = cloud.fc.backend.stats()["functions"]
+            rss.sample()
+            for (function, _), seconds in rss.cpu.items():
+                cpu_before[function] = cpu_before.get(function, 0.0) + seconds
             skip = len(cloud.cams.backend.attempts)
         started, done = _upload_and_wait(cloud, store, f"incoming/bench-{name}.csv", data)
         settled = time.time()
@@ -168,6 +176,22 @@ def run_mode(name: str, environment: dict[str, str], data: bytes, warm: bool) ->
         def delta(function: str, key: str) -> float:
             return float(stats[function][key]) - float(before.get(function, {}).get(key, 0))
 
+        rss.sample()
+        cpu: dict[str, float] = {}
+        for (function, _), seconds in rss.cpu.items():
+            cpu[function] = cpu.get(function, 0.0) + seconds
+        # while ingest plans (its invocation, from the upload) and after: does planning beside the sending
+        # slow it down?
+        plan_end = max(
+            (
+                r.started + r.duration
+                for r in cloud.fc.backend.records("chatapp-mass-ingest")
+                if r.started >= started
+            ),
+            default=started,
+        )
+        during = [a for a in accepted if a <= plan_end]
+        after = [a for a in accepted if a > plan_end]
         cold = {c.function: c.import_seconds for c in cloud.fc.backend.cold_starts if c.import_seconds}
         sending = max(accepted[-1] - accepted[0], 1e-6)
         recipients = sum(len(a.recipients) for a in attempts if a.accepted)
@@ -191,6 +215,10 @@ def run_mode(name: str, environment: dict[str, str], data: bytes, warm: bool) ->
             "cold_ingest": cold.get("chatapp-mass-ingest", 0.0),
             "cold_sender": cold.get("chatapp-mass-sender", 0.0),
             "rss": dict(rss.peak),
+            "cpu": {f: seconds - cpu_before.get(f, 0.0) for f, seconds in cpu.items()},
+            "plan_seconds": plan_end - started,
+            "calls_per_s_planning": len(during) / max(plan_end - during[0], 1e-6) if during else 0.0,
+            "calls_per_s_after": len(after) / max(after[-1] - plan_end, 1e-6) if after else 0.0,
         }
 
 
@@ -225,6 +253,11 @@ def main() -> None:
                 f"  {'':14s}  GB-s: ingest {r['ingest_gbs']:.1f}, sender {r['sender_gbs']:.1f} "
                 f"({r['sender_invocations']} invocations, {r['sender_peak']} at once; ~{r['sender_wait_gbs']:.1f} "
                 f"beyond the calls' own time); per 1M recipients {(r['ingest_gbs'] + r['sender_gbs']) * per1m:.1f}"
+            )
+            print(
+                f"  {'':14s}  ingest ran {r['plan_seconds']:.1f} s; accepted calls/s while it planned "
+                f"{r['calls_per_s_planning']:.2f}, after {r['calls_per_s_after']:.2f}; CPU seconds: "
+                + ", ".join(f"{f.removeprefix('chatapp-mass-')} {c:.1f}" for f, c in sorted(r["cpu"].items()))
             )
             peaks = ", ".join(
                 f"{f.removeprefix('chatapp-mass-')} {b / 2**20:.0f} MB" for f, b in sorted(r["rss"].items())
