@@ -145,8 +145,8 @@ class StreamStart:
     written, a job due now goes ``planning`` -> ``running`` (fenced by the plan lease) and is fanned out; a
     plan taken over from a silent planner (the job ``running`` already, our lease on it) is fanned out
     again. Per-batch dispatch then gets one invocation per batch as each is written. A plan written in one
-    go (a small file) starts the ordinary way when it ends. A scheduled, paused,
-    stopped or cancelled job is not started here: it starts the ordinary way, when its plan ends."""
+    go (one batch at most), and a scheduled, paused, stopped or cancelled job, are not started here: they
+    start the ordinary way when the plan ends."""
 
     def __init__(self, store: Store, dispatch: Dispatch, clock: Callable[[], float] = time.time) -> None:
         self.store, self.dispatch, self.clock = store, dispatch, clock
