@@ -38,7 +38,16 @@ from chatapp_mass.core.options import parse_intake_options, parse_job_options
 from chatapp_mass.core.outcomes import OutcomeKind, SendOutcome
 from chatapp_mass.services import dispatch, plan
 from chatapp_mass.services.dispatch import DispatchSettings, JobRunner, release_stale
-from chatapp_mass.services.jobs import FINISHED, FunctionSettings, cancel_job, finalize, pause_job
+from chatapp_mass.services.ingest import StreamStart
+from chatapp_mass.services.jobs import (
+    FINISHED,
+    Dispatch,
+    FunctionSettings,
+    cancel_job,
+    finalize,
+    pause_job,
+    start_job,
+)
 from chatapp_mass.services.lease import Heartbeat
 from chatapp_mass.services.plan import PlanSettings, Runtime, plan_job
 from chatapp_mass.services.ratelimit import SlidingWindowLimiter
@@ -122,7 +131,7 @@ class Sim:
         # A scripted interleaving (the named regression tests), followed before any random choice; no faults
         # but those it names. Entries: (actor, {labels}) runs the actor until it is about to do one of those
         # steps ("store.put_plan", "sleep", "cams.call"...); (actor, None) runs it to its end;
-        # ("@pause", actor, seconds) freezes it that long (its heartbeats too).
+        # ("@pause", actor, seconds) freezes it that long (its heartbeats too); ("@crash", actor) kills it.
         self.script = list(script or [])
         if script is not None:
             self.faults_on = False
@@ -251,6 +260,17 @@ class Sim:
         """The actor the script wants next (None: the script is done, choose at random)."""
         while self.script:
             entry = self.script[0]
+            if entry[0] == "@crash":  # the actor dies where it stands (its process is gone)
+                actor = next(a for a in self.actors if a.name == entry[1])
+                self.trace.append(f"{actor.name}:CRASH")
+                actor.state = "crashed"
+                with self.cond:
+                    actor.turn = True
+                    self.cond.notify_all()
+                    while actor.turn:
+                        self.cond.wait(timeout=60)
+                self.script.pop(0)
+                continue
             if entry[0] == "@pause":
                 _, name, seconds = entry
                 actor = next(a for a in self.actors if a.name == name)
@@ -369,15 +389,22 @@ class Sim:
 
 
 class SimInvoker:
-    """FC's async invocations: a sender invocation becomes a new drainer actor (a few per seed at most)."""
+    """FC's async invocations: a sender invocation becomes a new drainer actor, a ``plan_job`` one (the
+    timer resuming an abandoned plan) a new streaming ingest actor (a few per seed at most)."""
 
     def __init__(self, world: World, limit: int = 3) -> None:
         self.world, self.left = world, limit
 
     def invoke_async(self, function: str, payload: dict[str, Any], *, delay: int = 0) -> None:
-        if ("drain" in payload or "seq" in payload) and self.left > 0:
+        if self.left <= 0:
+            return
+        name = f"fc{len(self.world.sim.actors)}"  # unique: the scripted regressions name them
+        if "drain" in payload or "seq" in payload:
             self.left -= 1
-            self.world.sim.add(f"fc{self.left}", self.world.drainer)
+            self.world.sim.add(name, self.world.drainer)
+        elif "plan_job" in payload:
+            self.left -= 1
+            self.world.sim.add(name, self.world.stream_ingest)
 
 
 class FakeOss:
@@ -385,9 +412,11 @@ class FakeOss:
 
     def __init__(self) -> None:
         self.objects: dict[str, bytes] = {}
+        self.history: list[tuple[str, bytes]] = []  # every write, in order (a later one hides none)
 
     def put(self, location: Any, data: Any, content_type: str = "") -> None:
         self.objects[location.url] = data if isinstance(data, bytes) else data.read()
+        self.history.append((location.url, self.objects[location.url]))
 
 
 @contextmanager
@@ -415,14 +444,15 @@ class World:
     job_id: str = "simjob"
     rate_key: str = "cams:sim"
     oss: FakeOss = field(default_factory=FakeOss)
+    streamed: list[tuple[float, float]] = field(default_factory=list)  # plans that sent while written
 
     def handle(self) -> Store:
         return self.sim.store(self.open_store(self.sim.clock))
 
-    def plan(self, store: Store) -> Any:
+    def plan(self, store: Store, on_batches: Any = None) -> Any:
         return plan_job(
             store,
-            source="sim.csv",
+            source="oss://sim/sim.csv",  # an OSS job: the timer hands an abandoned plan back to ingest
             open_stream=lambda: io.BytesIO(self.data),
             options=parse_job_options(OPTIONS),
             intake=parse_intake_options({"default_country": "DE"}),
@@ -430,6 +460,7 @@ class World:
             identity=(self.job_id, "sha"),
             runtime=self.sim.runtime(),
             lease=PLAN_LEASE,
+            on_batches=on_batches,
         )
 
     def runner(self, store: Store) -> JobRunner:
@@ -451,6 +482,35 @@ class World:
         store = self.handle()
         job, _ = self.plan(store)
         self.runner(store).run(job)
+
+    def stream_ingest(self, actor: Actor) -> None:
+        """The ingest function (an OSS event, or the timer's ``plan_job``): plans the job and starts sending
+        at its first batch (``ingest.StreamStart``: running, fanned out to drainers), then settles."""
+        store = self.handle()
+        settings = FunctionSettings(claim_ttl=CLAIM_TTL)
+        stream = StreamStart(
+            store, Dispatch(store, SimInvoker(self, limit=2), settings), clock=self.sim.clock
+        )  # type: ignore[arg-type]
+        began = self.sim.now
+        job, _ = self.plan(store, on_batches=stream)
+        if stream.started:
+            self.streamed.append((began, self.sim.now))
+            stream.settle(
+                self.job_id,
+                lambda current: finalize(
+                    store,
+                    self.oss,  # type: ignore[arg-type]
+                    settings,
+                    self.job_id,
+                    status=current.status
+                    if current.status in (JobStatus.stopped, JobStatus.cancelled)
+                    else JobStatus.completed,
+                ),
+            )
+        elif job.status is JobStatus.ready:
+            start_job(
+                store, Dispatch(store, SimInvoker(self, limit=1), settings), self.job_id, now=self.sim.clock()
+            )  # type: ignore[arg-type]
 
     def drainer(self, actor: Actor) -> None:
         """A sender invocation: the job if it is ready or running, until nothing is pending, then finalize."""
@@ -575,6 +635,16 @@ def check(world: World, store: Store) -> dict[str, int]:
     assert set(status_of) == world.valid, (
         f"{where}: valid numbers {sorted(status_of)} != {sorted(world.valid)}"
     )
+    # A report is written only once the plan is complete (.streaming: never while batches may still come):
+    # every report object the run wrote lists every record of the file.
+    records = world.data.count(b"\n") - 1
+    for url, body in world.oss.history:
+        if url.endswith(".report.csv"):
+            written = body.decode().count("\n") - 1
+            assert written == records, f"{where}: {url} lists {written} of {records} rows\n{sim.tail()}"
+        elif url.endswith(".summary.json"):
+            summary = json.loads(body)
+            assert summary["totals_final"] and summary["rows"] == records, f"{where}: summary {summary}"
     times = sorted(sim.call_times)
     for index, at in enumerate(times):
         inside = sum(1 for t in times[index : index + QPS + 1] if t - at < 1.0)
@@ -584,6 +654,8 @@ def check(world: World, store: Store) -> dict[str, int]:
         "calls": len(times),
         "steps": sim.steps,
         "uncertain": sum(1 for s in status_of.values() if s == "uncertain"),
+        "streamed_plans": len(world.streamed),
+        "calls_while_planning": sum(1 for t in times if any(a <= t <= b for a, b in world.streamed)),
     }
 
 
@@ -606,6 +678,8 @@ def run_seed(seed: int, open_store: Callable[[Callable[[], float]], Store]) -> d
             sim.add("resend", world.resender)
         if sim.rng.random() < 0.15:
             sim.add("operator", world.operator)
+        for index in range(sim.rng.choice([0, 0, 1, 1, 2])):  # ingest: plans while it sends (two at once)
+            sim.add(f"ingest{index}", world.stream_ingest)
         sim.run()
         world.recover()
     checker = open_store(lambda: sim.now)

@@ -68,7 +68,7 @@ def test_three_functions_with_the_agreed_keys_names_runtime_and_packages(doc: di
         dead_letter = f"acs:mns:ap-southeast-1:{ACCOUNT}:/queues/chatapp-mass-dead-letter/messages"
         assert spec.async_config.on_failure == dead_letter
     ingest, sender, api = specs
-    assert (ingest.memory_size, ingest.timeout) == (1024, 900)
+    assert (ingest.memory_size, ingest.timeout) == (512, 900)
     assert (api.memory_size, api.timeout) == (1024, 120)
     assert api.async_config.max_async_retry_attempts == 0  # the next timer firing does the same work
     assert [(t.type, t.name) for t in api.triggers] == [("http", "api-http"), ("timer", "api-timer")]

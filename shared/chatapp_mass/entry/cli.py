@@ -197,7 +197,8 @@ def cmd_status(args: argparse.Namespace, out: IO[str]) -> int:
         print(json.dumps(counts, indent=2), file=out)
     else:
         for key, value in counts.items():
-            print(f"{key:>11}: {value:,}" if isinstance(value, int) else f"{key:>11}: {value}", file=out)
+            numeric = isinstance(value, int) and not isinstance(value, bool)
+            print(f"{key:>11}: {value:,}" if numeric else f"{key:>11}: {value}", file=out)
     return EXIT_OK
 
 

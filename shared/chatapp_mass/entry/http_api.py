@@ -610,9 +610,14 @@ class JobsApi:
                 "created_at": _iso(job.created_at),
                 "updated_at": _iso(job.updated_at),
                 "scheduled_at": _iso(job.scheduled_at) if job.scheduled_at else None,
-                "share_done": round(done / job.valid, 4) if job.valid else 1.0,
+                # while the plan is written, nothing is known of the whole (summary["totals_final"])
+                "share_done": (round(done / job.valid, 4) if job.valid else 1.0)
+                if summary["totals_final"]
+                else None,
                 "rate_per_second": round(rate, 1),
-                "eta_seconds": round(remaining / rate) if rate > 0 and remaining else None,
+                "eta_seconds": round(remaining / rate)
+                if rate > 0 and remaining and summary["totals_final"]
+                else None,
             }
         )
         return summary

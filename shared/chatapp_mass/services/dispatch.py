@@ -39,6 +39,7 @@ from chatapp_mass.services.lease import CLOCK_SKEW, Heartbeat, owner_id, owner_i
 from chatapp_mass.services.parts import finish_split, halves, split_batch
 from chatapp_mass.services.plan import REAL, Runtime
 from chatapp_mass.services.ratelimit import DEFAULT_MARGIN, SlidingWindowLimiter, Slot
+from chatapp_mass.services.streaming import plan_live
 from chatapp_mass.store.interface import (
     OPEN_STATUSES,
     BatchRecord,
@@ -407,6 +408,8 @@ class JobRunner:
         if deadline is not None:  # a drainer leaves batches other instances hold to them
             open_batches = [b for b in open_batches if b.status is BatchStatus.pending or b.seq in inflight]
         if not open_batches and not inflight:
+            if only is None and current is not None and plan_live(current, self.clock()):
+                return []  # the plan is still being written (.streaming): more batches are coming
             return None
         return [b.seq for b in open_batches if b.status is BatchStatus.pending and b.seq not in inflight]
 
@@ -845,7 +848,7 @@ class JobRunner:
         if (
             share <= 0
             or tried <= 0
-            or tried < min(self.settings.error_threshold_min, snapshot.valid / 10)
+            or tried < min(self.settings.error_threshold_min, snapshot.valid / 10 or float("inf"))
             or failed <= share * tried
         ):
             return False

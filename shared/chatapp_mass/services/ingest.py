@@ -19,7 +19,9 @@
   unverified (ALIBABA-FACTS §2), so both forms are accepted and the log says which one was used.
 - Plans the job (stream, validate, dedup, batches) with conditional writes: an ingest that crashed and is
   re-delivered resumes (a half-planned job is planned again; a planned one is not touched).
-- Fans out (:class:`Dispatch`) with asynchronous sender invocations carrying a reference, never recipients.
+- Fans out (:class:`Dispatch`) with asynchronous sender invocations carrying a reference, never recipients,
+  **as soon as the first batch is written** (:class:`StreamStart`, :mod:`.streaming`): senders send while
+  the rest of the file is planned; the job's totals are final when the plan ends.
 - **Errors** (bad options, unreadable CSV, a missing sidecar that is not JSON): nobody waits on an OSS job,
   so the job row gets status ``failed`` and the reason, and ``reports/<name>.<job>.error.json`` says what was
   wrong and what to do. The invocation itself succeeds (a retry would fail the same way).
@@ -30,7 +32,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote_plus
@@ -54,7 +56,8 @@ from chatapp_mass.services.jobs import (
     start_job,
 )
 from chatapp_mass.services.plan import PlanSettings, plan_job
-from chatapp_mass.store.interface import JobRecord, JobStatus, Store
+from chatapp_mass.services.streaming import plan_unfinished
+from chatapp_mass.store.interface import OPEN_STATUSES, JobRecord, JobStatus, Store
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +140,72 @@ def _is_incoming_csv(key: str, settings: FunctionSettings) -> bool:
     return key.startswith(settings.incoming_prefix) and key.lower().endswith(".csv")
 
 
+class StreamStart:
+    """Plan and send at once (``plan_job``'s ``on_batches``; see :mod:`.streaming`): at the first batch
+    written, a job due now goes ``planning`` -> ``running`` (fenced by the plan lease) and is fanned out; a
+    plan taken over from a silent planner (the job ``running`` already, our lease on it) is fanned out
+    again. Per-batch dispatch then gets one invocation per batch as each is written. A plan written in one
+    go (one batch at most), and a scheduled, paused, stopped or cancelled job, are not started here: they
+    start the ordinary way when the plan ends."""
+
+    def __init__(self, store: Store, dispatch: Dispatch, clock: Callable[[], float] = time.time) -> None:
+        self.store, self.dispatch, self.clock = store, dispatch, clock
+        self.started: bool | None = None  # None: no batch written yet
+
+    def __call__(self, job_id: str, owner: str, seqs: range, final: bool) -> None:
+        if self.started is None and final:
+            return  # the whole plan in one write: the job starts the ordinary way when it ends
+        if self.started is None:
+            job = self.store.get_job(job_id)
+            self.started = (
+                job is not None
+                and job.plan_owner == owner
+                and job.scheduled_at <= self.clock()
+                and (
+                    (
+                        job.status is JobStatus.planning
+                        and self.store.update_job(
+                            job_id,
+                            expect=[JobStatus.planning],
+                            expect_plan_owner=owner,
+                            status=JobStatus.running,
+                        )
+                    )
+                    or job.status is JobStatus.running
+                )
+            )
+            if self.started:
+                log.info("sending while planning", extra={"job_id": job_id, "batches": len(seqs)})
+                if self.dispatch.settings.dispatch == "per-batch":
+                    self.dispatch.fan_out(job_id)
+                else:  # as many drainers as for the whole job: more batches are coming
+                    for _ in range(self.dispatch.settings.senders):
+                        self._invoke({"job_id": job_id, "drain": True})
+        elif self.started and self.dispatch.settings.dispatch == "per-batch":
+            for seq in seqs:
+                self._invoke({"job_id": job_id, "seq": seq})
+
+    def _invoke(self, reference: dict[str, Any]) -> None:
+        self.dispatch.invoker.invoke_async(self.dispatch.settings.sender_function, reference)
+
+    def settle(self, job_id: str, finish: Callable[[JobRecord], str]) -> str:
+        """After a plan that started sending: the job is final now only if nothing is open (``finish``); a
+        stopped or cancelled one is finalized with that status."""
+        job = self.store.get_job(job_id)
+        if job is None:
+            return "unknown"
+        if job.status in (JobStatus.stopped, JobStatus.cancelled):
+            return finish(job)
+        if job.status is not JobStatus.running:
+            return str(job.status.value)  # paused (or resumed just now): whoever runs it on finishes it
+        if not self.store.list_batches(job_id, OPEN_STATUSES):
+            return finish(job)
+        # Open batches have senders: those invoked at the start, drainers waiting on the plan. Any a drainer
+        # left (it gave up on a plan that looked abandoned) are pending and idle: the timer's sweep starts a
+        # sender for them after CHATAPP_SWEEP_IDLE, as for a sender that died.
+        return str(job.status.value)
+
+
 @dataclass
 class IngestResult:
     key: str
@@ -165,9 +234,7 @@ class Ingest:
             log.warning("plan event for an unknown job: ignored", extra={"job_id": job_id})
             return IngestResult("", job_id, "skipped", "unknown job")
         location = OssLocation.parse(job.source)
-        if job.status is not JobStatus.planning and not (
-            job.status is JobStatus.cancelled and job.plan_owner
-        ):
+        if not plan_unfinished(job):
             self._continue(job)
             return IngestResult(location.key, job_id, "resumed", f"job already {job.status.value}")
         try:
@@ -181,6 +248,7 @@ class Ingest:
                     batch_size=self.settings.batch_size, max_request_bytes=self.settings.max_request_bytes
                 ),
                 identity=(job_id, job.content_sha256),
+                on_batches=(stream := StreamStart(self.store, self.dispatch)),
             )
         except SourceError as error:
             if not error.permanent:
@@ -188,7 +256,10 @@ class Ingest:
             return self._failed(location, job_id, job.content_sha256, error)
         except (OptionsError, CsvFileError) as error:
             return self._failed(location, job_id, job.content_sha256, error)
-        status = start_job(self.store, self.dispatch, job_id, now=time.time())
+        if stream.started:
+            status = stream.settle(job_id, self._finish)
+        else:
+            status = start_job(self.store, self.dispatch, job_id, now=time.time())
         if planned.batches == 0 and status == JobStatus.running.value:
             finalize(self.store, self.oss, self.settings, job_id)
         return IngestResult(
@@ -217,7 +288,7 @@ class Ingest:
         key = location.key
         job_id = oss_job_id(record.bucket, key, record.etag, record.upload_id)
         existing = self.store.get_job(job_id)
-        if existing is not None and existing.status is not JobStatus.planning:
+        if existing is not None and not plan_unfinished(existing):
             self._continue(existing)
             log.info(
                 "repeated event of a known upload", extra={"job_id": job_id, "status": existing.status.value}
@@ -235,6 +306,7 @@ class Ingest:
                     batch_size=settings.batch_size, max_request_bytes=settings.max_request_bytes
                 ),
                 identity=(job_id, f"etag:{record.etag}"),
+                on_batches=(stream := StreamStart(self.store, self.dispatch)),
             )
         except SourceError as error:
             if not error.permanent:
@@ -243,11 +315,14 @@ class Ingest:
         except (OptionsError, CsvFileError) as error:
             return self._failed(location, job_id, record.etag, error)
         faults.checkpoint("ingest.planned")
-        self.store.update_job(job_id, expect=[JobStatus.ready], status=JobStatus.running)
-        self.dispatch.fan_out(job_id)
-        faults.checkpoint("ingest.fanned_out")
-        if job.batches == 0:
-            finalize(self.store, self.oss, settings, job_id)
+        if stream.started:  # it has been sending while planned
+            stream.settle(job_id, self._finish)
+        else:
+            self.store.update_job(job_id, expect=[JobStatus.ready], status=JobStatus.running)
+            self.dispatch.fan_out(job_id)
+            faults.checkpoint("ingest.fanned_out")
+            if job.batches == 0:
+                finalize(self.store, self.oss, settings, job_id)
         log.info(
             "job planned",
             extra={
@@ -260,6 +335,17 @@ class Ingest:
             },
         )
         return IngestResult(key, job_id, "planned", f"{job.valid} valid recipients in {job.batches} batches")
+
+    def _finish(self, job: JobRecord) -> str:
+        status = job.status if job.status in (JobStatus.stopped, JobStatus.cancelled) else JobStatus.completed
+        return finalize(
+            self.store,
+            self.oss,
+            self.settings,
+            job.job_id,
+            status=status,
+            on_finished=self.dispatch.after_finish,
+        )
 
     def _locate(self, record: OssEventRecord) -> OssLocation:
         """The object the event names: its key as is, or URL-decoded when only that form exists (the

@@ -24,10 +24,11 @@ from chatapp_mass.core.errors import ChatAppMassError, OptionsError
 from chatapp_mass.core.options import IntakeOptions, JobOptions, parse_intake_options, parse_job_options
 from chatapp_mass.core.planning import API_MAX_RECIPIENTS, BODY_BUDGET, request_budget
 from chatapp_mass.runtime import env, faults
-from chatapp_mass.services.plan import cancel_batches, restart_error_count
+from chatapp_mass.services.plan import restart_error_count
 from chatapp_mass.services.ratelimit import DEFAULT_MARGIN
 from chatapp_mass.services.reconcile import Reconciler, ReconcileResult, unreconcilable
 from chatapp_mass.services.report import job_summary, write_report
+from chatapp_mass.services.streaming import cancel_batches, plan_unfinished
 from chatapp_mass.store.interface import IN_FLIGHT, OPEN_STATUSES, BatchStatus, JobRecord, JobStatus, Store
 
 log = logging.getLogger(__name__)
@@ -395,6 +396,8 @@ def finalize(
     job = store.get_job(job_id)
     if job is None:
         return "unknown"
+    if plan_unfinished(job):  # batches may still come, and the totals are not final (see .streaming)
+        return job.status.value
     # A stopped or cancelled job is final only once no batch is in flight any more: a call another instance
     # has out is recorded first, so the report says what happened to it.
     waiting_for = OPEN_STATUSES if status is JobStatus.completed else IN_FLIGHT

@@ -1,4 +1,4 @@
-"""Planning: read, validate and plan a recipient file into the store before anything is sent.
+"""Planning: read, validate and plan a recipient file into the store (senders may start on it meanwhile).
 
 A job's rows (one per CSV line: valid, invalid or duplicate, with the number as written and as sent) and its
 batches (``pending``, at most ``batch_size`` recipients and ``max_request_bytes`` of SenderList each) are
@@ -25,15 +25,16 @@ from chatapp_mass.core.options import IntakeOptions, JobOptions, job_identity
 from chatapp_mass.core.planning import API_MAX_RECIPIENTS, BODY_BUDGET, BatchPlanner, encoded_size, fits_alone
 from chatapp_mass.runtime import faults
 from chatapp_mass.services.lease import PLAN_LEASE, Heartbeat, owner_id
-from chatapp_mass.store.interface import (
-    BatchRecord,
-    BatchStatus,
-    JobRecord,
-    JobStatus,
-    RowRecord,
-    RowStatus,
-    Store,
+from chatapp_mass.services.streaming import (
+    PLAN_STATUSES,
+    OnBatches,
+    PlanWriter,
+    abort_streamed_plan,
+    collector_paused,
+    finish_plan,
+    plan_unfinished,
 )
+from chatapp_mass.store.interface import JobRecord, RowRecord, RowStatus, Store
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +83,9 @@ def plan_job(
     scheduled_at: float = 0.0,
     runtime: Runtime = REAL,
     lease: float = PLAN_LEASE,
+    on_batches: OnBatches | None = None,
 ) -> tuple[JobRecord, bool]:
-    """Read, validate and plan the whole file into the store before anything is sent.
+    """Read, validate and plan the whole file into the store.
 
     Returns the job and whether it already existed (a rerun resumes it instead of planning again). A file
     that cannot be read raises :class:`CsvFileError` and leaves no job behind.
@@ -126,12 +128,12 @@ def plan_job(
     )
     while True:
         job = _take_plan(store, fresh, runtime, lease)
-        if not _plan_unfinished(job):
+        if not plan_unfinished(job):
             return job, True
         heartbeat = Heartbeat(
             lambda: store.update_job(
                 job_id,
-                expect=[JobStatus.planning, JobStatus.cancelled],
+                expect=PLAN_STATUSES,  # a job started early is running (or paused...) while planned
                 expect_plan_owner=owner,
                 plan_expires=runtime.clock() + lease,
             ),
@@ -140,19 +142,13 @@ def plan_job(
         )
         runtime.start_heartbeat(heartbeat)
         try:
-            return _plan_owned(store, job, owner, heartbeat, open_stream, read_rows), False
+            return _plan_owned(store, job, owner, heartbeat, open_stream, read_rows, on_batches), False
         except PlanLost:
             log.warning(
                 "planning lease lost to another planner: waiting for its plan", extra={"job_id": job_id}
             )
         finally:
             heartbeat.stop()
-
-
-def _plan_unfinished(job: JobRecord) -> bool:
-    """Planning, or cancelled by an operator while a planner was at it (its lease is still on the job): the
-    plan is finished all the same, so that the report lists every row (as cancelled)."""
-    return job.status is JobStatus.planning or (job.status is JobStatus.cancelled and bool(job.plan_owner))
 
 
 def _take_plan(store: Store, fresh: JobRecord, runtime: Runtime, lease: float) -> JobRecord:
@@ -165,7 +161,7 @@ def _take_plan(store: Store, fresh: JobRecord, runtime: Runtime, lease: float) -
         current = store.get_job(fresh.job_id)
         if current is None:
             continue  # removed meanwhile (its file was refused): try again, the same way
-        if not _plan_unfinished(current):
+        if not plan_unfinished(current):
             return current
         if current.plan_owner and current.plan_expires > now:
             if not waited:
@@ -211,6 +207,7 @@ def _plan_owned(
     heartbeat: Heartbeat,
     open_stream: OpenStream,
     read_rows: Callable[[], Iterable[Any]] | None,
+    on_batches: OnBatches | None = None,
 ) -> JobRecord:
     """Plan ``job`` (whose lease is ours) with the job row's own options and settings."""
     job_id = job.job_id
@@ -219,15 +216,36 @@ def _plan_owned(
     max_bytes = job.max_request_bytes or DEFAULT_MAX_REQUEST_BYTES
     planner = BatchPlanner(job.batch_size or API_MAX_RECIPIENTS, max_bytes)
     counts = {status: 0 for status in RowStatus}
-    rows: list[RowRecord] = []
 
-    def put(batches: list[BatchRecord]) -> None:
+    def check() -> None:
         if heartbeat.lost.is_set():
             raise PlanLost(job_id)
-        store.put_plan(rows, batches)
+
+    writer = PlanWriter(
+        store,
+        job_id,
+        planner,
+        chunk=_ROW_CHUNK,
+        check=check,
+        on_batches=None if on_batches is None else (lambda seqs, last: on_batches(job_id, owner, seqs, last)),
+    )
+
+    def totals() -> dict[str, Any]:  # the plan's figures (so far), written with the lease cleared
+        return dict(
+            plan_owner="",
+            plan_expires=0.0,
+            total_rows=sum(counts.values()),
+            valid=counts[RowStatus.valid],
+            invalid=counts[RowStatus.invalid],
+            duplicate=counts[RowStatus.duplicate],
+            batches=writer.published,
+        )
 
     try:
-        with nullcontext(None) if read_rows is not None else open_stream() as stream:
+        with (
+            nullcontext(None) if read_rows is not None else open_stream() as stream,
+            collector_paused(),
+        ):
             records: Iterable[Any]
             if read_rows is not None:
                 records = read_rows()
@@ -241,37 +259,21 @@ def _plan_owned(
             for row in records:
                 record = _plan_row(job_id, row, planner, max_bytes)
                 counts[record.status] += 1
-                rows.append(record)
-                if len(rows) >= _ROW_CHUNK:
-                    put([])
-                    rows = []
-    except CsvFileError:
+                writer.add(record)
+    except CsvFileError as error:
+        # Unreadable: a job nobody started is removed (nothing was sent); one that started sending already
+        # is cancelled from here, what was sent staying sent.
+        if abort_streamed_plan(store, job_id, owner, f"the file is unreadable: {error}", totals()):
+            raise
         if not store.delete_job(job_id, plan_owner=owner):
             raise PlanLost(job_id) from None
         raise
-    batches = [
-        BatchRecord(job_id=job_id, seq=seq, size=size, first_line=first, last_line=last)
-        for seq, (size, (first, last)) in enumerate(zip(planner.sizes, planner.lines, strict=True))
-    ]
-    put(batches)
+    writer.flush(final=True)
     faults.checkpoint("plan.written")
-    totals: dict[str, Any] = dict(  # the plan's figures, written with either update below
-        plan_owner="",
-        plan_expires=0.0,
-        total_rows=sum(counts.values()),
-        valid=counts[RowStatus.valid],
-        invalid=counts[RowStatus.invalid],
-        duplicate=counts[RowStatus.duplicate],
-        batches=len(batches),
-    )
-    if not store.update_job(
-        job_id, expect=[JobStatus.planning], expect_plan_owner=owner, status=JobStatus.ready, **totals
-    ):
-        # Cancelled while we planned (the lease is still ours): the plan is complete all the same, so the
-        # report lists every row; what was written pending after the cancel is cancelled now.
-        if not store.update_job(job_id, expect=[JobStatus.cancelled], expect_plan_owner=owner, **totals):
-            raise PlanLost(job_id)
-        cancel_batches(store, job_id)
+    # Cancelled while we planned (the lease is still ours): the plan is complete all the same, so the report
+    # lists every row; what was written pending after the cancel is cancelled (finish_plan).
+    if not finish_plan(store, job_id, owner, totals()):
+        raise PlanLost(job_id)
     planned = store.get_job(job_id)
     assert planned is not None
     return planned
@@ -283,25 +285,6 @@ def restart_error_count(store: Store, job_id: str) -> None:
     counts = store.add_job_counts(job_id)
     if counts["tried"] or counts["failed"]:
         store.add_job_counts(job_id, tried=-counts["tried"], failed=-counts["failed"])
-
-
-def cancel_batches(store: Store, job_id: str) -> None:
-    """Every batch of a cancelled job not yet on the wire (``pending`` or ``claimed``) becomes ``cancelled``:
-    one conditional write each, so a batch a sender is just marking ``sending`` stays its, and is resolved by
-    it. Looked at again while a sender may be handing a claimed batch back to pending."""
-    for _ in range(3):
-        left = store.list_batches(job_id, [BatchStatus.pending, BatchStatus.claimed])
-        if not left:
-            return
-        for batch in left:
-            store.transition_batch(
-                job_id,
-                batch.seq,
-                expect=[BatchStatus.pending, BatchStatus.claimed],
-                to=BatchStatus.cancelled,
-                code="Cancelled",
-                message="the job was cancelled before this batch was sent",
-            )
 
 
 def _plan_row(job_id: str, row: Any, planner: BatchPlanner, max_request_bytes: int) -> RowRecord:

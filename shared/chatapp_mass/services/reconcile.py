@@ -57,7 +57,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -110,10 +110,15 @@ class ReconcileResult:
     # A batch that became uncertain after the lookup (a sweeper took its sender for dead meanwhile) was not
     # looked up, and CAMS may well have it.
     looked_up: list[int] = field(default_factory=list)
+    # Of those, the claim each had when looked up (owner, claim_expires): a reopen is fenced by it. A paused
+    # sender that never made its call gives an uncertain batch back and may send it again meanwhile (a new
+    # claim): that call was not looked up, so the batch must not be reopened on this lookup's word.
+    fences: dict[int, tuple[str, float]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data.pop("looked_up")
+        data.pop("fences")
         return data
 
 
@@ -184,7 +189,7 @@ class Reconciler:
                 break
             try:
                 found, missing = self._batch(
-                    job, options, cust_space_id or options.cust_space_id or "", batch, query, result.looked_up
+                    job, options, cust_space_id or options.cust_space_id or "", batch, query, result
                 )
             except ReconcileError as error:
                 result.error, result.left = str(error), len(uncertain) - index
@@ -206,7 +211,7 @@ class Reconciler:
         cust_space_id: str,
         batch: BatchRecord,
         query: _Query,
-        left: list[int],
+        left: ReconcileResult,
     ) -> tuple[int, int]:
         rows = self.store.batch_rows(job.job_id, batch.seq)
         base: dict[str, Any] = {
@@ -251,7 +256,7 @@ class Reconciler:
         return numbers
 
     def _record(
-        self, job: JobRecord, batch: BatchRecord, lines: list[int], found: set[int], left: list[int]
+        self, job: JobRecord, batch: BatchRecord, lines: list[int], found: set[int], left: ReconcileResult
     ) -> None:
         """Write what the lookup found; the seqs it left uncertain go to ``left``."""
         at = datetime.fromtimestamp(self.clock(), timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
@@ -278,10 +283,14 @@ class Reconciler:
                     to=like.status,
                     code=like.code,
                     message=like.message,
+                    expect_owner=batch.owner or None,  # the very claim looked up (see fences)
+                    expect_expires=batch.claim_expires if batch.owner else None,
                 )
                 and not found
             ):
-                left.append(batch.seq)
+                left.looked_up.append(batch.seq)
+                if batch.owner:
+                    left.fences[batch.seq] = (batch.owner, batch.claim_expires)
         else:
             parts = runs(lines, found, hit=hit, miss=miss)
             if split_batch(
@@ -289,11 +298,14 @@ class Reconciler:
                 batch,
                 parts,
                 expect=[BatchStatus.uncertain],
+                expect_owner=batch.owner or None,
                 code="Reconciled",
                 message=f"{len(found)} of {len(lines)} found by ListChatappMessage",
             ):
                 depth = generation(batch.seq) + 1
-                left.extend(part_seq(p.first_line, depth) for p in parts if p.status is BatchStatus.uncertain)
+                left.looked_up.extend(
+                    part_seq(p.first_line, depth) for p in parts if p.status is BatchStatus.uncertain
+                )
         log.log(logging.INFO if found else logging.WARNING, "uncertain batch reconciled", extra=extra)
 
 
@@ -327,7 +339,12 @@ def unreconcilable(options: JobOptions, cust_space_id: str | None = None) -> str
 
 
 def reopen_uncertain(
-    store: Store, job_id: str, *, reason: str, only: Iterable[int] | None = None
+    store: Store,
+    job_id: str,
+    *,
+    reason: str,
+    only: Iterable[int] | None = None,
+    fences: Mapping[int, tuple[str, float]] | None = None,
 ) -> tuple[int, int]:
     """The operator's decision: the job's uncertain batches (``only`` those seqs, if given: what a lookup
     just left uncertain) go back to ``pending`` to be sent again. Logged, per batch, at WARNING with
@@ -341,6 +358,7 @@ def reopen_uncertain(
                 extra={"job_id": job_id, "batch": batch.seq},
             )
             continue
+        fence = (fences or {}).get(batch.seq)
         if store.transition_batch(
             job_id,
             batch.seq,
@@ -348,6 +366,9 @@ def reopen_uncertain(
             to=BatchStatus.pending,
             owner="",
             claim_expires=0.0,
+            # the claim it had when looked up (``ReconcileResult.fences``): not one taken since
+            expect_owner=fence[0] if fence else None,
+            expect_expires=fence[1] if fence else None,
         ):
             batches += 1
             recipients += batch.size
@@ -423,5 +444,7 @@ def resend_uncertain(
     if before_reopen is not None:
         before_reopen()
     looked_up = result.looked_up if reconcile and options.channel_type.uses_phone_numbers else None
-    batches, recipients = reopen_uncertain(store, job.job_id, reason=f"operator resend {how}", only=looked_up)
+    batches, recipients = reopen_uncertain(
+        store, job.job_id, reason=f"operator resend {how}", only=looked_up, fences=result.fences
+    )
     return ResendResult(result, batches, recipients)

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from typing import IO, Any
 
 from chatapp_mass.core.phone_text import looks_like_phone_as_written
+from chatapp_mass.services.streaming import plan_unfinished
 from chatapp_mass.store.interface import OPEN_STATUSES, BatchStatus, JobRecord, ReportRow, Store
 
 COLUMNS = ("line", "to", "status", "group_message_id", "code", "message")
@@ -48,7 +49,11 @@ def write_report(rows: Iterable[ReportRow], out: IO[str]) -> dict[str, int]:
 
 
 def job_summary(store: Store, job: JobRecord) -> dict[str, Any]:
-    """The job at a glance, in recipients: what `chatapp-mass status` prints and the summary object holds."""
+    """The job at a glance, in recipients: what `chatapp-mass status` prints and the summary object holds.
+
+    ``totals_final`` is False while the plan is still written (a job sends while it is planned: see
+    ``services.streaming``): ``rows``, ``valid``, ``invalid``, ``duplicate`` and ``batches`` are then the
+    figures of the plan so far (zero until it ends), and ``pending`` only counts batches written so far."""
     totals = store.batch_totals(job.job_id)
 
     def recipients(*statuses: BatchStatus) -> int:
@@ -61,6 +66,7 @@ def job_summary(store: Store, job: JobRecord) -> dict[str, Any]:
         "source": job.source,
         "channel": job.options.get("ChannelType"),
         "template": job.options.get("TemplateCode") or job.options.get("TemplateName"),
+        "totals_final": not plan_unfinished(job),
         "rows": job.total_rows,
         "valid": job.valid,
         "invalid": job.invalid,

@@ -5,8 +5,10 @@
 the call and its classification are the CLI's (:class:`~chatapp_mass.services.dispatch.JobRunner`). Then it *settles*:
 batches still pending (time ran out) → the sender is invoked again now; batches another instance holds → it is
 invoked again when that claim expires (a crashed holder is then released: ``claimed`` back to ``pending``,
-``sending`` to ``uncertain``); none open → **finalize**: the report CSV and a summary JSON go to
-``reports/``, then the job becomes ``completed`` (conditional write; several finalizers write the same report).
+``sending`` to ``uncertain``); none open while the plan is still written and out of time (``.streaming``: a
+drainer waits for new batches while the planner's lease lives) → invoked again; none open → **finalize**: the
+report CSV and a summary JSON go to ``reports/``, then the job becomes ``completed`` (conditional write;
+several finalizers write the same report).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from chatapp_mass.services.dispatch import DispatchSettings, JobRunner
 from chatapp_mass.services.jobs import Dispatch, EventError, FunctionSettings, finalize, reconcile_job
 from chatapp_mass.services.parts import part_batches
 from chatapp_mass.services.reconcile import Reconciler
+from chatapp_mass.services.streaming import plan_live
 from chatapp_mass.store.interface import OPEN_STATUSES, BatchStatus, JobRecord, JobStatus, Store
 
 log = logging.getLogger(__name__)
@@ -158,6 +161,8 @@ class Sender:
         elif held:
             wake = min(b.claim_expires for b in held) - now
             self.dispatch.later(job_id, min(max(wake, 0), 3600), event.seq)  # release it if its holder died
+        elif event.drain and plan_live(job, now):
+            self.dispatch.later(job_id, 0)  # out of time while the plan is written: more batches will come
         if self.store.list_batches(job_id, OPEN_STATUSES):
             return "running"
         return finalize(self.store, self.oss, self.settings, job_id, on_finished=self.dispatch.after_finish)

@@ -13,6 +13,8 @@ cancelled):
   has changed for ``CHATAPP_SWEEP_IDLE`` seconds (default 120: no sender is working on it), a sender is
   started; if nothing is open any more, the job is finalized (its finalizer died). A job that needs a sender
   is logged, so nothing stalls silently.
+- **A plan abandoned** mid-way (its planner silent past its lease) is handed to ingest again: a job still
+  ``planning``, or one that started sending while planned (``running`` with the lease on it: ``.streaming``).
 - **Cancelled** jobs with batches still open: what is not on the wire is cancelled, and the job is
   finalized once nothing is in flight. A cancelled job with nothing open, cancelled over
   ``SETTLE_CANCELLED_AFTER`` ago, is settled (``Store.settle_job``): later firings no longer list it.
@@ -45,6 +47,7 @@ from chatapp_mass.services.jobs import (
     resolve_options,
     start_job,
 )
+from chatapp_mass.services.streaming import plan_abandoned
 from chatapp_mass.store.interface import IN_FLIGHT, OPEN_STATUSES, BatchStatus, JobRecord, JobStatus, Store
 
 log = logging.getLogger(__name__)
@@ -141,6 +144,8 @@ class Timer:
                     result["resumed"].append(job.job_id)
             elif job.status is JobStatus.running:
                 self._sweep(job, now, result)
+                if job.source.startswith("oss://") and plan_abandoned(job, now):
+                    self._replan(job, result)  # started early, its planner went silent (.streaming)
             elif job.status is JobStatus.cancelled and self.store.list_batches(job.job_id, OPEN_STATUSES):
                 cancel_job(self.store, job.job_id, reason=job.reason or "cancelled by an operator")
                 result["released"] += release_stale(self.store, job.job_id, now=now)
@@ -157,9 +162,7 @@ class Timer:
             ):
                 # planning (or cancelled while planning) and its planner went silent past its lease, or its
                 # plan event never came: ingest takes the plan over (plan.plan_job: only an expired lease)
-                log.warning("plan abandoned by its planner: planning again", extra={"job_id": job.job_id})
-                self.invoker.invoke_async(self.ingest_function, {"plan_job": job.job_id})
-                result["resumed"].append(job.job_id)
+                self._replan(job, result)
             elif (
                 job.status is JobStatus.cancelled
                 and not job.plan_owner
@@ -169,6 +172,11 @@ class Timer:
                 # its last batch resolved, by the canceller, its sender or an earlier firing)
                 self.store.settle_job(job.job_id, JobStatus.cancelled)
         return result
+
+    def _replan(self, job: JobRecord, result: dict[str, Any]) -> None:
+        log.warning("plan abandoned by its planner: planning again", extra={"job_id": job.job_id})
+        self.invoker.invoke_async(self.ingest_function, {"plan_job": job.job_id})
+        result["resumed"].append(job.job_id)
 
     def _sweep(self, job: JobRecord, now: float, result: dict[str, Any]) -> None:
         before = self.store.list_batches(job.job_id)
