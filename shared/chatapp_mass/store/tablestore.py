@@ -1246,6 +1246,9 @@ class _Chunk:
     data: bytes  # zlib-compressed JSON list of records
 
 
+_COMPACT_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode  # json.dumps, set up once
+
+
 def _encode_chunks(rows: Iterable[RowRecord]) -> list[_Chunk]:
     """Rows (any order, any jobs) as chunks of one job's consecutive records, in line order."""
     chunks: list[_Chunk] = []
@@ -1264,7 +1267,7 @@ def _encode_chunks(rows: Iterable[RowRecord]) -> list[_Chunk]:
 
     for row in sorted(rows, key=lambda r: (r.job_id, r.line)):
         record = [row.line, row.to, row.status.value, row.code, row.message, row.batch_seq, row.recipient]
-        part = json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        part = _COMPACT_JSON(record).encode("utf-8")
         full = len(parts) >= _CHUNK_RECORDS or size + len(part) > _CHUNK_JSON_BYTES
         if parts and (full or row.job_id != job_id):
             close()
