@@ -12,15 +12,16 @@ Two measurements per revision (``--what``):
 - ``reader``: parse + E.164 + dedup + batch planning (``RecipientReader`` and ``BatchPlanner`` with each
   valid recipient's encoded size): the pure core, nothing written;
 - ``sqlite``: the whole ``plan_job`` into a SQLite store in a temporary file (the above, plus the rows and
-  batches written as the engine writes them, 5,000 rows per transaction).
-
-The Tablestore write is measured by ``bench/bench_tablestore.py`` against the local Tablestore.
+  batches written as the engine writes them, 5,000 rows per transaction);
+- ``tablestore`` (not by default): the whole ``plan_job`` into the local Tablestore (real SDK, real HTTP over
+  loopback); the emulator runs in threads of the measured process, so its CPU and memory are counted too.
 
 Figures, not assertions: the machine is shared, so the load average is printed before and after, and the
 ratio of the two revisions (measured one after the other in the same run) is the figure to compare.
 
     python bench/bench_intake.py                                   # 100,000 and 1,000,000 rows vs 584c50e
     python bench/bench_intake.py --sizes 1000000 --baseline 584c50e --what sqlite
+    python bench/bench_intake.py --sizes 100000 --what reader sqlite tablestore
     python bench/bench_intake.py --baseline none                   # this checkout only
 """
 
@@ -116,9 +117,22 @@ t0 = time.perf_counter()
 from chatapp_mass.core.intake import RecipientReader
 from chatapp_mass.core.options import ChannelType, IntakeOptions, JobOptions
 from chatapp_mass.core.planning import BatchPlanner, encoded_size
+if what in ("sqlite", "tablestore"):
+    from chatapp_mass.services.plan import plan_job
 if what == "sqlite":
-    from chatapp_mass.services.plan import PlanSettings, plan_job
     from chatapp_mass.store.sqlite import SqliteStore
+if what == "tablestore":
+    os.environ.setdefault("ALIBABA_CLOUD_ECS_METADATA_DISABLED", "true")
+    from alibaba_localcloud.tablestore import LocalTablestore
+    from chatapp_mass.store.tablestore import TablestoreSettings, TablestoreStore
+    server = LocalTablestore().__enter__()
+    creds = server.credentials
+    store = TablestoreStore(
+        TablestoreSettings(endpoint=server.endpoint, instance=server.instance_name, table_prefix="bench_"),
+        access_key_id=creds.access_key_id,
+        access_key_secret=creds.access_key_secret,
+        security_token=creds.security_token or "",
+    )
 import psutil
 base = psutil.Process().memory_info().rss
 t1 = time.perf_counter()
@@ -134,7 +148,8 @@ if what == "reader":
                 planner.assign(encoded_size(recipient), row.line)
     counts = dict(reader.counts, batches=len(planner.sizes))
 else:
-    store = SqliteStore(sys.argv[4])
+    if what == "sqlite":
+        store = SqliteStore(sys.argv[4])
     options = JobOptions.model_validate(
         {"ChannelType": "whatsapp", "TemplateCode": "T1", "Language": "en", "From": "8613800000000"}
     )
@@ -149,6 +164,8 @@ else:
     rows = job.total_rows
     counts = {"valid": job.valid, "invalid": job.invalid, "duplicate": job.duplicate, "batches": job.batches}
 t2 = time.perf_counter()
+if what == "tablestore":
+    server.__exit__(None, None, None)
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
 print(json.dumps({"rows": rows, "seconds": t2 - t1, "cpu": time.process_time(), "import_seconds": t1 - t0,
                   "base_rss": base, "peak_rss": peak, "counts": counts}))
@@ -184,9 +201,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--baseline", default="584c50e", help="git revision to compare with; 'none' to skip")
-    parser.add_argument("--what", choices=["reader", "sqlite", "both"], default="both")
+    parser.add_argument(
+        "--what", choices=["reader", "sqlite", "tablestore"], nargs="+", default=["reader", "sqlite"]
+    )
     args = parser.parse_args()
-    whats = ["reader", "sqlite"] if args.what == "both" else [args.what]
+    whats = args.what
     mib = 1024 * 1024
     with tempfile.TemporaryDirectory() as tmp:
         trees = [("this checkout", ROOT)]
