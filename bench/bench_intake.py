@@ -16,8 +16,9 @@ Two measurements per revision (``--what``):
 - ``tablestore`` (not by default): the whole ``plan_job`` into the local Tablestore (real SDK, real HTTP over
   loopback); the emulator runs in threads of the measured process, so its CPU and memory are counted too.
 
-Figures, not assertions: the machine is shared, so the load average is printed before and after, and the
-ratio of the two revisions (measured one after the other in the same run) is the figure to compare.
+Figures, not assertions: the machine is shared, so the load average is printed before and after, rows per
+CPU-second (the process's CPU time: threads included) beside rows per wall second, and the ratio of the two
+revisions (measured one after the other in the same run) is the figure to compare.
 
     python bench/bench_intake.py                                   # 100,000 and 1,000,000 rows vs 584c50e
     python bench/bench_intake.py --sizes 1000000 --baseline 584c50e --what sqlite
@@ -135,7 +136,7 @@ if what == "tablestore":
     )
 import psutil
 base = psutil.Process().memory_info().rss
-t1 = time.perf_counter()
+t1, c1 = time.perf_counter(), time.process_time()
 if what == "reader":
     planner = BatchPlanner()
     with open(path, "rb") as stream:
@@ -163,11 +164,11 @@ else:
                       identity=("bench-job", "0" * 64))
     rows = job.total_rows
     counts = {"valid": job.valid, "invalid": job.invalid, "duplicate": job.duplicate, "batches": job.batches}
-t2 = time.perf_counter()
+t2, c2 = time.perf_counter(), time.process_time()
 if what == "tablestore":
     server.__exit__(None, None, None)
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
-print(json.dumps({"rows": rows, "seconds": t2 - t1, "cpu": time.process_time(), "import_seconds": t1 - t0,
+print(json.dumps({"rows": rows, "seconds": t2 - t1, "cpu": c2 - c1, "import_seconds": t1 - t0,
                   "base_rss": base, "peak_rss": peak, "counts": counts}))
 """
 
@@ -231,6 +232,7 @@ def main() -> None:
                         rates.append(rate)
                         print(
                             f"  {what:6} {label:18} {rate:9,.0f} rows/s  {stats['seconds']:6.2f} s  "
+                            f"({float(stats['rows']) / float(stats['cpu']):9,.0f} rows per CPU-second)  "  # type: ignore[arg-type]
                             f"peak RSS {float(stats['peak_rss']) / mib:6.1f} MiB "  # type: ignore[arg-type]
                             f"(after imports {float(stats['base_rss']) / mib:.1f})  {stats['counts']}",  # type: ignore[arg-type]
                             flush=True,
