@@ -225,11 +225,12 @@ def main() -> None:
                 write_csv(path, size)
                 print(f"{size:,} rows, {os.path.getsize(path) / mib:.1f} MiB", flush=True)
                 for what in whats:
-                    rates = []
+                    rates, per_cpu = [], []
                     for label, tree in trees:
                         stats = measure(tree, what, path, tmp)
                         rate = float(stats["rows"]) / float(stats["seconds"])  # type: ignore[arg-type]
                         rates.append(rate)
+                        per_cpu.append(float(stats["rows"]) / float(stats["cpu"]))  # type: ignore[arg-type]
                         print(
                             f"  {what:6} {label:18} {rate:9,.0f} rows/s  {stats['seconds']:6.2f} s  "
                             f"({float(stats['rows']) / float(stats['cpu']):9,.0f} rows per CPU-second)  "  # type: ignore[arg-type]
@@ -238,7 +239,11 @@ def main() -> None:
                             flush=True,
                         )
                     if len(rates) == 2:
-                        print(f"  {what:6} ratio {rates[0] / rates[1]:.2f}x", flush=True)
+                        print(
+                            f"  {what:6} ratio {rates[0] / rates[1]:.2f}x "
+                            f"(per CPU-second {per_cpu[0] / per_cpu[1]:.2f}x)",
+                            flush=True,
+                        )
             print(f"after: {_load()}", flush=True)
         finally:
             if baseline_tree is not None:
