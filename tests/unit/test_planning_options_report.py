@@ -1,12 +1,14 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 from urllib.parse import quote_plus
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from chatapp_mass.core import planning
 from chatapp_mass.core.errors import OptionsError
 from chatapp_mass.core.options import (
     IntakeOptions,
@@ -184,3 +186,41 @@ def test_a_full_batch_of_typical_recipients_is_bounded_by_count_in_the_body_and_
             assert planner.sizes == [1000, 1000]
         else:
             assert 50 < max(planner.sizes) < 200
+
+
+# -- the SenderList item's JSON and its URL-encoded size, computed directly ---------------------------------
+_json_text = st.text(st.characters(codec="utf-8"), max_size=12)
+_recipients = st.one_of(
+    st.builds(
+        lambda to, params: {"To": to, "TemplateParams": params},
+        _json_text,
+        st.dictionaries(_json_text, _json_text),
+    ),
+    st.builds(
+        lambda params, to: {"TemplateParams": params, "To": to},
+        st.dictionaries(_json_text, _json_text),
+        _json_text,
+    ),
+    st.dictionaries(
+        _json_text, st.one_of(_json_text, st.integers(), st.none(), st.dictionaries(_json_text, _json_text))
+    ),
+    st.builds(
+        lambda to, params: {"To": to, "TemplateParams": params},
+        _json_text,
+        st.dictionaries(st.integers(), st.integers()),
+    ),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(_recipients)
+def test_sender_json_and_encoded_size_are_json_dumps_and_quote_plus(recipient: dict[str, Any]) -> None:
+    text = json.dumps(recipient, ensure_ascii=False, separators=(",", ":"))
+    assert planning.sender_json(recipient) == text
+    assert planning.url_encoded_length(text) == len(quote_plus(text))
+    assert planning.encoded_size(recipient) == len(quote_plus(text)) + len(quote_plus(","))
+
+
+def test_url_encoded_length_counts_every_byte_as_quote_plus_does() -> None:
+    text = "".join(chr(code) for code in range(1, 0x250)) + " \u20ac\U0001f600~_.-+%&="
+    assert planning.url_encoded_length(text) == len(quote_plus(text))

@@ -40,7 +40,8 @@ from typing import Any
 
 from chatapp_mass.core.errors import CsvFileError
 from chatapp_mass.core.options import ChannelType, IntakeOptions
-from chatapp_mass.core.phones import _normalize, _region, describe_invalid
+from chatapp_mass.core.phone_fast import normalize as _normalize
+from chatapp_mass.core.phones import _region, describe_invalid
 
 __all__ = ["Row", "Header", "RecipientReader", "sha256_of", "RECIPIENT_COLUMNS", "CELL_LIMIT_BYTES"]
 

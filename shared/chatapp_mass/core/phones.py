@@ -17,7 +17,8 @@ not need. For international numbers :func:`_international` repeats exactly the s
 ``"+" + digits`` (country code, national-prefix stripping, Italian leading zeros) with the library's own
 helpers and then calls the public ``is_valid_number``; about half the cost. If those helpers are missing
 (another phonenumbers version) the public ``parse`` is used. ``tests/unit/test_phones.py`` checks both
-give the same answers.
+give the same answers. The intake reads numbers through :mod:`chatapp_mass.core.phone_fast`, which skips
+further steps per calling code and is checked against this module (``tests/unit/test_phone_fast.py``).
 """
 
 from __future__ import annotations

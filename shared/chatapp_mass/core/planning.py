@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from json.encoder import encode_basestring as _quoted
 from typing import Any
 from urllib.parse import quote_plus
 
@@ -40,14 +41,42 @@ _LIST_OVERHEAD = len(quote_plus("[]"))
 _SEPARATOR = len(quote_plus(","))
 
 
+_ENCODE = json.JSONEncoder(
+    ensure_ascii=False, separators=(",", ":")
+).encode  # json.dumps(..) without its set-up
+# Bytes quote_plus leaves as they are (one byte each on the wire; ' ' becomes '+'); every other byte is %XX.
+_AS_IS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~ "
+
+
 def sender_json(recipient: dict[str, Any]) -> str:
-    """One SenderList item exactly as the SDK serializes it."""
-    return json.dumps(recipient, ensure_ascii=False, separators=(",", ":"))
+    """One SenderList item exactly as the SDK serializes it (``json.dumps(recipient, ensure_ascii=False,
+    separators=(",", ":"))``). The intake's shape, ``{"To": str, "TemplateParams": {str: str}}``, is
+    written directly with the encoder's own string escaping (:func:`json.encoder.encode_basestring`);
+    ``tests/unit/test_planning_options_report.py`` compares both ways."""
+    if len(recipient) == 2:
+        to = recipient.get("To")
+        params = recipient.get("TemplateParams")
+        if type(to) is str and type(params) is dict:
+            items = []
+            for key, value in params.items():
+                if type(key) is not str or type(value) is not str:
+                    return _ENCODE(recipient)
+                items.append(_quoted(key) + ":" + _quoted(value))
+            first = next(iter(recipient))
+            if first == "To":
+                return '{"To":' + _quoted(to) + ',"TemplateParams":{' + ",".join(items) + "}}"
+    return _ENCODE(recipient)
+
+
+def url_encoded_length(text: str) -> int:
+    """``len(quote_plus(text))``, without building the quoted text (UTF-8, strict, as quote_plus)."""
+    data = text.encode("utf-8")
+    return len(data) + 2 * len(data.translate(None, _AS_IS))
 
 
 def encoded_size(recipient: dict[str, Any]) -> int:
     """Bytes this recipient adds to the URL-encoded SenderList, its separating comma included."""
-    return len(quote_plus(sender_json(recipient))) + _SEPARATOR
+    return url_encoded_length(sender_json(recipient)) + _SEPARATOR
 
 
 def fits_alone(size: int, max_request_bytes: int) -> bool:

@@ -22,6 +22,7 @@ from dataclasses import asdict, fields
 from typing import Any
 
 from chatapp_mass.core.errors import StoreError
+from chatapp_mass.core.planning import sender_json
 from chatapp_mass.store import ratewindow
 from chatapp_mass.store.interface import (
     JOB_COUNTERS,
@@ -356,9 +357,7 @@ class SqliteStore(Store):
                         r.code,
                         r.message,
                         r.batch_seq,
-                        json.dumps(r.recipient, ensure_ascii=False, separators=(",", ":"))
-                        if r.recipient
-                        else None,
+                        sender_json(r.recipient) if r.recipient else None,
                     )
                     for r in rows
                 ],

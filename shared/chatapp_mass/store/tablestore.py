@@ -91,11 +91,13 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, fields
 from functools import partial
+from json.encoder import encode_basestring as _quoted
 from typing import Any, TypeVar
 
 import urllib3
 
 from chatapp_mass.core.errors import OptionsError, StoreError
+from chatapp_mass.core.planning import sender_json
 from chatapp_mass.runtime import env, logs
 from chatapp_mass.store import ratewindow
 from chatapp_mass.store.interface import (
@@ -1281,6 +1283,36 @@ class _Chunk:
     data: bytes  # zlib-compressed JSON list of records
 
 
+_COMPACT_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode  # json.dumps, set up once
+
+
+def _record_json(row: RowRecord) -> str:
+    """``json.dumps([line, to, status, code, message, batch_seq, recipient], ensure_ascii=False,
+    separators=(",", ":"))``, written directly when the fields have their usual types (the recipient by
+    :func:`~chatapp_mass.core.planning.sender_json`); ``tests/unit/test_tablestore_chunks.py`` compares."""
+    line, seq, recipient, to, code, message = (
+        row.line,
+        row.batch_seq,
+        row.recipient,
+        row.to,
+        row.code,
+        row.message,
+    )
+    if (
+        type(line) is int
+        and (seq is None or type(seq) is int)
+        and (recipient is None or type(recipient) is dict)
+        and type(to) is str
+        and type(code) is str
+        and type(message) is str
+    ):
+        return (
+            f"[{line},{_quoted(to)},{_quoted(row.status.value)},{_quoted(code)},{_quoted(message)},"
+            f"{'null' if seq is None else seq},{'null' if recipient is None else sender_json(recipient)}]"
+        )
+    return _COMPACT_JSON([line, to, row.status.value, code, message, seq, recipient])
+
+
 def _encode_chunks(rows: Iterable[RowRecord]) -> list[_Chunk]:
     """Rows (any order, any jobs) as chunks of one job's consecutive records, in line order."""
     chunks: list[_Chunk] = []
@@ -1298,8 +1330,7 @@ def _encode_chunks(rows: Iterable[RowRecord]) -> list[_Chunk]:
         chunks.append(_Chunk(job_id, first, last, len(parts), data))
 
     for row in sorted(rows, key=lambda r: (r.job_id, r.line)):
-        record = [row.line, row.to, row.status.value, row.code, row.message, row.batch_seq, row.recipient]
-        part = json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        part = _record_json(row).encode("utf-8")
         full = len(parts) >= _CHUNK_RECORDS or size + len(part) > _CHUNK_JSON_BYTES
         if parts and (full or row.job_id != job_id):
             close()
