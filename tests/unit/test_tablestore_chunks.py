@@ -9,6 +9,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from chatapp_mass.core.planning import sender_json
 from chatapp_mass.store.interface import RowRecord, RowStatus
 from chatapp_mass.store.tablestore import _chunk_records, _encode_chunks, _record_json
 
@@ -28,6 +29,12 @@ _rows = st.builds(
     _text,
     st.one_of(st.none(), st.integers(0, 10**6)),
     _recipient,
+    st.none(),
+)
+# ... and as the planner makes them: the recipient's JSON encoded once, carried for the store to write as is
+_rows = st.one_of(
+    _rows,
+    _rows.map(lambda r: r if r.recipient is None else r._replace(recipient_json=sender_json(r.recipient))),
 )
 
 

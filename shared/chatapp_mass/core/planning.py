@@ -79,6 +79,13 @@ def encoded_size(recipient: dict[str, Any]) -> int:
     return url_encoded_length(sender_json(recipient)) + _SEPARATOR
 
 
+def sized_sender_json(recipient: dict[str, Any]) -> tuple[str, int]:
+    """``(sender_json(recipient), encoded_size(recipient))`` with one encoding: the planner keeps the JSON
+    for the store, which writes exactly these bytes."""
+    text = sender_json(recipient)
+    return text, url_encoded_length(text) + _SEPARATOR
+
+
 def fits_alone(size: int, max_request_bytes: int) -> bool:
     """Whether one recipient of ``encoded_size`` can be sent at all under the byte bound."""
     return size + _LIST_OVERHEAD <= max_request_bytes

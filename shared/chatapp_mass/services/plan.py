@@ -22,7 +22,13 @@ from typing import IO, Any
 
 from chatapp_mass.core.errors import CsvFileError
 from chatapp_mass.core.options import IntakeOptions, JobOptions, job_identity
-from chatapp_mass.core.planning import API_MAX_RECIPIENTS, BODY_BUDGET, BatchPlanner, encoded_size, fits_alone
+from chatapp_mass.core.planning import (
+    API_MAX_RECIPIENTS,
+    BODY_BUDGET,
+    BatchPlanner,
+    fits_alone,
+    sized_sender_json,
+)
 from chatapp_mass.runtime import faults
 from chatapp_mass.services.lease import PLAN_LEASE, Heartbeat, owner_id
 from chatapp_mass.services.streaming import (
@@ -287,8 +293,12 @@ def restart_error_count(store: Store, job_id: str) -> None:
         store.add_job_counts(job_id, tried=-counts["tried"], failed=-counts["failed"])
 
 
+# RowStatus by its value, without the Enum's own lookup (a dict read): one per input line.
+_ROW_STATUS = {status.value: status for status in RowStatus}
+
+
 def _plan_row(job_id: str, row: Any, planner: BatchPlanner, max_request_bytes: int) -> RowRecord:
-    status = RowStatus(row.status)
+    status = _ROW_STATUS[row.status]
     if status is not RowStatus.valid:
         return RowRecord(job_id, row.line, row.to, status, row.code, row.message)
     recipient: dict[str, Any] = {"To": row.to}
@@ -296,7 +306,7 @@ def _plan_row(job_id: str, row: Any, planner: BatchPlanner, max_request_bytes: i
         recipient["TemplateParams"] = row.template_params
     if row.extra:
         recipient.update(row.extra)
-    size = encoded_size(recipient)
+    text, size = sized_sender_json(recipient)
     if not fits_alone(size, max_request_bytes):
         return RowRecord(
             job_id,
@@ -307,5 +317,5 @@ def _plan_row(job_id: str, row: Any, planner: BatchPlanner, max_request_bytes: i
             f"this recipient alone encodes to {size} bytes, over --max-request-bytes {max_request_bytes}",
         )
     return RowRecord(
-        job_id, row.line, row.to, status, batch_seq=planner.assign(size, row.line), recipient=recipient
+        job_id, row.line, row.to, status, "", "", planner.assign(size, row.line), recipient, text
     )

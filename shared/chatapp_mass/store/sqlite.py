@@ -350,16 +350,17 @@ class SqliteStore(Store):
                 " VALUES (?,?,?,?,?,?,?,?)",
                 [
                     (
-                        r.job_id,
-                        r.line,
-                        r.to,
-                        r.status.value,
-                        r.code,
-                        r.message,
-                        r.batch_seq,
-                        sender_json(r.recipient) if r.recipient else None,
+                        job_id,
+                        line,
+                        to,
+                        status.value,
+                        code,
+                        message,
+                        batch_seq,
+                        # the planner's own encoding when it carries one (the same bytes: sender_json)
+                        text if text is not None else sender_json(recipient) if recipient else None,
                     )
-                    for r in rows
+                    for job_id, line, to, status, code, message, batch_seq, recipient, text in rows
                 ],
             )
             # A batch is written once: a re-planned batch that already exists (same deterministic seq) keeps

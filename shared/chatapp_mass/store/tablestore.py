@@ -1290,14 +1290,7 @@ def _record_json(row: RowRecord) -> str:
     """``json.dumps([line, to, status, code, message, batch_seq, recipient], ensure_ascii=False,
     separators=(",", ":"))``, written directly when the fields have their usual types (the recipient by
     :func:`~chatapp_mass.core.planning.sender_json`); ``tests/unit/test_tablestore_chunks.py`` compares."""
-    line, seq, recipient, to, code, message = (
-        row.line,
-        row.batch_seq,
-        row.recipient,
-        row.to,
-        row.code,
-        row.message,
-    )
+    _, line, to, status, code, message, seq, recipient, text = row
     if (
         type(line) is int
         and (seq is None or type(seq) is int)
@@ -1306,11 +1299,15 @@ def _record_json(row: RowRecord) -> str:
         and type(code) is str
         and type(message) is str
     ):
+        if recipient is None:
+            text = "null"
+        elif text is None:  # the planner's own encoding when it carries one (the same bytes: sender_json)
+            text = sender_json(recipient)
         return (
-            f"[{line},{_quoted(to)},{_quoted(row.status.value)},{_quoted(code)},{_quoted(message)},"
-            f"{'null' if seq is None else seq},{'null' if recipient is None else sender_json(recipient)}]"
+            f"[{line},{_quoted(to)},{_quoted(status.value)},{_quoted(code)},{_quoted(message)},"
+            f"{'null' if seq is None else seq},{text}]"
         )
-    return _COMPACT_JSON([line, to, row.status.value, code, message, seq, recipient])
+    return _COMPACT_JSON([line, to, status.value, code, message, seq, recipient])
 
 
 def _encode_chunks(rows: Iterable[RowRecord]) -> list[_Chunk]:
