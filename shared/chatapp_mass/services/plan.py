@@ -221,7 +221,9 @@ def _plan_owned(
     intake = IntakeOptions.model_validate(job.intake)
     max_bytes = job.max_request_bytes or DEFAULT_MAX_REQUEST_BYTES
     planner = BatchPlanner(job.batch_size or API_MAX_RECIPIENTS, max_bytes)
-    counts = {status: 0 for status in RowStatus}
+    # rows refused, by status: the valid ones are the rest (no per-row count for them: an Enum's hash is
+    # a Python call)
+    refused = {RowStatus.invalid: 0, RowStatus.duplicate: 0}
 
     def check() -> None:
         if heartbeat.lost.is_set():
@@ -237,13 +239,14 @@ def _plan_owned(
     )
 
     def totals() -> dict[str, Any]:  # the plan's figures (so far), written with the lease cleared
+        total = writer.added
         return dict(
             plan_owner="",
             plan_expires=0.0,
-            total_rows=sum(counts.values()),
-            valid=counts[RowStatus.valid],
-            invalid=counts[RowStatus.invalid],
-            duplicate=counts[RowStatus.duplicate],
+            total_rows=total,
+            valid=total - sum(refused.values()),
+            invalid=refused[RowStatus.invalid],
+            duplicate=refused[RowStatus.duplicate],
             batches=writer.published,
         )
 
@@ -262,10 +265,12 @@ def _plan_owned(
                 records = RecipientReader(
                     stream, source=job.source, channel=options.channel_type, intake=intake
                 )
+            plan_row, add, valid = _plan_row, writer.add, RowStatus.valid  # locals: once per row
             for row in records:
-                record = _plan_row(job_id, row, planner, max_bytes)
-                counts[record.status] += 1
-                writer.add(record)
+                record = plan_row(job_id, row, planner, max_bytes)
+                if record.status is not valid:
+                    refused[record.status] += 1
+                add(record)
     except CsvFileError as error:
         # Unreadable: a job nobody started is removed (nothing was sent); one that started sending already
         # is cancelled from here, what was sent staying sent.

@@ -94,12 +94,19 @@ class PlanWriter:
         self.store, self.job_id, self.planner, self.chunk = store, job_id, planner, chunk
         self.check, self.on_batches = check, on_batches
         self.rows: list[RowRecord] = []
+        self.written = 0  # rows written so far (before self.rows)
         self.published = 0  # batches written so far: 0 .. published-1
 
+    @property
+    def added(self) -> int:
+        """Rows added so far, written or not."""
+        return self.written + len(self.rows)
+
     def add(self, record: RowRecord) -> None:
-        self.rows.append(record)
+        rows = self.rows
+        rows.append(record)
         # the first batch goes out as soon as it is complete: the sending starts that much earlier
-        if len(self.rows) >= self.chunk or (self.published == 0 and len(self.planner.sizes) > 1):
+        if len(rows) >= self.chunk or (not self.published and len(self.planner.sizes) > 1):
             self.flush(final=False)
 
     def flush(self, *, final: bool) -> None:
@@ -117,6 +124,7 @@ class PlanWriter:
             for seq in range(self.published, complete)
         ]
         self.store.put_plan(self.rows, batches)
+        self.written += len(self.rows)
         self.rows = []
         written = range(self.published, complete)
         self.published = complete

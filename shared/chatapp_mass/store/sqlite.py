@@ -353,7 +353,7 @@ class SqliteStore(Store):
                         job_id,
                         line,
                         to,
-                        status.value,
+                        status._value_,  # .value is a property: a Python call per row
                         code,
                         message,
                         batch_seq,
