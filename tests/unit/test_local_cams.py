@@ -936,3 +936,21 @@ def test_the_rate_window_judges_by_arrival_whatever_order_the_handlers_run_in() 
     assert backend._admit("k", 1.3015, 10)  # 0.301 has left its window: 9 remain
     assert not backend._admit("k", 1.3016, 10)  # 0.302..0.310 and 1.3015: ten
     assert not backend._admit("k", 0.2, 10)  # judged late, arrived early: (-0.69, 0.31] holds ten
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SO_TIMESTAMPNS is Linux's")
+def test_a_new_connections_first_request_is_stamped_by_the_kernel_on_arrival() -> None:
+    """The listening socket asks for receive timestamps, so an accepted connection has them from its first
+    segment: a request that reached the kernel before its handler thread ran keeps its arrival time (set
+    only in the handler, the kernel stamps such a segment when it is read: a late arrival in the oracle)."""
+    import socket
+
+    with LocalCams() as cams:
+        listener = cams._server.socket  # type: ignore[union-attr]
+        assert listener.getsockopt(socket.SOL_SOCKET, 35) == 1  # SO_TIMESTAMPNS
+        client = socket.create_connection(listener.getsockname())
+        try:
+            client.sendall(b"GET /__admin__/nothing HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            client.recv(1)
+        finally:
+            client.close()
