@@ -95,19 +95,9 @@ def international(digits: str) -> str | None:
 
 
 def normalize(raw: str, region: str | None) -> str | None:
-    """:func:`phones._normalize`: E.164 digits without '+' or None; ``region`` upper-case and known."""
-    digits, plus = phones._digits(raw)
-    if not digits:
-        return None
-    if plus:
-        return _international(digits)
-    if digits[:2] == "00":
-        return _international(digits[2:])
-    if region is None:
-        return _international(digits)
-    if len(digits) > _MAX_DIGITS:
-        return None
-    return phones._national(digits, region)
+    """:func:`phones._normalize` with this module's reading of international numbers: E.164 digits without
+    '+' or None; ``region`` upper-case and known."""
+    return phones._normalize(raw, region, _international)
 
 
 # Without the library's internals (another phonenumbers version) phones uses the public API: so do we.

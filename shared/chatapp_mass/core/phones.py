@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Callable
 from typing import Any
 
 import phonenumbers
@@ -224,17 +225,22 @@ def _national(digits: str, region: str) -> str | None:
     return phonenumbers.format_number(number, PhoneNumberFormat.E164)[1:]
 
 
-def _normalize(raw: str, region: str | None) -> str | None:
-    """:func:`normalize_number` without the region check (``region`` already upper-case and known)."""
+def _normalize(
+    raw: str, region: str | None, international: Callable[[str], str | None] | None = None
+) -> str | None:
+    """:func:`normalize_number` without the region check (``region`` already upper-case and known).
+    ``international`` reads a number with its calling code (default :func:`_international`; the intake's
+    fast path passes its own, ``phone_fast``)."""
+    international = international or _international
     digits, plus = _digits(raw)
     if not digits:
         return None
     if plus:
-        return _international(digits)
+        return international(digits)
     if digits[:2] == "00":
-        return _international(digits[2:])
+        return international(digits[2:])
     if region is None:
-        return _international(digits)
+        return international(digits)
     if len(digits) > _MAX_DIGITS:
         return None
     return _national(digits, region)

@@ -106,20 +106,11 @@ class SlidingWindowLimiter:
         """
         token = uuid.uuid4().hex
         with self._lock:
-            ready = before is None
+            if before is not None and not self._turn(stop, before):
+                return None
             while True:
-                if stop is not None and stop.is_set() and (before is None or not ready):
+                if stop is not None and stop.is_set() and before is None:
                     return None
-                if not ready:
-                    wait = self.store.rate_acquire(self.key, self.limit, self.window, self.clock, peek=True)
-                    if wait > self.lead:
-                        if self._pause(min(wait - self.lead, 0.5), stop):
-                            return None
-                        continue
-                    assert before is not None
-                    if not before():
-                        return None
-                    ready = True
                 grant = self.store.rate_reserve(
                     self.key, self.limit, self.window, self.clock, token=token, lead=self.lead
                 )
@@ -141,21 +132,10 @@ class SlidingWindowLimiter:
             return stamped[-1]
 
         with self._lock:
-            ready = before is None
+            if before is not None and not self._turn(stop, before):
+                return None
             while True:
-                if not ready:
-                    if stop is not None and stop.is_set():
-                        return None
-                    wait = self.store.rate_acquire(self.key, self.limit, self.window, self.clock, peek=True)
-                    if wait > self.lead:
-                        if self._pause(min(wait - self.lead, 0.5), stop):
-                            return None
-                        continue
-                    assert before is not None
-                    if not before():
-                        return None
-                    ready = True
-                elif stop is not None and stop.is_set() and before is None:
+                if stop is not None and stop.is_set() and before is None:
                     return None
                 wait = self.store.rate_acquire(self.key, self.limit, self.window, now)
                 if wait <= 0:
@@ -175,6 +155,18 @@ class SlidingWindowLimiter:
         """Count one more attempt now, whatever the window holds (see ``Store.rate_acquire``'s ``force``)."""
         with self._lock:
             self.store.rate_acquire(self.key, self.limit, self.window, self.clock, force=True)
+
+    def _turn(self, stop: threading.Event | None, before: Callable[[], bool]) -> bool:
+        """This process's turn (under its lock): wait until a slot is at most ``lead`` away, then run
+        ``before``. False if ``stop`` was set first or ``before`` refused: no slot is to be taken."""
+        while True:
+            if stop is not None and stop.is_set():
+                return False
+            wait = self.store.rate_acquire(self.key, self.limit, self.window, self.clock, peek=True)
+            if wait <= self.lead:
+                return before()
+            if self._pause(min(wait - self.lead, 0.5), stop):
+                return False
 
     def _pause(self, seconds: float, stop: threading.Event | None) -> bool:
         """Sleep at least ``MIN_NAP``; True if ``stop`` was set meanwhile."""
