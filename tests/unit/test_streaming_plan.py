@@ -11,9 +11,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
-from typing import IO, Any
+from typing import Any
 
-from chatapp_mass.adapters.oss import OssLocation
+from fakes import Invocations, Objects
+
 from chatapp_mass.core.options import parse_intake_options, parse_job_options
 from chatapp_mass.services.dispatch import JobRunner
 from chatapp_mass.services.ingest import StreamStart
@@ -25,23 +26,6 @@ from chatapp_mass.store.interface import BatchStatus, JobStatus
 from chatapp_mass.store.sqlite import SqliteStore
 
 OPTIONS = {"ChannelType": "whatsapp", "TemplateCode": "T", "Language": "en", "From": "8613800000000"}
-
-
-class Invocations:
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, dict[str, Any]]] = []
-
-    def invoke_async(self, function: str, payload: dict[str, Any], *, delay: int = 0) -> None:
-        self.calls.append((function, payload))
-
-
-class Objects:
-    def __init__(self) -> None:
-        self.objects: dict[str, bytes] = {}
-
-    def put(self, location: OssLocation, data: bytes | IO[bytes], **_: Any) -> str:
-        self.objects[location.key] = data if isinstance(data, bytes) else data.read()
-        return "etag"
 
 
 def _rows(count: int, during: Any = None) -> Iterator[SimpleNamespace]:

@@ -11,11 +11,11 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import pytest
+from fakes import Invocations, Objects
 
-from chatapp_mass.adapters.oss import OssLocation
 from chatapp_mass.services.jobs import FunctionSettings
 from chatapp_mass.services.timer import Timer
 from chatapp_mass.store.interface import (
@@ -32,32 +32,6 @@ from chatapp_mass.store.tablestore import TablestoreSettings, TablestoreStore
 
 OPTIONS = {"ChannelType": "whatsapp", "TemplateCode": "T", "Language": "en", "From": "8613800000000"}
 EVENT = json.dumps({"triggerTime": "2030-03-17T08:00:00Z", "triggerName": "timer", "payload": ""})
-
-
-class Invocations:
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, dict[str, Any]]] = []
-
-    def invoke_async(self, function: str, payload: dict[str, Any], *, delay: int = 0) -> None:
-        self.calls.append((function, payload))
-
-
-class Objects:
-    """The OSS the finalizer writes its report and summary to."""
-
-    def __init__(self) -> None:
-        self.objects: dict[str, bytes] = {}
-
-    def put(
-        self,
-        location: OssLocation,
-        data: bytes | IO[bytes],
-        *,
-        metadata: dict[str, str] | None = None,
-        content_type: str = "text/csv",
-    ) -> str:
-        self.objects[location.key] = data if isinstance(data, bytes) else data.read()
-        return "etag"
 
 
 def job(job_id: str, status: JobStatus, created_at: float, **fields: Any) -> JobRecord:
