@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import time
 from collections.abc import Iterable
 from typing import IO, Any
@@ -29,23 +30,61 @@ def neutralize(cell: str) -> str:
 
 
 def write_report(rows: Iterable[ReportRow], out: IO[str]) -> dict[str, int]:
-    """Write the report; returns the count of rows per status."""
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(COLUMNS)
-    counts: dict[str, int] = {}
+    """Write the report; returns the count of rows per status.
+
+    The bytes are those of ``csv.writer`` (``lineterminator="\\n"``, minimal quoting) over the neutralized
+    cells, rendered faster: the last four cells (status, GroupMessageId, code, message) are those of the
+    batch that holds the row, the same for its thousand rows, so they are rendered once per distinct value
+    and reused; a number that is plain digits (every valid row's) needs neither neutralizing nor quoting;
+    anything else goes through ``csv.writer``. Lines are written ~1,000 at a time. A job is done only when its
+    report is written, after its last call: at 1M rows, the report from the store to OSS took 4.9 s (Tablestore)
+    and 4.4 s (SQLite) with ``csv.writer`` per row and each row's batch looked up, 2.5 s now
+    (``bench/bench_report.py``; ``tests/unit/test_report_writer.py`` checks the bytes against ``csv.writer``).
+    """
+    cells = _Cells()
+    out.write(cells.render(COLUMNS))
+    tails: dict[tuple[str, ...], list[Any]] = {}  # the last four cells -> [rendered, status, rows]
+    block: list[str] = []
     for row in rows:
-        counts[row.status] = counts.get(row.status, 0) + 1
-        writer.writerow(
-            [
-                row.line,
-                neutralize(row.to),
-                row.status,
-                neutralize(row.group_message_id),
-                neutralize(row.code),
-                neutralize(row.message),
-            ]
-        )
+        key = row[2:]
+        tail = tails.get(key)
+        if tail is None:
+            status, group_message_id, code, message = key
+            rendered = cells.render(
+                (status, neutralize(group_message_id), neutralize(code), neutralize(message))
+            )
+            tail = tails[key] = [rendered, status, 0]
+        tail[2] += 1
+        to = row.to
+        if not (to.isdigit() and to.isascii()):  # "", or as a person wrote it: the csv module's way
+            to = cells.render((neutralize(to), ""))[:-2]  # a second cell: a lone "" would be quoted
+        block.append(f"{row.line},{to},{tail[0]}")
+        if len(block) >= _BLOCK:
+            out.write("".join(block))
+            block.clear()
+    out.write("".join(block))
+    counts: dict[str, int] = {}
+    for _, status, n in tails.values():
+        counts[status] = counts.get(status, 0) + n
     return counts
+
+
+_BLOCK = 1_000  # report lines per write
+
+
+class _Cells:
+    """Cells rendered as ``csv.writer`` renders them (its quoting rules, not a copy of them)."""
+
+    def __init__(self) -> None:
+        self._buffer = io.StringIO()
+        self._writer = csv.writer(self._buffer, lineterminator="\n")
+
+    def render(self, cells: Iterable[str]) -> str:
+        """The cells as one CSV line, ending in ``\\n``."""
+        self._buffer.seek(0)
+        self._buffer.truncate()
+        self._writer.writerow(cells)
+        return self._buffer.getvalue()
 
 
 def job_summary(store: Store, job: JobRecord) -> dict[str, Any]:

@@ -178,8 +178,9 @@ class RowRecord(NamedTuple):
     recipient_json: str | None = None
 
 
-@dataclass(frozen=True)
-class ReportRow:
+class ReportRow(NamedTuple):
+    """One line of the report. A NamedTuple: a report has a line per input record (millions)."""
+
     line: int
     to: str
     status: str  # sent | failed | uncertain | pending | invalid | duplicate | cancelled
@@ -210,6 +211,7 @@ class Leaves:
     def __init__(self, batches: Iterable[BatchRecord]) -> None:
         self.planned: dict[int, BatchRecord] = {}
         self.parts: dict[int, list[BatchRecord]] = {}
+        self._tails: dict[int | None, tuple[str, ...]] = {}  # batch_seq -> a row's last four cells (row)
         for batch in batches:
             if batch.root >= 0:
                 self.parts.setdefault(batch.root, []).append(batch)
@@ -217,6 +219,17 @@ class Leaves:
                 self.planned[batch.seq] = batch
         for parts in self.parts.values():
             parts.sort(key=lambda b: -generation(b.seq))
+
+    def row(self, line: int, to: str, batch_seq: int | None) -> ReportRow:
+        """A valid row's report line. The last four cells of a batch that is not split are the same for all
+        its rows: worked out once (a report is a line per input record, millions)."""
+        tail = self._tails.get(batch_seq)
+        if tail is None:
+            planned = self.planned.get(batch_seq) if batch_seq is not None else None
+            if planned is not None and planned.status in (BatchStatus.split, BatchStatus.splitting):
+                return report_row(line, to, self.holder(batch_seq, line))  # per line: its part
+            tail = self._tails[batch_seq] = report_row(0, "", planned)[2:]
+        return ReportRow(line, to, *tail)
 
     def holder(self, batch_seq: int | None, line: int) -> BatchRecord | None:
         planned = self.planned.get(batch_seq) if batch_seq is not None else None

@@ -38,7 +38,6 @@ from chatapp_mass.store.interface import (
     Store,
     check_counts,
     check_swept,
-    report_row,
 )
 
 _SCHEMA = """
@@ -488,7 +487,7 @@ class SqliteStore(Store):
                 if row_status != RowStatus.valid.value:
                     yield ReportRow(line, to, row_status, "", code, message)
                 else:
-                    yield report_row(line, to, leaves.holder(batch_seq, line))
+                    yield leaves.row(line, to, batch_seq)
         finally:
             conn.close()
 
