@@ -34,6 +34,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from typing import Any
 
 # The environment and sys.path are set first (the SDKs read the environment when imported, and
@@ -170,6 +171,11 @@ def run_mode(name: str, environment: dict[str, str], data: bytes, warm: bool) ->
         while cloud.fc.backend.stats()["pending"] and time.time() - settled < 120:
             time.sleep(0.1)  # the invocation that finished the job is recorded when it returns
         attempts = cloud.cams.backend.attempts[skip:]
+        store_calls = Counter(
+            f"{r.api} {(r.table or '').removeprefix('chatapp_')}".strip()
+            for r in cloud.tablestore.backend.requests
+            if r.at >= started
+        )
         accepted = sorted(a.arrived_at for a in attempts if a.accepted)
         stats = cloud.fc.backend.stats()["functions"]
 
@@ -203,6 +209,7 @@ def run_mode(name: str, environment: dict[str, str], data: bytes, warm: bool) ->
             "first_call": min(a.arrived_at for a in attempts) - started,
             "first_send": accepted[0] - started,
             "done": done,
+            "store_calls": store_calls,
             "tail": done - (accepted[-1] - started),  # the last accepted call -> the report written
             # each call's distance from the 10th before it, beyond the 1 s window: what the rate loses (the
             # learned margin, late departures, a pipeline run dry)
@@ -270,6 +277,12 @@ def main() -> None:
             print(
                 f"  {'':14s}  a call's distance from the 10th before it, beyond the 1 s window: "
                 + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in r["beyond"].items())
+            )
+            per_call = sorted(r["store_calls"].items(), key=lambda kv: -kv[1])
+            print(
+                f"  {'':14s}  Tablestore requests per CAMS call: {sum(r['store_calls'].values()) / r['calls']:.1f} ("
+                + ", ".join(f"{name} {n / r['calls']:.1f}" for name, n in per_call[:8])
+                + ")"
             )
             print(
                 f"  {'':14s}  ingest ran {r['plan_seconds']:.1f} s; accepted calls/s while it planned "
