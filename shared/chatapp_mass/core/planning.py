@@ -16,6 +16,7 @@ A batch holds at most ``max_recipients`` recipients (the API allows 1,000 per ca
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from json.encoder import encode_basestring as _quoted
 from typing import Any
@@ -84,6 +85,41 @@ def sized_sender_json(recipient: dict[str, Any]) -> tuple[str, int]:
     for the store, which writes exactly these bytes."""
     text = sender_json(recipient)
     return text, url_encoded_length(text) + _SEPARATOR
+
+
+def intake_sender_json(keys: tuple[str, ...]) -> Callable[[str, dict[str, str] | None], tuple[str, int]]:
+    """:func:`sized_sender_json` of ``{"To": to, "TemplateParams": params}`` (``{"To": to}`` without
+    parameters) for the rows of one CSV file, whose ``params`` always hold exactly ``keys``, in that order
+    (the reader's header; ``RecipientReader`` builds each row's dict from it).
+
+    Why: the general encoder looks at the recipient's shape and at every key's and value's type for every
+    row; here the keys' JSON is written once per file into a ``%`` template, and a row costs one escaping
+    per value (about half the time of :func:`sized_sender_json`, a tenth of a plan's Python per row). The
+    same bytes: ``tests/unit/test_planning_options_report.py`` compares both ways.
+    """
+    if not keys:
+
+        def encode_bare(to: str, params: dict[str, str] | None) -> tuple[str, int]:
+            text = '{"To":' + _quoted(to) + "}"
+            return text, len(data := text.encode("utf-8")) + 2 * len(
+                data.translate(None, _AS_IS)
+            ) + _SEPARATOR
+
+        return encode_bare
+    template = (
+        '{"To":%s,"TemplateParams":{'
+        + ",".join(_quoted(key).replace("%", "%%") + ":%s" for key in keys)
+        + "}}"
+    )
+    quoted = _quoted
+
+    def encode(to: str, params: dict[str, str] | None) -> tuple[str, int]:
+        assert params is not None  # a file with parameter columns gives every valid row its values
+        text = template % (quoted(to), *map(quoted, params.values()))
+        data = text.encode("utf-8")
+        return text, len(data) + 2 * len(data.translate(None, _AS_IS)) + _SEPARATOR
+
+    return encode
 
 
 def fits_alone(size: int, max_request_bytes: int) -> bool:
