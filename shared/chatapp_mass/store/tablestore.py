@@ -92,6 +92,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, fields
 from functools import partial
 from json.encoder import encode_basestring as _quoted
+from operator import itemgetter
 from typing import Any, TypeVar
 
 import urllib3
@@ -1286,6 +1287,11 @@ class _Chunk:
 _COMPACT_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode  # json.dumps, set up once
 
 
+# A status's JSON string, by status (a str Enum: its value hashes and compares as the status itself).
+_STATUS_JSON = {status: _quoted(status.value) for status in RowStatus}
+_JOB_AND_LINE = itemgetter(0, 1)  # a RowRecord's (job_id, line), in C: the chunks' order
+
+
 def _record_json(row: RowRecord) -> str:
     """``json.dumps([line, to, status, code, message, batch_seq, recipient], ensure_ascii=False,
     separators=(",", ":"))``, written directly when the fields have their usual types (the recipient by
@@ -1303,8 +1309,11 @@ def _record_json(row: RowRecord) -> str:
             text = "null"
         elif text is None:  # the planner's own encoding when it carries one (the same bytes: sender_json)
             text = sender_json(recipient)
+        quoted_status = _STATUS_JSON.get(status) or _quoted(status.value)
+        if not code and not message:  # a valid row
+            return f'[{line},{_quoted(to)},{quoted_status},"","",{"null" if seq is None else seq},{text}]'
         return (
-            f"[{line},{_quoted(to)},{_quoted(status.value)},{_quoted(code)},{_quoted(message)},"
+            f"[{line},{_quoted(to)},{quoted_status},{_quoted(code)},{_quoted(message)},"
             f"{'null' if seq is None else seq},{text}]"
         )
     return _COMPACT_JSON([line, to, status.value, code, message, seq, recipient])
@@ -1326,17 +1335,21 @@ def _encode_chunks(rows: Iterable[RowRecord]) -> list[_Chunk]:
             )
         chunks.append(_Chunk(job_id, first, last, len(parts), data))
 
-    for row in sorted(rows, key=lambda r: (r.job_id, r.line)):
-        part = _record_json(row).encode("utf-8")
-        full = len(parts) >= _CHUNK_RECORDS or size + len(part) > _CHUNK_JSON_BYTES
-        if parts and (full or row.job_id != job_id):
+    record_json, append = _record_json, parts.append
+    for row in sorted(rows, key=_JOB_AND_LINE):  # the engine's rows are in order already: one pass
+        row_job, line = row[0], row[1]
+        part = record_json(row).encode("utf-8")
+        if parts and (
+            len(parts) >= _CHUNK_RECORDS or size + len(part) > _CHUNK_JSON_BYTES or row_job != job_id
+        ):
             close()
             parts, size = [], 0
+            append = parts.append
         if not parts:
-            job_id, first = row.job_id, row.line
-        parts.append(part)
+            job_id, first = row_job, line
+        append(part)
         size += len(part) + 1
-        last = row.line
+        last = line
     if parts:
         close()
     return chunks
