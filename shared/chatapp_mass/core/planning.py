@@ -148,17 +148,17 @@ class BatchPlanner:
             raise ValueError(f"max request bytes must be at least 256, not {self.max_request_bytes}")
 
     def assign(self, size: int, line: int = 0) -> int:
-        if not fits_alone(size, self.max_request_bytes):
+        # fits_alone and the two bounds written out, the lists held locally: one call per valid row
+        limit = self.max_request_bytes - _LIST_OVERHEAD
+        if size > limit:
             raise ValueError(f"a recipient of {size} encoded bytes can never fit in {self.max_request_bytes}")
-        if (
-            not self.sizes
-            or self.sizes[-1] >= self.max_recipients
-            or self._bytes + size + _LIST_OVERHEAD > self.max_request_bytes
-        ):
-            self.sizes.append(0)
-            self.lines.append((line, line))
-            self._bytes = 0
-        self.lines[-1] = (self.lines[-1][0], line)
-        self.sizes[-1] += 1
-        self._bytes += size
-        return len(self.sizes) - 1
+        sizes, lines = self.sizes, self.lines
+        if not sizes or sizes[-1] >= self.max_recipients or self._bytes + size > limit:
+            sizes.append(1)
+            lines.append((line, line))
+            self._bytes = size
+        else:
+            sizes[-1] += 1
+            lines[-1] = (lines[-1][0], line)
+            self._bytes += size
+        return len(sizes) - 1
