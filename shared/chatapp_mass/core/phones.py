@@ -202,6 +202,8 @@ try:  # the steps phonenumbers.parse and is_valid_number take for "+<digits>", w
                     continue
             elif not _type_check(lookup)(nsn):
                 continue
+            elif validate is lookup:  # the region's own metadata (the usual case): its check just passed
+                return True
             return validate is not None and _type_check(validate)(nsn)
         return False
 
