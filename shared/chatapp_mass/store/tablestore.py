@@ -1320,14 +1320,17 @@ def _record_json(row: RowRecord) -> str:
 
 
 def _encode_chunks(rows: Iterable[RowRecord]) -> list[_Chunk]:
-    """Rows (any order, any jobs) as chunks of one job's consecutive records, in line order."""
+    """Rows (any order, any jobs) as chunks of one job's consecutive records, in line order.
+
+    A chunk's records are joined as text and encoded once; a record's UTF-8 size (the chunk's bound) is its
+    length when ASCII (``isascii`` is a flag of the string, free), else that of its encoding."""
     chunks: list[_Chunk] = []
-    parts: list[bytes] = []
+    parts: list[str] = []
     size = 0
     job_id, first, last = "", 0, 0
 
     def close() -> None:
-        data = zlib.compress(b"[" + b",".join(parts) + b"]")
+        data = zlib.compress(("[" + ",".join(parts) + "]").encode("utf-8"))
         if len(data) > _MAX_VALUE_BYTES - 1024:  # only one huge record can get there (_CHUNK_JSON_BYTES)
             raise StoreError(
                 f"job {job_id}, input line {first}: the record takes {len(data):,} bytes "
@@ -1338,9 +1341,10 @@ def _encode_chunks(rows: Iterable[RowRecord]) -> list[_Chunk]:
     record_json, append = _record_json, parts.append
     for row in sorted(rows, key=_JOB_AND_LINE):  # the engine's rows are in order already: one pass
         row_job, line = row[0], row[1]
-        part = record_json(row).encode("utf-8")
+        part = record_json(row)
+        part_size = len(part) if part.isascii() else len(part.encode("utf-8"))
         if parts and (
-            len(parts) >= _CHUNK_RECORDS or size + len(part) > _CHUNK_JSON_BYTES or row_job != job_id
+            len(parts) >= _CHUNK_RECORDS or size + part_size > _CHUNK_JSON_BYTES or row_job != job_id
         ):
             close()
             parts, size = [], 0
@@ -1348,7 +1352,7 @@ def _encode_chunks(rows: Iterable[RowRecord]) -> list[_Chunk]:
         if not parts:
             job_id, first = row_job, line
         append(part)
-        size += len(part) + 1
+        size += part_size + 1
         last = line
     if parts:
         close()
