@@ -170,6 +170,9 @@ _BATCH_GET_ROWS = 100
 # (a 1,000-recipient batch reads 8 or 9 chunks); each chunk row costs the SDK's codec about one old row.
 _CHUNK_RECORDS = 128
 _CHUNK_JSON_BYTES = 1_000_000  # before compression: a chunk of large records stays far under the limit below
+# zlib's level 5, not its default 6: on the recipient files of bench_intake the same size (0.05% smaller) in a
+# fifth less time, the largest share of a chunk's encoding (level 4: 4% larger). Any level reads back alike.
+_CHUNK_ZLIB_LEVEL = 5
 _MAX_VALUE_BYTES = 2 * 1024 * 1024  # Tablestore's limit for one attribute value
 # Tablestore's limit for the data of one PutRow/UpdateRow (general limits; the local Tablestore enforces it). A
 # chunk row stays far under it (one value under _MAX_VALUE_BYTES, a few integers); a job row is checked.
@@ -1330,7 +1333,7 @@ def _encode_chunks(rows: Iterable[RowRecord]) -> list[_Chunk]:
     job_id, first, last = "", 0, 0
 
     def close() -> None:
-        data = zlib.compress(("[" + ",".join(parts) + "]").encode("utf-8"))
+        data = zlib.compress(("[" + ",".join(parts) + "]").encode("utf-8"), _CHUNK_ZLIB_LEVEL)
         if len(data) > _MAX_VALUE_BYTES - 1024:  # only one huge record can get there (_CHUNK_JSON_BYTES)
             raise StoreError(
                 f"job {job_id}, input line {first}: the record takes {len(data):,} bytes "
