@@ -605,6 +605,7 @@ class RecipientReader:
         invalid = self._invalid
         limit_chars = CELL_LIMIT_BYTES // 4
         valid_row = _new_row
+        strip = str.strip
 
         offset = 0  # physical lines read beside the csv reader (skimmed records)
         last = reader.line_num  # the last physical line read
@@ -642,22 +643,18 @@ class RecipientReader:
                                 f"no recipient in column {rec + 1} ({columns[rec]})",
                             )
                         continue
-                    if check_empty:
-                        for index, key in params:  # noqa: B007 - key names the empty parameter below
-                            value = cells[index]
-                            if not value or value.isspace():
-                                break
-                        else:
-                            index = -1
-                        if index >= 0:
-                            yield invalid(
-                                line,
-                                to,
-                                "EmptyParam",
-                                f"empty value for template parameter {key!r} (column {index + 1}); "
-                                "fill it in or allow empty parameters (--allow-empty-params)",
-                            )
-                            continue
+                    values = pick(cells) if pick else ()
+                    # empty or white space only (isspace) is what strip() leaves nothing of: all() in C
+                    if check_empty and not all(map(strip, values)):
+                        index, key = next((i, k) for i, k in params if not cells[i].strip())
+                        yield invalid(
+                            line,
+                            to,
+                            "EmptyParam",
+                            f"empty value for template parameter {key!r} (column {index + 1}); "
+                            "fill it in or allow empty parameters (--allow-empty-params)",
+                        )
+                        continue
                     if phone:
                         number = normalize(to, region)
                         if number is None:
@@ -679,7 +676,7 @@ class RecipientReader:
                             "valid",
                             "",
                             "",
-                            dict(zip(keys, pick(cells), strict=True)) if pick else None,
+                            dict(zip(keys, values, strict=True)) if pick else None,
                             None,
                         )
                     )
