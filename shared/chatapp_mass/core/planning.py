@@ -101,9 +101,7 @@ def intake_sender_json(keys: tuple[str, ...]) -> Callable[[str, dict[str, str] |
 
         def encode_bare(to: str, params: dict[str, str] | None) -> tuple[str, int]:
             text = '{"To":' + _quoted(to) + "}"
-            return text, len(data := text.encode("utf-8")) + 2 * len(
-                data.translate(None, _AS_IS)
-            ) + _SEPARATOR
+            return text, url_encoded_length(text) + _SEPARATOR
 
         return encode_bare
     template = (
@@ -116,7 +114,7 @@ def intake_sender_json(keys: tuple[str, ...]) -> Callable[[str, dict[str, str] |
     def encode(to: str, params: dict[str, str] | None) -> tuple[str, int]:
         assert params is not None  # a file with parameter columns gives every valid row its values
         text = template % (quoted(to), *map(quoted, params.values()))
-        data = text.encode("utf-8")
+        data = text.encode("utf-8")  # url_encoded_length(text), written out: one call fewer per row
         return text, len(data) + 2 * len(data.translate(None, _AS_IS)) + _SEPARATOR
 
     return encode
