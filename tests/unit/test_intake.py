@@ -370,6 +370,26 @@ def test_empty_param() -> None:
     assert "'name' (column 2)" in rows[1].message
 
 
+def test_empty_param_is_white_space_of_any_kind_and_the_first_such_column_is_named() -> None:
+    """Blank is what str.isspace says (no-break, ideographic, tab...): the reader tests all values at once
+    and then names the first blank column."""
+    data = (
+        "to,name,code,note\n"
+        "+86 138 6666 1234,Ann,\u3000,\t\n"
+        "+86 138 6666 1235,\u00a0,C,x\n"
+        "+86 138 6666 1236,A\u00a0B,C,x\n"
+    )
+    rows = read(data)
+    assert brief(rows) == [
+        (2, "+86 138 6666 1234", "invalid", "EmptyParam"),
+        (3, "+86 138 6666 1235", "invalid", "EmptyParam"),
+        (4, C, "valid", ""),
+    ]
+    assert "'code' (column 3)" in rows[0].message
+    assert "'name' (column 2)" in rows[1].message
+    assert rows[2].template_params == {"name": "A\u00a0B", "code": "C", "note": "x"}
+
+
 def test_allow_empty_params_accepts_empty_values() -> None:
     rows = read("to,name,code\n+86 138 6666 1234,Ann,\n+86 138 6666 1235, ,C\n", allow_empty_params=True)
     assert brief(rows) == [(2, A, "valid", ""), (3, B, "valid", "")]

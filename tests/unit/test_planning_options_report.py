@@ -221,6 +221,22 @@ def test_sender_json_and_encoded_size_are_json_dumps_and_quote_plus(recipient: d
     assert planning.encoded_size(recipient) == len(quote_plus(text)) + len(quote_plus(","))
 
 
+@settings(max_examples=500, deadline=None)
+@given(
+    st.lists(
+        _json_text | st.sampled_from(["%s", "%%", "%(x)s", '"', "\\", "\u2028"]), max_size=4, unique=True
+    ),
+    st.data(),
+)
+def test_a_files_own_encoder_writes_what_sender_json_writes(keys: list[str], data: st.DataObject) -> None:
+    """intake_sender_json(keys) for the reader's rows ({"To": to} plus, with parameter columns, every key
+    in order): the bytes and the size of sized_sender_json, '%' in a header name and escapes included."""
+    to = data.draw(_json_text)
+    params = {key: data.draw(_json_text) for key in keys} if keys else None
+    recipient: dict[str, Any] = {"To": to, "TemplateParams": params} if params else {"To": to}
+    assert planning.intake_sender_json(tuple(keys))(to, params) == planning.sized_sender_json(recipient)
+
+
 def test_url_encoded_length_counts_every_byte_as_quote_plus_does() -> None:
     text = "".join(chr(code) for code in range(1, 0x250)) + " \u20ac\U0001f600~_.-+%&="
     assert planning.url_encoded_length(text) == len(quote_plus(text))

@@ -35,6 +35,7 @@ import typing
 from array import array
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from operator import itemgetter
 from typing import Any, NamedTuple
 
@@ -70,6 +71,11 @@ class Row(NamedTuple):
     message: str = ""  # human reason; for Duplicate: "same recipient as line 7"
     template_params: dict[str, str] | None = None  # valid rows only (None when the file has no param columns)
     extra: dict[str, Any] | None = None  # valid rows only: Payload, FlowAction, ProductAction (JSON jobs)
+
+
+# A Row from its seven fields in order, without the NamedTuple's ``__new__`` (a Python function taking
+# keywords and defaults): one per valid line. The same object: a Row is its tuple.
+_new_row: Callable[[tuple[Any, ...]], Row] = partial(tuple.__new__, Row)
 
 
 @dataclass(frozen=True, slots=True)
@@ -598,6 +604,8 @@ class RecipientReader:
         first_id = seen.first
         invalid = self._invalid
         limit_chars = CELL_LIMIT_BYTES // 4
+        valid_row = _new_row
+        strip = str.strip
 
         offset = 0  # physical lines read beside the csv reader (skimmed records)
         last = reader.line_num  # the last physical line read
@@ -635,22 +643,18 @@ class RecipientReader:
                                 f"no recipient in column {rec + 1} ({columns[rec]})",
                             )
                         continue
-                    if check_empty:
-                        for index, key in params:  # noqa: B007 - key names the empty parameter below
-                            value = cells[index]
-                            if not value or value.isspace():
-                                break
-                        else:
-                            index = -1
-                        if index >= 0:
-                            yield invalid(
-                                line,
-                                to,
-                                "EmptyParam",
-                                f"empty value for template parameter {key!r} (column {index + 1}); "
-                                "fill it in or allow empty parameters (--allow-empty-params)",
-                            )
-                            continue
+                    values = pick(cells) if pick else ()
+                    # empty or white space only (isspace) is what strip() leaves nothing of: all() in C
+                    if check_empty and not all(map(strip, values)):
+                        index, key = next((i, k) for i, k in params if not cells[i].strip())
+                        yield invalid(
+                            line,
+                            to,
+                            "EmptyParam",
+                            f"empty value for template parameter {key!r} (column {index + 1}); "
+                            "fill it in or allow empty parameters (--allow-empty-params)",
+                        )
+                        continue
                     if phone:
                         number = normalize(to, region)
                         if number is None:
@@ -665,8 +669,16 @@ class RecipientReader:
                         yield Row(line, to, "duplicate", "Duplicate", f"same recipient as line {first}")
                         continue
                     counts["valid"] += 1
-                    yield Row(
-                        line, to, "valid", "", "", dict(zip(keys, pick(cells), strict=True)) if pick else None
+                    yield valid_row(
+                        (
+                            line,
+                            to,
+                            "valid",
+                            "",
+                            "",
+                            dict(zip(keys, values, strict=True)) if pick else None,
+                            None,
+                        )
                     )
                 return
             except csv.Error as error:

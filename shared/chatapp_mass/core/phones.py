@@ -134,10 +134,27 @@ try:  # the steps phonenumbers.parse and is_valid_number take for "+<digits>", w
             try:
                 types = self.by_length[length]
             except KeyError:
-                patterns = [p for lengths, p in self.types if not lengths or length in lengths]
-                types = re.compile("|".join(f"(?:{p})" for p in patterns)) if patterns else None
-                self.by_length[length] = types
+                types = self._types_for(length)
             return types is not None and types.fullmatch(nsn) is not None
+
+        def _types_for(self, length: int) -> re.Pattern[str] | None:
+            """The alternation of the type descriptions allowing ``length`` (cached; None: none does)."""
+            patterns = [p for lengths, p in self.types if not lengths or length in lengths]
+            types = re.compile("|".join(f"(?:{p})" for p in patterns)) if patterns else None
+            self.by_length[length] = types
+            return types
+
+        def whole(self, length: int) -> re.Pattern[str] | None:
+            """One pattern that fully matches a number of ``length`` digits exactly when :meth:`__call__`
+            says True (None: no number of that length passes): the general description as a lookahead
+            anchored at the end, then the alternation of the types. One regex call instead of two and this
+            method's Python (``phone_fast``)."""
+            if self.general is None or (self.general_lengths and length not in self.general_lengths):
+                return None
+            types = self.by_length[length] if length in self.by_length else self._types_for(length)
+            if types is None:
+                return None
+            return re.compile(f"(?=(?:{self.general.pattern})\\Z)(?:{types.pattern})")
 
     _TYPE_CHECKS: dict[int, Any] = {}  # id(metadata) -> _TypeCheck (metadata objects live for the process)
 
@@ -185,6 +202,8 @@ try:  # the steps phonenumbers.parse and is_valid_number take for "+<digits>", w
                     continue
             elif not _type_check(lookup)(nsn):
                 continue
+            elif validate is lookup:  # the region's own metadata (the usual case): its check just passed
+                return True
             return validate is not None and _type_check(validate)(nsn)
         return False
 

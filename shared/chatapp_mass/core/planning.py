@@ -16,6 +16,7 @@ A batch holds at most ``max_recipients`` recipients (the API allows 1,000 per ca
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from json.encoder import encode_basestring as _quoted
 from typing import Any
@@ -86,6 +87,39 @@ def sized_sender_json(recipient: dict[str, Any]) -> tuple[str, int]:
     return text, url_encoded_length(text) + _SEPARATOR
 
 
+def intake_sender_json(keys: tuple[str, ...]) -> Callable[[str, dict[str, str] | None], tuple[str, int]]:
+    """:func:`sized_sender_json` of ``{"To": to, "TemplateParams": params}`` (``{"To": to}`` without
+    parameters) for the rows of one CSV file, whose ``params`` always hold exactly ``keys``, in that order
+    (the reader's header; ``RecipientReader`` builds each row's dict from it).
+
+    Why: the general encoder looks at the recipient's shape and at every key's and value's type for every
+    row; here the keys' JSON is written once per file into a ``%`` template, and a row costs one escaping
+    per value (about half the time of :func:`sized_sender_json`, a tenth of a plan's Python per row). The
+    same bytes: ``tests/unit/test_planning_options_report.py`` compares both ways.
+    """
+    if not keys:
+
+        def encode_bare(to: str, params: dict[str, str] | None) -> tuple[str, int]:
+            text = '{"To":' + _quoted(to) + "}"
+            return text, url_encoded_length(text) + _SEPARATOR
+
+        return encode_bare
+    template = (
+        '{"To":%s,"TemplateParams":{'
+        + ",".join(_quoted(key).replace("%", "%%") + ":%s" for key in keys)
+        + "}}"
+    )
+    quoted = _quoted
+
+    def encode(to: str, params: dict[str, str] | None) -> tuple[str, int]:
+        assert params is not None  # a file with parameter columns gives every valid row its values
+        text = template % (quoted(to), *map(quoted, params.values()))
+        data = text.encode("utf-8")  # url_encoded_length(text), written out: one call fewer per row
+        return text, len(data) + 2 * len(data.translate(None, _AS_IS)) + _SEPARATOR
+
+    return encode
+
+
 def fits_alone(size: int, max_request_bytes: int) -> bool:
     """Whether one recipient of ``encoded_size`` can be sent at all under the byte bound."""
     return size + _LIST_OVERHEAD <= max_request_bytes
@@ -112,17 +146,17 @@ class BatchPlanner:
             raise ValueError(f"max request bytes must be at least 256, not {self.max_request_bytes}")
 
     def assign(self, size: int, line: int = 0) -> int:
-        if not fits_alone(size, self.max_request_bytes):
+        # fits_alone and the two bounds written out, the lists held locally: one call per valid row
+        limit = self.max_request_bytes - _LIST_OVERHEAD
+        if size > limit:
             raise ValueError(f"a recipient of {size} encoded bytes can never fit in {self.max_request_bytes}")
-        if (
-            not self.sizes
-            or self.sizes[-1] >= self.max_recipients
-            or self._bytes + size + _LIST_OVERHEAD > self.max_request_bytes
-        ):
-            self.sizes.append(0)
-            self.lines.append((line, line))
-            self._bytes = 0
-        self.lines[-1] = (self.lines[-1][0], line)
-        self.sizes[-1] += 1
-        self._bytes += size
-        return len(self.sizes) - 1
+        sizes, lines = self.sizes, self.lines
+        if not sizes or sizes[-1] >= self.max_recipients or self._bytes + size > limit:
+            sizes.append(1)
+            lines.append((line, line))
+            self._bytes = size
+        else:
+            sizes[-1] += 1
+            lines[-1] = (lines[-1][0], line)
+            self._bytes += size
+        return len(sizes) - 1

@@ -82,6 +82,8 @@ CREATE TABLE IF NOT EXISTS batches (
     parts TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (job_id, seq)
 ) WITHOUT ROWID;
+-- One B-tree for the rows: keyed by (job_id, line), the rows themselves in it (WITHOUT ROWID), and no index
+-- on batch_seq: a batch's rows are consecutive lines, found by its first_line..last_line (batch_rows).
 CREATE TABLE IF NOT EXISTS rows (
     job_id TEXT NOT NULL,
     line INTEGER NOT NULL,
@@ -92,8 +94,7 @@ CREATE TABLE IF NOT EXISTS rows (
     batch_seq INTEGER,
     recipient TEXT,
     PRIMARY KEY (job_id, line)
-);
-CREATE INDEX IF NOT EXISTS rows_by_batch ON rows (job_id, batch_seq) WHERE batch_seq IS NOT NULL;
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS rate_events (
     key TEXT NOT NULL,
     at REAL NOT NULL
@@ -105,6 +106,20 @@ CREATE TABLE IF NOT EXISTS rate_holds (
     not_before REAL NOT NULL,
     PRIMARY KEY (key, token)
 );
+"""
+
+# A store file from before the rows lost their batch_seq index (issue 14): its batches planned without line
+# bounds (a release older still) get them from their rows, found by that index, before it is dropped. Its
+# rows table keeps its rowid (rebuilding it would copy every row of every job at the first open): the same
+# queries work on both layouts, only the new files' inserts are cheaper.
+_OLD_ROWS_INDEX = "rows_by_batch"
+_BOUNDS_FROM_ROWS = """
+UPDATE batches SET
+    first_line = COALESCE((SELECT MIN(line) FROM rows WHERE rows.job_id = batches.job_id
+                                                         AND rows.batch_seq = batches.seq), 0),
+    last_line = COALESCE((SELECT MAX(line) FROM rows WHERE rows.job_id = batches.job_id
+                                                        AND rows.batch_seq = batches.seq), 0)
+WHERE last_line = 0 AND root < 0
 """
 
 _JOB_FIELDS = [f.name for f in fields(JobRecord)]
@@ -224,6 +239,11 @@ class SqliteStore(Store):
                         conn.execute(f"ALTER TABLE {table} ADD COLUMN {added} {definition}")
             for statement in _statements(_SWEEP_SCHEMA):
                 conn.execute(statement)
+            if conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type='index' AND name=?", (_OLD_ROWS_INDEX,)
+            ).fetchone():
+                conn.execute(_BOUNDS_FROM_ROWS)
+                conn.execute(f"DROP INDEX {_OLD_ROWS_INDEX}")
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
@@ -399,15 +419,19 @@ class SqliteStore(Store):
         return [self._batch_from_row(row) for row in rows]
 
     def batch_rows(self, job_id: str, seq: int) -> list[tuple[int, dict[str, Any]]]:
+        """By line range: a batch's rows (a part's: its root's) are the rows carrying its seq between its
+        first and last line, a seek on the rows' key. A batch without line bounds (planned by a release from
+        before them, and not given them by the migration) or not written yet: the job's rows, scanned."""
         conn = self._conn()
         found = conn.execute(
             "SELECT root, first_line, last_line FROM batches WHERE job_id=? AND seq=?", (job_id, seq)
         ).fetchone()
-        if found is not None and found[0] >= 0:  # a part: its root's rows in its line range
+        if found is not None and found[2] > 0:
+            root, first, last = found
             rows = conn.execute(
-                "SELECT line, recipient FROM rows WHERE job_id=? AND batch_seq=? AND line"
-                " BETWEEN ? AND ? ORDER BY line",
-                (job_id, *found),
+                "SELECT line, recipient FROM rows WHERE job_id=? AND line BETWEEN ? AND ? AND batch_seq=?"
+                " ORDER BY line",
+                (job_id, first, last, root if root >= 0 else seq),
             ).fetchall()
         else:
             rows = conn.execute(
