@@ -127,6 +127,30 @@ def test_plan_is_idempotent_and_never_resets_a_batch(store: Store) -> None:
     assert len(list(store.report_rows("job1"))) == 4
 
 
+def test_list_batches_by_status_in_seq_order_and_the_first_few_only(store: Store) -> None:
+    store.create_job(job())
+    store.put_plan([], [BatchRecord("job1", seq, 1) for seq in range(12)])
+    for seq in (0, 1, 2, 5, 9):
+        assert store.transition_batch("job1", seq, expect=[BatchStatus.pending], to=BatchStatus.sent)
+    assert store.transition_batch("job1", 7, expect=[BatchStatus.pending], to=BatchStatus.claimed, owner="w")
+    pending = [3, 4, 6, 8, 10, 11]
+    assert [b.seq for b in store.list_batches("job1", [BatchStatus.pending])] == pending
+    assert [b.seq for b in store.list_batches("job1", [BatchStatus.pending], limit=4)] == pending[:4]
+    assert [
+        b.seq for b in store.list_batches("job1", [BatchStatus.pending, BatchStatus.claimed], limit=5)
+    ] == [
+        3,
+        4,
+        6,
+        7,
+        8,
+    ]
+    assert [b.seq for b in store.list_batches("job1", limit=3)] == [0, 1, 2]
+    assert store.list_batches("job1", [BatchStatus.pending], limit=0) == []
+    assert store.list_batches("job1", [BatchStatus.failed], limit=2) == []
+    assert store.list_batches("job1", []) == []
+
+
 def test_claim_once_across_threads(store: Store) -> None:
     plan(store)
     wins: list[int] = []

@@ -402,16 +402,31 @@ class JobRunner:
         if self._over_error_threshold(job_id, snapshot):
             return None
         inflight = set(inflight)
-        open_batches = self.store.list_batches(job_id, OPEN_STATUSES)
         if only is not None:
-            open_batches = [b for b in open_batches if b.seq == only]
-        if deadline is not None:  # a drainer leaves batches other instances hold to them
-            open_batches = [b for b in open_batches if b.status is BatchStatus.pending or b.seq in inflight]
-        if not open_batches and not inflight:
-            if only is None and current is not None and plan_live(current, self.clock()):
-                return []  # the plan is still being written (.streaming): more batches are coming
-            return None
-        return [b.seq for b in open_batches if b.status is BatchStatus.pending and b.seq not in inflight]
+            open_batches = [b for b in self.store.list_batches(job_id, OPEN_STATUSES) if b.seq == only]
+            if deadline is not None:  # a drainer leaves batches other instances hold to them
+                open_batches = [
+                    b for b in open_batches if b.status is BatchStatus.pending or b.seq in inflight
+                ]
+            if not open_batches and not inflight:
+                return None
+            return [b.seq for b in open_batches if b.status is BatchStatus.pending and b.seq not in inflight]
+        # The next pending batches, as many as the workers can take (a listing every second or two: of a 1M
+        # job's thousand batches, not all of them each time)
+        pending = [
+            b.seq
+            for b in self.store.list_batches(
+                job_id, [BatchStatus.pending], limit=self.settings.workers + len(inflight)
+            )
+            if b.seq not in inflight
+        ]
+        if pending or inflight:
+            return pending
+        if deadline is None and self.store.list_batches(job_id, OPEN_STATUSES, limit=1):
+            return []  # other processes hold batches: this run ends when they are resolved
+        if current is not None and plan_live(current, self.clock()):
+            return []  # the plan is still being written (.streaming): more batches are coming
+        return None
 
     def _dispatch_inline(
         self,

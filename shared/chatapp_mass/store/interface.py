@@ -346,8 +346,11 @@ class Store(abc.ABC):
 
     # batches
     @abc.abstractmethod
-    def list_batches(self, job_id: str, statuses: Iterable[BatchStatus] | None = None) -> list[BatchRecord]:
-        """Ordered by seq."""
+    def list_batches(
+        self, job_id: str, statuses: Iterable[BatchStatus] | None = None, *, limit: int | None = None
+    ) -> list[BatchRecord]:
+        """Ordered by seq; the first ``limit`` only, if given (a sender's queue needs a few, not a 1M job's
+        thousand)."""
 
     @abc.abstractmethod
     def get_batch(self, job_id: str, seq: int) -> BatchRecord | None:

@@ -408,14 +408,20 @@ class SqliteStore(Store):
         )
         return self._batch_from_row(row) if row else None
 
-    def list_batches(self, job_id: str, statuses: Iterable[BatchStatus] | None = None) -> list[BatchRecord]:
+    def list_batches(
+        self, job_id: str, statuses: Iterable[BatchStatus] | None = None, *, limit: int | None = None
+    ) -> list[BatchRecord]:
         sql = f"SELECT {','.join(_BATCH_FIELDS)} FROM batches WHERE job_id=?"
         params: list[Any] = [job_id]
         if statuses is not None:
             states = [s.value for s in statuses]
             sql += f" AND status IN ({','.join('?' for _ in states)})"
             params += states
-        rows = self._conn().execute(sql + " ORDER BY seq", params).fetchall()
+        sql += " ORDER BY seq"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(max(limit, 0))
+        rows = self._conn().execute(sql, params).fetchall()
         return [self._batch_from_row(row) for row in rows]
 
     def batch_rows(self, job_id: str, seq: int) -> list[tuple[int, dict[str, Any]]]:

@@ -731,18 +731,21 @@ class TablestoreStore(Store):
         row = self._get(self.t_batches, [("job_id", job_id), ("seq", seq)])
         return _batch(row) if row else None
 
-    def list_batches(self, job_id: str, statuses: Iterable[BatchStatus] | None = None) -> list[BatchRecord]:
+    def list_batches(
+        self, job_id: str, statuses: Iterable[BatchStatus] | None = None, *, limit: int | None = None
+    ) -> list[BatchRecord]:
         # Statuses are filtered by the service (a GetRange column filter): a sender lists a job's open and
         # in-flight batches every second or two, and of a 1,000-batch job most are done; decoding every
         # row (pure-Python PlainBuffer) was most of a sender's CPU, and slowed the store's other calls.
         ts = self._ts
         wanted = None if statuses is None else sorted({s.value for s in statuses})
-        if wanted == []:
+        if wanted == [] or (limit is not None and limit <= 0):
             return []
         rows = self._range(
             self.t_batches,
             [("job_id", job_id), ("seq", ts.INF_MIN)],
             [("job_id", job_id), ("seq", ts.INF_MAX)],
+            limit=limit,
             column_filter=None if wanted is None else self._status_is(wanted),
         )
         return [_batch(row) for row in rows if wanted is None or row["status"] in wanted]
