@@ -150,6 +150,7 @@ def run_mode(name: str, environment: dict[str, str], data: bytes, warm: bool) ->
             data_dir=tmp,
             cams_options={"latency": 0.25, "latency_jitter": 0.5},
             function_environment={**environment, "CHATAPP_LOG_LEVEL": "WARNING"},
+            steady_collector=True,  # the emulators' 1M rows and messages: no collector pauses (see _collector)
         ) as cloud,
         RssSampler() as rss,
     ):
@@ -171,6 +172,16 @@ def run_mode(name: str, environment: dict[str, str], data: bytes, warm: bool) ->
         while cloud.fc.backend.stats()["pending"] and time.time() - settled < 120:
             time.sleep(0.1)  # the invocation that finished the job is recorded when it returns
         attempts = cloud.cams.backend.attempts[skip:]
+        if os.environ.get("BENCH_STALLS"):  # where the rate was lost, beside what else ran then
+            arrived = sorted(a.arrived_at for a in attempts if a.accepted)
+            for a, b in zip(arrived, arrived[10:], strict=False):
+                if b - a > 1.1:
+                    print(f"    stall: {b - a - 1.0:.3f} s beyond the window, ending at {b - started:.2f} s")
+            for r in cloud.fc.backend.records():
+                if r.started >= started and "sender" not in r.function:
+                    print(
+                        f"    {r.function} {r.trigger} {r.started - started:.2f} -> {r.ended - started:.2f} s"
+                    )
         store_calls = Counter(
             f"{r.api} {(r.table or '').removeprefix('chatapp_')}".strip()
             for r in cloud.tablestore.backend.requests

@@ -16,8 +16,10 @@ order under ``VARIABLES["http"]`` (for the project's clients; the functions are 
 With ``data_dir`` the state (objects, tables, and the credentials themselves) survives a restart; without it,
 everything lives in a temporary directory. ``realistic`` (default on): the emulators keep the real services'
 timing rules (the local Tablestore: a new table is not ready at once, table operations limited per second).
-``tablestore_options`` go to :class:`LocalTablestore` (e.g. ``table_not_ready_seconds``), ``cams_options``,
-``oss_options`` and ``fc_options`` to theirs. A subclass prepares its own state in :meth:`~LocalCloud.on_started`
+``steady_collector`` keeps this process's garbage collector from pausing the emulators as their data grows
+(``_collector``: for a long-running local cloud or a benchmark; off by default). ``tablestore_options`` go
+to :class:`LocalTablestore` (e.g. ``table_not_ready_seconds``), ``cams_options``, ``oss_options`` and
+``fc_options`` to theirs. A subclass prepares its own state in :meth:`~LocalCloud.on_started`
 and names the variables in :attr:`~LocalCloud.VARIABLES`.
 """
 
@@ -30,6 +32,7 @@ import tempfile
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+from alibaba_localcloud import _collector
 from alibaba_localcloud._accounts import CamsCredentials, generate_credentials
 from alibaba_localcloud.cams import LocalCams
 
@@ -74,6 +77,7 @@ class LocalCloud:
         realistic: bool = True,
         tablestore_options: dict[str, Any] | None = None,
         oss_options: dict[str, Any] | None = None,
+        steady_collector: bool = False,
     ) -> None:
         from alibaba_localcloud.oss import LocalOss
         from alibaba_localcloud.tablestore import LocalTablestore
@@ -111,6 +115,8 @@ class LocalCloud:
         self._function_environment = dict(function_environment or {})
         self.fc = None if s_yaml is None else self._local_fc(s_yaml, host, fc_port, keys, fc_options or {})
         self._started: list[Any] = []
+        self._steady_collector = steady_collector  # see _collector: for a long-running cloud or a benchmark
+        self._steadied = False
 
     def _local_fc(
         self, s_yaml: str, host: str, port: int, keys: dict[str, Any], options: dict[str, Any]
@@ -135,6 +141,9 @@ class LocalCloud:
 
     # --- lifecycle --------------------------------------------------------------------------------------
     def start(self) -> LocalCloud:
+        if self._steady_collector and not self._steadied:
+            _collector.steady()
+            self._steadied = True
         try:
             for service in (self.cams, self.oss, self.tablestore, self.fc):
                 if service is not None and service not in self._started:
@@ -161,6 +170,9 @@ class LocalCloud:
     def stop(self) -> None:
         while self._started:
             self._started.pop().stop()
+        if self._steadied:
+            self._steadied = False
+            _collector.release()
         if self._own_dir:
             shutil.rmtree(self.data_dir, ignore_errors=True)
 

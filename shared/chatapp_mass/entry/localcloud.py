@@ -218,6 +218,7 @@ def run(args: Any) -> int:
         fc_port=args.fc_port,
         function_environment={env.CHATAPP_API_TOKEN: api_token},
         realistic=args.realistic,
+        steady_collector=True,  # a long-running cloud that holds whole jobs (alibaba_localcloud._collector)
         tablestore_options={
             "table_not_ready_seconds": args.table_not_ready_seconds,
             "table_operations_per_second": args.table_operations_per_second,
