@@ -80,11 +80,13 @@ region's public endpoint ``https://INSTANCE.REGION.ots.aliyuncs.com``.
 
 from __future__ import annotations
 
+import importlib.machinery
 import json
 import logging
 import os
 import random
 import secrets
+import sys
 import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -236,8 +238,38 @@ def _must_wait(error: Any) -> bool:
     )
 
 
+def import_sdk() -> Any:
+    """``import tablestore``, without the numpy it would load for nothing.
+
+    The SDK imports flatbuffers (for time series and SQL results: features the product never calls), whose
+    modules each run ``flatbuffers.compat.import_numpy()`` when imported: it imports numpy whenever
+    ``PathFinder`` finds it installed (the SDK declares it). That is 19 MiB and ~80 ms of every function's cold
+    start (``bench/bench_coldstart.py --numpy``), an eighth of an ingest instance's peak memory. So while the SDK
+    is first imported, ``PathFinder`` does not find numpy (as where it is not installed: those modules then only
+    lack their ``...AsNumpy`` accessors); it finds everything else, and numpy too right after. Where numpy or the
+    SDK is loaded already, the import is left as it is. ``tests/unit/test_tablestore_import.py`` checks both.
+    """
+    if "tablestore" in sys.modules or "numpy" in sys.modules:
+        import tablestore
+
+        return tablestore
+    finder = importlib.machinery.PathFinder
+    found = finder.find_spec
+
+    def find_spec(name: str, path: Any = None, target: Any = None) -> Any:
+        return None if name == "numpy" else found(name, path, target)
+
+    finder.find_spec = find_spec  # type: ignore[method-assign,assignment]
+    try:
+        import tablestore
+    finally:
+        finder.find_spec = found  # type: ignore[method-assign]
+    return tablestore
+
+
 def _default_chain_provider() -> Any:
     """A ``tablestore`` credentials provider over ``alibabacloud_credentials``' default chain (refreshes STS)."""
+    import_sdk()
     from alibabacloud_credentials.client import Client as CredentialClient
     from tablestore.credentials import Credentials, CredentialsProvider
 
@@ -273,7 +305,7 @@ class TablestoreStore(Store):
     ) -> None:
         """``create_tables``: run :meth:`init_tables` now (tests, the demo, the local cloud); the functions and the
         CLI open the store through :func:`open_store`, which does not (see "Tables" in the module docs)."""
-        import tablestore
+        tablestore = import_sdk()
 
         self.settings = settings
         self.clock = clock  # stamps updated_at (a simulation runs the store on its own clock)
