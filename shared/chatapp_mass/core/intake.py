@@ -46,7 +46,43 @@ from chatapp_mass.core.phones import _region, describe_invalid
 
 __all__ = ["Row", "Header", "RecipientReader", "sha256_of", "RECIPIENT_COLUMNS", "CELL_LIMIT_BYTES"]
 
-RECIPIENT_COLUMNS = ("to", "phone", "mobile", "number", "recipient")
+# The header names read as the recipient column, as the error message lists them. A header name matches
+# one case-insensitively, with spaces, underscores and dashes between words taken as one separator or none
+# ("Phone Number", "phone_number", "PhoneNumber"): the names exports from Notify, CRMs and spreadsheets use.
+# Names that only look similar ("tel", "recipients") are not guessed at: --recipient-column names any other.
+RECIPIENT_COLUMNS = (
+    "to",
+    "phone",
+    "phone number",
+    "mobile",
+    "mobile number",
+    "whatsapp",
+    "whatsapp number",
+    "viber",
+    "viber number",
+    "msisdn",
+    "number",
+    "recipient",
+)
+_WORD_GAP = re.compile(r"[\s_-]+")
+_HEADERS_SHOWN = 20  # a "headers found" list names at most this many
+
+
+def _column_key(name: str) -> str:
+    """A header name compared the way recipient names are: case-folded, word gaps as one space."""
+    return _WORD_GAP.sub(" ", name.strip().casefold())
+
+
+_RECIPIENT_KEYS = frozenset(RECIPIENT_COLUMNS) | {name.replace(" ", "") for name in RECIPIENT_COLUMNS}
+
+
+def _headers_found(columns: tuple[str, ...]) -> str:
+    """The header's names as written, for an error message; a long header is cut short."""
+    shown = ", ".join(repr(name[:60]) for name in columns[:_HEADERS_SHOWN])
+    more = len(columns) - _HEADERS_SHOWN
+    return shown + (f" and {more} more" if more > 0 else "")
+
+
 CELL_LIMIT_BYTES = 64 * 1024
 _CSV_FIELD_LIMIT = 1024 * 1024  # csv's own limit (characters); bigger cells are skimmed, not stored
 _MIN_LINE_CAP = 16 * 1024 * 1024  # bytes read at once for one physical line
@@ -506,7 +542,6 @@ class RecipientReader:
         source = self.source
         columns = tuple(name.strip() for name in names)
         seen: dict[str, int] = {}
-        recipients: list[int] = []
         for index, name in enumerate(columns):
             if not name:
                 raise CsvFileError(
@@ -524,15 +559,47 @@ class RecipientReader:
                     "give every column its own name",
                 )
             seen[folded] = index
-            if folded in RECIPIENT_COLUMNS:
-                recipients.append(index)
+        self._recipient_index = self._recipient_column(columns)
+        self._param_indexes = tuple(i for i in range(len(columns)) if i != self._recipient_index)
+        return Header(
+            delimiter=delimiter,
+            columns=columns,
+            recipient_column=columns[self._recipient_index],
+            param_columns=tuple(columns[i] for i in self._param_indexes),
+        )
+
+    def _recipient_column(self, columns: tuple[str, ...]) -> int:
+        """The index of the recipient column; a file error when there is none or two.
+
+        A column named with ``recipient_column`` (--recipient-column) is the recipient column and the
+        usual names are not looked for, so a file with both "Phone" and "Mobile" can pick one (the other
+        becomes a template value).
+        """
+        source = self.source
+        chosen = self.intake.recipient_column
         accepted = ", ".join(RECIPIENT_COLUMNS)
+        if chosen is not None:
+            key = _column_key(chosen)
+            recipients = [index for index, name in enumerate(columns) if _column_key(name) == key]
+            if not recipients:
+                raise CsvFileError(
+                    source,
+                    1,
+                    f"no column named {chosen!r} (--recipient-column) in the header; "
+                    f"headers found: {_headers_found(columns)}",
+                    "give --recipient-column one of the headers found (case, spaces, underscores and "
+                    "dashes aside)",
+                )
+        else:
+            recipients = [index for index, name in enumerate(columns) if _column_key(name) in _RECIPIENT_KEYS]
         if not recipients:
             raise CsvFileError(
                 source,
                 1,
-                "no recipient column in the header",
-                f"name the recipient column one of: {accepted}",
+                f"no recipient column in the header; headers found: {_headers_found(columns)}",
+                f"name the recipient column one of: {accepted} (case, spaces, underscores and dashes "
+                "aside), or give its name with --recipient-column NAME (on an upload: the "
+                "x-oss-meta-recipient-column metadata or recipient-column in the sidecar)",
             )
         if len(recipients) > 1:
             first, second = recipients[0], recipients[1]
@@ -541,16 +608,10 @@ class RecipientReader:
                 1,
                 f"two recipient columns: {columns[first]!r} (column {first + 1}) "
                 f"and {columns[second]!r} (column {second + 1})",
-                f"keep one column named {accepted}; rename the other",
+                f"keep one column named {accepted}; rename the other, or choose one with "
+                "--recipient-column NAME",
             )
-        self._recipient_index = recipients[0]
-        self._param_indexes = tuple(i for i in range(len(columns)) if i != self._recipient_index)
-        return Header(
-            delimiter=delimiter,
-            columns=columns,
-            recipient_column=columns[self._recipient_index],
-            param_columns=tuple(columns[i] for i in self._param_indexes),
-        )
+        return recipients[0]
 
     # -- records -------------------------------------------------------------------------------------
 
