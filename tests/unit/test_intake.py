@@ -7,6 +7,7 @@ import csv
 import hashlib
 import io
 import string
+import zipfile
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -1094,3 +1095,43 @@ def test_bare_cr_in_a_skimmed_record_is_reported_on_its_own_line(line: bytes) ->
     assert brief(seen) == [(2, A, "valid", "")]
     assert caught.value.line == 3 + line.count(b"\n")
     assert "carriage return (CR)" in caught.value.problem
+
+
+# -- a spreadsheet or archive given for a CSV -------------------------------------------------------------
+
+
+def _zip(*names: str) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name in names:
+            archive.writestr(name, "<x/>")
+    return buffer.getvalue()
+
+
+EXPORT = (
+    'open it in Excel and save it as "CSV UTF-8" (format the phone column as text first, so long numbers '
+    "keep their digits), then send the .csv"
+)
+
+
+@pytest.mark.parametrize(
+    ("data", "problem", "fix"),
+    [
+        (
+            _zip("[Content_Types].xml", "_rels/.rels", "xl/workbook.xml"),
+            "an Excel workbook (.xlsx), not a CSV text file",
+            EXPORT,
+        ),
+        (_zip("xl/workbook.xml"), "an Excel workbook (.xlsx), not a CSV text file", EXPORT),
+        (
+            b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(504),
+            "an Excel 97-2003 workbook (.xls), not a CSV text file",
+            EXPORT,
+        ),
+        (_zip("recipients.csv"), "a ZIP archive, not a CSV text file", "unzip it and send the CSV inside"),
+    ],
+)
+def test_a_workbook_or_archive_is_named_for_what_it_is(data: bytes, problem: str, fix: str) -> None:
+    error = file_error(data)
+    assert error.line is None and error.problem == problem and error.fix == fix
+    assert str(error) == f"{SOURCE}: {problem} — {fix}"

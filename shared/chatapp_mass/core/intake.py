@@ -89,6 +89,8 @@ _MIN_LINE_CAP = 16 * 1024 * 1024  # bytes read at once for one physical line
 _PER_COLUMN_CAP = 2 * CELL_LIMIT_BYTES + 4  # a full cell of doubled quotes, its quotes and a delimiter
 _CHUNK = 1024 * 1024
 _BOM = codecs.BOM_UTF8
+_ZIP = b"PK\x03\x04"  # a ZIP's first local file header: .xlsx, .ods, .numbers...
+_OLE2 = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # a compound file: .xls (Excel 97-2003)
 # Fed to the csv reader in place of an over-long line: whatever state the reader is in, this makes it
 # raise csv.Error ("new-line character seen in unquoted field"), so the record can be skimmed instead.
 _POISON = '"\r"\rx'
@@ -454,12 +456,40 @@ class RecipientReader:
             self.source, line, "the line holds a NUL character: not a text file", "save the file as CSV UTF-8"
         )
 
+    def _not_text(self, raw: bytes) -> CsvFileError | None:
+        """A spreadsheet or archive given for a CSV, recognised by its first bytes (names can lie).
+
+        Without this a workbook is "not UTF-8 text (byte 0x84...)", which does not tell anyone to export
+        it. A ZIP is an ``.xlsx`` when its first entry (whose name follows the 30-byte local header) is the
+        package's ``[Content_Types].xml`` or an ``xl/`` part, as Excel and the usual libraries write them.
+        """
+        fix = (
+            'open it in Excel and save it as "CSV UTF-8" (format the phone column as text first, so long '
+            "numbers keep their digits), then send the .csv"
+        )
+        if raw.startswith(_OLE2):
+            return CsvFileError(
+                self.source, None, "an Excel 97-2003 workbook (.xls), not a CSV text file", fix
+            )
+        if not raw.startswith(_ZIP):
+            return None
+        name_length = int.from_bytes(raw[26:28], "little") if len(raw) >= 30 else 0
+        first_entry = raw[30 : 30 + name_length]
+        if first_entry == b"[Content_Types].xml" or first_entry.startswith(b"xl/"):
+            return CsvFileError(self.source, None, "an Excel workbook (.xlsx), not a CSV text file", fix)
+        return CsvFileError(
+            self.source, None, "a ZIP archive, not a CSV text file", "unzip it and send the CSV inside"
+        )
+
     def _first_line(self) -> str:
         raw = self._readline(_MIN_LINE_CAP)
         if not raw:
             raise CsvFileError(
                 self.source, 1, "the file is empty", "the first line must name the columns, e.g. to,name"
             )
+        binary = self._not_text(raw)
+        if binary is not None:
+            raise binary
         if len(raw) >= _MIN_LINE_CAP and raw[-1] != 10:
             raise CsvFileError(
                 self.source,
