@@ -179,7 +179,8 @@ SEND_HELP = """\
 Send a template to every recipient of a CSV.
 
 The file: UTF-8 (BOM or not), delimiter comma/semicolon/tab sniffed from the header, quoted fields allowed.
-The recipient column is 'to' (or phone, mobile, number, recipient); every other column becomes a
+The recipient column is 'to' (or phone, phone number, mobile, whatsapp, msisdn, number, recipient...;
+case, spaces, _ and - aside), or the one --recipient-column names; every other column becomes a
 TemplateParams key for that row. WhatsApp/Viber numbers are normalized to E.164 and sent without '+';
 Messenger/Instagram ids are kept as given. Duplicates are sent once. Invalid rows are reported, never sent.
 
