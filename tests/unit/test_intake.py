@@ -7,6 +7,7 @@ import csv
 import hashlib
 import io
 import string
+import zipfile
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -185,7 +186,11 @@ def test_forced_delimiter_wins_over_sniffing() -> None:
 
 
 @pytest.mark.parametrize(
-    "name", list(RECIPIENT_COLUMNS) + ["To", " PHONE ", "Mobile", "NUMBER", " recipient", "\tTo\t"]
+    "name",
+    list(RECIPIENT_COLUMNS)
+    + ["To", " PHONE ", "Mobile", "NUMBER", " recipient", "\tTo\t"]
+    + ["Phone Number", "phone_number", "Phone-Number", "PhoneNumber", "phone  number", "MSISDN"]
+    + ["WhatsApp", "WhatsApp Number", "whatsapp_number", "Mobile Number", "mobile-number", "Viber Number"],
 )
 def test_recipient_column_names(name: str) -> None:
     recipients = reader(f"name,{name},code\nAnn,+86 138 6666 1234,C1\n", delimiter=",")
@@ -194,18 +199,53 @@ def test_recipient_column_names(name: str) -> None:
     assert [row.template_params for row in recipients] == [{"name": "Ann", "code": "C1"}]
 
 
-def test_recipient_columns_are_the_documented_five() -> None:
-    assert RECIPIENT_COLUMNS == ("to", "phone", "mobile", "number", "recipient")
+def test_recipient_columns_are_the_documented_names() -> None:
+    assert RECIPIENT_COLUMNS == (
+        "to",
+        "phone",
+        "phone number",
+        "mobile",
+        "mobile number",
+        "whatsapp",
+        "whatsapp number",
+        "viber",
+        "viber number",
+        "msisdn",
+        "number",
+        "recipient",
+    )
+
+
+ACCEPTED = (
+    "name the recipient column one of: to, phone, phone number, mobile, mobile number, whatsapp, "
+    "whatsapp number, viber, viber number, msisdn, number, recipient (case, spaces, underscores and dashes "
+    "aside), or give its name with --recipient-column NAME (on an upload: the x-oss-meta-recipient-column "
+    "metadata or recipient-column in the sidecar)"
+)
 
 
 @pytest.mark.parametrize(
-    "header",
-    ["name,code", "phone number,name", "tel,name", "msisdn", "t o,name", "recipients,name", '"to"x,name'],
+    ("header", "found"),
+    [
+        ("name,code", "'name', 'code'"),
+        ("Cell Phone,name", "'Cell Phone', 'name'"),
+        ("tel,name", "'tel', 'name'"),
+        ("t o,name", "'t o', 'name'"),
+        ("recipients,name", "'recipients', 'name'"),
+        ('"to"x,name', "'tox', 'name'"),
+    ],
 )
-def test_no_recipient_column_is_a_file_error(header: str) -> None:
+def test_no_recipient_column_lists_the_headers_found_and_the_accepted_names(header: str, found: str) -> None:
     error = file_error(f"{header}\n+8613866661234,Ann\n")
-    assert error.line == 1 and error.problem == "no recipient column in the header"
-    assert "to, phone, mobile, number, recipient" in error.fix
+    assert error.line == 1 and error.problem == f"no recipient column in the header; headers found: {found}"
+    assert error.fix == ACCEPTED
+    assert str(error) == f"{SOURCE}, line 1: {error.problem} — {ACCEPTED}"
+
+
+def test_a_long_header_is_listed_cut_short() -> None:
+    header = ",".join(f"c{i}" for i in range(25))
+    error = file_error(f"{header}\n1\n")
+    assert error.problem.endswith("'c18', 'c19' and 5 more")
 
 
 @pytest.mark.parametrize(
@@ -213,11 +253,60 @@ def test_no_recipient_column_is_a_file_error(header: str) -> None:
     [
         ("to,phone", "two recipient columns: 'to' (column 1) and 'phone' (column 2)"),
         ("name,Mobile,x,NUMBER", "two recipient columns: 'Mobile' (column 2) and 'NUMBER' (column 4)"),
+        (
+            "Phone Number,WhatsApp",
+            "two recipient columns: 'Phone Number' (column 1) and 'WhatsApp' (column 2)",
+        ),
     ],
 )
 def test_two_recipient_columns_is_a_file_error(header: str, problem: str) -> None:
     error = file_error(f"{header}\n1,2,3,4\n")
-    assert error.line == 1 and error.problem == problem and "rename the other" in error.fix
+    assert error.line == 1 and error.problem == problem
+    assert "rename the other, or choose one with --recipient-column NAME" in error.fix
+
+
+def test_excel_scientific_notation_is_invalid_with_the_reason_and_the_fix() -> None:
+    rows = read("phone;name\n8.6138E+12;Ann\n8,6138E+12;Bob\n+86 138 6666 1234;Cy\n", delimiter=";")
+    lost = "(digits are lost) — format the column as text and export again"
+    assert [(row.line, row.to, row.status, row.code, row.message) for row in rows] == [
+        (2, "8.6138E+12", "invalid", "InvalidNumber", f"Excel turned this number into 8.6138E+12 {lost}"),
+        (3, "8,6138E+12", "invalid", "InvalidNumber", f"Excel turned this number into 8,6138E+12 {lost}"),
+        (4, A, "valid", "", ""),
+    ]
+
+
+# -- --recipient-column -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("named", ["Cell", "cell", " CELL "])
+def test_a_named_recipient_column_is_read(named: str) -> None:
+    recipients = reader("name,Cell,code\nAnn,+86 138 6666 1234,C1\n", recipient_column=named)
+    assert recipients.header.recipient_column == "Cell"
+    assert [(row.to, row.template_params) for row in recipients] == [(A, {"name": "Ann", "code": "C1"})]
+
+
+def test_a_named_recipient_column_picks_one_of_two_and_the_other_is_a_value() -> None:
+    data = "Phone,Mobile\n+86 138 6666 1234,+86 138 6666 1235\n"
+    assert file_error(data).problem.startswith("two recipient columns")
+    recipients = reader(data, recipient_column="mobile")
+    assert recipients.header.recipient_column == "Mobile" and recipients.header.param_columns == ("Phone",)
+    assert [(row.to, row.template_params) for row in recipients] == [(B, {"Phone": "+86 138 6666 1234"})]
+
+
+def test_a_named_recipient_column_matches_word_gaps_like_the_usual_names() -> None:
+    recipients = reader("Contact_Number,name\n+86 138 6666 1234,Ann\n", recipient_column="contact number")
+    assert recipients.header.recipient_column == "Contact_Number"
+
+
+def test_a_named_recipient_column_missing_from_the_header_lists_the_headers_found() -> None:
+    error = file_error("to,name\n+86 138 6666 1234,Ann\n", recipient_column="Cell")
+    assert error.line == 1
+    assert error.problem == (
+        "no column named 'Cell' (--recipient-column) in the header; headers found: 'to', 'name'"
+    )
+    assert error.fix == (
+        "give --recipient-column one of the headers found (case, spaces, underscores and dashes aside)"
+    )
 
 
 @pytest.mark.parametrize(
@@ -1006,3 +1095,43 @@ def test_bare_cr_in_a_skimmed_record_is_reported_on_its_own_line(line: bytes) ->
     assert brief(seen) == [(2, A, "valid", "")]
     assert caught.value.line == 3 + line.count(b"\n")
     assert "carriage return (CR)" in caught.value.problem
+
+
+# -- a spreadsheet or archive given for a CSV -------------------------------------------------------------
+
+
+def _zip(*names: str) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name in names:
+            archive.writestr(name, "<x/>")
+    return buffer.getvalue()
+
+
+EXPORT = (
+    'open it in Excel and save it as "CSV UTF-8" (format the phone column as text first, so long numbers '
+    "keep their digits), then send the .csv"
+)
+
+
+@pytest.mark.parametrize(
+    ("data", "problem", "fix"),
+    [
+        (
+            _zip("[Content_Types].xml", "_rels/.rels", "xl/workbook.xml"),
+            "an Excel workbook (.xlsx), not a CSV text file",
+            EXPORT,
+        ),
+        (_zip("xl/workbook.xml"), "an Excel workbook (.xlsx), not a CSV text file", EXPORT),
+        (
+            b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(504),
+            "an Excel 97-2003 workbook (.xls), not a CSV text file",
+            EXPORT,
+        ),
+        (_zip("recipients.csv"), "a ZIP archive, not a CSV text file", "unzip it and send the CSV inside"),
+    ],
+)
+def test_a_workbook_or_archive_is_named_for_what_it_is(data: bytes, problem: str, fix: str) -> None:
+    error = file_error(data)
+    assert error.line is None and error.problem == problem and error.fix == fix
+    assert str(error) == f"{SOURCE}: {problem} — {fix}"

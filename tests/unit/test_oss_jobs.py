@@ -22,7 +22,7 @@ from chatapp_mass.services.sender import Sender, parse_sender_event
 from chatapp_mass.store.interface import BatchStatus, JobStatus
 
 from oracle import sample_bytes, valid_numbers
-from world import World
+from world import META, World
 
 
 @pytest.fixture(scope="module")
@@ -139,6 +139,25 @@ def test_objects_outside_the_prefix_or_not_csv_are_ignored(cloud: LocalCloud) ->
     [other] = world.ingest(world.upload("elsewhere/x.csv", b"to\n1\n"))
     [text] = world.ingest(world.upload("incoming/notes.txt", b"hello"))
     assert other.status == text.status == "skipped" and world.invoker.queue == []
+
+
+def test_an_upload_names_its_recipient_column_in_metadata(cloud: LocalCloud) -> None:
+    world = World(cloud)
+    key = f"incoming/{secrets.token_hex(3)}.csv"
+    meta = {**META, "x-oss-meta-recipient-column": "Cell"}
+    [result] = world.ingest(world.upload(key, b"name,Cell\nAna,8613866661234\n", meta))
+    assert result.status == "planned", result.message
+    job = world.store.get_job(result.job_id)
+    assert job is not None and job.intake["recipient_column"] == "Cell"
+    world.run_senders()
+    assert [m.to for m in cloud.cams.backend.received] == ["8613866661234"]
+
+
+def test_resolve_options_reads_the_recipient_column_under_any_spelling() -> None:
+    job = {"channel-type": "whatsapp", "template-code": "T", "language": "en", "from": "8613800000000"}
+    for key in ("recipient-column", "recipient_column", "RecipientColumn"):
+        _, intake = resolve_options([("meta", {key: " Phone Number "}), ("defaults", job)])
+        assert intake.recipient_column == "Phone Number"
 
 
 def test_resolve_options_refuses_unknown_and_malformed_values() -> None:

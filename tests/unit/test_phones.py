@@ -237,6 +237,22 @@ def test_a_letter_anywhere_makes_the_number_invalid(
     assert describe_invalid(text, None).startswith("contains letters")
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    st.integers(1, 9),
+    st.text("0123456789", max_size=14),
+    st.sampled_from([".", ","]),
+    st.sampled_from(["E+", "e+", "E", "e"]),
+    st.integers(0, 14),
+)
+def test_excel_scientific_notation_is_never_a_number_and_says_so(
+    lead: int, rest: str, point: str, mark: str, power: int
+) -> None:
+    text = f"{lead}{point + rest if rest else ''}{mark}{power}"
+    assert normalize_number(text, None) is None and normalize_number(text, "GB") is None
+    assert describe_invalid(text, None).startswith(f"Excel turned this number into {text} (digits are lost)")
+
+
 # -- the fast international path against the public API ------------------------------------------------
 
 
@@ -334,6 +350,29 @@ def test_national_reading_is_phonenumbers_parse_with_the_region(digits: str, reg
         (
             "1-800-FLOWERS",
             "US",
+            "contains letters; write the number with digits only (letters are not converted to digits)",
+        ),
+        (
+            "8.6138E+12",
+            None,
+            "Excel turned this number into 8.6138E+12 (digits are lost) — format the column as text and "
+            "export again",
+        ),
+        (
+            " 8,6138E+12 ",
+            "CN",
+            "Excel turned this number into 8,6138E+12 (digits are lost) — format the column as text and "
+            "export again",
+        ),
+        (
+            "8.61387e12",
+            None,
+            "Excel turned this number into 8.61387e12 (digits are lost) — format the column as text and "
+            "export again",
+        ),
+        (
+            "44740e0123456",
+            None,
             "contains letters; write the number with digits only (letters are not converted to digits)",
         ),
         (

@@ -65,6 +65,30 @@ def test_error_names_the_cli_flag() -> None:
         parse_job_options({**BASE, "FallBackDuration": 1}, {"FallBackDuration": "--fall-back-duration"})
 
 
+def test_recipient_column_is_trimmed_and_not_blank() -> None:
+    assert parse_intake_options({"recipient_column": "  Phone Number "}).recipient_column == "Phone Number"
+    assert parse_intake_options({}).recipient_column is None
+    with pytest.raises(OptionsError, match="--recipient-column: String should have at least 1 character"):
+        parse_intake_options({"recipient_column": "  "}, {"recipient_column": "--recipient-column"})
+
+
+def test_identity_without_a_recipient_column_is_what_it_was_before_the_option() -> None:
+    """Jobs made before --recipient-column existed keep their ids, so rerunning the same send resumes."""
+    import hashlib
+
+    options = parse_job_options(BASE)
+    before = {"default_country": None, "allow_empty_params": False, "delimiter": None}
+    canonical = json.dumps(
+        {"file": "abc", "options": options.to_api(), "intake": before}, sort_keys=True, separators=(",", ":")
+    )
+    assert (
+        job_identity("abc", options, IntakeOptions()) == hashlib.sha256(canonical.encode()).hexdigest()[:24]
+    )
+    assert job_identity("abc", options, IntakeOptions(recipient_column="Cell")) != job_identity(
+        "abc", options, IntakeOptions()
+    )
+
+
 def test_default_country_checked() -> None:
     assert parse_intake_options({"default_country": "cn"}).default_country == "CN"
     with pytest.raises(OptionsError, match="default_country|--default-country"):
@@ -240,3 +264,16 @@ def test_a_files_own_encoder_writes_what_sender_json_writes(keys: list[str], dat
 def test_url_encoded_length_counts_every_byte_as_quote_plus_does() -> None:
     text = "".join(chr(code) for code in range(1, 0x250)) + " \u20ac\U0001f600~_.-+%&="
     assert planning.url_encoded_length(text) == len(quote_plus(text))
+
+
+def test_send_takes_recipient_column_from_the_command_line() -> None:
+    from chatapp_mass.entry.cli import build_parser
+    from chatapp_mass.entry.send import job_inputs_from_args
+
+    flags = ["send", "x.csv", "--channel-type", "whatsapp", "--template-code", "T", "--language", "en"]
+    flags += ["--from", "8613800000000"]
+    args = build_parser().parse_args([*flags, "--recipient-column", "Phone Number"])
+    assert job_inputs_from_args(args)[1].recipient_column == "Phone Number"
+    assert job_inputs_from_args(build_parser().parse_args(flags))[1].recipient_column is None
+    with pytest.raises(OptionsError, match="^--recipient-column: "):
+        job_inputs_from_args(build_parser().parse_args([*flags, "--recipient-column", " "]))

@@ -46,13 +46,51 @@ from chatapp_mass.core.phones import _region, describe_invalid
 
 __all__ = ["Row", "Header", "RecipientReader", "sha256_of", "RECIPIENT_COLUMNS", "CELL_LIMIT_BYTES"]
 
-RECIPIENT_COLUMNS = ("to", "phone", "mobile", "number", "recipient")
+# The header names read as the recipient column, as the error message lists them. A header name matches
+# one case-insensitively, with spaces, underscores and dashes between words taken as one separator or none
+# ("Phone Number", "phone_number", "PhoneNumber"): the names exports from Notify, CRMs and spreadsheets use.
+# Names that only look similar ("tel", "recipients") are not guessed at: --recipient-column names any other.
+RECIPIENT_COLUMNS = (
+    "to",
+    "phone",
+    "phone number",
+    "mobile",
+    "mobile number",
+    "whatsapp",
+    "whatsapp number",
+    "viber",
+    "viber number",
+    "msisdn",
+    "number",
+    "recipient",
+)
+_WORD_GAP = re.compile(r"[\s_-]+")
+_HEADERS_SHOWN = 20  # a "headers found" list names at most this many
+
+
+def _column_key(name: str) -> str:
+    """A header name compared the way recipient names are: case-folded, word gaps as one space."""
+    return _WORD_GAP.sub(" ", name.strip().casefold())
+
+
+_RECIPIENT_KEYS = frozenset(RECIPIENT_COLUMNS) | {name.replace(" ", "") for name in RECIPIENT_COLUMNS}
+
+
+def _headers_found(columns: tuple[str, ...]) -> str:
+    """The header's names as written, for an error message; a long header is cut short."""
+    shown = ", ".join(repr(name[:60]) for name in columns[:_HEADERS_SHOWN])
+    more = len(columns) - _HEADERS_SHOWN
+    return shown + (f" and {more} more" if more > 0 else "")
+
+
 CELL_LIMIT_BYTES = 64 * 1024
 _CSV_FIELD_LIMIT = 1024 * 1024  # csv's own limit (characters); bigger cells are skimmed, not stored
 _MIN_LINE_CAP = 16 * 1024 * 1024  # bytes read at once for one physical line
 _PER_COLUMN_CAP = 2 * CELL_LIMIT_BYTES + 4  # a full cell of doubled quotes, its quotes and a delimiter
 _CHUNK = 1024 * 1024
 _BOM = codecs.BOM_UTF8
+_ZIP = b"PK\x03\x04"  # a ZIP's first local file header: .xlsx, .ods, .numbers...
+_OLE2 = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # a compound file: .xls (Excel 97-2003)
 # Fed to the csv reader in place of an over-long line: whatever state the reader is in, this makes it
 # raise csv.Error ("new-line character seen in unquoted field"), so the record can be skimmed instead.
 _POISON = '"\r"\rx'
@@ -418,12 +456,40 @@ class RecipientReader:
             self.source, line, "the line holds a NUL character: not a text file", "save the file as CSV UTF-8"
         )
 
+    def _not_text(self, raw: bytes) -> CsvFileError | None:
+        """A spreadsheet or archive given for a CSV, recognised by its first bytes (names can lie).
+
+        Without this a workbook is "not UTF-8 text (byte 0x84...)", which does not tell anyone to export
+        it. A ZIP is an ``.xlsx`` when its first entry (whose name follows the 30-byte local header) is the
+        package's ``[Content_Types].xml`` or an ``xl/`` part, as Excel and the usual libraries write them.
+        """
+        fix = (
+            'open it in Excel and save it as "CSV UTF-8" (format the phone column as text first, so long '
+            "numbers keep their digits), then send the .csv"
+        )
+        if raw.startswith(_OLE2):
+            return CsvFileError(
+                self.source, None, "an Excel 97-2003 workbook (.xls), not a CSV text file", fix
+            )
+        if not raw.startswith(_ZIP):
+            return None
+        name_length = int.from_bytes(raw[26:28], "little") if len(raw) >= 30 else 0
+        first_entry = raw[30 : 30 + name_length]
+        if first_entry == b"[Content_Types].xml" or first_entry.startswith(b"xl/"):
+            return CsvFileError(self.source, None, "an Excel workbook (.xlsx), not a CSV text file", fix)
+        return CsvFileError(
+            self.source, None, "a ZIP archive, not a CSV text file", "unzip it and send the CSV inside"
+        )
+
     def _first_line(self) -> str:
         raw = self._readline(_MIN_LINE_CAP)
         if not raw:
             raise CsvFileError(
                 self.source, 1, "the file is empty", "the first line must name the columns, e.g. to,name"
             )
+        binary = self._not_text(raw)
+        if binary is not None:
+            raise binary
         if len(raw) >= _MIN_LINE_CAP and raw[-1] != 10:
             raise CsvFileError(
                 self.source,
@@ -506,7 +572,6 @@ class RecipientReader:
         source = self.source
         columns = tuple(name.strip() for name in names)
         seen: dict[str, int] = {}
-        recipients: list[int] = []
         for index, name in enumerate(columns):
             if not name:
                 raise CsvFileError(
@@ -524,15 +589,47 @@ class RecipientReader:
                     "give every column its own name",
                 )
             seen[folded] = index
-            if folded in RECIPIENT_COLUMNS:
-                recipients.append(index)
+        self._recipient_index = self._recipient_column(columns)
+        self._param_indexes = tuple(i for i in range(len(columns)) if i != self._recipient_index)
+        return Header(
+            delimiter=delimiter,
+            columns=columns,
+            recipient_column=columns[self._recipient_index],
+            param_columns=tuple(columns[i] for i in self._param_indexes),
+        )
+
+    def _recipient_column(self, columns: tuple[str, ...]) -> int:
+        """The index of the recipient column; a file error when there is none or two.
+
+        A column named with ``recipient_column`` (--recipient-column) is the recipient column and the
+        usual names are not looked for, so a file with both "Phone" and "Mobile" can pick one (the other
+        becomes a template value).
+        """
+        source = self.source
+        chosen = self.intake.recipient_column
         accepted = ", ".join(RECIPIENT_COLUMNS)
+        if chosen is not None:
+            key = _column_key(chosen)
+            recipients = [index for index, name in enumerate(columns) if _column_key(name) == key]
+            if not recipients:
+                raise CsvFileError(
+                    source,
+                    1,
+                    f"no column named {chosen!r} (--recipient-column) in the header; "
+                    f"headers found: {_headers_found(columns)}",
+                    "give --recipient-column one of the headers found (case, spaces, underscores and "
+                    "dashes aside)",
+                )
+        else:
+            recipients = [index for index, name in enumerate(columns) if _column_key(name) in _RECIPIENT_KEYS]
         if not recipients:
             raise CsvFileError(
                 source,
                 1,
-                "no recipient column in the header",
-                f"name the recipient column one of: {accepted}",
+                f"no recipient column in the header; headers found: {_headers_found(columns)}",
+                f"name the recipient column one of: {accepted} (case, spaces, underscores and dashes "
+                "aside), or give its name with --recipient-column NAME (on an upload: the "
+                "x-oss-meta-recipient-column metadata or recipient-column in the sidecar)",
             )
         if len(recipients) > 1:
             first, second = recipients[0], recipients[1]
@@ -541,16 +638,10 @@ class RecipientReader:
                 1,
                 f"two recipient columns: {columns[first]!r} (column {first + 1}) "
                 f"and {columns[second]!r} (column {second + 1})",
-                f"keep one column named {accepted}; rename the other",
+                f"keep one column named {accepted}; rename the other, or choose one with "
+                "--recipient-column NAME",
             )
-        self._recipient_index = recipients[0]
-        self._param_indexes = tuple(i for i in range(len(columns)) if i != self._recipient_index)
-        return Header(
-            delimiter=delimiter,
-            columns=columns,
-            recipient_column=columns[self._recipient_index],
-            param_columns=tuple(columns[i] for i in self._param_indexes),
-        )
+        return recipients[0]
 
     # -- records -------------------------------------------------------------------------------------
 

@@ -79,6 +79,14 @@ class IntakeOptions(BaseModel):
     default_country: str | None = None
     allow_empty_params: bool = False
     delimiter: Literal[",", ";", "\t"] | None = None
+    # The header name of the recipient column when it is none of the usual ones (or to pick one of two);
+    # compared like them: case, spaces, underscores and dashes aside.
+    recipient_column: str | None = Field(default=None, min_length=1, max_length=200)
+
+    @field_validator("recipient_column", mode="before")
+    @classmethod
+    def _trimmed(cls, value: Any) -> Any:
+        return value.strip() if isinstance(value, str) else value
 
     @field_validator("default_country")
     @classmethod
@@ -181,8 +189,14 @@ def job_identity(content_sha256: str, options: JobOptions, intake: IntakeOptions
     Sending knobs (qps, batch size, store, report path) are deliberately not part of it, so a rerun with a
     different rate resumes the same job.
     """
+    # recipient_column is left out when unset so jobs made before it existed keep their ids (a rerun resumes).
+    unset = {"recipient_column"} if intake.recipient_column is None else set()
     canonical = json.dumps(
-        {"file": content_sha256, "options": options.to_api(), "intake": intake.model_dump(mode="json")},
+        {
+            "file": content_sha256,
+            "options": options.to_api(),
+            "intake": intake.model_dump(mode="json", exclude=unset),
+        },
         sort_keys=True,
         separators=(",", ":"),
     )

@@ -39,6 +39,11 @@ _FORMATTING = (
     "\u2010\u2011\u2012\u2013\u2014\u2015\u2212"
 )
 _DROP_FORMATTING = str.maketrans("", "", _FORMATTING)
+# A number Excel showed in scientific notation and saved that way (8.6138E+12, 8,6138E+12 with a decimal
+# comma, 8.61387e12): the digits past the mantissa are gone, so no reading can recover the number. Excel
+# writes one digit before the point and a short exponent; a letter typed into a number ("44740e0123456")
+# does not look like that and stays "contains letters".
+_SCIENTIFIC = re.compile(r"\d(?:[.,]\d+)?[eE]\+?\d{1,2}")
 _MAX_DIGITS = 20  # longest E.164 number is 15 digits; anything past this is not a number (and not parsed)
 
 
@@ -296,6 +301,11 @@ def describe_invalid(raw: str, default_country: str | None) -> str:
         odd = next((c for c in body if not (c.isdecimal() or c in _FORMATTING)), "")
         if not odd:  # only formatting characters ('+', '( )', '-'): nothing to point at
             return "no digits; write the number with digits, e.g. +44 7400 123456"
+        if _SCIENTIFIC.fullmatch(text):
+            return (
+                f"Excel turned this number into {text} (digits are lost) — format the column as text and "
+                "export again"
+            )
         if odd.isalpha():
             return "contains letters; write the number with digits only (letters are not converted to digits)"
         return (

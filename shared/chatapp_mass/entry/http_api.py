@@ -481,7 +481,8 @@ class JobsApi:
                     scheduled_at=scheduled_at,
                 )
             except CsvFileError as error:
-                raise ApiError(400, "invalid_csv", str(error), f"line {error.line}") from None
+                where = f"line {error.line}" if error.line else "file"  # no line: the file is not text at all
+                raise ApiError(400, "invalid_csv", str(error), where) from None
             status = start_job(self.store, self.dispatch, job_id, now=now)
             if job.batches == 0 and status == JobStatus.running.value:
                 finalize(self.store, self.oss, self.settings, job_id)

@@ -45,7 +45,13 @@ JOB_FLAGS = {
 }
 _INT_FIELDS = {"fall_back_duration", "ttl"}
 _FLAG_NAMES = {api: flag for _, (flag, api, _h) in JOB_FLAGS.items()}
-_FLAG_NAMES.update({"default_country": "--default-country", "delimiter": "--delimiter"})
+_FLAG_NAMES.update(
+    {
+        "default_country": "--default-country",
+        "delimiter": "--delimiter",
+        "recipient_column": "--recipient-column",
+    }
+)
 _DELIMITERS = {",": ",", "comma": ",", ";": ";", "semicolon": ";", "tab": "\t", "\\t": "\t", "\t": "\t"}
 
 
@@ -92,6 +98,12 @@ def add_send_arguments(parser: argparse.ArgumentParser) -> None:
     )
     intake.add_argument(
         "--delimiter", help="force the delimiter: comma, semicolon or tab (default: sniffed from the header)"
+    )
+    intake.add_argument(
+        "--recipient-column",
+        metavar="NAME",
+        help="the header of the column holding the numbers (default: the one named to, phone, phone number, "
+        "mobile, whatsapp, msisdn, number, recipient...; case, spaces, underscores and dashes aside)",
     )
     send = parser.add_argument_group("sending")
     send.add_argument(
@@ -167,7 +179,8 @@ SEND_HELP = """\
 Send a template to every recipient of a CSV.
 
 The file: UTF-8 (BOM or not), delimiter comma/semicolon/tab sniffed from the header, quoted fields allowed.
-The recipient column is 'to' (or phone, mobile, number, recipient); every other column becomes a
+The recipient column is 'to' (or phone, phone number, mobile, whatsapp, msisdn, number, recipient...;
+case, spaces, _ and - aside), or the one --recipient-column names; every other column becomes a
 TemplateParams key for that row. WhatsApp/Viber numbers are normalized to E.164 and sent without '+';
 Messenger/Instagram ids are kept as given. Duplicates are sent once. Invalid rows are reported, never sent.
 
@@ -213,6 +226,7 @@ def job_inputs_from_args(args: argparse.Namespace) -> tuple[Any, Any]:
             "default_country": args.default_country,
             "allow_empty_params": args.allow_empty_params,
             "delimiter": delimiter,
+            "recipient_column": args.recipient_column,
         },
         _FLAG_NAMES,
     )
@@ -382,7 +396,7 @@ def add_send_command_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "file",
         metavar="FILE.csv",
-        help="recipient CSV: a local path or oss://BUCKET/KEY (header row; a 'to' column)",
+        help="recipient CSV: a local path or oss://BUCKET/KEY (header row; a to, phone, mobile... column)",
     )
     add_send_arguments(parser)
 

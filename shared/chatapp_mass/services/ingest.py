@@ -12,8 +12,8 @@
   ``x-oss-meta-template-code``, ... — the CLI's flag names), then a **sidecar JSON** beside the CSV (same key
   with ``.json`` for ``.csv``; API names such as ``ChannelType`` or the flag names; upload it *before* the
   CSV), then the function's defaults (``CHATAPP_DEFAULT_CHANNEL_TYPE``, ``CHATAPP_DEFAULT_TEMPLATE_CODE``...).
-  Keys: every job option of ``chatapp-mass send`` plus ``default-country``, ``allow-empty-params`` and
-  ``delimiter``. An unknown key is an error (a typo must not silently send with a default).
+  Keys: every job option of ``chatapp-mass send`` plus ``default-country``, ``allow-empty-params``,
+  ``delimiter`` and ``recipient-column``. An unknown key is an error (a typo must not silently send with a default).
 - **The event's key** is used as is; if OSS has no such object and the key changes when URL-decoded
   (``unquote_plus``), the decoded key is used — whether real OSS events URL-encode ``oss.object.key`` is
   unverified (ALIBABA-FACTS §2), so both forms are accepted and the log says which one was used.
