@@ -239,6 +239,8 @@ def _must_wait(error: Any) -> bool:
 def _default_chain_provider() -> Any:
     """A ``tablestore`` credentials provider over ``alibabacloud_credentials``' default chain (refreshes STS)."""
     from alibabacloud_credentials.client import Client as CredentialClient
+
+    logs.quiet_tablestore_import()
     from tablestore.credentials import Credentials, CredentialsProvider
 
     chain = CredentialClient()
@@ -273,6 +275,7 @@ class TablestoreStore(Store):
     ) -> None:
         """``create_tables``: run :meth:`init_tables` now (tests, the demo, the local cloud); the functions and the
         CLI open the store through :func:`open_store`, which does not (see "Tables" in the module docs)."""
+        logs.quiet_tablestore_import()
         import tablestore
 
         self.settings = settings
