@@ -198,8 +198,10 @@ def test_wrong_secret_is_refused_naming_the_credentials(cloud: LocalCloud, tmp_p
         command(tmp_path / "r.csv"), env=environ, capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 2
-    assert "SignatureDoesNotMatch" in result.stderr and "check the credentials" in result.stderr
-    assert cloud.cams.backend.attempts == []
+    # CAMS's check before planning finds the keys refused first (issue 15): one ListChatappMessage, no send
+    assert "SignatureDoesNotMatch" in result.stderr and "refused the credentials" in result.stderr
+    assert {a.action for a in cloud.cams.backend.attempts} <= {"ListChatappMessage"}
+    assert not cloud.cams.backend.received
 
 
 # --- `chatapp-mass local-cloud` as a process ----------------------------------------------------------------

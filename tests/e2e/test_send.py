@@ -468,7 +468,7 @@ def test_bad_option_refused_before_reading(cams: LocalCams, tmp_path: Path) -> N
     store = tmp_path / "state.db"
     result = send(cams, tmp_path / "missing.csv", store, "--ttl", "60")
     assert result.returncode == 2
-    assert "Ttl" in result.stderr and "viber" in result.stderr
+    assert "--ttl" in result.stderr and "viber" in result.stderr  # the flag, not the API field
     assert cams.backend.attempts == []
 
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,7 +39,13 @@ from urllib.parse import urlsplit
 from chatapp_mass.adapters.openapi import PerThreadClient
 from chatapp_mass.core.errors import OptionsError
 from chatapp_mass.core.options import JobOptions
-from chatapp_mass.core.outcomes import SendOutcome, classify_reply, classify_transport_error
+from chatapp_mass.core.outcomes import (
+    OutcomeKind,
+    SendOutcome,
+    classify_reply,
+    classify_transport_error,
+    credentials_outcome,
+)
 from chatapp_mass.core.planning import PARAMS_IN_BODY, PARAMS_IN_CHOICES, PARAMS_IN_QUERY
 from chatapp_mass.runtime import env
 
@@ -204,6 +211,8 @@ class CamsClient:
             try:
                 response = attempt()
             except AlibabaCloudException as error:  # an HTTP 4xx/5xx reply that parsed as JSON
+                if _unsigned(error):
+                    return credentials_outcome(str(error.message or error.code))
                 body = error.data if isinstance(error.data, dict) else {}
                 body = {
                     **body,
@@ -229,6 +238,59 @@ class CamsClient:
         """The longest one call can wait, in seconds: connecting, then the reply (the read timeout)."""
         return (self.settings.connect_timeout_ms + self.settings.read_timeout_ms) / 1000
 
+    def check_access(self, options: JobOptions, *, clock: Callable[[], float] = time.time) -> AccessCheck:
+        """Before a send plans anything: can credentials be loaded, does the endpoint answer, and are the keys
+        accepted — without sending a message. One ``ListChatappMessage`` (read-only, the call ``reconcile``
+        already makes; its own quota, not the send rate): page 1 of size 1, the job's From, the last minute.
+
+        Only a refusal of the keys themselves (:data:`KEY_REFUSAL_PREFIXES`) or no connection stops the run:
+        any other reply — OK, a missing ``CustSpaceId`` or an unsupported channel (Messenger, Instagram: the
+        API lists WhatsApp and Viber only), even ``Ram.PermissionDeny`` for listing — means the gateway
+        authenticated the keys, and the send goes on. Where a gateway checks parameters before the signature
+        the check is weaker (it lets the run go on, and the first send finds the keys refused: the kill switch);
+        it never stops a run whose keys work."""
+        from alibabacloud_cams20200606 import models
+        from alibabacloud_tea_openapi.exceptions import AlibabaCloudException
+        from darabonba.runtime import RuntimeOptions
+
+        now_ms = int(clock() * 1000)
+        query: dict[str, Any] = {
+            "ChannelType": options.channel_type.value
+            if options.channel_type.uses_phone_numbers
+            else "whatsapp",
+            "BusinessNumber": options.from_,
+            "Page": {"Index": 1, "Size": 1},
+            "StartTime": now_ms - 60_000,
+            "EndTime": now_ms,
+        }
+        if options.cust_space_id:
+            query["CustSpaceId"] = options.cust_space_id
+        runtime = RuntimeOptions(
+            autoretry=False,
+            max_attempts=0,
+            connect_timeout=self.settings.connect_timeout_ms,
+            read_timeout=self.settings.read_timeout_ms,
+        )
+        try:
+            request = models.ListChatappMessageRequest().from_map(query)
+            self._sdk().list_chatapp_message_with_options(request, runtime)
+        except AlibabaCloudException as error:
+            if _unsigned(error):
+                outcome = credentials_outcome(str(error.message or error.code))
+                return AccessCheck("credentials", outcome.code, outcome.message)
+            code = str(error.code or "")
+            if code.startswith(KEY_REFUSAL_PREFIXES):
+                return AccessCheck("refused", code, str(error.message or "")[:300])
+            return AccessCheck("", code)
+        except Exception as error:  # noqa: BLE001 - classified: credentials, transport, non-JSON reply
+            outcome = classify_transport_error(error)
+            if outcome.kind is OutcomeKind.credentials:
+                return AccessCheck("credentials", outcome.code, outcome.message)
+            if outcome.kind is OutcomeKind.not_sent:
+                return AccessCheck("unreachable", outcome.code, outcome.message)
+            return AccessCheck("", outcome.code, outcome.message)  # a reply or a wait: the endpoint is there
+        return AccessCheck("")
+
     def list_messages(self, query: dict[str, Any]) -> ListPage:
         """One ListChatappMessage page (``query``: the API's parameter names, ``Page`` a dict). Never raises
         for a service or transport failure: the page says what went wrong (``ok`` False, ``code``)."""
@@ -246,6 +308,9 @@ class CamsClient:
         try:
             response = self._sdk().list_chatapp_message_with_options(request, runtime)
         except AlibabaCloudException as error:
+            if _unsigned(error):
+                outcome = credentials_outcome(str(error.message or error.code))
+                return ListPage(False, outcome.code, outcome.message)
             return ListPage(False, str(error.code or "Error"), str(error.message or "")[:300])
         except Exception as error:  # transport, non-JSON reply
             outcome = classify_transport_error(error)
@@ -254,6 +319,39 @@ class CamsClient:
         if body.get("Code") != "OK":
             return ListPage(False, str(body.get("Code") or "Error"), str(body.get("Message") or ""))
         return ListPage(True, "OK", "", [dict(item) for item in body.get("Data") or []])
+
+
+# Codes by which the gateway refuses the keys themselves (unknown key, wrong secret, bad or expired token, a
+# clock too far off to sign), whatever the API. A permission refusal (Ram.PermissionDeny) is not one: it is
+# per API, and a role may send without being allowed to list.
+KEY_REFUSAL_PREFIXES = (
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "IncompleteSignature",
+    "InvalidSecurityToken",
+    "MissingSecurityToken",
+    "InvalidTimeStamp",
+)
+
+
+@dataclass(frozen=True)
+class AccessCheck:
+    """What :meth:`CamsClient.check_access` found: ``problem`` is "" (go on), ``credentials`` (none could be
+    loaded), ``refused`` (the gateway refused the keys) or ``unreachable`` (no connection to the endpoint)."""
+
+    problem: str
+    code: str = ""
+    message: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.problem
+
+
+def _unsigned(error: Any) -> bool:
+    """tea-openapi's own ``InvalidCredentials`` (no credential client at all): raised before signing, with
+    no HTTP status, unlike every error it makes of a reply (``client.py::call_api``/``do_request``)."""
+    return error.status_code is None and error.code == "InvalidCredentials"
 
 
 def _body_call(request: Any) -> tuple[Any, Any]:

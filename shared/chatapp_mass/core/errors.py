@@ -11,6 +11,10 @@ class OptionsError(ChatAppMassError):
     """A job option (or command-line parameter) is wrong. Nothing has been read or sent."""
 
 
+class AccessError(ChatAppMassError):
+    """CAMS cannot be used as configured (no credentials, keys refused, endpoint unreachable): nothing sent."""
+
+
 class CsvFileError(ChatAppMassError):
     """The recipient file as a whole cannot be used (encoding, header). Nothing is sent.
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from enum import Enum
 from typing import Any, Literal
 
@@ -160,8 +161,11 @@ def describe_validation_error(error: ValidationError, flag_names: dict[str, str]
     lines = []
     for problem in error.errors():
         loc = ".".join(str(part) for part in problem["loc"])
-        name = flag_names.get(loc, loc) if loc else "options"
+        name = flag_names.get(loc, loc) if loc else ("" if flag_names else "options")
         message = problem["msg"].removeprefix("Value error, ")
+        if not loc:  # a rule across fields names them as the API does: say them as the user wrote them
+            for api_name, flag in flag_names.items():
+                message = re.sub(rf"\b{re.escape(api_name)}\b", flag, message)
         if problem["type"] == "extra_forbidden":
             message = "unknown option"
         lines.append(f"{name}: {message}" if name else message)

@@ -13,8 +13,14 @@ recipient       a refusal caused by one recipient (RECIPIENT_CODES)    batch spl
 failed          any other refusal (``InvalidParameter.*``, other 4xx)  batch ``failed`` with code and message
 uncertain       HTTP 5xx, read timeout, reset after sending, non-JSON  batch ``uncertain``; never resent
                                                                        automatically
-not_sent        connection refused / connect timeout (nothing left)    retry within the rate
+not_sent        connection refused / connect timeout, DNS failure, or  retry within the rate (backoff)
+                any failure before the request was written (the HTTP
+                layer saw no request leave: ``adapters.transport``)
+credentials     credentials could not be loaded (no keys, no profile,  batch back to ``pending``; the run
+                an unreadable role): raised before any byte left        stops, saying which keys to set
 ==============  =====================================================  =======================================
+
+A failure raised before any byte of the request left is never ``uncertain``: CAMS cannot have seen it.
 
 One non-JSON reply is not ambiguous: the gateway's own HTML page for a request it refused as too large
 before any API logic — 414 (request line) or 413 (body). The OpenAPI gateway (Tengine) answers an over-long
@@ -28,6 +34,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -41,6 +48,16 @@ class OutcomeKind(str, Enum):
     uncertain = "uncertain"
     not_sent = "not_sent"
     recipient = "recipient"
+    credentials = "credentials"
+
+
+CREDENTIALS_CODE = "CredentialsNotLoaded"
+# What to do about it, in the words of the SDK's default credential chain (README "Credentials and endpoint").
+CREDENTIALS_FIX = (
+    "set ALIBABA_CLOUD_ACCESS_KEY_ID and ALIBABA_CLOUD_ACCESS_KEY_SECRET (plus ALIBABA_CLOUD_SECURITY_TOKEN for "
+    "STS keys), or a profile in ~/.alibabacloud/credentials.ini (ALIBABA_CLOUD_PROFILE picks one), or run "
+    "where a RAM role is attached"
+)
 
 
 THROTTLE_CODES = frozenset({"System.LimitControl", "Throttling", "Throttling.User", "Throttling.Api"})
@@ -82,7 +99,38 @@ class SendOutcome:
 
     @property
     def reached_service(self) -> bool:
-        return self.kind is not OutcomeKind.not_sent
+        return self.kind not in (OutcomeKind.not_sent, OutcomeKind.credentials)
+
+
+def credentials_outcome(detail: str) -> SendOutcome:
+    """Credentials could not be loaded: nothing was signed, so nothing was sent."""
+    return SendOutcome(
+        OutcomeKind.credentials,
+        code=CREDENTIALS_CODE,
+        message=f"no Alibaba Cloud credentials, nothing sent: {detail[:300]}. To fix: {CREDENTIALS_FIX}",
+    )
+
+
+def is_credentials_error(exc: BaseException) -> bool:
+    """``alibabacloud_credentials`` (and Tea's) ``CredentialException``, anywhere in the chain: raised while
+    loading credentials, before a request is signed (matched by name: both SDKs define one)."""
+    return any(type(e).__name__ == "CredentialException" for e in _chain(exc))
+
+
+def nothing_left(outcome: SendOutcome, detail: str) -> SendOutcome:
+    """``outcome`` (no usable reply) re-read knowing the request never left (see ``adapters.transport``)."""
+    if (
+        outcome.kind is not OutcomeKind.uncertain
+        or outcome.http_status is not None
+        or outcome.code in ("ReadTimeout", "NonJsonReply")
+    ):
+        return outcome  # a reply (or the wait for one) means the request did leave: keep it as it was
+    return SendOutcome(
+        OutcomeKind.not_sent,
+        code="NotSent",
+        message=f"failed before the request left ({detail}): {outcome.message}"[:500],
+        http_status=outcome.http_status,
+    )
 
 
 def is_throttle_code(code: str) -> bool:
@@ -178,6 +226,9 @@ def classify_transport_error(exc: BaseException) -> SendOutcome:
     import urllib3.exceptions
 
     chain = _chain(exc)
+    if is_credentials_error(exc):
+        culprit = next(e for e in chain if type(e).__name__ == "CredentialException")
+        return credentials_outcome(str(culprit))
     name = type(chain[-1]).__name__
     text = f"{name}: {chain[-1]}"[:500]
     not_json = [e for e in chain if isinstance(e, json.JSONDecodeError)]
@@ -197,6 +248,7 @@ def classify_transport_error(exc: BaseException) -> SendOutcome:
         urllib3.exceptions.NewConnectionError,
         urllib3.exceptions.NameResolutionError,
         ConnectionRefusedError,
+        socket.gaierror,  # a name that does not resolve, should a layer not wrap it
     )
     if any(isinstance(e, nothing_sent) for e in chain):
         return SendOutcome(OutcomeKind.not_sent, code="ConnectFailed", message=text)

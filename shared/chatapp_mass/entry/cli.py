@@ -12,7 +12,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import IO, Any
+from typing import IO, Any, NoReturn
 
 from chatapp_mass import __version__
 from chatapp_mass.core.errors import ChatAppMassError, CsvFileError, JobNotFound, OptionsError
@@ -37,9 +37,37 @@ from chatapp_mass.services.reconcile import Reconciler, resend_uncertain
 from chatapp_mass.services.report import job_summary, write_report
 from chatapp_mass.store.interface import JobRecord, JobStatus, Store
 
+# What to write for a flag a user left out (shown in the one-line error, instead of the whole usage).
+FLAG_EXAMPLES = {
+    "FILE.csv": "customers.csv",
+    "--channel-type": "whatsapp",
+    "--language": "en",
+    "--from": "8613800000000",
+    "--out": "report.csv",
+    "job": "3f2a9c",
+}
+
+
+class CliParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line naming what is wrong (and, for a missing flag, an example),
+    then where the full help is, instead of the whole usage block first (exit 2, as argparse)."""
+
+    def error(self, message: str) -> NoReturn:
+        missing = message.removeprefix("the following arguments are required: ")
+        if missing != message:
+            names = [name.strip() for name in missing.split(",")]
+            shown = [
+                (f"{name} {FLAG_EXAMPLES[name]}" if name.startswith("-") else FLAG_EXAMPLES[name])
+                if name in FLAG_EXAMPLES
+                else name
+                for name in names
+            ]
+            message = f"missing {', '.join(names)} (e.g. {' '.join(shown)})"
+        self.exit(2, f"{self.prog}: {message}; see `{self.prog} --help`\n")
+
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = CliParser(
         prog="chatapp-mass",
         description="Mass-send a WhatsApp, Viber, Messenger or Instagram template to every recipient of a CSV "
         "through Alibaba Cloud CAMS (SendChatappMassMessage), with a per-recipient report.",
@@ -56,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="JSON logs on stderr at this level (default: $CHATAPP_LOG_LEVEL or %(default)s)",
     )
     # The same flag after the command (`chatapp-mass send ... --log-level INFO`); SUPPRESS keeps the default.
-    common = argparse.ArgumentParser(add_help=False)
+    common = CliParser(add_help=False)
     common.add_argument(
         "--log-level",
         default=argparse.SUPPRESS,
@@ -306,13 +334,13 @@ def cmd_jobs(args: argparse.Namespace, out: IO[str]) -> int:
         print("no jobs in this store", file=out)
         return EXIT_OK
     print(
-        f"{'JOB':<24}  {'STATUS':<11}  {'CREATED':<19}  {'ROWS':>9}  {'SENT':>9}  {'NOT SENT':>9}  SOURCE",
+        f"{'JOB':<24}  {'STATUS':<11}  {'CREATED':<20}  {'ROWS':>9}  {'SENT':>9}  {'NOT SENT':>9}  SOURCE",
         file=out,
     )
     for job in jobs:
         c = job_summary(store, job)
         print(
-            f"{job.job_id:<24}  {job.status.value:<11}  {c['created_at']:<19}  {job.total_rows:>9,}  "
+            f"{job.job_id:<24}  {job.status.value:<11}  {c['created_at']:<20}  {job.total_rows:>9,}  "
             f"{c['sent']:>9,}  {c['failed'] + c['uncertain'] + c['pending']:>9,}  {job.source}",
             file=out,
         )

@@ -15,6 +15,8 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import shutil
+import sys
 from collections import Counter
 from typing import IO, Any
 
@@ -119,7 +121,7 @@ def run(args: argparse.Namespace, *, out: IO[str], err: IO[str]) -> int:
         f"demo: report {report_path}: " + ", ".join(f"{n:,} {s}" for s, n in sorted(statuses.items())),
         file=out,
     )
-    print(f"demo: look around with `chatapp-mass jobs --store {store_url}`", file=out)
+    print(f"demo: look around with `{runnable_command()} jobs --store {store_url}`", file=out)
     return code
 
 
@@ -237,3 +239,17 @@ def run_cloud(args: argparse.Namespace, *, out: IO[str], err: IO[str]) -> int:
         )
         store.close()
     return 0
+
+
+def runnable_command(path: str | None = None, python: str = sys.executable) -> str:
+    """How to run ``chatapp-mass`` from here: its bare name only where the shell finds this very install (an
+    activated virtualenv, ``pip install`` on PATH); else the script beside this Python, relative to the
+    working directory (``.venv/bin/chatapp-mass`` after ``make setup`` in a fresh clone); else ``python -m``."""
+    script = os.path.join(os.path.dirname(python), "chatapp-mass")
+    found = shutil.which("chatapp-mass", path=path)
+    if found and os.path.exists(script) and os.path.samefile(found, script):
+        return "chatapp-mass"
+    if os.path.exists(script):
+        relative = os.path.relpath(script)
+        return script if relative.startswith("..") else relative
+    return f"{python} -m chatapp_mass"

@@ -87,7 +87,7 @@ from chatapp_mass.services.jobs import (
 )
 from chatapp_mass.services.plan import PlanSettings, plan_job
 from chatapp_mass.services.reconcile import ReconcileError, Reconciler, resend_uncertain
-from chatapp_mass.services.report import job_summary, write_report
+from chatapp_mass.services.report import job_summary, utc_timestamp, write_report
 from chatapp_mass.store.interface import IN_FLIGHT, JobRecord, JobStatus, Store
 
 log = logging.getLogger(__name__)
@@ -762,7 +762,7 @@ def _operator_body(event: HttpEvent) -> _OperatorBody:
 
 
 def _iso(at: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at))
+    return utc_timestamp(at)
 
 
 def _prefers_html(accept: str) -> bool:

@@ -10,11 +10,12 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from chatapp_mass.adapters.oss import OssLocation
-from chatapp_mass.core.errors import OptionsError
-from chatapp_mass.core.options import parse_intake_options, parse_job_options
+from chatapp_mass.core.errors import AccessError, OptionsError
+from chatapp_mass.core.options import ChannelType, JobOptions, parse_intake_options, parse_job_options
+from chatapp_mass.core.outcomes import CREDENTIALS_FIX
 from chatapp_mass.core.planning import API_MAX_RECIPIENTS, BODY_BUDGET, QUERY_BUDGET, request_budget
 from chatapp_mass.entry.bootstrap import Services
 from chatapp_mass.runtime import env
@@ -23,6 +24,9 @@ from chatapp_mass.services.plan import PlanSettings, plan_job
 from chatapp_mass.services.reconcile import Reconciler, ResendResult, resend_uncertain
 from chatapp_mass.services.report import write_report
 from chatapp_mass.store.interface import OPEN_STATUSES, BatchStatus, JobRecord, JobStatus, Store
+
+if TYPE_CHECKING:
+    from chatapp_mass.adapters.cams import AccessCheck
 
 EXIT_OK, EXIT_NOT_ALL_SENT, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -209,6 +213,13 @@ def job_inputs_from_args(args: argparse.Namespace) -> tuple[Any, Any]:
         value = getattr(args, name, None)
         if value is None:
             continue
+        if name == "channel_type":  # WhatsApp, WHATSAPP -> whatsapp
+            value = value.strip().lower()
+            if value not in {channel.value for channel in ChannelType}:
+                raise OptionsError(
+                    f"{flag} {getattr(args, name)!r}: use one of "
+                    f"{', '.join(channel.value for channel in ChannelType)} (any case)"
+                )
         if name in _INT_FIELDS:
             try:
                 value = int(value)
@@ -256,6 +267,8 @@ def run_send(args: argparse.Namespace, services: Services, *, out: IO[str], err:
 
         open_file = open_local
 
+    if not args.dry_run:  # a dry run plans offline: it needs no keys
+        check_cams_access(services, options)
     started = time.time()
     max_request_bytes = args.max_request_bytes or request_budget(services.cams.settings.params_in)
     plan = PlanSettings(batch_size=args.batch_size, max_request_bytes=max_request_bytes, new_job=args.new_job)
@@ -294,6 +307,44 @@ def run_send(args: argparse.Namespace, services: Services, *, out: IO[str], err:
     if result.job.status is JobStatus.interrupted and runner.halt_status is JobStatus.interrupted:
         return EXIT_INTERRUPTED
     return EXIT_OK if result.all_sent else EXIT_NOT_ALL_SENT
+
+
+def check_cams_access(services: Services, options: JobOptions) -> None:
+    """Credentials and endpoint, before anything is planned (``CamsClient.check_access``: one read-only
+    ListChatappMessage, no message sent). Missing or refused keys, or an endpoint that does not connect, raise
+    :class:`AccessError` (exit 2) with what to set."""
+    check = getattr(services.cams, "check_access", None)
+    if check is None:  # a test's fake CAMS
+        return
+    found: AccessCheck = check(options)
+    if found.ok:
+        return
+    settings = services.cams.settings
+    where = (
+        f"{settings.protocol.lower()}://{settings.endpoint}"
+        if settings.endpoint
+        else f"the {settings.region_id} endpoint (ALIBABA_CLOUD_REGION_ID)"
+    )
+    nothing = "Nothing was planned or sent."
+    if found.problem == "credentials":
+        text = (
+            f"no Alibaba Cloud credentials could be loaded. {nothing} To fix: {CREDENTIALS_FIX}; then rerun the "
+            f"same command. (The credential chain said: {found.message.split(': ', 1)[-1][:300]})"
+        )
+    elif found.problem == "refused":
+        text = (
+            f"CAMS at {where} refused the credentials ({found.code}: {found.message}). {nothing} To fix: check "
+            f"{env.ALIBABA_CLOUD_ACCESS_KEY_ID} and {env.ALIBABA_CLOUD_ACCESS_KEY_SECRET} (or the profile in "
+            f"use), renew {env.ALIBABA_CLOUD_SECURITY_TOKEN} if the keys are STS ones (they expire), and the "
+            "machine's clock; then rerun the same command."
+        )
+    else:
+        text = (
+            f"cannot connect to CAMS at {where} ({found.code}: {found.message}). {nothing} To fix: check "
+            f"{env.CHATAPP_CAMS_ENDPOINT} (unset: the region's public endpoint), the network and any proxy "
+            "(HTTPS_PROXY); then rerun the same command."
+        )
+    raise AccessError(text)
 
 
 def _write_report_file(store: Store, job_id: str, path: str | None, err: IO[str]) -> None:

@@ -125,3 +125,25 @@ def configure(level: str = "WARNING", function: str = "", stream: Any = None) ->
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     root.propagate = False
+    quiet_tablestore_import()  # the local cloud's commands import the SDK too (its protobuf modules)
+
+
+# The Tablestore SDK (6.4.8 ``tablestore/encoder.py``, ``decoder.py``) logs a WARNING when it is imported without
+# its optional native C++ extension: "Native C++ encoder not available, using Python implementation" (and the
+# decoder's and PlainBuffer parser's). It is not a problem (the Python implementation is the documented
+# fallback), but with no handler configured Python's last-resort handler prints it on stderr in every command
+# that opens a store. Only those records, only from those loggers, are dropped.
+_TABLESTORE_LOGGERS = ("tablestore.encoder", "tablestore.decoder")
+
+
+class _NativeFallbackNotice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Native ")
+
+
+def quiet_tablestore_import() -> None:
+    """Drop the SDK's "native C++ ... not available" notices; call before ``import tablestore`` (idempotent)."""
+    for name in _TABLESTORE_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _NativeFallbackNotice) for f in logger.filters):
+            logger.addFilter(_NativeFallbackNotice())

@@ -11,6 +11,7 @@ Batch state machine (every arrow is one conditional write in the store)::
        |   stop / stall   |  +--throttled, or ------+  +--refused for one recipient--> splitting --> split
        +------------------+     connection refused (nothing sent): retried       (two pending halves: parts)
                                 within the rate
+    sending --no credentials (nothing signed)--> pending, and the run stops (a rerun sends it)
 
 A batch in ``sending`` whose owner died or whose claim expired may have reached CAMS: it becomes
 ``uncertain`` and is never resent automatically. A ``claimed`` one whose owner is gone goes back to
@@ -33,7 +34,7 @@ from chatapp_mass.adapters.cams import CamsClient, PreparedCall, batch_task_id
 from chatapp_mass.adapters.transport import Departure, departing
 from chatapp_mass.core.errors import StoreError
 from chatapp_mass.core.options import JobOptions
-from chatapp_mass.core.outcomes import OutcomeKind, SendOutcome
+from chatapp_mass.core.outcomes import OutcomeKind, SendOutcome, nothing_left
 from chatapp_mass.runtime import faults, logs
 from chatapp_mass.services.lease import CLOCK_SKEW, Heartbeat, owner_id, owner_is_dead
 from chatapp_mass.services.parts import finish_split, halves, split_batch
@@ -669,6 +670,9 @@ class JobRunner:
             faults.checkpoint("sender.after_call")
             with self._lock:
                 snapshot.calls += 1
+            if outcome.kind is OutcomeKind.credentials:
+                self._no_credentials(job_id, seq, outcome)
+                return
             if outcome.kind in (OutcomeKind.throttled, OutcomeKind.not_sent):
                 if not store.transition_batch(
                     job_id,
@@ -714,6 +718,10 @@ class JobRunner:
         if getattr(call, "gated", False):
             with departing(departure):
                 outcome = call()
+            if departure.sent_at is None:
+                # The HTTP layer saw no request written (it failed connecting, resolving, in TLS, or before
+                # any HTTP at all): CAMS cannot have acted on it, whatever the error's type says.
+                outcome = nothing_left(outcome, "no request was written")
         else:  # no HTTP to hold: wait for the slot here
             departure.before_first_send()
             outcome = call()
@@ -725,11 +733,29 @@ class JobRunner:
                 log.warning("departure not recorded: the store failed", exc_info=True)
         if outcome.kind is OutcomeKind.throttled:
             self.limiter.refused()
-        elif outcome.kind is not OutcomeKind.not_sent and outcome.kind is not OutcomeKind.uncertain:
+        elif outcome.reached_service and outcome.kind is not OutcomeKind.uncertain:
             self.limiter.accepted()
         if log.isEnabledFor(logging.DEBUG):
             log.debug("CAMS called", extra={"first_byte": departure.first_byte, "sent_at": departure.sent_at})
         return outcome
+
+    def _no_credentials(self, job_id: str, seq: int, outcome: SendOutcome) -> None:
+        """Credentials could not be loaded: nothing was signed or sent, and no other batch can be either. The
+        batch goes back to ``pending`` (never ``uncertain``) and the run stops, saying what to set; a rerun
+        once the keys are there sends it."""
+        self.store.transition_batch(
+            job_id,
+            seq,
+            expect=[BatchStatus.sending, BatchStatus.uncertain],
+            to=BatchStatus.pending,
+            expect_owner=self.owner,
+            owner="",
+            claim_expires=0.0,
+            code=outcome.code,
+            message=outcome.message,
+        )
+        log.error("no credentials: nothing sent, run stopped", extra={"job_id": job_id, "batch": seq})
+        self.stop(JobStatus.stopped, f"{outcome.message}; then rerun the same command")
 
     def _hand_back_unsent(self, job_id: str, seq: int) -> None:
         """The store failed between the claim and the call (marking it ``sending``, or the rate window): no

@@ -87,6 +87,11 @@ class _Cells:
         return self._buffer.getvalue()
 
 
+def utc_timestamp(at: float) -> str:
+    """A time as the CLI, the reports' summaries and the HTTP API all print it: UTC, ISO 8601, ``Z``."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at))
+
+
 def job_summary(store: Store, job: JobRecord) -> dict[str, Any]:
     """The job at a glance, in recipients: what `chatapp-mass status` prints and the summary object holds.
 
@@ -116,6 +121,6 @@ def job_summary(store: Store, job: JobRecord) -> dict[str, Any]:
         "uncertain": recipients(BatchStatus.uncertain),
         "cancelled": recipients(BatchStatus.cancelled),
         "pending": recipients(*OPEN_STATUSES),
-        "created_at": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(job.created_at)),
-        "updated_at": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(job.updated_at)),
+        "created_at": utc_timestamp(job.created_at),
+        "updated_at": utc_timestamp(job.updated_at),
     }

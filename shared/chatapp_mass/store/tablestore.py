@@ -249,6 +249,7 @@ def import_sdk() -> Any:
     lack their ``...AsNumpy`` accessors); it finds everything else, and numpy too right after. Where numpy or the
     SDK is loaded already, the import is left as it is. ``tests/unit/test_tablestore_import.py`` checks both.
     """
+    logs.quiet_tablestore_import()  # its "Native C++ encoder not available" notice (see logs)
     if "tablestore" in sys.modules or "numpy" in sys.modules:
         import tablestore
 
@@ -269,7 +270,7 @@ def import_sdk() -> Any:
 
 def _default_chain_provider() -> Any:
     """A ``tablestore`` credentials provider over ``alibabacloud_credentials``' default chain (refreshes STS)."""
-    import_sdk()
+    import_sdk()  # quiet, and without numpy
     from alibabacloud_credentials.client import Client as CredentialClient
     from tablestore.credentials import Credentials, CredentialsProvider
 
