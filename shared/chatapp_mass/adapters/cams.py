@@ -159,6 +159,18 @@ class CamsClient:
             read_timeout_ms=settings.read_timeout_ms,
         )
 
+    def _runtime(self) -> Any:
+        """Every call's runtime options: no SDK retry (the engine decides: a resend may be a duplicate), this
+        client's connect and read timeouts."""
+        from darabonba.runtime import RuntimeOptions
+
+        return RuntimeOptions(
+            autoretry=False,
+            max_attempts=0,
+            connect_timeout=self.settings.connect_timeout_ms,
+            read_timeout=self.settings.read_timeout_ms,
+        )
+
     def _sdk(self) -> Any:
         return self._client.get()
 
@@ -177,19 +189,13 @@ class CamsClient:
         from alibabacloud_cams20200606 import models
         from alibabacloud_tea_openapi.exceptions import AlibabaCloudException
         from darabonba.core import DaraCore
-        from darabonba.runtime import RuntimeOptions
 
         sdk = self._sdk()
         params = options.to_api()
         if task_id and "TaskId" not in params:
             params["TaskId"] = task_id
         request = models.SendChatappMassMessageRequest().from_map({**params, "SenderList": recipients})
-        runtime = RuntimeOptions(
-            autoretry=False,
-            max_attempts=0,
-            connect_timeout=self.settings.connect_timeout_ms,
-            read_timeout=self.settings.read_timeout_ms,
-        )
+        runtime = self._runtime()
         if self.settings.params_in == PARAMS_IN_QUERY:
 
             def attempt() -> Any:
@@ -251,7 +257,6 @@ class CamsClient:
         it never stops a run whose keys work."""
         from alibabacloud_cams20200606 import models
         from alibabacloud_tea_openapi.exceptions import AlibabaCloudException
-        from darabonba.runtime import RuntimeOptions
 
         now_ms = int(clock() * 1000)
         query: dict[str, Any] = {
@@ -265,12 +270,7 @@ class CamsClient:
         }
         if options.cust_space_id:
             query["CustSpaceId"] = options.cust_space_id
-        runtime = RuntimeOptions(
-            autoretry=False,
-            max_attempts=0,
-            connect_timeout=self.settings.connect_timeout_ms,
-            read_timeout=self.settings.read_timeout_ms,
-        )
+        runtime = self._runtime()
         try:
             request = models.ListChatappMessageRequest().from_map(query)
             self._sdk().list_chatapp_message_with_options(request, runtime)
@@ -296,15 +296,9 @@ class CamsClient:
         for a service or transport failure: the page says what went wrong (``ok`` False, ``code``)."""
         from alibabacloud_cams20200606 import models
         from alibabacloud_tea_openapi.exceptions import AlibabaCloudException
-        from darabonba.runtime import RuntimeOptions
 
         request = models.ListChatappMessageRequest().from_map(query)
-        runtime = RuntimeOptions(
-            autoretry=False,
-            max_attempts=0,
-            connect_timeout=self.settings.connect_timeout_ms,
-            read_timeout=self.settings.read_timeout_ms,
-        )
+        runtime = self._runtime()
         try:
             response = self._sdk().list_chatapp_message_with_options(request, runtime)
         except AlibabaCloudException as error:
