@@ -37,6 +37,8 @@ import sys
 import tempfile
 import time
 
+import _baseline  # bench/_baseline.py, beside this script (the A/B benches' shared checkout and load)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # (calling code, national prefix of a mobile or geographic number, digits that follow)
@@ -193,11 +195,6 @@ def measure(tree: str, what: str, path: str, tmp: str) -> dict[str, object]:
     return stats
 
 
-def _load() -> str:
-    one, five, _ = os.getloadavg()
-    return f"load {one:.2f} (1 min) {five:.2f} (5 min) on {os.cpu_count()} CPUs"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
@@ -208,48 +205,33 @@ def main() -> None:
     args = parser.parse_args()
     whats = args.what
     mib = 1024 * 1024
-    with tempfile.TemporaryDirectory() as tmp:
-        trees = [("this checkout", ROOT)]
-        baseline_tree = None
-        if args.baseline != "none":
-            baseline_tree = os.path.join(tmp, "baseline")
-            subprocess.run(
-                ["git", "-C", ROOT, "worktree", "add", "--detach", "--quiet", baseline_tree, args.baseline],
-                check=True,
-            )
-            trees.append((f"baseline {args.baseline}", baseline_tree))
-        try:
-            print(f"before: {_load()}", flush=True)
-            for size in args.sizes:
-                path = os.path.join(tmp, f"recipients-{size}.csv")
-                write_csv(path, size)
-                print(f"{size:,} rows, {os.path.getsize(path) / mib:.1f} MiB", flush=True)
-                for what in whats:
-                    rates, per_cpu = [], []
-                    for label, tree in trees:
-                        stats = measure(tree, what, path, tmp)
-                        rate = float(stats["rows"]) / float(stats["seconds"])  # type: ignore[arg-type]
-                        rates.append(rate)
-                        per_cpu.append(float(stats["rows"]) / float(stats["cpu"]))  # type: ignore[arg-type]
-                        print(
-                            f"  {what:6} {label:18} {rate:9,.0f} rows/s  {stats['seconds']:6.2f} s  "
-                            f"({float(stats['rows']) / float(stats['cpu']):9,.0f} rows per CPU-second)  "  # type: ignore[arg-type]
-                            f"peak RSS {float(stats['peak_rss']) / mib:6.1f} MiB "  # type: ignore[arg-type]
-                            f"(after imports {float(stats['base_rss']) / mib:.1f})  {stats['counts']}",  # type: ignore[arg-type]
-                            flush=True,
-                        )
-                    if len(rates) == 2:
-                        print(
-                            f"  {what:6} ratio {rates[0] / rates[1]:.2f}x "
-                            f"(per CPU-second {per_cpu[0] / per_cpu[1]:.2f}x)",
-                            flush=True,
-                        )
-            print(f"after: {_load()}", flush=True)
-        finally:
-            if baseline_tree is not None:
-                subprocess.run(
-                    ["git", "-C", ROOT, "worktree", "remove", "--force", baseline_tree], check=False
-                )
+    with tempfile.TemporaryDirectory() as tmp, _baseline.trees(args.baseline) as trees:
+        print(f"before: {_baseline.load()}", flush=True)
+        for size in args.sizes:
+            path = os.path.join(tmp, f"recipients-{size}.csv")
+            write_csv(path, size)
+            print(f"{size:,} rows, {os.path.getsize(path) / mib:.1f} MiB", flush=True)
+            for what in whats:
+                rates, per_cpu = [], []
+                for label, tree in trees:
+                    stats = measure(tree, what, path, tmp)
+                    rate = float(stats["rows"]) / float(stats["seconds"])  # type: ignore[arg-type]
+                    rates.append(rate)
+                    per_cpu.append(float(stats["rows"]) / float(stats["cpu"]))  # type: ignore[arg-type]
+                    print(
+                        f"  {what:6} {label:18} {rate:9,.0f} rows/s  {stats['seconds']:6.2f} s  "
+                        f"({float(stats['rows']) / float(stats['cpu']):9,.0f} rows per CPU-second)  "  # type: ignore[arg-type]
+                        f"peak RSS {float(stats['peak_rss']) / mib:6.1f} MiB "  # type: ignore[arg-type]
+                        f"(after imports {float(stats['base_rss']) / mib:.1f})  {stats['counts']}",  # type: ignore[arg-type]
+                        flush=True,
+                    )
+                if len(rates) == 2:
+                    print(
+                        f"  {what:6} ratio {rates[0] / rates[1]:.2f}x "
+                        f"(per CPU-second {per_cpu[0] / per_cpu[1]:.2f}x)",
+                        flush=True,
+                    )
+        print(f"after: {_baseline.load()}", flush=True)
 
 
 if __name__ == "__main__":

@@ -39,6 +39,8 @@ for _proxy in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "shared"))
 
+import _baseline  # noqa: E402 - bench/_baseline.py, beside this script
+
 from chatapp_mass.entry.localcloud import LocalCloud  # noqa: E402
 from chatapp_mass.store.interface import (  # noqa: E402
     BatchRecord,
@@ -176,11 +178,6 @@ def measure(tree: str, kind: str, target: list[str], environ: dict[str, str]) ->
     return stats
 
 
-def _load() -> str:
-    one, five, _ = os.getloadavg()
-    return f"load {one:.2f} (1 min) {five:.2f} (5 min) on {os.cpu_count()} CPUs"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -190,72 +187,55 @@ def main() -> None:
         "--store", choices=["tablestore", "sqlite"], nargs="+", default=["tablestore", "sqlite"]
     )
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp, LocalCloud() as cloud:
+    with tempfile.TemporaryDirectory() as tmp, LocalCloud() as cloud, _baseline.trees(args.baseline) as trees:
         environ = dict(os.environ, **cloud.environment(), CHATAPP_BUCKET=cloud.bucket)
         os.environ.update(cloud.environment())
-        trees = [("this checkout", ROOT)]
-        baseline_tree = None
-        if args.baseline != "none":
-            baseline_tree = os.path.join(tmp, "baseline")
-            subprocess.run(
-                ["git", "-C", ROOT, "worktree", "add", "--detach", "--quiet", baseline_tree, args.baseline],
-                check=True,
+        records, batches = plan(args.rows)
+        targets: dict[str, list[str]] = {}
+        if "tablestore" in args.store:
+            server = cloud.tablestore
+            settings = TablestoreSettings(
+                endpoint=server.endpoint, instance=server.instance_name, table_prefix=PREFIX
             )
-            trees.append((f"baseline {args.baseline}", baseline_tree))
-        try:
-            records, batches = plan(args.rows)
-            targets: dict[str, list[str]] = {}
-            if "tablestore" in args.store:
-                server = cloud.tablestore
-                settings = TablestoreSettings(
-                    endpoint=server.endpoint, instance=server.instance_name, table_prefix=PREFIX
-                )
-                creds = server.credentials
-                store = TablestoreStore(
-                    settings,
-                    access_key_id=creds.access_key_id,
-                    access_key_secret=creds.access_key_secret,
-                    security_token=creds.security_token or "",
-                )
-                store.init_tables()
-                fill(store, records, batches)
-                targets["tablestore"] = [server.instance_name, PREFIX]
-            if "sqlite" in args.store:
-                path = os.path.join(tmp, "report.sqlite")
-                fill(SqliteStore(path), records, batches)
-                targets["sqlite"] = [path]
-            del records
-            print(f"{args.rows:,} input lines, {len(batches):,} batches; before: {_load()}", flush=True)
-            for kind, target in targets.items():
-                walls: dict[str, list[float]] = {label: [] for label, _ in trees}
-                digests = set()
-                for _ in range(args.runs):
-                    for label, tree in trees:
-                        stats = measure(tree, kind, target, environ)
-                        walls[label].append(float(stats["wall"]))  # type: ignore[arg-type]
-                        digests.add(stats["sha256"])
-                        print(
-                            f"  {kind:10} {label:18} report in OSS after {stats['wall']:5.2f} s "
-                            f"(CSV {stats['written']:5.2f} s, put {stats['put']:4.2f} s; "
-                            f"{stats['cpu']:5.2f} CPU-s in the sender)  "
-                            f"{int(str(stats['bytes'])) / 1e6:5.1f} MB  {stats['counts']}  "
-                            f"sha256 {str(stats['sha256'])[:12]}",
-                            flush=True,
-                        )
-                if len(trees) == 2:
-                    this, base = (min(walls[label]) for label, _ in trees)
+            creds = server.credentials
+            store = TablestoreStore(
+                settings,
+                access_key_id=creds.access_key_id,
+                access_key_secret=creds.access_key_secret,
+                security_token=creds.security_token or "",
+            )
+            store.init_tables()
+            fill(store, records, batches)
+            targets["tablestore"] = [server.instance_name, PREFIX]
+        if "sqlite" in args.store:
+            path = os.path.join(tmp, "report.sqlite")
+            fill(SqliteStore(path), records, batches)
+            targets["sqlite"] = [path]
+        del records
+        print(f"{args.rows:,} input lines, {len(batches):,} batches; before: {_baseline.load()}", flush=True)
+        for kind, target in targets.items():
+            walls: dict[str, list[float]] = {label: [] for label, _ in trees}
+            digests = set()
+            for _ in range(args.runs):
+                for label, tree in trees:
+                    stats = measure(tree, kind, target, environ)
+                    walls[label].append(float(stats["wall"]))  # type: ignore[arg-type]
+                    digests.add(stats["sha256"])
                     print(
-                        f"  {kind:10} best of {args.runs}: {base:.2f} -> {this:.2f} s, {base / this:.2f}x faster"
+                        f"  {kind:10} {label:18} report in OSS after {stats['wall']:5.2f} s "
+                        f"(CSV {stats['written']:5.2f} s, put {stats['put']:4.2f} s; "
+                        f"{stats['cpu']:5.2f} CPU-s in the sender)  "
+                        f"{int(str(stats['bytes'])) / 1e6:5.1f} MB  {stats['counts']}  "
+                        f"sha256 {str(stats['sha256'])[:12]}",
+                        flush=True,
                     )
+            if len(trees) == 2:
+                this, base = (min(walls[label]) for label, _ in trees)
                 print(
-                    f"  {kind:10} the same report bytes in every run: {'yes' if len(digests) == 1 else 'NO'}"
+                    f"  {kind:10} best of {args.runs}: {base:.2f} -> {this:.2f} s, {base / this:.2f}x faster"
                 )
-            print(f"after: {_load()}", flush=True)
-        finally:
-            if baseline_tree is not None:
-                subprocess.run(
-                    ["git", "-C", ROOT, "worktree", "remove", "--force", baseline_tree], check=False
-                )
+            print(f"  {kind:10} the same report bytes in every run: {'yes' if len(digests) == 1 else 'NO'}")
+        print(f"after: {_baseline.load()}", flush=True)
 
 
 if __name__ == "__main__":

@@ -44,9 +44,10 @@ from typing import Any
 os.environ.setdefault("ALIBABA_CLOUD_ECS_METADATA_DISABLED", "true")
 for _proxy in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
     os.environ.pop(_proxy, None)
+from _baseline import ROOT, Baseline  # noqa: E402 - bench/_baseline.py, beside this script
 
 OPTIONS = {"ChannelType": "whatsapp", "TemplateCode": "BENCH", "Language": "en", "From": "8613800000000"}
-ROOT = Path(__file__).resolve().parents[1]
+
 QPS = 10
 
 
@@ -169,26 +170,6 @@ def plain_loop(cams: Any, calls: int) -> float:
     for i in range(calls):
         client.send(options, [{"To": f"4474001{i:05d}"}])
     return calls / (time.time() - started)
-
-
-class Baseline:
-    """``git worktree add --detach`` of ``rev`` in a temporary directory, removed on exit."""
-
-    def __init__(self, rev: str) -> None:
-        self.rev = rev
-        self._tmp = tempfile.TemporaryDirectory(prefix="bench-baseline-")
-        self.path = Path(self._tmp.name) / "checkout"
-
-    def __enter__(self) -> Baseline:
-        subprocess.run(
-            ["git", "-C", str(ROOT), "worktree", "add", "--quiet", "--detach", str(self.path), self.rev],
-            check=True,
-        )
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(self.path)], check=False)
-        self._tmp.cleanup()
 
 
 def line(name: str, sent: dict[str, Any], seen: dict[str, Any]) -> str:
