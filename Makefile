@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup browser demo demo-cloud test lint bench package lock validate init-tables clean
+.PHONY: setup browser demo demo-cloud test test-busy lint bench package lock validate init-tables clean
 
 setup: $(STAMP)
 
@@ -34,6 +34,9 @@ test: setup browser  ## the whole suite (what CI runs): ~1,100 tests, about 13 m
 	@echo "make test: the whole suite, about 13 minutes on a 2-CPU machine (longer beside other work); one line per test file" >&2
 	env -u HTTP_PROXY -u HTTPS_PROXY -u http_proxy -u https_proxy \
 	    ALIBABA_CLOUD_ECS_METADATA_DISABLED=true $(BIN)/python -m pytest -o addopts=-ra
+
+test-busy:  ## make test twice with two CPU-bound processes beside it (the busy-laptop check; 30-40 min)
+	bash .ci/busy-check
 
 lint: setup  ## ruff (rules in pyproject.toml), the formatter's check, mypy strict on the package; CI runs it before the tests
 	$(BIN)/ruff check .

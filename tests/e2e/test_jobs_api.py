@@ -20,6 +20,8 @@ import requests
 
 from chatapp_mass.entry.localcloud import LocalCloud
 
+from speed import budget
+
 ROOT = Path(__file__).resolve().parents[2]
 API, SENDER = "chatapp-mass-api", "chatapp-mass-sender"
 TOKEN = "e2e-" + secrets.token_hex(12)
@@ -132,7 +134,7 @@ def test_cancel_mid_job_every_row_in_exactly_one_final_status(cloud: LocalCloud)
     client = Client(cloud)
     count = 2500  # 50 batches: about 5 s at 10 calls/s
     created = client.submit({"options": OPTIONS, "recipients": recipients(count, seed=3)}).json()
-    deadline = time.time() + 60
+    deadline = time.time() + budget(60)
     while len(cloud.cams.backend.attempts) < 8 and time.time() < deadline:
         time.sleep(0.05)
     cancelled = client.http.post(f"{client.base}/jobs/{created['job_id']}/cancel", timeout=30)
@@ -149,7 +151,7 @@ def test_cancel_mid_job_every_row_in_exactly_one_final_status(cloud: LocalCloud)
     assert statuses["sent"] + statuses["cancelled"] == count - 2
     key = f"reports/api/{created['job_id']}.report.csv"
     bucket = cloud.oss.oss2_bucket(cloud.bucket)
-    deadline = time.time() + 30  # written by whoever saw the last call in flight resolve
+    deadline = time.time() + budget(30)  # written by whoever saw the last call in flight resolve
     while not bucket.object_exists(key) and time.time() < deadline:
         time.sleep(0.1)
     written = list(csv.DictReader(io.StringIO(bucket.get_object(key).read().decode())))
@@ -190,7 +192,7 @@ def test_crashed_senders_batches_are_picked_up_by_the_sweeper_without_a_second_s
     # before its outcome is stored: each leaves one batch `sending`; then the event is given up
     cloud.fc.backend.crash_next(SENDER, "sender.after_call", 4)
     created = client.submit({"options": OPTIONS, "recipients": recipients(500, seed=5)}).json()
-    deadline = time.time() + 90
+    deadline = time.time() + budget(90)
     while (
         len([r for r in cloud.fc.backend.records(SENDER) if r.status == "crash"]) < 4
         and time.time() < deadline

@@ -24,6 +24,8 @@ from chatapp_mass.entry.localcloud import LocalCloud
 from chatapp_mass.entry.sample import write_sample_csv
 from chatapp_mass.store.tablestore import TablestoreSettings, TablestoreStore
 
+from speed import budget
+
 JOB = [
     "--channel-type",
     "whatsapp",
@@ -130,7 +132,7 @@ def test_crash_mid_send_then_resume_reaches_everyone_at_most_once(cloud: LocalCl
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline = time.time() + 90
+    deadline = time.time() + budget(90)
     while len(cloud.cams.backend.attempts) < 8 and time.time() < deadline:
         time.sleep(0.05)
     process.send_signal(signal.SIGKILL)

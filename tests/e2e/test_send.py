@@ -23,6 +23,8 @@ from alibaba_localcloud.cams import LocalCams
 from chatapp_mass.core.phones import normalize_number
 from chatapp_mass.entry.sample import write_sample_csv
 
+from speed import budget
+
 JOB = [
     "--channel-type",
     "whatsapp",
@@ -89,7 +91,7 @@ def start_sending(
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline = time.time() + 60
+    deadline = time.time() + budget(60)
     while len(cams.backend.attempts) < attempts and time.time() < deadline:
         time.sleep(0.05)
     return process

@@ -49,6 +49,7 @@ from chatapp_mass.store.interface import BatchStatus, JobRecord, JobStatus
 from chatapp_mass.store.tablestore import TablestoreSettings, TablestoreStore
 
 from oracle import sample_bytes, valid_numbers
+from speed import budget
 
 ROOT = Path(__file__).resolve().parents[2]
 INGEST, SENDER, API = "chatapp-mass-ingest", "chatapp-mass-sender", "chatapp-mass-api"
@@ -130,9 +131,13 @@ def _sweep_until_done(
 
 
 def run(scenario: Scenario, tmp: Path, timeout: float = 240) -> Outcome:
+    # Budgets scale with how busy the machine is (tests/speed.py): the wait for the jobs, and the claims'
+    # lease — 5 s on an idle machine so that crashes recover quickly, longer where a sender may wait
+    # seconds for a CPU (a claim that expires while its call is in flight makes the batch uncertain).
+    timeout = budget(timeout)
     environment = {
         "CHATAPP_BATCH_SIZE": "1000" if scenario.rows >= ROWS else "100",
-        "CHATAPP_CLAIM_TTL": "5",
+        "CHATAPP_CLAIM_TTL": str(max(5, round(budget(5)))),
         "CHATAPP_SWEEP_IDLE": "1",
         "CHATAPP_ERROR_THRESHOLD": "0",
         "CHATAPP_API_TOKEN": TOKEN,
@@ -307,7 +312,7 @@ def _plan_state(cloud: LocalCloud, source: str) -> tuple[str | None, int | None]
 
 
 def _wait_until(condition: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.time() + timeout
+    deadline = time.time() + budget(timeout)
     while not condition():
         if time.time() > deadline:
             return False
@@ -414,7 +419,7 @@ class _Api:
             for thread in threads[1:]:
                 thread.start()
         for thread in threads:
-            thread.join(240)
+            thread.join(budget(240))
         ids = {a.json().get("job_id") for a in answers if a.status_code < 300}
         assert len(ids) == 1, [(a.status_code, a.text[:200]) for a in answers]
         statuses = [a.status_code for a in answers]
