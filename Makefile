@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup browser demo demo-cloud test test-busy lint bench package lock validate init-tables clean
+.PHONY: setup browser console demo demo-cloud test test-busy lint bench package lock validate init-tables clean
 
 setup: $(STAMP)
 
@@ -23,6 +23,10 @@ demo: setup  ## the main job on loopback: local CAMS, sample CSV, progress, summ
 demo-cloud: setup  ## the deployed path on the local cloud: OSS upload -> ingest -> senders (local FC from s.yaml)
 	env -u HTTP_PROXY -u HTTPS_PROXY -u http_proxy -u https_proxy \
 	    ALIBABA_CLOUD_ECS_METADATA_DISABLED=true $(BIN)/chatapp-mass demo --cloud
+
+console: setup  ## the web console on the whole local cloud: prints its URL and the token to sign in with (Ctrl-C stops it)
+	env -u HTTP_PROXY -u HTTPS_PROXY -u http_proxy -u https_proxy \
+	    ALIBABA_CLOUD_ECS_METADATA_DISABLED=true $(BIN)/chatapp-mass local-cloud --data cloud-data --env-file cloud.env
 
 browser:  ## Debian's chromium + chromedriver for the browser test (it is skipped, saying why, where they cannot be installed)
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \

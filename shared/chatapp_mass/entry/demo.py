@@ -122,6 +122,11 @@ def run(args: argparse.Namespace, *, out: IO[str], err: IO[str]) -> int:
         file=out,
     )
     print(f"demo: look around with `{runnable_command()} jobs --store {store_url}`", file=out)
+    print(
+        f"demo: or in a browser: `make console` prints the web console's address and token; upload {csv_path} "
+        "on its New job page",
+        file=out,
+    )
     return code
 
 

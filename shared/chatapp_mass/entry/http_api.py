@@ -20,8 +20,10 @@ Routes (JSON unless said; every refusal is ``{"error": {"code", "message", "fiel
   ``force=true`` (query).
 - ``GET /jobs`` — recent jobs (``?limit=``, at most 200).
 - ``GET /jobs/{id}`` — state and counts in recipients (sent, failed, uncertain, pending, invalid, duplicate,
-  cancelled), rate and ETA; an HTML page with a progress bar instead when the client prefers ``text/html``
-  (a browser), refreshing itself while the job runs.
+  cancelled), rate and ETA. A browser (``Accept: text/html`` first, no ``Authorization``) following a link to
+  ``/jobs`` or ``/jobs/{id}`` is sent (303) to the web console's page of it.
+- ``/console/...`` — the web console (:mod:`chatapp_mass.entry.console`): sign in once, a jobs list, new job with
+  preview and confirm, the job page with its buttons. It has its own session cookie.
 - ``GET /jobs/{id}/report`` — the per-recipient report CSV.
 - ``POST /jobs/{id}/cancel`` — stops dispatch between batches; batches not yet on the wire are reported
   ``cancelled``; calls in flight finish and are recorded.
@@ -37,8 +39,7 @@ Routes (JSON unless said; every refusal is ``{"error": {"code", "message", "fiel
   the body says ``{"reconcile": false}``. The job then runs again.
 
 **Authentication.** ``Authorization: Bearer <CHATAPP_API_TOKEN>`` compared in constant time (the token is
-never logged). Browsers, which cannot set that header when following a link, may pass ``?token=`` on
-``GET`` requests only (it may then appear in access logs: prefer the header). With
+never logged, and never taken from a URL: browsers sign in to the console instead). With
 ``CHATAPP_API_AUTH=fc`` the trigger's own ``function`` authentication (FC checks the signature before the
 function runs) stands in for the token. No token configured and no FC auth: every request is refused
 (503 ``auth_not_configured``): there are no anonymous writes, nor reads.
@@ -49,7 +50,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import html
 import io
 import json
 import logging
@@ -319,6 +319,20 @@ class JobsApi:
         self.dispatch = Dispatch(store, invoker, settings)
 
     def handle(self, event: HttpEvent) -> dict[str, Any]:
+        from chatapp_mass.entry import console
+
+        if console.wants_console(event.path):
+            return console.Console(self).handle(event)
+        if (
+            event.method == "GET"
+            and _prefers_html(event.header("accept"))
+            and not event.header("authorization")
+        ):
+            # a browser following a link to the API: the console's page of it (which signs in first)
+            match = _JOB_PATH.match(event.path)
+            if match is not None and not match.group(2):
+                return reply(303, "", headers={"Location": f"{console.PREFIX}/jobs/{quote(match.group(1))}"})
+            return reply(303, "", headers={"Location": f"{console.PREFIX}/"})
         try:
             self._authenticate(event)
             return self._route(event)
@@ -342,8 +356,6 @@ class JobsApi:
         header = event.header("authorization")
         if header.lower().startswith("bearer "):
             given = header[7:].strip()
-        elif event.method == "GET":
-            given = event.query_value("token")
         if not given:
             raise ApiError(401, "unauthenticated", "send Authorization: Bearer <token>", "Authorization")
         if not hmac.compare_digest(given.encode("utf-8"), self.api.token.encode("utf-8")):
@@ -455,7 +467,7 @@ class JobsApi:
             )
         fingerprint = "sha256:" + hashlib.sha256(body).hexdigest()
         if submission.source is not None:
-            job = self._submit_source(job_id, submission.source, options, intake, fingerprint, scheduled_at)
+            job = self.submit_source(job_id, submission.source, options, intake, fingerprint, scheduled_at)
         else:
             from chatapp_mass.core.intake import JsonRecipients  # the file readers: only a submission plans
 
@@ -549,7 +561,7 @@ class JobsApi:
         # that both send. Per repeat window, so a deliberate repeat later is a job of its own.
         return prefix + f"{int(self.clock() // max(self.api.repeat_window, 1)):08x}"[-8:], None
 
-    def _submit_source(
+    def submit_source(
         self, job_id: str, source: str, options: Any, intake: Any, fingerprint: str, scheduled_at: float
     ) -> JobRecord:
         location = (
@@ -628,11 +640,6 @@ class JobsApi:
         if summary["uncertain"]:  # what an operator can do about them (POST)
             summary["reconcile_url"] = summary["status_url"] + "/reconcile"
             summary["resend_uncertain_url"] = summary["status_url"] + "/resend-uncertain"
-        if _prefers_html(event.header("accept")):
-            token = event.query_value("token")
-            if token:  # the page was opened with ?token=: its report link needs it too
-                summary["report_url"] += "?token=" + quote(token, safe="")
-            return reply(200, _html_page(summary), content_type="text/html; charset=utf-8")
         return reply(200, summary)
 
     def report(self, job: JobRecord) -> dict[str, Any]:
@@ -769,37 +776,3 @@ def _prefers_html(accept: str) -> bool:
     """A browser asks for text/html first; API clients ask for JSON or nothing."""
     kinds = [part.split(";")[0].strip().lower() for part in accept.split(",") if part.strip()]
     return bool(kinds) and kinds[0] in ("text/html", "application/xhtml+xml")
-
-
-def _html_page(summary: dict[str, Any]) -> str:
-    running = summary["status"] in ("planning", "ready", "running", "scheduled", "paused")
-    share = float(summary.get("share_done") or 0.0)
-    e = html.escape
-    counts = "".join(
-        f"<tr><th>{e(name)}</th><td id='{e(name)}'>{int(summary.get(name) or 0):,}</td></tr>"
-        for name in ("sent", "failed", "uncertain", "pending", "invalid", "duplicate", "cancelled")
-    )
-    refresh = '<meta http-equiv="refresh" content="2">' if running else ""
-    uncertain = (
-        "<p id='uncertain-help'>Uncertain: their call may or may not have reached CAMS. <code>POST "
-        f"{e(summary['reconcile_url'])}</code> looks them up in ListChatappMessage; <code>POST "
-        f"{e(summary['resend_uncertain_url'])}</code> resends what CAMS does not have.</p>"
-        if summary.get("reconcile_url")
-        else ""
-    )
-    eta = summary.get("eta_seconds")
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8">{refresh}
-<title>Job {e(summary["job_id"])}: {e(summary["status"])}</title>
-<style>body{{font-family:system-ui,sans-serif;max-width:40rem;margin:2rem auto}}
-.bar{{background:#eee;border-radius:4px;height:1.5rem}}.fill{{background:#2a7;height:100%;border-radius:4px}}
-th{{text-align:left;padding-right:2rem}}td{{text-align:right}}</style></head>
-<body><h1>Job {e(summary["job_id"][:12])}</h1>
-<p>Status: <strong id="status">{e(summary["status"])}</strong> {e(summary.get("reason") or "")}</p>
-<div class="bar" role="progressbar" aria-valuemin="0" aria-valuemax="100" aria-valuenow="{share * 100:.0f}"
- id="progress"><div class="fill" style="width:{share * 100:.1f}%"></div></div>
-<p><span id="share">{share:.0%}</span> of {int(summary.get("valid") or 0):,} recipients done
-{f"&middot; {summary['rate_per_second']:,.0f}/s" if summary.get("rate_per_second") else ""}
-{f"&middot; about {int(eta)} s left" if eta else ""}</p>
-<table>{counts}</table>
-{uncertain}<p><a href="{e(summary["report_url"])}">Report (CSV)</a></p></body></html>"""

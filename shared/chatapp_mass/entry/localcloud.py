@@ -236,6 +236,14 @@ def run(args: Any) -> int:
         info = cloud.describe()
         if cloud.fc is not None and cloud.fc.http_endpoints:
             info["api_token"] = api_token
+            console = next(iter(cloud.fc.http_endpoints.values())) + "/console/"
+            info["console"] = console
+            sys.stderr.write(
+                f"chatapp-mass local-cloud: the web console is at {console}\n"
+                f"  sign in with the API token {api_token}"
+                + (f" (also in {args.env_file} as CHATAPP_API_TOKEN)" if args.env_file else "")
+                + "\n  stop with Ctrl-C\n"
+            )
         info["uploaded"] = [f"oss://{cloud.bucket}/{key}" for _, key in uploads]
         sys.stdout.write(json.dumps(info) + "\n")
         sys.stdout.flush()
