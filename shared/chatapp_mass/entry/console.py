@@ -645,9 +645,17 @@ class Console:
         return OssLocation(self.api.settings.bucket, named.lstrip("/"))
 
     def build_preview(self, stream: IO[bytes], location: OssLocation, options: Any, intake: Any) -> Any:
-        from chatapp_mass.services.preview import build_preview
+        from chatapp_mass.services.plan import PlanSettings
+        from chatapp_mass.services.preview import preview_csv
 
-        return build_preview(stream, source=location.url, options=options, intake=intake)
+        settings = self.api.settings
+        return preview_csv(
+            stream,
+            source=location.url,
+            options=options,
+            intake=intake,
+            settings=PlanSettings(batch_size=settings.batch_size, max_request_bytes=settings.max_request_bytes),
+        )
 
     def _preview_body(
         self, preview: Any, location: OssLocation, values: dict[str, str], form_token: str
