@@ -158,7 +158,7 @@ def before_send(
 def confirm(preview: Preview, source: str, stdin: IO[str], out: IO[str]) -> bool:
     """Print the preview and ask; only y or yes (any case) goes on."""
     print(preview_text(preview, source=source), file=out)
-    out.write(f"Send to {preview.valid:,} recipients? [y/N] ")
+    out.write(f"Send to {preview.valid:,} recipient{'s' if preview.valid != 1 else ''}? [y/N] ")
     out.flush()
     answer = stdin.readline().strip().lower()
     if answer in ("y", "yes"):

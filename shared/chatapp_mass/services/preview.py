@@ -277,7 +277,8 @@ def _text_lines(p: Preview, source: str) -> Iterator[str]:
         f"{p.duplicate:,} duplicate"
     )
     if p.reasons:
-        yield f"Not sent ({p.invalid + p.duplicate:,} rows), by reason:"
+        refused = p.invalid + p.duplicate
+        yield f"Not sent ({refused:,} row{'s' if refused != 1 else ''}), by reason:"
         for group in p.reasons:
             yield f"  {group.code} x{group.count:,}: {group.message}"
             for example in group.examples:
