@@ -81,6 +81,7 @@ class Run:
                     "send",
                     str(csv_path),
                     *JOB,
+                    "--yes",
                     "--store",
                     f"sqlite:///{store}",
                     "--report",

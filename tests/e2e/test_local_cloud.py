@@ -64,7 +64,18 @@ def upload_sample(cloud: LocalCloud, tmp_path: Path, rows: int) -> Path:
 
 
 def command(report: Path, *extra: str, source: str = f"oss://chatapp-mass/{KEY}") -> list[str]:
-    return [sys.executable, "-m", "chatapp_mass", "send", source, *JOB, "--report", str(report), *extra]
+    return [
+        sys.executable,
+        "-m",
+        "chatapp_mass",
+        "send",
+        source,
+        *JOB,
+        "--yes",
+        "--report",
+        str(report),
+        *extra,
+    ]
 
 
 def expected_valid(path: Path) -> set[str]:

@@ -64,6 +64,7 @@ def command(csv_path: Path, store: Path, *extra: str) -> list[str]:
         "send",
         str(csv_path),
         *JOB,
+        "--yes",
         "--store",
         f"sqlite:///{store}",
         "--report",

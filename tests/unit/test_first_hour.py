@@ -166,7 +166,7 @@ def run_cli(
     monkeypatch.setattr(cli, "build_services", lambda **_: Services(store=store, cams=cams))
     (tmp_path / "list.csv").write_text("to,name\n+8613900000001,A\n+8613900000002,B\n")
     out, err = io.StringIO(), io.StringIO()
-    code = cli.main(["send", str(tmp_path / "list.csv"), *SEND_FLAGS, *extra], out=out, err=err)
+    code = cli.main(["send", str(tmp_path / "list.csv"), *SEND_FLAGS, "--yes", *extra], out=out, err=err)
     return code, err.getvalue(), store
 
 

@@ -303,6 +303,59 @@ def test_csv_body_with_options_in_the_query(cloud: LocalCloud) -> None:
     assert "an Excel workbook (.xlsx), not a CSV text file" in bad["error"]["message"]
 
 
+def test_preview_true_answers_the_preview_and_creates_no_job(cloud: LocalCloud) -> None:
+    """Issue 15: POST /jobs?preview=true with any of the three bodies answers 200 with the preview (counts,
+    reasons, keys, the first request); no job, nothing invoked, nothing sent. Auth as for every route."""
+    api = Api(cloud)
+    preview = {"preview": "true"}
+    status, body = api.json(
+        "POST", "/jobs", {"options": OPTIONS, "recipients": recipients(20)}, query=preview
+    )
+    assert status == 200, body
+    assert (body["rows"], body["valid"], body["invalid"], body["duplicate"]) == (20, 18, 1, 1)
+    assert {g["code"] for g in body["reasons"]} == {"InvalidNumber", "Duplicate"}
+    assert body["reasons"][0]["examples"][0]["line"] in (4, 6)
+    assert body["params"] == [{"name": "name", "missing": 0, "empty": 0}]
+    assert (body["channel"], body["template_code"], body["from"]) == (
+        "whatsapp",
+        "T_WELCOME",
+        "8613800000000",
+    )
+    sample = body["sample"]
+    assert sample["line"] == 1 and sample["recipient"]["To"] == "8613801000000"
+    assert "SenderList" in sample["request"]["body"] and "SenderList" not in sample["request"]["query"]
+
+    data = sample_bytes(60, seed=33)
+    query = {**preview, "channel-type": "whatsapp", "template-code": "T_WELCOME", "language": "en"}
+    query["from"] = "8613800000000"
+    status, csv_preview = api.json("POST", "/jobs", data, headers={"Content-Type": "text/csv"}, query=query)
+    assert status == 200 and csv_preview["valid"] == len(valid_numbers(data))
+
+    key = f"uploads/{secrets.token_hex(3)}.csv"
+    api.world.bucket.put_object(key, data)
+    status, oss_preview = api.json("POST", "/jobs", {"options": OPTIONS, "source": key}, query=preview)
+    assert status == 200 and oss_preview["valid"] == csv_preview["valid"]
+    status, missing = api.json(
+        "POST", "/jobs", {"options": OPTIONS, "source": "uploads/none.csv"}, query=preview
+    )
+    assert (status, missing["error"]["code"]) == (400, "source_not_found")
+    status, bad = api.json(
+        "POST", "/jobs", b"\xff\xfe\x00garbage\n", headers={"Content-Type": "text/csv"}, query=query
+    )
+    assert (status, bad["error"]["code"]) == (400, "invalid_csv")
+
+    status, unauthenticated = api.json(
+        "POST", "/jobs", {"options": OPTIONS, "recipients": recipients(8)}, query=preview, auth=False
+    )
+    assert status == 401
+    status, jobs = api.json("GET", "/jobs")
+    assert status == 200 and jobs["jobs"] == []
+    assert api.world.invoker.queue == [] and cloud.cams.backend.received == []
+    # the same body without preview is a job as usual (the preview left no repeat behind)
+    status, body = api.json("POST", "/jobs", {"options": OPTIONS, "recipients": recipients(20)})
+    assert status == 202, body
+
+
 def test_oss_source_is_planned_by_ingest(cloud: LocalCloud) -> None:
     api = Api(cloud)
     data = sample_bytes(150, seed=32)

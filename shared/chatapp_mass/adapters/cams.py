@@ -126,6 +126,73 @@ def batch_task_id(job_id: str, seq: int) -> str:
     return str(int.from_bytes(digest[:8], "big") % 10**TASK_ID_DIGITS).zfill(TASK_ID_DIGITS)
 
 
+def send_parameters(
+    options: JobOptions, recipients: list[dict[str, Any]], *, task_id: str | None = None
+) -> dict[str, Any]:
+    """The SendChatappMassMessage parameters of one call, by the API's names: the job's options, ``TaskId``
+    (the job's own, else ``task_id``) and ``SenderList``. What :meth:`CamsClient.prepare` sends."""
+    params = options.to_api()
+    if task_id and "TaskId" not in params:
+        params["TaskId"] = task_id
+    return {**params, "SenderList": recipients}
+
+
+@dataclass(frozen=True)
+class WireRequest:
+    """One SendChatappMassMessage request as it goes on the wire (see :func:`wire_request`): the query
+    string's parameters and the form body's (``SenderList`` as the compact JSON text the SDK writes)."""
+
+    action: str
+    version: str
+    method: str
+    params_in: str
+    query: dict[str, str]
+    body: dict[str, str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "action": self.action,
+            "version": self.version,
+            "method": self.method,
+            "params_in": self.params_in,
+            "query": self.query,
+            "body": self.body,
+        }
+
+
+def wire_request(
+    options: JobOptions,
+    recipients: list[dict[str, Any]],
+    *,
+    params_in: str = PARAMS_IN_BODY,
+    task_id: str | None = None,
+) -> WireRequest:
+    """The request :meth:`CamsClient.prepare` builds for these recipients, without a client or credentials
+    (a preview shows it): the same parameters (:func:`send_parameters`), converted by the SDK's own models
+    as the call converts them (:func:`_shrink_fields`). ``body`` mode: ``SenderList`` and ``FallBackContent``
+    in the form body, the rest in the query; ``query`` mode: everything in the query (the body is empty).
+    Signature, timestamps and nonces are the SDK's, added when it sends."""
+    from alibabacloud_cams20200606 import models
+    from alibabacloud_tea_openapi.utils import Utils
+
+    request = models.SendChatappMassMessageRequest().from_map(
+        send_parameters(options, recipients, task_id=task_id)
+    )
+    if params_in == PARAMS_IN_QUERY:
+        query, body = Utils.query(_shrink_fields(request)), None
+    else:
+        _params, built = _body_call(request)  # the very request the body-mode call sends
+        query, body = built.query, built.body
+    return WireRequest(
+        SEND_ACTION,
+        API_VERSION,
+        "POST",
+        params_in,
+        {str(k): str(v) for k, v in (query or {}).items()},
+        {str(k): str(v) for k, v in (body or {}).items()},
+    )
+
+
 @dataclass(frozen=True)
 class PreparedCall:
     """One built SendChatappMassMessage request; calling it makes one attempt (it may be called again)."""
@@ -191,10 +258,9 @@ class CamsClient:
         from darabonba.core import DaraCore
 
         sdk = self._sdk()
-        params = options.to_api()
-        if task_id and "TaskId" not in params:
-            params["TaskId"] = task_id
-        request = models.SendChatappMassMessageRequest().from_map({**params, "SenderList": recipients})
+        request = models.SendChatappMassMessageRequest().from_map(
+            send_parameters(options, recipients, task_id=task_id)
+        )
         runtime = self._runtime()
         if self.settings.params_in == PARAMS_IN_QUERY:
 
@@ -354,18 +420,10 @@ def _body_call(request: Any) -> tuple[Any, Any]:
     method converts it (``alibabacloud_cams20200606`` 5.3.1 ``client.py::send_chatapp_mass_message_with_options``:
     ``validate()``, ``Utils.convert`` to the shrink request, ``SenderList`` as compact JSON with
     ``array_to_string_with_specified_style(..., 'json')``); only where each parameter goes differs."""
-    from alibabacloud_cams20200606 import models
     from alibabacloud_tea_openapi.utils import Utils
     from alibabacloud_tea_openapi.utils_models import OpenApiRequest, Params
 
-    request.validate()
-    shrink = models.SendChatappMassMessageShrinkRequest()
-    Utils.convert(request, shrink)
-    if request.sender_list is not None:
-        shrink.sender_list_shrink = Utils.array_to_string_with_specified_style(
-            request.sender_list, "SenderList", "json"
-        )
-    fields = {name: value for name, value in shrink.to_map().items() if value is not None}
+    fields = _shrink_fields(request)
     query = Utils.query({name: value for name, value in fields.items() if name not in BODY_PARAMETERS})
     body = {name: value for name, value in fields.items() if name in BODY_PARAMETERS}
     params = Params(
@@ -380,6 +438,23 @@ def _body_call(request: Any) -> tuple[Any, Any]:
         body_type="json",
     )
     return params, OpenApiRequest(query=query, body=body or None)
+
+
+def _shrink_fields(request: Any) -> dict[str, Any]:
+    """A SendChatappMassMessageRequest's parameters as the SDK's own method converts them
+    (``validate()``, ``Utils.convert`` to the shrink request, ``SenderList`` as compact JSON with
+    ``array_to_string_with_specified_style(..., 'json')``), by the API's names; unset ones left out."""
+    from alibabacloud_cams20200606 import models
+    from alibabacloud_tea_openapi.utils import Utils
+
+    request.validate()
+    shrink = models.SendChatappMassMessageShrinkRequest()
+    Utils.convert(request, shrink)
+    if request.sender_list is not None:
+        shrink.sender_list_shrink = Utils.array_to_string_with_specified_style(
+            request.sender_list, "SenderList", "json"
+        )
+    return {name: value for name, value in shrink.to_map().items() if value is not None}
 
 
 @dataclass(frozen=True)

@@ -395,6 +395,10 @@ class RecipientReader:
         self.channel = ChannelType(channel)
         self.intake = intake
         self.counts: dict[str, int] = {"valid": 0, "invalid": 0, "duplicate": 0}
+        # The cells of the refused (invalid or duplicate) record last yielded, as the file has them: read
+        # it when that row comes out (an errors file). None for a record too large to keep (skimmed). Set
+        # for refused records only: a valid one costs nothing.
+        self.refused_cells: list[str] | None = None
         self._region = _region(intake.default_country)
         self._readline = _readline_of(stream)
         self._cap = _MIN_LINE_CAP
@@ -708,6 +712,7 @@ class RecipientReader:
                     clear()
                     if len(cells) != ncols:
                         if not _is_blank(cells):
+                            self.refused_cells = cells
                             yield self._column_count(line, last, len(cells), self._given(cells))
                         continue
                     if max(map(len, cells)) > limit_chars:
@@ -716,6 +721,7 @@ class RecipientReader:
                         )
                         if big is not None:
                             index, size = big
+                            self.refused_cells = cells
                             yield invalid(
                                 line,
                                 self._given(cells),
@@ -727,6 +733,7 @@ class RecipientReader:
                     to = cells[rec].strip()
                     if not to:
                         if not _is_blank(cells):
+                            self.refused_cells = cells
                             yield invalid(
                                 line,
                                 "",
@@ -738,6 +745,7 @@ class RecipientReader:
                     # empty or white space only (isspace) is what strip() leaves nothing of: all() in C
                     if check_empty and not all(map(strip, values)):
                         index, key = next((i, k) for i, k in params if not cells[i].strip())
+                        self.refused_cells = cells
                         yield invalid(
                             line,
                             to,
@@ -749,6 +757,7 @@ class RecipientReader:
                     if phone:
                         number = normalize(to, region)
                         if number is None:
+                            self.refused_cells = cells
                             yield invalid(line, to, "InvalidNumber", describe_invalid(to, region))
                             continue
                         first = first_int(int(number), line)
@@ -757,6 +766,7 @@ class RecipientReader:
                         first = first_id(to, line)
                     if first:
                         counts["duplicate"] += 1
+                        self.refused_cells = cells
                         yield Row(line, to, "duplicate", "Duplicate", f"same recipient as line {first}")
                         continue
                     counts["valid"] += 1
@@ -792,6 +802,7 @@ class RecipientReader:
                 row, last = self._skim(start)
                 offset = last - reader.line_num
                 if row is not None:
+                    self.refused_cells = None  # skimmed, not kept: too large
                     yield row
 
     def _skim(self, start: int) -> tuple[Row | None, int]:

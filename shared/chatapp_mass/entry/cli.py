@@ -1,8 +1,10 @@
 """``chatapp-mass``: mass-send a ChatApp template to a recipient CSV through CAMS SendChatappMassMessage.
 
 Exit status: 0 every valid recipient sent (invalid and duplicate rows do not change it); 1 the job ran but
-some valid recipients are not sent (failed, uncertain, stopped, stalled); 2 bad usage or an unreadable file
-(nothing sent); 130 interrupted (Ctrl-C: calls in flight were recorded; rerun to resume).
+some valid recipients are not sent (failed, uncertain, stopped, stalled), or the answer to "Send to N
+recipients?" was not yes (nothing sent), or `check` found no valid recipient; 2 bad usage, an unreadable file,
+or `send` off a terminal without --yes (nothing sent); 130 interrupted (Ctrl-C: calls in flight were
+recorded; rerun to resume).
 """
 
 from __future__ import annotations
@@ -17,6 +19,13 @@ from typing import IO, Any, NoReturn
 from chatapp_mass import __version__
 from chatapp_mass.core.errors import ChatAppMassError, CsvFileError, JobNotFound, OptionsError
 from chatapp_mass.entry.bootstrap import build_services
+from chatapp_mass.entry.check import (
+    CHECK_HELP,
+    add_check_command_arguments,
+    before_send,
+    refuse_unattended,
+    run_check,
+)
 from chatapp_mass.entry.send import (
     EXIT_INTERRUPTED,
     EXIT_NOT_ALL_SENT,
@@ -71,7 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="chatapp-mass",
         description="Mass-send a WhatsApp, Viber, Messenger or Instagram template to every recipient of a CSV "
         "through Alibaba Cloud CAMS (SendChatappMassMessage), with a per-recipient report.",
-        epilog="Exit status: 0 all valid recipients sent; 1 some not sent (see the report); 2 bad usage or "
+        epilog="Exit status: 0 all valid recipients sent; 1 some not sent (see the report), or not confirmed; "
+        "2 bad usage (send off a terminal needs --yes) or "
         "unreadable file (nothing sent); 130 interrupted (rerun the same command to resume).",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -106,6 +116,14 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_send_command_arguments(send)
+
+    check = commands.add_parser(
+        "check",
+        help="preview a send: counts, refused rows by reason, parameters, the first request (sends nothing)",
+        description=CHECK_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_check_command_arguments(check)
 
     report = commands.add_parser("report", help="write a job's per-recipient report (any time)")
     report.add_argument("job", help="job id (or a unique prefix)")
@@ -365,12 +383,21 @@ def cmd_init_tables(args: argparse.Namespace, out: IO[str]) -> int:
     return EXIT_OK
 
 
-def main(argv: Sequence[str] | None = None, *, out: IO[str] = sys.stdout, err: IO[str] = sys.stderr) -> int:
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    out: IO[str] = sys.stdout,
+    err: IO[str] = sys.stderr,
+    stdin: IO[str] | None = None,
+) -> int:
+    """The CLI. ``stdin``: where `send` reads its confirmation (default ``sys.stdin``); it asks only when
+    ``stdin`` and ``out`` are both a terminal."""
     parser = build_parser()
     args = parser.parse_args(argv)
     logs.configure(args.log_level)
     commands: dict[str, Callable[[], int]] = {
-        "send": lambda: _send_command(args, out, err),
+        "send": lambda: _send_command(args, out, err, stdin),
+        "check": lambda: run_check(args, out=out, err=err),
         "report": lambda: cmd_report(args, out),
         "jobs": lambda: cmd_jobs(args, out),
         "status": lambda: cmd_status(args, out),
@@ -399,10 +426,12 @@ def main(argv: Sequence[str] | None = None, *, out: IO[str] = sys.stdout, err: I
         return EXIT_INTERRUPTED
 
 
-def _send_command(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+def _send_command(args: argparse.Namespace, out: IO[str], err: IO[str], stdin: IO[str] | None) -> int:
+    ask = refuse_unattended(args, stdin, out)  # before the store is even opened
     services = build_services(store_url=args.store)
     try:
-        return run_send(args, services, out=out, err=err)
+        before_plan = before_send(args, services, ask=ask, stdin=stdin, out=out, err=err)
+        return run_send(args, services, out=out, err=err, before_plan=before_plan)
     finally:
         services.close()
 

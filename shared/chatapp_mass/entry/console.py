@@ -51,11 +51,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote, urlsplit
 
 from chatapp_mass.adapters.oss import OssLocation, SourceError
-from chatapp_mass.core.errors import CsvFileError, OptionsError
+from chatapp_mass.core.errors import OptionsError
 from chatapp_mass.core.options import ChannelType
 from chatapp_mass.services.jobs import resolve_options
 from chatapp_mass.store.interface import JobRecord, JobStatus
@@ -610,13 +610,12 @@ class Console:
             location = self._source(upload, form.get("source"))
         except _Refusal as refusal:
             return self.new_page(form_token, values=values, error=refusal.message, status=refusal.status)
-        try:
-            with self.api.oss.open(location) as stream:
-                preview = self.build_preview(stream, location, options, intake)
-        except SourceError as error:
-            return self.new_page(form_token, values=values, error=f"{location.url}: {error}", status=400)
-        except CsvFileError as error:
-            return self.new_page(form_token, values=values, error=str(error), status=400)
+        from chatapp_mass.entry.http_api import ApiError, Submission
+
+        try:  # the API's own preview of an OSS source (POST /jobs?preview=true): read once, nothing stored
+            preview = self.api.preview(Submission(source=location.url), None, options, intake)
+        except ApiError as error:
+            return self.new_page(form_token, values=values, error=error.message, status=error.status)
         return self._html(
             200,
             _page(
@@ -644,24 +643,9 @@ class Console:
                 raise _Refusal(400, str(error)) from None
         return OssLocation(self.api.settings.bucket, named.lstrip("/"))
 
-    def build_preview(self, stream: IO[bytes], location: OssLocation, options: Any, intake: Any) -> Any:
-        from chatapp_mass.services.plan import PlanSettings
-        from chatapp_mass.services.preview import preview_csv
-
-        settings = self.api.settings
-        return preview_csv(
-            stream,
-            source=location.url,
-            options=options,
-            intake=intake,
-            settings=PlanSettings(batch_size=settings.batch_size, max_request_bytes=settings.max_request_bytes),
-        )
-
     def _preview_body(
         self, preview: Any, location: OssLocation, values: dict[str, str], form_token: str
     ) -> str:
-        from chatapp_mass.services.preview import preview_html
-
         hidden = "".join(
             f'<input type="hidden" name="{e(name)}" value="{e(value)}">'
             for name, value in {**values, "source": location.url, "nonce": secrets.token_hex(16)}.items()

@@ -100,6 +100,7 @@ def run(args: argparse.Namespace, *, out: IO[str], err: IO[str]) -> int:
                 "--batch-size",
                 str(args.batch_size),
                 "--new-job",
+                "--yes",  # unattended: the demo shows no preview and asks nothing
             ]
         )
         try:

@@ -17,7 +17,10 @@ Routes (JSON unless said; every refusal is ``{"error": {"code", "message", "fiel
   Answers **202** ``{"job_id", "status", "status_url", "report_url"}``. ``Idempotency-Key`` makes a repeat
   return the same job (**200**, ``"repeated": true``); without one, an identical request within
   ``CHATAPP_API_REPEAT_WINDOW`` seconds (default 600) is refused **409** ``probable_repeat`` unless
-  ``force=true`` (query).
+  ``force=true`` (query). ``?preview=true`` (any of the three bodies) answers **200** with the preview
+  instead (:class:`~chatapp_mass.services.preview.Preview`: counts, refused rows by reason with up to 3
+  examples, TemplateParams keys, the first valid recipient's request) and creates no job: nothing is stored
+  or sent (an OSS source is read once, while the client waits).
 - ``GET /jobs`` — recent jobs (``?limit=``, at most 200).
 - ``GET /jobs/{id}`` — state and counts in recipients (sent, failed, uncertain, pending, invalid, duplicate,
   cancelled), rate and ETA. A browser (``Accept: text/html`` first, no ``Authorization``) following a link to
@@ -60,13 +63,13 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from chatapp_mass.adapters.cams import CamsClient
+from chatapp_mass.adapters.cams import CamsClient, params_in_from_env
 from chatapp_mass.adapters.fc import Invoker
 from chatapp_mass.adapters.oss import OssClient, OssLocation, SourceError
 from chatapp_mass.core.errors import ChatAppMassError, CsvFileError, OptionsError
@@ -90,9 +93,12 @@ from chatapp_mass.services.reconcile import ReconcileError, Reconciler, resend_u
 from chatapp_mass.services.report import job_summary, utc_timestamp, write_report
 from chatapp_mass.store.interface import IN_FLIGHT, JobRecord, JobStatus, Store
 
+if TYPE_CHECKING:
+    from chatapp_mass.services.preview import Preview
+
 log = logging.getLogger(__name__)
 
-_RESERVED_QUERY = {"force", "token", "scheduledat", "timezone", "limit"}
+_RESERVED_QUERY = {"force", "token", "scheduledat", "timezone", "limit", "preview"}
 _JOB_PATH = re.compile(
     r"^/jobs/([A-Za-z0-9_-]{1,64})(/report|/cancel|/pause|/resume|/reconcile|/resend-uncertain)?/?$"
 )
@@ -226,7 +232,7 @@ class _Recipient(BaseModel):
     ProductAction: dict[str, Any] | None = None
 
 
-class _Submission(BaseModel):
+class Submission(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     options: dict[str, Any] = Field(default_factory=dict)
@@ -416,7 +422,7 @@ class JobsApi:
         if content_type in ("text/csv", "application/csv", "text/plain"):
             if not body.strip():
                 raise ApiError(400, "empty_body", "the CSV body is empty", "body")
-            submission = _Submission(
+            submission = Submission(
                 options=query_options,
                 scheduledAt=event.query_value("scheduledAt") or None,
                 timeZone=event.query_value("timeZone") or None,
@@ -430,7 +436,7 @@ class JobsApi:
             if not isinstance(raw, dict):
                 raise ApiError(400, "invalid_json", "the body must be a JSON object", "body")
             try:
-                submission = _Submission.model_validate(raw)
+                submission = Submission.model_validate(raw)
             except ValidationError as error:
                 raise _validation_error(error, "body") from None
             submission.options = {**query_options, **submission.options}
@@ -459,6 +465,8 @@ class JobsApi:
             )
         except OptionsError as error:
             raise ApiError(400, "invalid_options", str(error), "options") from None
+        if event.query_value("preview").lower() in ("1", "true", "yes"):
+            return reply(200, self.preview(submission, csv_body, options, intake).to_json())
 
         job_id, repeated = self._identity(event, body)
         if repeated is not None:
@@ -561,14 +569,62 @@ class JobsApi:
         # that both send. Per repeat window, so a deliberate repeat later is a job of its own.
         return prefix + f"{int(self.clock() // max(self.api.repeat_window, 1)):08x}"[-8:], None
 
-    def submit_source(
-        self, job_id: str, source: str, options: Any, intake: Any, fingerprint: str, scheduled_at: float
-    ) -> JobRecord:
-        location = (
+    def preview(self, submission: Submission, csv_body: bytes | None, options: Any, intake: Any) -> Preview:
+        """``POST /jobs?preview=true``: what the submission would send (:mod:`chatapp_mass.services.preview`),
+        read as the plan reads it. No job, nothing stored or sent; an OSS source is read here, once."""
+        from chatapp_mass.services.preview import preview_csv, preview_json
+
+        settings = PlanSettings(
+            batch_size=self.settings.batch_size, max_request_bytes=self.settings.max_request_bytes
+        )
+        params_in = self.cams.settings.params_in if self.cams is not None else params_in_from_env()
+        try:
+            if submission.recipients is not None:
+                items = [r.model_dump(exclude_none=True) for r in submission.recipients]
+                return preview_json(
+                    items, options=options, intake=intake, settings=settings, params_in=params_in
+                )
+            if csv_body is not None:
+                return preview_csv(
+                    io.BytesIO(csv_body),
+                    source="http:body.csv",
+                    options=options,
+                    intake=intake,
+                    settings=settings,
+                    params_in=params_in,
+                )
+            location = self._location(submission.source or "")
+            try:
+                with self.oss.open(location) as stream:
+                    return preview_csv(
+                        stream,
+                        source=location.url,
+                        options=options,
+                        intake=intake,
+                        settings=settings,
+                        params_in=params_in,
+                    )
+            except SourceError as error:
+                if error.permanent:
+                    raise ApiError(400, "source_not_found", f"{location.url}: {error}", "source") from None
+                raise ApiError(
+                    503, "oss_unavailable", f"{location.url}: {error}; try again", "source"
+                ) from None
+        except CsvFileError as error:
+            where = f"line {error.line}" if error.line else "file"
+            raise ApiError(400, "invalid_csv", str(error), where) from None
+
+    def _location(self, source: str) -> OssLocation:
+        return (
             OssLocation.parse(source)
             if source.startswith("oss://")
             else OssLocation(self.settings.bucket, source.lstrip("/"))
         )
+
+    def submit_source(
+        self, job_id: str, source: str, options: Any, intake: Any, fingerprint: str, scheduled_at: float
+    ) -> JobRecord:
+        location = self._location(source)
         try:
             head = self.oss.head(location)
         except SourceError as error:

@@ -12,14 +12,21 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from typing import IO, TYPE_CHECKING, Any
 
-from chatapp_mass.adapters.oss import OssLocation
+from chatapp_mass.adapters.oss import OssClient, OssLocation
 from chatapp_mass.core.errors import AccessError, OptionsError
-from chatapp_mass.core.options import ChannelType, JobOptions, parse_intake_options, parse_job_options
+from chatapp_mass.core.options import (
+    ChannelType,
+    IntakeOptions,
+    JobOptions,
+    parse_intake_options,
+    parse_job_options,
+)
 from chatapp_mass.core.outcomes import CREDENTIALS_FIX
 from chatapp_mass.core.planning import API_MAX_RECIPIENTS, BODY_BUDGET, QUERY_BUDGET, request_budget
 from chatapp_mass.entry.bootstrap import Services
+from chatapp_mass.entry.progress import ProgressBar, ProgressLines
 from chatapp_mass.runtime import env
-from chatapp_mass.services.dispatch import DispatchSettings, JobRunner, RunResult, Snapshot
+from chatapp_mass.services.dispatch import DispatchSettings, JobRunner, RunResult
 from chatapp_mass.services.plan import PlanSettings, plan_job
 from chatapp_mass.services.reconcile import Reconciler, ResendResult, resend_uncertain
 from chatapp_mass.services.report import write_report
@@ -169,9 +176,21 @@ def add_send_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="read, validate and plan; write the report (pending/invalid/duplicate); send nothing",
     )
+    send.add_argument(
+        "-y",
+        "--yes",
+        action="store_true",
+        help="send without the preview and its question (needed off a terminal: scripts, CI, cron)",
+    )
     out = parser.add_argument_group("output")
     store_argument(out)
     out.add_argument("--report", metavar="FILE.csv", help="write the per-recipient report here at the end")
+    out.add_argument(
+        "--errors",
+        metavar="FILE.csv",
+        help="write the refused rows here before sending (invalid and duplicate: line, reason, message, "
+        "then the row's own cells)",
+    )
     out.add_argument(
         "--no-progress",
         action="store_true",
@@ -193,6 +212,11 @@ resumes the job (same file content and template options): sent batches are never
 are retried, uncertain ones only with --resend-uncertain (after a ListChatappMessage lookup for WhatsApp and
 Viber: see `chatapp-mass reconcile --help`).
 
+On a terminal, `send` first prints a preview (counts, refused rows by reason, the template parameters and
+the first recipient's request) and asks "Send to N recipients? [y/N]"; --yes skips it, and is needed off a
+terminal. `chatapp-mass check FILE ...` (the same options) prints the preview alone: no credentials, nothing
+sent.
+
 Credentials: the Alibaba Cloud default credential chain (ALIBABA_CLOUD_ACCESS_KEY_ID/SECRET[/SECURITY_TOKEN],
 ~/.alibabacloud profiles, RAM role), for CAMS, OSS and Tablestore alike. Endpoints: $CHATAPP_CAMS_ENDPOINT
 (http://host:port or a bare host for HTTPS), $CHATAPP_OSS_ENDPOINT (for oss://BUCKET/KEY files) and
@@ -206,7 +230,6 @@ Example:
 """
 
 
-# --- the send flow (shared by `send` and `demo`) ---------------------------------------------------------
 def job_inputs_from_args(args: argparse.Namespace) -> tuple[Any, Any]:
     job_fields: dict[str, Any] = {}
     for name, (flag, api, _h) in JOB_FLAGS.items():
@@ -244,33 +267,58 @@ def job_inputs_from_args(args: argparse.Namespace) -> tuple[Any, Any]:
     return options, intake
 
 
-def run_send(args: argparse.Namespace, services: Services, *, out: IO[str], err: IO[str]) -> int:
+OpenFile = Callable[[], AbstractContextManager[IO[bytes]]]
+
+
+def open_source(path: str, oss_client: Callable[[], OssClient]) -> OpenFile:
+    """How to open the recipient file (a local path or ``oss://BUCKET/KEY``); a local file must exist."""
+    if path.startswith("oss://"):
+        location = OssLocation.parse(path)
+        oss = oss_client()
+        return lambda: oss.open(location)
+    if not os.path.isfile(path):
+        raise OptionsError(f"{path}: no such file")
+
+    @contextlib.contextmanager
+    def open_local() -> Iterator[IO[bytes]]:
+        with open(path, "rb") as stream:
+            yield stream
+
+    return open_local
+
+
+def checked_inputs(args: argparse.Namespace) -> tuple[JobOptions, IntakeOptions]:
     options, intake = job_inputs_from_args(args)
     if args.batch_size > API_MAX_RECIPIENTS:
         raise OptionsError(
             f"--batch-size {args.batch_size}: the API takes at most {API_MAX_RECIPIENTS} per call"
         )
-    path = args.file
-    open_file: Callable[[], AbstractContextManager[IO[bytes]]]
-    if path.startswith("oss://"):
-        location = OssLocation.parse(path)
-        oss = services.oss_client()
-        open_file = lambda: oss.open(location)
-    else:
-        if not os.path.isfile(path):
-            raise OptionsError(f"{path}: no such file")
+    return options, intake
 
-        @contextlib.contextmanager
-        def open_local() -> Iterator[IO[bytes]]:
-            with open(path, "rb") as stream:
-                yield stream
 
-        open_file = open_local
+BeforePlan = Callable[[OpenFile, JobOptions, IntakeOptions, int], bool]
 
+
+def run_send(
+    args: argparse.Namespace,
+    services: Services,
+    *,
+    out: IO[str],
+    err: IO[str],
+    before_plan: BeforePlan | None = None,
+) -> int:
+    """``chatapp-mass send``. ``before_plan(open_file, options, intake, max_request_bytes)``, once the keys
+    are checked and before anything is planned (the CLI's preview and question, :mod:`.check`): False
+    stops here, nothing sent (exit 1)."""
+    options, intake = checked_inputs(args)
+    open_file = open_source(args.file, services.oss_client)
     if not args.dry_run:  # a dry run plans offline: it needs no keys
         check_cams_access(services, options)
-    started = time.time()
     max_request_bytes = args.max_request_bytes or request_budget(services.cams.settings.params_in)
+    if before_plan is not None and not before_plan(open_file, options, intake, max_request_bytes):
+        return EXIT_NOT_ALL_SENT
+    path = args.file
+    started = time.time()
     plan = PlanSettings(batch_size=args.batch_size, max_request_bytes=max_request_bytes, new_job=args.new_job)
     job, resumed = plan_job(
         services.store, source=path, open_stream=open_file, options=options, intake=intake, settings=plan
@@ -391,55 +439,6 @@ def summary_line(result: RunResult, seconds: float, report: str | None) -> str:
             f"{job.job_id[:12]}` (then --resend what is not found)"
         )
     return line
-
-
-class ProgressBar:
-    """One redrawn line on a terminal: bar, sent / failed / remaining, rate."""
-
-    def __init__(self, stream: IO[str], width: int = 28) -> None:
-        self.stream = stream
-        self.width = width
-
-    def update(self, snap: Snapshot) -> None:
-        done = snap.sent + snap.failed + snap.uncertain
-        share = done / snap.valid if snap.valid else 1.0
-        filled = int(self.width * share)
-        bar = "#" * filled + "-" * (self.width - filled)
-        line = (
-            f"\r[{bar}] {share:6.1%}  sent {snap.sent:,}  failed {snap.failed + snap.uncertain:,}  "
-            f"remaining {snap.remaining:,}  {snap.rate(time.time()):,.0f}/s  calls {snap.calls:,}"
-        )
-        self.stream.write(line)
-        self.stream.flush()
-
-    def close(self) -> None:
-        self.stream.write("\n")
-        self.stream.flush()
-
-
-class ProgressLines(ProgressBar):
-    """Not a terminal (a log, CI, a pipe): one plain line every ``every`` seconds instead of a redrawn bar."""
-
-    def __init__(self, stream: IO[str], every: float = 10.0) -> None:
-        super().__init__(stream)
-        self.every = every
-        self._last = time.time()
-
-    def update(self, snap: Snapshot) -> None:
-        now = time.time()
-        if now - self._last < self.every:
-            return
-        self._last = now
-        done = snap.sent + snap.failed + snap.uncertain
-        share = done / snap.valid if snap.valid else 1.0
-        self.stream.write(
-            f"progress: {share:.1%}  sent {snap.sent:,}  failed {snap.failed + snap.uncertain:,}  "
-            f"remaining {snap.remaining:,}  {snap.rate(now):,.0f}/s  calls {snap.calls:,}\n"
-        )
-        self.stream.flush()
-
-    def close(self) -> None:
-        pass
 
 
 def add_send_command_arguments(parser: argparse.ArgumentParser) -> None:
