@@ -84,7 +84,10 @@ def shoot(browser: Any, name: str) -> None:
     folder = os.environ.get("CHATAPP_SCREENSHOTS")
     if folder:
         os.makedirs(folder, exist_ok=True)
+        height = browser.execute_script("return document.documentElement.scrollHeight")
+        browser.set_window_size(1200, min(max(int(height) + 140, 700), 2400))  # the whole page
         browser.save_screenshot(os.path.join(folder, f"{name}.png"))
+        browser.set_window_size(1200, 1000)
 
 
 def wait_for(check: Callable[[], Any], seconds: float, what: str) -> Any:
