@@ -21,6 +21,7 @@ from __future__ import annotations
 import csv
 import datetime
 import io
+import re
 import tempfile
 import typing
 import warnings
@@ -256,6 +257,27 @@ def _holds_workbook(file: typing.IO[bytes]) -> bool | None:
         file.seek(start)
 
 
+_LOCAL_HEADER = re.compile(rb"PK\x03\x04.{22}(..)..", re.DOTALL)
+
+
+def _names_workbook_parts(file: typing.IO[bytes]) -> bool:
+    """Whether a ZIP whose directory cannot be read (cut short, say) names workbook parts in the local
+    headers of its first MiB: a broken workbook, not some other archive."""
+    start = file.tell()
+    try:
+        data = file.read(_CHUNK)
+    finally:
+        file.seek(start)
+    if is_xlsx(data):
+        return True
+    for header in _LOCAL_HEADER.finditer(data):
+        length = int.from_bytes(header.group(1), "little")
+        name = data[header.end() : header.end() + length]
+        if name.startswith(b"xl/") or name == b"[Content_Types].xml":
+            return True
+    return False
+
+
 @contextmanager
 def recipient_lines(
     stream: typing.IO[bytes], *, source: str, sheet: str | None
@@ -275,7 +297,7 @@ def recipient_lines(
     with ExitStack() as stack:
         file = stack.enter_context(_seekable(stream))
         workbook = _holds_workbook(file)
-        if workbook is None and is_xlsx(head):
+        if workbook is None and _names_workbook_parts(file):
             raise _unreadable(source, zipfile.BadZipFile("not a complete ZIP archive"))
         if not workbook:
             yield file, False
