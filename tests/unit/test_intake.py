@@ -1114,6 +1114,10 @@ EXPORT = (
 )
 
 
+XLS_FIX = (
+    'open it in Excel and save it, without a password, as "Excel Workbook (.xlsx)" (read as it is) or as "CSV '
+    'UTF-8" (format the phone column as text first, so long numbers keep their digits), then send that file'
+)
 WORKBOOK_FIX = (
     'open it in Excel and save it again as "Excel Workbook (.xlsx)", or save the sheet as "CSV UTF-8" and '
     "send the .csv"
@@ -1144,8 +1148,8 @@ def opened_error(data: bytes) -> CsvFileError:
         (_zip("xl/workbook.xml"), "the workbook cannot be read (", WORKBOOK_FIX),
         (
             b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(504),
-            "an Excel 97-2003 workbook (.xls), not a CSV text file",
-            EXPORT,
+            "an Excel 97-2003 workbook (.xls) or a password-protected workbook, not a CSV text file",
+            XLS_FIX,
         ),
         (_zip("recipients.csv"), "a ZIP archive, not a CSV text file", "unzip it and send the CSV inside"),
     ],

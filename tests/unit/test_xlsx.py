@@ -240,7 +240,11 @@ def test_a_zip_that_is_no_workbook_is_still_refused() -> None:
 
 def test_an_xls_is_still_refused() -> None:
     error = file_error(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(504))
-    assert error.problem == "an Excel 97-2003 workbook (.xls), not a CSV text file"
+    assert (
+        error.problem
+        == "an Excel 97-2003 workbook (.xls) or a password-protected workbook, not a CSV text file"
+    )
+    assert "Excel Workbook (.xlsx)" in error.fix and "without a password" in error.fix
 
 
 def test_a_broken_workbook_names_the_file() -> None:

@@ -477,9 +477,14 @@ class RecipientReader:
             'open it in Excel and save it as "CSV UTF-8" (format the phone column as text first, so long '
             "numbers keep their digits), then send the .csv"
         )
-        if raw.startswith(_OLE2):
+        if raw.startswith(_OLE2):  # also a password-protected .xlsx: an encrypted package in a compound file
             return CsvFileError(
-                self.source, None, "an Excel 97-2003 workbook (.xls), not a CSV text file", fix
+                self.source,
+                None,
+                "an Excel 97-2003 workbook (.xls) or a password-protected workbook, not a CSV text file",
+                'open it in Excel and save it, without a password, as "Excel Workbook (.xlsx)" (read as it '
+                'is) or as "CSV UTF-8" (format the phone column as text first, so long numbers keep their '
+                "digits), then send that file",
             )
         if not raw.startswith(_ZIP):
             return None
