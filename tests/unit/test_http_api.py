@@ -304,6 +304,45 @@ def test_csv_body_with_options_in_the_query(cloud: LocalCloud) -> None:
     assert "the workbook cannot be read" in bad["error"]["message"]
 
 
+def test_an_excel_workbook_body_with_its_sheet_in_the_query(cloud: LocalCloud) -> None:
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    book.active.append(["to"])
+    sheet = book.create_sheet("Customers")
+    sheet.append(["Phone Number", "name"])
+    sheet.append([8613866661234, "Ana"])
+    buffer = io.BytesIO()
+    book.save(buffer)
+    api = Api(cloud)
+    query = {
+        "channel-type": "whatsapp",
+        "template-code": "T_WELCOME",
+        "language": "en",
+        "from": "8613800000000",
+    }
+    xlsx_type = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    status, body = api.json(
+        "POST",
+        "/jobs",
+        buffer.getvalue(),
+        headers={"Content-Type": xlsx_type},
+        query={**query, "sheet": "customers"},
+    )
+    assert status == 202, body
+    api.world.run_senders()
+    assert "8613866661234" in [m.to for m in cloud.cams.backend.received]
+    status, bad = api.json(
+        "POST",
+        "/jobs",
+        buffer.getvalue(),
+        headers={"Content-Type": xlsx_type},
+        query={**query, "sheet": "Nope"},
+    )
+    assert (status, bad["error"]["code"]) == (400, "invalid_csv")
+    assert "sheets found: 'Sheet', 'Customers'" in bad["error"]["message"]
+
+
 def test_oss_source_is_planned_by_ingest(cloud: LocalCloud) -> None:
     api = Api(cloud)
     data = sample_bytes(150, seed=32)
