@@ -229,6 +229,15 @@ def test_a_workbook_is_recognised_by_content_and_streams_are_spooled(monkeypatch
     assert brief(read(Trickle(data, size=4096))) == expected
 
 
+def test_a_csv_is_read_as_before_from_a_file_or_a_stream() -> None:
+    """Looking at the first bytes leaves a CSV whole, from a seekable file and from a stream alike."""
+    data = ("\ufeffto,name\n" + "".join(f"86138666612{i:02d},N{i}\n" for i in range(40))).encode()
+    expected = [(i + 2, f"86138666612{i:02d}", "valid", "") for i in range(40)]
+    assert brief(read(data)) == expected
+    assert brief(read(Trickle(data, size=3))) == expected
+    assert brief(read(Trickle(b"to\n" + A.encode(), size=1))) == [(2, A, "valid", "")]
+
+
 def test_a_zip_that_is_no_workbook_is_still_refused() -> None:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:

@@ -28,6 +28,7 @@ import warnings
 import zipfile
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from itertools import islice
 from typing import Any
 
 from chatapp_mass.core.errors import CsvFileError
@@ -230,19 +231,18 @@ def _encoded(rows: Iterator[tuple[Any, ...]], source: str, title: str) -> Iterat
 
 def _guarded(rows: Iterator[tuple[Any, ...]], source: str) -> Iterator[tuple[Any, ...]]:
     """The rows, a broken sheet (bad XML, a missing part) raised as a file error; openpyxl's warnings about
-    what it does not support (data validation, conditional formatting...) silenced: they are not ours."""
+    what it does not support (data validation, conditional formatting...) silenced: they are not ours.
+    Taken a few hundred at a time (the warnings filter is set once per batch, not once per row)."""
     while True:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                values = next(rows, None)
-        except CsvFileError:
-            raise
+                batch = list(islice(rows, _ROWS_PER_CHUNK))
         except Exception as error:  # openpyxl and the XML parser raise many kinds
             raise _unreadable(source, error) from None
-        if values is None:
+        if not batch:
             return
-        yield values
+        yield from batch
 
 
 def _holds_workbook(file: typing.IO[bytes]) -> bool | None:
