@@ -4,7 +4,9 @@ Longer than 500 lines: the reader is one streaming pass (header rules, the physi
 validation, normalization, de-duplication) whose steps share the reader's position; apart, each would need
 that state handed to it.
 
-Pure: a binary stream in, one :class:`Row` per input record out; no store, no network.
+Pure: a binary stream in, one :class:`Row` per input record out; no store, no network. Callers open a file
+with :func:`open_recipients`, which also reads an Excel workbook (recognised by content): its sheet's rows
+become CSV lines (:mod:`chatapp_mass.core.xlsx`), one per sheet row, read by the same rules.
 
 How it reads (see the module tests for each rule):
 
