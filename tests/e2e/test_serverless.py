@@ -293,3 +293,31 @@ def test_every_log_line_of_an_invocation_names_it_and_numbers_stay_masked(tmp_pa
     text = "".join(files.values()) + "".join(r.log for r in records)
     leaked = [n for n in valid_numbers(data) if n.lstrip("+") in text]
     assert leaked == []
+
+
+def test_an_uploaded_excel_workbook_runs_as_a_job(cloud: LocalCloud) -> None:
+    """s.yaml's second OSS trigger (suffix .xlsx): a workbook's named sheet is read, a row's line its sheet row."""
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    book.active.append(["not this sheet"])
+    sheet = book.create_sheet("March")
+    sheet.append(["Phone Number", "name"])
+    for row in ([8613866661234, "Ana"], ["+86 138 6666 1235", "Ben"], ["bad", "Cy"]):
+        sheet.append(row)
+    buffer = io.BytesIO()
+    book.save(buffer)
+    key = "incoming/march.xlsx"
+    upload(cloud, key, buffer.getvalue(), task_id="workbook", sheet="march")
+    store = store_of(cloud)
+    job = wait_for_jobs(cloud, store, {f"oss://{cloud.bucket}/{key}"})[f"oss://{cloud.bucket}/{key}"]
+    assert job.status is JobStatus.completed, job.reason
+    assert received_by_task(cloud)["workbook"] == Counter({"8613866661234": 1, "8613866661235": 1})
+    stem = f"reports/march.{job.job_id[:12]}"
+    rows = cloud.oss.oss2_bucket(cloud.bucket).get_object(f"{stem}.report.csv").read().decode()
+    assert [(r["line"], r["status"]) for r in csv.DictReader(io.StringIO(rows))] == [
+        ("2", "sent"),
+        ("3", "sent"),
+        ("4", "invalid"),
+    ]
+    store.close()

@@ -1114,24 +1114,54 @@ EXPORT = (
 )
 
 
+XLS_FIX = (
+    'open it in Excel and save it, without a password, as "Excel Workbook (.xlsx)" (read as it is) or as "CSV '
+    'UTF-8" (format the phone column as text first, so long numbers keep their digits), then send that file'
+)
+WORKBOOK_FIX = (
+    'open it in Excel and save it again as "Excel Workbook (.xlsx)", or save the sheet as "CSV UTF-8" and '
+    "send the .csv"
+)
+
+
+def opened_error(data: bytes) -> CsvFileError:
+    """The file error of ``data`` read as the product reads a file (a workbook recognised by content)."""
+    with (
+        pytest.raises(CsvFileError) as caught,
+        intake.open_recipients(
+            io.BytesIO(data), source=SOURCE, channel=ChannelType.whatsapp, intake=IntakeOptions()
+        ) as recipients,
+    ):
+        list(recipients)
+    return caught.value
+
+
 @pytest.mark.parametrize(
     ("data", "problem", "fix"),
     [
+        # a workbook is read (tests/unit/test_xlsx.py): these are broken ones, whose parts are not XML
         (
             _zip("[Content_Types].xml", "_rels/.rels", "xl/workbook.xml"),
-            "an Excel workbook (.xlsx), not a CSV text file",
-            EXPORT,
+            "the workbook cannot be read (",
+            WORKBOOK_FIX,
         ),
-        (_zip("xl/workbook.xml"), "an Excel workbook (.xlsx), not a CSV text file", EXPORT),
+        (_zip("xl/workbook.xml"), "the workbook cannot be read (", WORKBOOK_FIX),
         (
             b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(504),
-            "an Excel 97-2003 workbook (.xls), not a CSV text file",
-            EXPORT,
+            "an Excel 97-2003 workbook (.xls) or a password-protected workbook, not a CSV text file",
+            XLS_FIX,
         ),
         (_zip("recipients.csv"), "a ZIP archive, not a CSV text file", "unzip it and send the CSV inside"),
     ],
 )
 def test_a_workbook_or_archive_is_named_for_what_it_is(data: bytes, problem: str, fix: str) -> None:
-    error = file_error(data)
-    assert error.line is None and error.problem == problem and error.fix == fix
-    assert str(error) == f"{SOURCE}: {problem} — {fix}"
+    error = opened_error(data)
+    assert error.source == SOURCE and error.line is None
+    assert error.problem.startswith(problem) and error.fix == fix
+    assert str(error) == f"{SOURCE}: {error.problem} — {fix}"
+
+
+def test_the_reader_alone_still_refuses_a_workbook() -> None:
+    """Given a workbook directly (not through open_recipients), the CSV reader names it, not its bytes."""
+    error = file_error(_zip("[Content_Types].xml", "xl/workbook.xml"))
+    assert error.problem == "an Excel workbook (.xlsx), not a CSV text file" and error.fix == EXPORT

@@ -92,19 +92,21 @@ def test_each_resource_builds_its_own_package_before_deploy(doc: dict[str, Any])
 
 
 def test_ingest_oss_trigger(doc: dict[str, Any]) -> None:
-    (trigger,) = functions(doc, ROOT)[0].triggers
-    assert trigger.type == "oss"
-    assert trigger.source_arn == f"acs:oss:ap-southeast-1:{ACCOUNT}:acme-chatapp"
-    assert trigger.invocation_role == f"acs:ram::{ACCOUNT}:role/aliyunosseventnotificationrole"
-    assert trigger.config == {
-        "events": [
-            "oss:ObjectCreated:PutObject",
-            "oss:ObjectCreated:PostObject",
-            "oss:ObjectCreated:CompleteMultipartUpload",
-            "oss:ObjectCreated:CopyObject",
-        ],
-        "filter": {"key": {"prefix": "incoming/", "suffix": ".csv"}},
-    }
+    """One trigger per file kind ingest reads (an OSS trigger filters on one suffix): CSV and .xlsx."""
+    csv_trigger, xlsx_trigger = functions(doc, ROOT)[0].triggers
+    for trigger, suffix in ((csv_trigger, ".csv"), (xlsx_trigger, ".xlsx")):
+        assert trigger.type == "oss"
+        assert trigger.source_arn == f"acs:oss:ap-southeast-1:{ACCOUNT}:acme-chatapp"
+        assert trigger.invocation_role == f"acs:ram::{ACCOUNT}:role/aliyunosseventnotificationrole"
+        assert trigger.config == {
+            "events": [
+                "oss:ObjectCreated:PutObject",
+                "oss:ObjectCreated:PostObject",
+                "oss:ObjectCreated:CompleteMultipartUpload",
+                "oss:ObjectCreated:CopyObject",
+            ],
+            "filter": {"key": {"prefix": "incoming/", "suffix": suffix}},
+        }
 
 
 def test_environment(doc: dict[str, Any]) -> None:

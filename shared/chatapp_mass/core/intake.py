@@ -4,7 +4,9 @@ Longer than 500 lines: the reader is one streaming pass (header rules, the physi
 validation, normalization, de-duplication) whose steps share the reader's position; apart, each would need
 that state handed to it.
 
-Pure: a binary stream in, one :class:`Row` per input record out; no store, no network.
+Pure: a binary stream in, one :class:`Row` per input record out; no store, no network. Callers open a file
+with :func:`open_recipients`, which also reads an Excel workbook (recognised by content): its sheet's rows
+become CSV lines (:mod:`chatapp_mass.core.xlsx`), one per sheet row, read by the same rules.
 
 How it reads (see the module tests for each rule):
 
@@ -34,6 +36,7 @@ import re
 import typing
 from array import array
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from operator import itemgetter
@@ -43,8 +46,17 @@ from chatapp_mass.core.errors import CsvFileError
 from chatapp_mass.core.options import ChannelType, IntakeOptions
 from chatapp_mass.core.phone_fast import normalize as _normalize
 from chatapp_mass.core.phones import _region, describe_invalid
+from chatapp_mass.core.xlsx import is_xlsx
 
-__all__ = ["Row", "Header", "RecipientReader", "sha256_of", "RECIPIENT_COLUMNS", "CELL_LIMIT_BYTES"]
+__all__ = [
+    "Row",
+    "Header",
+    "RecipientReader",
+    "open_recipients",
+    "sha256_of",
+    "RECIPIENT_COLUMNS",
+    "CELL_LIMIT_BYTES",
+]
 
 # The header names read as the recipient column, as the error message lists them. A header name matches
 # one case-insensitively, with spaces, underscores and dashes between words taken as one separator or none
@@ -463,23 +475,26 @@ class RecipientReader:
     def _not_text(self, raw: bytes) -> CsvFileError | None:
         """A spreadsheet or archive given for a CSV, recognised by its first bytes (names can lie).
 
-        Without this a workbook is "not UTF-8 text (byte 0x84...)", which does not tell anyone to export
-        it. A ZIP is an ``.xlsx`` when its first entry (whose name follows the 30-byte local header) is the
-        package's ``[Content_Types].xml`` or an ``xl/`` part, as Excel and the usual libraries write them.
+        Without this an old workbook is "not UTF-8 text (byte 0xd0...)", which does not tell anyone to
+        export it. An ``.xlsx`` (:func:`~chatapp_mass.core.xlsx.is_xlsx`) is read by :func:`open_recipients`
+        and never reaches a reader; an encrypted ``.xlsx`` is an OLE2 compound file, so refused as ``.xls``.
         """
         fix = (
             'open it in Excel and save it as "CSV UTF-8" (format the phone column as text first, so long '
             "numbers keep their digits), then send the .csv"
         )
-        if raw.startswith(_OLE2):
+        if raw.startswith(_OLE2):  # also a password-protected .xlsx: an encrypted package in a compound file
             return CsvFileError(
-                self.source, None, "an Excel 97-2003 workbook (.xls), not a CSV text file", fix
+                self.source,
+                None,
+                "an Excel 97-2003 workbook (.xls) or a password-protected workbook, not a CSV text file",
+                'open it in Excel and save it, without a password, as "Excel Workbook (.xlsx)" (read as it '
+                'is) or as "CSV UTF-8" (format the phone column as text first, so long numbers keep their '
+                "digits), then send that file",
             )
         if not raw.startswith(_ZIP):
             return None
-        name_length = int.from_bytes(raw[26:28], "little") if len(raw) >= 30 else 0
-        first_entry = raw[30 : 30 + name_length]
-        if first_entry == b"[Content_Types].xml" or first_entry.startswith(b"xl/"):
+        if is_xlsx(raw):  # read by open_recipients; here only when a caller gave the reader a workbook
             return CsvFileError(self.source, None, "an Excel workbook (.xlsx), not a CSV text file", fix)
         return CsvFileError(
             self.source, None, "a ZIP archive, not a CSV text file", "unzip it and send the CSV inside"
@@ -862,6 +877,33 @@ class RecipientReader:
         else:  # pragma: no cover - cannot happen: an over-long record has too many or too large cells
             message = f"the record from line {start} to {last} is too large"
         return self._invalid(start, to, "CellTooLarge", message), last
+
+
+@contextmanager
+def open_recipients(
+    stream: typing.IO[bytes], *, source: str, channel: ChannelType, intake: IntakeOptions
+) -> Iterator[RecipientReader]:
+    """The reader of a recipient file, a CSV or an Excel workbook (.xlsx) recognised by its first bytes.
+
+    A workbook's sheet (``intake.sheet``, else the first) is read as CSV lines, one per sheet row
+    (:func:`~chatapp_mass.core.xlsx.sheet_as_csv`), so its rows are checked exactly as a CSV's and a row's
+    line is its sheet row. ``intake.sheet`` for a file that is no workbook is an error, not ignored: the
+    user meant another file.
+    """
+    from chatapp_mass.core.xlsx import recipient_lines
+
+    with recipient_lines(stream, source=source, sheet=intake.sheet) as (lines, workbook):
+        if workbook:  # the lines are comma-separated whatever --delimiter says (that is for CSV files)
+            if intake.delimiter not in (None, ","):
+                intake = intake.model_copy(update={"delimiter": ","})
+        elif intake.sheet is not None:
+            raise CsvFileError(
+                source,
+                None,
+                f"a sheet is named ({intake.sheet!r}) but the file is not an Excel workbook (.xlsx)",
+                "leave out --sheet (x-oss-meta-sheet, sheet in the sidecar) for a CSV file, or send the workbook",
+            )
+        yield RecipientReader(lines, source=source, channel=channel, intake=intake)
 
 
 class JsonRecipients:

@@ -84,7 +84,10 @@ class IntakeOptions(BaseModel):
     # compared like them: case, spaces, underscores and dashes aside.
     recipient_column: str | None = Field(default=None, min_length=1, max_length=200)
 
-    @field_validator("recipient_column", mode="before")
+    # The worksheet of an Excel workbook to read (default: the first); names compared case aside.
+    sheet: str | None = Field(default=None, min_length=1, max_length=200)
+
+    @field_validator("recipient_column", "sheet", mode="before")
     @classmethod
     def _trimmed(cls, value: Any) -> Any:
         return value.strip() if isinstance(value, str) else value
@@ -193,8 +196,9 @@ def job_identity(content_sha256: str, options: JobOptions, intake: IntakeOptions
     Sending knobs (qps, batch size, store, report path) are deliberately not part of it, so a rerun with a
     different rate resumes the same job.
     """
-    # recipient_column is left out when unset so jobs made before it existed keep their ids (a rerun resumes).
-    unset = {"recipient_column"} if intake.recipient_column is None else set()
+    # recipient_column and sheet are left out when unset so jobs made before they existed keep their ids (a
+    # rerun resumes).
+    unset = {name for name in ("recipient_column", "sheet") if getattr(intake, name) is None}
     canonical = json.dumps(
         {
             "file": content_sha256,

@@ -10,7 +10,9 @@ Routes (JSON unless said; every refusal is ``{"error": {"code", "message", "fiel
     "FlowAction": {...}, "ProductAction": {...}}, ...]}`` — planned at once (the body is size-limited);
   * JSON ``{"options": {...}, "source": "oss://BUCKET/KEY" | "KEY"}`` — a CSV already in OSS, planned by
     the ingest function (``{"plan_job": JOB}``), so a big file is not read while the client waits;
-  * a CSV body (``Content-Type: text/csv``) with the options in the query (``?channelType=...``).
+  * a CSV body (``Content-Type: text/csv``) or an Excel workbook (``application/vnd.openxmlformats-
+    officedocument.spreadsheetml.sheet``; its first sheet, or ``?sheet=NAME``) with the options in the query
+    (``?channelType=...``).
   Options take the API's names (``ChannelType``) or the CLI's (``channel-type``), then the function's
   ``CHATAPP_DEFAULT_*``. ``scheduledAt`` (body or query): ISO 8601 with an offset, or a local time plus
   ``timeZone`` (IANA, e.g. ``Asia/Singapore``); the timer starts the job then.
@@ -111,6 +113,10 @@ _ACTION_METHODS = {
     "/reconcile": "POST",
     "/resend-uncertain": "POST",
 }
+
+# The bodies read as a recipient file (a CSV or an Excel workbook: which one is told by content).
+_XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+_FILE_TYPES = ("text/csv", "application/csv", "text/plain", _XLSX_TYPE)
 
 
 # --- settings ---------------------------------------------------------------------------------------------
@@ -419,7 +425,7 @@ class JobsApi:
         content_type = event.header("content-type").split(";")[0].strip().lower()
         query_options = {k: v for k, v in event.query.items() if k.lower() not in _RESERVED_QUERY}
         now = self.clock()
-        if content_type in ("text/csv", "application/csv", "text/plain"):
+        if content_type in _FILE_TYPES:  # a CSV, or an Excel workbook (recognised by content either way)
             if not body.strip():
                 raise ApiError(400, "empty_body", "the CSV body is empty", "body")
             submission = Submission(
@@ -452,7 +458,7 @@ class JobsApi:
             raise ApiError(
                 415,
                 "unsupported_media_type",
-                f"Content-Type {content_type!r}: send application/json or text/csv",
+                f"Content-Type {content_type!r}: send application/json, text/csv or {_XLSX_TYPE}",
                 "Content-Type",
             )
         scheduled_at = parse_schedule(submission.scheduled_at, submission.time_zone, now=now)

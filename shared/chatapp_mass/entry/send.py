@@ -61,6 +61,7 @@ _FLAG_NAMES.update(
         "default_country": "--default-country",
         "delimiter": "--delimiter",
         "recipient_column": "--recipient-column",
+        "sheet": "--sheet",
     }
 )
 _DELIMITERS = {",": ",", "comma": ",", ";": ";", "semicolon": ";", "tab": "\t", "\\t": "\t", "\t": "\t"}
@@ -115,6 +116,11 @@ def add_send_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help="the header of the column holding the numbers (default: the one named to, phone, phone number, "
         "mobile, whatsapp, msisdn, number, recipient...; case, spaces, underscores and dashes aside)",
+    )
+    intake.add_argument(
+        "--sheet",
+        metavar="NAME",
+        help="an Excel workbook (.xlsx, recognised by content): the sheet to read (default: the first)",
     )
     send = parser.add_argument_group("sending")
     send.add_argument(
@@ -201,7 +207,8 @@ def add_send_arguments(parser: argparse.ArgumentParser) -> None:
 SEND_HELP = """\
 Send a template to every recipient of a CSV.
 
-The file: UTF-8 (BOM or not), delimiter comma/semicolon/tab sniffed from the header, quoted fields allowed.
+The file: UTF-8 (BOM or not), delimiter comma/semicolon/tab sniffed from the header, quoted fields allowed;
+or an Excel workbook (.xlsx, recognised by content): its first sheet, or the one --sheet names, row 1 the header.
 The recipient column is 'to' (or phone, phone number, mobile, whatsapp, msisdn, number, recipient...;
 case, spaces, _ and - aside), or the one --recipient-column names; every other column becomes a
 TemplateParams key for that row. WhatsApp/Viber numbers are normalized to E.164 and sent without '+';
@@ -261,6 +268,7 @@ def job_inputs_from_args(args: argparse.Namespace) -> tuple[Any, Any]:
             "allow_empty_params": args.allow_empty_params,
             "delimiter": delimiter,
             "recipient_column": args.recipient_column,
+            "sheet": args.sheet,
         },
         _FLAG_NAMES,
     )

@@ -1,7 +1,8 @@
 """The ingest function's core: jobs started by an OSS upload.
 
 **ingest** (OSS trigger, invoked asynchronously by FC). For each record of the FC3 OSS event whose key is under
-``CHATAPP_INCOMING_PREFIX`` (default ``incoming/``) and ends ``.csv``:
+``CHATAPP_INCOMING_PREFIX`` (default ``incoming/``) and ends ``.csv`` or ``.xlsx`` (an Excel workbook, read
+directly: its first sheet, or the one ``x-oss-meta-sheet`` names; either kind is recognised by content):
 
 - **Job identity** = bucket + key + ETag + the upload's request id (``responseElements.requestId``, else
   ``eventTime``). A repeated event of one upload is the same job: nothing new is created or sent (a job not
@@ -10,10 +11,11 @@
   since it is the content's MD5, hence the request id.
 - **Options**, field by field, first found wins: the object's user metadata (``x-oss-meta-channel-type``,
   ``x-oss-meta-template-code``, ... — the CLI's flag names), then a **sidecar JSON** beside the CSV (same key
-  with ``.json`` for ``.csv``; API names such as ``ChannelType`` or the flag names; upload it *before* the
+  with ``.json`` for ``.csv`` or ``.xlsx``; API names such as ``ChannelType`` or the flag names; upload it *before* the
   CSV), then the function's defaults (``CHATAPP_DEFAULT_CHANNEL_TYPE``, ``CHATAPP_DEFAULT_TEMPLATE_CODE``...).
   Keys: every job option of ``chatapp-mass send`` plus ``default-country``, ``allow-empty-params``,
-  ``delimiter`` and ``recipient-column``. An unknown key is an error (a typo must not silently send with a default).
+  ``delimiter``, ``recipient-column`` and ``sheet``. An unknown key is an error (a typo must not silently
+  send with a default).
 - **The event's key** is used as is; if OSS has no such object and the key changes when URL-decoded
   (``unquote_plus``), the decoded key is used — whether real OSS events URL-encode ``oss.object.key`` is
   unverified (ALIBABA-FACTS §2), so both forms are accepted and the log says which one was used.
@@ -45,6 +47,7 @@ from chatapp_mass.core.errors import CsvFileError, OptionsError
 from chatapp_mass.core.options import IntakeOptions, JobOptions
 from chatapp_mass.runtime import faults
 from chatapp_mass.services.jobs import (
+    RECIPIENT_FILE_SUFFIXES,
     Dispatch,
     EventError,
     FunctionSettings,
@@ -136,8 +139,8 @@ def _plan_reference(raw: bytes | str) -> str | None:
     return None
 
 
-def _is_incoming_csv(key: str, settings: FunctionSettings) -> bool:
-    return key.startswith(settings.incoming_prefix) and key.lower().endswith(".csv")
+def _is_incoming_file(key: str, settings: FunctionSettings) -> bool:
+    return key.startswith(settings.incoming_prefix) and key.lower().endswith(RECIPIENT_FILE_SUFFIXES)
 
 
 class StreamStart:
@@ -272,10 +275,12 @@ class Ingest:
     def ingest(self, record: OssEventRecord) -> IngestResult:
         key, settings = record.key, self.settings
         if not record.event_name.startswith("ObjectCreated:") or not (
-            _is_incoming_csv(key, settings) or _is_incoming_csv(unquote_plus(key), settings)
+            _is_incoming_file(key, settings) or _is_incoming_file(unquote_plus(key), settings)
         ):
             log.info("object ignored", extra={"key": key, "event": record.event_name})
-            return IngestResult(key, message=f"not an upload under {settings.incoming_prefix} ending .csv")
+            return IngestResult(
+                key, message=f"not an upload under {settings.incoming_prefix} ending .csv or .xlsx"
+            )
         try:
             location = self._locate(record)
         except SourceError as error:

@@ -197,8 +197,22 @@ def _coerce(where: str, key: str, name: str, value: Any) -> Any:
     return text
 
 
+# The endings of the uploads ingest reads (s.yaml has an OSS trigger for each): a CSV or an Excel workbook,
+# either recognised by content once read.
+RECIPIENT_FILE_SUFFIXES = (".csv", ".xlsx")
+
+
+def _stem(key: str) -> str:
+    """The key without its .csv / .xlsx ending (as it is without one)."""
+    for suffix in RECIPIENT_FILE_SUFFIXES:
+        if key.lower().endswith(suffix):
+            return key[: -len(suffix)]
+    return key
+
+
 def sidecar_key(key: str) -> str:
-    return key[: -len(".csv")] + ".json" if key.lower().endswith(".csv") else key + ".json"
+    """``incoming/march.csv`` (or ``.xlsx``) -> ``incoming/march.json``; other keys get ``.json`` added."""
+    return _stem(key) + ".json"
 
 
 def oss_job_id(bucket: str, key: str, etag: str, upload_id: str) -> str:
@@ -208,7 +222,7 @@ def oss_job_id(bucket: str, key: str, etag: str, upload_id: str) -> str:
 def report_base(settings: FunctionSettings, key: str, job_id: str) -> str:
     """``incoming/2026/march.csv`` -> ``reports/2026/march.<job>`` (+ ``.report.csv``, ``.summary.json``...)."""
     relative = key[len(settings.incoming_prefix) :] if key.startswith(settings.incoming_prefix) else key
-    stem = relative[: -len(".csv")] if relative.lower().endswith(".csv") else relative
+    stem = _stem(relative)
     return f"{settings.reports_prefix}{stem}.{job_id[:12]}"
 
 

@@ -16,7 +16,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Iterable
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, ExitStack, nullcontext
 from dataclasses import dataclass, replace
 from functools import partial
 from typing import IO, Any
@@ -256,6 +256,7 @@ def _plan_owned(
         with (
             nullcontext(None) if read_rows is not None else open_stream() as stream,
             collector_paused(),
+            ExitStack() as files,  # an Excel workbook, open while its rows are read
         ):
             records: Iterable[Any]
             encode: Callable[[str, dict[str, str] | None], tuple[str, int]] | None = None
@@ -263,10 +264,10 @@ def _plan_owned(
                 records = read_rows()
             else:
                 assert stream is not None  # opened above whenever there is no read_rows
-                from chatapp_mass.core.intake import RecipientReader
+                from chatapp_mass.core.intake import open_recipients
 
-                reader = RecipientReader(
-                    stream, source=job.source, channel=options.channel_type, intake=intake
+                reader = files.enter_context(
+                    open_recipients(stream, source=job.source, channel=options.channel_type, intake=intake)
                 )
                 records, encode = reader, intake_sender_json(reader.header.param_columns)
             plan_row, add, valid = _plan_row, writer.add, RowStatus.valid  # locals: once per row
