@@ -284,3 +284,35 @@ def test_upload_preview_confirm_creates_one_job_that_sends(cloud: LocalCloud) ->
     assert sorted(m.to for m in cloud.cams.backend.received) == ["8613800000001", "8613800000002"]
     done = browser.request("GET", first["headers"]["Location"])["body"]
     assert 'id="status">completed<' in done and re.search(r'id="sent">2<', done)
+
+
+def test_an_excel_workbook_upload_is_previewed_by_its_sheet_rows(cloud: LocalCloud) -> None:
+    from openpyxl import Workbook
+
+    book = Workbook()
+    sheet = book.active
+    sheet.title = "March"
+    sheet.append(["Phone Number", "name"])
+    sheet.append([8613800000001, "Ada"])  # a number stored as a number keeps its digits
+    sheet.append(["not a number", "Bob"])
+    sheet.append(["+86 138 0000 0002", "Cy"])
+    data = io.BytesIO()
+    book.save(data)
+    api = Api(cloud)
+    browser = Browser(api)
+    browser.sign_in()
+    form = {
+        "form_token": browser.form_token(),
+        "file": ("list.xlsx", data.getvalue(), "application/octet-stream"),
+        "ChannelType": "whatsapp",
+        "TemplateCode": "T_WELCOME",
+        "Language": "en",
+        "From": "8613800000000",
+        "sheet": "march",
+    }
+    preview = browser.request("POST", "/console/new", form, multipart=True)
+    assert preview["statusCode"] == 200, preview["body"]
+    assert "Send to 2 recipients" in preview["body"] and "line 3: not a number" in preview["body"]
+    assert '"8613800000001' in preview["body"] or "8613800000001" in preview["body"]
+    wrong = browser.request("POST", "/console/new", {**form, "sheet": "April"}, multipart=True)
+    assert wrong["statusCode"] == 400 and "April" in wrong["body"] and "March" in wrong["body"]

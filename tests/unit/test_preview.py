@@ -25,8 +25,8 @@ from chatapp_mass.services.preview import (
     EXAMPLES,
     MAX_GROUPS,
     build_preview,
-    preview_csv,
     preview_json,
+    preview_recipients,
     preview_text,
 )
 from chatapp_mass.store.interface import BatchStatus
@@ -49,7 +49,7 @@ FILE = (
 
 
 def preview_of(text: str, **kwargs: Any) -> Any:
-    return preview_csv(
+    return preview_recipients(
         io.BytesIO(text.encode()), source="list.csv", options=OPTIONS, intake=IntakeOptions(), **kwargs
     )
 

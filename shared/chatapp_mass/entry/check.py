@@ -27,7 +27,7 @@ from chatapp_mass.entry.send import (
     open_source,
 )
 from chatapp_mass.services.plan import PlanSettings
-from chatapp_mass.services.preview import Preview, preview_csv, preview_text
+from chatapp_mass.services.preview import Preview, preview_recipients, preview_text
 
 CHECK_HELP = """\
 Preview a send without sending: read and validate the file as `send` would and print the counts, the
@@ -64,7 +64,7 @@ def preview_file(
     """The file's preview (one read), its errors file written meanwhile when ``--errors`` names one."""
     settings = PlanSettings(batch_size=args.batch_size, max_request_bytes=max_request_bytes)
     with open_file() as stream, _errors_out(args.errors) as errors:
-        return preview_csv(
+        return preview_recipients(
             stream,
             source=args.file,
             options=options,

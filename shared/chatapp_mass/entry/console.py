@@ -104,6 +104,7 @@ _OPTION_FIELDS = (
 _INTAKE_FIELDS = (
     ("recipient_column", "Recipient column", "only when it is none of to, phone, phone number, mobile ..."),
     ("default_country", "Default country", "ISO code for numbers written without +country, e.g. SG"),
+    ("sheet", "Sheet", "for an Excel workbook: the sheet's name (default: the first sheet)"),
 )
 
 

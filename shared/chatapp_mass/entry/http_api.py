@@ -578,7 +578,7 @@ class JobsApi:
     def preview(self, submission: Submission, csv_body: bytes | None, options: Any, intake: Any) -> Preview:
         """``POST /jobs?preview=true``: what the submission would send (:mod:`chatapp_mass.services.preview`),
         read as the plan reads it. No job, nothing stored or sent; an OSS source is read here, once."""
-        from chatapp_mass.services.preview import preview_csv, preview_json
+        from chatapp_mass.services.preview import preview_json, preview_recipients
 
         settings = PlanSettings(
             batch_size=self.settings.batch_size, max_request_bytes=self.settings.max_request_bytes
@@ -591,7 +591,7 @@ class JobsApi:
                     items, options=options, intake=intake, settings=settings, params_in=params_in
                 )
             if csv_body is not None:
-                return preview_csv(
+                return preview_recipients(
                     io.BytesIO(csv_body),
                     source="http:body.csv",
                     options=options,
@@ -602,7 +602,7 @@ class JobsApi:
             location = self._location(submission.source or "")
             try:
                 with self.oss.open(location) as stream:
-                    return preview_csv(
+                    return preview_recipients(
                         stream,
                         source=location.url,
                         options=options,

@@ -192,7 +192,7 @@ def _sample(options: JobOptions, line: int, recipient: dict[str, Any], params_in
 
 
 # --- the readers ---------------------------------------------------------------------------------------------
-def preview_csv(
+def preview_recipients(
     stream: IO[bytes],
     *,
     source: str,
@@ -202,26 +202,28 @@ def preview_csv(
     params_in: str = PARAMS_IN_BODY,
     errors: IO[str] | None = None,
 ) -> Preview:
-    """The preview of a recipient CSV read from ``stream``; ``errors``: where to write the errors CSV
-    (:class:`ErrorsCsv`), as the rows stream by. A file that cannot be read raises ``CsvFileError``."""
-    from chatapp_mass.core.intake import RecipientReader
+    """The preview of a recipient file read from ``stream`` (a CSV, or an Excel workbook recognised by its
+    content, as the planner opens it: :func:`~chatapp_mass.core.intake.open_recipients`); ``errors``: where
+    to write the errors CSV (:class:`ErrorsCsv`), as the rows stream by. A file that cannot be read raises
+    ``CsvFileError``."""
+    from chatapp_mass.core.intake import open_recipients
     from chatapp_mass.core.planning import intake_sender_json
 
-    reader = RecipientReader(stream, source=source, channel=options.channel_type, intake=intake)
-    on_refused = None
-    if errors is not None:
-        writer = ErrorsCsv(errors, reader.header.columns)
-        on_refused = lambda row, code, message: writer.write(
-            row.line, code, message, reader.refused_cells if row.status != "valid" else None
+    with open_recipients(stream, source=source, channel=options.channel_type, intake=intake) as reader:
+        on_refused = None
+        if errors is not None:
+            writer = ErrorsCsv(errors, reader.header.columns)
+            on_refused = lambda row, code, message: writer.write(
+                row.line, code, message, reader.refused_cells if row.status != "valid" else None
+            )
+        return build_preview(
+            options,
+            reader,
+            settings=settings,
+            params_in=params_in,
+            encode=intake_sender_json(reader.header.param_columns),
+            on_refused=on_refused,
         )
-    return build_preview(
-        options,
-        reader,
-        settings=settings,
-        params_in=params_in,
-        encode=intake_sender_json(reader.header.param_columns),
-        on_refused=on_refused,
-    )
 
 
 def preview_json(
