@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -200,14 +201,36 @@ def test_rerun_resumes_and_sends_nothing_again(cams: LocalCams, tmp_path: Path) 
     assert new.returncode == 0 and len(cams.backend.attempts) == 2 * calls
 
 
+def hold_replies_after(cams: LocalCams, attempts: int, monkeypatch: pytest.MonkeyPatch) -> threading.Event:
+    """Once CAMS has seen ``attempts`` calls, its replies wait until the test sets the returned event: the run
+    cannot finish before the test interrupts it, however long a busy machine keeps the test from looking.
+    (The local CAMS records a call's recipients before its reply's latency, so held calls are in flight.)"""
+    release = threading.Event()
+    latency = cams.backend._latency
+
+    def held() -> float:
+        if len(cams.backend.attempts) >= attempts:
+            release.wait(budget(120))
+        return latency()
+
+    monkeypatch.setattr(cams.backend, "_latency", held)
+    return release
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
-def test_interrupted_run_resumed_sends_nothing_twice(cams: LocalCams, tmp_path: Path, sig: int) -> None:
+def test_interrupted_run_resumed_sends_nothing_twice(
+    cams: LocalCams, tmp_path: Path, sig: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     cams.backend.configure(latency=0.3, latency_jitter=0.5)
     csv_path = sample(tmp_path, 2000)
     store = tmp_path / "state.db"
+    release = hold_replies_after(cams, 8, monkeypatch)
     process = start_sending(cams, csv_path, store, attempts=8)
+    assert process.poll() is None, "the run ended before it could be interrupted"
     process.send_signal(sig)
-    out, err = process.communicate(timeout=60)
+    release.set()
+    out, err = process.communicate(timeout=budget(60))
+    monkeypatch.undo()
     if sig == signal.SIGINT:
         assert process.returncode == 130, err
     else:
@@ -503,12 +526,15 @@ def test_status_jobs_and_report_commands(cams: LocalCams, tmp_path: Path) -> Non
     assert [int(r["line"]) for r in rows] == list(range(2, 202))
 
 
-def test_pause_from_another_terminal_then_rerun_to_resume(cams: LocalCams, tmp_path: Path) -> None:
+def test_pause_from_another_terminal_then_rerun_to_resume(
+    cams: LocalCams, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     cams.backend.configure(latency=0.3, latency_jitter=0.3)
     csv_path = sample(tmp_path, 2000)
     store = tmp_path / "state.db"
-    # 2 calls/s: the 40 batches take 20 s, so the pause (two cold CLI processes, seconds on a busy machine)
-    # lands while the job runs. At the default 10/s the job could finish first (seen on a loaded machine).
+    # Replies wait after the 6th call until the pause (two cold CLI processes, seconds on a busy machine) has
+    # landed: the job cannot finish first, however loaded the machine (it did at 10/s, unheld, once).
+    release = hold_replies_after(cams, 6, monkeypatch)
     running = start_sending(cams, csv_path, store, attempts=6, extra=("--qps", "2"))
     jobs = subprocess.run(
         [sys.executable, "-m", "chatapp_mass", "jobs", "--store", f"sqlite:///{store}"],
@@ -526,7 +552,9 @@ def test_pause_from_another_terminal_then_rerun_to_resume(cams: LocalCams, tmp_p
         timeout=60,
     )
     assert paused.returncode == 0 and "paused" in paused.stdout, paused.stderr
-    running.communicate(timeout=60)
+    release.set()
+    running.communicate(timeout=budget(60))
+    monkeypatch.undo()
     assert running.returncode == 1  # stopped with recipients left: not all sent
     calls = len(cams.backend.attempts)
     time.sleep(1.0)
