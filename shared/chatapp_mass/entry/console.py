@@ -451,7 +451,8 @@ class Console:
 
     def job_page(self, job: JobRecord, event: HttpEvent, form_token: str) -> dict[str, Any]:
         summary = self.api.progress(job)
-        running = job.status.value in _RUNNING
+        # a cancelled (or stopped) job's calls in flight still finish and are recorded: refresh until they are
+        running = job.status.value in _RUNNING or bool(summary["pending"])
         share = float(summary.get("share_done") or 0.0)
         notice = _NOTICES.get(event.query_value("done"), "")
         problem = event.query_value("error")
@@ -521,6 +522,11 @@ class Console:
         if summary.get("uncertain"):
             buttons.append(("reconcile", "Look uncertain recipients up in CAMS", ""))
             buttons.append(("resend", "Send again what CAMS does not have", " danger"))
+        if not buttons and summary.get("pending"):
+            return (
+                f"<p id='in-flight'>None now: the calls of {int(summary['pending']):,} recipients are in flight; "
+                "this page refreshes until they are recorded.</p>"
+            )
         if not buttons:
             return "<p>None: the job has finished.</p>"
         return "".join(
