@@ -15,6 +15,17 @@ from chatapp_mass.services.jobs import FunctionSettings
 from chatapp_mass.services.sender import Sender
 from chatapp_mass.store.tablestore import TablestoreSettings, TablestoreStore
 
+#: the job options every CLI test sends with, as `send` flags
+SEND_FLAGS = [
+    "--channel-type",
+    "whatsapp",
+    "--template-code",
+    "T1",
+    "--language",
+    "en",
+    "--from",
+    "8613800000000",
+]
 META = {
     "x-oss-meta-channel-type": "whatsapp",
     "x-oss-meta-template-code": "T_WELCOME",

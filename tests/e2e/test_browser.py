@@ -105,6 +105,23 @@ def wait_for(check: Callable[[], Any], seconds: float, what: str) -> Any:
     raise AssertionError(f"timed out waiting for {what} (last error: {last!r})")
 
 
+def sample_csv(path: Path, rows: int, seed: int = 7) -> Path:
+    """The demo's sample: valid numbers of 8 countries in several notations, invalid rows, duplicates."""
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        write_sample_csv(handle, rows, seed=seed)
+    return path
+
+
+def console_cloud(tmp_path: Path, *, latency: float, batch_size: int) -> LocalCloud:
+    """The whole local cloud, the functions run from s.yaml, the api function's token set."""
+    return LocalCloud(
+        s_yaml=str(ROOT / "s.yaml"),
+        data_dir=str(tmp_path / "cloud"),
+        cams_options={"latency": latency, "latency_jitter": 0.2},
+        function_environment={"CHATAPP_BATCH_SIZE": str(batch_size), "CHATAPP_API_TOKEN": TOKEN},
+    )
+
+
 def requested_urls(browser: Any) -> list[str]:
     urls = []
     for entry in browser.get_log("performance"):
@@ -127,17 +144,8 @@ def test_a_new_user_sends_the_demo_csv_from_the_console(
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import Select
 
-    sample = tmp_path / "recipients.csv"
-    with sample.open("w", encoding="utf-8", newline="") as handle:
-        write_sample_csv(
-            handle, ROWS
-        )  # the demo's own file: notations of 8 countries, invalid rows, duplicates
-    with LocalCloud(
-        s_yaml=str(ROOT / "s.yaml"),
-        data_dir=str(tmp_path / "cloud"),
-        cams_options={"latency": 0.3, "latency_jitter": 0.2},
-        function_environment={"CHATAPP_BATCH_SIZE": "100", "CHATAPP_API_TOKEN": TOKEN},
-    ) as cloud:
+    sample = sample_csv(tmp_path / "recipients.csv", ROWS)  # the demo's own kind of file
+    with console_cloud(tmp_path, latency=0.3, batch_size=100) as cloud:
         base = cloud.fc.http_endpoint("chatapp-mass-api")
         browser.get(f"{base}/")
         assert browser.current_url.endswith("/console/login")
@@ -222,15 +230,8 @@ def test_a_new_user_sends_the_demo_csv_from_the_console(
 def test_pause_resume_and_cancel_from_the_job_page(browser: Any, tmp_path: Path) -> None:
     from selenium.webdriver.common.by import By
 
-    sample = tmp_path / "big.csv"
-    with sample.open("w", encoding="utf-8", newline="") as handle:
-        write_sample_csv(handle, 3000, seed=11)
-    with LocalCloud(
-        s_yaml=str(ROOT / "s.yaml"),
-        data_dir=str(tmp_path / "cloud"),
-        cams_options={"latency": 1.0, "latency_jitter": 0.1},
-        function_environment={"CHATAPP_BATCH_SIZE": "50", "CHATAPP_API_TOKEN": TOKEN},
-    ) as cloud:
+    sample = sample_csv(tmp_path / "big.csv", 3000, seed=11)
+    with console_cloud(tmp_path, latency=1.0, batch_size=50) as cloud:
         bucket = cloud.oss.oss2_bucket(cloud.bucket)
         bucket.put_object_from_file("lists/big.csv", str(sample))
         base = cloud.fc.http_endpoint("chatapp-mass-api")

@@ -23,6 +23,8 @@ from chatapp_mass.store.interface import JobStatus
 from test_http_api import OPTIONS, TOKEN, Api, Clock, recipients
 
 HOST = "abc.ap-southeast-1.fcapp.run"
+#: the new-job form's message fields, as a person fills them in
+NEW_JOB = {"ChannelType": "whatsapp", "TemplateCode": "T_WELCOME", "Language": "en", "From": "8613800000000"}
 
 
 @pytest.fixture(scope="module")
@@ -252,14 +254,7 @@ def test_upload_preview_confirm_creates_one_job_that_sends(cloud: LocalCloud) ->
     browser.sign_in()
     token = browser.form_token()
     rows = "phone number,name\n+86 138 0000 0001,Ada\n12,Bob\n8613800000002,Cy\n+8613800000001,Ada again\n"
-    form = {
-        "form_token": token,
-        "file": ("march list.csv", rows.encode(), "text/csv"),
-        "ChannelType": "whatsapp",
-        "TemplateCode": "T_WELCOME",
-        "Language": "en",
-        "From": "8613800000000",
-    }
+    form = {"form_token": token, "file": ("march list.csv", rows.encode(), "text/csv"), **NEW_JOB}
     preview = browser.request("POST", "/console/new", form, multipart=True)
     assert preview["statusCode"] == 200, preview["body"]
     page = preview["body"]
@@ -304,10 +299,7 @@ def test_an_excel_workbook_upload_is_previewed_by_its_sheet_rows(cloud: LocalClo
     form = {
         "form_token": browser.form_token(),
         "file": ("list.xlsx", data.getvalue(), "application/octet-stream"),
-        "ChannelType": "whatsapp",
-        "TemplateCode": "T_WELCOME",
-        "Language": "en",
-        "From": "8613800000000",
+        **NEW_JOB,
         "sheet": "march",
     }
     preview = browser.request("POST", "/console/new", form, multipart=True)

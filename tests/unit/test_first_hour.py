@@ -35,18 +35,10 @@ from chatapp_mass.services.report import job_summary, utc_timestamp
 from chatapp_mass.store.interface import BatchStatus, JobStatus
 from chatapp_mass.store.sqlite import SqliteStore
 
+from world import SEND_FLAGS
+
 ROOT = Path(__file__).resolve().parents[2]
 OPTIONS = {"ChannelType": "whatsapp", "TemplateCode": "T1", "Language": "en", "From": "8613800000000"}
-SEND_FLAGS = [
-    "--channel-type",
-    "whatsapp",
-    "--template-code",
-    "T1",
-    "--language",
-    "en",
-    "--from",
-    "8613800000000",
-]
 
 
 class NoCredentials:

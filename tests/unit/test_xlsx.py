@@ -33,20 +33,10 @@ from chatapp_mass.services.jobs import resolve_options, sidecar_key
 from chatapp_mass.store.interface import JobStatus
 from chatapp_mass.store.sqlite import SqliteStore
 
-from world import META, World
+from world import META, SEND_FLAGS, World
 
 SOURCE = "list.xlsx"
 A, B, C = "8613866661234", "8613866661235", "8613866661236"
-SEND_FLAGS = [
-    "--channel-type",
-    "whatsapp",
-    "--template-code",
-    "T1",
-    "--language",
-    "en",
-    "--from",
-    "8613800000000",
-]
 
 
 def workbook_bytes(*sheets: tuple[str, list[list[Any]]]) -> bytes:
