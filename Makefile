@@ -37,7 +37,7 @@ browser:  ## Debian's chromium + chromedriver for the browser test (it is skippe
 test: setup browser  ## the whole suite (what CI runs): ~1,100 tests, about 13 min on 2 CPUs, progress per file
 	@echo "make test: the whole suite, about 13 minutes on a 2-CPU machine (longer beside other work); one line per test file" >&2
 	env -u HTTP_PROXY -u HTTPS_PROXY -u http_proxy -u https_proxy \
-	    ALIBABA_CLOUD_ECS_METADATA_DISABLED=true $(BIN)/python -m pytest -o addopts=-ra
+	    ALIBABA_CLOUD_ECS_METADATA_DISABLED=true $(BIN)/python -m pytest -o addopts=-ra --durations=25
 
 test-busy:  ## make test twice with two CPU-bound processes beside it (the busy-laptop check; 30-40 min)
 	bash .ci/busy-check
