@@ -82,6 +82,10 @@ def send(
     )
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_sending(
     cams: LocalCams, csv_path: Path, store: Path, *, attempts: int, extra: tuple[str, ...] = ()
 ) -> subprocess.Popen[str]:
@@ -92,6 +96,9 @@ def start_sending(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # Ctrl-C as at a terminal: a suite started in the background by a non-interactive shell (`make test &`,
+        # nohup) has SIGINT ignored, the child inherits that, and Python then installs no KeyboardInterrupt.
+        preexec_fn=_default_sigint,
     )
     deadline = time.time() + budget(60)
     while len(cams.backend.attempts) < attempts and time.time() < deadline:

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from chatapp_mass.entry.console import serve
 from chatapp_mass.entry.http_api import ApiError, ApiSettings, HttpEvent, JobsApi, parse_schedule
 from chatapp_mass.entry.localcloud import LocalCloud
 from chatapp_mass.services.ingest import Ingest
@@ -93,7 +94,7 @@ class Api:
                 "requestId": secrets.token_hex(8),
             },
         }
-        response = self.api.handle(HttpEvent.model_validate(event))
+        response = serve(self.api, HttpEvent.model_validate(event))  # as the api function's handler does
         assert set(response) == {"statusCode", "headers", "body", "isBase64Encoded"}
         return response
 

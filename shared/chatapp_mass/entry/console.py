@@ -1,5 +1,8 @@
 """The web console: the product in a browser, served by the api function beside the JSON API (issue 15).
 
+Longer than 500 lines: the console's routes with their pages; each page is a few lines of HTML over the JSON
+API's own services (``JobsApi``), kept beside the route that serves it since they change together.
+
 Pages (HTML without script or external assets; one stylesheet, ``/console/console.css``):
 
 - ``GET /console/login``, ``POST /console/login`` — sign in once with the API token (a form field, never a
@@ -784,3 +787,21 @@ def _same_origin(event: HttpEvent) -> bool:
 
 def wants_console(path: str) -> bool:
     return path == "/" or path == PREFIX or path.startswith(PREFIX + "/")
+
+
+def serve(api: JobsApi, event: HttpEvent) -> dict[str, Any]:
+    """The api function's HTTP trigger: the console's pages, a browser's link to the API turned to the console's
+    page of it (a browser cannot send the bearer header), and every other request to the JSON API."""
+    from chatapp_mass.entry.http_api import JOB_PATH, prefers_html
+
+    if wants_console(event.path):
+        return Console(api).handle(event)
+    if event.method == "GET" and prefers_html(event.header("accept")) and not event.header("authorization"):
+        match = JOB_PATH.match(event.path)
+        page = (
+            f"{PREFIX}/jobs/{quote(match.group(1))}"
+            if match is not None and not match.group(2)
+            else f"{PREFIX}/"
+        )
+        return Console._redirect(page)
+    return api.handle(event)

@@ -99,8 +99,10 @@ def _api(event: bytes, context: Any) -> Any:
         return json.dumps(result)
     if not is_http_event(decoded):
         return error_reply(ApiError(400, "invalid_event", "not an FC3 HTTP trigger or timer event"))
+    from chatapp_mass.entry.console import serve
+
     request = HttpEvent.model_validate(decoded)
-    return JobsApi(s.store, s.oss, s.invoker, s.settings, _api_settings(), cams=s.cams).handle(request)
+    return serve(JobsApi(s.store, s.oss, s.invoker, s.settings, _api_settings(), cams=s.cams), request)
 
 
 _api_settings_cached: ApiSettings | None = None

@@ -25,10 +25,10 @@ Routes (JSON unless said; every refusal is ``{"error": {"code", "message", "fiel
   or sent (an OSS source is read once, while the client waits).
 - ``GET /jobs`` — recent jobs (``?limit=``, at most 200).
 - ``GET /jobs/{id}`` — state and counts in recipients (sent, failed, uncertain, pending, invalid, duplicate,
-  cancelled), rate and ETA. A browser (``Accept: text/html`` first, no ``Authorization``) following a link to
-  ``/jobs`` or ``/jobs/{id}`` is sent (303) to the web console's page of it.
-- ``/console/...`` — the web console (:mod:`chatapp_mass.entry.console`): sign in once, a jobs list, new job with
-  preview and confirm, the job page with its buttons. It has its own session cookie.
+  cancelled), rate and ETA.
+
+The api function serves the web console beside these routes (:func:`chatapp_mass.entry.console.serve`: ``/`` and
+``/console/...``, and a browser following a link to ``/jobs`` is sent to the console's page of it).
 - ``GET /jobs/{id}/report`` — the per-recipient report CSV.
 - ``POST /jobs/{id}/cancel`` — stops dispatch between batches; batches not yet on the wire are reported
   ``cancelled``; calls in flight finish and are recorded.
@@ -101,7 +101,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _RESERVED_QUERY = {"force", "token", "scheduledat", "timezone", "limit", "preview"}
-_JOB_PATH = re.compile(
+JOB_PATH = re.compile(
     r"^/jobs/([A-Za-z0-9_-]{1,64})(/report|/cancel|/pause|/resume|/reconcile|/resend-uncertain)?/?$"
 )
 _ACTION_METHODS = {
@@ -331,20 +331,6 @@ class JobsApi:
         self.dispatch = Dispatch(store, invoker, settings)
 
     def handle(self, event: HttpEvent) -> dict[str, Any]:
-        from chatapp_mass.entry import console
-
-        if console.wants_console(event.path):
-            return console.Console(self).handle(event)
-        if (
-            event.method == "GET"
-            and _prefers_html(event.header("accept"))
-            and not event.header("authorization")
-        ):
-            # a browser following a link to the API: the console's page of it (which signs in first)
-            match = _JOB_PATH.match(event.path)
-            if match is not None and not match.group(2):
-                return reply(303, "", headers={"Location": f"{console.PREFIX}/jobs/{quote(match.group(1))}"})
-            return reply(303, "", headers={"Location": f"{console.PREFIX}/"})
         try:
             self._authenticate(event)
             return self._route(event)
@@ -382,7 +368,7 @@ class JobsApi:
             if method == "GET":
                 return self.list_jobs(event)
             raise ApiError(405, "method_not_allowed", f"{method} /jobs: use GET or POST")
-        match = _JOB_PATH.match(event.path)
+        match = JOB_PATH.match(event.path)
         if match is None:
             raise ApiError(
                 404,
@@ -834,7 +820,7 @@ def _iso(at: float) -> str:
     return utc_timestamp(at)
 
 
-def _prefers_html(accept: str) -> bool:
+def prefers_html(accept: str) -> bool:
     """A browser asks for text/html first; API clients ask for JSON or nothing."""
     kinds = [part.split(";")[0].strip().lower() for part in accept.split(",") if part.strip()]
     return bool(kinds) and kinds[0] in ("text/html", "application/xhtml+xml")
