@@ -152,7 +152,6 @@ def _cookies(header: str) -> dict[str, str]:
 class Upload:
     field: str
     filename: str
-    content_type: str
     data: bytes
 
 
@@ -191,7 +190,6 @@ def parse_form(event: HttpEvent) -> Form:
         form.files[name] = Upload(
             name,
             (file.file_name or b"").decode("utf-8", "replace"),
-            "application/octet-stream",
             handle.read(),
         )
 
@@ -276,7 +274,6 @@ def _hidden(form_token: str) -> str:
 
 
 # --- the console -------------------------------------------------------------------------------------------
-PreviewFn = Callable[..., Any]
 
 
 class Console:
@@ -330,6 +327,8 @@ class Console:
                     "do).</p>",
                 ),
             )
+        session = _cookies(event.header("cookie")).get(COOKIE, "")
+        signed_in = self.sessions.valid(session)
         try:
             if method == "POST" and not _same_origin(event):
                 raise _Refusal(
@@ -337,20 +336,14 @@ class Console:
                 )
             if path == f"{PREFIX}/login":
                 return self.login(event) if method == "POST" else self.login_page(event)
-            session = _cookies(event.header("cookie")).get(COOKIE, "")
-            if not self.sessions.valid(session):
+            if not signed_in:
                 if method == "GET":
                     return self._redirect(f"{PREFIX}/login")
                 raise _Refusal(401, "your session has ended: sign in again")
             form_token = self.sessions.form_token(session)
             return self._route(event, form_token)
         except _Refusal as refusal:
-            signed_in = self.sessions.valid(_cookies(event.header("cookie")).get(COOKIE, ""))
-            token = (
-                self.sessions.form_token(_cookies(event.header("cookie")).get(COOKIE, ""))
-                if signed_in
-                else ""
-            )
+            token = self.sessions.form_token(session) if signed_in else ""
             body = f'<h1>Not done</h1><p class="error" role="alert">{e(refusal.message)}</p>'
             body += f'<p><a href="{PREFIX}/">Back to the jobs</a></p>' if signed_in else ""
             return self._html(refusal.status, _page("Not done", body, form_token=token))
