@@ -245,6 +245,13 @@ def test_the_new_job_form_is_labelled_and_refuses_bad_options_in_words(cloud: Lo
         "POST", "/console/new", {**form, "TemplateCode": "T", "source": "nope/none.csv"}, multipart=True
     )
     assert missing["statusCode"] == 400 and "nope/none.csv" in missing["body"]
+    no_key = browser.request(
+        "POST", "/console/new", {**form, "TemplateCode": "T", "source": "oss://b"}, multipart=True
+    )
+    assert no_key["statusCode"] == 400 and "oss://my-bucket/lists/march.csv" in no_key["body"]
+    forged = dict(form, nonce="0" * 32, source="oss://b", TemplateCode="T")
+    refused_confirm = browser.request("POST", "/console/confirm", forged)
+    assert refused_confirm["statusCode"] == 400 and "oss://b" in refused_confirm["body"]
     assert api.world.store.list_jobs(10) == []
 
 

@@ -380,6 +380,8 @@ def test_preview_true_answers_the_preview_and_creates_no_job(cloud: LocalCloud) 
         "POST", "/jobs", {"options": OPTIONS, "source": "uploads/none.csv"}, query=preview
     )
     assert (status, missing["error"]["code"]) == (400, "source_not_found")
+    status, no_key = api.json("POST", "/jobs", {"options": OPTIONS, "source": "oss://only-a-bucket"})
+    assert (status, no_key["error"]["code"], no_key["error"]["field"]) == (400, "invalid_field", "source")
     status, bad = api.json(
         "POST", "/jobs", b"\xff\xfe\x00garbage\n", headers={"Content-Type": "text/csv"}, query=query
     )

@@ -639,12 +639,12 @@ class Console:
             return location
         if not named:
             raise _Refusal(400, "choose a file, or name an object in the bucket")
-        if named.startswith("oss://"):
-            try:
-                return OssLocation.parse(named)
-            except ValueError as error:
-                raise _Refusal(400, str(error)) from None
-        return OssLocation(self.api.settings.bucket, named.lstrip("/"))
+        from chatapp_mass.entry.http_api import ApiError
+
+        try:
+            return self.api.location_of(named)  # as POST /jobs reads a "source"
+        except ApiError as error:
+            raise _Refusal(error.status, error.message) from None
 
     def _preview_body(
         self, preview: Any, location: OssLocation, values: dict[str, str], form_token: str
@@ -688,7 +688,12 @@ class Console:
             fingerprint = (
                 "sha256:" + hashlib.sha256(json.dumps([source, chosen], sort_keys=True).encode()).hexdigest()
             )
-            self.api.submit_source(job_id, source, options, intake, fingerprint, 0.0)
+            from chatapp_mass.entry.http_api import ApiError
+
+            try:
+                self.api.submit_source(job_id, source, options, intake, fingerprint, 0.0)
+            except ApiError as error:  # the object is gone since the preview, or the form was altered
+                raise _Refusal(error.status, error.message) from None
             log.info("console job submitted", extra={"job_id": job_id})
         return self._redirect(f"{PREFIX}/jobs/{quote(job_id)}")
 

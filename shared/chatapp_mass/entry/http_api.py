@@ -26,9 +26,6 @@ Routes (JSON unless said; every refusal is ``{"error": {"code", "message", "fiel
 - ``GET /jobs`` — recent jobs (``?limit=``, at most 200).
 - ``GET /jobs/{id}`` — state and counts in recipients (sent, failed, uncertain, pending, invalid, duplicate,
   cancelled), rate and ETA.
-
-The api function serves the web console beside these routes (:func:`chatapp_mass.entry.console.serve`: ``/`` and
-``/console/...``, and a browser following a link to ``/jobs`` is sent to the console's page of it).
 - ``GET /jobs/{id}/report`` — the per-recipient report CSV.
 - ``POST /jobs/{id}/cancel`` — stops dispatch between batches; batches not yet on the wire are reported
   ``cancelled``; calls in flight finish and are recorded.
@@ -42,6 +39,9 @@ The api function serves the web console beside these routes (:func:`chatapp_mass
 - ``POST /jobs/{id}/resend-uncertain`` — the operator's decision to send again what is still uncertain
   (logged): reconciled first (WhatsApp/Viber), refused **409** ``not_resent`` if that cannot finish, unless
   the body says ``{"reconcile": false}``. The job then runs again.
+
+The api function serves the web console beside these routes (:func:`chatapp_mass.entry.console.serve`: ``/`` and
+``/console/...``, and a browser following a link to ``/jobs`` is sent to the console's page of it).
 
 **Authentication.** ``Authorization: Bearer <CHATAPP_API_TOKEN>`` compared in constant time (the token is
 never logged, and never taken from a URL: browsers sign in to the console instead). With
@@ -585,7 +585,7 @@ class JobsApi:
                     settings=settings,
                     params_in=params_in,
                 )
-            location = self._location(submission.source or "")
+            location = self.location_of(submission.source or "")
             try:
                 with self.oss.open(location) as stream:
                     return preview_recipients(
@@ -597,32 +597,28 @@ class JobsApi:
                         params_in=params_in,
                     )
             except SourceError as error:
-                if error.permanent:
-                    raise ApiError(400, "source_not_found", f"{location.url}: {error}", "source") from None
-                raise ApiError(
-                    503, "oss_unavailable", f"{location.url}: {error}; try again", "source"
-                ) from None
+                raise _source_error(location, error) from None
         except CsvFileError as error:
             where = f"line {error.line}" if error.line else "file"
             raise ApiError(400, "invalid_csv", str(error), where) from None
 
-    def _location(self, source: str) -> OssLocation:
-        return (
-            OssLocation.parse(source)
-            if source.startswith("oss://")
-            else OssLocation(self.settings.bucket, source.lstrip("/"))
-        )
+    def location_of(self, source: str) -> OssLocation:
+        """A submission's ``source``: ``oss://BUCKET/KEY``, or a key in the function's bucket."""
+        if not source.startswith("oss://"):
+            return OssLocation(self.settings.bucket, source.lstrip("/"))
+        try:
+            return OssLocation.parse(source)
+        except OptionsError as error:
+            raise ApiError(400, "invalid_field", str(error), "source") from None
 
     def submit_source(
         self, job_id: str, source: str, options: Any, intake: Any, fingerprint: str, scheduled_at: float
     ) -> JobRecord:
-        location = self._location(source)
+        location = self.location_of(source)
         try:
             head = self.oss.head(location)
         except SourceError as error:
-            if error.permanent:
-                raise ApiError(400, "source_not_found", f"{location.url}: {error}", "source") from None
-            raise ApiError(503, "oss_unavailable", f"{location.url}: {error}; try again", "source") from None
+            raise _source_error(location, error) from None
         etag = str(head.get("etag", "")).strip('"')
         job = JobRecord(
             job_id=job_id,
@@ -814,6 +810,13 @@ def _operator_body(event: HttpEvent) -> _OperatorBody:
             else first["msg"]
         )
         raise ApiError(400, "invalid_field", f"body: {field}: {message}", field) from None
+
+
+def _source_error(location: OssLocation, error: SourceError) -> ApiError:
+    """A source object that cannot be read: 400 if it never will be (missing, denied), else 503 (try again)."""
+    if error.permanent:
+        return ApiError(400, "source_not_found", f"{location.url}: {error}", "source")
+    return ApiError(503, "oss_unavailable", f"{location.url}: {error}; try again", "source")
 
 
 def _iso(at: float) -> str:
