@@ -34,10 +34,15 @@ browser:  ## Debian's chromium + chromedriver for the browser test (it is skippe
 	      (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver) \
 	      >/dev/null 2>&1 || echo "make: chromium could not be installed (needs root and apt): the browser test will be skipped" >&2; }
 
-test: setup browser  ## the whole suite (what CI runs): ~1,100 tests, about 13 min on 2 CPUs, progress per file
-	@echo "make test: the whole suite, about 13 minutes on a 2-CPU machine (longer beside other work); one line per test file" >&2
+# pytest-xdist workers for make test: the machine's CPUs, at least 2 (the suite mostly waits on loopback servers
+# and rate limits, so two share even one CPU) and at most 4 (each fault scenario runs a whole local cloud)
+TEST_WORKERS ?= $(shell n=$$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 2); [ $$n -lt 2 ] && n=2; [ $$n -gt 4 ] && n=4; echo $$n)
+
+test: setup browser  ## the whole suite (what CI runs): ~1,300 tests on TEST_WORKERS workers, about 9 min on 2 CPUs, a line per finished file
+	@echo "make test: the whole suite on $(TEST_WORKERS) workers, about 9 minutes on a 2-CPU machine (longer beside other work); a line per test file as it finishes" >&2
 	env -u HTTP_PROXY -u HTTPS_PROXY -u http_proxy -u https_proxy \
-	    ALIBABA_CLOUD_ECS_METADATA_DISABLED=true $(BIN)/python -m pytest -o addopts=-ra --durations=25
+	    ALIBABA_CLOUD_ECS_METADATA_DISABLED=true $(BIN)/python -m pytest -o addopts=-ra \
+	    -n $(TEST_WORKERS) --dist worksteal --durations=25
 
 test-busy:  ## make test twice with two CPU-bound processes beside it (the busy-laptop check; 30-40 min)
 	bash .ci/busy-check

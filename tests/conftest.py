@@ -25,3 +25,9 @@ def local_cams():  # type: ignore[no-untyped-def]
 
     with LocalCams(latency=0.0) as cams:
         yield cams
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    from progress import register  # tests/progress.py: a line per finished file under pytest-xdist
+
+    register(config)

@@ -1,5 +1,5 @@
-"""The simulation's seeds: a few thousand in ``make test``; more with ``--sim-seeds N`` (or CHATAPP_SIM_SEEDS);
-one exactly with ``--sim-seed S`` (a failing seed replays the same steps)."""
+"""The simulation's seeds: 1,000 on SQLite and 50 on the local Tablestore in ``make test``; more with
+``--sim-seeds N`` (or CHATAPP_SIM_SEEDS); one exactly with ``--sim-seed S`` (a failing seed replays the same steps)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--sim-seeds",
         type=int,
         default=int(os.environ.get("CHATAPP_SIM_SEEDS", "0") or 0),
-        help="seeds per store for the simulation (default: 2000 on SQLite, 100 on Tablestore)",
+        help="seeds per store for the simulation (default: 1000 on SQLite, 50 on Tablestore)",
     )
     parser.addoption("--sim-seed", type=int, default=None, help="run this one seed of the simulation")

@@ -19,7 +19,12 @@ from chatapp_mass.store.tablestore import TablestoreSettings, TablestoreStore
 
 from harness import run_seed
 
-DEFAULT_SEEDS = {"sqlite": 2000, "tablestore": 100}
+# make test's share (about a minute of CPU): seeds found failing are kept as tests/sim/test_regressions.py, and
+# long runs (10,000 seeds per store: README's figures) take ``--sim-seeds N`` or tests/sim/run_seeds.py
+DEFAULT_SEEDS = {"sqlite": 1000, "tablestore": 50}
+# Seeds per test: the run is cut into shards so that pytest-xdist's workers share it (``make test`` runs two),
+# and a failure names a shard of a few hundred seeds (its message names the seed)
+SHARD = {"sqlite": 250, "tablestore": 25}
 
 
 @pytest.fixture
@@ -39,6 +44,18 @@ def _seeds(config: pytest.Config, backend: str) -> range:
     return range(first, first + (config.getoption("--sim-seeds") or DEFAULT_SEEDS[backend]))
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    backend = {"test_simulation_sqlite": "sqlite", "test_simulation_tablestore": "tablestore"}.get(
+        metafunc.function.__name__
+    )
+    if backend is None:
+        return
+    seeds = _seeds(metafunc.config, backend)
+    size = SHARD[backend]
+    shards = [seeds[i : i + size] for i in range(0, len(seeds), size)]
+    metafunc.parametrize("seeds", shards, ids=[f"seeds-{s.start}-{s.stop - 1}" for s in shards])
+
+
 def _run(seeds: range, open_store: Callable[[Callable[[], float]], Store]) -> dict[str, Any]:
     started = time.perf_counter()
     totals: dict[str, int] = {}
@@ -50,14 +67,14 @@ def _run(seeds: range, open_store: Callable[[Callable[[], float]], Store]) -> di
     return totals
 
 
-def test_simulation_sqlite(request: pytest.FixtureRequest, quiet: None) -> None:
+def test_simulation_sqlite(seeds: range, quiet: None) -> None:
     directory = tempfile.mkdtemp(dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
     path = os.path.join(directory, "sim.db")
-    totals = _run(_seeds(request.config, "sqlite"), lambda clock: SqliteStore(path, clock=clock))
+    totals = _run(seeds, lambda clock: SqliteStore(path, clock=clock))
     assert totals.get("calls", 0) > 0
 
 
-def test_simulation_tablestore(request: pytest.FixtureRequest, quiet: None) -> None:
+def test_simulation_tablestore(seeds: range, quiet: None) -> None:
     from alibaba_localcloud.tablestore import LocalTablestore
 
     with LocalTablestore() as server:
@@ -75,5 +92,5 @@ def test_simulation_tablestore(request: pytest.FixtureRequest, quiet: None) -> N
         def open_store(clock: Callable[[], float]) -> Store:
             return TablestoreStore(settings, create_tables=False, clock=clock, **keys)
 
-        totals = _run(_seeds(request.config, "tablestore"), open_store)
+        totals = _run(seeds, open_store)
     assert totals.get("calls", 0) > 0
