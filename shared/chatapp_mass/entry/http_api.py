@@ -23,6 +23,8 @@ Routes (JSON unless said; every refusal is ``{"error": {"code", "message", "fiel
   instead (:class:`~chatapp_mass.services.preview.Preview`: counts, refused rows by reason with up to 3
   examples, TemplateParams keys, the first valid recipient's request) and creates no job: nothing is stored
   or sent (an OSS source is read once, while the client waits).
+- ``GET /openapi.json`` — this API's OpenAPI 3.1 document (:mod:`chatapp_mass.entry.openapi`, served by
+  :func:`chatapp_mass.entry.console.serve`; no token).
 - ``GET /jobs`` — recent jobs (``?limit=``, at most 200).
 - ``GET /jobs/{id}`` — state and counts in recipients (sent, failed, uncertain, pending, invalid, duplicate,
   cancelled), rate and ETA.
