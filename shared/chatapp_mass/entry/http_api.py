@@ -607,7 +607,16 @@ class JobsApi:
     def location_of(self, source: str) -> OssLocation:
         """A submission's ``source``: ``oss://BUCKET/KEY``, or a key in the function's bucket."""
         if not source.startswith("oss://"):
-            return OssLocation(self.settings.bucket, source.lstrip("/"))
+            key = source.lstrip("/")
+            if not key or key.endswith("/") or len(key.encode("utf-8")) > 1023:  # OSS's own rules for a key
+                raise ApiError(
+                    400,
+                    "invalid_field",
+                    f"source {source[:80]!r}: give an object's key in the function's bucket "
+                    "(1 to 1,023 bytes, e.g. uploads/march.csv) or oss://BUCKET/KEY",
+                    "source",
+                )
+            return OssLocation(self.settings.bucket, key)
         try:
             return OssLocation.parse(source)
         except OptionsError as error:

@@ -449,6 +449,11 @@ def _components() -> dict[str, Any]:
     for name, schema in schemas.items():
         if schema.get("title") in renames:
             schema["title"] = name
+    # what http_api.submit checks beyond the model: exactly one of recipients (a list) or source (a string)
+    schemas["Submission"]["oneOf"] = [
+        {"required": ["recipients"], "properties": {"recipients": {"type": "array"}}},
+        {"required": ["source"], "properties": {"source": {"type": "string"}}},
+    ]
     return dict(sorted(schemas.items()))
 
 
