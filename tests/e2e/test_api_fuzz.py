@@ -3,6 +3,8 @@ from the OpenAPI document for every operation, sends them over HTTP to the api f
 cloud (the local FC running the function from s.yaml, with the local Tablestore, OSS and CAMS), with an admin
 token, and checks every reply: no 5xx, a status the operation documents, the documented content type and
 headers, a body the documented schema accepts. At least 1,000 requests in all, every failure listed at the end.
+Half the rounds are schemathesis's negative mode: requests the contract refuses (a wrong type, a missing field,
+an id off its pattern, no token), which must get a documented 4xx (a 401 with its WWW-Authenticate).
 
 Deterministic (a fixed seed per round, no example database) and it sends nothing: a submission without
 ``scheduledAt`` is given one in 2099, so the jobs it creates wait for the timer. The job ids in the paths are
@@ -54,6 +56,7 @@ CHECKS = [
 EXAMPLES = {"POST /jobs": 320, "GET /openapi.json": 4}
 DEFAULT_EXAMPLES = 100  # x 9 other operations
 ROUNDS = 4
+MODES = [schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE]
 MINIMUM = 1000
 
 
@@ -115,6 +118,10 @@ def fuzz(
 ) -> None:
     """``call`` each generated request of one operation (``examples`` of them, from the round's own fixed
     seed), with a number that picks a known job (or none)."""
+    # odd rounds: requests the contract refuses (a wrong type, a missing required field, a bad pattern), which
+    # must be refused with a documented 4xx; an operation without inputs has none
+    inputs = operation.definition.raw.get("parameters") or operation.definition.raw.get("requestBody")
+    mode = MODES[round_ % len(MODES)] if inputs else schemathesis.GenerationMode.POSITIVE
 
     @seed(round_)  # deterministic: the same requests on every run
     @settings(
@@ -123,7 +130,7 @@ def fuzz(
         deadline=None,
         suppress_health_check=list(HealthCheck),
     )
-    @given(case=operation.as_strategy(), pick=st.integers(0, 2 * known - 1))
+    @given(case=operation.as_strategy(mode), pick=st.integers(0, 2 * known - 1))
     def run(case: schemathesis.Case, pick: int) -> None:
         call(case, pick)
 

@@ -76,7 +76,11 @@ def test_served_without_a_token_even_to_a_browser(api: JobsApi) -> None:
         assert response["headers"]["Content-Type"].startswith("application/json")
         assert json.loads(response["body"]) == build_document()
     assert call(api, "POST", "/openapi.json")["statusCode"] == 405
-    assert call(api, "GET", "/jobs")["statusCode"] == 401, "the rest still needs the token"
+    refused = call(api, "GET", "/jobs")
+    assert refused["statusCode"] == 401, "the rest still needs the token"
+    assert refused["headers"]["WWW-Authenticate"].startswith('Bearer realm="chatapp-mass"'), (
+        "as the contract says"
+    )
 
 
 def test_every_route_of_the_table_is_routed_and_every_status_documented(api: JobsApi) -> None:

@@ -339,7 +339,10 @@ class JobsApi:
         except ApiError as error:
             if error.status >= 500:
                 log.error("request refused", extra={"code": error.code, "error": error.message})
-            return error_reply(error)
+            response = error_reply(error)
+            if error.status == 401:  # RFC 6750 §3: a 401 names the scheme it wants (the contract requires it)
+                response["headers"].setdefault("WWW-Authenticate", 'Bearer realm="chatapp-mass"')
+            return response
 
     # --- auth -------------------------------------------------------------------------------------------
     def _authenticate(self, event: HttpEvent) -> None:
