@@ -284,6 +284,9 @@ ROUTES: tuple[Route, ...] = (
         parameters=SUBMIT_PARAMETERS,
         body={
             "required": False,
+            "description": "JSON: the options and the recipients (or an OSS source). A CSV or a workbook: the "
+            "recipients, with the options in the query by their API or CLI names (?channelType=whatsapp&"
+            "templateCode=...); what is not given comes from the function's CHATAPP_DEFAULT_* settings.",
             "content": {
                 JSON: {"schema": {"$ref": REF.format(model="Submission")}},
                 CSV: {"schema": {"type": "string"}},
