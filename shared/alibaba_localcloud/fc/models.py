@@ -272,6 +272,8 @@ class FcBackend(AccountRegistry):
         self.role_credentials = role_credentials
         #: role name (lower case) -> its own STS credentials and policy (LocalFc ``role_policies``)
         self.role_accounts: dict[str, Account] = {}
+        #: InvokeFunction calls a role's policy refused: (role, action, resource, NoPermissionType)
+        self.denials: list[tuple[str, str, str, str]] = []
         self.environment_overrides = dict(environment_overrides or {})
         self.source_layout = source_layout
         self.data_dir = Path(data_dir).resolve() if data_dir is not None else None

@@ -110,9 +110,11 @@ class InvokeResponse:
         resource = ram.fc_resource(self.backend.region_id, self.backend.account_id, function)
         decision = account.authorize("fc:InvokeFunction", resource)
         if not decision.allowed:
+            principal = account.role or account.access_key_id
+            self.backend.denials.append((principal, "fc:InvokeFunction", resource, decision.value))
             raise exc.AccessDenied(
                 f"the caller is not authorized to perform 'fc:InvokeFunction' on resource '{resource}' "
-                f"({decision.value}; principal {account.role or account.access_key_id})"
+                f"({decision.value}; principal {principal})"
             )
 
     def _invoke(self, function: str, request: HttpRequest, params: dict[str, str]) -> Reply:
