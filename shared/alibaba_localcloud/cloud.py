@@ -171,7 +171,7 @@ class LocalCloud:
             "region": self.credentials.region_id,
             "accountId": self.account_id,
             "bucket": self.bucket,
-            "instance": self.instance,
+            "instance": self.instance.lower(),  # Tablestore resources name instances in lower case
         }
 
     def _register(self, account: Account) -> None:

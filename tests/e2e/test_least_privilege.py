@@ -117,17 +117,23 @@ def wait(condition: Callable[[], Any], seconds: float, what: str) -> Any:
 
 
 def until(cloud: LocalCloud, check: Callable[[], Any], seconds: float = 30) -> Any:
-    """``check()``'s value once it has one; None once the functions are idle (nothing running, queued or
-    delayed) and it still has none: what was going to happen has happened."""
+    """``check()``'s value once it has one; None once everything is idle (OSS events delivered; no function
+    event running, queued, retried or delayed) and it still has none: what was going to happen has happened."""
+
+    def idle() -> bool:
+        return bool(
+            cloud.oss.backend.flush_events(budget(5))
+            and cloud.fc.backend.wait_idle(0.2, include_delayed=True)
+        )
+
     deadline = time.monotonic() + budget(seconds)
     while time.monotonic() < deadline:
         value = check()
         if value:
             return value
-        if cloud.fc.backend.wait_idle(0.2, include_delayed=True):
-            time.sleep(0.2)
-            value = check()
-            if value or cloud.fc.backend.wait_idle(0.05, include_delayed=True):
+        if idle():
+            value = check()  # what finished while we looked
+            if value or idle():
                 return value or None
         time.sleep(0.1)
     raise AssertionError(f"the functions are still busy after {budget(seconds):.0f} s")
@@ -221,7 +227,10 @@ def probe_bad_options(cloud: LocalCloud, tag: str) -> str:
 
 
 def _settled(cloud: LocalCloud) -> bool:
-    return bool(cloud.fc.backend.wait_idle(budget(10), include_delayed=True))
+    return bool(
+        cloud.oss.backend.flush_events(budget(5))
+        and cloud.fc.backend.wait_idle(budget(10), include_delayed=True)
+    )
 
 
 def probe_dead_letter(cloud: LocalCloud, function: str) -> str:
