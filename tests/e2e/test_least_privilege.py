@@ -311,6 +311,21 @@ def probe_api_source(cloud: LocalCloud, tag: str) -> str:
     return "" if job["status"] == "completed" else f"job {job['status']}: {job.get('reason')}"
 
 
+def probe_api_source_incoming(cloud: LocalCloud, tag: str) -> str:
+    """POST /jobs naming a CSV under incoming/ (uploaded without options, so ingest's own job of it fails)."""
+    key = f"incoming/{tag}-src.csv"
+    cloud.oss.oss2_bucket(cloud.bucket).put_object(key, CSV)
+    api = Api(cloud)
+    response = api.post("/jobs", {"options": OPTIONS, "source": key})
+    if response.status_code not in (200, 201, 202):
+        return f"POST /jobs answered {response.status_code}: {response.text[:300]}"
+    job_id = response.json()["job_id"]
+    job = until(cloud, lambda: (j := api.job(job_id))["status"] in FINAL and j)
+    if job is None:
+        return f"job {api.job(job_id)['status']} ({failures(cloud)})"
+    return "" if job["status"] == "completed" else f"job {job['status']}: {job.get('reason')}"
+
+
 def probe_api_cancel(cloud: LocalCloud, tag: str) -> str:
     """A scheduled job cancelled: the api writes its report (nothing was sent)."""
     api = Api(cloud)
@@ -440,6 +455,7 @@ def test_the_serverless_path_works_with_the_policies(cloud: LocalCloud) -> None:
         "api-cancel": probe_api_cancel,
         "api-reconcile": probe_api_reconcile,
         "console-upload": probe_console_upload,
+        "api-source-incoming": probe_api_source_incoming,
         **{f"dead-letter-{f}": dead_letter(ROLES[f]) for f in ("ingest", "sender", "api")},
     }
     marks = Marks(cloud)
@@ -466,6 +482,45 @@ def test_removing_any_statement_breaks_a_named_part(cloud: LocalCloud, function:
     finally:
         cloud.set_role_policy(role, original)
     assert broken, f"{function} statement {index} {statement}: the probe still works without it"
+    named = {r for r in refusals if r[0] == role and r[1] == why.service and why.what in r[2]}
+    assert named, (
+        f"expected a {why.service} refusal of {role} naming {why.what!r}; got {sorted(refusals)} ({broken})"
+    )
+
+
+# a statement with several resources: each resource is needed too
+RESOURCE_PROOFS = {
+    ("ingest", "incoming/*"): Proof(probe_upload, "oss", "Object incoming/"),
+    ("ingest", "console-uploads/*"): Proof(probe_api_source, "oss", "Object console-uploads/"),
+    ("api", "incoming/*"): Proof(probe_api_source_incoming, "oss", "HeadObject incoming/"),
+    ("api", "console-uploads/*"): Proof(probe_api_source, "oss", "HeadObject console-uploads/"),
+}
+RESOURCES = [
+    pytest.param(function, index, resource, id=f"{function}-{index}-{resource.rsplit('/', 2)[-2]}")
+    for function in ("ingest", "sender", "api")
+    for index, s in enumerate(policy_file(function)["Statement"])
+    if isinstance(s["Resource"], list) and len(s["Resource"]) > 1
+    for resource in s["Resource"]
+]
+
+
+@pytest.mark.parametrize(("function", "index", "resource"), RESOURCES)
+def test_removing_any_resource_of_a_statement_breaks_a_named_part(
+    cloud: LocalCloud, function: str, index: int, resource: str
+) -> None:
+    document = policy_file(function)
+    document["Statement"][index]["Resource"].remove(resource)
+    why = RESOURCE_PROOFS[(function, resource.split("}/", 1)[-1])]
+    role = ROLES[function]
+    original = cloud.set_role_policy(role, document)
+    marks = Marks(cloud)
+    try:
+        broken = why.probe(cloud, f"without-{function}-{index}-{secrets.token_hex(3)}")
+        _settled(cloud)
+        refusals = marks.refusals()
+    finally:
+        cloud.set_role_policy(role, original)
+    assert broken, f"{function} statement {index} without {resource}: the probe still works"
     named = {r for r in refusals if r[0] == role and r[1] == why.service and why.what in r[2]}
     assert named, (
         f"expected a {why.service} refusal of {role} naming {why.what!r}; got {sorted(refusals)} ({broken})"
