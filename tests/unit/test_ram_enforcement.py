@@ -3,6 +3,7 @@ error, through the real SDK; the account's own keys stay unrestricted (alibaba_l
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -230,3 +231,57 @@ def test_fc_refuses_an_invoke_of_a_function_the_policy_does_not_name(tmp_path: P
             fc.fc_client().invoke_function("other", fc_models.InvokeFunctionRequest(body=b"{}")).body.read()
             == b"ok"
         )
+
+
+# --- where the local cloud's policies come from ------------------------------------------------------------
+def test_the_product_cloud_reads_each_functions_policy_from_deploy(tmp_path: Path) -> None:
+    import shutil
+
+    from chatapp_mass.core.errors import OptionsError
+    from chatapp_mass.entry.localcloud import deploy_policies
+
+    root = Path(__file__).resolve().parents[2]
+    policies = deploy_policies(root / "s.yaml")
+    assert policies is not None and set(policies) == {
+        "chatapp-mass-ingest",
+        "chatapp-mass-sender",
+        "chatapp-mass-api",
+    }
+    assert policies["chatapp-mass-sender"] == json.loads(
+        (root / "deploy" / "ram-policy-sender.json").read_text()
+    )
+    shutil.copy(root / "s.yaml", tmp_path / "s.yaml")
+    assert deploy_policies(tmp_path / "s.yaml") is None  # no deploy/ beside it: no RAM
+    (tmp_path / "deploy").mkdir()
+    with pytest.raises(OptionsError, match="ram-policy-ingest.json"):
+        deploy_policies(tmp_path / "s.yaml")
+
+
+def test_a_role_without_a_policy_is_refused_when_policies_are_given(tmp_path: Path) -> None:
+    code = tmp_path / "f"
+    code.mkdir()
+    (code / "index.py").write_text("def handler(event, context):\n    return 'ok'\n")
+    spec = FunctionSpec(
+        resource="f",
+        name="f",
+        runtime="python3.10",
+        handler="index.handler",
+        code=code,
+        role="acs:ram::1:role/Worker",
+    )
+    with pytest.raises(ValueError, match="role 'acs:ram::1:role/Worker' has no policy"):
+        LocalFc(
+            s_yaml=None,
+            functions=[spec],
+            source_layout=False,
+            role_policies={"other": Policy.parse(doc(("a:b", "*", "Allow")))},
+        )
+    fc = LocalFc(
+        s_yaml=None,
+        functions=[spec],
+        source_layout=False,
+        role_policies={"WORKER": Policy.parse(doc(("a:b", "*", "Allow")))},
+    )  # role names are case-insensitive
+    account = fc.role_accounts["worker"]
+    assert account.access_key_id.startswith("STS.") and account.policy is not None
+    assert fc.backend.function_environment(spec, code)["ALIBABA_CLOUD_ACCESS_KEY_ID"] == account.access_key_id
