@@ -154,10 +154,9 @@ def ram_requests(
         "DeleteObject": [("oss:DeleteObject", obj)],
     }
     if operation == "CopyObject":
-        source = unquote(request.header("x-oss-copy-source") or "").lstrip("/")
-        source_bucket, _, source_key = source.partition("/")
+        source_bucket, source_key = parse_copy_source(request.header("x-oss-copy-source") or "")
         return [
-            ("oss:GetObject", ram.oss_resource(region, owner, source_bucket, source_key.split("?")[0])),
+            ("oss:GetObject", ram.oss_resource(region, owner, source_bucket, source_key)),
             ("oss:PutObject", obj),
         ]
     known = table.get(operation)
