@@ -80,7 +80,9 @@ def test_unknown_function_names_the_known_ones(cloud: LocalCloud) -> None:
 
 
 def test_api_sample_events_submit_watch_sweep_and_cancel(cloud: LocalCloud) -> None:
-    token = {"CHATAPP_API_TOKEN": "replace-with-CHATAPP_API_TOKEN"}  # what the sample events carry
+    token = {
+        "CHATAPP_API_TOKEN": "replace-with-a-token-from-chatapp-mass-token-new"
+    }  # what the sample events carry
     submit = json.loads((ROOT / "events" / "http-submit.json").read_text())
     body = json.loads(submit["body"])
     body["scheduledAt"] = "2099-01-01T09:00:00+08:00"  # scheduled: nothing fans out to a sender here
