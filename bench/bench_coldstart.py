@@ -95,7 +95,7 @@ FUNCTION_ENV = {
     "ALIBABA_CLOUD_REGION_ID": "ap-southeast-1",
     "ALIBABA_CLOUD_ACCESS_KEY_ID": "STS.bench",
     "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "bench-secret",
-    "ALIBABA_CLOUD_SECURITY_TOKEN": "bench-token-0123456789abcdef0123456789",
+    "ALIBABA_CLOUD_SECURITY_TOKEN": "bench-token",
     "ALIBABA_CLOUD_ECS_METADATA_DISABLED": "true",
 }
 # Run in the fresh interpreter: argv = code directory, shared directory, the HEAVY names (JSON). The first

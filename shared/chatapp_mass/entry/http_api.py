@@ -18,11 +18,12 @@ Routes (JSON unless said; every refusal is ``{"error": {"code", "message", "fiel
   ``timeZone`` (IANA, e.g. ``Asia/Singapore``); the timer starts the job then.
   Answers **202** ``{"job_id", "status", "status_url", "report_url"}``. ``Idempotency-Key`` makes a repeat
   return the same job (**200**, ``"repeated": true``); without one, an identical request within
-  ``CHATAPP_API_REPEAT_WINDOW`` seconds (default 600) is refused **409** ``probable_repeat`` unless
-  ``force=true`` (query). ``?preview=true`` (any of the three bodies) answers **200** with the preview
-  instead (:class:`~chatapp_mass.services.preview.Preview`: counts, refused rows by reason with up to 3
-  examples, TemplateParams keys, the first valid recipient's request) and creates no job: nothing is stored
-  or sent (an OSS source is read once, while the client waits).
+  ``CHATAPP_API_REPEAT_WINDOW`` seconds (default 600), keyed or not, is refused **409** ``probable_repeat``
+  unless ``force=true`` (query): one conditional write in the store (``Store.claim_request``), so of identical
+  requests arriving together exactly one makes a job. ``?preview=true`` (any of the three bodies) answers
+  **200** with the preview instead (:class:`~chatapp_mass.services.preview.Preview`: counts, refused rows
+  by reason with up to 3 examples, TemplateParams keys, the first valid recipient's request) and creates no
+  job: nothing is stored or sent (an OSS source is read once, while the client waits).
 - ``GET /jobs`` — jobs, newest first, a page at a time: ``?limit=`` (1 to 200, default 50) and ``?cursor=``
   (the ``next_cursor`` of the previous page; opaque); answers ``{"jobs": [...], "next_cursor": "..." | null}``.
 - ``GET /jobs/{id}`` — state and counts in recipients (sent, failed, uncertain, pending, invalid, duplicate,
@@ -44,10 +45,17 @@ Routes (JSON unless said; every refusal is ``{"error": {"code", "message", "fiel
 The api function serves the web console beside these routes (:func:`chatapp_mass.entry.console.serve`: ``/`` and
 ``/console/...``, and a browser following a link to ``/jobs`` is sent to the console's page of it).
 
-**Authentication.** ``Authorization: Bearer <CHATAPP_API_TOKEN>`` compared in constant time (the token is
-never logged, and never taken from a URL: browsers sign in to the console instead). With
+**Authentication.** ``Authorization: Bearer <token>``; the function keeps the tokens' hashes with their scopes
+in ``CHATAPP_API_TOKENS`` (``scope:sha256hex`` entries, several at once for rotation;
+:mod:`chatapp_mass.core.tokens`). A presented token is hashed and compared with every entry in constant time;
+it is never logged, and never taken from a URL (browsers sign in to the console instead). ``read`` may use the
+GET routes, ``send`` every route (``JOBS_METHODS``, ``JOB_METHODS``), ``admin`` everything; a smaller scope is
+**403** ``insufficient_scope``. No or an unknown token is **401** with ``WWW-Authenticate: Bearer
+realm="chatapp-mass"`` (``error="invalid_token"`` when one was given). The plain ``CHATAPP_API_TOKEN``
+(deprecated) is one admin token. A token under 32 characters, a malformed entry or an unknown scope is refused
+when the settings are read (:meth:`ApiSettings.from_env`; the handler answers 503 naming the variable). With
 ``CHATAPP_API_AUTH=fc`` the trigger's own ``function`` authentication (FC checks the signature before the
-function runs) stands in for the token. No token configured and no FC auth: every request is refused
+function runs) stands in for a token (admin). No token configured and no FC auth: every request is refused
 (503 ``auth_not_configured``): there are no anonymous writes, nor reads.
 """
 
