@@ -193,3 +193,7 @@ def test_a_read_token_console_session_shows_jobs_without_actions(cloud: LocalClo
     assert sender.sign_in(SEND)["statusCode"] == 303
     page = sender.request("GET", f"/console/jobs/{job_id}")
     assert 'id="cancel"' in page["body"] and "/console/new" in page["body"]
+    wrong = sender.request("GET", "/console/confirm")
+    assert (wrong["statusCode"], wrong["headers"]["Allow"]) == (405, "POST"), (
+        "the console's 405s say Allow too"
+    )

@@ -222,9 +222,9 @@ def parse_form(event: HttpEvent) -> Form:
 
 
 class _Refusal(Exception):
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
-        self.status, self.message = status, message
+        self.status, self.message, self.headers = status, message, headers or {}
 
 
 # --- rendering -----------------------------------------------------------------------------------------------
@@ -370,7 +370,9 @@ class Console:
             body = f'<h1>Not done</h1><p class="error" role="alert">{e(refusal.message)}</p>'
             body += f'<p><a href="{PREFIX}/">Back to the jobs</a></p>' if signed_in else ""
             return self._html(
-                refusal.status, _page("Not done", body, form_token=token, can_send=self.can_send)
+                refusal.status,
+                _page("Not done", body, form_token=token, can_send=self.can_send),
+                refusal.headers,
             )
 
     @property
@@ -424,7 +426,7 @@ class Console:
     @staticmethod
     def _expect(method: str, expected: str) -> None:
         if method != expected:
-            raise _Refusal(405, f"this page takes {expected}, not {method}")
+            raise _Refusal(405, f"this page takes {expected}, not {method}", {"Allow": expected})
 
     @staticmethod
     def _check_form(form: Form, form_token: str) -> None:
