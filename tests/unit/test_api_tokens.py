@@ -138,8 +138,11 @@ def test_short_or_malformed_token_settings_are_refused_naming_the_variable() -> 
         ApiSettings(token="short")
     assert ApiSettings.from_env({"CHATAPP_API_TOKEN": "x" * 32}).entries[0].scope is Scope.admin
     digest = "ab" * 32
-    with pytest.raises(OptionsError, match=r"CHATAPP_API_TOKENS entry 2 \(send:abab...\): the hash must be"):
+    with pytest.raises(OptionsError, match=r"CHATAPP_API_TOKENS entry 2 \(scope send\): the hash must be"):
         parse_entries(f"read:{digest}, send:abab", "CHATAPP_API_TOKENS")
+    with pytest.raises(OptionsError) as pasted:  # the token itself where its hash belongs
+        parse_entries(f"read:{READ}", "CHATAPP_API_TOKENS")
+    assert READ[:6] not in str(pasted.value) and READ[-6:] not in str(pasted.value)
     with pytest.raises(OptionsError, match=r"CHATAPP_API_TOKENS entry 1 .*unknown scope 'root'"):
         ApiSettings.from_env({"CHATAPP_API_TOKENS": f"root:{digest}"})
     with pytest.raises(OptionsError, match="CHATAPP_API_TOKENS entry 1: expected scope:sha256hex"):

@@ -66,7 +66,8 @@ def parse_entries(text: str, variable: str) -> tuple[TokenEntry, ...]:
             continue
         scope_text, sep, digest = item.partition(":")
         scope_text, digest = scope_text.strip().lower(), digest.strip().lower()
-        shown = f"{variable} entry {number} ({scope_text or '?'}:{digest[:8]}...)"
+        # never any of the hash part: a token pasted there by mistake must not appear in an error
+        shown = f"{variable} entry {number} (scope {scope_text or '(none)'})"
         if not sep:
             raise OptionsError(
                 f"{variable} entry {number}: expected scope:sha256hex (e.g. read:<64 hex>); make one "

@@ -122,7 +122,7 @@ class Sessions:
     def __init__(
         self, entries: tuple[TokenEntry, ...], secret: str = "", clock: Callable[[], float] = time.time
     ) -> None:
-        self._entries = {entry.id: entry for entry in entries}
+        self._entries = {entry.id: entry for entry in reversed(entries)}  # the first of equal ones, as match
         self._secret = secret.encode("utf-8")
         self.clock = clock
 
