@@ -89,7 +89,7 @@ FUNCTION_ENV = {
     "CHATAPP_SENDER_FUNCTION": "chatapp-mass-sender",
     "CHATAPP_INGEST_FUNCTION": "chatapp-mass-ingest",
     "CHATAPP_LOG_LEVEL": "WARNING",
-    "CHATAPP_API_TOKEN": "bench-token",
+    "CHATAPP_API_TOKEN": "bench-token-0123456789abcdef0123456789",
     "FC_REGION": "ap-southeast-1",
     "FC_ACCOUNT_ID": "1234567890123456",
     "ALIBABA_CLOUD_REGION_ID": "ap-southeast-1",
@@ -330,7 +330,7 @@ def cloud_run(root: Path, rows: int) -> dict[str, dict[str, float]]:
     from chatapp_mass.store.interface import JobStatus
     from chatapp_mass.store.tablestore import TablestoreSettings, TablestoreStore
 
-    token = "bench-token"
+    token = "bench-token-0123456789abcdef0123456789"
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     with (
         tempfile.TemporaryDirectory() as tmp,

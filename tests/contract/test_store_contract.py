@@ -16,6 +16,7 @@ from chatapp_mass.services.ratelimit import SlidingWindowLimiter
 from chatapp_mass.store.interface import (
     BatchRecord,
     BatchStatus,
+    JobKey,
     JobRecord,
     JobStatus,
     RowRecord,
@@ -722,3 +723,88 @@ def test_batch_writes_are_fenced_by_the_claim(store: Store) -> None:
     assert not store.renew_claim("job1", 0, owner="B", until=99.0)  # resolved: nothing to renew
     batch = store.get_batch("job1", 0)
     assert batch is not None and (batch.status, batch.owner) == (BatchStatus.sent, "B")
+
+
+# --- the HTTP API's listing pages and repeat check (issue 16) ------------------------------------------------
+def test_list_jobs_pages_after_a_key_newest_first_each_job_once(store: Store) -> None:
+    """Pages through jobs with equal and distinct creation times: every job once, in listing order."""
+    created = [100.0, 300.0, 200.0, 300.0, 300.0, 150.5, 150.5, 400.25, 100.0, 250.0, 300.0]
+    for i, at in enumerate(created):
+        store.create_job(
+            JobRecord(
+                job_id=f"p{i:02d}", source="f.csv", options={}, intake={}, content_sha256="x", created_at=at
+            )
+        )
+    whole = store.list_jobs(100)
+    assert [j.created_at for j in whole] == sorted(created, reverse=True)
+    for size in (1, 2, 3, 5, 11, 12):
+        seen: list[str] = []
+        after: JobKey | None = None
+        while True:
+            page = store.list_jobs(size, after=after)
+            seen += [j.job_id for j in page]
+            if len(page) < size:
+                break
+            after = JobKey.of(page[-1])
+        assert seen == [j.job_id for j in whole], size
+    assert store.list_jobs(5, after=JobKey(0.0, "zz")) == []
+    newest = JobKey.of(whole[0])
+    assert [j.job_id for j in store.list_jobs(100, after=newest)] == [j.job_id for j in whole[1:]]
+    store.create_job(
+        JobRecord(job_id="p99", source="f.csv", options={}, intake={}, content_sha256="x", created_at=999.0)
+    )
+    assert store.list_jobs(2, after=newest)[0].job_id == whole[1].job_id, "a newer job shifts no later page"
+
+
+def test_claim_request_once_until_it_expires(store: Store) -> None:
+    assert store.claim_request("d1", "job-a", at=1000.0, window=600.0) is None
+    held = store.claim_request("d1", "job-b", at=1100.0, window=600.0)
+    assert held is not None and held.job_id == "job-a" and held.at == pytest.approx(1000.0)
+    assert store.claim_request("d2", "job-c", at=1100.0, window=600.0) is None, "another digest is its own"
+    assert store.claim_request("d1", "job-d", at=1700.0, window=600.0) is None, "expired: taken over"
+    held = store.claim_request("d1", "job-e", at=1701.0, window=600.0)
+    assert held is not None and held.job_id == "job-d"
+    assert store.claim_request("d1", "job-f", at=1702.0, window=600.0, force=True) is None
+    held = store.claim_request("d1", "job-g", at=1703.0, window=600.0)
+    assert held is not None and held.job_id == "job-f"
+    store.release_request("d1", "job-other")  # not the holder: nothing changes
+    assert store.claim_request("d1", "job-h", at=1704.0, window=600.0) is not None
+    store.release_request("d1", "job-f")
+    assert store.claim_request("d1", "job-i", at=1705.0, window=600.0) is None
+
+
+def _race(handles: list[Store], claim: Callable[[Store, int], Any], count: int = 8) -> list[Any]:
+    """``claim(handle, i)`` in ``count`` threads let go at once, over the handles in turn; their results."""
+    results: list[Any] = [None] * count
+    start = threading.Barrier(count)
+
+    def run(i: int) -> None:
+        start.wait()
+        results[i] = claim(handles[i % len(handles)], i)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
+def test_claim_request_has_one_winner_across_handles(
+    store: Store, second_handle: Callable[[], Store]
+) -> None:
+    """Identical requests on several handles (processes, function instances) at once: exactly one wins; of
+    those racing to take over an expired digest, exactly one too."""
+    handles = [store] + [second_handle() for _ in range(3)]
+    results = _race(
+        handles, lambda handle, i: handle.claim_request("race", f"job-{i}", at=1000.0, window=600.0)
+    )
+    winners = [i for i, result in enumerate(results) if result is None]
+    assert len(winners) == 1 and {r.job_id for r in results if r is not None} == {f"job-{winners[0]}"}
+    results = _race(
+        handles, lambda handle, i: handle.claim_request("race", f"new-{i}", at=5000.0, window=600.0)
+    )
+    winners = [i for i, result in enumerate(results) if result is None]
+    assert len(winners) == 1 and {r.job_id for r in results if r is not None} == {f"new-{winners[0]}"}
+    for handle in handles[1:]:
+        handle.close()

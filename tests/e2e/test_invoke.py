@@ -80,7 +80,9 @@ def test_unknown_function_names_the_known_ones(cloud: LocalCloud) -> None:
 
 
 def test_api_sample_events_submit_watch_sweep_and_cancel(cloud: LocalCloud) -> None:
-    token = {"CHATAPP_API_TOKEN": "replace-with-CHATAPP_API_TOKEN"}  # what the sample events carry
+    token = {
+        "CHATAPP_API_TOKEN": "replace-with-a-token-from-chatapp-mass-token-new"
+    }  # what the sample events carry
     submit = json.loads((ROOT / "events" / "http-submit.json").read_text())
     body = json.loads(submit["body"])
     body["scheduledAt"] = "2099-01-01T09:00:00+08:00"  # scheduled: nothing fans out to a sender here
@@ -144,3 +146,18 @@ def invoke_with(
         text=True,
         timeout=120,
     )
+
+
+def test_api_token_settings_refused_name_the_variable_and_the_timer_still_runs(cloud: LocalCloud) -> None:
+    """A plain token under 32 characters, or an entry that is not scope:sha256: every request is a 503 naming
+    the variable (the handler, not a crash), and the timer goes on."""
+    for settings, named in (
+        ({"CHATAPP_API_TOKEN": "short-token"}, "CHATAPP_API_TOKEN is 11 characters"),
+        ({"CHATAPP_API_TOKENS": "read:abc"}, "CHATAPP_API_TOKENS entry 1"),
+        ({"CHATAPP_API_TOKENS": "root:" + "0" * 64}, "unknown scope 'root'"),
+    ):
+        answer = json.loads(invoke_with(cloud, settings, "api", "events/http-status.json").stdout)
+        error = json.loads(answer["body"])["error"]
+        assert (answer["statusCode"], error["code"]) == (503, "misconfigured") and named in error["message"]
+        swept = invoke_with(cloud, settings, "api", "events/timer.json")
+        assert swept.returncode == 0 and "started" in json.loads(swept.stdout)

@@ -18,13 +18,16 @@ from typing import Any
 import pytest
 import requests
 
+from chatapp_mass.core.tokens import token_digest
 from chatapp_mass.entry.localcloud import LocalCloud
 
 from speed import budget
 
 ROOT = Path(__file__).resolve().parents[2]
 API, SENDER = "chatapp-mass-api", "chatapp-mass-sender"
-TOKEN = "e2e-" + secrets.token_hex(12)
+TOKEN = "e2e-" + secrets.token_hex(16)  # a send token (its hash is in CHATAPP_API_TOKENS)
+READ_TOKEN = "e2e-read-" + secrets.token_hex(16)
+TOKENS = f"send:{token_digest(TOKEN)},read:{token_digest(READ_TOKEN)}"
 OPTIONS = {"ChannelType": "whatsapp", "TemplateCode": "T_WELCOME", "Language": "en", "From": "8613800000000"}
 FINAL = {"completed", "cancelled", "stopped", "failed"}
 
@@ -37,7 +40,7 @@ def cloud(tmp_path: Path) -> Iterator[LocalCloud]:
         cams_options={"latency": 0.05, "latency_jitter": 0.5},
         function_environment={
             "CHATAPP_BATCH_SIZE": "50",
-            "CHATAPP_API_TOKEN": TOKEN,
+            "CHATAPP_API_TOKENS": TOKENS,
             "CHATAPP_SWEEP_IDLE": "1",
         },
     ) as local:
@@ -127,6 +130,30 @@ def test_one_idempotency_key_one_job(cloud: LocalCloud) -> None:
     assert refused.status_code == 409 and refused.json()["error"]["code"] == "probable_repeat"
     unauthenticated = requests.post(f"{client.base}/jobs", json=body, timeout=30)
     assert unauthenticated.status_code == 401
+    assert unauthenticated.headers["WWW-Authenticate"] == 'Bearer realm="chatapp-mass"'
+
+
+def test_a_read_token_reads_and_cannot_act_through_the_function(cloud: LocalCloud) -> None:
+    """The api function as deployed (CHATAPP_API_TOKENS from its environment): a read token lists and watches,
+    and every POST is 403 insufficient_scope with the job unchanged."""
+    client = Client(cloud)
+    body = {"options": OPTIONS, "recipients": recipients(20, seed=7), "scheduledAt": "2099-01-01T09:00:00Z"}
+    created = client.submit(body)
+    assert created.status_code == 202, created.text
+    job_id = created.json()["job_id"]
+    reader = requests.Session()
+    reader.trust_env = False
+    reader.headers["Authorization"] = f"Bearer {READ_TOKEN}"
+    assert reader.get(f"{client.base}/jobs/{job_id}", timeout=30).json()["status"] == "scheduled"
+    assert job_id in [j["job_id"] for j in reader.get(f"{client.base}/jobs", timeout=30).json()["jobs"]]
+    refused = reader.post(f"{client.base}/jobs", json={**body, "scheduledAt": None}, timeout=30)
+    assert (refused.status_code, refused.json()["error"]["code"]) == (403, "insufficient_scope")
+    for action in ("cancel", "pause", "resume", "reconcile", "resend-uncertain"):
+        refused = reader.post(f"{client.base}/jobs/{job_id}/{action}", timeout=30)
+        assert (refused.status_code, refused.json()["error"]["code"]) == (403, "insufficient_scope"), action
+    assert client.job(job_id)["status"] == "scheduled"
+    not_allowed = reader.post(f"{client.base}/jobs/{job_id}", timeout=30)  # (DELETE: FC's own 405)
+    assert (not_allowed.status_code, not_allowed.headers["Allow"]) == (405, "GET")
 
 
 def test_cancel_mid_job_every_row_in_exactly_one_final_status(cloud: LocalCloud) -> None:
@@ -160,7 +187,8 @@ def test_cancel_mid_job_every_row_in_exactly_one_final_status(cloud: LocalCloud)
 
 def test_scheduled_job_starts_once_and_not_before_its_time(cloud: LocalCloud) -> None:
     client = Client(cloud)
-    at = time.time() + 4
+    # the submit and the early firing below must come before it, on a busy machine too
+    at = time.time() + budget(5)
     when = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(at))
     zone = time.strftime("%z")
     body = {

@@ -302,3 +302,51 @@ def test_local_cloud_prints_one_json_line_and_keeps_state_in_data(tmp_path: Path
         store.close()
     finally:
         stop(process)
+
+
+def test_local_cloud_prints_an_admin_and_a_read_token_its_api_takes(tmp_path: Path) -> None:
+    """`chatapp-mass local-cloud` (`make console`): the api function gets the hashes of the two tokens it
+    prints (CHATAPP_API_TOKENS); the read token lists jobs and may not create one, the admin token may."""
+    import requests
+
+    root = Path(__file__).resolve().parents[2]
+    process, info = start_local_cloud(tmp_path / "cloud", "--s-yaml", str(root / "s.yaml"))
+    try:
+        url, admin, reader = info["env"]["CHATAPP_API_URL"], info["api_token"], info["read_token"]
+        assert len(admin) >= 32 and len(reader) >= 32 and admin != reader
+        http = requests.Session()
+        http.trust_env = False
+        listed = http.get(f"{url}/jobs", headers={"Authorization": f"Bearer {reader}"}, timeout=30)
+        assert listed.status_code == 200 and listed.json()["next_cursor"] is None
+        body = {
+            "options": {"ChannelType": "whatsapp", "TemplateCode": "T", "Language": "en", "From": "86138"}
+        }
+        body["recipients"] = [{"To": "+8613800000001"}]
+        refused = http.post(
+            f"{url}/jobs", json=body, headers={"Authorization": f"Bearer {reader}"}, timeout=30
+        )
+        assert (refused.status_code, refused.json()["error"]["code"]) == (403, "insufficient_scope")
+        previewed = http.post(
+            f"{url}/jobs?preview=true", json=body, headers={"Authorization": f"Bearer {admin}"}, timeout=30
+        )
+        assert previewed.status_code == 200, previewed.text
+    finally:
+        stop(process)
+    environ = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+    short = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "chatapp_mass",
+            "local-cloud",
+            "--data",
+            str(tmp_path / "c2"),
+            "--api-token",
+            "x" * 31,
+        ],
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert short.returncode != 0 and "--api-token is 31 characters" in short.stderr

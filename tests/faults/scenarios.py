@@ -60,7 +60,7 @@ META = {
     "x-oss-meta-from": "8613800000000",
     "x-oss-meta-cust-space-id": "cs-faults",
 }
-TOKEN = "faults"
+TOKEN = "faults-token-0123456789abcdef0123"  # at least 32 characters
 ROWS = 40_000
 SMALL = 3_000
 MOMENT = 20.0  # the longest freeze, when the senders make no call sooner

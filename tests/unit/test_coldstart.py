@@ -32,13 +32,13 @@ ENVIRONMENT = {  # s.yaml's variables, with endpoints nothing listens on: nothin
     "CHATAPP_CAMS_ENDPOINT": "http://127.0.0.1:9",
     "CHATAPP_BUCKET": "chatapp-coldstart",
     "CHATAPP_LOG_LEVEL": "CRITICAL",
-    "CHATAPP_API_TOKEN": "coldstart-token",
+    "CHATAPP_API_TOKEN": "coldstart-token-0123456789abcdef0123",
     "FC_REGION": "ap-southeast-1",
     "FC_ACCOUNT_ID": "1234567890123456",
     "ALIBABA_CLOUD_REGION_ID": "ap-southeast-1",
     "ALIBABA_CLOUD_ACCESS_KEY_ID": "STS.coldstart",
     "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "coldstart-secret",
-    "ALIBABA_CLOUD_SECURITY_TOKEN": "coldstart-token",
+    "ALIBABA_CLOUD_SECURITY_TOKEN": "coldstart-token-0123456789abcdef0123",
     "ALIBABA_CLOUD_ECS_METADATA_DISABLED": "true",
 }
 

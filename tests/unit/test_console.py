@@ -15,6 +15,7 @@ from urllib.parse import urlencode
 import pytest
 from urllib3 import encode_multipart_formdata
 
+from chatapp_mass.core.tokens import Scope, TokenEntry, token_digest
 from chatapp_mass.entry.console import COOKIE, SESSION_SECONDS, Sessions
 from chatapp_mass.entry.localcloud import LocalCloud
 from chatapp_mass.services.ingest import Ingest
@@ -123,15 +124,24 @@ def test_sign_in_once_with_the_token_in_a_form_never_in_a_url(cloud: LocalCloud)
 
 def test_sessions_are_signed_expire_and_end_with_the_token() -> None:
     clock = Clock()
-    sessions = Sessions("token-one-0123456789", clock)
-    value = sessions.issue()
-    assert sessions.valid(value)
-    version, expires, nonce, mac = value.split(".")
-    assert not sessions.valid(f"{version}.{int(expires) + 3600}.{nonce}.{mac}"), "a lengthened session"
-    assert not sessions.valid(f"{version}.{expires}.{nonce}x.{mac}")
+    one, two = (
+        TokenEntry(Scope.admin, token_digest("token-one")),
+        TokenEntry(Scope.admin, token_digest("two")),
+    )
+    sessions = Sessions((one,), clock=clock)
+    value = sessions.issue(one)
+    assert sessions.check(value) == one
+    version, expires, entry, nonce, mac = value.split(".")
+    assert entry == one.id and "token-one" not in value
+    assert not sessions.valid(f"{version}.{int(expires) + 3600}.{entry}.{nonce}.{mac}"), (
+        "a lengthened session"
+    )
+    assert not sessions.valid(f"{version}.{expires}.{entry}.{nonce}x.{mac}")
     assert not sessions.valid("v1.9999999999.x") and not sessions.valid("")
-    assert not Sessions("token-two-0123456789", clock).valid(value), "a rotated token ends every session"
-    assert sessions.form_token(value) != sessions.form_token(sessions.issue())
+    assert not Sessions((two,), clock=clock).valid(value), "a rotated token ends every session"
+    assert Sessions((two, one), clock=clock).valid(value), "while its token is still listed, a session holds"
+    assert not Sessions((one,), "a secret", clock=clock).valid(value), "the console secret keys sessions"
+    assert sessions.form_token(value) != sessions.form_token(sessions.issue(one))
     clock.now += SESSION_SECONDS + 1
     assert not sessions.valid(value)
 

@@ -9,6 +9,7 @@ import csv
 import io
 import json
 import secrets
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from chatapp_mass.core.tokens import TokenEntry
 from chatapp_mass.entry.console import serve
 from chatapp_mass.entry.http_api import ApiError, ApiSettings, HttpEvent, JobsApi, parse_schedule
 from chatapp_mass.entry.localcloud import LocalCloud
@@ -26,7 +28,7 @@ from chatapp_mass.store.interface import BatchStatus, JobStatus
 from oracle import sample_bytes, valid_numbers
 from world import World
 
-TOKEN = "s3cret-" + secrets.token_hex(8)
+TOKEN = "s3cret-" + secrets.token_hex(16)  # 39 characters: at least 32
 OPTIONS = {"ChannelType": "whatsapp", "TemplateCode": "T_WELCOME", "Language": "en", "From": "8613800000000"}
 
 
@@ -49,7 +51,13 @@ class Clock:
 
 class Api:
     def __init__(
-        self, cloud: LocalCloud, *, token: str = TOKEN, clock: Clock | None = None, **settings: Any
+        self,
+        cloud: LocalCloud,
+        *,
+        token: str = TOKEN,
+        tokens: tuple[TokenEntry, ...] = (),
+        clock: Clock | None = None,
+        **settings: Any,
     ) -> None:
         self.world = World(cloud, **{"batch_size": 50, **settings})
         self.clock = clock
@@ -59,7 +67,7 @@ class Api:
             self.world.oss,
             self.world.invoker,
             self.world.settings,
-            ApiSettings(token=token, max_body=200_000),
+            ApiSettings(token=token, tokens=tokens, max_body=200_000),
             cams=self.world.cams,
             **extra,
         )
@@ -185,31 +193,65 @@ def test_an_identical_body_without_a_key_is_refused_unless_forced(cloud: LocalCl
     assert status == 202 and forced["job_id"] != first["job_id"]
 
 
-def test_identical_bodies_without_a_key_at_the_same_moment_are_one_job(
-    cloud: LocalCloud, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Two identical keyless submissions arriving together both pass the repeat check (neither job exists
-    yet when the other looks): they must still name one job, sent once."""
+def test_identical_bodies_without_a_key_at_the_same_moment_are_one_job(cloud: LocalCloud) -> None:
+    """Identical keyless submissions arriving together: the repeat check is one conditional write in the
+    store, so exactly one is 202 and makes a job (sent once); every other is 409 naming that job."""
     api = Api(cloud)
     request = {"options": OPTIONS, "recipients": recipients(10, seed=4)}
-    monkeypatch.setattr(
-        api.world.store, "find_jobs", lambda prefix: []
-    )  # as if both looked before either wrote
-    (first_status, first), (second_status, second) = (
-        api.json("POST", "/jobs", request),
-        api.json("POST", "/jobs", request),
-    )
-    assert (first_status, second_status) == (202, 202) and first["job_id"] == second["job_id"]
+    count = 6
+    answers: list[Any] = [None] * count
+    start = threading.Barrier(count)
+
+    def submit(i: int) -> None:
+        start.wait()
+        answers[i] = api.json("POST", "/jobs", request)
+
+    threads = [threading.Thread(target=submit, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    statuses = Counter(status for status, _ in answers)
+    assert statuses == {202: 1, 409: count - 1}, answers
+    [made] = [body["job_id"] for status, body in answers if status == 202]
+    assert all(made in body["error"]["message"] for status, body in answers if status == 409)
+    assert [job.job_id for job in api.world.store.list_jobs()] == [made]
     api.world.run_senders()
     assert max(Counter(m.to for m in cloud.cams.backend.received).values()) == 1
+
+
+def test_a_keyed_request_then_the_same_body_without_its_key_is_a_probable_repeat(cloud: LocalCloud) -> None:
+    api = Api(cloud)
+    request = {"options": OPTIONS, "recipients": recipients(10, seed=5)}
+    status, keyed = api.json("POST", "/jobs", request, headers={"Idempotency-Key": secrets.token_hex(6)})
+    assert status == 202
+    status, refused = api.json("POST", "/jobs", request)
+    assert (status, refused["error"]["code"]) == (409, "probable_repeat")
+    assert keyed["job_id"] in refused["error"]["message"]
+    status, forced = api.json("POST", "/jobs", request, query={"force": "true"})
+    assert status == 202 and forced["job_id"] != keyed["job_id"]
+    assert len(api.world.store.list_jobs()) == 2
+
+
+def test_a_refused_submission_leaves_no_repeat_behind(cloud: LocalCloud) -> None:
+    """A request that made no job (here: its source is missing) does not hold its digest: sent again once
+    the object is there, it is a job, not a probable repeat."""
+    api = Api(cloud)
+    request = {"options": OPTIONS, "source": "api/later.csv"}
+    status, refused = api.json("POST", "/jobs", request)
+    assert (status, refused["error"]["code"]) == (400, "source_not_found")
+    api.world.upload("api/later.csv", b"To\n+8613800000001\n")
+    status, _ = api.json("POST", "/jobs", request)
+    assert status == 202
 
 
 def test_authentication(cloud: LocalCloud) -> None:
     api = Api(cloud)
     status, body = api.json("GET", "/jobs", auth=False)
     assert (status, body["error"]["code"]) == (401, "unauthenticated")
-    status, body = api.json("GET", "/jobs", auth=False, headers={"Authorization": "Bearer nope"})
-    assert (status, body["error"]["code"]) == (403, "forbidden")
+    response = api.call("GET", "/jobs", auth=False, headers={"Authorization": "Bearer nope"})
+    assert response["statusCode"] == 401 and json.loads(response["body"])["error"]["code"] == "invalid_token"
+    assert response["headers"]["WWW-Authenticate"] == 'Bearer realm="chatapp-mass", error="invalid_token"'
     status, body = api.json("GET", "/jobs", auth=False, query={"token": TOKEN})
     assert status == 401, "the token is never taken from a URL (browsers sign in to the console)"
     status, body = api.json(
@@ -219,7 +261,7 @@ def test_authentication(cloud: LocalCloud) -> None:
     unconfigured = Api(cloud, token="")
     status, body = unconfigured.json("GET", "/jobs")
     assert (status, body["error"]["code"]) == (503, "auth_not_configured")
-    assert "CHATAPP_API_TOKEN" in body["error"]["message"]
+    assert "CHATAPP_API_TOKENS" in body["error"]["message"]
 
 
 @pytest.mark.parametrize(

@@ -28,6 +28,7 @@ from world import META, World
 @pytest.fixture(scope="module")
 def cloud() -> Iterator[LocalCloud]:
     with LocalCloud() as local:
+        local.tablestore.backend.max_tables = 1024  # every test's world has its own seven tables
         yield local
 
 

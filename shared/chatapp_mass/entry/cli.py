@@ -18,6 +18,7 @@ from typing import IO, Any, NoReturn
 
 from chatapp_mass import __version__
 from chatapp_mass.core.errors import ChatAppMassError, CsvFileError, JobNotFound, OptionsError
+from chatapp_mass.core.tokens import Scope, new_token
 from chatapp_mass.entry.bootstrap import build_services
 from chatapp_mass.entry.check import (
     CHECK_HELP,
@@ -182,6 +183,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     store_argument(reconcile)
 
+    token = commands.add_parser(
+        "token",
+        help="make an API token: prints it and the scope:hash entry for CHATAPP_API_TOKENS",
+        description=TOKEN_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    token_commands = token.add_subparsers(dest="token_command", required=True, metavar="new")
+    token_new = token_commands.add_parser("new", help="a new random token of a scope")
+    token_new.add_argument(
+        "--scope",
+        required=True,
+        choices=[scope.value for scope in Scope],
+        help="read: list and watch jobs, fetch reports; send: also create, pause, resume, cancel, "
+        "reconcile and resend; admin: everything",
+    )
+    token_new.add_argument("--json", action="store_true", help="print JSON")
+
     init = commands.add_parser(
         "init-tables",
         help="deploy step: create the store's Tablestore tables if missing and wait until they are "
@@ -226,6 +244,33 @@ Example:
   chatapp-mass reconcile 3f2a9c --store tablestore://my-instance
   chatapp-mass reconcile 3f2a9c --resend
 """
+
+
+TOKEN_HELP = """\
+Make an API token. The token is printed once: give it to its user (it is the Bearer token, and the console's
+sign-in). The API keeps only its hash: put the printed scope:hash entry in the api function's
+CHATAPP_API_TOKENS (comma-separated; several tokens are valid at once).
+
+To rotate a token: make a new one, add its entry beside the old one, deploy, hand out the new token, then
+remove the old entry and deploy again (its requests and console sessions end then).
+
+Example:
+  chatapp-mass token new --scope read
+"""
+
+
+def cmd_token(args: argparse.Namespace, out: IO[str]) -> int:
+    token, entry = new_token(Scope(args.scope))
+    if args.json:
+        out.write(json.dumps({"token": token, "scope": entry.scope.value, "entry": str(entry)}) + "\n")
+        return EXIT_OK
+    out.write(
+        f"token ({entry.scope.value}, shown once): {token}\n"
+        f"entry for {env.CHATAPP_API_TOKENS}: {entry}\n"
+        f"Add the entry to {env.CHATAPP_API_TOKENS} on the api function (comma-separated beside the others).\n"
+        "To rotate: add the new entry, deploy, hand out the new token, then remove the old entry and deploy.\n"
+    )
+    return EXIT_OK
 
 
 # --- other commands -----------------------------------------------------------------------------------
@@ -419,6 +464,7 @@ def main(
         "reconcile": lambda: cmd_reconcile(args, out),
         "init-tables": lambda: cmd_init_tables(args, out),
         "openapi": lambda: cmd_openapi(out),
+        "token": lambda: cmd_token(args, out),
         "local-cams": lambda: _local(args),
         "local-cloud": lambda: _local(args),
         "invoke": lambda: _local(args),

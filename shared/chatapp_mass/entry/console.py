@@ -60,6 +60,7 @@ from urllib.parse import parse_qsl, quote, urlsplit
 from chatapp_mass.adapters.oss import OssLocation, SourceError
 from chatapp_mass.core.errors import OptionsError
 from chatapp_mass.core.options import ChannelType
+from chatapp_mass.core.tokens import Scope, TokenEntry, match
 from chatapp_mass.services.jobs import resolve_options
 from chatapp_mass.store.interface import JobRecord, JobStatus
 
@@ -113,29 +114,44 @@ _INTAKE_FIELDS = (
 
 # --- the session -------------------------------------------------------------------------------------------
 class Sessions:
-    """Signs and checks session cookies and form tokens with a key derived from the API token (no store)."""
+    """Signs and checks session cookies and form tokens (no store). A session names the token entry it was
+    opened with (the start of its hash, never the token); its key is derived from that entry (and
+    ``CHATAPP_CONSOLE_SECRET`` if set), so a session ends when its token is removed from the settings, and
+    carries its token's scope: the scope is the entry's now, not one written in the cookie."""
 
-    def __init__(self, token: str, clock: Callable[[], float] = time.time) -> None:
-        self._key = hashlib.sha256(b"chatapp-mass console session v1\0" + token.encode("utf-8")).digest()
+    def __init__(
+        self, entries: tuple[TokenEntry, ...], secret: str = "", clock: Callable[[], float] = time.time
+    ) -> None:
+        self._entries = {entry.id: entry for entry in reversed(entries)}  # the first of equal ones, as match
+        self._secret = secret.encode("utf-8")
         self.clock = clock
 
-    def _mac(self, text: str) -> str:
-        return hmac.new(self._key, text.encode("utf-8"), hashlib.sha256).hexdigest()
+    def _mac(self, entry: TokenEntry, text: str) -> str:
+        key = hashlib.sha256(
+            b"chatapp-mass console session v2\0" + self._secret + b"\0" + entry.digest.encode("ascii")
+        ).digest()
+        return hmac.new(key, text.encode("utf-8"), hashlib.sha256).hexdigest()
 
-    def issue(self) -> str:
-        body = f"v1.{int(self.clock()) + SESSION_SECONDS}.{secrets.token_urlsafe(16)}"
-        return f"{body}.{self._mac(body)}"
+    def issue(self, entry: TokenEntry) -> str:
+        body = f"v2.{int(self.clock()) + SESSION_SECONDS}.{entry.id}.{secrets.token_urlsafe(16)}"
+        return f"{body}.{self._mac(entry, body)}"
+
+    def check(self, value: str) -> TokenEntry | None:
+        """The token entry of a valid, unexpired session; None otherwise."""
+        parts = value.split(".")
+        if len(parts) != 5 or parts[0] != "v2" or not parts[1].isdigit():
+            return None
+        entry = self._entries.get(parts[2])
+        if entry is None or not hmac.compare_digest(parts[4], self._mac(entry, ".".join(parts[:4]))):
+            return None
+        return entry if int(parts[1]) > self.clock() else None
 
     def valid(self, value: str) -> bool:
-        parts = value.split(".")
-        if len(parts) != 4 or parts[0] != "v1" or not parts[1].isdigit():
-            return False
-        if not hmac.compare_digest(parts[3], self._mac(".".join(parts[:3]))):
-            return False
-        return int(parts[1]) > self.clock()
+        return self.check(value) is not None
 
     def form_token(self, session: str) -> str:
-        return self._mac("form\0" + session)[:32]
+        entry = self.check(session)
+        return self._mac(entry, "form\0" + session)[:32] if entry is not None else ""
 
 
 def _cookies(header: str) -> dict[str, str]:
@@ -206,9 +222,9 @@ def parse_form(event: HttpEvent) -> Form:
 
 
 class _Refusal(Exception):
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
-        self.status, self.message = status, message
+        self.status, self.message, self.headers = status, message, headers or {}
 
 
 # --- rendering -----------------------------------------------------------------------------------------------
@@ -249,9 +265,12 @@ form.inline{display:inline}
 """
 
 
-def _page(title: str, body: str, *, form_token: str = "", refresh: bool = False) -> str:
+def _page(
+    title: str, body: str, *, form_token: str = "", refresh: bool = False, can_send: bool = True
+) -> str:
+    new_job = f'<a href="{PREFIX}/new">New job</a>' if can_send else ""
     nav = (
-        f'<a href="{PREFIX}/">Jobs</a><a href="{PREFIX}/new">New job</a>'
+        f'<a href="{PREFIX}/">Jobs</a>{new_job}'
         f'<form class="inline" method="post" action="{PREFIX}/logout">'
         f'<input type="hidden" name="form_token" value="{e(form_token)}">'
         '<button type="submit">Sign out</button></form>'
@@ -282,7 +301,9 @@ class Console:
     def __init__(self, api: JobsApi, *, clock: Callable[[], float] | None = None) -> None:
         self.api = api
         self.clock = clock or api.clock
-        self.sessions = Sessions(api.api.token, self.clock) if api.api.token else None
+        entries = api.api.entries
+        self.sessions = Sessions(entries, api.api.console_secret, self.clock) if entries else None
+        self.scope = Scope.read  # the signed-in session's (handle)
 
     # --- replies ------------------------------------------------------------------------------------------
     @staticmethod
@@ -322,13 +343,15 @@ class Console:
                 404,
                 _page(
                     "Console off",
-                    "<h1>The console is off</h1><p>It needs <code>CHATAPP_API_TOKEN</code> on the api function "
+                    "<h1>The console is off</h1><p>It needs <code>CHATAPP_API_TOKENS</code> on the api function "
                     "(with <code>CHATAPP_API_AUTH=fc</code> FC signs every request, which a browser cannot "
                     "do).</p>",
                 ),
             )
         session = _cookies(event.header("cookie")).get(COOKIE, "")
-        signed_in = self.sessions.valid(session)
+        entry = self.sessions.check(session)
+        signed_in = entry is not None
+        self.scope = entry.scope if entry is not None else Scope.read
         try:
             if method == "POST" and not _same_origin(event):
                 raise _Refusal(
@@ -346,12 +369,31 @@ class Console:
             token = self.sessions.form_token(session) if signed_in else ""
             body = f'<h1>Not done</h1><p class="error" role="alert">{e(refusal.message)}</p>'
             body += f'<p><a href="{PREFIX}/">Back to the jobs</a></p>' if signed_in else ""
-            return self._html(refusal.status, _page("Not done", body, form_token=token))
+            return self._html(
+                refusal.status,
+                _page("Not done", body, form_token=token, can_send=self.can_send),
+                refusal.headers,
+            )
+
+    @property
+    def can_send(self) -> bool:
+        return self.scope.allows(Scope.send)
+
+    def _need_send(self) -> None:
+        """A read token's session sees jobs and reports; creating or changing a job needs scope send."""
+        if not self.can_send:
+            raise _Refusal(
+                403,
+                "this session's token may only read (scope read): sign in with a send or admin token to "
+                "create or change jobs",
+            )
 
     def _route(self, event: HttpEvent, form_token: str) -> dict[str, Any]:
         path, method = event.path.rstrip("/") or "/", event.method
         if path == PREFIX:
             return self._expect(method, "GET") or self.jobs_page(form_token)
+        if path in (f"{PREFIX}/new", f"{PREFIX}/confirm"):
+            self._need_send()
         if path == f"{PREFIX}/new":
             if method == "POST":
                 return self.preview(event, form_token)
@@ -377,13 +419,14 @@ class Console:
             reply["headers"].update(SECURITY_HEADERS)
             return reply
         self._expect(method, "POST")
+        self._need_send()
         self._check_form(parse_form(event), form_token)
         return self.act(job, action, event)
 
     @staticmethod
     def _expect(method: str, expected: str) -> None:
         if method != expected:
-            raise _Refusal(405, f"this page takes {expected}, not {method}")
+            raise _Refusal(405, f"this page takes {expected}, not {method}", {"Allow": expected})
 
     @staticmethod
     def _check_form(form: Form, form_token: str) -> None:
@@ -398,8 +441,9 @@ class Console:
         alert = f'<p class="error" role="alert" id="login-error">{e(error)}</p>' if error else ""
         body = (
             "<h1>Sign in</h1>"
-            f"{alert}<p>Give the API token once (<code>CHATAPP_API_TOKEN</code> of the api function; "
-            "<code>chatapp-mass local-cloud</code> prints it). The browser keeps a session for 12 hours; the "
+            f"{alert}<p>Give an API token once (one of <code>CHATAPP_API_TOKENS</code> of the api function: "
+            "<code>chatapp-mass token new</code> makes one, <code>chatapp-mass local-cloud</code> prints one; "
+            "a read token shows the jobs and reports only). The browser keeps a session for 12 hours; the "
             "token itself is not stored and never appears in a URL.</p>"
             f'<form method="post" action="{PREFIX}/login">'
             '<label for="token">API token</label>'
@@ -411,10 +455,12 @@ class Console:
     def login(self, event: HttpEvent) -> dict[str, Any]:
         assert self.sessions is not None
         given = parse_form(event).get("token")
-        if not given or not hmac.compare_digest(given.encode("utf-8"), self.api.api.token.encode("utf-8")):
+        entry = match(self.api.api.entries, given) if given else None
+        if entry is None:
             log.warning("console sign-in refused", extra={"source_ip": event.request_context.http.source_ip})
             return self.login_page(event, error="That token is not valid.", status=403)
-        cookie = self._cookie(event, self.sessions.issue(), SESSION_SECONDS)
+        log.info("console sign-in", extra={"scope": entry.scope.value, "token_id": entry.id})
+        cookie = self._cookie(event, self.sessions.issue(entry), SESSION_SECONDS)
         return self._redirect(f"{PREFIX}/", {"Set-Cookie": cookie})
 
     # --- jobs ----------------------------------------------------------------------------------------------
@@ -440,10 +486,13 @@ class Console:
             '<th scope="col">Created</th><th scope="col">Scheduled</th></tr></thead>'
             f"<tbody>{rows}</tbody></table>"
             if jobs
-            else f'<p id="no-jobs">No jobs yet. <a href="{PREFIX}/new">Start one</a>.</p>'
+            else '<p id="no-jobs">No jobs yet.'
+            + (f' <a href="{PREFIX}/new">Start one</a>.' if self.can_send else "")
+            + "</p>"
         )
-        body = f'<h1>Jobs</h1><p><a href="{PREFIX}/new">New job</a></p>{table}'
-        return self._html(200, _page("Jobs", body, form_token=form_token))
+        new_job = f'<p><a href="{PREFIX}/new">New job</a></p>' if self.can_send else ""
+        body = f"<h1>Jobs</h1>{new_job}{table}"
+        return self._html(200, _page("Jobs", body, form_token=form_token, can_send=self.can_send))
 
     def job_page(self, job: JobRecord, event: HttpEvent, form_token: str) -> dict[str, Any]:
         summary = self.api.progress(job)
@@ -503,10 +552,18 @@ class Console:
         )
         return self._html(
             200,
-            _page(f"Job {job.job_id[:12]}: {job.status.value}", body, form_token=form_token, refresh=running),
+            _page(
+                f"Job {job.job_id[:12]}: {job.status.value}",
+                body,
+                form_token=form_token,
+                refresh=running,
+                can_send=self.can_send,
+            ),
         )
 
     def _actions(self, job: JobRecord, summary: dict[str, Any], form_token: str) -> str:
+        if not self.can_send:
+            return '<p id="read-only">None with this token: it may read (scope read), not act.</p>'
         status = job.status
         buttons: list[tuple[str, str, str]] = []
         if status in (JobStatus.running, JobStatus.ready, JobStatus.scheduled):

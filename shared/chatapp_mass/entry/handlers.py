@@ -93,16 +93,24 @@ def _api(event: bytes, context: Any) -> Any:
     except ValueError:
         decoded = None
     if is_timer_event(decoded):
-        timer = Timer(s.store, s.oss, s.invoker, s.settings, ingest_function=_api_settings().ingest_function)
+        # not from ApiSettings: a mistake in the API's token settings must not stop the timer
+        ingest_function = os.environ.get(env.CHATAPP_INGEST_FUNCTION, "chatapp-mass-ingest")
+        timer = Timer(s.store, s.oss, s.invoker, s.settings, ingest_function=ingest_function)
         result = timer.handle(event)
         log.info("timer done", extra={k: v for k, v in result.items() if v})
         return json.dumps(result)
     if not is_http_event(decoded):
         return error_reply(ApiError(400, "invalid_event", "not an FC3 HTTP trigger or timer event"))
+    from chatapp_mass.core.errors import OptionsError
     from chatapp_mass.entry.console import serve
 
+    try:
+        settings = _api_settings()
+    except OptionsError as error:  # e.g. a token under 32 characters: every request refused, saying why
+        log.error("the API is misconfigured", extra={"error": str(error)})
+        return error_reply(ApiError(503, "misconfigured", str(error)))
     request = HttpEvent.model_validate(decoded)
-    return serve(JobsApi(s.store, s.oss, s.invoker, s.settings, _api_settings(), cams=s.cams), request)
+    return serve(JobsApi(s.store, s.oss, s.invoker, s.settings, settings, cams=s.cams), request)
 
 
 _api_settings_cached: ApiSettings | None = None

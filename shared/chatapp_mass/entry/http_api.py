@@ -18,14 +18,16 @@ Routes (JSON unless said; every refusal is ``{"error": {"code", "message", "fiel
   ``timeZone`` (IANA, e.g. ``Asia/Singapore``); the timer starts the job then.
   Answers **202** ``{"job_id", "status", "status_url", "report_url"}``. ``Idempotency-Key`` makes a repeat
   return the same job (**200**, ``"repeated": true``); without one, an identical request within
-  ``CHATAPP_API_REPEAT_WINDOW`` seconds (default 600) is refused **409** ``probable_repeat`` unless
-  ``force=true`` (query). ``?preview=true`` (any of the three bodies) answers **200** with the preview
-  instead (:class:`~chatapp_mass.services.preview.Preview`: counts, refused rows by reason with up to 3
-  examples, TemplateParams keys, the first valid recipient's request) and creates no job: nothing is stored
-  or sent (an OSS source is read once, while the client waits).
+  ``CHATAPP_API_REPEAT_WINDOW`` seconds (default 600), keyed or not, is refused **409** ``probable_repeat``
+  unless ``force=true`` (query): one conditional write in the store (``Store.claim_request``), so of identical
+  requests arriving together exactly one makes a job. ``?preview=true`` (any of the three bodies) answers
+  **200** with the preview instead (:class:`~chatapp_mass.services.preview.Preview`: counts, refused rows
+  by reason with up to 3 examples, TemplateParams keys, the first valid recipient's request) and creates no
+  job: nothing is stored or sent (an OSS source is read once, while the client waits).
 - ``GET /openapi.json`` — this API's OpenAPI 3.1 document (:mod:`chatapp_mass.entry.openapi`, served by
   :func:`chatapp_mass.entry.console.serve`; no token).
-- ``GET /jobs`` — recent jobs (``?limit=``, at most 200).
+- ``GET /jobs`` — jobs, newest first, a page at a time: ``?limit=`` (1 to 200, default 50) and ``?cursor=``
+  (the ``next_cursor`` of the previous page; opaque); answers ``{"jobs": [...], "next_cursor": "..." | null}``.
 - ``GET /jobs/{id}`` — state and counts in recipients (sent, failed, uncertain, pending, invalid, duplicate,
   cancelled), rate and ETA.
 - ``GET /jobs/{id}/report`` — the per-recipient report CSV.
@@ -45,10 +47,17 @@ Routes (JSON unless said; every refusal is ``{"error": {"code", "message", "fiel
 The api function serves the web console beside these routes (:func:`chatapp_mass.entry.console.serve`: ``/`` and
 ``/console/...``, and a browser following a link to ``/jobs`` is sent to the console's page of it).
 
-**Authentication.** ``Authorization: Bearer <CHATAPP_API_TOKEN>`` compared in constant time (the token is
-never logged, and never taken from a URL: browsers sign in to the console instead). With
+**Authentication.** ``Authorization: Bearer <token>``; the function keeps the tokens' hashes with their scopes
+in ``CHATAPP_API_TOKENS`` (``scope:sha256hex`` entries, several at once for rotation;
+:mod:`chatapp_mass.core.tokens`). A presented token is hashed and compared with every entry in constant time;
+it is never logged, and never taken from a URL (browsers sign in to the console instead). ``read`` may use the
+GET routes, ``send`` every route (``JOBS_METHODS``, ``JOB_METHODS``), ``admin`` everything; a smaller scope is
+**403** ``insufficient_scope``. No or an unknown token is **401** with ``WWW-Authenticate: Bearer
+realm="chatapp-mass"`` (``error="invalid_token"`` when one was given). The plain ``CHATAPP_API_TOKEN``
+(deprecated) is one admin token. A token under 32 characters, a malformed entry or an unknown scope is refused
+when the settings are read (:meth:`ApiSettings.from_env`; the handler answers 503 naming the variable). With
 ``CHATAPP_API_AUTH=fc`` the trigger's own ``function`` authentication (FC checks the signature before the
-function runs) stands in for the token. No token configured and no FC auth: every request is refused
+function runs) stands in for a token (admin). No token configured and no FC auth: every request is refused
 (503 ``auth_not_configured``): there are no anonymous writes, nor reads.
 """
 
@@ -56,10 +65,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import hmac
 import io
 import json
 import logging
+import math
 import os
 import re
 import secrets
@@ -77,6 +86,14 @@ from chatapp_mass.adapters.cams import CamsClient, params_in_from_env
 from chatapp_mass.adapters.fc import Invoker
 from chatapp_mass.adapters.oss import OssClient, OssLocation, SourceError
 from chatapp_mass.core.errors import ChatAppMassError, CsvFileError, OptionsError
+from chatapp_mass.core.tokens import (
+    Scope,
+    TokenEntry,
+    check_length,
+    match,
+    parse_entries,
+    plain_token_entry,
+)
 from chatapp_mass.runtime import env
 from chatapp_mass.services.jobs import (
     Dispatch,
@@ -95,26 +112,30 @@ from chatapp_mass.services.jobs import (
 from chatapp_mass.services.plan import PlanSettings, plan_job
 from chatapp_mass.services.reconcile import ReconcileError, Reconciler, resend_uncertain
 from chatapp_mass.services.report import job_summary, utc_timestamp, write_report
-from chatapp_mass.store.interface import IN_FLIGHT, JobRecord, JobStatus, Store
+from chatapp_mass.store.interface import IN_FLIGHT, JobKey, JobRecord, JobStatus, Store
 
 if TYPE_CHECKING:
     from chatapp_mass.services.preview import Preview
 
 log = logging.getLogger(__name__)
 
-_RESERVED_QUERY = {"force", "token", "scheduledat", "timezone", "limit", "preview"}
+_RESERVED_QUERY = {"force", "token", "scheduledat", "timezone", "limit", "preview", "cursor"}
+_JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 JOB_PATH = re.compile(
     r"^/jobs/([A-Za-z0-9_-]{1,64})(/report|/cancel|/pause|/resume|/reconcile|/resend-uncertain)?/?$"
 )
-_ACTION_METHODS = {
-    "": "GET",
-    "/report": "GET",
-    "/cancel": "POST",
-    "/pause": "POST",
-    "/resume": "POST",
-    "/reconcile": "POST",
-    "/resend-uncertain": "POST",
+# The routes: the methods each path takes and the scope each needs (a 405 answers with its Allow).
+JOBS_METHODS = {"GET": Scope.read, "POST": Scope.send}
+JOB_METHODS: dict[str, dict[str, Scope]] = {
+    "": {"GET": Scope.read},
+    "/report": {"GET": Scope.read},
+    "/cancel": {"POST": Scope.send},
+    "/pause": {"POST": Scope.send},
+    "/resume": {"POST": Scope.send},
+    "/reconcile": {"POST": Scope.send},
+    "/resend-uncertain": {"POST": Scope.send},
 }
+REALM = 'Bearer realm="chatapp-mass"'
 
 # The bodies read as a recipient file (a CSV or an Excel workbook: which one is told by content).
 _XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -124,20 +145,36 @@ _FILE_TYPES = ("text/csv", "application/csv", "text/plain", _XLSX_TYPE)
 # --- settings ---------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class ApiSettings:
-    token: str = ""
+    token: str = ""  # deprecated: one plain token, an admin token (CHATAPP_API_TOKEN)
     auth: str = "token"  # token | fc
     max_body: int = 6 * 1024 * 1024
     repeat_window: float = 600.0
     ingest_function: str = "chatapp-mass-ingest"
     reconcile_seconds: float = 60.0  # how long one reconcile/resend request looks batches up (timeout 120 s)
+    tokens: tuple[TokenEntry, ...] = ()  # CHATAPP_API_TOKENS: scope:sha256 entries
+    console_secret: str = ""  # CHATAPP_CONSOLE_SECRET: mixed into the console's session key
+
+    def __post_init__(self) -> None:
+        if self.token:  # refused however the settings are made: a short token is guessable
+            check_length(self.token, env.CHATAPP_API_TOKEN)
+
+    @property
+    def entries(self) -> tuple[TokenEntry, ...]:
+        """Every token the API takes: the hashed entries, and the plain token as an admin one."""
+        plain = (plain_token_entry(self.token, env.CHATAPP_API_TOKEN),) if self.token else ()
+        return self.tokens + plain
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> ApiSettings:
+        """OptionsError names the variable (and the entry) that is wrong: a token shorter than 32 characters,
+        a hash that is not 64 hex characters, an unknown scope."""
         auth = (environ.get(env.CHATAPP_API_AUTH) or "token").strip().lower()
         if auth not in ("token", "fc"):
             raise OptionsError(f"{env.CHATAPP_API_AUTH}={auth!r}: token or fc")
         return cls(
             token=environ.get(env.CHATAPP_API_TOKEN, "").strip(),
+            tokens=parse_entries(environ.get(env.CHATAPP_API_TOKENS, ""), env.CHATAPP_API_TOKENS),
+            console_secret=environ.get(env.CHATAPP_CONSOLE_SECRET, ""),
             auth=auth,
             max_body=env_int(environ, env.CHATAPP_API_MAX_BODY, 6 * 1024 * 1024, 1, 32 * 1024 * 1024),
             repeat_window=float(env_int(environ, env.CHATAPP_API_REPEAT_WINDOW, 600, 1, 7 * 86400)),
@@ -201,9 +238,12 @@ def is_http_event(value: Any) -> bool:
 
 
 class ApiError(ChatAppMassError):
-    def __init__(self, status: int, code: str, message: str, field: str = "") -> None:
+    def __init__(
+        self, status: int, code: str, message: str, field: str = "", headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.field = status, code, message, field
+        self.headers = headers or {}
 
 
 def reply(
@@ -226,7 +266,7 @@ def error_reply(error: ApiError) -> dict[str, Any]:
     detail = {"code": error.code, "message": error.message}
     if error.field:
         detail["field"] = error.field
-    return reply(error.status, {"error": detail})
+    return reply(error.status, {"error": detail}, headers=error.headers)
 
 
 # --- submissions ------------------------------------------------------------------------------------------
@@ -334,45 +374,55 @@ class JobsApi:
 
     def handle(self, event: HttpEvent) -> dict[str, Any]:
         try:
-            self._authenticate(event)
-            return self._route(event)
+            return self._route(event, self._authenticate(event))
         except ApiError as error:
             if error.status >= 500:
                 log.error("request refused", extra={"code": error.code, "error": error.message})
-            response = error_reply(error)
-            if error.status == 401:  # RFC 6750 §3: a 401 names the scheme it wants (the contract requires it)
-                response["headers"].setdefault("WWW-Authenticate", 'Bearer realm="chatapp-mass"')
-            return response
+            return error_reply(error)  # a 401 carries WWW-Authenticate (RFC 6750 §3), set where it is raised
 
     # --- auth -------------------------------------------------------------------------------------------
-    def _authenticate(self, event: HttpEvent) -> None:
+    def _authenticate(self, event: HttpEvent) -> Scope:
+        """The scope of the request's bearer token (FC auth: admin; FC checked the signature)."""
         if self.api.auth == "fc":
-            return
-        if not self.api.token:
+            return Scope.admin
+        entries = self.api.entries
+        if not entries:
             raise ApiError(
                 503,
                 "auth_not_configured",
-                "the API has no token configured: set "
-                f"{env.CHATAPP_API_TOKEN} on the function (or {env.CHATAPP_API_AUTH}=fc)",
+                f"the API has no token configured: set {env.CHATAPP_API_TOKENS} (scope:sha256 entries from "
+                f"`chatapp-mass token new --scope admin`) on the function (or {env.CHATAPP_API_AUTH}=fc; "
+                f"the plain {env.CHATAPP_API_TOKEN} is deprecated)",
             )
         given = ""
         header = event.header("authorization")
         if header.lower().startswith("bearer "):
             given = header[7:].strip()
         if not given:
-            raise ApiError(401, "unauthenticated", "send Authorization: Bearer <token>", "Authorization")
-        if not hmac.compare_digest(given.encode("utf-8"), self.api.token.encode("utf-8")):
-            raise ApiError(403, "forbidden", "the token is not valid", "Authorization")
+            raise ApiError(
+                401,
+                "unauthenticated",
+                "send Authorization: Bearer <token>",
+                "Authorization",
+                {"WWW-Authenticate": REALM},
+            )
+        entry = match(entries, given)
+        if entry is None:
+            raise ApiError(
+                401,
+                "invalid_token",
+                "the token is not valid (unknown, or removed from CHATAPP_API_TOKENS)",
+                "Authorization",
+                {"WWW-Authenticate": f'{REALM}, error="invalid_token"'},
+            )
+        return entry.scope
 
     # --- routing ----------------------------------------------------------------------------------------
-    def _route(self, event: HttpEvent) -> dict[str, Any]:
+    def _route(self, event: HttpEvent, scope: Scope = Scope.admin) -> dict[str, Any]:
         path, method = event.path.rstrip("/") or "/", event.method
         if path == "/jobs":
-            if method == "POST":
-                return self.submit(event)
-            if method == "GET":
-                return self.list_jobs(event)
-            raise ApiError(405, "method_not_allowed", f"{method} /jobs: use GET or POST")
+            self._allowed(method, "/jobs", JOBS_METHODS, scope)
+            return self.submit(event) if method == "POST" else self.list_jobs(event)
         match = JOB_PATH.match(event.path)
         if match is None:
             raise ApiError(
@@ -383,9 +433,7 @@ class JobsApi:
                 "resend-uncertain)",
             )
         job_id, action = match.group(1), match.group(2) or ""
-        expected = _ACTION_METHODS[action]
-        if method != expected:
-            raise ApiError(405, "method_not_allowed", f"{method} /jobs/{{id}}{action}: use {expected}")
+        self._allowed(method, f"/jobs/{{id}}{action}", JOB_METHODS[action], scope)
         job = self.store.get_job(job_id)
         if job is None:
             raise ApiError(404, "job_not_found", f"no job {job_id!r}", "id")
@@ -402,6 +450,25 @@ class JobsApi:
         if action == "/resend-uncertain":
             return self.resend_uncertain(job, event)
         return self.status(job, event)
+
+    @staticmethod
+    def _allowed(method: str, route: str, methods: dict[str, Scope], scope: Scope) -> None:
+        """405 (with Allow) for a method the route does not take; 403 for a token whose scope is too small."""
+        needed = methods.get(method)
+        if needed is None:
+            allow = ", ".join(methods)
+            raise ApiError(
+                405, "method_not_allowed", f"{method} {route}: use {allow}", "method", {"Allow": allow}
+            )
+        if not scope.allows(needed):
+            raise ApiError(
+                403,
+                "insufficient_scope",
+                f"{method} {route} needs a token of scope {needed.value} (or admin); this one is "
+                f"{scope.value}",
+                "Authorization",
+                {"WWW-Authenticate": f'{REALM}, error="insufficient_scope", scope="{needed.value}"'},
+            )
 
     # --- POST /jobs -------------------------------------------------------------------------------------
     def submit(self, event: HttpEvent) -> dict[str, Any]:
@@ -465,45 +532,20 @@ class JobsApi:
         if event.query_value("preview").lower() in ("1", "true", "yes"):
             return reply(200, self.preview(submission, csv_body, options, intake).to_json())
 
-        job_id, repeated = self._identity(event, body)
+        job_id, repeated, digest = self._identity(event, body)
         if repeated is not None:
             return reply(
                 200, {**self._links(repeated, event), "status": repeated.status.value, "repeated": True}
             )
-        fingerprint = "sha256:" + hashlib.sha256(body).hexdigest()
-        if submission.source is not None:
-            job = self.submit_source(job_id, submission.source, options, intake, fingerprint, scheduled_at)
-        else:
-            from chatapp_mass.core.intake import JsonRecipients  # the file readers: only a submission plans
-
-            if csv_body is not None:
-                source, read_rows, open_stream = f"http:{job_id}.csv", None, (lambda: io.BytesIO(csv_body))
-            else:
-                items = [r.model_dump(exclude_none=True) for r in submission.recipients or []]
-                source = f"http:{job_id}.json"
-                read_rows = lambda: JsonRecipients(items, channel=options.channel_type, intake=intake)
-                open_stream = lambda: io.BytesIO(b"")
-            try:
-                job, _ = plan_job(
-                    self.store,
-                    source=source,
-                    open_stream=open_stream,
-                    options=options,
-                    intake=intake,
-                    settings=PlanSettings(
-                        batch_size=self.settings.batch_size, max_request_bytes=self.settings.max_request_bytes
-                    ),
-                    identity=(job_id, fingerprint),
-                    read_rows=read_rows,
-                    scheduled_at=scheduled_at,
-                )
-            except CsvFileError as error:
-                where = f"line {error.line}" if error.line else "file"  # no line: the file is not text at all
-                raise ApiError(400, "invalid_csv", str(error), where) from None
-            status = start_job(self.store, self.dispatch, job_id, now=now)
-            if job.batches == 0 and status == JobStatus.running.value:
-                finalize(self.store, self.oss, self.settings, job_id)
-            job = self.store.get_job(job_id) or job
+        try:
+            job = self._create(job_id, submission, csv_body, options, intake, body, scheduled_at, now)
+        except BaseException:
+            if digest and self.store.get_job(job_id) is None:  # no job made: the same request may come again
+                try:
+                    self.store.release_request(digest, job_id)
+                except ChatAppMassError as error:
+                    log.warning("request digest not released", extra={"job_id": job_id, "error": str(error)})
+            raise
         log.info(
             "job submitted",
             extra={
@@ -527,16 +569,60 @@ class JobsApi:
             headers={"Location": self._links(job, event)["status_url"]},
         )
 
-    def _identity(self, event: HttpEvent, body: bytes) -> tuple[str, JobRecord | None]:
-        """(job id, the existing job if this is a repeat to answer with). Refuses a probable repeat."""
-        key = event.header("idempotency-key").strip()
-        if key:
-            if len(key) > 255:
-                raise ApiError(
-                    400, "invalid_header", "Idempotency-Key is longer than 255 characters", "Idempotency-Key"
-                )
-            job_id = "k" + hashlib.sha256(key.encode("utf-8")).hexdigest()[:23]
-            return job_id, self.store.get_job(job_id)
+    def _create(
+        self,
+        job_id: str,
+        submission: Submission,
+        csv_body: bytes | None,
+        options: Any,
+        intake: Any,
+        body: bytes,
+        scheduled_at: float,
+        now: float,
+    ) -> JobRecord:
+        """Make the job: planned here (recipients, a CSV or XLSX body), or by the ingest function (a source)."""
+        fingerprint = "sha256:" + hashlib.sha256(body).hexdigest()
+        if submission.source is not None:
+            return self.submit_source(job_id, submission.source, options, intake, fingerprint, scheduled_at)
+        from chatapp_mass.core.intake import JsonRecipients  # the file readers: only a submission plans
+
+        if csv_body is not None:
+            source, read_rows, open_stream = f"http:{job_id}.csv", None, (lambda: io.BytesIO(csv_body))
+        else:
+            items = [r.model_dump(exclude_none=True) for r in submission.recipients or []]
+            source = f"http:{job_id}.json"
+            read_rows = lambda: JsonRecipients(items, channel=options.channel_type, intake=intake)
+            open_stream = lambda: io.BytesIO(b"")
+        try:
+            job, _ = plan_job(
+                self.store,
+                source=source,
+                open_stream=open_stream,
+                options=options,
+                intake=intake,
+                settings=PlanSettings(
+                    batch_size=self.settings.batch_size, max_request_bytes=self.settings.max_request_bytes
+                ),
+                identity=(job_id, fingerprint),
+                read_rows=read_rows,
+                scheduled_at=scheduled_at,
+            )
+        except CsvFileError as error:
+            where = f"line {error.line}" if error.line else "file"  # no line: the file is not text at all
+            raise ApiError(400, "invalid_csv", str(error), where) from None
+        status = start_job(self.store, self.dispatch, job_id, now=now)
+        if job.batches == 0 and status == JobStatus.running.value:
+            finalize(self.store, self.oss, self.settings, job_id)
+        return self.store.get_job(job_id) or job
+
+    def _identity(self, event: HttpEvent, body: bytes) -> tuple[str, JobRecord | None, str]:
+        """(job id, the existing job if this is a keyed repeat to answer with, the request digest this request
+        now holds in the store). Refuses a probable repeat.
+
+        The check is one conditional write (``Store.claim_request``): of identical keyless requests arriving
+        together exactly one holds the digest and makes a job; the others are 409. A request with an
+        Idempotency-Key (or ``force``) records its digest too, so the same body sent again without a key is a
+        probable repeat of it."""
         canonical = json.dumps(
             {
                 "body": hashlib.sha256(body).hexdigest(),
@@ -545,26 +631,32 @@ class JobsApi:
                 ),
             }
         )
-        prefix = "b" + hashlib.sha256(canonical.encode()).hexdigest()[:15]
+        digest = hashlib.sha256(canonical.encode()).hexdigest()
+        now = self.clock()
+        key = event.header("idempotency-key").strip()
+        if key:
+            if len(key) > 255:
+                raise ApiError(
+                    400, "invalid_header", "Idempotency-Key is longer than 255 characters", "Idempotency-Key"
+                )
+            job_id = "k" + hashlib.sha256(key.encode("utf-8")).hexdigest()[:23]
+            existing = self.store.get_job(job_id)
+            if existing is not None:
+                return job_id, existing, ""
+            self.store.claim_request(digest, job_id, at=now, window=self.api.repeat_window, force=True)
+            return job_id, None, digest
         force = event.query_value("force").lower() in ("1", "true", "yes")
-        if not force:
-            for other in self.store.find_jobs(prefix):
-                job = self.store.get_job(other)
-                if job is not None and job.created_at >= self.clock() - self.api.repeat_window:
-                    raise ApiError(
-                        409,
-                        "probable_repeat",
-                        f"the same request created job {job.job_id} "
-                        f"{self.clock() - job.created_at:.0f} s ago; send Idempotency-Key to make "
-                        "repeats safe, or add ?force=true to create another job",
-                        "body",
-                    )
-        if force:
-            return prefix + secrets.token_hex(4), None
-        # Not random: two identical requests arriving at the same moment both pass the look above, and must
-        # then name the same job (created once; the plan's lease makes the second wait for it), not two jobs
-        # that both send. Per repeat window, so a deliberate repeat later is a job of its own.
-        return prefix + f"{int(self.clock() // max(self.api.repeat_window, 1)):08x}"[-8:], None
+        job_id = "b" + digest[:15] + secrets.token_hex(4)
+        held = self.store.claim_request(digest, job_id, at=now, window=self.api.repeat_window, force=force)
+        if held is not None:
+            raise ApiError(
+                409,
+                "probable_repeat",
+                f"the same request created job {held.job_id} {max(now - held.at, 0):.0f} s ago; send "
+                "Idempotency-Key to make repeats safe, or add ?force=true to create another job",
+                "body",
+            )
+        return job_id, None, digest
 
     def preview(self, submission: Submission, csv_body: bytes | None, options: Any, intake: Any) -> Preview:
         """``POST /jobs?preview=true``: what the submission would send (:mod:`chatapp_mass.services.preview`),
@@ -648,10 +740,15 @@ class JobsApi:
 
     # --- GET /jobs, /jobs/{id}, report; cancel -------------------------------------------------------------
     def list_jobs(self, event: HttpEvent) -> dict[str, Any]:
+        """``GET /jobs?limit=N&cursor=C``: a page of jobs, newest first, and the cursor of the next page (None:
+        this is the last). A job created between two pages is on the first page, not repeated in a later one."""
         text = event.query_value("limit") or "50"
         if not text.isdigit() or not 1 <= int(text) <= 200:
             raise ApiError(400, "invalid_parameter", "limit: a whole number from 1 to 200", "limit")
-        jobs = self.store.list_jobs(int(text))
+        limit = int(text)
+        cursor = event.query_value("cursor")
+        jobs = self.store.list_jobs(limit + 1, after=decode_cursor(cursor) if cursor else None)
+        page = jobs[:limit]
         return reply(
             200,
             {
@@ -664,8 +761,9 @@ class JobsApi:
                         "created_at": _iso(j.created_at),
                         "scheduled_at": _iso(j.scheduled_at) if j.scheduled_at else None,
                     }
-                    for j in jobs
-                ]
+                    for j in page
+                ],
+                "next_cursor": encode_cursor(JobKey.of(page[-1])) if len(jobs) > limit else None,
             },
         )
 
@@ -824,6 +922,37 @@ def _operator_body(event: HttpEvent) -> _OperatorBody:
             else first["msg"]
         )
         raise ApiError(400, "invalid_field", f"body: {field}: {message}", field) from None
+
+
+def encode_cursor(key: JobKey) -> str:
+    """An opaque page cursor: base64url (unpadded) of the last job's place in the listing."""
+    text = json.dumps([key.created_at, key.job_id], separators=(",", ":"))
+    return base64.urlsafe_b64encode(text.encode("utf-8")).decode("ascii").rstrip("=")
+
+
+def decode_cursor(cursor: str) -> JobKey:
+    """A cursor of :func:`encode_cursor`; 400 naming ``cursor`` for anything else."""
+    try:
+        raw = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        raw = None
+    valid = (
+        isinstance(raw, list)
+        and len(raw) == 2
+        and isinstance(raw[0], (int, float))
+        and not isinstance(raw[0], bool)
+        and math.isfinite(raw[0])
+        and isinstance(raw[1], str)
+        and _JOB_ID.fullmatch(raw[1]) is not None
+    )
+    if not valid or len(cursor) > 200:
+        raise ApiError(
+            400,
+            "invalid_parameter",
+            "cursor: not a cursor this API gave (use next_cursor of the previous page as it is)",
+            "cursor",
+        )
+    return JobKey(float(raw[0]), raw[1])
 
 
 def _source_error(location: OssLocation, error: SourceError) -> ApiError:

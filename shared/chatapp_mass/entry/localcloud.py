@@ -208,8 +208,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--api-token",
         default=None,
-        help="the bearer token the api function requires (default: a new random one, printed in "
-        "the JSON line and written to --env-file as CHATAPP_API_TOKEN)",
+        help="an admin token the api function takes (at least 32 characters; default: a new random one, "
+        "printed in the JSON line and written to --env-file as CHATAPP_API_TOKEN); the function gets its "
+        "hash in CHATAPP_API_TOKENS, beside a read-only token's (printed too)",
     )
 
 
@@ -237,7 +238,16 @@ def run(args: Any) -> int:
     import threading
 
     uploads = [upload_argument(text) for text in args.upload]
-    api_token = args.api_token or secrets.token_urlsafe(18)
+    from chatapp_mass.core.errors import OptionsError
+    from chatapp_mass.core.tokens import Scope, TokenEntry, check_length, new_token, token_digest
+
+    api_token = args.api_token or secrets.token_urlsafe(32)
+    try:
+        check_length(api_token, "--api-token")
+    except OptionsError as error:
+        raise SystemExit(f"chatapp-mass local-cloud: {error}") from None
+    read_token, read_entry = new_token(Scope.read)
+    token_entries = f"{TokenEntry(Scope.admin, token_digest(api_token))},{read_entry}"
     stop = threading.Event()
     previous = {
         sig: signal.signal(sig, lambda signum, frame: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)
@@ -254,7 +264,7 @@ def run(args: Any) -> int:
         cams_options={"latency": args.latency, "latency_jitter": 0.5 if args.latency else 0.0},
         s_yaml=None if args.no_fc else args.s_yaml or ("s.yaml" if os.path.isfile("s.yaml") else None),
         fc_port=args.fc_port,
-        function_environment={env.CHATAPP_API_TOKEN: api_token},
+        function_environment={env.CHATAPP_API_TOKENS: token_entries},
         realistic=args.realistic,
         steady_collector=True,  # a long-running cloud that holds whole jobs (alibaba_localcloud._collector)
         tablestore_options={
@@ -274,12 +284,14 @@ def run(args: Any) -> int:
         info = cloud.describe()
         if cloud.fc is not None and cloud.fc.http_endpoints:
             info["api_token"] = api_token
+            info["read_token"] = read_token
             console = next(iter(cloud.fc.http_endpoints.values())) + "/console/"
             info["console"] = console
             sys.stderr.write(
                 f"chatapp-mass local-cloud: the web console is at {console}\n"
-                f"  sign in with the API token {api_token}"
+                f"  sign in with the API token {api_token} (scope admin)"
                 + (f" (also in {args.env_file} as CHATAPP_API_TOKEN)" if args.env_file else "")
+                + f"\n  or, to only look, with {read_token} (scope read)"
                 + "\n  stop with Ctrl-C\n"
             )
         info["uploaded"] = [f"oss://{cloud.bucket}/{key}" for _, key in uploads]

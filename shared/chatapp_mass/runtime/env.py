@@ -43,7 +43,12 @@ FC_REGION = "FC_REGION"
 
 # --- the HTTP API and the timer ---------------------------------------------------------------------------
 CHATAPP_API_URL = "CHATAPP_API_URL"  # the api function's HTTP trigger (written by chatapp-mass local-cloud)
-CHATAPP_API_TOKEN = "CHATAPP_API_TOKEN"  # the bearer token the API requires (a secret: never logged)
+# comma-separated scope:sha256hex entries (scope read|send|admin): the API's tokens, stored as hashes
+CHATAPP_API_TOKENS = "CHATAPP_API_TOKENS"
+# deprecated: one plain token, counted as an admin token (a secret: never logged); at least 32 characters
+CHATAPP_API_TOKEN = "CHATAPP_API_TOKEN"
+# optional: a secret mixed into the console's session key (else sessions are keyed by the token entries alone)
+CHATAPP_CONSOLE_SECRET = "CHATAPP_CONSOLE_SECRET"
 CHATAPP_API_AUTH = "CHATAPP_API_AUTH"  # token (default) | fc (the HTTP trigger's function auth is enough)
 CHATAPP_API_MAX_BODY = "CHATAPP_API_MAX_BODY"  # bytes, default 6 MiB
 CHATAPP_API_REPEAT_WINDOW = (

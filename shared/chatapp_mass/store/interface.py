@@ -298,6 +298,24 @@ class RateGrant(NamedTuple):
     at: float
 
 
+class JobKey(NamedTuple):
+    """Where a job stands in ``list_jobs`` (newest first, then by id): a page starts after the last one's."""
+
+    created_at: float
+    job_id: str
+
+    @classmethod
+    def of(cls, job: JobRecord) -> JobKey:
+        return cls(job.created_at, job.job_id)
+
+
+class RequestClaim(NamedTuple):
+    """Who holds a request's digest (``Store.claim_request``): the job it made, and when."""
+
+    job_id: str
+    at: float
+
+
 class Store(abc.ABC):
     # jobs
     @abc.abstractmethod
@@ -312,8 +330,22 @@ class Store(abc.ABC):
         """Ids of (at most a few) jobs whose id starts with ``prefix``."""
 
     @abc.abstractmethod
-    def list_jobs(self, limit: int = 50) -> list[JobRecord]:
-        """Newest first."""
+    def list_jobs(self, limit: int = 50, *, after: JobKey | None = None) -> list[JobRecord]:
+        """Newest first (``created_at`` descending, then ``job_id``); with ``after``, only the jobs after that
+        one in this order (the next page: a job created meanwhile is on the first page, not repeated)."""
+
+    @abc.abstractmethod
+    def claim_request(
+        self, digest: str, job_id: str, *, at: float, window: float, force: bool = False
+    ) -> RequestClaim | None:
+        """The API's repeat check, one conditional write: record that the request ``digest`` makes ``job_id``
+        at ``at`` if no job holds the digest, or the one holding it took it before ``at - window`` (or
+        ``force``); None if this call recorded it. Else nothing changes and the holder is returned: of any
+        number of identical requests at once, exactly one gets None."""
+
+    @abc.abstractmethod
+    def release_request(self, digest: str, job_id: str) -> None:
+        """Forget ``digest`` if ``job_id`` holds it (the request made no job after all)."""
 
     @abc.abstractmethod
     def update_job(

@@ -28,11 +28,13 @@ from chatapp_mass.store.interface import (
     JOB_COUNTERS,
     BatchRecord,
     BatchStatus,
+    JobKey,
     JobRecord,
     JobStatus,
     Leaves,
     RateGrant,
     ReportRow,
+    RequestClaim,
     RowRecord,
     RowStatus,
     Store,
@@ -106,6 +108,12 @@ CREATE TABLE IF NOT EXISTS rate_holds (
     not_before REAL NOT NULL,
     PRIMARY KEY (key, token)
 );
+CREATE TABLE IF NOT EXISTS requests (
+    digest TEXT PRIMARY KEY,
+    job_id TEXT NOT NULL,
+    at REAL NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS jobs_by_created ON jobs (created_at DESC, job_id);
 """
 
 # A store file from before the rows lost their batch_seq index (issue 14): its batches planned without line
@@ -306,15 +314,39 @@ class SqliteStore(Store):
         )
         return [row[0] for row in rows]
 
-    def list_jobs(self, limit: int = 50) -> list[JobRecord]:
+    def list_jobs(self, limit: int = 50, *, after: JobKey | None = None) -> list[JobRecord]:
+        where, params = "", []
+        if after is not None:
+            where = "WHERE created_at < ? OR (created_at = ? AND job_id > ?)"
+            params = [after.created_at, after.created_at, after.job_id]
         rows = (
             self._conn()
             .execute(
-                f"SELECT {','.join(_JOB_FIELDS)} FROM jobs ORDER BY created_at DESC, job_id LIMIT ?", (limit,)
+                f"SELECT {','.join(_JOB_FIELDS)} FROM jobs {where} ORDER BY created_at DESC, job_id LIMIT ?",
+                (*params, limit),
             )
             .fetchall()
         )
         return [self._job_from_row(row) for row in rows]
+
+    # --- the API's repeat check -----------------------------------------------------------------------------
+    def claim_request(
+        self, digest: str, job_id: str, *, at: float, window: float, force: bool = False
+    ) -> RequestClaim | None:
+        conn = self._conn()
+        # One statement: inserted if absent, taken over if expired (or forced), else left as it is.
+        cursor = conn.execute(
+            "INSERT INTO requests (digest, job_id, at) VALUES (?, ?, ?) ON CONFLICT (digest) DO UPDATE "
+            "SET job_id = excluded.job_id, at = excluded.at WHERE ? OR requests.at < ?",
+            (digest, job_id, at, 1 if force else 0, at - window),
+        )
+        if cursor.rowcount == 1:
+            return None
+        row = conn.execute("SELECT job_id, at FROM requests WHERE digest = ?", (digest,)).fetchone()
+        return RequestClaim(row[0], row[1]) if row else None
+
+    def release_request(self, digest: str, job_id: str) -> None:
+        self._conn().execute("DELETE FROM requests WHERE digest = ? AND job_id = ?", (digest, job_id))
 
     def update_job(
         self,

@@ -19,6 +19,8 @@ table               primary key                                 columns
 ``rate``            key                                         stamps (JSON), version
 ``job_status``      status, job_id                              op, at: the jobs in each status the timer
                                                                 sweeps (below)
+``requests``        digest (of an API request's body and query) job_id, at, op: the API's repeat check, one
+                                                                conditional write (``claim_request``)
 ==================  ==========================================  ==============================================
 
 How the interface's promises are kept:
@@ -109,11 +111,13 @@ from chatapp_mass.store.interface import (
     SWEPT_STATUSES,
     BatchRecord,
     BatchStatus,
+    JobKey,
     JobRecord,
     JobStatus,
     Leaves,
     RateGrant,
     ReportRow,
+    RequestClaim,
     RowRecord,
     RowStatus,
     Store,
@@ -181,6 +185,7 @@ _MAX_VALUE_BYTES = 2 * 1024 * 1024  # Tablestore's limit for one attribute value
 _MAX_ROW_WRITE_BYTES = 4 * 1024 * 1024
 _INDEX_PART = "jobs"
 _MAX_TIME_MS = 10**13
+_CLAIM_ROUNDS = 8  # claim_request: rounds of (claim, read the holder, take an expired one over)
 
 
 @dataclass(frozen=True)
@@ -318,6 +323,7 @@ class TablestoreStore(Store):
         prefix = settings.table_prefix
         self.t_jobs, self.t_index = f"{prefix}jobs", f"{prefix}job_index"
         self.t_batches, self.t_rows, self.t_rate = f"{prefix}batches", f"{prefix}rows", f"{prefix}rate"
+        self.t_requests = f"{prefix}requests"
         common = dict(
             instance_name=settings.instance,
             socket_timeout=settings.socket_timeout,
@@ -555,6 +561,7 @@ class TablestoreStore(Store):
             self.t_rows: [("job_id", "STRING"), ("line", "INTEGER")],
             self.t_rate: [("key", "STRING")],
             self.t_status: [("status", "STRING"), ("job_id", "STRING")],
+            self.t_requests: [("digest", "STRING")],
         }
 
     def init_tables(self) -> dict[str, list[str]]:
@@ -598,7 +605,7 @@ class TablestoreStore(Store):
         ts = self._ts
         index_pk = [
             ("part", _INDEX_PART),
-            ("created_desc", _MAX_TIME_MS - int(job.created_at * 1000)),
+            ("created_desc", _created_desc(job.created_at)),
             ("job_id", job.job_id),
         ]
         token = _token()
@@ -639,20 +646,75 @@ class TablestoreStore(Store):
         )
         return [row["job_id"] for row in rows if row["job_id"].startswith(prefix)][:5]
 
-    def list_jobs(self, limit: int = 50) -> list[JobRecord]:
+    def list_jobs(self, limit: int = 50, *, after: JobKey | None = None) -> list[JobRecord]:
         ts = self._ts
-        ids = [
-            row["job_id"]
-            for row in self._range(
-                self.t_index,
-                [("part", _INDEX_PART), ("created_desc", ts.INF_MIN), ("job_id", ts.INF_MIN)],
-                [("part", _INDEX_PART), ("created_desc", ts.INF_MAX), ("job_id", ts.INF_MAX)],
-                ["at"],
-                limit,
+        start = [("part", _INDEX_PART), ("created_desc", ts.INF_MIN), ("job_id", ts.INF_MIN)]
+        if after is not None:  # the first index row after that job's ("\0": the least id greater than its id)
+            start = [
+                ("part", _INDEX_PART),
+                ("created_desc", _created_desc(after.created_at)),
+                ("job_id", after.job_id + "\0"),
+            ]
+        end = [("part", _INDEX_PART), ("created_desc", ts.INF_MAX), ("job_id", ts.INF_MAX)]
+        jobs: list[JobRecord] = []
+        while len(jobs) < limit:  # an index row without its job (see create_job) is passed over: read on
+            want = limit - len(jobs)
+            rows = list(self._range(self.t_index, start, end, ["at"], want))
+            found = self._jobs_by_id([row["job_id"] for row in rows])
+            jobs += [found[row["job_id"]][0] for row in rows if row["job_id"] in found]
+            if len(rows) < want:
+                break
+            last = rows[-1]
+            start = [
+                ("part", _INDEX_PART),
+                ("created_desc", last["created_desc"]),
+                ("job_id", last["job_id"] + "\0"),
+            ]
+        return jobs
+
+    # --- the API's repeat check -----------------------------------------------------------------------------
+    def claim_request(
+        self, digest: str, job_id: str, *, at: float, window: float, force: bool = False
+    ) -> RequestClaim | None:
+        ts = self._ts
+        pk = [("digest", digest)]
+        for _ in range(_CLAIM_ROUNDS):
+            token = _token()
+            row = ts.Row(pk, [("job_id", job_id), ("at", at), ("op", token)])
+            landed = self._op_is(self.t_requests, pk, token)
+            if force:
+                anyway = ts.Condition(ts.RowExistenceExpectation.IGNORE)
+                self._call("PutRow requests", partial(self.client.put_row, self.t_requests, row, anyway))
+                return None
+            absent = ts.Condition(ts.RowExistenceExpectation.EXPECT_NOT_EXIST)
+            if self._write(
+                "claim request", partial(self.client.put_row, self.t_requests, row, absent), landed
+            ):
+                return None
+            held = self._get(self.t_requests, pk, ["job_id", "at", "op"])
+            if held is None:
+                continue  # released meanwhile: claim it afresh
+            if float(held["at"]) >= at - window:
+                return RequestClaim(str(held["job_id"]), float(held["at"]))
+            # expired: take it over, only if it is still the very row read (its op), else someone else did
+            same = ts.Condition(
+                ts.RowExistenceExpectation.EXPECT_EXIST,
+                ts.SingleColumnCondition("op", held["op"], ts.ComparatorType.EQUAL, pass_if_missing=False),
             )
-        ]
-        found = self._jobs_by_id(ids)
-        return [found[job_id][0] for job_id in ids if job_id in found]
+            if self._write(
+                "take over request", partial(self.client.put_row, self.t_requests, row, same), landed
+            ):
+                return None
+        raise StoreError(f"Tablestore claim request {digest}: still contended after {_CLAIM_ROUNDS} rounds")
+
+    def release_request(self, digest: str, job_id: str) -> None:
+        ts = self._ts
+        condition = ts.Condition(
+            ts.RowExistenceExpectation.EXPECT_EXIST,
+            ts.SingleColumnCondition("job_id", job_id, ts.ComparatorType.EQUAL, pass_if_missing=False),
+        )
+        row = ts.Row([("digest", digest)])
+        self._write("DeleteRow requests", lambda: self.client.delete_row(self.t_requests, row, condition))
 
     def update_job(
         self,
@@ -703,7 +765,7 @@ class TablestoreStore(Store):
         self.clear_plan(job_id)
         index_pk = [
             ("part", _INDEX_PART),
-            ("created_desc", _MAX_TIME_MS - int(job.created_at * 1000)),
+            ("created_desc", _created_desc(job.created_at)),
             ("job_id", job_id),
         ]
         self._call(
@@ -1318,6 +1380,11 @@ class TablestoreStore(Store):
         for condition in conditions:
             both.add_sub_condition(condition)
         return ts.Condition(ts.RowExistenceExpectation.EXPECT_EXIST, both)
+
+
+def _created_desc(created_at: float) -> int:
+    """The job index's sort key: newest first, by the millisecond."""
+    return _MAX_TIME_MS - int(created_at * 1000)
 
 
 def _token() -> str:
