@@ -94,7 +94,7 @@ class JobList(_Reply):
     of the next page."""
 
     jobs: list[JobListItem]
-    next_cursor: str | None = None
+    next_cursor: str | None
 
 
 class JobState(_Reply):
