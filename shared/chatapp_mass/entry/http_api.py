@@ -26,7 +26,10 @@ Routes (JSON unless said; every refusal is ``{"error": {"code", "message", "fiel
 - ``GET /jobs`` — recent jobs (``?limit=``, at most 200).
 - ``GET /jobs/{id}`` — state and counts in recipients (sent, failed, uncertain, pending, invalid, duplicate,
   cancelled), rate and ETA.
-- ``GET /jobs/{id}/report`` — the per-recipient report CSV.
+- ``GET /jobs/{id}/report`` — the per-recipient report CSV: streamed (``text/csv``) while the job runs and when
+  its report object in OSS is at most ``CHATAPP_REPORT_INLINE_MAX`` bytes (default 1 MiB); a larger one is
+  answered **302** to a V4-presigned OSS GET URL of that object, valid 300 s (an FC response body is limited,
+  and OSS serves big objects better than a function does).
 - ``POST /jobs/{id}/cancel`` — stops dispatch between batches; batches not yet on the wire are reported
   ``cancelled``; calls in flight finish and are recorded.
 - ``POST /jobs/{id}/pause`` / ``POST /jobs/{id}/resume`` — stop dispatch resumably (batches wait as
@@ -86,6 +89,7 @@ from chatapp_mass.services.jobs import (
     pause_job,
     reconcile_job,
     reopen_job,
+    report_location,
     resolve_options,
     resume_job,
     start_job,
@@ -114,6 +118,11 @@ _ACTION_METHODS = {
     "/resend-uncertain": "POST",
 }
 
+REPORT_URL_SECONDS = 300  # how long a presigned report URL is valid
+_REPORTED = frozenset(
+    {JobStatus.completed, JobStatus.cancelled, JobStatus.stopped}
+)  # finalize wrote a report
+
 # The bodies read as a recipient file (a CSV or an Excel workbook: which one is told by content).
 _XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 _FILE_TYPES = ("text/csv", "application/csv", "text/plain", _XLSX_TYPE)
@@ -128,6 +137,7 @@ class ApiSettings:
     repeat_window: float = 600.0
     ingest_function: str = "chatapp-mass-ingest"
     reconcile_seconds: float = 60.0  # how long one reconcile/resend request looks batches up (timeout 120 s)
+    report_inline_max: int = 1024 * 1024  # bytes of a report object streamed; above: 302 to a presigned URL
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> ApiSettings:
@@ -141,6 +151,7 @@ class ApiSettings:
             repeat_window=float(env_int(environ, env.CHATAPP_API_REPEAT_WINDOW, 600, 1, 7 * 86400)),
             ingest_function=environ.get(env.CHATAPP_INGEST_FUNCTION, "chatapp-mass-ingest"),
             reconcile_seconds=float(env_int(environ, env.CHATAPP_API_RECONCILE_SECONDS, 60, 1, 600)),
+            report_inline_max=env_int(environ, env.CHATAPP_REPORT_INLINE_MAX, 1024 * 1024, 0, 1 << 40),
         )
 
 
@@ -687,6 +698,13 @@ class JobsApi:
         return reply(200, summary)
 
     def report(self, job: JobRecord) -> dict[str, Any]:
+        presigned = self._presigned_report(job)
+        if presigned:
+            return reply(
+                302,
+                {"job_id": job.job_id, "report_url": presigned, "expires_in": REPORT_URL_SECONDS},
+                headers={"Location": presigned},
+            )
         out = io.StringIO()
         write_report(self.store.report_rows(job.job_id), out)
         return reply(
@@ -695,6 +713,20 @@ class JobsApi:
             content_type="text/csv; charset=utf-8",
             headers={"Content-Disposition": f'attachment; filename="{job.job_id}.report.csv"'},
         )
+
+    def _presigned_report(self, job: JobRecord) -> str:
+        """A presigned URL of a finished job's report object when it is too big to stream, else ""."""
+        if job.status not in _REPORTED:  # no report object yet (or an older one): the store has it
+            return ""
+        base = report_location(self.settings, job)
+        location = OssLocation(base.bucket, base.key + ".report.csv")
+        try:
+            size = int(self.oss.head(location)["size"] or 0)
+        except SourceError:  # not written (a CLI job), or OSS unreachable: stream from the store as before
+            return ""
+        if size <= self.api.report_inline_max:
+            return ""
+        return self.oss.presign_get(location, REPORT_URL_SECONDS, filename=f"{job.job_id}.report.csv")
 
     def cancel(self, job: JobRecord) -> dict[str, Any]:
         if job.status in (JobStatus.completed, JobStatus.failed, JobStatus.stopped):
