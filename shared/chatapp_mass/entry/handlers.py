@@ -90,7 +90,7 @@ def _api(event: bytes, context: Any) -> Any:
     s = services()
     try:
         decoded = json.loads(event)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: JSON nested past the parser's limit
         decoded = None
     if is_timer_event(decoded):
         timer = Timer(s.store, s.oss, s.invoker, s.settings, ingest_function=_api_settings().ingest_function)

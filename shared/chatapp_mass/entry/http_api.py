@@ -196,7 +196,14 @@ class HttpEvent(_Loose):
         return next((v for k, v in self.headers.items() if k.lower() == name), "")
 
     def body_bytes(self) -> bytes:
-        return base64.b64decode(self.body) if self.is_base64_encoded else self.body.encode("utf-8")
+        if not self.is_base64_encoded:
+            return self.body.encode("utf-8")
+        try:
+            return base64.b64decode(self.body, validate=True)
+        except ValueError:  # binascii.Error: FC sends valid base64; anything else is not a request of ours
+            raise ApiError(
+                400, "invalid_body", "the body is marked isBase64Encoded but is not base64", "body"
+            ) from None
 
     def query_value(self, name: str) -> str:
         name = name.lower()
@@ -418,6 +425,7 @@ class JobsApi:
                 "body_too_large",
                 f"the body is {len(body):,} bytes; the limit is "
                 f'{self.api.max_body:,}: put the CSV in OSS and submit its key as "source"',
+                "body",
             )
         content_type = event.header("content-type").split(";")[0].strip().lower()
         query_options = {k: v for k, v in event.query.items() if k.lower() not in _RESERVED_QUERY}
@@ -436,6 +444,13 @@ class JobsApi:
                 raw = json.loads(body or b"{}")
             except ValueError as error:
                 raise ApiError(400, "invalid_json", f"the body is not JSON ({error})", "body") from None
+            except RecursionError:  # JSON nested deeper than the parser's recursion limit
+                raise ApiError(
+                    400,
+                    "invalid_json",
+                    "the body is nested too deeply: a submission is 3 levels deep",
+                    "body",
+                ) from None
             if not isinstance(raw, dict):
                 raise ApiError(400, "invalid_json", "the body must be a JSON object", "body")
             try:
@@ -443,6 +458,9 @@ class JobsApi:
             except ValidationError as error:
                 raise _validation_error(error, "body") from None
             submission.options = {**query_options, **submission.options}
+            # the schedule may be in the query for any body (a query-only schedule was ignored: sent at once)
+            submission.scheduled_at = submission.scheduled_at or event.query_value("scheduledAt") or None
+            submission.time_zone = submission.time_zone or event.query_value("timeZone") or None
             if (submission.recipients is None) == (submission.source is None):
                 raise ApiError(
                     400,
@@ -468,7 +486,8 @@ class JobsApi:
             )
         except OptionsError as error:
             raise ApiError(400, "invalid_options", str(error), "options") from None
-        if event.query_value("preview").lower() in ("1", "true", "yes"):
+        query_flag(event, "force")  # checked before anything is planned: force=maybe is a typo
+        if query_flag(event, "preview"):
             return reply(200, self.preview(submission, csv_body, options, intake).to_json())
 
         job_id, repeated = self._identity(event, body)
@@ -552,7 +571,7 @@ class JobsApi:
             }
         )
         prefix = "b" + hashlib.sha256(canonical.encode()).hexdigest()[:15]
-        force = event.query_value("force").lower() in ("1", "true", "yes")
+        force = query_flag(event, "force")
         if not force:
             for other in self.store.find_jobs(prefix):
                 job = self.store.get_job(other)
@@ -646,7 +665,7 @@ class JobsApi:
     # --- GET /jobs, /jobs/{id}, report; cancel -------------------------------------------------------------
     def list_jobs(self, event: HttpEvent) -> dict[str, Any]:
         text = event.query_value("limit") or "50"
-        if not text.isdigit() or not 1 <= int(text) <= 200:
+        if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 200:
             raise ApiError(400, "invalid_parameter", "limit: a whole number from 1 to 200", "limit")
         jobs = self.store.list_jobs(int(text))
         return reply(
@@ -842,6 +861,17 @@ def _operator_body(event: HttpEvent) -> _OperatorBody:
             else first["msg"]
         )
         raise ApiError(400, "invalid_field", f"body: {field}: {message}", field) from None
+
+
+_FLAG_WORDS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False, "": False}
+
+
+def query_flag(event: HttpEvent, name: str) -> bool:
+    """A yes/no query parameter; anything else is refused (``preview=maybe`` must not create a job)."""
+    text = event.query_value(name).strip().lower()
+    if text not in _FLAG_WORDS:
+        raise ApiError(400, "invalid_parameter", f"{name}={text!r}: use true or false (or 1/0, yes/no)", name)
+    return _FLAG_WORDS[text]
 
 
 def _source_error(location: OssLocation, error: SourceError) -> ApiError:
