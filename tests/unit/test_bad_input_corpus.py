@@ -13,8 +13,30 @@ the timer — and then:
 - a refused input queued no invocation and made no CAMS call;
 - a healthy submission after the case is sent in full.
 
-The count by kind: ``python tests/unit/test_bad_input_corpus.py`` prints it (``test_the_corpus_is_big_enough``
-holds it at 50 or more).
+The count by kind (:func:`corpus_counts`; ``test_the_corpus_is_big_enough`` prints it with ``-s`` and holds
+the total at 50 or more), 124 cases, 11 of them legitimate inputs among the hostile ones that must just work
+(a UTF-8 BOM, CRLF, a header only, ragged rows...):
+
+=========  =====  ==============================================================================
+kind       cases  what
+=========  =====  ==============================================================================
+csv        33     BOMs (UTF-8 once/twice/mid-file, UTF-16 LE/BE, UTF-32), NUL bytes, CRLF/CR mixes, a
+                  10 MB line and a 10 MB header, quotes unclosed/stray, header only, no header,
+                  duplicate/blank headers, formula injection (defused in the report), Latin-1/CP1252,
+                  HTML/PDF/XLS given as CSV; refused ones also as an HTTP CSV body
+xlsx       7      no sheets, encrypted (OLE2), a .docx named .xlsx, cut in half, bad sheet XML, an
+                  empty sheet, a ZIP bomb
+oss_event  20     not JSON, missing/mistyped fields, another bucket, ``../`` keys (plain and
+                  URL-encoded), ``+``/``%`` keys, a NUL in a key, deep nesting, 10,000 records
+http_body  26     not JSON, arrays/strings/null, deep nesting, huge numbers, wrong types, unknown
+                  fields, 100k recipients inline, bad base64, both/neither sources
+header     10     bad Content-Types, an oversized or non-ASCII Idempotency-Key, missing, Basic, empty,
+                  doubled and non-ASCII Authorization
+query      15     limit=-1/abc/0/201/1e3/1,2/², preview=maybe, force=sometimes, cursor=garbage
+                  (xfail until GET /jobs pagination lands), schedules, unknown options, a missing sheet
+timer      13     not JSON, missing/mistyped triggerTime, deep nesting, payloads not JSON, a list, the
+                  wrong shape, unknown fields, an empty or malformed source, a bad option
+=========  =====  ==============================================================================
 """
 
 from __future__ import annotations
@@ -23,7 +45,6 @@ import csv
 import io
 import json
 import secrets
-import sys
 import time
 import zipfile
 from collections import Counter
@@ -43,12 +64,13 @@ from chatapp_mass.services.timer import Timer
 from test_http_api import OPTIONS, TOKEN, Api
 
 CORPUS = Path(__file__).resolve().parent.parent / "corpus"
+XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
 # --- the cases --------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Case:
-    kind: str  # file | oss_event | http_body | header | query | timer
+    kind: str  # csv | xlsx | oss_event | http_body | header | query | timer
     name: str
     run: Callable[[Harness], None]  # drives the input and asserts the refusal (or the documented acceptance)
     accepted: bool = False  # a legitimate input among the hostile ones (a BOM, CRLF): it must just work
@@ -88,7 +110,21 @@ class Harness:
 
     def refused_file(self, name: str, data: bytes, *mentions: str, suffix: str = ".csv") -> dict[str, Any]:
         """The upload fails its job: the result, the job's reason and the error object name the file and
-        ``mentions`` (a line, a column); nothing is sent."""
+        ``mentions`` (a line, a column); nothing is sent. The same bytes as an HTTP body (``POST /jobs``,
+        the CSV or workbook content type) are refused 400 naming the line (``field``) the same way."""
+        if len(data) <= self.api.api.api.max_body:
+            kind = XLSX_TYPE if suffix == ".xlsx" else "text/csv"
+            status, body = self.http("POST", "/jobs", data, headers={"Content-Type": kind}, query=OPTIONS)
+            error = body["error"]
+            if error["code"] == "empty_body":  # refused before it is read
+                assert (status, error["field"]) == (400, "body"), body
+            else:
+                assert (status, error["code"]) == (400, "invalid_csv"), body
+                assert error["message"].startswith("http:"), error  # the body's name, as the file's
+                for text in mentions:
+                    assert text in error["message"], (text, error)
+                field = error["field"]
+                assert field == "file" or (field.startswith("line ") and field in error["message"]), error
         result, key = self.upload_and_ingest(name, data, suffix)
         assert result.status == "failed", (result, data[:200])
         url = f"oss://{self.cloud.bucket}/{key}"
@@ -229,8 +265,10 @@ def test_bad_input(item: Case, harness: Harness, first_job: tuple[str, tuple[Any
 
 def test_the_corpus_is_big_enough() -> None:
     counts = corpus_counts()
+    print("corpus cases by kind:", counts, "total", sum(counts.values()))
     assert sum(counts.values()) >= 50 and set(counts) == {
-        "file",
+        "csv",
+        "xlsx",
         "oss_event",
         "http_body",
         "header",
@@ -264,7 +302,7 @@ def data(name: str) -> bytes:
 
 
 def _file_refused(name: str, *mentions: str) -> None:
-    @case("file", name.rsplit(".", 1)[0])
+    @case("csv", name.rsplit(".", 1)[0])
     def run(h: Harness) -> None:
         h.refused_file(name.rsplit(".", 1)[0], data(name), *mentions)
 
@@ -294,23 +332,23 @@ for _name, _mentions in {
     _file_refused(_name, *_mentions)
 
 
-@case("file", "bom_utf8", accepted=True)
+@case("csv", "bom_utf8", accepted=True)
 def _bom_utf8(h: Harness) -> None:
     rows = h.accepted_file("bom", data("bom_utf8.csv"))
     assert [(r["to"], r["status"]) for r in rows] == [("8613800000001", "sent")]
 
 
-@case("file", "crlf", accepted=True)
+@case("csv", "crlf", accepted=True)
 def _crlf(h: Harness) -> None:
     assert [r["status"] for r in h.accepted_file("crlf", data("crlf.csv"))] == ["sent", "sent"]
 
 
-@case("file", "header_only", accepted=True)
+@case("csv", "header_only", accepted=True)
 def _header_only(h: Harness) -> None:
     assert h.accepted_file("header-only", data("header_only.csv")) == []
 
 
-@case("file", "quote_unclosed", accepted=True)
+@case("csv", "quote_unclosed", accepted=True)
 def _quote_unclosed(h: Harness) -> None:
     """An unclosed quote swallows the rest of the file into one cell: that record is refused, by line (it
     was sent, with line 3's recipient lost inside a template value)."""
@@ -319,18 +357,18 @@ def _quote_unclosed(h: Harness) -> None:
     assert "line 2" in rows[0]["message"] and "never closed" in rows[0]["message"]
 
 
-@case("file", "quote_in_unquoted_cell", accepted=True)
+@case("csv", "quote_in_unquoted_cell", accepted=True)
 def _stray_quote(h: Harness) -> None:
     rows = h.accepted_file("stray-quote", data("quote_in_unquoted_cell.csv"))
     assert [r["status"] for r in rows] == ["sent"]
 
 
-@case("file", "blank_header_name")
+@case("csv", "blank_header_name")
 def _blank_header(h: Harness) -> None:
     h.refused_file("blank-header", data("blank_header_name.csv"), "line 1")
 
 
-@case("file", "ragged_rows", accepted=True)
+@case("csv", "ragged_rows", accepted=True)
 def _ragged(h: Harness) -> None:
     rows = h.accepted_file("ragged", data("ragged_rows.csv"))
     by_line = {r["line"]: r for r in rows}
@@ -339,18 +377,18 @@ def _ragged(h: Harness) -> None:
     assert by_line["2"]["code"] == "ColumnCount" and "header has 2" in by_line["2"]["message"]
 
 
-@case("file", "semicolons", accepted=True)
+@case("csv", "semicolons", accepted=True)
 def _semicolons(h: Harness) -> None:
     assert [r["status"] for r in h.accepted_file("semicolons", data("semicolons.csv"))] == ["sent"]
 
 
-@case("file", "bom_mid_file", accepted=True)
+@case("csv", "bom_mid_file", accepted=True)
 def _bom_mid(h: Harness) -> None:
     rows = h.accepted_file("bom-mid", data("bom_mid_file.csv"))
     assert rows[1]["status"] == "sent" and rows[0]["line"] == "2", rows
 
 
-@case("file", "overlong_number", accepted=True)
+@case("csv", "overlong_number", accepted=True)
 def _overlong(h: Harness) -> None:
     rows = h.accepted_file("overlong", data("overlong_number.csv"))
     assert (
@@ -358,7 +396,7 @@ def _overlong(h: Harness) -> None:
     )
 
 
-@case("file", "formula_injection", accepted=True)
+@case("csv", "formula_injection", accepted=True)
 def _formula(h: Harness) -> None:
     """Cells that a spreadsheet would run as formulas come back in the report defused (a leading ')."""
     rows = h.accepted_file("formula", data("formula_injection.csv"))
@@ -370,7 +408,7 @@ def _formula(h: Harness) -> None:
     assert {r["to"] for r in refused} >= {"'=cmd|' /C calc'!A0", "'@SUM(1+1)*cmd|' /C calc'!A0"}
 
 
-@case("file", "line_of_10_MB")
+@case("csv", "line_of_10_MB")
 def _ten_mb_line(h: Harness) -> None:
     """A 10 MB line (one cell, no line end) is refused as a row, by line; the job is not sunk by it."""
     result, _ = h.upload_and_ingest("10mb", b"to,name\n8613800000001," + b"A" * (10 * 1024 * 1024))
@@ -384,7 +422,7 @@ def _ten_mb_line(h: Harness) -> None:
     assert len(rows[0]["message"]) < 500
 
 
-@case("file", "header_of_10_MB")
+@case("csv", "header_of_10_MB")
 def _ten_mb_header(h: Harness) -> None:
     h.refused_file("10mb-header", b"to," + b"n" * (10 * 1024 * 1024) + b"\n8613800000001,Ana\n", "line 1")
 
@@ -412,7 +450,7 @@ def rezip(source: bytes, change: Callable[[str, bytes], bytes | None]) -> bytes:
     return out.getvalue()
 
 
-@case("file", "xlsx_with_no_sheets")
+@case("xlsx", "xlsx_with_no_sheets")
 def _xlsx_no_sheets(h: Harness) -> None:
     def drop_sheets(name: str, content: bytes) -> bytes | None:
         if name.startswith("xl/worksheets/"):
@@ -427,7 +465,7 @@ def _xlsx_no_sheets(h: Harness) -> None:
     h.refused_file("no-sheets", book, "workbook", suffix=".xlsx")
 
 
-@case("file", "xlsx_encrypted")
+@case("xlsx", "xlsx_encrypted")
 def _xlsx_encrypted(h: Harness) -> None:
     """A password-protected .xlsx is an OLE2 compound file holding an EncryptedPackage stream."""
     ole = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 16 + b"\x3e\x00\x03\x00\xfe\xff\x09\x00"
@@ -436,7 +474,7 @@ def _xlsx_encrypted(h: Harness) -> None:
     assert "without a password" in error["error"]
 
 
-@case("file", "docx_named_xlsx")
+@case("xlsx", "docx_named_xlsx")
 def _docx(h: Harness) -> None:
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w") as docx:
@@ -445,13 +483,13 @@ def _docx(h: Harness) -> None:
     h.refused_file("docx", out.getvalue(), "not a CSV text file", suffix=".xlsx")
 
 
-@case("file", "xlsx_cut_in_half")
+@case("xlsx", "xlsx_cut_in_half")
 def _xlsx_truncated(h: Harness) -> None:
     book = workbook([["to", "name"], *[[str(8613800000000 + i), "N"] for i in range(200)]])
     h.refused_file("truncated", book[: len(book) // 2], "workbook cannot be read", suffix=".xlsx")
 
 
-@case("file", "xlsx_sheet_not_xml")
+@case("xlsx", "xlsx_sheet_not_xml")
 def _xlsx_bad_xml(h: Harness) -> None:
     def corrupt(name: str, content: bytes) -> bytes:
         return b"<worksheet><sheetData><row>" if name == "xl/worksheets/sheet1.xml" else content
@@ -460,12 +498,12 @@ def _xlsx_bad_xml(h: Harness) -> None:
     h.refused_file("bad-xml", book, "workbook cannot be read", suffix=".xlsx")
 
 
-@case("file", "xlsx_empty_sheet")
+@case("xlsx", "xlsx_empty_sheet")
 def _xlsx_empty(h: Harness) -> None:
     h.refused_file("empty-sheet", workbook([]), "is empty", suffix=".xlsx")
 
 
-@case("file", "xlsx_zip_bomb")
+@case("xlsx", "xlsx_zip_bomb")
 def _xlsx_bomb(h: Harness) -> None:
     """A workbook whose sheet expands 1,000-fold: one 64 MiB cell (openpyxl would build it in memory)."""
     cell = b'<c r="B2" t="inlineStr"><is><t>' + b"A" * (64 * 1024 * 1024) + b"</t></is></c>"
@@ -919,11 +957,3 @@ for _name, _mentions in {
     "payload_bad_option.json": ("ChannelType",),
 }.items():
     _timer_payload_refused(_name, *_mentions)
-
-
-if __name__ == "__main__":
-    counts = corpus_counts()
-    for kind, count in counts.items():
-        print(f"{kind:10} {count}")
-    print(f"{'total':10} {sum(counts.values())}")
-    sys.exit(0)
