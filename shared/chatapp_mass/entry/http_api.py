@@ -22,7 +22,8 @@ Routes (JSON unless said; every refusal is ``{"error": {"code", "message", "fiel
   ``force=true`` (query). ``?preview=true`` (any of the three bodies) answers **200** with the preview
   instead (:class:`~chatapp_mass.services.preview.Preview`: counts, refused rows by reason with up to 3
   examples, TemplateParams keys, the first valid recipient's request) and creates no job: nothing is stored
-  or sent (an OSS source is read once, while the client waits).
+  or sent (an OSS source is read once, while the client waits). ``preview`` and ``force`` take true/false
+  (1/0, yes/no); any other value is **400** naming the parameter (``preview=maybe`` must not send).
 - ``GET /jobs`` — recent jobs (``?limit=``, at most 200).
 - ``GET /jobs/{id}`` — state and counts in recipients (sent, failed, uncertain, pending, invalid, duplicate,
   cancelled), rate and ETA.

@@ -16,6 +16,10 @@ directly: its first sheet, or the one ``x-oss-meta-sheet`` names; either kind is
   Keys: every job option of ``chatapp-mass send`` plus ``default-country``, ``allow-empty-params``,
   ``delimiter``, ``recipient-column`` and ``sheet``. An unknown key is an error (a typo must not silently
   send with a default).
+- **Refused at the edge** (skipped, with the reason in the result and the log): an event for another bucket
+  than ``CHATAPP_BUCKET`` (the role reads only its own), and a key with a ``.`` or ``..`` segment, as is or
+  URL-decoded (the report's key is derived from it). An event of more than :data:`MAX_EVENT_RECORDS`
+  records is not OSS's (it sends one): :class:`EventError`.
 - **The event's key** is used as is; if OSS has no such object and the key changes when URL-decoded
   (``unquote_plus``), the decoded key is used — whether real OSS events URL-encode ``oss.object.key`` is
   unverified (ALIBABA-FACTS §2), so both forms are accepted and the log says which one was used.

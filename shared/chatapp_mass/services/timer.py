@@ -20,7 +20,10 @@ cancelled):
   ``SETTLE_CANCELLED_AFTER`` ago, is settled (``Store.settle_job``): later firings no longer list it.
 - **Recurring send**: the trigger's ``payload`` may be JSON ``{"recurring": {"source": "oss://B/K" or "K",
   "options": {...}}}``; each firing then creates one job of that CSV (job id = source + the firing's
-  ``triggerTime``, so a re-delivered timer event is the same job) and hands it to ingest to plan.
+  ``triggerTime``, so a re-delivered timer event is the same job) and hands it to ingest to plan. A payload
+  that is not that (not JSON, another shape, a malformed source, a bad option) is refused in the result's
+  ``recurring.error`` and logged; the rest of the firing goes on (one trigger's typo must not hold back
+  every scheduled job).
 """
 
 from __future__ import annotations
