@@ -99,6 +99,7 @@ class Harness:
     cloud: LocalCloud
     healthy_seq: int = 0
     created: list[str] = field(default_factory=list)  # the jobs a case may create (a failed one)
+    first_job_id: str = ""  # the job finished before any case ran
 
     # files, through an OSS upload and the ingest core
     def upload_and_ingest(self, name: str, data: bytes, suffix: str = ".csv") -> Any:
@@ -191,7 +192,7 @@ class Harness:
         return Timer(world.store, world.oss, world.invoker, world.settings).handle(raw)
 
     # the healthy job after each case
-    def healthy_job(self) -> None:
+    def healthy_job(self) -> str:
         self.healthy_seq += 1
         base = 8613900000000 + self.healthy_seq * 100
         items = [{"To": str(base + i), "TemplateParams": {"name": f"H{i}"}} for i in range(5)]
@@ -202,6 +203,7 @@ class Harness:
         assert job is not None and job.status.value == "completed" and job.valid == 5, job
         sent = {m.to for m in self.cloud.cams.backend.received}
         assert {str(base + i) for i in range(5)} <= sent
+        return str(body["job_id"])
 
 
 def snapshot(api: Api) -> dict[str, tuple[Any, ...]]:
@@ -222,7 +224,7 @@ def cloud() -> Iterator[LocalCloud]:
 def harness(cloud: LocalCloud) -> Iterator[Harness]:
     api = Api(cloud)
     harness = Harness(api, cloud)
-    harness.healthy_job()  # the job finished before the corpus runs
+    harness.first_job_id = harness.healthy_job()  # the job finished before the corpus runs
     yield harness
 
 
@@ -235,7 +237,8 @@ def _ingest_raw(api: Api, raw: bytes) -> Any:
 
 @pytest.fixture(scope="module")
 def first_job(harness: Harness) -> tuple[str, tuple[Any, ...], bytes]:
-    [(job_id, state)] = snapshot(harness.api).items()
+    job_id = harness.first_job_id
+    state = snapshot(harness.api)[job_id]
     return job_id, state, harness.api.call("GET", f"/jobs/{job_id}/report")["body"].encode()
 
 
