@@ -23,7 +23,8 @@ kind       cases  what
 csv        33     BOMs (UTF-8 once/twice/mid-file, UTF-16 LE/BE, UTF-32), NUL bytes, CRLF/CR mixes, a
                   10 MB line and a 10 MB header, quotes unclosed/stray, header only, no header,
                   duplicate/blank headers, formula injection (defused in the report), Latin-1/CP1252,
-                  HTML/PDF/XLS given as CSV; refused ones also as an HTTP CSV body
+                  HTML/PDF/XLS given as CSV; a refused file is refused three ways: the upload's job
+                  fails (with its error object), the HTTP body is 400, ``chatapp-mass check`` exits 2
 xlsx       7      no sheets, encrypted (OLE2), a .docx named .xlsx, cut in half, bad sheet XML, an
                   empty sheet, a ZIP bomb
 oss_event  20     not JSON, missing/mistyped fields, another bucket, ``../`` keys (plain and
@@ -45,6 +46,7 @@ import csv
 import io
 import json
 import secrets
+import tempfile
 import time
 import zipfile
 from collections import Counter
@@ -65,6 +67,16 @@ from test_http_api import OPTIONS, TOKEN, Api
 
 CORPUS = Path(__file__).resolve().parent.parent / "corpus"
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+CHECK_FLAGS = [
+    "--channel-type",
+    "whatsapp",
+    "--template-code",
+    "T1",
+    "--language",
+    "en",
+    "--from",
+    "8613800000000",
+]
 
 
 # --- the cases --------------------------------------------------------------------------------------------
@@ -112,7 +124,9 @@ class Harness:
     def refused_file(self, name: str, data: bytes, *mentions: str, suffix: str = ".csv") -> dict[str, Any]:
         """The upload fails its job: the result, the job's reason and the error object name the file and
         ``mentions`` (a line, a column); nothing is sent. The same bytes as an HTTP body (``POST /jobs``,
-        the CSV or workbook content type) are refused 400 naming the line (``field``) the same way."""
+        the CSV or workbook content type) are refused 400 naming the line (``field``) the same way, and
+        ``chatapp-mass check FILE`` exits 2 naming the file and the same."""
+        self.refused_by_the_cli(name, data, mentions, suffix)
         if len(data) <= self.api.api.api.max_body:
             kind = XLSX_TYPE if suffix == ".xlsx" else "text/csv"
             status, body = self.http("POST", "/jobs", data, headers={"Content-Type": kind}, query=OPTIONS)
@@ -137,6 +151,19 @@ class Harness:
         error = json.loads(self.api.world.object(f"reports/{stem}.{result.job_id[:12]}.error.json"))
         assert error["problem"] == "file" and error["error"] == result.message and error["fix"]
         return error
+
+    @staticmethod
+    def refused_by_the_cli(name: str, data: bytes, mentions: tuple[str, ...], suffix: str) -> None:
+        from chatapp_mass.entry import cli
+
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / f"{name}{suffix}"
+            path.write_bytes(data)
+            out, err = io.StringIO(), io.StringIO()
+            code = cli.main(["check", str(path), *CHECK_FLAGS], out=out, err=err)
+        assert code == 2 and "nothing sent" in err.getvalue() and out.getvalue() == "", (code, err.getvalue())
+        for text in (str(path), *mentions):
+            assert text in err.getvalue(), (text, err.getvalue())
 
     def accepted_file(self, name: str, data: bytes, suffix: str = ".csv") -> list[dict[str, str]]:
         """The upload is a job sent in full; returns its report's rows."""
