@@ -28,6 +28,7 @@ class FileProgress:
         self.outcomes: dict[str, Counter[str]] = defaultdict(Counter)
         self.done: Counter[str] = Counter()
         self.files_done = 0
+        self.letters = False  # a failure's or a skip's letter printed since the last line
 
     @pytest.hookimpl
     def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
@@ -43,6 +44,8 @@ class FileProgress:
     @pytest.hookimpl
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         path = _file_of(report.nodeid)
+        if not report.passed:  # pytest prints its letter (F, E, s, x)
+            self.letters = True
         if report.when == "call" or (report.when == "setup" and not report.passed):
             outcome = "xfailed" if hasattr(report, "wasxfail") and report.skipped else report.outcome
             self.outcomes[path]["error" if report.when == "setup" and report.failed else outcome] += 1
@@ -58,7 +61,9 @@ class FileProgress:
                 return
             minutes, seconds = divmod(int(time.monotonic() - self.started), 60)
             counts = ", ".join(f"{n} {outcome}" for outcome, n in sorted(self.outcomes[path].items()))
-            reporter.ensure_newline()
+            if self.letters:  # pytest's own letters have no newline of their own here
+                reporter.write("\n")
+                self.letters = False
             reporter.write_line(
                 f"{minutes:3d}:{seconds:02d}  [{self.files_done}/{len(self.expected)} files]  "
                 f"{path}: {counts or 'nothing run'}"

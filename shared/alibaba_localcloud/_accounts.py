@@ -8,16 +8,38 @@ from __future__ import annotations
 import secrets
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from alibaba_localcloud.ram import Decision, Policy
 
 DEFAULT_REGION = "ap-southeast-1"
+#: the account every emulator names in its resource ARNs unless told another (LocalCloud gives all one)
+DEFAULT_ACCOUNT_ID = "1000000000000001"  # ASSUMPTION: any 16-digit id; real ones are the Alibaba Cloud UID
 
 
 @dataclass(frozen=True)
 class Account:
+    """AccessKeys a service accepts. ``policy`` None: the account owner's own keys, unrestricted (as on the
+    real cloud); otherwise STS credentials of the RAM role ``role``, allowed only what ``policy`` allows."""
+
     access_key_id: str
     access_key_secret: str
     security_token: str | None = None
+    policy: Policy | None = None
+    role: str | None = None
+    #: a role's: the owner's AccessKey id, whose per-account quotas and data its requests share (CAMS)
+    account_key: str | None = None
+
+    @property
+    def tenant(self) -> str:
+        """Whose account a request counts against: the owner's key for a role, else the key itself."""
+        return self.account_key or self.access_key_id
+
+    def authorize(self, action: str, resource: str) -> Decision:
+        from alibaba_localcloud.ram import Decision
+
+        return Decision.ALLOW if self.policy is None else self.policy.evaluate(action, resource)
 
 
 @dataclass(frozen=True)
@@ -70,14 +92,30 @@ class AccountRegistry:
 
     _lock: AbstractContextManager[Any]
     _accounts: dict[str, Account]
+    #: the account id in the resource ARNs requests are authorized against (RAM policies name it)
+    account_id: str = DEFAULT_ACCOUNT_ID
 
     def add_account(
-        self, access_key_id: str, access_key_secret: str, security_token: str | None = None
+        self,
+        access_key_id: str,
+        access_key_secret: str,
+        security_token: str | None = None,
+        *,
+        policy: Policy | None = None,
+        role: str | None = None,
+        account_key: str | None = None,
     ) -> Account:
-        """Register credentials; with ``security_token`` every request must carry that exact token."""
-        account = Account(access_key_id, access_key_secret, security_token or None)
+        """Register credentials; with ``security_token`` every request must carry that exact token; with
+        ``policy`` (a role's STS credentials) each request is authorized against it."""
+        account = Account(access_key_id, access_key_secret, security_token or None, policy, role, account_key)
         with self._lock:
             self._accounts[access_key_id] = account
+        return account
+
+    def add(self, account: Account) -> Account:
+        """Register an :class:`Account` as it is (a role's credentials, shared by every service)."""
+        with self._lock:
+            self._accounts[account.access_key_id] = account
         return account
 
     def account(self, access_key_id: str) -> Account | None:

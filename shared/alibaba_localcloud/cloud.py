@@ -16,6 +16,14 @@ order under ``VARIABLES["http"]`` (for the project's clients; the functions are 
 With ``data_dir`` the state (objects, tables, and the credentials themselves) survives a restart; without it,
 everything lives in a temporary directory. ``realistic`` (default on): the emulators keep the real services'
 timing rules (the local Tablestore: a new table is not ready at once, table operations limited per second).
+RAM: ``role_policies`` (role name -> policy: a :class:`~alibaba_localcloud.ram.Policy`, a document or its JSON
+text, placeholders ``${region}``, ``${accountId}``, ``${bucket}``, ``${instance}`` filled from this cloud) gives
+each role of s.yaml STS credentials of its own carrying its policy; CAMS, OSS, Tablestore and FC then refuse
+every request made with them that the policy does not allow, each with its real access-denied error
+(:mod:`alibaba_localcloud.ram`). The account's own credentials (:attr:`credentials`, what tests and the CLI
+use) stay unrestricted, as the owner's AccessKey is on the real cloud. :meth:`add_role` registers more
+(a deploy step's role). Without ``role_policies`` the functions share the account's credentials.
+
 ``steady_collector`` keeps this process's garbage collector from pausing the emulators as their data grows
 (``_collector``: for a long-running local cloud or a benchmark; off by default). ``tablestore_options`` go
 to :class:`LocalTablestore` (e.g. ``table_not_ready_seconds``), ``cams_options``, ``oss_options`` and
@@ -25,6 +33,7 @@ and names the variables in :attr:`~LocalCloud.VARIABLES`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -32,9 +41,10 @@ import tempfile
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from alibaba_localcloud import _collector
-from alibaba_localcloud._accounts import CamsCredentials, generate_credentials
+from alibaba_localcloud import _collector, ram
+from alibaba_localcloud._accounts import Account, CamsCredentials, generate_credentials
 from alibaba_localcloud.cams import LocalCams
+from alibaba_localcloud.ram import Policy
 
 DEFAULT_BUCKET = "chatapp-mass"
 DEFAULT_INSTANCE = "chatapp-local"
@@ -78,6 +88,7 @@ class LocalCloud:
         tablestore_options: dict[str, Any] | None = None,
         oss_options: dict[str, Any] | None = None,
         steady_collector: bool = False,
+        role_policies: Mapping[str, Policy | Mapping[str, Any] | str] | None = None,
     ) -> None:
         from alibaba_localcloud.oss import LocalOss
         from alibaba_localcloud.tablestore import LocalTablestore
@@ -112,8 +123,26 @@ class LocalCloud:
             **keys,
             **(tablestore_options or {}),
         )
+        self.account_id = self.oss.backend.account_id  # one account: every service names it in its ARNs
+        for backend in (self.cams.backend, self.tablestore.backend):
+            backend.account_id = self.account_id
         self._function_environment = dict(function_environment or {})
-        self.fc = None if s_yaml is None else self._local_fc(s_yaml, host, fc_port, keys, fc_options or {})
+        policies = None
+        if role_policies is not None:
+            policies = {
+                name: ram.as_policy(doc, self.policy_values(), name=f"role {name}")
+                for name, doc in role_policies.items()
+            }
+        self.fc = (
+            None
+            if s_yaml is None
+            else self._local_fc(
+                s_yaml, host, fc_port, keys, {"role_policies": policies, **(fc_options or {})}
+            )
+        )
+        if self.fc is not None:
+            for account in self.fc.role_accounts.values():
+                self._register(account)
         self._started: list[Any] = []
         self._steady_collector = steady_collector  # see _collector: for a long-running cloud or a benchmark
         self._steadied = False
@@ -125,7 +154,74 @@ class LocalCloud:
 
         if not self._own_dir:  # with --data, function output goes to DIR/fc/logs/; otherwise to stderr
             options.setdefault("data_dir", os.path.join(self.data_dir, "fc"))
-        return LocalFc(host, port, s_yaml=s_yaml, oss_backend=self.oss.backend, **keys, **options)
+        return LocalFc(
+            host,
+            port,
+            s_yaml=s_yaml,
+            oss_backend=self.oss.backend,
+            account_id=self.account_id,
+            **keys,
+            **options,
+        )
+
+    # --- RAM --------------------------------------------------------------------------------------------
+    def policy_values(self) -> dict[str, str]:
+        """What a policy's placeholders stand for here."""
+        return {
+            "region": self.credentials.region_id,
+            "accountId": self.account_id,
+            "bucket": self.bucket,
+            "instance": self.instance.lower(),  # Tablestore resources name instances in lower case
+        }
+
+    def _register(self, account: Account) -> None:
+        for backend in (self.cams.backend, self.oss.backend, self.tablestore.backend):
+            backend.add(account)
+        if self.fc is not None:
+            self.fc.backend.add(account)
+
+    def add_role(self, name: str, policy: Policy | Mapping[str, Any] | str) -> CamsCredentials:
+        """STS credentials of a new role ``name`` allowed only what ``policy`` allows (placeholders filled),
+        accepted by every service here: what a deploy step's role, or a test, signs with."""
+        keys = generate_credentials(sts=True, region_id=self.credentials.region_id)
+        self._register(
+            Account(
+                keys.access_key_id,
+                keys.access_key_secret,
+                keys.security_token,
+                ram.as_policy(policy, self.policy_values(), name=f"role {name}"),
+                name.lower(),
+                self.credentials.access_key_id,
+            )
+        )
+        return keys
+
+    def set_role_policy(self, name: str, policy: Policy | Mapping[str, Any] | str) -> Policy:
+        """Attach another policy to a function role now (its credentials unchanged, in every service): a
+        test proving one statement necessary removes it, runs, and puts the original back. Returns the old."""
+        if self.fc is None or name.lower() not in self.fc.role_accounts:
+            raise KeyError(f"no role {name!r} with a policy here (role_policies)")
+        old: Account = self.fc.role_accounts[name.lower()]
+        assert old.policy is not None
+        new = dataclasses.replace(
+            old, policy=ram.as_policy(policy, self.policy_values(), name=f"role {name}")
+        )
+        self.fc.role_accounts[name.lower()] = new
+        self.fc.backend.role_accounts[name.lower()] = new
+        self._register(new)
+        return old.policy
+
+    def role_credentials(self, name: str) -> CamsCredentials:
+        """The STS credentials the local FC gives the functions of role ``name`` (with ``role_policies``)."""
+        account = None if self.fc is None else self.fc.role_accounts.get(name.lower())
+        if account is None:
+            raise KeyError(f"no role {name!r} with a policy here (role_policies)")
+        return CamsCredentials(
+            account.access_key_id,
+            account.access_key_secret,
+            account.security_token,
+            self.credentials.region_id,
+        )
 
     def _credentials(self, sts: bool) -> CamsCredentials:
         """Kept in the data directory, so a restarted cloud accepts the clients configured before."""

@@ -233,7 +233,7 @@ def test_pause_resume_and_cancel_from_the_job_page(browser: Any, tmp_path: Path)
     sample = sample_csv(tmp_path / "big.csv", 3000, seed=11)
     with console_cloud(tmp_path, latency=1.0, batch_size=50) as cloud:
         bucket = cloud.oss.oss2_bucket(cloud.bucket)
-        bucket.put_object_from_file("lists/big.csv", str(sample))
+        bucket.put_object_from_file("console-uploads/big.csv", str(sample))  # the api role reads here
         base = cloud.fc.http_endpoint("chatapp-mass-api")
         browser.get(f"{base}/console/login")
         browser.find_element(By.ID, "token").send_keys(TOKEN)
@@ -241,7 +241,7 @@ def test_pause_resume_and_cancel_from_the_job_page(browser: Any, tmp_path: Path)
         wait_for(lambda: browser.find_element(By.TAG_NAME, "h1").text == "Jobs", 30, "the jobs list")
         browser.get(f"{base}/console/new")
         wait_for(lambda: browser.find_element(By.ID, "source"), 30, "the new-job form").send_keys(
-            "lists/big.csv"
+            "console-uploads/big.csv"
         )
         for name, value in (("TemplateCode", "T_WELCOME"), ("Language", "en"), ("From", "8613800000000")):
             browser.find_element(By.ID, name).send_keys(value)

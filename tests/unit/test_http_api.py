@@ -248,6 +248,9 @@ def test_authentication(cloud: LocalCloud) -> None:
             "options",
         ),
         ({"options": OPTIONS}, None, 400, "invalid_field", "recipients"),
+        # an empty or folder-like key is no object: refused, not tried on OSS (the fuzzer found a 503)
+        ({"options": OPTIONS, "source": ""}, None, 400, "invalid_field", "source"),
+        ({"options": OPTIONS, "source": "/uploads/"}, None, 400, "invalid_field", "source"),
         (
             {"options": OPTIONS, "recipients": [], "scheduledAt": "next tuesday"},
             None,

@@ -63,7 +63,7 @@ def test_three_functions_with_the_agreed_keys_names_runtime_and_packages(doc: di
         assert spec.runtime == "python3.12" == packaging.DEFAULT_RUNTIME
         assert spec.handler == "index.handler"
         assert spec.code == ROOT / "build" / spec.resource  # what chatapp_mass.deploy.packaging builds
-        assert spec.role == f"acs:ram::{ACCOUNT}:role/chatapp-mass-fc"
+        assert spec.role == f"acs:ram::{ACCOUNT}:role/chatapp-mass-{spec.resource}"  # a role per function
         assert spec.memory_size % 64 == 0
         dead_letter = f"acs:mns:ap-southeast-1:{ACCOUNT}:/queues/chatapp-mass-dead-letter/messages"
         assert spec.async_config.on_failure == dead_letter
@@ -424,6 +424,7 @@ def test_cli_prints_problems_and_exits_1(tmp_path: Path) -> None:
     path.write_text(broken)
     (tmp_path / "functions").symlink_to(ROOT / "functions")
     (tmp_path / "shared").symlink_to(ROOT / "shared")
+    (tmp_path / "deploy").symlink_to(ROOT / "deploy")
     result = run_cli(str(path), "--account-id", ACCOUNT)
     assert result.returncode == 1
     assert result.stdout.splitlines() == [
@@ -433,3 +434,26 @@ def test_cli_prints_problems_and_exits_1(tmp_path: Path) -> None:
 
 def test_cli_missing_file_exits_2(tmp_path: Path) -> None:
     assert run_cli(str(tmp_path / "nope.yaml")).returncode == 2
+
+
+def test_each_role_needs_its_policy_file_and_its_own_role(doc: dict[str, Any], tmp_path: Path) -> None:
+    for name in ("functions", "shared"):
+        (tmp_path / name).symlink_to(ROOT / name)
+    (tmp_path / "deploy").mkdir()
+    for key in ("ingest", "sender"):
+        (tmp_path / "deploy" / f"ram-policy-{key}.json").write_text(
+            (ROOT / "deploy" / f"ram-policy-{key}.json").read_text()
+        )
+    (tmp_path / "deploy" / "ram-policy-api.json").write_text(
+        '{"Version": "1", "Statement": [{"Effect": "Allow", "Action": "fc:InvokeFunction", "Resource": "${nope}"}]}'
+    )
+    shared = copy.deepcopy(doc)
+    shared["resources"]["sender"]["props"]["role"] = shared["resources"]["ingest"]["props"]["role"]
+    found = {(p.path, p.message.split(":")[0]) for p in validate(shared, tmp_path)}
+    assert ("resources.api.props.role", "deploy/ram-policy-api.json") in found  # ${nope}: no such placeholder
+    assert any(
+        path == "resources.sender.props.role" and "own role" in message
+        for path, message in ((p.path, p.message) for p in validate(shared, tmp_path))
+    )
+    (tmp_path / "deploy" / "ram-policy-api.json").unlink()
+    assert any("no policy for this function's role" in p.message for p in validate(doc, tmp_path))

@@ -63,6 +63,39 @@ class CamsError(ServiceError):
         return {"Code": self.code, "Message": self.message, "RequestId": request_id}
 
 
+class ForbiddenRam(CamsError):
+    """The API gateway's refusal of a request a RAM policy does not allow (a role's STS credentials).
+
+    Source: the public (POP gateway) error codes page (help.aliyun.com/en/document_detail/3064376.html):
+    403 ``Forbidden.RAM`` "User not authorized to operate on the specified resource, or this API doesn't
+    support RAM."; the ``AccessDeniedDetail`` object (AuthAction, AuthPrincipalType, AuthPrincipalOwnerId,
+    AuthPrincipalDisplayName, NoPermissionType ImplicitDeny|ExplicitDeny, PolicyType) as OpenAPI 403
+    replies carry it (e.g. the AgentRun "AccessDeniedDetail" struct page, "aligned with the 403 access
+    denied response"). ASSUMPTIONS: CAMS answers through the same gateway with this code (not its own
+    400 ``Ram.PermissionDeny``, kept for an account-level refusal); PolicyType AccountLevelIdentityBasedPolicy
+    and AuthPrincipalType AssumedRoleUser (a role's STS credentials); no EncodedDiagnosticMessage."""
+
+    http_status, code, message = (
+        403,
+        "Forbidden.RAM",
+        "User not authorized to operate on the specified resource, or this API doesn't support RAM.",
+    )
+
+    def __init__(self, action: str, no_permission_type: str, owner: str, principal: str) -> None:
+        super().__init__()
+        self.detail = {
+            "PolicyType": "AccountLevelIdentityBasedPolicy",
+            "AuthPrincipalOwnerId": owner,
+            "AuthPrincipalType": "AssumedRoleUser",
+            "AuthPrincipalDisplayName": principal,
+            "NoPermissionType": no_permission_type,
+            "AuthAction": action,
+        }
+
+    def body(self, request_id: str) -> dict[str, Any]:
+        return {**super().body(request_id), "AccessDeniedDetail": dict(self.detail)}
+
+
 # --- documented on the SendChatappMassMessage pages (HTTP 400) -------------------------------------------
 class SystemLimitControl(CamsError):
     http_status, code, message = 400, "System.LimitControl", "The system is under flow control."

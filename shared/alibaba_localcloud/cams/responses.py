@@ -39,7 +39,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, quote
 
-from .._accounts import Account
+from .. import ram
+from .._accounts import DEFAULT_REGION, Account
 from .._http import HttpRequest, is_loopback, json_object
 from . import exceptions as exc
 from .models import API_VERSION, LIST_ACTION, SEND_ACTION, CamsBackend, Reply
@@ -189,13 +190,24 @@ class CamsResponse:
             authorization = _parse_authorization(request.header("authorization"))
             account = self._authenticate(request, query, authorization)
             params = request_params(request)
+            self.authorize(account, f"cams:{action}")
         except exc.CamsError as error:
             return self.backend.refuse(error, access_key_id=claimed_key, action=action, params=params)
+        # a role's requests count against (and list the messages of) the account it belongs to
         if action == LIST_ACTION:
-            return self.backend.list_chatapp_message(account.access_key_id, params)
-        return self.backend.send_chatapp_mass_message(
-            account.access_key_id, params, arrived_at=request.arrived_at
-        )
+            return self.backend.list_chatapp_message(account.tenant, params)
+        return self.backend.send_chatapp_mass_message(account.tenant, params, arrived_at=request.arrived_at)
+
+    def authorize(self, account: Account, action: str, resource: str | None = None) -> None:
+        """A role's request, refused (403 ``Forbidden.RAM``) unless its policy allows ``action``. CAMS has no
+        resource-level authorization: the resource is the account's ``acs:cams:REGION:ACCOUNT:*``."""
+        if account.policy is None:
+            return
+        owner = self.backend.account_id
+        region = getattr(self.backend, "region_id", DEFAULT_REGION)
+        decision = account.authorize(action, resource or ram.cams_resource(region, owner))
+        if not decision.allowed:
+            raise exc.ForbiddenRam(action, decision.value, owner, account.role or account.access_key_id)
 
     def too_long(self) -> Reply:
         return self.backend.refuse(

@@ -139,6 +139,11 @@ class InvocationRecord:
         return asdict(self)
 
 
+def role_name(role: str) -> str:
+    """``acs:ram::ACCOUNT:role/NAME`` (or a bare name) -> ``name``: RAM role names are case-insensitive."""
+    return role.rsplit("/", 1)[-1].lower()
+
+
 @dataclass
 class DestinationRecord:
     """One destination delivery: to a local function (``target_function``) or only recorded."""
@@ -149,6 +154,8 @@ class DestinationRecord:
     destination: str
     payload: dict[str, Any]
     target_function: str | None
+    #: why it was not delivered: the function's role may not send there (its RAM policy), else None
+    refused: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -263,6 +270,10 @@ class FcBackend(AccountRegistry):
         self.account_id = account_id
         self.region_id = region_id
         self.role_credentials = role_credentials
+        #: role name (lower case) -> its own STS credentials and policy (LocalFc ``role_policies``)
+        self.role_accounts: dict[str, Account] = {}
+        #: InvokeFunction calls a role's policy refused: (role, action, resource, NoPermissionType)
+        self.denials: list[tuple[str, str, str, str]] = []
         self.environment_overrides = dict(environment_overrides or {})
         self.source_layout = source_layout
         self.data_dir = Path(data_dir).resolve() if data_dir is not None else None
@@ -378,7 +389,9 @@ class FcBackend(AccountRegistry):
             state.pool.stop_idle()
 
     def _credentials_for(self, spec: FunctionSpec) -> Account | None:
-        return self.role_credentials if spec.role else None
+        if not spec.role:
+            return None
+        return self.role_accounts.get(role_name(spec.role), self.role_credentials)
 
     @property
     def function_names(self) -> list[str]:
@@ -709,14 +722,39 @@ class FcBackend(AccountRegistry):
             return
         payload = self.destination_payload(state.spec.name, event, condition)
         target = self._destination_function(destination)
+        refused = self._destination_refused(state.spec, destination, target)
         with self._lock:
             self.destinations.append(
-                DestinationRecord(event.request_id, state.spec.name, condition, destination, payload, target)
+                DestinationRecord(
+                    event.request_id, state.spec.name, condition, destination, payload, target, refused
+                )
             )
-        if target is not None:
+        if target is not None and refused is None:
             self.invoke_async(
                 target, json.dumps(payload, ensure_ascii=False).encode("utf-8"), trigger="destination"
             )
+
+    def _destination_refused(self, spec: FunctionSpec, destination: str, target: str | None) -> str | None:
+        """FC delivers to a destination with the function's role ("Configure a destination for asynchronous
+        invocations": the role needs ``mns:SendMessage`` on an MNS queue, ``fc:InvokeFunction`` on a function).
+        Its policy decides; the refusal is recorded, the event not delivered. ASSUMPTION: the action for
+        other destination kinds is ``<service>:<PutEvents|SendMessage>``-like: only MNS and FC are checked."""
+        account = self._credentials_for(spec)
+        if account is None or account.policy is None:
+            return None
+        if target is not None:
+            action, resource = (
+                "fc:InvokeFunction",
+                f"acs:fc:{self.region_id}:{self.account_id}:functions/{target}",
+            )
+        elif destination.startswith("acs:mns:"):
+            action, resource = "mns:SendMessage", destination
+        else:
+            return None
+        decision = account.authorize(action, resource)
+        if decision.allowed:
+            return None
+        return f"{decision.value}: role {account.role} may not {action} on {resource}"
 
     def _destination_function(self, destination: str) -> str | None:
         """The local function an ``acs:fc`` destination names (same region, our account or none)."""

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 from urllib.parse import unquote
 
+from .. import ram
+from .._accounts import Account
 from .._http import HttpRequest, is_loopback, json_object
 from ..cams import exceptions as cams_exc
 from ..cams.responses import CamsResponse, _parse_authorization, parse_query
@@ -79,22 +81,41 @@ class InvokeResponse:
         request_id = new_request_id()
         try:
             params = parse_query(request.query_string)
-            self._authenticate(request, params)
+            account = self._authenticate(request, params)
             match = _INVOKE_PATH.match(request.path)
             if request.method != "POST" or match is None:
                 raise exc.PathNotSupported(request.method, request.path)
-            return self._invoke(unquote(match["name"]), request, params)
+            function = unquote(match["name"])
+            self._authorize(account, function)
+            return self._invoke(function, request, params)
         except exc.FcError as error:
             return error_reply(error, request_id)
 
-    def _authenticate(self, request: HttpRequest, params: dict[str, str]) -> None:
+    def _authenticate(self, request: HttpRequest, params: dict[str, str]) -> Account:
         access_key_id = None
         try:
             authorization = _parse_authorization(request.header("authorization"))
             access_key_id = authorization.access_key_id
-            self._signature._authenticate(request, params, authorization)
+            return self._signature._authenticate(request, params, authorization)
         except cams_exc.CamsError as error:
             raise fc_error_for(error, access_key_id) from None
+
+    def _authorize(self, account: Account, function: str) -> None:
+        """A role's InvokeFunction, refused unless its policy allows ``fc:InvokeFunction`` on
+        ``acs:fc:REGION:ACCOUNT:functions/NAME`` (the FC 3.0 "RAM authorization" page, api-fc-2023-03-30-ram).
+        The refusal is 403 ``AccessDenied`` (FC error codes page). ASSUMPTIONS: the message's wording; a
+        qualifier is authorized as the function itself."""
+        if account.policy is None:
+            return
+        resource = ram.fc_resource(self.backend.region_id, self.backend.account_id, function)
+        decision = account.authorize("fc:InvokeFunction", resource)
+        if not decision.allowed:
+            principal = account.role or account.access_key_id
+            self.backend.denials.append((principal, "fc:InvokeFunction", resource, decision.value))
+            raise exc.AccessDenied(
+                f"the caller is not authorized to perform 'fc:InvokeFunction' on resource '{resource}' "
+                f"({decision.value}; principal {principal})"
+            )
 
     def _invoke(self, function: str, request: HttpRequest, params: dict[str, str]) -> Reply:
         invocation_type = (request.header("x-fc-invocation-type") or "Sync").strip()

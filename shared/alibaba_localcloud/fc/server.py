@@ -31,13 +31,21 @@ from typing import Any
 from alibaba_localcloud import syaml
 from alibaba_localcloud.syaml import FunctionSpec
 
-from .._accounts import DEFAULT_REGION, Account, resolve_credentials
+from .._accounts import DEFAULT_REGION, Account, generate_credentials, resolve_credentials
 from .._http import AnyMethodHandler, HttpRequest, LocalService, LoopbackServer
 from ..oss.server import IncompleteBody, RequestBody
+from ..ram import Policy
 from . import exceptions as exc
 from .http_trigger import HttpReply, HttpTrigger, HttpTriggerResponse, http_triggers
 from .http_trigger import error_reply as http_error_reply
-from .models import DEFAULT_ACCOUNT_ID, DEFAULT_MAX_INSTANCES, SYNC_PAYLOAD_LIMIT, FcBackend, new_request_id
+from .models import (
+    DEFAULT_ACCOUNT_ID,
+    DEFAULT_MAX_INSTANCES,
+    SYNC_PAYLOAD_LIMIT,
+    FcBackend,
+    new_request_id,
+    role_name,
+)
 from .responses import ADMIN_PREFIX, AdminResponse, InvokeResponse, Reply, error_reply
 
 log = logging.getLogger(__name__)
@@ -242,6 +250,7 @@ class LocalFc(LocalService):
         data_dir: str | os.PathLike[str] | None = None,
         http_host: str = "127.0.0.1",
         http_ports: Mapping[str, int] | None = None,
+        role_policies: Mapping[str, Policy] | None = None,
         **backend_options: Any,
     ) -> None:
         specs, root = _functions(s_yaml, functions, project_root, environ, account_id)
@@ -272,6 +281,11 @@ class LocalFc(LocalService):
             **backend_options,
         )
         self.backend.add_account(role.access_key_id, role.access_key_secret, role.security_token)
+        #: role name -> the STS credentials its functions get, carrying the role's policy (``role_policies``)
+        self.role_accounts = self._role_accounts(specs, role_policies)
+        for account in self.role_accounts.values():
+            self.backend.add(account)
+        self.backend.role_accounts.update(self.role_accounts)
         self._oss_backend = oss_backend
         ports = dict(http_ports or {})
         unknown = sorted(set(ports) - set(triggers))
@@ -284,6 +298,38 @@ class LocalFc(LocalService):
             for name, trigger in triggers.items()
         }
         super().__init__(host, port)
+
+    def _role_accounts(
+        self, specs: Iterable[FunctionSpec], policies: Mapping[str, Policy] | None
+    ) -> dict[str, Account]:
+        """With ``role_policies`` (role name -> its RAM policy) each role of s.yaml gets STS credentials of its
+        own, and every request made with them is authorized against the policy, by this FC (InvokeFunction,
+        destinations) and by the services a LocalCloud registers them with. Without: the functions of every
+        role share this FC's own credentials, unrestricted (the emulator's behaviour before RAM)."""
+        if policies is None:
+            return {}
+        by_name = {name.lower(): policy for name, policy in policies.items()}
+        accounts: dict[str, Account] = {}
+        for spec in specs:
+            if not spec.role:
+                continue
+            name = role_name(spec.role)
+            if name not in by_name:
+                raise ValueError(
+                    f"function {spec.name}: its role {spec.role!r} has no policy in role_policies "
+                    f"(known: {', '.join(sorted(by_name)) or 'none'}); give every role of s.yaml its policy"
+                )
+            if name not in accounts:
+                keys = generate_credentials(sts=True, region_id=self.credentials.region_id)
+                accounts[name] = Account(
+                    keys.access_key_id,
+                    keys.access_key_secret,
+                    keys.security_token,
+                    by_name[name],
+                    name,
+                    self.credentials.access_key_id,
+                )
+        return accounts
 
     @property
     def region_id(self) -> str:

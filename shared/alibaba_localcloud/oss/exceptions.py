@@ -44,6 +44,7 @@ ASSUMPTIONS (no public source found):
 from __future__ import annotations
 
 from typing import Any
+from xml.sax.saxutils import escape
 
 from .._errors import ServiceError, error_for_code
 
@@ -67,6 +68,8 @@ class OssError(ServiceError):
         self.details: dict[str, str] = {
             name: str(value) for name, value in details.items() if value is not None
         }
+        #: nested XML after them (``AccessDeniedDetail`` of a RAM refusal), already escaped
+        self.detail_xml = ""
         super().__init__(message, code=code, http_status=http_status)
 
     def with_detail(self, name: str, value: object) -> OssError:
@@ -82,6 +85,38 @@ class AccessDenied(OssError):
         "AccessDenied",
         "You have no right to access this object because of bucket acl.",
     )
+
+
+def ram_denied(action: str, no_permission_type: str, owner: str, principal: str) -> OssError:
+    """A role's request its RAM policy does not allow: 403 ``AccessDenied`` with ``AccessDeniedDetail``.
+
+    Source: OSS error page 0003-00000201 (alibabacloud.com/help/en/oss/support/0003-00000201): an explicit
+    Deny answers "Access denied by bucket policy." with EC 0003-00000201 and an ``AccessDeniedDetail``
+    (PolicyType, AuthPrincipalOwnerId, AuthPrincipalType, AuthPrincipalDisplayName, NoPermissionType,
+    AuthAction). ASSUMPTIONS: an implicit deny (no Allow matched) answers the same code with the ACL message
+    below, NoPermissionType ImplicitDeny and no EC (its EC page was not found); the principal type of a
+    role's STS credentials is ``AssumedRoleUser``; no EncodedDiagnosticMessage."""
+    explicit = no_permission_type == "ExplicitDeny"
+    error = OssError(
+        "Access denied by bucket policy." if explicit else AccessDenied.message,
+        code="AccessDenied",
+        http_status=403,
+        **({"EC": "0003-00000201"} if explicit else {}),
+    )
+    rows = (
+        ("PolicyType", "AccountLevelIdentityBasedPolicy"),
+        ("AuthPrincipalOwnerId", owner),
+        ("AuthPrincipalType", "AssumedRoleUser"),
+        ("AuthPrincipalDisplayName", principal),
+        ("NoPermissionType", no_permission_type),
+        ("AuthAction", action),
+    )
+    error.detail_xml = (
+        "<AccessDeniedDetail>"
+        + "".join(f"<{name}>{escape(value)}</{name}>" for name, value in rows)
+        + "</AccessDeniedDetail>"
+    )
+    return error
 
 
 class InvalidAccessKeyId(OssError):

@@ -28,6 +28,8 @@ from urllib.parse import quote, unquote
 from xml.etree import ElementTree
 from xml.sax.saxutils import escape
 
+from alibaba_localcloud import ram
+from alibaba_localcloud._accounts import Account
 from alibaba_localcloud._http import RequestHead, is_loopback, json_object
 
 from . import exceptions as exc
@@ -119,6 +121,51 @@ class Reply:
 
 
 # --- replies (pure) --------------------------------------------------------------------------------------
+def ram_requests(
+    operation: str, request: HttpRequest, bucket: str | None, key: str | None, region: str, owner: str
+) -> list[tuple[str, str]]:
+    """The RAM ``(action, resource)`` pairs an OSS operation is authorized as, per OSS's "RAM Policy"
+    page (alibabacloud.com/help/en/oss/user-guide/how-oss-works-with-ram, its action table): HeadObject and
+    GetObjectMeta are ``oss:GetObject``; ListObjects(V2) ``oss:ListObjects`` on the bucket; the multipart
+    upload steps ``oss:PutObject``; CopyObject ``oss:GetObject`` on the source and ``oss:PutObject`` on the
+    target. ASSUMPTIONS (strict): HeadBucket is ``oss:GetBucketInfo``; DeleteMultipleObjects is
+    ``oss:DeleteObject`` on ``BUCKET/*`` (a policy narrower than the whole bucket refuses it); an operation
+    the emulator does not serve is authorized as ``oss:<Operation>`` on the bucket or object."""
+    obj = ram.oss_resource(region, owner, bucket, key)
+    on_bucket = ram.oss_resource(region, owner, bucket)
+    table: dict[str, list[tuple[str, str]]] = {
+        "ListBuckets": [("oss:ListBuckets", ram.oss_resource(region, owner))],
+        "PutBucket": [("oss:PutBucket", on_bucket)],
+        "DeleteBucket": [("oss:DeleteBucket", on_bucket)],
+        "HeadBucket": [("oss:GetBucketInfo", on_bucket)],
+        "ListObjects": [("oss:ListObjects", on_bucket)],
+        "ListObjectsV2": [("oss:ListObjects", on_bucket)],
+        "ListMultipartUploads": [("oss:ListMultipartUploads", on_bucket)],
+        "DeleteMultipleObjects": [("oss:DeleteObject", ram.oss_resource(region, owner, bucket, "*"))],
+        "GetObject": [("oss:GetObject", obj)],
+        "HeadObject": [("oss:GetObject", obj)],
+        "GetObjectMeta": [("oss:GetObject", obj)],
+        "PutObject": [("oss:PutObject", obj)],
+        "InitiateMultipartUpload": [("oss:PutObject", obj)],
+        "UploadPart": [("oss:PutObject", obj)],
+        "CompleteMultipartUpload": [("oss:PutObject", obj)],
+        "AbortMultipartUpload": [("oss:AbortMultipartUpload", obj)],
+        "ListParts": [("oss:ListParts", obj)],
+        "DeleteObject": [("oss:DeleteObject", obj)],
+    }
+    if operation == "CopyObject":
+        source_bucket, source_key = parse_copy_source(request.header("x-oss-copy-source") or "")
+        return [
+            ("oss:GetObject", ram.oss_resource(region, owner, source_bucket, source_key)),
+            ("oss:PutObject", obj),
+        ]
+    known = table.get(operation)
+    if known is not None:
+        return known
+    name = operation if operation.isalnum() else "UnknownOperation"
+    return [(f"oss:{name}", obj if key is not None else on_bucket)]
+
+
 def error_xml(error: exc.OssError, request_id: str, host_id: str) -> bytes:
     parts = [
         f"<Code>{escape(error.code)}</Code>",
@@ -127,6 +174,7 @@ def error_xml(error: exc.OssError, request_id: str, host_id: str) -> bytes:
         f"<HostId>{escape(host_id)}</HostId>",
     ]
     parts += [f"<{name}>{escape(value)}</{name}>" for name, value in error.details.items()]
+    parts += [xml for xml in (error.detail_xml,) if xml]
     return (XML_DECLARATION + "<Error>\n  " + "\n  ".join(parts) + "\n</Error>\n").encode("utf-8")
 
 
@@ -303,6 +351,8 @@ class OssResponse:
             operation, handler = self._route(request, bucket, key)
             account = self.auth.authenticate(request, bucket, key)
             access_key_id = account.access_key_id
+            if account.policy is not None:
+                self._authorize(account, operation, request, bucket, key)
             if handler is None:
                 raise _unsupported(operation, request, key)
             if bucket is not None:
@@ -339,6 +389,17 @@ class OssResponse:
             reply.headers.append(("x-oss-err", base64.b64encode(body).decode("ascii")))
             reply.body, reply.length = b"", 0
         return reply
+
+    # --- RAM ------------------------------------------------------------------------------------------
+    def _authorize(
+        self, account: Account, operation: str, request: HttpRequest, bucket: str | None, key: str | None
+    ) -> None:
+        """A role's request, refused unless its policy allows every action it takes (:func:`ram_requests`)."""
+        region, owner = self.backend.region_id, self.backend.account_id
+        for action, resource in ram_requests(operation, request, bucket, key, region, owner):
+            decision = account.authorize(action, resource)
+            if not decision.allowed:
+                raise exc.ram_denied(action, decision.value, owner, account.role or account.access_key_id)
 
     # --- routing ----------------------------------------------------------------------------------------
     def _route(self, request: HttpRequest, bucket: str | None, key: str | None) -> tuple[str, Handler | None]:

@@ -30,6 +30,9 @@ error-codes, help.aliyun.com document 27300), status, code and message as listed
     400 OTSParameterInvalid      "The total data size of PutRow request exceeds the limit, limit size: {Limit} ,
                                  data size: {Current}." (and UpdateRow) -- over 4 MB in one row write
     403 OTSCapacityUnitExhausted "Capacity unit is not enough."
+    403 OTSNoPermissionAccess    "You have no permission to access the requested resource, please contact the
+                                 resource owner" -- a RAM policy that does not allow the request (same page,
+                                 "Permission verification errors"; faq-detail/38586)
     403 OTSConditionCheckFail    "Condition check failed."
     429 OTSFlowControl           "The requests have been throttled."
 Verified — the SDK's own integration tests (aliyun/aliyun-tablestore-python-sdk tests/row_op_test.py,
@@ -85,6 +88,16 @@ class AuthFailed(TablestoreError):
     """403; the message says which check failed (see the module docstring for the verified ones)."""
 
     http_status, code, message = 403, "OTSAuthFailed", "Signature mismatch."
+
+
+class NoPermissionAccess(TablestoreError):
+    """403: a role's RAM policy does not allow the API on the table (or, for ListTable, the instance)."""
+
+    http_status, code, message = (
+        403,
+        "OTSNoPermissionAccess",
+        "You have no permission to access the requested resource, please contact the resource owner",
+    )
 
 
 class MethodNotAllowed(TablestoreError):
@@ -171,6 +184,7 @@ KNOWN_ERRORS: dict[str, type[TablestoreError]] = {
         OutOfRowSizeLimit,
         OutOfColumnCountLimit,
         AuthFailed,
+        NoPermissionAccess,
         MethodNotAllowed,
         RequestBodyTooLarge,
         ObjectNotExist,

@@ -14,6 +14,9 @@ deploys something else than meant. On top of the schema this checks:
 - each ``triggerConfig`` against the definition for its own ``triggerType``, unknown keys included;
   OSS ``sourceArn`` shaped ``acs:oss:<region>:<uid>:<bucket>`` in the function's region, role ARNs shaped
   ``acs:ram::<uid>:role/<name>``, timer cron of six fields (or ``@every``), trigger names unique;
+- a function with a role has its policy, ``deploy/ram-policy-<key>.json``: a RAM policy the local cloud's
+  evaluator accepts (``alibaba_localcloud.ram``) with only the placeholders ``${region}``, ``${accountId}``,
+  ``${bucket}``, ``${instance}``; and no two functions share a role (each has only what it calls);
 - no ``${...}`` left unresolved;
 - ``code``: a directory that exists, or ``build/<key>`` — the package ``chatapp_mass.deploy.packaging``
   builds from ``functions/<key>/``, which must then hold the handler's module (``index.py``); a function
@@ -136,6 +139,7 @@ def validate(doc: Mapping[str, Any], project_root: str | os.PathLike[str]) -> li
         problems.append(Problem("resources", "must be a mapping of at least one resource"))
         return problems
     names: dict[str, str] = {}
+    roles: dict[str, str] = {}
     for key, resource in resources.items():
         where = f"resources.{key}"
         if not isinstance(resource, Mapping):
@@ -160,6 +164,17 @@ def validate(doc: Mapping[str, Any], project_root: str | os.PathLike[str]) -> li
             problems.append(Problem(f"{where}.props", "must be a mapping"))
             continue
         problems += _props(props, f"{where}.props", str(key), root)
+        role = props.get("role")
+        if isinstance(role, str):
+            if role.lower() in roles:
+                problems.append(
+                    Problem(
+                        f"{where}.props.role",
+                        f"{role!r} is also resources.{roles[role.lower()]}'s role: give each function its "
+                        f"own role and policy (deploy/ram-policy-{key}.json)",
+                    )
+                )
+            roles[role.lower()] = str(key)
         name = props.get("functionName")
         if isinstance(name, str):
             if name in names:
@@ -174,6 +189,21 @@ def validate(doc: Mapping[str, Any], project_root: str | os.PathLike[str]) -> li
 
 
 # ------------------------------------------------------------------------------------------------- props
+POLICY_PLACEHOLDERS = {"region": "r", "accountId": "1", "bucket": "b", "instance": "i"}
+
+
+def _role_policy(key: str, where: str, root: Path) -> list[Problem]:
+    """The role's policy file: present, and a RAM policy (placeholders as deploy/README.md fills them)."""
+    from alibaba_localcloud import ram
+
+    path = root / "deploy" / f"ram-policy-{key}.json"
+    if not path.is_file():
+        return [Problem(where, f"no policy for this function's role: write {path.relative_to(root)}")]
+    try:
+        ram.load(path, POLICY_PLACEHOLDERS)
+    except (ram.PolicyError, OSError) as error:
+        return [Problem(where, f"{path.relative_to(root)}: {error}")]
+    return []
 
 
 def _props(props: Mapping[str, Any], where: str, key: str, root: Path) -> list[Problem]:
@@ -207,6 +237,8 @@ def _props(props: Mapping[str, Any], where: str, key: str, root: Path) -> list[P
     role = props.get("role")
     if role is not None and not (isinstance(role, str) and ROLE_ARN.match(role)):
         problems.append(Problem(f"{where}.role", f"{role!r}: must be acs:ram::<account id>:role/<name>"))
+    elif role is not None:
+        problems += _role_policy(key, f"{where}.role", root)
     problems += _environment(props.get("environmentVariables"), f"{where}.environmentVariables")
     problems += _async(props.get("asyncInvokeConfig"), f"{where}.asyncInvokeConfig")
     triggers = props.get("triggers")

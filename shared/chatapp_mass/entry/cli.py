@@ -189,6 +189,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     store_argument(init)
 
+    commands.add_parser(
+        "openapi",
+        help="print the HTTP API's OpenAPI 3.1 document (what GET /openapi.json serves; kept as "
+        "docs/openapi.json: chatapp-mass openapi > docs/openapi.json)",
+    )
+
     from chatapp_mass.entry import localcloud  # the commands that run the emulators
 
     localcloud.add_commands(commands.add_parser)
@@ -383,6 +389,13 @@ def cmd_init_tables(args: argparse.Namespace, out: IO[str]) -> int:
     return EXIT_OK
 
 
+def cmd_openapi(out: IO[str]) -> int:
+    from chatapp_mass.entry.openapi import document_text
+
+    out.write(document_text())
+    return EXIT_OK
+
+
 def main(
     argv: Sequence[str] | None = None,
     *,
@@ -405,6 +418,7 @@ def main(
         "resume": lambda: cmd_resume(args, out),
         "reconcile": lambda: cmd_reconcile(args, out),
         "init-tables": lambda: cmd_init_tables(args, out),
+        "openapi": lambda: cmd_openapi(out),
         "local-cams": lambda: _local(args),
         "local-cloud": lambda: _local(args),
         "invoke": lambda: _local(args),

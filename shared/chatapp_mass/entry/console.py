@@ -791,7 +791,10 @@ def serve(api: JobsApi, event: HttpEvent) -> dict[str, Any]:
     """The api function's HTTP trigger: the console's pages, a browser's link to the API turned to the console's
     page of it (a browser cannot send the bearer header), and every other request to the JSON API."""
     from chatapp_mass.entry.http_api import JOB_PATH, prefers_html
+    from chatapp_mass.entry.openapi import OPENAPI_PATH, serve_document
 
+    if event.path.rstrip("/") == OPENAPI_PATH:  # the contract: public, like any API's documentation
+        return serve_document(event)
     if wants_console(event.path):
         return Console(api).handle(event)
     if event.method == "GET" and prefers_html(event.header("accept")) and not event.header("authorization"):

@@ -24,6 +24,8 @@ Routes (JSON unless said; every refusal is ``{"error": {"code", "message", "fiel
   examples, TemplateParams keys, the first valid recipient's request) and creates no job: nothing is stored
   or sent (an OSS source is read once, while the client waits). ``preview`` and ``force`` take true/false
   (1/0, yes/no); any other value is **400** naming the parameter (``preview=maybe`` must not send).
+- ``GET /openapi.json`` — this API's OpenAPI 3.1 document (:mod:`chatapp_mass.entry.openapi`, served by
+  :func:`chatapp_mass.entry.console.serve`; no token).
 - ``GET /jobs`` — recent jobs (``?limit=``, at most 200).
 - ``GET /jobs/{id}`` — state and counts in recipients (sent, failed, uncertain, pending, invalid, duplicate,
   cancelled), rate and ETA.
@@ -356,7 +358,10 @@ class JobsApi:
         except ApiError as error:
             if error.status >= 500:
                 log.error("request refused", extra={"code": error.code, "error": error.message})
-            return error_reply(error)
+            response = error_reply(error)
+            if error.status == 401:  # RFC 6750 §3: a 401 names the scheme it wants (the contract requires it)
+                response["headers"].setdefault("WWW-Authenticate", 'Bearer realm="chatapp-mass"')
+            return response
 
     # --- auth -------------------------------------------------------------------------------------------
     def _authenticate(self, event: HttpEvent) -> None:
@@ -636,7 +641,16 @@ class JobsApi:
     def location_of(self, source: str) -> OssLocation:
         """A submission's ``source``: ``oss://BUCKET/KEY``, or a key in the function's bucket."""
         if not source.startswith("oss://"):
-            return OssLocation(self.settings.bucket, source.lstrip("/"))
+            key = source.lstrip("/")
+            if not key or key.endswith("/") or len(key.encode("utf-8")) > 1023:  # OSS's own rules for a key
+                raise ApiError(
+                    400,
+                    "invalid_field",
+                    f"source {source[:80]!r}: give an object's key in the function's bucket "
+                    "(1 to 1,023 bytes, e.g. uploads/march.csv) or oss://BUCKET/KEY",
+                    "source",
+                )
+            return OssLocation(self.settings.bucket, key)
         try:
             return OssLocation.parse(source)
         except OptionsError as error:

@@ -8,6 +8,10 @@ arm the product's crash points (:mod:`chatapp_mass.runtime.faults`) through the 
 ``chatapp-mass local-cloud`` runs one until interrupted and prints ONE JSON line (see ``describe``): each
 service's endpoint, the bucket, the Tablestore instance, the credentials, and ``env`` — the variables to
 export so ``chatapp-mass`` (or any SDK) uses it.
+
+Least privilege: with an ``s_yaml`` whose directory holds ``deploy/``, each function's role gets the policy
+``deploy/ram-policy-<resource key>.json`` (placeholders filled from this cloud), and every service refuses
+what it does not allow (:mod:`alibaba_localcloud.ram`); ``role_policies`` overrides (role name -> policy).
 """
 
 from __future__ import annotations
@@ -44,6 +48,8 @@ class LocalCloud(_cloud.LocalCloud):
         options["fc_options"] = {"crash_module": CRASH_MODULE, **(options.get("fc_options") or {})}
         self.product_tables = product_tables
         try:
+            if options.get("s_yaml") is not None and options.get("role_policies") is None:
+                options["role_policies"] = deploy_policies(options["s_yaml"])
             super().__init__(**options)
         except SYamlError as error:
             raise OptionsError(str(error)) from None
@@ -74,6 +80,38 @@ class LocalCloud(_cloud.LocalCloud):
             return store.init_tables()
         finally:
             store.close()
+
+
+def deploy_policies(s_yaml: str | os.PathLike[str]) -> dict[str, dict[str, Any]] | None:
+    """Role name -> the policy document of ``deploy/ram-policy-<resource>.json`` beside ``s_yaml``, for each
+    function with a role; None when there is no ``deploy/`` there (a test's own s.yaml: no RAM). A function
+    whose policy file is missing, or two functions of one role with different files, is an OptionsError."""
+    from pathlib import Path
+
+    from alibaba_localcloud.fc.models import role_name
+    from alibaba_localcloud.syaml import functions, load
+
+    root = Path(s_yaml).resolve().parent
+    deploy = root / "deploy"
+    if not deploy.is_dir():
+        return None
+    policies: dict[str, dict[str, Any]] = {}
+    sources: dict[str, Path] = {}
+    for spec in functions(load(s_yaml, os.environ, "0"), root):
+        if not spec.role:
+            continue
+        path = deploy / f"ram-policy-{spec.resource}.json"
+        if not path.is_file():
+            raise OptionsError(f"{s_yaml}: function {spec.name} has a role, but no policy file {path}")
+        name = role_name(spec.role)
+        if name in sources and sources[name] != path:
+            raise OptionsError(
+                f"{s_yaml}: role {name} of two functions with different policies ({sources[name]}, {path}); "
+                "give each function its own role"
+            )
+        sources[name] = path
+        policies[name] = json.loads(path.read_text(encoding="utf-8"))
+    return policies
 
 
 # --- the commands that run the emulators: `chatapp-mass local-cams`, `local-cloud`, `invoke` ----------------

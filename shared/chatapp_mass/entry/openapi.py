@@ -1,0 +1,538 @@
+"""The HTTP API's contract: the OpenAPI 3.1 document of :mod:`chatapp_mass.entry.http_api`.
+
+Built, not written: the request bodies are the API's own pydantic models (:class:`~.http_api.Submission`, the
+operator body), the replies are the pydantic models below (the API builds its replies as dicts; these say what
+those dicts hold, and the fuzzer, ``tests/e2e/test_api_fuzz.py``, checks every reply it gets against them), and
+:data:`ROUTES` is the route table. Served at ``GET /openapi.json`` (no token) and kept in the repository as
+``docs/openapi.json`` (a test compares the two); regenerate it with ``chatapp-mass openapi > docs/openapi.json``.
+
+Not the Alibaba OpenAPI SDK wrapper: that is :mod:`chatapp_mass.adapters.openapi`.
+
+Longer than 500 lines: it is the contract written down as data (a reply model per reply, an entry per route
+with its statuses), with no logic beyond turning them into the document; split, one route's shape would live
+in two places.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
+
+from chatapp_mass.store.interface import JobStatus
+
+if TYPE_CHECKING:
+    from chatapp_mass.entry.http_api import HttpEvent
+
+OPENAPI_PATH = "/openapi.json"
+REF = "#/components/schemas/{model}"
+TITLE = "ChatApp Mass Sender API"
+VERSION = "1"
+JSON = "application/json"
+CSV = "text/csv"
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+REALM = "chatapp-mass"
+#: the ``id`` path parameter (http_api.JOB_PATH)
+JOB_ID_PATTERN = "^[A-Za-z0-9_-]{1,64}$"
+
+
+# --- the replies ------------------------------------------------------------------------------------------
+class _Reply(BaseModel):
+    # open: a reply may carry more than is listed (a client must ignore what it does not know)
+    model_config = ConfigDict(extra="allow")
+
+
+class ErrorDetail(_Reply):
+    code: str = Field(
+        description="what went wrong, for programs: invalid_field, invalid_json, invalid_parameter, "
+        "invalid_options, invalid_schedule, invalid_csv, invalid_header, empty_body, body_too_large, "
+        "unsupported_media_type, unauthenticated, invalid_token, forbidden, insufficient_scope, not_found, "
+        "job_not_found, method_not_allowed, probable_repeat, job_finished, not_running, not_paused, "
+        "not_reconcilable, not_resent, source_not_found, oss_unavailable, list_failed, no_cams_client, "
+        "auth_not_configured"
+    )
+    message: str = Field(description="what went wrong and what to do, for people")
+    field: str | None = Field(
+        default=None, description="the body field, parameter or header at fault (absent when none is)"
+    )
+
+
+class ErrorReply(_Reply):
+    """Every refusal: a 4xx (or 5xx) status and this body."""
+
+    error: ErrorDetail
+
+
+class JobCreated(_Reply):
+    """``POST /jobs``: the job created (202), or the one an Idempotency-Key already named (200, repeated)."""
+
+    job_id: str
+    status: JobStatus
+    status_url: str
+    report_url: str
+    repeated: bool
+    valid: int | None = Field(default=None, description="valid recipients so far (a new job only)")
+    invalid: int | None = None
+    duplicate: int | None = None
+
+
+class JobListItem(_Reply):
+    job_id: str
+    status: JobStatus
+    source: str
+    valid: int
+    created_at: str
+    scheduled_at: str | None
+
+
+class JobList(_Reply):
+    """``GET /jobs``: newest first, ``limit`` a page; ``next_cursor`` (null on the last page) is the ``cursor``
+    of the next page."""
+
+    jobs: list[JobListItem]
+    next_cursor: str | None = None
+
+
+class JobState(_Reply):
+    """``GET /jobs/{id}``: the job's state and its counts in recipients."""
+
+    job_id: str
+    status: JobStatus
+    reason: str
+    source: str
+    channel: str | None
+    template: str | None
+    totals_final: bool = Field(description="false while the plan is still being written: counts so far")
+    rows: int
+    valid: int
+    invalid: int
+    duplicate: int
+    batches: int
+    sent: int
+    failed: int
+    uncertain: int
+    cancelled: int
+    pending: int
+    created_at: str
+    updated_at: str
+    scheduled_at: str | None
+    share_done: float | None
+    rate_per_second: float
+    eta_seconds: int | None
+    status_url: str
+    report_url: str
+    reconcile_url: str | None = Field(default=None, description="when some recipients are uncertain")
+    resend_uncertain_url: str | None = Field(default=None, description="when some recipients are uncertain")
+
+
+class JobCancelled(_Reply):
+    job_id: str
+    status: JobStatus
+    pending_cancelled: int
+
+
+class JobPaused(_Reply):
+    job_id: str
+    status: JobStatus
+    reason: str
+
+
+class JobResumed(_Reply):
+    job_id: str
+    status: JobStatus
+
+
+class ReconcileCounts(_Reply):
+    batches: int = Field(description="uncertain batches looked at")
+    found: int = Field(description="recipients CAMS has: now sent")
+    not_found: int = Field(description="recipients CAMS does not have: still uncertain")
+    queries: int
+    left: int = Field(description="uncertain batches not looked at in time: call again")
+    skipped: str
+    error: str
+
+
+class JobReconciled(ReconcileCounts):
+    job_id: str
+    uncertain: int
+
+
+class JobResent(_Reply):
+    job_id: str
+    status: JobStatus
+    reconciled: ReconcileCounts
+    resent_batches: int
+    resent_recipients: int
+
+
+# --- the route table --------------------------------------------------------------------------------------
+Scope = Literal["read", "send", "none"]
+
+
+@dataclass(frozen=True)
+class Reply:
+    description: str
+    model: type[BaseModel] | None = ErrorReply
+    content: dict[str, Any] | None = None  # a media type -> schema map instead of a model's JSON
+    headers: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    operation_id: str
+    summary: str
+    replies: dict[int, Reply]
+    scope: Scope = "read"
+    parameters: tuple[dict[str, Any], ...] = ()
+    body: dict[str, Any] | None = None  # the requestBody object
+
+
+def _query(name: str, schema: dict[str, Any], description: str, **more: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "schema": schema,
+        "description": description,
+        **more,
+    }
+
+
+_STRING = {"type": "string"}
+_FLAG = {"type": "boolean"}
+_JOB_ID = {
+    "name": "id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "pattern": JOB_ID_PATTERN},
+    "description": "the job's id (job_id of POST /jobs)",
+}
+_LOCATION = {"description": "where the resource is", "required": True, "schema": _STRING}
+_NOT_FOUND = Reply("no such job (or no such route)")
+_CONFLICT = Reply("the job is not in a state that allows this")
+_BAD_BODY = Reply("the body is not valid (the field named)")
+
+SUBMIT_PARAMETERS = (
+    _query("force", _FLAG, "true: create a job even when the same request created one in the repeat window"),
+    _query("preview", _FLAG, "true: answer with what would be sent (counts, refused rows); create no job"),
+    _query(
+        "scheduledAt",
+        _STRING,
+        "with a CSV or workbook body: when to start (ISO 8601 with an offset, or local time with timeZone)",
+    ),
+    _query("timeZone", _STRING, "with a CSV or workbook body: the IANA zone of a scheduledAt without offset"),
+    _query("sheet", _STRING, "with a workbook body: the sheet to read (default the first)"),
+    {
+        "name": "Idempotency-Key",
+        "in": "header",
+        "required": False,
+        "schema": {"type": "string", "maxLength": 255},
+        "description": "a repeat with the same key answers the same job (200, repeated) instead of a new one",
+    },
+)
+
+ROUTES: tuple[Route, ...] = (
+    Route(
+        "get",
+        "/openapi.json",
+        "getOpenApi",
+        "This document (no token needed)",
+        {200: Reply("the OpenAPI document", model=None, content={JSON: {"schema": {"type": "object"}}})},
+        scope="none",
+    ),
+    Route(
+        "post",
+        "/jobs",
+        "createJob",
+        "Create a job from recipients in the body, a CSV or workbook body, or a CSV in OSS",
+        {
+            200: Reply(
+                "the job an Idempotency-Key already named (repeated: true), or with preview=true the preview",
+                model=None,
+                content={
+                    JSON: {
+                        "schema": {
+                            "anyOf": [
+                                {"$ref": REF.format(model="JobCreated")},
+                                {"$ref": REF.format(model="Preview")},
+                            ]
+                        }
+                    }
+                },
+            ),
+            202: Reply(
+                "the job, created: planned (recipients, CSV) or being planned (source)",
+                JobCreated,
+                headers={"Location": _LOCATION},
+            ),
+            400: Reply(
+                "the body, an option, the schedule or the file is not valid (the field or line named)"
+            ),
+            409: Reply(
+                "the same request created a job within the repeat window (probable_repeat): ?force=true"
+            ),
+            413: Reply("the body is larger than CHATAPP_API_MAX_BODY: put the file in OSS and send source"),
+            415: Reply("a Content-Type other than JSON, CSV or a workbook"),
+        },
+        scope="send",
+        parameters=SUBMIT_PARAMETERS,
+        body={
+            "required": False,
+            "description": "JSON: the options and the recipients (or an OSS source). A CSV or a workbook: the "
+            "recipients, with the options in the query by their API or CLI names (?channelType=whatsapp&"
+            "templateCode=...); what is not given comes from the function's CHATAPP_DEFAULT_* settings.",
+            "content": {
+                JSON: {"schema": {"$ref": REF.format(model="Submission")}},
+                CSV: {"schema": {"type": "string"}},
+                XLSX: {"schema": {"type": "string", "contentMediaType": XLSX}},
+            },
+        },
+    ),
+    Route(
+        "get",
+        "/jobs",
+        "listJobs",
+        "Recent jobs, newest first, a page at a time",
+        {200: Reply("a page of jobs", JobList), 400: Reply("limit or cursor is not valid (the one named)")},
+        parameters=(
+            _query(
+                "limit", {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}, "jobs per page"
+            ),
+            _query("cursor", _STRING, "next_cursor of the page before (opaque)"),
+        ),
+    ),
+    Route(
+        "get",
+        "/jobs/{id}",
+        "getJob",
+        "A job's state and counts",
+        {200: Reply("the job", JobState), 404: _NOT_FOUND},
+        parameters=(_JOB_ID,),
+    ),
+    Route(
+        "get",
+        "/jobs/{id}/report",
+        "getJobReport",
+        "The per-recipient report CSV (a large one: a redirect to a short-lived presigned OSS URL)",
+        {
+            200: Reply(
+                "the report",
+                model=None,
+                content={CSV: {"schema": {"type": "string"}}},
+                headers={"Content-Disposition": {"required": True, "schema": _STRING}},
+            ),
+            302: Reply(
+                "a report over CHATAPP_REPORT_INLINE_MAX: Location is a V4-presigned OSS URL valid 300 s",
+                model=None,
+                headers={"Location": _LOCATION},
+            ),
+            404: _NOT_FOUND,
+        },
+        parameters=(_JOB_ID,),
+    ),
+    Route(
+        "post",
+        "/jobs/{id}/cancel",
+        "cancelJob",
+        "Stop dispatching: batches not yet sent become cancelled",
+        {202: Reply("cancelled", JobCancelled), 404: _NOT_FOUND, 409: _CONFLICT},
+        scope="send",
+        parameters=(_JOB_ID,),
+    ),
+    Route(
+        "post",
+        "/jobs/{id}/pause",
+        "pauseJob",
+        "Stop dispatching resumably",
+        {202: Reply("paused", JobPaused), 404: _NOT_FOUND, 409: _CONFLICT},
+        scope="send",
+        parameters=(_JOB_ID,),
+    ),
+    Route(
+        "post",
+        "/jobs/{id}/resume",
+        "resumeJob",
+        "Go on with a paused job",
+        {202: Reply("resumed", JobResumed), 404: _NOT_FOUND, 409: _CONFLICT},
+        scope="send",
+        parameters=(_JOB_ID,),
+    ),
+    Route(
+        "post",
+        "/jobs/{id}/reconcile",
+        "reconcileJob",
+        "Look the job's uncertain batches up in ListChatappMessage (WhatsApp, Viber); sends nothing",
+        {
+            200: Reply("what was found", JobReconciled),
+            400: _BAD_BODY,
+            404: _NOT_FOUND,
+            409: _CONFLICT,
+            502: Reply("ListChatappMessage kept failing (list_failed): the batches are left as they were"),
+        },
+        scope="send",
+        parameters=(_JOB_ID,),
+        body={"required": False, "content": {JSON: {"schema": {"$ref": REF.format(model="OperatorBody")}}}},
+    ),
+    Route(
+        "post",
+        "/jobs/{id}/resend-uncertain",
+        "resendUncertain",
+        "Send again what is still uncertain (reconciled first unless reconcile is false)",
+        {202: Reply("reopened", JobResent), 400: _BAD_BODY, 404: _NOT_FOUND, 409: _CONFLICT},
+        scope="send",
+        parameters=(_JOB_ID,),
+        body={"required": False, "content": {JSON: {"schema": {"$ref": REF.format(model="OperatorBody")}}}},
+    ),
+)
+
+_AUTH_REPLIES = {
+    401: Reply(
+        "no token, or not a valid one",
+        headers={
+            "WWW-Authenticate": {
+                "description": f'Bearer realm="{REALM}" (with error="invalid_token" when a token was sent)',
+                "required": True,
+                "schema": _STRING,
+            }
+        },
+    ),
+    403: Reply("the token's scope does not allow this route (insufficient_scope)"),
+    503: Reply("the function has no token configured (auth_not_configured)"),
+}
+
+DESCRIPTION = f"""\
+Send WhatsApp, Viber, Messenger and Instagram templates to many recipients through Alibaba Cloud CAMS.
+
+**Authentication**: `Authorization: Bearer <token>`. A token has a scope: `read` (the GET routes), `send` (also
+the POST routes) or `admin` (everything). No or a bad token: 401 with `WWW-Authenticate: Bearer realm="{REALM}"`;
+a token whose scope does not reach the route: 403 `insufficient_scope`. `GET /openapi.json` needs no token.
+
+**Errors**: every refusal is `{{"error": {{"code", "message", "field"?}}}}` with its status. A method a path does
+not have: 405 with `Allow`.
+"""
+
+
+# --- building ---------------------------------------------------------------------------------------------
+def _component_models() -> list[tuple[type[BaseModel], JsonSchemaMode]]:
+    from chatapp_mass.entry.http_api import Submission, _OperatorBody
+    from chatapp_mass.services.preview import Preview
+
+    replies: list[type[BaseModel]] = [
+        ErrorReply,
+        JobCreated,
+        JobList,
+        JobState,
+        JobCancelled,
+        JobPaused,
+        JobResumed,
+        JobReconciled,
+        JobResent,
+        Preview,
+    ]
+    requests: list[type[BaseModel]] = [Submission, _OperatorBody]
+    modes: list[tuple[type[BaseModel], JsonSchemaMode]] = [(m, "validation") for m in requests]
+    return modes + [(m, "serialization") for m in replies]
+
+
+def _components() -> dict[str, Any]:
+    _, top = models_json_schema(_component_models(), ref_template=REF)
+    schemas: dict[str, Any] = top["$defs"]
+    # the API's private names, public in the contract
+    renames = {"_OperatorBody": "OperatorBody", "_Recipient": "Recipient"}
+    text = json.dumps(schemas)
+    for old, new in renames.items():
+        text = text.replace(REF.format(model=old), REF.format(model=new))
+    schemas = {renames.get(name, name): schema for name, schema in json.loads(text).items()}
+    for name, schema in schemas.items():
+        if schema.get("title") in renames:
+            schema["title"] = name
+    # what http_api.submit checks beyond the model: exactly one of recipients (a list) or source (a string)
+    schemas["Submission"]["oneOf"] = [
+        {"required": ["recipients"], "properties": {"recipients": {"type": "array"}}},
+        {"required": ["source"], "properties": {"source": {"type": "string"}}},
+    ]
+    return dict(sorted(schemas.items()))
+
+
+def _response(reply: Reply) -> dict[str, Any]:
+    out: dict[str, Any] = {"description": reply.description}
+    if reply.headers:
+        out["headers"] = reply.headers
+    if reply.content is not None:
+        out["content"] = reply.content
+    elif reply.model is not None:
+        out["content"] = {JSON: {"schema": {"$ref": REF.format(model=reply.model.__name__)}}}
+    return out
+
+
+def _operation(route: Route) -> dict[str, Any]:
+    replies = dict(route.replies)
+    if route.scope != "none":
+        replies = {**replies, **_AUTH_REPLIES}
+    operation: dict[str, Any] = {
+        "operationId": route.operation_id,
+        "summary": route.summary,
+    }
+    if route.scope == "none":
+        operation["security"] = []
+    else:
+        operation["description"] = f"Scope: `{route.scope}` (or `admin`)."
+    if route.parameters:
+        operation["parameters"] = list(route.parameters)
+    if route.body is not None:
+        operation["requestBody"] = route.body
+    operation["responses"] = {str(status): _response(replies[status]) for status in sorted(replies)}
+    return operation
+
+
+def build_document(server: str = "/") -> dict[str, Any]:
+    """The OpenAPI 3.1 document (a JSON-ready dict)."""
+    paths: dict[str, dict[str, Any]] = {}
+    for route in ROUTES:
+        paths.setdefault(route.path, {})[route.method] = _operation(route)
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": TITLE, "version": VERSION, "description": DESCRIPTION},
+        "servers": [{"url": server}],
+        "security": [{"bearer": []}],
+        "paths": paths,
+        "components": {
+            "schemas": _components(),
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+    }
+
+
+@functools.cache
+def document_text() -> str:
+    """The document as kept in ``docs/openapi.json``: indented, keys in a stable order, a final newline
+    (built once per process)."""
+    return json.dumps(build_document(), indent=2, ensure_ascii=False) + "\n"
+
+
+def serve_document(event: HttpEvent) -> dict[str, Any]:
+    """``GET /openapi.json``: the document, to anyone (the api function's front serves it before the token
+    check: :func:`chatapp_mass.entry.console.serve`)."""
+    from chatapp_mass.entry.http_api import ApiError, error_reply, reply
+
+    if event.method != "GET":
+        return error_reply(ApiError(405, "method_not_allowed", f"{event.method} {OPENAPI_PATH}: use GET"))
+    return reply(200, document_text())
+
+
+def main() -> int:
+    """``python -m chatapp_mass.entry.openapi`` (or ``chatapp-mass openapi``): the document on stdout."""
+    import sys
+
+    sys.stdout.write(document_text())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
