@@ -67,6 +67,7 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCloud]:
             "CHATAPP_BATCH_SIZE": "100",
             "CHATAPP_API_TOKEN": TOKEN,
             "CHATAPP_RECONCILE_AFTER": "1",  # a sender looks uncertain batches up a second after the job ends
+            "CHATAPP_REPORT_INLINE_MAX": "200",  # a report of a few rows is "large": answered 302 (presigned)
         },
         fc_options={"retry_base_delay": 0.05, "retry_max_delay": 0.2},
     ) as local:
@@ -341,6 +342,30 @@ def probe_api_cancel(cloud: LocalCloud, tag: str) -> str:
     return ""
 
 
+def probe_api_big_report(cloud: LocalCloud, tag: str) -> str:
+    """GET /jobs/{id}/report of a report over CHATAPP_REPORT_INLINE_MAX: 302 to a presigned URL (the api's
+    HeadObject of the report, then the download, signed with the api's credentials), fetched with no
+    credentials at all."""
+    api = Api(cloud)
+    recipients = [{"To": f"+{next(NUMBERS)}"} for _ in range(4)]
+    response = api.post("/jobs", {"options": OPTIONS, "recipients": recipients})
+    if response.status_code not in (200, 201, 202):
+        return f"POST /jobs answered {response.status_code}: {response.text[:300]}"
+    job_id = response.json()["job_id"]
+    job = until(cloud, lambda: (j := api.job(job_id))["status"] in FINAL and j)
+    if job is None or job["status"] != "completed":
+        return f"job {api.job(job_id)['status']} ({failures(cloud)})"
+    report = api.http.get(f"{api.base}/jobs/{job_id}/report", timeout=60, allow_redirects=False)
+    if report.status_code != 302:
+        return f"GET /jobs/{{id}}/report answered {report.status_code}, not 302 (its HeadObject refused?)"
+    download = requests.get(report.headers["Location"], timeout=60)
+    if download.status_code != 200 or download.content != owner_object(
+        cloud, f"reports/api/{job_id}.report.csv"
+    ):
+        return f"the presigned URL answered {download.status_code}: {download.text[:300]}"
+    return ""
+
+
 def probe_api_reconcile(cloud: LocalCloud, tag: str) -> str:
     """A job left uncertain (no CustSpaceId, so nothing looked it up): POST /jobs/{id}/reconcile lists CAMS."""
     api = Api(cloud)
@@ -427,6 +452,8 @@ def proof(function: str, statement: dict[str, Any]) -> Proof:
     if (function, action) == ("api", "fc:InvokeFunction"):
         target = SENDER if resource.endswith(f"functions/{SENDER}") else INGEST
         return Proof(probe_api_submit if target == SENDER else probe_api_source, "fc", target)
+    if (function, action) == ("api", "oss:GetObject") and "/reports/" in resource:
+        return Proof(probe_api_big_report, "oss", "HeadObject reports/api/")
     if (function, action) == ("api", "oss:PutObject"):
         return table[(function, action, "reports" if "/reports/" in resource else "console-uploads")]
     return table[(function, action)]
@@ -456,6 +483,7 @@ def test_the_serverless_path_works_with_the_policies(cloud: LocalCloud) -> None:
         "api-reconcile": probe_api_reconcile,
         "console-upload": probe_console_upload,
         "api-source-incoming": probe_api_source_incoming,
+        "api-big-report": probe_api_big_report,
         **{f"dead-letter-{f}": dead_letter(ROLES[f]) for f in ("ingest", "sender", "api")},
     }
     marks = Marks(cloud)

@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from test_console import Browser
 
 from chatapp_mass.core.errors import OptionsError
 from chatapp_mass.core.tokens import Scope, TokenEntry, match, parse_entries, token_digest
@@ -19,6 +18,7 @@ from chatapp_mass.entry.cli import main
 from chatapp_mass.entry.http_api import JOB_METHODS, ApiSettings
 from chatapp_mass.entry.localcloud import LocalCloud
 
+from test_console import Browser
 from test_http_api import OPTIONS, TOKEN, Api, recipients
 
 READ = "read-token-" + "r" * 32

@@ -300,7 +300,7 @@ def test_authentication(cloud: LocalCloud) -> None:
             "invalid_schedule",
             "scheduledAt",
         ),
-        (b"x" * 200_001, None, 413, "body_too_large", None),
+        (b"x" * 200_001, None, 413, "body_too_large", "body"),
         (b"<xml/>", {"Content-Type": "application/xml"}, 415, "unsupported_media_type", "Content-Type"),
     ],
 )
@@ -604,16 +604,17 @@ def test_recurring_send_from_the_timer_payload_once_per_firing(cloud: LocalCloud
     api.world.run_senders()
     received = Counter(m.to for m in cloud.cams.backend.received)
     assert received == Counter({n: 2 for n in valid_numbers(data)})  # once per firing, not per delivery
-    with pytest.raises(Exception, match="payload"):
-        timer.handle(
-            json.dumps(
-                {
-                    "triggerTime": "2026-12-07T01:00:00Z",
-                    "triggerName": "weekly",
-                    "payload": '{"recurrent": {}}',
-                }
-            )
+    # a bad payload is refused in the result, and the firing's sweep still runs (tests/corpus)
+    refused = timer.handle(
+        json.dumps(
+            {
+                "triggerTime": "2026-12-07T01:00:00Z",
+                "triggerName": "weekly",
+                "payload": '{"recurrent": {}}',
+            }
         )
+    )
+    assert refused["recurring"]["job_id"] is None and "payload" in refused["recurring"]["error"]
 
 
 def test_pause_and_resume_over_http(cloud: LocalCloud) -> None:

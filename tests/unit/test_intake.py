@@ -406,6 +406,16 @@ def test_column_count_of_a_record_running_over_lines_hints_at_an_open_quote() ->
     )
 
 
+def test_a_quote_left_open_to_the_end_of_the_file_is_refused_not_sent() -> None:
+    """The cells add up (the open quote swallowed the rest of the file into the last one): without a
+    check, line 2 was sent with lines 3-4 inside its template value and their recipients lost."""
+    rows = read('to,name\n+86 138 6666 1234,"unclosed\n+86 138 6666 1235,Bob\n+86 138 6666 1236,Cy\n')
+    assert brief(rows) == [(2, "+86 138 6666 1234", "invalid", "UnclosedQuote")]
+    assert "a quote opened on line 2 is never closed" in rows[0].message and "lines 2 to 4" in rows[0].message
+    closed = read('to,name\n+86 138 6666 1234,"two\nlines"\n+86 138 6666 1235,Bob\n')
+    assert [r.status for r in closed] == ["valid", "valid"]  # a quoted line break is a cell's
+
+
 def test_cell_too_large_counts_utf8_bytes() -> None:
     limit = CELL_LIMIT_BYTES
     assert limit == 64 * 1024

@@ -533,6 +533,23 @@ def test_v4_signed_url_expires() -> None:
         assert error.value.code == 403 and b"Request has expired." in body and b"0002-00000236" in body
 
 
+def test_v4_signed_url_used_before_its_date_is_refused() -> None:
+    """Up to 15 minutes early is a clock offset (allowed); more is refused, EC 0002-00000235."""
+    offset = {"seconds": -14 * 60.0}
+    with LocalOss(clock=lambda: time.time() + offset["seconds"]) as oss:
+        bucket = oss.oss2_bucket()
+        bucket.put_object("k", b"1")
+        url = bucket.sign_url("GET", "k", 3600)
+        with urllib.request.urlopen(url) as response:
+            assert response.read() == b"1"
+        offset["seconds"] = -16 * 60.0
+        with pytest.raises(urllib.error.HTTPError) as error:
+            urllib.request.urlopen(url)
+        body = error.value.read()
+        error.value.close()
+        assert error.value.code == 403 and b"<Code>AccessDenied</Code>" in body and b"0002-00000235" in body
+
+
 def test_skewed_clock_is_refused() -> None:
     offset = {"seconds": 16 * 60.0}
     with LocalOss(clock=lambda: time.time() + offset["seconds"]) as oss:

@@ -50,7 +50,9 @@ shows none): a region in the scope that is not the bucket's -> 403 ``SignatureDo
 0002-00000228; a malformed ``Credential`` -> 400 ``InvalidArgument``, EC 0002-00000213 (header) /
 0002-00000224 (URL); a signed URL without ``x-oss-expires`` -> EC 0002-00000215, with one outside
 1..604800 s -> EC 0002-00000232, used after it expired -> 403 ``AccessDenied`` "Request has expired.", EC
-0002-00000236; a URL without ``x-oss-signature`` -> EC 0002-00000219, with an empty one -> EC 0002-00000220;
+0002-00000236, used more than 15 minutes before its ``x-oss-date`` -> EC 0002-00000235 (ASSUMPTION: 403
+``AccessDenied``; the page names no code; https://help.aliyun.com/en/oss/user-guide/0002-00000235); a URL
+without ``x-oss-signature`` -> EC 0002-00000219, with an empty one -> EC 0002-00000220;
 an ``x-oss-content-sha256`` header that is not ``UNSIGNED-PAYLOAD`` -> 400 ``InvalidArgument``, EC
 0002-00000214 (ASSUMPTION: a missing one too; ``oss2`` always sends it). The clock check (15 minutes,
 RequestTimeTooSkewed) follows a matching signature. V2
@@ -83,6 +85,8 @@ EC_V4_URL_BAD_CREDENTIAL = "0002-00000224"
 EC_V4_URL_NO_EXPIRES = "0002-00000215"
 EC_V4_URL_BAD_EXPIRES = "0002-00000232"
 EC_V4_URL_EXPIRED = "0002-00000236"
+EC_V4_URL_NOT_YET_VALID = "0002-00000235"
+V4_URL_EARLY = 15 * 60  # a URL may be used this long before its x-oss-date (clock offsets), not longer
 EC_V4_CONTENT_SHA256 = "0002-00000214"
 EC_V4_URL_NO_SIGNATURE = "0002-00000219"
 EC_V4_URL_EMPTY_SIGNATURE = "0002-00000220"
@@ -502,6 +506,12 @@ class OssAuthenticator:
         signed_at = _v4_time(date_time)
         self._check_scope(parts, date_time, access_key_id)
         now = self.backend.clock()
+        if now < signed_at - V4_URL_EARLY:
+            raise exc.AccessDenied(
+                "Request is not valid yet: it is more than 15 minutes before x-oss-date.",
+                ServerTime=http_date(now),
+                EC=EC_V4_URL_NOT_YET_VALID,
+            )
         if now > signed_at + expires:
             raise exc.AccessDenied(
                 "Request has expired.",

@@ -244,6 +244,19 @@ class OssClient:
         }
         return {"etag": (result.etag or "").strip('"'), "size": result.content_length, "meta": meta}
 
+    def presign_get(self, location: OssLocation, seconds: int, *, filename: str = "") -> str:
+        """A V4-presigned GET URL of the object, valid ``seconds`` (1..604800): anyone holding it may read the
+        object until then, without credentials (with STS credentials it carries ``x-oss-security-token``).
+        ``filename``: the download's name (``response-content-disposition``, signed with the rest).
+        Signing is local: nothing is sent to OSS."""
+        if not 1 <= seconds <= 7 * 24 * 3600:
+            raise OptionsError(f"presign_get: seconds={seconds}: OSS accepts 1 to 604800 (7 days)")
+        params = {"response-content-disposition": f'attachment; filename="{filename}"'} if filename else None
+        url = self.bucket(location.bucket).sign_url(
+            "GET", location.key, seconds, params=params, slash_safe=True
+        )
+        return str(url)
+
     def put(
         self,
         location: OssLocation,

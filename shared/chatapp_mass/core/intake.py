@@ -116,7 +116,8 @@ class Row(NamedTuple):
     to: str  # normalized recipient (valid/duplicate), or the cell as given (trimmed) when invalid
     status: str  # "valid" | "invalid" | "duplicate"
     code: str = (
-        ""  # "" | InvalidNumber | MissingRecipient | EmptyParam | ColumnCount | CellTooLarge | Duplicate
+        ""  # "" | InvalidNumber | MissingRecipient | EmptyParam | ColumnCount | CellTooLarge | UnclosedQuote
+        # | Duplicate
     )
     message: str = ""  # human reason; for Duplicate: "same recipient as line 7"
     template_params: dict[str, str] | None = None  # valid rows only (None when the file has no param columns)
@@ -264,6 +265,16 @@ def _too_large(cell: str) -> int:
         return 0
     size = _utf8_bytes(cell)
     return size if size > CELL_LIMIT_BYTES else 0
+
+
+def _quote_left_open(lines: Iterable[str], delimiter: str) -> bool:
+    """Whether a record's physical lines end inside a quoted cell (the end of the file came first)."""
+    try:
+        for _ in csv.reader(lines, delimiter=delimiter, quotechar='"', doublequote=True, strict=True):
+            pass
+    except csv.Error as error:
+        return "unexpected end of data" in str(error)
+    return False
 
 
 def _is_blank(cells: Iterable[str]) -> bool:
@@ -724,6 +735,20 @@ class RecipientReader:
                 for cells in reader:
                     line = last + 1
                     last = reader.line_num + offset
+                    if last > line and len(cells) == ncols and _quote_left_open(pending, header.delimiter):
+                        # a quote never closed: the csv reader (strict=False) took every line after it, to
+                        # the end of the file, as one cell, and the cells still add up (else ColumnCount
+                        # below says so); sent, it would lose those lines' recipients in a template value
+                        clear()
+                        self.refused_cells = cells
+                        yield invalid(
+                            line,
+                            self._given(cells),
+                            "UnclosedQuote",
+                            f"a quote opened on line {line} is never closed: lines {line} to {last} (the end "
+                            "of the file) were read as one record; close the quote or remove it",
+                        )
+                        continue
                     clear()
                     if len(cells) != ncols:
                         if not _is_blank(cells):

@@ -46,6 +46,12 @@ _WORKBOOK_FIX = (
     "send the .csv"
 )
 _LINE_BREAKS = str.maketrans({"\r": " ", "\n": " "})
+# A ZIP bomb, refused before openpyxl inflates it (it holds shared strings in memory): a part expanding more
+# than MAX_RATIO-fold past BOMB_FLOOR bytes (a 100k-row sheet Excel or openpyxl writes expands ~12-fold), or
+# parts expanding past MAX_EXPANDED in all (Excel's 1,048,576 rows of a few columns are ~200 MB).
+MAX_RATIO = 100
+BOMB_FLOOR = 32 * 1024 * 1024
+MAX_EXPANDED = 2 * 1024 * 1024 * 1024
 
 
 def is_zip(head: bytes) -> bool:
@@ -278,6 +284,39 @@ def _names_workbook_parts(file: typing.IO[bytes]) -> bool:
     return False
 
 
+def _check_expansion(file: typing.IO[bytes], source: str) -> None:
+    """Refuse a ZIP bomb by the sizes its directory declares (zipfile never inflates a part past them)."""
+    start = file.tell()
+    try:
+        with zipfile.ZipFile(file) as archive:
+            parts = archive.infolist()
+    finally:
+        file.seek(start)
+    total = sum(part.file_size for part in parts)
+    bomb = next(
+        (
+            part
+            for part in parts
+            if part.file_size > BOMB_FLOOR and part.file_size > MAX_RATIO * max(part.compress_size, 1)
+        ),
+        None,
+    )
+    if bomb is None and total <= MAX_EXPANDED:
+        return
+    what = (
+        f"its part {bomb.filename} expands {bomb.file_size // max(bomb.compress_size, 1):,}-fold, from "
+        f"{bomb.compress_size:,} to {bomb.file_size:,} bytes"
+        if bomb is not None
+        else f"its parts expand to {total:,} bytes (the limit is {MAX_EXPANDED:,})"
+    )
+    raise CsvFileError(
+        source,
+        None,
+        f"the workbook is not read: {what} (a ZIP bomb, not a sheet of recipients)",
+        _WORKBOOK_FIX,
+    )
+
+
 @contextmanager
 def recipient_lines(
     stream: typing.IO[bytes], *, source: str, sheet: str | None
@@ -302,6 +341,7 @@ def recipient_lines(
         if not workbook:
             yield file, False
             return
+        _check_expansion(file, source)
         yield stack.enter_context(_sheet_as_csv(file, source=source, sheet=sheet)), True
 
 

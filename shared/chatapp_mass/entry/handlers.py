@@ -90,7 +90,7 @@ def _api(event: bytes, context: Any) -> Any:
     s = services()
     try:
         decoded = json.loads(event)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: JSON nested past the parser's limit
         decoded = None
     if is_timer_event(decoded):
         # not from ApiSettings: a mistake in the API's token settings must not stop the timer

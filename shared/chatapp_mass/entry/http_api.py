@@ -24,13 +24,18 @@ Routes (JSON unless said; every refusal is ``{"error": {"code", "message", "fiel
   **200** with the preview instead (:class:`~chatapp_mass.services.preview.Preview`: counts, refused rows
   by reason with up to 3 examples, TemplateParams keys, the first valid recipient's request) and creates no
   job: nothing is stored or sent (an OSS source is read once, while the client waits).
+  ``preview`` and ``force`` take true/false (1/0, yes/no); any other value is **400** naming the parameter
+  (``preview=maybe`` must not send).
 - ``GET /openapi.json`` — this API's OpenAPI 3.1 document (:mod:`chatapp_mass.entry.openapi`, served by
   :func:`chatapp_mass.entry.console.serve`; no token).
 - ``GET /jobs`` — jobs, newest first, a page at a time: ``?limit=`` (1 to 200, default 50) and ``?cursor=``
   (the ``next_cursor`` of the previous page; opaque); answers ``{"jobs": [...], "next_cursor": "..." | null}``.
 - ``GET /jobs/{id}`` — state and counts in recipients (sent, failed, uncertain, pending, invalid, duplicate,
   cancelled), rate and ETA.
-- ``GET /jobs/{id}/report`` — the per-recipient report CSV.
+- ``GET /jobs/{id}/report`` — the per-recipient report CSV: streamed (``text/csv``) while the job runs and when
+  its report object in OSS is at most ``CHATAPP_REPORT_INLINE_MAX`` bytes (default 1 MiB); a larger one is
+  answered **302** to a V4-presigned OSS GET URL of that object, valid 300 s (an FC response body is limited,
+  and OSS serves big objects better than a function does).
 - ``POST /jobs/{id}/cancel`` — stops dispatch between batches; batches not yet on the wire are reported
   ``cancelled``; calls in flight finish and are recorded.
 - ``POST /jobs/{id}/pause`` / ``POST /jobs/{id}/resume`` — stop dispatch resumably (batches wait as
@@ -105,6 +110,7 @@ from chatapp_mass.services.jobs import (
     pause_job,
     reconcile_job,
     reopen_job,
+    report_location,
     resolve_options,
     resume_job,
     start_job,
@@ -137,6 +143,11 @@ JOB_METHODS: dict[str, dict[str, Scope]] = {
 }
 REALM = 'Bearer realm="chatapp-mass"'
 
+REPORT_URL_SECONDS = 300  # how long a presigned report URL is valid
+_REPORTED = frozenset(
+    {JobStatus.completed, JobStatus.cancelled, JobStatus.stopped}
+)  # finalize wrote a report
+
 # The bodies read as a recipient file (a CSV or an Excel workbook: which one is told by content).
 _XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 _FILE_TYPES = ("text/csv", "application/csv", "text/plain", _XLSX_TYPE)
@@ -164,6 +175,8 @@ class ApiSettings:
         plain = (plain_token_entry(self.token, env.CHATAPP_API_TOKEN),) if self.token else ()
         return self.tokens + plain
 
+    report_inline_max: int = 1024 * 1024  # bytes of a report object streamed; above: 302 to a presigned URL
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> ApiSettings:
         """OptionsError names the variable (and the entry) that is wrong: a token shorter than 32 characters,
@@ -180,6 +193,7 @@ class ApiSettings:
             repeat_window=float(env_int(environ, env.CHATAPP_API_REPEAT_WINDOW, 600, 1, 7 * 86400)),
             ingest_function=environ.get(env.CHATAPP_INGEST_FUNCTION, "chatapp-mass-ingest"),
             reconcile_seconds=float(env_int(environ, env.CHATAPP_API_RECONCILE_SECONDS, 60, 1, 600)),
+            report_inline_max=env_int(environ, env.CHATAPP_REPORT_INLINE_MAX, 1024 * 1024, 0, 1 << 40),
         )
 
 
@@ -224,7 +238,14 @@ class HttpEvent(_Loose):
         return next((v for k, v in self.headers.items() if k.lower() == name), "")
 
     def body_bytes(self) -> bytes:
-        return base64.b64decode(self.body) if self.is_base64_encoded else self.body.encode("utf-8")
+        if not self.is_base64_encoded:
+            return self.body.encode("utf-8")
+        try:
+            return base64.b64decode(self.body, validate=True)
+        except ValueError:  # binascii.Error: FC sends valid base64; anything else is not a request of ours
+            raise ApiError(
+                400, "invalid_body", "the body is marked isBase64Encoded but is not base64", "body"
+            ) from None
 
     def query_value(self, name: str) -> str:
         name = name.lower()
@@ -479,6 +500,7 @@ class JobsApi:
                 "body_too_large",
                 f"the body is {len(body):,} bytes; the limit is "
                 f'{self.api.max_body:,}: put the CSV in OSS and submit its key as "source"',
+                "body",
             )
         content_type = event.header("content-type").split(";")[0].strip().lower()
         query_options = {k: v for k, v in event.query.items() if k.lower() not in _RESERVED_QUERY}
@@ -497,6 +519,13 @@ class JobsApi:
                 raw = json.loads(body or b"{}")
             except ValueError as error:
                 raise ApiError(400, "invalid_json", f"the body is not JSON ({error})", "body") from None
+            except RecursionError:  # JSON nested deeper than the parser's recursion limit
+                raise ApiError(
+                    400,
+                    "invalid_json",
+                    "the body is nested too deeply: a submission is 3 levels deep",
+                    "body",
+                ) from None
             if not isinstance(raw, dict):
                 raise ApiError(400, "invalid_json", "the body must be a JSON object", "body")
             try:
@@ -504,6 +533,9 @@ class JobsApi:
             except ValidationError as error:
                 raise _validation_error(error, "body") from None
             submission.options = {**query_options, **submission.options}
+            # the schedule may be in the query for any body (a query-only schedule was ignored: sent at once)
+            submission.scheduled_at = submission.scheduled_at or event.query_value("scheduledAt") or None
+            submission.time_zone = submission.time_zone or event.query_value("timeZone") or None
             if (submission.recipients is None) == (submission.source is None):
                 raise ApiError(
                     400,
@@ -529,7 +561,8 @@ class JobsApi:
             )
         except OptionsError as error:
             raise ApiError(400, "invalid_options", str(error), "options") from None
-        if event.query_value("preview").lower() in ("1", "true", "yes"):
+        query_flag(event, "force")  # checked before anything is planned: force=maybe is a typo
+        if query_flag(event, "preview"):
             return reply(200, self.preview(submission, csv_body, options, intake).to_json())
 
         job_id, repeated, digest = self._identity(event, body)
@@ -645,7 +678,7 @@ class JobsApi:
                 return job_id, existing, ""
             self.store.claim_request(digest, job_id, at=now, window=self.api.repeat_window, force=True)
             return job_id, None, digest
-        force = event.query_value("force").lower() in ("1", "true", "yes")
+        force = query_flag(event, "force")
         job_id = "b" + digest[:15] + secrets.token_hex(4)
         held = self.store.claim_request(digest, job_id, at=now, window=self.api.repeat_window, force=force)
         if held is not None:
@@ -743,7 +776,7 @@ class JobsApi:
         """``GET /jobs?limit=N&cursor=C``: a page of jobs, newest first, and the cursor of the next page (None:
         this is the last). A job created between two pages is on the first page, not repeated in a later one."""
         text = event.query_value("limit") or "50"
-        if not text.isdigit() or not 1 <= int(text) <= 200:
+        if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 200:
             raise ApiError(400, "invalid_parameter", "limit: a whole number from 1 to 200", "limit")
         limit = int(text)
         cursor = event.query_value("cursor")
@@ -799,6 +832,13 @@ class JobsApi:
         return reply(200, summary)
 
     def report(self, job: JobRecord) -> dict[str, Any]:
+        presigned = self._presigned_report(job)
+        if presigned:
+            return reply(
+                302,
+                {"job_id": job.job_id, "report_url": presigned, "expires_in": REPORT_URL_SECONDS},
+                headers={"Location": presigned},
+            )
         out = io.StringIO()
         write_report(self.store.report_rows(job.job_id), out)
         return reply(
@@ -807,6 +847,20 @@ class JobsApi:
             content_type="text/csv; charset=utf-8",
             headers={"Content-Disposition": f'attachment; filename="{job.job_id}.report.csv"'},
         )
+
+    def _presigned_report(self, job: JobRecord) -> str:
+        """A presigned URL of a finished job's report object when it is too big to stream, else ""."""
+        if job.status not in _REPORTED:  # no report object yet (or an older one): the store has it
+            return ""
+        base = report_location(self.settings, job)
+        location = OssLocation(base.bucket, base.key + ".report.csv")
+        try:
+            size = int(self.oss.head(location)["size"] or 0)
+        except SourceError:  # not written (a CLI job), or OSS unreachable: stream from the store as before
+            return ""
+        if size <= self.api.report_inline_max:
+            return ""
+        return self.oss.presign_get(location, REPORT_URL_SECONDS, filename=f"{job.job_id}.report.csv")
 
     def cancel(self, job: JobRecord) -> dict[str, Any]:
         if job.status in (JobStatus.completed, JobStatus.failed, JobStatus.stopped):
@@ -953,6 +1007,17 @@ def decode_cursor(cursor: str) -> JobKey:
             "cursor",
         )
     return JobKey(float(raw[0]), raw[1])
+
+
+_FLAG_WORDS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False, "": False}
+
+
+def query_flag(event: HttpEvent, name: str) -> bool:
+    """A yes/no query parameter; anything else is refused (``preview=maybe`` must not create a job)."""
+    text = event.query_value(name).strip().lower()
+    if text not in _FLAG_WORDS:
+        raise ApiError(400, "invalid_parameter", f"{name}={text!r}: use true or false (or 1/0, yes/no)", name)
+    return _FLAG_WORDS[text]
 
 
 def _source_error(location: OssLocation, error: SourceError) -> ApiError:

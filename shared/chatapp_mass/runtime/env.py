@@ -54,6 +54,8 @@ CHATAPP_API_MAX_BODY = "CHATAPP_API_MAX_BODY"  # bytes, default 6 MiB
 CHATAPP_API_REPEAT_WINDOW = (
     "CHATAPP_API_REPEAT_WINDOW"  # seconds an identical submission is refused, default 600
 )
+# bytes: a finished job's report object larger than this is answered 302 to a presigned OSS URL, default 1 MiB
+CHATAPP_REPORT_INLINE_MAX = "CHATAPP_REPORT_INLINE_MAX"
 CHATAPP_API_RECONCILE_SECONDS = (
     "CHATAPP_API_RECONCILE_SECONDS"  # seconds one reconcile request may look up, default 60
 )

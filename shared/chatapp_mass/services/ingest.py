@@ -16,6 +16,10 @@ directly: its first sheet, or the one ``x-oss-meta-sheet`` names; either kind is
   Keys: every job option of ``chatapp-mass send`` plus ``default-country``, ``allow-empty-params``,
   ``delimiter``, ``recipient-column`` and ``sheet``. An unknown key is an error (a typo must not silently
   send with a default).
+- **Refused at the edge** (skipped, with the reason in the result and the log): an event for another bucket
+  than ``CHATAPP_BUCKET`` (the role reads only its own), and a key with a ``.`` or ``..`` segment, as is or
+  URL-decoded (the report's key is derived from it). An event of more than :data:`MAX_EVENT_RECORDS`
+  records is not OSS's (it sends one): :class:`EventError`.
 - **The event's key** is used as is; if OSS has no such object and the key changes when URL-decoded
   (``unquote_plus``), the decoded key is used — whether real OSS events URL-encode ``oss.object.key`` is
   unverified (ALIBABA-FACTS §2), so both forms are accepted and the log says which one was used.
@@ -45,7 +49,7 @@ from chatapp_mass.adapters.fc import Invoker
 from chatapp_mass.adapters.oss import OssClient, OssLocation, SourceError
 from chatapp_mass.core.errors import CsvFileError, OptionsError
 from chatapp_mass.core.options import IntakeOptions, JobOptions
-from chatapp_mass.runtime import faults
+from chatapp_mass.runtime import env, faults
 from chatapp_mass.services.jobs import (
     RECIPIENT_FILE_SUFFIXES,
     Dispatch,
@@ -119,20 +123,40 @@ class OssEvent(_Loose):
     events: list[OssEventRecord]
 
 
+# An OSS trigger event carries one record (ALIBABA-FACTS §2); a list of thousands is not OSS's, and each
+# record costs OSS and store requests.
+MAX_EVENT_RECORDS = 100
+
+
 def parse_oss_event(raw: bytes | str) -> list[OssEventRecord]:
     try:
-        return OssEvent.model_validate_json(raw).events
+        events = OssEvent.model_validate_json(raw).events
     except ValidationError as error:
         raise EventError(
             f"not an FC3 OSS trigger event ({error.error_count()} problems: "
             f"{error.errors()[0]['loc']}: {error.errors()[0]['msg']})"
         ) from None
+    if len(events) > MAX_EVENT_RECORDS:
+        raise EventError(
+            f"not an FC3 OSS trigger event: events holds {len(events)} records (OSS sends one; "
+            f"at most {MAX_EVENT_RECORDS} are taken)"
+        )
+    return events
+
+
+def _refused_key(key: str) -> str:
+    """Why an object key is not taken as an upload ("" if it is): a '.' or '..' segment, which a path
+    would resolve outside the prefix (the report's key is derived from it)."""
+    for form in (key, unquote_plus(key)):
+        if any(part in (".", "..") for part in form.split("/")):
+            return f"the key {key!r} has a '.' or '..' segment: not taken as an upload"
+    return ""
 
 
 def _plan_reference(raw: bytes | str) -> str | None:
     try:
         value = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested past the parser's limit: not a reference
         return None
     if isinstance(value, dict) and isinstance(value.get("plan_job"), str) and value["plan_job"]:
         return str(value["plan_job"])
@@ -281,6 +305,17 @@ class Ingest:
             return IngestResult(
                 key, message=f"not an upload under {settings.incoming_prefix} ending .csv or .xlsx"
             )
+        if record.bucket != settings.bucket:
+            log.warning("upload to another bucket ignored", extra={"key": key, "bucket": record.bucket})
+            return IngestResult(
+                key,
+                message=f"the event is for bucket {record.bucket!r}; this function takes uploads to "
+                f"{env.CHATAPP_BUCKET}={settings.bucket!r}",
+            )
+        refused = _refused_key(key)
+        if refused:
+            log.warning("upload ignored", extra={"key": key, "error": refused})
+            return IngestResult(key, message=refused)
         try:
             location = self._locate(record)
         except SourceError as error:

@@ -20,7 +20,10 @@ cancelled):
   ``SETTLE_CANCELLED_AFTER`` ago, is settled (``Store.settle_job``): later firings no longer list it.
 - **Recurring send**: the trigger's ``payload`` may be JSON ``{"recurring": {"source": "oss://B/K" or "K",
   "options": {...}}}``; each firing then creates one job of that CSV (job id = source + the firing's
-  ``triggerTime``, so a re-delivered timer event is the same job) and hands it to ingest to plan.
+  ``triggerTime``, so a re-delivered timer event is the same job) and hands it to ingest to plan. A payload
+  that is not that (not JSON, another shape, a malformed source, a bad option) is refused in the result's
+  ``recurring.error`` and logged; the rest of the firing goes on (one trigger's typo must not hold back
+  every scheduled job).
 """
 
 from __future__ import annotations
@@ -129,7 +132,12 @@ class Timer:
             "released": 0,
             "recurring": None,
         }
-        recurring = event.recurring()
+        try:
+            recurring = event.recurring()
+        except EventError as error:  # one trigger's bad payload must not stop the sweep of every job
+            log.error("recurring send refused", extra={"trigger": event.trigger_name, "error": str(error)})
+            result["recurring"] = {"job_id": None, "error": str(error)}
+            recurring = None
         if recurring is not None:
             result["recurring"] = self.recurring(event, recurring)
         for job in self.store.jobs_in(SWEPT):
@@ -208,11 +216,16 @@ class Timer:
             result["resumed"].append(job.job_id)
 
     def recurring(self, event: TimerEvent, recurring: _Recurring) -> dict[str, Any]:
-        location = (
-            OssLocation.parse(recurring.source)
-            if recurring.source.startswith("oss://")
-            else OssLocation(self.settings.bucket, recurring.source.lstrip("/"))
-        )
+        try:
+            location = (
+                OssLocation.parse(recurring.source)
+                if recurring.source.startswith("oss://")
+                else OssLocation(self.settings.bucket, recurring.source.lstrip("/"))
+            )
+        except OptionsError as error:
+            message = f"timer {event.trigger_name!r} payload: recurring.source: {error}"
+            log.error("recurring send refused", extra={"trigger": event.trigger_name, "error": message})
+            return {"job_id": None, "error": message}
         job_id = (
             "t"
             + hashlib.sha256(
