@@ -139,6 +139,7 @@ def test_a_new_store_keeps_rows_in_one_b_tree_and_finds_a_batch_by_line_range(tm
     assert not {name for name in _indexes(path) if not name.startswith("sqlite_autoindex")} - {
         "rate_events_by_key",
         "jobs_by_status",
+        "jobs_by_created",  # GET /jobs pages: newest first after a cursor
     }
     with sqlite3.connect(path) as conn:
         [(sql,)] = conn.execute("SELECT sql FROM sqlite_master WHERE name='rows'").fetchall()

@@ -5,6 +5,10 @@ some valid recipients are not sent (failed, uncertain, stopped, stalled), or the
 recipients?" was not yes (nothing sent), or `check` found no valid recipient; 2 bad usage, an unreadable file,
 or `send` off a terminal without --yes (nothing sent); 130 interrupted (Ctrl-C: calls in flight were
 recorded; rerun to resume).
+
+Longer than 500 lines: the argument parser of every command (the CLI's one place for flags and their help)
+and each command's few lines over the services; the long commands live in their own modules (send, check,
+demo, local cloud).
 """
 
 from __future__ import annotations

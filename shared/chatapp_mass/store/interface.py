@@ -14,6 +14,9 @@ the exact lease seen) part of the write's condition, so a stale owner's write is
 
 Backends: ``store.sqlite.SqliteStore`` (local runs, the default) and ``store.tablestore.TablestoreStore``
 (the cloud, and the local cloud); one contract suite (tests/contract) runs against both.
+
+Longer than 500 lines: the one interface both backends implement, its records and each method's contract
+(what is atomic, what is conditional) written beside it.
 """
 
 from __future__ import annotations
