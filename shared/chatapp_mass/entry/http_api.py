@@ -3,7 +3,8 @@
 Longer than 500 lines: the routes of one HTTP API with their pydantic request and reply models (the edge) and
 the auth check; every route is a few lines over the services.
 
-Routes (JSON unless said; every refusal is ``{"error": {"code", "message", "field"}}`` with a 4xx status):
+Routes (JSON unless said; every refusal is ``{"error": {"code", "message", "field"}}`` with a 4xx status, and
+the same body with a 502/503 is a fault on the server's side, retryable as it is: see the README):
 
 - ``POST /jobs`` — a job from one of:
   * JSON ``{"options": {...}, "recipients": [{"To": ..., "TemplateParams": {...}, "Payload": [...],
