@@ -284,10 +284,10 @@ def probe_api_list(cloud: LocalCloud, tag: str) -> str:
     )
 
 
-def probe_api_submit(cloud: LocalCloud, tag: str) -> str:
-    """POST /jobs with recipients: planned by the api, sent by senders it invokes."""
+def submitted_job_completes(cloud: LocalCloud, body: dict[str, Any]) -> str:
+    """POST /jobs with ``body``, then wait for the job: "" when it completed, else what went wrong."""
     api = Api(cloud)
-    response = api.post("/jobs", {"options": OPTIONS, "recipients": recipient()})
+    response = api.post("/jobs", body)
     if response.status_code not in (200, 201, 202):
         return f"POST /jobs answered {response.status_code}: {response.text[:300]}"
     job_id = response.json()["job_id"]
@@ -295,36 +295,25 @@ def probe_api_submit(cloud: LocalCloud, tag: str) -> str:
     if job is None:
         return f"job {api.job(job_id)['status']} ({failures(cloud)})"
     return "" if job["status"] == "completed" else f"job {job['status']}: {job.get('reason')}"
+
+
+def probe_api_submit(cloud: LocalCloud, tag: str) -> str:
+    """POST /jobs with recipients: planned by the api, sent by senders it invokes."""
+    return submitted_job_completes(cloud, {"options": OPTIONS, "recipients": recipient()})
 
 
 def probe_api_source(cloud: LocalCloud, tag: str) -> str:
     """POST /jobs naming a CSV in OSS (a console upload): the api reads its head and hands it to ingest."""
     key = f"console-uploads/{tag}.csv"
     cloud.oss.oss2_bucket(cloud.bucket).put_object(key, CSV)
-    api = Api(cloud)
-    response = api.post("/jobs", {"options": OPTIONS, "source": key})
-    if response.status_code not in (200, 201, 202):
-        return f"POST /jobs answered {response.status_code}: {response.text[:300]}"
-    job_id = response.json()["job_id"]
-    job = until(cloud, lambda: (j := api.job(job_id))["status"] in FINAL and j)
-    if job is None:
-        return f"job {api.job(job_id)['status']} ({failures(cloud)})"
-    return "" if job["status"] == "completed" else f"job {job['status']}: {job.get('reason')}"
+    return submitted_job_completes(cloud, {"options": OPTIONS, "source": key})
 
 
 def probe_api_source_incoming(cloud: LocalCloud, tag: str) -> str:
     """POST /jobs naming a CSV under incoming/ (uploaded without options, so ingest's own job of it fails)."""
     key = f"incoming/{tag}-src.csv"
     cloud.oss.oss2_bucket(cloud.bucket).put_object(key, CSV)
-    api = Api(cloud)
-    response = api.post("/jobs", {"options": OPTIONS, "source": key})
-    if response.status_code not in (200, 201, 202):
-        return f"POST /jobs answered {response.status_code}: {response.text[:300]}"
-    job_id = response.json()["job_id"]
-    job = until(cloud, lambda: (j := api.job(job_id))["status"] in FINAL and j)
-    if job is None:
-        return f"job {api.job(job_id)['status']} ({failures(cloud)})"
-    return "" if job["status"] == "completed" else f"job {job['status']}: {job.get('reason')}"
+    return submitted_job_completes(cloud, {"options": OPTIONS, "source": key})
 
 
 def probe_api_cancel(cloud: LocalCloud, tag: str) -> str:

@@ -64,19 +64,10 @@ from chatapp_mass.services.jobs import EventError
 from chatapp_mass.services.timer import Timer
 
 from test_http_api import OPTIONS, TOKEN, Api
+from world import SEND_FLAGS
 
 CORPUS = Path(__file__).resolve().parent.parent / "corpus"
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-CHECK_FLAGS = [
-    "--channel-type",
-    "whatsapp",
-    "--template-code",
-    "T1",
-    "--language",
-    "en",
-    "--from",
-    "8613800000000",
-]
 
 
 # --- the cases --------------------------------------------------------------------------------------------
@@ -160,7 +151,7 @@ class Harness:
             path = Path(folder) / f"{name}{suffix}"
             path.write_bytes(data)
             out, err = io.StringIO(), io.StringIO()
-            code = cli.main(["check", str(path), *CHECK_FLAGS], out=out, err=err)
+            code = cli.main(["check", str(path), *SEND_FLAGS], out=out, err=err)
         assert code == 2 and "nothing sent" in err.getvalue() and out.getvalue() == "", (code, err.getvalue())
         for text in (str(path), *mentions):
             assert text in err.getvalue(), (text, err.getvalue())
