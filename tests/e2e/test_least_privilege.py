@@ -482,6 +482,26 @@ def test_the_serverless_path_works_with_the_policies(cloud: LocalCloud) -> None:
     assert marks.refusals() == set(), "nothing the functions do is refused"
 
 
+def assert_needed(
+    cloud: LocalCloud, role: str, reduced: ram.Policy | dict[str, Any], why: Proof, tag: str, removed: str
+) -> None:
+    """Under ``reduced`` (a role's policy less one grant), ``why``'s probe breaks, and ``why.service`` refused
+    ``role`` naming ``why.what``; the role's own policy is put back whatever happens."""
+    original = cloud.set_role_policy(role, reduced)
+    marks = Marks(cloud)
+    try:
+        broken = why.probe(cloud, tag)
+        _settled(cloud)  # retries run out under the reduced policy too
+        refusals = marks.refusals()
+    finally:
+        cloud.set_role_policy(role, original)
+    assert broken, f"{removed}: the probe still works without it"
+    named = {r for r in refusals if r[0] == role and r[1] == why.service and why.what in r[2]}
+    assert named, (
+        f"expected a {why.service} refusal of {role} naming {why.what!r}; got {sorted(refusals)} ({broken})"
+    )
+
+
 @pytest.mark.parametrize(("function", "index"), STATEMENTS)
 def test_removing_any_statement_breaks_a_named_part(cloud: LocalCloud, function: str, index: int) -> None:
     statement = policy_file(function)["Statement"][index]
@@ -490,18 +510,8 @@ def test_removing_any_statement_breaks_a_named_part(cloud: LocalCloud, function:
     reduced = ram.Policy.parse(ram.fill(json.dumps(policy_file(function)), cloud.policy_values())).without(
         index
     )
-    original = cloud.set_role_policy(role, reduced)
-    marks = Marks(cloud)
-    try:
-        broken = why.probe(cloud, f"without-{function}-{index}")
-        _settled(cloud)  # retries run out under the reduced policy too
-        refusals = marks.refusals()
-    finally:
-        cloud.set_role_policy(role, original)
-    assert broken, f"{function} statement {index} {statement}: the probe still works without it"
-    named = {r for r in refusals if r[0] == role and r[1] == why.service and why.what in r[2]}
-    assert named, (
-        f"expected a {why.service} refusal of {role} naming {why.what!r}; got {sorted(refusals)} ({broken})"
+    assert_needed(
+        cloud, role, reduced, why, f"without-{function}-{index}", f"{function} statement {index} {statement}"
     )
 
 
@@ -529,19 +539,8 @@ def test_removing_any_resource_of_a_statement_breaks_a_named_part(
     document["Statement"][index]["Resource"].remove(resource)
     why = RESOURCE_PROOFS[(function, resource.split("}/", 1)[-1])]
     role = ROLES[function]
-    original = cloud.set_role_policy(role, document)
-    marks = Marks(cloud)
-    try:
-        broken = why.probe(cloud, f"without-{function}-{index}-{secrets.token_hex(3)}")
-        _settled(cloud)
-        refusals = marks.refusals()
-    finally:
-        cloud.set_role_policy(role, original)
-    assert broken, f"{function} statement {index} without {resource}: the probe still works"
-    named = {r for r in refusals if r[0] == role and r[1] == why.service and why.what in r[2]}
-    assert named, (
-        f"expected a {why.service} refusal of {role} naming {why.what!r}; got {sorted(refusals)} ({broken})"
-    )
+    tag = f"without-{function}-{index}-{secrets.token_hex(3)}"
+    assert_needed(cloud, role, document, why, tag, f"{function} statement {index} without {resource}")
 
 
 @pytest.fixture(scope="module")
