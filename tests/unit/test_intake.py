@@ -1175,3 +1175,15 @@ def test_the_reader_alone_still_refuses_a_workbook() -> None:
     """Given a workbook directly (not through open_recipients), the CSV reader names it, not its bytes."""
     error = file_error(_zip("[Content_Types].xml", "xl/workbook.xml"))
     assert error.problem == "an Excel workbook (.xlsx), not a CSV text file" and error.fix == EXPORT
+
+
+@pytest.mark.parametrize("seconds", [20, 21])  # 00:00:20 is time field 0x000A: a newline byte at offset 10
+def test_a_workbook_whose_zip_header_holds_a_newline_byte_is_still_a_workbook(seconds: int) -> None:
+    """CI once saw "a ZIP archive": the header's time held 0x0A, so the first "line" ended before the name."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name in ("[Content_Types].xml", "xl/workbook.xml"):
+            archive.writestr(zipfile.ZipInfo(name, date_time=(2026, 12, 4, 0, 0, seconds)), "<x/>")
+    assert buffer.getvalue()[10] == 0x0A
+    error = file_error(buffer.getvalue())
+    assert error.problem == "an Excel workbook (.xlsx), not a CSV text file" and error.fix == EXPORT

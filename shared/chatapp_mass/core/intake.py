@@ -505,6 +505,13 @@ class RecipientReader:
             )
         if not raw.startswith(_ZIP):
             return None
+        # the "line" ends at the first 0x0A byte, which a ZIP header can hold (its time, CRC or sizes): read on
+        # until the first entry's name is whole, so a workbook is told from another archive whatever its time
+        while len(raw) < 30 or len(raw) < 30 + int.from_bytes(raw[26:28], "little"):
+            more = self._readline(_MIN_LINE_CAP)
+            if not more:
+                break
+            raw += more
         if is_xlsx(raw):  # read by open_recipients; here only when a caller gave the reader a workbook
             return CsvFileError(self.source, None, "an Excel workbook (.xlsx), not a CSV text file", fix)
         return CsvFileError(
