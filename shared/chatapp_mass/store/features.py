@@ -10,6 +10,7 @@ from __future__ import annotations
 from chatapp_mass.store.interface import Store
 from chatapp_mass.store.receipts import ReceiptStore
 from chatapp_mass.store.sqlite import SqliteStore
+from chatapp_mass.store.suppression import SuppressionStore
 
 
 def open_receipts(store: Store) -> ReceiptStore:
@@ -25,3 +26,18 @@ def open_receipts(store: Store) -> ReceiptStore:
 
         return TablestoreReceipts(store)
     raise TypeError(f"no receipt store for a {type(store).__name__}")
+
+
+def open_suppression(store: Store) -> SuppressionStore:
+    """The suppression list beside ``store``."""
+    if isinstance(store, SqliteStore):
+        from chatapp_mass.store.suppression_sqlite import SqliteSuppression
+
+        return SqliteSuppression(store)
+    from chatapp_mass.store.tablestore import TablestoreStore  # not imported for a SQLite store
+
+    if isinstance(store, TablestoreStore):
+        from chatapp_mass.store.suppression_tablestore import TablestoreSuppression
+
+        return TablestoreSuppression(store)
+    raise TypeError(f"no suppression store for a {type(store).__name__}")

@@ -562,6 +562,8 @@ class TablestoreStore(Store):
             self.t_rate: [("key", "STRING")],
             self.t_status: [("status", "STRING"), ("job_id", "STRING")],
             self.t_requests: [("digest", "STRING")],
+            f"{self.settings.table_prefix}suppressed": [("space", "STRING"), ("number", "STRING")],
+            f"{self.settings.table_prefix}suppressed_rows": [("job_id", "STRING"), ("line", "INTEGER")],
         }
 
     def init_tables(self) -> dict[str, list[str]]:
