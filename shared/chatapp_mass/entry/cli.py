@@ -49,6 +49,7 @@ from chatapp_mass.runtime import env, logs
 from chatapp_mass.services.plan import restart_error_count
 from chatapp_mass.services.reconcile import Reconciler, resend_uncertain
 from chatapp_mass.services.report import job_summary, write_report
+from chatapp_mass.services.suppress import report_rows as suppressed_report
 from chatapp_mass.store.interface import JobRecord, JobStatus, Store
 
 # What to write for a flag a user left out (shown in the one-line error, instead of the whole usage).
@@ -424,7 +425,7 @@ def cmd_report(args: argparse.Namespace, out: IO[str]) -> int:
     store = build_services(store_url=args.store).store
     job = resolve_job(store, args.job)
     with open_out(args.out) as handle:
-        counts = write_report(store.report_rows(job.job_id), handle)
+        counts = write_report(suppressed_report(store, job.job_id), handle)
     if args.out != "-":
         summary = ", ".join(f"{n:,} {status}" for status, n in sorted(counts.items()))
         print(f"report of job {job.job_id} written to {args.out}: {summary}", file=out)

@@ -534,6 +534,7 @@ class Console:
             ("cancelled", "Cancelled", summary["cancelled"]),
             ("invalid", "Invalid rows (not sent)", summary["invalid"]),
             ("duplicate", "Duplicates (sent once)", summary["duplicate"]),
+            ("suppressed", "Suppressed (on the suppression list: not sent)", summary["suppressed"]),
         )
         funnel = "".join(
             f'<tr><th scope="row">{e(label)}</th><td class="n" id="{name}">{int(value or 0):,}</td></tr>'

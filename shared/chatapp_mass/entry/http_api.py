@@ -119,6 +119,7 @@ from chatapp_mass.services.jobs import (
 from chatapp_mass.services.plan import PlanSettings, plan_job
 from chatapp_mass.services.reconcile import ReconcileError, Reconciler, resend_uncertain
 from chatapp_mass.services.report import job_summary, utc_timestamp, write_report
+from chatapp_mass.services.suppress import report_rows as suppressed_report
 from chatapp_mass.store.interface import IN_FLIGHT, JobKey, JobRecord, JobStatus, Store
 
 if TYPE_CHECKING:
@@ -588,6 +589,7 @@ class JobsApi:
                 "valid": job.valid,
                 "invalid": job.invalid,
                 "duplicate": job.duplicate,
+                "suppressed": job.suppressed,
             },
         )
         return reply(
@@ -599,6 +601,7 @@ class JobsApi:
                 "valid": job.valid,
                 "invalid": job.invalid,
                 "duplicate": job.duplicate,
+                "suppressed": job.suppressed,
             },
             headers={"Location": self._links(job, event)["status_url"]},
         )
@@ -841,7 +844,7 @@ class JobsApi:
                 headers={"Location": presigned},
             )
         out = io.StringIO()
-        write_report(self.store.report_rows(job.job_id), out)
+        write_report(suppressed_report(self.store, job.job_id), out)
         return reply(
             200,
             out.getvalue(),

@@ -30,6 +30,7 @@ from chatapp_mass.services.dispatch import DispatchSettings, JobRunner, RunResul
 from chatapp_mass.services.plan import PlanSettings, plan_job
 from chatapp_mass.services.reconcile import Reconciler, ResendResult, resend_uncertain
 from chatapp_mass.services.report import write_report
+from chatapp_mass.services.suppress import report_rows as suppressed_report
 from chatapp_mass.store.interface import OPEN_STATUSES, BatchStatus, JobRecord, JobStatus, Store
 
 if TYPE_CHECKING:
@@ -333,7 +334,8 @@ def run_send(
     )
     print(
         f"{'resuming' if resumed else 'planned'} job {job.job_id}: {job.total_rows:,} rows, {job.valid:,} valid, "
-        f"{job.invalid:,} invalid, {job.duplicate:,} duplicate, {job.batches:,} batches",
+        f"{job.invalid:,} invalid, {job.duplicate:,} duplicate, {job.suppressed:,} suppressed, "
+        f"{job.batches:,} batches",
         file=err,
     )
     if args.dry_run:
@@ -407,7 +409,7 @@ def _write_report_file(store: Store, job_id: str, path: str | None, err: IO[str]
     if not path:
         return
     with open_out(path) as handle:
-        write_report(store.report_rows(job_id), handle)
+        write_report(suppressed_report(store, job_id), handle)
 
 
 @contextlib.contextmanager
@@ -434,6 +436,7 @@ def summary_line(result: RunResult, seconds: float, report: str | None) -> str:
         f"{recipients(BatchStatus.uncertain):,} uncertain",
         f"{pending:,} pending",
         f"{job.invalid:,} invalid",
+        f"{job.suppressed:,} suppressed",
         f"{job.duplicate:,} duplicate ({job.total_rows:,} rows) in {seconds:.1f} s",
     ]
     line = ", ".join(parts)

@@ -41,6 +41,12 @@ from chatapp_mass.services.parts import finish_split, halves, split_batch
 from chatapp_mass.services.plan import REAL, Runtime
 from chatapp_mass.services.ratelimit import DEFAULT_MARGIN, SlidingWindowLimiter, Slot
 from chatapp_mass.services.streaming import plan_live
+from chatapp_mass.services.suppress import (
+    RESOLVED_ALL_SUPPRESSED,
+    all_suppressed_fields,
+    drop_suppressed,
+    suppression_of,
+)
 from chatapp_mass.store.interface import (
     OPEN_STATUSES,
     BatchRecord,
@@ -49,6 +55,7 @@ from chatapp_mass.store.interface import (
     JobStatus,
     Store,
 )
+from chatapp_mass.store.suppression import DEFAULT_SPACE
 
 log = logging.getLogger(__name__)
 
@@ -251,6 +258,7 @@ class JobRunner:
         self._lock = threading.Lock()
         self._last_progress = self.clock()
         self.claims: Claims | None = None
+        self.suppression = suppression_of(store)  # checked just before each call (services.suppress)
         self._job_counts: dict[str, int] | None = None  # the job's counters, as last returned by the store
 
     # control
@@ -535,17 +543,24 @@ class JobRunner:
             faults.checkpoint("sender.claimed")
             batch = store.get_batch(job_id, seq)
             rows = store.batch_rows(job_id, seq)
-            if batch is None or len(rows) != batch.size:
+            if batch is None or len(rows) != batch.size:  # the plan's rows, suppressed or not
                 self._plan_mismatch(job_id, seq, batch, len(rows))
                 return
+            lines, to_send = [line for line, _ in rows], rows
+            if self.suppression is not None:  # numbers suppressed since the plan: left out, marked
+                space = options.cust_space_id or DEFAULT_SPACE
+                to_send, dropped = drop_suppressed(self.suppression, job_id, space, batch, rows, self.clock)
+                if dropped and not to_send:
+                    self._all_suppressed(job_id, seq, space, len(rows))
+                    return
             call = self.cams.prepare(
                 options,
-                [recipient for _, recipient in rows],  # before the slot: see prepare
+                [recipient for _, recipient in to_send],  # before the slot: see prepare
                 task_id=batch_task_id(job_id, seq),
             )
             leader = False if self.inline else self._first_call_turn()
             try:
-                self._attempt_until_resolved(job_id, seq, [line for line, _ in rows], call, snapshot)
+                self._attempt_until_resolved(job_id, seq, lines, call, snapshot, len(to_send))
             finally:
                 if leader:
                     # The process is warm now (SDKs imported, session built): what exists now lives as long
@@ -556,6 +571,23 @@ class JobRunner:
                     _first_call_done.set()
         finally:
             claims.drop(seq)
+
+    def _all_suppressed(self, job_id: str, seq: int, space: str, size: int) -> None:
+        """Every recipient of the batch is suppressed: no call; the batch is resolved ``sent`` (nothing is left
+        to send: counted nowhere as failed; its report lines say ``suppressed``)."""
+        if self.store.transition_batch(
+            job_id,
+            seq,
+            expect=[BatchStatus.claimed],
+            to=RESOLVED_ALL_SUPPRESSED,
+            expect_owner=self.owner,
+            **all_suppressed_fields(space, size),
+        ):
+            with self._lock:
+                self._last_progress = self.clock()
+            log.info("every recipient suppressed: no call", extra={"job_id": job_id, "batch": seq})
+        else:
+            log.warning("stale claim: suppressed batch not resolved", extra={"job_id": job_id, "batch": seq})
 
     def _plan_mismatch(self, job_id: str, seq: int, batch: BatchRecord | None, found: int) -> None:
         """A batch whose rows do not number its size is never sent (a plan written wrong, or changed under
@@ -616,7 +648,11 @@ class JobRunner:
         lines: list[int],
         call: PreparedCall,
         snapshot: Snapshot,
+        calling: int | None = None,
     ) -> None:
+        """``lines``: the batch's (a split halves them); ``calling``: how many of them the call carries (the
+        rest suppressed since the plan; default all)."""
+        calling = len(lines) if calling is None else calling
         store, ttl, claims = self.store, self.settings.claim_ttl, self.claims
         assert claims is not None
         retry = 0
@@ -694,12 +730,12 @@ class JobRunner:
                 )
                 self._wait(_backoff(retry, outcome))
                 continue
-            if outcome.kind is OutcomeKind.recipient and len(lines) > 1:
+            if outcome.kind is OutcomeKind.recipient and calling > 1:
                 if self._split(job_id, seq, lines, outcome):
                     with self._lock:
                         snapshot.splits.append(seq)
             else:
-                self._record(job_id, seq, len(lines), outcome, snapshot)
+                self._record(job_id, seq, calling, outcome, snapshot)
             return
 
     def _call_in_slot(self, call: PreparedCall, slot: Slot) -> SendOutcome:

@@ -371,6 +371,7 @@ class Ingest:
                 "valid": job.valid,
                 "invalid": job.invalid,
                 "duplicate": job.duplicate,
+                "suppressed": job.suppressed,
                 "batches": job.batches,
             },
         )

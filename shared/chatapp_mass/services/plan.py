@@ -1,10 +1,16 @@
 """Planning: read, validate and plan a recipient file into the store (senders may start on it meanwhile).
 
-A job's rows (one per CSV line: valid, invalid or duplicate, with the number as written and as sent) and its
-batches (``pending``, at most ``batch_size`` recipients and ``max_request_bytes`` of SenderList each) are
-written by one planner at a time, under a lease (:func:`plan_job`). The plan is a pure function of the file
-and of the settings fixed in the job row, so a planner that lost its lease writes the same bytes as the
-owner. Sending is :mod:`.dispatch`'s.
+A job's rows (one per CSV line: valid, invalid, duplicate or suppressed, with the number as written and as
+sent) and its batches (``pending``, at most ``batch_size`` recipients and ``max_request_bytes`` of SenderList
+each) are written by one planner at a time, under a lease (:func:`plan_job`). The plan is a pure function of
+the file and of the settings fixed in the job row, so a planner that lost its lease writes the same bytes as
+the owner. Sending is :mod:`.dispatch`'s.
+
+One input beside those: the suppression list (``services.suppress``), looked up per chunk of rows. A planner
+that takes over an expired lease reads the list again; if a number of the part already written was added to
+(or taken off) the list in between, its batches may not match what it writes, and the sender's check
+(``JobRunner._plan_mismatch``) stops the job rather than send a batch that does not number its plan. That
+needs a dead planner *and* a list change for its rows within the lease (ASSUMPTION: rare enough).
 
 The file readers (:mod:`chatapp_mass.core.intake`, and with them ``phonenumbers``) are imported by the functions
 that read a file: the sender and the api import this module for its job-level helpers and read none.
@@ -42,7 +48,9 @@ from chatapp_mass.services.streaming import (
     finish_plan,
     plan_unfinished,
 )
+from chatapp_mass.services.suppress import suppression_of, without_suppressed
 from chatapp_mass.store.interface import JobRecord, RowRecord, RowStatus, Store
+from chatapp_mass.store.suppression import space_of
 
 log = logging.getLogger(__name__)
 
@@ -225,7 +233,8 @@ def _plan_owned(
     planner = BatchPlanner(job.batch_size or API_MAX_RECIPIENTS, max_bytes)
     # rows refused, by status: the valid ones are the rest (no per-row count for them: an Enum's hash is
     # a Python call)
-    refused = {RowStatus.invalid: 0, RowStatus.duplicate: 0}
+    refused = {RowStatus.invalid: 0, RowStatus.duplicate: 0, RowStatus.suppressed: 0}
+    suppression = suppression_of(store)
 
     def check() -> None:
         if heartbeat.lost.is_set():
@@ -249,6 +258,7 @@ def _plan_owned(
             valid=total - sum(refused.values()),
             invalid=refused[RowStatus.invalid],
             duplicate=refused[RowStatus.duplicate],
+            suppressed=refused[RowStatus.suppressed],
             batches=writer.published,
         )
 
@@ -270,6 +280,8 @@ def _plan_owned(
                     open_recipients(stream, source=job.source, channel=options.channel_type, intake=intake)
                 )
                 records, encode = reader, intake_sender_json(reader.header.param_columns)
+            if suppression is not None:  # looked up per chunk of rows: see services.suppress
+                records = without_suppressed(records, suppression, space_of(job.options))
             plan_row, add, valid = _plan_row, writer.add, RowStatus.valid  # locals: once per row
             for row in records:
                 record = plan_row(job_id, row, planner, max_bytes, encode)

@@ -69,6 +69,7 @@ from chatapp_mass.core.options import JobOptions
 from chatapp_mass.runtime import logs
 from chatapp_mass.services.parts import Part, finish_split, runs, split_batch
 from chatapp_mass.services.ratelimit import SlidingWindowLimiter
+from chatapp_mass.services.suppress import suppression_of
 from chatapp_mass.store.interface import (
     BatchRecord,
     BatchStatus,
@@ -213,7 +214,16 @@ class Reconciler:
         query: _Query,
         left: ReconcileResult,
     ) -> tuple[int, int]:
-        rows = self.store.batch_rows(job.job_id, batch.seq)
+        all_rows = self.store.batch_rows(job.job_id, batch.seq)
+        # Lines the sender left out as suppressed were never in the call: nothing to look up, nothing to
+        # resend (resolved with the found ones; the report says ``suppressed`` for them).
+        suppression = suppression_of(self.store)
+        marked = (
+            {row.line for row in suppression.marked_rows(job.job_id, all_rows[0][0], all_rows[-1][0])}
+            if suppression is not None and all_rows
+            else set()
+        )
+        rows = [(line, recipient) for line, recipient in all_rows if line not in marked]
         base: dict[str, Any] = {
             "ChannelType": options.channel_type.value,
             "BusinessNumber": options.from_,
@@ -237,7 +247,7 @@ class Reconciler:
             with ThreadPoolExecutor(self.concurrency) as pool:
                 hits = list(pool.map(logs.carried(has), [recipient for _, recipient in rows]))
             found = {line for (line, _), hit in zip(rows, hits, strict=True) if hit}
-        self._record(job, batch, [line for line, _ in rows], found, left)
+        self._record(job, batch, [line for line, _ in all_rows], found | marked, left)
         return len(found), len(rows) - len(found)
 
     def _numbers(self, query: _Query, params: dict[str, Any], pages: int = 10_000) -> set[str]:

@@ -10,6 +10,7 @@ from typing import IO, Any
 
 from chatapp_mass.core.phone_text import looks_like_phone_as_written
 from chatapp_mass.services.streaming import plan_unfinished
+from chatapp_mass.services.suppress import summary_suppressed
 from chatapp_mass.store.interface import OPEN_STATUSES, BatchStatus, JobRecord, ReportRow, Store
 
 COLUMNS = ("line", "to", "status", "group_message_id", "code", "message")
@@ -103,7 +104,7 @@ def job_summary(store: Store, job: JobRecord) -> dict[str, Any]:
     def recipients(*statuses: BatchStatus) -> int:
         return sum(totals.get(s, (0, 0))[1] for s in statuses)
 
-    return {
+    summary = {
         "job_id": job.job_id,
         "status": job.status.value,
         "reason": job.reason,
@@ -124,3 +125,7 @@ def job_summary(store: Store, job: JobRecord) -> dict[str, Any]:
         "created_at": utc_timestamp(job.created_at),
         "updated_at": utc_timestamp(job.updated_at),
     }
+    # ``suppressed``: rows suppressed when planned plus those the sender left out (taken from the status of
+    # the batch that holds them: they were not sent, failed or pending)
+    summary_suppressed(store, job.job_id, summary, job.suppressed)
+    return summary

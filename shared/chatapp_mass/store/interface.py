@@ -104,6 +104,7 @@ class RowStatus(str, Enum):
     valid = "valid"
     invalid = "invalid"
     duplicate = "duplicate"
+    suppressed = "suppressed"  # on the suppression list of the job's space when planned: in no batch
 
 
 @dataclass
@@ -120,6 +121,9 @@ class JobRecord:
     invalid: int = 0
     duplicate: int = 0
     batches: int = 0
+    suppressed: int = (
+        0  # rows suppressed at plan time (the sender's later ones are marked: store.suppression)
+    )
     created_at: float = field(default_factory=time.time)
     updated_at: float = field(default_factory=time.time)
     scheduled_at: float = 0.0  # epoch seconds; 0 = start when planned
@@ -186,7 +190,7 @@ class ReportRow(NamedTuple):
 
     line: int
     to: str
-    status: str  # sent | failed | uncertain | pending | invalid | duplicate | cancelled
+    status: str  # sent | failed | uncertain | pending | invalid | duplicate | cancelled | suppressed
     group_message_id: str
     code: str
     message: str

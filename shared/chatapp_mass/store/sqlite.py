@@ -62,7 +62,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     plan_owner TEXT NOT NULL DEFAULT '',
     plan_expires REAL NOT NULL DEFAULT 0,
     batch_size INTEGER NOT NULL DEFAULT 0,
-    max_request_bytes INTEGER NOT NULL DEFAULT 0
+    max_request_bytes INTEGER NOT NULL DEFAULT 0,
+    suppressed INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS batches (
     job_id TEXT NOT NULL,
@@ -142,6 +143,7 @@ _ADDED_BATCH_COLUMNS = {
     "parts": "TEXT NOT NULL DEFAULT ''",
 }
 _ADDED_JOB_COLUMNS = {
+    "suppressed": "INTEGER NOT NULL DEFAULT 0",  # issue 17
     "scheduled_at": "REAL NOT NULL DEFAULT 0",
     "plan_owner": "TEXT NOT NULL DEFAULT ''",
     "plan_expires": "REAL NOT NULL DEFAULT 0",
@@ -156,6 +158,7 @@ _JOB_UPDATABLE = {
     "invalid",
     "duplicate",
     "batches",
+    "suppressed",
     "scheduled_at",
     "plan_owner",
     "plan_expires",

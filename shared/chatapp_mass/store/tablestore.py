@@ -139,6 +139,7 @@ _JOB_UPDATABLE = {
     "invalid",
     "duplicate",
     "batches",
+    "suppressed",
     "scheduled_at",
     "plan_owner",
     "plan_expires",
