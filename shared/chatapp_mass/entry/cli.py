@@ -218,6 +218,10 @@ def build_parser() -> argparse.ArgumentParser:
         "docs/openapi.json: chatapp-mass openapi > docs/openapi.json)",
     )
 
+    from chatapp_mass.entry import suppression
+
+    suppression.add_commands(commands.add_parser)
+
     from chatapp_mass.entry import localcloud  # the commands that run the emulators
 
     localcloud.add_commands(commands.add_parser)
@@ -470,6 +474,7 @@ def main(
         "init-tables": lambda: cmd_init_tables(args, out),
         "openapi": lambda: cmd_openapi(out),
         "token": lambda: cmd_token(args, out),
+        "suppress": lambda: _suppress(args, out),
         "local-cams": lambda: _local(args),
         "local-cloud": lambda: _local(args),
         "invoke": lambda: _local(args),
@@ -499,6 +504,12 @@ def _send_command(args: argparse.Namespace, out: IO[str], err: IO[str], stdin: I
         return run_send(args, services, out=out, err=err, before_plan=before_plan)
     finally:
         services.close()
+
+
+def _suppress(args: argparse.Namespace, out: IO[str]) -> int:
+    from chatapp_mass.entry import suppression
+
+    return suppression.run(args, out)
 
 
 def _local(args: argparse.Namespace) -> int:
