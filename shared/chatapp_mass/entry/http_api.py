@@ -46,6 +46,8 @@ the same body with a 502/503 is a fault on the server's side, retryable as it is
   and Viber; ``reconcile``): recipients CAMS has become ``sent``. Body (optional) ``{"cust_space_id"}``. It
   works for up to ``CHATAPP_API_RECONCILE_SECONDS`` (default 60) and says how many batches are ``left``:
   call again for those. Nothing is sent.
+- ``GET /suppressions``, ``POST /suppressions``, ``DELETE /suppressions`` — the suppression list of a space
+  (numbers never sent to again): :mod:`chatapp_mass.entry.http_suppressions`.
 - ``POST /jobs/{id}/resend-uncertain`` — the operator's decision to send again what is still uncertain
   (logged): reconciled first (WhatsApp/Viber), refused **409** ``not_resent`` if that cannot finish, unless
   the body says ``{"reconcile": false}``. The job then runs again.
@@ -100,6 +102,9 @@ from chatapp_mass.core.tokens import (
     parse_entries,
     plain_token_entry,
 )
+from chatapp_mass.entry.http_suppressions import SUPPRESSIONS_METHODS
+from chatapp_mass.entry.http_suppressions import Refused as SuppressionsRefused
+from chatapp_mass.entry.http_suppressions import route as suppressions_route
 from chatapp_mass.runtime import env
 from chatapp_mass.services.jobs import (
     Dispatch,
@@ -446,6 +451,9 @@ class JobsApi:
         if path == "/jobs":
             self._allowed(method, "/jobs", JOBS_METHODS, scope)
             return self.submit(event) if method == "POST" else self.list_jobs(event)
+        if path == "/suppressions":
+            self._allowed(method, "/suppressions", SUPPRESSIONS_METHODS, scope)
+            return self.suppressions(event)
         match = JOB_PATH.match(event.path)
         if match is None:
             raise ApiError(
@@ -453,7 +461,7 @@ class JobsApi:
                 "not_found",
                 f"no route {method} {event.path} (routes: POST /jobs, GET /jobs, "
                 "GET /jobs/{id}, GET /jobs/{id}/report, POST /jobs/{id}/cancel|pause|resume|reconcile|"
-                "resend-uncertain)",
+                "resend-uncertain, GET|POST|DELETE /suppressions)",
             )
         job_id, action = match.group(1), match.group(2) or ""
         self._allowed(method, f"/jobs/{{id}}{action}", JOB_METHODS[action], scope)
@@ -492,6 +500,15 @@ class JobsApi:
                 "Authorization",
                 {"WWW-Authenticate": f'{REALM}, error="insufficient_scope", scope="{needed.value}"'},
             )
+
+    # --- /suppressions (entry.http_suppressions) ---------------------------------------------------------
+    def suppressions(self, event: HttpEvent) -> dict[str, Any]:
+        try:
+            return reply(
+                200, suppressions_route(self.store, event.method, event.body_bytes(), event.query_value)
+            )
+        except SuppressionsRefused as refused:
+            raise ApiError(refused.status, refused.code, refused.message, refused.field) from None
 
     # --- POST /jobs -------------------------------------------------------------------------------------
     def submit(self, event: HttpEvent) -> dict[str, Any]:

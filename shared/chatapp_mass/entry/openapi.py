@@ -53,7 +53,7 @@ class ErrorDetail(_Reply):
         "unsupported_media_type, unauthenticated, invalid_token, forbidden, insufficient_scope, not_found, "
         "job_not_found, method_not_allowed, probable_repeat, job_finished, not_running, not_paused, "
         "not_reconcilable, not_resent, source_not_found, oss_unavailable, list_failed, no_cams_client, "
-        "auth_not_configured"
+        "auth_not_configured, no_suppression_list"
     )
     message: str = Field(description="what went wrong and what to do, for people")
     field: str | None = Field(
@@ -78,6 +78,7 @@ class JobCreated(_Reply):
     valid: int | None = Field(default=None, description="valid recipients so far (a new job only)")
     invalid: int | None = None
     duplicate: int | None = None
+    suppressed: int | None = Field(default=None, description="rows on the suppression list when planned")
 
 
 class JobListItem(_Reply):
@@ -112,6 +113,10 @@ class JobState(_Reply):
     invalid: int
     duplicate: int
     batches: int
+    suppressed: int = Field(
+        description="recipients not sent because their number is on the suppression list of the job's space "
+        "(when planned, or added since and left out of the call); never counted as failed"
+    )
     sent: int
     failed: int
     uncertain: int
@@ -169,6 +174,34 @@ class JobResent(_Reply):
     resent_recipients: int
 
 
+class SuppressedNumber(_Reply):
+    number: str = Field(description="E.164 digits without '+'")
+    reason: str = Field(description="operator, unsubscribe, stop-keyword or import")
+    at: str = Field(description="when it was added (UTC, ISO 8601)")
+    source: str
+
+
+class SuppressionList(_Reply):
+    """``GET /suppressions``: a space's numbers in number order; ``next_cursor`` (null on the last page) is the
+    ``cursor`` of the next page."""
+
+    space: str
+    numbers: list[SuppressedNumber]
+    next_cursor: str | None
+
+
+class SuppressionsAdded(_Reply):
+    space: str
+    requested: int = Field(description="distinct numbers in the request")
+    added: int = Field(description="of them, not on the list before (the others keep their first reason)")
+
+
+class SuppressionsRemoved(_Reply):
+    space: str
+    requested: int
+    removed: int = Field(description="of them, on the list before")
+
+
 # --- the route table --------------------------------------------------------------------------------------
 Scope = Literal["read", "send", "none"]
 
@@ -213,6 +246,11 @@ _JOB_ID = {
     "schema": {"type": "string", "pattern": JOB_ID_PATTERN},
     "description": "the job's id (job_id of POST /jobs)",
 }
+_SPACE = _query(
+    "space",
+    {"type": "string", "minLength": 1, "maxLength": 64},
+    "the list's space: the jobs' CustSpaceId, or default",
+)
 _LOCATION = {"description": "where the resource is", "required": True, "schema": _STRING}
 _NOT_FOUND = Reply("no such job (or no such route)")
 _CONFLICT = Reply("the job is not in a state that allows this")
@@ -389,6 +427,59 @@ ROUTES: tuple[Route, ...] = (
         parameters=(_JOB_ID,),
         body={"required": False, "content": {JSON: {"schema": {"$ref": REF.format(model="OperatorBody")}}}},
     ),
+    Route(
+        "get",
+        "/suppressions",
+        "listSuppressions",
+        "The suppression list of a space (numbers never sent to again), a page at a time",
+        {
+            200: Reply("a page of numbers", SuppressionList),
+            400: Reply("space, limit or cursor is not valid (the one named)"),
+        },
+        parameters=(
+            _SPACE,
+            _query(
+                "limit",
+                {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
+                "numbers per page",
+            ),
+            _query("cursor", _STRING, "next_cursor of the page before (opaque)"),
+        ),
+    ),
+    Route(
+        "post",
+        "/suppressions",
+        "addSuppressions",
+        "Put numbers on a space's suppression list (read as recipients are; idempotent)",
+        {
+            200: Reply("added", SuppressionsAdded),
+            400: Reply("the body or a number is not valid (the one named)"),
+        },
+        scope="send",
+        body={
+            "required": True,
+            "content": {JSON: {"schema": {"$ref": REF.format(model="SuppressionsBody")}}},
+        },
+    ),
+    Route(
+        "delete",
+        "/suppressions",
+        "removeSuppressions",
+        "Take numbers off a space's suppression list (a JSON body, or ?number=&space=)",
+        {
+            200: Reply("removed", SuppressionsRemoved),
+            400: Reply("the body, the number or the space is not valid (the one named)"),
+        },
+        scope="send",
+        parameters=(
+            _query("number", _STRING, "without a body: the one number to remove"),
+            _SPACE,
+        ),
+        body={
+            "required": False,
+            "content": {JSON: {"schema": {"$ref": REF.format(model="SuppressionsBody")}}},
+        },
+    ),
 )
 
 _AUTH_REPLIES = {
@@ -410,8 +501,9 @@ DESCRIPTION = f"""\
 Send WhatsApp, Viber, Messenger and Instagram templates to many recipients through Alibaba Cloud CAMS.
 
 **Authentication**: `Authorization: Bearer <token>`. A token has a scope: `read` (the GET routes), `send` (also
-the POST routes) or `admin` (everything). No or a bad token: 401 with `WWW-Authenticate: Bearer realm="{REALM}"`;
-a token whose scope does not reach the route: 403 `insufficient_scope`. `GET /openapi.json` needs no token.
+the POST and DELETE routes) or `admin` (everything). No or a bad token: 401 with
+`WWW-Authenticate: Bearer realm="{REALM}"`; a token whose scope does not reach the route: 403
+`insufficient_scope`. `GET /openapi.json` needs no token.
 
 **Errors**: every refusal is `{{"error": {{"code", "message", "field"?}}}}` with its status. A method a path does
 not have: 405 with `Allow`.
@@ -421,6 +513,7 @@ not have: 405 with `Allow`.
 # --- building ---------------------------------------------------------------------------------------------
 def _component_models() -> list[tuple[type[BaseModel], JsonSchemaMode]]:
     from chatapp_mass.entry.http_api import Submission, _OperatorBody
+    from chatapp_mass.entry.http_suppressions import SuppressionsBody
     from chatapp_mass.services.preview import Preview
 
     replies: list[type[BaseModel]] = [
@@ -434,8 +527,11 @@ def _component_models() -> list[tuple[type[BaseModel], JsonSchemaMode]]:
         JobReconciled,
         JobResent,
         Preview,
+        SuppressionList,
+        SuppressionsAdded,
+        SuppressionsRemoved,
     ]
-    requests: list[type[BaseModel]] = [Submission, _OperatorBody]
+    requests: list[type[BaseModel]] = [Submission, _OperatorBody, SuppressionsBody]
     modes: list[tuple[type[BaseModel], JsonSchemaMode]] = [(m, "validation") for m in requests]
     return modes + [(m, "serialization") for m in replies]
 
