@@ -73,7 +73,7 @@ def test_three_functions_with_the_agreed_keys_names_runtime_and_packages(doc: di
     assert api.async_config.max_async_retry_attempts == 0  # the next timer firing does the same work
     assert [(t.type, t.name) for t in api.triggers] == [("http", "api-http"), ("timer", "api-timer")]
     http, timer = api.triggers
-    assert http.config["authType"] == "anonymous" and http.config["methods"] == ["GET", "POST"]
+    assert http.config["authType"] == "anonymous" and http.config["methods"] == ["GET", "POST", "DELETE"]
     assert timer.config["cronExpression"] == "0 * * * * *" and timer.config["enable"] is True
     assert (sender.memory_size, sender.timeout) == (512, 600)
     assert ingest.async_config.max_async_retry_attempts == 2
