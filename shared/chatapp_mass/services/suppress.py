@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from itertools import islice
 from typing import Any
 
 from chatapp_mass.core.phone_text import mask_number
@@ -25,7 +26,7 @@ from chatapp_mass.store.suppression import MarkedRow, SuppressionStore
 
 log = logging.getLogger(__name__)
 
-PLAN_CHUNK = 1_000  # rows per plan-time lookup (a lookup is one round trip per 100 numbers)
+PLAN_CHUNK = 2_000  # rows per plan-time lookup (a lookup is one round trip per 100 numbers)
 SUPPRESSED = "suppressed"  # the row status (RowStatus.suppressed) and the report's status
 CODE = "Suppressed"
 
@@ -52,20 +53,28 @@ def without_suppressed(
     records: Iterable[Any], sup: SuppressionStore, space: str, chunk: int = PLAN_CHUNK
 ) -> Iterator[Any]:
     """The intake's rows as they come, a valid one whose number is on the list turned ``suppressed``. The
-    list is looked up once per ``chunk`` rows (one round trip per 100 of their valid numbers), not per row;
-    a chunk's lookup is skipped when the space's list is empty (one short read)."""
-    buffer: list[Any] = []
-    for row in records:
-        buffer.append(row)
-        if len(buffer) >= chunk:
-            yield from _judged(buffer, sup, space)
-            buffer = []
-    yield from _judged(buffer, sup, space)
+    list is looked up once per ``chunk`` rows (one round trip per 100 of their valid numbers), not per row.
+    While the space's list is empty (one short read per chunk) the rows pass as they come, read no further
+    ahead than without a list: the plan's first batch goes out as early."""
+    rows = iter(records)
+    while True:
+        if not sup.list(space, limit=1):
+            for passed, row in enumerate(rows, 1):
+                yield row
+                if passed >= chunk:
+                    break
+            else:
+                return
+            continue
+        buffer = list(islice(rows, chunk))
+        if not buffer:
+            return
+        yield from _judged(buffer, sup, space)
 
 
 def _judged(rows: list[Any], sup: SuppressionStore, space: str) -> list[Any]:
     numbers = [row.to for row in rows if row.status == "valid"]
-    if not numbers or not sup.list(space, limit=1):
+    if not numbers:
         return rows
     found = sup.suppressed(space, numbers)
     if not found:
