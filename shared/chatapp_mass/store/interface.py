@@ -131,6 +131,9 @@ class JobRecord:
     # very same batches, so a stale planner's late writes are the same bytes as the owner's.
     batch_size: int = 0
     max_request_bytes: int = 0
+    # A canary (core.canary.CanaryState as JSON; "" = none): its options, fixed when the job is created
+    # (the plan cuts its first batches there), and its verdict once the receipts decide.
+    canary: str = ""
 
 
 @dataclass

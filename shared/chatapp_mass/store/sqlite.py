@@ -147,6 +147,7 @@ _ADDED_JOB_COLUMNS = {
     "plan_expires": "REAL NOT NULL DEFAULT 0",
     "batch_size": "INTEGER NOT NULL DEFAULT 0",
     "max_request_bytes": "INTEGER NOT NULL DEFAULT 0",
+    "canary": "TEXT NOT NULL DEFAULT ''",
 }
 _JOB_UPDATABLE = {
     "status",
