@@ -304,6 +304,27 @@ class RateGrant(NamedTuple):
     at: float
 
 
+# The JobRecord fields ``Store.update_job`` may change (the others are the job's identity and its
+# creation); a backend refuses any other with ValueError.
+JOB_UPDATABLE = frozenset(
+    {
+        "status",
+        "reason",
+        "total_rows",
+        "valid",
+        "invalid",
+        "duplicate",
+        "batches",
+        "scheduled_at",
+        "plan_owner",
+        "plan_expires",
+        "batch_size",
+        "max_request_bytes",
+        "canary",
+    }
+)
+
+
 class JobKey(NamedTuple):
     """Where a job stands in ``list_jobs`` (newest first, then by id): a page starts after the last one's."""
 

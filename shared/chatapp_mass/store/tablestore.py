@@ -108,6 +108,7 @@ from chatapp_mass.runtime.ahead import read_ahead
 from chatapp_mass.store import ratewindow
 from chatapp_mass.store.interface import (
     JOB_COUNTERS,
+    JOB_UPDATABLE,
     SWEPT_STATUSES,
     BatchRecord,
     BatchStatus,
@@ -131,20 +132,6 @@ T = TypeVar("T")
 _JOB_FIELDS = [f.name for f in fields(JobRecord)]
 _BATCH_FIELDS = [f.name for f in fields(BatchRecord)]
 _BATCH_UPDATABLE = set(_BATCH_FIELDS) - {"job_id", "seq", "size", "status", "first_line", "last_line", "root"}
-_JOB_UPDATABLE = {
-    "status",
-    "reason",
-    "total_rows",
-    "valid",
-    "invalid",
-    "duplicate",
-    "batches",
-    "scheduled_at",
-    "plan_owner",
-    "plan_expires",
-    "batch_size",
-    "max_request_bytes",
-}
 
 TRANSIENT_CODES = frozenset(
     {
@@ -725,7 +712,7 @@ class TablestoreStore(Store):
         expect_plan_expires: float | None = None,
         **changes: Any,
     ) -> bool:
-        unknown = set(changes) - _JOB_UPDATABLE
+        unknown = set(changes) - JOB_UPDATABLE
         if unknown:
             raise ValueError(f"cannot update job fields {sorted(unknown)}")
         if "status" in changes:
