@@ -223,6 +223,16 @@ def test_concurrent_writers_end_as_one_writer(receipts: ReceiptStore) -> None:
     )
 
 
+def test_counts_by_status_over_tasks(receipts: ReceiptStore) -> None:
+    tasks = ["600000000000000001", "600000000000000002"]
+    call = [receipt(f"8613400{i:06d}", ORDER[i % 4], task=tasks[i % 2]) for i in range(410)]
+    receipts.record(call + [receipt("8613499999999", S.sent, task="600000000000000003")])
+    expected = {status: sum(1 for r in call if r.status is status) for status in ORDER}
+    assert receipts.counts(tasks) == expected
+    assert receipts.counts([*tasks, tasks[0], "600000000000000009"]) == expected  # repeats count once
+    assert receipts.counts([]) == dict.fromkeys(ORDER, 0)
+
+
 def test_set_aside_is_idempotent_and_listed_oldest_first(receipts: ReceiptStore) -> None:
     late = receipt("8613600000003", S.read, task="999", at_ms=3_000, from_="8613800000000")
     early = receipt("8613600000001", S.failed, task="999", at_ms=1_000, from_="8613800000000")

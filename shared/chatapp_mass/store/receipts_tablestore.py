@@ -256,6 +256,33 @@ class TablestoreReceipts(ReceiptStore):
             for row in rows
         }
 
+    def counts(self, task_ids: Sequence[str]) -> dict[DeliveryStatus, int]:
+        """Recipients per state over these tasks (a job's delivery figures): a GetRange of each task's rows
+        reading only ``status``, ``write_threads`` tasks at a time (a job has a TaskId per batch). Overrides
+        the ABC's default (helper "receipts" adds it there), which decodes every column of every state."""
+        totals = dict.fromkeys(DeliveryStatus, 0)
+        unique = list(dict.fromkeys(task_ids))
+        threads = min(self.store.settings.write_threads, len(unique))
+        if threads <= 1:
+            found = [self._statuses(task_id) for task_id in unique]
+        else:
+            with ThreadPoolExecutor(threads, thread_name_prefix="ots-receipts") as pool:
+                found = list(pool.map(logs.carried(self._statuses), unique))
+        for statuses in found:
+            for status in statuses:
+                totals[DeliveryStatus(status)] += 1
+        return totals
+
+    def _statuses(self, task_id: str) -> list[str]:
+        ts = self.store._ts
+        rows = self.store._range(
+            self.store.t_receipts,
+            [("task_id", task_id), ("to", ts.INF_MIN)],
+            [("task_id", task_id), ("to", ts.INF_MAX)],
+            ["status"],
+        )
+        return [str(row["status"]) for row in rows]
+
     # --- set aside ----------------------------------------------------------------------------------------
     def set_aside(self, receipts: Sequence[Receipt], reason: str) -> None:
         store, ts = self.store, self.store._ts
