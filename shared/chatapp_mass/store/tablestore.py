@@ -21,6 +21,11 @@ table               primary key                                 columns
                                                                 sweeps (below)
 ``requests``        digest (of an API request's body and query) job_id, at, op: the API's repeat check, one
                                                                 conditional write (``claim_request``)
+``receipts``        task_id, to                                 status, rank, message_id, at_ms, error_code,
+                                                                error_description, op: delivery state
+                                                                (``receipts_tablestore``)
+``tasks``           task_id                                     job_id, seq: which batch a TaskId names
+``receipts_aside``  at_ms, receipt_key                          the receipt, reason, set_at: unplaceable ones
 ==================  ==========================================  ==============================================
 
 How the interface's promises are kept:
@@ -311,6 +316,8 @@ class TablestoreStore(Store):
         self.t_jobs, self.t_index = f"{prefix}jobs", f"{prefix}job_index"
         self.t_batches, self.t_rows, self.t_rate = f"{prefix}batches", f"{prefix}rows", f"{prefix}rate"
         self.t_requests = f"{prefix}requests"
+        self.t_receipts, self.t_tasks = f"{prefix}receipts", f"{prefix}tasks"  # store/receipts_tablestore.py
+        self.t_receipts_aside = f"{prefix}receipts_aside"
         common = dict(
             instance_name=settings.instance,
             socket_timeout=settings.socket_timeout,
@@ -549,6 +556,9 @@ class TablestoreStore(Store):
             self.t_rate: [("key", "STRING")],
             self.t_status: [("status", "STRING"), ("job_id", "STRING")],
             self.t_requests: [("digest", "STRING")],
+            self.t_receipts: [("task_id", "STRING"), ("to", "STRING")],
+            self.t_tasks: [("task_id", "STRING")],
+            self.t_receipts_aside: [("at_ms", "INTEGER"), ("receipt_key", "STRING")],
         }
 
     def init_tables(self) -> dict[str, list[str]]:
