@@ -132,6 +132,7 @@ def test_suppressed_over_http_before_and_after_the_plan_never_reach_cams(cloud: 
         "invalid": 1,
     }
     assert (state["sent"], state["suppressed"], state["failed"]) == (len(wire) - len(gone), len(gone), 0)
+    assert state["share_done"] == 1.0
 
 
 def _iso(at: float) -> str:

@@ -32,7 +32,7 @@ the same body with a 502/503 is a fault on the server's side, retryable as it is
 - ``GET /jobs`` — jobs, newest first, a page at a time: ``?limit=`` (1 to 200, default 50) and ``?cursor=``
   (the ``next_cursor`` of the previous page; opaque); answers ``{"jobs": [...], "next_cursor": "..." | null}``.
 - ``GET /jobs/{id}`` — state and counts in recipients (sent, failed, uncertain, pending, invalid, duplicate,
-  cancelled), rate and ETA.
+  cancelled, suppressed), rate and ETA.
 - ``GET /jobs/{id}/report`` — the per-recipient report CSV: streamed (``text/csv``) while the job runs and when
   its report object in OSS is at most ``CHATAPP_REPORT_INLINE_MAX`` bytes (default 1 MiB); a larger one is
   answered **302** to a V4-presigned OSS GET URL of that object, valid 300 s (an FC response body is limited,
@@ -846,7 +846,14 @@ class JobsApi:
     def progress(self, job: JobRecord) -> dict[str, Any]:
         summary = job_summary(self.store, job)
         now = self.clock()
-        done = summary["sent"] + summary["failed"] + summary["uncertain"]
+        # the valid recipients left out at send time (suppressed since the plan) are done too
+        done = (
+            summary["sent"]
+            + summary["failed"]
+            + summary["uncertain"]
+            + summary["suppressed"]
+            - job.suppressed
+        )
         elapsed = max(now - max(job.created_at, job.scheduled_at), 1e-6)  # a scheduled job starts late
         rate = summary["sent"] / elapsed if job.status is JobStatus.running else 0.0
         remaining = summary["pending"]
