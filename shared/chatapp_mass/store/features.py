@@ -8,6 +8,7 @@ Each feature's interface lives in ``store/<feature>.py`` and its backends in ``s
 from __future__ import annotations
 
 from chatapp_mass.store.interface import Store
+from chatapp_mass.store.reach import ReachStore
 from chatapp_mass.store.receipts import ReceiptStore
 from chatapp_mass.store.sqlite import SqliteStore
 
@@ -25,3 +26,18 @@ def open_receipts(store: Store) -> ReceiptStore:
 
         return TablestoreReceipts(store)
     raise TypeError(f"no receipt store for a {type(store).__name__}")
+
+
+def open_reach(store: Store) -> ReachStore:
+    """The messaging limit's window (``reach``) beside ``store``."""
+    if isinstance(store, SqliteStore):
+        from chatapp_mass.store.reach_sqlite import SqliteReach
+
+        return SqliteReach(store)
+    from chatapp_mass.store.tablestore import TablestoreStore  # not imported for a SQLite store
+
+    if isinstance(store, TablestoreStore):
+        from chatapp_mass.store.reach_tablestore import TablestoreReach
+
+        return TablestoreReach(store)
+    raise TypeError(f"no messaging limit window for a {type(store).__name__}")

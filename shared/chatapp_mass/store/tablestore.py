@@ -562,6 +562,7 @@ class TablestoreStore(Store):
             self.t_rate: [("key", "STRING")],
             self.t_status: [("status", "STRING"), ("job_id", "STRING")],
             self.t_requests: [("digest", "STRING")],
+            f"{self.settings.table_prefix}reach": [("from_number", "STRING")],  # the messaging limit (reach)
         }
 
     def init_tables(self) -> dict[str, list[str]]:
