@@ -23,27 +23,35 @@ _VALUE = re.compile(r"([0-9][0-9,_]*)\s*([kK]?)")
 _HOW = "a whole number of recipients per 24 h (e.g. 10000), a tier name (250, 1K, 2K, 10K, 100K) or unlimited"
 
 
-def parse_limit(text: str | int | None, *, where: str) -> int | None:
-    """One limit (None: unlimited); OptionsError naming ``where`` and what to write."""
+def limit_value(text: object) -> int | None:
+    """One limit (None: unlimited); ValueError saying what was wrong and what to write."""
     if text is None:
         return None
-    if isinstance(text, bool):
-        raise OptionsError(f"{where}={text!r}: {_HOW}")
+    if isinstance(text, bool) or not isinstance(text, (int, str)):
+        raise ValueError(f"{text!r}: {_HOW}")
     if isinstance(text, int):
         if text < 1:
-            raise OptionsError(f"{where}={text}: at least 1 ({_HOW})")
+            raise ValueError(f"{text}: at least 1 ({_HOW})")
         return text
-    value = str(text).strip()
+    value = text.strip()
     if value.lower() in UNLIMITED:
         return None
     match = _VALUE.fullmatch(value)
     digits = match.group(1).replace(",", "").replace("_", "") if match else ""
     if not match or not digits.isdigit():
-        raise OptionsError(f"{where}={value!r}: {_HOW}")
+        raise ValueError(f"{value!r}: {_HOW}")
     limit = int(digits) * (1000 if match.group(2) else 1)
     if limit < 1:
-        raise OptionsError(f"{where}={value!r}: at least 1 ({_HOW})")
+        raise ValueError(f"{value!r}: at least 1 ({_HOW})")
     return limit
+
+
+def parse_limit(text: object, *, where: str) -> int | None:
+    """:func:`limit_value`, its error an OptionsError naming ``where`` (the variable or option)."""
+    try:
+        return limit_value(text)
+    except ValueError as error:
+        raise OptionsError(f"{where}={error}") from None
 
 
 @dataclass(frozen=True)

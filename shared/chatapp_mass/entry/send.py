@@ -14,6 +14,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from chatapp_mass.adapters.oss import OssClient, OssLocation
 from chatapp_mass.core.errors import AccessError, OptionsError
+from chatapp_mass.core.messaging import parse_limits
 from chatapp_mass.core.options import (
     ChannelType,
     IntakeOptions,
@@ -53,6 +54,13 @@ JOB_FLAGS = {
     "ttl": ("--ttl", "Ttl", "Viber only: seconds to deliver, 30-1209600"),
     "label": ("--label", "Label", "Viber only: promotion | transaction"),
     "tag": ("--tag", "Tag", "Viber only: your tag"),
+    "messaging_limit": (
+        "--messaging-limit",
+        "MessagingLimit",
+        "not an API parameter: recipients per rolling 24 h for this From (WhatsApp's messaging limit: 250, "
+        f"1K, 2K, 10K, 100K, unlimited or a number; ${env.CHATAPP_MESSAGING_LIMITS} sets it per number, the "
+        "smaller applies). Over it, what fits is sent and the job is scheduled for when the window frees",
+    ),
 }
 _INT_FIELDS = {"fall_back_duration", "ttl"}
 _FLAG_NAMES = {api: flag for _, (flag, api, _h) in JOB_FLAGS.items()}
@@ -319,6 +327,9 @@ def run_send(
     are checked and before anything is planned (the CLI's preview and question, :mod:`.check`): False
     stops here, nothing sent (exit 1)."""
     options, intake = checked_inputs(args)
+    limits = parse_limits(
+        os.environ.get(env.CHATAPP_MESSAGING_LIMITS, ""), where=env.CHATAPP_MESSAGING_LIMITS
+    )
     open_file = open_source(args.file, services.oss_client)
     if not args.dry_run:  # a dry run plans offline: it needs no keys
         check_cams_access(services, options)
@@ -350,7 +361,12 @@ def run_send(
             before_reopen=lambda: before_reopen(services.store, job, deployed=False),
         )
         print(resend_line(resend), file=err)
-    dispatch = DispatchSettings(qps=args.qps, concurrency=args.concurrency, max_stall=args.max_stall)
+    dispatch = DispatchSettings(
+        qps=args.qps,
+        concurrency=args.concurrency,
+        max_stall=args.max_stall,
+        messaging_limits=limits,
+    )
     runner = JobRunner(services.store, services.cams, dispatch)
     bar: ProgressBar | None = None
     if not args.no_progress:
