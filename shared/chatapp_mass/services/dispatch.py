@@ -265,6 +265,9 @@ class JobRunner:
         self._last_progress = self.clock()
         self.claims: Claims | None = None
         self._job_counts: dict[str, int] | None = None  # the job's counters, as last returned by the store
+        # Set when the messaging limit's window is full (_wait_for_limit): no new batch is taken, but the
+        # batches already granted go out (halting would hand them back, leaving the window unused until the ETA)
+        self._limit_reason = ""
 
     # control
     def stop(
@@ -398,6 +401,8 @@ class JobRunner:
                 )
         finally:
             self.claims.heartbeat.stop()
+        if self._limit_reason:
+            self.stop(JobStatus.scheduled, self._limit_reason)
 
     def _next_batches(
         self,
@@ -411,14 +416,14 @@ class JobRunner:
         """One look at the job: the pending batches to queue, or None when this run is to end (the job was
         paused or cancelled, the error threshold, or nothing is open any more)."""
         current = self.store.get_job(job_id)
-        if current is not None and current.status in (
-            JobStatus.cancelled,
-            JobStatus.paused,
-            JobStatus.scheduled,
-        ):
-            # scheduled: another sender found the messaging limit reached (_wait_for_limit)
+        if current is not None and current.status in (JobStatus.cancelled, JobStatus.paused):
             self.stop(current.status, current.reason or current.status.value)
             return None  # claimed batches go back (or are the canceller's); calls in flight finish
+        if current is not None and current.status is JobStatus.scheduled:
+            # another sender found the messaging limit's window full (_wait_for_limit): take no new batch
+            with self._lock:
+                self._limit_reason = self._limit_reason or current.reason or "scheduled"
+            return None
         if self._over_error_threshold(job_id, snapshot):
             return None
         inflight = set(inflight)
@@ -460,7 +465,7 @@ class JobRunner:
         """One batch at a time, in this thread (a simulation drives it; see ``inline``)."""
         self._last_progress = self.clock()
         next_stale_check = 0.0
-        while not self.halt.is_set():
+        while not self.halt.is_set() and not self._limit_reason:
             now = self.clock()
             if deadline is not None and now >= deadline:
                 return
@@ -494,7 +499,7 @@ class JobRunner:
         next_listing = next_stale_check = 0.0
         with ThreadPoolExecutor(self.settings.workers, thread_name_prefix="sender") as pool:
             try:
-                while not self.halt.is_set():
+                while not self.halt.is_set() and not self._limit_reason:
                     now = self.clock()
                     if deadline is not None and now >= deadline:
                         self.halt.set()  # workers waiting for a token give their batch back
@@ -527,7 +532,8 @@ class JobRunner:
             except KeyboardInterrupt:
                 self.stop()
             finally:
-                self.halt.set()  # workers waiting for a token give their batch back; calls in flight finish
+                if not self._limit_reason:  # (the limit: granted batches still go, see _limit_reason)
+                    self.halt.set()  # workers waiting for a token give their batch back; calls in flight finish
                 for future in list(inflight.values()):
                     while True:
                         try:
@@ -798,7 +804,8 @@ class JobRunner:
                 "messaging limit reached: job scheduled for when the window frees",
                 extra={"job_id": job_id, "from": mask_number(from_number), "used": used, "limit": limit},
             )
-        self.stop(JobStatus.scheduled, reason)
+        with self._lock:
+            self._limit_reason = self._limit_reason or reason  # this run takes no new batch (see _dispatch)
 
     def _split_for_limit(
         self,
