@@ -14,7 +14,6 @@ from typing import IO, TYPE_CHECKING, Any
 
 from chatapp_mass.adapters.oss import OssClient, OssLocation
 from chatapp_mass.core.errors import AccessError, OptionsError
-from chatapp_mass.core.messaging import parse_limits
 from chatapp_mass.core.options import (
     ChannelType,
     IntakeOptions,
@@ -28,6 +27,7 @@ from chatapp_mass.entry.bootstrap import Services
 from chatapp_mass.entry.progress import ProgressBar, ProgressLines
 from chatapp_mass.runtime import env
 from chatapp_mass.services.dispatch import DispatchSettings, JobRunner, RunResult
+from chatapp_mass.services.jobs import messaging_limits_from
 from chatapp_mass.services.plan import PlanSettings, plan_job
 from chatapp_mass.services.reconcile import Reconciler, ResendResult, resend_uncertain
 from chatapp_mass.services.report import write_report
@@ -57,9 +57,8 @@ JOB_FLAGS = {
     "messaging_limit": (
         "--messaging-limit",
         "MessagingLimit",
-        "not an API parameter: recipients per rolling 24 h for this From (WhatsApp's messaging limit: 250, "
-        f"1K, 2K, 10K, 100K, unlimited or a number; ${env.CHATAPP_MESSAGING_LIMITS} sets it per number, the "
-        "smaller applies). Over it, what fits is sent and the job is scheduled for when the window frees",
+        "not sent to CAMS: recipients per rolling 24 h for --from (WhatsApp's messaging limit: 250, 1K, 2K, "
+        f"10K, 100K or unlimited; the smaller of it and ${env.CHATAPP_MESSAGING_LIMITS}'s applies)",
     ),
 }
 _INT_FIELDS = {"fall_back_duration", "ttl"}
@@ -327,9 +326,7 @@ def run_send(
     are checked and before anything is planned (the CLI's preview and question, :mod:`.check`): False
     stops here, nothing sent (exit 1)."""
     options, intake = checked_inputs(args)
-    limits = parse_limits(
-        os.environ.get(env.CHATAPP_MESSAGING_LIMITS, ""), where=env.CHATAPP_MESSAGING_LIMITS
-    )
+    limits = messaging_limits_from(os.environ)  # before the plan: a bad setting sends nothing
     open_file = open_source(args.file, services.oss_client)
     if not args.dry_run:  # a dry run plans offline: it needs no keys
         check_cams_access(services, options)
@@ -361,12 +358,7 @@ def run_send(
             before_reopen=lambda: before_reopen(services.store, job, deployed=False),
         )
         print(resend_line(resend), file=err)
-    dispatch = DispatchSettings(
-        qps=args.qps,
-        concurrency=args.concurrency,
-        max_stall=args.max_stall,
-        messaging_limits=limits,
-    )
+    dispatch = DispatchSettings(args.qps, args.concurrency, args.max_stall, messaging_limits=limits)
     runner = JobRunner(services.store, services.cams, dispatch)
     bar: ProgressBar | None = None
     if not args.no_progress:

@@ -135,10 +135,13 @@ class FunctionSettings:
             error_threshold=_share(environ, env.CHATAPP_ERROR_THRESHOLD),
             rate_margin=_seconds(environ, env.CHATAPP_RATE_MARGIN, DEFAULT_MARGIN, 0.0, 1.0),
             reconcile_after=float(env_int(environ, env.CHATAPP_RECONCILE_AFTER, 60, 0, 86400)),
-            messaging_limits=parse_limits(
-                environ.get(env.CHATAPP_MESSAGING_LIMITS, ""), where=env.CHATAPP_MESSAGING_LIMITS
-            ),
+            messaging_limits=messaging_limits_from(environ),
         )
+
+
+def messaging_limits_from(environ: Mapping[str, str] = os.environ) -> MessagingLimits:
+    """``CHATAPP_MESSAGING_LIMITS`` (``core.messaging``); OptionsError naming it and what to write."""
+    return parse_limits(environ.get(env.CHATAPP_MESSAGING_LIMITS, ""), where=env.CHATAPP_MESSAGING_LIMITS)
 
 
 # --- options from metadata, sidecar, defaults --------------------------------------------------------------
