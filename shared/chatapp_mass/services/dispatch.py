@@ -18,6 +18,13 @@ A batch in ``sending`` whose owner died or whose claim expired may have reached 
 ``pending``. On a rerun (resume): ``failed`` batches are retried (the cause may have been fixed);
 ``uncertain`` ones only when the operator asks (``reconcile.resend_uncertain``: looked up in
 ListChatappMessage first), which is logged.
+
+**The messaging limit** (WhatsApp's unique users per rolling 24 h per From; ``core.messaging``,
+``store.reach``): a claimed batch's recipients are reserved in its From's window before its call. If they do
+not fit, the batch goes back ``pending`` (attempts unchanged), the job ``scheduled`` for when the window frees
+enough (``scheduled_at``, and a reason with the ETA), and the run takes no new batch; the timer starts the job
+then, and its senders resume with what is pending (nothing re-planned, nothing sent twice). A batch larger
+than the limit itself is split into parts that fit (``parts``).
 """
 
 from __future__ import annotations
@@ -124,6 +131,7 @@ _first_call_lock = threading.Lock()
 _first_call_done = threading.Event()
 
 
+LIMIT_REASON = "messaging limit:"  # how the reason of a job the messaging limit scheduled begins
 _SPLIT_GRACE = 5.0  # a split's own steps take milliseconds; finishing it sooner would only race its splitter
 # Statuses a run (the CLI's send, a rerun) may take a job from: never a cancelled, paused, scheduled, failed
 # or still planning one.
@@ -313,7 +321,12 @@ class JobRunner:
         options = JobOptions.model_validate(job.options)
         snapshot = Snapshot(valid=job.valid)
         current = self.store.get_job(job_id) or job
-        due = current.status is JobStatus.scheduled and current.scheduled_at <= self.clock()
+        # a job the messaging limit scheduled (not an operator) may be rerun once the window has freed
+        due = (
+            current.status is JobStatus.scheduled
+            and current.reason.startswith(LIMIT_REASON)
+            and current.scheduled_at <= self.clock()
+        )
         if (current.status not in RUNNABLE and not due) or not self.store.update_job(
             job_id, expect=[current.status], status=JobStatus.running, reason=""
         ):
@@ -790,7 +803,7 @@ class JobRunner:
         from ``running``/``ready`` (an operator's pause or cancel meanwhile stands); this run stops."""
         at = math.ceil(free_at)
         reason = (
-            f"messaging limit: {used:,} of {limit:,} used for {mask_number(from_number)} in the last 24 h; "
+            f"{LIMIT_REASON} {used:,} of {limit:,} used for {mask_number(from_number)} in the last 24 h; "
             f"next {count:,} at {utc_timestamp(at)}"
         )
         if self.store.update_job(
