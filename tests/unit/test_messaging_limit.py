@@ -22,6 +22,7 @@ from chatapp_mass.core.errors import OptionsError
 from chatapp_mass.core.messaging import parse_limits
 from chatapp_mass.core.options import parse_intake_options, parse_job_options
 from chatapp_mass.entry.bootstrap import cams_client_for
+from chatapp_mass.services.dispatch import DispatchSettings, JobRunner
 from chatapp_mass.services.jobs import Dispatch, FunctionSettings, resolve_options, start_job
 from chatapp_mass.services.plan import PlanSettings, Runtime, plan_job
 from chatapp_mass.services.report import utc_timestamp
@@ -238,3 +239,33 @@ def test_bad_limits_say_what_to_write() -> None:
     options, _ = resolve_options([("sidecar", {**OPTIONS, "messaging-limit": "2K"})])
     assert options.messaging_limit == 2000 and "MessagingLimit" not in options.to_api()
     assert FunctionSettings.from_env({}).messaging_limits.for_number(FROM) is None
+
+
+def test_the_cli_run_sends_what_fits_and_a_rerun_after_the_window_goes_on(env: Env) -> None:
+    """The CLI's path (``JobRunner.run``, ``--messaging-limit 1K``): 1,000 of 2,500 go, the job is scheduled; a
+    rerun before the window frees sends nothing, one after it sends the next 1,000."""
+    lines = "phone\n" + "".join(f"+4915{n:09d}\n" for n in range(2_500))
+    job, _ = plan_job(
+        env.store,
+        source="customers.csv",
+        open_stream=lambda: io.BytesIO(lines.encode()),
+        options=parse_job_options({**OPTIONS, "From": "8613900000000", "MessagingLimit": "1K"}),
+        intake=parse_intake_options({}),
+        settings=PlanSettings(batch_size=500),
+        runtime=Runtime(clock=env.clock),
+    )
+
+    def run() -> JobRecord:
+        runner = JobRunner(env.store, env.client, DispatchSettings(qps=1000, concurrency=3), clock=env.clock)
+        return runner.run(env.job(job.job_id)).job
+
+    first = run()
+    assert first.status is JobStatus.scheduled and env.sent(job.job_id) == 1_000
+    assert first.reason.startswith("messaging limit: 1,000 of 1,000 used for +86139****0000")
+    assert run().status is JobStatus.scheduled and env.sent(job.job_id) == 1_000  # not before its time
+    env.clock.now = first.scheduled_at + 60
+    assert run().status is JobStatus.scheduled and env.sent(job.job_id) == 2_000
+    env.clock.now = env.job(job.job_id).scheduled_at + 60
+    assert run().status is JobStatus.completed and env.sent(job.job_id) == 2_500
+    assert len(env.received()) == 2_500 and set(env.received().values()) == {1}
+    assert env.most_in_a_day() == 1_000
