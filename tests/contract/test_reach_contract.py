@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from chatapp_mass.core.errors import OptionsError
 from chatapp_mass.core.messaging import effective_limit, parse_limit, parse_limits
@@ -164,3 +166,34 @@ def test_the_limits_setting_and_option_parse_tiers_and_refuse_nonsense() -> None
             parse_limits(bad, where="X")
     assert effective_limit(10_000, None) == 10_000 and effective_limit(None, 250) == 250
     assert effective_limit(10_000, 100_000) == 10_000 and effective_limit(None, None) is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["reserve", "release", "settle"]), st.integers(1, 400), st.floats(0, 30_000)
+        ),
+        max_size=60,
+    )
+)
+def test_the_pure_rules_never_count_more_than_the_limit_in_any_window(steps: list[Any]) -> None:
+    """Reserve, release and settle in any order, time only moving on: the entries inside any window never
+    sum above the limit, and a refusal's next_free_at is a time the same reservation is granted."""
+    limit, window, now = 1000, 3600.0, T0
+    entries: list[reach.Entry] = []
+    tokens: list[str] = []
+    for index, (action, size, step) in enumerate(steps):
+        now += step
+        if action == "reserve":
+            grant, written = reach.reserve_entries(entries, size, limit, window, now, f"t{index}")
+            if written is not None:
+                entries, _ = written, tokens.append(f"t{index}")
+            elif not grant.granted:
+                later, _ = reach.reserve_entries(entries, size, limit, window, grant.next_free_at, "x")
+                assert later.granted and grant.next_free_at > now
+        elif tokens and action == "release":
+            entries = reach.release_entries(entries, tokens.pop(0), now, window) or entries
+        elif tokens:
+            entries = reach.settle_entries(entries, tokens[-1], now, now, window) or entries
+        assert reach.usage_of(entries, now, window).used <= limit

@@ -121,13 +121,12 @@ def release_entries(entries: Sequence[Entry], token: str, now: float, window: fl
 def settle_entries(
     entries: Sequence[Entry], token: str, at: float, now: float, window: float
 ) -> list[Entry] | None:
-    """``token``'s entry counted from ``at`` if that is later (None: nothing to change)."""
-    if not token or not any(e.token == token and e.at < at for e in entries):
+    """``token``'s entry counted from ``at`` if that is later (None: nothing to change). An entry out of the
+    window already stays out (a call longer than the window: never revived over what was granted since)."""
+    counted = live(entries, now, window)
+    if not token or not any(e.token == token and e.at < at for e in counted):
         return None
-    return [
-        Entry(at, e.size, e.token) if e.token == token and e.at < at else e
-        for e in live(entries, now, window)
-    ]
+    return [Entry(at, e.size, e.token) if e.token == token and e.at < at else e for e in counted]
 
 
 def usage_of(entries: Sequence[Entry], now: float, window: float) -> Usage:
