@@ -355,3 +355,89 @@ def test_stopping_the_emulator_leaves_no_pusher_thread(receiver: Receiver) -> No
     cams.stop()
     assert not [t.name for t in threading.enumerate() if t.name.startswith(THREAD_NAME)]
     assert cams.backend.receipts_pending() > 0  # kept for a restart, not lost
+
+
+# --- the local cloud points the pushes at the api function's HTTP trigger -----------------------------------
+RECORDER = """
+import json
+import os
+import uuid
+
+
+def handler(event, context):
+    with open(os.path.join(os.environ["RECORD_DIR"], uuid.uuid4().hex + ".json"), "w") as out:
+        out.write(event.decode() if isinstance(event, bytes) else event)
+    return {"statusCode": 200, "body": '{"code":0,"msg":"success"}'}
+"""
+
+
+def recorded_reports(record_dir: Any, path: str) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(query parameters, report) of every report the function was given on ``path``."""
+    import base64
+
+    found = []
+    for file in sorted(record_dir.iterdir()):
+        event = json.loads(file.read_text())
+        if event["rawPath"] != path:
+            continue
+        body = base64.b64decode(event["body"]) if event.get("isBase64Encoded") else event["body"].encode()
+        found.extend((event["queryParameters"], report) for report in json.loads(body))
+    return found
+
+
+@pytest.mark.parametrize("with_key", [True, False])
+def test_the_local_cloud_points_the_pushes_at_the_api_function(tmp_path: Any, with_key: bool) -> None:
+    from chatapp_mass.entry.localcloud import LocalCloud
+    from chatapp_mass.runtime import env
+
+    code, records = tmp_path / "code", tmp_path / "records"
+    code.mkdir()
+    records.mkdir()
+    (code / "index.py").write_text(RECORDER, encoding="utf-8")
+    variables = {"RECORD_DIR": str(records)}
+    web = "[{triggerName: web, triggerType: http, triggerConfig: {authType: anonymous, methods: [POST]}}]"
+    (tmp_path / "s.yaml").write_text(
+        f"""
+edition: 3.0.0
+name: receipts-test
+resources:
+  api:
+    component: fc3
+    props:
+      functionName: api
+      region: ap-southeast-1
+      runtime: python3.10
+      handler: index.handler
+      code: {code}
+      environmentVariables: {json.dumps(variables)}
+      triggers: {web}
+""",
+        encoding="utf-8",
+    )
+    with LocalCloud(
+        s_yaml=str(tmp_path / "s.yaml"),
+        product_tables=False,
+        realistic=False,
+        fc_options={"source_layout": False},
+        function_environment={env.CHATAPP_RECEIPT_KEY: "s3cret/key"} if with_key else {},
+        cams_options={"qps_limit": None, "receipt_options": {"retry_scale": 0.001}},
+    ) as cloud:
+        assert cloud.fc is not None
+        api = cloud.fc.http_endpoint("api")
+        options = cloud.cams.backend.receipts.options
+        if not with_key:  # no secret for the callback: pushing stays off
+            assert (options.receipt_url, options.inbound_url, options.mns_url) == (None, None, None)
+            return
+        assert options.receipt_url == f"{api}/receipts?key=s3cret%2Fkey"
+        assert options.inbound_url == f"{api}/inbound?key=s3cret%2Fkey"
+        assert options.mns_url == f"{api}/receipts/mns?key=s3cret%2Fkey"
+        send(client_for(cloud.cams), numbers(0, 20), "900000000000000001")
+        cloud.cams.backend.inbound("6599999999", FROM, "STOP")
+        assert cloud.cams.backend.wait_receipts_pushed(budget(30)), cloud.cams.backend.receipts.stats()
+        truth = cloud.cams.backend.delivery_truth()
+    statuses = recorded_reports(records, "/receipts")
+    assert all(query == {"key": "s3cret/key"} for query, _ in statuses)
+    assert final_by_key([report for _, report in statuses]) == {
+        k: (t.status, t.error_code) for k, t in truth.items()
+    }
+    assert [report["Message"] for _, report in recorded_reports(records, "/inbound")] == ["STOP"]
