@@ -522,7 +522,7 @@ class ReceiptPusher:
         return len(self._inbox) + len(self._queue) + self._in_flight
 
     def _wake(self) -> None:
-        """Called with the lock held: start the thread if it is not running, else nudge it."""
+        """Called with the lock held: start the thread if it is not running."""
         if self._closed:
             return
         if self._thread is None:
@@ -544,11 +544,10 @@ class ReceiptPusher:
             batches = self._take_due()
             for kind, url, items in batches:
                 assert self._pool is not None
-                self._pool.submit(self._deliver, kind, url, items)
-            with self._cond:
-                if stop.is_set():
-                    break
-                self._cond.wait(self.options.push_interval)
+                self._pool.submit(self._deliver, kind, url, items, stop)
+            # a fixed window, not woken by each call or push: under load a window gathers full requests
+            # (and reports of one message, shuffled together), as a service pushing on a schedule would
+            stop.wait(self.options.push_interval)
 
     def _expand(self) -> None:
         """Turn the inbox's messages into timed reports (and their duplicates)."""
@@ -612,7 +611,14 @@ class ReceiptPusher:
             self._cond.notify_all()
             return batches
 
-    def _deliver(self, kind: str, url: str, items: list[_Item]) -> None:
+    def _deliver(self, kind: str, url: str, items: list[_Item], stop: threading.Event) -> None:
+        if stop.is_set():  # closing: back to the queue unsent, so close() does not wait on a backlog
+            with self._cond:
+                self._in_flight -= len(items)
+                for item in items:
+                    heapq.heappush(self._queue, item)
+                self._cond.notify_all()
+            return
         now = self.clock()
         if kind == "mns":
             body = [
