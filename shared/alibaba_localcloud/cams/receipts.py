@@ -479,6 +479,7 @@ class ReceiptPusher:
                 "unrouted": self.unrouted,
                 "pushes": len(records),
                 "failed_pushes": sum(1 for r in records if not r.ok),
+                "push_errors": dict(Counter(r.error for r in records if not r.ok)),  # why (each then retried)
             }
 
     def forget(self) -> None:
