@@ -75,3 +75,6 @@ CHATAPP_ERROR_THRESHOLD = (
 # WhatsApp's messaging limit per From number: recipients per rolling 24 h, e.g.
 # 8613800000000=10000,8613900000000=2K,default=unlimited (tiers 250, 1K, 2K, 10K, 100K, unlimited; core.messaging)
 CHATAPP_MESSAGING_LIMITS = "CHATAPP_MESSAGING_LIMITS"
+# the secret of the receipt callbacks (POST /receipts, /receipts/mns, /inbound ?key=...); the local cloud points
+# the local CAMS's pushes at the api function with it (issue 17; the receipts helper defines its use)
+CHATAPP_RECEIPT_KEY = "CHATAPP_RECEIPT_KEY"
