@@ -26,6 +26,8 @@ table               primary key                                 columns
                                                                 (``receipts_tablestore``)
 ``tasks``           task_id                                     job_id, seq: which batch a TaskId names
 ``receipts_aside``  at_ms, receipt_key                          the receipt, reason, set_at: unplaceable ones
+``reach``           from_number                                 entries (JSON), version, op: the messaging
+                                                                limit's window (``reach_tablestore``)
 ==================  ==========================================  ==============================================
 
 How the interface's promises are kept:
