@@ -72,3 +72,8 @@ CHATAPP_RATE_MARGIN = "CHATAPP_RATE_MARGIN"  # least margin added to the 1 s win
 CHATAPP_ERROR_THRESHOLD = (
     "CHATAPP_ERROR_THRESHOLD"  # pause a job above this share of failed recipients (0.2, 20%; 0 = off)
 )
+
+# --- retention (issue 17) ---------------------------------------------------------------------------------
+# days a finished job's rows, batches and receipts are kept (default 30; 0 = keep forever): SQLite purges them
+# (`chatapp-mass purge`, the timer), Tablestore expires them (the tables' time to live, set by init-tables)
+CHATAPP_RETENTION_DAYS = "CHATAPP_RETENTION_DAYS"

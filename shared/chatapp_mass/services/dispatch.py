@@ -40,6 +40,7 @@ from chatapp_mass.services.lease import CLOCK_SKEW, Heartbeat, owner_id, owner_i
 from chatapp_mass.services.parts import finish_split, halves, split_batch
 from chatapp_mass.services.plan import REAL, Runtime
 from chatapp_mass.services.ratelimit import DEFAULT_MARGIN, SlidingWindowLimiter, Slot
+from chatapp_mass.services.retention import record_summary
 from chatapp_mass.services.streaming import plan_live
 from chatapp_mass.store.interface import (
     OPEN_STATUSES,
@@ -327,7 +328,9 @@ class JobRunner:
         else:
             status, reason = JobStatus.completed, ""
         # Only over our own ``running``: an operator's pause or cancel meanwhile stands.
-        self.store.update_job(job_id, expect=[JobStatus.running], status=status, reason=reason)
+        if self.store.update_job(job_id, expect=[JobStatus.running], status=status, reason=reason):
+            # its summary, which outlives the rows a purge removes (services.retention)
+            record_summary(self.store, current, now=self.clock())
         if on_progress:
             on_progress(snapshot)
         final = self.store.get_job(job_id)

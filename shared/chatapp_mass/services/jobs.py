@@ -28,6 +28,7 @@ from chatapp_mass.services.plan import restart_error_count
 from chatapp_mass.services.ratelimit import DEFAULT_MARGIN
 from chatapp_mass.services.reconcile import Reconciler, ReconcileResult, unreconcilable
 from chatapp_mass.services.report import job_summary, write_report
+from chatapp_mass.services.retention import record_summary
 from chatapp_mass.services.streaming import cancel_batches, plan_unfinished
 from chatapp_mass.store.interface import IN_FLIGHT, OPEN_STATUSES, BatchStatus, JobRecord, JobStatus, Store
 
@@ -439,12 +440,15 @@ def finalize(
         content_type="application/json",
     )
     faults.checkpoint("sender.report_written")
-    if store.update_job(job_id, expect=[JobStatus.ready, JobStatus.running], status=status):
+    finished = store.update_job(job_id, expect=[JobStatus.ready, JobStatus.running], status=status)
+    if finished:
         log.info(
             "job finished", extra={"job_id": job_id, "status": status.value, "report": summary["report"]}
         )
         if on_finished is not None:
             on_finished(job, summary)
     else:  # finished already (a repeated finalizer, a report written again): same status, a fresh updated_at
-        store.update_job(job_id, expect=[status], status=status)
+        finished = store.update_job(job_id, expect=[status], status=status)
+    if finished:  # its summary on the record, outliving the rows (services.retention); the latest wins
+        record_summary(store, job, now=time.time(), extra={"report": summary["report"]})
     return status.value

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from chatapp_mass.store.interface import Store
 from chatapp_mass.store.receipts import ReceiptStore
+from chatapp_mass.store.retention import RetentionStore
 from chatapp_mass.store.sqlite import SqliteStore
 
 
@@ -25,3 +26,18 @@ def open_receipts(store: Store) -> ReceiptStore:
 
         return TablestoreReceipts(store)
     raise TypeError(f"no receipt store for a {type(store).__name__}")
+
+
+def open_retention(store: Store) -> RetentionStore:
+    """The purge beside ``store`` (SQLite: deletes; Tablestore: the tables' TTL does it)."""
+    if isinstance(store, SqliteStore):
+        from chatapp_mass.store.retention_sqlite import SqliteRetention
+
+        return SqliteRetention(store)
+    from chatapp_mass.store.tablestore import TablestoreStore
+
+    if isinstance(store, TablestoreStore):
+        from chatapp_mass.store.retention_tablestore import TablestoreRetention
+
+        return TablestoreRetention(store)
+    raise TypeError(f"no retention store for a {type(store).__name__}")

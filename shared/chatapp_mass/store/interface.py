@@ -131,6 +131,12 @@ class JobRecord:
     # very same batches, so a stale planner's late writes are the same bytes as the owner's.
     batch_size: int = 0
     max_request_bytes: int = 0
+    # Retention (issue 17, see store/retention.py): what the job came to, written when it finished
+    # (``finished_at``), so that it outlives the rows and batches a purge (SQLite) or the table TTL
+    # (Tablestore) removes; ``purged_at``: when a purge began removing them (0: never).
+    summary: dict[str, Any] = field(default_factory=dict)
+    finished_at: float = 0.0
+    purged_at: float = 0.0
 
 
 @dataclass

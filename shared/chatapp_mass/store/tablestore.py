@@ -144,6 +144,9 @@ _JOB_UPDATABLE = {
     "plan_expires",
     "batch_size",
     "max_request_bytes",
+    "summary",
+    "finished_at",
+    "purged_at",
 }
 
 TRANSIENT_CODES = frozenset(
@@ -612,6 +615,7 @@ class TablestoreStore(Store):
         data = asdict(job)
         data["options"] = json.dumps(job.options, sort_keys=True)
         data["intake"] = json.dumps(job.intake, sort_keys=True)
+        data["summary"] = json.dumps(job.summary, sort_keys=True)
         data["status"] = job.status.value
         columns = [(k, v) for k, v in data.items() if k != "job_id"] + [("op", token), ("index_op", token)]
         _check_job_row(job.job_id, columns)  # before any write of the job
@@ -733,7 +737,7 @@ class TablestoreStore(Store):
                 job_id, expect, changes, plan_owner=expect_plan_owner, plan_expires=expect_plan_expires
             )
         token = _token()
-        values = {k: (v.value if isinstance(v, JobStatus) else v) for k, v in changes.items()}
+        values = {k: _job_value(v) for k, v in changes.items()}
         values["updated_at"] = self.clock()
         values["op"] = token
         pk = [("job_id", job_id)]
@@ -1112,7 +1116,7 @@ class TablestoreStore(Store):
                 return False  # the lease is not (or no longer) the one the caller holds
             old, old_op = current["status"], current.get("index_op")  # old_op None: a job of an older release
             token = _token()
-            values = {k: (v.value if isinstance(v, JobStatus) else v) for k, v in changes.items()}
+            values = {k: _job_value(v) for k, v in changes.items()}
             values.update(updated_at=self.clock(), op=token)
             if old == new:  # no index change: only that it is still in that status
                 condition = self._status_condition([old], plan_owner=plan_owner, plan_expires=plan_expires)
@@ -1578,8 +1582,16 @@ def _job(row: dict[str, Any]) -> JobRecord:
     data = {name: row[name] for name in _JOB_FIELDS if name in row}
     data["options"] = json.loads(data.get("options") or "{}")
     data["intake"] = json.loads(data.get("intake") or "{}")
+    data["summary"] = json.loads(data.get("summary") or "{}")
     data["status"] = JobStatus(data["status"])
     return JobRecord(**data)
+
+
+def _job_value(value: Any) -> Any:
+    """A job field as its column holds it: a status by its value, the summary as JSON."""
+    if isinstance(value, JobStatus):
+        return value.value
+    return json.dumps(value, sort_keys=True) if isinstance(value, dict) else value
 
 
 def _batch(row: dict[str, Any]) -> BatchRecord:

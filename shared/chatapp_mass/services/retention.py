@@ -1,0 +1,102 @@
+"""Retention (issue 17), the service side: the setting, the summary written when a job finishes, the purge
+(``chatapp-mass purge``, and the timer once a day), and telling a reader that a job's rows are gone.
+The stores' part and the rules: ``store.retention``."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from chatapp_mass.core.errors import OptionsError
+from chatapp_mass.runtime import env
+from chatapp_mass.store.features import open_retention
+from chatapp_mass.store.interface import JobRecord, Store
+from chatapp_mass.store.retention import (
+    DAY,
+    DEFAULT_RETENTION_DAYS,
+    PurgeResult,
+    finished_statuses,
+    summary_of,
+    utc,
+)
+from chatapp_mass.store.sqlite import SqliteStore
+
+log = logging.getLogger(__name__)
+
+MAX_RETENTION_DAYS = 36500  # a hundred years: larger is "forever", which is 0
+
+
+def retention_days(environ: Mapping[str, str] = os.environ) -> int:
+    """``CHATAPP_RETENTION_DAYS``: whole days, default 30, 0 = keep forever; OptionsError naming it."""
+    name = env.CHATAPP_RETENTION_DAYS
+    text = environ.get(name, "").strip()
+    if not text:
+        return DEFAULT_RETENTION_DAYS
+    try:
+        days = int(text)
+    except ValueError:
+        raise OptionsError(
+            f"{name}={text!r}: write the days a finished job's rows are kept as a whole number, e.g. "
+            f"{name}=30 (0 = keep forever)"
+        ) from None
+    if not 0 <= days <= MAX_RETENTION_DAYS:
+        raise OptionsError(
+            f"{name}={days}: write a whole number of days from 0 (keep forever) to {MAX_RETENTION_DAYS}"
+        )
+    return days
+
+
+def record_summary(
+    store: Store, job: JobRecord, *, now: float, extra: Mapping[str, Any] | None = None
+) -> None:
+    """The job just finished: its summary (and ``finished_at``) on its record, while its rows are here.
+    Written again by a later finalize (a reconciliation found batches): the latest figures win."""
+    current = store.get_job(job.job_id) or job
+    summary = summary_of(current, store.batch_totals(job.job_id), finished_at=now)
+    summary.update(extra or {})
+    store.update_job(job.job_id, summary=summary, finished_at=now)
+
+
+def purge(store: Store, days: int, *, now: float, dry_run: bool = False) -> PurgeResult:
+    """Purge the jobs finished more than ``days`` ago (``days`` 0: nothing, ever)."""
+    before = now - days * DAY
+    if days <= 0:
+        return PurgeResult(
+            before=before, dry_run=dry_run, note=f"{env.CHATAPP_RETENTION_DAYS}=0: kept forever"
+        )
+    result = open_retention(store).purge_finished(before, dry_run=dry_run, now=now)
+    if result.jobs and not dry_run:
+        log.info("purged", extra={"jobs": len(result.jobs), "deleted": result.deleted})
+    return result
+
+
+def daily_purge(store: Store, days: int, *, now: float) -> PurgeResult | None:
+    """The timer's purge: at most once a day per store (a marker row), never for 0 days; None if not run."""
+    if days <= 0 or not isinstance(store, SqliteStore):
+        return None  # Tablestore: the tables' TTL does it
+    retention = open_retention(store)
+    if not retention.claim_daily(now):
+        return None
+    return retention.purge_finished(now - days * DAY, now=now)
+
+
+def rows_gone_at(job: JobRecord, store: Store, days: int, *, now: float) -> float | None:
+    """When a job's rows went (or began to expire), or None if they are there: SQLite marks ``purged_at``;
+    on Tablestore, rows expire ``days`` after they were written, the earliest at the job's creation (its
+    plan) plus the time to live. ASSUMPTION (cell TTL is per written version, the "Data versions and TTL"
+    page): a finished job's report is refused from then on, rather than answered with rows missing."""
+    if job.purged_at:
+        return job.purged_at
+    if isinstance(store, SqliteStore) or days <= 0 or job.status not in finished_statuses():
+        return None
+    expires = job.created_at + days * DAY
+    return expires if expires <= now else None
+
+
+def gone_message(job: JobRecord, at: float) -> str:
+    return (
+        f"job {job.job_id}: its rows were purged on {utc(at)} ({env.CHATAPP_RETENTION_DAYS}); "
+        "only its summary is kept"
+    )
