@@ -28,9 +28,10 @@ from chatapp_mass.services.plan import restart_error_count
 from chatapp_mass.services.ratelimit import DEFAULT_MARGIN
 from chatapp_mass.services.reconcile import Reconciler, ReconcileResult, unreconcilable
 from chatapp_mass.services.report import job_summary, write_report
-from chatapp_mass.services.retention import record_summary
+from chatapp_mass.services.retention import record_summary, retention_days
 from chatapp_mass.services.streaming import cancel_batches, plan_unfinished
 from chatapp_mass.store.interface import IN_FLIGHT, OPEN_STATUSES, BatchStatus, JobRecord, JobStatus, Store
+from chatapp_mass.store.retention import DEFAULT_RETENTION_DAYS
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +107,8 @@ class FunctionSettings:
     reconcile_after: float = (
         60.0  # a job finished with uncertain batches is looked up this much later (0: off)
     )
+    # days a finished job's rows are kept (CHATAPP_RETENTION_DAYS; 0: forever): the timer's daily purge
+    retention_days: int = DEFAULT_RETENTION_DAYS
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> FunctionSettings:
@@ -133,6 +136,7 @@ class FunctionSettings:
             error_threshold=_share(environ, env.CHATAPP_ERROR_THRESHOLD),
             rate_margin=_seconds(environ, env.CHATAPP_RATE_MARGIN, DEFAULT_MARGIN, 0.0, 1.0),
             reconcile_after=float(env_int(environ, env.CHATAPP_RECONCILE_AFTER, 60, 0, 86400)),
+            retention_days=retention_days(environ),
         )
 
 

@@ -9,8 +9,9 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from chatapp_mass.core.errors import OptionsError
+from chatapp_mass.core.errors import ChatAppMassError, OptionsError
 from chatapp_mass.runtime import env
+from chatapp_mass.services.report import job_summary
 from chatapp_mass.store.features import open_retention
 from chatapp_mass.store.interface import JobRecord, Store
 from chatapp_mass.store.retention import (
@@ -100,3 +101,42 @@ def gone_message(job: JobRecord, at: float) -> str:
         f"job {job.job_id}: its rows were purged on {utc(at)} ({env.CHATAPP_RETENTION_DAYS}); "
         "only its summary is kept"
     )
+
+
+class RowsPurged(ChatAppMassError):
+    """A job's rows are gone (retention): its report cannot be made; its summary is kept."""
+
+    def __init__(self, job: JobRecord, at: float) -> None:
+        self.job, self.at = job, at
+        counts = ", ".join(
+            f"{job.summary[key]:,} {key}" for key in _COUNTED if isinstance(job.summary.get(key), int)
+        )
+        super().__init__(
+            f"{gone_message(job, at)}" + (f": {counts}" if counts else "") + " (see `chatapp-mass status`)"
+        )
+
+
+_COUNTED = ("sent", "failed", "uncertain", "pending", "invalid", "duplicate", "cancelled")
+
+
+def check_rows_kept(store: Store, job: JobRecord, *, days: int, now: float) -> None:
+    """RowsPurged if the job's rows are gone: a report is refused, never answered empty."""
+    at = rows_gone_at(job, store, days, now=now)
+    if at is not None:
+        raise RowsPurged(job, at)
+
+
+def status_view(store: Store, job: JobRecord, *, days: int, now: float) -> dict[str, Any]:
+    """``job_summary`` (what `chatapp-mass status` and GET /jobs/{id} show); once the rows are gone, the
+    counts are those the job's kept summary holds, with when they went (``rows_purged_at``)."""
+    counts = job_summary(store, job)
+    at = rows_gone_at(job, store, days, now=now)
+    if at is not None:
+        for key in (*_COUNTED, "batches", "finished_at"):
+            if key in job.summary:
+                counts[key] = job.summary[key]
+        counts["rows_purged_at"] = utc(at)
+        counts["retention"] = f"rows purged on {utc(at)}; the counts are the job's kept summary"
+    elif job.finished_at:
+        counts["finished_at"] = utc(job.finished_at)
+    return counts
