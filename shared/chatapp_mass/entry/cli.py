@@ -50,8 +50,9 @@ from chatapp_mass.runtime import env, logs
 from chatapp_mass.services.plan import restart_error_count
 from chatapp_mass.services.reconcile import Reconciler, resend_uncertain
 from chatapp_mass.services.report import job_summary, write_report
-from chatapp_mass.services.retention import check_rows_kept, purge, retention_days, status_view
+from chatapp_mass.services.retention import check_rows_kept, purge, status_view
 from chatapp_mass.store.interface import JobRecord, JobStatus, Store
+from chatapp_mass.store.retention import retention_days
 
 # What to write for a flag a user left out (shown in the one-line error, instead of the whole usage).
 FLAG_EXAMPLES = {

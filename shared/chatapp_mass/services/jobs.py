@@ -28,10 +28,10 @@ from chatapp_mass.services.plan import restart_error_count
 from chatapp_mass.services.ratelimit import DEFAULT_MARGIN
 from chatapp_mass.services.reconcile import Reconciler, ReconcileResult, unreconcilable
 from chatapp_mass.services.report import job_summary, write_report
-from chatapp_mass.services.retention import record_summary, retention_days
+from chatapp_mass.services.retention import record_summary
 from chatapp_mass.services.streaming import cancel_batches, plan_unfinished
 from chatapp_mass.store.interface import IN_FLIGHT, OPEN_STATUSES, BatchStatus, JobRecord, JobStatus, Store
-from chatapp_mass.store.retention import DEFAULT_RETENTION_DAYS
+from chatapp_mass.store.retention import DEFAULT_RETENTION_DAYS, retention_days
 
 log = logging.getLogger(__name__)
 

@@ -5,18 +5,16 @@ The stores' part and the rules: ``store.retention``."""
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Mapping
 from typing import Any
 
-from chatapp_mass.core.errors import ChatAppMassError, OptionsError
+from chatapp_mass.core.errors import ChatAppMassError
 from chatapp_mass.runtime import env
 from chatapp_mass.services.report import job_summary
 from chatapp_mass.store.features import open_retention
 from chatapp_mass.store.interface import JobRecord, Store
 from chatapp_mass.store.retention import (
     DAY,
-    DEFAULT_RETENTION_DAYS,
     PurgeResult,
     finished_statuses,
     summary_of,
@@ -25,28 +23,6 @@ from chatapp_mass.store.retention import (
 from chatapp_mass.store.sqlite import SqliteStore
 
 log = logging.getLogger(__name__)
-
-MAX_RETENTION_DAYS = 36500  # a hundred years: larger is "forever", which is 0
-
-
-def retention_days(environ: Mapping[str, str] = os.environ) -> int:
-    """``CHATAPP_RETENTION_DAYS``: whole days, default 30, 0 = keep forever; OptionsError naming it."""
-    name = env.CHATAPP_RETENTION_DAYS
-    text = environ.get(name, "").strip()
-    if not text:
-        return DEFAULT_RETENTION_DAYS
-    try:
-        days = int(text)
-    except ValueError:
-        raise OptionsError(
-            f"{name}={text!r}: write the days a finished job's rows are kept as a whole number, e.g. "
-            f"{name}=30 (0 = keep forever)"
-        ) from None
-    if not 0 <= days <= MAX_RETENTION_DAYS:
-        raise OptionsError(
-            f"{name}={days}: write a whole number of days from 0 (keep forever) to {MAX_RETENTION_DAYS}"
-        )
-    return days
 
 
 def record_summary(

@@ -28,10 +28,14 @@ stalled or interrupted job left that long is finished too, though it could have 
 from __future__ import annotations
 
 import abc
+import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from chatapp_mass.core.errors import OptionsError
+from chatapp_mass.runtime import env
 from chatapp_mass.store.interface import SWEPT_STATUSES, BatchStatus, JobRecord, JobStatus
 
 DEFAULT_RETENTION_DAYS = 30
@@ -43,6 +47,29 @@ PURGE_TABLES: list[tuple[str, str]] = [("rows", "job_id"), ("batches", "job_id")
 TTL_TABLES: list[str] = ["rows", "batches"]
 # Rows deleted per transaction: at ~100 bytes a row, a few milliseconds of write lock each.
 PURGE_CHUNK = 5000
+
+
+MAX_RETENTION_DAYS = 36500  # a hundred years: larger is "forever", which is 0
+
+
+def retention_days(environ: Mapping[str, str] = os.environ) -> int:
+    """``CHATAPP_RETENTION_DAYS``: whole days, default 30, 0 = keep forever; OptionsError naming it."""
+    name = env.CHATAPP_RETENTION_DAYS
+    text = environ.get(name, "").strip()
+    if not text:
+        return DEFAULT_RETENTION_DAYS
+    try:
+        days = int(text)
+    except ValueError:
+        raise OptionsError(
+            f"{name}={text!r}: write the days a finished job's rows are kept as a whole number, e.g. "
+            f"{name}=30 (0 = keep forever)"
+        ) from None
+    if not 0 <= days <= MAX_RETENTION_DAYS:
+        raise OptionsError(
+            f"{name}={days}: write a whole number of days from 0 (keep forever) to {MAX_RETENTION_DAYS}"
+        )
+    return days
 
 
 def finished_statuses() -> tuple[JobStatus, ...]:

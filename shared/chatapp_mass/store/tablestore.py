@@ -105,7 +105,7 @@ from chatapp_mass.core.errors import OptionsError, StoreError
 from chatapp_mass.core.planning import sender_json
 from chatapp_mass.runtime import env, logs
 from chatapp_mass.runtime.ahead import read_ahead
-from chatapp_mass.store import ratewindow
+from chatapp_mass.store import ratewindow, retention
 from chatapp_mass.store.interface import (
     JOB_COUNTERS,
     SWEPT_STATUSES,
@@ -567,20 +567,28 @@ class TablestoreStore(Store):
             self.t_requests: [("digest", "STRING")],
         }
 
-    def init_tables(self) -> dict[str, list[str]]:
+    def init_tables(self, *, retention_days: int | None = None) -> dict[str, Any]:
         """Create the tables that are missing and wait until every table answers a read; then index the jobs of
         older releases (once). Idempotent, and a concurrent initializer is fine. One ListTable and a CreateTable
         per missing table: the deploy step (``chatapp-mass init-tables``), never a function's cold start.
-        Returns ``{"created": [...], "existing": [...]}``."""
+
+        Retention (``store.retention``): the tables of ``TTL_TABLES`` (rows, batches, and the feature tables
+        that hold numbers) get ``time_to_live`` = ``retention_days`` (default ``CHATAPP_RETENTION_DAYS``) in
+        seconds, -1 for 0 (forever); an existing one whose TTL differs is changed by UpdateTable (a
+        DescribeTable each: the deploy step only). Every other table keeps -1: a job and its summary stay.
+        Returns ``{"created": [...], "existing": [...], "time_to_live": {table: seconds}, "updated": [...]}``."""
         ts = self._ts
         schemas = self._schemas()
+        days = retention.retention_days() if retention_days is None else retention_days
+        expiring = {f"{self.settings.table_prefix}{name}" for name in retention.TTL_TABLES}
+        ttl_of = {table: retention.ttl_seconds(days) if table in expiring else -1 for table in schemas}
         existing = set(self._call("ListTable", self.client.list_table))
         created: list[str] = []
         for table, schema in schemas.items():
             if table in existing:
                 continue
             meta = ts.TableMeta(table, schema)
-            options = ts.TableOptions(time_to_live=-1, max_version=1)
+            options = ts.TableOptions(time_to_live=ttl_of[table], max_version=1)
             throughput = ts.ReservedThroughput(ts.CapacityUnit(0, 0))
             try:
                 self._call(
@@ -591,6 +599,7 @@ class TablestoreStore(Store):
             except StoreError as error:
                 if "OTSObjectAlreadyExist" not in str(error):
                     raise
+        updated = self._update_ttl({t: ttl_of[t] for t in schemas if t in expiring and t not in created})
         for table, schema in schemas.items():  # a read waits out OTSTableNotReady (_call)
             probe = [(name, 0 if kind == "INTEGER" else "#ready") for name, kind in schema]
             self._call(
@@ -601,7 +610,28 @@ class TablestoreStore(Store):
         log.info(
             "Tablestore tables ready", extra={"tables_created": created, "instance": self.settings.instance}
         )
-        return {"created": created, "existing": sorted(set(schemas) - set(created))}
+        return {
+            "created": created,
+            "existing": sorted(set(schemas) - set(created)),
+            "time_to_live": {table: ttl_of[table] for table in sorted(expiring & set(schemas))},
+            "updated": updated,
+        }
+
+    def _update_ttl(self, wanted: dict[str, int]) -> list[str]:
+        """UpdateTable of each table whose time to live is not ``wanted``'s (the setting changed); returns
+        them. The service applies the new TTL to the data already there ("Data versions and TTL" page)."""
+        ts = self._ts
+        updated = []
+        for table, ttl in sorted(wanted.items()):
+            described = self._call(f"DescribeTable {table}", partial(self.client.describe_table, table))
+            if described.table_options.time_to_live == ttl:
+                continue
+            self._call(
+                f"UpdateTable {table} (time_to_live {ttl})",
+                partial(self.client.update_table, table, ts.TableOptions(time_to_live=ttl), None),
+            )
+            updated.append(table)
+        return updated
 
     # --- jobs -------------------------------------------------------------------------------------------
     def create_job(self, job: JobRecord) -> bool:
