@@ -5,11 +5,11 @@ from __future__ import annotations
 import sqlite3
 import time
 
+from chatapp_mass.store import retention
 from chatapp_mass.store.interface import JobRecord
 from chatapp_mass.store.retention import (
     DAY,
     PURGE_CHUNK,
-    PURGE_TABLES,
     PurgeResult,
     RetentionStore,
     finished_statuses,
@@ -85,7 +85,9 @@ class SqliteRetention(RetentionStore):
         present = {
             row[0] for row in self.store._conn().execute("SELECT name FROM sqlite_master WHERE type='table'")
         }
-        return [(table, column) for table, column in dict.fromkeys(PURGE_TABLES) if table in present]
+        return [
+            (table, column) for table, column in dict.fromkeys(retention.PURGE_TABLES) if table in present
+        ]
 
     def claim_daily(self, now: float) -> bool:
         cursor = self.store._conn().execute(
