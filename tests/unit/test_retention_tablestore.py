@@ -181,3 +181,20 @@ def test_rows_past_the_ttl_vanish_from_every_read_and_the_job_and_its_summary_st
     assert backend.row_count(f"{prefix}rows", ots.instance_name) == 0
     assert backend.row_count(f"{prefix}jobs", ots.instance_name) == 1
     store.close()
+
+
+def test_a_batch_partly_expired_is_gone_not_a_broken_record(ots: LocalTablestore) -> None:
+    """TTL is per cell version: a batch planned 29 days ago and sent today keeps only its new cells after two
+    more days. The store reads such a row as no batch (it cannot be rebuilt), not as an error."""
+    prefix = f"p{secrets.token_hex(3)}_"
+    store = open_store(ots, prefix, create_tables=False)
+    store.init_tables(retention_days=30)
+    store.create_job(JobRecord(job_id="j", source="f.csv", options={}, intake={}, content_sha256="x"))
+    store.put_plan([], [BatchRecord("j", 0, 5, first_line=1, last_line=5), BatchRecord("j", 1, 5)])
+    ots.backend.age_rows(f"{prefix}batches", 29 * DAY, ots.instance_name)
+    assert store.transition_batch("j", 0, expect=[BatchStatus.pending], to=BatchStatus.sent)
+    ots.backend.age_rows(f"{prefix}batches", 2 * DAY, ots.instance_name)
+    assert store.get_batch("j", 0) is None and store.get_batch("j", 1) is None
+    assert store.list_batches("j") == [] and store.list_batches("j", [BatchStatus.sent]) == []
+    assert store.batch_totals("j") == {}
+    store.close()

@@ -877,7 +877,8 @@ class TablestoreStore(Store):
             limit=limit,
             column_filter=None if wanted is None else self._status_is(wanted),
         )
-        return [_batch(row) for row in rows if wanted is None or row["status"] in wanted]
+        found = [_batch(row) for row in rows]
+        return [b for b in found if b is not None and (wanted is None or b.status.value in wanted)]
 
     def batch_rows(self, job_id: str, seq: int) -> list[tuple[int, dict[str, Any]]]:
         ts = self._ts
@@ -1624,7 +1625,11 @@ def _job_value(value: Any) -> Any:
     return json.dumps(value, sort_keys=True) if isinstance(value, dict) else value
 
 
-def _batch(row: dict[str, Any]) -> BatchRecord:
+def _batch(row: dict[str, Any]) -> BatchRecord | None:
+    """None for a batch row the table's time to live has partly expired (retention: a cell expires by its own
+    write time, so a batch planned over the TTL ago and updated since keeps only its newer cells): gone."""
+    if "size" not in row or "status" not in row:
+        return None
     data = {name: row[name] for name in _BATCH_FIELDS if name in row}
     data["status"] = BatchStatus(data["status"])
     return BatchRecord(**data)
