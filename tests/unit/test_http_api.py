@@ -800,3 +800,5 @@ def test_a_job_past_its_retention_answers_its_summary_and_410_for_its_report(clo
     assert status == 200 and job["status"] == "completed"
     assert (job["sent"], job["invalid"], job["duplicate"], job["pending"]) == (10, 1, 1, 0)
     assert job["retention"].startswith("rows purged on ")
+    status, refused = api.json("POST", f"/jobs/{job_id}/reconcile")  # nothing left to look up
+    assert status == 410 and refused["error"]["code"] == "rows_purged"

@@ -218,6 +218,9 @@ def test_cli_purge_status_and_report_of_a_purged_job(tmp_path: Path, monkeypatch
     assert cli.main(["report", "job-old", "--store", url, "--out", "-"], out=out, err=err) == 2
     assert out.getvalue() == ""
     assert "its rows were purged on" in err.getvalue() and "29 sent, 20 failed" in err.getvalue()
+    err = io.StringIO()
+    assert cli.main(["reconcile", "job-old", "--store", url], out=io.StringIO(), err=err) == 2
+    assert "its rows were purged on" in err.getvalue()
     report = tmp_path / "new.csv"
     assert cli.main(["report", "job-new", "--store", url, "--out", str(report)], out=io.StringIO()) == 0
     assert len(report.read_text().splitlines()) == 51  # a job within the retention: its whole report

@@ -376,6 +376,7 @@ def cmd_reconcile(args: argparse.Namespace, out: IO[str]) -> int:
     try:
         store = services.store
         job = resolve_job(store, args.job)
+        check_rows_kept(store, job, days=retention_days(), now=time.time())  # nothing left to look up
         reconciler = Reconciler(store, services.cams, qps=args.list_qps)
         if args.resend:
             deployed = bool(os.environ.get(env.CHATAPP_FC_ENDPOINT))

@@ -461,6 +461,10 @@ class JobsApi:
         job = self.store.get_job(job_id)
         if job is None:
             raise ApiError(404, "job_not_found", f"no job {job_id!r}", "id")
+        if action in ("/report", "/reconcile", "/resend-uncertain"):
+            gone = self._rows_gone(job)  # retention: nothing left to report or look up
+            if gone is not None:
+                return gone
         if action == "/report":
             return self.report(job)
         if action == "/cancel":
@@ -835,18 +839,23 @@ class JobsApi:
             summary["resend_uncertain_url"] = summary["status_url"] + "/resend-uncertain"
         return reply(200, summary)
 
-    def report(self, job: JobRecord) -> dict[str, Any]:
+    def _rows_gone(self, job: JobRecord) -> dict[str, Any] | None:
+        """410 Gone, with when and what the job came to, if its rows are gone (retention); else None. Never an
+        empty report."""
         gone = rows_gone_at(job, self.store, self.settings.retention_days, now=self.clock())
-        if gone is not None:  # 410 Gone, with when and what it came to: never an empty report
-            return reply(
-                410,
-                {
-                    "error": {"code": "rows_purged", "message": gone_message(job, gone)},
-                    "job_id": job.job_id,
-                    "rows_purged_at": _iso(gone),
-                    "summary": job.summary,
-                },
-            )
+        if gone is None:
+            return None
+        return reply(
+            410,
+            {
+                "error": {"code": "rows_purged", "message": gone_message(job, gone)},
+                "job_id": job.job_id,
+                "rows_purged_at": _iso(gone),
+                "summary": job.summary,
+            },
+        )
+
+    def report(self, job: JobRecord) -> dict[str, Any]:
         presigned = self._presigned_report(job)
         if presigned:
             return reply(

@@ -232,6 +232,7 @@ _JOB_ID = {
     "description": "the job's id (job_id of POST /jobs)",
 }
 _LOCATION = {"description": "where the resource is", "required": True, "schema": _STRING}
+_PURGED = Reply("the job's rows were purged (CHATAPP_RETENTION_DAYS): when, and its kept summary", JobPurged)
 _NOT_FOUND = Reply("no such job (or no such route)")
 _CONFLICT = Reply("the job is not in a state that allows this")
 _BAD_BODY = Reply("the body is not valid (the field named)")
@@ -351,9 +352,7 @@ ROUTES: tuple[Route, ...] = (
                 headers={"Location": _LOCATION},
             ),
             404: _NOT_FOUND,
-            410: Reply(
-                "the job's rows were purged (CHATAPP_RETENTION_DAYS): when, and its kept summary", JobPurged
-            ),
+            410: _PURGED,
         },
         parameters=(_JOB_ID,),
     ),
@@ -394,6 +393,7 @@ ROUTES: tuple[Route, ...] = (
             400: _BAD_BODY,
             404: _NOT_FOUND,
             409: _CONFLICT,
+            410: _PURGED,
             502: Reply("ListChatappMessage kept failing (list_failed): the batches are left as they were"),
         },
         scope="send",
@@ -405,7 +405,7 @@ ROUTES: tuple[Route, ...] = (
         "/jobs/{id}/resend-uncertain",
         "resendUncertain",
         "Send again what is still uncertain (reconciled first unless reconcile is false)",
-        {202: Reply("reopened", JobResent), 400: _BAD_BODY, 404: _NOT_FOUND, 409: _CONFLICT},
+        {202: Reply("reopened", JobResent), 400: _BAD_BODY, 404: _NOT_FOUND, 409: _CONFLICT, 410: _PURGED},
         scope="send",
         parameters=(_JOB_ID,),
         body={"required": False, "content": {JSON: {"schema": {"$ref": REF.format(model="OperatorBody")}}}},

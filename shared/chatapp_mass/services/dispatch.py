@@ -40,7 +40,7 @@ from chatapp_mass.services.lease import CLOCK_SKEW, Heartbeat, owner_id, owner_i
 from chatapp_mass.services.parts import finish_split, halves, split_batch
 from chatapp_mass.services.plan import REAL, Runtime
 from chatapp_mass.services.ratelimit import DEFAULT_MARGIN, SlidingWindowLimiter, Slot
-from chatapp_mass.services.retention import record_summary
+from chatapp_mass.services.retention import RowsPurged, record_summary
 from chatapp_mass.services.streaming import plan_live
 from chatapp_mass.store.interface import (
     OPEN_STATUSES,
@@ -298,6 +298,8 @@ class JobRunner:
         options = JobOptions.model_validate(job.options)
         snapshot = Snapshot(valid=job.valid)
         current = self.store.get_job(job_id) or job
+        if current.purged_at:  # its rows are gone (retention): a rerun would send nothing and report nothing
+            raise RowsPurged(current, current.purged_at)
         if current.status not in RUNNABLE or not self.store.update_job(
             job_id, expect=[current.status], status=JobStatus.running, reason=""
         ):

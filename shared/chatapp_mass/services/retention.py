@@ -29,8 +29,11 @@ def record_summary(
     store: Store, job: JobRecord, *, now: float, extra: Mapping[str, Any] | None = None
 ) -> None:
     """The job just finished: its summary (and ``finished_at``) on its record, while its rows are here.
-    Written again by a later finalize (a reconciliation found batches): the latest figures win."""
+    Written again by a later finalize (a reconciliation found batches): the latest figures win, until the
+    rows are purged."""
     current = store.get_job(job.job_id) or job
+    if current.purged_at:  # the rows are gone: the summary written while they were here stays
+        return
     summary = summary_of(current, store.batch_totals(job.job_id), finished_at=now)
     summary.update(extra or {})
     store.update_job(job.job_id, summary=summary, finished_at=now)
