@@ -78,3 +78,8 @@ CHATAPP_MESSAGING_LIMITS = "CHATAPP_MESSAGING_LIMITS"
 # the secret of the receipt callbacks (POST /receipts, /receipts/mns, /inbound ?key=...); the local cloud points
 # the local CAMS's pushes at the api function with it (issue 17; the receipts helper defines its use)
 CHATAPP_RECEIPT_KEY = "CHATAPP_RECEIPT_KEY"
+
+# --- retention (issue 17) ---------------------------------------------------------------------------------
+# days a finished job's rows, batches and receipts are kept (default 30; 0 = keep forever): SQLite purges them
+# (`chatapp-mass purge`, the timer), Tablestore expires them (the tables' time to live, set by init-tables)
+CHATAPP_RETENTION_DAYS = "CHATAPP_RETENTION_DAYS"

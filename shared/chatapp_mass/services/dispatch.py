@@ -53,6 +53,7 @@ from chatapp_mass.services.parts import Part, finish_split, halves, split_batch
 from chatapp_mass.services.plan import REAL, Runtime
 from chatapp_mass.services.ratelimit import DEFAULT_MARGIN, SlidingWindowLimiter, Slot
 from chatapp_mass.services.report import utc_timestamp
+from chatapp_mass.services.retention import RowsPurged, record_summary
 from chatapp_mass.services.streaming import plan_live
 from chatapp_mass.store.features import open_reach, open_receipts
 from chatapp_mass.store.interface import (
@@ -331,6 +332,8 @@ class JobRunner:
         options = JobOptions.model_validate(job.options)
         snapshot = Snapshot(valid=job.valid)
         current = self.store.get_job(job_id) or job
+        if current.purged_at:  # its rows are gone (retention): a rerun would send nothing and report nothing
+            raise RowsPurged(current, current.purged_at)
         # a job the messaging limit scheduled (not an operator) may be rerun once the window has freed
         due = (
             current.status is JobStatus.scheduled
@@ -367,7 +370,9 @@ class JobRunner:
         else:
             status, reason = JobStatus.completed, ""
         # Only over our own ``running``: an operator's pause or cancel meanwhile stands.
-        self.store.update_job(job_id, expect=[JobStatus.running], status=status, reason=reason)
+        if self.store.update_job(job_id, expect=[JobStatus.running], status=status, reason=reason):
+            # its summary, which outlives the rows a purge removes (services.retention)
+            record_summary(self.store, current, now=self.clock())
         if on_progress:
             on_progress(snapshot)
         final = self.store.get_job(job_id)

@@ -30,8 +30,10 @@ from chatapp_mass.services.plan import restart_error_count
 from chatapp_mass.services.ratelimit import DEFAULT_MARGIN
 from chatapp_mass.services.reconcile import Reconciler, ReconcileResult, unreconcilable
 from chatapp_mass.services.report import job_summary, write_report
+from chatapp_mass.services.retention import record_summary
 from chatapp_mass.services.streaming import cancel_batches, plan_unfinished
 from chatapp_mass.store.interface import IN_FLIGHT, OPEN_STATUSES, BatchStatus, JobRecord, JobStatus, Store
+from chatapp_mass.store.retention import DEFAULT_RETENTION_DAYS, retention_days
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +111,8 @@ class FunctionSettings:
     )
     # WhatsApp's messaging limit per From (CHATAPP_MESSAGING_LIMITS; default: unlimited)
     messaging_limits: MessagingLimits = field(default_factory=MessagingLimits)
+    # days a finished job's rows are kept (CHATAPP_RETENTION_DAYS; 0: forever): the timer's daily purge
+    retention_days: int = DEFAULT_RETENTION_DAYS
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> FunctionSettings:
@@ -137,6 +141,7 @@ class FunctionSettings:
             rate_margin=_seconds(environ, env.CHATAPP_RATE_MARGIN, DEFAULT_MARGIN, 0.0, 1.0),
             reconcile_after=float(env_int(environ, env.CHATAPP_RECONCILE_AFTER, 60, 0, 86400)),
             messaging_limits=messaging_limits_from(environ),
+            retention_days=retention_days(environ),
         )
 
 
@@ -451,12 +456,15 @@ def finalize(
         content_type="application/json",
     )
     faults.checkpoint("sender.report_written")
-    if store.update_job(job_id, expect=[JobStatus.ready, JobStatus.running], status=status):
+    finished = store.update_job(job_id, expect=[JobStatus.ready, JobStatus.running], status=status)
+    if finished:
         log.info(
             "job finished", extra={"job_id": job_id, "status": status.value, "report": summary["report"]}
         )
         if on_finished is not None:
             on_finished(job, summary)
     else:  # finished already (a repeated finalizer, a report written again): same status, a fresh updated_at
-        store.update_job(job_id, expect=[status], status=status)
+        finished = store.update_job(job_id, expect=[status], status=status)
+    if finished:  # its summary on the record, outliving the rows (services.retention); the latest wins
+        record_summary(store, job, now=time.time(), extra={"report": summary["report"]})
     return status.value

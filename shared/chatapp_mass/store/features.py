@@ -12,6 +12,7 @@ from collections.abc import Callable
 from chatapp_mass.store.interface import Store
 from chatapp_mass.store.reach import ReachStore
 from chatapp_mass.store.receipts import ReceiptStore
+from chatapp_mass.store.retention import RetentionStore
 from chatapp_mass.store.sqlite import SqliteStore
 
 
@@ -43,3 +44,18 @@ def open_reach(store: Store, *, clock: Callable[[], float] | None = None) -> Rea
 
         return TablestoreReach(store, clock=clock)
     raise TypeError(f"no messaging limit window for a {type(store).__name__}")
+
+
+def open_retention(store: Store) -> RetentionStore:
+    """The purge beside ``store`` (SQLite: deletes; Tablestore: the tables' TTL does it)."""
+    if isinstance(store, SqliteStore):
+        from chatapp_mass.store.retention_sqlite import SqliteRetention
+
+        return SqliteRetention(store)
+    from chatapp_mass.store.tablestore import TablestoreStore
+
+    if isinstance(store, TablestoreStore):
+        from chatapp_mass.store.retention_tablestore import TablestoreRetention
+
+        return TablestoreRetention(store)
+    raise TypeError(f"no retention store for a {type(store).__name__}")
