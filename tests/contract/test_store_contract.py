@@ -812,3 +812,18 @@ def test_claim_request_has_one_winner_across_handles(
     assert len(winners) == 1 and {r.job_id for r in results if r is not None} == {f"new-{winners[0]}"}
     for handle in handles[1:]:
         handle.close()
+
+
+def test_a_job_keeps_its_summary_and_retention_times(store: Store) -> None:
+    """Retention (issue 17): the summary (a dict, stored as JSON), ``finished_at`` and ``purged_at`` round-trip,
+    set alone or with a status change, and a job of an older release reads as having none."""
+    assert store.create_job(job("keeper"))
+    fresh = store.get_job("keeper")
+    assert fresh is not None and (fresh.summary, fresh.finished_at, fresh.purged_at) == ({}, 0.0, 0.0)
+    summary = {"sent": 10, "failed": 2, "finished_at": "2026-12-07T00:00:00Z", "delivery": {"read": 3}}
+    assert store.update_job("keeper", status=JobStatus.completed, summary=summary, finished_at=1234.5)
+    assert store.update_job("keeper", purged_at=2345.5)
+    kept = store.get_job("keeper")
+    assert kept is not None and kept.summary == summary
+    assert (kept.finished_at, kept.purged_at, kept.status) == (1234.5, 2345.5, JobStatus.completed)
+    assert [j.summary for j in store.list_jobs() if j.job_id == "keeper"] == [summary]

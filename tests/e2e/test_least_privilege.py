@@ -549,7 +549,7 @@ def bare_cloud() -> Iterator[LocalCloud]:
         yield local
 
 
-def init_as(cloud: LocalCloud, policy: ram.Policy, instance: str) -> dict[str, list[str]]:
+def init_as(cloud: LocalCloud, policy: ram.Policy, instance: str) -> dict[str, Any]:
     cloud.tablestore.backend.add_instance(instance, cloud.credentials.region_id)
     keys = cloud.add_role(f"init-{instance}", policy)
     s = TablestoreStore(
@@ -560,7 +560,11 @@ def init_as(cloud: LocalCloud, policy: ram.Policy, instance: str) -> dict[str, l
         create_tables=False,
     )
     try:
-        return s.init_tables()
+        # then again as the retention setting changes: the TTL of the rows tables is updated (retention)
+        first = s.init_tables()
+        again = s.init_tables(retention_days=7)
+        assert again["updated"] == sorted(again["time_to_live"]), again
+        return first
     finally:
         s.close()
 

@@ -768,3 +768,37 @@ def test_a_job_finished_with_uncertain_batches_is_looked_up_by_itself(cloud: Loc
         job["uncertain"],
     )  # the report, written again
     assert Counter(backend.received_count_by_number().values()) == {1: job["sent"]}  # nothing resent
+
+
+def test_a_job_past_its_retention_answers_its_summary_and_410_for_its_report(cloud: LocalCloud) -> None:
+    """Retention (issue 17): the summary is written when the job finishes; once the rows tables' TTL has passed
+    (the local Tablestore ages them), GET /jobs/{id} shows the kept counts and when the rows went, and the
+    report is 410 Gone with the summary, never an empty CSV."""
+    clock = Clock()
+    api = Api(cloud, clock=clock)
+    status, body = api.json("POST", "/jobs", {"options": OPTIONS, "recipients": recipients(12, seed=9)})
+    assert status == 202, body
+    job_id = body["job_id"]
+    api.world.run_senders()
+    status, job = api.json("GET", f"/jobs/{job_id}")
+    assert status == 200 and job["status"] == "completed" and job["finished_at"]
+    assert "rows_purged_at" not in job
+    assert len(api.report(job_id)) == 12
+    stored = api.world.store.get_job(job_id)
+    assert stored is not None and (stored.summary["sent"], stored.summary["invalid"]) == (10, 1)
+
+    prefix = api.world.store.settings.table_prefix
+    for table in ("rows", "batches"):  # a month and a day later: past the tables' 30-day TTL
+        cloud.tablestore.backend.age_rows(f"{prefix}{table}", 31 * 86400, cloud.tablestore.instance_name)
+    clock.now += 31 * 86400
+    assert list(api.world.store.report_rows(job_id)) == []  # the rows are gone from the store
+    status, gone = api.json("GET", f"/jobs/{job_id}/report")
+    assert status == 410, gone
+    assert gone["error"]["code"] == "rows_purged" and "CHATAPP_RETENTION_DAYS" in gone["error"]["message"]
+    assert gone["rows_purged_at"] and (gone["summary"]["sent"], gone["summary"]["duplicate"]) == (10, 1)
+    status, job = api.json("GET", f"/jobs/{job_id}")
+    assert status == 200 and job["status"] == "completed"
+    assert (job["sent"], job["invalid"], job["duplicate"], job["pending"]) == (10, 1, 1, 0)
+    assert job["retention"].startswith("rows purged on ")
+    status, refused = api.json("POST", f"/jobs/{job_id}/reconcile")  # nothing left to look up
+    assert status == 410 and refused["error"]["code"] == "rows_purged"

@@ -812,6 +812,54 @@ class TablestoreBackend(AccountRegistry):
             ).fetchone()
             return int(count)
 
+    # --- time to live (tests age rows instead of sleeping a day) ----------------------------------------------
+    def age_rows(self, table: str, seconds: float, instance: str | None = None) -> int:
+        """Make every stored version of ``table``'s rows ``seconds`` older, as if written that long before:
+        what a test does instead of waiting out a time to live (at least a day) or moving ``clock`` (which
+        would also date the replies, and the SDK refuses a reply dated 15 minutes off its own clock). A cell's
+        timestamp is its write time in milliseconds, or the one its writer gave (``_put_columns``); TTL is
+        measured from it. Returns the rows aged."""
+        shift = int(seconds * 1000)
+        with self._lock, self._transaction():
+            instance = self._instance(instance)
+            self._table(instance, table)
+            rows = self._db.execute(
+                "SELECT k, cols FROM ots_rows WHERE instance=? AND tbl=?", (instance, table)
+            ).fetchall()
+            for key, cols_text in rows:
+                columns = {
+                    name: [(value, max(stamp - shift, 0)) for value, stamp in versions]
+                    for name, versions in _load_columns(cols_text).items()
+                }
+                self._db.execute(
+                    "UPDATE ots_rows SET cols=? WHERE instance=? AND tbl=? AND k=?",
+                    (_dump_columns(columns), instance, table, key),
+                )
+            return len(rows)
+
+    def expire_rows(self, instance: str | None = None) -> int:
+        """The service's background deletion of expired data: rows of a table with a time to live whose every
+        version is past it are deleted (reads never return them anyway: ``_visible``). "Tablestore
+        automatically deletes expired data" (TableOptions page) "in an asynchronous manner" (Data versions
+        and TTL page): when is not documented; here, when this runs. Returns the rows deleted."""
+        deleted = 0
+        with self._lock, self._transaction():
+            instance = self._instance(instance)
+            for (info_text,) in self._db.execute(
+                "SELECT info FROM ots_tables WHERE instance=?", (instance,)
+            ).fetchall():
+                info = TableInfo.from_json(info_text)
+                if info.time_to_live == -1:
+                    continue
+                for key, cols_text in self._db.execute(
+                    "SELECT k, cols FROM ots_rows WHERE instance=? AND tbl=?", (instance, info.name)
+                ).fetchall():
+                    columns = _load_columns(cols_text)
+                    if columns and self._visible(info, columns) is None:
+                        self._delete(instance, info, key)
+                        deleted += 1
+        return deleted
+
     def _instance(self, instance: str | None) -> str:
         if instance is not None:
             return instance
@@ -1203,7 +1251,14 @@ class TablestoreBackend(AccountRegistry):
     def _visible(self, info: TableInfo, columns: Columns) -> Columns | None:
         """Versions past the table's time to live are gone, and so are those beyond its max_versions (after an
         UpdateTable lowered it); a row whose every version is gone is gone (a row put without attribute
-        columns has none to lose and stays)."""
+        columns has none to lose and stays). Every read (GetRow, BatchGetRow, GetRange) and a write's row
+        condition see a row through this. Sources: "If the retention period of data exceeds the TTL, the data
+        expires" (TableOptions, https://alibabacloud.com/help/en/tablestore/developer-reference/tableoptions);
+        TTL is per attribute-column version, measured from its timestamp, and data past it cannot be read even
+        before it is deleted (Data versions and TTL, https://alibabacloud.com/help/en/tablestore/
+        data-versions-and-ttl; the search index TTL page contrasts it: "a data table's TTL applies per
+        attribute column"). An UpdateTable of the TTL applies at once to data already written (a longer one
+        brings back what is not deleted yet: ``expire_rows`` has not run)."""
         if not columns:
             return columns
         horizon = (int(self.clock() * 1000) - info.time_to_live * 1000) if info.time_to_live != -1 else None
@@ -1387,7 +1442,11 @@ _EXPECTATION_NAMES = {IGNORE: "IGNORE", EXPECT_EXIST: "EXPECT_EXIST", EXPECT_NOT
 
 # --- pure rules ----------------------------------------------------------------------------------------------
 def _check_table_options(ttl: int, max_versions: int, deviation: int) -> None:
-    """ASSUMPTION: a TTL between 1 and 86,399 s is refused like 0 (the docs: -1 or at least 86,400)."""
+    """time_to_live: "must be greater than or equal to 86400 ... You can also set this parameter to -1"
+    (TableOptions, https://alibabacloud.com/help/en/tablestore/developer-reference/tableoptions), for
+    CreateTable and UpdateTable alike (UpdateTable takes the same TableOptions: "Update a table",
+    https://alibabacloud.com/help/en/tablestore/developer-reference/updatetable-by-using-go-sdk).
+    ASSUMPTION (the docs give no message for 1 to 86,399 s): refused with the message the service gives for 0."""
     if ttl == 0 or ttl < -1 or 0 < ttl < 86400:
         raise exc.ParameterInvalid("TimeToLive cannot be 0 or less than -1.")
     if max_versions <= 0:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, TypedDict
 
 from chatapp_mass.core.errors import OptionsError
 from chatapp_mass.runtime import env
+from chatapp_mass.store.retention import retention_days
 
 if TYPE_CHECKING:
     from chatapp_mass.adapters.cams import CamsClient
@@ -103,7 +104,7 @@ def init_tables(url: str, environ: Mapping[str, str] = os.environ) -> dict[str, 
             TablestoreSettings.from_url(url, environ), create_tables=False, **_keys_in(environ)
         )
         try:
-            return {"store": url, **store.init_tables()}
+            return {"store": url, **store.init_tables(retention_days=retention_days(environ))}
         finally:
             store.close()
     open_store(url, environ).close()

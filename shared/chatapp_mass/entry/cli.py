@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from collections.abc import Callable, Sequence
 from typing import IO, Any, NoReturn
 
@@ -49,8 +50,10 @@ from chatapp_mass.runtime import env, logs
 from chatapp_mass.services.plan import restart_error_count
 from chatapp_mass.services.reconcile import Reconciler, resend_uncertain
 from chatapp_mass.services.report import job_summary, write_report
+from chatapp_mass.services.retention import check_rows_kept, purge, status_view
 from chatapp_mass.services.suppress import report_rows as suppressed_report
 from chatapp_mass.store.interface import JobRecord, JobStatus, Store
+from chatapp_mass.store.retention import retention_days
 
 # What to write for a flag a user left out (shown in the one-line error, instead of the whole usage).
 FLAG_EXAMPLES = {
@@ -205,6 +208,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     token_new.add_argument("--json", action="store_true", help="print JSON")
 
+    purge = commands.add_parser(
+        "purge",
+        help="delete the rows, batches and receipts of jobs finished over --older-than days ago (SQLite; "
+        "Tablestore expires them by the tables' time to live); each job keeps its summary",
+    )
+    purge.add_argument(
+        "--older-than",
+        type=int,
+        metavar="DAYS",
+        default=None,
+        help=f"days since a job finished (default: ${env.CHATAPP_RETENTION_DAYS} or 30; 0 purges nothing)",
+    )
+    purge.add_argument("--dry-run", action="store_true", help="only say what would be deleted")
+    purge.add_argument("--json", action="store_true", help="print JSON")
+    store_argument(purge)
+
     init = commands.add_parser(
         "init-tables",
         help="deploy step: create the store's Tablestore tables if missing and wait until they are "
@@ -298,7 +317,7 @@ def resolve_job(store: Store, ref: str) -> JobRecord:
 
 def cmd_status(args: argparse.Namespace, out: IO[str]) -> int:
     store = build_services(store_url=args.store).store
-    counts = job_summary(store, resolve_job(store, args.job))
+    counts = status_view(store, resolve_job(store, args.job), days=retention_days(), now=time.time())
     if args.json:
         print(json.dumps(counts, indent=2), file=out)
     else:
@@ -362,6 +381,7 @@ def cmd_reconcile(args: argparse.Namespace, out: IO[str]) -> int:
     try:
         store = services.store
         job = resolve_job(store, args.job)
+        check_rows_kept(store, job, days=retention_days(), now=time.time())  # nothing left to look up
         reconciler = Reconciler(store, services.cams, qps=args.list_qps)
         if args.resend:
             deployed = bool(os.environ.get(env.CHATAPP_FC_ENDPOINT))
@@ -428,11 +448,35 @@ def cmd_jobs(args: argparse.Namespace, out: IO[str]) -> int:
 def cmd_report(args: argparse.Namespace, out: IO[str]) -> int:
     store = build_services(store_url=args.store).store
     job = resolve_job(store, args.job)
+    check_rows_kept(store, job, days=retention_days(), now=time.time())  # a purged job: said, not empty
     with open_out(args.out) as handle:
         counts = write_report(suppressed_report(store, job.job_id), handle)
     if args.out != "-":
         summary = ", ".join(f"{n:,} {status}" for status, n in sorted(counts.items()))
         print(f"report of job {job.job_id} written to {args.out}: {summary}", file=out)
+    return EXIT_OK
+
+
+def cmd_purge(args: argparse.Namespace, out: IO[str]) -> int:
+    days = retention_days() if args.older_than is None else args.older_than
+    if days < 0:
+        raise OptionsError(f"--older-than {days}: days, 0 or more (0 purges nothing)")
+    store = build_services(store_url=args.store).store
+    result = purge(store, days, now=time.time(), dry_run=args.dry_run)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2), file=out)
+        return EXIT_OK
+    if result.note:
+        print(result.note, file=out)
+    verb = "would delete" if result.dry_run else "deleted"
+    rows = ", ".join(f"{n:,} {table}" for table, n in sorted(result.deleted.items())) or "nothing"
+    print(
+        f"jobs finished before {result.to_dict()['before']}: {len(result.jobs):,}; {verb} {rows}"
+        + ("" if result.dry_run else "; each job keeps its summary (chatapp-mass status JOB)"),
+        file=out,
+    )
+    for job_id in result.jobs:
+        print(f"  {job_id}", file=out)
     return EXIT_OK
 
 
@@ -472,6 +516,7 @@ def main(
         "resume": lambda: cmd_resume(args, out),
         "reconcile": lambda: cmd_reconcile(args, out),
         "init-tables": lambda: cmd_init_tables(args, out),
+        "purge": lambda: cmd_purge(args, out),
         "openapi": lambda: cmd_openapi(out),
         "token": lambda: cmd_token(args, out),
         "suppress": lambda: _suppress(args, out),

@@ -36,7 +36,8 @@ the same body with a 502/503 is a fault on the server's side, retryable as it is
 - ``GET /jobs/{id}/report`` — the per-recipient report CSV: streamed (``text/csv``) while the job runs and when
   its report object in OSS is at most ``CHATAPP_REPORT_INLINE_MAX`` bytes (default 1 MiB); a larger one is
   answered **302** to a V4-presigned OSS GET URL of that object, valid 300 s (an FC response body is limited,
-  and OSS serves big objects better than a function does).
+  and OSS serves big objects better than a function does). A job whose rows are gone (retention:
+  ``CHATAPP_RETENTION_DAYS``) answers **410** with when they went and the job's kept ``summary``.
 - ``POST /jobs/{id}/cancel`` — stops dispatch between batches; batches not yet on the wire are reported
   ``cancelled``; calls in flight finish and are recorded.
 - ``POST /jobs/{id}/pause`` / ``POST /jobs/{id}/resume`` — stop dispatch resumably (batches wait as
@@ -125,6 +126,7 @@ from chatapp_mass.services.jobs import (
 from chatapp_mass.services.plan import PlanSettings, plan_job
 from chatapp_mass.services.reconcile import ReconcileError, Reconciler, resend_uncertain
 from chatapp_mass.services.report import job_summary, utc_timestamp, write_report
+from chatapp_mass.services.retention import gone_message, rows_gone_at, status_view
 from chatapp_mass.services.suppress import report_rows as suppressed_report
 from chatapp_mass.store.interface import IN_FLIGHT, JobKey, JobRecord, JobStatus, Store
 
@@ -471,6 +473,10 @@ class JobsApi:
         job = self.store.get_job(job_id)
         if job is None:
             raise ApiError(404, "job_not_found", f"no job {job_id!r}", "id")
+        if action in ("/report", "/reconcile", "/resend-uncertain"):
+            gone = self._rows_gone(job)  # retention: nothing left to report or look up
+            if gone is not None:
+                return gone
         if action == "/report":
             return self.report(job)
         if action == "/cancel":
@@ -804,7 +810,7 @@ class JobsApi:
         job = JobRecord(
             job_id=job_id,
             source=location.url,
-            options=options.to_api(),
+            options=options.to_record(),
             intake=intake.model_dump(mode="json"),
             content_sha256=f"etag:{etag}" if etag else fingerprint,
             scheduled_at=scheduled_at,
@@ -844,14 +850,15 @@ class JobsApi:
         )
 
     def progress(self, job: JobRecord) -> dict[str, Any]:
-        summary = job_summary(self.store, job)
         now = self.clock()
+        # once the rows are gone (retention), the counts are the job's kept summary, with when they went
+        summary = status_view(self.store, job, days=self.settings.retention_days, now=now)
         # the valid recipients left out at send time (suppressed since the plan) are done too
         done = (
             summary["sent"]
             + summary["failed"]
             + summary["uncertain"]
-            + summary["suppressed"]
+            + summary.get("suppressed", 0)
             - job.suppressed
         )
         elapsed = max(now - max(job.created_at, job.scheduled_at), 1e-6)  # a scheduled job starts late
@@ -880,6 +887,22 @@ class JobsApi:
             summary["reconcile_url"] = summary["status_url"] + "/reconcile"
             summary["resend_uncertain_url"] = summary["status_url"] + "/resend-uncertain"
         return reply(200, summary)
+
+    def _rows_gone(self, job: JobRecord) -> dict[str, Any] | None:
+        """410 Gone, with when and what the job came to, if its rows are gone (retention); else None. Never an
+        empty report."""
+        gone = rows_gone_at(job, self.store, self.settings.retention_days, now=self.clock())
+        if gone is None:
+            return None
+        return reply(
+            410,
+            {
+                "error": {"code": "rows_purged", "message": gone_message(job, gone)},
+                "job_id": job.job_id,
+                "rows_purged_at": _iso(gone),
+                "summary": job.summary,
+            },
+        )
 
     def report(self, job: JobRecord) -> dict[str, Any]:
         presigned = self._presigned_report(job)

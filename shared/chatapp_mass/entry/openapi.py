@@ -53,7 +53,7 @@ class ErrorDetail(_Reply):
         "unsupported_media_type, unauthenticated, invalid_token, forbidden, insufficient_scope, not_found, "
         "job_not_found, method_not_allowed, probable_repeat, job_finished, not_running, not_paused, "
         "not_reconcilable, not_resent, source_not_found, oss_unavailable, list_failed, no_cams_client, "
-        "auth_not_configured, no_suppression_list"
+        "auth_not_configured, rows_purged, no_suppression_list"
     )
     message: str = Field(description="what went wrong and what to do, for people")
     field: str | None = Field(
@@ -132,6 +132,24 @@ class JobState(_Reply):
     report_url: str
     reconcile_url: str | None = Field(default=None, description="when some recipients are uncertain")
     resend_uncertain_url: str | None = Field(default=None, description="when some recipients are uncertain")
+    finished_at: str | None = Field(default=None, description="when the job finished (its summary kept)")
+    rows_purged_at: str | None = Field(
+        default=None,
+        description="when its rows went (CHATAPP_RETENTION_DAYS): the counts are then the job's kept summary",
+    )
+    retention: str | None = Field(default=None, description="rows purged on <date>, for people")
+
+
+class JobPurged(_Reply):
+    """``GET /jobs/{id}/report`` of a job whose rows are gone (retention): 410, when, and what it came to."""
+
+    error: ErrorDetail
+    job_id: str
+    rows_purged_at: str
+    summary: dict[str, Any] = Field(
+        description="counts by report status (sent, failed, uncertain, pending, invalid, duplicate, "
+        "cancelled), rows, valid, batches, finished_at, status: kept when the job finished"
+    )
 
 
 class JobCancelled(_Reply):
@@ -252,6 +270,7 @@ _SPACE = _query(
     "the list's space: the jobs' CustSpaceId, or default",
 )
 _LOCATION = {"description": "where the resource is", "required": True, "schema": _STRING}
+_PURGED = Reply("the job's rows were purged (CHATAPP_RETENTION_DAYS): when, and its kept summary", JobPurged)
 _NOT_FOUND = Reply("no such job (or no such route)")
 _CONFLICT = Reply("the job is not in a state that allows this")
 _BAD_BODY = Reply("the body is not valid (the field named)")
@@ -371,6 +390,7 @@ ROUTES: tuple[Route, ...] = (
                 headers={"Location": _LOCATION},
             ),
             404: _NOT_FOUND,
+            410: _PURGED,
         },
         parameters=(_JOB_ID,),
     ),
@@ -411,6 +431,7 @@ ROUTES: tuple[Route, ...] = (
             400: _BAD_BODY,
             404: _NOT_FOUND,
             409: _CONFLICT,
+            410: _PURGED,
             502: Reply("ListChatappMessage kept failing (list_failed): the batches are left as they were"),
         },
         scope="send",
@@ -422,7 +443,7 @@ ROUTES: tuple[Route, ...] = (
         "/jobs/{id}/resend-uncertain",
         "resendUncertain",
         "Send again what is still uncertain (reconciled first unless reconcile is false)",
-        {202: Reply("reopened", JobResent), 400: _BAD_BODY, 404: _NOT_FOUND, 409: _CONFLICT},
+        {202: Reply("reopened", JobResent), 400: _BAD_BODY, 404: _NOT_FOUND, 409: _CONFLICT, 410: _PURGED},
         scope="send",
         parameters=(_JOB_ID,),
         body={"required": False, "content": {JSON: {"schema": {"$ref": REF.format(model="OperatorBody")}}}},
@@ -521,6 +542,7 @@ def _component_models() -> list[tuple[type[BaseModel], JsonSchemaMode]]:
         JobCreated,
         JobList,
         JobState,
+        JobPurged,
         JobCancelled,
         JobPaused,
         JobResumed,

@@ -72,3 +72,14 @@ CHATAPP_RATE_MARGIN = "CHATAPP_RATE_MARGIN"  # least margin added to the 1 s win
 CHATAPP_ERROR_THRESHOLD = (
     "CHATAPP_ERROR_THRESHOLD"  # pause a job above this share of failed recipients (0.2, 20%; 0 = off)
 )
+# WhatsApp's messaging limit per From number: recipients per rolling 24 h, e.g.
+# 8613800000000=10000,8613900000000=2K,default=unlimited (tiers 250, 1K, 2K, 10K, 100K, unlimited; core.messaging)
+CHATAPP_MESSAGING_LIMITS = "CHATAPP_MESSAGING_LIMITS"
+# the secret of the receipt callbacks (POST /receipts, /receipts/mns, /inbound ?key=...); the local cloud points
+# the local CAMS's pushes at the api function with it (issue 17; the receipts helper defines its use)
+CHATAPP_RECEIPT_KEY = "CHATAPP_RECEIPT_KEY"
+
+# --- retention (issue 17) ---------------------------------------------------------------------------------
+# days a finished job's rows, batches and receipts are kept (default 30; 0 = keep forever): SQLite purges them
+# (`chatapp-mass purge`, the timer), Tablestore expires them (the tables' time to live, set by init-tables)
+CHATAPP_RETENTION_DAYS = "CHATAPP_RETENTION_DAYS"

@@ -21,6 +21,7 @@ from chatapp_mass.adapters.cams import params_in_from_env
 from chatapp_mass.adapters.fc import Invoker
 from chatapp_mass.adapters.oss import OssClient, OssLocation
 from chatapp_mass.core.errors import ChatAppMassError, OptionsError
+from chatapp_mass.core.messaging import MessagingLimits, parse_limits
 from chatapp_mass.core.options import IntakeOptions, JobOptions, parse_intake_options, parse_job_options
 from chatapp_mass.core.planning import API_MAX_RECIPIENTS, BODY_BUDGET, request_budget
 from chatapp_mass.runtime import env, faults
@@ -29,9 +30,11 @@ from chatapp_mass.services.plan import restart_error_count
 from chatapp_mass.services.ratelimit import DEFAULT_MARGIN
 from chatapp_mass.services.reconcile import Reconciler, ReconcileResult, unreconcilable
 from chatapp_mass.services.report import job_summary, write_report
+from chatapp_mass.services.retention import record_summary
 from chatapp_mass.services.streaming import cancel_batches, plan_unfinished
 from chatapp_mass.services.suppress import report_rows as suppressed_report
 from chatapp_mass.store.interface import IN_FLIGHT, OPEN_STATUSES, BatchStatus, JobRecord, JobStatus, Store
+from chatapp_mass.store.retention import DEFAULT_RETENTION_DAYS, retention_days
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +110,10 @@ class FunctionSettings:
     reconcile_after: float = (
         60.0  # a job finished with uncertain batches is looked up this much later (0: off)
     )
+    # WhatsApp's messaging limit per From (CHATAPP_MESSAGING_LIMITS; default: unlimited)
+    messaging_limits: MessagingLimits = field(default_factory=MessagingLimits)
+    # days a finished job's rows are kept (CHATAPP_RETENTION_DAYS; 0: forever): the timer's daily purge
+    retention_days: int = DEFAULT_RETENTION_DAYS
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> FunctionSettings:
@@ -134,7 +141,14 @@ class FunctionSettings:
             error_threshold=_share(environ, env.CHATAPP_ERROR_THRESHOLD),
             rate_margin=_seconds(environ, env.CHATAPP_RATE_MARGIN, DEFAULT_MARGIN, 0.0, 1.0),
             reconcile_after=float(env_int(environ, env.CHATAPP_RECONCILE_AFTER, 60, 0, 86400)),
+            messaging_limits=messaging_limits_from(environ),
+            retention_days=retention_days(environ),
         )
+
+
+def messaging_limits_from(environ: Mapping[str, str] = os.environ) -> MessagingLimits:
+    """``CHATAPP_MESSAGING_LIMITS`` (``core.messaging``); OptionsError naming it and what to write."""
+    return parse_limits(environ.get(env.CHATAPP_MESSAGING_LIMITS, ""), where=env.CHATAPP_MESSAGING_LIMITS)
 
 
 # --- options from metadata, sidecar, defaults --------------------------------------------------------------
@@ -249,7 +263,7 @@ def start_job(store: Store, dispatch: Dispatch, job_id: str, *, now: float) -> s
     if (
         job.status in (JobStatus.ready, JobStatus.scheduled)
         and job.scheduled_at <= now
-        and store.update_job(job_id, expect=[job.status], status=JobStatus.running)
+        and store.update_job(job_id, expect=[job.status], status=JobStatus.running, reason="")
     ):
         dispatch.fan_out(job_id)
         return JobStatus.running.value
@@ -443,12 +457,15 @@ def finalize(
         content_type="application/json",
     )
     faults.checkpoint("sender.report_written")
-    if store.update_job(job_id, expect=[JobStatus.ready, JobStatus.running], status=status):
+    finished = store.update_job(job_id, expect=[JobStatus.ready, JobStatus.running], status=status)
+    if finished:
         log.info(
             "job finished", extra={"job_id": job_id, "status": status.value, "report": summary["report"]}
         )
         if on_finished is not None:
             on_finished(job, summary)
     else:  # finished already (a repeated finalizer, a report written again): same status, a fresh updated_at
-        store.update_job(job_id, expect=[status], status=status)
+        finished = store.update_job(job_id, expect=[status], status=status)
+    if finished:  # its summary on the record, outliving the rows (services.retention); the latest wins
+        record_summary(store, job, now=time.time(), extra={"report": summary["report"]})
     return status.value

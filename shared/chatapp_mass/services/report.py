@@ -124,6 +124,8 @@ def job_summary(store: Store, job: JobRecord) -> dict[str, Any]:
         "pending": recipients(*OPEN_STATUSES),
         "created_at": utc_timestamp(job.created_at),
         "updated_at": utc_timestamp(job.updated_at),
+        # when a scheduled job starts: its own time, or when the messaging limit's window frees (its reason)
+        **({"scheduled_at": utc_timestamp(job.scheduled_at)} if job.scheduled_at else {}),
     }
     # ``suppressed``: rows suppressed when planned plus those the sender left out (taken from the status of
     # the batch that holds them: they were not sent, failed or pending)

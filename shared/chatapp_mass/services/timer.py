@@ -24,6 +24,9 @@ cancelled):
   that is not that (not JSON, another shape, a malformed source, a bad option) is refused in the result's
   ``recurring.error`` and logged; the rest of the firing goes on (one trigger's typo must not hold back
   every scheduled job).
+- **Retention**: once a day per store (``services.retention.daily_purge``), the rows of jobs finished more
+  than ``CHATAPP_RETENTION_DAYS`` ago are purged (SQLite; Tablestore's tables expire them by TTL). Never an
+  unfinished job.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ from chatapp_mass.services.jobs import (
     resolve_options,
     start_job,
 )
+from chatapp_mass.services.retention import daily_purge
 from chatapp_mass.services.streaming import plan_abandoned
 from chatapp_mass.store.interface import IN_FLIGHT, OPEN_STATUSES, BatchStatus, JobRecord, JobStatus, Store
 
@@ -179,6 +183,11 @@ class Timer:
                 # nothing open, and no planner can still be adding batches: done with it (finalized when
                 # its last batch resolved, by the canceller, its sender or an earlier firing)
                 self.store.settle_job(job.job_id, JobStatus.cancelled)
+        # retention: at most once a day per store (a marker row), jobs finished CHATAPP_RETENTION_DAYS ago
+        # lose their rows (SQLite; Tablestore expires them by TTL and costs nothing here)
+        purged = daily_purge(self.store, self.settings.retention_days, now=now)
+        if purged is not None:
+            result["purged"] = purged.jobs
         return result
 
     def _replan(self, job: JobRecord, result: dict[str, Any]) -> None:
@@ -247,7 +256,7 @@ class Timer:
             JobRecord(
                 job_id=job_id,
                 source=location.url,
-                options=options.to_api(),
+                options=options.to_record(),
                 intake=intake.model_dump(mode="json"),
                 content_sha256=f"timer:{event.trigger_time}",
                 created_at=fired,

@@ -7,8 +7,12 @@ Each feature's interface lives in ``store/<feature>.py`` and its backends in ``s
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from chatapp_mass.store.interface import Store
+from chatapp_mass.store.reach import ReachStore
 from chatapp_mass.store.receipts import ReceiptStore
+from chatapp_mass.store.retention import RetentionStore
 from chatapp_mass.store.sqlite import SqliteStore
 from chatapp_mass.store.suppression import SuppressionStore
 
@@ -41,3 +45,33 @@ def open_suppression(store: Store) -> SuppressionStore:
 
         return TablestoreSuppression(store)
     raise TypeError(f"no suppression store for a {type(store).__name__}")
+
+
+def open_reach(store: Store, *, clock: Callable[[], float] | None = None) -> ReachStore:
+    """The messaging limit's window (``reach``) beside ``store``, on ``clock`` (default: the store's)."""
+    if isinstance(store, SqliteStore):
+        from chatapp_mass.store.reach_sqlite import SqliteReach
+
+        return SqliteReach(store, clock=clock)
+    from chatapp_mass.store.tablestore import TablestoreStore  # not imported for a SQLite store
+
+    if isinstance(store, TablestoreStore):
+        from chatapp_mass.store.reach_tablestore import TablestoreReach
+
+        return TablestoreReach(store, clock=clock)
+    raise TypeError(f"no messaging limit window for a {type(store).__name__}")
+
+
+def open_retention(store: Store) -> RetentionStore:
+    """The purge beside ``store`` (SQLite: deletes; Tablestore: the tables' TTL does it)."""
+    if isinstance(store, SqliteStore):
+        from chatapp_mass.store.retention_sqlite import SqliteRetention
+
+        return SqliteRetention(store)
+    from chatapp_mass.store.tablestore import TablestoreStore
+
+    if isinstance(store, TablestoreStore):
+        from chatapp_mass.store.retention_tablestore import TablestoreRetention
+
+        return TablestoreRetention(store)
+    raise TypeError(f"no retention store for a {type(store).__name__}")

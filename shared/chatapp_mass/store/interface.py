@@ -111,7 +111,7 @@ class RowStatus(str, Enum):
 class JobRecord:
     job_id: str
     source: str
-    options: dict[str, Any]  # JobOptions.to_api()
+    options: dict[str, Any]  # JobOptions.to_record()
     intake: dict[str, Any]  # IntakeOptions.model_dump()
     content_sha256: str
     status: JobStatus = JobStatus.planning
@@ -138,6 +138,12 @@ class JobRecord:
     # A canary (core.canary.CanaryState as JSON; "" = none): its options, fixed when the job is created
     # (the plan cuts its first batches there), and its verdict once the receipts decide.
     canary: str = ""
+    # Retention (issue 17, see store/retention.py): what the job came to, written when it finished
+    # (``finished_at``), so that it outlives the rows and batches a purge (SQLite) or the table TTL
+    # (Tablestore) removes; ``purged_at``: when a purge began removing them (0: never).
+    summary: dict[str, Any] = field(default_factory=dict)
+    finished_at: float = 0.0
+    purged_at: float = 0.0
 
 
 @dataclass
@@ -326,6 +332,9 @@ JOB_UPDATABLE = frozenset(
         "max_request_bytes",
         "canary",
         "suppressed",
+        "summary",
+        "finished_at",
+        "purged_at",
     }
 )
 

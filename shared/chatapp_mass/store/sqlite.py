@@ -151,6 +151,10 @@ _ADDED_JOB_COLUMNS = {
     "batch_size": "INTEGER NOT NULL DEFAULT 0",
     "max_request_bytes": "INTEGER NOT NULL DEFAULT 0",
     "canary": "TEXT NOT NULL DEFAULT ''",
+    # retention (issue 17): the summary (JSON) that outlives a purge, and when the job finished / was purged
+    "summary": "TEXT NOT NULL DEFAULT '{}'",
+    "finished_at": "REAL NOT NULL DEFAULT 0",
+    "purged_at": "REAL NOT NULL DEFAULT 0",
 }
 
 # --- the timer at any scale, per-job counters (issue 11) --------------------------------------------------
@@ -273,6 +277,7 @@ class SqliteStore(Store):
         data = dict(zip(_JOB_FIELDS, row, strict=True))
         data["options"] = json.loads(data["options"])
         data["intake"] = json.loads(data["intake"])
+        data["summary"] = json.loads(data["summary"] or "{}")
         data["status"] = JobStatus(data["status"])
         return JobRecord(**data)
 
@@ -280,6 +285,7 @@ class SqliteStore(Store):
         data = asdict(job)
         data["options"] = json.dumps(job.options, sort_keys=True)
         data["intake"] = json.dumps(job.intake, sort_keys=True)
+        data["summary"] = json.dumps(job.summary, sort_keys=True)
         data["status"] = job.status.value
         cols = ",".join(_JOB_FIELDS)
         marks = ",".join("?" for _ in _JOB_FIELDS)
@@ -350,7 +356,7 @@ class SqliteStore(Store):
         unknown = set(changes) - JOB_UPDATABLE
         if unknown:
             raise ValueError(f"cannot update job fields {sorted(unknown)}")
-        values = {k: (v.value if isinstance(v, JobStatus) else v) for k, v in changes.items()}
+        values = {k: _job_value(v) for k, v in changes.items()}
         values["updated_at"] = self.clock()
         sql = f"UPDATE jobs SET {','.join(f'{k}=?' for k in values)} WHERE job_id=?"
         params: list[Any] = [*values.values(), job_id]
@@ -658,6 +664,13 @@ class SqliteStore(Store):
         if not rows:
             raise KeyError(job_id)
         return dict(zip(JOB_COUNTERS, (int(value) for value in rows[0]), strict=True))
+
+
+def _job_value(value: Any) -> Any:
+    """A job field as its column holds it: a status by its value, the summary as JSON."""
+    if isinstance(value, JobStatus):
+        return value.value
+    return json.dumps(value, sort_keys=True) if isinstance(value, dict) else value
 
 
 def _equal_to(params: list[Any], **columns: Any) -> str:

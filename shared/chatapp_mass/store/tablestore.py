@@ -26,6 +26,10 @@ table               primary key                                 columns
                                                                 (``receipts_tablestore``)
 ``tasks``           task_id                                     job_id, seq: which batch a TaskId names
 ``receipts_aside``  at_ms, receipt_key                          the receipt, reason, set_at: unplaceable ones
+``reach``           from_number                                 entries (JSON), version, op: the messaging
+                                                                limit's window (``reach_tablestore``)
+``suppressed``      space, number                               reason, at, source: the suppression list
+``suppressed_rows`` job_id, line                                to, batch_seq, at: lines a sender left out
 ==================  ==========================================  ==============================================
 
 How the interface's promises are kept:
@@ -110,7 +114,7 @@ from chatapp_mass.core.errors import OptionsError, StoreError
 from chatapp_mass.core.planning import sender_json
 from chatapp_mass.runtime import env, logs
 from chatapp_mass.runtime.ahead import read_ahead
-from chatapp_mass.store import ratewindow
+from chatapp_mass.store import ratewindow, retention
 from chatapp_mass.store.interface import (
     JOB_COUNTERS,
     JOB_UPDATABLE,
@@ -561,22 +565,31 @@ class TablestoreStore(Store):
             self.t_receipts: [("task_id", "STRING"), ("to", "STRING")],
             self.t_tasks: [("task_id", "STRING")],
             self.t_receipts_aside: [("at_ms", "INTEGER"), ("receipt_key", "STRING")],
+            f"{self.settings.table_prefix}reach": [("from_number", "STRING")],  # the messaging limit (reach)
         }
 
-    def init_tables(self) -> dict[str, list[str]]:
+    def init_tables(self, *, retention_days: int | None = None) -> dict[str, Any]:
         """Create the tables that are missing and wait until every table answers a read; then index the jobs of
         older releases (once). Idempotent, and a concurrent initializer is fine. One ListTable and a CreateTable
         per missing table: the deploy step (``chatapp-mass init-tables``), never a function's cold start.
-        Returns ``{"created": [...], "existing": [...]}``."""
+
+        Retention (``store.retention``): the tables of ``TTL_TABLES`` (rows, batches, and the feature tables
+        that hold numbers) get ``time_to_live`` = ``retention_days`` (default ``CHATAPP_RETENTION_DAYS``) in
+        seconds, -1 for 0 (forever); an existing one whose TTL differs is changed by UpdateTable (a
+        DescribeTable each: the deploy step only). Every other table keeps -1: a job and its summary stay.
+        Returns ``{"created": [...], "existing": [...], "time_to_live": {table: seconds}, "updated": [...]}``."""
         ts = self._ts
         schemas = self._schemas()
+        days = retention.retention_days() if retention_days is None else retention_days
+        expiring = {f"{self.settings.table_prefix}{name}" for name in retention.TTL_TABLES}
+        ttl_of = {table: retention.ttl_seconds(days) if table in expiring else -1 for table in schemas}
         existing = set(self._call("ListTable", self.client.list_table))
         created: list[str] = []
         for table, schema in schemas.items():
             if table in existing:
                 continue
             meta = ts.TableMeta(table, schema)
-            options = ts.TableOptions(time_to_live=-1, max_version=1)
+            options = ts.TableOptions(time_to_live=ttl_of[table], max_version=1)
             throughput = ts.ReservedThroughput(ts.CapacityUnit(0, 0))
             try:
                 self._call(
@@ -587,6 +600,7 @@ class TablestoreStore(Store):
             except StoreError as error:
                 if "OTSObjectAlreadyExist" not in str(error):
                     raise
+        updated = self._update_ttl({t: ttl_of[t] for t in schemas if t in expiring and t not in created})
         for table, schema in schemas.items():  # a read waits out OTSTableNotReady (_call)
             probe = [(name, 0 if kind == "INTEGER" else "#ready") for name, kind in schema]
             self._call(
@@ -597,7 +611,28 @@ class TablestoreStore(Store):
         log.info(
             "Tablestore tables ready", extra={"tables_created": created, "instance": self.settings.instance}
         )
-        return {"created": created, "existing": sorted(set(schemas) - set(created))}
+        return {
+            "created": created,
+            "existing": sorted(set(schemas) - set(created)),
+            "time_to_live": {table: ttl_of[table] for table in sorted(expiring & set(schemas))},
+            "updated": updated,
+        }
+
+    def _update_ttl(self, wanted: dict[str, int]) -> list[str]:
+        """UpdateTable of each table whose time to live is not ``wanted``'s (the setting changed); returns
+        them. The service applies the new TTL to the data already there ("Data versions and TTL" page)."""
+        ts = self._ts
+        updated = []
+        for table, ttl in sorted(wanted.items()):
+            described = self._call(f"DescribeTable {table}", partial(self.client.describe_table, table))
+            if described.table_options.time_to_live == ttl:
+                continue
+            self._call(
+                f"UpdateTable {table} (time_to_live {ttl})",
+                partial(self.client.update_table, table, ts.TableOptions(time_to_live=ttl), None),
+            )
+            updated.append(table)
+        return updated
 
     # --- jobs -------------------------------------------------------------------------------------------
     def create_job(self, job: JobRecord) -> bool:
@@ -611,6 +646,7 @@ class TablestoreStore(Store):
         data = asdict(job)
         data["options"] = json.dumps(job.options, sort_keys=True)
         data["intake"] = json.dumps(job.intake, sort_keys=True)
+        data["summary"] = json.dumps(job.summary, sort_keys=True)
         data["status"] = job.status.value
         columns = [(k, v) for k, v in data.items() if k != "job_id"] + [("op", token), ("index_op", token)]
         _check_job_row(job.job_id, columns)  # before any write of the job
@@ -732,7 +768,7 @@ class TablestoreStore(Store):
                 job_id, expect, changes, plan_owner=expect_plan_owner, plan_expires=expect_plan_expires
             )
         token = _token()
-        values = {k: (v.value if isinstance(v, JobStatus) else v) for k, v in changes.items()}
+        values = {k: _job_value(v) for k, v in changes.items()}
         values["updated_at"] = self.clock()
         values["op"] = token
         pk = [("job_id", job_id)]
@@ -842,7 +878,8 @@ class TablestoreStore(Store):
             limit=limit,
             column_filter=None if wanted is None else self._status_is(wanted),
         )
-        return [_batch(row) for row in rows if wanted is None or row["status"] in wanted]
+        found = [_batch(row) for row in rows]
+        return [b for b in found if b is not None and (wanted is None or b.status.value in wanted)]
 
     def batch_rows(self, job_id: str, seq: int) -> list[tuple[int, dict[str, Any]]]:
         ts = self._ts
@@ -1111,7 +1148,7 @@ class TablestoreStore(Store):
                 return False  # the lease is not (or no longer) the one the caller holds
             old, old_op = current["status"], current.get("index_op")  # old_op None: a job of an older release
             token = _token()
-            values = {k: (v.value if isinstance(v, JobStatus) else v) for k, v in changes.items()}
+            values = {k: _job_value(v) for k, v in changes.items()}
             values.update(updated_at=self.clock(), op=token)
             if old == new:  # no index change: only that it is still in that status
                 condition = self._status_condition([old], plan_owner=plan_owner, plan_expires=plan_expires)
@@ -1577,11 +1614,23 @@ def _job(row: dict[str, Any]) -> JobRecord:
     data = {name: row[name] for name in _JOB_FIELDS if name in row}
     data["options"] = json.loads(data.get("options") or "{}")
     data["intake"] = json.loads(data.get("intake") or "{}")
+    data["summary"] = json.loads(data.get("summary") or "{}")
     data["status"] = JobStatus(data["status"])
     return JobRecord(**data)
 
 
-def _batch(row: dict[str, Any]) -> BatchRecord:
+def _job_value(value: Any) -> Any:
+    """A job field as its column holds it: a status by its value, the summary as JSON."""
+    if isinstance(value, JobStatus):
+        return value.value
+    return json.dumps(value, sort_keys=True) if isinstance(value, dict) else value
+
+
+def _batch(row: dict[str, Any]) -> BatchRecord | None:
+    """None for a batch row the table's time to live has partly expired (retention: a cell expires by its own
+    write time, so a batch planned over the TTL ago and updated since keeps only its newer cells): gone."""
+    if "size" not in row or "status" not in row:
+        return None
     data = {name: row[name] for name in _BATCH_FIELDS if name in row}
     data["status"] = BatchStatus(data["status"])
     return BatchRecord(**data)
