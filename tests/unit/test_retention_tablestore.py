@@ -74,7 +74,9 @@ def test_init_tables_sets_the_ttl_of_the_rows_tables_and_updates_it(
     client = raw_client(ots)
     monkeypatch.setenv("CHATAPP_RETENTION_DAYS", "30")
     first = store.init_tables()
-    assert first["time_to_live"] == {f"{prefix}batches": 30 * 86400, f"{prefix}rows": 30 * 86400}
+    assert first["time_to_live"] == {
+        f"{prefix}{name}": 30 * 86400 for name in ("batches", "rows", "suppressed_rows")
+    }
     assert first["updated"] == []
     for name in ("rows", "batches"):
         assert ttl(client, f"{prefix}{name}") == 2_592_000
@@ -82,9 +84,13 @@ def test_init_tables_sets_the_ttl_of_the_rows_tables_and_updates_it(
         assert ttl(client, f"{prefix}{name}") == -1, name
     assert store.init_tables()["updated"] == []  # unchanged: no UpdateTable
     changed = store.init_tables(retention_days=7)
-    assert changed["updated"] == [f"{prefix}batches", f"{prefix}rows"]
+    assert changed["updated"] == [f"{prefix}batches", f"{prefix}rows", f"{prefix}suppressed_rows"]
     assert ttl(client, f"{prefix}rows") == ttl(client, f"{prefix}batches") == 7 * 86400
-    assert store.init_tables(retention_days=0)["updated"] == [f"{prefix}batches", f"{prefix}rows"]
+    assert store.init_tables(retention_days=0)["updated"] == [
+        f"{prefix}batches",
+        f"{prefix}rows",
+        f"{prefix}suppressed_rows",
+    ]
     assert ttl(client, f"{prefix}rows") == -1 and ttl(client, f"{prefix}jobs") == -1
     store.close()
 

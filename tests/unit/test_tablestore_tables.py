@@ -85,6 +85,7 @@ def test_init_tables_creates_them_waits_until_ready_and_is_idempotent(
             *("jobs", "job_index", "batches", "rows", "rate", "job_status", "requests"),
             *("receipts", "tasks", "receipts_aside"),  # the receipt store's (issue 17)
             "reach",  # the messaging limit's window (issue 17)
+            *("suppressed", "suppressed_rows"),  # the suppression list (issue 17)
         )
     }
     assert set(first["created"]) == tables and first["existing"] == []
