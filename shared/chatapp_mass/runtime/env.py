@@ -49,6 +49,10 @@ CHATAPP_API_TOKENS = "CHATAPP_API_TOKENS"
 CHATAPP_API_TOKEN = "CHATAPP_API_TOKEN"
 # optional: a secret mixed into the console's session key (else sessions are keyed by the token entries alone)
 CHATAPP_CONSOLE_SECRET = "CHATAPP_CONSOLE_SECRET"
+# receipts (issue 17): the secret a receipt push URL carries (?key=); POST /receipts, /receipts/mns, /inbound
+CHATAPP_RECEIPT_KEY = "CHATAPP_RECEIPT_KEY"
+# comma-separated words that, alone in an inbound message, opt its sender out (default STOP,UNSUBSCRIBE,...)
+CHATAPP_STOP_WORDS = "CHATAPP_STOP_WORDS"
 CHATAPP_API_AUTH = "CHATAPP_API_AUTH"  # token (default) | fc (the HTTP trigger's function auth is enough)
 CHATAPP_API_MAX_BODY = "CHATAPP_API_MAX_BODY"  # bytes, default 6 MiB
 CHATAPP_API_REPEAT_WINDOW = (
