@@ -14,11 +14,14 @@ import requests
 
 from chatapp_mass.entry.http_api import ApiSettings
 from chatapp_mass.entry.localcloud import LocalCloud
+from chatapp_mass.services.report import COLUMNS
 
 from test_console import Browser
 from test_http_api import OPTIONS, Api, recipients
 
 MIB = 1024 * 1024
+
+HEADER = ",".join(COLUMNS).encode() + b"\n"
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +42,7 @@ def finished_job(api: Api, seed: int) -> str:
 def big_report(api: Api, job_id: str) -> bytes:
     """The job's report object replaced by 2 MiB of report-shaped bytes (as a 35k-row job's would be)."""
     line = b"1,8613800000000,sent,gm-0000000000,OK,\n"
-    data = b"line,to,status,group_message_id,code,message\n" + line * (2 * MIB // len(line) + 1)
+    data = HEADER + line * (2 * MIB // len(line) + 1)
     api.world.bucket.put_object(f"reports/api/{job_id}.report.csv", data)
     return data
 

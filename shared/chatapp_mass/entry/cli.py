@@ -48,7 +48,7 @@ from chatapp_mass.entry.send import (
 from chatapp_mass.runtime import env, logs
 from chatapp_mass.services.plan import restart_error_count
 from chatapp_mass.services.reconcile import Reconciler, resend_uncertain
-from chatapp_mass.services.report import job_summary, write_report
+from chatapp_mass.services.report import job_summary, report_rows, write_report
 from chatapp_mass.store.interface import JobRecord, JobStatus, Store
 
 # What to write for a flag a user left out (shown in the one-line error, instead of the whole usage).
@@ -299,6 +299,12 @@ def cmd_status(args: argparse.Namespace, out: IO[str]) -> int:
     else:
         for key, value in counts.items():
             numeric = isinstance(value, int) and not isinstance(value, bool)
+            if isinstance(value, dict):  # delivery: sent 10, delivered 9 (90.0%), ...
+                value = ", ".join(
+                    f"{k} {v:,}" + (f" ({value[k + '_rate']:.1%})" if k + "_rate" in value else "")
+                    for k, v in value.items()
+                    if not k.endswith("_rate")
+                )
             print(f"{key:>11}: {value:,}" if numeric else f"{key:>11}: {value}", file=out)
     return EXIT_OK
 
@@ -411,7 +417,7 @@ def cmd_jobs(args: argparse.Namespace, out: IO[str]) -> int:
         file=out,
     )
     for job in jobs:
-        c = job_summary(store, job)
+        c = job_summary(store, job, delivery=False)
         print(
             f"{job.job_id:<24}  {job.status.value:<11}  {c['created_at']:<20}  {job.total_rows:>9,}  "
             f"{c['sent']:>9,}  {c['failed'] + c['uncertain'] + c['pending']:>9,}  {job.source}",
@@ -424,7 +430,7 @@ def cmd_report(args: argparse.Namespace, out: IO[str]) -> int:
     store = build_services(store_url=args.store).store
     job = resolve_job(store, args.job)
     with open_out(args.out) as handle:
-        counts = write_report(store.report_rows(job.job_id), handle)
+        counts = write_report(report_rows(store, job), handle)
     if args.out != "-":
         summary = ", ".join(f"{n:,} {status}" for status, n in sorted(counts.items()))
         print(f"report of job {job.job_id} written to {args.out}: {summary}", file=out)

@@ -118,7 +118,7 @@ from chatapp_mass.services.jobs import (
 )
 from chatapp_mass.services.plan import PlanSettings, plan_job
 from chatapp_mass.services.reconcile import ReconcileError, Reconciler, resend_uncertain
-from chatapp_mass.services.report import job_summary, utc_timestamp, write_report
+from chatapp_mass.services.report import job_summary, report_rows, utc_timestamp, write_report
 from chatapp_mass.store.interface import IN_FLIGHT, JobKey, JobRecord, JobStatus, Store
 
 if TYPE_CHECKING:
@@ -841,7 +841,7 @@ class JobsApi:
                 headers={"Location": presigned},
             )
         out = io.StringIO()
-        write_report(self.store.report_rows(job.job_id), out)
+        write_report(report_rows(self.store, job), out)
         return reply(
             200,
             out.getvalue(),
@@ -874,7 +874,7 @@ class JobsApi:
             {
                 "job_id": job.job_id,
                 "status": current.status.value,
-                "pending_cancelled": job_summary(self.store, current)["cancelled"],
+                "pending_cancelled": job_summary(self.store, current, delivery=False)["cancelled"],
             },
         )
 
@@ -923,7 +923,7 @@ class JobsApi:
             {
                 "job_id": job.job_id,
                 **result.to_dict(),
-                "uncertain": job_summary(self.store, job)["uncertain"],
+                "uncertain": job_summary(self.store, job, delivery=False)["uncertain"],
             },
         )
 

@@ -40,6 +40,7 @@ from chatapp_mass.services.lease import CLOCK_SKEW, Heartbeat, owner_id, owner_i
 from chatapp_mass.services.parts import finish_split, halves, split_batch
 from chatapp_mass.services.plan import REAL, Runtime
 from chatapp_mass.services.ratelimit import DEFAULT_MARGIN, SlidingWindowLimiter, Slot
+from chatapp_mass.services.receipts import receipts_of
 from chatapp_mass.services.streaming import plan_live
 from chatapp_mass.store.interface import (
     OPEN_STATUSES,
@@ -49,6 +50,7 @@ from chatapp_mass.store.interface import (
     JobStatus,
     Store,
 )
+from chatapp_mass.store.receipts import ReceiptStore
 
 log = logging.getLogger(__name__)
 
@@ -252,6 +254,8 @@ class JobRunner:
         self._last_progress = self.clock()
         self.claims: Claims | None = None
         self._job_counts: dict[str, int] | None = None  # the job's counters, as last returned by the store
+        self._receipts: ReceiptStore | None | bool = False  # False: not opened yet (lazily, once)
+        self._registered: set[str] = set()  # TaskIds this runner registered
 
     # control
     def stop(
@@ -538,10 +542,12 @@ class JobRunner:
             if batch is None or len(rows) != batch.size:
                 self._plan_mismatch(job_id, seq, batch, len(rows))
                 return
+            task_id = batch_task_id(job_id, seq)
+            self._register_task(options.task_id or task_id, job_id, -1 if options.task_id else seq)
             call = self.cams.prepare(
                 options,
                 [recipient for _, recipient in rows],  # before the slot: see prepare
-                task_id=batch_task_id(job_id, seq),
+                task_id=task_id,
             )
             leader = False if self.inline else self._first_call_turn()
             try:
@@ -556,6 +562,26 @@ class JobRunner:
                     _first_call_done.set()
         finally:
             claims.drop(seq)
+
+    def _register_task(self, task_id: str, job_id: str, seq: int) -> None:
+        """Name the call's ``TaskId`` in the receipt store before the call (issue 17), so that its receipts find
+        the job. Once per TaskId per runner (a job's own ``--task-id``: seq -1). A store error is logged, not
+        raised: the report joins receipts by the TaskId it computes, so an unregistered call loses nothing but
+        its receipts are also listed as unmatched; a send is never held back for it."""
+        if task_id in self._registered:
+            return
+        if self._receipts is False:
+            self._receipts = receipts_of(self.store)
+        if not isinstance(self._receipts, ReceiptStore):
+            return
+        try:
+            self._receipts.register_task(task_id, job_id, seq)
+        except StoreError as error:
+            log.warning(
+                "task not registered for receipts", extra={"job_id": job_id, "seq": seq, "error": str(error)}
+            )
+            return
+        self._registered.add(task_id)
 
     def _plan_mismatch(self, job_id: str, seq: int, batch: BatchRecord | None, found: int) -> None:
         """A batch whose rows do not number its size is never sent (a plan written wrong, or changed under

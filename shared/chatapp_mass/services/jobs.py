@@ -27,7 +27,7 @@ from chatapp_mass.runtime import env, faults
 from chatapp_mass.services.plan import restart_error_count
 from chatapp_mass.services.ratelimit import DEFAULT_MARGIN
 from chatapp_mass.services.reconcile import Reconciler, ReconcileResult, unreconcilable
-from chatapp_mass.services.report import job_summary, write_report
+from chatapp_mass.services.report import job_summary, report_rows, write_report
 from chatapp_mass.services.streaming import cancel_batches, plan_unfinished
 from chatapp_mass.store.interface import IN_FLIGHT, OPEN_STATUSES, BatchStatus, JobRecord, JobStatus, Store
 
@@ -420,7 +420,7 @@ def finalize(
     base = report_location(settings, job)
     with tempfile.TemporaryFile("w+b") as spool:  # a 1M-row report does not sit in memory
         text = io.TextIOWrapper(spool, encoding="utf-8", newline="")
-        counts = write_report(store.report_rows(job_id), text)
+        counts = write_report(report_rows(store, job), text)
         text.flush()
         spool.seek(0)
         oss.put(OssLocation(base.bucket, base.key + ".report.csv"), spool)

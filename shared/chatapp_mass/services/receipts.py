@@ -244,6 +244,17 @@ class ReceiptService:
         ]
 
 
+def receipts_of(store: Store) -> ReceiptStore | None:
+    """The receipt store beside ``store`` (``store.features.open_receipts``), or None for a store that has no
+    receipt backend (a test's wrapper around one): receipts are then neither registered nor joined."""
+    from chatapp_mass.store.features import open_receipts
+
+    try:
+        return open_receipts(store)
+    except TypeError:
+        return None
+
+
 def reasons_text(counts: Counter[str] | dict[str, int]) -> str:
     """``missing-To: 2, unknown-status: 1`` (a log line or a CLI's summary)."""
     return ", ".join(f"{reason}: {n}" for reason, n in sorted(counts.items()))

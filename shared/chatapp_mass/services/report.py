@@ -1,18 +1,49 @@
-"""The per-recipient report: one CSV row per input record, in input order."""
+"""The per-recipient report: one CSV row per input record, in input order; with what the receipts said.
+
+Delivery (issue 17) is joined here, never in a store: :func:`report_rows` walks a job's rows (the store's
+``report_rows``) beside the receipt store's states of each batch that may have reached CAMS, by ``TaskId``
+(the job's own ``--task-id``, else ``batch_task_id(job_id, seq)``) and recipient. A part is its own call with
+its own seq; a split batch counts too, since a batch split by a reconciliation (``reconcile``) had its
+messages sent by its own call, under its own TaskId, before it was split (of several states of one number,
+the furthest wins). A batch's rows are contiguous in line order, so the states of only the batches around
+the current line are held (a batch's worth, not a job's).
+"""
 
 from __future__ import annotations
 
 import csv
 import io
+import re
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import IO, Any
 
+from chatapp_mass.adapters.cams import batch_task_id
 from chatapp_mass.core.phone_text import looks_like_phone_as_written
+from chatapp_mass.services.receipts import receipts_of
 from chatapp_mass.services.streaming import plan_unfinished
-from chatapp_mass.store.interface import OPEN_STATUSES, BatchStatus, JobRecord, ReportRow, Store
+from chatapp_mass.store.interface import (
+    OPEN_STATUSES,
+    BatchRecord,
+    BatchStatus,
+    JobRecord,
+    ReportRow,
+    Store,
+)
+from chatapp_mass.store.receipts import RANK, DeliveryState, DeliveryStatus, ReceiptStore
 
-COLUMNS = ("line", "to", "status", "group_message_id", "code", "message")
+COLUMNS = (
+    "line",
+    "to",
+    "status",
+    "group_message_id",
+    "code",
+    "message",
+    "delivery",
+    "delivery_code",
+    "delivery_message",
+    "delivery_at",
+)
 _FORMULA_START = ("=", "@", "\t", "\r")
 
 
@@ -33,32 +64,48 @@ def write_report(rows: Iterable[ReportRow], out: IO[str]) -> dict[str, int]:
     """Write the report; returns the count of rows per status.
 
     The bytes are those of ``csv.writer`` (``lineterminator="\\n"``, minimal quoting) over the neutralized
-    cells, rendered faster: the last four cells (status, GroupMessageId, code, message) are those of the
-    batch that holds the row, the same for its thousand rows, so they are rendered once per distinct value
-    and reused; a number that is plain digits (every valid row's) needs neither neutralizing nor quoting;
-    anything else goes through ``csv.writer``. Lines are written ~1,000 at a time. A job is done only when its
-    report is written, after its last call: at 1M rows, the report from the store to OSS took 4.9 s (Tablestore)
-    and 4.4 s (SQLite) with ``csv.writer`` per row and each row's batch looked up, 2.5 s now
-    (``bench/bench_report.py``; ``tests/unit/test_report_writer.py`` checks the bytes against ``csv.writer``).
+    cells, rendered faster: the batch's four cells (status, GroupMessageId, code, message) are the same for
+    its thousand rows, so they are rendered once per distinct value and reused; so are a receipt's code and
+    text; a number that is plain digits (every valid row's), a delivery state and its ISO time need neither
+    neutralizing nor quoting; anything else goes through ``csv.writer``. Lines are written ~1,000 at a time.
+    A job is done only when its report is written, after its last call: at 1M rows, the report from the store
+    to OSS took 4.9 s (Tablestore) and 4.4 s (SQLite) with ``csv.writer`` per row and each row's batch looked
+    up, 2.5 s now (``bench/bench_report.py``; ``tests/unit/test_report_writer.py`` checks the bytes against
+    ``csv.writer``).
     """
     cells = _Cells()
     out.write(cells.render(COLUMNS))
-    tails: dict[tuple[str, ...], list[Any]] = {}  # the last four cells -> [rendered, status, rows]
+    tails: dict[tuple[str, ...], list[Any]] = {}  # the batch's four cells -> [rendered, status, rows]
+    receipts: dict[tuple[str, str], str] = {}  # a receipt's (code, text) -> rendered
     block: list[str] = []
     for row in rows:
-        key = row[2:]
+        key = row[2:6]
         tail = tails.get(key)
         if tail is None:
             status, group_message_id, code, message = key
             rendered = cells.render(
                 (status, neutralize(group_message_id), neutralize(code), neutralize(message))
             )
-            tail = tails[key] = [rendered, status, 0]
+            tail = tails[key] = [rendered[:-1], status, 0]
         tail[2] += 1
         to = row.to
         if not (to.isdigit() and to.isascii()):  # "", or as a person wrote it: the csv module's way
             to = cells.render((neutralize(to), ""))[:-2]  # a second cell: a lone "" would be quoted
-        block.append(f"{row.line},{to},{tail[0]}")
+        delivery, delivery_at = row.delivery, row.delivery_at
+        if delivery or delivery_at or row.delivery_code or row.delivery_message:
+            said = (row.delivery_code, row.delivery_message)
+            text = receipts.get(said)
+            if text is None:
+                if len(receipts) >= _RECEIPT_TEXTS:
+                    receipts.clear()
+                text = receipts[said] = cells.render(tuple(neutralize(cell) for cell in said))[:-1]
+            if _PLAIN.fullmatch(delivery) and _PLAIN.fullmatch(delivery_at):
+                block.append(f"{row.line},{to},{tail[0]},{delivery},{text},{delivery_at}\n")
+            else:  # not one of ours: the csv module's way
+                odd = (delivery, *said, delivery_at)
+                block.append(f"{row.line},{to},{tail[0]},{cells.render(tuple(map(neutralize, odd)))}")
+        else:
+            block.append(f"{row.line},{to},{tail[0]},,,,\n")
         if len(block) >= _BLOCK:
             out.write("".join(block))
             block.clear()
@@ -70,6 +117,9 @@ def write_report(rows: Iterable[ReportRow], out: IO[str]) -> dict[str, int]:
 
 
 _BLOCK = 1_000  # report lines per write
+_RECEIPT_TEXTS = 10_000  # distinct (ErrorCode, ErrorDescription) kept rendered
+# a cell that csv.writer does not quote and neutralize leaves as it is (a delivery state, an ISO time, "")
+_PLAIN = re.compile(r"(?:[0-9A-Za-z][0-9A-Za-z:.-]*)?")
 
 
 class _Cells:
@@ -92,18 +142,147 @@ def utc_timestamp(at: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at))
 
 
-def job_summary(store: Store, job: JobRecord) -> dict[str, Any]:
+# --- delivery (receipts) -----------------------------------------------------------------------------------
+# batches whose call may have reached CAMS (a split one: before a reconciliation split it)
+_CALLED = (BatchStatus.sent, BatchStatus.uncertain, BatchStatus.split, BatchStatus.splitting)
+_CALLED_ROWS = frozenset({"sent", "uncertain"})  # their rows' report status
+
+
+def task_id_of(job: JobRecord, seq: int) -> str:
+    """The ``TaskId`` a batch (or part) of ``job`` was sent with: the job's own, else its batch's."""
+    own = job.options.get("TaskId")
+    return str(own) if own else batch_task_id(job.job_id, seq)
+
+
+def report_rows(
+    store: Store, job: JobRecord, receipts: ReceiptStore | None | bool = True
+) -> Iterator[ReportRow]:
+    """The job's report rows (``store.report_rows``) with their delivery columns filled from the receipts.
+
+    ``receipts``: True (default) opens the receipt store beside ``store``; None or False: no delivery."""
+    rows = store.report_rows(job.job_id)
+    found = receipts_of(store) if receipts is True else receipts or None
+    if found is None:
+        return rows
+    return _joined(rows, _Deliveries(store, job, found))
+
+
+def _joined(rows: Iterable[ReportRow], deliveries: _Deliveries) -> Iterator[ReportRow]:
+    for row in rows:
+        if row.status in _CALLED_ROWS:
+            state = deliveries.at(row.line, row.to)
+            if state is not None:
+                yield ReportRow(
+                    row.line,
+                    row.to,
+                    row.status,
+                    row.group_message_id,
+                    row.code,
+                    row.message,
+                    state.status.value,
+                    state.error_code,
+                    state.error_description,
+                    utc_timestamp(state.at_ms / 1000),
+                )
+                continue
+        yield row
+
+
+class _Deliveries:
+    """The delivery state of a row, by its line and number: the states of the batches whose line range holds
+    the line, read when the walk reaches them and dropped once it is past them."""
+
+    def __init__(self, store: Store, job: JobRecord, receipts: ReceiptStore) -> None:
+        self.receipts = receipts
+        self.whole: dict[str, DeliveryState] | None = None
+        own = job.options.get("TaskId")
+        if own:  # every call of the job carried the user's TaskId
+            self.whole = receipts.states(str(own))
+            return
+        self.leaves = sorted(store.list_batches(job.job_id, list(_CALLED)), key=lambda b: b.first_line)
+        if any(b.last_line < b.first_line or b.last_line == 0 for b in self.leaves):  # bounds unknown (old)
+            self.whole = {}
+            for batch in self.leaves:
+                self.whole.update(receipts.states(task_id_of(job, batch.seq)))
+        self.job = job
+        self.next = 0
+        self.horizon = -1  # the least last line of the batches held (-1: none held)
+        self.active: list[tuple[BatchRecord, dict[str, DeliveryState]]] = []
+
+    def at(self, line: int, to: str) -> DeliveryState | None:
+        if self.whole is not None:
+            return self.whole.get(to)
+        if line > self.horizon:  # past a batch held: drop it
+            self.active = [(b, states) for b, states in self.active if b.last_line >= line]
+            self.horizon = min((b.last_line for b, _ in self.active), default=-1)
+        while self.next < len(self.leaves) and self.leaves[self.next].first_line <= line:
+            batch = self.leaves[self.next]
+            self.next += 1
+            if batch.last_line >= line:
+                self.active.append((batch, self.receipts.states(task_id_of(self.job, batch.seq))))
+                self.horizon = batch.last_line if self.horizon < 0 else min(self.horizon, batch.last_line)
+        found: DeliveryState | None = None
+        for batch, states in self.active:
+            if batch.first_line <= line <= batch.last_line:
+                state = states.get(to)
+                if state is not None and (found is None or RANK[state.status] > RANK[found.status]):
+                    found = state
+        return found
+
+
+def delivery_summary(
+    store: Store, job: JobRecord, accepted: int, receipts: ReceiptStore | None
+) -> dict[str, Any]:
+    """The job's delivery figures over its accepted recipients (batches ``sent``, and ``split`` ones whose
+    messages a reconciliation found sent). Cumulative, a funnel:
+    ``sent`` = a receipt said at least Sent (sent, delivered or read), ``delivered`` = delivered or read,
+    ``read``, and ``failed``; each rate is over ``accepted`` (CAMS accepted the call)."""
+    counts = dict.fromkeys(DeliveryStatus, 0)
+    if receipts is not None and accepted:
+        own = job.options.get("TaskId")
+        ids = (
+            [str(own)]
+            if own
+            else [
+                task_id_of(job, b.seq)
+                for b in store.list_batches(job.job_id, [BatchStatus.sent, BatchStatus.split])
+            ]
+        )
+        counts = receipts.counts(ids)
+    read = counts[DeliveryStatus.read]
+    delivered = counts[DeliveryStatus.delivered] + read
+    figures = {
+        "sent": counts[DeliveryStatus.sent] + delivered,
+        "delivered": delivered,
+        "read": read,
+        "failed": counts[DeliveryStatus.failed],
+    }
+
+    def rate(n: int) -> float:
+        return round(min(n / accepted, 1.0), 4) if accepted else 0.0
+
+    return {
+        **figures,
+        "delivered_rate": rate(delivered),
+        "read_rate": rate(read),
+        "failed_rate": rate(figures["failed"]),
+    }
+
+
+def job_summary(store: Store, job: JobRecord, *, delivery: bool = True) -> dict[str, Any]:
     """The job at a glance, in recipients: what `chatapp-mass status` prints and the summary object holds.
 
     ``totals_final`` is False while the plan is still written (a job sends while it is planned: see
     ``services.streaming``): ``rows``, ``valid``, ``invalid``, ``duplicate`` and ``batches`` are then the
-    figures of the plan so far (zero until it ends), and ``pending`` only counts batches written so far."""
+    figures of the plan so far (zero until it ends), and ``pending`` only counts batches written so far.
+    ``delivery``: what the receipts said of the accepted recipients (:func:`delivery_summary`); left out
+    (``delivery=False``) where only the counts are wanted (a listing of jobs)."""
     totals = store.batch_totals(job.job_id)
 
     def recipients(*statuses: BatchStatus) -> int:
         return sum(totals.get(s, (0, 0))[1] for s in statuses)
 
-    return {
+    summary = {
         "job_id": job.job_id,
         "status": job.status.value,
         "reason": job.reason,
@@ -124,3 +303,6 @@ def job_summary(store: Store, job: JobRecord) -> dict[str, Any]:
         "created_at": utc_timestamp(job.created_at),
         "updated_at": utc_timestamp(job.updated_at),
     }
+    if delivery:
+        summary["delivery"] = delivery_summary(store, job, recipients(BatchStatus.sent), receipts_of(store))
+    return summary
