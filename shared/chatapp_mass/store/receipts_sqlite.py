@@ -3,7 +3,7 @@
 Three tables of its own, created on first use (``CREATE TABLE IF NOT EXISTS``, so an older file gains them
 and several processes may race to create them): ``receipt_tasks`` (TaskId -> job, seq), ``receipt_states``
 (one row per (task_id, recipient): the highest-ranked receipt seen) and ``receipt_aside`` (receipts the store
-could not place, with why).
+could not place, with why; listed oldest first by the report's Timestamp, as on Tablestore).
 
 ``record`` applies a whole request in ONE transaction: one ``executemany`` of an upsert whose ``DO UPDATE``
 has the rank rule (:func:`~chatapp_mass.store.receipts.advances`) as its ``WHERE``, so a receipt that does
@@ -60,6 +60,7 @@ CREATE TABLE IF NOT EXISTS receipt_aside (
     set_at REAL NOT NULL,
     UNIQUE (message_id, status, task_id, recipient_to)
 );
+CREATE INDEX IF NOT EXISTS receipt_aside_by_time ON receipt_aside (at_ms);
 """
 
 # The rank rule as the upsert's condition: the stored row changes only for a receipt that ranks higher
@@ -205,7 +206,7 @@ class SqliteReceipts(ReceiptStore):
     def set_aside_list(self, limit: int = 100) -> list[tuple[Receipt, str]]:
         rows = self._conn().execute(
             "SELECT task_id, recipient_to, message_id, status, at_ms, error_code, error_description,"
-            " from_number, reason FROM receipt_aside ORDER BY rowid LIMIT ?",
+            " from_number, reason FROM receipt_aside ORDER BY at_ms, rowid LIMIT ?",
             (max(limit, 0),),
         )
         return [
