@@ -52,6 +52,12 @@ DELIVERY = {"sent": "sent", "delivered": "delivered", "read": "read", "failed": 
 DELETED, SUBSCRIBE, UNSUBSCRIBE = "deleted", "subscribe", "unsubscribe"
 DEFAULT_STOP_WORDS = ("STOP", "UNSUBSCRIBE", "STOPALL", "CANCEL", "END", "QUIT")
 _PHONE_PUNCTUATION = str.maketrans("", "", "+ -.()\t")
+# Bounds that keep a report storable on both backends (a Tablestore primary key column holds at most 1 KB,
+# an integer 64 bits): an id longer than ID_MAX is no id CAMS gives (skipped, named); a Timestamp past
+# year 33658 is no time; an error text is kept, cut at TEXT_MAX characters.
+ID_MAX = 256
+TEXT_MAX = 1024
+TIMESTAMP_MAX = 10**15
 
 
 class BodyError(ChatAppMassError):
@@ -103,11 +109,11 @@ class _Wire(BaseModel):
 class StatusReport(_Wire):
     """One ChatAppStatus report (ALIBABA-FACTS §6)."""
 
-    message_id: str = Field(alias="MessageId", min_length=1)
-    to: str = Field(alias="To", min_length=1)
-    status: str = Field(alias="Status", min_length=1)
-    timestamp: int = Field(alias="Timestamp", ge=0)
-    task_id: str = Field(default="", alias="TaskId")
+    message_id: str = Field(alias="MessageId", min_length=1, max_length=ID_MAX)
+    to: str = Field(alias="To", min_length=1, max_length=ID_MAX)
+    status: str = Field(alias="Status", min_length=1, max_length=ID_MAX)
+    timestamp: int = Field(alias="Timestamp", ge=0, le=TIMESTAMP_MAX)
+    task_id: str = Field(default="", alias="TaskId", max_length=ID_MAX)
     from_: str = Field(default="", alias="From")
     status_description: str = Field(default="", alias="StatusDescription")
     error_code: str = Field(default="", alias="ErrorCode")
@@ -145,6 +151,11 @@ class StatusReport(_Wire):
     def _numbers_as_text(cls, value: Any) -> Any:
         return _text(value)
 
+    @field_validator("error_code", "error_description", "status_description", mode="after")
+    @classmethod
+    def _cut(cls, value: str) -> str:
+        return value[:TEXT_MAX]  # a report is not lost for a long text: it is kept cut
+
 
 class MnsMessage(_Wire):
     """One MNS message of a batch: its body is one report."""
@@ -156,11 +167,11 @@ class MnsMessage(_Wire):
 class InboundMessage(_Wire):
     """One ChatAppInbound (mobile-originated) message (docs ``chatappinbound``)."""
 
-    message_id: str = Field(alias="MessageId", min_length=1)
-    from_: str = Field(alias="From", min_length=1)
-    type: str = Field(alias="Type", min_length=1)
-    to: str = Field(default="", alias="To")
-    timestamp: int = Field(default=0, alias="Timestamp", ge=0)
+    message_id: str = Field(alias="MessageId", min_length=1, max_length=ID_MAX)
+    from_: str = Field(alias="From", min_length=1, max_length=ID_MAX)
+    type: str = Field(alias="Type", min_length=1, max_length=ID_MAX)
+    to: str = Field(default="", alias="To", max_length=ID_MAX)
+    timestamp: int = Field(default=0, alias="Timestamp", ge=0, le=TIMESTAMP_MAX)
     message: Any = Field(default="", alias="Message")
     display_name: str = Field(default="", alias="DisplayName")
     name: str = Field(default="", alias="Name")

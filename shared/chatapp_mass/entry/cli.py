@@ -48,7 +48,7 @@ from chatapp_mass.entry.send import (
 from chatapp_mass.runtime import env, logs
 from chatapp_mass.services.plan import restart_error_count
 from chatapp_mass.services.reconcile import Reconciler, resend_uncertain
-from chatapp_mass.services.report import job_summary, report_rows, write_report
+from chatapp_mass.services.report import job_summary, report_rows, utc_timestamp, write_report
 from chatapp_mass.store.interface import JobRecord, JobStatus, Store
 
 # What to write for a flag a user left out (shown in the one-line error, instead of the whole usage).
@@ -186,6 +186,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="ListChatappMessage queries per second, account-wide (default %(default)s)",
     )
     store_argument(reconcile)
+
+    receipts = commands.add_parser(
+        "receipts",
+        help="delivery receipts: list those no job claims (an unregistered TaskId), oldest first",
+    )
+    receipts_commands = receipts.add_subparsers(dest="receipts_command", required=True, metavar="unmatched")
+    unmatched = receipts_commands.add_parser(
+        "unmatched", help="receipts kept aside: their TaskId names no job's call (oldest first)"
+    )
+    unmatched.add_argument("--limit", type=positive_int, default=100, help="at most this many (default 100)")
+    unmatched.add_argument("--json", action="store_true", help="print JSON")
+    store_argument(unmatched)
 
     token = commands.add_parser(
         "token",
@@ -437,6 +449,33 @@ def cmd_report(args: argparse.Namespace, out: IO[str]) -> int:
     return EXIT_OK
 
 
+def cmd_receipts(args: argparse.Namespace, out: IO[str]) -> int:
+    """``receipts unmatched``: what the receipt store kept aside (whole numbers, as the report has them)."""
+    from chatapp_mass.services.receipts import ReceiptService, receipts_of
+
+    store = build_services(store_url=args.store).store
+    found = receipts_of(store)
+    if found is None:
+        print(f"no receipt store for this store ({args.store})", file=out)
+        return EXIT_USAGE
+    items = ReceiptService(found).unmatched(args.limit)
+    if args.json:
+        print(json.dumps({"unmatched": items}, indent=2), file=out)
+        return EXIT_OK
+    if not items:
+        print("no unmatched receipts", file=out)
+        return EXIT_OK
+    print(f"{'TASK ID':<20}  {'TO':<16}  {'STATUS':<9}  {'AT':<20}  {'CODE':<8}  REASON", file=out)
+    for item in items:
+        at = utc_timestamp(item["at_ms"] / 1000)
+        print(
+            f"{item['task_id']:<20}  {item['to']:<16}  {item['status']:<9}  {at:<20}  "
+            f"{item['error_code']:<8}  {item['reason']}",
+            file=out,
+        )
+    return EXIT_OK
+
+
 def cmd_init_tables(args: argparse.Namespace, out: IO[str]) -> int:
     from chatapp_mass.entry.bootstrap import init_tables
 
@@ -475,6 +514,7 @@ def main(
         "init-tables": lambda: cmd_init_tables(args, out),
         "openapi": lambda: cmd_openapi(out),
         "token": lambda: cmd_token(args, out),
+        "receipts": lambda: cmd_receipts(args, out),
         "local-cams": lambda: _local(args),
         "local-cloud": lambda: _local(args),
         "invoke": lambda: _local(args),
