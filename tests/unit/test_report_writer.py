@@ -110,7 +110,7 @@ def test_delivery_cells_from_receipts_render_as_csv_writer_would() -> None:
             4, "6581230002", "sent", "gm", "OK", "", "failed", "131026", "Receiver is incapable, sorry", at
         ),
         ReportRow(5, "6581230003", "sent", "gm", "OK", "", "failed", "=1+2", "-oops", at),
-        ReportRow(6, "6581230004", "sent", "gm", "OK"),
+        ReportRow(6, "6581230004", "sent", "gm", "OK", ""),
     ]
     text, counts = written(rows)
     assert (text, counts) == reference(rows) and counts == {"sent": 5}
