@@ -24,7 +24,7 @@ ENGINE_ROWS_PER_CALL = 5_000  # plan._ROW_CHUNK: how the engine hands rows to pu
 def local_tablestore() -> Iterator[Any]:
     from alibaba_localcloud.tablestore import LocalTablestore
 
-    with LocalTablestore() as server:
+    with LocalTablestore(max_tables=1024) as server:  # each test's store has its own ten tables
         yield server
 
 

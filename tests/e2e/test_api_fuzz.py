@@ -168,7 +168,9 @@ def test_every_reply_is_in_the_contract(cloud: LocalCloud) -> None:
             case.path_parameters = {**(case.path_parameters or {}), "id": jobs[pick]}
         if label == "POST /jobs":
             later(case)
-        if label in RECEIPT_ROUTES and pick % 2 == 0:  # half with the function's key (else: as generated, 401)
+        if (
+            label in RECEIPT_ROUTES and pick % 2 == 0
+        ):  # half with the function's key (else: as generated, 401)
             case.query = {**(case.query or {}), "key": RECEIPT_KEY}
         sent[label] += 1
         try:

@@ -127,7 +127,9 @@ def test_the_report_of_a_sent_job_says_what_its_receipts_said(cams: LocalCams, t
     assert (delivery["read"], delivery["failed"]) == (counts["read"], counts["failed"])
     assert delivery["delivered"] == counts["read"] + counts["delivered"]
     assert delivery["sent"] == counts["read"] + counts["delivered"] + counts["sent"]
-    assert "delivery: sent" in cli("status", job_id)
+    assert f"delivery: accepted {len(said):,}, sent" in cli("status", job_id)
+    assert delivery["failed_codes"] == ({"131049": counts["failed"]} if counts["failed"] else {})
+    assert delivery["awaiting"] == counts["sent"] + counts[""]
 
     unmatched = json.loads(cli("receipts", "unmatched", "--json"))["unmatched"]
     assert [(u["task_id"], u["to"], u["status"]) for u in unmatched] == [

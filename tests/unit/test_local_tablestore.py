@@ -629,6 +629,49 @@ def test_batch_write_is_per_row_and_not_atomic(
     assert backend.requests[-1].row_errors == 4 and backend.requests[-1].tables == [kv, "other"]
 
 
+def test_forward_only_upsert_in_batch_write(client: OTSClient, kv: str, backend: TablestoreBackend) -> None:
+    """UpdateRow under IGNORE with "rank < r" (pass_if_missing) in a BatchWriteRow: creates a missing row,
+    advances a lower one or one without the column, refuses an equal or higher one (per row, not the batch);
+    pass_if_missing=False refuses the missing ones; the same row twice with a condition refuses the request.
+    See models._check_row_condition (its ASSUMPTION: a missing row's columns are all missing)."""
+    client.put_row(kv, Row([("p", "r"), ("n", 1)], [("rank", 1)]))
+    client.put_row(kv, Row([("p", "r"), ("n", 2)], [("rank", 3)]))
+    client.put_row(kv, Row([("p", "r"), ("n", 3)], [("rank", 2)]))
+    client.put_row(kv, Row([("p", "r"), ("n", 4)], [("other", "x")]))
+
+    def upsert(n: int, rank: int, *, pass_if_missing: bool = True) -> UpdateRowItem:
+        lower = SingleColumnCondition("rank", rank, CT.LESS_THAN, pass_if_missing=pass_if_missing)
+        row = Row([("p", "r"), ("n", n)], {"put": [("rank", rank), ("by", f"{n}:{rank}")]})
+        return UpdateRowItem(row, Condition(RowExistenceExpectation.IGNORE, lower))
+
+    def write(items: list[UpdateRowItem]) -> list[tuple[int, bool, str]]:
+        request = BatchWriteRowRequest()
+        request.add(TableInBatchWriteRowItem(kv, items))
+        results = client.batch_write_row(request).get_update_by_table(kv)
+        return [(r.index, r.is_ok, r.error_code or "") for r in results]
+
+    failed = "OTSConditionCheckFail"
+    assert write([upsert(0, 2), upsert(1, 2), upsert(2, 2), upsert(3, 2), upsert(4, 2)]) == [
+        (0, True, ""),  # missing row: created
+        (1, True, ""),  # rank 1 < 2: advanced
+        (2, False, failed),  # rank 3: kept
+        (3, False, failed),  # rank 2, equal: kept
+        (4, True, ""),  # no rank column: pass_if_missing
+    ]
+    ranks = {row["primary_key"]["n"]: row["columns"]["rank"] for row in backend.rows(kv)}
+    assert ranks == {0: 2, 1: 2, 2: 3, 3: 2, 4: 2}
+    assert write([upsert(5, 1, pass_if_missing=False), upsert(1, 4, pass_if_missing=False)]) == [
+        (0, False, failed),  # a missing row has no rank: refused
+        (1, True, ""),
+    ]
+    assert client.get_row(kv, [("p", "r"), ("n", 5)], max_version=1)[1] is None
+    request = BatchWriteRowRequest()
+    request.add(TableInBatchWriteRowItem(kv, [upsert(6, 1), upsert(6, 2)]))
+    repeated = service_error(lambda: client.batch_write_row(request))
+    assert repeated.get_error_message() == "Repeated rows do not support row condition check in BatchModify."
+    assert client.get_row(kv, [("p", "r"), ("n", 6)], max_version=1)[1] is None
+
+
 def test_batch_write_limits_fail_the_whole_request(
     client: OTSClient, kv: str, backend: TablestoreBackend
 ) -> None:

@@ -21,6 +21,7 @@ from world import World
 @pytest.fixture(scope="module")
 def cloud() -> Iterator[LocalCloud]:
     with LocalCloud() as local:
+        local.tablestore.backend.max_tables = 1024  # every test's world has its own ten tables
         yield local
 
 

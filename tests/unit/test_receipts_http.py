@@ -134,10 +134,13 @@ def test_a_job_s_receipts_pushed_in_both_forms_reach_its_status_and_report(cloud
     status, job = api.json("GET", f"/jobs/{created['job_id']}")
     read, failed = sum(1 for i in range(118) if i % 10 and i % 2), sum(1 for i in range(118) if i % 10 == 0)
     assert job["delivery"] == {
+        "accepted": 118,
         "sent": 118 - failed,
         "delivered": 118 - failed,
         "read": read,
         "failed": failed,
+        "awaiting": 0,
+        "failed_codes": {"131026": failed},
         "delivered_rate": round((118 - failed) / 118, 4),
         "read_rate": round(read / 118, 4),
         "failed_rate": round(failed / 118, 4),

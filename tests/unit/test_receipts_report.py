@@ -116,10 +116,13 @@ def test_delivery_columns_and_status_from_receipts_of_a_job_with_a_split_batch(
 
     delivery = job_summary(store, job)["delivery"]
     assert delivery == {
+        "accepted": 29,
         "sent": 24,  # said at least Sent: 12 read + 9 delivered + 3 sent
         "delivered": 21,
         "read": 12,
         "failed": 3,
+        "awaiting": 5,  # 3 only Sent, 2 no receipt at all
+        "failed_codes": {"131026": 3},
         "delivered_rate": round(21 / 29, 4),
         "read_rate": round(12 / 29, 4),
         "failed_rate": round(3 / 29, 4),

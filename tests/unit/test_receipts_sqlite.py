@@ -68,6 +68,8 @@ def test_counts_in_one_query_per_chunk_match_the_states(store: SqliteStore) -> N
     counts = receipts.counts(["t0", "t1", "t2", "t1", "missing"])
     assert counts == {S: 8, F: 8, D: 7, R: 7}
     assert counts == super(SqliteReceipts, receipts).counts(["t0", "t1", "t2", "missing"])  # the default
+    codes = receipts.failed_codes(["t0", "t1", "t2", "t2"])
+    assert codes == {"131026": 8} == super(SqliteReceipts, receipts).failed_codes(["t0", "t1", "t2"])
 
 
 def test_thousands_per_call_in_one_transaction(store: SqliteStore) -> None:

@@ -79,7 +79,11 @@ def test_init_tables_creates_them_waits_until_ready_and_is_idempotent(
     assert cli.main(["init-tables", "--store", f"tablestore://{ots.instance_name}"], out=out) == 0
     first = json.loads(out.getvalue())
     tables = {
-        f"{prefix}{t}" for t in ("jobs", "job_index", "batches", "rows", "rate", "job_status", "requests")
+        f"{prefix}{t}"
+        for t in (
+            *("jobs", "job_index", "batches", "rows", "rate", "job_status", "requests"),
+            *("receipts", "tasks", "receipts_aside"),  # the receipt store's (issue 17)
+        )
     }
     assert set(first["created"]) == tables and first["existing"] == []
     # ready when it returns: a read without any retry succeeds at once

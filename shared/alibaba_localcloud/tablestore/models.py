@@ -1449,6 +1449,16 @@ def _check_repeated_rows(info: TableInfo, changes: Sequence[RowChange]) -> None:
 
 
 def _check_row_condition(condition: RowCondition, current: Columns | None) -> None:
+    """The row existence expectation first, then the column condition ("Tablestore first checks the row
+    existence condition", conditional update pages, e.g.
+    https://alibabacloud.com/help/en/tablestore/developer-reference/configure-conditional-update-by-using-python-sdk).
+
+    ASSUMPTION (the docs are silent on a column condition over a row that does not exist, under IGNORE): every
+    column of a missing row is missing, so ``pass_if_missing`` decides ("whether the condition check passes when
+    the column does not exist in the row", default true: https://help.aliyun.com/document_detail/145462.htm).
+    A forward-only upsert relies on it (store/receipts_tablestore.py). Not the strict choice, knowingly: failing
+    instead would make such a write never create its row; one UpdateRow on a missing row of the real service
+    settles it (to verify before production; ``test_forward_only_upsert_in_batch_write`` pins this reading)."""
     if condition.existence == EXPECT_EXIST and current is None:
         raise exc.ConditionCheckFail()
     if condition.existence == EXPECT_NOT_EXIST and current is not None:

@@ -137,7 +137,11 @@ class BatchPlanner:
     max_request_bytes: int = BODY_BUDGET
     sizes: list[int] = field(default_factory=list)
     lines: list[tuple[int, int]] = field(default_factory=list)  # per batch: first and last input line
+    # A canary (core.canary): a batch also closes once this many recipients are planned, so the first
+    # batches hold exactly the canary's recipients and the batches after them none (0: no canary).
+    cut_after: int = 0
     _bytes: int = 0
+    _assigned: int = 0
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_recipients <= API_MAX_RECIPIENTS:
@@ -151,7 +155,9 @@ class BatchPlanner:
         if size > limit:
             raise ValueError(f"a recipient of {size} encoded bytes can never fit in {self.max_request_bytes}")
         sizes, lines = self.sizes, self.lines
-        if not sizes or sizes[-1] >= self.max_recipients or self._bytes + size > limit:
+        cut = self._assigned == self.cut_after and self._assigned > 0
+        self._assigned += 1
+        if not sizes or sizes[-1] >= self.max_recipients or self._bytes + size > limit or cut:
             sizes.append(1)
             lines.append((line, line))
             self._bytes = size

@@ -311,9 +311,11 @@ def cmd_status(args: argparse.Namespace, out: IO[str]) -> int:
     else:
         for key, value in counts.items():
             numeric = isinstance(value, int) and not isinstance(value, bool)
-            if isinstance(value, dict):  # delivery: sent 10, delivered 9 (90.0%), ...
+            if isinstance(value, dict):  # delivery: accepted 10, delivered 9 (90.0%), ..., failed by code
                 value = ", ".join(
                     f"{k} {v:,}" + (f" ({value[k + '_rate']:.1%})" if k + "_rate" in value else "")
+                    if isinstance(v, int)
+                    else f"{k} " + (" ".join(f"{code or '-'}:{n:,}" for code, n in v.items()) or "-")
                     for k, v in value.items()
                     if not k.endswith("_rate")
                 )

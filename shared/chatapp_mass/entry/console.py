@@ -265,9 +265,7 @@ form.inline{display:inline}
 """
 
 
-def _page(
-    title: str, body: str, *, form_token: str = "", refresh: bool = False, can_send: bool = True
-) -> str:
+def _page(title: str, body: str, *, form_token: str = "", refresh: float = 0, can_send: bool = True) -> str:
     new_job = f'<a href="{PREFIX}/new">New job</a>' if can_send else ""
     nav = (
         f'<a href="{PREFIX}/">Jobs</a>{new_job}'
@@ -277,7 +275,7 @@ def _page(
         if form_token
         else ""
     )
-    meta = '<meta http-equiv="refresh" content="2">' if refresh else ""
+    meta = f'<meta http-equiv="refresh" content="{refresh:g}">' if refresh else ""
     return (
         '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width,initial-scale=1">'
@@ -539,13 +537,14 @@ class Console:
             f'<tr><th scope="row">{e(label)}</th><td class="n" id="{name}">{int(value or 0):,}</td></tr>'
             for name, label, value in funnel_rows
         )
+        delivery, awaiting = _delivery_funnel(summary.get("delivery"))
         body = (
             f"<h1>Job {e(job.job_id[:12])}</h1>{alerts}"
             f"<dl>{''.join(f'<dt>{name}</dt><dd>{value}</dd>' for name, value in facts)}</dl>"
             f'<h2>Progress</h2><label for="progress">Done</label>'
             f'<progress id="progress" max="100" value="{share * 100:.0f}">{share:.0%}</progress>'
             f'<p><span id="share">{share:.0%}</span> of {job.valid:,} recipients done{e(pace)}</p>'
-            f'<table id="funnel">{funnel}</table>'
+            f'<table id="funnel">{funnel}</table>{delivery}'
             f'<h2>Actions</h2><div id="actions">{self._actions(job, summary, form_token)}</div>'
             f'<p><a id="report" href="{PREFIX}/jobs/{quote(job.job_id)}/report" download>'
             "Download the report (CSV)</a></p>"
@@ -556,7 +555,8 @@ class Console:
                 f"Job {job.job_id[:12]}: {job.status.value}",
                 body,
                 form_token=form_token,
-                refresh=running,
+                # every 2 s while it sends; every 10 s while receipts of the last day's sends still come in
+                refresh=2 if running else (10 if awaiting and self.clock() - job.updated_at < 86400 else 0),
                 can_send=self.can_send,
             ),
         )
@@ -812,6 +812,34 @@ def preview_html(preview: Preview, source: str) -> str:
             f'<pre id="preview-sample">{e(request)}</pre>'
         )
     return "".join(parts)
+
+
+def _delivery_funnel(delivery: Any) -> tuple[str, bool]:
+    """The delivery funnel (accepted -> delivered -> read, and failed), from the receipts the job's status
+    counts (``delivery``), and whether receipts are still awaited (accepted with no final outcome yet)."""
+    if not isinstance(delivery, dict) or not delivery.get("accepted"):
+        return "", False
+    accepted = int(delivery.get("accepted") or 0)
+    steps = (
+        ("accepted", "Accepted by CAMS", accepted),
+        ("delivered", "Delivered (read included)", int(delivery.get("delivered") or 0)),
+        ("read", "Read", int(delivery.get("read") or 0)),
+        ("failed_delivery", "Failed after acceptance", int(delivery.get("failed") or 0)),
+        ("awaiting", "No receipt yet", int(delivery.get("awaiting") or 0)),
+    )
+    rows = "".join(
+        f'<tr><th scope="row">{e(label)}</th><td class="n" id="{name}">{value:,}</td>'
+        f'<td class="n">{value / accepted:.1%}</td>'
+        f'<td><progress max="{accepted}" value="{value}" aria-label="{e(label)}"></progress></td></tr>'
+        for name, label, value in steps
+    )
+    codes = delivery.get("failed_codes") or {}
+    why = "".join(f"<li>{e(str(code))}: {int(n):,}</li>" for code, n in list(codes.items())[:5])
+    return (
+        f'<h2>Delivery</h2><table id="delivery">{rows}</table>'
+        + (f'<p>Most common failures:</p><ul id="failed-codes">{why}</ul>' if why else ""),
+        bool(delivery.get("awaiting")),
+    )
 
 
 def _template(job: JobRecord) -> str:

@@ -101,6 +101,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from chatapp_mass.adapters.cams import CamsClient, params_in_from_env
 from chatapp_mass.adapters.fc import Invoker
 from chatapp_mass.adapters.oss import OssClient, OssLocation, SourceError
+from chatapp_mass.core.canary import CanaryOptions, CanaryState
 from chatapp_mass.core.errors import ChatAppMassError, CsvFileError, OptionsError
 from chatapp_mass.core.receipts import BodyError, parse_array
 from chatapp_mass.core.tokens import (
@@ -333,6 +334,8 @@ class Submission(BaseModel):
     source: str | None = None
     scheduled_at: str | None = Field(default=None, alias="scheduledAt")
     time_zone: str | None = Field(default=None, alias="timeZone")
+    # send the first N recipients, wait for their receipts, go on only under the failure rate (core.canary)
+    canary: CanaryOptions | None = None
 
 
 def parse_schedule(when: str | None, zone: str | None, *, now: float) -> float:
@@ -653,7 +656,15 @@ class JobsApi:
         """Make the job: planned here (recipients, a CSV or XLSX body), or by the ingest function (a source)."""
         fingerprint = "sha256:" + hashlib.sha256(body).hexdigest()
         if submission.source is not None:
-            return self.submit_source(job_id, submission.source, options, intake, fingerprint, scheduled_at)
+            return self.submit_source(
+                job_id,
+                submission.source,
+                options,
+                intake,
+                fingerprint,
+                scheduled_at,
+                canary=submission.canary,
+            )
         from chatapp_mass.core.intake import JsonRecipients  # the file readers: only a submission plans
 
         if csv_body is not None:
@@ -671,7 +682,9 @@ class JobsApi:
                 options=options,
                 intake=intake,
                 settings=PlanSettings(
-                    batch_size=self.settings.batch_size, max_request_bytes=self.settings.max_request_bytes
+                    batch_size=self.settings.batch_size,
+                    max_request_bytes=self.settings.max_request_bytes,
+                    canary=submission.canary,
                 ),
                 identity=(job_id, fingerprint),
                 read_rows=read_rows,
@@ -788,7 +801,15 @@ class JobsApi:
             raise ApiError(400, "invalid_field", str(error), "source") from None
 
     def submit_source(
-        self, job_id: str, source: str, options: Any, intake: Any, fingerprint: str, scheduled_at: float
+        self,
+        job_id: str,
+        source: str,
+        options: Any,
+        intake: Any,
+        fingerprint: str,
+        scheduled_at: float,
+        *,
+        canary: CanaryOptions | None = None,
     ) -> JobRecord:
         location = self.location_of(source)
         try:
@@ -803,6 +824,7 @@ class JobsApi:
             intake=intake.model_dump(mode="json"),
             content_sha256=f"etag:{etag}" if etag else fingerprint,
             scheduled_at=scheduled_at,
+            canary=CanaryState(options=canary).model_dump_json() if canary else "",
         )
         self.store.create_job(job)
         self.invoker.invoke_async(self.api.ingest_function, {"plan_job": job_id})

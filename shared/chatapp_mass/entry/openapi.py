@@ -99,12 +99,15 @@ class JobList(_Reply):
 
 class DeliveryFigures(_Reply):
     """What the receipts said of the accepted recipients: cumulative, a funnel (``delivered`` includes
-    ``read``; ``sent`` = at least Sent); each rate is over the accepted recipients (``sent`` of the job)."""
+    ``read``; ``sent`` = at least Sent); each rate is over ``accepted``."""
 
+    accepted: int = Field(description="recipients CAMS accepted (the job's sent)")
     sent: int
     delivered: int
     read: int
     failed: int
+    awaiting: int = Field(description="accepted, with no final receipt yet (none, or only Sent)")
+    failed_codes: dict[str, int] = Field(description="the failed by ErrorCode, most first (at most 10)")
     delivered_rate: float
     read_rate: float
     failed_rate: float

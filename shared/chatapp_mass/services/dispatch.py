@@ -36,12 +36,14 @@ from chatapp_mass.core.errors import StoreError
 from chatapp_mass.core.options import JobOptions
 from chatapp_mass.core.outcomes import OutcomeKind, SendOutcome, nothing_left
 from chatapp_mass.runtime import faults, logs
+from chatapp_mass.services.canary import CanaryGate, Gate
 from chatapp_mass.services.lease import CLOCK_SKEW, Heartbeat, owner_id, owner_is_dead
 from chatapp_mass.services.parts import finish_split, halves, split_batch
 from chatapp_mass.services.plan import REAL, Runtime
 from chatapp_mass.services.ratelimit import DEFAULT_MARGIN, SlidingWindowLimiter, Slot
 from chatapp_mass.services.receipts import receipts_of
 from chatapp_mass.services.streaming import plan_live
+from chatapp_mass.store.features import open_receipts
 from chatapp_mass.store.interface import (
     OPEN_STATUSES,
     BatchRecord,
@@ -254,8 +256,15 @@ class JobRunner:
         self._last_progress = self.clock()
         self.claims: Claims | None = None
         self._job_counts: dict[str, int] | None = None  # the job's counters, as last returned by the store
-        self._receipts: ReceiptStore | None | bool = False  # False: not opened yet (lazily, once)
+        self._receipts: ReceiptStore | None = None
         self._registered: set[str] = set()  # TaskIds this runner registered
+        self.canary = CanaryGate(store, self.receipts, self.clock)
+
+    def receipts(self) -> ReceiptStore:
+        """The receipt store beside ``store``, opened when first needed."""
+        if self._receipts is None:
+            self._receipts = open_receipts(self.store)
+        return self._receipts
 
     # control
     def stop(
@@ -407,6 +416,9 @@ class JobRunner:
         if self._over_error_threshold(job_id, snapshot):
             return None
         inflight = set(inflight)
+        gate = self.canary.check(current) if current is not None else None
+        if gate is not None:
+            return self._canary_batches(job_id, gate, inflight, deadline=deadline, only=only)
         if only is not None:
             open_batches = [b for b in self.store.list_batches(job_id, OPEN_STATUSES) if b.seq == only]
             if deadline is not None:  # a drainer leaves batches other instances hold to them
@@ -431,6 +443,37 @@ class JobRunner:
             return []  # other processes hold batches: this run ends when they are resolved
         if current is not None and plan_live(current, self.clock()):
             return []  # the plan is still being written (.streaming): more batches are coming
+        return None
+
+    def _canary_batches(
+        self, job_id: str, gate: Gate, inflight: set[int], *, deadline: float | None, only: int | None
+    ) -> list[int] | None:
+        """:meth:`_next_batches` while a canary holds the job: its batches only; once they are resolved,
+        the job pauses (the canary failed) or waits for receipts: a sender invocation (``deadline``) leaves
+        the job ``scheduled`` for the timer to start again at ``wake_at``; the CLI waits here."""
+        if gate.pause:
+            self.store.update_job(
+                job_id, expect=[JobStatus.running], status=JobStatus.paused, reason=gate.pause
+            )
+            self.stop(JobStatus.paused, gate.pause)
+            return None
+        allowed = gate.allowed if only is None else gate.allowed & {only}
+        pending = [
+            b.seq
+            for b in self.store.list_batches(job_id, [BatchStatus.pending])
+            if b.seq in allowed and b.seq not in inflight
+        ]
+        if pending or inflight or gate.allowed:
+            return pending  # the canary's batches: sent, or held by others until they resolve
+        if deadline is None:
+            return []  # the CLI waits for the receipts (it looks again every second or two)
+        self.store.update_job(
+            job_id,
+            expect=[JobStatus.running],
+            status=JobStatus.scheduled,
+            scheduled_at=gate.wake_at,
+            reason=gate.reason,
+        )
         return None
 
     def _dispatch_inline(
@@ -570,10 +613,11 @@ class JobRunner:
         its receipts are also listed as unmatched; a send is never held back for it."""
         if task_id in self._registered:
             return
-        if self._receipts is False:
+        if self._receipts is None:
             self._receipts = receipts_of(self.store)
-        if not isinstance(self._receipts, ReceiptStore):
-            return
+            if self._receipts is None:  # a store with no receipt backend (a test's wrapper): nothing to name
+                self._registered.add(task_id)
+                return
         try:
             self._receipts.register_task(task_id, job_id, seq)
         except StoreError as error:

@@ -24,6 +24,7 @@ from chatapp_mass.core.errors import ChatAppMassError, OptionsError
 from chatapp_mass.core.options import IntakeOptions, JobOptions, parse_intake_options, parse_job_options
 from chatapp_mass.core.planning import API_MAX_RECIPIENTS, BODY_BUDGET, request_budget
 from chatapp_mass.runtime import env, faults
+from chatapp_mass.services.canary import override
 from chatapp_mass.services.plan import restart_error_count
 from chatapp_mass.services.ratelimit import DEFAULT_MARGIN
 from chatapp_mass.services.reconcile import Reconciler, ReconcileResult, unreconcilable
@@ -295,7 +296,9 @@ def resume_job(store: Store, dispatch: Dispatch, job_id: str) -> JobRecord | Non
     job = store.get_job(job_id)
     if job is None or job.status is not JobStatus.paused:
         return job
-    if store.update_job(job_id, expect=[JobStatus.paused], status=JobStatus.ready, reason=""):
+    # a canary that paused the job holds it back no more: the operator decided (services.canary.override)
+    canary: dict[str, Any] = {"canary": override(job.canary)} if job.canary else {}
+    if store.update_job(job_id, expect=[JobStatus.paused], status=JobStatus.ready, reason="", **canary):
         restart_error_count(store, job_id)
         log.warning("job resumed", extra={"job_id": job_id, "operator_decision": True})
         start_job(store, dispatch, job_id, now=time.time())

@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from functools import partial
 from typing import IO, Any
 
+from chatapp_mass.core.canary import CanaryOptions, CanaryState, canary_recipients
 from chatapp_mass.core.errors import CsvFileError
 from chatapp_mass.core.options import IntakeOptions, JobOptions, job_identity
 from chatapp_mass.core.planning import (
@@ -58,6 +59,7 @@ class PlanSettings:
     batch_size: int = API_MAX_RECIPIENTS
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     new_job: bool = False
+    canary: CanaryOptions | None = None  # fixed in the job row when it is created (a rerun keeps its own)
 
 
 @dataclass(frozen=True)
@@ -133,6 +135,7 @@ def plan_job(
         plan_owner=owner,
         batch_size=settings.batch_size,
         max_request_bytes=settings.max_request_bytes,
+        canary=CanaryState(options=settings.canary).model_dump_json() if settings.canary else "",
     )
     while True:
         job = _take_plan(store, fresh, runtime, lease)
@@ -184,6 +187,7 @@ def _take_plan(store: Store, fresh: JobRecord, runtime: Runtime, lease: float) -
         # The plan's settings stay those of the job row when it has them.
         batch_size = current.batch_size or fresh.batch_size
         max_bytes = current.max_request_bytes or fresh.max_request_bytes
+        canary = current.canary or fresh.canary
         if store.update_job(
             fresh.job_id,
             expect=[current.status],
@@ -193,6 +197,7 @@ def _take_plan(store: Store, fresh: JobRecord, runtime: Runtime, lease: float) -
             plan_expires=now + lease,
             batch_size=batch_size,
             max_request_bytes=max_bytes,
+            canary=canary,
         ):
             if current.plan_owner:
                 log.warning(
@@ -205,6 +210,7 @@ def _take_plan(store: Store, fresh: JobRecord, runtime: Runtime, lease: float) -
                 plan_expires=now + lease,
                 batch_size=batch_size,
                 max_request_bytes=max_bytes,
+                canary=canary,
             )
 
 
@@ -222,7 +228,9 @@ def _plan_owned(
     options = JobOptions.model_validate(job.options)
     intake = IntakeOptions.model_validate(job.intake)
     max_bytes = job.max_request_bytes or DEFAULT_MAX_REQUEST_BYTES
-    planner = BatchPlanner(job.batch_size or API_MAX_RECIPIENTS, max_bytes)
+    planner = BatchPlanner(
+        job.batch_size or API_MAX_RECIPIENTS, max_bytes, cut_after=canary_recipients(job.canary)
+    )
     # rows refused, by status: the valid ones are the rest (no per-row count for them: an Enum's hash is
     # a Python call)
     refused = {RowStatus.invalid: 0, RowStatus.duplicate: 0}

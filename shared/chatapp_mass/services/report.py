@@ -233,11 +233,13 @@ class _Deliveries:
 def delivery_summary(
     store: Store, job: JobRecord, accepted: int, receipts: ReceiptStore | None
 ) -> dict[str, Any]:
-    """The job's delivery figures over its accepted recipients (batches ``sent``, and ``split`` ones whose
+    """The job's delivery figures over its ``accepted`` recipients (batches ``sent``, and ``split`` ones whose
     messages a reconciliation found sent). Cumulative, a funnel:
     ``sent`` = a receipt said at least Sent (sent, delivered or read), ``delivered`` = delivered or read,
-    ``read``, and ``failed``; each rate is over ``accepted`` (CAMS accepted the call)."""
+    ``read``, and ``failed``; ``awaiting`` = accepted with no final receipt yet (none, or only Sent);
+    ``failed_codes``: the failed by ErrorCode, most first (at most 10); each rate is over ``accepted``."""
     counts = dict.fromkeys(DeliveryStatus, 0)
+    codes: dict[str, int] = {}
     if receipts is not None and accepted:
         own = job.options.get("TaskId")
         ids = (
@@ -249,6 +251,8 @@ def delivery_summary(
             ]
         )
         counts = receipts.counts(ids)
+        if counts[DeliveryStatus.failed]:
+            codes = dict(list(receipts.failed_codes(ids).items())[:10])
     read = counts[DeliveryStatus.read]
     delivered = counts[DeliveryStatus.delivered] + read
     figures = {
@@ -262,7 +266,10 @@ def delivery_summary(
         return round(min(n / accepted, 1.0), 4) if accepted else 0.0
 
     return {
+        "accepted": accepted,
         **figures,
+        "awaiting": max(accepted - delivered - figures["failed"], 0),
+        "failed_codes": codes,
         "delivered_rate": rate(delivered),
         "read_rate": rate(read),
         "failed_rate": rate(figures["failed"]),

@@ -131,6 +131,9 @@ class JobRecord:
     # very same batches, so a stale planner's late writes are the same bytes as the owner's.
     batch_size: int = 0
     max_request_bytes: int = 0
+    # A canary (core.canary.CanaryState as JSON; "" = none): its options, fixed when the job is created
+    # (the plan cuts its first batches there), and its verdict once the receipts decide.
+    canary: str = ""
 
 
 @dataclass
@@ -305,6 +308,27 @@ class RateGrant(NamedTuple):
 
     granted: bool
     at: float
+
+
+# The JobRecord fields ``Store.update_job`` may change (the others are the job's identity and its
+# creation); a backend refuses any other with ValueError.
+JOB_UPDATABLE = frozenset(
+    {
+        "status",
+        "reason",
+        "total_rows",
+        "valid",
+        "invalid",
+        "duplicate",
+        "batches",
+        "scheduled_at",
+        "plan_owner",
+        "plan_expires",
+        "batch_size",
+        "max_request_bytes",
+        "canary",
+    }
+)
 
 
 class JobKey(NamedTuple):

@@ -171,6 +171,21 @@ class SqliteReceipts(ReceiptStore):
                 totals[DeliveryStatus(status)] += int(n)
         return totals
 
+    def failed_codes(self, task_ids: Sequence[str]) -> dict[str, int]:
+        codes: dict[str, int] = {}
+        conn = self._conn()
+        unique = sorted(set(task_ids))
+        for start in range(0, len(unique), 500):
+            chunk = unique[start : start + 500]
+            marks = ",".join("?" for _ in chunk)
+            for code, n in conn.execute(
+                f"SELECT error_code, COUNT(*) FROM receipt_states WHERE task_id IN ({marks}) AND status = ?"
+                " GROUP BY error_code",
+                [*chunk, DeliveryStatus.failed.value],
+            ):
+                codes[code] = codes.get(code, 0) + int(n)
+        return dict(sorted(codes.items(), key=lambda item: (-item[1], item[0])))
+
     def set_aside(self, receipts: Sequence[Receipt], reason: str) -> None:
         if not receipts:
             return

@@ -26,6 +26,7 @@ from chatapp_mass.core.planning import sender_json
 from chatapp_mass.store import ratewindow
 from chatapp_mass.store.interface import (
     JOB_COUNTERS,
+    JOB_UPDATABLE,
     BatchRecord,
     BatchStatus,
     JobKey,
@@ -147,20 +148,7 @@ _ADDED_JOB_COLUMNS = {
     "plan_expires": "REAL NOT NULL DEFAULT 0",
     "batch_size": "INTEGER NOT NULL DEFAULT 0",
     "max_request_bytes": "INTEGER NOT NULL DEFAULT 0",
-}
-_JOB_UPDATABLE = {
-    "status",
-    "reason",
-    "total_rows",
-    "valid",
-    "invalid",
-    "duplicate",
-    "batches",
-    "scheduled_at",
-    "plan_owner",
-    "plan_expires",
-    "batch_size",
-    "max_request_bytes",
+    "canary": "TEXT NOT NULL DEFAULT ''",
 }
 
 # --- the timer at any scale, per-job counters (issue 11) --------------------------------------------------
@@ -357,7 +345,7 @@ class SqliteStore(Store):
         expect_plan_expires: float | None = None,
         **changes: Any,
     ) -> bool:
-        unknown = set(changes) - _JOB_UPDATABLE
+        unknown = set(changes) - JOB_UPDATABLE
         if unknown:
             raise ValueError(f"cannot update job fields {sorted(unknown)}")
         values = {k: (v.value if isinstance(v, JobStatus) else v) for k, v in changes.items()}

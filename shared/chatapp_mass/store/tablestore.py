@@ -21,6 +21,11 @@ table               primary key                                 columns
                                                                 sweeps (below)
 ``requests``        digest (of an API request's body and query) job_id, at, op: the API's repeat check, one
                                                                 conditional write (``claim_request``)
+``receipts``        task_id, to                                 status, rank, message_id, at_ms, error_code,
+                                                                error_description, op: delivery state
+                                                                (``receipts_tablestore``)
+``tasks``           task_id                                     job_id, seq: which batch a TaskId names
+``receipts_aside``  at_ms, receipt_key                          the receipt, reason, set_at: unplaceable ones
 ==================  ==========================================  ==============================================
 
 How the interface's promises are kept:
@@ -108,6 +113,7 @@ from chatapp_mass.runtime.ahead import read_ahead
 from chatapp_mass.store import ratewindow
 from chatapp_mass.store.interface import (
     JOB_COUNTERS,
+    JOB_UPDATABLE,
     SWEPT_STATUSES,
     BatchRecord,
     BatchStatus,
@@ -131,20 +137,6 @@ T = TypeVar("T")
 _JOB_FIELDS = [f.name for f in fields(JobRecord)]
 _BATCH_FIELDS = [f.name for f in fields(BatchRecord)]
 _BATCH_UPDATABLE = set(_BATCH_FIELDS) - {"job_id", "seq", "size", "status", "first_line", "last_line", "root"}
-_JOB_UPDATABLE = {
-    "status",
-    "reason",
-    "total_rows",
-    "valid",
-    "invalid",
-    "duplicate",
-    "batches",
-    "scheduled_at",
-    "plan_owner",
-    "plan_expires",
-    "batch_size",
-    "max_request_bytes",
-}
 
 TRANSIENT_CODES = frozenset(
     {
@@ -324,6 +316,8 @@ class TablestoreStore(Store):
         self.t_jobs, self.t_index = f"{prefix}jobs", f"{prefix}job_index"
         self.t_batches, self.t_rows, self.t_rate = f"{prefix}batches", f"{prefix}rows", f"{prefix}rate"
         self.t_requests = f"{prefix}requests"
+        self.t_receipts, self.t_tasks = f"{prefix}receipts", f"{prefix}tasks"  # store/receipts_tablestore.py
+        self.t_receipts_aside = f"{prefix}receipts_aside"
         common = dict(
             instance_name=settings.instance,
             socket_timeout=settings.socket_timeout,
@@ -562,6 +556,9 @@ class TablestoreStore(Store):
             self.t_rate: [("key", "STRING")],
             self.t_status: [("status", "STRING"), ("job_id", "STRING")],
             self.t_requests: [("digest", "STRING")],
+            self.t_receipts: [("task_id", "STRING"), ("to", "STRING")],
+            self.t_tasks: [("task_id", "STRING")],
+            self.t_receipts_aside: [("at_ms", "INTEGER"), ("receipt_key", "STRING")],
         }
 
     def init_tables(self) -> dict[str, list[str]]:
@@ -725,7 +722,7 @@ class TablestoreStore(Store):
         expect_plan_expires: float | None = None,
         **changes: Any,
     ) -> bool:
-        unknown = set(changes) - _JOB_UPDATABLE
+        unknown = set(changes) - JOB_UPDATABLE
         if unknown:
             raise ValueError(f"cannot update job fields {sorted(unknown)}")
         if "status" in changes:
