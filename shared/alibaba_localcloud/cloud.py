@@ -29,6 +29,13 @@ use) stay unrestricted, as the owner's AccessKey is on the real cloud. :meth:`ad
 to :class:`LocalTablestore` (e.g. ``table_not_ready_seconds``), ``cams_options``, ``oss_options`` and
 ``fc_options`` to theirs. A subclass prepares its own state in :meth:`~LocalCloud.on_started`
 and names the variables in :attr:`~LocalCloud.VARIABLES`.
+
+**Receipts.** A subclass that sets :attr:`~LocalCloud.RECEIPTS` has the local CAMS push its delivery receipts
+and inbound messages (``cams/receipts.py``) to the first HTTP-triggered function (or ``RECEIPTS["function"]``):
+``receipt_url``, ``mns_url`` and ``inbound_url`` default to that trigger's URL plus ``RECEIPTS``' paths, with
+``?key=`` the value of the function's variable ``RECEIPTS["key_variable"]`` (its s.yaml environment or
+``function_environment``). Without that variable, or without a function, pushing stays off (ASSUMPTION: the
+callback URL carries a secret, as CAMS signs nothing; issue 17). URLs given in ``cams_options`` win.
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ import shutil
 import tempfile
 from collections.abc import Mapping
 from typing import Any, ClassVar
+from urllib.parse import urlencode
 
 from alibaba_localcloud import _collector, ram
 from alibaba_localcloud._accounts import Account, CamsCredentials, generate_credentials
@@ -67,6 +75,9 @@ class LocalCloud:
         "fc": "LOCALCLOUD_FC_ENDPOINT",
         "http": "LOCALCLOUD_HTTP_URL",
     }
+    #: where the local CAMS pushes receipts (see the module docstring): ``key_variable`` and the paths
+    #: ``receipt_path``, ``mns_path``, ``inbound_path``; optional ``function``. None: no pushing.
+    RECEIPTS: ClassVar[Mapping[str, str] | None] = None
 
     def __init__(
         self,
@@ -254,6 +265,7 @@ class LocalCloud:
                         **self._function_environment,
                     }
                 )
+                self.point_receipts()
         except BaseException:
             self.stop()
             raise
@@ -263,7 +275,33 @@ class LocalCloud:
         """Called once every service is up, before the functions are given :meth:`environment`: a subclass
         prepares its own state here (tables, objects)."""
 
+    def point_receipts(self) -> dict[str, str]:
+        """Point the local CAMS's receipt and inbound pushes at the HTTP-triggered function (module docstring);
+        the options it set (none when pushing stays off)."""
+        spec = self.RECEIPTS
+        if not spec or self.fc is None or not self.fc.http_endpoints:
+            return {}
+        function = spec.get("function") or next(iter(self.fc.http_endpoints))
+        url = self.fc.http_endpoint(function)
+        environment = {**self.fc.backend.spec(function).environment, **self.fc.backend.environment_overrides}
+        key = environment.get(spec["key_variable"], "")
+        if not key:
+            return {}
+        query = urlencode({"key": key})
+        receipts = self.cams.backend.receipts.options
+        wanted = {
+            "receipt_url": (receipts.receipt_url, spec.get("receipt_path")),
+            "mns_url": (receipts.mns_url, spec.get("mns_path")),
+            "inbound_url": (receipts.inbound_url, spec.get("inbound_path")),
+        }
+        options = {
+            name: f"{url}{path}?{query}" for name, (given, path) in wanted.items() if path and not given
+        }
+        self.cams.backend.configure(**options)
+        return options
+
     def stop(self) -> None:
+        self.cams.backend.close()  # the receipt pusher first: nothing pushes into functions being stopped
         while self._started:
             self._started.pop().stop()
         if self._steadied:

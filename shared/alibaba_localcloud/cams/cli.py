@@ -65,6 +65,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, default=None, help="seed for ids, jitter and random throttling")
     parser.add_argument(
+        "--receipt-url",
+        help="push delivery receipts (ChatAppStatus JSON arrays) here, e.g. http://127.0.0.1:9000/receipts?key=K "
+        "(default: none; more options: POST /_localcams/config)",
+    )
+    parser.add_argument("--inbound-url", help="push inbound messages (ChatAppInbound) here (default: none)")
+    parser.add_argument(
         "--sts",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -87,6 +93,11 @@ def run(args: argparse.Namespace) -> int:
             max_body=args.max_body,
             templates=args.templates,
             seed=args.seed,
+            receipt_options={
+                name: url
+                for name, url in (("receipt_url", args.receipt_url), ("inbound_url", args.inbound_url))
+                if url
+            },
         )
     )
 

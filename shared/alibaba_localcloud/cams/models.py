@@ -23,6 +23,8 @@ from typing import Any
 
 from .._accounts import Account, AccountRegistry
 from . import exceptions as exc
+from .receipts import OPTION_NAMES as RECEIPT_OPTIONS
+from .receipts import ReceiptPusher, Truth
 
 SEND_ACTION = "SendChatappMassMessage"
 LIST_ACTION = "ListChatappMessage"
@@ -374,6 +376,7 @@ class CamsBackend(AccountRegistry):
         max_clock_skew: float | None = DEFAULT_MAX_CLOCK_SKEW,
         clock: Callable[[], float] = time.time,
         seed: int | None = None,
+        receipt_options: dict[str, Any] | None = None,
     ) -> None:
         self._lock = threading.RLock()
         self.qps_limit = qps_limit
@@ -421,6 +424,12 @@ class CamsBackend(AccountRegistry):
         self.list_calls = 0
         self._group_seq = 0
         self._group_base = 8_900_000_100_000_000 + self._random.randrange(10_000) * 100_000_000
+        # Delivery receipts and inbound messages (receipts.py): seeded from ``seed`` on a stream of their own,
+        # so a seeded run's ids and faults are what they were without receipts. Off until a URL is set.
+        receipt_seed = seed if seed is not None else random.SystemRandom().getrandbits(64)
+        self.receipts = ReceiptPusher(receipt_seed, clock=clock)
+        if receipt_options:
+            self.receipts.configure(**receipt_options)
 
     # --- configuration ---------------------------------------------------------------------------------
     @property
@@ -473,6 +482,8 @@ class CamsBackend(AccountRegistry):
                         self.refuse_all(**_as_kwargs(value, "code"))
                 elif name == "reply_non_json_next":
                     self.reply_non_json_next(**_as_kwargs(value, "n"))
+                elif name in RECEIPT_OPTIONS:
+                    self.receipts.configure(**{name: value})
                 else:
                     raise ValueError(f"unknown local CAMS option {name!r}")
 
@@ -602,6 +613,7 @@ class CamsBackend(AccountRegistry):
                 group_message_id,
                 non_json_reply=non_json is not None,
             )
+            first = len(self.received)
             for index, item in enumerate(valid):
                 self.received.append(
                     ReceivedMessage(
@@ -622,6 +634,7 @@ class CamsBackend(AccountRegistry):
                         send_time=arrived_at + self.send_time_lag,
                     )
                 )
+            self.receipts.accept(self.received[first:])
             body = {
                 "Code": "OK",
                 "Message": "OK",
@@ -717,6 +730,48 @@ class CamsBackend(AccountRegistry):
             self._nonces.clear()
             self._faults = _Faults()
             self.longest_request_line = 0
+            self.receipts.forget()
+
+    # --- receipts (receipts.py) -------------------------------------------------------------------------
+    def delivery_truth(self) -> dict[tuple[str, str], Truth]:
+        """``(task_id, to) -> Truth(status, error_code, error_description)`` for every accepted message: the
+        highest status the local CAMS decided for it (sent/delivered/read/failed), whether or not its reports
+        were pushed yet. ``task_id`` is the report's TaskId (the call's, or the MessageId without one)."""
+        with self._lock:
+            messages = list(self.received)
+        return self.receipts.truth(messages)
+
+    def opt_outs(self) -> set[tuple[str, str]]:
+        """``(task_id, to)`` of the Viber messages whose user the local CAMS decided unsubscribed."""
+        with self._lock:
+            messages = list(self.received)
+        return {(m.task_id or m.message_id, m.to) for m in messages if self.receipts.fate(m).unsubscribed}
+
+    def receipts_pending(self) -> int:
+        """Reports not pushed yet (queued, waiting to retry, in flight), and messages not yet turned into them."""
+        return self.receipts.pending()
+
+    def wait_receipts_pushed(self, timeout: float) -> bool:
+        """Wait until every report is pushed (or given up after its retries); False on ``timeout``."""
+        return self.receipts.wait_pushed(timeout)
+
+    def inbound(
+        self,
+        from_: str,
+        to: str,
+        text: str,
+        channel: str = "whatsapp",
+        *,
+        cust_space_id: str | None = None,
+        name: str = "",
+    ) -> dict[str, Any]:
+        """Push one inbound (ChatAppInbound) TEXT message from user ``from_`` to business number ``to``
+        to ``inbound_url``; returns it."""
+        return self.receipts.inbound(from_, to, text, channel=channel, cust_space_id=cust_space_id, name=name)
+
+    def close(self) -> None:
+        """Stop the receipt pusher's threads and wait for them (``LocalCams.stop`` calls it)."""
+        self.receipts.close()
 
     def received_count_by_number(self) -> dict[str, int]:
         with self._lock:

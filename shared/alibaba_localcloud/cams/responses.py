@@ -279,7 +279,16 @@ class AdminResponse:
                                throttle_probability, fail_next, refuse_all, reply_non_json_next,
                                templates, max_request_line, max_body, max_recipients, max_clock_skew,
                                list_qps_limit, send_time_lag
-    POST /_localcams/reset     forget attempts, received, windows and pending faults
+                               and the receipt options (receipts.py ReceiptOptions): receipt_url, mns_url,
+                               inbound_url, receipt_mode, failed_share, read_share, duplicate_share,
+                               unsubscribe_share, sent_delay, delivered_delay, read_delay ([low, high] s),
+                               push_batch, mns_batch, push_workers, push_timeout, push_interval,
+                               retry_delays, retry_scale
+    POST /_localcams/reset     forget attempts, received, windows, pending faults and queued receipts
+    GET  /_localcams/receipts  {"stats": pending, pushed by status, abandoned...; "truth": [{task_id, to,
+                               status, error_code, error_description}]} (CamsBackend.delivery_truth)
+    POST /_localcams/inbound   {"from", "to", "text", "channel"?, "cust_space_id"?, "name"?}: push one
+                               ChatAppInbound TEXT message to inbound_url; answers it
     """
 
     def __init__(self, backend: CamsBackend) -> None:
@@ -295,6 +304,28 @@ class AdminResponse:
             return _json(200, self.backend.snapshot_received())
         if route == ("GET", ADMIN_PREFIX + "stats"):
             return _json(200, self.backend.stats())
+        if route == ("GET", ADMIN_PREFIX + "receipts"):
+            truth = [
+                {"task_id": task_id, "to": to, **t._asdict()}
+                for (task_id, to), t in sorted(self.backend.delivery_truth().items())
+            ]
+            return _json(200, {"stats": self.backend.receipts.stats(), "truth": truth})
+        if route == ("POST", ADMIN_PREFIX + "inbound"):
+            try:
+                body = json_object(request.body)
+                message = self.backend.inbound(
+                    str(body["from"]),
+                    str(body["to"]),
+                    str(body["text"]),
+                    str(body.get("channel") or "whatsapp"),
+                    cust_space_id=body.get("cust_space_id"),
+                    name=str(body.get("name") or ""),
+                )
+            except KeyError as missing:
+                return _json(400, {"Code": "InvalidInbound", "Message": f"{missing} is required."})
+            except (ValueError, TypeError) as error:
+                return _json(400, {"Code": "InvalidInbound", "Message": str(error)})
+            return _json(200, message)
         if route == ("POST", ADMIN_PREFIX + "reset"):
             self.backend.reset()
             return _json(200, {"ok": True})

@@ -218,7 +218,7 @@ class LocalCams(LocalService):
 
     ``backend`` is shared if given; otherwise one is built from ``backend_options`` (see
     :class:`~.models.CamsBackend`: latency, latency_jitter, qps_limit, max_request_line, max_body, templates,
-    throttle_probability, max_recipients, max_clock_skew, clock, seed). One account is registered with
+    throttle_probability, max_recipients, max_clock_skew, clock, seed, receipt_options). One account is registered with
     ``credentials`` — generated (STS-style when ``sts``) unless ``access_key_id``/``access_key_secret``
     (and ``security_token``) are given.
     """
@@ -255,6 +255,14 @@ class LocalCams(LocalService):
 
     def _new_server(self) -> _Server:
         return _Server(self._address, self.backend)
+
+    def _before_start(self) -> None:
+        self.backend.receipts.open()  # the receipt pusher runs while the emulator does (receipts.py)
+
+    def stop(self) -> None:
+        """Stop the receipt pusher (joining its threads: none is left behind), then the server."""
+        self.backend.close()
+        super().stop()
 
     # --- where it is ------------------------------------------------------------------------------------
     def describe(self) -> dict[str, Any]:

@@ -43,6 +43,14 @@ class LocalCloud(_cloud.LocalCloud):
         "fc": env.CHATAPP_FC_ENDPOINT,
         "http": API_URL_VARIABLE,
     }
+    # the local CAMS pushes ChatAppStatus/ChatAppInbound to the api function (the first HTTP-triggered one)
+    # when it has a CHATAPP_RECEIPT_KEY: the routes of entry/http_api.py (issue 17)
+    RECEIPTS: ClassVar[dict[str, str]] = {
+        "key_variable": env.CHATAPP_RECEIPT_KEY,
+        "receipt_path": "/receipts",
+        "mns_path": "/receipts/mns",
+        "inbound_path": "/inbound",
+    }
 
     def __init__(self, *, product_tables: bool = True, **options: Any) -> None:
         options["fc_options"] = {"crash_module": CRASH_MODULE, **(options.get("fc_options") or {})}
@@ -247,6 +255,8 @@ def run(args: Any) -> int:
     except OptionsError as error:
         raise SystemExit(f"chatapp-mass local-cloud: {error}") from None
     read_token, read_entry = new_token(Scope.read)
+    # the receipt callbacks' secret: the local CAMS pushes receipts to the api function with it (LocalCloud)
+    receipt_key = os.environ.get(env.CHATAPP_RECEIPT_KEY) or secrets.token_urlsafe(24)
     token_entries = f"{TokenEntry(Scope.admin, token_digest(api_token))},{read_entry}"
     stop = threading.Event()
     previous = {
@@ -264,7 +274,7 @@ def run(args: Any) -> int:
         cams_options={"latency": args.latency, "latency_jitter": 0.5 if args.latency else 0.0},
         s_yaml=None if args.no_fc else args.s_yaml or ("s.yaml" if os.path.isfile("s.yaml") else None),
         fc_port=args.fc_port,
-        function_environment={env.CHATAPP_API_TOKENS: token_entries},
+        function_environment={env.CHATAPP_API_TOKENS: token_entries, env.CHATAPP_RECEIPT_KEY: receipt_key},
         realistic=args.realistic,
         steady_collector=True,  # a long-running cloud that holds whole jobs (alibaba_localcloud._collector)
         tablestore_options={

@@ -76,3 +76,6 @@ CHATAPP_RATE_MARGIN = "CHATAPP_RATE_MARGIN"  # least margin added to the 1 s win
 CHATAPP_ERROR_THRESHOLD = (
     "CHATAPP_ERROR_THRESHOLD"  # pause a job above this share of failed recipients (0.2, 20%; 0 = off)
 )
+# the secret of the receipt callbacks (POST /receipts, /receipts/mns, /inbound ?key=...); the local cloud points
+# the local CAMS's pushes at the api function with it (issue 17; the receipts helper defines its use)
+CHATAPP_RECEIPT_KEY = "CHATAPP_RECEIPT_KEY"
