@@ -50,6 +50,7 @@ CHATAPP_API_TOKEN = "CHATAPP_API_TOKEN"
 # optional: a secret mixed into the console's session key (else sessions are keyed by the token entries alone)
 CHATAPP_CONSOLE_SECRET = "CHATAPP_CONSOLE_SECRET"
 # receipts (issue 17): the secret a receipt push URL carries (?key=); POST /receipts, /receipts/mns, /inbound
+# (at least 16 characters); the local cloud points the local CAMS's pushes at the api function with it
 CHATAPP_RECEIPT_KEY = "CHATAPP_RECEIPT_KEY"
 # comma-separated words that, alone in an inbound message, opt its sender out (default STOP,UNSUBSCRIBE,...)
 CHATAPP_STOP_WORDS = "CHATAPP_STOP_WORDS"
@@ -76,6 +77,3 @@ CHATAPP_RATE_MARGIN = "CHATAPP_RATE_MARGIN"  # least margin added to the 1 s win
 CHATAPP_ERROR_THRESHOLD = (
     "CHATAPP_ERROR_THRESHOLD"  # pause a job above this share of failed recipients (0.2, 20%; 0 = off)
 )
-# the secret of the receipt callbacks (POST /receipts, /receipts/mns, /inbound ?key=...); the local cloud points
-# the local CAMS's pushes at the api function with it (issue 17; the receipts helper defines its use)
-CHATAPP_RECEIPT_KEY = "CHATAPP_RECEIPT_KEY"
