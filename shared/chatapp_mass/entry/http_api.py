@@ -127,11 +127,18 @@ from chatapp_mass.services.jobs import (
     resolve_options,
     resume_job,
     start_job,
+    write_report_object,
 )
 from chatapp_mass.services.plan import PlanSettings, plan_job
 from chatapp_mass.services.receipts import OptHook, ReceiptService, receipts_of
 from chatapp_mass.services.reconcile import ReconcileError, Reconciler, resend_uncertain
-from chatapp_mass.services.report import job_summary, report_rows, utc_timestamp, write_report
+from chatapp_mass.services.report import (
+    delivery_fingerprint,
+    job_summary,
+    report_rows,
+    utc_timestamp,
+    write_report,
+)
 from chatapp_mass.store.interface import IN_FLIGHT, JobKey, JobRecord, JobStatus, Store
 
 if TYPE_CHECKING:
@@ -914,11 +921,15 @@ class JobsApi:
         base = report_location(self.settings, job)
         location = OssLocation(base.bucket, base.key + ".report.csv")
         try:
-            size = int(self.oss.head(location)["size"] or 0)
+            head = self.oss.head(location)
+            size = int(head["size"] or 0)
         except SourceError:  # not written (a CLI job), or OSS unreachable: stream from the store as before
             return ""
         if size <= self.api.report_inline_max:
             return ""
+        if head.get("meta", {}).get("delivery") != delivery_fingerprint(self.store, job):
+            # receipts changed a state since it was written (they come for days): written again, with them
+            write_report_object(self.store, self.oss, self.settings, job)
         return self.oss.presign_get(location, REPORT_URL_SECONDS, filename=f"{job.job_id}.report.csv")
 
     def cancel(self, job: JobRecord) -> dict[str, Any]:

@@ -230,6 +230,21 @@ class _Deliveries:
         return found
 
 
+def delivery_fingerprint(store: Store, job: JobRecord) -> str:
+    """The job's receipt states counted by status over the batches its report joins (``s.f.d.r``): every change
+    of a state moves one recipient up the ranks, so the figure changes with every receipt that changes the
+    report, and only then. "" without a receipt store."""
+    receipts = receipts_of(store)
+    if receipts is None:
+        return ""
+    own = job.options.get("TaskId")
+    ids = (
+        [str(own)] if own else [task_id_of(job, b.seq) for b in store.list_batches(job.job_id, list(_CALLED))]
+    )
+    counts = receipts.counts(ids) if ids else dict.fromkeys(DeliveryStatus, 0)
+    return ".".join(str(counts[status]) for status in DeliveryStatus)
+
+
 def delivery_summary(
     store: Store, job: JobRecord, accepted: int, receipts: ReceiptStore | None
 ) -> dict[str, Any]:
