@@ -19,8 +19,8 @@ from chatapp_mass.services.plan import PlanSettings, plan_job
 from chatapp_mass.services.receipts import ReceiptService
 from chatapp_mass.services.reconcile import Reconciler
 from chatapp_mass.services.report import job_summary, report_rows, write_report
-from chatapp_mass.store.interface import BatchStatus, JobRecord
-from chatapp_mass.store.receipts import TaskRef
+from chatapp_mass.store.interface import BatchRecord, BatchStatus, JobRecord, RowRecord, RowStatus
+from chatapp_mass.store.receipts import DeliveryStatus, Receipt, TaskRef
 from chatapp_mass.store.receipts_sqlite import SqliteReceipts
 from chatapp_mass.store.sqlite import SqliteStore
 
@@ -157,3 +157,27 @@ def test_receipts_of_a_batch_split_by_a_reconciliation_stay_joined(
     assert [r.status for r in rows] == ["sent"] * 5 + ["uncertain"] * 5 + ["sent"] * 10
     assert {r.delivery for r in rows} == {"delivered"}  # found or not, its receipt says where it went
     assert job_summary(store, job)["delivery"]["delivered"] == 20  # counted over the split batch's TaskId
+
+
+def test_batches_from_before_line_bounds_are_joined_whole(tmp_path: Path) -> None:
+    """A store written before batches had line bounds (first_line = last_line = 0): every batch's states at
+    once, by number."""
+    store = SqliteStore(str(tmp_path / "s.db"))
+    job = JobRecord("old", "old.csv", dict(OPTIONS), {}, "h")
+    store.create_job(job)
+    rows = [
+        RowRecord("old", line, f"6581{line:06d}", RowStatus.valid, batch_seq=line // 10)
+        for line in range(2, 32)
+    ]
+    store.put_plan(rows, [BatchRecord("old", seq, 10) for seq in range(4)])
+    for seq in range(4):
+        store.transition_batch("old", seq, expect=[BatchStatus.pending], to=BatchStatus.sent)
+    receipts = SqliteReceipts(store)
+    receipts.record(
+        [
+            Receipt(batch_task_id("old", line // 10), f"6581{line:06d}", "m", DeliveryStatus.read, AT)
+            for line in range(2, 32, 3)
+        ]
+    )
+    joined = {r.line: r.delivery for r in report_rows(store, job)}
+    assert joined == {line: "read" if line % 3 == 2 else "" for line in range(2, 32)}
