@@ -19,7 +19,8 @@ from chatapp_mass.store.tablestore import TablestoreSettings, TablestoreStore
 def server() -> Iterator[Any]:
     from alibaba_localcloud.tablestore import LocalTablestore
 
-    with LocalTablestore() as local:
+    # a store per test, eleven tables each: above the 64 tables of one instance by default
+    with LocalTablestore(max_tables=1024) as local:
         yield local
 
 

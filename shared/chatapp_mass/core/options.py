@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from chatapp_mass.core.errors import OptionsError
+from chatapp_mass.core.messaging import limit_value
 
 
 class ChannelType(str, Enum):
@@ -30,6 +31,7 @@ class ChannelType(str, Enum):
 
 
 VIBER_ONLY = ("ttl", "label", "tag")
+PRODUCT_ONLY = {"messaging_limit"}  # job options that are not SendChatappMassMessage parameters
 
 _API = ConfigDict(populate_by_name=True, extra="forbid", frozen=True, str_strip_whitespace=True)
 
@@ -53,6 +55,17 @@ class JobOptions(BaseModel):
     ttl: int | None = Field(default=None, alias="Ttl", ge=30, le=1209600)
     label: Literal["promotion", "transaction"] | None = Field(default=None, alias="Label")
     tag: str | None = Field(default=None, alias="Tag", min_length=1)
+    # Not an API parameter: the product's own cap of recipients per rolling 24 h for the job's From (WhatsApp's
+    # messaging limit, ``core.messaging``; the smaller of it and CHATAPP_MESSAGING_LIMITS applies). Kept in the
+    # job's record (:meth:`to_record`), never sent (:meth:`to_api`), and not part of the job's identity (a
+    # sending knob, like --qps: a rerun with another limit resumes the same job, under the limit it was
+    # created with).
+    messaging_limit: int | None = Field(default=None, alias="MessagingLimit")
+
+    @field_validator("messaging_limit", mode="before")
+    @classmethod
+    def _messaging_limit(cls, value: Any) -> int | None:
+        return limit_value(value)
 
     @model_validator(mode="after")
     def _channel_rules(self) -> JobOptions:
@@ -68,7 +81,11 @@ class JobOptions(BaseModel):
         return self
 
     def to_api(self) -> dict[str, Any]:
-        """The request parameters as the API names them (None left out)."""
+        """The request parameters as the API names them (None left out; the product's own options too)."""
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json", exclude=PRODUCT_ONLY)
+
+    def to_record(self) -> dict[str, Any]:
+        """What a job's record keeps (``JobRecord.options``): the request parameters and the product's own."""
         return self.model_dump(by_alias=True, exclude_none=True, mode="json")
 
 

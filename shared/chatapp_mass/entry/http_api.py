@@ -827,7 +827,7 @@ class JobsApi:
         job = JobRecord(
             job_id=job_id,
             source=location.url,
-            options=options.to_api(),
+            options=options.to_record(),
             intake=intake.model_dump(mode="json"),
             content_sha256=f"etag:{etag}" if etag else fingerprint,
             scheduled_at=scheduled_at,

@@ -31,6 +31,7 @@ from chatapp_mass.entry.bootstrap import Services
 from chatapp_mass.entry.progress import ProgressBar, ProgressLines
 from chatapp_mass.runtime import env
 from chatapp_mass.services.dispatch import DispatchSettings, JobRunner, RunResult
+from chatapp_mass.services.jobs import messaging_limits_from
 from chatapp_mass.services.plan import PlanSettings, plan_job
 from chatapp_mass.services.reconcile import Reconciler, ResendResult, resend_uncertain
 from chatapp_mass.services.report import report_rows, write_report
@@ -57,6 +58,12 @@ JOB_FLAGS = {
     "ttl": ("--ttl", "Ttl", "Viber only: seconds to deliver, 30-1209600"),
     "label": ("--label", "Label", "Viber only: promotion | transaction"),
     "tag": ("--tag", "Tag", "Viber only: your tag"),
+    "messaging_limit": (
+        "--messaging-limit",
+        "MessagingLimit",
+        "not sent to CAMS: recipients per rolling 24 h for --from (WhatsApp's messaging limit: 250, 1K, 2K, "
+        f"10K, 100K or unlimited; the smaller of it and ${env.CHATAPP_MESSAGING_LIMITS}'s applies)",
+    ),
 }
 _INT_FIELDS = {"fall_back_duration", "ttl"}
 _FLAG_NAMES = {api: flag for _, (flag, api, _h) in JOB_FLAGS.items()}
@@ -345,6 +352,7 @@ def run_send(
     are checked and before anything is planned (the CLI's preview and question, :mod:`.check`): False
     stops here, nothing sent (exit 1)."""
     options, intake = checked_inputs(args)
+    limits = messaging_limits_from(os.environ)  # before the plan: a bad setting sends nothing
     open_file = open_source(args.file, services.oss_client)
     if not args.dry_run:  # a dry run plans offline: it needs no keys
         check_cams_access(services, options)
@@ -381,7 +389,7 @@ def run_send(
             before_reopen=lambda: before_reopen(services.store, job, deployed=False),
         )
         print(resend_line(resend), file=err)
-    dispatch = DispatchSettings(qps=args.qps, concurrency=args.concurrency, max_stall=args.max_stall)
+    dispatch = DispatchSettings(args.qps, args.concurrency, args.max_stall, messaging_limits=limits)
     runner = JobRunner(services.store, services.cams, dispatch)
     bar: ProgressBar | None = None
     if not args.no_progress:

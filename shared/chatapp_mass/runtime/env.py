@@ -77,3 +77,6 @@ CHATAPP_RATE_MARGIN = "CHATAPP_RATE_MARGIN"  # least margin added to the 1 s win
 CHATAPP_ERROR_THRESHOLD = (
     "CHATAPP_ERROR_THRESHOLD"  # pause a job above this share of failed recipients (0.2, 20%; 0 = off)
 )
+# WhatsApp's messaging limit per From number: recipients per rolling 24 h, e.g.
+# 8613800000000=10000,8613900000000=2K,default=unlimited (tiers 250, 1K, 2K, 10K, 100K, unlimited; core.messaging)
+CHATAPP_MESSAGING_LIMITS = "CHATAPP_MESSAGING_LIMITS"

@@ -18,12 +18,21 @@ A batch in ``sending`` whose owner died or whose claim expired may have reached 
 ``pending``. On a rerun (resume): ``failed`` batches are retried (the cause may have been fixed);
 ``uncertain`` ones only when the operator asks (``reconcile.resend_uncertain``: looked up in
 ListChatappMessage first), which is logged.
+
+**The messaging limit** (WhatsApp's unique users per rolling 24 h per From; ``core.messaging``,
+``store.reach``): a claimed batch's recipients are reserved in its From's window before its call. If they do
+not fit, the batch goes back ``pending`` (attempts unchanged), the job ``scheduled`` for when the window frees
+enough (``scheduled_at``, and a reason with the ETA), and the run takes no new batch; the timer starts the job
+then, and its senders resume with what is pending (nothing re-planned, nothing sent twice). A batch larger
+than the limit itself is split into parts that fit (``parts``).
 """
 
 from __future__ import annotations
 
 import gc
 import logging
+import math
+import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -33,17 +42,20 @@ from dataclasses import dataclass, field, replace
 from chatapp_mass.adapters.cams import CamsClient, PreparedCall, batch_task_id
 from chatapp_mass.adapters.transport import Departure, departing
 from chatapp_mass.core.errors import StoreError
+from chatapp_mass.core.messaging import MessagingLimits, effective_limit
 from chatapp_mass.core.options import JobOptions
 from chatapp_mass.core.outcomes import OutcomeKind, SendOutcome, nothing_left
+from chatapp_mass.core.phone_text import mask_number
 from chatapp_mass.runtime import faults, logs
 from chatapp_mass.services.canary import CanaryGate, Gate
 from chatapp_mass.services.lease import CLOCK_SKEW, Heartbeat, owner_id, owner_is_dead
-from chatapp_mass.services.parts import finish_split, halves, split_batch
+from chatapp_mass.services.parts import Part, finish_split, halves, split_batch
 from chatapp_mass.services.plan import REAL, Runtime
 from chatapp_mass.services.ratelimit import DEFAULT_MARGIN, SlidingWindowLimiter, Slot
 from chatapp_mass.services.receipts import receipts_of
+from chatapp_mass.services.report import utc_timestamp
 from chatapp_mass.services.streaming import plan_live
-from chatapp_mass.store.features import open_receipts
+from chatapp_mass.store.features import open_reach, open_receipts
 from chatapp_mass.store.interface import (
     OPEN_STATUSES,
     BatchRecord,
@@ -52,6 +64,7 @@ from chatapp_mass.store.interface import (
     JobStatus,
     Store,
 )
+from chatapp_mass.store.reach import DAY, NEVER, ReachStore
 from chatapp_mass.store.receipts import ReceiptStore
 
 log = logging.getLogger(__name__)
@@ -69,6 +82,10 @@ class DispatchSettings:
     # error_threshold_min recipients (or a tenth of the job, if fewer) were tried.
     error_threshold: float = 0.0
     error_threshold_min: int = 1000
+    # WhatsApp's messaging limit per From (CHATAPP_MESSAGING_LIMITS; a job's MessagingLimit may lower it) and
+    # its rolling window: see JobRunner._reserve_reach
+    messaging_limits: MessagingLimits = field(default_factory=MessagingLimits)
+    messaging_window: float = DAY
 
     @property
     def workers(self) -> int:
@@ -117,6 +134,7 @@ _first_call_lock = threading.Lock()
 _first_call_done = threading.Event()
 
 
+LIMIT_REASON = "messaging limit:"  # how the reason of a job the messaging limit scheduled begins
 _SPLIT_GRACE = 5.0  # a split's own steps take milliseconds; finishing it sooner would only race its splitter
 # Statuses a run (the CLI's send, a rerun) may take a job from: never a cancelled, paused, scheduled, failed
 # or still planning one.
@@ -238,8 +256,10 @@ class JobRunner:
         clock: Callable[[], float] | None = None,
         runtime: Runtime = REAL,
         inline: bool = False,
+        reach: ReachStore | None = None,
     ) -> None:
         self.store = store
+        self.reach = reach  # the messaging limit's window: opened beside the store when a limit applies
         self.cams = cams
         self.settings = settings
         self.runtime = runtime if clock is None else replace(runtime, clock=clock)
@@ -256,6 +276,9 @@ class JobRunner:
         self._last_progress = self.clock()
         self.claims: Claims | None = None
         self._job_counts: dict[str, int] | None = None  # the job's counters, as last returned by the store
+        # Set when the messaging limit's window is full (_wait_for_limit): no new batch is taken, but the
+        # batches already granted go out (halting would hand them back, leaving the window unused until the ETA)
+        self._limit_reason = ""
         self._receipts: ReceiptStore | None = None
         self._registered: set[str] = set()  # TaskIds this runner registered
         self.canary = CanaryGate(store, self.receipts, self.clock)
@@ -310,7 +333,13 @@ class JobRunner:
         options = JobOptions.model_validate(job.options)
         snapshot = Snapshot(valid=job.valid)
         current = self.store.get_job(job_id) or job
-        if current.status not in RUNNABLE or not self.store.update_job(
+        # a job the messaging limit scheduled (not an operator) may be rerun once the window has freed
+        due = (
+            current.status is JobStatus.scheduled
+            and current.reason.startswith(LIMIT_REASON)
+            and current.scheduled_at <= self.clock()
+        )
+        if (current.status not in RUNNABLE and not due) or not self.store.update_job(
             job_id, expect=[current.status], status=JobStatus.running, reason=""
         ):
             latest = self.store.get_job(job_id) or current
@@ -397,6 +426,8 @@ class JobRunner:
                 )
         finally:
             self.claims.heartbeat.stop()
+        if self._limit_reason:
+            self.stop(JobStatus.scheduled, self._limit_reason)
 
     def _next_batches(
         self,
@@ -413,6 +444,11 @@ class JobRunner:
         if current is not None and current.status in (JobStatus.cancelled, JobStatus.paused):
             self.stop(current.status, current.reason or current.status.value)
             return None  # claimed batches go back (or are the canceller's); calls in flight finish
+        if current is not None and current.status is JobStatus.scheduled:
+            # another sender found the messaging limit's window full (_wait_for_limit): take no new batch
+            with self._lock:
+                self._limit_reason = self._limit_reason or current.reason or "scheduled"
+            return None
         if self._over_error_threshold(job_id, snapshot):
             return None
         inflight = set(inflight)
@@ -488,7 +524,7 @@ class JobRunner:
         """One batch at a time, in this thread (a simulation drives it; see ``inline``)."""
         self._last_progress = self.clock()
         next_stale_check = 0.0
-        while not self.halt.is_set():
+        while not self.halt.is_set() and not self._limit_reason:
             now = self.clock()
             if deadline is not None and now >= deadline:
                 return
@@ -522,7 +558,7 @@ class JobRunner:
         next_listing = next_stale_check = 0.0
         with ThreadPoolExecutor(self.settings.workers, thread_name_prefix="sender") as pool:
             try:
-                while not self.halt.is_set():
+                while not self.halt.is_set() and not self._limit_reason:
                     now = self.clock()
                     if deadline is not None and now >= deadline:
                         self.halt.set()  # workers waiting for a token give their batch back
@@ -555,7 +591,8 @@ class JobRunner:
             except KeyboardInterrupt:
                 self.stop()
             finally:
-                self.halt.set()  # workers waiting for a token give their batch back; calls in flight finish
+                if not self._limit_reason:  # (the limit: granted batches still go, see _limit_reason)
+                    self.halt.set()  # workers waiting for a token give their batch back; calls in flight finish
                 for future in list(inflight.values()):
                     while True:
                         try:
@@ -585,6 +622,15 @@ class JobRunner:
             if batch is None or len(rows) != batch.size:
                 self._plan_mismatch(job_id, seq, batch, len(rows))
                 return
+            lines = [line for line, _ in rows]
+            limit = effective_limit(
+                self.settings.messaging_limits.for_number(options.from_), options.messaging_limit
+            )
+            token = ""
+            if limit is not None:
+                token = self._reserve_reach(job_id, batch, lines, options.from_, limit, snapshot)
+                if not token:
+                    return  # given back (the job waits for the window) or split to fit the limit
             task_id = batch_task_id(job_id, seq)
             self._register_task(options.task_id or task_id, job_id, -1 if options.task_id else seq)
             call = self.cams.prepare(
@@ -593,9 +639,14 @@ class JobRunner:
                 task_id=task_id,
             )
             leader = False if self.inline else self._first_call_turn()
+            outcome: SendOutcome | None = None
+            returned = False
             try:
-                self._attempt_until_resolved(job_id, seq, [line for line, _ in rows], call, snapshot)
+                outcome = self._attempt_until_resolved(job_id, seq, lines, call, snapshot)
+                returned = True
             finally:
+                if token:
+                    self._close_reservation(options.from_, token, outcome, returned)
                 if leader:
                     # The process is warm now (SDKs imported, session built): what exists now lives as long
                     # as it does. Frozen, the collector stops re-scanning it: full collections in a sender
@@ -686,7 +737,9 @@ class JobRunner:
         lines: list[int],
         call: PreparedCall,
         snapshot: Snapshot,
-    ) -> None:
+    ) -> SendOutcome | None:
+        """Call until the batch is resolved. Returns the last outcome, or None if no call was made (or none
+        left the process: every try was throttled or not sent) -- nothing of the batch was sent then."""
         store, ttl, claims = self.store, self.settings.claim_ttl, self.claims
         assert claims is not None
         retry = 0
@@ -724,17 +777,17 @@ class JobRunner:
                 log.warning(
                     "stale claim: not marked sending, not sent", extra={"job_id": job_id, "batch": seq}
                 )
-                return  # the claim was taken from us (expired): never send without it
+                return None  # the claim was taken from us (expired): never send without it
             if slot is None:
                 self._give_back(job_id, seq, [BatchStatus.claimed])
-                return
+                return None
             if not claims.valid(seq):
                 # Paused or starved past our own lease while waiting for the slot: someone may hold the
                 # batch now (or have marked it uncertain). Never call without a valid claim.
                 slot.depart(self.clock())  # counted all the same: nothing may rely on it not being
                 log.warning("claim expired before the call: not sent", extra={"job_id": job_id, "batch": seq})
                 self._give_back(job_id, seq, [BatchStatus.sending, BatchStatus.uncertain])
-                return
+                return None
             faults.checkpoint("sender.sending")
             outcome = self._call_in_slot(call, slot)
             faults.checkpoint("sender.after_call")
@@ -742,7 +795,7 @@ class JobRunner:
                 snapshot.calls += 1
             if outcome.kind is OutcomeKind.credentials:
                 self._no_credentials(job_id, seq, outcome)
-                return
+                return outcome
             if outcome.kind in (OutcomeKind.throttled, OutcomeKind.not_sent):
                 if not store.transition_batch(
                     job_id,
@@ -754,7 +807,7 @@ class JobRunner:
                     message=outcome.message,
                 ):
                     log.warning("stale claim: retry refused", extra={"job_id": job_id, "batch": seq})
-                    return
+                    return None
                 with self._lock:
                     snapshot.throttled += outcome.kind is OutcomeKind.throttled
                 retry += 1
@@ -770,7 +823,120 @@ class JobRunner:
                         snapshot.splits.append(seq)
             else:
                 self._record(job_id, seq, len(lines), outcome, snapshot)
-            return
+            return outcome
+
+    # --- the messaging limit (store.reach) ------------------------------------------------------------------
+    def _reach(self) -> ReachStore:
+        with self._lock:
+            if self.reach is None:
+                self.reach = open_reach(self.store, clock=self.clock)
+            return self.reach
+
+    def _reserve_reach(
+        self,
+        job_id: str,
+        batch: BatchRecord,
+        lines: list[int],
+        from_number: str,
+        limit: int,
+        snapshot: Snapshot,
+    ) -> str:
+        """Reserve the batch's recipients in its From's window before its call (every recipient a new unique
+        user: the strict assumption of ``store.reach``). Returns the reservation's token, or "" when the
+        batch is not to be sent now: it does not fit what is left (given back ``pending``, attempts
+        unchanged, and the job ``scheduled`` for when the window frees enough: :meth:`_wait_for_limit`), or
+        it is larger than the limit itself (split into parts of at most the limit, which fit one by one).
+        Whole batches only otherwise: a batch waits rather than being cut to the rest of the allowance (every
+        call a full batch, no part generations used up by the limit)."""
+        token = f"{job_id[:12]}:{batch.seq}:{secrets.token_hex(4)}"
+        try:
+            grant = self._reach().reserve(
+                from_number, len(lines), limit, token=token, window=self.settings.messaging_window
+            )
+        except StoreError:
+            self._hand_back_unsent(job_id, batch.seq)
+            raise
+        if grant.granted:
+            return token
+        if grant.next_free_at == NEVER:
+            self._split_for_limit(job_id, batch, lines, from_number, limit, snapshot)
+        elif self._give_back(job_id, batch.seq, [BatchStatus.claimed]):
+            self._wait_for_limit(job_id, from_number, limit, grant.used, len(lines), grant.next_free_at)
+        return ""
+
+    def _wait_for_limit(
+        self, job_id: str, from_number: str, limit: int, used: int, count: int, free_at: float
+    ) -> None:
+        """The job waits for the window: ``scheduled`` at the (whole) second ``count`` more fit, with a reason
+        saying so; the timer starts it then, and its senders resume with the batches still pending. Only
+        from ``running``/``ready`` (an operator's pause or cancel meanwhile stands); this run stops."""
+        at = math.ceil(free_at)
+        reason = (
+            f"{LIMIT_REASON} {used:,} of {limit:,} used for {mask_number(from_number)} in the last 24 h; "
+            f"next {count:,} at {utc_timestamp(at)}"
+        )
+        if self.store.update_job(
+            job_id,
+            expect=[JobStatus.running, JobStatus.ready],
+            status=JobStatus.scheduled,
+            scheduled_at=float(at),
+            reason=reason,
+        ):
+            log.warning(
+                "messaging limit reached: job scheduled for when the window frees",
+                extra={"job_id": job_id, "from": mask_number(from_number), "used": used, "limit": limit},
+            )
+        with self._lock:
+            self._limit_reason = self._limit_reason or reason  # this run takes no new batch (see _dispatch)
+
+    def _split_for_limit(
+        self,
+        job_id: str,
+        batch: BatchRecord,
+        lines: list[int],
+        from_number: str,
+        limit: int,
+        snapshot: Snapshot,
+    ) -> None:
+        """A batch larger than the messaging limit itself can never be sent whole: its parts of at most
+        ``limit`` recipients replace it (``parts``; nothing was sent), each sent when it fits."""
+        parts = [Part(chunk[0], chunk[-1], len(chunk)) for chunk in _chunks(lines, limit)]
+        if split_batch(
+            self.store,
+            batch,
+            parts,
+            expect=[BatchStatus.claimed],
+            expect_owner=self.owner,
+            code="MessagingLimit",
+            message=f"split: {len(lines):,} recipients are more than the messaging limit of {limit:,} "
+            f"per 24 h for {mask_number(from_number)}",
+        ):
+            with self._lock:
+                snapshot.splits.append(batch.seq)
+                self._last_progress = self.clock()
+            log.warning(
+                "batch larger than the messaging limit: split into parts that fit",
+                extra={"job_id": job_id, "batch": batch.seq, "recipients": len(lines), "limit": limit},
+            )
+
+    def _close_reservation(
+        self, from_number: str, token: str, outcome: SendOutcome | None, returned: bool
+    ) -> None:
+        """After the call: a call that may have sent (sent, uncertain) stays counted, from when it ended
+        (``settle``); one that sent nothing for certain (never made, or refused by CAMS as a whole --
+        throttled, failed, a bad number, no credentials) gives its recipients back (``release``). An
+        exception (not ``returned``: we do not know what left) keeps them counted, from now: strict."""
+        reach = self._reach()
+        window = self.settings.messaging_window
+        try:
+            if not returned or (
+                outcome is not None and outcome.kind in (OutcomeKind.sent, OutcomeKind.uncertain)
+            ):
+                reach.settle(from_number, token, self.clock(), window=window)
+            else:
+                reach.release(from_number, token, window=window)
+        except StoreError:  # it stays counted from its reservation: at worst a little early, never lost
+            log.warning("messaging limit window not updated: the store failed", exc_info=True)
 
     def _call_in_slot(self, call: PreparedCall, slot: Slot) -> SendOutcome:
         """Make the call in its slot and record its departure (``ratelimit``, ``adapters.transport``).
@@ -985,6 +1151,10 @@ class JobRunner:
             f"no batch resolved for {self.settings.max_stall:g} s (throttled or unreachable); rerun to resume",
         )
         return True
+
+
+def _chunks(lines: list[int], size: int) -> list[list[int]]:
+    return [lines[start : start + size] for start in range(0, len(lines), size)]
 
 
 def _backoff(retry: int, outcome: SendOutcome) -> float:

@@ -21,6 +21,7 @@ from chatapp_mass.adapters.cams import params_in_from_env
 from chatapp_mass.adapters.fc import Invoker
 from chatapp_mass.adapters.oss import OssClient, OssLocation
 from chatapp_mass.core.errors import ChatAppMassError, OptionsError
+from chatapp_mass.core.messaging import MessagingLimits, parse_limits
 from chatapp_mass.core.options import IntakeOptions, JobOptions, parse_intake_options, parse_job_options
 from chatapp_mass.core.planning import API_MAX_RECIPIENTS, BODY_BUDGET, request_budget
 from chatapp_mass.runtime import env, faults
@@ -106,6 +107,8 @@ class FunctionSettings:
     reconcile_after: float = (
         60.0  # a job finished with uncertain batches is looked up this much later (0: off)
     )
+    # WhatsApp's messaging limit per From (CHATAPP_MESSAGING_LIMITS; default: unlimited)
+    messaging_limits: MessagingLimits = field(default_factory=MessagingLimits)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> FunctionSettings:
@@ -133,7 +136,13 @@ class FunctionSettings:
             error_threshold=_share(environ, env.CHATAPP_ERROR_THRESHOLD),
             rate_margin=_seconds(environ, env.CHATAPP_RATE_MARGIN, DEFAULT_MARGIN, 0.0, 1.0),
             reconcile_after=float(env_int(environ, env.CHATAPP_RECONCILE_AFTER, 60, 0, 86400)),
+            messaging_limits=messaging_limits_from(environ),
         )
+
+
+def messaging_limits_from(environ: Mapping[str, str] = os.environ) -> MessagingLimits:
+    """``CHATAPP_MESSAGING_LIMITS`` (``core.messaging``); OptionsError naming it and what to write."""
+    return parse_limits(environ.get(env.CHATAPP_MESSAGING_LIMITS, ""), where=env.CHATAPP_MESSAGING_LIMITS)
 
 
 # --- options from metadata, sidecar, defaults --------------------------------------------------------------
@@ -248,7 +257,7 @@ def start_job(store: Store, dispatch: Dispatch, job_id: str, *, now: float) -> s
     if (
         job.status in (JobStatus.ready, JobStatus.scheduled)
         and job.scheduled_at <= now
-        and store.update_job(job_id, expect=[job.status], status=JobStatus.running)
+        and store.update_job(job_id, expect=[job.status], status=JobStatus.running, reason="")
     ):
         dispatch.fan_out(job_id)
         return JobStatus.running.value

@@ -128,7 +128,7 @@ def plan_job(
     fresh = JobRecord(
         job_id=job_id,
         source=source,
-        options=options.to_api(),
+        options=options.to_record(),
         intake=intake.model_dump(mode="json"),
         content_sha256=content_sha,
         scheduled_at=scheduled_at,

@@ -358,6 +358,8 @@ def job_summary(store: Store, job: JobRecord, *, delivery: bool = True) -> dict[
         "pending": recipients(*OPEN_STATUSES),
         "created_at": utc_timestamp(job.created_at),
         "updated_at": utc_timestamp(job.updated_at),
+        # when a scheduled job starts: its own time, or when the messaging limit's window frees (its reason)
+        **({"scheduled_at": utc_timestamp(job.scheduled_at)} if job.scheduled_at else {}),
     }
     if delivery:
         summary["delivery"] = delivery_summary(store, job, recipients(BatchStatus.sent), receipts_of(store))

@@ -94,6 +94,7 @@ class Sender:
             claim_ttl=self.settings.claim_ttl,
             error_threshold=self.settings.error_threshold,
             rate_margin=self.settings.rate_margin,
+            messaging_limits=self.settings.messaging_limits,
         )
         runner = JobRunner(self.store, self.cams, dispatch, clock=self.clock)
         snapshot = runner.drain(job, deadline=deadline, only=event.seq)

@@ -32,7 +32,8 @@ from chatapp_mass.core.planning import BatchPlanner
 from chatapp_mass.store.interface import BatchRecord, BatchStatus, JobRecord, JobStatus, RowRecord, Store
 
 # The statuses a job can have while its plan is still written: planning, or started early (running) and then
-# moved by an operator or a sender (pause, resume, cancel, the kill switch).
+# moved by an operator or a sender (pause, resume, cancel, the kill switch, the messaging limit's window full:
+# scheduled -- the planner writes on, and keeps its lease, while the job waits for the window).
 PLAN_STATUSES = [
     JobStatus.planning,
     JobStatus.ready,
@@ -40,6 +41,7 @@ PLAN_STATUSES = [
     JobStatus.paused,
     JobStatus.stopped,
     JobStatus.cancelled,
+    JobStatus.scheduled,
 ]
 
 # (job id, the planner's lease token, the batches just written, whether the plan's last write)

@@ -247,7 +247,7 @@ class Timer:
             JobRecord(
                 job_id=job_id,
                 source=location.url,
-                options=options.to_api(),
+                options=options.to_record(),
                 intake=intake.model_dump(mode="json"),
                 content_sha256=f"timer:{event.trigger_time}",
                 created_at=fired,

@@ -110,7 +110,7 @@ class RowStatus(str, Enum):
 class JobRecord:
     job_id: str
     source: str
-    options: dict[str, Any]  # JobOptions.to_api()
+    options: dict[str, Any]  # JobOptions.to_record()
     intake: dict[str, Any]  # IntakeOptions.model_dump()
     content_sha256: str
     status: JobStatus = JobStatus.planning

@@ -26,6 +26,8 @@ table               primary key                                 columns
                                                                 (``receipts_tablestore``)
 ``tasks``           task_id                                     job_id, seq: which batch a TaskId names
 ``receipts_aside``  at_ms, receipt_key                          the receipt, reason, set_at: unplaceable ones
+``reach``           from_number                                 entries (JSON), version, op: the messaging
+                                                                limit's window (``reach_tablestore``)
 ==================  ==========================================  ==============================================
 
 How the interface's promises are kept:
@@ -559,6 +561,7 @@ class TablestoreStore(Store):
             self.t_receipts: [("task_id", "STRING"), ("to", "STRING")],
             self.t_tasks: [("task_id", "STRING")],
             self.t_receipts_aside: [("at_ms", "INTEGER"), ("receipt_key", "STRING")],
+            f"{self.settings.table_prefix}reach": [("from_number", "STRING")],  # the messaging limit (reach)
         }
 
     def init_tables(self) -> dict[str, list[str]]:
