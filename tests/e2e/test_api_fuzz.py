@@ -42,6 +42,8 @@ from speed import budget
 ROOT = Path(__file__).resolve().parents[2]
 API = "chatapp-mass-api"
 TOKEN = "fuzz-" + secrets.token_hex(20)
+RECEIPT_KEY = "fuzz-" + secrets.token_hex(12)  # the receipt pushes' ?key= (no token there)
+RECEIPT_ROUTES = {"POST /receipts", "POST /receipts/mns", "POST /inbound"}
 OPTIONS = {"ChannelType": "whatsapp", "TemplateCode": "T_WELCOME", "Language": "en", "From": "8613800000000"}
 LATER = "2099-01-01T09:00:00"  # a schedule far away: a generated job never sends
 CHECKS = [
@@ -53,7 +55,13 @@ CHECKS = [
 ]
 # Generated requests per operation: submissions have the most to explore (three body types, the query's
 # options and schedule, idempotency keys, previews).
-EXAMPLES = {"POST /jobs": 320, "GET /openapi.json": 4}
+EXAMPLES = {
+    "POST /jobs": 320,
+    "GET /openapi.json": 4,
+    # receipts: an array of items, decoded one by one (bad ones counted): a few dozen cover the refusals
+    **dict.fromkeys(RECEIPT_ROUTES, 40),
+    "GET /receipts/unmatched": 20,
+}
 DEFAULT_EXAMPLES = 100  # x 9 other operations
 ROUNDS = 4
 MODES = [schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE]
@@ -67,6 +75,7 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCloud]:
         data_dir=str(tmp_path_factory.mktemp("fuzz") / "cloud"),
         function_environment={
             "CHATAPP_API_TOKEN": TOKEN,
+            "CHATAPP_RECEIPT_KEY": RECEIPT_KEY,
             # the options a generated submission lacks: it gets as far as the plan (or the preview)
             "CHATAPP_DEFAULT_CHANNEL_TYPE": OPTIONS["ChannelType"],
             "CHATAPP_DEFAULT_TEMPLATE_CODE": OPTIONS["TemplateCode"],
@@ -159,6 +168,10 @@ def test_every_reply_is_in_the_contract(cloud: LocalCloud) -> None:
             case.path_parameters = {**(case.path_parameters or {}), "id": jobs[pick]}
         if label == "POST /jobs":
             later(case)
+        if (
+            label in RECEIPT_ROUTES and pick % 2 == 0
+        ):  # half with the function's key (else: as generated, 401)
+            case.query = {**(case.query or {}), "key": RECEIPT_KEY}
         sent[label] += 1
         try:
             response = case.call_and_validate(

@@ -414,7 +414,7 @@ class FakeOss:
         self.objects: dict[str, bytes] = {}
         self.history: list[tuple[str, bytes]] = []  # every write, in order (a later one hides none)
 
-    def put(self, location: Any, data: Any, content_type: str = "") -> None:
+    def put(self, location: Any, data: Any, content_type: str = "", metadata: Any = None) -> None:
         self.objects[location.url] = data if isinstance(data, bytes) else data.read()
         self.history.append((location.url, self.objects[location.url]))
 

@@ -200,7 +200,9 @@ def test_job_page_shows_the_job_and_its_buttons_work(cloud: LocalCloud) -> None:
     browser.request("POST", f"/console/jobs/{job_id}/cancel", {"form_token": token})
     api.world.run_senders()
     done = browser.request("GET", f"/console/jobs/{job_id}")["body"]
-    assert 'id="status">cancelled<' in done and 'http-equiv="refresh"' not in done
+    assert 'id="status">cancelled<' in done and 'http-equiv="refresh" content="2"' not in done
+    # its 50 accepted recipients have no receipt yet: the page looks again every 10 s (the delivery funnel)
+    assert 'http-equiv="refresh" content="10"' in done and re.search(r'id="awaiting">50<', done)
     assert 'id="cancel"' not in done and "the job has finished" in done
     again = browser.request("POST", f"/console/jobs/{job_id}/pause", {"form_token": token})
     assert "error=" in again["headers"]["Location"]  # said on the page, not a crash

@@ -14,11 +14,16 @@ import requests
 
 from chatapp_mass.entry.http_api import ApiSettings
 from chatapp_mass.entry.localcloud import LocalCloud
+from chatapp_mass.services.receipts import ReceiptService
+from chatapp_mass.services.report import COLUMNS, delivery_fingerprint
+from chatapp_mass.store.features import open_receipts
 
 from test_console import Browser
 from test_http_api import OPTIONS, Api, recipients
 
 MIB = 1024 * 1024
+
+HEADER = ",".join(COLUMNS).encode() + b"\n"
 
 
 @pytest.fixture(scope="module")
@@ -37,10 +42,15 @@ def finished_job(api: Api, seed: int) -> str:
 
 
 def big_report(api: Api, job_id: str) -> bytes:
-    """The job's report object replaced by 2 MiB of report-shaped bytes (as a 35k-row job's would be)."""
-    line = b"1,8613800000000,sent,gm-0000000000,OK,\n"
-    data = b"line,to,status,group_message_id,code,message\n" + line * (2 * MIB // len(line) + 1)
-    api.world.bucket.put_object(f"reports/api/{job_id}.report.csv", data)
+    """The job's report object replaced by 2 MiB of report-shaped bytes (as a 35k-row job's would be), with
+    the receipt fingerprint its job has now (as the finalizer writes it: no receipt changed since)."""
+    line = b"1,8613800000000,sent,gm-0000000000,OK,,,,,\n"
+    data = HEADER + line * (2 * MIB // len(line) + 1)
+    job = api.world.store.get_job(job_id)
+    fingerprint = delivery_fingerprint(api.world.store, job)
+    api.world.bucket.put_object(
+        f"reports/api/{job_id}.report.csv", data, headers={"x-oss-meta-delivery": fingerprint}
+    )
     return data
 
 
@@ -57,6 +67,27 @@ def test_a_big_report_redirects_to_a_presigned_url_that_downloads_the_exact_byte
     download = requests.get(location, timeout=30)  # no credentials: the URL is the permission
     assert download.status_code == 200 and download.content == data
     assert f'filename="{job_id}.report.csv"' in download.headers["Content-Disposition"]
+
+
+def test_a_big_report_is_written_again_once_receipts_changed_it(cloud: LocalCloud) -> None:
+    """Receipts come for days after a job finished: the object is written again with them before the URL is
+    given, once per change (the fingerprint of the job's receipt states, kept in the object's metadata)."""
+    api = Api(cloud)
+    job_id = finished_job(api, seed=66)
+    stale = big_report(api, job_id)
+    received = [m for m in cloud.cams.backend.received if m.to.startswith("8613866")]
+    service = ReceiptService(open_receipts(api.world.store))
+    report = {"MessageId": "m", "TaskId": received[0].task_id, "To": received[0].to, "Status": "Read",
+              "Timestamp": 1_765_000_000_000}  # fmt: skip
+    assert service.ingest([report]).changed == 1
+    location = api.call("GET", f"/jobs/{job_id}/report")["headers"]["Location"]
+    fresh = requests.get(location, timeout=30).text
+    assert fresh.encode() != stale and len(fresh.splitlines()) == 21
+    assert f",{received[0].to},sent," in fresh and ",read,,,2025-12-06T05:46:40Z" in fresh
+    key = f"reports/api/{job_id}.report.csv"
+    etag = api.world.bucket.head_object(key).etag
+    api.call("GET", f"/jobs/{job_id}/report")
+    assert api.world.bucket.head_object(key).etag == etag  # nothing changed since: not written again
 
 
 def test_a_tampered_or_expired_url_is_refused(cloud: LocalCloud) -> None:

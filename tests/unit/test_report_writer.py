@@ -29,6 +29,7 @@ def reference(rows: list[ReportRow]) -> tuple[str, dict[str, int]]:
         writer.writerow(
             [row.line, neutralize(row.to), row.status]
             + [neutralize(cell) for cell in (row.group_message_id, row.code, row.message)]
+            + [neutralize(cell) for cell in row[6:]]  # delivery, its code and text, its time
         )
     return out.getvalue(), counts
 
@@ -64,6 +65,8 @@ CELL = st.one_of(
     ),
     st.text(max_size=12),
 )
+DELIVERY = st.one_of(st.sampled_from(["", "sent", "delivered", "read", "failed"]), CELL)
+AT = st.one_of(st.sampled_from(["", "2026-12-07T01:02:03Z"]), CELL)
 ROW = st.builds(
     ReportRow,
     st.integers(min_value=2, max_value=10**7),
@@ -72,6 +75,10 @@ ROW = st.builds(
     CELL,
     CELL,
     CELL,
+    DELIVERY,
+    CELL,
+    CELL,
+    AT,
 )
 
 
@@ -89,7 +96,28 @@ def test_a_batch_s_cells_are_reused_across_blocks_and_counted() -> None:
     text, counts = written(rows)
     assert (text, counts) == reference(rows)
     assert counts == {"sent": 1_667, "failed": 833, "invalid": 1}
-    assert text.splitlines()[101] == "102,,invalid,,InvalidNumber,empty"
+    assert text.splitlines()[101] == "102,,invalid,,InvalidNumber,empty,,,,"
+
+
+def test_delivery_cells_from_receipts_render_as_csv_writer_would() -> None:
+    at = "2026-12-07T01:02:03Z"
+    rows = [
+        ReportRow(2, "6581230000", "sent", "gm", "OK", "", "read", "", "", at),
+        ReportRow(
+            3, "6581230001", "sent", "gm", "OK", "", "failed", "131026", "Receiver is incapable, sorry", at
+        ),
+        ReportRow(
+            4, "6581230002", "sent", "gm", "OK", "", "failed", "131026", "Receiver is incapable, sorry", at
+        ),
+        ReportRow(5, "6581230003", "sent", "gm", "OK", "", "failed", "=1+2", "-oops", at),
+        ReportRow(6, "6581230004", "sent", "gm", "OK", ""),
+    ]
+    text, counts = written(rows)
+    assert (text, counts) == reference(rows) and counts == {"sent": 5}
+    lines = text.splitlines()
+    assert lines[0].endswith(",delivery,delivery_code,delivery_message,delivery_at")
+    assert lines[2] == f'3,6581230001,sent,gm,OK,,failed,131026,"Receiver is incapable, sorry",{at}'
+    assert lines[4] == f"5,6581230003,sent,gm,OK,,failed,'=1+2,'-oops,{at}"
 
 
 def test_read_ahead_yields_in_order_then_raises_what_the_producer_raised() -> None:

@@ -112,7 +112,12 @@ def test_ingest_oss_trigger(doc: dict[str, Any]) -> None:
 def test_environment(doc: dict[str, Any]) -> None:
     for spec in functions(doc, ROOT):
         api_only = (
-            {"CHATAPP_API_TOKENS": "", "CHATAPP_API_MAX_BODY": "6291456", "CHATAPP_API_REPEAT_WINDOW": "600"}
+            {
+                "CHATAPP_API_TOKENS": "",
+                "CHATAPP_RECEIPT_KEY": "",
+                "CHATAPP_API_MAX_BODY": "6291456",
+                "CHATAPP_API_REPEAT_WINDOW": "600",
+            }
             if spec.name == "chatapp-mass-api"
             else {}
         )

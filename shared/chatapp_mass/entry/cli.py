@@ -49,9 +49,8 @@ from chatapp_mass.entry.send import (
 from chatapp_mass.runtime import env, logs
 from chatapp_mass.services.plan import restart_error_count
 from chatapp_mass.services.reconcile import Reconciler, resend_uncertain
-from chatapp_mass.services.report import job_summary, write_report
+from chatapp_mass.services.report import job_summary, report_rows, utc_timestamp, write_report
 from chatapp_mass.services.retention import check_rows_kept, purge, status_view
-from chatapp_mass.services.suppress import report_rows as suppressed_report
 from chatapp_mass.store.interface import JobRecord, JobStatus, Store
 from chatapp_mass.store.retention import retention_days
 
@@ -191,6 +190,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     store_argument(reconcile)
 
+    receipts = commands.add_parser(
+        "receipts",
+        help="delivery receipts: list those no job claims (an unregistered TaskId), oldest first",
+    )
+    receipts_commands = receipts.add_subparsers(dest="receipts_command", required=True, metavar="unmatched")
+    unmatched = receipts_commands.add_parser(
+        "unmatched", help="receipts kept aside: their TaskId names no job's call (oldest first)"
+    )
+    unmatched.add_argument("--limit", type=positive_int, default=100, help="at most this many (default 100)")
+    unmatched.add_argument("--json", action="store_true", help="print JSON")
+    store_argument(unmatched)
+
     token = commands.add_parser(
         "token",
         help="make an API token: prints it and the scope:hash entry for CHATAPP_API_TOKENS",
@@ -323,6 +334,14 @@ def cmd_status(args: argparse.Namespace, out: IO[str]) -> int:
     else:
         for key, value in counts.items():
             numeric = isinstance(value, int) and not isinstance(value, bool)
+            if isinstance(value, dict):  # delivery: accepted 10, delivered 9 (90.0%), ..., failed by code
+                value = ", ".join(
+                    f"{k} {v:,}" + (f" ({value[k + '_rate']:.1%})" if k + "_rate" in value else "")
+                    if isinstance(v, int)
+                    else f"{k} " + (" ".join(f"{code or '-'}:{n:,}" for code, n in v.items()) or "-")
+                    for k, v in value.items()
+                    if not k.endswith("_rate")
+                )
             print(f"{key:>11}: {value:,}" if numeric else f"{key:>11}: {value}", file=out)
     return EXIT_OK
 
@@ -436,7 +455,7 @@ def cmd_jobs(args: argparse.Namespace, out: IO[str]) -> int:
         file=out,
     )
     for job in jobs:
-        c = job_summary(store, job)
+        c = job_summary(store, job, delivery=False)
         print(
             f"{job.job_id:<24}  {job.status.value:<11}  {c['created_at']:<20}  {job.total_rows:>9,}  "
             f"{c['sent']:>9,}  {c['failed'] + c['uncertain'] + c['pending']:>9,}  {job.source}",
@@ -450,7 +469,7 @@ def cmd_report(args: argparse.Namespace, out: IO[str]) -> int:
     job = resolve_job(store, args.job)
     check_rows_kept(store, job, days=retention_days(), now=time.time())  # a purged job: said, not empty
     with open_out(args.out) as handle:
-        counts = write_report(suppressed_report(store, job.job_id), handle)
+        counts = write_report(report_rows(store, job), handle)
     if args.out != "-":
         summary = ", ".join(f"{n:,} {status}" for status, n in sorted(counts.items()))
         print(f"report of job {job.job_id} written to {args.out}: {summary}", file=out)
@@ -477,6 +496,33 @@ def cmd_purge(args: argparse.Namespace, out: IO[str]) -> int:
     )
     for job_id in result.jobs:
         print(f"  {job_id}", file=out)
+    return EXIT_OK
+
+
+def cmd_receipts(args: argparse.Namespace, out: IO[str]) -> int:
+    """``receipts unmatched``: what the receipt store kept aside (whole numbers, as the report has them)."""
+    from chatapp_mass.services.receipts import ReceiptService, receipts_of
+
+    store = build_services(store_url=args.store).store
+    found = receipts_of(store)
+    if found is None:
+        print(f"no receipt store for this store ({args.store})", file=out)
+        return EXIT_USAGE
+    items = ReceiptService(found).unmatched(args.limit)
+    if args.json:
+        print(json.dumps({"unmatched": items}, indent=2), file=out)
+        return EXIT_OK
+    if not items:
+        print("no unmatched receipts", file=out)
+        return EXIT_OK
+    print(f"{'TASK ID':<20}  {'TO':<16}  {'STATUS':<9}  {'AT':<20}  {'CODE':<8}  REASON", file=out)
+    for item in items:
+        at = utc_timestamp(item["at_ms"] / 1000)
+        print(
+            f"{item['task_id']:<20}  {item['to']:<16}  {item['status']:<9}  {at:<20}  "
+            f"{item['error_code']:<8}  {item['reason']}",
+            file=out,
+        )
     return EXIT_OK
 
 
@@ -520,6 +566,7 @@ def main(
         "openapi": lambda: cmd_openapi(out),
         "token": lambda: cmd_token(args, out),
         "suppress": lambda: _suppress(args, out),
+        "receipts": lambda: cmd_receipts(args, out),
         "local-cams": lambda: _local(args),
         "local-cloud": lambda: _local(args),
         "invoke": lambda: _local(args),

@@ -23,6 +23,7 @@ from chatapp_mass.runtime import env, logs
 if TYPE_CHECKING:
     from chatapp_mass.entry.bootstrap import FunctionServices
     from chatapp_mass.entry.http_api import ApiSettings
+    from chatapp_mass.services.receipts import ReceiptService
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +111,27 @@ def _api(event: bytes, context: Any) -> Any:
         log.error("the API is misconfigured", extra={"error": str(error)})
         return error_reply(ApiError(503, "misconfigured", str(error)))
     request = HttpEvent.model_validate(decoded)
-    return serve(JobsApi(s.store, s.oss, s.invoker, s.settings, settings, cams=s.cams), request)
+    api = JobsApi(s.store, s.oss, s.invoker, s.settings, settings, cams=s.cams, receipts=_receipt_service(s))
+    return serve(api, request)
+
+
+_receipt_service_cached: ReceiptService | None = None
+
+
+def _receipt_service(s: FunctionServices) -> ReceiptService | None:
+    """One receipt service per instance: it caches the TaskIds' registrations across requests (receipts of
+    one batch come in many pushes). Built on the first request; None: the store has no receipt backend."""
+    global _receipt_service_cached
+    if _receipt_service_cached is None:
+        from chatapp_mass.services.receipts import ReceiptService, receipts_of
+
+        found = receipts_of(s.store)
+        if found is None:
+            return None
+        from chatapp_mass.services.suppress import opt_out_hook
+
+        _receipt_service_cached = ReceiptService(found, on_opt_out=opt_out_hook(s.store), store=s.store)
+    return _receipt_service_cached
 
 
 _api_settings_cached: ApiSettings | None = None

@@ -49,6 +49,15 @@ the same body with a 502/503 is a fault on the server's side, retryable as it is
   call again for those. Nothing is sent.
 - ``GET /suppressions``, ``POST /suppressions``, ``DELETE /suppressions`` — the suppression list of a space
   (numbers never sent to again): :mod:`chatapp_mass.entry.http_suppressions`.
+- ``POST /receipts?key=K`` — ChatAppStatus receipts, CAMS's HTTP push: a JSON array of reports (issue 17;
+  :mod:`chatapp_mass.core.receipts` has the wire shapes). ``POST /receipts/mns?key=K``: the same reports as an
+  MNS batch (``[{"MessageId", "MessageBody"}]``, one report per message). ``POST /inbound?key=K``:
+  ChatAppInbound messages (a STOP word opts its sender out). No bearer token (CAMS signs nothing, the docs say
+  nothing of auth): the URL's ``key`` is compared in constant time with ``CHATAPP_RECEIPT_KEY`` (missing or
+  wrong: **401**; the variable unset: **503** naming it). A body that is not a JSON array: **400**; bad items
+  are skipped and counted. Answers **200** ``{"code": 0, "msg": "success", "accepted", "skipped"}`` (ASSUMPTION:
+  the SMS receipt ack, ALIBABA-FACTS §6) after one bulk write (CAMS waits 3 s at most).
+- ``GET /receipts/unmatched?limit=N`` — receipts whose TaskId no job registered, kept aside, oldest first.
 - ``POST /jobs/{id}/resend-uncertain`` — the operator's decision to send again what is still uncertain
   (logged): reconciled first (WhatsApp/Viber), refused **409** ``not_resent`` if that cannot finish, unless
   the body says ``{"reconcile": false}``. The job then runs again.
@@ -74,6 +83,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import io
 import json
 import logging
@@ -96,6 +106,7 @@ from chatapp_mass.adapters.fc import Invoker
 from chatapp_mass.adapters.oss import OssClient, OssLocation, SourceError
 from chatapp_mass.core.canary import CanaryOptions, CanaryState
 from chatapp_mass.core.errors import ChatAppMassError, CsvFileError, OptionsError
+from chatapp_mass.core.receipts import BodyError, parse_array
 from chatapp_mass.core.tokens import (
     Scope,
     TokenEntry,
@@ -122,12 +133,20 @@ from chatapp_mass.services.jobs import (
     resolve_options,
     resume_job,
     start_job,
+    write_report_object,
 )
 from chatapp_mass.services.plan import PlanSettings, plan_job
+from chatapp_mass.services.receipts import OptHook, ReceiptService, receipts_of
 from chatapp_mass.services.reconcile import ReconcileError, Reconciler, resend_uncertain
-from chatapp_mass.services.report import job_summary, utc_timestamp, write_report
+from chatapp_mass.services.report import (
+    delivery_fingerprint,
+    job_summary,
+    report_rows,
+    utc_timestamp,
+    write_report,
+)
 from chatapp_mass.services.retention import gone_message, rows_gone_at, status_view
-from chatapp_mass.services.suppress import report_rows as suppressed_report
+from chatapp_mass.services.suppress import opt_out_hook
 from chatapp_mass.store.interface import IN_FLIGHT, JobKey, JobRecord, JobStatus, Store
 
 if TYPE_CHECKING:
@@ -152,6 +171,10 @@ JOB_METHODS: dict[str, dict[str, Scope]] = {
     "/resend-uncertain": {"POST": Scope.send},
 }
 REALM = 'Bearer realm="chatapp-mass"'
+# The receipt pushes: authenticated by the URL's key, not a bearer token (path -> what the body holds)
+RECEIPT_ROUTES = {"/receipts": "status", "/receipts/mns": "mns", "/inbound": "inbound"}
+UNMATCHED_PATH = "/receipts/unmatched"
+RECEIPT_KEY_MIN = 16  # characters: the key is all that guards the receipt URLs
 
 REPORT_URL_SECONDS = 300  # how long a presigned report URL is valid
 _REPORTED = frozenset(
@@ -174,10 +197,16 @@ class ApiSettings:
     reconcile_seconds: float = 60.0  # how long one reconcile/resend request looks batches up (timeout 120 s)
     tokens: tuple[TokenEntry, ...] = ()  # CHATAPP_API_TOKENS: scope:sha256 entries
     console_secret: str = ""  # CHATAPP_CONSOLE_SECRET: mixed into the console's session key
+    receipt_key: str = ""  # CHATAPP_RECEIPT_KEY: the ?key= of the receipt push URLs ("": refused, 503)
 
     def __post_init__(self) -> None:
         if self.token:  # refused however the settings are made: a short token is guessable
             check_length(self.token, env.CHATAPP_API_TOKEN)
+        if self.receipt_key and len(self.receipt_key) < RECEIPT_KEY_MIN:
+            raise OptionsError(
+                f"{env.CHATAPP_RECEIPT_KEY} is {len(self.receipt_key)} characters: use at least "
+                f"{RECEIPT_KEY_MIN} (e.g. python -c 'import secrets; print(secrets.token_urlsafe(24))')"
+            )
 
     @property
     def entries(self) -> tuple[TokenEntry, ...]:
@@ -198,6 +227,7 @@ class ApiSettings:
             token=environ.get(env.CHATAPP_API_TOKEN, "").strip(),
             tokens=parse_entries(environ.get(env.CHATAPP_API_TOKENS, ""), env.CHATAPP_API_TOKENS),
             console_secret=environ.get(env.CHATAPP_CONSOLE_SECRET, ""),
+            receipt_key=environ.get(env.CHATAPP_RECEIPT_KEY, "").strip(),
             auth=auth,
             max_body=env_int(environ, env.CHATAPP_API_MAX_BODY, 6 * 1024 * 1024, 1, 32 * 1024 * 1024),
             repeat_window=float(env_int(environ, env.CHATAPP_API_REPEAT_WINDOW, 600, 1, 7 * 86400)),
@@ -393,7 +423,12 @@ class JobsApi:
         *,
         cams: CamsClient | None = None,
         clock: Callable[[], float] = time.time,
+        receipts: ReceiptService | None = None,
+        on_opt_out: OptHook | None = None,
+        on_opt_in: OptHook | None = None,
     ) -> None:
+        """``receipts``: the receipt service (kept by the caller across requests: it caches registrations);
+        else one is made on first use, with the opt-out/opt-in hooks given (the suppression list)."""
         self.store, self.oss, self.invoker, self.settings, self.api, self.clock = (
             store,
             oss,
@@ -404,9 +439,14 @@ class JobsApi:
         )
         self.cams = cams
         self.dispatch = Dispatch(store, invoker, settings)
+        self._receipts = receipts
+        self._hooks = (on_opt_out, on_opt_in)
 
     def handle(self, event: HttpEvent) -> dict[str, Any]:
         try:
+            kind = RECEIPT_ROUTES.get(event.path.rstrip("/"))
+            if kind is not None:  # CAMS's pushes: the URL's key, not a token
+                return self.receive(event, kind)
             return self._route(event, self._authenticate(event))
         except ApiError as error:
             if error.status >= 500:
@@ -459,6 +499,9 @@ class JobsApi:
         if path == "/suppressions":
             self._allowed(method, "/suppressions", SUPPRESSIONS_METHODS, scope)
             return self.suppressions(event)
+        if path == UNMATCHED_PATH:
+            self._allowed(method, UNMATCHED_PATH, {"GET": Scope.read}, scope)
+            return self.unmatched(event)
         match = JOB_PATH.match(event.path)
         if match is None:
             raise ApiError(
@@ -466,7 +509,8 @@ class JobsApi:
                 "not_found",
                 f"no route {method} {event.path} (routes: POST /jobs, GET /jobs, "
                 "GET /jobs/{id}, GET /jobs/{id}/report, POST /jobs/{id}/cancel|pause|resume|reconcile|"
-                "resend-uncertain, GET|POST|DELETE /suppressions)",
+                "resend-uncertain, GET|POST|DELETE /suppressions, POST /receipts, POST /receipts/mns, POST /inbound, "
+                "GET /receipts/unmatched)",
             )
         job_id, action = match.group(1), match.group(2) or ""
         self._allowed(method, f"/jobs/{{id}}{action}", JOB_METHODS[action], scope)
@@ -913,7 +957,7 @@ class JobsApi:
                 headers={"Location": presigned},
             )
         out = io.StringIO()
-        write_report(suppressed_report(self.store, job.job_id), out)
+        write_report(report_rows(self.store, job), out)
         return reply(
             200,
             out.getvalue(),
@@ -928,11 +972,15 @@ class JobsApi:
         base = report_location(self.settings, job)
         location = OssLocation(base.bucket, base.key + ".report.csv")
         try:
-            size = int(self.oss.head(location)["size"] or 0)
+            head = self.oss.head(location)
+            size = int(head["size"] or 0)
         except SourceError:  # not written (a CLI job), or OSS unreachable: stream from the store as before
             return ""
         if size <= self.api.report_inline_max:
             return ""
+        if head.get("meta", {}).get("delivery") != delivery_fingerprint(self.store, job):
+            # receipts changed a state since it was written (they come for days): written again, with them
+            write_report_object(self.store, self.oss, self.settings, job)
         return self.oss.presign_get(location, REPORT_URL_SECONDS, filename=f"{job.job_id}.report.csv")
 
     def cancel(self, job: JobRecord) -> dict[str, Any]:
@@ -946,7 +994,7 @@ class JobsApi:
             {
                 "job_id": job.job_id,
                 "status": current.status.value,
-                "pending_cancelled": job_summary(self.store, current)["cancelled"],
+                "pending_cancelled": job_summary(self.store, current, delivery=False)["cancelled"],
             },
         )
 
@@ -966,6 +1014,69 @@ class JobsApi:
             raise ApiError(409, "not_paused", f"job {job.job_id} is {job.status.value}, not paused", "id")
         current = resume_job(self.store, self.dispatch, job.job_id) or job
         return reply(202, {"job_id": job.job_id, "status": current.status.value})
+
+    # --- receipts (issue 17) ----------------------------------------------------------------------------
+    def receipt_service(self) -> ReceiptService:
+        if self._receipts is None:
+            found = receipts_of(self.store)
+            if found is None:
+                raise ApiError(503, "no_receipt_store", f"no receipt store for a {type(self.store).__name__}")
+            on_opt_out, on_opt_in = self._hooks
+            self._receipts = ReceiptService(
+                found, on_opt_out or opt_out_hook(self.store), on_opt_in, store=self.store
+            )
+        return self._receipts
+
+    def _check_receipt_key(self, event: HttpEvent) -> None:
+        """The push URL's ``?key=`` against ``CHATAPP_RECEIPT_KEY``, in constant time; never logged."""
+        key = self.api.receipt_key
+        if not key:
+            raise ApiError(
+                503,
+                "receipts_not_configured",
+                f"set {env.CHATAPP_RECEIPT_KEY} on the api function (at least {RECEIPT_KEY_MIN} random "
+                "characters) and configure the receipt URL in the CAMS console as "
+                f"https://<api trigger>{event.path}?key=<that value>",
+            )
+        given = event.query_value("key")
+        if not given:
+            raise ApiError(
+                401, "unauthenticated", f"the URL must carry ?key=<{env.CHATAPP_RECEIPT_KEY}>", "key"
+            )
+        if not hmac.compare_digest(given.encode("utf-8"), key.encode("utf-8")):
+            raise ApiError(401, "invalid_key", f"key is not the function's {env.CHATAPP_RECEIPT_KEY}", "key")
+
+    def receive(self, event: HttpEvent, kind: str) -> dict[str, Any]:
+        """``POST /receipts``, ``/receipts/mns``, ``/inbound``: decode, record in one bulk write, ack."""
+        if event.method != "POST":
+            raise ApiError(405, "method_not_allowed", f"{event.method} {event.path}: use POST", "method",
+                           {"Allow": "POST"})  # fmt: skip
+        self._check_receipt_key(event)
+        body = event.body_bytes()
+        if len(body) > self.api.max_body:
+            raise ApiError(
+                413, "body_too_large", f"the body is {len(body):,} bytes; the limit is {self.api.max_body:,}",
+                "body",
+            )  # fmt: skip
+        try:
+            items = parse_array(body)
+        except BodyError as error:
+            raise ApiError(400, "invalid_body", str(error), "body") from None
+        service = self.receipt_service()
+        if kind == "inbound":
+            result = service.inbound(items)
+        elif kind == "mns":
+            result = service.ingest_mns(items)
+        else:
+            result = service.ingest(items)
+        return reply(200, result.ack())
+
+    def unmatched(self, event: HttpEvent) -> dict[str, Any]:
+        """``GET /receipts/unmatched?limit=N``: receipts kept aside (an unregistered TaskId), oldest first."""
+        text = event.query_value("limit") or "100"
+        if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 1000:
+            raise ApiError(400, "invalid_parameter", "limit: a whole number from 1 to 1000", "limit")
+        return reply(200, {"unmatched": self.receipt_service().unmatched(int(text))})
 
     # --- reconcile, resend ------------------------------------------------------------------------------
     def _reconciler(self) -> Reconciler:
@@ -995,7 +1106,7 @@ class JobsApi:
             {
                 "job_id": job.job_id,
                 **result.to_dict(),
-                "uncertain": job_summary(self.store, job)["uncertain"],
+                "uncertain": job_summary(self.store, job, delivery=False)["uncertain"],
             },
         )
 

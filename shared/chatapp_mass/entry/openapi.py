@@ -53,7 +53,8 @@ class ErrorDetail(_Reply):
         "unsupported_media_type, unauthenticated, invalid_token, forbidden, insufficient_scope, not_found, "
         "job_not_found, method_not_allowed, probable_repeat, job_finished, not_running, not_paused, "
         "not_reconcilable, not_resent, source_not_found, oss_unavailable, list_failed, no_cams_client, "
-        "auth_not_configured, rows_purged, no_suppression_list"
+        "auth_not_configured, rows_purged, no_suppression_list, invalid_body, invalid_key, "
+        "receipts_not_configured, no_receipt_store"
     )
     message: str = Field(description="what went wrong and what to do, for people")
     field: str | None = Field(
@@ -98,6 +99,22 @@ class JobList(_Reply):
     next_cursor: str | None
 
 
+class DeliveryFigures(_Reply):
+    """What the receipts said of the accepted recipients: cumulative, a funnel (``delivered`` includes
+    ``read``; ``sent`` = at least Sent); each rate is over ``accepted``."""
+
+    accepted: int = Field(description="recipients CAMS accepted (the job's sent)")
+    sent: int
+    delivered: int
+    read: int
+    failed: int
+    awaiting: int = Field(description="accepted, with no final receipt yet (none, or only Sent)")
+    failed_codes: dict[str, int] = Field(description="the failed by ErrorCode, most first (at most 10)")
+    delivered_rate: float
+    read_rate: float
+    failed_rate: float
+
+
 class JobState(_Reply):
     """``GET /jobs/{id}``: the job's state and its counts in recipients."""
 
@@ -122,6 +139,7 @@ class JobState(_Reply):
     uncertain: int
     cancelled: int
     pending: int
+    delivery: DeliveryFigures
     created_at: str
     updated_at: str
     scheduled_at: str | None
@@ -184,6 +202,32 @@ class JobReconciled(ReconcileCounts):
     uncertain: int
 
 
+class ReceiptAck(_Reply):
+    """``POST /receipts``, ``/receipts/mns``, ``/inbound``: received (ASSUMPTION: the SMS receipt ack)."""
+
+    code: int = Field(description="0")
+    msg: str = Field(description="success")
+    accepted: int = Field(description="items decoded and applied")
+    skipped: int = Field(description="items that were not a report (or message) and were skipped")
+
+
+class UnmatchedReceipt(_Reply):
+    task_id: str
+    to: str
+    message_id: str
+    status: str
+    at_ms: int
+    error_code: str
+    error_description: str
+    reason: str
+
+
+class UnmatchedReceipts(_Reply):
+    """``GET /receipts/unmatched``: receipts whose TaskId no job registered, oldest first."""
+
+    unmatched: list[UnmatchedReceipt]
+
+
 class JobResent(_Reply):
     job_id: str
     status: JobStatus
@@ -221,7 +265,7 @@ class SuppressionsRemoved(_Reply):
 
 
 # --- the route table --------------------------------------------------------------------------------------
-Scope = Literal["read", "send", "none"]
+Scope = Literal["read", "send", "none", "key"]  # key: the URL's ?key= (the receipt pushes), no token
 
 
 @dataclass(frozen=True)
@@ -274,6 +318,25 @@ _PURGED = Reply("the job's rows were purged (CHATAPP_RETENTION_DAYS): when, and 
 _NOT_FOUND = Reply("no such job (or no such route)")
 _CONFLICT = Reply("the job is not in a state that allows this")
 _BAD_BODY = Reply("the body is not valid (the field named)")
+_RECEIPT_REPLIES = {
+    200: Reply("received: every item applied or skipped (counted)", ReceiptAck),
+    400: Reply("the body is not a JSON array (invalid_body)"),
+    401: Reply("no ?key=, or not the function's CHATAPP_RECEIPT_KEY (unauthenticated, invalid_key)"),
+    405: Reply(
+        "a method other than POST", headers={"Allow": {"required": True, "schema": {"type": "string"}}}
+    ),
+    413: Reply("the body is larger than CHATAPP_API_MAX_BODY"),
+    503: Reply("CHATAPP_RECEIPT_KEY is not set on the function (receipts_not_configured)"),
+}
+
+
+def _array_of(model: str, description: str) -> dict[str, Any]:
+    return {
+        "required": True,
+        "description": description,
+        "content": {JSON: {"schema": {"type": "array", "items": {"$ref": REF.format(model=model)}}}},
+    }
+
 
 SUBMIT_PARAMETERS = (
     _query("force", _FLAG, "true: create a job even when the same request created one in the repeat window"),
@@ -469,6 +532,18 @@ ROUTES: tuple[Route, ...] = (
     ),
     Route(
         "post",
+        "/receipts",
+        "pushReceipts",
+        "ChatAppStatus receipts as CAMS pushes them over HTTP (the callback URL carries ?key=)",
+        _RECEIPT_REPLIES,
+        scope="key",
+        body=_array_of(
+            "StatusReport",
+            "a JSON array of ChatAppStatus reports; an item that is not one is skipped and counted",
+        ),
+    ),
+    Route(
+        "post",
         "/suppressions",
         "addSuppressions",
         "Put numbers on a space's suppression list (read as recipients are; idempotent)",
@@ -501,6 +576,40 @@ ROUTES: tuple[Route, ...] = (
             "content": {JSON: {"schema": {"$ref": REF.format(model="SuppressionsBody")}}},
         },
     ),
+    Route(
+        "post",
+        "/receipts/mns",
+        "pushMnsReceipts",
+        "ChatAppStatus receipts as an MNS batch: one report per message body (JSON, or base64 of it)",
+        _RECEIPT_REPLIES,
+        scope="key",
+        body=_array_of("MnsMessage", "a JSON array of MNS messages; a body that is not a report is skipped"),
+    ),
+    Route(
+        "post",
+        "/inbound",
+        "pushInbound",
+        "ChatAppInbound messages as CAMS pushes them; a STOP word opts its sender out",
+        _RECEIPT_REPLIES,
+        scope="key",
+        body=_array_of(
+            "InboundMessage", "a JSON array of inbound messages; an item that is not one is skipped"
+        ),
+    ),
+    Route(
+        "get",
+        "/receipts/unmatched",
+        "listUnmatchedReceipts",
+        "Receipts whose TaskId no job registered (kept aside), oldest first",
+        {200: Reply("the receipts", UnmatchedReceipts), 400: Reply("limit is not valid")},
+        parameters=(
+            _query(
+                "limit",
+                {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
+                "at most this many",
+            ),
+        ),
+    ),
 )
 
 _AUTH_REPLIES = {
@@ -525,6 +634,8 @@ Send WhatsApp, Viber, Messenger and Instagram templates to many recipients throu
 the POST and DELETE routes) or `admin` (everything). No or a bad token: 401 with
 `WWW-Authenticate: Bearer realm="{REALM}"`; a token whose scope does not reach the route: 403
 `insufficient_scope`. `GET /openapi.json` needs no token.
+The receipt pushes (`POST /receipts`, `/receipts/mns`, `/inbound`: CAMS's ChatAppStatus and ChatAppInbound)
+take no token: their URL carries `?key=<CHATAPP_RECEIPT_KEY>` (missing or wrong: 401; not set: 503).
 
 **Errors**: every refusal is `{{"error": {{"code", "message", "field"?}}}}` with its status. A method a path does
 not have: 405 with `Allow`.
@@ -533,6 +644,7 @@ not have: 405 with `Allow`.
 
 # --- building ---------------------------------------------------------------------------------------------
 def _component_models() -> list[tuple[type[BaseModel], JsonSchemaMode]]:
+    from chatapp_mass.core.receipts import InboundMessage, MnsMessage, StatusReport
     from chatapp_mass.entry.http_api import Submission, _OperatorBody
     from chatapp_mass.entry.http_suppressions import SuppressionsBody
     from chatapp_mass.services.preview import Preview
@@ -552,8 +664,17 @@ def _component_models() -> list[tuple[type[BaseModel], JsonSchemaMode]]:
         SuppressionList,
         SuppressionsAdded,
         SuppressionsRemoved,
+        ReceiptAck,
+        UnmatchedReceipts,
     ]
-    requests: list[type[BaseModel]] = [Submission, _OperatorBody, SuppressionsBody]
+    requests: list[type[BaseModel]] = [
+        Submission,
+        _OperatorBody,
+        SuppressionsBody,
+        StatusReport,
+        MnsMessage,
+        InboundMessage,
+    ]
     modes: list[tuple[type[BaseModel], JsonSchemaMode]] = [(m, "validation") for m in requests]
     return modes + [(m, "serialization") for m in replies]
 
@@ -591,7 +712,7 @@ def _response(reply: Reply) -> dict[str, Any]:
 
 def _operation(route: Route) -> dict[str, Any]:
     replies = dict(route.replies)
-    if route.scope != "none":
+    if route.scope not in ("none", "key"):
         replies = {**replies, **_AUTH_REPLIES}
     operation: dict[str, Any] = {
         "operationId": route.operation_id,
@@ -599,6 +720,11 @@ def _operation(route: Route) -> dict[str, Any]:
     }
     if route.scope == "none":
         operation["security"] = []
+    elif route.scope == "key":
+        operation["security"] = [{"receiptKey": []}]
+        operation["description"] = (
+            "No bearer token: the URL's `?key=` must be the function's CHATAPP_RECEIPT_KEY."
+        )
     else:
         operation["description"] = f"Scope: `{route.scope}` (or `admin`)."
     if route.parameters:
@@ -622,7 +748,15 @@ def build_document(server: str = "/") -> dict[str, Any]:
         "paths": paths,
         "components": {
             "schemas": _components(),
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "receiptKey": {
+                    "type": "apiKey",
+                    "in": "query",
+                    "name": "key",
+                    "description": "the receipt push URLs' secret: CHATAPP_RECEIPT_KEY",
+                },
+            },
         },
     }
 

@@ -34,8 +34,7 @@ from chatapp_mass.services.dispatch import DispatchSettings, JobRunner, RunResul
 from chatapp_mass.services.jobs import messaging_limits_from
 from chatapp_mass.services.plan import PlanSettings, plan_job
 from chatapp_mass.services.reconcile import Reconciler, ResendResult, resend_uncertain
-from chatapp_mass.services.report import write_report
-from chatapp_mass.services.suppress import report_rows as suppressed_report
+from chatapp_mass.services.report import report_rows, write_report
 from chatapp_mass.store.interface import OPEN_STATUSES, BatchStatus, JobRecord, JobStatus, Store
 
 if TYPE_CHECKING:
@@ -447,8 +446,9 @@ def check_cams_access(services: Services, options: JobOptions) -> None:
 def _write_report_file(store: Store, job_id: str, path: str | None, err: IO[str]) -> None:
     if not path:
         return
+    job = store.get_job(job_id)
     with open_out(path) as handle:
-        write_report(suppressed_report(store, job_id), handle)
+        write_report(report_rows(store, job) if job else store.report_rows(job_id), handle)
 
 
 @contextlib.contextmanager

@@ -49,6 +49,11 @@ CHATAPP_API_TOKENS = "CHATAPP_API_TOKENS"
 CHATAPP_API_TOKEN = "CHATAPP_API_TOKEN"
 # optional: a secret mixed into the console's session key (else sessions are keyed by the token entries alone)
 CHATAPP_CONSOLE_SECRET = "CHATAPP_CONSOLE_SECRET"
+# receipts (issue 17): the secret a receipt push URL carries (?key=); POST /receipts, /receipts/mns, /inbound
+# (at least 16 characters); the local cloud points the local CAMS's pushes at the api function with it
+CHATAPP_RECEIPT_KEY = "CHATAPP_RECEIPT_KEY"
+# comma-separated words that, alone in an inbound message, opt its sender out (default STOP,UNSUBSCRIBE,...)
+CHATAPP_STOP_WORDS = "CHATAPP_STOP_WORDS"
 CHATAPP_API_AUTH = "CHATAPP_API_AUTH"  # token (default) | fc (the HTTP trigger's function auth is enough)
 CHATAPP_API_MAX_BODY = "CHATAPP_API_MAX_BODY"  # bytes, default 6 MiB
 CHATAPP_API_REPEAT_WINDOW = (
@@ -75,9 +80,6 @@ CHATAPP_ERROR_THRESHOLD = (
 # WhatsApp's messaging limit per From number: recipients per rolling 24 h, e.g.
 # 8613800000000=10000,8613900000000=2K,default=unlimited (tiers 250, 1K, 2K, 10K, 100K, unlimited; core.messaging)
 CHATAPP_MESSAGING_LIMITS = "CHATAPP_MESSAGING_LIMITS"
-# the secret of the receipt callbacks (POST /receipts, /receipts/mns, /inbound ?key=...); the local cloud points
-# the local CAMS's pushes at the api function with it (issue 17; the receipts helper defines its use)
-CHATAPP_RECEIPT_KEY = "CHATAPP_RECEIPT_KEY"
 
 # --- retention (issue 17) ---------------------------------------------------------------------------------
 # days a finished job's rows, batches and receipts are kept (default 30; 0 = keep forever): SQLite purges them

@@ -52,6 +52,7 @@ from chatapp_mass.services.lease import CLOCK_SKEW, Heartbeat, owner_id, owner_i
 from chatapp_mass.services.parts import Part, finish_split, halves, split_batch
 from chatapp_mass.services.plan import REAL, Runtime
 from chatapp_mass.services.ratelimit import DEFAULT_MARGIN, SlidingWindowLimiter, Slot
+from chatapp_mass.services.receipts import receipts_of
 from chatapp_mass.services.report import utc_timestamp
 from chatapp_mass.services.retention import RowsPurged, record_summary
 from chatapp_mass.services.streaming import plan_live
@@ -288,6 +289,7 @@ class JobRunner:
         # batches already granted go out (halting would hand them back, leaving the window unused until the ETA)
         self._limit_reason = ""
         self._receipts: ReceiptStore | None = None
+        self._registered: set[str] = set()  # TaskIds this runner registered
         self.canary = CanaryGate(store, self.receipts, self.clock)
 
     def receipts(self) -> ReceiptStore:
@@ -648,10 +650,12 @@ class JobRunner:
                 token = self._reserve_reach(job_id, batch, lines, options.from_, limit, snapshot)
                 if not token:
                     return  # given back (the job waits for the window) or split to fit the limit
+            task_id = batch_task_id(job_id, seq)
+            self._register_task(options.task_id or task_id, job_id, -1 if options.task_id else seq)
             call = self.cams.prepare(
                 options,
                 [recipient for _, recipient in to_send],  # before the slot: see prepare
-                task_id=batch_task_id(job_id, seq),
+                task_id=task_id,
             )
             leader = False if self.inline else self._first_call_turn()
             outcome: SendOutcome | None = None
@@ -688,6 +692,27 @@ class JobRunner:
             log.info("every recipient suppressed: no call", extra={"job_id": job_id, "batch": seq})
         else:
             log.warning("stale claim: suppressed batch not resolved", extra={"job_id": job_id, "batch": seq})
+
+    def _register_task(self, task_id: str, job_id: str, seq: int) -> None:
+        """Name the call's ``TaskId`` in the receipt store before the call (issue 17), so that its receipts find
+        the job. Once per TaskId per runner (a job's own ``--task-id``: seq -1). A store error is logged, not
+        raised: the report joins receipts by the TaskId it computes, so an unregistered call loses nothing but
+        its receipts are also listed as unmatched; a send is never held back for it."""
+        if task_id in self._registered:
+            return
+        if self._receipts is None:
+            self._receipts = receipts_of(self.store)
+            if self._receipts is None:  # a store with no receipt backend (a test's wrapper): nothing to name
+                self._registered.add(task_id)
+                return
+        try:
+            self._receipts.register_task(task_id, job_id, seq)
+        except StoreError as error:
+            log.warning(
+                "task not registered for receipts", extra={"job_id": job_id, "seq": seq, "error": str(error)}
+            )
+            return
+        self._registered.add(task_id)
 
     def _plan_mismatch(self, job_id: str, seq: int, batch: BatchRecord | None, found: int) -> None:
         """A batch whose rows do not number its size is never sent (a plan written wrong, or changed under

@@ -29,10 +29,9 @@ from chatapp_mass.services.canary import override
 from chatapp_mass.services.plan import restart_error_count
 from chatapp_mass.services.ratelimit import DEFAULT_MARGIN
 from chatapp_mass.services.reconcile import Reconciler, ReconcileResult, unreconcilable
-from chatapp_mass.services.report import job_summary, write_report
+from chatapp_mass.services.report import delivery_fingerprint, job_summary, report_rows, write_report
 from chatapp_mass.services.retention import record_summary
 from chatapp_mass.services.streaming import cancel_batches, plan_unfinished
-from chatapp_mass.services.suppress import report_rows as suppressed_report
 from chatapp_mass.store.interface import IN_FLIGHT, OPEN_STATUSES, BatchStatus, JobRecord, JobStatus, Store
 from chatapp_mass.store.retention import DEFAULT_RETENTION_DAYS, retention_days
 
@@ -414,6 +413,26 @@ def reconcile_job(
     return result
 
 
+def write_report_object(
+    store: Store, oss: OssClient, settings: FunctionSettings, job: JobRecord
+) -> dict[str, int]:
+    """Write the job's report object (``<base>.report.csv``); returns its rows per status.
+
+    Its metadata ``delivery`` is the job's receipt fingerprint read *before* the rows
+    (``report.delivery_fingerprint``): a reader finding the same fingerprint later knows no receipt changed a
+    state since, so the object says all the receipts say (receipts come for days after a job finished)."""
+    base = report_location(settings, job)
+    fingerprint = delivery_fingerprint(store, job)
+    with tempfile.TemporaryFile("w+b") as spool:  # a 1M-row report does not sit in memory
+        text = io.TextIOWrapper(spool, encoding="utf-8", newline="")
+        counts = write_report(report_rows(store, job), text)
+        text.flush()
+        spool.seek(0)
+        oss.put(OssLocation(base.bucket, base.key + ".report.csv"), spool, metadata={"delivery": fingerprint})
+        text.detach()
+    return counts
+
+
 def finalize(
     store: Store,
     oss: OssClient,
@@ -436,13 +455,7 @@ def finalize(
     if waiting_for and store.list_batches(job_id, waiting_for):
         return job.status.value  # "finished" never shows while a batch is unresolved
     base = report_location(settings, job)
-    with tempfile.TemporaryFile("w+b") as spool:  # a 1M-row report does not sit in memory
-        text = io.TextIOWrapper(spool, encoding="utf-8", newline="")
-        counts = write_report(suppressed_report(store, job_id), text)
-        text.flush()
-        spool.seek(0)
-        oss.put(OssLocation(base.bucket, base.key + ".report.csv"), spool)
-        text.detach()
+    counts = write_report_object(store, oss, settings, job)
     summary = job_summary(store, job)
     summary.update(
         {

@@ -40,6 +40,23 @@ def suppression_of(store: Store) -> SuppressionStore | None:
         return None
 
 
+def opt_out_hook(store: Store) -> Callable[[str, list[str], str], None] | None:
+    """What the receipt service calls for a Viber ``unsubscribe`` or a STOP reply (``services.receipts``):
+    the numbers go on the space's list, with that reason. None: no list beside ``store``.
+
+    A Viber ``subscribe`` takes nobody off the list (the strict choice: a number an operator or a STOP put
+    there stays until someone removes it; ``chatapp-mass suppress remove``)."""
+    sup = suppression_of(store)
+    if sup is None:
+        return None
+
+    def opt_out(space: str, numbers: list[str], reason: str) -> None:
+        added = sup.add(space, numbers, reason=reason, source="cams receipt")
+        log.warning("numbers opted out", extra={"space": space, "reason": reason, "added": added})
+
+    return opt_out
+
+
 def planned_message(space: str) -> str:
     return f"on the suppression list of space {space!r} when the job was planned: not sent"
 

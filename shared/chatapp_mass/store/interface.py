@@ -203,6 +203,12 @@ class ReportRow(NamedTuple):
     group_message_id: str
     code: str
     message: str
+    # What the receipts said (issue 17), joined by the report service (services.report.report_rows), never
+    # by a store: "" | sent | delivered | read | failed, WhatsApp's ErrorCode / ErrorDescription, ISO UTC.
+    delivery: str = ""
+    delivery_code: str = ""
+    delivery_message: str = ""
+    delivery_at: str = ""
 
 
 REPORT_STATUS = {

@@ -98,6 +98,25 @@ class ReceiptStore(abc.ABC):
     def states(self, task_id: str) -> dict[str, DeliveryState]:
         """Every recipient of ``task_id`` that has a receipt: ``to -> state``."""
 
+    def counts(self, task_ids: Sequence[str]) -> dict[DeliveryStatus, int]:
+        """How many recipients of these tasks are in each state (a job's delivery figures). This default reads
+        every state (:meth:`states`, once per task); a backend may count in fewer round trips."""
+        totals = dict.fromkeys(DeliveryStatus, 0)
+        for task_id in dict.fromkeys(task_ids):
+            for state in self.states(task_id).values():
+                totals[state.status] += 1
+        return totals
+
+    def failed_codes(self, task_ids: Sequence[str]) -> dict[str, int]:
+        """How many recipients of these tasks failed, by ErrorCode, most first (the job page's "most common
+        failures"). This default reads every state of the tasks; a backend may do it in fewer round trips."""
+        codes: dict[str, int] = {}
+        for task_id in dict.fromkeys(task_ids):
+            for state in self.states(task_id).values():
+                if state.status is DeliveryStatus.failed:
+                    codes[state.error_code] = codes.get(state.error_code, 0) + 1
+        return dict(sorted(codes.items(), key=lambda item: (-item[1], item[0])))
+
     @abc.abstractmethod
     def set_aside(self, receipts: Sequence[Receipt], reason: str) -> None:
         """Keep receipts the store cannot place (an unregistered TaskId) for an operator (idempotent)."""
