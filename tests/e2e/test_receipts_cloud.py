@@ -82,3 +82,63 @@ def test_reports_say_what_the_local_cams_delivered(cloud: LocalCloud, mode: str)
     assert figures["delivered"] == said["read"] + said["delivered"] and figures["awaiting"] == said["sent"]
     unmatched = http.get(f"{base}/receipts/unmatched", timeout=budget(30)).json()["unmatched"]
     assert not [u for u in unmatched if u["to"] in ours]  # every TaskId was registered before its call
+
+
+def _submit(
+    http: requests.Session, base: str, recipients: list[dict[str, str]], canary: dict[str, float]
+) -> str:
+    body = {"options": OPTIONS, "recipients": recipients, "canary": canary}
+    response = http.post(f"{base}/jobs", json=body, timeout=budget(30))
+    assert response.status_code == 202, response.text
+    return str(response.json()["job_id"])
+
+
+def _settled(http: requests.Session, base: str, job_id: str, statuses: set[str]) -> dict[str, object]:
+    deadline = time.monotonic() + budget(120)
+    while True:
+        job = http.get(f"{base}/jobs/{job_id}", timeout=budget(30)).json()
+        if job["status"] in statuses:
+            return dict(job)
+        assert time.monotonic() < deadline, f"job {job_id} is {job['status']}: {job.get('reason')}"
+        time.sleep(0.2)
+
+
+def test_a_canary_that_fails_pauses_the_job_after_its_first_recipients(cloud: LocalCloud) -> None:
+    """A broken template fails 60% of its recipients: the canary sends 50 of 450, their receipts come back
+    (pushed by the local CAMS), and the job is paused with the rate and the error code; nobody else gets it.
+    An operator's resume overrides the canary: the other 400 are sent, each once."""
+    backend = cloud.cams.backend
+    backend.configure(receipt_mode="http", failed_share=0.6, read_share=0.5, duplicate_share=0.1)
+    base = cloud.fc.http_endpoint("chatapp-mass-api")
+    http = requests.Session()
+    http.trust_env = False
+    http.headers["Authorization"] = f"Bearer {TOKEN}"
+    recipients = [{"To": f"+8613655{i:06d}"} for i in range(450)]
+    job_id = _submit(http, base, recipients, {"recipients": 50, "max_failure_rate": 0.1, "timeout": 60})
+    job = _settled(http, base, job_id, {"paused", "completed"})
+    assert job["status"] == "paused" and "canary:" in str(job["reason"]), job
+    assert "131" in str(job["reason"])  # the commonest WhatsApp error code is named
+    sent = Counter(m.to for m in backend.received if m.to.startswith("8613655"))
+    assert len(sent) == 50 and set(sent.values()) == {1}
+    assert sorted(sent) == [f"8613655{i:06d}" for i in range(50)]  # the first 50 of the file
+
+    backend.configure(failed_share=0.0)
+    resumed = http.post(f"{base}/jobs/{job_id}/resume", json={}, timeout=budget(30))
+    assert resumed.status_code in (200, 202), resumed.text
+    assert _settled(http, base, job_id, {"completed"})["status"] == "completed"
+    sent = Counter(m.to for m in backend.received if m.to.startswith("8613655"))
+    assert len(sent) == 450 and set(sent.values()) == {1}
+
+
+def test_a_canary_that_passes_lets_the_job_go_on(cloud: LocalCloud) -> None:
+    backend = cloud.cams.backend
+    backend.configure(receipt_mode="http", failed_share=0.0, read_share=0.5, duplicate_share=0.1)
+    base = cloud.fc.http_endpoint("chatapp-mass-api")
+    http = requests.Session()
+    http.trust_env = False
+    http.headers["Authorization"] = f"Bearer {TOKEN}"
+    recipients = [{"To": f"+8613666{i:06d}"} for i in range(300)]
+    job_id = _submit(http, base, recipients, {"recipients": 20, "max_failure_rate": 0.05, "timeout": 60})
+    assert _settled(http, base, job_id, {"completed", "paused"})["status"] == "completed"
+    sent = Counter(m.to for m in backend.received if m.to.startswith("8613666"))
+    assert len(sent) == 300 and set(sent.values()) == {1}

@@ -25,7 +25,9 @@ from chatapp_mass.store.receipts import DeliveryStatus, ReceiptStore
 
 log = logging.getLogger(__name__)
 
-POLL = 30.0  # how often a waiting canary looks at its receipts again (at most)
+# How soon a waiting canary looks at its receipts again: as long as it has waited so far, within these bounds
+# (receipts usually come within seconds; a slow one is not looked for every few seconds for 15 minutes).
+POLL_MIN, POLL_MAX = 5.0, 60.0
 
 
 class Gate(NamedTuple):
@@ -77,7 +79,8 @@ class CanaryGate:
             self.store.update_job(job.job_id, canary=state.model_dump_json())
         found = verdict(self.tally(job, ours), state.options, waited=max(now - state.sent_at, 0.0))
         if not found.decided:
-            wake = min(now + POLL, state.sent_at + state.options.timeout)
+            waited = max(now - state.sent_at, 0.0)
+            wake = min(now + min(max(waited, POLL_MIN), POLL_MAX), state.sent_at + state.options.timeout)
             return Gate(frozenset(), wake_at=max(wake, now + 1.0), reason=found.reason)
         state.verdict, state.reason = ("passed" if found.passed else "failed"), found.reason
         self.store.update_job(job.job_id, canary=state.model_dump_json())

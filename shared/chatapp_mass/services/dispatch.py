@@ -291,6 +291,7 @@ class JobRunner:
         self._receipts: ReceiptStore | None = None
         self._registered: set[str] = set()  # TaskIds this runner registered
         self.canary = CanaryGate(store, self.receipts, self.clock)
+        self.wake_at = 0.0  # a drain that left its job waiting for a canary's receipts: when to look again
 
     def receipts(self) -> ReceiptStore:
         """The receipt store beside ``store``, opened when first needed."""
@@ -516,6 +517,7 @@ class JobRunner:
             return pending  # the canary's batches: sent, or held by others until they resolve
         if deadline is None:
             return []  # the CLI waits for the receipts (it looks again every second or two)
+        self.wake_at = gate.wake_at  # the sender asks to be invoked again then (Sender.handle)
         self.store.update_job(
             job_id,
             expect=[JobStatus.running],

@@ -24,7 +24,14 @@ from chatapp_mass.adapters.cams import CamsClient
 from chatapp_mass.adapters.fc import Invoker
 from chatapp_mass.adapters.oss import OssClient
 from chatapp_mass.services.dispatch import DispatchSettings, JobRunner
-from chatapp_mass.services.jobs import Dispatch, EventError, FunctionSettings, finalize, reconcile_job
+from chatapp_mass.services.jobs import (
+    Dispatch,
+    EventError,
+    FunctionSettings,
+    finalize,
+    reconcile_job,
+    start_job,
+)
 from chatapp_mass.services.parts import part_batches
 from chatapp_mass.services.reconcile import Reconciler
 from chatapp_mass.services.streaming import plan_live
@@ -84,6 +91,10 @@ class Sender:
             return self.reconcile(job, deadline=deadline)
         if job.status is JobStatus.cancelled:
             return {"job_id": job.job_id, "status": self.settle(job.job_id, event)}
+        if job.status is JobStatus.scheduled and job.scheduled_at <= self.clock():
+            # its time has come (a canary's next look, asked for below): started as the timer would start it
+            started = start_job(self.store, self.dispatch, job.job_id, now=self.clock())
+            return {"job_id": job.job_id, "status": started}
         if job.status not in (JobStatus.ready, JobStatus.running):
             return {"job_id": job.job_id, "status": job.status.value}
         # A claim covers one batch's token wait and call (read timeout 30 s), not the whole invocation: if
@@ -107,6 +118,8 @@ class Sender:
             )
         if event.seq is not None:
             self._send_parts(job.job_id, snapshot.splits)
+        if runner.wake_at:  # the job waits for its canary's receipts (scheduled): look again then
+            self.dispatch.later(job.job_id, max(runner.wake_at - self.clock(), 0.0))
         status = self.settle(job.job_id, event)
         return {
             "job_id": job.job_id,
