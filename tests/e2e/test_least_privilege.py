@@ -577,6 +577,7 @@ def init_policy(cloud: LocalCloud, instance: str) -> ram.Policy:
 def test_init_tables_works_with_the_init_policy(bare_cloud: LocalCloud) -> None:
     result = init_as(bare_cloud, init_policy(bare_cloud, "init-ok"), "init-ok")
     every = {"jobs", "job_index", "batches", "rows", "rate", "job_status", "requests"}  # the store's tables
+    every |= {"receipts", "tasks", "receipts_aside", "reach", "suppressed", "suppressed_rows"}  # its features
     assert set(result["created"]) == {f"chatapp_{t}" for t in every} and result["existing"] == []
     assert init_as(bare_cloud, init_policy(bare_cloud, "init-ok"), "init-ok")["created"] == []  # idempotent
 

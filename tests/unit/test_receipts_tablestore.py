@@ -48,7 +48,7 @@ def test_receipt_key_is_the_same_for_repeats_only() -> None:
 def server() -> Iterator[Any]:
     from alibaba_localcloud.tablestore import LocalTablestore
 
-    with LocalTablestore(realistic=False) as local:
+    with LocalTablestore(realistic=False, max_tables=4096) as local:  # a store per test, 13 tables each
         yield local
 
 
