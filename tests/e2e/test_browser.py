@@ -118,7 +118,11 @@ def console_cloud(tmp_path: Path, *, latency: float, batch_size: int) -> LocalCl
         s_yaml=str(ROOT / "s.yaml"),
         data_dir=str(tmp_path / "cloud"),
         cams_options={"latency": latency, "latency_jitter": 0.2},
-        function_environment={"CHATAPP_BATCH_SIZE": str(batch_size), "CHATAPP_API_TOKEN": TOKEN},
+        function_environment={
+            "CHATAPP_BATCH_SIZE": str(batch_size),
+            "CHATAPP_API_TOKEN": TOKEN,
+            "CHATAPP_RECEIPT_KEY": "browser-receipt-key-0123456789",  # the local CAMS pushes receipts
+        },
     )
 
 
@@ -202,7 +206,14 @@ def test_a_new_user_sends_the_demo_csv_from_the_console(
         assert "running" in {s for s, _ in seen}, "the page never showed the job running"
         sents = [n for _, n in seen]
         assert sents == sorted(sents) and len(set(sents)) >= 2, "the page did not refresh its progress"
-        assert browser.find_elements(By.CSS_SELECTOR, 'meta[http-equiv="refresh"]') == []  # done: no reloads
+        # done sending: the page reloads only slowly (10 s) while receipts come in, and not once they are in
+        refresh = browser.find_elements(By.CSS_SELECTOR, 'meta[http-equiv="refresh"]')
+        assert [m.get_attribute("content") for m in refresh] in ([], ["10"])
+        assert cloud.cams.backend.wait_receipts_pushed(budget(60)), cloud.cams.backend.receipts.stats()
+        browser.refresh()
+        wait_for(lambda: browser.find_elements(By.ID, "delivery"), 30, "the delivery funnel")
+        assert browser.find_elements(By.CSS_SELECTOR, 'meta[http-equiv="refresh"]') == []  # all in: no reloads
+        assert int(text_of(browser, "accepted").replace(",", "")) == valid
         for fact in ("whatsapp", "T_WELCOME", "console-uploads/", "UTC"):
             assert fact in browser.page_source, fact
         shoot(browser, "6-job-done")

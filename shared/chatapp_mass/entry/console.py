@@ -556,8 +556,9 @@ class Console:
                 f"Job {job.job_id[:12]}: {job.status.value}",
                 body,
                 form_token=form_token,
-                # every 2 s while it sends; every 10 s while receipts of the last day's sends still come in
-                refresh=2 if running else (10 if awaiting and self.clock() - job.updated_at < 86400 else 0),
+                # every 2 s while it sends; every 10 s for an hour after, while receipts are still awaited (most
+                # come within minutes; a page left open is not reloaded all day for a receipt that never comes)
+                refresh=2 if running else (10 if awaiting and self.clock() - job.updated_at < 3600 else 0),
                 can_send=self.can_send,
             ),
         )
