@@ -212,7 +212,8 @@ def test_a_new_user_sends_the_demo_csv_from_the_console(
         assert cloud.cams.backend.wait_receipts_pushed(budget(60)), cloud.cams.backend.receipts.stats()
         browser.refresh()
         wait_for(lambda: browser.find_elements(By.ID, "delivery"), 30, "the delivery funnel")
-        assert browser.find_elements(By.CSS_SELECTOR, 'meta[http-equiv="refresh"]') == []  # all in: no reloads
+        # every receipt in: no more reloads
+        assert browser.find_elements(By.CSS_SELECTOR, 'meta[http-equiv="refresh"]') == []
         assert int(text_of(browser, "accepted").replace(",", "")) == valid
         for fact in ("whatsapp", "T_WELCOME", "console-uploads/", "UTC"):
             assert fact in browser.page_source, fact
