@@ -61,6 +61,8 @@ EXAMPLES = {
     # receipts: an array of items, decoded one by one (bad ones counted): a few dozen cover the refusals
     **dict.fromkeys(RECEIPT_ROUTES, 40),
     "GET /receipts/unmatched": 20,
+    # the suppression list: a list of numbers read as recipients are (that reading is fuzzed via POST /jobs)
+    **dict.fromkeys(("GET /suppressions", "POST /suppressions", "DELETE /suppressions"), 50),
 }
 DEFAULT_EXAMPLES = 100  # x 9 other operations
 ROUNDS = 4
