@@ -20,7 +20,14 @@ from typing import NamedTuple
 from chatapp_mass.adapters.cams import batch_task_id
 from chatapp_mass.core.canary import CanaryState, CanaryTally, verdict
 from chatapp_mass.core.options import JobOptions
-from chatapp_mass.store.interface import OPEN_STATUSES, BatchRecord, BatchStatus, JobRecord, Store
+from chatapp_mass.store.interface import (
+    OPEN_STATUSES,
+    BatchRecord,
+    BatchStatus,
+    JobRecord,
+    JobStatus,
+    Store,
+)
 from chatapp_mass.store.receipts import DeliveryStatus, ReceiptStore
 
 log = logging.getLogger(__name__)
@@ -76,14 +83,17 @@ class CanaryGate:
         now = self.clock()
         if not state.sent_at:
             state.sent_at = now
-            self.store.update_job(job.job_id, canary=state.model_dump_json())
+            self.store.update_job(job.job_id, expect=[JobStatus.running], canary=state.model_dump_json())
         found = verdict(self.tally(job, ours), state.options, waited=max(now - state.sent_at, 0.0))
         if not found.decided:
             waited = max(now - state.sent_at, 0.0)
             wake = min(now + min(max(waited, POLL_MIN), POLL_MAX), state.sent_at + state.options.timeout)
             return Gate(frozenset(), wake_at=max(wake, now + 1.0), reason=found.reason)
         state.verdict, state.reason = ("passed" if found.passed else "failed"), found.reason
-        self.store.update_job(job.job_id, canary=state.model_dump_json())
+        # only over a running job (an operator's pause or cancel meanwhile stands). Two senders deciding at once
+        # may differ (a receipt arrived between their reads): either verdict is safe, as a pass only lets the
+        # job go on and a fail only pauses it for an operator; the last one written is the one kept.
+        self.store.update_job(job.job_id, expect=[JobStatus.running], canary=state.model_dump_json())
         log.warning(
             "canary decided",
             extra={"job_id": job.job_id, "verdict": state.verdict, "canary_reason": found.reason},
