@@ -37,6 +37,8 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCloud]:
             "CHATAPP_RECEIPT_KEY": KEY,
             "CHATAPP_BATCH_SIZE": "100",
         },
+        # a push answered late (an api instance starting on a busy machine) is retried in ms, not a minute
+        cams_options={"receipt_options": {"retry_scale": 0.001}},
     ) as local:
         yield local
 
