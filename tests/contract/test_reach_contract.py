@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from stores import tablestore_on
 
 from chatapp_mass.core.errors import OptionsError
 from chatapp_mass.core.messaging import effective_limit, parse_limit, parse_limits
@@ -21,7 +22,6 @@ from chatapp_mass.store.features import open_reach
 from chatapp_mass.store.interface import Store
 from chatapp_mass.store.reach import DAY, NEVER, ReachStore
 from chatapp_mass.store.sqlite import SqliteStore
-from chatapp_mass.store.tablestore import TablestoreSettings, TablestoreStore
 
 FROM = "8613800000000"
 T0 = 1_800_000_000.0
@@ -41,16 +41,8 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], Stor
     if request.param == "sqlite":
         return lambda: SqliteStore(str(tmp_path / "state.db"))
     server = request.getfixturevalue("local_tablestore")
-    settings = TablestoreSettings(
-        endpoint=server.endpoint, instance=server.instance_name, table_prefix=f"r{secrets.token_hex(4)}_"
-    )
-    creds = server.credentials
-    return lambda: TablestoreStore(
-        settings,
-        access_key_id=creds.access_key_id,
-        access_key_secret=creds.access_key_secret,
-        security_token=creds.security_token or "",
-    )
+    prefix = f"r{secrets.token_hex(4)}_"
+    return lambda: tablestore_on(server, prefix)
 
 
 @pytest.fixture

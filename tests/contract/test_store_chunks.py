@@ -11,11 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from stores import tablestore_on
 
 from chatapp_mass.core.errors import StoreError
 from chatapp_mass.store.interface import BatchRecord, BatchStatus, JobRecord, RowRecord, RowStatus, Store
 from chatapp_mass.store.sqlite import SqliteStore
-from chatapp_mass.store.tablestore import TablestoreSettings, TablestoreStore
+from chatapp_mass.store.tablestore import TablestoreStore
 
 ENGINE_ROWS_PER_CALL = 5_000  # plan._ROW_CHUNK: how the engine hands rows to put_plan
 
@@ -28,33 +29,20 @@ def local_tablestore() -> Iterator[Any]:
         yield server
 
 
-def _tablestore(server: Any) -> TablestoreStore:
-    creds = server.credentials
-    settings = TablestoreSettings(
-        endpoint=server.endpoint, instance=server.instance_name, table_prefix=f"c{secrets.token_hex(4)}_"
-    )
-    return TablestoreStore(
-        settings,
-        access_key_id=creds.access_key_id,
-        access_key_secret=creds.access_key_secret,
-        security_token=creds.security_token or "",
-    )
-
-
 @pytest.fixture(params=["sqlite", "tablestore"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     handle: Store
     if request.param == "sqlite":
         handle = SqliteStore(str(tmp_path / "state.db"))
     else:
-        handle = _tablestore(request.getfixturevalue("local_tablestore"))
+        handle = tablestore_on(request.getfixturevalue("local_tablestore"))
     yield handle
     handle.close()
 
 
 @pytest.fixture
 def tablestore(local_tablestore: Any) -> Iterator[TablestoreStore]:
-    handle = _tablestore(local_tablestore)
+    handle = tablestore_on(local_tablestore)
     yield handle
     handle.close()
 

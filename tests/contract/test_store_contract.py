@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from stores import tablestore_on
 
 from chatapp_mass.services.ratelimit import SlidingWindowLimiter
 from chatapp_mass.store.interface import (
@@ -24,7 +25,6 @@ from chatapp_mass.store.interface import (
     Store,
 )
 from chatapp_mass.store.sqlite import SqliteStore
-from chatapp_mass.store.tablestore import TablestoreSettings, TablestoreStore
 
 
 @pytest.fixture(scope="module")
@@ -41,19 +41,6 @@ def local_tablestore() -> Iterator[Any]:
         yield server
 
 
-def _tablestore(server: Any, prefix: str) -> TablestoreStore:
-    creds = server.credentials
-    settings = TablestoreSettings(
-        endpoint=server.endpoint, instance=server.instance_name, table_prefix=prefix
-    )
-    return TablestoreStore(
-        settings,
-        access_key_id=creds.access_key_id,
-        access_key_secret=creds.access_key_secret,
-        security_token=creds.security_token or "",
-    )
-
-
 @pytest.fixture(params=["sqlite", "tablestore"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], Store]:
     """Opens another handle on the same store each time it is called."""
@@ -61,7 +48,7 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], Stor
         return lambda: SqliteStore(str(tmp_path / "state.db"))
     server = request.getfixturevalue("local_tablestore")
     prefix = f"t{secrets.token_hex(4)}_"
-    return lambda: _tablestore(server, prefix)
+    return lambda: tablestore_on(server, prefix)
 
 
 @pytest.fixture

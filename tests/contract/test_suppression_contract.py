@@ -4,18 +4,17 @@ idempotent and counts what it added, remove counts what it removed, spaces are a
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from stores import tablestore_on
 
 from chatapp_mass.store.features import open_suppression
 from chatapp_mass.store.interface import Store
 from chatapp_mass.store.sqlite import SqliteStore
 from chatapp_mass.store.suppression import MarkedRow, SuppressionStore
-from chatapp_mass.store.tablestore import TablestoreSettings, TablestoreStore
 
 
 @pytest.fixture(scope="module")
@@ -32,17 +31,7 @@ def sup(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SuppressionS
     if request.param == "sqlite":
         store = SqliteStore(str(tmp_path / "state.db"))
     else:
-        server = request.getfixturevalue("local_tablestore")
-        creds = server.credentials
-        settings = TablestoreSettings(
-            endpoint=server.endpoint, instance=server.instance_name, table_prefix=f"t{secrets.token_hex(4)}_"
-        )
-        store = TablestoreStore(
-            settings,
-            access_key_id=creds.access_key_id,
-            access_key_secret=creds.access_key_secret,
-            security_token=creds.security_token or "",
-        )
+        store = tablestore_on(request.getfixturevalue("local_tablestore"))
     yield open_suppression(store)
     store.close()
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from fakes import Invocations, Objects
+from stores import tablestore_on
 
 from chatapp_mass.services.jobs import FunctionSettings
 from chatapp_mass.services.timer import Timer
@@ -28,7 +29,7 @@ from chatapp_mass.store.interface import (
     Store,
 )
 from chatapp_mass.store.sqlite import SqliteStore
-from chatapp_mass.store.tablestore import TablestoreSettings, TablestoreStore
+from chatapp_mass.store.tablestore import TablestoreStore
 
 OPTIONS = {"ChannelType": "whatsapp", "TemplateCode": "T", "Language": "en", "From": "8613800000000"}
 EVENT = json.dumps({"triggerTime": "2030-03-17T08:00:00Z", "triggerName": "timer", "payload": ""})
@@ -152,23 +153,10 @@ def local_tablestore() -> Iterator[Any]:
         yield server
 
 
-def _tablestore(server: Any) -> TablestoreStore:
-    creds = server.credentials
-    settings = TablestoreSettings(
-        endpoint=server.endpoint, instance=server.instance_name, table_prefix=f"s{secrets.token_hex(4)}_"
-    )
-    return TablestoreStore(
-        settings,
-        access_key_id=creds.access_key_id,
-        access_key_secret=creds.access_key_secret,
-        security_token=creds.security_token or "",
-    )
-
-
 def test_timer_starts_and_sweeps_jobs_behind_2000_finished_and_300_newer_tablestore(
     local_tablestore: Any,
 ) -> None:
-    store = _tablestore(local_tablestore)
+    store = tablestore_on(local_tablestore)
     now = time.time()
     bury(store, now)
     finished = [
@@ -195,7 +183,7 @@ def _index_rows(store: TablestoreStore) -> list[tuple[str, str]]:
 
 
 def test_tablestore_index_holds_only_live_jobs(local_tablestore: Any) -> None:
-    store = _tablestore(local_tablestore)
+    store = tablestore_on(local_tablestore)
     for i, status in enumerate(
         [JobStatus.completed, JobStatus.running, JobStatus.failed, JobStatus.scheduled]
     ):
@@ -213,7 +201,7 @@ def test_tablestore_index_holds_only_live_jobs(local_tablestore: Any) -> None:
 def test_tablestore_a_crash_between_the_writes_leaves_a_stale_row_never_a_hidden_job(
     local_tablestore: Any,
 ) -> None:
-    store = _tablestore(local_tablestore)
+    store = tablestore_on(local_tablestore)
     store.create_job(job("a", JobStatus.running, 1000.0))
     # a status change that wrote its new row and died before the job update: the row is stale, skipped
     store._put_status_row("scheduled", "a", "dead-writer")
@@ -243,7 +231,7 @@ def test_tablestore_a_crash_between_the_writes_leaves_a_stale_row_never_a_hidden
 
 
 def test_tablestore_jobs_of_an_older_release_are_indexed_once(local_tablestore: Any) -> None:
-    store = _tablestore(local_tablestore)
+    store = tablestore_on(local_tablestore)
     ts = store._ts
     for job_id, status in [
         ("legacy-run", "running"),
